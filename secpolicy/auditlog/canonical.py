@@ -1,0 +1,28 @@
+"""Canonical JSON bytes for audit log lines and checkpoints: sorted keys, no spaces, UTF-8,
+no NaN, so that a line's hash and MAC depend only on its content."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from secpolicy.errors import InputError
+
+__all__ = ["canonical", "parse_canonical"]
+
+
+def canonical(obj: Any) -> bytes:
+    try:
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"value cannot be written to the audit log: {exc}") from exc
+    return text.encode("utf-8")
+
+
+def parse_canonical(line: bytes) -> tuple[Any, bool]:
+    """The parsed value and whether `line` is exactly its canonical form."""
+    obj = json.loads(line.decode("utf-8"))
+    try:
+        return obj, canonical(obj) == line
+    except InputError:
+        return obj, False

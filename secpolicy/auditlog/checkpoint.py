@@ -1,0 +1,162 @@
+"""Checkpoints of the audit log: the RFC 6962 tree head of every entry so far, optionally
+signed with Ed25519, in a one-line JSON form that can be copied off the host."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from secpolicy.auditlog.canonical import canonical
+from secpolicy.errors import InputError, IntegrityError, LocatedError
+
+__all__ = [
+    "Checkpoint",
+    "evolve_key",
+    "key_id",
+    "load_checkpoints",
+    "load_private_key",
+    "load_public_key",
+    "generate_signing_key",
+]
+
+_SIGNING_CONTEXT = b"secpolicy.auditlog.checkpoint.v1\n"
+_EVOLVE_CONTEXT = b"secpolicy.auditlog.evolve.v1\x00"
+_KEYID_CONTEXT = b"secpolicy.auditlog.keyid.v1\x00"
+
+
+def evolve_key(key: bytes) -> bytes:
+    """key_{i+1} = H(key_i): one-way, so the key of a later epoch does not give earlier ones."""
+    return hashlib.sha256(_EVOLVE_CONTEXT + key).digest()
+
+
+def key_id(initial_key: bytes) -> str:
+    """A public name for the initial key, so a verifier can tell a wrong key from tampering."""
+    return hashlib.sha256(_KEYID_CONTEXT + initial_key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Tree head of the first `tree_size` entries of log `log_id` at time `ts`."""
+
+    log_id: str
+    tree_size: int
+    root: str
+    ts: str
+    signature: str | None = None
+    public_key: str | None = None
+
+    def signed_bytes(self) -> bytes:
+        return _SIGNING_CONTEXT + canonical(
+            {"log_id": self.log_id, "root": self.root, "tree_size": self.tree_size, "ts": self.ts}
+        )
+
+    def sign(self, key: Ed25519PrivateKey) -> Checkpoint:
+        pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return Checkpoint(
+            self.log_id, self.tree_size, self.root, self.ts,
+            signature=key.sign(self.signed_bytes()).hex(), public_key=pub.hex(),
+        )
+
+    def verify_signature(self, key: Ed25519PublicKey) -> None:
+        """Raises IntegrityError unless the checkpoint carries a valid signature by `key`."""
+        if not self.signature:
+            raise IntegrityError(f"checkpoint at tree size {self.tree_size} is not signed")
+        try:
+            key.verify(bytes.fromhex(self.signature), self.signed_bytes())
+        except (InvalidSignature, ValueError) as exc:
+            raise IntegrityError(
+                f"checkpoint at tree size {self.tree_size} ({self.ts}) has an invalid signature"
+            ) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "log_id": self.log_id, "tree_size": self.tree_size, "root": self.root, "ts": self.ts,
+        }
+        if self.signature:
+            data["signature"] = self.signature
+            data["public_key"] = self.public_key
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Checkpoint:
+        if not isinstance(data, dict):
+            raise InputError("checkpoint is not a JSON object")
+        try:
+            cp = cls(
+                log_id=str(data["log_id"]),
+                tree_size=int(data["tree_size"]),
+                root=str(data["root"]),
+                ts=str(data["ts"]),
+                signature=data.get("signature"),
+                public_key=data.get("public_key"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"checkpoint lacks or mistypes a field: {exc}") from exc
+        if cp.tree_size < 0 or len(cp.root) != 64:
+            raise InputError("checkpoint has a negative size or a root that is not 32 bytes of hex")
+        return cp
+
+
+def load_checkpoints(path: str | Path) -> list[Checkpoint]:
+    """Checkpoints from a JSON-lines file (one per line) or a single JSON object."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read checkpoint file: {exc}", str(path)) from exc
+    out: list[Checkpoint] = []
+    for lineno, line in _lines(text):
+        try:
+            out.append(Checkpoint.from_dict(json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise LocatedError(f"not JSON: {exc.msg}", str(path), lineno, exc.colno, line) from exc
+        except InputError as exc:
+            raise LocatedError(exc.message, str(path), lineno, None, line) from exc
+    if not out:
+        raise InputError("checkpoint file holds no checkpoint", str(path))
+    return out
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            yield i, line
+
+
+def generate_signing_key() -> tuple[bytes, bytes]:
+    """A new Ed25519 key pair as (private PEM, public PEM)."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
+
+
+def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"cannot load Ed25519 private key: {exc}", str(path)) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InputError("not an Ed25519 private key", str(path))
+    return key
+
+
+def load_public_key(path: str | Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"cannot load Ed25519 public key: {exc}", str(path)) from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise InputError("not an Ed25519 public key", str(path))
+    return key

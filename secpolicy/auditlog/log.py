@@ -1,0 +1,444 @@
+"""The tamper-evident audit log writer: append-only canonical JSON lines chained by hash,
+MACed under a key that evolves at every checkpoint, with checkpoints, seals and rotation."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from secpolicy.auditlog.canonical import canonical, parse_canonical
+from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id
+from secpolicy.auditlog.merkle import Frontier, leaf_hash
+from secpolicy.auditlog.records import AuditRecord, now_iso
+from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
+
+__all__ = [
+    "AuditLog",
+    "LogOptions",
+    "GENESIS_PREV",
+    "KINDS",
+    "entry_mac",
+    "line_hash",
+    "segment_name",
+    "read_key",
+    "write_private_file",
+]
+
+GENESIS_PREV = "0" * 64
+KINDS = ("start", "record", "checkpoint", "rotate", "seal")
+STATE_FILE = "state.json"
+CHECKPOINT_FILE = "checkpoints.jsonl"
+LOCK_FILE = "lock"
+_STATE_VERSION = 1
+
+
+def entry_mac(key: bytes, entry_without_mac: Mapping[str, Any]) -> str:
+    return hmac.new(key, canonical(entry_without_mac), hashlib.sha256).hexdigest()
+
+
+def line_hash(line: bytes) -> str:
+    """What the next entry's `prev` holds: SHA-256 of the whole canonical line (MAC included)."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def segment_name(index: int) -> str:
+    return f"segment-{index:06d}.jsonl"
+
+
+def read_key(text: str, what: str = "key") -> bytes:
+    """An initial key from its hex text (as written by `AuditLog.create`)."""
+    cleaned = text.strip()
+    try:
+        key = bytes.fromhex(cleaned)
+    except ValueError as exc:
+        raise InputError(f"{what} is not hex") from exc
+    if len(key) != 32:
+        raise InputError(f"{what} must be 32 bytes (64 hex digits), got {len(key)}")
+    return key
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Atomically replace `path` with `data`, mode 0600, durable once this returns."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """How often to checkpoint (and so evolve the key), rotate, and force data to disk."""
+
+    checkpoint_every: int = 1000  # entries
+    checkpoint_interval: float | None = 300.0  # seconds; None = by count only
+    max_segment_bytes: int = 64 * 1024 * 1024
+    sync: str = "always"  # "always": fsync every entry; "checkpoint": only at checkpoints
+    signing_key: Ed25519PrivateKey | None = None
+    copy_checkpoints_to: tuple[Path, ...] = ()
+    on_checkpoint: Callable[[Checkpoint], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise InputError("checkpoint_every must be at least 1")
+        if self.sync not in ("always", "checkpoint"):
+            raise InputError("sync must be 'always' or 'checkpoint'")
+        if self.max_segment_bytes < 1024:
+            raise InputError("max_segment_bytes must be at least 1024")
+
+
+class AuditLog:
+    """One writer of one log directory (an exclusive lock keeps a second one out).
+
+    Only the current epoch key is kept, in memory and in `state.json` (0600); the initial key
+    returned by `create` must be stored off the host: it is what the verifier needs."""
+
+    def __init__(self, directory: Path, options: LogOptions, state: dict[str, Any], lock_fd: int) -> None:
+        self.directory = directory
+        self.options = options
+        self._lock = threading.Lock()
+        self._lock_fd = lock_fd
+        self.log_id: str = state["log_id"]
+        self._seq: int = state["seq"]
+        self._epoch: int = state["epoch"]
+        self._key = bytearray(bytes.fromhex(state["key"]))
+        self._prev: str = state["prev"]
+        self._frontier = Frontier.from_list(state["frontier_size"], state["frontier"])
+        self._segment_index: int = state["segment"]
+        self._since_checkpoint: int = state.get("since_checkpoint", 0)
+        self._last_checkpoint_time = time.monotonic()
+        self._fd = -1
+        self._closed = False
+        self._open_segment()
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: str | Path, options: LogOptions | None = None) -> tuple[AuditLog, bytes]:
+        """A new log in an empty (or absent) directory; returns the writer and the initial key."""
+        options = options or LogOptions()
+        path = Path(directory)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+        if any(path.iterdir()):
+            raise InputError("log directory is not empty", str(path))
+        lock_fd = _lock(path)
+        initial = secrets.token_bytes(32)
+        state = {
+            "version": _STATE_VERSION,
+            "log_id": str(uuid.uuid4()),
+            "seq": 0,
+            "epoch": 0,
+            "key": initial.hex(),
+            "prev": GENESIS_PREV,
+            "frontier_size": 0,
+            "frontier": [],
+            "segment": 0,
+            "offset": 0,
+            "since_checkpoint": 0,
+        }
+        log = cls(path, options, state, lock_fd)
+        log._append("start", {
+            "log_id": log.log_id, "key_id": key_id(initial), "version": _STATE_VERSION,
+            "resumed_after": None,
+        })
+        log._save_state()
+        return log, initial
+
+    @classmethod
+    def open(cls, directory: str | Path, options: LogOptions | None = None) -> AuditLog:
+        """Resume an existing log: fold in entries written after the last saved state, cut a
+        partial last line, and record whether the previous run ended sealed or crashed."""
+        options = options or LogOptions()
+        path = Path(directory)
+        if not (path / STATE_FILE).is_file():
+            raise InputError("not an audit log directory (no state.json)", str(path))
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o700)
+        lock_fd = _lock(path)
+        try:
+            state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+            if state.get("version") != _STATE_VERSION:
+                raise InputError("unsupported state version", str(path / STATE_FILE))
+            recovered = _recover(path, state)
+        except (OSError, ValueError, KeyError) as exc:
+            os.close(lock_fd)
+            raise RuntimeFailure(f"{path}: cannot resume audit log: {exc}") from exc
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        log = cls(path, options, state, lock_fd)
+        log._append("start", {
+            "log_id": log.log_id, "version": _STATE_VERSION,
+            "resumed_after": recovered["last_kind"] if recovered["last_kind"] == "seal" else "crash",
+            "previous_seq": log._seq - 1,
+            **({"discarded_partial_line": recovered["partial"]} if recovered["partial"] else {}),
+        })
+        log._save_state()
+        return log
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Number of entries written so far (the next sequence number)."""
+        return self._seq
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def append(self, record: AuditRecord | Mapping[str, Any]) -> int:
+        """Write one audit record; returns its sequence number."""
+        body = record.to_dict() if isinstance(record, AuditRecord) else dict(record)
+        if not isinstance(record, AuditRecord):
+            AuditRecord.from_dict(body)  # validates the AU-3 fields
+        with self._lock:
+            self._check_open()
+            seq = self._append("record", body)
+            self._since_checkpoint += 1
+            due = self._since_checkpoint >= self.options.checkpoint_every
+            interval = self.options.checkpoint_interval
+            if interval is not None and time.monotonic() - self._last_checkpoint_time >= interval:
+                due = True
+            if due:
+                self._checkpoint()
+            elif self._segment_bytes >= self.options.max_segment_bytes:
+                self._rotate()
+            return seq
+
+    def checkpoint(self) -> Checkpoint:
+        """Write a checkpoint now (and start a new key epoch)."""
+        with self._lock:
+            self._check_open()
+            return self._checkpoint()
+
+    def tick(self) -> None:
+        """Let a time-based checkpoint happen while no records arrive."""
+        interval = self.options.checkpoint_interval
+        with self._lock:
+            if self._closed or interval is None or self._since_checkpoint == 0:
+                return
+            if time.monotonic() - self._last_checkpoint_time >= interval:
+                self._checkpoint()
+
+    def close(self) -> None:
+        """Clean shutdown: a final checkpoint, then the seal that tells a stop from a crash."""
+        with self._lock:
+            if self._closed:
+                return
+            self._checkpoint()
+            self._append("seal", {"reason": "close"})
+            os.fsync(self._fd)
+            self._save_state()
+            self._release()
+
+    def abandon(self) -> None:
+        """Stop writing without a seal, as a crash would (used to test crash recovery)."""
+        with self._lock:
+            if not self._closed:
+                self._release()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeFailure("audit log is closed")
+
+    def _release(self) -> None:
+        self._closed = True
+        self._key[:] = bytes(len(self._key))
+        os.close(self._fd)
+        os.close(self._lock_fd)
+
+    def _open_segment(self) -> None:
+        path = self.directory / segment_name(self._segment_index)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(self._fd, 0o600)
+        self._segment_bytes = os.fstat(self._fd).st_size
+
+    def _append(self, kind: str, body: Mapping[str, Any]) -> int:
+        entry: dict[str, Any] = {
+            "seq": self._seq,
+            "epoch": self._epoch,
+            "ts": now_iso(),
+            "kind": kind,
+            "prev": self._prev,
+            "body": body,
+        }
+        entry["mac"] = entry_mac(bytes(self._key), entry)
+        line = canonical(entry)
+        data = line + b"\n"
+        # One write() of the whole line on an O_APPEND descriptor: a crash leaves at most one
+        # partial last line, which `open` cuts and reports.
+        written = os.write(self._fd, data)
+        if written != len(data):
+            raise RuntimeFailure(f"short write to audit log ({written} of {len(data)} bytes)")
+        if self.options.sync == "always":
+            os.fsync(self._fd)
+        self._segment_bytes += len(data)
+        self._prev = line_hash(line)
+        self._frontier.append(leaf_hash(line))
+        self._seq += 1
+        return self._seq - 1
+
+    def _checkpoint(self) -> Checkpoint:
+        cp = Checkpoint(self.log_id, self._frontier.size, self._frontier.root().hex(), now_iso())
+        if self.options.signing_key is not None:
+            cp = cp.sign(self.options.signing_key)
+        self._append("checkpoint", cp.to_dict())
+        os.fsync(self._fd)
+        # The new epoch starts right after the checkpoint line; the old key is overwritten in
+        # memory and replaced on disk before any entry of the new epoch exists.
+        new_key = evolve_key(bytes(self._key))
+        self._key[:] = new_key
+        self._epoch += 1
+        self._since_checkpoint = 0
+        self._last_checkpoint_time = time.monotonic()
+        rotate = self._segment_bytes >= self.options.max_segment_bytes
+        self._save_state()
+        self._publish(cp)
+        if rotate:
+            self._rotate()
+        return cp
+
+    def _rotate(self) -> None:
+        self._append("rotate", {"next_segment": segment_name(self._segment_index + 1)})
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._segment_index += 1
+        self._open_segment()
+        self._save_state()
+
+    def _publish(self, cp: Checkpoint) -> None:
+        line = canonical(cp.to_dict()) + b"\n"
+        targets = [self.directory / CHECKPOINT_FILE, *self.options.copy_checkpoints_to]
+        for target in targets:
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if self.options.on_checkpoint is not None:
+            self.options.on_checkpoint(cp)
+
+    def _save_state(self) -> None:
+        state = {
+            "version": _STATE_VERSION,
+            "log_id": self.log_id,
+            "seq": self._seq,
+            "epoch": self._epoch,
+            "key": bytes(self._key).hex(),
+            "prev": self._prev,
+            "frontier_size": self._frontier.size,
+            "frontier": self._frontier.to_list(),
+            "segment": self._segment_index,
+            "offset": self._segment_bytes,
+            "since_checkpoint": self._since_checkpoint,
+        }
+        write_private_file(self.directory / STATE_FILE, canonical(state))
+
+
+def _lock(directory: Path) -> int:
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise RuntimeFailure(f"{directory}: audit log is in use by another writer") from exc
+    return fd
+
+
+def _recover(directory: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Bring `state` up to the end of the log (in place) and check that nothing before the
+    saved state changed; a shorter file or a different last line is tampering."""
+    seg_path = directory / segment_name(state["segment"])
+    data = seg_path.read_bytes() if seg_path.exists() else b""
+    offset = state["offset"]
+    if len(data) < offset:
+        raise IntegrityError(
+            f"{seg_path}: shorter than the writer left it ({len(data)} < {offset} bytes): truncated"
+        )
+    if offset:
+        start = data.rfind(b"\n", 0, offset - 1) + 1
+        if line_hash(data[start:offset - 1]) != state["prev"]:
+            raise IntegrityError(f"{seg_path}: last entry differs from the writer's state: modified")
+    key = bytes.fromhex(state["key"])
+    frontier = Frontier.from_list(state["frontier_size"], state["frontier"])
+    last_kind = "record"
+    partial: dict[str, Any] | None = None
+    if offset:
+        start = data.rfind(b"\n", 0, offset - 1) + 1
+        last_kind = json.loads(data[start:offset - 1])["kind"]
+    pos = offset
+    while True:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            if pos < len(data):
+                # A write cut short by a crash: keep its fingerprint, drop the bytes.
+                tail = data[pos:]
+                partial = {"bytes": len(tail), "sha256": hashlib.sha256(tail).hexdigest()}
+                with open(seg_path, "r+b") as f:
+                    f.truncate(pos)
+                    os.fsync(f.fileno())
+            break
+        line = data[pos:nl]
+        entry, is_canonical = parse_canonical(line)
+        mac = entry.pop("mac", None)
+        if (not is_canonical or entry.get("seq") != state["seq"] or entry.get("prev") != state["prev"]
+                or mac != entry_mac(key, entry)):
+            raise IntegrityError(f"{seg_path}: entry after the saved state does not verify: modified")
+        state["prev"] = line_hash(line)
+        frontier.append(leaf_hash(line))
+        state["seq"] += 1
+        last_kind = entry["kind"]
+        pos = nl + 1
+        if last_kind == "checkpoint":
+            key = evolve_key(key)
+            state["epoch"] += 1
+            state["since_checkpoint"] = 0
+        elif last_kind == "record":
+            state["since_checkpoint"] = state.get("since_checkpoint", 0) + 1
+        elif last_kind == "rotate":
+            state["segment"] += 1
+            seg_path = directory / segment_name(state["segment"])
+            data = seg_path.read_bytes() if seg_path.exists() else b""
+            pos = 0
+    state["key"] = key.hex()
+    state["frontier_size"] = frontier.size
+    state["frontier"] = frontier.to_list()
+    state["offset"] = pos
+    return {"last_kind": last_kind, "partial": partial}
