@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Idempotent setup: Debian packages (as root), a virtual environment with secpolicy
+# installed, bcc reachable from it, kernel headers linked for bcc, tracefs mounted.
+# Usage: scripts/setup.sh [--with-test-tools]
+# Without root it still builds the virtual environment; `secpolicy doctor` says what is missing.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv="${SECPOLICY_VENV:-$here/.venv}"
+with_test_tools=0
+[ "${1:-}" = "--with-test-tools" ] && with_test_tools=1
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+# Debian packages: runtime (bcc, bpftool, headers, PDF rendering libs) and, for tests and
+# benchmarks, the real tools we compare against or talk to.
+runtime_debs="python3 python3-venv python3-bpfcc bpftool linux-headers-cloud-amd64 libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libfontconfig1 fonts-dejavu-core"
+test_debs="poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules acl attr libcap2-bin make"
+
+install_debs() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! is_root || ! command -v apt-get >/dev/null; then
+    log "not root or no apt-get: skipping Debian packages: ${missing[*]}"
+    return 0
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Installing must not start services (auditd, rsyslog) behind the user's back.
+  local policy_rc=/usr/sbin/policy-rc.d created_policy=0
+  if [ ! -e "$policy_rc" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy_rc"; chmod +x "$policy_rc"; created_policy=1; fi
+  apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+    apt-get update >/dev/null 2>&1 || true
+    apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+  }
+  [ $created_policy = 1 ] && rm -f "$policy_rc"
+  return 0
+}
+
+install_debs $runtime_debs
+[ $with_test_tools = 1 ] && install_debs $test_debs
+
+# Virtual environment with the project installed (editable, so the checkout is what runs).
+py=${PYTHON:-python3}
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating virtual environment $venv"
+  "$py" -m venv "$venv"
+fi
+stamp="$venv/.secpolicy-installed"
+if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
+  log "installing Python dependencies"
+  "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$venv/bin/python" -m pip install -q -e "$here[test]"
+  touch "$stamp"
+fi
+
+# bcc comes from Debian (the PyPI package named bcc is unrelated): expose only its module.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+for d in /usr/lib/python3/dist-packages/bcc; do
+  if [ -d "$d" ] && [ ! -e "$site/bcc" ]; then ln -s "$d" "$site/bcc"; log "linked bcc into the virtual environment"; fi
+done
+
+# bcc compiles BPF C against kernel headers; where the running kernel ships none,
+# Debian's cloud headers serve tracepoint programs. Only link where nothing exists.
+if is_root; then
+  kver=$(uname -r)
+  mod=/lib/modules/$kver
+  if [ ! -e "$mod/build" ]; then
+    hdr=$(ls -d /usr/src/linux-headers-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -n "$hdr" ]; then
+      common=${hdr%-cloud-amd64}-common
+      mkdir -p "$mod"
+      ln -sfn "$hdr" "$mod/build"
+      [ -e "$mod/source" ] || ln -sfn "$common" "$mod/source"
+      log "linked $mod/build to Debian cloud headers (no headers for $kver)"
+    fi
+  fi
+  if [ -d /sys/kernel/tracing ] && [ ! -e /sys/kernel/tracing/events ]; then
+    mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null && log "mounted tracefs" || true
+  fi
+fi
+log "ready: $venv/bin/secpolicy"

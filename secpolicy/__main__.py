@@ -1,0 +1,3 @@
+from secpolicy.cli.main import main
+
+main()

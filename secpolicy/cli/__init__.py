@@ -1,0 +1,1 @@
+"""Command-line interface: click commands only. Parses options, calls the library, prints, exits."""
