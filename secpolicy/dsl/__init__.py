@@ -1,0 +1,64 @@
+"""The policy expression language: parse (Lark), type-check, compile to closures.
+
+    expr = compile_expression('file("/etc/shadow").mode & 0o077 == 0', catalogue)
+    expr.fn(env)        # fast path
+    expr.traced(env)    # records evidence in env.trace
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from secpolicy.dsl import ast
+from secpolicy.dsl.checker import Catalogue, Macro, Signature, check_expression
+from secpolicy.dsl.compiler import EvalEnv, Trace, TraceRecord, compile_check, compile_event
+from secpolicy.dsl.parser import PLAIN_ORIGIN, Origin, parse_duration, parse_expression, parse_size
+
+__all__ = [
+    "CompiledExpr",
+    "compile_expression",
+    "Catalogue",
+    "Macro",
+    "Signature",
+    "Origin",
+    "PLAIN_ORIGIN",
+    "EvalEnv",
+    "Trace",
+    "TraceRecord",
+    "parse_expression",
+    "parse_duration",
+    "parse_size",
+    "ast",
+]
+
+
+@dataclass(frozen=True)
+class CompiledExpr:
+    text: str
+    node: ast.Node  # the typed, resolved AST
+    kind: str  # "check" or "event"
+    fn: Callable[[Any], Any]
+    traced: Callable[[Any], Any] | None
+    facts_used: frozenset[str]
+    fields_used: frozenset[tuple[str, ...]]
+
+
+def compile_expression(
+    text: str, catalogue: Catalogue, origin: Origin | None = None, *, kind: str = "check"
+) -> CompiledExpr:
+    """Parse, check and compile `text`. Raises LocatedError (exit 2) on any error."""
+    origin = origin or PLAIN_ORIGIN(text)
+    node = parse_expression(text, origin)
+    checked = check_expression(node, catalogue, origin, text)
+    if kind == "event":
+        return CompiledExpr(text, checked.node, kind, compile_event(checked), None, checked.facts_used, checked.fields_used)
+    return CompiledExpr(
+        text,
+        checked.node,
+        kind,
+        compile_check(checked, trace=False),
+        compile_check(checked, trace=True),
+        checked.facts_used,
+        checked.fields_used,
+    )

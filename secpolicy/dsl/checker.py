@@ -1,0 +1,356 @@
+"""Resolve names and type-check a parsed expression against a catalogue of facts (for
+`check:`) or event fields (for `when:`). Returns a typed AST; errors are located."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+from secpolicy.dsl import ast
+from secpolicy.dsl.parser import Origin
+from secpolicy.dsl.types import (
+    ANY,
+    BOOL,
+    CIDR,
+    FLOAT,
+    INT,
+    IP,
+    MODE,
+    NULL,
+    STR,
+    ListType,
+    Method,
+    ObjectType,
+    Scalar,
+    Type,
+    comparable,
+    is_numeric,
+)
+from secpolicy.errors import LocatedError
+
+__all__ = ["Signature", "Catalogue", "Macro", "check_expression"]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a fact takes and returns: `file(string) -> file`."""
+
+    name: str
+    params: tuple[Type, ...]
+    returns: Type
+    doc: str = ""
+    live_only: bool = False
+
+
+@dataclass(frozen=True)
+class Macro:
+    name: str
+    node: ast.Node
+    origin: Origin
+    text: str
+
+
+@dataclass
+class Catalogue:
+    """Everything a name in an expression can refer to."""
+
+    facts: Mapping[str, Signature] = field(default_factory=dict)
+    event_root: ObjectType | None = None  # set for `when:` expressions
+    lists: Mapping[str, ast.ListLit] = field(default_factory=dict)
+    macros: Mapping[str, Macro] = field(default_factory=dict)
+
+
+_BUILTINS: dict[str, tuple[tuple[Type, ...], Type]] = {
+    "len": ((ANY,), INT),
+    "lower": ((STR,), STR),
+    "upper": ((STR,), STR),
+    "int": ((STR,), INT),
+    "ip": ((STR,), IP),
+    "cidr": ((STR,), CIDR),
+    "basename": ((STR,), STR),
+    "dirname": ((STR,), STR),
+}
+
+_ORDERED = {"<", "<=", ">", ">="}
+
+
+class _Checker:
+    def __init__(self, catalogue: Catalogue, origin: Origin, text: str) -> None:
+        self.cat = catalogue
+        self.origin = origin
+        self.text = text
+        self.scopes: list[dict[str, tuple[int, Type]]] = []
+        self.nslots = 0
+        self.macro_stack: list[str] = []
+        self.facts_used: set[str] = set()
+        self.fields_used: set[tuple[str, ...]] = set()
+
+    # errors ------------------------------------------------------------------------------
+    def error(self, node: ast.Node, message: str) -> LocatedError:
+        line, col, src = self.origin.locate(node.line, node.column)
+        return LocatedError(message, self.origin.path, line, col, src)
+
+    def snippet(self, node: ast.Node) -> str:
+        if node.end > node.start:
+            return self.text[node.start : node.end]
+        return type(node).__name__
+
+    # dispatch ----------------------------------------------------------------------------
+    def check(self, node: ast.Node) -> ast.Node:
+        method = getattr(self, "c_" + type(node).__name__)
+        out: ast.Node = method(node)
+        return out
+
+    def expect_bool(self, node: ast.Node) -> ast.Node:
+        out = self.check(node)
+        if out.type not in (BOOL, ANY):
+            raise self.error(node, f"expected a condition (bool), got {out.type}: {self.snippet(node)}")
+        return out
+
+    def c_Literal(self, n: ast.Literal) -> ast.Node:
+        if isinstance(n.value, bool) or n.type == NULL:
+            return n
+        if n.type == IP:
+            return replace(n, value=str(n.value))
+        return n
+
+    def c_ListLit(self, n: ast.ListLit) -> ast.Node:
+        items = tuple(self.check(i) for i in n.items)
+        elem: Type = ANY
+        for it in items:
+            if elem == ANY:
+                elem = it.type or ANY
+            elif not comparable(elem, it.type or ANY):
+                raise self.error(it, f"list mixes {elem} and {it.type}")
+        return replace(n, items=items, type=ListType(elem))
+
+    def c_Name(self, n: ast.Name) -> ast.Node:
+        for scope in reversed(self.scopes):
+            if n.name in scope:
+                slot, t = scope[n.name]
+                return ast.Var(n.name, slot, line=n.line, column=n.column, start=n.start, end=n.end, type=t)
+        if n.name in self.cat.macros:
+            return self.expand_macro(n)
+        if n.name in self.cat.lists:
+            lst = self.cat.lists[n.name]
+            return replace(lst, line=n.line, column=n.column, start=n.start, end=n.end)
+        root = self.cat.event_root
+        if root is not None:
+            if n.name in root.fields:
+                self.fields_used.add((n.name,))
+                return ast.Field((n.name,), line=n.line, column=n.column, start=n.start, end=n.end, type=root.fields[n.name])
+            raise self.error(n, f"unknown event field {n.name!r} (known: {', '.join(sorted(root.fields))})")
+        sig = self.cat.facts.get(n.name)
+        if sig is not None:
+            if sig.params:
+                raise self.error(n, f"fact {n.name!r} takes {len(sig.params)} argument(s): write {n.name}(...)")
+            self.facts_used.add(n.name)
+            return ast.Fact(n.name, (), line=n.line, column=n.column, start=n.start, end=n.end, type=sig.returns)
+        raise self.error(n, f"unknown name {n.name!r}: not a fact, list, macro or variable")
+
+    def expand_macro(self, n: ast.Name) -> ast.Node:
+        if n.name in self.macro_stack:
+            cycle = " -> ".join(self.macro_stack + [n.name])
+            raise self.error(n, f"macro cycle: {cycle}")
+        macro = self.cat.macros[n.name]
+        self.macro_stack.append(n.name)
+        saved = (self.origin, self.text)
+        self.origin, self.text = macro.origin, macro.text
+        try:
+            return self.check(macro.node)
+        finally:
+            self.origin, self.text = saved
+            self.macro_stack.pop()
+
+    def c_Attr(self, n: ast.Attr) -> ast.Node:
+        obj = self.check(n.obj)
+        t = obj.type
+        if t == ANY:
+            return ast.Attr(obj, n.name, line=n.line, column=n.column, start=n.start, end=n.end, type=ANY)
+        if not isinstance(t, ObjectType):
+            raise self.error(n, f"{t} has no field {n.name!r}")
+        if n.name not in t.fields:
+            if n.name in t.methods:
+                raise self.error(n, f"{n.name!r} of {t} is a method: write .{n.name}(...)")
+            known = ", ".join(sorted(t.fields)) or "none"
+            raise self.error(n, f"unknown field {n.name!r} of {t} (fields: {known})")
+        ft = t.fields[n.name]
+        if isinstance(obj, ast.Field):
+            path = obj.path + (n.name,)
+            self.fields_used.add(path)
+            return ast.Field(path, line=n.line, column=n.column, start=n.start, end=n.end, type=ft)
+        return ast.Attr(obj, n.name, line=n.line, column=n.column, start=n.start, end=n.end, type=ft)
+
+    def c_MethodCall(self, n: ast.MethodCall) -> ast.Node:
+        obj = self.check(n.obj)
+        t = obj.type
+        args = tuple(self.check(a) for a in n.args)
+        if t == ANY:
+            return ast.MethodCall(obj, n.name, args, line=n.line, column=n.column, start=n.start, end=n.end, type=ANY)
+        if not isinstance(t, ObjectType) or n.name not in t.methods:
+            known = ", ".join(sorted(t.methods)) if isinstance(t, ObjectType) else ""
+            raise self.error(n, f"{t} has no method {n.name!r}" + (f" (methods: {known})" if known else ""))
+        m: Method = t.methods[n.name]
+        self.check_args(n, f"{t}.{n.name}", m.params, args)
+        return ast.MethodCall(obj, n.name, args, line=n.line, column=n.column, start=n.start, end=n.end, type=m.returns)
+
+    def check_args(self, n: ast.Node, what: str, params: tuple[Type, ...], args: tuple[ast.Node, ...]) -> None:
+        if len(params) != len(args):
+            raise self.error(n, f"{what} takes {len(params)} argument(s), got {len(args)}")
+        for p, a in zip(params, args):
+            if not comparable(p, a.type or ANY):
+                raise self.error(a, f"{what}: expected {p}, got {a.type}")
+
+    def c_Call(self, n: ast.Call) -> ast.Node:
+        args = tuple(self.check(a) for a in n.args)
+        pos = dict(line=n.line, column=n.column, start=n.start, end=n.end)
+        if n.name in _BUILTINS:
+            params, ret = _BUILTINS[n.name]
+            self.check_args(n, n.name, params, args)
+            if n.name == "len" and not (isinstance(args[0].type, ListType) or args[0].type in (STR, ANY)):
+                raise self.error(args[0], f"len() takes a list or a string, got {args[0].type}")
+            return ast.Builtin(n.name, args, type=ret, **pos)
+        if self.cat.event_root is not None:
+            raise self.error(n, f"unknown function {n.name!r} (event rules read event fields, not facts)")
+        sig = self.cat.facts.get(n.name)
+        if sig is None:
+            raise self.error(n, f"unknown fact {n.name!r}")
+        self.check_args(n, n.name, sig.params, args)
+        self.facts_used.add(n.name)
+        return ast.Fact(n.name, args, type=sig.returns, **pos)
+
+    def c_Index(self, n: ast.Index) -> ast.Node:
+        obj = self.check(n.obj)
+        idx = self.check(n.index)
+        pos = dict(line=n.line, column=n.column, start=n.start, end=n.end)
+        if isinstance(obj.type, ListType):
+            if idx.type not in (INT, ANY):
+                raise self.error(n.index, f"list index must be an int, got {idx.type}")
+            return ast.Index(obj, idx, type=obj.type.elem, **pos)
+        if obj.type in (STR, ANY):
+            return ast.Index(obj, idx, type=obj.type, **pos)
+        raise self.error(n, f"cannot index {obj.type}")
+
+    def c_Compare(self, n: ast.Compare) -> ast.Node:
+        left = self.check(n.left)
+        right = self.check(n.right)
+        lt, rt = left.type or ANY, right.type or ANY
+        op = n.op
+        bad = f"cannot apply {op!r} to {lt} and {rt}: {self.snippet(n)}"
+        if op in ("==", "!="):
+            if not comparable(lt, rt):
+                raise self.error(n, f"cannot compare {lt} with {rt}: {self.snippet(n)}")
+        elif op in _ORDERED:
+            if not comparable(lt, rt) or lt == BOOL or isinstance(lt, (ListType, ObjectType)):
+                raise self.error(n, bad)
+        elif op in ("in", "not in"):
+            if isinstance(rt, ListType):
+                if not comparable(lt, rt.elem):
+                    raise self.error(n, f"cannot look for {lt} in {rt}: {self.snippet(n)}")
+            elif rt == CIDR:
+                if lt not in (IP, ANY, STR):
+                    raise self.error(n, bad)
+            elif rt in (STR, ANY):
+                if lt not in (STR, ANY):
+                    raise self.error(n, bad)
+            else:
+                raise self.error(n.right, f"'in' needs a list, a string or a CIDR on the right, got {rt}")
+        elif op in ("contains", "icontains"):
+            if isinstance(lt, ListType):
+                if not comparable(lt.elem, rt):
+                    raise self.error(n, bad)
+            elif lt not in (STR, ANY) or rt not in (STR, ANY):
+                raise self.error(n, bad)
+        elif op in ("startswith", "endswith"):
+            ok_right = rt in (STR, ANY) or (isinstance(rt, ListType) and rt.elem in (STR, ANY))
+            if lt not in (STR, ANY) or not ok_right:
+                raise self.error(n, bad)
+        elif op in ("glob", "matches"):
+            if lt not in (STR, ANY) or rt not in (STR, ANY):
+                raise self.error(n, bad)
+            if not isinstance(right, ast.Literal):
+                raise self.error(n.right, f"the pattern of {op!r} must be a string literal")
+            if op == "matches":
+                try:
+                    re.compile(right.value)
+                except re.error as e:
+                    raise self.error(n.right, f"invalid regular expression: {e}")
+        return ast.Compare(
+            op, left, right, line=n.line, column=n.column, start=n.start, end=n.end, type=BOOL,
+            text=self.snippet(n),
+        )
+
+    def c_Exists(self, n: ast.Exists) -> ast.Node:
+        return replace(n, item=self.check(n.item), type=BOOL, text=self.snippet(n))
+
+    def c_And(self, n: ast.And) -> ast.Node:
+        return replace(n, items=tuple(self.expect_bool(i) for i in n.items), type=BOOL)
+
+    def c_Or(self, n: ast.Or) -> ast.Node:
+        return replace(n, items=tuple(self.expect_bool(i) for i in n.items), type=BOOL)
+
+    def c_Not(self, n: ast.Not) -> ast.Node:
+        return replace(n, item=self.expect_bool(n.item), type=BOOL)
+
+    def c_BitAnd(self, n: ast.BitAnd) -> ast.Node:
+        items = tuple(self.check(i) for i in n.items)
+        for it in items:
+            if not is_numeric(it.type or ANY) or it.type == FLOAT:
+                raise self.error(it, f"'&' needs integers or modes, got {it.type}: {self.snippet(it)}")
+        t = MODE if any(i.type == MODE for i in items) else INT
+        return replace(n, items=items, type=t)
+
+    def c_Quantifier(self, n: ast.Quantifier) -> ast.Node:
+        coll = self.check(n.collection)
+        ct = coll.type or ANY
+        if isinstance(ct, ListType):
+            elem = ct.elem
+        elif ct == ANY:
+            elem = ANY
+        else:
+            raise self.error(n.collection, f"{n.kind}() needs a collection, got {ct}")
+        slot = self.nslots
+        self.nslots += 1
+        self.scopes.append({n.var: (slot, elem)})
+        try:
+            cond = self.expect_bool(n.cond)
+        finally:
+            self.scopes.pop()
+        t = INT if n.kind == "count" else BOOL
+        return replace(n, collection=coll, cond=cond, slot=slot, type=t, text=self.snippet(n))
+
+    # Already-resolved nodes can appear when a named list is reused.
+    def c_Field(self, n: ast.Field) -> ast.Node:
+        return n
+
+    def c_Var(self, n: ast.Var) -> ast.Node:
+        return n
+
+    def c_Fact(self, n: ast.Fact) -> ast.Node:
+        return n
+
+    def c_Builtin(self, n: ast.Builtin) -> ast.Node:
+        return n
+
+
+@dataclass(frozen=True)
+class Checked:
+    node: ast.Node
+    nslots: int
+    facts_used: frozenset[str]
+    fields_used: frozenset[tuple[str, ...]]
+
+
+def check_expression(
+    node: ast.Node, catalogue: Catalogue, origin: Origin, text: str, *, want: Type = BOOL
+) -> Checked:
+    """Type-check `node`; the expression as a whole must have type `want`."""
+    c = _Checker(catalogue, origin, text)
+    out = c.check(node)
+    if want != ANY and out.type not in (want, ANY):
+        raise c.error(node, f"a rule condition must be a condition (bool), this is {out.type}: {c.snippet(node)}")
+    return Checked(out, c.nslots, frozenset(c.facts_used), frozenset(c.fields_used))
+
+
+__all__ += ["Checked", "Scalar", "FLOAT"]

@@ -1,0 +1,489 @@
+"""Compile a type-checked AST into nested Python closures, once, at load time.
+
+Check expressions run against a fact context (`env.fact(name, args)`); event expressions run
+against a plain event dict. The traced variant of a check also records, for every comparison,
+the observed and expected values and where the observed value was read: that is the evidence."""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import os.path
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Protocol
+
+from secpolicy.dsl import ast
+from secpolicy.dsl.checker import Checked
+from secpolicy.dsl.types import CIDR, IP, ListType, Type, format_value
+from secpolicy.errors import EvaluationError
+
+__all__ = ["Trace", "TraceRecord", "EvalEnv", "compile_check", "compile_event", "Fn"]
+
+Fn = Callable[[Any, list], Any]
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One comparison seen while evaluating a traced check."""
+
+    text: str
+    op: str
+    observed: str
+    expected: str
+    result: bool
+    want: bool | None  # the result that makes the rule pass; None inside count()
+    source: str | None
+
+
+class Trace(list):  # list[TraceRecord]
+    pass
+
+
+class EvalEnv(Protocol):
+    trace: Trace | None
+    last_source: str | None
+
+    def fact(self, name: str, args: tuple) -> Any: ...
+
+
+@lru_cache(maxsize=4096)
+def _as_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def _no_value(text: str) -> EvaluationError:
+    return EvaluationError(f"{text}: no value to compare")
+
+
+class _Compiler:
+    def __init__(self, event: bool, trace: bool) -> None:
+        self.event = event
+        self.trace = trace
+
+    def c(self, n: ast.Node, want: bool | None = True) -> Fn:
+        return getattr(self, "c_" + type(n).__name__)(n, want)
+
+    # leaves -----------------------------------------------------------------------------
+    def c_Literal(self, n: ast.Literal, want: bool | None) -> Fn:
+        v = n.value
+        return lambda env, fr: v
+
+    def c_ListLit(self, n: ast.ListLit, want: bool | None) -> Fn:
+        if all(isinstance(i, ast.Literal) for i in n.items):
+            const = tuple(i.value for i in n.items)  # type: ignore[attr-defined]
+            return lambda env, fr: const
+        fns = [self.c(i, None) for i in n.items]
+        return lambda env, fr: tuple(f(env, fr) for f in fns)
+
+    def c_Var(self, n: ast.Var, want: bool | None) -> Fn:
+        slot = n.slot
+        return lambda env, fr: fr[slot]
+
+    def c_Field(self, n: ast.Field, want: bool | None) -> Fn:
+        path = n.path
+        if len(path) == 1:
+            (a,) = path
+            return lambda ev, fr: ev.get(a)
+        if len(path) == 2:
+            a, b = path
+
+            def f2(ev: dict, fr: list) -> Any:
+                d = ev.get(a)
+                return None if d is None else d.get(b)
+
+            return f2
+
+        def fn(ev: dict, fr: list) -> Any:
+            d: Any = ev
+            for k in path:
+                if d is None:
+                    return None
+                d = d.get(k)
+            return d
+
+        return fn
+
+    def c_Fact(self, n: ast.Fact, want: bool | None) -> Fn:
+        name = n.name
+        if all(isinstance(a, ast.Literal) for a in n.args):
+            const = tuple(a.value for a in n.args)  # type: ignore[attr-defined]
+            return lambda env, fr: env.fact(name, const)
+        fns = [self.c(a, None) for a in n.args]
+        return lambda env, fr: env.fact(name, tuple(f(env, fr) for f in fns))
+
+    def c_Attr(self, n: ast.Attr, want: bool | None) -> Fn:
+        obj = self.c(n.obj, None)
+        name = n.name
+        if self.trace:
+
+            def traced(env: Any, fr: list) -> Any:
+                o = obj(env, fr)
+                if o is None:
+                    return None
+                where = getattr(o, "where", None)
+                if where is not None:
+                    env.last_source = where(name)
+                return getattr(o, name, None) if not isinstance(o, dict) else o.get(name)
+
+            return traced
+
+        def plain(env: Any, fr: list) -> Any:
+            o = obj(env, fr)
+            if o is None:
+                return None
+            return getattr(o, name, None) if not isinstance(o, dict) else o.get(name)
+
+        return plain
+
+    def c_MethodCall(self, n: ast.MethodCall, want: bool | None) -> Fn:
+        obj = self.c(n.obj, None)
+        name = n.name
+        argf = [self.c(a, None) for a in n.args]
+        trace = self.trace
+
+        def fn(env: Any, fr: list) -> Any:
+            o = obj(env, fr)
+            if o is None:
+                return None
+            args = [f(env, fr) for f in argf]
+            if trace:
+                where = getattr(o, "where", None)
+                if where is not None:
+                    env.last_source = where(name, *args)
+            return getattr(o, name)(*args)
+
+        return fn
+
+    def c_Index(self, n: ast.Index, want: bool | None) -> Fn:
+        obj = self.c(n.obj, None)
+        idx = self.c(n.index, None)
+
+        def fn(env: Any, fr: list) -> Any:
+            o = obj(env, fr)
+            i = idx(env, fr)
+            if o is None or i is None:
+                return None
+            try:
+                return o[i]
+            except (IndexError, KeyError, TypeError):
+                return None
+
+        return fn
+
+    def c_Builtin(self, n: ast.Builtin, want: bool | None) -> Fn:
+        (arg,) = [self.c(a, None) for a in n.args]
+        impl: Callable[[Any], Any] = {
+            "len": len,
+            "lower": str.lower,
+            "upper": str.upper,
+            "int": lambda s: int(s, 0),
+            "ip": lambda s: str(ipaddress.ip_address(s)),
+            "cidr": lambda s: ipaddress.ip_network(s, strict=False),
+            "basename": os.path.basename,
+            "dirname": os.path.dirname,
+        }[n.name]
+        name = n.name
+
+        def fn(env: Any, fr: list) -> Any:
+            v = arg(env, fr)
+            if v is None:
+                return None
+            try:
+                return impl(v)
+            except (ValueError, TypeError) as e:
+                raise EvaluationError(f"{name}({v!r}): {e}") from None
+
+        return fn
+
+    # logic -------------------------------------------------------------------------------
+    def c_And(self, n: ast.And, want: bool | None) -> Fn:
+        fns = [self.c(i, want) for i in n.items]
+        if len(fns) == 2:
+            a, b = fns
+            return lambda env, fr: bool(a(env, fr)) and bool(b(env, fr))
+
+        def fn(env: Any, fr: list) -> bool:
+            for f in fns:
+                if not f(env, fr):
+                    return False
+            return True
+
+        return fn
+
+    def c_Or(self, n: ast.Or, want: bool | None) -> Fn:
+        fns = [self.c(i, want) for i in n.items]
+        if len(fns) == 2:
+            a, b = fns
+            return lambda env, fr: bool(a(env, fr)) or bool(b(env, fr))
+
+        def fn(env: Any, fr: list) -> bool:
+            for f in fns:
+                if f(env, fr):
+                    return True
+            return False
+
+        return fn
+
+    def c_Not(self, n: ast.Not, want: bool | None) -> Fn:
+        f = self.c(n.item, None if want is None else not want)
+        return lambda env, fr: not f(env, fr)
+
+    def c_BitAnd(self, n: ast.BitAnd, want: bool | None) -> Fn:
+        fns = [self.c(i, None) for i in n.items]
+
+        def fn(env: Any, fr: list) -> Any:
+            acc = None
+            for f in fns:
+                v = f(env, fr)
+                if v is None:
+                    return None
+                acc = v if acc is None else acc & v
+            return acc
+
+        return fn
+
+    def c_Exists(self, n: ast.Exists, want: bool | None) -> Fn:
+        f = self.c(n.item, None)
+        trace = self.trace
+        text = n.text
+
+        def fn(env: Any, fr: list) -> bool:
+            if trace:
+                env.last_source = None
+            v = f(env, fr)
+            res = v is not None and v is not False and getattr(v, "exists", True) is not False
+            if trace and env.trace is not None:
+                env.trace.append(
+                    TraceRecord(text, "exists", "present" if res else "absent", "present", res, want, env.last_source)
+                )
+            return res
+
+        return fn
+
+    def c_Quantifier(self, n: ast.Quantifier, want: bool | None) -> Fn:
+        coll = self.c(n.collection, None)
+        inner_want = want if n.kind == "all" else (None if n.kind == "count" else (want if n.kind == "any" else (None if want is None else not want)))
+        cond = self.c(n.cond, inner_want)
+        slot = n.slot
+        kind = n.kind
+        event = self.event
+        text = n.text
+
+        def items(env: Any, fr: list) -> Any:
+            c = coll(env, fr)
+            if c is None:
+                if event:
+                    return ()
+                raise EvaluationError(f"{text}: the collection has no value")
+            return c
+
+        if kind == "all":
+
+            def q_all(env: Any, fr: list) -> bool:
+                ok = True
+                for it in items(env, fr):
+                    fr[slot] = it
+                    if not cond(env, fr):
+                        ok = False
+                        if env is None or getattr(env, "trace", None) is None:
+                            return False
+                return ok
+
+            return q_all
+        if kind == "any":
+
+            def q_any(env: Any, fr: list) -> bool:
+                for it in items(env, fr):
+                    fr[slot] = it
+                    if cond(env, fr):
+                        return True
+                return False
+
+            return q_any
+        if kind == "none":
+
+            def q_none(env: Any, fr: list) -> bool:
+                ok = True
+                for it in items(env, fr):
+                    fr[slot] = it
+                    if cond(env, fr):
+                        ok = False
+                        if env is None or getattr(env, "trace", None) is None:
+                            return False
+                return ok
+
+            return q_none
+
+        def q_count(env: Any, fr: list) -> int:
+            k = 0
+            for it in items(env, fr):
+                fr[slot] = it
+                if cond(env, fr):
+                    k += 1
+            return k
+
+        return q_count
+
+    # comparisons -------------------------------------------------------------------------
+    def c_Compare(self, n: ast.Compare, want: bool | None) -> Fn:
+        op = n.op
+        left = self.c(n.left, None)
+        rt = n.right.type
+        lt = n.left.type
+        right_const = isinstance(n.right, (ast.Literal, ast.ListLit)) and _is_const(n.right)
+        rv = _const_value(n.right) if right_const else None
+        right = self.c(n.right, None)
+        test = _operator(op, rv, right_const, rt, lt)
+        event = self.event
+        text = n.text
+
+        if event:
+
+            def ev_fn(ev: Any, fr: list) -> bool:
+                lv = left(ev, fr)
+                if lv is None:
+                    return False
+                r = rv if right_const else right(ev, fr)
+                if r is None and op not in ("==", "!="):
+                    return False
+                try:
+                    return test(lv, r)
+                except (TypeError, ValueError, AttributeError):
+                    return False
+
+            return ev_fn
+
+        trace = self.trace
+
+        def fn(env: Any, fr: list) -> bool:
+            if trace:
+                env.last_source = None
+            lv = left(env, fr)
+            source = env.last_source if trace else None
+            r = rv if right_const else right(env, fr)
+            if (lv is None or r is None) and op not in ("==", "!="):
+                err = _no_value(n.left.text or text)
+                if trace and env.trace is not None:
+                    env.trace.append(TraceRecord(text, op, format_value(lv, lt), _expected(op, r, rt), False, want, source))
+                raise err
+            try:
+                res = bool(test(lv, r))
+            except (TypeError, ValueError, AttributeError) as e:
+                raise EvaluationError(f"{text}: cannot evaluate ({e})") from None
+            if trace and env.trace is not None:
+                env.trace.append(TraceRecord(text, op, format_value(lv, lt), _expected(op, r, rt), res, want, source))
+            return res
+
+        return fn
+
+
+def _is_const(n: ast.Node) -> bool:
+    if isinstance(n, ast.Literal):
+        return True
+    if isinstance(n, ast.ListLit):
+        return all(isinstance(i, ast.Literal) for i in n.items)
+    return False
+
+
+def _const_value(n: ast.Node) -> Any:
+    if isinstance(n, ast.Literal):
+        return n.value
+    assert isinstance(n, ast.ListLit)
+    return tuple(i.value for i in n.items)  # type: ignore[attr-defined]
+
+
+def _expected(op: str, r: Any, rt: Type | None) -> str:
+    shown = format_value(r, rt)
+    return shown if op == "==" else f"{op} {shown}"
+
+
+def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:
+    """The Python test for `op`, specialised when the right side is a constant."""
+    if op == "==":
+        return lambda a, b: a == b
+    if op == "!=":
+        return lambda a, b: a != b
+    if op == "<":
+        return lambda a, b: a < b
+    if op == "<=":
+        return lambda a, b: a <= b
+    if op == ">":
+        return lambda a, b: a > b
+    if op == ">=":
+        return lambda a, b: a >= b
+    if op in ("in", "not in"):
+        neg = op == "not in"
+        if rt == CIDR:
+
+            def in_net(a: Any, b: Any) -> bool:
+                addr = _as_ip(a) if isinstance(a, str) else a
+                res = addr is not None and addr.version == b.version and addr in b
+                return res != neg
+
+            return in_net
+        if const and isinstance(rt, ListType):
+            try:
+                members = frozenset(rv)
+            except TypeError:
+                members = None
+            if members is not None:
+                if rt.elem == CIDR:
+                    nets = tuple(rv)
+
+                    def in_nets(a: Any, b: Any) -> bool:
+                        addr = _as_ip(a) if isinstance(a, str) else a
+                        res = addr is not None and any(addr.version == x.version and addr in x for x in nets)
+                        return res != neg
+
+                    return in_nets
+                return (lambda a, b: a not in members) if neg else (lambda a, b: a in members)
+        return (lambda a, b: a not in b) if neg else (lambda a, b: a in b)
+    if op == "contains":
+        return lambda a, b: b in a
+    if op == "icontains":
+        if isinstance(lt, ListType):
+            return lambda a, b: any(isinstance(x, str) and x.lower() == b.lower() for x in a)
+        return lambda a, b: b.lower() in a.lower()
+    if op == "startswith":
+        if const and isinstance(rv, tuple):
+            return lambda a, b: a.startswith(rv)
+        return lambda a, b: a.startswith(tuple(b) if isinstance(b, (list, tuple)) else b)
+    if op == "endswith":
+        if const and isinstance(rv, tuple):
+            return lambda a, b: a.endswith(rv)
+        return lambda a, b: a.endswith(tuple(b) if isinstance(b, (list, tuple)) else b)
+    if op == "glob":
+        rx = re.compile(fnmatch.translate(rv))
+        return lambda a, b: rx.match(a) is not None
+    if op == "matches":
+        rx = re.compile(rv)
+        return lambda a, b: rx.search(a) is not None
+    raise ValueError(f"unknown operator {op}")  # pragma: no cover - the grammar has no other
+
+
+def compile_check(checked: Checked, *, trace: bool) -> Callable[[EvalEnv], Any]:
+    """A check callable: `fn(env) -> bool`. With trace=True it records evidence in env.trace."""
+    f = _Compiler(event=False, trace=trace).c(checked.node, True)
+    n = checked.nslots
+    if n == 0:
+        empty: list = []
+        return lambda env: f(env, empty)
+    return lambda env: f(env, [None] * n)
+
+
+def compile_event(checked: Checked) -> Callable[[dict], bool]:
+    """An event predicate: `fn(event_dict) -> bool`. Missing fields make comparisons false."""
+    f = _Compiler(event=True, trace=False).c(checked.node, True)
+    n = checked.nslots
+    if n == 0:
+        empty: list = []
+        return lambda ev: bool(f(ev, empty))
+    return lambda ev: bool(f(ev, [None] * n))
+
+
+_ = IP  # IP values are plain strings at run time; literals are normalised by the checker
