@@ -1,0 +1,383 @@
+"""The event store: SQLite in WAL mode holding events and alerts with the columns that queries
+filter on (time, user, type, rule) indexed, the whole dict as JSON, and retention."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from secpolicy.errors import InputError, RuntimeFailure
+
+__all__ = [
+    "EventStore",
+    "Retention",
+    "event_row",
+    "alert_row",
+    "event_user",
+    "event_resource",
+    "event_result",
+    "normalize_ts",
+    "iso_utc",
+]
+
+_SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    type TEXT NOT NULL,
+    user TEXT,
+    uid INTEGER,
+    euid INTEGER,
+    host TEXT,
+    pid INTEGER,
+    session TEXT,
+    comm TEXT,
+    resource TEXT,
+    result TEXT,
+    src_ip TEXT,
+    json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    title TEXT,
+    kind TEXT,
+    user TEXT,
+    host TEXT,
+    session TEXT,
+    src_ip TEXT,
+    json TEXT NOT NULL
+);
+"""
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_user_ts ON events(user, ts);
+CREATE INDEX IF NOT EXISTS events_type_ts ON events(type, ts);
+CREATE INDEX IF NOT EXISTS alerts_ts ON alerts(ts);
+CREATE INDEX IF NOT EXISTS alerts_rule_ts ON alerts(rule_id, ts);
+CREATE INDEX IF NOT EXISTS alerts_user_ts ON alerts(user, ts);
+CREATE INDEX IF NOT EXISTS alerts_severity_ts ON alerts(severity, ts);
+"""
+_EVENT_COLUMNS = ("ts", "type", "user", "uid", "euid", "host", "pid", "session", "comm", "resource",
+                  "result", "src_ip", "json")
+_ALERT_COLUMNS = ("ts", "rule_id", "severity", "title", "kind", "user", "host", "session", "src_ip", "json")
+_INSERT_EVENT = f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+_INSERT_ALERT = f"INSERT INTO alerts ({', '.join(_ALERT_COLUMNS)}) VALUES ({', '.join('?' * len(_ALERT_COLUMNS))})"
+
+
+def iso_utc(moment: datetime) -> str:
+    """A datetime as the event time format: UTC, nanosecond digits, `Z`."""
+    if moment.tzinfo is None:
+        raise InputError(f"time {moment.isoformat()} has no time zone")
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond:06d}000Z"
+
+
+def normalize_ts(ts: Any) -> str:
+    """Event times are compared as text, so every stored or queried time takes one form:
+    UTC, nine fraction digits, `Z` (e.g. 2026-11-21T05:30:00.123456789Z)."""
+    if isinstance(ts, str) and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[10] == "T":
+        return ts
+    if not isinstance(ts, str) or len(ts) < 19:
+        raise InputError(f"time {ts!r} is not an ISO 8601 timestamp")
+    text = ts.strip()
+    frac = ""
+    if len(text) > 19 and text[19] in ".,":
+        rest = text[20:]
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        frac, text = digits, text[:19] + rest[len(digits):]
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InputError(f"time {ts!r} is not ISO 8601") from exc
+    if moment.tzinfo is None:
+        raise InputError(f"time {ts!r} has no time zone")
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + (frac + "000000000")[:9] + "Z"
+
+
+def event_user(event: Mapping[str, Any]) -> str | None:
+    """The name queries use for "who": the user name, else the authenticating user, else uid."""
+    user = event.get("user") or {}
+    if user.get("name"):
+        return str(user["name"])
+    auth = event.get("auth") or {}
+    if auth.get("user"):
+        return str(auth["user"])
+    uid = user.get("uid", (event.get("proc") or {}).get("uid"))
+    return None if uid is None else f"uid:{uid}"
+
+
+def event_resource(event: Mapping[str, Any]) -> str:
+    """What the event acted on, in one short string for the timeline's resource column."""
+    kind = event.get("type")
+    file = event.get("file") or {}
+    net = event.get("net") or {}
+    proc = event.get("proc") or {}
+    if file.get("path"):
+        return f"{file['path']} -> {file['target']}" if file.get("target") else str(file["path"])
+    if net.get("dst_ip") is not None and kind == "connect":
+        return f"{net['dst_ip']}:{net.get('dst_port', '')}"
+    if net.get("src_ip") is not None and kind == "accept":
+        return f"{net['src_ip']}:{net.get('src_port', '')} -> :{net.get('dst_port', '')}"
+    for section, keys in (("auth", ("service", "rhost")), ("module", ("name",)), ("account", ("name", "op")),
+                          ("config", ("key", "op")), ("bpf", ("cmd", "name")), ("mount", ("source", "fstype")),
+                          ("ptrace", ("request", "target_pid"))):
+        sub = event.get(section) or {}
+        if sub:
+            return " ".join(str(sub[k]) for k in keys if sub.get(k) is not None)
+    if kind in ("setuid", "capset"):
+        cred = event.get("cred") or {}
+        return f"euid={cred.get('euid')}" if cred.get("euid") is not None else ",".join(cred.get("caps") or [])
+    if kind == "exec":
+        return str(proc.get("cmdline") or proc.get("exe") or "")
+    return str(proc.get("exe") or "")
+
+
+def event_result(event: Mapping[str, Any]) -> str:
+    result = (event.get("outcome") or {}).get("result") or (event.get("auth") or {}).get("result")
+    return str(result) if result else ""
+
+
+def event_row(event: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The stored columns of one event, in `_EVENT_COLUMNS` order."""
+    if not isinstance(event, Mapping):
+        raise InputError("event is not a JSON object")
+    kind = event.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise InputError("event has no type")
+    proc = event.get("proc") or {}
+    user = event.get("user") or {}
+    session = proc.get("session")
+    return (
+        normalize_ts(event.get("ts")),
+        kind,
+        event_user(event),
+        user.get("uid", proc.get("uid")),
+        proc.get("euid"),
+        event.get("host"),
+        proc.get("pid"),
+        None if session is None else str(session),
+        proc.get("comm"),
+        event_resource(event),
+        event_result(event),
+        (event.get("auth") or {}).get("rhost") or (event.get("net") or {}).get("src_ip"),
+        json.dumps(event, separators=(",", ":"), ensure_ascii=False),
+    )
+
+
+def alert_row(alert: Mapping[str, Any]) -> tuple[Any, ...]:
+    if not isinstance(alert, Mapping) or not alert.get("rule_id"):
+        raise InputError("alert has no rule_id")
+    event = alert.get("event") or {}
+    proc = event.get("proc") or {}
+    session = proc.get("session")
+    return (
+        normalize_ts(alert.get("ts") or event.get("ts")),
+        str(alert["rule_id"]),
+        str(alert.get("severity", "info")),
+        alert.get("title"),
+        (alert.get("context") or {}).get("kind"),
+        event_user(event) if event else None,
+        event.get("host"),
+        None if session is None else str(session),
+        (event.get("auth") or {}).get("rhost") or (event.get("net") or {}).get("src_ip"),
+        json.dumps(alert, separators=(",", ":"), ensure_ascii=False),
+    )
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much to keep: events and alerts older than `days`, and the oldest events beyond
+    `max_events`, are deleted by `EventStore.prune`."""
+
+    days: float | None = 90.0
+    max_events: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.days is not None and self.days <= 0:
+            raise InputError("retention days must be positive")
+        if self.max_events is not None and self.max_events < 1:
+            raise InputError("retention max_events must be at least 1")
+
+
+class EventStore:
+    """One SQLite database of events and alerts; batched inserts in single transactions."""
+
+    def __init__(self, path: str | Path, retention: Retention | None = None, create: bool = True,
+                 indexes: bool = True) -> None:
+        self.path = Path(path)
+        self.retention = retention or Retention()
+        if not create and not self.path.is_file():
+            raise InputError("no such event store", str(self.path))
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode keeps the database consistent on a crash and may only lose the
+            # last transactions; FULL would fsync every batch.
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA temp_store=MEMORY")
+            self.conn.executescript(_SCHEMA)
+            if indexes:
+                self.conn.executescript(_INDEXES)
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (_SCHEMA_VERSION,))
+            elif row[0] != _SCHEMA_VERSION:
+                raise InputError(f"event store schema {row[0]} is not {_SCHEMA_VERSION}", str(self.path))
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"not a usable event store: {exc}", str(self.path)) from exc
+
+    def create_indexes(self) -> None:
+        """For bulk loads made with `indexes=False`: building indexes once is faster."""
+        self.conn.executescript(_INDEXES)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ingest -------------------------------------------------------------------------
+
+    def add_events(self, events: Iterable[Mapping[str, Any]], batch: int = 5000) -> int:
+        """Insert events in transactions of `batch`; returns how many were stored."""
+        return self._add(_INSERT_EVENT, map(event_row, events), batch)
+
+    def add_event_rows(self, rows: Iterable[tuple[Any, ...]], batch: int = 50000) -> int:
+        """Insert rows already in column order (bulk loads and benchmarks)."""
+        return self._add(_INSERT_EVENT, rows, batch)
+
+    def add_alerts(self, alerts: Iterable[Mapping[str, Any]], batch: int = 5000) -> int:
+        return self._add(_INSERT_ALERT, map(alert_row, alerts), batch)
+
+    def _add(self, sql: str, rows: Iterable[tuple[Any, ...]], batch: int) -> int:
+        total = 0
+        it = iter(rows)
+        while True:
+            chunk = []
+            for row in it:
+                chunk.append(row)
+                if len(chunk) >= batch:
+                    break
+            if not chunk:
+                return total
+            try:
+                self.conn.execute("BEGIN")
+                self.conn.executemany(sql, chunk)
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise RuntimeFailure(f"{self.path}: cannot store {len(chunk)} rows: {exc}") from exc
+            total += len(chunk)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def events(self, since: str | None = None, until: str | None = None, user: str | None = None,
+               type: str | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Events in time order; `since` inclusive, `until` exclusive, both UTC `Z` strings."""
+        where, args = _window(since, until)
+        if user is not None:
+            where.append("user = ?")
+            args.append(user)
+        if type is not None:
+            where.append("type = ?")
+            args.append(type)
+        sql = "SELECT json FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        for (text,) in self.conn.execute(sql, args):
+            yield json.loads(text)
+
+    def session_events(self, sessions: Iterable[tuple[str, str]], since: str | None = None,
+                       until: str | None = None, limit: int = 100_000) -> Iterator[dict[str, Any]]:
+        """Events of the given (host, session) pairs in the window, whoever the user."""
+        wanted = set(sessions)
+        if not wanted:
+            return
+        where, args = _window(since, until)
+        names = sorted({s for _, s in wanted})
+        where.append(f"session IN ({', '.join('?' * len(names))})")
+        args.extend(names)
+        sql = f"SELECT host, session, json FROM events WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?"
+        for host, session, text in self.conn.execute(sql, [*args, limit]):
+            if (host or "", session) in wanted:
+                yield json.loads(text)
+
+    def alerts(self, since: str | None = None, until: str | None = None, rule_id: str | None = None,
+               user: str | None = None, severity: str | None = None,
+               limit: int | None = None, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+        where, args = _window(since, until)
+        for column, value in (("rule_id", rule_id), ("user", user), ("severity", severity)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT json FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts DESC, id DESC" if newest_first else " ORDER BY ts, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        for (text,) in self.conn.execute(sql, args):
+            yield json.loads(text)
+
+    def count_events(self, since: str | None = None, type: str | None = None,
+                     result: str | None = None) -> int:
+        where, args = _window(since, None)
+        for column, value in (("type", type), ("result", result)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT COUNT(*) FROM events" + (" WHERE " + " AND ".join(where) if where else "")
+        return int(self.conn.execute(sql, args).fetchone()[0])
+
+    # -- retention ----------------------------------------------------------------------
+
+    def prune(self, now: datetime | None = None) -> tuple[int, int]:
+        """Apply the retention settings; returns (events deleted, alerts deleted)."""
+        events = alerts = 0
+        if self.retention.days is not None:
+            moment = now or datetime.now(timezone.utc)
+            cutoff = iso_utc(moment - timedelta(days=self.retention.days))
+            events += self.conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
+            alerts += self.conn.execute("DELETE FROM alerts WHERE ts < ?", (cutoff,)).rowcount
+        if self.retention.max_events is not None:
+            row = self.conn.execute(
+                "SELECT ts, id FROM events ORDER BY ts DESC, id DESC LIMIT 1 OFFSET ?",
+                (self.retention.max_events,),
+            ).fetchone()
+            if row is not None:
+                events += self.conn.execute(
+                    "DELETE FROM events WHERE ts < ? OR (ts = ? AND id <= ?)", (row[0], row[0], row[1])
+                ).rowcount
+        return events, alerts
+
+
+def _window(since: str | None, until: str | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(normalize_ts(since))
+    if until is not None:
+        where.append("ts < ?")
+        args.append(normalize_ts(until))
+    return where, args

@@ -1,0 +1,349 @@
+"""Forensic timelines: what a user did in a time window, from the event store or replay files,
+as rows (time, user, event type, resource, result) plus correlated chains shown together."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from secpolicy.auditlog.store import (
+    EventStore,
+    event_resource,
+    event_result,
+    event_user,
+    normalize_ts,
+)
+from secpolicy.errors import InputError, LocatedError
+
+__all__ = [
+    "TimelineQuery",
+    "TimelineRow",
+    "Chain",
+    "Timeline",
+    "build_timeline",
+    "read_replay",
+    "session_chains",
+    "SENSITIVE_PATHS",
+]
+
+# Reads of these mark the "took something" step of a privilege-escalation chain.
+SENSITIVE_PATHS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/security/opasswd",
+                   "/root/.ssh/", "/.ssh/id_", "/etc/ssh/ssh_host_")
+_ESCALATION_EXES = ("sudo", "su", "pkexec", "doas")
+
+
+@dataclass(frozen=True)
+class TimelineQuery:
+    since: str | None = None
+    until: str | None = None
+    user: str | None = None
+    type: str | None = None
+    rule: str | None = None
+    limit: int | None = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, normalize_ts(value))
+        if self.since and self.until and self.since >= self.until:
+            raise InputError(f"--since {self.since} is not before --until {self.until}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError("--limit must be at least 1")
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    ts: str
+    user: str
+    type: str
+    resource: str
+    result: str
+    host: str = ""
+    pid: int | None = None
+    session: str = ""
+    rule_id: str = ""
+    severity: str = ""
+    title: str = ""
+
+    @property
+    def is_alert(self) -> bool:
+        return bool(self.rule_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Events that belong together: a sequence alert's events, or a session's escalation."""
+
+    title: str
+    origin: str  # "sequence" (from a correlation alert) or "session" (heuristic)
+    user: str
+    session: str
+    steps: tuple[TimelineRow, ...]
+    rule_id: str = ""
+    severity: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title, "origin": self.origin, "user": self.user, "session": self.session,
+            "rule_id": self.rule_id, "severity": self.severity,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    query: TimelineQuery
+    rows: tuple[TimelineRow, ...]
+    chains: tuple[Chain, ...] = ()
+    truncated: bool = False
+    sources: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": {k: v for k, v in self.query.__dict__.items() if v is not None},
+            "rows": [r.to_dict() for r in self.rows],
+            "chains": [c.to_dict() for c in self.chains],
+            "truncated": self.truncated,
+        }
+
+
+def event_to_row(event: Mapping[str, Any]) -> TimelineRow:
+    proc = event.get("proc") or {}
+    session = proc.get("session")
+    return TimelineRow(
+        ts=normalize_ts(event.get("ts")),
+        user=event_user(event) or "",
+        type=str(event.get("type", "")),
+        resource=event_resource(event),
+        result=event_result(event),
+        host=str(event.get("host") or ""),
+        pid=proc.get("pid"),
+        session="" if session is None else str(session),
+    )
+
+
+def alert_to_row(alert: Mapping[str, Any]) -> TimelineRow:
+    event = alert.get("event") or {}
+    base = event_to_row(event) if event.get("ts") else None
+    return TimelineRow(
+        ts=normalize_ts(alert.get("ts") or event.get("ts")),
+        user=base.user if base else "",
+        type="alert",
+        resource=str(alert.get("title") or alert.get("rule_id")),
+        result=str(alert.get("severity", "")),
+        host=base.host if base else "",
+        pid=base.pid if base else None,
+        session=base.session if base else "",
+        rule_id=str(alert["rule_id"]),
+        severity=str(alert.get("severity", "")),
+        title=str(alert.get("title") or ""),
+    )
+
+
+def read_replay(paths: Sequence[str | Path]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("event" | "alert", dict) from JSON-lines files; a line with `rule_id` is an alert."""
+    for path in map(Path, paths):
+        try:
+            f = open(path, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
+        with f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise LocatedError(f"not JSON: {exc.msg}", str(path), n, exc.colno, line) from exc
+                if not isinstance(obj, dict):
+                    raise LocatedError("not a JSON object", str(path), n, 1, line)
+                if "rule_id" in obj:
+                    yield "alert", obj
+                elif "type" in obj and "ts" in obj:
+                    yield "event", obj
+                else:
+                    raise LocatedError("neither an event (type, ts) nor an alert (rule_id)", str(path), n,
+                                       1, line)
+
+
+def _in_window(ts: str, q: TimelineQuery) -> bool:
+    return (q.since is None or ts >= q.since) and (q.until is None or ts < q.until)
+
+
+def build_timeline(query: TimelineQuery, store: EventStore | None = None,
+                   replay: Iterable[tuple[str, dict[str, Any]]] | None = None) -> Timeline:
+    """The timeline for `query` from a store, or from replayed (kind, dict) pairs."""
+    if (store is None) == (replay is None):
+        raise InputError("give either an event store or replay files")
+    events: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = []
+    pool: list[dict[str, Any]] = []  # replay: every event in the window, for session chains
+    fetch = None if query.limit is None else query.limit + 1
+    want_events = query.rule is None and query.type != "alert"
+    want_alerts = query.type in (None, "alert")
+    if store is not None:
+        if want_events:
+            events = list(store.events(query.since, query.until, query.user, query.type, fetch))
+        if want_alerts:
+            alerts = list(store.alerts(query.since, query.until, query.rule, query.user, limit=fetch))
+    else:
+        assert replay is not None
+        for kind, obj in replay:
+            if kind == "event":
+                if not want_events:
+                    continue
+                ts = normalize_ts(obj.get("ts"))
+                if not _in_window(ts, query):
+                    continue
+                pool.append(obj)
+                if ((query.type is None or obj.get("type") == query.type)
+                        and (query.user is None or event_user(obj) == query.user)):
+                    events.append(obj)
+            elif want_alerts and (query.rule is None or obj.get("rule_id") == query.rule):
+                ev = obj.get("event") or {}
+                ts = normalize_ts(obj.get("ts") or ev.get("ts"))
+                if _in_window(ts, query) and (query.user is None or (ev and event_user(ev) == query.user)):
+                    alerts.append(obj)
+    chain_events: list[dict[str, Any]] = events
+    if query.user is not None or query.type is not None:
+        # A user's chain goes on under root after sudo: follow the user's sessions whoever acts.
+        sessions = {(str(e.get("host") or ""), str((e.get("proc") or {}).get("session")))
+                    for e in events if _escalates(e) and (e.get("proc") or {}).get("session") is not None}
+        if store is not None:
+            chain_events = list(store.session_events(sessions, query.since, query.until))
+        else:
+            chain_events = [e for e in pool if (str(e.get("host") or ""),
+                                                str((e.get("proc") or {}).get("session"))) in sessions]
+    rows = [event_to_row(e) for e in events] + [alert_to_row(a) for a in alerts]
+    rows.sort(key=lambda r: (r.ts, r.is_alert))
+    truncated = query.limit is not None and len(rows) > query.limit
+    if truncated:
+        rows = rows[: query.limit]
+    chains = sequence_chains(alerts) + session_chains(chain_events)
+    return Timeline(query=query, rows=tuple(rows), chains=tuple(chains), truncated=truncated)
+
+
+def sequence_chains(alerts: Iterable[Mapping[str, Any]]) -> list[Chain]:
+    """Correlation alerts (`context.kind == "sequence"`) with their events in order."""
+    out = []
+    for alert in alerts:
+        if (alert.get("context") or {}).get("kind") != "sequence":
+            continue
+        steps = tuple(sorted((event_to_row(e) for e in alert.get("events") or [] if e.get("ts")),
+                             key=lambda r: r.ts))
+        first = steps[0] if steps else None
+        out.append(Chain(
+            title=str(alert.get("title") or alert.get("rule_id")), origin="sequence",
+            user=first.user if first else "", session=first.session if first else "",
+            steps=steps, rule_id=str(alert.get("rule_id")), severity=str(alert.get("severity", "")),
+        ))
+    return out
+
+
+def _escalates(event: Mapping[str, Any]) -> bool:
+    proc = event.get("proc") or {}
+    kind = event.get("type")
+    if kind == "exec":
+        exe = str(proc.get("exe") or proc.get("comm") or "")
+        if exe.rsplit("/", 1)[-1] in _ESCALATION_EXES:
+            return True
+        return proc.get("euid") == 0 and proc.get("uid") not in (0, None)
+    if kind == "setuid":
+        return (event.get("cred") or {}).get("euid") == 0
+    return False
+
+
+def _sensitive_read(event: Mapping[str, Any]) -> bool:
+    if event.get("type") != "open":
+        return False
+    path = str((event.get("file") or {}).get("path") or "")
+    return any(p in path for p in SENSITIVE_PATHS)
+
+
+def session_chains(events: Iterable[Mapping[str, Any]]) -> list[Chain]:
+    """Per (host, session): privilege escalation, then a sensitive read and/or an outbound
+    connection, in that order. "admin ran sudo, became root, read /etc/shadow, connected out"."""
+    by_session: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for e in events:
+        session = (e.get("proc") or {}).get("session")
+        if session is None:
+            continue
+        by_session.setdefault((str(e.get("host") or ""), str(session)), []).append(e)
+    chains = []
+    for (_, session), evs in sorted(by_session.items()):
+        evs.sort(key=lambda e: str(e.get("ts")))
+        steps: list[Mapping[str, Any]] = []
+        seen_read = seen_connect = False
+        for e in evs:
+            if not steps:
+                if _escalates(e):
+                    steps.append(e)
+                continue
+            if _escalates(e) and len(steps) == 1:
+                steps.append(e)  # sudo exec followed by the setuid to root
+            elif _sensitive_read(e) and not seen_read:
+                steps.append(e)
+                seen_read = True
+            elif e.get("type") == "connect" and not seen_connect:
+                steps.append(e)
+                seen_connect = True
+        if steps and (seen_read or seen_connect):
+            rows = tuple(event_to_row(e) for e in steps)
+            user = next((r.user for r in rows if r.user and not r.user.startswith("uid:0")), rows[0].user)
+            what = ["escalated to root"]
+            if seen_read:
+                what.append("read a sensitive file")
+            if seen_connect:
+                what.append("connected out")
+            chains.append(Chain(title=f"{user}: " + ", ".join(what), origin="session", user=user,
+                                session=session, steps=rows))
+    return chains
+
+
+def render_html(timeline: Timeline) -> str:
+    """The timeline as a standalone HTML page (autoescaped: event data is attacker-controlled)."""
+    import jinja2
+
+    from secpolicy.resources import templates_dir
+
+    env = jinja2.Environment(autoescape=True, loader=jinja2.FileSystemLoader(str(templates_dir())))
+    try:
+        template = env.get_template("timeline.html.j2")
+    except jinja2.TemplateNotFound as exc:
+        raise InputError(f"template {exc.name} not found in {templates_dir()}") from exc
+    query = {k: v for k, v in timeline.query.__dict__.items() if v is not None and k != "limit"}
+    return template.render(query=query, rows=timeline.rows, chains=timeline.chains,
+                           truncated=timeline.truncated)
+
+
+def render_table(timeline: Timeline) -> list[Any]:
+    """Rich renderables: the chains first (each a small table), then the timeline table."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out: list[Any] = []
+    for chain in timeline.chains:
+        t = Table(title=f"chain: {chain.title}" + (f" [{chain.rule_id}]" if chain.rule_id else ""),
+                  title_justify="left", show_edge=False)
+        for col in ("time", "user", "event type", "resource", "result"):
+            t.add_column(col, overflow="fold")
+        for s in chain.steps:
+            t.add_row(Text(s.ts), Text(s.user), Text(s.type), Text(s.resource), Text(s.result))
+        out.append(t)
+    table = Table(title="timeline" + (" (truncated)" if timeline.truncated else ""), title_justify="left",
+                  show_edge=False)
+    for col in ("time", "user", "event type", "resource", "result"):
+        table.add_column(col, overflow="fold")
+    for r in timeline.rows:
+        style = "bold red" if r.severity in ("high", "critical") else ("yellow" if r.is_alert else "")
+        kind = f"alert {r.rule_id}" if r.is_alert else r.type
+        table.add_row(Text(r.ts), Text(r.user), Text(kind), Text(r.resource), Text(r.result), style=style)
+    out.append(table)
+    return out

@@ -1,0 +1,189 @@
+"""The SQLite event store and the forensic timeline over it and over replay files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from secpolicy.auditlog.store import EventStore, Retention, event_resource, normalize_ts
+from secpolicy.auditlog.timeline import (
+    TimelineQuery,
+    build_timeline,
+    read_replay,
+    render_html,
+    render_table,
+)
+from secpolicy.errors import InputError, LocatedError
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "auditlog"
+EVENTS = FIXTURES / "events.jsonl"
+
+
+def loaded(tmp_path: Path) -> EventStore:
+    store = EventStore(tmp_path / "events.db")
+    items = list(read_replay([EVENTS]))
+    store.add_events(o for k, o in items if k == "event")
+    store.add_alerts(o for k, o in items if k == "alert")
+    return store
+
+
+def test_store_is_wal_with_the_promised_indexes(tmp_path: Path) -> None:
+    store = loaded(tmp_path)
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    indexes = {r[0]: r[1] for r in store.conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type='index'")}
+    assert {"events_ts", "events_user_ts", "events_type_ts", "alerts_rule_ts", "alerts_ts"} <= set(indexes)
+    plan = " ".join(r[-1] for r in store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT json FROM events WHERE user = 'admin' AND ts >= '2026' ORDER BY ts"))
+    assert "events_user_ts" in plan
+
+
+def test_events_round_trip_with_query_columns(tmp_path: Path) -> None:
+    store = loaded(tmp_path)
+    assert store.count_events() == 10
+    assert store.count_events(type="auth", result="failure") == 2
+    row = store.conn.execute("SELECT user, resource, result, session FROM events WHERE type='open' AND user='root'").fetchone()
+    assert row == ("root", "/etc/shadow", "success", "42")
+    first = json.loads(EVENTS.read_text().splitlines()[0])
+    assert next(store.events(type="auth")) == first
+
+
+def test_queries_window_is_half_open(tmp_path: Path) -> None:
+    store = loaded(tmp_path)
+    got = [e["ts"] for e in store.events(since="2026-11-21T10:02:00Z", until="2026-11-21T10:04:40Z")]
+    assert got == ["2026-11-21T10:02:00.000000000Z", "2026-11-21T10:02:00.500000000Z",
+                   "2026-11-21T10:03:15.250000000Z"]
+
+
+def test_timezone_offsets_are_normalised_to_utc() -> None:
+    assert normalize_ts("2026-11-21T12:00:00.123456789+02:00") == "2026-11-21T10:00:00.123456789Z"
+    assert normalize_ts("2026-11-21T10:00:00+00:00") == "2026-11-21T10:00:00.000000000Z"
+    assert normalize_ts("2026-11-21T10:00:00.5Z") == "2026-11-21T10:00:00.500000000Z"
+    # Fixed width keeps text order equal to time order.
+    assert normalize_ts("2026-11-21T10:00:00Z") < normalize_ts("2026-11-21T10:00:00.000000001Z")
+    with pytest.raises(InputError, match="no time zone"):
+        normalize_ts("2026-11-21T10:00:00.000")
+    with pytest.raises(InputError):
+        normalize_ts("yesterday")
+
+
+def test_bad_events_are_refused_and_nothing_half_stored(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.db")
+    with pytest.raises(InputError, match="no type"):
+        store.add_events([{"ts": "2026-11-21T10:00:00Z", "type": "exec"}, {"ts": "2026-11-21T10:00:00Z"}])
+    assert store.count_events() == 0
+
+
+def test_not_a_database_is_an_input_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(InputError, match="not a usable event store"):
+        EventStore(bad)
+    with pytest.raises(InputError, match="no such event store"):
+        EventStore(tmp_path / "absent.db", create=False)
+
+
+def test_retention_by_age_and_count(tmp_path: Path) -> None:
+    store = loaded(tmp_path)
+    store.retention = Retention(days=1)
+    now = datetime(2026, 11, 22, 10, 5, 0, tzinfo=timezone.utc)
+    assert store.prune(now) == (6, 1)  # everything before 10:05 the day before
+    store.retention = Retention(days=None, max_events=2)
+    assert store.prune(now) == (2, 0)
+    assert [e["ts"] for e in store.events()] == ["2026-11-21T10:06:01.000000000Z",
+                                                  "2026-11-21T10:16:00.000000000Z"]
+
+
+def test_resources_per_event_kind() -> None:
+    assert event_resource({"type": "connect", "net": {"dst_ip": "203.0.113.5", "dst_port": 22}}) == "203.0.113.5:22"
+    assert event_resource({"type": "rename", "file": {"path": "/a", "target": "/b"}}) == "/a -> /b"
+    assert event_resource({"type": "module_load", "module": {"name": "evil"}}) == "evil"
+    assert event_resource({"type": "exec", "proc": {"cmdline": "sudo -i"}}) == "sudo -i"
+
+
+# -- timeline ------------------------------------------------------------------------------
+
+WINDOW = TimelineQuery(since="2026-11-21T10:00:00Z", until="2026-11-21T10:15:00Z", user="admin")
+
+
+def test_user_window_rows_from_store_and_replay_agree(tmp_path: Path) -> None:
+    store = loaded(tmp_path)
+    from_store = build_timeline(WINDOW, store=store)
+    from_replay = build_timeline(WINDOW, replay=read_replay([EVENTS]))
+    assert from_store.rows == from_replay.rows
+    assert [(r.ts[11:19], r.user, r.type, r.resource, r.result) for r in from_store.rows] == [
+        ("10:01:00", "admin", "exec", "-bash", "success"),
+        ("10:02:00", "admin", "exec", "sudo -i", "success"),
+        ("10:04:40", "admin", "alert", "sudo, shadow read, outbound connection", "critical"),
+        ("10:06:01", "admin", "auth", "sshd 203.0.113.9", "failure"),
+        ("10:06:01", "admin", "alert", "SSH brute force", "high"),
+    ]
+    assert from_store.chains == from_replay.chains
+
+
+def test_chains_from_sequence_alerts_and_sessions(tmp_path: Path) -> None:
+    timeline = build_timeline(WINDOW, store=loaded(tmp_path))
+    assert [(c.origin, c.title) for c in timeline.chains] == [
+        ("sequence", "sudo, shadow read, outbound connection"),
+        ("session", "admin: escalated to root, read a sensitive file, connected out"),
+    ]
+    session = timeline.chains[1]
+    assert [(s.user, s.type, s.resource) for s in session.steps] == [
+        ("admin", "exec", "sudo -i"),
+        ("root", "setuid", "euid=0"),
+        ("root", "open", "/etc/shadow"),
+        ("root", "connect", "203.0.113.50:80"),
+    ]
+    assert [s.type for s in timeline.chains[0].steps] == ["exec", "open", "connect"]
+
+
+def test_type_and_rule_filters(tmp_path: Path) -> None:
+    store = loaded(tmp_path)
+    auth = build_timeline(TimelineQuery(type="auth"), store=store)
+    assert [(r.user, r.result) for r in auth.rows] == [("admin", "success"), ("root", "failure"),
+                                                       ("admin", "failure")]
+    rule = build_timeline(TimelineQuery(rule="fim.etc_change"), store=store)
+    assert [(r.type, r.rule_id, r.user) for r in rule.rows] == [("alert", "fim.etc_change", "root")]
+
+
+def test_limit_marks_truncation(tmp_path: Path) -> None:
+    timeline = build_timeline(TimelineQuery(limit=3), store=loaded(tmp_path))
+    assert len(timeline.rows) == 3 and timeline.truncated
+
+
+def test_bad_queries_and_replay_lines() -> None:
+    with pytest.raises(InputError, match="not before"):
+        TimelineQuery(since="2026-11-21T11:00:00Z", until="2026-11-21T10:00:00Z")
+    with pytest.raises(InputError):
+        build_timeline(TimelineQuery())
+
+
+def test_bad_replay_line_is_located(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "exec", "ts": "2026-11-21T10:00:00Z"}\n{"type": \n')
+    with pytest.raises(LocatedError) as err:
+        list(read_replay([bad]))
+    assert err.value.line == 2
+
+
+def test_html_is_autoescaped(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.jsonl"
+    evil.write_text(json.dumps({"type": "open", "ts": "2026-11-21T10:00:00Z", "user": {"name": "<script>x</script>"},
+                                "file": {"path": "/tmp/<img src=x onerror=alert(1)>"}}) + "\n")
+    html = render_html(build_timeline(TimelineQuery(), replay=read_replay([evil])))
+    assert "<script>x" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "<img" not in html and "&lt;img src=x" in html
+
+
+def test_table_renders_all_rows(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    for part in render_table(build_timeline(WINDOW, store=loaded(tmp_path))):
+        console.print(part)
+    text = console.export_text()
+    assert "chain: admin: escalated to root" in text
+    assert text.count("sudo -i") == 2  # session chain step and timeline row
