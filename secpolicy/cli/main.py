@@ -1,11 +1,81 @@
-"""Entry point: the `secpolicy` command group. Placeholder until the core lands."""
+"""The `secpolicy` command group: wires the subcommands and turns errors into exit codes.
+Only this package prints or exits; everything below raises `secpolicy.errors` exceptions."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
 import click
 
+from secpolicy import __version__
+from secpolicy.cli import core
+from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, SecpolicyError
 
-@click.group()
+__all__ = ["cli", "main"]
+
+
+class _Group(click.Group):
+    """Runs a subcommand and renders SecpolicyError as one located message, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SecpolicyError as e:
+            click.echo(f"secpolicy: {e.render()}" if not _located(e) else e.render(), err=True)
+            ctx.exit(e.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("secpolicy: interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            # `secpolicy scan | head`: the reader went away; not an error of ours.
+            sys.stderr.close()
+            ctx.exit(0)
+        except Exception as e:  # last line of defence: say what broke, without a traceback
+            if os.environ.get("SECPOLICY_DEBUG"):
+                raise
+            click.echo(
+                f"secpolicy: internal error: {type(e).__name__}: {e} (set SECPOLICY_DEBUG=1 for a traceback)",
+                err=True,
+            )
+            ctx.exit(EXIT_RUNTIME)
+
+
+def _located(e: SecpolicyError) -> bool:
+    # Located errors already start with `path:line:col:`; a prefix would hide that.
+    return getattr(e, "path", None) is not None or hasattr(e, "errors")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="secpolicy")
 def cli() -> None:
-    """secpolicy: policy-as-code compliance scanning for Linux."""
+    """secpolicy: policy-as-code compliance scanning and auditing for Linux.
+
+    \b
+    Exit codes (all commands):
+      0  compliant / intact / no changes
+      1  non-compliant: failing findings, FIM changes, alerts (where asked)
+      2  invalid input: policy, waiver, config, options or data files
+      3  runtime failure: the work could not be done
+      4  compliant only because failures are waived (scan)
+      5  integrity failure: a baseline or audit log does not verify
+    """
+
+
+def _register() -> None:
+    """Every command, explicitly, in one place."""
+    for command in core.COMMANDS:
+        cli.add_command(command)
 
 
 def main() -> None:
-    cli()
+    _register()
+    try:
+        cli.main(prog_name="secpolicy", standalone_mode=True)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_INVALID_INPUT)
+        # click uses exit 2 for usage errors, which is our "invalid input" too.
+        raise SystemExit(code) from None

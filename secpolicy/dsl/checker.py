@@ -91,6 +91,17 @@ class _Checker:
         line, col, src = self.origin.locate(node.line, node.column)
         return LocatedError(message, self.origin.path, line, col, src)
 
+    def error_at_name(self, node: ast.Node, name: str, message: str) -> LocatedError:
+        """Point the caret at `name` where it ends the node (`.mod` in `file(x).mod`)."""
+        off = node.end - len(name)
+        if node.end <= node.start or self.text[off:node.end] != name:
+            return self.error(node, message)
+        before = self.text[:off]
+        line = before.count("\n") + 1
+        col = off - (before.rfind("\n") + 1) + 1
+        fline, fcol, src = self.origin.locate(line, col)
+        return LocatedError(message, self.origin.path, fline, fcol, src)
+
     def snippet(self, node: ast.Node) -> str:
         if node.end > node.start:
             return self.text[node.start : node.end]
@@ -140,7 +151,7 @@ class _Checker:
             if n.name in root.fields:
                 self.fields_used.add((n.name,))
                 return ast.Field((n.name,), line=n.line, column=n.column, start=n.start, end=n.end, type=root.fields[n.name])
-            raise self.error(n, f"unknown event field {n.name!r} (known: {', '.join(sorted(root.fields))})")
+            raise self.error(n, f"unknown event field {n.name!r} (fields: {', '.join(sorted(root.fields))})")
         sig = self.cat.facts.get(n.name)
         if sig is not None:
             if sig.params:
@@ -174,7 +185,7 @@ class _Checker:
             if n.name in t.methods:
                 raise self.error(n, f"{n.name!r} of {t} is a method: write .{n.name}(...)")
             known = ", ".join(sorted(t.fields)) or "none"
-            raise self.error(n, f"unknown field {n.name!r} of {t} (fields: {known})")
+            raise self.error_at_name(n, n.name, f"unknown field {n.name!r} of {t} (fields: {known})")
         ft = t.fields[n.name]
         if isinstance(obj, ast.Field):
             path = obj.path + (n.name,)

@@ -235,14 +235,21 @@ class _Compiler:
 
     def c_BitAnd(self, n: ast.BitAnd, want: bool | None) -> Fn:
         fns = [self.c(i, None) for i in n.items]
+        trace = self.trace
+        t = n.type
 
         def fn(env: Any, fr: list) -> Any:
             acc = None
+            values = []
             for f in fns:
                 v = f(env, fr)
                 if v is None:
                     return None
+                values.append(v)
                 acc = v if acc is None else acc & v
+            if trace:
+                # Evidence shows the whole mode, not only the masked bits: "0o644 & 0o77 = 0o44".
+                env.last_operands = " & ".join(format_value(v, t) for v in values) + " = " + format_value(acc, t)
             return acc
 
         return fn
@@ -341,6 +348,7 @@ class _Compiler:
         test = _operator(op, rv, right_const, rt, lt)
         event = self.event
         text = n.text
+        bitand_left = isinstance(n.left, ast.BitAnd)
 
         if event:
 
@@ -363,8 +371,10 @@ class _Compiler:
         def fn(env: Any, fr: list) -> bool:
             if trace:
                 env.last_source = None
+                env.last_operands = None
             lv = left(env, fr)
             source = env.last_source if trace else None
+            shown = (env.last_operands if bitand_left else None) if trace else None
             r = rv if right_const else right(env, fr)
             if (lv is None or r is None) and op not in ("==", "!="):
                 err = _no_value(n.left.text or text)
@@ -376,7 +386,7 @@ class _Compiler:
             except (TypeError, ValueError, AttributeError) as e:
                 raise EvaluationError(f"{text}: cannot evaluate ({e})") from None
             if trace and env.trace is not None:
-                env.trace.append(TraceRecord(text, op, format_value(lv, lt), _expected(op, r, rt), res, want, source))
+                env.trace.append(TraceRecord(text, op, shown or format_value(lv, lt), _expected(op, r, rt), res, want, source))
             return res
 
         return fn

@@ -1,0 +1,260 @@
+"""Scan orchestration: select rules, evaluate each compiled check against lazily gathered facts,
+turn outcomes (including errors) into findings with evidence, apply waivers, build results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Sequence
+
+from secpolicy import __version__
+from secpolicy.dsl import TraceRecord
+from secpolicy.errors import (
+    EXIT_NONCOMPLIANT,
+    EXIT_OK,
+    EXIT_WAIVED_ONLY,
+    EvaluationError,
+    NotApplicable,
+)
+from secpolicy.facts.base import FactContext, FactRegistry
+from secpolicy.models import FAILING_STATUSES, Evidence, Finding, Severity, Status, Waiver
+from secpolicy.policy.model import PolicySet, Rule
+from secpolicy.policy.waivers import WaiverSet
+
+__all__ = ["ScanResult", "select_rules", "evaluate_rule", "scan", "exit_code", "RESULTS_SCHEMA_VERSION"]
+
+RESULTS_SCHEMA_VERSION = "1.0"
+_MAX_EVIDENCE = 25
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def select_rules(
+    ps: PolicySet,
+    *,
+    profile: str | None = None,
+    standard: str | None = None,
+    rule_ids: Iterable[str] | None = None,
+) -> list[Rule]:
+    """Enabled rules of the requested profile and framework (a rule serves a framework when
+    its `references` name it or its policy declares it as its standard)."""
+    wanted = set(rule_ids) if rule_ids else None
+    std_of = {p.id: p.standard for p in ps.policies}
+    out = []
+    for r in ps.rules:
+        if not r.enabled:
+            continue
+        if wanted is not None and r.id not in wanted:
+            continue
+        if profile and profile not in r.profiles:
+            continue
+        if standard and standard not in r.references and std_of.get(r.policy_id) != standard:
+            continue
+        out.append(r)
+    return out
+
+
+def _evidence(records: Sequence[TraceRecord], passed: bool) -> tuple[Evidence, ...]:
+    relevant = [r for r in records if r.want is not None]
+    if passed:
+        chosen = [r for r in relevant if r.result == r.want]
+    else:
+        chosen = [r for r in relevant if r.result != r.want] or relevant
+    seen: set[tuple] = set()
+    out: list[Evidence] = []
+    for r in chosen:
+        key = (r.text, r.observed, r.source)
+        if key in seen:
+            continue
+        seen.add(key)
+        expected = r.expected if r.want else f"not {r.expected}"
+        out.append(Evidence(expression=r.text, expected=expected, observed=r.observed, source=r.source))
+    if len(out) > _MAX_EVIDENCE:
+        extra = len(out) - _MAX_EVIDENCE
+        out = out[:_MAX_EVIDENCE] + [Evidence(expression="...", message=f"{extra} more comparison(s) not shown")]
+    return tuple(out)
+
+
+def evaluate_rule(rule: Rule, ctx: FactContext) -> Finding:
+    """Evaluate one check rule. Never raises: an exception becomes an ERROR finding."""
+    base: dict[str, Any] = dict(
+        rule_id=rule.id,
+        title=rule.title,
+        severity=rule.severity,
+        policy_id=rule.policy_id,
+        description=rule.description,
+        rationale=rule.rationale,
+        remediation=rule.remediation,
+        references=rule.references,
+        tags=rule.tags,
+        profiles=rule.profiles,
+        source=rule.source,
+    )
+    if rule.check is None:
+        return Finding(status=Status.SKIPPED, reason="event rule: evaluated by `secpolicy monitor` or `replay`", **base)
+    assert rule.check.traced is not None
+    trace: list[TraceRecord] = []
+    ctx.trace = trace
+    t0 = time.perf_counter()
+    try:
+        ok = rule.check.traced(ctx)
+        status = Status.PASS if ok else Status.FAIL
+        evidence = _evidence(trace, bool(ok))
+        reason = None
+    except NotApplicable as e:
+        status, reason = Status.NOT_APPLICABLE, e.message
+        evidence = (Evidence(expression=rule.check.text, message=e.message),)
+    except EvaluationError as e:
+        status, reason = Status.ERROR, e.message
+        evidence = _evidence(trace, False) + (Evidence(expression=rule.check.text, message=e.message),)
+    except RecursionError:
+        status, reason = Status.ERROR, "expression too deeply nested to evaluate"
+        evidence = (Evidence(expression=rule.check.text, message=reason),)
+    except Exception as e:  # an error is never a pass: unexpected failures are findings too
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        reason = f"internal error: {type(e).__name__}: {e} ({os.path.basename(frame.filename)}:{frame.lineno})"
+        status = Status.ERROR
+        evidence = (Evidence(expression=rule.check.text, message=reason),)
+    finally:
+        ctx.trace = None
+    ms = (time.perf_counter() - t0) * 1000
+    return Finding(status=status, evidence=evidence, reason=reason, duration_ms=ms, **base)
+
+
+def _host_name(ctx: FactContext) -> str:
+    if ctx.live:
+        return socket.gethostname()
+    try:
+        name = (ctx.read_text("/etc/hostname") or "").strip()
+    except EvaluationError:
+        name = ""
+    return name or f"image:{os.path.basename(ctx.root.rstrip('/')) or ctx.root}"
+
+
+@dataclass
+class ScanResult:
+    findings: list[Finding]
+    scan: dict[str, Any]
+    waiver_report: list[dict[str, Any]] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return summarize(self.findings)
+
+    def to_results(self) -> dict[str, Any]:
+        errors = [
+            {"rule_id": f.rule_id, "message": f.reason or "", "source": f.source}
+            for f in self.findings
+            if f.status == Status.ERROR
+        ]
+        return {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "scan": self.scan,
+            "summary": self.summary(),
+            "results": [f.to_dict() for f in self.findings],
+            "waivers": self.waiver_report,
+            "errors": errors,
+            "coverage": self.coverage,
+        }
+
+
+def summarize(findings: Sequence[Finding]) -> dict[str, Any]:
+    by_status = {s.value: 0 for s in Status}
+    by_severity: dict[str, dict[str, int]] = {s.value: {st.value: 0 for st in Status} for s in Severity}
+    frameworks: dict[str, dict[str, Any]] = {}
+    for f in findings:
+        by_status[f.status.value] += 1
+        by_severity[f.severity.value][f.status.value] += 1
+        for fw, ids in f.references.items():
+            entry = frameworks.setdefault(fw, {st.value: 0 for st in Status} | {"rules": 0, "requirements": set()})
+            entry[f.status.value] += 1
+            entry["rules"] += 1
+            entry["requirements"].update(ids)
+    for entry in frameworks.values():
+        decided = entry["pass"] + entry["fail"] + entry["error"]
+        entry["compliance_pct"] = round(100.0 * entry["pass"] / decided, 1) if decided else None
+        entry["requirements"] = len(entry["requirements"])
+    decided = by_status["pass"] + by_status["fail"] + by_status["error"]
+    return {
+        "total": len(findings),
+        "by_status": by_status,
+        "by_severity": by_severity,
+        "frameworks": dict(sorted(frameworks.items())),
+        "compliance_pct": round(100.0 * by_status["pass"] / decided, 1) if decided else None,
+    }
+
+
+def scan(
+    ps: PolicySet,
+    registry: FactRegistry,
+    *,
+    root: str = "/",
+    waivers: WaiverSet | None = None,
+    profile: str | None = None,
+    standard: str | None = None,
+    rule_ids: Iterable[str] | None = None,
+    fail_on: Severity = Severity.LOW,
+    options: dict[str, Any] | None = None,
+    today: dt.date | None = None,
+) -> ScanResult:
+    started = _now()
+    ctx = FactContext(registry, root, options=options)
+    host = _host_name(ctx)
+    today = today or dt.date.today()
+    waivers = waivers or WaiverSet()
+    findings: list[Finding] = []
+    used: dict[Waiver, str] = {}
+    for rule in select_rules(ps, profile=profile, standard=standard, rule_ids=rule_ids):
+        f = evaluate_rule(rule, ctx)
+        active, expired = waivers.for_rule(rule.id, host, today)
+        if f.status == Status.FAIL and active is not None:
+            f = replace(f, status=Status.WAIVED, waiver=active)
+            used[active] = "applied"
+        if active is not None:
+            used.setdefault(active, "active")
+        if expired is not None:
+            used[expired] = "expired"
+        findings.append(f)
+    report = []
+    for w in waivers.waivers:
+        state = used.get(w, "unused")
+        report.append(w.to_dict() | {"status": state, "source": w.source})
+    finished = _now()
+    scan_meta = {
+        "id": str(uuid.uuid4()),
+        "started_at": started,
+        "finished_at": finished,
+        "host": host,
+        "root": ctx.root,
+        "secpolicy_version": __version__,
+        "policies": [p.to_dict() for p in ps.policies],
+        "profile": profile,
+        "standard": standard,
+        "fail_on": fail_on.value,
+        "waivers_file": waivers.path,
+    }
+    coverage = {}
+    for p in ps.policies:
+        for fw, data in p.coverage.items():
+            entry = coverage.setdefault(fw, {"automated": [], "partial": [], "manual": []})
+            for k in ("automated", "partial", "manual"):
+                entry[k].extend(str(x) for x in data.get(k, []))
+    return ScanResult(findings, scan_meta, report, coverage)
+
+
+def exit_code(findings: Sequence[Finding], fail_on: Severity) -> int:
+    """0 compliant; 1 a failing (or erroring) finding at or above `fail_on`; 4 compliant only
+    because failures at or above `fail_on` are waived."""
+    relevant = [f for f in findings if f.severity.rank >= fail_on.rank]
+    if any(f.status in FAILING_STATUSES for f in relevant):
+        return EXIT_NONCOMPLIANT
+    if any(f.status == Status.WAIVED for f in relevant):
+        return EXIT_WAIVED_ONLY
+    return EXIT_OK

@@ -1,0 +1,224 @@
+"""The fact collector interface: a registry of typed collectors and the per-scan context that
+gathers facts lazily, caches them, and reads every path under the scanned root."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Callable, Iterator
+
+from secpolicy.dsl.checker import Signature
+from secpolicy.dsl.types import Type
+from secpolicy.errors import EvaluationError, NotApplicable
+
+__all__ = ["FactSpec", "FactRegistry", "FactContext", "NotApplicable", "EvaluationError"]
+
+Collector = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class FactSpec:
+    signature: Signature
+    collect: Collector  # collect(ctx: FactContext, *args) -> value
+
+
+class FactRegistry:
+    """Named fact collectors with their types. Built-ins are added in facts/builtin.py."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, FactSpec] = {}
+
+    def register(
+        self,
+        name: str,
+        collect: Collector,
+        *,
+        params: tuple[Type, ...] = (),
+        returns: Type,
+        doc: str = "",
+        live_only: bool = False,
+    ) -> None:
+        if name in self._specs:
+            raise ValueError(f"fact {name!r} registered twice")
+        self._specs[name] = FactSpec(Signature(name, params, returns, doc, live_only), collect)
+
+    def get(self, name: str) -> FactSpec:
+        return self._specs[name]
+
+    def signatures(self) -> dict[str, Signature]:
+        return {n: s.signature for n, s in self._specs.items()}
+
+    def __iter__(self) -> Iterator[FactSpec]:
+        return iter(self._specs.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+
+class _Failure:
+    """A cached exception, so a fact that failed once fails the same way for every rule."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+_MAX_SYMLINKS = 40
+
+
+class FactContext:
+    """Per-scan fact cache and the file-system view rooted at `root`."""
+
+    def __init__(self, registry: FactRegistry, root: str = "/", *, options: dict[str, Any] | None = None) -> None:
+        self.registry = registry
+        self.root = os.path.abspath(root)
+        self.live = self.root == "/"
+        self.options = options or {}
+        self._cache: dict[tuple[str, tuple], Any] = {}
+        # Set by traced evaluation (see dsl.compiler).
+        self.trace: list | None = None
+        self.last_source: str | None = None
+        self.last_operands: str | None = None
+
+    # facts -------------------------------------------------------------------------------
+    def fact(self, name: str, args: tuple) -> Any:
+        key = (name, args)
+        try:
+            value = self._cache[key]
+        except KeyError:
+            value = self._collect(name, args)
+            self._cache[key] = value
+        if isinstance(value, _Failure):
+            raise value.exc
+        return value
+
+    def _collect(self, name: str, args: tuple) -> Any:
+        spec = self.registry.get(name)
+        if spec.signature.live_only and not self.live:
+            return _Failure(NotApplicable(f"{name}: only available on the live host, not under --root {self.root}"))
+        try:
+            return spec.collect(self, *args)
+        except (EvaluationError, NotApplicable) as e:
+            return _Failure(e)
+        except OSError as e:
+            return _Failure(EvaluationError(f"{name}{args!r}: {os.strerror(e.errno) if e.errno else e}"))
+
+    def require_live(self, what: str) -> None:
+        if not self.live:
+            raise NotApplicable(f"{what}: only available on the live host, not under --root {self.root}")
+
+    # files under the root ----------------------------------------------------------------
+    def host_path(self, path: str, *, follow: bool = True) -> str:
+        """The path on this machine for `path` inside the scanned root. Symlinks are resolved
+        inside the root (an absolute link target restarts at the root, as under chroot), so a
+        mounted image cannot point us at the scanning host's files."""
+        if not path.startswith("/"):
+            raise EvaluationError(f"{path!r}: paths in policies must be absolute")
+        if self.root == "/":
+            return os.path.normpath(path)
+        parts = [p for p in PurePosixPath(path).parts[1:] if p not in ("", ".")]
+        resolved: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = os.path.join(self.root, *resolved, part)
+            last = not parts
+            if (follow or not last) and os.path.islink(candidate):
+                hops += 1
+                if hops > _MAX_SYMLINKS:
+                    raise EvaluationError(f"{path}: too many levels of symbolic links (a symlink loop)")
+                target = os.readlink(candidate)
+                tparts = [p for p in PurePosixPath(target).parts if p not in ("", ".")]
+                if target.startswith("/"):
+                    resolved = []
+                    tparts = tparts[1:]
+                parts = tparts + parts
+                continue
+            resolved.append(part)
+        return os.path.join(self.root, *resolved) if resolved else self.root
+
+    def display(self, path: str) -> str:
+        """How a path inside the root is shown in evidence: as the scanned system sees it."""
+        return path
+
+    def lstat(self, path: str) -> os.stat_result | None:
+        try:
+            return os.lstat(self.host_path(path, follow=False))
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+
+    def stat(self, path: str) -> os.stat_result | None:
+        try:
+            return os.stat(self.host_path(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def exists(self, path: str) -> bool:
+        return self.lstat(path) is not None
+
+    def read_bytes(self, path: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
+        """File content, or None if it does not exist. Unreadable files are evaluation errors."""
+        host = self.host_path(path)
+        try:
+            st = os.stat(host)
+            if stat.S_ISDIR(st.st_mode):
+                raise EvaluationError(f"{path}: is a directory")
+            with open(host, "rb") as f:
+                data = f.read(limit + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except PermissionError:
+            raise EvaluationError(f"{path}: permission denied") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise EvaluationError(f"{path}: too many levels of symbolic links") from None
+            raise EvaluationError(f"{path}: {e.strerror}") from None
+        if len(data) > limit:
+            raise EvaluationError(f"{path}: larger than {limit} bytes, not read")
+        return data
+
+    def read_text(self, path: str) -> str | None:
+        data = self.read_bytes(path)
+        if data is None:
+            return None
+        return data.decode("utf-8", errors="surrogateescape")
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.fsdecode(n) for n in os.listdir(os.fsencode(self.host_path(path))))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except PermissionError:
+            raise EvaluationError(f"{path}: permission denied") from None
+
+    def glob(self, pattern: str) -> list[str]:
+        """Paths inside the root matching a shell pattern (`*`, `?`, `[...]`, no `**`)."""
+        import fnmatch
+
+        if not pattern.startswith("/"):
+            raise EvaluationError(f"{pattern!r}: patterns must be absolute")
+        parts = [p for p in pattern.split("/") if p]
+        results = ["/"]
+        for part in parts:
+            nxt: list[str] = []
+            for base in results:
+                if any(ch in part for ch in "*?["):
+                    for name in self.listdir(base):
+                        if fnmatch.fnmatchcase(name, part) and not (name.startswith(".") and not part.startswith(".")):
+                            nxt.append(os.path.join(base, name))
+                else:
+                    cand = os.path.join(base, part)
+                    if self.lstat(cand) is not None:
+                        nxt.append(cand)
+            results = nxt
+        return sorted(results)

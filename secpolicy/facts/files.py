@@ -1,0 +1,221 @@
+"""File facts: `file(path)` (stat, owner names, mode, content, lines) and `files(pattern)`.
+Every value knows where it was read, so evidence can name the file and line."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from secpolicy.dsl.types import BOOL, DURATION, INT, MODE, SIZE, STR, ListType, Method, ObjectType
+
+if TYPE_CHECKING:
+    from secpolicy.facts.base import FactContext, FactRegistry
+
+__all__ = ["FILE", "FileInfo", "register"]
+
+FILE = ObjectType(
+    "file",
+    {
+        "path": STR,
+        "exists": BOOL,
+        "type": STR,
+        "mode": MODE,
+        "uid": INT,
+        "gid": INT,
+        "owner": STR,
+        "group": STR,
+        "size": SIZE,
+        "mtime": INT,
+        "age": DURATION,
+        "content": STR,
+        "lines": ListType(STR),
+        "target": STR,
+        "is_file": BOOL,
+        "is_dir": BOOL,
+        "is_link": BOOL,
+    },
+    methods={
+        "first": Method((STR,), STR, "the first line matching a regex (stripped), or null"),
+        "grep": Method((STR,), ListType(STR), "all lines matching a regex"),
+        "has_line": Method((STR,), BOOL, "whether some line matches a regex"),
+    },
+    doc="a file, directory or link inside the scanned root (not followed if a link)",
+)
+
+_TYPES = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "char",
+    stat.S_IFBLK: "block",
+}
+
+
+class FileInfo:
+    """A path inside the scanned root. Attributes are read lazily; content only if asked."""
+
+    def __init__(self, ctx: "FactContext", path: str, follow: bool = True) -> None:
+        self._ctx = ctx
+        self.path = os.path.normpath(path)
+        self._st = ctx.stat(path) if follow else ctx.lstat(path)
+        self._lst = ctx.lstat(path) if follow else self._st
+        self._line_of: dict[str, int] = {}
+
+    def describe(self) -> str:
+        return f"file({self.path!r})"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name in ("first", "has_line") and args:
+            lineno = self._match_line(str(args[0]))
+            return f"{self.path}:{lineno}" if lineno else self.path
+        return self.path
+
+    @property
+    def exists(self) -> bool:
+        return self._lst is not None
+
+    @property
+    def type(self) -> str | None:
+        st = self._lst
+        return None if st is None else _TYPES.get(stat.S_IFMT(st.st_mode), "unknown")
+
+    @property
+    def mode(self) -> int | None:
+        return None if self._st is None else stat.S_IMODE(self._st.st_mode)
+
+    @property
+    def uid(self) -> int | None:
+        return None if self._st is None else self._st.st_uid
+
+    @property
+    def gid(self) -> int | None:
+        return None if self._st is None else self._st.st_gid
+
+    @property
+    def owner(self) -> str | None:
+        return None if self._st is None else _name_of(self._ctx, "/etc/passwd", self._st.st_uid)
+
+    @property
+    def group(self) -> str | None:
+        return None if self._st is None else _name_of(self._ctx, "/etc/group", self._st.st_gid)
+
+    @property
+    def size(self) -> int | None:
+        return None if self._st is None else self._st.st_size
+
+    @property
+    def mtime(self) -> int | None:
+        return None if self._st is None else int(self._st.st_mtime)
+
+    @property
+    def age(self) -> float | None:
+        import time
+
+        return None if self._st is None else max(0.0, time.time() - self._st.st_mtime)
+
+    @property
+    def is_file(self) -> bool:
+        return self._st is not None and stat.S_ISREG(self._st.st_mode)
+
+    @property
+    def is_dir(self) -> bool:
+        return self._st is not None and stat.S_ISDIR(self._st.st_mode)
+
+    @property
+    def is_link(self) -> bool:
+        return self._lst is not None and stat.S_ISLNK(self._lst.st_mode)
+
+    @property
+    def target(self) -> str | None:
+        if not self.is_link:
+            return None
+        return os.readlink(self._ctx.host_path(self.path, follow=False))
+
+    @cached_property
+    def content(self) -> str | None:
+        if self._st is None or not stat.S_ISREG(self._st.st_mode):
+            return None
+        return self._ctx.read_text(self.path)
+
+    @cached_property
+    def lines(self) -> list[str] | None:
+        c = self.content
+        return None if c is None else c.splitlines()
+
+    def _match_line(self, regex: str) -> int | None:
+        if regex not in self._line_of:
+            rx = re.compile(regex)
+            self._line_of[regex] = 0
+            for i, line in enumerate(self.lines or (), 1):
+                if rx.search(line):
+                    self._line_of[regex] = i
+                    break
+        return self._line_of[regex] or None
+
+    def first(self, regex: str) -> str | None:
+        n = self._match_line(regex)
+        return None if n is None else (self.lines or [])[n - 1].strip()
+
+    def grep(self, regex: str) -> list[str] | None:
+        if self.lines is None:
+            return None
+        rx = re.compile(regex)
+        return [ln for ln in self.lines if rx.search(ln)]
+
+    def has_line(self, regex: str) -> bool:
+        return self._match_line(regex) is not None
+
+
+def _name_of(ctx: "FactContext", db: str, ident: int) -> str | None:
+    """uid/gid -> name from the root's own passwd/group (not the scanning host's)."""
+    table = ctx.fact("_idmap", (db,))
+    return table.get(ident)
+
+
+def _idmap(ctx: "FactContext", db: str) -> dict[int, str]:
+    text = ctx.read_text(db) or ""
+    out: dict[int, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2].isdigit():
+            out.setdefault(int(parts[2]), parts[0])
+    return out
+
+
+def collect_file(ctx: "FactContext", path: str) -> FileInfo:
+    return FileInfo(ctx, path)
+
+
+def collect_link(ctx: "FactContext", path: str) -> FileInfo:
+    return FileInfo(ctx, path, follow=False)
+
+
+def collect_files(ctx: "FactContext", pattern: str) -> list[FileInfo]:
+    return [FileInfo(ctx, p, follow=False) for p in ctx.glob(pattern)]
+
+
+def collect_tree(ctx: "FactContext", top: str) -> list[FileInfo]:
+    """Every entry below `top` (not following links, not crossing into /proc or /sys)."""
+    out: list[FileInfo] = []
+    base = ctx.host_path(top)
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        rel = os.path.relpath(dirpath, ctx.root)
+        inside = "/" + ("" if rel == "." else rel)
+        for name in sorted(dirnames + filenames):
+            out.append(FileInfo(ctx, os.path.join(inside, name), follow=False))
+    return out
+
+
+def register(reg: "FactRegistry") -> None:
+    from secpolicy.dsl.types import ANY
+
+    reg.register("file", collect_file, params=(STR,), returns=FILE, doc="a path, links followed inside the root")
+    reg.register("link", collect_link, params=(STR,), returns=FILE, doc="a path, not following a final link")
+    reg.register("files", collect_files, params=(STR,), returns=ListType(FILE), doc="paths matching a shell pattern")
+    reg.register("tree", collect_tree, params=(STR,), returns=ListType(FILE), doc="every entry below a directory")
+    reg.register("_idmap", _idmap, params=(STR,), returns=ANY, doc="internal: id -> name table")
