@@ -1,0 +1,338 @@
+"""Correlation state for event rules: `threshold` (N matching events within a window, per key)
+and `sequence` (ordered steps within a window, per key), bounded by TTL, key and memory limits.
+
+Semantics (docs/events.md):
+- threshold fires when the count-th matching event for a key arrives within `within` seconds of
+  the oldest one kept; it then stays quiet for that key until `within` seconds pass without a
+  matching event, so one burst gives exactly one alert. Events lacking a `by` field are counted
+  together under the key value null.
+- sequence fires when events matching step 1, 2, ... n arrive in that order for one key within
+  `within` seconds of the step-1 event; each event advances a partial match at most one step,
+  and a completed match is consumed. Events lacking a `by` field are ignored: without the
+  actor's identity unrelated events would be chained.
+- State is bounded: keys idle longer than `within` expire; beyond `max_keys` per rule or the
+  memory estimate the least recently updated key is evicted. Every expiry and eviction is
+  counted in `CorrelationStats`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+__all__ = [
+    "CorrelationLimits",
+    "CorrelationStats",
+    "MemoryBudget",
+    "ThresholdCorrelator",
+    "SequenceCorrelator",
+    "Correlation",
+    "key_getter",
+]
+
+
+@dataclass(frozen=True)
+class CorrelationLimits:
+    """Bounds on correlation state. Memory is an estimate: `key_cost` bytes per key plus
+    `event_cost` bytes per retained event reference (events themselves are shared)."""
+
+    max_keys: int = 100_000
+    memory_bytes: int = 256 * 1024 * 1024
+    max_alert_events: int = 100
+    key_cost: int = 256
+    event_cost: int = 1024
+
+
+@dataclass
+class CorrelationStats:
+    """Per-rule counters of state that was dropped, reported by `EventEngine.stats()`."""
+
+    expired: int = 0
+    evicted_max_keys: int = 0
+    evicted_memory: int = 0
+    suppressed: int = 0
+    keys: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "keys": self.keys,
+            "expired": self.expired,
+            "evicted_max_keys": self.evicted_max_keys,
+            "evicted_memory": self.evicted_memory,
+            "suppressed_in_burst": self.suppressed,
+        }
+
+
+@dataclass
+class MemoryBudget:
+    """The shared memory estimate of all correlators of one engine."""
+
+    limit: int
+    used: int = 0
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """A correlation that completed: what the alert carries."""
+
+    kind: str
+    key: dict[str, Any]
+    events: list[dict[str, Any]]
+    count: int
+    window: tuple[str, str]
+    dropped: int = 0
+
+
+def key_getter(paths: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A fast getter of the values at dotted `paths` (lists become tuples so keys hash)."""
+    split = [tuple(p.split(".")) for p in paths]
+
+    def get(ev: dict[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for parts in split:
+            cur: Any = ev
+            for part in parts:
+                if type(cur) is not dict:
+                    cur = None
+                    break
+                cur = cur.get(part)
+                if cur is None:
+                    break
+            if type(cur) is list:
+                cur = tuple(cur)
+            out.append(cur)
+        return tuple(out)
+
+    return get
+
+
+def _key_dict(paths: Sequence[str], key: tuple[Any, ...]) -> dict[str, Any]:
+    return {p: (list(v) if isinstance(v, tuple) else v) for p, v in zip(paths, key)}
+
+
+class _Keyed:
+    """LRU-ordered per-key state with TTL expiry and key/memory eviction."""
+
+    def __init__(self, within: float, limits: CorrelationLimits, budget: MemoryBudget) -> None:
+        self.within = within
+        self.limits = limits
+        self.budget = budget
+        self.stats = CorrelationStats()
+        self.state: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+    def _cost(self, st: Any) -> int:
+        return self.limits.key_cost + self.limits.event_cost * self._retained(st)
+
+    def _retained(self, st: Any) -> int:  # overridden
+        return 0
+
+    def _last(self, st: Any) -> float:  # overridden
+        return 0.0
+
+    def sweep(self, now: float) -> None:
+        state = self.state
+        while state:
+            key, st = next(iter(state.items()))
+            if now - self._last(st) <= self.within:
+                break
+            del state[key]
+            self.budget.used -= self._cost(st)
+            self.stats.expired += 1
+
+    def _evict_for_new_key(self) -> None:
+        state = self.state
+        while state and len(state) >= self.limits.max_keys:
+            _, st = state.popitem(last=False)
+            self.budget.used -= self._cost(st)
+            self.stats.evicted_max_keys += 1
+        while state and self.budget.used + self.limits.key_cost > self.budget.limit:
+            _, st = state.popitem(last=False)
+            self.budget.used -= self._cost(st)
+            self.stats.evicted_memory += 1
+
+
+class _ThresholdKey:
+    __slots__ = ("window", "quiet", "last")
+
+    def __init__(self) -> None:
+        self.window: deque[tuple[float, dict[str, Any]]] = deque()
+        self.quiet = False
+        self.last = 0.0
+
+
+class ThresholdCorrelator(_Keyed):
+    """`threshold: {count, within, by}` for one rule."""
+
+    def __init__(
+        self,
+        count: int,
+        within: float,
+        by: Sequence[str],
+        limits: CorrelationLimits | None = None,
+        budget: MemoryBudget | None = None,
+    ) -> None:
+        limits = limits or CorrelationLimits()
+        super().__init__(within, limits, budget or MemoryBudget(limits.memory_bytes))
+        self.count = max(1, int(count))
+        self.by = tuple(by)
+        self._get = key_getter(self.by)
+
+    def _retained(self, st: _ThresholdKey) -> int:
+        return len(st.window)
+
+    def _last(self, st: _ThresholdKey) -> float:
+        return st.last
+
+    def feed(self, event: dict[str, Any], now: float) -> Correlation | None:
+        self.sweep(now)
+        key = self._get(event)
+        state = self.state
+        st = state.get(key)
+        cost = self.limits.event_cost
+        if st is None:
+            self._evict_for_new_key()
+            st = _ThresholdKey()
+            state[key] = st
+            self.budget.used += self.limits.key_cost
+        else:
+            state.move_to_end(key)
+        if st.quiet:
+            if now - st.last > self.within:
+                st.quiet = False
+            else:
+                st.last = now
+                self.stats.suppressed += 1
+                self.stats.keys = len(state)
+                return None
+        st.last = now
+        win = st.window
+        win.append((now, event))
+        self.budget.used += cost
+        while win and now - win[0][0] > self.within:
+            win.popleft()
+            self.budget.used -= cost
+        while self.budget.used > self.budget.limit and len(win) > 1:
+            win.popleft()
+            self.budget.used -= cost
+            self.stats.evicted_memory += 1
+        self.stats.keys = len(state)
+        if len(win) < self.count:
+            return None
+        events = [e for _, e in win]
+        self.budget.used -= cost * len(win)
+        win.clear()
+        st.quiet = True
+        limit = self.limits.max_alert_events
+        return Correlation(
+            kind="threshold",
+            key=_key_dict(self.by, key),
+            events=events[-limit:],
+            count=len(events),
+            window=(events[0]["ts"], events[-1]["ts"]),
+            dropped=max(0, len(events) - limit),
+        )
+
+
+class _SequenceKey:
+    __slots__ = ("runs", "last")
+
+    def __init__(self, n: int) -> None:
+        # runs[i]: the partial match that completed steps 0..i, as (start, events).
+        self.runs: list[tuple[float, list[dict[str, Any]]] | None] = [None] * n
+        self.last = 0.0
+
+
+class SequenceCorrelator(_Keyed):
+    """`sequence: {by, within, steps}` for one rule."""
+
+    def __init__(
+        self,
+        steps: int,
+        within: float,
+        by: Sequence[str],
+        limits: CorrelationLimits | None = None,
+        budget: MemoryBudget | None = None,
+    ) -> None:
+        limits = limits or CorrelationLimits()
+        super().__init__(within, limits, budget or MemoryBudget(limits.memory_bytes))
+        self.steps = int(steps)
+        self.by = tuple(by)
+        self._get = key_getter(self.by)
+
+    def _retained(self, st: _SequenceKey) -> int:
+        return sum(len(r[1]) for r in st.runs if r is not None)
+
+    def _last(self, st: _SequenceKey) -> float:
+        return st.last
+
+    def feed(self, event: dict[str, Any], now: float, matched: Sequence[int]) -> Correlation | None:
+        """`matched`: the step indexes (0-based) whose condition this event satisfies."""
+        self.sweep(now)
+        key = self._get(event)
+        if any(v is None for v in key):
+            return None
+        n = self.steps
+        state = self.state
+        st = state.get(key)
+        if st is None:
+            if 0 not in matched:
+                return None
+            self._evict_for_new_key()
+            st = _SequenceKey(n)
+            state[key] = st
+            self.budget.used += self.limits.key_cost
+        else:
+            state.move_to_end(key)
+        st.last = now
+        cost = self.limits.event_cost
+        within = self.within
+        runs = st.runs
+        done: Correlation | None = None
+        # Highest step first, so an event never advances a run it has just advanced.
+        for j in sorted(set(matched), reverse=True):
+            if j == 0:
+                if n == 1:
+                    done = self._complete(key, [event])
+                    continue
+                old = runs[0]
+                if old is not None:
+                    self.budget.used -= cost * len(old[1])
+                runs[0] = (now, [event])
+                self.budget.used += cost
+                continue
+            prev = runs[j - 1]
+            if prev is None:
+                continue
+            start, evs = prev
+            runs[j - 1] = None
+            if now - start > within:
+                self.budget.used -= cost * len(evs)
+                self.stats.expired += 1
+                continue
+            advanced = (start, evs + [event])
+            self.budget.used += cost
+            if j == n - 1:
+                self.budget.used -= cost * len(advanced[1])
+                if done is None:
+                    done = self._complete(key, advanced[1])
+                continue
+            cur = runs[j]
+            if cur is not None:
+                # Keep the run that started later: it has more time left to complete.
+                if cur[0] > start:
+                    self.budget.used -= cost * len(advanced[1])
+                    continue
+                self.budget.used -= cost * len(cur[1])
+            runs[j] = advanced
+        self.stats.keys = len(state)
+        return done
+
+    def _complete(self, key: tuple[Any, ...], events: list[dict[str, Any]]) -> Correlation:
+        return Correlation(
+            kind="sequence",
+            key=_key_dict(self.by, key),
+            events=list(events),
+            count=len(events),
+            window=(events[0]["ts"], events[-1]["ts"]),
+        )

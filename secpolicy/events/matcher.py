@@ -1,0 +1,456 @@
+"""Indexes event rules by event type and by a discriminating literal (exact exe, comm, user
+id or file path prefix) so each event is evaluated only against the rules that could match it.
+
+Index keys are read from the checked AST of a rule's condition: a conjunct such as
+`type == "exec"`, `proc.exe in ["/usr/bin/sudo", "/usr/bin/su"]` or
+`file.path startswith "/etc/"` constrains one dimension; `and` intersects, `or` unites when
+every branch constrains the same dimension, anything else (not, functions, other fields)
+constrains nothing. The index only ever over-approximates: a candidate rule is still
+evaluated with its compiled condition, so an index never changes what fires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+
+from secpolicy.dsl import ast as A
+from secpolicy.events.model import EVENT_TYPES
+
+__all__ = [
+    "IndexKeys",
+    "KernelFilter",
+    "Matcher",
+    "ANY_KEYS",
+    "keys_of",
+    "rule_keys",
+    "kernel_filter",
+    "describe_rule",
+    "rule_conditions",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class IndexKeys:
+    """What an event must have for a condition to possibly hold; None = no constraint.
+    `uids` constrain `user.uid`; `path_prefixes` constrain `file.path`."""
+
+    types: frozenset[str] | None = None
+    exe: frozenset[str] | None = None
+    comm: frozenset[str] | None = None
+    path_prefixes: tuple[str, ...] | None = None
+    uids: frozenset[int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        def show(v: Any) -> Any:
+            if v is None:
+                return None
+            return sorted(v)
+
+        return {
+            "types": show(self.types),
+            "exe": show(self.exe),
+            "comm": show(self.comm),
+            "path_prefixes": show(self.path_prefixes),
+            "uids": show(self.uids),
+        }
+
+
+ANY_KEYS = IndexKeys()
+
+
+@dataclass(frozen=True)
+class KernelFilter:
+    """The union of the index keys of a rule set, for sources that can filter at the source
+    (the eBPF monitor): an event outside it cannot match any rule. None = no filter."""
+
+    types: frozenset[str]
+    exe: frozenset[str] | None
+    comm: frozenset[str] | None
+    path_prefixes: tuple[str, ...] | None
+    uids: frozenset[int] | None
+
+
+_DIMENSIONS = {
+    ("type",): "types",
+    ("proc", "exe"): "exe",
+    ("proc", "comm"): "comm",
+    ("file", "path"): "path_prefixes",
+    ("user", "uid"): "uids",
+}
+_GLOB_CHARS = "*?["
+
+
+def _literal_values(node: A.Node) -> list[Any] | None:
+    if isinstance(node, A.Literal):
+        return [node.value]
+    if isinstance(node, A.ListLit):
+        out = []
+        for item in node.items:
+            if not isinstance(item, A.Literal):
+                return None
+            out.append(item.value)
+        return out
+    return None
+
+
+def _compare_keys(node: A.Compare) -> tuple[str, frozenset[Any] | tuple[str, ...]] | None:
+    """The (dimension, values) one comparison constrains, with the field on the left."""
+    if not isinstance(node.left, A.Field):
+        return None
+    dim = _DIMENSIONS.get(tuple(node.left.path))
+    if dim is None:
+        return None
+    values = _literal_values(node.right)
+    if values is None:
+        return None
+    op = node.op
+    if op == "==" and isinstance(node.right, A.Literal):
+        pass
+    elif op == "in" and isinstance(node.right, A.ListLit):
+        pass
+    elif dim == "path_prefixes" and op in ("startswith", "glob") and isinstance(node.right, A.Literal):
+        pass
+    else:
+        return None
+    if dim == "uids":
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return None
+        return dim, frozenset(values)
+    if not all(isinstance(v, str) for v in values):
+        return None
+    if dim == "path_prefixes":
+        prefixes = []
+        for v in values:
+            if op == "glob":
+                cut = min((v.find(c) for c in _GLOB_CHARS if c in v), default=len(v))
+                v = v[:cut]
+            prefixes.append(v)
+        return dim, tuple(sorted(set(prefixes)))
+    return dim, frozenset(values)
+
+
+def _merge_and(a: IndexKeys, b: IndexKeys) -> IndexKeys:
+    def inter(x: Any, y: Any) -> Any:
+        if x is None:
+            return y
+        if y is None:
+            return x
+        return x & y
+
+    # Two prefix sets under `and`: either alone is a valid over-approximation; keep the one
+    # with the longest shortest prefix (the more selective).
+    if a.path_prefixes is None:
+        paths = b.path_prefixes
+    elif b.path_prefixes is None:
+        paths = a.path_prefixes
+    else:
+        paths = max(a.path_prefixes, b.path_prefixes, key=lambda p: min((len(s) for s in p), default=0))
+    return IndexKeys(
+        types=inter(a.types, b.types),
+        exe=inter(a.exe, b.exe),
+        comm=inter(a.comm, b.comm),
+        path_prefixes=paths,
+        uids=inter(a.uids, b.uids),
+    )
+
+
+def _merge_or(a: IndexKeys, b: IndexKeys) -> IndexKeys:
+    def union(x: Any, y: Any) -> Any:
+        if x is None or y is None:
+            return None
+        return x | y
+
+    paths = None
+    if a.path_prefixes is not None and b.path_prefixes is not None:
+        paths = tuple(sorted(set(a.path_prefixes) | set(b.path_prefixes)))
+    return IndexKeys(
+        types=union(a.types, b.types),
+        exe=union(a.exe, b.exe),
+        comm=union(a.comm, b.comm),
+        path_prefixes=paths,
+        uids=union(a.uids, b.uids),
+    )
+
+
+def keys_of(node: A.Node | None) -> IndexKeys:
+    """Index keys of one checked condition AST."""
+    if node is None:
+        return ANY_KEYS
+    if isinstance(node, A.And):
+        out = ANY_KEYS
+        for item in node.items:
+            out = _merge_and(out, keys_of(item))
+        return out
+    if isinstance(node, A.Or):
+        if not node.items:
+            return ANY_KEYS
+        out = keys_of(node.items[0])
+        for item in node.items[1:]:
+            out = _merge_or(out, keys_of(item))
+        return out
+    if isinstance(node, A.Compare):
+        found = _compare_keys(node)
+        if found is None:
+            return ANY_KEYS
+        dim, values = found
+        return IndexKeys(**{dim: values})
+    return ANY_KEYS
+
+
+def rule_conditions(rule: Any) -> list[Any]:
+    """The compiled conditions of an event rule: its `when`, or its sequence steps."""
+    seq = getattr(rule, "sequence", None)
+    if seq is not None:
+        return list(seq.steps)
+    when = getattr(rule, "when", None)
+    return [when] if when is not None else []
+
+
+def step_keys(rule: Any) -> list[IndexKeys]:
+    """Index keys per condition of a rule (one per sequence step; `when` narrows each)."""
+    when = getattr(rule, "when", None)
+    base = keys_of(when.node) if when is not None else ANY_KEYS
+    seq = getattr(rule, "sequence", None)
+    if seq is None:
+        return [base]
+    return [_merge_and(base, keys_of(step.node)) for step in seq.steps]
+
+
+def rule_keys(rule: Any) -> IndexKeys:
+    """Index keys of a whole rule: for sequences the union over its steps."""
+    keys = step_keys(rule)
+    out = keys[0]
+    for k in keys[1:]:
+        out = _merge_or(out, k)
+    return out
+
+
+def kernel_filter(rules: Iterable[Any]) -> KernelFilter:
+    """The union of the rules' keys; a dimension filters only when every rule constrains it."""
+    keys = [rule_keys(r) for r in rules]
+    types: set[str] = set()
+    for k in keys:
+        types |= set(EVENT_TYPES) if k.types is None else set(k.types)
+
+    def unite(attr: str) -> Any:
+        vals = [getattr(k, attr) for k in keys]
+        if not vals or any(v is None for v in vals):
+            return None
+        acc: set[Any] = set()
+        for v in vals:
+            acc |= set(v)
+        return tuple(sorted(acc)) if attr == "path_prefixes" else frozenset(acc)
+
+    return KernelFilter(
+        types=frozenset(types),
+        exe=unite("exe"),
+        comm=unite("comm"),
+        path_prefixes=unite("path_prefixes"),
+        uids=unite("uids"),
+    )
+
+
+# --- The index --------------------------------------------------------------------------
+
+
+class _Bucket(Generic[T]):
+    """Entries of one event type, each filed under its most selective discriminator."""
+
+    __slots__ = ("always", "by_exe", "by_comm", "by_uid", "by_prefix", "prefix_lens", "plain")
+
+    def __init__(self) -> None:
+        self.always: list[tuple[int, T]] = []
+        self.by_exe: dict[str, list[tuple[int, T]]] = {}
+        self.by_comm: dict[str, list[tuple[int, T]]] = {}
+        self.by_uid: dict[int, list[tuple[int, T]]] = {}
+        self.by_prefix: dict[str, list[tuple[int, T]]] = {}
+        self.prefix_lens: tuple[int, ...] = ()
+        self.plain: list[T] | None = None
+
+    def add(self, order: int, keys: IndexKeys, item: T) -> None:
+        entry = (order, item)
+        if keys.exe is not None:
+            for v in keys.exe:
+                self.by_exe.setdefault(v, []).append(entry)
+        elif keys.comm is not None:
+            for v in keys.comm:
+                self.by_comm.setdefault(v, []).append(entry)
+        elif keys.path_prefixes is not None:
+            for v in keys.path_prefixes:
+                self.by_prefix.setdefault(v, []).append(entry)
+        elif keys.uids is not None:
+            for u in keys.uids:
+                self.by_uid.setdefault(u, []).append(entry)
+        else:
+            self.always.append(entry)
+
+    def freeze(self) -> None:
+        self.prefix_lens = tuple(sorted({len(p) for p in self.by_prefix}))
+        if not (self.by_exe or self.by_comm or self.by_prefix or self.by_uid):
+            self.plain = [item for _, item in self.always]
+
+
+class Matcher(Generic[T]):
+    """`candidates(event)` returns, in insertion order, the items whose keys the event
+    satisfies on its type and discriminator (a superset of those whose condition holds)."""
+
+    def __init__(self, entries: Sequence[tuple[IndexKeys, T]]) -> None:
+        self._buckets: dict[str, _Bucket[T]] = {}
+        any_bucket: _Bucket[T] = _Bucket()
+        for t in EVENT_TYPES:
+            self._buckets[t] = _Bucket()
+        for order, (keys, item) in enumerate(entries):
+            targets = EVENT_TYPES if keys.types is None else sorted(keys.types)
+            for t in targets:
+                bucket = self._buckets.get(t)
+                if bucket is None:  # a type no source produces: keep it indexed anyway
+                    bucket = self._buckets[t] = _Bucket()
+                bucket.add(order, keys, item)
+            if keys.types is None:
+                any_bucket.add(order, keys, item)
+        for b in self._buckets.values():
+            b.freeze()
+        any_bucket.freeze()
+        self._any = any_bucket
+        self.size = len(entries)
+
+    def candidates(self, event: dict[str, Any]) -> list[T]:
+        bucket = self._buckets.get(event.get("type"), self._any)  # type: ignore[arg-type]
+        plain = bucket.plain
+        if plain is not None:
+            return plain
+        found: list[tuple[int, T]] = list(bucket.always)
+        proc = event.get("proc")
+        if proc is not None:
+            if bucket.by_exe:
+                hit = bucket.by_exe.get(proc.get("exe"))
+                if hit:
+                    found += hit
+            if bucket.by_comm:
+                hit = bucket.by_comm.get(proc.get("comm"))
+                if hit:
+                    found += hit
+        if bucket.by_prefix:
+            f = event.get("file")
+            path = f.get("path") if f is not None else None
+            if path is not None:
+                by_prefix = bucket.by_prefix
+                plen = len(path)
+                for n in bucket.prefix_lens:
+                    if n > plen:
+                        break
+                    hit = by_prefix.get(path[:n])
+                    if hit:
+                        found += hit
+        if bucket.by_uid:
+            u = event.get("user")
+            if u is not None:
+                hit = bucket.by_uid.get(u.get("uid"))
+                if hit:
+                    found += hit
+        if len(found) > 1:
+            found.sort(key=_order)
+            # A rule filed under several prefixes of the same path appears once.
+            out: list[T] = []
+            last = -1
+            for order, item in found:
+                if order != last:
+                    out.append(item)
+                    last = order
+            return out
+        return [item for _, item in found]
+
+
+def _order(entry: tuple[int, Any]) -> int:
+    return entry[0]
+
+
+# --- explain ---------------------------------------------------------------------------
+
+
+def _residual_nodes(node: A.Node, keys: IndexKeys) -> list[A.Node]:
+    """Top-level conjuncts the index does not already decide exactly."""
+    items = list(node.items) if isinstance(node, A.And) else [node]
+    chosen = _chosen_dimension(keys)
+    residual = []
+    for item in items:
+        found = _compare_keys(item) if isinstance(item, A.Compare) else None
+        if found is not None:
+            dim, values = found
+            if dim == "types":
+                continue
+            if dim == chosen and dim != "path_prefixes":
+                continue
+            if dim == chosen == "path_prefixes" and item.op == "startswith" and values == keys.path_prefixes:
+                continue
+        residual.append(item)
+    return residual
+
+
+def _chosen_dimension(keys: IndexKeys) -> str | None:
+    for dim in ("exe", "comm", "path_prefixes", "uids"):
+        if getattr(keys, dim) is not None:
+            return dim
+    return None
+
+
+def _node_text(expr_text: str, node: A.Node) -> str:
+    if node.end > node.start:
+        return expr_text[node.start : node.end].strip()
+    return "<expression>"
+
+
+def _describe_condition(expr: Any, keys: IndexKeys) -> dict[str, Any]:
+    text = getattr(expr, "text", "") or ""
+    node = getattr(expr, "node", None)
+    residual_text = text.strip()
+    if node is not None:
+        rest = _residual_nodes(node, keys)
+        whole = list(node.items) if isinstance(node, A.And) else [node]
+        if not rest:
+            residual_text = "true"
+        elif len(rest) < len(whole):
+            residual_text = " and ".join(
+                f"({_node_text(text, n)})" if isinstance(n, A.Or) else _node_text(text, n)
+                for n in rest
+            )
+    return {
+        "condition": text.strip(),
+        "index": keys.to_dict(),
+        "discriminator": _chosen_dimension(keys),
+        "residual": residual_text,
+    }
+
+
+def describe_rule(rule: Any) -> dict[str, Any]:
+    """What `secpolicy explain RULE_ID` shows for an event rule: the index keys it is filed
+    under, the discriminator used, and the residual condition evaluated per candidate event."""
+    keys = step_keys(rule)
+    out: dict[str, Any] = {"rule_id": getattr(rule, "id", None)}
+    threshold = getattr(rule, "threshold", None)
+    seq = getattr(rule, "sequence", None)
+    if seq is not None:
+        out["kind"] = "sequence"
+        out["sequence"] = {"by": list(seq.by), "within": seq.within}
+        out["steps"] = [_describe_condition(step, k) for step, k in zip(seq.steps, keys)]
+        if getattr(rule, "when", None) is not None:
+            out["when"] = rule.when.text
+    else:
+        out["kind"] = "threshold" if threshold is not None else "match"
+        when = getattr(rule, "when", None)
+        if when is not None:
+            out.update(_describe_condition(when, keys[0]))
+        if threshold is not None:
+            out["threshold"] = {
+                "count": threshold.count,
+                "within": threshold.within,
+                "by": list(threshold.by),
+            }
+    out["keys"] = rule_keys(rule).to_dict()
+    return out
+
+
+Evaluator = Callable[[dict[str, Any]], bool]

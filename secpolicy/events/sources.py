@@ -1,0 +1,171 @@
+"""Event sources: the one `EventSource` interface (live eBPF, JSONL replay and auditd replay
+all implement it), the JSONL reader, an in-memory twin for tests, and time ordering."""
+
+from __future__ import annotations
+
+import heapq
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
+
+from secpolicy.errors import InputError
+from secpolicy.events.auditd import AuditdSource
+from secpolicy.events.model import EVENT_TYPES, TS_RE, ts_seconds
+
+__all__ = [
+    "EventSource",
+    "JsonlSource",
+    "MemorySource",
+    "AuditdSource",
+    "Garbled",
+    "ordered",
+    "merge_sources",
+    "detect_format",
+]
+
+_TYPES = frozenset(EVENT_TYPES)
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """Anything that yields normalised events (plain dicts)."""
+
+    def events(self) -> Iterator[dict[str, Any]]: ...
+
+
+@dataclass
+class Garbled:
+    """Unreadable input lines: how many, and where the first ones are (`file:line: why`)."""
+
+    count: int = 0
+    where: list[str] = field(default_factory=list)
+    limit: int = 100
+
+    def add(self, where: str, why: str) -> None:
+        self.count += 1
+        if len(self.where) < self.limit:
+            self.where.append(f"{where}: {why}")
+
+
+class JsonlSource:
+    """Events from a JSON Lines file, one event object per line. Lines that are not JSON, not
+    an object, or lack a valid `type` and canonical `ts` are counted in `garbled` and skipped."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.garbled = Garbled()
+        self.read = 0
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        try:
+            fh = open(self.path, "rb")
+        except OSError as exc:
+            raise InputError(f"cannot read events: {exc.strerror}", str(self.path)) from None
+        loads = json.loads
+        ts_ok = TS_RE.match
+        types = _TYPES
+        name = str(self.path)
+        with fh:
+            for lineno, line in enumerate(fh, 1):
+                try:
+                    ev = loads(line)
+                except ValueError as exc:
+                    if line.strip():
+                        self.garbled.add(f"{name}:{lineno}", f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON")
+                    continue
+                if type(ev) is not dict:
+                    self.garbled.add(f"{name}:{lineno}", "not a JSON object")
+                    continue
+                t = ev.get("type")
+                ts = ev.get("ts")
+                if t not in types:
+                    self.garbled.add(f"{name}:{lineno}", f"unknown event type {t!r}")
+                    continue
+                if type(ts) is not str or not ts_ok(ts):
+                    self.garbled.add(f"{name}:{lineno}", f"ts {ts!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
+                    continue
+                self.read += 1
+                yield ev
+
+
+class MemorySource:
+    """Events from a list: the in-memory twin used by tests and `secpolicy test`."""
+
+    def __init__(self, events: Iterable[dict[str, Any]]) -> None:
+        self._events = list(events)
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        return iter(self._events)
+
+
+@dataclass
+class OrderStats:
+    """Events that arrived later than the reorder window allowed (processed anyway)."""
+
+    late: int = 0
+
+
+def ordered(
+    events: Iterable[dict[str, Any]], window: float = 5.0, stats: OrderStats | None = None
+) -> Iterator[dict[str, Any]]:
+    """Re-emit events in timestamp order, assuming none arrives more than `window` seconds
+    after a later-stamped one (auditd closes events up to 2-3 s late). Ties keep input order.
+    An event later than the window is emitted at once and counted in `stats.late`."""
+    heap: list[tuple[str, int, float, dict[str, Any]]] = []
+    seq = 0
+    newest = ""
+    newest_s = 0.0
+    released = ""
+    push, pop = heapq.heappush, heapq.heappop
+    for ev in events:
+        ts = ev["ts"]
+        if ts < released:
+            if stats is not None:
+                stats.late += 1
+            yield ev
+            continue
+        seq += 1
+        secs = ts_seconds(ts)
+        push(heap, (ts, seq, secs, ev))
+        if ts > newest:
+            newest = ts
+            newest_s = secs
+        limit = newest_s - window
+        while heap and heap[0][2] < limit:
+            released, _, _, out = pop(heap)
+            yield out
+    while heap:
+        released, _, _, out = pop(heap)
+        yield out
+
+
+def merge_sources(
+    sources: Iterable[EventSource], window: float = 5.0, stats: OrderStats | None = None
+) -> Iterator[dict[str, Any]]:
+    """All events of several sources in one timestamp order."""
+    streams = [ordered(s.events(), window, stats) for s in sources]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=lambda e: e["ts"])
+
+
+def detect_format(path: Path | str) -> str:
+    """`jsonl` or `auditd`, from the first non-blank line of the file."""
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                line = raw.strip()
+                if not line:
+                    continue
+                if line.startswith(b"{"):
+                    return "jsonl"
+                if line.startswith(b"type=") or line.startswith(b"node="):
+                    return "auditd"
+                break
+    except OSError as exc:
+        raise InputError(f"cannot read events: {exc.strerror}", str(path)) from None
+    raise InputError(
+        "cannot tell the input format (neither JSON lines nor an audit log); use --input-format",
+        str(path),
+    )
