@@ -1,0 +1,282 @@
+"""Alert wire formats for SIEMs: JSON, ArcSight CEF, IBM LEEF 2.0 and OCSF Detection Finding
+(class 2004); each a pure function from an alert dict to one line of text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from secpolicy import __version__
+from secpolicy.errors import InputError
+
+__all__ = ["FORMATS", "to_json", "to_cef", "to_leef", "to_ocsf", "format_alert", "alert_uid",
+           "cef_header_escape", "cef_value_escape", "SEVERITY_NUMBER"]
+
+VENDOR = "secpolicy"
+PRODUCT = "secpolicy"
+# CEF and LEEF severities run 0-10; OCSF severity_id runs 1 (informational) to 5 (critical).
+SEVERITY_NUMBER = {"info": 1, "low": 3, "medium": 5, "high": 8, "critical": 10}
+_OCSF_SEVERITY = {"info": (1, "Informational"), "low": (2, "Low"), "medium": (3, "Medium"),
+                  "high": (4, "High"), "critical": (5, "Critical")}
+
+
+def alert_uid(alert: Mapping[str, Any]) -> str:
+    """A stable id for an alert's content (the same alert gives the same id)."""
+    text = json.dumps(alert, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _epoch_ms(ts: Any) -> int | None:
+    if not isinstance(ts, str):
+        return None
+    text = ts.strip().replace("Z", "+00:00")
+    if len(text) > 19 and text[19] == ".":
+        rest = text[20:]
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        text = text[:20] + digits[:6] + rest[len(digits):]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def _subject(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields SIEMs index on, pulled out of the triggering event."""
+    event = alert.get("event") or {}
+    proc = event.get("proc") or {}
+    user = event.get("user") or {}
+    auth = event.get("auth") or {}
+    net = event.get("net") or {}
+    file = event.get("file") or {}
+    return {
+        "user": user.get("name") or auth.get("user"),
+        "uid": user.get("uid", proc.get("uid")),
+        "host": event.get("host"),
+        "pid": proc.get("pid"),
+        "process": proc.get("comm"),
+        "exe": proc.get("exe"),
+        "cmdline": proc.get("cmdline"),
+        "src_ip": auth.get("rhost") or net.get("src_ip"),
+        "src_port": net.get("src_port"),
+        "dst_ip": net.get("dst_ip"),
+        "dst_port": net.get("dst_port"),
+        "protocol": net.get("protocol"),
+        "file": file.get("path"),
+        "outcome": (event.get("outcome") or {}).get("result") or auth.get("result"),
+        "event_type": event.get("type"),
+    }
+
+
+def _severity(alert: Mapping[str, Any]) -> str:
+    sev = str(alert.get("severity", "info"))
+    if sev not in SEVERITY_NUMBER:
+        raise InputError(f"alert severity {sev!r} is not one of {sorted(SEVERITY_NUMBER)}")
+    return sev
+
+
+def _require(alert: Mapping[str, Any]) -> None:
+    if not isinstance(alert, Mapping) or not alert.get("rule_id"):
+        raise InputError("alert has no rule_id")
+
+
+def to_json(alert: Mapping[str, Any]) -> str:
+    _require(alert)
+    return json.dumps(alert, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def cef_header_escape(value: Any) -> str:
+    # CEF header: backslash and pipe are escaped; a line break would end the record.
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def cef_value_escape(value: Any) -> str:
+    # CEF extension values: backslash and equals are escaped, line breaks become \n and \r.
+    text = str(value).replace("\\", "\\\\").replace("=", "\\=")
+    return text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def to_cef(alert: Mapping[str, Any]) -> str:
+    """CEF:0|vendor|product|version|signature id|name|severity|extension."""
+    _require(alert)
+    sev = _severity(alert)
+    s = _subject(alert)
+    ext: list[tuple[str, Any]] = [
+        ("rt", _epoch_ms(alert.get("ts"))),
+        ("msg", alert.get("message")),
+        ("suser", s["user"]),
+        ("suid", s["uid"]),
+        ("shost", s["host"]),
+        ("dvchost", s["host"]),
+        ("spid", s["pid"]),
+        ("sproc", s["process"]),
+        ("src", s["src_ip"]),
+        ("spt", s["src_port"]),
+        ("dst", s["dst_ip"]),
+        ("dpt", s["dst_port"]),
+        ("proto", s["protocol"]),
+        ("filePath", s["file"]),
+        ("outcome", s["outcome"]),
+        ("cat", s["event_type"]),
+        ("cnt", (alert.get("context") or {}).get("count")),
+        ("cs1Label", "tags" if alert.get("tags") else None),
+        ("cs1", ",".join(map(str, alert.get("tags") or [])) or None),
+        ("cs2Label", "references" if alert.get("references") else None),
+        ("cs2", _refs(alert) or None),
+        ("externalId", alert.get("id") or alert_uid(alert)),
+    ]
+    extension = " ".join(f"{k}={cef_value_escape(v)}" for k, v in ext if v is not None and v != "")
+    header = [
+        "CEF:0", VENDOR, PRODUCT, __version__, alert["rule_id"],
+        alert.get("title") or alert["rule_id"], SEVERITY_NUMBER[sev],
+    ]
+    return "|".join([header[0]] + [cef_header_escape(h) for h in header[1:]]) + "|" + extension
+
+
+def _refs(alert: Mapping[str, Any]) -> str:
+    refs = alert.get("references") or {}
+    return ";".join(f"{fw}:{','.join(map(str, ids))}" for fw, ids in sorted(refs.items()))
+
+
+def _leef_value(value: Any) -> str:
+    # Tab is the attribute delimiter: tabs and line breaks inside values become spaces.
+    return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _leef_header(value: Any) -> str:
+    return _leef_value(value).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _leef_time(ts: Any) -> str | None:
+    # LEEF's default devTime layout (no devTimeFormat needed): "MMM dd yyyy HH:mm:ss.SSS zzz".
+    ms = _epoch_ms(ts)
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return moment.strftime("%b %d %Y %H:%M:%S.") + f"{ms % 1000:03d} UTC"
+
+
+def to_leef(alert: Mapping[str, Any]) -> str:
+    """LEEF:2.0|vendor|product|version|event id|x09|key=value<TAB>key=value."""
+    _require(alert)
+    sev = _severity(alert)
+    s = _subject(alert)
+    attrs: list[tuple[str, Any]] = [
+        ("devTime", _leef_time(alert.get("ts"))),
+        ("sev", SEVERITY_NUMBER[sev]),
+        ("cat", s["event_type"]),
+        ("usrName", s["user"]),
+        ("identHostName", s["host"]),
+        ("src", s["src_ip"]),
+        ("srcPort", s["src_port"]),
+        ("dst", s["dst_ip"]),
+        ("dstPort", s["dst_port"]),
+        ("proto", s["protocol"]),
+        ("resource", s["file"]),
+        ("pid", s["pid"]),
+        ("process", s["process"]),
+        ("outcome", s["outcome"]),
+        ("title", alert.get("title")),
+        ("msg", alert.get("message")),
+        ("count", (alert.get("context") or {}).get("count")),
+        ("tags", ",".join(map(str, alert.get("tags") or [])) or None),
+        ("references", _refs(alert) or None),
+    ]
+    body = "\t".join(f"{k}={_leef_value(v)}" for k, v in attrs if v is not None and v != "")
+    header = ["LEEF:2.0", _leef_header(VENDOR), _leef_header(PRODUCT), _leef_header(__version__),
+              _leef_header(alert["rule_id"]), "x09"]
+    return "|".join(header) + "|" + body
+
+
+def to_ocsf(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """OCSF 1.1 Detection Finding: class 2004 in category 2 (Findings), activity 1 (Create)."""
+    _require(alert)
+    sev = _severity(alert)
+    s = _subject(alert)
+    severity_id, severity = _OCSF_SEVERITY[sev]
+    time_ms = _epoch_ms(alert.get("ts"))
+    events = alert.get("events") or ([alert["event"]] if alert.get("event") else [])
+    finding: dict[str, Any] = {
+        "activity_id": 1,
+        "activity_name": "Create",
+        "category_uid": 2,
+        "category_name": "Findings",
+        "class_uid": 2004,
+        "class_name": "Detection Finding",
+        "type_uid": 200401,
+        "type_name": "Detection Finding: Create",
+        "severity_id": severity_id,
+        "severity": severity,
+        "status_id": 1,
+        "status": "New",
+        "time": time_ms,
+        "message": alert.get("message") or alert.get("title") or alert["rule_id"],
+        "metadata": {
+            "version": "1.1.0",
+            "product": {"name": PRODUCT, "vendor_name": VENDOR, "version": __version__},
+            "uid": alert.get("id") or alert_uid(alert),
+        },
+        "finding_info": {
+            "uid": alert.get("id") or alert_uid(alert),
+            "title": alert.get("title") or alert["rule_id"],
+            "desc": alert.get("message"),
+            "analytic": {"uid": alert["rule_id"], "name": alert["rule_id"], "type_id": 1, "type": "Rule"},
+            "types": list(alert.get("tags") or []),
+            "first_seen_time": _epoch_ms(events[0].get("ts")) if events else time_ms,
+            "last_seen_time": _epoch_ms(events[-1].get("ts")) if events else time_ms,
+        },
+        "evidences": [_ocsf_evidence(e) for e in events],
+        "unmapped": {"context": alert.get("context") or {}, "references": alert.get("references") or {}},
+    }
+    if s["host"]:
+        finding["device"] = {"hostname": s["host"], "type_id": 0, "type": "Unknown"}
+    if alert.get("coverage"):
+        finding["unmapped"]["coverage"] = alert["coverage"]
+    return finding
+
+
+def _ocsf_evidence(event: Mapping[str, Any]) -> dict[str, Any]:
+    s = _subject({"event": event})
+    evidence: dict[str, Any] = {"data": {"type": event.get("type"), "ts": event.get("ts")}}
+    if s["user"] or s["uid"] is not None:
+        evidence["actor"] = {"user": {k: v for k, v in (("name", s["user"]), ("uid", None if s["uid"] is None
+                                                                                  else str(s["uid"])))
+                                      if v is not None}}
+    if s["pid"] is not None or s["exe"]:
+        evidence["process"] = {k: v for k, v in (("pid", s["pid"]), ("name", s["process"]),
+                                                 ("cmd_line", s["cmdline"]),
+                                                 ("file", {"path": s["exe"]} if s["exe"] else None))
+                               if v is not None}
+    if s["file"]:
+        evidence["file"] = {"path": s["file"], "name": s["file"].rsplit("/", 1)[-1], "type_id": 0}
+    if s["dst_ip"]:
+        evidence["dst_endpoint"] = {k: v for k, v in (("ip", s["dst_ip"]), ("port", s["dst_port"])) if v is not None}
+    if s["src_ip"]:
+        evidence["src_endpoint"] = {k: v for k, v in (("ip", s["src_ip"]), ("port", s["src_port"])) if v is not None}
+    return evidence
+
+
+def _ocsf_text(alert: Mapping[str, Any]) -> str:
+    return json.dumps(to_ocsf(alert), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "json": to_json,
+    "cef": to_cef,
+    "leef": to_leef,
+    "ocsf": _ocsf_text,
+}
+
+
+def format_alert(alert: Mapping[str, Any], fmt: str) -> str:
+    try:
+        formatter = FORMATS[fmt]
+    except KeyError:
+        raise InputError(f"unknown alert format {fmt!r} (choose from {', '.join(FORMATS)})") from None
+    return formatter(alert)
