@@ -1,0 +1,267 @@
+"""Anomaly detection over event streams: a learned baseline of event rates per type and fixed
+interval, and alerts on rates above k times baseline, unseen types, severity bursts, config churn."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from secpolicy.errors import InputError
+
+__all__ = ["Baseline", "TypeStats", "DetectorSettings", "Detector", "learn_baseline", "epoch_seconds"]
+
+_VERSION = 1
+_HIGH = ("high", "critical")
+_CONFIG_TYPES = ("config_change", "account_change")
+
+
+def epoch_seconds(ts: Any) -> float:
+    """Seconds since the epoch of an ISO 8601 time (nanosecond digits are cut to micro)."""
+    if not isinstance(ts, str) or len(ts) < 19:
+        raise InputError(f"event time {ts!r} is not ISO 8601")
+    text = ts.replace("Z", "+00:00")
+    if len(text) > 19 and text[19] == ".":
+        rest = text[20:]
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        text = text[:20] + digits[:6] + rest[len(digits):]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InputError(f"event time {ts!r} is not ISO 8601") from exc
+    if moment.tzinfo is None:
+        raise InputError(f"event time {ts!r} has no time zone")
+    return moment.timestamp()
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+@dataclass(frozen=True)
+class TypeStats:
+    """Counts per interval of one event type over the learning period (zeros included)."""
+
+    mean: float
+    std: float
+    max: int
+    total: int
+    by_hour: dict[int, float] = field(default_factory=dict)  # hour of day (UTC) -> mean
+
+    def expected(self, hour: int | None = None) -> float:
+        if hour is not None and hour in self.by_hour:
+            return self.by_hour[hour]
+        return self.mean
+
+
+@dataclass(frozen=True)
+class Baseline:
+    interval: int
+    buckets: int
+    start: str
+    end: str
+    types: dict[str, TypeStats]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": _VERSION, "interval": self.interval, "buckets": self.buckets,
+            "start": self.start, "end": self.end,
+            "types": {t: {"mean": s.mean, "std": s.std, "max": s.max, "total": s.total,
+                          "by_hour": {str(h): m for h, m in sorted(s.by_hour.items())}}
+                      for t, s in sorted(self.types.items())},
+        }
+
+    def save(self, path: str | Path) -> None:
+        try:
+            Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write baseline: {exc.strerror}", str(path)) from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> Baseline:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InputError(f"cannot read baseline: {exc.strerror}", str(path)) from exc
+        except json.JSONDecodeError as exc:
+            raise InputError(f"baseline is not JSON: {exc.msg} at line {exc.lineno}", str(path)) from exc
+        try:
+            if data.get("version") != _VERSION:
+                raise InputError(f"baseline version {data.get('version')!r} is not {_VERSION}", str(path))
+            types = {
+                str(t): TypeStats(float(s["mean"]), float(s["std"]), int(s["max"]), int(s["total"]),
+                                  {int(h): float(m) for h, m in (s.get("by_hour") or {}).items()})
+                for t, s in data["types"].items()
+            }
+            return cls(int(data["interval"]), int(data["buckets"]), str(data["start"]), str(data["end"]), types)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"baseline is malformed: {exc}", str(path)) from exc
+
+
+def learn_baseline(events: Iterable[Mapping[str, Any]], interval: int = 60) -> Baseline:
+    """Rates per type per `interval` seconds over the span of `events`, zeros counted."""
+    if interval < 1:
+        raise InputError("interval must be at least 1 second")
+    counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    first = last = None
+    for e in events:
+        b = int(epoch_seconds(e.get("ts")) // interval)
+        counts[str(e.get("type"))][b] += 1
+        first = b if first is None or b < first else first
+        last = b if last is None or b > last else last
+    if first is None or last is None:
+        raise InputError("no events to learn a baseline from")
+    n = last - first + 1
+    hour_buckets: dict[int, int] = defaultdict(int)
+    for b in range(first, last + 1):
+        hour_buckets[(b * interval // 3600) % 24] += 1
+    types: dict[str, TypeStats] = {}
+    for kind, per in counts.items():
+        total = sum(per.values())
+        mean = total / n
+        var = (sum((c - mean) ** 2 for c in per.values()) + (n - len(per)) * mean ** 2) / n
+        per_hour: dict[int, int] = defaultdict(int)
+        for b, c in per.items():
+            per_hour[(b * interval // 3600) % 24] += c
+        by_hour = {h: per_hour.get(h, 0) / nb for h, nb in hour_buckets.items()}
+        types[kind] = TypeStats(mean=mean, std=math.sqrt(var), max=max(per.values()), total=total,
+                                by_hour=by_hour if len(hour_buckets) > 1 else {})
+    return Baseline(interval, n, _iso(first * interval), _iso((last + 1) * interval), types)
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    k: float = 3.0  # a bucket above k times the expected rate is anomalous
+    min_count: int = 10  # ... and must hold at least this many events, so 0 -> 2 is not alarming
+    burst_count: int = 5  # high/critical alerts within burst_window
+    burst_window: float = 60.0
+    config_count: int = 5  # configuration or account changes within config_window
+    config_window: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.k <= 1:
+            raise InputError("k must be greater than 1")
+        if self.min_count < 1 or self.burst_count < 2 or self.config_count < 2:
+            raise InputError("min_count must be >= 1, burst and config counts >= 2")
+
+
+class Detector:
+    """Streaming: feed events (and alerts) in time order, collect anomaly alerts."""
+
+    def __init__(self, baseline: Baseline, settings: DetectorSettings | None = None) -> None:
+        self.baseline = baseline
+        self.settings = settings or DetectorSettings()
+        self._bucket: int | None = None
+        self._counts: dict[str, int] = defaultdict(int)
+        self._last: dict[str, Mapping[str, Any]] = {}
+        self._new_seen: set[str] = set()
+        self._burst: deque[tuple[float, Mapping[str, Any]]] = deque()
+        self._config: deque[tuple[float, Mapping[str, Any]]] = deque()
+        self._burst_quiet_until = 0.0
+        self._config_quiet_until = 0.0
+
+    def observe(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        t = epoch_seconds(event.get("ts"))
+        kind = str(event.get("type"))
+        b = int(t // self.baseline.interval)
+        if self._bucket is not None and b > self._bucket:
+            out += self._close_bucket()
+        if self._bucket is None or b > self._bucket:
+            self._bucket = b
+        self._counts[kind] += 1
+        self._last[kind] = event
+        if kind not in self.baseline.types and kind not in self._new_seen:
+            self._new_seen.add(kind)
+            out.append(_alert("anomaly.new_type", "medium", f"event type {kind!r} never seen in the baseline",
+                              f"first {kind} event; the baseline ({self.baseline.start} to "
+                              f"{self.baseline.end}) has none", event, [event], "match", kind, 1))
+        if kind in _CONFIG_TYPES:
+            out += self._window(self._config, t, event, self.settings.config_window, self.settings.config_count,
+                                "config")
+        return out
+
+    def observe_alert(self, alert: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if alert.get("severity") not in _HIGH:
+            return []
+        t = epoch_seconds(alert.get("ts") or (alert.get("event") or {}).get("ts"))
+        return self._window(self._burst, t, alert, self.settings.burst_window, self.settings.burst_count, "burst")
+
+    def _window(self, window: deque[tuple[float, Mapping[str, Any]]], t: float, item: Mapping[str, Any],
+                span: float, count: int, what: str) -> list[dict[str, Any]]:
+        window.append((t, item))
+        while window and window[0][0] <= t - span:
+            window.popleft()
+        quiet = self._burst_quiet_until if what == "burst" else self._config_quiet_until
+        if len(window) < count or t < quiet:
+            return []
+        # One alert per full window: the next may fire only once this window has passed.
+        if what == "burst":
+            self._burst_quiet_until = t + span
+            items = [a for _, a in window]
+            events = [a.get("event") for a in items if a.get("event")]
+            return [_alert("anomaly.severity_burst", "high",
+                           f"{len(items)} high or critical alerts within {span:g} s",
+                           "rules: " + ", ".join(sorted({str(a.get('rule_id')) for a in items})),
+                           events[-1] if events else {}, events, "threshold", "high-severity", len(items),
+                           ts=item.get("ts"))]
+        self._config_quiet_until = t + span
+        events = [e for _, e in window]
+        keys = sorted({str((e.get("config") or e.get("account") or {}).get("key")
+                           or (e.get("account") or {}).get("name")) for e in events})
+        return [_alert("anomaly.config_churn", "high", f"{len(events)} configuration changes within {span:g} s",
+                       "changed: " + ", ".join(keys), item, events, "threshold", "config", len(events))]
+
+    def _close_bucket(self) -> list[dict[str, Any]]:
+        out = []
+        assert self._bucket is not None
+        start = self._bucket * self.baseline.interval
+        hour = (start // 3600) % 24
+        for kind, n in sorted(self._counts.items()):
+            stats = self.baseline.types.get(kind)
+            if stats is None or n < self.settings.min_count:
+                continue
+            expected = stats.expected(hour)
+            if n > self.settings.k * expected:
+                ratio = n / expected if expected else math.inf
+                sev = "high" if ratio >= 3 * self.settings.k else "medium"
+                event = self._last[kind]
+                out.append(_alert(
+                    "anomaly.rate", sev, f"{kind} rate {n} per {self.baseline.interval} s is "
+                    f"{ratio:.1f}x the baseline",
+                    f"{n} {kind} events in {_iso(start)} +{self.baseline.interval}s; baseline "
+                    f"{expected:.2f} per interval, threshold {self.settings.k:g}x",
+                    event, [event], "threshold", kind, n, ts=_iso(start + self.baseline.interval),
+                ))
+        self._counts.clear()
+        self._last.clear()
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Close the last interval (end of a replay)."""
+        if self._bucket is None:
+            return []
+        out = self._close_bucket()
+        self._bucket = None
+        return out
+
+    def run(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> Iterator[dict[str, Any]]:
+        """("event" | "alert", dict) pairs in time order -> anomaly alerts."""
+        for kind, obj in items:
+            yield from (self.observe(obj) if kind == "event" else self.observe_alert(obj))
+        yield from self.finish()
+
+
+def _alert(rule_id: str, severity: str, title: str, message: str, event: Mapping[str, Any],
+           events: list[Any], kind: str, key: str, count: int, ts: Any = None) -> dict[str, Any]:
+    return {
+        "rule_id": rule_id, "severity": severity, "title": title, "message": message,
+        "ts": ts or event.get("ts"), "event": dict(event), "events": [dict(e) for e in events],
+        "context": {"kind": kind, "key": key, "count": count}, "tags": ["anomaly"],
+        "references": {"nist-800-53": ["SI-4", "AU-6"]},
+    }
