@@ -151,7 +151,11 @@ class _Checker:
             if n.name in root.fields:
                 self.fields_used.add((n.name,))
                 return ast.Field((n.name,), line=n.line, column=n.column, start=n.start, end=n.end, type=root.fields[n.name])
-            raise self.error(n, f"unknown event field {n.name!r} (fields: {', '.join(sorted(root.fields))})")
+            raise self.error(
+                n,
+                f"unknown name {n.name!r}: not an event field, list, macro or variable "
+                f"(event fields: {', '.join(sorted(root.fields))})",
+            )
         sig = self.cat.facts.get(n.name)
         if sig is not None:
             if sig.params:

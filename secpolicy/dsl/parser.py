@@ -52,6 +52,9 @@ def _parser() -> Lark:
     return Lark(
         _GRAMMAR.read_text(encoding="utf-8"),
         parser="lalr",
+        # The basic lexer keeps keywords reserved everywhere: `a and and b` is an error,
+        # not a comparison with a field called "and".
+        lexer="basic",
         propagate_positions=True,
         maybe_placeholders=False,
     )
@@ -142,7 +145,7 @@ class _ToAst(Transformer):
         return ast.Compare("not in", items[0], items[1], **_pos(meta))
 
     def exists(self, meta, items):
-        return ast.Exists(items[0], **_pos(meta))
+        return ast.Exists(items[0], **_pos(meta))  # items[1] is the keyword token
 
     def bitand(self, meta, items):
         return ast.BitAnd(tuple(items), **_pos(meta))
@@ -214,6 +217,9 @@ class _ToAst(Transformer):
         return ast.Literal(None, type=NULL, **_pos(meta))
 
 
+_TO_AST = _ToAst()
+
+
 def _int(text: str) -> int:
     return int(text, 0) if text[:2].lower() in ("0x", "0o", "0b") else int(text)
 
@@ -249,8 +255,7 @@ def parse_expression(text: str, origin: Origin | None = None) -> ast.Node:
     """Parse `text`; raise LocatedError pointing into the origin file on any error."""
     origin = origin or PLAIN_ORIGIN(text)
     try:
-        tree = _parser().parse(text)
-        return _ToAst().transform(tree)
+        return _TO_AST.transform(_parser().parse(text))
     except UnexpectedEOF as e:
         lines = text.rstrip().split("\n")
         line = len(lines)

@@ -77,6 +77,9 @@ def load_yaml(text: str, path: str) -> Positioned:
             loader.dispose()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
+        if e.context_mark is not None and mark is not None and mark.index >= len(text.rstrip()):
+            # "did not find expected ']'" at end of file: the opening bracket is the useful place.
+            mark = e.context_mark
         msg = " ".join(p for p in (e.context, e.problem) if p) or "invalid YAML"
         if mark is None:
             raise LocatedError(f"invalid YAML: {msg}", path) from None

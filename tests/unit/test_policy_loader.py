@@ -1,0 +1,204 @@
+"""Loading policies: every malformed input is one located error, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from secpolicy.errors import InputError
+from secpolicy.facts import builtin_registry
+from secpolicy.policy import PolicyErrors, load_policies
+
+HEADER = "metadata: {id: t, title: T, version: '1'}\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def errors_of(*paths: Path) -> list[str]:
+    with pytest.raises(PolicyErrors) as exc:
+        load_policies(list(paths), builtin_registry())
+    return [e.render() for e in exc.value.errors]
+
+
+def test_valid_policy_loads_and_compiles(tmp_path):
+    p = write(
+        tmp_path,
+        HEADER
+        + textwrap.dedent(
+            """\
+        lists:
+          shells: [/bin/sh, /bin/bash]
+        macros:
+          shadow_private: file("/etc/shadow").mode & 0o077 == 0
+        rules:
+          - id: r1
+            title: shadow
+            severity: high
+            references: {cis: ["7.1.5"], nist-800-53: ["AC-3"]}
+            check: shadow_private
+          - id: r2
+            title: shells
+            severity: low
+            when: type == "exec" and proc.exe in shells
+        """
+        ),
+    )
+    ps = load_policies([p], builtin_registry())
+    assert [r.id for r in ps.rules] == ["r1", "r2"]
+    assert ps.rules[0].check is not None and ps.rules[0].references["cis"] == ("7.1.5",)
+    assert ps.rules[1].when.fn({"type": "exec", "proc": {"exe": "/bin/sh"}})
+    assert len(ps.policies[0].sha256) == 64
+
+
+def test_yaml_syntax_error_is_located(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - id: r1\n    title: [unclosed\n")
+    (err,) = errors_of(p)
+    assert err.startswith(f"{p}:4:")
+    assert "invalid YAML" in err.splitlines()[0]
+
+
+def test_unknown_field_points_at_the_key(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - id: r1\n    title: t\n    severity: low\n    chekc: 'true'\n")
+    (err,) = errors_of(p)
+    first, src, caret = err.splitlines()
+    assert first.startswith(f"{p}:6:5: unknown field 'chekc'")
+    assert src.strip() == "chekc: 'true'"
+    assert caret == "    " + " " * 4 + "^"
+
+
+def test_bad_severity_enum(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: urgent, check: 'true'}\n")
+    (err,) = errors_of(p)
+    assert ":3:" in err.splitlines()[0] and "'urgent' is not one of info, low, medium, high, critical" in err
+
+
+def test_rule_needs_exactly_one_of_check_or_when(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: low, check: 'true', when: 'true'}\n")
+    (err,) = errors_of(p)
+    assert "exactly one of check:, when: or sequence:" in err
+
+
+def test_duplicate_yaml_key_is_rejected(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - id: r1\n    id: r2\n    title: t\n    severity: low\n    check: 'true'\n")
+    (err,) = errors_of(p)
+    assert err.startswith(f"{p}:4:5: duplicate key 'id'")
+
+
+def test_duplicate_rule_id_across_files(tmp_path):
+    a = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: low, check: 'true'}\n", "a.yaml")
+    b = write(tmp_path, "metadata: {id: u, title: U, version: '1'}\nrules:\n  - {id: r1, title: t, severity: low, check: 'true'}\n", "b.yaml")
+    (err,) = errors_of(a, b)
+    assert f"{b}:3:" in err and "duplicate rule id 'r1'" in err and f"{a}:3" in err
+
+
+def test_expression_error_in_block_scalar_maps_to_file_line_and_column(tmp_path):
+    p = write(
+        tmp_path,
+        HEADER
+        + textwrap.dedent(
+            """\
+        rules:
+          - id: r1
+            title: t
+            severity: low
+            check: |
+              file("/etc/passwd").exists and
+                file("/etc/passwd").mod == 0o644
+        """
+        ),
+    )
+    (err,) = errors_of(p)
+    first, src, caret = err.splitlines()
+    assert first.startswith(f"{p}:8:29: unknown field 'mod' of file")
+    assert src == '            file("/etc/passwd").mod == 0o644'
+    assert caret.index("^") - 4 == 28 and src[28:31] == "mod"
+
+
+def test_expression_error_in_quoted_scalar(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: low, check: 'file(\"/x\").mode == \"644\"'}\n")
+    (err,) = errors_of(p)
+    assert err.startswith(f"{p}:3:47: cannot compare mode with string")
+
+
+def test_type_error_in_event_rule(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - id: r1\n    title: t\n    severity: low\n    when: proc.uid == \"root\"\n")
+    (err,) = errors_of(p)
+    assert err.startswith(f"{p}:6:11: cannot compare int with string")
+
+
+def test_macro_cycle_is_rejected(tmp_path):
+    p = write(tmp_path, HEADER + "macros:\n  a: b and true\n  b: a\nrules: []\n")
+    errs = errors_of(p)
+    assert any("macro cycle: a -> b -> a" in e or "macro cycle: b -> a -> b" in e for e in errs)
+
+
+def test_unknown_list_or_macro_name(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: low, when: 'proc.exe in shellz'}\n")
+    (err,) = errors_of(p)
+    assert "unknown name 'shellz'" in err
+
+
+def test_list_or_macro_may_not_hide_a_fact(tmp_path):
+    p = write(tmp_path, HEADER + "lists:\n  file: [a]\nrules: []\n")
+    (err,) = errors_of(p)
+    assert "'file' would hide the fact" in err
+
+
+def test_unknown_message_placeholder(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: low, when: 'type == \"exec\"', message: 'ran {proc.exee}'}\n")
+    (err,) = errors_of(p)
+    assert "unknown event field {proc.exee} in message" in err
+
+
+def test_all_errors_are_reported_not_just_the_first(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: low, check: 'x =='}\n  - {id: r2, title: t, severity: low, check: 'y'}\n")
+    errs = errors_of(p)
+    assert len(errs) == 2
+
+
+def test_non_utf8_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_bytes(HEADER.encode() + b"rules: []\n# caf\xe9\n")
+    (err,) = errors_of(p)
+    assert err.startswith(f"{p}:3:6: not valid UTF-8")
+
+
+def test_non_utf8_file_name_is_shown_escaped(tmp_path):
+    name = os.fsdecode(b"caf\xe9.yaml")
+    p = tmp_path / name
+    p.write_text(HEADER + "rules: [oops\n")
+    (err,) = errors_of(tmp_path)
+    assert "caf\\udce9.yaml" in err or "caf\\xe9.yaml" in err
+
+
+def test_missing_path_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_policies([tmp_path / "nope.yaml"], builtin_registry())
+
+
+def test_directory_symlink_loop_is_not_followed(tmp_path):
+    d = tmp_path / "pols"
+    d.mkdir()
+    write(d, HEADER + "rules: []\n")
+    os.symlink(d, d / "loop")
+    ps = load_policies([d], builtin_registry())
+    assert len(ps.policies) == 1
+
+
+def test_dangling_symlink_policy_is_an_input_error(tmp_path):
+    os.symlink(tmp_path / "gone.yaml", tmp_path / "p.yaml")
+    (err,) = errors_of(tmp_path / "p.yaml")
+    assert "no such file" in err
+
+
+def test_test_root_must_exist(tmp_path):
+    p = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: low, check: 'true', tests: [{root: nothere, expect: pass}]}\n")
+    (err,) = errors_of(p)
+    assert "fixture root 'nothere' is not a directory" in err
