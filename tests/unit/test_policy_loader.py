@@ -118,7 +118,7 @@ def test_expression_error_in_block_scalar_maps_to_file_line_and_column(tmp_path)
     first, src, caret = err.splitlines()
     assert first.startswith(f"{p}:8:29: unknown field 'mod' of file")
     assert src == '            file("/etc/passwd").mod == 0o644'
-    assert caret.index("^") - 4 == 28 and src[28:31] == "mod"
+    assert caret.index("^") == 32 and src[32:35] == "mod"  # both carry a 4-space indent
 
 
 def test_expression_error_in_quoted_scalar(tmp_path):
