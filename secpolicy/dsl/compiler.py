@@ -66,7 +66,10 @@ class _Compiler:
         self.trace = trace
 
     def c(self, n: ast.Node, want: bool | None = True) -> Fn:
-        return getattr(self, "c_" + type(n).__name__)(n, want)
+        fn: Fn = getattr(self, "c_" + type(n).__name__)(n, want)
+        if self.trace and want is not None and isinstance(n, (ast.And, ast.Or, ast.Not, ast.Quantifier)):
+            return _pruning(fn, want)
+        return fn
 
     # leaves -----------------------------------------------------------------------------
     def c_Literal(self, n: ast.Literal, want: bool | None) -> Fn:
@@ -390,6 +393,22 @@ class _Compiler:
             return res
 
         return fn
+
+
+def _pruning(fn: Fn, want: bool) -> Fn:
+    """When a sub-condition came out as the rule wants, the comparisons inside it that went
+    the other way did not matter (`u.uid != 0 or u.name == "root"` for root): drop them from
+    the evidence, so a finding shows only what decided it."""
+
+    def pruned(env: Any, fr: list) -> Any:
+        tr = env.trace
+        mark = len(tr) if tr is not None else 0
+        res = fn(env, fr)
+        if tr is not None and bool(res) == want and len(tr) > mark:
+            tr[mark:] = [r for r in tr[mark:] if r.want is None or r.result == r.want]
+        return res
+
+    return pruned
 
 
 def _is_const(n: ast.Node) -> bool:

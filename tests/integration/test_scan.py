@@ -1,0 +1,244 @@
+"""Scanning root trees built in temporary directories: exact failing rule ids, evidence that
+names the file and line, waivers, exit codes and the results schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from secpolicy.engine import exit_code, scan
+from secpolicy.facts import builtin_registry
+from secpolicy.models import Severity, Status
+from secpolicy.policy import load_policies
+from secpolicy.policy.waivers import load_waivers
+from secpolicy.resources import load_schema
+from secpolicy.ruletests import materialize_files
+
+POLICY = Path(__file__).resolve().parents[1] / "fixtures" / "policies" / "core.yaml"
+SECPOLICY = [sys.executable, "-m", "secpolicy"]
+
+PASSWD_OK = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/bash\n"
+SHADOW_OK = "root:$y$j9T$abc$def:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nalice:$y$j9T$xyz$uvw:19000:0:365:7:::\n"
+
+HARDENED = {
+    "/etc/passwd": {"content": PASSWD_OK, "mode": 0o644},
+    "/etc/shadow": {"content": SHADOW_OK, "mode": 0o640},
+    "/etc/group": "root:x:0:\nshadow:x:42:\n",
+    "/etc/ssh/sshd_config": "# hardened\nPermitRootLogin no\nPasswordAuthentication no\n",
+    "/etc/sysctl.d/60-net.conf": "net.ipv4.ip_forward = 0\n",
+    "/etc/cron.d/backup": {"content": "0 1 * * * root /usr/local/bin/backup\n", "mode": 0o600},
+    "/etc/login.defs": "PASS_MAX_DAYS 365\nPASS_MIN_DAYS 1\n",
+    "/etc/motd": "Authorized use only.\n",
+}
+
+WEAK = {
+    "/etc/passwd": {"content": PASSWD_OK + "toor:x:0:0::/root:/bin/sh\n", "mode": 0o664},
+    "/etc/shadow": {"content": SHADOW_OK + "toor::19000:0:99999:7:::\n", "mode": 0o644},
+    "/etc/group": "root:x:0:\nshadow:x:42:\n",
+    "/etc/ssh/sshd_config": "# weak\nPort 22\nPermitRootLogin yes\n",
+    "/etc/sysctl.d/60-net.conf": "# routing\nnet.ipv4.ip_forward = 1\n",
+    "/etc/cron.d/backup": {"content": "0 1 * * * root /usr/local/bin/backup\n", "mode": 0o666},
+    "/etc/login.defs": "PASS_MIN_DAYS 0\nPASS_MAX_DAYS 99999\n",
+    "/etc/motd": "Debian GNU/Linux 12\n",
+}
+
+
+def build(tmp_path: Path, files: dict) -> str:
+    root = tmp_path / "root"
+    root.mkdir()
+    materialize_files(str(root), files)
+    return str(root)
+
+
+def run_scan(root: str, **kw):
+    reg = builtin_registry()
+    ps = load_policies([POLICY], reg)
+    return scan(ps, reg, root=root, **kw)
+
+
+def by_id(result):
+    return {f.rule_id: f for f in result.findings}
+
+
+def test_hardened_root_passes_every_check(tmp_path):
+    result = run_scan(build(tmp_path, HARDENED))
+    statuses = {f.rule_id: f.status for f in result.findings}
+    assert {r for r, s in statuses.items() if s != Status.PASS} == {"core-exec-shell"}
+    assert statuses["core-exec-shell"] == Status.SKIPPED
+    assert exit_code(result.findings, Severity.LOW) == 0
+
+
+def test_weak_root_fails_exactly_where_it_is_broken(tmp_path):
+    result = run_scan(build(tmp_path, WEAK))
+    failing = {f.rule_id for f in result.findings if f.status == Status.FAIL}
+    assert failing == {
+        "core-shadow-perms",
+        "core-passwd-perms",
+        "core-ssh-root-login",
+        "core-ip-forward",
+        "core-only-root-uid0",
+        "core-no-empty-passwords",
+        "core-cron-not-writable",
+        "core-motd-no-os",
+        "core-pass-max-days",
+    }
+    assert not [f for f in result.findings if f.status == Status.ERROR]
+    assert exit_code(result.findings, Severity.LOW) == 1
+
+
+def test_weak_root_evidence_names_file_line_and_values(tmp_path):
+    f = by_id(run_scan(build(tmp_path, WEAK)))
+    (ev,) = f["core-ssh-root-login"].evidence
+    assert ev.expression == 'sshd.option("PermitRootLogin") == "no"'
+    assert (ev.expected, ev.observed) == ('"no"', '"yes"')
+    assert ev.source == "/etc/ssh/sshd_config:3"
+
+    (ev,) = f["core-shadow-perms"].evidence
+    assert ev.observed == "0o644 & 0o137 = 0o4" and ev.expected == "0"
+    assert ev.source == "/etc/shadow"
+
+    (ev,) = f["core-ip-forward"].evidence
+    assert ev.observed == "1" and ev.source == "/etc/sysctl.d/60-net.conf:2"
+
+    (ev,) = f["core-cron-not-writable"].evidence
+    assert ev.observed == "0o666 & 0o22 = 0o22" and ev.source == "/etc/cron.d/backup"
+
+    uid0 = f["core-only-root-uid0"].evidence
+    # Only toor's comparisons: root's `u.uid != 0` was false too, but root passed the `or`.
+    assert [(e.expression, e.observed, e.source) for e in uid0] == [
+        ("u.uid != 0", "0", "/etc/passwd:4"),
+        ('u.name == "root"', '"toor"', "/etc/passwd:4"),
+    ]
+
+
+def test_results_validate_against_the_schema(tmp_path):
+    results = run_scan(build(tmp_path, WEAK)).to_results()
+    jsonschema.validate(results, load_schema("results"))
+    assert results["summary"]["by_status"]["fail"] == 9
+    cis = results["summary"]["frameworks"]["cis"]
+    assert cis["pass"] == 0 and cis["fail"] == 9 and cis["compliance_pct"] == 0.0
+
+
+def test_waivers_turn_failures_into_waived_and_expired_ones_do_not(tmp_path):
+    root = build(tmp_path, WEAK)
+    wfile = tmp_path / "waivers.yaml"
+    wfile.write_text(
+        "waivers:\n"
+        "  - rule_id: core-motd-no-os\n    justification: marketing banner\n    approver: ciso\n    expires: 2999-01-01\n"
+        "  - rule_id: core-pass-max-days\n    justification: old exception\n    expires: 2000-01-01\n"
+    )
+    result = run_scan(root, waivers=load_waivers(wfile))
+    f = by_id(result)
+    assert f["core-motd-no-os"].status == Status.WAIVED
+    assert f["core-motd-no-os"].waiver.approver == "ciso"
+    assert f["core-pass-max-days"].status == Status.FAIL
+    states = {w["rule_id"]: w["status"] for w in result.waiver_report}
+    assert states == {"core-motd-no-os": "applied", "core-pass-max-days": "expired"}
+
+
+def test_only_waived_failures_exit_4(tmp_path):
+    root = build(tmp_path, HARDENED | {"/etc/motd": "Debian\n"})
+    wfile = tmp_path / "w.yaml"
+    wfile.write_text("- rule_id: core-motd-no-os\n  justification: banner required by the vendor\n")
+    result = run_scan(root, waivers=load_waivers(wfile))
+    assert exit_code(result.findings, Severity.LOW) == 4
+
+
+def test_fail_on_threshold(tmp_path):
+    result = run_scan(build(tmp_path, HARDENED | {"/etc/motd": "Debian\n"}))
+    assert exit_code(result.findings, Severity.LOW) == 1
+    assert exit_code(result.findings, Severity.MEDIUM) == 0
+
+
+def test_unreadable_file_is_error_not_pass(tmp_path):
+    root = build(tmp_path, HARDENED)
+    (Path(root) / "etc/ssh/sshd_config").unlink()
+    (Path(root) / "etc/ssh/sshd_config").symlink_to("sshd_config")  # a symlink loop
+    f = by_id(run_scan(root))
+    assert f["core-ssh-root-login"].status == Status.ERROR
+    assert "symbolic links" in f["core-ssh-root-login"].reason
+
+
+def test_symlinks_resolve_inside_the_root(tmp_path):
+    # An absolute link in the image must not read the scanning host's /etc/shadow.
+    root = build(tmp_path, HARDENED)
+    (Path(root) / "etc/shadow").unlink()
+    (Path(root) / "srv").mkdir()
+    (Path(root) / "srv/shadow").write_text(SHADOW_OK)
+    (Path(root) / "srv/shadow").chmod(0o600)
+    (Path(root) / "etc/shadow").symlink_to("/srv/shadow")
+    f = by_id(run_scan(root))
+    assert f["core-shadow-perms"].status == Status.PASS
+
+
+# the CLI, as a user runs it ------------------------------------------------------------------
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_cli_scan_json_and_exit_codes(tmp_path):
+    weak = build(tmp_path, WEAK)
+    p = cli("scan", "--policy", str(POLICY), "--root", weak, "--format", "json")
+    assert p.returncode == 1, p.stderr
+    data = json.loads(p.stdout)
+    jsonschema.validate(data, load_schema("results"))
+    assert data["scan"]["root"] == weak
+    assert data["scan"]["policies"][0]["id"] == "core-example"
+
+
+def test_cli_invalid_inputs_exit_2_with_one_located_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metadata: {id: x, title: X, version: '1'}\nrules:\n  - {id: r, title: t, severity: low, check: 'file(\"/x\").mod == 1'}\n")
+    cases = [
+        ("scan", "--policy", str(bad)),
+        ("lint", str(bad)),
+        ("scan", "--policy", str(POLICY), "--fail-on", "urgent"),
+        ("scan", "--policy", str(POLICY), "--root", str(tmp_path / "missing")),
+        ("scan", "--policy", str(tmp_path / "missing.yaml")),
+        ("explain", "no-such-rule", "--policy", str(POLICY)),
+    ]
+    for args in cases:
+        p = cli(*args)
+        assert p.returncode == 2, (args, p.stdout, p.stderr)
+        assert "Traceback" not in p.stderr
+    p = cli("lint", str(bad))
+    assert p.stderr.splitlines()[0].startswith(f"{bad}:3:")
+
+
+def test_cli_waiver_for_unknown_rule_is_rejected(tmp_path):
+    w = tmp_path / "w.yaml"
+    w.write_text("- rule_id: nope\n  justification: x\n")
+    for args in (("lint", str(POLICY), "--waivers", str(w)), ("scan", "--policy", str(POLICY), "--waivers", str(w))):
+        p = cli(*args)
+        assert p.returncode == 2 and "unknown rule id 'nope'" in p.stderr
+
+
+def test_cli_schema_and_explain():
+    p = cli("schema", "results")
+    assert p.returncode == 0 and json.loads(p.stdout)["title"] == "secpolicy scan results"
+    p = cli("explain", "core-shadow-perms", "--policy", str(POLICY))
+    assert p.returncode == 0
+    assert "facts read: file" in p.stdout and "compare ==" in p.stdout
+
+
+@pytest.mark.parametrize("expect_fail", [False, True])
+def test_cli_test_runs_inline_tests(tmp_path, expect_fail):
+    p = tmp_path / "p.yaml"
+    verdict = "fail" if expect_fail else "pass"
+    p.write_text(
+        "metadata: {id: x, title: X, version: '1'}\nrules:\n"
+        "  - id: r\n    title: t\n    severity: low\n    check: file(\"/etc/issue\").mode == 0o644\n"
+        "    tests:\n"
+        f"      - {{name: ok, files: {{/etc/issue: {{content: hi, mode: 0o644}}}}, expect: {verdict}}}\n"
+    )
+    out = cli("test", str(p))
+    if expect_fail:
+        assert out.returncode == 1 and "0 passed, 1 failed" in out.stdout
+        assert "FAIL r: ok: expected fail, got pass" in out.stdout
+    else:
+        assert out.returncode == 0 and "1 passed, 0 failed" in out.stdout
