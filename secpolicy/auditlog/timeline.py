@@ -323,6 +323,11 @@ def render_html(timeline: Timeline) -> str:
                            truncated=timeline.truncated)
 
 
+def _short(ts: str) -> str:
+    # Tables show milliseconds; json and html keep the full nanosecond stamp.
+    return f"{ts[:10]} {ts[11:23]}"
+
+
 def render_table(timeline: Timeline) -> list[Any]:
     """Rich renderables: the chains first (each a small table), then the timeline table."""
     from rich.table import Table
@@ -332,18 +337,18 @@ def render_table(timeline: Timeline) -> list[Any]:
     for chain in timeline.chains:
         t = Table(title=f"chain: {chain.title}" + (f" [{chain.rule_id}]" if chain.rule_id else ""),
                   title_justify="left", show_edge=False)
-        for col in ("time", "user", "event type", "resource", "result"):
-            t.add_column(col, overflow="fold")
+        for col in ("time (UTC)", "user", "event type", "resource", "result"):
+            t.add_column(col, overflow="fold", no_wrap=col.startswith("time"))
         for s in chain.steps:
-            t.add_row(Text(s.ts), Text(s.user), Text(s.type), Text(s.resource), Text(s.result))
+            t.add_row(Text(_short(s.ts)), Text(s.user), Text(s.type), Text(s.resource), Text(s.result))
         out.append(t)
     table = Table(title="timeline" + (" (truncated)" if timeline.truncated else ""), title_justify="left",
                   show_edge=False)
-    for col in ("time", "user", "event type", "resource", "result"):
-        table.add_column(col, overflow="fold")
+    for col in ("time (UTC)", "user", "event type", "resource", "result"):
+        table.add_column(col, overflow="fold", no_wrap=col.startswith("time"))
     for r in timeline.rows:
         style = "bold red" if r.severity in ("high", "critical") else ("yellow" if r.is_alert else "")
         kind = f"alert {r.rule_id}" if r.is_alert else r.type
-        table.add_row(Text(r.ts), Text(r.user), Text(kind), Text(r.resource), Text(r.result), style=style)
+        table.add_row(Text(_short(r.ts)), Text(r.user), Text(kind), Text(r.resource), Text(r.result), style=style)
     out.append(table)
     return out

@@ -1,0 +1,558 @@
+"""Commands of the audit trail: `log` (init, append, verify, prove, checkpoint, keygen),
+`timeline`, `dashboard`, `anomaly` (learn, detect) and `store` (ingest, prune)."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from secpolicy.auditlog import records
+from secpolicy.auditlog.anomaly import Baseline, Detector, DetectorSettings, learn_baseline
+from secpolicy.auditlog.checkpoint import (
+    Checkpoint,
+    generate_signing_key,
+    load_checkpoints,
+    load_private_key,
+    load_public_key,
+)
+from secpolicy.auditlog.log import AuditLog, LogOptions, read_key
+from secpolicy.auditlog.merkle import (
+    ProofError,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    root_of,
+    verify_consistency,
+    verify_inclusion,
+)
+from secpolicy.auditlog.sinks.formats import FORMATS, format_alert
+from secpolicy.auditlog.store import EventStore, Retention, normalize_ts
+from secpolicy.auditlog.timeline import TimelineQuery, build_timeline, read_replay, render_html, render_table
+from secpolicy.auditlog.verify import log_files, read_leaves, verify_log
+from secpolicy.errors import EXIT_NONCOMPLIANT, InputError, IntegrityError, LocatedError
+
+__all__ = ["COMMANDS", "log_group", "timeline_cmd", "dashboard_cmd", "anomaly_group", "store_group"]
+
+
+def _write_new_private(path: str, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InputError("already exists; refusing to overwrite a key", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot create: {exc.strerror}", path) from exc
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _key(key_hex: str | None, key_file: str | None) -> bytes | None:
+    if key_hex and key_file:
+        raise InputError("give --key or --key-file, not both")
+    if key_file:
+        try:
+            return read_key(Path(key_file).read_text(encoding="utf-8"), f"key file {key_file}")
+        except OSError as exc:
+            raise InputError(f"cannot read key file: {exc.strerror}", key_file) from exc
+    if key_hex:
+        return read_key(key_hex, "--key")
+    return None
+
+
+def _options(sign_key: str | None, checkpoint_every: int, copy_to: Sequence[str], sync: str) -> LogOptions:
+    return LogOptions(
+        checkpoint_every=checkpoint_every,
+        sync=sync,
+        signing_key=load_private_key(sign_key) if sign_key else None,
+        copy_checkpoints_to=tuple(Path(p) for p in copy_to),
+    )
+
+
+# -- log -----------------------------------------------------------------------------------
+
+
+@click.group(name="log")
+def log_group() -> None:
+    """The tamper-evident audit log: write, checkpoint, verify and prove."""
+
+
+_sign_opt = click.option("--sign-key", metavar="PEM", help="Ed25519 private key that signs checkpoints.")
+_copy_opt = click.option("--copy-checkpoints", "copy_to", multiple=True, metavar="FILE",
+                         help="Also append every checkpoint here (e.g. a file shipped off the host).")
+_every_opt = click.option("--checkpoint-every", default=1000, show_default=True, type=click.IntRange(1),
+                          help="Entries between checkpoints (each starts a new key epoch).")
+
+
+@log_group.command(name="keygen")
+@click.argument("private_key", type=click.Path(dir_okay=False))
+@click.argument("public_key", type=click.Path(dir_okay=False))
+def keygen_cmd(private_key: str, public_key: str) -> None:
+    """Make an Ed25519 key pair for signing checkpoints (the private key file is 0600)."""
+    private, public = generate_signing_key()
+    _write_new_private(private_key, private)
+    Path(public_key).write_bytes(public)
+    click.echo(f"wrote {private_key} (keep on the host that writes the log) and {public_key}")
+
+
+@log_group.command(name="init")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--key-out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the initial key (move it off the host: verification needs it).")
+@_sign_opt
+@_copy_opt
+def init_cmd(directory: str, key_out: str, sign_key: str | None, copy_to: tuple[str, ...]) -> None:
+    """Create a new audit log in DIRECTORY (made 0700) and write its initial key."""
+    if os.path.exists(key_out):
+        raise InputError("already exists; refusing to overwrite a key", key_out)
+    log, key = AuditLog.create(directory, _options(sign_key, 1000, copy_to, "always"))
+    try:
+        _write_new_private(key_out, key.hex().encode() + b"\n")
+    finally:
+        log.close()
+    click.echo(f"created audit log {log.log_id} in {directory}; initial key in {key_out}")
+
+
+def _audit_records(paths: Sequence[str]) -> Iterator[records.AuditRecord]:
+    for path in paths:
+        stream = sys.stdin if path == "-" else None
+        try:
+            f = stream or open(path, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", path) from exc
+        with f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    if not isinstance(obj, dict):
+                        raise InputError("not a JSON object")
+                    if "record_id" in obj and "event_type" in obj:
+                        yield records.AuditRecord.from_dict(obj)
+                    elif "rule_id" in obj:
+                        yield records.from_alert(obj)
+                    else:
+                        raise InputError("neither an audit record (record_id, event_type) nor an alert (rule_id)")
+                except json.JSONDecodeError as exc:
+                    raise LocatedError(f"not JSON: {exc.msg}", path, n, exc.colno, line) from exc
+                except InputError as exc:
+                    raise LocatedError(exc.message, path, n, None, line) from exc
+
+
+@log_group.command(name="append")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.argument("inputs", nargs=-1, required=True)
+@_sign_opt
+@_copy_opt
+@_every_opt
+def append_cmd(directory: str, inputs: tuple[str, ...], sign_key: str | None, copy_to: tuple[str, ...],
+               checkpoint_every: int) -> None:
+    """Append audit records or alerts (JSON lines; '-' for stdin) to the log, then seal it."""
+    parsed = list(_audit_records(inputs))  # all input checked before the log is touched
+    log = AuditLog.open(directory, _options(sign_key, checkpoint_every, copy_to, "checkpoint"))
+    try:
+        for rec in parsed:
+            log.append(rec)
+    finally:
+        log.close()
+    click.echo(f"appended {len(parsed)} records; log holds {log.size} entries")
+
+
+@log_group.command(name="checkpoint")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out", metavar="FILE", help="Append the checkpoint to FILE as well.")
+@_sign_opt
+def checkpoint_cmd(directory: str, out: str | None, sign_key: str | None) -> None:
+    """Write a checkpoint now and print it (one JSON line to copy off the host)."""
+    opts = _options(sign_key, 1000, (out,) if out else (), "checkpoint")
+    log = AuditLog.open(directory, opts)
+    try:
+        cp = log.checkpoint()
+    finally:
+        log.close()
+    click.echo(json.dumps(cp.to_dict(), sort_keys=True, separators=(",", ":")))
+
+
+@log_group.command(name="verify")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--key", "key_hex", metavar="HEX", help="The initial key (64 hex digits).")
+@click.option("--key-file", type=click.Path(dir_okay=False), help="File holding the initial key.")
+@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Checkpoints kept off the host (JSON lines); repeatable.")
+@click.option("--pubkey", type=click.Path(dir_okay=False), help="Ed25519 public key: checkpoint signatures must verify.")
+@click.option("--open", "allow_open", is_flag=True,
+              help="Accept a log without a final seal (a log that is still being written).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_cmd(files: tuple[str, ...], key_hex: str | None, key_file: str | None,
+               checkpoint_files: tuple[str, ...], pubkey: str | None, allow_open: bool, as_json: bool) -> None:
+    """Verify log FILES (or a log directory). Exit 0 only if intact; 5 names the first bad entry."""
+    key = _key(key_hex, key_file)
+    cps: list[Checkpoint] = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
+    if key is None and not cps:
+        raise InputError("nothing to verify against: give the initial key (--key/--key-file) and/or "
+                         "off-host checkpoints (--checkpoint)")
+    report = verify_log(log_files(files), key, cps, load_public_key(pubkey) if pubkey else None, allow_open)
+    if as_json:
+        click.echo(json.dumps({"status": "intact", **report.to_dict()}, indent=2, sort_keys=True))
+        return
+    checked = ["hash chain", "sequence", "epochs", "in-log checkpoints"]
+    if report.macs_checked:
+        checked.append("MACs")
+    if report.external_checkpoints:
+        checked.append(f"{report.external_checkpoints} off-host checkpoints")
+    if report.signatures_checked:
+        checked.append(f"{report.signatures_checked} signatures")
+    click.echo(f"intact: {report.entries} entries ({report.records} records, {report.checkpoints} checkpoints, "
+               f"{report.epochs} epochs), {'sealed' if report.sealed else 'open'}; root {report.root}")
+    click.echo("checked: " + ", ".join(checked))
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
+
+
+@log_group.group(name="prove")
+def prove_group() -> None:
+    """RFC 6962 inclusion and consistency proofs, and their verification."""
+
+
+def _log_id(lines: list[bytes]) -> str:
+    try:
+        return str(json.loads(lines[0])["body"]["log_id"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return ""
+
+
+@prove_group.command(name="inclusion")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--seq", required=True, type=click.IntRange(0), help="Sequence number of the entry.")
+@click.option("--tree-size", type=click.IntRange(1), help="Tree size to prove against (default: all entries).")
+def prove_inclusion_cmd(files: tuple[str, ...], seq: int, tree_size: int | None) -> None:
+    """Prove that entry SEQ is in the tree of the first TREE-SIZE entries."""
+    leaves, lines = read_leaves(log_files(files))
+    size = tree_size or len(leaves)
+    if size > len(leaves):
+        raise InputError(f"--tree-size {size} exceeds the {len(leaves)} entries in the log")
+    if seq >= size:
+        raise InputError(f"--seq {seq} is not below the tree size {size}")
+    proof = inclusion_proof(leaves[:size], seq)
+    click.echo(json.dumps({
+        "type": "inclusion", "log_id": _log_id(lines), "leaf_index": seq, "tree_size": size,
+        "entry": lines[seq].decode("utf-8"), "leaf_hash": leaves[seq].hex(),
+        "root": root_of(leaves[:size]).hex(), "path": [p.hex() for p in proof],
+    }, indent=2))
+
+
+@prove_group.command(name="consistency")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--old", "old_size", required=True, type=click.IntRange(1), help="Older tree size.")
+@click.option("--new", "new_size", type=click.IntRange(1), help="Newer tree size (default: all entries).")
+def prove_consistency_cmd(files: tuple[str, ...], old_size: int, new_size: int | None) -> None:
+    """Prove that the first OLD entries are a prefix of the first NEW entries."""
+    leaves, lines = read_leaves(log_files(files))
+    size = new_size or len(leaves)
+    if size > len(leaves) or old_size > size:
+        raise InputError(f"need --old <= --new <= {len(leaves)} (the entries in the log)")
+    click.echo(json.dumps({
+        "type": "consistency", "log_id": _log_id(lines), "old_size": old_size, "new_size": size,
+        "old_root": root_of(leaves[:old_size]).hex(), "new_root": root_of(leaves[:size]).hex(),
+        "proof": [p.hex() for p in consistency_proof(leaves[:size], old_size)],
+    }, indent=2))
+
+
+def _hex(value: Any, what: str) -> bytes:
+    try:
+        out = bytes.fromhex(str(value))
+    except ValueError:
+        raise InputError(f"proof field {what} is not hex") from None
+    if len(out) != 32:
+        raise InputError(f"proof field {what} is not 32 bytes")
+    return out
+
+
+@prove_group.command(name="check")
+@click.argument("proof_file", type=click.Path(dir_okay=False))
+@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Trusted checkpoints: the proof's roots must match the ones of the same size.")
+@click.option("--pubkey", type=click.Path(dir_okay=False), help="Ed25519 public key the checkpoints must be signed with.")
+def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: str | None) -> None:
+    """Verify a proof written by `log prove` (exit 5 if it does not hold)."""
+    try:
+        proof = json.loads(Path(proof_file).read_text(encoding="utf-8"))
+        kind = proof["type"]
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", proof_file) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError("not a proof written by `secpolicy log prove`", proof_file) from exc
+    cps = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
+    if pubkey:
+        pub = load_public_key(pubkey)
+        for cp in cps:
+            cp.verify_signature(pub)
+    by_size = {cp.tree_size: cp for cp in cps}
+    anchored: list[str] = []
+
+    def anchor(size: int, root: bytes, what: str) -> None:
+        cp = by_size.get(size)
+        if cp is None:
+            return
+        if cp.root != root.hex():
+            raise IntegrityError(f"{proof_file}: the {what} root differs from the checkpoint of {cp.ts} "
+                                 f"(tree size {size})")
+        anchored.append(f"{what} root matches the checkpoint of {cp.ts}")
+
+    try:
+        if kind == "inclusion":
+            leaf = _hex(proof["leaf_hash"], "leaf_hash")
+            if "entry" in proof and leaf_hash(str(proof["entry"]).encode("utf-8")) != leaf:
+                raise IntegrityError(f"{proof_file}: the entry does not hash to the leaf hash")
+            root = _hex(proof["root"], "root")
+            verify_inclusion(leaf, int(proof["leaf_index"]), int(proof["tree_size"]),
+                             [_hex(p, "path") for p in proof["path"]], root)
+            anchor(int(proof["tree_size"]), root, "tree")
+            click.echo(f"inclusion proof holds: entry {proof['leaf_index']} is in the tree of "
+                       f"{proof['tree_size']} entries")
+        elif kind == "consistency":
+            old_root, new_root = _hex(proof["old_root"], "old_root"), _hex(proof["new_root"], "new_root")
+            verify_consistency(int(proof["old_size"]), int(proof["new_size"]), old_root, new_root,
+                               [_hex(p, "proof") for p in proof["proof"]])
+            anchor(int(proof["old_size"]), old_root, "old")
+            anchor(int(proof["new_size"]), new_root, "new")
+            click.echo(f"consistency proof holds: the first {proof['old_size']} entries are a prefix of the "
+                       f"first {proof['new_size']}")
+        else:
+            raise InputError(f"unknown proof type {kind!r}", proof_file)
+    except ProofError as exc:
+        raise IntegrityError(f"{proof_file}: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"proof is missing or mistypes a field: {exc}", proof_file) from exc
+    for line in anchored:
+        click.echo(line)
+    if not anchored:
+        click.echo("note: no checkpoint of a matching size was given; the roots are not anchored")
+
+
+# -- timeline ------------------------------------------------------------------------------
+
+
+def _source_options(f: Any) -> Any:
+    f = click.option("--replay", "replay", multiple=True, type=click.Path(dir_okay=False),
+                     help="Event/alert JSON-lines files instead of a store; repeatable.")(f)
+    f = click.option("--db", type=click.Path(dir_okay=False), help="Event store (SQLite).")(f)
+    return f
+
+
+def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
+    if bool(db) == bool(replay):
+        raise InputError("give either --db or --replay")
+    return EventStore(db, create=False) if db else None
+
+
+@click.command(name="timeline")
+@_source_options
+@click.option("--since", help="Start (inclusive), ISO 8601 with a time zone.")
+@click.option("--until", help="End (exclusive), ISO 8601 with a time zone.")
+@click.option("--user", help="User name (as in the timeline's user column).")
+@click.option("--type", "type_", metavar="TYPE", help="Event type (exec, open, ... or 'alert').")
+@click.option("--rule", help="Only alerts of this rule id (and their chains).")
+@click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, until: str | None,
+                 user: str | None, type_: str | None, rule: str | None, limit: int, fmt: str,
+                 output: str | None) -> None:
+    """Forensic timeline: what happened (who, what, on what, with what result), with chains."""
+    query = TimelineQuery(since=since, until=until, user=user, type=type_, rule=rule, limit=limit)
+    store = _open_store(db, replay)
+    try:
+        timeline = build_timeline(query, store=store, replay=read_replay(replay) if replay else None)
+    finally:
+        if store is not None:
+            store.close()
+    if fmt == "json":
+        text = json.dumps(timeline.to_dict(), indent=2) + "\n"
+    elif fmt == "html":
+        text = render_html(timeline)
+    else:
+        from rich.console import Console
+
+        if output is None:
+            Console().print(*render_table(timeline))
+            return
+        with open(os.devnull, "w") as sink:
+            console = Console(record=True, width=160, file=sink)
+            console.print(*render_table(timeline))
+        text = console.export_text()
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+# -- dashboard -----------------------------------------------------------------------------
+
+
+@click.command(name="dashboard")
+@click.option("--db", required=True, type=click.Path(dir_okay=False), help="Event store (SQLite).")
+@click.option("--results", type=click.Path(dir_okay=False), help="Results JSON of the last scan.")
+@click.option("--once", is_flag=True, help="Render one frame and exit.")
+@click.option("--refresh", default=2.0, show_default=True, type=click.FloatRange(0.2), help="Seconds between frames.")
+@click.option("--now", "now_text", metavar="ISO", help="Pretend it is this time (forensics, tests).")
+@click.option("--width", type=click.IntRange(40), help="Terminal width for --once.")
+def dashboard_cmd(db: str, results: str | None, once: bool, refresh: float, now_text: str | None,
+                  width: int | None) -> None:
+    """Live security dashboard over the event store (Ctrl-C to leave)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from secpolicy.auditlog.dashboard import collect, render
+
+    now = None
+    if now_text:
+        now = datetime.strptime(normalize_ts(now_text)[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    store = EventStore(db, create=False)
+    try:
+        if once:
+            console = Console(width=width) if width else Console()
+            console.print(render(collect(store, results, now)))
+            return
+        with Live(render(collect(store, results, now)), refresh_per_second=4, screen=False) as live:
+            try:
+                while True:
+                    time.sleep(refresh)
+                    live.update(render(collect(store, results, now)))
+            except KeyboardInterrupt:
+                pass
+    finally:
+        store.close()
+
+
+# -- anomaly -------------------------------------------------------------------------------
+
+
+@click.group(name="anomaly")
+def anomaly_group() -> None:
+    """Learn a baseline of event rates and detect departures from it."""
+
+
+def _items(db: str | None, replay: Sequence[str], since: str | None, until: str | None,
+           alerts: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    store = _open_store(db, replay)
+    if store is not None:
+        try:
+            evs = (("event", e) for e in store.events(since, until))
+            als = (("alert", a) for a in store.alerts(since, until)) if alerts else iter(())
+            yield from heapq.merge(evs, als, key=lambda kv: normalize_ts(kv[1].get("ts")
+                                                                          or kv[1].get("event", {}).get("ts")))
+        finally:
+            store.close()
+        return
+    lo = normalize_ts(since) if since else None
+    hi = normalize_ts(until) if until else None
+    items = []
+    for kind, obj in read_replay(replay):
+        if kind == "alert" and not alerts:
+            continue
+        ts = normalize_ts(obj.get("ts") or (obj.get("event") or {}).get("ts"))
+        if (lo is None or ts >= lo) and (hi is None or ts < hi):
+            items.append((ts, kind, obj))
+    items.sort(key=lambda t: t[0])
+    for _, kind, obj in items:
+        yield kind, obj
+
+
+@anomaly_group.command(name="learn")
+@_source_options
+@click.option("--since")
+@click.option("--until")
+@click.option("--interval", default=60, show_default=True, type=click.IntRange(1), help="Seconds per bucket.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Baseline JSON to write.")
+def anomaly_learn_cmd(db: str | None, replay: tuple[str, ...], since: str | None, until: str | None,
+                      interval: int, out: str) -> None:
+    """Learn event rates per type and interval from a quiet period."""
+    baseline = learn_baseline((e for _, e in _items(db, replay, since, until, alerts=False)), interval)
+    baseline.save(out)
+    click.echo(f"baseline of {len(baseline.types)} event types over {baseline.buckets} intervals of "
+               f"{interval} s ({baseline.start} .. {baseline.end}) written to {out}")
+
+
+@anomaly_group.command(name="detect")
+@_source_options
+@click.option("--baseline", "baseline_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--since")
+@click.option("--until")
+@click.option("--k", default=3.0, show_default=True, type=float, help="Alert above k times the baseline rate.")
+@click.option("--min-count", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="json", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False))
+def anomaly_detect_cmd(db: str | None, replay: tuple[str, ...], baseline_path: str, since: str | None,
+                       until: str | None, k: float, min_count: int, fmt: str, output: str | None) -> None:
+    """Print anomaly alerts (one per line); exit 1 when there is any."""
+    detector = Detector(Baseline.load(baseline_path), DetectorSettings(k=k, min_count=min_count))
+    alerts = list(detector.run(_items(db, replay, since, until, alerts=True)))
+    text = "".join(format_alert(a, fmt) + "\n" for a in alerts)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    if alerts:
+        sys.exit(EXIT_NONCOMPLIANT)
+
+
+# -- store ---------------------------------------------------------------------------------
+
+
+@click.group(name="store")
+def store_group() -> None:
+    """The event store: ingest JSON lines, apply retention."""
+
+
+@store_group.command(name="ingest")
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--batch", default=5000, show_default=True, type=click.IntRange(1))
+def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int) -> None:
+    """Store events and alerts from JSON-lines files (a line with rule_id is an alert)."""
+    store = EventStore(db)
+    try:
+        events: list[dict[str, Any]] = []
+        alerts: list[dict[str, Any]] = []
+        n_events = n_alerts = 0
+        for kind, obj in read_replay(files):
+            (events if kind == "event" else alerts).append(obj)
+            if len(events) >= batch:
+                n_events += store.add_events(events, batch)
+                events = []
+            if len(alerts) >= batch:
+                n_alerts += store.add_alerts(alerts, batch)
+                alerts = []
+        n_events += store.add_events(events, batch)
+        n_alerts += store.add_alerts(alerts, batch)
+    finally:
+        store.close()
+    click.echo(f"stored {n_events} events and {n_alerts} alerts in {db}")
+
+
+@store_group.command(name="prune")
+@click.argument("db", type=click.Path(dir_okay=False, exists=True))
+@click.option("--days", type=click.FloatRange(0, min_open=True), help="Delete what is older than this.")
+@click.option("--max-events", type=click.IntRange(1), help="Keep at most this many events.")
+def store_prune_cmd(db: str, days: float | None, max_events: int | None) -> None:
+    """Apply retention: delete old events and alerts."""
+    if days is None and max_events is None:
+        raise InputError("give --days and/or --max-events")
+    store = EventStore(db, Retention(days=days, max_events=max_events), create=False)
+    try:
+        n_events, n_alerts = store.prune()
+    finally:
+        store.close()
+    click.echo(f"deleted {n_events} events and {n_alerts} alerts")
+
+
+COMMANDS = [log_group, timeline_cmd, dashboard_cmd, anomaly_group, store_group]

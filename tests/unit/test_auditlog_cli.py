@@ -1,0 +1,233 @@
+"""The audit trail commands through click: exit codes, messages and the numbers they show."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from secpolicy.cli.auditlog import COMMANDS
+from secpolicy.errors import SecpolicyError
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "auditlog"
+EVENTS = FIXTURES / "events.jsonl"
+RESULTS = FIXTURES / "scan_results.json"
+
+
+@click.group()
+def cli() -> None:
+    pass
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str]:
+    """Exit code and output as the top-level command would give them."""
+    result = CliRunner().invoke(cli, list(args), input=input, standalone_mode=False)
+    if isinstance(result.exception, SecpolicyError):
+        return result.exception.exit_code, result.output + result.exception.render()
+    if isinstance(result.exception, SystemExit):
+        return result.exit_code, result.output
+    if isinstance(result.exception, click.UsageError):
+        return 2, result.output + str(result.exception)
+    if result.exception is not None:
+        raise result.exception
+    return 0, result.output
+
+
+@pytest.fixture()
+def written_log(tmp_path: Path) -> dict[str, Path]:
+    directory, key, offhost = tmp_path / "log", tmp_path / "initial.key", tmp_path / "offhost.jsonl"
+    priv, pub = tmp_path / "sign.pem", tmp_path / "sign.pub"
+    assert run("log", "keygen", str(priv), str(pub))[0] == 0
+    code, out = run("log", "init", str(directory), "--key-out", str(key), "--sign-key", str(priv),
+                    "--copy-checkpoints", str(offhost))
+    assert code == 0, out
+    alerts = [json.loads(line) for line in EVENTS.read_text().splitlines() if '"rule_id"' in line]
+    code, out = run("log", "append", str(directory), "-", "--sign-key", str(priv), "--copy-checkpoints",
+                    str(offhost), "--checkpoint-every", "2", input="".join(json.dumps(a) + "\n" for a in alerts))
+    assert code == 0, out
+    assert out.startswith("appended 3 records")
+    return {"dir": directory, "key": key, "offhost": offhost, "pub": pub, "priv": priv}
+
+
+def test_verify_intact_log(written_log: dict[str, Path]) -> None:
+    w = written_log
+    code, out = run("log", "verify", str(w["dir"]), "--key-file", str(w["key"]), "--checkpoint", str(w["offhost"]),
+                    "--pubkey", str(w["pub"]))
+    assert code == 0, out
+    assert "intact:" in out and "3 records" in out and "sealed" in out and "MACs" in out
+    code, out = run("log", "verify", str(w["dir"]), "--key-file", str(w["key"]), "--json")
+    assert code == 0 and json.loads(out)["records"] == 3
+
+
+def test_verify_names_the_first_bad_record(written_log: dict[str, Path]) -> None:
+    w = written_log
+    seg = w["dir"] / "segment-000000.jsonl"
+    lines = seg.read_bytes().splitlines(keepends=True)
+    n = next(i for i, ln in enumerate(lines) if b"SSH brute force" in ln)
+    lines[n] = lines[n].replace(b"SSH brute force", b"SSH brute farce")
+    seg.write_bytes(b"".join(lines))
+    code, out = run("log", "verify", str(w["dir"]), "--key-file", str(w["key"]))
+    assert code == 5
+    assert f"segment-000000.jsonl:{n + 1}: seq {n}: MAC does not verify" in out
+
+
+def test_verify_needs_something_to_verify_against(written_log: dict[str, Path]) -> None:
+    code, out = run("log", "verify", str(written_log["dir"]))
+    assert code == 2 and "nothing to verify against" in out
+    code, out = run("log", "verify", str(written_log["dir"] / "absent.jsonl"), "--key", "00" * 32)
+    assert code == 2 and "no such file" in out
+    code, out = run("log", "verify", str(written_log["dir"]), "--key", "xyz")
+    assert code == 2 and "not hex" in out
+
+
+def test_append_rejects_bad_input_before_touching_the_log(written_log: dict[str, Path], tmp_path: Path) -> None:
+    seg = written_log["dir"] / "segment-000000.jsonl"
+    before = seg.read_bytes()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"rule_id": "a", "severity": "high"}\n{"nothing": 1}\n')
+    code, out = run("log", "append", str(written_log["dir"]), str(bad))
+    assert code == 2 and f"{bad}:2:" in out
+    assert seg.read_bytes() == before
+
+
+def test_checkpoint_command_and_proofs(written_log: dict[str, Path], tmp_path: Path) -> None:
+    w = written_log
+    code, out = run("log", "checkpoint", str(w["dir"]), "--out", str(w["offhost"]), "--sign-key", str(w["priv"]))
+    assert code == 0
+    cp = json.loads(out)
+    assert cp["signature"] and cp["tree_size"] > 5
+
+    code, out = run("log", "prove", "inclusion", str(w["dir"]), "--seq", "3", "--tree-size", str(cp["tree_size"]))
+    assert code == 0
+    proof = json.loads(out)
+    assert proof["root"] == cp["root"]
+    (tmp_path / "inc.json").write_text(out)
+    code, out = run("log", "prove", "check", str(tmp_path / "inc.json"), "--checkpoint", str(w["offhost"]),
+                    "--pubkey", str(w["pub"]))
+    assert code == 0 and "inclusion proof holds" in out and "root matches the checkpoint" in out
+
+    proof["entry"] = proof["entry"].replace('"seq":3,', '"seq":33,')
+    (tmp_path / "bad.json").write_text(json.dumps(proof))
+    code, out = run("log", "prove", "check", str(tmp_path / "bad.json"))
+    assert code == 5 and "does not hash to the leaf hash" in out
+
+    code, out = run("log", "prove", "consistency", str(w["dir"]), "--old", "3", "--new", str(cp["tree_size"]))
+    assert code == 0
+    (tmp_path / "con.json").write_text(out)
+    code, out = run("log", "prove", "check", str(tmp_path / "con.json"), "--checkpoint", str(w["offhost"]))
+    assert code == 0 and "new root matches" in out
+    con = json.loads((tmp_path / "con.json").read_text())
+    con["old_root"] = "00" * 32
+    (tmp_path / "con2.json").write_text(json.dumps(con))
+    assert run("log", "prove", "check", str(tmp_path / "con2.json"))[0] == 5
+
+
+def test_init_refuses_to_overwrite_a_key(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text("precious")
+    code, out = run("log", "init", str(tmp_path / "log"), "--key-out", str(tmp_path / "k"))
+    assert code == 2 and "refusing to overwrite" in out
+    assert (tmp_path / "k").read_text() == "precious"
+
+
+# -- store, timeline, dashboard, anomaly ----------------------------------------------------
+
+
+@pytest.fixture()
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "events.db"
+    code, out = run("store", "ingest", str(path), str(EVENTS))
+    assert code == 0 and out.strip().endswith("stored 10 events and 3 alerts in " + str(path))
+    return path
+
+
+def test_timeline_json_over_store_and_replay(db: Path) -> None:
+    args = ["--user", "admin", "--since", "2026-11-21T10:00:00Z", "--until", "2026-11-21T10:15:00Z",
+            "--format", "json"]
+    code, out = run("timeline", "--db", str(db), *args)
+    assert code == 0
+    from_db = json.loads(out)
+    code, out = run("timeline", "--replay", str(EVENTS), *args)
+    assert code == 0 and json.loads(out) == from_db
+    assert [r["type"] for r in from_db["rows"]] == ["exec", "exec", "alert", "auth", "alert"]
+    assert len(from_db["chains"]) == 2
+
+
+def test_timeline_table_and_html(db: Path, tmp_path: Path) -> None:
+    code, out = run("timeline", "--db", str(db), "--user", "admin", "--format", "table",
+                    "-o", str(tmp_path / "t.txt"))
+    assert code == 0
+    text = (tmp_path / "t.txt").read_text()
+    assert "2026-11-21 10:02:00.000" in text and "sudo -i" in text and "escalated to root" in text
+    code, _ = run("timeline", "--db", str(db), "--format", "html", "-o", str(tmp_path / "t.html"))
+    assert code == 0 and "<h2>Correlated chains (2)</h2>" in (tmp_path / "t.html").read_text()
+
+
+def test_timeline_option_errors(db: Path) -> None:
+    assert run("timeline")[0] == 2
+    code, out = run("timeline", "--db", str(db), "--since", "yesterday")
+    assert code == 2 and "ISO 8601" in out
+    code, out = run("timeline", "--db", str(db.parent / "absent.db"))
+    assert code == 2 and "no such event store" in out
+
+
+def test_dashboard_once_shows_the_numbers(db: Path, tmp_path: Path) -> None:
+    # Five failures from one address make it a brute-force source.
+    more = tmp_path / "more.jsonl"
+    more.write_text("".join(json.dumps({
+        "type": "auth", "ts": f"2026-11-21T10:07:0{i}.000000000Z", "host": "web1",
+        "auth": {"service": "sshd", "user": f"u{i % 2}", "result": "failure", "rhost": "203.0.113.9"}}) + "\n"
+        for i in range(3)))
+    assert run("store", "ingest", str(db), str(more))[0] == 0
+    code, out = run("dashboard", "--db", str(db), "--results", str(RESULTS), "--once",
+                    "--now", "2026-11-21T12:00:00Z", "--width", "140")
+    assert code == 0, out
+    figures = out.split("privileged cmds")[1].split("\n")[1].split()
+    # events, alerts, critical, failed auth, FIM violations, privileged commands
+    assert figures[1:7] == ["13", "3", "1", "5", "1", "1"]
+    assert "critical: 1  high: 1  medium: 1" in out
+    assert "87.5%" in out and "77.8%" in out and "92.3%" in out
+    assert "exec -> open /etc/shadow -> connect" in out
+    brute = out.split("brute-force sources")[1]
+    assert "203.0.113.9" in brute and "5" in brute.split("203.0.113.9")[1].split()[1]
+    code, out = run("dashboard", "--db", str(db), "--once", "--now", "2026-11-23T12:00:00Z", "--width", "140")
+    assert out.split("privileged cmds")[1].split("\n")[1].split()[1:7] == ["0"] * 6
+
+
+def test_anomaly_learn_and_detect(tmp_path: Path) -> None:
+    quiet = tmp_path / "quiet.jsonl"
+    busy = tmp_path / "busy.jsonl"
+    quiet.write_text("".join(json.dumps({"type": "exec", "ts": f"2026-11-21T09:{m:02d}:{s:02d}.000000000Z"}) + "\n"
+                             for m in range(30) for s in (0, 30)))
+    busy.write_text("".join(json.dumps({"type": "exec", "ts": f"2026-11-21T11:00:{s:02d}.000000000Z"}) + "\n"
+                            for s in range(40)))
+    code, out = run("anomaly", "learn", "--replay", str(quiet), "--out", str(tmp_path / "b.json"))
+    assert code == 0 and "30 intervals" in out
+    code, out = run("anomaly", "detect", "--replay", str(quiet), "--baseline", str(tmp_path / "b.json"))
+    assert (code, out) == (0, "")
+    code, out = run("anomaly", "detect", "--replay", str(busy), "--baseline", str(tmp_path / "b.json"))
+    assert code == 1
+    alerts = [json.loads(line) for line in out.splitlines()]
+    assert [(a["rule_id"], a["context"]["count"]) for a in alerts] == [("anomaly.rate", 40)]
+
+
+def test_store_prune(db: Path) -> None:
+    code, out = run("store", "prune", str(db), "--max-events", "4")
+    assert code == 0 and out.strip() == "deleted 6 events and 0 alerts"
+    assert run("store", "prune", str(db))[0] == 2
+
+
+def test_copied_log_verifies_elsewhere(written_log: dict[str, Path], tmp_path: Path) -> None:
+    """A log copied off the host verifies there with only the initial key."""
+    copy = tmp_path / "copy"
+    shutil.copytree(written_log["dir"], copy)
+    (copy / "state.json").unlink()
+    code, out = run("log", "verify", str(copy), "--key-file", str(written_log["key"]))
+    assert code == 0, out
