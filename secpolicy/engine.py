@@ -221,6 +221,12 @@ def scan(
             used.setdefault(active, "active")
         if expired is not None:
             used[expired] = "expired"
+            if f.status == Status.FAIL and active is None:
+                note = Evidence(
+                    expression="waiver",
+                    message=f"a waiver for this rule expired on {expired.expires} ({expired.source}): not applied",
+                )
+                f = replace(f, evidence=f.evidence + (note,))
         findings.append(f)
     report = []
     for w in waivers.waivers:
