@@ -246,7 +246,7 @@ def scan(
         "fail_on": fail_on.value,
         "waivers_file": waivers.path,
     }
-    coverage = {}
+    coverage: dict[str, dict[str, list[str]]] = {}
     for p in ps.policies:
         for fw, data in p.coverage.items():
             entry = coverage.setdefault(fw, {"automated": [], "partial": [], "manual": []})

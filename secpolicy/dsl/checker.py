@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Any, Mapping
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.parser import Origin
@@ -219,7 +219,7 @@ class _Checker:
 
     def c_Call(self, n: ast.Call) -> ast.Node:
         args = tuple(self.check(a) for a in n.args)
-        pos = dict(line=n.line, column=n.column, start=n.start, end=n.end)
+        pos: dict[str, Any] = dict(line=n.line, column=n.column, start=n.start, end=n.end)
         if n.name in _BUILTINS:
             params, ret = _BUILTINS[n.name]
             self.check_args(n, n.name, params, args)
@@ -238,7 +238,7 @@ class _Checker:
     def c_Index(self, n: ast.Index) -> ast.Node:
         obj = self.check(n.obj)
         idx = self.check(n.index)
-        pos = dict(line=n.line, column=n.column, start=n.start, end=n.end)
+        pos: dict[str, Any] = dict(line=n.line, column=n.column, start=n.start, end=n.end)
         if isinstance(obj.type, ListType):
             if idx.type not in (INT, ANY):
                 raise self.error(n.index, f"list index must be an int, got {idx.type}")

@@ -271,7 +271,8 @@ def parse_expression(text: str, origin: Origin | None = None) -> ast.Node:
             msg = f"unexpected {e.token.value!r}, expected {_describe_expected(set(e.expected))}"
         raise _located(origin, line, col, msg)
     except UnexpectedCharacters as e:
-        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
+        pos = e.pos_in_stream or 0
+        ch = text[pos] if 0 <= pos < len(text) else "?"
         raise _located(origin, e.line, e.column, f"unexpected character {ch!r}")
     except UnexpectedInput as e:  # pragma: no cover - other Lark input errors
         raise _located(origin, getattr(e, "line", 1), getattr(e, "column", 1), "syntax error")

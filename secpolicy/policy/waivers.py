@@ -54,10 +54,11 @@ def load_waivers(path: Path) -> WaiverSet:
     text, _ = read_text_file(path)
     doc = load_yaml(text, shown)
     data = doc.data
+    base: tuple = ()
     if isinstance(data, dict) and set(data) == {"waivers"}:
         entries, base = data["waivers"], ("waivers",)
     else:
-        entries, base = data, ()
+        entries = data
     if not isinstance(entries, list):
         raise doc.error(base, "a waiver file is a list of waivers (or a mapping with waivers:)")
     out: list[Waiver] = []
@@ -79,9 +80,8 @@ def load_waivers(path: Path) -> WaiverSet:
                 dt.date.fromisoformat(str(expires))
             except ValueError:
                 raise doc.error(at + ("expires",), f"expires must be a date (YYYY-MM-DD), not {expires!r}") from None
-        hosts = e.get("hosts") or ()
-        if isinstance(hosts, str):
-            hosts = (hosts,)
+        raw_hosts = e.get("hosts") or ()
+        hosts: tuple[str, ...] = (raw_hosts,) if isinstance(raw_hosts, str) else tuple(raw_hosts)
         sp = doc.spans.get(at)
         out.append(
             Waiver(
