@@ -221,9 +221,18 @@ def parse_fields(text: str) -> dict[str, str]:
             vstart = i
             while i < n and text[i] != " ":
                 i += 1
+            if key == "op":
+                # `op=adding group acct=...`: user-space tools write operations with spaces.
+                while i < n:
+                    j = i + 1
+                    while j < n and text[j] not in " =":
+                        j += 1
+                    if j < n and text[j] == "=" or j == i + 1:
+                        break
+                    i = j
             value = text[vstart:i]
             # `(hostname=?, addr=?, terminal=cron res=success)` in old PAM records.
-            value = value.rstrip(",)")
+            value = value.rstrip(",") if value.startswith("(") else value.rstrip(",)")
         if key and key not in out:
             out[key] = value
     return out
@@ -239,6 +248,16 @@ def decode_value(value: str | None) -> str | None:
     if len(value) % 2 == 0 and _HEX_RE.match(value):
         raw = bytes.fromhex(value)
         return raw.decode("utf-8", errors="replace")
+    return value
+
+
+def plain_value(value: str | None) -> str | None:
+    """The text of a field auditd never hex-encodes (ids, addresses, terminals, operations):
+    unquoted, `?`/`(null)` as None, and no hex decoding (`id=1001` is a number, not bytes)."""
+    if value is None or value in ("(null)", "?", "(none)", ""):
+        return None
+    if value[0] == '"':
+        return value[1:-1] if len(value) >= 2 and value[-1] == '"' else value[1:]
     return value
 
 
@@ -537,7 +556,7 @@ def _proc_user(f: dict[str, str], i: dict[str, str]) -> tuple[dict[str, Any], di
     exe = decode_value(f.get("exe"))
     if exe is not None:
         proc["exe"] = exe
-    tty = decode_value(f.get("tty"))
+    tty = plain_value(f.get("tty"))
     if tty is not None:
         proc["tty"] = tty
     user: dict[str, Any] = {}
@@ -775,7 +794,7 @@ def _from_syscall(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) 
 
 def _user_record_common(rec: Record, f: dict[str, str], i: dict[str, str], ev: dict[str, Any]) -> None:
     proc, user = _proc_user(f, i)
-    term = decode_value(f.get("terminal"))
+    term = plain_value(f.get("terminal"))
     if term is not None:
         proc["tty"] = term
     if proc:
@@ -808,12 +827,12 @@ def _from_user_auth(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]
         auth["result"] = result
     if result is not None:
         ev["outcome"] = {"result": result}
-    host = decode_value(f.get("hostname"))
-    addr = decode_value(f.get("addr"))
+    host = plain_value(f.get("hostname"))
+    addr = plain_value(f.get("addr"))
     rhost = host if host else addr
     if rhost:
         auth["rhost"] = rhost
-    op = decode_value(f.get("op"))
+    op = plain_value(f.get("op"))
     if op:
         auth["method"] = op
     ev["auth"] = auth
@@ -838,10 +857,13 @@ def _from_account(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) 
     ev = _base(ctx, rec, "account_change", rec.type)
     _user_record_common(rec, f, i, ev)
     account: dict[str, Any] = {}
-    name = decode_value(f.get("acct")) or decode_value(i.get("ID")) or decode_value(f.get("id"))
+    ident = decode_value(i.get("ID"))
+    if ident is not None and ident.startswith("unknown("):
+        ident = None
+    name = decode_value(f.get("acct")) or ident or plain_value(f.get("id"))
     if name:
         account["name"] = name
-    op = decode_value(f.get("op"))
+    op = plain_value(f.get("op"))
     account["op"] = op or rec.type.lower()
     ev["account"] = account
     return ev
@@ -851,14 +873,14 @@ def _from_config(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) -
     ev = _base(ctx, rec, "config_change", rec.type)
     _user_record_common(rec, f, i, ev)
     config: dict[str, Any] = {}
-    op = decode_value(f.get("op"))
+    op = plain_value(f.get("op"))
     if op:
         config["op"] = op
-    key = decode_value(f.get("key")) or decode_value(f.get("table")) or decode_value(f.get("feature"))
+    key = decode_value(f.get("key")) or plain_value(f.get("table")) or plain_value(f.get("feature"))
     if key:
         config["key"] = key
-    old = decode_value(f.get("old")) or decode_value(f.get("old_val"))
-    new = decode_value(f.get("new")) or decode_value(f.get("new_val"))
+    old = plain_value(f.get("old")) or plain_value(f.get("old_val"))
+    new = plain_value(f.get("new")) or plain_value(f.get("new_val"))
     if old is not None:
         config["old"] = old
     if new is not None:

@@ -111,7 +111,9 @@ def _compare_keys(node: A.Compare) -> tuple[str, frozenset[Any] | tuple[str, ...
         pass
     elif op == "in" and isinstance(node.right, A.ListLit):
         pass
-    elif dim == "path_prefixes" and op in ("startswith", "glob") and isinstance(node.right, A.Literal):
+    elif dim == "path_prefixes" and op == "startswith":
+        pass
+    elif dim == "path_prefixes" and op == "glob" and isinstance(node.right, A.Literal):
         pass
     else:
         return None
@@ -324,19 +326,24 @@ class Matcher(Generic[T]):
             return plain
         found: list[tuple[int, T]] = list(bucket.always)
         proc = event.get("proc")
-        if proc is not None:
+        if type(proc) is dict:
+            # Lookups only with strings/ints: JSONL input may carry any JSON value there.
             if bucket.by_exe:
-                hit = bucket.by_exe.get(proc.get("exe"))
-                if hit:
-                    found += hit
+                exe = proc.get("exe")
+                if type(exe) is str:
+                    hit = bucket.by_exe.get(exe)
+                    if hit:
+                        found += hit
             if bucket.by_comm:
-                hit = bucket.by_comm.get(proc.get("comm"))
-                if hit:
-                    found += hit
+                comm = proc.get("comm")
+                if type(comm) is str:
+                    hit = bucket.by_comm.get(comm)
+                    if hit:
+                        found += hit
         if bucket.by_prefix:
             f = event.get("file")
-            path = f.get("path") if f is not None else None
-            if path is not None:
+            path = f.get("path") if type(f) is dict else None
+            if type(path) is str:
                 by_prefix = bucket.by_prefix
                 plen = len(path)
                 for n in bucket.prefix_lens:
@@ -347,8 +354,9 @@ class Matcher(Generic[T]):
                         found += hit
         if bucket.by_uid:
             u = event.get("user")
-            if u is not None:
-                hit = bucket.by_uid.get(u.get("uid"))
+            uid = u.get("uid") if type(u) is dict else None
+            if type(uid) is int:
+                hit = bucket.by_uid.get(uid)
                 if hit:
                     found += hit
         if len(found) > 1:
@@ -398,6 +406,9 @@ def _chosen_dimension(keys: IndexKeys) -> str | None:
 
 
 def _node_text(expr_text: str, node: A.Node) -> str:
+    own = getattr(node, "text", "")
+    if own:
+        return str(own)
     if node.end > node.start:
         return expr_text[node.start : node.end].strip()
     return "<expression>"

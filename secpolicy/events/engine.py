@@ -1,0 +1,243 @@
+"""The event rule engine: every event goes through the matcher index to the few rules that
+could match it, their compiled conditions, the correlators, and out as alerts (plain dicts).
+
+All matching rules fire, in rule load order. Shared by replay, `secpolicy test` and the live
+eBPF monitor.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Iterable, Sequence
+
+from secpolicy.events.correlation import (
+    Correlation,
+    CorrelationLimits,
+    MemoryBudget,
+    SequenceCorrelator,
+    ThresholdCorrelator,
+)
+from secpolicy.events.matcher import Matcher, step_keys
+from secpolicy.events.model import ts_seconds
+
+__all__ = ["EventEngine", "CorrelationLimits", "render_message"]
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "?"
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _compile_message(template: str | None, fallback: str) -> Callable[[dict[str, Any]], str]:
+    """A renderer of `{proc.exe}`-style templates; missing fields render as `?`."""
+    if not template:
+        return lambda ev: fallback
+    parts: list[str | tuple[str, ...]] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(template):
+        parts.append(template[pos : m.start()])
+        parts.append(tuple(m.group(1).split(".")))
+        pos = m.end()
+    parts.append(template[pos:])
+
+    def render(ev: dict[str, Any]) -> str:
+        out = []
+        for p in parts:
+            if type(p) is str:
+                out.append(p)
+                continue
+            cur: Any = ev
+            for k in p:
+                cur = cur.get(k) if type(cur) is dict else None
+                if cur is None:
+                    break
+            out.append(_format(cur))
+        return "".join(out)
+
+    return render
+
+
+def render_message(template: str | None, event: dict[str, Any], fallback: str = "") -> str:
+    return _compile_message(template, fallback)(event)
+
+
+def _and(a: Callable[[dict[str, Any]], bool], b: Callable[[dict[str, Any]], bool]) -> Callable[[dict[str, Any]], bool]:
+    return lambda ev: a(ev) and b(ev)
+
+
+class _RuleRuntime:
+    """One rule's compiled pieces and counters."""
+
+    __slots__ = (
+        "rule", "id", "kind", "render", "threshold", "sequence", "alerts", "errors",
+        "severity", "title", "tags", "references",
+    )
+
+    def __init__(self, rule: Any, limits: CorrelationLimits, budget: MemoryBudget) -> None:
+        self.rule = rule
+        self.id = rule.id
+        sev = rule.severity
+        self.severity = getattr(sev, "value", sev)
+        self.title = rule.title
+        self.tags = list(getattr(rule, "tags", ()) or ())
+        self.references = {k: list(v) for k, v in (getattr(rule, "references", None) or {}).items()}
+        self.render = _compile_message(getattr(rule, "message", None), rule.title)
+        self.threshold: ThresholdCorrelator | None = None
+        self.sequence: SequenceCorrelator | None = None
+        seq = getattr(rule, "sequence", None)
+        thr = getattr(rule, "threshold", None)
+        if seq is not None:
+            self.kind = "sequence"
+            self.sequence = SequenceCorrelator(len(seq.steps), seq.within, seq.by, limits, budget)
+        elif thr is not None:
+            self.kind = "threshold"
+            self.threshold = ThresholdCorrelator(thr.count, thr.within, thr.by, limits, budget)
+        else:
+            self.kind = "match"
+        self.alerts = 0
+        self.errors = 0
+
+    def alert(self, event: dict[str, Any], corr: Correlation | None) -> dict[str, Any]:
+        self.alerts += 1
+        if corr is None:
+            ts = event["ts"]
+            context: dict[str, Any] = {"kind": "match", "key": {}, "count": 1, "window": [ts, ts]}
+            events = [event]
+        else:
+            context = {"kind": corr.kind, "key": corr.key, "count": corr.count, "window": list(corr.window)}
+            if corr.dropped:
+                context["events_dropped"] = corr.dropped
+            events = corr.events
+        return {
+            "rule_id": self.id,
+            "severity": self.severity,
+            "title": self.title,
+            "message": self.render(event),
+            "ts": event["ts"],
+            "event": event,
+            "events": events,
+            "context": context,
+            "tags": self.tags,
+            "references": self.references,
+        }
+
+
+class EventEngine:
+    """`EventEngine(rules).process(event) -> [alert, ...]`; `.stats()` says how much work
+    was done and what correlation state was dropped. Rules without `when:`/`sequence:` are
+    ignored (check rules)."""
+
+    def __init__(self, rules: Iterable[Any], *, limits: CorrelationLimits | None = None) -> None:
+        self.limits = limits or CorrelationLimits()
+        self.budget = MemoryBudget(self.limits.memory_bytes)
+        self.runtimes: list[_RuleRuntime] = []
+        entries = []
+        for rule in rules:
+            if getattr(rule, "when", None) is None and getattr(rule, "sequence", None) is None:
+                continue
+            if getattr(rule, "enabled", True) is False:
+                continue
+            rt = _RuleRuntime(rule, self.limits, self.budget)
+            self.runtimes.append(rt)
+            keys = step_keys(rule)
+            when = rule.when.fn if rule.when is not None else None
+            if rt.kind == "sequence":
+                for i, step in enumerate(rule.sequence.steps):
+                    fn = step.fn if when is None else _and(when, step.fn)
+                    entries.append((keys[i], (rt, i, fn)))
+            else:
+                entries.append((keys[0], (rt, -1, when)))
+        self.matcher: Matcher[tuple[_RuleRuntime, int, Callable[[dict[str, Any]], bool]]] = Matcher(entries)
+        self.events = 0
+        self.evaluations = 0
+
+    def process(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Evaluate one event; returns the alerts it raised (often none)."""
+        self.events += 1
+        cands = self.matcher.candidates(event)
+        if not cands:
+            return []
+        self.evaluations += len(cands)
+        alerts: list[dict[str, Any]] = []
+        now: float | None = None
+        pending_rt: _RuleRuntime | None = None
+        pending_steps: list[int] = []
+        for rt, step, fn in cands:
+            if pending_rt is not None and rt is not pending_rt:
+                now = self._feed_sequence(pending_rt, pending_steps, event, now, alerts)
+                pending_rt = None
+                pending_steps = []
+            try:
+                hit = fn(event)
+            except Exception:  # a condition must never take the engine down; count it
+                rt.errors += 1
+                continue
+            if not hit:
+                continue
+            if step >= 0:
+                pending_rt = rt
+                pending_steps.append(step)
+                continue
+            if rt.threshold is not None:
+                if now is None:
+                    now = ts_seconds(event["ts"])
+                corr = rt.threshold.feed(event, now)
+                if corr is not None:
+                    alerts.append(rt.alert(event, corr))
+            else:
+                alerts.append(rt.alert(event, None))
+        if pending_rt is not None:
+            self._feed_sequence(pending_rt, pending_steps, event, now, alerts)
+        return alerts
+
+    def _feed_sequence(
+        self,
+        rt: _RuleRuntime,
+        steps: Sequence[int],
+        event: dict[str, Any],
+        now: float | None,
+        alerts: list[dict[str, Any]],
+    ) -> float | None:
+        if not steps or rt.sequence is None:
+            return now
+        if now is None:
+            now = ts_seconds(event["ts"])
+        corr = rt.sequence.feed(event, now, steps)
+        if corr is not None:
+            alerts.append(rt.alert(event, corr))
+        return now
+
+    def stats(self) -> dict[str, Any]:
+        """Events seen, condition evaluations, alerts and errors per rule, correlation state."""
+        rules: dict[str, Any] = {}
+        for rt in self.runtimes:
+            entry: dict[str, Any] = {"kind": rt.kind, "alerts": rt.alerts, "errors": rt.errors}
+            corr = rt.threshold or rt.sequence
+            if corr is not None:
+                entry["correlation"] = corr.stats.to_dict()
+            rules[rt.id] = entry
+        evictions = sum(
+            (c.stats.evicted_max_keys + c.stats.evicted_memory)
+            for c in (rt.threshold or rt.sequence for rt in self.runtimes)
+            if c is not None
+        )
+        expired = sum(
+            c.stats.expired for c in (rt.threshold or rt.sequence for rt in self.runtimes) if c is not None
+        )
+        return {
+            "events": self.events,
+            "evaluations": self.evaluations,
+            "alerts": sum(rt.alerts for rt in self.runtimes),
+            "rules": rules,
+            "correlation": {
+                "evictions": evictions,
+                "expired": expired,
+                "memory_estimate_bytes": self.budget.used,
+                "memory_limit_bytes": self.budget.limit,
+            },
+        }
