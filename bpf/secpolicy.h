@@ -1,0 +1,143 @@
+/* secpolicy.h: the record shared by the BPF programs (secpolicy.bpf.c) and user space
+ * (secpolicy/events/live.py reads the SP_* defines from this file, so keep them one per line). */
+#ifndef SECPOLICY_H
+#define SECPOLICY_H
+
+/* Event types: index of the per-type counters and filters. */
+#define SP_EV_EXEC 1
+#define SP_EV_OPEN 2
+#define SP_EV_WRITE 3
+#define SP_EV_UNLINK 4
+#define SP_EV_RENAME 5
+#define SP_EV_CHMOD 6
+#define SP_EV_CHOWN 7
+#define SP_EV_CONNECT 8
+#define SP_EV_ACCEPT 9
+#define SP_EV_AUTH 10
+#define SP_EV_SETUID 11
+#define SP_EV_CAPSET 12
+#define SP_EV_BPF 13
+#define SP_EV_MODULE_LOAD 14
+#define SP_EV_PTRACE 15
+#define SP_EV_MOUNT 16
+/* Internal records that keep user space's process cache current; never alerts. */
+#define SP_EV_EXIT 17
+#define SP_EV_CHDIR 18
+#define SP_EV_MAX 19
+
+/* Probe ids: which syscall or function produced the record (source.probe). */
+#define SP_P_SCHED_EXEC 1
+#define SP_P_EXECVE 2
+#define SP_P_EXECVEAT 3
+#define SP_P_OPENAT 4
+#define SP_P_OPENAT2 5
+#define SP_P_OPEN 6
+#define SP_P_CREAT 7
+#define SP_P_UNLINKAT 8
+#define SP_P_UNLINK 9
+#define SP_P_RMDIR 10
+#define SP_P_RENAMEAT2 11
+#define SP_P_RENAMEAT 12
+#define SP_P_RENAME 13
+#define SP_P_FCHMODAT 14
+#define SP_P_FCHMODAT2 15
+#define SP_P_CHMOD 16
+#define SP_P_FCHMOD 17
+#define SP_P_FCHOWNAT 18
+#define SP_P_CHOWN 19
+#define SP_P_LCHOWN 20
+#define SP_P_FCHOWN 21
+#define SP_P_CONNECT 22
+#define SP_P_ACCEPT4 23
+#define SP_P_ACCEPT 24
+#define SP_P_SETUID 25
+#define SP_P_SETREUID 26
+#define SP_P_SETRESUID 27
+#define SP_P_SETGID 28
+#define SP_P_SETREGID 29
+#define SP_P_SETRESGID 30
+#define SP_P_CAPSET 31
+#define SP_P_BPF 32
+#define SP_P_INIT_MODULE 33
+#define SP_P_FINIT_MODULE 34
+#define SP_P_PTRACE 35
+#define SP_P_MOUNT 36
+#define SP_P_PAM_AUTHENTICATE 37
+#define SP_P_PAM_ACCT_MGMT 38
+#define SP_P_SCHED_EXIT 39
+#define SP_P_CHDIR 40
+#define SP_P_FCHDIR 41
+
+/* Record flags. */
+#define SP_F_TRUNCATED 1
+#define SP_F_RET 2
+#define SP_F_CREDS 4
+#define SP_F_PPID 8
+#define SP_F_AUDIT 16
+#define SP_F_FD_PATH 32
+/* The path could not be read at sys_enter (page not resident): read again at sys_exit. */
+#define SP_F_DEFER 64
+
+/* Per-type filter flags (struct sp_type_cfg.flags). */
+#define SP_FILTER_UID 1
+#define SP_FILTER_COMM 2
+#define SP_FILTER_PREFIX 4
+#define SP_FILTER_DROP 8
+
+/* Sizes. SP_STR_MAX is a power of two: offsets into the string area are masked with it. */
+#define SP_STR_MAX 2048
+#define SP_PIECE_MAX 512
+#define SP_MAX_ARGS 32
+#define SP_MAX_PREFIXES 32
+#define SP_PREFIX_WORDS 16
+#define SP_HDR_SIZE 136
+
+#ifndef SP_USER_SPACE
+/* One record. a[] holds type-specific numbers (see docs/live.md); str holds nstr
+ * NUL-terminated strings, str_len bytes in all. Only SP_HDR_SIZE + str_len bytes are sent. */
+struct sp_event {
+    u64 ts;
+    u64 cgroup_id;
+    s64 ret;
+    u64 a[6];
+    u32 type;
+    u32 pid;
+    u32 tid;
+    u32 ppid;
+    u32 uid;
+    u32 gid;
+    u32 euid;
+    u32 egid;
+    u32 auid;
+    u32 session;
+    u16 str_len;
+    u8 nstr;
+    u8 flags;
+    char comm[16];
+    u32 lost_seq;
+    char str[SP_STR_MAX + SP_PIECE_MAX];
+};
+
+struct sp_type_cfg {
+    u32 flags;
+    u32 prefix_mask;
+};
+
+struct sp_uid_key {
+    u32 type;
+    u32 uid;
+};
+
+struct sp_comm_key {
+    u32 type;
+    char comm[16];
+};
+
+struct sp_prefix {
+    u32 len;
+    u32 pad;
+    u64 w[SP_PREFIX_WORDS];
+};
+#endif
+
+#endif

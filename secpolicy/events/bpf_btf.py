@@ -1,0 +1,186 @@
+"""Field offsets of kernel structs read from the running kernel's BTF (/sys/kernel/btf/vmlinux),
+passed to the BPF program as constants so it never relies on the headers' struct layouts."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from secpolicy.errors import RuntimeFailure
+
+__all__ = ["VMLINUX_BTF", "KernelOffsets", "read_offsets", "struct_member_offset"]
+
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+
+_BTF_MAGIC = 0xEB9F
+# Bytes that follow the 12-byte type header, per kind: (fixed, per vlen item).
+_KIND_EXTRA = {
+    1: (4, 0),  # INT
+    2: (0, 0),  # PTR
+    3: (12, 0),  # ARRAY
+    4: (0, 12),  # STRUCT
+    5: (0, 12),  # UNION
+    6: (0, 8),  # ENUM
+    7: (0, 0),  # FWD
+    8: (0, 0),  # TYPEDEF
+    9: (0, 0),  # VOLATILE
+    10: (0, 0),  # CONST
+    11: (0, 0),  # RESTRICT
+    12: (0, 0),  # FUNC
+    13: (0, 8),  # FUNC_PROTO
+    14: (4, 0),  # VAR
+    15: (0, 12),  # DATASEC
+    16: (0, 0),  # FLOAT
+    17: (4, 0),  # DECL_TAG
+    18: (0, 0),  # TYPE_TAG
+    19: (0, 12),  # ENUM64
+}
+_STRUCT, _UNION = 4, 5
+_MODIFIERS = {8, 9, 10, 11, 18}  # typedef, volatile, const, restrict, type tag
+
+
+class _Btf:
+    """Just enough of a BTF reader to find struct members by name, nested anonymous
+    structs and unions included."""
+
+    def __init__(self, data: bytes) -> None:
+        magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
+        if magic != _BTF_MAGIC:
+            raise RuntimeFailure("not a little-endian BTF blob")
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        self.data = data
+        self.types_start = hdr_len + type_off
+        self.types_end = self.types_start + type_len
+        self.strings_start = hdr_len + str_off
+        self.strings = data[self.strings_start : self.strings_start + str_len]
+        self.offsets: list[int] = [0]  # type id -> byte offset of its header (id 0 = void)
+        pos = self.types_start
+        unpack = struct.unpack_from
+        extra = _KIND_EXTRA
+        append = self.offsets.append
+        end = self.types_end
+        while pos < end:
+            append(pos)
+            info = unpack("<I", data, pos + 4)[0]
+            kind = (info >> 24) & 0x1F
+            fixed, per = extra.get(kind, (0, 0))
+            pos += 12 + fixed + per * (info & 0xFFFF)
+
+    def name(self, name_off: int) -> str:
+        end = self.strings.index(b"\0", name_off)
+        return self.strings[name_off:end].decode()
+
+    def header(self, tid: int) -> tuple[int, int, int, int]:
+        name_off, info, size_or_type = struct.unpack_from("<III", self.data, self.offsets[tid])
+        return name_off, (info >> 24) & 0x1F, info, size_or_type
+
+    def find_struct(self, name: str) -> int | None:
+        wanted = b"\0" + name.encode() + b"\0"
+        at = self.strings.find(wanted)
+        candidates = set()
+        while at != -1:
+            candidates.add(at + 1)
+            at = self.strings.find(wanted, at + 1)
+        for tid in range(1, len(self.offsets)):
+            name_off, kind, info, _ = self.header(tid)
+            if kind == _STRUCT and name_off in candidates and (info & 0xFFFF) > 0:
+                return tid
+        return None
+
+    def resolve(self, tid: int) -> int:
+        while True:
+            _, kind, _, ref = self.header(tid)
+            if kind not in _MODIFIERS:
+                return tid
+            tid = ref
+
+    def member(self, tid: int, name: str) -> tuple[int, int] | None:
+        """(byte offset, member type id) of `name` in struct/union `tid`, searching anonymous
+        members; None when absent. Bitfields are not supported (not needed here)."""
+        _, kind, info, _ = self.header(tid)
+        if kind not in (_STRUCT, _UNION):
+            return None
+        kind_flag = info >> 31
+        base = self.offsets[tid] + 12
+        for i in range(info & 0xFFFF):
+            m_name, m_type, m_off = struct.unpack_from("<III", self.data, base + 12 * i)
+            bit_off = m_off & 0xFFFFFF if kind_flag else m_off
+            if m_name == 0:
+                inner = self.member(self.resolve(m_type), name)
+                if inner is not None:
+                    return bit_off // 8 + inner[0], inner[1]
+            elif self.name(m_name) == name:
+                return bit_off // 8, m_type
+        return None
+
+
+def struct_member_offset(btf: _Btf, struct_name: str, path: str) -> int | None:
+    """Offset of a dotted member path (`__sk_common.skc_num`) inside `struct struct_name`."""
+    tid = btf.find_struct(struct_name)
+    if tid is None:
+        return None
+    total = 0
+    for part in path.split("."):
+        found = btf.member(btf.resolve(tid), part)
+        if found is None:
+            return None
+        off, tid = found
+        total += off
+    return total
+
+
+@dataclass(frozen=True)
+class KernelOffsets:
+    """Offsets the BPF program needs; a member missing from this kernel is left out, and the
+    program then omits the fields that depend on it."""
+
+    values: dict[str, int]
+
+    def cflags(self) -> list[str]:
+        return [f"-DSP_OFF_{k}={v}" for k, v in sorted(self.values.items())]
+
+
+# (macro suffix, struct, member path)
+_WANTED = (
+    ("TASK_TGID", "task_struct", "tgid"),
+    ("TASK_REAL_PARENT", "task_struct", "real_parent"),
+    ("TASK_CRED", "task_struct", "cred"),
+    ("TASK_LOGINUID", "task_struct", "loginuid"),
+    ("TASK_SESSIONID", "task_struct", "sessionid"),
+    ("TASK_FILES", "task_struct", "files"),
+    ("CRED_UID", "cred", "uid"),
+    ("CRED_GID", "cred", "gid"),
+    ("CRED_EUID", "cred", "euid"),
+    ("CRED_EGID", "cred", "egid"),
+    ("CRED_CAP_EFFECTIVE", "cred", "cap_effective"),
+    ("FILES_FDT", "files_struct", "fdt"),
+    ("FDT_FD", "fdtable", "fd"),
+    ("FDT_MAX_FDS", "fdtable", "max_fds"),
+    ("FILE_PRIVATE_DATA", "file", "private_data"),
+    ("SOCKET_TYPE", "socket", "type"),
+    ("SOCKET_SK", "socket", "sk"),
+    ("SK_FAMILY", "sock", "__sk_common.skc_family"),
+    ("SK_DADDR", "sock", "__sk_common.skc_daddr"),
+    ("SK_RCV_SADDR", "sock", "__sk_common.skc_rcv_saddr"),
+    ("SK_DPORT", "sock", "__sk_common.skc_dport"),
+    ("SK_NUM", "sock", "__sk_common.skc_num"),
+    ("SK_V6_DADDR", "sock", "__sk_common.skc_v6_daddr"),
+    ("SK_V6_RCV_SADDR", "sock", "__sk_common.skc_v6_rcv_saddr"),
+    ("SK_PROTOCOL", "sock", "sk_protocol"),
+)
+
+
+def read_offsets(path: Path = VMLINUX_BTF) -> KernelOffsets:
+    """Read the offsets from the kernel's BTF; raises RuntimeFailure when there is none."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot read kernel BTF {path}: {exc.strerror}") from exc
+    btf = _Btf(data)
+    values: dict[str, int] = {}
+    for macro, struct_name, member_path in _WANTED:
+        off = struct_member_offset(btf, struct_name, member_path)
+        if off is not None:
+            values[macro] = off
+    return KernelOffsets(values)

@@ -1,0 +1,192 @@
+"""The kernel tier of the live monitor: which probes the loaded rules need and the cheap filters
+(uids, comm, path prefixes) kept in BPF maps so that events no rule can match stay in the kernel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+__all__ = [
+    "LIVE_TYPES",
+    "MAX_PREFIXES",
+    "PREFIX_MAX_LEN",
+    "COMM_MAX_LEN",
+    "TypeFilter",
+    "KernelPlan",
+    "plan_from_keys",
+    "plan_for_rules",
+]
+
+# Event types the eBPF programs can produce (config_change and account_change come from
+# auditd and file checks, not from these probes).
+LIVE_TYPES: tuple[str, ...] = (
+    "exec",
+    "open",
+    "write",
+    "unlink",
+    "rename",
+    "chmod",
+    "chown",
+    "connect",
+    "accept",
+    "auth",
+    "setuid",
+    "capset",
+    "bpf",
+    "module_load",
+    "ptrace",
+    "mount",
+)
+# Types whose records carry a file path the kernel can test against prefixes.
+PATH_TYPES = frozenset({"open", "write", "unlink", "rename", "chmod", "chown"})
+
+MAX_PREFIXES = 32  # SP_MAX_PREFIXES in bpf/secpolicy.h
+PREFIX_MAX_LEN = 128  # SP_PREFIX_WORDS * 8
+COMM_MAX_LEN = 15  # the kernel keeps 15 bytes of a task's name
+
+
+@dataclass(frozen=True)
+class TypeFilter:
+    """What an event of one type must have for some rule to possibly match; None = anything.
+    `exe` is applied in user space only (the kernel has no cheap full path of the executable)."""
+
+    uids: frozenset[int] | None = None
+    comm: frozenset[str] | None = None
+    path_prefixes: tuple[str, ...] | None = None
+    exe: frozenset[str] | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.uids is not None:
+            parts.append("user.uid in {" + ", ".join(str(u) for u in sorted(self.uids)) + "}")
+        if self.comm is not None:
+            parts.append("proc.comm in {" + ", ".join(sorted(self.comm)) + "}")
+        if self.path_prefixes is not None:
+            parts.append("file.path starts with one of " + ", ".join(self.path_prefixes))
+        kernel = " and ".join(parts) if parts else "no kernel filter (every event of this type)"
+        if self.exe is not None:
+            kernel += "; in user space: proc.exe in {" + ", ".join(sorted(self.exe)) + "}"
+        return kernel
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """Types to trace (exec is always traced: it keeps the process context current) and,
+    per type, the filter compiled into the kernel."""
+
+    types: frozenset[str]
+    filters: Mapping[str, TypeFilter] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def filter_for(self, etype: str) -> TypeFilter:
+        return self.filters.get(etype, TypeFilter())
+
+    def describe(self, etype: str) -> str:
+        if etype not in LIVE_TYPES:
+            return f"{etype}: not produced by the eBPF probes (comes from auditd or file checks)"
+        if etype not in self.types:
+            return f"{etype}: probes not attached (no loaded rule needs them)"
+        if etype == "exec":
+            return "exec: always delivered (keeps the process context current); " + (
+                self.filter_for(etype).describe()
+            )
+        return f"{etype}: {self.filter_for(etype).describe()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for t in sorted(self.types):
+            f = self.filter_for(t)
+            out[t] = {
+                "uids": None if f.uids is None else sorted(f.uids),
+                "comm": None if f.comm is None else sorted(f.comm),
+                "path_prefixes": None if f.path_prefixes is None else list(f.path_prefixes),
+                "exe": None if f.exe is None else sorted(f.exe),
+            }
+        return out
+
+
+class _Acc:
+    """Per-type union of rule keys; a dimension one rule leaves open stays open."""
+
+    def __init__(self) -> None:
+        self.uids: set[int] | None = set()
+        self.comm: set[str] | None = set()
+        self.prefixes: set[str] | None = set()
+        self.exe: set[str] | None = set()
+
+    def add(self, keys: Any, path_ok: bool) -> None:
+        self.uids = _unite(self.uids, getattr(keys, "uids", None))
+        comm = getattr(keys, "comm", None)
+        self.comm = _unite(self.comm, None if comm is None else {c[:COMM_MAX_LEN] for c in comm})
+        prefixes = getattr(keys, "path_prefixes", None) if path_ok else None
+        if prefixes is not None and not all(p.startswith("/") for p in prefixes):
+            prefixes = None  # a relative or empty prefix can match anything once resolved
+        if prefixes is not None:
+            prefixes = {p[:PREFIX_MAX_LEN] for p in prefixes}
+        self.prefixes = _unite(self.prefixes, prefixes)
+        self.exe = _unite(self.exe, getattr(keys, "exe", None))
+
+    def result(self) -> TypeFilter:
+        prefixes: tuple[str, ...] | None = None
+        if self.prefixes is not None:
+            prefixes = _minimal_prefixes(self.prefixes)
+        return TypeFilter(
+            uids=None if self.uids is None else frozenset(self.uids),
+            comm=None if self.comm is None else frozenset(self.comm),
+            path_prefixes=prefixes,
+            exe=None if self.exe is None else frozenset(self.exe),
+        )
+
+
+def _unite(acc: set[Any] | None, values: Iterable[Any] | None) -> set[Any] | None:
+    if acc is None or values is None:
+        return None
+    return acc | set(values)
+
+
+def _minimal_prefixes(prefixes: set[str]) -> tuple[str, ...]:
+    """Drop prefixes covered by a shorter one: fewer comparisons in the kernel."""
+    out: list[str] = []
+    for p in sorted(prefixes, key=len):
+        if not any(p.startswith(q) for q in out):
+            out.append(p)
+    return tuple(sorted(out))
+
+
+def plan_from_keys(keys: Iterable[Any], available: Iterable[str] | None = None) -> KernelPlan:
+    """The plan for rules given by their index keys (objects with types, exe, comm,
+    path_prefixes, uids; None = no constraint). `available` limits the types to those this
+    kernel offers; the others are listed in `notes`."""
+    per_type: dict[str, _Acc] = {}
+    for k in keys:
+        types = getattr(k, "types", None)
+        wanted = LIVE_TYPES if types is None else [t for t in types if t in LIVE_TYPES]
+        for t in wanted:
+            per_type.setdefault(t, _Acc()).add(k, t in PATH_TYPES)
+    types = set(per_type) | {"exec"}
+    notes: list[str] = []
+    if available is not None:
+        avail = set(available)
+        for t in sorted(types - avail):
+            notes.append(f"{t}: needed by a rule but not available on this kernel")
+        types &= avail | {"exec"}
+    filters = {t: acc.result() for t, acc in per_type.items() if t in types}
+    total = sum(len(f.path_prefixes or ()) for f in filters.values())
+    if total > MAX_PREFIXES:
+        # Too many to test in the kernel: drop the prefix filter of the types with most.
+        for t in sorted(filters, key=lambda t: -len(filters[t].path_prefixes or ())):
+            f = filters[t]
+            if f.path_prefixes:
+                total -= len(f.path_prefixes)
+                filters[t] = TypeFilter(f.uids, f.comm, None, f.exe)
+                notes.append(f"{t}: more than {MAX_PREFIXES} path prefixes; filtered in user space")
+            if total <= MAX_PREFIXES:
+                break
+    return KernelPlan(frozenset(types), filters, tuple(notes))
+
+
+def plan_for_rules(rules: Iterable[Any], available: Iterable[str] | None = None) -> KernelPlan:
+    """The plan for compiled event rules (uses the matcher's index keys)."""
+    from secpolicy.events.matcher import rule_keys
+
+    return plan_from_keys([rule_keys(r) for r in rules], available)
