@@ -1,0 +1,325 @@
+"""One baseline entry as stored: a packed record of stat fields, link target, content hash
+and extended attributes, plus the attribute-by-attribute comparison of two records."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import os
+import stat
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Record",
+    "AttrChange",
+    "pack",
+    "unpack",
+    "stat_key",
+    "read_xattrs",
+    "compare",
+    "ftype_name",
+    "display_path",
+    "HASH_IDS",
+]
+
+# mode, ino, nlink, uid, gid, size, blocks, mtime_ns, ctime_ns, flags, len(link), len(hash),
+# len(xattrs). The first nine are what a `check` compares before deciding to re-read a file.
+_FIXED = struct.Struct("<IQQIIQQqqBHBI")
+FIXED_SIZE = _FIXED.size
+
+F_XATTRS = 1  # extended attributes were collected
+F_NOHASH = 2  # the content could not be hashed when the record was made
+
+HASH_IDS = {"sha256": 1, "blake3": 2}
+HASH_NAMES = {v: k for k, v in HASH_IDS.items()}
+
+ACL_NAMES = frozenset({"system.posix_acl_access", "system.posix_acl_default"})
+CAPS_NAME = "security.capability"
+SELINUX_NAME = "security.selinux"
+
+
+@dataclass(frozen=True)
+class Record:
+    mode: int
+    ino: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    blocks: int
+    mtime_ns: int
+    ctime_ns: int
+    flags: int = 0
+    link: bytes = b""
+    hash_algo: str | None = None
+    digest: bytes = b""
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def has_xattrs(self) -> bool:
+        return bool(self.flags & F_XATTRS)
+
+
+@dataclass(frozen=True)
+class AttrChange:
+    """One attribute that differs, with display-ready old and new values."""
+
+    name: str
+    old: Any
+    new: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attribute": self.name, "old": self.old, "new": self.new}
+
+
+def stat_key(st: os.stat_result) -> tuple[int, ...]:
+    """What must be equal for a `check` to trust the stored hash and extended attributes:
+    writing content moves mtime and ctime, every metadata or xattr change moves ctime."""
+    return (
+        st.st_mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid,
+        st.st_size, st.st_blocks, st.st_mtime_ns, st.st_ctime_ns,
+    )
+
+
+def _xattr_blob(xattrs: tuple[tuple[str, bytes], ...]) -> bytes:
+    parts = []
+    for name, value in xattrs:
+        b = name.encode("utf-8", "surrogateescape")
+        parts.append(struct.pack("<HI", len(b), len(value)) + b + value)
+    return b"".join(parts)
+
+
+def _xattr_parse(blob: bytes) -> tuple[tuple[str, bytes], ...]:
+    out = []
+    pos = 0
+    while pos < len(blob):
+        nlen, vlen = struct.unpack_from("<HI", blob, pos)
+        pos += 6
+        name = blob[pos : pos + nlen].decode("utf-8", "surrogateescape")
+        pos += nlen
+        out.append((name, blob[pos : pos + vlen]))
+        pos += vlen
+    return tuple(out)
+
+
+def pack(
+    st_fields: tuple[int, ...],
+    flags: int,
+    link: bytes,
+    hash_algo: str | None,
+    digest: bytes,
+    xattrs: tuple[tuple[str, bytes], ...] | None,
+) -> bytes:
+    """Pack a record. `st_fields` is `stat_key(st)`; `xattrs` None means not collected."""
+    if xattrs is not None:
+        flags |= F_XATTRS
+        xblob = _xattr_blob(xattrs)
+    else:
+        xblob = b""
+    hid = HASH_IDS[hash_algo] if hash_algo and digest else 0
+    hbytes = bytes([hid]) + digest if hid else b""
+    return _FIXED.pack(*st_fields, flags, len(link), len(hbytes), len(xblob)) + link + hbytes + xblob
+
+
+def fixed_fields(rec: bytes) -> tuple[int, ...]:
+    """The nine stat fields of a packed record, comparable with `stat_key`."""
+    return _FIXED.unpack_from(rec)[:9]
+
+
+def unpack(rec: bytes) -> Record:
+    (mode, ino, nlink, uid, gid, size, blocks, mt, ct, flags, llen, hlen, xlen) = _FIXED.unpack_from(rec)
+    pos = FIXED_SIZE
+    link = rec[pos : pos + llen]
+    pos += llen
+    hbytes = rec[pos : pos + hlen]
+    pos += hlen
+    xblob = rec[pos : pos + xlen]
+    algo = HASH_NAMES.get(hbytes[0]) if hbytes else None
+    return Record(
+        mode, ino, nlink, uid, gid, size, blocks, mt, ct, flags, link,
+        algo, hbytes[1:] if hbytes else b"", _xattr_parse(xblob),
+    )
+
+
+def read_xattrs(fspath: str) -> tuple[tuple[tuple[str, bytes], ...] | None, str | None]:
+    """All extended attributes of `fspath` without following a final symlink, sorted.
+    Returns (xattrs, error); filesystems without xattr support give an empty tuple."""
+    try:
+        names = os.listxattr(fspath, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return (), None
+        return None, f"cannot list extended attributes: {e.strerror}"
+    if not names:
+        return (), None
+    out = []
+    for name in sorted(names):
+        try:
+            out.append((name, os.getxattr(fspath, name, follow_symlinks=False)))
+        except OSError as e:
+            if e.errno == errno.ENODATA:  # removed between list and get
+                continue
+            return None, f"cannot read extended attribute {name}: {e.strerror}"
+    return tuple(out), None
+
+
+_FTYPES = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "directory",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+
+
+def ftype_name(mode: int) -> str:
+    return _FTYPES.get(stat.S_IFMT(mode), "unknown")
+
+
+def display_path(path: str) -> str:
+    """Unambiguous printable form of a path: non-UTF-8 bytes and control characters as
+    \\xNN, a backslash as \\\\."""
+    raw = os.fsencode(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for ch in raw.decode("utf-8", "surrogateescape"):
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif not ch.isprintable():
+            out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _time(ns: int) -> str:
+    sec, frac = divmod(ns, 1_000_000_000)
+    t = _dt.datetime.fromtimestamp(sec, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{t}.{frac:09d}Z"
+
+
+def _bytes_text(b: bytes) -> str:
+    try:
+        s = b.decode("utf-8")
+        if s.isprintable():
+            return s
+    except UnicodeDecodeError:
+        pass
+    return "0x" + b.hex()
+
+
+def _xattr_text(items: tuple[tuple[str, bytes], ...]) -> str | None:
+    if not items:
+        return None
+    shown = []
+    for name, value in items:
+        if name == SELINUX_NAME:
+            value = value.rstrip(b"\0")  # labels carry a trailing NUL
+        shown.append(f"{display_path(name)}={_bytes_text(value)}")
+    return "; ".join(shown)
+
+
+def _xattr_split(items: tuple[tuple[str, bytes], ...]) -> dict[str, tuple[tuple[str, bytes], ...]]:
+    groups: dict[str, list[tuple[str, bytes]]] = {"acl": [], "caps": [], "selinux": [], "xattrs": []}
+    for name, value in items:
+        if name in ACL_NAMES:
+            groups["acl"].append((name, value))
+        elif name == CAPS_NAME:
+            groups["caps"].append((name, value))
+        elif name == SELINUX_NAME:
+            groups["selinux"].append((name, value))
+        else:
+            groups["xattrs"].append((name, value))
+    return {k: tuple(v) for k, v in groups.items()}
+
+
+def value_of(rec: Record, attr: str) -> Any:
+    """The display value of one attribute of a record."""
+    if attr == "ftype":
+        return ftype_name(rec.mode)
+    if attr == "p":
+        return f"{stat.S_IMODE(rec.mode):04o}"
+    if attr == "i":
+        return rec.ino
+    if attr == "n":
+        return rec.nlink
+    if attr == "u":
+        return rec.uid
+    if attr == "g":
+        return rec.gid
+    if attr in ("s", "S"):
+        return rec.size
+    if attr == "b":
+        return rec.blocks
+    if attr == "m":
+        return _time(rec.mtime_ns)
+    if attr == "c":
+        return _time(rec.ctime_ns)
+    if attr == "l":
+        return display_path(os.fsdecode(rec.link)) if stat.S_ISLNK(rec.mode) else None
+    if attr in ("sha256", "blake3"):
+        return rec.digest.hex() if rec.hash_algo == attr and rec.digest else None
+    if attr in ("acl", "caps", "selinux", "xattrs"):
+        return _xattr_text(_xattr_split(rec.xattrs)[attr])
+    raise KeyError(attr)
+
+
+def compare(
+    old: Record, new: Record, attrs: frozenset[str], prefix_digest: bytes | None = None
+) -> list[AttrChange]:
+    """Attributes in `attrs` that differ between `old` and `new`.
+
+    For a growing file (`S`), a smaller size is a change, and the content hash compares the
+    old digest with `prefix_digest`, the digest of the new file's first `old.size` bytes."""
+    changes: list[AttrChange] = []
+    type_changed = stat.S_IFMT(old.mode) != stat.S_IFMT(new.mode)
+    if "ftype" in attrs and type_changed:
+        changes.append(AttrChange("ftype", value_of(old, "ftype"), value_of(new, "ftype")))
+    if "l" in attrs and (old.link != new.link or type_changed) and (old.link or new.link):
+        changes.append(AttrChange("l", value_of(old, "l"), value_of(new, "l")))
+    if "s" in attrs and old.size != new.size:
+        changes.append(AttrChange("s", old.size, new.size))
+    if "S" in attrs and new.size < old.size:
+        changes.append(AttrChange("S", old.size, new.size))
+    if "b" in attrs and old.blocks != new.blocks:
+        changes.append(AttrChange("b", old.blocks, new.blocks))
+    if "p" in attrs and stat.S_IMODE(old.mode) != stat.S_IMODE(new.mode):
+        changes.append(AttrChange("p", value_of(old, "p"), value_of(new, "p")))
+    for attr, a, b in (
+        ("u", old.uid, new.uid), ("g", old.gid, new.gid),
+        ("i", old.ino, new.ino), ("n", old.nlink, new.nlink),
+    ):
+        if attr in attrs and a != b:
+            changes.append(AttrChange(attr, a, b))
+    if "m" in attrs and old.mtime_ns != new.mtime_ns:
+        changes.append(AttrChange("m", value_of(old, "m"), value_of(new, "m")))
+    if "c" in attrs and old.ctime_ns != new.ctime_ns:
+        changes.append(AttrChange("c", value_of(old, "c"), value_of(new, "c")))
+    if attrs & {"acl", "caps", "selinux", "xattrs"} and old.has_xattrs and new.has_xattrs:
+        so, sn = _xattr_split(old.xattrs), _xattr_split(new.xattrs)
+        for attr in ("acl", "xattrs", "selinux", "caps"):
+            if attr in attrs and so[attr] != sn[attr]:
+                changes.append(AttrChange(attr, _xattr_text(so[attr]), _xattr_text(sn[attr])))
+    for algo in ("sha256", "blake3"):
+        if algo not in attrs or not stat.S_ISREG(new.mode) or not stat.S_ISREG(old.mode):
+            continue
+        if old.hash_algo != algo or new.hash_algo != algo:
+            continue
+        if "S" in attrs:
+            if new.size < old.size or prefix_digest != old.digest:
+                changes.append(AttrChange(algo, old.digest.hex(), new.digest.hex()))
+        elif old.digest != new.digest:
+            changes.append(AttrChange(algo, old.digest.hex(), new.digest.hex()))
+    return changes
