@@ -4,7 +4,6 @@ insert of the same rows as the anchor measured in the same run."""
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import tempfile
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from secpolicy.auditlog.store import EventStore, event_row  # noqa: E402
+from secpolicy.auditlog.store import EventStore, event_row
 
 TARGET = 20_000.0
 USERS = ["alice", "bob", "carol", "admin", "root", "www-data", "postgres", "deploy"]

@@ -14,8 +14,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from secpolicy.auditlog.store import EventStore  # noqa: E402
-from secpolicy.auditlog.timeline import TimelineQuery, build_timeline  # noqa: E402
+from secpolicy.auditlog.store import EventStore
+from secpolicy.auditlog.timeline import TimelineQuery, build_timeline
 
 GOAL_S = 1.0
 DAY_S = 86_400

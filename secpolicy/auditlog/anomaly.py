@@ -8,13 +8,13 @@ import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from secpolicy.errors import InputError
 
-__all__ = ["Baseline", "TypeStats", "DetectorSettings", "Detector", "learn_baseline", "epoch_seconds"]
+__all__ = ["Baseline", "Detector", "DetectorSettings", "TypeStats", "epoch_seconds", "learn_baseline"]
 
 _VERSION = 1
 _HIGH = ("high", "critical")
@@ -40,7 +40,7 @@ def epoch_seconds(ts: Any) -> float:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
 @dataclass(frozen=True)
@@ -204,18 +204,19 @@ class Detector:
         if what == "burst":
             self._burst_quiet_until = t + span
             items = [a for _, a in window]
-            events = [a.get("event") for a in items if a.get("event")]
+            alert_events: list[Mapping[str, Any]] = [a["event"] for a in items if a.get("event")]
             return [_alert("anomaly.severity_burst", "high",
                            f"{len(items)} high or critical alerts within {span:g} s",
                            "rules: " + ", ".join(sorted({str(a.get('rule_id')) for a in items})),
-                           events[-1] if events else {}, events, "threshold", "high-severity", len(items),
+                           alert_events[-1] if alert_events else {}, alert_events, "threshold",
+                           "high-severity", len(items),
                            ts=item.get("ts"))]
         self._config_quiet_until = t + span
-        events = [e for _, e in window]
+        changes = [e for _, e in window]
         keys = sorted({str((e.get("config") or e.get("account") or {}).get("key")
-                           or (e.get("account") or {}).get("name")) for e in events})
-        return [_alert("anomaly.config_churn", "high", f"{len(events)} configuration changes within {span:g} s",
-                       "changed: " + ", ".join(keys), item, events, "threshold", "config", len(events))]
+                           or (e.get("account") or {}).get("name")) for e in changes})
+        return [_alert("anomaly.config_churn", "high", f"{len(changes)} configuration changes within {span:g} s",
+                       "changed: " + ", ".join(keys), item, changes, "threshold", "config", len(changes))]
 
     def _close_bucket(self) -> list[dict[str, Any]]:
         out = []

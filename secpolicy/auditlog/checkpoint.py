@@ -20,11 +20,11 @@ from secpolicy.errors import InputError, IntegrityError, LocatedError
 __all__ = [
     "Checkpoint",
     "evolve_key",
+    "generate_signing_key",
     "key_id",
     "load_checkpoints",
     "load_private_key",
     "load_public_key",
-    "generate_signing_key",
 ]
 
 _SIGNING_CONTEXT = b"secpolicy.auditlog.checkpoint.v1\n"

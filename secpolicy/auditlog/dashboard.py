@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from secpolicy.auditlog.store import EventStore, iso_utc
 from secpolicy.errors import InputError
 
-__all__ = ["Snapshot", "FrameworkStatus", "collect", "load_results", "render"]
+__all__ = ["FrameworkStatus", "Snapshot", "collect", "load_results", "render"]
 
 _PRIVILEGED_COMMS = ("sudo", "su", "pkexec", "doas")
 
@@ -70,7 +70,7 @@ def load_results(path: str | Path) -> tuple[tuple[FrameworkStatus, ...], str | N
 
 def collect(store: EventStore, results: str | Path | None = None, now: datetime | None = None,
             brute_force_min: int = 5, recent: int = 8) -> Snapshot:
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
     since = iso_utc(moment - timedelta(hours=24))
     until = iso_utc(moment)
     q = store.conn.execute

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -26,14 +26,14 @@ from secpolicy.auditlog.records import AuditRecord, now_iso
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
 
 __all__ = [
-    "AuditLog",
-    "LogOptions",
     "GENESIS_PREV",
     "KINDS",
+    "AuditLog",
+    "LogOptions",
     "entry_mac",
     "line_hash",
-    "segment_name",
     "read_key",
+    "segment_name",
     "write_private_file",
 ]
 
@@ -265,7 +265,7 @@ class AuditLog:
             if not self._closed:
                 self._release()
 
-    def __enter__(self) -> AuditLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

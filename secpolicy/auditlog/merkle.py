@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 __all__ = [
     "EMPTY_ROOT",
+    "Frontier",
+    "ProofError",
+    "consistency_proof",
+    "inclusion_proof",
     "leaf_hash",
     "node_hash",
     "root_of",
-    "Frontier",
-    "inclusion_proof",
-    "consistency_proof",
-    "verify_inclusion",
     "verify_consistency",
-    "ProofError",
+    "verify_inclusion",
 ]
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -66,7 +66,7 @@ class Frontier:
     def __post_init__(self) -> None:
         if self.nodes is None:
             self.nodes = []
-        if len(self.nodes) != bin(self.size).count("1"):
+        if len(self.nodes) != self.size.bit_count():
             raise ValueError("frontier does not match its size")
 
     def append(self, leaf: bytes) -> None:

@@ -9,27 +9,27 @@ import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from secpolicy.errors import InputError
 from secpolicy.models import Finding, Status
 
 __all__ = [
+    "AuditRecord",
     "Outcome",
     "RecordType",
     "Source",
-    "AuditRecord",
-    "now_iso",
+    "config_changed",
+    "config_loaded",
+    "events_lost",
+    "failure",
+    "fim_change",
     "from_alert",
     "from_finding",
-    "fim_change",
-    "scan_started",
+    "now_iso",
     "scan_finished",
-    "config_loaded",
-    "config_changed",
-    "failure",
-    "events_lost",
+    "scan_started",
 ]
 
 
@@ -58,7 +58,7 @@ _SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 def now_iso() -> str:
     """The current time as ISO 8601 UTC with microseconds and an explicit offset."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _check_timestamp(ts: str) -> str:

@@ -7,22 +7,22 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from secpolicy.errors import InputError, RuntimeFailure
 
 __all__ = [
     "EventStore",
     "Retention",
-    "event_row",
     "alert_row",
-    "event_user",
     "event_resource",
     "event_result",
-    "normalize_ts",
+    "event_row",
+    "event_user",
     "iso_utc",
+    "normalize_ts",
 ]
 
 _SCHEMA_VERSION = "1"
@@ -78,7 +78,7 @@ def iso_utc(moment: datetime) -> str:
     """A datetime as the event time format: UTC, nanosecond digits, `Z`."""
     if moment.tzinfo is None:
         raise InputError(f"time {moment.isoformat()} has no time zone")
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond:06d}000Z"
 
 
@@ -103,7 +103,7 @@ def normalize_ts(ts: Any) -> str:
         raise InputError(f"time {ts!r} is not ISO 8601") from exc
     if moment.tzinfo is None:
         raise InputError(f"time {ts!r} has no time zone")
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + (frac + "000000000")[:9] + "Z"
 
 
@@ -246,7 +246,7 @@ class EventStore:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> EventStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -355,7 +355,7 @@ class EventStore:
         """Apply the retention settings; returns (events deleted, alerts deleted)."""
         events = alerts = 0
         if self.retention.days is not None:
-            moment = now or datetime.now(timezone.utc)
+            moment = now or datetime.now(UTC)
             cutoff = iso_utc(moment - timedelta(days=self.retention.days))
             events += self.conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
             alerts += self.conn.execute("DELETE FROM alerts WHERE ts < ?", (cutoff,)).rowcount

@@ -19,14 +19,14 @@ from secpolicy.auditlog.store import (
 from secpolicy.errors import InputError, LocatedError
 
 __all__ = [
-    "TimelineQuery",
-    "TimelineRow",
+    "SENSITIVE_PATHS",
     "Chain",
     "Timeline",
+    "TimelineQuery",
+    "TimelineRow",
     "build_timeline",
     "read_replay",
     "session_chains",
-    "SENSITIVE_PATHS",
 ]
 
 # Reads of these mark the "took something" step of a privilege-escalation chain.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from secpolicy.auditlog.log import GENESIS_PREV, KINDS, entry_mac, line_hash
 from secpolicy.auditlog.merkle import Frontier, leaf_hash
 from secpolicy.errors import InputError, IntegrityError
 
-__all__ = ["VerifyReport", "TamperError", "verify_log", "read_lines", "log_files", "read_leaves"]
+__all__ = ["TamperError", "VerifyReport", "log_files", "read_leaves", "read_lines", "verify_log"]
 
 
 class TamperError(IntegrityError):

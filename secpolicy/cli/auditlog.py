@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,17 @@ from secpolicy.auditlog.merkle import (
 )
 from secpolicy.auditlog.sinks.formats import FORMATS, format_alert
 from secpolicy.auditlog.store import EventStore, Retention, normalize_ts
-from secpolicy.auditlog.timeline import TimelineQuery, build_timeline, read_replay, render_html, render_table
+from secpolicy.auditlog.timeline import (
+    TimelineQuery,
+    build_timeline,
+    read_replay,
+    render_html,
+    render_table,
+)
 from secpolicy.auditlog.verify import log_files, read_leaves, verify_log
 from secpolicy.errors import EXIT_NONCOMPLIANT, InputError, IntegrityError, LocatedError
 
-__all__ = ["COMMANDS", "log_group", "timeline_cmd", "dashboard_cmd", "anomaly_group", "store_group"]
+__all__ = ["COMMANDS", "anomaly_group", "dashboard_cmd", "log_group", "store_group", "timeline_cmd"]
 
 
 def _write_new_private(path: str, data: bytes) -> None:
@@ -415,7 +421,7 @@ def dashboard_cmd(db: str, results: str | None, once: bool, refresh: float, now_
 
     now = None
     if now_text:
-        now = datetime.strptime(normalize_ts(now_text)[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+        now = datetime.strptime(normalize_ts(now_text)[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
     store = EventStore(db, create=False)
     try:
         if once:

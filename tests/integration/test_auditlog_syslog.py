@@ -52,7 +52,7 @@ def free_port(kind: int) -> int:
 def self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -92,8 +92,8 @@ def rsyslog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         lines.append(f'input(type="imtcp" address="127.0.0.1" port="{ports["tls"]}" ruleset="out"'
                      ' streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")')
     lines += [
-        'template(name="fields" type="string" string="%PRI%|%PROTOCOL-VERSION%|%HOSTNAME%|%APP-NAME%|'
-        '%MSGID%|%STRUCTURED-DATA%|%msg%\\n")',
+        ('template(name="fields" type="string" string="%PRI%|%PROTOCOL-VERSION%|%HOSTNAME%|%APP-NAME%|'
+         '%MSGID%|%STRUCTURED-DATA%|%msg%\\n")'),
         f'ruleset(name="out") {{ action(type="omfile" file="{out}" template="fields") }}',
     ]
     conf.write_text("\n".join(lines) + "\n")

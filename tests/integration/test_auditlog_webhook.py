@@ -54,7 +54,7 @@ def test_receiver_down_during_a_burst_holds_every_alert_exactly_once(tmp_path: P
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"])).decode()
             with lock:
                 received.append((self.headers["Idempotency-Key"], body))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ BASE = 1_795_219_200  # 2026-11-21T00:00:00Z
 
 
 def ts(seconds: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(BASE + seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    return datetime.fromtimestamp(BASE + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
 def ev(kind: str, seconds: float, **extra: Any) -> dict[str, Any]:

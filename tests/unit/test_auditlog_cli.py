@@ -161,7 +161,7 @@ def test_timeline_json_over_store_and_replay(db: Path) -> None:
 
 
 def test_timeline_table_and_html(db: Path, tmp_path: Path) -> None:
-    code, out = run("timeline", "--db", str(db), "--user", "admin", "--format", "table",
+    code, _ = run("timeline", "--db", str(db), "--user", "admin", "--format", "table",
                     "-o", str(tmp_path / "t.txt"))
     assert code == 0
     text = (tmp_path / "t.txt").read_text()
@@ -197,7 +197,7 @@ def test_dashboard_once_shows_the_numbers(db: Path, tmp_path: Path) -> None:
     assert "exec -> open /etc/shadow -> connect" in out
     brute = out.split("brute-force sources")[1]
     assert "203.0.113.9" in brute and "5" in brute.split("203.0.113.9")[1].split()[1]
-    code, out = run("dashboard", "--db", str(db), "--once", "--now", "2026-11-23T12:00:00Z", "--width", "140")
+    _, out = run("dashboard", "--db", str(db), "--once", "--now", "2026-11-23T12:00:00Z", "--width", "140")
     assert out.split("privileged cmds")[1].split("\n")[1].split()[1:7] == ["0"] * 6
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import stat
@@ -100,7 +101,7 @@ def test_files_are_private(tmp_path: Path) -> None:
 def test_lines_are_canonical_and_chained(tmp_path: Path) -> None:
     directory, _ = make_log(tmp_path, n=3)
     lines = [ln.rstrip(b"\n") for ln in lines_of(directory)]
-    for a, b in zip(lines, lines[1:]):
+    for a, b in itertools.pairwise(lines):
         assert canonical(json.loads(a)) == a
         assert json.loads(b)["prev"] == line_hash(a)
     assert [entry(ln)["seq"] for ln in lines] == list(range(len(lines)))

@@ -57,7 +57,7 @@ def subproof_ref(m: int, data: list[bytes], b: bool) -> list[bytes]:
     return subproof_ref(m - k, data[k:], False) + [mth(data[:k])]
 
 
-SIZES = range(0, 65)
+SIZES = range(65)
 
 
 def items(n: int) -> list[bytes]:

@@ -16,7 +16,7 @@ import pytest
 
 from secpolicy.auditlog.sinks.base import FanOut, MemorySink, StreamSink
 from secpolicy.auditlog.sinks.dedup import Deduplicator, RateLimiter
-from secpolicy.auditlog.sinks.formats import to_cef, to_leef, to_ocsf, format_alert
+from secpolicy.auditlog.sinks.formats import format_alert, to_cef, to_leef, to_ocsf
 from secpolicy.auditlog.sinks.syslog import rfc5424, sd_escape
 from secpolicy.auditlog.sinks.webhook import Spool, WebhookSink
 from secpolicy.errors import InputError, RuntimeFailure
@@ -91,7 +91,7 @@ def test_rfc5424_header_and_structured_data() -> None:
     import datetime as dt
 
     msg = rfc5424(ALERT, "json", facility=13, hostname="web 1",
-                  timestamp=dt.datetime(2026, 11, 21, 10, 6, 1, 500000, tzinfo=dt.timezone.utc)).decode()
+                  timestamp=dt.datetime(2026, 11, 21, 10, 6, 1, 500000, tzinfo=dt.UTC)).decode()
     head, body = msg.split("\ufeff", 1)
     parts = head.split(" ", 6)
     assert parts[:3] == ["<107>1", "2026-11-21T10:06:01.500000Z", "web_1"]
@@ -189,7 +189,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 with receiver.lock:
                     receiver.posts += 1

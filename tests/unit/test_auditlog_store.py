@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -89,7 +88,7 @@ def test_not_a_database_is_an_input_error(tmp_path: Path) -> None:
 def test_retention_by_age_and_count(tmp_path: Path) -> None:
     store = loaded(tmp_path)
     store.retention = Retention(days=1)
-    now = datetime(2026, 11, 22, 10, 5, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, 10, 5, 0, tzinfo=UTC)
     assert store.prune(now) == (6, 1)  # everything before 10:05 the day before
     store.retention = Retention(days=None, max_events=2)
     assert store.prune(now) == (2, 0)

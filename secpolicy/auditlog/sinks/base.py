@@ -12,7 +12,7 @@ from typing import IO, Any, Protocol
 from secpolicy.auditlog.sinks.formats import format_alert
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
 
-__all__ = ["Sink", "StreamSink", "MemorySink", "FanOut"]
+__all__ = ["FanOut", "MemorySink", "Sink", "StreamSink"]
 
 
 class Sink(Protocol):

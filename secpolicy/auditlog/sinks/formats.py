@@ -6,14 +6,24 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from secpolicy import __version__
 from secpolicy.errors import InputError
 
-__all__ = ["FORMATS", "to_json", "to_cef", "to_leef", "to_ocsf", "format_alert", "alert_uid",
-           "cef_header_escape", "cef_value_escape", "SEVERITY_NUMBER"]
+__all__ = [
+    "FORMATS",
+    "SEVERITY_NUMBER",
+    "alert_uid",
+    "cef_header_escape",
+    "cef_value_escape",
+    "format_alert",
+    "to_cef",
+    "to_json",
+    "to_leef",
+    "to_ocsf",
+]
 
 VENDOR = "secpolicy"
 PRODUCT = "secpolicy"
@@ -42,7 +52,7 @@ def _epoch_ms(ts: Any) -> int | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -158,7 +168,7 @@ def _leef_time(ts: Any) -> str | None:
     ms = _epoch_ms(ts)
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
     return moment.strftime("%b %d %Y %H:%M:%S.") + f"{ms % 1000:03d} UTC"
 
 

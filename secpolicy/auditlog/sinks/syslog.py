@@ -7,13 +7,13 @@ import os
 import socket
 import ssl
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from secpolicy.auditlog.sinks.formats import format_alert
 from secpolicy.errors import InputError, RuntimeFailure
 
-__all__ = ["SyslogSink", "rfc5424", "sd_escape", "SYSLOG_SEVERITY", "FACILITIES"]
+__all__ = ["FACILITIES", "SYSLOG_SEVERITY", "SyslogSink", "rfc5424", "sd_escape"]
 
 # Alert severity -> syslog severity (RFC 5424 table 2).
 SYSLOG_SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
@@ -45,7 +45,7 @@ def rfc5424(alert: Mapping[str, Any], fmt: str = "json", facility: int = 13, app
     if sev not in SYSLOG_SEVERITY:
         raise InputError(f"alert severity {sev!r} is not one of {sorted(SYSLOG_SEVERITY)}")
     pri = facility * 8 + SYSLOG_SEVERITY[sev]
-    moment = (timestamp or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    moment = (timestamp or datetime.now(UTC)).astimezone(UTC)
     ts = moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
     host = _header_field(hostname or (alert.get("event") or {}).get("host") or socket.gethostname(), 255)
     context = alert.get("context") or {}

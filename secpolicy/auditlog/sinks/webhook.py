@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from secpolicy.auditlog.sinks.formats import format_alert
 from secpolicy.errors import InputError, RuntimeFailure
 
-__all__ = ["Spool", "SpoolEntry", "WebhookSink", "DeliveryResult", "post"]
+__all__ = ["DeliveryResult", "Spool", "SpoolEntry", "WebhookSink", "post"]
 
 _CONTENT_TYPES = {"json": "application/json", "ocsf": "application/json", "cef": "text/plain",
                   "leef": "text/plain"}
@@ -144,9 +144,8 @@ class Spool:
     def _compact(self) -> None:
         tmp = self.directory / (self.QUEUE + ".tmp")
         with open(tmp, "wb") as f:
-            for e in self._pending.values():
-                f.write(json.dumps({"id": e.id, "body": e.body, "content_type": e.content_type},
-                                   separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+            f.writelines(json.dumps({"id": e.id, "body": e.body, "content_type": e.content_type},
+                                   separators=(",", ":"), ensure_ascii=False).encode() + b"\n" for e in self._pending.values())
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)
