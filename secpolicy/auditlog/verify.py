@@ -88,9 +88,17 @@ def _read(path: Path) -> bytes:
         raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
 
 
-def _first_seq(data: bytes) -> int | None:
+def _first_line(path: Path) -> bytes:
     try:
-        seq = json.loads(data.split(b"\n", 1)[0]).get("seq")
+        with open(path, "rb") as f:
+            return f.readline()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
+
+
+def _first_seq(line: bytes) -> int | None:
+    try:
+        seq = json.loads(line).get("seq")
     except (ValueError, AttributeError):
         return None
     return seq if isinstance(seq, int) else None
@@ -98,15 +106,17 @@ def _first_seq(data: bytes) -> int | None:
 
 def read_lines(paths: Sequence[Path]) -> Iterator[tuple[str, int, bytes, bool, bool]]:
     """(file, line number, line bytes, ends with newline, last line of its file), files in
-    sequence order; an unreadable first line keeps the file where it was given."""
-    contents = [(p, _read(p)) for p in paths]
+    sequence order; a file whose first line is unreadable keeps its given place. Files are
+    read one at a time, so memory holds one segment, not the whole log."""
+    firsts = [_first_line(p) for p in paths]
     order = sorted(
-        range(len(contents)),
-        key=lambda i: (s if (s := _first_seq(contents[i][1])) is not None else -1, i)
-        if contents[i][1] else (float("inf"), i),
+        range(len(paths)),
+        key=lambda i: (s if (s := _first_seq(firsts[i])) is not None else -1, i)
+        if firsts[i] else (float("inf"), i),
     )
     for i in order:
-        path, data = contents[i]
+        path = paths[i]
+        data = _read(path)
         if not data:
             continue
         lines = data.split(b"\n")
