@@ -203,6 +203,7 @@ def scan(
     fail_on: Severity = Severity.LOW,
     options: dict[str, Any] | None = None,
     today: dt.date | None = None,
+    scan_id: str | None = None,
 ) -> ScanResult:
     started = _now()
     ctx = FactContext(registry, root, options=options)
@@ -234,7 +235,7 @@ def scan(
         report.append(w.to_dict() | {"status": state, "source": w.source})
     finished = _now()
     scan_meta = {
-        "id": str(uuid.uuid4()),
+        "id": scan_id or str(uuid.uuid4()),
         "started_at": started,
         "finished_at": finished,
         "host": host,

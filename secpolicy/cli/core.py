@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import IO, Any, Sequence
 
@@ -117,6 +118,7 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
 @click.option("--fail-on", default="low", show_default=True, help="Lowest severity that fails the scan, or `new` (with --baseline).")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="Results JSON of an earlier scan: with --fail-on new, only regressions fail.")
 @click.option("--report-dir", type=click.Path(file_okay=False), help="Also write results.json, report.html and report.pdf here.")
+@click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), help="Record the scan in this tamper-evident audit log (made by `secpolicy log init`).")
 @click.option("-v", "--verbose", is_flag=True, help="Show passing rules too.")
 def scan(
     policies: tuple[str, ...],
@@ -130,6 +132,7 @@ def scan(
     fail_on: str,
     baseline: str | None,
     report_dir: str | None,
+    audit_log: str | None,
     verbose: bool,
 ) -> None:
     """Scan this host (or --root) against policies and report findings with evidence."""
@@ -154,9 +157,19 @@ def scan(
         if rid not in known:
             raise InputError(f"--rule: unknown rule id {rid!r}")
     severity = Severity.LOW if fail_on == "new" else Severity(fail_on)
-    result = engine.scan(
-        ps, reg, root=root, waivers=wset, profile=profile, standard=standard, rule_ids=rule_ids or None, fail_on=severity
-    )
+    scan_id = str(uuid.uuid4())
+    trail = _AuditTrail(audit_log, scan_id, ps, profile) if audit_log else None
+    try:
+        result = engine.scan(
+            ps, reg, root=root, waivers=wset, profile=profile, standard=standard,
+            rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id,
+        )
+    except BaseException as e:
+        if trail:
+            trail.failed(e)
+        raise
+    if trail:
+        trail.finished(result)
     results = result.to_results()
     if fmt == "table":
         out = open_output(output)
@@ -180,6 +193,31 @@ def scan(
     else:
         code = engine.exit_code(result.findings, severity)
     sys.exit(code)
+
+
+class _AuditTrail:
+    """Scan start, the policies loaded, every finding and the scan's end, in the audit log."""
+
+    def __init__(self, directory: str, scan_id: str, ps: PolicySet, profile: str | None) -> None:
+        from secpolicy.auditlog import records
+        from secpolicy.auditlog.log import AuditLog
+
+        self.records = records
+        self.scan_id = scan_id
+        self.log = AuditLog.open(directory)
+        self.log.append(records.scan_started(scan_id, profile, [p.id for p in ps.policies]))
+        for p in ps.policies:
+            self.log.append(records.config_loaded(p.path, p.sha256, component="policy"))
+
+    def finished(self, result: engine.ScanResult) -> None:
+        for f in result.findings:
+            self.log.append(self.records.from_finding(f))
+        self.log.append(self.records.scan_finished(self.scan_id, result.summary()["by_status"]))
+        self.log.close()
+
+    def failed(self, e: BaseException) -> None:
+        self.log.append(self.records.scan_finished(self.scan_id, {}, error=f"{type(e).__name__}: {e}"))
+        self.log.close()
 
 
 class _closing:

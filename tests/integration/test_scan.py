@@ -242,3 +242,16 @@ def test_cli_test_runs_inline_tests(tmp_path, expect_fail):
         assert "FAIL r: ok: expected fail, got pass" in out.stdout
     else:
         assert out.returncode == 0 and "1 passed, 0 failed" in out.stdout
+
+
+def test_cli_scan_records_itself_in_the_audit_log(tmp_path):
+    logdir, key = tmp_path / "log", tmp_path / "key"
+    assert cli("log", "init", str(logdir), "--key-out", str(key)).returncode == 0
+    weak = build(tmp_path, WEAK)
+    assert cli("scan", "--policy", str(POLICY), "--root", weak, "--audit-log", str(logdir), "--format", "json").returncode == 1
+    v = cli("log", "verify", str(logdir), "--key-file", str(key))
+    assert v.returncode == 0, v.stdout + v.stderr
+    lines = [json.loads(x) for f in sorted(logdir.glob("segment-*.jsonl")) for x in f.read_text().splitlines()]
+    types = [ln["body"]["event_type"] for ln in lines if ln.get("kind") == "record"]
+    assert types[0] == "scan_start" and types[-1] == "scan_stop"
+    assert types.count("finding") == 10 and types.count("config_loaded") == 1
