@@ -10,7 +10,8 @@ from typing import Any
 
 from secpolicy.errors import InputError, IntegrityError
 from secpolicy.fim.record import display_path
-from secpolicy.fim.scan import CheckResult
+from secpolicy.fim.config import FimConfig
+from secpolicy.fim.scan import CheckResult, normalize_root
 from secpolicy.fim.store import Baseline, Key
 from secpolicy.models import Evidence, Finding, Severity, Status
 
@@ -47,11 +48,18 @@ class FimStatus:
 
 
 def fim_status(
-    db: str | os.PathLike[str], key: Key | None = None, *, deep: bool = False, now: float | None = None
+    db: str | os.PathLike[str],
+    key: Key | None = None,
+    *,
+    deep: bool = False,
+    config: FimConfig | None = None,
+    root: str | os.PathLike[str] | None = None,
+    now: float | None = None,
 ) -> FimStatus:
     """State of the baseline at `db`. Verifies the header and check history with `key`
-    (and every entry too when `deep`); a baseline that does not verify is reported as
-    `verified=False` with the reason, never as a healthy one."""
+    (and every entry too when `deep`); with `config` and/or `root`, also that the baseline
+    was made for them. A baseline that does not verify is reported as `verified=False`
+    with the reason, never as a healthy one."""
     path = os.fspath(db)
     now = time.time() if now is None else now
     if not os.path.exists(path):
@@ -61,6 +69,10 @@ def fim_status(
             h = b.header
             if h.get("superseded_by"):
                 raise IntegrityError(f"{path}: baseline refused: it was superseded by a newer generation")
+            if config is not None and h["config_digest"] != config.digest:
+                raise IntegrityError(f"{path}: baseline refused: it was made for a different configuration")
+            if root is not None and h["root"] != normalize_root(root)[0]:
+                raise IntegrityError(f"{path}: baseline refused: it was made for root {h['root']}")
             history = b.checks()
             if deep:
                 b.verify_entries()

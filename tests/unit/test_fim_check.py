@@ -1,0 +1,290 @@
+"""FIM init/check/update on real trees: every kind of change AIDE detects is reported with
+exactly the attributes that changed, and nothing else is."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from secpolicy import fim
+from secpolicy.errors import InputError, IntegrityError
+from secpolicy.fim import scan as fim_scan
+from secpolicy.fim.hasher import hash_file
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fim"
+_spec = importlib.util.spec_from_file_location("fimtree", FIXTURES / "fimtree.py")
+assert _spec and _spec.loader
+fimtree = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fimtree)
+
+KEY = fim.Key(b"k" * 32, "test key")
+
+
+def changed_map(result: fim.CheckResult) -> dict[str, set[str]]:
+    return {e.path: {c.name for c in e.changes} for e in result.changed}
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> tuple[fim.FimConfig, Path, Path]:
+    root = tmp_path / "root"
+    fimtree.build(root)
+    cfg_path = tmp_path / "fim.yaml"
+    cfg_path.write_text(fimtree.CONFIG)
+    return fim.load_config(cfg_path), root, tmp_path / "base.db"
+
+
+def test_every_kind_of_change_is_reported_with_exactly_its_attributes(tree):
+    config, root, db = tree
+    summary = fim.init_baseline(config, db, root, KEY)
+    assert summary.errors == ()
+    clean = fim.check(config, db, root, KEY)
+    assert clean.status == "clean" and not clean.errors
+
+    fimtree.mutate(root)
+    result = fim.check(config, db, root, KEY)
+
+    assert changed_map(result) == fimtree.EXPECTED_CHANGED
+    assert {e.path for e in result.added} == fimtree.EXPECTED_ADDED
+    assert {e.path for e in result.removed} == fimtree.EXPECTED_REMOVED
+    assert result.errors == ()
+    assert result.status == "changed"
+
+    # A full re-hash finds the same, no more.
+    full = fim.check(config, db, root, KEY, full=True)
+    assert changed_map(full) == fimtree.EXPECTED_CHANGED
+    assert {e.path for e in full.added} == fimtree.EXPECTED_ADDED
+
+
+def test_old_and_new_values_are_reported(tree):
+    config, root, db = tree
+    fim.init_baseline(config, db, root, KEY)
+    fimtree.mutate(root)
+    result = fim.check(config, db, root, KEY)
+    by_path = {e.path: {c.name: (c.old, c.new) for c in e.changes} for e in result.changed}
+    assert by_path["/etc/perms.txt"]["p"] == ("0644", "0600")
+    assert by_path["/etc/owner.txt"]["u"] == (0, 1234)
+    assert by_path["/etc/lnk"]["l"] == ("content.txt", "perms.txt")
+    assert by_path["/etc/typechg"]["ftype"] == ("file", "directory")
+    assert by_path["/etc/xattr.txt"]["xattrs"] == (None, "user.fim-test=1")
+    assert by_path["/log/trunc.log"]["S"] == (21, 7)
+    old_hash, new_hash = by_path["/etc/content.txt"]["sha256"]
+    assert len(old_hash) == 64 and old_hash != new_hash
+    assert by_path["/etc/cap.bin"]["caps"][0] is None
+    assert by_path["/etc/cap.bin"]["caps"][1] == "security.capability=0x" + fimtree.CAP_BLOB.hex()
+
+
+def test_growing_log_append_is_accepted_but_a_rewrite_is_not(tree):
+    config, root, db = tree
+    fim.init_baseline(config, db, root, KEY)
+    with open(root / "log" / "quiet.log", "ab") as f:
+        f.write(b"more\n" * 1000)
+    assert fim.check(config, db, root, KEY).status == "clean"
+    with open(root / "log" / "quiet.log", "r+b") as f:
+        f.write(b"X")
+    assert changed_map(fim.check(config, db, root, KEY)) == {"/log/quiet.log": {"sha256"}}
+
+
+def test_update_accepts_changes_and_keeps_previous(tree):
+    config, root, db = tree
+    fim.init_baseline(config, db, root, KEY)
+    fimtree.mutate(root)
+    up = fim.update(config, db, root, KEY)
+    assert changed_map(up.check) == fimtree.EXPECTED_CHANGED
+    assert up.baseline.generation == 2
+    assert up.previous == str(db) + ".prev"
+    after = fim.check(config, db, root, KEY)
+    assert after.status == "clean", after.to_dict()
+    # The previous generation is sealed as superseded: putting it back is refused.
+    os.replace(str(db) + ".prev", db)
+    with pytest.raises(IntegrityError, match="superseded"):
+        fim.check(config, db, root, KEY)
+
+
+def test_check_rehashes_only_entries_whose_inode_changed(tree):
+    config, root, db = tree
+    fim.init_baseline(config, db, root, KEY)
+    assert fim.check(config, db, root, KEY).hashed == 0
+    os.chmod(root / "etc" / "perms.txt", 0o600)
+    assert fim.check(config, db, root, KEY).hashed == 1
+    full = fim.check(config, db, root, KEY, full=True)
+    regular = sum(1 for p in root.rglob("*") if p.is_file() and not p.is_symlink() and stat.S_ISREG(p.lstat().st_mode))
+    assert full.hashed == regular
+
+
+def test_include_exclude_and_nested_rules(tmp_path: Path):
+    root = tmp_path / "r"
+    (root / "srv" / "cache").mkdir(parents=True)
+    (root / "srv" / "keep").mkdir()
+    for rel in ("srv/a.conf", "srv/a.tmp", "srv/cache/x.conf", "srv/keep/b.conf", "srv/keep/b.txt"):
+        (root / rel).write_text(rel)
+    config = fim.config_from_dict({
+        "paths": [
+            {"path": "/srv", "attrs": "p+sha256", "exclude": ["*.tmp", "/srv/cache"]},
+            {"path": "/srv/keep", "attrs": "sha256", "include": ["*.conf"]},
+        ]
+    })
+    db = tmp_path / "db"
+    summary = fim.init_baseline(config, db, root, KEY)
+    # /srv, /srv/a.conf and /srv/keep/b.conf: /srv/keep itself is not *.conf, but is entered.
+    assert summary.entries == 3
+    for rel in ("srv/a.tmp", "srv/cache/x.conf", "srv/keep/b.txt"):
+        (root / rel).write_text("changed")
+    (root / "srv" / "cache" / "new.conf").write_text("new")
+    assert fim.check(config, db, root, KEY).status == "clean"
+    (root / "srv" / "keep" / "b.conf").write_text("changed")
+    assert changed_map(fim.check(config, db, root, KEY)) == {"/srv/keep/b.conf": {"sha256"}}
+
+
+def test_non_utf8_names_round_trip_and_display_escaped(tree):
+    config, root, db = tree
+    fim.init_baseline(config, db, root, KEY)
+    with open(os.path.join(os.fsencode(root / "etc"), fimtree.BAD), "wb") as f:
+        f.write(b"X" * 3)
+    result = fim.check(config, db, root, KEY)
+    bad = os.fsdecode(b"/etc/" + fimtree.BAD)
+    assert bad in changed_map(result)
+    shown = [e["path"] for e in result.to_dict()["changed"]]
+    assert "/etc/bad\\xffname" in shown
+
+
+def test_hashing_in_worker_processes_matches_inline(tmp_path: Path, monkeypatch):
+    root = tmp_path / "r"
+    (root / "d").mkdir(parents=True)
+    for i in range(700):
+        (root / "d" / f"f{i:04d}").write_bytes(os.urandom(64) * (i % 7))
+    config = fim.config_from_dict({"paths": [{"path": "/d", "attrs": "R"}], "workers": 2})
+    db = tmp_path / "db"
+    # 700 entries > one batch: the pool of hashing processes is used.
+    s = fim.init_baseline(config, db, root, KEY)
+    assert s.hashed == 700 and not s.errors
+    monkeypatch.setattr(fim_scan, "BATCH_ITEMS", 10_000)
+    assert fim.check(config, db, root, KEY, full=True).status == "clean"
+    (root / "d" / "f0500").write_bytes(b"changed")
+    monkeypatch.setattr(fim_scan, "BATCH_ITEMS", 64)
+    r = fim.check(config, db, root, KEY, full=True)
+    assert changed_map(r) == {"/d/f0500": {"s", "m", "c", "sha256"}} or changed_map(r) == {"/d/f0500": {"s", "c", "sha256"}}
+
+
+def test_blake3_config(tmp_path: Path):
+    root = tmp_path / "r"
+    (root / "x").mkdir(parents=True)
+    (root / "x" / "f").write_bytes(b"abc")
+    config = fim.config_from_dict({"hash": "blake3", "paths": [{"path": "/x", "attrs": "R-m-c"}]})
+    db = tmp_path / "db"
+    fim.init_baseline(config, db, root, KEY)
+    (root / "x" / "f").write_bytes(b"abd")
+    import blake3
+
+    r = fim.check(config, db, root, KEY)
+    assert changed_map(r) == {"/x/f": {"blake3"}}
+    assert r.changed[0].changes[0].old == blake3.blake3(b"abc").hexdigest()
+
+
+def test_hash_file_refuses_fifos_symlinks_replacements_and_moving_targets(tmp_path: Path):
+    f = tmp_path / "f"
+    f.write_bytes(b"data")
+    st = os.lstat(f)
+    digest, _, st9, err = hash_file(str(f), st.st_dev, st.st_ino, "sha256")
+    assert err is None and st9 is not None and st9[5] == 4
+    # Replaced by another inode after the walk saw it.
+    (tmp_path / "f2").write_bytes(b"data")
+    os.rename(tmp_path / "f2", f)
+    assert hash_file(str(f), st.st_dev, st.st_ino, "sha256")[3] == "replaced while being scanned"
+    # Replaced by a FIFO: opened non-blocking, never read.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fst = os.lstat(fifo)
+    assert hash_file(str(fifo), fst.st_dev, fst.st_ino, "sha256")[3] == "replaced while being scanned"
+    # Replaced by a symlink: O_NOFOLLOW refuses it.
+    link = tmp_path / "link"
+    os.symlink(f, link)
+    assert "symbolic link" in hash_file(str(link), st.st_dev, st.st_ino, "sha256")[3]
+    # Vanished.
+    assert hash_file(str(tmp_path / "gone"), 1, 1, "sha256")[3] == "vanished while being scanned"
+    # A file whose content never matches its size (procfs): changed while being hashed.
+    pst = os.stat("/proc/self/status")
+    err = hash_file("/proc/self/status", pst.st_dev, pst.st_ino, "sha256")[3]
+    assert err is not None and err.startswith("changed while being hashed")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to take the identity of nobody")
+def test_unreadable_entries_are_errors_not_removals():
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="fim-unreadable-"))
+    try:
+        base.chmod(0o755)
+        root = base / "root"
+        (root / "w" / "secret").mkdir(parents=True)
+        (root / "w" / "secret" / "inner").write_text("x")
+        (root / "w" / "locked").write_text("x")
+        (root / "w" / "open").write_text("x")
+        config = fim.config_from_dict({"paths": [{"path": "/w", "attrs": "R"}]})
+        db = base / "db"
+        fim.init_baseline(config, db, root, KEY)
+        os.chmod(db, 0o644)
+        os.chmod(root / "w" / "secret", 0o700)
+        os.chmod(root / "w" / "locked", 0o600)  # its ctime moves: the check re-reads it
+        os.setegid(65534)
+        os.seteuid(65534)
+        try:
+            result = fim.check(config, db, root, KEY, record=False)
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+        assert result.removed == ()  # /w/secret/inner could not be seen: not "removed"
+        errors = {e.path: e.message for e in result.errors}
+        assert set(errors) == {"/w/secret", "/w/locked"}
+        assert errors["/w/secret"].startswith("cannot open directory")
+        assert errors["/w/locked"].startswith("cannot open")
+        assert changed_map(result) == {"/w/secret": {"p", "c"}, "/w/locked": {"p", "c"}}
+        assert result.status == "changed"
+    finally:
+        shutil.rmtree(base)
+
+
+def test_config_mismatch_and_root_mismatch_are_refused(tree, tmp_path: Path):
+    config, root, db = tree
+    fim.init_baseline(config, db, root, KEY)
+    other = fim.config_from_dict({"name": "fixture", "paths": [{"path": "/etc", "attrs": "R"}]})
+    with pytest.raises(IntegrityError, match="different configuration"):
+        fim.check(other, db, root, KEY)
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    with pytest.raises(IntegrityError, match="made for root"):
+        fim.check(config, db, other_root, KEY)
+    with pytest.raises(InputError, match="already exists"):
+        fim.init_baseline(config, db, root, KEY)
+
+
+def test_baseline_inside_watched_tree_does_not_report_itself(tmp_path: Path):
+    root = tmp_path / "r"
+    (root / "var").mkdir(parents=True)
+    (root / "var" / "f").write_text("x")
+    config = fim.config_from_dict({"paths": [{"path": "/var", "attrs": "R"}]})
+    db = root / "var" / "fim.db"
+    fim.init_baseline(config, db, root, KEY)
+    fim.check(config, db, root, KEY)  # records itself into the db (and its journal)
+    second = fim.check(config, db, root, KEY)
+    assert second.entries == 2
+    # The database files are never entries; the directory holding them does change.
+    assert set(changed_map(second)) <= {"/var"}
+    assert not second.added and not second.removed
+
+
+def test_other_filesystems_are_not_entered(tmp_path: Path):
+    subs = [m.split()[4] for m in Path("/proc/self/mountinfo").read_text().splitlines()]
+    if "/dev/shm" not in subs and "/dev/pts" not in subs:
+        pytest.skip("no filesystem mounted under /dev here")
+    config = fim.config_from_dict({"paths": [{"path": "/dev", "attrs": "p+u+g+ftype"}]})
+    db = tmp_path / "db"
+    s = fim.init_baseline(config, db, "/", KEY)
+    noted = {n.path for n in s.notes if "another filesystem" in n.message}
+    assert noted & {"/dev/shm", "/dev/pts"}
