@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from secpolicy.facts import files
+from secpolicy.facts import accounts, files, kv, packages, services, sshd, sysctl
 from secpolicy.facts.base import FactRegistry
 
 __all__ = ["builtin_registry"]
@@ -11,4 +11,10 @@ __all__ = ["builtin_registry"]
 def builtin_registry() -> FactRegistry:
     reg = FactRegistry()
     files.register(reg)
+    sysctl.register(reg)
+    sshd.register(reg)
+    accounts.register(reg)
+    packages.register(reg)
+    services.register(reg)
+    kv.register(reg)
     return reg

@@ -1,0 +1,279 @@
+"""`users`, `user(name)`, `groups`, `group(name)`: accounts from the root's passwd, shadow and
+group files, each field knowing the file and line it came from."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from secpolicy.dsl.types import ANY, INT, STR, ListType, ObjectType
+from secpolicy.errors import EvaluationError
+from secpolicy.facts._common import at, parse_int
+
+if TYPE_CHECKING:
+    from secpolicy.facts.base import FactContext, FactRegistry
+
+__all__ = ["GROUP", "USER", "Group", "User", "hash_algorithm", "password_status", "register"]
+
+USER = ObjectType(
+    "user",
+    {
+        "name": STR,
+        "uid": INT,
+        "gid": INT,
+        "gecos": STR,
+        "home": STR,
+        "shell": STR,
+        "password": STR,
+        "password_status": STR,
+        "hash_algorithm": STR,
+        "last_change": INT,
+        "min_days": INT,
+        "max_days": INT,
+        "warn_days": INT,
+        "inactive": INT,
+        "expire": INT,
+        "groups": ListType(STR),
+        "primary_group": STR,
+    },
+    doc="an account from /etc/passwd with its /etc/shadow entry and group memberships",
+    field_docs={
+        "password": "the passwd file's password field (`x` when the hash is in shadow)",
+        "password_status": '"set", "locked" (`!` or `*` prefix), "empty", or "none" (no shadow entry)',
+        "hash_algorithm": "yescrypt, sha512, sha256, md5, bcrypt, des, ... or null when no hash",
+        "groups": "the primary group's name first, then supplementary groups from /etc/group",
+    },
+)
+
+GROUP = ObjectType(
+    "group",
+    {"name": STR, "gid": INT, "members": ListType(STR), "password": STR},
+    doc="a group from /etc/group",
+)
+
+PASSWD, SHADOW, GROUPS = "/etc/passwd", "/etc/shadow", "/etc/group"
+
+_HASH_IDS = {
+    "1": "md5",
+    "2": "bcrypt",
+    "2a": "bcrypt",
+    "2b": "bcrypt",
+    "2x": "bcrypt",
+    "2y": "bcrypt",
+    "3": "nthash",
+    "5": "sha256",
+    "6": "sha512",
+    "7": "scrypt",
+    "y": "yescrypt",
+    "gy": "gost-yescrypt",
+    "sha1": "sha1crypt",
+    "md5": "sunmd5",
+}
+_DES = re.compile(r"[./0-9A-Za-z]{13}\Z")
+
+
+def password_status(hashed: str | None) -> str:
+    if hashed is None:
+        return "none"
+    if hashed == "":
+        return "empty"
+    if hashed.startswith(("!", "*")):
+        return "locked"
+    return "set"
+
+
+def hash_algorithm(hashed: str | None) -> str | None:
+    if not hashed:
+        return None
+    h = hashed.lstrip("!")
+    if h.startswith("$"):
+        ident = h[1:].split("$", 1)[0]
+        return _HASH_IDS.get(ident, f"unknown(${ident}$)")
+    if h.startswith("_") and len(h) == 20:
+        return "bsdi-des"
+    if _DES.match(h):
+        return "des"
+    return None
+
+
+@dataclass(frozen=True)
+class _ShadowEntry:
+    fields: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class _Tables:
+    passwd: tuple[tuple[tuple[str, ...], int], ...]
+    groups: tuple[Group, ...]
+    memberships: Mapping[str, tuple[str, ...]]
+
+
+def _colon_lines(text: str, min_fields: int) -> list[tuple[tuple[str, ...], int]]:
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#") or line[:1] in "+-":  # NIS compat lines
+            continue
+        parts = tuple(line.split(":"))
+        if len(parts) >= min_fields:
+            out.append((parts, n))
+    return out
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    gid: int | None
+    members: tuple[str, ...]
+    password: str
+    line: int = field(default=0, compare=False)
+
+    def describe(self) -> str:
+        return f"group {self.name!r}"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        return at(GROUPS, self.line)
+
+
+def _tables(ctx: FactContext) -> _Tables:
+    passwd = tuple(_colon_lines(ctx.read_text(PASSWD) or "", 7))
+    groups = []
+    members: dict[str, list[str]] = {}
+    for parts, n in _colon_lines(ctx.read_text(GROUPS) or "", 4):
+        mem = tuple(m for m in parts[3].split(",") if m)
+        g = Group(parts[0], parse_int(parts[2]), mem, parts[1], n)
+        groups.append(g)
+        for m in mem:
+            members.setdefault(m, []).append(g.name)
+    return _Tables(passwd, tuple(groups), {k: tuple(v) for k, v in members.items()})
+
+
+def _shadow(ctx: FactContext) -> dict[str, _ShadowEntry]:
+    out: dict[str, _ShadowEntry] = {}
+    for parts, n in _colon_lines(ctx.read_text(SHADOW) or "", 2):
+        out.setdefault(parts[0], _ShadowEntry(parts, n))
+    return out
+
+
+class User:
+    """One passwd entry. Shadow fields are read on first use, so a scan that never asks for
+    them does not need read access to /etc/shadow."""
+
+    _SHADOW_FIELDS = ("last_change", "min_days", "max_days", "warn_days", "inactive", "expire")
+
+    def __init__(
+        self, ctx: FactContext, parts: tuple[str, ...], line: int, tables: _Tables
+    ) -> None:
+        self._ctx = ctx
+        self._line = line
+        self.name = parts[0]
+        self.password = parts[1]
+        self.uid = parse_int(parts[2])
+        self.gid = parse_int(parts[3])
+        self.gecos = parts[4]
+        self.home = parts[5]
+        self.shell = parts[6]
+        primary = next((g.name for g in tables.groups if g.gid == self.gid), None)
+        self.primary_group = primary
+        extra = [g for g in tables.memberships.get(self.name, ()) if g != primary]
+        self.groups = tuple(([primary] if primary else []) + extra)
+
+    def describe(self) -> str:
+        return f"user {self.name!r}"
+
+    def _entry(self) -> _ShadowEntry | None:
+        try:
+            return self._ctx.fact("_shadow", ()).get(self.name)
+        except EvaluationError as e:
+            raise EvaluationError(f"user {self.name!r}: {e.message}") from None
+
+    def _hash(self) -> str | None:
+        if self.password not in ("x", "*x*"):
+            return self.password  # the hash is in passwd itself (no shadow in use)
+        entry = self._entry()
+        return None if entry is None else entry.fields[1]
+
+    @property
+    def password_status(self) -> str:
+        return password_status(self._hash())
+
+    @property
+    def hash_algorithm(self) -> str | None:
+        return hash_algorithm(self._hash())
+
+    def _shadow_int(self, index: int) -> int | None:
+        entry = self._entry()
+        if entry is None or len(entry.fields) <= index:
+            return None
+        return parse_int(entry.fields[index])
+
+    @property
+    def last_change(self) -> int | None:
+        return self._shadow_int(2)
+
+    @property
+    def min_days(self) -> int | None:
+        return self._shadow_int(3)
+
+    @property
+    def max_days(self) -> int | None:
+        return self._shadow_int(4)
+
+    @property
+    def warn_days(self) -> int | None:
+        return self._shadow_int(5)
+
+    @property
+    def inactive(self) -> int | None:
+        return self._shadow_int(6)
+
+    @property
+    def expire(self) -> int | None:
+        return self._shadow_int(7)
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name in self._SHADOW_FIELDS or (
+            name in ("password_status", "hash_algorithm") and self.password in ("x", "*x*")
+        ):
+            entry = self._entry()
+            return at(SHADOW, entry.line) if entry else f"{SHADOW} (no entry for {self.name})"
+        if name in ("groups", "primary_group"):
+            return GROUPS
+        return at(PASSWD, self._line)
+
+
+def collect_users(ctx: FactContext) -> list[User]:
+    tables: _Tables = ctx.fact("_accounts", ())
+    return [User(ctx, parts, n, tables) for parts, n in tables.passwd]
+
+
+def collect_user(ctx: FactContext, name: str) -> User | None:
+    return next((u for u in ctx.fact("users", ()) if u.name == name), None)
+
+
+def collect_groups(ctx: FactContext) -> list[Group]:
+    return list(ctx.fact("_accounts", ()).groups)
+
+
+def collect_group(ctx: FactContext, name: str) -> Group | None:
+    return next((g for g in ctx.fact("_accounts", ()).groups if g.name == name), None)
+
+
+def register(reg: FactRegistry) -> None:
+    reg.register(
+        "users",
+        collect_users,
+        returns=ListType(USER),
+        doc="accounts from /etc/passwd (+ shadow, group)",
+    )
+    reg.register(
+        "user", collect_user, params=(STR,), returns=USER, doc="the account named so, or null"
+    )
+    reg.register("groups", collect_groups, returns=ListType(GROUP), doc="groups from /etc/group")
+    reg.register(
+        "group", collect_group, params=(STR,), returns=GROUP, doc="the group named so, or null"
+    )
+    reg.register("_accounts", _tables, returns=ANY, doc="internal: parsed passwd and group")
+    reg.register("_shadow", _shadow, returns=ANY, doc="internal: parsed shadow")

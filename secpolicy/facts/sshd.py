@@ -1,0 +1,313 @@
+"""`sshd`: the OpenSSH server configuration parsed the way sshd reads it (first value wins,
+`Include` followed, `Match` blocks kept apart) with values as `sshd -T` prints them."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from secpolicy.dsl.types import BOOL, STR, ListType, Method, ObjectType
+from secpolicy.errors import EvaluationError
+from secpolicy.facts._common import at
+from secpolicy.facts.sshd_defaults import DEFAULTS, DEFAULTS_VERSION
+
+if TYPE_CHECKING:
+    from secpolicy.facts.base import FactContext, FactRegistry
+
+__all__ = ["SSHD", "SSHD_MATCH", "SshdConfig", "parse_sshd", "register"]
+
+SSHD_MATCH = ObjectType(
+    "sshd_match",
+    {"criteria": STR, "line": STR},
+    methods={
+        "option": Method((STR,), STR, "the value a keyword is set to inside this block, or null")
+    },
+    doc="a Match block of sshd_config",
+)
+
+SSHD = ObjectType(
+    "sshd",
+    {"exists": BOOL, "path": STR, "files": ListType(STR), "matches": ListType(SSHD_MATCH)},
+    methods={
+        "option": Method(
+            (STR,),
+            STR,
+            "effective global value as `sshd -T` prints it (first value wins, defaults applied)",
+        ),
+        "is_set": Method((STR,), BOOL, "whether a file sets the keyword globally (not a default)"),
+    },
+    doc="the OpenSSH server configuration (/etc/ssh/sshd_config and its Includes)",
+)
+
+CONFIG = "/etc/ssh/sshd_config"
+_MAX_INCLUDE_DEPTH = 16  # sshd's own limit (SERVCONF_MAX_DEPTH)
+
+# Old names sshd still accepts for the same setting.
+ALIASES = {
+    "challengeresponseauthentication": "kbdinteractiveauthentication",
+    "skeyauthentication": "kbdinteractiveauthentication",
+    "pubkeyacceptedkeytypes": "pubkeyacceptedalgorithms",
+    "hostbasedacceptedkeytypes": "hostbasedacceptedalgorithms",
+    "dsaauthentication": "pubkeyauthentication",
+    "authorizedkeysfile2": "authorizedkeysfile",
+}
+# Keywords that add up across lines instead of keeping the first.
+ACCUMULATE = {
+    "acceptenv",
+    "allowusers",
+    "denyusers",
+    "allowgroups",
+    "denygroups",
+    "hostkey",
+    "hostcertificate",
+    "listenaddress",
+    "port",
+    "subsystem",
+    "setenv",
+}
+# Keywords whose values are words sshd compares case-insensitively and prints lowercased.
+_MULTISTATE = {k for k, v in DEFAULTS.items() if v in ("yes", "no")} | {
+    "permitrootlogin",
+    "permittunnel",
+    "addressfamily",
+    "gatewayports",
+    "allowtcpforwarding",
+    "compression",
+    "ignorerhosts",
+    "allowstreamlocalforwarding",
+}
+_UPPER = {"loglevel", "syslogfacility", "fingerprinthash"}
+_TIME = {"logingracetime", "clientaliveinterval", "unusedconnectiontimeout"}
+_ALGORITHMS = {
+    "ciphers",
+    "macs",
+    "kexalgorithms",
+    "hostkeyalgorithms",
+    "pubkeyacceptedalgorithms",
+    "hostbasedacceptedalgorithms",
+    "casignaturealgorithms",
+    "gssapikexalgorithms",
+}
+_TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TIME_PART = re.compile(r"(\d+)([smhdwSMHDW]?)")
+
+
+def canonical_keyword(name: str) -> str:
+    k = name.strip().lower()
+    return ALIASES.get(k, k)
+
+
+def _seconds(value: str) -> str:
+    """sshd's time format (`1m30s`, `90`) as a number of seconds, as `sshd -T` prints it."""
+    v = value.strip()
+    if not v or v.lower() == "none":
+        return v.lower()
+    pos, total = 0, 0
+    while pos < len(v):
+        m = _TIME_PART.match(v, pos)
+        if not m:
+            return value
+        total += int(m.group(1)) * _TIME_UNITS[m.group(2).lower()]
+        pos = m.end()
+    return str(total)
+
+
+def _algorithms(keyword: str, value: str) -> str:
+    """`+alg` appends to, `-pattern` removes from, `^alg` prepends to the default list."""
+    default = DEFAULTS.get(keyword, "").split(",") if DEFAULTS.get(keyword) else []
+    if not value or value[0] not in "+-^":
+        return value
+    items = [i for i in value[1:].split(",") if i]
+    if value[0] == "+":
+        out = default + [i for i in items if i not in default]
+    elif value[0] == "^":
+        out = items + [d for d in default if d not in items]
+    else:
+        out = [d for d in default if not any(fnmatch.fnmatchcase(d, p) for p in items)]
+    return ",".join(out)
+
+
+def normalize_value(keyword: str, value: str) -> str:
+    if keyword in _MULTISTATE:
+        v = value.lower()
+        # sshd -T names PERMIT_NO_PASSWD by the first entry of its table
+        return (
+            "without-password" if keyword == "permitrootlogin" and v == "prohibit-password" else v
+        )
+    if keyword in _UPPER:
+        return value.upper()
+    if keyword in _TIME:
+        return _seconds(value)
+    if keyword in _ALGORITHMS:
+        return _algorithms(keyword, value)
+    return value
+
+
+@dataclass
+class _Setting:
+    value: str
+    source: str
+
+
+@dataclass
+class Block:
+    """The settings of one scope: the global section or one Match block."""
+
+    criteria: str | None
+    source: str | None
+    settings: dict[str, _Setting] = field(default_factory=dict)
+
+    def set(self, keyword: str, value: str, source: str) -> None:
+        if keyword in ACCUMULATE:
+            prev = self.settings.get(keyword)
+            if keyword == "subsystem" and prev is not None:
+                # one entry per subsystem name, the first one wins
+                name = value.split()[0] if value.split() else ""
+                if any(v.split()[0] == name for v in prev.value.split("\n") if v.split()):
+                    return
+            if prev is None:
+                self.settings[keyword] = _Setting(value, source)
+            else:
+                prev.value += "\n" + value
+        elif keyword not in self.settings:
+            self.settings[keyword] = _Setting(value, source)
+
+    def get(self, keyword: str) -> _Setting | None:
+        return self.settings.get(keyword)
+
+
+def _split_line(line: str) -> tuple[str, str] | None:
+    """`Keyword value`, `Keyword=value` or `Keyword = value`; trailing ` #comment` dropped."""
+    m = re.match(r"(\S+?)(?:\s*=\s*|\s+)(.*)\Z", line)
+    if not m:
+        return (line, "") if line else None
+    keyword, rest = m.group(1), m.group(2)
+    keyword = keyword.removesuffix("=")
+    try:
+        lexer = shlex.shlex(rest, posix=True, punctuation_chars=False)
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        words = list(lexer)
+    except ValueError:
+        words = rest.split()
+    return keyword, " ".join(words)
+
+
+class _Parser:
+    def __init__(self, ctx: FactContext) -> None:
+        self.ctx = ctx
+        self.globals = Block(None, None)
+        self.matches: list[Block] = []
+        self.files: list[str] = []
+
+    def parse_file(self, path: str, block: Block | None, depth: int) -> None:
+        if depth > _MAX_INCLUDE_DEPTH:
+            raise EvaluationError(f"{path}: Include nested more than {_MAX_INCLUDE_DEPTH} deep")
+        text = self.ctx.read_text(path)
+        if text is None:
+            return
+        self.files.append(path)
+        # A Match block started in an included file ends with that file, as in sshd.
+        current = block
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            split = _split_line(line)
+            if split is None:
+                continue
+            keyword, value = split
+            key = canonical_keyword(keyword)
+            where = at(path, n)
+            if key == "match":
+                criteria = " ".join(value.split())
+                if criteria.lower() == "all":
+                    current = None  # `Match all` applies to every connection, as global lines do
+                    continue
+                current = Block(criteria, where)
+                self.matches.append(current)
+                continue
+            if key == "include":
+                for pattern in value.split():
+                    full = pattern if pattern.startswith("/") else os.path.join("/etc/ssh", pattern)
+                    targets = self.ctx.glob(full) if any(c in full for c in "*?[") else [full]
+                    for target in targets:
+                        self.parse_file(target, current, depth + 1)
+                continue
+            (current or self.globals).set(key, normalize_value(key, value), where)
+
+
+class SshdMatch:
+    def __init__(self, block: Block) -> None:
+        self._block = block
+        self.criteria = block.criteria
+        self.line = block.source
+
+    def describe(self) -> str:
+        return f"Match {self.criteria}"
+
+    def option(self, name: str) -> str | None:
+        s = self._block.get(canonical_keyword(name))
+        return None if s is None else s.value.replace("\n", " ")
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "option" and args:
+            s = self._block.get(canonical_keyword(str(args[0])))
+            if s is not None:
+                return s.source
+        return self._block.source
+
+
+class SshdConfig:
+    """The effective sshd configuration for a connection no Match block selects."""
+
+    def __init__(
+        self, path: str, exists: bool, globals_: Block, matches: list[Block], files: list[str]
+    ) -> None:
+        self.path = path
+        self.exists = exists
+        self._globals = globals_
+        self.matches = [SshdMatch(b) for b in matches]
+        self.files = files
+
+    def describe(self) -> str:
+        return "sshd"
+
+    def is_set(self, name: str) -> bool:
+        return self._globals.get(canonical_keyword(name)) is not None
+
+    def option(self, name: str) -> str | None:
+        if not self.exists:
+            return None
+        key = canonical_keyword(name)
+        s = self._globals.get(key)
+        if s is not None:
+            return s.value.replace("\n", " ")
+        return DEFAULTS.get(key)
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name in ("option", "is_set") and args and self.exists:
+            key = canonical_keyword(str(args[0]))
+            s = self._globals.get(key)
+            if s is not None:
+                return s.source
+            if key in DEFAULTS:
+                return f"{self.path} (not set: {DEFAULTS_VERSION} default)"
+        return self.path
+
+
+def parse_sshd(ctx: FactContext, path: str = CONFIG) -> SshdConfig:
+    p = _Parser(ctx)
+    exists = ctx.stat(path) is not None
+    p.parse_file(path, None, 0)
+    return SshdConfig(path, exists, p.globals, p.matches, p.files)
+
+
+def register(reg: FactRegistry) -> None:
+    reg.register(
+        "sshd", lambda ctx: parse_sshd(ctx), returns=SSHD, doc="the OpenSSH server configuration"
+    )

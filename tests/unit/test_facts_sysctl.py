@@ -1,0 +1,119 @@
+"""sysctl(name): running values from proc/sys, persisted values in systemd-sysctl order."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from facts_helpers import context, materialize, write
+
+from secpolicy.errors import EvaluationError
+from secpolicy.facts.sysctl import normalize_name
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("roots")
+    return {n: materialize(n, base) for n in ("hardened", "weak")}
+
+
+def test_hardened_running_and_persisted_agree(roots: dict[str, Path]) -> None:
+    ctx = context(roots["hardened"])
+    s = ctx.fact("sysctl", ("net.ipv4.ip_forward",))
+    assert (s.name, s.value, s.running, s.persisted) == ("net.ipv4.ip_forward", 0, 0, 0)
+    assert s.persisted_source == "/etc/sysctl.d/60-cis-network.conf:2"
+    assert s.where("value") == "/proc/sys/net/ipv4/ip_forward"
+    assert s.where("persisted") == "/etc/sysctl.d/60-cis-network.conf:2"
+    assert s.exists is True
+
+
+def test_weak_sysctl_conf_is_applied_last(roots: dict[str, Path]) -> None:
+    # 30-router.conf sets 0, /etc/sysctl.conf (read last) sets 1; the kernel still runs 0
+    s = context(roots["weak"]).fact("sysctl", ("kernel.randomize_va_space",))
+    assert (s.running, s.persisted, s.value) == (0, 1, 0)
+    assert s.persisted_source == "/etc/sysctl.conf:12"
+
+
+def test_symlinked_sysctl_conf_is_read_once_and_named_by_its_real_path(tmp_path: Path) -> None:
+    write(tmp_path, "etc/sysctl.conf", "vm.swappiness = 10\n")
+    os.makedirs(tmp_path / "etc/sysctl.d")
+    os.symlink("../sysctl.conf", tmp_path / "etc/sysctl.d/99-sysctl.conf")
+    write(tmp_path, "etc/sysctl.d/98-late.conf", "vm.swappiness = 60\n")
+    s = context(tmp_path).fact("sysctl", ("vm.swappiness",))
+    assert (s.persisted, s.persisted_source) == (10, "/etc/sysctl.conf:1")
+
+
+def test_glob_keys_lose_to_explicit_keys_and_dash_prefix_is_ignored(roots: dict[str, Path]) -> None:
+    ctx = context(roots["weak"])
+    eth0 = ctx.fact("sysctl", ("net.ipv4.conf.eth0.rp_filter",))
+    assert (eth0.running, eth0.persisted, eth0.persisted_source) == (
+        None,
+        0,
+        "/etc/sysctl.d/30-router.conf:5",
+    )
+    assert eth0.value == 0  # no proc/sys entry for eth0 in the root: the persisted value
+
+
+def test_etc_masks_usr_lib_file_of_the_same_name_and_order_is_by_file_name(tmp_path: Path) -> None:
+    write(tmp_path, "usr/lib/sysctl.d/50-pid-max.conf", "kernel.pid_max = 4194304\n")
+    write(tmp_path, "etc/sysctl.d/50-pid-max.conf", "kernel.pid_max = 65536\n")
+    write(tmp_path, "usr/lib/sysctl.d/60-later.conf", "kernel.sysrq = 16\n")
+    write(tmp_path, "etc/sysctl.d/10-early.conf", "kernel.sysrq = 0\n")
+    ctx = context(tmp_path)
+    assert (
+        ctx.fact("sysctl", ("kernel.pid_max",)).persisted_source
+        == "/etc/sysctl.d/50-pid-max.conf:1"
+    )
+    sysrq = ctx.fact("sysctl", ("kernel.sysrq",))
+    assert (sysrq.persisted, sysrq.persisted_source) == (16, "/usr/lib/sysctl.d/60-later.conf:1")
+
+
+def test_dev_null_link_masks_a_vendor_file(tmp_path: Path) -> None:
+    write(tmp_path, "usr/lib/sysctl.d/50-pid-max.conf", "kernel.pid_max = 4194304\n")
+    os.makedirs(tmp_path / "etc/sysctl.d")
+    os.symlink("/dev/null", tmp_path / "etc/sysctl.d/50-pid-max.conf")
+    s = context(tmp_path).fact("sysctl", ("kernel.pid_max",))
+    assert (s.persisted, s.exists) == (None, False)
+
+
+def test_multi_value_parameters_read_as_space_separated_strings(roots: dict[str, Path]) -> None:
+    s = context(roots["hardened"]).fact("sysctl", ("net.ipv4.ip_local_port_range",))
+    assert s.running == "32768 60999"
+
+
+def test_slash_names_and_absent_parameters(roots: dict[str, Path]) -> None:
+    ctx = context(roots["hardened"])
+    s = ctx.fact("sysctl", ("net/ipv4/conf/all/rp_filter",))
+    assert (s.name, s.value) == ("net.ipv4.conf.all.rp_filter", 1)
+    missing = ctx.fact("sysctl", ("net.ipv4.no_such_knob",))
+    assert (missing.value, missing.exists) == (None, False)
+    assert missing.where("persisted") == "no sysctl.d assignment"
+
+
+def test_name_normalisation_keeps_dots_inside_levels() -> None:
+    assert normalize_name("net/ipv4/conf/eth0.100/rp_filter") == "net.ipv4.conf.eth0/100.rp_filter"
+    assert normalize_name("net.ipv4.ip_forward") == "net.ipv4.ip_forward"
+
+
+def test_no_proc_sys_under_root_means_no_running_value(tmp_path: Path) -> None:
+    write(tmp_path, "etc/sysctl.d/60.conf", "net.ipv4.ip_forward=1\n")
+    s = context(tmp_path).fact("sysctl", ("net.ipv4.ip_forward",))
+    assert (s.running, s.value, s.where("value")) == (None, 1, "/etc/sysctl.d/60.conf:1")
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root reads any file: permission errors cannot happen"
+)
+def test_unreadable_sysctl_file_is_an_evaluation_error(tmp_path: Path) -> None:
+    p = write(tmp_path, "etc/sysctl.d/60.conf", "a.b=1\n")
+    p.chmod(0)
+    with pytest.raises(EvaluationError, match="permission denied"):
+        context(tmp_path).fact("sysctl", ("a.b",))
+
+
+def test_live_host_reads_proc_sys() -> None:
+    with open("/proc/sys/kernel/pid_max") as f:
+        expected = int(f.read())
+    s = context("/").fact("sysctl", ("kernel.pid_max",))
+    assert s.running == expected and s.where("running") == "/proc/sys/kernel/pid_max"
