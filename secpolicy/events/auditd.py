@@ -182,58 +182,35 @@ def parse_record(line: str, where: str = "") -> Record | None:
     )
 
 
+_KV_RE = re.compile(r"""([A-Za-z0-9_\-\[\]]+)=("[^"]*"?|'[^']*'?|[^ ]*)""")
+
+
 def parse_fields(text: str) -> dict[str, str]:
     """`key=value` pairs of a record body: values bare, "double-quoted" (kept with their
     quotes so hex and quoted values stay distinguishable) or 'single-quoted' (user-space
-    `msg='...'`, whose pairs are merged in). Words without `=` are ignored (AVC prose)."""
+    `msg='...'`, whose pairs are merged in). Words without `=` are ignored (AVC prose), except
+    after `op=`, where user-space tools write operations with spaces (`op=adding user`)."""
     out: dict[str, str] = {}
-    i, n = 0, len(text)
-    while i < n:
-        while i < n and text[i] in " ,()":
-            i += 1
-        start = i
-        while i < n and text[i] not in "= ":
-            i += 1
-        if i >= n or text[i] != "=":
-            # A bare word (`avc:`, `denied`, `{`, `:`): skip it.
-            while i < n and text[i] != " ":
-                i += 1
-            continue
-        key = text[start:i]
-        i += 1
-        if i < n and text[i] == "'":
-            end = text.find("'", i + 1)
-            end = n if end < 0 else end
-            inner = text[i + 1 : end]
-            i = end + 1
+    matches = list(_KV_RE.finditer(text))
+    for k, m in enumerate(matches):
+        key, value = m.group(1), m.group(2)
+        if value[:1] == "'":
+            inner = value[1:-1] if len(value) > 1 and value[-1] == "'" else value[1:]
             if key == "msg":
-                for k, v in parse_fields(inner).items():
-                    out.setdefault(k, v)
-            else:
+                for ik, iv in parse_fields(inner).items():
+                    out.setdefault(ik, iv)
+            elif key not in out:
                 out[key] = inner
             continue
-        if i < n and text[i] == '"':
-            end = text.find('"', i + 1)
-            end = n - 1 if end < 0 else end
-            value = text[i : end + 1]
-            i = end + 1
-        else:
-            vstart = i
-            while i < n and text[i] != " ":
-                i += 1
+        if value[:1] != '"':
             if key == "op":
-                # `op=adding group acct=...`: user-space tools write operations with spaces.
-                while i < n:
-                    j = i + 1
-                    while j < n and text[j] not in " =":
-                        j += 1
-                    if j < n and text[j] == "=" or j == i + 1:
-                        break
-                    i = j
-            value = text[vstart:i]
+                nxt = matches[k + 1].start() if k + 1 < len(matches) else len(text)
+                gap = text[m.end() : nxt].strip()
+                if gap and "=" not in gap and "'" not in gap:
+                    value = f"{value} {gap}"
             # `(hostname=?, addr=?, terminal=cron res=success)` in old PAM records.
             value = value.rstrip(",") if value.startswith("(") else value.rstrip(",)")
-        if key and key not in out:
+        if key not in out:
             out[key] = value
     return out
 
@@ -280,6 +257,7 @@ class AuditSummary:
     events: Counter[str] = field(default_factory=Counter)
     unmapped: Counter[str] = field(default_factory=Counter)
     not_in_aureport: Counter[str] = field(default_factory=Counter)
+    records_not_in_ausearch: Counter[str] = field(default_factory=Counter)
     garbled: int = 0
     garbled_where: list[str] = field(default_factory=list)
     failed_auth: int = 0
@@ -292,6 +270,7 @@ class AuditSummary:
             "events": dict(sorted(self.events.items())),
             "unmapped_audit_events": dict(sorted(self.unmapped.items())),
             "audit_events_aureport_skips": dict(sorted(self.not_in_aureport.items())),
+            "records_ausearch_skips": dict(sorted(self.records_not_in_ausearch.items())),
             "garbled_lines": self.garbled,
             "authentications": self.auth,
             "failed_authentications": self.failed_auth,
@@ -988,6 +967,9 @@ class AuditdReader:
         for group in group_records(self._records(), self.summary):
             if _aureport_skips(group):
                 self.summary.not_in_aureport[group[0].type] += 1
+                if group[0].type == "AVC":
+                    # ausearch drops these too (it keeps the old NETFILTER_CFG form).
+                    self.summary.records_not_in_ausearch.update(r.type for r in group)
             else:
                 self.summary.audit_events[group[0].type] += 1
             yield group

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import AuditdSource
-from secpolicy.events.model import EVENT_TYPES, TS_RE, ts_seconds
+from secpolicy.events.model import EVENT_TYPES, TS_RE, format_ts, ts_seconds
 
 __all__ = [
     "EventSource",
@@ -112,12 +113,16 @@ def ordered(
     """Re-emit events in timestamp order, assuming none arrives more than `window` seconds
     after a later-stamped one (auditd closes events up to 2-3 s late). Ties keep input order.
     An event later than the window is emitted at once and counted in `stats.late`."""
-    heap: list[tuple[str, int, float, dict[str, Any]]] = []
+    # Events already in order (the common case) queue in `run` in O(1); only stragglers go
+    # through the heap. Releasing takes the smaller head of the two.
+    run: deque[tuple[str, int, dict[str, Any]]] = deque()
+    heap: list[tuple[str, int, dict[str, Any]]] = []
     seq = 0
     newest = ""
-    newest_s = 0.0
+    second = ""  # "YYYY-MM-DDTHH:MM:SS" of `newest`: the limit moves only when this changes
+    limit = ""
     released = ""
-    push, pop = heapq.heappush, heapq.heappop
+    push, pop, popleft = heapq.heappush, heapq.heappop, run.popleft
     for ev in events:
         ts = ev["ts"]
         if ts < released:
@@ -126,17 +131,31 @@ def ordered(
             yield ev
             continue
         seq += 1
-        secs = ts_seconds(ts)
-        push(heap, (ts, seq, secs, ev))
-        if ts > newest:
+        if ts >= newest:
+            run.append((ts, seq, ev))
             newest = ts
-            newest_s = secs
-        limit = newest_s - window
-        while heap and heap[0][2] < limit:
-            released, _, _, out = pop(heap)
+            if ts[:19] != second:
+                second = ts[:19]
+                cut = ts_seconds(ts) - window
+                whole = int(cut // 1)
+                limit = format_ts(whole, int(round((cut - whole) * 1e9)) % 1_000_000_000)
+        else:
+            push(heap, (ts, seq, ev))
+        # Canonical timestamps compare as strings, so the window test needs no parsing.
+        while True:
+            if heap and (not run or heap[0][:2] < run[0][:2]):
+                if heap[0][0] >= limit:
+                    break
+                released, _, out = pop(heap)
+            elif run:
+                if run[0][0] >= limit:
+                    break
+                released, _, out = popleft()
+            else:
+                break
             yield out
-    while heap:
-        released, _, _, out = pop(heap)
+    rest = sorted(list(run) + heap, key=lambda x: x[:2])
+    for released, _, out in rest:
         yield out
 
 
