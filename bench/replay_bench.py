@@ -18,14 +18,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from secpolicy.events.auditd import AuditdSource  # noqa: E402
-from secpolicy.events.engine import EventEngine  # noqa: E402
-from secpolicy.events.model import canonical_json, format_ts  # noqa: E402
-from secpolicy.events.replay import replay  # noqa: E402
-from secpolicy.events.sources import JsonlSource  # noqa: E402
-from secpolicy.facts import builtin_registry  # noqa: E402
-from secpolicy.policy import load_policies  # noqa: E402
-from secpolicy.resources import policies_dir  # noqa: E402
+from secpolicy.events.auditd import AuditdSource
+from secpolicy.events.engine import EventEngine
+from secpolicy.events.model import canonical_json, format_ts
+from secpolicy.events.replay import replay
+from secpolicy.events.sources import JsonlSource
+from secpolicy.facts import builtin_registry
+from secpolicy.policy import load_policies
+from secpolicy.resources import policies_dir
 
 EXES = ["/usr/bin/ls", "/usr/bin/cat", "/usr/bin/bash", "/usr/bin/python3.11", "/usr/sbin/sshd",
         "/usr/bin/sudo", "/usr/bin/grep", "/usr/bin/curl", "/usr/lib/systemd/systemd", "/usr/bin/tee"]

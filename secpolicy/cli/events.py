@@ -11,7 +11,7 @@ import click
 
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_NONCOMPLIANT, InputError
 
-__all__ = ["replay_cmd", "COMMANDS", "format_summary"]
+__all__ = ["COMMANDS", "format_summary", "replay_cmd"]
 
 
 def _table(title: str, counts: dict[str, int]) -> list[str]:
@@ -92,7 +92,7 @@ def replay_cmd(
     close = False
     if output:
         try:
-            out = open(output, "w", encoding="utf-8")
+            out = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
         except OSError as exc:
             raise InputError(f"cannot write alerts: {exc.strerror}", output) from None
         close = True

@@ -14,24 +14,25 @@ import heapq
 import os.path
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from secpolicy.errors import InputError
 from secpolicy.events.model import format_ts
 
 __all__ = [
-    "Record",
+    "RECORD_TYPES",
     "AuditSummary",
     "AuditdReader",
     "AuditdSource",
-    "parse_record",
-    "parse_fields",
+    "Record",
+    "build_event",
     "decode_value",
     "group_records",
-    "build_event",
-    "RECORD_TYPES",
+    "parse_fields",
+    "parse_record",
 ]
 
 # Record type numbers (linux/audit.h and libaudit): needed to close events the way ausearch does.
@@ -499,7 +500,7 @@ def _join_path(cwd: str | None, name: str | None) -> str | None:
 class _Ctx:
     """The records of one audit event, parsed on demand."""
 
-    __slots__ = ("recs", "fields", "interp")
+    __slots__ = ("fields", "interp", "recs")
 
     def __init__(self, recs: list[Record]) -> None:
         self.recs = recs
@@ -569,8 +570,8 @@ def _exec_args(ctx: _Ctx) -> list[str] | None:
                     split.setdefault(int(idx), {})[int(rest[:-1])] = decode_value(v) or ""
             elif name.isdigit():
                 parts[int(name)] = decode_value(v) or ""
-    for idx, chunks in split.items():
-        parts[idx] = "".join(chunks[j] for j in sorted(chunks))
+    for arg, chunks in split.items():
+        parts[arg] = "".join(chunks[j] for j in sorted(chunks))
     argc = _int(rec[0].get("argc"))
     n = argc if argc is not None else (max(parts) + 1 if parts else 0)
     return [parts.get(j, "") for j in range(n)]
@@ -929,11 +930,9 @@ def _aureport_skips(group: list[Record]) -> bool:
     (as "malformed") the old NETFILTER_CFG form without pid= and AppArmor AVC records, which
     are not in SELinux `avc:` form. We still read them; the summary counts them apart."""
     first = group[0]
-    if first.type == "NETFILTER_CFG" and "pid=" not in first.body:
-        return True
-    if first.type == "AVC" and "avc:" not in first.body:
-        return True
-    return False
+    return (first.type == "NETFILTER_CFG" and "pid=" not in first.body) or (
+        first.type == "AVC" and "avc:" not in first.body
+    )
 
 
 class AuditdReader:
@@ -947,7 +946,7 @@ class AuditdReader:
     def _records(self) -> Iterator[Record]:
         for path in self.paths:
             try:
-                fh = open(path, "r", encoding="utf-8", errors="surrogateescape", newline="\n")
+                fh = open(path, encoding="utf-8", errors="surrogateescape", newline="\n")  # noqa: SIM115
             except OSError as exc:
                 raise InputError(f"cannot read audit log: {exc.strerror}", str(path)) from None
             with fh:

@@ -18,16 +18,17 @@ Semantics (docs/events.md):
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
+    "Correlation",
     "CorrelationLimits",
     "CorrelationStats",
     "MemoryBudget",
-    "ThresholdCorrelator",
     "SequenceCorrelator",
-    "Correlation",
+    "ThresholdCorrelator",
     "key_getter",
 ]
 
@@ -153,7 +154,7 @@ class _Keyed:
 
 
 class _ThresholdKey:
-    __slots__ = ("window", "quiet", "last")
+    __slots__ = ("last", "quiet", "window")
 
     def __init__(self) -> None:
         self.window: deque[tuple[float, dict[str, Any]]] = deque()
@@ -235,7 +236,7 @@ class ThresholdCorrelator(_Keyed):
 
 
 class _SequenceKey:
-    __slots__ = ("runs", "last")
+    __slots__ = ("last", "runs")
 
     def __init__(self, n: int) -> None:
         # runs[i]: the partial match that completed steps 0..i, as (start, events).

@@ -8,7 +8,8 @@ eBPF monitor.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from secpolicy.events.correlation import (
     Correlation,
@@ -20,7 +21,7 @@ from secpolicy.events.correlation import (
 from secpolicy.events.matcher import Matcher, step_keys
 from secpolicy.events.model import ts_seconds
 
-__all__ = ["EventEngine", "CorrelationLimits", "render_message"]
+__all__ = ["CorrelationLimits", "EventEngine", "render_message"]
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
@@ -74,8 +75,18 @@ class _RuleRuntime:
     """One rule's compiled pieces and counters."""
 
     __slots__ = (
-        "rule", "id", "kind", "render", "threshold", "sequence", "alerts", "errors",
-        "severity", "title", "tags", "references",
+        "alerts",
+        "errors",
+        "id",
+        "kind",
+        "references",
+        "render",
+        "rule",
+        "sequence",
+        "severity",
+        "tags",
+        "threshold",
+        "title",
     )
 
     def __init__(self, rule: Any, limits: CorrelationLimits, budget: MemoryBudget) -> None:
@@ -174,7 +185,7 @@ class EventEngine:
                 pending_steps = []
             try:
                 hit = fn(event)
-            except Exception:  # a condition must never take the engine down; count it
+            except Exception:  # noqa: BLE001 - a condition must never take the engine down; count it
                 rt.errors += 1
                 continue
             if not hit:

@@ -11,22 +11,23 @@ evaluated with its compiled condition, so an index never changes what fires.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from secpolicy.dsl import ast as A
 from secpolicy.events.model import EVENT_TYPES
 
 __all__ = [
+    "ANY_KEYS",
     "IndexKeys",
     "KernelFilter",
     "Matcher",
-    "ANY_KEYS",
-    "keys_of",
-    "rule_keys",
-    "kernel_filter",
     "describe_rule",
+    "kernel_filter",
+    "keys_of",
     "rule_conditions",
+    "rule_keys",
 ]
 
 T = TypeVar("T")
@@ -107,13 +108,7 @@ def _compare_keys(node: A.Compare) -> tuple[str, frozenset[Any] | tuple[str, ...
     if values is None:
         return None
     op = node.op
-    if op == "==" and isinstance(node.right, A.Literal):
-        pass
-    elif op == "in" and isinstance(node.right, A.ListLit):
-        pass
-    elif dim == "path_prefixes" and op == "startswith":
-        pass
-    elif dim == "path_prefixes" and op == "glob" and isinstance(node.right, A.Literal):
+    if op == "==" and isinstance(node.right, A.Literal) or op == "in" and isinstance(node.right, A.ListLit) or dim == "path_prefixes" and op == "startswith" or dim == "path_prefixes" and op == "glob" and isinstance(node.right, A.Literal):
         pass
     else:
         return None
@@ -198,7 +193,7 @@ def keys_of(node: A.Node | None) -> IndexKeys:
         if found is None:
             return ANY_KEYS
         dim, values = found
-        return IndexKeys(**{dim: values})
+        return IndexKeys(**{dim: values})  # type: ignore[arg-type]  # dim names the field
     return ANY_KEYS
 
 
@@ -261,7 +256,7 @@ def kernel_filter(rules: Iterable[Any]) -> KernelFilter:
 class _Bucket(Generic[T]):
     """Entries of one event type, each filed under its most selective discriminator."""
 
-    __slots__ = ("always", "by_exe", "by_comm", "by_uid", "by_prefix", "prefix_lens", "plain")
+    __slots__ = ("always", "by_comm", "by_exe", "by_prefix", "by_uid", "plain", "prefix_lens")
 
     def __init__(self) -> None:
         self.always: list[tuple[int, T]] = []
@@ -392,7 +387,12 @@ def _residual_nodes(node: A.Node, keys: IndexKeys) -> list[A.Node]:
                 continue
             if dim == chosen and dim != "path_prefixes":
                 continue
-            if dim == chosen == "path_prefixes" and item.op == "startswith" and values == keys.path_prefixes:
+            if (
+                dim == chosen == "path_prefixes"
+                and isinstance(item, A.Compare)
+                and item.op == "startswith"
+                and values == keys.path_prefixes
+            ):
                 continue
         residual.append(item)
     return residual

@@ -7,21 +7,22 @@ import calendar
 import json
 import re
 import time
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from secpolicy.errors import InputError
 
 __all__ = [
     "EVENT_TYPES",
     "TS_RE",
+    "canonical_json",
+    "event_errors",
     "format_ts",
+    "get_field",
     "parse_ts",
     "ts_seconds",
-    "canonical_json",
-    "get_field",
     "validate_event",
-    "event_errors",
 ]
 
 EVENT_TYPES: tuple[str, ...] = (

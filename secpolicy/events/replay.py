@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Sequence
+from typing import IO, Any
 
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import AuditdSource, AuditSummary
@@ -15,7 +16,7 @@ from secpolicy.events.engine import EventEngine
 from secpolicy.events.model import canonical_json
 from secpolicy.events.sources import JsonlSource, OrderStats, detect_format, merge_sources
 
-__all__ = ["ReplayResult", "open_sources", "replay", "write_jsonl_event", "write_alert", "INPUT_FORMATS"]
+__all__ = ["INPUT_FORMATS", "ReplayResult", "open_sources", "replay", "write_alert", "write_jsonl_event"]
 
 INPUT_FORMATS = ("auto", "jsonl", "auditd")
 

@@ -6,23 +6,24 @@ from __future__ import annotations
 import heapq
 import json
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import AuditdSource
 from secpolicy.events.model import EVENT_TYPES, TS_RE, format_ts, ts_seconds
 
 __all__ = [
+    "AuditdSource",
     "EventSource",
+    "Garbled",
     "JsonlSource",
     "MemorySource",
-    "AuditdSource",
-    "Garbled",
-    "ordered",
-    "merge_sources",
     "detect_format",
+    "merge_sources",
+    "ordered",
 ]
 
 _TYPES = frozenset(EVENT_TYPES)
@@ -60,7 +61,7 @@ class JsonlSource:
 
     def events(self) -> Iterator[dict[str, Any]]:
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the with below; OSError translated here
         except OSError as exc:
             raise InputError(f"cannot read events: {exc.strerror}", str(self.path)) from None
         loads = json.loads
@@ -137,8 +138,8 @@ def ordered(
             if ts[:19] != second:
                 second = ts[:19]
                 cut = ts_seconds(ts) - window
-                whole = int(cut // 1)
-                limit = format_ts(whole, int(round((cut - whole) * 1e9)) % 1_000_000_000)
+                whole = int(cut)
+                limit = format_ts(whole, round((cut - whole) * 1e9) % 1_000_000_000)
         else:
             push(heap, (ts, seq, ev))
         # Canonical timestamps compare as strings, so the window test needs no parsing.
@@ -179,7 +180,7 @@ def detect_format(path: Path | str) -> str:
                     continue
                 if line.startswith(b"{"):
                     return "jsonl"
-                if line.startswith(b"type=") or line.startswith(b"node="):
+                if line.startswith((b"type=", b"node=")):
                     return "auditd"
                 break
     except OSError as exc:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from secpolicy.errors import InputError
 from secpolicy.events.engine import EventEngine
 from secpolicy.events.model import event_errors, format_ts, parse_ts
-from secpolicy.errors import InputError
 
-__all__ = ["TestOutcome", "run_rule_tests", "prepare_test_events"]
+__all__ = ["TestOutcome", "prepare_test_events", "run_rule_tests"]
 
 # Events of a test that give no `ts` are one second apart from this instant, in order.
 _BASE_SECONDS = 1_704_067_200  # 2024-01-01T00:00:00Z

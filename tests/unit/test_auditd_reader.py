@@ -7,12 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-
 from events_helpers import SHARED_AUDITD
+
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import (
     AuditdReader,
-    build_event,
     decode_value,
     group_records,
     parse_fields,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from events_helpers import ev, ts
+
 from secpolicy.events.correlation import (
     CorrelationLimits,
     MemoryBudget,
@@ -69,7 +70,7 @@ def test_memory_cap_evicts_least_recent_keys() -> None:
         c.feed(auth(i, f"10.0.0.{i}"), i)
     assert c.stats.evicted_memory == 3
     assert budget.used <= budget.limit
-    assert list(k[0] for k in c.state) == ["10.0.0.3", "10.0.0.4", "10.0.0.5"]
+    assert [k[0] for k in c.state] == ["10.0.0.3", "10.0.0.4", "10.0.0.5"]
 
 
 def seq_event(t: float, step: str, session: int | None = 7) -> dict:

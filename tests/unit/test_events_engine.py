@@ -8,12 +8,19 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from events_helpers import ev, load_rules, ts
+
 from secpolicy.errors import InputError
 from secpolicy.events.engine import EventEngine
 from secpolicy.events.replay import write_jsonl_event
-from secpolicy.events.sources import JsonlSource, MemorySource, OrderStats, detect_format, merge_sources, ordered
+from secpolicy.events.sources import (
+    JsonlSource,
+    MemorySource,
+    OrderStats,
+    detect_format,
+    merge_sources,
+    ordered,
+)
 from secpolicy.events.testing import run_rule_tests
 from secpolicy.resources import load_schema
 

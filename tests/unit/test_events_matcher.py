@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from events_helpers import ev, load_rules
+
 from secpolicy.events.matcher import (
     ANY_KEYS,
     IndexKeys,
