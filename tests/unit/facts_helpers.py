@@ -37,3 +37,40 @@ def write(root: Path, rel: str, text: str) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text)
     return p
+
+
+def as_nobody(fn: Any) -> tuple[str, Any]:
+    """Run `fn()` in a child process with uid/gid 65534, returning ("ok", value) or
+    ("error", "<ExceptionType>: message"): permission errors need a user who lacks them."""
+    import os
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            out: tuple[str, Any] = ("ok", fn())
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+            out = ("error", f"{type(e).__name__}: {e}")
+        with os.fdopen(w, "wb") as f:
+            pickle.dump(out, f)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+
+
+def public_tmpdir() -> Path:
+    """A directory every user may traverse (pytest's tmp_path is 0700, owned by root)."""
+    import os
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="secpolicy-facts-"))
+    os.chmod(d, 0o755)
+    return d

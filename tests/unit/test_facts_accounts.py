@@ -1,0 +1,134 @@
+"""users, user(name), groups, group(name): passwd + shadow + group, with evidence lines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from facts_helpers import as_nobody, context, materialize, public_tmpdir
+
+from secpolicy.facts.accounts import hash_algorithm, password_status
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("roots")
+    return {n: materialize(n, base) for n in ("hardened", "weak")}
+
+
+def test_weak_accounts_exact(roots: dict[str, Path]) -> None:
+    users = context(roots["weak"]).fact("users", ())
+    interactive = {
+        u.name: (u.uid, u.password_status, u.hash_algorithm, u.groups, u.max_days)
+        for u in users
+        if u.shell in ("/bin/bash", "/bin/sh")
+    }
+    assert interactive == {
+        "root": (0, "set", "sha512", ("root",), 99999),
+        "alice": (1000, "set", "yescrypt", ("alice", "adm", "sudo", "sshusers"), 99999),
+        "bob": (1001, "set", "yescrypt", ("bob", "sshusers"), 99999),
+        "toor": (0, "set", "md5", ("root",), 99999),
+        "carol": (1002, "set", "md5", ("carol", "sudo", "sshusers"), 99999),
+        "guest": (1003, "empty", None, ("guest", "sudo"), 99999),
+        "dave": (1004, "set", "des", ("dave",), None),  # hash in passwd itself: no shadow
+        "eve": (1005, "none", None, ("users",), None),  # `x` but no shadow entry
+    }
+    assert [u.name for u in users if u.uid == 0] == ["root", "toor"]
+
+
+def test_evidence_names_the_file_and_line(roots: dict[str, Path]) -> None:
+    ctx = context(roots["weak"])
+    guest = ctx.fact("user", ("guest",))
+    assert guest.where("password_status") == "/etc/shadow:27"
+    assert guest.where("shell") == "/etc/passwd:27"
+    assert guest.where("groups") == "/etc/group"
+    dave = ctx.fact("user", ("dave",))
+    assert dave.where("password_status") == "/etc/passwd:28"
+    assert ctx.fact("user", ("eve",)).where("max_days") == "/etc/shadow (no entry for eve)"
+
+
+def test_hardened_aging_fields(roots: dict[str, Path]) -> None:
+    alice = context(roots["hardened"]).fact("user", ("alice",))
+    assert (
+        alice.last_change,
+        alice.min_days,
+        alice.max_days,
+        alice.warn_days,
+        alice.inactive,
+        alice.expire,
+    ) == (
+        19810,
+        1,
+        365,
+        7,
+        30,
+        None,
+    )
+    assert (alice.gid, alice.primary_group, alice.home, alice.gecos) == (
+        1000,
+        "alice",
+        "/home/alice",
+        "Alice Admin,,,",
+    )
+
+
+def test_groups_and_duplicate_gids(roots: dict[str, Path]) -> None:
+    ctx = context(roots["weak"])
+    sudo = ctx.fact("group", ("sudo",))
+    assert (sudo.gid, sudo.members) == (27, ("alice", "carol", "guest"))
+    assert sudo.where("members") == "/etc/group:19"
+    gids = [g.gid for g in ctx.fact("groups", ())]
+    assert sorted({g for g in gids if gids.count(g) > 1}) == [1014]
+    assert ctx.fact("group", ("nosuch",)) is None and ctx.fact("user", ("nosuch",)) is None
+
+
+def test_absent_files_mean_no_accounts(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    assert ctx.fact("users", ()) == [] and ctx.fact("groups", ()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to uid 65534 for a real EACCES")
+def test_unreadable_shadow_errors_only_when_shadow_fields_are_asked() -> None:
+    base = public_tmpdir()
+    try:
+        root = materialize("hardened", base)  # shadow is 0640 root:shadow
+
+        def probe() -> tuple:
+            ctx = context(root)
+            alice = ctx.fact("user", ("alice",))
+            first = (alice.uid, alice.shell)
+            try:
+                alice.max_days
+            except Exception as e:  # noqa: BLE001
+                return first, type(e).__name__, str(e)
+            return first, None, None
+
+        status, value = as_nobody(probe)
+        assert status == "ok"
+        assert value == (
+            (1000, "/bin/bash"),
+            "EvaluationError",
+            "user 'alice': /etc/shadow: permission denied",
+        )
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize(
+    ("hashed", "status", "algorithm"),
+    [
+        ("", "empty", None),
+        ("!", "locked", None),
+        ("*", "locked", None),
+        ("!$6$salt$abc", "locked", "sha512"),
+        ("$y$j9T$salt$hash", "set", "yescrypt"),
+        ("$2b$12$abcdefghijklmnopqrstuv", "set", "bcrypt"),
+        ("$5$x$y", "set", "sha256"),
+        ("abN3fkQ2k8xWg", "set", "des"),
+        (None, "none", None),
+    ],
+)
+def test_password_classification(hashed: str | None, status: str, algorithm: str | None) -> None:
+    assert (password_status(hashed), hash_algorithm(hashed)) == (status, algorithm)
