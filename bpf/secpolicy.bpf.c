@@ -246,10 +246,12 @@ static __always_inline int sp_path_unclear(struct sp_event *e, u32 off, u32 len)
     return 0;
 }
 
-static __always_inline int sp_prefix_match(struct sp_event *e, u32 off, u32 mask)
+/* Bit p set when the string at `off` starts with prefix slot p (only slots in `mask`). */
+static __always_inline u32 sp_prefix_bits(struct sp_event *e, u32 off, u32 mask)
 {
     sp_barrier_var(off);
     off &= SP_STR_MAX - 1;
+    u32 bits = 0;
     for (u32 p = 0; p < SP_MAX_PREFIXES; p++) {
         if (!(mask & (1u << p)))
             continue;
@@ -272,19 +274,72 @@ static __always_inline int sp_prefix_match(struct sp_event *e, u32 off, u32 mask
             }
         }
         if (ok)
-            return 1;
+            bits |= 1u << p;
     }
-    return 0;
+    return bits;
 }
 
-/* Path filter for the string starting at `off` (len bytes with its NUL). */
-static __always_inline int sp_path_ok(struct sp_event *e, struct sp_type_cfg *cfg, u32 off, u32 len)
+/* The clauses of the record's type (one per rule) that can still hold given its path(s), as a
+ * bit mask kept in a[5] >> 32 until sys_exit; 0 = no rule can match. npaths strings start at
+ * offsets 0 and off2. */
+static __always_inline u32 sp_clauses(struct sp_event *e, struct sp_type_cfg *cfg, int npaths,
+                                      u32 len1, u32 off2, u32 len2)
 {
-    if (!cfg || !(cfg->flags & SP_FILTER_PREFIX))
+    if (!cfg || !(cfg->flags & SP_FILTER_CLAUSES))
+        return 0xff;
+    int unclear = npaths == 0;
+    u32 matched = 0;
+    if (!unclear && cfg->prefix_mask) {
+        if (sp_path_unclear(e, 0, len1))
+            unclear = 1;
+        else
+            matched = sp_prefix_bits(e, 0, cfg->prefix_mask);
+        if (npaths == 2 && !unclear) {
+            if (sp_path_unclear(e, off2, len2))
+                unclear = 1;
+            else
+                matched |= sp_prefix_bits(e, off2, cfg->prefix_mask);
+        }
+    }
+    u32 mask = 0;
+    for (u32 i = 0; i < SP_MAX_CLAUSES; i++) {
+        if (i >= cfg->nclauses)
+            break;
+        if ((cfg->c[i].flags & SP_C_PREFIX) && !unclear && !(matched & cfg->c[i].prefix_mask))
+            continue;
+        mask |= 1u << i;
+    }
+    return mask;
+}
+
+/* At sys_exit: does one of the clauses left at sys_enter accept this result? */
+static __always_inline int sp_outcome_ok(struct sp_event *e, long ret)
+{
+    u32 type = e->type;
+    struct sp_type_cfg *cfg = type_cfg.lookup(&type);
+    if (!cfg || !(cfg->flags & SP_FILTER_CLAUSES))
         return 1;
-    if (sp_path_unclear(e, off, len))
+    u32 mask = e->a[5] >> 32;
+    /* connect(2) in progress on a non-blocking socket is a success */
+    int failed = ret < 0 && !(type == SP_EV_CONNECT && ret == -115);
+    for (u32 i = 0; i < SP_MAX_CLAUSES; i++) {
+        if (i >= cfg->nclauses)
+            break;
+        if (!(mask & (1u << i)))
+            continue;
+        u32 f = cfg->c[i].flags;
+        if ((f & SP_C_SUCCESS) && failed)
+            continue;
+        if ((f & SP_C_FAILURE) && !failed)
+            continue;
+        if (f & SP_C_ERRNO) {
+            long err = -ret;
+            if (err <= 0 || err >= 64 || !(cfg->c[i].errno_mask & (1ULL << err)))
+                continue;
+        }
         return 1;
-    return sp_prefix_match(e, off, cfg->prefix_mask);
+    }
+    return 0;
 }
 
 static __always_inline struct sp_type_cfg *sp_cfg(u32 type)
@@ -292,11 +347,26 @@ static __always_inline struct sp_type_cfg *sp_cfg(u32 type)
     return type_cfg.lookup(&type);
 }
 
-static __always_inline void sp_stash(struct sp_event *e)
+static __always_inline void sp_stash_raw(struct sp_event *e)
 {
     u32 tid = e->tid;
     if (pending.update(&tid, e) != 0)
         sp_count_lost(e->type);
+}
+
+/* Stash a record whose clause mask is known (0: no rule can match it, drop). */
+static __always_inline void sp_stash_mask(struct sp_event *e, u32 mask)
+{
+    if (!mask)
+        return;
+    e->a[5] = (e->a[5] & 0xffffffffULL) | ((u64)mask << 32);
+    sp_stash_raw(e);
+}
+
+/* Stash a record without paths. */
+static __always_inline void sp_stash(struct sp_event *e)
+{
+    sp_stash_mask(e, sp_clauses(e, sp_cfg(e->type), 0, 0, 0, 0));
 }
 
 /* Start a syscall record: fill the header and run the uid/comm filters. */
@@ -333,8 +403,13 @@ static __always_inline int sp_finish(long ret)
     struct sp_event *e = pending.lookup(&tid);
     if (!e)
         return 0;
+    if (!sp_outcome_ok(e, ret)) {
+        pending.delete(&tid);
+        return 0;
+    }
     e->ret = ret;
     e->flags |= SP_F_RET;
+    e->ts = bpf_ktime_get_boot_ns();  /* when the result is known: records stay in time order */
     sp_emit(e);
     pending.delete(&tid);
     return 0;
@@ -351,8 +426,13 @@ static __always_inline int sp_finish_path(long ret)
         pending.delete(&tid);
         return 0;
     }
+    if (!sp_outcome_ok(e, ret)) {
+        pending.delete(&tid);
+        return 0;
+    }
     e->ret = ret;
     e->flags |= SP_F_RET;
+    e->ts = bpf_ktime_get_boot_ns();  /* when the result is known: records stay in time order */
     sp_emit(e);
     pending.delete(&tid);
     return 0;
@@ -370,11 +450,12 @@ static __always_inline int sp_path_event(u32 type, u32 probe, long dfd, const ch
     e->a[2] = a2;
     e->a[3] = a3;
     e->a[4] = (u64)path;
-    if (!sp_put_str(e, path, 1))
+    if (!sp_put_str(e, path, 1)) {
         e->flags |= SP_F_DEFER;
-    else if (!sp_path_ok(e, sp_cfg(type), 0, e->str_len))
+        sp_stash(e); /* every clause stays open; user space judges the path */
         return 0;
-    sp_stash(e);
+    }
+    sp_stash_mask(e, sp_clauses(e, sp_cfg(type), 1, e->str_len, 0, 0));
     return 0;
 }
 
@@ -603,13 +684,13 @@ static __always_inline int sp_rename(u32 probe, long olddfd, const char *oldp, l
     int ok = sp_put_str(e, oldp, 1);
     u32 first = e->str_len;
     ok &= sp_put_str(e, newp, 1);
-    struct sp_type_cfg *cfg = sp_cfg(SP_EV_RENAME);
     /* Either end of the rename may be the watched one. */
-    if (!ok)
+    if (!ok) {
         e->flags |= SP_F_DEFER;
-    else if (!sp_path_ok(e, cfg, 0, first) && !sp_path_ok(e, cfg, first, e->str_len - first))
+        sp_stash(e);
         return 0;
-    sp_stash(e);
+    }
+    sp_stash_mask(e, sp_clauses(e, sp_cfg(SP_EV_RENAME), 2, first, first, e->str_len - first));
     return 0;
 }
 
@@ -816,7 +897,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     } else {
         sp_put_str(e, (char *)args->uservaddr + 2, 1);
     }
-    e->a[5] = SP_P_CONNECT | ((u64)args->fd << 32);
+    e->a[4] = args->fd;
     sp_stash(e);
     return 0;
 }
@@ -828,7 +909,9 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     if (!e)
         return 0;
     /* The local end is bound by now (also for a non-blocking connect in progress). */
-    sp_sock_details(e, (long)(e->a[5] >> 32), 0);
+    long fd = (long)e->a[4];
+    e->a[4] = 0;
+    sp_sock_details(e, fd, 0);
     return sp_finish(args->ret);
 }
 #endif

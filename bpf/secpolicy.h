@@ -81,8 +81,15 @@
 /* Per-type filter flags (struct sp_type_cfg.flags). */
 #define SP_FILTER_UID 1
 #define SP_FILTER_COMM 2
-#define SP_FILTER_PREFIX 4
+#define SP_FILTER_CLAUSES 4
 #define SP_FILTER_DROP 8
+
+/* Clause flags: a record passes when one clause of its type holds (one clause per rule). */
+#define SP_C_PREFIX 1
+#define SP_C_FAILURE 2
+#define SP_C_SUCCESS 4
+#define SP_C_ERRNO 8
+#define SP_MAX_CLAUSES 8
 
 /* Sizes. SP_STR_MAX is a power of two: offsets into the string area are masked with it. */
 #define SP_STR_MAX 2048
@@ -118,9 +125,18 @@ struct sp_event {
     char str[SP_STR_MAX + SP_PIECE_MAX];
 };
 
+struct sp_clause {
+    u32 flags;
+    u32 prefix_mask;
+    u64 errno_mask;
+};
+
 struct sp_type_cfg {
     u32 flags;
     u32 prefix_mask;
+    u32 nclauses;
+    u32 pad;
+    struct sp_clause c[SP_MAX_CLAUSES];
 };
 
 struct sp_uid_key {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 __all__ = [
+    "Clause",
     "LIVE_TYPES",
     "MAX_PREFIXES",
     "PREFIX_MAX_LEN",
@@ -41,19 +42,46 @@ LIVE_TYPES: tuple[str, ...] = (
 PATH_TYPES = frozenset({"open", "write", "unlink", "rename", "chmod", "chown"})
 
 MAX_PREFIXES = 32  # SP_MAX_PREFIXES in bpf/secpolicy.h
+MAX_CLAUSES = 8  # SP_MAX_CLAUSES
 PREFIX_MAX_LEN = 128  # SP_PREFIX_WORDS * 8
 COMM_MAX_LEN = 15  # the kernel keeps 15 bytes of a task's name
 
 
 @dataclass(frozen=True)
+class Clause:
+    """What one rule needs of an event of one type, beyond uid and comm: a path prefix
+    (file.path or, for rename, file.target) and the syscall's outcome."""
+
+    path_prefixes: tuple[str, ...] | None = None
+    result: str | None = None  # "success" | "failure" | None (either)
+    errnos: frozenset[int] | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.path_prefixes is not None:
+            parts.append("path starts with " + " or ".join(self.path_prefixes))
+        if self.errnos is not None:
+            parts.append("fails with errno " + "/".join(str(e) for e in sorted(self.errnos)))
+        elif self.result is not None:
+            parts.append(f"{self.result}")
+        return " and ".join(parts) if parts else "anything"
+
+    @property
+    def unconstrained(self) -> bool:
+        return self.path_prefixes is None and self.result is None and self.errnos is None
+
+
+@dataclass(frozen=True)
 class TypeFilter:
     """What an event of one type must have for some rule to possibly match; None = anything.
-    `exe` is applied in user space only (the kernel has no cheap full path of the executable)."""
+    An event passes when its uid and comm are in the unions and one clause holds. `exe` is
+    applied in user space only (the kernel has no cheap full path of the executable)."""
 
     uids: frozenset[int] | None = None
     comm: frozenset[str] | None = None
     path_prefixes: tuple[str, ...] | None = None
     exe: frozenset[str] | None = None
+    clauses: tuple[Clause, ...] | None = None
 
     def describe(self) -> str:
         parts = []
@@ -61,7 +89,9 @@ class TypeFilter:
             parts.append("user.uid in {" + ", ".join(str(u) for u in sorted(self.uids)) + "}")
         if self.comm is not None:
             parts.append("proc.comm in {" + ", ".join(sorted(self.comm)) + "}")
-        if self.path_prefixes is not None:
+        if self.clauses is not None:
+            parts.append("(" + ") or (".join(c.describe() for c in self.clauses) + ")")
+        elif self.path_prefixes is not None:
             parts.append("file.path starts with one of " + ", ".join(self.path_prefixes))
         kernel = " and ".join(parts) if parts else "no kernel filter (every event of this type)"
         if self.exe is not None:
@@ -101,6 +131,7 @@ class KernelPlan:
                 "comm": None if f.comm is None else sorted(f.comm),
                 "path_prefixes": None if f.path_prefixes is None else list(f.path_prefixes),
                 "exe": None if f.exe is None else sorted(f.exe),
+                "clauses": None if f.clauses is None else [c.describe() for c in f.clauses],
             }
         return out
 
@@ -163,6 +194,10 @@ def plan_from_keys(keys: Iterable[Any], available: Iterable[str] | None = None) 
         wanted = LIVE_TYPES if types is None else [t for t in types if t in LIVE_TYPES]
         for t in wanted:
             per_type.setdefault(t, _Acc()).add(k, t in PATH_TYPES)
+    return _finish(per_type, available)
+
+
+def _finish(per_type: dict[str, _Acc], available: Iterable[str] | None) -> KernelPlan:
     types = set(per_type) | {"exec"}
     notes: list[str] = []
     if available is not None:
@@ -185,8 +220,122 @@ def plan_from_keys(keys: Iterable[Any], available: Iterable[str] | None = None) 
     return KernelPlan(frozenset(types), filters, tuple(notes))
 
 
-def plan_for_rules(rules: Iterable[Any], available: Iterable[str] | None = None) -> KernelPlan:
-    """The plan for compiled event rules (uses the matcher's index keys)."""
-    from secpolicy.events.matcher import rule_keys
+# ---- planning from the rules' ASTs: one clause per rule (or sequence step) and event type ----
 
-    return plan_from_keys([rule_keys(r) for r in rules], available)
+
+def _restrict(node: Any, etype: str, keys_of: Any) -> Any:
+    """`node` with the `or` branches that cannot match an event of `etype` removed; None when
+    nothing of it can."""
+    from secpolicy.dsl import ast as A
+
+    if isinstance(node, A.Or):
+        kept = [r for r in (_restrict(i, etype, keys_of) for i in node.items) if r is not None]
+        if not kept:
+            return None
+        return kept[0] if len(kept) == 1 else A.Or(tuple(kept))
+    if isinstance(node, A.And):
+        items = []
+        for i in node.items:
+            r = _restrict(i, etype, keys_of)
+            if r is None:
+                return None
+            items.append(r)
+        return A.And(tuple(items))
+    types = keys_of(node).types
+    if types is not None and etype not in types:
+        return None
+    return node
+
+
+def _outcome(node: Any) -> tuple[str | None, frozenset[int] | None]:
+    """The outcome a condition requires, read from its top-level conjuncts."""
+    from secpolicy.dsl import ast as A
+
+    conjuncts = node.items if isinstance(node, A.And) else (node,)
+    result: str | None = None
+    errnos: frozenset[int] | None = None
+    for c in conjuncts:
+        neg = False
+        if isinstance(c, A.Not):
+            neg, c = True, c.item
+        if not isinstance(c, A.Compare) or not isinstance(c.left, A.Field):
+            continue
+        path = tuple(c.left.path)
+        if path == ("outcome", "result") and c.op == "==" and isinstance(c.right, A.Literal):
+            if c.right.value in ("success", "failure"):
+                value = c.right.value
+                if neg:
+                    value = "success" if value == "failure" else "failure"
+                result = value
+        elif path == ("outcome", "errno") and not neg and c.op in ("==", "in"):
+            vals = [c.right] if isinstance(c.right, A.Literal) else list(getattr(c.right, "items", []))
+            if vals and all(isinstance(v, A.Literal) and type(v.value) is int for v in vals):
+                nums = frozenset(v.value for v in vals)
+                errnos = nums if errnos is None else errnos & nums
+    if errnos is not None:
+        result = "failure"
+    return result, errnos
+
+
+def _conditions(rule: Any) -> list[Any]:
+    """The AST of each condition of a rule: `when`, or `when and step` per sequence step."""
+    from secpolicy.dsl import ast as A
+
+    when = getattr(rule, "when", None)
+    seq = getattr(rule, "sequence", None)
+    if seq is None:
+        return [when.node] if when is not None else []
+    out = []
+    for step in seq.steps:
+        out.append(step.node if when is None else A.And((when.node, step.node)))
+    return out
+
+
+def plan_for_rules(rules: Iterable[Any], available: Iterable[str] | None = None) -> KernelPlan:
+    """The plan for compiled event rules: per event type, the union of uids and comms and one
+    clause (path prefixes, outcome) per rule condition that can match the type."""
+    from secpolicy.events.matcher import keys_of
+
+    per_type: dict[str, _Acc] = {}
+    clauses: dict[str, list[Clause] | None] = {}
+    for rule in rules:
+        for node in _conditions(rule):
+            for t in LIVE_TYPES:
+                r = _restrict(node, t, keys_of)
+                if r is None:
+                    continue
+                k = keys_of(r)
+                if k.types is not None and t not in k.types:
+                    continue
+                per_type.setdefault(t, _Acc()).add(k, t in PATH_TYPES)
+                prefixes = k.path_prefixes if t in PATH_TYPES else None
+                if prefixes is not None and not all(p.startswith("/") for p in prefixes):
+                    prefixes = None
+                if prefixes is not None:
+                    prefixes = _minimal_prefixes({p[:PREFIX_MAX_LEN] for p in prefixes})
+                result, errnos = _outcome(r)
+                clause = Clause(prefixes, result, errnos)
+                current = clauses.setdefault(t, [])
+                if current is None:
+                    continue
+                if clause.unconstrained:
+                    clauses[t] = None  # one rule takes every event of this type
+                elif clause not in current:
+                    current.append(clause)
+    plan = _finish(per_type, available)
+    filters = dict(plan.filters)
+    notes = list(plan.notes)
+    for t, f in filters.items():
+        cl = clauses.get(t)
+        if cl is not None and len(cl) > MAX_CLAUSES:
+            notes.append(f"{t}: more than {MAX_CLAUSES} rule clauses; path and outcome filtered in user space")
+            cl = None
+        filters[t] = TypeFilter(f.uids, f.comm, f.path_prefixes, f.exe, tuple(cl) if cl is not None else None)
+    total = len({p for f in filters.values() for c in (f.clauses or ()) for p in (c.path_prefixes or ())})
+    if total > MAX_PREFIXES:
+        notes.append(f"more than {MAX_PREFIXES} distinct path prefixes; paths filtered in user space")
+        filters = {t: TypeFilter(f.uids, f.comm, f.path_prefixes, f.exe,
+                                 tuple(Clause(None, c.result, c.errnos) for c in f.clauses)
+                                 if f.clauses is not None else None)
+                   for t, f in filters.items()}
+    return KernelPlan(plan.types, filters, tuple(notes))

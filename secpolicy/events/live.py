@@ -4,6 +4,7 @@ drained into contract-shaped event dicts, and every record that could not be del
 from __future__ import annotations
 
 import ctypes
+import heapq
 import mmap
 import os
 import pwd
@@ -254,14 +255,23 @@ def _clean(path: str) -> str:
     return path
 
 
-def _path_may_match(f: dict[str, Any] | None, prefixes: tuple[str, ...]) -> bool:
-    if not f:
+def _clauses_may_hold(ev: dict[str, Any], clauses: tuple[Any, ...]) -> bool:
+    """The kernel's clause test again, on the resolved paths (relative and re-read paths reach
+    user space untested); an unresolved path may match anything."""
+    f = ev.get("file") or {}
+    paths = [v for v in (f.get("path"), f.get("target")) if v is not None]
+    failed = ev.get("outcome", {}).get("result") == "failure"
+    errno = ev.get("outcome", {}).get("errno")
+    for c in clauses:
+        if c.path_prefixes is not None and paths and all(p.startswith("/") for p in paths):
+            if not any(p.startswith(c.path_prefixes) for p in paths):
+                continue
+        if c.result == "failure" and not failed or c.result == "success" and failed:
+            continue
+        if c.errnos is not None and errno not in c.errnos:
+            continue
         return True
-    for key in ("path", "target"):
-        v = f.get(key)
-        if v is not None and (not v.startswith("/") or v.startswith(prefixes)):
-            return True
-    return "path" not in f and "target" not in f
+    return False
 
 
 def _readlink(path: str) -> str | None:
@@ -501,6 +511,7 @@ class LiveSource:
         ringbuf_pages: int = 4096,
         queue_max: int = 1 << 18,
         poll_interval: float = 0.02,
+        reorder: float = 0.25,
         host: str | None = None,
         libpam: str | None = None,
     ) -> None:
@@ -510,6 +521,7 @@ class LiveSource:
         self.ringbuf_pages = ringbuf_pages
         self.queue_max = queue_max
         self.poll_interval = poll_interval
+        self.reorder = reorder
         self.host = host or socket.gethostname()
         self.libpam = libpam
         self.bpf: Any = None
@@ -533,8 +545,7 @@ class LiveSource:
         self._clock = _Clock()
         self._types = set(plan.types)
         self._exe_filter = {t: f.exe for t, f in plan.filters.items() if f.exe is not None}
-        self._path_filter = {t: f.path_prefixes for t, f in plan.filters.items()
-                             if f.path_prefixes is not None}
+        self._clauses = {t: f.clauses for t, f in plan.filters.items() if f.clauses is not None}
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -605,39 +616,54 @@ class LiveSource:
     def _load_filters(self) -> None:
         b = self.bpf
         cfg, uids, comms, prefixes = b["type_cfg"], b["uid_filter"], b["comm_filter"], b["prefixes"]
-        slot = 0
+        slots: dict[str, int] = {}
+
+        def slot_of(prefix: str) -> int:
+            if prefix not in slots:
+                raw = prefix.encode()[: _C["SP_PREFIX_WORDS"] * 8]
+                leaf = prefixes.Leaf()
+                leaf.len = len(raw)
+                padded = raw.ljust(_C["SP_PREFIX_WORDS"] * 8, b"\0")
+                for i in range(_C["SP_PREFIX_WORDS"]):
+                    leaf.w[i] = int.from_bytes(padded[8 * i : 8 * i + 8], "little")
+                slots[prefix] = len(slots)
+                prefixes[ctypes.c_int(slots[prefix])] = leaf
+            return slots[prefix]
+
         for etype, flt in self.plan.filters.items():
             if etype not in self._types or etype == "exec":
                 continue
             tid = _ID_OF_TYPE[etype]
-            flags = 0
-            mask = 0
+            leaf = cfg.Leaf()
             if flt.uids is not None:
-                flags |= _C["SP_FILTER_UID"]
+                leaf.flags |= _C["SP_FILTER_UID"]
                 for u in flt.uids:
                     uids[uids.Key(tid, u & 0xFFFFFFFF)] = ctypes.c_uint8(1)
             if flt.comm is not None:
-                flags |= _C["SP_FILTER_COMM"]
+                leaf.flags |= _C["SP_FILTER_COMM"]
                 for c in flt.comm:
                     k = comms.Key()
                     k.type = tid
                     k.comm = c.encode()[:15]
                     comms[k] = ctypes.c_uint8(1)
-            if flt.path_prefixes is not None:
-                flags |= _C["SP_FILTER_PREFIX"]
-                for p in flt.path_prefixes:
-                    raw = p.encode()[: _C["SP_PREFIX_WORDS"] * 8]
-                    leaf = prefixes.Leaf()
-                    leaf.len = len(raw)
-                    padded = raw.ljust(_C["SP_PREFIX_WORDS"] * 8, b"\0")
-                    for i in range(_C["SP_PREFIX_WORDS"]):
-                        leaf.w[i] = int.from_bytes(padded[8 * i : 8 * i + 8], "little")
-                    prefixes[ctypes.c_int(slot)] = leaf
-                    mask |= 1 << slot
-                    slot += 1
-            leaf = cfg.Leaf()
-            leaf.flags = flags
-            leaf.prefix_mask = mask
+            if flt.clauses is not None:
+                leaf.flags |= _C["SP_FILTER_CLAUSES"]
+                leaf.nclauses = len(flt.clauses)
+                for i, clause in enumerate(flt.clauses):
+                    c = leaf.c[i]
+                    if clause.path_prefixes is not None:
+                        c.flags |= _C["SP_C_PREFIX"]
+                        for p in clause.path_prefixes:
+                            c.prefix_mask |= 1 << slot_of(p)
+                        leaf.prefix_mask |= c.prefix_mask
+                    if clause.errnos is not None and all(0 < e < 64 for e in clause.errnos):
+                        c.flags |= _C["SP_C_ERRNO"]
+                        for e in clause.errnos:
+                            c.errno_mask |= 1 << e
+                    if clause.result == "failure":
+                        c.flags |= _C["SP_C_FAILURE"]
+                    elif clause.result == "success":
+                        c.flags |= _C["SP_C_SUCCESS"]
             cfg[ctypes.c_int(tid)] = leaf
         b["armed"][ctypes.c_int(0)] = ctypes.c_uint32(1)
 
@@ -691,22 +717,42 @@ class LiveSource:
                                             len(recs), "queue", by_type))
 
     def events(self) -> Iterator[dict[str, Any]]:
+        """Events in timestamp order (records of different CPUs arrive a little out of order;
+        they are held `reorder` seconds), so a recording replays in the very same order."""
         if self.bpf is None:
             self.start()
         self._reader_done = getattr(self, "_reader_done", False)
         decode = self._decode
+        heap: list[tuple[str, int, dict[str, Any]]] = []
+        seq = 0
+        push, pop = heapq.heappush, heapq.heappop
+        lag_ns = int(self.reorder * 1e9)
+        clock = self._clock
         while True:
             with self._cond:
                 while not self._queue and not self._reader_done:
+                    if heap:
+                        self._cond.wait(min(self.reorder, 0.1))
+                        break
                     self._cond.wait(0.5)
-                if not self._queue and self._reader_done:
-                    break
-                chunk, recs = self._queue.popleft()
-                self._queued -= len(recs)
-            for off, ln in recs:
-                ev = decode(chunk, off, ln)
-                if ev is not None:
-                    yield ev
+                batch = self._queue.popleft() if self._queue else None
+                if batch is not None:
+                    self._queued -= len(batch[1])
+                finished = batch is None and self._reader_done and not self._queue
+            if batch is not None:
+                chunk, recs = batch
+                for off, ln in recs:
+                    ev = decode(chunk, off, ln)
+                    if ev is not None:
+                        seq += 1
+                        push(heap, (ev["ts"], seq, ev))
+            if finished:
+                break
+            limit = clock.ts(time.clock_gettime_ns(time.CLOCK_BOOTTIME) - lag_ns)
+            while heap and heap[0][0] <= limit:
+                yield pop(heap)[2]
+        while heap:
+            yield pop(heap)[2]
         if self._reader_error is not None:
             raise RuntimeFailure(f"reading the ring buffer failed: {self._reader_error}")
 
@@ -876,8 +922,8 @@ class LiveSource:
         build = _BUILDERS.get(name)
         if build is not None:
             build(self, ev, pid, p, strs, flags, ret, (a0, a1, a2, a3, a4, a5))
-        prefixes = self._path_filter.get(name)
-        if prefixes is not None and not _path_may_match(ev.get("file"), prefixes):
+        clauses = self._clauses.get(name)
+        if clauses is not None and not _clauses_may_hold(ev, clauses):
             # Relative or re-read paths reach user space unfiltered; now they are absolute.
             self._internal["filtered"] = self._internal.get("filtered", 0) + 1
             return None
