@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from secpolicy import __version__
-from secpolicy.cli import auditlog, core
+from secpolicy.cli import auditlog, core, events
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, SecpolicyError
 
 __all__ = ["cli", "main"]
@@ -67,7 +67,7 @@ def cli() -> None:
 
 def _register() -> None:
     """Every command, explicitly, in one place."""
-    for module in (core, auditlog):
+    for module in (core, events, auditlog):
         for command in module.COMMANDS:
             cli.add_command(command)
 
