@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import heapq
 import json
+
+import orjson
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -64,7 +66,7 @@ class JsonlSource:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed by the with below; OSError translated here
         except OSError as exc:
             raise InputError(f"cannot read events: {exc.strerror}", str(self.path)) from None
-        loads = json.loads
+        loads = orjson.loads  # 3-4x faster than json.loads: decoding dominates replay
         ts_ok = TS_RE.match
         types = _TYPES
         name = str(self.path)
