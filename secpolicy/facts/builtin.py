@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from secpolicy.facts import accounts, files, kv, packages, services, sshd, sysctl
+from secpolicy.facts import accounts, audit_rules, files, kv, packages, pam, services, sshd, sysctl
 from secpolicy.facts.base import FactRegistry
 
 __all__ = ["builtin_registry"]
@@ -17,4 +17,6 @@ def builtin_registry() -> FactRegistry:
     packages.register(reg)
     services.register(reg)
     kv.register(reg)
+    pam.register(reg)
+    audit_rules.register(reg)
     return reg

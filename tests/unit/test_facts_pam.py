@@ -1,0 +1,111 @@
+"""pam(service): stacks with @include/include/substack expanded, args and evidence lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from facts_helpers import context, materialize, write
+
+from secpolicy.errors import EvaluationError
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("roots")
+    return {n: materialize(n, base) for n in ("hardened", "weak")}
+
+
+def test_includes_expand_in_place(roots: dict[str, Path]) -> None:
+    p = context(roots["hardened"]).fact("pam", ("sshd",))
+    assert p.exists
+    assert [(e.type, e.module) for e in p.entries_of("auth")] == [
+        ("auth", "pam_faillock.so"),
+        ("auth", "pam_unix.so"),
+        ("auth", "pam_faillock.so"),
+        ("auth", "pam_deny.so"),
+        ("auth", "pam_faillock.so"),
+        ("auth", "pam_permit.so"),
+    ]
+    first = p.entries[0]
+    assert (first.control, first.args, first.file, first.where("args")) == (
+        "requisite",
+        ("preauth",),
+        "/etc/pam.d/common-auth",
+        "/etc/pam.d/common-auth:5",
+    )
+
+
+def test_args_controls_and_continuations(roots: dict[str, Path]) -> None:
+    p = context(roots["hardened"]).fact("pam", ("passwd",))
+    hist = p.entry("password", "pam_pwhistory")
+    assert hist.args == ("remember=24", "enforce_for_root", "use_authtok")  # continued line
+    assert (hist.arg("remember"), hist.arg("enforce_for_root"), hist.arg("nope")) == (
+        "24",
+        "true",
+        None,
+    )
+    assert p.where("entry", "password", "pam_pwhistory.so") == "/etc/pam.d/common-password:5"
+    unix = p.module("pam_unix.so")
+    assert unix.control == "[success=1 default=ignore]" and "yescrypt" in unix.args
+    assert p.has_module("pam_pwquality") and not p.has_module("pam_cracklib")
+
+
+def test_inline_comments_and_dash_types(roots: dict[str, Path]) -> None:
+    p = context(roots["hardened"]).fact("pam", ("sshd",))
+    mail = p.module("pam_mail")
+    assert mail.args == ("standard", "noenv")  # `# [1]` is a comment
+    systemd = p.module("pam_systemd")
+    assert (systemd.type, systemd.optional_module) == ("session", True)
+
+
+def test_weak_stack(roots: dict[str, Path]) -> None:
+    ctx = context(roots["weak"])
+    su = ctx.fact("pam", ("su",))
+    assert not su.has_module("pam_wheel")
+    pw = ctx.fact("pam", ("common-password",))
+    unix = pw.entry("password", "pam_unix")
+    assert (unix.arg("md5"), unix.arg("nullok"), unix.arg("minlen")) == ("true", "true", "4")
+    assert not pw.has_module("pam_pwquality")
+    assert ctx.fact("pam", ("login",)).entry("auth", "pam_unix").arg("nullok") == "true"
+
+
+def test_redhat_style_include_and_substack_keep_only_their_type(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "etc/pam.d/system-auth",
+        "auth required pam_env.so\naccount required pam_unix.so\nauth sufficient pam_unix.so try_first_pass\n",
+    )
+    write(
+        tmp_path,
+        "etc/pam.d/login",
+        "auth substack system-auth\naccount include system-auth\nsession required pam_limits.so\n",
+    )
+    p = context(tmp_path).fact("pam", ("login",))
+    assert [(e.type, e.module, e.file) for e in p.entries] == [
+        ("auth", "pam_env.so", "/etc/pam.d/system-auth"),
+        ("auth", "pam_unix.so", "/etc/pam.d/system-auth"),
+        ("account", "pam_unix.so", "/etc/pam.d/system-auth"),
+        ("session", "pam_limits.so", "/etc/pam.d/login"),
+    ]
+
+
+def test_bracketed_argument_and_absent_service(tmp_path: Path) -> None:
+    write(tmp_path, "etc/pam.d/x", "auth required pam_exec.so [cmd=/bin/echo a b] quiet\n")
+    e = context(tmp_path).fact("pam", ("x",)).entries[0]
+    assert e.args == ("cmd=/bin/echo a b", "quiet") and e.arg("cmd") == "/bin/echo a b"
+    missing = context(tmp_path).fact("pam", ("nosuch",))
+    assert (missing.exists, missing.entries, missing.where("has_module", "pam_unix")) == (
+        False,
+        (),
+        "/etc/pam.d/nosuch (absent)",
+    )
+
+
+def test_include_loops_and_bad_names_are_errors(tmp_path: Path) -> None:
+    write(tmp_path, "etc/pam.d/a", "@include b\n")
+    write(tmp_path, "etc/pam.d/b", "@include a\n")
+    with pytest.raises(EvaluationError, match="include loop"):
+        context(tmp_path).fact("pam", ("a",))
+    with pytest.raises(EvaluationError, match="file name"):
+        context(tmp_path).fact("pam", ("../shadow",))
