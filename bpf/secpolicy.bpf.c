@@ -12,7 +12,7 @@
 #define SP_RINGBUF_PAGES 4096
 #endif
 #ifndef SP_PENDING_MAX
-#define SP_PENDING_MAX 4096
+#define SP_PENDING_MAX 2048
 #endif
 /* Linux-PAM's struct pam_handle: service_name, user, rhost, ruser, tty (stable since 2006). */
 #ifndef SP_PAM_OFF_SERVICE
@@ -78,9 +78,9 @@ static __always_inline void sp_emit(struct sp_event *e)
     u32 zero = 0;
     u64 *t = lost_total.lookup(&zero);
     e->lost_seq = t ? (u32)*t : 0;
-    u32 size = SP_HDR_SIZE + (e->str_len & (SP_STR_MAX + SP_PIECE_MAX - 1));
-    if (size > sizeof(*e))
-        size = sizeof(*e);
+    u32 len = e->str_len;
+    sp_barrier_var(len);
+    u32 size = SP_HDR_SIZE + (len & (SP_STR_BUF - 1));
     /* No wakeup: user space drains on a short timer, which keeps the cost per event tiny. */
     if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) < 0)
         sp_count_lost(e->type);
@@ -238,7 +238,7 @@ static __always_inline int sp_path_unclear(struct sp_event *e, u32 off, u32 len)
             break;
         u32 j = (off + i) & (SP_STR_MAX - 1);
         if (e->str[j] == '/') {
-            char c = e->str[(j + 1) & (SP_STR_MAX + SP_PIECE_MAX - 1)];
+            char c = e->str[(j + 1) & (SP_STR_BUF - 1)];
             if (c == '/' || c == '.')
                 return 1;
         }
@@ -478,6 +478,7 @@ static __always_inline int sp_exec_enter(u32 probe, long dfd, const char *filena
     e->a[0] = dfd;
     e->a[1] = flags;
     sp_put_str(e, filename, 1);
+    e->a[3] = e->str_len; /* where argv starts: the kernel's copy of the path replaces ours */
     u32 argc = 0;
 #pragma unroll
     for (int i = 0; i < SP_MAX_ARGS; i++) {
@@ -538,16 +539,42 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         sp_emit(e);
         return 0;
     }
-    /* Credentials, comm and pid after the exec (a setuid binary has its new euid here). */
+    /* The record: the header with credentials, comm and pid after the exec (a setuid binary
+     * has its new euid here), the path as the kernel copied it, then argv from sys_enter. */
+    struct sp_event *out = sp_scratch();
+    if (!out) {
+        pending.delete(&old);
+        return 0;
+    }
+    bpf_probe_read_kernel(out, SP_HDR_SIZE, e);
     u64 pt = bpf_get_current_pid_tgid();
-    e->pid = pt >> 32;
-    e->tid = (u32)pt;
-    e->ts = bpf_ktime_get_boot_ns();
-    bpf_get_current_comm(&e->comm, sizeof(e->comm));
-    sp_fill_creds(e);
-    e->ret = 0;
-    e->flags |= SP_F_RET;
-    sp_emit(e);
+    out->pid = pt >> 32;
+    out->tid = (u32)pt;
+    out->ts = bpf_ktime_get_boot_ns();
+    bpf_get_current_comm(&out->comm, sizeof(out->comm));
+    sp_fill_creds(out);
+    out->str_len = 0;
+    out->nstr = 0;
+    sp_put_str(out, (char *)args + (args->data_loc_filename & 0xFFFF), 0);
+    u32 start = e->a[3];
+    u32 end = e->str_len;
+    u32 off = out->str_len;
+    if (end > start && off < SP_PIECE_MAX && start < SP_STR_BUF) {
+        u32 len = end - start;
+        sp_barrier_var(len);
+        len &= SP_STR_MAX - 1;
+        sp_barrier_var(off);
+        off &= SP_PIECE_MAX - 1;
+        sp_barrier_var(start);
+        start &= SP_STR_MAX - 1;
+        if (len && bpf_probe_read_kernel(&out->str[off], len, &e->str[start]) == 0) {
+            out->str_len = off + len;
+            out->nstr = e->nstr;
+        }
+    }
+    out->ret = 0;
+    out->flags |= SP_F_RET;
+    sp_emit(out);
     pending.delete(&old);
     return 0;
 }

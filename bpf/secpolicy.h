@@ -94,6 +94,9 @@
 /* Sizes. SP_STR_MAX is a power of two: offsets into the string area are masked with it. */
 #define SP_STR_MAX 2048
 #define SP_PIECE_MAX 512
+/* Size of the string area: a power of two above SP_STR_MAX + SP_PIECE_MAX, so that one mask
+ * bounds any length for the verifier without ever changing it. */
+#define SP_STR_BUF 4096
 #define SP_MAX_ARGS 32
 #define SP_MAX_PREFIXES 32
 #define SP_PREFIX_WORDS 16
@@ -122,7 +125,7 @@ struct sp_event {
     u8 flags;
     char comm[16];
     u32 lost_seq;
-    char str[SP_STR_MAX + SP_PIECE_MAX];
+    char str[SP_STR_BUF];
 };
 
 struct sp_clause {

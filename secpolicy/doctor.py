@@ -140,8 +140,8 @@ def _bpf_load_result() -> tuple[bool, str]:
     cap = _capture_fd2()
     try:
         with cap:
-            b = BPF(text="int sp_probe(void *ctx) { return 0; }")
-            b.load_func("sp_probe", BPF.TRACEPOINT)
+            b = BPF(text=b"int sp_probe(void *ctx) { return 0; }")
+            b.load_func(b"sp_probe", BPF.TRACEPOINT)
             b.cleanup()
     except Exception as exc:
         return False, _last_lines(cap.text() or str(exc))

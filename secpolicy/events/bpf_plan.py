@@ -206,6 +206,10 @@ def _finish(per_type: dict[str, _Acc], available: Iterable[str] | None) -> Kerne
             notes.append(f"{t}: needed by a rule but not available on this kernel")
         types &= avail | {"exec"}
     filters = {t: acc.result() for t, acc in per_type.items() if t in types}
+    # From bare index keys, the path prefixes make the one clause of a type.
+    filters = {t: f if f.path_prefixes is None else
+               TypeFilter(f.uids, f.comm, f.path_prefixes, f.exe, (Clause(f.path_prefixes),))
+               for t, f in filters.items()}
     total = sum(len(f.path_prefixes or ()) for f in filters.values())
     if total > MAX_PREFIXES:
         # Too many to test in the kernel: drop the prefix filter of the types with most.

@@ -545,6 +545,7 @@ class LiveSource:
         self._clock = _Clock()
         self._types = set(plan.types)
         self._exe_filter = {t: f.exe for t, f in plan.filters.items() if f.exe is not None}
+        self._realpaths: dict[str, str] = {}
         self._clauses = {t: f.clauses for t, f in plan.filters.items() if f.clauses is not None}
 
     # -- setup ------------------------------------------------------------------------------
@@ -588,7 +589,7 @@ class LiveSource:
         try:
             # bcc prints compiler and verifier diagnostics on fd 2: keep them for the message.
             with capture:
-                self.bpf = BPF(text=src, cflags=self.cflags(offsets))
+                self.bpf = BPF(text=src.encode(), cflags=self.cflags(offsets))
         except Exception as exc:  # bcc raises bare Exception for compile and load failures
             detail = capture.text() or str(exc)
             raise RuntimeFailure(f"loading the eBPF programs failed: {_last_lines(detail)}") from None
@@ -602,20 +603,20 @@ class LiveSource:
                 raise RuntimeFailure("a rule needs auth events but libpam.so.0 was not found")
             for sym, fn in (("pam_authenticate", "sp_pam_auth_enter"), ("pam_acct_mgmt", "sp_pam_acct_enter")):
                 try:
-                    self.bpf.attach_uprobe(name=lib, sym=sym, fn_name=fn)
-                    self.bpf.attach_uretprobe(name=lib, sym=sym, fn_name="sp_pam_return")
+                    self.bpf.attach_uprobe(name=lib.encode(), sym=sym.encode(), fn_name=fn.encode())
+                    self.bpf.attach_uretprobe(name=lib.encode(), sym=sym.encode(), fn_name=b"sp_pam_return")
                 except Exception as exc:
                     raise RuntimeFailure(f"attaching the uprobe on {lib}:{sym} failed: {exc}") from None
                 self.attached.append(f"uprobe:{lib}:{sym}")
         self._load_filters()
-        table = self.bpf["events"]
+        table = self.bpf[b"events"]
         self._ring = _Ring(table.map_fd, self.ringbuf_pages * _PAGE)
         self._reader = threading.Thread(target=self._read_loop, name="secpolicy-ring", daemon=True)
         self._reader.start()
 
     def _load_filters(self) -> None:
         b = self.bpf
-        cfg, uids, comms, prefixes = b["type_cfg"], b["uid_filter"], b["comm_filter"], b["prefixes"]
+        cfg, uids, comms, prefixes = b[b"type_cfg"], b[b"uid_filter"], b[b"comm_filter"], b[b"prefixes"]
         slots: dict[str, int] = {}
 
         def slot_of(prefix: str) -> int:
@@ -665,7 +666,7 @@ class LiveSource:
                     elif clause.result == "success":
                         c.flags |= _C["SP_C_SUCCESS"]
             cfg[ctypes.c_int(tid)] = leaf
-        b["armed"][ctypes.c_int(0)] = ctypes.c_uint32(1)
+        b[b"armed"][ctypes.c_int(0)] = ctypes.c_uint32(1)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -788,7 +789,7 @@ class LiveSource:
         if self.bpf is None:
             return getattr(self, "_final_counts", ({}, {}))
         for name, out in (("sent", sent), ("lost", lost)):
-            table = self.bpf[name]
+            table = self.bpf[name.encode()]
             for tid, etype in _TYPE_OF_ID.items():
                 v = sum(table[ctypes.c_int(tid)])
                 if v:
@@ -865,16 +866,19 @@ class LiveSource:
             p = cache.procs.get(pid)
             cwd = p.cwd if p is not None else None
             if p is None:
-                parent = cache.procs.get(ppid)
-                cwd = _readlink(f"/proc/{pid}/cwd") or (parent.cwd if parent else None)
+                cwd = _readlink(f"/proc/{pid}/cwd")
+                if cwd is None and ppid:
+                    # Gone already: a fresh child runs in its parent's directory.
+                    parent = cache.procs.get(ppid) or cache.get(ppid)
+                    cwd = cache.cwd(ppid, parent)
             filename = strs[0] if strs else ""
             if not filename.startswith("/"):
                 dfd = _signed(a0)
                 base = cwd if dfd == _AT_FDCWD else _readlink(f"/proc/{pid}/fd/{dfd}")
                 if base:
                     filename = os.path.join(base, filename) if filename else base
-            exe = _clean(filename)
-            args = strs[1:] if len(strs) > 1 else [exe]
+            exe = self._realpath(_clean(filename))
+            args = strs[1:] if len(strs) > 1 else [filename]
             p = _Proc(exe, args, cwd, comm, ppid)
             cache.procs[pid] = p
         else:
@@ -929,6 +933,16 @@ class LiveSource:
             return None
         self._delivered[name] = self._delivered.get(name, 0) + 1
         return ev
+
+    def _realpath(self, path: str) -> str:
+        """The executable as auditd and /proc/PID/exe name it: symlinks resolved (cached)."""
+        real = self._realpaths.get(path)
+        if real is None:
+            real = os.path.realpath(path) if path.startswith("/") else path
+            if len(self._realpaths) > 65536:
+                self._realpaths.clear()
+            self._realpaths[path] = real
+        return real
 
     @staticmethod
     def _outcome(name: str, ret: int) -> dict[str, Any]:

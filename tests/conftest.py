@@ -1,0 +1,36 @@
+"""Shared test setup: the `live` marker. Live tests load real eBPF programs; where this machine
+cannot, they skip with the precise reason, or fail with it under SECPOLICY_REQUIRE_BPF=1 (CI)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "live: loads real eBPF programs (needs root, bcc and tracefs; fails instead of skipping "
+        "under SECPOLICY_REQUIRE_BPF=1)",
+    )
+
+
+@lru_cache(maxsize=1)
+def _live_blocker() -> str | None:
+    from secpolicy.doctor import live_blocker
+
+    return live_blocker()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("live") is None:
+        return
+    reason = _live_blocker()
+    if reason is None:
+        return
+    if os.environ.get("SECPOLICY_REQUIRE_BPF") == "1":
+        pytest.fail(f"live eBPF test cannot run (SECPOLICY_REQUIRE_BPF=1): {reason}", pytrace=False)
+    pytest.skip(f"live eBPF unavailable here: {reason}")
