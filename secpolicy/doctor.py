@@ -173,7 +173,9 @@ def run_checks(load_test: bool = True) -> list[Check]:
     """All checks in order; `load_test` compiles and loads a trivial program (about 1 s)."""
     checks = [check_kernel(), check_btf(), check_tracefs(), check_headers(), check_bcc(),
               check_privileges(), check_lockdown(), check_kprobes()]
-    if load_test:
+    if not load_test:
+        checks.append(Check("bpf load", None, "not attempted (--no-load-test)"))
+    else:
         prereq = {c.name: c.ok for c in checks}
         if prereq.get("bcc") and prereq.get("privileges") and prereq.get("kernel headers") is not False:
             checks.append(check_bpf_load())

@@ -38,6 +38,9 @@ _DISCARD = 1 << 30
 _AT_FDCWD = -100
 _HDR = struct.Struct("<QQq6QIIIIIIIIIIHBB16sI")
 _NO_ID = 0xFFFFFFFF
+_SEQ = struct.Struct("<I")
+_SEQ_OFF = _HDR.size - 4  # lost_seq closes the header
+_TS = struct.Struct("<Q")
 
 
 def header_constants() -> dict[str, int]:
@@ -538,7 +541,7 @@ class LiveSource:
         self._queue_dropped: dict[str, int] = {}
         self._windows: list[LossWindow] = []
         self._lost_seq = 0
-        self._last_ts = ""
+        self._last_ts_ns = 0
         self._kernel_lost_seen: dict[str, int] = {}
         self._cache = _ProcessCache()
         self._names = _Names()
@@ -691,6 +694,17 @@ class LiveSource:
                 self._cond.notify_all()
 
     def _enqueue(self, chunk: bytes, recs: list[tuple[int, int]]) -> None:
+        # Every record carries the kernel's running count of lost records: a change between
+        # two records means records were lost between their timestamps.
+        seq_of = _SEQ.unpack_from
+        ts_of = _TS.unpack_from
+        last_seq = self._lost_seq
+        for off, _ln in recs:
+            seq = seq_of(chunk, off + _SEQ_OFF)[0]
+            if seq != last_seq:
+                self._kernel_loss(seq, ts_of(chunk, off)[0])
+                last_seq = seq
+        self._last_ts_ns = ts_of(chunk, recs[-1][0])[0]
         with self._cond:
             room = self.queue_max - self._queued
             if room < len(recs):
@@ -801,6 +815,15 @@ class LiveSource:
 
     def stats(self) -> LiveStats:
         sent, klost = self._read_counts()
+        windowed = sum(w.count for w in self._windows if w.where == "kernel")
+        rest = sum(klost.values()) - windowed
+        if rest > 0 and self._reader_done_flag():
+            # Lost after the last delivered record: the window runs to now.
+            start = self._clock.ts(self._last_ts_ns) if self._last_ts_ns else self._clock.now()
+            by_type = {k: v - self._kernel_lost_seen.get(k, 0) for k, v in klost.items()
+                       if v - self._kernel_lost_seen.get(k, 0) > 0}
+            self._kernel_lost_seen = dict(klost)
+            self._windows.append(LossWindow(start, self._clock.now(), rest, "kernel", by_type))
         return LiveStats(
             delivered=dict(self._delivered),
             kernel_sent=sent,
@@ -810,12 +833,16 @@ class LiveSource:
             windows=tuple(self._windows),
         )
 
+    def _reader_done_flag(self) -> bool:
+        return bool(getattr(self, "_reader_done", False))
+
     def loss_windows(self) -> tuple[LossWindow, ...]:
         return tuple(self._windows)
 
-    def _kernel_loss(self, seq: int, ts: str) -> None:
+    def _kernel_loss(self, seq: int, ts_ns: int) -> None:
         count = (seq - self._lost_seq) & 0xFFFFFFFF
         self._lost_seq = seq
+        ts = self._clock.ts(ts_ns)
         by_type: dict[str, int] = {}
         try:
             _sent, lost = self._read_counts()
@@ -826,7 +853,8 @@ class LiveSource:
             self._kernel_lost_seen = lost
         except Exception:
             pass
-        self._windows.append(LossWindow(self._last_ts or ts, ts, count, "kernel", by_type))
+        start = self._clock.ts(self._last_ts_ns) if self._last_ts_ns else ts
+        self._windows.append(LossWindow(start, ts, count, "kernel", by_type))
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -834,9 +862,6 @@ class LiveSource:
         (ts_ns, cgid, ret, a0, a1, a2, a3, a4, a5, etype, pid, tid, ppid, uid, gid, euid, egid,
          auid, session, str_len, nstr, flags, comm_b, lost_seq) = _HDR.unpack_from(chunk, off)
         ts = self._clock.ts(ts_ns)
-        if lost_seq != self._lost_seq:
-            self._kernel_loss(lost_seq, ts)
-        self._last_ts = ts
         comm = comm_b.split(b"\0", 1)[0].decode("utf-8", "replace")
         cache = self._cache
         if etype == _EXIT:

@@ -1,0 +1,106 @@
+"""The kernel tier derived from rules (no kernel needed): which probes, which clauses, and the
+doctor/monitor commands' behaviour on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from secpolicy.errors import InputError
+
+POLICY = """\
+metadata: {id: plan-test, title: plan test, version: "1.0.0"}
+rules:
+  - id: shadow-denied
+    title: denied access
+    severity: medium
+    when: type in ["open", "write"] and outcome.result == "failure" and outcome.errno in [1, 13]
+  - id: etc-write
+    title: etc write
+    severity: low
+    when: type == "write" and file.path startswith "/etc/" and not (outcome.result == "failure")
+  - id: audit-conf
+    title: audit config or write
+    severity: low
+    when: type == "config_change" or (type in ["write", "unlink"] and file.path startswith "/etc/audit/")
+  - id: root-ptrace
+    title: root ptrace
+    severity: high
+    when: type == "ptrace" and user.uid == 0
+"""
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> list:
+    from secpolicy.cli.core import load
+
+    p = tmp_path / "p.yaml"
+    p.write_text(POLICY)
+    return list(load([str(p)]).event_rules)
+
+
+def test_only_needed_types_and_one_clause_per_rule(rules: list) -> None:
+    from secpolicy.events.bpf_plan import Clause, plan_for_rules
+
+    plan = plan_for_rules(rules)
+    assert plan.types == {"exec", "open", "write", "unlink", "ptrace"}
+    assert plan.filter_for("open").clauses == (Clause(None, "failure", frozenset({1, 13})),)
+    assert plan.filter_for("write").clauses == (
+        Clause(None, "failure", frozenset({1, 13})),
+        Clause(("/etc/",), "success", None),
+        Clause(("/etc/audit/",), None, None),
+    )
+    # The config_change branch cannot match an unlink, so it does not open the filter.
+    assert plan.filter_for("unlink").clauses == (Clause(("/etc/audit/",), None, None),)
+    assert plan.filter_for("ptrace").uids == frozenset({0})
+    assert plan.describe("open") == "open: (fails with errno 1/13)"
+    assert plan.describe("connect") == "connect: probes not attached (no loaded rule needs them)"
+
+
+def test_unavailable_types_are_noted(rules: list) -> None:
+    from secpolicy.events.bpf_plan import plan_for_rules
+
+    plan = plan_for_rules(rules, available=["exec", "open", "write", "unlink"])
+    assert "ptrace" not in plan.types
+    assert plan.notes == ("ptrace: needed by a rule but not available on this kernel",)
+
+
+def test_a_rule_without_constraints_opens_the_type() -> None:
+    from secpolicy.events.bpf_plan import plan_from_keys
+    from secpolicy.events.matcher import IndexKeys
+
+    plan = plan_from_keys([IndexKeys(types=frozenset({"write"}), path_prefixes=("/etc/",)),
+                           IndexKeys(types=frozenset({"write"}))])
+    assert plan.filter_for("write").clauses is None
+
+
+def test_header_constants_match_the_decoder() -> None:
+    from secpolicy.events.live import _HDR, header_constants
+
+    c = header_constants()
+    assert c["SP_HDR_SIZE"] == _HDR.size
+    assert c["SP_STR_BUF"] & (c["SP_STR_BUF"] - 1) == 0
+    assert c["SP_STR_BUF"] >= c["SP_STR_MAX"] + c["SP_PIECE_MAX"]
+
+
+def test_doctor_json_lists_every_check() -> None:
+    from secpolicy.cli.live import doctor_cmd
+
+    res = CliRunner().invoke(doctor_cmd, ["--json", "--no-load-test"])
+    out = json.loads(res.output)
+    names = [c["name"] for c in out["checks"]]
+    for n in ("kernel", "btf", "tracefs", "kernel headers", "bcc", "privileges", "lockdown",
+              "bpf load", "event exec", "event auth"):
+        assert n in names
+    assert res.exit_code == (0 if out["ready"] else 3)
+    assert all(c["fix"] for c in out["checks"] if c["ok"] is False)
+
+
+def test_monitor_rejects_a_ring_buffer_size_that_is_not_a_power_of_two() -> None:
+    from secpolicy.cli.live import monitor_cmd
+
+    with pytest.raises(InputError, match="power of two"):
+        monitor_cmd.main(["--ringbuf-pages", "3"], standalone_mode=False)
