@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from secpolicy.facts import accounts, audit_rules, files, kv, packages, pam, services, sshd, sysctl
+from secpolicy.facts import (
+    accounts,
+    audit_rules,
+    bpf_inventory,
+    files,
+    kv,
+    packages,
+    pam,
+    services,
+    sshd,
+    sysctl,
+)
 from secpolicy.facts.base import FactRegistry
 
 __all__ = ["builtin_registry"]
@@ -19,4 +30,5 @@ def builtin_registry() -> FactRegistry:
     kv.register(reg)
     pam.register(reg)
     audit_rules.register(reg)
+    bpf_inventory.register(reg)
     return reg

@@ -1,0 +1,180 @@
+"""The BPF inventory against bpftool: with a socket filter and a hash map loaded by this test
+(through bpf(2) directly), bpf_programs/bpf_maps list the same objects as `bpftool -j`."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from secpolicy.errors import NotApplicable
+from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts.bpf_inventory import bpf_syscall
+
+BPFTOOL = shutil.which("bpftool") or (
+    "/usr/sbin/bpftool" if os.path.exists("/usr/sbin/bpftool") else None
+)
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="loading eBPF programs and listing them needs root"
+    ),
+]
+
+BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_MAP_FREEZE = 0, 5, 22
+
+
+class _MapCreate(ctypes.Structure):
+    _fields_ = [
+        ("map_type", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("numa_node", ctypes.c_uint32),
+        ("map_name", ctypes.c_char * 16),
+    ]
+
+
+class _ProgLoad(ctypes.Structure):
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+    ]
+
+
+class _MapFd(ctypes.Structure):
+    _fields_ = [("map_fd", ctypes.c_uint32)]
+
+
+def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    return (
+        bytes([code, (src << 4) | dst])
+        + off.to_bytes(2, "little", signed=True)
+        + imm.to_bytes(4, "little", signed=True)
+    )
+
+
+def _load(map_fd: int) -> int:
+    prog = b"".join(
+        [
+            _insn(0x62, dst=10, off=-4, imm=0),  # *(u32 *)(r10 - 4) = 0
+            _insn(0xBF, dst=2, src=10),  # r2 = r10
+            _insn(0x07, dst=2, imm=-4),  # r2 += -4
+            _insn(0x18, dst=1, src=1, imm=map_fd),  # r1 = map (ld_imm64, BPF_PSEUDO_MAP_FD)
+            _insn(0x00),
+            _insn(0x85, imm=1),  # call bpf_map_lookup_elem
+            _insn(0x85, imm=7),  # call bpf_get_prandom_u32
+            _insn(0xB7, dst=0, imm=0),  # r0 = 0
+            _insn(0x95),  # exit
+        ]
+    )
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    lic = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(65536)
+    attr = _ProgLoad(
+        prog_type=1,  # socket_filter
+        insn_cnt=len(prog) // 8,
+        insns=ctypes.addressof(buf),
+        license=ctypes.addressof(lic),
+        log_level=1,
+        log_size=len(log),
+        log_buf=ctypes.addressof(log),
+        prog_name=b"secpol_probe",
+    )
+    try:
+        return bpf_syscall(BPF_PROG_LOAD, attr)
+    except OSError as e:
+        pytest.fail(
+            f"BPF_PROG_LOAD refused: {e}; verifier log: {log.value.decode(errors='replace')[-400:]}"
+        )
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    hash_fd = bpf_syscall(
+        BPF_MAP_CREATE,
+        _MapCreate(map_type=1, key_size=4, value_size=8, max_entries=16, map_name=b"secpol_hash"),
+    )
+    frozen_fd = bpf_syscall(
+        BPF_MAP_CREATE,
+        _MapCreate(map_type=2, key_size=4, value_size=4, max_entries=1, map_name=b"secpol_frozen"),
+    )
+    bpf_syscall(BPF_MAP_FREEZE, _MapFd(map_fd=frozen_fd))
+    prog_fd = _load(hash_fd)
+    try:
+        yield
+    finally:
+        for fd in (prog_fd, hash_fd, frozen_fd):
+            os.close(fd)
+
+
+def _bpftool(*args: str) -> list[dict]:
+    if BPFTOOL is None:
+        pytest.skip("bpftool is not installed (Debian package bpftool): no cross-check possible")
+    out = subprocess.run(
+        [BPFTOOL, "-j", *args], capture_output=True, text=True, check=True, timeout=30
+    )
+    return json.loads(out.stdout or "[]")
+
+
+def test_programs_equal_bpftool(loaded: None) -> None:
+    mine = {p.id: p for p in FactContext(builtin_registry(), "/").fact("bpf_programs", ())}
+    theirs = {p["id"]: p for p in _bpftool("prog", "show")}
+    assert set(mine) == set(theirs) and mine
+    for pid, t in theirs.items():
+        m = mine[pid]
+        assert (m.type, m.name, m.tag, m.uid) == (
+            t["type"],
+            t.get("name", ""),
+            t["tag"],
+            t["uid"],
+        ), pid
+        assert list(m.map_ids) == t.get("map_ids", []), pid
+        assert abs(m.loaded_at - t["loaded_at"]) <= 2, pid
+        assert m.bytes_xlated == t["bytes_xlated"] and m.jited == bool(
+            t.get("jited", t.get("bytes_jited", 0))
+        ), pid
+    probe = next(p for p in mine.values() if p.name == "secpol_probe")
+    assert probe.type == "socket_filter" and len(probe.map_ids) == 1
+    assert probe.helpers == ("bpf_map_lookup_elem", "bpf_get_prandom_u32")
+    assert abs(probe.loaded_at - time.time()) < 600
+
+
+def test_maps_equal_bpftool(loaded: None) -> None:
+    mine = {m.id: m for m in FactContext(builtin_registry(), "/").fact("bpf_maps", ())}
+    theirs = {m["id"]: m for m in _bpftool("map", "show")}
+    assert set(mine) == set(theirs) and mine
+    for mid, t in theirs.items():
+        m = mine[mid]
+        assert (m.type, m.name, m.max_entries, m.flags) == (
+            t["type"],
+            t.get("name", ""),
+            t["max_entries"],
+            t["flags"],
+        ), mid
+        assert m.frozen == bool(t.get("frozen", 0)), mid
+        assert (m.key_size, m.value_size) == (t["bytes_key"], t["bytes_value"]), mid
+    by_name = {m.name: m for m in mine.values()}
+    assert (by_name["secpol_hash"].type, by_name["secpol_hash"].frozen) == ("hash", False)
+    assert (by_name["secpol_frozen"].type, by_name["secpol_frozen"].frozen) == ("array", True)
+
+
+def test_not_applicable_under_root(tmp_path) -> None:
+    ctx = FactContext(builtin_registry(), str(tmp_path))
+    with pytest.raises(NotApplicable):
+        ctx.fact("bpf_programs", ())
