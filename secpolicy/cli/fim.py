@@ -24,7 +24,7 @@ from secpolicy.fim import (
     update,
 )
 
-__all__ = ["fim", "exit_code_for"]
+__all__ = ["exit_code_for", "fim"]
 
 
 def exit_code_for(result: CheckResult) -> int:

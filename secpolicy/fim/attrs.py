@@ -10,10 +10,10 @@ from secpolicy.errors import InputError
 
 __all__ = [
     "ATTRIBUTES",
+    "ATTR_ORDER",
+    "BUILTIN_GROUPS",
     "HASH_ATTRS",
     "XATTR_ATTRS",
-    "BUILTIN_GROUPS",
-    "ATTR_ORDER",
     "resolve_attrs",
 ]
 

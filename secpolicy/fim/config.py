@@ -18,7 +18,7 @@ from secpolicy.errors import InputError, LocatedError
 from secpolicy.fim.attrs import HASH_ATTRS, XATTR_ATTRS, resolve_attrs
 from secpolicy.resources import load_schema
 
-__all__ = ["Rule", "FimConfig", "load_config", "config_from_dict", "glob_to_regex"]
+__all__ = ["FimConfig", "Rule", "config_from_dict", "glob_to_regex", "load_config"]
 
 
 @dataclass(frozen=True)

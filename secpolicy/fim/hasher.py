@@ -12,7 +12,7 @@ from typing import Any
 
 import blake3
 
-__all__ = ["HashOutcome", "hash_file", "hash_batch", "new_hasher"]
+__all__ = ["HashOutcome", "hash_batch", "hash_file", "new_hasher"]
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "Record",
-    "AttrChange",
-    "pack",
-    "unpack",
-    "stat_key",
-    "read_xattrs",
-    "compare",
-    "ftype_name",
-    "display_path",
     "HASH_IDS",
+    "AttrChange",
+    "Record",
+    "compare",
+    "display_path",
+    "ftype_name",
+    "pack",
+    "read_xattrs",
+    "stat_key",
+    "unpack",
 ]
 
 # mode, ino, nlink, uid, gid, size, blocks, mtime_ns, ctime_ns, flags, len(link), len(hash),
@@ -206,7 +206,7 @@ def display_path(path: str) -> str:
 
 def _time(ns: int) -> str:
     sec, frac = divmod(ns, 1_000_000_000)
-    t = _dt.datetime.fromtimestamp(sec, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    t = _dt.datetime.fromtimestamp(sec, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{t}.{frac:09d}Z"
 
 

@@ -24,18 +24,18 @@ from secpolicy.fim.store import Baseline, BaselineWriter, Key, promote
 from secpolicy.fim.walker import UNLISTED, fs_path, key_path, path_key, walk
 
 __all__ = [
-    "EntryChange",
-    "ScanIssue",
     "BaselineInfo",
     "CheckResult",
+    "EntryChange",
+    "Progress",
+    "ScanIssue",
     "Summary",
     "UpdateResult",
-    "Progress",
-    "init_baseline",
     "check",
-    "update",
-    "recheck_paths",
+    "init_baseline",
     "normalize_root",
+    "recheck_paths",
+    "update",
 ]
 
 # progress(entries seen, bytes hashed); called every few thousand entries.
@@ -454,7 +454,7 @@ def _scan(
     finally:
         if pool is not None:
             pool.close()
-        walker.close()
+        walker.close()  # type: ignore[attr-defined]  # a generator: closes its directory fds
     if progress is not None:
         progress(seen, s.bytes_hashed)
     return s
@@ -713,7 +713,7 @@ def recheck_paths(
                 if err:
                     s.errors.append(ScanIssue(path, err))
                     flags = R.F_NOHASH
-                else:
+                elif hst9 is not None:
                     algo, st9 = rule.hash_algo, hst9
                     s.hashed += 1
                     s.bytes_hashed += st9[5]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from secpolicy.errors import InputError, IntegrityError
-from secpolicy.fim.record import display_path
 from secpolicy.fim.config import FimConfig
+from secpolicy.fim.record import display_path
 from secpolicy.fim.scan import CheckResult, normalize_root
 from secpolicy.fim.store import Baseline, Key
 from secpolicy.models import Evidence, Finding, Severity, Status

@@ -18,7 +18,7 @@ from typing import Any
 
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
 
-__all__ = ["Key", "BaselineWriter", "Baseline", "FORMAT", "promote"]
+__all__ = ["FORMAT", "Baseline", "BaselineWriter", "Key", "promote"]
 
 FORMAT = 1
 _MIN_KEY = 16

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from secpolicy.fim.config import CompiledRule, FimConfig
 
-__all__ = ["WalkItem", "walk", "path_key", "key_path", "fs_path", "UNLISTED"]
+__all__ = ["UNLISTED", "WalkItem", "fs_path", "key_path", "path_key", "walk"]
 
 # The directory's own entry was read but its children could not be: the caller must not
 # take the absence of its children as removals.

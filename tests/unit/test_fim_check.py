@@ -6,8 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,6 @@ from secpolicy.cli.fim import main as fim_main
 from secpolicy.errors import InputError, LocatedError
 from secpolicy.fim.config import glob_to_regex
 from secpolicy.models import Status
-
-import re
 
 
 def test_builtin_groups_mirror_aide():
