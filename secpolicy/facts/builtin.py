@@ -10,9 +10,11 @@ from secpolicy.facts import (
     kv,
     packages,
     pam,
+    procs,
     services,
     sshd,
     sysctl,
+    system,
 )
 from secpolicy.facts.base import FactRegistry
 
@@ -30,5 +32,7 @@ def builtin_registry() -> FactRegistry:
     kv.register(reg)
     pam.register(reg)
     audit_rules.register(reg)
+    system.register(reg)
+    procs.register(reg)
     bpf_inventory.register(reg)
     return reg

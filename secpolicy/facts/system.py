@@ -1,0 +1,792 @@
+"""Host configuration facts read from files: mounts and fstab, kernel modules, the bootloader,
+firewalls, AppArmor, rsyslog, time sync and the running kernel."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from secpolicy.dsl.types import ANY, BOOL, INT, MODE, STR, ListType, Method, ObjectType
+from secpolicy.errors import EvaluationError
+from secpolicy.facts._common import at, dropin_files, read_proc, require_proc
+
+if TYPE_CHECKING:
+    from secpolicy.facts.base import FactContext, FactRegistry
+
+__all__ = [
+    "APPARMOR",
+    "FIREWALL",
+    "GRUB",
+    "KERNEL",
+    "KMOD",
+    "MOUNT",
+    "RSYSLOG",
+    "TIMESYNC",
+    "register",
+]
+
+# --- mounts and fstab ------------------------------------------------------------------------------
+MOUNT = ObjectType(
+    "mount",
+    {"target": STR, "source": STR, "fstype": STR, "options": ListType(STR)},
+    methods={
+        "has_option": Method(
+            (STR,), BOOL, "whether an option is set (`nodev`, or `mode=1777` exactly)"
+        ),
+        "option": Method((STR,), STR, 'value of `name=value` ("true" for a bare flag), or null'),
+    },
+    doc="a mounted file system (/proc/self/mounts) or an fstab entry",
+)
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+@dataclass(frozen=True)
+class Mount:
+    target: str
+    source: str
+    fstype: str
+    options: tuple[str, ...]
+    origin: str
+
+    def describe(self) -> str:
+        return f"{self.target} ({self.fstype})"
+
+    def has_option(self, opt: str) -> bool:
+        return opt in self.options
+
+    def option(self, name: str) -> str | None:
+        for o in self.options:
+            key, sep, value = o.partition("=")
+            if key == name:
+                return value if sep else "true"
+        return None
+
+    def where(self, name: str, *args: Any) -> str | None:
+        return self.origin
+
+
+def _mount_table(ctx: FactContext, path: str) -> list[Mount]:
+    text = ctx.read_text(path) if not path.startswith("/proc/") else read_proc(ctx, path)
+    out = []
+    for n, line in enumerate((text or "").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        opts = tuple(o for o in parts[3].split(",") if o)
+        out.append(Mount(_unescape(parts[1]), _unescape(parts[0]), parts[2], opts, at(path, n)))
+    return out
+
+
+def collect_mounts(ctx: FactContext) -> list[Mount]:
+    require_proc(ctx, "/proc/self/mounts", "mounts")
+    return _mount_table(ctx, "/proc/self/mounts")
+
+
+def collect_mount(ctx: FactContext, target: str) -> Mount | None:
+    hits = [
+        m for m in ctx.fact("mounts", ()) if m.target == target.rstrip("/") or m.target == target
+    ]
+    return hits[-1] if hits else None  # the last mount on a path hides the earlier ones
+
+
+def collect_fstab(ctx: FactContext) -> list[Mount]:
+    return _mount_table(ctx, "/etc/fstab")
+
+
+def collect_fstab_entry(ctx: FactContext, target: str) -> Mount | None:
+    want = target.rstrip("/") or "/"
+    hits = [m for m in ctx.fact("fstab", ()) if (m.target.rstrip("/") or "/") == want]
+    return hits[-1] if hits else None
+
+
+# --- kernel modules ---------------------------------------------------------------------------------
+KMOD = ObjectType(
+    "kmod",
+    {
+        "name": STR,
+        "loaded": BOOL,
+        "builtin": BOOL,
+        "blacklisted": BOOL,
+        "disabled": BOOL,
+        "install": STR,
+        "available": BOOL,
+    },
+    doc="a kernel module: loaded (live /proc/modules), modprobe.d blacklist/install, on disk",
+    field_docs={
+        "disabled": "an `install NAME /bin/false` (or /bin/true) line keeps modprobe from loading it",
+        "install": "the modprobe.d `install` command for it, or null",
+        "loaded": "listed in /proc/modules (null under --root without proc/modules)",
+    },
+)
+
+MODPROBE_DIRS = (
+    "/etc/modprobe.d",
+    "/run/modprobe.d",
+    "/usr/local/lib/modprobe.d",
+    "/usr/lib/modprobe.d",
+    "/lib/modprobe.d",
+)
+_FALSE = {"/bin/false", "/usr/bin/false", "/bin/true", "/usr/bin/true", "false", "true"}
+
+
+def _modname(name: str) -> str:
+    return name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class _Modprobe:
+    blacklist: dict[str, str]
+    install: dict[str, tuple[str, str]]
+
+
+def _modprobe(ctx: FactContext) -> _Modprobe:
+    blacklist: dict[str, str] = {}
+    install: dict[str, tuple[str, str]] = {}
+    for path in dropin_files(ctx, MODPROBE_DIRS, ".conf"):
+        for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
+            parts = raw.split("#", 1)[0].split(None, 2)
+            if len(parts) >= 2 and parts[0] == "blacklist":
+                blacklist.setdefault(_modname(parts[1]), at(path, n))
+            elif len(parts) >= 3 and parts[0] == "install":
+                install.setdefault(_modname(parts[1]), (parts[2].strip(), at(path, n)))
+    return _Modprobe(blacklist, install)
+
+
+def _module_files(ctx: FactContext) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for kdir in ctx.glob("/lib/modules/*"):
+        for table in ("modules.dep", "modules.builtin"):
+            for line in (ctx.read_text(f"{kdir}/{table}") or "").splitlines():
+                rel = line.split(":", 1)[0].strip()
+                if not rel:
+                    continue
+                base = os.path.basename(rel).split(".ko", 1)[0]
+                out.setdefault(
+                    _modname(base),
+                    f"{kdir}/{table}" if table == "modules.builtin" else f"{kdir}/{rel}",
+                )
+    return out
+
+
+def _loaded_modules(ctx: FactContext) -> set[str] | None:
+    if not ctx.live and not ctx.exists("/proc/modules"):
+        return None
+    return {
+        _modname(line.split()[0])
+        for line in (read_proc(ctx, "/proc/modules") or "").splitlines()
+        if line.split()
+    }
+
+
+@dataclass(frozen=True)
+class Kmod:
+    name: str
+    loaded: bool | None
+    builtin: bool
+    blacklisted: bool
+    disabled: bool
+    install: str | None
+    available: bool
+    _sources: tuple[tuple[str, str], ...]
+
+    def describe(self) -> str:
+        return f"kmod({self.name!r})"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        return dict(self._sources).get(name)
+
+
+def collect_kmod(ctx: FactContext, name: str) -> Kmod:
+    key = _modname(name)
+    mp: _Modprobe = ctx.fact("_modprobe", ())
+    files: dict[str, str] = ctx.fact("_module_files", ())
+    loaded: set[str] | None = ctx.fact("_loaded_modules", ())
+    inst = mp.install.get(key)
+    where_file = files.get(key)
+    builtin = bool(where_file and where_file.endswith("modules.builtin"))
+    sources = {
+        "loaded": "/proc/modules"
+        if loaded is not None
+        else "not known under --root (no proc/modules)",
+        "blacklisted": mp.blacklist.get(key, f"no `blacklist {name}` in modprobe.d"),
+        "disabled": inst[1] if inst else f"no `install {name}` in modprobe.d",
+        "install": inst[1] if inst else f"no `install {name}` in modprobe.d",
+        "available": where_file or f"no {name}.ko under /lib/modules",
+        "builtin": where_file or f"no {name} under /lib/modules",
+    }
+    return Kmod(
+        name=name,
+        loaded=None if loaded is None else key in loaded,
+        builtin=builtin,
+        blacklisted=key in mp.blacklist,
+        disabled=bool(inst) and inst[0].split()[0] in _FALSE if inst and inst[0].split() else False,
+        install=inst[0] if inst else None,
+        available=where_file is not None,
+        _sources=tuple(sources.items()),
+    )
+
+
+# --- bootloader ---------------------------------------------------------------------------------------
+GRUB = ObjectType(
+    "grub",
+    {
+        "exists": BOOL,
+        "cfg_path": STR,
+        "password_set": BOOL,
+        "superusers": STR,
+        "cmdline": STR,
+        "cfg_mode": MODE,
+        "cfg_uid": INT,
+        "cfg_gid": INT,
+    },
+    methods={
+        "has_arg": Method(
+            (STR,),
+            BOOL,
+            "every kernel line of grub.cfg has the argument (or, with no grub.cfg, etc/default/grub)",
+        ),
+        "arg": Method(
+            (STR,), STR, "value of a kernel argument in etc/default/grub (`audit_backlog_limit`)"
+        ),
+    },
+    doc="GRUB: generated grub.cfg, etc/default/grub and etc/grub.d",
+)
+
+GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/boot/efi/EFI/debian/grub.cfg")
+
+
+class Grub:
+    def __init__(self, ctx: FactContext) -> None:
+        self.cfg_path = next((p for p in GRUB_CFGS if ctx.stat(p) is not None), GRUB_CFGS[0])
+        st = ctx.stat(self.cfg_path)
+        self.exists = st is not None
+        self.cfg_mode = None if st is None else st.st_mode & 0o7777
+        self.cfg_uid = None if st is None else st.st_uid
+        self.cfg_gid = None if st is None else st.st_gid
+        cfg = ctx.read_text(self.cfg_path) if st is not None else None
+        self._linux: list[tuple[list[str], str]] = []
+        superusers: tuple[str, str] | None = None
+        password: str | None = None
+        sources = [(self.cfg_path, cfg or "")] + [
+            (p, ctx.read_text(p) or "") for p in ctx.glob("/etc/grub.d/*")
+        ]
+        for path, text in sources:
+            for n, raw in enumerate(text.splitlines(), 1):
+                line = raw.strip()
+                m = re.match(r"set\s+superusers=(\S+)", line)
+                if m and superusers is None:
+                    superusers = (m.group(1).strip("\"'"), at(path, n))
+                if re.match(r"password(_pbkdf2)?\s+\S+\s+\S+", line) and password is None:
+                    password = at(path, n)
+                if path == self.cfg_path and re.match(r"linux(efi|16)?\s", line):
+                    self._linux.append((line.split()[2:], at(path, n)))
+        self.superusers = superusers[0] if superusers else None
+        self.password_set = superusers is not None and password is not None
+        self._password_where = " and ".join(
+            w for w in (superusers[1] if superusers else None, password) if w
+        )
+        self._default, self._default_where = self._read_default(ctx)
+        self.cmdline = " ".join(self._default)
+
+    @staticmethod
+    def _read_default(ctx: FactContext) -> tuple[list[str], str]:
+        values = {"GRUB_CMDLINE_LINUX": "", "GRUB_CMDLINE_LINUX_DEFAULT": ""}
+        where = "/etc/default/grub"
+        files = ["/etc/default/grub"] + sorted(ctx.glob("/etc/default/grub.d/*.cfg"))
+        for path in files:
+            for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
+                m = re.match(r"\s*(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(.*)$", raw)
+                if m:
+                    try:
+                        words = shlex.split(m.group(2), comments=True)
+                    except ValueError:
+                        words = [m.group(2)]
+                    values[m.group(1)] = " ".join(words).replace(
+                        "$GRUB_CMDLINE_LINUX", values["GRUB_CMDLINE_LINUX"]
+                    )
+                    if m.group(1) == "GRUB_CMDLINE_LINUX":
+                        where = at(path, n)
+        return (
+            values["GRUB_CMDLINE_LINUX"] + " " + values["GRUB_CMDLINE_LINUX_DEFAULT"]
+        ).split(), where
+
+    def describe(self) -> str:
+        return "grub"
+
+    @staticmethod
+    def _has(words: list[str], arg: str) -> bool:
+        return any(w == arg or ("=" not in arg and w.startswith(arg + "=")) for w in words)
+
+    def has_arg(self, arg: str) -> bool:
+        if self._linux:
+            return all(self._has(words, arg) for words, _ in self._linux)
+        return self._has(self._default, arg)
+
+    def arg(self, name: str) -> str | None:
+        for w in self._default:
+            key, sep, value = w.partition("=")
+            if key == name:
+                return value if sep else "true"
+        return None
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "has_arg" and args:
+            if self._linux:
+                missing = [w for words, w in self._linux if not self._has(words, str(args[0]))]
+                return missing[0] if missing else self._linux[0][1]
+            return self._default_where
+        if name in ("cmdline", "arg"):
+            return self._default_where
+        if name in ("password_set", "superusers"):
+            return self._password_where or f"{self.cfg_path}, /etc/grub.d (no superusers/password)"
+        return self.cfg_path
+
+
+# --- firewall -----------------------------------------------------------------------------------------
+FIREWALL = ObjectType(
+    "firewall",
+    {
+        "nftables_installed": BOOL,
+        "ufw_installed": BOOL,
+        "iptables_installed": BOOL,
+        "ufw_enabled": BOOL,
+        "nftables_enabled": BOOL,
+        "iptables_persistent": BOOL,
+        "active": STR,
+        "count_active": INT,
+    },
+    doc="which host firewall is installed and enabled at boot (ufw, nftables, iptables)",
+    field_docs={
+        "active": '"ufw", "nftables", "iptables" or "none": the first enabled in that order',
+        "count_active": "how many of them are enabled (CIS: exactly one)",
+    },
+)
+
+
+class Firewall:
+    def __init__(self, ctx: FactContext) -> None:
+        pkg = lambda n: ctx.fact("package", (n,))
+        svc = lambda n: ctx.fact("service", (n,))
+        self.nftables_installed = pkg("nftables").installed
+        self.ufw_installed = pkg("ufw").installed
+        self.iptables_installed = pkg("iptables").installed
+        conf = ctx.read_text("/etc/ufw/ufw.conf") or ""
+        m = re.search(r"^\s*ENABLED\s*=\s*\"?(\w+)", conf, re.MULTILINE)
+        self.ufw_enabled = bool(self.ufw_installed and m and m.group(1).lower() == "yes")
+        self._ufw_where = "/etc/ufw/ufw.conf"
+        if m:
+            self._ufw_where = at("/etc/ufw/ufw.conf", conf[: m.start()].count("\n") + 1)
+        self.nftables_enabled = bool(self.nftables_installed and svc("nftables").enabled)
+        self.iptables_persistent = bool(
+            pkg("iptables-persistent").installed and svc("netfilter-persistent").enabled
+        )
+        enabled = [
+            n
+            for n, on in (
+                ("ufw", self.ufw_enabled),
+                ("nftables", self.nftables_enabled),
+                ("iptables", self.iptables_persistent),
+            )
+            if on
+        ]
+        self.active = enabled[0] if enabled else "none"
+        self.count_active = len(enabled)
+
+    def describe(self) -> str:
+        return "firewall"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "ufw_enabled":
+            return self._ufw_where
+        if name.endswith("_installed"):
+            return "/var/lib/dpkg/status"
+        return "/etc/ufw/ufw.conf, /etc/systemd/system/*.wants, /var/lib/dpkg/status"
+
+
+# --- AppArmor -----------------------------------------------------------------------------------------
+APPARMOR = ObjectType(
+    "apparmor",
+    {
+        "enabled": BOOL,
+        "bootloader_enabled": BOOL,
+        "profiles_loaded": INT,
+        "profiles_enforce": INT,
+        "profiles_complain": INT,
+        "profiles_defined": INT,
+        "unconfined": ListType(STR),
+    },
+    doc="AppArmor: kernel state (sys/module, securityfs), boot parameters, profiles on disk",
+    field_docs={
+        "enabled": "sys/module/apparmor/parameters/enabled is Y (null under --root without sys/)",
+        "bootloader_enabled": "apparmor=1 and security=apparmor on every grub.cfg kernel line",
+        "unconfined": "processes running unconfined although a profile exists for their executable (live)",
+        "profiles_defined": "profile files in etc/apparmor.d (top level)",
+    },
+)
+
+
+class AppArmor:
+    def __init__(self, ctx: FactContext) -> None:
+        self._ctx = ctx
+        enabled_path = "/sys/module/apparmor/parameters/enabled"
+        if ctx.live or ctx.exists("/sys"):
+            flag = read_proc(ctx, enabled_path)
+            self.enabled: bool | None = flag is not None and flag.strip().upper().startswith("Y")
+        else:
+            self.enabled = None
+        grub: Grub = ctx.fact("grub", ())
+        self.bootloader_enabled = grub.has_arg("apparmor=1") and grub.has_arg("security=apparmor")
+        self.profiles_defined = sum(
+            1
+            for p in ctx.glob("/etc/apparmor.d/*")
+            if ctx.stat(p) is not None and not os.path.isdir(ctx.host_path(p))
+        )
+        self._profiles = self._loaded()
+
+    def _loaded(self) -> dict[str, str] | None:
+        path = "/sys/kernel/security/apparmor/profiles"
+        if not (self._ctx.live or self._ctx.exists(path)):
+            return None
+        text = read_proc(self._ctx, path)
+        if text is None:
+            return {} if self.enabled is False else None
+        out = {}
+        for line in text.splitlines():
+            m = re.match(r"(.+) \((\w+)\)$", line.strip())
+            if m:
+                out[m.group(1)] = m.group(2)
+        return out
+
+    def _count(self, mode: str | None) -> int | None:
+        if self._profiles is None:
+            return None
+        return sum(1 for m in self._profiles.values() if mode is None or m == mode)
+
+    @property
+    def profiles_loaded(self) -> int | None:
+        return self._count(None)
+
+    @property
+    def profiles_enforce(self) -> int | None:
+        return self._count("enforce")
+
+    @property
+    def profiles_complain(self) -> int | None:
+        return self._count("complain")
+
+    @property
+    def unconfined(self) -> tuple[str, ...] | None:
+        if not self._ctx.live:
+            return None
+        names = set(self._profiles or {})
+        out = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/attr/current") as f:
+                    label = f.read().strip()
+                exe = os.readlink(f"/proc/{pid}/exe")
+            except OSError:
+                continue
+            if label == "unconfined" and exe in names:
+                out.append(f"{pid} {exe}")
+        return tuple(sorted(out))
+
+    def describe(self) -> str:
+        return "apparmor"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "enabled":
+            return "/sys/module/apparmor/parameters/enabled"
+        if name == "bootloader_enabled":
+            return self._ctx.fact("grub", ()).where("has_arg", "apparmor=1")
+        if name == "profiles_defined":
+            return "/etc/apparmor.d"
+        return "/sys/kernel/security/apparmor/profiles"
+
+
+# --- rsyslog ------------------------------------------------------------------------------------------
+RSYSLOG = ObjectType(
+    "rsyslog",
+    {"exists": BOOL, "lines": ListType(STR), "file_create_mode": STR, "files": ListType(STR)},
+    methods={"has_line": Method((STR,), BOOL, "whether some configuration line matches a regex")},
+    doc="rsyslog configuration: rsyslog.conf and the files it includes, comments stripped",
+)
+
+
+class Rsyslog:
+    def __init__(self, ctx: FactContext) -> None:
+        self._ctx = ctx
+        self._lines: list[tuple[str, str]] = []
+        self.files: list[str] = []
+        self.exists = ctx.stat("/etc/rsyslog.conf") is not None
+        self._read("/etc/rsyslog.conf", 0)
+        self.lines = tuple(t for t, _ in self._lines)
+        mode = [(t, w) for t, w in self._lines if re.match(r"\$FileCreateMode\s", t)]
+        self.file_create_mode = mode[-1][0].split()[1] if mode else None
+        self._mode_where = (
+            mode[-1][1]
+            if mode
+            else "/etc/rsyslog.conf (no $FileCreateMode: rsyslog's default 0644)"
+        )
+
+    def _read(self, path: str, depth: int) -> None:
+        if depth > 8:
+            raise EvaluationError(f"{path}: rsyslog includes nested too deep")
+        text = self._ctx.read_text(path)
+        if text is None:
+            return
+        self.files.append(path)
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            self._lines.append((line, at(path, n)))
+            inc = re.match(r"\$IncludeConfig\s+(\S+)", line) or re.match(
+                r'include\(\s*file\s*=\s*"([^"]+)"', line
+            )
+            if inc:
+                pattern = inc.group(1)
+                targets = self._ctx.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]
+                for t in targets:
+                    self._read(t, depth + 1)
+
+    def has_line(self, regex: str) -> bool:
+        rx = re.compile(regex)
+        return any(rx.search(t) for t, _ in self._lines)
+
+    def describe(self) -> str:
+        return "rsyslog"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "has_line" and args:
+            rx = re.compile(str(args[0]))
+            hit = next((w for t, w in self._lines if rx.search(t)), None)
+            return hit or ", ".join(self.files) or "/etc/rsyslog.conf (absent)"
+        if name == "file_create_mode":
+            return self._mode_where
+        return "/etc/rsyslog.conf"
+
+
+# --- time synchronisation -------------------------------------------------------------------------------
+TIMESYNC = ObjectType(
+    "timesync",
+    {
+        "chrony": BOOL,
+        "systemd_timesyncd": BOOL,
+        "ntp": BOOL,
+        "active": STR,
+        "count_active": INT,
+        "servers": ListType(STR),
+    },
+    doc="time synchronisation: which daemon is installed/enabled and the servers it uses",
+    field_docs={
+        "chrony": "chrony is installed and its service enabled",
+        "active": '"chrony", "systemd-timesyncd", "ntp" or "none"',
+        "servers": "server/pool names configured for the active daemon (all daemons when none is)",
+    },
+)
+
+
+class Timesync:
+    def __init__(self, ctx: FactContext) -> None:
+        pkg = lambda n: ctx.fact("package", (n,)).installed
+        svc = lambda n: ctx.fact("service", (n,)).enabled
+        self.chrony = pkg("chrony") and svc("chrony")
+        self.systemd_timesyncd = svc("systemd-timesyncd") and (
+            pkg("systemd-timesyncd") or pkg("systemd")
+        )
+        self.ntp = (pkg("ntp") or pkg("ntpsec")) and (svc("ntp") or svc("ntpsec"))
+        enabled = [
+            n
+            for n, on in (
+                ("chrony", self.chrony),
+                ("systemd-timesyncd", self.systemd_timesyncd),
+                ("ntp", self.ntp),
+            )
+            if on
+        ]
+        self.active = enabled[0] if enabled else "none"
+        self.count_active = len(enabled)
+        self._where: dict[str, str] = {}
+        per = {
+            "chrony": self._chrony(ctx),
+            "systemd-timesyncd": self._timesyncd(ctx),
+            "ntp": self._ntp(ctx),
+        }
+        chosen = [per[self.active]] if self.active != "none" else list(per.values())
+        self.servers = tuple(dict.fromkeys(s for group in chosen for s, _ in group))
+        self._servers_where = (
+            ", ".join(dict.fromkeys(w for group in chosen for _, w in group))
+            or "no server/pool lines"
+        )
+
+    @staticmethod
+    def _directives(
+        ctx: FactContext, files: list[str], words: tuple[str, ...]
+    ) -> list[tuple[str, str]]:
+        out = []
+        for path in files:
+            for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
+                parts = raw.split("#", 1)[0].split()
+                if len(parts) >= 2 and parts[0] in words:
+                    out.append((parts[1], at(path, n)))
+        return out
+
+    def _chrony(self, ctx: FactContext) -> list[tuple[str, str]]:
+        files = ["/etc/chrony/chrony.conf", "/etc/chrony.conf"]
+        files += sorted(ctx.glob("/etc/chrony/conf.d/*.conf")) + sorted(
+            ctx.glob("/etc/chrony/sources.d/*.sources")
+        )
+        return self._directives(ctx, files, ("server", "pool", "peer"))
+
+    def _ntp(self, ctx: FactContext) -> list[tuple[str, str]]:
+        return self._directives(
+            ctx, ["/etc/ntpsec/ntp.conf", "/etc/ntp.conf"], ("server", "pool", "peer")
+        )
+
+    def _timesyncd(self, ctx: FactContext) -> list[tuple[str, str]]:
+        files = ["/etc/systemd/timesyncd.conf"] + dropin_files(
+            ctx,
+            (
+                "/etc/systemd/timesyncd.conf.d",
+                "/run/systemd/timesyncd.conf.d",
+                "/usr/lib/systemd/timesyncd.conf.d",
+            ),
+            ".conf",
+        )
+        servers: list[tuple[str, str]] = []
+        for path in files:
+            for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
+                m = re.match(r"\s*(NTP|FallbackNTP)\s*=\s*(.*)$", raw)
+                if m and m.group(1) == "NTP":
+                    servers = [
+                        (s, at(path, n)) for s in m.group(2).split()
+                    ]  # a later NTP= replaces
+        return servers
+
+    def describe(self) -> str:
+        return "timesync"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "servers":
+            return self._servers_where
+        return "/var/lib/dpkg/status, /etc/systemd/system/*.wants"
+
+
+# --- the running kernel ---------------------------------------------------------------------------------
+KERNEL = ObjectType(
+    "kernel",
+    {"release": STR, "lockdown": STR, "audit_enabled": BOOL, "cmdline": STR, "btf": BOOL},
+    methods={
+        "has_arg": Method(
+            (STR,), BOOL, "whether the running kernel's command line has the argument"
+        )
+    },
+    doc="the running kernel (live, or a root that carries proc/ and sys/ copies)",
+    field_docs={
+        "lockdown": '"none", "integrity" or "confidentiality" (the bracketed mode of sys/kernel/security/lockdown)',
+        "audit_enabled": "audit=1/audit=0 on the command line, else the kernel's audit flag (live)",
+    },
+)
+
+
+class Kernel:
+    def __init__(self, ctx: FactContext) -> None:
+        self._ctx = ctx
+        require_proc(ctx, "/proc/cmdline", "kernel")
+        rel = read_proc(ctx, "/proc/sys/kernel/osrelease")
+        self.release = rel.strip() if rel else (os.uname().release if ctx.live else None)
+        self.cmdline = (read_proc(ctx, "/proc/cmdline") or "").strip()
+        lock = (
+            read_proc(ctx, "/sys/kernel/security/lockdown")
+            if (ctx.live or ctx.exists("/sys"))
+            else None
+        )
+        m = re.search(r"\[(\w+)\]", lock or "")
+        self.lockdown = m.group(1) if m else ("none" if lock is not None else None)
+        self.btf = (
+            ctx.exists("/sys/kernel/btf/vmlinux") if (ctx.live or ctx.exists("/sys")) else None
+        )
+
+    @property
+    def audit_enabled(self) -> bool | None:
+        words = self.cmdline.split()
+        if "audit=1" in words:
+            return True
+        if "audit=0" in words:
+            return False
+        if not self._ctx.live:
+            return None
+        from secpolicy.facts.audit_rules import audit_status
+
+        return audit_status()["enabled"] != 0
+
+    def has_arg(self, arg: str) -> bool:
+        return Grub._has(self.cmdline.split(), arg)
+
+    def describe(self) -> str:
+        return "kernel"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        return {
+            "release": "/proc/sys/kernel/osrelease",
+            "lockdown": "/sys/kernel/security/lockdown",
+            "btf": "/sys/kernel/btf/vmlinux",
+        }.get(name, "/proc/cmdline")
+
+
+def register(reg: FactRegistry) -> None:
+    reg.register(
+        "mounts",
+        collect_mounts,
+        returns=ListType(MOUNT),
+        doc="mounted file systems (/proc/self/mounts)",
+    )
+    reg.register(
+        "mount",
+        collect_mount,
+        params=(STR,),
+        returns=MOUNT,
+        doc="what is mounted on a path, or null",
+    )
+    reg.register("fstab", collect_fstab, returns=ListType(MOUNT), doc="etc/fstab entries")
+    reg.register(
+        "fstab_entry",
+        collect_fstab_entry,
+        params=(STR,),
+        returns=MOUNT,
+        doc="the fstab entry for a mount point, or null",
+    )
+    reg.register(
+        "kmod",
+        collect_kmod,
+        params=(STR,),
+        returns=KMOD,
+        doc="a kernel module: loaded, blacklisted, disabled",
+    )
+    reg.register("_modprobe", _modprobe, returns=ANY, doc="internal: modprobe.d blacklist/install")
+    reg.register(
+        "_module_files", _module_files, returns=ANY, doc="internal: modules under lib/modules"
+    )
+    reg.register("_loaded_modules", _loaded_modules, returns=ANY, doc="internal: /proc/modules")
+    reg.register("grub", Grub, returns=GRUB, doc="the GRUB bootloader configuration")
+    reg.register(
+        "firewall", Firewall, returns=FIREWALL, doc="host firewall presence and enablement"
+    )
+    reg.register("apparmor", AppArmor, returns=APPARMOR, doc="AppArmor state and profiles")
+    reg.register("rsyslog", Rsyslog, returns=RSYSLOG, doc="rsyslog configuration")
+    reg.register(
+        "timesync", Timesync, returns=TIMESYNC, doc="time synchronisation daemon and servers"
+    )
+    reg.register("kernel", Kernel, returns=KERNEL, doc="the running kernel")

@@ -1,0 +1,248 @@
+"""mounts/fstab, kmod, grub, firewall, apparmor, rsyslog, timesync, kernel and listening on the
+fixture roots, with exact values and evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from facts_helpers import context, materialize, write
+
+from secpolicy.errors import NotApplicable
+from secpolicy.facts.procs import decode_caps, parse_net
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("roots")
+    return {n: materialize(n, base) for n in ("hardened", "weak")}
+
+
+def test_mounts_and_fstab(roots: dict[str, Path]) -> None:
+    h = context(roots["hardened"])
+    tmp = h.fact("mount", ("/tmp",))
+    assert (tmp.fstype, tmp.has_option("noexec"), tmp.option("size"), tmp.where("options")) == (
+        "tmpfs",
+        True,
+        "2097152k",
+        "/proc/self/mounts:15",
+    )
+    assert h.fact("mount", ("/media/usb stick",)).fstype == "vfat"  # \040 unescaped
+    entry = h.fact("fstab_entry", ("/var/log/audit",))
+    assert (entry.source, entry.options, entry.where("options")) == (
+        "/dev/mapper/vg0-audit",
+        ("defaults", "nodev", "nosuid", "noexec"),
+        "/etc/fstab:14",
+    )
+    w = context(roots["weak"])
+    assert not w.fact("fstab_entry", ("/tmp",)).has_option("nodev")
+    assert w.fact("fstab_entry", ("/var/tmp",)) is None and w.fact("mount", ("/var/tmp",)) is None
+    with pytest.raises(NotApplicable):
+        context(roots["weak"].parent / "nothing-here").fact("mounts", ())
+
+
+def test_kmod(roots: dict[str, Path]) -> None:
+    h = context(roots["hardened"])
+    cramfs = h.fact("kmod", ("cramfs",))
+    assert (
+        cramfs.loaded,
+        cramfs.blacklisted,
+        cramfs.disabled,
+        cramfs.install,
+        cramfs.available,
+    ) == (
+        False,
+        True,
+        True,
+        "/bin/false",
+        True,
+    )
+    assert cramfs.where("blacklisted") == "/etc/modprobe.d/cis.conf:3"
+    usb = h.fact("kmod", ("usb_storage",))  # - and _ are the same to modprobe
+    assert (usb.blacklisted, usb.disabled) == (True, True)
+    assert h.fact("kmod", ("squashfs",)).loaded is True
+    assert h.fact("kmod", ("ext4",)).builtin is True
+    w = context(roots["weak"])
+    wc = w.fact("kmod", ("cramfs",))
+    assert (wc.loaded, wc.blacklisted, wc.disabled) == (True, True, False)
+    assert w.fact("kmod", ("usb-storage",)).disabled is True  # install ... /bin/true
+    assert context(roots["weak"].parent / "empty").fact("kmod", ("cramfs",)).loaded is None
+
+
+def test_grub(roots: dict[str, Path]) -> None:
+    g = context(roots["hardened"]).fact("grub", ())
+    assert (g.exists, g.password_set, g.superusers, g.cfg_mode, g.cfg_uid) == (
+        True,
+        True,
+        "grubadmin",
+        0o400,
+        0,
+    )
+    assert g.cmdline == "apparmor=1 security=apparmor audit=1 audit_backlog_limit=8192 quiet"
+    assert (
+        g.has_arg("audit=1")
+        and g.has_arg("audit_backlog_limit")
+        and g.arg("audit_backlog_limit") == "8192"
+    )
+    assert not g.has_arg("quiet")  # the recovery entry lacks it
+    assert g.where("has_arg", "quiet") == "/boot/grub/grub.cfg:40"
+    w = context(roots["weak"]).fact("grub", ())
+    assert (w.password_set, w.cfg_mode, w.has_arg("audit=1"), w.cmdline) == (
+        False,
+        0o644,
+        False,
+        "quiet",
+    )
+    assert w.where("has_arg", "audit=1") == "/boot/grub/grub.cfg:25"
+
+
+def test_firewall(roots: dict[str, Path]) -> None:
+    h = context(roots["hardened"]).fact("firewall", ())
+    assert (
+        h.active,
+        h.count_active,
+        h.nftables_enabled,
+        h.ufw_installed,
+        h.iptables_installed,
+    ) == (
+        "nftables",
+        1,
+        True,
+        False,
+        False,
+    )
+    w = context(roots["weak"]).fact("firewall", ())
+    assert (w.active, w.count_active, w.ufw_enabled, w.where("ufw_enabled")) == (
+        "ufw",
+        2,
+        True,
+        "/etc/ufw/ufw.conf:6",
+    )
+
+
+def test_apparmor(roots: dict[str, Path]) -> None:
+    h = context(roots["hardened"]).fact("apparmor", ())
+    assert (
+        h.enabled,
+        h.bootloader_enabled,
+        h.profiles_loaded,
+        h.profiles_enforce,
+        h.profiles_complain,
+    ) == (
+        True,
+        True,
+        8,
+        8,
+        0,
+    )
+    assert (h.profiles_defined, h.unconfined) == (2, None)
+    w = context(roots["weak"]).fact("apparmor", ())
+    assert (w.enabled, w.bootloader_enabled, w.profiles_loaded, w.profiles_defined) == (
+        False,
+        False,
+        None,
+        0,
+    )
+
+
+def test_rsyslog(roots: dict[str, Path]) -> None:
+    h = context(roots["hardened"]).fact("rsyslog", ())
+    assert (h.file_create_mode, h.where("file_create_mode")) == ("0640", "/etc/rsyslog.conf:21")
+    assert (
+        h.has_line(r'type="omfwd"')
+        and h.where("has_line", "omfwd") == "/etc/rsyslog.d/60-remote.conf:2"
+    )
+    assert h.files == ["/etc/rsyslog.conf", "/etc/rsyslog.d/60-remote.conf"]
+    assert not any(line.startswith("#") for line in h.lines)
+    w = context(roots["weak"]).fact("rsyslog", ())
+    assert (w.file_create_mode, w.has_line("omfwd")) == ("0644", False)
+
+
+def test_timesync(roots: dict[str, Path], tmp_path: Path) -> None:
+    h = context(roots["hardened"]).fact("timesync", ())
+    assert (h.active, h.chrony, h.count_active) == ("chrony", True, 1)
+    assert h.servers == ("2.debian.pool.ntp.org", "ntp1.example.internal", "ntp2.example.internal")
+    w = context(roots["weak"]).fact("timesync", ())
+    assert (w.active, w.servers) == ("none", ())
+    write(tmp_path, "etc/systemd/timesyncd.conf", "[Time]\nNTP=a.example b.example\n")
+    write(tmp_path, "etc/systemd/timesyncd.conf.d/10.conf", "[Time]\nNTP=c.example\n")
+    write(
+        tmp_path,
+        "usr/lib/systemd/system/systemd-timesyncd.service",
+        "[Service]\nExecStart=/x\n[Install]\nWantedBy=sysinit.target\n",
+    )
+    (tmp_path / "etc/systemd/system/sysinit.target.wants").mkdir(parents=True)
+    (tmp_path / "etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service").symlink_to(
+        "/usr/lib/systemd/system/systemd-timesyncd.service"
+    )
+    write(
+        tmp_path,
+        "var/lib/dpkg/status",
+        "Package: systemd-timesyncd\nStatus: install ok installed\nVersion: 252\n",
+    )
+    t = context(tmp_path).fact("timesync", ())
+    assert (t.active, t.servers, t.where("servers")) == (
+        "systemd-timesyncd",
+        ("c.example",),
+        "/etc/systemd/timesyncd.conf.d/10.conf:2",
+    )
+
+
+def test_kernel(roots: dict[str, Path]) -> None:
+    h = context(roots["hardened"]).fact("kernel", ())
+    assert (h.release, h.lockdown, h.audit_enabled, h.has_arg("apparmor=1")) == (
+        "6.1.0-18-amd64",
+        "integrity",
+        True,
+        True,
+    )
+    w = context(roots["weak"]).fact("kernel", ())
+    assert (w.lockdown, w.audit_enabled) == ("none", None)
+
+
+def test_listening_under_root(roots: dict[str, Path]) -> None:
+    socks = context(roots["weak"]).fact("listening", ())
+    assert [(s.protocol, s.address, s.port) for s in socks] == [
+        ("tcp", "0.0.0.0", 22),
+        ("tcp", "0.0.0.0", 23),
+        ("tcp", "0.0.0.0", 21),
+        ("tcp", "0.0.0.0", 111),
+        ("tcp", "127.0.0.1", 631),
+        ("tcp6", "::", 22),
+        ("udp", "0.0.0.0", 161),
+        ("udp", "0.0.0.0", 5353),
+    ]
+    assert socks[1].where("port") == "/proc/net/tcp:3" and socks[1].pid is None
+    h = context(roots["hardened"]).fact("listening", ())
+    assert [(s.protocol, s.address, s.port) for s in h if s.protocol.startswith("udp")] == [
+        ("udp", "127.0.0.1", 323),
+        ("udp6", "::1", 323),
+    ]
+
+
+def test_proc_net_parsing_skips_established_and_maps_v4_in_v6() -> None:
+    text = (
+        "  sl  local_address rem_address st\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000 0 42 1\n"
+        "   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000 0 43 1\n"
+    )
+    assert parse_net(text, "tcp", "/proc/net/tcp") == [
+        ("127.0.0.1", 8080, 42, 1000, "/proc/net/tcp:2")
+    ]
+    v6 = "  sl x\n   0: 0000000000000000FFFF00000100007F:0050 00000000000000000000000000000000:0000 0A 0:0 0:0 0 0 0 77 1\n"
+    assert parse_net(v6, "tcp6", "/proc/net/tcp6")[0][:2] == ("127.0.0.1", 80)
+
+
+def test_capability_decoding() -> None:
+    assert decode_caps("0000000000003000") == ("CAP_NET_ADMIN", "CAP_NET_RAW")
+    assert (
+        decode_caps("000001ffffffffff")[-1] == "CAP_CHECKPOINT_RESTORE"
+        and len(decode_caps("000001ffffffffff")) == 41
+    )
+    assert decode_caps("0000020000000000") == ("cap_41",)
+    assert decode_caps("0") == ()
+
+
+def test_processes_are_live_only(roots: dict[str, Path]) -> None:
+    with pytest.raises(NotApplicable):
+        context(roots["hardened"]).fact("processes", ())
