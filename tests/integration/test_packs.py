@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ POLICIES = REPO / "policies"
 FRAMEWORKS = ("cis", "pci-dss", "hipaa", "soc2")
 
 
+@lru_cache(maxsize=1)
 def _docs() -> list[tuple[Path, dict]]:
-    return [(p, yaml.safe_load(p.read_text())) for p in sorted(POLICIES.rglob("*.yaml"))]
+    # CSafeLoader when available: the CIS files are large and parsed once per session.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [(p, yaml.load(p.read_text(), Loader=loader)) for p in sorted(POLICIES.rglob("*.yaml"))]
 
 
 def _rules() -> list[dict]:
