@@ -15,7 +15,7 @@ from jsonschema.exceptions import best_match
 
 from secpolicy.dsl import Catalogue, CompiledExpr, Macro, ast, compile_expression, parse_duration, parse_expression
 from secpolicy.dsl.checker import check_expression
-from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, Type
+from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, Type
 from secpolicy.errors import InputError, LocatedError
 from secpolicy.events.fields import EVENT, event_field_type
 from secpolicy.facts.base import FactRegistry
@@ -136,7 +136,7 @@ def _list_literal(doc: Positioned, at: tuple, values: list[Any]) -> ast.ListLit:
         elif t != elem:
             raise doc.error(at + (i,), f"list mixes {elem} and {t} values")
         items.append(ast.Literal(v, type=t))
-    return ast.ListLit(tuple(items))
+    return ast.ListLit(tuple(items), type=ListType(elem or ANY))
 
 
 class _Loader:

@@ -240,3 +240,8 @@ def test_unknown_event_field_is_located_at_the_field():
         compile_expression('type == "exec" and proc.exee == "x"', EVCAT, kind="event")
     assert exc.value.column == 25
     assert "unknown field 'exee' of event.proc" in exc.value.message
+
+
+def test_operator_words_are_names_after_a_dot():
+    node = parse_expression("sshd.matches == 1 and x.contains exists")
+    assert node.items[0].left.name == "matches"

@@ -202,3 +202,14 @@ def test_test_root_must_exist(tmp_path):
     p = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: low, check: 'true', tests: [{root: nothere, expect: pass}]}\n")
     (err,) = errors_of(p)
     assert "fixture root 'nothere' is not a directory" in err
+
+
+def test_named_lists_are_typed(tmp_path):
+    p = write(
+        tmp_path,
+        HEADER + "lists:\n  ports: [22, 2222]\n  names: [a, b]\nrules:\n"
+        "  - {id: r1, title: t, severity: low, when: 'net.dst_port in ports and ports[0] == 22'}\n"
+        "  - {id: r2, title: t, severity: low, when: 'net.dst_port in names'}\n",
+    )
+    (err,) = errors_of(p)
+    assert "cannot look for int in list[string]" in err and ":7:46:" in err
