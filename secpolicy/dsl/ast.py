@@ -23,6 +23,7 @@ __all__ = [
     "Or",
     "Not",
     "BitAnd",
+    "Add",
     "Quantifier",
     "Field",
     "Fact",
@@ -113,6 +114,13 @@ class Not(Node):
 
 @dataclass(frozen=True)
 class BitAnd(Node):
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Add(Node):
+    """`a + b`: string concatenation, or the sum of numbers or durations."""
+
     items: tuple[Node, ...]
 
 

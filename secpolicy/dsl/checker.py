@@ -13,6 +13,7 @@ from secpolicy.dsl.types import (
     ANY,
     BOOL,
     CIDR,
+    DURATION,
     FLOAT,
     INT,
     IP,
@@ -314,6 +315,19 @@ class _Checker:
             if not is_numeric(it.type or ANY) or it.type == FLOAT:
                 raise self.error(it, f"'&' needs integers or modes, got {it.type}: {self.snippet(it)}")
         t = MODE if any(i.type == MODE for i in items) else INT
+        return replace(n, items=items, type=t)
+
+    def c_Add(self, n: ast.Add) -> ast.Node:
+        items = tuple(self.check(i) for i in n.items)
+        types = {i.type or ANY for i in items} - {ANY}
+        if types <= {STR}:
+            t: Type = STR
+        elif types <= {DURATION}:
+            t = DURATION
+        elif all(is_numeric(x) for x in types):
+            t = FLOAT if FLOAT in types else INT
+        else:
+            raise self.error(n, f"'+' joins strings or adds numbers, not {' and '.join(sorted(map(str, types)))}: {self.snippet(n)}")
         return replace(n, items=items, type=t)
 
     def c_Quantifier(self, n: ast.Quantifier) -> ast.Node:

@@ -257,6 +257,20 @@ class _Compiler:
 
         return fn
 
+    def c_Add(self, n: ast.Add, want: bool | None) -> Fn:
+        fns = [self.c(i, None) for i in n.items]
+
+        def fn(env: Any, fr: list) -> Any:
+            acc = None
+            for f in fns:
+                v = f(env, fr)
+                if v is None:
+                    return None
+                acc = v if acc is None else acc + v
+            return acc
+
+        return fn
+
     def c_Exists(self, n: ast.Exists, want: bool | None) -> Fn:
         f = self.c(n.item, None)
         trace = self.trace

@@ -35,7 +35,7 @@ def _label(n: ast.Node) -> str:
 
 
 def _children(n: ast.Node) -> list[ast.Node]:
-    if isinstance(n, (ast.And, ast.Or, ast.BitAnd, ast.ListLit)):
+    if isinstance(n, (ast.And, ast.Or, ast.BitAnd, ast.Add, ast.ListLit)):
         return list(n.items)
     if isinstance(n, (ast.Not, ast.Exists)):
         return [n.item]

@@ -150,6 +150,9 @@ class _ToAst(Transformer):
     def bitand(self, meta, items):
         return ast.BitAnd(tuple(items), **_pos(meta))
 
+    def add(self, meta, items):
+        return ast.Add(tuple(items), **_pos(meta))
+
     def method_call(self, meta, items):
         obj, name, *rest = items
         args = rest[0] if rest else ()

@@ -245,3 +245,11 @@ def test_unknown_event_field_is_located_at_the_field():
 def test_operator_words_are_names_after_a_dot():
     node = parse_expression("sshd.matches == 1 and x.contains exists")
     assert node.items[0].left.name == "matches"
+
+
+def test_plus_joins_strings_and_adds_numbers():
+    assert run('thing("a" + "b").name == "ab"') is True
+    assert run('thing("x").n + 1 == 4') is True
+    assert run('thing("x").age + 1h == 2h') is True
+    with pytest.raises(LocatedError, match="'\\+' joins strings or adds numbers"):
+        compile_expression('thing("x").name + 1 == "a"', CAT)
