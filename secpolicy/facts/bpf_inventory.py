@@ -9,6 +9,7 @@ import glob
 import os
 import platform
 import re
+import struct
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -172,6 +173,72 @@ class _MapInfo(ctypes.Structure):
         ("_pad", ctypes.c_uint32),
         ("map_extra", ctypes.c_uint64),
     ]
+
+
+class _BtfInfo(ctypes.Structure):
+    _fields_ = [
+        ("btf", ctypes.c_uint64),
+        ("btf_size", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("name", ctypes.c_uint64),
+        ("name_len", ctypes.c_uint32),
+        ("kernel_btf", ctypes.c_uint32),
+    ]
+
+
+class _FuncInfo(ctypes.Structure):
+    _fields_ = [("insn_off", ctypes.c_uint32), ("type_id", ctypes.c_uint32)]
+
+
+BPF_BTF_GET_FD_BY_ID = 19
+# bytes after each struct btf_type, by kind (linux/btf.h); a callable takes vlen
+_BTF_TRAILER = {1: 4, 3: 12, 4: 12, 5: 12, 6: 8, 13: 8, 14: 4, 15: 12, 17: 4, 19: 12}
+_BTF_PER_MEMBER = {4, 5, 6, 13, 15, 19}
+
+
+def _btf_type_name(blob: bytes, type_id: int) -> str | None:
+    """Name of type `type_id` in a raw BTF blob (standalone BTF, as programs carry)."""
+    if len(blob) < 24 or int.from_bytes(blob[0:2], "little") != 0xEB9F:
+        return None
+    hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<IIIII", blob, 4)
+    types = blob[hdr_len + type_off : hdr_len + type_off + type_len]
+    strings = blob[hdr_len + str_off : hdr_len + str_off + str_len]
+    off, tid = 0, 1
+    while off + 12 <= len(types):
+        name_off, info, _ = struct.unpack_from("<III", types, off)
+        if tid == type_id:
+            end = strings.find(b"\0", name_off)
+            return strings[name_off:end].decode("utf-8", "replace") if end > name_off else None
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        size = _BTF_TRAILER.get(kind, 0)
+        off += 12 + (size * vlen if kind in _BTF_PER_MEMBER else size)
+        tid += 1
+    return None
+
+
+def _full_name(fd: int, info: _ProgInfo) -> str | None:
+    """bpftool's full program name: names are cut at 15 bytes, so a program with BTF is named
+    by its first function's BTF name instead."""
+    if not info.btf_id or not info.nr_func_info:
+        return None
+    try:
+        fi = _FuncInfo()
+        again = _ProgInfo(
+            nr_func_info=1, func_info_rec_size=ctypes.sizeof(fi), func_info=ctypes.addressof(fi)
+        )
+        _info(fd, again)
+        btf_fd = bpf_syscall(BPF_BTF_GET_FD_BY_ID, _GetId(start_id=info.btf_id))
+        try:
+            binfo = _BtfInfo()
+            _info(btf_fd, binfo)
+            buf = ctypes.create_string_buffer(binfo.btf_size)
+            binfo2 = _BtfInfo(btf=ctypes.addressof(buf), btf_size=binfo.btf_size)
+            _info(btf_fd, binfo2)
+        finally:
+            os.close(btf_fd)
+    except OSError:
+        return None
+    return _btf_type_name(buf.raw, fi.type_id)
 
 
 @lru_cache(maxsize=1)
@@ -431,10 +498,13 @@ def _program(fd: int, offset: float) -> BpfProgram:
         _info(fd, again)
         map_ids = tuple(maps_buf[i] for i in range(min(n_maps, again.nr_map_ids)))
         insns = insn_buf.raw[: min(xlated_len, again.xlated_prog_len)]
+    name = _name(bytes(info.name))
+    if len(name.encode()) == BPF_OBJ_NAME_LEN - 1:
+        name = _full_name(fd, info) or name
     return BpfProgram(
         id=info.id,
         type=_type_name(bpf_names.PROG_TYPES, info.type),
-        name=_name(bytes(info.name)),
+        name=name,
         tag=bytes(info.tag).hex(),
         loaded_at=int(round(info.load_time / 1e9 + offset)),
         uid=info.created_by_uid,
