@@ -264,8 +264,8 @@ static __always_inline u32 sp_prefix_bits(struct sp_event *e, u32 off, u32 mask)
             u32 done = i * 8;
             if (done >= pre->len)
                 break;
-            u64 w = 0;
-            bpf_probe_read_kernel(&w, 8, &e->str[(off + done) & (SP_STR_MAX - 1)]);
+            /* A plain load from the map value (x86 and arm64 allow unaligned ones here). */
+            u64 w = *(u64 *)&e->str[(off + done) & (SP_STR_MAX - 1)];
             u32 rest = pre->len - done;
             u64 m = rest >= 8 ? ~0ULL : ((1ULL << (rest * 8)) - 1);
             if ((w ^ pre->w[i]) & m) {
@@ -438,24 +438,41 @@ static __always_inline int sp_finish_path(long ret)
     return 0;
 }
 
-/* A record with one path (at str offset 0): filter it on the path and stash it. */
+/* A record with one path (at str offset 0). The path test runs first, on a bare record: most
+ * opens are dropped before any of the header's helper calls and kernel reads. */
 static __always_inline int sp_path_event(u32 type, u32 probe, long dfd, const char *path,
                                          u64 a1, u64 a2, u64 a3)
 {
-    struct sp_event *e = sp_begin(type, probe);
+    if (sp_self())
+        return 0;
+    struct sp_event *e = sp_scratch();
     if (!e)
+        return 0;
+    struct sp_type_cfg *cfg = sp_cfg(type);
+    e->str_len = 0;
+    e->nstr = 0;
+    e->flags = 0;
+    u32 mask = 0xff; /* unreadable now: every clause stays open, user space judges the path */
+    u8 defer = 0;
+    if (!sp_put_str(e, path, 1))
+        defer = SP_F_DEFER;
+    else if (!(mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0)))
+        return 0;
+    u16 len = e->str_len;
+    u8 n = e->nstr;
+    u8 fl = e->flags | defer;
+    sp_fill(e, type, probe);
+    e->str_len = len;
+    e->nstr = n;
+    e->flags |= fl;
+    if (!sp_pre_filter(e, cfg))
         return 0;
     e->a[0] = dfd;
     e->a[1] = a1;
     e->a[2] = a2;
     e->a[3] = a3;
     e->a[4] = (u64)path;
-    if (!sp_put_str(e, path, 1)) {
-        e->flags |= SP_F_DEFER;
-        sp_stash(e); /* every clause stays open; user space judges the path */
-        return 0;
-    }
-    sp_stash_mask(e, sp_clauses(e, sp_cfg(type), 1, e->str_len, 0, 0));
+    sp_stash_mask(e, mask);
     return 0;
 }
 
