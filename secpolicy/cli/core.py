@@ -32,9 +32,17 @@ def registry() -> FactRegistry:
     return builtin_registry()
 
 
+def _cache_dir() -> Path | None:
+    """Compile cache: $XDG_CACHE_HOME/secpolicy (or ~/.cache/secpolicy); SECPOLICY_NO_CACHE=1 disables."""
+    if os.environ.get("SECPOLICY_NO_CACHE"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "secpolicy" / "policies"
+
+
 def load(policy_paths: Sequence[str], reg: FactRegistry | None = None) -> PolicySet:
     paths = [Path(p) for p in policy_paths] or [policies_dir()]
-    return load_policies(paths, reg or registry())
+    return load_policies(paths, reg or registry(), cache_dir=_cache_dir())
 
 
 def open_output(path: str | None) -> IO[str]:

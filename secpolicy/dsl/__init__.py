@@ -45,11 +45,16 @@ class CompiledExpr:
 
 
 def compile_expression(
-    text: str, catalogue: Catalogue, origin: Origin | None = None, *, kind: str = "check"
+    text: str,
+    catalogue: Catalogue,
+    origin: Origin | None = None,
+    *,
+    kind: str = "check",
+    parsed: ast.Node | None = None,
 ) -> CompiledExpr:
-    """Parse, check and compile `text`. Raises LocatedError (exit 2) on any error."""
+    """Parse (unless `parsed` is given), check and compile `text`. Raises LocatedError."""
     origin = origin or PLAIN_ORIGIN(text)
-    node = parse_expression(text, origin)
+    node = parsed if parsed is not None else parse_expression(text, origin)
     checked = check_expression(node, catalogue, origin, text)
     if kind == "event":
         return CompiledExpr(text, checked.node, kind, compile_event(checked), None, checked.facts_used, checked.fields_used)

@@ -20,6 +20,7 @@ from secpolicy.errors import InputError, LocatedError
 from secpolicy.events.fields import EVENT, event_field_type
 from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity
+from secpolicy.policy.cache import ParseCache
 from secpolicy.policy.model import Policy, PolicySet, Rule, RuleTest, SequenceSpec, Threshold
 from secpolicy.policy.yamlpos import Positioned, expression_origin, load_yaml
 from secpolicy.resources import load_schema
@@ -121,6 +122,16 @@ class _Doc:
     shown: str
     pos: Positioned
     raw: bytes
+    sha256: str
+    cached: dict[tuple, ast.Node] | None  # parsed expressions from the compile cache
+    parsed: dict[tuple, ast.Node]
+
+    def parse(self, at: tuple, text: str) -> ast.Node:
+        node = self.cached.get(at) if self.cached is not None else None
+        if node is None:
+            node = parse_expression(text, expression_origin(self.pos, at, text))
+        self.parsed[at] = node
+        return node
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
@@ -140,8 +151,9 @@ def _list_literal(doc: Positioned, at: tuple, values: list[Any]) -> ast.ListLit:
 
 
 class _Loader:
-    def __init__(self, registry: FactRegistry) -> None:
+    def __init__(self, registry: FactRegistry, cache: ParseCache | None) -> None:
         self.registry = registry
+        self.cache = cache
         self.errors: list[InputError] = []
         self.lists: dict[str, ast.ListLit] = {}
         self.macros: dict[str, Macro] = {}
@@ -159,11 +171,15 @@ class _Loader:
         if not isinstance(pos.data, dict):
             self.errors.append(LocatedError("a policy file must be a mapping with metadata: and rules:", shown, 1, 1))
             return None
-        verrs = sorted(_validator().iter_errors(pos.data), key=lambda e: list(e.absolute_path))
-        if verrs:
-            self.errors.append(_schema_error(pos, best_match(verrs) or verrs[0]))
-            return None
-        return _Doc(path, shown, pos, raw)
+        sha = hashlib.sha256(raw).hexdigest()
+        # A cache entry exists only for a file that validated and compiled cleanly before.
+        cached = self.cache.get(sha) if self.cache is not None else None
+        if cached is None:
+            verrs = sorted(_validator().iter_errors(pos.data), key=lambda e: list(e.absolute_path))
+            if verrs:
+                self.errors.append(_schema_error(pos, best_match(verrs) or verrs[0]))
+                return None
+        return _Doc(path, shown, pos, raw, sha, cached, {})
 
     def collect_names(self, d: _Doc) -> None:
         data = d.pos.data
@@ -177,7 +193,7 @@ class _Loader:
             if self._define(d, ("macros", name), name):
                 origin = expression_origin(d.pos, ("macros", name), text)
                 try:
-                    node = parse_expression(text, origin)
+                    node = d.parse(("macros", name), text)
                 except LocatedError as e:
                     self.errors.append(e)
                     continue
@@ -221,7 +237,10 @@ class _Loader:
     def compile(self, d: _Doc, at: tuple, text: str, *, event: bool) -> CompiledExpr | None:
         origin = expression_origin(d.pos, at, text)
         try:
-            return compile_expression(text, self.catalogue(event=event), origin, kind="event" if event else "check")
+            node = d.parse(at, text)
+            return compile_expression(
+                text, self.catalogue(event=event), origin, kind="event" if event else "check", parsed=node
+            )
         except LocatedError as e:
             self.errors.append(e)
             return None
@@ -239,7 +258,7 @@ class _Loader:
             title=meta["title"],
             version=str(meta["version"]),
             path=d.shown,
-            sha256=hashlib.sha256(d.raw).hexdigest(),
+            sha256=d.sha256,
             standard=meta.get("standard"),
             benchmark=meta.get("benchmark"),
             rules=tuple(rules),
@@ -337,10 +356,11 @@ class _Loader:
         )
 
 
-def load_policies(paths: Sequence[Path], registry: FactRegistry) -> PolicySet:
-    """Load, validate and compile. Raises PolicyErrors listing every located error."""
+def load_policies(paths: Sequence[Path], registry: FactRegistry, *, cache_dir: Path | None = None) -> PolicySet:
+    """Load, validate and compile. Raises PolicyErrors listing every located error.
+    With `cache_dir`, unchanged files skip validation and parsing (see policy/cache.py)."""
     files = find_policy_files(paths)
-    loader = _Loader(registry)
+    loader = _Loader(registry, ParseCache(cache_dir) if cache_dir is not None else None)
     docs = [d for d in (loader.read(p) for p in files) if d is not None]
     for d in docs:
         loader.collect_names(d)
@@ -348,4 +368,8 @@ def load_policies(paths: Sequence[Path], registry: FactRegistry) -> PolicySet:
     policies = [loader.build(d) for d in docs]
     if loader.errors:
         raise PolicyErrors(loader.errors)
+    if loader.cache is not None:
+        for d in docs:
+            if d.cached is None:
+                loader.cache.put(d.sha256, d.parsed)
     return PolicySet(tuple(policies))

@@ -4,6 +4,7 @@ can name `file:line:col`; duplicate keys are rejected instead of silently overwr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import yaml
@@ -29,7 +30,7 @@ class Span:
     style: str | None  # YAML scalar style: None (plain), "'", '"', "|", ">"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Positioned:
     data: Any
     spans: dict[tuple, Span]  # path -> span of the value
@@ -44,8 +45,12 @@ class Positioned:
             path = path[:-1]
         return self.spans.get(())
 
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
+
     def line_text(self, line: int) -> str | None:
-        lines = self.text.split("\n")
+        lines = self.lines
         return lines[line - 1] if 0 < line <= len(lines) else None
 
     def error(self, path: tuple, message: str, *, key: bool = False) -> LocatedError:
@@ -123,7 +128,7 @@ def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.ds
     from secpolicy.dsl.parser import Origin
 
     sp = doc.spans.get(at)
-    lines = doc.text.split("\n")
+    lines = doc.lines
     segments: list[tuple[int, int, int]] = []  # (expr offset, file line, file column)
     if sp is not None:
         if sp.style in ("|", ">"):

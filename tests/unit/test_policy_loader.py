@@ -213,3 +213,26 @@ def test_named_lists_are_typed(tmp_path):
     )
     (err,) = errors_of(p)
     assert "cannot look for int in list[string]" in err and ":7:46:" in err
+
+
+def test_compile_cache_skips_parsing_unchanged_files_and_notices_changes(tmp_path, monkeypatch):
+    from secpolicy.policy import loader as loader_mod
+
+    p = write(tmp_path, HEADER + "rules:\n  - {id: r1, title: t, severity: low, check: 'file(\"/etc/x\").exists'}\n")
+    cache = tmp_path / "cache"
+    first = load_policies([p], builtin_registry(), cache_dir=cache)
+    assert list(cache.glob("*.pickle")) and oct(cache.stat().st_mode & 0o777) == "0o700"
+    calls = []
+    real = loader_mod.parse_expression
+    monkeypatch.setattr(loader_mod, "parse_expression", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = load_policies([p], builtin_registry(), cache_dir=cache)
+    assert calls == [] and again.rules[0].check.text == first.rules[0].check.text
+    p.write_text(HEADER + "rules:\n  - {id: r1, title: t, severity: low, check: 'file(\"/etc/x\").mode == \"1\"'}\n")
+    (err,) = errors_of_cached(p, cache)
+    assert "cannot compare mode with string" in err and len(calls) == 1
+
+
+def errors_of_cached(p: Path, cache: Path) -> list[str]:
+    with pytest.raises(PolicyErrors) as exc:
+        load_policies([p], builtin_registry(), cache_dir=cache)
+    return [e.render() for e in exc.value.errors]
