@@ -126,6 +126,9 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
 @click.option("--fail-on", default="low", show_default=True, help="Lowest severity that fails the scan, or `new` (with --baseline).")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="Results JSON of an earlier scan: with --fail-on new, only regressions fail.")
 @click.option("--report-dir", type=click.Path(file_okay=False), help="Also write results.json, report.html and report.pdf here.")
+@click.option("--fim", "fim_dbs", multiple=True, metavar="NAME=DB", help="Baseline database behind fim(\"NAME\") (default /var/lib/secpolicy/fim/NAME.db).")
+@click.option("--fim-key-file", type=click.Path(dir_okay=False), help="Key of the FIM baselines (a file).")
+@click.option("--fim-key-env", metavar="VAR", help="Key of the FIM baselines (an environment variable).")
 @click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), help="Record the scan in this tamper-evident audit log (made by `secpolicy log init`).")
 @click.option("-v", "--verbose", is_flag=True, help="Show passing rules too.")
 def scan(
@@ -140,6 +143,9 @@ def scan(
     fail_on: str,
     baseline: str | None,
     report_dir: str | None,
+    fim_dbs: tuple[str, ...],
+    fim_key_file: str | None,
+    fim_key_env: str | None,
     audit_log: str | None,
     verbose: bool,
 ) -> None:
@@ -165,12 +171,13 @@ def scan(
         if rid not in known:
             raise InputError(f"--rule: unknown rule id {rid!r}")
     severity = Severity.LOW if fail_on == "new" else Severity(fail_on)
+    options = {"fim": _fim_options(fim_dbs, fim_key_file, fim_key_env)}
     scan_id = str(uuid.uuid4())
     trail = _AuditTrail(audit_log, scan_id, ps, profile) if audit_log else None
     try:
         result = engine.scan(
             ps, reg, root=root, waivers=wset, profile=profile, standard=standard,
-            rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id,
+            rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options,
         )
     except BaseException as e:
         if trail:
@@ -201,6 +208,22 @@ def scan(
     else:
         code = engine.exit_code(result.findings, severity)
     sys.exit(code)
+
+
+def _fim_options(dbs: Sequence[str], key_file: str | None, key_env: str | None) -> dict[str, Any]:
+    """--fim NAME=DB pairs (and a shared key) as the options the fim() fact reads."""
+    from secpolicy.facts.fim import DEFAULT_DB_DIR
+    from secpolicy.fim.store import Key
+
+    key = Key.from_file(key_file) if key_file else Key.from_env(key_env) if key_env else None
+    out: dict[str, Any] = {}
+    for item in dbs:
+        name, sep, db = item.partition("=")
+        if not sep or not name or not db:
+            raise InputError(f"--fim takes NAME=DB, not {item!r}")
+        out[name] = {"db": db, "key": key}
+    out["*"] = {"key": key, "dir": DEFAULT_DB_DIR}
+    return out
 
 
 class _AuditTrail:

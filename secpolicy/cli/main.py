@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from secpolicy import __version__
-from secpolicy.cli import auditlog, core, events
+from secpolicy.cli import auditlog, core, events, live
+from secpolicy.cli.fim import fim
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, SecpolicyError
 
 __all__ = ["cli", "main"]
@@ -67,9 +68,10 @@ def cli() -> None:
 
 def _register() -> None:
     """Every command, explicitly, in one place."""
-    for module in (core, events, auditlog):
+    for module in (core, events, live, auditlog):
         for command in module.COMMANDS:
             cli.add_command(command)
+    cli.add_command(fim)
 
 
 def main() -> None:

@@ -196,7 +196,9 @@ class _Checker:
             path = obj.path + (n.name,)
             self.fields_used.add(path)
             return ast.Field(path, line=n.line, column=n.column, start=n.start, end=n.end, type=ft)
-        return ast.Attr(obj, n.name, line=n.line, column=n.column, start=n.start, end=n.end, type=ft)
+        return ast.Attr(
+            obj, n.name, line=n.line, column=n.column, start=n.start, end=n.end, type=ft, text=self.snippet(n)
+        )
 
     def c_MethodCall(self, n: ast.MethodCall) -> ast.Node:
         obj = self.check(n.obj)
@@ -209,7 +211,10 @@ class _Checker:
             raise self.error(n, f"{t} has no method {n.name!r}" + (f" (methods: {known})" if known else ""))
         m: Method = t.methods[n.name]
         self.check_args(n, f"{t}.{n.name}", m.params, args)
-        return ast.MethodCall(obj, n.name, args, line=n.line, column=n.column, start=n.start, end=n.end, type=m.returns)
+        return ast.MethodCall(
+            obj, n.name, args, line=n.line, column=n.column, start=n.start, end=n.end, type=m.returns,
+            text=self.snippet(n),
+        )
 
     def check_args(self, n: ast.Node, what: str, params: tuple[Type, ...], args: tuple[ast.Node, ...]) -> None:
         if len(params) != len(args):

@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Checked
-from secpolicy.dsl.types import CIDR, IP, ListType, Type, format_value
+from secpolicy.dsl.types import BOOL, CIDR, IP, ListType, Type, format_value
 from secpolicy.errors import EvaluationError
 
 __all__ = ["Trace", "TraceRecord", "EvalEnv", "compile_check", "compile_event", "Fn"]
@@ -69,6 +69,8 @@ class _Compiler:
         fn: Fn = getattr(self, "c_" + type(n).__name__)(n, want)
         if self.trace and want is not None and isinstance(n, (ast.And, ast.Or, ast.Not, ast.Quantifier)):
             return _pruning(fn, want)
+        if self.trace and want is not None and n.type == BOOL and isinstance(n, (ast.Attr, ast.MethodCall)):
+            return _truth(fn, n.text, want)
         return fn
 
     # leaves -----------------------------------------------------------------------------
@@ -407,6 +409,19 @@ class _Compiler:
             return res
 
         return fn
+
+
+def _truth(fn: Fn, text: str, want: bool) -> Fn:
+    """A bare boolean fact used as a condition (`fim("web").verified`) is evidence too."""
+
+    def traced(env: Any, fr: list) -> Any:
+        env.last_source = None
+        v = fn(env, fr)
+        if env.trace is not None:
+            env.trace.append(TraceRecord(text, "is", format_value(v), "true", bool(v), want, env.last_source))
+        return v
+
+    return traced
 
 
 def _pruning(fn: Fn, want: bool) -> Fn:

@@ -7,6 +7,7 @@ from secpolicy.facts import (
     audit_rules,
     bpf_inventory,
     files,
+    fim,
     kv,
     packages,
     pam,
@@ -24,6 +25,7 @@ __all__ = ["builtin_registry"]
 def builtin_registry() -> FactRegistry:
     reg = FactRegistry()
     files.register(reg)
+    fim.register(reg)
     sysctl.register(reg)
     sshd.register(reg)
     accounts.register(reg)
