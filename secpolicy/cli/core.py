@@ -348,10 +348,18 @@ def explain(rule_id: str, policies: tuple[str, ...]) -> None:
 def _explain_event_rule(rule: Any) -> None:
     from secpolicy.events.matcher import describe_rule
 
+    from secpolicy.events.bpf_plan import plan_for_rules
+    from secpolicy.events.fields import EVENT_TYPES
+
     info = describe_rule(rule)
     click.echo("\nmatcher (user space):")
     for k, v in info.items():
         click.echo(f"  {k}: {v}")
+    plan = plan_for_rules([rule])
+    click.echo("\nkernel tier (eBPF filter when this rule alone is loaded):")
+    types = info.get("index", {}).get("types") or sorted(plan.types) or EVENT_TYPES
+    for t in types:
+        click.echo(f"  {plan.describe(t)}")
 
 
 # test ------------------------------------------------------------------------------------

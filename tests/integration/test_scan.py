@@ -255,3 +255,16 @@ def test_cli_scan_records_itself_in_the_audit_log(tmp_path):
     types = [ln["body"]["event_type"] for ln in lines if ln.get("kind") == "record"]
     assert types[0] == "scan_start" and types[-1] == "scan_stop"
     assert types.count("finding") == 10 and types.count("config_loaded") == 1
+
+
+def test_cli_explain_event_rule_shows_index_and_kernel_tier(tmp_path):
+    p = tmp_path / "e.yaml"
+    p.write_text(
+        "metadata: {id: e, title: E, version: '1'}\nrules:\n"
+        "  - id: e1\n    title: writes under /etc\n    severity: high\n"
+        "    when: type == \"write\" and file.path startswith \"/etc/\"\n"
+    )
+    out = cli("explain", "e1", "--policy", str(p))
+    assert out.returncode == 0, out.stderr
+    assert "'types': ['write']" in out.stdout
+    assert "kernel tier" in out.stdout and "write: (path starts with /etc/)" in out.stdout
