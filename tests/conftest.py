@@ -34,3 +34,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("SECPOLICY_REQUIRE_BPF") == "1":
         pytest.fail(f"live eBPF test cannot run (SECPOLICY_REQUIRE_BPF=1): {reason}", pytrace=False)
     pytest.skip(f"live eBPF unavailable here: {reason}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Live tests share the kernel (tracepoints, ring buffers, loss counters): with xdist's
+    # --dist loadgroup they all run on one worker, one after another.
+    for item in items:
+        if item.get_closest_marker("live") is not None:
+            item.add_marker(pytest.mark.xdist_group("live"))
