@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, INT, MODE, STR, ListType, Method, ObjectType
-from secpolicy.errors import EvaluationError
+from secpolicy.errors import EvaluationError, NotApplicable
 from secpolicy.facts._common import at, dropin_files, read_proc, require_proc
 
 if TYPE_CHECKING:
@@ -428,8 +428,9 @@ APPARMOR = ObjectType(
     field_docs={
         "enabled": "sys/module/apparmor/parameters/enabled is Y (null under --root without sys/)",
         "bootloader_enabled": "apparmor=1 and security=apparmor on every grub.cfg kernel line",
-        "unconfined": "processes running unconfined although a profile exists for their executable (live)",
+        "unconfined": "processes running unconfined although a profile exists for their executable (live only: NOT_APPLICABLE under --root)",
         "profiles_defined": "profile files in etc/apparmor.d (top level)",
+        "profiles_loaded": "profiles in the kernel: live, or a root carrying sys/kernel/security/apparmor/profiles; else NOT_APPLICABLE",
     },
 )
 
@@ -466,27 +467,32 @@ class AppArmor:
                 out[m.group(1)] = m.group(2)
         return out
 
-    def _count(self, mode: str | None) -> int | None:
+    def _count(self, mode: str | None) -> int:
         if self._profiles is None:
-            return None
+            if not self._ctx.live:
+                raise NotApplicable(
+                    f"apparmor profiles: only known on the live host (no sys/kernel/security/apparmor under --root {self._ctx.root})"
+                )
+            raise EvaluationError(
+                "apparmor profiles: /sys/kernel/security/apparmor/profiles is not readable (securityfs not mounted?)"
+            )
         return sum(1 for m in self._profiles.values() if mode is None or m == mode)
 
     @property
-    def profiles_loaded(self) -> int | None:
+    def profiles_loaded(self) -> int:
         return self._count(None)
 
     @property
-    def profiles_enforce(self) -> int | None:
+    def profiles_enforce(self) -> int:
         return self._count("enforce")
 
     @property
-    def profiles_complain(self) -> int | None:
+    def profiles_complain(self) -> int:
         return self._count("complain")
 
     @property
-    def unconfined(self) -> tuple[str, ...] | None:
-        if not self._ctx.live:
-            return None
+    def unconfined(self) -> tuple[str, ...]:
+        self._ctx.require_live("apparmor.unconfined")
         names = set(self._profiles or {})
         out = []
         for pid in os.listdir("/proc"):
