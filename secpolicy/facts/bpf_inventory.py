@@ -506,7 +506,7 @@ def _program(fd: int, offset: float) -> BpfProgram:
         type=_type_name(bpf_names.PROG_TYPES, info.type),
         name=name,
         tag=bytes(info.tag).hex(),
-        loaded_at=int(round(info.load_time / 1e9 + offset)),
+        loaded_at=round(info.load_time / 1e9 + offset),
         uid=info.created_by_uid,
         map_ids=map_ids,
         helpers=_helpers(insns) if insns else (),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -106,7 +107,7 @@ class KvConfig:
     def int(self, key: str) -> int | None:
         return self._int(self.option(key))
 
-    def mode(self, key: str) -> int | None:
+    def mode(self, key: str) -> builtins.int | None:
         v = self.option(key)
         if v is None:
             return None
@@ -115,7 +116,7 @@ class KvConfig:
         except ValueError:
             return None
 
-    def size(self, key: str) -> int | None:
+    def size(self, key: str) -> builtins.int | None:
         return parse_size(self.option(key))
 
     def has(self, key: str) -> bool:

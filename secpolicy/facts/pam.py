@@ -99,7 +99,7 @@ _TOKEN = re.compile(r"\[(?:[^\]\\]|\\.)*\]|\S+")
 
 def _tokens(line: str) -> list[str]:
     """Split like libpam: `[...]` groups (controls, arguments with spaces) stay whole."""
-    out = []
+    out: list[str] = []
     for tok in _TOKEN.findall(line):
         if tok.startswith("[") and tok.endswith("]") and out and len(out) >= 2:
             tok = tok[1:-1].replace("\\]", "]")  # an argument in brackets: brackets dropped
