@@ -26,7 +26,15 @@ from secpolicy.models import FAILING_STATUSES, Evidence, Finding, Severity, Stat
 from secpolicy.policy.model import PolicySet, Rule
 from secpolicy.policy.waivers import WaiverSet
 
-__all__ = ["ScanResult", "select_rules", "evaluate_rule", "scan", "exit_code", "RESULTS_SCHEMA_VERSION"]
+__all__ = [
+    "ScanResult",
+    "select_rules",
+    "evaluate_rule",
+    "scan",
+    "exit_code",
+    "lost_events_finding",
+    "RESULTS_SCHEMA_VERSION",
+]
 
 RESULTS_SCHEMA_VERSION = "1.0"
 _MAX_EVIDENCE = 25
@@ -144,6 +152,7 @@ class ScanResult:
     scan: dict[str, Any]
     waiver_report: list[dict[str, Any]] = field(default_factory=list)
     coverage: dict[str, Any] = field(default_factory=dict)
+    lost_events: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return summarize(self.findings)
@@ -162,6 +171,7 @@ class ScanResult:
             "waivers": self.waiver_report,
             "errors": errors,
             "coverage": self.coverage,
+            "lost_events": self.lost_events,
         }
 
 
@@ -254,6 +264,46 @@ def scan(
             for k in ("automated", "partial", "manual"):
                 entry[k].extend(str(x) for x in data.get(k, []))
     return ScanResult(findings, scan_meta, report, coverage)
+
+
+LOST_EVENTS_RULE = "secpolicy-monitor-lost-events"
+
+
+def lost_events_finding(summary: dict[str, Any], source: str) -> Finding:
+    """A monitor run as a finding: events the kernel or the user-space queue dropped were never
+    evaluated, so coverage for their window is incomplete. Non-zero loss fails."""
+    lost = int(summary.get("lost") or 0)
+    evidence = [
+        Evidence(
+            expression=f"lost events of type {etype}",
+            expected="0",
+            observed=str(n),
+            source=source,
+        )
+        for etype, n in sorted((summary.get("lost_by_type") or {}).items())
+    ]
+    for w in (summary.get("loss_windows") or [])[:_MAX_EVIDENCE]:
+        evidence.append(
+            Evidence(
+                expression="loss window",
+                message=f"{w.get('count')} lost in the {w.get('where')} between {w.get('start')} and {w.get('end')}",
+                source=source,
+            )
+        )
+    window = f"{summary.get('events', 0)} events over {summary.get('duration_s', 0):.0f} s"
+    return Finding(
+        rule_id=LOST_EVENTS_RULE,
+        title="The live monitor evaluated every event it was sent",
+        severity=Severity.HIGH,
+        status=Status.FAIL if lost else Status.PASS,
+        policy_id="secpolicy",
+        description=f"Monitor run recorded in {source}: {window}.",
+        rationale="Events dropped before evaluation are blind spots: no rule could alert on them.",
+        remediation="Raise --ringbuf-pages / --queue-max, narrow the loaded event rules, or add CPU.",
+        references={"pci-dss": ("10.7.2",), "nist-800-53": ("AU-5",)},
+        evidence=tuple(evidence) or (Evidence(expression="lost events", expected="0", observed="0", source=source),),
+        reason=None,
+    )
 
 
 def exit_code(findings: Sequence[Finding], fail_on: Severity) -> int:

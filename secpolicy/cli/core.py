@@ -129,6 +129,7 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
 @click.option("--fim", "fim_dbs", multiple=True, metavar="NAME=DB", help="Baseline database behind fim(\"NAME\") (default /var/lib/secpolicy/fim/NAME.db).")
 @click.option("--fim-key-file", type=click.Path(dir_okay=False), help="Key of the FIM baselines (a file).")
 @click.option("--fim-key-env", metavar="VAR", help="Key of the FIM baselines (an environment variable).")
+@click.option("--monitor-summary", "monitor_summaries", multiple=True, type=click.Path(dir_okay=False), help="A `monitor --summary-json` file: its lost events become a finding.")
 @click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), help="Record the scan in this tamper-evident audit log (made by `secpolicy log init`).")
 @click.option("-v", "--verbose", is_flag=True, help="Show passing rules too.")
 def scan(
@@ -146,6 +147,7 @@ def scan(
     fim_dbs: tuple[str, ...],
     fim_key_file: str | None,
     fim_key_env: str | None,
+    monitor_summaries: tuple[str, ...],
     audit_log: str | None,
     verbose: bool,
 ) -> None:
@@ -183,6 +185,12 @@ def scan(
         if trail:
             trail.failed(e)
         raise
+    for path in monitor_summaries:
+        summary = _read_json(path)
+        result.findings.append(engine.lost_events_finding(summary, path))
+        result.lost_events.extend(
+            dict(w, source=path) for w in summary.get("loss_windows") or [] if isinstance(w, dict)
+        )
     if trail:
         trail.finished(result)
     results = result.to_results()
@@ -208,6 +216,19 @@ def scan(
     else:
         code = engine.exit_code(result.findings, severity)
     sys.exit(code)
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", path) from None
+    except ValueError as e:
+        raise InputError(f"not JSON: {e}", path) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object", path)
+    return data
 
 
 def _fim_options(dbs: Sequence[str], key_file: str | None, key_env: str | None) -> dict[str, Any]:

@@ -268,3 +268,24 @@ def test_cli_explain_event_rule_shows_index_and_kernel_tier(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "'types': ['write']" in out.stdout
     assert "kernel tier" in out.stdout and "write: (path starts with /etc/)" in out.stdout
+
+
+def test_monitor_losses_become_a_finding(tmp_path):
+    summary = {
+        "duration_s": 10.0, "events": 500, "alerts": 0, "lost": 7, "lost_by_type": {"open": 4, "exec": 3},
+        "loss_windows": [{"start": "2026-11-21T05:00:00.000000000Z", "end": "2026-11-21T05:00:00.500000000Z",
+                          "count": 7, "where": "user-space queue", "by_type": {"open": 4, "exec": 3}}],
+    }
+    lossy, clean = tmp_path / "lossy.json", tmp_path / "clean.json"
+    lossy.write_text(json.dumps(summary))
+    clean.write_text(json.dumps(summary | {"lost": 0, "lost_by_type": {}, "loss_windows": []}))
+    root = build(tmp_path, HARDENED)
+    for path, status, code in ((lossy, "fail", 1), (clean, "pass", 0)):
+        p = cli("scan", "--policy", str(POLICY), "--root", root, "--monitor-summary", str(path), "--format", "json")
+        data = json.loads(p.stdout)
+        jsonschema.validate(data, load_schema("results"))
+        (f,) = [r for r in data["results"] if r["rule_id"] == "secpolicy-monitor-lost-events"]
+        assert f["status"] == status and p.returncode == code
+    assert [(e["expression"], e["observed"]) for e in json.loads(cli(
+        "scan", "--policy", str(POLICY), "--root", root, "--monitor-summary", str(lossy), "--format", "json"
+    ).stdout)["results"][-1]["evidence"][:2]] == [("lost events of type exec", "3"), ("lost events of type open", "4")]
