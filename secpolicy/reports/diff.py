@@ -1,0 +1,260 @@
+"""Scan-to-scan comparison for CI gating and pull-request comments: which rules newly fail,
+which were fixed, which changed status otherwise, and which rules appeared or disappeared."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+from secpolicy.errors import InputError
+from secpolicy.models import Severity
+from secpolicy.reports.model import validate_results
+
+__all__ = ["Change", "Diff", "load_results", "diff_results", "render_diff", "DIFF_FORMATS"]
+
+_FAILING = frozenset({"fail", "error"})
+DIFF_FORMATS = ("table", "json", "markdown")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One rule between two scans; `old_status` is None for a rule new in the later scan,
+    `new_status` None for one that disappeared."""
+
+    rule_id: str
+    title: str
+    severity: str
+    old_status: str | None
+    new_status: str | None
+    evidence: str = ""  # the later scan's first evidence line, when failing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "title": self.title,
+            "severity": self.severity,
+            "old_status": self.old_status,
+            "new_status": self.new_status,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True)
+class Diff:
+    old_scan: Mapping[str, Any]
+    new_scan: Mapping[str, Any]
+    new_failures: tuple[Change, ...]  # not failing before (or absent), failing now
+    fixed: tuple[Change, ...]  # failing before, passing now
+    changed: tuple[Change, ...]  # every other status change of a rule in both scans
+    added_rules: tuple[Change, ...]
+    removed_rules: tuple[Change, ...]
+    old_pct: float | None = None
+    new_pct: float | None = None
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.new_failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "old_scan": {k: self.old_scan.get(k) for k in ("id", "host", "started_at")},
+            "new_scan": {k: self.new_scan.get(k) for k in ("id", "host", "started_at")},
+            "compliance_pct": {"old": self.old_pct, "new": self.new_pct},
+            "new_failures": [c.to_dict() for c in self.new_failures],
+            "fixed": [c.to_dict() for c in self.fixed],
+            "changed": [c.to_dict() for c in self.changed],
+            "added_rules": [c.to_dict() for c in self.added_rules],
+            "removed_rules": [c.to_dict() for c in self.removed_rules],
+        }
+
+
+def load_results(path: str) -> dict[str, Any]:
+    """Read and validate a results file; InputError names the file and what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise InputError(f"cannot read results file: {e.strerror}", path) from None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text (byte {e.start})", path) from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"not JSON: line {e.lineno} column {e.colno}: {e.msg}", path) from None
+    try:
+        validate_results(doc, path=path)
+    except InputError as e:
+        raise InputError(e.message, path) from None
+    return doc
+
+
+def _severity_rank(sev: str) -> int:
+    try:
+        return Severity(sev).rank
+    except ValueError:
+        return -1
+
+
+def _first_evidence(r: Mapping[str, Any]) -> str:
+    if r.get("status") == "error" and r.get("reason"):
+        return str(r["reason"])
+    for e in r.get("evidence") or ():
+        text = e["expression"]
+        if e.get("expected") is not None or e.get("observed") is not None:
+            text += f": expected {e.get('expected')}, observed {e.get('observed')}"
+        if e.get("source"):
+            text += f" (at {e['source']})"
+        return text
+    return str(r.get("reason") or "")
+
+
+def _change(rid: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Change:
+    base = new or old
+    assert base is not None
+    return Change(
+        rule_id=rid,
+        title=base["title"],
+        severity=base["severity"],
+        old_status=old["status"] if old else None,
+        new_status=new["status"] if new else None,
+        evidence=_first_evidence(new) if new and new["status"] in _FAILING else "",
+    )
+
+
+def _order(c: Change) -> tuple[int, str]:
+    return (-_severity_rank(c.severity), c.rule_id)
+
+
+def diff_results(old: dict[str, Any], new: dict[str, Any]) -> Diff:
+    """Compare two validated results documents rule by rule (by rule id).
+
+    A rule counts as a new failure when it fails or errors now and did not before, including
+    a rule that did not exist before (the baseline never accepted it) and a waived failure
+    whose waiver lapsed. Failing -> passing is fixed; any other status change is `changed`."""
+    validate_results(old)
+    validate_results(new)
+    before = {r["rule_id"]: r for r in old["results"]}
+    after = {r["rule_id"]: r for r in new["results"]}
+    new_failures, fixed, changed, added, removed = [], [], [], [], []
+    for rid, n in after.items():
+        o = before.get(rid)
+        if o is None:
+            c = _change(rid, None, n)
+            added.append(c)
+            if n["status"] in _FAILING:
+                new_failures.append(c)
+            continue
+        if o["status"] == n["status"]:
+            continue
+        c = _change(rid, o, n)
+        if n["status"] in _FAILING and o["status"] not in _FAILING:
+            new_failures.append(c)
+        elif o["status"] in _FAILING and n["status"] == "pass":
+            fixed.append(c)
+        else:
+            changed.append(c)
+    for rid, o in before.items():
+        if rid not in after:
+            removed.append(_change(rid, o, None))
+    return Diff(
+        old_scan=old["scan"],
+        new_scan=new["scan"],
+        new_failures=tuple(sorted(new_failures, key=_order)),
+        fixed=tuple(sorted(fixed, key=_order)),
+        changed=tuple(sorted(changed, key=_order)),
+        added_rules=tuple(sorted(added, key=_order)),
+        removed_rules=tuple(sorted(removed, key=_order)),
+        old_pct=old["summary"].get("compliance_pct"),
+        new_pct=new["summary"].get("compliance_pct"),
+    )
+
+
+# rendering ---------------------------------------------------------------------------------
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1f}%"
+
+
+def _status_pair(c: Change) -> str:
+    return f"{c.old_status or '(absent)'} -> {c.new_status or '(absent)'}"
+
+
+_SECTIONS = (
+    ("new_failures", "New failures"),
+    ("fixed", "Fixed"),
+    ("changed", "Other status changes"),
+    ("added_rules", "Rules added"),
+    ("removed_rules", "Rules removed"),
+)
+
+
+def _headline(d: Diff) -> str:
+    return (
+        f"{len(d.new_failures)} new failure(s), {len(d.fixed)} fixed, {len(d.changed)} other change(s), "
+        f"{len(d.added_rules)} rule(s) added, {len(d.removed_rules)} removed; "
+        f"compliance {_pct(d.old_pct)} -> {_pct(d.new_pct)}"
+    )
+
+
+def _render_table(d: Diff, out: IO[str]) -> None:
+    out.write(f"old: {d.old_scan.get('host')} {d.old_scan.get('started_at')} ({d.old_scan.get('id')})\n")
+    out.write(f"new: {d.new_scan.get('host')} {d.new_scan.get('started_at')} ({d.new_scan.get('id')})\n")
+    out.write(_headline(d) + "\n")
+    for attr, title in _SECTIONS:
+        items: tuple[Change, ...] = getattr(d, attr)
+        if not items:
+            continue
+        out.write(f"\n{title} ({len(items)}):\n")
+        w_id = max(len(c.rule_id) for c in items)
+        for c in items:
+            out.write(f"  {c.rule_id:<{w_id}}  {c.severity:<8}  {_status_pair(c):<26}  {c.title}\n")
+            if c.evidence:
+                out.write(f"  {'':<{w_id}}  {'':<8}  {c.evidence}\n")
+
+
+def _md_cell(text: str) -> str:
+    # Pipes end a table cell and newlines end the row; backticks and angle brackets would
+    # let a rule title inject markup into the comment.
+    return (
+        text.replace("\\", "\\\\")
+        .replace("|", "\\|")
+        .replace("\r", " ")
+        .replace("\n", " ")
+        .replace("`", "\\`")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+    )
+
+
+def _render_markdown(d: Diff, out: IO[str]) -> None:
+    mark = ":x:" if d.new_failures else ":white_check_mark:"
+    out.write(f"### {mark} secpolicy: {len(d.new_failures)} new failure(s), {len(d.fixed)} fixed\n\n")
+    out.write(
+        f"Compliance **{_pct(d.old_pct)} → {_pct(d.new_pct)}** on {_md_cell(str(d.new_scan.get('host')))} "
+        f"(baseline scan {_md_cell(str(d.old_scan.get('started_at')))}, this scan {_md_cell(str(d.new_scan.get('started_at')))}).\n"
+    )
+    for attr, title in _SECTIONS:
+        items: tuple[Change, ...] = getattr(d, attr)
+        if not items:
+            continue
+        out.write(f"\n#### {title} ({len(items)})\n\n| Rule | Severity | Status | Title | Evidence |\n|---|---|---|---|---|\n")
+        for c in items:
+            out.write(
+                f"| {_md_cell(c.rule_id)} | {c.severity} | {_md_cell(_status_pair(c)).replace('->', '→')} | "
+                f"{_md_cell(c.title)} | {_md_cell(c.evidence)} |\n"
+            )
+    if not any(getattr(d, a) for a, _ in _SECTIONS):
+        out.write("\nNo rule changed status.\n")
+
+
+def render_diff(d: Diff, fmt: str, out: IO[str]) -> None:
+    if fmt == "json":
+        json.dump(d.to_dict(), out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    elif fmt == "markdown":
+        _render_markdown(d, out)
+    elif fmt == "table":
+        _render_table(d, out)
+    else:
+        raise InputError(f"unknown diff format {fmt!r}; choose one of {', '.join(DIFF_FORMATS)}")

@@ -1,0 +1,368 @@
+"""The one report model every renderer reads: a validated results file (the JSON a scan
+writes) turned into findings, framework summaries, waivers, errors and trends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import jsonschema
+
+from secpolicy.errors import InputError
+from secpolicy.models import Evidence, Finding, Severity, Status, Waiver
+from secpolicy.resources import load_schema
+
+__all__ = [
+    "Report",
+    "ScanInfo",
+    "PolicyInfo",
+    "FrameworkSummary",
+    "WaiverEntry",
+    "ErrorEntry",
+    "TrendPoint",
+    "build_report",
+    "validate_results",
+    "finding_from_dict",
+    "STATUS_ORDER",
+    "STATUS_LABEL",
+    "parse_time",
+]
+
+# Order in which an auditor reads controls: what needs action first.
+STATUS_ORDER = {
+    Status.ERROR: 0,
+    Status.FAIL: 1,
+    Status.WAIVED: 2,
+    Status.PASS: 3,
+    Status.NOT_APPLICABLE: 4,
+    Status.SKIPPED: 5,
+}
+STATUS_LABEL = {
+    Status.PASS: "Pass",
+    Status.FAIL: "Fail",
+    Status.ERROR: "Error",
+    Status.NOT_APPLICABLE: "Not applicable",
+    Status.WAIVED: "Waived",
+    Status.SKIPPED: "Skipped",
+}
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    id: str
+    title: str
+    version: str
+    sha256: str
+    standard: str | None = None
+    path: str | None = None
+    rules: int | None = None
+
+
+@dataclass(frozen=True)
+class ScanInfo:
+    id: str
+    host: str
+    root: str
+    started_at: str
+    finished_at: str
+    secpolicy_version: str
+    policies: tuple[PolicyInfo, ...]
+    profile: str | None = None
+    standard: str | None = None
+    fail_on: str | None = None
+    waivers_file: str | None = None
+
+    @property
+    def started(self) -> dt.datetime:
+        return parse_time(self.started_at)
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, (parse_time(self.finished_at) - self.started).total_seconds())
+
+
+@dataclass(frozen=True)
+class FrameworkSummary:
+    """Per-framework outcome (counts and compliance percentage as the scan computed them)
+    and the coverage statement: which requirements the packs automate, partly or not at all."""
+
+    name: str
+    compliance_pct: float | None
+    counts: Mapping[str, int]
+    rules: int
+    requirements: int | None
+    automated: tuple[str, ...] = ()
+    partial: tuple[str, ...] = ()
+    manual: tuple[str, ...] = ()
+
+    @property
+    def declared(self) -> int:
+        return len(self.automated) + len(self.partial) + len(self.manual)
+
+
+@dataclass(frozen=True)
+class WaiverEntry:
+    rule_id: str
+    justification: str
+    status: str  # applied | active | expired | unused
+    approver: str | None = None
+    expires: str | None = None
+    hosts: tuple[str, ...] = ()
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    message: str
+    rule_id: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One scan on the compliance-over-time chart."""
+
+    at: str
+    scan_id: str
+    host: str
+    overall_pct: float | None
+    frameworks: Mapping[str, float | None]
+
+
+@dataclass(frozen=True)
+class Report:
+    results: Mapping[str, Any]  # the validated results file, for the JSON renderer
+    scan: ScanInfo
+    findings: tuple[Finding, ...]  # in reading order: errors, failures, waived, pass, ...
+    by_status: Mapping[str, int]
+    by_severity: Mapping[str, Mapping[str, int]]
+    compliance_pct: float | None
+    frameworks: tuple[FrameworkSummary, ...]
+    waivers: tuple[WaiverEntry, ...] = ()
+    errors: tuple[ErrorEntry, ...] = ()
+    fim: Mapping[str, Any] | None = None
+    events: Mapping[str, Any] | None = None
+    lost_events: tuple[Mapping[str, Any], ...] = ()
+    trend: tuple[TrendPoint, ...] = ()
+    policy_paths: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return len(self.findings)
+
+    @property
+    def failing(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.status in (Status.FAIL, Status.ERROR))
+
+    def with_status(self, *statuses: Status) -> tuple[Finding, ...]:
+        wanted = set(statuses)
+        return tuple(f for f in self.findings if f.status in wanted)
+
+    @property
+    def lost_total(self) -> int:
+        return sum(_lost_count(e) for e in self.lost_events)
+
+
+def _lost_count(entry: Mapping[str, Any]) -> int:
+    for key in ("count", "lost", "lost_total"):
+        v = entry.get(key)
+        if isinstance(v, int):
+            return v
+        if isinstance(v, Mapping):
+            return sum(x for x in v.values() if isinstance(x, int))
+    return 0
+
+
+def parse_time(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"results file: not an ISO 8601 date-time: {text!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.protocols.Validator:
+    schema = load_schema("results")
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def validate_results(results: Any, *, path: str | None = None) -> None:
+    """Raise InputError naming the first offending place in a results document."""
+    if not isinstance(results, dict):
+        raise InputError(f"results file: expected a JSON object, found {type(results).__name__}", path)
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(results))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise InputError(f"not a secpolicy results file: at {where}: {error.message}", path)
+    seen: set[str] = set()
+    for r in results["results"]:
+        if r["rule_id"] in seen:
+            raise InputError(f"not a secpolicy results file: rule id {r['rule_id']!r} appears twice", path)
+        seen.add(r["rule_id"])
+    counted = {s.value: 0 for s in Status}
+    for r in results["results"]:
+        counted[r["status"]] += 1
+    declared = results["summary"]["by_status"]
+    if results["summary"]["total"] != len(results["results"]) or any(
+        declared.get(k) != v for k, v in counted.items()
+    ):
+        # A summary that disagrees with its own results was edited or truncated.
+        raise InputError(
+            "results file: summary counts disagree with the results list "
+            f"({len(results['results'])} results, summary says {results['summary']['total']})",
+            path,
+        )
+    for key in ("started_at", "finished_at"):
+        parse_time(results["scan"][key])
+
+
+def finding_from_dict(d: Mapping[str, Any]) -> Finding:
+    w = d.get("waiver")
+    waiver = (
+        Waiver(
+            rule_id=w.get("rule_id", d["rule_id"]),
+            justification=w.get("justification", ""),
+            approver=w.get("approver"),
+            expires=w.get("expires"),
+            hosts=tuple(w.get("hosts") or ()),
+        )
+        if w
+        else None
+    )
+    return Finding(
+        rule_id=d["rule_id"],
+        title=d["title"],
+        severity=Severity(d["severity"]),
+        status=Status(d["status"]),
+        policy_id=d.get("policy_id") or "",
+        description=d.get("description") or "",
+        rationale=d.get("rationale") or "",
+        remediation=d.get("remediation") or "",
+        references={k: tuple(v) for k, v in (d.get("references") or {}).items()},
+        tags=tuple(d.get("tags") or ()),
+        profiles=tuple(d.get("profiles") or ()),
+        evidence=tuple(
+            Evidence(
+                expression=e["expression"],
+                expected=e.get("expected"),
+                observed=e.get("observed"),
+                source=e.get("source"),
+                message=e.get("message"),
+            )
+            for e in d.get("evidence") or ()
+        ),
+        reason=d.get("reason"),
+        duration_ms=float(d.get("duration_ms") or 0.0),
+        waiver=waiver,
+        source=d.get("source"),
+    )
+
+
+def _reading_key(f: Finding) -> tuple[int, int, str]:
+    return (STATUS_ORDER[f.status], -f.severity.rank, f.rule_id)
+
+
+def _trend_point(results: Mapping[str, Any]) -> TrendPoint:
+    s = results["summary"]
+    return TrendPoint(
+        at=results["scan"]["started_at"],
+        scan_id=results["scan"]["id"],
+        host=results["scan"]["host"],
+        overall_pct=s.get("compliance_pct"),
+        frameworks={fw: e.get("compliance_pct") for fw, e in s["frameworks"].items()},
+    )
+
+
+def build_report(results: dict[str, Any], history: Sequence[dict[str, Any]] = ()) -> Report:
+    """Validate `results` (and each `history` entry, earlier scans for the trend) and
+    build the report model. InputError (exit 2) on a malformed document."""
+    validate_results(results)
+    for i, h in enumerate(history):
+        try:
+            validate_results(h)
+        except InputError as e:
+            raise InputError(f"history entry {i + 1}: {e.message}", e.path) from None
+    scan = results["scan"]
+    policies = tuple(
+        PolicyInfo(
+            id=p["id"],
+            title=p.get("title") or p["id"],
+            version=p["version"],
+            sha256=p["sha256"],
+            standard=p.get("standard"),
+            path=p.get("path"),
+            rules=p.get("rules"),
+        )
+        for p in scan["policies"]
+    )
+    info = ScanInfo(
+        id=scan["id"],
+        host=scan["host"],
+        root=scan["root"],
+        started_at=scan["started_at"],
+        finished_at=scan["finished_at"],
+        secpolicy_version=scan["secpolicy_version"],
+        policies=policies,
+        profile=scan.get("profile"),
+        standard=scan.get("standard"),
+        fail_on=scan.get("fail_on"),
+        waivers_file=scan.get("waivers_file"),
+    )
+    findings = tuple(sorted((finding_from_dict(r) for r in results["results"]), key=_reading_key))
+    summary = results["summary"]
+    coverage = results.get("coverage") or {}
+    names = sorted(set(summary["frameworks"]) | set(coverage))
+    frameworks = []
+    for name in names:
+        e = summary["frameworks"].get(name, {})
+        cov = coverage.get(name, {})
+        frameworks.append(
+            FrameworkSummary(
+                name=name,
+                compliance_pct=e.get("compliance_pct"),
+                counts={s.value: int(e.get(s.value, 0)) for s in Status},
+                rules=int(e.get("rules", 0)),
+                requirements=e.get("requirements"),
+                automated=tuple(cov.get("automated") or ()),
+                partial=tuple(cov.get("partial") or ()),
+                manual=tuple(cov.get("manual") or ()),
+            )
+        )
+    waivers = tuple(
+        WaiverEntry(
+            rule_id=w["rule_id"],
+            justification=w["justification"],
+            status=w["status"],
+            approver=w.get("approver"),
+            expires=w.get("expires"),
+            hosts=tuple(w.get("hosts") or ()),
+            source=w.get("source"),
+        )
+        for w in results.get("waivers") or ()
+    )
+    errors = tuple(
+        ErrorEntry(message=e["message"], rule_id=e.get("rule_id"), source=e.get("source"))
+        for e in results.get("errors") or ()
+    )
+    points = sorted((_trend_point(r) for r in (*history, results)), key=lambda p: parse_time(p.at))
+    return Report(
+        results=results,
+        scan=info,
+        findings=findings,
+        by_status=dict(summary["by_status"]),
+        by_severity={k: dict(v) for k, v in summary["by_severity"].items()},
+        compliance_pct=summary.get("compliance_pct"),
+        frameworks=tuple(frameworks),
+        waivers=waivers,
+        errors=errors,
+        fim=results.get("fim") or None,
+        events=results.get("events") or None,
+        lost_events=tuple(results.get("lost_events") or ()),
+        trend=tuple(points) if history else (),
+        policy_paths={p.id: p.path for p in policies if p.path},
+    )

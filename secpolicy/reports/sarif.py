@@ -1,0 +1,183 @@
+"""SARIF 2.1.0 report for GitHub code scanning and other SARIF viewers: one rule descriptor
+per policy rule, one result per evaluated rule, located at the rule in its policy file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import IO, Any
+from urllib.parse import quote
+
+from secpolicy.models import Finding, Severity, Status
+from secpolicy.reports._text import evidence_line, finding_message, references_text
+from secpolicy.reports.model import Report
+
+__all__ = ["render", "to_sarif"]
+
+SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
+
+_LEVEL = {
+    Severity.CRITICAL: "error",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "note",
+    Severity.INFO: "note",
+}
+# GitHub ranks alerts by `security-severity` (CVSS-like 0-10 as a string).
+_SECURITY_SEVERITY = {
+    Severity.CRITICAL: "9.5",
+    Severity.HIGH: "8.0",
+    Severity.MEDIUM: "5.5",
+    Severity.LOW: "3.0",
+    Severity.INFO: "0.0",
+}
+_KIND = {
+    Status.FAIL: "fail",
+    Status.ERROR: "fail",  # an error is never a pass; its notification says why
+    Status.WAIVED: "fail",  # still a failure, carried with an accepted suppression
+    Status.PASS: "pass",
+    Status.NOT_APPLICABLE: "notApplicable",
+    Status.SKIPPED: "notApplicable",
+}
+_SOURCE = re.compile(r"^(?P<path>.+?)(?::(?P<line>\d+))?(?::(?P<col>\d+))?$")
+
+
+def _location(source: str | None, fallback: str | None) -> dict[str, Any] | None:
+    text = source or fallback
+    if not text:
+        return None
+    m = _SOURCE.match(text)
+    assert m is not None
+    path = m.group("path")
+    # Policy paths are relative to the repository that holds them, which is where code
+    # scanning shows them; an absolute path becomes a file URI.
+    uri = quote(path, safe="/:@-._~")
+    uri = "file://" + uri if path.startswith("/") else uri
+    loc: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
+    if m.group("line"):
+        loc["physicalLocation"]["region"] = {"startLine": int(m.group("line"))}
+    return loc
+
+
+def _markdown_help(f: Finding) -> str:
+    parts = []
+    if f.description:
+        parts.append(f.description)
+    if f.rationale:
+        parts.append(f"**Rationale.** {f.rationale}")
+    if f.remediation:
+        parts.append(f"**Remediation.** {f.remediation}")
+    if f.references:
+        parts.append(f"**References.** {references_text(f.references)}")
+    return "\n\n".join(parts) or f.title
+
+
+def _rule(f: Finding) -> dict[str, Any]:
+    tags = ["security", "compliance", *f.tags, *(f"{fw}:{req}" for fw, ids in sorted(f.references.items()) for req in ids)]
+    rule: dict[str, Any] = {
+        "id": f.rule_id,
+        "name": re.sub(r"[^A-Za-z0-9]+", " ", f.title).title().replace(" ", "") or f.rule_id,
+        "shortDescription": {"text": f.title},
+        "fullDescription": {"text": f.description or f.title},
+        "help": {"text": "\n\n".join(x for x in (f.rationale, f.remediation) if x) or f.title, "markdown": _markdown_help(f)},
+        "defaultConfiguration": {"level": _LEVEL[f.severity]},
+        "properties": {
+            "tags": list(dict.fromkeys(tags)),
+            "precision": "very-high",
+            "problem.severity": "error" if f.severity.rank >= Severity.HIGH.rank else "warning",
+            "security-severity": _SECURITY_SEVERITY[f.severity],
+            "severity": f.severity.value,
+            "policy_id": f.policy_id,
+        },
+    }
+    return rule
+
+
+def _result(f: Finding, index: int, report: Report) -> dict[str, Any]:
+    kind = _KIND[f.status]
+    res: dict[str, Any] = {
+        "ruleId": f.rule_id,
+        "ruleIndex": index,
+        "kind": kind,
+        "level": _LEVEL[f.severity] if kind == "fail" else "none",
+        "message": {"text": finding_message(f)},
+        "partialFingerprints": {
+            "secpolicyRule/v1": hashlib.sha256(f"{report.scan.host}\0{f.rule_id}".encode()).hexdigest()
+        },
+        "properties": {
+            "status": f.status.value,
+            "severity": f.severity.value,
+            "evidence": [e.to_dict() for e in f.evidence],
+            "references": {k: list(v) for k, v in f.references.items()},
+        },
+    }
+    if f.reason:
+        res["properties"]["reason"] = f.reason
+    loc = _location(f.source, report.policy_paths.get(f.policy_id))
+    if loc is not None:
+        res["locations"] = [loc]
+    related = []
+    for i, e in enumerate(f.evidence):
+        if e.source and (e.source.startswith("/") or ":" in e.source):
+            rel = _location(e.source, None)
+            if rel is not None:
+                rel["id"] = i
+                rel["message"] = {"text": evidence_line(e)}
+                related.append(rel)
+    if related:
+        res["relatedLocations"] = related
+    if f.status == Status.WAIVED:
+        sup: dict[str, Any] = {"kind": "external", "status": "accepted"}
+        if f.waiver:
+            sup["justification"] = f.waiver.justification
+            sup["properties"] = {"approver": f.waiver.approver, "expires": f.waiver.expires}
+        res["suppressions"] = [sup]
+    return res
+
+
+def to_sarif(report: Report) -> dict[str, Any]:
+    findings = sorted(report.findings, key=lambda f: f.rule_id)
+    index = {f.rule_id: i for i, f in enumerate(findings)}
+    notifications = [
+        {
+            "level": "error",
+            "message": {"text": e.message},
+            **({"associatedRule": {"id": e.rule_id, "index": index[e.rule_id]}} if e.rule_id in index else {}),
+        }
+        for e in report.errors
+    ]
+    invocation: dict[str, Any] = {
+        "executionSuccessful": not report.errors,
+        "startTimeUtc": report.scan.started_at,
+        "endTimeUtc": report.scan.finished_at,
+        "machine": report.scan.host,
+    }
+    if notifications:
+        invocation["toolExecutionNotifications"] = notifications
+    run: dict[str, Any] = {
+        "tool": {
+            "driver": {
+                "name": "secpolicy",
+                "version": report.scan.secpolicy_version,
+                "semanticVersion": report.scan.secpolicy_version,
+                "rules": [_rule(f) for f in findings],
+            }
+        },
+        "automationDetails": {"id": f"secpolicy/{report.scan.host}/{report.scan.id}"},
+        "invocations": [invocation],
+        "results": [_result(f, index[f.rule_id], report) for f in findings],
+        "properties": {
+            "host": report.scan.host,
+            "root": report.scan.root,
+            "compliance_pct": report.compliance_pct,
+            "frameworks": {fw.name: fw.compliance_pct for fw in report.frameworks},
+            "policies": [{"id": p.id, "version": p.version, "sha256": p.sha256} for p in report.scan.policies],
+        },
+    }
+    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def render(report: Report, out: IO[str]) -> None:
+    json.dump(to_sarif(report), out, indent=2, ensure_ascii=False)
+    out.write("\n")
