@@ -455,6 +455,10 @@ def _const_value(n: ast.Node) -> Any:
     return tuple(i.value for i in n.items)  # type: ignore[attr-defined]
 
 
+def _seq(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
 def _expected(op: str, r: Any, rt: Type | None) -> str:
     shown = format_value(r, rt)
     return shown if op == "==" else f"{op} {shown}"
@@ -462,6 +466,13 @@ def _expected(op: str, r: Any, rt: Type | None) -> str:
 
 def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:
     """The Python test for `op`, specialised when the right side is a constant."""
+    if isinstance(lt, ListType) or isinstance(rt, ListType):
+        # Lists compare by content whatever their Python sequence type (facts may return
+        # lists, literals are tuples).
+        if op == "==":
+            return lambda a, b: _seq(a) == _seq(b)
+        if op == "!=":
+            return lambda a, b: _seq(a) != _seq(b)
     if op == "==":
         return lambda a, b: a == b
     if op == "!=":

@@ -174,7 +174,16 @@ class FactContext:
             if stat.S_ISDIR(st.st_mode):
                 raise EvaluationError(f"{path}: is a directory")
             with open(host, "rb") as f:
-                data = f.read(limit + 1)
+                # In chunks: /proc files refuse a single huge read (ENOMEM).
+                chunks = []
+                size = 0
+                while size <= limit:
+                    chunk = f.read(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                data = b"".join(chunks)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except PermissionError:

@@ -253,3 +253,8 @@ def test_plus_joins_strings_and_adds_numbers():
     assert run('thing("x").age + 1h == 2h') is True
     with pytest.raises(LocatedError, match="'\\+' joins strings or adds numbers"):
         compile_expression('thing("x").name + 1 == "a"', CAT)
+
+
+def test_lists_compare_by_content():
+    assert run('thing("x").tags == ["x"]') is True
+    assert run('thing("x").tags != ["x", "y"]') is True
