@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from secpolicy.events.fields import EVENT_TYPES
+
 __all__ = [
     "Clause",
     "LIVE_TYPES",
@@ -20,24 +22,7 @@ __all__ = [
 
 # Event types the eBPF programs can produce (config_change and account_change come from
 # auditd and file checks, not from these probes).
-LIVE_TYPES: tuple[str, ...] = (
-    "exec",
-    "open",
-    "write",
-    "unlink",
-    "rename",
-    "chmod",
-    "chown",
-    "connect",
-    "accept",
-    "auth",
-    "setuid",
-    "capset",
-    "bpf",
-    "module_load",
-    "ptrace",
-    "mount",
-)
+LIVE_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t not in ("config_change", "account_change"))
 # Types whose records carry a file path the kernel can test against prefixes.
 PATH_TYPES = frozenset({"open", "write", "unlink", "rename", "chmod", "chown"})
 

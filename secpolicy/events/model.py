@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from secpolicy.events import fields
 from secpolicy.errors import InputError
 
 __all__ = [
@@ -25,26 +26,7 @@ __all__ = [
     "validate_event",
 ]
 
-EVENT_TYPES: tuple[str, ...] = (
-    "exec",
-    "open",
-    "write",
-    "unlink",
-    "rename",
-    "chmod",
-    "chown",
-    "connect",
-    "accept",
-    "auth",
-    "setuid",
-    "capset",
-    "bpf",
-    "module_load",
-    "ptrace",
-    "mount",
-    "config_change",
-    "account_change",
-)
+EVENT_TYPES = fields.EVENT_TYPES
 
 # The one timestamp form: fixed width, so string order is time order.
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$")
