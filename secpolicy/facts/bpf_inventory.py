@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from secpolicy import kernel_names as bpf_names
 from secpolicy.dsl.types import BOOL, INT, STR, ListType, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts import bpf_names
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactRegistry

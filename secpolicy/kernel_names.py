@@ -1,9 +1,10 @@
-"""Names behind the numbers of the bpf(2) ABI (enum bpf_prog_type, bpf_map_type, bpf_func_id):
-the built-in table, used when no newer linux/bpf.h is installed to read them from."""
+"""Names behind the numbers of the kernel ABI that facts and event sources decode: capabilities,
+open(2) flags, bpf(2) commands, program types, map types and helpers (the built-in tables,
+used when no newer linux/bpf.h is installed to read them from)."""
 
 from __future__ import annotations
 
-__all__ = ["HELPERS", "MAP_TYPES", "PROG_TYPES"]
+__all__ = ["BPF_CMDS", "CAPABILITIES", "HELPERS", "MAP_TYPES", "OPEN_FLAGS", "PROG_TYPES"]
 
 # enum bpf_prog_type, in order (bpftool/libbpf spelling)
 PROG_TYPES: tuple[str, ...] = (
@@ -294,4 +295,107 @@ HELPERS: tuple[str, ...] = (
     "user_ringbuf_drain",
     "cgrp_storage_get",
     "cgrp_storage_delete",
+)
+
+# linux/capability.h, bit n = CAPABILITIES[n]
+CAPABILITIES: tuple[str, ...] = (
+    'CAP_CHOWN',
+    'CAP_DAC_OVERRIDE',
+    'CAP_DAC_READ_SEARCH',
+    'CAP_FOWNER',
+    'CAP_FSETID',
+    'CAP_KILL',
+    'CAP_SETGID',
+    'CAP_SETUID',
+    'CAP_SETPCAP',
+    'CAP_LINUX_IMMUTABLE',
+    'CAP_NET_BIND_SERVICE',
+    'CAP_NET_BROADCAST',
+    'CAP_NET_ADMIN',
+    'CAP_NET_RAW',
+    'CAP_IPC_LOCK',
+    'CAP_IPC_OWNER',
+    'CAP_SYS_MODULE',
+    'CAP_SYS_RAWIO',
+    'CAP_SYS_CHROOT',
+    'CAP_SYS_PTRACE',
+    'CAP_SYS_PACCT',
+    'CAP_SYS_ADMIN',
+    'CAP_SYS_BOOT',
+    'CAP_SYS_NICE',
+    'CAP_SYS_RESOURCE',
+    'CAP_SYS_TIME',
+    'CAP_SYS_TTY_CONFIG',
+    'CAP_MKNOD',
+    'CAP_LEASE',
+    'CAP_AUDIT_WRITE',
+    'CAP_AUDIT_CONTROL',
+    'CAP_SETFCAP',
+    'CAP_MAC_OVERRIDE',
+    'CAP_MAC_ADMIN',
+    'CAP_SYSLOG',
+    'CAP_WAKE_ALARM',
+    'CAP_BLOCK_SUSPEND',
+    'CAP_AUDIT_READ',
+    'CAP_PERFMON',
+    'CAP_BPF',
+    'CAP_CHECKPOINT_RESTORE',
+)
+
+# enum bpf_cmd, in order
+BPF_CMDS: tuple[str, ...] = (
+    'BPF_MAP_CREATE',
+    'BPF_MAP_LOOKUP_ELEM',
+    'BPF_MAP_UPDATE_ELEM',
+    'BPF_MAP_DELETE_ELEM',
+    'BPF_MAP_GET_NEXT_KEY',
+    'BPF_PROG_LOAD',
+    'BPF_OBJ_PIN',
+    'BPF_OBJ_GET',
+    'BPF_PROG_ATTACH',
+    'BPF_PROG_DETACH',
+    'BPF_PROG_TEST_RUN',
+    'BPF_PROG_GET_NEXT_ID',
+    'BPF_MAP_GET_NEXT_ID',
+    'BPF_PROG_GET_FD_BY_ID',
+    'BPF_MAP_GET_FD_BY_ID',
+    'BPF_OBJ_GET_INFO_BY_FD',
+    'BPF_PROG_QUERY',
+    'BPF_RAW_TRACEPOINT_OPEN',
+    'BPF_BTF_LOAD',
+    'BPF_BTF_GET_FD_BY_ID',
+    'BPF_TASK_FD_QUERY',
+    'BPF_MAP_LOOKUP_AND_DELETE_ELEM',
+    'BPF_MAP_FREEZE',
+    'BPF_BTF_GET_NEXT_ID',
+    'BPF_MAP_LOOKUP_BATCH',
+    'BPF_MAP_LOOKUP_AND_DELETE_BATCH',
+    'BPF_MAP_UPDATE_BATCH',
+    'BPF_MAP_DELETE_BATCH',
+    'BPF_LINK_CREATE',
+    'BPF_LINK_UPDATE',
+    'BPF_LINK_GET_FD_BY_ID',
+    'BPF_LINK_GET_NEXT_ID',
+    'BPF_ENABLE_STATS',
+    'BPF_ITER_CREATE',
+    'BPF_LINK_DETACH',
+    'BPF_PROG_BIND_MAP',
+)
+
+# open(2) flags beyond the access mode: (bit, name)
+OPEN_FLAGS: tuple[tuple[int, str], ...] = (
+    (64, 'O_CREAT'),
+    (128, 'O_EXCL'),
+    (256, 'O_NOCTTY'),
+    (512, 'O_TRUNC'),
+    (1024, 'O_APPEND'),
+    (2048, 'O_NONBLOCK'),
+    (4096, 'O_DSYNC'),
+    (65536, 'O_DIRECTORY'),
+    (131072, 'O_NOFOLLOW'),
+    (262144, 'O_NOATIME'),
+    (524288, 'O_CLOEXEC'),
+    (1052672, 'O_SYNC'),
+    (2097152, 'O_PATH'),
+    (4259840, 'O_TMPFILE'),
 )
