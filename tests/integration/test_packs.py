@@ -122,3 +122,28 @@ def test_inline_tests_of_every_rule_pass() -> None:
     # --require-tests names exactly the live-only rules and nothing else.
     listed = proc.stderr.split(":", 1)[1].replace(" ...", "").strip() if proc.stderr else ""
     assert set(x.strip() for x in listed.split(",") if x.strip()) == LIVE_ONLY, proc.stderr
+
+
+def test_pci_11_5_2_accepts_a_secpolicy_fim_baseline_checked_this_week(tmp_path: Path) -> None:
+    exe = [sys.executable, "-m", "secpolicy"]
+    tree = tmp_path / "etc"
+    tree.mkdir()
+    (tree / "hosts").write_text("127.0.0.1 localhost\n")
+    (tmp_path / "fim.yaml").write_text(f"version: 1\nname: system\npaths:\n  - path: {tree}\n    attrs: R\n")
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 32)
+    db = tmp_path / "system.db"
+    common = ["--config", str(tmp_path / "fim.yaml"), "--db", str(db), "--key-file", str(key), "--no-progress"]
+    scan = [*exe, "scan", "--root", str(tmp_path), "--rule", "pci-11.5.2-fim-baseline-checked-weekly",
+            "--fim", f"system={db}", "--fim-key-file", str(key), "--format", "json"]
+
+    def status() -> str:
+        import json
+
+        p = subprocess.run(scan, capture_output=True, text=True, cwd=REPO, timeout=120)
+        return json.loads(p.stdout)["results"][0]["status"]
+
+    assert subprocess.run([*exe, "fim", "init", *common], capture_output=True, cwd=REPO, timeout=120).returncode == 0
+    assert status() == "fail"  # a baseline never compared
+    assert subprocess.run([*exe, "fim", "check", *common], capture_output=True, cwd=REPO, timeout=120).returncode == 0
+    assert status() == "pass"
