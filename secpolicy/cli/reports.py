@@ -29,8 +29,8 @@ __all__ = ["COMMANDS", "report", "diff"]
 def report(results_file: str, history: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Render a saved scan (the JSON of `secpolicy scan --format json`) as a report."""
     results = load_results(results_file)
-    older = [load_results(p) for p in history]
-    render_results(results, fmt, output, history=older)
+    older = [load_results(p, summary_only=True) for p in history]
+    render_results(results, fmt, output, history=older, validate=False)
     if output not in (None, "-"):
         click.echo(f"{fmt} report written to {output}", err=True)
 

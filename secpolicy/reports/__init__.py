@@ -59,13 +59,15 @@ def render_results(
     *,
     history: Sequence[dict[str, Any]] = (),
     stdout: IO[str] | None = None,
+    validate: bool = True,
 ) -> None:
     """Build the report from `results` (and earlier `history` scans for trends) and write it
     in `fmt` to the file `output`, or to standard output when `output` is None or `-`.
-    PDF is refused on a terminal."""
+    PDF is refused on a terminal. `validate=False` skips schema validation for documents
+    that `diff.load_results` has already validated."""
     if fmt not in RENDERERS:
         raise InputError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    report = build_report(results, history)
+    report = build_report(results, history, validate=validate)
     render = RENDERERS[fmt]
     to_stdout = output in (None, "-")
     target = stdout if stdout is not None else sys.stdout

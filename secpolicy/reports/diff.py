@@ -70,8 +70,9 @@ class Diff:
         }
 
 
-def load_results(path: str) -> dict[str, Any]:
-    """Read and validate a results file; InputError names the file and what is wrong."""
+def load_results(path: str, *, summary_only: bool = False) -> dict[str, Any]:
+    """Read and validate a results file; InputError names the file and what is wrong.
+    `summary_only` (earlier scans for a trend) checks findings only for id and status."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -84,7 +85,7 @@ def load_results(path: str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise InputError(f"not JSON: line {e.lineno} column {e.colno}: {e.msg}", path) from None
     try:
-        validate_results(doc, path=path)
+        validate_results(doc, path=path, summary_only=summary_only)
     except InputError as e:
         raise InputError(e.message, path) from None
     return doc
@@ -176,8 +177,8 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1f}%"
 
 
-def _status_pair(c: Change) -> str:
-    return f"{c.old_status or '(absent)'} -> {c.new_status or '(absent)'}"
+def _status_pair(c: Change, arrow: str = "->") -> str:
+    return f"{c.old_status or '(absent)'} {arrow} {c.new_status or '(absent)'}"
 
 
 _SECTIONS = (
@@ -241,7 +242,7 @@ def _render_markdown(d: Diff, out: IO[str]) -> None:
         out.write(f"\n#### {title} ({len(items)})\n\n| Rule | Severity | Status | Title | Evidence |\n|---|---|---|---|---|\n")
         for c in items:
             out.write(
-                f"| {_md_cell(c.rule_id)} | {c.severity} | {_md_cell(_status_pair(c)).replace('->', '→')} | "
+                f"| {_md_cell(c.rule_id)} | {c.severity} | {_md_cell(_status_pair(c, '→'))} | "
                 f"{_md_cell(c.title)} | {_md_cell(c.evidence)} |\n"
             )
     if not any(getattr(d, a) for a, _ in _SECTIONS):

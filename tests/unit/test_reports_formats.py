@@ -1,0 +1,191 @@
+"""Machine formats against their published schemas (stored in tests/fixtures/reports/schemas):
+SARIF 2.1.0, the Ant JUnit XSD, OCSF 1.3.0 Compliance Finding; CSV round-trips exactly."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from secpolicy.reports import RENDERERS, build_report, render_results
+from secpolicy.reports.csv_ import COLUMNS
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "reports"
+SCHEMAS = FIX / "schemas"
+sys.path.insert(0, str(SCHEMAS))
+from ocsf_jsonschema import compliance_finding_schema  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    return json.loads((FIX / "web1_results.json").read_text())
+
+
+def _render(results: dict, fmt: str) -> str:
+    out = io.StringIO(newline="")
+    RENDERERS[fmt](build_report(results), out)
+    return out.getvalue()
+
+
+# SARIF ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sarif_validator() -> jsonschema.Draft4Validator:
+    schema = json.loads((SCHEMAS / "sarif-schema-2.1.0.json").read_text())
+    return jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+
+
+def test_sarif_validates_against_the_oasis_schema(results, sarif_validator):
+    doc = json.loads(_render(results, "sarif"))
+    assert [e.message for e in sarif_validator.iter_errors(doc)] == []
+
+
+def test_sarif_validator_is_not_a_rubber_stamp(results, sarif_validator):
+    doc = json.loads(_render(results, "sarif"))
+    doc["runs"][0]["results"][0]["level"] = "fatal"
+    del doc["runs"][0]["tool"]["driver"]["name"]
+    messages = sorted(e.message for e in sarif_validator.iter_errors(doc))
+    assert any("'fatal' is not one of" in m for m in messages)
+    assert any("'name' is a required property" in m for m in messages)
+
+
+def test_sarif_results_say_what_code_scanning_needs(results):
+    run = json.loads(_render(results, "sarif"))["runs"][0]
+    by_id = {r["ruleId"]: r for r in run["results"]}
+    assert {rid for rid, r in by_id.items() if r["kind"] == "fail" and "suppressions" not in r} == {
+        "cis.audit.sudoers_watch", "cis.files.shadow_mode", "cis.ssh.ciphers",
+        "pci.auth.pw_minlen", "cis.ssh.max_auth_tries", "hipaa.access.auto_logoff",
+    }
+    assert by_id["cis.ssh.ciphers"]["level"] == "error"  # high
+    assert by_id["cis.ssh.max_auth_tries"]["level"] == "warning"  # medium
+    assert by_id["cis.kernel.aslr"]["kind"] == "pass" and by_id["cis.kernel.aslr"]["level"] == "none"
+    assert by_id["cis.fs.tmp_noexec"]["kind"] == "notApplicable"
+    assert by_id["cis.ssh.permit_root_login"]["suppressions"][0]["justification"].startswith("Break-glass access")
+    loc = by_id["cis.ssh.max_auth_tries"]["locations"][0]["physicalLocation"]
+    assert loc == {"artifactLocation": {"uri": "policies/cis/ssh.yaml"}, "region": {"startLine": 77}}
+    rel = by_id["cis.ssh.max_auth_tries"]["relatedLocations"][0]["physicalLocation"]
+    assert rel == {"artifactLocation": {"uri": "file:///etc/ssh/sshd_config"}, "region": {"startLine": 52}}
+    rules = run["tool"]["driver"]["rules"]
+    assert [r["id"] for r in rules] == sorted(r["rule_id"] for r in results["results"])
+    assert all(run["results"][i]["ruleIndex"] == i for i in range(len(rules)))
+    assert rules[[r["id"] for r in rules].index("cis.ssh.ciphers")]["properties"]["security-severity"] == "8.0"
+    note = run["invocations"][0]["toolExecutionNotifications"][0]
+    assert note["associatedRule"]["id"] == "cis.audit.sudoers_watch"
+    assert run["invocations"][0]["executionSuccessful"] is False
+
+
+# JUnit ------------------------------------------------------------------------------------
+def test_junit_validates_against_the_xsd(results, tmp_path):
+    xmllint = shutil.which("xmllint")
+    if xmllint is None:
+        pytest.fail("xmllint (libxml2-utils) is needed to check JUnit output against its XSD")
+    out = tmp_path / "junit.xml"
+    out.write_text(_render(results, "junit"), encoding="utf-8")
+    proc = subprocess.run([xmllint, "--noout", "--schema", str(SCHEMAS / "JUnit.xsd"), str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    # The same check fails on a document the XSD forbids (no <properties>).
+    broken = out.read_text().replace("<properties>", "<x>", 1).replace("</properties>", "</x>", 1)
+    out.write_text(broken)
+    proc = subprocess.run([xmllint, "--noout", "--schema", str(SCHEMAS / "JUnit.xsd"), str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+
+
+def test_junit_has_one_case_per_rule_with_failures_and_errors_distinct(results):
+    root = ET.fromstring(_render(results, "junit"))
+    cases = root.findall("./testsuite/testcase")
+    assert len(cases) == len(results["results"])
+    failed = {c.get("name").split(":")[0] for c in cases if c.find("failure") is not None}
+    errored = {c.get("name").split(":")[0] for c in cases if c.find("error") is not None}
+    skipped = {c.get("name").split(":")[0] for c in cases if c.find("skipped") is not None}
+    assert failed == {"cis.files.shadow_mode", "cis.ssh.ciphers", "pci.auth.pw_minlen",
+                      "cis.ssh.max_auth_tries", "hipaa.access.auto_logoff"}
+    assert errored == {"cis.audit.sudoers_watch"}
+    assert skipped == {"cis.ssh.permit_root_login", "pci.time.ntp", "cis.fs.tmp_noexec", "hipaa.audit.auditd_running"}
+    suites = {s.get("name"): s for s in root.findall("testsuite")}
+    cis = suites["cis-debian12"]
+    assert (cis.get("tests"), cis.get("failures"), cis.get("errors"), cis.get("skipped")) == ("9", "3", "1", "2")
+    err = next(c for c in cases if c.get("name").startswith("cis.audit.sudoers_watch")).find("error")
+    assert err.get("message") == "cannot read /etc/audit/rules.d: Permission denied"
+    assert "/etc/audit/rules.d" in err.text
+
+
+def test_junit_survives_control_characters_in_evidence(results):
+    doc = json.loads(json.dumps(results))
+    doc["results"][1]["evidence"][0]["observed"] = "bell\x07 and nul\x00"
+    root = ET.fromstring(_render(doc, "junit"))  # would raise on a raw control character
+    text = "".join(root.itertext())
+    assert "bell\\x07 and nul\\x00" in text
+
+
+# CSV --------------------------------------------------------------------------------------
+def test_csv_round_trips_through_the_csv_module(results):
+    text = _render(results, "csv")
+    assert "\r\n" in text
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert tuple(rows[0]) == COLUMNS
+    body = {r[0]: dict(zip(COLUMNS, r)) for r in rows[1:]}
+    assert set(body) == {r["rule_id"] for r in results["results"]}
+    pw = body["pci.auth.pw_minlen"]
+    src = next(r for r in results["results"] if r["rule_id"] == "pci.auth.pw_minlen")
+    assert pw["title"] == src["title"]
+    assert pw["evidence"].splitlines()[1] == (
+        'login_defs["PASS_MIN_LEN"] >= 12: expected >= 12, observed "8", "quoted, with comma"'
+    )
+    assert pw["evidence"].splitlines()[2] == "and a second line (at /etc/login.defs:160)"
+    assert body["cis.ssh.permit_root_login"]["waiver_approver"] == "Maria Keller (CISO)"
+    assert all(len(r) == len(COLUMNS) for r in rows)
+
+
+# OCSF -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ocsf_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(compliance_finding_schema())
+
+
+def test_ocsf_events_validate_against_the_compliance_finding_class(results, ocsf_validator):
+    events = json.loads(_render(results, "ocsf"))
+    assert len(events) == len(results["results"])
+    for ev in events:
+        assert [e.message for e in ocsf_validator.iter_errors(ev)] == [], ev["finding_info"]["uid"]
+
+
+def test_ocsf_class_schema_rejects_what_ocsf_forbids(results, ocsf_validator):
+    ev = json.loads(_render(results, "ocsf"))[0]
+    bad = json.loads(json.dumps(ev))
+    del bad["finding_info"]["title"]
+    bad["compliance"]["status_id"] = 7
+    bad["not_an_ocsf_attribute"] = 1
+    bad["class_uid"] = 2001
+    messages = [e.message for e in ocsf_validator.iter_errors(bad)]
+    assert any("'title' is a required property" in m for m in messages)
+    assert any("7 is not one of" in m for m in messages)
+    assert any("not_an_ocsf_attribute" in m for m in messages)
+    assert any("2003 was expected" in m for m in messages)
+
+
+def test_ocsf_maps_statuses(results):
+    by_control = {e["compliance"]["control"]: e for e in json.loads(_render(results, "ocsf"))}
+    assert by_control["cis.ssh.ciphers"]["compliance"]["status_id"] == 3
+    assert by_control["cis.kernel.aslr"]["compliance"]["status_id"] == 1
+    assert by_control["cis.audit.sudoers_watch"]["compliance"]["status_id"] == 2
+    assert by_control["cis.fs.tmp_noexec"]["compliance"]["status"] == "Not Applicable"
+    waived = by_control["cis.ssh.permit_root_login"]
+    assert (waived["status_id"], waived["compliance"]["status_id"]) == (3, 3)
+    assert waived["compliance"]["standards"] == ["cis", "pci-dss"]
+    assert waived["severity_id"] == 4 and waived["type_uid"] == 200301
+
+
+# JSON -------------------------------------------------------------------------------------
+def test_json_report_is_the_results_document(results, tmp_path):
+    out = tmp_path / "r.json"
+    render_results(results, "json", str(out))
+    assert json.loads(out.read_text()) == results
