@@ -251,25 +251,23 @@ class _AuditTrail:
     """Scan start, the policies loaded, every finding and the scan's end, in the audit log."""
 
     def __init__(self, directory: str, scan_id: str, ps: PolicySet, profile: str | None) -> None:
-        from secpolicy.auditlog import records
-        from secpolicy.auditlog.log import AuditLog
+        from secpolicy.auditlog.trail import AuditTrail
 
-        self.records = records
-        self.scan_id = scan_id
-        self.log = AuditLog.open(directory)
-        self.log.append(records.scan_started(scan_id, profile, [p.id for p in ps.policies]))
+        self.trail = AuditTrail.open(directory, "scanner", scan_id)
+        self.trail.started(profile, [p.id for p in ps.policies])
         for p in ps.policies:
-            self.log.append(records.config_loaded(p.path, p.sha256, component="policy"))
+            self.trail.config_loaded(p.path, p.sha256)
 
     def finished(self, result: engine.ScanResult) -> None:
         for f in result.findings:
-            self.log.append(self.records.from_finding(f))
-        self.log.append(self.records.scan_finished(self.scan_id, result.summary()["by_status"]))
-        self.log.close()
+            self.trail.finding(f)
+        self.trail.finished(result.summary()["by_status"])
+        self.trail.close()
 
     def failed(self, e: BaseException) -> None:
-        self.log.append(self.records.scan_finished(self.scan_id, {}, error=f"{type(e).__name__}: {e}"))
-        self.log.close()
+        self.trail.failure(f"{type(e).__name__}: {e}")
+        self.trail.finished({}, error=f"{type(e).__name__}: {e}")
+        self.trail.close()
 
 
 class _closing:

@@ -1,0 +1,119 @@
+"""One command run in the tamper-evident audit log: its start and end, the configuration it
+loaded (path and sha256), findings, alerts, FIM changes, lost events and its own failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from secpolicy.auditlog import records
+from secpolicy.auditlog.log import AuditLog, LogOptions
+from secpolicy.auditlog.records import AuditRecord
+from secpolicy.errors import InputError
+from secpolicy.models import Finding
+
+__all__ = ["AuditTrail", "file_sha256", "fim_change_record"]
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a configuration file as it is on disk (what `config_loaded` records)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
+    return h.hexdigest()
+
+
+def fim_change_record(path: str, kind: str, ftype: str, changes: Iterable[Mapping[str, Any]],
+                      accepted: bool = False) -> AuditRecord:
+    """A FIM change with every differing attribute's old and new value; an accepted change
+    (`fim update`) is recorded as such, at a lower severity."""
+    details: dict[str, Any] = {"type": ftype, "attributes": [dict(c) for c in changes]}
+    if accepted:
+        details["accepted"] = True
+    return records.fim_change(path, kind, details, severity="medium" if accepted else "high")
+
+
+class AuditTrail:
+    """The records of one run of `component` (scanner, monitor, replay, fim), all carrying the
+    run id; `close()` seals the log. Each append is fsynced (the log's default)."""
+
+    def __init__(self, log: AuditLog, component: str, run_id: str | None = None) -> None:
+        self.log = log
+        self.component = component
+        self.run_id = run_id or str(uuid.uuid4())
+        self.appended = 0
+
+    @classmethod
+    def open(cls, directory: str | Path, component: str, run_id: str | None = None,
+             options: LogOptions | None = None) -> AuditTrail:
+        """Resume the log made by `secpolicy log init` in `directory` (InputError if there is none)."""
+        return cls(AuditLog.open(directory, options), component, run_id)
+
+    def record(self, record: AuditRecord) -> int:
+        details = dict(record.details)
+        details.setdefault("run_id", self.run_id)
+        seq = self.log.append(dataclasses.replace(record, details=details))
+        self.appended += 1
+        return seq
+
+    def _own(self, record: AuditRecord) -> AuditRecord:
+        return dataclasses.replace(record, component=self.component)
+
+    def started(self, profile: str | None = None, policies: Iterable[str] = (),
+                **details: Any) -> None:
+        rec = self._own(records.scan_started(self.run_id, profile, list(policies)))
+        self.record(dataclasses.replace(rec, details={**self._scan_fields(rec.details), **details}))
+
+    def _scan_fields(self, details: Mapping[str, Any]) -> dict[str, Any]:
+        # A scan's profile, policies and findings per status are empty for other runs.
+        if self.component == "scanner":
+            return dict(details)
+        return {k: v for k, v in details.items() if k not in ("profile", "policies", "by_status") or v}
+
+    def config_loaded(self, path: str | Path, sha256: str | None = None) -> None:
+        digest = sha256 if sha256 is not None else file_sha256(path)
+        self.record(records.config_loaded(str(path), digest, component=self.component))
+
+    def finding(self, finding: Finding) -> None:
+        self.record(records.from_finding(finding, component=self.component))
+
+    def alerts(self, alerts: Iterable[Mapping[str, Any]]) -> int:
+        n = 0
+        for alert in alerts:
+            self.record(records.from_alert(alert, component=self.component))
+            n += 1
+        return n
+
+    def lost(self, windows: Iterable[Mapping[str, Any]], component: str | None = None) -> int:
+        """One `events_lost` record per loss window ({start, end, count, where, by_type})."""
+        n = 0
+        for w in windows:
+            rec = records.events_lost(component or self.component, int(w.get("count", 0)),
+                                      (str(w.get("start", "")), str(w.get("end", ""))),
+                                      reason=str(w.get("where", "")))
+            extra = {k: w[k] for k in ("by_type",) if w.get(k)}
+            self.record(dataclasses.replace(rec, details={**rec.details, **extra}))
+            n += 1
+        return n
+
+    def failure(self, message: str, component: str | None = None, severity: str = "high",
+                **details: Any) -> None:
+        self.record(records.failure(component or self.component, message, severity, **details))
+
+    def finished(self, by_status: Mapping[str, int] | None = None, error: str | None = None,
+                 **details: Any) -> None:
+        """The end of the run: a scan's findings per status, or other counts in `details`;
+        `error` makes it a FAILURE record."""
+        rec = self._own(records.scan_finished(self.run_id, dict(by_status or {}), error))
+        self.record(dataclasses.replace(rec, details={**self._scan_fields(rec.details), **details}))
+
+    def close(self) -> None:
+        self.log.close()
