@@ -30,7 +30,7 @@
     var n = 0;
     for (var i = 0; i < data.length; i++) {
       var d = data[i];
-      var ok = st[d.status] && sv[d.severity] && (!fw || d.fw.indexOf(fwKey) >= 0) && (!q || d.text.indexOf(q) >= 0);
+      var ok = !!(st[d.status] && sv[d.severity] && (!fw || d.fw.indexOf(fwKey) >= 0) && (!q || d.text.indexOf(q) >= 0));
       if (d.el.hidden === ok) { d.el.hidden = !ok; }
       if (ok) { n++; }
     }

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import IO, Any
 
 import jinja2
+from markupsafe import Markup, escape
 
 from secpolicy.errors import RuntimeFailure
 from secpolicy.models import Finding, Severity, Status
@@ -35,6 +37,15 @@ def _epoch(value: Any) -> str:
     if isinstance(value, (int, float)):
         return dt.datetime.fromtimestamp(float(value), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return _when(value) if isinstance(value, str) else ""
+
+
+_BACKTICKS = re.compile(r"`([^`\n]+)`")
+
+
+def _inline_code(text: str | None) -> Markup:
+    """Policy prose marks commands and settings with backticks: show them as code. The text
+    is escaped first, so only our own <code> tags are markup."""
+    return Markup(_BACKTICKS.sub(r"<code>\1</code>", str(escape(text or ""))))
 
 
 def _pct(value: float | None) -> str:
@@ -90,6 +101,7 @@ def environment() -> jinja2.Environment:
         scalar=_scalar,
         evidence_line=evidence_line,
         refs=references_text,
+        code=_inline_code,
     )
     env.tests.update(mapping_like=_is_mapping, table=_is_table)
     env.globals.update(columns=_columns, STATUS_COLOR=charts.STATUS_COLOR)
