@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "reports"))
 
-from gen_results import generate  # noqa: E402
+from gen_results import generate
 
-from secpolicy.reports import RENDERERS, build_report, render_results  # noqa: E402
+from secpolicy.reports import RENDERERS, build_report, render_results
 
 GOALS = {"pdf": 30.0, "html": 2.0}
 

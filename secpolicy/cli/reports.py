@@ -11,7 +11,7 @@ from secpolicy.errors import EXIT_NONCOMPLIANT, InputError
 from secpolicy.reports import FORMATS, render_results
 from secpolicy.reports.diff import DIFF_FORMATS, diff_results, load_results, render_diff
 
-__all__ = ["COMMANDS", "report", "diff"]
+__all__ = ["COMMANDS", "diff", "report"]
 
 
 @click.command()

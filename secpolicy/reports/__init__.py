@@ -15,7 +15,7 @@ from secpolicy.reports import csv_, json_, junit, ocsf, sarif
 from secpolicy.reports.html import render_html, render_pdf
 from secpolicy.reports.model import Report, build_report
 
-__all__ = ["RENDERERS", "BINARY_FORMATS", "FORMATS", "Report", "build_report", "render_results"]
+__all__ = ["BINARY_FORMATS", "FORMATS", "RENDERERS", "Report", "build_report", "render_results"]
 
 # Every renderer takes (report, out). `pdf` writes bytes and needs an IO[bytes]; every other
 # format writes text and needs an IO[str].

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 
 from secpolicy.models import Evidence, Finding, Severity, Status
 
-__all__ = ["evidence_line", "evidence_text", "references_text", "finding_message", "SEVERITY_TITLE"]
+__all__ = ["SEVERITY_TITLE", "evidence_line", "evidence_text", "finding_message", "references_text"]
 
 SEVERITY_TITLE = {s: s.value.capitalize() for s in Severity}
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from secpolicy.models import Status
 from secpolicy.reports.model import FrameworkSummary, TrendPoint, parse_time
 
-__all__ = ["Bar", "Segment", "Series", "TrendChart", "framework_bars", "status_segments", "trend_chart", "STATUS_COLOR", "SERIES_COLORS"]
+__all__ = ["SERIES_COLORS", "STATUS_COLOR", "Bar", "Segment", "Series", "TrendChart", "framework_bars", "status_segments", "trend_chart"]
 
 STATUS_COLOR = {
     "pass": "#2e7d32",

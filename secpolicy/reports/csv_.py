@@ -9,7 +9,7 @@ from typing import IO
 from secpolicy.reports._text import evidence_text, references_text
 from secpolicy.reports.model import Report
 
-__all__ = ["render", "COLUMNS"]
+__all__ = ["COLUMNS", "render"]
 
 COLUMNS = (
     "rule_id",

@@ -12,7 +12,7 @@ from secpolicy.errors import InputError
 from secpolicy.models import Severity
 from secpolicy.reports.model import validate_results
 
-__all__ = ["Change", "Diff", "load_results", "diff_results", "render_diff", "DIFF_FORMATS"]
+__all__ = ["DIFF_FORMATS", "Change", "Diff", "diff_results", "load_results", "render_diff"]
 
 _FAILING = frozenset({"fail", "error"})
 DIFF_FORMATS = ("table", "json", "markdown")

@@ -13,14 +13,14 @@ from typing import IO, Any
 import jinja2
 from markupsafe import Markup, escape
 
-from secpolicy.errors import RuntimeFailure
+from secpolicy.errors import InputError, RuntimeFailure
 from secpolicy.models import Finding, Severity, Status
 from secpolicy.reports import charts
 from secpolicy.reports._text import SEVERITY_TITLE, evidence_line, references_text
 from secpolicy.reports.model import STATUS_LABEL, Report, parse_time
 from secpolicy.resources import templates_dir
 
-__all__ = ["render_html", "render_pdf", "template_context", "environment"]
+__all__ = ["environment", "render_html", "render_pdf", "template_context"]
 
 
 def _when(iso: str | None) -> str:
@@ -28,14 +28,14 @@ def _when(iso: str | None) -> str:
         return ""
     try:
         t = parse_time(iso)
-    except Exception:
-        return str(iso)
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except InputError:
+        return str(iso)  # free-form data (events, FIM) may carry any string
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _epoch(value: Any) -> str:
     if isinstance(value, (int, float)):
-        return dt.datetime.fromtimestamp(float(value), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return dt.datetime.fromtimestamp(float(value), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return _when(value) if isinstance(value, str) else ""
 
 
@@ -131,7 +131,7 @@ def template_context(report: Report) -> dict[str, Any]:
         "others": report.with_status(Status.PASS, Status.NOT_APPLICABLE, Status.SKIPPED),
         "fw_names": _fw_names,
         "framework_names": [fw.name for fw in report.frameworks],
-        "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 

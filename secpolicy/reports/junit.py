@@ -69,7 +69,7 @@ def render(report: Report, out: IO[str]) -> None:
     for f in report.findings:
         by_policy[f.policy_id or "secpolicy"].append(f)
     # JUnit timestamps carry no zone: the scan time in UTC.
-    timestamp = report.scan.started.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    timestamp = report.scan.started.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     root = ET.Element("testsuites")
     for i, (policy, findings) in enumerate(sorted(by_policy.items())):
         findings.sort(key=lambda f: f.rule_id)

@@ -16,19 +16,19 @@ from secpolicy.models import Evidence, Finding, Severity, Status, Waiver
 from secpolicy.resources import load_schema
 
 __all__ = [
+    "STATUS_LABEL",
+    "STATUS_ORDER",
+    "ErrorEntry",
+    "FrameworkSummary",
+    "PolicyInfo",
     "Report",
     "ScanInfo",
-    "PolicyInfo",
-    "FrameworkSummary",
-    "WaiverEntry",
-    "ErrorEntry",
     "TrendPoint",
+    "WaiverEntry",
     "build_report",
-    "validate_results",
     "finding_from_dict",
-    "STATUS_ORDER",
-    "STATUS_LABEL",
     "parse_time",
+    "validate_results",
 ]
 
 # Order in which an auditor reads controls: what needs action first.
@@ -178,10 +178,11 @@ def _lost_count(entry: Mapping[str, Any]) -> int:
 
 def parse_time(text: str) -> dt.datetime:
     try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # Python 3.11 reads a trailing Z itself; a naive time is taken as UTC.
+        t = dt.datetime.fromisoformat(text)
     except ValueError:
         raise InputError(f"results file: not an ISO 8601 date-time: {text!r}") from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _inline_refs(node: Any, defs: Mapping[str, Any]) -> Any:
@@ -346,15 +347,15 @@ def build_report(
     names = sorted(set(summary["frameworks"]) | set(coverage))
     frameworks = []
     for name in names:
-        e = summary["frameworks"].get(name, {})
+        entry = summary["frameworks"].get(name, {})
         cov = coverage.get(name, {})
         frameworks.append(
             FrameworkSummary(
                 name=name,
-                compliance_pct=e.get("compliance_pct"),
-                counts={s.value: int(e.get(s.value, 0)) for s in Status},
-                rules=int(e.get("rules", 0)),
-                requirements=e.get("requirements"),
+                compliance_pct=entry.get("compliance_pct"),
+                counts={s.value: int(entry.get(s.value, 0)) for s in Status},
+                rules=int(entry.get("rules", 0)),
+                requirements=entry.get("requirements"),
                 automated=tuple(cov.get("automated") or ()),
                 partial=tuple(cov.get("partial") or ()),
                 manual=tuple(cov.get("manual") or ()),

@@ -10,7 +10,7 @@ from secpolicy.models import Finding, Severity, Status
 from secpolicy.reports._text import evidence_text, finding_message
 from secpolicy.reports.model import Report, parse_time
 
-__all__ = ["render", "to_ocsf", "OCSF_VERSION"]
+__all__ = ["OCSF_VERSION", "render", "to_ocsf"]
 
 OCSF_VERSION = "1.3.0"
 _CLASS_UID = 2003
