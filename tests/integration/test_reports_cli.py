@@ -156,3 +156,68 @@ def test_diff_exit_codes_gate_ci_on_regressions_only(tmp_path):
 def test_diff_of_an_unreadable_file_is_invalid_input(tmp_path):
     code, _, err = run("diff", str(tmp_path / "missing.json"), RESULTS)
     assert code == EXIT_INVALID_INPUT and "cannot read results file" in err
+
+
+# The real scanner feeding the reports: `secpolicy scan` on an empty image root ----------------
+def _secpolicy(*args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "secpolicy", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> tuple[Path, Path]:
+    """(an image root with an empty /etc, the results of scanning it with the bundled packs)"""
+    root = tmp_path_factory.mktemp("image")
+    (root / "etc").mkdir()
+    out = root.parent / "image-scan.json"
+    proc = _secpolicy("scan", "--root", str(root), "--format", "json", "--output", str(out))
+    assert proc.returncode in (0, 1, 4), proc.stderr
+    return root, out
+
+
+def test_a_real_scan_renders_in_every_format_and_validates(image, tmp_path):
+    import sys
+
+    image_scan = image[1]
+    sys.path.insert(0, str(FIX / "schemas"))
+    import jsonschema
+    from ocsf_jsonschema import compliance_finding_schema
+
+    results = json.loads(image_scan.read_text())
+    for fmt in ("sarif", "junit", "ocsf", "csv"):
+        code, _, err = run("report", str(image_scan), "-f", fmt, "-o", str(tmp_path / f"r.{fmt}"))
+        assert code == 0, (fmt, err)
+    sarif_schema = json.loads((FIX / "schemas" / "sarif-schema-2.1.0.json").read_text())
+    sarif = json.loads((tmp_path / "r.sarif").read_text())
+    assert list(jsonschema.Draft4Validator(sarif_schema).iter_errors(sarif)) == []
+    assert len(sarif["runs"][0]["results"]) == len(results["results"])
+    v = jsonschema.Draft202012Validator(compliance_finding_schema())
+    assert [e.message for ev in json.loads((tmp_path / "r.ocsf").read_text()) for e in v.iter_errors(ev)] == []
+    xsd = subprocess.run(["xmllint", "--noout", "--schema", str(FIX / "schemas" / "JUnit.xsd"), str(tmp_path / "r.junit")],
+                         capture_output=True, text=True, check=False)
+    assert xsd.returncode == 0, xsd.stderr
+
+
+def test_scan_fail_on_new_gates_only_on_regressions(image, tmp_path):
+    root, image_scan = image
+    same = _secpolicy("scan", "--root", str(root), "--baseline", str(image_scan), "--fail-on", "new", "-o", str(tmp_path / "t.txt"))
+    assert same.returncode == 0, same.stderr
+    # A baseline in which one of today's failures still passed: that failure is a regression.
+    base = json.loads(image_scan.read_text())
+    failing = next(r for r in base["results"] if r["status"] == "fail")
+    failing["status"] = "pass"
+    base["summary"]["by_status"]["fail"] -= 1
+    base["summary"]["by_status"]["pass"] += 1
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(base))
+    worse = _secpolicy("scan", "--root", str(root), "--baseline", str(older), "--fail-on", "new", "-o", str(tmp_path / "t.txt"))
+    assert worse.returncode == EXIT_NONCOMPLIANT, worse.stderr
+    _, out, _ = run("diff", str(older), str(image_scan), "--format", "json")
+    assert [c["rule_id"] for c in json.loads(out)["new_failures"]] == [failing["rule_id"]]
+
+
+def test_pdf_to_a_pipe_writes_pdf_bytes():
+    result = CliRunner().invoke(_cli, ["report", RESULTS, "-f", "pdf"], standalone_mode=False)
+    assert result.exception is None, result.exception
+    assert result.stdout_bytes.startswith(b"%PDF-")
