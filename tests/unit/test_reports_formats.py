@@ -189,3 +189,53 @@ def test_json_report_is_the_results_document(results, tmp_path):
     out = tmp_path / "r.json"
     render_results(results, "json", str(out))
     assert json.loads(out.read_text()) == results
+
+
+# Edges ------------------------------------------------------------------------------------
+def _empty(results: dict) -> dict:
+    doc = json.loads(json.dumps(results))
+    doc.update(results=[], waivers=[], errors=[], coverage={})
+    for k in ("fim", "events", "lost_events"):
+        doc.pop(k)
+    doc["summary"] = {"total": 0, "by_status": dict.fromkeys(("pass", "fail", "error", "not_applicable", "waived", "skipped"), 0),
+                      "by_severity": {}, "frameworks": {}, "compliance_pct": None}
+    return doc
+
+
+def test_a_scan_with_no_rules_renders_in_every_format(results, sarif_validator):
+    report = build_report(_empty(results))
+    for fmt, render in RENDERERS.items():
+        out = io.BytesIO() if fmt == "pdf" else io.StringIO()
+        render(report, out)
+        assert out.getvalue(), fmt
+    text = io.StringIO()
+    RENDERERS["sarif"](report, text)
+    assert list(sarif_validator.iter_errors(json.loads(text.getvalue()))) == []
+    html = io.StringIO()
+    RENDERERS["html"](report, html)
+    assert "n/a" in html.getvalue() and "0 of 0 controls shown" in html.getvalue()
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_pdf_is_refused_on_a_terminal_and_text_formats_go_to_stdout(results):
+    from secpolicy.errors import InputError
+
+    with pytest.raises(InputError, match="refusing to write a PDF to a terminal"):
+        render_results(results, "pdf", None, stdout=_Tty())
+    out = _Tty()
+    render_results(results, "csv", None, stdout=out)
+    assert out.getvalue().startswith("rule_id,title,")
+    with pytest.raises(InputError, match="unknown report format 'docx'"):
+        render_results(results, "docx", None, stdout=out)
+
+
+def test_an_unwritable_output_is_invalid_input_and_leaves_nothing(results, tmp_path):
+    from secpolicy.errors import InputError
+
+    with pytest.raises(InputError, match="cannot write"):
+        render_results(results, "html", str(tmp_path / "no" / "such" / "dir" / "r.html"))
+    assert list(tmp_path.iterdir()) == []
