@@ -48,6 +48,12 @@ def _inline_code(text: str | None) -> Markup:
     return Markup(_BACKTICKS.sub(r"<code>\1</code>", str(escape(text or ""))))
 
 
+def _lines(text: str | None) -> Markup:
+    """Escaped text with its line breaks kept (observed file contents span lines) without
+    `white-space: pre-wrap`, which slows WeasyPrint's line breaking for every paragraph."""
+    return Markup("<br>".join(str(escape(part)) for part in (text or "").split("\n")))
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}%"
 
@@ -102,6 +108,7 @@ def environment() -> jinja2.Environment:
         evidence_line=evidence_line,
         refs=references_text,
         code=_inline_code,
+        lines=_lines,
     )
     env.tests.update(mapping_like=_is_mapping, table=_is_table)
     env.globals.update(columns=_columns, STATUS_COLOR=charts.STATUS_COLOR)
