@@ -37,6 +37,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3, help="scans of the bundle (median reported)")
     ap.add_argument("--skip-lynis", action="store_true", help="Lynis takes about a minute")
+    ap.add_argument(
+        "--oval", action="store_true",
+        help="also time `oscap oval eval` of the OVAL definitions without the platform check (minutes)",
+    )
     args = ap.parse_args()
 
     bundle = [*_secpolicy(), "scan", "--policy", str(REPO / "policies"), "--format", "json", "--fail-on", "critical"]
@@ -57,6 +61,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             t, _ = _timed([oscap, "xccdf", "eval", "--profile", OSCAP_PROFILE, "--results", f"{tmp}/r.xml", ds], cwd=Path(tmp))
         rows.append((f"oscap xccdf eval {os.path.basename(ds)} {OSCAP_PROFILE.rsplit('_profile_', 1)[-1]}", t))
+        oval = ds.replace("-ds.xml", "-oval.xml")
+        if args.oval and os.path.exists(oval):
+            with tempfile.TemporaryDirectory() as tmp:
+                t, _ = _timed([oscap, "oval", "eval", "--results", f"{tmp}/o.xml", oval], cwd=Path(tmp))
+            rows.append((f"oscap oval eval {os.path.basename(oval)}", t))
     else:
         print("OpenSCAP or ssg-debian content not installed: skipped", file=sys.stderr)
 
