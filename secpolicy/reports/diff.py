@@ -228,7 +228,12 @@ def _md_cell(text: str) -> str:
     )
 
 
-def _render_markdown(d: Diff, out: IO[str]) -> None:
+# GitHub refuses comments over 65,536 characters; rows past this many per section are counted,
+# not listed, and the JSON form keeps them all.
+MARKDOWN_ROWS = 100
+
+
+def _render_markdown(d: Diff, out: IO[str], limit: int = MARKDOWN_ROWS) -> None:
     mark = ":x:" if d.new_failures else ":white_check_mark:"
     out.write(f"### {mark} secpolicy: {len(d.new_failures)} new failure(s), {len(d.fixed)} fixed\n\n")
     out.write(
@@ -240,11 +245,14 @@ def _render_markdown(d: Diff, out: IO[str]) -> None:
         if not items:
             continue
         out.write(f"\n#### {title} ({len(items)})\n\n| Rule | Severity | Status | Title | Evidence |\n|---|---|---|---|---|\n")
-        for c in items:
+        for c in items[:limit]:
+            evidence = c.evidence if len(c.evidence) <= 300 else c.evidence[:299] + "…"
             out.write(
                 f"| {_md_cell(c.rule_id)} | {c.severity} | {_md_cell(_status_pair(c, '→'))} | "
-                f"{_md_cell(c.title)} | {_md_cell(c.evidence)} |\n"
+                f"{_md_cell(c.title)} | {_md_cell(evidence)} |\n"
             )
+        if len(items) > limit:
+            out.write(f"\n…and {len(items) - limit} more ({title.lower()}); `secpolicy diff --format json` lists them all.\n")
     if not any(getattr(d, a) for a, _ in _SECTIONS):
         out.write("\nNo rule changed status.\n")
 

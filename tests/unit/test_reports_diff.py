@@ -118,3 +118,21 @@ def test_load_results_refuses_bad_files_naming_them(tmp_path, content, message):
 def test_load_results_of_a_missing_file(tmp_path):
     with pytest.raises(InputError, match="cannot read results file: No such file or directory"):
         load_results(str(tmp_path / "nope.json"))
+
+
+def test_markdown_stays_within_a_pull_request_comment():
+    import sys
+
+    sys.path.insert(0, str(FIX))
+    from gen_results import generate
+
+    old = generate(1500, fail_rate=0.0)
+    new = generate(1500, fail_rate=0.9)
+    d = diff_results(old, new)
+    assert len(d.new_failures) > 1000
+    out = io.StringIO()
+    render_diff(d, "markdown", out)
+    md = out.getvalue()
+    assert len(md) < 65_536
+    assert f"#### New failures ({len(d.new_failures)})" in md
+    assert f"…and {len(d.new_failures) - 100} more (new failures); `secpolicy diff --format json` lists them all." in md
