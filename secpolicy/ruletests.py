@@ -56,7 +56,7 @@ def _run_one(rule: Rule, test: RuleTest, registry: FactRegistry) -> TestOutcome:
             shutil.copytree(test.root, tmp, symlinks=True, dirs_exist_ok=True)
         if test.files:
             materialize_files(tmp, test.files)
-        ctx = FactContext(registry, tmp, options=test.options)
+        ctx = FactContext(registry, tmp, options=test.options, preset=test.facts)
         finding = evaluate_rule(rule, ctx)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -395,6 +395,8 @@ class _Compiler:
             source = env.last_source if trace else None
             shown = (env.last_operands if bitand_left else None) if trace else None
             r = rv if right_const else right(env, fr)
+            if trace and source is None and not right_const:
+                source = env.last_source  # `"nodev" in fstab_entry("/tmp").options`
             if (lv is None or r is None) and op not in ("==", "!="):
                 err = _no_value(n.left.text or text)
                 if trace and env.trace is not None:

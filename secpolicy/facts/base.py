@@ -73,12 +73,21 @@ _MAX_SYMLINKS = 40
 class FactContext:
     """Per-scan fact cache and the file-system view rooted at `root`."""
 
-    def __init__(self, registry: FactRegistry, root: str = "/", *, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        registry: FactRegistry,
+        root: str = "/",
+        *,
+        options: dict[str, Any] | None = None,
+        preset: dict[str, Any] | None = None,
+    ) -> None:
         self.registry = registry
         self.root = os.path.abspath(root)
         self.live = self.root == "/"
         self.options = options or {}
-        self._cache: dict[tuple[str, tuple], Any] = {}
+        # `preset`: values standing in for argument-less facts (inline tests of live-only
+        # rules): plain data, read like the objects the collectors return.
+        self._cache: dict[tuple[str, tuple], Any] = {(k, ()): v for k, v in (preset or {}).items()}
         # Set by traced evaluation (see dsl.compiler).
         self.trace: list | None = None
         self.last_source: str | None = None

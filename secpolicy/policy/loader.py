@@ -15,7 +15,7 @@ from jsonschema.exceptions import best_match
 
 from secpolicy.dsl import Catalogue, CompiledExpr, Macro, ast, compile_expression, parse_duration, parse_expression
 from secpolicy.dsl.checker import check_expression
-from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, Type
+from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, ObjectType, Type
 from secpolicy.errors import InputError, LocatedError
 from secpolicy.events.fields import EVENT, event_field_type
 from secpolicy.facts.base import FactRegistry
@@ -328,6 +328,20 @@ class _Loader:
             if event_field_type(p) is None:
                 self.errors.append(d.pos.error(at + (k,) if len(paths) > 1 or at[-1] != "by" else at, f"unknown event field {p!r}"))
 
+    def check_fact_twin(self, d: _Doc, at: tuple, name: str, value: Any) -> None:
+        """A test's stand-in for a fact must have the fact's shape: unknown fields are errors."""
+        if name not in self.registry:
+            self.errors.append(d.pos.error(at, f"unknown fact {name!r}", key=True))
+            return
+        sig = self.registry.get(name).signature
+        if sig.params:
+            self.errors.append(d.pos.error(at, f"fact {name!r} takes arguments: only argument-less facts can be given", key=True))
+            return
+        errors = _shape_errors(value, sig.returns, at)
+        if errors:
+            where, msg = errors[0]
+            self.errors.append(d.pos.error(where, msg, key=True))
+
     def build_test(self, d: _Doc, at: tuple, k: int, t: dict, *, is_event: bool) -> RuleTest:
         tat = at + ("tests", k)
         sp = d.pos.spans.get(tat)
@@ -344,16 +358,37 @@ class _Loader:
             root = str((d.path.parent / t["root"]).resolve())
             if not os.path.isdir(root):
                 self.errors.append(d.pos.error(tat + ("root",), f"fixture root {t['root']!r} is not a directory"))
+        for fname, value in (t.get("facts") or {}).items():
+            self.check_fact_twin(d, tat + ("facts", fname), fname, value)
         return RuleTest(
             name=t.get("name") or f"test {k + 1}",
             expect=expect,
             root=root,
             files=t.get("files"),
             options=t.get("options"),
+            facts=t.get("facts"),
             events=tuple(t["events"]) if "events" in t else None,
             alerts=t.get("alerts"),
             source=source,
         )
+
+
+def _shape_errors(value: Any, t: Type, at: tuple) -> list[tuple[tuple, str]]:
+    if isinstance(t, ListType):
+        if not isinstance(value, list):
+            return [(at, f"expected a list for {t}")]
+        return [e for i, v in enumerate(value) for e in _shape_errors(v, t.elem, at + (i,))]
+    if isinstance(t, ObjectType):
+        if not isinstance(value, dict):
+            return [(at, f"expected a mapping for {t}")]
+        out: list[tuple[tuple, str]] = []
+        for k, v in value.items():
+            if k not in t.fields:
+                out.append((at + (k,), f"unknown field {k!r} of {t} (fields: {', '.join(sorted(t.fields))})"))
+            else:
+                out.extend(_shape_errors(v, t.fields[k], at + (k,)))
+        return out
+    return []
 
 
 def load_policies(paths: Sequence[Path], registry: FactRegistry, *, cache_dir: Path | None = None) -> PolicySet:

@@ -32,6 +32,7 @@ class RuleTest:
     root: str | None = None  # absolute path of a fixture root
     files: dict[str, Any] | None = None
     options: dict[str, Any] | None = None
+    facts: dict[str, Any] | None = None  # argument-less fact -> value, replacing collection
     events: tuple[dict, ...] | None = None
     alerts: int | None = None
     source: str = ""  # file:line

@@ -289,3 +289,21 @@ def test_monitor_losses_become_a_finding(tmp_path):
     assert [(e["expression"], e["observed"]) for e in json.loads(cli(
         "scan", "--policy", str(POLICY), "--root", root, "--monitor-summary", str(lossy), "--format", "json"
     ).stdout)["results"][-1]["evidence"][:2]] == [("lost events of type exec", "3"), ("lost events of type open", "4")]
+
+
+def test_inline_tests_can_stand_in_for_live_only_facts(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "metadata: {id: x, title: X, version: '1'}\nrules:\n"
+        "  - id: caps\n    title: no CAP_SYS_ADMIN outside root\n    severity: high\n"
+        "    check: >-\n      none(p in processes: p.uid != 0 and \"CAP_SYS_ADMIN\" in p.caps_eff)\n"
+        "    tests:\n"
+        "      - {name: clean, facts: {processes: [{pid: 1, uid: 0, caps_eff: [CAP_SYS_ADMIN]}]}, expect: pass}\n"
+        "      - {name: rogue, facts: {processes: [{pid: 42, uid: 1000, caps_eff: [CAP_SYS_ADMIN]}]}, expect: fail}\n"
+        "      - {name: no twin, expect: not_applicable}\n"
+    )
+    out = cli("test", str(p))
+    assert out.returncode == 0 and "3 passed, 0 failed" in out.stdout, out.stdout + out.stderr
+    p.write_text(p.read_text().replace("caps_eff: [CAP_SYS_ADMIN]}]}, expect: pass", "capz: [CAP_SYS_ADMIN]}]}, expect: pass"))
+    out = cli("lint", str(p))
+    assert out.returncode == 2 and "unknown field 'capz' of process" in out.stderr
