@@ -1,5 +1,5 @@
 """SARIF 2.1.0 report for GitHub code scanning and other SARIF viewers: one rule descriptor
-per policy rule, one result per evaluated rule, located at the rule in its policy file."""
+per policy rule, one result per failing or erroring rule, located at the rule's policy file."""
 
 from __future__ import annotations
 
@@ -32,14 +32,11 @@ _SECURITY_SEVERITY = {
     Severity.LOW: "3.0",
     Severity.INFO: "0.0",
 }
-_KIND = {
-    Status.FAIL: "fail",
-    Status.ERROR: "fail",  # an error is never a pass; its notification says why
-    Status.WAIVED: "fail",  # still a failure, carried with an accepted suppression
-    Status.PASS: "pass",
-    Status.NOT_APPLICABLE: "notApplicable",
-    Status.SKIPPED: "notApplicable",
-}
+# Only problems become results: GitHub code scanning turns every result into an alert,
+# whatever its `kind`, and ignores `suppressions`, so passes and waived failures would be
+# reported as open alerts. Their counts stay in the run's properties.
+_REPORTED = (Status.FAIL, Status.ERROR)
+
 _SOURCE = re.compile(r"^(?P<path>.+?)(?::(?P<line>\d+))?(?::(?P<col>\d+))?$")
 
 
@@ -95,12 +92,11 @@ def _rule(f: Finding) -> dict[str, Any]:
 
 
 def _result(f: Finding, index: int, report: Report) -> dict[str, Any]:
-    kind = _KIND[f.status]
     res: dict[str, Any] = {
         "ruleId": f.rule_id,
         "ruleIndex": index,
-        "kind": kind,
-        "level": _LEVEL[f.severity] if kind == "fail" else "none",
+        "kind": "fail",  # an error is never a pass; its notification says why it ran not
+        "level": _LEVEL[f.severity],
         "message": {"text": finding_message(f)},
         "partialFingerprints": {
             "secpolicyRule/v1": hashlib.sha256(f"{report.scan.host}\0{f.rule_id}".encode()).hexdigest()
@@ -127,12 +123,6 @@ def _result(f: Finding, index: int, report: Report) -> dict[str, Any]:
                 related.append(rel)
     if related:
         res["relatedLocations"] = related
-    if f.status == Status.WAIVED:
-        sup: dict[str, Any] = {"kind": "external", "status": "accepted"}
-        if f.waiver:
-            sup["justification"] = f.waiver.justification
-            sup["properties"] = {"approver": f.waiver.approver, "expires": f.waiver.expires}
-        res["suppressions"] = [sup]
     return res
 
 
@@ -166,11 +156,18 @@ def to_sarif(report: Report) -> dict[str, Any]:
         },
         "automationDetails": {"id": f"secpolicy/{report.scan.host}/{report.scan.id}"},
         "invocations": [invocation],
-        "results": [_result(f, index[f.rule_id], report) for f in findings],
+        "results": [_result(f, index[f.rule_id], report) for f in findings if f.status in _REPORTED],
         "properties": {
             "host": report.scan.host,
             "root": report.scan.root,
             "compliance_pct": report.compliance_pct,
+            "by_status": dict(report.by_status),
+            "waived": [
+                {"rule_id": f.rule_id, "justification": f.waiver.justification if f.waiver else None,
+                 "approver": f.waiver.approver if f.waiver else None, "expires": f.waiver.expires if f.waiver else None}
+                for f in findings
+                if f.status == Status.WAIVED
+            ],
             "frameworks": {fw.name: fw.compliance_pct for fw in report.frameworks},
             "policies": [{"id": p.id, "version": p.version, "sha256": p.sha256} for p in report.scan.policies],
         },
