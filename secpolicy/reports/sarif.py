@@ -110,9 +110,12 @@ def _result(f: Finding, index: int, report: Report) -> dict[str, Any]:
     }
     if f.reason:
         res["properties"]["reason"] = f.reason
-    loc = _location(f.source, report.policy_paths.get(f.policy_id))
-    if loc is not None:
-        res["locations"] = [loc]
+    # Code scanning refuses a result without a location: the rule's definition, else its
+    # policy file, else the file the evidence was read from, else the policy by name.
+    evidence_source = next((e.source for e in f.evidence if e.source and e.source.startswith("/")), None)
+    loc = _location(f.source or report.policy_paths.get(f.policy_id) or evidence_source, f.policy_id or "secpolicy")
+    assert loc is not None
+    res["locations"] = [loc]
     related = []
     for i, e in enumerate(f.evidence):
         if e.source and (e.source.startswith("/") or ":" in e.source):

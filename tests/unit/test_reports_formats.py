@@ -241,3 +241,16 @@ def test_an_unwritable_output_is_invalid_input_and_leaves_nothing(results, tmp_p
     with pytest.raises(InputError, match="cannot write"):
         render_results(results, "html", str(tmp_path / "no" / "such" / "dir" / "r.html"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_sarif_result_has_a_location_even_without_a_rule_source(results, sarif_validator):
+    doc = json.loads(json.dumps(results))
+    for r in doc["results"]:
+        r["source"] = None
+    for p in doc["scan"]["policies"]:
+        p.pop("path")
+    sarif = json.loads(_render(doc, "sarif"))
+    assert list(sarif_validator.iter_errors(sarif)) == []
+    locs = {r["ruleId"]: r["locations"][0]["physicalLocation"] for r in sarif["runs"][0]["results"]}
+    assert locs["cis.ssh.max_auth_tries"] == {"artifactLocation": {"uri": "file:///etc/ssh/sshd_config"}, "region": {"startLine": 52}}
+    assert locs["hipaa.access.auto_logoff"]["artifactLocation"]["uri"] == "file:///etc/profile.d/%2A.sh"
