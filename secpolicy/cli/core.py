@@ -283,10 +283,8 @@ class _closing:
 
 
 def _report_renderers() -> dict[str, Any]:
-    try:
-        from secpolicy.reports import RENDERERS
-    except ImportError:
-        return {}
+    from secpolicy.reports import RENDERERS  # imported on use: WeasyPrint is slow to import
+
     return dict(RENDERERS)
 
 

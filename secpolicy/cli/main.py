@@ -3,6 +3,7 @@ Only this package prints or exits; everything below raises `secpolicy.errors` ex
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
@@ -10,15 +11,48 @@ from typing import Any
 import click
 
 from secpolicy import __version__
-from secpolicy.cli import auditlog, core, events, live
-from secpolicy.cli.fim import fim
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, SecpolicyError
 
 __all__ = ["cli", "main"]
 
 
+# Every command, explicitly, in one place: name -> "module:attribute". A command's module is
+# imported only when that command runs (or for --help), so `secpolicy scan` does not pay
+# for WeasyPrint, bcc or the audit-log stack.
+COMMANDS: dict[str, str] = {
+    "scan": "secpolicy.cli.core:scan",
+    "lint": "secpolicy.cli.core:lint",
+    "test": "secpolicy.cli.core:test_cmd",
+    "explain": "secpolicy.cli.core:explain",
+    "schema": "secpolicy.cli.core:schema",
+    "coverage": "secpolicy.cli.core:coverage",
+    "report": "secpolicy.cli.reports:report",
+    "diff": "secpolicy.cli.reports:diff",
+    "fim": "secpolicy.cli.fim:fim",
+    "replay": "secpolicy.cli.events:replay_cmd",
+    "monitor": "secpolicy.cli.live:monitor_cmd",
+    "doctor": "secpolicy.cli.live:doctor_cmd",
+    "log": "secpolicy.cli.auditlog:log_group",
+    "timeline": "secpolicy.cli.auditlog:timeline_cmd",
+    "dashboard": "secpolicy.cli.auditlog:dashboard_cmd",
+    "anomaly": "secpolicy.cli.auditlog:anomaly_group",
+    "store": "secpolicy.cli.auditlog:store_group",
+}
+
+
 class _Group(click.Group):
     """Runs a subcommand and renders SecpolicyError as one located message, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -66,16 +100,7 @@ def cli() -> None:
     """
 
 
-def _register() -> None:
-    """Every command, explicitly, in one place."""
-    for module in (core, events, live, auditlog):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-    cli.add_command(fim)
-
-
 def main() -> None:
-    _register()
     try:
         cli.main(prog_name="secpolicy", standalone_mode=True)
     except SystemExit as e:
