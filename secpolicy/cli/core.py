@@ -40,8 +40,18 @@ def _cache_dir() -> Path | None:
     return Path(base) / "secpolicy" / "policies"
 
 
+def _bundled() -> Path:
+    """The bundled packs, named relative to the working directory when inside it, so rule
+    sources read `policies/cis/5-access-control.yaml:120` (SARIF locations need that too)."""
+    p = policies_dir()
+    try:
+        return p.relative_to(Path.cwd())
+    except ValueError:
+        return p
+
+
 def load(policy_paths: Sequence[str], reg: FactRegistry | None = None) -> PolicySet:
-    paths = [Path(p) for p in policy_paths] or [policies_dir()]
+    paths = [Path(p) for p in policy_paths] or [_bundled()]
     return load_policies(paths, reg or registry(), cache_dir=_cache_dir())
 
 
