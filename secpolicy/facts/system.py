@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPARMOR",
+    "AUDIT_STATUS_SOURCE",
     "FIREWALL",
     "GRUB",
     "KERNEL",
@@ -25,6 +26,7 @@ __all__ = [
     "MOUNT",
     "RSYSLOG",
     "TIMESYNC",
+    "audit_enabled_source",
     "register",
 ]
 
@@ -727,13 +729,9 @@ class Kernel:
 
     @property
     def audit_enabled(self) -> bool | None:
-        words = self.cmdline.split()
-        if "audit=1" in words:
-            return True
-        if "audit=0" in words:
-            return False
-        if not self._ctx.live:
-            return None
+        flag = _cmdline_audit(self.cmdline)
+        if flag is not None or not self._ctx.live:
+            return flag
         from secpolicy.facts.audit_rules import audit_status
 
         return audit_status()["enabled"] != 0
@@ -745,11 +743,33 @@ class Kernel:
         return "kernel"
 
     def where(self, name: str, *args: Any) -> str | None:
+        if name == "audit_enabled":
+            return audit_enabled_source(self.cmdline, live=self._ctx.live)
         return {
             "release": "/proc/sys/kernel/osrelease",
             "lockdown": "/sys/kernel/security/lockdown",
             "btf": "/sys/kernel/btf/vmlinux",
         }.get(name, "/proc/cmdline")
+
+
+AUDIT_STATUS_SOURCE = "netlink AUDIT_GET"  # as audit_rules.enabled names it
+
+
+def _cmdline_audit(cmdline: str) -> bool | None:
+    words = cmdline.split()
+    if "audit=1" in words:
+        return True
+    if "audit=0" in words:
+        return False
+    return None
+
+
+def audit_enabled_source(cmdline: str, *, live: bool) -> str:
+    """Where `kernel.audit_enabled` comes from: the command line when it sets audit=, else
+    (live) the kernel's audit status; under --root the unknown value points at the command line."""
+    if _cmdline_audit(cmdline) is None and live:
+        return AUDIT_STATUS_SOURCE
+    return "/proc/cmdline"
 
 
 def register(reg: FactRegistry) -> None:

@@ -10,6 +10,7 @@ from facts_helpers import context, materialize, write
 
 from secpolicy.errors import NotApplicable
 from secpolicy.facts.procs import decode_caps, parse_net
+from secpolicy.facts.system import AUDIT_STATUS_SOURCE, audit_enabled_source
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +198,32 @@ def test_kernel(roots: dict[str, Path]) -> None:
     )
     w = context(roots["weak"]).fact("kernel", ())
     assert (w.lockdown, w.audit_enabled) == ("none", None)
+
+
+def test_kernel_audit_enabled_names_where_its_value_came_from(roots: dict[str, Path]) -> None:
+    # audit=1 on the captured command line; none there: unknown, and the command line is
+    # what was looked at.
+    assert context(roots["hardened"]).fact("kernel", ()).where("audit_enabled") == "/proc/cmdline"
+    assert context(roots["weak"]).fact("kernel", ()).where("audit_enabled") == "/proc/cmdline"
+    # Live, audit= on the command line decides; without it the kernel's audit status does.
+    assert audit_enabled_source("ro quiet audit=0", live=True) == "/proc/cmdline"
+    assert audit_enabled_source("ro quiet audit=1", live=True) == "/proc/cmdline"
+    assert (
+        audit_enabled_source("ro quiet audit_backlog_limit=8192", live=True) == AUDIT_STATUS_SOURCE
+    )
+    assert audit_enabled_source("ro quiet", live=False) == "/proc/cmdline"
+    assert AUDIT_STATUS_SOURCE == "netlink AUDIT_GET"
+
+
+def test_kernel_audit_enabled_source_on_this_host() -> None:
+    live = context("/").fact("kernel", ())
+    on_cmdline = {"audit=0", "audit=1"} & set(Path("/proc/cmdline").read_text().split())
+    expected = "/proc/cmdline" if on_cmdline else "netlink AUDIT_GET"
+    assert live.where("audit_enabled") == expected
+    assert (
+        live.where("cmdline") == "/proc/cmdline"
+        and live.where("release") == "/proc/sys/kernel/osrelease"
+    )
 
 
 def test_listening_under_root(roots: dict[str, Path]) -> None:
