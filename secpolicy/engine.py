@@ -82,7 +82,10 @@ def _evidence(records: Sequence[TraceRecord], passed: bool) -> tuple[Evidence, .
         if key in seen:
             continue
         seen.add(key)
-        expected = r.expected if r.want else f"not {r.expected}"
+        if r.op == "is":  # a bare boolean condition: expected true, or false under `not`
+            expected = "true" if r.want else "false"
+        else:
+            expected = r.expected if r.want else f"not {r.expected}"
         out.append(Evidence(expression=r.text, expected=expected, observed=r.observed, source=r.source))
     if len(out) > _MAX_EVIDENCE:
         extra = len(out) - _MAX_EVIDENCE
