@@ -1,5 +1,5 @@
-"""The bundled packs: every rule has a passing and a failing case (live-only rules: in
-test_packs_live.py), inline tests pass, and each pack's coverage data is honest."""
+"""The bundled packs: every rule has a passing and a failing case (live-only facts stood in for
+by `facts:` twins), inline tests pass, and each pack's coverage data is honest."""
 
 from __future__ import annotations
 
@@ -57,22 +57,11 @@ def test_cis_includes_network_parameters_and_auditd_rules() -> None:
     assert {f"6.2.3.{i}" for i in range(1, 21)} <= cis
 
 
-# Rules whose facts exist only on a running host (the BPF inventory, the process table, the
-# kernel's loaded audit rules, processes running unconfined): under `secpolicy test` they can only
-# be not_applicable, so their passing and failing cases are the live tests in test_packs_live.py.
-# `secpolicy test --require-tests` needs fact twins in inline tests to cover them (see docs/packs.md).
-LIVE_ONLY = {
-    "cis-1.3.1.3-apparmor-profiles-loaded",
-    "cis-1.3.1.4-apparmor-profiles-enforcing",
-    "cis-6.2.3.21-audit-loaded-matches-disk",
-    "soc2-cc6.8-bpf-loader-uid",
-    "soc2-cc6.8-bpf-root-programs-known",
-    "soc2-cc6.8-bpf-helper-allowlist",
-    "soc2-cc6.8-bpf-maps-bounded",
-    "soc2-cc6.8-bpf-config-maps-frozen",
-    "soc2-cc6.3-process-capabilities-allowlist",
-    "soc2-cc6.3-no-cap-sys-admin-for-bpf",
-}
+# Rules on live-only facts (the BPF inventory, the process table, AppArmor's running state) get
+# their passing and failing cases from `facts:` twins. The one exception: a plain-data twin
+# cannot answer a method, and 6.2.3.21 compares `audit_rules.has_loaded(...)` with
+# `audit_rules.has(...)`: it keeps only its not_applicable case until a twin can answer them.
+LIVE_ONLY = {"cis-6.2.3.21-audit-loaded-matches-disk"}
 
 
 def test_every_rule_has_a_pass_and_a_fail_case_or_is_a_pinned_live_rule() -> None:
