@@ -597,13 +597,32 @@ class AuditRules:
         self.keys = tuple(sorted({k for r in self.persisted for k in r.keys}))
         self._loaded: tuple[AuditRule, ...] | None = None
         self._status: dict[str, int] | None = None
+        self._twin = False
+
+    @classmethod
+    def twin(cls, ctx: FactContext, data: Any) -> AuditRules:
+        """For inline tests: persisted rules from the test's files, loaded rules (in
+        `auditctl -l` syntax) and the enabled flag from `data`."""
+        if not isinstance(data, dict) or set(data) - {"loaded", "enabled"}:
+            raise EvaluationError("audit_rules stand-in: a mapping with loaded: [rules] and enabled: 0|1|2")
+        obj = cls(ctx)
+        obj._twin = True
+        rules = []
+        for n, line in enumerate(data.get("loaded") or [], 1):
+            try:
+                rules.append(parse_rule(str(line), f"test stand-in loaded:{n}"))
+            except RuleSyntaxError as e:
+                raise EvaluationError(f"audit_rules stand-in: cannot read {line!r}: {e}") from None
+        obj._loaded = tuple(rules)
+        obj._status = {"enabled": int(data.get("enabled", 1))}
+        return obj
 
     def describe(self) -> str:
         return "audit_rules"
 
     @property
     def loaded(self) -> tuple[AuditRule, ...] | None:
-        if not self._ctx.live:
+        if not self._ctx.live and not self._twin:
             return None
         if self._loaded is None:
             self._loaded = tuple(_loaded_rules())
@@ -611,7 +630,7 @@ class AuditRules:
 
     @property
     def enabled(self) -> int | None:
-        if not self._ctx.live:
+        if not self._ctx.live and not self._twin:
             return None
         if self._status is None:
             self._status = audit_status()
@@ -621,7 +640,8 @@ class AuditRules:
         return covers(self.persisted, _query(rule))
 
     def has_loaded(self, rule: str) -> bool:
-        self._ctx.require_live("audit_rules.has_loaded")
+        if not self._twin:
+            self._ctx.require_live("audit_rules.has_loaded")
         return covers(self.loaded or (), _query(rule))
 
     def where(self, name: str, *args: Any) -> str | None:
@@ -707,5 +727,9 @@ def _loaded_rules() -> list[AuditRule]:
 
 def register(reg: FactRegistry) -> None:
     reg.register(
-        "audit_rules", AuditRules, returns=AUDIT_RULES, doc="persisted and loaded audit rules"
+        "audit_rules",
+        AuditRules,
+        returns=AUDIT_RULES,
+        doc="persisted and loaded audit rules",
+        twin=AuditRules.twin,
     )

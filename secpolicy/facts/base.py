@@ -23,6 +23,9 @@ Collector = Callable[..., Any]
 class FactSpec:
     signature: Signature
     collect: Collector  # collect(ctx: FactContext, *args) -> value
+    # twin(ctx, data) -> value: builds the real fact object from an inline test's plain data,
+    # for facts whose methods a stand-in of plain data could not provide.
+    twin: Callable[["FactContext", Any], Any] | None = None
 
 
 class FactRegistry:
@@ -40,10 +43,11 @@ class FactRegistry:
         returns: Type,
         doc: str = "",
         live_only: bool = False,
+        twin: Callable[["FactContext", Any], Any] | None = None,
     ) -> None:
         if name in self._specs:
             raise ValueError(f"fact {name!r} registered twice")
-        self._specs[name] = FactSpec(Signature(name, params, returns, doc, live_only), collect)
+        self._specs[name] = FactSpec(Signature(name, params, returns, doc, live_only), collect, twin)
 
     def get(self, name: str) -> FactSpec:
         return self._specs[name]
@@ -86,8 +90,10 @@ class FactContext:
         self.live = self.root == "/"
         self.options = options or {}
         # `preset`: values standing in for argument-less facts (inline tests of live-only
-        # rules): plain data, read like the objects the collectors return.
-        self._cache: dict[tuple[str, tuple], Any] = {(k, ()): v for k, v in (preset or {}).items()}
+        # rules): plain data, read like the objects the collectors return, or turned into the
+        # real object by the fact's twin hook.
+        self._cache: dict[tuple[str, tuple], Any] = {}
+        self._preset = dict(preset or {})
         # Set by traced evaluation (see dsl.compiler).
         self.trace: list | None = None
         self.last_source: str | None = None
@@ -107,6 +113,14 @@ class FactContext:
 
     def _collect(self, name: str, args: tuple) -> Any:
         spec = self.registry.get(name)
+        if not args and name in self._preset:
+            data = self._preset[name]
+            if spec.twin is None:
+                return data
+            try:
+                return spec.twin(self, data)
+            except (EvaluationError, NotApplicable) as e:
+                return _Failure(e)
         if spec.signature.live_only and not self.live:
             return _Failure(NotApplicable(f"{name}: only available on the live host, not under --root {self.root}"))
         try:

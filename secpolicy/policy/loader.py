@@ -299,7 +299,10 @@ class _Loader:
             for m in _PLACEHOLDER.finditer(message):
                 if event_field_type(m.group(1)) is None:
                     self.errors.append(d.pos.error(at + ("message",), f"unknown event field {{{m.group(1)}}} in message"))
-        tests = tuple(self.build_test(d, at, k, t, is_event="check" not in r) for k, t in enumerate(r.get("tests") or ()))
+        tests = tuple(
+            self.build_test(d, at, k, t, is_event="check" not in r, check=check)
+            for k, t in enumerate(r.get("tests") or ())
+        )
         if len(self.errors) > n_errors:
             return None
         return Rule(
@@ -328,21 +331,33 @@ class _Loader:
             if event_field_type(p) is None:
                 self.errors.append(d.pos.error(at + (k,) if len(paths) > 1 or at[-1] != "by" else at, f"unknown event field {p!r}"))
 
-    def check_fact_twin(self, d: _Doc, at: tuple, name: str, value: Any) -> None:
+    def check_fact_twin(self, d: _Doc, at: tuple, name: str, value: Any, checked: CompiledExpr | None) -> None:
         """A test's stand-in for a fact must have the fact's shape: unknown fields are errors."""
         if name not in self.registry:
             self.errors.append(d.pos.error(at, f"unknown fact {name!r}", key=True))
             return
-        sig = self.registry.get(name).signature
+        spec = self.registry.get(name)
+        sig = spec.signature
         if sig.params:
             self.errors.append(d.pos.error(at, f"fact {name!r} takes arguments: only argument-less facts can be given", key=True))
             return
+        if spec.twin is not None:
+            return  # the fact builds its own object from the data (and says what is wrong)
+        if checked is not None:
+            called = _methods_called_on(checked.node, sig.returns)
+            if called:
+                self.errors.append(d.pos.error(
+                    at, f"the check calls {name}.{called[0]}(), which a plain-data stand-in cannot provide", key=True
+                ))
+                return
         errors = _shape_errors(value, sig.returns, at)
         if errors:
             where, msg = errors[0]
             self.errors.append(d.pos.error(where, msg, key=True))
 
-    def build_test(self, d: _Doc, at: tuple, k: int, t: dict, *, is_event: bool) -> RuleTest:
+    def build_test(
+        self, d: _Doc, at: tuple, k: int, t: dict, *, is_event: bool, check: CompiledExpr | None = None
+    ) -> RuleTest:
         tat = at + ("tests", k)
         sp = d.pos.spans.get(tat)
         source = f"{d.shown}:{sp.line if sp else 1}"
@@ -359,7 +374,7 @@ class _Loader:
             if not os.path.isdir(root):
                 self.errors.append(d.pos.error(tat + ("root",), f"fixture root {t['root']!r} is not a directory"))
         for fname, value in (t.get("facts") or {}).items():
-            self.check_fact_twin(d, tat + ("facts", fname), fname, value)
+            self.check_fact_twin(d, tat + ("facts", fname), fname, value, check)
         return RuleTest(
             name=t.get("name") or f"test {k + 1}",
             expect=expect,
@@ -371,6 +386,26 @@ class _Loader:
             alerts=t.get("alerts"),
             source=source,
         )
+
+
+def _methods_called_on(node: ast.Node, t: Type) -> list[str]:
+    """Methods the expression calls on values of type `t` (or its elements)."""
+    target = t.elem if isinstance(t, ListType) else t
+    found: list[str] = []
+
+    def walk(n: Any) -> None:
+        if isinstance(n, ast.MethodCall) and n.obj.type is target:
+            found.append(n.name)
+        for v in vars(n).values():
+            if isinstance(v, ast.Node):
+                walk(v)
+            elif isinstance(v, tuple):
+                for x in v:
+                    if isinstance(x, ast.Node):
+                        walk(x)
+
+    walk(node)
+    return found
 
 
 def _shape_errors(value: Any, t: Type, at: tuple) -> list[tuple[tuple, str]]:

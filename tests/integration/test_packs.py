@@ -57,11 +57,9 @@ def test_cis_includes_network_parameters_and_auditd_rules() -> None:
     assert {f"6.2.3.{i}" for i in range(1, 21)} <= cis
 
 
-# Rules on live-only facts (the BPF inventory, the process table, AppArmor's running state) get
-# their passing and failing cases from `facts:` twins. The one exception: a plain-data twin
-# cannot answer a method, and 6.2.3.21 compares `audit_rules.has_loaded(...)` with
-# `audit_rules.has(...)`: it keeps only its not_applicable case until a twin can answer them.
-LIVE_ONLY = {"cis-6.2.3.21-audit-loaded-matches-disk"}
+# Rules on live-only facts (the BPF inventory, the process table, AppArmor's running state, the
+# loaded audit rules) get their passing and failing cases from `facts:` twins: none is exempt.
+LIVE_ONLY: set[str] = set()
 
 
 def test_every_rule_has_a_pass_and_a_fail_case_or_is_a_pinned_live_rule() -> None:

@@ -307,3 +307,30 @@ def test_inline_tests_can_stand_in_for_live_only_facts(tmp_path):
     p.write_text(p.read_text().replace("caps_eff: [CAP_SYS_ADMIN]}]}, expect: pass", "capz: [CAP_SYS_ADMIN]}]}, expect: pass"))
     out = cli("lint", str(p))
     assert out.returncode == 2 and "unknown field 'capz' of process" in out.stderr
+
+
+def test_stand_ins_cannot_replace_facts_whose_methods_the_check_calls(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "metadata: {id: x, title: X, version: '1'}\nrules:\n"
+        "  - id: r\n    title: t\n    severity: low\n    check: file(\"/etc/x\").exists and sshd.option(\"x\") == \"y\"\n"
+        "    tests:\n      - {facts: {sshd: {exists: true}}, expect: pass}\n"
+    )
+    out = cli("lint", str(p))
+    assert out.returncode == 2 and "calls sshd.option(), which a plain-data stand-in cannot provide" in out.stderr
+
+
+def test_audit_rules_twin_builds_the_real_fact(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "metadata: {id: x, title: X, version: '1'}\nrules:\n"
+        "  - id: r\n    title: loaded rules match the disk\n    severity: low\n"
+        "    check: audit_rules.has_loaded(\"-w /etc/passwd -p wa -k identity\") == audit_rules.has(\"-w /etc/passwd -p wa -k identity\")\n"
+        "    tests:\n"
+        "      - name: same\n        files: {/etc/audit/rules.d/50.rules: \"-w /etc/passwd -p wa -k identity\\n\"}\n"
+        "        facts: {audit_rules: {loaded: [\"-w /etc/passwd -p wa -k identity\"]}}\n        expect: pass\n"
+        "      - name: not loaded\n        files: {/etc/audit/rules.d/50.rules: \"-w /etc/passwd -p wa -k identity\\n\"}\n"
+        "        facts: {audit_rules: {loaded: []}}\n        expect: fail\n"
+    )
+    out = cli("test", str(p))
+    assert out.returncode == 0 and "2 passed, 0 failed" in out.stdout, out.stdout + out.stderr
