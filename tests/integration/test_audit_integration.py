@@ -4,6 +4,7 @@ records: replay, fim check/update and the live monitor, run through the real CLI
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -35,7 +36,8 @@ _spec.loader.exec_module(fimtree)
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          check=False)
 
 
 def new_log(tmp: Path, name: str = "log") -> tuple[Path, Path]:
@@ -177,8 +179,6 @@ def test_replay_alerts_reach_the_audit_log_the_store_a_file_and_syslog(tmp_path,
     assert len({r["details"]["run_id"] for r in recs}) == 1
     loaded = recs[1]["details"]
     assert loaded["path"] == str(PCI_EVENTS)
-    import hashlib
-
     assert loaded["sha256"] == hashlib.sha256(PCI_EVENTS.read_bytes()).hexdigest()
     logged = [r for r in recs if r["event_type"] == "alert"]
     assert [(r["details"]["rule_id"], r["details"]["event_ts"], r["details"]["message"]) for r in logged] == \
@@ -238,6 +238,47 @@ def test_replay_sink_failures_are_recorded_and_alerts_still_reach_the_others(tmp
     assert sent == len(lines)  # the dead sink was offered exactly what the file received
 
 
+def test_replay_alerts_reach_a_webhook_through_its_spool(tmp_path):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[tuple[str, str, dict[str, Any]]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((self.path, self.headers["Idempotency-Key"], json.loads(body)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    spool = tmp_path / "spool"
+    try:
+        p = cli("replay", str(WORKLOAD), "--policy", str(PCI_EVENTS), "--output", os.devnull,
+                "--sink", f"webhook+http://127.0.0.1:{server.server_address[1]}/hook?spool={spool}&tenant=t1")
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    assert p.returncode == 0, p.stderr
+    expected = jsonl(EXPECTED)
+    assert [alert_key(body) for _, _, body in got] == [(e["rule_id"], e["ts"], e["message"]) for e in expected]
+    assert {path for path, _, _ in got} == {"/hook?tenant=t1"}
+    ids = [key for _, key, _ in got]
+    assert len(set(ids)) == len(ids) == len(expected)
+    from secpolicy.auditlog.sinks.webhook import Spool
+
+    left = Spool(spool)
+    try:
+        assert left.pending() == []  # every alert delivered, nothing waits in the spool
+    finally:
+        left.close()
+
+
 @pytest.mark.parametrize(("uri", "message"), [
     ("syslog+udp://127.0.0.1:99999", "port is not a number"),
     ("syslog+tls://127.0.0.1:6514?ca=/nonexistent/ca.pem", "no such file"),
@@ -247,7 +288,7 @@ def test_replay_sink_failures_are_recorded_and_alerts_still_reach_the_others(tmp
     ("syslog+tcp://127.0.0.1:514?colour=red", "unknown parameter 'colour'"),
 ])
 def test_invalid_sink_uri_is_input_error_before_anything_is_touched(tmp_path, uri, message):
-    logdir, key = new_log(tmp_path)
+    logdir, _key = new_log(tmp_path)
     before = sorted(p.name for p in logdir.iterdir())
     size = sum(p.stat().st_size for p in logdir.glob("segment-*"))
     db = tmp_path / "events.db"
