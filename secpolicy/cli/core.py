@@ -17,7 +17,7 @@ from secpolicy import engine
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError
 from secpolicy.facts import builtin_registry
 from secpolicy.facts.base import FactRegistry
-from secpolicy.models import Severity, Status
+from secpolicy.models import Severity
 from secpolicy.policy import PolicySet, load_policies
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import WaiverSet, load_waivers
@@ -373,10 +373,9 @@ def explain(rule_id: str, policies: tuple[str, ...]) -> None:
 
 
 def _explain_event_rule(rule: Any) -> None:
-    from secpolicy.events.matcher import describe_rule
-
     from secpolicy.events.bpf_plan import plan_for_rules
     from secpolicy.events.fields import EVENT_TYPES
+    from secpolicy.events.matcher import describe_rule
 
     info = describe_rule(rule)
     click.echo("\nmatcher (user space):")
@@ -489,5 +488,3 @@ def coverage(policies: tuple[str, ...], standard: str | None, details: bool, fmt
 
 
 COMMANDS = [scan, lint, explain, test_cmd, schema, coverage]
-
-_ = Status

@@ -23,14 +23,13 @@ from secpolicy.dsl.types import (
     ListType,
     Method,
     ObjectType,
-    Scalar,
     Type,
     comparable,
     is_numeric,
 )
 from secpolicy.errors import LocatedError
 
-__all__ = ["Signature", "Catalogue", "Macro", "check_expression"]
+__all__ = ["Signature", "Catalogue", "Macro", "Checked", "check_expression"]
 
 
 @dataclass(frozen=True)
@@ -386,5 +385,3 @@ def check_expression(
         raise c.error(node, f"a rule condition must be a condition (bool), this is {out.type}: {c.snippet(node)}")
     return Checked(out, c.nslots, frozenset(c.facts_used), frozenset(c.fields_used))
 
-
-__all__ += ["Checked", "Scalar", "FLOAT"]

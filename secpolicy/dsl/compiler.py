@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Checked
-from secpolicy.dsl.types import BOOL, CIDR, IP, ListType, Type, format_value
+from secpolicy.dsl.types import BOOL, CIDR, ListType, Type, format_value
 from secpolicy.errors import EvaluationError
 
 __all__ = ["Trace", "TraceRecord", "EvalEnv", "compile_check", "compile_event", "Fn"]
@@ -556,5 +556,3 @@ def compile_event(checked: Checked) -> Callable[[dict], bool]:
         return lambda ev: bool(f(ev, empty))
     return lambda ev: bool(f(ev, [None] * n))
 
-
-_ = IP  # IP values are plain strings at run time; literals are normalised by the checker

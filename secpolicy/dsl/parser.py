@@ -10,14 +10,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Transformer, v_args
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.types import BOOL, CIDR, DURATION, FLOAT, INT, IP, MODE, NULL, SIZE, STR
 from secpolicy.errors import LocatedError
 
-__all__ = ["Origin", "parse_expression", "PLAIN_ORIGIN"]
+__all__ = ["Origin", "parse_expression", "PLAIN_ORIGIN", "parse_size", "parse_duration"]
 
 _GRAMMAR = Path(__file__).with_name("grammar.lark")
 
@@ -292,6 +298,3 @@ def _located(origin: Origin, line: int, col: int, message: str) -> LocatedError:
     fline, fcol, src = origin.locate(line, col)
     return LocatedError(message, origin.path, fline, fcol, src)
 
-
-__all__ += ["parse_size", "parse_duration"]
-_ = Token  # re-exported type for annotations in tests

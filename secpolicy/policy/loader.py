@@ -13,7 +13,15 @@ from typing import Any, Iterable, Sequence
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from secpolicy.dsl import Catalogue, CompiledExpr, Macro, ast, compile_expression, parse_duration, parse_expression
+from secpolicy.dsl import (
+    Catalogue,
+    CompiledExpr,
+    Macro,
+    ast,
+    compile_expression,
+    parse_duration,
+    parse_expression,
+)
 from secpolicy.dsl.checker import check_expression
 from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, ObjectType, Type
 from secpolicy.errors import InputError, LocatedError

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from secpolicy.errors import InputError
 from secpolicy.models import Waiver
 from secpolicy.policy.loader import read_text_file
 from secpolicy.policy.yamlpos import load_yaml
@@ -95,5 +94,3 @@ def load_waivers(path: Path) -> WaiverSet:
         )
     return WaiverSet(tuple(out), shown)
 
-
-_ = InputError

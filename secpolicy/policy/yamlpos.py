@@ -11,7 +11,7 @@ import yaml
 
 from secpolicy.errors import LocatedError
 
-__all__ = ["Positioned", "load_yaml", "Span"]
+__all__ = ["Positioned", "Span", "expression_origin", "load_yaml"]
 
 try:  # libyaml is ~10x faster; the pure-Python loader gives the same nodes.
     _Loader: type = yaml.CSafeLoader
@@ -187,5 +187,3 @@ def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.ds
 
     return Origin(doc.path, locate)
 
-
-__all__ += ["expression_origin"]

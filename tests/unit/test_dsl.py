@@ -6,9 +6,8 @@ import ipaddress
 
 import pytest
 
-from secpolicy.dsl import Catalogue, Signature, compile_expression, parse_expression
-from secpolicy.dsl import ast
-from secpolicy.dsl.types import BOOL, INT, MODE, SIZE, STR, DURATION, ListType, Method, ObjectType
+from secpolicy.dsl import Catalogue, Signature, ast, compile_expression, parse_expression
+from secpolicy.dsl.types import BOOL, DURATION, INT, MODE, SIZE, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError, LocatedError
 from secpolicy.events.fields import EVENT
 
