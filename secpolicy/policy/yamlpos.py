@@ -96,7 +96,21 @@ def load_yaml(text: str, path: str) -> Positioned:
     return Positioned(data, spans, key_spans, text, path)
 
 
-def _walk(node: yaml.Node, at: tuple, spans: dict, key_spans: dict, text: str, path: str) -> None:
+def _walk(
+    node: yaml.Node, at: tuple, spans: dict, key_spans: dict, text: str, path: str, open_: frozenset = frozenset()
+) -> None:
+    if id(node) in open_:
+        # `&a [*a]`: a structure containing itself; nothing in a policy needs that.
+        sm = node.start_mark
+        lines = text.split("\n")
+        raise LocatedError(
+            "recursive YAML alias (a value that contains itself)",
+            path,
+            sm.line + 1,
+            sm.column + 1,
+            lines[sm.line] if sm.line < len(lines) else None,
+        )
+    open_ = open_ | {id(node)}
     spans[at] = _span(node)
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, yaml.Node] = {}
@@ -114,10 +128,10 @@ def _walk(node: yaml.Node, at: tuple, spans: dict, key_spans: dict, text: str, p
                 )
             seen[key] = knode
             key_spans[at + (key,)] = _span(knode)
-            _walk(vnode, at + (key,), spans, key_spans, text, path)
+            _walk(vnode, at + (key,), spans, key_spans, text, path, open_)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, at + (i,), spans, key_spans, text, path)
+            _walk(item, at + (i,), spans, key_spans, text, path, open_)
 
 
 def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.dsl.Origin

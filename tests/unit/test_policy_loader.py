@@ -236,3 +236,14 @@ def errors_of_cached(p: Path, cache: Path) -> list[str]:
     with pytest.raises(PolicyErrors) as exc:
         load_policies([p], builtin_registry(), cache_dir=cache)
     return [e.render() for e in exc.value.errors]
+
+
+def test_recursive_yaml_alias_is_a_located_error(tmp_path):
+    p = write(tmp_path, HEADER + "lists:\n  a: &x [*x]\nrules: []\n")
+    (err,) = errors_of(p)
+    assert err.startswith(f"{p}:3:6: recursive YAML alias")
+
+
+def test_a_numeric_version_is_accepted(tmp_path):
+    p = write(tmp_path, "metadata: {id: t, title: T, version: 1.0}\nrules: []\n")
+    assert load_policies([p], builtin_registry()).policies[0].version == "1.0"
