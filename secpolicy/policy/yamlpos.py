@@ -14,9 +14,20 @@ from secpolicy.errors import LocatedError
 __all__ = ["Positioned", "Span", "expression_origin", "load_yaml"]
 
 try:  # libyaml is ~10x faster; the pure-Python loader gives the same nodes.
-    _Loader: type = yaml.CSafeLoader
+    _Base: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
+    """Safe loading without implicit timestamps: `expires: 2027-13-45` stays a string that the
+    waiver loader rejects with its position, instead of crashing the YAML constructor."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()
+}
 
 Path_ = tuple  # a JSON path: keys and indexes
 
@@ -93,6 +104,8 @@ def load_yaml(text: str, path: str) -> Positioned:
         raise LocatedError(f"invalid YAML: {msg}", path, mark.line + 1, mark.column + 1, src) from None
     except yaml.YAMLError as e:
         raise LocatedError(f"invalid YAML: {e}", path) from None
+    except (ValueError, TypeError, RecursionError) as e:  # a value the constructor cannot build
+        raise LocatedError(f"invalid YAML value: {e}", path) from None
     return Positioned(data, spans, key_spans, text, path)
 
 

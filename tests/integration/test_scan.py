@@ -334,3 +334,17 @@ def test_audit_rules_twin_builds_the_real_fact(tmp_path):
     )
     out = cli("test", str(p))
     assert out.returncode == 0 and "2 passed, 0 failed" in out.stdout, out.stdout + out.stderr
+
+
+def test_cli_malformed_waivers_are_located(tmp_path):
+    cases = {
+        "- rule_id: core-ssh-root-login\n": "missing required field: justification",
+        "waivers: 5\n": "a waiver file is a list of waivers",
+        "- {rule_id: core-ssh-root-login, justification: j, expires: 2025-13-45}\n": "expires must be a date",
+        "- {rule_id: core-ssh-root-login, justification: j, approved_by: me}\n": "unknown field 'approved_by'",
+    }
+    for text, message in cases.items():
+        w = tmp_path / "w.yaml"
+        w.write_text(text)
+        p = cli("lint", str(POLICY), "--waivers", str(w))
+        assert p.returncode == 2 and message in p.stderr and p.stderr.startswith(f"{w}:1:"), (text, p.stderr)
