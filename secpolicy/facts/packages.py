@@ -1,22 +1,36 @@
-"""`packages` and `package(name)`: what dpkg records as installed in var/lib/dpkg/status,
-with Debian version comparison for `version_at_least`."""
+"""`packages` and `package(name)`: what dpkg records as installed in var/lib/dpkg/status, with
+Debian version ordering; `package_files(name)`: a package's files against dpkg's recorded md5sums."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import os
 import re
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.dsl.types import ANY, BOOL, STR, ListType, Method, ObjectType
+from secpolicy.dsl.types import ANY, BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import at
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["PACKAGE", "Package", "compare_versions", "parse_status", "register"]
+__all__ = [
+    "PACKAGE",
+    "PACKAGE_FILES",
+    "Package",
+    "PackageFiles",
+    "compare_versions",
+    "parse_status",
+    "register",
+]
 
 STATUS = "/var/lib/dpkg/status"
+INFO = "/var/lib/dpkg/info"
+DIVERSIONS = "/var/lib/dpkg/diversions"
 
 PACKAGE = ObjectType(
     "package",
@@ -162,6 +176,219 @@ def compare_versions(a: str, b: str) -> int:
     return _compare_part(ma.group(3) or "", mb.group(3) or "")
 
 
+# package_files ----------------------------------------------------------------------------
+
+PACKAGE_FILES = ObjectType(
+    "package_files",
+    {
+        "package": STR,
+        "exists": BOOL,
+        "checked": INT,
+        "modified": ListType(STR),
+        "missing": ListType(STR),
+        "unreadable": ListType(STR),
+    },
+    doc="a package's installed files checked against dpkg's recorded md5sums, as `dpkg --verify` does",
+    field_docs={
+        "exists": "var/lib/dpkg/info/<name>.md5sums (or <name>:<arch>.md5sums) is present",
+        "checked": "files with a recorded md5 that were verified (conffiles excluded)",
+        "modified": "files whose md5 differs, or that are no longer regular files (dpkg's 5 and M flags)",
+        "missing": "listed files (info/<name>.list) that do not exist, conffiles excluded",
+        "unreadable": "files that could not be read to be hashed (permission denied, I/O error)",
+    },
+)
+
+_MD5_LEN = 32
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PackageFiles:
+    package: str
+    exists: bool
+    checked: int
+    modified: tuple[str, ...]
+    missing: tuple[str, ...]
+    unreadable: tuple[str, ...]
+    # evidence: the md5sums file (or "<path> (absent)"), and for each reported path the line
+    # that records it (`info/<pkg>.md5sums:<line>`, or the .list line for a path without md5)
+    origin: str = field(default="", compare=False)
+    recorded: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def describe(self) -> str:
+        return f"files of package {self.package!r}"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        paths = {
+            "modified": self.modified,
+            "missing": self.missing,
+            "unreadable": self.unreadable,
+        }.get(name)
+        if paths:
+            return f"{self.recorded.get(paths[0], self.origin)} ({paths[0]})"
+        return self.origin
+
+
+def _norm(path: str) -> str:
+    """A dpkg database path as dpkg's file hash keys it: absolute, no `./`, no trailing `/`."""
+    while path.startswith(("./", "/")):
+        path = path[2:] if path.startswith("./") else path[1:]
+    return "/" + path.rstrip("/")
+
+
+def _diversions(ctx: FactContext) -> dict[str, tuple[str, str]]:
+    """original path -> (diverted-to path, diverting package or ":" for a local diversion)."""
+    text = ctx.read_text(DIVERSIONS)
+    if not text:
+        return {}
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) % 3:
+        raise EvaluationError(
+            f"{DIVERSIONS}: {len(lines)} lines, not groups of three (from, to, package)"
+        )
+    return {
+        _norm(lines[i]): (_norm(lines[i + 1]), lines[i + 2].strip())
+        for i in range(0, len(lines), 3)
+    }
+
+
+def _instances(ctx: FactContext, name: str) -> list[str]:
+    """The info/ basenames of a package: `name`, or `name:arch` for each Multi-Arch: same
+    instance dpkg records (libc6:amd64 and libc6:i386)."""
+
+    def exists(base: str) -> bool:
+        return ctx.exists(f"{INFO}/{base}.md5sums") or ctx.exists(f"{INFO}/{base}.list")
+
+    if exists(name):
+        return [name]
+    base, _, arch = name.partition(":")
+    if arch:
+        return [base] if exists(base) else []
+    archs = sorted({p.arch for p in ctx.fact("packages", ()) if p.name == name and p.arch})
+    return [f"{name}:{a}" for a in archs if exists(f"{name}:{a}")]
+
+
+def _md5sums(ctx: FactContext, path: str) -> dict[str, tuple[str, int]] | None:
+    """path -> (md5, line) of an md5sums file, or None when it does not exist. A malformed line
+    makes the fact an evaluation error, as it makes dpkg --verify stop."""
+    text = ctx.read_text(path)
+    if text is None:
+        return None
+    out: dict[str, tuple[str, int]] = {}
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        digest, sep, name = line[:_MD5_LEN], line[_MD5_LEN : _MD5_LEN + 2], line[_MD5_LEN + 2 :]
+        if sep != "  " or not name.strip("/") or not re.fullmatch(r"[0-9a-fA-F]{32}", digest):
+            raise EvaluationError(f"{path}:{n}: not an md5sums line ('<md5>  <path>')")
+        out[_norm(name)] = (digest.lower(), n)
+    return out
+
+
+def _listed(ctx: FactContext, path: str) -> list[tuple[str, int]] | None:
+    text = ctx.read_text(path)
+    if text is None:
+        return None
+    return [
+        (_norm(line), n)
+        for n, line in enumerate(text.split("\n"), 1)
+        if line and _norm(line) != "/."
+    ]
+
+
+def _conffiles(ctx: FactContext, path: str) -> set[str]:
+    # newer dpkg writes flags before the path ("remove-on-upgrade /etc/x")
+    text = ctx.read_text(path) or ""
+    return {_norm(line.split()[-1]) for line in text.splitlines() if line.strip()}
+
+
+def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:
+    """What `dpkg --verify` says of one listed path: None (fine), "missing", "modified" or
+    "unreadable". Only `lstat`: a hashed path that is now a symlink is modified whatever it
+    points to (dpkg's `M` flag), so no final symlink is ever followed, in or out of the root."""
+    try:
+        host = ctx.host_path(path, follow=False)
+        st = os.lstat(host)
+    except EvaluationError:  # a symlink loop among the parent directories
+        return "missing"
+    except OSError as e:
+        return "unreadable" if e.errno in (errno.EACCES, errno.EPERM) else "missing"
+    if digest is None:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "modified"
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOATIME", 0)
+    try:
+        try:
+            fd = os.open(host, flags)
+        except PermissionError:  # O_NOATIME needs ownership; retry without it
+            fd = os.open(host, flags & ~getattr(os, "O_NOATIME", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the lstat
+                return "modified"
+            h = hashlib.md5(usedforsecurity=False)
+            while chunk := os.read(fd, _CHUNK):
+                h.update(chunk)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        return "modified" if e.errno == errno.ELOOP else "unreadable"
+    return None if h.hexdigest() == digest else "modified"
+
+
+def collect_package_files(ctx: FactContext, name: str) -> PackageFiles:
+    diversions: dict[str, tuple[str, str]] = ctx.fact("_dpkg_diversions", ())
+    owner = name.partition(":")[0]
+    results: dict[str, list[str]] = {"modified": [], "missing": [], "unreadable": []}
+    recorded: dict[str, str] = {}
+    seen: set[str] = set()
+    exists = False
+    checked = 0
+    origin = ""
+    for base in _instances(ctx, name):
+        md5_path, list_path = f"{INFO}/{base}.md5sums", f"{INFO}/{base}.list"
+        hashes = _md5sums(ctx, md5_path)
+        listed = _listed(ctx, list_path)
+        exists = exists or hashes is not None
+        origin = origin or (md5_path if hashes is not None else "")
+        conffiles = _conffiles(ctx, f"{INFO}/{base}.conffiles")
+        hashes = hashes or {}
+        # dpkg walks the .list file (a file taken over by another package has left it, though
+        # its old md5 stays); without one, every md5sums entry is checked.
+        entries = listed if listed is not None else [(p, n) for p, (_, n) in hashes.items()]
+        where_listed = list_path if listed is not None else md5_path
+        for path, n in entries:
+            if path in conffiles or path in seen:
+                continue
+            seen.add(path)
+            digest = hashes.get(path)
+            # dpkg-divert: another package's (or a local) diversion moved this file aside
+            target = path
+            div = diversions.get(path)
+            if div is not None and div[1] != owner:
+                target = div[0]
+            verdict = _verify(ctx, target, digest[0] if digest else None)
+            if digest is not None:
+                checked += 1
+            if verdict is not None:
+                results[verdict].append(target)
+                recorded[target] = at(md5_path, digest[1]) if digest else at(where_listed, n)
+    if not origin:
+        origin = f"{INFO}/{name}.md5sums (absent)"
+    return PackageFiles(
+        name,
+        exists,
+        checked,
+        tuple(results["modified"]),
+        tuple(results["missing"]),
+        tuple(results["unreadable"]),
+        origin,
+        recorded,
+    )
+
+
 def _index(ctx: FactContext) -> dict[str, Package]:
     pkgs = ctx.fact("packages", ())
     index: dict[str, Package] = {}
@@ -199,3 +426,11 @@ def register(reg: FactRegistry) -> None:
         doc="a package by name (or name:arch)",
     )
     reg.register("_package_index", _index, returns=ANY, doc="internal: packages by name")
+    reg.register(
+        "package_files",
+        collect_package_files,
+        params=(STR,),
+        returns=PACKAGE_FILES,
+        doc="a package's files against dpkg's md5sums (var/lib/dpkg/info), like dpkg --verify",
+    )
+    reg.register("_dpkg_diversions", _diversions, returns=ANY, doc="internal: dpkg-divert table")

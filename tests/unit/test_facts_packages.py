@@ -1,15 +1,19 @@
-"""packages / package(name): dpkg status entries and Debian version ordering."""
+"""packages / package(name): dpkg status entries and Debian version ordering; package_files(name):
+a tiny synthetic package's files against its md5sums, .list, conffiles and diversions."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from facts_helpers import context, materialize
+from facts_helpers import as_nobody, context, materialize, public_tmpdir, write
 
+from secpolicy.errors import EvaluationError
 from secpolicy.facts.packages import compare_versions
 
 
@@ -103,3 +107,293 @@ def test_ordering_equals_dpkg_compare_versions() -> None:
         eq = subprocess.run(["dpkg", "--compare-versions", a, "eq", b], check=False).returncode == 0
         expected = -1 if lt else (0 if eq else 1)
         assert compare_versions(a, b) == expected, (a, b)
+
+
+# package_files: a tiny synthetic package against its md5sums ------------------------------
+
+
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def package(
+    root: Path,
+    name: str,
+    files: dict[str, str],
+    *,
+    listed: list[str] | None = None,
+    conffiles: tuple[str, ...] = (),
+) -> None:
+    """Install `name` into root as dpkg would record it: the files, their md5sums (as recorded,
+    before any tampering the test does next), the .list and the .conffiles."""
+    sums = []
+    for path, content in files.items():
+        write(root, path, content)
+        if path not in conffiles:
+            sums.append(f"{md5(content)}  {path.lstrip('/')}\n")
+    info = root / "var/lib/dpkg/info"
+    write(root, f"/var/lib/dpkg/info/{name}.md5sums", "".join(sums))
+    dirs = sorted({os.path.dirname(p) for p in files} | {"/usr", "/usr/bin"})
+    write(
+        root,
+        f"/var/lib/dpkg/info/{name}.list",
+        "/.\n" + "".join(f"{p}\n" for p in dirs + (listed or list(files))),
+    )
+    if conffiles:
+        (info / f"{name}.conffiles").write_text("".join(f"{c}\n" for c in conffiles))
+
+
+def files_of(root: Path, name: str):
+    return context(root).fact("package_files", (name,))
+
+
+def test_intact_package_passes_with_every_hashed_file_counted(tmp_path: Path) -> None:
+    package(
+        tmp_path,
+        "demo",
+        {
+            "/usr/bin/demo": "demo 1.0\n",
+            "/usr/share/demo/data": "x\n",
+            "/etc/demo.conf": "setting=1\n",
+        },
+        conffiles=("/etc/demo.conf",),
+    )
+    f = files_of(tmp_path, "demo")
+    assert (f.package, f.exists, f.checked, f.modified, f.missing, f.unreadable) == (
+        "demo",
+        True,
+        2,
+        (),
+        (),
+        (),
+    )
+    assert f.where("checked") == "/var/lib/dpkg/info/demo.md5sums"
+    assert f.where("modified") == "/var/lib/dpkg/info/demo.md5sums"
+
+
+def test_modified_missing_and_replaced_files_as_dpkg_verify_reports_them(tmp_path: Path) -> None:
+    files = {
+        f"/usr/bin/{n}": f"{n} original\n"
+        for n in ("ok", "edited", "gone", "linked", "dangling", "dir", "fifo", "escape")
+    }
+    package(
+        tmp_path,
+        "demo",
+        files,
+        listed=list(files) + ["/usr/share/demo-doc", "/usr/lib/demo/plugin.so"],
+        conffiles=(),
+    )
+    (tmp_path / "var/lib/dpkg/info/demo.list").write_text(
+        (tmp_path / "var/lib/dpkg/info/demo.list").read_text() + "/usr/share/demo-kept\n"
+    )
+    (tmp_path / "usr/share/demo-kept").mkdir(parents=True)
+    bin_ = tmp_path / "usr/bin"
+    (bin_ / "edited").write_text("edited original\nbackdoor\n")
+    (bin_ / "gone").unlink()
+    # same bytes behind a symlink: dpkg's M flag, whatever the content
+    (bin_ / "linked").unlink()
+    (bin_ / "linked.real").write_text("linked original\n")
+    (bin_ / "linked").symlink_to("linked.real")
+    (bin_ / "dangling").unlink()
+    (bin_ / "dangling").symlink_to("nowhere")
+    (bin_ / "dir").unlink()
+    (bin_ / "dir").mkdir()
+    (bin_ / "fifo").unlink()
+    os.mkfifo(bin_ / "fifo")  # must not block the scan
+    (bin_ / "escape").unlink()
+    (bin_ / "escape").symlink_to("/etc/passwd")  # never followed out of the root
+    f = files_of(tmp_path, "demo")
+    assert f.checked == 8
+    assert f.modified == (
+        "/usr/bin/edited",
+        "/usr/bin/linked",
+        "/usr/bin/dangling",
+        "/usr/bin/dir",
+        "/usr/bin/fifo",
+        "/usr/bin/escape",
+    )
+    # listed without an md5 (directories, symlinks) are only required to exist, as in dpkg
+    assert f.missing == ("/usr/bin/gone", "/usr/share/demo-doc", "/usr/lib/demo/plugin.so")
+    assert f.unreadable == ()
+    assert f.where("modified") == "/var/lib/dpkg/info/demo.md5sums:2 (/usr/bin/edited)"
+    assert f.where("missing") == "/var/lib/dpkg/info/demo.md5sums:3 (/usr/bin/gone)"
+
+
+def test_where_for_a_missing_path_without_md5_names_the_list_line(tmp_path: Path) -> None:
+    package(
+        tmp_path,
+        "demo",
+        {"/usr/bin/demo": "demo\n"},
+        listed=["/usr/bin/demo", "/usr/share/doc/demo"],
+    )
+    f = files_of(tmp_path, "demo")
+    assert f.missing == ("/usr/share/doc/demo",)
+    assert f.where("missing") == "/var/lib/dpkg/info/demo.list:5 (/usr/share/doc/demo)"
+
+
+def test_conffiles_are_out_of_scope_even_when_changed_or_deleted(tmp_path: Path) -> None:
+    package(
+        tmp_path,
+        "demo",
+        {"/usr/bin/demo": "demo\n", "/etc/demo.conf": "a\n", "/etc/demo.d/x.conf": "b\n"},
+        conffiles=("/etc/demo.conf", "/etc/demo.d/x.conf"),
+    )
+    (tmp_path / "etc/demo.conf").write_text("changed by the administrator\n")
+    (tmp_path / "etc/demo.d/x.conf").unlink()
+    f = files_of(tmp_path, "demo")
+    assert (f.checked, f.modified, f.missing) == (1, (), ())
+
+
+def test_a_file_taken_over_by_another_package_left_the_list_and_is_not_checked(
+    tmp_path: Path,
+) -> None:
+    package(
+        tmp_path,
+        "demo",
+        {"/usr/bin/demo": "demo\n", "/usr/bin/shared": "old\n"},
+        listed=["/usr/bin/demo"],
+    )
+    (tmp_path / "usr/bin/shared").write_text("the new owner's version\n")
+    f = files_of(tmp_path, "demo")
+    assert (f.checked, f.modified) == (1, ())
+
+
+def test_without_a_list_file_every_md5sums_entry_is_checked(tmp_path: Path) -> None:
+    package(tmp_path, "demo", {"/usr/bin/a": "a\n", "/usr/bin/b": "b\n"})
+    (tmp_path / "var/lib/dpkg/info/demo.list").unlink()
+    (tmp_path / "usr/bin/b").write_text("B\n")
+    f = files_of(tmp_path, "demo")
+    assert (f.checked, f.modified, f.missing) == (2, ("/usr/bin/b",), ())
+
+
+def test_merged_usr_parent_symlinks_are_resolved_inside_the_root(tmp_path: Path) -> None:
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "bin").symlink_to("usr/bin")
+    write(tmp_path, "/usr/bin/sh-tool", "tool\n")
+    write(tmp_path, "/var/lib/dpkg/info/tool.md5sums", f"{md5('tool')}  bin/sh-tool\n")
+    f = files_of(tmp_path, "tool")
+    assert (f.checked, f.modified, f.missing) == (
+        1,
+        ("/bin/sh-tool",),
+        (),
+    )  # md5("tool") lacks the newline
+    write(tmp_path, "/var/lib/dpkg/info/tool.md5sums", f"{md5('tool' + chr(10))}  ./bin/sh-tool\n")
+    assert files_of(tmp_path, "tool").modified == ()
+
+
+def test_multiarch_instances_are_read_from_name_arch_files(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "/var/lib/dpkg/status",
+        "Package: libfoo1\nStatus: install ok installed\nArchitecture: amd64\nMulti-Arch: same\nVersion: 1\n\n"
+        "Package: libfoo1\nStatus: install ok installed\nArchitecture: i386\nMulti-Arch: same\nVersion: 1\n",
+    )
+    package(tmp_path, "libfoo1:amd64", {"/usr/lib/x86_64-linux-gnu/libfoo.so.1": "amd64 code\n"})
+    package(tmp_path, "libfoo1:i386", {"/usr/lib/i386-linux-gnu/libfoo.so.1": "i386 code\n"})
+    (tmp_path / "usr/lib/i386-linux-gnu/libfoo.so.1").write_text("patched\n")
+    f = files_of(tmp_path, "libfoo1")
+    assert (f.exists, f.checked, f.modified) == (True, 2, ("/usr/lib/i386-linux-gnu/libfoo.so.1",))
+    assert (
+        f.where("modified")
+        == "/var/lib/dpkg/info/libfoo1:i386.md5sums:1 (/usr/lib/i386-linux-gnu/libfoo.so.1)"
+    )
+    one = files_of(tmp_path, "libfoo1:amd64")
+    assert (one.checked, one.modified) == (1, ())
+
+
+def test_diverted_files_are_checked_where_the_diversion_put_them(tmp_path: Path) -> None:
+    package(tmp_path, "demo", {"/usr/bin/tool": "demo's tool\n", "/usr/bin/mine": "demo's own\n"})
+    package(tmp_path, "wrapper", {"/usr/bin/wrap": "w\n"})
+    os.rename(tmp_path / "usr/bin/tool", tmp_path / "usr/bin/tool.distrib")
+    (tmp_path / "usr/bin/tool").write_text("wrapper's tool\n")
+    write(
+        tmp_path,
+        "/var/lib/dpkg/diversions",
+        "/usr/bin/tool\n/usr/bin/tool.distrib\nwrapper\n/usr/bin/mine\n/usr/bin/mine.orig\ndemo\n",
+    )
+    f = files_of(tmp_path, "demo")
+    # another package's diversion: demo's file lives at tool.distrib; demo's own diversion is
+    # not applied to demo
+    assert (f.checked, f.modified, f.missing) == (2, (), ())
+    (tmp_path / "usr/bin/tool.distrib").write_text("tampered\n")
+    assert files_of(tmp_path, "demo").modified == ("/usr/bin/tool.distrib",)
+    write(tmp_path, "/var/lib/dpkg/diversions", "/usr/bin/mine\n/usr/bin/mine.orig\n:\n")
+    # a local diversion applies to every package; the file was not moved: missing there
+    assert files_of(tmp_path, "demo").missing == ("/usr/bin/mine.orig",)
+
+
+def test_absent_package_and_absent_md5sums(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "/var/lib/dpkg/status",
+        "Package: demo\nStatus: install ok installed\nVersion: 1\n",
+    )
+    f = files_of(tmp_path, "demo")
+    assert (f.exists, f.checked, f.modified, f.missing) == (False, 0, (), ())
+    assert f.where("checked") == "/var/lib/dpkg/info/demo.md5sums (absent)"
+    # a .list without md5sums: nothing to hash, but listed files must still exist
+    write(tmp_path, "/var/lib/dpkg/info/demo.list", "/.\n/usr\n/usr/bin/demo\n")
+    f = files_of(tmp_path, "demo")
+    assert (f.exists, f.checked, f.missing) == (False, 0, ("/usr", "/usr/bin/demo"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "d41d8cd98f00b204e9800998ecf8427e usr/bin/x",
+        "not-a-digest-at-all-but-32-chars  usr/bin/x",
+        "d41d8cd98f00b204e9800998ecf8427e  ",
+        "d41d8cd98f00b204e9800998ecf8427e",
+    ],
+)
+def test_a_malformed_md5sums_line_is_an_evaluation_error_naming_the_line(
+    tmp_path: Path, line: str
+) -> None:
+    write(tmp_path, "/var/lib/dpkg/info/demo.md5sums", f"{md5('a')}  usr/bin/a\n{line}\n")
+    with pytest.raises(
+        EvaluationError, match=r"^/var/lib/dpkg/info/demo\.md5sums:2: not an md5sums line"
+    ):
+        files_of(tmp_path, "demo")
+
+
+def test_a_truncated_diversions_table_is_an_evaluation_error(tmp_path: Path) -> None:
+    package(tmp_path, "demo", {"/usr/bin/demo": "demo\n"})
+    write(tmp_path, "/var/lib/dpkg/diversions", "/usr/bin/demo\n/usr/bin/demo.real\n")
+    with pytest.raises(EvaluationError, match="diversions: 2 lines, not groups of three"):
+        files_of(tmp_path, "demo")
+
+
+def test_unreadable_files_and_directories_are_reported_as_unreadable_not_missing() -> None:
+    root = public_tmpdir()
+    try:
+        package(
+            root,
+            "demo",
+            {"/usr/bin/ok": "ok\n", "/usr/bin/secret": "s\n", "/usr/lib/private/mod.so": "m\n"},
+        )
+        for d in (
+            "var",
+            "var/lib",
+            "var/lib/dpkg",
+            "var/lib/dpkg/info",
+            "usr",
+            "usr/bin",
+            "usr/lib",
+        ):
+            os.chmod(root / d, 0o755)
+        for f in (root / "var/lib/dpkg/info").iterdir():
+            os.chmod(f, 0o644)
+        os.chmod(root / "usr/bin/ok", 0o644)
+        os.chmod(root / "usr/bin/secret", 0o600)
+        os.chmod(root / "usr/lib/private", 0o700)
+
+        def collect() -> tuple:
+            f = files_of(root, "demo")
+            return f.checked, f.modified, f.missing, f.unreadable
+
+        assert as_nobody(collect) == (
+            "ok",
+            (3, (), (), ("/usr/bin/secret", "/usr/lib/private/mod.so")),
+        )
+    finally:
+        shutil.rmtree(root)
