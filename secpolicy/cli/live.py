@@ -3,17 +3,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from secpolicy.auditlog import records
 from secpolicy.auditlog.outputs import OutputStats
+from secpolicy.auditlog.trail import AuditTrail, fim_change_record
 from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_stats, output_options
-from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME, InputError
+from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME, InputError, SecpolicyError
+
+if TYPE_CHECKING:
+    from secpolicy.fim.live import LiveFim
 
 __all__ = ["COMMANDS", "doctor_cmd", "format_monitor_summary", "monitor_cmd"]
 
@@ -47,6 +54,18 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
             lines.append(f"  ... {len(s['loss_windows']) - 10} more loss windows")
     else:
         lines.append("lost: 0 (kernel ring buffer and user-space queue)")
+    fim = s.get("fim")
+    if fim is not None:
+        kinds = ", ".join(f"{k} {v}" for k, v in fim["alerts_by_kind"].items())
+        lines.append(f"fim: {fim['events']} file events under watched paths, {fim['paths_rechecked']} entries "
+                     f"re-checked in {fim['rechecks']} re-checks, {fim['alerts']} FIM alerts"
+                     + (f" ({kinds})" if kinds else "")
+                     + (f", {fim['errors']} not re-checkable" if fim["errors"] else ""))
+        if fim["latency_s"]:
+            lines.append(f"fim: last change to alert {fim['latency_s']['median']:.2f} s median, "
+                         f"{fim['latency_s']['max']:.2f} s max")
+        if fim["failure"]:
+            lines.append(f"fim: STOPPED: {fim['failure']}")
     for note in s["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)
@@ -70,6 +89,20 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
 @click.option("--queue-max", default=1 << 18, show_default=True, type=click.IntRange(min=1),
               help="Records the user-space queue holds before dropping (and counting) more.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit 1 when any alert fired.")
+@click.option("--fim", "fim_config", type=click.Path(dir_okay=False), metavar="CONFIG",
+              help="Live file integrity: writes, renames, chmod/chown and unlinks under this FIM "
+                   "configuration's watched paths re-check those entries against its baseline.")
+@click.option("--fim-db", type=click.Path(dir_okay=False), metavar="DB",
+              help="The FIM baseline (default: `database:` in the FIM configuration).")
+@click.option("--fim-key-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="File holding the FIM baseline's MAC key.")
+@click.option("--fim-key-env", metavar="VAR", help="Environment variable holding the FIM baseline's MAC key.")
+@click.option("--fim-no-key", is_flag=True, help="The FIM baseline is unkeyed.")
+@click.option("--fim-severity", type=click.Choice(["info", "low", "medium", "high", "critical"]),
+              default="high", show_default=True, help="Severity of FIM change alerts.")
+@click.option("--fim-settle", type=click.FloatRange(min=0.05, max=60), default=0.5, show_default=True,
+              metavar="SECONDS",
+              help="Re-check an entry once no event touched it and it did not change for this long.")
 @output_options
 def monitor_cmd(
     policies: tuple[str, ...],
@@ -81,6 +114,13 @@ def monitor_cmd(
     ringbuf_pages: int,
     queue_max: int,
     fail_on_alert: bool,
+    fim_config: str | None,
+    fim_db: str | None,
+    fim_key_file: str | None,
+    fim_key_env: str | None,
+    fim_no_key: bool,
+    fim_severity: str,
+    fim_settle: float,
     audit_log: str | None,
     store_path: str | None,
     sink_uris: tuple[str, ...],
@@ -94,9 +134,16 @@ def monitor_cmd(
     summary on stderr (events per type, alerts per rule, lost events) when stopped by
     SIGINT/SIGTERM or after --duration. Alerts also go to --sink URIs, events and alerts to
     the --store, and the run (policies, alerts, lost events, failures) to the --audit-log.
+
+    With --fim, the FIM baseline is verified first (exit 5 if it does not verify) and file
+    events under its watched paths re-check those entries: a change is an alert naming the
+    process and user that made it (fim_change records in the audit log). The baseline is not
+    modified; `secpolicy fim update` accepts changes.
     """
     if ringbuf_pages & (ringbuf_pages - 1):
         raise InputError(f"--ringbuf-pages must be a power of two, got {ringbuf_pages}")
+    fim_options = _FimOptions(fim_config, fim_db, fim_key_file, fim_key_env, fim_no_key, fim_severity, fim_settle)
+    fim_options.check()
     settings = OutputSettings.from_options(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit)
     if settings.stdout_sink and output == "-":
         raise InputError("--sink - and --output - would both write alerts to stdout: give --output FILE "
@@ -104,8 +151,8 @@ def monitor_cmd(
     run = RunRecorder(settings, "monitor", overflow="drop", on_error=_warn)
     run.begin(duration=duration, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
     try:
-        summary, stats = _monitor(run, policies, duration, output, events_path, summary_json, ready_file,
-                                  ringbuf_pages, queue_max)
+        summary, stats, fim_failure = _monitor(run, policies, duration, output, events_path, summary_json,
+                                               ready_file, ringbuf_pages, queue_max, fim_options)
     except BaseException as exc:
         run.fail(exc)
         raise
@@ -119,6 +166,8 @@ def monitor_cmd(
             click.echo(text)
         else:
             Path(summary_json).write_text(text + "\n", encoding="utf-8")
+    if fim_failure is not None:
+        raise fim_failure  # the baseline stopped verifying mid-run: exit 5 (3 if unusable)
     if fail_on_alert and summary["alerts"]:
         sys.exit(EXIT_NONCOMPLIANT)
 
@@ -127,9 +176,89 @@ def _warn(message: str) -> None:
     click.echo(f"secpolicy: {message}", err=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class _FimOptions:
+    config: str | None
+    db: str | None
+    key_file: str | None
+    key_env: str | None
+    no_key: bool
+    severity: str
+    settle: float
+
+    def check(self) -> None:
+        keys = [x for x in (self.key_file, self.key_env, self.no_key) if x]
+        if self.config is None:
+            if self.db or keys:
+                raise InputError("--fim-db, --fim-key-file, --fim-key-env and --fim-no-key need --fim CONFIG")
+            return
+        if len(keys) != 1:
+            raise InputError("--fim needs one of --fim-key-file, --fim-key-env or --fim-no-key "
+                             "(the key its baseline was sealed with)")
+
+    def open(self) -> LiveFim:
+        """The configuration loaded and the baseline verified, before any probe is attached."""
+        from secpolicy.fim import Key, load_config
+        from secpolicy.fim.live import LiveFim
+
+        assert self.config is not None
+        config = load_config(self.config)
+        if self.key_file:
+            key = Key.from_file(self.key_file)
+        elif self.key_env:
+            key = Key.from_env(self.key_env)
+        else:
+            key = Key.none()
+        fim = LiveFim(config, self.db, key, severity=self.severity, settle=self.settle)
+        fim.verify()
+        return fim
+
+
+class _MonitorTrail(AuditTrail):
+    """The monitor's audit trail once live FIM runs: a FIM change alert is recorded as a
+    `fim_change` record (every attribute's old and new value, and who made the change)."""
+
+    def __init__(self, trail: AuditTrail, fim: LiveFim) -> None:
+        super().__init__(trail.log, trail.component, trail.run_id)
+        self.appended = trail.appended
+        self._fim = fim
+
+    def alerts(self, alerts: Iterable[Mapping[str, Any]]) -> int:
+        n = 0
+        for alert in alerts:
+            change = self._fim.take_change(alert)
+            if change is None:
+                self.record(records.from_alert(alert, component=self.component))
+            else:
+                self.record(_fim_record(alert, change, self._fim))
+            n += 1
+        return n
+
+
+def _fim_record(alert: Mapping[str, Any], change: Any, fim: LiveFim) -> records.AuditRecord:
+    from secpolicy.fim import display_path
+
+    event = alert.get("event") or {}
+    proc = event.get("proc") or {}
+    user = event.get("user") or {}
+    rec = fim_change_record(display_path(change.path), change.kind, change.ftype,
+                            [c.to_dict() for c in change.changes])
+    actor = {k: proc[k] for k in ("pid", "exe", "comm", "cmdline", "uid", "euid", "auid", "session") if k in proc}
+    if user.get("name"):
+        actor["user"] = user["name"]
+    session = proc.get("session")
+    source = records.Source(user=user.get("name"), uid=user.get("uid"), pid=proc.get("pid"),
+                            session=None if session is None else str(session))
+    details = {**rec.details, "live": True, "rule_id": alert["rule_id"], "event_ts": alert.get("ts"),
+               "event_types": sorted({e.get("type") for e in alert.get("events") or [] if e.get("type")}),
+               "actor": actor, "config": fim.config.name, "baseline": fim.db}
+    return dataclasses.replace(rec, severity=str(alert["severity"]), source=source, details=details)
+
+
 def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None, output: str,
              events_path: str | None, summary_json: str | None, ready_file: str | None,
-             ringbuf_pages: int, queue_max: int) -> tuple[dict[str, Any], OutputStats]:
+             ringbuf_pages: int, queue_max: int,
+             fim_options: _FimOptions) -> tuple[dict[str, Any], OutputStats, SecpolicyError | None]:
     from secpolicy.cli.core import load
     from secpolicy.events.bpf_monitor import Monitor
     from secpolicy.events.engine import EventEngine
@@ -137,10 +266,17 @@ def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None
     ps = load(list(policies))
     run.policies_loaded(ps.policies)
     rules = list(ps.event_rules)
-    if not rules:
+    fim = fim_options.open() if fim_options.config is not None else None
+    if not rules and fim is None:
         raise InputError("the policies hold no event rules (rules with `when:` or `sequence:`)")
+    if fim is not None and run.trail is not None:
+        assert fim_options.config is not None
+        run.trail.config_loaded(fim_options.config)
+        run.trail.sync()
+        fim.record_changes = True
+        run.trail = _MonitorTrail(run.trail, fim)
     engine = EventEngine(rules)
-    mon = Monitor(rules, engine, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
+    mon = Monitor(rules, engine, fim=fim, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
     alerts_out = _open_write(output, "alerts")
     events_out = _open_write(events_path, "events")
     summary_out = _open_write(summary_json, "the summary") if summary_json != "-" else None
@@ -154,8 +290,12 @@ def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None
         mon.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, _stop)
+        watching = ""
+        if fim is not None and fim.status is not None:
+            watching = (f", file integrity of {len(fim.prefixes)} watched paths (baseline generation "
+                        f"{fim.status.generation}, {fim.status.entries} entries)")
         click.echo(f"secpolicy: monitoring with {len(rules)} event rules, "
-                   f"{len(mon.source.attached)} probes attached", err=True)
+                   f"{len(mon.source.attached)} probes attached{watching}", err=True)
         if ready_file:
             try:
                 Path(ready_file).write_text("ready\n", encoding="utf-8")
@@ -172,11 +312,12 @@ def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None
                 fh.close()
             elif fh is sys.stdout:
                 fh.flush()
+    extra = {"fim": summary["fim"]} if "fim" in summary else {}
     stats = run.finish(summary["loss_windows"], events=summary["events"], alerts=summary["alerts"],
                        lost=summary["lost"], lost_by_type=summary["lost_by_type"],
-                       alerts_by_rule=summary["alerts_by_rule"])
+                       alerts_by_rule=summary["alerts_by_rule"], **extra)
     summary["outputs"] = stats.to_dict()
-    return summary, stats
+    return summary, stats, fim.failure if fim is not None else None
 
 
 @click.command(name="doctor")

@@ -1,5 +1,5 @@
-"""The live monitor: LiveSource events through the EventEngine, alerts and (optionally) every
-event written as JSON lines, lost events reported per type and window, a summary at the end."""
+"""The live monitor: LiveSource events through the EventEngine (and, optionally, live FIM), alerts
+and every event written as JSON lines, lost events reported per type and window, a summary."""
 
 from __future__ import annotations
 
@@ -8,13 +8,29 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-from secpolicy.events.bpf_plan import KernelPlan, plan_for_rules
+from secpolicy.events.bpf_plan import KernelPlan, plan_for_rules, with_watched_paths
 from secpolicy.events.live import LiveSource, LossWindow, available_types
 from secpolicy.events.model import canonical_json
 
-__all__ = ["Monitor", "MonitorSummary", "coverage_for"]
+__all__ = ["FileWatcher", "Monitor", "MonitorSummary", "coverage_for"]
+
+
+class FileWatcher(Protocol):
+    """What the monitor needs of live file integrity monitoring (`secpolicy.fim.live.LiveFim`):
+    the paths to let through the kernel, a cheap `observe` on the event loop, and a worker that
+    emits alerts from its own thread until `close()`."""
+
+    prefixes: tuple[str, ...]
+
+    def observe(self, event: dict[str, Any]) -> None: ...
+
+    def start(self, emit: Callable[[dict[str, Any]], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -36,13 +52,14 @@ class MonitorSummary:
     notes: list[str] = field(default_factory=list)
     internal: dict[str, int] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
+    fim: dict[str, Any] | None = None
 
     @property
     def lost(self) -> int:
         return sum(self.lost_by_type.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "started": self.started,
             "ended": self.ended,
             "duration_s": round(self.duration, 3),
@@ -62,6 +79,9 @@ class MonitorSummary:
             "internal": dict(sorted(self.internal.items())),
             "engine": self.engine,
         }
+        if self.fim is not None:
+            out["fim"] = self.fim
+        return out
 
 
 def coverage_for(alert: dict[str, Any], windows: Iterable[LossWindow]) -> dict[str, Any] | None:
@@ -93,13 +113,17 @@ class Monitor:
         *,
         plan: KernelPlan | None = None,
         source: LiveSource | None = None,
+        fim: FileWatcher | None = None,
         **source_options: Any,
     ) -> None:
         self.rules = rules
         self.engine = engine
+        self.fim = fim
         if plan is None:
             avail = [t for t, why in available_types().items() if why is None]
             plan = plan_for_rules(rules, avail)
+            if fim is not None:
+                plan = with_watched_paths(plan, fim.prefixes, avail)
         self.plan = plan
         self.source = source or LiveSource(plan, **source_options)
         self._timer: threading.Timer | None = None
@@ -122,7 +146,9 @@ class Monitor:
     ) -> MonitorSummary:
         """Deliver events to the engine until stopped. `on_event` sees every event before the
         engine does and `on_alert` every alert once its coverage note is set; both run on this
-        loop, so they must only hand over (e.g. `deque.append`), never do I/O."""
+        loop (and `on_alert` also on the FIM worker, one alert at a time), so they must only
+        hand over (e.g. `deque.append`), never do I/O. With `fim`, file events also go to its
+        `observe`, and what is still pending is re-checked before the summary is made."""
         src = self.source
         if src.bpf is None:
             src.start()
@@ -136,18 +162,14 @@ class Monitor:
         process = self.engine.process
         by_type = summary.events_by_type
         by_rule = summary.alerts_by_rule
-        try:
-            for ev in src.events():
-                by_type[ev["type"]] += 1
-                if on_event is not None:
-                    on_event(ev)
-                if events_out is not None:
-                    events_out.write(canonical_json(ev))
-                    events_out.write("\n")
-                alerts = process(ev)
-                if not alerts:
-                    continue
-                windows = src.loss_windows()
+        fim = self.fim
+        observe = fim.observe if fim is not None else None
+        # Rule alerts come from this loop, FIM alerts from the FIM worker: one at a time.
+        emitting = threading.Lock()
+
+        def emit(alerts: list[dict[str, Any]]) -> None:
+            windows = src.loss_windows()
+            with emitting:
                 for a in alerts:
                     if windows:
                         cov = coverage_for(a, windows)
@@ -160,11 +182,31 @@ class Monitor:
                         alerts_out.flush()
                     if on_alert is not None:
                         on_alert(a)
+
+        if fim is not None:
+            fim.start(lambda a: emit([a]))
+        try:
+            for ev in src.events():
+                by_type[ev["type"]] += 1
+                if on_event is not None:
+                    on_event(ev)
+                if observe is not None:
+                    observe(ev)
+                if events_out is not None:
+                    events_out.write(canonical_json(ev))
+                    events_out.write("\n")
+                alerts = process(ev)
+                if alerts:
+                    emit(alerts)
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            stats = src.stats()
-            src.close()
+            try:
+                if fim is not None:
+                    fim.close()
+            finally:
+                stats = src.stats()
+                src.close()
         summary.ended = src._clock.now()
         summary.duration = time.monotonic() - t0
         summary.kernel_lost = stats.kernel_lost
@@ -174,4 +216,6 @@ class Monitor:
         summary.loss_windows = list(stats.windows)
         summary.internal = stats.internal
         summary.engine = self.engine.stats()
+        if fim is not None:
+            summary.fim = fim.stats()
         return summary

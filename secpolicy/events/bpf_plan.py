@@ -18,6 +18,8 @@ __all__ = [
     "KernelPlan",
     "plan_from_keys",
     "plan_for_rules",
+    "FIM_TYPES",
+    "with_watched_paths",
 ]
 
 # Event types the eBPF programs can produce (config_change and account_change come from
@@ -328,3 +330,81 @@ def plan_for_rules(rules: Iterable[Any], available: Iterable[str] | None = None)
                                  if f.clauses is not None else None)
                    for t, f in filters.items()}
     return KernelPlan(plan.types, filters, tuple(notes))
+
+
+# ---- live file integrity monitoring: the watched trees of a FIM configuration ----
+
+# Event types that can change a watched entry (a `write` is an open that may modify or create).
+FIM_TYPES: tuple[str, ...] = ("write", "rename", "chmod", "chown", "unlink")
+
+
+def _fit_prefixes(prefixes: Iterable[str], budget: int) -> tuple[str, ...]:
+    """At most `budget` prefixes covering all of `prefixes`: the prefixes under the deepest
+    directory that holds two or more of them are replaced by it, until they fit (an
+    over-approximation that user space narrows again)."""
+    import posixpath
+    from collections import Counter
+
+    def ancestors(p: str) -> list[str]:
+        out = []
+        p = p.rstrip("/")
+        while p not in ("", "/"):
+            p = posixpath.dirname(p)
+            out.append(p or "/")
+        return out
+
+    out = set(_minimal_prefixes({p[:PREFIX_MAX_LEN] for p in prefixes}))
+    while len(out) > max(budget, 1):
+        counts = Counter(a for p in out for a in ancestors(p))
+        best = max((a for a, n in counts.items() if n >= 2), key=lambda a: (a.count("/") if a != "/" else 0,
+                                                                           counts[a], a))
+        out = set(_minimal_prefixes({p for p in out if best not in ancestors(p)} | {best}))
+    return tuple(sorted(out))
+
+
+def with_watched_paths(plan: KernelPlan, prefixes: Iterable[str],
+                       available: Iterable[str] | None = None) -> KernelPlan:
+    """`plan` extended so that successful writes, renames, chmods, chowns and unlinks under
+    `prefixes` (absolute paths) reach user space too, whoever makes them: a clause per type
+    beside the rules' own, and no uid, comm or exe filter on those types any more."""
+    wanted = [p for p in prefixes if p.startswith("/")]
+    if not wanted:
+        return plan
+    avail = None if available is None else set(available)
+    types = set(plan.types)
+    filters = dict(plan.filters)
+    notes = list(plan.notes)
+    used = {p for f in filters.values() for c in (f.clauses or ()) for p in (c.path_prefixes or ())}
+    fim = _fit_prefixes(wanted, MAX_PREFIXES - len(used))
+    if len(used | set(fim)) > MAX_PREFIXES:
+        notes.append(f"file integrity: no room for its paths among {MAX_PREFIXES} kernel prefixes; "
+                     "paths filtered in user space")
+        clause = Clause(None, "success")
+    else:
+        if len(fim) < len(_minimal_prefixes(set(wanted))):
+            notes.append("file integrity: watched paths merged into " + ", ".join(fim) + " in the kernel")
+        clause = Clause(fim, "success")
+    for t in FIM_TYPES:
+        if avail is not None and t not in avail:
+            notes.append(f"{t}: needed by file integrity monitoring but not available on this kernel")
+            continue
+        f = filters.get(t) if t in types else None
+        types.add(t)
+        if f is None:
+            filters[t] = TypeFilter(path_prefixes=clause.path_prefixes, clauses=(clause,))
+            continue
+        if f.clauses is None:
+            # Already every event of the type (within uid/comm): now for every user and program.
+            filters[t] = TypeFilter()
+            continue
+        clauses = f.clauses if clause in f.clauses else (*f.clauses, clause)
+        if len(clauses) > MAX_CLAUSES:
+            notes.append(f"{t}: more than {MAX_CLAUSES} clauses with file integrity; path and outcome "
+                         "filtered in user space")
+            filters[t] = TypeFilter()
+            continue
+        paths = None
+        if f.path_prefixes is not None and clause.path_prefixes is not None:
+            paths = _minimal_prefixes(set(f.path_prefixes) | set(clause.path_prefixes))
+        filters[t] = TypeFilter(path_prefixes=paths, clauses=clauses)
+    return KernelPlan(frozenset(types), filters, tuple(notes))
