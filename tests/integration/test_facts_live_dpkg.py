@@ -229,6 +229,11 @@ def _md5sums_line(root: Path, base: str, path: str) -> int:
     return next(n for n, line in enumerate(text, 1) if "/" + line[34:].lstrip("/") == path)
 
 
+def _status_line(root: Path, pkg: str) -> int:
+    text = (root / "var/lib/dpkg/status").read_text().splitlines()
+    return text.index(f"Package: {pkg}") + 1
+
+
 def synthetic(root: Path) -> None:
     """A package `demo` dpkg accepts under --root: /usr/bin/tool diverted by `wrapper`."""
     db = root / "var/lib/dpkg"
@@ -335,13 +340,14 @@ def test_rule_on_a_copied_dpkg_names_the_package_and_the_modified_file(tmproot: 
     finding = evaluate_rule(rule, FactContext(registry, str(tmproot)))
     assert finding.status == Status.FAIL
     line = _md5sums_line(tmproot, base, victim)
-    failing = [e for e in finding.evidence if e.observed not in ("true", "[]")]
-    assert [(e.expression, e.observed, e.source) for e in failing] == [
+    # the package (its status entry and md5sums file) and the modified file, nothing else
+    assert [(e.expression, e.observed, e.source) for e in finding.evidence] == [
+        ("package(p).installed", "true", f"/var/lib/dpkg/status:{_status_line(tmproot, 'dpkg')}"),
         (
             "package_files(p).modified == []",
             f'["{victim}"]',
             f"/var/lib/dpkg/info/{base}.md5sums:{line} ({victim})",
-        )
+        ),
     ]
     live = evaluate_rule(rule, FactContext(registry, "/"))
     assert live.status in (Status.PASS, Status.FAIL)  # decided, never an error, on this host
