@@ -388,11 +388,11 @@ def with_watched_paths(plan: KernelPlan, prefixes: Iterable[str],
         if avail is not None and t not in avail:
             notes.append(f"{t}: needed by file integrity monitoring but not available on this kernel")
             continue
-        f = filters.get(t) if t in types else None
-        types.add(t)
-        if f is None:
+        if t not in types:
+            types.add(t)
             filters[t] = TypeFilter(path_prefixes=clause.path_prefixes, clauses=(clause,))
             continue
+        f = filters.get(t, TypeFilter())
         if f.clauses is None:
             # Already every event of the type (within uid/comm): now for every user and program.
             filters[t] = TypeFilter()

@@ -338,6 +338,11 @@ class LiveFim:
     def _recheck(self, due: dict[str, _Pending], final: bool) -> None:
         try:
             result = recheck_paths(self.config, self.db, self.root, self.key, list(due))
+        except InputError as exc:
+            # It verified at start: gone or unreadable now is what a swap or a deletion looks like.
+            self._fail(IntegrityError(f"{self.db}: the baseline verified at start is gone or unreadable: "
+                                      f"{exc.render()}"), due)
+            return
         except SecpolicyError as exc:
             self._fail(exc, due)
             return
@@ -411,7 +416,7 @@ class LiveFim:
         try:
             self._send(alert, pend)
         except Exception:  # noqa: BLE001 - the failure itself is what the run reports
-            pass
+            self._counts["alerts_not_delivered"] += 1
 
     # -- alerts -----------------------------------------------------------------------------
 

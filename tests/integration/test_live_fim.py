@@ -46,7 +46,8 @@ rules:
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          check=False)
 
 
 def make_tree(tmp: Path) -> tuple[Path, Path, Path]:
@@ -219,8 +220,8 @@ def test_a_file_held_open_by_its_writer_is_rechecked_once_it_is_closed(tmp_path:
     # A writer that opens once and writes in small pieces until told to stop.
     writer = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys\nf = open(sys.argv[1], 'a')\nprint('open', flush=True)\n"
-         "for line in sys.stdin:\n    f.write(line); f.flush()\nf.close()\n", str(target)],
+         ("import sys\nf = open(sys.argv[1], 'a')\nprint('open', flush=True)\n"
+          "for line in sys.stdin:\n    f.write(line); f.flush()\nf.close()\n"), str(target)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     fim.start(got)
     try:
@@ -266,6 +267,24 @@ def test_a_baseline_swapped_mid_run_stops_live_fim_with_an_integrity_failure(tmp
     assert [a["rule_id"] for a in alerts] == [FIM_FAILURE_RULE_ID] and alerts[0]["severity"] == "critical"
     assert isinstance(fim.failure, IntegrityError)
     assert fim.stats()["failure"] == fim.failure.render() and fim.stats()["paths_rechecked"] == 0
+    assert "header MAC does not verify" in fim.failure.render()
+
+
+def test_a_baseline_deleted_mid_run_is_an_integrity_failure_too(tmp_path: Path) -> None:
+    tree, config, key = make_tree(tmp_path)
+    init(config, key)
+    fim = LiveFim(load_config(config), None, Key.from_file(str(key)), settle=0.1)
+    fim.verify()
+    got = Collected()
+    fim.start(got)
+    try:
+        (tmp_path / "fim.db").unlink()
+        fim.observe(event("chmod", str(tree / "perm.txt")))
+        alerts = got.wait_for(1)
+    finally:
+        fim.close()
+    assert [a["rule_id"] for a in alerts] == [FIM_FAILURE_RULE_ID]
+    assert isinstance(fim.failure, IntegrityError) and "gone or unreadable" in fim.failure.render()
 
 
 # -- the kernel plan -------------------------------------------------------------------------
@@ -284,6 +303,10 @@ def test_watched_paths_join_the_kernel_plan_for_every_user_and_program() -> None
                                               clauses=(rule_clause, fim_clause))
     assert out.filters["rename"] == TypeFilter(path_prefixes=("/opt/app", "/srv/www"), clauses=(fim_clause,))
     assert "unlink: needed by file integrity monitoring but not available on this kernel" in out.notes
+    # Traced without a filter (every event of the type): stays so.
+    assert with_watched_paths(plan, ["/srv"]).filter_for("connect") == TypeFilter()
+    bare = KernelPlan(frozenset({"exec", "unlink"}))
+    assert with_watched_paths(bare, ["/srv"]).filter_for("unlink") == TypeFilter()
     # A type some rule already takes whole stays whole, now for every user.
     whole = KernelPlan(frozenset({"exec", "chmod"}), {"chmod": TypeFilter(uids=frozenset({0}))})
     assert with_watched_paths(whole, ["/srv"]).filters["chmod"] == TypeFilter()
@@ -305,7 +328,7 @@ def test_too_many_watched_paths_are_merged_into_their_parents_in_the_kernel() ->
 
 
 def test_monitor_refuses_a_tampered_baseline_before_attaching_anything(tmp_path: Path) -> None:
-    tree, config, key = make_tree(tmp_path)
+    _, config, key = make_tree(tmp_path)
     init(config, key)
     policy = tmp_path / "p.yaml"
     policy.write_text(POLICY)
@@ -323,7 +346,7 @@ def test_monitor_refuses_a_tampered_baseline_before_attaching_anything(tmp_path:
 
 
 def test_monitor_fim_options_are_checked(tmp_path: Path) -> None:
-    tree, config, key = make_tree(tmp_path)
+    _, config, key = make_tree(tmp_path)
     policy = tmp_path / "p.yaml"
     policy.write_text(POLICY)
     p = cli("monitor", "--policy", str(policy), "--fim-db", "x.db", "--duration", "1")
@@ -442,11 +465,11 @@ def test_a_thousand_small_writes_give_one_recheck_after_the_writer_settles(tmp_p
 
     def workload() -> None:
         # 1,000 opens for appending (one event each) and 1,000 writes through one descriptor.
-        a = subprocess.Popen(["/bin/sh", "-c", f"i=0; while [ $i -lt 1000 ]; do echo $i >> {appends}; "
-                              "i=$((i+1)); done"])
-        b = subprocess.Popen([sys.executable, "-c",
-                              "import sys, time\nf = open(sys.argv[1], 'a')\nfor i in range(1000):\n"
-                              "    f.write(f'{i}\\n'); f.flush(); time.sleep(0.0008)\nf.close()\n", str(piecewise)])
+        loop = f"i=0; while [ $i -lt 1000 ]; do echo $i >> {appends}; i=$((i+1)); done"
+        a = subprocess.Popen(["/bin/sh", "-c", loop])
+        pieces = ("import sys, time\nf = open(sys.argv[1], 'a')\nfor i in range(1000):\n"
+                  "    f.write(f'{i}\\n'); f.flush(); time.sleep(0.0008)\nf.close()\n")
+        b = subprocess.Popen([sys.executable, "-c", pieces, str(piecewise)])
         pids["sh"], pids["py"] = a.pid, b.pid
         a.wait(20)
         b.wait(20)
