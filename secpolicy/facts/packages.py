@@ -200,6 +200,8 @@ PACKAGE_FILES = ObjectType(
 
 _MD5_LEN = 32
 _CHUNK = 1 << 20
+# Debian policy 5.6.1, with an optional :arch; the name becomes part of an info/ file name
+_PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?\Z")
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,8 @@ def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:
 
 
 def collect_package_files(ctx: FactContext, name: str) -> PackageFiles:
+    if not _PACKAGE_NAME.match(name):
+        raise EvaluationError(f"package_files({name!r}): not a Debian package name")
     diversions: dict[str, tuple[str, str]] = ctx.fact("_dpkg_diversions", ())
     owner = name.partition(":")[0]
     results: dict[str, list[str]] = {"modified": [], "missing": [], "unreadable": []}

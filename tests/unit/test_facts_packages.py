@@ -356,6 +356,14 @@ def test_a_malformed_md5sums_line_is_an_evaluation_error_naming_the_line(
         files_of(tmp_path, "demo")
 
 
+@pytest.mark.parametrize("name", ["../../etc/passwd", "Sudo", "", "x", "sudo:amd64:i386"])
+def test_a_name_that_is_not_a_package_name_is_an_evaluation_error(
+    tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(EvaluationError, match="not a Debian package name"):
+        files_of(tmp_path, name)
+
+
 def test_a_truncated_diversions_table_is_an_evaluation_error(tmp_path: Path) -> None:
     package(tmp_path, "demo", {"/usr/bin/demo": "demo\n"})
     write(tmp_path, "/var/lib/dpkg/diversions", "/usr/bin/demo\n/usr/bin/demo.real\n")
