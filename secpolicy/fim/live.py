@@ -72,9 +72,10 @@ def _keep(p: _Pending, ev: dict[str, Any], cap: int) -> None:
 
 def _ts_seconds(ts: str) -> float | None:
     """Seconds since the epoch of an event's `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`."""
+    # By hand: time.strptime's first call is not safe on a second thread.
     try:
-        whole = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
-        return whole + int(ts[20:29]) / 1e9
+        fields = (int(ts[0:4]), int(ts[5:7]), int(ts[8:10]), int(ts[11:13]), int(ts[14:16]), int(ts[17:19]))
+        return calendar.timegm((*fields, 0, 0, 0)) + int(ts[20:29]) / 1e9
     except (ValueError, IndexError):
         return None
 
@@ -305,10 +306,6 @@ class LiveFim:
         ready: dict[str, _Pending] = {}
         later: dict[str, _Pending] = {}
         for path, pend in due.items():
-            if now - pend.first >= self.max_wait:
-                self._counts["forced"] += 1
-                ready[path] = pend
-                continue
             wait = 0.0
             try:
                 st = os.lstat(path)
@@ -320,6 +317,9 @@ class LiveFim:
                 pass
             if not wait and any(_holds_open(pid, path) for pid in pend.writers):
                 wait = min(self.settle, 0.25)
+            if wait and now - pend.first >= self.max_wait:
+                self._counts["forced"] += 1  # still changing or held open: looked at anyway
+                wait = 0.0
             if wait:
                 pend.not_before = now + wait
                 later[path] = pend

@@ -493,3 +493,41 @@ def test_a_thousand_small_writes_give_one_recheck_after_the_writer_settles(tmp_p
     assert f"-> {appends.stat().st_size}" in sh["message"]
     assert f"-> {piecewise.stat().st_size}" in py["message"]
     print(f"live FIM: last change to alert {fim_stats['latency_s']}, deferred {fim_stats['deferred']}")
+
+
+@pytest.mark.live
+@pytest.mark.timeout(30)
+def test_monitor_exits_5_when_the_baseline_is_rewritten_while_it_runs(tmp_path: Path) -> None:
+    tree, config, key = make_tree(tmp_path)
+    init(config, key)
+    policy = tmp_path / "p.yaml"
+    policy.write_text(POLICY)
+    ready, out, summary = tmp_path / "ready", tmp_path / "alerts.jsonl", tmp_path / "summary.json"
+    mon = subprocess.Popen([*SECPOLICY, "monitor", "--policy", str(policy), "--fim", str(config),
+                            "--fim-key-file", str(key), "--duration", "20", "--output", str(out),
+                            "--ready-file", str(ready), "--summary-json", str(summary)],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 15
+        while not ready.exists():
+            assert mon.poll() is None, mon.communicate()[1]
+            assert time.monotonic() < deadline, "the monitor never got ready"
+            time.sleep(0.05)
+        with sqlite3.connect(tmp_path / "fim.db") as conn:
+            (h,) = conn.execute("SELECT body FROM header").fetchone()
+            conn.execute("UPDATE header SET body = ?", (h.replace('"generation":1', '"generation":2'),))
+        os.chmod(tree / "perm.txt", 0o600)
+        while time.monotonic() < deadline and not out.read_text():
+            time.sleep(0.05)
+        mon.send_signal(signal.SIGTERM)
+        _, err = mon.communicate(timeout=15)
+    finally:
+        if mon.poll() is None:
+            mon.kill()
+            mon.communicate()
+    assert mon.returncode == 5, err
+    alerts = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [a["rule_id"] for a in alerts] == [FIM_FAILURE_RULE_ID]
+    assert alerts[0]["event"]["proc"]["pid"] == os.getpid()
+    assert "header MAC does not verify" in json.loads(summary.read_text())["fim"]["failure"]
+    assert "fim: STOPPED" in err and err.rstrip().endswith("header MAC does not verify (modified)")
