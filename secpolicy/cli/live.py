@@ -100,7 +100,7 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
 @click.option("--fim-no-key", is_flag=True, help="The FIM baseline is unkeyed.")
 @click.option("--fim-severity", type=click.Choice(["info", "low", "medium", "high", "critical"]),
               default="high", show_default=True, help="Severity of FIM change alerts.")
-@click.option("--fim-settle", type=click.FloatRange(min=0.05, max=60), default=0.5, show_default=True,
+@click.option("--fim-settle", type=click.FloatRange(min=0.05, max=10), default=0.5, show_default=True,
               metavar="SECONDS",
               help="Re-check an entry once no event touched it and it did not change for this long.")
 @output_options
