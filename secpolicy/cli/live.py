@@ -7,15 +7,12 @@ import dataclasses
 import json
 import signal
 import sys
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from secpolicy.auditlog import records
 from secpolicy.auditlog.outputs import OutputStats
-from secpolicy.auditlog.trail import AuditTrail, fim_change_record
 from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_stats, output_options
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME, InputError, SecpolicyError
 
@@ -214,47 +211,6 @@ class _FimOptions:
         return fim
 
 
-class _MonitorTrail(AuditTrail):
-    """The monitor's audit trail once live FIM runs: a FIM change alert is recorded as a
-    `fim_change` record (every attribute's old and new value, and who made the change)."""
-
-    def __init__(self, trail: AuditTrail, fim: LiveFim) -> None:
-        super().__init__(trail.log, trail.component, trail.run_id)
-        self.appended = trail.appended
-        self._fim = fim
-
-    def alerts(self, alerts: Iterable[Mapping[str, Any]]) -> int:
-        n = 0
-        for alert in alerts:
-            change = self._fim.take_change(alert)
-            if change is None:
-                self.record(records.from_alert(alert, component=self.component))
-            else:
-                self.record(_fim_record(alert, change, self._fim))
-            n += 1
-        return n
-
-
-def _fim_record(alert: Mapping[str, Any], change: Any, fim: LiveFim) -> records.AuditRecord:
-    from secpolicy.fim import display_path
-
-    event = alert.get("event") or {}
-    proc = event.get("proc") or {}
-    user = event.get("user") or {}
-    rec = fim_change_record(display_path(change.path), change.kind, change.ftype,
-                            [c.to_dict() for c in change.changes])
-    actor = {k: proc[k] for k in ("pid", "exe", "comm", "cmdline", "uid", "euid", "auid", "session") if k in proc}
-    if user.get("name"):
-        actor["user"] = user["name"]
-    session = proc.get("session")
-    source = records.Source(user=user.get("name"), uid=user.get("uid"), pid=proc.get("pid"),
-                            session=None if session is None else str(session))
-    details = {**rec.details, "live": True, "rule_id": alert["rule_id"], "event_ts": alert.get("ts"),
-               "event_types": sorted({e.get("type") for e in alert.get("events") or [] if e.get("type")}),
-               "actor": actor, "config": fim.config.name, "baseline": fim.db}
-    return dataclasses.replace(rec, severity=str(alert["severity"]), source=source, details=details)
-
-
 def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None, output: str,
              events_path: str | None, summary_json: str | None, ready_file: str | None,
              ringbuf_pages: int, queue_max: int,
@@ -273,8 +229,6 @@ def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None
         assert fim_options.config is not None
         run.trail.config_loaded(fim_options.config)
         run.trail.sync()
-        fim.record_changes = True
-        run.trail = _MonitorTrail(run.trail, fim)
     engine = EventEngine(rules)
     mon = Monitor(rules, engine, fim=fim, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
     alerts_out = _open_write(output, "alerts")

@@ -170,8 +170,6 @@ class LiveFim:
         self._thread: threading.Thread | None = None
         self._emit: Callable[[dict[str, Any]], None] | None = None
         self._reported: dict[str, tuple[Any, ...]] = {}
-        self._changes: dict[int, EntryChange] = {}
-        self.record_changes = False
         self.failure: SecpolicyError | None = None
         self._counts: Counter[str] = Counter()
         self._by_kind: Counter[str] = Counter()
@@ -378,8 +376,6 @@ class LiveFim:
                 self._reported.pop(next(iter(self._reported)))
             self._reported[path] = state
             alert = self._change_alert(change, pend)
-            if self.record_changes:
-                self._changes[id(alert)] = change
             self._by_kind[change.kind] += 1
             self._send(alert, pend)
         if retry:
@@ -442,8 +438,14 @@ class LiveFim:
             text += f" (a new {change.ftype})"
         noun = change.ftype if change.ftype in ("file", "directory", "symlink") else "entry"
         tags = ["fim", f"fim:{change.kind}"] + [f"fim-attr:{c.name}" for c in change.changes]
-        return self._alert(FIM_RULE_ID, self.severity, f"Watched {noun} {change.kind}", text, change.path,
-                           pend, tags)
+        alert = self._alert(FIM_RULE_ID, self.severity, f"Watched {noun} {change.kind}", text, change.path,
+                            pend, tags)
+        # The structured change travels with the alert: sinks, the store and the audit log
+        # (a `fim_change` record) all get every attribute's old and new value.
+        alert["fim"] = {"path": shown, "change": change.kind, "type": change.ftype,
+                        "attributes": [c.to_dict() for c in change.changes],
+                        "config": self.config.name, "baseline": str(self.db)}
+        return alert
 
     def _error_alert(self, path: str, message: str, pend: _Pending) -> dict[str, Any]:
         shown = display_path(path)
@@ -451,9 +453,6 @@ class LiveFim:
                            f"{shown} could not be re-checked after {_actors(pend.events)} touched it: {message}",
                            path, pend, ["fim", "fim:error"])
 
-    def take_change(self, alert: Mapping[str, Any]) -> EntryChange | None:
-        """The change behind an alert this instance emitted (once; with `record_changes`)."""
-        return self._changes.pop(id(alert), None)
 
     # -- accounting -------------------------------------------------------------------------
 

@@ -408,6 +408,9 @@ def test_monitor_fim_alerts_name_the_process_and_user_and_reach_every_output(tmp
         str(tree / "mod.txt"): "changed", str(tree / "perm.txt"): "changed", str(tree / "swap.txt"): "changed",
         str(tree / "gone.txt"): "removed", str(tree / "new.txt"): "added"}
     assert attrs(found[str(tree / "mod.txt")]) == {"s", "m", "c", "sha256"}
+    # the structured change travels with the alert (sinks and the store see it too)
+    size = {c["attribute"]: c for c in found[str(tree / "mod.txt")]["fim"]["attributes"]}["s"]
+    assert size["old"] != size["new"] and found[str(tree / "gone.txt")]["fim"]["change"] == "removed"
     assert attrs(found[str(tree / "perm.txt")]) == {"p", "c"}
     assert {"i", "sha256"} <= attrs(found[str(tree / "swap.txt")])
     assert found[str(tree / "swap.txt")]["event"]["type"] == "rename"
