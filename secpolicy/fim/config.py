@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,17 @@ class CompiledRule:
     rule: Rule
     include: re.Pattern[str] | None
     exclude: re.Pattern[str] | None
+    # The rule's derived properties, looked up once per entry in a scan: computed here once.
+    hash_algo: str | None = field(init=False, compare=False)
+    wants_xattrs: bool = field(init=False, compare=False)
+    growing: bool = field(init=False, compare=False)
+    selects_all: bool = field(init=False, compare=False)  # neither include nor exclude
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "selects_all", self.include is None and self.exclude is None)
+        object.__setattr__(self, "hash_algo", self.rule.hash_algo)
+        object.__setattr__(self, "wants_xattrs", self.rule.wants_xattrs)
+        object.__setattr__(self, "growing", self.rule.growing)
 
     def selects(self, path: str) -> bool:
         if self.exclude is not None and self.exclude.match(path):

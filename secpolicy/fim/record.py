@@ -34,6 +34,7 @@ F_NOHASH = 2  # the content could not be hashed when the record was made
 
 HASH_IDS = {"sha256": 1, "blake3": 2}
 HASH_NAMES = {v: k for k, v in HASH_IDS.items()}
+_HASH_PREFIX = {k: bytes([v]) for k, v in HASH_IDS.items()}
 
 ACL_NAMES = frozenset({"system.posix_acl_access", "system.posix_acl_default"})
 CAPS_NAME = "security.capability"
@@ -115,11 +116,10 @@ def pack(
     """Pack a record. `st_fields` is `stat_key(st)`; `xattrs` None means not collected."""
     if xattrs is not None:
         flags |= F_XATTRS
-        xblob = _xattr_blob(xattrs)
+        xblob = _xattr_blob(xattrs) if xattrs else b""
     else:
         xblob = b""
-    hid = HASH_IDS[hash_algo] if hash_algo and digest else 0
-    hbytes = bytes([hid]) + digest if hid else b""
+    hbytes = _HASH_PREFIX[hash_algo] + digest if hash_algo and digest else b""
     return _FIXED.pack(*st_fields, flags, len(link), len(hbytes), len(xblob)) + link + hbytes + xblob
 
 

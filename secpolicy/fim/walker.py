@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -17,6 +18,11 @@ __all__ = ["UNLISTED", "WalkItem", "fs_path", "key_path", "path_key", "walk"]
 UNLISTED = 1
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+_stat = os.stat
+S_ISDIR = stat.S_ISDIR
+S_ISLNK = stat.S_ISLNK
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | _NOATIME
 
 # (key, path, lstat, rule, flags, link target)
@@ -161,16 +167,18 @@ def _walk_dir(
     prefix = dpath if dpath != "/" else ""
     rules = s.rules
     below = s.below
-    items = sorted([(os.fsencode(n), n) for n in names])
+    ignore = s.ignore
+    ignore_prefix = s.ignore_prefix
+    items = sorted([(n.encode(_FS_ENCODING, _FS_ERRORS), n) for n in names])
     for bname, name in items:
         path = prefix + "/" + name
         crule = rules.get(path, cover)
         if crule is None and path not in below:
             continue
-        if path in s.ignore or (s.ignore_prefix is not None and path.startswith(s.ignore_prefix)):
+        if path in ignore or (ignore_prefix is not None and path.startswith(ignore_prefix)):
             continue
         try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            st = _stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             s.error(path, "vanished while being scanned")
             continue
@@ -179,11 +187,11 @@ def _walk_dir(
             continue
         key = dkey + b"\0" + bname
         mode = st.st_mode
-        record = crule is not None and crule.selects(path)
-        if not stat.S_ISDIR(mode):
+        record = crule is not None and (crule.selects_all or crule.selects(path))
+        if not S_ISDIR(mode):
             if record:
                 link = b""
-                if stat.S_ISLNK(mode):
+                if S_ISLNK(mode):
                     try:
                         link = os.fsencode(os.readlink(name, dir_fd=dfd))
                     except OSError as e:

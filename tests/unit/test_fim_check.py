@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -167,6 +168,40 @@ def test_hashing_in_worker_processes_matches_inline(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(fim_scan, "BATCH_ITEMS", 64)
     r = fim.check(config, db, root, KEY, full=True)
     assert changed_map(r) == {"/d/f0500": {"s", "m", "c", "sha256"}} or changed_map(r) == {"/d/f0500": {"s", "c", "sha256"}}
+
+
+def test_many_batches_in_flight_finish_in_key_order(tmp_path: Path, monkeypatch):
+    """Tiny batches and window: results come back from two workers while a big file holds
+    up the head of the queue; the baseline must equal one hashed inline, row for row."""
+    root = tmp_path / "r"
+    for d in ("a", "a/sub", "b", "c"):
+        (root / "w" / d).mkdir(parents=True)
+    (root / "w" / "a" / "big").write_bytes(os.urandom(3 << 20))
+    for i in range(120):
+        d = ("a", "a/sub", "b", "c")[i % 4]
+        (root / "w" / d / f"f{i:03d}").write_bytes(os.urandom(i * 37))
+    os.symlink("f001", root / "w" / "a" / "link")
+    config = fim.config_from_dict({"paths": [{"path": "/w", "attrs": "R"}], "workers": 2})
+
+    def rows(db: Path) -> list[tuple[bytes, bytes]]:
+        con = sqlite3.connect(db)
+        try:
+            return con.execute("SELECT k, r FROM entries ORDER BY k").fetchall()
+        finally:
+            con.close()
+
+    inline = fim.init_baseline(config, tmp_path / "inline.db", root, KEY)
+    monkeypatch.setattr(fim_scan, "BATCH_ITEMS", 5)
+    monkeypatch.setattr(fim_scan, "BATCH_BYTES", 1 << 20)
+    monkeypatch.setattr(fim_scan, "MAX_PENDING", 12)
+    pooled = fim.init_baseline(config, tmp_path / "pooled.db", root, KEY)
+    assert (pooled.entries, pooled.hashed, pooled.errors) == (inline.entries, inline.hashed, ()) == (127, 121, ())
+    assert rows(tmp_path / "pooled.db") == rows(tmp_path / "inline.db")
+
+    assert fim.check(config, tmp_path / "pooled.db", root, KEY, full=True).status == "clean"
+    (root / "w" / "c" / "f119").write_bytes(b"changed")
+    r = fim.check(config, tmp_path / "pooled.db", root, KEY, full=True)
+    assert set(changed_map(r)) == {"/w/c/f119"} and "sha256" in changed_map(r)["/w/c/f119"]
 
 
 def test_blake3_config(tmp_path: Path):

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 import os
 import shutil
 import sqlite3
+import struct
 from pathlib import Path
 
 import pytest
@@ -162,6 +165,29 @@ def test_recheck_verifies_the_rows_it_uses(setup):
     sql(db, "UPDATE entries SET r = ? WHERE k = ?", r[:-1] + bytes([r[-1] ^ 1]), b"\0etc\0f2")
     with pytest.raises(IntegrityError, match="tag"):
         fim.recheck_paths(config, db, root, KEY, ["/etc/f2"])
+
+
+def test_stored_tags_and_entries_mac_follow_the_documented_format(setup):
+    """Recomputed here from docs/fim.md's definitions, not from the store's code: baselines
+    written by earlier versions must keep verifying."""
+    _, _, db, _, _ = setup
+    con = sqlite3.connect(db)
+    header = json.loads(con.execute("SELECT body FROM header").fetchone()[0])
+    rows = con.execute("SELECT k, r, t FROM entries ORDER BY k").fetchall()
+    con.close()
+    baseline_id = bytes.fromhex(header["baseline_id"])
+
+    def sub(purpose: str) -> bytes:
+        return hmac.new(KEY.material, b"secpolicy-fim/1/" + purpose.encode(), "sha256").digest()
+
+    mac = hmac.new(sub("entries"), baseline_id, "sha256")
+    for k, r, t in rows:
+        assert t == hashlib.blake2b(
+            struct.pack("<I", len(k)) + k + r, digest_size=16, key=sub("row"), salt=baseline_id[:16]
+        ).digest()
+        mac.update(struct.pack("<II", len(k), len(r)) + k + r)
+    assert len(rows) == header["entry_count"] == 21  # /etc and its 20 files
+    assert mac.hexdigest() == header["entries_mac"]
 
 
 @pytest.mark.parametrize("tamper", ["flip", "truncate", "wrong-key", "delete-row"])
