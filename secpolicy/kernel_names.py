@@ -4,7 +4,7 @@ used when no newer linux/bpf.h is installed to read them from)."""
 
 from __future__ import annotations
 
-__all__ = ["BPF_CMDS", "CAPABILITIES", "HELPERS", "MAP_TYPES", "OPEN_FLAGS", "PROG_TYPES"]
+__all__ = ["BPF_CMDS", "CAPABILITIES", "HELPERS", "MAP_TYPES", "OPEN_FLAGS", "PROG_TYPES", "open_flags"]
 
 # enum bpf_prog_type, in order (bpftool/libbpf spelling)
 PROG_TYPES: tuple[str, ...] = (
@@ -399,3 +399,13 @@ OPEN_FLAGS: tuple[tuple[int, str], ...] = (
     (2097152, 'O_PATH'),
     (4259840, 'O_TMPFILE'),
 )
+
+
+def open_flags(value: int) -> list[str]:
+    """open(2) flags as names: the access mode first, then every flag bit set."""
+    acc = value & 3
+    flags = ["O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"][acc : acc + 1]
+    for bit, name in OPEN_FLAGS:
+        if value & bit == bit:
+            flags.append(name)
+    return flags

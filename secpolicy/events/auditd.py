@@ -23,7 +23,7 @@ from secpolicy.errors import InputError
 from secpolicy.events.model import format_ts
 from secpolicy.kernel_names import BPF_CMDS as _BPF_CMDS
 from secpolicy.kernel_names import CAPABILITIES as _CAPS
-from secpolicy.kernel_names import OPEN_FLAGS as _OPEN_FLAGS
+from secpolicy.kernel_names import open_flags as _open_flags
 
 __all__ = [
     "RECORD_TYPES",
@@ -397,17 +397,6 @@ _CONFIG_TYPES = frozenset(
 _DAEMON_STATES = {"DAEMON_START": "start", "DAEMON_END": "stop", "DAEMON_ABORT": "abort"}
 
 _WRITE_FLAGS = frozenset({"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND", "O_TMPFILE"})
-
-
-
-
-def _open_flags(value: int) -> list[str]:
-    acc = value & 3
-    flags = ["O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"][acc : acc + 1]
-    for bit, name in _OPEN_FLAGS:
-        if value & bit == bit:
-            flags.append(name)
-    return flags
 
 
 def _signed32(value: int | None) -> int | None:

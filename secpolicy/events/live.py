@@ -22,8 +22,8 @@ from secpolicy.errors import RuntimeFailure
 from secpolicy.events.bpf_plan import LIVE_TYPES, KernelPlan
 from secpolicy.kernel_names import CAPABILITIES as _CAPS
 from secpolicy.kernel_names import MAP_TYPES as _MAP_TYPES
-from secpolicy.kernel_names import OPEN_FLAGS as _OPEN_FLAG_NAMES
 from secpolicy.kernel_names import PROG_TYPES as _PROG_TYPES
+from secpolicy.kernel_names import open_flags as _open_flags
 from secpolicy.resources import bpf_dir
 
 __all__ = [
@@ -175,16 +175,6 @@ class LiveStats:
 
 # ---------------------------------------------------------------------------------------------
 # decoding helpers
-
-
-
-def _open_flags(value: int) -> list[str]:
-    acc = value & 3
-    flags = ["O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"][acc : acc + 1]
-    for bit, name in _OPEN_FLAG_NAMES:
-        if value & bit == bit:
-            flags.append(name)
-    return flags
 
 
 _BPF_CMDS = {0: "BPF_MAP_CREATE", 5: "BPF_PROG_LOAD", 8: "BPF_PROG_ATTACH",
