@@ -46,6 +46,33 @@ BPF_ARRAY(lost_total, u64, 1);
 BPF_PERCPU_ARRAY(scratch, struct sp_event, 1);
 /* A syscall's record between sys_enter and sys_exit (or sched_process_exec), by thread id. */
 BPF_HASH(pending, u32, struct sp_event, SP_PENDING_MAX);
+/* A path syscall that only a failure can make interesting (e.g. "open refused with EACCES"),
+ * by thread id: its arguments wait for sys_exit, and the record is built there only if the
+ * call failed. Copying a whole record into `pending` for each of the storm of successful
+ * opens is what the monitor's openat cost was mostly made of. */
+struct sp_lite {
+    u64 path;
+    u64 a[4];
+    u32 type;
+    u32 probe;
+    u32 mask;
+    u32 pad;
+};
+#ifdef SP_TASK_STORAGE
+BPF_TASK_STORAGE(lite_store, struct sp_lite);
+static __always_inline struct sp_lite *sp_lite_get(int create)
+{
+    struct sp_lite *l = lite_store.task_storage_get(bpf_get_current_task_btf(), 0,
+                                                    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+    if (l && !create && !l->type)
+        return 0;
+    return l;
+}
+static __always_inline void sp_lite_done(struct sp_lite *l, u32 tid) { l->type = 0; }
+#else
+BPF_HASH(pending_lite, u32, struct sp_lite, SP_PENDING_MAX);
+static __always_inline void sp_lite_done(struct sp_lite *l, u32 tid) { pending_lite.delete(&tid); }
+#endif
 BPF_ARRAY(type_cfg, struct sp_type_cfg, SP_EV_MAX);
 BPF_HASH(uid_filter, struct sp_uid_key, u8, 4096);
 BPF_HASH(comm_filter, struct sp_comm_key, u8, 4096);
@@ -227,48 +254,64 @@ static __always_inline int sp_pre_filter(struct sp_event *e, struct sp_type_cfg 
 /* 1 when the string at `off` cannot be judged in the kernel: relative, longer than we scan,
  * or with // or /. in it (it may resolve to somewhere a prefix test cannot see). */
 #define SP_SCAN_MAX 256
+#define SP_ONES 0x0101010101010101ULL
+#define SP_LOW7 0x7f7f7f7f7f7f7f7fULL
+/* 0x80 in each byte of x that is zero, exactly (no borrow between bytes). */
+static __always_inline u64 sp_zero_bytes(u64 x)
+{
+    return ~(((x & SP_LOW7) + SP_LOW7) | x | SP_LOW7);
+}
+
 static __always_inline int sp_path_unclear(struct sp_event *e, u32 off, u32 len)
 {
     sp_barrier_var(off);
     off &= SP_STR_MAX - 1;
     if (e->str[off] != '/' || len > SP_SCAN_MAX)
         return 1;
-    for (u32 i = 0; i < SP_SCAN_MAX - 1; i++) {
-        if (i + 1 >= len)
+    /* Eight bytes at a time: a '/' at byte j (j < len - 1) followed by '/' or '.'. */
+    for (u32 k = 0; k < SP_SCAN_MAX / 8; k++) {
+        u32 at = k * 8;
+        if (at + 1 >= len)
             break;
-        u32 j = (off + i) & (SP_STR_MAX - 1);
-        if (e->str[j] == '/') {
-            char c = e->str[(j + 1) & (SP_STR_BUF - 1)];
-            if (c == '/' || c == '.')
-                return 1;
-        }
+        u64 w = *(u64 *)&e->str[(off + at) & (SP_STR_MAX - 1)];
+        u64 nx = *(u64 *)&e->str[(off + at + 1) & (SP_STR_MAX - 1)];
+        u64 bad = sp_zero_bytes(w ^ ('/' * SP_ONES)) &
+                  (sp_zero_bytes(nx ^ ('/' * SP_ONES)) | sp_zero_bytes(nx ^ ('.' * SP_ONES)));
+        u32 left = len - 1 - at;
+        if (left < 8)
+            bad &= (1ULL << (left * 8)) - 1;
+        if (bad)
+            return 1;
     }
     return 0;
 }
 
-/* Bit p set when the string at `off` starts with prefix slot p (only slots in `mask`). */
-static __always_inline u32 sp_prefix_bits(struct sp_event *e, u32 off, u32 mask)
+/* Bit p set when the string at `off` starts with prefix slot p (the type's prefixes). */
+static __always_inline u32 sp_prefix_bits(struct sp_event *e, u32 off, struct sp_type_cfg *cfg)
 {
     sp_barrier_var(off);
     off &= SP_STR_MAX - 1;
+    /* A plain load from the map value (x86 and arm64 allow unaligned ones here). */
+    u64 w0 = *(u64 *)&e->str[off];
     u32 bits = 0;
-    for (u32 p = 0; p < SP_MAX_PREFIXES; p++) {
-        if (!(mask & (1u << p)))
+    for (u32 i = 0; i < SP_MAX_PREFIXES; i++) {
+        if (i >= cfg->nprefixes)
+            break;
+        if ((w0 ^ cfg->head[i]) & cfg->head_mask[i])
             continue;
-        u32 idx = p;
-        struct sp_prefix *pre = prefixes.lookup(&idx);
+        u32 p = cfg->slot[i] & (SP_MAX_PREFIXES - 1);
+        struct sp_prefix *pre = prefixes.lookup(&p);
         if (!pre)
             continue;
         int ok = 1;
-        for (u32 i = 0; i < SP_PREFIX_WORDS; i++) {
-            u32 done = i * 8;
+        for (u32 k = 1; k < SP_PREFIX_WORDS; k++) {
+            u32 done = k * 8;
             if (done >= pre->len)
                 break;
-            /* A plain load from the map value (x86 and arm64 allow unaligned ones here). */
             u64 w = *(u64 *)&e->str[(off + done) & (SP_STR_MAX - 1)];
             u32 rest = pre->len - done;
             u64 m = rest >= 8 ? ~0ULL : ((1ULL << (rest * 8)) - 1);
-            if ((w ^ pre->w[i]) & m) {
+            if ((w ^ pre->w[k]) & m) {
                 ok = 0;
                 break;
             }
@@ -293,12 +336,12 @@ static __always_inline u32 sp_clauses(struct sp_event *e, struct sp_type_cfg *cf
         if (sp_path_unclear(e, 0, len1))
             unclear = 1;
         else
-            matched = sp_prefix_bits(e, 0, cfg->prefix_mask);
+            matched = sp_prefix_bits(e, 0, cfg);
         if (npaths == 2 && !unclear) {
             if (sp_path_unclear(e, off2, len2))
                 unclear = 1;
             else
-                matched |= sp_prefix_bits(e, off2, cfg->prefix_mask);
+                matched |= sp_prefix_bits(e, off2, cfg);
         }
     }
     u32 mask = 0;
@@ -312,14 +355,12 @@ static __always_inline u32 sp_clauses(struct sp_event *e, struct sp_type_cfg *cf
     return mask;
 }
 
-/* At sys_exit: does one of the clauses left at sys_enter accept this result? */
-static __always_inline int sp_outcome_ok(struct sp_event *e, long ret)
+/* At sys_exit: does one of the clauses left at sys_enter (mask) accept this result? */
+static __always_inline int sp_outcome_mask_ok(u32 type, u32 mask, long ret)
 {
-    u32 type = e->type;
     struct sp_type_cfg *cfg = type_cfg.lookup(&type);
     if (!cfg || !(cfg->flags & SP_FILTER_CLAUSES))
         return 1;
-    u32 mask = e->a[5] >> 32;
     /* connect(2) in progress on a non-blocking socket is a success */
     int failed = ret < 0 && !(type == SP_EV_CONNECT && ret == -115);
     for (u32 i = 0; i < SP_MAX_CLAUSES; i++) {
@@ -340,6 +381,26 @@ static __always_inline int sp_outcome_ok(struct sp_event *e, long ret)
         return 1;
     }
     return 0;
+}
+
+static __always_inline int sp_outcome_ok(struct sp_event *e, long ret)
+{
+    return sp_outcome_mask_ok(e->type, e->a[5] >> 32, ret);
+}
+
+/* 1 when every clause in mask needs the call to fail: the record can wait for sys_exit as a
+ * few words (struct sp_lite) instead of a whole record, since most such calls succeed. */
+static __always_inline int sp_needs_failure(struct sp_type_cfg *cfg, u32 mask)
+{
+    if (!cfg || !(cfg->flags & SP_FILTER_CLAUSES))
+        return 0;
+    for (u32 i = 0; i < SP_MAX_CLAUSES; i++) {
+        if (i >= cfg->nclauses)
+            break;
+        if ((mask & (1u << i)) && !(cfg->c[i].flags & (SP_C_FAILURE | SP_C_ERRNO)))
+            return 0;
+    }
+    return 1;
 }
 
 static __always_inline struct sp_type_cfg *sp_cfg(u32 type)
@@ -415,10 +476,51 @@ static __always_inline int sp_finish(long ret)
     return 0;
 }
 
+/* A failed call kept as struct sp_lite: the record is built now, its header and path as they
+ * are at sys_exit (the same task; the path is the buffer the kernel has just read). */
+static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
+{
+    u32 type = l->type;
+    u32 mask = l->mask;
+    if (!sp_outcome_mask_ok(type, mask, ret)) {
+        sp_lite_done(l, tid);
+        return 0;
+    }
+    struct sp_event *e = sp_scratch();
+    if (!e) {
+        sp_lite_done(l, tid);
+        return 0;
+    }
+    sp_fill(e, type, l->probe);
+    if (!sp_pre_filter(e, sp_cfg(type))) {
+        sp_lite_done(l, tid);
+        return 0;
+    }
+    e->a[0] = l->a[0];
+    e->a[1] = l->a[1];
+    e->a[2] = l->a[2];
+    e->a[3] = l->a[3];
+    e->a[4] = l->path;
+    e->a[5] = l->probe | ((u64)mask << 32);
+    sp_put_str(e, (const char *)l->path, 1);
+    sp_lite_done(l, tid);
+    e->ret = ret;
+    e->flags |= SP_F_RET;
+    sp_emit(e);
+    return 0;
+}
+
 /* The same for records with paths, which may have to be read again first. */
 static __always_inline int sp_finish_path(long ret)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
+#ifdef SP_TASK_STORAGE
+    struct sp_lite *l = sp_lite_get(0);
+#else
+    struct sp_lite *l = pending_lite.lookup(&tid);
+#endif
+    if (l)
+        return sp_finish_lite(l, tid, ret);
     struct sp_event *e = pending.lookup(&tid);
     if (!e)
         return 0;
@@ -458,6 +560,33 @@ static __always_inline int sp_path_event(u32 type, u32 probe, long dfd, const ch
         defer = SP_F_DEFER;
     else if (!(mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0)))
         return 0;
+    if (sp_needs_failure(cfg, mask)) {
+#ifdef SP_TASK_STORAGE
+        struct sp_lite *l = sp_lite_get(1);
+        if (!l) {
+            sp_count_lost(type);
+            return 0;
+        }
+        l->path = (u64)path;
+        l->type = type;
+        l->probe = probe;
+        l->mask = mask;
+        l->a[0] = dfd;
+        l->a[1] = a1;
+        l->a[2] = a2;
+        l->a[3] = a3;
+#else
+        struct sp_lite l = {.path = (u64)path, .type = type, .probe = probe, .mask = mask};
+        l.a[0] = dfd;
+        l.a[1] = a1;
+        l.a[2] = a2;
+        l.a[3] = a3;
+        u32 tid = (u32)bpf_get_current_pid_tgid();
+        if (pending_lite.update(&tid, &l) != 0)
+            sp_count_lost(type);
+#endif
+        return 0;
+    }
     u16 len = e->str_len;
     u8 n = e->nstr;
     u8 fl = e->flags | defer;
@@ -601,6 +730,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     u64 pt = bpf_get_current_pid_tgid();
     u32 tid = (u32)pt;
     pending.delete(&tid);
+#ifndef SP_TASK_STORAGE
+    pending_lite.delete(&tid);
+#endif
     pam_calls.delete(&tid);
     if ((pt >> 32) != tid || sp_self())
         return 0;

@@ -134,12 +134,18 @@ struct sp_clause {
     u64 errno_mask;
 };
 
+/* The type's prefixes are listed here too, each by its first 8 bytes (head, masked to its
+ * length) and its slot in `prefixes`: most paths differ from every prefix in those bytes, and
+ * are told so without a map lookup per prefix. */
 struct sp_type_cfg {
     u32 flags;
     u32 prefix_mask;
     u32 nclauses;
-    u32 pad;
+    u32 nprefixes;
     struct sp_clause c[SP_MAX_CLAUSES];
+    u64 head[SP_MAX_PREFIXES];
+    u64 head_mask[SP_MAX_PREFIXES];
+    u32 slot[SP_MAX_PREFIXES];
 };
 
 struct sp_uid_key {

@@ -490,6 +490,9 @@ class LiveSource:
         self.libpam = libpam
         self.bpf: Any = None
         self.attached: list[str] = []
+        # Where a path syscall that only a failure can make interesting waits for sys_exit:
+        # task storage when the kernel allows it (cheapest), else a hash by thread id.
+        self.task_storage = False
         self._ring: _Ring | None = None
         self._queue: deque[tuple[bytes, list[tuple[int, int]]]] = deque()
         self._queued = 0
@@ -514,7 +517,7 @@ class LiveSource:
 
     # -- setup ------------------------------------------------------------------------------
 
-    def cflags(self, offsets: dict[str, int] | None = None) -> list[str]:
+    def cflags(self, offsets: dict[str, int] | None = None, task_storage: bool = False) -> list[str]:
         tracefs = tracefs_dir()
         flags = [
             f"-I{bpf_dir()}",
@@ -522,6 +525,8 @@ class LiveSource:
             f"-DSP_RINGBUF_PAGES={self.ringbuf_pages}",
             "-DSP_WANT_CHDIR",
         ]
+        if task_storage:
+            flags.append("-DSP_TASK_STORAGE")
         if tracefs is not None:
             flags += [f"-DSP_HAVE_{n.upper()}" for n in _OPTIONAL if _has_syscall_tp(tracefs, n)]
         flags += [f"-DSP_WANT_{t.upper()}" for t in sorted(self._types) if t != "exec"]
@@ -548,12 +553,15 @@ class LiveSource:
         except RuntimeFailure:
             offsets = {}  # no BTF: ppid, euid and auid come from /proc instead
         self._have_offsets = bool(offsets)
+        # Task storage needs the kernel's BTF (the task pointer is typed) and a kernel that lets
+        # tracepoint programs use it; without either, a hash by thread id does the same.
+        self.task_storage = bool(offsets) and _task_storage_works(BPF)
         src = (bpf_dir() / "secpolicy.bpf.c").read_text(encoding="utf-8")
         capture = _capture_fd2()
         try:
             # bcc prints compiler and verifier diagnostics on fd 2: keep them for the message.
             with capture:
-                self.bpf = BPF(text=src.encode(), cflags=self.cflags(offsets))
+                self.bpf = BPF(text=src.encode(), cflags=self.cflags(offsets, self.task_storage))
         except Exception as exc:  # bcc raises bare Exception for compile and load failures
             detail = capture.text() or str(exc)
             raise RuntimeFailure(f"loading the eBPF programs failed: {_last_lines(detail)}") from None
@@ -629,6 +637,13 @@ class LiveSource:
                         c.flags |= _C["SP_C_FAILURE"]
                     elif clause.result == "success":
                         c.flags |= _C["SP_C_SUCCESS"]
+            used = [slot for slot in range(_C["SP_MAX_PREFIXES"]) if leaf.prefix_mask >> slot & 1]
+            leaf.nprefixes = len(used)
+            for i, slot in enumerate(used):
+                leaf.slot[i] = slot
+                first = prefixes[ctypes.c_int(slot)]
+                leaf.head[i] = first.w[0]
+                leaf.head_mask[i] = (1 << 8 * min(first.len, 8)) - 1
             cfg[ctypes.c_int(tid)] = leaf
         b[b"armed"][ctypes.c_int(0)] = ctypes.c_uint32(1)
 
@@ -1145,6 +1160,33 @@ def _detach_tracepoints(bpf: Any) -> None:
     with ThreadPoolExecutor(max_workers=min(32, max(1, len(fds)))) as pool:
         list(pool.map(lib.bpf_close_perf_event_fd, fds))
     bpf.tracepoint_fds.clear()
+
+
+_TASK_STORAGE_PROBE = b"""
+struct sp_probe_v { u64 x; };
+BPF_TASK_STORAGE(sp_probe_store, struct sp_probe_v);
+int sp_probe(void *ctx)
+{
+    struct sp_probe_v *v = sp_probe_store.task_storage_get(bpf_get_current_task_btf(), 0,
+                                                           BPF_LOCAL_STORAGE_GET_F_CREATE);
+    return v ? 0 : 1;
+}
+"""
+
+
+def _task_storage_works(bpf_class: Any) -> bool:
+    """Whether a tracepoint program may keep per-thread state in task storage here (about 0.2 s:
+    a tiny program compiled and loaded, never attached)."""
+    try:
+        with _capture_fd2():
+            probe = bpf_class(text=_TASK_STORAGE_PROBE)
+            try:
+                probe.load_func(b"sp_probe", bpf_class.TRACEPOINT)
+            finally:
+                probe.cleanup()
+    except Exception:  # bcc raises bare Exception when the kernel refuses the helper or map
+        return False
+    return True
 
 
 class _capture_fd2:
