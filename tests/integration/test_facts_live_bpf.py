@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -11,10 +10,18 @@ import subprocess
 import time
 
 import pytest
+from bpf_objects import (
+    BPF_MAP_CREATE,
+    BPF_MAP_FREEZE,
+    MapCreate,
+    MapFd,
+    bpf_syscall,
+    insn,
+    load_socket_filter,
+)
 
 from secpolicy.errors import NotApplicable
 from secpolicy.facts import FactContext, builtin_registry
-from secpolicy.facts.bpf_inventory import bpf_syscall
 
 BPFTOOL = shutil.which("bpftool") or (
     "/usr/sbin/bpftool" if os.path.exists("/usr/sbin/bpftool") else None
@@ -26,95 +33,34 @@ pytestmark = [
     ),
 ]
 
-BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_MAP_FREEZE = 0, 5, 22
-
-
-class _MapCreate(ctypes.Structure):
-    _fields_ = [
-        ("map_type", ctypes.c_uint32),
-        ("key_size", ctypes.c_uint32),
-        ("value_size", ctypes.c_uint32),
-        ("max_entries", ctypes.c_uint32),
-        ("map_flags", ctypes.c_uint32),
-        ("inner_map_fd", ctypes.c_uint32),
-        ("numa_node", ctypes.c_uint32),
-        ("map_name", ctypes.c_char * 16),
-    ]
-
-
-class _ProgLoad(ctypes.Structure):
-    _fields_ = [
-        ("prog_type", ctypes.c_uint32),
-        ("insn_cnt", ctypes.c_uint32),
-        ("insns", ctypes.c_uint64),
-        ("license", ctypes.c_uint64),
-        ("log_level", ctypes.c_uint32),
-        ("log_size", ctypes.c_uint32),
-        ("log_buf", ctypes.c_uint64),
-        ("kern_version", ctypes.c_uint32),
-        ("prog_flags", ctypes.c_uint32),
-        ("prog_name", ctypes.c_char * 16),
-    ]
-
-
-class _MapFd(ctypes.Structure):
-    _fields_ = [("map_fd", ctypes.c_uint32)]
-
-
-def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return (
-        bytes([code, (src << 4) | dst])
-        + off.to_bytes(2, "little", signed=True)
-        + imm.to_bytes(4, "little", signed=True)
-    )
-
-
 def _load(map_fd: int) -> int:
     prog = b"".join(
         [
-            _insn(0x62, dst=10, off=-4, imm=0),  # *(u32 *)(r10 - 4) = 0
-            _insn(0xBF, dst=2, src=10),  # r2 = r10
-            _insn(0x07, dst=2, imm=-4),  # r2 += -4
-            _insn(0x18, dst=1, src=1, imm=map_fd),  # r1 = map (ld_imm64, BPF_PSEUDO_MAP_FD)
-            _insn(0x00),
-            _insn(0x85, imm=1),  # call bpf_map_lookup_elem
-            _insn(0x85, imm=7),  # call bpf_get_prandom_u32
-            _insn(0xB7, dst=0, imm=0),  # r0 = 0
-            _insn(0x95),  # exit
+            insn(0x62, dst=10, off=-4, imm=0),  # *(u32 *)(r10 - 4) = 0
+            insn(0xBF, dst=2, src=10),  # r2 = r10
+            insn(0x07, dst=2, imm=-4),  # r2 += -4
+            insn(0x18, dst=1, src=1, imm=map_fd),  # r1 = map (ld_imm64, BPF_PSEUDO_MAP_FD)
+            insn(0x00),
+            insn(0x85, imm=1),  # call bpf_map_lookup_elem
+            insn(0x85, imm=7),  # call bpf_get_prandom_u32
+            insn(0xB7, dst=0, imm=0),  # r0 = 0
+            insn(0x95),  # exit
         ]
     )
-    buf = ctypes.create_string_buffer(prog, len(prog))
-    lic = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(65536)
-    attr = _ProgLoad(
-        prog_type=1,  # socket_filter
-        insn_cnt=len(prog) // 8,
-        insns=ctypes.addressof(buf),
-        license=ctypes.addressof(lic),
-        log_level=1,
-        log_size=len(log),
-        log_buf=ctypes.addressof(log),
-        prog_name=b"secpol_probe",
-    )
-    try:
-        return bpf_syscall(BPF_PROG_LOAD, attr)
-    except OSError as e:
-        pytest.fail(
-            f"BPF_PROG_LOAD refused: {e}; verifier log: {log.value.decode(errors='replace')[-400:]}"
-        )
+    return load_socket_filter(prog, b"secpol_probe")
 
 
 @pytest.fixture(scope="module")
 def loaded():
     hash_fd = bpf_syscall(
         BPF_MAP_CREATE,
-        _MapCreate(map_type=1, key_size=4, value_size=8, max_entries=16, map_name=b"secpol_hash"),
+        MapCreate(map_type=1, key_size=4, value_size=8, max_entries=16, map_name=b"secpol_hash"),
     )
     frozen_fd = bpf_syscall(
         BPF_MAP_CREATE,
-        _MapCreate(map_type=2, key_size=4, value_size=4, max_entries=1, map_name=b"secpol_frozen"),
+        MapCreate(map_type=2, key_size=4, value_size=4, max_entries=1, map_name=b"secpol_frozen"),
     )
-    bpf_syscall(BPF_MAP_FREEZE, _MapFd(map_fd=frozen_fd))
+    bpf_syscall(BPF_MAP_FREEZE, MapFd(map_fd=frozen_fd))
     prog_fd = _load(hash_fd)
     try:
         yield

@@ -4,7 +4,6 @@ an unbounded map, an unfrozen read-only map), must each make their rule fail, na
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -14,8 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-
-from secpolicy.facts.bpf_inventory import bpf_syscall
+from bpf_objects import (
+    BPF_F_NO_PREALLOC,
+    BPF_MAP_CREATE,
+    BPF_MAP_FREEZE,
+    MapCreate,
+    MapFd,
+    bpf_syscall,
+    insn,
+    load_socket_filter,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SECPOLICY = [sys.executable, "-m", "secpolicy"]
@@ -25,67 +32,10 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="capabilities and BPF objects need root"),
 ]
 
-BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_MAP_FREEZE = 0, 5, 22
-BPF_F_NO_PREALLOC = 1
-
-
-class _MapCreate(ctypes.Structure):
-    _fields_ = [
-        ("map_type", ctypes.c_uint32),
-        ("key_size", ctypes.c_uint32),
-        ("value_size", ctypes.c_uint32),
-        ("max_entries", ctypes.c_uint32),
-        ("map_flags", ctypes.c_uint32),
-        ("inner_map_fd", ctypes.c_uint32),
-        ("numa_node", ctypes.c_uint32),
-        ("map_name", ctypes.c_char * 16),
-    ]
-
-
-class _ProgLoad(ctypes.Structure):
-    _fields_ = [
-        ("prog_type", ctypes.c_uint32),
-        ("insn_cnt", ctypes.c_uint32),
-        ("insns", ctypes.c_uint64),
-        ("license", ctypes.c_uint64),
-        ("log_level", ctypes.c_uint32),
-        ("log_size", ctypes.c_uint32),
-        ("log_buf", ctypes.c_uint64),
-        ("kern_version", ctypes.c_uint32),
-        ("prog_flags", ctypes.c_uint32),
-        ("prog_name", ctypes.c_char * 16),
-    ]
-
-
-class _MapFd(ctypes.Structure):
-    _fields_ = [("map_fd", ctypes.c_uint32)]
-
-
-def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return bytes([code, (src << 4) | dst]) + off.to_bytes(2, "little", signed=True) + imm.to_bytes(4, "little", signed=True)
-
-
 def _load_rogue() -> int:
     """A socket filter named secpol_rogue calling bpf_get_socket_uid (47), which is not on
     the packs' helper allow-list."""
-    prog = _insn(0x85, imm=47) + _insn(0xB7, dst=0, imm=0) + _insn(0x95)
-    buf = ctypes.create_string_buffer(prog, len(prog))
-    lic = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(65536)
-    attr = _ProgLoad(
-        prog_type=1,
-        insn_cnt=len(prog) // 8,
-        insns=ctypes.addressof(buf),
-        license=ctypes.addressof(lic),
-        log_level=1,
-        log_size=len(log),
-        log_buf=ctypes.addressof(log),
-        prog_name=b"secpol_rogue",
-    )
-    try:
-        return bpf_syscall(BPF_PROG_LOAD, attr)
-    except OSError as e:
-        pytest.fail(f"BPF_PROG_LOAD refused: {e}; verifier log: {log.value.decode(errors='replace')[-400:]}")
+    return load_socket_filter(insn(0x85, imm=47) + insn(0xB7, dst=0, imm=0) + insn(0x95), b"secpol_rogue")
 
 
 def _scan(*rules: str) -> dict[str, dict]:
@@ -143,9 +93,9 @@ def rogue_bpf():
     fds: list[int] = []
     try:
         fds.append(_load_rogue())
-        fds.append(bpf_syscall(BPF_MAP_CREATE, _MapCreate(map_type=1, key_size=4, value_size=8, max_entries=2_000_000,
+        fds.append(bpf_syscall(BPF_MAP_CREATE, MapCreate(map_type=1, key_size=4, value_size=8, max_entries=2_000_000,
                                                           map_flags=BPF_F_NO_PREALLOC, map_name=b"secpol_huge")))
-        fds.append(bpf_syscall(BPF_MAP_CREATE, _MapCreate(map_type=2, key_size=4, value_size=4, max_entries=1,
+        fds.append(bpf_syscall(BPF_MAP_CREATE, MapCreate(map_type=2, key_size=4, value_size=4, max_entries=1,
                                                           map_name=b"secpol.rodata")))
         yield fds
     finally:
@@ -184,6 +134,6 @@ def test_bpf_rules_name_the_rogue_objects_bpftool_sees(rogue_bpf):
 
 
 def test_freezing_the_read_only_map_satisfies_the_rule(rogue_bpf):
-    bpf_syscall(BPF_MAP_FREEZE, _MapFd(map_fd=rogue_bpf[2]))
+    bpf_syscall(BPF_MAP_FREEZE, MapFd(map_fd=rogue_bpf[2]))
     r = _scan("soc2-cc6.8-bpf-config-maps-frozen")
     assert "secpol.rodata" not in _sources(r["soc2-cc6.8-bpf-config-maps-frozen"])
