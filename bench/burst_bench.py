@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from exec_storm_bench import secpolicy_monitor  # noqa: E402
+from exec_storm_bench import secpolicy_monitor
 
 POLICY = """\
 metadata: {{id: burst-bench, title: burst bench, version: "1.0.0"}}

@@ -18,9 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_KEY = "secpolicy-bench"
@@ -48,7 +49,7 @@ def secpolicy_monitor(policies: list[str] | None = None) -> Iterator[dict[str, A
     code = ("import sys; from secpolicy.cli.live import monitor_cmd; "
             "monitor_cmd.main(sys.argv[1:], prog_name='secpolicy monitor')")
     proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO,
-                            stderr=open(tmp / "stderr", "w"))
+                            stderr=open(tmp / "stderr", "w"))  # noqa: SIM115 - closed by the caller
     out: dict[str, Any] = {}
     try:
         deadline = time.monotonic() + 60

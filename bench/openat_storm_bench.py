@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from exec_storm_bench import auditd_rules, report, run_modes, secpolicy_monitor  # noqa: E402
+from exec_storm_bench import auditd_rules, report, run_modes, secpolicy_monitor
 
 # The bundled rules' file events as audit rules: writes under /etc, any access to the audit
 # trail, and opens refused with EACCES or EPERM.

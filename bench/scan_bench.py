@@ -29,7 +29,7 @@ def _secpolicy() -> list[str]:
 
 def _timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int]:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return time.perf_counter() - start, proc.returncode
 
 

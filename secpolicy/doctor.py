@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Check", "run_checks", "live_blocker", "REQUIRED"]
+__all__ = ["REQUIRED", "Check", "live_blocker", "run_checks"]
 
 # Checks without which the live monitor cannot run at all.
 REQUIRED = ("privileges", "tracefs", "kernel headers", "bcc", "bpf load")
@@ -89,7 +89,7 @@ def check_bcc() -> Check:
         return Check("bcc", False, f"bcc is not importable from this Python: {exc}",
                      "apt-get install python3-bpfcc, then scripts/setup.sh links it into the venv "
                      "(the PyPI package named bcc is unrelated)")
-    except Exception as exc:  # libbcc missing or broken
+    except Exception as exc:  # noqa: BLE001 - libbcc missing or broken
         return Check("bcc", False, f"bcc import failed: {type(exc).__name__}: {exc}",
                      "apt-get install --reinstall libbpfcc python3-bpfcc")
     return Check("bcc", True, f"bcc {getattr(bcc, '__version__', '?')} from {Path(bcc.__file__).parent}")
@@ -133,7 +133,7 @@ def check_kprobes() -> Check:
 def _bpf_load_result() -> tuple[bool, str]:
     try:
         from bcc import BPF  # type: ignore[import-not-found]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
         return False, f"bcc not importable: {exc}"
     from secpolicy.events.live import _capture_fd2, _last_lines
 
@@ -143,7 +143,7 @@ def _bpf_load_result() -> tuple[bool, str]:
             b = BPF(text=b"int sp_probe(void *ctx) { return 0; }")
             b.load_func(b"sp_probe", BPF.TRACEPOINT)
             b.cleanup()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
         return False, _last_lines(cap.text() or str(exc))
     return True, "a tracepoint program compiled and loaded"
 

@@ -9,8 +9,9 @@ import socket
 import time
 import traceback
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from secpolicy import __version__
 from secpolicy.dsl import TraceRecord
@@ -27,13 +28,13 @@ from secpolicy.policy.model import PolicySet, Rule
 from secpolicy.policy.waivers import WaiverSet
 
 __all__ = [
+    "RESULTS_SCHEMA_VERSION",
     "ScanResult",
-    "select_rules",
     "evaluate_rule",
-    "scan",
     "exit_code",
     "lost_events_finding",
-    "RESULTS_SCHEMA_VERSION",
+    "scan",
+    "select_rules",
 ]
 
 RESULTS_SCHEMA_VERSION = "1.0"
@@ -41,7 +42,7 @@ _MAX_EVIDENCE = 25
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def select_rules(
@@ -95,19 +96,19 @@ def _evidence(records: Sequence[TraceRecord], passed: bool) -> tuple[Evidence, .
 
 def evaluate_rule(rule: Rule, ctx: FactContext) -> Finding:
     """Evaluate one check rule. Never raises: an exception becomes an ERROR finding."""
-    base: dict[str, Any] = dict(
-        rule_id=rule.id,
-        title=rule.title,
-        severity=rule.severity,
-        policy_id=rule.policy_id,
-        description=rule.description,
-        rationale=rule.rationale,
-        remediation=rule.remediation,
-        references=rule.references,
-        tags=rule.tags,
-        profiles=rule.profiles,
-        source=rule.source,
-    )
+    base: dict[str, Any] = {
+        "rule_id": rule.id,
+        "title": rule.title,
+        "severity": rule.severity,
+        "policy_id": rule.policy_id,
+        "description": rule.description,
+        "rationale": rule.rationale,
+        "remediation": rule.remediation,
+        "references": rule.references,
+        "tags": rule.tags,
+        "profiles": rule.profiles,
+        "source": rule.source,
+    }
     if rule.check is None:
         return Finding(status=Status.SKIPPED, reason="event rule: evaluated by `secpolicy monitor` or `replay`", **base)
     assert rule.check.traced is not None
@@ -128,7 +129,7 @@ def evaluate_rule(rule: Rule, ctx: FactContext) -> Finding:
     except RecursionError:
         status, reason = Status.ERROR, "expression too deeply nested to evaluate"
         evidence = (Evidence(expression=rule.check.text, message=reason),)
-    except Exception as e:  # an error is never a pass: unexpected failures are findings too
+    except Exception as e:  # noqa: BLE001 - an error is never a pass: unexpected failures are findings too
         frame = traceback.extract_tb(e.__traceback__)[-1]
         reason = f"internal error: {type(e).__name__}: {e} ({os.path.basename(frame.filename)}:{frame.lineno})"
         status = Status.ERROR

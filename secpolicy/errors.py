@@ -6,19 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "EXIT_OK",
-    "EXIT_NONCOMPLIANT",
+    "EXIT_INTEGRITY",
     "EXIT_INVALID_INPUT",
+    "EXIT_NONCOMPLIANT",
+    "EXIT_OK",
     "EXIT_RUNTIME",
     "EXIT_WAIVED_ONLY",
-    "EXIT_INTEGRITY",
-    "SecpolicyError",
-    "InputError",
-    "LocatedError",
-    "RuntimeFailure",
-    "IntegrityError",
     "EvaluationError",
+    "InputError",
+    "IntegrityError",
+    "LocatedError",
     "NotApplicable",
+    "RuntimeFailure",
+    "SecpolicyError",
     "format_location",
 ]
 

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Status", "Severity", "Evidence", "Waiver", "Finding", "FAILING_STATUSES"]
+__all__ = ["FAILING_STATUSES", "Evidence", "Finding", "Severity", "Status", "Waiver"]
 
 
 class Status(str, enum.Enum):

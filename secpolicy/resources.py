@@ -4,11 +4,11 @@ both in a source checkout and in an installed wheel (where they live in `_data/`
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["data_dir", "policies_dir", "templates_dir", "bpf_dir", "schema_path", "load_schema"]
+__all__ = ["bpf_dir", "data_dir", "load_schema", "policies_dir", "schema_path", "templates_dir"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -38,7 +38,7 @@ def schema_path(name: str) -> Path:
     return _PACKAGE / "schemas" / f"{name}.schema.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     with open(schema_path(name), encoding="utf-8") as f:
         return json.load(f)

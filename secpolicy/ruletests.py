@@ -12,7 +12,7 @@ from secpolicy.engine import evaluate_rule
 from secpolicy.facts.base import FactContext, FactRegistry
 from secpolicy.policy.model import Rule, RuleTest
 
-__all__ = ["TestOutcome", "run_check_tests", "materialize_files"]
+__all__ = ["TestOutcome", "materialize_files", "run_check_tests"]
 
 
 @dataclass(frozen=True)

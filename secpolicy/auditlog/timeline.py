@@ -151,7 +151,7 @@ def read_replay(paths: Sequence[str | Path]) -> Iterator[tuple[str, dict[str, An
     """("event" | "alert", dict) from JSON-lines files; a line with `rule_id` is an alert."""
     for path in map(Path, paths):
         try:
-            f = open(path, encoding="utf-8")
+            f = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the caller
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
         with f:

@@ -143,7 +143,7 @@ def read_leaves(paths: Sequence[Path]) -> tuple[list[bytes], list[bytes]]:
 _FIELDS = {"seq": int, "epoch": int, "ts": str, "kind": str, "prev": str, "body": dict, "mac": str}
 
 
-def verify_log(
+def verify_log(  # noqa: C901 - to be split
     paths: Sequence[Path],
     key: bytes | None = None,
     checkpoints: Sequence[Checkpoint] = (),

@@ -130,7 +130,7 @@ def _audit_records(paths: Sequence[str]) -> Iterator[records.AuditRecord]:
     for path in paths:
         stream = sys.stdin if path == "-" else None
         try:
-            f = stream or open(path, encoding="utf-8")
+            f = stream or open(path, encoding="utf-8")  # noqa: SIM115 - closed by the caller
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror}", path) from exc
         with f:

@@ -6,8 +6,9 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 import click
 from rich.console import Console
@@ -23,7 +24,7 @@ from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import WaiverSet, load_waivers
 from secpolicy.resources import load_schema, policies_dir, schema_path
 
-__all__ = ["COMMANDS", "load", "registry", "open_output"]
+__all__ = ["COMMANDS", "load", "open_output", "registry"]
 
 SEVERITIES = [s.value for s in Severity]
 
@@ -412,9 +413,7 @@ def test_cmd(paths: tuple[str, ...], rule_ids: tuple[str, ...], require_tests: b
         else:
             outcomes = run_check_tests(rule, reg)
         expects = {t.expect for t in rule.tests}
-        if rule.check is not None and not ({"pass"} <= expects and expects & {"fail", "error"}):
-            untested.append(rule.id)
-        elif rule.is_event_rule and not ({"fire", "no_fire"} <= expects):
+        if rule.check is not None and not ({"pass"} <= expects and expects & {"fail", "error"}) or rule.is_event_rule and not ({"fire", "no_fire"} <= expects):
             untested.append(rule.id)
         for o in outcomes:
             if o.passed:
@@ -479,7 +478,7 @@ def coverage(policies: tuple[str, ...], standard: str | None, details: bool, fmt
             )
         )
         return
-    for fw, c in cov.items():
+    for c in cov.values():
         click.echo(c.line())
         if c.unbacked:
             click.echo(f"  ! declared automated/partial without any rule, counted as manual: {', '.join(c.unbacked)}")

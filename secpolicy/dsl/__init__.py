@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Catalogue, Macro, Signature, check_expression
@@ -16,20 +17,20 @@ from secpolicy.dsl.compiler import EvalEnv, Trace, TraceRecord, compile_check, c
 from secpolicy.dsl.parser import PLAIN_ORIGIN, Origin, parse_duration, parse_expression, parse_size
 
 __all__ = [
-    "CompiledExpr",
-    "compile_expression",
-    "Catalogue",
-    "Macro",
-    "Signature",
-    "Origin",
     "PLAIN_ORIGIN",
+    "Catalogue",
+    "CompiledExpr",
     "EvalEnv",
+    "Macro",
+    "Origin",
+    "Signature",
     "Trace",
     "TraceRecord",
-    "parse_expression",
-    "parse_duration",
-    "parse_size",
     "ast",
+    "compile_expression",
+    "parse_duration",
+    "parse_expression",
+    "parse_size",
 ]
 
 

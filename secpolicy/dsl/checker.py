@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.parser import Origin
@@ -29,7 +30,7 @@ from secpolicy.dsl.types import (
 )
 from secpolicy.errors import LocatedError
 
-__all__ = ["Signature", "Catalogue", "Macro", "Checked", "check_expression"]
+__all__ = ["Catalogue", "Checked", "Macro", "Signature", "check_expression"]
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ class _Checker:
 
     def c_Call(self, n: ast.Call) -> ast.Node:
         args = tuple(self.check(a) for a in n.args)
-        pos: dict[str, Any] = dict(line=n.line, column=n.column, start=n.start, end=n.end)
+        pos: dict[str, Any] = {"line": n.line, "column": n.column, "start": n.start, "end": n.end}
         if n.name in _BUILTINS:
             params, ret = _BUILTINS[n.name]
             self.check_args(n, n.name, params, args)
@@ -243,7 +244,7 @@ class _Checker:
     def c_Index(self, n: ast.Index) -> ast.Node:
         obj = self.check(n.obj)
         idx = self.check(n.index)
-        pos: dict[str, Any] = dict(line=n.line, column=n.column, start=n.start, end=n.end)
+        pos: dict[str, Any] = {"line": n.line, "column": n.column, "start": n.start, "end": n.end}
         if isinstance(obj.type, ListType):
             if idx.type not in (INT, ANY):
                 raise self.error(n.index, f"list index must be an int, got {idx.type}")

@@ -10,16 +10,17 @@ import fnmatch
 import ipaddress
 import os.path
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Checked
 from secpolicy.dsl.types import BOOL, CIDR, ListType, Type, format_value
 from secpolicy.errors import EvaluationError
 
-__all__ = ["Trace", "TraceRecord", "EvalEnv", "compile_check", "compile_event", "Fn"]
+__all__ = ["EvalEnv", "Fn", "Trace", "TraceRecord", "compile_check", "compile_event"]
 
 Fn = Callable[[Any, list], Any]
 
@@ -466,7 +467,7 @@ def _expected(op: str, r: Any, rt: Type | None) -> str:
     return shown if op == "==" else f"{op} {shown}"
 
 
-def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:
+def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:  # noqa: C901 - to be split
     """The Python test for `op`, specialised when the right side is a constant."""
     if isinstance(lt, ListType) or isinstance(rt, ListType):
         # Lists compare by content whatever their Python sequence type (facts may return

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from lark import Lark, Transformer, v_args
 from lark.exceptions import (
@@ -23,7 +23,7 @@ from secpolicy.dsl import ast
 from secpolicy.dsl.types import BOOL, CIDR, DURATION, FLOAT, INT, IP, MODE, NULL, SIZE, STR
 from secpolicy.errors import LocatedError
 
-__all__ = ["Origin", "parse_expression", "PLAIN_ORIGIN", "parse_size", "parse_duration"]
+__all__ = ["PLAIN_ORIGIN", "Origin", "parse_duration", "parse_expression", "parse_size"]
 
 _GRAMMAR = Path(__file__).with_name("grammar.lark")
 

@@ -3,30 +3,31 @@ fields and methods. Facts and event fields are declared with these; the checker 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 __all__ = [
-    "Type",
-    "Scalar",
-    "ListType",
-    "ObjectType",
-    "Method",
-    "STR",
-    "INT",
-    "FLOAT",
-    "BOOL",
-    "DURATION",
-    "SIZE",
-    "MODE",
-    "IP",
-    "CIDR",
     "ANY",
+    "BOOL",
+    "CIDR",
+    "DURATION",
+    "FLOAT",
+    "INT",
+    "IP",
+    "MODE",
     "NULL",
-    "list_of",
+    "SIZE",
+    "STR",
+    "ListType",
+    "Method",
+    "ObjectType",
+    "Scalar",
+    "Type",
     "comparable",
-    "is_numeric",
     "format_value",
+    "is_numeric",
+    "list_of",
 ]
 
 
@@ -132,7 +133,7 @@ def _human_size(n: int) -> str:
 
 
 def _human_duration(s: float) -> str:
-    if s != s:  # NaN
+    if math.isnan(s):
         return "unknown"
     whole = int(s)
     if whole != s:

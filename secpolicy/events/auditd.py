@@ -591,7 +591,7 @@ def _base(ctx: _Ctx, rec: Record, etype: str, probe: str) -> dict[str, Any]:
     return ev
 
 
-def _from_syscall(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) -> dict[str, Any] | None:
+def _from_syscall(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) -> dict[str, Any] | None:  # noqa: C901 - to be split
     name = _syscall_name(f, i)
     spec = _SYSCALL_EVENTS.get(name or "")
     if spec is None:

@@ -3,22 +3,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from secpolicy.events.fields import EVENT_TYPES
 
 __all__ = [
-    "Clause",
+    "COMM_MAX_LEN",
+    "FIM_TYPES",
     "LIVE_TYPES",
     "MAX_PREFIXES",
     "PREFIX_MAX_LEN",
-    "COMM_MAX_LEN",
-    "TypeFilter",
+    "Clause",
     "KernelPlan",
-    "plan_from_keys",
+    "TypeFilter",
     "plan_for_rules",
-    "FIM_TYPES",
+    "plan_from_keys",
     "with_watched_paths",
 ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from secpolicy.dsl.types import INT, IP, MODE, STR, ListType, ObjectType, Type
 
-__all__ = ["EVENT_TYPES", "EVENT", "event_field_type"]
+__all__ = ["EVENT", "EVENT_TYPES", "event_field_type"]
 
 EVENT_TYPES = (
     "exec",

@@ -14,9 +14,10 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Self
 
 from secpolicy.errors import RuntimeFailure
 from secpolicy.events.bpf_plan import LIVE_TYPES, KernelPlan
@@ -28,12 +29,12 @@ from secpolicy.resources import bpf_dir
 
 __all__ = [
     "LiveSource",
-    "LossWindow",
     "LiveStats",
-    "tracefs_dir",
+    "LossWindow",
     "available_types",
-    "header_constants",
     "find_libpam",
+    "header_constants",
+    "tracefs_dir",
 ]
 
 _PAGE = mmap.PAGESIZE
@@ -50,7 +51,7 @@ _TS = struct.Struct("<Q")
 def header_constants() -> dict[str, int]:
     """The SP_* numbers of bpf/secpolicy.h, the one definition shared with the BPF side."""
     text = (bpf_dir() / "secpolicy.h").read_text(encoding="utf-8")
-    return {m[1]: int(m[2]) for m in re.finditer(r"^#define (SP_\w+) (-?\d+)\s*$", text, re.M)}
+    return {m[1]: int(m[2]) for m in re.finditer(r"^#define (SP_\w+) (-?\d+)\s*$", text, re.MULTILINE)}
 
 
 _C = header_constants()
@@ -227,9 +228,9 @@ def _clauses_may_hold(ev: dict[str, Any], clauses: tuple[Any, ...]) -> bool:
     failed = ev.get("outcome", {}).get("result") == "failure"
     errno = ev.get("outcome", {}).get("errno")
     for c in clauses:
-        if c.path_prefixes is not None and paths and all(p.startswith("/") for p in paths):
-            if not any(p.startswith(c.path_prefixes) for p in paths):
-                continue
+        if (c.path_prefixes is not None and paths and all(p.startswith("/") for p in paths)
+                and not any(p.startswith(c.path_prefixes) for p in paths)):
+            continue
         if c.result == "failure" and not failed or c.result == "success" and failed:
             continue
         if c.errnos is not None and errno not in c.errnos:
@@ -246,7 +247,7 @@ def _readlink(path: str) -> str | None:
 
 
 class _Proc:
-    __slots__ = ("exe", "args", "cmdline", "cwd", "comm", "ppid")
+    __slots__ = ("args", "cmdline", "comm", "cwd", "exe", "ppid")
 
     def __init__(self, exe: str | None, args: list[str] | None, cwd: str | None, comm: str,
                  ppid: int) -> None:
@@ -562,7 +563,7 @@ class LiveSource:
             # bcc prints compiler and verifier diagnostics on fd 2: keep them for the message.
             with capture:
                 self.bpf = BPF(text=src.encode(), cflags=self.cflags(offsets, self.task_storage))
-        except Exception as exc:  # bcc raises bare Exception for compile and load failures
+        except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception for compile and load failures
             detail = capture.text() or str(exc)
             raise RuntimeFailure(f"loading the eBPF programs failed: {_last_lines(detail)}") from None
         self.attached = sorted(
@@ -577,7 +578,7 @@ class LiveSource:
                 try:
                     self.bpf.attach_uprobe(name=lib.encode(), sym=sym.encode(), fn_name=fn.encode())
                     self.bpf.attach_uretprobe(name=lib.encode(), sym=sym.encode(), fn_name=b"sp_pam_return")
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
                     raise RuntimeFailure(f"attaching the uprobe on {lib}:{sym} failed: {exc}") from None
                 self.attached.append(f"uprobe:{lib}:{sym}")
         self._load_filters()
@@ -662,7 +663,7 @@ class LiveSource:
                     break
                 if not recs:
                     self._stop.wait(self.poll_interval)
-        except BaseException as exc:  # surfaced by events()
+        except BaseException as exc:  # noqa: BLE001 - surfaced by events()
             self._reader_error = exc
         finally:
             with self._cond:
@@ -764,7 +765,7 @@ class LiveSource:
             self.bpf.cleanup()
             self.bpf = None
 
-    def __enter__(self) -> "LiveSource":
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -827,16 +828,16 @@ class LiveSource:
                 if d:
                     by_type[k] = d
             self._kernel_lost_seen = lost
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - counts are best effort while attributing a loss
             pass
         start = self._clock.ts(self._last_ts_ns) if self._last_ts_ns else ts
         self._windows.append(LossWindow(start, ts, count, "kernel", by_type))
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def _decode(self, chunk: bytes, off: int, ln: int) -> dict[str, Any] | None:
+    def _decode(self, chunk: bytes, off: int, ln: int) -> dict[str, Any] | None:  # noqa: C901 - to be split
         (ts_ns, cgid, ret, a0, a1, a2, a3, a4, a5, etype, pid, tid, ppid, uid, gid, euid, egid,
-         auid, session, str_len, nstr, flags, comm_b, lost_seq) = _HDR.unpack_from(chunk, off)
+         auid, session, str_len, _nstr, flags, comm_b, _lost_seq) = _HDR.unpack_from(chunk, off)
         ts = self._clock.ts(ts_ns)
         comm = comm_b.split(b"\0", 1)[0].decode("utf-8", "replace")
         cache = self._cache
@@ -852,13 +853,13 @@ class LiveSource:
         if etype == _CHDIR:
             self._internal["chdir"] = self._internal.get("chdir", 0) + 1
             if ret == 0:
-                p = cache.get(pid, comm, ppid)
+                cur = cache.get(pid, comm, ppid)
                 if flags & _F_FD_PATH or not strs:
-                    p.cwd = None  # re-read from /proc when next needed
+                    cur.cwd = None  # re-read from /proc when next needed
                 else:
                     new = strs[0]
-                    base = p.cwd if not new.startswith("/") else ""
-                    p.cwd = _clean(os.path.join(base, new)) if (base or new.startswith("/")) else None
+                    base = (cur.cwd or "") if not new.startswith("/") else ""
+                    cur.cwd = _clean(os.path.join(base, new)) if (base or new.startswith("/")) else None
             return None
         name = _TYPE_OF_ID.get(etype)
         if name is None:
@@ -875,9 +876,9 @@ class LiveSource:
             filename = strs[0] if strs else ""
             if not filename.startswith("/"):
                 dfd = _signed(a0)
-                base = cwd if dfd == _AT_FDCWD else _readlink(f"/proc/{pid}/fd/{dfd}")
-                if base:
-                    filename = os.path.join(base, filename) if filename else base
+                dirpath = cwd if dfd == _AT_FDCWD else _readlink(f"/proc/{pid}/fd/{dfd}")
+                if dirpath:
+                    filename = os.path.join(dirpath, filename) if filename else dirpath
             exe = self._realpath(_clean(filename))
             args = strs[1:] if len(strs) > 1 else [filename]
             p = _Proc(exe, args, cwd, comm, ppid)
@@ -1089,8 +1090,7 @@ def _b_module(src: LiveSource, ev: dict, pid: int, p: _Proc, strs: list[str], fl
             ev["file"] = {"path": path}
             name = path.rsplit("/", 1)[-1]
             for ext in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
-                if name.endswith(ext):
-                    name = name[: -len(ext)]
+                name = name.removesuffix(ext)
             ev["module"] = {"name": name}
             return
     ev["module"] = {}
@@ -1184,7 +1184,7 @@ def _task_storage_works(bpf_class: Any) -> bool:
                 probe.load_func(b"sp_probe", bpf_class.TRACEPOINT)
             finally:
                 probe.cleanup()
-    except Exception:  # bcc raises bare Exception when the kernel refuses the helper or map
+    except Exception:  # noqa: BLE001 - bcc raises bare Exception when the kernel refuses the helper or map
         return False
     return True
 
@@ -1192,7 +1192,7 @@ def _task_storage_works(bpf_class: Any) -> bool:
 class _capture_fd2:
     """Collect what C code writes to file descriptor 2 (bcc's compiler diagnostics)."""
 
-    def __enter__(self) -> "_capture_fd2":
+    def __enter__(self) -> Self:
         import tempfile
 
         self._tmp = tempfile.TemporaryFile()

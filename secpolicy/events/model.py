@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from secpolicy.events import fields
 from secpolicy.errors import InputError
+from secpolicy.events import fields
 
 __all__ = [
     "EVENT_TYPES",

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import heapq
 import json
-
-import orjson
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+import orjson
 
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import AuditdSource

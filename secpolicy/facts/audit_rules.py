@@ -284,7 +284,7 @@ def _split_field(spec: str) -> tuple[str, str, str]:
     raise RuleSyntaxError(f"bad field {spec!r} (expected name, operator, value)")
 
 
-def parse_rule(text: str, source: str | None = None) -> AuditRule:
+def parse_rule(text: str, source: str | None = None) -> AuditRule:  # noqa: C901 - to be split
     """One auditctl rule line (continuations already joined) -> AuditRule."""
     try:
         toks = shlex.split(text, comments=False, posix=True)

@@ -6,15 +6,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from secpolicy.dsl.checker import Signature
 from secpolicy.dsl.types import Type
 from secpolicy.errors import EvaluationError, NotApplicable
 
-__all__ = ["FactSpec", "FactRegistry", "FactContext", "NotApplicable", "EvaluationError"]
+__all__ = ["EvaluationError", "FactContext", "FactRegistry", "FactSpec", "NotApplicable"]
 
 Collector = Callable[..., Any]
 
@@ -25,7 +26,7 @@ class FactSpec:
     collect: Collector  # collect(ctx: FactContext, *args) -> value
     # twin(ctx, data) -> value: builds the real fact object from an inline test's plain data,
     # for facts whose methods a stand-in of plain data could not provide.
-    twin: Callable[["FactContext", Any], Any] | None = None
+    twin: Callable[[FactContext, Any], Any] | None = None
 
 
 class FactRegistry:
@@ -43,7 +44,7 @@ class FactRegistry:
         returns: Type,
         doc: str = "",
         live_only: bool = False,
-        twin: Callable[["FactContext", Any], Any] | None = None,
+        twin: Callable[[FactContext, Any], Any] | None = None,
     ) -> None:
         if name in self._specs:
             raise ValueError(f"fact {name!r} registered twice")

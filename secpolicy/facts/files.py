@@ -59,7 +59,7 @@ _TYPES = {
 class FileInfo:
     """A path inside the scanned root. Attributes are read lazily; content only if asked."""
 
-    def __init__(self, ctx: "FactContext", path: str, follow: bool = True) -> None:
+    def __init__(self, ctx: FactContext, path: str, follow: bool = True) -> None:
         self._ctx = ctx
         self.path = os.path.normpath(path)
         self._st = ctx.stat(path) if follow else ctx.lstat(path)
@@ -171,13 +171,13 @@ class FileInfo:
         return self._match_line(regex) is not None
 
 
-def _name_of(ctx: "FactContext", db: str, ident: int) -> str | None:
+def _name_of(ctx: FactContext, db: str, ident: int) -> str | None:
     """uid/gid -> name from the root's own passwd/group (not the scanning host's)."""
     table = ctx.fact("_idmap", (db,))
     return table.get(ident)
 
 
-def _idmap(ctx: "FactContext", db: str) -> dict[int, str]:
+def _idmap(ctx: FactContext, db: str) -> dict[int, str]:
     text = ctx.read_text(db) or ""
     out: dict[int, str] = {}
     for line in text.splitlines():
@@ -187,19 +187,19 @@ def _idmap(ctx: "FactContext", db: str) -> dict[int, str]:
     return out
 
 
-def collect_file(ctx: "FactContext", path: str) -> FileInfo:
+def collect_file(ctx: FactContext, path: str) -> FileInfo:
     return FileInfo(ctx, path)
 
 
-def collect_link(ctx: "FactContext", path: str) -> FileInfo:
+def collect_link(ctx: FactContext, path: str) -> FileInfo:
     return FileInfo(ctx, path, follow=False)
 
 
-def collect_files(ctx: "FactContext", pattern: str) -> list[FileInfo]:
+def collect_files(ctx: FactContext, pattern: str) -> list[FileInfo]:
     return [FileInfo(ctx, p, follow=False) for p in ctx.glob(pattern)]
 
 
-def collect_tree(ctx: "FactContext", top: str) -> list[FileInfo]:
+def collect_tree(ctx: FactContext, top: str) -> list[FileInfo]:
     """Every entry below `top` (not following links, not crossing into /proc or /sys)."""
     out: list[FileInfo] = []
     base = ctx.host_path(top)
@@ -211,7 +211,7 @@ def collect_tree(ctx: "FactContext", top: str) -> list[FileInfo]:
     return out
 
 
-def register(reg: "FactRegistry") -> None:
+def register(reg: FactRegistry) -> None:
     from secpolicy.dsl.types import ANY
 
     reg.register("file", collect_file, params=(STR,), returns=FILE, doc="a path, links followed inside the root")

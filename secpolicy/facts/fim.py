@@ -12,7 +12,7 @@ from secpolicy.errors import EvaluationError, InputError
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["FIM", "register", "DEFAULT_DB_DIR"]
+__all__ = ["DEFAULT_DB_DIR", "FIM", "register"]
 
 # Where `secpolicy fim init --db` puts baselines by convention; scan --fim NAME=DB overrides.
 DEFAULT_DB_DIR = "/var/lib/secpolicy/fim"
@@ -57,7 +57,7 @@ class FimFact:
         return f"{self.db} (FIM baseline {self.name!r})"
 
 
-def collect_fim(ctx: "FactContext", name: str) -> FimFact:
+def collect_fim(ctx: FactContext, name: str) -> FimFact:
     from secpolicy.fim import fim_status
     from secpolicy.fim.store import Key
 
@@ -78,5 +78,5 @@ def collect_fim(ctx: "FactContext", name: str) -> FimFact:
     return FimFact(name, db, status)
 
 
-def register(reg: "FactRegistry") -> None:
+def register(reg: FactRegistry) -> None:
     reg.register("fim", collect_fim, params=(STR,), returns=FIM, doc="a named FIM baseline's state")

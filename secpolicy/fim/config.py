@@ -117,9 +117,9 @@ class FimConfig:
         """The most specific rule whose path is `path` or one of its ancestors."""
         best: Rule | None = None
         for r in self.rules:
-            if path == r.path or path.startswith(r.path.rstrip("/") + "/"):
-                if best is None or len(r.path) > len(best.path):
-                    best = r
+            covers = path == r.path or path.startswith(r.path.rstrip("/") + "/")
+            if covers and (best is None or len(r.path) > len(best.path)):
+                best = r
         if best is not None and not best.recurse and path != best.path:
             return None
         return best

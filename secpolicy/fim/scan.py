@@ -269,7 +269,7 @@ def _ignored_paths(db: str, root_prefix: str) -> tuple[frozenset[str], str | Non
     return names, os.path.join(d, "." + b + ".tmp-")
 
 
-def _scan(
+def _scan(  # noqa: C901 - to be split
     config: FimConfig,
     root_prefix: str,
     db: str,

@@ -3,6 +3,7 @@ that binds them to their identity, and a MAC-chained history of checks; written 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
 
@@ -218,10 +219,8 @@ class BaselineWriter:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # best effort while already failing
             self.db.close()
-        except Exception:  # noqa: BLE001 - best effort while already failing
-            pass
         for p in (self.tmp, self.tmp + "-journal"):
             try:
                 os.unlink(p)
@@ -267,12 +266,10 @@ class Baseline:
             raise
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.db.close()
-        except Exception:  # noqa: BLE001
-            pass
 
-    def __enter__(self) -> Baseline:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

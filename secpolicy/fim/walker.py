@@ -203,12 +203,12 @@ def _walk_dir(
         if crule is not None and crule.rule.recurse and not crule.excluded(path):
             child_cover = crule
         enter = child_cover is not None or path in below
-        if enter and st.st_dev != dev and path not in rules:
-            if not (crule is not None and crule.rule.cross_filesystems):
-                s.note(path, "not entered: another filesystem is mounted here")
-                # Still walk through it towards a watched path configured beyond it.
-                child_cover = None
-                enter = path in below
+        crosses = crule is not None and crule.rule.cross_filesystems
+        if enter and st.st_dev != dev and path not in rules and not crosses:
+            s.note(path, "not entered: another filesystem is mounted here")
+            # Still walk through it towards a watched path configured beyond it.
+            child_cover = None
+            enter = path in below
         ident = (st.st_dev, st.st_ino)
         if enter and ident in s.visited:
             s.note(path, "not entered: directory already visited (bind mount or loop)")

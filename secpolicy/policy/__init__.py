@@ -4,13 +4,13 @@ from secpolicy.policy.loader import PolicyErrors, find_policy_files, load_polici
 from secpolicy.policy.model import Policy, PolicySet, Rule, RuleTest, SequenceSpec, Threshold
 
 __all__ = [
-    "load_policies",
-    "find_policy_files",
-    "PolicyErrors",
     "Policy",
+    "PolicyErrors",
     "PolicySet",
     "Rule",
     "RuleTest",
     "SequenceSpec",
     "Threshold",
+    "find_policy_files",
+    "load_policies",
 ]

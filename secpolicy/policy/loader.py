@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import best_match
@@ -33,7 +34,7 @@ from secpolicy.policy.model import Policy, PolicySet, Rule, RuleTest, SequenceSp
 from secpolicy.policy.yamlpos import Positioned, expression_origin, load_yaml
 from secpolicy.resources import load_schema
 
-__all__ = ["load_policies", "find_policy_files", "PolicyErrors", "read_text_file"]
+__all__ = ["PolicyErrors", "find_policy_files", "load_policies", "read_text_file"]
 
 
 class PolicyErrors(InputError):

@@ -8,7 +8,7 @@ from typing import Any
 from secpolicy.dsl import CompiledExpr
 from secpolicy.models import Severity
 
-__all__ = ["Threshold", "SequenceSpec", "RuleTest", "Rule", "Policy", "PolicySet"]
+__all__ = ["Policy", "PolicySet", "Rule", "RuleTest", "SequenceSpec", "Threshold"]
 
 
 @dataclass(frozen=True)

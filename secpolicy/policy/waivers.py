@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from secpolicy.models import Waiver
 from secpolicy.policy.loader import read_text_file

@@ -26,7 +26,7 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _Base.yaml_implicit_resolvers.items()
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
 Path_ = tuple  # a JSON path: keys and indexes

@@ -26,7 +26,7 @@ rules:
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
 def scan(tmp: Path, db: Path, key: Path) -> dict:

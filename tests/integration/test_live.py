@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,7 +41,7 @@ class Collector:
                 with self.cond:
                     self.events.append(ev)
                     self.cond.notify_all()
-        except BaseException as exc:  # reported by wait_for
+        except BaseException as exc:  # noqa: BLE001 - reported by wait_for
             self.error = exc
 
     def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def live(watched: Path) -> Iterator[Collector]:
 
 
 def run(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=20, **kw)
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=20, **kw, check=False)
 
 
 def test_exec_with_arguments_parent_and_user(live: Collector) -> None:

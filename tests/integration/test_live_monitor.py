@@ -43,10 +43,10 @@ rules:
 
 
 def test_monitor_alerts_and_recording_replays_to_the_same_alerts(tmp_path: Path) -> None:
+    from secpolicy.cli.core import load
     from secpolicy.events.bpf_monitor import Monitor
     from secpolicy.events.engine import EventEngine
     from secpolicy.events.replay import open_sources, replay
-    from secpolicy.cli.core import load
 
     watched = Path(tempfile.mkdtemp(prefix="secpolicy-mon-"))
     marker = watched / "marker.sh"
@@ -61,8 +61,8 @@ def test_monitor_alerts_and_recording_replays_to_the_same_alerts(tmp_path: Path)
         alerts_out, events_out = io.StringIO(), io.StringIO()
 
         def workload() -> None:
-            subprocess.run(["/bin/sh", "-c", f"{marker} one; for i in 1 2 3; do echo $i > {watched}/f$i; done; "
-                            f"echo x > {tmp_path}/not-watched"], check=True, timeout=20)
+            subprocess.run(["/bin/sh", "-c", (f"{marker} one; for i in 1 2 3; do echo $i > {watched}/f$i; done; "
+                            f"echo x > {tmp_path}/not-watched")], check=True, timeout=20)
             time.sleep(0.6)
             mon.stop()
 

@@ -17,7 +17,7 @@ from secpolicy.policy.loader import load_policies
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fixtures" / "packs"))
-import roots  # noqa: E402
+import roots
 
 
 @pytest.fixture(scope="module")

@@ -178,7 +178,7 @@ def test_symlinks_resolve_inside_the_root(tmp_path):
 
 # the CLI, as a user runs it ------------------------------------------------------------------
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
 
 
 def test_cli_scan_json_and_exit_codes(tmp_path):

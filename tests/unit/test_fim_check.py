@@ -223,7 +223,7 @@ def test_hash_file_refuses_fifos_symlinks_replacements_and_moving_targets(tmp_pa
     f = tmp_path / "f"
     f.write_bytes(b"data")
     st = os.lstat(f)
-    digest, _, st9, err = hash_file(str(f), st.st_dev, st.st_ino, "sha256")
+    _digest, _, st9, err = hash_file(str(f), st.st_dev, st.st_ino, "sha256")
     assert err is None and st9 is not None and st9[5] == 4
     # Replaced by another inode after the walk saw it.
     (tmp_path / "f2").write_bytes(b"data")

@@ -128,7 +128,7 @@ def test_cli_exit_codes_and_json(cli_setup, capsys):
 
 
 def test_cli_input_errors_exit_2(cli_setup, tmp_path, capsys):
-    root, _, common = cli_setup
+    _root, _, common = cli_setup
     no_key = [a for a in common if a not in ("--key-file",)]
     no_key.remove(str(tmp_path / "key"))
     assert fim_main(["init", *no_key]) == 2

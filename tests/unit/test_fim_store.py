@@ -130,7 +130,7 @@ def test_check_history_tampering_is_refused(setup):
 
 
 def test_swap_with_a_baseline_of_another_tree_or_config_is_refused(setup):
-    config, root, db, cfg, tmp_path = setup
+    config, root, db, _cfg, tmp_path = setup
     other_root = tmp_path / "other"
     shutil.copytree(root, other_root)
     other_db = tmp_path / "other.db"
@@ -192,7 +192,7 @@ def test_stored_tags_and_entries_mac_follow_the_documented_format(setup):
 
 @pytest.mark.parametrize("tamper", ["flip", "truncate", "wrong-key", "delete-row"])
 def test_cli_exits_5_on_tampering(setup, tamper, monkeypatch, capsys):
-    config, root, db, cfg, tmp_path = setup
+    _config, root, db, cfg, tmp_path = setup
     keyfile = tmp_path / "key"
     keyfile.write_bytes(b"s" * 32)
     args = ["check", "--config", str(cfg), "--db", str(db), "--root", str(root), "--key-file", str(keyfile)]

@@ -32,7 +32,7 @@ class StreamSink:
         self._owned = False
         if path is not None:
             try:
-                self._out: IO[str] = open(path, "a", encoding="utf-8")
+                self._out: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the caller
             except OSError as exc:
                 raise InputError(f"cannot open for alerts: {exc.strerror}", str(path)) from exc
             self._owned = True
