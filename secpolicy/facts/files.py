@@ -4,12 +4,23 @@ Every value knows where it was read, so evidence can name the file and line."""
 from __future__ import annotations
 
 import os
-import re
 import stat
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.dsl.types import BOOL, DURATION, INT, MODE, SIZE, STR, ListType, Method, ObjectType
+from secpolicy.dsl.regex import compile_regex
+from secpolicy.dsl.types import (
+    BOOL,
+    DURATION,
+    INT,
+    MODE,
+    REGEX,
+    SIZE,
+    STR,
+    ListType,
+    Method,
+    ObjectType,
+)
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -38,9 +49,9 @@ FILE = ObjectType(
         "is_link": BOOL,
     },
     methods={
-        "first": Method((STR,), STR, "the first line matching a regex (stripped), or null"),
-        "grep": Method((STR,), ListType(STR), "all lines matching a regex"),
-        "has_line": Method((STR,), BOOL, "whether some line matches a regex"),
+        "first": Method((REGEX,), STR, "the first line matching a regex (stripped), or null"),
+        "grep": Method((REGEX,), ListType(STR), "all lines matching a regex"),
+        "has_line": Method((REGEX,), BOOL, "whether some line matches a regex"),
     },
     doc="a file, directory or link inside the scanned root (not followed if a link)",
 )
@@ -149,7 +160,7 @@ class FileInfo:
 
     def _match_line(self, regex: str) -> int | None:
         if regex not in self._line_of:
-            rx = re.compile(regex)
+            rx = compile_regex(regex)
             self._line_of[regex] = 0
             for i, line in enumerate(self.lines or (), 1):
                 if rx.search(line):
@@ -164,7 +175,7 @@ class FileInfo:
     def grep(self, regex: str) -> list[str] | None:
         if self.lines is None:
             return None
-        rx = re.compile(regex)
+        rx = compile_regex(regex)
         return [ln for ln in self.lines if rx.search(ln)]
 
     def has_line(self, regex: str) -> bool:
