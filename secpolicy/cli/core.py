@@ -176,10 +176,9 @@ def scan(
     reg = registry()
     ps = load(policies, reg)
     wset = load_waivers(Path(waivers)) if waivers else WaiverSet()
-    unknown = wset.unknown_rules(r.id for r in ps.rules)
+    unknown = wset.unknown_rule_errors(r.id for r in ps.rules)
     if unknown:
-        w = unknown[0]
-        raise InputError(f"waiver for unknown rule id {w.rule_id!r}", w.source)
+        raise unknown[0]
     known = {r.id for r in ps.rules}
     for rid in rule_ids:
         if rid not in known:
@@ -324,15 +323,17 @@ def lint(paths: tuple[str, ...], waivers: str | None) -> None:
     problems: list[str] = []
     if waivers:
         wset = load_waivers(Path(waivers))
-        for w in wset.unknown_rules(r.id for r in ps.rules):
-            problems.append(f"{w.source}: waiver for unknown rule id {w.rule_id!r}")
+        problems.extend(e.render() for e in wset.unknown_rule_errors(r.id for r in ps.rules))
     for fw, cov in compute_coverage(ps).items():
         for req in cov.unbacked:
             problems.append(f"coverage: {fw} {req} is declared automated/partial but no rule references it")
+    for w in ps.warnings:
+        click.echo(w.render(), err=True)
     if problems:
         raise InputError("\n".join(problems))
     n_rules = len(ps.rules)
-    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules)")
+    warned = f", {len(ps.warnings)} warning(s)" if ps.warnings else ""
+    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules){warned}")
 
 
 # explain ---------------------------------------------------------------------------------
