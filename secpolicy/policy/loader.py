@@ -32,6 +32,7 @@ from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
 from secpolicy.policy.model import Policy, PolicySet, Rule, RuleTest, SequenceSpec, Threshold
+from secpolicy.policy.testfiles import TestFileError, parse_test_file
 from secpolicy.policy.yamlpos import Positioned, expression_origin, load_yaml
 from secpolicy.resources import load_schema
 
@@ -388,6 +389,11 @@ class _Loader:
                 self.errors.append(d.pos.error(tat + ("root",), f"fixture root {t['root']!r} is not a directory"))
         for fname, value in (t.get("facts") or {}).items():
             self.check_fact_twin(d, tat + ("facts", fname), fname, value, check)
+        for fname, spec in (t.get("files") or {}).items():
+            try:
+                parse_test_file(fname, spec)
+            except TestFileError as e:
+                self.errors.append(d.pos.error(tat + ("files", fname) + e.where, e.message, key=not e.where))
         return RuleTest(
             name=t.get("name") or f"test {k + 1}",
             expect=expect,
