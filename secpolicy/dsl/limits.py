@@ -16,7 +16,7 @@ def _limit(default: int, doc: str) -> int:
 class Limits:
     """Defaults sit far above anything the bundled packs need (docs/policy-format.md)."""
 
-    yaml_bytes: int = _limit(16 * 1024 * 1024, "size of one policy or waiver file, in bytes")
+    yaml_bytes: int = _limit(16 * 1024 * 1024, "size of one policy or waiver file, in characters")
     yaml_depth: int = _limit(64, "nesting of mappings and lists in one YAML file")
     yaml_alias_nodes: int = _limit(
         100_000, "values reached through aliases (`*name`) in one YAML file: bounds alias expansion"
