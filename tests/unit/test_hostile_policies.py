@@ -204,3 +204,14 @@ def test_lint_warns_on_and_inside_or_and_on_unused_macros(tmp_path):
         f"{p}:4:11: warning: macro 'unused' is never used",
     ]
     assert "3 warning(s)" in out.stdout
+
+
+def test_billion_laughs_in_a_waiver_file_is_a_located_error(tmp_path):
+    w = tmp_path / "w.yaml"
+    w.write_text(
+        "l0: &l0 [a, a, a, a, a, a, a, a, a]\n"
+        + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    )
+    with pytest.raises(LocatedError) as exc:
+        load_waivers(w)
+    assert exc.value.render().startswith(f"{w}:1:") and "aliases expand to more than" in exc.value.render()
