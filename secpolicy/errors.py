@@ -56,6 +56,9 @@ class InputError(SecpolicyError):
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
+_EXCERPT = 160  # characters of a source line shown under an error
+
+
 def format_location(
     path: str, line: int | None, column: int | None, message: str, source_line: str | None
 ) -> str:
@@ -68,6 +71,11 @@ def format_location(
     text = f"{where}: {message}"
     if source_line is not None:
         shown = source_line.rstrip("\n").expandtabs(1)
+        if len(shown) > _EXCERPT:
+            # A hostile one-line file must not turn one error into megabytes of output.
+            start = max(0, min((column or 1) - 1 - _EXCERPT // 2, len(shown) - _EXCERPT))
+            shown = ("..." if start else "") + shown[start : start + _EXCERPT] + "..."
+            column = None if column is None else column - start + (3 if start else 0)
         text += f"\n    {shown}"
         if column is not None and column >= 1:
             text += "\n    " + " " * (column - 1) + "^"

@@ -19,7 +19,7 @@ from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError
 from secpolicy.facts import builtin_registry
 from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity
-from secpolicy.policy import PolicySet, load_policies
+from secpolicy.policy import PolicyErrors, PolicySet, load_policies
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import WaiverSet, load_waivers
 from secpolicy.resources import load_schema, policies_dir, schema_path
@@ -176,10 +176,9 @@ def scan(
     reg = registry()
     ps = load(policies, reg)
     wset = load_waivers(Path(waivers)) if waivers else WaiverSet()
-    unknown = wset.unknown_rules(r.id for r in ps.rules)
+    unknown = wset.unknown_rule_errors(r.id for r in ps.rules)
     if unknown:
-        w = unknown[0]
-        raise InputError(f"waiver for unknown rule id {w.rule_id!r}", w.source)
+        raise unknown[0]
     known = {r.id for r in ps.rules}
     for rid in rule_ids:
         if rid not in known:
@@ -321,18 +320,20 @@ def _regressions_exit(baseline: str | None, results: dict[str, Any]) -> int:
 def lint(paths: tuple[str, ...], waivers: str | None) -> None:
     """Validate policy files: schema, expressions, types, references, coverage data."""
     ps = load(paths)
-    problems: list[str] = []
+    problems: list[InputError] = []
     if waivers:
         wset = load_waivers(Path(waivers))
-        for w in wset.unknown_rules(r.id for r in ps.rules):
-            problems.append(f"{w.source}: waiver for unknown rule id {w.rule_id!r}")
+        problems.extend(wset.unknown_rule_errors(r.id for r in ps.rules))
     for fw, cov in compute_coverage(ps).items():
         for req in cov.unbacked:
-            problems.append(f"coverage: {fw} {req} is declared automated/partial but no rule references it")
+            problems.append(InputError(f"coverage: {fw} {req} is declared automated/partial but no rule references it"))
+    for w in ps.warnings:
+        click.echo(w.render(), err=True)
     if problems:
-        raise InputError("\n".join(problems))
+        raise PolicyErrors(problems)  # each rendered on its own, located ones as file:line:col
     n_rules = len(ps.rules)
-    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules)")
+    warned = f", {len(ps.warnings)} warning(s)" if ps.warnings else ""
+    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules){warned}")
 
 
 # explain ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Catalogue, Macro, Signature, check_expression
 from secpolicy.dsl.compiler import EvalEnv, Trace, TraceRecord, compile_check, compile_event
 from secpolicy.dsl.parser import PLAIN_ORIGIN, Origin, parse_duration, parse_expression, parse_size
+from secpolicy.dsl.regex import Regex, RegexError, compile_regex
 
 __all__ = [
     "PLAIN_ORIGIN",
@@ -23,11 +24,14 @@ __all__ = [
     "EvalEnv",
     "Macro",
     "Origin",
+    "Regex",
+    "RegexError",
     "Signature",
     "Trace",
     "TraceRecord",
     "ast",
     "compile_expression",
+    "compile_regex",
     "parse_duration",
     "parse_expression",
     "parse_size",
@@ -43,6 +47,7 @@ class CompiledExpr:
     traced: Callable[[Any], Any] | None
     facts_used: frozenset[str]
     fields_used: frozenset[tuple[str, ...]]
+    macros_used: frozenset[str] = frozenset()  # directly or through other macros
 
 
 def compile_expression(
@@ -58,7 +63,10 @@ def compile_expression(
     node = parsed if parsed is not None else parse_expression(text, origin)
     checked = check_expression(node, catalogue, origin, text)
     if kind == "event":
-        return CompiledExpr(text, checked.node, kind, compile_event(checked), None, checked.facts_used, checked.fields_used)
+        return CompiledExpr(
+            text, checked.node, kind, compile_event(checked), None, checked.facts_used, checked.fields_used,
+            checked.macros_used,
+        )
     return CompiledExpr(
         text,
         checked.node,
@@ -67,4 +75,5 @@ def compile_expression(
         compile_check(checked, trace=True),
         checked.facts_used,
         checked.fields_used,
+        checked.macros_used,
     )

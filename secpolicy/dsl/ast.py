@@ -43,6 +43,8 @@ class Node:
     type: Type | None = field(default=None, kw_only=True, compare=False, repr=False)
     # The node's own source text, filled by the checker where evidence needs it.
     text: str = field(default="", kw_only=True, compare=False, repr=False)
+    # Written inside explicit parentheses: `lint` warns on `a or b and c`, not `a or (b and c)`.
+    paren: bool = field(default=False, kw_only=True, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import operator
 import os.path
 import re
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Checked
+from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import BOOL, CIDR, ListType, Type, format_value
 from secpolicy.errors import EvaluationError
 
@@ -467,37 +469,38 @@ def _expected(op: str, r: Any, rt: Type | None) -> str:
     return shown if op == "==" else f"{op} {shown}"
 
 
-def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:  # noqa: C901 - to be split
-    """The Python test for `op`, specialised when the right side is a constant."""
-    if isinstance(lt, ListType) or isinstance(rt, ListType):
-        # Lists compare by content whatever their Python sequence type (facts may return
-        # lists, literals are tuples).
-        if op == "==":
-            return lambda a, b: _seq(a) == _seq(b)
-        if op == "!=":
-            return lambda a, b: _seq(a) != _seq(b)
-    if op == "==":
-        return lambda a, b: a == b
-    if op == "!=":
-        return lambda a, b: a != b
-    if op == "<":
-        return lambda a, b: a < b
-    if op == "<=":
-        return lambda a, b: a <= b
-    if op == ">":
-        return lambda a, b: a > b
-    if op == ">=":
-        return lambda a, b: a >= b
-    if op in ("in", "not in"):
-        neg = op == "not in"
+Test = Callable[[Any, Any], Any]
+# (right value when constant, whether it is constant, right type, left type) -> the test
+Builder = Callable[[Any, bool, "Type | None", "Type | None"], Test]
+
+
+def _listy(lt: Type | None, rt: Type | None) -> bool:
+    # Lists compare by content whatever their Python sequence type (facts may return lists,
+    # literals are tuples).
+    return isinstance(lt, ListType) or isinstance(rt, ListType)
+
+
+def _eq(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    return (lambda a, b: _seq(a) == _seq(b)) if _listy(lt, rt) else operator.eq
+
+
+def _ne(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    return (lambda a, b: _seq(a) != _seq(b)) if _listy(lt, rt) else operator.ne
+
+
+def _plain(op: Test) -> Builder:
+    return lambda rv, const, rt, lt: op
+
+
+def _in_any_net(nets: Any, a: Any) -> bool:
+    addr = _as_ip(a) if isinstance(a, str) else a
+    return addr is not None and any(addr.version == x.version and addr in x for x in nets)
+
+
+def _membership(neg: bool) -> Builder:
+    def build(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
         if rt == CIDR:
-
-            def in_net(a: Any, b: Any) -> bool:
-                addr = _as_ip(a) if isinstance(a, str) else a
-                res = addr is not None and addr.version == b.version and addr in b
-                return res != neg
-
-            return in_net
+            return lambda a, b: _in_any_net((b,), a) != neg
         if const and isinstance(rt, ListType):
             try:
                 members = frozenset(rv)
@@ -506,36 +509,60 @@ def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -
             if members is not None:
                 if rt.elem == CIDR:
                     nets = tuple(rv)
-
-                    def in_nets(a: Any, b: Any) -> bool:
-                        addr = _as_ip(a) if isinstance(a, str) else a
-                        res = addr is not None and any(addr.version == x.version and addr in x for x in nets)
-                        return res != neg
-
-                    return in_nets
+                    return lambda a, b: _in_any_net(nets, a) != neg
                 return (lambda a, b: a not in members) if neg else (lambda a, b: a in members)
         return (lambda a, b: a not in b) if neg else (lambda a, b: a in b)
-    if op == "contains":
-        return lambda a, b: b in a
-    if op == "icontains":
-        if isinstance(lt, ListType):
-            return lambda a, b: any(isinstance(x, str) and x.lower() == b.lower() for x in a)
-        return lambda a, b: b.lower() in a.lower()
-    if op == "startswith":
+
+    return build
+
+
+def _icontains(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    if isinstance(lt, ListType):
+        return lambda a, b: any(isinstance(x, str) and x.lower() == b.lower() for x in a)
+    return lambda a, b: b.lower() in a.lower()
+
+
+def _affix(method: str) -> Builder:
+    def build(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
         if const and isinstance(rv, tuple):
-            return lambda a, b: a.startswith(rv)
-        return lambda a, b: a.startswith(tuple(b) if isinstance(b, (list, tuple)) else b)
-    if op == "endswith":
-        if const and isinstance(rv, tuple):
-            return lambda a, b: a.endswith(rv)
-        return lambda a, b: a.endswith(tuple(b) if isinstance(b, (list, tuple)) else b)
-    if op == "glob":
-        rx = re.compile(fnmatch.translate(rv))
-        return lambda a, b: rx.match(a) is not None
-    if op == "matches":
-        rx = re.compile(rv)
-        return lambda a, b: rx.search(a) is not None
-    raise ValueError(f"unknown operator {op}")  # pragma: no cover - the grammar has no other
+            return lambda a, b: getattr(a, method)(rv)
+        return lambda a, b: getattr(a, method)(tuple(b) if isinstance(b, (list, tuple)) else b)
+
+    return build
+
+
+def _glob(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    # fnmatch's translation is safe from catastrophic backtracking (no nested repeats).
+    rx = re.compile(fnmatch.translate(rv))
+    return lambda a, b: rx.match(a) is not None
+
+
+def _matches(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    rx = compile_regex(rv)  # RE2: linear in the input, whatever the pattern
+    return lambda a, b: rx.search(a)
+
+
+_OPERATORS: dict[str, Builder] = {
+    "==": _eq,
+    "!=": _ne,
+    "<": _plain(operator.lt),
+    "<=": _plain(operator.le),
+    ">": _plain(operator.gt),
+    ">=": _plain(operator.ge),
+    "in": _membership(neg=False),
+    "not in": _membership(neg=True),
+    "contains": _plain(operator.contains),  # `a contains b` is `b in a`
+    "icontains": _icontains,
+    "startswith": _affix("startswith"),
+    "endswith": _affix("endswith"),
+    "glob": _glob,
+    "matches": _matches,
+}
+
+
+def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    """The Python test for `op`, specialised when the right side is a constant."""
+    return _OPERATORS[op](rv, const, rt, lt)
 
 
 def compile_check(checked: Checked, *, trace: bool) -> Callable[[EvalEnv], Any]:

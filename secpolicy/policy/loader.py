@@ -24,6 +24,7 @@ from secpolicy.dsl import (
     parse_expression,
 )
 from secpolicy.dsl.checker import check_expression
+from secpolicy.dsl.lint import LintWarning, mixed_and_or, unused_macros
 from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, ObjectType, Type
 from secpolicy.errors import InputError, LocatedError
 from secpolicy.events.fields import EVENT, event_field_type
@@ -31,6 +32,7 @@ from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
 from secpolicy.policy.model import Policy, PolicySet, Rule, RuleTest, SequenceSpec, Threshold
+from secpolicy.policy.testfiles import TestFileError, parse_test_file
 from secpolicy.policy.yamlpos import Positioned, expression_origin, load_yaml
 from secpolicy.resources import load_schema
 
@@ -168,6 +170,7 @@ class _Loader:
         self.macros: dict[str, Macro] = {}
         self.defined_at: dict[str, str] = {}
         self.rule_ids: dict[str, str] = {}
+        self.macros_used: set[str] = set()
 
     def read(self, path: Path) -> _Doc | None:
         shown = _display(path)
@@ -247,9 +250,11 @@ class _Loader:
         origin = expression_origin(d.pos, at, text)
         try:
             node = d.parse(at, text)
-            return compile_expression(
+            compiled = compile_expression(
                 text, self.catalogue(event=event), origin, kind="event" if event else "check", parsed=node
             )
+            self.macros_used |= compiled.macros_used
+            return compiled
         except LocatedError as e:
             self.errors.append(e)
             return None
@@ -384,6 +389,11 @@ class _Loader:
                 self.errors.append(d.pos.error(tat + ("root",), f"fixture root {t['root']!r} is not a directory"))
         for fname, value in (t.get("facts") or {}).items():
             self.check_fact_twin(d, tat + ("facts", fname), fname, value, check)
+        for fname, spec in (t.get("files") or {}).items():
+            try:
+                parse_test_file(fname, spec)
+            except TestFileError as e:
+                self.errors.append(d.pos.error(tat + ("files", fname) + e.where, e.message, key=not e.where))
         return RuleTest(
             name=t.get("name") or f"test {k + 1}",
             expect=expect,
@@ -447,8 +457,19 @@ def load_policies(paths: Sequence[Path], registry: FactRegistry, *, cache_dir: P
     policies = [loader.build(d) for d in docs]
     if loader.errors:
         raise PolicyErrors(loader.errors)
+    warnings = [w for d in docs for w in _lint_doc(d)] + unused_macros(loader.macros, loader.macros_used)
     if loader.cache is not None:
         for d in docs:
             if d.cached is None:
                 loader.cache.put(d.sha256, d.parsed)
-    return PolicySet(tuple(policies))
+    return PolicySet(tuple(policies), warnings=tuple(warnings))
+
+
+def _lint_doc(d: _Doc) -> list[LintWarning]:
+    out: list[LintWarning] = []
+    for at, node in d.parsed.items():
+        text: Any = d.pos.data
+        for key in at:
+            text = text[key]
+        out.extend(mixed_and_or(node, expression_origin(d.pos, at, text), text))
+    return out

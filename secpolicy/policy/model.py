@@ -91,6 +91,7 @@ class Policy:
 @dataclass(frozen=True)
 class PolicySet:
     policies: tuple[Policy, ...]
+    warnings: tuple[Any, ...] = ()  # dsl.lint.LintWarning: valid but easy to misread (`lint` shows them)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
