@@ -28,7 +28,16 @@ def suggest(value: str, known: Iterable[str]) -> str | None:
     if len(starts) == 1:
         return starts[0]
     close = difflib.get_close_matches(norm, names, n=1, cutoff=0.6)
-    return close[0] if close else None
+    if close:
+        return close[0]
+    # An abbreviation: the letters in order, from the first (`md` for markdown).
+    abbrev = [n for n in names if n.lower().startswith(norm[0]) and _in_order(norm, n.lower())]
+    return abbrev[0] if len(abbrev) == 1 else None
+
+
+def _in_order(letters: str, word: str) -> bool:
+    it = iter(word)
+    return all(c in it for c in letters)
 
 
 def _listing(names: Sequence[str], limit: int = 30) -> str:
