@@ -354,7 +354,11 @@ class _Stdout(OutputFile):
         if _state["stdout_closed"]:
             return len(data)
         try:
-            n: int = self._raw.write(data)
+            try:
+                n: int = self._raw.write(data)
+            except UnicodeEncodeError:
+                # Lone surrogates (undecodable host bytes) as their escapes, as in files.
+                n = self._raw.write(data.encode("utf-8", "backslashreplace").decode("utf-8"))
             return n
         except BrokenPipeError:
             _reader_gone()

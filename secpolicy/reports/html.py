@@ -160,6 +160,9 @@ def render_pdf(report: Report, out: IO[bytes]) -> None:
     except OSError as e:
         raise RuntimeFailure(f"PDF output needs WeasyPrint's system libraries (pango): {e}") from None
     html = environment().get_template("report_pdf.html.j2").render(**template_context(report))
+    # Lone surrogates (undecodable bytes read from the host) cannot reach Pango: show them
+    # as their `\udcXX` escapes, as the HTML and text reports write them.
+    html = html.encode("utf-8", "backslashreplace").decode("utf-8")
 
     def no_fetch(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         # The report is self-contained; refuse anything that would leave the machine.

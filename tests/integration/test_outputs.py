@@ -192,7 +192,7 @@ def full_disk(tmp_path) -> Iterator[Path]:
     mnt = tmp_path / "small"
     mnt.mkdir()
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): {proc.stderr.strip()}")
     try:
@@ -213,7 +213,7 @@ def _fill(mnt: Path) -> None:
 
 
 def _secpolicy(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([*SECPOLICY, *args], capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.mark.parametrize("kind", ["scan-json", "report-pdf", "diff"])
