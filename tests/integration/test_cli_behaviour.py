@@ -235,14 +235,14 @@ def test_scan_progress_shows_on_a_terminal_only():
 
 def test_pdf_and_replay_progress_on_a_terminal(tmp_path):
     big = tmp_path / "big.json"
-    big.write_text(json.dumps(generate(1500)))
+    big.write_text(json.dumps(generate(300)))
     code, _, tty = _on_tty(["report", str(big), "-f", "pdf", "-o", str(tmp_path / "r.pdf")])
     assert code == 0
     pages = [int(n) for n in re.findall(r"PDF report: laying out page (\d+)", tty)]
-    assert pages and max(pages) > 20
+    assert pages and max(pages) > 5
     events = tmp_path / "events.jsonl"
     lines = EVENTS.read_text().splitlines()[:10]
-    events.write_text("\n".join(lines * 6000) + "\n")
+    events.write_text("\n".join(lines * 3000) + "\n")
     code, _, tty = _on_tty(["replay", str(events), "-o", str(tmp_path / "alerts.jsonl")])
     assert code == 0
     done = re.findall(r"replay: ([\d.]+ [kMG]?B) of ([\d.]+ [kMG]?B) read", tty)

@@ -248,3 +248,27 @@ def test_scan_audit_log_on_a_full_disk_fails_cleanly(full_disk, weak_root, tmp_p
     assert "Traceback" not in p.stderr
     assert p.stderr.strip().startswith(f"secpolicy: cannot write audit log {log}")
     assert "no space left on device" in p.stderr
+
+
+@pytest.mark.live
+def test_monitor_writes_through_a_device_and_a_fifo_and_refuses_a_symlink(tmp_path):
+    dev = tmp_path / "null"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    fifo = tmp_path / "events"
+    os.mkfifo(fifo)
+    target = tmp_path / "target.json"
+    target.write_text("keep")
+    link = tmp_path / "summary.json"
+    link.symlink_to(target)
+    refused = _secpolicy("monitor", "-p", POLICY, "--duration", "1", "--output", str(dev), "--summary-json", str(link))
+    assert refused.returncode == 2 and "symbolic link" in refused.stderr
+    assert target.read_text() == "keep" and link.is_symlink()
+    summary = tmp_path / "summary-real.json"
+    with _reading(fifo) as got:
+        p = _secpolicy("monitor", "-p", POLICY, "--duration", "1", "--output", str(dev), "--events", str(fifo),
+                       "--summary-json", str(summary))
+    assert p.returncode == 0, p.stderr
+    assert stat.S_ISCHR(os.lstat(dev).st_mode) and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert json.loads(summary.read_text())["duration_s"] > 0
+    assert stat.S_IMODE(summary.stat().st_mode) == 0o600
+    assert isinstance(got[0], bytes)  # the recording went through the FIFO (possibly empty for a quiet second)
