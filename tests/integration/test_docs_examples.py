@@ -55,7 +55,7 @@ def _is_synopsis(cmd: str) -> bool:
 def examples(doc: Path) -> list[Example]:
     out: list[Example] = []
     text = doc.read_text()
-    for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
+    for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.DOTALL | re.MULTILINE):
         lang, body = m.group(1), m.group(2)
         first = text[: m.start(2)].count("\n") + 1
         lines = body.split("\n")
@@ -80,7 +80,7 @@ def examples(doc: Path) -> list[Example]:
 
 def _readme_rule() -> str:
     text = (REPO / "README.md").read_text()
-    m = re.search(r"A rule:\n\n```yaml\n(.*?)```", text, re.S)
+    m = re.search(r"A rule:\n\n```yaml\n(.*?)```", text, re.DOTALL)
     assert m, "README.md lost its example rule"
     return m.group(1)
 
@@ -148,7 +148,7 @@ def test_live_doc_examples_run(sandbox):
 
 def test_the_waiver_example_is_a_valid_waiver_file(sandbox):
     text = (REPO / "docs" / "policy-format.md").read_text()
-    m = re.search(r"## Waivers\n```yaml\n(.*?)```", text, re.S)
+    m = re.search(r"## Waivers\n```yaml\n(.*?)```", text, re.DOTALL)
     assert m
     (sandbox / "waivers.yaml").write_text(m.group(1))
     _run(Example("policy-format.md", 0, "secpolicy lint --waivers waivers.yaml"), sandbox)
