@@ -2,6 +2,7 @@
 the same directory, fsync, rename) and created private (0600, directories 0700) whatever the
 umask; character devices, FIFOs and standard output are written through; a final-component
 symbolic link is refused unless following links was asked for (`secpolicy --follow-symlinks`).
+Live records that are followed while they grow (`stream=True`) are written in place.
 
 A write that fails (full disk, quota, I/O error) raises `OutputError` (exit 2, `cannot write
 PATH (no space left on device)`) and leaves the previous file as it was."""
@@ -222,7 +223,7 @@ class OutputFile:
     on success and discards on an exception. Write errors raise OutputError."""
 
     def __init__(self, path: str, raw: IO[Any], *, tmp: str | None, target: str, mode: int,
-                 owner: tuple[int, int] | None, binary: bool, closes: bool = True) -> None:
+                 owner: tuple[int, int] | None, binary: bool, closes: bool = True, sync: bool = False) -> None:
         self.name = path
         self._raw = raw
         self._tmp = tmp
@@ -230,6 +231,7 @@ class OutputFile:
         self._mode = mode
         self._owner = owner
         self._closes = closes
+        self._sync = sync or tmp is not None
         self._done = False
         self.binary = binary
 
@@ -301,7 +303,8 @@ class OutputFile:
                         os.fchown(fd, *self._owner)
                     except OSError:
                         pass  # keep our own ownership when we may not give it away
-                os.fsync(fd)
+            if self._sync:
+                os.fsync(self._raw.fileno())
             if self._closes:
                 self._raw.close()
             if self._tmp is not None:
@@ -411,8 +414,13 @@ def _stdout(binary: bool) -> OutputFile:
     return _Stdout("standard output", stream, binary)
 
 
-def open_output(path: str | None, *, binary: bool = False, follow: bool | None = None) -> IO[Any]:
-    """Open an output for writing: `None`, `-` and `/dev/stdout` are standard output."""
+def open_output(path: str | None, *, binary: bool = False, follow: bool | None = None,
+                stream: bool = False) -> IO[Any]:
+    """Open an output for writing: `None`, `-` and `/dev/stdout` are standard output.
+
+    `stream=True` is for a live record that others follow while it grows (a monitor's
+    alerts and events): a regular file is then written in place, from the start, instead of
+    through a temporary file; it is still created 0600 and a symbolic link still refused."""
     fd = 1 if path is None else _std_fd(path)
     if fd == 1:
         return _io(_stdout(binary))
@@ -430,6 +438,8 @@ def open_output(path: str | None, *, binary: bool = False, follow: bool | None =
         except OSError as exc:
             raise OutputError(path, describe(exc)) from None
         return _io(OutputFile(path, raw, tmp=None, target=real, mode=FILE_MODE, owner=None, binary=binary))
+    if stream:
+        return _io(_open_stream(path, real, st, binary))
     parent = _parent(real)
     name = os.path.basename(real)
     try:
@@ -443,6 +453,18 @@ def open_output(path: str | None, *, binary: bool = False, follow: bool | None =
         if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
             owner = (st.st_uid, st.st_gid)
     return _io(OutputFile(path, _open_fd(tfd, binary), tmp=tmp, target=real, mode=mode, owner=owner, binary=binary))
+
+
+def _open_stream(path: str, real: str, st: os.stat_result | None, binary: bool) -> OutputFile:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags, FILE_MODE)
+        if st is None:
+            os.fchmod(fd, FILE_MODE)  # new: 0600 whatever the umask; an existing file keeps its mode
+    except OSError as exc:
+        raise OutputError(path, describe(exc)) from None
+    return OutputFile(path, _open_fd(fd, binary), tmp=None, target=real, mode=FILE_MODE, owner=None,
+                      binary=binary, sync=True)
 
 
 def _open_fd(fd: int, binary: bool) -> IO[Any]:

@@ -27,8 +27,8 @@ def _open_write(path: str | None, what: str) -> IO[str] | None:
         return None
     if path == "-":
         return sys.stdout
-    # A temporary file beside PATH, renamed over it when closed (see secpolicy.outfile).
-    return outfile.open_output(path)
+    # Written in place so it can be followed while the monitor runs; 0600, no symlinks.
+    return outfile.open_output(path, stream=True)
 
 
 def format_monitor_summary(s: dict[str, Any]) -> str:
