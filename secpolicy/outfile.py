@@ -31,6 +31,7 @@ __all__ = [
     "follow_symlinks",
     "make_private_dir",
     "open_output",
+    "reader_gone",
     "set_follow_symlinks",
     "stdout_closed",
     "write_bytes",
@@ -364,7 +365,7 @@ class _Stdout(OutputFile):
                 n = self._raw.write(data.encode("utf-8", "backslashreplace").decode("utf-8"))
             return n
         except BrokenPipeError:
-            _reader_gone()
+            reader_gone()
             return len(data)
         except OSError as exc:
             raise OutputError("standard output", describe(exc)) from None
@@ -375,7 +376,7 @@ class _Stdout(OutputFile):
         try:
             self._raw.flush()
         except BrokenPipeError:
-            _reader_gone()
+            reader_gone()
         except OSError as exc:
             raise OutputError("standard output", describe(exc)) from None
 
@@ -391,7 +392,8 @@ class _Stdout(OutputFile):
         self._done = True
 
 
-def _reader_gone() -> None:
+def reader_gone() -> None:
+    """Standard output's reader went away (`| head`): send the rest to /dev/null."""
     # Later writes (and the interpreter's own flush at exit) go to /dev/null instead of
     # raising again; the command finishes and exits with its own code.
     _state["stdout_closed"] = True

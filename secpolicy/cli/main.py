@@ -7,14 +7,13 @@ import errno
 import importlib
 import os
 import signal
-import sys
 from typing import Any, NoReturn
 
 import click
 
 from secpolicy import __version__
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, SecpolicyError
-from secpolicy.outfile import describe
+from secpolicy.outfile import describe, reader_gone
 
 __all__ = ["EXIT_INTERRUPTED", "cli", "main"]
 
@@ -83,7 +82,7 @@ class _Group(click.Group):
         except BrokenPipeError:
             # `secpolicy explain X | head`: the reader went away; not an error of ours.
             # (Commands whose exit code matters write through secpolicy.outfile, which keeps it.)
-            _silence_stdout()
+            reader_gone()
             ctx.exit(0)
         except OSError as e:
             if e.errno not in _DISK_ERRORS or os.environ.get("SECPOLICY_DEBUG"):
@@ -106,15 +105,6 @@ def _internal(ctx: click.Context, e: Exception) -> None:
         err=True,
     )
     ctx.exit(EXIT_RUNTIME)
-
-
-def _silence_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def _interrupted() -> NoReturn:
