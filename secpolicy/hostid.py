@@ -68,17 +68,27 @@ def _addresses() -> list[str]:
     return out
 
 
-def _detect_virt(flag: str) -> str | None:
-    """systemd-detect-virt's answer (`none` on bare metal), or None where it is not installed."""
+def _detect_virt() -> tuple[str | None, str | None]:
+    """systemd-detect-virt's answers for --vm and --container (`none` when there is none), run
+    side by side; (None, None) where it is not installed."""
     exe = shutil.which("systemd-detect-virt")
     if exe is None:
-        return None
+        return None, None
+    answers: list[str | None] = []
     try:
-        proc = subprocess.run([exe, flag], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    answer = proc.stdout.strip()
-    return answer or None
+        procs = [subprocess.Popen([exe, flag], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for flag in ("--vm", "--container")]
+    except OSError:
+        return None, None
+    for proc in procs:
+        try:
+            out, _ = proc.communicate(timeout=5)
+            answers.append(out.strip() or None)
+        except subprocess.SubprocessError:
+            proc.kill()
+            proc.communicate()
+            answers.append(None)
+    return answers[0], answers[1]
 
 
 def _container_fallback() -> str | None:
@@ -127,7 +137,8 @@ def host_identity(ctx: FactContext, hostname: str) -> dict[str, Any]:
     if ctx.live:
         block["kernel"] = {"release": uname.release, "version": uname.version, "machine": uname.machine}
         block["addresses"] = _addresses()
-        block["virtualization"] = _detect_virt("--vm")
-        block["container"] = _detect_virt("--container") or _container_fallback() or None
+        vm, container = _detect_virt()
+        block["virtualization"] = vm
+        block["container"] = container or _container_fallback()
     return block
 
