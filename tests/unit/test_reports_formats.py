@@ -275,3 +275,10 @@ def test_every_sarif_result_has_a_location_even_without_a_rule_source(results, s
     locs = {r["ruleId"]: r["locations"][0]["physicalLocation"] for r in sarif["runs"][0]["results"]}
     assert locs["cis.ssh.max_auth_tries"] == {"artifactLocation": {"uri": "file:///etc/ssh/sshd_config"}, "region": {"startLine": 52}}
     assert locs["hipaa.access.auto_logoff"]["artifactLocation"]["uri"] == "file:///etc/profile.d/%2A.sh"
+
+
+def test_scan_offers_every_report_format():
+    from secpolicy.cli.core import SCAN_FORMATS
+    from secpolicy.reports import FORMATS
+
+    assert set(SCAN_FORMATS) == {"table"} | set(FORMATS)
