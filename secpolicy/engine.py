@@ -9,7 +9,7 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,6 +23,7 @@ from secpolicy.errors import (
     NotApplicable,
 )
 from secpolicy.facts.base import FactContext, FactRegistry
+from secpolicy.hostid import host_identity
 from secpolicy.models import FAILING_STATUSES, Evidence, Finding, Severity, Status, Waiver
 from secpolicy.policy.model import PolicySet, Rule
 from secpolicy.policy.waivers import WaiverSet
@@ -218,6 +219,7 @@ def scan(
     options: dict[str, Any] | None = None,
     today: dt.date | None = None,
     scan_id: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ScanResult:
     started = _now()
     ctx = FactContext(registry, root, options=options)
@@ -226,7 +228,10 @@ def scan(
     waivers = waivers or WaiverSet()
     findings: list[Finding] = []
     used: dict[Waiver, str] = {}
-    for rule in select_rules(ps, profile=profile, standard=standard, rule_ids=rule_ids):
+    selected = select_rules(ps, profile=profile, standard=standard, rule_ids=rule_ids)
+    for done, rule in enumerate(selected):
+        if progress is not None:
+            progress(done, len(selected))
         f = evaluate_rule(rule, ctx)
         active, expired = waivers.for_rule(rule.id, host, today)
         if f.status == Status.FAIL and active is not None:
@@ -253,6 +258,7 @@ def scan(
         "started_at": started,
         "finished_at": finished,
         "host": host,
+        "host_identity": host_identity(ctx, host),
         "root": ctx.root,
         "secpolicy_version": __version__,
         "policies": [p.to_dict() for p in ps.policies],

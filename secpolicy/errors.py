@@ -3,8 +3,6 @@ prints them and turns them into exit codes (documented in README.md)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 __all__ = [
     "EXIT_INTEGRITY",
     "EXIT_INVALID_INPUT",
@@ -80,14 +78,6 @@ def format_location(
         if column is not None and column >= 1:
             text += "\n    " + " " * (column - 1) + "^"
     return text
-
-
-@dataclass
-class _Loc:
-    path: str
-    line: int | None
-    column: int | None
-    source_line: str | None
 
 
 class LocatedError(InputError):

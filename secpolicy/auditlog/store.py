@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from secpolicy.errors import InputError, RuntimeFailure
+from secpolicy.outfile import create_private
 
 __all__ = [
     "EventStore",
@@ -221,6 +222,8 @@ class EventStore:
         self.retention = retention or Retention()
         if not create and not self.path.is_file():
             raise InputError("no such event store", str(self.path))
+        if create:
+            create_private(str(self.path))  # 0600 (SQLite would use the umask); -wal and -shm follow it
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")

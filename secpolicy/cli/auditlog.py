@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from secpolicy import outfile
 from secpolicy.auditlog import records
 from secpolicy.auditlog.anomaly import Baseline, Detector, DetectorSettings, learn_baseline
 from secpolicy.auditlog.checkpoint import (
@@ -104,7 +105,7 @@ def keygen_cmd(private_key: str, public_key: str) -> None:
     """Make an Ed25519 key pair for signing checkpoints (the private key file is 0600)."""
     private, public = generate_signing_key()
     _write_new_private(private_key, private)
-    Path(public_key).write_bytes(public)
+    outfile.write_bytes(public_key, public)
     click.echo(f"wrote {private_key} (keep on the host that writes the log) and {public_key}")
 
 
@@ -374,6 +375,7 @@ def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, unt
                  user: str | None, type_: str | None, rule: str | None, limit: int, fmt: str,
                  output: str | None) -> None:
     """Forensic timeline: what happened (who, what, on what, with what result), with chains."""
+    outfile.check_writable(output)
     query = TimelineQuery(since=since, until=until, user=user, type=type_, rule=rule, limit=limit)
     store = _open_store(db, replay)
     try:
@@ -396,7 +398,7 @@ def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, unt
             console.print(*render_table(timeline))
         text = console.export_text()
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        outfile.write_text(output, text)
     else:
         click.echo(text, nl=False)
 
@@ -504,7 +506,7 @@ def anomaly_detect_cmd(db: str | None, replay: tuple[str, ...], baseline_path: s
     alerts = list(detector.run(_items(db, replay, since, until, alerts=True)))
     text = "".join(format_alert(a, fmt) + "\n" for a in alerts)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        outfile.write_text(output, text)
     else:
         click.echo(text, nl=False)
     if alerts:

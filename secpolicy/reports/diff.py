@@ -11,8 +11,9 @@ from typing import IO, Any
 from secpolicy.errors import InputError
 from secpolicy.models import Severity
 from secpolicy.reports.model import validate_results
+from secpolicy.resultsfile import read_json_file
 
-__all__ = ["DIFF_FORMATS", "Change", "Diff", "diff_results", "load_results", "render_diff"]
+__all__ = ["DIFF_FORMATS", "Change", "Diff", "diff_results", "load_results", "read_results", "render_diff"]
 
 _FAILING = frozenset({"fail", "error"})
 DIFF_FORMATS = ("table", "json", "markdown")
@@ -70,25 +71,21 @@ class Diff:
         }
 
 
-def load_results(path: str, *, summary_only: bool = False) -> dict[str, Any]:
-    """Read and validate a results file; InputError names the file and what is wrong.
+def read_results(path: str, *, summary_only: bool = False) -> tuple[dict[str, Any], bytes]:
+    """Read and validate a results file: the document and the exact bytes read (what a
+    report's SHA-256 covers). InputError names the file and what is wrong, with a line and
+    column for malformed JSON and hostile values (huge integers, NaN, deep nesting).
     `summary_only` (earlier scans for a trend) checks findings only for id and status."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise InputError(f"cannot read results file: {e.strerror}", path) from None
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text (byte {e.start})", path) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"not JSON: line {e.lineno} column {e.colno}: {e.msg}", path) from None
+    doc, raw = read_json_file(path, "results file")
     try:
         validate_results(doc, path=path, summary_only=summary_only)
     except InputError as e:
         raise InputError(e.message, path) from None
-    return doc
+    return doc, raw
+
+
+def load_results(path: str, *, summary_only: bool = False) -> dict[str, Any]:
+    return read_results(path, summary_only=summary_only)[0]
 
 
 def _severity_rank(sev: str) -> int:

@@ -33,6 +33,31 @@ def deep_tree(top: Path, levels: int) -> None:
         os.close(fd)
 
 
+def remove_deep_tree(top: Path) -> None:
+    """Undo deep_tree without recursion (pytest's own clean-up recurses once per level and
+    would fail on it): lift each level's child up, then remove the emptied level."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        while True:
+            try:
+                sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            except FileNotFoundError:
+                break
+            try:
+                os.rename("d", "lifted", src_dir_fd=sub, dst_dir_fd=fd)
+                lifted = True
+            except FileNotFoundError:
+                lifted = False
+            finally:
+                os.close(sub)
+            os.rmdir("d", dir_fd=fd)
+            if not lifted:
+                break
+            os.rename("lifted", "d", src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture
 def hostile_root(tmp_path):
     root = tmp_path / "root"
@@ -47,7 +72,8 @@ def hostile_root(tmp_path):
         os.mknod(root / "etc" / "console", 0o600 | stat.S_IFCHR, os.makedev(5, 1))
         os.mknod(root / "etc" / "disk", 0o600 | stat.S_IFBLK, os.makedev(7, 0))
     deep_tree(root / "srv" / "deep", 1400)
-    return root
+    yield root
+    remove_deep_tree(root / "srv" / "deep")
 
 
 def test_a_fifo_is_reported_never_opened(hostile_root):
@@ -103,7 +129,10 @@ def test_tree_over_a_1400_deep_directory_is_an_error_naming_where(hostile_root):
 def test_tree_within_the_limit_walks_to_the_bottom(tmp_path):
     deep_tree(tmp_path / "srv", LIMITS.walk_depth)
     ctx = context(tmp_path)
-    entries = ctx.fact("tree", ("/srv",))
+    try:
+        entries = ctx.fact("tree", ("/srv",))
+    finally:
+        remove_deep_tree(tmp_path / "srv")
     assert len(entries) == LIMITS.walk_depth
     assert entries[-1].path == "/srv" + "/d" * LIMITS.walk_depth
 
