@@ -43,6 +43,7 @@ class CompiledExpr:
     traced: Callable[[Any], Any] | None
     facts_used: frozenset[str]
     fields_used: frozenset[tuple[str, ...]]
+    vars_used: frozenset[str] = frozenset()
 
 
 def compile_expression(
@@ -58,7 +59,9 @@ def compile_expression(
     node = parsed if parsed is not None else parse_expression(text, origin)
     checked = check_expression(node, catalogue, origin, text)
     if kind == "event":
-        return CompiledExpr(text, checked.node, kind, compile_event(checked), None, checked.facts_used, checked.fields_used)
+        return CompiledExpr(
+            text, checked.node, kind, compile_event(checked), None, checked.facts_used, checked.fields_used, checked.vars_used
+        )
     return CompiledExpr(
         text,
         checked.node,
@@ -67,4 +70,5 @@ def compile_expression(
         compile_check(checked, trace=True),
         checked.facts_used,
         checked.fields_used,
+        checked.vars_used,
     )

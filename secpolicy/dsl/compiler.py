@@ -48,6 +48,8 @@ class EvalEnv(Protocol):
 
     def fact(self, name: str, args: tuple) -> Any: ...
 
+    def var(self, name: str) -> Any: ...
+
 
 @lru_cache(maxsize=4096)
 def _as_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -89,6 +91,10 @@ class _Compiler:
     def c_Var(self, n: ast.Var, want: bool | None) -> Fn:
         slot = n.slot
         return lambda env, fr: fr[slot]
+
+    def c_PolicyVar(self, n: ast.PolicyVar, want: bool | None) -> Fn:
+        name = n.name
+        return lambda env, fr: env.var(name)
 
     def c_Field(self, n: ast.Field, want: bool | None) -> Fn:
         path = n.path
