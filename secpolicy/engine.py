@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from secpolicy import __version__
-from secpolicy.dsl import CompiledExpr, TraceRecord
+from secpolicy.dsl import CompiledExpr, TraceRecord, expectation
 from secpolicy.errors import (
     EXIT_NONCOMPLIANT,
     EXIT_OK,
@@ -72,23 +72,29 @@ def select_rules(
 
 
 def _evidence(records: Sequence[TraceRecord], passed: bool) -> tuple[Evidence, ...]:
+    """The comparisons that decided the verdict, first; then, for a failure, the guards it
+    got past (`sshd.exists` in `not sshd.exists or ...`), marked as not deciding."""
     relevant = [r for r in records if r.want is not None]
     if passed:
-        chosen = [r for r in relevant if r.result == r.want]
+        deciding, context = [r for r in relevant if r.result == r.want], []
     else:
-        chosen = [r for r in relevant if r.result != r.want] or relevant
+        against = [r for r in relevant if r.result != r.want] or relevant
+        deciding = [r for r in against if not r.context] or against
+        context = [r for r in against if r.context and r not in deciding]
     seen: set[tuple] = set()
     out: list[Evidence] = []
-    for r in chosen:
+    for r in deciding + context:
         key = (r.text, r.observed, r.source)
         if key in seen:
             continue
         seen.add(key)
-        if r.op == "is":  # a bare boolean condition: expected true, or false under `not`
-            expected = "true" if r.want else "false"
-        else:
-            expected = r.expected if r.want else f"not {r.expected}"
-        out.append(Evidence(expression=r.text, expected=expected, observed=r.observed, source=r.source))
+        out.append(Evidence(
+            expression=r.text,
+            expected=expectation(r.op, r.expected, bool(r.want)),
+            observed=r.observed,
+            source=r.source,
+            decisive=r in deciding,
+        ))
     if len(out) > _MAX_EVIDENCE:
         extra = len(out) - _MAX_EVIDENCE
         out = out[:_MAX_EVIDENCE] + [Evidence(expression="...", message=f"{extra} more comparison(s) not shown")]
@@ -96,16 +102,14 @@ def _evidence(records: Sequence[TraceRecord], passed: bool) -> tuple[Evidence, .
 
 
 class _Env:
-    """What a compiled check evaluates against: the scan's facts and the values of vars."""
+    """What a compiled check evaluates against (dsl.EvalEnv): the scan's facts and the
+    values of vars."""
 
-    __slots__ = ("fact", "last_operands", "last_source", "trace", "values")
+    __slots__ = ("fact", "values")
 
     def __init__(self, ctx: FactContext, values: Mapping[str, Any]) -> None:
         self.fact = ctx.fact
         self.values = values
-        self.trace: list[TraceRecord] | None = None
-        self.last_source: str | None = None
-        self.last_operands: str | None = None
 
     def var(self, name: str) -> Any:
         try:
@@ -127,9 +131,8 @@ class _Outcome:
 def _run(expr: CompiledExpr, env: _Env) -> _Outcome:
     assert expr.traced is not None
     trace: list[TraceRecord] = []
-    env.trace = trace
     try:
-        return _Outcome(bool(expr.traced(env)), trace)
+        return _Outcome(bool(expr.traced(env, trace)), trace)
     except NotApplicable as e:
         return _Outcome(False, trace, Status.NOT_APPLICABLE, e.message)
     except EvaluationError as e:
@@ -140,8 +143,6 @@ def _run(expr: CompiledExpr, env: _Env) -> _Outcome:
         frame = traceback.extract_tb(e.__traceback__)[-1]
         reason = f"internal error: {type(e).__name__}: {e} ({os.path.basename(frame.filename)}:{frame.lineno})"
         return _Outcome(False, trace, Status.ERROR, reason)
-    finally:
-        env.trace = None
 
 
 def _not_applicable(rule: Rule, env: _Env) -> tuple[Status, str, tuple[Evidence, ...]] | None:

@@ -103,14 +103,7 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
         order = {"error": 0, "fail": 1, "waived": 2}
         shown.sort(key=lambda r: (order.get(r["status"], 3), -SEVERITIES.index(r["severity"]), r["rule_id"]))
         for r in shown:
-            ev = r["evidence"][0] if r["evidence"] else None
-            text = r.get("reason") or ""
-            if ev and r["status"] != "error":
-                text = ev["expression"]
-                if ev.get("expected") is not None:
-                    text += f"  expected {ev['expected']}, observed {ev['observed']}"
-                if ev.get("source"):
-                    text += f"  ({ev['source']})"
+            text = _evidence_cell(r)
             t.add_row(
                 f"[{_STATUS_STYLE[r['status']]}]{r['status']}[/]",
                 r["severity"],
@@ -123,6 +116,26 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
     for fw, e in summary["frameworks"].items():
         pct = "n/a" if e["compliance_pct"] is None else f"{e['compliance_pct']:.1f}%"
         console.print(f"  {fw:<12} {pct:>7} compliant  ({e['pass']} pass, {e['fail']} fail, {e['error']} error, {e['waived']} waived)")
+
+
+def _evidence_cell(r: dict[str, Any]) -> str:
+    """The comparisons the verdict turned on (not a guard it got past); for an error or a
+    rule that does not apply, the reason first."""
+    if r["status"] == "error":
+        return r.get("reason") or ""
+    evidence = r["evidence"]
+    deciding = [e for e in evidence if e.get("decisive", True)] or evidence
+    lines = [r["reason"]] if r["status"] == "not_applicable" and r.get("reason") else []
+    for ev in deciding[:3]:
+        text = ev["expression"]
+        if ev.get("expected") is not None:
+            text += f"  expected {ev['expected']}, observed {ev['observed']}"
+        if ev.get("source"):
+            text += f"  ({ev['source']})"
+        lines.append(text)
+    if len(deciding) > 3:
+        lines.append(f"... and {len(deciding) - 3} more")
+    return "\n".join(lines) or (r.get("reason") or "")
 
 
 @click.command()

@@ -62,7 +62,7 @@ def test_where_the_component_is_installed_the_checks_decide(tmp_path):
         "v-ssh-ciphers": Status.FAIL,
     }
     (ev,) = f["v-ssh-max-auth-tries"].evidence
-    assert (ev.expected, ev.observed, ev.source) == ("<= 4", "6", "/etc/ssh/sshd_config:1")
+    assert (ev.expected, ev.observed, ev.source) == ("<= 4 (ssh_max_auth_tries)", "6", "/etc/ssh/sshd_config:1")
 
 
 def test_a_value_given_for_a_var_replaces_its_default(tmp_path):
@@ -74,7 +74,7 @@ def test_a_value_given_for_a_var_replaces_its_default(tmp_path):
     assert evaluate_rule(rule, ctx).status == Status.FAIL
     passed = evaluate_rule(rule, ctx, values={"ssh_max_auth_tries": 6})
     assert passed.status == Status.PASS
-    assert [(e.expected, e.observed) for e in passed.evidence] == [("<= 6", "6")]
+    assert [(e.expected, e.observed) for e in passed.evidence] == [("<= 6 (ssh_max_auth_tries)", "6")]
 
 
 POLICY = """\
@@ -180,6 +180,6 @@ def test_an_inline_test_expecting_the_wrong_verdict_fails(tmp_path):
     out = subprocess.run([sys.executable, "-m", "secpolicy", "test", str(p)], capture_output=True, text=True, check=False)
     assert out.returncode == 1
     assert out.stdout.splitlines()[0] == (
-        'FAIL r: tailored: expected pass, got fail (int(file("/etc/n").content) <= limit — expected <= 2; '
+        'FAIL r: tailored: expected pass, got fail (int(file("/etc/n").content) <= limit — expected <= 2 (limit); '
         f'observed 3; at /etc/n) [{p}:10]'
     )
