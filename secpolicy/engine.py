@@ -80,24 +80,27 @@ def _evidence(records: Sequence[TraceRecord], passed: bool) -> tuple[Evidence, .
     else:
         against = [r for r in relevant if r.result != r.want] or relevant
         deciding = [r for r in against if not r.context] or against
-        context = [r for r in against if r.context and r not in deciding]
+        context = [r for r in against if r.context] if len(deciding) < len(against) else []
     seen: set[tuple] = set()
-    out: list[Evidence] = []
-    for r in deciding + context:
-        key = (r.text, r.observed, r.source)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(Evidence(
+    picked: list[tuple[TraceRecord, bool]] = []
+    for decisive, group in ((True, deciding), (False, context)):
+        for r in group:
+            key = (r.text, r.observed, r.source)
+            if key not in seen:
+                seen.add(key)
+                picked.append((r, decisive))
+    out = [
+        Evidence(
             expression=r.text,
             expected=expectation(r.op, r.expected, bool(r.want)),
             observed=r.observed,
             source=r.source,
-            decisive=r in deciding,
-        ))
-    if len(out) > _MAX_EVIDENCE:
-        extra = len(out) - _MAX_EVIDENCE
-        out = out[:_MAX_EVIDENCE] + [Evidence(expression="...", message=f"{extra} more comparison(s) not shown")]
+            decisive=decisive,
+        )
+        for r, decisive in picked[:_MAX_EVIDENCE]
+    ]
+    if len(picked) > _MAX_EVIDENCE:
+        out.append(Evidence(expression="...", message=f"{len(picked) - _MAX_EVIDENCE} more comparison(s) not shown"))
     return tuple(out)
 
 
