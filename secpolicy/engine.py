@@ -24,7 +24,9 @@ from secpolicy.errors import (
 )
 from secpolicy.facts.base import FactContext, FactRegistry
 from secpolicy.models import FAILING_STATUSES, Evidence, Finding, Severity, Status, Waiver
+from secpolicy.policy.coverage import compute_coverage, requirement_key
 from secpolicy.policy.model import PolicySet, Rule
+from secpolicy.policy.tailoring import Tailoring
 from secpolicy.policy.vars import SCAN_VAR, merged_values, scan_context
 from secpolicy.policy.waivers import WaiverSet
 
@@ -52,18 +54,22 @@ def select_rules(
     profile: str | None = None,
     standard: str | None = None,
     rule_ids: Iterable[str] | None = None,
+    enabled: Mapping[str, bool] | None = None,
 ) -> list[Rule]:
     """Enabled rules of the requested profile and framework (a rule serves a framework when
-    its `references` name it or its policy declares it as its standard)."""
+    its `references` name it or its policy declares it as its standard). `enabled` (from a
+    tailoring file) overrides a rule's `enabled:`; a rule it enables is scanned whatever the
+    profile, as XCCDF tailoring selects it."""
     wanted = set(rule_ids) if rule_ids else None
     std_of = {p.id: p.standard for p in ps.policies}
+    enabled = enabled or {}
     out = []
     for r in ps.rules:
-        if not r.enabled:
+        if not enabled.get(r.id, r.enabled):
             continue
         if wanted is not None and r.id not in wanted:
             continue
-        if profile and profile not in r.profiles:
+        if profile and profile not in r.profiles and not enabled.get(r.id):
             continue
         if standard and standard not in r.references and std_of.get(r.policy_id) != standard:
             continue
@@ -231,9 +237,17 @@ class ScanResult:
     waiver_report: list[dict[str, Any]] = field(default_factory=list)
     coverage: dict[str, Any] = field(default_factory=dict)
     lost_events: list[dict[str, Any]] = field(default_factory=list)
+    tailoring: dict[str, Any] | None = None
+    vars: list[dict[str, Any]] = field(default_factory=list)
+    # framework -> requirement -> coverage class (automated | partial | manual), and notes
+    classes: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def requirements(self) -> dict[str, list[dict[str, Any]]]:
+        return requirement_results(self.findings, self.classes, self.notes, self.scan.get("standard"))
 
     def summary(self) -> dict[str, Any]:
-        return summarize(self.findings)
+        return summarize(self.findings, self.requirements())
 
     def to_results(self) -> dict[str, Any]:
         errors = [
@@ -241,19 +255,34 @@ class ScanResult:
             for f in self.findings
             if f.status == Status.ERROR
         ]
+        requirements = self.requirements()
         return {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "scan": self.scan,
-            "summary": self.summary(),
+            "summary": summarize(self.findings, requirements),
             "results": [f.to_dict() for f in self.findings],
+            "requirements": requirements,
             "waivers": self.waiver_report,
             "errors": errors,
             "coverage": self.coverage,
             "lost_events": self.lost_events,
+            "tailoring": self.tailoring,
+            "vars": self.vars,
         }
 
 
-def summarize(findings: Sequence[Finding]) -> dict[str, Any]:
+COMPLIANCE_NOTE = (
+    "compliance = passing among pass, fail and error; not_applicable, waived and skipped are excluded "
+    "(for requirements also not_assessed)"
+)
+REQUIREMENT_STATUSES = ("pass", "fail", "error", "waived", "not_applicable", "not_assessed")
+
+
+def _pct(passed: int, decided: int) -> float | None:
+    return round(100.0 * passed / decided, 1) if decided else None
+
+
+def summarize(findings: Sequence[Finding], requirements: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     by_status = {s.value: 0 for s in Status}
     by_severity: dict[str, dict[str, int]] = {s.value: {st.value: 0 for st in Status} for s in Severity}
     frameworks: dict[str, dict[str, Any]] = {}
@@ -266,17 +295,69 @@ def summarize(findings: Sequence[Finding]) -> dict[str, Any]:
             entry["rules"] += 1
             entry["requirements"].update(ids)
     for entry in frameworks.values():
-        decided = entry["pass"] + entry["fail"] + entry["error"]
-        entry["compliance_pct"] = round(100.0 * entry["pass"] / decided, 1) if decided else None
+        entry["compliance_pct"] = _pct(entry["pass"], entry["pass"] + entry["fail"] + entry["error"])
         entry["requirements"] = len(entry["requirements"])
-    decided = by_status["pass"] + by_status["fail"] + by_status["error"]
+    for fw, reqs in (requirements or {}).items():
+        entry = frameworks.setdefault(fw, {st.value: 0 for st in Status} | {"rules": 0, "requirements": 0, "compliance_pct": None})
+        counts = dict.fromkeys(REQUIREMENT_STATUSES, 0)
+        for r in reqs:
+            counts[r["status"]] += 1
+        entry["requirements"] = len(reqs)
+        entry["requirements_by_status"] = counts
+        entry["requirements_compliance_pct"] = _pct(counts["pass"], counts["pass"] + counts["fail"] + counts["error"])
     return {
         "total": len(findings),
         "by_status": by_status,
         "by_severity": by_severity,
         "frameworks": dict(sorted(frameworks.items())),
-        "compliance_pct": round(100.0 * by_status["pass"] / decided, 1) if decided else None,
+        "compliance_pct": _pct(by_status["pass"], by_status["pass"] + by_status["fail"] + by_status["error"]),
+        "compliance_note": COMPLIANCE_NOTE,
     }
+
+
+def _rolled_up(counts: Mapping[str, int]) -> str:
+    """A requirement fails if any of its rules fails; an error means it could not be told."""
+    for status in ("fail", "error", "waived", "pass", "not_applicable"):
+        if counts[status]:
+            return status
+    return "not_assessed"
+
+
+def requirement_results(
+    findings: Sequence[Finding],
+    classes: Mapping[str, Mapping[str, str]],
+    notes: Mapping[str, Mapping[str, str]],
+    standard: str | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per framework (only `standard` when given), every requirement the packs declare
+    (`classes`) or a finding references, with its status rolled up from its rules and its
+    coverage class beside it."""
+    linked: dict[str, dict[str, list[Finding]]] = {}
+    for f in findings:
+        for fw, ids in f.references.items():
+            for req in ids:
+                linked.setdefault(fw, {}).setdefault(req, []).append(f)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for fw in sorted(set(classes) | set(linked)):
+        if standard and fw != standard:
+            continue
+        reqs = set(classes.get(fw, {})) | set(linked.get(fw, {}))
+        rows = []
+        for req in sorted(reqs, key=requirement_key):
+            fs = linked.get(fw, {}).get(req, [])
+            counts = {s.value: 0 for s in Status}
+            for f in fs:
+                counts[f.status.value] += 1
+            rows.append({
+                "id": req,
+                "status": _rolled_up(counts),
+                "coverage": classes.get(fw, {}).get(req, "undeclared"),
+                "rules": counts,
+                "rule_ids": sorted({f.rule_id for f in fs}),
+                "note": notes.get(fw, {}).get(req),
+            })
+        out[fw] = rows
+    return out
 
 
 def scan(
@@ -292,7 +373,11 @@ def scan(
     options: dict[str, Any] | None = None,
     today: dt.date | None = None,
     scan_id: str | None = None,
+    tailoring: Tailoring | None = None,
+    scan_kind: str | None = None,
 ) -> ScanResult:
+    """Evaluate the selected check rules. A `tailoring` sets var values, may pick the
+    profile (when `profile` is not given) and enables or disables rules."""
     started = _now()
     ctx = FactContext(registry, root, options=options)
     host = _host_name(ctx)
@@ -300,8 +385,14 @@ def scan(
     waivers = waivers or WaiverSet()
     findings: list[Finding] = []
     used: dict[Waiver, str] = {}
-    for rule in select_rules(ps, profile=profile, standard=standard, rule_ids=rule_ids):
-        f = evaluate_rule(rule, ctx)
+    if tailoring is not None and profile is None:
+        profile = tailoring.profile
+    values = tailoring.values() if tailoring is not None else {}
+    selected = select_rules(
+        ps, profile=profile, standard=standard, rule_ids=rule_ids, enabled=tailoring.enabled() if tailoring else None
+    )
+    for rule in selected:
+        f = evaluate_rule(rule, ctx, values=values, scan_kind=scan_kind)
         active, expired = waivers.for_rule(rule.id, host, today)
         if f.status == Status.FAIL and active is not None:
             f = replace(f, status=Status.WAIVED, waiver=active)
@@ -334,14 +425,37 @@ def scan(
         "standard": standard,
         "fail_on": fail_on.value,
         "waivers_file": waivers.path,
+        "tailoring_file": tailoring.path if tailoring is not None else None,
     }
+    classes: dict[str, dict[str, str]] = {}
+    notes: dict[str, dict[str, str]] = {}
+    for fw, cov in compute_coverage(ps, standard).items():
+        classes[fw] = {r: k for k, reqs in (("manual", cov.manual), ("partial", cov.partial), ("automated", cov.automated)) for r in reqs}
+        notes[fw] = dict(cov.notes)
     coverage: dict[str, dict[str, list[str]]] = {}
     for p in ps.policies:
         for fw, data in p.coverage.items():
             entry = coverage.setdefault(fw, {"automated": [], "partial": [], "manual": []})
             for k in ("automated", "partial", "manual"):
                 entry[k].extend(str(x) for x in data.get(k, []))
-    return ScanResult(findings, scan_meta, report, coverage)
+    return ScanResult(
+        findings, scan_meta, report, coverage,
+        tailoring=tailoring.to_dict() if tailoring is not None else None,
+        vars=_vars_in_force(selected, values),
+        classes=classes,
+        notes=notes,
+    )
+
+
+def _vars_in_force(rules: Sequence[Rule], values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every var the scanned rules read, with the value used and whether it was tailored."""
+    decls = {n: d for r in rules for n, d in r.params.items()}
+    out = []
+    for name in sorted(decls):
+        d = decls[name]
+        tailored = name in values
+        out.append(d.to_dict() | {"value": d.show(values[name] if tailored else d.default), "tailored": tailored})
+    return out
 
 
 LOST_EVENTS_RULE = "secpolicy-monitor-lost-events"

@@ -50,7 +50,7 @@ from secpolicy.resources import load_schema
 if TYPE_CHECKING:
     import jsonschema
 
-__all__ = ["PolicyErrors", "find_policy_files", "load_policies", "read_text_file"]
+__all__ = ["PolicyErrors", "find_policy_files", "load_policies", "read_text_file", "schema_violation"]
 
 
 class PolicyErrors(InputError):
@@ -107,19 +107,26 @@ def read_text_file(path: Path) -> tuple[str, bytes]:
         raise LocatedError("not valid UTF-8", _display(path), line, col) from None
 
 
-_VALIDATOR: jsonschema.protocols.Validator | None = None
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
 
 
-def _validator() -> jsonschema.protocols.Validator:
-    global _VALIDATOR
-    if _VALIDATOR is None:
+def _validator(name: str = "policy") -> jsonschema.protocols.Validator:
+    if name not in _VALIDATORS:
         import jsonschema  # only a file that is not in the compile cache is validated
 
+        schema = load_schema(name)
+        _VALIDATORS[name] = jsonschema.validators.validator_for(schema)(schema)
+    return _VALIDATORS[name]
 
-        schema = load_schema("policy")
-        cls = jsonschema.validators.validator_for(schema)
-        _VALIDATOR = cls(schema)
-    return _VALIDATOR
+
+def schema_violation(doc: Positioned, schema: str) -> LocatedError | None:
+    """The most relevant error of `doc` against the shipped schema `schema`, located."""
+    verrs = sorted(_validator(schema).iter_errors(doc.data), key=lambda e: list(e.absolute_path))
+    if not verrs:
+        return None
+    from jsonschema.exceptions import best_match
+
+    return _schema_error(doc, best_match(verrs) or verrs[0])
 
 
 def _schema_error(doc: Positioned, err: jsonschema.ValidationError) -> LocatedError:
@@ -252,11 +259,9 @@ class _Loader:
         if not isinstance(pos.data, dict):
             self.errors.append(LocatedError("a policy file must be a mapping with metadata: and rules:", shown, 1, 1))
             return None
-        verrs = sorted(_validator().iter_errors(pos.data), key=lambda e: list(e.absolute_path))
-        if verrs:
-            from jsonschema.exceptions import best_match
-
-            self.errors.append(_schema_error(pos, best_match(verrs) or verrs[0]))
+        violation = schema_violation(pos, "policy")
+        if violation is not None:
+            self.errors.append(violation)
             return None
         return _Doc(path, shown, text, sha, pos, None)
 
