@@ -23,8 +23,16 @@ from secpolicy.errors import (
     NotApplicable,
 )
 from secpolicy.facts.base import FactContext, FactRegistry
-from secpolicy.models import FAILING_STATUSES, Evidence, Finding, Severity, Status, Waiver
-from secpolicy.policy.coverage import compute_coverage, requirement_key
+from secpolicy.models import (
+    FAILING_STATUSES,
+    Evidence,
+    Finding,
+    Severity,
+    Status,
+    Waiver,
+    requirement_key,
+)
+from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.model import PolicySet, Rule
 from secpolicy.policy.tailoring import Tailoring
 from secpolicy.policy.vars import SCAN_VAR, merged_values, scan_context

@@ -7,7 +7,16 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FAILING_STATUSES", "Evidence", "Finding", "Severity", "Status", "Waiver", "deciding_evidence"]
+__all__ = [
+    "FAILING_STATUSES",
+    "Evidence",
+    "Finding",
+    "Severity",
+    "Status",
+    "Waiver",
+    "deciding_evidence",
+    "requirement_key",
+]
 
 
 class Status(str, enum.Enum):
@@ -79,6 +88,15 @@ class Evidence:
         if self.message:
             parts.append(self.message)
         return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+def requirement_key(req: str) -> tuple:
+    """Sort key reading requirement ids as numbers where they are: 8.3.4 < 8.3.10 < 10.1,
+    164.312(b) after 164.312(a)."""
+    parts = []
+    for p in req.replace("(", ".").replace(")", "").split("."):
+        parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
+    return tuple(parts)
 
 
 def deciding_evidence(evidence: tuple[Evidence, ...]) -> tuple[Evidence, ...]:

@@ -113,10 +113,35 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
         console.print(t)
     counts = ", ".join(f"{v} {k}" for k, v in summary["by_status"].items() if v)
     console.print(f"[bold]Summary:[/bold] {counts or 'no rules selected'}")
-    _print_tailoring(results.get("tailoring"), console)
     for fw, e in summary["frameworks"].items():
         pct = "n/a" if e["compliance_pct"] is None else f"{e['compliance_pct']:.1f}%"
-        console.print(f"  {fw:<12} {pct:>7} compliant  ({e['pass']} pass, {e['fail']} fail, {e['error']} error, {e['waived']} waived)")
+        left_out = f"; {e['not_applicable']} not applicable left out" if e["not_applicable"] else ""
+        console.print(f"  {fw:<12} {pct:>7} compliant  ({e['pass']} pass, {e['fail']} fail, {e['error']} error, {e['waived']} waived{left_out})")
+    _print_requirements(results, console, verbose)
+    _print_tailoring(results.get("tailoring"), console)
+
+
+_MARK = {"automated": "A", "partial": "P", "manual": "M", "undeclared": "?"}
+
+
+def _print_requirements(results: dict[str, Any], console: Console, verbose: bool) -> None:
+    """Per framework requirement: counts, and the requirements not passing (all with -v)."""
+    reqs = results.get("requirements") or {}
+    if not reqs:
+        return
+    console.print("[bold]Requirements[/bold] (a requirement fails if any of its rules fails; coverage A automated, P partial, M manual):")
+    for fw, rows in reqs.items():
+        e = results["summary"]["frameworks"].get(fw, {})
+        counts = e.get("requirements_by_status") or {}
+        pct = e.get("requirements_compliance_pct")
+        text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+        console.print(f"  {fw:<12} {'n/a' if pct is None else f'{pct:.1f}%':>7} of decided requirements pass  ({text})", markup=False, highlight=False)
+        shown = rows if verbose else [r for r in rows if r["status"] in ("fail", "error")]
+        for r in shown:
+            n = sum(r["rules"][k] for k in ("pass", "fail", "error", "waived", "not_applicable"))
+            rules = f"{r['rules'].get(r['status'], 0)} of {n} rule(s) {r['status'].replace('_', ' ')}" if n else "no rule evaluated"
+            line = f"    {r['status']:<14} {r['id']:<14} {_MARK.get(r['coverage'], '?')}  {rules}"
+            console.print(line, markup=False, highlight=False)
 
 
 def _print_tailoring(t: dict[str, Any] | None, console: Console) -> None:

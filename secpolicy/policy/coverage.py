@@ -5,17 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from secpolicy.models import requirement_key
 from secpolicy.policy.model import PolicySet
 
-__all__ = ["FrameworkCoverage", "compute_coverage", "requirement_key"]
-
-
-def requirement_key(req: str) -> tuple:
-    """Sort key reading requirement ids as numbers where they are: 8.3.4 < 8.3.10 < 10.1."""
-    parts = []
-    for p in req.replace("(", ".").replace(")", "").split("."):
-        parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
-    return tuple(parts)
+__all__ = ["FrameworkCoverage", "compute_coverage"]
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from typing import IO
 
-from secpolicy.reports._text import evidence_text, references_text
+from secpolicy.reports._text import evidence_text, references_text, requirement_line
 from secpolicy.reports.model import Report
 
 __all__ = ["COLUMNS", "render"]
@@ -29,6 +29,8 @@ COLUMNS = (
     "host",
     "scan_id",
     "scanned_at",
+    "requirements",
+    "tailoring",
 )
 
 
@@ -38,6 +40,8 @@ def render(report: Report, out: IO[str]) -> None:
     w = csv.writer(out, dialect="excel", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     w.writerow(COLUMNS)
     scan = report.scan
+    t = report.tailoring
+    tailoring = f"{t['id']} ({t['path']}, sha256 {t['sha256']})" if t else ""
     for f in report.findings:
         w.writerow(
             (
@@ -58,5 +62,7 @@ def render(report: Report, out: IO[str]) -> None:
                 scan.host,
                 scan.id,
                 scan.started_at,
+                "; ".join(requirement_line(r) for r in report.requirements_for(f)),
+                tailoring,
             )
         )
