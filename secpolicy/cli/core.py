@@ -8,11 +8,9 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from secpolicy import engine
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError
@@ -23,6 +21,9 @@ from secpolicy.policy import PolicySet, load_policies
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import WaiverSet, load_waivers
 from secpolicy.resources import load_schema, policies_dir, schema_path
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["COMMANDS", "load", "open_output", "registry"]
 
@@ -87,6 +88,8 @@ _STATUS_STYLE = {
 
 
 def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> None:
+    from rich.table import Table  # rich only for the terminal table, not for --format json
+
     scan = results["scan"]
     summary = results["summary"]
     console.print(
@@ -263,6 +266,8 @@ def scan(
     results = result.to_results()
     if fmt == "table":
         out = open_output(output)
+        from rich.console import Console
+
         _print_table(results, Console(file=out, soft_wrap=False, width=None if out.isatty() else 160), verbose)
     elif fmt == "json":
         with _closing(open_output(output)) as out:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from secpolicy.dsl import ast
-from secpolicy.dsl.checker import Catalogue, Macro, Signature, check_expression
+from secpolicy.dsl.checker import Catalogue, Checked, Macro, Signature, check_expression
 from secpolicy.dsl.compiler import EvalEnv, compile_check, compile_event
 from secpolicy.dsl.parser import PLAIN_ORIGIN, Origin, parse_duration, parse_expression, parse_size
 from secpolicy.dsl.traced import Observed, Sourced, Traced, TraceRecord, compile_traced, expectation
@@ -50,6 +50,18 @@ class CompiledExpr:
     vars_used: frozenset[str] = frozenset()
 
 
+def _lazy_check(checked: Checked) -> Callable[[Any], Any]:
+    """The plain closure of a check, compiled on first use: scans evaluate the traced one."""
+    compiled: list[Callable[[Any], Any]] = []
+
+    def fn(env: Any) -> Any:
+        if not compiled:
+            compiled.append(compile_check(checked))
+        return compiled[0](env)
+
+    return fn
+
+
 def compile_expression(
     text: str,
     catalogue: Catalogue,
@@ -70,7 +82,7 @@ def compile_expression(
         text,
         checked.node,
         kind,
-        compile_check(checked),
+        _lazy_check(checked),
         compile_traced(checked),
         checked.facts_used,
         checked.fields_used,

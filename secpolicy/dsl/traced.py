@@ -14,10 +14,10 @@ from typing import Any, NamedTuple, Protocol
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Checked
 from secpolicy.dsl.compiler import BUILTINS, EvalEnv, is_const, operator_for
-from secpolicy.dsl.types import format_value
+from secpolicy.dsl.types import Type, format_value
 from secpolicy.errors import EvaluationError
 
-__all__ = ["Observed", "Sourced", "TraceRecord", "Traced", "compile_traced", "expectation"]
+__all__ = ["Masked", "Observed", "Sourced", "TraceRecord", "Traced", "compile_traced", "expectation"]
 
 
 class Sourced(Protocol):
@@ -28,30 +28,60 @@ class Sourced(Protocol):
     def where(self, name: str, *args: Any) -> str | None: ...
 
 
+class Masked:
+    """A masked mode as evidence shows it, formatted only if it becomes evidence:
+    the whole mode, not only the masked bits (`0o644 & 0o77 = 0o44`)."""
+
+    __slots__ = ("result", "type", "values")
+
+    def __init__(self, values: list[Any], result: Any, t: Type | None) -> None:
+        self.values, self.result, self.type = values, result, t
+
+    def __str__(self) -> str:
+        return " & ".join(format_value(v, self.type) for v in self.values) + " = " + format_value(self.result, self.type)
+
+
 class Observed(NamedTuple):
     """A value seen while evaluating, with where it was read and, when evidence should show
-    more than the value itself, how (`0o644 & 0o77 = 0o44` for a masked mode)."""
+    more than the value itself, how (a `Masked` mode, `present`)."""
 
     value: Any
     source: str | None = None
-    shown: str | None = None
+    shown: str | Masked | None = None
 
 
 @dataclass(frozen=True)
 class TraceRecord:
-    """One comparison seen while evaluating. `op` and `expected` are from the observed side's
-    point of view: for `"use_authtok" in e.args` the host's list is observed and the record
-    reads `contains "use_authtok"`."""
+    """One comparison seen while evaluating. `op` and the expected side are from the observed
+    side's point of view: for `"use_authtok" in e.args` the host's list is observed and the
+    record reads `contains "use_authtok"`. Values are formatted only when read: most records
+    never become evidence."""
 
     text: str
     op: str
-    observed: str
-    expected: str  # the expected side, formatted, without the operator
+    observed_value: Any
+    expected_value: Any
     result: bool
     want: bool | None  # the result that makes the rule pass; None inside count()
     source: str | None
     # A guard the verdict did not turn on: `not sshd.exists` in a failed `not sshd.exists or X`.
     context: bool = False
+    observed_type: Type | None = None
+    expected_type: Type | None = None
+    shown: str | Masked | None = None  # the observed side as text, when not its value's
+    note: str = ""  # after the expected value: ` (password_min_length)` for a var
+    expected_text: str | None = None  # the expected side as text (`true`, `present`)
+
+    @property
+    def observed(self) -> str:
+        return str(self.shown) if self.shown is not None else format_value(self.observed_value, self.observed_type)
+
+    @property
+    def expected(self) -> str:
+        """The expected side, formatted, without the operator."""
+        if self.expected_text is not None:
+            return self.expected_text
+        return format_value(self.expected_value, self.expected_type) + self.note
 
 
 # What an operator reads as when the literal stands on the left and the host value on the right.
@@ -185,7 +215,7 @@ class _Compiler:
             res = bool(o.value)
             if want is not None:
                 source = o.source if o.source is not None else item(fr)
-                tr.append(TraceRecord(text, "is", format_value(o.value), "true", res, want, source))
+                tr.append(TraceRecord(text, "is", o.value, None, res, want, source, expected_text="true"))
             return res
 
         return fn
@@ -294,9 +324,7 @@ class _Compiler:
             acc = obs[0].value
             for o in obs[1:]:
                 acc &= o.value
-            # Evidence shows the whole mode, not only the masked bits: "0o644 & 0o77 = 0o44".
-            shown = " & ".join(format_value(o.value, t) for o in obs) + " = " + format_value(acc, t)
-            return Observed(acc, source, shown)
+            return Observed(acc, source, Masked([o.value for o in obs], acc, t))
 
         return fn
 
@@ -374,7 +402,9 @@ class _Compiler:
             x = o.value
             res = x is not None and x is not False and getattr(x, "exists", True) is not False
             source = o.source if o.source is not None else item(fr)
-            tr.append(TraceRecord(text, "exists", "present" if res else "absent", "present", res, want, source))
+            tr.append(TraceRecord(
+                text, "exists", None, None, res, want, source, shown="present" if res else "absent", expected_text="present"
+            ))
             return res
 
         return fn
@@ -429,18 +459,22 @@ class _Compiler:
             lo = left(env, fr, tr)
             ro = right(env, fr, tr)
             obs, exp, et, ot = (ro, lo, lt, rt) if swap else (lo, ro, rt, lt)
-            observed = obs.shown or format_value(obs.value, ot)
-            expected = format_value(exp.value, et) + var_note
             source = obs.source if obs.source is not None else exp.source if exp.source is not None else item(fr)
             if (lo.value is None or ro.value is None) and op not in ("==", "!="):
-                tr.append(TraceRecord(text, shown_op, observed, expected, False, want, source))
+                tr.append(TraceRecord(
+                    text, shown_op, obs.value, exp.value, False, want, source,
+                    observed_type=ot, expected_type=et, shown=obs.shown, note=var_note,
+                ))
                 side = n.left if lo.value is None else n.right
                 raise EvaluationError(f"{side.text or text}: no value to compare")
             try:
                 res = bool(test(lo.value, ro.value))
             except (TypeError, ValueError, AttributeError) as e:
                 raise EvaluationError(f"{text}: cannot evaluate ({e})") from None
-            tr.append(TraceRecord(text, shown_op, observed, expected, res, want, source))
+            tr.append(TraceRecord(
+                text, shown_op, obs.value, exp.value, res, want, source,
+                observed_type=ot, expected_type=et, shown=obs.shown, note=var_note,
+            ))
             return res
 
         return fn

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -342,10 +342,13 @@ class _Loader:
 
     def check_macros(self) -> None:
         # Every macro must type-check on its own in a check or an event context, so cycles and
-        # unknown names are reported even for macros no rule uses.
+        # unknown names are reported even for macros no rule uses. The likely context is tried
+        # first: a failed try builds a located error, which a cached file pays for by
+        # parsing its YAML again.
         for m in self.macros.values():
             errors: list[LocatedError] = []
-            for event in (False, True):
+            first = self.reads_event_fields(m.node, set())
+            for event in (first, not first):
                 try:
                     check_expression(m.node, self.catalogue(event=event), m.origin, m.text, want=ANY)
                     break
@@ -354,7 +357,21 @@ class _Loader:
             else:
                 names_event_field = re.match(r"\s*\(?\s*([A-Za-z_]+)", m.text)
                 event_like = bool(names_event_field and names_event_field.group(1) in EVENT.fields)
-                self.errors.append(errors[1] if event_like else errors[0])
+                self.errors.append(errors[int(event_like != first)])
+
+    def reads_event_fields(self, node: ast.Node, seen: set[str]) -> bool:
+        """Whether an expression names an event field bare (`proc.exe`), directly or through a
+        macro; a fact of the same name (`file(...)`) is called, so a bare name is the field."""
+        for n in _walk(node):
+            if not isinstance(n, ast.Name):
+                continue
+            if n.name in self.macros and n.name not in seen:
+                seen.add(n.name)
+                if self.reads_event_fields(self.macros[n.name].node, seen):
+                    return True
+            elif n.name in EVENT.fields and (n.name not in self.registry or self.registry.get(n.name).signature.params):
+                return True
+        return False
 
     def catalogue(self, *, event: bool) -> Catalogue:
         return Catalogue(
@@ -578,6 +595,17 @@ class _Loader:
             except ValueError as e:
                 self.errors.append(d.error(at, f"{name}: {e}"))
         return out
+
+
+def _walk(node: ast.Node) -> Iterator[ast.Node]:
+    yield node
+    for v in vars(node).values():
+        if isinstance(v, ast.Node):
+            yield from _walk(v)
+        elif isinstance(v, tuple):
+            for x in v:
+                if isinstance(x, ast.Node):
+                    yield from _walk(x)
 
 
 def _methods_called_on(node: ast.Node, t: Type) -> list[str]:

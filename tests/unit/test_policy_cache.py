@@ -108,3 +108,18 @@ def test_a_filtered_load_does_not_fill_the_cache(tmp_path):
     cache = tmp_path / "cache"
     load_policies([FIXTURE], builtin_registry(), cache_dir=cache, only="event")
     assert not cache.exists() or not list(cache.glob("*.pickle"))
+
+
+def test_a_cached_file_with_event_macros_loads_without_parsing(tmp_path, monkeypatch):
+    p = tmp_path / "events.yaml"
+    p.write_text(
+        "metadata: {id: e, title: E, version: '1'}\n"
+        "macros:\n  shell_exec: 'type == \"exec\" and file.path in [\"/bin/sh\"]'\n"
+        "rules:\n  - {id: e1, title: shell, severity: low, when: shell_exec}\n"
+    )
+    cache = tmp_path / "cache"
+    load_policies([p], builtin_registry(), cache_dir=cache)
+    for name in ("load_yaml", "parse_expression", "_validator"):
+        monkeypatch.setattr(loader_mod, name, refuse)
+    (rule,) = load_policies([p], builtin_registry(), cache_dir=cache).rules
+    assert rule.when is not None and rule.when.fn({"type": "exec", "file": {"path": "/bin/sh"}})
