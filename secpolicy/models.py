@@ -4,6 +4,7 @@ Plain frozen dataclasses with `to_dict()` so reports and the results JSON agree.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ __all__ = [
     "Status",
     "Waiver",
     "deciding_evidence",
+    "deciding_lines",
     "requirement_key",
 ]
 
@@ -77,6 +79,33 @@ class Evidence:
             "decisive": self.decisive,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evidence:
+        return cls(
+            expression=d["expression"],
+            expected=d.get("expected"),
+            observed=d.get("observed"),
+            source=d.get("source"),
+            message=d.get("message"),
+            decisive=d.get("decisive", True),
+        )
+
+    def line(self) -> str:
+        """`expression: expected X, observed Y (at source) — message` on one line."""
+        parts = []
+        if self.expected is not None:
+            parts.append(f"expected {self.expected}")
+        if self.observed is not None:
+            parts.append(f"observed {self.observed}")
+        text = self.expression
+        if parts:
+            text += ": " + ", ".join(parts)
+        if self.source:
+            text += f" (at {self.source})"
+        if self.message:
+            text += f" — {self.message}"
+        return text
+
     def describe(self) -> str:
         parts = [self.expression]
         if self.expected is not None:
@@ -102,6 +131,15 @@ def requirement_key(req: str) -> tuple:
 def deciding_evidence(evidence: tuple[Evidence, ...]) -> tuple[Evidence, ...]:
     """The evidence items a verdict turned on (all of them when none is marked)."""
     return tuple(e for e in evidence if e.decisive) or evidence
+
+
+def deciding_lines(evidence: Sequence[dict[str, Any]], limit: int = 3) -> list[str]:
+    """The deciding evidence of a result dict, one line each, at most `limit` and a count."""
+    deciding = deciding_evidence(tuple(Evidence.from_dict(e) for e in evidence))
+    lines = [e.line() for e in deciding[:limit]]
+    if len(deciding) > limit:
+        lines.append(f"and {len(deciding) - limit} more")
+    return lines
 
 
 @dataclass(frozen=True)

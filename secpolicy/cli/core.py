@@ -16,7 +16,7 @@ from secpolicy import engine
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError
 from secpolicy.facts import builtin_registry
 from secpolicy.facts.base import FactRegistry
-from secpolicy.models import Severity
+from secpolicy.models import Severity, deciding_lines
 from secpolicy.policy import PolicySet, load_policies
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import WaiverSet, load_waivers
@@ -161,23 +161,11 @@ def _print_tailoring(t: dict[str, Any] | None, console: Console) -> None:
 
 
 def _evidence_cell(r: dict[str, Any]) -> str:
-    """The comparisons the verdict turned on (not a guard it got past); for an error or a
-    rule that does not apply, the reason first."""
+    """The comparisons the verdict turned on (not a guard it got past); for an error, the
+    reason. A rule that does not apply says why in its evidence's message."""
     if r["status"] == "error":
         return r.get("reason") or ""
-    evidence = r["evidence"]
-    deciding = [e for e in evidence if e.get("decisive", True)] or evidence
-    lines = [r["reason"]] if r["status"] == "not_applicable" and r.get("reason") else []
-    for ev in deciding[:3]:
-        text = ev["expression"]
-        if ev.get("expected") is not None:
-            text += f"  expected {ev['expected']}, observed {ev['observed']}"
-        if ev.get("source"):
-            text += f"  ({ev['source']})"
-        lines.append(text)
-    if len(deciding) > 3:
-        lines.append(f"... and {len(deciding) - 3} more")
-    return "\n".join(lines) or (r.get("reason") or "")
+    return "\n".join(deciding_lines(r["evidence"])) or (r.get("reason") or "")
 
 
 @click.command()

@@ -69,7 +69,9 @@ SCAN = ObjectType(
 
 
 def scan_context(root: str, live: bool, kind: str | None = None) -> dict[str, Any]:
-    """The value of `scan` for one scan."""
+    """The value of `scan` for one scan; `kind` defaults to host (live) or root."""
+    if kind is not None and kind not in SCAN_KINDS:
+        raise ValueError(f"scan kind {kind!r} is not one of {', '.join(SCAN_KINDS)}")
     return {"kind": kind or ("host" if live else "root"), "live": live, "root": root}
 
 

@@ -23,19 +23,7 @@ SEVERITY_TITLE = {s: s.value.capitalize() for s in Severity}
 
 def evidence_line(e: Evidence) -> str:
     """`expression: expected X, observed Y (at source) — message` on one line."""
-    parts = []
-    if e.expected is not None:
-        parts.append(f"expected {e.expected}")
-    if e.observed is not None:
-        parts.append(f"observed {e.observed}")
-    text = e.expression
-    if parts:
-        text += ": " + ", ".join(parts)
-    if e.source:
-        text += f" (at {e.source})"
-    if e.message:
-        text += f" — {e.message}"
-    return text
+    return e.line()
 
 
 def evidence_text(evidence: Iterable[Evidence]) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from secpolicy.errors import InputError
-from secpolicy.models import Severity, requirement_key
+from secpolicy.models import Severity, deciding_lines, requirement_key
 from secpolicy.reports.model import validate_results
 
 __all__ = ["DIFF_FORMATS", "Change", "Diff", "RequirementChange", "diff_results", "load_results", "render_diff"]
@@ -125,20 +125,8 @@ def _severity_rank(sev: str) -> int:
 def _first_evidence(r: Mapping[str, Any]) -> str:
     if r.get("status") == "error" and r.get("reason"):
         return str(r["reason"])
-    evidence = list(r.get("evidence") or ())
     # The comparisons the verdict turned on, not a guard it got past (`decisive: false`).
-    deciding = [e for e in evidence if e.get("decisive", True)] or evidence
-    lines = []
-    for e in deciding[:3]:
-        text = e["expression"]
-        if e.get("expected") is not None or e.get("observed") is not None:
-            text += f": expected {e.get('expected')}, observed {e.get('observed')}"
-        if e.get("source"):
-            text += f" (at {e['source']})"
-        lines.append(text)
-    if len(deciding) > 3:
-        lines.append(f"and {len(deciding) - 3} more")
-    return "; ".join(lines) or str(r.get("reason") or "")
+    return "; ".join(deciding_lines(r.get("evidence") or ())) or str(r.get("reason") or "")
 
 
 def _change(rid: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Change:

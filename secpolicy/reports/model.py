@@ -308,17 +308,7 @@ def finding_from_dict(d: Mapping[str, Any]) -> Finding:
         references={k: tuple(v) for k, v in (d.get("references") or {}).items()},
         tags=tuple(d.get("tags") or ()),
         profiles=tuple(d.get("profiles") or ()),
-        evidence=tuple(
-            Evidence(
-                expression=e["expression"],
-                expected=e.get("expected"),
-                observed=e.get("observed"),
-                source=e.get("source"),
-                message=e.get("message"),
-                decisive=e.get("decisive", True),
-            )
-            for e in d.get("evidence") or ()
-        ),
+        evidence=tuple(Evidence.from_dict(e) for e in d.get("evidence") or ()),
         reason=d.get("reason"),
         duration_ms=float(d.get("duration_ms") or 0.0),
         waiver=waiver,

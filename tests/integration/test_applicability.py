@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from secpolicy.engine import evaluate_rule, scan
 from secpolicy.facts import FactContext, builtin_registry
 from secpolicy.models import Evidence, Status
@@ -183,3 +185,52 @@ def test_an_inline_test_expecting_the_wrong_verdict_fails(tmp_path):
         'FAIL r: tailored: expected pass, got fail (int(file("/etc/n").content) <= limit — expected <= 2 (limit); '
         f'observed 3; at /etc/n) [{p}:10]'
     )
+
+
+def test_explain_shows_the_conditions_and_the_vars_a_rule_reads():
+    out = subprocess.run(
+        [sys.executable, "-m", "secpolicy", "explain", "v-ssh-max-auth-tries", "-p", str(SSH)],
+        capture_output=True, text=True, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    block = text[text.index("applies only when"):text.index("check:")].strip().splitlines()
+    assert block == [
+        "applies only when (checked in order, before the check):",
+        '  package("openssh-server").installed',
+        f"    else not applicable: openssh-server is not installed  [policy, {SSH}:9]",
+        "",
+        "vars read:",
+        f"  ssh_max_auth_tries: int = 4 (min 1; max 10)  [{SSH}:12]",
+        "    Highest MaxAuthTries sshd may allow (CIS 5.1.16 says 4 or less).",
+    ]
+    assert "  └─ var ssh_max_auth_tries : int" in text
+
+
+def test_lint_refuses_a_var_no_rule_reads(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "metadata: {id: t, title: T, version: '1'}\n"
+        "vars:\n  unused_limit: {type: int, default: 4, description: read by nothing}\n"
+        "rules:\n  - {id: r, title: r, severity: low, check: 'true'}\n"
+    )
+    out = subprocess.run([sys.executable, "-m", "secpolicy", "lint", str(p)], capture_output=True, text=True, check=False)
+    assert (out.returncode, out.stderr.strip()) == (2, f"secpolicy: {p}:3: var 'unused_limit' is read by no rule")
+
+
+def test_a_scan_wide_kind_reaches_every_condition(tmp_path):
+    p = tmp_path / "kernel.yaml"
+    p.write_text(textwrap.dedent("""\
+        metadata: {id: k, title: K, version: "1"}
+        applicable:
+          - if: scan.kind != "image"
+            reason: a container image has no kernel of its own
+        rules:
+          - {id: k1, title: ip forwarding off, severity: low, check: 'sysctl("net.ipv4.ip_forward").persisted == 0'}
+    """))
+    root = root_with(tmp_path, {"/etc/sysctl.conf": "net.ipv4.ip_forward = 0\n"})
+    assert findings(p, root)["k1"].status == Status.PASS
+    image = findings(p, root, scan_kind="image")["k1"]
+    assert (image.status, image.reason) == (Status.NOT_APPLICABLE, "a container image has no kernel of its own")
+    with pytest.raises(ValueError, match="scan kind 'vm' is not one of host, root, image, remote"):
+        findings(p, root, scan_kind="vm")

@@ -89,29 +89,7 @@ def test_literals_and_vars_on_the_left_read_from_the_host_side(expr, op, expecte
     assert (rec.op, rec.observed, rec.expected) == (op, "3", expected)
 
 
-WEAK_SSHD = "PermitRootLogin yes\n"
-GUARDED = """\
-metadata: {id: g, title: G, version: "1"}
-rules:
-  - id: guarded
-    title: root login refused where sshd is configured
-    severity: high
-    check: not sshd.exists or sshd.option("PermitRootLogin") == "no"
-  - id: nullok
-    title: no nullok on pam_unix
-    severity: high
-    check: >-
-      none(e in pam("common-password").entries: e.module == "pam_unix.so" and "nullok" in e.args)
-  - id: first-false
-    title: an and stops at its first false comparison
-    severity: low
-    check: sshd.option("PermitRootLogin") == "no" and sshd.option("X11Forwarding") == "no"
-  - id: offenders
-    title: every offender of an all()
-    severity: low
-    check: >-
-      all(o in ["PermitRootLogin", "X11Forwarding"]: sshd.option(o) == "no")
-"""
+GUARDED = Path(__file__).resolve().parents[1] / "fixtures" / "policies" / "evidence" / "guarded.yaml"
 
 
 @pytest.fixture
@@ -122,11 +100,9 @@ def findings(tmp_path: Path) -> dict:
         "/etc/ssh/sshd_config": "PermitRootLogin yes\nX11Forwarding yes\n",
         "/etc/pam.d/common-password": "# here\npassword [success=1 default=ignore] pam_unix.so obscure nullok yescrypt\n",
     })
-    policy = tmp_path / "g.yaml"
-    policy.write_text(GUARDED)
     reg = builtin_registry()
     ctx = FactContext(reg, str(root))
-    return {r.id: evaluate_rule(r, ctx) for r in load_policies([policy], reg).rules}
+    return {r.id: evaluate_rule(r, ctx) for r in load_policies([GUARDED], reg).rules}
 
 
 def test_a_failed_guarded_rule_leads_with_the_deciding_comparison(findings):
