@@ -303,10 +303,10 @@ class _Compiler:
         left = self.c(n.left, None)
         rt = n.right.type
         lt = n.left.type
-        right_const = isinstance(n.right, (ast.Literal, ast.ListLit)) and is_const(n.right)
+        right_const = isinstance(n.right, (ast.Literal, ast.ListLit)) and _is_const(n.right)
         rv = _const_value(n.right) if right_const else None
         right = self.c(n.right, None)
-        test = operator_for(op, rv, right_const, rt, lt)
+        test = _operator(op, rv, right_const, rt, lt)
         text = n.text
 
         if self.event:
@@ -338,7 +338,7 @@ class _Compiler:
         return fn
 
 
-def is_const(n: ast.Node) -> bool:
+def _is_const(n: ast.Node) -> bool:
     if isinstance(n, ast.Literal):
         return True
     if isinstance(n, ast.ListLit):
@@ -357,7 +357,7 @@ def _seq(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def operator_for(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:  # noqa: C901 - to be split
+def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:  # noqa: C901 - to be split
     """The Python test for `op`, specialised when the right side is a constant."""
     if isinstance(lt, ListType) or isinstance(rt, ListType):
         # Lists compare by content whatever their Python sequence type (facts may return
@@ -447,3 +447,7 @@ def compile_event(checked: Checked) -> Callable[[dict], bool]:
         return lambda ev: bool(f(ev, empty))
     return lambda ev: bool(f(ev, [None] * n))
 
+
+# The traced compiler (traced.py) shares these.
+is_const = _is_const
+operator_for = _operator
