@@ -152,7 +152,9 @@ def _make(root: int, f: TestFile) -> None:
 
 def materialize_files(dest: str, files: dict, *, where: str = "") -> None:
     """Create `files` (path -> content, or {content, mode, uid, gid, symlink, dir}) beneath
-    the directory `dest`. Raises InputError for an entry that is malformed or would escape."""
+    the directory `dest` (made if absent: it is the caller's, never the policy's). Raises
+    InputError for an entry that is malformed or would escape."""
+    os.makedirs(dest, exist_ok=True)
     try:
         specs = parse_test_files(files)
     except TestFileError as e:
@@ -254,7 +256,7 @@ def _run_one(rule: Rule, test: RuleTest, registry: FactRegistry) -> TestOutcome:
         if test.files:
             materialize_files(tmp, test.files, where=test.source)
         ctx = FactContext(registry, tmp, options=test.options, preset=test.facts)
-        finding = evaluate_rule(rule, ctx)
+        finding = evaluate_rule(rule, ctx, values=test.vars)
     finally:
         _make_removable(tmp)
         shutil.rmtree(tmp, ignore_errors=True)

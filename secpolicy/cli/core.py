@@ -17,10 +17,10 @@ import click
 from secpolicy import engine, outfile
 from secpolicy.cli import progress
 from secpolicy.cli.choices import StrictChoice, unknown_name
-from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError
+from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError, LocatedError
 from secpolicy.facts import builtin_registry
 from secpolicy.facts.base import FactRegistry
-from secpolicy.models import Severity, Status
+from secpolicy.models import Severity, Status, deciding_lines
 from secpolicy.policy import PolicyErrors, PolicySet, load_policies
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import WaiverSet, load_waivers
@@ -93,15 +93,11 @@ def _shown(results: dict[str, Any], verbose: bool) -> list[dict[str, Any]]:
 
 
 def _evidence_text(r: dict[str, Any]) -> str:
-    ev = r["evidence"][0] if r["evidence"] else None
-    text: str = r.get("reason") or ""
-    if ev and r["status"] != "error":
-        text = ev["expression"]
-        if ev.get("expected") is not None:
-            text += f"  expected {ev['expected']}, observed {ev['observed']}"
-        if ev.get("source"):
-            text += f"  ({ev['source']})"
-    return text
+    """The comparisons the verdict turned on (not a guard it got past); for an error, the
+    reason. A rule that does not apply says why in its evidence's message."""
+    if r["status"] == "error":
+        return r.get("reason") or ""
+    return "\n".join(deciding_lines(r["evidence"])) or (r.get("reason") or "")
 
 
 def _headline(results: dict[str, Any]) -> str:
@@ -110,13 +106,15 @@ def _headline(results: dict[str, Any]) -> str:
             f"{len(scan['policies'])} policies, {summary['total']} rules")
 
 
-def _summary_lines(results: dict[str, Any]) -> list[str]:
+def _summary_lines(results: dict[str, Any], verbose: bool) -> list[str]:
     summary = results["summary"]
     counts = ", ".join(f"{v} {k}" for k, v in summary["by_status"].items() if v)
     lines = [f"Summary: {counts or 'no rules selected'}"]
     for fw, e in summary["frameworks"].items():
         pct = "n/a" if e["compliance_pct"] is None else f"{e['compliance_pct']:.1f}%"
-        lines.append(f"  {fw:<12} {pct:>7} compliant  ({e['pass']} pass, {e['fail']} fail, {e['error']} error, {e['waived']} waived)")
+        left_out = f"; {e['not_applicable']} not applicable left out" if e["not_applicable"] else ""
+        lines.append(f"  {fw:<12} {pct:>7} compliant  ({e['pass']} pass, {e['fail']} fail, {e['error']} error, "
+                     f"{e['waived']} waived{left_out})")
     reg = results.get("regressions")
     if reg is not None:
         b = reg["baseline"]
@@ -125,6 +123,44 @@ def _summary_lines(results: dict[str, Any]) -> list[str]:
         for c in reg["new_failures"]:
             lines.append(f"  NEW {c['new_status']:<5} {c['severity']:<8} {c['rule_id']}  "
                          f"({c['old_status'] or 'absent'} -> {c['new_status']})  {c['title']}")
+    return lines + _requirement_lines(results, verbose) + _tailoring_lines(results.get("tailoring"))
+
+
+_MARK = {"automated": "A", "partial": "P", "manual": "M", "undeclared": "?"}
+
+
+def _requirement_lines(results: dict[str, Any], verbose: bool) -> list[str]:
+    """Per framework requirement: counts, and the requirements not passing (all with -v)."""
+    reqs = results.get("requirements") or {}
+    if not reqs:
+        return []
+    lines = ["Requirements (a requirement fails if any of its rules fails; coverage A automated, P partial, M manual):"]
+    for fw, rows in reqs.items():
+        e = results["summary"]["frameworks"].get(fw, {})
+        counts = e.get("requirements_by_status") or {}
+        pct = e.get("requirements_compliance_pct")
+        text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+        lines.append(f"  {fw:<12} {'n/a' if pct is None else f'{pct:.1f}%':>7} of decided requirements pass  ({text})")
+        shown = rows if verbose else [r for r in rows if r["status"] in ("fail", "error")]
+        for r in shown:
+            n = sum(r["rules"][k] for k in ("pass", "fail", "error", "waived", "not_applicable"))
+            rules = f"{r['rules'].get(r['status'], 0)} of {n} rule(s) {r['status'].replace('_', ' ')}" if n else "no rule evaluated"
+            lines.append(f"    {r['status']:<14} {r['id']:<14} {_MARK.get(r['coverage'], '?')}  {rules}")
+    return lines
+
+
+def _tailoring_lines(t: dict[str, Any] | None) -> list[str]:
+    if not t:
+        return []
+    lines = [f"Tailoring: {t['id']} ({t['path']}, sha256 {t['sha256'][:12]}...)"]
+    if t.get("profile"):
+        lines.append(f"  profile {t['profile']}")
+    for v in t["vars"]:
+        lines.append(f"  var {v['name']} = {v['value']} (default {v['default']})")
+    for r in t["rules"]:
+        state = "enabled" if r["enabled"] else "disabled"
+        default = "enabled" if r["default_enabled"] else "disabled"
+        lines.append(f"  rule {r['rule_id']} {state} (default {default}): {r['reason']}")
     return lines
 
 
@@ -137,7 +173,7 @@ def _print_plain(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
         text = _evidence_text(r)
         if text:
             out.write(f"    {text}\n")
-    for line in _summary_lines(results):
+    for line in _summary_lines(results, verbose):
         out.write(line + "\n")
 
 
@@ -160,7 +196,7 @@ def _print_table(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
             t.add_row(f"[{_STATUS_STYLE[r['status']]}]{r['status']}[/]", r["severity"],
                       f"{escape(r['rule_id'])}\n[dim]{escape(r['title'])}[/dim]", escape(_evidence_text(r)))
         console.print(t)
-    for i, line in enumerate(_summary_lines(results)):
+    for i, line in enumerate(_summary_lines(results, verbose)):
         console.print(escape(line) if i else f"[bold]Summary:[/bold]{escape(line[len('Summary:'):])}",
                       highlight=False)
 
@@ -222,6 +258,7 @@ class _Baseline:
 @policy_option
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False), help="Scan a mounted image or container root instead of this host.")
 @click.option("--waivers", type=click.Path(dir_okay=False), help="YAML file of waivers.")
+@click.option("--tailoring", type=click.Path(dir_okay=False), help="Tailoring file: var values, profile, rules enabled or disabled (`secpolicy schema tailoring`).")
 @click.option("--profile", help="Only rules of this profile (e.g. level1-server).")
 @click.option("--standard", help="Only rules serving this framework (cis, pci-dss, hipaa, soc2, ...).")
 @click.option("--rule", "rule_ids", multiple=True, metavar="ID", help="Only these rules (repeatable).")
@@ -241,6 +278,7 @@ def scan(
     policies: tuple[str, ...],
     root: str,
     waivers: str | None,
+    tailoring: str | None,
     profile: str | None,
     standard: str | None,
     rule_ids: tuple[str, ...],
@@ -270,14 +308,15 @@ def scan(
     if unknown:
         raise unknown[0]
     _check_selection(ps, profile, standard, rule_ids)
+    tailored = _tailoring(tailoring, ps, profile)
     severity = Severity.LOW if fail_on == "new" else Severity(fail_on)
     scan_id = str(uuid.uuid4())
-    trail = _AuditTrail(audit_log, scan_id, ps, profile) if audit_log else None
+    trail = _AuditTrail(audit_log, scan_id, ps, profile, tailored) if audit_log else None
     try:
         with progress.Progress("scan") as prog:
             result = engine.scan(
                 ps, reg, root=root, waivers=wset, profile=profile, standard=standard,
-                rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options,
+                rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options, tailoring=tailored,
                 progress=lambda done, total: prog.count(done, total, "rules"),
             )
     except BaseException as e:
@@ -309,6 +348,17 @@ def scan(
     sys.exit(code)
 
 
+def _tailoring(path: str | None, ps: PolicySet, profile: str | None) -> Any:
+    if path is None:
+        return None
+    from secpolicy.policy.tailoring import load_tailoring
+
+    t = load_tailoring(Path(path), ps)
+    if profile and t.profile and profile != t.profile:
+        raise InputError(f"--profile {profile} contradicts the tailoring file's profile {t.profile!r}", path)
+    return t
+
+
 def _emit(fmt: str, output: str | None, results: dict[str, Any], raw: bytes, audit: Any, verbose: bool) -> None:
     if fmt == "json":
         outfile.write_bytes(output, raw)
@@ -334,7 +384,6 @@ def _write_report_dir(report_dir: str, results: dict[str, Any], raw: bytes, audi
 
 def _warn_other_host(base: _Baseline, results: dict[str, Any], quiet: bool) -> None:
     from secpolicy.reports.model import MixedHostsError, check_same_host
-
     try:
         check_same_host([("the baseline", base.results), ("this scan", results)])
     except MixedHostsError as e:
@@ -386,16 +435,18 @@ class _AuditTrail:
     """Scan start, the policies loaded, every finding and the scan's end (with the SHA-256 of
     the results), in the audit log. A log that cannot be written (full disk) is exit 2."""
 
-    def __init__(self, directory: str, scan_id: str, ps: PolicySet, profile: str | None) -> None:
+    def __init__(self, directory: str, scan_id: str, ps: PolicySet, profile: str | None, tailoring: Any = None) -> None:
         from secpolicy.auditlog.trail import AuditTrail
 
         self.directory = directory
         self.scan_id = scan_id
         with self._writing():
             self.trail = AuditTrail.open(directory, "scanner", scan_id)
-            self.trail.started(profile, [p.id for p in ps.policies])
+            self.trail.started(profile or (tailoring.profile if tailoring else None), [p.id for p in ps.policies])
             for p in ps.policies:
                 self.trail.config_loaded(p.path, p.sha256)
+            if tailoring is not None:
+                self.trail.config_loaded(tailoring.path, tailoring.sha256)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -439,13 +490,21 @@ def _write_report(fmt: str, results: dict[str, Any], output: str | None, *, raw:
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--waivers", type=click.Path(dir_okay=False), help="Also check a waiver file against the rules.")
-def lint(paths: tuple[str, ...], waivers: str | None) -> None:
+@click.option("--tailoring", type=click.Path(dir_okay=False), help="Also check a tailoring file against the rules and vars.")
+def lint(paths: tuple[str, ...], waivers: str | None, tailoring: str | None) -> None:
     """Validate policy files: schema, expressions, types, references, coverage data."""
     ps = load(paths)
+    _tailoring(tailoring, ps, None)
     problems: list[InputError] = []
     if waivers:
         wset = load_waivers(Path(waivers))
         problems.extend(wset.unknown_rule_errors(r.id for r in ps.rules))
+    read = {n for r in ps.rules for n in r.params}
+    for v in ps.vars.values():
+        if v.name not in read:
+            path, _, line = v.source.rpartition(":")
+            problems.append(LocatedError(f"var {v.name!r} is read by no rule", path, int(line))
+                            if line.isdigit() else InputError(f"var {v.name!r} is read by no rule", v.source))
     for fw, cov in compute_coverage(ps).items():
         for req in cov.unbacked:
             problems.append(InputError(f"coverage: {fw} {req} is declared automated/partial but no rule references it"))
@@ -455,7 +514,9 @@ def lint(paths: tuple[str, ...], waivers: str | None) -> None:
         raise PolicyErrors(problems)  # each rendered on its own, located ones as file:line:col
     n_rules = len(ps.rules)
     warned = f", {len(ps.warnings)} warning(s)" if ps.warnings else ""
-    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules){warned}")
+    n_vars = f", {len(ps.vars)} vars" if ps.vars else ""
+    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, "
+               f"{len(ps.event_rules)} event rules){n_vars}{warned}")
 
 
 # explain ---------------------------------------------------------------------------------
@@ -476,6 +537,7 @@ def explain(rule_id: str, policies: tuple[str, ...]) -> None:
     click.echo(f"  severity    {rule.severity.value}")
     for fw, ids in rule.references.items():
         click.echo(f"  {fw:<11} {', '.join(ids)}")
+    _explain_applicability(rule)
     exprs = [("check", rule.check), ("when", rule.when)]
     if rule.sequence:
         exprs += [(f"step {i + 1}", s) for i, s in enumerate(rule.sequence.steps)]
@@ -510,6 +572,21 @@ def _resolve_rule_id(given: str, ids: Sequence[str]) -> str:
     if matches:
         raise InputError(f"rule id {given!r} is ambiguous: {', '.join(sorted(matches)[:20])}")
     raise unknown_name("rule id", given, ids)
+def _explain_applicability(rule: Any) -> None:
+    if rule.applicable:
+        click.echo("\napplies only when (checked in order, before the check):")
+        for c in rule.applicable:
+            click.echo(f"  {' '.join(c.expr.text.split())}")
+            click.echo(f"    else not applicable: {c.reason}  [{c.scope}, {c.source}]")
+    if rule.params:
+        click.echo("\nvars read:")
+        for v in rule.params.values():
+            bounds = [f"{k} {x}" for k, x in v.to_dict().items() if k in ("min", "max")]
+            if v.choices is not None:
+                bounds.append("one of " + ", ".join(v.to_dict()["choices"]))
+            extra = f" ({'; '.join(bounds)})" if bounds else ""
+            click.echo(f"  {v.name}: {v.type_name} = {v.show(v.default)}{extra}  [{v.source}]")
+            click.echo(f"    {v.description}")
 
 
 def _explain_event_rule(rule: Any) -> None:
@@ -578,7 +655,7 @@ def _event_tests(rule: Any) -> list[Any]:
 
 # schema ----------------------------------------------------------------------------------
 @click.command()
-@click.argument("name", type=click.Choice(["policy", "results", "event", "alert", "fim"]))
+@click.argument("name", type=click.Choice(["policy", "results", "tailoring", "event", "alert", "fim"]))
 def schema(name: str) -> None:
     """Print a JSON Schema shipped with secpolicy."""
     if not schema_path(name).exists():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from typing import IO
 
-from secpolicy.reports._text import evidence_text, references_text
+from secpolicy.reports._text import evidence_text, references_text, requirement_line
 from secpolicy.reports.model import Report
 
 __all__ = ["COLUMNS", "FORMULA_START", "neutralise", "render"]
@@ -40,6 +40,8 @@ COLUMNS = (
     "host",
     "scan_id",
     "scanned_at",
+    "requirements",
+    "tailoring",
 )
 
 
@@ -49,6 +51,8 @@ def render(report: Report, out: IO[str]) -> None:
     w = csv.writer(out, dialect="excel", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     w.writerow(COLUMNS)
     scan = report.scan
+    t = report.tailoring
+    tailoring = f"{t['id']} ({t['path']}, sha256 {t['sha256']})" if t else ""
     for f in report.findings:
         cells = (
             f.rule_id,
@@ -68,5 +72,7 @@ def render(report: Report, out: IO[str]) -> None:
             scan.host,
             scan.id,
             scan.started_at,
+            "; ".join(requirement_line(r) for r in report.requirements_for(f)),
+            tailoring,
         )
         w.writerow([neutralise(c) for c in cells])

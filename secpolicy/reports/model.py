@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import jsonschema
@@ -27,6 +27,7 @@ __all__ = [
     "MixedHostsError",
     "PolicyInfo",
     "Report",
+    "RequirementEntry",
     "ScanInfo",
     "TrendPoint",
     "WaiverEntry",
@@ -104,10 +105,31 @@ class FrameworkSummary:
     automated: tuple[str, ...] = ()
     partial: tuple[str, ...] = ()
     manual: tuple[str, ...] = ()
+    # Per requirement (when the results carry them): counts by rolled-up status, and the
+    # share of passing requirements among pass, fail and error.
+    requirement_counts: Mapping[str, int] | None = None
+    requirements_pct: float | None = None
 
     @property
     def declared(self) -> int:
         return len(self.automated) + len(self.partial) + len(self.manual)
+
+
+@dataclass(frozen=True)
+class RequirementEntry:
+    """One framework requirement: its status rolled up from its rules and its coverage class."""
+
+    framework: str
+    id: str
+    status: str  # pass | fail | error | waived | not_applicable | not_assessed
+    coverage: str  # automated | partial | manual | undeclared
+    counts: Mapping[str, int]
+    rule_ids: tuple[str, ...] = ()
+    note: str | None = None
+
+    @property
+    def decided_rules(self) -> int:
+        return sum(self.counts.get(k, 0) for k in ("pass", "fail", "error", "waived", "not_applicable"))
 
 
 @dataclass(frozen=True)
@@ -196,6 +218,22 @@ class Report:
     host: HostInfo | None = None
     integrity: Integrity | None = None
     regressions: Mapping[str, Any] | None = None
+    requirements: tuple[RequirementEntry, ...] = ()
+    tailoring: Mapping[str, Any] | None = None  # as in the results: sha256, vars, rules
+    vars: tuple[Mapping[str, Any], ...] = ()  # every var the scanned rules read, value used
+    compliance_note: str | None = None
+
+    def requirements_of(self, framework: str) -> tuple[RequirementEntry, ...]:
+        return tuple(r for r in self.requirements if r.framework == framework)
+
+    @cached_property
+    def _requirement_index(self) -> dict[tuple[str, str], RequirementEntry]:
+        return {(r.framework, r.id): r for r in self.requirements}
+
+    def requirements_for(self, f: Finding) -> tuple[RequirementEntry, ...]:
+        """The requirements a finding's rule serves, with their rolled-up status."""
+        index = self._requirement_index
+        return tuple(index[(fw, req)] for fw, ids in sorted(f.references.items()) for req in ids if (fw, req) in index)
 
     @property
     def total(self) -> int:
@@ -318,16 +356,7 @@ def finding_from_dict(d: Mapping[str, Any]) -> Finding:
         references={k: tuple(v) for k, v in (d.get("references") or {}).items()},
         tags=tuple(d.get("tags") or ()),
         profiles=tuple(d.get("profiles") or ()),
-        evidence=tuple(
-            Evidence(
-                expression=e["expression"],
-                expected=e.get("expected"),
-                observed=e.get("observed"),
-                source=e.get("source"),
-                message=e.get("message"),
-            )
-            for e in d.get("evidence") or ()
-        ),
+        evidence=tuple(Evidence.from_dict(e) for e in d.get("evidence") or ()),
         reason=d.get("reason"),
         duration_ms=float(d.get("duration_ms") or 0.0),
         waiver=waiver,
@@ -471,8 +500,23 @@ def build_report(
                 automated=tuple(cov.get("automated") or ()),
                 partial=tuple(cov.get("partial") or ()),
                 manual=tuple(cov.get("manual") or ()),
+                requirement_counts=entry.get("requirements_by_status"),
+                requirements_pct=entry.get("requirements_compliance_pct"),
             )
         )
+    requirements = tuple(
+        RequirementEntry(
+            framework=fw,
+            id=r["id"],
+            status=r["status"],
+            coverage=r["coverage"],
+            counts=dict(r["rules"]),
+            rule_ids=tuple(r["rule_ids"]),
+            note=r.get("note"),
+        )
+        for fw, reqs in sorted((results.get("requirements") or {}).items())
+        for r in reqs
+    )
     waivers = tuple(
         WaiverEntry(
             rule_id=w["rule_id"],
@@ -508,6 +552,10 @@ def build_report(
         host=_host_info(scan),
         integrity=_integrity(results, raw, audit),
         regressions=results.get("regressions") or None,
+        requirements=requirements,
+        tailoring=results.get("tailoring") or None,
+        vars=tuple(results.get("vars") or ()),
+        compliance_note=summary.get("compliance_note"),
     )
 
 

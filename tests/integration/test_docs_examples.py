@@ -78,6 +78,14 @@ def examples(doc: Path) -> list[Example]:
     return out
 
 
+def _tailoring_example() -> str:
+    """The tailoring file docs/policy-format.md shows (its examples lint and scan with it)."""
+    text = (REPO / "docs" / "policy-format.md").read_text()
+    m = re.search(r"```yaml\n(metadata:\n  id: acme-bastions.*?)```", text, re.DOTALL)
+    assert m, "docs/policy-format.md lost its tailoring example"
+    return m.group(1)
+
+
 def _readme_rule() -> str:
     text = (REPO / "README.md").read_text()
     m = re.search(r"A rule:\n\n```yaml\n(.*?)```", text, re.DOTALL)
@@ -88,13 +96,14 @@ def _readme_rule() -> str:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> Path:
     """The files the examples name: this host's earlier results (same host, as `diff` and
-    `--history` require), a policy directory holding the README's example rule, a FIM
-    configuration and key."""
+    `--history` require), a policy directory holding the README's example rule, the tailoring
+    file of docs/policy-format.md, a FIM configuration and key."""
     d = tmp_path_factory.mktemp("docs")
     (d / "policies").symlink_to(REPO / "policies")
     (d / "my-policies").mkdir()
     (d / "my-policies" / "ssh.yaml").write_text(
         'metadata: {id: my-ssh, title: My SSH rules, version: "1.0"}\nrules:\n' + _readme_rule())
+    (d / "acme.yaml").write_text(_tailoring_example())
     watched = d / "watched"
     watched.mkdir()
     (watched / "app.conf").write_text("listen 127.0.0.1\n")
