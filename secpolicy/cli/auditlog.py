@@ -78,6 +78,7 @@ def _options(sign_key: str | None, checkpoint_every: int, copy_to: Sequence[str]
         checkpoint_every=checkpoint_every,
         sync=sync,
         signing_key=load_private_key(sign_key) if sign_key else None,
+        signing_key_path=Path(sign_key) if sign_key else None,
         copy_checkpoints_to=tuple(Path(p) for p in copy_to),
     )
 
@@ -194,20 +195,41 @@ def checkpoint_cmd(directory: str, out: str | None, sign_key: str | None) -> Non
 @click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False),
               help="Checkpoints kept off the host (JSON lines); repeatable.")
 @click.option("--pubkey", type=click.Path(dir_okay=False), help="Ed25519 public key: checkpoint signatures must verify.")
+@click.option("--witness", type=click.Path(dir_okay=False),
+              help="Remember the verified tree head in FILE (best kept off the host); a later log that does not "
+                   "extend it fails.")
 @click.option("--open", "allow_open", is_flag=True,
               help="Accept a log without a final seal (a log that is still being written).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_cmd(files: tuple[str, ...], key_hex: str | None, key_file: str | None,
-               checkpoint_files: tuple[str, ...], pubkey: str | None, allow_open: bool, as_json: bool) -> None:
-    """Verify log FILES (or a log directory). Exit 0 only if intact; 5 names the first bad entry."""
+               checkpoint_files: tuple[str, ...], pubkey: str | None, witness: str | None, allow_open: bool,
+               as_json: bool) -> None:
+    """Verify log FILES (or a log directory). Exit 0 only if intact; 5 names the first bad entry.
+
+    Given a directory, the log is also checked against what the host remembers of it (the
+    writer's state, its list of checkpoints and the copies `log init` set up), so a log cut
+    back to an earlier seal fails."""
+    from secpolicy.auditlog.verify import Witness, read_host_state
+
     key = _key(key_hex, key_file)
-    cps: list[Checkpoint] = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
-    if key is None and not cps:
+    cps = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
+    seen = Witness.load(witness) if witness else None
+    if key is None and not cps and seen is None:
         raise InputError("nothing to verify against: give the initial key (--key/--key-file) and/or "
-                         "off-host checkpoints (--checkpoint)")
-    report = verify_log(log_files(files), key, cps, load_public_key(pubkey) if pubkey else None, allow_open)
+                         "off-host checkpoints (--checkpoint) or a --witness file")
+    hosts = [read_host_state(Path(f)) for f in files if Path(f).is_dir()]
+    anchors = [a for h in hosts for a in h.anchors]
+    if seen is not None and (head := seen.anchor()) is not None:
+        anchors.append(head)
+    report = verify_log(log_files(files), key, cps, load_public_key(pubkey) if pubkey else None, allow_open,
+                        anchors)
+    if seen is not None:
+        seen.remember(report)
+    warnings = [w for h in hosts for w in h.warnings] + list(report.warnings)
     if as_json:
-        click.echo(json.dumps({"status": "intact", **report.to_dict()}, indent=2, sort_keys=True))
+        data = {"status": "intact", **report.to_dict(), "warnings": warnings,
+                "host_state": [x for h in hosts for x in h.held]}
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     checked = ["hash chain", "sequence", "epochs", "in-log checkpoints"]
     if report.macs_checked:
@@ -219,7 +241,9 @@ def verify_cmd(files: tuple[str, ...], key_hex: str | None, key_file: str | None
     click.echo(f"intact: {report.entries} entries ({report.records} records, {report.checkpoints} checkpoints, "
                f"{report.epochs} epochs), {'sealed' if report.sealed else 'open'}; root {report.root}")
     click.echo("checked: " + ", ".join(checked))
-    for warning in report.warnings:
+    if report.anchors:
+        click.echo("length checked against: " + ", ".join(report.anchors))
+    for warning in warnings:
         click.echo(f"warning: {warning}")
 
 
@@ -235,40 +259,94 @@ def _log_id(lines: list[bytes]) -> str:
         return ""
 
 
+def _in_log_checkpoints(lines: list[bytes]) -> dict[int, Checkpoint]:
+    """The checkpoints written into the log, by tree size."""
+    from secpolicy.auditlog.checkpoint import Checkpoint
+
+    out: dict[int, Checkpoint] = {}
+    for line in lines:
+        if b'"kind":"checkpoint"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+            if entry.get("kind") == "checkpoint":
+                cp = Checkpoint.from_dict(entry["body"])
+                out[cp.tree_size] = cp
+        except (ValueError, KeyError, TypeError, InputError):
+            continue
+    return out
+
+
+def _anchored_size(cps: dict[int, Checkpoint], given: int | None, above: int, what: str) -> int:
+    """The tree size to prove against: the latest checkpoint (or the one asked for)."""
+    if given is not None:
+        return given
+    sizes = [s for s in cps if s > above]
+    if not sizes:
+        latest = max(cps, default=0)
+        raise InputError(f"{what} comes after the latest checkpoint (tree size {latest}): write one with "
+                         f"`secpolicy log checkpoint DIR`, or give --tree-size/--new for a proof no checkpoint "
+                         f"anchors")
+    return max(sizes)
+
+
+def _carried(cps: dict[int, Checkpoint], size: int, root: bytes, path: str) -> dict[str, Any] | None:
+    """The log's own checkpoint of `size`, which must agree with the entries it covers."""
+    cp = cps.get(size)
+    if cp is None:
+        return None
+    if cp.root != root.hex():
+        raise IntegrityError(f"{path}: the first {size} entries do not match the log's checkpoint of {cp.ts} "
+                             f"(seq {size}): entries were edited; no proof is made from them")
+    return cp.to_dict()
+
+
 @prove_group.command(name="inclusion")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--seq", required=True, type=click.IntRange(0), help="Sequence number of the entry.")
-@click.option("--tree-size", type=click.IntRange(1), help="Tree size to prove against (default: all entries).")
+@click.option("--tree-size", type=click.IntRange(1),
+              help="Tree size to prove against (default: the latest checkpoint, which the proof carries).")
 def prove_inclusion_cmd(files: tuple[str, ...], seq: int, tree_size: int | None) -> None:
-    """Prove that entry SEQ is in the tree of the first TREE-SIZE entries."""
-    leaves, lines = read_leaves(log_files(files))
-    size = tree_size or len(leaves)
+    """Prove that entry SEQ is in the tree of the latest checkpoint (or of TREE-SIZE entries)."""
+
+    paths = log_files(files)
+    leaves, lines = read_leaves(paths)
+    cps = _in_log_checkpoints(lines)
+    size = _anchored_size(cps, tree_size, seq, f"entry {seq}")
     if size > len(leaves):
         raise InputError(f"--tree-size {size} exceeds the {len(leaves)} entries in the log")
     if seq >= size:
         raise InputError(f"--seq {seq} is not below the tree size {size}")
+    root = root_of(leaves[:size])
     proof = inclusion_proof(leaves[:size], seq)
     click.echo(json.dumps({
         "type": "inclusion", "log_id": _log_id(lines), "leaf_index": seq, "tree_size": size,
         "entry": lines[seq].decode("utf-8"), "leaf_hash": leaves[seq].hex(),
-        "root": root_of(leaves[:size]).hex(), "path": [p.hex() for p in proof],
+        "root": root.hex(), "path": [p.hex() for p in proof],
+        "checkpoint": _carried(cps, size, root, str(paths[0])),
     }, indent=2))
 
 
 @prove_group.command(name="consistency")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--old", "old_size", required=True, type=click.IntRange(1), help="Older tree size.")
-@click.option("--new", "new_size", type=click.IntRange(1), help="Newer tree size (default: all entries).")
+@click.option("--new", "new_size", type=click.IntRange(1), help="Newer tree size (default: the latest checkpoint).")
 def prove_consistency_cmd(files: tuple[str, ...], old_size: int, new_size: int | None) -> None:
-    """Prove that the first OLD entries are a prefix of the first NEW entries."""
-    leaves, lines = read_leaves(log_files(files))
-    size = new_size or len(leaves)
+    """Prove that the first OLD entries are a prefix of the latest checkpoint's (or of NEW)."""
+
+    paths = log_files(files)
+    leaves, lines = read_leaves(paths)
+    cps = _in_log_checkpoints(lines)
+    size = _anchored_size(cps, new_size, old_size - 1, f"tree size {old_size}")
     if size > len(leaves) or old_size > size:
         raise InputError(f"need --old <= --new <= {len(leaves)} (the entries in the log)")
+    old_root, new_root = root_of(leaves[:old_size]), root_of(leaves[:size])
     click.echo(json.dumps({
         "type": "consistency", "log_id": _log_id(lines), "old_size": old_size, "new_size": size,
-        "old_root": root_of(leaves[:old_size]).hex(), "new_root": root_of(leaves[:size]).hex(),
+        "old_root": old_root.hex(), "new_root": new_root.hex(),
         "proof": [p.hex() for p in consistency_proof(leaves[:size], old_size)],
+        "old_checkpoint": _carried(cps, old_size, old_root, str(paths[0])),
+        "new_checkpoint": _carried(cps, size, new_root, str(paths[0])),
     }, indent=2))
 
 
@@ -282,13 +360,63 @@ def _hex(value: Any, what: str) -> bytes:
     return out
 
 
+class _Anchors:
+    """What a proof's roots may be anchored by: off-host checkpoints, the checkpoints a proof
+    carries when --pubkey verifies their signature, and a witness's remembered head."""
+
+    def __init__(self, proof_file: str, checkpoints: list[Checkpoint], pub: Any, witness: Any) -> None:
+        self.proof_file = proof_file
+        self.by_size: dict[int, tuple[Checkpoint | None, str]] = {
+            cp.tree_size: (cp, "the off-host checkpoint") for cp in checkpoints}
+        self.pub = pub
+        self.witness = witness
+        self.lines: list[str] = []
+        self.missing: list[str] = []
+
+    def check(self, size: int, root: bytes, what: str, carried: Any) -> None:
+        from secpolicy.auditlog.checkpoint import Checkpoint
+
+        if carried is not None:
+            cp = Checkpoint.from_dict(carried)
+            if cp.tree_size != size or cp.root != root.hex():
+                raise IntegrityError(f"{self.proof_file}: the {what} root is not the root of the checkpoint the proof "
+                                     f"carries (tree size {cp.tree_size}): the proof was made from an edited log")
+            if self.pub is not None:
+                cp.verify_signature(self.pub)
+                self.by_size.setdefault(size, (cp, "the signed checkpoint the proof carries"))
+        held = self.by_size.get(size)
+        w = self.witness
+        if held is None and w is not None and w.tree_size == size and w.root is not None:
+            held = (None, f"the head remembered in {w.path}")
+            if w.root != root.hex():
+                raise IntegrityError(f"{self.proof_file}: the {what} root differs from the head remembered in "
+                                     f"{w.path} (tree size {size})")
+        if held is None:
+            self.missing.append(f"{what} root (tree size {size})")
+            return
+        trusted, source = held
+        if trusted is not None and trusted.root != root.hex():
+            raise IntegrityError(f"{self.proof_file}: the {what} root differs from {source} of {trusted.ts} "
+                                 f"(tree size {size})")
+        self.lines.append(f"{what} root matches {source}" + (f" of {trusted.ts}" if trusted is not None else ""))
+
+
 @prove_group.command(name="check")
 @click.argument("proof_file", type=click.Path(dir_okay=False))
 @click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False),
               help="Trusted checkpoints: the proof's roots must match the ones of the same size.")
-@click.option("--pubkey", type=click.Path(dir_okay=False), help="Ed25519 public key the checkpoints must be signed with.")
-def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: str | None) -> None:
-    """Verify a proof written by `log prove` (exit 5 if it does not hold)."""
+@click.option("--pubkey", type=click.Path(dir_okay=False),
+              help="Ed25519 public key: checkpoints given or carried by the proof must be signed with it.")
+@click.option("--witness", type=click.Path(dir_okay=False),
+              help="Witness file of `log verify --witness`: a consistency proof's old root must be its head, "
+                   "which then moves on to the proof's new, anchored head.")
+@click.option("--unanchored", is_flag=True,
+              help="Accept roots that no trusted checkpoint anchors (the proof then only shows internal consistency).")
+def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: str | None, witness: str | None,
+                    unanchored: bool) -> None:
+    """Verify a proof written by `log prove` (exit 5 if it does not hold or is not anchored)."""
+    from secpolicy.auditlog.verify import Witness
+
     try:
         proof = json.loads(Path(proof_file).read_text(encoding="utf-8"))
         kind = proof["type"]
@@ -297,22 +425,12 @@ def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: 
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError("not a proof written by `secpolicy log prove`", proof_file) from exc
     cps = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
-    if pubkey:
-        pub = load_public_key(pubkey)
+    pub = load_public_key(pubkey) if pubkey else None
+    if pub is not None:
         for cp in cps:
             cp.verify_signature(pub)
-    by_size = {cp.tree_size: cp for cp in cps}
-    anchored: list[str] = []
-
-    def anchor(size: int, root: bytes, what: str) -> None:
-        cp = by_size.get(size)
-        if cp is None:
-            return
-        if cp.root != root.hex():
-            raise IntegrityError(f"{proof_file}: the {what} root differs from the checkpoint of {cp.ts} "
-                                 f"(tree size {size})")
-        anchored.append(f"{what} root matches the checkpoint of {cp.ts}")
-
+    seen = Witness.load(witness) if witness else None
+    anchors = _Anchors(proof_file, cps, pub, seen)
     try:
         if kind == "inclusion":
             leaf = _hex(proof["leaf_hash"], "leaf_hash")
@@ -321,27 +439,34 @@ def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: 
             root = _hex(proof["root"], "root")
             verify_inclusion(leaf, int(proof["leaf_index"]), int(proof["tree_size"]),
                              [_hex(p, "path") for p in proof["path"]], root)
-            anchor(int(proof["tree_size"]), root, "tree")
-            click.echo(f"inclusion proof holds: entry {proof['leaf_index']} is in the tree of "
-                       f"{proof['tree_size']} entries")
+            anchors.check(int(proof["tree_size"]), root, "tree", proof.get("checkpoint"))
+            held = (f"inclusion proof holds: entry {proof['leaf_index']} is in the tree of "
+                    f"{proof['tree_size']} entries")
         elif kind == "consistency":
             old_root, new_root = _hex(proof["old_root"], "old_root"), _hex(proof["new_root"], "new_root")
             verify_consistency(int(proof["old_size"]), int(proof["new_size"]), old_root, new_root,
                                [_hex(p, "proof") for p in proof["proof"]])
-            anchor(int(proof["old_size"]), old_root, "old")
-            anchor(int(proof["new_size"]), new_root, "new")
-            click.echo(f"consistency proof holds: the first {proof['old_size']} entries are a prefix of the "
-                       f"first {proof['new_size']}")
+            anchors.check(int(proof["old_size"]), old_root, "old", proof.get("old_checkpoint"))
+            anchors.check(int(proof["new_size"]), new_root, "new", proof.get("new_checkpoint"))
+            held = (f"consistency proof holds: the first {proof['old_size']} entries are a prefix of the "
+                    f"first {proof['new_size']}")
         else:
             raise InputError(f"unknown proof type {kind!r}", proof_file)
     except ProofError as exc:
         raise IntegrityError(f"{proof_file}: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"proof is missing or mistypes a field: {exc}", proof_file) from exc
-    for line in anchored:
+    if anchors.missing and not unanchored:
+        raise IntegrityError(f"{proof_file}: the proof holds but is not anchored: no trusted checkpoint for the "
+                             f"{' and the '.join(anchors.missing)}; give --checkpoint FILE kept off the host, or "
+                             f"--pubkey for the checkpoint the proof carries (--unanchored accepts it as it is)")
+    click.echo(held)
+    for line in anchors.lines:
         click.echo(line)
-    if not anchored:
-        click.echo("note: no checkpoint of a matching size was given; the roots are not anchored")
+    for what in anchors.missing:
+        click.echo(f"warning: {what} is not anchored (--unanchored): the proof shows only that its hashes agree")
+    if seen is not None and kind == "consistency" and not anchors.missing and seen.advance(str(proof.get("log_id", "")), int(proof["new_size"]), str(proof["new_root"])):
+        click.echo(f"witness {seen.path} now remembers tree size {seen.tree_size}")
 
 
 # -- timeline ------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_checkpoint_command_and_proofs(written_log: dict[str, Path], tmp_path: P
     (tmp_path / "inc.json").write_text(out)
     code, out = run("log", "prove", "check", str(tmp_path / "inc.json"), "--checkpoint", str(w["offhost"]),
                     "--pubkey", str(w["pub"]))
-    assert code == 0 and "inclusion proof holds" in out and "root matches the checkpoint" in out
+    assert code == 0 and "inclusion proof holds" in out and "root matches the off-host checkpoint" in out
 
     proof["entry"] = proof["entry"].replace('"seq":3,', '"seq":33,')
     (tmp_path / "bad.json").write_text(json.dumps(proof))
@@ -123,7 +123,10 @@ def test_checkpoint_command_and_proofs(written_log: dict[str, Path], tmp_path: P
     assert code == 0
     (tmp_path / "con.json").write_text(out)
     code, out = run("log", "prove", "check", str(tmp_path / "con.json"), "--checkpoint", str(w["offhost"]))
-    assert code == 0 and "new root matches" in out
+    assert code == 5 and "not anchored" in out and "old root (tree size 3)" in out  # 3 is no checkpoint
+    code, out = run("log", "prove", "check", str(tmp_path / "con.json"), "--checkpoint", str(w["offhost"]),
+                    "--unanchored")
+    assert code == 0 and "new root matches" in out and "old root (tree size 3) is not anchored" in out
     con = json.loads((tmp_path / "con.json").read_text())
     con["old_root"] = "00" * 32
     (tmp_path / "con2.json").write_text(json.dumps(con))
