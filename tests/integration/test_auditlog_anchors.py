@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -279,6 +280,13 @@ def assert_signed_and_copied(d: dict, before: int) -> None:
                   "--checkpoint", str(d["copy"]))
     assert v.returncode == 0, v.stdout + v.stderr
     assert f"{len(copied)} off-host checkpoints" in v.stdout
+    # AU-3: every record of this host that names a uid names its user too (a replayed event of
+    # another host carries the name its source gave it); configuration paths are absolute.
+    recs = [json.loads(x)["body"] for x in (d["dir"] / "segment-000000.jsonl").read_text().splitlines()
+            if json.loads(x)["kind"] == "record"]
+    assert recs and [r for r in recs if "uid" in r["source"] and not r["source"].get("user")
+                    and r["hostname"] == socket.gethostname()] == []
+    assert all(Path(r["details"]["path"]).is_absolute() for r in recs if r["event_type"] == "config_loaded")
 
 
 def test_scan_replay_and_fim_sign_and_copy_as_init_set(signed_log: dict, tmp_path: Path) -> None:
