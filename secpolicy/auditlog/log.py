@@ -16,15 +16,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING, Any, Self
 
 from secpolicy.auditlog.canonical import canonical, parse_canonical
 from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id
 from secpolicy.auditlog.merkle import Frontier, leaf_hash
 from secpolicy.auditlog.records import AuditRecord, now_iso
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "GENESIS_PREV",

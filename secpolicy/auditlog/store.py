@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
@@ -15,6 +15,7 @@ from secpolicy.errors import InputError, RuntimeFailure
 
 __all__ = [
     "EventStore",
+    "JsonLines",
     "Retention",
     "alert_row",
     "event_resource",
@@ -86,9 +87,15 @@ def normalize_ts(ts: Any) -> str:
     """Event times are compared as text, so every stored or queried time takes one form:
     UTC, nine fraction digits, `Z` (e.g. 2026-11-21T05:30:00.123456789Z)."""
     if isinstance(ts, str) and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[10] == "T":
-        return ts
-    if not isinstance(ts, str) or len(ts) < 19:
-        raise InputError(f"time {ts!r} is not an ISO 8601 timestamp")
+        # Already in stored form; still a real date and time (2024-02-30 has the right shape).
+        try:
+            datetime.fromisoformat(ts[:19])
+        except ValueError as exc:
+            raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists ({exc})") from exc
+        if ts[20:29].isdigit():
+            return ts
+    if not isinstance(ts, str) or len(ts) < 19 or len(ts) > 64:
+        raise InputError(f"time {str(ts)[:40]!r} is not an ISO 8601 timestamp")
     text = ts.strip()
     frac = ""
     if len(text) > 19 and text[19] in ".,":
@@ -100,7 +107,7 @@ def normalize_ts(ts: Any) -> str:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise InputError(f"time {ts!r} is not ISO 8601") from exc
+        raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists ({exc})") from exc
     if moment.tzinfo is None:
         raise InputError(f"time {ts!r} has no time zone")
     utc = moment.astimezone(UTC)
@@ -110,13 +117,13 @@ def normalize_ts(ts: Any) -> str:
 def event_user(event: Mapping[str, Any]) -> str | None:
     """The name queries use for "who": the user name, else the authenticating user, else uid."""
     user = event.get("user") or {}
-    if user.get("name"):
+    if isinstance(user.get("name"), str) and user["name"]:
         return str(user["name"])
     auth = event.get("auth") or {}
-    if auth.get("user"):
+    if isinstance(auth.get("user"), str) and auth["user"]:
         return str(auth["user"])
     uid = user.get("uid", (event.get("proc") or {}).get("uid"))
-    return None if uid is None else f"uid:{uid}"
+    return None if uid is None else f"uid:{_int(uid, 'user.uid')}"
 
 
 def event_resource(event: Mapping[str, Any]) -> str:
@@ -150,10 +157,47 @@ def event_result(event: Mapping[str, Any]) -> str:
     return str(result) if result else ""
 
 
-def event_row(event: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The stored columns of one event, in `_EVENT_COLUMNS` order."""
+# Parts of an event that readers treat as objects: anything else there is a malformed event.
+_OBJECTS = ("proc", "user", "auth", "net", "file", "cred", "outcome", "module", "account", "config", "bpf",
+            "mount", "ptrace", "login", "audit", "source")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _checked_event(event: Any, what: str = "event") -> Mapping[str, Any]:
     if not isinstance(event, Mapping):
-        raise InputError("event is not a JSON object")
+        raise InputError(f"{what} is not a JSON object")
+    for name in _OBJECTS:
+        value = event.get(name)
+        if value is not None and not isinstance(value, Mapping):
+            raise InputError(f"{what} field {name!r} is not an object")
+    return event
+
+
+def _text(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise InputError(f"{what} is not text")
+
+
+def _int(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not _INT64[0] <= value <= _INT64[1]:
+        raise InputError(f"{what} is not a 64-bit integer")
+    return value
+
+
+def _src_ip(event: Mapping[str, Any]) -> str | None:
+    rhost = (event.get("auth") or {}).get("rhost")
+    return _text(rhost, "auth.rhost") or _text((event.get("net") or {}).get("src_ip"), "net.src_ip")
+
+
+def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
+    """The stored columns of one event, in `_EVENT_COLUMNS` order; `text` is its JSON when
+    the caller already has it (a line read from a file). InputError for a malformed event."""
+    event = _checked_event(event)
     kind = event.get("type")
     if not isinstance(kind, str) or not kind:
         raise InputError("event has no type")
@@ -164,37 +208,114 @@ def event_row(event: Mapping[str, Any]) -> tuple[Any, ...]:
         normalize_ts(event.get("ts")),
         kind,
         event_user(event),
-        user.get("uid", proc.get("uid")),
-        proc.get("euid"),
-        event.get("host"),
-        proc.get("pid"),
-        None if session is None else str(session),
-        proc.get("comm"),
+        _int(user.get("uid", proc.get("uid")), "user.uid"),
+        _int(proc.get("euid"), "proc.euid"),
+        _text(event.get("host"), "host"),
+        _int(proc.get("pid"), "proc.pid"),
+        _text(session, "proc.session"),
+        _text(proc.get("comm"), "proc.comm"),
         event_resource(event),
         event_result(event),
-        (event.get("auth") or {}).get("rhost") or (event.get("net") or {}).get("src_ip"),
-        json.dumps(event, separators=(",", ":"), ensure_ascii=False),
+        _src_ip(event),
+        text if text is not None else json.dumps(event, separators=(",", ":"), ensure_ascii=False),
     )
 
 
-def alert_row(alert: Mapping[str, Any]) -> tuple[Any, ...]:
+def alert_row(alert: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
     if not isinstance(alert, Mapping) or not alert.get("rule_id"):
         raise InputError("alert has no rule_id")
-    event = alert.get("event") or {}
+    event = _checked_event(alert.get("event") or {}, "alert event")
+    if not isinstance(alert.get("context") or {}, Mapping):
+        raise InputError("alert field 'context' is not an object")
     proc = event.get("proc") or {}
     session = proc.get("session")
     return (
         normalize_ts(alert.get("ts") or event.get("ts")),
-        str(alert["rule_id"]),
-        str(alert.get("severity", "info")),
-        alert.get("title"),
-        (alert.get("context") or {}).get("kind"),
+        _text(alert["rule_id"], "rule_id"),
+        _text(alert.get("severity", "info"), "severity"),
+        _text(alert.get("title"), "title"),
+        _text((alert.get("context") or {}).get("kind"), "context.kind"),
         event_user(event) if event else None,
-        event.get("host"),
-        None if session is None else str(session),
-        (event.get("auth") or {}).get("rhost") or (event.get("net") or {}).get("src_ip"),
-        json.dumps(alert, separators=(",", ":"), ensure_ascii=False),
+        _text(event.get("host"), "event.host"),
+        _text(session, "event.proc.session"),
+        _src_ip(event),
+        text if text is not None else json.dumps(alert, separators=(",", ":"), ensure_ascii=False),
     )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+@dataclass
+class JsonLines:
+    """Events and alerts from JSON-lines files (a line with `rule_id` is an alert, one with
+    `type` and `ts` an event). A line that is not UTF-8, not JSON, not an object or not a
+    well-formed event or alert is skipped, counted and located: one bad line never ends a run."""
+
+    paths: Sequence[str | Path]
+    bad: int = 0
+    bad_where: list[str] = field(default_factory=list)
+    keep: int = 20
+
+    def rows(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """("event" | "alert", stored columns), the line itself as the JSON column."""
+        for path, n, text, obj in self._objects():
+            try:
+                if "rule_id" in obj:
+                    yield "alert", alert_row(obj, text)
+                else:
+                    yield "event", event_row(obj, text)
+            except InputError as exc:
+                self._skip(path, n, exc.message)
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """("event" | "alert", dict), each one checked as the store would check it."""
+        for path, n, text, obj in self._objects():
+            try:
+                if "rule_id" in obj:
+                    alert_row(obj, text)
+                    yield "alert", obj
+                else:
+                    event_row(obj, text)
+                    yield "event", obj
+            except InputError as exc:
+                self._skip(path, n, exc.message)
+
+    def _objects(self) -> Iterator[tuple[str, int, str, dict[str, Any]]]:
+        for path in map(str, self.paths):
+            try:
+                f = open(path, "rb")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise InputError(f"cannot read: {exc.strerror}", path) from exc
+            with f:
+                for n, raw in enumerate(f, 1):
+                    line = raw.strip()
+                    if not line:
+                        continue
+                    try:
+                        text = line.decode("utf-8")
+                        obj = json.loads(text, parse_constant=_no_constant)
+                    except UnicodeDecodeError as exc:
+                        self._skip(path, n, f"not UTF-8 (byte {exc.start + 1})")
+                        continue
+                    except RecursionError:
+                        self._skip(path, n, "JSON nested too deeply")
+                        continue
+                    except ValueError as exc:
+                        self._skip(path, n, f"not JSON: {str(exc)[:120]}")
+                        continue
+                    if not isinstance(obj, dict):
+                        self._skip(path, n, "not a JSON object")
+                    elif "rule_id" not in obj and not ("type" in obj and "ts" in obj):
+                        self._skip(path, n, "neither an event (type, ts) nor an alert (rule_id)")
+                    else:
+                        yield path, n, text, obj
+
+    def _skip(self, path: str, line: int, why: str) -> None:
+        self.bad += 1
+        if len(self.bad_where) < self.keep:
+            self.bad_where.append(f"{path}:{line}: {why}")
 
 
 @dataclass(frozen=True)
@@ -264,6 +385,33 @@ class EventStore:
 
     def add_alerts(self, alerts: Iterable[Mapping[str, Any]], batch: int = 5000) -> int:
         return self._add(_INSERT_ALERT, map(alert_row, alerts), batch)
+
+    def ingest(self, rows: Iterable[tuple[str, tuple[Any, ...]]], batch: int = 50_000) -> tuple[int, int]:
+        """Store ("event" | "alert", row) pairs (as `JsonLines.rows` gives them) in
+        transactions of `batch` rows; returns (events, alerts) stored."""
+        events: list[tuple[Any, ...]] = []
+        alerts: list[tuple[Any, ...]] = []
+        n_events = n_alerts = 0
+        for kind, row in rows:
+            (events if kind == "event" else alerts).append(row)
+            if len(events) + len(alerts) >= batch:
+                self._commit(events, alerts)
+                n_events, n_alerts, events, alerts = n_events + len(events), n_alerts + len(alerts), [], []
+        self._commit(events, alerts)
+        return n_events + len(events), n_alerts + len(alerts)
+
+    def _commit(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> None:
+        if not (events or alerts):
+            return
+        try:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(_INSERT_EVENT, events)
+            self.conn.executemany(_INSERT_ALERT, alerts)
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise RuntimeFailure(f"{self.path}: cannot store {len(events) + len(alerts)} rows: {exc}") from exc
 
     def _add(self, sql: str, rows: Iterable[tuple[Any, ...]], batch: int) -> int:
         total = 0

@@ -11,40 +11,25 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from secpolicy.auditlog import records
-from secpolicy.auditlog.anomaly import Baseline, Detector, DetectorSettings, learn_baseline
-from secpolicy.auditlog.checkpoint import (
-    Checkpoint,
-    generate_signing_key,
-    load_checkpoints,
-    load_private_key,
-    load_public_key,
+from secpolicy.auditlog.sinks.formats import FORMATS
+
+if TYPE_CHECKING:
+    from secpolicy.auditlog import records
+    from secpolicy.auditlog.checkpoint import Checkpoint
+    from secpolicy.auditlog.log import LogOptions
+    from secpolicy.auditlog.store import EventStore
+
+from secpolicy.errors import (
+    EXIT_INVALID_INPUT,
+    EXIT_NONCOMPLIANT,
+    InputError,
+    IntegrityError,
+    LocatedError,
 )
-from secpolicy.auditlog.log import AuditLog, LogOptions, read_key
-from secpolicy.auditlog.merkle import (
-    ProofError,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    root_of,
-    verify_consistency,
-    verify_inclusion,
-)
-from secpolicy.auditlog.sinks.formats import FORMATS, format_alert
-from secpolicy.auditlog.store import EventStore, Retention, normalize_ts
-from secpolicy.auditlog.timeline import (
-    TimelineQuery,
-    build_timeline,
-    read_replay,
-    render_html,
-    render_table,
-)
-from secpolicy.auditlog.verify import log_files, read_leaves, verify_log
-from secpolicy.errors import EXIT_NONCOMPLIANT, InputError, IntegrityError, LocatedError
 
 __all__ = ["COMMANDS", "anomaly_group", "dashboard_cmd", "log_group", "store_group", "timeline_cmd"]
 
@@ -61,6 +46,8 @@ def _write_new_private(path: str, data: bytes) -> None:
 
 
 def _key(key_hex: str | None, key_file: str | None) -> bytes | None:
+    from secpolicy.auditlog.log import read_key
+
     if key_hex and key_file:
         raise InputError("give --key or --key-file, not both")
     if key_file:
@@ -74,6 +61,9 @@ def _key(key_hex: str | None, key_file: str | None) -> bytes | None:
 
 
 def _options(sign_key: str | None, checkpoint_every: int, copy_to: Sequence[str], sync: str) -> LogOptions:
+    from secpolicy.auditlog.checkpoint import load_private_key
+    from secpolicy.auditlog.log import LogOptions
+
     return LogOptions(
         checkpoint_every=checkpoint_every,
         sync=sync,
@@ -103,6 +93,8 @@ _every_opt = click.option("--checkpoint-every", default=1000, show_default=True,
 @click.argument("public_key", type=click.Path(dir_okay=False))
 def keygen_cmd(private_key: str, public_key: str) -> None:
     """Make an Ed25519 key pair for signing checkpoints (the private key file is 0600)."""
+    from secpolicy.auditlog.checkpoint import generate_signing_key
+
     private, public = generate_signing_key()
     _write_new_private(private_key, private)
     Path(public_key).write_bytes(public)
@@ -117,6 +109,8 @@ def keygen_cmd(private_key: str, public_key: str) -> None:
 @_copy_opt
 def init_cmd(directory: str, key_out: str, sign_key: str | None, copy_to: tuple[str, ...]) -> None:
     """Create a new audit log in DIRECTORY (made 0700) and write its initial key."""
+    from secpolicy.auditlog.log import AuditLog
+
     if os.path.exists(key_out):
         raise InputError("already exists; refusing to overwrite a key", key_out)
     log, key = AuditLog.create(directory, _options(sign_key, 1000, copy_to, "always"))
@@ -128,6 +122,8 @@ def init_cmd(directory: str, key_out: str, sign_key: str | None, copy_to: tuple[
 
 
 def _audit_records(paths: Sequence[str]) -> Iterator[records.AuditRecord]:
+    from secpolicy.auditlog import records
+
     for path in paths:
         stream = sys.stdin if path == "-" else None
         try:
@@ -163,6 +159,8 @@ def _audit_records(paths: Sequence[str]) -> Iterator[records.AuditRecord]:
 def append_cmd(directory: str, inputs: tuple[str, ...], sign_key: str | None, copy_to: tuple[str, ...],
                checkpoint_every: int) -> None:
     """Append audit records or alerts (JSON lines; '-' for stdin) to the log, then seal it."""
+    from secpolicy.auditlog.log import AuditLog
+
     parsed = list(_audit_records(inputs))  # all input checked before the log is touched
     log = AuditLog.open(directory, _options(sign_key, checkpoint_every, copy_to, "checkpoint"))
     try:
@@ -179,6 +177,8 @@ def append_cmd(directory: str, inputs: tuple[str, ...], sign_key: str | None, co
 @_sign_opt
 def checkpoint_cmd(directory: str, out: str | None, sign_key: str | None) -> None:
     """Write a checkpoint now and print it (one JSON line to copy off the host)."""
+    from secpolicy.auditlog.log import AuditLog
+
     opts = _options(sign_key, 1000, (out,) if out else (), "checkpoint")
     log = AuditLog.open(directory, opts)
     try:
@@ -209,7 +209,8 @@ def verify_cmd(files: tuple[str, ...], key_hex: str | None, key_file: str | None
     Given a directory, the log is also checked against what the host remembers of it (the
     writer's state, its list of checkpoints and the copies `log init` set up), so a log cut
     back to an earlier seal fails."""
-    from secpolicy.auditlog.verify import Witness, read_host_state
+    from secpolicy.auditlog.checkpoint import load_checkpoints, load_public_key
+    from secpolicy.auditlog.verify import Witness, log_files, read_host_state, verify_log
 
     key = _key(key_hex, key_file)
     cps = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
@@ -308,6 +309,9 @@ def _carried(cps: dict[int, Checkpoint], size: int, root: bytes, path: str) -> d
               help="Tree size to prove against (default: the latest checkpoint, which the proof carries).")
 def prove_inclusion_cmd(files: tuple[str, ...], seq: int, tree_size: int | None) -> None:
     """Prove that entry SEQ is in the tree of the latest checkpoint (or of TREE-SIZE entries)."""
+    from secpolicy.auditlog.merkle import inclusion_proof, root_of
+    from secpolicy.auditlog.verify import log_files, read_leaves
+
 
     paths = log_files(files)
     leaves, lines = read_leaves(paths)
@@ -333,6 +337,9 @@ def prove_inclusion_cmd(files: tuple[str, ...], seq: int, tree_size: int | None)
 @click.option("--new", "new_size", type=click.IntRange(1), help="Newer tree size (default: the latest checkpoint).")
 def prove_consistency_cmd(files: tuple[str, ...], old_size: int, new_size: int | None) -> None:
     """Prove that the first OLD entries are a prefix of the latest checkpoint's (or of NEW)."""
+    from secpolicy.auditlog.merkle import consistency_proof, root_of
+    from secpolicy.auditlog.verify import log_files, read_leaves
+
 
     paths = log_files(files)
     leaves, lines = read_leaves(paths)
@@ -415,6 +422,13 @@ class _Anchors:
 def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: str | None, witness: str | None,
                     unanchored: bool) -> None:
     """Verify a proof written by `log prove` (exit 5 if it does not hold or is not anchored)."""
+    from secpolicy.auditlog.checkpoint import load_checkpoints, load_public_key
+    from secpolicy.auditlog.merkle import (
+        ProofError,
+        leaf_hash,
+        verify_consistency,
+        verify_inclusion,
+    )
     from secpolicy.auditlog.verify import Witness
 
     try:
@@ -469,6 +483,22 @@ def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: 
         click.echo(f"witness {seen.path} now remembers tree size {seen.tree_size}")
 
 
+_strict_opt = click.option("--strict", is_flag=True, help="Exit 2 when any input line was malformed (after "
+                                                               "using the rest).")
+
+
+def _bad_lines(reader: Any, strict: bool) -> None:
+    """Name the malformed input lines that were skipped; with --strict, exit 2 for them."""
+    for where in reader.bad_where:
+        click.echo(f"secpolicy: skipped {where}", err=True)
+    if reader.bad > len(reader.bad_where):
+        click.echo(f"secpolicy: ... {reader.bad - len(reader.bad_where)} more malformed lines skipped", err=True)
+    if reader.bad:
+        click.echo(f"secpolicy: {reader.bad} malformed input line(s) skipped", err=True)
+        if strict:
+            sys.exit(EXIT_INVALID_INPUT)
+
+
 # -- timeline ------------------------------------------------------------------------------
 
 
@@ -480,6 +510,8 @@ def _source_options(f: Any) -> Any:
 
 
 def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
+    from secpolicy.auditlog.store import EventStore
+
     if bool(db) == bool(replay):
         raise InputError("give either --db or --replay")
     return EventStore(db, create=False) if db else None
@@ -495,17 +527,33 @@ def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
 @click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@_strict_opt
 def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, until: str | None,
                  user: str | None, type_: str | None, rule: str | None, limit: int, fmt: str,
-                 output: str | None) -> None:
+                 output: str | None, strict: bool) -> None:
     """Forensic timeline: what happened (who, what, on what, with what result), with chains."""
+    from secpolicy.auditlog.timeline import (
+        TimelineQuery,
+        build_timeline,
+        read_replay,
+        render_html,
+        render_table,
+    )
+
     query = TimelineQuery(since=since, until=until, user=user, type=type_, rule=rule, limit=limit)
     store = _open_store(db, replay)
+    reader = read_replay(replay) if replay else None
     try:
-        timeline = build_timeline(query, store=store, replay=read_replay(replay) if replay else None)
+        timeline = build_timeline(query, store=store, replay=reader)
     finally:
         if store is not None:
             store.close()
+    _show_timeline(timeline, fmt, output, render_html, render_table)
+    if reader is not None:
+        _bad_lines(reader, strict)
+
+
+def _show_timeline(timeline: Any, fmt: str, output: str | None, render_html: Any, render_table: Any) -> None:
     if fmt == "json":
         text = json.dumps(timeline.to_dict(), indent=2) + "\n"
     elif fmt == "html":
@@ -543,6 +591,7 @@ def dashboard_cmd(db: str, results: str | None, once: bool, refresh: float, now_
     from rich.live import Live
 
     from secpolicy.auditlog.dashboard import collect, render
+    from secpolicy.auditlog.store import EventStore, normalize_ts
 
     now = None
     if now_text:
@@ -574,6 +623,9 @@ def anomaly_group() -> None:
 
 def _items(db: str | None, replay: Sequence[str], since: str | None, until: str | None,
            alerts: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    from secpolicy.auditlog.store import normalize_ts
+    from secpolicy.auditlog.timeline import read_replay
+
     store = _open_store(db, replay)
     if store is not None:
         try:
@@ -587,13 +639,15 @@ def _items(db: str | None, replay: Sequence[str], since: str | None, until: str 
     lo = normalize_ts(since) if since else None
     hi = normalize_ts(until) if until else None
     items = []
-    for kind, obj in read_replay(replay):
+    reader = read_replay(replay)
+    for kind, obj in reader:
         if kind == "alert" and not alerts:
             continue
         ts = normalize_ts(obj.get("ts") or (obj.get("event") or {}).get("ts"))
         if (lo is None or ts >= lo) and (hi is None or ts < hi):
             items.append((ts, kind, obj))
     items.sort(key=lambda t: t[0])
+    _bad_lines(reader, False)
     for _, kind, obj in items:
         yield kind, obj
 
@@ -607,6 +661,8 @@ def _items(db: str | None, replay: Sequence[str], since: str | None, until: str 
 def anomaly_learn_cmd(db: str | None, replay: tuple[str, ...], since: str | None, until: str | None,
                       interval: int, out: str) -> None:
     """Learn event rates per type and interval from a quiet period."""
+    from secpolicy.auditlog.anomaly import learn_baseline
+
     baseline = learn_baseline((e for _, e in _items(db, replay, since, until, alerts=False)), interval)
     baseline.save(out)
     click.echo(f"baseline of {len(baseline.types)} event types over {baseline.buckets} intervals of "
@@ -625,6 +681,9 @@ def anomaly_learn_cmd(db: str | None, replay: tuple[str, ...], since: str | None
 def anomaly_detect_cmd(db: str | None, replay: tuple[str, ...], baseline_path: str, since: str | None,
                        until: str | None, k: float, min_count: int, fmt: str, output: str | None) -> None:
     """Print anomaly alerts (one per line); exit 1 when there is any."""
+    from secpolicy.auditlog.anomaly import Baseline, Detector, DetectorSettings
+    from secpolicy.auditlog.sinks.formats import format_alert
+
     detector = Detector(Baseline.load(baseline_path), DetectorSettings(k=k, min_count=min_count))
     alerts = list(detector.run(_items(db, replay, since, until, alerts=True)))
     text = "".join(format_alert(a, fmt) + "\n" for a in alerts)
@@ -647,27 +706,22 @@ def store_group() -> None:
 @store_group.command(name="ingest")
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--batch", default=5000, show_default=True, type=click.IntRange(1))
-def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int) -> None:
-    """Store events and alerts from JSON-lines files (a line with rule_id is an alert)."""
+@click.option("--batch", default=50_000, show_default=True, type=click.IntRange(1), help="Rows per transaction.")
+@_strict_opt
+def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int, strict: bool) -> None:
+    """Store events and alerts from JSON-lines files (a line with rule_id is an alert).
+
+    A malformed line is skipped and reported with its file and line; the rest is stored."""
+    from secpolicy.auditlog.store import EventStore, JsonLines
+
+    reader = JsonLines(files)
     store = EventStore(db)
     try:
-        events: list[dict[str, Any]] = []
-        alerts: list[dict[str, Any]] = []
-        n_events = n_alerts = 0
-        for kind, obj in read_replay(files):
-            (events if kind == "event" else alerts).append(obj)
-            if len(events) >= batch:
-                n_events += store.add_events(events, batch)
-                events = []
-            if len(alerts) >= batch:
-                n_alerts += store.add_alerts(alerts, batch)
-                alerts = []
-        n_events += store.add_events(events, batch)
-        n_alerts += store.add_alerts(alerts, batch)
+        n_events, n_alerts = store.ingest(reader.rows(), batch)
     finally:
         store.close()
     click.echo(f"stored {n_events} events and {n_alerts} alerts in {db}")
+    _bad_lines(reader, strict)
 
 
 @store_group.command(name="prune")
@@ -676,6 +730,8 @@ def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int) -> None:
 @click.option("--max-events", type=click.IntRange(1), help="Keep at most this many events.")
 def store_prune_cmd(db: str, days: float | None, max_events: int | None) -> None:
     """Apply retention: delete old events and alerts."""
+    from secpolicy.auditlog.store import EventStore, Retention
+
     if days is None and max_events is None:
         raise InputError("give --days and/or --max-events")
     store = EventStore(db, Retention(days=days, max_events=max_events), create=False)

@@ -173,6 +173,21 @@ def test_timeline_table_and_html(db: Path, tmp_path: Path) -> None:
     assert code == 0 and "<h2>Correlated chains (2)</h2>" in (tmp_path / "t.html").read_text()
 
 
+def test_hostile_lines_never_end_ingest_or_timeline(tmp_path: Path) -> None:
+    from test_auditlog_store import HOSTILE, hostile
+
+    path = hostile(tmp_path)
+    code, out = run("store", "ingest", str(tmp_path / "h.db"), str(path))
+    assert code == 0 and "stored 1 events and 1 alerts" in out
+    assert f"skipped {path}:3: time '2024-02-30T10:00:00.000000000Z' is not an ISO 8601 date" in out
+    assert f"{len(HOSTILE) - 2} malformed input line(s) skipped" in out
+    code, out = run("store", "ingest", str(tmp_path / "h2.db"), str(path), "--strict")
+    assert code == 2 and f"skipped {path}:7: not JSON" in out
+    code, out = run("timeline", "--replay", str(path), "--format", "json", "--strict")
+    assert code == 2 and f"skipped {path}:6: not UTF-8" in out
+    assert json.loads(out[: out.index("\nsecpolicy:") + 1])["rows"][0]["type"] == "exec"
+
+
 def test_timeline_option_errors(db: Path) -> None:
     assert run("timeline")[0] == 2
     code, out = run("timeline", "--db", str(db), "--since", "yesterday")
