@@ -3,6 +3,7 @@ filter on (time, user, type, rule) indexed, the whole dict as JSON, and retentio
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
+
+import orjson
 
 from secpolicy.errors import InputError, RuntimeFailure
 
@@ -63,11 +66,19 @@ _INDEXES = """
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS events_user_ts ON events(user, ts);
 CREATE INDEX IF NOT EXISTS events_type_ts ON events(type, ts);
+CREATE INDEX IF NOT EXISTS events_failed_auth ON events(ts, src_ip, user, type, result) WHERE type = 'auth' AND result = 'failure';
+CREATE INDEX IF NOT EXISTS events_privileged ON events(ts, type, euid, uid, comm) WHERE type = 'exec' AND {privileged};
+CREATE INDEX IF NOT EXISTS alerts_ts_severity ON alerts(ts, severity, rule_id, kind);
 CREATE INDEX IF NOT EXISTS alerts_ts ON alerts(ts);
 CREATE INDEX IF NOT EXISTS alerts_rule_ts ON alerts(rule_id, ts);
 CREATE INDEX IF NOT EXISTS alerts_user_ts ON alerts(user, ts);
 CREATE INDEX IF NOT EXISTS alerts_severity_ts ON alerts(severity, ts);
 """
+# An exec that gains privileges: of a non-root user as euid 0, or of a privilege tool. The
+# dashboard's query repeats this text, which is what lets SQLite use the partial index; the
+# index holds every column the query names, so SQLite never reads the events themselves.
+PRIVILEGED_EXEC = "((euid = 0 AND uid IS NOT NULL AND uid != 0) OR comm IN ('sudo', 'su', 'pkexec', 'doas'))"
+_INDEXES = _INDEXES.format(privileged=PRIVILEGED_EXEC)
 _EVENT_COLUMNS = ("ts", "type", "user", "uid", "euid", "host", "pid", "session", "comm", "resource",
                   "result", "src_ip", "json")
 _ALERT_COLUMNS = ("ts", "rule_id", "severity", "title", "kind", "user", "host", "session", "src_ip", "json")
@@ -126,6 +137,12 @@ def event_user(event: Mapping[str, Any]) -> str | None:
     return None if uid is None else f"uid:{_int(uid, 'user.uid')}"
 
 
+_SECTIONS = (("auth", ("service", "rhost")), ("module", ("name",)), ("account", ("name", "op")),
+             ("config", ("key", "op")), ("bpf", ("cmd", "name")), ("mount", ("source", "fstype")),
+             ("ptrace", ("request", "target_pid")))
+_SECTION_NAMES = frozenset(name for name, _ in _SECTIONS)
+
+
 def event_resource(event: Mapping[str, Any]) -> str:
     """What the event acted on, in one short string for the timeline's resource column."""
     kind = event.get("type")
@@ -138,12 +155,11 @@ def event_resource(event: Mapping[str, Any]) -> str:
         return f"{net['dst_ip']}:{net.get('dst_port', '')}"
     if net.get("src_ip") is not None and kind == "accept":
         return f"{net['src_ip']}:{net.get('src_port', '')} -> :{net.get('dst_port', '')}"
-    for section, keys in (("auth", ("service", "rhost")), ("module", ("name",)), ("account", ("name", "op")),
-                          ("config", ("key", "op")), ("bpf", ("cmd", "name")), ("mount", ("source", "fstype")),
-                          ("ptrace", ("request", "target_pid"))):
-        sub = event.get(section) or {}
-        if sub:
-            return " ".join(str(sub[k]) for k in keys if sub.get(k) is not None)
+    if not _SECTION_NAMES.isdisjoint(event):
+        for section, keys in _SECTIONS:
+            sub = event.get(section) or {}
+            if sub:
+                return " ".join(str(sub[k]) for k in keys if sub.get(k) is not None)
     if kind in ("setuid", "capset"):
         cred = event.get("cred") or {}
         return f"euid={cred.get('euid')}" if cred.get("euid") is not None else ",".join(cred.get("caps") or [])
@@ -161,21 +177,28 @@ def event_result(event: Mapping[str, Any]) -> str:
 _OBJECTS = ("proc", "user", "auth", "net", "file", "cred", "outcome", "module", "account", "config", "bpf",
             "mount", "ptrace", "login", "audit", "source")
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+# Page cache while bulk loading: index pages stay in memory instead of being re-read.
+_INGEST_CACHE_KIB = 256 * 1024
+
+
+_OBJECT_SET = frozenset(_OBJECTS)
 
 
 def _checked_event(event: Any, what: str = "event") -> Mapping[str, Any]:
-    if not isinstance(event, Mapping):
+    if type(event) is not dict and not isinstance(event, Mapping):
         raise InputError(f"{what} is not a JSON object")
-    for name in _OBJECTS:
-        value = event.get(name)
-        if value is not None and not isinstance(value, Mapping):
+    for name in _OBJECT_SET.intersection(event):
+        value = event[name]
+        if value is not None and type(value) is not dict and not isinstance(value, Mapping):
             raise InputError(f"{what} field {name!r} is not an object")
     return event
 
 
 def _text(value: Any, what: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
+    if value is None or type(value) is str:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise InputError(f"{what} is not text")
@@ -184,6 +207,8 @@ def _text(value: Any, what: str) -> str | None:
 def _int(value: Any, what: str) -> int | None:
     if value is None:
         return None
+    if type(value) is int and _INT64[0] <= value <= _INT64[1]:
+        return value
     if not isinstance(value, int) or isinstance(value, bool) or not _INT64[0] <= value <= _INT64[1]:
         raise InputError(f"{what} is not a 64-bit integer")
     return value
@@ -199,21 +224,23 @@ def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
     the caller already has it (a line read from a file). InputError for a malformed event."""
     event = _checked_event(event)
     kind = event.get("type")
-    if not isinstance(kind, str) or not kind:
+    if type(kind) is not str or not kind:
         raise InputError("event has no type")
     proc = event.get("proc") or {}
     user = event.get("user") or {}
-    session = proc.get("session")
+    uid = user.get("uid", proc.get("uid"))
+    euid, pid, host, comm, session = proc.get("euid"), proc.get("pid"), event.get("host"), proc.get("comm"), \
+        proc.get("session")
     return (
         normalize_ts(event.get("ts")),
         kind,
         event_user(event),
-        _int(user.get("uid", proc.get("uid")), "user.uid"),
-        _int(proc.get("euid"), "proc.euid"),
-        _text(event.get("host"), "host"),
-        _int(proc.get("pid"), "proc.pid"),
-        _text(session, "proc.session"),
-        _text(proc.get("comm"), "proc.comm"),
+        uid if type(uid) is int and _INT64[0] <= uid <= _INT64[1] else _int(uid, "user.uid"),
+        euid if type(euid) is int and _INT64[0] <= euid <= _INT64[1] else _int(euid, "proc.euid"),
+        host if type(host) is str else _text(host, "host"),
+        pid if type(pid) is int and _INT64[0] <= pid <= _INT64[1] else _int(pid, "proc.pid"),
+        None if session is None else (str(session) if type(session) is int else _text(session, "proc.session")),
+        comm if type(comm) is str else _text(comm, "proc.comm"),
         event_resource(event),
         event_result(event),
         _src_ip(event),
@@ -246,6 +273,8 @@ def alert_row(alert: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
+
+_DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
 
 @dataclass
 class JsonLines:
@@ -294,15 +323,19 @@ class JsonLines:
                     if not line:
                         continue
                     try:
+                        # orjson is strict (UTF-8, no NaN) and fast on bytes; Python's decoder for
+                        # long lines, whose huge integers orjson would quietly turn into floats.
+                        obj = _DECODE(line.decode("utf-8")) if len(line) > 4000 else orjson.loads(line)
                         text = line.decode("utf-8")
-                        obj = json.loads(text, parse_constant=_no_constant)
-                    except UnicodeDecodeError as exc:
-                        self._skip(path, n, f"not UTF-8 (byte {exc.start + 1})")
-                        continue
                     except RecursionError:
                         self._skip(path, n, "JSON nested too deeply")
                         continue
-                    except ValueError as exc:
+                    except ValueError as exc:  # orjson.JSONDecodeError and UnicodeDecodeError are
+                        try:
+                            line.decode("utf-8")
+                        except UnicodeDecodeError as bad:
+                            self._skip(path, n, f"not UTF-8 (byte {bad.start + 1})")
+                            continue
                         self._skip(path, n, f"not JSON: {str(exc)[:120]}")
                         continue
                     if not isinstance(obj, dict):
@@ -392,12 +425,21 @@ class EventStore:
         events: list[tuple[Any, ...]] = []
         alerts: list[tuple[Any, ...]] = []
         n_events = n_alerts = 0
-        for kind, row in rows:
-            (events if kind == "event" else alerts).append(row)
-            if len(events) + len(alerts) >= batch:
-                self._commit(events, alerts)
-                n_events, n_alerts, events, alerts = n_events + len(events), n_alerts + len(alerts), [], []
-        self._commit(events, alerts)
+        # Parsed lines are trees without cycles, freed by reference counting: the cycle
+        # collector would only walk the growing batch again and again.
+        collecting = gc.isenabled()
+        gc.disable()
+        self.conn.execute(f"PRAGMA cache_size=-{_INGEST_CACHE_KIB}")
+        try:
+            for kind, row in rows:
+                (events if kind == "event" else alerts).append(row)
+                if len(events) + len(alerts) >= batch:
+                    self._commit(events, alerts)
+                    n_events, n_alerts, events, alerts = n_events + len(events), n_alerts + len(alerts), [], []
+            self._commit(events, alerts)
+        finally:
+            if collecting:
+                gc.enable()
         return n_events + len(events), n_alerts + len(alerts)
 
     def _commit(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> None:
