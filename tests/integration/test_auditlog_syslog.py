@@ -7,6 +7,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -144,6 +145,7 @@ def test_rsyslog_parses_our_rfc5424(rsyslog: dict, transport: str) -> None:
     sink.emit(alert)
     sink.emit(dict(alert, message="second " + marker))  # framing keeps messages apart
     sink.close()
+    assert sink.pending() == 0
     hits = received(rsyslog["out"], marker)
     assert len(hits) >= 1
     deadline = time.monotonic() + 5
@@ -153,7 +155,8 @@ def test_rsyslog_parses_our_rfc5424(rsyslog: dict, transport: str) -> None:
     pri, version, host, app, msgid, sd, msg = hits[0].split("|", 6)
     # facility audit (13) * 8 + critical (2); rsyslog parsed every header field.
     assert (pri, version, host, app, msgid) == ("106", "1", "web1", "secpolicy", "priv.sudo_shadow")
-    assert sd == ('[secpolicy@32473 rule_id="priv.sudo_shadow" severity="critical" kind="sequence" count="3"]')
+    assert re.fullmatch(r'\[secpolicy@32473 id="[0-9a-f]{32}" rule_id="priv.sudo_shadow" severity="critical" '
+                        r'kind="sequence" count="3"\]', sd), sd
     body = json.loads(msg.lstrip("\ufeff"))
     assert body["message"].endswith(marker) and body["rule_id"] == "priv.sudo_shadow"
     assert hits[1].split("|", 6)[6].lstrip("\ufeff").startswith('{"context"')

@@ -17,8 +17,9 @@ import pytest
 from secpolicy.auditlog.sinks.base import FanOut, MemorySink, StreamSink
 from secpolicy.auditlog.sinks.dedup import Deduplicator, RateLimiter
 from secpolicy.auditlog.sinks.formats import format_alert, to_cef, to_leef, to_ocsf
+from secpolicy.auditlog.sinks.spool import Spool
 from secpolicy.auditlog.sinks.syslog import rfc5424, sd_escape
-from secpolicy.auditlog.sinks.webhook import Spool, WebhookSink
+from secpolicy.auditlog.sinks.webhook import WebhookSink
 from secpolicy.errors import InputError, RuntimeFailure
 
 ALERT: dict[str, Any] = {
