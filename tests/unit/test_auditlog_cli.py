@@ -236,6 +236,18 @@ def test_anomaly_learn_and_detect(tmp_path: Path) -> None:
     assert [(a["rule_id"], a["context"]["count"]) for a in alerts] == [("anomaly.rate", 40)]
 
 
+def test_store_export_ocsf(db: Path, tmp_path: Path) -> None:
+    from ocsf_conformance import violations
+
+    code, out = run("store", "export", str(db), "-o", str(tmp_path / "o.jsonl"))
+    assert code == 0 and "OCSF events written; not mapped to OCSF: " in out
+    events = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    kinds = [e["class_uid"] for e in events]
+    assert kinds.count(1007) == 3 and kinds.count(2004) == 3  # the exec events and the alerts
+    for e in events:
+        assert violations(e, "process_activity" if e["class_uid"] == 1007 else "detection_finding") == []
+
+
 def test_store_prune(db: Path) -> None:
     code, out = run("store", "prune", str(db), "--max-events", "4")
     assert code == 0 and out.strip() == "deleted 6 events and 0 alerts"
