@@ -191,6 +191,10 @@ class Outputs:
         if self.sinks is not None:
             self.sinks.tick()
             self._sink_failures()
+            for uri, error, waiting in self.sinks.delivery_problems():
+                # Queued, not lost: one record and one warning per new error, not per retry.
+                self._fail("sink", f"delivery failing, {waiting} alerts queued: {error}", sink=uri,
+                           alerts_queued=waiting)
         if windows is None and self.loss_windows is not None:
             windows = self.loss_windows()
         if windows:

@@ -229,15 +229,17 @@ def test_replay_sink_failures_are_recorded_and_alerts_still_reach_the_others(tmp
     alerts = [r for r in recs if r["event_type"] == "alert"]
     assert len(alerts) == len(jsonl(EXPECTED))  # the audit log records every alert regardless
     failures = [r for r in recs if r["event_type"] == "failure"]
-    assert [(f["component"], f["outcome"], f["details"]["sink"]) for f in failures] == [
-        ("sink", "FAILURE", f"syslog+tcp://127.0.0.1:{dead}?drain=0.5")]
+    assert {(f["component"], f["outcome"], f["details"]["sink"]) for f in failures} == {
+        ("sink", "FAILURE", f"syslog+tcp://127.0.0.1:{dead}?drain=0.5")}
+    # Told at once that delivery fails (queued alerts), then the count left at the end.
+    assert "delivery failing" in failures[0]["details"]["message"] and "Connection refused" in p.stderr
     # --rate-limit 2/3600: at most two alerts per rule pass, then one summary per rule.
     per_rule = Counter(ln.split("|")[4] for ln in lines)
     expected_rules = Counter(e["rule_id"] for e in jsonl(EXPECTED))
     assert all(ln.startswith("CEF:0|secpolicy|") for ln in lines)
     assert per_rule == Counter({r: min(n, 3) for r, n in expected_rules.items()})
     # The dead sink was offered exactly what the file received.
-    assert failures[0]["details"]["alerts_undelivered"] == len(lines)
+    assert failures[-1]["details"]["alerts_undelivered"] == len(lines)
 
 
 def test_replay_alerts_reach_a_webhook_through_its_spool(tmp_path):

@@ -246,6 +246,7 @@ class SyslogSink:
             self.resent += len(batch)
             return False
         self.spool.mark_done_many([e.id for e in batch])
+        self.last_error = ""
         self.delivered += len(batch)
         self.batches += 1
         return True

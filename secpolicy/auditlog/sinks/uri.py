@@ -219,6 +219,7 @@ class SinkChain:
             self._stages.append(head)
         self._head = head
         self._seen_failures = 0
+        self._reported: dict[str, str] = {}
 
     def emit(self, alert: Mapping[str, Any]) -> None:
         self._head.emit(alert)
@@ -237,6 +238,18 @@ class SinkChain:
                 sink.close()
             except SecpolicyError as exc:
                 self.fanout.failures.append((i, exc.render()))
+
+    def delivery_problems(self) -> list[tuple[str, str, int]]:
+        """(sink URI, error, alerts waiting) for each queued sink whose delivery failed since the
+        last call with an error not reported yet: a receiver that is down is told at once."""
+        out = []
+        for i, sink in enumerate(self.fanout.sinks):
+            error = getattr(getattr(sink, "inner", sink), "last_error", "")
+            uri = self.specs[i].uri if i < len(self.specs) else str(i)
+            if error and self._reported.get(uri) != error:
+                out.append((uri, error, sink.pending()[0] if hasattr(sink, "pending") else 0))
+            self._reported[uri] = error
+        return out
 
     def pending(self) -> dict[str, tuple[int, str | None]]:
         """After `close`: per sink URI, the alerts it still holds undelivered and the spool

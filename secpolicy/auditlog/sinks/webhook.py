@@ -109,6 +109,7 @@ class WebhookSink:
         result = post(self.url, entry.body.encode("utf-8"), headers, self.timeout, self.context)
         if result.ok:
             self.spool.mark_done(entry.id)
+            self.last_error = ""
             self.delivered += 1
             return True
         self.last_error = result.detail
