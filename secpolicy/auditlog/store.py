@@ -4,6 +4,7 @@ filter on (time, user, type, rule) indexed, the whole dict as JSON, and retentio
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -443,38 +444,30 @@ class EventStore:
         return n_events + len(events), n_alerts + len(alerts)
 
     def _commit(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> None:
-        if not (events or alerts):
+        self._transaction([(_INSERT_EVENT, events), (_INSERT_ALERT, alerts)])
+
+    def _transaction(self, work: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Insert every (statement, rows) pair in one transaction, or none of them."""
+        n = sum(len(rows) for _, rows in work)
+        if not n:
             return
         try:
             self.conn.execute("BEGIN")
-            self.conn.executemany(_INSERT_EVENT, events)
-            self.conn.executemany(_INSERT_ALERT, alerts)
+            for sql, rows in work:
+                self.conn.executemany(sql, rows)
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            raise RuntimeFailure(f"{self.path}: cannot store {len(events) + len(alerts)} rows: {exc}") from exc
+            raise RuntimeFailure(f"{self.path}: cannot store {n} rows: {exc}") from exc
 
     def _add(self, sql: str, rows: Iterable[tuple[Any, ...]], batch: int) -> int:
         total = 0
         it = iter(rows)
-        while True:
-            chunk = []
-            for row in it:
-                chunk.append(row)
-                if len(chunk) >= batch:
-                    break
-            if not chunk:
-                return total
-            try:
-                self.conn.execute("BEGIN")
-                self.conn.executemany(sql, chunk)
-                self.conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise RuntimeFailure(f"{self.path}: cannot store {len(chunk)} rows: {exc}") from exc
+        while chunk := list(itertools.islice(it, batch)):
+            self._transaction([(sql, chunk)])
             total += len(chunk)
+        return total
 
     # -- queries ------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ import os
 import socket
 import ssl
 import struct
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from secpolicy.auditlog.sinks.formats import format_alert
-from secpolicy.auditlog.sinks.spool import MemorySpool, Spool, SpoolEntry
+from secpolicy.auditlog.sinks.spool import MemorySpool, QueuedSender, Spool, SpoolEntry
 from secpolicy.errors import InputError, RuntimeFailure
 
 __all__ = ["FACILITIES", "MAX_MESSAGE", "SYSLOG_SEVERITY", "SyslogSink", "fit_alert", "rfc5424", "sd_escape"]
@@ -120,7 +119,7 @@ def fit_alert(alert: Mapping[str, Any], build: Callable[[Mapping[str, Any]], byt
     return message
 
 
-class SyslogSink:
+class SyslogSink(QueuedSender):
     """Sends each alert as one RFC 5424 message. UDP: one datagram each, fitted to `max_message`
     (at most once: UDP has no acknowledgement). TCP and TLS: `emit` queues the message (in
     `spool_dir` on disk, or in memory) and a sender thread delivers batches; a batch counts
@@ -161,16 +160,15 @@ class SyslogSink:
             except (OSError, ssl.SSLError) as exc:
                 raise InputError(f"cannot load TLS certificates: {exc}") from exc
         self._sock: socket.socket | None = None
-        self.spool: Spool | MemorySpool | None = None
+        self.spool: MemorySpool = MemorySpool()  # replaced by a disk spool when one is given
         self.delivered = self.resent = self.batches = 0
         self.last_error = ""
-        self._wake = threading.Condition()
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        if transport != "udp":
-            self.spool = Spool(spool_dir) if spool_dir is not None else MemorySpool()
-            if start:
-                self.start()
+        self.init_sender()
+        self.queued = transport != "udp"
+        if spool_dir is not None:
+            self.spool = Spool(spool_dir)
+        if self.queued and start:
+            self.start()
 
     @property
     def where(self) -> str:
@@ -185,12 +183,11 @@ class SyslogSink:
     def emit(self, alert: Mapping[str, Any]) -> None:
         msg_id = uuid.uuid4().hex
         message = self.message(alert, msg_id)
-        if self.spool is None:
+        if not self.queued:
             self._send_datagram(message)
             return
         self.spool.put(message.decode("utf-8"), "syslog", msg_id)
-        with self._wake:
-            self._wake.notify()
+        self.notify()
 
     def _send_datagram(self, message: bytes) -> None:
         try:
@@ -207,35 +204,12 @@ class SyslogSink:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._thread is None and self.spool is not None:
-            self._thread = threading.Thread(target=self._run, name="syslog-delivery", daemon=True)
-            self._thread.start()
-
     def pending(self) -> int:
-        return len(self.spool) if self.spool is not None else 0
-
-    def _run(self) -> None:
-        assert self.spool is not None
-        backoff = self.backoff_initial
-        while True:
-            with self._wake:
-                while not self._stop and len(self.spool) == 0:
-                    self._wake.wait()
-                if self._stop:
-                    return
-            if self.deliver_once():
-                backoff = self.backoff_initial
-                continue
-            with self._wake:
-                if self._wake.wait_for(lambda: self._stop, timeout=backoff):
-                    return
-            backoff = min(backoff * 2, self.backoff_max)
+        return len(self.spool)
 
     def deliver_once(self) -> bool:
         """Send the oldest pending batch on a new connection; True when the receiver read all of
         it (the batch is then marked delivered), False when it must be sent again."""
-        assert self.spool is not None
         batch = self.spool.pending()[:_BATCH]
         if not batch:
             return True
@@ -289,17 +263,8 @@ class SyslogSink:
     def close(self, drain_timeout: float | None = None) -> None:
         """Give queued alerts `drain_timeout` seconds (default: the sink's); what remains stays
         in the spool for the next start (or, without one, is counted by `pending`)."""
-        if self._thread is not None:
-            deadline = time.monotonic() + (self.drain_timeout if drain_timeout is None else drain_timeout)
-            while self.pending() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            with self._wake:
-                self._stop = True
-                self._wake.notify_all()
-            self._thread.join()
-            self._thread = None
-        if self.spool is not None:
-            self.spool.close()
+        self.stop_sender(self.drain_timeout if drain_timeout is None else drain_timeout)
+        self.spool.close()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.client
 import ssl
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from secpolicy.auditlog.sinks.formats import format_alert
-from secpolicy.auditlog.sinks.spool import Spool, SpoolEntry
+from secpolicy.auditlog.sinks.spool import QueuedSender, Spool, SpoolEntry
 from secpolicy.errors import InputError
 
 __all__ = ["DeliveryResult", "Spool", "SpoolEntry", "WebhookSink", "post"]
@@ -54,7 +52,7 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float,
     return DeliveryResult(False, status in (408, 429) or status >= 500, f"HTTP {status}")
 
 
-class WebhookSink:
+class WebhookSink(QueuedSender):
     """POSTs alerts to `url` from a background thread, oldest first; the `Idempotency-Key`
     header carries the spool id, so a receiver can drop the duplicate that a crash between a
     successful POST and its delivered mark would cause."""
@@ -83,21 +81,13 @@ class WebhookSink:
         self.retries = 0
         self.dead = 0
         self.last_error = ""
-        self._wake = threading.Condition()
-        self._stop = False
-        self._thread: threading.Thread | None = None
+        self.init_sender()
         if start:
             self.start()
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="webhook-delivery", daemon=True)
-            self._thread.start()
-
     def emit(self, alert: Mapping[str, Any]) -> None:
         self.spool.put(format_alert(alert, self.fmt), _CONTENT_TYPES[self.fmt])
-        with self._wake:
-            self._wake.notify()
+        self.notify()
 
     def deliver_once(self) -> bool:
         """Try the oldest pending entry; False when it must be retried later."""
@@ -120,36 +110,8 @@ class WebhookSink:
         self.retries += 1
         return False
 
-    def _run(self) -> None:
-        backoff = self.backoff_initial
-        while True:
-            with self._wake:
-                while not self._stop and len(self.spool) == 0:
-                    self._wake.wait()
-                if self._stop:
-                    return
-            if self.deliver_once():
-                backoff = self.backoff_initial
-                continue
-            with self._wake:
-                if self._wake.wait_for(lambda: self._stop, timeout=backoff):
-                    return
-            backoff = min(backoff * 2, self.backoff_max)
-
-    def wait_drained(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while len(self.spool) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return len(self.spool) == 0
-
     def close(self, drain_timeout: float | None = None) -> None:
         """Give pending alerts `drain_timeout` seconds (default: the sink's); what remains stays
         in the spool for the next start."""
-        if self._thread is not None:
-            self.wait_drained(self.drain_timeout if drain_timeout is None else drain_timeout)
-            with self._wake:
-                self._stop = True
-                self._wake.notify_all()
-            self._thread.join()
-            self._thread = None
+        self.stop_sender(self.drain_timeout if drain_timeout is None else drain_timeout)
         self.spool.close()
