@@ -128,13 +128,17 @@ def normalize_ts(ts: Any) -> str:
 
 def event_user(event: Mapping[str, Any]) -> str | None:
     """The name queries use for "who": the user name, else the authenticating user, else uid."""
-    user = event.get("user") or {}
-    if isinstance(user.get("name"), str) and user["name"]:
-        return str(user["name"])
-    auth = event.get("auth") or {}
-    if isinstance(auth.get("user"), str) and auth["user"]:
-        return str(auth["user"])
-    uid = user.get("uid", (event.get("proc") or {}).get("uid"))
+    return _user_name(event.get("user") or {}, event.get("auth") or {}, event.get("proc") or {})
+
+
+def _user_name(user: Mapping[str, Any], auth: Mapping[str, Any], proc: Mapping[str, Any]) -> str | None:
+    name = user.get("name")
+    if name and type(name) is str:
+        return name
+    name = auth.get("user")
+    if name and type(name) is str:
+        return name
+    uid = user.get("uid", proc.get("uid"))
     return None if uid is None else f"uid:{_int(uid, 'user.uid')}"
 
 
@@ -170,7 +174,11 @@ def event_resource(event: Mapping[str, Any]) -> str:
 
 
 def event_result(event: Mapping[str, Any]) -> str:
-    result = (event.get("outcome") or {}).get("result") or (event.get("auth") or {}).get("result")
+    return _result(event.get("outcome") or {}, event.get("auth") or {})
+
+
+def _result(outcome: Mapping[str, Any], auth: Mapping[str, Any]) -> str:
+    result = outcome.get("result") or auth.get("result")
     return str(result) if result else ""
 
 
@@ -216,8 +224,14 @@ def _int(value: Any, what: str) -> int | None:
 
 
 def _src_ip(event: Mapping[str, Any]) -> str | None:
-    rhost = (event.get("auth") or {}).get("rhost")
-    return _text(rhost, "auth.rhost") or _text((event.get("net") or {}).get("src_ip"), "net.src_ip")
+    return _source_address(event.get("auth") or {}, event.get("net") or {})
+
+
+def _source_address(auth: Mapping[str, Any], net: Mapping[str, Any]) -> str | None:
+    rhost = auth.get("rhost")
+    if rhost and type(rhost) is str:
+        return rhost
+    return _text(rhost, "auth.rhost") or _text(net.get("src_ip"), "net.src_ip")
 
 
 def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
@@ -229,13 +243,14 @@ def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
         raise InputError("event has no type")
     proc = event.get("proc") or {}
     user = event.get("user") or {}
+    auth = event.get("auth") or {}
     uid = user.get("uid", proc.get("uid"))
     euid, pid, host, comm, session = proc.get("euid"), proc.get("pid"), event.get("host"), proc.get("comm"), \
         proc.get("session")
     return (
         normalize_ts(event.get("ts")),
         kind,
-        event_user(event),
+        _user_name(user, auth, proc),
         uid if type(uid) is int and _INT64[0] <= uid <= _INT64[1] else _int(uid, "user.uid"),
         euid if type(euid) is int and _INT64[0] <= euid <= _INT64[1] else _int(euid, "proc.euid"),
         host if type(host) is str else _text(host, "host"),
@@ -243,8 +258,8 @@ def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
         None if session is None else (str(session) if type(session) is int else _text(session, "proc.session")),
         comm if type(comm) is str else _text(comm, "proc.comm"),
         event_resource(event),
-        event_result(event),
-        _src_ip(event),
+        _result(event.get("outcome") or {}, auth),
+        _source_address(auth, event.get("net") or {}),
         text if text is not None else json.dumps(event, separators=(",", ":"), ensure_ascii=False),
     )
 
