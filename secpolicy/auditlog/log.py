@@ -9,23 +9,22 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from secpolicy.auditlog.canonical import canonical, parse_canonical
+from secpolicy.auditlog.canonical import canonical, now_iso, parse_canonical
 from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id
 from secpolicy.auditlog.merkle import Frontier, leaf_hash
-from secpolicy.auditlog.records import AuditRecord, now_iso
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from secpolicy.auditlog.records import AuditRecord
 
 __all__ = [
     "GENESIS_PREV",
@@ -215,6 +214,9 @@ class AuditLog:
     @classmethod
     def create(cls, directory: str | Path, options: LogOptions | None = None) -> tuple[AuditLog, bytes]:
         """A new log in an empty (or absent) directory; returns the writer and the initial key."""
+        import secrets
+        import uuid
+
         options = options or LogOptions()
         path = Path(directory)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -295,6 +297,8 @@ class AuditLog:
 
     def append(self, record: AuditRecord | Mapping[str, Any]) -> int:
         """Write one audit record; returns its sequence number."""
+        from secpolicy.auditlog.records import AuditRecord
+
         body = record.to_dict() if isinstance(record, AuditRecord) else dict(record)
         if not isinstance(record, AuditRecord):
             AuditRecord.from_dict(body)  # validates the AU-3 fields

@@ -10,9 +10,10 @@ import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from secpolicy.auditlog.canonical import now_iso
 from secpolicy.errors import InputError
 from secpolicy.models import Finding, Status
 
@@ -56,11 +57,6 @@ class RecordType(str, enum.Enum):
 
 
 _SEVERITIES = ("info", "low", "medium", "high", "critical")
-
-
-def now_iso() -> str:
-    """The current time as ISO 8601 UTC with microseconds and an explicit offset."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _check_timestamp(ts: str) -> str:

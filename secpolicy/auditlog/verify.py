@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.auditlog.canonical import canonical, parse_canonical
+from secpolicy.auditlog.canonical import canonical, now_iso, parse_canonical
 from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id
 from secpolicy.auditlog.log import (
     CHECKPOINT_FILE,
@@ -27,7 +27,6 @@ from secpolicy.auditlog.log import (
     write_private_file,
 )
 from secpolicy.auditlog.merkle import Frontier, leaf_hash
-from secpolicy.auditlog.records import now_iso
 from secpolicy.errors import InputError, IntegrityError
 
 if TYPE_CHECKING:

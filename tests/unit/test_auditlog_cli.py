@@ -133,6 +133,13 @@ def test_checkpoint_command_and_proofs(written_log: dict[str, Path], tmp_path: P
     assert run("log", "prove", "check", str(tmp_path / "con2.json"))[0] == 5
 
 
+def test_format_names_of_the_options_are_the_formatters() -> None:
+    from secpolicy.auditlog.sinks.formats import FORMATS
+    from secpolicy.cli.auditlog import FORMAT_NAMES
+
+    assert sorted(FORMATS) == list(FORMAT_NAMES)
+
+
 def test_init_refuses_to_overwrite_a_key(tmp_path: Path) -> None:
     (tmp_path / "k").write_text("precious")
     code, out = run("log", "init", str(tmp_path / "log"), "--key-out", str(tmp_path / "k"))
