@@ -34,7 +34,7 @@ class OutputStats:
     store_failures: int = 0
     sink_failures: Counter[str] = field(default_factory=Counter)
     # per sink URI: alerts still undelivered when the sinks closed, and the spool keeping them
-    sink_pending: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    sink_pending: dict[str, tuple[int, str | None, str]] = field(default_factory=dict)
     trail_error: str | None = None
     batches: int = 0
 
@@ -49,7 +49,8 @@ class OutputStats:
             "store_rejected": self.store_rejected,
             "store_failures": self.store_failures,
             "sink_failures": dict(self.sink_failures),
-            "sink_pending": {uri: {"alerts": n, "spool": where} for uri, (n, where) in self.sink_pending.items()},
+            "sink_pending": {uri: {"alerts": n, "spool": where, "last_error": error}
+                             for uri, (n, where, error) in self.sink_pending.items()},
             "trail_error": self.trail_error,
             "batches": self.batches,
         }
@@ -311,12 +312,14 @@ class Outputs:
             self.on_error(message)
 
 
-def undelivered_message(uri: str, count: int, spool: str | None) -> str:
+def undelivered_message(uri: str, count: int, spool: str | None, error: str = "") -> str:
     """What the operator and the audit log are told about alerts a sink still holds at the end."""
+    why = f" (last error: {error})" if error else ""
     if spool is not None:
         return (f"{count} alerts not delivered to {uri} before the run ended: they stay in the spool {spool} "
-                f"and go out with the next run that uses it")
-    return f"{count} alerts not delivered to {uri} before the run ended: lost (give the sink spool=DIR to keep them)"
+                f"and go out with the next run that uses it{why}")
+    return (f"{count} alerts not delivered to {uri} before the run ended: lost (give the sink spool=DIR to keep "
+            f"them){why}")
 
 
 def merge_windows(windows: Sequence[Mapping[str, Any]], keep: int = 50) -> list[dict[str, Any]]:

@@ -127,12 +127,12 @@ class RunRecorder:
         stats = self._close_outputs(final_loss_windows)
         trail_error = stats.trail_error if stats else None
         pending = stats.sink_pending if stats else {}
-        undelivered = [undelivered_message(uri, n, where) for uri, (n, where) in pending.items()]
+        undelivered = [undelivered_message(uri, n, where, error) for uri, (n, where, error) in pending.items()]
         if self.trail is not None:
             trail, self.trail = self.trail, None
             try:
                 if trail_error is None:
-                    for text, (uri, (n, where)) in zip(undelivered, pending.items(), strict=True):
+                    for text, (uri, (n, where, _)) in zip(undelivered, pending.items(), strict=True):
                         trail.failure(text, component="sink", sink=uri, alerts_undelivered=n, spool=where)
                     trail.finished(None, None, **counts, outputs=stats.to_dict() if stats else {})
             finally:

@@ -284,6 +284,7 @@ def test_replay_with_tcp_syslog_down_exits_3_naming_the_lost_alerts(tmp_path: Pa
                   "--audit-log", str(logdir))
     assert p.returncode == 3, p.stderr
     assert f"{n} alerts not delivered to {uri} before the run ended: lost (give the sink spool=DIR" in p.stderr
+    assert "(last error: syslog tcp://127.0.0.1:" in p.stderr and "Connection refused" in p.stderr
     lines = [json.loads(x) for x in (logdir / "segment-000000.jsonl").read_text().splitlines()]
     failures = [e["body"] for e in lines if e["kind"] == "record" and e["body"]["event_type"] == "failure"]
     assert any(f"{n} alerts not delivered" in f["details"]["message"] for f in failures)

@@ -251,14 +251,16 @@ class SinkChain:
             self._reported[uri] = error
         return out
 
-    def pending(self) -> dict[str, tuple[int, str | None]]:
-        """After `close`: per sink URI, the alerts it still holds undelivered and the spool
-        directory keeping them for the next run (None: they are lost with this process)."""
-        out: dict[str, tuple[int, str | None]] = {}
+    def pending(self) -> dict[str, tuple[int, str | None, str]]:
+        """After `close`: per sink URI, the alerts it still holds undelivered, the spool
+        directory keeping them for the next run (None: they are lost with this process) and
+        the last delivery error."""
+        out: dict[str, tuple[int, str | None, str]] = {}
         for i, sink in enumerate(self.fanout.sinks):
             n, where = sink.pending() if hasattr(sink, "pending") else (0, None)
             if n:
-                out[self.specs[i].uri if i < len(self.specs) else str(i)] = (n, where)
+                error = str(getattr(getattr(sink, "inner", sink), "last_error", ""))
+                out[self.specs[i].uri if i < len(self.specs) else str(i)] = (n, where, error)
         return out
 
     def take_failures(self) -> list[tuple[str, str]]:
