@@ -95,17 +95,36 @@ def iso_utc(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond:06d}000Z"
 
 
+_DAYS: dict[str, bool] = {}
+
+
+def _stored_form_valid(ts: str) -> bool:
+    day = ts[:10]
+    ok = _DAYS.get(day)
+    if ok is None:
+        try:
+            datetime.fromisoformat(day)
+            ok = True
+        except ValueError:
+            ok = False
+        if len(_DAYS) < 100_000:
+            _DAYS[day] = ok
+    if not ok:
+        raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists (no such day)")
+    hms = ts[11:19]
+    if not (hms[2] == ":" == hms[5] and "00" <= hms[0:2] <= "23" and "00" <= hms[3:5] <= "59"
+            and "00" <= hms[6:8] <= "59" and (hms[0:2] + hms[3:5] + hms[6:8]).isdigit()):
+        raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists (no such time of day)")
+    return ts[20:29].isdigit()
+
+
 def normalize_ts(ts: Any) -> str:
     """Event times are compared as text, so every stored or queried time takes one form:
     UTC, nine fraction digits, `Z` (e.g. 2026-11-21T05:30:00.123456789Z)."""
-    if isinstance(ts, str) and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[10] == "T":
-        # Already in stored form; still a real date and time (2024-02-30 has the right shape).
-        try:
-            datetime.fromisoformat(ts[:19])
-        except ValueError as exc:
-            raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists ({exc})") from exc
-        if ts[20:29].isdigit():
-            return ts
+    # Already in stored form: still checked to be a real date and time (2024-02-30 has the shape).
+    if (type(ts) is str and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[10] == "T"
+            and _stored_form_valid(ts)):
+        return ts
     if not isinstance(ts, str) or len(ts) < 19 or len(ts) > 64:
         raise InputError(f"time {str(ts)[:40]!r} is not an ISO 8601 timestamp")
     text = ts.strip()
@@ -151,25 +170,26 @@ _SECTION_NAMES = frozenset(name for name, _ in _SECTIONS)
 def event_resource(event: Mapping[str, Any]) -> str:
     """What the event acted on, in one short string for the timeline's resource column."""
     kind = event.get("type")
-    file = event.get("file") or {}
-    net = event.get("net") or {}
-    proc = event.get("proc") or {}
-    if file.get("path"):
+    file = event.get("file")
+    if file and file.get("path"):
         return f"{file['path']} -> {file['target']}" if file.get("target") else str(file["path"])
-    if net.get("dst_ip") is not None and kind == "connect":
-        return f"{net['dst_ip']}:{net.get('dst_port', '')}"
-    if net.get("src_ip") is not None and kind == "accept":
-        return f"{net['src_ip']}:{net.get('src_port', '')} -> :{net.get('dst_port', '')}"
+    net = event.get("net")
+    if net:
+        if net.get("dst_ip") is not None and kind == "connect":
+            return f"{net['dst_ip']}:{net.get('dst_port', '')}"
+        if net.get("src_ip") is not None and kind == "accept":
+            return f"{net['src_ip']}:{net.get('src_port', '')} -> :{net.get('dst_port', '')}"
     if not _SECTION_NAMES.isdisjoint(event):
         for section, keys in _SECTIONS:
             sub = event.get(section) or {}
             if sub:
                 return " ".join(str(sub[k]) for k in keys if sub.get(k) is not None)
+    proc = event.get("proc") or {}
+    if kind == "exec":
+        return str(proc.get("cmdline") or proc.get("exe") or "")
     if kind in ("setuid", "capset"):
         cred = event.get("cred") or {}
         return f"euid={cred.get('euid')}" if cred.get("euid") is not None else ",".join(cred.get("caps") or [])
-    if kind == "exec":
-        return str(proc.get("cmdline") or proc.get("exe") or "")
     return str(proc.get("exe") or "")
 
 

@@ -194,7 +194,7 @@ def test_each_hostile_line_is_one_counted_located_bad_line(tmp_path: Path) -> No
     assert where == [f"{path}:{n}" for n in range(2, len(HOSTILE))]
     why = dict(w.split(": ", 1) for w in reader.bad_where)
     assert "not JSON" in why[f"{path}:2"]
-    assert "date and time that exists" in why[f"{path}:3"] and "day is out of range" in why[f"{path}:3"]
+    assert "date and time that exists" in why[f"{path}:3"] and "no such day" in why[f"{path}:3"]
     assert "auth.rhost is not text" in why[f"{path}:5"]
     assert "not UTF-8" in why[f"{path}:6"]
     assert "not JSON" in why[f"{path}:7"] and "digits" in why[f"{path}:7"]
