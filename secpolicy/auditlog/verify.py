@@ -215,10 +215,13 @@ def _mode_warnings(directory: Path) -> list[str]:
     if mode & 0o077:
         out.append(f"{directory} is mode {mode:04o}, not 0700: other users can reach the log")
     for entry in sorted(directory.iterdir()):
-        if entry.is_file():
-            fmode = stat.S_IMODE(entry.stat().st_mode)
-            if fmode & 0o077:
-                out.append(f"{entry} is mode {fmode:04o}, not 0600: other users can read it")
+        try:
+            st = entry.lstat()
+        except FileNotFoundError:  # a running writer's state.json.tmp, renamed meanwhile
+            continue
+        fmode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISREG(st.st_mode) and fmode & 0o077:
+            out.append(f"{entry} is mode {fmode:04o}, not 0600: other users can read it")
     return out
 
 
