@@ -359,10 +359,12 @@ class JsonLines:
                     if not line:
                         continue
                     try:
-                        # orjson is strict (UTF-8, no NaN) and fast on bytes; Python's decoder for
-                        # long lines, whose huge integers orjson would quietly turn into floats.
-                        obj = _DECODE(line.decode("utf-8")) if len(line) > 4000 else orjson.loads(line)
+                        # orjson is strict and fast on bytes; long lines are read again by Python's
+                        # decoder, since orjson would turn a huge integer quietly into a float.
+                        obj = orjson.loads(line)  # rejects lone surrogates, NaN and bad UTF-8 too
                         text = line.decode("utf-8")
+                        if len(line) > 4000:
+                            obj = _DECODE(text)
                     except RecursionError:
                         self._skip(path, n, "JSON nested too deeply")
                         continue
