@@ -169,6 +169,28 @@ def test_a_witness_kept_elsewhere_catches_a_cut_the_host_hides(runs: dict, tmp_p
     assert code == 0 and json.loads(witness.read_text())["tree_size"] > remembered["tree_size"]
 
 
+def test_a_witness_moves_on_through_consistency_proofs_as_a_ct_monitor_does(runs: dict, tmp_path: Path) -> None:
+    witness = tmp_path / "witness.json"
+    assert run("log", "verify", str(runs["dir"]), "--key-file", str(runs["key"]), "--witness", str(witness))[0] == 0
+    seen = json.loads(witness.read_text())
+    assert run("log", "append", str(runs["dir"]), "-", input=alert(77))[0] == 0
+    code, out = run("log", "prove", "consistency", str(runs["dir"]), "--old", str(seen["tree_size"]))
+    assert code == 0, out
+    (tmp_path / "c.json").write_text(out)
+    code, out = run("log", "prove", "check", str(tmp_path / "c.json"), "--witness", str(witness),
+                    "--pubkey", str(runs["pub"]))
+    assert code == 0, out
+    assert f"old root matches the head remembered in {witness}" in out
+    assert "new root matches the signed checkpoint the proof carries" in out
+    assert json.loads(witness.read_text())["tree_size"] == json.loads((tmp_path / "c.json").read_text())["new_size"]
+    # A proof from a log that does not extend the remembered head fails.
+    proof = json.loads((tmp_path / "c.json").read_text())
+    proof["old_root"] = "ab" * 32
+    (tmp_path / "bad.json").write_text(json.dumps(proof))
+    code, out = run("log", "prove", "check", str(tmp_path / "bad.json"), "--witness", str(witness))
+    assert code == 5
+
+
 def test_verify_warns_about_loose_modes(runs: dict) -> None:
     runs["dir"].chmod(0o755)
     (runs["dir"] / "segment-000000.jsonl").chmod(0o644)
