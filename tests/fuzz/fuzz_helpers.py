@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from click.testing import CliRunner
-from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis.errors import InvalidArgument
 
 from secpolicy.cli.main import cli
@@ -29,8 +29,6 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
-# For properties expected to fail until another part is fixed: no shrinking, to save time.
-FUZZ_KNOWN_FAILING = settings(FUZZ, phases=[Phase.explicit, Phase.generate])
 CASE_SECONDS = 20  # a case still running after this is a hang
 
 

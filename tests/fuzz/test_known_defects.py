@@ -25,7 +25,6 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     return p
 
 
-@known("store/timeline: invalid UTF-8 in a JSON-lines file is an internal error (UnicodeDecodeError, exit 3)")
 @pytest.mark.parametrize("command", ["store", "timeline"])
 def test_invalid_utf8_line(tmp_path, command):
     f = write(tmp_path, "e.jsonl", b'{"type": "exec", "ts": "2024-01-01T00:00:00.000000000Z"}\n\x80\n')
@@ -33,21 +32,18 @@ def test_invalid_utf8_line(tmp_path, command):
     check(run(*args), located=[f])
 
 
-@known("store/timeline: ts 1e999 ends the run with an unlocated 'time inf is not an ISO 8601 timestamp'")
 def test_infinite_timestamp(tmp_path):
     f = write(tmp_path, "e.jsonl", b'{"type": "exec", "ts": 1e999}\n')
     check(run("store", "ingest", tmp_path / "s.db", f), located=[f])
 
 
-@known("store: an impossible date (2024-02-30) passes the format check and is stored")
 def test_impossible_date_is_refused_by_the_store(tmp_path):
     f = write(tmp_path, "e.jsonl", b'{"type": "exec", "ts": "2024-02-30T00:00:00.000000000Z"}\n')
     out = run("store", "ingest", tmp_path / "s.db", f)
     check(out, located=[f])
-    assert "bad" in out.stdout + out.stderr or out.code == 2, out.describe()
+    assert "skipped" in out.stderr and "no such day" in out.stderr, out.describe()
 
 
-@known("store: a bad event ends the run with an unlocated 'secpolicy: event has no type'")
 def test_bad_event_type_is_a_counted_located_line(tmp_path):
     f = write(tmp_path, "e.jsonl", b'{"type": 5, "ts": "2024-01-01T00:00:00.000000000Z"}\n')
     check(run("store", "ingest", tmp_path / "s.db", f), located=[f])
@@ -75,7 +71,6 @@ def test_huge_integer_in_results(tmp_path, command):
     check(run(*args), located=[f], position=False)
 
 
-@known("store/timeline: an object field given as a string (user: \"x\") is an internal error (AttributeError, exit 3)")
 @pytest.mark.parametrize("command", ["store", "timeline"])
 def test_object_field_as_a_string(tmp_path, command):
     f = write(tmp_path, "e.jsonl", b'{"type": "exec", "ts": "2024-01-01T00:00:00.000000000Z", "user": "x"}\n')
@@ -83,7 +78,6 @@ def test_object_field_as_a_string(tmp_path, command):
     check(run(*args), located=[f])
 
 
-@known("store: auth.rhost as an object ends the run: 'cannot store 1 rows: Error binding parameter' (exit 3)")
 def test_rhost_as_an_object(tmp_path):
     f = write(tmp_path, "e.jsonl", b'{"type": "auth", "ts": "2024-01-01T00:00:00.000000000Z", "auth": {"rhost": {"a": 1}}}\n')
     check(run("store", "ingest", tmp_path / "s.db", f), located=[f])
