@@ -15,7 +15,6 @@ from typing import Any
 
 from secpolicy import __version__
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
-from secpolicy.fim import diff as D
 from secpolicy.fim import record as R
 from secpolicy.fim.config import CompiledRule, FimConfig
 from secpolicy.fim.hasher import Outcome, open_dir_at, read_batch, read_dir_fd, read_path_entry
@@ -384,7 +383,8 @@ class _Scan:
         # would only grow with the tree. A check reports added entries without reading them.
         self.report_added = old is not None
         self.read_added = writer is not None
-        self.redactor = D.Redactor(key.sub("redact") if key.keyed else None)
+        self.key = key
+        self._redactor: Any = None
         self.pool: Any = None  # a pool.HashPool once a second batch is needed
         self.window: deque[tuple[Any, list[_Item]]] = deque()
         self.pending = 0  # entries in `window`
@@ -531,9 +531,11 @@ class _Scan:
                 self.s.error(item.path, f"cannot open directory: {e.strerror}")
                 return
         try:
-            if own and (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (st.st_ino, st.st_dev):
-                self.s.error(item.path, "directory was replaced while being scanned")
-                return
+            if own:
+                fst = os.fstat(fd)
+                if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                    self.s.error(item.path, "directory was replaced while being scanned")
+                    return
             item.xattrs, xerr, item.fsflags, ferr = read_dir_fd(fd, crule.wants_xattrs, crule.wants_flags)
             for err in (xerr, ferr):
                 if err is not None:
@@ -661,9 +663,13 @@ class _Scan:
 
     def _copy(self, content: bytes | None) -> bytes | None:
         """The stored form of a text file's redacted content, or None (not text, too large)."""
+        from secpolicy.fim import diff as D  # report_changes only: its patterns cost start-up time
+
         if content is None or not D.is_text(content):
             return None
-        return D.pack_copy(self.redactor.text(content))
+        if self._redactor is None:
+            self._redactor = D.Redactor(self.key.sub("redact") if self.key.keyed else None)
+        return D.pack_copy(self._redactor.text(content))
 
     def _add(self, key: bytes, rec: bytes, copy: bytes | None) -> None:
         if self.writer is not None:
@@ -702,6 +708,8 @@ class _Scan:
         if note is not None:
             return EntryChange(item.path, "changed", ftype, tuple(changes), diff_note=note)
         assert self.old is not None
+        from secpolicy.fim import diff as D
+
         old_text = D.unpack_copy(self.old.content(item.key, old.content_digest) or b"")
         d = D.unified_diff(old_text, D.unpack_copy(copy), R.display_path(item.path), self.config.diff_max_lines)  # type: ignore[arg-type]
         note = f"{d.omitted} more diff lines not shown (diff_max_lines {self.config.diff_max_lines})" if d.omitted else None

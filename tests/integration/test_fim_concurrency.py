@@ -40,13 +40,13 @@ class _Updater:
     def __init__(self, config: fim.FimConfig, db: Path, root: Path) -> None:
         self.promoted = threading.Event()
         self.result: Any = None
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self.thread = threading.Thread(target=self._run, args=(config, db, root))
 
     def _run(self, config: fim.FimConfig, db: Path, root: Path) -> None:
         try:
             self.result = fim.update(config, db, root, KEY)
-        except BaseException as e:  # reported by join()
+        except Exception as e:  # noqa: BLE001 - re-raised by join() in the test thread
             self.error = e
 
     def start(self) -> _Updater:
@@ -137,8 +137,8 @@ def test_update_promoted_while_the_check_streams_the_rows(tree, monkeypatch, pro
     assert up.baseline.generation == 2
     assert result.status == "clean" and result.baseline.generation == 1
     assert [n.message for n in result.notes] == [
-        "check compared with generation 1 and not recorded: the baseline was replaced by a newer "
-        "generation during this check"]
+        ("check compared with generation 1 and not recorded: the baseline was replaced by a newer "
+         "generation during this check")]
     assert fim.check(config, db, root, KEY).baseline.generation == 2
 
 
@@ -166,7 +166,7 @@ def test_update_promoted_between_the_scan_and_the_check_record(tree, monkeypatch
 
 
 def test_checks_and_updates_side_by_side_never_alarm(tree, tmp_path: Path) -> None:
-    config, root, db = tree
+    _, root, db = tree
     cfg = tmp_path / "fim.yaml"
     cfg.write_text("name: race\npaths:\n  - path: /etc\n    attrs: R\n")
     key = tmp_path / "key"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Self
 
 from secpolicy import fim
 from secpolicy.fim import record as R
@@ -62,7 +63,7 @@ class _Swapping:
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stdout.readline() == "started\n"
 
-    def __enter__(self) -> _Swapping:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

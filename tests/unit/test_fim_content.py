@@ -160,8 +160,8 @@ def test_recorded_generations_refuse_older_baselines(tmp_path: Path) -> None:
     gen2 = fim.update(config, db, root, KEY).baseline
 
     def recorded(info: fim.BaselineInfo, **kw) -> fim.Recorded:
-        fields = dict(baseline_id=info.baseline_id, lineage_id=info.lineage_id, generation=info.generation,
-                      created_at=info.created_at, root_hash=info.root_hash, where="audit log seq 7")
+        fields = {"baseline_id": info.baseline_id, "lineage_id": info.lineage_id, "generation": info.generation,
+                  "created_at": info.created_at, "root_hash": info.root_hash, "where": "audit log seq 7"}
         fields.update(kw)
         return fim.Recorded(**fields)
 
