@@ -1,9 +1,5 @@
-"""Reading one watched entry for FIM: open it relative to its parent directory's descriptor
-without following symlinks, check it is the inode the walk saw, and take its content hash,
-extended attributes and inode flags from that descriptor, never from a path.
-
-Also the hashing worker: run as a script (`python -P hasher.py`), it reads batches of jobs
-and the parent directories' descriptors (SCM_RIGHTS) from the socket on its stdin."""
+"""Reading one watched entry from the descriptor of the inode the walk saw (hash, xattrs, flags),
+opened relative to its parent directory; run as a script, the hashing worker of pool.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Worker processes that read batches of files for a scan. Processes, not threads: the walk's
-many short syscalls and per-file Python code in hashing threads would fight over the GIL.
-Each batch travels with its parent directories' descriptors, so workers never open a path."""
+"""Worker processes that read batches of files for a scan, each batch sent with its parent
+directories' descriptors (workers never open a path). Processes: threads would share the GIL."""
 
 from __future__ import annotations
 

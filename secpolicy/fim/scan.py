@@ -486,6 +486,46 @@ class _Scan:
                 return False
         return not (crule.rule.report_changes and not oflags & _COPY_SEEN and crule.diffs(w[1]))
 
+    def recheck(self, rootfd: int, k: bytes, path: str, crule: CompiledRule) -> None:
+        """One entry of `recheck_paths`: reached from `rootfd` like the walk reaches it, compared
+        with its row (verified by its own tag), finished at once."""
+        s = self.s
+        assert self.old is not None
+        old_r = self.old.lookup(k)
+        if path == "/":
+            parent, name = -1, ""
+        else:
+            try:
+                parent, name = open_parent(rootfd, path)
+            except Unreachable as e:
+                if e.missing and old_r is not None:
+                    s.removed.append(EntryChange(path, "removed", R.ftype_name(_FIXED.unpack_from(old_r)[0])))
+                elif not e.missing:
+                    s.error(path, e.message)
+                return
+        try:
+            try:
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False) if parent >= 0 else os.fstat(rootfd)
+            except FileNotFoundError:
+                if old_r is not None:
+                    s.removed.append(EntryChange(path, "removed", R.ftype_name(_FIXED.unpack_from(old_r)[0])))
+                return
+            except OSError as e:
+                s.error(path, f"cannot stat: {e.strerror}")
+                return
+            s.entries += 1
+            fd = rootfd if parent < 0 else -1
+            w = (k, path, st, crule, 0, parent, name, fd, 0)
+            self._push(self._prepare(_ADDED if old_r is None else _SAME, w, old_r))
+            self._flush(final=True)
+            self._drain(0)
+        finally:
+            for dup in self.fds:
+                os.close(dup)
+            self._new_batch()
+            if parent not in (-1, rootfd):
+                os.close(parent)
+
     # -- reading ---------------------------------------------------------------------
 
     def _prepare(self, kind: int, w: WalkItem, old_r: bytes | None) -> _Item:
@@ -1001,45 +1041,8 @@ def recheck_paths(
             for k in sorted(wanted):
                 crule = _watching_rule(config, rules, wanted[k])
                 if crule is not None:
-                    _recheck_one(scan, rootfd, b, k, wanted[k], crule)
+                    scan.recheck(rootfd, k, wanted[k], crule)
         finally:
             os.close(rootfd)
         info = BaselineInfo.from_header(dbp, b.header)
     return _result(info, scan.s, t0, True)
-
-
-def _recheck_one(scan: _Scan, rootfd: int, b: Baseline, k: bytes, path: str, crule: CompiledRule) -> None:
-    s = scan.s
-    old_r = b.lookup(k)
-    if path == "/":
-        parent, name = -1, ""
-    else:
-        try:
-            parent, name = open_parent(rootfd, path)
-        except Unreachable as e:
-            if e.missing and old_r is not None:
-                s.removed.append(EntryChange(path, "removed", R.ftype_name(_FIXED.unpack_from(old_r)[0])))
-            elif not e.missing:
-                s.error(path, e.message)
-            return
-    try:
-        try:
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False) if parent >= 0 else os.fstat(rootfd)
-        except FileNotFoundError:
-            if old_r is not None:
-                s.removed.append(EntryChange(path, "removed", R.ftype_name(_FIXED.unpack_from(old_r)[0])))
-            return
-        except OSError as e:
-            s.error(path, f"cannot stat: {e.strerror}")
-            return
-        s.entries += 1
-        fd = rootfd if parent < 0 else -1
-        scan._push(scan._prepare(_ADDED if old_r is None else _SAME, (k, path, st, crule, 0, parent, name, fd, 0), old_r))
-        scan._flush(final=True)
-        scan._drain(0)
-    finally:
-        for dup in scan.fds:
-            os.close(dup)
-        scan._new_batch()
-        if parent not in (-1, rootfd):
-            os.close(parent)
