@@ -165,7 +165,8 @@ def test_update_promoted_between_the_scan_and_the_check_record(tree, monkeypatch
     assert st.verified and st.generation == 2 and st.checks == 1
 
 
-def test_checks_and_updates_side_by_side_never_alarm(tree, tmp_path: Path) -> None:
+@pytest.mark.parametrize("audit_log", [False, True], ids=["plain", "audit-log"])
+def test_checks_and_updates_side_by_side_never_alarm(tree, tmp_path: Path, audit_log: bool) -> None:
     _, root, db = tree
     cfg = tmp_path / "fim.yaml"
     cfg.write_text("name: race\npaths:\n  - path: /etc\n    attrs: R\n")
@@ -173,6 +174,13 @@ def test_checks_and_updates_side_by_side_never_alarm(tree, tmp_path: Path) -> No
     key.write_bytes(b"c" * 32)
     common = ["--config", str(cfg), "--db", str(db), "--root", str(root), "--key-file", str(key), "--no-progress"]
     cli = [sys.executable, "-m", "secpolicy", "fim"]
+    if audit_log:
+        # Both sides write the same audit log (one writer at a time: they take turns), and
+        # every check compares with the newest generation recorded there.
+        subprocess.run([sys.executable, "-m", "secpolicy", "log", "init", str(tmp_path / "log"),
+                        "--key-out", str(tmp_path / "log.key")], check=True, capture_output=True)
+        common += ["--audit-log", str(tmp_path / "log")]
+    rounds = 6 if audit_log else 12
     subprocess.run([*cli, "init", "--force", *common], check=True, capture_output=True)
     updates_done = threading.Event()
     check_runs: list[subprocess.CompletedProcess[str]] = []
@@ -186,7 +194,7 @@ def test_checks_and_updates_side_by_side_never_alarm(tree, tmp_path: Path) -> No
     t.start()
     update_codes = []
     try:
-        for i in range(12):
+        for i in range(rounds):
             (root / "etc" / f"f{i}").write_text(f"changed {i}\n")  # something to accept each time
             update_codes.append(subprocess.run([*cli, "update", *common], capture_output=True, text=True,
                                                timeout=120, check=False))
@@ -194,7 +202,7 @@ def test_checks_and_updates_side_by_side_never_alarm(tree, tmp_path: Path) -> No
     finally:
         updates_done.set()
         t.join(timeout=300)
-    assert [u.returncode for u in update_codes] == [0] * 12, [u.stderr for u in update_codes]
+    assert [u.returncode for u in update_codes] == [0] * rounds, [u.stderr for u in update_codes]
     bad = [(c.returncode, c.stderr) for c in check_runs if c.returncode not in (0, 1)]
     assert bad == [] and len(check_runs) >= 5
-    assert fim.fim_status(db, KEY, deep=True).generation == 13
+    assert fim.fim_status(db, KEY, deep=True).generation == rounds + 1
