@@ -70,3 +70,32 @@ def test_immutable_and_append_only_flags_are_reported_like_lsattr(ext4: Path, tm
     (entry,) = fim.check(config, db, ext4, KEY).changed
     assert entry.path == "/srv/sudoers"
     assert [c.new for c in entry.changes if c.name == "e2fsattrs"] == [lsattr(srv / "sudoers")]
+
+
+@pytest.mark.skipif(shutil.which("aide") is None, reason="the aide binary is not installed (apt-get install aide)")
+def test_flag_changes_agree_with_aide(ext4: Path, tmp_path: Path) -> None:
+    srv = ext4 / "srv"
+    srv.mkdir()
+    for name in ("a", "b", "c"):
+        (srv / name).write_text(name)
+    conf = tmp_path / "aide.conf"
+    conf.write_text(f"database_in=file:{tmp_path}/aide.db\ndatabase_out=file:{tmp_path}/aide.db.new\n"
+                    f"gzip_dbout=no\nreport_url=stdout\n{srv} p+ftype+i+l+n+u+g+s+m+c+sha256+X\n")
+    subprocess.run(["aide", "-c", str(conf), "--init"], check=True, capture_output=True)
+    os.replace(tmp_path / "aide.db.new", tmp_path / "aide.db")
+    config = fim.config_from_dict({"paths": [{"path": "/srv", "attrs": "R"}]})
+    fim.init_baseline(config, tmp_path / "db", ext4, KEY)
+    subprocess.run(["chattr", "+i", str(srv / "a")], check=True)
+    subprocess.run(["chattr", "+a", str(srv / "b")], check=True)
+    report = subprocess.run(["aide", "-c", str(conf), "--check"], capture_output=True, text=True, check=False).stdout
+    aide: dict[str, tuple[str, str]] = {}
+    current = None
+    for line in report.splitlines():
+        if line.startswith("File: "):
+            current = line[len("File: "):]
+        elif line.strip().startswith("E2FSAttrs") and current:
+            old, new = (x.strip() for x in line.split(":", 1)[1].split("|"))
+            aide[current.removeprefix(str(ext4))] = (old, new)
+    ours = {e.path: (c.old, c.new) for e in fim.check(config, tmp_path / "db", ext4, KEY).changed
+            for c in e.changes if c.name == "e2fsattrs"}
+    assert ours == aide and set(ours) == {"/srv/a", "/srv/b"}
