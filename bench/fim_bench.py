@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,27 +31,40 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 FIM = [sys.executable, "-m", "secpolicy", "fim"]
 
 
-def timed(cmd: list[str], ok: tuple[int, ...] = (0,)) -> float:
+CPU: dict[str, float] = {}  # CPU seconds (user + system, all processes) of the last run of each step
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str], ok: tuple[int, ...] = (0,), label: str = "") -> float:
+    c0 = _children_cpu()
     t = time.perf_counter()
     rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, env=ENV, check=False).returncode
     secs = time.perf_counter() - t
+    CPU[label] = _children_cpu() - c0
     if rc not in ok:
         raise SystemExit(f"{' '.join(cmd[:6])} ... failed with exit status {rc}")
     return secs
 
 
-def two_processes(tool: list[str], files0: Path, work: Path) -> float:
+def two_processes(tool: list[str], files0: Path, work: Path, label: str = "") -> float:
     """Every regular file hashed by two processes of `tool`, each given half the list."""
     names = files0.read_bytes().split(b"\0")[:-1]
     halves = [work / "half0", work / "half1"]
     for i, h in enumerate(halves):
         h.write_bytes(b"".join(n + b"\0" for n in names[i::2]))
+    c0 = _children_cpu()
     t = time.perf_counter()
     procs = [subprocess.Popen(["xargs", "-0", *tool], stdin=open(h, "rb"), stdout=subprocess.DEVNULL,  # noqa: SIM115
                               stderr=subprocess.DEVNULL) for h in halves]
     for p in procs:
         p.wait()  # a tool exits non-zero on an unreadable file: not a benchmark failure
-    return time.perf_counter() - t
+    secs = time.perf_counter() - t
+    CPU[label] = _children_cpu() - c0
+    return secs
 
 
 def regular_files(tree: Path, out: Path) -> int:
@@ -87,11 +101,12 @@ def measure(tree: Path, work: Path, opts: argparse.Namespace, aide: str | None) 
     runs: dict[str, list[float]] = {k: [] for k in ("sha256sum x2", "openssl x2", "fim init", "fim check",
                                                      "fim check --full")}
     for _ in range(opts.repeat):
-        runs["sha256sum x2"].append(two_processes(["sha256sum"], files0, work))
-        runs["openssl x2"].append(two_processes(["openssl", "dgst", "-sha256"], files0, work))
-        runs["fim init"].append(timed([*FIM, "init", "--force", *common]))
-        runs["fim check"].append(timed([*FIM, "check", *common, "--format", "json"], ok=(0, 1)))
-        runs["fim check --full"].append(timed([*FIM, "check", *common, "--full", "--format", "json"], ok=(0, 1)))
+        runs["sha256sum x2"].append(two_processes(["sha256sum"], files0, work, "sha256sum x2"))
+        runs["openssl x2"].append(two_processes(["openssl", "dgst", "-sha256"], files0, work, "openssl x2"))
+        runs["fim init"].append(timed([*FIM, "init", "--force", *common], label="fim init"))
+        runs["fim check"].append(timed([*FIM, "check", *common, "--format", "json"], ok=(0, 1), label="fim check"))
+        runs["fim check --full"].append(timed([*FIM, "check", *common, "--full", "--format", "json"], ok=(0, 1),
+                                              label="fim check --full"))
     results = {k: statistics.median(v) for k, v in runs.items()}
     if aide:
         conf = work / "aide.conf"
@@ -100,9 +115,9 @@ def measure(tree: Path, work: Path, opts: argparse.Namespace, aide: str | None) 
             f"gzip_dbout=no\nreport_url=file:{work}/aide.report\nnum_workers={WORKERS}\n"
             f"{tree} {AIDE_RULE}\n"
         )
-        results["aide --init"] = timed([aide, "-c", str(conf), "--init"])
+        results["aide --init"] = timed([aide, "-c", str(conf), "--init"], label="aide --init")
         os.replace(work / "aide.db.new", work / "aide.db")
-        results["aide --check"] = timed([aide, "-c", str(conf), "--check"], ok=tuple(range(256)))
+        results["aide --check"] = timed([aide, "-c", str(conf), "--check"], ok=tuple(range(256)), label="aide --check")
     results["files"] = nfiles
     return results
 
@@ -149,7 +164,8 @@ def main() -> int:
         regular_files(tree, work / "all0")
         sample_tree(work / "all0", small_src, opts.small_files, tree)
         trees = [(str(tree), tree), (f"{opts.small_files}-file sample of {tree}", small_src)]
-        print(f"{os.cpu_count()} cores; median of {opts.repeat}; AIDE rule {AIDE_RULE}, num_workers={WORKERS}; "
+        print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; median of {opts.repeat}; "
+              f"AIDE rule {AIDE_RULE}, num_workers={WORKERS}; "
               f"secpolicy R, sha256, workers: {WORKERS}")
         print(f"one-file tree: fim check {one:.3f} s (target <= 0.2 s: {'ok' if one <= 0.2 else 'MISSED'}); "
               f"bare `python -c pass` {bare:.3f} s")
@@ -158,7 +174,7 @@ def main() -> int:
             r = measure(path, work / f"t{i}", opts, aide)
             print(f"tree {label}: {int(r.pop('files'))} regular files")
             for name, secs in r.items():
-                print(f"  {name:<18} {secs:8.2f} s")
+                print(f"  {name:<18} {secs:8.2f} s   (CPU {CPU.get(name, 0.0):6.2f} s, last run)")
             target("fim init / sha256sum x2", r["fim init"] / r["sha256sum x2"], 1.3, True)
             target("fim init / openssl x2", r["fim init"] / r["openssl x2"], 1.3, True, soft=True)
             target("fim check --full / sha256sum x2", r["fim check --full"] / r["sha256sum x2"], 1.3, True)
