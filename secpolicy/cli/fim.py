@@ -4,37 +4,49 @@ or JSON, exit 0 (no changes), 1 (changes), 2 (bad input), 3 (could not check), 5
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
+import resource
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import click
 
-from secpolicy.auditlog import records
-from secpolicy.auditlog.trail import AuditTrail, file_sha256, fim_change_record
 from secpolicy.errors import (
     EXIT_NONCOMPLIANT,
     EXIT_OK,
     EXIT_RUNTIME,
     InputError,
     IntegrityError,
+    RuntimeFailure,
     SecpolicyError,
 )
-from secpolicy.fim import (
+from secpolicy.fim.config import FimConfig, load_config
+from secpolicy.fim.record import display_path
+from secpolicy.fim.scan import (
+    BaselineInfo,
     CheckResult,
-    FimConfig,
-    Key,
+    Recorded,
     check,
-    display_path,
-    fim_status,
+    count_tree,
     init_baseline,
-    load_config,
     update,
 )
+from secpolicy.fim.store import Key
+from secpolicy.fim.walker import MAX_DEPTH
+
+if TYPE_CHECKING:
+    from secpolicy.auditlog.trail import AuditTrail
 
 __all__ = ["exit_code_for", "fim"]
+
+# The event type of the audit record each baseline generation leaves (`init`, `update`).
+GENERATION_RECORD = "fim_baseline"
+# How long a fim command waits for another writer of the same audit log to finish.
+AUDIT_LOG_WAIT_S = 60.0
 
 
 def exit_code_for(result: CheckResult) -> int:
@@ -73,62 +85,113 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-key", is_flag=True, help="Unkeyed baseline (detects damage, not rewriting)."),
         click.option("--progress/--no-progress", default=None,
                      help="Show progress on stderr (default: when stderr is a terminal)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress and no notes on stderr."),
         click.option("--workers", type=click.IntRange(1, 64), default=None,
                      help="Hashing processes (default: `workers:` in the configuration, 2)."),
         click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), metavar="DIR",
-                     help="Record the run (configuration, every change, summary, failures) in this "
-                          "tamper-evident audit log (made by `secpolicy log init`)."),
+                     help="Record the run (configuration, every change, summary, failures, each baseline "
+                          "generation) in this tamper-evident audit log (made by `secpolicy log init`); "
+                          "`check` and `update` refuse a baseline older than the newest generation recorded."),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
 
 
-class _Progress:
-    """Throttled one-line progress on stderr, via rich when it is a terminal."""
+def _raise_fd_limit() -> None:
+    """Deep trees hold one descriptor per directory level: allow MAX_DEPTH of them."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = MAX_DEPTH + 1024
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    except (OSError, ValueError):
+        pass  # the walk reports directories it cannot open
 
-    def __init__(self, enabled: bool | None, label: str) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+
+class _Progress:
+    """Entries (and bytes) done of the totals a first stat pass found, on one rewritten line
+    of stderr: on a terminal only, never on a pipe or with --quiet."""
+
+    def __init__(self, enabled: bool | None, quiet: bool, label: str) -> None:
+        self.enabled = not quiet and (sys.stderr.isatty() if enabled is None else enabled)
         self.label = label
         self.t0 = time.monotonic()
         self.last = 0.0
-        self.console = None
-        if self.enabled:
-            from rich.console import Console
+        self.entries_total = 0
+        self.bytes_total = 0
+        self.drawn = False
 
-            self.console = Console(stderr=True)
+    def totals(self, config: FimConfig, root: str | None, with_bytes: bool) -> None:
+        if self.enabled:
+            entries, nbytes = count_tree(config, root)
+            self.entries_total = entries
+            self.bytes_total = nbytes if with_bytes else 0
 
     def __call__(self, entries: int, nbytes: int) -> None:
         now = time.monotonic()
-        if not self.enabled or now - self.last < 0.25:
+        if not self.enabled or now - self.last < 0.2:
             return
         self.last = now
-        text = f"{self.label}: {entries:,} entries, {nbytes / 1e6:,.0f} MB hashed, {now - self.t0:.1f} s"
-        if self.console is not None and self.console.is_terminal:
-            self.console.print(text, end="\r", highlight=False, soft_wrap=True)
-        else:
-            click.echo(text, err=True)
+        done = f"{entries:,}/{self.entries_total:,}" if self.entries_total else f"{entries:,}"
+        size = (f"{nbytes / 1e6:,.0f}/{self.bytes_total / 1e6:,.0f} MB" if self.bytes_total
+                else f"{nbytes / 1e6:,.0f} MB")
+        text = f"{self.label}: {done} entries, {size} hashed, {now - self.t0:.1f} s"
+        sys.stderr.write("\r" + text + "\033[K")
+        sys.stderr.flush()
+        self.drawn = True
 
     def done(self) -> None:
-        if self.enabled and self.console is not None and self.console.is_terminal and self.last:
-            self.console.print(" " * 79, end="\r")
+        if self.drawn:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.drawn = False
 
 
-def _load(config_path: str) -> FimConfig:
-    return load_config(config_path)
+def _log_busy(directory: str) -> bool:
+    """Does another writer hold the audit log's lock right now?"""
+    from secpolicy.auditlog.log import LOCK_FILE
+
+    try:
+        fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the probe's lock
+    return False
+
+
+def _open_trail(directory: str) -> AuditTrail:
+    """Open the audit log, waiting while another fim (or other) writer holds it: a check and an
+    update run side by side take turns instead of failing."""
+    from secpolicy.auditlog.trail import AuditTrail
+
+    deadline = time.monotonic() + AUDIT_LOG_WAIT_S
+    while True:
+        try:
+            return AuditTrail.open(directory, "fim")
+        except RuntimeFailure:
+            if time.monotonic() > deadline or not (_log_busy(directory) or _log_busy(directory)):
+                raise
+        time.sleep(0.05)
 
 
 class _Trail:
     """`--audit-log` of a fim command: the run's start, the configuration (file sha256 and the
-    digest baselines are bound to), each change with old and new attribute values, the summary
-    with the baseline's id and generation, and failures; integrity failures are critical.
-    Without --audit-log every method does nothing."""
+    digest baselines are bound to), each change with old and new attribute values, each new
+    baseline generation, the summary with the baseline's id and generation, and failures;
+    integrity failures are critical. Without --audit-log every method does nothing."""
 
     def __init__(self, directory: str | None, command: str, config_path: str, db: str | None,
                  root: str | None) -> None:
         self.trail: AuditTrail | None = None
+        self.directory = directory
         if directory:
-            self.trail = AuditTrail.open(directory, "fim")
+            self.trail = _open_trail(directory)
             try:
                 self.trail.started(command=f"fim {command}", config=config_path, db=db, root=root or "/")
             except BaseException:
@@ -155,25 +218,102 @@ class _Trail:
 
     def config(self, path: str, config: FimConfig) -> None:
         if self.trail is not None:
+            from secpolicy.auditlog import records
+            from secpolicy.auditlog.trail import file_sha256
+
             rec = records.config_loaded(path, file_sha256(path), component="fim")
             # The digest is what baselines are bound to: cosmetic edits change the file's
             # sha256, not the digest.
             self.trail.record(dataclasses.replace(
                 rec, details={**rec.details, "config_digest": config.digest, "name": config.name}))
 
+    def recorded(self, db: str) -> Recorded | None:
+        """The generations of the baseline at `db` this audit log holds (None without one).
+        Read before the baseline is opened: an `update` promotes a generation before it
+        records it, so what is read here is never newer than what is opened next."""
+        if self.directory is None:
+            return None
+        return recorded_generations(self.directory, db)
+
+    def generation(self, db: str, info: BaselineInfo, command: str) -> None:
+        """Record a new baseline generation: what later checks compare the baseline with."""
+        if self.trail is None:
+            return
+        from secpolicy.auditlog.records import AuditRecord, Outcome
+
+        self.trail.record(AuditRecord(
+            event_type=GENERATION_RECORD, component="fim", outcome=Outcome.SUCCESS, severity="info",
+            details={"db": _db_identity(db), "command": f"fim {command}", "baseline_id": info.baseline_id,
+                     "lineage_id": info.lineage_id, "generation": info.generation,
+                     "previous_baseline_id": info.previous_baseline_id, "root_hash": info.root_hash,
+                     "created_at": info.created_at, "entries": info.entry_count, "root": info.root,
+                     "config_name": info.config_name, "config_digest": info.config_digest},
+        ))
+        self.trail.sync()  # durable before the command reports success
+
     def changes(self, result: CheckResult, accepted: bool = False) -> None:
         if self.trail is None:
             return
+        from secpolicy.auditlog.trail import fim_change_record
+
         for e in result.added + result.removed + result.changed:
-            self.trail.record(fim_change_record(display_path(e.path), e.kind, e.ftype,
-                                                (c.to_dict() for c in e.changes), accepted=accepted))
-        for err in result.errors:
-            self.trail.failure(f"{display_path(err.path)}: {err.message}", severity="medium",
-                               kind="unreadable entry", path=display_path(err.path))
+            rec = fim_change_record(display_path(e.path), e.kind, e.ftype,
+                                    (c.to_dict() for c in e.changes), accepted=accepted)
+            if e.diff is not None or e.diff_note is not None:
+                extra = {k: v for k, v in (("diff", e.diff), ("diff_note", e.diff_note)) if v is not None}
+                rec = dataclasses.replace(rec, details={**rec.details, **extra})
+            self.trail.record(rec)
+        self.errors(result.errors)
+
+    def errors(self, errors: Any) -> None:
+        if self.trail is not None:
+            for err in errors:
+                self.trail.failure(f"{display_path(err.path)}: {err.message}", severity="medium",
+                                   kind="unreadable entry", path=display_path(err.path))
 
     def finished(self, **details: Any) -> None:
         if self.trail is not None:
             self.trail.finished(None, None, **details)
+
+
+def _db_identity(db: str) -> str:
+    """How the audit log names a baseline database: its absolute path, symlinks resolved."""
+    return os.path.realpath(db)
+
+
+def recorded_generations(directory: str, db: str) -> Recorded | None:
+    """The newest `fim_baseline` record for the database `db` in the audit log at
+    `directory`, with the baseline ids of every earlier one; None when there is none."""
+    from secpolicy.auditlog.verify import log_files, read_lines
+
+    ident = _db_identity(db)
+    found: list[tuple[int, str, dict[str, Any]]] = []
+    needle = json.dumps(GENERATION_RECORD).encode()
+    for path, n, line, complete, _ in read_lines(log_files([directory])):
+        if needle not in line or not complete:
+            continue
+        try:
+            entry = json.loads(line)
+            body = entry["body"]
+            if entry.get("kind") != "record" or body.get("event_type") != GENERATION_RECORD:
+                continue
+            details = body["details"]
+            if details.get("db") == ident:
+                found.append((int(entry["seq"]), str(entry.get("ts", "")), details))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise IntegrityError(f"{path}:{n}: unreadable audit log entry (run `secpolicy log verify`)") from None
+    if not found:
+        return None
+    seq, ts, newest = max(found, key=lambda f: f[0])
+    try:
+        return Recorded(
+            baseline_id=str(newest["baseline_id"]), lineage_id=str(newest["lineage_id"]),
+            generation=int(newest["generation"]), created_at=float(newest["created_at"]),
+            root_hash=str(newest["root_hash"]), where=f"audit log seq {seq}, {ts}",
+            earlier_ids=frozenset(str(d.get("baseline_id")) for s, _, d in found if s != seq),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise IntegrityError(f"{directory}: audit log seq {seq}: malformed {GENERATION_RECORD} record") from None
 
 
 def _fmt(v: Any) -> str:
@@ -181,18 +321,19 @@ def _fmt(v: Any) -> str:
 
 
 def _print_table(result: CheckResult, title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False, soft_wrap=False, width=max(100, Console().width))
     summary = result.to_dict()["summary"]
-    console.print(
-        f"{title}: [bold]{result.status}[/bold] — {summary['entries']} entries, "
+    click.echo(
+        f"{title}: {result.status} — {summary['entries']} entries, "
         f"{summary['added']} added, {summary['removed']} removed, {summary['changed']} changed, "
         f"{summary['errors']} errors ({summary['hashed']} hashed, {summary['duration_s']} s)"
     )
     if result.has_changes:
-        table = Table(show_lines=False)
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(highlight=False, soft_wrap=False, width=max(100, Console().width))
+        table = Table(show_lines=False, box=box.HEAVY_HEAD if console.is_terminal else box.ASCII)
         for col in ("change", "type", "path", "attribute", "baseline", "now"):
             table.add_column(col, overflow="fold")
         for e in result.added + result.removed:
@@ -203,10 +344,15 @@ def _print_table(result: CheckResult, title: str) -> None:
                 table.add_row("changed" if first else "", e.ftype if first else "",
                               display_path(e.path) if first else "", c.name, _fmt(c.old), _fmt(c.new))
         console.print(table)
+    for e in result.changed:
+        if e.diff is not None:
+            click.echo(e.diff)
+        if e.diff_note is not None:
+            click.echo(f"diff: {display_path(e.path)}: {e.diff_note}")
     for err in result.errors:
-        console.print(f"error: {display_path(err.path)}: {err.message}")
+        click.echo(f"error: {display_path(err.path)}: {err.message}")
     for note in result.notes:
-        console.print(f"note: {display_path(note.path)}: {note.message}")
+        click.echo(f"note: {display_path(note.path)}: {note.message}")
 
 
 @click.group("fim")
@@ -218,20 +364,22 @@ def fim() -> None:
 @_common
 @click.option("--force", is_flag=True, help="Replace an existing baseline (kept as <db>.prev).")
 def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
-             key_env: str | None, no_key: bool, progress: bool | None, workers: int | None,
+             key_env: str | None, no_key: bool, progress: bool | None, quiet: bool, workers: int | None,
              audit_log: str | None, force: bool) -> None:
     """Build and seal a baseline of every watched path."""
+    _raise_fd_limit()
     with _Trail(audit_log, "init", config_path, db, root) as trail:
-        config = _load(config_path)
+        config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
-        prog = _Progress(progress, "fim init")
-        summary = init_baseline(config, db, root, key, force=force, progress=prog, workers=workers)
-        prog.done()
-        for err in summary.errors:
-            if trail.trail is not None:
-                trail.trail.failure(f"{display_path(err.path)}: {err.message}", severity="medium",
-                                    kind="unreadable entry", path=display_path(err.path))
+        prog = _Progress(progress, quiet, "fim init")
+        prog.totals(config, root, with_bytes=True)
+        try:
+            summary = init_baseline(config, db, root, key, force=force, progress=prog, workers=workers)
+        finally:
+            prog.done()
+        trail.generation(summary.baseline.path, summary.baseline, "init")
+        trail.errors(summary.errors)
         trail.finished(result="error" if summary.errors else "created", entries=summary.entries,
                        errors=len(summary.errors), baseline=summary.baseline.to_dict(),
                        previous=summary.previous)
@@ -243,10 +391,19 @@ def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str |
     )
     for err in summary.errors:
         click.echo(f"error: {display_path(err.path)}: {err.message}", err=True)
-    for note in summary.notes:
-        click.echo(f"note: {display_path(note.path)}: {note.message}", err=True)
+    if not quiet:
+        for note in summary.notes:
+            click.echo(f"note: {display_path(note.path)}: {note.message}", err=True)
     if summary.errors:
         click.get_current_context().exit(EXIT_RUNTIME)
+
+
+def _db_of(config: FimConfig, db: str | None) -> str:
+    if db is not None:
+        return db
+    if config.database:
+        return config.database
+    raise InputError("no baseline database given (--db, or `database:` in the configuration)")
 
 
 @fim.command("check")
@@ -255,16 +412,22 @@ def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str |
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--no-record", is_flag=True, help="Do not record this check in the baseline's history.")
 def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
-              key_env: str | None, no_key: bool, progress: bool | None, workers: int | None,
+              key_env: str | None, no_key: bool, progress: bool | None, quiet: bool, workers: int | None,
               audit_log: str | None, full: bool, fmt: str, no_record: bool) -> None:
     """Compare the filesystem with the baseline. Exit 0 no changes, 1 changes, 3 errors only."""
+    _raise_fd_limit()
     with _Trail(audit_log, "check", config_path, db, root) as trail:
-        config = _load(config_path)
+        config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
-        prog = _Progress(progress, "fim check")
-        result = check(config, db, root, key, full=full, record=not no_record, progress=prog, workers=workers)
-        prog.done()
+        recorded = trail.recorded(_db_of(config, db))
+        prog = _Progress(progress, quiet, "fim check")
+        prog.totals(config, root, with_bytes=full)
+        try:
+            result = check(config, db, root, key, full=full, record=not no_record, progress=prog,
+                           workers=workers, recorded=recorded)
+        finally:
+            prog.done()
         trail.changes(result)
         trail.finished(result=result.status, **_summary_details(result))
     if fmt == "json":
@@ -279,18 +442,26 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
 @click.option("--full", is_flag=True, help="Re-hash every file.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
-               key_env: str | None, no_key: bool, progress: bool | None, workers: int | None,
+               key_env: str | None, no_key: bool, progress: bool | None, quiet: bool, workers: int | None,
                audit_log: str | None, full: bool, fmt: str) -> None:
     """Accept the current state as the new baseline (atomically; the old one is kept)."""
+    _raise_fd_limit()
     with _Trail(audit_log, "update", config_path, db, root) as trail:
-        config = _load(config_path)
+        config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
-        prog = _Progress(progress, "fim update")
-        result = update(config, db, root, key, full=full, progress=prog, workers=workers)
-        prog.done()
+        recorded = trail.recorded(_db_of(config, db))
+        prog = _Progress(progress, quiet, "fim update")
+        prog.totals(config, root, with_bytes=full)
+        try:
+            result = update(config, db, root, key, full=full, progress=prog, workers=workers, recorded=recorded)
+        finally:
+            prog.done()
+        trail.generation(result.baseline.path, result.baseline, "update")
         trail.changes(result.check, accepted=True)
         if result.config_changed and trail.trail is not None:
+            from secpolicy.auditlog import records
+
             trail.trail.record(records.config_changed(config_path, result.check.baseline.config_digest,
                                                       config.digest, component="fim"))
         trail.finished(result="updated", **_summary_details(result.check), new_baseline=result.baseline.to_dict(),
@@ -309,7 +480,7 @@ def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str
 def _summary_details(result: CheckResult) -> dict[str, Any]:
     b = result.baseline
     return {"summary": result.to_dict()["summary"], "baseline_id": b.baseline_id,
-            "generation": b.generation, "baseline": b.path}
+            "generation": b.generation, "baseline": b.path, "root_hash": b.root_hash}
 
 
 @fim.command("status")
@@ -321,6 +492,8 @@ def _summary_details(result: CheckResult) -> dict[str, Any]:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status_cmd(db: str, key_file: str | None, key_env: str | None, no_key: bool, deep: bool, fmt: str) -> None:
     """Show a baseline's verified state: age, last check and its counts. Exit 5 if it does not verify."""
+    from secpolicy.fim.status import fim_status
+
     key = _key(key_file, key_env, no_key)
     st = fim_status(db, key, deep=deep)
     if fmt == "json":
@@ -331,8 +504,6 @@ def status_cmd(db: str, key_file: str | None, key_env: str | None, no_key: bool,
     if not st.exists:
         raise InputError("no baseline database here", db)
     if not st.verified:
-        from secpolicy.errors import IntegrityError
-
         raise IntegrityError(st.reason or "baseline does not verify")
 
 
@@ -348,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return 2
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("secpolicy: interrupted", err=True)
         return 130
     return rv if isinstance(rv, int) else 0
 

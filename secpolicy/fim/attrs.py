@@ -12,6 +12,7 @@ __all__ = [
     "ATTRIBUTES",
     "ATTR_ORDER",
     "BUILTIN_GROUPS",
+    "FLAG_ATTRS",
     "HASH_ATTRS",
     "XATTR_ATTRS",
     "resolve_attrs",
@@ -37,20 +38,23 @@ ATTRIBUTES: dict[str, str] = {
     "acl": "POSIX ACLs (system.posix_acl_access / system.posix_acl_default)",
     "caps": "file capabilities (security.capability)",
     "selinux": "SELinux label (security.selinux)",
+    "e2fsattrs": "inode flags set with chattr (immutable, append-only, ...; FS_IOC_GETFLAGS)",
 }
 
 HASH_ATTRS = frozenset({"sha256", "blake3"})
 XATTR_ATTRS = frozenset({"xattrs", "acl", "caps", "selinux"})
+FLAG_ATTRS = frozenset({"e2fsattrs"})
 
 # Stable order for reports: the order AIDE prints its attributes in.
 ATTR_ORDER: tuple[str, ...] = (
     "ftype", "l", "s", "S", "b", "p", "u", "g", "i", "n", "m", "c",
-    "acl", "xattrs", "selinux", "caps", "sha256", "blake3",
+    "acl", "xattrs", "selinux", "e2fsattrs", "caps", "sha256", "blake3",
 )
 
 # `hash` stands for the configuration's default content hash (sha256 unless set).
 BUILTIN_GROUPS: dict[str, tuple[str, ...]] = {
-    "X": ("acl", "xattrs", "selinux", "caps"),
+    # As AIDE's X: e2fsattrs (chattr flags) included.
+    "X": ("acl", "xattrs", "selinux", "e2fsattrs", "caps"),
     "R": ("p", "ftype", "i", "l", "n", "u", "g", "s", "m", "c", "hash", "X"),
     "L": ("p", "ftype", "i", "l", "n", "u", "g", "X"),
     # Growing log: size may only grow and the old content must stay a prefix of the new.

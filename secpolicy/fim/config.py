@@ -1,5 +1,5 @@
 """FIM configuration: YAML validated against `fim.schema.json` into a frozen `FimConfig`
-whose rules know their attribute set, include/exclude patterns and which paths they own."""
+whose rules know their attribute set, include/exclude/nodiff patterns and which paths they own."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from secpolicy.errors import InputError, LocatedError
-from secpolicy.fim.attrs import HASH_ATTRS, XATTR_ATTRS, resolve_attrs
+from secpolicy.fim.attrs import FLAG_ATTRS, HASH_ATTRS, XATTR_ATTRS, resolve_attrs
 from secpolicy.resources import load_schema
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+DIFF_SIZE_LIMIT = 1 << 20
+DIFF_MAX_LINES = 100
 
 __all__ = ["FimConfig", "Rule", "config_from_dict", "glob_to_regex", "load_config"]
 
@@ -31,6 +34,8 @@ class Rule:
     exclude: tuple[str, ...] = ()
     recurse: bool = True
     cross_filesystems: bool = False
+    report_changes: bool = False
+    nodiff: tuple[str, ...] = ()
 
     @property
     def hash_algo(self) -> str | None:
@@ -40,6 +45,10 @@ class Rule:
     @property
     def wants_xattrs(self) -> bool:
         return bool(self.attrs & XATTR_ATTRS)
+
+    @property
+    def wants_flags(self) -> bool:
+        return bool(self.attrs & FLAG_ATTRS)
 
     @property
     def growing(self) -> bool:
@@ -53,6 +62,8 @@ class Rule:
             "exclude": list(self.exclude),
             "recurse": self.recurse,
             "cross_filesystems": self.cross_filesystems,
+            "report_changes": self.report_changes,
+            "nodiff": list(self.nodiff),
         }
 
 
@@ -63,9 +74,11 @@ class CompiledRule:
     rule: Rule
     include: re.Pattern[str] | None
     exclude: re.Pattern[str] | None
+    nodiff: re.Pattern[str] | None = None
     # The rule's derived properties, looked up once per entry in a scan: computed here once.
     hash_algo: str | None = field(init=False, compare=False)
     wants_xattrs: bool = field(init=False, compare=False)
+    wants_flags: bool = field(init=False, compare=False)
     growing: bool = field(init=False, compare=False)
     selects_all: bool = field(init=False, compare=False)  # neither include nor exclude
 
@@ -73,7 +86,12 @@ class CompiledRule:
         object.__setattr__(self, "selects_all", self.include is None and self.exclude is None)
         object.__setattr__(self, "hash_algo", self.rule.hash_algo)
         object.__setattr__(self, "wants_xattrs", self.rule.wants_xattrs)
+        object.__setattr__(self, "wants_flags", self.rule.wants_flags)
         object.__setattr__(self, "growing", self.rule.growing)
+
+    def diffs(self, path: str) -> bool:
+        """Is a copy of this entry's content kept, to show what changed in it?"""
+        return self.rule.report_changes and not (self.nodiff is not None and self.nodiff.match(path))
 
     def selects(self, path: str) -> bool:
         if self.exclude is not None and self.exclude.match(path):
@@ -92,13 +110,17 @@ class FimConfig:
     workers: int = 2
     database: str | None = None
     source: str | None = None
+    diff_size_limit: int = DIFF_SIZE_LIMIT
+    diff_max_lines: int = DIFF_MAX_LINES
 
     def canonical(self) -> dict[str, Any]:
         """What the baseline depends on; cosmetic edits to the YAML do not change it."""
         return {
-            "format": 1,
+            "format": 2,
             "name": self.name,
             "hash": self.hash,
+            "diff_size_limit": self.diff_size_limit,
+            "diff_max_lines": self.diff_max_lines,
             "rules": [r.to_dict() for r in sorted(self.rules, key=lambda r: r.path)],
         }
 
@@ -109,7 +131,8 @@ class FimConfig:
 
     def compiled(self) -> dict[str, CompiledRule]:
         return {
-            r.path: CompiledRule(r, _compile_patterns(r.include), _compile_patterns(r.exclude))
+            r.path: CompiledRule(r, _compile_patterns(r.include), _compile_patterns(r.exclude),
+                                 _compile_patterns(r.nodiff))
             for r in self.rules
         }
 
@@ -219,8 +242,7 @@ def load_config(path: str | os.PathLike[str]) -> FimConfig:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read configuration: {e}", source) from None
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         line = mark.line if mark else None
@@ -236,12 +258,11 @@ def load_config(path: str | os.PathLike[str]) -> FimConfig:
         raise InputError(f"invalid YAML: {e}", source) from None
     if data is None:
         raise InputError("configuration is empty", source)
-    validator = jsonschema.Draft202012Validator(load_schema("fim"))
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise _error_at(text, source, _locate(node, list(err.absolute_path)), f"{where}: {err.message}")
+    if not _plainly_valid(data):
+        problem = _schema_problem(data)
+        if problem is not None:
+            message, at = problem
+            raise _error_at(text, source, _locate(yaml.compose(text, Loader=_Loader), at), message)
     try:
         return config_from_dict(data, source=source, default_name=Path(source).stem)
     except LocatedError:
@@ -249,20 +270,18 @@ def load_config(path: str | os.PathLike[str]) -> FimConfig:
     except InputError as e:
         # Point at the offending rule when the message names one.
         m = re.match(r"paths\[(\d+)\]", e.message)
-        at = _locate(node, ["paths", int(m.group(1))]) if m else None
-        raise _error_at(text, source, at, e.message) from None
+        node = _locate(yaml.compose(text, Loader=_Loader), ["paths", int(m.group(1))]) if m else None
+        raise _error_at(text, source, node, e.message) from None
 
 
 def config_from_dict(
     data: dict[str, Any], source: str | None = None, default_name: str = "default"
 ) -> FimConfig:
     """Build a FimConfig from already-parsed data (as read from YAML or built in code)."""
-    if source is None:
-        problem = jsonschema.Draft202012Validator(load_schema("fim")).iter_errors(data)
-        first = next(iter(problem), None)
-        if first is not None:
-            where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
-            raise InputError(f"{where}: {first.message}")
+    if source is None and not _plainly_valid(data):
+        problem = _schema_problem(data)
+        if problem is not None:
+            raise InputError(problem[0])
     default_hash = data.get("hash", "sha256")
     groups = data.get("groups", {}) or {}
     global_xdev = bool(data.get("cross_filesystems", False))
@@ -286,6 +305,14 @@ def config_from_dict(
                     re.compile(glob_to_regex(pat))
                 except re.error as e:
                     raise InputError(f"{where}: invalid {kind} pattern {pat!r}: {e}") from None
+        for pat in item.get("nodiff", []):
+            try:
+                re.compile(glob_to_regex(pat))
+            except re.error as e:
+                raise InputError(f"{where}: invalid nodiff pattern {pat!r}: {e}") from None
+        report_changes = bool(item.get("report_changes", False))
+        if report_changes and not attrs & HASH_ATTRS:
+            raise InputError(f"{where}: report_changes needs a content hash (sha256 or blake3) in attrs")
         rules.append(
             Rule(
                 path=path,
@@ -294,6 +321,8 @@ def config_from_dict(
                 exclude=tuple(item.get("exclude", [])),
                 recurse=bool(item.get("recurse", True)),
                 cross_filesystems=bool(item.get("cross_filesystems", global_xdev)),
+                report_changes=report_changes,
+                nodiff=tuple(item.get("nodiff", [])),
             )
         )
     for gname, gspec in groups.items():
@@ -311,4 +340,78 @@ def config_from_dict(
         workers=int(data.get("workers", 2)),
         database=database,
         source=source,
+        diff_size_limit=int(data.get("diff_size_limit", DIFF_SIZE_LIMIT)),
+        diff_max_lines=int(data.get("diff_max_lines", DIFF_MAX_LINES)),
     )
+
+
+# The schema's checks, done by hand for the configurations that pass them: importing and
+# building a jsonschema validator costs more than the rest of a small `fim check`. Anything
+# not plainly valid goes to jsonschema, which decides and words the error.
+_TOP = {"version", "name", "database", "hash", "cross_filesystems", "workers", "diff_size_limit",
+        "diff_max_lines", "groups", "paths"}
+_ITEM = {"path", "attrs", "include", "exclude", "recurse", "growing", "cross_filesystems",
+         "report_changes", "nodiff"}
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+_GROUP = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _int_in(v: Any, lo: int, hi: int) -> bool:
+    return type(v) is int and lo <= v <= hi
+
+
+def _strings(v: Any) -> bool:
+    return type(v) is list and all(type(x) is str and x for x in v)
+
+
+def _attrs_ok(v: Any) -> bool:
+    return (type(v) is str and bool(v)) or _strings(v)
+
+
+def _item_ok(item: Any) -> bool:
+    if type(item) is not dict or not set(item) <= _ITEM:
+        return False
+    path = item.get("path")
+    if type(path) is not str or not path.startswith("/"):
+        return False
+    if "attrs" in item and not _attrs_ok(item["attrs"]):
+        return False
+    if any(k in item and not _strings(item[k]) for k in ("include", "exclude", "nodiff")):
+        return False
+    return all(type(item[k]) is bool for k in ("recurse", "growing", "cross_filesystems", "report_changes") if k in item)
+
+
+def _plainly_valid(data: Any) -> bool:
+    """True only when `data` certainly satisfies fim.schema.json (a test holds the two
+    together); False means "ask jsonschema", not "invalid"."""
+    if type(data) is not dict or not set(data) <= _TOP:
+        return False
+    checks = (
+        ("version", lambda v: type(v) is int and v == 1),
+        ("name", lambda v: type(v) is str and _NAME.match(v) is not None),
+        ("database", lambda v: type(v) is str and bool(v)),
+        ("hash", lambda v: v in ("sha256", "blake3")),
+        ("cross_filesystems", lambda v: type(v) is bool),
+        ("workers", lambda v: _int_in(v, 1, 64)),
+        ("diff_size_limit", lambda v: _int_in(v, 1, 67108864)),
+        ("diff_max_lines", lambda v: _int_in(v, 1, 100000)),
+        ("groups", lambda v: type(v) is dict and all(
+            type(k) is str and _GROUP.match(k) and _attrs_ok(x) for k, x in v.items())),
+    )
+    if not all(check(data[name]) for name, check in checks if name in data):
+        return False
+    paths = data.get("paths")
+    return type(paths) is list and bool(paths) and all(_item_ok(i) for i in paths)
+
+
+def _schema_problem(data: Any) -> tuple[str, list[Any]] | None:
+    """The first schema violation as (message, path in the document), or None."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema("fim"))
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    err = errors[0]
+    where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+    return f"{where}: {err.message}", list(err.absolute_path)

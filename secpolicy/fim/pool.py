@@ -1,12 +1,13 @@
-"""Worker processes that hash batches of files for a scan. Processes, not threads: the walk's
-many short syscalls and per-file Python code in hashing threads would fight over the GIL."""
+"""Worker processes that read batches of files for a scan, each batch sent with its parent
+directories' descriptors (workers never open a path). Processes: threads would share the GIL."""
 
 from __future__ import annotations
 
-import fcntl
+import array
 import marshal
 import os
 import queue
+import socket
 import struct
 import subprocess
 import sys
@@ -18,62 +19,81 @@ from secpolicy.fim import hasher
 
 __all__ = ["HashPool"]
 
-_HEAD = struct.Struct("<I")
-_PIPE_SIZE = 1 << 20  # the default limit for unprivileged users (/proc/sys/fs/pipe-max-size)
+_HEAD = struct.Struct("<II")
+_RESULT_HEAD = struct.Struct("<I")
+_SOCK_BUF = 1 << 20  # room for a few batches in flight each way
 _PER_FILE = 16 << 10  # opening, checking and closing a file costs about as much as hashing this
 
 
 class _Worker:
     def __init__(self) -> None:
-        # Run hasher.py as a script with -P (no script directory on sys.path): the worker
-        # imports only hashlib and blake3, and owns no copy of our SQLite or directory fds.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-P", os.path.abspath(hasher.__file__)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
-        # Room for a few batches in each direction, so submitting to a busy worker does not
-        # block the walk (the default 64 KiB holds about one batch).
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)  # type: ignore[union-attr]
-            except (OSError, AttributeError):
-                pass  # a smaller pipe only costs waiting
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for s in (parent, child):
+            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF)
+                except OSError:
+                    pass  # a smaller buffer only costs waiting
+        try:
+            # Run hasher.py as a script with -P (no script directory on sys.path): the worker
+            # imports only the standard library, and owns no copy of our SQLite or other fds.
+            self.proc = subprocess.Popen(
+                [sys.executable, "-P", os.path.abspath(hasher.__file__)],
+                stdin=child.fileno(),
+                stdout=subprocess.DEVNULL,
+                close_fds=True,
+                # Its own process group: Ctrl-C at the terminal reaches only the parent, which
+                # stops the workers itself (no traceback from them).
+                process_group=0,
+            )
+        finally:
+            child.close()
+        self.sock = parent
         self.results: queue.Queue[Any] = queue.Queue()
         # Bytes sent and bytes whose results came back, each written by one thread only.
         self.sent_bytes = 0
         self.done_bytes = 0
         self.sizes: queue.SimpleQueue[int] = queue.SimpleQueue()
-        # A reader per worker keeps its stdout drained, so neither side can block the other
-        # on a full pipe.
+        # A reader per worker keeps the socket drained, so neither side can block the other.
         self.reader = threading.Thread(target=self._read, name="fim-hash-reader", daemon=True)
         self.reader.start()
 
+    def _recv_exact(self, n: int) -> bytes | None:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(view[got:])
+            if k == 0:
+                return None
+            got += k
+        return bytes(buf)
+
     def _read(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
         try:
             while True:
-                head = out.read(4)
-                if len(head) < 4:
+                head = self._recv_exact(_RESULT_HEAD.size)
+                if head is None:
                     break
-                got = marshal.loads(out.read(_HEAD.unpack(head)[0]))
+                body = self._recv_exact(_RESULT_HEAD.unpack(head)[0])
+                if body is None:
+                    break
+                got = marshal.loads(body)
                 self.done_bytes += self.sizes.get()
                 self.results.put(got)
         except (OSError, ValueError, EOFError):
             pass
         self.results.put(None)
 
-    def submit(self, jobs: list[Any], nbytes: int) -> None:
+    def submit(self, jobs: list[Any], fds: list[int], nbytes: int) -> None:
         data = marshal.dumps(jobs)
-        assert self.proc.stdin is not None
-        # Counted before the write: the reader may see the result before write() returns.
+        # Counted before the write: the reader may see the result before sendall returns.
         self.sizes.put(nbytes)
         self.sent_bytes += nbytes
         try:
-            self.proc.stdin.write(_HEAD.pack(len(data)) + data)
-            self.proc.stdin.flush()
+            self.sock.sendmsg([_HEAD.pack(len(data), len(fds))],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            self.sock.sendall(data)
         except OSError as e:
             raise RuntimeFailure(f"hash worker process failed: {e.strerror}") from None
 
@@ -88,10 +108,11 @@ class _Worker:
             raise RuntimeFailure(f"hash worker process exited unexpectedly (status {self.proc.poll()})")
         return got  # type: ignore[no-any-return]
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        if abort:
+            self.proc.kill()  # interrupted: what it was reading no longer matters
         try:
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
+            self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         try:
@@ -100,12 +121,11 @@ class _Worker:
             self.proc.kill()
             self.proc.wait()
         self.reader.join(timeout=5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self.sock.close()
 
 
 class HashPool:
-    """`submit(jobs) -> ticket`, then `result(ticket)` in submission order."""
+    """`submit(jobs, fds) -> ticket`, then `result(ticket)` in submission order."""
 
     def __init__(self, workers: int) -> None:
         self.workers: list[_Worker] = []
@@ -113,21 +133,22 @@ class HashPool:
             for _ in range(workers):
                 self.workers.append(_Worker())
         except OSError as e:
-            self.close()
+            self.close(abort=True)
             raise RuntimeFailure(f"cannot start hash worker processes: {e.strerror}") from None
 
-    def submit(self, jobs: list[Any], nbytes: int) -> _Worker:
-        """Send `jobs` (`nbytes` to hash) to the worker with the least left to do: counted in
-        bytes, not batches, since one batch may hold a file of hundreds of megabytes."""
+    def submit(self, jobs: list[Any], fds: list[int], nbytes: int) -> _Worker:
+        """Send `jobs` (`nbytes` to hash) with the directory descriptors they refer to, to the
+        worker with the least left to do: counted in bytes, not batches, since one batch may
+        hold a file of hundreds of megabytes. The caller keeps (and closes) its `fds`."""
         w = min(self.workers, key=lambda x: x.backlog)
-        w.submit(jobs, nbytes + _PER_FILE * len(jobs))
+        w.submit(jobs, fds, nbytes + _PER_FILE * len(jobs))
         return w
 
     @staticmethod
     def result(ticket: _Worker) -> list[Any]:
         return ticket.result()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         for w in self.workers:
-            w.close()
+            w.close(abort)
         self.workers = []

@@ -1,10 +1,9 @@
-"""One baseline entry as stored: a packed record of stat fields, link target, content hash
-and extended attributes, plus the attribute-by-attribute comparison of two records."""
+"""One baseline entry as stored: a packed record of stat fields, link target, content hash,
+extended attributes and inode flags, plus the attribute-by-attribute comparison of two records."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import os
 import stat
 import struct
@@ -17,20 +16,43 @@ __all__ = [
     "Record",
     "compare",
     "display_path",
+    "flags_text",
     "ftype_name",
     "pack",
-    "read_xattrs",
     "stat_key",
     "unpack",
 ]
 
 # mode, ino, nlink, uid, gid, size, blocks, mtime_ns, ctime_ns, flags, len(link), len(hash),
-# len(xattrs). The first nine are what a `check` compares before deciding to re-read a file.
-_FIXED = struct.Struct("<IQQIIQQqqBHBI")
+# len(xattrs), inode flags; then the link, hash and xattrs, and (F_CONTENT) the SHA-256 of
+# the stored content copy. The first nine are what a `check` compares before re-reading.
+_FIXED = struct.Struct("<IQQIIQQqqBHBII")
 FIXED_SIZE = _FIXED.size
+CONTENT_DIGEST_SIZE = 32
 
 F_XATTRS = 1  # extended attributes were collected
 F_NOHASH = 2  # the content could not be hashed when the record was made
+F_FSFLAGS = 4  # inode flags were collected (the filesystem has them)
+F_CONTENT = 8  # a copy of the content is stored (report_changes), its digest ends the record
+F_NOFSFLAGS = 16  # inode flags were asked for: the filesystem has none
+F_NOCOPY = 32  # a content copy was asked for: the file is not text or is too large
+
+Xattrs = tuple[tuple[str, bytes], ...]
+# Packs the nine stat fields exactly as they start a record (`check`'s fast comparison).
+_STAT = struct.Struct("<IQQIIQQqq")
+STAT_PACK = _STAT.pack
+STAT_SIZE = _STAT.size
+
+# lsattr's letters in lsattr's order (e2fsprogs lib/e2p/pf.c), with the flag bits.
+FS_FLAG_LETTERS: tuple[tuple[int, str], ...] = (
+    (0x00000001, "s"), (0x00000002, "u"), (0x00000008, "S"), (0x00010000, "D"),
+    (0x00000010, "i"), (0x00000020, "a"), (0x00000040, "d"), (0x00000080, "A"),
+    (0x00000004, "c"), (0x00000800, "E"), (0x00004000, "j"), (0x00001000, "I"),
+    (0x00008000, "t"), (0x00020000, "T"), (0x00080000, "e"), (0x00800000, "C"),
+    (0x02000000, "x"), (0x40000000, "F"), (0x10000000, "N"), (0x20000000, "P"),
+    (0x00100000, "V"), (0x00000400, "m"),
+)
+_KNOWN_FLAGS = sum(bit for bit, _ in FS_FLAG_LETTERS)
 
 HASH_IDS = {"sha256": 1, "blake3": 2}
 HASH_NAMES = {v: k for k, v in HASH_IDS.items()}
@@ -57,10 +79,16 @@ class Record:
     hash_algo: str | None = None
     digest: bytes = b""
     xattrs: tuple[tuple[str, bytes], ...] = ()
+    fsflags: int = 0
+    content_digest: bytes = b""
 
     @property
     def has_xattrs(self) -> bool:
         return bool(self.flags & F_XATTRS)
+
+    @property
+    def has_fsflags(self) -> bool:
+        return bool(self.flags & F_FSFLAGS)
 
 
 @dataclass(frozen=True)
@@ -112,15 +140,23 @@ def pack(
     hash_algo: str | None,
     digest: bytes,
     xattrs: tuple[tuple[str, bytes], ...] | None,
+    fsflags: int | None = None,
+    content_digest: bytes = b"",
 ) -> bytes:
-    """Pack a record. `st_fields` is `stat_key(st)`; `xattrs` None means not collected."""
+    """Pack a record. `st_fields` is `stat_key(st)`; `xattrs` and `fsflags` None mean not
+    collected; `content_digest` is the SHA-256 of a stored content copy."""
     if xattrs is not None:
         flags |= F_XATTRS
         xblob = _xattr_blob(xattrs) if xattrs else b""
     else:
         xblob = b""
+    if fsflags is not None:
+        flags |= F_FSFLAGS
+    if content_digest:
+        flags |= F_CONTENT
     hbytes = _HASH_PREFIX[hash_algo] + digest if hash_algo and digest else b""
-    return _FIXED.pack(*st_fields, flags, len(link), len(hbytes), len(xblob)) + link + hbytes + xblob
+    return (_FIXED.pack(*st_fields, flags, len(link), len(hbytes), len(xblob), fsflags or 0)
+            + link + hbytes + xblob + content_digest)
 
 
 def fixed_fields(rec: bytes) -> tuple[int, ...]:
@@ -129,40 +165,28 @@ def fixed_fields(rec: bytes) -> tuple[int, ...]:
 
 
 def unpack(rec: bytes) -> Record:
-    (mode, ino, nlink, uid, gid, size, blocks, mt, ct, flags, llen, hlen, xlen) = _FIXED.unpack_from(rec)
+    (mode, ino, nlink, uid, gid, size, blocks, mt, ct, flags, llen, hlen, xlen, fsflags) = _FIXED.unpack_from(rec)
     pos = FIXED_SIZE
     link = rec[pos : pos + llen]
     pos += llen
     hbytes = rec[pos : pos + hlen]
     pos += hlen
     xblob = rec[pos : pos + xlen]
+    pos += xlen
+    cdigest = rec[pos : pos + CONTENT_DIGEST_SIZE] if flags & F_CONTENT else b""
     algo = HASH_NAMES.get(hbytes[0]) if hbytes else None
     return Record(
         mode, ino, nlink, uid, gid, size, blocks, mt, ct, flags, link,
-        algo, hbytes[1:] if hbytes else b"", _xattr_parse(xblob),
+        algo, hbytes[1:] if hbytes else b"", _xattr_parse(xblob), fsflags, cdigest,
     )
 
 
-def read_xattrs(fspath: str) -> tuple[tuple[tuple[str, bytes], ...] | None, str | None]:
-    """All extended attributes of `fspath` without following a final symlink, sorted.
-    Returns (xattrs, error); filesystems without xattr support give an empty tuple."""
-    try:
-        names = os.listxattr(fspath, follow_symlinks=False)
-    except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            return (), None
-        return None, f"cannot list extended attributes: {e.strerror}"
-    if not names:
-        return (), None
-    out = []
-    for name in sorted(names):
-        try:
-            out.append((name, os.getxattr(fspath, name, follow_symlinks=False)))
-        except OSError as e:
-            if e.errno == errno.ENODATA:  # removed between list and get
-                continue
-            return None, f"cannot read extended attribute {name}: {e.strerror}"
-    return tuple(out), None
+def flags_text(flags: int) -> str:
+    """Inode flags as `lsattr` prints them (`----i---------e-------`); bits lsattr has no
+    letter for follow as hex."""
+    text = "".join(letter if flags & bit else "-" for bit, letter in FS_FLAG_LETTERS)
+    unknown = flags & ~_KNOWN_FLAGS
+    return f"{text}+0x{unknown:x}" if unknown else text
 
 
 _FTYPES = {
@@ -273,6 +297,8 @@ def value_of(rec: Record, attr: str) -> Any:
         return rec.digest.hex() if rec.hash_algo == attr and rec.digest else None
     if attr in ("acl", "caps", "selinux", "xattrs"):
         return _xattr_text(_xattr_split(rec.xattrs)[attr])
+    if attr == "e2fsattrs":
+        return flags_text(rec.fsflags) if rec.has_fsflags else None
     raise KeyError(attr)
 
 
@@ -312,6 +338,8 @@ def compare(
         for attr in ("acl", "xattrs", "selinux", "caps"):
             if attr in attrs and so[attr] != sn[attr]:
                 changes.append(AttrChange(attr, _xattr_text(so[attr]), _xattr_text(sn[attr])))
+    if "e2fsattrs" in attrs and old.has_fsflags and new.has_fsflags and old.fsflags != new.fsflags:
+        changes.append(AttrChange("e2fsattrs", flags_text(old.fsflags), flags_text(new.fsflags)))
     for algo in ("sha256", "blake3"):
         if algo not in attrs or not stat.S_ISREG(new.mode) or not stat.S_ISREG(old.mode):
             continue

@@ -1,13 +1,12 @@
 """FIM operations: init, check, update and recheck of single paths. A streaming merge of the
-directory walk against the baseline in key order, with content hashing in worker processes."""
+directory walk against the baseline in key order, with files read in worker processes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
-import socket
 import stat
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -15,23 +14,40 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from secpolicy import __version__
-from secpolicy.errors import InputError, IntegrityError
+from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
 from secpolicy.fim import record as R
 from secpolicy.fim.config import CompiledRule, FimConfig
-from secpolicy.fim.hasher import HashJob, hash_batch, hash_file
-from secpolicy.fim.pool import HashPool
-from secpolicy.fim.store import Baseline, BaselineWriter, Key, promote
-from secpolicy.fim.walker import UNLISTED, fs_path, key_path, path_key, walk
+from secpolicy.fim.hasher import Outcome, open_dir_at, read_batch, read_dir_fd, read_path_entry
+from secpolicy.fim.store import (
+    Baseline,
+    BaselineWriter,
+    Key,
+    generation_hash,
+    lock_directory,
+    promote,
+)
+from secpolicy.fim.walker import (
+    UNLISTED,
+    Unreachable,
+    WalkItem,
+    key_path,
+    open_parent,
+    open_root,
+    path_key,
+    walk,
+)
 
 __all__ = [
     "BaselineInfo",
     "CheckResult",
     "EntryChange",
     "Progress",
+    "Recorded",
     "ScanIssue",
     "Summary",
     "UpdateResult",
     "check",
+    "count_tree",
     "init_baseline",
     "normalize_root",
     "recheck_paths",
@@ -41,8 +57,8 @@ __all__ = [
 # progress(entries seen, bytes hashed); called every few thousand entries.
 Progress = Callable[[int, int], None]
 
-_STAT = struct.Struct("<IQQIIQQqq")
-_FIXED = struct.Struct("<IQQIIQQqqBHBI")
+_FIXED = R._FIXED
+_STAT_SIZE = R.STAT_SIZE  # the nine stat fields start a packed record
 # A batch goes to a worker process at this many entries or bytes to hash.
 BATCH_ITEMS = 512
 BATCH_BYTES = 8 << 20
@@ -51,6 +67,8 @@ BATCH_BYTES = 8 << 20
 # be able to run that far ahead (half of /usr's bytes are in 58 files) or it stalls, and
 # cores stand idle. Measured on /usr, 2 cores: 4096 -> 3.8 s, 16384 -> 3.7 s, 32768 -> 3.55 s.
 MAX_PENDING = 32768
+# Directory descriptors one batch may carry (the kernel passes at most 253 in one message).
+MAX_FDS = 250
 _PROGRESS_EVERY = 2048
 
 
@@ -62,11 +80,18 @@ class EntryChange:
     kind: str
     ftype: str
     changes: tuple[R.AttrChange, ...] = ()
+    # report_changes: the unified diff of the redacted content, or why there is none.
+    diff: str | None = None
+    diff_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"path": R.display_path(self.path), "kind": self.kind, "type": self.ftype}
         if self.kind == "changed":
             d["changes"] = [c.to_dict() for c in self.changes]
+        if self.diff is not None:
+            d["diff"] = self.diff
+        if self.diff_note is not None:
+            d["diff_note"] = self.diff_note
         return d
 
 
@@ -91,6 +116,8 @@ class BaselineInfo:
     root: str
     keyed: bool
     entry_count: int
+    root_hash: str = ""  # what the audit log records of this generation (store.generation_hash)
+    previous_baseline_id: str | None = None
 
     @classmethod
     def from_header(cls, path: str, h: dict[str, Any]) -> BaselineInfo:
@@ -105,6 +132,8 @@ class BaselineInfo:
             root=h["root"],
             keyed=bool(h["keyed"]),
             entry_count=int(h["entry_count"]),
+            root_hash=generation_hash(h),
+            previous_baseline_id=h.get("previous_baseline_id"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +148,7 @@ class BaselineInfo:
             "root": self.root,
             "keyed": self.keyed,
             "entry_count": self.entry_count,
+            "root_hash": self.root_hash,
         }
 
 
@@ -237,6 +267,42 @@ def normalize_root(root: str | os.PathLike[str] | None) -> tuple[str, str]:
     return r, ("" if r == "/" else r)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """The generations of one baseline database recorded in the audit log: the newest one
+    and the ids of every earlier one (`fim check` refuses an older generation)."""
+
+    baseline_id: str
+    lineage_id: str
+    generation: int
+    created_at: float
+    root_hash: str
+    where: str  # where the record is: "audit log seq 41 (2026-11-21T10:04:40+00:00)"
+    earlier_ids: frozenset[str] = frozenset()
+
+
+def _check_recorded(db: str, h: dict[str, Any], rec: Recorded) -> str | None:
+    """Refuse (IntegrityError) a baseline older than the newest generation recorded for it;
+    a note when it is newer (made without the audit log)."""
+    gen = int(h["generation"])
+    if h["baseline_id"] == rec.baseline_id:
+        if generation_hash(h) != rec.root_hash:
+            raise IntegrityError(f"{db}: baseline refused: generation {gen} (baseline {rec.baseline_id}) does not "
+                                 f"match the root hash recorded in the audit log ({rec.where})")
+        return None
+    older = (h["baseline_id"] in rec.earlier_ids
+             or (h["lineage_id"] == rec.lineage_id and gen < rec.generation)
+             or float(h["created_at"]) < rec.created_at)
+    if older:
+        raise IntegrityError(
+            f"{db}: baseline refused: it is generation {gen} (baseline {h['baseline_id']}), older than "
+            f"generation {rec.generation} (baseline {rec.baseline_id}) recorded in the audit log ({rec.where}); "
+            f"an older baseline was put back in place (rollback)"
+        )
+    return (f"generation {gen} (baseline {h['baseline_id']}) is newer than generation {rec.generation}, the "
+            f"newest recorded in the audit log: it was made without --audit-log")
+
+
 # ---------------------------------------------------------------------------- the scan
 
 @dataclass
@@ -251,232 +317,475 @@ class _Stats:
     notes: list[ScanIssue] = field(default_factory=list)
     error_keys: set[bytes] = field(default_factory=set)
 
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(ScanIssue(path, message))
+        self.error_keys.add(path_key(path))
 
-# A pending entry, finished in key order once its hash (if any) is known:
-# (kind, key, path, lstat or None, rule, link, old record, xattrs, hash job or None)
+    def note(self, path: str, message: str) -> None:
+        self.notes.append(ScanIssue(path, message))
+
+
 _ADDED, _SAME, _CARRY = 0, 1, 2
+# Records whose flags say an attribute was looked for: a check need not read them again.
+_FLAGS_SEEN = R.F_FSFLAGS | R.F_NOFSFLAGS
+_COPY_SEEN = R.F_CONTENT | R.F_NOCOPY
 
 
-def _ignored_paths(db: str, root_prefix: str) -> tuple[frozenset[str], str | None]:
-    """The baseline's own files, as paths inside the root, so the scan never reports them."""
-    dbabs = os.path.abspath(db)
-    if root_prefix:
-        if not dbabs.startswith(root_prefix + "/"):
-            return frozenset(), None
-        dbabs = dbabs[len(root_prefix):]
-    names = frozenset({dbabs, dbabs + "-journal", dbabs + ".prev", dbabs + ".prev-journal"})
-    d, b = os.path.split(dbabs)
-    return names, os.path.join(d, "." + b + ".tmp-")
+class _Item:
+    """One entry on its way to being finished in key order: what the walk saw, what was read
+    at once (directories, links, special files), and the read job for a regular file."""
+
+    __slots__ = ("crule", "fsflags", "job", "key", "kind", "link", "old_r", "path", "st", "xattrs")
+
+    def __init__(self, kind: int, key: bytes, path: str, st: os.stat_result | None,
+                 crule: CompiledRule | None, old_r: bytes | None) -> None:
+        self.kind = kind
+        self.key = key
+        self.path = path
+        self.st = st
+        self.crule = crule
+        self.old_r = old_r
+        self.link = b""
+        self.xattrs: R.Xattrs | None = None
+        self.fsflags: int | None = None
+        self.job: tuple[Any, ...] | None = None
 
 
-def _scan(  # noqa: C901 - to be split
-    config: FimConfig,
-    root_prefix: str,
-    db: str,
-    old: Baseline | None,
-    writer: BaselineWriter | None,
-    full: bool,
-    progress: Progress | None,
-    workers: int | None,
-) -> _Stats:
+def _ignored_paths(db: str, root_prefix: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The baseline's own files (and this process's temporary ones), as paths inside the root."""
+    out = set()
+    for p in (db, db + "-journal", db + ".prev", db + ".prev-journal", *extra):
+        a = os.path.abspath(p)
+        if root_prefix:
+            if not a.startswith(root_prefix + "/"):
+                continue
+            a = a[len(root_prefix):]
+        out.add(a)
+    return frozenset(out)
+
+
+class _Scan:
     """Merge the walk with the baseline rows (both in key order) and finish every entry in
-    that order, so the new baseline streams out sorted and memory stays bounded by the
-    entries waiting for their hash (MAX_PENDING)."""
-    s = _Stats()
+    that order, so a new baseline streams out sorted and memory stays bounded by the entries
+    waiting to be read (MAX_PENDING). Regular files are read by worker processes (or inline
+    for scans that fit one batch), from the descriptors of their parent directories."""
 
-    def on_error(path: str, message: str) -> None:
-        s.errors.append(ScanIssue(path, message))
-        s.error_keys.add(path_key(path))
+    def __init__(self, config: FimConfig, key: Key, old: Baseline | None, writer: BaselineWriter | None,
+                 *, full: bool, progress: Progress | None = None, workers: int | None = None) -> None:
+        self.config = config
+        self.old = old
+        self.writer = writer
+        self.full = full
+        self.progress = progress
+        self.nworkers = max(1, workers or config.workers)
+        self.s = _Stats()
+        # `init` has nothing to compare with: every entry is new, and a list of them all
+        # would only grow with the tree. A check reports added entries without reading them.
+        self.report_added = old is not None
+        self.read_added = writer is not None
+        self.key = key
+        self._redactor: Any = None
+        self.pool: Any = None  # a pool.HashPool once a second batch is needed
+        self.window: deque[tuple[Any, list[_Item]]] = deque()
+        self.pending = 0  # entries in `window`
+        self.skip_prefix: bytes | None = None
+        self._new_batch()
 
-    def on_note(path: str, message: str) -> None:
-        s.notes.append(ScanIssue(path, message))
+    def _new_batch(self) -> None:
+        self.items: list[_Item] = []
+        self.jobs: list[tuple[Any, ...]] = []
+        self.fds: list[int] = []  # duplicates of the batch's parent directory descriptors
+        self.dirs: dict[int, int] = {}  # walk serial of a directory -> index in `fds`
+        self.nbytes = 0
 
-    ignore, ignore_prefix = _ignored_paths(db, root_prefix)
-    walker = walk(config, root_prefix, on_error, on_note, None, ignore, ignore_prefix)
-    old_rows: Iterator[tuple[bytes, bytes]] = old.rows() if old is not None else iter(())
-    hash_added = writer is not None
-    # `init` has nothing to compare with: every entry is new, and a list of them all would
-    # only grow with the tree.
-    report_added = old is not None
-    nworkers = max(1, workers or config.workers)
+    # -- the merge -------------------------------------------------------------------
 
-    # Hashing runs in worker processes (see pool.py). Scans that fit in one batch are
-    # hashed inline and never pay for starting the pool.
-    pool: HashPool | None = None
-    window: deque[tuple[Any, list[tuple[Any, ...]]]] = deque()
-    pending = 0  # entries in `window`
-    cur_items: list[tuple[Any, ...]] = []
-    cur_jobs: list[HashJob] = []
-    cur_bytes = 0
-    stat_pack = _STAT.pack
-    stat_size = _STAT.size
-    fixed_unpack = _FIXED.unpack_from
-    fixed_size = _FIXED.size
-    pack = R.pack
-    add = writer.add if writer is not None else None
-    S_ISREG = stat.S_ISREG
-    F_NOHASH = R.F_NOHASH
+    def run(self, walker: Iterator[WalkItem]) -> _Stats:
+        old_rows: Iterator[tuple[bytes, bytes]] = self.old.rows() if self.old is not None else iter(())
+        failed = True
+        try:
+            self._merge(walker, old_rows)
+            self._flush(final=True)
+            self._drain(0)
+            failed = False
+        finally:
+            if self.pool is not None:
+                self.pool.close(abort=failed)
+            for fd in self.fds:
+                os.close(fd)
+            self.fds = []
+            walker.close()  # type: ignore[attr-defined]  # a generator: closes its directory fds
+        if self.progress is not None:
+            self.progress(self.s.entries, self.s.bytes_hashed)
+        return self.s
 
-    def finish(item: tuple[Any, ...], outcome: Any) -> None:
-        kind, key, path, st, crule, link, old_r, xattrs, job = item
-        if kind == _CARRY:
-            if add is not None:
-                add(key, old_r)
-            return
-        flags = 0
-        if job is not None:
-            digest, prefix, st9, err = outcome
-            if err is None:
-                algo = job[3]
-                s.hashed += 1
-                s.bytes_hashed += st9[5]  # the digest belongs to what was read, maybe newer
-            else:
-                on_error(path, err)
-                flags = F_NOHASH
-                algo = None
-                st9 = (st.st_mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid,
-                       st.st_size, st.st_blocks, st.st_mtime_ns, st.st_ctime_ns)
-        else:
-            digest, prefix, algo = b"", None, None
-            st9 = (st.st_mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid,
-                   st.st_size, st.st_blocks, st.st_mtime_ns, st.st_ctime_ns)
-        rec = pack(st9, flags, link, algo, digest, xattrs)
-        if kind == _ADDED:
-            if report_added:
-                s.added.append(EntryChange(path, "added", R.ftype_name(st9[0])))
-            if add is not None:
-                add(key, rec)
-            return
-        if rec != old_r or prefix is not None:
-            changes = R.compare(R.unpack(old_r), R.unpack(rec), crule.rule.attrs, prefix)
-            if changes:
-                s.changed.append(EntryChange(path, "changed", R.ftype_name(st9[0]), tuple(changes)))
-        if add is not None:
-            if flags & F_NOHASH and R.unpack(old_r).hash_algo:
-                add(key, old_r)  # keep the last known content until it can be read again
-            else:
-                add(key, rec)
-
-    def drain(limit: int) -> None:
-        nonlocal pending
-        while pending > limit:
-            fut, items = window.popleft()
-            pending -= len(items)
-            results = fut if fut is None or isinstance(fut, list) else HashPool.result(fut)
-            j = 0
-            for item in items:
-                if item[8] is not None:
-                    finish(item, results[j])  # type: ignore[index]
-                    j += 1
-                else:
-                    finish(item, None)
-
-    def flush_batch(final: bool) -> None:
-        nonlocal cur_items, cur_jobs, cur_bytes, pool, pending
-        if not cur_items:
-            return
-        fut: Any = None
-        if cur_jobs:
-            if final and pool is None:
-                fut = hash_batch(cur_jobs)
-            else:
-                if pool is None:
-                    pool = HashPool(nworkers)
-                fut = pool.submit(cur_jobs, cur_bytes)
-        window.append((fut, cur_items))
-        pending += len(cur_items)
-        cur_items, cur_jobs, cur_bytes = [], [], 0
-        drain(MAX_PENDING)
-
-    def push(item: tuple[Any, ...]) -> None:
-        nonlocal cur_bytes
-        job = item[8]
-        if job is None and not pending and not cur_items:
-            finish(item, None)  # nothing waits before it: no need to queue
-            return
-        cur_items.append(item)
-        if job is not None:
-            cur_jobs.append(job)
-            cur_bytes += item[3].st_size
-            if cur_bytes >= BATCH_BYTES:
-                flush_batch(False)
-                return
-        if len(cur_items) >= BATCH_ITEMS:
-            flush_batch(False)
-
-    def prepare(kind: int, key: bytes, path: str, st: os.stat_result, crule: CompiledRule,
-                link: bytes, old_r: bytes | None) -> tuple[Any, ...]:
-        fspath = root_prefix + path if root_prefix else path
-        xattrs = None
-        if crule.wants_xattrs and (kind != _ADDED or hash_added):
-            xattrs, err = R.read_xattrs(fspath)
-            if err is not None:
-                on_error(path, err)
-        job = None
-        algo = crule.hash_algo
-        if algo is not None and S_ISREG(st.st_mode) and (kind != _ADDED or hash_added):
-            prefix_len = None
-            if crule.growing and old_r is not None:
-                old_fields = _STAT.unpack_from(old_r)
-                if S_ISREG(old_fields[0]):
-                    prefix_len = old_fields[5]
-            job = (fspath, st.st_dev, st.st_ino, algo, prefix_len)
-        return (kind, key, path, st, crule, link, old_r, xattrs, job)
-
-    skip_prefix: bytes | None = None
-    seen = 0
-    try:
+    def _merge(self, walker: Iterator[WalkItem], old_rows: Iterator[tuple[bytes, bytes]]) -> None:
+        s = self.s
+        progress = self.progress
+        full = self.full
+        carry = self.writer is not None
         w = next(walker, None)
         o = next(old_rows, None)
+        seen = 0
         while w is not None or o is not None:
             if o is not None and (w is None or o[0] < w[0]):
-                ok, orow = o
-                if (skip_prefix is not None and ok.startswith(skip_prefix)) or ok in s.error_keys:
-                    push((_CARRY, ok, "", None, None, b"", orow, None, None))
-                else:
-                    mode = _STAT.unpack_from(orow)[0]
-                    s.removed.append(EntryChange(key_path(ok), "removed", R.ftype_name(mode)))
+                self._gone(*o)
                 o = next(old_rows, None)
                 continue
-            key, path, st, crule, wflags, link = w  # type: ignore[misc]
+            key = w[0]  # type: ignore[index]
             seen += 1
-            if progress is not None and seen % _PROGRESS_EVERY == 0:
+            if progress is not None and not seen % _PROGRESS_EVERY:
                 s.entries = seen
                 progress(seen, s.bytes_hashed)
-            if wflags & UNLISTED:
-                skip_prefix = key + b"\0"
-            w = next(walker, None)
+            if w[4] & UNLISTED:  # type: ignore[index]
+                self.skip_prefix = key + b"\0"
             if o is None or o[0] != key:
-                push(prepare(_ADDED, key, path, st, crule, link, None))
-                continue
-            old_r = o[1]
-            o = next(old_rows, None)
-            if not full and stat_pack(
-                st.st_mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid,
-                st.st_size, st.st_blocks, st.st_mtime_ns, st.st_ctime_ns,
-            ) == old_r[:stat_size]:
-                # Unchanged inode state: content and xattrs cannot have changed (any write
-                # moves mtime and ctime; any xattr, owner or mode change moves ctime).
-                fx = fixed_unpack(old_r)
-                oflags, llen, hlen = fx[9], fx[10], fx[11]
-                have_algo = R.HASH_NAMES.get(old_r[fixed_size + llen]) if hlen else None
-                if (not crule.wants_xattrs or oflags & R.F_XATTRS) and (
-                    crule.hash_algo is None or have_algo == crule.hash_algo or not S_ISREG(st.st_mode)
-                ):
-                    if add is not None:
-                        push((_CARRY, key, path, None, None, b"", old_r, None, None))
-                    continue
-            push(prepare(_SAME, key, path, st, crule, link, old_r))
+                self._push(self._prepare(_ADDED, w, None))  # type: ignore[arg-type]
+            else:
+                old_r = o[1]
+                o = next(old_rows, None)
+                if not full and self._unchanged(w, old_r):  # type: ignore[arg-type]
+                    if carry:
+                        self._push(_Item(_CARRY, key, "", None, None, old_r))
+                else:
+                    self._push(self._prepare(_SAME, w, old_r))  # type: ignore[arg-type]
+            w = next(walker, None)  # only now: the item's descriptors were valid until here
         s.entries = seen
-        flush_batch(True)
-        drain(0)
+
+    def _gone(self, key: bytes, old_r: bytes) -> None:
+        """A baseline row with no entry in the walk: removed, unless what held it could not
+        be read (then it is carried forward, nothing being known of it)."""
+        if (self.skip_prefix is not None and key.startswith(self.skip_prefix)) or key in self.s.error_keys:
+            if self.writer is not None:
+                self._push(_Item(_CARRY, key, "", None, None, old_r))
+            return
+        mode = _FIXED.unpack_from(old_r)[0]
+        self.s.removed.append(EntryChange(key_path(key), "removed", R.ftype_name(mode)))
+
+    def _unchanged(self, w: WalkItem, old_r: bytes) -> bool:
+        """Unchanged inode state: content, xattrs and flags cannot have changed (any write
+        moves mtime and ctime; any xattr, flag, owner or mode change moves ctime), provided
+        the baseline holds every attribute the rule asks for."""
+        st, crule = w[2], w[3]
+        mode = st.st_mode
+        if R.STAT_PACK(mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid, st.st_size, st.st_blocks,
+                       st.st_mtime_ns, st.st_ctime_ns) != old_r[:_STAT_SIZE]:
+            return False
+        fx = _FIXED.unpack_from(old_r)
+        oflags = fx[9]
+        if crule.wants_xattrs and not oflags & R.F_XATTRS:
+            return False
+        reg = S_ISREG(mode)
+        if crule.wants_flags and not oflags & _FLAGS_SEEN and (reg or S_ISDIR(mode)):
+            return False
+        if not reg:
+            return True
+        if crule.hash_algo is not None:
+            hlen = fx[11]
+            if not hlen or R.HASH_NAMES.get(old_r[R.FIXED_SIZE + fx[10]]) != crule.hash_algo:
+                return False
+        return not (crule.rule.report_changes and not oflags & _COPY_SEEN and crule.diffs(w[1]))
+
+    def recheck(self, rootfd: int, k: bytes, path: str, crule: CompiledRule) -> None:
+        """One entry of `recheck_paths`: reached from `rootfd` like the walk reaches it, compared
+        with its row (verified by its own tag), finished at once."""
+        s = self.s
+        assert self.old is not None
+        old_r = self.old.lookup(k)
+        if path == "/":
+            parent, name = -1, ""
+        else:
+            try:
+                parent, name = open_parent(rootfd, path)
+            except Unreachable as e:
+                if e.missing and old_r is not None:
+                    s.removed.append(EntryChange(path, "removed", R.ftype_name(_FIXED.unpack_from(old_r)[0])))
+                elif not e.missing:
+                    s.error(path, e.message)
+                return
+        try:
+            try:
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False) if parent >= 0 else os.fstat(rootfd)
+            except FileNotFoundError:
+                if old_r is not None:
+                    s.removed.append(EntryChange(path, "removed", R.ftype_name(_FIXED.unpack_from(old_r)[0])))
+                return
+            except OSError as e:
+                s.error(path, f"cannot stat: {e.strerror}")
+                return
+            s.entries += 1
+            fd = rootfd if parent < 0 else -1
+            w = (k, path, st, crule, 0, parent, name, fd, 0)
+            self._push(self._prepare(_ADDED if old_r is None else _SAME, w, old_r))
+            self._flush(final=True)
+            self._drain(0)
+        finally:
+            for dup in self.fds:
+                os.close(dup)
+            self._new_batch()
+            if parent not in (-1, rootfd):
+                os.close(parent)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _prepare(self, kind: int, w: WalkItem, old_r: bytes | None) -> _Item:
+        key, path, st, crule, _, dfd, name, fd, serial = w
+        item = _Item(kind, key, path, st, crule, old_r)
+        if kind == _ADDED and not self.read_added:
+            return item
+        mode = st.st_mode
+        if S_ISREG(mode):
+            content_max = self.config.diff_size_limit if crule.rule.report_changes and crule.diffs(path) else -1
+            algo = crule.hash_algo
+            if algo is None and not crule.wants_xattrs and not crule.wants_flags and content_max < 0:
+                return item
+            prefix_len = None
+            if crule.growing and old_r is not None:
+                old_fields = _FIXED.unpack_from(old_r)
+                if S_ISREG(old_fields[0]):
+                    prefix_len = old_fields[5]
+            item.job = (self._dir_index(serial, dfd), name, st.st_dev, st.st_ino, algo, prefix_len,
+                        crule.wants_xattrs, crule.wants_flags, content_max)
+        elif S_ISDIR(mode):
+            if crule.wants_xattrs or crule.wants_flags:
+                self._read_dir(item, dfd, name, fd)
+        else:
+            link = stat.S_ISLNK(mode)
+            if link or crule.wants_xattrs:
+                xattrs, item.link, err = read_path_entry(dfd, name, st.st_dev, st.st_ino, crule.wants_xattrs, link)
+                item.xattrs = xattrs
+                if err is not None:
+                    self.s.error(path, err)
+        return item
+
+    def _read_dir(self, item: _Item, dfd: int, name: str, fd: int) -> None:
+        """A directory's xattrs and flags, from the descriptor the walk holds or one opened
+        relative to its parent and checked to be the same inode."""
+        crule, st = item.crule, item.st
+        assert crule is not None and st is not None
+        own = fd < 0
+        if own:
+            try:
+                fd = open_dir_at(dfd, name)
+            except OSError as e:
+                self.s.error(item.path, f"cannot open directory: {e.strerror}")
+                return
+        try:
+            if own:
+                fst = os.fstat(fd)
+                if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                    self.s.error(item.path, "directory was replaced while being scanned")
+                    return
+            item.xattrs, xerr, item.fsflags, ferr = read_dir_fd(fd, crule.wants_xattrs, crule.wants_flags)
+            for err in (xerr, ferr):
+                if err is not None:
+                    self.s.error(item.path, err)
+        finally:
+            if own:
+                os.close(fd)
+
+    def _dir_index(self, serial: int, dfd: int) -> int:
+        idx = self.dirs.get(serial)
+        if idx is None:
+            if len(self.fds) >= MAX_FDS:
+                self._flush(final=False)
+            idx = len(self.fds)
+            self.fds.append(os.dup(dfd))
+            self.dirs[serial] = idx
+        return idx
+
+    # -- batches and the in-order window ---------------------------------------------
+
+    def _push(self, item: _Item) -> None:
+        if item.job is None and not self.pending and not self.items:
+            self._finish(item, None)  # nothing waits before it: no need to queue
+            return
+        self.items.append(item)
+        if item.job is not None:
+            self.jobs.append(item.job)
+            self.nbytes += item.st.st_size  # type: ignore[union-attr]
+            if self.nbytes >= BATCH_BYTES:
+                self._flush(final=False)
+                return
+        if len(self.items) >= BATCH_ITEMS:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self.items:
+            return
+        ticket: Any = None
+        if self.jobs:
+            if final and self.pool is None:
+                ticket = read_batch(self.jobs, self.fds)  # type: ignore[arg-type]
+            else:
+                if self.pool is None:
+                    # Sockets and subprocesses: imported only when a second batch needs them.
+                    from secpolicy.fim.pool import HashPool
+
+                    self.pool = HashPool(self.nworkers)
+                ticket = self.pool.submit(self.jobs, self.fds, self.nbytes)
+        for fd in self.fds:
+            os.close(fd)
+        self.window.append((ticket, self.items))
+        self.pending += len(self.items)
+        self._new_batch()
+        self._drain(MAX_PENDING)
+
+    def _drain(self, limit: int) -> None:
+        while self.pending > limit:
+            ticket, items = self.window.popleft()
+            self.pending -= len(items)
+            results: list[Any] = ticket if isinstance(ticket, list) else ticket.result() if ticket else []
+            j = 0
+            for item in items:
+                if item.job is not None:
+                    self._finish(item, results[j])
+                    j += 1
+                else:
+                    self._finish(item, None)
+
+    # -- finishing -------------------------------------------------------------------
+
+    def _finish(self, item: _Item, outcome: Outcome | None) -> None:
+        writer = self.writer
+        if item.kind == _CARRY:
+            self._carry(item.key, item.old_r)  # type: ignore[arg-type]
+            return
+        st, crule = item.st, item.crule
+        assert st is not None and crule is not None
+        st9 = R.stat_key(st)
+        flags, algo, digest, prefix, copy, content = 0, None, b"", None, None, None
+        xattrs, fsflags = item.xattrs, item.fsflags
+        job = item.job
+        if job is not None:
+            assert outcome is not None
+            digest, prefix, rst9, err, jx, xerr, fsflags, content = outcome
+            xattrs = jx
+            if err is None:
+                st9 = rst9  # type: ignore[assignment]  # the values belong to what was read, maybe newer
+                algo = job[4]
+                if algo is not None:
+                    self.s.hashed += 1
+                    self.s.bytes_hashed += st9[5]
+            else:
+                self.s.error(item.path, err)
+                if job[4] is not None:
+                    flags |= R.F_NOHASH
+            if xerr is not None:
+                self.s.error(item.path, xerr)
+            if job[7] and err is None and fsflags is None:
+                flags |= R.F_NOFSFLAGS
+            if job[8] >= 0 and err is None:
+                copy = self._copy(content)
+                if copy is None:
+                    flags |= R.F_NOCOPY
+        elif crule.wants_flags and S_ISDIR(st.st_mode) and fsflags is None:
+            flags |= R.F_NOFSFLAGS
+        cdigest = hashlib.sha256(copy).digest() if copy is not None else b""
+        rec = R.pack(st9, flags, item.link, algo, digest, xattrs, fsflags, cdigest)
+        if item.kind == _ADDED:
+            if self.report_added:
+                self.s.added.append(EntryChange(item.path, "added", R.ftype_name(st9[0])))
+            self._add(item.key, rec, copy)
+            return
+        old_r = item.old_r
+        assert old_r is not None
+        if rec != old_r or prefix is not None:
+            old = R.unpack(old_r)
+            changes = R.compare(old, R.unpack(rec), crule.rule.attrs, prefix)
+            if changes:
+                self.s.changed.append(self._changed(item, old, changes, copy, content))
+        if writer is not None:
+            if flags & R.F_NOHASH and R.unpack(old_r).hash_algo:
+                self._carry(item.key, old_r)  # keep the last known content until it can be read again
+            else:
+                self._add(item.key, rec, copy)
+
+    def _copy(self, content: bytes | None) -> bytes | None:
+        """The stored form of a text file's redacted content, or None (not text, too large)."""
+        from secpolicy.fim import diff as D  # report_changes only: its patterns cost start-up time
+
+        if content is None or not D.is_text(content):
+            return None
+        if self._redactor is None:
+            self._redactor = D.Redactor(self.key.sub("redact") if self.key.keyed else None)
+        return D.pack_copy(self._redactor.text(content))
+
+    def _add(self, key: bytes, rec: bytes, copy: bytes | None) -> None:
+        if self.writer is not None:
+            self.writer.add(key, rec)
+            if copy is not None:
+                self.writer.add_content(key, copy)
+
+    def _carry(self, key: bytes, old_r: bytes) -> None:
+        if self.writer is None:
+            return
+        self.writer.add(key, old_r)
+        if _FIXED.unpack_from(old_r)[9] & R.F_CONTENT:
+            assert self.old is not None
+            rec = R.unpack(old_r)
+            copy = self.old.content(key, rec.content_digest)
+            if copy is not None:
+                self.writer.add_content(key, copy)
+
+    def _changed(self, item: _Item, old: R.Record, changes: list[R.AttrChange], copy: bytes | None,
+                 content: bytes | None) -> EntryChange:
+        st, crule = item.st, item.crule
+        assert st is not None and crule is not None
+        ftype = R.ftype_name(st.st_mode)
+        if not crule.rule.report_changes or not any(c.name in ("sha256", "blake3") for c in changes):
+            return EntryChange(item.path, "changed", ftype, tuple(changes))
+        if not crule.diffs(item.path):
+            return EntryChange(item.path, "changed", ftype, tuple(changes), diff_note="nodiff: content not shown")
+        note = None
+        if copy is None:
+            if content is None and st.st_size > self.config.diff_size_limit:
+                note = f"no diff: larger than diff_size_limit ({self.config.diff_size_limit} bytes)"
+            else:
+                note = "no diff: the content is not text" if content is not None else "no diff: the content could not be read"
+        elif not old.flags & R.F_CONTENT:
+            note = "no diff: the baseline holds no copy of the content (it was not text, or was too large)"
+        if note is not None:
+            return EntryChange(item.path, "changed", ftype, tuple(changes), diff_note=note)
+        assert self.old is not None
+        from secpolicy.fim import diff as D
+
+        old_text = D.unpack_copy(self.old.content(item.key, old.content_digest) or b"")
+        d = D.unified_diff(old_text, D.unpack_copy(copy), R.display_path(item.path), self.config.diff_max_lines)  # type: ignore[arg-type]
+        note = f"{d.omitted} more diff lines not shown (diff_max_lines {self.config.diff_max_lines})" if d.omitted else None
+        if not d.text:
+            note = "the content changed only in redacted values"
+        return EntryChange(item.path, "changed", ftype, tuple(changes), diff=d.text or None, diff_note=note)
+
+
+S_ISREG = stat.S_ISREG
+S_ISDIR = stat.S_ISDIR
+
+
+def _scan(config: FimConfig, root_prefix: str, key: Key, old: Baseline | None, writer: BaselineWriter | None,
+          ignore: frozenset[str], *, full: bool, progress: Progress | None = None,
+          workers: int | None = None) -> _Stats:
+    scan = _Scan(config, key, old, writer, full=full, progress=progress, workers=workers)
+    rootfd = open_root(root_prefix)
+    try:
+        return scan.run(walk(config, rootfd, scan.s.error, scan.s.note, None, ignore))
     finally:
-        if pool is not None:
-            pool.close()
-        walker.close()  # type: ignore[attr-defined]  # a generator: closes its directory fds
-    if progress is not None:
-        progress(seen, s.bytes_hashed)
-    return s
+        os.close(rootfd)
+
+
+def count_tree(config: FimConfig, root: str | os.PathLike[str] | None) -> tuple[int, int]:
+    """(entries, bytes of regular files) a scan will walk: a first pass for progress totals."""
+    _, prefix = normalize_root(root)
+    entries = size = 0
+    rootfd = open_root(prefix)
+    try:
+        for w in walk(config, rootfd, lambda p, m: None, lambda p, m: None):
+            entries += 1
+            if S_ISREG(w[2].st_mode):
+                size += w[2].st_size
+    finally:
+        os.close(rootfd)
+    return entries, size
 
 
 # ---------------------------------------------------------------------------- operations
@@ -492,32 +801,47 @@ def _identity(config: FimConfig, root: str, lineage: str, generation: int, previ
         "config_digest": config.digest,
         "config": config.canonical(),
         "root": root,
-        "hostname": socket.gethostname(),
+        "hostname": os.uname().nodename,
     }
 
 
-def _open_verified(db: str, key: Key, root: str, config: FimConfig | None, for_update: bool = False) -> Baseline:
-    b = Baseline(db, key)
-    try:
-        h = b.header
-        if h.get("superseded_by"):
-            sup = h["superseded_by"]
-            raise IntegrityError(
-                f"{db}: baseline refused: it was superseded by generation {sup.get('generation')} "
-                f"(baseline {sup.get('baseline_id')}); a previous baseline was put back in place"
-            )
-        if h["root"] != root:
-            raise IntegrityError(f"{db}: baseline refused: it was made for root {h['root']}, not {root}")
-        if config is not None and not for_update and h["config_digest"] != config.digest:
-            raise IntegrityError(
-                f"{db}: baseline refused: it was made for a different configuration "
-                f"(name {h['config_name']!r}, digest {h['config_digest'][:16]}; this one is "
-                f"{config.name!r}, {config.digest[:16]}); review the change, then run `secpolicy fim update`"
-            )
-    except BaseException:
-        b.close()
-        raise
-    return b
+_OPEN_ATTEMPTS = 50
+
+
+def _open_verified(db: str, key: Key, root: str, config: FimConfig | None, for_update: bool = False,
+                   recorded: Recorded | None = None) -> tuple[Baseline, str | None]:
+    """Open and verify the baseline at `db`; with `recorded`, refuse a generation older than
+    the newest one the audit log holds. Returns a note when the baseline is newer than that.
+
+    A baseline found superseded while `db` already names its successor was replaced by an
+    `update` running meanwhile, not put back: it is opened again, never refused."""
+    for _ in range(_OPEN_ATTEMPTS):
+        b = Baseline(db, key)
+        try:
+            h = b.header
+            if h.get("superseded_by"):
+                if b.replaced():
+                    b.close()
+                    continue
+                sup = h["superseded_by"]
+                raise IntegrityError(
+                    f"{db}: baseline refused: it was superseded by generation {sup.get('generation')} "
+                    f"(baseline {sup.get('baseline_id')}); a previous baseline was put back in place"
+                )
+            if h["root"] != root:
+                raise IntegrityError(f"{db}: baseline refused: it was made for root {h['root']}, not {root}")
+            if config is not None and not for_update and h["config_digest"] != config.digest:
+                raise IntegrityError(
+                    f"{db}: baseline refused: it was made for a different configuration "
+                    f"(name {h['config_name']!r}, digest {h['config_digest'][:16]}; this one is "
+                    f"{config.name!r}, {config.digest[:16]}); review the change, then run `secpolicy fim update`"
+                )
+            note = _check_recorded(db, h, recorded) if recorded is not None else None
+        except BaseException:
+            b.close()
+            raise
+        return b, note
+    raise RuntimeFailure(f"{db}: the baseline was replaced {_OPEN_ATTEMPTS} times while being opened")
 
 
 def _db_path(config: FimConfig, db: str | os.PathLike[str] | None) -> str:
@@ -541,19 +865,21 @@ def init_baseline(
     """Build a new baseline of everything the configuration watches and seal it."""
     dbp = _db_path(config, db)
     root_s, prefix = normalize_root(root)
-    if os.path.exists(dbp) and not force:
-        raise InputError("a baseline already exists (use `fim update` to accept changes, or --force to replace it)", dbp)
     t0 = time.monotonic()
-    writer = BaselineWriter(dbp, key, _identity(config, root_s, secrets.token_hex(16), 1, None))
-    try:
-        stats = _scan(config, prefix, dbp, None, writer, True, progress, workers)
-    except BaseException:
-        writer.abort()
-        raise
-    header = writer.finish()
-    previous = promote(writer.tmp, dbp, keep_previous=force)
-    if previous:
-        _mark_previous(previous, key, header)
+    with lock_directory(dbp):
+        if os.path.lexists(dbp) and not force:
+            raise InputError("a baseline already exists (use `fim update` to accept changes, or --force to replace it)", dbp)
+        writer = BaselineWriter(dbp, key, _identity(config, root_s, secrets.token_hex(16), 1, None))
+        try:
+            stats = _scan(config, prefix, key, None, writer, _ignored_paths(dbp, prefix, (writer.tmp,)),
+                          full=True, progress=progress, workers=workers)
+        except BaseException:
+            writer.abort()
+            raise
+        header = writer.finish()
+        previous = promote(writer.tmp, dbp, keep_previous=force)
+        if previous:
+            _mark_previous(previous, key, header)
     return Summary(
         baseline=BaselineInfo.from_header(dbp, header),
         entries=stats.entries,
@@ -600,20 +926,30 @@ def check(
     record: bool = True,
     progress: Progress | None = None,
     workers: int | None = None,
+    recorded: Recorded | None = None,
 ) -> CheckResult:
     """Compare the filesystem with the baseline. The baseline is verified as it is read
     (header first, every entry against the sealed MAC by the end); an unverifiable
-    baseline raises IntegrityError and gives no result. The outcome is recorded in the
-    baseline's check history unless `record` is False."""
+    baseline raises IntegrityError and gives no result, and so does one older than the
+    newest generation `recorded` in the audit log. The outcome is recorded in the
+    baseline's check history unless `record` is False (or a newer generation took its
+    place meanwhile: the result says so in a note)."""
     dbp = _db_path(config, db)
     root_s, prefix = normalize_root(root)
     t0 = time.monotonic()
-    with _open_verified(dbp, key, root_s, config) as b:
+    b, note = _open_verified(dbp, key, root_s, config, recorded=recorded)
+    with b:
         b.checks()  # the history must verify too: fim_status reads it
-        stats = _scan(config, prefix, dbp, b, None, full, progress, workers)
-        result = _result(BaselineInfo.from_header(dbp, b.header), stats, t0, full)
+        stats = _scan(config, prefix, key, b, None, _ignored_paths(dbp, prefix), full=full,
+                      progress=progress, workers=workers)
+        if note is not None:
+            stats.note(dbp, note)
         if record:
-            b.record_check(result.record("full-check" if full else "check"))
+            kind = "full-check" if full else "check"
+            why = b.record_check(_result(BaselineInfo.from_header(dbp, b.header), stats, t0, full).record(kind))
+            if why is not None:
+                stats.note(dbp, f"check compared with generation {b.header['generation']} and not recorded: {why}")
+        result = _result(BaselineInfo.from_header(dbp, b.header), stats, t0, full)
     return result
 
 
@@ -626,29 +962,37 @@ def update(
     full: bool = False,
     progress: Progress | None = None,
     workers: int | None = None,
+    recorded: Recorded | None = None,
 ) -> UpdateResult:
-    """Accept the current state: verify the baseline, compare, write the next generation
-    and promote it atomically, keeping the previous one as `<db>.prev` (sealed as superseded)."""
+    """Accept the current state: verify the baseline (and that it is not older than the
+    newest generation `recorded`), compare, write the next generation and promote it
+    atomically, keeping the previous one as `<db>.prev` (sealed as superseded). A changed
+    configuration re-reads every entry, so the new generation holds what it asks for."""
     dbp = _db_path(config, db)
     root_s, prefix = normalize_root(root)
     t0 = time.monotonic()
-    with _open_verified(dbp, key, root_s, config, for_update=True) as b:
-        b.checks()
-        h = b.header
-        writer = BaselineWriter(
-            dbp, key, _identity(config, root_s, h["lineage_id"], int(h["generation"]) + 1, h["baseline_id"])
-        )
-        try:
-            stats = _scan(config, prefix, dbp, b, writer, full, progress, workers)
-        except BaseException:
-            writer.abort()
-            raise
-        result = _result(BaselineInfo.from_header(dbp, h), stats, t0, full)
-        config_changed = h["config_digest"] != config.digest
-    header = writer.finish(first_check=result.record("update"))
-    previous = promote(writer.tmp, dbp, keep_previous=True)
-    if previous:
-        _mark_previous(previous, key, header)
+    with lock_directory(dbp):
+        b, note = _open_verified(dbp, key, root_s, config, for_update=True, recorded=recorded)
+        with b:
+            b.checks()
+            h = b.header
+            config_changed = h["config_digest"] != config.digest
+            writer = BaselineWriter(
+                dbp, key, _identity(config, root_s, h["lineage_id"], int(h["generation"]) + 1, h["baseline_id"])
+            )
+            try:
+                stats = _scan(config, prefix, key, b, writer, _ignored_paths(dbp, prefix, (writer.tmp,)),
+                              full=full or config_changed, progress=progress, workers=workers)
+            except BaseException:
+                writer.abort()
+                raise
+            if note is not None:
+                stats.note(dbp, note)
+            result = _result(BaselineInfo.from_header(dbp, h), stats, t0, full)
+        header = writer.finish(first_check=result.record("update"))
+        previous = promote(writer.tmp, dbp, keep_previous=True)
+        if previous:
+            _mark_previous(previous, key, header)
     return UpdateResult(result, BaselineInfo.from_header(dbp, header), previous, config_changed)
 
 
@@ -682,7 +1026,6 @@ def recheck_paths(
     root_s, prefix = normalize_root(root)
     t0 = time.monotonic()
     rules = config.compiled()
-    s = _Stats()
     wanted: dict[bytes, str] = {}
     for p in paths:
         text = os.fsdecode(p)
@@ -690,55 +1033,16 @@ def recheck_paths(
             raise InputError(f"recheck: path {text!r} is not absolute")
         norm = os.path.normpath(text)
         wanted[path_key(norm)] = norm
-    with _open_verified(dbp, key, root_s, config) as b:
-        for k in sorted(wanted):
-            path = wanted[k]
-            crule = _watching_rule(config, rules, path)
-            if crule is None:
-                continue
-            old_r = b.lookup(k)
-            fspath = fs_path(prefix, path)
-            try:
-                st = os.lstat(fspath)
-            except FileNotFoundError:
-                if old_r is not None:
-                    s.removed.append(EntryChange(path, "removed", R.ftype_name(_STAT.unpack_from(old_r)[0])))
-                continue
-            except OSError as e:
-                s.errors.append(ScanIssue(path, f"cannot stat: {e.strerror}"))
-                continue
-            s.entries += 1
-            if old_r is None:
-                s.added.append(EntryChange(path, "added", R.ftype_name(st.st_mode)))
-                continue
-            rule = crule.rule
-            link = b""
-            if stat.S_ISLNK(st.st_mode):
-                try:
-                    link = os.fsencode(os.readlink(fspath))
-                except OSError as e:
-                    s.errors.append(ScanIssue(path, f"cannot read link: {e.strerror}"))
-            xattrs = None
-            if rule.wants_xattrs:
-                xattrs, err = R.read_xattrs(fspath)
-                if err:
-                    s.errors.append(ScanIssue(path, err))
-            old_rec = R.unpack(old_r)
-            algo, digest, prefix_digest, flags = None, b"", None, 0
-            st9 = R.stat_key(st)
-            if rule.hash_algo and stat.S_ISREG(st.st_mode):
-                plen = old_rec.size if rule.growing and stat.S_ISREG(old_rec.mode) else None
-                digest, prefix_digest, hst9, err = hash_file(fspath, st.st_dev, st.st_ino, rule.hash_algo, plen)
-                if err:
-                    s.errors.append(ScanIssue(path, err))
-                    flags = R.F_NOHASH
-                elif hst9 is not None:
-                    algo, st9 = rule.hash_algo, hst9
-                    s.hashed += 1
-                    s.bytes_hashed += st9[5]
-            new_rec = R.unpack(R.pack(st9, flags, link, algo, digest, xattrs))
-            changes = R.compare(old_rec, new_rec, rule.attrs, prefix_digest)
-            if changes:
-                s.changed.append(EntryChange(path, "changed", R.ftype_name(st.st_mode), tuple(changes)))
+    b, _ = _open_verified(dbp, key, root_s, config)
+    with b:
+        scan = _Scan(config, key, b, None, full=True)
+        rootfd = open_root(prefix)
+        try:
+            for k in sorted(wanted):
+                crule = _watching_rule(config, rules, wanted[k])
+                if crule is not None:
+                    scan.recheck(rootfd, k, wanted[k], crule)
+        finally:
+            os.close(rootfd)
         info = BaselineInfo.from_header(dbp, b.header)
-    return _result(info, s, t0, True)
+    return _result(info, scan.s, t0, True)

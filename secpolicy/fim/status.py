@@ -123,6 +123,10 @@ def findings_from_check(
                 )
                 for c in entry.changes
             )
+            if entry.diff is not None or entry.diff_note is not None:
+                # report_changes: the redacted unified diff (or why there is none) as evidence.
+                text = "\n".join(t for t in (entry.diff, entry.diff_note) if t)
+                evidence += (Evidence(expression=f'fim("{name}") content', source=shown, message=text),)
         else:
             evidence = (Evidence(expression=f'fim("{name}") entry', expected="absent" if entry.kind == "added" else "present",
                                  observed="present" if entry.kind == "added" else "absent", source=shown),)

@@ -4,6 +4,7 @@ that binds them to their identity, and a MAC-chained history of checks; written 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -19,18 +20,24 @@ from typing import Any, Self
 
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
 
-__all__ = ["FORMAT", "Baseline", "BaselineWriter", "Key", "promote"]
+__all__ = ["FORMAT", "Baseline", "BaselineWriter", "Key", "generation_hash", "lock_directory", "promote"]
 
-FORMAT = 1
+FORMAT = 2
 _MIN_KEY = 16
 _BATCH = 4096
 _LEN = struct.Struct("<I")
 _LENS = struct.Struct("<II")
+# Writers wait this long for readers: a check streams every row under one read lock, and
+# the seal of a superseded baseline or a check record must wait for it, not fail.
+_BUSY_TIMEOUT = 600.0
+# Header fields that change after a baseline is sealed (its history and its succession).
+_MUTABLE = ("checks_count", "checks_head", "superseded_by")
 
 _SCHEMA = """
 CREATE TABLE header (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL, mac BLOB NOT NULL);
 CREATE TABLE entries (k BLOB PRIMARY KEY, r BLOB NOT NULL, t BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE checks (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, mac BLOB NOT NULL);
+CREATE TABLE contents (k BLOB PRIMARY KEY, z BLOB NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -105,6 +112,30 @@ def _entries_mac(key: Key, baseline_id: bytes) -> Any:
     return m
 
 
+def generation_hash(header: dict[str, Any]) -> str:
+    """SHA-256 of what a baseline generation was sealed with (identity, configuration, entry
+    count and entries MAC), leaving out what changes later (its history, its succession):
+    what the audit log records for each generation."""
+    fixed = {k: v for k, v in header.items() if k not in _MUTABLE}
+    return hashlib.sha256(_canonical(fixed).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def lock_directory(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on the directory of the database `path` while a new baseline is
+    built and promoted: a second `init` or `update` waits instead of racing the first."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise InputError(f"directory of the baseline database cannot be opened: {e.strerror}", directory) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -143,6 +174,7 @@ class BaselineWriter:
         self._tag_base = _row_tag_base(key, self.baseline_id)
         self._mac = _entries_mac(key, self.baseline_id)
         self._rows: list[tuple[bytes, bytes]] = []
+        self._contents: list[tuple[bytes, bytes]] = []
         self.count = 0
         self._last = b""
 
@@ -156,7 +188,17 @@ class BaselineWriter:
         if len(rows) >= _BATCH:
             self._flush()
 
+    def add_content(self, k: bytes, z: bytes) -> None:
+        """A stored content copy; the record of `k` carries its SHA-256."""
+        self._contents.append((k, z))
+        if len(self._contents) >= 256:
+            self.db.executemany("INSERT INTO contents (k, z) VALUES (?, ?)", self._contents)
+            self._contents.clear()
+
     def _flush(self) -> None:
+        if self._contents:
+            self.db.executemany("INSERT INTO contents (k, z) VALUES (?, ?)", self._contents)
+            self._contents.clear()
         rows = self._rows
         if not rows:
             return
@@ -245,6 +287,10 @@ def promote(tmp: str, path: str, keep_previous: bool) -> str | None:
     return previous
 
 
+class _Superseded(Exception):
+    """Raised inside a write transaction to leave a superseded baseline untouched."""
+
+
 class Baseline:
     """A baseline opened for reading and appending check records. Opening verifies the
     header MAC and key; `rows()` verifies the entries as they are streamed."""
@@ -252,10 +298,16 @@ class Baseline:
     def __init__(self, path: str, key: Key) -> None:
         self.path = path
         self.key = key
-        if not os.path.exists(path):
-            raise InputError("no baseline database here (run `secpolicy fim init` first)", path)
         try:
-            self.db = sqlite3.connect(path, isolation_level=None)
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise InputError("no baseline database here (run `secpolicy fim init` first)", path) from None
+        except OSError as e:
+            raise InputError(f"cannot open the baseline database: {e.strerror}", path) from None
+        # The file the path named when opened; `update` renames a new one over it.
+        self.ident = (st.st_dev, st.st_ino)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT)
             self.db.execute("PRAGMA query_only=ON")
             self.header = self._read_header()
         except sqlite3.DatabaseError as e:
@@ -274,6 +326,14 @@ class Baseline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def replaced(self) -> bool:
+        """Does the path now name another file than the one this baseline was opened from?"""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self.ident
 
     def _fail(self, why: str) -> IntegrityError:
         return IntegrityError(f"{self.path}: baseline refused: {why}")
@@ -302,6 +362,9 @@ class Baseline:
         expected = hmac.new(self.key.sub("header"), body.encode(), "sha256").digest()
         if not isinstance(mac, bytes) or not hmac.compare_digest(expected, mac):
             raise self._fail("header MAC does not verify (modified)")
+        if header.get("format") == 1:
+            raise InputError("this baseline (format 1) was made by an older secpolicy; run "
+                             "`secpolicy fim init --force` to make one this version reads", self.path)
         if header.get("format") != FORMAT:
             raise self._fail(f"unsupported format {header.get('format')!r}")
         return header
@@ -363,6 +426,19 @@ class Baseline:
             raise self._fail("an entry does not match its tag (modified)")
         return r
 
+    def content(self, k: bytes, digest: bytes) -> bytes | None:
+        """The stored content copy of entry `k`, if it matches `digest` (from its verified
+        record); a copy that does not is refused like a modified row."""
+        try:
+            row = self.db.execute("SELECT z FROM contents WHERE k = ?", (k,)).fetchone()
+        except sqlite3.DatabaseError as e:
+            raise self._fail(f"database damaged ({e})") from None
+        if row is None or not isinstance(row[0], bytes):
+            raise self._fail("a stored content copy is missing (modified)")
+        if not hmac.compare_digest(hashlib.sha256(row[0]).digest(), digest):
+            raise self._fail("a stored content copy does not match its entry (modified)")
+        return row[0]
+
     def checks(self) -> list[dict[str, Any]]:
         """The check history, verified link by link against the header."""
         try:
@@ -411,10 +487,17 @@ class Baseline:
         self.header = header
         return header
 
-    def record_check(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Append a check record to the MAC chain and move the header's head to it."""
+    def record_check(self, record: dict[str, Any]) -> str | None:
+        """Append a check record to the MAC chain and move the header's head to it. Returns
+        why it was not recorded when a newer generation took this baseline's place meanwhile
+        (an `update` ran during the check): a superseded baseline takes no more records."""
+        if self.replaced():
+            return "the baseline was replaced by a newer generation during this check"
 
         def change(header: dict[str, Any]) -> dict[str, Any]:
+            if header.get("superseded_by"):
+                raise _Superseded
+
             rows = self.db.execute("SELECT seq, body, mac FROM checks ORDER BY seq").fetchall()
             self._verify_checks(rows, header)
             seq = header["checks_count"] + 1
@@ -424,7 +507,17 @@ class Baseline:
             self.db.execute("INSERT INTO checks (seq, body, mac) VALUES (?, ?, ?)", (seq, body, mac))
             return dict(header, checks_count=seq, checks_head=mac.hex())
 
-        return self._write(change)
+        try:
+            self._write(change)
+        except _Superseded:
+            return "the baseline was superseded by a newer generation during this check"
+        except RuntimeFailure:
+            # SQLite refuses writes to a file renamed away since it was opened
+            # (SQLITE_READONLY_DBMOVED): a new generation was promoted meanwhile.
+            if self.replaced():
+                return "the baseline was replaced by a newer generation during this check"
+            raise
+        return None
 
     def mark_superseded(self, successor: dict[str, Any]) -> None:
         """Seal into this (now previous) baseline that a newer generation replaced it, so

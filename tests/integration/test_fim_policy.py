@@ -3,6 +3,7 @@ no changes passes; changes, a stale check or a tampered baseline fail with evide
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -63,9 +64,11 @@ def test_fim_fact_follows_the_baseline(tmp_path):
     ev = r["fim-no-changes"]["evidence"][0]
     assert ev["observed"] == "1" and str(db) in ev["source"]
 
-    # a tampered baseline is never a healthy one
+    # a tampered baseline is never a healthy one: one bit of a stored hash flipped
     data = bytearray(db.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    at = data.find(hashlib.sha256(b"hello\n").digest())
+    assert at > 0
+    data[at + 3] ^= 0x01
     db.write_bytes(bytes(data))
     r = scan(tmp_path, db, key)
     assert r["fim-baseline-healthy"]["status"] == "fail"

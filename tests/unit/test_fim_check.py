@@ -14,7 +14,7 @@ import pytest
 from secpolicy import fim
 from secpolicy.errors import InputError, IntegrityError
 from secpolicy.fim import scan as fim_scan
-from secpolicy.fim.hasher import hash_file
+from secpolicy.fim.hasher import read_regular
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fim"
 _spec = importlib.util.spec_from_file_location("fimtree", FIXTURES / "fimtree.py")
@@ -219,31 +219,37 @@ def test_blake3_config(tmp_path: Path):
     assert r.changed[0].changes[0].old == blake3.blake3(b"abc").hexdigest()
 
 
-def test_hash_file_refuses_fifos_symlinks_replacements_and_moving_targets(tmp_path: Path):
-    f = tmp_path / "f"
-    f.write_bytes(b"data")
-    st = os.lstat(f)
-    _digest, _, st9, err = hash_file(str(f), st.st_dev, st.st_ino, "sha256")
-    assert err is None and st9 is not None and st9[5] == 4
-    # Replaced by another inode after the walk saw it.
-    (tmp_path / "f2").write_bytes(b"data")
-    os.rename(tmp_path / "f2", f)
-    assert hash_file(str(f), st.st_dev, st.st_ino, "sha256")[3] == "replaced while being scanned"
-    # Replaced by a FIFO: opened non-blocking, never read.
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    fst = os.lstat(fifo)
-    assert hash_file(str(fifo), fst.st_dev, fst.st_ino, "sha256")[3] == "replaced while being scanned"
-    # Replaced by a symlink: O_NOFOLLOW refuses it.
-    link = tmp_path / "link"
-    os.symlink(f, link)
-    assert "symbolic link" in hash_file(str(link), st.st_dev, st.st_ino, "sha256")[3]
-    # Vanished.
-    assert hash_file(str(tmp_path / "gone"), 1, 1, "sha256")[3] == "vanished while being scanned"
+def test_reads_refuse_fifos_symlinks_replacements_and_moving_targets(tmp_path: Path):
+    d = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        f = tmp_path / "f"
+        f.write_bytes(b"data")
+        st = os.lstat(f)
+        _digest, _, st9, err, *_ = read_regular(d, "f", st.st_dev, st.st_ino, "sha256")
+        assert err is None and st9 is not None and st9[5] == 4
+        # Replaced by another inode after the walk saw it.
+        (tmp_path / "f2").write_bytes(b"data")
+        os.rename(tmp_path / "f2", f)
+        assert read_regular(d, "f", st.st_dev, st.st_ino, "sha256")[3] == "replaced while being scanned"
+        # Replaced by a FIFO: opened non-blocking, never read.
+        os.mkfifo(tmp_path / "fifo")
+        fst = os.lstat(tmp_path / "fifo")
+        assert read_regular(d, "fifo", fst.st_dev, fst.st_ino, "sha256")[3] == "replaced while being scanned"
+        # Replaced by a symlink: O_NOFOLLOW refuses it.
+        os.symlink(f, tmp_path / "link")
+        assert "symbolic link" in read_regular(d, "link", st.st_dev, st.st_ino, "sha256")[3]
+        # Vanished.
+        assert read_regular(d, "gone", 1, 1, "sha256")[3] == "vanished while being scanned"
+    finally:
+        os.close(d)
     # A file whose content never matches its size (procfs): changed while being hashed.
-    pst = os.stat("/proc/self/status")
-    err = hash_file("/proc/self/status", pst.st_dev, pst.st_ino, "sha256")[3]
-    assert err is not None and err.startswith("changed while being hashed")
+    p = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pst = os.stat("status", dir_fd=p)
+        err = read_regular(p, "status", pst.st_dev, pst.st_ino, "sha256")[3]
+        assert err is not None and err.startswith("changed while being hashed")
+    finally:
+        os.close(p)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to take the identity of nobody")

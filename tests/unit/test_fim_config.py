@@ -18,11 +18,12 @@ from secpolicy.models import Status
 
 
 def test_builtin_groups_mirror_aide():
-    assert fim.resolve_attrs("R") == {"p", "ftype", "i", "l", "n", "u", "g", "s", "m", "c", "sha256",
-                                      "acl", "xattrs", "selinux", "caps"}
-    assert fim.resolve_attrs("L") == {"p", "ftype", "i", "l", "n", "u", "g", "acl", "xattrs", "selinux", "caps"}
-    assert fim.resolve_attrs(">") == {"p", "ftype", "l", "u", "g", "i", "n", "S", "sha256",
-                                      "acl", "xattrs", "selinux", "caps"}
+    # AIDE 0.18: X = acl+selinux+xattrs+e2fsattrs+caps (aide.conf(5), "Default groups").
+    x = {"acl", "xattrs", "selinux", "e2fsattrs", "caps"}
+    assert fim.resolve_attrs("X") == x
+    assert fim.resolve_attrs("R") == {"p", "ftype", "i", "l", "n", "u", "g", "s", "m", "c", "sha256"} | x
+    assert fim.resolve_attrs("L") == {"p", "ftype", "i", "l", "n", "u", "g"} | x
+    assert fim.resolve_attrs(">") == {"p", "ftype", "l", "u", "g", "i", "n", "S", "sha256"} | x
     assert fim.resolve_attrs("E") == frozenset()
     assert fim.resolve_attrs("R-m-c+b", default_hash="blake3") >= {"b", "blake3"}
     assert "m" not in fim.resolve_attrs("R-m")
