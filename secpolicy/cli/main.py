@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "report": "secpolicy.cli.reports:report",
     "diff": "secpolicy.cli.reports:diff",
     "fim": "secpolicy.cli.fim:fim",
+    "fleet": "secpolicy.cli.fleet:fleet_group",
     "replay": "secpolicy.cli.events:replay_cmd",
     "monitor": "secpolicy.cli.live:monitor_cmd",
     "doctor": "secpolicy.cli.live:doctor_cmd",
