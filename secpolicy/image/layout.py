@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from secpolicy.errors import InputError, IntegrityError
 
@@ -67,7 +67,7 @@ class _Source:
             if not stat.S_ISREG(st.st_mode):
                 raise InputError("an image is a directory (OCI layout) or a tar archive, not a special file", path)
             try:
-                self._tar = tarfile.open(path, "r:")
+                self._tar = tarfile.open(path, "r:")  # noqa: SIM115 - closed by close()
             except (tarfile.TarError, OSError) as exc:
                 raise InputError(f"not an image archive (a tar is expected): {exc}", path) from None
             for m in self._tar.getmembers():
@@ -140,7 +140,7 @@ class Image:
     def close(self) -> None:
         self._source.close()
 
-    def __enter__(self) -> Image:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
