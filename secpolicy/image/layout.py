@@ -175,7 +175,7 @@ class Image:
                 import gzip
 
                 with gzip.GzipFile(fileobj=raw, mode="rb") as g:
-                    yield g
+                    yield g  # type: ignore[misc]  # a GzipFile is a binary file object
             elif media in _PLAIN or not media:
                 yield raw
             else:
