@@ -3,8 +3,6 @@ prints them and turns them into exit codes (documented in README.md)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 __all__ = [
     "EXIT_INTEGRITY",
     "EXIT_INVALID_INPUT",
@@ -56,6 +54,9 @@ class InputError(SecpolicyError):
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
+_EXCERPT = 160  # characters of a source line shown under an error
+
+
 def format_location(
     path: str, line: int | None, column: int | None, message: str, source_line: str | None
 ) -> str:
@@ -68,18 +69,15 @@ def format_location(
     text = f"{where}: {message}"
     if source_line is not None:
         shown = source_line.rstrip("\n").expandtabs(1)
+        if len(shown) > _EXCERPT:
+            # A hostile one-line file must not turn one error into megabytes of output.
+            start = max(0, min((column or 1) - 1 - _EXCERPT // 2, len(shown) - _EXCERPT))
+            shown = ("..." if start else "") + shown[start : start + _EXCERPT] + "..."
+            column = None if column is None else column - start + (3 if start else 0)
         text += f"\n    {shown}"
         if column is not None and column >= 1:
             text += "\n    " + " " * (column - 1) + "^"
     return text
-
-
-@dataclass
-class _Loc:
-    path: str
-    line: int | None
-    column: int | None
-    source_line: str | None
 
 
 class LocatedError(InputError):

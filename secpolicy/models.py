@@ -4,10 +4,21 @@ Plain frozen dataclasses with `to_dict()` so reports and the results JSON agree.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FAILING_STATUSES", "Evidence", "Finding", "Severity", "Status", "Waiver"]
+__all__ = [
+    "FAILING_STATUSES",
+    "Evidence",
+    "Finding",
+    "Severity",
+    "Status",
+    "Waiver",
+    "deciding_evidence",
+    "deciding_lines",
+    "requirement_key",
+]
 
 
 class Status(str, enum.Enum):
@@ -47,13 +58,16 @@ _SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
 @dataclass(frozen=True)
 class Evidence:
     """One compared sub-expression: what the rule expected, what was observed, and where
-    the observed value was read (`path:line`, a /proc file, `default`, ...)."""
+    the observed value was read (`path:line`, a /proc file, `default`, ...). `decisive` is
+    false for context the verdict did not turn on (a guard such as `sshd.exists` that held
+    before the deciding comparison failed)."""
 
     expression: str
     expected: str | None = None
     observed: str | None = None
     source: str | None = None
     message: str | None = None
+    decisive: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,7 +76,35 @@ class Evidence:
             "observed": self.observed,
             "source": self.source,
             "message": self.message,
+            "decisive": self.decisive,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evidence:
+        return cls(
+            expression=d["expression"],
+            expected=d.get("expected"),
+            observed=d.get("observed"),
+            source=d.get("source"),
+            message=d.get("message"),
+            decisive=d.get("decisive", True),
+        )
+
+    def line(self) -> str:
+        """`expression: expected X, observed Y (at source) — message` on one line."""
+        parts = []
+        if self.expected is not None:
+            parts.append(f"expected {self.expected}")
+        if self.observed is not None:
+            parts.append(f"observed {self.observed}")
+        text = self.expression
+        if parts:
+            text += ": " + ", ".join(parts)
+        if self.source:
+            text += f" (at {self.source})"
+        if self.message:
+            text += f" — {self.message}"
+        return text
 
     def describe(self) -> str:
         parts = [self.expression]
@@ -75,6 +117,29 @@ class Evidence:
         if self.message:
             parts.append(self.message)
         return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+def requirement_key(req: str) -> tuple:
+    """Sort key reading requirement ids as numbers where they are: 8.3.4 < 8.3.10 < 10.1,
+    164.312(b) after 164.312(a)."""
+    parts = []
+    for p in req.replace("(", ".").replace(")", "").split("."):
+        parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
+    return tuple(parts)
+
+
+def deciding_evidence(evidence: tuple[Evidence, ...]) -> tuple[Evidence, ...]:
+    """The evidence items a verdict turned on (all of them when none is marked)."""
+    return tuple(e for e in evidence if e.decisive) or evidence
+
+
+def deciding_lines(evidence: Sequence[dict[str, Any]], limit: int = 3) -> list[str]:
+    """The deciding evidence of a result dict, one line each, at most `limit` and a count."""
+    deciding = deciding_evidence(tuple(Evidence.from_dict(e) for e in evidence))
+    lines = [e.line() for e in deciding[:limit]]
+    if len(deciding) > limit:
+        lines.append(f"and {len(deciding) - limit} more")
+    return lines
 
 
 @dataclass(frozen=True)

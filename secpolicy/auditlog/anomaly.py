@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from secpolicy.errors import InputError
+from secpolicy.outfile import write_text
 
 __all__ = ["Baseline", "Detector", "DetectorSettings", "TypeStats", "epoch_seconds", "learn_baseline"]
 
@@ -77,10 +78,7 @@ class Baseline:
         }
 
     def save(self, path: str | Path) -> None:
-        try:
-            Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot write baseline: {exc.strerror}", str(path)) from exc
+        write_text(str(path), json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Baseline:

@@ -4,11 +4,17 @@ no NaN, so that a line's hash and MAC depend only on its content."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from secpolicy.errors import InputError
 
-__all__ = ["canonical", "parse_canonical"]
+__all__ = ["canonical", "now_iso", "parse_canonical"]
+
+
+def now_iso() -> str:
+    """The current time as ISO 8601 UTC with microseconds and an explicit offset."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def canonical(obj: Any) -> bytes:

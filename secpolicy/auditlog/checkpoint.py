@@ -8,14 +8,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.auditlog.canonical import canonical
 from secpolicy.errors import InputError, IntegrityError, LocatedError
+
+if TYPE_CHECKING:  # cryptography is imported where keys are used: `log verify` starts faster without it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = [
     "Checkpoint",
@@ -59,6 +61,8 @@ class Checkpoint:
         )
 
     def sign(self, key: Ed25519PrivateKey) -> Checkpoint:
+        from cryptography.hazmat.primitives import serialization
+
         pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return Checkpoint(
             self.log_id, self.tree_size, self.root, self.ts,
@@ -67,6 +71,8 @@ class Checkpoint:
 
     def verify_signature(self, key: Ed25519PublicKey) -> None:
         """Raises IntegrityError unless the checkpoint carries a valid signature by `key`."""
+        from cryptography.exceptions import InvalidSignature
+
         if not self.signature:
             raise IntegrityError(f"checkpoint at tree size {self.tree_size} is not signed")
         try:
@@ -132,6 +138,9 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
 
 def generate_signing_key() -> tuple[bytes, bytes]:
     """A new Ed25519 key pair as (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -143,6 +152,9 @@ def generate_signing_key() -> tuple[bytes, bytes]:
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
@@ -153,6 +165,9 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
 
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
     except (OSError, ValueError, TypeError) as exc:

@@ -3,32 +3,34 @@ MACed under a key that evolves at every checkpoint, with checkpoints, seals and 
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import hmac
 import json
 import os
-import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from secpolicy.auditlog.canonical import canonical, parse_canonical
+from secpolicy.auditlog.canonical import canonical, now_iso, parse_canonical
 from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id
 from secpolicy.auditlog.merkle import Frontier, leaf_hash
-from secpolicy.auditlog.records import AuditRecord, now_iso
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from secpolicy.auditlog.records import AuditRecord
 
 __all__ = [
     "GENESIS_PREV",
     "KINDS",
     "AuditLog",
+    "LogConfig",
     "LogOptions",
     "entry_mac",
     "line_hash",
@@ -41,6 +43,7 @@ GENESIS_PREV = "0" * 64
 KINDS = ("start", "record", "checkpoint", "rotate", "seal")
 STATE_FILE = "state.json"
 CHECKPOINT_FILE = "checkpoints.jsonl"
+CONFIG_FILE = "config.json"
 LOCK_FILE = "lock"
 _STATE_VERSION = 1
 
@@ -101,6 +104,7 @@ class LogOptions:
     max_segment_bytes: int = 64 * 1024 * 1024
     sync: str = "always"  # "always": fsync every entry; "checkpoint": only at checkpoints
     signing_key: Ed25519PrivateKey | None = None
+    signing_key_path: Path | None = None  # recorded at create, so later writers sign too
     copy_checkpoints_to: tuple[Path, ...] = ()
     on_checkpoint: Callable[[Checkpoint], None] | None = None
 
@@ -111,6 +115,74 @@ class LogOptions:
             raise InputError("sync must be 'always' or 'checkpoint'")
         if self.max_segment_bytes < 1024:
             raise InputError("max_segment_bytes must be at least 1024")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """What `log init` set for every later writer of the log (`config.json`, 0600): the key
+    file that signs checkpoints and where checkpoints are copied. The signing public key and
+    the copy targets are also in the MACed start entry, where a verifier can trust them."""
+
+    signing_key_path: str | None = None
+    signing_public_key: str | None = None
+    copy_checkpoints: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": 1, "signing_key": self.signing_key_path,
+                "signing_public_key": self.signing_public_key, "copy_checkpoints": list(self.copy_checkpoints)}
+
+    @classmethod
+    def of(cls, options: LogOptions) -> LogConfig:
+        pub = None
+        if options.signing_key is not None:
+            from cryptography.hazmat.primitives import serialization
+
+            pub = options.signing_key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+        path = str(Path(options.signing_key_path).resolve()) if options.signing_key_path else None
+        return cls(path, pub, tuple(str(Path(p).resolve()) for p in options.copy_checkpoints_to))
+
+    @classmethod
+    def load(cls, directory: Path) -> LogConfig | None:
+        """The log's configuration, or None for a log made before writers kept one."""
+        path = directory / CONFIG_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"unreadable audit log configuration: {exc}", str(path)) from exc
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise InputError("unsupported audit log configuration", str(path))
+        copies = data.get("copy_checkpoints") or []
+        key, pub = data.get("signing_key"), data.get("signing_public_key")
+        if not (isinstance(copies, list) and all(isinstance(c, str) for c in copies)
+                and isinstance(key, str | None) and isinstance(pub, str | None)):
+            raise InputError("audit log configuration has mistyped fields", str(path))
+        return cls(key, pub, tuple(copies))
+
+    def apply(self, options: LogOptions, directory: Path) -> LogOptions:
+        """`options` with this configuration's signing key (unless one is given) and copy
+        targets added: a writer that was not told about them still signs and copies."""
+        signing = options.signing_key
+        if signing is None and self.signing_public_key:
+            if not self.signing_key_path:
+                raise InputError("the log signs its checkpoints but its configuration names no key file: "
+                                 "give the signing key", str(directory / CONFIG_FILE))
+            from secpolicy.auditlog.checkpoint import load_private_key
+
+            try:
+                signing = load_private_key(self.signing_key_path)
+            except InputError as exc:
+                raise InputError(f"the log was set up (log init --sign-key) to sign checkpoints with this key, "
+                                 f"which cannot be used: {exc.message}", self.signing_key_path) from exc
+            if LogConfig.of(LogOptions(signing_key=signing)).signing_public_key != self.signing_public_key:
+                raise InputError("the key file no longer holds the key the log was set up to sign with",
+                                 self.signing_key_path)
+        copies = list(options.copy_checkpoints_to)
+        known = {str(Path(p).resolve()) for p in copies}
+        copies += [Path(c) for c in self.copy_checkpoints if c not in known]
+        return dataclasses.replace(options, signing_key=signing, copy_checkpoints_to=tuple(copies))
 
 
 class AuditLog:
@@ -142,6 +214,9 @@ class AuditLog:
     @classmethod
     def create(cls, directory: str | Path, options: LogOptions | None = None) -> tuple[AuditLog, bytes]:
         """A new log in an empty (or absent) directory; returns the writer and the initial key."""
+        import secrets
+        import uuid
+
         options = options or LogOptions()
         path = Path(directory)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -149,6 +224,8 @@ class AuditLog:
         if any(path.iterdir()):
             raise InputError("log directory is not empty", str(path))
         lock_fd = _lock(path)
+        config = LogConfig.of(options)
+        write_private_file(path / CONFIG_FILE, canonical(config.to_dict()))
         initial = secrets.token_bytes(32)
         state = {
             "version": _STATE_VERSION,
@@ -166,7 +243,8 @@ class AuditLog:
         log = cls(path, options, state, lock_fd)
         log._append("start", {
             "log_id": log.log_id, "key_id": key_id(initial), "version": _STATE_VERSION,
-            "resumed_after": None,
+            "resumed_after": None, "signing_public_key": config.signing_public_key,
+            "copy_checkpoints": list(config.copy_checkpoints),
         })
         log._save_state()
         return log, initial
@@ -181,6 +259,9 @@ class AuditLog:
             raise InputError("not an audit log directory (no state.json)", str(path))
         if os.stat(path).st_mode & 0o077:
             os.chmod(path, 0o700)
+        config = LogConfig.load(path)
+        if config is not None:
+            options = config.apply(options, path)
         lock_fd = _lock(path)
         try:
             state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
@@ -216,6 +297,8 @@ class AuditLog:
 
     def append(self, record: AuditRecord | Mapping[str, Any]) -> int:
         """Write one audit record; returns its sequence number."""
+        from secpolicy.auditlog.records import AuditRecord
+
         body = record.to_dict() if isinstance(record, AuditRecord) else dict(record)
         if not isinstance(record, AuditRecord):
             AuditRecord.from_dict(body)  # validates the AU-3 fields
@@ -346,12 +429,16 @@ class AuditLog:
         line = canonical(cp.to_dict()) + b"\n"
         targets = [self.directory / CHECKPOINT_FILE, *self.options.copy_checkpoints_to]
         for target in targets:
-            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise RuntimeFailure(f"{target}: cannot copy checkpoint {cp.tree_size}: "
+                                     f"{exc.strerror or exc}") from exc
         if self.options.on_checkpoint is not None:
             self.options.on_checkpoint(cp)
 
@@ -368,6 +455,7 @@ class AuditLog:
             "segment": self._segment_index,
             "offset": self._segment_bytes,
             "since_checkpoint": self._since_checkpoint,
+            "saved": now_iso(),
         }
         write_private_file(self.directory / STATE_FILE, canonical(state))
 

@@ -15,7 +15,7 @@ from secpolicy.auditlog.store import EventStore
 from secpolicy.auditlog.trail import AuditTrail
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
 
-__all__ = ["OutputStats", "Outputs", "merge_windows"]
+__all__ = ["OutputStats", "Outputs", "merge_windows", "undelivered_message"]
 
 LossWindows = Callable[[], Sequence[Mapping[str, Any]]]
 
@@ -33,6 +33,8 @@ class OutputStats:
     store_rejected: int = 0  # events the store refused (malformed), counted
     store_failures: int = 0
     sink_failures: Counter[str] = field(default_factory=Counter)
+    # per sink URI: alerts still undelivered when the sinks closed, and the spool keeping them
+    sink_pending: dict[str, tuple[int, str | None, str]] = field(default_factory=dict)
     trail_error: str | None = None
     batches: int = 0
 
@@ -47,6 +49,8 @@ class OutputStats:
             "store_rejected": self.store_rejected,
             "store_failures": self.store_failures,
             "sink_failures": dict(self.sink_failures),
+            "sink_pending": {uri: {"alerts": n, "spool": where, "last_error": error}
+                             for uri, (n, where, error) in self.sink_pending.items()},
             "trail_error": self.trail_error,
             "batches": self.batches,
         }
@@ -146,6 +150,7 @@ class Outputs:
                 self._sink_failures()
             except SecpolicyError as exc:
                 self._fail("sink", f"closing the sinks: {exc.render()}")
+            self.stats.sink_pending = self.sinks.pending()
         if self._crash is not None:
             raise RuntimeFailure(f"delivering events and alerts failed: {type(self._crash).__name__}: "
                                  f"{self._crash}") from self._crash
@@ -187,6 +192,10 @@ class Outputs:
         if self.sinks is not None:
             self.sinks.tick()
             self._sink_failures()
+            for uri, error, waiting in self.sinks.delivery_problems():
+                # Queued, not lost: one record and one warning per new error, not per retry.
+                self._fail("sink", f"delivery failing, {waiting} alerts queued: {error}", sink=uri,
+                           alerts_queued=waiting)
         if windows is None and self.loss_windows is not None:
             windows = self.loss_windows()
         if windows:
@@ -301,6 +310,16 @@ class Outputs:
     def _report(self, message: str) -> None:
         if self.on_error is not None:
             self.on_error(message)
+
+
+def undelivered_message(uri: str, count: int, spool: str | None, error: str = "") -> str:
+    """What the operator and the audit log are told about alerts a sink still holds at the end."""
+    why = f" (last error: {error})" if error else ""
+    if spool is not None:
+        return (f"{count} alerts not delivered to {uri} before the run ended: they stay in the spool {spool} "
+                f"and go out with the next run that uses it{why}")
+    return (f"{count} alerts not delivered to {uri} before the run ended: lost (give the sink spool=DIR to keep "
+            f"them){why}")
 
 
 def merge_windows(windows: Sequence[Mapping[str, Any]], keep: int = 50) -> list[dict[str, Any]]:

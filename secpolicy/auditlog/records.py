@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import enum
 import os
+import pwd
 import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from secpolicy.auditlog.canonical import now_iso
 from secpolicy.errors import InputError
 from secpolicy.models import Finding, Status
 
@@ -30,6 +32,7 @@ __all__ = [
     "now_iso",
     "scan_finished",
     "scan_started",
+    "user_name",
 ]
 
 
@@ -54,11 +57,6 @@ class RecordType(str, enum.Enum):
 
 
 _SEVERITIES = ("info", "low", "medium", "high", "critical")
-
-
-def now_iso() -> str:
-    """The current time as ISO 8601 UTC with microseconds and an explicit offset."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _check_timestamp(ts: str) -> str:
@@ -158,21 +156,50 @@ class AuditRecord:
             raise InputError(f"audit record is malformed: {exc}") from exc
 
 
+def user_name(uid: Any) -> str | None:
+    """The account name of `uid` in this host's account database (NSS: files, LDAP, sssd ...),
+    not the controlling terminal's login name, which daemons and cron jobs do not have."""
+    if not isinstance(uid, int) or isinstance(uid, bool) or uid < 0:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return None
+
+
+def _local(event: Mapping[str, Any]) -> bool:
+    host = event.get("host")
+    return not host or host == socket.gethostname()
+
+
+def _text(value: Any) -> str | None:
+    # Hostile events may carry objects where a name or address belongs: keep only text.
+    return value if isinstance(value, str) and value else None
+
+
 def _event_source(event: Mapping[str, Any]) -> Source:
-    proc = event.get("proc") or {}
-    user = event.get("user") or {}
-    auth = event.get("auth") or {}
-    net = event.get("net") or {}
-    name = user.get("name") or auth.get("user")
-    ip = auth.get("rhost") or net.get("src_ip")
+    proc = _mapping(event.get("proc"))
+    user = _mapping(event.get("user"))
+    auth = _mapping(event.get("auth"))
+    net = _mapping(event.get("net"))
+    uid = user.get("uid", proc.get("uid"))
+    uid = uid if isinstance(uid, int) and not isinstance(uid, bool) else None
+    # An event from another host names its user itself; only this host's uids are looked up here.
+    name = _text(user.get("name")) or _text(auth.get("user")) or (user_name(uid) if _local(event) else None)
+    ip = _text(auth.get("rhost")) or _text(net.get("src_ip"))
     session = proc.get("session")
+    pid = proc.get("pid")
     return Source(
         user=name,
-        uid=user.get("uid", proc.get("uid")),
-        pid=proc.get("pid"),
+        uid=uid,
+        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         session=None if session is None else str(session),
         source_ip=ip,
     )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _event_outcome(event: Mapping[str, Any]) -> Outcome:
@@ -242,11 +269,8 @@ def from_finding(finding: Finding, component: str = "scanner") -> AuditRecord:
 
 
 def _self_source() -> Source:
-    try:
-        user = os.getlogin()
-    except OSError:
-        user = None
-    return Source(user=user, uid=os.getuid(), pid=os.getpid())
+    uid = os.getuid()
+    return Source(user=user_name(uid), uid=uid, pid=os.getpid())
 
 
 def fim_change(path: str, change: str, details: Mapping[str, Any] | None = None,
@@ -285,12 +309,13 @@ def scan_finished(scan_id: str, by_status: Mapping[str, int], error: str | None 
 
 
 def config_loaded(path: str, sha256: str, component: str = "config") -> AuditRecord:
+    """The configuration (policy, FIM configuration) a run loaded, by absolute path."""
     return AuditRecord(
         event_type=RecordType.CONFIG_LOADED.value,
         component=component,
         outcome=Outcome.SUCCESS,
         source=_self_source(),
-        details={"path": path, "sha256": sha256},
+        details={"path": os.path.abspath(path), "sha256": sha256},
     )
 
 
@@ -302,7 +327,7 @@ def config_changed(path: str, old_sha256: str | None, new_sha256: str | None,
         outcome=Outcome.SUCCESS,
         severity="medium",
         source=_self_source(),
-        details={"path": path, "old_sha256": old_sha256, "new_sha256": new_sha256},
+        details={"path": os.path.abspath(path), "old_sha256": old_sha256, "new_sha256": new_sha256},
     )
 
 

@@ -3,18 +3,24 @@ filter on (time, user, type, rule) indexed, the whole dict as JSON, and retentio
 
 from __future__ import annotations
 
+import gc
+import itertools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
+import orjson
+
 from secpolicy.errors import InputError, RuntimeFailure
+from secpolicy.outfile import create_private
 
 __all__ = [
     "EventStore",
+    "JsonLines",
     "Retention",
     "alert_row",
     "event_resource",
@@ -62,11 +68,19 @@ _INDEXES = """
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS events_user_ts ON events(user, ts);
 CREATE INDEX IF NOT EXISTS events_type_ts ON events(type, ts);
+CREATE INDEX IF NOT EXISTS events_failed_auth ON events(ts, src_ip, user, type, result) WHERE type = 'auth' AND result = 'failure';
+CREATE INDEX IF NOT EXISTS events_privileged ON events(ts, type, euid, uid, comm) WHERE type = 'exec' AND {privileged};
+CREATE INDEX IF NOT EXISTS alerts_ts_severity ON alerts(ts, severity, rule_id, kind);
 CREATE INDEX IF NOT EXISTS alerts_ts ON alerts(ts);
 CREATE INDEX IF NOT EXISTS alerts_rule_ts ON alerts(rule_id, ts);
 CREATE INDEX IF NOT EXISTS alerts_user_ts ON alerts(user, ts);
 CREATE INDEX IF NOT EXISTS alerts_severity_ts ON alerts(severity, ts);
 """
+# An exec that gains privileges: of a non-root user as euid 0, or of a privilege tool. The
+# dashboard's query repeats this text, which is what lets SQLite use the partial index; the
+# index holds every column the query names, so SQLite never reads the events themselves.
+PRIVILEGED_EXEC = "((euid = 0 AND uid IS NOT NULL AND uid != 0) OR comm IN ('sudo', 'su', 'pkexec', 'doas'))"
+_INDEXES = _INDEXES.format(privileged=PRIVILEGED_EXEC)
 _EVENT_COLUMNS = ("ts", "type", "user", "uid", "euid", "host", "pid", "session", "comm", "resource",
                   "result", "src_ip", "json")
 _ALERT_COLUMNS = ("ts", "rule_id", "severity", "title", "kind", "user", "host", "session", "src_ip", "json")
@@ -82,13 +96,38 @@ def iso_utc(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond:06d}000Z"
 
 
+_DAYS: dict[str, bool] = {}
+
+
+def _stored_form_valid(ts: str) -> bool:
+    day = ts[:10]
+    ok = _DAYS.get(day)
+    if ok is None:
+        try:
+            datetime.fromisoformat(day)
+            ok = True
+        except ValueError:
+            ok = False
+        if len(_DAYS) < 100_000:
+            _DAYS[day] = ok
+    if not ok:
+        raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists (no such day)")
+    hms = ts[11:19]
+    if not (hms[2] == ":" == hms[5] and "00" <= hms[0:2] <= "23" and "00" <= hms[3:5] <= "59"
+            and "00" <= hms[6:8] <= "59" and (hms[0:2] + hms[3:5] + hms[6:8]).isdigit()):
+        raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists (no such time of day)")
+    return ts[20:29].isdigit()
+
+
 def normalize_ts(ts: Any) -> str:
     """Event times are compared as text, so every stored or queried time takes one form:
     UTC, nine fraction digits, `Z` (e.g. 2026-11-21T05:30:00.123456789Z)."""
-    if isinstance(ts, str) and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[10] == "T":
+    # Already in stored form: still checked to be a real date and time (2024-02-30 has the shape).
+    if (type(ts) is str and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[10] == "T"
+            and _stored_form_valid(ts)):
         return ts
-    if not isinstance(ts, str) or len(ts) < 19:
-        raise InputError(f"time {ts!r} is not an ISO 8601 timestamp")
+    if not isinstance(ts, str) or len(ts) < 19 or len(ts) > 64:
+        raise InputError(f"time {str(ts)[:40]!r} is not an ISO 8601 timestamp")
     text = ts.strip()
     frac = ""
     if len(text) > 19 and text[19] in ".,":
@@ -100,7 +139,7 @@ def normalize_ts(ts: Any) -> str:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise InputError(f"time {ts!r} is not ISO 8601") from exc
+        raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists ({exc})") from exc
     if moment.tzinfo is None:
         raise InputError(f"time {ts!r} has no time zone")
     utc = moment.astimezone(UTC)
@@ -109,92 +148,246 @@ def normalize_ts(ts: Any) -> str:
 
 def event_user(event: Mapping[str, Any]) -> str | None:
     """The name queries use for "who": the user name, else the authenticating user, else uid."""
-    user = event.get("user") or {}
-    if user.get("name"):
-        return str(user["name"])
-    auth = event.get("auth") or {}
-    if auth.get("user"):
-        return str(auth["user"])
-    uid = user.get("uid", (event.get("proc") or {}).get("uid"))
-    return None if uid is None else f"uid:{uid}"
+    return _user_name(event.get("user") or {}, event.get("auth") or {}, event.get("proc") or {})
+
+
+def _user_name(user: Mapping[str, Any], auth: Mapping[str, Any], proc: Mapping[str, Any]) -> str | None:
+    name = user.get("name")
+    if name and type(name) is str:
+        return name
+    name = auth.get("user")
+    if name and type(name) is str:
+        return name
+    uid = user.get("uid", proc.get("uid"))
+    return None if uid is None else f"uid:{_int(uid, 'user.uid')}"
+
+
+_SECTIONS = (("auth", ("service", "rhost")), ("module", ("name",)), ("account", ("name", "op")),
+             ("config", ("key", "op")), ("bpf", ("cmd", "name")), ("mount", ("source", "fstype")),
+             ("ptrace", ("request", "target_pid")))
+_SECTION_NAMES = frozenset(name for name, _ in _SECTIONS)
 
 
 def event_resource(event: Mapping[str, Any]) -> str:
     """What the event acted on, in one short string for the timeline's resource column."""
     kind = event.get("type")
-    file = event.get("file") or {}
-    net = event.get("net") or {}
-    proc = event.get("proc") or {}
-    if file.get("path"):
+    file = event.get("file")
+    if file and file.get("path"):
         return f"{file['path']} -> {file['target']}" if file.get("target") else str(file["path"])
-    if net.get("dst_ip") is not None and kind == "connect":
-        return f"{net['dst_ip']}:{net.get('dst_port', '')}"
-    if net.get("src_ip") is not None and kind == "accept":
-        return f"{net['src_ip']}:{net.get('src_port', '')} -> :{net.get('dst_port', '')}"
-    for section, keys in (("auth", ("service", "rhost")), ("module", ("name",)), ("account", ("name", "op")),
-                          ("config", ("key", "op")), ("bpf", ("cmd", "name")), ("mount", ("source", "fstype")),
-                          ("ptrace", ("request", "target_pid"))):
-        sub = event.get(section) or {}
-        if sub:
-            return " ".join(str(sub[k]) for k in keys if sub.get(k) is not None)
+    net = event.get("net")
+    if net:
+        if net.get("dst_ip") is not None and kind == "connect":
+            return f"{net['dst_ip']}:{net.get('dst_port', '')}"
+        if net.get("src_ip") is not None and kind == "accept":
+            return f"{net['src_ip']}:{net.get('src_port', '')} -> :{net.get('dst_port', '')}"
+    if not _SECTION_NAMES.isdisjoint(event):
+        for section, keys in _SECTIONS:
+            sub = event.get(section) or {}
+            if sub:
+                return " ".join(str(sub[k]) for k in keys if sub.get(k) is not None)
+    proc = event.get("proc") or {}
+    if kind == "exec":
+        return str(proc.get("cmdline") or proc.get("exe") or "")
     if kind in ("setuid", "capset"):
         cred = event.get("cred") or {}
         return f"euid={cred.get('euid')}" if cred.get("euid") is not None else ",".join(cred.get("caps") or [])
-    if kind == "exec":
-        return str(proc.get("cmdline") or proc.get("exe") or "")
     return str(proc.get("exe") or "")
 
 
 def event_result(event: Mapping[str, Any]) -> str:
-    result = (event.get("outcome") or {}).get("result") or (event.get("auth") or {}).get("result")
+    return _result(event.get("outcome") or {}, event.get("auth") or {})
+
+
+def _result(outcome: Mapping[str, Any], auth: Mapping[str, Any]) -> str:
+    result = outcome.get("result") or auth.get("result")
     return str(result) if result else ""
 
 
-def event_row(event: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The stored columns of one event, in `_EVENT_COLUMNS` order."""
-    if not isinstance(event, Mapping):
-        raise InputError("event is not a JSON object")
+# Parts of an event that readers treat as objects: anything else there is a malformed event.
+_OBJECTS = ("proc", "user", "auth", "net", "file", "cred", "outcome", "module", "account", "config", "bpf",
+            "mount", "ptrace", "login", "audit", "source")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+# Page cache while bulk loading: index pages stay in memory instead of being re-read.
+_INGEST_CACHE_KIB = 256 * 1024
+
+
+_OBJECT_SET = frozenset(_OBJECTS)
+
+
+def _checked_event(event: Any, what: str = "event") -> Mapping[str, Any]:
+    if type(event) is not dict and not isinstance(event, Mapping):
+        raise InputError(f"{what} is not a JSON object")
+    for name in _OBJECT_SET.intersection(event):
+        value = event[name]
+        if value is not None and type(value) is not dict and not isinstance(value, Mapping):
+            raise InputError(f"{what} field {name!r} is not an object")
+    return event
+
+
+def _text(value: Any, what: str) -> str | None:
+    if value is None or type(value) is str:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise InputError(f"{what} is not text")
+
+
+def _int(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if type(value) is int and _INT64[0] <= value <= _INT64[1]:
+        return value
+    if not isinstance(value, int) or isinstance(value, bool) or not _INT64[0] <= value <= _INT64[1]:
+        raise InputError(f"{what} is not a 64-bit integer")
+    return value
+
+
+def _src_ip(event: Mapping[str, Any]) -> str | None:
+    return _source_address(event.get("auth") or {}, event.get("net") or {})
+
+
+def _source_address(auth: Mapping[str, Any], net: Mapping[str, Any]) -> str | None:
+    rhost = auth.get("rhost")
+    if rhost and type(rhost) is str:
+        return rhost
+    return _text(rhost, "auth.rhost") or _text(net.get("src_ip"), "net.src_ip")
+
+
+def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
+    """The stored columns of one event, in `_EVENT_COLUMNS` order; `text` is its JSON when
+    the caller already has it (a line read from a file). InputError for a malformed event."""
+    event = _checked_event(event)
     kind = event.get("type")
-    if not isinstance(kind, str) or not kind:
+    if type(kind) is not str or not kind:
         raise InputError("event has no type")
     proc = event.get("proc") or {}
     user = event.get("user") or {}
-    session = proc.get("session")
+    auth = event.get("auth") or {}
+    uid = user.get("uid", proc.get("uid"))
+    euid, pid, host, comm, session = proc.get("euid"), proc.get("pid"), event.get("host"), proc.get("comm"), \
+        proc.get("session")
     return (
         normalize_ts(event.get("ts")),
         kind,
-        event_user(event),
-        user.get("uid", proc.get("uid")),
-        proc.get("euid"),
-        event.get("host"),
-        proc.get("pid"),
-        None if session is None else str(session),
-        proc.get("comm"),
+        _user_name(user, auth, proc),
+        uid if type(uid) is int and _INT64[0] <= uid <= _INT64[1] else _int(uid, "user.uid"),
+        euid if type(euid) is int and _INT64[0] <= euid <= _INT64[1] else _int(euid, "proc.euid"),
+        host if type(host) is str else _text(host, "host"),
+        pid if type(pid) is int and _INT64[0] <= pid <= _INT64[1] else _int(pid, "proc.pid"),
+        None if session is None else (str(session) if type(session) is int else _text(session, "proc.session")),
+        comm if type(comm) is str else _text(comm, "proc.comm"),
         event_resource(event),
-        event_result(event),
-        (event.get("auth") or {}).get("rhost") or (event.get("net") or {}).get("src_ip"),
-        json.dumps(event, separators=(",", ":"), ensure_ascii=False),
+        _result(event.get("outcome") or {}, auth),
+        _source_address(auth, event.get("net") or {}),
+        text if text is not None else json.dumps(event, separators=(",", ":"), ensure_ascii=False),
     )
 
 
-def alert_row(alert: Mapping[str, Any]) -> tuple[Any, ...]:
+def alert_row(alert: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
     if not isinstance(alert, Mapping) or not alert.get("rule_id"):
         raise InputError("alert has no rule_id")
-    event = alert.get("event") or {}
+    event = _checked_event(alert.get("event") or {}, "alert event")
+    if not isinstance(alert.get("context") or {}, Mapping):
+        raise InputError("alert field 'context' is not an object")
     proc = event.get("proc") or {}
     session = proc.get("session")
     return (
         normalize_ts(alert.get("ts") or event.get("ts")),
-        str(alert["rule_id"]),
-        str(alert.get("severity", "info")),
-        alert.get("title"),
-        (alert.get("context") or {}).get("kind"),
+        _text(alert["rule_id"], "rule_id"),
+        _text(alert.get("severity", "info"), "severity"),
+        _text(alert.get("title"), "title"),
+        _text((alert.get("context") or {}).get("kind"), "context.kind"),
         event_user(event) if event else None,
-        event.get("host"),
-        None if session is None else str(session),
-        (event.get("auth") or {}).get("rhost") or (event.get("net") or {}).get("src_ip"),
-        json.dumps(alert, separators=(",", ":"), ensure_ascii=False),
+        _text(event.get("host"), "event.host"),
+        _text(session, "event.proc.session"),
+        _src_ip(event),
+        text if text is not None else json.dumps(alert, separators=(",", ":"), ensure_ascii=False),
     )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
+
+@dataclass
+class JsonLines:
+    """Events and alerts from JSON-lines files (a line with `rule_id` is an alert, one with
+    `type` and `ts` an event). A line that is not UTF-8, not JSON, not an object or not a
+    well-formed event or alert is skipped, counted and located: one bad line never ends a run."""
+
+    paths: Sequence[str | Path]
+    bad: int = 0
+    bad_where: list[str] = field(default_factory=list)
+    keep: int = 20
+
+    def rows(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """("event" | "alert", stored columns), the line itself as the JSON column."""
+        for path, n, text, obj in self._objects():
+            try:
+                if "rule_id" in obj:
+                    yield "alert", alert_row(obj, text)
+                else:
+                    yield "event", event_row(obj, text)
+            except InputError as exc:
+                self._skip(path, n, exc.message)
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """("event" | "alert", dict), each one checked as the store would check it."""
+        for path, n, text, obj in self._objects():
+            try:
+                if "rule_id" in obj:
+                    alert_row(obj, text)
+                    yield "alert", obj
+                else:
+                    event_row(obj, text)
+                    yield "event", obj
+            except InputError as exc:
+                self._skip(path, n, exc.message)
+
+    def _objects(self) -> Iterator[tuple[str, int, str, dict[str, Any]]]:
+        for path in map(str, self.paths):
+            try:
+                f = open(path, "rb")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise InputError(f"cannot read: {exc.strerror}", path) from exc
+            with f:
+                for n, raw in enumerate(f, 1):
+                    line = raw.strip()
+                    if not line:
+                        continue
+                    try:
+                        # orjson is strict and fast on bytes; long lines are read again by Python's
+                        # decoder, since orjson would turn a huge integer quietly into a float.
+                        obj = orjson.loads(line)  # rejects lone surrogates, NaN and bad UTF-8 too
+                        text = line.decode("utf-8")
+                        if len(line) > 4000:
+                            obj = _DECODE(text)
+                    except RecursionError:
+                        self._skip(path, n, "JSON nested too deeply")
+                        continue
+                    except ValueError as exc:  # orjson.JSONDecodeError and UnicodeDecodeError are
+                        try:
+                            line.decode("utf-8")
+                        except UnicodeDecodeError as bad:
+                            self._skip(path, n, f"not UTF-8 (byte {bad.start + 1})")
+                            continue
+                        self._skip(path, n, f"not JSON: {str(exc)[:120]}")
+                        continue
+                    if not isinstance(obj, dict):
+                        self._skip(path, n, "not a JSON object")
+                    elif "rule_id" not in obj and not ("type" in obj and "ts" in obj):
+                        self._skip(path, n, "neither an event (type, ts) nor an alert (rule_id)")
+                    else:
+                        yield path, n, text, obj
+
+    def _skip(self, path: str, line: int, why: str) -> None:
+        self.bad += 1
+        if len(self.bad_where) < self.keep:
+            self.bad_where.append(f"{path}:{line}: {why}")
 
 
 @dataclass(frozen=True)
@@ -221,6 +414,8 @@ class EventStore:
         self.retention = retention or Retention()
         if not create and not self.path.is_file():
             raise InputError("no such event store", str(self.path))
+        if create:
+            create_private(str(self.path))  # 0600 (SQLite would use the umask); -wal and -shm follow it
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -265,26 +460,54 @@ class EventStore:
     def add_alerts(self, alerts: Iterable[Mapping[str, Any]], batch: int = 5000) -> int:
         return self._add(_INSERT_ALERT, map(alert_row, alerts), batch)
 
+    def ingest(self, rows: Iterable[tuple[str, tuple[Any, ...]]], batch: int = 50_000) -> tuple[int, int]:
+        """Store ("event" | "alert", row) pairs (as `JsonLines.rows` gives them) in
+        transactions of `batch` rows; returns (events, alerts) stored."""
+        events: list[tuple[Any, ...]] = []
+        alerts: list[tuple[Any, ...]] = []
+        n_events = n_alerts = 0
+        # Parsed lines are trees without cycles, freed by reference counting: the cycle
+        # collector would only walk the growing batch again and again.
+        collecting = gc.isenabled()
+        gc.disable()
+        self.conn.execute(f"PRAGMA cache_size=-{_INGEST_CACHE_KIB}")
+        try:
+            for kind, row in rows:
+                (events if kind == "event" else alerts).append(row)
+                if len(events) + len(alerts) >= batch:
+                    self._commit(events, alerts)
+                    n_events, n_alerts, events, alerts = n_events + len(events), n_alerts + len(alerts), [], []
+            self._commit(events, alerts)
+        finally:
+            if collecting:
+                gc.enable()
+        return n_events + len(events), n_alerts + len(alerts)
+
+    def _commit(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> None:
+        self._transaction([(_INSERT_EVENT, events), (_INSERT_ALERT, alerts)])
+
+    def _transaction(self, work: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Insert every (statement, rows) pair in one transaction, or none of them."""
+        n = sum(len(rows) for _, rows in work)
+        if not n:
+            return
+        try:
+            self.conn.execute("BEGIN")
+            for sql, rows in work:
+                self.conn.executemany(sql, rows)
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise RuntimeFailure(f"{self.path}: cannot store {n} rows: {exc}") from exc
+
     def _add(self, sql: str, rows: Iterable[tuple[Any, ...]], batch: int) -> int:
         total = 0
         it = iter(rows)
-        while True:
-            chunk = []
-            for row in it:
-                chunk.append(row)
-                if len(chunk) >= batch:
-                    break
-            if not chunk:
-                return total
-            try:
-                self.conn.execute("BEGIN")
-                self.conn.executemany(sql, chunk)
-                self.conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise RuntimeFailure(f"{self.path}: cannot store {len(chunk)} rows: {exc}") from exc
+        while chunk := list(itertools.islice(it, batch)):
+            self._transaction([(sql, chunk)])
             total += len(chunk)
+        return total
 
     # -- queries ------------------------------------------------------------------------
 

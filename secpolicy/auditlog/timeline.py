@@ -3,20 +3,20 @@ as rows (time, user, event type, resource, result) plus correlated chains shown 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from secpolicy.auditlog.store import (
     EventStore,
+    JsonLines,
     event_resource,
     event_result,
     event_user,
     normalize_ts,
 )
-from secpolicy.errors import InputError, LocatedError
+from secpolicy.errors import InputError
 
 __all__ = [
     "SENSITIVE_PATHS",
@@ -147,30 +147,10 @@ def alert_to_row(alert: Mapping[str, Any]) -> TimelineRow:
     )
 
 
-def read_replay(paths: Sequence[str | Path]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """("event" | "alert", dict) from JSON-lines files; a line with `rule_id` is an alert."""
-    for path in map(Path, paths):
-        try:
-            f = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the caller
-        except OSError as exc:
-            raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
-        with f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise LocatedError(f"not JSON: {exc.msg}", str(path), n, exc.colno, line) from exc
-                if not isinstance(obj, dict):
-                    raise LocatedError("not a JSON object", str(path), n, 1, line)
-                if "rule_id" in obj:
-                    yield "alert", obj
-                elif "type" in obj and "ts" in obj:
-                    yield "event", obj
-                else:
-                    raise LocatedError("neither an event (type, ts) nor an alert (rule_id)", str(path), n,
-                                       1, line)
+def read_replay(paths: Sequence[str | Path]) -> JsonLines:
+    """("event" | "alert", dict) pairs from JSON-lines files; bad lines are skipped and counted
+    in the returned reader's `bad` and `bad_where`."""
+    return JsonLines(paths)
 
 
 def _in_window(ts: str, q: TimelineQuery) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import socket
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -53,7 +54,10 @@ def fim_alert_record(alert: Mapping[str, Any]) -> AuditRecord:
     if user.get("name"):
         actor["user"] = user["name"]
     session = proc.get("session")
-    source = records.Source(user=user.get("name"), uid=user.get("uid"), pid=proc.get("pid"),
+    uid = user.get("uid")
+    name = user.get("name") or (records.user_name(uid) if not event.get("host") or
+                                event.get("host") == socket.gethostname() else None)
+    source = records.Source(user=name, uid=uid, pid=proc.get("pid"),
                             session=None if session is None else str(session))
     details = {**rec.details, "live": True, "rule_id": alert["rule_id"], "event_ts": alert.get("ts"),
                "event_types": sorted({e.get("type") for e in alert.get("events") or [] if e.get("type")}),

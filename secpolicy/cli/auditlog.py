@@ -11,40 +11,29 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from secpolicy.auditlog import records
-from secpolicy.auditlog.anomaly import Baseline, Detector, DetectorSettings, learn_baseline
-from secpolicy.auditlog.checkpoint import (
-    Checkpoint,
-    generate_signing_key,
-    load_checkpoints,
-    load_private_key,
-    load_public_key,
+from secpolicy import outfile
+
+if TYPE_CHECKING:
+    from secpolicy.auditlog import records
+    from secpolicy.auditlog.checkpoint import Checkpoint
+    from secpolicy.auditlog.log import LogOptions
+    from secpolicy.auditlog.store import EventStore
+
+from secpolicy.errors import (
+    EXIT_INVALID_INPUT,
+    EXIT_NONCOMPLIANT,
+    InputError,
+    IntegrityError,
+    LocatedError,
 )
-from secpolicy.auditlog.log import AuditLog, LogOptions, read_key
-from secpolicy.auditlog.merkle import (
-    ProofError,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    root_of,
-    verify_consistency,
-    verify_inclusion,
-)
-from secpolicy.auditlog.sinks.formats import FORMATS, format_alert
-from secpolicy.auditlog.store import EventStore, Retention, normalize_ts
-from secpolicy.auditlog.timeline import (
-    TimelineQuery,
-    build_timeline,
-    read_replay,
-    render_html,
-    render_table,
-)
-from secpolicy.auditlog.verify import log_files, read_leaves, verify_log
-from secpolicy.errors import EXIT_NONCOMPLIANT, InputError, IntegrityError, LocatedError
+
+# The alert formats of sinks/formats.py (a test keeps them equal), named here so that the
+# commands' options do not import the formatters.
+FORMAT_NAMES = ("cef", "json", "leef", "ocsf")
 
 __all__ = ["COMMANDS", "anomaly_group", "dashboard_cmd", "log_group", "store_group", "timeline_cmd"]
 
@@ -61,6 +50,8 @@ def _write_new_private(path: str, data: bytes) -> None:
 
 
 def _key(key_hex: str | None, key_file: str | None) -> bytes | None:
+    from secpolicy.auditlog.log import read_key
+
     if key_hex and key_file:
         raise InputError("give --key or --key-file, not both")
     if key_file:
@@ -74,10 +65,14 @@ def _key(key_hex: str | None, key_file: str | None) -> bytes | None:
 
 
 def _options(sign_key: str | None, checkpoint_every: int, copy_to: Sequence[str], sync: str) -> LogOptions:
+    from secpolicy.auditlog.checkpoint import load_private_key
+    from secpolicy.auditlog.log import LogOptions
+
     return LogOptions(
         checkpoint_every=checkpoint_every,
         sync=sync,
         signing_key=load_private_key(sign_key) if sign_key else None,
+        signing_key_path=Path(sign_key) if sign_key else None,
         copy_checkpoints_to=tuple(Path(p) for p in copy_to),
     )
 
@@ -102,9 +97,11 @@ _every_opt = click.option("--checkpoint-every", default=1000, show_default=True,
 @click.argument("public_key", type=click.Path(dir_okay=False))
 def keygen_cmd(private_key: str, public_key: str) -> None:
     """Make an Ed25519 key pair for signing checkpoints (the private key file is 0600)."""
+    from secpolicy.auditlog.checkpoint import generate_signing_key
+
     private, public = generate_signing_key()
     _write_new_private(private_key, private)
-    Path(public_key).write_bytes(public)
+    outfile.write_bytes(public_key, public)
     click.echo(f"wrote {private_key} (keep on the host that writes the log) and {public_key}")
 
 
@@ -116,6 +113,8 @@ def keygen_cmd(private_key: str, public_key: str) -> None:
 @_copy_opt
 def init_cmd(directory: str, key_out: str, sign_key: str | None, copy_to: tuple[str, ...]) -> None:
     """Create a new audit log in DIRECTORY (made 0700) and write its initial key."""
+    from secpolicy.auditlog.log import AuditLog
+
     if os.path.exists(key_out):
         raise InputError("already exists; refusing to overwrite a key", key_out)
     log, key = AuditLog.create(directory, _options(sign_key, 1000, copy_to, "always"))
@@ -127,6 +126,8 @@ def init_cmd(directory: str, key_out: str, sign_key: str | None, copy_to: tuple[
 
 
 def _audit_records(paths: Sequence[str]) -> Iterator[records.AuditRecord]:
+    from secpolicy.auditlog import records
+
     for path in paths:
         stream = sys.stdin if path == "-" else None
         try:
@@ -162,6 +163,8 @@ def _audit_records(paths: Sequence[str]) -> Iterator[records.AuditRecord]:
 def append_cmd(directory: str, inputs: tuple[str, ...], sign_key: str | None, copy_to: tuple[str, ...],
                checkpoint_every: int) -> None:
     """Append audit records or alerts (JSON lines; '-' for stdin) to the log, then seal it."""
+    from secpolicy.auditlog.log import AuditLog
+
     parsed = list(_audit_records(inputs))  # all input checked before the log is touched
     log = AuditLog.open(directory, _options(sign_key, checkpoint_every, copy_to, "checkpoint"))
     try:
@@ -178,6 +181,8 @@ def append_cmd(directory: str, inputs: tuple[str, ...], sign_key: str | None, co
 @_sign_opt
 def checkpoint_cmd(directory: str, out: str | None, sign_key: str | None) -> None:
     """Write a checkpoint now and print it (one JSON line to copy off the host)."""
+    from secpolicy.auditlog.log import AuditLog
+
     opts = _options(sign_key, 1000, (out,) if out else (), "checkpoint")
     log = AuditLog.open(directory, opts)
     try:
@@ -194,20 +199,42 @@ def checkpoint_cmd(directory: str, out: str | None, sign_key: str | None) -> Non
 @click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False),
               help="Checkpoints kept off the host (JSON lines); repeatable.")
 @click.option("--pubkey", type=click.Path(dir_okay=False), help="Ed25519 public key: checkpoint signatures must verify.")
+@click.option("--witness", type=click.Path(dir_okay=False),
+              help="Remember the verified tree head in FILE (best kept off the host); a later log that does not "
+                   "extend it fails.")
 @click.option("--open", "allow_open", is_flag=True,
               help="Accept a log without a final seal (a log that is still being written).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_cmd(files: tuple[str, ...], key_hex: str | None, key_file: str | None,
-               checkpoint_files: tuple[str, ...], pubkey: str | None, allow_open: bool, as_json: bool) -> None:
-    """Verify log FILES (or a log directory). Exit 0 only if intact; 5 names the first bad entry."""
+               checkpoint_files: tuple[str, ...], pubkey: str | None, witness: str | None, allow_open: bool,
+               as_json: bool) -> None:
+    """Verify log FILES (or a log directory). Exit 0 only if intact; 5 names the first bad entry.
+
+    Given a directory, the log is also checked against what the host remembers of it (the
+    writer's state, its list of checkpoints and the copies `log init` set up), so a log cut
+    back to an earlier seal fails."""
+    from secpolicy.auditlog.checkpoint import load_checkpoints, load_public_key
+    from secpolicy.auditlog.verify import Witness, log_files, read_host_state, verify_log
+
     key = _key(key_hex, key_file)
-    cps: list[Checkpoint] = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
-    if key is None and not cps:
+    cps = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
+    seen = Witness.load(witness) if witness else None
+    if key is None and not cps and seen is None:
         raise InputError("nothing to verify against: give the initial key (--key/--key-file) and/or "
-                         "off-host checkpoints (--checkpoint)")
-    report = verify_log(log_files(files), key, cps, load_public_key(pubkey) if pubkey else None, allow_open)
+                         "off-host checkpoints (--checkpoint) or a --witness file")
+    hosts = [read_host_state(Path(f)) for f in files if Path(f).is_dir()]
+    anchors = [a for h in hosts for a in h.anchors]
+    if seen is not None and (head := seen.anchor()) is not None:
+        anchors.append(head)
+    report = verify_log(log_files(files), key, cps, load_public_key(pubkey) if pubkey else None, allow_open,
+                        anchors)
+    if seen is not None:
+        seen.remember(report)
+    warnings = [w for h in hosts for w in h.warnings] + list(report.warnings)
     if as_json:
-        click.echo(json.dumps({"status": "intact", **report.to_dict()}, indent=2, sort_keys=True))
+        data = {"status": "intact", **report.to_dict(), "warnings": warnings,
+                "host_state": [x for h in hosts for x in h.held]}
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     checked = ["hash chain", "sequence", "epochs", "in-log checkpoints"]
     if report.macs_checked:
@@ -219,7 +246,9 @@ def verify_cmd(files: tuple[str, ...], key_hex: str | None, key_file: str | None
     click.echo(f"intact: {report.entries} entries ({report.records} records, {report.checkpoints} checkpoints, "
                f"{report.epochs} epochs), {'sealed' if report.sealed else 'open'}; root {report.root}")
     click.echo("checked: " + ", ".join(checked))
-    for warning in report.warnings:
+    if report.anchors:
+        click.echo("length checked against: " + ", ".join(report.anchors))
+    for warning in warnings:
         click.echo(f"warning: {warning}")
 
 
@@ -235,40 +264,100 @@ def _log_id(lines: list[bytes]) -> str:
         return ""
 
 
+def _in_log_checkpoints(lines: list[bytes]) -> dict[int, Checkpoint]:
+    """The checkpoints written into the log, by tree size."""
+    from secpolicy.auditlog.checkpoint import Checkpoint
+
+    out: dict[int, Checkpoint] = {}
+    for line in lines:
+        if b'"kind":"checkpoint"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+            if entry.get("kind") == "checkpoint":
+                cp = Checkpoint.from_dict(entry["body"])
+                out[cp.tree_size] = cp
+        except (ValueError, KeyError, TypeError, InputError):
+            continue
+    return out
+
+
+def _anchored_size(cps: dict[int, Checkpoint], given: int | None, above: int, what: str) -> int:
+    """The tree size to prove against: the latest checkpoint (or the one asked for)."""
+    if given is not None:
+        return given
+    sizes = [s for s in cps if s > above]
+    if not sizes:
+        latest = max(cps, default=0)
+        raise InputError(f"{what} comes after the latest checkpoint (tree size {latest}): write one with "
+                         f"`secpolicy log checkpoint DIR`, or give --tree-size/--new for a proof no checkpoint "
+                         f"anchors")
+    return max(sizes)
+
+
+def _carried(cps: dict[int, Checkpoint], size: int, root: bytes, path: str) -> dict[str, Any] | None:
+    """The log's own checkpoint of `size`, which must agree with the entries it covers."""
+    cp = cps.get(size)
+    if cp is None:
+        return None
+    if cp.root != root.hex():
+        raise IntegrityError(f"{path}: the first {size} entries do not match the log's checkpoint of {cp.ts} "
+                             f"(seq {size}): entries were edited; no proof is made from them")
+    return cp.to_dict()
+
+
 @prove_group.command(name="inclusion")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--seq", required=True, type=click.IntRange(0), help="Sequence number of the entry.")
-@click.option("--tree-size", type=click.IntRange(1), help="Tree size to prove against (default: all entries).")
+@click.option("--tree-size", type=click.IntRange(1),
+              help="Tree size to prove against (default: the latest checkpoint, which the proof carries).")
 def prove_inclusion_cmd(files: tuple[str, ...], seq: int, tree_size: int | None) -> None:
-    """Prove that entry SEQ is in the tree of the first TREE-SIZE entries."""
-    leaves, lines = read_leaves(log_files(files))
-    size = tree_size or len(leaves)
+    """Prove that entry SEQ is in the tree of the latest checkpoint (or of TREE-SIZE entries)."""
+    from secpolicy.auditlog.merkle import inclusion_proof, root_of
+    from secpolicy.auditlog.verify import log_files, read_leaves
+
+
+    paths = log_files(files)
+    leaves, lines = read_leaves(paths)
+    cps = _in_log_checkpoints(lines)
+    size = _anchored_size(cps, tree_size, seq, f"entry {seq}")
     if size > len(leaves):
         raise InputError(f"--tree-size {size} exceeds the {len(leaves)} entries in the log")
     if seq >= size:
         raise InputError(f"--seq {seq} is not below the tree size {size}")
+    root = root_of(leaves[:size])
     proof = inclusion_proof(leaves[:size], seq)
     click.echo(json.dumps({
         "type": "inclusion", "log_id": _log_id(lines), "leaf_index": seq, "tree_size": size,
         "entry": lines[seq].decode("utf-8"), "leaf_hash": leaves[seq].hex(),
-        "root": root_of(leaves[:size]).hex(), "path": [p.hex() for p in proof],
+        "root": root.hex(), "path": [p.hex() for p in proof],
+        "checkpoint": _carried(cps, size, root, str(paths[0])),
     }, indent=2))
 
 
 @prove_group.command(name="consistency")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--old", "old_size", required=True, type=click.IntRange(1), help="Older tree size.")
-@click.option("--new", "new_size", type=click.IntRange(1), help="Newer tree size (default: all entries).")
+@click.option("--new", "new_size", type=click.IntRange(1), help="Newer tree size (default: the latest checkpoint).")
 def prove_consistency_cmd(files: tuple[str, ...], old_size: int, new_size: int | None) -> None:
-    """Prove that the first OLD entries are a prefix of the first NEW entries."""
-    leaves, lines = read_leaves(log_files(files))
-    size = new_size or len(leaves)
+    """Prove that the first OLD entries are a prefix of the latest checkpoint's (or of NEW)."""
+    from secpolicy.auditlog.merkle import consistency_proof, root_of
+    from secpolicy.auditlog.verify import log_files, read_leaves
+
+
+    paths = log_files(files)
+    leaves, lines = read_leaves(paths)
+    cps = _in_log_checkpoints(lines)
+    size = _anchored_size(cps, new_size, old_size - 1, f"tree size {old_size}")
     if size > len(leaves) or old_size > size:
         raise InputError(f"need --old <= --new <= {len(leaves)} (the entries in the log)")
+    old_root, new_root = root_of(leaves[:old_size]), root_of(leaves[:size])
     click.echo(json.dumps({
         "type": "consistency", "log_id": _log_id(lines), "old_size": old_size, "new_size": size,
-        "old_root": root_of(leaves[:old_size]).hex(), "new_root": root_of(leaves[:size]).hex(),
+        "old_root": old_root.hex(), "new_root": new_root.hex(),
         "proof": [p.hex() for p in consistency_proof(leaves[:size], old_size)],
+        "old_checkpoint": _carried(cps, old_size, old_root, str(paths[0])),
+        "new_checkpoint": _carried(cps, size, new_root, str(paths[0])),
     }, indent=2))
 
 
@@ -282,13 +371,70 @@ def _hex(value: Any, what: str) -> bytes:
     return out
 
 
+class _Anchors:
+    """What a proof's roots may be anchored by: off-host checkpoints, the checkpoints a proof
+    carries when --pubkey verifies their signature, and a witness's remembered head."""
+
+    def __init__(self, proof_file: str, checkpoints: list[Checkpoint], pub: Any, witness: Any) -> None:
+        self.proof_file = proof_file
+        self.by_size: dict[int, tuple[Checkpoint | None, str]] = {
+            cp.tree_size: (cp, "the off-host checkpoint") for cp in checkpoints}
+        self.pub = pub
+        self.witness = witness
+        self.lines: list[str] = []
+        self.missing: list[str] = []
+
+    def check(self, size: int, root: bytes, what: str, carried: Any) -> None:
+        from secpolicy.auditlog.checkpoint import Checkpoint
+
+        if carried is not None:
+            cp = Checkpoint.from_dict(carried)
+            if cp.tree_size != size or cp.root != root.hex():
+                raise IntegrityError(f"{self.proof_file}: the {what} root is not the root of the checkpoint the proof "
+                                     f"carries (tree size {cp.tree_size}): the proof was made from an edited log")
+            if self.pub is not None:
+                cp.verify_signature(self.pub)
+                self.by_size.setdefault(size, (cp, "the signed checkpoint the proof carries"))
+        held = self.by_size.get(size)
+        w = self.witness
+        if held is None and w is not None and w.tree_size == size and w.root is not None:
+            held = (None, f"the head remembered in {w.path}")
+            if w.root != root.hex():
+                raise IntegrityError(f"{self.proof_file}: the {what} root differs from the head remembered in "
+                                     f"{w.path} (tree size {size})")
+        if held is None:
+            self.missing.append(f"{what} root (tree size {size})")
+            return
+        trusted, source = held
+        if trusted is not None and trusted.root != root.hex():
+            raise IntegrityError(f"{self.proof_file}: the {what} root differs from {source} of {trusted.ts} "
+                                 f"(tree size {size})")
+        self.lines.append(f"{what} root matches {source}" + (f" of {trusted.ts}" if trusted is not None else ""))
+
+
 @prove_group.command(name="check")
 @click.argument("proof_file", type=click.Path(dir_okay=False))
 @click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False),
               help="Trusted checkpoints: the proof's roots must match the ones of the same size.")
-@click.option("--pubkey", type=click.Path(dir_okay=False), help="Ed25519 public key the checkpoints must be signed with.")
-def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: str | None) -> None:
-    """Verify a proof written by `log prove` (exit 5 if it does not hold)."""
+@click.option("--pubkey", type=click.Path(dir_okay=False),
+              help="Ed25519 public key: checkpoints given or carried by the proof must be signed with it.")
+@click.option("--witness", type=click.Path(dir_okay=False),
+              help="Witness file of `log verify --witness`: a consistency proof's old root must be its head, "
+                   "which then moves on to the proof's new, anchored head.")
+@click.option("--unanchored", is_flag=True,
+              help="Accept roots that no trusted checkpoint anchors (the proof then only shows internal consistency).")
+def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: str | None, witness: str | None,
+                    unanchored: bool) -> None:
+    """Verify a proof written by `log prove` (exit 5 if it does not hold or is not anchored)."""
+    from secpolicy.auditlog.checkpoint import load_checkpoints, load_public_key
+    from secpolicy.auditlog.merkle import (
+        ProofError,
+        leaf_hash,
+        verify_consistency,
+        verify_inclusion,
+    )
+    from secpolicy.auditlog.verify import Witness
+
     try:
         proof = json.loads(Path(proof_file).read_text(encoding="utf-8"))
         kind = proof["type"]
@@ -297,22 +443,12 @@ def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: 
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError("not a proof written by `secpolicy log prove`", proof_file) from exc
     cps = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
-    if pubkey:
-        pub = load_public_key(pubkey)
+    pub = load_public_key(pubkey) if pubkey else None
+    if pub is not None:
         for cp in cps:
             cp.verify_signature(pub)
-    by_size = {cp.tree_size: cp for cp in cps}
-    anchored: list[str] = []
-
-    def anchor(size: int, root: bytes, what: str) -> None:
-        cp = by_size.get(size)
-        if cp is None:
-            return
-        if cp.root != root.hex():
-            raise IntegrityError(f"{proof_file}: the {what} root differs from the checkpoint of {cp.ts} "
-                                 f"(tree size {size})")
-        anchored.append(f"{what} root matches the checkpoint of {cp.ts}")
-
+    seen = Witness.load(witness) if witness else None
+    anchors = _Anchors(proof_file, cps, pub, seen)
     try:
         if kind == "inclusion":
             leaf = _hex(proof["leaf_hash"], "leaf_hash")
@@ -321,27 +457,50 @@ def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: 
             root = _hex(proof["root"], "root")
             verify_inclusion(leaf, int(proof["leaf_index"]), int(proof["tree_size"]),
                              [_hex(p, "path") for p in proof["path"]], root)
-            anchor(int(proof["tree_size"]), root, "tree")
-            click.echo(f"inclusion proof holds: entry {proof['leaf_index']} is in the tree of "
-                       f"{proof['tree_size']} entries")
+            anchors.check(int(proof["tree_size"]), root, "tree", proof.get("checkpoint"))
+            held = (f"inclusion proof holds: entry {proof['leaf_index']} is in the tree of "
+                    f"{proof['tree_size']} entries")
         elif kind == "consistency":
             old_root, new_root = _hex(proof["old_root"], "old_root"), _hex(proof["new_root"], "new_root")
             verify_consistency(int(proof["old_size"]), int(proof["new_size"]), old_root, new_root,
                                [_hex(p, "proof") for p in proof["proof"]])
-            anchor(int(proof["old_size"]), old_root, "old")
-            anchor(int(proof["new_size"]), new_root, "new")
-            click.echo(f"consistency proof holds: the first {proof['old_size']} entries are a prefix of the "
-                       f"first {proof['new_size']}")
+            anchors.check(int(proof["old_size"]), old_root, "old", proof.get("old_checkpoint"))
+            anchors.check(int(proof["new_size"]), new_root, "new", proof.get("new_checkpoint"))
+            held = (f"consistency proof holds: the first {proof['old_size']} entries are a prefix of the "
+                    f"first {proof['new_size']}")
         else:
             raise InputError(f"unknown proof type {kind!r}", proof_file)
     except ProofError as exc:
         raise IntegrityError(f"{proof_file}: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"proof is missing or mistypes a field: {exc}", proof_file) from exc
-    for line in anchored:
+    if anchors.missing and not unanchored:
+        raise IntegrityError(f"{proof_file}: the proof holds but is not anchored: no trusted checkpoint for the "
+                             f"{' and the '.join(anchors.missing)}; give --checkpoint FILE kept off the host, or "
+                             f"--pubkey for the checkpoint the proof carries (--unanchored accepts it as it is)")
+    click.echo(held)
+    for line in anchors.lines:
         click.echo(line)
-    if not anchored:
-        click.echo("note: no checkpoint of a matching size was given; the roots are not anchored")
+    for what in anchors.missing:
+        click.echo(f"warning: {what} is not anchored (--unanchored): the proof shows only that its hashes agree")
+    if seen is not None and kind == "consistency" and not anchors.missing and seen.advance(str(proof.get("log_id", "")), int(proof["new_size"]), str(proof["new_root"])):
+        click.echo(f"witness {seen.path} now remembers tree size {seen.tree_size}")
+
+
+_strict_opt = click.option("--strict", is_flag=True, help="Exit 2 when any input line was malformed (after "
+                                                               "using the rest).")
+
+
+def _bad_lines(reader: Any, strict: bool) -> None:
+    """Name the malformed input lines that were skipped; with --strict, exit 2 for them."""
+    for where in reader.bad_where:
+        click.echo(f"secpolicy: skipped {where}", err=True)
+    if reader.bad > len(reader.bad_where):
+        click.echo(f"secpolicy: ... {reader.bad - len(reader.bad_where)} more malformed lines skipped", err=True)
+    if reader.bad:
+        click.echo(f"secpolicy: {reader.bad} malformed input line(s) skipped", err=True)
+        if strict:
+            sys.exit(EXIT_INVALID_INPUT)
 
 
 # -- timeline ------------------------------------------------------------------------------
@@ -355,6 +514,8 @@ def _source_options(f: Any) -> Any:
 
 
 def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
+    from secpolicy.auditlog.store import EventStore
+
     if bool(db) == bool(replay):
         raise InputError("give either --db or --replay")
     return EventStore(db, create=False) if db else None
@@ -370,17 +531,33 @@ def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
 @click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@_strict_opt
 def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, until: str | None,
                  user: str | None, type_: str | None, rule: str | None, limit: int, fmt: str,
-                 output: str | None) -> None:
+                 output: str | None, strict: bool) -> None:
     """Forensic timeline: what happened (who, what, on what, with what result), with chains."""
+    outfile.check_writable(output)
+    from secpolicy.auditlog.timeline import (
+        TimelineQuery,
+        build_timeline,
+        read_replay,
+        render_html,
+        render_table,
+    )
     query = TimelineQuery(since=since, until=until, user=user, type=type_, rule=rule, limit=limit)
     store = _open_store(db, replay)
+    reader = read_replay(replay) if replay else None
     try:
-        timeline = build_timeline(query, store=store, replay=read_replay(replay) if replay else None)
+        timeline = build_timeline(query, store=store, replay=reader)
     finally:
         if store is not None:
             store.close()
+    _show_timeline(timeline, fmt, output, render_html, render_table)
+    if reader is not None:
+        _bad_lines(reader, strict)
+
+
+def _show_timeline(timeline: Any, fmt: str, output: str | None, render_html: Any, render_table: Any) -> None:
     if fmt == "json":
         text = json.dumps(timeline.to_dict(), indent=2) + "\n"
     elif fmt == "html":
@@ -396,7 +573,7 @@ def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, unt
             console.print(*render_table(timeline))
         text = console.export_text()
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        outfile.write_text(output, text)
     else:
         click.echo(text, nl=False)
 
@@ -418,6 +595,7 @@ def dashboard_cmd(db: str, results: str | None, once: bool, refresh: float, now_
     from rich.live import Live
 
     from secpolicy.auditlog.dashboard import collect, render
+    from secpolicy.auditlog.store import EventStore, normalize_ts
 
     now = None
     if now_text:
@@ -449,6 +627,9 @@ def anomaly_group() -> None:
 
 def _items(db: str | None, replay: Sequence[str], since: str | None, until: str | None,
            alerts: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    from secpolicy.auditlog.store import normalize_ts
+    from secpolicy.auditlog.timeline import read_replay
+
     store = _open_store(db, replay)
     if store is not None:
         try:
@@ -462,13 +643,15 @@ def _items(db: str | None, replay: Sequence[str], since: str | None, until: str 
     lo = normalize_ts(since) if since else None
     hi = normalize_ts(until) if until else None
     items = []
-    for kind, obj in read_replay(replay):
+    reader = read_replay(replay)
+    for kind, obj in reader:
         if kind == "alert" and not alerts:
             continue
         ts = normalize_ts(obj.get("ts") or (obj.get("event") or {}).get("ts"))
         if (lo is None or ts >= lo) and (hi is None or ts < hi):
             items.append((ts, kind, obj))
     items.sort(key=lambda t: t[0])
+    _bad_lines(reader, False)
     for _, kind, obj in items:
         yield kind, obj
 
@@ -482,6 +665,8 @@ def _items(db: str | None, replay: Sequence[str], since: str | None, until: str 
 def anomaly_learn_cmd(db: str | None, replay: tuple[str, ...], since: str | None, until: str | None,
                       interval: int, out: str) -> None:
     """Learn event rates per type and interval from a quiet period."""
+    from secpolicy.auditlog.anomaly import learn_baseline
+
     baseline = learn_baseline((e for _, e in _items(db, replay, since, until, alerts=False)), interval)
     baseline.save(out)
     click.echo(f"baseline of {len(baseline.types)} event types over {baseline.buckets} intervals of "
@@ -495,16 +680,19 @@ def anomaly_learn_cmd(db: str | None, replay: tuple[str, ...], since: str | None
 @click.option("--until")
 @click.option("--k", default=3.0, show_default=True, type=float, help="Alert above k times the baseline rate.")
 @click.option("--min-count", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="json", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False))
 def anomaly_detect_cmd(db: str | None, replay: tuple[str, ...], baseline_path: str, since: str | None,
                        until: str | None, k: float, min_count: int, fmt: str, output: str | None) -> None:
     """Print anomaly alerts (one per line); exit 1 when there is any."""
+    from secpolicy.auditlog.anomaly import Baseline, Detector, DetectorSettings
+    from secpolicy.auditlog.sinks.formats import format_alert
+
     detector = Detector(Baseline.load(baseline_path), DetectorSettings(k=k, min_count=min_count))
     alerts = list(detector.run(_items(db, replay, since, until, alerts=True)))
     text = "".join(format_alert(a, fmt) + "\n" for a in alerts)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        outfile.write_text(output, text)
     else:
         click.echo(text, nl=False)
     if alerts:
@@ -522,27 +710,63 @@ def store_group() -> None:
 @store_group.command(name="ingest")
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--batch", default=5000, show_default=True, type=click.IntRange(1))
-def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int) -> None:
-    """Store events and alerts from JSON-lines files (a line with rule_id is an alert)."""
+@click.option("--batch", default=50_000, show_default=True, type=click.IntRange(1), help="Rows per transaction.")
+@_strict_opt
+def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int, strict: bool) -> None:
+    """Store events and alerts from JSON-lines files (a line with rule_id is an alert).
+
+    A malformed line is skipped and reported with its file and line; the rest is stored."""
+    from secpolicy.auditlog.store import EventStore, JsonLines
+
+    reader = JsonLines(files)
     store = EventStore(db)
     try:
-        events: list[dict[str, Any]] = []
-        alerts: list[dict[str, Any]] = []
-        n_events = n_alerts = 0
-        for kind, obj in read_replay(files):
-            (events if kind == "event" else alerts).append(obj)
-            if len(events) >= batch:
-                n_events += store.add_events(events, batch)
-                events = []
-            if len(alerts) >= batch:
-                n_alerts += store.add_alerts(alerts, batch)
-                alerts = []
-        n_events += store.add_events(events, batch)
-        n_alerts += store.add_alerts(alerts, batch)
+        n_events, n_alerts = store.ingest(reader.rows(), batch)
     finally:
         store.close()
     click.echo(f"stored {n_events} events and {n_alerts} alerts in {db}")
+    _bad_lines(reader, strict)
+
+
+@store_group.command(name="export")
+@click.argument("db", type=click.Path(dir_okay=False, exists=True))
+@click.option("--format", "fmt", type=click.Choice(["ocsf"]), default="ocsf", show_default=True)
+@click.option("--since", help="Start (inclusive), ISO 8601 with a time zone.")
+@click.option("--until", help="End (exclusive), ISO 8601 with a time zone.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+def store_export_cmd(db: str, fmt: str, since: str | None, until: str | None, output: str | None) -> None:
+    """Stored events and alerts as OCSF 1.3.0 JSON lines: exec events as Process Activity,
+    alerts as Detection Findings. Other event types have no OCSF mapping here yet: they are
+    counted on stderr, not written."""
+    from secpolicy.auditlog.sinks.formats import to_ocsf, to_ocsf_process_activity
+    from secpolicy.auditlog.store import EventStore
+    from secpolicy.auditlog.store import normalize_ts as normalize
+
+    store = EventStore(db, create=False)
+    skipped: dict[str, int] = {}
+    n = 0
+    try:
+        out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115 - closed below
+        try:
+            for event in store.events(since, until, type="exec"):
+                out.write(json.dumps(to_ocsf_process_activity(event), sort_keys=True) + "\n")
+                n += 1
+            for alert in store.alerts(since, until):
+                out.write(json.dumps(to_ocsf(alert), sort_keys=True) + "\n")
+                n += 1
+            for kind, count in store.conn.execute(
+                    "SELECT type, COUNT(*) FROM events WHERE type != 'exec'" + (" AND ts >= ?" if since else "")
+                    + (" AND ts < ?" if until else "") + " GROUP BY type",
+                    [normalize(t) for t in (since, until) if t]):
+                skipped[kind] = count
+        finally:
+            if output:
+                out.close()
+    finally:
+        store.close()
+    click.echo(f"secpolicy: {n} OCSF events written" + (
+        "; not mapped to OCSF: " + ", ".join(f"{c} {k}" for k, c in sorted(skipped.items())) if skipped else ""),
+        err=True)
 
 
 @store_group.command(name="prune")
@@ -551,6 +775,8 @@ def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int) -> None:
 @click.option("--max-events", type=click.IntRange(1), help="Keep at most this many events.")
 def store_prune_cmd(db: str, days: float | None, max_events: int | None) -> None:
     """Apply retention: delete old events and alerts."""
+    from secpolicy.auditlog.store import EventStore, Retention
+
     if days is None and max_events is None:
         raise InputError("give --days and/or --max-events")
     store = EventStore(db, Retention(days=days, max_events=max_events), create=False)

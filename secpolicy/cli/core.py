@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from secpolicy import engine
-from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError
+from secpolicy import engine, outfile
+from secpolicy.cli import progress
+from secpolicy.cli.choices import StrictChoice, unknown_name
+from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError, LocatedError
 from secpolicy.facts import builtin_registry
 from secpolicy.facts.base import FactRegistry
-from secpolicy.models import Severity
-from secpolicy.policy import PolicySet, load_policies
+from secpolicy.models import Severity, Status, deciding_lines
+from secpolicy.policy import PolicyErrors, PolicySet, load_policies
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import WaiverSet, load_waivers
 from secpolicy.resources import load_schema, policies_dir, schema_path
+from secpolicy.resultsfile import read_json_file, results_bytes, sha256_hex
 
-__all__ = ["COMMANDS", "load", "open_output", "registry"]
+__all__ = ["COMMANDS", "FAIL_ON", "SCAN_FORMATS", "load", "registry"]
 
 SEVERITIES = [s.value for s in Severity]
+# `table` and `json` are the scan's own; the rest are the report formats (secpolicy.reports
+# is imported only when one is asked for: WeasyPrint is slow to import).
+SCAN_FORMATS = ("table", "json", "html", "pdf", "sarif", "junit", "csv", "ocsf")
+FAIL_ON = (*SEVERITIES, "new")
+REPORT_DIR_FILES = {"results.json": "json", "report.html": "html", "report.pdf": "pdf"}
 
 
 def registry() -> FactRegistry:
@@ -56,15 +64,6 @@ def load(policy_paths: Sequence[str], reg: FactRegistry | None = None) -> Policy
     return load_policies(paths, reg or registry(), cache_dir=_cache_dir())
 
 
-def open_output(path: str | None) -> IO[str]:
-    if path in (None, "-"):
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot write: {e.strerror}", path) from None
-
-
 policy_option = click.option(
     "--policy",
     "-p",
@@ -84,69 +83,202 @@ _STATUS_STYLE = {
     "waived": "yellow",
     "skipped": "dim",
 }
+_SHOWN_ORDER = {"error": 0, "fail": 1, "waived": 2}
 
 
-def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> None:
-    scan = results["scan"]
-    summary = results["summary"]
-    console.print(
-        f"[bold]secpolicy scan[/bold] of {scan['host']} (root {scan['root']}), "
-        f"{len(scan['policies'])} policies, {summary['total']} rules"
-    )
+def _shown(results: dict[str, Any], verbose: bool) -> list[dict[str, Any]]:
     shown = [r for r in results["results"] if verbose or r["status"] in ("fail", "error", "waived")]
-    if shown:
-        t = Table(show_lines=False, header_style="bold")
-        t.add_column("status")
-        t.add_column("severity")
-        t.add_column("rule")
-        t.add_column("evidence", overflow="fold")
-        order = {"error": 0, "fail": 1, "waived": 2}
-        shown.sort(key=lambda r: (order.get(r["status"], 3), -SEVERITIES.index(r["severity"]), r["rule_id"]))
-        for r in shown:
-            ev = r["evidence"][0] if r["evidence"] else None
-            text = r.get("reason") or ""
-            if ev and r["status"] != "error":
-                text = ev["expression"]
-                if ev.get("expected") is not None:
-                    text += f"  expected {ev['expected']}, observed {ev['observed']}"
-                if ev.get("source"):
-                    text += f"  ({ev['source']})"
-            t.add_row(
-                f"[{_STATUS_STYLE[r['status']]}]{r['status']}[/]",
-                r["severity"],
-                f"{r['rule_id']}\n[dim]{r['title']}[/dim]",
-                text,
-            )
-        console.print(t)
+    shown.sort(key=lambda r: (_SHOWN_ORDER.get(r["status"], 3), -SEVERITIES.index(r["severity"]), r["rule_id"]))
+    return shown
+
+
+def _evidence_text(r: dict[str, Any]) -> str:
+    """The comparisons the verdict turned on (not a guard it got past); for an error, the
+    reason. A rule that does not apply says why in its evidence's message."""
+    if r["status"] == "error":
+        return r.get("reason") or ""
+    return "\n".join(deciding_lines(r["evidence"])) or (r.get("reason") or "")
+
+
+def _headline(results: dict[str, Any]) -> str:
+    scan, summary = results["scan"], results["summary"]
+    return (f"secpolicy scan of {scan['host']} (root {scan['root']}), "
+            f"{len(scan['policies'])} policies, {summary['total']} rules")
+
+
+def _summary_lines(results: dict[str, Any], verbose: bool) -> list[str]:
+    summary = results["summary"]
     counts = ", ".join(f"{v} {k}" for k, v in summary["by_status"].items() if v)
-    console.print(f"[bold]Summary:[/bold] {counts or 'no rules selected'}")
+    lines = [f"Summary: {counts or 'no rules selected'}"]
     for fw, e in summary["frameworks"].items():
         pct = "n/a" if e["compliance_pct"] is None else f"{e['compliance_pct']:.1f}%"
-        console.print(f"  {fw:<12} {pct:>7} compliant  ({e['pass']} pass, {e['fail']} fail, {e['error']} error, {e['waived']} waived)")
+        left_out = f"; {e['not_applicable']} not applicable left out" if e["not_applicable"] else ""
+        lines.append(f"  {fw:<12} {pct:>7} compliant  ({e['pass']} pass, {e['fail']} fail, {e['error']} error, "
+                     f"{e['waived']} waived{left_out})")
+    reg = results.get("regressions")
+    if reg is not None:
+        b = reg["baseline"]
+        lines.append(f"New failures relative to the baseline ({b['host']}, {b['started_at']}, scan {b['id']}): "
+                     f"{len(reg['new_failures'])}")
+        for c in reg["new_failures"]:
+            lines.append(f"  NEW {c['new_status']:<5} {c['severity']:<8} {c['rule_id']}  "
+                         f"({c['old_status'] or 'absent'} -> {c['new_status']})  {c['title']}")
+    return lines + _requirement_lines(results, verbose) + _tailoring_lines(results.get("tailoring"))
+
+
+_MARK = {"automated": "A", "partial": "P", "manual": "M", "undeclared": "?"}
+
+
+def _requirement_lines(results: dict[str, Any], verbose: bool) -> list[str]:
+    """Per framework requirement: counts, and the requirements not passing (all with -v)."""
+    reqs = results.get("requirements") or {}
+    if not reqs:
+        return []
+    lines = ["Requirements (a requirement fails if any of its rules fails; coverage A automated, P partial, M manual):"]
+    for fw, rows in reqs.items():
+        e = results["summary"]["frameworks"].get(fw, {})
+        counts = e.get("requirements_by_status") or {}
+        pct = e.get("requirements_compliance_pct")
+        text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+        lines.append(f"  {fw:<12} {'n/a' if pct is None else f'{pct:.1f}%':>7} of decided requirements pass  ({text})")
+        shown = rows if verbose else [r for r in rows if r["status"] in ("fail", "error")]
+        for r in shown:
+            n = sum(r["rules"][k] for k in ("pass", "fail", "error", "waived", "not_applicable"))
+            rules = f"{r['rules'].get(r['status'], 0)} of {n} rule(s) {r['status'].replace('_', ' ')}" if n else "no rule evaluated"
+            lines.append(f"    {r['status']:<14} {r['id']:<14} {_MARK.get(r['coverage'], '?')}  {rules}")
+    return lines
+
+
+def _tailoring_lines(t: dict[str, Any] | None) -> list[str]:
+    if not t:
+        return []
+    lines = [f"Tailoring: {t['id']} ({t['path']}, sha256 {t['sha256'][:12]}...)"]
+    if t.get("profile"):
+        lines.append(f"  profile {t['profile']}")
+    for v in t["vars"]:
+        lines.append(f"  var {v['name']} = {v['value']} (default {v['default']})")
+    for r in t["rules"]:
+        state = "enabled" if r["enabled"] else "disabled"
+        default = "enabled" if r["default_enabled"] else "disabled"
+        lines.append(f"  rule {r['rule_id']} {state} (default {default}): {r['reason']}")
+    return lines
+
+
+def _print_plain(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
+    """For pipes, files and NO_COLOR: no colour, no box drawing; one finding per line, its
+    evidence indented on the next, so `grep` and `awk` read it."""
+    out.write(_headline(results) + "\n")
+    for r in _shown(results, verbose):
+        out.write(f"{r['status']:<6} {r['severity']:<8} {r['rule_id']}  {r['title']}\n")
+        text = _evidence_text(r)
+        if text:
+            out.write(f"    {text}\n")
+    for line in _summary_lines(results, verbose):
+        out.write(line + "\n")
+
+
+def _print_table(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(file=out, soft_wrap=False)
+    scan = results["scan"]
+    console.print(f"[bold]secpolicy scan[/bold] of {escape(scan['host'])} (root {escape(scan['root'])}), "
+                  f"{len(scan['policies'])} policies, {results['summary']['total']} rules")
+    shown = _shown(results, verbose)
+    if shown:
+        t = Table(show_lines=False, header_style="bold")
+        for col in ("status", "severity", "rule"):
+            t.add_column(col)
+        t.add_column("evidence", overflow="fold")
+        for r in shown:
+            t.add_row(f"[{_STATUS_STYLE[r['status']]}]{r['status']}[/]", r["severity"],
+                      f"{escape(r['rule_id'])}\n[dim]{escape(r['title'])}[/dim]", escape(_evidence_text(r)))
+        console.print(t)
+    for i, line in enumerate(_summary_lines(results, verbose)):
+        console.print(escape(line) if i else f"[bold]Summary:[/bold]{escape(line[len('Summary:'):])}",
+                      highlight=False)
+
+
+def _check_paths(fmt: str, output: str | None, report_dir: str | None, root: str,
+                 fail_on: str, baseline: str | None) -> None:
+    """Every input and output path, before any work: a scan never runs only to fail at the end."""
+    if fail_on == "new" and not baseline:
+        raise InputError("--fail-on new needs --baseline OLD.json")
+    if not os.path.isdir(root):
+        raise InputError(f"--root {root}: not a directory")
+    outfile.check_writable(output)
+    if fmt == "pdf" and output in (None, "-") and sys.stdout.isatty():
+        raise InputError("refusing to write a PDF to a terminal; give --output FILE or redirect")
+    if report_dir:
+        outfile.check_directory(report_dir)
+        if os.path.isdir(report_dir):
+            for name in REPORT_DIR_FILES:
+                outfile.check_writable(os.path.join(report_dir, name))
+
+
+def _check_selection(ps: PolicySet, profile: str | None, standard: str | None, rule_ids: Sequence[str]) -> None:
+    """A filter that names nothing is a typo, not an empty (and so compliant) scan."""
+    if standard:
+        known = {fw for r in ps.rules for fw in r.references} | {p.standard for p in ps.policies if p.standard}
+        if standard not in known:
+            raise unknown_name("standard", standard, known)
+    if profile:
+        known = {p for r in ps.rules for p in r.profiles}
+        if profile not in known:
+            raise unknown_name("profile", profile, known)
+    ids = {r.id for r in ps.rules}
+    for rid in rule_ids:
+        if rid not in ids:
+            raise unknown_name("rule id", rid, ids)
+
+
+class _Baseline:
+    """The --baseline results, read and validated before the scan."""
+
+    def __init__(self, path: str) -> None:
+        from secpolicy.reports.diff import load_results
+
+        self.path = path
+        self.results = load_results(path)
+
+    def regressions(self, results: dict[str, Any]) -> dict[str, Any]:
+        from secpolicy.reports.diff import diff_results
+
+        d = diff_results(self.results, results)
+        scan = self.results["scan"]
+        return {
+            "baseline": {"id": scan["id"], "host": scan["host"], "started_at": scan["started_at"], "path": self.path},
+            "new_failures": [c.to_dict() for c in d.new_failures],
+        }
 
 
 @click.command()
 @policy_option
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False), help="Scan a mounted image or container root instead of this host.")
 @click.option("--waivers", type=click.Path(dir_okay=False), help="YAML file of waivers.")
+@click.option("--tailoring", type=click.Path(dir_okay=False), help="Tailoring file: var values, profile, rules enabled or disabled (`secpolicy schema tailoring`).")
 @click.option("--profile", help="Only rules of this profile (e.g. level1-server).")
 @click.option("--standard", help="Only rules serving this framework (cis, pci-dss, hipaa, soc2, ...).")
 @click.option("--rule", "rule_ids", multiple=True, metavar="ID", help="Only these rules (repeatable).")
-@click.option("--format", "fmt", default="table", show_default=True, help="table, json, or a report format (html, pdf, sarif, junit, csv, ocsf).")
+@click.option("--format", "fmt", default="table", show_default=True, type=StrictChoice(SCAN_FORMATS), help="Output format: the scan's table or results JSON, or a report format.")
 @click.option("--output", "-o", metavar="FILE", help="Write the output here instead of stdout.")
-@click.option("--fail-on", default="low", show_default=True, help="Lowest severity that fails the scan, or `new` (with --baseline).")
-@click.option("--baseline", type=click.Path(dir_okay=False), help="Results JSON of an earlier scan: with --fail-on new, only regressions fail.")
-@click.option("--report-dir", type=click.Path(file_okay=False), help="Also write results.json, report.html and report.pdf here.")
+@click.option("--fail-on", default="low", show_default=True, type=StrictChoice(FAIL_ON), help="Lowest severity that fails the scan, or `new` (with --baseline).")
+@click.option("--baseline", type=click.Path(dir_okay=False), help="Results JSON of an earlier scan: lists the new failures; with --fail-on new, only they fail.")
+@click.option("--report-dir", type=click.Path(file_okay=False), help="Also write results.json, report.html and report.pdf here (created 0700).")
 @click.option("--fim", "fim_dbs", multiple=True, metavar="NAME=DB", help="Baseline database behind fim(\"NAME\") (default /var/lib/secpolicy/fim/NAME.db).")
 @click.option("--fim-key-file", type=click.Path(dir_okay=False), help="Key of the FIM baselines (a file).")
 @click.option("--fim-key-env", metavar="VAR", help="Key of the FIM baselines (an environment variable).")
 @click.option("--monitor-summary", "monitor_summaries", multiple=True, type=click.Path(dir_okay=False), help="A `monitor --summary-json` file: its lost events become a finding.")
 @click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), help="Record the scan in this tamper-evident audit log (made by `secpolicy log init`).")
 @click.option("-v", "--verbose", is_flag=True, help="Show passing rules too.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no notes on stderr.")
 def scan(
     policies: tuple[str, ...],
     root: str,
     waivers: str | None,
+    tailoring: str | None,
     profile: str | None,
     standard: str | None,
     rule_ids: tuple[str, ...],
@@ -161,83 +293,123 @@ def scan(
     monitor_summaries: tuple[str, ...],
     audit_log: str | None,
     verbose: bool,
+    quiet: bool,
 ) -> None:
     """Scan this host (or --root) against policies and report findings with evidence."""
-    if fail_on != "new" and fail_on not in SEVERITIES:
-        raise InputError(f"--fail-on must be one of {', '.join(SEVERITIES)} or new, not {fail_on!r}")
-    if fail_on == "new" and not baseline:
-        raise InputError("--fail-on new needs --baseline OLD.json")
-    if not os.path.isdir(root):
-        raise InputError("--root: not a directory", root)
-    # The report stack (110 ms to import) only when a report format is asked for.
-    renderers = _report_renderers() if fmt not in ("table", "json") or report_dir else {}
-    if fmt not in ("table", "json") and fmt not in renderers:
-        raise InputError(f"--format must be table, json or one of {', '.join(sorted(renderers))}")
+    progress.set_quiet(quiet)
+    _check_paths(fmt, output, report_dir, root, fail_on, baseline)
+    base = _Baseline(baseline) if baseline else None
+    summaries = [(path, _read_json(path)) for path in monitor_summaries]
+    options = {"fim": _fim_options(fim_dbs, fim_key_file, fim_key_env)}
     reg = registry()
     ps = load(policies, reg)
     wset = load_waivers(Path(waivers)) if waivers else WaiverSet()
-    unknown = wset.unknown_rules(r.id for r in ps.rules)
+    unknown = wset.unknown_rule_errors(r.id for r in ps.rules)
     if unknown:
-        w = unknown[0]
-        raise InputError(f"waiver for unknown rule id {w.rule_id!r}", w.source)
-    known = {r.id for r in ps.rules}
-    for rid in rule_ids:
-        if rid not in known:
-            raise InputError(f"--rule: unknown rule id {rid!r}")
+        raise unknown[0]
+    _check_selection(ps, profile, standard, rule_ids)
+    tailored = _tailoring(tailoring, ps, profile)
     severity = Severity.LOW if fail_on == "new" else Severity(fail_on)
-    options = {"fim": _fim_options(fim_dbs, fim_key_file, fim_key_env)}
     scan_id = str(uuid.uuid4())
-    trail = _AuditTrail(audit_log, scan_id, ps, profile) if audit_log else None
+    trail = _AuditTrail(audit_log, scan_id, ps, profile, tailored) if audit_log else None
     try:
-        result = engine.scan(
-            ps, reg, root=root, waivers=wset, profile=profile, standard=standard,
-            rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options,
-        )
+        with progress.Progress("scan") as prog:
+            result = engine.scan(
+                ps, reg, root=root, waivers=wset, profile=profile, standard=standard,
+                rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options, tailoring=tailored,
+                progress=lambda done, total: prog.count(done, total, "rules"),
+            )
     except BaseException as e:
         if trail:
             trail.failed(e)
         raise
-    for path in monitor_summaries:
-        summary = _read_json(path)
+    for path, summary in summaries:
         result.findings.append(engine.lost_events_finding(summary, path))
         result.lost_events.extend(
             dict(w, source=path) for w in summary.get("loss_windows") or [] if isinstance(w, dict)
         )
-    if trail:
-        trail.finished(result)
     results = result.to_results()
-    if fmt == "table":
-        out = open_output(output)
-        _print_table(results, Console(file=out, soft_wrap=False, width=None if out.isatty() else 160), verbose)
-    elif fmt == "json":
-        with _closing(open_output(output)) as out:
-            json.dump(results, out, indent=2, sort_keys=False)
-            out.write("\n")
-    else:
-        _write_report(renderers, fmt, results, output)
+    if base is not None:
+        results["regressions"] = base.regressions(results)
+        _warn_other_host(base, results, quiet)
+    raw = results_bytes(results)
+    audit = trail.finished(result, sha256_hex(raw)) if trail else None
+    _emit(fmt, output, results, raw, audit, verbose)
     if report_dir:
-        os.makedirs(report_dir, exist_ok=True)
-        with open(os.path.join(report_dir, "results.json"), "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-        for name, f_ in (("html", "report.html"), ("pdf", "report.pdf")):
-            if name in renderers:
-                _write_report(renderers, name, results, os.path.join(report_dir, f_))
-        click.echo(f"reports written to {report_dir}", err=True)
+        _write_report_dir(report_dir, results, raw, audit)
+        if not quiet:
+            click.echo(f"reports written to {report_dir}", err=True)
+    if not quiet:
+        _non_root_banner(results)
     if fail_on == "new":
-        code = _regressions_exit(baseline, results)
+        code = EXIT_NONCOMPLIANT if results["regressions"]["new_failures"] else EXIT_OK
     else:
         code = engine.exit_code(result.findings, severity)
     sys.exit(code)
 
 
-def _read_json(path: str) -> dict[str, Any]:
+def _tailoring(path: str | None, ps: PolicySet, profile: str | None) -> Any:
+    if path is None:
+        return None
+    from secpolicy.policy.tailoring import load_tailoring
+
+    t = load_tailoring(Path(path), ps)
+    if profile and t.profile and profile != t.profile:
+        raise InputError(f"--profile {profile} contradicts the tailoring file's profile {t.profile!r}", path)
+    return t
+
+
+def _emit(fmt: str, output: str | None, results: dict[str, Any], raw: bytes, audit: Any, verbose: bool) -> None:
+    if fmt == "json":
+        outfile.write_bytes(output, raw)
+    elif fmt == "table":
+        with outfile.open_output(output) as out:
+            if progress.plain_output(out):
+                _print_plain(results, out, verbose)
+            else:
+                _print_table(results, out, verbose)
+    else:
+        _write_report(fmt, results, output, raw=raw, audit=audit)
+
+
+def _write_report_dir(report_dir: str, results: dict[str, Any], raw: bytes, audit: Any) -> None:
+    outfile.make_private_dir(report_dir)
+    for name, fmt in REPORT_DIR_FILES.items():
+        path = os.path.join(report_dir, name)
+        if fmt == "json":
+            outfile.write_bytes(path, raw)
+        else:
+            _write_report(fmt, results, path, raw=raw, audit=audit)
+
+
+def _warn_other_host(base: _Baseline, results: dict[str, Any], quiet: bool) -> None:
+    from secpolicy.reports.model import MixedHostsError, check_same_host
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror}", path) from None
-    except ValueError as e:
-        raise InputError(f"not JSON: {e}", path) from None
+        check_same_host([("the baseline", base.results), ("this scan", results)])
+    except MixedHostsError as e:
+        if not quiet:
+            click.echo(f"secpolicy: note: {e.message.split(': refusing')[0]}", err=True)
+
+
+# What a failed read or a refused system call says when privileges are missing.
+_PRIVILEGE_WORDS = ("permission denied", "operation not permitted", "needs root", "cap_sys_admin")
+
+
+def _non_root_banner(results: dict[str, Any]) -> None:
+    """As Lynis' NON-PRIVILEGED SCAN MODE: say so, and how many checks that cost."""
+    if os.geteuid() == 0:
+        return
+    blocked = [r["rule_id"] for r in results["results"]
+               if r["status"] == Status.ERROR.value and any(w in (r.get("reason") or "").lower() for w in _PRIVILEGE_WORDS)]
+    click.echo(
+        f"secpolicy: NON-PRIVILEGED SCAN MODE (uid {os.geteuid()}): {len(blocked)} rule(s) could not be "
+        "evaluated for lack of privileges (they are errors, never passes); run as root for a complete scan.",
+        err=True,
+    )
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    data, _ = read_json_file(path, "monitor summary")
     if not isinstance(data, dict):
         raise InputError("expected a JSON object", path)
     return data
@@ -260,79 +432,91 @@ def _fim_options(dbs: Sequence[str], key_file: str | None, key_env: str | None) 
 
 
 class _AuditTrail:
-    """Scan start, the policies loaded, every finding and the scan's end, in the audit log."""
+    """Scan start, the policies loaded, every finding and the scan's end (with the SHA-256 of
+    the results), in the audit log. A log that cannot be written (full disk) is exit 2."""
 
-    def __init__(self, directory: str, scan_id: str, ps: PolicySet, profile: str | None) -> None:
+    def __init__(self, directory: str, scan_id: str, ps: PolicySet, profile: str | None, tailoring: Any = None) -> None:
         from secpolicy.auditlog.trail import AuditTrail
 
-        self.trail = AuditTrail.open(directory, "scanner", scan_id)
-        self.trail.started(profile, [p.id for p in ps.policies])
-        for p in ps.policies:
-            self.trail.config_loaded(p.path, p.sha256)
+        self.directory = directory
+        self.scan_id = scan_id
+        with self._writing():
+            self.trail = AuditTrail.open(directory, "scanner", scan_id)
+            self.trail.started(profile or (tailoring.profile if tailoring else None), [p.id for p in ps.policies])
+            for p in ps.policies:
+                self.trail.config_loaded(p.path, p.sha256)
+            if tailoring is not None:
+                self.trail.config_loaded(tailoring.path, tailoring.sha256)
 
-    def finished(self, result: engine.ScanResult) -> None:
-        for f in result.findings:
-            self.trail.finding(f)
-        self.trail.finished(result.summary()["by_status"])
-        self.trail.close()
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise outfile.OutputError(f"audit log {self.directory}", outfile.describe(exc)) from None
+
+    def finished(self, result: engine.ScanResult, results_sha256: str) -> Any:
+        """Returns the AuditRef of the record holding the results' SHA-256."""
+        from secpolicy.auditlog import records
+        from secpolicy.reports.model import AuditRef
+
+        with self._writing():
+            for f in result.findings:
+                self.trail.finding(f)
+            rec = records.scan_finished(self.scan_id, result.summary()["by_status"])
+            rec = dataclasses.replace(rec, details={**rec.details, "results_sha256": results_sha256})
+            seq = self.trail.record(rec)
+            self.trail.close()
+        return AuditRef(scan_id=self.scan_id, seq=seq, log=self.directory)
 
     def failed(self, e: BaseException) -> None:
-        self.trail.failure(f"{type(e).__name__}: {e}")
-        self.trail.finished({}, error=f"{type(e).__name__}: {e}")
-        self.trail.close()
+        try:
+            with self._writing():
+                self.trail.failure(f"{type(e).__name__}: {e}")
+                self.trail.finished({}, error=f"{type(e).__name__}: {e}")
+                self.trail.close()
+        except outfile.OutputError:
+            pass  # the scan's own error is the one to report
 
 
-class _closing:
-    def __init__(self, f: IO[str]) -> None:
-        self.f = f
+def _write_report(fmt: str, results: dict[str, Any], output: str | None, *, raw: bytes, audit: Any) -> None:
+    from secpolicy.reports import render_results  # imported on use: WeasyPrint is slow to import
 
-    def __enter__(self) -> IO[str]:
-        return self.f
-
-    def __exit__(self, *exc: object) -> None:
-        if self.f is not sys.stdout:
-            self.f.close()
-
-
-def _report_renderers() -> dict[str, Any]:
-    from secpolicy.reports import RENDERERS  # imported on use: WeasyPrint is slow to import
-
-    return dict(RENDERERS)
-
-
-def _write_report(renderers: dict[str, Any], fmt: str, results: dict[str, Any], output: str | None) -> None:
-    from secpolicy.reports import render_results
-
-    render_results(results, fmt, output)
-
-
-def _regressions_exit(baseline: str | None, results: dict[str, Any]) -> int:
-    from secpolicy.reports.diff import diff_results, load_results
-
-    assert baseline is not None
-    d = diff_results(load_results(baseline), results)
-    return EXIT_NONCOMPLIANT if d.new_failures else EXIT_OK
+    with progress.pdf_progress("PDF report") if fmt == "pdf" else contextlib.nullcontext():
+        render_results(results, fmt, output, raw=raw, audit=audit)
 
 
 # lint ------------------------------------------------------------------------------------
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--waivers", type=click.Path(dir_okay=False), help="Also check a waiver file against the rules.")
-def lint(paths: tuple[str, ...], waivers: str | None) -> None:
+@click.option("--tailoring", type=click.Path(dir_okay=False), help="Also check a tailoring file against the rules and vars.")
+def lint(paths: tuple[str, ...], waivers: str | None, tailoring: str | None) -> None:
     """Validate policy files: schema, expressions, types, references, coverage data."""
     ps = load(paths)
-    problems: list[str] = []
+    _tailoring(tailoring, ps, None)
+    problems: list[InputError] = []
     if waivers:
         wset = load_waivers(Path(waivers))
-        for w in wset.unknown_rules(r.id for r in ps.rules):
-            problems.append(f"{w.source}: waiver for unknown rule id {w.rule_id!r}")
+        problems.extend(wset.unknown_rule_errors(r.id for r in ps.rules))
+    read = {n for r in ps.rules for n in r.params}
+    for v in ps.vars.values():
+        if v.name not in read:
+            path, _, line = v.source.rpartition(":")
+            problems.append(LocatedError(f"var {v.name!r} is read by no rule", path, int(line))
+                            if line.isdigit() else InputError(f"var {v.name!r} is read by no rule", v.source))
     for fw, cov in compute_coverage(ps).items():
         for req in cov.unbacked:
-            problems.append(f"coverage: {fw} {req} is declared automated/partial but no rule references it")
+            problems.append(InputError(f"coverage: {fw} {req} is declared automated/partial but no rule references it"))
+    for w in ps.warnings:
+        click.echo(w.render(), err=True)
     if problems:
-        raise InputError("\n".join(problems))
+        raise PolicyErrors(problems)  # each rendered on its own, located ones as file:line:col
     n_rules = len(ps.rules)
-    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules)")
+    warned = f", {len(ps.warnings)} warning(s)" if ps.warnings else ""
+    n_vars = f", {len(ps.vars)} vars" if ps.vars else ""
+    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, "
+               f"{len(ps.event_rules)} event rules){n_vars}{warned}")
 
 
 # explain ---------------------------------------------------------------------------------
@@ -340,18 +524,20 @@ def lint(paths: tuple[str, ...], waivers: str | None) -> None:
 @click.argument("rule_id")
 @policy_option
 def explain(rule_id: str, policies: tuple[str, ...]) -> None:
-    """Show a rule, its compiled form, the facts or event fields it reads, and its index keys."""
+    """Show a rule, its compiled form, the facts or event fields it reads, and its index keys.
+
+    RULE_ID may be the id's leading part up to a `-` (`cis-5.1.20`) when one rule has it."""
     from secpolicy.dsl.explain import render_tree
 
     ps = load(policies)
-    rule = ps.rule(rule_id)
-    if rule is None:
-        raise InputError(f"unknown rule id {rule_id!r}")
+    rule = ps.rule(_resolve_rule_id(rule_id, [r.id for r in ps.rules]))
+    assert rule is not None
     click.echo(f"{rule.id}: {rule.title}")
     click.echo(f"  defined at  {rule.source} (policy {rule.policy_id})")
     click.echo(f"  severity    {rule.severity.value}")
     for fw, ids in rule.references.items():
         click.echo(f"  {fw:<11} {', '.join(ids)}")
+    _explain_applicability(rule)
     exprs = [("check", rule.check), ("when", rule.when)]
     if rule.sequence:
         exprs += [(f"step {i + 1}", s) for i, s in enumerate(rule.sequence.steps)]
@@ -372,6 +558,35 @@ def explain(rule_id: str, policies: tuple[str, ...]) -> None:
         click.echo(f"\nsequence: within {rule.sequence.within:g}s by {', '.join(rule.sequence.by) or '(all)'}")
     if rule.is_event_rule:
         _explain_event_rule(rule)
+
+
+def _resolve_rule_id(given: str, ids: Sequence[str]) -> str:
+    """The rule id itself, or the one rule whose id starts with it followed by `-` (rule ids
+    are `cis-5.1.20-sshd-permit-root-login`: `cis-5.1.20` names that rule and not
+    `cis-5.1.2...`). Anything else is exit 2 with the candidates."""
+    if given in ids:
+        return given
+    matches = [i for i in ids if i.startswith(given + "-")]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise InputError(f"rule id {given!r} is ambiguous: {', '.join(sorted(matches)[:20])}")
+    raise unknown_name("rule id", given, ids)
+def _explain_applicability(rule: Any) -> None:
+    if rule.applicable:
+        click.echo("\napplies only when (checked in order, before the check):")
+        for c in rule.applicable:
+            click.echo(f"  {' '.join(c.expr.text.split())}")
+            click.echo(f"    else not applicable: {c.reason}  [{c.scope}, {c.source}]")
+    if rule.params:
+        click.echo("\nvars read:")
+        for v in rule.params.values():
+            bounds = [f"{k} {x}" for k, x in v.to_dict().items() if k in ("min", "max")]
+            if v.choices is not None:
+                bounds.append("one of " + ", ".join(v.to_dict()["choices"]))
+            extra = f" ({'; '.join(bounds)})" if bounds else ""
+            click.echo(f"  {v.name}: {v.type_name} = {v.show(v.default)}{extra}  [{v.source}]")
+            click.echo(f"    {v.description}")
 
 
 def _explain_event_rule(rule: Any) -> None:
@@ -440,7 +655,7 @@ def _event_tests(rule: Any) -> list[Any]:
 
 # schema ----------------------------------------------------------------------------------
 @click.command()
-@click.argument("name", type=click.Choice(["policy", "results", "event", "alert", "fim"]))
+@click.argument("name", type=click.Choice(["policy", "results", "tailoring", "event", "alert", "fim"]))
 def schema(name: str) -> None:
     """Print a JSON Schema shipped with secpolicy."""
     if not schema_path(name).exists():

@@ -9,8 +9,10 @@ from typing import IO, Any
 
 import click
 
+from secpolicy import outfile
 from secpolicy.auditlog.outputs import Outputs, OutputStats
 from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_stats, output_options
+from secpolicy.cli.progress import file_read_progress
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_NONCOMPLIANT, InputError
 
 __all__ = ["COMMANDS", "format_summary", "replay_cmd"]
@@ -93,6 +95,7 @@ def replay_cmd(
 
     Alerts also go to --sink URIs, events and alerts to the --store, and the run (policies
     loaded, every alert, failures) to the --audit-log."""
+    outfile.check_writable(output)
     settings = OutputSettings.from_options(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit)
     if settings.stdout_sink and not output and not summary:
         raise InputError("--sink - and the alerts of replay would both go to stdout: give --output FILE "
@@ -159,10 +162,7 @@ def _replay(run: RunRecorder, files: tuple[str, ...], input_format: str, policie
     out: IO[str] | None
     close = False
     if output:
-        try:
-            out = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
-        except OSError as exc:
-            raise InputError(f"cannot write alerts: {exc.strerror}", output) from None
+        out = outfile.open_output(output)  # temp file renamed over OUTPUT when closed below
         close = True
     else:
         out = None if summary else sys.stdout
@@ -170,7 +170,8 @@ def _replay(run: RunRecorder, files: tuple[str, ...], input_format: str, policie
         outputs = run.start_outputs()
         if outputs is not None:
             engine = _Teed(engine, outputs)
-        result = replay(sources, engine, out, window=window)
+        with file_read_progress([str(f) for f in files]):
+            result = replay(sources, engine, out, window=window)
     finally:
         if close and out is not None:
             out.close()

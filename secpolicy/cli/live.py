@@ -7,11 +7,11 @@ import dataclasses
 import json
 import signal
 import sys
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from secpolicy import outfile
 from secpolicy.auditlog.outputs import OutputStats
 from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_stats, output_options
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME, InputError, SecpolicyError
@@ -27,10 +27,8 @@ def _open_write(path: str | None, what: str) -> IO[str] | None:
         return None
     if path == "-":
         return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write {what}: {exc.strerror}", path) from None
+    # Written in place so it can be followed while the monitor runs; 0600, no symlinks.
+    return outfile.open_output(path, stream=True)
 
 
 def format_monitor_summary(s: dict[str, Any]) -> str:
@@ -162,7 +160,7 @@ def monitor_cmd(
         if summary_json == "-":
             click.echo(text)
         else:
-            Path(summary_json).write_text(text + "\n", encoding="utf-8")
+            outfile.write_text(summary_json, text + "\n")
     if fim_failure is not None:
         raise fim_failure  # the baseline stopped verifying mid-run: exit 5 (3 if unusable)
     if fail_on_alert and summary["alerts"]:
@@ -233,7 +231,7 @@ def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None
     mon = Monitor(rules, engine, fim=fim, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
     alerts_out = _open_write(output, "alerts")
     events_out = _open_write(events_path, "events")
-    summary_out = _open_write(summary_json, "the summary") if summary_json != "-" else None
+    outfile.check_writable(summary_json)
     previous: dict[signal.Signals, Any] = {}
 
     def _stop(signum: int, frame: Any) -> None:
@@ -252,7 +250,7 @@ def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None
                    f"{len(mon.source.attached)} probes attached{watching}", err=True)
         if ready_file:
             try:
-                Path(ready_file).write_text("ready\n", encoding="utf-8")
+                outfile.write_text(ready_file, "ready\n")
             except OSError as exc:
                 raise InputError(f"cannot write the ready file: {exc.strerror}", ready_file) from None
         summary = mon.run(alerts_out, events_out, duration=duration,
@@ -261,7 +259,7 @@ def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for fh in (alerts_out, events_out, summary_out):
+        for fh in (alerts_out, events_out):
             if fh is not None and fh is not sys.stdout:
                 fh.close()
             elif fh is sys.stdout:

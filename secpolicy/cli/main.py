@@ -3,17 +3,21 @@ Only this package prints or exits; everything below raises `secpolicy.errors` ex
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
-import sys
-from typing import Any
+import signal
+from typing import Any, NoReturn
 
 import click
 
 from secpolicy import __version__
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, SecpolicyError
+from secpolicy.outfile import describe, reader_gone
 
-__all__ = ["cli", "main"]
+__all__ = ["EXIT_INTERRUPTED", "cli", "main"]
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 
 # Every command, explicitly, in one place: name -> "module:attribute". A command's module is
@@ -28,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "coverage": "secpolicy.cli.core:coverage",
     "report": "secpolicy.cli.reports:report",
     "diff": "secpolicy.cli.reports:diff",
+    "verify-report": "secpolicy.cli.reports:verify_report_cmd",
     "fim": "secpolicy.cli.fim:fim",
     "fleet": "secpolicy.cli.fleet:fleet_group",
     "replay": "secpolicy.cli.events:replay_cmd",
@@ -55,6 +60,16 @@ class _Group(click.Group):
         command: click.Command = getattr(importlib.import_module(module), attr)
         return command
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            from secpolicy.cli.choices import suggest
+
+            hint = suggest(name, COMMANDS)
+            ctx.fail(f"No such command {name!r} (commands: {', '.join(sorted(COMMANDS))})."
+                     + (f" Did you mean {hint!r}?" if hint else ""))
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -64,20 +79,43 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
-            click.echo("secpolicy: interrupted", err=True)
-            ctx.exit(130)
+            _interrupted()
         except BrokenPipeError:
-            # `secpolicy scan | head`: the reader went away; not an error of ours.
-            sys.stderr.close()
+            # `secpolicy explain X | head`: the reader went away; not an error of ours.
+            # (Commands whose exit code matters write through secpolicy.outfile, which keeps it.)
+            reader_gone()
             ctx.exit(0)
-        except Exception as e:  # last line of defence: say what broke, without a traceback
-            if os.environ.get("SECPOLICY_DEBUG"):
-                raise
-            click.echo(
-                f"secpolicy: internal error: {type(e).__name__}: {e} (set SECPOLICY_DEBUG=1 for a traceback)",
-                err=True,
-            )
+        except OSError as e:
+            if e.errno not in _DISK_ERRORS or os.environ.get("SECPOLICY_DEBUG"):
+                return _internal(ctx, e)
+            where = f" {e.filename}" if e.filename else ""
+            click.echo(f"secpolicy: cannot write{where} ({describe(e)})", err=True)
             ctx.exit(EXIT_RUNTIME)
+        except Exception as e:  # noqa: BLE001 - last line of defence: say what broke, without a traceback
+            return _internal(ctx, e)
+
+
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def _internal(ctx: click.Context, e: Exception) -> None:
+    if os.environ.get("SECPOLICY_DEBUG"):
+        raise e
+    click.echo(
+        f"secpolicy: internal error: {type(e).__name__}: {e} (set SECPOLICY_DEBUG=1 for a traceback)",
+        err=True,
+    )
+    ctx.exit(EXIT_RUNTIME)
+
+
+def _interrupted() -> NoReturn:
+    # A second Ctrl-C while this is printed must not show a traceback either.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        click.echo("\nsecpolicy: interrupted", err=True)
+    except OSError:
+        pass
+    raise SystemExit(EXIT_INTERRUPTED)
 
 
 def _located(e: SecpolicyError) -> bool:
@@ -87,7 +125,10 @@ def _located(e: SecpolicyError) -> bool:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="secpolicy")
-def cli() -> None:
+@click.option("--follow-symlinks", is_flag=True,
+              help="Let an output path that is a symbolic link be followed (the file it points to is replaced); refused by default.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr, for any command.")
+def cli(follow_symlinks: bool, quiet: bool) -> None:
     """secpolicy: policy-as-code compliance scanning and auditing for Linux.
 
     \b
@@ -97,14 +138,35 @@ def cli() -> None:
       2  invalid input: policy, waiver, config, options or data files
       3  runtime failure: the work could not be done
       4  compliant only because failures are waived (scan)
-      5  integrity failure: a baseline or audit log does not verify
+      5  integrity failure: a baseline, audit log or report signature does not verify
+    130  interrupted (Ctrl-C)
+
+    \b
+    Output files are written to a temporary file, fsynced and renamed: a failed write leaves
+    the previous file. New files are created 0600, directories 0700. A symbolic link as an
+    output path is refused unless --follow-symlinks; devices and FIFOs are written through.
     """
+    from secpolicy import outfile
+    from secpolicy.cli import progress
+
+    outfile.set_follow_symlinks(follow_symlinks)
+    progress.set_quiet(quiet)
 
 
 def main() -> None:
     try:
-        cli.main(prog_name="secpolicy", standalone_mode=True)
+        try:
+            rv = cli.main(prog_name="secpolicy", standalone_mode=False)
+            # Not standalone: `ctx.exit(n)` (and --help, --version) come back as a return value.
+            raise SystemExit(rv if isinstance(rv, int) else 0)
+        except click.exceptions.Abort:
+            _interrupted()  # Ctrl-C while click parsed the options or prompted
+        except click.ClickException as e:
+            # click uses exit 2 for usage errors, which is our "invalid input" too.
+            e.show()
+            raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:
+        _interrupted()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_INVALID_INPUT)
-        # click uses exit 2 for usage errors, which is our "invalid input" too.
         raise SystemExit(code) from None

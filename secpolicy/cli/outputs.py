@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from secpolicy.auditlog.outputs import Outputs, OutputStats
+from secpolicy.auditlog.outputs import Outputs, OutputStats, undelivered_message
 from secpolicy.auditlog.sinks.formats import FORMATS
 from secpolicy.auditlog.sinks.uri import SinkSpec, build_chain, parse_rate_limit, parse_sink_uri
 from secpolicy.auditlog.store import EventStore
@@ -28,7 +28,9 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Keep events and alerts in this SQLite event store (created if absent)."),
         click.option("--sink", "sink_uris", multiple=True, metavar="URI",
                      help="Send alerts here too (repeatable): -, file:///PATH, syslog+udp://HOST:PORT, "
-                          "syslog+tcp://..., syslog+tls://...?ca=FILE, webhook+http(s)://HOST/PATH?spool=DIR."),
+                          "syslog+tcp://...[?spool=DIR], syslog+tls://...?ca=FILE, "
+                          "webhook+http(s)://HOST/PATH?spool=DIR. Alerts still undelivered drain=SECONDS (default "
+                          "10) after the run make it exit 3, naming how many."),
         click.option("--sink-format", type=click.Choice(sorted(FORMATS)), default="json", show_default=True,
                      help="Wire format of the sinks (a sink URI's format= overrides it)."),
         click.option("--dedup-window", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
@@ -124,15 +126,22 @@ class RunRecorder:
         audit log is a runtime failure (exit 3): the run happened without its record."""
         stats = self._close_outputs(final_loss_windows)
         trail_error = stats.trail_error if stats else None
+        pending = stats.sink_pending if stats else {}
+        undelivered = [undelivered_message(uri, n, where, error) for uri, (n, where, error) in pending.items()]
         if self.trail is not None:
             trail, self.trail = self.trail, None
             try:
                 if trail_error is None:
+                    for text, (uri, (n, where, _)) in zip(undelivered, pending.items(), strict=True):
+                        trail.failure(text, component="sink", sink=uri, alerts_undelivered=n, spool=where)
                     trail.finished(None, None, **counts, outputs=stats.to_dict() if stats else {})
             finally:
                 trail.close()
         if trail_error is not None:
             raise RuntimeFailure(f"the audit log failed during the run: {trail_error}")
+        if undelivered:
+            # A one-shot run ends here: alerts it could not hand over are a failure of the run.
+            raise RuntimeFailure("; ".join(undelivered))
         return stats or OutputStats()
 
     def fail(self, exc: BaseException) -> None:

@@ -1,17 +1,71 @@
-"""The `report` and `diff` commands: re-render a saved results file in any report format, and
-compare two scans (table, JSON or Markdown for a pull-request comment) with CI exit codes."""
+"""The `report`, `diff` and `verify-report` commands: re-render a saved results file in any
+report format (optionally signed), compare two scans with CI exit codes, check a signature."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import sys
+from typing import Any
 
 import click
 
-from secpolicy.errors import EXIT_NONCOMPLIANT, InputError
+from secpolicy import outfile
+from secpolicy.cli import progress
+from secpolicy.cli.choices import StrictChoice
+from secpolicy.errors import EXIT_NONCOMPLIANT, InputError, IntegrityError
 from secpolicy.reports import FORMATS, render_results
-from secpolicy.reports.diff import DIFF_FORMATS, diff_results, load_results, render_diff
+from secpolicy.reports.diff import (
+    DIFF_FORMATS,
+    diff_results,
+    load_results,
+    read_results,
+    render_diff,
+)
+from secpolicy.reports.model import AuditRef, check_same_host
+from secpolicy.resultsfile import sha256_hex
 
-__all__ = ["COMMANDS", "diff", "report"]
+__all__ = ["COMMANDS", "diff", "find_audit_record", "report", "verify_report_cmd"]
+
+_mixed_option = click.option(
+    "--allow-mixed-hosts", is_flag=True,
+    help="Accept results of different hosts (by machine-id, else hostname); each scan is then labelled with its host.",
+)
+
+
+def find_audit_record(log_dir: str, scan_id: str, results_sha256: str) -> AuditRef:
+    """The scan's end record in the audit log and the results SHA-256 it holds: exit 5 when
+    it holds another hash (the results file is not the one the scan wrote), exit 2 when the
+    log has no record of the scan. The log's own chain is checked by `secpolicy log verify`."""
+    from secpolicy.auditlog.verify import log_files, read_lines
+
+    found: tuple[int, Any] | None = None
+    for _, _, line, _, _ in read_lines(log_files([log_dir])):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        body = entry.get("body") if isinstance(entry, dict) else None
+        details = body.get("details") if isinstance(body, dict) else None
+        if (isinstance(body, dict) and isinstance(details, dict) and body.get("event_type") == "scan_stop"
+                and details.get("scan_id") == scan_id and isinstance(entry.get("seq"), int)):
+            found = (entry["seq"], details.get("results_sha256"))
+    if found is None:
+        raise InputError(f"audit log {log_dir} has no record of the end of scan {scan_id}")
+    seq, recorded = found
+    if recorded != results_sha256:
+        raise IntegrityError(
+            f"the results file is not what scan {scan_id} wrote: its SHA-256 is {results_sha256}, "
+            f"the audit log {log_dir} (record seq {seq}) holds {recorded}"
+        )
+    return AuditRef(scan_id=scan_id, seq=seq, log=log_dir)
+
+
+def _signing_key(path: str) -> Any:
+    from secpolicy.auditlog.checkpoint import load_private_key
+
+    return load_private_key(path)
 
 
 @click.command()
@@ -22,38 +76,96 @@ __all__ = ["COMMANDS", "diff", "report"]
     multiple=True,
     metavar="OLD.json",
     type=click.Path(dir_okay=False),
-    help="Results of earlier scans (repeatable): adds compliance over time to HTML and PDF.",
+    help="Results of earlier scans of the same host (repeatable): adds compliance over time to HTML and PDF.",
 )
-@click.option("--format", "-f", "fmt", required=True, type=click.Choice(FORMATS), help="Report format.")
+@click.option("--format", "-f", "fmt", required=True, type=StrictChoice(FORMATS), help="Report format.")
 @click.option("--output", "-o", metavar="FILE", help="Write here instead of standard output (PDF needs a file or a pipe).")
-def report(results_file: str, history: tuple[str, ...], fmt: str, output: str | None) -> None:
-    """Render a saved scan (the JSON of `secpolicy scan --format json`) as a report."""
-    results = load_results(results_file)
-    older = [load_results(p, summary_only=True) for p in history]
-    render_results(results, fmt, output, history=older, validate=False)
-    if output not in (None, "-"):
-        click.echo(f"{fmt} report written to {output}", err=True)
+@click.option("--sign", "sign_key", metavar="KEY.pem", type=click.Path(dir_okay=False),
+              help="Ed25519 private key (as `secpolicy log keygen` makes): also write the detached signature FILE.sig.")
+@click.option("--audit-log", "audit_log", type=click.Path(file_okay=False),
+              help="The audit log the scan was recorded in: the report names the record holding the results' SHA-256 (exit 5 if it holds another).")
+@_mixed_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no notes on stderr.")
+def report(results_file: str, history: tuple[str, ...], fmt: str, output: str | None, sign_key: str | None,
+           audit_log: str | None, allow_mixed_hosts: bool, quiet: bool) -> None:
+    """Render a saved scan (the JSON of `secpolicy scan --format json`) as a report.
+
+    The HTML and PDF reports state the SHA-256 of RESULTS.json; the PDF (PDF/A-3b) carries
+    the file itself as the attachment results.json."""
+    progress.set_quiet(quiet)
+    outfile.check_writable(output)
+    if sign_key:
+        if output in (None, "-") or os.path.exists(output) and not os.path.isfile(os.path.realpath(output)):
+            raise InputError("--sign needs --output FILE (a regular file, the one the signature covers)")
+        outfile.check_writable(output + ".sig")
+        key = _signing_key(sign_key)
+    results, raw = read_results(results_file)
+    older = [(p, load_results(p, summary_only=True)) for p in history]
+    check_same_host([(results_file, results), *older], allow_mixed_hosts)
+    audit = find_audit_record(audit_log, results["scan"]["id"], sha256_hex(raw)) if audit_log else None
+    with progress.pdf_progress("PDF report") if fmt == "pdf" else contextlib.nullcontext():
+        data = render_results(results, fmt, output, history=[d for _, d in older], validate=False, raw=raw, audit=audit)
+    if sign_key and output:
+        from secpolicy.reports.signature import sign_report
+
+        outfile.write_bytes(output + ".sig", sign_report(data, os.path.basename(output), sha256_hex(raw), key))
+    if output not in (None, "-") and not quiet:
+        click.echo(f"{fmt} report written to {output}" + (f", signature {output}.sig" if sign_key else ""), err=True)
+
+
+@click.command(name="verify-report")
+@click.argument("report_file", metavar="REPORT", type=click.Path(dir_okay=False))
+@click.option("--key", "public_key", required=True, type=click.Path(dir_okay=False), metavar="KEY.pub",
+              help="Ed25519 public key of the signer (PEM).")
+@click.option("--signature", metavar="REPORT.sig", type=click.Path(dir_okay=False),
+              help="The detached signature (default: REPORT.sig).")
+@click.option("--results", "results_file", metavar="RESULTS.json", type=click.Path(dir_okay=False),
+              help="Also check that the report renders this results file (its SHA-256 is the one signed).")
+def verify_report_cmd(report_file: str, public_key: str, signature: str | None, results_file: str | None) -> None:
+    """Check a report's detached signature: exit 0 when it verifies, 5 when the report (or
+    the results file given) is not what was signed."""
+    from secpolicy.auditlog.checkpoint import load_public_key
+    from secpolicy.reports.signature import verify_report
+
+    sig_path = signature or report_file + ".sig"
+    data = _read(report_file)
+    verified = verify_report(data, _read(sig_path), load_public_key(public_key), sig_path)
+    if results_file is not None:
+        actual = sha256_hex(_read(results_file))
+        if verified.results_sha256 != actual:
+            raise IntegrityError(
+                f"{results_file} is not the results the report renders: SHA-256 {actual}, signed {verified.results_sha256}"
+            )
+    click.echo(f"ok: {report_file} (SHA-256 {verified.sha256}) signed {verified.signed_at} by key "
+               f"sha256:{verified.public_key_sha256[:16]}...; it renders results SHA-256 {verified.results_sha256}")
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise InputError(f"cannot read {path} ({outfile.describe(e)})") from None
 
 
 @click.command()
 @click.argument("old_file", metavar="OLD.json", type=click.Path(dir_okay=False))
 @click.argument("new_file", metavar="NEW.json", type=click.Path(dir_okay=False))
-@click.option("--format", "-f", "fmt", default="table", show_default=True, type=click.Choice(DIFF_FORMATS), help="Output format; markdown suits a pull-request comment.")
+@click.option("--format", "-f", "fmt", default="table", show_default=True, type=StrictChoice(DIFF_FORMATS), help="Output format; markdown suits a pull-request comment.")
 @click.option("--output", "-o", metavar="FILE", help="Write here instead of standard output.")
 @click.option("--fail-on-new", is_flag=True, help="Exit 1 when NEW has failures that OLD did not have.")
-def diff(old_file: str, new_file: str, fmt: str, output: str | None, fail_on_new: bool) -> None:
-    """Compare two scans: new failures, fixed rules, other status changes, added and removed rules."""
-    d = diff_results(load_results(old_file), load_results(new_file))
-    if output in (None, "-"):
-        render_diff(d, fmt, sys.stdout)
-    else:
-        try:
-            with open(output, "w", encoding="utf-8") as out:
-                render_diff(d, fmt, out)
-        except OSError as e:
-            raise InputError(f"cannot write: {e.strerror}", output) from None
+@_mixed_option
+def diff(old_file: str, new_file: str, fmt: str, output: str | None, fail_on_new: bool, allow_mixed_hosts: bool) -> None:
+    """Compare two scans of one host: new failures, fixed rules, other status changes,
+    added and removed rules."""
+    outfile.check_writable(output)
+    old, new = load_results(old_file), load_results(new_file)
+    check_same_host([(old_file, old), (new_file, new)], allow_mixed_hosts)
+    d = diff_results(old, new)
+    with outfile.open_output(output) as out:
+        render_diff(d, fmt, out)
     if fail_on_new and d.new_failures:
         sys.exit(EXIT_NONCOMPLIANT)
 
 
-COMMANDS = [report, diff]
+COMMANDS = [report, diff, verify_report_cmd]

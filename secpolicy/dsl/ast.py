@@ -27,6 +27,7 @@ __all__ = [
     "Node",
     "Not",
     "Or",
+    "PolicyVar",
     "Quantifier",
     "Var",
     "retype",
@@ -43,6 +44,8 @@ class Node:
     type: Type | None = field(default=None, kw_only=True, compare=False, repr=False)
     # The node's own source text, filled by the checker where evidence needs it.
     text: str = field(default="", kw_only=True, compare=False, repr=False)
+    # Written inside explicit parentheses: `lint` warns on `a or b and c`, not `a or (b and c)`.
+    paren: bool = field(default=False, kw_only=True, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,13 @@ class Var(Node):
 
     name: str
     slot: int
+
+
+@dataclass(frozen=True)
+class PolicyVar(Node):
+    """A policy var (`vars:`) or the scan context, read from the evaluation's values."""
+
+    name: str
 
 
 @dataclass(frozen=True)

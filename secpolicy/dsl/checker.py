@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from secpolicy.dsl import ast
+from secpolicy.dsl.limits import LIMITS
 from secpolicy.dsl.parser import Origin
+from secpolicy.dsl.regex import RegexError, compile_regex
 from secpolicy.dsl.types import (
     ANY,
     BOOL,
@@ -20,6 +21,7 @@ from secpolicy.dsl.types import (
     IP,
     MODE,
     NULL,
+    REGEX,
     STR,
     ListType,
     Method,
@@ -30,7 +32,7 @@ from secpolicy.dsl.types import (
 )
 from secpolicy.errors import LocatedError
 
-__all__ = ["Catalogue", "Checked", "Macro", "Signature", "check_expression"]
+__all__ = ["Catalogue", "Checked", "Macro", "MacroPlan", "Signature", "check_expression", "macro_plan"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Catalogue:
     event_root: ObjectType | None = None  # set for `when:` expressions
     lists: Mapping[str, ast.ListLit] = field(default_factory=dict)
     macros: Mapping[str, Macro] = field(default_factory=dict)
+    vars: Mapping[str, Type] = field(default_factory=dict)  # policy vars, read at evaluation
 
 
 _BUILTINS: dict[str, tuple[tuple[Type, ...], Type]] = {
@@ -76,6 +79,12 @@ _BUILTINS: dict[str, tuple[tuple[Type, ...], Type]] = {
 _ORDERED = {"<", "<=", ">", ">="}
 
 
+def _chain(names: list[str]) -> str:
+    if len(names) > 12:
+        names = names[:5] + [f"... ({len(names) - 10} more)"] + names[-5:]
+    return " -> ".join(names)
+
+
 class _Checker:
     def __init__(self, catalogue: Catalogue, origin: Origin, text: str) -> None:
         self.cat = catalogue
@@ -84,8 +93,12 @@ class _Checker:
         self.scopes: list[dict[str, tuple[int, Type]]] = []
         self.nslots = 0
         self.macro_stack: list[str] = []
+        self.macros_used: set[str] = set()
+        self.depth = 0
+        self.nodes = 0
         self.facts_used: set[str] = set()
         self.fields_used: set[tuple[str, ...]] = set()
+        self.vars_used: set[str] = set()
 
     # errors ------------------------------------------------------------------------------
     def error(self, node: ast.Node, message: str) -> LocatedError:
@@ -110,8 +123,22 @@ class _Checker:
 
     # dispatch ----------------------------------------------------------------------------
     def check(self, node: ast.Node) -> ast.Node:
+        # Macros are inlined, so the parser's bound on one expression's depth is not enough.
+        if self.depth >= LIMITS.expression_depth:
+            raise self.error(
+                node, f"expression nested more than {LIMITS.expression_depth} levels deep once macros are expanded"
+            )
+        self.nodes += 1
+        if self.nodes > LIMITS.macro_nodes:
+            raise self.error(
+                node, f"expression grows past {LIMITS.macro_nodes:,} syntax nodes once macros are expanded (the limit)"
+            )
         method = getattr(self, "c_" + type(node).__name__)
-        out: ast.Node = method(node)
+        self.depth += 1
+        try:
+            out: ast.Node = method(node)
+        finally:
+            self.depth -= 1
         return out
 
     def expect_bool(self, node: ast.Node) -> ast.Node:
@@ -147,6 +174,11 @@ class _Checker:
         if n.name in self.cat.lists:
             lst = self.cat.lists[n.name]
             return replace(lst, line=n.line, column=n.column, start=n.start, end=n.end)
+        if n.name in self.cat.vars:
+            if self.cat.event_root is not None:
+                raise self.error(n, f"{n.name!r} is a var: vars are read by checks and applicability conditions, not by event rules")
+            self.vars_used.add(n.name)
+            return ast.PolicyVar(n.name, line=n.line, column=n.column, start=n.start, end=n.end, type=self.cat.vars[n.name], text=n.name)
         root = self.cat.event_root
         if root is not None:
             if n.name in root.fields:
@@ -163,12 +195,22 @@ class _Checker:
                 raise self.error(n, f"fact {n.name!r} takes {len(sig.params)} argument(s): write {n.name}(...)")
             self.facts_used.add(n.name)
             return ast.Fact(n.name, (), line=n.line, column=n.column, start=n.start, end=n.end, type=sig.returns)
-        raise self.error(n, f"unknown name {n.name!r}: not a fact, list, macro or variable")
+        raise self.error(n, f"unknown name {n.name!r}: not a fact, list, macro, var or variable")
 
     def expand_macro(self, n: ast.Name) -> ast.Node:
         if n.name in self.macro_stack:
-            cycle = " -> ".join(self.macro_stack + [n.name])
-            raise self.error(n, f"macro cycle: {cycle}")
+            raise self.error(n, f"macro cycle: {_chain(self.macro_stack + [n.name])}")
+        plan = macro_plan(self.cat.macros)
+        if n.name in plan.cycles:
+            raise self.error(n, f"macro cycle: {_chain(plan.cycles[n.name])}")
+        if len(self.macro_stack) >= LIMITS.macro_depth:
+            chain = _chain(self.macro_stack + [n.name])
+            raise self.error(n, f"macros nested more than {LIMITS.macro_depth} deep: {chain}")
+        if plan.sizes[n.name] > LIMITS.macro_nodes:
+            raise self.error(
+                n, f"macro {n.name!r} expands to more than {LIMITS.macro_nodes:,} syntax nodes (the limit)"
+            )
+        self.macros_used.add(n.name)
         macro = self.cat.macros[n.name]
         self.macro_stack.append(n.name)
         saved = (self.origin, self.text)
@@ -222,6 +264,15 @@ class _Checker:
         for p, a in zip(params, args):
             if not comparable(p, a.type or ANY):
                 raise self.error(a, f"{what}: expected {p}, got {a.type}")
+            if p == REGEX and isinstance(a, ast.Literal):
+                self.check_regex(a)
+
+    def check_regex(self, lit: ast.Literal) -> None:
+        """A regex literal compiles at load, so a bad pattern never waits for a scan."""
+        try:
+            compile_regex(lit.value)
+        except RegexError as e:
+            raise self.error(lit, e.message) from None
 
     def c_Call(self, n: ast.Call) -> ast.Node:
         args = tuple(self.check(a) for a in n.args)
@@ -293,10 +344,7 @@ class _Checker:
             if not isinstance(right, ast.Literal):
                 raise self.error(n.right, f"the pattern of {op!r} must be a string literal")
             if op == "matches":
-                try:
-                    re.compile(right.value)
-                except re.error as e:
-                    raise self.error(n.right, f"invalid regular expression: {e}")
+                self.check_regex(right)
         return ast.Compare(
             op, left, right, line=n.line, column=n.column, start=n.start, end=n.end, type=BOOL,
             text=self.snippet(n),
@@ -367,6 +415,9 @@ class _Checker:
     def c_Builtin(self, n: ast.Builtin) -> ast.Node:
         return n
 
+    def c_PolicyVar(self, n: ast.PolicyVar) -> ast.Node:
+        return n
+
 
 @dataclass(frozen=True)
 class Checked:
@@ -374,6 +425,74 @@ class Checked:
     nslots: int
     facts_used: frozenset[str]
     fields_used: frozenset[tuple[str, ...]]
+    vars_used: frozenset[str] = frozenset()
+    macros_used: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class MacroPlan:
+    """What expanding each macro would cost, computed without expanding anything."""
+
+    sizes: dict[str, int]  # syntax nodes once expanded (capped just above the limit)
+    cycles: dict[str, list[str]]  # macro -> the cycle it is on or leads into
+
+
+_PLAN: tuple[Mapping[str, Macro], MacroPlan] | None = None
+
+
+def macro_plan(macros: Mapping[str, Macro]) -> MacroPlan:
+    """Sizes and cycles of all macros, iteratively (a 300-macro cycle must not recurse).
+    One load shares one macros mapping, so the last plan is kept for the next expression."""
+    global _PLAN
+    if _PLAN is not None and _PLAN[0] is macros:
+        return _PLAN[1]
+    own: dict[str, int] = {}
+    refs: dict[str, list[str]] = {}
+    for name, m in macros.items():
+        count, names = 0, []
+        stack: list[Any] = [m.node]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, ast.Node):
+                count += 1
+                if isinstance(x, ast.Name) and x.name in macros:
+                    names.append(x.name)
+                stack.extend(v for v in vars(x).values() if isinstance(v, (ast.Node, tuple)))
+            elif isinstance(x, tuple):
+                stack.extend(x)
+        own[name], refs[name] = count, names
+    cap = LIMITS.macro_nodes + 1
+    sizes: dict[str, int] = {}
+    cycles: dict[str, list[str]] = {}
+    for start in macros:
+        if start in sizes:
+            continue
+        path: list[str] = [start]
+        on_path = {start}
+        todo: list[list[str]] = [list(refs[start])]
+        while path:
+            if todo[-1]:
+                nxt = todo[-1].pop()
+                if nxt in on_path:
+                    cyc = path[path.index(nxt):] + [nxt]
+                    for member in path:
+                        cycles.setdefault(member, cyc)
+                elif nxt not in sizes:
+                    path.append(nxt)
+                    on_path.add(nxt)
+                    todo.append(list(refs[nxt]))
+                continue
+            done = path.pop()
+            on_path.discard(done)
+            todo.pop()
+            for r in refs[done]:
+                if r in cycles:
+                    cycles.setdefault(done, cycles[r])
+            total = own[done] + sum(sizes.get(r, cap) - 1 for r in refs[done])
+            sizes[done] = min(total, cap) if done not in cycles else cap
+    plan = MacroPlan(sizes, cycles)
+    _PLAN = (macros, plan)
+    return plan
 
 
 def check_expression(
@@ -384,5 +503,6 @@ def check_expression(
     out = c.check(node)
     if want != ANY and out.type not in (want, ANY):
         raise c.error(node, f"a rule condition must be a condition (bool), this is {out.type}: {c.snippet(node)}")
-    return Checked(out, c.nslots, frozenset(c.facts_used), frozenset(c.fields_used))
+    return Checked(out, c.nslots, frozenset(c.facts_used), frozenset(c.fields_used), frozenset(c.vars_used),
+                   frozenset(c.macros_used))
 

@@ -1,52 +1,49 @@
 """Compile a type-checked AST into nested Python closures, once, at load time.
 
-Check expressions run against a fact context (`env.fact(name, args)`); event expressions run
-against a plain event dict. The traced variant of a check also records, for every comparison,
-the observed and expected values and where the observed value was read: that is the evidence."""
+Check expressions run against an evaluation environment (`env.fact(name, args)`,
+`env.var(name)`); event expressions run against a plain event dict. The traced variant of a
+check, which records evidence, lives in traced.py and shares the operators defined here."""
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import operator
 import os.path
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Checked
-from secpolicy.dsl.types import BOOL, CIDR, ListType, Type, format_value
+from secpolicy.dsl.regex import compile_regex
+from secpolicy.dsl.types import CIDR, ListType, Type
 from secpolicy.errors import EvaluationError
 
-__all__ = ["EvalEnv", "Fn", "Trace", "TraceRecord", "compile_check", "compile_event"]
+__all__ = ["BUILTINS", "EvalEnv", "Fn", "compile_check", "compile_event", "is_const", "operator_for"]
 
 Fn = Callable[[Any, list], Any]
 
 
-@dataclass(frozen=True)
-class TraceRecord:
-    """One comparison seen while evaluating a traced check."""
-
-    text: str
-    op: str
-    observed: str
-    expected: str
-    result: bool
-    want: bool | None  # the result that makes the rule pass; None inside count()
-    source: str | None
-
-
-class Trace(list):  # list[TraceRecord]
-    pass
-
-
 class EvalEnv(Protocol):
-    trace: Trace | None
-    last_source: str | None
+    """What a compiled check evaluates against: facts by name and arguments, vars by name."""
 
     def fact(self, name: str, args: tuple) -> Any: ...
+
+    def var(self, name: str) -> Any: ...
+
+
+BUILTINS: dict[str, Callable[[Any], Any]] = {
+    "len": len,
+    "lower": str.lower,
+    "upper": str.upper,
+    "int": lambda s: int(s, 0),
+    "ip": lambda s: str(ipaddress.ip_address(s)),
+    "cidr": lambda s: ipaddress.ip_network(s, strict=False),
+    "basename": os.path.basename,
+    "dirname": os.path.dirname,
+}
 
 
 @lru_cache(maxsize=4096)
@@ -57,21 +54,12 @@ def _as_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _no_value(text: str) -> EvaluationError:
-    return EvaluationError(f"{text}: no value to compare")
-
-
 class _Compiler:
-    def __init__(self, event: bool, trace: bool) -> None:
+    def __init__(self, event: bool) -> None:
         self.event = event
-        self.trace = trace
 
     def c(self, n: ast.Node, want: bool | None = True) -> Fn:
         fn: Fn = getattr(self, "c_" + type(n).__name__)(n, want)
-        if self.trace and want is not None and isinstance(n, (ast.And, ast.Or, ast.Not, ast.Quantifier)):
-            return _pruning(fn, want)
-        if self.trace and want is not None and n.type == BOOL and isinstance(n, (ast.Attr, ast.MethodCall)):
-            return _truth(fn, n.text, want)
         return fn
 
     # leaves -----------------------------------------------------------------------------
@@ -89,6 +77,10 @@ class _Compiler:
     def c_Var(self, n: ast.Var, want: bool | None) -> Fn:
         slot = n.slot
         return lambda env, fr: fr[slot]
+
+    def c_PolicyVar(self, n: ast.PolicyVar, want: bool | None) -> Fn:
+        name = n.name
+        return lambda env, fr: env.var(name)
 
     def c_Field(self, n: ast.Field, want: bool | None) -> Fn:
         path = n.path
@@ -125,18 +117,6 @@ class _Compiler:
     def c_Attr(self, n: ast.Attr, want: bool | None) -> Fn:
         obj = self.c(n.obj, None)
         name = n.name
-        if self.trace:
-
-            def traced(env: Any, fr: list) -> Any:
-                o = obj(env, fr)
-                if o is None:
-                    return None
-                where = getattr(o, "where", None)
-                if where is not None:
-                    env.last_source = where(name)
-                return getattr(o, name, None) if not isinstance(o, dict) else o.get(name)
-
-            return traced
 
         def plain(env: Any, fr: list) -> Any:
             o = obj(env, fr)
@@ -150,18 +130,12 @@ class _Compiler:
         obj = self.c(n.obj, None)
         name = n.name
         argf = [self.c(a, None) for a in n.args]
-        trace = self.trace
 
         def fn(env: Any, fr: list) -> Any:
             o = obj(env, fr)
             if o is None:
                 return None
-            args = [f(env, fr) for f in argf]
-            if trace:
-                where = getattr(o, "where", None)
-                if where is not None:
-                    env.last_source = where(name, *args)
-            return getattr(o, name)(*args)
+            return getattr(o, name)(*[f(env, fr) for f in argf])
 
         return fn
 
@@ -183,16 +157,7 @@ class _Compiler:
 
     def c_Builtin(self, n: ast.Builtin, want: bool | None) -> Fn:
         (arg,) = [self.c(a, None) for a in n.args]
-        impl: Callable[[Any], Any] = {
-            "len": len,
-            "lower": str.lower,
-            "upper": str.upper,
-            "int": lambda s: int(s, 0),
-            "ip": lambda s: str(ipaddress.ip_address(s)),
-            "cidr": lambda s: ipaddress.ip_network(s, strict=False),
-            "basename": os.path.basename,
-            "dirname": os.path.dirname,
-        }[n.name]
+        impl = BUILTINS[n.name]
         name = n.name
 
         def fn(env: Any, fr: list) -> Any:
@@ -241,21 +206,14 @@ class _Compiler:
 
     def c_BitAnd(self, n: ast.BitAnd, want: bool | None) -> Fn:
         fns = [self.c(i, None) for i in n.items]
-        trace = self.trace
-        t = n.type
 
         def fn(env: Any, fr: list) -> Any:
             acc = None
-            values = []
             for f in fns:
                 v = f(env, fr)
                 if v is None:
                     return None
-                values.append(v)
                 acc = v if acc is None else acc & v
-            if trace:
-                # Evidence shows the whole mode, not only the masked bits: "0o644 & 0o77 = 0o44".
-                env.last_operands = " & ".join(format_value(v, t) for v in values) + " = " + format_value(acc, t)
             return acc
 
         return fn
@@ -276,19 +234,10 @@ class _Compiler:
 
     def c_Exists(self, n: ast.Exists, want: bool | None) -> Fn:
         f = self.c(n.item, None)
-        trace = self.trace
-        text = n.text
 
         def fn(env: Any, fr: list) -> bool:
-            if trace:
-                env.last_source = None
             v = f(env, fr)
-            res = v is not None and v is not False and getattr(v, "exists", True) is not False
-            if trace and env.trace is not None:
-                env.trace.append(
-                    TraceRecord(text, "exists", "present" if res else "absent", "present", res, want, env.last_source)
-                )
-            return res
+            return v is not None and v is not False and getattr(v, "exists", True) is not False
 
         return fn
 
@@ -312,14 +261,11 @@ class _Compiler:
         if kind == "all":
 
             def q_all(env: Any, fr: list) -> bool:
-                ok = True
                 for it in items(env, fr):
                     fr[slot] = it
                     if not cond(env, fr):
-                        ok = False
-                        if env is None or getattr(env, "trace", None) is None:
-                            return False
-                return ok
+                        return False
+                return True
 
             return q_all
         if kind == "any":
@@ -335,14 +281,11 @@ class _Compiler:
         if kind == "none":
 
             def q_none(env: Any, fr: list) -> bool:
-                ok = True
                 for it in items(env, fr):
                     fr[slot] = it
                     if cond(env, fr):
-                        ok = False
-                        if env is None or getattr(env, "trace", None) is None:
-                            return False
-                return ok
+                        return False
+                return True
 
             return q_none
 
@@ -366,11 +309,9 @@ class _Compiler:
         rv = _const_value(n.right) if right_const else None
         right = self.c(n.right, None)
         test = _operator(op, rv, right_const, rt, lt)
-        event = self.event
         text = n.text
-        bitand_left = isinstance(n.left, ast.BitAnd)
 
-        if event:
+        if self.event:
 
             def ev_fn(ev: Any, fr: list) -> bool:
                 lv = left(ev, fr)
@@ -386,61 +327,17 @@ class _Compiler:
 
             return ev_fn
 
-        trace = self.trace
-
         def fn(env: Any, fr: list) -> bool:
-            if trace:
-                env.last_source = None
-                env.last_operands = None
             lv = left(env, fr)
-            source = env.last_source if trace else None
-            shown = (env.last_operands if bitand_left else None) if trace else None
             r = rv if right_const else right(env, fr)
-            if trace and source is None and not right_const:
-                source = env.last_source  # `"nodev" in fstab_entry("/tmp").options`
             if (lv is None or r is None) and op not in ("==", "!="):
-                err = _no_value(n.left.text or text)
-                if trace and env.trace is not None:
-                    env.trace.append(TraceRecord(text, op, format_value(lv, lt), _expected(op, r, rt), False, want, source))
-                raise err
+                raise EvaluationError(f"{(n.left if lv is None else n.right).text or text}: no value to compare")
             try:
-                res = bool(test(lv, r))
+                return bool(test(lv, r))
             except (TypeError, ValueError, AttributeError) as e:
                 raise EvaluationError(f"{text}: cannot evaluate ({e})") from None
-            if trace and env.trace is not None:
-                env.trace.append(TraceRecord(text, op, shown or format_value(lv, lt), _expected(op, r, rt), res, want, source))
-            return res
 
         return fn
-
-
-def _truth(fn: Fn, text: str, want: bool) -> Fn:
-    """A bare boolean fact used as a condition (`fim("web").verified`) is evidence too."""
-
-    def traced(env: Any, fr: list) -> Any:
-        env.last_source = None
-        v = fn(env, fr)
-        if env.trace is not None:
-            env.trace.append(TraceRecord(text, "is", format_value(v), "true", bool(v), want, env.last_source))
-        return v
-
-    return traced
-
-
-def _pruning(fn: Fn, want: bool) -> Fn:
-    """When a sub-condition came out as the rule wants, the comparisons inside it that went
-    the other way did not matter (`u.uid != 0 or u.name == "root"` for root): drop them from
-    the evidence, so a finding shows only what decided it."""
-
-    def pruned(env: Any, fr: list) -> Any:
-        tr = env.trace
-        mark = len(tr) if tr is not None else 0
-        res = fn(env, fr)
-        if tr is not None and bool(res) == want and len(tr) > mark:
-            tr[mark:] = [r for r in tr[mark:] if r.want is None or r.result == r.want]
-        return res
-
-    return pruned
 
 
 def _is_const(n: ast.Node) -> bool:
@@ -462,42 +359,38 @@ def _seq(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def _expected(op: str, r: Any, rt: Type | None) -> str:
-    shown = format_value(r, rt)
-    return shown if op == "==" else f"{op} {shown}"
+Test = Callable[[Any, Any], Any]
+# (right value when constant, whether it is constant, right type, left type) -> the test
+Builder = Callable[[Any, bool, "Type | None", "Type | None"], Test]
 
 
-def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:  # noqa: C901 - to be split
-    """The Python test for `op`, specialised when the right side is a constant."""
-    if isinstance(lt, ListType) or isinstance(rt, ListType):
-        # Lists compare by content whatever their Python sequence type (facts may return
-        # lists, literals are tuples).
-        if op == "==":
-            return lambda a, b: _seq(a) == _seq(b)
-        if op == "!=":
-            return lambda a, b: _seq(a) != _seq(b)
-    if op == "==":
-        return lambda a, b: a == b
-    if op == "!=":
-        return lambda a, b: a != b
-    if op == "<":
-        return lambda a, b: a < b
-    if op == "<=":
-        return lambda a, b: a <= b
-    if op == ">":
-        return lambda a, b: a > b
-    if op == ">=":
-        return lambda a, b: a >= b
-    if op in ("in", "not in"):
-        neg = op == "not in"
+def _listy(lt: Type | None, rt: Type | None) -> bool:
+    # Lists compare by content whatever their Python sequence type (facts may return lists,
+    # literals are tuples).
+    return isinstance(lt, ListType) or isinstance(rt, ListType)
+
+
+def _eq(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    return (lambda a, b: _seq(a) == _seq(b)) if _listy(lt, rt) else operator.eq
+
+
+def _ne(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    return (lambda a, b: _seq(a) != _seq(b)) if _listy(lt, rt) else operator.ne
+
+
+def _plain(op: Test) -> Builder:
+    return lambda rv, const, rt, lt: op
+
+
+def _in_any_net(nets: Any, a: Any) -> bool:
+    addr = _as_ip(a) if isinstance(a, str) else a
+    return addr is not None and any(addr.version == x.version and addr in x for x in nets)
+
+
+def _membership(neg: bool) -> Builder:
+    def build(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
         if rt == CIDR:
-
-            def in_net(a: Any, b: Any) -> bool:
-                addr = _as_ip(a) if isinstance(a, str) else a
-                res = addr is not None and addr.version == b.version and addr in b
-                return res != neg
-
-            return in_net
+            return lambda a, b: _in_any_net((b,), a) != neg
         if const and isinstance(rt, ListType):
             try:
                 members = frozenset(rv)
@@ -506,41 +399,65 @@ def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -
             if members is not None:
                 if rt.elem == CIDR:
                     nets = tuple(rv)
-
-                    def in_nets(a: Any, b: Any) -> bool:
-                        addr = _as_ip(a) if isinstance(a, str) else a
-                        res = addr is not None and any(addr.version == x.version and addr in x for x in nets)
-                        return res != neg
-
-                    return in_nets
+                    return lambda a, b: _in_any_net(nets, a) != neg
                 return (lambda a, b: a not in members) if neg else (lambda a, b: a in members)
         return (lambda a, b: a not in b) if neg else (lambda a, b: a in b)
-    if op == "contains":
-        return lambda a, b: b in a
-    if op == "icontains":
-        if isinstance(lt, ListType):
-            return lambda a, b: any(isinstance(x, str) and x.lower() == b.lower() for x in a)
-        return lambda a, b: b.lower() in a.lower()
-    if op == "startswith":
-        if const and isinstance(rv, tuple):
-            return lambda a, b: a.startswith(rv)
-        return lambda a, b: a.startswith(tuple(b) if isinstance(b, (list, tuple)) else b)
-    if op == "endswith":
-        if const and isinstance(rv, tuple):
-            return lambda a, b: a.endswith(rv)
-        return lambda a, b: a.endswith(tuple(b) if isinstance(b, (list, tuple)) else b)
-    if op == "glob":
-        rx = re.compile(fnmatch.translate(rv))
-        return lambda a, b: rx.match(a) is not None
-    if op == "matches":
-        rx = re.compile(rv)
-        return lambda a, b: rx.search(a) is not None
-    raise ValueError(f"unknown operator {op}")  # pragma: no cover - the grammar has no other
+
+    return build
 
 
-def compile_check(checked: Checked, *, trace: bool) -> Callable[[EvalEnv], Any]:
-    """A check callable: `fn(env) -> bool`. With trace=True it records evidence in env.trace."""
-    f = _Compiler(event=False, trace=trace).c(checked.node, True)
+def _icontains(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    if isinstance(lt, ListType):
+        return lambda a, b: any(isinstance(x, str) and x.lower() == b.lower() for x in a)
+    return lambda a, b: b.lower() in a.lower()
+
+
+def _affix(method: str) -> Builder:
+    def build(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+        if const and isinstance(rv, tuple):
+            return lambda a, b: getattr(a, method)(rv)
+        return lambda a, b: getattr(a, method)(tuple(b) if isinstance(b, (list, tuple)) else b)
+
+    return build
+
+
+def _glob(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    # fnmatch's translation is safe from catastrophic backtracking (no nested repeats).
+    rx = re.compile(fnmatch.translate(rv))
+    return lambda a, b: rx.match(a) is not None
+
+
+def _matches(rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    rx = compile_regex(rv)  # RE2: linear in the input, whatever the pattern
+    return lambda a, b: rx.search(a)
+
+
+_OPERATORS: dict[str, Builder] = {
+    "==": _eq,
+    "!=": _ne,
+    "<": _plain(operator.lt),
+    "<=": _plain(operator.le),
+    ">": _plain(operator.gt),
+    ">=": _plain(operator.ge),
+    "in": _membership(neg=False),
+    "not in": _membership(neg=True),
+    "contains": _plain(operator.contains),  # `a contains b` is `b in a`
+    "icontains": _icontains,
+    "startswith": _affix("startswith"),
+    "endswith": _affix("endswith"),
+    "glob": _glob,
+    "matches": _matches,
+}
+
+
+def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Test:
+    """The Python test for `op`, specialised when the right side is a constant."""
+    return _OPERATORS[op](rv, const, rt, lt)
+
+
+def compile_check(checked: Checked) -> Callable[[EvalEnv], Any]:
+    """A check callable: `fn(env) -> bool` (no evidence; see traced.py for the traced one)."""
+    f = _Compiler(event=False).c(checked.node, True)
     n = checked.nslots
     if n == 0:
         empty: list = []
@@ -550,10 +467,14 @@ def compile_check(checked: Checked, *, trace: bool) -> Callable[[EvalEnv], Any]:
 
 def compile_event(checked: Checked) -> Callable[[dict], bool]:
     """An event predicate: `fn(event_dict) -> bool`. Missing fields make comparisons false."""
-    f = _Compiler(event=True, trace=False).c(checked.node, True)
+    f = _Compiler(event=True).c(checked.node, True)
     n = checked.nslots
     if n == 0:
         empty: list = []
         return lambda ev: bool(f(ev, empty))
     return lambda ev: bool(f(ev, [None] * n))
 
+
+# The traced compiler (traced.py) shares these.
+is_const = _is_const
+operator_for = _operator

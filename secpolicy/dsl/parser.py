@@ -6,11 +6,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -20,6 +20,7 @@ from lark.exceptions import (
 )
 
 from secpolicy.dsl import ast
+from secpolicy.dsl.limits import LIMITS
 from secpolicy.dsl.types import BOOL, CIDR, DURATION, FLOAT, INT, IP, MODE, NULL, SIZE, STR
 from secpolicy.errors import LocatedError
 
@@ -179,6 +180,9 @@ class _ToAst(Transformer):
         kind, var, coll, cond = items
         return ast.Quantifier(str(kind), str(var), coll, cond, **_pos(meta))
 
+    def paren(self, meta, items):
+        return replace(items[0], paren=True)
+
     def name(self, meta, items):
         return ast.Name(str(items[0]), **_pos(meta))
 
@@ -263,8 +267,14 @@ def _describe_expected(expected: set[str]) -> str:
 def parse_expression(text: str, origin: Origin | None = None) -> ast.Node:
     """Parse `text`; raise LocatedError pointing into the origin file on any error."""
     origin = origin or PLAIN_ORIGIN(text)
+    if len(text) > LIMITS.expression_chars:
+        raise _located(
+            origin, 1, 1, f"expression of {len(text):,} characters: the limit is {LIMITS.expression_chars:,}"
+        )
     try:
-        return _TO_AST.transform(_parser().parse(text))
+        tree = _parser().parse(text)
+        _check_bounds(tree, origin)
+        return _TO_AST.transform(tree)
     except UnexpectedEOF as e:
         lines = text.rstrip().split("\n")
         line = len(lines)
@@ -277,7 +287,7 @@ def parse_expression(text: str, origin: Origin | None = None) -> ast.Node:
             msg = f"unexpected end of expression, expected {_describe_expected(set(e.expected))}"
         else:
             line, col = e.line, e.column
-            msg = f"unexpected {e.token.value!r}, expected {_describe_expected(set(e.expected))}"
+            msg = f"unexpected {_shorten(str(e.token.value))!r}, expected {_describe_expected(set(e.expected))}"
         raise _located(origin, line, col, msg)
     except UnexpectedCharacters as e:
         pos = e.pos_in_stream or 0
@@ -291,7 +301,34 @@ def parse_expression(text: str, origin: Origin | None = None) -> ast.Node:
         meta = getattr(node, "meta", None)
         line = getattr(meta, "line", 1) if meta is not None and not getattr(meta, "empty", True) else 1
         col = getattr(meta, "column", 1) if meta is not None and not getattr(meta, "empty", True) else 1
-        raise _located(origin, line, col, f"invalid literal: {e.orig_exc}")
+        raise _located(origin, line, col, f"invalid literal: {_shorten(str(e.orig_exc))}")
+
+
+def _shorten(text: str, keep: int = 60) -> str:
+    return text if len(text) <= keep else text[:keep] + f"... ({len(text):,} characters)"
+
+
+def _check_bounds(tree: Tree, origin: Origin) -> None:
+    """Nesting depth and literal sizes, walked without recursion: the transformer, checker
+    and compiler recurse over the tree, so its depth must be bounded before they run."""
+    stack: list[tuple[Tree | Token, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Token):
+            if node.type == "STRING" and len(node) - 2 > LIMITS.literal_chars:
+                raise _located(
+                    origin, node.line or 1, node.column or 1,
+                    f"string literal of {len(node) - 2:,} characters: the limit is {LIMITS.literal_chars:,}",
+                )
+            continue
+        if depth > LIMITS.expression_depth:
+            meta = node.meta
+            line = 1 if meta.empty else meta.line
+            col = 1 if meta.empty else meta.column
+            raise _located(
+                origin, line, col, f"expression nested more than {LIMITS.expression_depth} levels deep"
+            )
+        stack.extend((child, depth + 1) for child in node.children)
 
 
 def _located(origin: Origin, line: int, col: int, message: str) -> LocatedError:

@@ -17,6 +17,7 @@ __all__ = [
     "IP",
     "MODE",
     "NULL",
+    "REGEX",
     "SIZE",
     "STR",
     "ListType",
@@ -58,6 +59,8 @@ IP = Scalar("ip")
 CIDR = Scalar("cidr")
 ANY = Scalar("any")
 NULL = Scalar("null")
+# A string argument that is a regular expression (RE2 syntax): literals are compiled at load.
+REGEX = Scalar("regex", "a regular expression (RE2 syntax), written as a string")
 
 
 @dataclass(frozen=True, eq=True)
@@ -121,6 +124,8 @@ def comparable(a: Type, b: Type) -> bool:
     if isinstance(a, ListType) and isinstance(b, ListType):
         return comparable(a.elem, b.elem)
     if {a, b} == {IP, STR}:  # addresses are strings at run time; "10.0.0.1" reads fine
+        return True
+    if {a, b} == {REGEX, STR}:
         return True
     return a == b
 

@@ -3,6 +3,7 @@ config-file line reading and the ordering rules of `*.d` drop-in directories."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -22,6 +23,7 @@ __all__ = [
     "logical_lines",
     "parse_int",
     "proc_available",
+    "read_regular",
     "version_key",
 ]
 
@@ -158,27 +160,80 @@ def read_required(ctx: FactContext, path: str) -> str:
 
 
 def read_proc(ctx: FactContext, path: str, limit: int = 4 * 1024 * 1024) -> str | None:
-    """Text of a /proc or /sys file (or its copy under the root), None if absent. Read in
-    small chunks: a single huge read() makes some sysctl handlers fail with ENOMEM."""
-    host = ctx.host_path(path)
-    chunks: list[bytes] = []
-    size = 0
+    """Text of a /proc or /sys file (or its copy under the root), None if absent."""
+    data = read_regular(ctx.host_path(path), path, limit=limit, follow=ctx.live)
+    return None if data is None else data.decode("utf-8", errors="surrogateescape")
+
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFLNK: "a symbolic link",
+}
+_CHUNK = 65536
+
+
+def _not_regular(shown: str, st: os.stat_result) -> EvaluationError:
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+    return EvaluationError(f"{shown}: is {kind}, not a regular file: not read")
+
+
+def read_regular(host: str, shown: str, *, limit: int, follow: bool = False) -> bytes | None:
+    """The bytes of the regular file at `host` (None if absent), for every fact that reads
+    files. A scanned image is hostile: a FIFO would block the read forever and opening a
+    device node can act on the device, so the path is first opened with O_PATH (which opens
+    nothing), checked with fstat, and only a regular file is then opened for reading, through
+    that same descriptor. `follow=False` refuses a final symlink (under --root every link was
+    already resolved inside the root, so one appearing now is a swap). Read in chunks: some
+    /proc handlers fail a single huge read with ENOMEM."""
+    nofollow = 0 if follow else os.O_NOFOLLOW
     try:
-        with open(host, "rb", buffering=0) as f:
-            while True:
-                chunk = f.read(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    raise EvaluationError(f"{path}: larger than {limit} bytes, not read")
+        pfd = os.open(host, os.O_PATH | os.O_CLOEXEC | nofollow)
     except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
         return None
-    except PermissionError:
-        raise EvaluationError(f"{path}: permission denied") from None
-    except IsADirectoryError:
-        raise EvaluationError(f"{path}: is a directory") from None
     except OSError as e:
-        raise EvaluationError(f"{path}: {e.strerror or e}") from None
-    return b"".join(chunks).decode("utf-8", errors="surrogateescape")
+        raise _read_error(shown, e) from None
+    try:
+        st = os.fstat(pfd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(shown, st)
+        try:
+            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:  # no /proc: open the path again, checked again below
+            fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow)
+    except OSError as e:
+        raise _read_error(shown, e) from None
+    finally:
+        os.close(pfd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(shown, st)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise _read_error(shown, e) from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise EvaluationError(f"{shown}: larger than {limit} bytes, not read")
+    return b"".join(chunks)
+
+
+def _read_error(shown: str, e: OSError) -> EvaluationError:
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return EvaluationError(f"{shown}: permission denied")
+    if e.errno == errno.ELOOP:
+        return EvaluationError(f"{shown}: too many levels of symbolic links")
+    if e.errno == errno.EISDIR:
+        return EvaluationError(f"{shown}: is a directory")
+    return EvaluationError(f"{shown}: {e.strerror or e}")

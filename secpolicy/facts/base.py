@@ -3,9 +3,7 @@ gathers facts lazily, caches them, and reads every path under the scanned root."
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -14,6 +12,7 @@ from typing import Any
 from secpolicy.dsl.checker import Signature
 from secpolicy.dsl.types import Type
 from secpolicy.errors import EvaluationError, NotApplicable
+from secpolicy.facts._common import read_regular
 
 __all__ = ["EvaluationError", "FactContext", "FactRegistry", "FactSpec", "NotApplicable"]
 
@@ -95,10 +94,6 @@ class FactContext:
         # real object by the fact's twin hook.
         self._cache: dict[tuple[str, tuple], Any] = {}
         self._preset = dict(preset or {})
-        # Set by traced evaluation (see dsl.compiler).
-        self.trace: list | None = None
-        self.last_source: str | None = None
-        self.last_operands: str | None = None
 
     # facts -------------------------------------------------------------------------------
     def fact(self, name: str, args: tuple) -> Any:
@@ -191,34 +186,9 @@ class FactContext:
         return self.lstat(path) is not None
 
     def read_bytes(self, path: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
-        """File content, or None if it does not exist. Unreadable files are evaluation errors."""
-        host = self.host_path(path)
-        try:
-            st = os.stat(host)
-            if stat.S_ISDIR(st.st_mode):
-                raise EvaluationError(f"{path}: is a directory")
-            with open(host, "rb") as f:
-                # In chunks: /proc files refuse a single huge read (ENOMEM).
-                chunks = []
-                size = 0
-                while size <= limit:
-                    chunk = f.read(65536)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-                data = b"".join(chunks)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except PermissionError:
-            raise EvaluationError(f"{path}: permission denied") from None
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise EvaluationError(f"{path}: too many levels of symbolic links") from None
-            raise EvaluationError(f"{path}: {e.strerror}") from None
-        if len(data) > limit:
-            raise EvaluationError(f"{path}: larger than {limit} bytes, not read")
-        return data
+        """File content, or None if it does not exist. Unreadable files, and anything not a
+        regular file (a FIFO, a device), are evaluation errors saying what was there."""
+        return read_regular(self.host_path(path), path, limit=limit, follow=self.live)
 
     def read_text(self, path: str) -> str | None:
         data = self.read_bytes(path)

@@ -4,12 +4,25 @@ Every value knows where it was read, so evidence can name the file and line."""
 from __future__ import annotations
 
 import os
-import re
 import stat
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.dsl.types import BOOL, DURATION, INT, MODE, SIZE, STR, ListType, Method, ObjectType
+from secpolicy.dsl.limits import LIMITS
+from secpolicy.dsl.regex import compile_regex
+from secpolicy.dsl.types import (
+    BOOL,
+    DURATION,
+    INT,
+    MODE,
+    REGEX,
+    SIZE,
+    STR,
+    ListType,
+    Method,
+    ObjectType,
+)
+from secpolicy.errors import EvaluationError
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -38,9 +51,9 @@ FILE = ObjectType(
         "is_link": BOOL,
     },
     methods={
-        "first": Method((STR,), STR, "the first line matching a regex (stripped), or null"),
-        "grep": Method((STR,), ListType(STR), "all lines matching a regex"),
-        "has_line": Method((STR,), BOOL, "whether some line matches a regex"),
+        "first": Method((REGEX,), STR, "the first line matching a regex (stripped), or null"),
+        "grep": Method((REGEX,), ListType(STR), "all lines matching a regex"),
+        "has_line": Method((REGEX,), BOOL, "whether some line matches a regex"),
     },
     doc="a file, directory or link inside the scanned root (not followed if a link)",
 )
@@ -149,7 +162,7 @@ class FileInfo:
 
     def _match_line(self, regex: str) -> int | None:
         if regex not in self._line_of:
-            rx = re.compile(regex)
+            rx = compile_regex(regex)
             self._line_of[regex] = 0
             for i, line in enumerate(self.lines or (), 1):
                 if rx.search(line):
@@ -164,7 +177,7 @@ class FileInfo:
     def grep(self, regex: str) -> list[str] | None:
         if self.lines is None:
             return None
-        rx = re.compile(regex)
+        rx = compile_regex(regex)
         return [ln for ln in self.lines if rx.search(ln)]
 
     def has_line(self, regex: str) -> bool:
@@ -199,16 +212,66 @@ def collect_files(ctx: FactContext, pattern: str) -> list[FileInfo]:
     return [FileInfo(ctx, p, follow=False) for p in ctx.glob(pattern)]
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PSEUDO = ("/proc", "/sys")  # listed, never descended into: they are the kernel's, and endless
+
+
 def collect_tree(ctx: FactContext, top: str) -> list[FileInfo]:
-    """Every entry below `top` (not following links, not crossing into /proc or /sys)."""
-    out: list[FileInfo] = []
+    """Every entry below `top`, depth first in name order. Links are listed, never followed;
+    directories are opened one below the other by descriptor (no path grows past PATH_MAX),
+    and a tree deeper than LIMITS.walk_depth is an error naming where, not a hang or a crash."""
     base = ctx.host_path(top)
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-        rel = os.path.relpath(dirpath, ctx.root)
-        inside = "/" + ("" if rel == "." else rel)
-        for name in sorted(dirnames + filenames):
-            out.append(FileInfo(ctx, os.path.join(inside, name), follow=False))
+    rel = os.path.relpath(base, ctx.root)
+    inside = "/" + ("" if rel == "." else rel) if ctx.root != "/" else os.path.normpath(base)
+    try:
+        fd = os.open(base, _DIR_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as e:
+        raise EvaluationError(f"tree({top!r}): {e.strerror or e}") from None
+    out: list[FileInfo] = []
+    # One frame per open directory: (descriptor, its path inside the root, depth, subdirs left)
+    stack: list[tuple[int, str, int, list[str]]] = []
+    try:
+        stack.append((fd, inside, 0, []))
+        stack[-1] = (fd, inside, 0, _list(ctx, fd, inside, out))
+        while stack:
+            fd, here, depth, subdirs = stack[-1]
+            if not subdirs:
+                os.close(fd)
+                stack.pop()
+                continue
+            name = subdirs.pop()
+            path = os.path.join(here, name)
+            if path in _PSEUDO:
+                continue
+            if depth + 1 > LIMITS.walk_depth:
+                raise EvaluationError(
+                    f"tree({top!r}): more than {LIMITS.walk_depth} directory levels below it at {path}: not walked"
+                )
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as e:  # vanished, or unreadable: say so rather than skip it
+                raise EvaluationError(f"tree({top!r}): {path}: {e.strerror or e}") from None
+            stack.append((child, path, depth + 1, []))  # held before listing: closed on error
+            stack[-1] = (child, path, depth + 1, _list(ctx, child, path, out))
+    finally:
+        for frame in stack:
+            os.close(frame[0])
     return out
+
+
+def _list(ctx: FactContext, fd: int, here: str, out: list[FileInfo]) -> list[str]:
+    """Add the entries of directory `fd` to `out`; return its subdirectories, last first."""
+    subdirs = []
+    with os.scandir(fd) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        out.append(FileInfo(ctx, os.path.join(here, entry.name), follow=False))
+        if entry.is_dir(follow_symlinks=False):
+            subdirs.append(entry.name)
+    subdirs.reverse()
+    return subdirs
 
 
 def register(reg: FactRegistry) -> None:

@@ -9,7 +9,8 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.dsl.types import ANY, BOOL, INT, MODE, STR, ListType, Method, ObjectType
+from secpolicy.dsl.regex import compile_regex
+from secpolicy.dsl.types import ANY, BOOL, INT, MODE, REGEX, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError, NotApplicable
 from secpolicy.facts._common import at, dropin_files, read_proc, require_proc
 
@@ -527,7 +528,7 @@ class AppArmor:
 RSYSLOG = ObjectType(
     "rsyslog",
     {"exists": BOOL, "lines": ListType(STR), "file_create_mode": STR, "files": ListType(STR)},
-    methods={"has_line": Method((STR,), BOOL, "whether some configuration line matches a regex")},
+    methods={"has_line": Method((REGEX,), BOOL, "whether some configuration line matches a regex")},
     doc="rsyslog configuration: rsyslog.conf and the files it includes, comments stripped",
 )
 
@@ -570,7 +571,7 @@ class Rsyslog:
                     self._read(t, depth + 1)
 
     def has_line(self, regex: str) -> bool:
-        rx = re.compile(regex)
+        rx = compile_regex(regex)
         return any(rx.search(t) for t, _ in self._lines)
 
     def describe(self) -> str:
@@ -578,7 +579,7 @@ class Rsyslog:
 
     def where(self, name: str, *args: Any) -> str | None:
         if name == "has_line" and args:
-            rx = re.compile(str(args[0]))
+            rx = compile_regex(str(args[0]))
             hit = next((w for t, w in self._lines if rx.search(t)), None)
             return hit or ", ".join(self.files) or "/etc/rsyslog.conf (absent)"
         if name == "file_create_mode":

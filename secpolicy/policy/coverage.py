@@ -5,16 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from secpolicy.models import requirement_key
 from secpolicy.policy.model import PolicySet
 
 __all__ = ["FrameworkCoverage", "compute_coverage"]
-
-
-def _key(req: str) -> tuple:
-    parts = []
-    for p in req.replace("(", ".").replace(")", "").split("."):
-        parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
-    return tuple(parts)
 
 
 @dataclass
@@ -74,6 +68,6 @@ def compute_coverage(ps: PolicySet, standard: str | None = None) -> dict[str, Fr
         listed = d["automated"] | d["partial"] | d["manual"]
         cov.undeclared = [req for req in refs if req not in listed]
         for lst in (cov.automated, cov.partial, cov.manual, cov.unbacked, cov.undeclared):
-            lst.sort(key=_key)
+            lst.sort(key=requirement_key)
         out[fw] = cov
     return out

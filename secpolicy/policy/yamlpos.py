@@ -8,7 +8,9 @@ from functools import cached_property
 from typing import Any
 
 import yaml
+import yaml.reader
 
+from secpolicy.dsl.limits import LIMITS
 from secpolicy.errors import LocatedError
 
 __all__ = ["Positioned", "Span", "expression_origin", "load_yaml"]
@@ -78,7 +80,10 @@ def _span(node: yaml.Node) -> Span:
 
 
 def load_yaml(text: str, path: str) -> Positioned:
-    """Parse one YAML document. Raises LocatedError on syntax errors and duplicate keys."""
+    """Parse one YAML document. Raises LocatedError on syntax errors, duplicate keys, and
+    input past the limits of `secpolicy.dsl.limits` (size, nesting, alias expansion)."""
+    if len(text) > LIMITS.yaml_bytes:
+        raise LocatedError(f"file of {len(text):,} characters: the limit is {LIMITS.yaml_bytes:,}", path, 1, 1)
     try:
         loader = _Loader(text)
         try:
@@ -87,7 +92,7 @@ def load_yaml(text: str, path: str) -> Positioned:
                 return Positioned(None, {}, {}, text, path)
             spans: dict[tuple, Span] = {}
             key_spans: dict[tuple, Span] = {}
-            _walk(node, (), spans, key_spans, text, path)
+            _walk(node, spans, key_spans, text, path)
             data = loader.construct_document(node)
         finally:
             loader.dispose()
@@ -99,9 +104,12 @@ def load_yaml(text: str, path: str) -> Positioned:
         msg = " ".join(p for p in (e.context, e.problem) if p) or "invalid YAML"
         if mark is None:
             raise LocatedError(f"invalid YAML: {msg}", path) from None
-        lines = text.split("\n")
-        src = lines[mark.line] if mark.line < len(lines) else None
-        raise LocatedError(f"invalid YAML: {msg}", path, mark.line + 1, mark.column + 1, src) from None
+        raise _at(text, path, mark.index, f"invalid YAML: {msg}") from None
+    except yaml.reader.ReaderError as e:
+        # A NUL or other control character: the reader knows only the offset.
+        ch = chr(e.character) if isinstance(e.character, int) else e.character
+        what = f"character {ch!r}" if isinstance(ch, str) else "byte"
+        raise _at(text, path, e.position, f"invalid YAML: {what} is not allowed ({e.reason})") from None
     except yaml.YAMLError as e:
         raise LocatedError(f"invalid YAML: {e}", path) from None
     except (ValueError, TypeError, RecursionError) as e:  # a value the constructor cannot build
@@ -109,42 +117,73 @@ def load_yaml(text: str, path: str) -> Positioned:
     return Positioned(data, spans, key_spans, text, path)
 
 
-def _walk(
-    node: yaml.Node, at: tuple, spans: dict, key_spans: dict, text: str, path: str, open_: frozenset = frozenset()
-) -> None:
-    if id(node) in open_:
-        # `&a [*a]`: a structure containing itself; nothing in a policy needs that.
-        sm = node.start_mark
-        lines = text.split("\n")
-        raise LocatedError(
-            "recursive YAML alias (a value that contains itself)",
-            path,
-            sm.line + 1,
-            sm.column + 1,
-            lines[sm.line] if sm.line < len(lines) else None,
-        )
-    open_ = open_ | {id(node)}
-    spans[at] = _span(node)
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, yaml.Node] = {}
-        for knode, vnode in node.value:
-            key = knode.value if isinstance(knode, yaml.ScalarNode) else repr(knode)
-            if key in seen:
-                sm = knode.start_mark
-                lines = text.split("\n")
-                raise LocatedError(
-                    f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
-                    path,
-                    sm.line + 1,
-                    sm.column + 1,
-                    lines[sm.line] if sm.line < len(lines) else None,
+def _at(text: str, path: str, index: int, message: str) -> LocatedError:
+    index = max(0, min(index, len(text)))
+    line_start = text.rfind("\n", 0, index) + 1
+    line_end = text.find("\n", index)
+    line_no = text.count("\n", 0, index) + 1
+    src = text[line_start : line_end if line_end >= 0 else len(text)]
+    return LocatedError(message, path, line_no, index - line_start + 1, src)
+
+
+def _node_error(node: yaml.Node, text: str, path: str, message: str) -> LocatedError:
+    return _at(text, path, node.start_mark.index, message)
+
+
+_EXIT = object()  # marks leaving a collection during the walk
+
+
+def _walk(root: yaml.Node, spans: dict, key_spans: dict, text: str, path: str) -> None:
+    """Record the span of every value by its path, without recursion. Aliases are walked
+    again (each path needs its span) but only up to a bounded number of nodes, so a
+    "billion laughs" document is an error instead of an exponential walk."""
+    seen: set[int] = set()
+    open_: set[int] = set()
+    through_aliases = 0
+    stack: list[Any] = [(root, ())]
+    while stack:
+        item = stack.pop()
+        if item[0] is _EXIT:
+            open_.discard(item[1])
+            continue
+        node, at = item
+        if id(node) in open_:
+            # `&a [*a]`: a structure containing itself; nothing in a policy needs that.
+            raise _node_error(node, text, path, "recursive YAML alias (a value that contains itself)")
+        if id(node) in seen:
+            through_aliases += 1
+            if through_aliases > LIMITS.yaml_alias_nodes:
+                raise _node_error(
+                    node, text, path,
+                    f"aliases expand to more than {LIMITS.yaml_alias_nodes:,} values (the limit): "
+                    "an alias bomb?",
                 )
-            seen[key] = knode
-            key_spans[at + (key,)] = _span(knode)
-            _walk(vnode, at + (key,), spans, key_spans, text, path, open_)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, at + (i,), spans, key_spans, text, path, open_)
+        seen.add(id(node))
+        if len(at) > LIMITS.yaml_depth:
+            raise _node_error(node, text, path, f"YAML nested more than {LIMITS.yaml_depth} levels deep")
+        spans[at] = _span(node)
+        if isinstance(node, yaml.MappingNode):
+            stack.append((_EXIT, id(node)))
+            open_.add(id(node))
+            first: dict[Any, yaml.Node] = {}
+            children = []
+            for knode, vnode in node.value:
+                if isinstance(knode, yaml.ScalarNode):
+                    key = knode.value
+                else:
+                    key = f"<{knode.id} key at line {knode.start_mark.line + 1}>"
+                if key in first:
+                    raise _node_error(
+                        knode, text, path, f"duplicate key {key!r} (first at line {first[key].start_mark.line + 1})"
+                    )
+                first[key] = knode
+                key_spans[at + (key,)] = _span(knode)
+                children.append((vnode, at + (key,)))
+            stack.extend(reversed(children))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.append((_EXIT, id(node)))
+            open_.add(id(node))
+            stack.extend(reversed([(child, at + (i,)) for i, child in enumerate(node.value)]))
 
 
 def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.dsl.Origin
@@ -184,10 +223,11 @@ def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.ds
             segments.append((0, sp.line, sp.column + quote))
             offset = 0
             lineno = sp.line
+            last_line = doc.text.count("\n", 0, sp.end) + 1
             # Continuation lines of a multi-line plain or quoted scalar.
             while True:
                 lineno += 1
-                if lineno > len(lines) or lineno - 1 > doc.text.count("\n", 0, sp.end):
+                if lineno > len(lines) or lineno > last_line:
                     break
                 raw = lines[lineno - 1]
                 content = raw.strip().rstrip("'\"")

@@ -4,29 +4,26 @@ SARIF, OCSF, HTML and PDF: evidence lines, reference lists, severity ranks."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
-from secpolicy.models import Evidence, Finding, Severity, Status
+from secpolicy.models import Evidence, Finding, Severity, Status, deciding_evidence
 
-__all__ = ["SEVERITY_TITLE", "evidence_line", "evidence_text", "finding_message", "references_text"]
+__all__ = [
+    "SEVERITY_TITLE",
+    "evidence_line",
+    "evidence_text",
+    "finding_message",
+    "references_text",
+    "requirement_line",
+    "tailoring_lines",
+]
 
 SEVERITY_TITLE = {s: s.value.capitalize() for s in Severity}
 
 
 def evidence_line(e: Evidence) -> str:
     """`expression: expected X, observed Y (at source) — message` on one line."""
-    parts = []
-    if e.expected is not None:
-        parts.append(f"expected {e.expected}")
-    if e.observed is not None:
-        parts.append(f"observed {e.observed}")
-    text = e.expression
-    if parts:
-        text += ": " + ", ".join(parts)
-    if e.source:
-        text += f" (at {e.source})"
-    if e.message:
-        text += f" — {e.message}"
-    return text
+    return e.line()
 
 
 def evidence_text(evidence: Iterable[Evidence]) -> str:
@@ -46,5 +43,37 @@ def finding_message(f: Finding) -> str:
     head = {Status.FAIL: "failed", Status.PASS: "passed", Status.WAIVED: "failed, waived"}[f.status]
     text = f"{f.title}: {head}"
     if f.evidence and f.status != Status.PASS:
-        text += ": " + evidence_line(f.evidence[0])
+        # The comparisons the verdict turned on, not a guard it got past.
+        deciding = deciding_evidence(f.evidence)
+        text += ": " + "; ".join(evidence_line(e) for e in deciding[:3])
+        if len(deciding) > 3:
+            text += f" (and {len(deciding) - 3} more)"
     return text
+
+
+def requirement_line(r: Any) -> str:
+    """`pci-dss 8.3.4: fail (automated; 2 of 2 rules failing)`, from a RequirementEntry."""
+    counts = r.counts
+    n = r.decided_rules
+    if r.status in ("fail", "error"):
+        detail = f"{counts.get(r.status, 0)} of {n} rule(s) {'failing' if r.status == 'fail' else 'in error'}"
+    elif n:
+        detail = f"{n} rule(s)"
+    else:
+        detail = "no rule evaluated"
+    return f"{r.framework} {r.id}: {r.status.replace('_', ' ')} ({r.coverage}; {detail})"
+
+
+def tailoring_lines(t: Mapping[str, Any] | None) -> list[str]:
+    """The tailoring used, one line each: the file, the profile, every var and rule changed."""
+    if not t:
+        return []
+    lines = [f"tailoring {t['id']} ({t['title']}): {t['path']}, sha256 {t['sha256']}"]
+    if t.get("profile"):
+        lines.append(f"profile {t['profile']}")
+    lines.extend(f"var {v['name']} = {v['value']} (default {v['default']})" for v in t.get("vars") or ())
+    for r in t.get("rules") or ():
+        state = "enabled" if r["enabled"] else "disabled"
+        default = "enabled" if r["default_enabled"] else "disabled"
+        lines.append(f"rule {r['rule_id']} {state} (default {default}): {r['reason']}")
+    return lines

@@ -62,6 +62,9 @@ class TrendChart:
     series: tuple[Series, ...]
     x_labels: tuple[tuple[float, str], ...]
     y_ticks: tuple[tuple[float, int], ...]
+    # Scans of more than one host (`--allow-mixed-hosts`): each point's host, under its date.
+    host_labels: tuple[tuple[float, str], ...] = ()
+    hosts: tuple[str, ...] = ()
 
 
 def _pct_color(pct: float | None) -> str:
@@ -126,4 +129,10 @@ def trend_chart(points: Sequence[TrendPoint], *, width: float = 640, height: flo
         if k % step == 0 or k == len(points) - 1
     )
     ticks = tuple((top + ph * (1 - v / 100), v) for v in (0, 25, 50, 75, 100))
-    return TrendChart(width, height, left, top, pw, ph, tuple(series), labels, ticks)
+    hosts = tuple(dict.fromkeys(p.host for p in points))
+    host_labels: tuple[tuple[float, str], ...] = ()
+    if len(hosts) > 1:
+        host_labels = tuple(
+            (left + pw * (t - t0) / span, f"[{hosts.index(p.host) + 1}]") for t, p in zip(times, points)
+        )
+    return TrendChart(width, height, left, top, pw, ph, tuple(series), labels, ticks, host_labels, hosts)

@@ -1,15 +1,26 @@
 """CSV report: one row per control, RFC 4180 quoting (CRLF line ends, fields with commas,
-quotes or line breaks quoted, quotes doubled), so spreadsheets and `csv` read it back exactly."""
+quotes or line breaks quoted, quotes doubled); cells a spreadsheet would run as a formula are
+neutralised with a leading `'` (OWASP CSV injection)."""
 
 from __future__ import annotations
 
 import csv
 from typing import IO
 
-from secpolicy.reports._text import evidence_text, references_text
+from secpolicy.reports._text import evidence_text, references_text, requirement_line
 from secpolicy.reports.model import Report
 
-__all__ = ["COLUMNS", "render"]
+__all__ = ["COLUMNS", "FORMULA_START", "neutralise", "render"]
+
+# What spreadsheets (Excel, LibreOffice, Google Sheets) start a formula or DDE call with.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(cell: str) -> str:
+    """OWASP's defence: a cell starting a formula gets a leading `'`, so `=HYPERLINK(...)`
+    planted in a file the scan read shows as text instead of running. A cell that already
+    starts with `'` gets one too, so dropping one leading `'` always restores the value."""
+    return "'" + cell if cell.startswith(FORMULA_START) or cell.startswith("'") else cell
 
 COLUMNS = (
     "rule_id",
@@ -29,34 +40,39 @@ COLUMNS = (
     "host",
     "scan_id",
     "scanned_at",
+    "requirements",
+    "tailoring",
 )
 
 
 def render(report: Report, out: IO[str]) -> None:
-    """Values are written as they are: no formula-escaping prefix, because a leading `'`
-    would change evidence such as `-rw-r--r--` and break the exact round trip."""
+    """Every cell passes through `neutralise`; a reader restores the exact value by dropping
+    one leading `'` where there is one."""
     w = csv.writer(out, dialect="excel", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     w.writerow(COLUMNS)
     scan = report.scan
+    t = report.tailoring
+    tailoring = f"{t['id']} ({t['path']}, sha256 {t['sha256']})" if t else ""
     for f in report.findings:
-        w.writerow(
-            (
-                f.rule_id,
-                f.title,
-                f.policy_id,
-                f.severity.value,
-                f.status.value,
-                references_text(f.references),
-                evidence_text(f.evidence),
-                f.reason or "",
-                f.rationale,
-                f.remediation,
-                f.waiver.justification if f.waiver else "",
-                (f.waiver.approver or "") if f.waiver else "",
-                (f.waiver.expires or "") if f.waiver else "",
-                f.source or "",
-                scan.host,
-                scan.id,
-                scan.started_at,
-            )
+        cells = (
+            f.rule_id,
+            f.title,
+            f.policy_id,
+            f.severity.value,
+            f.status.value,
+            references_text(f.references),
+            evidence_text(f.evidence),
+            f.reason or "",
+            f.rationale,
+            f.remediation,
+            f.waiver.justification if f.waiver else "",
+            (f.waiver.approver or "") if f.waiver else "",
+            (f.waiver.expires or "") if f.waiver else "",
+            f.source or "",
+            scan.host,
+            scan.id,
+            scan.started_at,
+            "; ".join(requirement_line(r) for r in report.requirements_for(f)),
+            tailoring,
         )
+        w.writerow([neutralise(c) for c in cells])

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from secpolicy.errors import InputError
-from secpolicy.models import Severity
+from secpolicy.models import Severity, deciding_lines, requirement_key
 from secpolicy.reports.model import validate_results
+from secpolicy.resultsfile import read_json_file
 
-__all__ = ["DIFF_FORMATS", "Change", "Diff", "diff_results", "load_results", "render_diff"]
+__all__ = ["DIFF_FORMATS", "Change", "Diff", "RequirementChange", "diff_results", "load_results", "read_results", "render_diff"]
 
 _FAILING = frozenset({"fail", "error"})
 DIFF_FORMATS = ("table", "json", "markdown")
@@ -42,6 +43,26 @@ class Change:
 
 
 @dataclass(frozen=True)
+class RequirementChange:
+    """A framework requirement whose rolled-up status changed between the scans."""
+
+    framework: str
+    id: str
+    coverage: str
+    old_status: str | None
+    new_status: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework,
+            "id": self.id,
+            "coverage": self.coverage,
+            "old_status": self.old_status,
+            "new_status": self.new_status,
+        }
+
+
+@dataclass(frozen=True)
 class Diff:
     old_scan: Mapping[str, Any]
     new_scan: Mapping[str, Any]
@@ -52,6 +73,8 @@ class Diff:
     removed_rules: tuple[Change, ...]
     old_pct: float | None = None
     new_pct: float | None = None
+    requirement_changes: tuple[RequirementChange, ...] = ()
+    tailoring_changes: tuple[str, ...] = ()  # what the scans were told differently
 
     @property
     def regressed(self) -> bool:
@@ -67,28 +90,26 @@ class Diff:
             "changed": [c.to_dict() for c in self.changed],
             "added_rules": [c.to_dict() for c in self.added_rules],
             "removed_rules": [c.to_dict() for c in self.removed_rules],
+            "requirement_changes": [c.to_dict() for c in self.requirement_changes],
+            "tailoring_changes": list(self.tailoring_changes),
         }
 
 
-def load_results(path: str, *, summary_only: bool = False) -> dict[str, Any]:
-    """Read and validate a results file; InputError names the file and what is wrong.
+def read_results(path: str, *, summary_only: bool = False) -> tuple[dict[str, Any], bytes]:
+    """Read and validate a results file: the document and the exact bytes read (what a
+    report's SHA-256 covers). InputError names the file and what is wrong, with a line and
+    column for malformed JSON and hostile values (huge integers, NaN, deep nesting).
     `summary_only` (earlier scans for a trend) checks findings only for id and status."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise InputError(f"cannot read results file: {e.strerror}", path) from None
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text (byte {e.start})", path) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"not JSON: line {e.lineno} column {e.colno}: {e.msg}", path) from None
+    doc, raw = read_json_file(path, "results file")
     try:
         validate_results(doc, path=path, summary_only=summary_only)
     except InputError as e:
         raise InputError(e.message, path) from None
-    return doc
+    return doc, raw
+
+
+def load_results(path: str, *, summary_only: bool = False) -> dict[str, Any]:
+    return read_results(path, summary_only=summary_only)[0]
 
 
 def _severity_rank(sev: str) -> int:
@@ -101,14 +122,8 @@ def _severity_rank(sev: str) -> int:
 def _first_evidence(r: Mapping[str, Any]) -> str:
     if r.get("status") == "error" and r.get("reason"):
         return str(r["reason"])
-    for e in r.get("evidence") or ():
-        text = e["expression"]
-        if e.get("expected") is not None or e.get("observed") is not None:
-            text += f": expected {e.get('expected')}, observed {e.get('observed')}"
-        if e.get("source"):
-            text += f" (at {e['source']})"
-        return text
-    return str(r.get("reason") or "")
+    # The comparisons the verdict turned on, not a guard it got past (`decisive: false`).
+    return "; ".join(deciding_lines(r.get("evidence") or ())) or str(r.get("reason") or "")
 
 
 def _change(rid: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Change:
@@ -169,7 +184,46 @@ def diff_results(old: dict[str, Any], new: dict[str, Any]) -> Diff:
         removed_rules=tuple(sorted(removed, key=_order)),
         old_pct=old["summary"].get("compliance_pct"),
         new_pct=new["summary"].get("compliance_pct"),
+        requirement_changes=_requirement_changes(old, new),
+        tailoring_changes=_tailoring_changes(old, new),
     )
+
+
+def _requirement_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[RequirementChange, ...]:
+    def index(doc: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+        return {(fw, r["id"]): r for fw, rows in (doc.get("requirements") or {}).items() for r in rows}
+
+    before, after = index(old), index(new)
+    out = []
+    for key in sorted(set(before) | set(after), key=lambda k: (k[0], requirement_key(k[1]))):
+        o, n = before.get(key), after.get(key)
+        if o is not None and n is not None and o["status"] == n["status"]:
+            continue
+        coverage = (n or o or {}).get("coverage", "undeclared")
+        out.append(RequirementChange(key[0], key[1], coverage, o["status"] if o else None, n["status"] if n else None))
+    return tuple(out)
+
+
+def _tailoring_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+    """Differences in what the scans were told: the tailoring file and every var's value."""
+    out = []
+    to, tn = old.get("tailoring"), new.get("tailoring")
+    if (to or {}).get("sha256") != (tn or {}).get("sha256"):
+        def name(t: Mapping[str, Any] | None) -> str:
+            return f"{t['id']} (sha256 {t['sha256'][:12]}...)" if t else "none"
+
+        out.append(f"tailoring {name(to)} -> {name(tn)}")
+    vo = {v["name"]: v["value"] for v in old.get("vars") or ()}
+    vn = {v["name"]: v["value"] for v in new.get("vars") or ()}
+    for var in sorted(set(vo) | set(vn)):
+        if vo.get(var) != vn.get(var):
+            out.append(f"var {var}: {vo.get(var, '(not read)')} -> {vn.get(var, '(not read)')}")
+    ro = {r["rule_id"]: r["enabled"] for r in (to or {}).get("rules") or ()}
+    rn = {r["rule_id"]: r for r in (tn or {}).get("rules") or ()}
+    for rid, r in sorted(rn.items()):
+        if ro.get(rid) != r["enabled"]:
+            out.append(f"rule {rid} {'enabled' if r['enabled'] else 'disabled'} by tailoring: {r['reason']}")
+    return tuple(out)
 
 
 # rendering ---------------------------------------------------------------------------------
@@ -212,6 +266,14 @@ def _render_table(d: Diff, out: IO[str]) -> None:
             out.write(f"  {c.rule_id:<{w_id}}  {c.severity:<8}  {_status_pair(c):<26}  {c.title}\n")
             if c.evidence:
                 out.write(f"  {'':<{w_id}}  {'':<8}  {c.evidence}\n")
+    if d.requirement_changes:
+        out.write(f"\nRequirement status changes ({len(d.requirement_changes)}):\n")
+        for r in d.requirement_changes:
+            pair = f"{r.old_status or '(absent)'} -> {r.new_status or '(absent)'}"
+            out.write(f"  {r.framework} {r.id:<12}  {pair:<30}  ({r.coverage})\n")
+    if d.tailoring_changes:
+        out.write(f"\nTailoring and values ({len(d.tailoring_changes)}):\n")
+        out.writelines(f"  {line}\n" for line in d.tailoring_changes)
 
 
 def _md_cell(text: str) -> str:
@@ -253,6 +315,17 @@ def _render_markdown(d: Diff, out: IO[str], limit: int = MARKDOWN_ROWS) -> None:
             )
         if len(items) > limit:
             out.write(f"\n…and {len(items) - limit} more ({title.lower()}); `secpolicy diff --format json` lists them all.\n")
+    if d.requirement_changes:
+        rows = d.requirement_changes
+        out.write(f"\n#### Requirement status changes ({len(rows)})\n\n| Framework | Requirement | Status | Coverage |\n|---|---|---|---|\n")
+        for r in rows[:limit]:
+            pair = f"{r.old_status or '(absent)'} → {r.new_status or '(absent)'}"
+            out.write(f"| {_md_cell(r.framework)} | {_md_cell(r.id)} | {_md_cell(pair)} | {r.coverage} |\n")
+        if len(rows) > limit:
+            out.write(f"\n…and {len(rows) - limit} more; `secpolicy diff --format json` lists them all.\n")
+    if d.tailoring_changes:
+        out.write("\n#### Tailoring and values\n\n")
+        out.writelines(f"- {_md_cell(line)}\n" for line in d.tailoring_changes)
     if not any(getattr(d, a) for a, _ in _SECTIONS):
         out.write("\nNo rule changed status.\n")
 

@@ -20,7 +20,9 @@ from secpolicy.reports._text import SEVERITY_TITLE, evidence_line, references_te
 from secpolicy.reports.model import STATUS_LABEL, Report, parse_time
 from secpolicy.resources import templates_dir
 
-__all__ = ["environment", "render_html", "render_pdf", "template_context"]
+__all__ = ["PDF_VARIANT", "environment", "render_html", "render_pdf", "template_context"]
+
+PDF_VARIANT = "pdf/a-3b"  # archival PDF that may carry attachments (ISO 19005-3, level B)
 
 
 def _when(iso: str | None) -> str:
@@ -158,6 +160,9 @@ def render_pdf(report: Report, out: IO[bytes]) -> None:
     except OSError as e:
         raise RuntimeFailure(f"PDF output needs WeasyPrint's system libraries (pango): {e}") from None
     html = environment().get_template("report_pdf.html.j2").render(**template_context(report))
+    # Lone surrogates (undecodable bytes read from the host) cannot reach Pango: show them
+    # as their `\udcXX` escapes, as the HTML and text reports write them.
+    html = html.encode("utf-8", "backslashreplace").decode("utf-8")
 
     def no_fetch(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         # The report is self-contained; refuse anything that would leave the machine.
@@ -167,9 +172,17 @@ def render_pdf(report: Report, out: IO[bytes]) -> None:
     # cyclic garbage collection passes over them find nothing and cost a third of the time.
     was_enabled = gc.isenabled()
     gc.disable()
+    attachments = []
+    if report.integrity is not None:
+        # PDF/A-3 allows embedded files: the exact results bytes travel inside the report,
+        # so the one file is the whole deliverable and its SHA-256 can be checked.
+        attachments.append(weasyprint.Attachment(
+            string=report.integrity.results_json, name="results.json", relationship="Source",
+            description=f"secpolicy results rendered by this report, SHA-256 {report.integrity.results_sha256}",
+        ))
     try:
         doc = weasyprint.HTML(string=html, base_url=str(templates_dir()), url_fetcher=no_fetch)
-        doc.write_pdf(out)
+        doc.write_pdf(out, pdf_variant=PDF_VARIANT, attachments=attachments)
     finally:
         if was_enabled:
             gc.enable()

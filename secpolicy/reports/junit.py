@@ -10,7 +10,13 @@ from collections import defaultdict
 from typing import IO
 
 from secpolicy.models import Finding, Status
-from secpolicy.reports._text import evidence_text, finding_message, references_text
+from secpolicy.reports._text import (
+    evidence_text,
+    finding_message,
+    references_text,
+    requirement_line,
+    tailoring_lines,
+)
 from secpolicy.reports.model import Report
 
 __all__ = ["render", "xml_safe"]
@@ -100,6 +106,12 @@ def render(report: Report, out: IO[str]) -> None:
             if p.id == policy:
                 ET.SubElement(props, "property", name="policy_version", value=xml_safe(p.version))
                 ET.SubElement(props, "property", name="policy_sha256", value=p.sha256)
+        for k, line in enumerate(tailoring_lines(report.tailoring)):
+            ET.SubElement(props, "property", name=f"tailoring.{k}", value=xml_safe(line))
+        # The requirements this suite's rules serve, with their status over all rules.
+        served = {(r.framework, r.id): r for f in findings for r in report.requirements_for(f)}
+        for (fw, req), r in sorted(served.items()):
+            ET.SubElement(props, "property", name=xml_safe(f"requirement.{fw}.{req}"), value=xml_safe(requirement_line(r)))
         for f in findings:
             _testcase(suite, f)
         ET.SubElement(suite, "system-out").text = ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import jsonschema
@@ -14,19 +14,27 @@ import jsonschema
 from secpolicy.errors import InputError
 from secpolicy.models import Evidence, Finding, Severity, Status, Waiver
 from secpolicy.resources import load_schema
+from secpolicy.resultsfile import results_bytes, sha256_hex
 
 __all__ = [
     "STATUS_LABEL",
     "STATUS_ORDER",
+    "AuditRef",
     "ErrorEntry",
     "FrameworkSummary",
+    "HostInfo",
+    "Integrity",
+    "MixedHostsError",
     "PolicyInfo",
     "Report",
+    "RequirementEntry",
     "ScanInfo",
     "TrendPoint",
     "WaiverEntry",
     "build_report",
+    "check_same_host",
     "finding_from_dict",
+    "host_label",
     "parse_time",
     "validate_results",
 ]
@@ -97,10 +105,31 @@ class FrameworkSummary:
     automated: tuple[str, ...] = ()
     partial: tuple[str, ...] = ()
     manual: tuple[str, ...] = ()
+    # Per requirement (when the results carry them): counts by rolled-up status, and the
+    # share of passing requirements among pass, fail and error.
+    requirement_counts: Mapping[str, int] | None = None
+    requirements_pct: float | None = None
 
     @property
     def declared(self) -> int:
         return len(self.automated) + len(self.partial) + len(self.manual)
+
+
+@dataclass(frozen=True)
+class RequirementEntry:
+    """One framework requirement: its status rolled up from its rules and its coverage class."""
+
+    framework: str
+    id: str
+    status: str  # pass | fail | error | waived | not_applicable | not_assessed
+    coverage: str  # automated | partial | manual | undeclared
+    counts: Mapping[str, int]
+    rule_ids: tuple[str, ...] = ()
+    note: str | None = None
+
+    @property
+    def decided_rules(self) -> int:
+        return sum(self.counts.get(k, 0) for k in ("pass", "fail", "error", "waived", "not_applicable"))
 
 
 @dataclass(frozen=True)
@@ -133,6 +162,44 @@ class TrendPoint:
 
 
 @dataclass(frozen=True)
+class HostInfo:
+    """The scanned system and the scanner, from the results' `scan.host_identity`."""
+
+    hostname: str
+    machine_id: str | None
+    os_name: str | None  # PRETTY_NAME, else ID VERSION_ID, of the scanned root
+    os_source: str | None
+    live: bool
+    kernel: str | None
+    addresses: tuple[str, ...]
+    virtualization: str | None
+    container: str | None
+    scanner_host: str
+    scanner_uid: int
+    scanner_user: str | None
+    scanner_kernel: str
+
+
+@dataclass(frozen=True)
+class AuditRef:
+    """The audit-log record that holds the SHA-256 of the results (the scan's end)."""
+
+    scan_id: str
+    seq: int
+    log: str | None = None  # the log directory, when the report was made with it at hand
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What a report renders, pinned: the SHA-256 of the exact results bytes (embedded in the
+    PDF as results.json) and, when the scan was recorded, the audit-log record holding it."""
+
+    results_sha256: str
+    results_json: bytes
+    audit: AuditRef | None = None
+
+
+@dataclass(frozen=True)
 class Report:
     results: Mapping[str, Any]  # the validated results file, for the JSON renderer
     scan: ScanInfo
@@ -148,6 +215,25 @@ class Report:
     lost_events: tuple[Mapping[str, Any], ...] = ()
     trend: tuple[TrendPoint, ...] = ()
     policy_paths: Mapping[str, str] = field(default_factory=dict)
+    host: HostInfo | None = None
+    integrity: Integrity | None = None
+    regressions: Mapping[str, Any] | None = None
+    requirements: tuple[RequirementEntry, ...] = ()
+    tailoring: Mapping[str, Any] | None = None  # as in the results: sha256, vars, rules
+    vars: tuple[Mapping[str, Any], ...] = ()  # every var the scanned rules read, value used
+    compliance_note: str | None = None
+
+    def requirements_of(self, framework: str) -> tuple[RequirementEntry, ...]:
+        return tuple(r for r in self.requirements if r.framework == framework)
+
+    @cached_property
+    def _requirement_index(self) -> dict[tuple[str, str], RequirementEntry]:
+        return {(r.framework, r.id): r for r in self.requirements}
+
+    def requirements_for(self, f: Finding) -> tuple[RequirementEntry, ...]:
+        """The requirements a finding's rule serves, with their rolled-up status."""
+        index = self._requirement_index
+        return tuple(index[(fw, req)] for fw, ids in sorted(f.references.items()) for req in ids if (fw, req) in index)
 
     @property
     def total(self) -> int:
@@ -270,16 +356,7 @@ def finding_from_dict(d: Mapping[str, Any]) -> Finding:
         references={k: tuple(v) for k, v in (d.get("references") or {}).items()},
         tags=tuple(d.get("tags") or ()),
         profiles=tuple(d.get("profiles") or ()),
-        evidence=tuple(
-            Evidence(
-                expression=e["expression"],
-                expected=e.get("expected"),
-                observed=e.get("observed"),
-                source=e.get("source"),
-                message=e.get("message"),
-            )
-            for e in d.get("evidence") or ()
-        ),
+        evidence=tuple(Evidence.from_dict(e) for e in d.get("evidence") or ()),
         reason=d.get("reason"),
         duration_ms=float(d.get("duration_ms") or 0.0),
         waiver=waiver,
@@ -296,18 +373,82 @@ def _trend_point(results: Mapping[str, Any]) -> TrendPoint:
     return TrendPoint(
         at=results["scan"]["started_at"],
         scan_id=results["scan"]["id"],
-        host=results["scan"]["host"],
+        host=host_label(results["scan"]),
         overall_pct=s.get("compliance_pct"),
         frameworks={fw: e.get("compliance_pct") for fw, e in s["frameworks"].items()},
     )
 
 
+class MixedHostsError(InputError):
+    """Results of different hosts where one host is expected (exit 2)."""
+
+
+def _same_host(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    # The machine-id identifies a system across renames; a hostname is all older results have.
+    ia, ib = a.get("host_identity") or {}, b.get("host_identity") or {}
+    ma, mb = ia.get("machine_id"), ib.get("machine_id")
+    if ma and mb:
+        return bool(ma == mb)
+    return bool(a.get("host") == b.get("host"))
+
+
+def host_label(scan: Mapping[str, Any]) -> str:
+    ident = scan.get("host_identity") or {}
+    mid = ident.get("machine_id")
+    return f"{scan.get('host')} (machine-id {mid[:12]})" if mid else str(scan.get("host"))
+
+
+def check_same_host(docs: Sequence[tuple[str, Mapping[str, Any]]], allow_mixed: bool = False) -> None:
+    """Refuse results of more than one host (by machine-id, else hostname), naming them,
+    unless `allow_mixed` (then trends and diffs label each scan with its host)."""
+    if allow_mixed or len(docs) < 2:
+        return
+    first_name, first = docs[0]
+    for name, doc in docs[1:]:
+        if not _same_host(first["scan"], doc["scan"]):
+            raise MixedHostsError(
+                f"{name} is a scan of {host_label(doc['scan'])}, {first_name} of {host_label(first['scan'])}: "
+                "refusing to mix hosts (give --allow-mixed-hosts to compare them anyway)"
+            )
+
+
+def _host_info(scan: Mapping[str, Any]) -> HostInfo | None:
+    ident = scan.get("host_identity")
+    if not ident:
+        return None
+    osr = ident.get("os_release") or {}
+    os_name = osr.get("pretty_name") or " ".join(x for x in (osr.get("id"), osr.get("version_id")) if x) or None
+    kernel = ident.get("kernel")
+    sc = ident["scanner"]
+    return HostInfo(
+        hostname=ident["hostname"],
+        machine_id=ident.get("machine_id"),
+        os_name=os_name,
+        os_source=osr.get("source"),
+        live=bool(ident.get("live")),
+        kernel=f"{kernel['release']} ({kernel['machine']})" if kernel else None,
+        addresses=tuple(ident.get("addresses") or ()),
+        virtualization=ident.get("virtualization"),
+        container=ident.get("container"),
+        scanner_host=sc["hostname"],
+        scanner_uid=int(sc["uid"]),
+        scanner_user=sc.get("user"),
+        scanner_kernel=sc["kernel"],
+    )
+
+
 def build_report(
-    results: dict[str, Any], history: Sequence[dict[str, Any]] = (), *, validate: bool = True
+    results: dict[str, Any],
+    history: Sequence[dict[str, Any]] = (),
+    *,
+    validate: bool = True,
+    raw: bytes | None = None,
+    audit: AuditRef | None = None,
 ) -> Report:
     """Validate `results` (and each `history` entry, earlier scans for the trend) and
     build the report model. InputError (exit 2) on a malformed document. `validate=False`
-    only for documents that `diff.load_results` has just validated."""
+    only for documents that `diff.load_results` has just validated. `raw` is the exact
+    results bytes the report pins (default: the canonical serialisation of `results`)."""
     for i, h in enumerate(history if validate else ()):
         try:
             validate_results(h, summary_only=True)
@@ -359,8 +500,23 @@ def build_report(
                 automated=tuple(cov.get("automated") or ()),
                 partial=tuple(cov.get("partial") or ()),
                 manual=tuple(cov.get("manual") or ()),
+                requirement_counts=entry.get("requirements_by_status"),
+                requirements_pct=entry.get("requirements_compliance_pct"),
             )
         )
+    requirements = tuple(
+        RequirementEntry(
+            framework=fw,
+            id=r["id"],
+            status=r["status"],
+            coverage=r["coverage"],
+            counts=dict(r["rules"]),
+            rule_ids=tuple(r["rule_ids"]),
+            note=r.get("note"),
+        )
+        for fw, reqs in sorted((results.get("requirements") or {}).items())
+        for r in reqs
+    )
     waivers = tuple(
         WaiverEntry(
             rule_id=w["rule_id"],
@@ -393,4 +549,16 @@ def build_report(
         lost_events=tuple(results.get("lost_events") or ()),
         trend=tuple(points) if history else (),
         policy_paths={p.id: p.path for p in policies if p.path},
+        host=_host_info(scan),
+        integrity=_integrity(results, raw, audit),
+        regressions=results.get("regressions") or None,
+        requirements=requirements,
+        tailoring=results.get("tailoring") or None,
+        vars=tuple(results.get("vars") or ()),
+        compliance_note=summary.get("compliance_note"),
     )
+
+
+def _integrity(results: dict[str, Any], raw: bytes | None, audit: AuditRef | None) -> Integrity:
+    data = raw if raw is not None else results_bytes(results)
+    return Integrity(results_sha256=sha256_hex(data), results_json=data, audit=audit)

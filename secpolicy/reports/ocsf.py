@@ -35,6 +35,13 @@ def _ms(iso: str) -> int:
     return int(parse_time(iso).timestamp() * 1000)
 
 
+def _tailoring(report: Report) -> dict[str, Any] | None:
+    t = report.tailoring
+    if not t:
+        return None
+    return {"id": t["id"], "sha256": t["sha256"], "vars": t.get("vars") or [], "rules": t.get("rules") or []}
+
+
 def _event(f: Finding, report: Report, time_ms: int) -> dict[str, Any]:
     scan = report.scan
     sev = _SEVERITY_ID[f.severity]
@@ -94,6 +101,11 @@ def _event(f: Finding, report: Report, time_ms: int) -> dict[str, Any]:
                 "rule_source": f.source,
                 "waiver": f.waiver.to_dict() if f.waiver else None,
                 "scan_id": scan.id,
+                "requirements": [
+                    {"framework": r.framework, "id": r.id, "status": r.status, "coverage": r.coverage}
+                    for r in report.requirements_for(f)
+                ],
+                "tailoring": _tailoring(report),
             }
         },
     }

@@ -10,7 +10,12 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from secpolicy.models import Finding, Severity, Status
-from secpolicy.reports._text import evidence_line, finding_message, references_text
+from secpolicy.reports._text import (
+    evidence_line,
+    finding_message,
+    references_text,
+    requirement_line,
+)
 from secpolicy.reports.model import Report
 
 __all__ = ["render", "to_sarif"]
@@ -106,6 +111,7 @@ def _result(f: Finding, index: int, report: Report) -> dict[str, Any]:
             "severity": f.severity.value,
             "evidence": [e.to_dict() for e in f.evidence],
             "references": {k: list(v) for k, v in f.references.items()},
+            "requirements": [requirement_line(r) for r in report.requirements_for(f)],
         },
     }
     if f.reason:
@@ -173,6 +179,17 @@ def to_sarif(report: Report) -> dict[str, Any]:
             ],
             "frameworks": {fw.name: fw.compliance_pct for fw in report.frameworks},
             "policies": [{"id": p.id, "version": p.version, "sha256": p.sha256} for p in report.scan.policies],
+            # Per framework requirement: status rolled up from its rules, coverage class beside it.
+            "requirements": {
+                fw.name: [
+                    {"id": r.id, "status": r.status, "coverage": r.coverage, "rules": list(r.rule_ids)}
+                    for r in report.requirements_of(fw.name)
+                ]
+                for fw in report.frameworks
+                if report.requirements_of(fw.name)
+            },
+            "compliance_note": report.compliance_note,
+            "tailoring": report.tailoring,
         },
     }
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}

@@ -112,7 +112,7 @@ def test_checkpoint_command_and_proofs(written_log: dict[str, Path], tmp_path: P
     (tmp_path / "inc.json").write_text(out)
     code, out = run("log", "prove", "check", str(tmp_path / "inc.json"), "--checkpoint", str(w["offhost"]),
                     "--pubkey", str(w["pub"]))
-    assert code == 0 and "inclusion proof holds" in out and "root matches the checkpoint" in out
+    assert code == 0 and "inclusion proof holds" in out and "root matches the off-host checkpoint" in out
 
     proof["entry"] = proof["entry"].replace('"seq":3,', '"seq":33,')
     (tmp_path / "bad.json").write_text(json.dumps(proof))
@@ -123,11 +123,21 @@ def test_checkpoint_command_and_proofs(written_log: dict[str, Path], tmp_path: P
     assert code == 0
     (tmp_path / "con.json").write_text(out)
     code, out = run("log", "prove", "check", str(tmp_path / "con.json"), "--checkpoint", str(w["offhost"]))
-    assert code == 0 and "new root matches" in out
+    assert code == 5 and "not anchored" in out and "old root (tree size 3)" in out  # 3 is no checkpoint
+    code, out = run("log", "prove", "check", str(tmp_path / "con.json"), "--checkpoint", str(w["offhost"]),
+                    "--unanchored")
+    assert code == 0 and "new root matches" in out and "old root (tree size 3) is not anchored" in out
     con = json.loads((tmp_path / "con.json").read_text())
     con["old_root"] = "00" * 32
     (tmp_path / "con2.json").write_text(json.dumps(con))
     assert run("log", "prove", "check", str(tmp_path / "con2.json"))[0] == 5
+
+
+def test_format_names_of_the_options_are_the_formatters() -> None:
+    from secpolicy.auditlog.sinks.formats import FORMATS
+    from secpolicy.cli.auditlog import FORMAT_NAMES
+
+    assert sorted(FORMATS) == list(FORMAT_NAMES)
 
 
 def test_init_refuses_to_overwrite_a_key(tmp_path: Path) -> None:
@@ -168,6 +178,21 @@ def test_timeline_table_and_html(db: Path, tmp_path: Path) -> None:
     assert "2026-11-21 10:02:00.000" in text and "sudo -i" in text and "escalated to root" in text
     code, _ = run("timeline", "--db", str(db), "--format", "html", "-o", str(tmp_path / "t.html"))
     assert code == 0 and "<h2>Correlated chains (2)</h2>" in (tmp_path / "t.html").read_text()
+
+
+def test_hostile_lines_never_end_ingest_or_timeline(tmp_path: Path) -> None:
+    from test_auditlog_store import HOSTILE, hostile
+
+    path = hostile(tmp_path)
+    code, out = run("store", "ingest", str(tmp_path / "h.db"), str(path))
+    assert code == 0 and "stored 1 events and 1 alerts" in out
+    assert f"skipped {path}:3: time '2024-02-30T10:00:00.000000000Z' is not an ISO 8601 date" in out
+    assert f"{len(HOSTILE) - 2} malformed input line(s) skipped" in out
+    code, out = run("store", "ingest", str(tmp_path / "h2.db"), str(path), "--strict")
+    assert code == 2 and f"skipped {path}:7: not JSON" in out
+    code, out = run("timeline", "--replay", str(path), "--format", "json", "--strict")
+    assert code == 2 and f"skipped {path}:6: not UTF-8" in out
+    assert json.loads(out[: out.index("\nsecpolicy:") + 1])["rows"][0]["type"] == "exec"
 
 
 def test_timeline_option_errors(db: Path) -> None:
@@ -216,6 +241,18 @@ def test_anomaly_learn_and_detect(tmp_path: Path) -> None:
     assert code == 1
     alerts = [json.loads(line) for line in out.splitlines()]
     assert [(a["rule_id"], a["context"]["count"]) for a in alerts] == [("anomaly.rate", 40)]
+
+
+def test_store_export_ocsf(db: Path, tmp_path: Path) -> None:
+    from ocsf_conformance import violations
+
+    code, out = run("store", "export", str(db), "-o", str(tmp_path / "o.jsonl"))
+    assert code == 0 and "OCSF events written; not mapped to OCSF: " in out
+    events = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    kinds = [e["class_uid"] for e in events]
+    assert kinds.count(1007) == 3 and kinds.count(2004) == 3  # the exec events and the alerts
+    for e in events:
+        assert violations(e, "process_activity" if e["class_uid"] == 1007 else "detection_finding") == []
 
 
 def test_store_prune(db: Path) -> None:

@@ -24,7 +24,13 @@ from secpolicy.auditlog.checkpoint import (
 )
 from secpolicy.auditlog.log import AuditLog, LogOptions, line_hash
 from secpolicy.auditlog.records import AuditRecord, Outcome, Source
-from secpolicy.auditlog.verify import TamperError, VerifyReport, log_files, verify_log
+from secpolicy.auditlog.verify import (
+    TamperError,
+    VerifyReport,
+    log_files,
+    read_host_state,
+    verify_log,
+)
 from secpolicy.errors import IntegrityError, RuntimeFailure
 
 OPTS = LogOptions(checkpoint_every=10, checkpoint_interval=None, sync="checkpoint")
@@ -62,7 +68,9 @@ def write_lines(directory: Path, lines: list[bytes]) -> None:
 
 
 def verify(directory: Path, key: bytes | None, **kw: object) -> VerifyReport:
-    return verify_log(log_files([directory]), key, **kw)  # type: ignore[arg-type]
+    """As `log verify DIR` does: against what the host holds beside the log too."""
+    anchors = read_host_state(directory).anchors
+    return verify_log(log_files([directory]), key, anchors=anchors, **kw)  # type: ignore[arg-type]
 
 
 def cps(directory: Path) -> list[Checkpoint]:
@@ -200,11 +208,16 @@ def test_truncation_after_last_checkpoint_is_caught_by_missing_seal(tmp_path: Pa
     directory, key = make_log(tmp_path)
     lines = lines_of(directory)
     write_lines(directory, lines[:-1])  # only the seal goes
+    # The segment alone (copied away from the writer's state): the missing seal shows it.
     with pytest.raises(TamperError, match="without a seal") as err:
-        verify(directory, key)
+        verify_log(log_files([directory]), key)
     assert err.value.seq == 28
     write_lines(directory, lines[:25])  # records after the second checkpoint go too
     with pytest.raises(TamperError, match="ends at seq 24 without a seal"):
+        verify_log(log_files([directory]), key)
+    with pytest.raises(TamperError, match="cut back: .* covers 28 entries but the log holds only 25.* first missing "
+                                          "entry is seq 25 .*state.json.* covers 30.* first missing checkpoint is "
+                                          "seq 28"):
         verify(directory, key)
 
 
@@ -213,7 +226,7 @@ def test_truncation_before_a_checkpoint_is_caught_by_the_offhost_copy(tmp_path: 
     lines = lines_of(directory)
     write_lines(directory, lines[:15])
     with pytest.raises(TamperError, match="covers 22 entries but the log holds only 15"):
-        verify(directory, key, checkpoints=cps(directory), allow_open=True)
+        verify_log(log_files([directory]), key, checkpoints=cps(directory), allow_open=True)
 
 
 def test_truncation_cannot_be_resealed_in_an_old_epoch_with_the_current_key(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ import pytest
 from secpolicy.auditlog.sinks.base import FanOut, MemorySink, StreamSink
 from secpolicy.auditlog.sinks.dedup import Deduplicator, RateLimiter
 from secpolicy.auditlog.sinks.formats import format_alert, to_cef, to_leef, to_ocsf
+from secpolicy.auditlog.sinks.spool import Spool
 from secpolicy.auditlog.sinks.syslog import rfc5424, sd_escape
-from secpolicy.auditlog.sinks.webhook import Spool, WebhookSink
+from secpolicy.auditlog.sinks.webhook import WebhookSink
 from secpolicy.errors import InputError, RuntimeFailure
 
 ALERT: dict[str, Any] = {
@@ -72,7 +73,7 @@ def test_ocsf_detection_finding_required_fields() -> None:
     assert (f["severity_id"], f["severity"], f["time"]) == (4, "High", 1795255561500)
     assert f["finding_info"]["analytic"] == {"uid": "auth.brute_force", "name": "auth.brute_force",
                                              "type_id": 1, "type": "Rule"}
-    assert f["metadata"]["product"]["name"] == "secpolicy" and f["metadata"]["version"] == "1.1.0"
+    assert f["metadata"]["product"]["name"] == "secpolicy" and f["metadata"]["version"] == "1.3.0"
     assert f["device"]["hostname"] == "web1"
     assert f["evidences"][0]["src_endpoint"] == {"ip": "203.0.113.9"}
     json.dumps(f)

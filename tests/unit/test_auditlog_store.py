@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from secpolicy.auditlog.store import EventStore, Retention, event_resource, normalize_ts
+from secpolicy.auditlog.store import EventStore, JsonLines, Retention, event_resource, normalize_ts
 from secpolicy.auditlog.timeline import (
     TimelineQuery,
     build_timeline,
@@ -16,7 +16,7 @@ from secpolicy.auditlog.timeline import (
     render_html,
     render_table,
 )
-from secpolicy.errors import InputError, LocatedError
+from secpolicy.errors import InputError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "auditlog"
 EVENTS = FIXTURES / "events.jsonl"
@@ -160,12 +160,78 @@ def test_bad_queries_and_replay_lines() -> None:
         build_timeline(TimelineQuery())
 
 
-def test_bad_replay_line_is_located(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"type": "exec", "ts": "2026-11-21T10:00:00Z"}\n{"type": \n')
-    with pytest.raises(LocatedError) as err:
-        list(read_replay([bad]))
-    assert err.value.line == 2
+HOSTILE = [
+    b'{"type": "exec", "ts": "2026-11-21T10:00:00Z"}',  # good
+    b'{"type": ',  # not JSON
+    b'{"type": "exec", "ts": "2024-02-30T10:00:00.000000000Z"}',  # the right shape, no such day
+    b'{"type": "exec", "ts": "2024-02-30T10:00:00Z"}',
+    b'{"type": "auth", "ts": "2026-11-21T10:00:01Z", "auth": {"rhost": {"ip": "x"}, "result": "failure"}}',
+    b'{"type": "exec", "ts": "2026-11-21T10:00:02Z", "x": "\xff\xfe"}'.replace(b"\\xff\\xfe", b"\xff\xfe"),
+    b'{"type": "exec", "ts": "2026-11-21T10:00:03Z", "proc": {"pid": ' + b"9" * 5000 + b"}}",
+    b'{"type": "exec", "ts": "2026-11-21T10:00:04Z", "proc": {"pid": 99999999999999999999}}',
+    b'{"type": "exec", "ts": "2026-11-21T10:00:05Z", "proc": [1]}',
+    b'{"type": "exec", "ts": "2026-11-21T10:00:06Z", "n": NaN}',
+    b'[1, 2]',
+    b'{"type": "exec", "ts": "2026-11-21T10:00:06Z", "proc": {"comm": "\\ud800"}, "pad": "' + b"p" * 5000 + b'"}',
+    b'{"rule_id": "r", "severity": "high", "ts": "2026-11-21T10:00:07Z", "event": {"auth": {"rhost": [1]}}}',
+    b'{"rule_id": "r", "severity": "high", "ts": "2026-11-21T10:00:08Z"}',  # good
+]
+
+
+def hostile(tmp_path: Path) -> Path:
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b"\n".join(HOSTILE) + b"\n")
+    return path
+
+
+def test_each_hostile_line_is_one_counted_located_bad_line(tmp_path: Path) -> None:
+    path = hostile(tmp_path)
+    assert b"\xff\xfe" in path.read_bytes()
+    reader = read_replay([path])
+    items = list(reader)
+    assert [k for k, _ in items] == ["event", "alert"]
+    assert reader.bad == len(HOSTILE) - 2
+    where = [w.split(": ", 1)[0] for w in reader.bad_where]
+    assert where == [f"{path}:{n}" for n in range(2, len(HOSTILE))]
+    why = dict(w.split(": ", 1) for w in reader.bad_where)
+    assert "not JSON" in why[f"{path}:2"]
+    assert "date and time that exists" in why[f"{path}:3"] and "no such day" in why[f"{path}:3"]
+    assert "auth.rhost is not text" in why[f"{path}:5"]
+    assert "not UTF-8" in why[f"{path}:6"]
+    assert "not JSON" in why[f"{path}:7"]  # a 5,000-digit integer
+    assert "64-bit" in why[f"{path}:8"]
+    assert "'proc' is not an object" in why[f"{path}:9"]
+    assert "not JSON" in why[f"{path}:10"]  # NaN
+    # The store takes the same lines the same way: the good ones stored, the others counted.
+    store = EventStore(tmp_path / "events.db")
+    rows = JsonLines([path])
+    assert store.ingest(rows.rows()) == (1, 1)
+    assert rows.bad == reader.bad and rows.bad_where == reader.bad_where
+    store.close()
+
+
+def test_dashboard_counts_read_small_partial_indexes(tmp_path: Path) -> None:
+    """Failed authentications, privileged commands and brute-force sources come from partial
+    indexes holding only those events, so a frame does not grow with all the other events."""
+    from datetime import UTC, datetime
+
+    from secpolicy.auditlog import dashboard
+
+    store = loaded(tmp_path)
+    plans: list[str] = []
+    execute = store.conn.execute
+
+    class Spy:
+        def execute(self, sql: str, args: tuple = ()) -> object:
+            plans.append(" ".join(r[-1] for r in execute("EXPLAIN QUERY PLAN " + sql, args)))
+            return execute(sql, args)
+
+    store.conn = Spy()  # type: ignore[assignment]
+    snap = dashboard.collect(store, None, datetime(2026, 11, 21, 12, tzinfo=UTC))
+    assert (snap.failed_auth, snap.privileged_commands) == (2, 1), plans
+    assert sum("COVERING INDEX events_failed_auth" in p for p in plans) == 2, plans
+    assert sum("COVERING INDEX events_privileged" in p for p in plans) == 1
+    assert not any("SCAN events" in p for p in plans)
 
 
 def test_html_is_autoescaped(tmp_path: Path) -> None:

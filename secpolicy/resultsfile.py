@@ -1,0 +1,132 @@
+"""The results JSON as bytes (one serialisation for every writer, so every stated SHA-256 agrees)
+and a hardened reader for JSON data files: hostile values are exit 2 with a location."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from typing import Any
+
+from secpolicy.errors import InputError, LocatedError
+
+__all__ = ["MAX_DEPTH", "parse_json", "read_json_file", "results_bytes", "sha256_hex"]
+
+# Deeper than any results, summary or baseline document; deep enough nesting otherwise
+# exhausts the recursion of the JSON reader, the schema validator or the templates.
+MAX_DEPTH = 48
+_INT_DIGITS = 4300  # Python's int/str conversion limit (sys.get_int_max_str_digits)
+_HUGE_INT = re.compile(r"(?:^|[:\[,])\s*(-?\d{" + str(_INT_DIGITS + 1) + ",})")
+
+
+def results_bytes(results: dict[str, Any]) -> bytes:
+    """The document as written by `scan --format json`, `--report-dir` and `report -f json`.
+    A lone surrogate (undecodable bytes read from the host) stays a JSON `\\udcXX` escape."""
+    text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    return text.encode("utf-8", "backslashreplace")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Bad(ValueError):
+    def __init__(self, literal: str, message: str) -> None:
+        super().__init__(message)
+        self.literal = literal
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Bad(text, f"a number out of range ({text[:40]}{'...' if len(text) > 40 else ''})")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _Bad(text, f"{text} is not JSON")
+
+
+def _position(text: str, literal: str) -> tuple[int, int]:
+    m = re.search(r"(?<![\w.])" + re.escape(literal) + r"(?![\w.])", text)
+    start = m.start() if m else 0
+    line = text.count("\n", 0, start) + 1
+    return line, start - (text.rfind("\n", 0, start) + 1) + 1
+
+
+def _where(path: list[Any]) -> str:
+    return "/".join(str(p) for p in path) or "(top level)"
+
+
+def _check_depth(doc: Any, label: str) -> None:
+    # Containers only, depth as a number: a 5,000-finding file is walked in milliseconds.
+    stack: list[tuple[Any, int]] = [(doc, 0)] if isinstance(doc, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InputError(f"nested deeper than {MAX_DEPTH} levels at {_where(_path_to_depth(doc, 8))}/...", label)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+
+
+def _path_to_depth(doc: Any, n: int) -> list[Any]:
+    """The first `n` steps towards the deepest point (for the message only)."""
+    path: list[Any] = []
+    node = doc
+    while len(path) < n and isinstance(node, (dict, list)) and node:
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        key, node = max(items, key=lambda kv: _depth(kv[1]))
+        path.append(key)
+    return path
+
+
+def _depth(node: Any) -> int:
+    best, stack = 0, [(node, 0)]
+    while stack:
+        n, d = stack.pop()
+        best = max(best, d)
+        if isinstance(n, (dict, list)):
+            stack.extend((c, d + 1) for c in (n.values() if isinstance(n, dict) else n))
+    return best
+
+
+def parse_json(raw: bytes, label: str) -> Any:
+    """Parse JSON text strictly: UTF-8, no NaN/Infinity, numbers Python can hold, bounded
+    nesting. InputError names `label` (usually the file) and the line and column."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text (byte {e.start})", label) from None
+    try:
+        doc = json.loads(text, parse_float=_float, parse_constant=_constant)
+    except _Bad as e:
+        line, col = _position(text, e.literal)
+        raise LocatedError(str(e), label, line, col) from None
+    except json.JSONDecodeError as e:
+        raise LocatedError(f"not JSON: {e.msg}", label, e.lineno, e.colno) from None
+    except RecursionError:
+        raise InputError("nested deeper than the JSON reader allows", label) from None
+    except ValueError as e:  # any other conversion the reader refused
+        # (only a number the reader refused raises here: Python's limit on integer digits)
+        huge = _HUGE_INT.search(text)
+        if huge is None:
+            raise InputError(f"not JSON: {e}", label) from None
+        at = huge.start(1)
+        line = text.count("\n", 0, at) + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
+        digits = len(huge.group(1).lstrip("-"))
+        raise LocatedError(f"an integer of {digits} digits", label, line, col) from None
+    _check_depth(doc, label)
+    return doc
+
+
+def read_json_file(path: str, what: str = "") -> tuple[Any, bytes]:
+    """The parsed document and the exact bytes read (what a stated SHA-256 covers)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        label = f"{what} " if what else ""
+        raise InputError(f"cannot read {label}{path} ({(e.strerror or str(e)).lower()})") from None
+    return parse_json(raw, path), raw
