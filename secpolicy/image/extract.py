@@ -30,6 +30,7 @@ class ExtractLimits:
     max_bytes: int = 32 << 30
     max_entries: int = 2_000_000
     max_path: int = 4096
+    max_depth: int = 256  # path components (removal afterwards recurses once per level)
 
 
 @dataclass
@@ -271,8 +272,8 @@ def _additions(root: _Root, tar: tarfile.TarFile, report: ExtractReport, limits:
         report.entries += 1
         if report.entries > limits.max_entries:
             raise InputError(f"the image has more than {limits.max_entries} entries (limit)")
-        if len(m.name) > limits.max_path:
-            report.skip(m.name[:200] + "...", "path longer than the limit")
+        if len(m.name) > limits.max_path or m.name.count("/") >= limits.max_depth:
+            report.skip(m.name[:200] + "...", "path longer or deeper than the limit")
             continue
         try:
             if m.isreg():

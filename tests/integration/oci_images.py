@@ -75,3 +75,25 @@ def build_oci(layout: Path, layers: list[list[Entry]], tag: str = "test") -> Pat
                                                 "annotations": {"org.opencontainers.image.ref.name": tag}}]}
     (layout / "index.json").write_text(json.dumps(index))
     return layout
+
+
+def entries_from_tree(top: Path) -> list[Entry]:
+    """One layer holding a directory tree as it is on disk: modes, owners and links kept."""
+    import os
+    import stat
+
+    out: list[Entry] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        for name in sorted(dirnames) + sorted(filenames):
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(p.relative_to(top))
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                out.append(Entry(rel, "symlink", link=os.readlink(p), uid=st.st_uid, gid=st.st_gid))
+            elif stat.S_ISDIR(st.st_mode):
+                out.append(Entry(rel, "dir", mode=mode, uid=st.st_uid, gid=st.st_gid))
+            elif stat.S_ISREG(st.st_mode):
+                out.append(Entry(rel, data=p.read_bytes(), mode=mode, uid=st.st_uid, gid=st.st_gid))
+    return out

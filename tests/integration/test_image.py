@@ -138,3 +138,57 @@ def test_a_layer_that_does_not_match_its_digest_is_an_integrity_error(tmp_path: 
     (tmp_path / "root").mkdir(mode=0o700)
     with open_image(layout) as img, pytest.raises(IntegrityError, match="does not match its digest"):
         apply_layers(img, str(tmp_path / "root"))
+
+
+def _scan_json(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict]:
+    import json
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "secpolicy", "scan", "--format", "json", *args],
+                       capture_output=True, text=True, check=False, env=env)
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def test_scan_image_gives_the_verdicts_of_the_same_tree_as_a_root(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "roots"))
+    from build import materialize
+    from oci_images import entries_from_tree
+
+    tree_root = materialize("hardened", tmp_path / "trees")
+    layout = build_oci(tmp_path / "oci", [entries_from_tree(tree_root)], tag="hardened")
+    _, as_root = _scan_json("--root", str(tree_root))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    _, as_image = _scan_json("--image", str(layout), env={**os.environ, "TMPDIR": str(scratch)})
+    scan = as_image["scan"]
+    assert scan["kind"] == "image" and scan["root"] == f"image:{layout}"
+    assert scan["image"]["format"] == "oci-layout" and scan["image"]["tags"] == ["hardened"]
+    assert scan["image"]["not_extracted"] == []
+    by_root = {f["rule_id"]: f for f in as_root["results"]}
+    differ = {}
+    for f in as_image["results"]:
+        if f["status"] != by_root[f["rule_id"]]["status"]:
+            differ[f["rule_id"]] = (by_root[f["rule_id"]]["status"], f["status"], f.get("reason") or "")
+    # Only what cannot hold inside an image differs, and it says so.
+    assert all(new == "not_applicable" and "image" in why for _, new, why in differ.values()), differ
+    assert list(scratch.iterdir()) == []  # the extracted copy is gone
+
+
+def test_scan_image_refuses_root_and_bad_images_with_exit_2(tmp_path: Path) -> None:
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "secpolicy", "scan", *args], capture_output=True, text=True,
+                              check=False)
+
+    layout = build_oci(tmp_path / "oci", [BASE])
+    r = run("--image", str(layout), "--root", str(tmp_path))
+    assert r.returncode == 2 and "--image and --root" in r.stderr
+    (tmp_path / "junk.tar").write_bytes(b"not a tar at all" * 100)
+    r = run("--image", str(tmp_path / "junk.tar"))
+    assert r.returncode == 2 and "junk.tar" in r.stderr and "Traceback" not in r.stderr
+    r = run("--image", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "missing" in r.stderr
