@@ -432,6 +432,7 @@ def scan(
         "host": host,
         "host_identity": host_identity(ctx, host),
         "root": ctx.root,
+        "kind": scan_kind or ("host" if ctx.live else "root"),
         "secpolicy_version": __version__,
         "policies": [p.to_dict() for p in ps.policies],
         "profile": profile,

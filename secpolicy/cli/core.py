@@ -257,6 +257,7 @@ class _Baseline:
 @click.command()
 @policy_option
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False), help="Scan a mounted image or container root instead of this host.")
+@click.option("--image", metavar="PATH", help="Scan a container image: a `docker save`/`podman save` archive or an OCI layout (directory or tar), read without a daemon.")
 @click.option("--waivers", type=click.Path(dir_okay=False), help="YAML file of waivers.")
 @click.option("--tailoring", type=click.Path(dir_okay=False), help="Tailoring file: var values, profile, rules enabled or disabled (`secpolicy schema tailoring`).")
 @click.option("--profile", help="Only rules of this profile (e.g. level1-server).")
@@ -277,6 +278,7 @@ class _Baseline:
 def scan(
     policies: tuple[str, ...],
     root: str,
+    image: str | None,
     waivers: str | None,
     tailoring: str | None,
     profile: str | None,
@@ -297,6 +299,8 @@ def scan(
 ) -> None:
     """Scan this host (or --root) against policies and report findings with evidence."""
     progress.set_quiet(quiet)
+    if image is not None and root != "/":
+        raise InputError("--image and --root name two different things to scan: give one")
     _check_paths(fmt, output, report_dir, root, fail_on, baseline)
     base = _Baseline(baseline) if baseline else None
     summaries = [(path, _read_json(path)) for path in monitor_summaries]
@@ -312,12 +316,20 @@ def scan(
     severity = Severity.LOW if fail_on == "new" else Severity(fail_on)
     scan_id = str(uuid.uuid4())
     trail = _AuditTrail(audit_log, scan_id, ps, profile, tailored) if audit_log else None
+    extracted = None
     try:
-        with progress.Progress("scan") as prog:
+        # An image is scanned from a private scratch copy, removed as soon as the scan is done.
+        with contextlib.ExitStack() as scratch, progress.Progress("scan") as prog:
+            if image is not None:
+                from secpolicy.image import ExtractedImage
+
+                extracted = scratch.enter_context(ExtractedImage(image))
+                root = extracted.root
             result = engine.scan(
                 ps, reg, root=root, waivers=wset, profile=profile, standard=standard,
                 rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options, tailoring=tailored,
                 progress=lambda done, total: prog.count(done, total, "rules"),
+                scan_kind="image" if extracted is not None else None,
             )
     except BaseException as e:
         if trail:
@@ -329,6 +341,9 @@ def scan(
             dict(w, source=path) for w in summary.get("loss_windows") or [] if isinstance(w, dict)
         )
     results = result.to_results()
+    if extracted is not None:
+        # The scratch directory is gone: the results name the image, as a scan of a root names it.
+        results["scan"].update(root=f"image:{extracted.path}", image=extracted.describe())
     if base is not None:
         results["regressions"] = base.regressions(results)
         _warn_other_host(base, results, quiet)

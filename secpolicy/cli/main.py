@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "diff": "secpolicy.cli.reports:diff",
     "verify-report": "secpolicy.cli.reports:verify_report_cmd",
     "fim": "secpolicy.cli.fim:fim",
+    "fleet": "secpolicy.cli.fleet:fleet_group",
     "replay": "secpolicy.cli.events:replay_cmd",
     "monitor": "secpolicy.cli.live:monitor_cmd",
     "doctor": "secpolicy.cli.live:doctor_cmd",

@@ -32,6 +32,11 @@ SUBSTITUTE = {
 # Examples that cannot run inside the suite, and why.
 NOT_HERE = {
     "./scripts/test": "runs the whole test suite, of which this test is a part",
+    "pip wheel --no-deps -w dist .": "builds a wheel of the checkout (test_packaging.py and test_deploy.py do)",
+    "ansible-playbook -i inventory.ini deploy/ansible/site.yml -e secpolicy_wheel=dist/secpolicy-0.1.0-py3-none-any.whl":
+        "needs an inventory of hosts reachable over SSH (test_deploy.py runs the playbook against a private sshd)",
+    "secpolicy fleet report --store postgresql://secpolicy@db.example/fleet --format pdf -o fleet.pdf --framework pci-dss":
+        "needs a PostgreSQL server (test_fleet.py runs the same against a private one)",
 }
 LIVE = ("secpolicy monitor", "secpolicy doctor")
 OK_CODES = {0, 1, 4}  # compliant, non-compliant, compliant through waivers: the command ran
@@ -116,6 +121,15 @@ def sandbox(tmp_path_factory) -> Path:
     assert earlier.returncode in OK_CODES, earlier.stderr
     for name in ("june.json", "july.json", "baseline.json"):
         shutil.copy(d / "yesterday.json", d / name)
+    for where in ("results/web1", "deploy/ansible/results/web1"):
+        (d / where).mkdir(parents=True)
+        shutil.copy(d / "yesterday.json", d / where / "results.json")
+    sys.path.insert(0, str(TESTS / "integration"))
+    from oci_images import Entry, build_oci
+
+    layout = build_oci(d / "app-oci", [[Entry("etc", "dir", mode=0o755),
+                                        Entry("etc/os-release", data=b'ID=debian\nVERSION_ID="12"\n')]])
+    subprocess.run(["tar", "-C", str(layout), "-cf", str(d / "app.tar"), "."], check=True)
     return d
 
 
