@@ -11,7 +11,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from secpolicy.redaction.detectors import MASK, TextDetector, argv_secrets, builtin_detectors
+from secpolicy.redaction.detectors import (
+    MASK,
+    TextDetector,
+    argv_secrets,
+    builtin_detectors,
+    may_hold_secret,
+)
 
 __all__ = ["ACTIONS", "FIELD_CLASSES", "RedactionSettings", "Redactor"]
 
@@ -24,6 +30,10 @@ FIELD_CLASSES: dict[str, str] = {
     "file.path": "path", "file.target": "path", "proc.exe": "path", "proc.cwd": "path", "proc.pexe": "path",
     "auth.rhost": "host", "net.src_ip": "host", "net.dst_ip": "host", "host": "host",
 }
+
+
+# Fields whose values are produced by secpolicy or the kernel, never by a user.
+_NEVER_SECRET = frozenset({"ts", "type", "source", "outcome", "redacted"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,9 @@ class Redactor:
         )
         self.ephemeral_key = s.key is None
         self._key = s.key if s.key is not None else secrets.token_bytes(32)
+        # Most strings (paths, program names) hold nothing a built-in detector looks for: one
+        # search over them decides; custom patterns have no such shortcut.
+        self._prefilter = may_hold_secret if not s.custom else None
         self.stats: Counter[str] = Counter()
         self._records = 0
         self._pseudo_cache: dict[tuple[str, str], str] = {}
@@ -74,6 +87,8 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """`value` with every detected secret replaced (the same string if none)."""
+        if self._prefilter is not None and not self._prefilter(value):
+            return value
         spans: list[tuple[int, int, str]] = []
         lowered = value.lower()
         for d in self.detectors:
@@ -202,7 +217,9 @@ class Redactor:
         out: dict[str, Any] = {}
         for k, v in obj.items():
             path = prefix + k
-            if isinstance(v, str):
+            if path in _NEVER_SECRET:
+                out[k] = v
+            elif isinstance(v, str):
                 nv = self._value(path, v, changed)
                 if nv is not None:
                     out[k] = nv
