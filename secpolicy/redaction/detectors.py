@@ -1,0 +1,248 @@
+"""Built-in detectors for secrets in free text and argument vectors: credentials in command
+lines, URLs, headers and key blocks, and Luhn-checked payment card numbers (PCI DSS 3.4.1)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["MASK", "Detector", "ProgramArguments", "TextDetector", "argv_secrets", "builtin_detectors",
+           "luhn_ok", "mask_pan", "may_hold_secret"]
+
+MASK = "[REDACTED]"
+
+# Every pattern below is written so that Python's backtracking engine stays linear on it:
+# no nested quantifiers, and each repeated class is bounded or disjoint from what follows.
+
+
+class TextDetector(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def spans(self, text: str, lowered: str) -> list[tuple[int, int, str]]:
+        """(start, end, replacement) of every secret in `text` (`lowered` is text.lower())."""
+        ...
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One kind of secret: `find` returns the (start, end) spans to replace in a text and
+    `replace` the text that stands in for one span."""
+
+    name: str
+    pattern: re.Pattern[str]
+    group: int  # the group holding the secret (0: the whole match)
+    replace: Callable[[str], str] = lambda _secret: MASK
+    check: Callable[[str], bool] = lambda _secret: True
+    # A cheap test on the lower-cased text that must hold for the text to be worth matching
+    # (most strings fail it, so the regular expression never runs on them).
+    trigger: Callable[[str], bool] = lambda _lowered: True
+
+    def spans(self, text: str, lowered: str) -> list[tuple[int, int, str]]:
+        if not self.trigger(lowered):
+            return []
+        out = []
+        for m in self.pattern.finditer(text):
+            secret = m.group(self.group)
+            if secret and self.check(secret):
+                out.append((m.start(self.group), m.end(self.group), self.replace(secret)))
+        return out
+
+
+_SECRET_WORDS = (
+    r"pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key"
+    r"|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?|key"
+)
+
+# `--password=X`, `--password X`, `-password X` (long options whose value is a secret).
+_LONG_OPTION = re.compile(
+    r"(?<![\w-])--?(?:[a-z0-9]+[_-])*(?:" + _SECRET_WORDS + r")(?:=|\s+)(\"[^\"]*\"|'[^']*'|[^\s\"']+)",
+    re.IGNORECASE,
+)
+# `aws_secret_access_key X`, `db_password X`: compound names, so plain words ("any key to
+# continue") are left alone.
+_COMPOUND_WORD = re.compile(
+    r"(?<![\w-])(?:[a-z0-9]+[_-])+(?:" + _SECRET_WORDS + r")[ \t]+(\"[^\"]*\"|'[^']*'|[^\s\"'=:]+)",
+    re.IGNORECASE,
+)
+# `password=X`, `db_password: X`, `token=X` pairs in free text, environment assignments,
+# connection strings and query strings.
+_PAIR = re.compile(
+    r"(?<![\w-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*[=:]\s*(\"[^\"]*\"|'[^']*'|[^\s\"'&;,]+)",
+    re.IGNORECASE,
+)
+# `Authorization: Bearer X` and the other headers that carry credentials.
+_HEADER = re.compile(
+    r"(?:proxy-)?(?:authorization|x-api-key|x-auth-token|cookie)\s*:\s*"
+    r"(?:(?:basic|bearer|token|digest|negotiate)\s+)?([^\s\"']+)",
+    re.IGNORECASE,
+)
+# `scheme://user:password@host`: the password goes, the user stays.
+_URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{1,256}:([^\s/@]{1,256})@", re.IGNORECASE)
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:[^-]|-(?!----END))*(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----)?"
+)
+# Token shapes issued by well-known services (they need no keyword to be recognised).
+_TOKENS = re.compile(
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
+    r"|\bgh[pousr]_[A-Za-z0-9]{36,255}\b"  # GitHub tokens
+    r"|\bglpat-[A-Za-z0-9_-]{20,64}\b"  # GitLab personal access tokens
+    r"|\bxox[abprs]-[A-Za-z0-9-]{10,255}"  # Slack tokens
+    r"|\bsk_live_[A-Za-z0-9]{16,255}\b"  # Stripe secret keys
+    r"|\beyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{8,4096}"  # JWTs
+)
+# 13 to 19 digits, optionally grouped by single spaces or dashes (4-4-4-4, 4-6-5, ...).
+_PAN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
+
+
+# A text no built-in detector can match matches neither of these (the words are searched in
+# the lower-cased text: a case-insensitive alternation is many times slower).
+PREFILTER_WORDS = re.compile(
+    r"pass|pwd|secret|token|key|credential|authorization|cookie|://|akia|asia|gh[pousr]_|glpat-|xox"
+    r"|sk_live_|eyj|mysql|mariadb|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd"
+)
+PREFILTER_DIGITS = re.compile(r"\d{4}[ -]?\d{4}[ -]?\d{2}")
+
+
+def may_hold_secret(text: str) -> bool:
+    return bool(PREFILTER_WORDS.search(text.lower()) or PREFILTER_DIGITS.search(text))
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _pan_digits(text: str) -> str:
+    return text.replace(" ", "").replace("-", "")
+
+
+def _is_pan(text: str) -> bool:
+    digits = _pan_digits(text)
+    # All-same digits (0000 0000 0000 0000) pass Luhn but are no card.
+    return 13 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 1
+
+
+def mask_pan(text: str) -> str:
+    """First six and last four digits kept, as PCI DSS 3.4.1 allows for display."""
+    digits = _pan_digits(text)
+    return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
+
+
+def _has_digit_run(text: str) -> bool:
+    run = 0
+    for ch in text:
+        if "0" <= ch <= "9":
+            run += 1
+            if run >= 4:
+                return True
+        elif ch not in " -":
+            run = 0
+    return False
+
+
+def _has(*needles: str) -> Callable[[str], bool]:
+    lowered = tuple(n.lower() for n in needles)
+
+    def test(text: str) -> bool:
+        return any(n in text for n in lowered)
+
+    return test
+
+
+def builtin_detectors(*, credentials: bool = True, payment_cards: bool = True) -> tuple[TextDetector, ...]:
+    out: list[TextDetector] = []
+    if credentials:
+        out += [
+            ProgramArguments(),
+            Detector("private_key", _PRIVATE_KEY, 0, trigger=_has("PRIVATE KEY")),
+            Detector("url_userinfo", _URL_USERINFO, 1, trigger=_has("://")),
+            Detector("auth_header", _HEADER, 1, trigger=_has("authorization", "x-api-key", "x-auth-token", "cookie")),
+            Detector("secret_option", _LONG_OPTION, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
+            Detector("secret_pair", _PAIR, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
+            Detector("secret_word", _COMPOUND_WORD, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
+            Detector("service_token", _TOKENS, 0, trigger=_has("akia", "asia", "gh", "glpat-", "xox", "sk_live_", "eyj")),
+        ]
+    if payment_cards:
+        out.append(Detector("payment_card", _PAN, 0, replace=mask_pan, check=_is_pan, trigger=_has_digit_run))
+    return tuple(out)
+
+
+# Programs whose short option carries its secret attached (`mysql -pS3cret`) or as the next
+# argument (`sshpass -p S3cret`). Only these programs: `-p` means a port or a flag elsewhere.
+_ATTACHED = {
+    "mysql": "-p", "mysqldump": "-p", "mysqladmin": "-p", "mysqlimport": "-p", "mysqlcheck": "-p",
+    "mariadb": "-p", "mariadb-dump": "-p", "mariadb-admin": "-p", "mariadb-import": "-p",
+    "mariadb-check": "-p", "sshpass": "-p", "redis-cli": "-a", "keydb-cli": "-a",
+}
+_NEXT_ARG = {
+    "sshpass": ("-p",), "redis-cli": ("-a",), "keydb-cli": ("-a",), "curl": ("-u", "--user", "-U", "--proxy-user"),
+    "wget": ("--password", "--http-password", "--ftp-password", "--proxy-password"),
+    "htpasswd": ("-b",),
+}
+
+
+def argv_secrets(program: str, args: Sequence[str]) -> list[int]:
+    """Indexes of `args` (args[0] is the program) that are secrets by the program's own
+    option syntax. `curl -u user:pass` keeps nothing of the pair, as curl cannot tell."""
+    name = program.rsplit("/", 1)[-1]
+    found: list[int] = []
+    attached = _ATTACHED.get(name)
+    following = _NEXT_ARG.get(name, ())
+    for i in range(1, len(args)):
+        a = args[i]
+        if attached and a.startswith(attached) and len(a) > len(attached) and not a.startswith("--"):
+            found.append(i)
+        elif a in following:
+            # htpasswd -b FILE USER PASSWORD; the others take the secret as the next argument.
+            k = i + 3 if name == "htpasswd" else i + 1
+            if k < len(args):
+                found.append(k)
+    return found
+
+
+_SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
+_PROGRAMS = frozenset(_ATTACHED) | frozenset(_NEXT_ARG)
+
+
+@dataclass(frozen=True)
+class ProgramArguments:
+    """`mysql -pS3cret` inside free text (an alert message, a shell history line): the
+    words after a known program, up to a shell separator, read with its option syntax."""
+
+    name: str = "program_arguments"
+
+    def spans(self, text: str, lowered: str) -> list[tuple[int, int, str]]:
+        if not any(p in lowered for p in _PROGRAMS):
+            return []
+        words: list[tuple[int, int]] = []
+        start = None
+        for i, ch in enumerate(text):
+            if ch.isspace():
+                if start is not None:
+                    words.append((start, i))
+                    start = None
+            elif start is None:
+                start = i
+        if start is not None:
+            words.append((start, len(text)))
+        tokens = [text[a:b] for a, b in words]
+        out: list[tuple[int, int, str]] = []
+        for i, tok in enumerate(tokens):
+            if tok.rsplit("/", 1)[-1] not in _PROGRAMS:
+                continue
+            end = next((j for j in range(i + 1, len(tokens)) if tokens[j] in _SEPARATORS), len(tokens))
+            for k in argv_secrets(tok, tokens[i:end]):
+                a, b = words[i + k]
+                flag = _ATTACHED.get(tok.rsplit("/", 1)[-1], "")
+                if flag and tokens[i + k].startswith(flag) and len(tokens[i + k]) > len(flag):
+                    a += len(flag)
+                out.append((a, b, MASK))
+        return out
