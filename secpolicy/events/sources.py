@@ -7,14 +7,14 @@ import heapq
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
 from secpolicy.errors import InputError
-from secpolicy.events.auditd import AuditdSource
+from secpolicy.events.auditd import AuditdSource, BadLines
 from secpolicy.events.model import EVENT_TYPES, TS_RE, format_ts, ts_seconds
 
 __all__ = [
@@ -38,23 +38,15 @@ class EventSource(Protocol):
     def events(self) -> Iterator[dict[str, Any]]: ...
 
 
-@dataclass
-class Garbled:
-    """Unreadable input lines: how many, and where the first ones are (`file:line: why`)."""
+Garbled = BadLines  # unreadable input lines: how many, and where the first ones are
 
-    count: int = 0
-    where: list[str] = field(default_factory=list)
-    limit: int = 100
-
-    def add(self, where: str, why: str) -> None:
-        self.count += 1
-        if len(self.where) < self.limit:
-            self.where.append(f"{where}: {why}")
+_INT_MAX = (1 << 63) - 1  # what an SQLite INTEGER (the event store) holds
 
 
 class JsonlSource:
     """Events from a JSON Lines file, one event object per line. Lines that are not JSON, not
-    an object, or lack a valid `type` and canonical `ts` are counted in `garbled` and skipped."""
+    an object, lack a valid `type` and canonical `ts`, or hold a process or user number beyond
+    64 bits are counted in `garbled` (with `file:line: why`) and skipped."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -70,27 +62,43 @@ class JsonlSource:
         ts_ok = TS_RE.match
         types = _TYPES
         name = str(self.path)
+        bad = self.garbled.add
         with fh:
             for lineno, line in enumerate(fh, 1):
                 try:
                     ev = loads(line)
                 except ValueError as exc:
                     if line.strip():
-                        self.garbled.add(f"{name}:{lineno}", f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON")
+                        bad(f"{name}:{lineno}", f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON")
                     continue
                 if type(ev) is not dict:
-                    self.garbled.add(f"{name}:{lineno}", "not a JSON object")
+                    bad(f"{name}:{lineno}", "not a JSON object")
                     continue
                 t = ev.get("type")
                 ts = ev.get("ts")
                 if t not in types:
-                    self.garbled.add(f"{name}:{lineno}", f"unknown event type {t!r}")
+                    bad(f"{name}:{lineno}", f"unknown event type {str(t)[:40]!r}")
                     continue
                 if type(ts) is not str or not ts_ok(ts):
-                    self.garbled.add(f"{name}:{lineno}", f"ts {ts!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
+                    bad(f"{name}:{lineno}", f"ts {str(ts)[:40]!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
+                    continue
+                why = _out_of_range(ev)
+                if why is not None:
+                    bad(f"{name}:{lineno}", why)
                     continue
                 self.read += 1
                 yield ev
+
+
+def _out_of_range(ev: dict[str, Any]) -> str | None:
+    """Why a number of the event's process or user cannot be stored (beyond 64 bits), if so."""
+    for part in ("proc", "user", "login"):
+        obj = ev.get(part)
+        if type(obj) is dict:
+            for k, v in obj.items():
+                if type(v) is int and not -_INT_MAX <= v <= _INT_MAX:
+                    return f"{part}.{k} {str(v)[:24]} is beyond 64 bits"
+    return None
 
 
 class MemorySource:
