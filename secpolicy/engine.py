@@ -9,12 +9,12 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from secpolicy import __version__
-from secpolicy.dsl import TraceRecord
+from secpolicy.dsl import CompiledExpr, TraceRecord, expectation
 from secpolicy.errors import (
     EXIT_NONCOMPLIANT,
     EXIT_OK,
@@ -24,7 +24,10 @@ from secpolicy.errors import (
 )
 from secpolicy.facts.base import FactContext, FactRegistry
 from secpolicy.models import FAILING_STATUSES, Evidence, Finding, Severity, Status, Waiver
+from secpolicy.policy.coverage import compute_coverage, requirement_key
 from secpolicy.policy.model import PolicySet, Rule
+from secpolicy.policy.tailoring import Tailoring
+from secpolicy.policy.vars import SCAN_VAR, merged_values, scan_context
 from secpolicy.policy.waivers import WaiverSet
 
 __all__ = [
@@ -51,18 +54,22 @@ def select_rules(
     profile: str | None = None,
     standard: str | None = None,
     rule_ids: Iterable[str] | None = None,
+    enabled: Mapping[str, bool] | None = None,
 ) -> list[Rule]:
     """Enabled rules of the requested profile and framework (a rule serves a framework when
-    its `references` name it or its policy declares it as its standard)."""
+    its `references` name it or its policy declares it as its standard). `enabled` (from a
+    tailoring file) overrides a rule's `enabled:`; a rule it enables is scanned whatever the
+    profile, as XCCDF tailoring selects it."""
     wanted = set(rule_ids) if rule_ids else None
     std_of = {p.id: p.standard for p in ps.policies}
+    enabled = enabled or {}
     out = []
     for r in ps.rules:
-        if not r.enabled:
+        if not enabled.get(r.id, r.enabled):
             continue
         if wanted is not None and r.id not in wanted:
             continue
-        if profile and profile not in r.profiles:
+        if profile and profile not in r.profiles and not enabled.get(r.id):
             continue
         if standard and standard not in r.references and std_of.get(r.policy_id) != standard:
             continue
@@ -71,31 +78,113 @@ def select_rules(
 
 
 def _evidence(records: Sequence[TraceRecord], passed: bool) -> tuple[Evidence, ...]:
+    """The comparisons that decided the verdict, first; then, for a failure, the guards it
+    got past (`sshd.exists` in `not sshd.exists or ...`), marked as not deciding."""
     relevant = [r for r in records if r.want is not None]
     if passed:
-        chosen = [r for r in relevant if r.result == r.want]
+        deciding, context = [r for r in relevant if r.result == r.want], []
     else:
-        chosen = [r for r in relevant if r.result != r.want] or relevant
+        against = [r for r in relevant if r.result != r.want] or relevant
+        deciding = [r for r in against if not r.context] or against
+        context = [r for r in against if r.context] if len(deciding) < len(against) else []
     seen: set[tuple] = set()
-    out: list[Evidence] = []
-    for r in chosen:
-        key = (r.text, r.observed, r.source)
-        if key in seen:
-            continue
-        seen.add(key)
-        if r.op == "is":  # a bare boolean condition: expected true, or false under `not`
-            expected = "true" if r.want else "false"
-        else:
-            expected = r.expected if r.want else f"not {r.expected}"
-        out.append(Evidence(expression=r.text, expected=expected, observed=r.observed, source=r.source))
-    if len(out) > _MAX_EVIDENCE:
-        extra = len(out) - _MAX_EVIDENCE
-        out = out[:_MAX_EVIDENCE] + [Evidence(expression="...", message=f"{extra} more comparison(s) not shown")]
+    picked: list[tuple[TraceRecord, bool]] = []
+    for decisive, group in ((True, deciding), (False, context)):
+        for r in group:
+            key = (r.text, r.observed, r.source)
+            if key not in seen:
+                seen.add(key)
+                picked.append((r, decisive))
+    out = [
+        Evidence(
+            expression=r.text,
+            expected=expectation(r.op, r.expected, bool(r.want)),
+            observed=r.observed,
+            source=r.source,
+            decisive=decisive,
+        )
+        for r, decisive in picked[:_MAX_EVIDENCE]
+    ]
+    if len(picked) > _MAX_EVIDENCE:
+        out.append(Evidence(expression="...", message=f"{len(picked) - _MAX_EVIDENCE} more comparison(s) not shown"))
     return tuple(out)
 
 
-def evaluate_rule(rule: Rule, ctx: FactContext) -> Finding:
-    """Evaluate one check rule. Never raises: an exception becomes an ERROR finding."""
+class _Env:
+    """What a compiled check evaluates against (dsl.EvalEnv): the scan's facts and the
+    values of vars."""
+
+    __slots__ = ("fact", "values")
+
+    def __init__(self, ctx: FactContext, values: Mapping[str, Any]) -> None:
+        self.fact = ctx.fact
+        self.values = values
+
+    def var(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise EvaluationError(f"var {name!r} has no value") from None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One expression evaluated: its truth, or the status (error, not applicable) and why."""
+
+    value: bool
+    trace: list[TraceRecord]
+    status: Status | None = None
+    reason: str | None = None
+
+
+def _run(expr: CompiledExpr, env: _Env) -> _Outcome:
+    assert expr.traced is not None
+    trace: list[TraceRecord] = []
+    try:
+        return _Outcome(bool(expr.traced(env, trace)), trace)
+    except NotApplicable as e:
+        return _Outcome(False, trace, Status.NOT_APPLICABLE, e.message)
+    except EvaluationError as e:
+        return _Outcome(False, trace, Status.ERROR, e.message)
+    except RecursionError:
+        return _Outcome(False, trace, Status.ERROR, "expression too deeply nested to evaluate")
+    except Exception as e:  # noqa: BLE001 - an error is never a pass: unexpected failures are findings too
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        reason = f"internal error: {type(e).__name__}: {e} ({os.path.basename(frame.filename)}:{frame.lineno})"
+        return _Outcome(False, trace, Status.ERROR, reason)
+
+
+def _not_applicable(rule: Rule, env: _Env) -> tuple[Status, str, tuple[Evidence, ...]] | None:
+    """The verdict of the first applicability condition that does not hold, or None."""
+    for cond in rule.applicable:
+        text = cond.expr.text.strip()
+        out = _run(cond.expr, env)
+        if out.status == Status.ERROR:
+            reason = f"applicability could not be evaluated: {out.reason}"
+            return Status.ERROR, reason, _evidence(out.trace, False) + (Evidence(expression=text, message=reason),)
+        if out.status == Status.NOT_APPLICABLE:
+            return Status.NOT_APPLICABLE, out.reason or "", (Evidence(expression=text, message=out.reason),)
+        if not out.value:
+            found = _evidence(out.trace, False)
+            if found and found[0].expression == text:  # the condition is one comparison: say why on it
+                return Status.NOT_APPLICABLE, cond.reason, (replace(found[0], message=cond.reason),) + found[1:]
+            head = Evidence(expression=text, expected="true", observed="false", message=cond.reason)
+            return Status.NOT_APPLICABLE, cond.reason, (head,) + found
+    return None
+
+
+def rule_values(rule: Rule, ctx: FactContext, overrides: Mapping[str, Any] | None = None, scan_kind: str | None = None) -> dict[str, Any]:
+    """The values a rule's expressions read: its vars (defaults, then `overrides`) and `scan`."""
+    values = merged_values(rule.params, overrides)
+    values[SCAN_VAR] = scan_context(ctx.root, ctx.live, scan_kind)
+    return values
+
+
+def evaluate_rule(
+    rule: Rule, ctx: FactContext, *, values: Mapping[str, Any] | None = None, scan_kind: str | None = None
+) -> Finding:
+    """Evaluate one check rule: applicability first, then the check. Never raises: an
+    exception becomes an ERROR finding. `values` overrides vars (tailoring, inline tests)."""
     base: dict[str, Any] = {
         "rule_id": rule.id,
         "title": rule.title,
@@ -111,31 +200,22 @@ def evaluate_rule(rule: Rule, ctx: FactContext) -> Finding:
     }
     if rule.check is None:
         return Finding(status=Status.SKIPPED, reason="event rule: evaluated by `secpolicy monitor` or `replay`", **base)
-    assert rule.check.traced is not None
-    trace: list[TraceRecord] = []
-    ctx.trace = trace
+    env = _Env(ctx, rule_values(rule, ctx, values, scan_kind))
     t0 = time.perf_counter()
-    try:
-        ok = rule.check.traced(ctx)
-        status = Status.PASS if ok else Status.FAIL
-        evidence = _evidence(trace, bool(ok))
-        reason = None
-    except NotApplicable as e:
-        status, reason = Status.NOT_APPLICABLE, e.message
-        evidence = (Evidence(expression=rule.check.text, message=e.message),)
-    except EvaluationError as e:
-        status, reason = Status.ERROR, e.message
-        evidence = _evidence(trace, False) + (Evidence(expression=rule.check.text, message=e.message),)
-    except RecursionError:
-        status, reason = Status.ERROR, "expression too deeply nested to evaluate"
-        evidence = (Evidence(expression=rule.check.text, message=reason),)
-    except Exception as e:  # noqa: BLE001 - an error is never a pass: unexpected failures are findings too
-        frame = traceback.extract_tb(e.__traceback__)[-1]
-        reason = f"internal error: {type(e).__name__}: {e} ({os.path.basename(frame.filename)}:{frame.lineno})"
-        status = Status.ERROR
-        evidence = (Evidence(expression=rule.check.text, message=reason),)
-    finally:
-        ctx.trace = None
+    verdict = _not_applicable(rule, env)
+    if verdict is not None:
+        status, why, evidence = verdict
+        return Finding(status=status, evidence=evidence, reason=why, duration_ms=(time.perf_counter() - t0) * 1000, **base)
+    out = _run(rule.check, env)
+    text = rule.check.text
+    reason: str | None
+    if out.status is None:
+        status, reason, evidence = (Status.PASS if out.value else Status.FAIL), None, _evidence(out.trace, out.value)
+    elif out.status == Status.NOT_APPLICABLE:
+        status, reason, evidence = out.status, out.reason, (Evidence(expression=text, message=out.reason),)
+    else:
+        status, reason = out.status, out.reason
+        evidence = _evidence(out.trace, False) + (Evidence(expression=text, message=out.reason),)
     ms = (time.perf_counter() - t0) * 1000
     return Finding(status=status, evidence=evidence, reason=reason, duration_ms=ms, **base)
 
@@ -157,9 +237,17 @@ class ScanResult:
     waiver_report: list[dict[str, Any]] = field(default_factory=list)
     coverage: dict[str, Any] = field(default_factory=dict)
     lost_events: list[dict[str, Any]] = field(default_factory=list)
+    tailoring: dict[str, Any] | None = None
+    vars: list[dict[str, Any]] = field(default_factory=list)
+    # framework -> requirement -> coverage class (automated | partial | manual), and notes
+    classes: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def requirements(self) -> dict[str, list[dict[str, Any]]]:
+        return requirement_results(self.findings, self.classes, self.notes, self.scan.get("standard"))
 
     def summary(self) -> dict[str, Any]:
-        return summarize(self.findings)
+        return summarize(self.findings, self.requirements())
 
     def to_results(self) -> dict[str, Any]:
         errors = [
@@ -167,19 +255,34 @@ class ScanResult:
             for f in self.findings
             if f.status == Status.ERROR
         ]
+        requirements = self.requirements()
         return {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "scan": self.scan,
-            "summary": self.summary(),
+            "summary": summarize(self.findings, requirements),
             "results": [f.to_dict() for f in self.findings],
+            "requirements": requirements,
             "waivers": self.waiver_report,
             "errors": errors,
             "coverage": self.coverage,
             "lost_events": self.lost_events,
+            "tailoring": self.tailoring,
+            "vars": self.vars,
         }
 
 
-def summarize(findings: Sequence[Finding]) -> dict[str, Any]:
+COMPLIANCE_NOTE = (
+    "compliance = passing among pass, fail and error; not_applicable, waived and skipped are excluded "
+    "(for requirements also not_assessed)"
+)
+REQUIREMENT_STATUSES = ("pass", "fail", "error", "waived", "not_applicable", "not_assessed")
+
+
+def _pct(passed: int, decided: int) -> float | None:
+    return round(100.0 * passed / decided, 1) if decided else None
+
+
+def summarize(findings: Sequence[Finding], requirements: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     by_status = {s.value: 0 for s in Status}
     by_severity: dict[str, dict[str, int]] = {s.value: {st.value: 0 for st in Status} for s in Severity}
     frameworks: dict[str, dict[str, Any]] = {}
@@ -192,17 +295,69 @@ def summarize(findings: Sequence[Finding]) -> dict[str, Any]:
             entry["rules"] += 1
             entry["requirements"].update(ids)
     for entry in frameworks.values():
-        decided = entry["pass"] + entry["fail"] + entry["error"]
-        entry["compliance_pct"] = round(100.0 * entry["pass"] / decided, 1) if decided else None
+        entry["compliance_pct"] = _pct(entry["pass"], entry["pass"] + entry["fail"] + entry["error"])
         entry["requirements"] = len(entry["requirements"])
-    decided = by_status["pass"] + by_status["fail"] + by_status["error"]
+    for fw, reqs in (requirements or {}).items():
+        entry = frameworks.setdefault(fw, {st.value: 0 for st in Status} | {"rules": 0, "requirements": 0, "compliance_pct": None})
+        counts = dict.fromkeys(REQUIREMENT_STATUSES, 0)
+        for r in reqs:
+            counts[r["status"]] += 1
+        entry["requirements"] = len(reqs)
+        entry["requirements_by_status"] = counts
+        entry["requirements_compliance_pct"] = _pct(counts["pass"], counts["pass"] + counts["fail"] + counts["error"])
     return {
         "total": len(findings),
         "by_status": by_status,
         "by_severity": by_severity,
         "frameworks": dict(sorted(frameworks.items())),
-        "compliance_pct": round(100.0 * by_status["pass"] / decided, 1) if decided else None,
+        "compliance_pct": _pct(by_status["pass"], by_status["pass"] + by_status["fail"] + by_status["error"]),
+        "compliance_note": COMPLIANCE_NOTE,
     }
+
+
+def _rolled_up(counts: Mapping[str, int]) -> str:
+    """A requirement fails if any of its rules fails; an error means it could not be told."""
+    for status in ("fail", "error", "waived", "pass", "not_applicable"):
+        if counts[status]:
+            return status
+    return "not_assessed"
+
+
+def requirement_results(
+    findings: Sequence[Finding],
+    classes: Mapping[str, Mapping[str, str]],
+    notes: Mapping[str, Mapping[str, str]],
+    standard: str | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per framework (only `standard` when given), every requirement the packs declare
+    (`classes`) or a finding references, with its status rolled up from its rules and its
+    coverage class beside it."""
+    linked: dict[str, dict[str, list[Finding]]] = {}
+    for f in findings:
+        for fw, ids in f.references.items():
+            for req in ids:
+                linked.setdefault(fw, {}).setdefault(req, []).append(f)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for fw in sorted(set(classes) | set(linked)):
+        if standard and fw != standard:
+            continue
+        reqs = set(classes.get(fw, {})) | set(linked.get(fw, {}))
+        rows = []
+        for req in sorted(reqs, key=requirement_key):
+            fs = linked.get(fw, {}).get(req, [])
+            counts = {s.value: 0 for s in Status}
+            for f in fs:
+                counts[f.status.value] += 1
+            rows.append({
+                "id": req,
+                "status": _rolled_up(counts),
+                "coverage": classes.get(fw, {}).get(req, "undeclared"),
+                "rules": counts,
+                "rule_ids": sorted({f.rule_id for f in fs}),
+                "note": notes.get(fw, {}).get(req),
+            })
+        out[fw] = rows
+    return out
 
 
 def scan(
@@ -218,7 +373,11 @@ def scan(
     options: dict[str, Any] | None = None,
     today: dt.date | None = None,
     scan_id: str | None = None,
+    tailoring: Tailoring | None = None,
+    scan_kind: str | None = None,
 ) -> ScanResult:
+    """Evaluate the selected check rules. A `tailoring` sets var values, may pick the
+    profile (when `profile` is not given) and enables or disables rules."""
     started = _now()
     ctx = FactContext(registry, root, options=options)
     host = _host_name(ctx)
@@ -226,8 +385,14 @@ def scan(
     waivers = waivers or WaiverSet()
     findings: list[Finding] = []
     used: dict[Waiver, str] = {}
-    for rule in select_rules(ps, profile=profile, standard=standard, rule_ids=rule_ids):
-        f = evaluate_rule(rule, ctx)
+    if tailoring is not None and profile is None:
+        profile = tailoring.profile
+    values = tailoring.values() if tailoring is not None else {}
+    selected = select_rules(
+        ps, profile=profile, standard=standard, rule_ids=rule_ids, enabled=tailoring.enabled() if tailoring else None
+    )
+    for rule in selected:
+        f = evaluate_rule(rule, ctx, values=values, scan_kind=scan_kind)
         active, expired = waivers.for_rule(rule.id, host, today)
         if f.status == Status.FAIL and active is not None:
             f = replace(f, status=Status.WAIVED, waiver=active)
@@ -260,14 +425,37 @@ def scan(
         "standard": standard,
         "fail_on": fail_on.value,
         "waivers_file": waivers.path,
+        "tailoring_file": tailoring.path if tailoring is not None else None,
     }
+    classes: dict[str, dict[str, str]] = {}
+    notes: dict[str, dict[str, str]] = {}
+    for fw, cov in compute_coverage(ps, standard).items():
+        classes[fw] = {r: k for k, reqs in (("manual", cov.manual), ("partial", cov.partial), ("automated", cov.automated)) for r in reqs}
+        notes[fw] = dict(cov.notes)
     coverage: dict[str, dict[str, list[str]]] = {}
     for p in ps.policies:
         for fw, data in p.coverage.items():
             entry = coverage.setdefault(fw, {"automated": [], "partial": [], "manual": []})
             for k in ("automated", "partial", "manual"):
                 entry[k].extend(str(x) for x in data.get(k, []))
-    return ScanResult(findings, scan_meta, report, coverage)
+    return ScanResult(
+        findings, scan_meta, report, coverage,
+        tailoring=tailoring.to_dict() if tailoring is not None else None,
+        vars=_vars_in_force(selected, values),
+        classes=classes,
+        notes=notes,
+    )
+
+
+def _vars_in_force(rules: Sequence[Rule], values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every var the scanned rules read, with the value used and whether it was tailored."""
+    decls = {n: d for r in rules for n, d in r.params.items()}
+    out = []
+    for name in sorted(decls):
+        d = decls[name]
+        tailored = name in values
+        out.append(d.to_dict() | {"value": d.show(values[name] if tailored else d.default), "tailored": tailored})
+    return out
 
 
 LOST_EVENTS_RULE = "secpolicy-monitor-lost-events"

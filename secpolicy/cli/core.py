@@ -103,14 +103,7 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
         order = {"error": 0, "fail": 1, "waived": 2}
         shown.sort(key=lambda r: (order.get(r["status"], 3), -SEVERITIES.index(r["severity"]), r["rule_id"]))
         for r in shown:
-            ev = r["evidence"][0] if r["evidence"] else None
-            text = r.get("reason") or ""
-            if ev and r["status"] != "error":
-                text = ev["expression"]
-                if ev.get("expected") is not None:
-                    text += f"  expected {ev['expected']}, observed {ev['observed']}"
-                if ev.get("source"):
-                    text += f"  ({ev['source']})"
+            text = _evidence_cell(r)
             t.add_row(
                 f"[{_STATUS_STYLE[r['status']]}]{r['status']}[/]",
                 r["severity"],
@@ -120,15 +113,50 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
         console.print(t)
     counts = ", ".join(f"{v} {k}" for k, v in summary["by_status"].items() if v)
     console.print(f"[bold]Summary:[/bold] {counts or 'no rules selected'}")
+    _print_tailoring(results.get("tailoring"), console)
     for fw, e in summary["frameworks"].items():
         pct = "n/a" if e["compliance_pct"] is None else f"{e['compliance_pct']:.1f}%"
         console.print(f"  {fw:<12} {pct:>7} compliant  ({e['pass']} pass, {e['fail']} fail, {e['error']} error, {e['waived']} waived)")
+
+
+def _print_tailoring(t: dict[str, Any] | None, console: Console) -> None:
+    if not t:
+        return
+    console.print(f"[bold]Tailoring:[/bold] {t['id']} ({t['path']}, sha256 {t['sha256'][:12]}...)", markup=True, highlight=False)
+    if t.get("profile"):
+        console.print(f"  profile {t['profile']}", markup=False, highlight=False)
+    for v in t["vars"]:
+        console.print(f"  var {v['name']} = {v['value']} (default {v['default']})", markup=False, highlight=False)
+    for r in t["rules"]:
+        state = "enabled" if r["enabled"] else "disabled"
+        console.print(f"  rule {r['rule_id']} {state} (default {'enabled' if r['default_enabled'] else 'disabled'}): {r['reason']}", markup=False, highlight=False)
+
+
+def _evidence_cell(r: dict[str, Any]) -> str:
+    """The comparisons the verdict turned on (not a guard it got past); for an error or a
+    rule that does not apply, the reason first."""
+    if r["status"] == "error":
+        return r.get("reason") or ""
+    evidence = r["evidence"]
+    deciding = [e for e in evidence if e.get("decisive", True)] or evidence
+    lines = [r["reason"]] if r["status"] == "not_applicable" and r.get("reason") else []
+    for ev in deciding[:3]:
+        text = ev["expression"]
+        if ev.get("expected") is not None:
+            text += f"  expected {ev['expected']}, observed {ev['observed']}"
+        if ev.get("source"):
+            text += f"  ({ev['source']})"
+        lines.append(text)
+    if len(deciding) > 3:
+        lines.append(f"... and {len(deciding) - 3} more")
+    return "\n".join(lines) or (r.get("reason") or "")
 
 
 @click.command()
 @policy_option
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False), help="Scan a mounted image or container root instead of this host.")
 @click.option("--waivers", type=click.Path(dir_okay=False), help="YAML file of waivers.")
+@click.option("--tailoring", type=click.Path(dir_okay=False), help="Tailoring file: var values, profile, rules enabled or disabled (`secpolicy schema tailoring`).")
 @click.option("--profile", help="Only rules of this profile (e.g. level1-server).")
 @click.option("--standard", help="Only rules serving this framework (cis, pci-dss, hipaa, soc2, ...).")
 @click.option("--rule", "rule_ids", multiple=True, metavar="ID", help="Only these rules (repeatable).")
@@ -147,6 +175,7 @@ def scan(
     policies: tuple[str, ...],
     root: str,
     waivers: str | None,
+    tailoring: str | None,
     profile: str | None,
     standard: str | None,
     rule_ids: tuple[str, ...],
@@ -184,14 +213,15 @@ def scan(
     for rid in rule_ids:
         if rid not in known:
             raise InputError(f"--rule: unknown rule id {rid!r}")
+    tailored = _tailoring(tailoring, ps, profile)
     severity = Severity.LOW if fail_on == "new" else Severity(fail_on)
     options = {"fim": _fim_options(fim_dbs, fim_key_file, fim_key_env)}
     scan_id = str(uuid.uuid4())
-    trail = _AuditTrail(audit_log, scan_id, ps, profile) if audit_log else None
+    trail = _AuditTrail(audit_log, scan_id, ps, profile, tailored) if audit_log else None
     try:
         result = engine.scan(
             ps, reg, root=root, waivers=wset, profile=profile, standard=standard,
-            rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options,
+            rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options, tailoring=tailored,
         )
     except BaseException as e:
         if trail:
@@ -230,6 +260,17 @@ def scan(
     sys.exit(code)
 
 
+def _tailoring(path: str | None, ps: PolicySet, profile: str | None) -> Any:
+    if path is None:
+        return None
+    from secpolicy.policy.tailoring import load_tailoring
+
+    t = load_tailoring(Path(path), ps)
+    if profile and t.profile and profile != t.profile:
+        raise InputError(f"--profile {profile} contradicts the tailoring file's profile {t.profile!r}", path)
+    return t
+
+
 def _read_json(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -262,13 +303,15 @@ def _fim_options(dbs: Sequence[str], key_file: str | None, key_env: str | None) 
 class _AuditTrail:
     """Scan start, the policies loaded, every finding and the scan's end, in the audit log."""
 
-    def __init__(self, directory: str, scan_id: str, ps: PolicySet, profile: str | None) -> None:
+    def __init__(self, directory: str, scan_id: str, ps: PolicySet, profile: str | None, tailoring: Any = None) -> None:
         from secpolicy.auditlog.trail import AuditTrail
 
         self.trail = AuditTrail.open(directory, "scanner", scan_id)
-        self.trail.started(profile, [p.id for p in ps.policies])
+        self.trail.started(profile or (tailoring.profile if tailoring else None), [p.id for p in ps.policies])
         for p in ps.policies:
             self.trail.config_loaded(p.path, p.sha256)
+        if tailoring is not None:
+            self.trail.config_loaded(tailoring.path, tailoring.sha256)
 
     def finished(self, result: engine.ScanResult) -> None:
         for f in result.findings:
@@ -318,21 +361,26 @@ def _regressions_exit(baseline: str | None, results: dict[str, Any]) -> int:
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--waivers", type=click.Path(dir_okay=False), help="Also check a waiver file against the rules.")
-def lint(paths: tuple[str, ...], waivers: str | None) -> None:
+@click.option("--tailoring", type=click.Path(dir_okay=False), help="Also check a tailoring file against the rules and vars.")
+def lint(paths: tuple[str, ...], waivers: str | None, tailoring: str | None) -> None:
     """Validate policy files: schema, expressions, types, references, coverage data."""
     ps = load(paths)
+    _tailoring(tailoring, ps, None)
     problems: list[str] = []
     if waivers:
         wset = load_waivers(Path(waivers))
         for w in wset.unknown_rules(r.id for r in ps.rules):
             problems.append(f"{w.source}: waiver for unknown rule id {w.rule_id!r}")
+    read = {n for r in ps.rules for n in r.params}
+    problems.extend(f"{v.source}: var {v.name!r} is read by no rule" for v in ps.vars.values() if v.name not in read)
     for fw, cov in compute_coverage(ps).items():
         for req in cov.unbacked:
             problems.append(f"coverage: {fw} {req} is declared automated/partial but no rule references it")
     if problems:
         raise InputError("\n".join(problems))
     n_rules = len(ps.rules)
-    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules)")
+    n_vars = f", {len(ps.vars)} vars" if ps.vars else ""
+    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules){n_vars}")
 
 
 # explain ---------------------------------------------------------------------------------
@@ -352,6 +400,7 @@ def explain(rule_id: str, policies: tuple[str, ...]) -> None:
     click.echo(f"  severity    {rule.severity.value}")
     for fw, ids in rule.references.items():
         click.echo(f"  {fw:<11} {', '.join(ids)}")
+    _explain_applicability(rule)
     exprs = [("check", rule.check), ("when", rule.when)]
     if rule.sequence:
         exprs += [(f"step {i + 1}", s) for i, s in enumerate(rule.sequence.steps)]
@@ -372,6 +421,23 @@ def explain(rule_id: str, policies: tuple[str, ...]) -> None:
         click.echo(f"\nsequence: within {rule.sequence.within:g}s by {', '.join(rule.sequence.by) or '(all)'}")
     if rule.is_event_rule:
         _explain_event_rule(rule)
+
+
+def _explain_applicability(rule: Any) -> None:
+    if rule.applicable:
+        click.echo("\napplies only when (checked in order, before the check):")
+        for c in rule.applicable:
+            click.echo(f"  {' '.join(c.expr.text.split())}")
+            click.echo(f"    else not applicable: {c.reason}  [{c.scope}, {c.source}]")
+    if rule.params:
+        click.echo("\nvars read:")
+        for v in rule.params.values():
+            bounds = [f"{k} {x}" for k, x in v.to_dict().items() if k in ("min", "max")]
+            if v.choices is not None:
+                bounds.append("one of " + ", ".join(v.to_dict()["choices"]))
+            extra = f" ({'; '.join(bounds)})" if bounds else ""
+            click.echo(f"  {v.name}: {v.type_name} = {v.show(v.default)}{extra}  [{v.source}]")
+            click.echo(f"    {v.description}")
 
 
 def _explain_event_rule(rule: Any) -> None:
@@ -440,7 +506,7 @@ def _event_tests(rule: Any) -> list[Any]:
 
 # schema ----------------------------------------------------------------------------------
 @click.command()
-@click.argument("name", type=click.Choice(["policy", "results", "event", "alert", "fim"]))
+@click.argument("name", type=click.Choice(["policy", "results", "tailoring", "event", "alert", "fim"]))
 def schema(name: str) -> None:
     """Print a JSON Schema shipped with secpolicy."""
     if not schema_path(name).exists():

@@ -1,6 +1,8 @@
-"""A compile cache for policy files, like Python's .pyc: a file whose bytes, grammar, schema
-and secpolicy version are unchanged skips schema validation and Lark parsing on later loads.
-Type checking and compiling to closures still run every time (they depend on the facts)."""
+"""A compile cache for policy files, like Python's .pyc: a file whose bytes are unchanged
+skips YAML parsing, schema validation and Lark parsing on later loads. The key also holds the
+secpolicy version and a hash of the grammar, the schema and the code that shapes what is
+cached (dsl/ and policy/), so a code change can never load stale objects. Type checking and
+compiling to closures still run every time (they depend on the facts and the other files)."""
 
 from __future__ import annotations
 
@@ -14,22 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from secpolicy import __version__
-from secpolicy.resources import schema_path
 
-__all__ = ["ParseCache"]
+__all__ = ["ParseCache", "toolchain_key"]
 
 
-@lru_cache(maxsize=1)
-def _toolchain_key() -> str:
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=4)
+def toolchain_key(package: Path = _PACKAGE) -> str:
+    """What the cached objects depend on besides the policy file: the version, the grammar,
+    the policy schema and the source of every module of dsl/ and policy/."""
     h = hashlib.sha256(__version__.encode())
-    for p in (Path(__file__).resolve().parents[1] / "dsl" / "grammar.lark", schema_path("policy")):
-        h.update(p.read_bytes())
+    shaping = sorted((package / "dsl").glob("*.py")) + sorted((package / "policy").glob("*.py"))
+    for p in [package / "dsl" / "grammar.lark", package / "schemas" / "policy.schema.json", *shaping]:
+        h.update(str(p.relative_to(package)).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
 class ParseCache:
-    """Parsed expressions per policy file, keyed by the file's sha256. The directory must be
-    ours and private (0700): a cache others can write to would let them inject rules."""
+    """Per policy file, keyed by the file's sha256: its data, the lines the loader reads and
+    its parsed expressions. The directory must be ours and private (0700): a cache others
+    can write to would let them inject rules."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -43,9 +51,9 @@ class ParseCache:
         return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not (st.st_mode & 0o077)
 
     def _file(self, sha256: str) -> Path:
-        return self.dir / f"{sha256}-{_toolchain_key()}.pickle"
+        return self.dir / f"{sha256}-{toolchain_key()}.pickle"
 
-    def get(self, sha256: str) -> dict[tuple, Any] | None:
+    def get(self, sha256: str) -> dict[str, Any] | None:
         path = self._file(sha256)
         try:
             st = os.lstat(path)
@@ -55,15 +63,17 @@ class ParseCache:
                 data = pickle.load(f)
         except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, ValueError, TypeError):
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("data", "lines", "parsed")):
+            return None
+        return data
 
-    def put(self, sha256: str, parsed: dict[tuple, Any]) -> None:
+    def put(self, sha256: str, entry: dict[str, Any]) -> None:
         if not self._usable():
             return
         try:
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
-                pickle.dump(parsed, f, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, self._file(sha256))
         except (OSError, pickle.PickleError, RecursionError):
             pass  # a cache that cannot be written only costs time

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 from secpolicy.policy.model import PolicySet
 
-__all__ = ["FrameworkCoverage", "compute_coverage"]
+__all__ = ["FrameworkCoverage", "compute_coverage", "requirement_key"]
 
 
-def _key(req: str) -> tuple:
+def requirement_key(req: str) -> tuple:
+    """Sort key reading requirement ids as numbers where they are: 8.3.4 < 8.3.10 < 10.1."""
     parts = []
     for p in req.replace("(", ".").replace(")", "").split("."):
         parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
@@ -74,6 +75,6 @@ def compute_coverage(ps: PolicySet, standard: str | None = None) -> dict[str, Fr
         listed = d["automated"] | d["partial"] | d["manual"]
         cov.undeclared = [req for req in refs if req not in listed]
         for lst in (cov.automated, cov.partial, cov.manual, cov.unbacked, cov.undeclared):
-            lst.sort(key=_key)
+            lst.sort(key=requirement_key)
         out[fw] = cov
     return out

@@ -7,17 +7,14 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl import (
     Catalogue,
     CompiledExpr,
     Macro,
+    Origin,
     ast,
     compile_expression,
     parse_duration,
@@ -30,11 +27,30 @@ from secpolicy.events.fields import EVENT, event_field_type
 from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
-from secpolicy.policy.model import Policy, PolicySet, Rule, RuleTest, SequenceSpec, Threshold
+from secpolicy.policy.model import (
+    Condition,
+    Policy,
+    PolicySet,
+    Rule,
+    RuleTest,
+    SequenceSpec,
+    Threshold,
+)
+from secpolicy.policy.vars import (
+    SCAN,
+    SCAN_VAR,
+    VarDecl,
+    bounds_allowed,
+    convert_value,
+    did_you_mean,
+)
 from secpolicy.policy.yamlpos import Positioned, expression_origin, load_yaml
 from secpolicy.resources import load_schema
 
-__all__ = ["PolicyErrors", "find_policy_files", "load_policies", "read_text_file"]
+if TYPE_CHECKING:
+    import jsonschema
+
+__all__ = ["PolicyErrors", "find_policy_files", "load_policies", "read_text_file", "schema_violation"]
 
 
 class PolicyErrors(InputError):
@@ -91,16 +107,26 @@ def read_text_file(path: Path) -> tuple[str, bytes]:
         raise LocatedError("not valid UTF-8", _display(path), line, col) from None
 
 
-_VALIDATOR: jsonschema.protocols.Validator | None = None
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
 
 
-def _validator() -> jsonschema.protocols.Validator:
-    global _VALIDATOR
-    if _VALIDATOR is None:
-        schema = load_schema("policy")
-        cls = jsonschema.validators.validator_for(schema)
-        _VALIDATOR = cls(schema)
-    return _VALIDATOR
+def _validator(name: str = "policy") -> jsonschema.protocols.Validator:
+    if name not in _VALIDATORS:
+        import jsonschema  # only a file that is not in the compile cache is validated
+
+        schema = load_schema(name)
+        _VALIDATORS[name] = jsonschema.validators.validator_for(schema)(schema)
+    return _VALIDATORS[name]
+
+
+def schema_violation(doc: Positioned, schema: str) -> LocatedError | None:
+    """The most relevant error of `doc` against the shipped schema `schema`, located."""
+    verrs = sorted(_validator(schema).iter_errors(doc.data), key=lambda e: list(e.absolute_path))
+    if not verrs:
+        return None
+    from jsonschema.exceptions import best_match
+
+    return _schema_error(doc, best_match(verrs) or verrs[0])
 
 
 def _schema_error(doc: Positioned, err: jsonschema.ValidationError) -> LocatedError:
@@ -125,28 +151,70 @@ def _schema_error(doc: Positioned, err: jsonschema.ValidationError) -> LocatedEr
     return doc.error(at, f"{where}: {err.message}")
 
 
-@dataclass
 class _Doc:
-    path: Path
-    shown: str
-    pos: Positioned
-    raw: bytes
-    sha256: str
-    cached: dict[tuple, ast.Node] | None  # parsed expressions from the compile cache
-    parsed: dict[tuple, ast.Node]
+    """One policy file being loaded. From the compile cache it comes as plain data, the
+    lines the loader asks for and the parsed expressions: the YAML is parsed again (for
+    positions) only if something in it turns out to be wrong."""
+
+    def __init__(self, path: Path, shown: str, text: str, sha256: str, pos: Positioned | None, cached: dict | None) -> None:
+        self.path = path
+        self.shown = shown
+        self.text = text
+        self.sha256 = sha256
+        self._pos = pos
+        self.cached = cached
+        self.data: dict = cached["data"] if cached is not None else pos.data  # type: ignore[union-attr]
+        self.parsed: dict[tuple, ast.Node] = {}
+        self.lines: dict[tuple, int] = {}  # (path, key?) -> line, kept in the cache
+
+    @property
+    def pos(self) -> Positioned:
+        if self._pos is None:
+            self._pos = load_yaml(self.text, self.shown)
+        return self._pos
+
+    def error(self, at: tuple, message: str, *, key: bool = False) -> LocatedError:
+        return self.pos.error(at, message, key=key)
+
+    def line(self, at: tuple, *, key: bool = False) -> int:
+        """The line of the value at `at` (or of the key naming it)."""
+        k = (at, key)
+        if self.cached is not None and k in self.cached["lines"]:
+            n: int = self.cached["lines"][k]
+        else:
+            sp = (self.pos.key_spans if key else self.pos.spans).get(at)
+            n = sp.line if sp else 1
+        self.lines[k] = n
+        return n
+
+    def origin(self, at: tuple, text: str) -> Origin:
+        """Where the expression at `at` stands, computed only when an error needs it."""
+        if self._pos is not None:
+            return expression_origin(self._pos, at, text)
+        found: list[Origin] = []
+
+        def locate(line: int, col: int) -> tuple[int, int, str | None]:
+            if not found:
+                found.append(expression_origin(self.pos, at, text))
+            return found[0].locate(line, col)
+
+        return Origin(self.shown, locate)
 
     def parse(self, at: tuple, text: str) -> ast.Node:
-        node = self.cached.get(at) if self.cached is not None else None
+        node = self.cached["parsed"].get(at) if self.cached is not None else None
         if node is None:
-            node = parse_expression(text, expression_origin(self.pos, at, text))
+            node = parse_expression(text, self.origin(at, text))
         self.parsed[at] = node
         return node
+
+    def cache_entry(self) -> dict[str, Any]:
+        return {"data": self.data, "lines": self.lines, "parsed": self.parsed}
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
-def _list_literal(doc: Positioned, at: tuple, values: list[Any]) -> ast.ListLit:
+def _list_literal(doc: _Doc, at: tuple, values: list[Any]) -> ast.ListLit:
     items = []
     elem: Type | None = None
     for i, v in enumerate(values):
@@ -160,12 +228,14 @@ def _list_literal(doc: Positioned, at: tuple, values: list[Any]) -> ast.ListLit:
 
 
 class _Loader:
-    def __init__(self, registry: FactRegistry, cache: ParseCache | None) -> None:
+    def __init__(self, registry: FactRegistry, cache: ParseCache | None, only: str | None = None) -> None:
         self.registry = registry
         self.cache = cache
+        self.only = only
         self.errors: list[InputError] = []
         self.lists: dict[str, ast.ListLit] = {}
         self.macros: dict[str, Macro] = {}
+        self.vars: dict[str, VarDecl] = {}
         self.defined_at: dict[str, str] = {}
         self.rule_ids: dict[str, str] = {}
 
@@ -173,6 +243,15 @@ class _Loader:
         shown = _display(path)
         try:
             text, raw = read_text_file(path)
+        except InputError as e:
+            self.errors.append(e)
+            return None
+        sha = hashlib.sha256(raw).hexdigest()
+        # A cache entry exists only for a file that validated and compiled cleanly before.
+        cached = self.cache.get(sha) if self.cache is not None else None
+        if cached is not None:
+            return _Doc(path, shown, text, sha, None, cached)
+        try:
             pos = load_yaml(text, shown)
         except InputError as e:
             self.errors.append(e)
@@ -180,43 +259,85 @@ class _Loader:
         if not isinstance(pos.data, dict):
             self.errors.append(LocatedError("a policy file must be a mapping with metadata: and rules:", shown, 1, 1))
             return None
-        sha = hashlib.sha256(raw).hexdigest()
-        # A cache entry exists only for a file that validated and compiled cleanly before.
-        cached = self.cache.get(sha) if self.cache is not None else None
-        if cached is None:
-            verrs = sorted(_validator().iter_errors(pos.data), key=lambda e: list(e.absolute_path))
-            if verrs:
-                self.errors.append(_schema_error(pos, best_match(verrs) or verrs[0]))
-                return None
-        return _Doc(path, shown, pos, raw, sha, cached, {})
+        violation = schema_violation(pos, "policy")
+        if violation is not None:
+            self.errors.append(violation)
+            return None
+        return _Doc(path, shown, text, sha, pos, None)
 
     def collect_names(self, d: _Doc) -> None:
-        data = d.pos.data
+        data = d.data
         for name, values in (data.get("lists") or {}).items():
             if self._define(d, ("lists", name), name):
                 try:
-                    self.lists[name] = _list_literal(d.pos, ("lists", name), values)
+                    self.lists[name] = _list_literal(d, ("lists", name), values)
                 except LocatedError as e:
                     self.errors.append(e)
         for name, text in (data.get("macros") or {}).items():
             if self._define(d, ("macros", name), name):
-                origin = expression_origin(d.pos, ("macros", name), text)
+                origin = d.origin(("macros", name), text)
                 try:
                     node = d.parse(("macros", name), text)
                 except LocatedError as e:
                     self.errors.append(e)
                     continue
                 self.macros[name] = Macro(name, node, origin, text)
+        for name, spec in (data.get("vars") or {}).items():
+            if self._define(d, ("vars", name), name):
+                decl = self._var(d, ("vars", name), name, spec)
+                if decl is not None:
+                    self.vars[name] = decl
+
+    def _var(self, d: _Doc, at: tuple, name: str, spec: dict) -> VarDecl | None:
+        """A var declaration, its default and bounds converted and checked (errors located)."""
+        tname = spec["type"]
+        n_errors = len(self.errors)
+        bounds: dict[str, Any] = {}
+        for key in ("min", "max"):
+            if key in spec:
+                if not bounds_allowed(tname):
+                    self.errors.append(d.error(at + (key,), f"{key}: applies to numbers, modes, durations and sizes, not {tname}", key=True))
+                    continue
+                bounds[key] = self._convert(d, at + (key,), tname.removeprefix("list[").removesuffix("]"), spec[key])
+        choices = None
+        if "choices" in spec:
+            elem = tname.removeprefix("list[").removesuffix("]")
+            choices = tuple(self._convert(d, at + ("choices", i), elem, c) for i, c in enumerate(spec["choices"]))
+        default = self._convert(d, at + ("default",), tname, spec["default"])
+        if len(self.errors) > n_errors:
+            return None
+        decl = VarDecl(
+            name, tname, default, spec["description"].strip(), f"{d.shown}:{d.line(at, key=True)}",
+            bounds.get("min"), bounds.get("max"), choices,
+        )
+        if decl.minimum is not None and decl.maximum is not None and decl.minimum > decl.maximum:
+            self.errors.append(d.error(at + ("min",), "min is above max"))
+            return None
+        try:
+            decl.check_bounds(default)
+        except ValueError as e:
+            self.errors.append(d.error(at + ("default",), f"default: {e}"))
+            return None
+        return decl
+
+    def _convert(self, d: _Doc, at: tuple, tname: str, raw: Any) -> Any:
+        try:
+            return convert_value(tname, raw)
+        except ValueError as e:
+            self.errors.append(d.error(at, f"{at[-1] if isinstance(at[-1], str) else 'choice'}: {e}"))
+            return None
 
     def _define(self, d: _Doc, at: tuple, name: str) -> bool:
+        if name == SCAN_VAR:
+            self.errors.append(d.error(at, f"{name!r} is reserved for the scan context (scan.kind, scan.live, scan.root)", key=True))
+            return False
         if name in self.defined_at:
-            self.errors.append(d.pos.error(at, f"{name!r} is already defined at {self.defined_at[name]}", key=True))
+            self.errors.append(d.error(at, f"{name!r} is already defined at {self.defined_at[name]}", key=True))
             return False
         if name in self.registry or name in EVENT.fields:
-            self.errors.append(d.pos.error(at, f"{name!r} would hide the fact or event field of that name", key=True))
+            self.errors.append(d.error(at, f"{name!r} would hide the fact or event field of that name", key=True))
             return False
-        sp = d.pos.key_spans.get(at)
-        self.defined_at[name] = f"{d.shown}:{sp.line if sp else 1}"
+        self.defined_at[name] = f"{d.shown}:{d.line(at, key=True)}"
         return True
 
     def check_macros(self) -> None:
@@ -241,10 +362,11 @@ class _Loader:
             event_root=EVENT if event else None,
             lists=self.lists,
             macros=self.macros,
+            vars={SCAN_VAR: SCAN} | {n: v.type for n, v in self.vars.items()},
         )
 
     def compile(self, d: _Doc, at: tuple, text: str, *, event: bool) -> CompiledExpr | None:
-        origin = expression_origin(d.pos, at, text)
+        origin = d.origin(at, text)
         try:
             node = d.parse(at, text)
             return compile_expression(
@@ -254,12 +376,39 @@ class _Loader:
             self.errors.append(e)
             return None
 
+    def conditions(self, d: _Doc, at: tuple, raw: str | list, scope: str) -> tuple[Condition, ...] | None:
+        """`applicable:` as conditions: a bare expression, or a list of {if, reason}."""
+        items = [(at, raw, None)] if isinstance(raw, str) else [(at + (k, "if"), c["if"], c["reason"]) for k, c in enumerate(raw)]
+        out = []
+        for where, text, reason in items:
+            expr = self.compile(d, where, text, event=False)
+            if expr is None:
+                continue
+            line = d.line(where)
+            default_reason = f"the condition {' '.join(text.split())} does not hold"
+            out.append(Condition(expr, (reason or default_reason).strip(), f"{d.shown}:{line}", scope))
+        return tuple(out) if len(out) == len(items) else None
+
     def build(self, d: _Doc) -> Policy:
-        data = d.pos.data
+        data = d.data
         meta = data["metadata"]
         rules: list[Rule] = []
+        shared: tuple[Condition, ...] = ()
+        if "applicable" in data and self.only != "event":
+            for i, r in enumerate(data.get("rules") or []):
+                if "check" not in r:
+                    self.errors.append(d.error(
+                        ("applicable",),
+                        f"applicable: at the top of a file applies to check rules; rule {r.get('id')!r} is an event rule "
+                        "(keep event rules in a file of their own)",
+                        key=True,
+                    ))
+                    break
+            shared = self.conditions(d, ("applicable",), data["applicable"], "policy") or ()
         for i, r in enumerate(data.get("rules") or []):
-            rule = self.build_rule(d, i, r, meta["id"])
+            if self.only is not None and self.only != ("check" if "check" in r else "event"):
+                continue
+            rule = self.build_rule(d, i, r, meta["id"], shared)
             if rule is not None:
                 rules.append(rule)
         return Policy(
@@ -272,19 +421,27 @@ class _Loader:
             benchmark=meta.get("benchmark"),
             rules=tuple(rules),
             coverage=data.get("coverage") or {},
+            applicable=shared,
+            vars=tuple(self.vars[n] for n in (data.get("vars") or {}) if n in self.vars),
         )
 
-    def build_rule(self, d: _Doc, i: int, r: dict, policy_id: str) -> Rule | None:
+    def build_rule(self, d: _Doc, i: int, r: dict, policy_id: str, shared: tuple[Condition, ...] = ()) -> Rule | None:
         at = ("rules", i)
-        sp = d.pos.spans.get(at)
-        source = f"{d.shown}:{sp.line if sp else 1}"
+        source = f"{d.shown}:{d.line(at)}"
         rid = r["id"]
         if rid in self.rule_ids:
-            self.errors.append(d.pos.error(at + ("id",), f"duplicate rule id {rid!r} (first defined at {self.rule_ids[rid]})"))
+            self.errors.append(d.error(at + ("id",), f"duplicate rule id {rid!r} (first defined at {self.rule_ids[rid]})"))
             return None
         self.rule_ids[rid] = source
         n_errors = len(self.errors)
         check = self.compile(d, at + ("check",), r["check"], event=False) if "check" in r else None
+        own: tuple[Condition, ...] = ()
+        if "applicable" in r:
+            if "check" not in r:
+                self.errors.append(d.error(at + ("applicable",), "applicable: goes with check: (event rules are not evaluated against facts)", key=True))
+            else:
+                own = self.conditions(d, at + ("applicable",), r["applicable"], "rule") or ()
+        applicable = shared + own if check is not None else ()
         when = self.compile(d, at + ("when",), r["when"], event=True) if "when" in r else None
         threshold = None
         if "threshold" in r:
@@ -307,7 +464,7 @@ class _Loader:
         if message is not None:
             for m in _PLACEHOLDER.finditer(message):
                 if event_field_type(m.group(1)) is None:
-                    self.errors.append(d.pos.error(at + ("message",), f"unknown event field {{{m.group(1)}}} in message"))
+                    self.errors.append(d.error(at + ("message",), f"unknown event field {{{m.group(1)}}} in message"))
         tests = tuple(
             self.build_test(d, at, k, t, is_event="check" not in r, check=check)
             for k, t in enumerate(r.get("tests") or ())
@@ -333,57 +490,67 @@ class _Loader:
             threshold=threshold,
             sequence=sequence,
             tests=tests,
+            applicable=applicable,
+            params=self.params(check, applicable),
         )
+
+    def params(self, check: CompiledExpr | None, applicable: tuple[Condition, ...]) -> dict[str, VarDecl]:
+        used: set[str] = set(check.vars_used) if check is not None else set()
+        for c in applicable:
+            used |= c.expr.vars_used
+        return {n: self.vars[n] for n in sorted(used) if n in self.vars}
 
     def check_fields(self, d: _Doc, at: tuple, paths: Sequence[str]) -> None:
         for k, p in enumerate(paths):
             if event_field_type(p) is None:
-                self.errors.append(d.pos.error(at + (k,) if len(paths) > 1 or at[-1] != "by" else at, f"unknown event field {p!r}"))
+                self.errors.append(d.error(at + (k,) if len(paths) > 1 or at[-1] != "by" else at, f"unknown event field {p!r}"))
 
     def check_fact_twin(self, d: _Doc, at: tuple, name: str, value: Any, checked: CompiledExpr | None) -> None:
         """A test's stand-in for a fact must have the fact's shape: unknown fields are errors."""
         if name not in self.registry:
-            self.errors.append(d.pos.error(at, f"unknown fact {name!r}", key=True))
+            self.errors.append(d.error(at, f"unknown fact {name!r}", key=True))
             return
         spec = self.registry.get(name)
         sig = spec.signature
         if sig.params:
-            self.errors.append(d.pos.error(at, f"fact {name!r} takes arguments: only argument-less facts can be given", key=True))
+            self.errors.append(d.error(at, f"fact {name!r} takes arguments: only argument-less facts can be given", key=True))
             return
         if spec.twin is not None:
             return  # the fact builds its own object from the data (and says what is wrong)
         if checked is not None:
             called = _methods_called_on(checked.node, sig.returns)
             if called:
-                self.errors.append(d.pos.error(
+                self.errors.append(d.error(
                     at, f"the check calls {name}.{called[0]}(), which a plain-data stand-in cannot provide", key=True
                 ))
                 return
         errors = _shape_errors(value, sig.returns, at)
         if errors:
             where, msg = errors[0]
-            self.errors.append(d.pos.error(where, msg, key=True))
+            self.errors.append(d.error(where, msg, key=True))
 
     def build_test(
         self, d: _Doc, at: tuple, k: int, t: dict, *, is_event: bool, check: CompiledExpr | None = None
     ) -> RuleTest:
         tat = at + ("tests", k)
-        sp = d.pos.spans.get(tat)
-        source = f"{d.shown}:{sp.line if sp else 1}"
+        source = f"{d.shown}:{d.line(tat)}"
         expect = t["expect"]
         if is_event and expect not in ("fire", "no_fire"):
-            self.errors.append(d.pos.error(tat + ("expect",), f"an event rule's test expects fire or no_fire, not {expect!r}"))
+            self.errors.append(d.error(tat + ("expect",), f"an event rule's test expects fire or no_fire, not {expect!r}"))
         if not is_event and expect in ("fire", "no_fire"):
-            self.errors.append(d.pos.error(tat + ("expect",), f"a check's test expects pass, fail, error or not_applicable, not {expect!r}"))
+            self.errors.append(d.error(tat + ("expect",), f"a check's test expects pass, fail, error or not_applicable, not {expect!r}"))
         if is_event and "events" not in t:
-            self.errors.append(d.pos.error(tat, "an event rule's test needs events:"))
+            self.errors.append(d.error(tat, "an event rule's test needs events:"))
         root = None
         if "root" in t:
             root = str((d.path.parent / t["root"]).resolve())
             if not os.path.isdir(root):
-                self.errors.append(d.pos.error(tat + ("root",), f"fixture root {t['root']!r} is not a directory"))
+                self.errors.append(d.error(tat + ("root",), f"fixture root {t['root']!r} is not a directory"))
         for fname, value in (t.get("facts") or {}).items():
             self.check_fact_twin(d, tat + ("facts", fname), fname, value, check)
+        if is_event and "vars" in t:
+            self.errors.append(d.error(tat + ("vars",), "vars: event rules do not read vars", key=True))
+        values = self.test_vars(d, tat, t) if "vars" in t else None
         return RuleTest(
             name=t.get("name") or f"test {k + 1}",
             expect=expect,
@@ -394,7 +561,23 @@ class _Loader:
             events=tuple(t["events"]) if "events" in t else None,
             alerts=t.get("alerts"),
             source=source,
+            vars=values,
         )
+
+    def test_vars(self, d: _Doc, tat: tuple, t: dict) -> dict[str, Any]:
+        """A test's `vars:`: declared names, values of the declared type within its bounds."""
+        out: dict[str, Any] = {}
+        for name, raw in t["vars"].items():
+            at = tat + ("vars", name)
+            decl = self.vars.get(name)
+            if decl is None:
+                self.errors.append(d.error(at, f"unknown var {name!r}{did_you_mean(name, self.vars)}", key=True))
+                continue
+            try:
+                out[name] = decl.check(raw)
+            except ValueError as e:
+                self.errors.append(d.error(at, f"{name}: {e}"))
+        return out
 
 
 def _methods_called_on(node: ast.Node, t: Type) -> list[str]:
@@ -435,11 +618,17 @@ def _shape_errors(value: Any, t: Type, at: tuple) -> list[tuple[tuple, str]]:
     return []
 
 
-def load_policies(paths: Sequence[Path], registry: FactRegistry, *, cache_dir: Path | None = None) -> PolicySet:
+def load_policies(
+    paths: Sequence[Path], registry: FactRegistry, *, cache_dir: Path | None = None, only: str | None = None
+) -> PolicySet:
     """Load, validate and compile. Raises PolicyErrors listing every located error.
-    With `cache_dir`, unchanged files skip validation and parsing (see policy/cache.py)."""
+    With `cache_dir`, unchanged files skip YAML parsing, validation and expression parsing
+    (see policy/cache.py). `only="check"` or `only="event"` compiles and keeps only check
+    rules or only event rules (`when:`/`sequence:`), for commands that need just those."""
+    if only not in (None, "check", "event"):
+        raise ValueError(f"only: check, event or None, not {only!r}")
     files = find_policy_files(paths)
-    loader = _Loader(registry, ParseCache(cache_dir) if cache_dir is not None else None)
+    loader = _Loader(registry, ParseCache(cache_dir) if cache_dir is not None else None, only)
     docs = [d for d in (loader.read(p) for p in files) if d is not None]
     for d in docs:
         loader.collect_names(d)
@@ -447,8 +636,10 @@ def load_policies(paths: Sequence[Path], registry: FactRegistry, *, cache_dir: P
     policies = [loader.build(d) for d in docs]
     if loader.errors:
         raise PolicyErrors(loader.errors)
-    if loader.cache is not None:
+    if loader.cache is not None and only is None:
+        # A filtered load saw only part of each file: its lines and expressions would be an
+        # incomplete entry.
         for d in docs:
             if d.cached is None:
-                loader.cache.put(d.sha256, d.parsed)
+                loader.cache.put(d.sha256, d.cache_entry())
     return PolicySet(tuple(policies))

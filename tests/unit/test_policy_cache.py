@@ -1,0 +1,110 @@
+"""The compile cache: an unchanged file is loaded without YAML parsing, schema validation or
+expression parsing, to the same rules; a mistake that shows up later (another file defines the
+same name) is still located; a change to the code that shapes cached objects changes the key;
+`only=` loads just the check rules or just the event rules."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from secpolicy.facts import builtin_registry
+from secpolicy.policy import PolicyErrors, load_policies
+from secpolicy.policy import loader as loader_mod
+from secpolicy.policy.cache import toolchain_key
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "fixtures" / "policies" / "verdicts" / "ssh.yaml"
+
+
+def summary(ps) -> list[tuple]:
+    out = []
+    for r in ps.rules:
+        out.append((
+            r.id, r.source, r.check.text if r.check else None,
+            [(c.expr.text, c.reason, c.source, c.scope) for c in r.applicable],
+            {n: (v.default, v.source, v.minimum, v.maximum) for n, v in r.params.items()},
+            [(t.name, t.source, t.vars, t.root) for t in r.tests],
+        ))
+    return out
+
+
+def refuse(*_a, **_k):
+    raise AssertionError("parsed although the file is in the compile cache")
+
+
+def test_a_cached_file_loads_without_yaml_schema_or_expression_parsing(tmp_path, monkeypatch):
+    policy = tmp_path / "ssh.yaml"
+    shutil.copy(FIXTURE, policy)
+    shutil.copytree(FIXTURE.parent / "sshd-installed", tmp_path / "sshd-installed")
+    cache = tmp_path / "cache"
+    cold = load_policies([policy], builtin_registry(), cache_dir=cache)
+    for name in ("load_yaml", "parse_expression", "_validator"):
+        monkeypatch.setattr(loader_mod, name, refuse)
+    warm = load_policies([policy], builtin_registry(), cache_dir=cache)
+    assert summary(warm) == summary(cold)
+    assert warm.rule("v-ssh-max-auth-tries").tests[1].vars == {"ssh_max_auth_tries": 6}
+
+
+def test_a_mistake_across_cached_files_is_still_located(tmp_path):
+    a = tmp_path / "a.yaml"
+    a.write_text("metadata: {id: a, title: A, version: '1'}\nvars:\n  limit: {type: int, default: 1, description: d}\nrules: []\n")
+    cache = tmp_path / "cache"
+    load_policies([a], builtin_registry(), cache_dir=cache)
+    b = tmp_path / "b.yaml"
+    b.write_text("metadata: {id: b, title: B, version: '1'}\nlists:\n  limit: [1]\nrules: []\n")
+    load_policies([b], builtin_registry(), cache_dir=cache)
+    # Both files are now cached; together they clash, and the error still has its position.
+    with pytest.raises(PolicyErrors) as exc:
+        load_policies([b, a], builtin_registry(), cache_dir=cache)
+    (err,) = [e.render() for e in exc.value.errors]
+    assert err == f"{a}:3:3: 'limit' is already defined at {b}:3\n      limit: {{type: int, default: 1, description: d}}\n      ^"
+
+
+def test_an_expression_error_in_a_cached_file_points_into_it(tmp_path):
+    lib = tmp_path / "lib.yaml"
+    lib.write_text("metadata: {id: l, title: L, version: '1'}\nmacros:\n  m: sshd.exists and helper\nrules: []\n")
+    helper = tmp_path / "helper.yaml"
+    helper.write_text("metadata: {id: h, title: H, version: '1'}\nmacros:\n  helper: 'true'\nrules: []\n")
+    cache = tmp_path / "cache"
+    load_policies([lib, helper], builtin_registry(), cache_dir=cache)
+    # lib.yaml is cached; loaded without helper.yaml its macro names an unknown name.
+    with pytest.raises(PolicyErrors) as exc:
+        load_policies([lib], builtin_registry(), cache_dir=cache)
+    (err,) = [e.render() for e in exc.value.errors]
+    assert err.splitlines() == [
+        f"{lib}:3:22: unknown name 'helper': not a fact, list, macro, var or variable",
+        "      m: sshd.exists and helper",
+        "                         ^",
+    ]
+
+
+def test_the_key_changes_with_the_code_that_shapes_cached_objects(tmp_path):
+    pkg = tmp_path / "secpolicy"
+    for sub in ("dsl", "policy", "schemas"):
+        shutil.copytree(REPO / "secpolicy" / sub, pkg / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    before = toolchain_key(pkg)
+    assert before == toolchain_key(REPO / "secpolicy")
+    with open(pkg / "dsl" / "ast.py", "a") as f:
+        f.write("\n# a new field would change what a pickled node holds\n")
+    toolchain_key.cache_clear()
+    assert toolchain_key(pkg) != before
+    toolchain_key.cache_clear()
+
+
+def test_only_loads_the_check_rules_or_the_event_rules(tmp_path):
+    reg = builtin_registry()
+    everything = load_policies([REPO / "policies"], reg, cache_dir=tmp_path)
+    checks = load_policies([REPO / "policies"], reg, only="check", cache_dir=tmp_path)
+    events = load_policies([REPO / "policies"], reg, only="event", cache_dir=tmp_path)
+    assert [r.id for r in checks.rules] == [r.id for r in everything.check_rules]
+    assert [r.id for r in events.rules] == [r.id for r in everything.event_rules]
+    assert events.event_rules and not events.check_rules
+
+
+def test_a_filtered_load_does_not_fill_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    load_policies([FIXTURE], builtin_registry(), cache_dir=cache, only="event")
+    assert not cache.exists() or not list(cache.glob("*.pickle"))
