@@ -153,20 +153,23 @@ def _replay(run: RunRecorder, files: tuple[str, ...], input_format: str, policie
 
     if not Path(root).is_dir():
         raise InputError("--root: not a directory", root)
-    ps = load(list(policies))
+    ps = load(list(policies), only="event")
     run.policies_loaded(ps.policies)
     engine = EventEngine(ps.event_rules)
     sources = open_sources([Path(f) for f in files], input_format, names=AccountNames(root), aureport=summary)
-    out: IO[str] | None
+    out: IO[bytes] | None
     close = False
     if output:
         try:
-            out = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
+            out = open(output, "wb")  # noqa: SIM115 - closed in the finally below
         except OSError as exc:
             raise InputError(f"cannot write alerts: {exc.strerror}", output) from None
         close = True
+    elif summary:
+        out = None
     else:
-        out = None if summary else sys.stdout
+        sys.stdout.flush()
+        out = sys.stdout.buffer
     try:
         outputs = run.start_outputs()
         result = replay(sources, engine, out, window=window,
@@ -175,6 +178,8 @@ def _replay(run: RunRecorder, files: tuple[str, ...], input_format: str, policie
     finally:
         if close and out is not None:
             out.close()
+        elif out is not None:
+            out.flush()
     stats = run.finish(events=result.events, alerts=result.alerts, alerts_by_rule=dict(result.alerts_by_rule),
                        bad_lines=result.bad_lines, bad_where=result.bad_where[:20],
                        late_events=result.late_events)

@@ -63,6 +63,7 @@ class JsonlSource:
         types = _TYPES
         name = str(self.path)
         bad = self.garbled.add
+        out_of_range = _out_of_range
         with fh:
             for lineno, line in enumerate(fh, 1):
                 try:
@@ -82,7 +83,7 @@ class JsonlSource:
                 if type(ts) is not str or not ts_ok(ts):
                     bad(f"{name}:{lineno}", f"ts {str(ts)[:40]!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
                     continue
-                why = _out_of_range(ev)
+                why = out_of_range(ev)
                 if why is not None:
                     bad(f"{name}:{lineno}", why)
                     continue
@@ -91,13 +92,19 @@ class JsonlSource:
 
 
 def _out_of_range(ev: dict[str, Any]) -> str | None:
-    """Why a number of the event's process or user cannot be stored (beyond 64 bits), if so."""
-    for part in ("proc", "user", "login"):
-        obj = ev.get(part)
-        if type(obj) is dict:
-            for k, v in obj.items():
-                if type(v) is int and not -_INT_MAX <= v <= _INT_MAX:
-                    return f"{part}.{k} {str(v)[:24]} is beyond 64 bits"
+    """Why a number the event store keeps as an integer (proc.pid, proc.euid, user.uid) cannot
+    be stored (beyond 64 bits), if so."""
+    proc = ev.get("proc")
+    if type(proc) is dict:
+        for k in ("pid", "euid", "uid"):
+            v = proc.get(k)
+            if type(v) is int and not -_INT_MAX <= v <= _INT_MAX:
+                return f"proc.{k} {str(v)[:24]} is beyond 64 bits"
+    user = ev.get("user")
+    if type(user) is dict:
+        v = user.get("uid")
+        if type(v) is int and not -_INT_MAX <= v <= _INT_MAX:
+            return f"user.uid {str(v)[:24]} is beyond 64 bits"
     return None
 
 
@@ -125,12 +132,13 @@ def ordered(
     after a later-stamped one (auditd closes events up to 2-3 s late). Ties keep input order.
     An event later than the window is emitted at once and counted in `stats.late`."""
     # Events already in order (the common case) queue in `run` in O(1); only stragglers go
-    # through the heap. Releasing takes the smaller head of the two.
+    # through the heap. Releasing takes the smaller head of the two. Canonical timestamps
+    # compare as strings, so the window test needs no parsing.
     run: deque[tuple[str, int, dict[str, Any]]] = deque()
     heap: list[tuple[str, int, dict[str, Any]]] = []
     seq = 0
     newest = ""
-    second = ""  # "YYYY-MM-DDTHH:MM:SS" of `newest`: the limit moves only when this changes
+    second_end = ""  # the last timestamp of the second of `newest`: the limit moves after it
     limit = ""
     released = ""
     push, pop, popleft = heapq.heappush, heapq.heappop, run.popleft
@@ -145,25 +153,36 @@ def ordered(
         if ts >= newest:
             run.append((ts, seq, ev))
             newest = ts
-            if ts[:19] != second:
-                second = ts[:19]
-                cut = ts_seconds(ts) - window
-                whole = int(cut)
-                limit = format_ts(whole, round((cut - whole) * 1e9) % 1_000_000_000)
+            if ts <= second_end:
+                continue  # same second, same limit: nothing new to release
+            second_end = ts[:19] + ".999999999Z"
+            cut = ts_seconds(ts) - window
+            whole = int(cut)
+            limit = format_ts(whole, round((cut - whole) * 1e9) % 1_000_000_000)
         else:
             push(heap, (ts, seq, ev))
-        # Canonical timestamps compare as strings, so the window test needs no parsing.
+            if ts >= limit:
+                continue
         while True:
-            if heap and (not run or heap[0][:2] < run[0][:2]):
+            if heap:
+                h = heap[0]
+                if run:
+                    r = run[0]
+                    from_heap = h[0] < r[0] or (h[0] == r[0] and h[1] < r[1])
+                else:
+                    from_heap = True
+            elif run:
+                from_heap = False
+            else:
+                break
+            if from_heap:
                 if heap[0][0] >= limit:
                     break
                 released, _, out = pop(heap)
-            elif run:
+            else:
                 if run[0][0] >= limit:
                     break
                 released, _, out = popleft()
-            else:
-                break
             yield out
     rest = sorted(list(run) + heap, key=lambda x: x[:2])
     for released, _, out in rest:
