@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from secpolicy.errors import InputError
-from secpolicy.events.audit_event import Rec, build_event, decode_value, parse_fields, timestamp
+from secpolicy.events.audit_event import Rec, decode_value, parse_fields, timestamp
+from secpolicy.events.audit_event import build_event as _build_event
 from secpolicy.events.audit_names import RECORD_TYPES, record_type_number
 
 __all__ = [
@@ -36,9 +37,12 @@ __all__ = [
     "AuditdReader",
     "AuditdSource",
     "BadLines",
+    "Record",
+    "build_event",
     "decode_value",
     "order_audit_logs",
     "parse_fields",
+    "parse_record",
 ]
 
 # --- Limits on what the input may make us hold --------------------------------------------
@@ -153,6 +157,65 @@ def _aureport_skips(group: list[Rec]) -> bool:
     first = group[0]
     return (first[0] == "NETFILTER_CFG" and "pid=" not in first[1]) or (first[0] == "AVC" and "avc:" not in first[1])
 
+
+
+# --- One record at a time (for sources that make audit records themselves) -----------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """One audit record: `body` is the text after `msg=audit(...):`, `interp` the ENRICHED part
+    after 0x1D (empty for RAW logs), `where` says where it was read."""
+
+    type: str
+    node: str | None
+    sec: int
+    milli: int
+    serial: int
+    body: str
+    interp: str
+    where: str = ""
+
+    @property
+    def key(self) -> tuple[str | None, int, int, int]:
+        return (self.node, self.sec, self.milli, self.serial)
+
+    @property
+    def id(self) -> str:
+        ident = f"{self.sec}.{self.milli:03d}:{self.serial}"
+        return f"{self.node}/{ident}" if self.node else ident
+
+
+def parse_record(line: str, where: str = "") -> Record | None:
+    """One log line as a Record; None when it has no `type=... msg=audit(...)` header or its
+    time stamp is out of range (the reader counts such lines as bad)."""
+    line = line.rstrip("\n")
+    head, sep, rest = line.partition(" msg=audit(")
+    ident, sep2, body = rest.partition(")")
+    if not (sep and sep2):
+        return None
+    body = body[1:] if body[:1] == ":" else body
+    body, _, interp = body[1:].partition("\x1d") if body[:1] == " " else body.partition("\x1d")
+    node: str | None = None
+    if head.startswith("node="):
+        node, sep, head = head[5:].partition(" ")
+        if not sep:
+            return None
+    if not head.startswith("type=") or " " in head or len(head) < 6:
+        return None
+    m = _ID_RE.fullmatch(ident)
+    if m is None or int(m.group(1)) > MAX_SECONDS or (m.group(2) is not None and len(m.group(2)) > 3):
+        return None
+    return Record(head[5:], node, int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0), body, interp, where)
+
+
+def build_event(records: list[Record], names: AccountNames | None = None) -> dict[str, Any] | None:
+    """The Event of the audit event these records make up (the reader's builders)."""
+    if not records:
+        return None
+    first = records[0]
+    recs = [(r.type, r.body, r.interp, 0) for r in records]
+    return _build_event(first.id, first.sec, first.milli, recs, names)
 
 
 # --- Reading and grouping -------------------------------------------------------------------
@@ -422,7 +485,7 @@ class AuditdReader:
                 counted[first] += 1
             if aureport is not None:
                 aureport.add(key, group)
-            ev = build_event(key, sec, milli, group, names, bad_at)
+            ev = _build_event(key, sec, milli, group, names, bad_at)
             if ev is None:
                 unmapped[first] += 1
                 continue

@@ -15,7 +15,6 @@ EVENT_TYPES = (
     "rename",
     "chmod",
     "chown",
-    "setxattr",
     "connect",
     "accept",
     "auth",
@@ -25,6 +24,7 @@ EVENT_TYPES = (
     "module_load",
     "ptrace",
     "mount",
+    "setxattr",
     "config_change",
     "account_change",
 )

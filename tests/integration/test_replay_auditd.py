@@ -180,7 +180,7 @@ def test_recorded_workload_gives_exactly_the_expected_alerts(tmp_path: Path) -> 
     ] == want
     by_rule = Counter(a["rule_id"] for a in got)
     # The attacks of the workload (see record_auditd.sh), each reported once:
-    assert by_rule["pci-10.2.1.4-brute-force"] == 1  # 6 failures, then 2 more after a quiet minute
+    assert by_rule["pci-10.2.1.4-brute-force-local"] == 1  # 6 failures, then 2 more after a quiet minute
     assert by_rule["pci-privilege-escalation-chain"] == 1
     assert by_rule["pci-10.2.1.4-access-denied"] == 2  # /etc/shadow and /etc/gshadow as nobody
     assert by_rule["pci-10.2.1.5-account-change"] == 5  # useradd + userdel records
@@ -213,7 +213,8 @@ def test_replay_summary_exit_codes_and_garbled_input(tmp_path: Path) -> None:
 def test_replay_of_jsonl_and_audit_logs_together_in_time_order(tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
     events.write_text(
-        json.dumps({"type": "auth", "ts": "2026-11-21T05:43:20.000000000Z", "auth": {"result": "failure", "user": "root"}}) + "\n"
+        json.dumps({"type": "auth", "ts": "2026-11-21T05:43:20.000000000Z", "auth": {"result": "failure", "user": "root"},
+                    "user": {"uid": 0}, "login": {"uid": 4242}}) + "\n"
         + "not json\n",
         encoding="utf-8",
     )
@@ -223,8 +224,9 @@ def test_replay_of_jsonl_and_audit_logs_together_in_time_order(tmp_path: Path) -
     assert f"bad input line {events}:2" in output
     alerts = [json.loads(l) for l in out.read_text().splitlines()]
     assert [a["ts"] for a in alerts] == sorted(a["ts"] for a in alerts)
-    (brute,) = [a for a in alerts if a["rule_id"] == "pci-10.2.1.4-brute-force"]
-    # The JSONL failure (no rhost) joins the local burst and is among the five that fire it.
+    (brute,) = [a for a in alerts if a["rule_id"] == "pci-10.2.1.4-brute-force-local"]
+    # The JSONL failure (no rhost, same acting and login user) joins the local burst and is
+    # among the five that fire it.
     assert "2026-11-21T05:43:20.000000000Z" in [e["ts"] for e in brute["events"]]
 
 
@@ -240,3 +242,42 @@ def test_module_entry_point_runs_replay(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Audit events (as aureport counts them):" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+ATTACK = FIXTURES / "attack-debian12.log"
+
+
+def test_recorded_intrusion_gives_an_alert_for_each_step(tmp_path: Path) -> None:
+    """The intrusion record_attack.sh recorded with a real auditd: each step has its alert, every
+    alert names the acting user and the login user (the log could resolve both), and the whole
+    replay gives exactly the expected alerts."""
+    out = tmp_path / "alerts.jsonl"
+    code, _ = _replay([str(ATTACK), "--policy", str(PCI_EVENTS), "-o", str(out)])
+    assert code == 0
+    got = [json.loads(l) for l in out.read_text().splitlines()]
+    want = [json.loads(l) for l in (FIXTURES / "attack-debian12.expected.jsonl").read_text().splitlines()]
+    assert [
+        {"rule_id": a["rule_id"], "ts": a["ts"], "kind": a["context"]["kind"], "count": a["context"]["count"], "message": a["message"]}
+        for a in got
+    ] == want
+    by_rule = {a["rule_id"]: a for a in got}
+    steps = {
+        "pci-10.2.1.2-bpf-program-load": "bpf",  # 1. a BPF program loaded through bpf(2)
+        "pci-10.2.1.7-system-config-overwritten": "write",  # 2. cp over an existing file in /etc
+        "pci-10.2.1.5-file-capabilities-set": "setxattr",  # 3. setcap cap_setuid+ep on a backdoor
+        "pci-10.2.1.2-became-root": "setuid",  # 4. the backdoor, run as nobody, calls setuid(0)
+        "pci-10.2.1.5-privileged-group-add": "exec",  # 5. usermod -aG sudo
+        "pci-10.2.1.7-kernel-module-load": "module_load",  # 6. finit_module (refused: no module support)
+    }
+    for rule_id, etype in steps.items():
+        assert by_rule[rule_id]["event"]["type"] == etype, rule_id
+    became = by_rule["pci-10.2.1.2-became-root"]["event"]
+    assert became["proc"]["exe"].endswith("/backdoor") and became["cred"]["uid"] == 0
+    assert by_rule["pci-10.2.1.2-bpf-program-load"]["event"]["bpf"] == {"cmd": "BPF_PROG_LOAD", "prog_id": 8113}
+    overwrite = by_rule["pci-10.2.1.7-system-config-overwritten"]["event"]["file"]
+    assert overwrite == {"path": "/etc/secpolicy-rec-attack.conf", "flags": ["O_WRONLY", "O_TRUNC"]}
+    for a in got:
+        ev = a["event"]
+        assert ev["user"]["name"] and ev["login"]["name"] == "cloudsdk", a["rule_id"]
+        assert re.search(rf"\b{ev['user']['name']}\b", a["message"]), a["message"]  # the acting user
+        assert "cloudsdk" in a["message"], a["message"]  # the login user

@@ -331,3 +331,23 @@ def test_workload_fixture_reads_completely() -> None:
     assert sorted(e["file"]["path"] for e in denied) == ["/etc/gshadow", "/etc/shadow"]
     assert {e["proc"]["uid"] for e in denied} == {65534}
     assert {e["user"]["name"] for e in denied} == {"nobody"}
+
+
+def test_one_record_at_a_time_for_sources_that_make_records() -> None:
+    """parse_record/build_event: what a source that writes audit records itself (the live
+    monitor's audit messages) uses to get the very Event the reader would give."""
+    from secpolicy.events.auditd import build_event, parse_record
+
+    rec = parse_record(
+        "node=h type=ADD_USER msg=audit(1700000000.5:7): pid=1 uid=0 auid=1000 ses=2 "
+        "msg='op=adding user id=1001 exe=\"/usr/sbin/useradd\" hostname=? addr=? terminal=? res=success'\x1dID=\"bob\"\n"
+    )
+    assert rec is not None and (rec.type, rec.node, rec.sec, rec.milli, rec.serial) == ("ADD_USER", "h", 1700000000, 5, 7)
+    assert rec.id == "h/1700000000.005:7" and rec.interp == 'ID="bob"'
+    ev = build_event([rec])
+    assert ev is not None
+    assert (ev["type"], ev["account"], ev["user"], ev["login"]) == (
+        "account_change", {"name": "bob", "op": "adding user"}, {"uid": 0}, {"uid": 1000, "session": 2})
+    assert event_errors(ev) == []
+    for bad in ("garbage", "type=X msg=audit(99999999999999.000:1): a=b", "type=X msg=audit(1.1234567:1): a=b"):
+        assert parse_record(bad) is None
