@@ -204,7 +204,7 @@ def timestamp(sec: int, milli: int) -> str:
 class _Ctx:
     """One audit event being turned into an Event: its records by type, id and time."""
 
-    __slots__ = ("_cwd", "_paths", "bad_at", "by", "key", "milli", "names", "recs", "sec")
+    __slots__ = ("_by", "_cwd", "_paths", "bad_at", "key", "milli", "names", "recs", "sec")
 
     def __init__(self, key: str, sec: int, milli: int, recs: list[Rec], names: Names | None,
                  bad_at: Callable[[int, str], None]) -> None:
@@ -214,16 +214,23 @@ class _Ctx:
         self.sec = sec
         self.milli = milli
         self.recs = recs
+        self._by: dict[str, list[Rec]] | None = None
         self._paths: list[tuple[str | None, str, str]] | None = None
         self._cwd: str | None | bool = False
-        by: dict[str, list[Rec]] = {}
-        for r in recs:
-            lst = by.get(r[0])
-            if lst is None:
-                by[r[0]] = [r]
-            else:
-                lst.append(r)
-        self.by = by
+
+    @property
+    def by(self) -> dict[str, list[Rec]]:
+        """The records by type (built on first use: single-record events never need it)."""
+        by = self._by
+        if by is None:
+            by = self._by = {}
+            for r in self.recs:
+                lst = by.get(r[0])
+                if lst is None:
+                    by[r[0]] = [r]
+                else:
+                    lst.append(r)
+        return by
 
     def first(self, rtype: str) -> Rec | None:
         lst = self.by.get(rtype)
@@ -257,9 +264,13 @@ class _Ctx:
             cwd = self.cwd()
             out = []
             for r in self.by.get("PATH", ()):
-                m = _PATH_RE.match(r[1])
-                if m is not None:
-                    item, name, nametype = m.groups()
+                body = r[1]
+                m = _PATH_RE.match(body)
+                nt = body.find(" nametype=") if m is not None else -1
+                if nt >= 0:
+                    item, name = m.groups()  # type: ignore[union-attr]
+                    end = body.find(" ", nt + 10)
+                    nametype = body[nt + 10 : end] if end >= 0 else body[nt + 10 :]
                 else:
                     f = _kv(r[1])
                     item, name = f.get("item", ""), f.get("name")
@@ -280,7 +291,7 @@ class _Ctx:
         return self._cwd  # type: ignore[return-value]
 
 
-_PATH_RE = re.compile(r"item=(\d{1,10}) name=(\S+) (?:\S+ )*?nametype=(\S+)")
+_PATH_RE = re.compile(r"item=(\d{1,10}) name=(\S+) ")
 
 
 def _interp_value(interp: str, name: str) -> str | None:
@@ -622,21 +633,42 @@ _SYSCALL_RE = re.compile(
     r"a0=([0-9a-f]{1,16}) a1=([0-9a-f]{1,16}) a2=([0-9a-f]{1,16}) a3=([0-9a-f]{1,16}) items=\d{1,10} "
     r"ppid=(\d{1,9}) pid=(\d{1,9}) auid=(\d{1,10}) uid=(\d{1,9}) gid=(\d{1,9}) euid=(\d{1,9}) "
     r"suid=\d{1,10} fsuid=\d{1,10} egid=(\d{1,9}) sgid=\d{1,10} fsgid=\d{1,10} tty=(\S+) ses=(\d{1,10}) "
-    r"comm=(\S+) exe=(\S+)(?: \S+)*? key=(\S+)$"
+    r"comm=(\S+) exe=(\S+)"
 )
 
 
 def _syscall_fast(ctx: _Ctx, rec: Rec, m: re.Match[str]) -> tuple[str | None, dict[str, Any], dict[str, Any], dict[str, Any], str | None, str | None, str | None, dict[str, str]]:
-    (arch, nr, success, exit_, a0, a1, a2, a3, ppid, pid, auid, uid, gid, euid, egid, tty, ses, comm, exe,
-     key) = m.groups()
+    arch, nr, success, exit_, a0, a1, a2, a3, ppid, pid, auid, uid, gid, euid, egid, tty, ses, comm, exe = m.groups()
+    body = rec[1]
+    k = body.rfind(" key=", m.end() - 1)
+    key = body[k + 5 :] if k >= 0 else None
     interp = rec[2]
-    name = _syscall_name(arch, nr, interp)
+    name = _interp_value(interp, "SYSCALL") if interp else None
+    if not name:
+        table = SYSCALLS.get(arch)
+        name = table.get(int(nr)) if table is not None else None
     e = int(euid)
     proc: dict[str, Any] = {"pid": int(pid), "ppid": int(ppid), "uid": int(uid), "euid": e, "gid": int(gid),
                             "egid": int(egid)}
     login: dict[str, Any] = {}
-    if auid != "4294967295" or ses != "4294967295":
-        login = _login(ctx, rec, proc, auid, ses)
+    if auid != "4294967295":
+        a = int(auid)
+        if a <= 0xFFFFFFFF:
+            proc["auid"] = a
+            login = {"uid": a}
+            lname = ctx.name(a, interp, "AUID")
+            if lname:
+                login["name"] = lname
+        else:
+            ctx.bad(rec, f"auid={auid} is not a 32-bit number: field left out")
+    if ses != "4294967295":
+        n = int(ses)
+        if n <= 0xFFFFFFFF:
+            proc["session"] = n
+            if login:
+                login["session"] = n
+        else:
+            ctx.bad(rec, f"ses={ses} is not a 32-bit number: field left out")
     proc["comm"] = comm[1:-1] if comm[0] == '"' and comm[-1] == '"' else decode_value(comm)
     proc["exe"] = exe[1:-1] if exe[0] == '"' and exe[-1] == '"' else decode_value(exe)
     if proc["exe"] is None:
@@ -755,7 +787,12 @@ def _from_syscall(ctx: _Ctx, rec: Rec) -> dict[str, Any] | None:
     if args:
         proc["args"] = args
         proc["cmdline"] = " ".join(args)
-    _attach(ev, proc, user, login)
+    if proc:
+        ev["proc"] = proc
+    if user:
+        ev["user"] = user
+    if login:
+        ev["login"] = login
     if success is not None:
         if success == "yes":
             ev["outcome"] = {"result": "success"}
@@ -765,9 +802,13 @@ def _from_syscall(ctx: _Ctx, rec: Rec) -> dict[str, Any] | None:
             if ex[:1] == "-" and len(ex) <= 6 and ex[1:].isdigit() and ex.isascii():
                 outcome["errno"] = int(ex[1:])
             ev["outcome"] = outcome
-    keys = _audit_keys(key)
-    if keys:
-        ev["audit"] = {"key": keys[0], "keys": keys} if len(keys) > 1 else {"key": keys[0]}
+    if key is not None and key != "(null)":
+        if key[0] == '"' and key[-1] == '"' and len(key) > 2:
+            ev["audit"] = {"key": key[1:-1]}
+        else:
+            keys = _audit_keys(key)
+            if keys:
+                ev["audit"] = {"key": keys[0], "keys": keys} if len(keys) > 1 else {"key": keys[0]}
     build(ctx, ev, f)
     return ev
 
@@ -933,18 +974,20 @@ def build_event(key: str, sec: int, milli: int, records: list[Rec], names: Names
     in it maps to an Event type: the first user-space record with a builder, else the SYSCALL
     record, else a BPF record. Values out of range are left out and reported to `bad_at`."""
     ctx = _Ctx(key, sec, milli, records, names, bad_at or _ignore)
-    by = ctx.by
-    if not _BUILT_FROM_RECORD.isdisjoint(by):
-        for rec in ctx.recs:
-            build = _RECORD_BUILDERS.get(rec[0])
-            if build is not None:
-                return build(ctx, rec, {})
-    sc = by.get("SYSCALL")
-    if sc is not None:
-        return _from_syscall(ctx, sc[0])
-    b = by.get("BPF")
-    if b is not None:
-        return _from_bpf_record(ctx, b[0], {})
+    syscall = bpf = None
+    for rec in records:
+        t = rec[0]
+        if t in _BUILT_FROM_RECORD:
+            return _RECORD_BUILDERS[t](ctx, rec, {})
+        if t == "SYSCALL":
+            if syscall is None:
+                syscall = rec
+        elif t == "BPF" and bpf is None:
+            bpf = rec
+    if syscall is not None:
+        return _from_syscall(ctx, syscall)
+    if bpf is not None:
+        return _from_bpf_record(ctx, bpf, {})
     return None
 
 
