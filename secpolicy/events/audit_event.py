@@ -249,10 +249,9 @@ class _Ctx:
         if interp:
             v = _interp_value(interp, field_name)
             if v is not None:
-                v = v.strip('"')
-                return None if (not v or v == "unset" or v.startswith("unknown(")) else v
+                return _name_of(v)
         names = self.names
-        return names.get(uid) if names is not None else None
+        return names.get(uid) if names is not None and uid >= 0 else None
 
     def bad(self, rec: Rec, why: str) -> None:
         self.bad_at(rec[3], why)
@@ -292,6 +291,21 @@ class _Ctx:
 
 
 _PATH_RE = re.compile(r"item=(\d{1,10}) name=(\S+) ")
+
+
+_NAMES: dict[str, str | None] = {}
+
+
+def _name_of(interpreted: str) -> str | None:
+    """The user name in an ENRICHED interpretation (`"root"`), None for `"unset"` and for
+    `"unknown(4242)"` (the recording host had no name for it)."""
+    name = _NAMES.get(interpreted)
+    if name is None and interpreted not in _NAMES:
+        v = interpreted.strip('"')
+        name = None if (not v or v == "unset" or v.startswith("unknown(")) else v
+        if len(_NAMES) < 4096:
+            _NAMES[interpreted] = name
+    return name
 
 
 def _interp_value(interp: str, name: str) -> str | None:
@@ -643,7 +657,15 @@ def _syscall_fast(ctx: _Ctx, rec: Rec, m: re.Match[str]) -> tuple[str | None, di
     k = body.rfind(" key=", m.end() - 1)
     key = body[k + 5 :] if k >= 0 else None
     interp = rec[2]
-    name = _interp_value(interp, "SYSCALL") if interp else None
+    name = auid_name = euid_name = None
+    if interp:
+        # auditd writes ARCH SYSCALL AUID UID GID EUID ... in this order.
+        ip = interp.split(" ", 6)
+        if len(ip) > 5 and ip[1][:8] == "SYSCALL=" and ip[2][:5] == "AUID=" and ip[5][:5] == "EUID=":
+            name, auid_name, euid_name = ip[1][8:], _name_of(ip[2][5:]), _name_of(ip[5][5:])
+        else:
+            name = _interp_value(interp, "SYSCALL")
+            auid_name, euid_name = ctx.name(-1, interp, "AUID"), ctx.name(-1, interp, "EUID")
     if not name:
         table = SYSCALLS.get(arch)
         name = table.get(int(nr)) if table is not None else None
@@ -656,7 +678,7 @@ def _syscall_fast(ctx: _Ctx, rec: Rec, m: re.Match[str]) -> tuple[str | None, di
         if a <= 0xFFFFFFFF:
             proc["auid"] = a
             login = {"uid": a}
-            lname = ctx.name(a, interp, "AUID")
+            lname = auid_name if interp else ctx.name(a, interp, "AUID")
             if lname:
                 login["name"] = lname
         else:
@@ -678,7 +700,7 @@ def _syscall_fast(ctx: _Ctx, rec: Rec, m: re.Match[str]) -> tuple[str | None, di
     if tty != "(none)":
         proc["tty"] = tty
     user: dict[str, Any] = {"uid": e}
-    uname = ctx.name(e, interp, "EUID")
+    uname = euid_name if interp else ctx.name(e, interp, "EUID")
     if uname:
         user["name"] = uname
     return name, proc, user, login, success, exit_, key, {"a0": a0, "a1": a1, "a2": a2, "a3": a3}
@@ -691,21 +713,30 @@ def _syscall_slow(ctx: _Ctx, rec: Rec) -> tuple[str | None, dict[str, Any], dict
     return name, proc, user, login, f.get("success"), f.get("exit"), f.get("key"), f
 
 
-_EXEC_ARG_RE = re.compile(r'(?:^| )a(\d{1,7})=(?:"([^" ]*)"|(\S*))')
+_SEPARATORS: dict[int, str] = {}
+
+
+def _separators(n: int) -> str:
+    """` a1= a2= ... a{n-1}=`: what lies between the quoted arguments of an EXECVE record."""
+    sep = _SEPARATORS.get(n)
+    if sep is None:
+        sep = "".join(f" a{i}=" for i in range(1, n))
+        if n <= 4096:
+            _SEPARATORS[n] = sep
+    return sep
 
 
 def _exec_args(ctx: _Ctx) -> list[str] | None:
     recs = ctx.by.get("EXECVE")
     if not recs:
         return None
-    if len(recs) == 1 and "[" not in recs[0][1] and "_len=" not in recs[0][1]:
-        # The usual case: every argument in one record, a0 to aN in order.
-        found = _EXEC_ARG_RE.findall(recs[0][1])
-        if found and found[0][0] == "0" and int(found[-1][0]) == len(found) - 1:
-            body = recs[0][1]
-            count = _u32(body[5 : body.find(" ")]) if body.startswith("argc=") and " " in body else None
-            if count is None or count >= len(found):
-                return [q if not o else (decode_value(o) or "") for _, q, o in found]
+    if len(recs) == 1:
+        # The usual case: `argc=N a0="..." a1="..."` in one record, every argument quoted (the
+        # kernel hex-encodes one holding a quote or a space), checked by its separators at once.
+        quoted = recs[0][1].split('"')
+        n = len(quoted) // 2
+        if n and quoted[-1] == "" and quoted[0] == f"argc={n} a0=" and "".join(quoted[2:-1:2]) == _separators(n):
+            return quoted[1::2]
     parts: dict[int, str] = {}
     split: dict[int, dict[int, str]] = {}
     argc: int | None = None
@@ -714,10 +745,6 @@ def _exec_args(ctx: _Ctx) -> list[str] | None:
         if argc is None and body.startswith("argc="):
             end = body.find(" ")
             argc = _u32(body[5:end] if end > 0 else body[5:])
-        if "[" not in body and "_len=" not in body:
-            for k, quoted, other in _EXEC_ARG_RE.findall(body):
-                parts[int(k)] = (decode_value(other) or "") if other else quoted
-            continue
         for k, v in _kv(body).items():
             if k[:1] != "a" or not k[1:2].isdigit() or k.endswith("_len"):
                 continue

@@ -8,6 +8,7 @@ import json
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,8 +46,9 @@ _INT_MAX = (1 << 63) - 1  # what an SQLite INTEGER (the event store) holds
 
 class JsonlSource:
     """Events from a JSON Lines file, one event object per line. Lines that are not JSON, not
-    an object, lack a valid `type` and canonical `ts`, or hold a process or user number beyond
-    64 bits are counted in `garbled` (with `file:line: why`) and skipped."""
+    an object, lack a valid `type` and canonical `ts`, hold a process or user id that is not a
+    64-bit integer, or are longer than MAX_JSONL_LINE are counted in `garbled` (with
+    `file:line: why`) and skipped."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -64,47 +66,65 @@ class JsonlSource:
         name = str(self.path)
         bad = self.garbled.add
         out_of_range = _out_of_range
-        with fh:
-            for lineno, line in enumerate(fh, 1):
-                try:
-                    ev = loads(line)
-                except ValueError as exc:
-                    if line.strip():
-                        bad(f"{name}:{lineno}", f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON")
-                    continue
-                if type(ev) is not dict:
-                    bad(f"{name}:{lineno}", "not a JSON object")
-                    continue
-                t = ev.get("type")
-                ts = ev.get("ts")
-                if t not in types:
-                    bad(f"{name}:{lineno}", f"unknown event type {str(t)[:40]!r}")
-                    continue
-                if type(ts) is not str or not ts_ok(ts):
-                    bad(f"{name}:{lineno}", f"ts {str(ts)[:40]!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
-                    continue
-                why = out_of_range(ev)
-                if why is not None:
-                    bad(f"{name}:{lineno}", why)
-                    continue
-                self.read += 1
-                yield ev
+        longest = MAX_JSONL_LINE
+        read_line = partial(fh.readline, longest + 1)  # never more than a line's limit at once
+        lineno = read = 0
+        try:
+            with fh:
+                for line in iter(read_line, b""):
+                    lineno += 1
+                    if len(line) > longest and line[-1:] != b"\n":
+                        bad(f"{name}:{lineno}", f"line longer than {longest} bytes")
+                        piece = line
+                        while piece and piece[-1:] != b"\n":
+                            piece = read_line()
+                        continue
+                    try:
+                        ev = loads(line)
+                    except ValueError as exc:
+                        if line.strip():
+                            bad(f"{name}:{lineno}", f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON")
+                        continue
+                    if type(ev) is not dict:
+                        bad(f"{name}:{lineno}", "not a JSON object")
+                        continue
+                    t = ev.get("type")
+                    ts = ev.get("ts")
+                    if type(t) is not str or t not in types:
+                        bad(f"{name}:{lineno}", f"unknown event type {str(t)[:40]!r}")
+                        continue
+                    if type(ts) is not str or not ts_ok(ts):
+                        bad(f"{name}:{lineno}", f"ts {str(ts)[:40]!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
+                        continue
+                    why = out_of_range(ev)
+                    if why is not None:
+                        bad(f"{name}:{lineno}", why)
+                        continue
+                    read += 1
+                    yield ev
+        except OSError as exc:
+            raise InputError(f"cannot read events: {exc.strerror}", name) from None
+        finally:
+            self.read += read
 
 
-def _out_of_range(ev: dict[str, Any]) -> str | None:
-    """Why a number the event store keeps as an integer (proc.pid, proc.euid, user.uid) cannot
-    be stored (beyond 64 bits), if so."""
+MAX_JSONL_LINE = 1 << 20  # bytes; a longer line is a bad line, skipped without being held whole
+
+
+def _out_of_range(ev: dict[str, Any], limit: int = _INT_MAX) -> str | None:
+    """Why a number the event store keeps as an integer (proc.pid, proc.euid, proc.uid,
+    user.uid) cannot be stored (not an integer, or beyond 64 bits), if so."""
     proc = ev.get("proc")
     if type(proc) is dict:
         for k in ("pid", "euid", "uid"):
             v = proc.get(k)
-            if type(v) is int and not -_INT_MAX <= v <= _INT_MAX:
-                return f"proc.{k} {str(v)[:24]} is beyond 64 bits"
+            if v is not None and (type(v) is not int or not -limit <= v <= limit):
+                return f"proc.{k} {str(v)[:24]} is not a 64-bit integer"
     user = ev.get("user")
     if type(user) is dict:
         v = user.get("uid")
-        if type(v) is int and not -_INT_MAX <= v <= _INT_MAX:
-            return f"user.uid {str(v)[:24]} is beyond 64 bits"
+        if v is not None and (type(v) is not int or not -limit <= v <= limit):
+            return f"user.uid {str(v)[:24]} is not a 64-bit integer"
     return None
 
 

@@ -113,3 +113,27 @@ def test_audit_logs_that_overlap_in_time_are_refused_with_a_reason(tmp_path: Pat
     code, _, err = run([str(a), str(b), "--policy", str(PCI_EVENTS)])
     assert code == 2
     assert "overlap in time" in err and str(a) in err and str(b) in err
+
+
+def test_hostile_json_lines_are_counted_bad_lines(tmp_path: Path) -> None:
+    ok = '{"type":"exec","ts":"2024-01-01T00:00:00.000000000Z","proc":{"exe":"/usr/bin/sudo","auid":1},"login":{"uid":1}}'
+    lines = [
+        ok,
+        '{"type":["exec"],"ts":"2024-01-01T00:00:01.000000000Z"}',  # a type that is not a string
+        '{"type":"exec","ts":"2024-01-01T00:00:02.000000000Z","proc":{"pid":18446744073709551615}}',
+        '{"type":"exec","ts":"2024-01-01T00:00:03.000000000Z","user":{"uid":-9223372036854775809}}',
+        '{"type":"exec","ts":"' + "9" * (2 << 20) + '"}',  # longer than a line may be
+        '{"type":"exec","ts":"2024-01-01T00:00:04"}',
+        "[1, 2]",
+        ok.replace("00:00:00", "00:00:05"),
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "alerts.jsonl"
+    code, stdout, stderr = run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--summary"])
+    assert code == 0, stderr
+    assert "Events evaluated: 2" in stdout and "Bad input lines: 6" in stdout
+    where = [ln.split(f"{events}:", 1)[1].split(":", 1)[0] for ln in stderr.splitlines() if "bad input line" in ln]
+    assert where == ["2", "3", "4", "5", "6", "7"]
+    assert "line longer than" in stderr and "not a 64-bit integer" in stderr
+    assert len(out.read_text().splitlines()) == 2  # both sudo runs alert

@@ -157,6 +157,25 @@ def test_execve_arguments_split_across_records_are_joined(tmp_path: Path) -> Non
     assert event_errors(e) == []
 
 
+def test_execve_arguments_over_several_records_and_argc_bounds(tmp_path: Path) -> None:
+    sc = (
+        "type=SYSCALL msg=audit(1655465398.{ms}:{n}): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 "
+        'items=1 ppid=1 pid=5 auid=1000 uid=1000 gid=1000 euid=1000 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts2 ses=4 comm="x" exe="/usr/bin/x" key=(null)\n'
+    )
+    log = write(
+        tmp_path,
+        sc.format(ms="100", n=1)
+        + 'type=EXECVE msg=audit(1655465398.100:1): argc=5 a0="x" a1="y" a2="z"\n'
+        + 'type=EXECVE msg=audit(1655465398.100:1): a3="w" a4=2F746D70\n'
+        + sc.format(ms="200", n=2)
+        + 'type=EXECVE msg=audit(1655465398.200:2): argc=2 a0="x" a1="y" a2="beyond argc"\n'
+        + sc.format(ms="300", n=3)
+        + 'type=EXECVE msg=audit(1655465398.300:3): argc=9 a0="x" a3="gap"\n',
+    )
+    evs, _ = events_of(log)
+    assert [e["proc"]["args"] for e in evs] == [["x", "y", "z", "w", "/tmp"], ["x", "y"], ["x", "", "", "gap"]]
+
+
 def test_names_of_a_raw_log_come_from_the_account_database(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
