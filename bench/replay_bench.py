@@ -133,7 +133,9 @@ def main() -> int:
     sp = _secpolicy()
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        env = dict(os.environ, XDG_CACHE_HOME=str(t / "cache"))
+        # As installed: byte-compiled modules (not disabled) and a private compile cache.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["XDG_CACHE_HOME"] = str(t / "cache")
         log = t / "audit.log"
         nrec = build_log(log, args.records, args.seed)
         print(f"realistic audit log: {nrec} records, {log.stat().st_size / 1e6:.0f} MB, "
@@ -146,10 +148,13 @@ def main() -> int:
         au_events = int(m.group(1))
         au_rate = au_events / au_cpu
 
-        # Warm the compile cache once (a first run on a host compiles and caches the rules).
+        # Start-up: a replay of one event, cold (no compile cache) and warm (the cache filled
+        # by a full load, as `scan` or `lint` leave it).
         one = t / "one.jsonl"
         one.write_text('{"type":"open","ts":"2024-01-01T00:00:00.000000000Z"}\n', encoding="utf-8")
-        _cpu([*sp, "replay", str(one)], env)
+        _cpu([*sp, "replay", str(one)], env)  # byte-compiles the modules
+        cold_cpu, _ = _best(args.runs, [*sp, "replay", str(one)], env)
+        _cpu([*sp, "lint"], env)
         start_cpu, _ = _best(max(args.runs, 5), [*sp, "replay", str(one)], env)
 
         alerts = t / "alerts.jsonl"
@@ -172,7 +177,8 @@ def main() -> int:
     print(f"secpolicy replay, JSONL:       {js_cpu:6.2f} CPU s  {js_rate:>9,.0f} events/CPU s "
           f"({n_events} events, {js_alerts} alerts written; goal >= {GOAL_JSONL:,})")
     print(f"  ratio to aureport's audit events/CPU s: {js_rate / au_rate:.2f}x")
-    print(f"replay start-up (1 event):     {start_cpu:6.2f} CPU s (goal <= {GOAL_STARTUP})")
+    print(f"replay start-up (1 event):     {start_cpu:6.2f} CPU s with the compile cache warm (goal <= {GOAL_STARTUP}); "
+          f"{cold_cpu:.2f} CPU s without it")
     return 0
 
 
