@@ -417,16 +417,15 @@ def _open_file(ev: dict[str, Any], ctx: _Ctx, flags: int | None, mode: int | Non
         ev["file"] = file
 
 
-def _b_open(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    _open_file(ev, ctx, _arg(f.get("a1")), _arg(f.get("a2")))
+def _opening(flags: str | int, mode: str | None, creates: bool = True) -> SyscallBuilder:
+    """The builder of an open-like syscall: its flags in argument `flags` (a0..a3) or always
+    these flags (creat, truncate, mkdir), the mode in argument `mode`."""
 
+    def build(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+        fl = _arg(f.get(flags)) if isinstance(flags, str) else flags
+        _open_file(ev, ctx, fl, _arg(f.get(mode)) if mode else None, creates)
 
-def _b_openat(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    _open_file(ev, ctx, _arg(f.get("a2")), _arg(f.get("a3")))
-
-
-def _b_creat(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    _open_file(ev, ctx, 0o1101, _arg(f.get("a1")))
+    return build
 
 
 def _b_openat2(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
@@ -435,14 +434,6 @@ def _b_openat2(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
     flags = _arg(_kv(rec[1]).get("oflag")) if rec else None
     mode = _arg(_kv(rec[1]).get("mode")) if rec else None
     _open_file(ev, ctx, flags, mode)
-
-
-def _b_truncate(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    _open_file(ev, ctx, 0o1001, None)
-
-
-def _b_mkdir(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    _open_file(ev, ctx, 0o200100, None, creates=False)
 
 
 def _b_delete(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
@@ -474,12 +465,11 @@ def _chmod(ctx: _Ctx, ev: dict[str, Any], mode: int | None) -> None:
         ev["file"] = file
 
 
-def _b_chmod(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    _chmod(ctx, ev, _arg(f.get("a1")))
+def _chmoding(mode: str) -> SyscallBuilder:
+    def build(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+        _chmod(ctx, ev, _arg(f.get(mode)))
 
-
-def _b_fchmodat(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    _chmod(ctx, ev, _arg(f.get("a2")))
+    return build
 
 
 def _chown(ctx: _Ctx, ev: dict[str, Any], uid: int | None, gid: int | None) -> None:
@@ -494,12 +484,11 @@ def _chown(ctx: _Ctx, ev: dict[str, Any], uid: int | None, gid: int | None) -> N
     ev["file"] = file
 
 
-def _b_chown(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    _chown(ctx, ev, _arg(f.get("a1")), _arg(f.get("a2")))
+def _chowning(uid: str, gid: str) -> SyscallBuilder:
+    def build(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+        _chown(ctx, ev, _arg(f.get(uid)), _arg(f.get(gid)))
 
-
-def _b_fchownat(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    _chown(ctx, ev, _arg(f.get("a2")), _arg(f.get("a3")))
+    return build
 
 
 def _b_setxattr(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
@@ -604,16 +593,17 @@ def _b_mount(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
 
 _SYSCALL_EVENTS: dict[str, tuple[str, SyscallBuilder]] = {
     "execve": ("exec", _b_exec), "execveat": ("exec", _b_exec),
-    "open": ("open", _b_open), "openat": ("open", _b_openat), "creat": ("write", _b_creat),
-    "openat2": ("open", _b_openat2), "truncate": ("write", _b_truncate),
-    "mkdir": ("write", _b_mkdir), "mkdirat": ("write", _b_mkdir),
-    "mknod": ("write", _b_mkdir), "mknodat": ("write", _b_mkdir),
+    "open": ("open", _opening("a1", "a2")), "openat": ("open", _opening("a2", "a3")),
+    "creat": ("write", _opening(0o1101, "a1")), "openat2": ("open", _b_openat2),
+    "truncate": ("write", _opening(0o1001, None)),
+    "mkdir": ("write", _opening(0o200100, None, creates=False)), "mkdirat": ("write", _opening(0o200100, None, creates=False)),
+    "mknod": ("write", _opening(0o200100, None, creates=False)), "mknodat": ("write", _opening(0o200100, None, creates=False)),
     "unlink": ("unlink", _b_delete), "unlinkat": ("unlink", _b_delete), "rmdir": ("unlink", _b_delete),
     "rename": ("rename", _b_rename), "renameat": ("rename", _b_rename), "renameat2": ("rename", _b_rename),
-    "chmod": ("chmod", _b_chmod), "fchmod": ("chmod", _b_chmod),
-    "fchmodat": ("chmod", _b_fchmodat), "fchmodat2": ("chmod", _b_fchmodat),
-    "chown": ("chown", _b_chown), "fchown": ("chown", _b_chown), "lchown": ("chown", _b_chown),
-    "fchownat": ("chown", _b_fchownat),
+    "chmod": ("chmod", _chmoding("a1")), "fchmod": ("chmod", _chmoding("a1")),
+    "fchmodat": ("chmod", _chmoding("a2")), "fchmodat2": ("chmod", _chmoding("a2")),
+    "chown": ("chown", _chowning("a1", "a2")), "fchown": ("chown", _chowning("a1", "a2")),
+    "lchown": ("chown", _chowning("a1", "a2")), "fchownat": ("chown", _chowning("a2", "a3")),
     "setxattr": ("setxattr", _b_setxattr), "lsetxattr": ("setxattr", _b_setxattr),
     "fsetxattr": ("setxattr", _b_setxattr), "removexattr": ("setxattr", _b_setxattr),
     "lremovexattr": ("setxattr", _b_setxattr), "fremovexattr": ("setxattr", _b_setxattr),

@@ -172,6 +172,29 @@ class _Scan:
             end += 1
         return (self.m[at:end] if legacy else _unescape(self.m, at)), end
 
+    def optional_comm(self, term: int, err: int) -> int:
+        """comm= when present (quoted or hex); the new search position."""
+        at = self.find("comm=", term)
+        if at >= 0:
+            self.s.comm, end = self.quoted_or_hex(at + 5, err)
+            return end if end >= 0 else term
+        return term
+
+    def quoted_or_legacy(self, at: int, err: int) -> str | None:
+        """cwd=/exe= of user records: `"quoted"`, else hex or (legacy) plain."""
+        if self.m[at : at + 1] == '"':
+            return self.quoted_or_hex(at, err)[0]
+        return self.legacy(at)[0]
+
+    def comma_or_space(self, at: int) -> int:
+        """Where a hostname= or addr= value ends: the first comma after it, else a space."""
+        end = self.m.find(",", at)
+        if end < 0:
+            end = self.space(at)
+            if end < 0:
+                raise _Malformed
+        return end
+
     def loginuid(self, at: int, needs_space: bool) -> int:
         end = self.space(at)
         if end < 0 and needs_space:
@@ -179,6 +202,19 @@ class _Scan:
         self.s.loginuid = _c_int(self.number(at, end))
         self.s.loginuid_seen = True
         return end
+
+    def value_of(self, start: int, *names: str) -> int:
+        """Where the value of the first of `names` (`key=` strings) found after `start`
+        begins; none found makes the record malformed."""
+        for name in names:
+            at = self.find(name, start)
+            if at >= 0:
+                return at + len(name)
+        raise _Malformed
+
+    def auid_or_loginuid(self, start: int) -> int:
+        """`auid=` (or the older `loginuid=`), required, followed by a space."""
+        return self.loginuid(self.value_of(start, "auid=", "loginuid="), needs_space=True)
 
     def pid(self, needle: str, start: int, required: bool) -> int:
         at = self.find(needle, start)
@@ -243,15 +279,7 @@ class _Scan:
         w, s = self.w, self.s
         term = self.pid(" pid=", 0, required=True)
         if w.loginuid:
-            at = self.find("auid=", term)
-            if at >= 0:
-                at += 5
-            else:
-                at = self.find("loginuid=", term)
-                if at < 0:
-                    raise _Malformed
-                at += 9
-            term = self.loginuid(at, needs_space=True)
+            term = self.auid_or_loginuid(term)
         if w.terminal:
             at = self.find("tty=", term)
             if at >= 0:
@@ -280,16 +308,21 @@ class _Scan:
         if at >= 0:
             self.s.success = _c_int(self.number(at + 4, self.space(at + 4)))
 
-    def syscall(self) -> None:
-        s = self.s
-        at = self.find("syscall=", 0)
+    def required_number(self, name: str, start: int, base: int = 10) -> tuple[int, int]:
+        """A `name=N ` field that must be there, followed by a space: (N, where it ends)."""
+        at = self.find(name, start)
         if at < 0:
             raise _Malformed
-        end = self.space(at + 8)
+        at += len(name)
+        end = self.space(at)
         if end < 0:
             raise _Malformed
-        s.syscall = _c_int(self.number(at + 8, end))
-        term = end
+        return self.number(at, end, base), end
+
+    def syscall(self) -> None:
+        s = self.s
+        number, term = self.required_number("syscall=", 0)
+        s.syscall = _c_int(number)
         at = self.find("success=", term)
         if at >= 0:
             end = self.space(at + 8)
@@ -298,14 +331,7 @@ class _Scan:
             s.success = 1 if self.m[at + 8 : end] == "yes" else 0
             term = end
         for arg in ("a0=", "a1="):
-            at = self.find(arg, term)
-            if at < 0:
-                raise _Malformed
-            end = self.space(at + 3)
-            if end < 0:
-                raise _Malformed
-            self.number(at + 3, end, 16)
-            term = end
+            _, term = self.required_number(arg, term, 16)
         self.task_info()
         if self.w.key:
             self.keys(term)
@@ -340,15 +366,7 @@ class _Scan:
         w, s, m = self.w, self.s, self.m
         term = self.pid("pid=", 0, required=True)
         if w.loginuid:
-            at = self.find("auid=", term)
-            if at >= 0:
-                at += 5
-            else:
-                at = self.find("loginuid=", term)
-                if at < 0:
-                    raise _Malformed
-                at += 9
-            term = self.loginuid(at, needs_space=True)
+            term = self.auid_or_loginuid(term)
         if self.type == VIRT_RESOURCE and w.filename:
             at, step = self.find(" path=", term), 6
             if at < 0:
@@ -376,30 +394,17 @@ class _Scan:
         if w.hostname:
             at = self.find("hostname=", mptr)
             if at >= 0:
-                at += 9
-                end = m.find(",", at)
-                if end < 0:
-                    end = self.space(at)
-                    if end < 0:
-                        raise _Malformed
-                s.hostname = m[at:end]
+                end = self.comma_or_space(at + 9)
+                s.hostname = m[at + 9 : end]
                 if s.hostname == "?":
                     at = self.find("addr=", end + 1)
                     if at >= 0:
-                        at += 5
-                        end = m.find(",", at)
-                        if end < 0:
-                            end = self.space(at)
-                            if end < 0:
-                                raise _Malformed
-                        s.hostname = m[at:end]
+                        end = self.comma_or_space(at + 5)
+                        s.hostname = m[at + 5 : end]
         if w.filename:
             at = self.find("cwd=", mptr)
             if at >= 0:
-                if m[at + 4 : at + 5] == '"':
-                    s.cwd, _ = self.quoted_or_hex(at + 4, 20)
-                else:
-                    s.cwd, _ = self.legacy(at + 4)
+                s.cwd = self.quoted_or_legacy(at + 4, 20)
         if w.terminal:
             at = self.find("terminal=", mptr)
             if at >= 0:
@@ -413,10 +418,7 @@ class _Scan:
         if w.exe:
             at = self.find("exe=", mptr)
             if at >= 0:
-                if m[at + 4 : at + 5] == '"':
-                    s.exe, _ = self.quoted_or_hex(at + 4, 26)
-                else:
-                    s.exe, _ = self.legacy(at + 4)
+                s.exe = self.quoted_or_legacy(at + 4, 26)
         at = self.find("res=", mptr)
         if at >= 0:
             if m.find("'", at + 4) < 0:
@@ -434,19 +436,8 @@ class _Scan:
         s = self.s
         term = self.pid("pid=", 0, required=True)
         if self.w.loginuid:
-            at = self.find("new auid=", term)
-            if at >= 0:
-                at += 9
-            else:
-                at = self.find(" auid=", term)
-                if at >= 0:
-                    at += 6
-                else:
-                    at = self.find("new loginuid=", term)
-                    if at < 0:
-                        raise _Malformed
-                    at += 13
-            term = self.loginuid(at, needs_space=False)
+            # "new auid=" (kernels before 3.14 wrote it so), " auid=", "new loginuid=".
+            term = self.loginuid(self.value_of(term, "new auid=", " auid=", "new loginuid="), needs_space=False)
         at = self.find("res=", max(term, 0))
         if at >= 0:
             s.success = _c_int(self.number(at + 4, self.space(at + 4)))
@@ -558,13 +549,7 @@ class _Scan:
                 if not (exc.args and exc.args[0] > 20):
                     raise
             return
-        at = self.find("pid=", term)
-        if at >= 0:
-            end = self.space(at + 4)
-            if end < 0:
-                raise _Malformed
-            s.pid = _c_int(self.number(at + 4, end))
-            term = end
+        term = self.pid("pid=", term, required=False)
         if w.comm and s.comm is None:
             at = self.find("comm=", term)
             if at < 0:
@@ -598,18 +583,9 @@ class _Scan:
             term = end if end >= 0 else at + 5
         if self.type == ANOM_PROMISCUOUS:
             return
-        at = self.find("pid=", term)
-        if at >= 0:
-            end = self.space(at + 4)
-            if end < 0:
-                raise _Malformed
-            s.pid = _c_int(self.number(at + 4, end))
-            term = end
+        term = self.pid("pid=", term, required=False)
         if w.comm:
-            at = self.find("comm=", term)
-            if at >= 0:
-                s.comm, end = self.quoted_or_hex(at + 5, 12)
-                term = end if end >= 0 else term
+            term = self.optional_comm(term, 12)
         if w.exe:
             at = self.find("exe=", term)
             if at >= 0:
@@ -621,18 +597,9 @@ class _Scan:
             at = self.find("arch=", term)
             if at < 0:
                 return
-            end = self.space(at + 5)
-            if end < 0:
-                raise _Malformed
-            self.number(at + 5, end, 16)
-            at = self.find("syscall=", end)
-            if at < 0:
-                raise _Malformed
-            end = self.space(at + 8)
-            if end < 0:
-                raise _Malformed
-            s.syscall = _c_int(self.number(at + 8, end))
-            term = end
+            _, end = self.required_number("arch=", at, 16)
+            number, term = self.required_number("syscall=", end)
+            s.syscall = _c_int(number)
         self.numeric_res(term)
 
     def simple_message(self) -> None:
@@ -652,17 +619,14 @@ class _Scan:
         self.numeric_res(term)
 
     def integrity(self) -> None:
-        w, s = self.w, self.s
+        w = self.w
         term = self.pid("pid=", 0, required=False)
         if w.loginuid:
             at = self.find("auid=", 0)
             if at >= 0:
                 term = self.loginuid(at + 5, needs_space=True)
         if w.comm:
-            at = self.find("comm=", term)
-            if at >= 0:
-                s.comm, end = self.quoted_or_hex(at + 5, 7)
-                term = end if end >= 0 else term
+            term = self.optional_comm(term, 7)
         if w.filename:
             at = self.find(" name=", term)
             if at >= 0:
@@ -670,7 +634,7 @@ class _Scan:
         self.numeric_res(term)
 
     def tty(self) -> None:
-        w, s = self.w, self.s
+        w = self.w
         term = self.pid("pid=", 0, required=False)
         if w.loginuid:
             at = self.find("auid=", term)
@@ -679,9 +643,7 @@ class _Scan:
             end = self.loginuid(at + 5, needs_space=False)
             term = end if end >= 0 else at + 5
         if w.comm:
-            at = self.find("comm=", term)
-            if at >= 0:
-                s.comm, _ = self.quoted_or_hex(at + 5, 11)
+            self.optional_comm(term, 11)
 
     def pkt(self) -> None:
         if self.w.hostname:
