@@ -270,6 +270,90 @@ def order_audit_logs(paths: Iterable[Path | str]) -> list[Path]:
     return [s[3] for s in spans]
 
 
+Group = tuple[str, int, int, list[Rec]]
+
+
+class _Groups:
+    """The audit events still collecting records, completed as aureport completes them."""
+
+    def __init__(self, reader: AuditdReader) -> None:
+        self.reader = reader
+        self.building: dict[str, tuple[int, int, list[Rec]]] = {}
+        self.heap: list[tuple[int, int, str, list[Rec]]] = []
+        self.seq = 0
+        self.single = dict(_SINGLE)
+
+    def start(self, key: str, node: str, ident: str, rec: Rec) -> list[Group]:
+        """A record that joins no open event: it starts one (its time stamp checked once).
+        Returns the events this completes."""
+        reader, rtype, where = self.reader, rec[0], rec[3]
+        if key in self.building:  # the open event has all the records it may have
+            reader.bad_at(where, f"audit event {key} has more than {MAX_RECORDS_PER_EVENT} records: skipped")
+            return []
+        ts = _ID_RE.fullmatch(ident)
+        if ts is None:
+            reader.bad_at(where, f"audit({ident[:40]}) is not a time stamp sec.ms:serial: skipped")
+            return []
+        sec_s, ms_s, serial_s = ts.groups()
+        sec = int(sec_s)
+        if sec > MAX_SECONDS:
+            reader.bad_at(where, f"time stamp {sec_s[:24]} is beyond the year 9999: skipped")
+            return []
+        if ms_s is not None and len(ms_s) > 3:
+            reader.bad_at(where, f"milliseconds field {ms_s[:24]} has more than 3 digits: skipped")
+            return []
+        milli = int(ms_s) if ms_s else 0
+        canon = f"{sec}.{milli:03d}:{int(serial_s) if serial_s else 0}"
+        records = reader.summary.records
+        if canon != ident:
+            key = f"{node}/{canon}" if node else canon
+            open_ = self.building.get(key)
+            if open_ is not None:
+                if len(open_[2]) < MAX_RECORDS_PER_EVENT:
+                    open_[2].append(rec)
+                    records[rtype] += 1
+                else:
+                    reader.bad_at(where, f"audit event {key} has more than {MAX_RECORDS_PER_EVENT} records: skipped")
+                return []
+        records[rtype] += 1
+        if rtype == "EOE":  # aureport drops an EOE whose event is already complete
+            reader.summary.records_not_in_ausearch[rtype] += 1
+            return []
+        done = self.complete_before(sec)
+        is_single = self.single.get(rtype)
+        if is_single is None:
+            is_single = self.single[rtype] = _is_single(record_type_number(rtype))
+        if is_single:
+            done.append((key, sec, milli, [rec]))
+            return done
+        grp = [rec]
+        self.seq += 1
+        self.building[key] = (sec, milli, grp)
+        heapq.heappush(self.heap, (sec, self.seq, key, grp))
+        if len(self.building) > MAX_OPEN_EVENTS:
+            _, _, old, _ = heapq.heappop(self.heap)
+            opened = self.building.pop(old, None)
+            if opened is not None:
+                done.append((old, *opened))
+        return done
+
+    def complete_before(self, sec: int) -> list[Group]:
+        """Events that started EOE_TIMEOUT seconds before `sec` are complete."""
+        done: list[Group] = []
+        heap, building = self.heap, self.building
+        while heap and heap[0][0] + EOE_TIMEOUT <= sec:
+            _, _, old, grp = heapq.heappop(heap)
+            opened = building.get(old)
+            if opened is not None and opened[2] is grp:
+                del building[old]
+                done.append((old, opened[0], opened[1], grp))
+        return done
+
+    def finish(self) -> list[Group]:
+        """At the end of the input every open event is complete."""
+        return self.complete_before(MAX_SECONDS + EOE_TIMEOUT + 1)
+
+
 class AuditdReader:
     """Reads audit logs into Events (in the order their audit events complete) while counting
     records, audit events and bad lines into `summary`. Several logs are read in the order of
@@ -354,14 +438,11 @@ class AuditdReader:
                 self.bad_at(base | (first + i), f"invalid UTF-8 at byte {exc.start + 1} (shown as \\xNN): read")
         return "\n".join(out)
 
-    def audit_events(self) -> Iterator[tuple[str, int, int, list[Rec]]]:  # noqa: C901 - one hot loop, kept flat for speed
+    def audit_events(self) -> Iterator[tuple[str, int, int, list[Rec]]]:
         """Grouped audit events: (id, seconds, milliseconds, records), in completion order."""
-        building: dict[str, tuple[int, int, list[Rec]]] = {}
-        heap: list[tuple[int, int, str, list[Rec]]] = []
-        push, pop = heapq.heappush, heapq.heappop
-        single = dict(_SINGLE)
+        groups = _Groups(self)
+        building = groups.building
         records = self.summary.records
-        seq = 0
         self._files = [str(p) for p in self.paths]
         self.summary.files = list(self._files)
         for fidx, path in enumerate(self.paths):
@@ -372,28 +453,17 @@ class AuditdReader:
                     lineno += 1
                     # [node=NODE ]type=TYPE msg=audit(ID):[ ]BODY[<0x1D>INTERPRETATIONS]
                     head, sep, rest = line.partition(" msg=audit(")
-                    if not sep:
-                        if line and not line.isspace():
-                            self.bad_at(base | lineno, "not an audit record (no type=... msg=audit(...) header): skipped")
-                        continue
-                    ident, sep, body = rest.partition("): ")
-                    if not sep:
-                        ident, sep, body = rest.partition(")")
+                    ident, sep2, body = rest.partition("): ")
+                    if not sep2:
+                        ident, sep2, body = rest.partition(")")
                         body = body[1:] if body[:1] == ":" else body
                     if head[:5] == "type=":
-                        node = ""
-                        rtype = head[5:]
-                    elif head[:5] == "node=":
-                        node, sep2, rtype = head[5:].partition(" type=")
-                        if not sep2:
-                            sep = ""
+                        node, rtype = "", head[5:]
                     else:
-                        sep = ""
-                    if not sep or not rtype or " " in rtype:
-                        self.bad_at(base | lineno, "not an audit record (no type=... msg=audit(...) header): skipped")
-                        continue
-                    if len(line) > MAX_LINE_BYTES:
-                        self.bad_at(base | lineno, f"line longer than {MAX_LINE_BYTES} bytes: skipped")
+                        node, sep3, rtype = head[5:].partition(" type=")
+                        sep2 = sep2 if sep3 and head[:5] == "node=" else ""
+                    if not (sep and sep2 and rtype) or " " in rtype or len(line) > MAX_LINE_BYTES:
+                        self._bad_line(line, base | lineno)
                         continue
                     cut = body.find("\x1d")
                     if cut >= 0:
@@ -402,69 +472,22 @@ class AuditdReader:
                         rec = (rtype, body, "", base | lineno)
                     key = f"{node}/{ident}" if node else ident
                     open_ = building.get(key)
-                    if open_ is not None:
-                        grp = open_[2]
-                        if len(grp) < MAX_RECORDS_PER_EVENT:
-                            grp.append(rec)
-                            records[rtype] += 1
-                        else:
-                            self.bad_at(base | lineno, f"audit event {key} has more than {MAX_RECORDS_PER_EVENT} records: skipped")
+                    if open_ is not None and len(open_[2]) < MAX_RECORDS_PER_EVENT:
+                        open_[2].append(rec)
+                        records[rtype] += 1
                         continue
-                    # A new audit event: check its time stamp once.
-                    where = base | lineno
-                    ts = _ID_RE.fullmatch(ident)
-                    if ts is None:
-                        self.bad_at(where, f"audit({ident[:40]}) is not a time stamp sec.ms:serial: skipped")
-                        continue
-                    sec_s, ms_s, serial_s = ts.groups()
-                    sec = int(sec_s)
-                    if sec > MAX_SECONDS:
-                        self.bad_at(where, f"time stamp {sec_s[:24]} is beyond the year 9999: skipped")
-                        continue
-                    if ms_s is not None and len(ms_s) > 3:
-                        self.bad_at(where, f"milliseconds field {ms_s[:24]} has more than 3 digits: skipped")
-                        continue
-                    milli = int(ms_s) if ms_s else 0
-                    canon = f"{sec}.{milli:03d}:{int(serial_s) if serial_s else 0}"
-                    if canon != ident:
-                        key = f"{node}/{canon}" if node else canon
-                        open_ = building.get(key)
-                        if open_ is not None:
-                            open_[2].append(rec)
-                            records[rtype] += 1
-                            continue
-                    records[rtype] += 1
-                    if rtype == "EOE":  # aureport drops an EOE whose event is already complete
-                        self.summary.records_not_in_ausearch[rtype] += 1
-                        continue
-                    # Events that started EOE_TIMEOUT seconds before this one are complete.
-                    while heap and heap[0][0] + EOE_TIMEOUT <= sec:
-                        _, _, old, grp = pop(heap)
-                        done = building.get(old)
-                        if done is not None and done[2] is grp:
-                            del building[old]
-                            yield old, done[0], done[1], grp
-                    is_single = single.get(rtype)
-                    if is_single is None:
-                        is_single = single[rtype] = _is_single(record_type_number(rtype))
-                    if is_single:
-                        yield key, sec, milli, [rec]
-                        continue
-                    grp = [rec]
-                    seq += 1
-                    building[key] = (sec, milli, grp)
-                    push(heap, (sec, seq, key, grp))
-                    if len(building) > MAX_OPEN_EVENTS:
-                        _, _, old, grp = pop(heap)
-                        done = building.pop(old, None)
-                        if done is not None:
-                            yield old, done[0], done[1], done[2]
-        while heap:
-            _, _, old, grp = pop(heap)
-            done = building.get(old)
-            if done is not None and done[2] is grp:
-                del building[old]
-                yield old, done[0], done[1], grp
+                    done = groups.start(key, node, ident, rec)
+                    if done:
+                        yield from done
+        yield from groups.finish()
+
+    def _bad_line(self, line: str, pos: int) -> None:
+        if not line or line.isspace():
+            return
+        if len(line) > MAX_LINE_BYTES:
+            self.bad_at(pos, f"line longer than {MAX_LINE_BYTES} bytes: skipped")
+        else:
+            self.bad_at(pos, "not an audit record (no type=... msg=audit(...) header): skipped")
 
     def events(self) -> Iterator[dict[str, Any]]:
         s = self.summary

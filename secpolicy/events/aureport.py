@@ -362,35 +362,43 @@ class _Scan:
         self.path(at + 6)
         return 0
 
-    def user(self) -> None:  # noqa: C901 - one scanner, in aureport's order
-        w, s, m = self.w, self.s, self.m
+    def user(self) -> None:
+        """A user-space record: ids, then the program's own fields from the position after
+        the account (aureport searches each of them from there), then the result."""
         term = self.pid("pid=", 0, required=True)
-        if w.loginuid:
+        if self.w.loginuid:
             term = self.auid_or_loginuid(term)
-        if self.type == VIRT_RESOURCE and w.filename:
+        if self.type == VIRT_RESOURCE and self.w.filename:
             at, step = self.find(" path=", term), 6
             if at < 0:
                 at, step = self.find(" new-disk=", term), 10
             if at >= 0:
                 self.path(at + step)
                 term = at + step
-        mptr = term
-        if w.comm:
+        mptr = self.user_comm_acct(term)
+        self.user_fields(mptr)
+        self.user_result(mptr)
+
+    def user_comm_acct(self, term: int) -> int:
+        """comm= and acct=; where the later searches start."""
+        m, mptr = self.m, term
+        if self.w.comm:
             at = self.find("comm=", mptr)
             if at >= 0:
-                s.comm, end = self.quoted_or_hex(at + 5, 16)
+                self.s.comm, end = self.quoted_or_hex(at + 5, 16)
                 term = end if end >= 0 else term
         at = self.find("acct=", mptr)
         if at >= 0:
             at += 5
             if m[at : at + 1] == '"':
-                end = at + 1
-                while end < len(m) and m[end] != '"':
-                    end += 1
-                term = end
+                end = m.find('"', at + 1)
+                term = end if end >= 0 else len(m)
             else:
                 _, term = self.legacy(at)
-        mptr = term
+        return term
+
+    def user_fields(self, mptr: int) -> None:
+        w, s, m = self.w, self.s, self.m
         if w.hostname:
             at = self.find("hostname=", mptr)
             if at >= 0:
@@ -419,18 +427,22 @@ class _Scan:
             at = self.find("exe=", mptr)
             if at >= 0:
                 s.exe = self.quoted_or_legacy(at + 4, 26)
+
+    def user_result(self, mptr: int) -> None:
+        """res= (up to the closing quote), else the older result=...)."""
+        m = self.m
         at = self.find("res=", mptr)
         if at >= 0:
             if m.find("'", at + 4) < 0:
                 raise _Malformed(21)
-            s.success = 0 if m.startswith("failed", at + 4) else 1
-        else:
-            at = self.find("result=", mptr)
-            if at >= 0:
-                end = m.find(")", at + 7)
-                if end < 0:
-                    raise _Malformed(22)
-                s.success = 1 if m[at + 7 : end].lower() == "success" else 0
+            self.s.success = 0 if m.startswith("failed", at + 4) else 1
+            return
+        at = self.find("result=", mptr)
+        if at >= 0:
+            end = m.find(")", at + 7)
+            if end < 0:
+                raise _Malformed(22)
+            self.s.success = 1 if m[at + 7 : end].lower() == "success" else 0
 
     def login(self) -> None:
         s = self.s

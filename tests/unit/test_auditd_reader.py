@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from events_helpers import SHARED_AUDITD
+from events_helpers import SHARED_AUDITD, load_rules
 
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import AccountNames, AuditdReader, decode_value, parse_fields
@@ -205,6 +205,28 @@ def test_several_rule_keys(tmp_path: Path) -> None:
     assert e["type"] == "module_load" and e["module"] == {"name": "dummy"}
     assert e["audit"] == {"key": "identity", "keys": ["identity", "modules"]}
     assert "login" not in e and "auid" not in e["proc"]
+
+
+def test_rules_match_the_audit_rule_key(tmp_path: Path) -> None:
+    from secpolicy.events.engine import EventEngine
+
+    ps = load_rules(tmp_path, """
+    - id: identity-written
+      title: An identity file written, as the audit rule keyed identity saw it
+      severity: medium
+      when: audit.key == "identity" and type == "write"
+      message: "{file.path} by {user.name} (login {login.name}); audit key {audit.key}"
+    """)
+    sc = (
+        "type=SYSCALL msg=audit(1700000000.{ms}:{n}): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=1 a2=241 a3=1b6 "
+        'items=2 ppid=1 pid=5 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=4 comm="vi" exe="/usr/bin/vi" key={key}'
+        '\x1dARCH=x86_64 SYSCALL=openat AUID="alice" UID="root" GID="root" EUID="root"\n'
+        'type=PATH msg=audit(1700000000.{ms}:{n}): item=0 name="/etc/passwd" inode=1 nametype=NORMAL\n'
+    )
+    log = write(tmp_path, sc.format(ms="100", n=1, key='"identity"') + sc.format(ms="200", n=2, key='"other"'))
+    engine = EventEngine(ps.event_rules)
+    alerts = [a for e in AuditdReader([log]).events() for a in engine.process(e)]
+    assert [a["message"] for a in alerts] == ["/etc/passwd by root (login alice); audit key identity"]
 
 
 def test_open_paths_are_resolved_against_cwd_and_flags_decoded(tmp_path: Path) -> None:
