@@ -51,9 +51,9 @@ def _bundled() -> Path:
         return p
 
 
-def load(policy_paths: Sequence[str], reg: FactRegistry | None = None, only: str | None = None) -> PolicySet:
+def load(policy_paths: Sequence[str], reg: FactRegistry | None = None) -> PolicySet:
     paths = [Path(p) for p in policy_paths] or [_bundled()]
-    return load_policies(paths, reg or registry(), cache_dir=_cache_dir(), only=only)
+    return load_policies(paths, reg or registry(), cache_dir=_cache_dir())
 
 
 def open_output(path: str | None) -> IO[str]:

@@ -146,14 +146,13 @@ def _warn(message: str) -> None:
 
 def _replay(run: RunRecorder, files: tuple[str, ...], input_format: str, policies: tuple[str, ...],
             output: str | None, summary: bool, window: float, root: str) -> tuple[Any, OutputStats]:
-    from secpolicy.cli.core import load
     from secpolicy.events.auditd import AccountNames
     from secpolicy.events.engine import EventEngine
     from secpolicy.events.replay import open_sources, replay
 
     if not Path(root).is_dir():
         raise InputError("--root: not a directory", root)
-    ps = load(list(policies), only="event")
+    ps = _event_rules(policies)
     run.policies_loaded(ps.policies)
     engine = EventEngine(ps.event_rules)
     sources = open_sources([Path(f) for f in files], input_format, names=AccountNames(root), aureport=summary)
@@ -184,6 +183,23 @@ def _replay(run: RunRecorder, files: tuple[str, ...], input_format: str, policie
                        bad_lines=result.bad_lines, bad_where=result.bad_where[:20],
                        late_events=result.late_events)
     return result, stats
+
+
+def _event_rules(policies: tuple[str, ...]) -> Any:
+    """The event rules of the policies (the bundled ones by default), compiled alone; loaded
+    here rather than through the scan command's module, whose imports replay does not need."""
+    import os
+
+    from secpolicy.facts import builtin_registry
+    from secpolicy.policy import load_policies
+    from secpolicy.resources import policies_dir
+
+    paths = [Path(p) for p in policies] or [policies_dir()]
+    cache = None
+    if not os.environ.get("SECPOLICY_NO_CACHE"):  # the compile cache `scan` and `lint` use
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        cache = Path(base) / "secpolicy" / "policies"
+    return load_policies(paths, builtin_registry(), cache_dir=cache, only="event")
 
 
 COMMANDS = [replay_cmd]
