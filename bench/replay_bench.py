@@ -1,178 +1,197 @@
-"""Replay throughput with every bundled event rule loaded: events per second for the engine
-alone and end to end (JSONL decode + ordering + engine), on a generated stream of mixed events
-and on real audit logs. Prints ratios against `json.loads` of the same lines (the anchor).
+"""Replay speed through the CLI, end to end (start-up included), next to aureport measured in
+the same run: auditd replay vs `aureport --summary`, JSONL replay, and replay start-up.
 
-    .venv/bin/python bench/replay_bench.py [--events 1000000] [--seed 1]
+The input is a realistic audit log built from the real logs in ../shared/data/auditd/ and the
+recorded fixtures in tests/fixtures/events/: their audit events (every record shape they hold),
+repeated with fresh timestamps, serials, pids, sessions and inodes until it has --records
+records. Every figure is CPU seconds of the child process (the machine may be shared).
+
+    .venv/bin/python bench/replay_bench.py [--records 320000] [--seed 1] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import random
+import re
+import resource
+import shutil
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# ../shared/data/auditd beside the checkout (or beside a directory holding several checkouts).
+SHARED = next((p / "shared" / "data" / "auditd" for p in REPO.parents if (p / "shared" / "data" / "auditd").is_dir()),
+              REPO.parent / "shared" / "data" / "auditd")
+FIXTURES = REPO / "tests" / "fixtures" / "events"
+GOAL_AUDITD = 0.5  # x aureport --summary's audit events per CPU second
+GOAL_JSONL = 100_000  # events per CPU second
+GOAL_STARTUP = 0.5  # CPU seconds
 
-from secpolicy.events.auditd import AuditdSource
-from secpolicy.events.engine import EventEngine
-from secpolicy.events.model import canonical_json, format_ts
-from secpolicy.events.replay import replay
-from secpolicy.events.sources import JsonlSource
-from secpolicy.facts import builtin_registry
-from secpolicy.policy import load_policies
-from secpolicy.resources import policies_dir
-
-EXES = ["/usr/bin/ls", "/usr/bin/cat", "/usr/bin/bash", "/usr/bin/python3.11", "/usr/sbin/sshd",
-        "/usr/bin/sudo", "/usr/bin/grep", "/usr/bin/curl", "/usr/lib/systemd/systemd", "/usr/bin/tee"]
-PATHS = ["/etc/passwd", "/etc/shadow", "/etc/hosts", "/etc/cron.d/job", "/usr/lib/x86_64-linux-gnu/libc.so.6",
-         "/home/u/.bashrc", "/tmp/build/x.o", "/var/log/syslog", "/var/log/audit/audit.log", "/proc/self/stat"]
-MIX = [("open", 30), ("exec", 25), ("connect", 10), ("write", 10), ("unlink", 5), ("auth", 5), ("rename", 3),
-       ("chmod", 3), ("setuid", 3), ("accept", 3), ("config_change", 1), ("account_change", 1), ("module_load", 1)]
+_HEADER = re.compile(r"^((?:node=\S+ )?type=\S+ msg=audit\()(\d+)\.(\d+):(\d+)(\).*)$", re.DOTALL)
+_VARY = re.compile(r"(?<=[ '])(pid|ppid|ses|inode)=(\d+)")
 
 
-# Paths and programs nothing in the bundled rules cares about, for the "typical" mix: on a real
-# host the overwhelming majority of events touch no sensitive file.
-QUIET_PATHS = ["/home/u/.cache/pip/x", "/home/u/.bashrc", "/tmp/build/x.o", "/proc/self/stat",
-               "/var/cache/apt/pkgcache.bin", "/home/u/src/main.c", "/run/user/1000/bus"]
-QUIET_EXES = ["/usr/bin/ls", "/usr/bin/cat", "/usr/bin/bash", "/usr/bin/python3.11", "/usr/bin/grep", "/usr/bin/make"]
+def source_logs() -> list[Path]:
+    """The real audit logs the realistic log is built from."""
+    logs = sorted(SHARED.glob("*/*.log")) if SHARED.is_dir() else []
+    logs += sorted(FIXTURES.glob("*.log"))
+    return logs
 
 
-def make_event(rng: random.Random, i: int, base: int, typical: bool = False) -> dict:
-    e = _make_event(rng, i, base)
-    if typical and rng.random() < 0.995:
-        if "file" in e:
-            e["file"]["path"] = rng.choice(QUIET_PATHS)
-        e["proc"]["exe"] = rng.choice(QUIET_EXES)
-        e["proc"]["uid"] = e["proc"]["euid"] = e["user"]["uid"] = 1000
-        e.pop("outcome", None)
-        if e["type"] in ("account_change", "config_change", "module_load", "auth", "connect"):
-            e["type"] = "open"
-            e["file"] = {"path": rng.choice(QUIET_PATHS), "flags": ["O_RDONLY"]}
-            for k in ("account", "config", "module", "auth", "net"):
-                e.pop(k, None)
-    return e
+def _events_of(path: Path) -> list[list[str]]:
+    """The audit events of one log as lists of raw lines (records with the same node and id,
+    in file order); lines without a header are left out."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for line in path.read_text(encoding="utf-8", errors="surrogateescape").splitlines():
+        m = _HEADER.match(line)
+        if m is None:
+            continue
+        node = line.split(" ", 1)[0] if line.startswith("node=") else ""
+        groups.setdefault((node, f"{m.group(2)}.{m.group(3)}:{m.group(4)}"), []).append(line)
+    return list(groups.values())
 
 
-def _make_event(rng: random.Random, i: int, base: int) -> dict:
-    t = rng.choices([m[0] for m in MIX], [m[1] for m in MIX])[0]
-    uid = rng.choice([0, 0, 1000, 1001, 65534])
-    e: dict = {
-        "type": t,
-        "ts": format_ts(base + i // 5000, (i % 5000) * 200_000),
-        "host": "bench",
-        "proc": {"pid": 1000 + i % 30000, "ppid": 1, "exe": rng.choice(EXES), "comm": "x", "uid": uid,
-                 "euid": uid, "auid": rng.choice([1000, 1001]), "session": rng.randint(1, 50)},
-        "user": {"uid": uid},
-        "source": {"name": "jsonl"},
-    }
-    if t in ("open", "write", "unlink", "rename", "chmod"):
-        flags = ["O_RDONLY"] if t == "open" else ["O_WRONLY", "O_CREAT"]
-        e["file"] = {"path": rng.choice(PATHS), "flags": flags}
-        if rng.random() < 0.02:
-            e["outcome"] = {"result": "failure", "errno": 13}
-    elif t in ("connect", "accept"):
-        e["net"] = {"family": "inet", "protocol": "tcp", "dst_ip": rng.choice(["127.0.0.1", "192.0.2.10", "10.1.2.3"]),
-                    "dst_port": rng.choice([22, 80, 443])}
-    elif t == "auth":
-        e["auth"] = {"service": "sshd", "user": rng.choice(["root", "admin", "u"]),
-                     "result": "failure" if rng.random() < 0.3 else "success",
-                     "rhost": f"203.0.113.{rng.randint(1, 40)}"}
-    elif t == "account_change":
-        e["account"] = {"name": "svc", "op": "adding user"}
-    elif t == "config_change":
-        e["config"] = {"op": "add_rule", "key": "exec"}
-    elif t == "module_load":
-        e["module"] = {"name": "dummy"}
-    return e
+def build_log(dest: Path, records: int = 320_000, seed: int = 1, rate: int = 400) -> int:
+    """Write a realistic audit log of about `records` records to `dest`: the audit events of
+    the real logs, drawn at random, renumbered (`rate` events per second, serials in order),
+    with varied pids, parent pids, sessions and inodes; one event in ten has its records
+    interleaved with the next one's, as on a busy multi-CPU host. Returns the records written."""
+    rng = random.Random(seed)
+    pool = [ev for log in source_logs() for ev in _events_of(log)]
+    if not pool:
+        raise SystemExit("no source audit logs found")
+    pids = [rng.randint(300, 4_000_000) for _ in range(400)]
+    sessions = [rng.randint(1, 3000) for _ in range(40)]
 
+    def vary(m: re.Match[str]) -> str:
+        k = m.group(1)
+        if k in ("pid", "ppid"):
+            return f"{k}={rng.choice(pids)}"
+        if k == "ses":
+            return m.group(0) if m.group(2) == "4294967295" else f"ses={rng.choice(sessions)}"
+        return f"inode={rng.randint(2, 9_000_000)}"
 
-def rate(n: int, seconds: float) -> float:
-    return n / seconds if seconds > 0 else float("inf")
+    def renumber(ev: list[str], n: int) -> list[str]:
+        sec, ms = 1_790_000_000 + n // rate, (n % rate) * (1000 // rate)
+        out = []
+        for line in ev:
+            m = _HEADER.match(line)
+            assert m is not None
+            out.append(_VARY.sub(vary, f"{m.group(1)}{sec}.{ms:03d}:{n + 1000}{m.group(5)}"))
+        return out
 
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--mix", choices=["adversarial", "typical"], default="adversarial",
-                    help="adversarial: ~26%% of events raise an alert; typical: ~0.5%% touch anything a rule watches")
-    args = ap.parse_args()
-
-    ps = load_policies([policies_dir()], builtin_registry())
-    rules = ps.event_rules
-    print(f"event rules loaded: {len(rules)}")
-    rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "events.jsonl"
-        t0 = time.perf_counter()
-        with path.open("w", encoding="utf-8") as f:
-            for i in range(args.events):
-                f.write(canonical_json(make_event(rng, i, 1_704_067_200, args.mix == "typical")))
-                f.write("\n")
-        size = path.stat().st_size
-        print(f"mix: {args.mix}")
-        print(f"generated {args.events} events ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
-
-        # Anchor: decoding the lines with json.loads and nothing else.
-        t0 = time.perf_counter()
-        n = 0
-        with path.open("rb") as f:
-            for line in f:
-                json.loads(line)
+    written = 0
+    n = 0
+    with dest.open("w", encoding="utf-8", errors="surrogateescape") as out:
+        while written < records:
+            ev = renumber(rng.choice(pool), n)
+            n += 1
+            if rng.random() < 0.1:
+                other = renumber(rng.choice(pool), n)
                 n += 1
-        anchor = rate(n, time.perf_counter() - t0)
+                merged = [x for pair in zip(ev, other) for x in pair]
+                merged += ev[len(other):] + other[len(ev):]
+                ev = merged
+            out.write("\n".join(ev) + "\n")
+            written += len(ev)
+    return written
 
-        # Engine alone over decoded events (a slice kept in memory, replayed in full).
-        sample = []
-        with path.open("rb") as f:
-            for k, line in enumerate(f):
-                if k >= 200_000:
-                    break
-                sample.append(json.loads(line))
-        engine = EventEngine(rules)
-        process = engine.process
-        t0 = time.perf_counter()
-        alerts = 0
-        reps = max(1, args.events // len(sample))
-        for _ in range(reps):
-            for e in sample:
-                if process(e):
-                    alerts += 1
-        engine_rate = rate(reps * len(sample), time.perf_counter() - t0)
-        st = engine.stats()
 
-        # End to end: what `secpolicy replay` does (JSONL source, reorder window, engine).
-        engine2 = EventEngine(rules)
-        t0 = time.perf_counter()
-        res = replay([JsonlSource(path)], engine2, None)
-        e2e = rate(res.events, time.perf_counter() - t0)
+def _cpu(cmd: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:
+    """CPU seconds (user + system) of one child process, and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode not in ok:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), proc.stdout
 
-    print(f"json.loads only (anchor):        {anchor:>10,.0f} events/s")
-    print(f"engine only (decoded events):    {engine_rate:>10,.0f} events/s  ratio to anchor {engine_rate / anchor:.2f}")
-    print(f"end to end (JSONL replay):       {e2e:>10,.0f} events/s  ratio to anchor {e2e / anchor:.2f}")
-    print(f"  evaluations per event: {st['evaluations'] / max(1, st['events']):.2f}; alerts: {engine2.stats()['alerts']}")
 
-    logs = sorted((REPO.parent / "shared" / "data" / "auditd").glob("*/*.log"))
-    logs.append(REPO / "tests" / "fixtures" / "events" / "workload-debian12.log")
-    records = sum(p.read_bytes().count(b"\n") for p in logs)
-    reps = 200
-    t0 = time.perf_counter()
-    nev = 0
-    for _ in range(reps):
-        engine3 = EventEngine(rules)
-        for log in logs:
-            nev += replay([AuditdSource([log])], engine3, None).events
-    secs = time.perf_counter() - t0
-    print(
-        f"real audit logs ({len(logs)} files, {records} records) x{reps}: "
-        f"{rate(reps * records, secs):,.0f} records/s, {rate(nev, secs):,.0f} events/s end to end"
-    )
+def _best(runs: int, cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    results = [_cpu(cmd, env) for _ in range(runs)]
+    return min(r[0] for r in results), results[0][1]
+
+
+def _secpolicy() -> list[str]:
+    exe = REPO / ".venv" / "bin" / "secpolicy"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "secpolicy"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=320_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=3, help="runs of each command (the least CPU is kept)")
+    args = ap.parse_args()
+    if shutil.which("aureport") is None:
+        print("aureport (Debian package auditd) is needed for the anchor", file=sys.stderr)
+        return 3
+    sp = _secpolicy()
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        # As installed: byte-compiled modules (not disabled) and a private compile cache.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["XDG_CACHE_HOME"] = str(t / "cache")
+        log = t / "audit.log"
+        nrec = build_log(log, args.records, args.seed)
+        print(f"realistic audit log: {nrec} records, {log.stat().st_size / 1e6:.0f} MB, "
+              f"from {len(source_logs())} real logs")
+
+        # Anchor: aureport --summary (its count of audit events is what both figures divide).
+        au_cpu, au_out = _best(args.runs, ["aureport", "-if", str(log), "--summary"])
+        m = re.search(r"Number of events: (\d+)", au_out)
+        assert m is not None, au_out
+        au_events = int(m.group(1))
+        au_rate = au_events / au_cpu
+
+        # Start-up: a replay of one event, cold (no compile cache) and warm (the cache filled
+        # by a full load, as `scan` or `lint` leave it).
+        one = t / "one.jsonl"
+        one.write_text('{"type":"open","ts":"2024-01-01T00:00:00.000000000Z"}\n', encoding="utf-8")
+        _cpu([*sp, "replay", str(one)], env)  # byte-compiles the modules
+        cold_cpu, _ = _best(args.runs, [*sp, "replay", str(one)], env)
+        _cpu([*sp, "lint"], env)
+        start_cpu, _ = _best(max(args.runs, 5), [*sp, "replay", str(one)], env)
+
+        alerts = t / "alerts.jsonl"
+        sp_cpu, _ = _best(args.runs, [*sp, "replay", "--input-format", "auditd", "-o", str(alerts), str(log)], env)
+        n_alerts = sum(1 for _ in alerts.open(encoding="utf-8"))
+        sp_rate = au_events / sp_cpu
+
+        # The same events as JSON lines, replayed through the CLI with their alerts written.
+        jsonl = t / "events.jsonl"
+        _write_jsonl(log, jsonl)
+        n_events = sum(1 for _ in jsonl.open(encoding="utf-8"))
+        js_cpu, _ = _best(args.runs, [*sp, "replay", "-o", str(alerts), str(jsonl)], env)
+        js_alerts = sum(1 for _ in alerts.open(encoding="utf-8"))
+        js_rate = n_events / js_cpu
+
+    print(f"aureport --summary (anchor):   {au_cpu:6.2f} CPU s  {au_rate:>9,.0f} audit events/CPU s ({au_events} events)")
+    print(f"secpolicy replay, auditd:      {sp_cpu:6.2f} CPU s  {sp_rate:>9,.0f} audit events/CPU s "
+          f"({n_alerts} alerts written)")
+    print(f"  ratio to aureport: {sp_rate / au_rate:.2f}x (goal >= {GOAL_AUDITD}x)")
+    print(f"secpolicy replay, JSONL:       {js_cpu:6.2f} CPU s  {js_rate:>9,.0f} events/CPU s "
+          f"({n_events} events, {js_alerts} alerts written; goal >= {GOAL_JSONL:,})")
+    print(f"  ratio to aureport's audit events/CPU s: {js_rate / au_rate:.2f}x")
+    print(f"replay start-up (1 event):     {start_cpu:6.2f} CPU s with the compile cache warm (goal <= {GOAL_STARTUP}); "
+          f"{cold_cpu:.2f} CPU s without it")
+    return 0
+
+
+def _write_jsonl(log: Path, dest: Path) -> None:
+    """The Events of an audit log as JSON lines (what `replay` reads back)."""
+    sys.path.insert(0, str(REPO))
+    from secpolicy.events.auditd import AuditdReader
+    from secpolicy.events.replay import write_jsonl_event
+
+    with dest.open("w", encoding="utf-8") as out:
+        for ev in AuditdReader([log]).events():
+            write_jsonl_event(out, ev)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

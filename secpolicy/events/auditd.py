@@ -1,17 +1,21 @@
-"""Reader of Linux audit logs (auditd RAW and ENRICHED formats): groups records into audit events
-exactly as ausearch/aureport do, and turns each event into at most one normalised Event.
+"""Reader of Linux audit logs (auditd RAW and ENRICHED formats): records grouped into audit
+events exactly as aureport groups them, each audit event turned into at most one Event.
 
-Grouping follows ausearch's rules so that counts agree with `aureport`: records belong to the
-same event when node, seconds, milliseconds and serial agree while that event is still open; an
-event closes when its first record is a single-record type (user-space messages, LOGIN, anomaly
-and integrity records ...), when a new event starts more than two seconds later, or at the end of
-the input. A record that arrives after its event closed starts a new event, as in aureport.
+Grouping (aureport 3.x, ausearch-lol.c): a record joins the open event with the same node,
+seconds, milliseconds and serial; an event completes when its first record is a single-record
+type (user-space messages, LOGIN, PROCTITLE, anomaly, integrity ... records), when an event that
+starts `end_of_event_timeout` (2) seconds after it is seen, or at the end of input. A record that
+arrives after its event completed starts a new event, as in aureport; a stray EOE is dropped.
+
+Every count and size taken from the input is bounded (line length, records per event, open
+events, arguments), and a line that cannot be read as written is one bad line with its
+`file:line` and reason, counted in the summary: never the end of the run, never silent.
 """
 
 from __future__ import annotations
 
 import heapq
-import os.path
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -20,127 +24,148 @@ from pathlib import Path
 from typing import Any
 
 from secpolicy.errors import InputError
-from secpolicy.events.model import format_ts
-from secpolicy.kernel_names import BPF_CMDS as _BPF_CMDS
-from secpolicy.kernel_names import CAPABILITIES as _CAPS
-from secpolicy.kernel_names import open_flags as _open_flags
+from secpolicy.events.audit_event import Rec, decode_value, parse_fields, timestamp
+from secpolicy.events.audit_event import build_event as _build_event
+from secpolicy.events.audit_names import RECORD_TYPES, record_type_number
 
 __all__ = [
+    "EOE_TIMEOUT",
+    "MAX_LINE_BYTES",
     "RECORD_TYPES",
+    "AccountNames",
     "AuditSummary",
     "AuditdReader",
     "AuditdSource",
+    "BadLines",
     "Record",
     "build_event",
     "decode_value",
-    "group_records",
+    "order_audit_logs",
     "parse_fields",
     "parse_record",
 ]
 
-# Record type numbers (linux/audit.h and libaudit): needed to close events the way ausearch does.
-RECORD_TYPES: dict[str, int] = {
-    "GET": 1000, "SET": 1001, "LIST": 1002, "ADD": 1003, "DEL": 1004, "USER": 1005,
-    "LOGIN": 1006, "WATCH_INS": 1007, "WATCH_REM": 1008, "WATCH_LIST": 1009,
-    "SIGNAL_INFO": 1010, "ADD_RULE": 1011, "DEL_RULE": 1012, "LIST_RULES": 1013, "TRIM": 1014,
-    "MAKE_EQUIV": 1015, "TTY_GET": 1016, "TTY_SET": 1017, "SET_FEATURE": 1018,
-    "GET_FEATURE": 1019,
-    "USER_AUTH": 1100, "USER_ACCT": 1101, "USER_MGMT": 1102, "CRED_ACQ": 1103,
-    "CRED_DISP": 1104, "USER_START": 1105, "USER_END": 1106, "USER_AVC": 1107,
-    "USER_CHAUTHTOK": 1108, "USER_ERR": 1109, "CRED_REFR": 1110, "USYS_CONFIG": 1111,
-    "USER_LOGIN": 1112, "USER_LOGOUT": 1113, "ADD_USER": 1114, "DEL_USER": 1115,
-    "ADD_GROUP": 1116, "DEL_GROUP": 1117, "DAC_CHECK": 1118, "CHGRP_ID": 1119,
-    "TEST": 1120, "TRUSTED_APP": 1121, "USER_SELINUX_ERR": 1122, "USER_CMD": 1123,
-    "USER_TTY": 1124, "CHUSER_ID": 1125, "GRP_AUTH": 1126, "SYSTEM_BOOT": 1127,
-    "SYSTEM_SHUTDOWN": 1128, "SYSTEM_RUNLEVEL": 1129, "SERVICE_START": 1130,
-    "SERVICE_STOP": 1131, "GRP_MGMT": 1132, "GRP_CHAUTHTOK": 1133, "MAC_CHECK": 1134,
-    "ACCT_LOCK": 1135, "ACCT_UNLOCK": 1136, "USER_DEVICE": 1137, "SOFTWARE_UPDATE": 1138,
-    "DAEMON_START": 1200, "DAEMON_END": 1201, "DAEMON_ABORT": 1202, "DAEMON_CONFIG": 1203,
-    "DAEMON_RECONFIG": 1204, "DAEMON_ROTATE": 1205, "DAEMON_RESUME": 1206,
-    "DAEMON_ACCEPT": 1207, "DAEMON_CLOSE": 1208, "DAEMON_ERR": 1209,
-    "SYSCALL": 1300, "PATH": 1302, "IPC": 1303, "SOCKETCALL": 1304, "CONFIG_CHANGE": 1305,
-    "SOCKADDR": 1306, "CWD": 1307, "EXECVE": 1309, "IPC_SET_PERM": 1311, "MQ_OPEN": 1312,
-    "MQ_SENDRECV": 1313, "MQ_NOTIFY": 1314, "MQ_GETSETATTR": 1315, "KERNEL_OTHER": 1316,
-    "FD_PAIR": 1317, "OBJ_PID": 1318, "TTY": 1319, "EOE": 1320, "BPRM_FCAPS": 1321,
-    "CAPSET": 1322, "MMAP": 1323, "NETFILTER_PKT": 1324, "NETFILTER_CFG": 1325,
-    "SECCOMP": 1326, "PROCTITLE": 1327, "FEATURE_CHANGE": 1328, "REPLACE": 1329,
-    "KERN_MODULE": 1330, "FANOTIFY": 1331, "TIME_INJOFFSET": 1332, "TIME_ADJNTPVAL": 1333,
-    "BPF": 1334, "EVENT_LISTENER": 1335, "URINGOP": 1336, "OPENAT2": 1337,
-    "DM_CTRL": 1338, "DM_EVENT": 1339,
-    "AVC": 1400, "SELINUX_ERR": 1401, "AVC_PATH": 1402, "MAC_POLICY_LOAD": 1403,
-    "MAC_STATUS": 1404, "MAC_CONFIG_CHANGE": 1405, "MAC_UNLBL_ALLOW": 1406,
-    "MAC_CIPSOV4_ADD": 1407, "MAC_CIPSOV4_DEL": 1408, "MAC_MAP_ADD": 1409,
-    "MAC_MAP_DEL": 1410, "MAC_IPSEC_ADDSA": 1411, "MAC_IPSEC_DELSA": 1412,
-    "MAC_IPSEC_ADDSPD": 1413, "MAC_IPSEC_DELSPD": 1414, "MAC_IPSEC_EVENT": 1415,
-    "MAC_UNLBL_STCADD": 1416, "MAC_UNLBL_STCDEL": 1417, "MAC_CALIPSO_ADD": 1418,
-    "MAC_CALIPSO_DEL": 1419,
-    "ANOM_PROMISCUOUS": 1700, "ANOM_ABEND": 1701, "ANOM_LINK": 1702, "ANOM_CREAT": 1703,
-    "INTEGRITY_DATA": 1800, "INTEGRITY_METADATA": 1801, "INTEGRITY_STATUS": 1802,
-    "INTEGRITY_HASH": 1803, "INTEGRITY_PCR": 1804, "INTEGRITY_RULE": 1805,
-    "INTEGRITY_EVM_XATTR": 1806, "INTEGRITY_POLICY_RULE": 1807,
-    "KERNEL": 2000,
-    "ANOM_LOGIN_FAILURES": 2100, "ANOM_LOGIN_TIME": 2101, "ANOM_LOGIN_SESSIONS": 2102,
-    "ANOM_LOGIN_ACCT": 2103, "ANOM_LOGIN_LOCATION": 2104, "ANOM_MAX_DAC": 2105,
-    "ANOM_MAX_MAC": 2106, "ANOM_AMTU_FAIL": 2107, "ANOM_RBAC_FAIL": 2108,
-    "ANOM_RBAC_INTEGRITY_FAIL": 2109, "ANOM_CRYPTO_FAIL": 2110, "ANOM_ACCESS_FS": 2111,
-    "ANOM_EXEC": 2112, "ANOM_MK_EXEC": 2113, "ANOM_ADD_ACCT": 2114, "ANOM_DEL_ACCT": 2115,
-    "ANOM_MOD_ACCT": 2116, "ANOM_ROOT_TRANS": 2117, "ANOM_LOGIN_SERVICE": 2118,
-    "ANOM_LOGIN_ROOT": 2119, "ANOM_ORIGIN_FAILURES": 2120, "ANOM_SESSION": 2121,
-    "RESP_ANOMALY": 2200, "RESP_ALERT": 2201, "RESP_KILL_PROC": 2202, "RESP_TERM_ACCESS": 2203,
-    "RESP_ACCT_REMOTE": 2204, "RESP_ACCT_LOCK_TIMED": 2205, "RESP_ACCT_UNLOCK_TIMED": 2206,
-    "RESP_ACCT_LOCK": 2207, "RESP_TERM_LOCK": 2208, "RESP_SEBOOL": 2209, "RESP_EXEC": 2210,
-    "RESP_SINGLE": 2211, "RESP_HALT": 2212, "RESP_ORIGIN_BLOCK": 2213,
-    "RESP_ORIGIN_BLOCK_TIMED": 2214, "RESP_ORIGIN_UNBLOCK_TIMED": 2215,
-    "USER_ROLE_CHANGE": 2300, "ROLE_ASSIGN": 2301, "ROLE_REMOVE": 2302,
-    "LABEL_OVERRIDE": 2303, "LABEL_LEVEL_CHANGE": 2304, "USER_LABELED_EXPORT": 2305,
-    "USER_UNLABELED_EXPORT": 2306, "DEV_ALLOC": 2307, "DEV_DEALLOC": 2308, "FS_RELABEL": 2309,
-    "USER_MAC_POLICY_LOAD": 2310, "ROLE_MODIFY": 2311, "USER_MAC_CONFIG_CHANGE": 2312,
-    "USER_MAC_STATUS": 2313,
-    "CRYPTO_TEST_USER": 2400, "CRYPTO_PARAM_CHANGE_USER": 2401, "CRYPTO_LOGIN": 2402,
-    "CRYPTO_LOGOUT": 2403, "CRYPTO_KEY_USER": 2404, "CRYPTO_FAILURE_USER": 2405,
-    "CRYPTO_REPLAY_USER": 2406, "CRYPTO_SESSION": 2407, "CRYPTO_IKE_SA": 2408,
-    "CRYPTO_IPSEC_SA": 2409,
-    "VIRT_CONTROL": 2500, "VIRT_RESOURCE": 2501, "VIRT_MACHINE_ID": 2502,
-    "VIRT_INTEGRITY_CHECK": 2503, "VIRT_CREATE": 2504, "VIRT_DESTROY": 2505,
-    "VIRT_MIGRATE_IN": 2506, "VIRT_MIGRATE_OUT": 2507,
-}
+# --- Limits on what the input may make us hold --------------------------------------------
 
-_FIRST_EVENT = 1300
-_FIRST_ANOM = 1700
+EOE_TIMEOUT = 2  # seconds: auditd.conf's end_of_event_timeout default, which aureport uses
+MAX_LINE_BYTES = 1 << 20  # auditd writes at most 8970 bytes (+ its interpretations) per record
+MAX_RECORDS_PER_EVENT = 8192  # an execve of 2 MiB of arguments takes a few hundred records
+MAX_OPEN_EVENTS = 100_000  # events still collecting records; the oldest is completed beyond it
+MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second an Event timestamp can say
+_CHUNK = 1 << 20
+
+# Record types after which aureport considers an event complete (check_events in ausearch-lol.c).
+_FIRST_EVENT, _FIRST_ANOM, _KERNEL = 1300, 1700, 2000
 _MAC_UNLBL_ALLOW, _MAC_CALIPSO_DEL = 1406, 1419
-_GROUP_SPAN = 2  # seconds: ausearch closes an event when a record 3 s later starts a new one
-
-_UNSET_IDS = {"4294967295", "-1", "unset"}
-_HEX_RE = re.compile(r"^(?:[0-9A-F]{2})+$")
-_HEADER_RE = re.compile(
-    r"^(?:node=(?P<node>\S*) )?type=(?P<type>\S+) msg=audit\((?P<sec>\d+)(?:\.(?P<ms>\d+))?"
-    r"(?::(?P<serial>\d+))?\):? ?"
-)
-_TYPE_NUM_RE = re.compile(r"^UNKNOWN\[(\d+)\]$")
+_PROCTITLE = 1327
 
 
-def _type_number(name: str) -> int:
-    n = RECORD_TYPES.get(name)
-    if n is not None:
-        return n
-    m = _TYPE_NUM_RE.match(name)
-    return int(m.group(1)) if m else 0
-
-
-def _single_record(type_num: int) -> bool:
-    # The record types after which ausearch considers an event complete (see module docstring).
+def _is_single(type_num: int) -> bool:
     return (
-        type_num == 1327
+        type_num == _PROCTITLE
         or type_num < _FIRST_EVENT
         or type_num >= _FIRST_ANOM
+        or type_num == _KERNEL
         or _MAC_UNLBL_ALLOW <= type_num <= _MAC_CALIPSO_DEL
     )
 
 
+_SINGLE: dict[str, bool] = {name: _is_single(num) for name, num in RECORD_TYPES.items()}
+_ID_RE = re.compile(r"(\d{1,20})(?:\.(\d+))?(?::(\d{1,20}))?")
+
+
+@dataclass
+class BadLines:
+    """Input lines that could not be read as written: how many, and where the first ones are
+    (`file:line: why`). Some are still read (invalid UTF-8 shown as \\xNN escapes, a last line
+    without its newline); the reason says whether the line was read or skipped."""
+
+    count: int = 0
+    where: list[str] = field(default_factory=list)
+    limit: int = 100
+
+    def add(self, where: str, why: str) -> None:
+        self.count += 1
+        if len(self.where) < self.limit:
+            self.where.append(f"{where}: {why}")
+
+
+@dataclass
+class AuditSummary:
+    """What a reader saw: records per type, audit events per first-record type (what
+    `aureport -e --summary` counts), Events per type, bad lines, and (when asked for) the
+    counts of `aureport --summary` and `aureport -k`."""
+
+    records: Counter[str] = field(default_factory=Counter)
+    audit_events: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    unmapped: Counter[str] = field(default_factory=Counter)
+    not_in_aureport: Counter[str] = field(default_factory=Counter)
+    records_not_in_ausearch: Counter[str] = field(default_factory=Counter)
+    bad: BadLines = field(default_factory=BadLines)
+    aureport: Any = None  # secpolicy.events.aureport.AureportCounts when the reader counts them
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "files": list(self.files),
+            "records": dict(sorted(self.records.items())),
+            "audit_events": dict(sorted(self.audit_events.items())),
+            "events": dict(sorted(self.events.items())),
+            "unmapped_audit_events": dict(sorted(self.unmapped.items())),
+            "audit_events_aureport_skips": dict(sorted(self.not_in_aureport.items())),
+            "records_ausearch_skips": dict(sorted(self.records_not_in_ausearch.items())),
+            "bad_lines": self.bad.count,
+        }
+        if self.aureport is not None:
+            out["aureport"] = self.aureport.to_dict()
+        return out
+
+
+class AccountNames:
+    """User names by uid from an account database (`ROOT/etc/passwd`), read once, for logs
+    written without names (RAW format): the way `aureport -i` names users."""
+
+    def __init__(self, root: Path | str = "/") -> None:
+        self.root = Path(root)
+        self._names: dict[int, str] | None = None
+
+    def _load(self) -> dict[int, str]:
+        names: dict[int, str] = {}
+        try:
+            with open(self.root / "etc" / "passwd", encoding="utf-8", errors="replace") as fh:
+                for n, line in enumerate(fh):
+                    if n >= 1_000_000:
+                        break
+                    parts = line.split(":", 3)
+                    if len(parts) >= 3 and parts[2].isdigit() and len(parts[2]) <= 10 and parts[0]:
+                        names.setdefault(int(parts[2]), parts[0])
+        except OSError:
+            pass  # no account database: names stay unknown, ids are still reported
+        return names
+
+    def get(self, uid: int) -> str | None:
+        if self._names is None:
+            self._names = self._load()
+        return self._names.get(uid)
+
+
+def _aureport_skips(group: list[Rec]) -> bool:
+    """Whether aureport leaves this audit event out of its reports: its record parser rejects
+    (as "malformed") the old NETFILTER_CFG form without pid= and AppArmor AVC records, which
+    are not in SELinux `avc:` form. We still read them; the summary counts them apart."""
+    first = group[0]
+    return (first[0] == "NETFILTER_CFG" and "pid=" not in first[1]) or (first[0] == "AVC" and "avc:" not in first[1])
+
+
+
+# --- One record at a time (for sources that make audit records themselves) -----------------
+
+
 @dataclass(frozen=True)
 class Record:
-    """One line of an audit log. `body` is the text after `msg=audit(...):`, `interp` the
-    ENRICHED part after 0x1D (empty for RAW logs), `where` is `file:line`."""
+    """One audit record: `body` is the text after `msg=audit(...):`, `interp` the ENRICHED part
+    after 0x1D (empty for RAW logs), `where` says where it was read."""
 
     type: str
     node: str | None
@@ -149,7 +174,7 @@ class Record:
     serial: int
     body: str
     interp: str
-    where: str
+    where: str = ""
 
     @property
     def key(self) -> tuple[str | None, int, int, int]:
@@ -162,791 +187,332 @@ class Record:
 
 
 def parse_record(line: str, where: str = "") -> Record | None:
-    """Split one log line into a Record; None when the line has no `type=... msg=audit(...)`
-    header (blank, truncated, garbled or `msg=?` lines, which ausearch skips too)."""
+    """One log line as a Record; None when it has no `type=... msg=audit(...)` header or its
+    time stamp is out of range (the reader counts such lines as bad)."""
     line = line.rstrip("\n")
-    interp = ""
-    sep = line.find("\x1d")
-    if sep >= 0:
-        line, interp = line[:sep], line[sep + 1 :]
-    m = _HEADER_RE.match(line)
-    if m is None:
+    head, sep, rest = line.partition(" msg=audit(")
+    ident, sep2, body = rest.partition(")")
+    if not (sep and sep2):
         return None
-    ms = m.group("ms")
-    serial = m.group("serial")
-    return Record(
-        type=m.group("type"),
-        node=m.group("node"),
-        sec=int(m.group("sec")),
-        milli=int(ms) if ms else 0,
-        serial=int(serial) if serial else 0,
-        body=line[m.end() :],
-        interp=interp,
-        where=where,
-    )
-
-
-_KV_RE = re.compile(r"""([A-Za-z0-9_\-\[\]]+)=("[^"]*"?|'[^']*'?|[^ ]*)""")
-
-
-def parse_fields(text: str) -> dict[str, str]:
-    """`key=value` pairs of a record body: values bare, "double-quoted" (kept with their
-    quotes so hex and quoted values stay distinguishable) or 'single-quoted' (user-space
-    `msg='...'`, whose pairs are merged in). Words without `=` are ignored (AVC prose), except
-    after `op=`, where user-space tools write operations with spaces (`op=adding user`)."""
-    out: dict[str, str] = {}
-    matches = list(_KV_RE.finditer(text))
-    for k, m in enumerate(matches):
-        key, value = m.group(1), m.group(2)
-        if value[:1] == "'":
-            inner = value[1:-1] if len(value) > 1 and value[-1] == "'" else value[1:]
-            if key == "msg":
-                for ik, iv in parse_fields(inner).items():
-                    out.setdefault(ik, iv)
-            elif key not in out:
-                out[key] = inner
-            continue
-        if value[:1] != '"':
-            if key == "op":
-                nxt = matches[k + 1].start() if k + 1 < len(matches) else len(text)
-                gap = text[m.end() : nxt].strip()
-                if gap and "=" not in gap and "'" not in gap:
-                    value = f"{value} {gap}"
-            # `(hostname=?, addr=?, terminal=cron res=success)` in old PAM records.
-            value = value.rstrip(",") if value.startswith("(") else value.rstrip(",)")
-        if key not in out:
-            out[key] = value
-    return out
-
-
-def decode_value(value: str | None) -> str | None:
-    """The text of a field: "quoted" values unquoted, hex-encoded values (names, arguments,
-    proctitle with NUL separators) decoded; `(null)`, `?` and absent give None."""
-    if value is None or value in ("(null)", "?", "(none)", ""):
-        return None
-    if value[0] == '"':
-        return value[1:-1] if len(value) >= 2 and value[-1] == '"' else value[1:]
-    if len(value) % 2 == 0 and _HEX_RE.match(value):
-        raw = bytes.fromhex(value)
-        return raw.decode("utf-8", errors="replace")
-    return value
-
-
-def plain_value(value: str | None) -> str | None:
-    """The text of a field auditd never hex-encodes (ids, addresses, terminals, operations):
-    unquoted, `?`/`(null)` as None, and no hex decoding (`id=1001` is a number, not bytes)."""
-    if value is None or value in ("(null)", "?", "(none)", ""):
-        return None
-    if value[0] == '"':
-        return value[1:-1] if len(value) >= 2 and value[-1] == '"' else value[1:]
-    return value
-
-
-def _int(value: str | None, base: int = 10) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value, base)
-    except ValueError:
-        return None
-
-
-@dataclass
-class AuditSummary:
-    """What a reader saw: records per type, events per first-record type (what
-    `aureport -e --summary` counts), normalised events per type, unreadable lines."""
-
-    records: Counter[str] = field(default_factory=Counter)
-    audit_events: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    unmapped: Counter[str] = field(default_factory=Counter)
-    not_in_aureport: Counter[str] = field(default_factory=Counter)
-    records_not_in_ausearch: Counter[str] = field(default_factory=Counter)
-    garbled: int = 0
-    garbled_where: list[str] = field(default_factory=list)
-    failed_auth: int = 0
-    auth: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "records": dict(sorted(self.records.items())),
-            "audit_events": dict(sorted(self.audit_events.items())),
-            "events": dict(sorted(self.events.items())),
-            "unmapped_audit_events": dict(sorted(self.unmapped.items())),
-            "audit_events_aureport_skips": dict(sorted(self.not_in_aureport.items())),
-            "records_ausearch_skips": dict(sorted(self.records_not_in_ausearch.items())),
-            "garbled_lines": self.garbled,
-            "authentications": self.auth,
-            "failed_authentications": self.failed_auth,
-        }
-
-
-def group_records(
-    records: Iterable[Record], summary: AuditSummary | None = None
-) -> Iterator[list[Record]]:
-    """Group records into audit events with ausearch's algorithm, yielding each event (its
-    records in file order) when it completes."""
-    building: dict[tuple[str | None, int, int, int], list[Record]] = {}
-    by_time: list[tuple[int, int, tuple[str | None, int, int, int]]] = []
-    seq = 0
-    for rec in records:
-        if summary is not None:
-            summary.records[rec.type] += 1
-        key = rec.key
-        current = building.get(key)
-        if current is not None:
-            current.append(rec)
-            continue
-        group = [rec]
-        building[key] = group
-        seq += 1
-        heapq.heappush(by_time, (rec.sec, seq, key))
-        # Events older than two seconds before this new one are complete.
-        while by_time and by_time[0][0] + _GROUP_SPAN < rec.sec:
-            _, _, old_key = heapq.heappop(by_time)
-            done = building.pop(old_key, None)
-            if done is not None:
-                yield done
-        if _single_record(_type_number(rec.type)):
-            del building[key]
-            yield group
-    for group in building.values():
-        yield group
-
-
-# --- From an audit event to an Event -----------------------------------------------------
-
-_ARCH_X86_64 = "c000003e"
-_ARCH_AARCH64 = "c00000b7"
-_ARCH_I386 = "40000003"
-
-_SYSCALLS: dict[str, dict[int, str]] = {
-    _ARCH_X86_64: {
-        2: "open", 42: "connect", 43: "accept", 59: "execve", 76: "truncate", 82: "rename",
-        83: "mkdir", 84: "rmdir", 85: "creat", 87: "unlink", 90: "chmod", 91: "fchmod",
-        92: "chown", 93: "fchown", 94: "lchown", 101: "ptrace", 105: "setuid", 106: "setgid",
-        113: "setreuid", 114: "setregid", 117: "setresuid", 119: "setresgid", 122: "setfsuid",
-        123: "setfsgid", 126: "capset", 133: "mknod", 165: "mount", 175: "init_module",
-        257: "openat", 258: "mkdirat", 259: "mknodat", 260: "fchownat", 263: "unlinkat",
-        264: "renameat", 268: "fchmodat", 288: "accept4", 313: "finit_module",
-        316: "renameat2", 321: "bpf", 322: "execveat", 437: "openat2", 452: "fchmodat2",
-    },
-    _ARCH_AARCH64: {
-        33: "mknodat", 34: "mkdirat", 35: "unlinkat", 38: "renameat", 40: "mount",
-        45: "truncate", 52: "fchmod", 53: "fchmodat", 54: "fchownat", 55: "fchown",
-        56: "openat", 91: "capset", 105: "init_module", 117: "ptrace", 143: "setregid",
-        144: "setgid", 145: "setreuid", 146: "setuid", 147: "setresuid", 149: "setresgid",
-        151: "setfsuid", 152: "setfsgid", 202: "accept", 203: "connect", 221: "execve",
-        242: "accept4", 273: "finit_module", 276: "renameat2", 280: "bpf", 281: "execveat",
-        437: "openat2", 452: "fchmodat2",
-    },
-    _ARCH_I386: {
-        5: "open", 8: "creat", 10: "unlink", 11: "execve", 14: "mknod", 15: "chmod",
-        21: "mount", 23: "setuid", 26: "ptrace", 38: "rename", 39: "mkdir", 40: "rmdir",
-        92: "truncate", 94: "fchmod", 128: "init_module", 182: "chown", 185: "capset",
-        203: "setreuid32", 208: "setresuid32", 213: "setuid32", 295: "openat", 296: "mkdirat",
-        298: "fchownat", 301: "unlinkat", 302: "renameat", 306: "fchmodat", 350: "finit_module",
-        353: "renameat2", 357: "bpf", 358: "execveat", 362: "connect", 364: "accept4",
-    },
-}
-
-# syscall name -> (event type, how to read its arguments)
-_SYSCALL_EVENTS: dict[str, tuple[str, str]] = {
-    "execve": ("exec", "exec"), "execveat": ("exec", "exec"),
-    "open": ("open", "open0"), "openat": ("open", "open1"), "creat": ("write", "creat"),
-    "openat2": ("open", "openat2"), "truncate": ("write", "truncate"),
-    "mkdir": ("write", "mkdir"), "mkdirat": ("write", "mkdir"),
-    "mknod": ("write", "mkdir"), "mknodat": ("write", "mkdir"),
-    "unlink": ("unlink", "delete"), "unlinkat": ("unlink", "delete"),
-    "rmdir": ("unlink", "delete"),
-    "rename": ("rename", "rename"), "renameat": ("rename", "rename"),
-    "renameat2": ("rename", "rename"),
-    "chmod": ("chmod", "chmod1"), "fchmod": ("chmod", "chmod1"),
-    "fchmodat": ("chmod", "chmod2"), "fchmodat2": ("chmod", "chmod2"),
-    "chown": ("chown", "chown1"), "fchown": ("chown", "chown1"), "lchown": ("chown", "chown1"),
-    "fchownat": ("chown", "chown2"),
-    "connect": ("connect", "net"), "accept": ("accept", "net"), "accept4": ("accept", "net"),
-    "setuid": ("setuid", "cred"), "setreuid": ("setuid", "cred"),
-    "setresuid": ("setuid", "cred"), "setfsuid": ("setuid", "cred"),
-    "setgid": ("setuid", "cred"), "setregid": ("setuid", "cred"),
-    "setresgid": ("setuid", "cred"), "setfsgid": ("setuid", "cred"),
-    "setuid32": ("setuid", "cred"), "setreuid32": ("setuid", "cred"),
-    "setresuid32": ("setuid", "cred"),
-    "capset": ("capset", "capset"), "bpf": ("bpf", "bpf"),
-    "init_module": ("module_load", "module"), "finit_module": ("module_load", "module"),
-    "ptrace": ("ptrace", "ptrace"), "mount": ("mount", "mount"),
-}
-
-_ACCOUNT_TYPES = frozenset(
-    {
-        "ADD_USER", "DEL_USER", "ADD_GROUP", "DEL_GROUP", "USER_MGMT", "GRP_MGMT",
-        "USER_CHAUTHTOK", "GRP_CHAUTHTOK", "ACCT_LOCK", "ACCT_UNLOCK", "ROLE_ASSIGN",
-        "ROLE_REMOVE", "ROLE_MODIFY", "CHUSER_ID", "CHGRP_ID",
-    }
-)
-_CONFIG_TYPES = frozenset(
-    {
-        "CONFIG_CHANGE", "DAEMON_CONFIG", "USYS_CONFIG", "NETFILTER_CFG", "MAC_CONFIG_CHANGE",
-        "MAC_POLICY_LOAD", "MAC_STATUS", "FEATURE_CHANGE", "USER_MAC_CONFIG_CHANGE",
-        "USER_MAC_POLICY_LOAD",
-    }
-)
-
-# The audit daemon starting or stopping is a change of the audit configuration (PCI DSS
-# 10.2.1.6: initialisation, stopping or pausing of the audit logs).
-_DAEMON_STATES = {"DAEMON_START": "start", "DAEMON_END": "stop", "DAEMON_ABORT": "abort"}
-
-_WRITE_FLAGS = frozenset({"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND", "O_TMPFILE"})
-
-
-def _signed32(value: int | None) -> int | None:
-    if value is None:
-        return None
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value & 0x80000000 else value
-
-
-def _parse_sockaddr(hexstr: str) -> dict[str, Any] | None:
-    try:
-        raw = bytes.fromhex(hexstr)
-    except ValueError:
-        return None
-    if len(raw) < 2:
-        return None
-    family = int.from_bytes(raw[:2], "little")
-    if family == 2 and len(raw) >= 8:
-        return {"family": "inet", "port": int.from_bytes(raw[2:4], "big"), "ip": ".".join(str(b) for b in raw[4:8])}
-    if family == 10 and len(raw) >= 24:
-        import ipaddress
-
-        return {
-            "family": "inet6",
-            "port": int.from_bytes(raw[2:4], "big"),
-            "ip": str(ipaddress.IPv6Address(raw[8:24])),
-        }
-    if family == 1:
-        path = raw[2:].split(b"\x00", 1)[0].decode("utf-8", "replace")
-        if not path and len(raw) > 3:  # abstract socket: leading NUL
-            path = "@" + raw[3:].split(b"\x00", 1)[0].decode("utf-8", "replace")
-        return {"family": "unix", "path": path}
-    return None
-
-
-def _ts(rec: Record) -> str:
-    return format_ts(rec.sec, rec.milli * 1_000_000)
-
-
-def _result(res: str | None) -> str | None:
-    if res is None:
-        return None
-    v = res.strip("'\"").lower()
-    if v in ("success", "yes", "1"):
-        return "success"
-    if v in ("failed", "failure", "no", "0", "fail"):
-        return "failure"
-    return None
-
-
-def _join_path(cwd: str | None, name: str | None) -> str | None:
-    if name is None:
-        return None
-    if not name.startswith("/"):
-        if not cwd:
+    body = body[1:] if body[:1] == ":" else body
+    body, _, interp = body[1:].partition("\x1d") if body[:1] == " " else body.partition("\x1d")
+    node: str | None = None
+    if head.startswith("node="):
+        node, sep, head = head[5:].partition(" ")
+        if not sep:
             return None
-        name = cwd.rstrip("/") + "/" + name
-    # Lexical normalisation only: the log's file system is not ours to resolve symlinks in.
-    norm = os.path.normpath(name)
-    return "/" + norm.lstrip("/") if norm.startswith("//") else norm
-
-
-class _Ctx:
-    """The records of one audit event, parsed on demand."""
-
-    __slots__ = ("fields", "interp", "recs")
-
-    def __init__(self, recs: list[Record]) -> None:
-        self.recs = recs
-        self.fields: list[dict[str, str]] = [parse_fields(r.body) for r in recs]
-        self.interp: list[dict[str, str]] = [parse_fields(r.interp) if r.interp else {} for r in recs]
-
-    def first(self, rtype: str) -> tuple[dict[str, str], dict[str, str]] | None:
-        for r, f, i in zip(self.recs, self.fields, self.interp):
-            if r.type == rtype:
-                return f, i
+    if not head.startswith("type=") or " " in head or len(head) < 6:
         return None
-
-    def all(self, rtype: str) -> list[tuple[dict[str, str], dict[str, str]]]:
-        return [(f, i) for r, f, i in zip(self.recs, self.fields, self.interp) if r.type == rtype]
-
-
-def _proc_user(f: dict[str, str], i: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    proc: dict[str, Any] = {}
-    for src, dst in (("pid", "pid"), ("ppid", "ppid"), ("uid", "uid"), ("euid", "euid"),
-                     ("gid", "gid"), ("egid", "egid")):
-        v = _int(f.get(src))
-        if v is not None and f.get(src) not in _UNSET_IDS:
-            proc[dst] = v
-    auid = f.get("auid")
-    if auid is not None and auid not in _UNSET_IDS and _int(auid) is not None:
-        proc["auid"] = int(auid)
-    ses = f.get("ses")
-    if ses is not None and ses not in _UNSET_IDS and _int(ses) is not None:
-        proc["session"] = int(ses)
-    comm = decode_value(f.get("comm"))
-    if comm is not None:
-        proc["comm"] = comm
-    exe = decode_value(f.get("exe"))
-    if exe is not None:
-        proc["exe"] = exe
-    tty = plain_value(f.get("tty"))
-    if tty is not None:
-        proc["tty"] = tty
-    user: dict[str, Any] = {}
-    if "auid" in proc:
-        user["uid"] = proc["auid"]
-        name = decode_value(i.get("AUID"))
-    elif "uid" in proc:
-        user["uid"] = proc["uid"]
-        name = decode_value(i.get("UID"))
-    else:
-        name = None
-    if name and name not in ("unset",) and not name.startswith("unknown("):
-        user["name"] = name
-    return proc, user
-
-
-def _exec_args(ctx: _Ctx) -> list[str] | None:
-    rec = ctx.first("EXECVE")
-    if rec is None:
+    m = _ID_RE.fullmatch(ident)
+    if m is None or int(m.group(1)) > MAX_SECONDS or (m.group(2) is not None and len(m.group(2)) > 3):
         return None
-    parts: dict[int, str] = {}
-    split: dict[int, dict[int, str]] = {}
-    for ex, _ in ctx.all("EXECVE"):
-        for k, v in ex.items():
-            if not k.startswith("a") or not k[1:2].isdigit():
-                continue
-            name = k[1:]
-            if "[" in name:  # a1[0]=..., a1[1]=...: one long argument split across records
-                idx, _, rest = name.partition("[")
-                if idx.isdigit() and rest[:-1].isdigit():
-                    split.setdefault(int(idx), {})[int(rest[:-1])] = decode_value(v) or ""
-            elif name.isdigit():
-                parts[int(name)] = decode_value(v) or ""
-    for arg, chunks in split.items():
-        parts[arg] = "".join(chunks[j] for j in sorted(chunks))
-    argc = _int(rec[0].get("argc"))
-    n = argc if argc is not None else (max(parts) + 1 if parts else 0)
-    return [parts.get(j, "") for j in range(n)]
+    return Record(head[5:], node, int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0), body, interp, where)
 
 
-def _proctitle(ctx: _Ctx) -> list[str] | None:
-    rec = ctx.first("PROCTITLE")
-    if rec is None:
+def build_event(records: list[Record], names: AccountNames | None = None) -> dict[str, Any] | None:
+    """The Event of the audit event these records make up (the reader's builders)."""
+    if not records:
         return None
-    raw = rec[0].get("proctitle")
-    if raw is None:
-        return None
-    if raw.startswith('"'):
-        return [raw[1:-1]]
+    first = records[0]
+    recs = [(r.type, r.body, r.interp, 0) for r in records]
+    return _build_event(first.id, first.sec, first.milli, recs, names)
+
+
+# --- Reading and grouping -------------------------------------------------------------------
+
+
+def _first_last_stamp(path: Path) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The (seconds, milliseconds) of the first and last readable records of a log."""
+
+    def stamps(data: bytes) -> list[tuple[int, int]]:
+        out = []
+        for m in re.finditer(rb"msg=audit\((\d{1,12})(?:\.(\d{1,3}))?[:)]", data):
+            out.append((int(m.group(1)), int(m.group(2) or 0)))
+        return out
+
     try:
-        data = bytes.fromhex(raw)
-    except ValueError:
-        return [raw]
-    return [p.decode("utf-8", "replace") for p in data.rstrip(b"\x00").split(b"\x00")]
-
-
-def _paths(ctx: _Ctx, cwd: str | None) -> list[tuple[str | None, str, dict[str, str]]]:
-    out = []
-    for f, _ in ctx.all("PATH"):
-        name = decode_value(f.get("name"))
-        nametype = (f.get("nametype") or f.get("objtype") or "NORMAL").upper()
-        out.append((_join_path(cwd, name), nametype, f))
-    return out
-
-
-def _pick_path(paths: list[tuple[str | None, str, dict[str, str]]], *want: str) -> tuple[str | None, dict[str, str]] | None:
-    for nt in want:
-        for path, nametype, f in paths:
-            if nametype == nt and path is not None:
-                return path, f
-    return None
-
-
-def _syscall_name(f: dict[str, str], i: dict[str, str]) -> str | None:
-    name = i.get("SYSCALL")
-    if name:
-        return name
-    table = _SYSCALLS.get((f.get("arch") or "").lower())
-    num = _int(f.get("syscall"))
-    if table is None or num is None:
+        with open(path, "rb") as fh:
+            head = stamps(fh.read(65536))
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 65536))
+            tail = stamps(fh.read(65536))
+    except OSError as exc:
+        raise InputError(f"cannot read audit log: {exc.strerror}", str(path)) from None
+    if not head or not tail:
         return None
-    return table.get(num)
+    return head[0], tail[-1]
 
 
-def _base(ctx: _Ctx, rec: Record, etype: str, probe: str) -> dict[str, Any]:
-    ev: dict[str, Any] = {"type": etype, "ts": _ts(rec)}
-    if rec.node:
-        ev["host"] = rec.node
-    ev["source"] = {"name": "auditd", "probe": probe, "records": [rec.id]}
-    return ev
-
-
-def _from_syscall(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) -> dict[str, Any] | None:  # noqa: C901 - to be split
-    name = _syscall_name(f, i)
-    spec = _SYSCALL_EVENTS.get(name or "")
-    if spec is None:
-        return None
-    etype, layout = spec
-    ev = _base(ctx, rec, etype, f"SYSCALL:{name}")
-    proc, user = _proc_user(f, i)
-    cwd_rec = ctx.first("CWD")
-    cwd = decode_value(cwd_rec[0].get("cwd")) if cwd_rec else None
-    if cwd:
-        proc["cwd"] = cwd
-    args = _exec_args(ctx) if layout == "exec" else None
-    if args is None:
-        args = _proctitle(ctx)
-    if args:
-        proc["args"] = args
-        proc["cmdline"] = " ".join(args)
-    ev["proc"] = proc
-    if user:
-        ev["user"] = user
-    success = f.get("success")
-    outcome: dict[str, Any] = {}
-    if success is not None:
-        outcome["result"] = "success" if success == "yes" else "failure"
-        ex = _int(f.get("exit"))
-        if success != "yes" and ex is not None and ex < 0:
-            outcome["errno"] = -ex
-    if outcome:
-        ev["outcome"] = outcome
-    a = [_int(f.get(f"a{k}"), 16) for k in range(4)]
-    paths = _paths(ctx, cwd)
-    file: dict[str, Any] = {}
-    if layout in ("open0", "open1", "creat", "openat2", "truncate", "mkdir"):
-        if layout == "open0":
-            flags_val, mode_val = a[1], a[2]
-        elif layout == "open1":
-            flags_val, mode_val = a[2], a[3]
-        elif layout == "creat":
-            flags_val, mode_val = 0o1101, a[1]
-        elif layout == "truncate":
-            flags_val, mode_val = 0o1001, None
-        elif layout == "mkdir":
-            flags_val, mode_val = 0o200100, None
-        else:
-            flags_val, mode_val = None, None
-        if flags_val is not None:
-            flags = _open_flags(flags_val)
-            file["flags"] = flags
-            if _WRITE_FLAGS.intersection(flags):
-                ev["type"] = "write"
-            if "O_CREAT" in flags and mode_val is not None and layout != "mkdir":
-                file["mode"] = mode_val & 0o7777
-        picked = _pick_path(paths, "CREATE", "NORMAL", "UNKNOWN") or _pick_path(paths, "PARENT")
-        if picked:
-            file["path"] = picked[0]
-    elif layout == "delete":
-        picked = _pick_path(paths, "DELETE", "NORMAL", "UNKNOWN")
-        if picked:
-            file["path"] = picked[0]
-    elif layout == "rename":
-        old = _pick_path(paths, "DELETE")
-        new = _pick_path(paths, "CREATE")
-        if old:
-            file["path"] = old[0]
-        if new:
-            file["target"] = new[0]
-    elif layout in ("chmod1", "chmod2"):
-        mode = a[1] if layout == "chmod1" else a[2]
-        if mode is not None:
-            file["mode"] = mode & 0o7777
-        picked = _pick_path(paths, "NORMAL", "UNKNOWN")
-        if picked:
-            file["path"] = picked[0]
-    elif layout in ("chown1", "chown2"):
-        uid, gid = (a[1], a[2]) if layout == "chown1" else (a[2], a[3])
-        if uid is not None:
-            file["uid"] = _signed32(uid)
-        if gid is not None:
-            file["gid"] = _signed32(gid)
-        picked = _pick_path(paths, "NORMAL", "UNKNOWN")
-        if picked:
-            file["path"] = picked[0]
-    elif layout == "exec":
-        picked = _pick_path(paths, "NORMAL", "UNKNOWN")
-        if picked and "exe" not in proc:
-            proc["exe"] = picked[0]
-    elif layout == "net":
-        sa = ctx.first("SOCKADDR")
-        if sa is not None:
-            addr = _parse_sockaddr(sa[0].get("saddr", ""))
-            if addr is not None:
-                net: dict[str, Any] = {"family": addr["family"]}
-                if addr["family"] == "unix":
-                    pass  # the Event has no socket path field
-                elif etype == "connect":
-                    net["dst_ip"], net["dst_port"] = addr["ip"], addr["port"]
-                else:
-                    net["src_ip"], net["src_port"] = addr["ip"], addr["port"]
-                ev["net"] = net
-    elif layout == "cred":
-        cred = {k: proc[k] for k in ("uid", "euid", "gid", "egid") if k in proc}
-        if cred:
-            ev["cred"] = cred
-    elif layout == "capset":
-        cap = ctx.first("CAPSET")
-        if cap is not None:
-            pe = _int(cap[0].get("cap_pe"), 16)
-            if pe is not None:
-                ev["cred"] = {"caps": [n for b, n in enumerate(_CAPS) if pe >> b & 1]}
-    elif layout == "bpf":
-        bpf: dict[str, Any] = {}
-        if a[0] is not None and a[0] < len(_BPF_CMDS):
-            bpf["cmd"] = _BPF_CMDS[a[0]]
-        b = ctx.first("BPF")
-        if b is not None:
-            pid = _int(b[0].get("prog-id"))
-            if pid is not None:
-                bpf["prog_id"] = pid
-        if bpf:
-            ev["bpf"] = bpf
-    elif layout == "module":
-        km = ctx.first("KERN_MODULE")
-        if km is not None:
-            mname = decode_value(km[0].get("name"))
-            if mname:
-                ev["module"] = {"name": mname}
-    elif layout == "ptrace":
-        pt: dict[str, Any] = {}
-        if a[0] is not None:
-            pt["request"] = a[0]
-        if a[1] is not None:
-            pt["target_pid"] = a[1]
-        ev["ptrace"] = pt
-    elif layout == "mount":
-        target = _pick_path([p for p in paths if p[2].get("item") == "1"], "NORMAL", "UNKNOWN")
-        if target:
-            file["path"] = target[0]
-    if file:
-        ev["file"] = file
-    return ev
-
-
-def _user_record_common(rec: Record, f: dict[str, str], i: dict[str, str], ev: dict[str, Any]) -> None:
-    proc, user = _proc_user(f, i)
-    term = plain_value(f.get("terminal"))
-    if term is not None:
-        proc["tty"] = term
-    if proc:
-        ev["proc"] = proc
-    if user:
-        ev["user"] = user
-    res = _result(f.get("res"))
-    if res is not None:
-        ev["outcome"] = {"result": res}
-
-
-def _from_user_auth(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) -> dict[str, Any]:
-    ev = _base(ctx, rec, "auth", rec.type)
-    _user_record_common(rec, f, i, ev)
-    auth: dict[str, Any] = {}
-    exe = decode_value(f.get("exe"))
-    if exe:
-        auth["service"] = exe.rsplit("/", 1)[-1]
-    acct = decode_value(f.get("acct"))
-    if acct is None and "acct" in f:
-        acct = "?"  # the record names no account (e.g. an invalid user); keep it visible
-    if acct is None:
-        # aureport attributes an attempt that names no account to the record's uid.
-        uid = f.get("uid")
-        acct = decode_value(i.get("UID")) or uid
-    if acct is not None:
-        auth["user"] = acct
-    result = _result(f.get("res"))
-    if result is not None:
-        auth["result"] = result
-    if result is not None:
-        ev["outcome"] = {"result": result}
-    host = plain_value(f.get("hostname"))
-    addr = plain_value(f.get("addr"))
-    rhost = host if host else addr
-    if rhost:
-        auth["rhost"] = rhost
-    op = plain_value(f.get("op"))
-    if op:
-        auth["method"] = op
-    ev["auth"] = auth
-    return ev
-
-
-def _from_user_cmd(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) -> dict[str, Any]:
-    ev = _base(ctx, rec, "exec", rec.type)
-    _user_record_common(rec, f, i, ev)
-    proc = ev.setdefault("proc", {})
-    cmd = decode_value(f.get("cmd"))
-    if cmd is not None:
-        proc["cmdline"] = cmd
-        proc["args"] = cmd.split(" ")
-    cwd = decode_value(f.get("cwd"))
-    if cwd is not None:
-        proc["cwd"] = cwd
-    return ev
-
-
-def _from_account(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) -> dict[str, Any]:
-    ev = _base(ctx, rec, "account_change", rec.type)
-    _user_record_common(rec, f, i, ev)
-    account: dict[str, Any] = {}
-    ident = decode_value(i.get("ID"))
-    if ident is not None and ident.startswith("unknown("):
-        ident = None
-    name = decode_value(f.get("acct")) or ident or plain_value(f.get("id"))
-    if name:
-        account["name"] = name
-    op = plain_value(f.get("op"))
-    account["op"] = op or rec.type.lower()
-    ev["account"] = account
-    return ev
-
-
-def _from_config(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) -> dict[str, Any]:
-    ev = _base(ctx, rec, "config_change", rec.type)
-    _user_record_common(rec, f, i, ev)
-    config: dict[str, Any] = {}
-    op = plain_value(f.get("op"))
-    if op:
-        config["op"] = op
-    key = decode_value(f.get("key")) or plain_value(f.get("table")) or plain_value(f.get("feature"))
-    if key:
-        config["key"] = key
-    old = plain_value(f.get("old")) or plain_value(f.get("old_val"))
-    new = plain_value(f.get("new")) or plain_value(f.get("new_val"))
-    if old is not None:
-        config["old"] = old
-    if new is not None:
-        config["new"] = new
-    if not config:
-        config["op"] = rec.type.lower()
-    ev["config"] = config
-    if "outcome" not in ev:
-        res = f.get("res")
-        if res in ("0", "1"):
-            ev["outcome"] = {"result": "success" if res == "1" else "failure"}
-    sc = ctx.first("SYSCALL")
-    if sc is not None:
-        proc, user = _proc_user(*sc)
-        ev.setdefault("proc", {}).update({k: v for k, v in proc.items() if k not in ev.get("proc", {})})
-        if user and "user" not in ev:
-            ev["user"] = user
-    return ev
-
-
-def _from_bpf_record(ctx: _Ctx, rec: Record, f: dict[str, str], i: dict[str, str]) -> dict[str, Any]:
-    ev = _base(ctx, rec, "bpf", rec.type)
-    bpf: dict[str, Any] = {}
-    op = (f.get("op") or "").upper()
-    if op:
-        bpf["cmd"] = "BPF_PROG_LOAD" if op == "LOAD" else f"BPF_PROG_{op}"
-    pid = _int(f.get("prog-id"))
-    if pid is not None:
-        bpf["prog_id"] = pid
-    ev["bpf"] = bpf
-    return ev
-
-
-def build_event(records: list[Record]) -> dict[str, Any] | None:
-    """The normalised Event of one audit event, or None when nothing in it maps to an
-    event type (the records still count in the summary)."""
-    ctx = _Ctx(records)
-    for rec, f, i in zip(ctx.recs, ctx.fields, ctx.interp):
-        t = rec.type
-        if t == "USER_AUTH":
-            ev = _from_user_auth(ctx, rec, f, i)
-        elif t == "USER_CMD":
-            ev = _from_user_cmd(ctx, rec, f, i)
-        elif t in _ACCOUNT_TYPES:
-            ev = _from_account(ctx, rec, f, i)
-        elif t in _CONFIG_TYPES:
-            ev = _from_config(ctx, rec, f, i)
-        elif t in _DAEMON_STATES:
-            ev = _from_config(ctx, rec, f, i)
-            ev["config"] = {"key": "auditd", "op": _DAEMON_STATES[t]}
-        else:
+def order_audit_logs(paths: Iterable[Path | str]) -> list[Path]:
+    """Audit logs in the order of their content (oldest first), whatever order they were given
+    in (`audit.log*` globs newest first). Logs whose time ranges overlap by more than the
+    grouping window cannot be read one after the other without mis-ordering: InputError."""
+    files = [Path(p) for p in paths]
+    if len(files) < 2:
+        return files
+    spans = []
+    for i, p in enumerate(files):
+        span = _first_last_stamp(p)
+        spans.append((span[0] if span else (0, 0), i, span, p))
+    spans.sort(key=lambda s: (s[0], s[1]))
+    prev: tuple[Path, tuple[int, int]] | None = None
+    for _, _, span, p in spans:
+        if span is None:
             continue
-        ev["source"]["records"] = [r.id for r in records][:1]
-        return ev
-    sc = ctx.first("SYSCALL")
-    if sc is not None:
-        rec = next(r for r in ctx.recs if r.type == "SYSCALL")
-        return _from_syscall(ctx, rec, *sc)
-    for rec, f, i in zip(ctx.recs, ctx.fields, ctx.interp):
-        if rec.type == "BPF":
-            return _from_bpf_record(ctx, rec, f, i)
-    return None
+        if prev is not None and span[0][0] + EOE_TIMEOUT < prev[1][0]:
+            raise InputError(
+                f"audit logs overlap in time: {prev[0]} runs to {timestamp(*prev[1])} but {p} starts at "
+                f"{timestamp(*span[0])}; logs of different hosts or overlapping captures must be replayed "
+                "separately (rotated logs of one host, in any order, are fine)"
+            )
+        if prev is None or span[1] > prev[1]:
+            prev = (p, span[1])
+    return [s[3] for s in spans]
 
 
-def _aureport_skips(group: list[Record]) -> bool:
-    """Whether aureport leaves this audit event out of its reports: its record parser rejects
-    (as "malformed") the old NETFILTER_CFG form without pid= and AppArmor AVC records, which
-    are not in SELinux `avc:` form. We still read them; the summary counts them apart."""
-    first = group[0]
-    return (first.type == "NETFILTER_CFG" and "pid=" not in first.body) or (
-        first.type == "AVC" and "avc:" not in first.body
-    )
+Group = tuple[str, int, int, list[Rec]]
+
+
+class _Groups:
+    """The audit events still collecting records, completed as aureport completes them."""
+
+    def __init__(self, reader: AuditdReader) -> None:
+        self.reader = reader
+        self.building: dict[str, tuple[int, int, list[Rec]]] = {}
+        self.heap: list[tuple[int, int, str, list[Rec]]] = []
+        self.seq = 0
+        self.single = dict(_SINGLE)
+
+    def start(self, key: str, node: str, ident: str, rec: Rec) -> list[Group]:
+        """A record that joins no open event: it starts one (its time stamp checked once).
+        Returns the events this completes."""
+        reader, rtype, where = self.reader, rec[0], rec[3]
+        if key in self.building:  # the open event has all the records it may have
+            reader.bad_at(where, f"audit event {key} has more than {MAX_RECORDS_PER_EVENT} records: skipped")
+            return []
+        ts = _ID_RE.fullmatch(ident)
+        if ts is None:
+            reader.bad_at(where, f"audit({ident[:40]}) is not a time stamp sec.ms:serial: skipped")
+            return []
+        sec_s, ms_s, serial_s = ts.groups()
+        sec = int(sec_s)
+        if sec > MAX_SECONDS:
+            reader.bad_at(where, f"time stamp {sec_s[:24]} is beyond the year 9999: skipped")
+            return []
+        if ms_s is not None and len(ms_s) > 3:
+            reader.bad_at(where, f"milliseconds field {ms_s[:24]} has more than 3 digits: skipped")
+            return []
+        milli = int(ms_s) if ms_s else 0
+        canon = f"{sec}.{milli:03d}:{int(serial_s) if serial_s else 0}"
+        records = reader.summary.records
+        if canon != ident:
+            key = f"{node}/{canon}" if node else canon
+            open_ = self.building.get(key)
+            if open_ is not None:
+                if len(open_[2]) < MAX_RECORDS_PER_EVENT:
+                    open_[2].append(rec)
+                    records[rtype] += 1
+                else:
+                    reader.bad_at(where, f"audit event {key} has more than {MAX_RECORDS_PER_EVENT} records: skipped")
+                return []
+        records[rtype] += 1
+        if rtype == "EOE":  # aureport drops an EOE whose event is already complete
+            reader.summary.records_not_in_ausearch[rtype] += 1
+            return []
+        done = self.complete_before(sec)
+        is_single = self.single.get(rtype)
+        if is_single is None:
+            is_single = self.single[rtype] = _is_single(record_type_number(rtype))
+        if is_single:
+            done.append((key, sec, milli, [rec]))
+            return done
+        grp = [rec]
+        self.seq += 1
+        self.building[key] = (sec, milli, grp)
+        heapq.heappush(self.heap, (sec, self.seq, key, grp))
+        if len(self.building) > MAX_OPEN_EVENTS:
+            _, _, old, _ = heapq.heappop(self.heap)
+            opened = self.building.pop(old, None)
+            if opened is not None:
+                done.append((old, *opened))
+        return done
+
+    def complete_before(self, sec: int) -> list[Group]:
+        """Events that started EOE_TIMEOUT seconds before `sec` are complete."""
+        done: list[Group] = []
+        heap, building = self.heap, self.building
+        while heap and heap[0][0] + EOE_TIMEOUT <= sec:
+            _, _, old, grp = heapq.heappop(heap)
+            opened = building.get(old)
+            if opened is not None and opened[2] is grp:
+                del building[old]
+                done.append((old, opened[0], opened[1], grp))
+        return done
+
+    def finish(self) -> list[Group]:
+        """At the end of the input every open event is complete."""
+        return self.complete_before(MAX_SECONDS + EOE_TIMEOUT + 1)
 
 
 class AuditdReader:
-    """Reads audit log files into Events (in the order their audit events complete) while
-    counting records, audit events and garbled lines into `summary`."""
+    """Reads audit logs into Events (in the order their audit events complete) while counting
+    records, audit events and bad lines into `summary`. Several logs are read in the order of
+    their content (see order_audit_logs). User names come from the log when it is ENRICHED,
+    else from `names` (an account database) when given. With `aureport=True` the summary also
+    holds the counts of `aureport --summary` and `aureport -k`."""
 
-    def __init__(self, paths: Iterable[Path | str]) -> None:
+    def __init__(self, paths: Iterable[Path | str], *, names: AccountNames | None = None,
+                 aureport: bool = False) -> None:
         self.paths = [Path(p) for p in paths]
+        self.names = names
         self.summary = AuditSummary()
+        self._files: list[str] = []
+        self._aureport: Any = None
+        if aureport:
+            from secpolicy.events.aureport import AureportCounts
 
-    def _records(self) -> Iterator[Record]:
-        for path in self.paths:
+            self._aureport = self.summary.aureport = AureportCounts()
+
+    # Positions of records: file index in the top bits, line number below.
+    def where(self, pos: int) -> str:
+        return f"{self._files[pos >> 40]}:{pos & ((1 << 40) - 1)}"
+
+    def bad_at(self, pos: int, why: str) -> None:
+        self.summary.bad.add(self.where(pos), why)
+
+    def _blocks(self, path: Path, fidx: int) -> Iterator[tuple[int, list[str]]]:
+        """(number of the first line, whole lines) of a file: invalid UTF-8 shown as
+        \\xNN and reported, over-long lines skipped and reported, a last line without newline
+        reported (and read)."""
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed by the with below; OSError translated here
+        except OSError as exc:
+            raise InputError(f"cannot read audit log: {exc.strerror}", str(path)) from None
+        base = fidx << 40
+        lineno = 1  # number of the next line to hand out
+        rest = b""
+        skipping = False
+        with fh:
+            while True:
+                try:
+                    chunk = fh.read(_CHUNK)
+                except OSError as exc:
+                    raise InputError(f"cannot read audit log: {exc.strerror}", str(path)) from None
+                if not chunk:
+                    break
+                if skipping:  # inside an over-long line: drop bytes up to its end
+                    nl = chunk.find(b"\n")
+                    if nl < 0:
+                        continue
+                    chunk = chunk[nl + 1 :]
+                    skipping = False
+                    lineno += 1
+                data = rest + chunk if rest else chunk
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    rest = data
+                else:
+                    rest = data[cut + 1 :]
+                    lines = self._decode(data[:cut], base, lineno).split("\n")
+                    yield lineno, lines
+                    lineno += len(lines)
+                if len(rest) > MAX_LINE_BYTES:
+                    self.bad_at(base | lineno, f"line longer than {MAX_LINE_BYTES} bytes: skipped")
+                    rest = b""
+                    skipping = True
+        if rest and not skipping:
+            self.bad_at(base | lineno, "no newline at end of file (the record may be cut short): read")
+            yield lineno, self._decode(rest, base, lineno).split("\n")
+
+    def _decode(self, block: bytes, base: int, first: int) -> str:
+        try:
+            return block.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        out = []
+        for i, raw in enumerate(block.split(b"\n")):
             try:
-                fh = open(path, encoding="utf-8", errors="surrogateescape", newline="\n")  # noqa: SIM115
-            except OSError as exc:
-                raise InputError(f"cannot read audit log: {exc.strerror}", str(path)) from None
-            with fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    rec = parse_record(line, f"{path}:{lineno}")
-                    if rec is None:
-                        self.summary.garbled += 1
-                        if len(self.summary.garbled_where) < 100:
-                            self.summary.garbled_where.append(f"{path}:{lineno}")
-                        continue
-                    yield rec
+                out.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                out.append(raw.decode("utf-8", "backslashreplace"))
+                self.bad_at(base | (first + i), f"invalid UTF-8 at byte {exc.start + 1} (shown as \\xNN): read")
+        return "\n".join(out)
 
-    def audit_events(self) -> Iterator[list[Record]]:
-        """Grouped audit events (lists of records), counting them by first record type."""
-        for group in group_records(self._records(), self.summary):
-            if _aureport_skips(group):
-                self.summary.not_in_aureport[group[0].type] += 1
-                if group[0].type == "AVC":
-                    # ausearch drops these too (it keeps the old NETFILTER_CFG form).
-                    self.summary.records_not_in_ausearch.update(r.type for r in group)
-            else:
-                self.summary.audit_events[group[0].type] += 1
-            yield group
+    def audit_events(self) -> Iterator[tuple[str, int, int, list[Rec]]]:
+        """Grouped audit events: (id, seconds, milliseconds, records), in completion order."""
+        groups = _Groups(self)
+        building = groups.building
+        records = self.summary.records
+        self._files = [str(p) for p in self.paths]
+        self.summary.files = list(self._files)
+        for fidx, path in enumerate(self.paths):
+            base = fidx << 40
+            for first, lines in self._blocks(path, fidx):
+                lineno = first - 1
+                for line in lines:
+                    lineno += 1
+                    # [node=NODE ]type=TYPE msg=audit(ID):[ ]BODY[<0x1D>INTERPRETATIONS]
+                    head, sep, rest = line.partition(" msg=audit(")
+                    ident, sep2, body = rest.partition("): ")
+                    if not sep2:
+                        ident, sep2, body = rest.partition(")")
+                        body = body[1:] if body[:1] == ":" else body
+                    if head[:5] == "type=":
+                        node, rtype = "", head[5:]
+                    else:
+                        node, sep3, rtype = head[5:].partition(" type=")
+                        sep2 = sep2 if sep3 and head[:5] == "node=" else ""
+                    if not (sep and sep2 and rtype) or " " in rtype or len(line) > MAX_LINE_BYTES:
+                        self._bad_line(line, base | lineno)
+                        continue
+                    cut = body.find("\x1d")
+                    if cut >= 0:
+                        rec = (rtype, body[:cut], body[cut + 1 :], base | lineno)
+                    else:
+                        rec = (rtype, body, "", base | lineno)
+                    key = f"{node}/{ident}" if node else ident
+                    open_ = building.get(key)
+                    if open_ is not None and len(open_[2]) < MAX_RECORDS_PER_EVENT:
+                        open_[2].append(rec)
+                        records[rtype] += 1
+                        continue
+                    done = groups.start(key, node, ident, rec)
+                    if done:
+                        yield from done
+        yield from groups.finish()
+
+    def _bad_line(self, line: str, pos: int) -> None:
+        if not line or line.isspace():
+            return
+        if len(line) > MAX_LINE_BYTES:
+            self.bad_at(pos, f"line longer than {MAX_LINE_BYTES} bytes: skipped")
+        else:
+            self.bad_at(pos, "not an audit record (no type=... msg=audit(...) header): skipped")
 
     def events(self) -> Iterator[dict[str, Any]]:
         s = self.summary
-        for group in self.audit_events():
-            ev = build_event(group)
+        counted = s.audit_events
+        skipped = s.not_in_aureport
+        unmapped = s.unmapped
+        by_type = s.events
+        aureport = self._aureport
+        names, bad_at = self.names, self.bad_at
+        for key, sec, milli, group in self.audit_events():
+            first = group[0][0]
+            if (first == "AVC" or first == "NETFILTER_CFG") and _aureport_skips(group):
+                skipped[first] += 1
+                if first == "AVC":
+                    # ausearch drops these too (it keeps the old NETFILTER_CFG form).
+                    s.records_not_in_ausearch.update(r[0] for r in group)
+            else:
+                counted[first] += 1
+            if aureport is not None:
+                aureport.add(key, group)
+            ev = _build_event(key, sec, milli, group, names, bad_at)
             if ev is None:
-                s.unmapped[group[0].type] += 1
+                unmapped[first] += 1
                 continue
-            s.events[ev["type"]] += 1
-            if ev["type"] == "auth":
-                s.auth += 1
-                if ev["auth"].get("result") == "failure":
-                    s.failed_auth += 1
+            by_type[ev["type"]] += 1
             yield ev
 
 

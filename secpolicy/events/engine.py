@@ -38,26 +38,27 @@ def _compile_message(template: str | None, fallback: str) -> Callable[[dict[str,
     """A renderer of `{proc.exe}`-style templates; missing fields render as `?`."""
     if not template:
         return lambda ev: fallback
-    parts: list[str | tuple[str, ...]] = []
+    literals: list[str] = []
+    paths: list[tuple[str, ...]] = []
     pos = 0
     for m in _PLACEHOLDER.finditer(template):
-        parts.append(template[pos : m.start()])
-        parts.append(tuple(m.group(1).split(".")))
+        literals.append(template[pos : m.start()])
+        paths.append(tuple(m.group(1).split(".")))
         pos = m.end()
-    parts.append(template[pos:])
+    literals.append(template[pos:])
+    pairs = list(zip(paths, literals[1:]))
+    head = literals[0]
 
     def render(ev: dict[str, Any]) -> str:
-        out = []
-        for p in parts:
-            if type(p) is str:
-                out.append(p)
-                continue
+        out = [head]
+        for path, text in pairs:
             cur: Any = ev
-            for k in p:
+            for k in path:
                 cur = cur.get(k) if type(cur) is dict else None
                 if cur is None:
                     break
-            out.append(_format(cur))
+            out.append("?" if cur is None else cur if type(cur) is str else _format(cur))
+            out.append(text)
         return "".join(out)
 
     return render

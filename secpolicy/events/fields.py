@@ -24,6 +24,7 @@ EVENT_TYPES = (
     "module_load",
     "ptrace",
     "mount",
+    "setxattr",
     "config_change",
     "account_change",
 )
@@ -68,10 +69,11 @@ EVENT = _obj(
         "ts": STR,
         "host": STR,
         "proc": PROC,
-        "user": _obj("event.user", {"uid": INT, "name": STR}),
+        "user": _obj("event.user", {"uid": INT, "name": STR}, "the acting user (effective uid)"),
+        "login": _obj("event.login", {"uid": INT, "name": STR, "session": INT}, "the login user (audit login uid) and session"),
         "file": _obj(
             "event.file",
-            {"path": STR, "flags": STRS, "mode": MODE, "target": STR, "uid": INT, "gid": INT},
+            {"path": STR, "flags": STRS, "mode": MODE, "target": STR, "uid": INT, "gid": INT, "xattr": STR},
         ),
         "net": _obj(
             "event.net",
@@ -92,9 +94,10 @@ EVENT = _obj(
         "module": _obj("event.module", {"name": STR}),
         "ptrace": _obj("event.ptrace", {"request": INT, "target_pid": INT}),
         "mount": _obj("event.mount", {"source": STR, "fstype": STR, "flags": INT}),
-        "account": _obj("event.account", {"name": STR, "op": STR}),
+        "account": _obj("event.account", {"name": STR, "op": STR, "group": STR}),
         "config": _obj("event.config", {"key": STR, "op": STR, "old": STR, "new": STR}),
         "outcome": _obj("event.outcome", {"result": STR, "errno": INT}),
+        "audit": _obj("event.audit", {"key": STR, "keys": STRS}, "what the Linux audit system said (auditd only)"),
         "source": _obj("event.source", {"name": STR, "probe": STR, "records": STRS}),
     },
     "a normalised security event",

@@ -119,7 +119,10 @@ def available_types(tracefs: Path | None = None) -> dict[str, str | None]:
         if tracefs is None:
             out[t] = "tracefs is not mounted"
             continue
-        tps = _TYPE_TRACEPOINTS[t]
+        tps = _TYPE_TRACEPOINTS.get(t)
+        if tps is None:  # an Event type (setxattr) this monitor has no probe for yet
+            out[t] = "not traced by the live monitor"
+            continue
         if any(_has_syscall_tp(tracefs, n) for n in tps):
             out[t] = None
         else:

@@ -256,10 +256,11 @@ def kernel_filter(rules: Iterable[Any]) -> KernelFilter:
 class _Bucket(Generic[T]):
     """Entries of one event type, each filed under its most selective discriminator."""
 
-    __slots__ = ("always", "by_comm", "by_exe", "by_prefix", "by_uid", "plain", "prefix_lens")
+    __slots__ = ("always", "always_items", "by_comm", "by_exe", "by_prefix", "by_uid", "plain", "prefix_lens")
 
     def __init__(self) -> None:
         self.always: list[tuple[int, T]] = []
+        self.always_items: list[T] = []
         self.by_exe: dict[str, list[tuple[int, T]]] = {}
         self.by_comm: dict[str, list[tuple[int, T]]] = {}
         self.by_uid: dict[int, list[tuple[int, T]]] = {}
@@ -286,13 +287,15 @@ class _Bucket(Generic[T]):
 
     def freeze(self) -> None:
         self.prefix_lens = tuple(sorted({len(p) for p in self.by_prefix}))
+        self.always_items = [item for _, item in self.always]
         if not (self.by_exe or self.by_comm or self.by_prefix or self.by_uid):
             self.plain = [item for _, item in self.always]
 
 
 class Matcher(Generic[T]):
     """`candidates(event)` returns, in insertion order, the items whose keys the event
-    satisfies on its type and discriminator (a superset of those whose condition holds)."""
+    satisfies on its type and discriminator (a superset of those whose condition holds). The
+    list may be shared between calls: read it, do not change it."""
 
     def __init__(self, entries: Sequence[tuple[IndexKeys, T]]) -> None:
         self._buckets: dict[str, _Bucket[T]] = {}
@@ -319,7 +322,9 @@ class Matcher(Generic[T]):
         plain = bucket.plain
         if plain is not None:
             return plain
-        found: list[tuple[int, T]] = list(bucket.always)
+        always = bucket.always
+        found: list[tuple[int, T]] = always
+        copied = False
         proc = event.get("proc")
         if type(proc) is dict:
             # Lookups only with strings/ints: JSONL input may carry any JSON value there.
@@ -328,13 +333,13 @@ class Matcher(Generic[T]):
                 if type(exe) is str:
                     hit = bucket.by_exe.get(exe)
                     if hit:
-                        found += hit
+                        found, copied = found + hit, True
             if bucket.by_comm:
                 comm = proc.get("comm")
                 if type(comm) is str:
                     hit = bucket.by_comm.get(comm)
                     if hit:
-                        found += hit
+                        found, copied = found + hit, True
         if bucket.by_prefix:
             f = event.get("file")
             path = f.get("path") if type(f) is dict else None
@@ -346,14 +351,16 @@ class Matcher(Generic[T]):
                         break
                     hit = by_prefix.get(path[:n])
                     if hit:
-                        found += hit
+                        found, copied = found + hit, True
         if bucket.by_uid:
             u = event.get("user")
             uid = u.get("uid") if type(u) is dict else None
             if type(uid) is int:
                 hit = bucket.by_uid.get(uid)
                 if hit:
-                    found += hit
+                    found, copied = found + hit, True
+        if not copied:
+            return bucket.always_items  # in order already: no sort, no copy
         if len(found) > 1:
             found.sort(key=_order)
             # A rule filed under several prefixes of the same path appears once.

@@ -22,6 +22,7 @@ __all__ = [
     "format_ts",
     "get_field",
     "parse_ts",
+    "ts_exists",
     "ts_seconds",
     "validate_event",
 ]
@@ -41,6 +42,16 @@ def format_ts(seconds: int, nanos: int = 0) -> str:
 def _minute_epoch(prefix: str) -> int:
     # prefix is "YYYY-MM-DDTHH:MM"; events cluster in few minutes, so this cache hits.
     return calendar.timegm(time.strptime(prefix, "%Y-%m-%dT%H:%M"))
+
+
+def ts_exists(ts: str) -> bool:
+    """Whether a timestamp of the canonical form names a time that exists (not 2024-02-30,
+    not 25:61); cached per minute, as ts_seconds is."""
+    try:
+        _minute_epoch(ts[:16])
+    except (ValueError, OverflowError):
+        return False
+    return int(ts[17:19]) <= 60
 
 
 def ts_seconds(ts: str) -> float:

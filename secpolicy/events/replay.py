@@ -4,32 +4,35 @@ order, writing alerts as JSON lines and counting what was read (aureport-like su
 from __future__ import annotations
 
 import gc
+import io
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from secpolicy.errors import InputError
-from secpolicy.events.auditd import AuditdSource, AuditSummary
-from secpolicy.events.engine import EventEngine
-from secpolicy.events.model import canonical_json
+from secpolicy.events.auditd import AccountNames, AuditdSource, AuditSummary, order_audit_logs
 from secpolicy.events.sources import JsonlSource, OrderStats, detect_format, merge_sources
 
 __all__ = ["INPUT_FORMATS", "ReplayResult", "open_sources", "replay", "write_alert", "write_jsonl_event"]
 
 INPUT_FORMATS = ("auto", "jsonl", "auditd")
 
+_dumps = orjson.dumps
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+
 
 def write_jsonl_event(out: IO[str], event: dict[str, Any]) -> None:
     """One canonical JSON line per event (sorted keys): the recording format replay reads."""
-    out.write(canonical_json(event))
-    out.write("\n")
+    out.write(_dumps(event, option=_SORTED).decode("utf-8"))
 
 
 def write_alert(out: IO[str], alert: dict[str, Any]) -> None:
-    out.write(canonical_json(alert))
-    out.write("\n")
+    """One alert as a canonical JSON line (sorted keys, no spaces, UTF-8 kept)."""
+    out.write(_dumps(alert, option=_SORTED).decode("utf-8"))
 
 
 @dataclass
@@ -40,8 +43,8 @@ class ReplayResult:
     events_by_type: Counter[str] = field(default_factory=Counter)
     alerts: int = 0
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
-    garbled: int = 0
-    garbled_where: list[str] = field(default_factory=list)
+    bad_lines: int = 0
+    bad_where: list[str] = field(default_factory=list)
     late_events: int = 0
     audit: AuditSummary | None = None
     engine: dict[str, Any] = field(default_factory=dict)
@@ -52,7 +55,7 @@ class ReplayResult:
             "events_by_type": dict(sorted(self.events_by_type.items())),
             "alerts": self.alerts,
             "alerts_by_rule": dict(sorted(self.alerts_by_rule.items())),
-            "garbled_lines": self.garbled,
+            "bad_lines": self.bad_lines,
             "late_events": self.late_events,
             "engine": self.engine,
         }
@@ -61,9 +64,17 @@ class ReplayResult:
         return out
 
 
-def open_sources(paths: Sequence[Path | str], input_format: str = "auto") -> list[Any]:
-    """One source per JSONL file; all audit logs go to one AuditdSource, read in the order
-    given (rotated logs: oldest first), so records of an event split across files regroup."""
+def open_sources(
+    paths: Sequence[Path | str],
+    input_format: str = "auto",
+    *,
+    names: AccountNames | None = None,
+    aureport: bool = False,
+) -> list[Any]:
+    """One source per JSONL file; all audit logs go to one AuditdSource, read in the order of
+    their content (rotated logs in any order), so records of an event split across files
+    regroup. `names` names users of logs written without names; `aureport` makes the audit
+    summary hold aureport's own counts."""
     if input_format not in INPUT_FORMATS:
         raise InputError(f"unknown input format {input_format!r} (one of {', '.join(INPUT_FORMATS)})")
     jsonl: list[Any] = []
@@ -79,19 +90,22 @@ def open_sources(paths: Sequence[Path | str], input_format: str = "auto") -> lis
             audit.append(path)
     sources = list(jsonl)
     if audit:
-        sources.append(AuditdSource(audit))
+        sources.append(AuditdSource(order_audit_logs(audit), names=names, aureport=aureport))
     return sources
 
 
 def replay(
     sources: Iterable[Any],
-    engine: EventEngine,
-    out: IO[str] | None,
+    engine: Any,
+    out: IO[str] | IO[bytes] | None,
     *,
     window: float = 5.0,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_alert: Callable[[dict[str, Any]], None] | None = None,
 ) -> ReplayResult:
     """Evaluate every event of `sources`, merged in timestamp order, writing each alert as a
-    JSON line to `out` (when given)."""
+    JSON line to `out` (a text or, faster, a binary stream) and handing events and alerts to
+    `on_event`/`on_alert`."""
     sources = list(sources)
     # Events and alerts are acyclic dicts freed by reference counting; the cyclic collector
     # would rescan the thousands of events held in the reorder window again and again
@@ -99,38 +113,49 @@ def replay(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _replay(sources, engine, out, window)
+        return _replay(sources, engine, out, window, on_event, on_alert)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _replay(sources: list[Any], engine: EventEngine, out: IO[str] | None, window: float) -> ReplayResult:
+def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, window: float,
+            on_event: Callable[[dict[str, Any]], None] | None,
+            on_alert: Callable[[dict[str, Any]], None] | None) -> ReplayResult:
     result = ReplayResult()
     order = OrderStats()
     process = engine.process
     by_type = result.events_by_type
     by_rule = result.alerts_by_rule
+    write: Callable[[Any], Any] | None = None
+    text = isinstance(out, io.TextIOBase)
+    if out is not None:
+        write = out.write
     n = 0
     for ev in merge_sources(sources, window, order):
         n += 1
         by_type[ev["type"]] += 1
+        if on_event is not None:
+            on_event(ev)
         alerts = process(ev)
         if alerts:
             for a in alerts:
                 by_rule[a["rule_id"]] += 1
-                if out is not None:
-                    write_alert(out, a)
+                if write is not None:
+                    line = _dumps(a, option=_SORTED)
+                    write(line.decode("utf-8") if text else line)
+                if on_alert is not None:
+                    on_alert(a)
     result.events = n
     result.alerts = sum(by_rule.values())
     result.late_events = order.late
     for s in sources:
         if isinstance(s, JsonlSource):
-            result.garbled += s.garbled.count
-            result.garbled_where.extend(s.garbled.where)
+            result.bad_lines += s.garbled.count
+            result.bad_where.extend(s.garbled.where)
         elif isinstance(s, AuditdSource):
             result.audit = s.summary
-            result.garbled += s.summary.garbled
-            result.garbled_where.extend(f"{w}: not an audit record" for w in s.summary.garbled_where)
+            result.bad_lines += s.summary.bad.count
+            result.bad_where.extend(s.summary.bad.where)
     result.engine = engine.stats()
     return result

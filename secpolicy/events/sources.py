@@ -7,15 +7,16 @@ import heapq
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
 from secpolicy.errors import InputError
-from secpolicy.events.auditd import AuditdSource
-from secpolicy.events.model import EVENT_TYPES, TS_RE, format_ts, ts_seconds
+from secpolicy.events.auditd import AuditdSource, BadLines
+from secpolicy.events.model import EVENT_TYPES, TS_RE, format_ts, ts_exists, ts_seconds
 
 __all__ = [
     "AuditdSource",
@@ -38,23 +39,16 @@ class EventSource(Protocol):
     def events(self) -> Iterator[dict[str, Any]]: ...
 
 
-@dataclass
-class Garbled:
-    """Unreadable input lines: how many, and where the first ones are (`file:line: why`)."""
+Garbled = BadLines  # unreadable input lines: how many, and where the first ones are
 
-    count: int = 0
-    where: list[str] = field(default_factory=list)
-    limit: int = 100
-
-    def add(self, where: str, why: str) -> None:
-        self.count += 1
-        if len(self.where) < self.limit:
-            self.where.append(f"{where}: {why}")
+_INT_MAX = (1 << 63) - 1  # what an SQLite INTEGER (the event store) holds
 
 
 class JsonlSource:
     """Events from a JSON Lines file, one event object per line. Lines that are not JSON, not
-    an object, or lack a valid `type` and canonical `ts` are counted in `garbled` and skipped."""
+    an object, lack a valid `type` and canonical `ts`, hold a process or user id that is not a
+    64-bit integer, or are longer than MAX_JSONL_LINE are counted in `garbled` (with
+    `file:line: why`) and skipped."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -70,27 +64,71 @@ class JsonlSource:
         ts_ok = TS_RE.match
         types = _TYPES
         name = str(self.path)
-        with fh:
-            for lineno, line in enumerate(fh, 1):
-                try:
-                    ev = loads(line)
-                except ValueError as exc:
-                    if line.strip():
-                        self.garbled.add(f"{name}:{lineno}", f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON")
-                    continue
-                if type(ev) is not dict:
-                    self.garbled.add(f"{name}:{lineno}", "not a JSON object")
-                    continue
-                t = ev.get("type")
-                ts = ev.get("ts")
-                if t not in types:
-                    self.garbled.add(f"{name}:{lineno}", f"unknown event type {t!r}")
-                    continue
-                if type(ts) is not str or not ts_ok(ts):
-                    self.garbled.add(f"{name}:{lineno}", f"ts {ts!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
-                    continue
-                self.read += 1
-                yield ev
+        bad = self.garbled.add
+        out_of_range = _out_of_range
+        longest = MAX_JSONL_LINE
+        read_line = partial(fh.readline, longest + 1)  # never more than a line's limit at once
+        lineno = read = 0
+        try:
+            with fh:
+                for line in iter(read_line, b""):
+                    lineno += 1
+                    if len(line) > longest and line[-1:] != b"\n":
+                        bad(f"{name}:{lineno}", f"line longer than {longest} bytes")
+                        piece = line
+                        while piece and piece[-1:] != b"\n":
+                            piece = read_line()
+                        continue
+                    try:
+                        ev = loads(line)
+                    except ValueError as exc:
+                        if line.strip():
+                            bad(f"{name}:{lineno}", f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON")
+                        continue
+                    if type(ev) is not dict:
+                        bad(f"{name}:{lineno}", "not a JSON object")
+                        continue
+                    t = ev.get("type")
+                    ts = ev.get("ts")
+                    if type(t) is not str or t not in types:
+                        bad(f"{name}:{lineno}", f"unknown event type {str(t)[:40]!r}")
+                        continue
+                    if type(ts) is not str or not ts_ok(ts):
+                        bad(f"{name}:{lineno}", f"ts {str(ts)[:40]!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
+                        continue
+                    if not ts_exists(ts):
+                        bad(f"{name}:{lineno}", f"ts {ts!r} names no such date and time")
+                        continue
+                    why = out_of_range(ev)
+                    if why is not None:
+                        bad(f"{name}:{lineno}", why)
+                        continue
+                    read += 1
+                    yield ev
+        except OSError as exc:
+            raise InputError(f"cannot read events: {exc.strerror}", name) from None
+        finally:
+            self.read += read
+
+
+MAX_JSONL_LINE = 1 << 20  # bytes; a longer line is a bad line, skipped without being held whole
+
+
+def _out_of_range(ev: dict[str, Any], limit: int = _INT_MAX) -> str | None:
+    """Why a number the event store keeps as an integer (proc.pid, proc.euid, proc.uid,
+    user.uid) cannot be stored (not an integer, or beyond 64 bits), if so."""
+    proc = ev.get("proc")
+    if type(proc) is dict:
+        for k in ("pid", "euid", "uid"):
+            v = proc.get(k)
+            if v is not None and (type(v) is not int or not -limit <= v <= limit):
+                return f"proc.{k} {str(v)[:24]} is not a 64-bit integer"
+    user = ev.get("user")
+    if type(user) is dict:
+        v = user.get("uid")
+        if v is not None and (type(v) is not int or not -limit <= v <= limit):
+            return f"user.uid {str(v)[:24]} is not a 64-bit integer"
+    return None
 
 
 class MemorySource:
@@ -117,12 +155,13 @@ def ordered(
     after a later-stamped one (auditd closes events up to 2-3 s late). Ties keep input order.
     An event later than the window is emitted at once and counted in `stats.late`."""
     # Events already in order (the common case) queue in `run` in O(1); only stragglers go
-    # through the heap. Releasing takes the smaller head of the two.
+    # through the heap. Releasing takes the smaller head of the two. Canonical timestamps
+    # compare as strings, so the window test needs no parsing.
     run: deque[tuple[str, int, dict[str, Any]]] = deque()
     heap: list[tuple[str, int, dict[str, Any]]] = []
     seq = 0
     newest = ""
-    second = ""  # "YYYY-MM-DDTHH:MM:SS" of `newest`: the limit moves only when this changes
+    second_end = ""  # the last timestamp of the second of `newest`: the limit moves after it
     limit = ""
     released = ""
     push, pop, popleft = heapq.heappush, heapq.heappop, run.popleft
@@ -137,25 +176,36 @@ def ordered(
         if ts >= newest:
             run.append((ts, seq, ev))
             newest = ts
-            if ts[:19] != second:
-                second = ts[:19]
-                cut = ts_seconds(ts) - window
-                whole = int(cut)
-                limit = format_ts(whole, round((cut - whole) * 1e9) % 1_000_000_000)
+            if ts <= second_end:
+                continue  # same second, same limit: nothing new to release
+            second_end = ts[:19] + ".999999999Z"
+            cut = ts_seconds(ts) - window
+            whole = int(cut)
+            limit = format_ts(whole, round((cut - whole) * 1e9) % 1_000_000_000)
         else:
             push(heap, (ts, seq, ev))
-        # Canonical timestamps compare as strings, so the window test needs no parsing.
+            if ts >= limit:
+                continue
         while True:
-            if heap and (not run or heap[0][:2] < run[0][:2]):
+            if heap:
+                h = heap[0]
+                if run:
+                    r = run[0]
+                    from_heap = h[0] < r[0] or (h[0] == r[0] and h[1] < r[1])
+                else:
+                    from_heap = True
+            elif run:
+                from_heap = False
+            else:
+                break
+            if from_heap:
                 if heap[0][0] >= limit:
                     break
                 released, _, out = pop(heap)
-            elif run:
+            else:
                 if run[0][0] >= limit:
                     break
                 released, _, out = popleft()
-            else:
-                break
             yield out
     rest = sorted(list(run) + heap, key=lambda x: x[:2])
     for released, _, out in rest:

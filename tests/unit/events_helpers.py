@@ -10,7 +10,11 @@ from secpolicy.facts import builtin_registry
 from secpolicy.policy import load_policies
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_AUDITD = REPO.parent / "shared" / "data" / "auditd"
+# ../shared/data/auditd beside the checkout (or beside the directory holding several checkouts).
+SHARED_AUDITD = next(
+    (p / "shared" / "data" / "auditd" for p in REPO.parents if (p / "shared" / "data" / "auditd").is_dir()),
+    REPO.parent / "shared" / "data" / "auditd",
+)
 
 
 def load_rules(tmp_path: Path, rules_yaml: str, extra: str = "") -> Any:

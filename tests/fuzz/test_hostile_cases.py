@@ -1,7 +1,5 @@
-"""Hostile inputs the fuzz suite found that still break readers owned by other parts of the
-project (the store and timeline, the JSON-lines replay, report and diff). Each is one exact
-reproduction, expected to fail until its owner fixes it: then it passes (XPASS) and the
-marker, and the matching exclusion in strategies.py, should go."""
+"""Hostile inputs the fuzz suite once found breaking the store and timeline, the JSON-lines
+replay, report and diff: each kept as one exact case, so none comes back."""
 
 from __future__ import annotations
 
@@ -13,10 +11,6 @@ from fuzz_helpers import check, run
 
 RESULTS = Path(__file__).resolve().parents[1] / "fixtures" / "reports" / "web1_results.json"
 EVENTS_POLICY = Path(__file__).resolve().parents[2] / "policies" / "pci-dss" / "events.yaml"
-
-
-def known(reason: str):
-    return pytest.mark.xfail(reason=reason, strict=False, raises=AssertionError)
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -49,7 +43,6 @@ def test_bad_event_type_is_a_counted_located_line(tmp_path):
     check(run("store", "ingest", tmp_path / "s.db", f), located=[f])
 
 
-@known("replay: an impossible date (2024-02-30) in a JSON-lines event is an internal error (ValueError, exit 3)")
 def test_replay_impossible_date(tmp_path):
     f = write(tmp_path, "e.jsonl", b'{"type": "exec", "ts": "2024-02-30T00:00:00.000000000Z"}\n')
     check(run("replay", "--input-format", "jsonl", "--policy", EVENTS_POLICY, f), located=[f])
