@@ -216,6 +216,7 @@ def argv_secrets(program: str, args: Sequence[str]) -> list[int]:
 
 
 _SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
+_TRAILING = ",;)\"'"
 _PROGRAMS = frozenset(_ATTACHED) | frozenset(_NEXT_ARG)
 
 
@@ -251,5 +252,7 @@ class ProgramArguments:
                 flag = _ATTACHED.get(tok.rsplit("/", 1)[-1], "")
                 if flag and tokens[i + k].startswith(flag) and len(tokens[i + k]) > len(flag):
                     a += len(flag)
+                while b > a + 1 and text[b - 1] in _TRAILING:  # `-pX,` in prose: the comma stays
+                    b -= 1
                 out.append((a, b, MASK))
         return out
