@@ -75,8 +75,9 @@ _CONFIG_KEYWORD = re.compile(
 )
 # `password=X`, `db_password: X`, `token=X` pairs in free text, environment assignments,
 # connection strings and query strings.
+# Not after `/` or `.`: `/etc/passwd:4` is a place, not a pair.
 _PAIR = re.compile(
-    r"(?<![\w-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*[=:]\s*(\"[^\"]*\"|'[^']*'|[^\s\"'&;,]+)",
+    r"(?<![\w/.-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*[=:]\s*(\"[^\"]*\"|'[^']*'|[^\s\"'&;,]+)",
     re.IGNORECASE,
 )
 # `Authorization: Bearer X` and the other headers that carry credentials.

@@ -202,7 +202,7 @@ class Redactor:
         if not self.enabled:
             return ev
         changed: dict[str, str | None] = {}
-        for name in ("expected", "observed", "source", "message"):
+        for name in ("expected", "observed", "message"):  # `source` is where: a path and line
             value = getattr(ev, name)
             if isinstance(value, str):
                 new = self._field_text(value)
