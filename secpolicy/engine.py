@@ -38,6 +38,7 @@ from secpolicy.policy.model import PolicySet, Rule
 from secpolicy.policy.tailoring import Tailoring
 from secpolicy.policy.vars import SCAN_VAR, merged_values, scan_context
 from secpolicy.policy.waivers import WaiverSet
+from secpolicy.redaction import Redactor
 
 __all__ = [
     "RESULTS_SCHEMA_VERSION",
@@ -369,6 +370,15 @@ def requirement_results(
     return out
 
 
+def _redacted(f: Finding, redactor: Redactor) -> Finding:
+    """A finding whose evidence and reason hold no secret the host's files held."""
+    evidence = tuple(redactor.evidence(e) for e in f.evidence)
+    reason = redactor.text(f.reason) if f.reason else f.reason
+    if reason == f.reason and all(a is b for a, b in zip(evidence, f.evidence, strict=True)):
+        return f
+    return replace(f, evidence=evidence, reason=reason)
+
+
 def scan(
     ps: PolicySet,
     registry: FactRegistry,
@@ -385,9 +395,12 @@ def scan(
     progress: Callable[[int, int], None] | None = None,
     tailoring: Tailoring | None = None,
     scan_kind: str | None = None,
+    redactor: Redactor | None = None,
 ) -> ScanResult:
     """Evaluate the selected check rules. A `tailoring` sets var values, may pick the
-    profile (when `profile` is not given) and enables or disables rules."""
+    profile (when `profile` is not given) and enables or disables rules. Evidence passes
+    through `redactor` (the built-in redaction policy when none is given) before it is kept."""
+    redactor = redactor or Redactor()
     started = _now()
     ctx = FactContext(registry, root, options=options)
     host = _host_name(ctx)
@@ -419,7 +432,7 @@ def scan(
                     message=f"a waiver for this rule expired on {expired.expires} ({expired.source}): not applied",
                 )
                 f = replace(f, evidence=f.evidence + (note,))
-        findings.append(f)
+        findings.append(_redacted(f, redactor))
     report = []
     for w in waivers.waivers:
         state = used.get(w, "unused")
@@ -440,6 +453,7 @@ def scan(
         "fail_on": fail_on.value,
         "waivers_file": waivers.path,
         "tailoring_file": tailoring.path if tailoring is not None else None,
+        "redaction": redactor.summary(),
     }
     classes: dict[str, dict[str, str]] = {}
     notes: dict[str, dict[str, str]] = {}

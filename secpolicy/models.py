@@ -68,9 +68,10 @@ class Evidence:
     source: str | None = None
     message: str | None = None
     decisive: bool = True
+    redacted: tuple[str, ...] = ()  # the fields masked before the evidence left the scan
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "expression": self.expression,
             "expected": self.expected,
             "observed": self.observed,
@@ -78,6 +79,9 @@ class Evidence:
             "message": self.message,
             "decisive": self.decisive,
         }
+        if self.redacted:
+            out["redacted"] = list(self.redacted)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Evidence:
@@ -88,6 +92,7 @@ class Evidence:
             source=d.get("source"),
             message=d.get("message"),
             decisive=d.get("decisive", True),
+            redacted=tuple(d.get("redacted") or ()),
         )
 
     def line(self) -> str:

@@ -14,6 +14,7 @@ from secpolicy.auditlog.sinks.uri import SinkChain
 from secpolicy.auditlog.store import EventStore
 from secpolicy.auditlog.trail import AuditTrail
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
+from secpolicy.redaction import Redactor
 
 __all__ = ["OutputStats", "Outputs", "merge_windows", "undelivered_message"]
 
@@ -68,7 +69,8 @@ class Outputs:
     def __init__(self, *, store: Callable[[], EventStore] | None = None, sinks: SinkChain | None = None,
                  trail: AuditTrail | None = None, loss_windows: LossWindows | None = None,
                  batch: int = 5000, interval: float = 0.25, max_pending: int = 200_000,
-                 overflow: str = "drop", on_error: Callable[[str], None] | None = None) -> None:
+                 overflow: str = "drop", on_error: Callable[[str], None] | None = None,
+                 redactor: Redactor | None = None) -> None:
         if overflow not in ("drop", "block"):
             raise InputError(f"overflow must be 'drop' or 'block', not {overflow!r}")
         if batch < 1 or interval <= 0 or max_pending < batch:
@@ -83,6 +85,9 @@ class Outputs:
         self.max_pending = max_pending
         self.overflow = overflow
         self.on_error = on_error
+        # Rules saw the raw events; what is stored, sent or recorded is redacted, in this
+        # writer thread (off the producer's hot loop).
+        self.redactor = redactor or Redactor()
         self.stats = OutputStats()
         self._events: deque[dict[str, Any]] = deque()
         self._alerts: deque[dict[str, Any]] = deque()
@@ -235,6 +240,7 @@ class Outputs:
 
     def _add_events(self, chunk: list[dict[str, Any]]) -> None:
         assert self.store is not None
+        chunk = [self.redactor.event(e) for e in chunk]
         try:
             self.stats.events_stored += self.store.add_events(chunk, len(chunk))
         except InputError:
@@ -253,6 +259,7 @@ class Outputs:
             self._fail("store", exc.render(), events=len(chunk))
 
     def _deliver_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        alerts = [self.redactor.alert(a) for a in alerts]
         if self.store is not None:
             try:
                 self.stats.alerts_stored += self.store.add_alerts(alerts, len(alerts))

@@ -16,6 +16,7 @@ from secpolicy.auditlog.log import AuditLog, LogOptions
 from secpolicy.auditlog.records import AuditRecord
 from secpolicy.errors import InputError
 from secpolicy.models import Finding
+from secpolicy.redaction import Redactor
 
 __all__ = ["AuditTrail", "file_sha256", "fim_change_record"]
 
@@ -75,8 +76,10 @@ class AuditTrail:
     run id. Records are durable once `sync()` or `close()` returns: both write a checkpoint
     (fsynced, and the start of a new key epoch); `close()` also seals the log."""
 
-    def __init__(self, log: AuditLog, component: str, run_id: str | None = None) -> None:
+    def __init__(self, log: AuditLog, component: str, run_id: str | None = None,
+                 redactor: Redactor | None = None) -> None:
         self.log = log
+        self.redactor = redactor or Redactor()
         self.component = component
         self.run_id = run_id or str(uuid.uuid4())
         self.appended = 0
@@ -84,12 +87,16 @@ class AuditTrail:
 
     @classmethod
     def open(cls, directory: str | Path, component: str, run_id: str | None = None,
-             options: LogOptions | None = GROUP_COMMIT) -> AuditTrail:
+             options: LogOptions | None = GROUP_COMMIT, redactor: Redactor | None = None) -> AuditTrail:
         """Resume the log made by `secpolicy log init` in `directory` (InputError if there is none)."""
-        return cls(AuditLog.open(directory, options), component, run_id)
+        return cls(AuditLog.open(directory, options), component, run_id, redactor)
 
     def record(self, record: AuditRecord) -> int:
-        details = dict(record.details)
+        # Secrets in what a record quotes (a command line, a config value) are masked before
+        # the record is written; the record names the fields, never their values.
+        details, changed = self.redactor.details(record.details)
+        if changed:
+            details["redacted"] = sorted(set(changed) | set(details.get("redacted") or ()))
         details.setdefault("run_id", self.run_id)
         seq = self.log.append(dataclasses.replace(record, details=details))
         self.appended += 1

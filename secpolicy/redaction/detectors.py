@@ -67,10 +67,17 @@ _COMPOUND_WORD = re.compile(
     r"(?<![\w-])(?:[a-z0-9]+[_-])+(?:" + _SECRET_WORDS + r")[ \t]+(\"[^\"]*\"|'[^']*'|[^\s\"'=:]+)",
     re.IGNORECASE,
 )
+# A configuration line that starts with a secret keyword and a space: `bindpw X` (nss-ldap,
+# nslcd), `rootpw X` (slapd), `password X` (ntp.keys, wpa_supplicant and the like).
+_CONFIG_KEYWORD = re.compile(
+    r"(?m)^[ \t]*[\"']?(?:bindpw|rootpw|olcrootpw|masterpw|password|passwd|secret|psk)[ \t]+([^\s\"']+)",
+    re.IGNORECASE,
+)
 # `password=X`, `db_password: X`, `token=X` pairs in free text, environment assignments,
 # connection strings and query strings.
+# Not after `/` or `.`: `/etc/passwd:4` is a place, not a pair.
 _PAIR = re.compile(
-    r"(?<![\w-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*[=:]\s*(\"[^\"]*\"|'[^']*'|[^\s\"'&;,]+)",
+    r"(?<![\w/.-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*[=:]\s*(\"[^\"]*\"|'[^']*'|[^\s\"'&;,]+)",
     re.IGNORECASE,
 )
 # `Authorization: Bearer X` and the other headers that carry credentials.
@@ -100,7 +107,7 @@ _PAN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
 # A text no built-in detector can match matches neither of these (the words are searched in
 # the lower-cased text: a case-insensitive alternation is many times slower).
 PREFILTER_WORDS = re.compile(
-    r"pass|pwd|secret|token|key|credential|authorization|cookie|://|akia|asia|gh[pousr]_|glpat-|xox"
+    r"pass|pwd|pw |secret|token|key|psk|credential|authorization|cookie|://|akia|asia|gh[pousr]_|glpat-|xox"
     r"|sk_live_|eyj|mysql|mariadb|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd"
 )
 PREFILTER_DIGITS = re.compile(r"\d{4}[ -]?\d{4}[ -]?\d{2}")
@@ -168,6 +175,7 @@ def builtin_detectors(*, credentials: bool = True, payment_cards: bool = True) -
             Detector("secret_option", _LONG_OPTION, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
             Detector("secret_pair", _PAIR, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
             Detector("secret_word", _COMPOUND_WORD, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
+            Detector("secret_setting", _CONFIG_KEYWORD, 1, trigger=_has("pw", "pass", "secret", "psk")),
             Detector("service_token", _TOKENS, 0, trigger=_has("akia", "asia", "gh", "glpat-", "xox", "sk_live_", "eyj")),
         ]
     if payment_cards:
@@ -209,6 +217,7 @@ def argv_secrets(program: str, args: Sequence[str]) -> list[int]:
 
 
 _SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
+_TRAILING = ",;)\"'"
 _PROGRAMS = frozenset(_ATTACHED) | frozenset(_NEXT_ARG)
 
 
@@ -244,5 +253,7 @@ class ProgramArguments:
                 flag = _ATTACHED.get(tok.rsplit("/", 1)[-1], "")
                 if flag and tokens[i + k].startswith(flag) and len(tokens[i + k]) > len(flag):
                     a += len(flag)
+                while b > a + 1 and text[b - 1] in _TRAILING:  # `-pX,` in prose: the comma stays
+                    b -= 1
                 out.append((a, b, MASK))
         return out

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from secpolicy.models import Evidence
 from secpolicy.redaction.detectors import (
     MASK,
     TextDetector,
@@ -31,6 +33,14 @@ FIELD_CLASSES: dict[str, str] = {
     "auth.rhost": "host", "net.src_ip": "host", "net.dst_ip": "host", "host": "host",
 }
 
+
+# A string literal in a rule's expression naming a secret setting: the value read for it is
+# masked whole, whatever it looks like (`option("bindpw")`, `kv("/etc/x").get("db_password")`).
+SECRET_SETTING = re.compile(
+    r"[\"'](?:[A-Za-z0-9_.-]*[_.-])?(?:password|passwd|passphrase|pwd|secret|token|bindpw|rootpw|credentials?"
+    r"|api_?key|private_?key|psk|community)[\"']",
+    re.IGNORECASE,
+)
 
 # Fields whose values are produced by secpolicy or the kernel, never by a user.
 _NEVER_SECRET = frozenset({"ts", "type", "source", "outcome", "redacted"})
@@ -82,6 +92,12 @@ class Redactor:
     @property
     def records_redacted(self) -> int:
         return self._records
+
+    def summary(self) -> dict[str, Any]:
+        """What results and run summaries say about redaction: the policy, and how many
+        records and which fields had something masked (never the values)."""
+        return {"enabled": self.enabled, "policy": self.settings.source, "records": self._records,
+                "fields": dict(sorted(self.stats.items())), "pseudonym_key": "per run" if self.ephemeral_key else "file"}
 
     # -- text --------------------------------------------------------------------------------
 
@@ -179,6 +195,29 @@ class Redactor:
             out["redacted"] = sorted(set(changed))
             self._count(changed)
         return out
+
+    def evidence(self, ev: Evidence) -> Evidence:
+        """Scan evidence with secrets masked: the detectors over every field, and the whole
+        observed value when the expression reads a secret setting (`option("bindpw")`)."""
+        if not self.enabled:
+            return ev
+        changed: dict[str, str | None] = {}
+        for name in ("expected", "observed", "message"):  # `source` is where: a path and line
+            value = getattr(ev, name)
+            if isinstance(value, str):
+                new = self._field_text(value)
+                if new != value:
+                    changed[name] = new
+        observed = changed.get("observed", ev.observed)
+        if (observed not in (None, "", '""', "null", "[]") and SECRET_SETTING.search(ev.expression)
+                and observed != MASK):
+            changed["observed"] = MASK
+        if not changed:
+            return ev
+        self._count([f"evidence.{k}" for k in changed])
+        return replace(ev, expected=changed.get("expected", ev.expected), observed=changed.get("observed", ev.observed),
+                       source=changed.get("source", ev.source), message=changed.get("message", ev.message),
+                       redacted=tuple(sorted(set(ev.redacted) | set(changed))))
 
     def details(self, details: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Free-form record details (audit-log records, evidence): every string scanned by

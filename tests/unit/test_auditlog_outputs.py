@@ -240,3 +240,30 @@ def test_loss_windows_are_recorded_once_each(tmp_path: Path, trail: AuditTrail) 
     lost = [r for r in records(tmp_path / "log") if r["event_type"] == "events_lost"]
     assert stats.loss_windows_recorded == 2
     assert sorted((r["details"]["reason"], r["details"]["lost"]) for r in lost) == [("kernel", 4), ("queue", 1)]
+
+
+def test_secrets_are_masked_in_the_store_the_sinks_and_the_audit_log(tmp_path: Path, trail: AuditTrail) -> None:
+    """The rules saw the raw command line; nothing the outputs keep or send holds it."""
+    secret_ev = {**event(1), "proc": {"pid": 7, "exe": "/usr/bin/mysql", "args": ["mysql", "-uroot", "-pS3cretPw"],
+                                      "cmdline": "mysql -uroot -pS3cretPw"}}
+    secret_alert = {**alert(1), "message": "mysql ran: mysql -uroot -pS3cretPw, card 4111 1111 1111 1111",
+                    "event": secret_ev, "events": [secret_ev]}
+    mem = MemorySink()
+    out = Outputs(store=lambda: EventStore(tmp_path / "e.db"), trail=trail, overflow="block",
+                  sinks=build_chain([parse_sink_uri("-")], opener=lambda spec: mem))
+    out.start()
+    out.on_event(secret_ev)
+    out.alert(secret_alert)
+    out.close()
+    trail.close()
+    assert secret_ev["proc"]["cmdline"] == "mysql -uroot -pS3cretPw"  # the caller's event is untouched
+    stored = (tmp_path / "e.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("e.db-*"))
+    logged = b"".join(p.read_bytes() for p in (tmp_path / "log").glob("*"))
+    sent = json.dumps(mem.alerts).encode()
+    for where, data in (("store", stored), ("audit log", logged), ("sink", sent)):
+        assert b"S3cretPw" not in data and b"4111 1111 1111 1111" not in data, where
+    (sent_alert,) = mem.alerts
+    assert sent_alert["message"] == "mysql ran: mysql -uroot -p[REDACTED], card 411111******1111"
+    assert "event.proc.cmdline" in sent_alert["redacted"]
+    (rec,) = [r for r in records(tmp_path / "log") if r["event_type"] == "alert"]
+    assert "411111******1111" in rec["details"]["message"]
