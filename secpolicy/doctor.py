@@ -135,16 +135,16 @@ def _bpf_load_result() -> tuple[bool, str]:
         from bcc import BPF  # type: ignore[import-not-found]
     except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
         return False, f"bcc not importable: {exc}"
-    from secpolicy.events.live import _capture_fd2, _last_lines
+    from secpolicy.events.live.kernel import capture_fd2, last_lines
 
-    cap = _capture_fd2()
+    cap = capture_fd2()
     try:
         with cap:
             b = BPF(text=b"int sp_probe(void *ctx) { return 0; }")
             b.load_func(b"sp_probe", BPF.TRACEPOINT)
             b.cleanup()
     except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
-        return False, _last_lines(cap.text() or str(exc))
+        return False, last_lines(cap.text() or str(exc))
     return True, "a tracepoint program compiled and loaded"
 
 

@@ -150,9 +150,9 @@ class Monitor:
         hand over (e.g. `deque.append`), never do I/O. With `fim`, file events also go to its
         `observe`, and what is still pending is re-checked before the summary is made."""
         src = self.source
-        if src.bpf is None:
+        if not src.started:
             src.start()
-        summary = MonitorSummary(started=src._clock.now(), probes=list(src.attached),
+        summary = MonitorSummary(started=src.now(), probes=list(src.attached),
                                  plan=self.plan.to_dict(), notes=list(self.plan.notes))
         t0 = time.monotonic()
         if duration is not None:
@@ -207,7 +207,7 @@ class Monitor:
             finally:
                 stats = src.stats()
                 src.close()
-        summary.ended = src._clock.now()
+        summary.ended = src.now()
         summary.duration = time.monotonic() - t0
         summary.kernel_lost = stats.kernel_lost
         summary.queue_dropped = stats.queue_dropped

@@ -4,6 +4,7 @@ doctor/monitor commands' behaviour on bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,10 +79,18 @@ def test_a_rule_without_constraints_opens_the_type() -> None:
 
 
 def test_header_constants_match_the_decoder() -> None:
-    from secpolicy.events.live import _HDR, header_constants
+    from secpolicy.events.live.record import HDR, HEADER_FIELDS, OFF, header_constants
+    from secpolicy.resources import bpf_dir
 
     c = header_constants()
-    assert c["SP_HDR_SIZE"] == _HDR.size
+    assert c["SP_HDR_SIZE"] == HDR.size
+    # The members of struct sp_event before its string area, in the C header's order.
+    text = (bpf_dir() / "secpolicy.h").read_text()
+    body = text[text.index("struct sp_event {"):text.index("char str[SP_STR_BUF];")]
+    members = re.findall(r"^\s+\w+ (\w+)(?:\[\d+\])?;", body, re.MULTILINE)
+    members = [n for m in members for n in ((m,) if m != "a" else tuple(f"a{i}" for i in range(6)))]
+    assert members == [n for n, _f in HEADER_FIELDS]
+    assert OFF["lost_seq"] == HDR.size - 4
     assert c["SP_STR_BUF"] & (c["SP_STR_BUF"] - 1) == 0
     assert c["SP_STR_BUF"] >= c["SP_STR_MAX"] + c["SP_PIECE_MAX"]
 

@@ -1,0 +1,325 @@
+"""The kernel side of the live monitor: what this kernel offers (tracefs, tracepoints, libpam),
+bpf/secpolicy.bpf.c compiled with bcc for a plan, attached, its filter maps filled, its
+per-type counters read, and everything detached again."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any, Self
+
+from secpolicy.errors import RuntimeFailure
+from secpolicy.events.bpf_plan import LIVE_TYPES, KernelPlan
+from secpolicy.events.live.record import ID_OF_TYPE, TYPE_OF_ID, C
+from secpolicy.resources import bpf_dir
+
+__all__ = [
+    "KernelProbes",
+    "available_types",
+    "capture_fd2",
+    "find_libpam",
+    "last_lines",
+    "tracefs_dir",
+]
+
+# Syscall tracepoints behind each event type (the first must exist for the type to work).
+_TYPE_TRACEPOINTS: dict[str, tuple[str, ...]] = {
+    "exec": ("execve", "execveat"),
+    "open": ("openat", "openat2", "open"),
+    "write": ("openat", "openat2", "open", "creat"),
+    "unlink": ("unlinkat", "unlink", "rmdir"),
+    "rename": ("renameat2", "renameat", "rename"),
+    "chmod": ("fchmodat", "fchmodat2", "chmod", "fchmod"),
+    "chown": ("fchownat", "chown", "lchown", "fchown"),
+    "connect": ("connect",),
+    "accept": ("accept4", "accept"),
+    "setuid": ("setuid", "setreuid", "setresuid", "setgid", "setregid", "setresgid"),
+    "capset": ("capset",),
+    "bpf": ("bpf",),
+    "module_load": ("finit_module", "init_module"),
+    "ptrace": ("ptrace",),
+    "mount": ("mount",),
+}
+# Syscalls that exist on some architectures only: compiled in only when present.
+_OPTIONAL = ("open", "creat", "unlink", "rmdir", "rename", "renameat", "chmod", "chown",
+             "lchown", "fchmodat2", "finit_module", "init_module")
+
+
+def tracefs_dir() -> Path | None:
+    """Where tracefs is mounted (with its events/), or None."""
+    for d in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
+        if (d / "events").is_dir():
+            return d
+    return None
+
+
+def _has_syscall_tp(tracefs: Path, name: str) -> bool:
+    return (tracefs / "events" / "syscalls" / f"sys_enter_{name}").is_dir()
+
+
+def find_libpam() -> str | None:
+    for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
+              "/lib", "/usr/lib", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu"):
+        p = Path(d) / "libpam.so.0"
+        if p.exists():
+            return str(p.resolve())
+    return None
+
+
+def available_types(tracefs: Path | None = None) -> dict[str, str | None]:
+    """Per live event type: None when this machine can produce it, else why not."""
+    tracefs = tracefs or tracefs_dir()
+    out: dict[str, str | None] = {}
+    for t in LIVE_TYPES:
+        if t == "auth":
+            out[t] = None if find_libpam() else "libpam.so.0 not found (no PAM on this system)"
+            continue
+        if tracefs is None:
+            out[t] = "tracefs is not mounted"
+            continue
+        tps = _TYPE_TRACEPOINTS[t]
+        if any(_has_syscall_tp(tracefs, n) for n in tps):
+            out[t] = None
+        else:
+            names = ", ".join(f"syscalls:sys_enter_{n}" for n in tps)
+            out[t] = f"no tracepoint {names} in this kernel"
+    if tracefs is not None and not (tracefs / "events" / "sched" / "sched_process_exec").is_dir():
+        out["exec"] = "no tracepoint sched:sched_process_exec in this kernel"
+    return out
+
+
+class capture_fd2:
+    """Collect what C code writes to file descriptor 2 (bcc's compiler diagnostics)."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self._tmp = tempfile.TemporaryFile()  # noqa: SIM115 - read by text() after the block
+        self._saved = -1
+
+    def __enter__(self) -> Self:
+        self._saved = os.dup(2)
+        os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+
+    def text(self) -> str:
+        self._tmp.seek(0)
+        return self._tmp.read().decode("utf-8", "replace")
+
+
+def last_lines(text: str, n: int = 3) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) if lines else "unknown error"
+
+
+_TASK_STORAGE_PROBE = b"""
+struct sp_probe_v { u64 x; };
+BPF_TASK_STORAGE(sp_probe_store, struct sp_probe_v);
+int sp_probe(void *ctx)
+{
+    struct sp_probe_v *v = sp_probe_store.task_storage_get(bpf_get_current_task_btf(), 0,
+                                                           BPF_LOCAL_STORAGE_GET_F_CREATE);
+    return v ? 0 : 1;
+}
+"""
+
+
+def _task_storage_works(bpf_class: Any) -> bool:
+    """Whether a tracepoint program may keep per-thread state in task storage here (about 0.2 s:
+    a tiny program compiled and loaded, never attached)."""
+    try:
+        with capture_fd2():
+            probe = bpf_class(text=_TASK_STORAGE_PROBE)
+            try:
+                probe.load_func(b"sp_probe", bpf_class.TRACEPOINT)
+            finally:
+                probe.cleanup()
+    except Exception:  # noqa: BLE001 - bcc raises bare Exception when the kernel refuses the helper or map
+        return False
+    return True
+
+
+def _detach_tracepoints(bpf: Any) -> None:
+    """Close the tracepoint links in parallel: each close waits for an RCU grace period, and
+    one after the other that takes seconds for seventy probes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bcc import lib  # type: ignore[import-not-found]
+
+    fds = list(bpf.tracepoint_fds.values())
+    with ThreadPoolExecutor(max_workers=min(32, max(1, len(fds)))) as pool:
+        list(pool.map(lib.bpf_close_perf_event_fd, fds))
+    bpf.tracepoint_fds.clear()
+
+
+class KernelProbes:
+    """The BPF programs of one plan: `load()` compiles, attaches, fills the filter maps and
+    arms them; `counts()` reads the per-type sent/lost counters; `close()` detaches."""
+
+    def __init__(self, plan: KernelPlan, *, ringbuf_pages: int, libpam: str | None = None) -> None:
+        self.plan = plan
+        self.ringbuf_pages = ringbuf_pages
+        self.libpam = libpam
+        self.types = set(plan.types)
+        self.bpf: Any = None
+        self.attached: list[str] = []
+        # Where a path syscall that only a failure can make interesting waits for sys_exit:
+        # task storage when the kernel allows it (cheapest), else a hash by thread id.
+        self.task_storage = False
+
+    def cflags(self, offsets: dict[str, int] | None = None, task_storage: bool = False) -> list[str]:
+        tracefs = tracefs_dir()
+        flags = [
+            f"-I{bpf_dir()}",
+            f"-DSP_SELF_TGID={os.getpid()}",
+            f"-DSP_RINGBUF_PAGES={self.ringbuf_pages}",
+            "-DSP_WANT_CHDIR",
+        ]
+        if task_storage:
+            flags.append("-DSP_TASK_STORAGE")
+        if tracefs is not None:
+            flags += [f"-DSP_HAVE_{n.upper()}" for n in _OPTIONAL if _has_syscall_tp(tracefs, n)]
+        flags += [f"-DSP_WANT_{t.upper()}" for t in sorted(self.types) if t != "exec"]
+        if offsets:
+            flags += [f"-DSP_OFF_{k}={v}" for k, v in sorted(offsets.items())]
+        return flags
+
+    def load(self) -> None:
+        if os.geteuid() != 0:
+            raise RuntimeFailure("the live monitor needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs")
+        if tracefs_dir() is None:
+            raise RuntimeFailure("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing")
+        try:
+            from bcc import BPF
+        except ImportError as exc:
+            raise RuntimeFailure(
+                f"bcc is not importable ({exc}): apt-get install python3-bpfcc and run scripts/setup.sh"
+            ) from None
+        from secpolicy.events.bpf_btf import read_offsets
+
+        try:
+            offsets = read_offsets().values
+        except RuntimeFailure:
+            offsets = {}  # no BTF: ppid, euid and auid come from /proc instead
+        # Task storage needs the kernel's BTF (the task pointer is typed) and a kernel that lets
+        # tracepoint programs use it; without either, a hash by thread id does the same.
+        self.task_storage = bool(offsets) and _task_storage_works(BPF)
+        src = (bpf_dir() / "secpolicy.bpf.c").read_text(encoding="utf-8")
+        capture = capture_fd2()
+        try:
+            # bcc prints compiler and verifier diagnostics on fd 2: keep them for the message.
+            with capture:
+                self.bpf = BPF(text=src.encode(), cflags=self.cflags(offsets, self.task_storage))
+        except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception for compile and load failures
+            detail = capture.text() or str(exc)
+            raise RuntimeFailure(f"loading the eBPF programs failed: {last_lines(detail)}") from None
+        self.attached = sorted(
+            "tracepoint:" + (k.decode() if isinstance(k, bytes) else str(k))
+            for k in getattr(self.bpf, "tracepoint_fds", {})
+        )
+        if "auth" in self.types:
+            self._attach_pam()
+        self._load_filters()
+
+    def _attach_pam(self) -> None:
+        lib = self.libpam or find_libpam()
+        if lib is None:
+            raise RuntimeFailure("a rule needs auth events but libpam.so.0 was not found")
+        for sym, fn in (("pam_authenticate", "sp_pam_auth_enter"), ("pam_acct_mgmt", "sp_pam_acct_enter")):
+            try:
+                self.bpf.attach_uprobe(name=lib.encode(), sym=sym.encode(), fn_name=fn.encode())
+                self.bpf.attach_uretprobe(name=lib.encode(), sym=sym.encode(), fn_name=b"sp_pam_return")
+            except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
+                raise RuntimeFailure(f"attaching the uprobe on {lib}:{sym} failed: {exc}") from None
+            self.attached.append(f"uprobe:{lib}:{sym}")
+
+    @property
+    def ring_fd(self) -> int:
+        return int(self.bpf[b"events"].map_fd)
+
+    def _load_filters(self) -> None:
+        b = self.bpf
+        cfg, uids, comms, prefixes = b[b"type_cfg"], b[b"uid_filter"], b[b"comm_filter"], b[b"prefixes"]
+        slots: dict[str, int] = {}
+
+        def slot_of(prefix: str) -> int:
+            if prefix not in slots:
+                raw = prefix.encode()[: C["SP_PREFIX_WORDS"] * 8]
+                leaf = prefixes.Leaf()
+                leaf.len = len(raw)
+                padded = raw.ljust(C["SP_PREFIX_WORDS"] * 8, b"\0")
+                for i in range(C["SP_PREFIX_WORDS"]):
+                    leaf.w[i] = int.from_bytes(padded[8 * i : 8 * i + 8], "little")
+                slots[prefix] = len(slots)
+                prefixes[ctypes.c_int(slots[prefix])] = leaf
+            return slots[prefix]
+
+        for etype, flt in self.plan.filters.items():
+            if etype not in self.types or etype == "exec":
+                continue
+            tid = ID_OF_TYPE[etype]
+            leaf = cfg.Leaf()
+            if flt.uids is not None:
+                leaf.flags |= C["SP_FILTER_UID"]
+                for u in flt.uids:
+                    uids[uids.Key(tid, u & 0xFFFFFFFF)] = ctypes.c_uint8(1)
+            if flt.comm is not None:
+                leaf.flags |= C["SP_FILTER_COMM"]
+                for c in flt.comm:
+                    k = comms.Key()
+                    k.type = tid
+                    k.comm = c.encode()[:15]
+                    comms[k] = ctypes.c_uint8(1)
+            if flt.clauses is not None:
+                leaf.flags |= C["SP_FILTER_CLAUSES"]
+                leaf.nclauses = len(flt.clauses)
+                for i, clause in enumerate(flt.clauses):
+                    c = leaf.c[i]
+                    if clause.path_prefixes is not None:
+                        c.flags |= C["SP_C_PREFIX"]
+                        for p in clause.path_prefixes:
+                            c.prefix_mask |= 1 << slot_of(p)
+                        leaf.prefix_mask |= c.prefix_mask
+                    if clause.errnos is not None and all(0 < e < 64 for e in clause.errnos):
+                        c.flags |= C["SP_C_ERRNO"]
+                        for e in clause.errnos:
+                            c.errno_mask |= 1 << e
+                    if clause.result == "failure":
+                        c.flags |= C["SP_C_FAILURE"]
+                    elif clause.result == "success":
+                        c.flags |= C["SP_C_SUCCESS"]
+            used = [slot for slot in range(C["SP_MAX_PREFIXES"]) if leaf.prefix_mask >> slot & 1]
+            leaf.nprefixes = len(used)
+            for i, slot in enumerate(used):
+                leaf.slot[i] = slot
+                first = prefixes[ctypes.c_int(slot)]
+                leaf.head[i] = first.w[0]
+                leaf.head_mask[i] = (1 << 8 * min(first.len, 8)) - 1
+            cfg[ctypes.c_int(tid)] = leaf
+
+    def arm(self) -> None:
+        """Start recording (the programs stay silent until the filters are in place)."""
+        self.bpf[b"armed"][ctypes.c_int(0)] = ctypes.c_uint32(1)
+
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Records handed to the ring buffer and records lost, per event type."""
+        sent: dict[str, int] = {}
+        lost: dict[str, int] = {}
+        for name, out in (("sent", sent), ("lost", lost)):
+            table = self.bpf[name.encode()]
+            for tid, etype in TYPE_OF_ID.items():
+                v = sum(table[ctypes.c_int(tid)])
+                if v:
+                    out[etype] = v
+        return sent, lost
+
+    def close(self) -> None:
+        if self.bpf is not None:
+            _detach_tracepoints(self.bpf)
+            self.bpf.cleanup()
+            self.bpf = None
