@@ -1,5 +1,5 @@
 /* secpolicy.h: the record shared by the BPF programs (secpolicy.bpf.c) and user space
- * (secpolicy/events/live.py reads the SP_* defines from this file, so keep them one per line). */
+ * (secpolicy/events/live/record.py reads the SP_* defines from this file, so keep them one per line). */
 #ifndef SECPOLICY_H
 #define SECPOLICY_H
 
@@ -23,7 +23,12 @@
 /* Internal records that keep user space's process cache current; never alerts. */
 #define SP_EV_EXIT 17
 #define SP_EV_CHDIR 18
-#define SP_EV_MAX 19
+/* Extended attributes set or removed (the setxattr and removexattr families). */
+#define SP_EV_SETXATTR 19
+/* Audit messages sent to the kernel over NETLINK_AUDIT (libaudit): account tools, auditctl. */
+#define SP_EV_ACCOUNT_CHANGE 20
+#define SP_EV_CONFIG_CHANGE 21
+#define SP_EV_MAX 22
 
 /* Probe ids: which syscall or function produced the record (source.probe). */
 #define SP_P_SCHED_EXEC 1
@@ -67,6 +72,15 @@
 #define SP_P_SCHED_EXIT 39
 #define SP_P_CHDIR 40
 #define SP_P_FCHDIR 41
+#define SP_P_SETXATTR 42
+#define SP_P_LSETXATTR 43
+#define SP_P_FSETXATTR 44
+#define SP_P_REMOVEXATTR 45
+#define SP_P_LREMOVEXATTR 46
+#define SP_P_FREMOVEXATTR 47
+#define SP_P_SETXATTRAT 48
+#define SP_P_REMOVEXATTRAT 49
+#define SP_P_SENDTO 50
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1
@@ -74,9 +88,12 @@
 #define SP_F_CREDS 4
 #define SP_F_PPID 8
 #define SP_F_AUDIT 16
+/* A descriptor's path the kernel could not resolve (no BTF offsets): a[0] is the descriptor. */
 #define SP_F_FD_PATH 32
 /* The path could not be read at sys_enter (page not resident): read again at sys_exit. */
 #define SP_F_DEFER 64
+/* Paths were resolved in the kernel (descriptors, directory descriptors, the cwd, the exe). */
+#define SP_F_KPATH 128
 
 /* Per-type filter flags (struct sp_type_cfg.flags). */
 #define SP_FILTER_UID 1
@@ -101,6 +118,13 @@
 #define SP_MAX_PREFIXES 32
 #define SP_PREFIX_WORDS 16
 #define SP_HDR_SIZE 136
+/* Paths resolved in the kernel: assembled backwards in half of a per-CPU buffer, so at most
+ * SP_PATH_HALF - 2 bytes; at most SP_PATH_DEPTH components (and mount crossings). */
+#define SP_PATH_HALF 2048
+#define SP_PATH_DEPTH 32
+/* Audit message types (1000..2999) the netlink probe keeps: kind 1 account, 2 configuration. */
+#define SP_AUDIT_FIRST 1000
+#define SP_AUDIT_TYPES 2000
 
 #ifndef SP_USER_SPACE
 /* One record. a[] holds type-specific numbers (see docs/live.md); str holds nstr
@@ -162,6 +186,10 @@ struct sp_prefix {
     u32 len;
     u32 pad;
     u64 w[SP_PREFIX_WORDS];
+};
+
+struct sp_pathbuf {
+    char b[2 * SP_PATH_HALF];
 };
 #endif
 

@@ -65,6 +65,13 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
             lines.append(f"fim: STOPPED: {fim['failure']}")
     for note in s["notes"]:
         lines.append(f"note: {note}")
+    blind = [c for c in s.get("rules_not_covered", []) if not c["can_fire"]]
+    if blind:
+        lines.append("rules that CANNOT FIRE live here (their event types are not produced on this machine):")
+        lines += [f"  {c['rule_id']:<40} needs {', '.join(c['missing'])}" for c in blind]
+    for c in s.get("rules_not_covered", []):
+        if c["can_fire"]:
+            lines.append(f"note: {c['rule_id']} fires live except on {', '.join(c['missing'])} (not produced here)")
     return "\n".join(lines)
 
 

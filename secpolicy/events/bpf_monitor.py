@@ -50,6 +50,8 @@ class MonitorSummary:
     probes: list[str] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # rules some of whose event types this kernel cannot produce (and whether they can fire)
+    coverage: list[dict[str, Any]] = field(default_factory=list)
     internal: dict[str, int] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
     fim: dict[str, Any] | None = None
@@ -76,6 +78,8 @@ class MonitorSummary:
             "probes": list(self.probes),
             "kernel_filter": self.plan,
             "notes": list(self.notes),
+            "rules_not_covered": list(self.coverage),
+            "rules_cannot_fire": [c["rule_id"] for c in self.coverage if not c["can_fire"]],
             "internal": dict(sorted(self.internal.items())),
             "engine": self.engine,
         }
@@ -153,7 +157,9 @@ class Monitor:
         if not src.started:
             src.start()
         summary = MonitorSummary(started=src.now(), probes=list(src.attached),
-                                 plan=self.plan.to_dict(), notes=list(self.plan.notes))
+                                 plan=self.plan.to_dict(), notes=list(self.plan.notes),
+                                 coverage=[{"rule_id": c.rule_id, "missing": list(c.missing), "can_fire": c.can_fire}
+                                           for c in self.plan.coverage])
         t0 = time.monotonic()
         if duration is not None:
             self._timer = threading.Timer(duration, src.stop)
@@ -215,6 +221,9 @@ class Monitor:
         summary.lost_by_type = stats.lost()
         summary.loss_windows = list(stats.windows)
         summary.internal = stats.internal
+        if src.decode_error is not None:
+            summary.notes.append(f"{stats.internal.get('decode_errors', 0)} records could not be decoded "
+                                 f"(first: {src.decode_error}); they reached no rule")
         summary.engine = self.engine.stats()
         if fim is not None:
             summary.fim = fim.stats()

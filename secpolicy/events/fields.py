@@ -24,6 +24,7 @@ EVENT_TYPES = (
     "module_load",
     "ptrace",
     "mount",
+    "setxattr",
     "config_change",
     "account_change",
 )
@@ -71,7 +72,7 @@ EVENT = _obj(
         "user": _obj("event.user", {"uid": INT, "name": STR}),
         "file": _obj(
             "event.file",
-            {"path": STR, "flags": STRS, "mode": MODE, "target": STR, "uid": INT, "gid": INT},
+            {"path": STR, "flags": STRS, "mode": MODE, "target": STR, "uid": INT, "gid": INT, "xattr": STR},
         ),
         "net": _obj(
             "event.net",

@@ -47,7 +47,7 @@ def test_only_needed_types_and_one_clause_per_rule(rules: list) -> None:
     from secpolicy.events.bpf_plan import Clause, plan_for_rules
 
     plan = plan_for_rules(rules)
-    assert plan.types == {"exec", "open", "write", "unlink", "ptrace"}
+    assert plan.types == {"exec", "open", "write", "unlink", "ptrace", "config_change"}
     assert plan.filter_for("open").clauses == (Clause(None, "failure", frozenset({1, 13})),)
     assert plan.filter_for("write").clauses == (
         Clause(None, "failure", frozenset({1, 13})),
@@ -64,9 +64,16 @@ def test_only_needed_types_and_one_clause_per_rule(rules: list) -> None:
 def test_unavailable_types_are_noted(rules: list) -> None:
     from secpolicy.events.bpf_plan import plan_for_rules
 
+    from secpolicy.events.bpf_plan import RuleCoverage
+
     plan = plan_for_rules(rules, available=["exec", "open", "write", "unlink"])
     assert "ptrace" not in plan.types
-    assert plan.notes == ("ptrace: needed by a rule but not available on this kernel",)
+    assert plan.notes == ("config_change: needed by a rule but not available on this kernel",
+                          "ptrace: needed by a rule but not available on this kernel")
+    # audit-conf still fires on writes and unlinks; root-ptrace cannot fire at all.
+    assert plan.coverage == (RuleCoverage("audit-conf", ("config_change",), True),
+                             RuleCoverage("root-ptrace", ("ptrace",), False))
+    assert plan.blind_rules == ("root-ptrace",)
 
 
 def test_a_rule_without_constraints_opens_the_type() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from secpolicy.events.bpf_plan import Clause, KernelPlan
+from secpolicy.events.live.audit_msgs import audit_event
 from secpolicy.events.live.procs import Clock, Names, Proc, ProcessView, readlink
 from secpolicy.events.live.record import HDR, PROBE_OF_ID, TYPE_OF_ID, C, Header
 from secpolicy.kernel_names import CAPABILITIES as _CAPS
@@ -25,7 +26,8 @@ _AT_FDCWD = -100
 _NO_ID = 0xFFFFFFFF
 _EXEC, _EXIT, _CHDIR = C["SP_EV_EXEC"], C["SP_EV_EXIT"], C["SP_EV_CHDIR"]
 _F_TRUNC, _F_RET, _F_PPID = C["SP_F_TRUNCATED"], C["SP_F_RET"], C["SP_F_PPID"]
-_F_AUDIT, _F_FD_PATH = C["SP_F_AUDIT"], C["SP_F_FD_PATH"]
+_F_AUDIT, _F_FD_PATH, _F_KPATH = C["SP_F_AUDIT"], C["SP_F_FD_PATH"], C["SP_F_KPATH"]
+_AUDIT_MSGS = frozenset({C["SP_EV_ACCOUNT_CHANGE"], C["SP_EV_CONFIG_CHANGE"]})
 
 _BPF_CMDS = {0: "BPF_MAP_CREATE", 5: "BPF_PROG_LOAD", 8: "BPF_PROG_ATTACH",
              17: "BPF_RAW_TRACEPOINT_OPEN", 18: "BPF_BTF_LOAD", 28: "BPF_LINK_CREATE"}
@@ -123,11 +125,11 @@ class Decoder:
             self._count("exit")
             return None
         comm = h.comm.split(b"\0", 1)[0].decode("utf-8", "replace")
-        if h.str_len:
-            s0 = off + HDR.size
-            strs = [x.decode("utf-8", "replace") for x in chunk[s0 : s0 + h.str_len - 1].split(b"\0")]
-        else:
-            strs = []
+        s0 = off + HDR.size
+        payload = chunk[s0 : s0 + h.str_len - 1] if h.str_len else b""
+        if etype in _AUDIT_MSGS:
+            return self._audit_message(h, comm, payload)
+        strs = [x.decode("utf-8", "replace") for x in payload.split(b"\0")] if h.str_len else []
         if etype == _CHDIR:
             self._chdir(h, comm, strs)
             return None
@@ -153,23 +155,47 @@ class Decoder:
         self.delivered[name] = self.delivered.get(name, 0) + 1
         return ev
 
+    def _audit_message(self, h: Header, comm: str, payload: bytes) -> dict[str, Any] | None:
+        """An account or configuration change told to the audit system: the event the auditd
+        reader makes of the record the kernel logs for it, with this record's process."""
+        aev = audit_event(h.a0 & 0xFFFF, payload, h.pid, h.uid, h.auid, h.session)
+        if aev is None:
+            self._count("audit_unmapped")
+            return None
+        name = aev["type"]
+        ev = self._event(name, h, comm, self.procs.get(h.pid, comm, h.ppid if h.flags & _F_PPID else 0))
+        for key in ("account", "config", "outcome"):
+            if key in aev:
+                ev[key] = aev[key]
+        tty = aev.get("proc", {}).get("tty")
+        if tty:
+            ev["proc"]["tty"] = tty
+        self.delivered[name] = self.delivered.get(name, 0) + 1
+        return ev
+
     def _chdir(self, h: Header, comm: str, strs: list[str]) -> None:
+        """A successful chdir/fchdir: the new working directory as the kernel resolved it
+        (without BTF offsets, re-read from /proc when next needed)."""
         self._count("chdir")
-        if h.ret != 0:
-            return
         cur = self.procs.get(h.pid, comm, h.ppid)
-        if h.flags & _F_FD_PATH or not strs:
-            cur.cwd = None  # re-read from /proc when next needed
-            return
-        new = strs[0]
-        base = (cur.cwd or "") if not new.startswith("/") else ""
-        cur.cwd = clean_path(os.path.join(base, new)) if (base or new.startswith("/")) else None
+        cur.cwd = strs[0] if h.flags & _F_KPATH and strs and strs[0] else None
 
     def _exec(self, h: Header, comm: str, strs: list[str]) -> Proc:
+        """The process after exec. With kernel paths, the record holds the executable as the
+        kernel has it (mm->exe_file, symlinks resolved, the interpreter of a script, as auditd
+        names it) and the working directory; otherwise (and for a failed exec) the path as
+        given, resolved here."""
         pid, ppid = h.pid, h.ppid
-        p = self.procs.procs.get(pid)
-        cwd = p.cwd if p is not None else None
-        if p is None:
+        lead = h.a4 if h.a4 in (1, 2) else 1
+        args = strs[lead:] if len(strs) > lead else None
+        if lead == 2 and h.flags & _F_KPATH:
+            exe, cwd = strs[0], strs[1] or None
+            new = Proc(exe, args or [exe], cwd, comm, ppid)
+            self.procs.procs[pid] = new
+            return new
+        known = self.procs.procs.get(pid)
+        cwd = known.cwd if known is not None else None
+        if known is None:
             cwd = readlink(f"/proc/{pid}/cwd")
             if cwd is None and ppid:
                 # Gone already: a fresh child runs in its parent's directory.
@@ -182,10 +208,9 @@ class Decoder:
             if dirpath:
                 filename = os.path.join(dirpath, filename) if filename else dirpath
         exe = self._realpath(clean_path(filename))
-        args = strs[1:] if len(strs) > 1 else [filename]
-        p = Proc(exe, args, cwd, comm, ppid)
-        self.procs.procs[pid] = p
-        return p
+        new = Proc(exe, args or [filename], cwd, comm, ppid)
+        self.procs.procs[pid] = new
+        return new
 
     def _event(self, name: str, h: Header, comm: str, p: Proc) -> dict[str, Any]:
         proc: dict[str, Any] = {"pid": h.pid, "tid": h.tid, "comm": comm, "uid": h.uid, "gid": h.gid,
@@ -237,13 +262,17 @@ class Decoder:
             self._realpaths[path] = real
         return real
 
-    def resolve(self, pid: int, p: Proc, dfd: int, path: str, fd_path: bool = False) -> str:
-        """An absolute path for `path` relative to descriptor `dfd` (or the cwd). Falls back
-        to the path as given when the process or descriptor is already gone."""
-        if fd_path:
-            return readlink(f"/proc/{pid}/fd/{_s32(dfd)}") or ""
+    def resolve(self, h: Header, p: Proc, dfd: int, path: str) -> str:
+        """The absolute path of a record's path string. The kernel resolves descriptors and
+        relative paths at the time of the call; only where it could not (no BTF offsets, a
+        pseudo file) is /proc read here, as late as that is, falling back to the path as
+        given when the process or descriptor is gone."""
         if path.startswith("/"):
             return clean_path(path)
+        pid = h.pid
+        if h.flags & _F_FD_PATH and not path:
+            self._count("proc_fd_lookups")
+            return readlink(f"/proc/{pid}/fd/{_s32(h.a0)}") or ""
         dfd = _s32(dfd)
         base = self.procs.cwd(pid, p) if dfd == _AT_FDCWD else readlink(f"/proc/{pid}/fd/{dfd}")
         if not base:
@@ -263,14 +292,14 @@ def _first(strs: list[str]) -> str:
 
 def _b_file_open(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
     fl = _open_flags(h.a1)
-    f: dict[str, Any] = {"path": d.resolve(h.pid, p, h.a0, _first(strs)), "flags": fl}
+    f: dict[str, Any] = {"path": d.resolve(h, p, h.a0, _first(strs)), "flags": fl}
     if "O_CREAT" in fl:
         f["mode"] = h.a2 & 0o7777
     ev["file"] = f
 
 
 def _b_unlink(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
-    f: dict[str, Any] = {"path": d.resolve(h.pid, p, h.a0, _first(strs))}
+    f: dict[str, Any] = {"path": d.resolve(h, p, h.a0, _first(strs))}
     if h.a1 & 0x200:
         f["flags"] = ["AT_REMOVEDIR"]
     ev["file"] = f
@@ -278,16 +307,16 @@ def _b_unlink(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str
 
 def _b_rename(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
     new = strs[1] if len(strs) > 1 else ""
-    ev["file"] = {"path": d.resolve(h.pid, p, h.a0, _first(strs)), "target": d.resolve(h.pid, p, h.a1, new)}
+    ev["file"] = {"path": d.resolve(h, p, h.a0, _first(strs)), "target": d.resolve(h, p, h.a1, new)}
 
 
 def _b_chmod(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
-    path = d.resolve(h.pid, p, h.a0, _first(strs), bool(h.flags & _F_FD_PATH))
+    path = d.resolve(h, p, h.a0, _first(strs))
     ev["file"] = {"path": path, "mode": h.a1 & 0o7777} if path else {"mode": h.a1 & 0o7777}
 
 
 def _b_chown(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
-    path = d.resolve(h.pid, p, h.a0, _first(strs), bool(h.flags & _F_FD_PATH))
+    path = d.resolve(h, p, h.a0, _first(strs))
     ev["file"] = {"uid": _s32(h.a1), "gid": _s32(h.a2)}
     if path:
         ev["file"]["path"] = path
@@ -357,9 +386,19 @@ def _b_bpf(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) 
     ev["bpf"] = b
 
 
+def _b_setxattr(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    f: dict[str, Any] = {}
+    path = d.resolve(h, p, h.a0, _first(strs))
+    if path:
+        f["path"] = path
+    if len(strs) > 1 and strs[1]:
+        f["xattr"] = strs[1]
+    ev["file"] = f
+
+
 def _b_module(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
-    if h.flags & _F_FD_PATH:
-        path = readlink(f"/proc/{h.pid}/fd/{h.a0}")
+    if PROBE_OF_ID.get(h.a5 & 0xFFFFFFFF) == "finit_module":
+        path = d.resolve(h, p, h.a0, _first(strs))
         if path:
             ev["file"] = {"path": path}
             name = path.rsplit("/", 1)[-1]
@@ -376,7 +415,7 @@ def _b_ptrace(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str
 
 def _b_mount(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
     strs = strs + [""] * (3 - len(strs))
-    ev["file"] = {"path": d.resolve(h.pid, p, _AT_FDCWD, strs[0])}
+    ev["file"] = {"path": d.resolve(h, p, _AT_FDCWD, strs[0])}
     m: dict[str, Any] = {"flags": h.a1}
     if strs[1]:
         m["source"] = strs[1]
@@ -414,4 +453,5 @@ _BUILDERS: dict[str, _Builder] = {
     "ptrace": _b_ptrace,
     "mount": _b_mount,
     "auth": _b_auth,
+    "setxattr": _b_setxattr,
 }

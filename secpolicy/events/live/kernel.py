@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from secpolicy.errors import RuntimeFailure
+from secpolicy.events.bpf_btf import KernelOffsets
 from secpolicy.events.bpf_plan import LIVE_TYPES, KernelPlan
 from secpolicy.events.live.record import ID_OF_TYPE, TYPE_OF_ID, C
 from secpolicy.resources import bpf_dir
@@ -23,27 +24,45 @@ __all__ = [
     "tracefs_dir",
 ]
 
-# Syscall tracepoints behind each event type (the first must exist for the type to work).
-_TYPE_TRACEPOINTS: dict[str, tuple[str, ...]] = {
-    "exec": ("execve", "execveat"),
-    "open": ("openat", "openat2", "open"),
-    "write": ("openat", "openat2", "open", "creat"),
-    "unlink": ("unlinkat", "unlink", "rmdir"),
-    "rename": ("renameat2", "renameat", "rename"),
-    "chmod": ("fchmodat", "fchmodat2", "chmod", "fchmod"),
-    "chown": ("fchownat", "chown", "lchown", "fchown"),
-    "connect": ("connect",),
-    "accept": ("accept4", "accept"),
-    "setuid": ("setuid", "setreuid", "setresuid", "setgid", "setregid", "setresgid"),
-    "capset": ("capset",),
-    "bpf": ("bpf",),
-    "module_load": ("finit_module", "init_module"),
-    "ptrace": ("ptrace",),
-    "mount": ("mount",),
+# Syscall tracepoints and the programs attached to them: (sys_enter program, sys_exit program,
+# event types that need them). None: the program is a TRACEPOINT_PROBE, attached by bcc as it
+# loads (only compiled in when its type is wanted), or there is none. Most programs serve
+# several syscalls and tell them apart by the syscall number.
+_OPEN, _PATH_EXIT = frozenset({"open", "write"}), "sp_exit_path"
+_SYSCALLS: dict[str, tuple[str | None, str | None, frozenset[str]]] = {
+    "openat": (None, _PATH_EXIT, _OPEN),
+    **{n: ("sp_enter_path", _PATH_EXIT, _OPEN) for n in ("openat2", "open", "creat")},
+    **{n: ("sp_enter_path", _PATH_EXIT, frozenset({"unlink"})) for n in ("unlinkat", "unlink", "rmdir")},
+    **{n: ("sp_enter_path", _PATH_EXIT, frozenset({"chmod"})) for n in ("fchmodat", "fchmodat2", "chmod", "fchmod")},
+    **{n: ("sp_enter_path", _PATH_EXIT, frozenset({"chown"})) for n in ("fchownat", "chown", "lchown", "fchown")},
+    **{n: ("sp_enter_path", _PATH_EXIT, frozenset({"setxattr"}))
+       for n in ("setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+                 "setxattrat", "removexattrat")},
+    **{n: ("sp_enter_rename", _PATH_EXIT, frozenset({"rename"})) for n in ("renameat2", "renameat", "rename")},
+    **{n: ("sp_enter_exec", "sp_exit_exec", frozenset({"exec"})) for n in ("execve", "execveat")},
+    **{n: (None, "sp_exit_chdir", frozenset({"exec"})) for n in ("chdir", "fchdir")},
+    "connect": (None, None, frozenset({"connect"})),
+    **{n: ("sp_enter_accept", "sp_exit_accept", frozenset({"accept"})) for n in ("accept4", "accept")},
+    **{n: ("sp_enter_setid", "sp_exit_setid", frozenset({"setuid"}))
+       for n in ("setuid", "setreuid", "setresuid", "setgid", "setregid", "setresgid")},
+    "capset": (None, "sp_exit_plain", frozenset({"capset"})),
+    "bpf": (None, "sp_exit_plain", frozenset({"bpf"})),
+    **{n: (None, "sp_exit_plain", frozenset({"module_load"})) for n in ("finit_module", "init_module")},
+    "ptrace": (None, "sp_exit_plain", frozenset({"ptrace"})),
+    "mount": (None, "sp_exit_plain", frozenset({"mount"})),
+    "sendto": (None, None, frozenset({"account_change", "config_change"})),
 }
-# Syscalls that exist on some architectures only: compiled in only when present.
-_OPTIONAL = ("open", "creat", "unlink", "rmdir", "rename", "renameat", "chmod", "chown",
-             "lchown", "fchmodat2", "finit_module", "init_module")
+# TRACEPOINT_PROBEs of syscalls some kernels lack: compiled in only when the tracepoint exists.
+_OPTIONAL = ("finit_module", "init_module")
+# Types that need the kernel's BTF offsets (the socket behind a descriptor).
+_NEED_BTF = {"account_change": "kernel BTF (to tell NETLINK_AUDIT sockets apart)",
+             "config_change": "kernel BTF (to tell NETLINK_AUDIT sockets apart)"}
+# Audit message types read from NETLINK_AUDIT (as auditd's reader names them): account
+# changes (shadow-utils through libaudit) and configuration changes (auditctl, user tools).
+ACCOUNT_MESSAGES = ("ADD_USER", "DEL_USER", "ADD_GROUP", "DEL_GROUP", "USER_MGMT", "GRP_MGMT", "USER_CHAUTHTOK",
+                    "GRP_CHAUTHTOK", "ACCT_LOCK", "ACCT_UNLOCK", "ROLE_ASSIGN", "ROLE_REMOVE", "ROLE_MODIFY",
+                    "CHUSER_ID", "CHGRP_ID")
+CONFIG_MESSAGES = ("SET", "ADD_RULE", "DEL_RULE", "USYS_CONFIG", "USER_MAC_CONFIG_CHANGE", "USER_MAC_POLICY_LOAD")
 
 
 def tracefs_dir() -> Path | None:
@@ -67,9 +86,17 @@ def find_libpam() -> str | None:
     return None
 
 
-def available_types(tracefs: Path | None = None) -> dict[str, str | None]:
+def _type_tracepoints(etype: str) -> list[str]:
+    return [n for n, (_e, _x, types) in _SYSCALLS.items() if etype in types]
+
+
+def available_types(tracefs: Path | None = None, btf: bool | None = None) -> dict[str, str | None]:
     """Per live event type: None when this machine can produce it, else why not."""
     tracefs = tracefs or tracefs_dir()
+    if btf is None:
+        from secpolicy.events.bpf_btf import VMLINUX_BTF
+
+        btf = VMLINUX_BTF.is_file()
     out: dict[str, str | None] = {}
     for t in LIVE_TYPES:
         if t == "auth":
@@ -78,12 +105,14 @@ def available_types(tracefs: Path | None = None) -> dict[str, str | None]:
         if tracefs is None:
             out[t] = "tracefs is not mounted"
             continue
-        tps = _TYPE_TRACEPOINTS[t]
-        if any(_has_syscall_tp(tracefs, n) for n in tps):
-            out[t] = None
-        else:
+        tps = _type_tracepoints(t)
+        if not any(_has_syscall_tp(tracefs, n) for n in tps):
             names = ", ".join(f"syscalls:sys_enter_{n}" for n in tps)
             out[t] = f"no tracepoint {names} in this kernel"
+        elif t in _NEED_BTF and not btf:
+            out[t] = f"needs {_NEED_BTF[t]}"
+        else:
+            out[t] = None
     if tracefs is not None and not (tracefs / "events" / "sched" / "sched_process_exec").is_dir():
         out["exec"] = "no tracepoint sched:sched_process_exec in this kernel"
     return out
@@ -171,28 +200,30 @@ class KernelProbes:
         # Where a path syscall that only a failure can make interesting waits for sys_exit:
         # task storage when the kernel allows it (cheapest), else a hash by thread id.
         self.task_storage = False
+        # Whether paths are resolved in the kernel (BTF offsets for the dentry walk).
+        self.kernel_paths = False
 
-    def cflags(self, offsets: dict[str, int] | None = None, task_storage: bool = False) -> list[str]:
+    def cflags(self, offsets: KernelOffsets | None = None, task_storage: bool = False) -> list[str]:
         tracefs = tracefs_dir()
         flags = [
             f"-I{bpf_dir()}",
             f"-DSP_SELF_TGID={os.getpid()}",
             f"-DSP_RINGBUF_PAGES={self.ringbuf_pages}",
-            "-DSP_WANT_CHDIR",
         ]
         if task_storage:
             flags.append("-DSP_TASK_STORAGE")
         if tracefs is not None:
             flags += [f"-DSP_HAVE_{n.upper()}" for n in _OPTIONAL if _has_syscall_tp(tracefs, n)]
         flags += [f"-DSP_WANT_{t.upper()}" for t in sorted(self.types) if t != "exec"]
-        if offsets:
-            flags += [f"-DSP_OFF_{k}={v}" for k, v in sorted(offsets.items())]
+        if offsets is not None:
+            flags += offsets.cflags()
         return flags
 
     def load(self) -> None:
         if os.geteuid() != 0:
             raise RuntimeFailure("the live monitor needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs")
-        if tracefs_dir() is None:
+        tracefs = tracefs_dir()
+        if tracefs is None:
             raise RuntimeFailure("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing")
         try:
             from bcc import BPF
@@ -203,20 +234,23 @@ class KernelProbes:
         from secpolicy.events.bpf_btf import read_offsets
 
         try:
-            offsets = read_offsets().values
+            offsets: KernelOffsets | None = read_offsets()
         except RuntimeFailure:
-            offsets = {}  # no BTF: ppid, euid and auid come from /proc instead
+            offsets = None  # no BTF: ppid, euid and auid come from /proc instead
+        self.kernel_paths = offsets is not None and offsets.kernel_paths
         # Task storage needs the kernel's BTF (the task pointer is typed) and a kernel that lets
         # tracepoint programs use it; without either, a hash by thread id does the same.
-        self.task_storage = bool(offsets) and _task_storage_works(BPF)
+        self.task_storage = offsets is not None and _task_storage_works(BPF)
         src = (bpf_dir() / "secpolicy.bpf.c").read_text(encoding="utf-8")
         capture = capture_fd2()
         try:
             # bcc prints compiler and verifier diagnostics on fd 2: keep them for the message.
             with capture:
                 self.bpf = BPF(text=src.encode(), cflags=self.cflags(offsets, self.task_storage))
+                self._attach_shared(tracefs)
         except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception for compile and load failures
             detail = capture.text() or str(exc)
+            self.close()
             raise RuntimeFailure(f"loading the eBPF programs failed: {last_lines(detail)}") from None
         self.attached = sorted(
             "tracepoint:" + (k.decode() if isinstance(k, bytes) else str(k))
@@ -225,6 +259,15 @@ class KernelProbes:
         if "auth" in self.types:
             self._attach_pam()
         self._load_filters()
+
+    def _attach_shared(self, tracefs: Path) -> None:
+        """Attach the programs several syscalls share to each tracepoint a wanted type needs."""
+        for name, (enter, exit_, types) in _SYSCALLS.items():
+            if not types & self.types or not _has_syscall_tp(tracefs, name):
+                continue
+            for prog, tp in ((enter, f"sys_enter_{name}"), (exit_, f"sys_exit_{name}")):
+                if prog is not None:
+                    self.bpf.attach_tracepoint(tp=f"syscalls:{tp}".encode(), fn_name=prog.encode())
 
     def _attach_pam(self) -> None:
         lib = self.libpam or find_libpam()
@@ -301,6 +344,18 @@ class KernelProbes:
                 leaf.head[i] = first.w[0]
                 leaf.head_mask[i] = (1 << 8 * min(first.len, 8)) - 1
             cfg[ctypes.c_int(tid)] = leaf
+        if self.types & {"account_change", "config_change"}:
+            self._load_audit_kinds()
+
+    def _load_audit_kinds(self) -> None:
+        from secpolicy.events.auditd import RECORD_TYPES
+
+        kinds = self.bpf[b"audit_kind"]
+        for names, kind, etype in ((ACCOUNT_MESSAGES, 1, "account_change"), (CONFIG_MESSAGES, 2, "config_change")):
+            if etype not in self.types:
+                continue
+            for n in names:
+                kinds[ctypes.c_int(RECORD_TYPES[n] - C["SP_AUDIT_FIRST"])] = ctypes.c_uint8(kind)
 
     def arm(self) -> None:
         """Start recording (the programs stay silent until the filters are in place)."""

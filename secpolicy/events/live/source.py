@@ -115,6 +115,8 @@ class LiveSource:
         self._last_ts_ns = 0
         self._kernel_lost_seen: dict[str, int] = {}
         self._final_counts: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        # The first record the decoder failed on (counted in internal["decode_errors"]).
+        self.decode_error: str | None = None
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -224,7 +226,11 @@ class LiveSource:
             if batch is not None:
                 chunk, recs = batch
                 for off, _ln in recs:
-                    ev = decode(chunk, off)
+                    try:
+                        ev = decode(chunk, off)
+                    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the monitor
+                        self._decode_failed(exc)
+                        continue
                     if ev is not None:
                         seq += 1
                         push(heap, (ev["ts"], seq, ev))
@@ -237,6 +243,12 @@ class LiveSource:
             yield pop(heap)[2]
         if self._reader_error is not None:
             raise RuntimeFailure(f"reading the ring buffer failed: {self._reader_error}")
+
+    def _decode_failed(self, exc: Exception) -> None:
+        """Counted with the record's loss (it reaches no rule) and named in the summary."""
+        self.decoder.internal["decode_errors"] = self.decoder.internal.get("decode_errors", 0) + 1
+        if self.decode_error is None:
+            self.decode_error = f"{type(exc).__name__}: {exc}"
 
     def stop(self) -> None:
         """Ask the source to finish: what is in the ring buffer is still delivered."""
