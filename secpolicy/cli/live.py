@@ -17,6 +17,7 @@ from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_sta
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME, InputError, SecpolicyError
 
 if TYPE_CHECKING:
+    from secpolicy.events.live.storm import StormControl
     from secpolicy.fim.live import LiveFim
 
 __all__ = ["COMMANDS", "doctor_cmd", "format_monitor_summary", "monitor_cmd"]
@@ -41,7 +42,14 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
         lines += [f"  {k:<12} {v}" for k, v in s["events_by_type"].items()]
     if s["alerts_by_rule"]:
         lines.append("alerts per rule:")
-        lines += [f"  {k:<40} {v}" for k, v in s["alerts_by_rule"].items()]
+        storm = s.get("storm", {}).get("by_rule", {})
+        for k, v in s["alerts_by_rule"].items():
+            st = storm.get(k, {})
+            folded = (f" ({st['folded']} folded into {st['aggregates']} aggregate alerts)"
+                      if st.get("folded") else "")
+            lines.append(f"  {k:<40} {v}{folded}")
+    if s.get("storm", {}).get("alerts_folded"):
+        lines.append(f"storm control: {s['storm']['control']['description']}")
     if s["lost"]:
         lines.append("LOST events (not evaluated):")
         lines += [f"  {k:<12} {v}" for k, v in s["lost_by_type"].items()]
@@ -93,6 +101,13 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
 @click.option("--queue-max", default=1 << 18, show_default=True, type=click.IntRange(min=1),
               help="Records the user-space queue holds before dropping (and counting) more.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit 1 when any alert fired.")
+@click.option("--aggregate-window", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              metavar="SECONDS",
+              help="Storm control: per rule, program and user, alerts beyond --aggregate-burst in this "
+                   "window are folded into one aggregate alert (count, first and last event) written at its "
+                   "end. 0 writes every alert.")
+@click.option("--aggregate-burst", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
+              help="Alerts per rule, program and user written one by one in each --aggregate-window.")
 @click.option("--fim", "fim_config", type=click.Path(dir_okay=False), metavar="CONFIG",
               help="Live file integrity: writes, renames, chmod/chown and unlinks under this FIM "
                    "configuration's watched paths re-check those entries against its baseline.")
@@ -118,6 +133,8 @@ def monitor_cmd(
     ringbuf_pages: int,
     queue_max: int,
     fail_on_alert: bool,
+    aggregate_window: float,
+    aggregate_burst: int,
     fim_config: str | None,
     fim_db: str | None,
     fim_key_file: str | None,
@@ -155,8 +172,11 @@ def monitor_cmd(
     run = RunRecorder(settings, "monitor", overflow="drop", on_error=_warn)
     run.begin(duration=duration, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
     try:
+        from secpolicy.events.live.storm import StormControl
+
+        storm = StormControl(window=aggregate_window, burst=aggregate_burst)
         summary, stats, fim_failure = _monitor(run, policies, duration, output, events_path, summary_json,
-                                               ready_file, ringbuf_pages, queue_max, fim_options)
+                                               ready_file, ringbuf_pages, queue_max, fim_options, storm)
     except BaseException as exc:
         run.fail(exc)
         raise
@@ -221,7 +241,7 @@ class _FimOptions:
 def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None, output: str,
              events_path: str | None, summary_json: str | None, ready_file: str | None,
              ringbuf_pages: int, queue_max: int,
-             fim_options: _FimOptions) -> tuple[dict[str, Any], OutputStats, SecpolicyError | None]:
+             fim_options: _FimOptions, storm: StormControl) -> tuple[dict[str, Any], OutputStats, SecpolicyError | None]:
     from secpolicy.cli.core import load
     from secpolicy.events.bpf_monitor import Monitor
     from secpolicy.events.engine import EventEngine
@@ -237,7 +257,7 @@ def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None
         run.trail.config_loaded(fim_options.config)
         run.trail.sync()
     engine = EventEngine(rules)
-    mon = Monitor(rules, engine, fim=fim, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
+    mon = Monitor(rules, engine, fim=fim, storm=storm, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
     alerts_out = _open_write(output, "alerts")
     events_out = _open_write(events_path, "events")
     summary_out = _open_write(summary_json, "the summary") if summary_json != "-" else None

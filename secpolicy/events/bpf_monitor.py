@@ -12,9 +12,10 @@ from typing import IO, Any, Protocol
 
 from secpolicy.events.bpf_plan import KernelPlan, plan_for_rules, with_watched_paths
 from secpolicy.events.live import LiveSource, LossWindow, available_types
+from secpolicy.events.live.storm import AlertStorm, StormControl
 from secpolicy.events.model import canonical_json
 
-__all__ = ["FileWatcher", "Monitor", "MonitorSummary", "coverage_for"]
+__all__ = ["FileWatcher", "Monitor", "MonitorSummary", "StormControl", "coverage_for"]
 
 
 class FileWatcher(Protocol):
@@ -55,6 +56,7 @@ class MonitorSummary:
     internal: dict[str, int] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
     fim: dict[str, Any] | None = None
+    storm: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -82,6 +84,7 @@ class MonitorSummary:
             "rules_cannot_fire": [c["rule_id"] for c in self.coverage if not c["can_fire"]],
             "internal": dict(sorted(self.internal.items())),
             "engine": self.engine,
+            "storm": self.storm,
         }
         if self.fim is not None:
             out["fim"] = self.fim
@@ -90,7 +93,7 @@ class MonitorSummary:
 
 def coverage_for(alert: dict[str, Any], windows: Iterable[LossWindow]) -> dict[str, Any] | None:
     """The coverage note of an alert: events lost in windows overlapping its own, or None."""
-    ctx = alert.get("context") or {}
+    ctx = alert.get("aggregate") or alert.get("context") or {}
     span = ctx.get("window") or [alert.get("ts"), alert.get("ts")]
     start, end = span[0], span[-1]
     lost = 0
@@ -107,6 +110,73 @@ def coverage_for(alert: dict[str, Any], windows: Iterable[LossWindow]) -> dict[s
     return {"lost": lost, "lost_by_type": dict(by_type), "window": [first, last]}
 
 
+class _AlertOutput:
+    """Where alerts go. Rule alerts come from the event loop, FIM alerts from the FIM worker,
+    aggregates from a ticker thread: one writer at a time. Output is flushed by the ticker
+    (every 0.1 s) rather than per alert, which lets a burst of alerts through without growing
+    lag; `on_alert` sees each alert written, with its coverage note."""
+
+    def __init__(self, src: LiveSource, storm: AlertStorm, alerts_out: IO[str] | None,
+                 on_alert: Callable[[dict[str, Any]], None] | None, by_rule: Counter[str]) -> None:
+        self.src = src
+        self.storm = storm
+        self.alerts_out = alerts_out
+        self.on_alert = on_alert
+        self.by_rule = by_rule
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.ticker = threading.Thread(target=self._tick, name="secpolicy-alerts", daemon=True)
+
+    def start(self) -> None:
+        self.ticker.start()
+
+    def _write(self, alerts: list[dict[str, Any]]) -> None:
+        windows = self.src.loss_windows()
+        out = self.alerts_out
+        for a in alerts:
+            if windows:
+                cov = coverage_for(a, windows)
+                if cov is not None:
+                    a["coverage"] = cov
+            if out is not None:
+                out.write(canonical_json(a))
+                out.write("\n")
+            if self.on_alert is not None:
+                self.on_alert(a)
+
+    def rule_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        with self.lock:
+            for a in alerts:
+                self.by_rule[a["rule_id"]] += 1
+            self._write([a for a in alerts if self.storm.offer(a)])
+
+    def fim_alert(self, alert: dict[str, Any]) -> None:
+        with self.lock:
+            self.by_rule[alert["rule_id"]] += 1
+            self._write([alert])
+
+    def _flush(self, alerts: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self._write(alerts)
+            if self.alerts_out is not None:
+                self.alerts_out.flush()
+
+    def _tick(self) -> None:
+        while not self.done.wait(0.1):
+            with self.lock:
+                due = self.storm.due()
+            self._flush(due)
+
+    def close(self) -> None:
+        """Stop the ticker, write what the storm control still holds, flush."""
+        self.done.set()
+        if self.ticker.is_alive():
+            self.ticker.join()
+        with self.lock:
+            rest = self.storm.drain()
+        self._flush(rest)
+
+
 class Monitor:
     """Run the live source through an engine until `stop()` (or `duration` seconds)."""
 
@@ -118,11 +188,15 @@ class Monitor:
         plan: KernelPlan | None = None,
         source: LiveSource | None = None,
         fim: FileWatcher | None = None,
+        storm: StormControl | None = None,
         **source_options: Any,
     ) -> None:
         self.rules = rules
         self.engine = engine
         self.fim = fim
+        # Without storm control given, every alert is written (what replay of the recording
+        # gives too); `secpolicy monitor` turns it on by default.
+        self.storm = storm or StormControl(window=0)
         if plan is None:
             avail = [t for t, why in available_types().items() if why is None]
             plan = plan_for_rules(rules, avail)
@@ -170,27 +244,10 @@ class Monitor:
         by_rule = summary.alerts_by_rule
         fim = self.fim
         observe = fim.observe if fim is not None else None
-        # Rule alerts come from this loop, FIM alerts from the FIM worker: one at a time.
-        emitting = threading.Lock()
-
-        def emit(alerts: list[dict[str, Any]]) -> None:
-            windows = src.loss_windows()
-            with emitting:
-                for a in alerts:
-                    if windows:
-                        cov = coverage_for(a, windows)
-                        if cov is not None:
-                            a["coverage"] = cov
-                    by_rule[a["rule_id"]] += 1
-                    if alerts_out is not None:
-                        alerts_out.write(canonical_json(a))
-                        alerts_out.write("\n")
-                        alerts_out.flush()
-                    if on_alert is not None:
-                        on_alert(a)
-
+        out = _AlertOutput(src, AlertStorm(self.storm), alerts_out, on_alert, by_rule)
+        out.start()
         if fim is not None:
-            fim.start(lambda a: emit([a]))
+            fim.start(out.fim_alert)
         try:
             for ev in src.events():
                 by_type[ev["type"]] += 1
@@ -203,7 +260,7 @@ class Monitor:
                     events_out.write("\n")
                 alerts = process(ev)
                 if alerts:
-                    emit(alerts)
+                    out.rule_alerts(alerts)
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -211,8 +268,10 @@ class Monitor:
                 if fim is not None:
                     fim.close()
             finally:
+                out.close()
                 stats = src.stats()
                 src.close()
+        summary.storm = out.storm.stats()
         summary.ended = src.now()
         summary.duration = time.monotonic() - t0
         summary.kernel_lost = stats.kernel_lost
