@@ -1170,7 +1170,7 @@ int sp_enter_exec(struct sp_enter_ctx *ctx)
     e->a[3] = e->str_len; /* where argv starts: the kernel's view of the exe replaces the path */
     e->a[4] = 1;          /* strings before argv */
     u32 argc = 0;
-#pragma unroll
+#pragma clang loop unroll(disable)
     for (int i = 0; i < SP_MAX_ARGS; i++) {
         const char *arg = 0;
         if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) != 0 || !arg)

@@ -62,9 +62,7 @@ def test_only_needed_types_and_one_clause_per_rule(rules: list) -> None:
 
 
 def test_unavailable_types_are_noted(rules: list) -> None:
-    from secpolicy.events.bpf_plan import plan_for_rules
-
-    from secpolicy.events.bpf_plan import RuleCoverage
+    from secpolicy.events.bpf_plan import RuleCoverage, plan_for_rules
 
     plan = plan_for_rules(rules, available=["exec", "open", "write", "unlink"])
     assert "ptrace" not in plan.types

@@ -132,4 +132,4 @@ def test_kernel_filter_is_a_union_that_filters_only_shared_dimensions(tmp_path: 
     kf = kernel_filter([r["etc"], r["shadow"]])
     assert kf.path_prefixes == ("/etc/", "/etc/gshadow", "/etc/shadow")
     kf = kernel_filter([r["negated"]])
-    assert len(kf.types) == 18
+    assert len(kf.types) == 19

@@ -146,31 +146,15 @@ def last_lines(text: str, n: int = 3) -> str:
     return " | ".join(lines[-n:]) if lines else "unknown error"
 
 
-_TASK_STORAGE_PROBE = b"""
-struct sp_probe_v { u64 x; };
-BPF_TASK_STORAGE(sp_probe_store, struct sp_probe_v);
-int sp_probe(void *ctx)
-{
-    struct sp_probe_v *v = sp_probe_store.task_storage_get(bpf_get_current_task_btf(), 0,
-                                                           BPF_LOCAL_STORAGE_GET_F_CREATE);
-    return v ? 0 : 1;
-}
-"""
+def _quiet_module(bpf_class: Any) -> Any:
+    """bcc's BPF class, without attaching its TRACEPOINT_PROBEs while it is being constructed:
+    if one fails, the object would be lost with the others still attached."""
 
+    class Module(bpf_class):  # type: ignore[misc,valid-type]
+        def _trace_autoload(self) -> None:
+            return None
 
-def _task_storage_works(bpf_class: Any) -> bool:
-    """Whether a tracepoint program may keep per-thread state in task storage here (about 0.2 s:
-    a tiny program compiled and loaded, never attached)."""
-    try:
-        with capture_fd2():
-            probe = bpf_class(text=_TASK_STORAGE_PROBE)
-            try:
-                probe.load_func(b"sp_probe", bpf_class.TRACEPOINT)
-            finally:
-                probe.cleanup()
-    except Exception:  # noqa: BLE001 - bcc raises bare Exception when the kernel refuses the helper or map
-        return False
-    return True
+    return Module
 
 
 def _detach_tracepoints(bpf: Any) -> None:
@@ -239,19 +223,26 @@ class KernelProbes:
             offsets = None  # no BTF: ppid, euid and auid come from /proc instead
         self.kernel_paths = offsets is not None and offsets.kernel_paths
         # Task storage needs the kernel's BTF (the task pointer is typed) and a kernel that lets
-        # tracepoint programs use it; without either, a hash by thread id does the same.
-        self.task_storage = offsets is not None and _task_storage_works(BPF)
-        src = (bpf_dir() / "secpolicy.bpf.c").read_text(encoding="utf-8")
-        capture = capture_fd2()
-        try:
-            # bcc prints compiler and verifier diagnostics on fd 2: keep them for the message.
-            with capture:
-                self.bpf = BPF(text=src.encode(), cflags=self.cflags(offsets, self.task_storage))
-                self._attach_shared(tracefs)
-        except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception for compile and load failures
-            detail = capture.text() or str(exc)
-            self.close()
-            raise RuntimeFailure(f"loading the eBPF programs failed: {last_lines(detail)}") from None
+        # tracepoint programs use it; where the load fails with it, a hash by thread id does the
+        # same (tried second, so that kernels that allow it pay for one compile only).
+        src = (bpf_dir() / "secpolicy.bpf.c").read_text(encoding="utf-8").encode()
+        failure = ""
+        for task_storage in ((True, False) if offsets is not None else (False,)):
+            capture = capture_fd2()
+            try:
+                # bcc prints compiler and verifier diagnostics on fd 2: keep them for the message.
+                with capture:
+                    self.bpf = _quiet_module(BPF)(text=src, cflags=self.cflags(offsets, task_storage))
+                    BPF._trace_autoload(self.bpf)  # kept for after the object exists: close() undoes it
+                    self._attach_shared(tracefs)
+            except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception for compile and load failures
+                failure = last_lines(capture.text() or str(exc))
+                self.close()
+                continue
+            self.task_storage = task_storage
+            break
+        else:
+            raise RuntimeFailure(f"loading the eBPF programs failed: {failure}")
         self.attached = sorted(
             "tracepoint:" + (k.decode() if isinstance(k, bytes) else str(k))
             for k in getattr(self.bpf, "tracepoint_fds", {})
