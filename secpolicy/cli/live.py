@@ -318,9 +318,9 @@ def doctor_cmd(as_json: bool, no_load_test: bool) -> None:
     else:
         mark = {True: "ok  ", None: "warn", False: "FAIL"}
         for c in checks:
-            click.echo(f"[{mark[c.ok]}] {c.name:<18} {c.detail}")
+            click.echo(f"[{mark[c.ok]}] {c.name:<21} {c.detail}")
             if c.fix and c.ok is not True:
-                click.echo(f"       {'':<18} fix: {c.fix}")
+                click.echo(f"       {'':<21} fix: {c.fix}")
         click.echo("live monitor: " + ("ready" if not blocked else "NOT ready (" + ", ".join(c.name for c in blocked) + ")"))
     if blocked:
         sys.exit(EXIT_RUNTIME)

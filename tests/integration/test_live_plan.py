@@ -4,7 +4,10 @@ doctor/monitor commands' behaviour on bad input."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,28 @@ def test_monitor_rejects_a_ring_buffer_size_that_is_not_a_power_of_two() -> None
 
     with pytest.raises(InputError, match="power of two"):
         monitor_cmd.main(["--ringbuf-pages", "3"], standalone_mode=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges with setpriv needs root")
+@pytest.mark.parametrize("command", [["doctor"], ["doctor", "--json"], ["monitor", "--duration", "1"]])
+def test_without_root_doctor_and_monitor_say_what_is_missing_and_exit_3(command: list[str], tmp_path: Path) -> None:
+    """As nobody: no traceback and no "internal error", the missing pieces named, exit 3
+    (runtime failure: missing privileges, as the README's exit codes say)."""
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           sys.executable, "-m", "secpolicy", *command],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)}, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 3, out
+    assert "internal error" not in out and "Traceback" not in out
+    if command == ["doctor"]:
+        assert "[FAIL] privileges            euid 65534 is not root" in out
+        assert "tracefs at /sys/kernel/tracing is not readable by uid 65534" in out
+        assert out.rstrip().endswith("live monitor: NOT ready (tracefs, privileges, bpf load)")
+    elif command[0] == "doctor":
+        report = json.loads(proc.stdout)
+        assert report["ready"] is False
+        failed = {c["name"]: c for c in report["checks"] if c["ok"] is False}
+        assert set(failed) == {"tracefs", "privileges", "bpf load"} and all(c["fix"] for c in failed.values())
+    else:
+        assert "the live monitor needs root" in proc.stderr and "secpolicy doctor" in proc.stderr

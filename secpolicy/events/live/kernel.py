@@ -22,6 +22,7 @@ __all__ = [
     "find_libpam",
     "last_lines",
     "tracefs_dir",
+    "tracefs_problem",
 ]
 
 # Syscall tracepoints and the programs attached to them: (sys_enter program, sys_exit program,
@@ -65,16 +66,39 @@ ACCOUNT_MESSAGES = ("ADD_USER", "DEL_USER", "ADD_GROUP", "DEL_GROUP", "USER_MGMT
 CONFIG_MESSAGES = ("SET", "ADD_RULE", "DEL_RULE", "USYS_CONFIG", "USER_MAC_CONFIG_CHANGE", "USER_MAC_POLICY_LOAD")
 
 
+_TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:  # EACCES: tracefs is root's (mode 0700) unless mounted otherwise
+        return False
+
+
 def tracefs_dir() -> Path | None:
-    """Where tracefs is mounted (with its events/), or None."""
-    for d in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
-        if (d / "events").is_dir():
+    """Where tracefs is mounted (with its events/), or None (also when this user may not read
+    it: see `tracefs_problem`)."""
+    for d in _TRACEFS_DIRS:
+        if _is_dir(d / "events"):
             return d
     return None
 
 
+def tracefs_problem() -> str:
+    """Why tracefs_dir() found nothing: not mounted, or not readable by this user."""
+    for d in _TRACEFS_DIRS:
+        try:
+            (d / "events").stat()
+        except PermissionError:
+            return f"tracefs at {d} is not readable by uid {os.geteuid()} (it belongs to root)"
+        except OSError:
+            continue
+    return "tracefs is not mounted"
+
+
 def _has_syscall_tp(tracefs: Path, name: str) -> bool:
-    return (tracefs / "events" / "syscalls" / f"sys_enter_{name}").is_dir()
+    return _is_dir(tracefs / "events" / "syscalls" / f"sys_enter_{name}")
 
 
 def find_libpam() -> str | None:
@@ -103,7 +127,7 @@ def available_types(tracefs: Path | None = None, btf: bool | None = None) -> dic
             out[t] = None if find_libpam() else "libpam.so.0 not found (no PAM on this system)"
             continue
         if tracefs is None:
-            out[t] = "tracefs is not mounted"
+            out[t] = tracefs_problem()
             continue
         tps = _type_tracepoints(t)
         if not any(_has_syscall_tp(tracefs, n) for n in tps):
@@ -113,7 +137,7 @@ def available_types(tracefs: Path | None = None, btf: bool | None = None) -> dic
             out[t] = f"needs {_NEED_BTF[t]}"
         else:
             out[t] = None
-    if tracefs is not None and not (tracefs / "events" / "sched" / "sched_process_exec").is_dir():
+    if tracefs is not None and not _is_dir(tracefs / "events" / "sched" / "sched_process_exec"):
         out["exec"] = "no tracepoint sched:sched_process_exec in this kernel"
     return out
 
@@ -205,10 +229,11 @@ class KernelProbes:
 
     def load(self) -> None:
         if os.geteuid() != 0:
-            raise RuntimeFailure("the live monitor needs root (CAP_BPF and CAP_PERFMON) to load eBPF programs")
+            raise RuntimeFailure(f"the live monitor needs root to load eBPF programs and attach them to tracepoints "
+                                 f"(running as uid {os.geteuid()}); `secpolicy doctor` lists what else is missing")
         tracefs = tracefs_dir()
         if tracefs is None:
-            raise RuntimeFailure("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing")
+            raise RuntimeFailure(f"{tracefs_problem()}: mount -t tracefs tracefs /sys/kernel/tracing")
         try:
             from bcc import BPF
         except ImportError as exc:
