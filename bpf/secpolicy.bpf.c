@@ -10,9 +10,7 @@
 #include <asm/unistd.h>
 #include "secpolicy.h"
 
-#ifndef SP_SELF_TGID
-#define SP_SELF_TGID 0
-#endif
+/* The ring buffer's size as compiled; user space creates it with the size asked for. */
 #ifndef SP_RINGBUF_PAGES
 #define SP_RINGBUF_PAGES 4096
 #endif
@@ -113,9 +111,10 @@ BPF_HASH(uid_filter, struct sp_uid_key, u8, 4096);
 BPF_HASH(comm_filter, struct sp_comm_key, u8, 4096);
 BPF_ARRAY(prefixes, struct sp_prefix, SP_MAX_PREFIXES);
 BPF_HASH(pam_calls, u32, u64, 1024);
-/* bcc attaches the probes as it loads them, before user space has filled the filter maps:
- * nothing is recorded until user space sets armed[0] = 1. */
-BPF_ARRAY(armed, u32, 1);
+/* Nothing is recorded until user space has filled the filter maps and set armed[0].on; the
+ * monitor's own process (self_tgid) is never recorded. Values, not compile-time constants:
+ * the compiled programs do not depend on the run, so they can be reused. */
+BPF_ARRAY(armed, struct sp_armed, 1);
 
 static __always_inline void sp_count_lost(u32 type)
 {
@@ -439,10 +438,10 @@ static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char 
 static __always_inline int sp_self(void)
 {
     u32 zero = 0;
-    u32 *on = armed.lookup(&zero);
-    if (!on || !*on)
+    struct sp_armed *a = armed.lookup(&zero);
+    if (!a || !a->on)
         return 1;
-    return (bpf_get_current_pid_tgid() >> 32) == SP_SELF_TGID;
+    return (bpf_get_current_pid_tgid() >> 32) == a->self_tgid;
 }
 
 /* 1 when the record may interest a rule (uid and comm checks; path checks come later). */

@@ -188,6 +188,11 @@ struct sp_prefix {
     u64 w[SP_PREFIX_WORDS];
 };
 
+struct sp_armed {
+    u32 on;
+    u32 self_tgid;
+};
+
 struct sp_pathbuf {
     char b[2 * SP_PATH_HALF];
 };

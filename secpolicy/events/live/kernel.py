@@ -4,15 +4,24 @@ per-type counters read, and everything detached again."""
 
 from __future__ import annotations
 
-import ctypes
 import os
+import struct
 from pathlib import Path
 from typing import Any, Self
 
 from secpolicy.errors import RuntimeFailure
 from secpolicy.events.bpf_btf import KernelOffsets
 from secpolicy.events.bpf_plan import LIVE_TYPES, KernelPlan
+from secpolicy.events.live import bpfsys
+from secpolicy.events.live.objcache import (
+    LoadedObject,
+    compile_object,
+    object_key,
+    read_cached,
+    write_cached,
+)
 from secpolicy.events.live.record import ID_OF_TYPE, TYPE_OF_ID, C
+from secpolicy.events.live.ring import PAGE
 from secpolicy.resources import bpf_dir
 
 __all__ = [
@@ -170,54 +179,38 @@ def last_lines(text: str, n: int = 3) -> str:
     return " | ".join(lines[-n:]) if lines else "unknown error"
 
 
-def _quiet_module(bpf_class: Any) -> Any:
-    """bcc's BPF class, without attaching its TRACEPOINT_PROBEs while it is being constructed:
-    if one fails, the object would be lost with the others still attached."""
-
-    class Module(bpf_class):  # type: ignore[misc,valid-type]
-        def _trace_autoload(self) -> None:
-            return None
-
-    return Module
-
-
-def _detach_tracepoints(bpf: Any) -> None:
-    """Close the tracepoint links in parallel: each close waits for an RCU grace period, and
-    one after the other that takes seconds for seventy probes."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from bcc import lib  # type: ignore[import-not-found]
-
-    fds = list(bpf.tracepoint_fds.values())
-    with ThreadPoolExecutor(max_workers=min(32, max(1, len(fds)))) as pool:
-        list(pool.map(lib.bpf_close_perf_event_fd, fds))
-    bpf.tracepoint_fds.clear()
-
-
 class KernelProbes:
-    """The BPF programs of one plan: `load()` compiles, attaches, fills the filter maps and
-    arms them; `counts()` reads the per-type sent/lost counters; `close()` detaches."""
+    """The BPF programs of one plan: `load()` compiles them (or takes them from the cache of
+    compiled objects), creates the maps, loads and attaches the programs and fills the filter
+    maps; `arm()` starts recording; `counts()` reads the per-type sent/lost counters;
+    `close()` detaches and releases everything."""
 
     def __init__(self, plan: KernelPlan, *, ringbuf_pages: int, libpam: str | None = None) -> None:
         self.plan = plan
         self.ringbuf_pages = ringbuf_pages
         self.libpam = libpam
         self.types = set(plan.types)
-        self.bpf: Any = None
+        self.obj: LoadedObject | None = None
         self.attached: list[str] = []
+        self._perf_fds: list[int] = []
+        self._uprobes: list[tuple[bytes, int]] = []
         # Where a path syscall that only a failure can make interesting waits for sys_exit:
         # task storage when the kernel allows it (cheapest), else a hash by thread id.
         self.task_storage = False
         # Whether paths are resolved in the kernel (BTF offsets for the dentry walk).
         self.kernel_paths = False
+        # Whether the compiled programs came from the cache (no compile in this run).
+        self.cached = False
+
+    @property
+    def loaded(self) -> bool:
+        return self.obj is not None
 
     def cflags(self, offsets: KernelOffsets | None = None, task_storage: bool = False) -> list[str]:
+        """The compile flags: they depend on the plan's types and on this kernel only (never on
+        the run), so that the compiled programs can be reused."""
         tracefs = tracefs_dir()
-        flags = [
-            f"-I{bpf_dir()}",
-            f"-DSP_SELF_TGID={os.getpid()}",
-            f"-DSP_RINGBUF_PAGES={self.ringbuf_pages}",
-        ]
+        flags = [f"-I{bpf_dir()}"]
         if task_storage:
             flags.append("-DSP_TASK_STORAGE")
         if tracefs is not None:
@@ -235,7 +228,7 @@ class KernelProbes:
         if tracefs is None:
             raise RuntimeFailure(f"{tracefs_problem()}: mount -t tracefs tracefs /sys/kernel/tracing")
         try:
-            from bcc import BPF
+            import bcc  # type: ignore[import-not-found]
         except ImportError as exc:
             raise RuntimeFailure(
                 f"bcc is not importable ({exc}): apt-get install python3-bpfcc and run scripts/setup.sh"
@@ -247,150 +240,221 @@ class KernelProbes:
         except RuntimeFailure:
             offsets = None  # no BTF: ppid, euid and auid come from /proc instead
         self.kernel_paths = offsets is not None and offsets.kernel_paths
+        source = b"".join((bpf_dir() / n).read_bytes() for n in ("secpolicy.bpf.c", "secpolicy.h"))
+        text = (bpf_dir() / "secpolicy.bpf.c").read_bytes()
         # Task storage needs the kernel's BTF (the task pointer is typed) and a kernel that lets
-        # tracepoint programs use it; where the load fails with it, a hash by thread id does the
-        # same (tried second, so that kernels that allow it pay for one compile only).
-        src = (bpf_dir() / "secpolicy.bpf.c").read_text(encoding="utf-8").encode()
-        failure = ""
+        # tracepoint programs use it; where loading fails with it, a hash by thread id does the
+        # same (tried second, so that kernels that allow it compile once).
+        failure: RuntimeFailure | None = None
         for task_storage in ((True, False) if offsets is not None else (False,)):
-            capture = capture_fd2()
+            cflags = self.cflags(offsets, task_storage)
+            key = object_key(source, cflags, getattr(bcc, "__version__", "?"))
+            compiled = read_cached(key)
+            self.cached = compiled is not None
+            if compiled is None:
+                compiled = compile_object(text, cflags, key)
             try:
-                # bcc prints compiler and verifier diagnostics on fd 2: keep them for the message.
-                with capture:
-                    self.bpf = _quiet_module(BPF)(text=src, cflags=self.cflags(offsets, task_storage))
-                    BPF._trace_autoload(self.bpf)  # kept for after the object exists: close() undoes it
-                    self._attach_shared(tracefs)
-            except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception for compile and load failures
-                failure = last_lines(capture.text() or str(exc))
+                self.obj = LoadedObject(compiled, {"events": self.ringbuf_pages * PAGE})
+                self._attach_all(tracefs)
+            except RuntimeFailure as exc:
+                failure = exc
                 self.close()
                 continue
+            if not self.cached:
+                write_cached(compiled)
             self.task_storage = task_storage
             break
         else:
+            assert failure is not None
             raise RuntimeFailure(f"loading the eBPF programs failed: {failure}")
-        self.attached = sorted(
-            "tracepoint:" + (k.decode() if isinstance(k, bytes) else str(k))
-            for k in getattr(self.bpf, "tracepoint_fds", {})
-        )
-        if "auth" in self.types:
-            self._attach_pam()
         self._load_filters()
 
-    def _attach_shared(self, tracefs: Path) -> None:
-        """Attach the programs several syscalls share to each tracepoint a wanted type needs."""
+    def _attach_tracepoint(self, fn: str, category: str, event: str) -> None:
+        from bcc import lib
+
+        assert self.obj is not None
+        prog = self.obj.program(fn, bpfsys.PROG_TYPE_TRACEPOINT)
+        fd = lib.bpf_attach_tracepoint(prog, category.encode(), event.encode())
+        if fd < 0:
+            raise RuntimeFailure(f"attaching {fn} to tracepoint {category}:{event} failed")
+        self._perf_fds.append(fd)
+        self.attached.append(f"tracepoint:{category}:{event}")
+
+    def _attach_all(self, tracefs: Path) -> None:
+        """TRACEPOINT_PROBEs to their tracepoints, the programs several syscalls share to each
+        tracepoint a wanted type needs, the PAM uprobes."""
+        assert self.obj is not None
+        for fn in self.obj.functions:
+            if fn.startswith("tracepoint__"):
+                category, event = fn[len("tracepoint__"):].split("__", 1)
+                self._attach_tracepoint(fn, category, event)
         for name, (enter, exit_, types) in _SYSCALLS.items():
             if not types & self.types or not _has_syscall_tp(tracefs, name):
                 continue
             for prog, tp in ((enter, f"sys_enter_{name}"), (exit_, f"sys_exit_{name}")):
                 if prog is not None:
-                    self.bpf.attach_tracepoint(tp=f"syscalls:{tp}".encode(), fn_name=prog.encode())
+                    self._attach_tracepoint(prog, "syscalls", tp)
+        self.attached.sort()
+        if "auth" in self.types:
+            self._attach_pam()
 
     def _attach_pam(self) -> None:
-        lib = self.libpam or find_libpam()
-        if lib is None:
+        from bcc import BPF, lib
+
+        assert self.obj is not None
+        path = self.libpam or find_libpam()
+        if path is None:
             raise RuntimeFailure("a rule needs auth events but libpam.so.0 was not found")
         for sym, fn in (("pam_authenticate", "sp_pam_auth_enter"), ("pam_acct_mgmt", "sp_pam_acct_enter")):
             try:
-                self.bpf.attach_uprobe(name=lib.encode(), sym=sym.encode(), fn_name=fn.encode())
-                self.bpf.attach_uretprobe(name=lib.encode(), sym=sym.encode(), fn_name=b"sp_pam_return")
+                binary, addr = BPF._check_path_symbol(path.encode(), sym.encode(), None, -1)
             except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
-                raise RuntimeFailure(f"attaching the uprobe on {lib}:{sym} failed: {exc}") from None
-            self.attached.append(f"uprobe:{lib}:{sym}")
+                raise RuntimeFailure(f"{path}:{sym}: {exc}") from None
+            for kind, prog_name in ((0, fn), (1, "sp_pam_return")):
+                prog = self.obj.program(prog_name, bpfsys.PROG_TYPE_KPROBE)
+                ev = b"%s_secpolicy_%d_%s_0x%x" % (b"pr"[kind:kind + 1], os.getpid(), sym.encode(), addr)
+                fd = lib.bpf_attach_uprobe(prog, kind, ev, binary, addr, -1)
+                if fd < 0:
+                    raise RuntimeFailure(f"attaching the uprobe on {path}:{sym} failed")
+                self._uprobes.append((ev, fd))
+            self.attached.append(f"uprobe:{path}:{sym}")
 
     @property
     def ring_fd(self) -> int:
-        return int(self.bpf[b"events"].map_fd)
+        assert self.obj is not None
+        return self.obj.map_fds["events"]
+
+    def _map(self, name: str) -> tuple[int, int]:
+        """(fd, value size) of a map, its value size checked against this module's layouts."""
+        assert self.obj is not None
+        return self.obj.map_fds[name], self.obj.map_specs[name].value_size
 
     def _load_filters(self) -> None:
-        b = self.bpf
-        cfg, uids, comms, prefixes = b[b"type_cfg"], b[b"uid_filter"], b[b"comm_filter"], b[b"prefixes"]
-        slots: dict[str, int] = {}
+        cfg_fd, cfg_size = self._map("type_cfg")
+        uid_fd, _ = self._map("uid_filter")
+        comm_fd, _ = self._map("comm_filter")
+        pre_fd, pre_size = self._map("prefixes")
+        if cfg_size != TYPE_CFG.size or pre_size != PREFIX.size:
+            raise RuntimeFailure(f"bpf/secpolicy.h and the decoder disagree on filter layouts "
+                                 f"({cfg_size}/{TYPE_CFG.size}, {pre_size}/{PREFIX.size} bytes)")
+        slots: dict[str, tuple[int, int, int]] = {}  # prefix -> (slot, length, first word)
+        one = b"\x01"
 
         def slot_of(prefix: str) -> int:
             if prefix not in slots:
                 raw = prefix.encode()[: C["SP_PREFIX_WORDS"] * 8]
-                leaf = prefixes.Leaf()
-                leaf.len = len(raw)
                 padded = raw.ljust(C["SP_PREFIX_WORDS"] * 8, b"\0")
-                for i in range(C["SP_PREFIX_WORDS"]):
-                    leaf.w[i] = int.from_bytes(padded[8 * i : 8 * i + 8], "little")
-                slots[prefix] = len(slots)
-                prefixes[ctypes.c_int(slots[prefix])] = leaf
-            return slots[prefix]
+                words = struct.unpack(f"<{C['SP_PREFIX_WORDS']}Q", padded)
+                slots[prefix] = (len(slots), len(raw), words[0])
+                bpfsys.update(pre_fd, _U32.pack(slots[prefix][0]), PREFIX.pack(len(raw), 0, *words))
+            return slots[prefix][0]
 
         for etype, flt in self.plan.filters.items():
             if etype not in self.types or etype == "exec":
                 continue
             tid = ID_OF_TYPE[etype]
-            leaf = cfg.Leaf()
+            flags = 0
             if flt.uids is not None:
-                leaf.flags |= C["SP_FILTER_UID"]
+                flags |= C["SP_FILTER_UID"]
                 for u in flt.uids:
-                    uids[uids.Key(tid, u & 0xFFFFFFFF)] = ctypes.c_uint8(1)
+                    bpfsys.update(uid_fd, struct.pack("<II", tid, u & 0xFFFFFFFF), one)
             if flt.comm is not None:
-                leaf.flags |= C["SP_FILTER_COMM"]
+                flags |= C["SP_FILTER_COMM"]
                 for c in flt.comm:
-                    k = comms.Key()
-                    k.type = tid
-                    k.comm = c.encode()[:15]
-                    comms[k] = ctypes.c_uint8(1)
+                    bpfsys.update(comm_fd, struct.pack("<I16s", tid, c.encode()[:15]), one)
+            clauses: list[tuple[int, int, int]] = []
+            prefix_mask = 0
             if flt.clauses is not None:
-                leaf.flags |= C["SP_FILTER_CLAUSES"]
-                leaf.nclauses = len(flt.clauses)
-                for i, clause in enumerate(flt.clauses):
-                    c = leaf.c[i]
-                    if clause.path_prefixes is not None:
-                        c.flags |= C["SP_C_PREFIX"]
-                        for p in clause.path_prefixes:
-                            c.prefix_mask |= 1 << slot_of(p)
-                        leaf.prefix_mask |= c.prefix_mask
-                    if clause.errnos is not None and all(0 < e < 64 for e in clause.errnos):
-                        c.flags |= C["SP_C_ERRNO"]
-                        for e in clause.errnos:
-                            c.errno_mask |= 1 << e
-                    if clause.result == "failure":
-                        c.flags |= C["SP_C_FAILURE"]
-                    elif clause.result == "success":
-                        c.flags |= C["SP_C_SUCCESS"]
-            used = [slot for slot in range(C["SP_MAX_PREFIXES"]) if leaf.prefix_mask >> slot & 1]
-            leaf.nprefixes = len(used)
-            for i, slot in enumerate(used):
-                leaf.slot[i] = slot
-                first = prefixes[ctypes.c_int(slot)]
-                leaf.head[i] = first.w[0]
-                leaf.head_mask[i] = (1 << 8 * min(first.len, 8)) - 1
-            cfg[ctypes.c_int(tid)] = leaf
+                flags |= C["SP_FILTER_CLAUSES"]
+                for clause in flt.clauses:
+                    clauses.append(_clause(clause, slot_of))
+                    prefix_mask |= clauses[-1][1]
+            used = [(slot, ln, w0) for slot, ln, w0 in sorted(slots.values()) if prefix_mask >> slot & 1]
+            bpfsys.update(cfg_fd, _U32.pack(tid), _type_cfg(flags, prefix_mask, clauses, used))
         if self.types & {"account_change", "config_change"}:
             self._load_audit_kinds()
 
     def _load_audit_kinds(self) -> None:
         from secpolicy.events.auditd import RECORD_TYPES
 
-        kinds = self.bpf[b"audit_kind"]
+        fd, _ = self._map("audit_kind")
         for names, kind, etype in ((ACCOUNT_MESSAGES, 1, "account_change"), (CONFIG_MESSAGES, 2, "config_change")):
             if etype not in self.types:
                 continue
             for n in names:
-                kinds[ctypes.c_int(RECORD_TYPES[n] - C["SP_AUDIT_FIRST"])] = ctypes.c_uint8(kind)
+                bpfsys.update(fd, _U32.pack(RECORD_TYPES[n] - C["SP_AUDIT_FIRST"]), bytes([kind]))
 
     def arm(self) -> None:
-        """Start recording (the programs stay silent until the filters are in place)."""
-        self.bpf[b"armed"][ctypes.c_int(0)] = ctypes.c_uint32(1)
+        """Start recording (the programs stay silent until the filters are in place); the
+        monitor's own process is never recorded."""
+        fd, _ = self._map("armed")
+        bpfsys.update(fd, _U32.pack(0), struct.pack("<II", 1, os.getpid()))
 
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Records handed to the ring buffer and records lost, per event type."""
         sent: dict[str, int] = {}
         lost: dict[str, int] = {}
         for name, out in (("sent", sent), ("lost", lost)):
-            table = self.bpf[name.encode()]
+            fd, size = self._map(name)
             for tid, etype in TYPE_OF_ID.items():
-                v = sum(table[ctypes.c_int(tid)])
+                v = sum(int.from_bytes(b, "little") for b in bpfsys.lookup_percpu(fd, _U32.pack(tid), size))
                 if v:
                     out[etype] = v
         return sent, lost
 
     def close(self) -> None:
-        if self.bpf is not None:
-            _detach_tracepoints(self.bpf)
-            self.bpf.cleanup()
-            self.bpf = None
+        """Detach (in parallel: each close waits for an RCU grace period, and one after the
+        other that takes seconds for fifty probes), then release programs and maps."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._perf_fds or self._uprobes:
+            from bcc import lib
+
+            fds = self._perf_fds + [fd for _ev, fd in self._uprobes]
+            with ThreadPoolExecutor(max_workers=min(32, len(fds))) as pool:
+                list(pool.map(lib.bpf_close_perf_event_fd, fds))
+            for ev, _fd in self._uprobes:
+                lib.bpf_detach_uprobe(ev)
+            self._perf_fds.clear()
+            self._uprobes.clear()
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+        self.attached = []
+
+
+_U32 = struct.Struct("<I")
+# struct sp_type_cfg and struct sp_prefix (bpf/secpolicy.h), as the filter maps hold them.
+TYPE_CFG = struct.Struct(f"<4I{C['SP_MAX_CLAUSES'] * 'IIQ'}{C['SP_MAX_PREFIXES']}Q{C['SP_MAX_PREFIXES']}Q"
+                         f"{C['SP_MAX_PREFIXES']}I")
+PREFIX = struct.Struct(f"<II{C['SP_PREFIX_WORDS']}Q")
+
+
+def _clause(clause: Any, slot_of: Any) -> tuple[int, int, int]:
+    """(flags, prefix mask, errno mask) of one rule clause."""
+    flags = prefix_mask = errno_mask = 0
+    if clause.path_prefixes is not None:
+        flags |= C["SP_C_PREFIX"]
+        for p in clause.path_prefixes:
+            prefix_mask |= 1 << slot_of(p)
+    if clause.errnos is not None and all(0 < e < 64 for e in clause.errnos):
+        flags |= C["SP_C_ERRNO"]
+        for e in clause.errnos:
+            errno_mask |= 1 << e
+    if clause.result == "failure":
+        flags |= C["SP_C_FAILURE"]
+    elif clause.result == "success":
+        flags |= C["SP_C_SUCCESS"]
+    return flags, prefix_mask, errno_mask
+
+
+def _type_cfg(flags: int, prefix_mask: int, clauses: list[tuple[int, int, int]],
+              used: list[tuple[int, int, int]]) -> bytes:
+    """One type's entry: its clauses, and the first 8 bytes (masked to their length) and slot
+    of each prefix its clauses use."""
+    n = C["SP_MAX_PREFIXES"]
+    c = [v for cl in clauses for v in cl] + [0] * (3 * (C["SP_MAX_CLAUSES"] - len(clauses)))
+    head = [w0 & ((1 << 8 * min(ln, 8)) - 1) for _slot, ln, w0 in used] + [0] * (n - len(used))
+    mask = [(1 << 8 * min(ln, 8)) - 1 for _slot, ln, _w0 in used] + [0] * (n - len(used))
+    slot = [s for s, _ln, _w0 in used] + [0] * (n - len(used))
+    return TYPE_CFG.pack(flags, prefix_mask, len(clauses), len(used), *c, *head, *mask, *slot)

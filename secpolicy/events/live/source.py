@@ -122,7 +122,7 @@ class LiveSource:
 
     @property
     def started(self) -> bool:
-        return self.kernel.bpf is not None
+        return self.kernel.loaded
 
     @property
     def attached(self) -> list[str]:
