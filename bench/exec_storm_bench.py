@@ -38,12 +38,13 @@ def exec_storm(count: int) -> float:
 
 
 @contextmanager
-def secpolicy_monitor(policies: list[str] | None = None) -> Iterator[dict[str, Any]]:
+def secpolicy_monitor(policies: list[str] | None = None, *, output: str = os.devnull,
+                      extra: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """`secpolicy monitor` in its own process (bundled rules unless `policies`); yields a dict
     that holds the JSON summary once the block ends."""
     tmp = Path(tempfile.mkdtemp(prefix="sp-bench-"))
     ready, summary = tmp / "ready", tmp / "summary.json"
-    args = ["--output", os.devnull, "--summary-json", str(summary), "--ready-file", str(ready)]
+    args = ["--output", output, "--summary-json", str(summary), "--ready-file", str(ready), *(extra or [])]
     for p in policies if policies is not None else BUNDLED_EVENT_RULES:
         args += ["--policy", p]
     code = ("import sys; from secpolicy.cli.live import monitor_cmd; "

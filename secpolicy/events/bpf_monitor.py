@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+import orjson
+
 from secpolicy.events.bpf_plan import KernelPlan, plan_for_rules, with_watched_paths
 from secpolicy.events.live import LiveSource, LossWindow, available_types
 from secpolicy.events.live.storm import AlertStorm, StormControl
@@ -110,6 +112,17 @@ def coverage_for(alert: dict[str, Any], windows: Iterable[LossWindow]) -> dict[s
     return {"lost": lost, "lost_by_type": dict(by_type), "window": [first, last]}
 
 
+def json_line(obj: dict[str, Any]) -> str:
+    """The canonical JSON line of an event or alert (sorted keys, no spaces, UTF-8 kept), as
+    `canonical_json` makes it, with its newline; through orjson, ten times faster, which is
+    what a burst of thousands of alerts a second needs. Anything orjson does not take (an int
+    beyond 64 bits, a non-string key) goes the slow way."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE).decode()
+    except TypeError:
+        return canonical_json(obj) + "\n"
+
+
 class _AlertOutput:
     """Where alerts go. Rule alerts come from the event loop, FIM alerts from the FIM worker,
     aggregates from a ticker thread: one writer at a time. Output is flushed by the ticker
@@ -139,8 +152,7 @@ class _AlertOutput:
                 if cov is not None:
                     a["coverage"] = cov
             if out is not None:
-                out.write(canonical_json(a))
-                out.write("\n")
+                out.write(json_line(a))
             if self.on_alert is not None:
                 self.on_alert(a)
 
@@ -256,8 +268,7 @@ class Monitor:
                 if observe is not None:
                     observe(ev)
                 if events_out is not None:
-                    events_out.write(canonical_json(ev))
-                    events_out.write("\n")
+                    events_out.write(json_line(ev))
                 alerts = process(ev)
                 if alerts:
                     out.rule_alerts(alerts)

@@ -9,6 +9,7 @@ import re
 import socket
 import struct
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from secpolicy.events.bpf_plan import Clause, KernelPlan
@@ -91,6 +92,20 @@ def _clauses_may_hold(ev: dict[str, Any], clauses: tuple[Clause, ...]) -> bool:
     return False
 
 
+_UNSETTLED = C["SP_F_DEFER"] | C["SP_F_FD_PATH"]
+_SCAN_MAX = 256  # SP_SCAN_MAX in secpolicy.bpf.c
+
+
+def _settled(h: Header, name: str, strs: list[str]) -> bool:
+    """Whether the kernel's clause test was decisive for this record: its paths were read at
+    the call, absolute, short enough and free of `//` and `/.` (the kernel sends up any other
+    path with every clause left open, for user space to test once it is resolved)."""
+    if h.flags & _UNSETTLED:
+        return False
+    paths = strs[:2] if name == "rename" else strs[:1]
+    return all(p[:1] == "/" and len(p) <= _SCAN_MAX and "//" not in p and "/." not in p for p in paths)
+
+
 def _outcome(name: str, ret: int) -> dict[str, Any]:
     if name == "auth":
         return {"result": "success" if ret == 0 else "failure"}
@@ -148,7 +163,7 @@ class Decoder:
         if build is not None:
             build(self, ev, h, p, strs)
         clauses = self._clauses.get(name)
-        if clauses is not None and not _clauses_may_hold(ev, clauses):
+        if clauses is not None and not _settled(h, name, strs) and not _clauses_may_hold(ev, clauses):
             # Relative or re-read paths reach user space unfiltered; now they are absolute.
             self._count("filtered")
             return None
@@ -191,7 +206,7 @@ class Decoder:
         if lead == 2 and h.flags & _F_KPATH:
             exe, cwd = strs[0], strs[1] or None
             new = Proc(exe, args or [exe], cwd, comm, ppid)
-            self.procs.procs[pid] = new
+            self.procs.set(pid, new)
             return new
         known = self.procs.procs.get(pid)
         cwd = known.cwd if known is not None else None
@@ -209,7 +224,7 @@ class Decoder:
                 filename = os.path.join(dirpath, filename) if filename else dirpath
         exe = self._realpath(clean_path(filename))
         new = Proc(exe, args or [filename], cwd, comm, ppid)
-        self.procs.procs[pid] = new
+        self.procs.set(pid, new)
         return new
 
     def _event(self, name: str, h: Header, comm: str, p: Proc) -> dict[str, Any]:
@@ -283,6 +298,12 @@ class Decoder:
 # ---------------------------------------------------------------------------------------------
 # per-type payloads
 
+
+@lru_cache(maxsize=1024)
+def _flags_of(value: int) -> list[str]:
+    """open(2) flags by name (the few combinations programs use, cached; callers copy)."""
+    return _open_flags(value)
+
 _Builder = Callable[[Decoder, dict[str, Any], Header, Proc, list[str]], None]
 
 
@@ -291,8 +312,8 @@ def _first(strs: list[str]) -> str:
 
 
 def _b_file_open(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
-    fl = _open_flags(h.a1)
-    f: dict[str, Any] = {"path": d.resolve(h, p, h.a0, _first(strs)), "flags": fl}
+    fl = _flags_of(h.a1)
+    f: dict[str, Any] = {"path": d.resolve(h, p, h.a0, _first(strs)), "flags": list(fl)}
     if "O_CREAT" in fl:
         f["mode"] = h.a2 & 0o7777
     ev["file"] = f

@@ -21,7 +21,7 @@ def readlink(path: str) -> str | None:
 class Proc:
     """What the decoder knows of one process."""
 
-    __slots__ = ("args", "cmdline", "comm", "cwd", "exe", "ppid")
+    __slots__ = ("ancestors", "args", "cmdline", "comm", "cwd", "exe", "ppid")
 
     def __init__(self, exe: str | None, args: list[str] | None, cwd: str | None, comm: str,
                  ppid: int) -> None:
@@ -31,6 +31,8 @@ class Proc:
         self.cwd = cwd
         self.comm = comm
         self.ppid = ppid
+        # (generation of the view, executables of the ancestors) as last computed
+        self.ancestors: tuple[int, list[str]] | None = None
 
 
 class ProcessView:
@@ -41,6 +43,14 @@ class ProcessView:
         self.procs: dict[int, Proc] = {}
         self.max_depth = max_depth
         self.proc_reads = 0
+        # Bumped whenever a process starts, changes program, is reparented or goes: the
+        # ancestors computed before may have changed (they are cached per process otherwise).
+        self.generation = 0
+
+    def set(self, pid: int, p: Proc) -> None:
+        """`pid` now runs `p` (an exec)."""
+        self.procs[pid] = p
+        self.generation += 1
 
     def _from_proc(self, pid: int, comm: str, ppid: int) -> Proc | None:
         base = f"/proc/{pid}"
@@ -67,6 +77,7 @@ class ProcessView:
         if p is not None:
             if ppid and p.ppid != ppid:
                 p.ppid = ppid  # reparented
+                self.generation += 1
             return p
         parent = self.procs.get(ppid) if ppid else None
         # A fork without exec runs its parent's program: same exe, args and cwd.
@@ -86,6 +97,11 @@ class ProcessView:
         return p.cwd
 
     def ancestors(self, p: Proc) -> list[str]:
+        """Executables of the parent, grandparent ... (shared between events: not to be
+        changed by callers)."""
+        cached = p.ancestors
+        if cached is not None and cached[0] == self.generation:
+            return cached[1]
         out: list[str] = []
         seen = set()
         ppid = p.ppid
@@ -97,15 +113,18 @@ class ProcessView:
                 if a is None:
                     break
                 self.procs[ppid] = a
+                self.generation += 1
             if a.exe:
                 out.append(a.exe)
             if ppid == 1:
                 break
             ppid = a.ppid
+        p.ancestors = (self.generation, out)
         return out
 
     def exit(self, pid: int) -> None:
-        self.procs.pop(pid, None)
+        if self.procs.pop(pid, None) is not None:
+            self.generation += 1
 
 
 class Names:

@@ -13,7 +13,8 @@ from typing import Any
 
 __all__ = ["AlertStorm", "StormControl"]
 
-_DISTINCT_MAX = 16
+_PATHS_SHOWN = 16  # the most frequent files named in an aggregate alert
+_PATHS_KEPT = 1024  # distinct files counted per window (beyond, only the total)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class _Window:
     held: int = 0
     first: dict[str, Any] | None = None
     last: dict[str, Any] | None = None
-    paths: list[str] = field(default_factory=list)
+    paths: dict[str, int] = field(default_factory=dict)
 
 
 def _key(alert: dict[str, Any]) -> tuple[str | None, int | None]:
@@ -88,8 +89,8 @@ class AlertStorm:
             w.first = alert
         w.last = alert
         path = ((alert.get("event") or {}).get("file") or {}).get("path")
-        if path is not None and len(w.paths) < _DISTINCT_MAX and path not in w.paths:
-            w.paths.append(path)
+        if path is not None and (path in w.paths or len(w.paths) < _PATHS_KEPT):
+            w.paths[path] = w.paths.get(path, 0) + 1
         return False
 
     def due(self) -> list[dict[str, Any]]:
@@ -130,9 +131,11 @@ class AlertStorm:
                                "key": {"proc.exe": key[0], "user.uid": key[1]},
                                "written_before": w.written}
         if w.paths:
-            agg["paths"] = list(w.paths)
-            if len(w.paths) >= _DISTINCT_MAX:
-                agg["paths_truncated"] = True
+            top = sorted(w.paths.items(), key=lambda kv: (-kv[1], kv[0]))
+            agg["paths"] = dict(top[:_PATHS_SHOWN])
+            if len(top) > _PATHS_SHOWN:
+                # other distinct files (counted up to _PATHS_KEPT; `at_least` when there were more)
+                agg["paths_more"] = {"count": len(top) - _PATHS_SHOWN, "at_least": len(w.paths) >= _PATHS_KEPT}
         out["aggregate"] = agg
         return out
 
