@@ -166,8 +166,12 @@ static __always_inline void sp_fill_creds(struct sp_event *e)
     void *cred = 0;
     bpf_probe_read_kernel(&cred, sizeof(cred), (char *)task + SP_OFF_TASK_CRED);
     if (cred) {
+#if SP_OFF_CRED_EGID == SP_OFF_CRED_EUID + 4
+        bpf_probe_read_kernel(&e->euid, 8, (char *)cred + SP_OFF_CRED_EUID); /* euid, egid */
+#else
         bpf_probe_read_kernel(&e->euid, 4, (char *)cred + SP_OFF_CRED_EUID);
         bpf_probe_read_kernel(&e->egid, 4, (char *)cred + SP_OFF_CRED_EGID);
+#endif
         e->flags |= SP_F_CREDS;
     }
 #endif
@@ -206,8 +210,12 @@ static __always_inline void sp_fill(struct sp_event *e, u32 type, u32 probe)
     }
 #endif
 #if defined(SP_OFF_TASK_LOGINUID) && defined(SP_OFF_TASK_SESSIONID)
+#if SP_OFF_TASK_SESSIONID == SP_OFF_TASK_LOGINUID + 4
+    bpf_probe_read_kernel(&e->auid, 8, (char *)task + SP_OFF_TASK_LOGINUID); /* auid, session */
+#else
     bpf_probe_read_kernel(&e->auid, 4, (char *)task + SP_OFF_TASK_LOGINUID);
     bpf_probe_read_kernel(&e->session, 4, (char *)task + SP_OFF_TASK_SESSIONID);
+#endif
     e->flags |= SP_F_AUDIT;
 #endif
 }
@@ -258,6 +266,13 @@ static __always_inline int sp_put_str(struct sp_event *e, const void *p, int use
 
 #ifdef SP_KPATH
 BPF_PERCPU_ARRAY(pathbuf, struct sp_pathbuf, 1);
+/* struct dentry has d_parent and then d_name {hash, len; name} in one 24-byte span (as in
+ * every kernel since 3.x): read together. */
+#if SP_OFF_DENTRY_D_NAME == SP_OFF_DENTRY_D_PARENT + 8 && SP_OFF_QSTR_LEN == 4 && SP_OFF_QSTR_NAME == 8
+#define SP_DENTRY_SPAN 1
+#else
+#define SP_DENTRY_SPAN 0
+#endif
 
 static __always_inline void *sp_read_ptr(void *base, u32 off)
 {
@@ -310,7 +325,14 @@ static __always_inline int sp_put_kpath(struct sp_event *e, void *path)
     int complete = 0;
 #pragma clang loop unroll(disable)
     for (int i = 0; i < SP_PATH_DEPTH; i++) {
+#if SP_DENTRY_SPAN
+        /* d_parent, then d_name's length and name pointer: one read */
+        u64 span[3] = {};
+        bpf_probe_read_kernel(&span, sizeof(span), (char *)dentry + SP_OFF_DENTRY_D_PARENT);
+        void *parent = (void *)span[0];
+#else
         void *parent = sp_read_ptr(dentry, SP_OFF_DENTRY_D_PARENT);
+#endif
         if (dentry == mnt_root) {
             void *mparent = sp_read_ptr(mnt, SP_OFF_MOUNT_MNT_PARENT);
             if (!mparent || mparent == mnt) {
@@ -324,9 +346,14 @@ static __always_inline int sp_put_kpath(struct sp_event *e, void *path)
         }
         if (dentry == parent || !parent)
             break; /* a disconnected or pseudo dentry: not a path */
+#if SP_DENTRY_SPAN
+        u32 len = span[1] >> 32;
+        const char *name = (const char *)span[2];
+#else
         u32 len = 0;
         bpf_probe_read_kernel(&len, sizeof(len), (char *)dentry + SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_LEN);
         const char *name = sp_read_ptr(dentry, SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_NAME);
+#endif
         len &= 255;
         if (pos < len + 1)
             break; /* longer than the buffer */
@@ -394,12 +421,19 @@ static __always_inline void *sp_exe_path(void)
  * walk is what costs the verifier most. */
 static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char *upath, int fd_only)
 {
-    char c = 0;
-    if (!fd_only && upath && bpf_probe_read_user(&c, 1, upath) != 0)
-        return sp_put_str(e, upath, 1);
-    if (!fd_only && c == '/')
-        return sp_put_str(e, upath, 1);
     u32 start = e->str_len;
+    char c = 0;
+    if (!fd_only) {
+        /* Read as it is: absolute (the common case) is done. */
+        if (!sp_put_str(e, upath, 1))
+            return 0;
+        c = e->str[start & (SP_STR_BUF - 1)];
+        if (c == '/' || start >= SP_STR_MAX)
+            return 1;
+        /* Relative or empty: the base first, then the name again after it. */
+        e->str_len = start;
+        e->nstr -= 1;
+    }
     int based = 0;
 #ifdef SP_KPATH
     based = sp_put_kpath(e, sp_path_of(dfd));
@@ -1287,13 +1321,23 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 #ifndef SP_TASK_STORAGE
     pending_lite.delete(&tid);
 #endif
+#ifdef SP_WANT_AUTH
     pam_calls.delete(&tid);
+#endif
     if ((pt >> 32) != tid || sp_self())
         return 0;
+    /* User space only forgets the process: a header with its pid and time is enough. */
     struct sp_event *e = sp_scratch();
     if (!e)
         return 0;
-    sp_fill(e, SP_EV_EXIT, SP_P_SCHED_EXIT);
+    e->ts = bpf_ktime_get_boot_ns();
+    e->type = SP_EV_EXIT;
+    e->pid = tid;
+    e->tid = tid;
+    e->flags = 0;
+    e->str_len = 0;
+    e->nstr = 0;
+    e->a[5] = SP_P_SCHED_EXIT;
     sp_emit(e);
     return 0;
 }

@@ -138,3 +138,25 @@ def lookup_percpu(map_fd: int, key: bytes, value_size: int) -> list[bytes]:
     if raw is None:
         return []
     return [raw[i * step : i * step + value_size] for i in range(possible_cpus())]
+
+
+_ENABLE_STATS, _OBJ_GET_INFO_BY_FD = 32, 15
+
+
+def enable_run_time_stats() -> int:
+    """An fd that keeps the kernel counting run time per program while it is open (BPF_ENABLE_STATS:
+    reference counted, unlike the kernel.bpf_stats_enabled sysctl others may rely on)."""
+    attr = _attr()
+    struct.pack_into("<I", attr, 0, 0)  # BPF_STATS_RUN_TIME
+    return _bpf(_ENABLE_STATS, attr)
+
+
+def run_stats(prog_fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of a loaded program (struct bpf_prog_info)."""
+    info = ctypes.create_string_buffer(256)
+    attr = _attr()
+    struct.pack_into("<IIQ", attr, 0, prog_fd, len(info), ctypes.addressof(info))
+    _bpf(_OBJ_GET_INFO_BY_FD, attr)
+    # struct bpf_prog_info: run_time_ns at offset 192, run_cnt at 200 (linux/bpf.h since 5.1)
+    run_time_ns, run_cnt = struct.unpack_from("<QQ", info, 192)
+    return run_time_ns, run_cnt
