@@ -69,6 +69,10 @@ struct sp_exit_ctx {
 };
 
 BPF_RINGBUF_OUTPUT(events, SP_RINGBUF_PAGES);
+/* Nothing is recorded until user space has filled the filter maps and set armed[0].on, nor
+ * sent after it clears it; the monitor's own process (self_tgid) is never recorded. Values,
+ * not compile-time constants: the compiled programs do not depend on the run (reusable). */
+BPF_ARRAY(armed, struct sp_armed, 1);
 /* Records that could not be delivered (ring buffer full, pending table full), per type. */
 BPF_PERCPU_ARRAY(lost, u64, SP_EV_MAX);
 /* Records handed to the ring buffer, per type: sent == delivered + lost in user space. */
@@ -111,10 +115,6 @@ BPF_HASH(uid_filter, struct sp_uid_key, u8, 4096);
 BPF_HASH(comm_filter, struct sp_comm_key, u8, 4096);
 BPF_ARRAY(prefixes, struct sp_prefix, SP_MAX_PREFIXES);
 BPF_HASH(pam_calls, u32, u64, 1024);
-/* Nothing is recorded until user space has filled the filter maps and set armed[0].on; the
- * monitor's own process (self_tgid) is never recorded. Values, not compile-time constants:
- * the compiled programs do not depend on the run, so they can be reused. */
-BPF_ARRAY(armed, struct sp_armed, 1);
 
 static __always_inline void sp_count_lost(u32 type)
 {
@@ -137,6 +137,11 @@ static __always_inline void sp_count_sent(u32 type)
 static __always_inline void sp_emit(struct sp_event *e)
 {
     u32 zero = 0;
+    /* Disarmed (stopping): nothing more is sent, so the counters user space reads last are
+     * exact, whatever syscalls were still under way. */
+    struct sp_armed *on = armed.lookup(&zero);
+    if (!on || !on->on)
+        return;
     u64 *t = lost_total.lookup(&zero);
     e->lost_seq = t ? (u32)*t : 0;
     u32 len = e->str_len;

@@ -390,6 +390,12 @@ class KernelProbes:
         fd, _ = self._map("armed")
         bpfsys.update(fd, _U32.pack(0), struct.pack("<II", 1, os.getpid()))
 
+    def disarm(self) -> None:
+        """Stop recording: from now on the programs send nothing (the counters stay put)."""
+        if self.obj is not None:
+            fd, _ = self._map("armed")
+            bpfsys.update(fd, _U32.pack(0), struct.pack("<II", 0, os.getpid()))
+
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Records handed to the ring buffer and records lost, per event type."""
         sent: dict[str, int] = {}

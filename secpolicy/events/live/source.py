@@ -150,6 +150,10 @@ class LiveSource:
         try:
             while True:
                 stopping = self._stop.is_set()
+                if stopping:
+                    # Disarmed: a program that was sending as it happened finishes within
+                    # microseconds; the last drain comes after it.
+                    time.sleep(0.02)
                 chunk, recs = ring.drain()
                 if recs:
                     self._enqueue(chunk, recs)
@@ -251,7 +255,10 @@ class LiveSource:
             self.decode_error = f"{type(exc).__name__}: {exc}"
 
     def stop(self) -> None:
-        """Ask the source to finish: what is in the ring buffer is still delivered."""
+        """Ask the source to finish: the kernel side sends nothing more, and what is in the ring
+        buffer is still delivered; sent = delivered + dropped then holds exactly."""
+        if self.started:
+            self.kernel.disarm()
         self._stop.set()
 
     def close(self) -> None:
