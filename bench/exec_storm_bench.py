@@ -98,9 +98,10 @@ def _audit_status() -> dict[str, int]:
 
 
 @contextmanager
-def auditd_rules(rules: list[list[str]]) -> Iterator[None]:
+def auditd_rules(rules: list[list[str]]) -> Iterator[str]:
     """A private auditd (own configuration and log in a temporary directory) with `rules` added
-    (each an auditctl -a/-w argument list, keyed BENCH_KEY); everything undone afterwards."""
+    (each an auditctl -a/-w argument list, keyed BENCH_KEY); yields its log file; everything
+    undone afterwards."""
     if shutil.which("auditd") is None:
         raise SystemExit("auditd is not installed (scripts/setup.sh --with-test-tools installs it)")
     status = _audit_status()
@@ -132,7 +133,7 @@ def auditd_rules(rules: list[list[str]]) -> Iterator[None]:
         for r in rules:
             _auditctl(*r, "-k", BENCH_KEY)
             added.append(r)
-        yield
+        yield str(tmp / "audit.log")
     finally:
         for r in reversed(added):
             if r[0] == "-a":
