@@ -106,7 +106,8 @@ def test_useradd_usermod_userdel_give_one_account_alert_each_and_no_lock_file_fl
         for agg in aggregates:
             assert agg["aggregate"]["count"] >= 2 and agg["aggregate"]["key"]["proc.exe"] == exe
             assert all(p.startswith("/etc/") for p in agg["aggregate"]["paths"])
-            assert sum(agg["aggregate"]["paths"].values()) == agg["aggregate"]["count"]
+            shown = sum(agg["aggregate"]["paths"].values())
+            assert shown == agg["aggregate"]["count"] if "paths_more" not in agg["aggregate"] else shown < agg["aggregate"]["count"]
     folded = summary.storm["by_rule"].get("pci-10.2.1.7-system-object-change", {}).get("folded", 0)
     assert folded >= sum(a["aggregate"]["count"] for w in others.values() for a in w if "aggregate" in a)
 

@@ -117,3 +117,28 @@ def test_losses_are_counted_exactly_in_kernel_and_queue() -> None:
     assert sum(w.count for w in queue_windows) == sum(stats.queue_dropped.values())
     assert kernel_windows and all(w.start <= w.end for w in kernel_windows)
     assert stats.lost()["exec"] == stats.kernel_lost["exec"] + stats.queue_dropped.get("exec", 0)
+
+
+def test_the_summary_names_the_rules_that_cannot_fire_here(tmp_path: Path) -> None:
+    """With the bundled PCI DSS rules: the kernel-module rule can fire only where the kernel has
+    module syscalls (not on a kernel built without modules); the summary says which."""
+    import json
+    import sys
+
+    from secpolicy.events.live import available_types
+
+    summary = tmp_path / "summary.json"
+    proc = subprocess.run([sys.executable, "-m", "secpolicy", "monitor", "--policy", "policies/pci-dss/events.yaml",
+                           "--duration", "1", "--output", str(tmp_path / "alerts.jsonl"),
+                           "--summary-json", str(summary)],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(summary.read_text())
+    blind = ["pci-10.2.1.7-kernel-module-load"] if available_types()["module_load"] is not None else []
+    assert s["rules_cannot_fire"] == blind
+    if blind:
+        assert "rules that CANNOT FIRE live here" in proc.stderr and "needs module_load" in proc.stderr
+        assert "module_load: needed by a rule but not available on this kernel" in s["notes"]
+    assert "pci-10.2.1.5-account-change" not in s["rules_cannot_fire"]
+    assert s["storm"]["control"]["window_s"] == 5.0 and s["storm"]["control"]["burst"] == 3
