@@ -840,7 +840,7 @@ static __always_inline int sp_finish_path(long ret)
 #else
     struct sp_lite *l = pending_lite.lookup(&tid);
 #endif
-    if (l)
+    if (l && l->type != SP_EV_EXEC)
         return sp_finish_lite(l, tid, ret);
     struct sp_event *e = pending.lookup(&tid);
     if (!e)
@@ -1186,8 +1186,9 @@ int sp_enter_rename(struct sp_enter_ctx *ctx)
 
 /* ---- process lifecycle (always on: they keep the process context current) ---- */
 
-/* execve and execveat: the path as given (resolved against the cwd or dirfd: what a failed
- * exec reports) and argv, kept until sched_process_exec or sys_exit. */
+/* execve and execveat: their arguments wait as a few words (struct sp_lite); a successful
+ * exec is reported from sched_process_exec with what the kernel then has, a failed one from
+ * sys_exit with the path and argv as given. */
 int sp_enter_exec(struct sp_enter_ctx *ctx)
 {
     if (sp_self())
@@ -1195,19 +1196,67 @@ int sp_enter_exec(struct sp_enter_ctx *ctx)
     u64 a[5] = {};
     bpf_probe_read_kernel(&a, sizeof(a), &ctx->args[0]);
     int at = ctx->nr == __NR_execveat;
-    long dfd = at ? (long)(int)a[0] : SP_AT_FDCWD;
-    const char *filename = (const char *)(at ? a[1] : a[0]);
-    const char *const *argv = (const char *const *)(at ? a[2] : a[1]);
-    struct sp_event *e = sp_scratch();
-    if (!e)
+#ifdef SP_TASK_STORAGE
+    struct sp_lite *l = sp_lite_get(1);
+    if (!l)
         return 0;
-    sp_fill(e, SP_EV_EXEC, at ? SP_P_EXECVEAT : SP_P_EXECVE);
+#else
+    struct sp_lite lv = {};
+    struct sp_lite *l = &lv;
+#endif
+    l->type = SP_EV_EXEC;
+    l->probe = at ? SP_P_EXECVEAT : SP_P_EXECVE;
+    l->mask = 0xff;
+    l->fd_only = 0;
+    l->path = at ? a[1] : a[0];
+    l->a[0] = at ? (long)(int)a[0] : SP_AT_FDCWD;
+    l->a[1] = at ? a[4] : 0;
+    l->a[2] = at ? a[2] : a[1];
+    l->a[3] = 0;
+#ifndef SP_TASK_STORAGE
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    pending_lite.update(&tid, l);
+#endif
+    return 0;
+}
+
+static __always_inline struct sp_lite *sp_exec_lite(u32 tid)
+{
+#ifdef SP_TASK_STORAGE
+    struct sp_lite *l = sp_lite_get(0);
+#else
+    struct sp_lite *l = pending_lite.lookup(&tid);
+#endif
+    return l && l->type == SP_EV_EXEC ? l : 0;
+}
+
+/* A failed exec: the path as given (made absolute) and argv, read now (the old program is
+ * still there). A successful one was reported by sched_process_exec. */
+int sp_exit_exec(struct sp_exit_ctx *ctx)
+{
+    long ret = ctx->ret;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct sp_lite *l = sp_exec_lite(tid);
+    if (!l)
+        return 0;
+    if (ret >= 0) {
+        sp_lite_done(l, tid);
+        return 0;
+    }
+    struct sp_event *e = sp_scratch();
+    if (!e) {
+        sp_lite_done(l, tid);
+        return 0;
+    }
+    sp_fill(e, SP_EV_EXEC, l->probe);
+    long dfd = (long)l->a[0];
+    const char *filename = (const char *)l->path;
+    const char *const *argv = (const char *const *)l->a[2];
     e->a[0] = dfd;
-    e->a[1] = at ? a[4] : 0;
+    e->a[1] = l->a[1];
+    sp_lite_done(l, tid);
     sp_put_path(e, dfd, filename, 0);
-    e->a[3] = e->str_len; /* where argv starts: the kernel's view of the exe replaces the path */
-    e->a[4] = 1;          /* strings before argv */
-    u32 argc = 0;
+    e->a[4] = 1; /* strings before argv: the path as given */
 #pragma clang loop unroll(disable)
     for (int i = 0; i < SP_MAX_ARGS; i++) {
         const char *arg = 0;
@@ -1218,103 +1267,81 @@ int sp_enter_exec(struct sp_enter_ctx *ctx)
             break;
         }
         sp_put_str(e, arg, 1);
-        argc++;
     }
-    e->a[2] = argc;
-    sp_stash(e);
+    e->ret = ret;
+    e->flags |= SP_F_RET;
+    sp_emit(e);
     return 0;
 }
 
-/* A failed exec is reported from sys_exit; a successful one from sched_process_exec. */
-int sp_exit_exec(struct sp_exit_ctx *ctx)
+/* argv as the kernel copied it onto the new program's stack (mm->arg_start .. arg_end,
+ * NUL-separated): one read, at most SP_STR_MAX - 1 bytes. */
+static __always_inline void sp_put_argv(struct sp_event *e)
 {
-    long ret = ctx->ret;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    if (ret >= 0) {
-        pending.delete(&tid);
-        return 0;
-    }
-    return sp_finish(ret);
-}
-
-/* Put what the kernel knows after a successful exec: the executable (mm->exe_file) and the
- * working directory; without BTF offsets, the path as the kernel copied it (data_loc). */
-static __always_inline void sp_put_exec_paths(struct sp_event *out, const char *copied)
-{
-#ifdef SP_KPATH
-    u32 start = out->str_len;
-    int ok = 1;
-#pragma clang loop unroll(disable)
-    for (int j = 0; j < 2 && ok; j++)
-        ok = sp_put_kpath(out, j ? sp_path_of(SP_AT_FDCWD) : sp_exe_path());
-    if (ok) {
-        out->flags |= SP_F_KPATH;
-        out->a[4] = 2;
+#if defined(SP_OFF_TASK_MM) && defined(SP_OFF_MM_ARG_START) && defined(SP_OFF_MM_ARG_END)
+    void *mm = 0;
+    bpf_probe_read_kernel(&mm, sizeof(mm), (char *)sp_task() + SP_OFF_TASK_MM);
+    if (!mm)
         return;
-    }
-    out->str_len = start;
-    out->nstr = 0;
+    u64 se[2] = {};
+    bpf_probe_read_kernel(&se[0], 8, (char *)mm + SP_OFF_MM_ARG_START);
+    bpf_probe_read_kernel(&se[1], 8, (char *)mm + SP_OFF_MM_ARG_END);
+    u32 off = e->str_len;
+    if (se[1] <= se[0] || off >= SP_STR_MAX)
+        return;
+    u64 want = se[1] - se[0];
+    u32 n = want < SP_STR_MAX - 1 ? want : SP_STR_MAX - 1;
+    if (want > n)
+        e->flags |= SP_F_TRUNCATED;
+    sp_barrier_var(n);
+    n &= SP_STR_MAX - 1;
+    sp_barrier_var(off);
+    off &= SP_STR_MAX - 1;
+    if (!n || bpf_probe_read_user(&e->str[off], n, (void *)se[0]) != 0)
+        return;
+    e->str_len = off + n; /* the last argument's NUL is the record's */
+    e->nstr += 1;
 #endif
-    sp_put_str(out, copied, 0);
-    out->a[4] = 1;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
+    if (sp_self())
+        return 0;
     u32 old = args->old_pid;
-    const char *copied = (char *)args + (args->data_loc_filename & 0xFFFF);
-    struct sp_event *e = pending.lookup(&old);
-    if (!e) {
-        if (sp_self())
-            return 0;
-        /* exec started before we attached: report what the tracepoint knows. */
-        e = sp_scratch();
-        if (!e)
-            return 0;
-        sp_fill(e, SP_EV_EXEC, SP_P_SCHED_EXEC);
-        e->a[0] = SP_AT_FDCWD;
-        sp_put_exec_paths(e, copied);
-        e->flags |= SP_F_RET;
-        sp_emit(e);
+    struct sp_lite *l = sp_exec_lite(old);
+    u32 probe = l ? l->probe : SP_P_SCHED_EXEC;
+    if (l)
+        sp_lite_done(l, old);
+    struct sp_event *e = sp_scratch();
+    if (!e)
         return 0;
+    /* The header as it is after the exec (a set-uid program has its new euid here), the
+     * executable as the kernel has it (mm->exe_file: symlinks resolved, a script's
+     * interpreter, as auditd names it) and the working directory, then argv. Without BTF
+     * offsets, the path as the kernel copied it (data_loc) instead of both. */
+    sp_fill(e, SP_EV_EXEC, probe);
+    e->a[0] = SP_AT_FDCWD;
+    e->a[4] = 1;
+#ifdef SP_KPATH
+    int ok = 1;
+#pragma clang loop unroll(disable)
+    for (int j = 0; j < 2 && ok; j++)
+        ok = sp_put_kpath(e, j ? sp_path_of(SP_AT_FDCWD) : sp_exe_path());
+    if (ok) {
+        e->flags |= SP_F_KPATH;
+        e->a[4] = 2; /* strings before argv: the executable and the cwd as the kernel has them */
+    } else {
+        e->str_len = 0;
+        e->nstr = 0;
+        sp_put_str(e, (char *)args + (args->data_loc_filename & 0xFFFF), 0);
     }
-    /* The record: the header with credentials, comm and pid after the exec (a setuid binary
-     * has its new euid here), the exe and cwd, then argv from sys_enter. */
-    struct sp_event *out = sp_scratch();
-    if (!out) {
-        pending.delete(&old);
-        return 0;
-    }
-    bpf_probe_read_kernel(out, SP_HDR_SIZE, e);
-    u64 pt = bpf_get_current_pid_tgid();
-    out->pid = pt >> 32;
-    out->tid = (u32)pt;
-    out->ts = bpf_ktime_get_boot_ns();
-    bpf_get_current_comm(&out->comm, sizeof(out->comm));
-    sp_fill_creds(out);
-    out->str_len = 0;
-    out->nstr = 0;
-    sp_put_exec_paths(out, copied);
-    u32 start = e->a[3];
-    u32 end = e->str_len;
-    u32 off = out->str_len;
-    if (end > start && off < SP_STR_MAX && start < SP_STR_BUF) {
-        u32 len = end - start;
-        sp_barrier_var(len);
-        len &= SP_STR_MAX - 1;
-        sp_barrier_var(off);
-        off &= SP_STR_MAX - 1;
-        sp_barrier_var(start);
-        start &= SP_STR_MAX - 1;
-        if (len && bpf_probe_read_kernel(&out->str[off], len, &e->str[start]) == 0) {
-            out->str_len = off + len;
-            out->nstr += e->nstr - 1;
-        }
-    }
-    out->ret = 0;
-    out->flags |= SP_F_RET;
-    sp_emit(out);
-    pending.delete(&old);
+#else
+    sp_put_str(e, (char *)args + (args->data_loc_filename & 0xFFFF), 0);
+#endif
+    sp_put_argv(e);
+    e->flags |= SP_F_RET;
+    sp_emit(e);
     return 0;
 }
 

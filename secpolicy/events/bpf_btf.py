@@ -180,6 +180,8 @@ _WANTED = (
     ("FS_PWD", "fs_struct", "pwd"),
     ("TASK_MM", "task_struct", "mm"),
     ("MM_EXE_FILE", "mm_struct", "exe_file"),
+    ("MM_ARG_START", "mm_struct", "arg_start"),
+    ("MM_ARG_END", "mm_struct", "arg_end"),
     ("FILE_F_PATH", "file", "f_path"),
     ("PATH_MNT", "path", "mnt"),
     ("PATH_DENTRY", "path", "dentry"),

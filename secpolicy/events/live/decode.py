@@ -29,6 +29,7 @@ _EXEC, _EXIT, _CHDIR = C["SP_EV_EXEC"], C["SP_EV_EXIT"], C["SP_EV_CHDIR"]
 _F_TRUNC, _F_RET, _F_PPID = C["SP_F_TRUNCATED"], C["SP_F_RET"], C["SP_F_PPID"]
 _F_AUDIT, _F_FD_PATH, _F_KPATH = C["SP_F_AUDIT"], C["SP_F_FD_PATH"], C["SP_F_KPATH"]
 _AUDIT_MSGS = frozenset({C["SP_EV_ACCOUNT_CHANGE"], C["SP_EV_CONFIG_CHANGE"]})
+_EXE_AND_CWD = 2  # a[4] of an exec record opening with mm->exe_file and the cwd
 
 _BPF_CMDS = {0: "BPF_MAP_CREATE", 5: "BPF_PROG_LOAD", 8: "BPF_PROG_ATTACH",
              17: "BPF_RAW_TRACEPOINT_OPEN", 18: "BPF_BTF_LOAD", 28: "BPF_LINK_CREATE"}
@@ -196,34 +197,30 @@ class Decoder:
         cur.cwd = strs[0] if h.flags & _F_KPATH and strs and strs[0] else None
 
     def _exec(self, h: Header, comm: str, strs: list[str]) -> Proc:
-        """The process after exec. With kernel paths, the record holds the executable as the
-        kernel has it (mm->exe_file, symlinks resolved, the interpreter of a script, as auditd
-        names it) and the working directory; otherwise (and for a failed exec) the path as
-        given, resolved here."""
+        """The process after exec. With kernel paths, the record holds the executable and the
+        working directory as the kernel has them (mm->exe_file: symlinks resolved, the
+        interpreter of a script, as auditd names it) and argv as copied onto the new stack;
+        otherwise (and for a failed exec) the path as given, resolved here, in the directory
+        the process had (a fork runs in its parent's)."""
         pid, ppid = h.pid, h.ppid
-        lead = h.a4 if h.a4 in (1, 2) else 1
-        args = strs[lead:] if len(strs) > lead else None
-        if lead == 2 and h.flags & _F_KPATH:
-            exe, cwd = strs[0], strs[1] or None
-            new = Proc(exe, args or [exe], cwd, comm, ppid)
+        if h.a4 == _EXE_AND_CWD and h.flags & _F_KPATH and len(strs) >= 2:
+            new = Proc(strs[0], strs[2:] or [strs[0]], strs[1] or None, comm, ppid)
             self.procs.set(pid, new)
             return new
-        known = self.procs.procs.get(pid)
+        args = strs[1:] if len(strs) > 1 else None
+        # A fork not seen before runs in its parent's directory (a chdir of its own would
+        # have been seen); /proc only when neither is known.
+        known = self.procs.procs.get(pid) or self.procs.procs.get(ppid)
         cwd = known.cwd if known is not None else None
-        if known is None:
+        if cwd is None:
             cwd = readlink(f"/proc/{pid}/cwd")
-            if cwd is None and ppid:
-                # Gone already: a fresh child runs in its parent's directory.
-                parent = self.procs.procs.get(ppid) or self.procs.get(ppid)
-                cwd = self.procs.cwd(ppid, parent)
         filename = strs[0] if strs else ""
         if not filename.startswith("/"):
             dfd = _signed(h.a0)
             dirpath = cwd if dfd == _AT_FDCWD else readlink(f"/proc/{pid}/fd/{dfd}")
             if dirpath:
                 filename = os.path.join(dirpath, filename) if filename else dirpath
-        exe = self._realpath(clean_path(filename))
-        new = Proc(exe, args or [filename], cwd, comm, ppid)
+        new = Proc(self._realpath(clean_path(filename)), args or [filename], cwd, comm, ppid)
         self.procs.set(pid, new)
         return new
 
