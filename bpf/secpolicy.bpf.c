@@ -83,10 +83,10 @@ BPF_ARRAY(lost_total, u64, 1);
 BPF_PERCPU_ARRAY(scratch, struct sp_event, 1);
 /* A syscall's record between sys_enter and sys_exit (or sched_process_exec), by thread id. */
 BPF_HASH(pending, u32, struct sp_event, SP_PENDING_MAX);
-/* A path syscall that only a failure can make interesting (e.g. "open refused with EACCES"),
- * by thread id: its arguments wait for sys_exit, and the record is built there only if the
- * call failed. Copying a whole record into `pending` for each of the storm of successful
- * opens is what the monitor's openat cost was mostly made of. */
+/* A syscall that only a failure can make interesting (e.g. "open refused with EACCES"), and
+ * an exec until it succeeds or fails: its arguments wait for sys_exit as a few words, and the
+ * record is built there only when needed. Copying a whole record into `pending` for each of
+ * the storm of successful opens is what the monitor's openat cost was mostly made of. */
 struct sp_lite {
     u64 path;
     u64 a[4];
@@ -94,22 +94,68 @@ struct sp_lite {
     u32 probe;
     u32 mask;
     u32 fd_only;
+    u32 in_hash;
+    u32 pad;
 };
+/* Where they wait: by thread id in a preallocated hash, or in the task's own storage, which is
+ * cheaper per call but costs an allocation the first time a task uses it: so only a task that
+ * has lived SP_SETTLED_NS (a long-running program, not one of the freshly forked and exec'd
+ * processes of a shell) gets task storage. */
+BPF_HASH(pending_lite, u32, struct sp_lite, SP_PENDING_MAX);
 #ifdef SP_TASK_STORAGE
 BPF_TASK_STORAGE(lite_store, struct sp_lite);
-static __always_inline struct sp_lite *sp_lite_get(int create)
-{
-    struct sp_lite *l = lite_store.task_storage_get(bpf_get_current_task_btf(), 0,
-                                                    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
-    if (l && !create && !l->type)
-        return 0;
-    return l;
-}
-static __always_inline void sp_lite_done(struct sp_lite *l, u32 tid) { l->type = 0; }
-#else
-BPF_HASH(pending_lite, u32, struct sp_lite, SP_PENDING_MAX);
-static __always_inline void sp_lite_done(struct sp_lite *l, u32 tid) { pending_lite.delete(&tid); }
 #endif
+#ifndef SP_SETTLED_NS
+#define SP_SETTLED_NS 50000000ULL
+#endif
+
+static __always_inline int sp_task_settled(void)
+{
+#if defined(SP_TASK_STORAGE) && defined(SP_OFF_TASK_START_TIME)
+    u64 start = 0;
+    bpf_probe_read_kernel(&start, sizeof(start), (char *)bpf_get_current_task() + SP_OFF_TASK_START_TIME);
+    return bpf_ktime_get_ns() - start > SP_SETTLED_NS;
+#else
+    return 0;
+#endif
+}
+
+/* Keep `src` for this thread until sys_exit; 0 when there is no room (counted as lost). */
+static __always_inline int sp_lite_put(struct sp_lite *src, u32 tid)
+{
+#ifdef SP_TASK_STORAGE
+    struct sp_lite *l = lite_store.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (!l && sp_task_settled())
+        l = lite_store.task_storage_get(bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (l) {
+        src->in_hash = 0;
+        __builtin_memcpy(l, src, sizeof(*l));
+        return 1;
+    }
+#endif
+    src->in_hash = 1;
+    return pending_lite.update(&tid, src) == 0;
+}
+
+/* What this thread keeps, or 0. */
+static __always_inline struct sp_lite *sp_lite_find(u32 tid)
+{
+#ifdef SP_TASK_STORAGE
+    struct sp_lite *l = lite_store.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (l && l->type)
+        return l;
+#endif
+    return pending_lite.lookup(&tid);
+}
+
+static __always_inline void sp_lite_done(struct sp_lite *l, u32 tid)
+{
+    if (l->in_hash)
+        pending_lite.delete(&tid);
+    else
+        l->type = 0;
+}
+
 BPF_ARRAY(type_cfg, struct sp_type_cfg, SP_EV_MAX);
 BPF_HASH(uid_filter, struct sp_uid_key, u8, 4096);
 BPF_HASH(comm_filter, struct sp_comm_key, u8, 4096);
@@ -835,11 +881,7 @@ static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
 static __always_inline int sp_finish_path(long ret)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-#ifdef SP_TASK_STORAGE
-    struct sp_lite *l = sp_lite_get(0);
-#else
-    struct sp_lite *l = pending_lite.lookup(&tid);
-#endif
+    struct sp_lite *l = sp_lite_find(tid);
     if (l && l->type != SP_EV_EXEC)
         return sp_finish_lite(l, tid, ret);
     struct sp_event *e = pending.lookup(&tid);
@@ -869,32 +911,14 @@ int sp_exit_path(struct sp_exit_ctx *ctx)
 /* Keep a call that only a failure can make interesting as a few words until sys_exit. */
 static __always_inline void sp_keep_lite(struct sp_call *c, u32 mask)
 {
-#ifdef SP_TASK_STORAGE
-    struct sp_lite *l = sp_lite_get(1);
-    if (!l) {
-        sp_count_lost(c->type);
-        return;
-    }
-    l->path = c->path;
-    l->type = c->type;
-    l->probe = c->probe;
-    l->mask = mask;
-    l->fd_only = c->fd_only;
-    l->a[0] = c->dfd;
-    l->a[1] = c->a1;
-    l->a[2] = c->a2;
-    l->a[3] = c->a3;
-#else
     struct sp_lite l = {.path = c->path, .type = c->type, .probe = c->probe, .mask = mask,
                         .fd_only = c->fd_only};
     l.a[0] = c->dfd;
     l.a[1] = c->a1;
     l.a[2] = c->a2;
     l.a[3] = c->a3;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    if (pending_lite.update(&tid, &l) != 0)
+    if (!sp_lite_put(&l, (u32)bpf_get_current_pid_tgid()))
         sp_count_lost(c->type);
-#endif
 }
 
 /* A record with one path (at str offset 0). The path test runs first, on a bare record: most
@@ -1196,37 +1220,23 @@ int sp_enter_exec(struct sp_enter_ctx *ctx)
     u64 a[5] = {};
     bpf_probe_read_kernel(&a, sizeof(a), &ctx->args[0]);
     int at = ctx->nr == __NR_execveat;
-#ifdef SP_TASK_STORAGE
-    struct sp_lite *l = sp_lite_get(1);
-    if (!l)
-        return 0;
-#else
     struct sp_lite lv = {};
     struct sp_lite *l = &lv;
-#endif
     l->type = SP_EV_EXEC;
     l->probe = at ? SP_P_EXECVEAT : SP_P_EXECVE;
     l->mask = 0xff;
-    l->fd_only = 0;
     l->path = at ? a[1] : a[0];
     l->a[0] = at ? (long)(int)a[0] : SP_AT_FDCWD;
     l->a[1] = at ? a[4] : 0;
     l->a[2] = at ? a[2] : a[1];
-    l->a[3] = 0;
-#ifndef SP_TASK_STORAGE
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    pending_lite.update(&tid, l);
-#endif
+    if (!sp_lite_put(l, (u32)bpf_get_current_pid_tgid()))
+        sp_count_lost(SP_EV_EXEC);
     return 0;
 }
 
 static __always_inline struct sp_lite *sp_exec_lite(u32 tid)
 {
-#ifdef SP_TASK_STORAGE
-    struct sp_lite *l = sp_lite_get(0);
-#else
-    struct sp_lite *l = pending_lite.lookup(&tid);
-#endif
+    struct sp_lite *l = sp_lite_find(tid);
     return l && l->type == SP_EV_EXEC ? l : 0;
 }
 
@@ -1350,9 +1360,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     u64 pt = bpf_get_current_pid_tgid();
     u32 tid = (u32)pt;
     pending.delete(&tid);
-#ifndef SP_TASK_STORAGE
     pending_lite.delete(&tid);
-#endif
 #ifdef SP_WANT_AUTH
     pam_calls.delete(&tid);
 #endif

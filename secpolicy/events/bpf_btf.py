@@ -155,6 +155,7 @@ _WANTED = (
     ("TASK_LOGINUID", "task_struct", "loginuid"),
     ("TASK_SESSIONID", "task_struct", "sessionid"),
     ("TASK_FILES", "task_struct", "files"),
+    ("TASK_START_TIME", "task_struct", "start_time"),
     ("CRED_UID", "cred", "uid"),
     ("CRED_GID", "cred", "gid"),
     ("CRED_EUID", "cred", "euid"),
