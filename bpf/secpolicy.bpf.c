@@ -252,6 +252,15 @@ static __always_inline void sp_fill(struct sp_event *e, u32 type, u32 probe)
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     sp_fill_creds(e);
     void *task = sp_task();
+    e->start_time = 0;
+#ifdef SP_OFF_TASK_START_TIME
+    /* the thread group leader's: the process's start, whichever thread the record is of */
+    void *leader = 0;
+#ifdef SP_OFF_TASK_GROUP_LEADER
+    bpf_probe_read_kernel(&leader, sizeof(leader), (char *)task + SP_OFF_TASK_GROUP_LEADER);
+#endif
+    bpf_probe_read_kernel(&e->start_time, 8, (char *)(leader ? leader : task) + SP_OFF_TASK_START_TIME);
+#endif
 #if defined(SP_OFF_TASK_REAL_PARENT) && defined(SP_OFF_TASK_TGID)
     void *parent = 0;
     bpf_probe_read_kernel(&parent, sizeof(parent), (char *)task + SP_OFF_TASK_REAL_PARENT);
@@ -1355,30 +1364,16 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     return 0;
 }
 
+/* A thread gone in the middle of a syscall leaves nothing waiting behind. (No record: user
+ * space tells a reused pid apart by the start time every record carries.) */
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
-    u64 pt = bpf_get_current_pid_tgid();
-    u32 tid = (u32)pt;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
     pending.delete(&tid);
     pending_lite.delete(&tid);
 #ifdef SP_WANT_AUTH
     pam_calls.delete(&tid);
 #endif
-    if ((pt >> 32) != tid || sp_self())
-        return 0;
-    /* User space only forgets the process: a header with its pid and time is enough. */
-    struct sp_event *e = sp_scratch();
-    if (!e)
-        return 0;
-    e->ts = bpf_ktime_get_boot_ns();
-    e->type = SP_EV_EXIT;
-    e->pid = tid;
-    e->tid = tid;
-    e->flags = 0;
-    e->str_len = 0;
-    e->nstr = 0;
-    e->a[5] = SP_P_SCHED_EXIT;
-    sp_emit(e);
     return 0;
 }
 

@@ -20,15 +20,15 @@
 #define SP_EV_MODULE_LOAD 14
 #define SP_EV_PTRACE 15
 #define SP_EV_MOUNT 16
-/* Internal records that keep user space's process cache current; never alerts. */
-#define SP_EV_EXIT 17
-#define SP_EV_CHDIR 18
+/* Internal record that keeps user space's process view current; never an alert. (Exits are
+ * not sent: every record carries its task's start time, which tells a reused pid apart.) */
+#define SP_EV_CHDIR 17
 /* Extended attributes set or removed (the setxattr and removexattr families). */
-#define SP_EV_SETXATTR 19
+#define SP_EV_SETXATTR 18
 /* Audit messages sent to the kernel over NETLINK_AUDIT (libaudit): account tools, auditctl. */
-#define SP_EV_ACCOUNT_CHANGE 20
-#define SP_EV_CONFIG_CHANGE 21
-#define SP_EV_MAX 22
+#define SP_EV_ACCOUNT_CHANGE 19
+#define SP_EV_CONFIG_CHANGE 20
+#define SP_EV_MAX 21
 
 /* Probe ids: which syscall or function produced the record (source.probe). */
 #define SP_P_SCHED_EXEC 1
@@ -69,7 +69,6 @@
 #define SP_P_MOUNT 36
 #define SP_P_PAM_AUTHENTICATE 37
 #define SP_P_PAM_ACCT_MGMT 38
-#define SP_P_SCHED_EXIT 39
 #define SP_P_CHDIR 40
 #define SP_P_FCHDIR 41
 #define SP_P_SETXATTR 42
@@ -117,7 +116,7 @@
 #define SP_MAX_ARGS 32
 #define SP_MAX_PREFIXES 32
 #define SP_PREFIX_WORDS 16
-#define SP_HDR_SIZE 136
+#define SP_HDR_SIZE 144
 /* Paths resolved in the kernel: assembled backwards in half of a per-CPU buffer, so at most
  * SP_PATH_HALF - 2 bytes; at most SP_PATH_DEPTH components (and mount crossings). */
 #define SP_PATH_HALF 2048
@@ -132,6 +131,7 @@
 struct sp_event {
     u64 ts;
     u64 cgroup_id;
+    u64 start_time;
     s64 ret;
     u64 a[6];
     u32 type;

@@ -156,6 +156,7 @@ _WANTED = (
     ("TASK_SESSIONID", "task_struct", "sessionid"),
     ("TASK_FILES", "task_struct", "files"),
     ("TASK_START_TIME", "task_struct", "start_time"),
+    ("TASK_GROUP_LEADER", "task_struct", "group_leader"),
     ("CRED_UID", "cred", "uid"),
     ("CRED_GID", "cred", "gid"),
     ("CRED_EUID", "cred", "euid"),

@@ -25,7 +25,7 @@ __all__ = ["Decoder", "Header"]
 
 _AT_FDCWD = -100
 _NO_ID = 0xFFFFFFFF
-_EXEC, _EXIT, _CHDIR = C["SP_EV_EXEC"], C["SP_EV_EXIT"], C["SP_EV_CHDIR"]
+_EXEC, _CHDIR = C["SP_EV_EXEC"], C["SP_EV_CHDIR"]
 _F_TRUNC, _F_RET, _F_PPID = C["SP_F_TRUNCATED"], C["SP_F_RET"], C["SP_F_PPID"]
 _F_AUDIT, _F_FD_PATH, _F_KPATH = C["SP_F_AUDIT"], C["SP_F_FD_PATH"], C["SP_F_KPATH"]
 _AUDIT_MSGS = frozenset({C["SP_EV_ACCOUNT_CHANGE"], C["SP_EV_CONFIG_CHANGE"]})
@@ -35,7 +35,6 @@ _BPF_CMDS = {0: "BPF_MAP_CREATE", 5: "BPF_PROG_LOAD", 8: "BPF_PROG_ATTACH",
              17: "BPF_RAW_TRACEPOINT_OPEN", 18: "BPF_BTF_LOAD", 28: "BPF_LINK_CREATE"}
 _PROBE_NAMES = {
     "sched_exec": "tracepoint:sched:sched_process_exec",
-    "sched_exit": "tracepoint:sched:sched_process_exit",
     "pam_authenticate": "uprobe:libpam:pam_authenticate",
     "pam_acct_mgmt": "uprobe:libpam:pam_acct_mgmt",
 }
@@ -136,10 +135,6 @@ class Decoder:
     def decode(self, chunk: bytes, off: int) -> dict[str, Any] | None:
         h = Header._make(HDR.unpack_from(chunk, off))
         etype = h.type
-        if etype == _EXIT:
-            self.procs.exit(h.pid)
-            self._count("exit")
-            return None
         comm = h.comm.split(b"\0", 1)[0].decode("utf-8", "replace")
         s0 = off + HDR.size
         payload = chunk[s0 : s0 + h.str_len - 1] if h.str_len else b""
@@ -155,7 +150,7 @@ class Decoder:
         if etype == _EXEC:
             p = self._exec(h, comm, strs)
         else:
-            p = self.procs.get(h.pid, comm, h.ppid if h.flags & _F_PPID else 0)
+            p = self.procs.get(h.pid, comm, h.ppid if h.flags & _F_PPID else 0, h.start_time)
             exe_filter = self._exe_filter.get(name)
             if exe_filter is not None and p.exe not in exe_filter:
                 return None  # no rule of this type looks at this program
@@ -179,7 +174,7 @@ class Decoder:
             self._count("audit_unmapped")
             return None
         name = aev["type"]
-        ev = self._event(name, h, comm, self.procs.get(h.pid, comm, h.ppid if h.flags & _F_PPID else 0))
+        ev = self._event(name, h, comm, self.procs.get(h.pid, comm, h.ppid if h.flags & _F_PPID else 0, h.start_time))
         for key in ("account", "config", "outcome"):
             if key in aev:
                 ev[key] = aev[key]
@@ -193,7 +188,7 @@ class Decoder:
         """A successful chdir/fchdir: the new working directory as the kernel resolved it
         (without BTF offsets, re-read from /proc when next needed)."""
         self._count("chdir")
-        cur = self.procs.get(h.pid, comm, h.ppid)
+        cur = self.procs.get(h.pid, comm, h.ppid, h.start_time)
         cur.cwd = strs[0] if h.flags & _F_KPATH and strs and strs[0] else None
 
     def _exec(self, h: Header, comm: str, strs: list[str]) -> Proc:
@@ -204,13 +199,13 @@ class Decoder:
         the process had (a fork runs in its parent's)."""
         pid, ppid = h.pid, h.ppid
         if h.a4 == _EXE_AND_CWD and h.flags & _F_KPATH and len(strs) >= 2:
-            new = Proc(strs[0], strs[2:] or [strs[0]], strs[1] or None, comm, ppid)
+            new = Proc(strs[0], strs[2:] or [strs[0]], strs[1] or None, comm, ppid, h.start_time)
             self.procs.set(pid, new)
             return new
         args = strs[1:] if len(strs) > 1 else None
         # A fork not seen before runs in its parent's directory (a chdir of its own would
         # have been seen); /proc only when neither is known.
-        known = self.procs.procs.get(pid) or self.procs.procs.get(ppid)
+        known = self.procs.known(pid, h.start_time) or self.procs.procs.get(ppid)
         cwd = known.cwd if known is not None else None
         if cwd is None:
             cwd = readlink(f"/proc/{pid}/cwd")
@@ -220,7 +215,7 @@ class Decoder:
             dirpath = cwd if dfd == _AT_FDCWD else readlink(f"/proc/{pid}/fd/{dfd}")
             if dirpath:
                 filename = os.path.join(dirpath, filename) if filename else dirpath
-        new = Proc(self._realpath(clean_path(filename)), args or [filename], cwd, comm, ppid)
+        new = Proc(self._realpath(clean_path(filename)), args or [filename], cwd, comm, ppid, h.start_time)
         self.procs.set(pid, new)
         return new
 

@@ -21,35 +21,58 @@ def readlink(path: str) -> str | None:
 class Proc:
     """What the decoder knows of one process."""
 
-    __slots__ = ("ancestors", "args", "cmdline", "comm", "cwd", "exe", "ppid")
+    __slots__ = ("ancestors", "args", "cmdline", "comm", "cwd", "exe", "ppid", "start")
 
     def __init__(self, exe: str | None, args: list[str] | None, cwd: str | None, comm: str,
-                 ppid: int) -> None:
+                 ppid: int, start: int = 0) -> None:
         self.exe = exe
         self.args = args
         self.cmdline = " ".join(args) if args is not None else None
         self.cwd = cwd
         self.comm = comm
         self.ppid = ppid
+        # the kernel's start time of the process (0 when unknown): a pid reused by another
+        # process has another
+        self.start = start
         # (generation of the view, executables of the ancestors) as last computed
         self.ancestors: tuple[int, list[str]] | None = None
 
 
 class ProcessView:
-    """Process context by pid, kept current by exec, chdir and exit records; /proc is read
-    only for processes first seen without an exec (started before the monitor, or forked)."""
+    """Process context by pid, kept current by exec and chdir records; /proc is read only for
+    processes first seen without an exec (started before the monitor, or forked). No exit
+    records: a record whose start time differs from the one known for its pid is of another
+    process (the pid was reused), and processes gone are swept out when the view grows."""
 
-    def __init__(self, max_depth: int = 12) -> None:
+    def __init__(self, max_depth: int = 12, max_size: int = 32768) -> None:
         self.procs: dict[int, Proc] = {}
         self.max_depth = max_depth
+        self.max_size = max_size
         self.proc_reads = 0
+        self.sweeps = 0
         # Bumped whenever a process starts, changes program, is reparented or goes: the
         # ancestors computed before may have changed (they are cached per process otherwise).
         self.generation = 0
 
     def set(self, pid: int, p: Proc) -> None:
         """`pid` now runs `p` (an exec)."""
+        if len(self.procs) >= self.max_size:
+            self._sweep()
         self.procs[pid] = p
+        self.generation += 1
+
+    def known(self, pid: int, start: int) -> Proc | None:
+        """What is known of `pid` if it is the same process (same start time)."""
+        p = self.procs.get(pid)
+        if p is not None and start and p.start and p.start != start:
+            return None
+        return p
+
+    def _sweep(self) -> None:
+        """Forget the processes that are gone (their /proc entry too)."""
+        self.sweeps += 1
+        for pid in [pid for pid in self.procs if not os.path.exists(f"/proc/{pid}")]:
+            del self.procs[pid]
         self.generation += 1
 
     def _from_proc(self, pid: int, comm: str, ppid: int) -> Proc | None:
@@ -72,8 +95,8 @@ class ProcessView:
         args = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw else None
         return Proc(readlink(f"{base}/exe"), args, readlink(f"{base}/cwd"), real_comm, ppid)
 
-    def get(self, pid: int, comm: str = "", ppid: int = 0) -> Proc:
-        p = self.procs.get(pid)
+    def get(self, pid: int, comm: str = "", ppid: int = 0, start: int = 0) -> Proc:
+        p = self.known(pid, start)
         if p is not None:
             if ppid and p.ppid != ppid:
                 p.ppid = ppid  # reparented
@@ -88,7 +111,11 @@ class ProcessView:
             if p is None:
                 p = Proc(parent.exe if parent else None, parent.args if parent else None,
                          parent.cwd if parent else None, comm, ppid)
+        p.start = start
+        if len(self.procs) >= self.max_size:
+            self._sweep()
         self.procs[pid] = p
+        self.generation += 1
         return p
 
     def cwd(self, pid: int, p: Proc) -> str | None:
@@ -122,9 +149,7 @@ class ProcessView:
         p.ancestors = (self.generation, out)
         return out
 
-    def exit(self, pid: int) -> None:
-        if self.procs.pop(pid, None) is not None:
-            self.generation += 1
+
 
 
 class Names:

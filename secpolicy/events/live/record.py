@@ -36,6 +36,7 @@ class Header(NamedTuple):
 
     ts: int
     cgroup_id: int
+    start_time: int
     ret: int
     a0: int
     a1: int
@@ -60,7 +61,7 @@ class Header(NamedTuple):
     lost_seq: int
 
 
-_FORMATS = {"ts": "Q", "cgroup_id": "Q", "ret": "q", "type": "I", "str_len": "H", "nstr": "B", "flags": "B",
+_FORMATS = {"ts": "Q", "cgroup_id": "Q", "start_time": "Q", "ret": "q", "type": "I", "str_len": "H", "nstr": "B", "flags": "B",
             "comm": "16s"}
 HEADER_FIELDS: tuple[tuple[str, str], ...] = tuple(
     (n, _FORMATS.get(n, "Q" if n[0] == "a" and n[1:].isdigit() else "I")) for n in Header._fields)
