@@ -1369,10 +1369,14 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    pending.delete(&tid);
-    pending_lite.delete(&tid);
+    /* a lookup is lock-free and nearly every thread leaves nothing: delete only then */
+    if (pending.lookup(&tid))
+        pending.delete(&tid);
+    if (pending_lite.lookup(&tid))
+        pending_lite.delete(&tid);
 #ifdef SP_WANT_AUTH
-    pam_calls.delete(&tid);
+    if (pam_calls.lookup(&tid))
+        pam_calls.delete(&tid);
 #endif
     return 0;
 }
