@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_KEY = "secpolicy-bench"
+T = TypeVar("T")
 # The bundled event rules (the check-rule packs are not needed by the monitor).
 BUNDLED_EVENT_RULES = [str(p.relative_to(REPO)) for p in sorted((REPO / "policies").rglob("events*.yaml"))]
 
@@ -150,28 +151,23 @@ def auditd_rules(rules: list[list[str]]) -> Iterator[str]:
             print(f"WARNING: audit rules differ from before the bench:\n{after}", file=sys.stderr)
 
 
-def run_modes(modes: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def run_modes(modes: dict[str, Callable[[], T]], rounds: int,
+              show: Callable[[T], str] = lambda t: f"{t:.3f} s") -> dict[str, list[T]]:
     """Each mode once per round, in rotating order (drift on a shared VM hits all alike)."""
-    times: dict[str, list[float]] = {m: [] for m in modes}
+    times: dict[str, list[T]] = {m: [] for m in modes}
     names = list(modes)
     for r in range(rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         for m in order:
             times[m].append(modes[m]())
-            print(f"  round {r + 1} {m:<10} {times[m][-1]:.3f} s", flush=True)
+            print(f"  round {r + 1} {m:<10} {show(times[m][-1])}", flush=True)
     return times
 
 
-def run_modes_cpu(modes: dict[str, Callable[[], tuple[float, float]]], rounds: int) -> dict[str, list[tuple[float, float]]]:
+def run_modes_cpu(modes: dict[str, Callable[[], tuple[float, float]]],
+                  rounds: int) -> dict[str, list[tuple[float, float]]]:
     """run_modes for callables returning (wall, CPU) seconds."""
-    out: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
-    names = list(modes)
-    for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for m in order:
-            out[m].append(modes[m]())
-            print(f"  round {r + 1} {m:<10} wall {out[m][-1][0]:.3f} s  cpu {out[m][-1][1]:.3f} s", flush=True)
-    return out
+    return run_modes(modes, rounds, lambda s: f"wall {s[0]:.3f} s  cpu {s[1]:.3f} s")
 
 
 def report_cpu(samples: dict[str, list[tuple[float, float]]], unit: str, goal_ratio: float) -> float:

@@ -9,56 +9,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from live_events import Collector
 
 from secpolicy.events.bpf_plan import Clause, KernelPlan, TypeFilter
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
-
-
-class Events:
-    """A LiveSource drained by a thread; tests wait for the events of their own processes."""
-
-    def __init__(self, source: Any) -> None:
-        self.source = source
-        self.events: list[dict[str, Any]] = []
-        self.cond = threading.Condition()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            for ev in self.source.events():
-                with self.cond:
-                    self.events.append(ev)
-                    self.cond.notify_all()
-        except BaseException as exc:  # noqa: BLE001 - reported by wait
-            self.error = exc
-
-    def wait(self, pred: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                found = [e for e in self.events if pred(e)]
-                if len(found) >= count or self.error is not None:
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.cond.wait(left)
-        assert self.error is None, self.error
-        assert len(found) >= count, f"{len(found)} matching events within {timeout} s, wanted {count}"
-        return found
-
-    def of(self, pid: int) -> list[dict[str, Any]]:
-        with self.cond:
-            return [e for e in self.events if e["proc"]["pid"] == pid]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +28,7 @@ def base() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def live(base: Path) -> Iterator[Events]:
+def live(base: Path) -> Iterator[Collector]:
     from secpolicy.events.live import LiveSource
 
     under = Clause((f"{base}/",), None, None)
@@ -88,7 +47,7 @@ def live(base: Path) -> Iterator[Events]:
     )
     source = LiveSource(plan)
     source.start()
-    col = Events(source)
+    col = Collector(source)
     col.thread.start()
     yield col
     source.stop()
@@ -104,7 +63,7 @@ def child(code: str, *, cwd: Path | None = None) -> int:
     return int(proc.stdout.split()[0])
 
 
-def test_fchmod_names_the_file_although_the_descriptor_is_reused_at_once(live: Events, base: Path) -> None:
+def test_fchmod_names_the_file_although_the_descriptor_is_reused_at_once(live: Collector, base: Path) -> None:
     """The race of the issue: fchmod of a scratch file, then the same descriptor number opened
     on /etc/shadow and kept open (a late /proc/PID/fd lookup would name /etc/shadow)."""
     scratch = base / "scratch"
@@ -127,7 +86,7 @@ time.sleep(1.5)
     assert not [e for e in live.of(pid) if "shadow" in (e.get("file") or {}).get("path", "")]
 
 
-def test_a_process_that_exits_right_after_the_call_is_named_with_its_file(live: Events, base: Path) -> None:
+def test_a_process_that_exits_right_after_the_call_is_named_with_its_file(live: Collector, base: Path) -> None:
     quick = base / "quick"
     quick.write_text("x")
     pid = child(f"""
@@ -146,7 +105,7 @@ os._exit(0)
     assert ch["outcome"] == xa["outcome"] == {"result": "success"}
 
 
-def test_directory_descriptors_name_the_directory_at_call_time(live: Events, base: Path) -> None:
+def test_directory_descriptors_name_the_directory_at_call_time(live: Collector, base: Path) -> None:
     """unlinkat/renameat/fchmodat/openat relative to a directory descriptor that is closed and
     reused for /etc/passwd right after (userdel's `unlink /etc/passwd-/.bashrc`)."""
     home = base / "home"
@@ -175,7 +134,7 @@ time.sleep(1.5)
     assert not [e for e in live.of(pid) if "/etc/passwd" in (e.get("file") or {}).get("path", "")]
 
 
-def test_relative_paths_of_a_process_gone_at_once_use_its_cwd_then(live: Events, base: Path) -> None:
+def test_relative_paths_of_a_process_gone_at_once_use_its_cwd_then(live: Collector, base: Path) -> None:
     work = base / "work"
     work.mkdir()
     pid = child("""
@@ -191,7 +150,7 @@ os._exit(0)
     assert wr["proc"]["cwd"] == str(work)
 
 
-def test_a_script_runs_its_interpreter_as_auditd_names_it(live: Events, base: Path) -> None:
+def test_a_script_runs_its_interpreter_as_auditd_names_it(live: Collector, base: Path) -> None:
     script = base / "script.sh"
     script.write_text("#!/bin/sh\necho $$\nexec sleep 0\n")
     script.chmod(0o755)
@@ -203,7 +162,7 @@ def test_a_script_runs_its_interpreter_as_auditd_names_it(live: Events, base: Pa
     assert ev["proc"]["args"] == ["/bin/sh", str(script)]  # argv as the kernel made it (auditd's EXECVE)
 
 
-def test_setcap_is_seen_as_a_setxattr_of_security_capability(live: Events, base: Path) -> None:
+def test_setcap_is_seen_as_a_setxattr_of_security_capability(live: Collector, base: Path) -> None:
     setcap = shutil.which("setcap") or "/usr/sbin/setcap"
     if not os.path.exists(setcap):
         pytest.fail("setcap is not installed (libcap2-bin; scripts/setup.sh --with-test-tools installs it)")
