@@ -1,13 +1,16 @@
 /* secpolicy.bpf.c: every probe of the live monitor, compiled once by bcc. Which probes exist
  * is chosen with -DSP_WANT_<TYPE> from the loaded rules; kernel struct offsets come from the
- * running kernel's BTF as -DSP_OFF_* (never from the build headers); filters live in maps. */
+ * running kernel's BTF as -DSP_OFF_* (never from the build headers); filters live in maps.
+ *
+ * Most syscalls of one kind share one program (sp_enter_path, sp_exit_path, ...), attached by
+ * user space to each of their tracepoints: the program tells them apart by the syscall number
+ * in its context. That keeps what bcc compiles and the kernel verifies small. */
 #include <uapi/linux/ptrace.h>
 #include <linux/capability.h>
+#include <asm/unistd.h>
 #include "secpolicy.h"
 
-#ifndef SP_SELF_TGID
-#define SP_SELF_TGID 0
-#endif
+/* The ring buffer's size as compiled; user space creates it with the size asked for. */
 #ifndef SP_RINGBUF_PAGES
 #define SP_RINGBUF_PAGES 4096
 #endif
@@ -31,11 +34,45 @@
 #define SP_PAM_OFF_TTY 72
 #endif
 
+/* Syscalls newer than the headers bcc may compile against; they have one number on every
+ * architecture (syscalls added since Linux 5.1 do). */
+#ifndef __NR_openat2
+#define __NR_openat2 437
+#endif
+#ifndef __NR_fchmodat2
+#define __NR_fchmodat2 452
+#endif
+#ifndef __NR_setxattrat
+#define __NR_setxattrat 463
+#endif
+#ifndef __NR_removexattrat
+#define __NR_removexattrat 466
+#endif
+
 #define SP_AT_FDCWD -100
+#define SP_AT_EMPTY_PATH 0x1000
 /* Keeps clang from dropping a bounds mask it can prove redundant, which the verifier needs. */
 #define sp_barrier_var(v) asm volatile("" : "+r"(v))
 
+/* The context of any syscall tracepoint, as a program shared by several of them sees it. */
+struct sp_enter_ctx {
+    u64 common;
+    int nr;
+    int pad;
+    u64 args[6];
+};
+struct sp_exit_ctx {
+    u64 common;
+    int nr;
+    int pad;
+    long ret;
+};
+
 BPF_RINGBUF_OUTPUT(events, SP_RINGBUF_PAGES);
+/* Nothing is recorded until user space has filled the filter maps and set armed[0].on, nor
+ * sent after it clears it; the monitor's own process (self_tgid) is never recorded. Values,
+ * not compile-time constants: the compiled programs do not depend on the run (reusable). */
+BPF_ARRAY(armed, struct sp_armed, 1);
 /* Records that could not be delivered (ring buffer full, pending table full), per type. */
 BPF_PERCPU_ARRAY(lost, u64, SP_EV_MAX);
 /* Records handed to the ring buffer, per type: sent == delivered + lost in user space. */
@@ -46,41 +83,84 @@ BPF_ARRAY(lost_total, u64, 1);
 BPF_PERCPU_ARRAY(scratch, struct sp_event, 1);
 /* A syscall's record between sys_enter and sys_exit (or sched_process_exec), by thread id. */
 BPF_HASH(pending, u32, struct sp_event, SP_PENDING_MAX);
-/* A path syscall that only a failure can make interesting (e.g. "open refused with EACCES"),
- * by thread id: its arguments wait for sys_exit, and the record is built there only if the
- * call failed. Copying a whole record into `pending` for each of the storm of successful
- * opens is what the monitor's openat cost was mostly made of. */
+/* A syscall that only a failure can make interesting (e.g. "open refused with EACCES"), and
+ * an exec until it succeeds or fails: its arguments wait for sys_exit as a few words, and the
+ * record is built there only when needed. Copying a whole record into `pending` for each of
+ * the storm of successful opens is what the monitor's openat cost was mostly made of. */
 struct sp_lite {
     u64 path;
     u64 a[4];
     u32 type;
     u32 probe;
     u32 mask;
+    u32 fd_only;
+    u32 in_hash;
     u32 pad;
 };
+/* Where they wait: by thread id in a preallocated hash, or in the task's own storage, which is
+ * cheaper per call but costs an allocation the first time a task uses it: so only a task that
+ * has lived SP_SETTLED_NS (a long-running program, not one of the freshly forked and exec'd
+ * processes of a shell) gets task storage. */
+BPF_HASH(pending_lite, u32, struct sp_lite, SP_PENDING_MAX);
 #ifdef SP_TASK_STORAGE
 BPF_TASK_STORAGE(lite_store, struct sp_lite);
-static __always_inline struct sp_lite *sp_lite_get(int create)
-{
-    struct sp_lite *l = lite_store.task_storage_get(bpf_get_current_task_btf(), 0,
-                                                    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
-    if (l && !create && !l->type)
-        return 0;
-    return l;
-}
-static __always_inline void sp_lite_done(struct sp_lite *l, u32 tid) { l->type = 0; }
-#else
-BPF_HASH(pending_lite, u32, struct sp_lite, SP_PENDING_MAX);
-static __always_inline void sp_lite_done(struct sp_lite *l, u32 tid) { pending_lite.delete(&tid); }
 #endif
+#ifndef SP_SETTLED_NS
+#define SP_SETTLED_NS 50000000ULL
+#endif
+
+static __always_inline int sp_task_settled(void)
+{
+#if defined(SP_TASK_STORAGE) && defined(SP_OFF_TASK_START_TIME)
+    u64 start = 0;
+    bpf_probe_read_kernel(&start, sizeof(start), (char *)bpf_get_current_task() + SP_OFF_TASK_START_TIME);
+    return bpf_ktime_get_ns() - start > SP_SETTLED_NS;
+#else
+    return 0;
+#endif
+}
+
+/* Keep `src` for this thread until sys_exit; 0 when there is no room (counted as lost). */
+static __always_inline int sp_lite_put(struct sp_lite *src, u32 tid)
+{
+#ifdef SP_TASK_STORAGE
+    struct sp_lite *l = lite_store.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (!l && sp_task_settled())
+        l = lite_store.task_storage_get(bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (l) {
+        src->in_hash = 0;
+        __builtin_memcpy(l, src, sizeof(*l));
+        return 1;
+    }
+#endif
+    src->in_hash = 1;
+    return pending_lite.update(&tid, src) == 0;
+}
+
+/* What this thread keeps, or 0. */
+static __always_inline struct sp_lite *sp_lite_find(u32 tid)
+{
+#ifdef SP_TASK_STORAGE
+    struct sp_lite *l = lite_store.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (l && l->type)
+        return l;
+#endif
+    return pending_lite.lookup(&tid);
+}
+
+static __always_inline void sp_lite_done(struct sp_lite *l, u32 tid)
+{
+    if (l->in_hash)
+        pending_lite.delete(&tid);
+    else
+        l->type = 0;
+}
+
 BPF_ARRAY(type_cfg, struct sp_type_cfg, SP_EV_MAX);
 BPF_HASH(uid_filter, struct sp_uid_key, u8, 4096);
 BPF_HASH(comm_filter, struct sp_comm_key, u8, 4096);
 BPF_ARRAY(prefixes, struct sp_prefix, SP_MAX_PREFIXES);
 BPF_HASH(pam_calls, u32, u64, 1024);
-/* bcc attaches the probes as it loads them, before user space has filled the filter maps:
- * nothing is recorded until user space sets armed[0] = 1. */
-BPF_ARRAY(armed, u32, 1);
 
 static __always_inline void sp_count_lost(u32 type)
 {
@@ -103,6 +183,11 @@ static __always_inline void sp_count_sent(u32 type)
 static __always_inline void sp_emit(struct sp_event *e)
 {
     u32 zero = 0;
+    /* Disarmed (stopping): nothing more is sent, so the counters user space reads last are
+     * exact, whatever syscalls were still under way. */
+    struct sp_armed *on = armed.lookup(&zero);
+    if (!on || !on->on)
+        return;
     u64 *t = lost_total.lookup(&zero);
     e->lost_seq = t ? (u32)*t : 0;
     u32 len = e->str_len;
@@ -132,8 +217,12 @@ static __always_inline void sp_fill_creds(struct sp_event *e)
     void *cred = 0;
     bpf_probe_read_kernel(&cred, sizeof(cred), (char *)task + SP_OFF_TASK_CRED);
     if (cred) {
+#if SP_OFF_CRED_EGID == SP_OFF_CRED_EUID + 4
+        bpf_probe_read_kernel(&e->euid, 8, (char *)cred + SP_OFF_CRED_EUID); /* euid, egid */
+#else
         bpf_probe_read_kernel(&e->euid, 4, (char *)cred + SP_OFF_CRED_EUID);
         bpf_probe_read_kernel(&e->egid, 4, (char *)cred + SP_OFF_CRED_EGID);
+#endif
         e->flags |= SP_F_CREDS;
     }
 #endif
@@ -163,6 +252,15 @@ static __always_inline void sp_fill(struct sp_event *e, u32 type, u32 probe)
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     sp_fill_creds(e);
     void *task = sp_task();
+    e->start_time = 0;
+#ifdef SP_OFF_TASK_START_TIME
+    /* the thread group leader's: the process's start, whichever thread the record is of */
+    void *leader = 0;
+#ifdef SP_OFF_TASK_GROUP_LEADER
+    bpf_probe_read_kernel(&leader, sizeof(leader), (char *)task + SP_OFF_TASK_GROUP_LEADER);
+#endif
+    bpf_probe_read_kernel(&e->start_time, 8, (char *)(leader ? leader : task) + SP_OFF_TASK_START_TIME);
+#endif
 #if defined(SP_OFF_TASK_REAL_PARENT) && defined(SP_OFF_TASK_TGID)
     void *parent = 0;
     bpf_probe_read_kernel(&parent, sizeof(parent), (char *)task + SP_OFF_TASK_REAL_PARENT);
@@ -172,8 +270,12 @@ static __always_inline void sp_fill(struct sp_event *e, u32 type, u32 probe)
     }
 #endif
 #if defined(SP_OFF_TASK_LOGINUID) && defined(SP_OFF_TASK_SESSIONID)
+#if SP_OFF_TASK_SESSIONID == SP_OFF_TASK_LOGINUID + 4
+    bpf_probe_read_kernel(&e->auid, 8, (char *)task + SP_OFF_TASK_LOGINUID); /* auid, session */
+#else
     bpf_probe_read_kernel(&e->auid, 4, (char *)task + SP_OFF_TASK_LOGINUID);
     bpf_probe_read_kernel(&e->session, 4, (char *)task + SP_OFF_TASK_SESSIONID);
+#endif
     e->flags |= SP_F_AUDIT;
 #endif
 }
@@ -215,16 +317,225 @@ static __always_inline int sp_put_str(struct sp_event *e, const void *p, int use
     return ok;
 }
 
+/* ---- paths resolved in the kernel, at the time of the call ----
+ * A descriptor, a directory descriptor or the working directory is turned into its absolute
+ * path by walking the dentry chain up to the root of its mount and crossing mounts up to the
+ * root of the mount tree, as d_path() does (as Tracee does too, since bpf_d_path is not
+ * allowed in tracepoint programs). No lock is taken: a rename racing the walk may give a
+ * mixed path, which is also what reading /proc/PID/fd would risk, later. */
+
+#ifdef SP_KPATH
+BPF_PERCPU_ARRAY(pathbuf, struct sp_pathbuf, 1);
+/* struct dentry has d_parent and then d_name {hash, len; name} in one 24-byte span (as in
+ * every kernel since 3.x): read together. */
+#if SP_OFF_DENTRY_D_NAME == SP_OFF_DENTRY_D_PARENT + 8 && SP_OFF_QSTR_LEN == 4 && SP_OFF_QSTR_NAME == 8
+#define SP_DENTRY_SPAN 1
+#else
+#define SP_DENTRY_SPAN 0
+#endif
+
+static __always_inline void *sp_read_ptr(void *base, u32 off)
+{
+    void *p = 0;
+    bpf_probe_read_kernel(&p, sizeof(p), (char *)base + off);
+    return p;
+}
+
+/* The struct file behind descriptor fd of the current task, or 0. */
+static __always_inline void *sp_file_of(long fd)
+{
+    if (fd < 0)
+        return 0;
+    void *files = sp_read_ptr(sp_task(), SP_OFF_TASK_FILES);
+    if (!files)
+        return 0;
+    void *fdt = sp_read_ptr(files, SP_OFF_FILES_FDT);
+    if (!fdt)
+        return 0;
+    u32 max = 0;
+    bpf_probe_read_kernel(&max, sizeof(max), (char *)fdt + SP_OFF_FDT_MAX_FDS);
+    if (fd >= max)
+        return 0;
+    void **fdarr = sp_read_ptr(fdt, SP_OFF_FDT_FD);
+    if (!fdarr)
+        return 0;
+    void *file = 0;
+    bpf_probe_read_kernel(&file, sizeof(file), &fdarr[fd]);
+    return file;
+}
+
+/* Append the absolute path of the struct path at `path` (a kernel address) as one string.
+ * 0 when it cannot be resolved: no path, a pseudo file (pipe, socket), deeper or longer than
+ * this walk goes. */
+static __always_inline int sp_put_kpath(struct sp_event *e, void *path)
+{
+    u32 zero = 0;
+    struct sp_pathbuf *pb = pathbuf.lookup(&zero);
+    if (!pb || !path)
+        return 0;
+    void *vfsmnt = sp_read_ptr(path, SP_OFF_PATH_MNT);
+    void *dentry = sp_read_ptr(path, SP_OFF_PATH_DENTRY);
+    if (!vfsmnt || !dentry)
+        return 0;
+    void *mnt = (char *)vfsmnt - SP_OFF_MOUNT_MNT;
+    void *mnt_root = sp_read_ptr(vfsmnt, SP_OFF_VFSMOUNT_MNT_ROOT);
+    u32 end = SP_PATH_HALF - 2;
+    u32 pos = end;
+    pb->b[SP_PATH_HALF - 2] = 0;
+    int complete = 0;
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < SP_PATH_DEPTH; i++) {
+#if SP_DENTRY_SPAN
+        /* d_parent, then d_name's length and name pointer: one read */
+        u64 span[3] = {};
+        bpf_probe_read_kernel(&span, sizeof(span), (char *)dentry + SP_OFF_DENTRY_D_PARENT);
+        void *parent = (void *)span[0];
+#else
+        void *parent = sp_read_ptr(dentry, SP_OFF_DENTRY_D_PARENT);
+#endif
+        if (dentry == mnt_root) {
+            void *mparent = sp_read_ptr(mnt, SP_OFF_MOUNT_MNT_PARENT);
+            if (!mparent || mparent == mnt) {
+                complete = 1; /* the root of the mount tree */
+                break;
+            }
+            dentry = sp_read_ptr(mnt, SP_OFF_MOUNT_MNT_MOUNTPOINT);
+            mnt = mparent;
+            mnt_root = sp_read_ptr((char *)mnt + SP_OFF_MOUNT_MNT, SP_OFF_VFSMOUNT_MNT_ROOT);
+            continue;
+        }
+        if (dentry == parent || !parent)
+            break; /* a disconnected or pseudo dentry: not a path */
+#if SP_DENTRY_SPAN
+        u32 len = span[1] >> 32;
+        const char *name = (const char *)span[2];
+#else
+        u32 len = 0;
+        bpf_probe_read_kernel(&len, sizeof(len), (char *)dentry + SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_LEN);
+        const char *name = sp_read_ptr(dentry, SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_NAME);
+#endif
+        len &= 255;
+        if (pos < len + 1)
+            break; /* longer than the buffer */
+        pos -= len + 1;
+        sp_barrier_var(pos);
+        pos &= SP_PATH_HALF - 1;
+        pb->b[pos] = '/';
+        bpf_probe_read_kernel(&pb->b[(pos + 1) & (SP_PATH_HALF - 1)], len, name);
+        dentry = parent;
+    }
+    if (!complete)
+        return 0;
+    if (pos == end) {
+        pos = end - 1;
+        pb->b[SP_PATH_HALF - 3] = '/';
+    }
+    u32 off = e->str_len;
+    if (off >= SP_STR_MAX) {
+        e->flags |= SP_F_TRUNCATED;
+        return 0;
+    }
+    u32 n = end + 1 - pos;
+    sp_barrier_var(n);
+    n &= SP_PATH_HALF - 1;
+    sp_barrier_var(pos);
+    pos &= SP_PATH_HALF - 1;
+    sp_barrier_var(off);
+    off &= SP_STR_MAX - 1;
+    if (!n || bpf_probe_read_kernel(&e->str[off], n, &pb->b[pos]) != 0)
+        return 0;
+    e->str_len = off + n;
+    e->nstr += 1;
+    return 1;
+}
+
+/* The struct path (a kernel address) of descriptor fd, or of the working directory for
+ * AT_FDCWD; 0 when there is none. */
+static __always_inline void *sp_path_of(long fd)
+{
+    if (fd == SP_AT_FDCWD) {
+        void *fs = sp_read_ptr(sp_task(), SP_OFF_TASK_FS);
+        return fs ? (char *)fs + SP_OFF_FS_PWD : 0;
+    }
+    void *file = sp_file_of(fd);
+    return file ? (char *)file + SP_OFF_FILE_F_PATH : 0;
+}
+
+/* The struct path of the current task's executable (mm->exe_file): what auditd and
+ * /proc/PID/exe name. */
+static __always_inline void *sp_exe_path(void)
+{
+    void *mm = sp_read_ptr(sp_task(), SP_OFF_TASK_MM);
+    if (!mm)
+        return 0;
+    void *file = sp_read_ptr(mm, SP_OFF_MM_EXE_FILE);
+    return file ? (char *)file + SP_OFF_FILE_F_PATH : 0;
+}
+#endif
+
+/* Append the path a syscall names: by descriptor (fd_only: the descriptor's own path), or by
+ * (dfd, upath), made absolute in the kernel when upath is relative, or empty (AT_EMPTY_PATH:
+ * the descriptor itself). 0 when the user string could not be read (not resident yet: read
+ * again at sys_exit). Without BTF offsets, a descriptor goes up as SP_F_FD_PATH (a[0]) and a
+ * relative path as it is, for user space to resolve from /proc. One walk per call site: the
+ * walk is what costs the verifier most. */
+static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char *upath, int fd_only)
+{
+    u32 start = e->str_len;
+    char c = 0;
+    if (!fd_only) {
+        /* Read as it is: absolute (the common case) is done. */
+        if (!sp_put_str(e, upath, 1))
+            return 0;
+        c = e->str[start & (SP_STR_BUF - 1)];
+        if (c == '/' || start >= SP_STR_MAX)
+            return 1;
+        /* Relative or empty: the base first, then the name again after it. */
+        e->str_len = start;
+        e->nstr -= 1;
+    }
+    int based = 0;
+#ifdef SP_KPATH
+    based = sp_put_kpath(e, sp_path_of(dfd));
+#endif
+    if (fd_only) {
+        if (based) {
+            e->flags |= SP_F_KPATH;
+        } else {
+            e->flags |= SP_F_FD_PATH;
+            sp_put_str(e, 0, 0);
+        }
+        return 1;
+    }
+    if (!based)
+        return sp_put_str(e, upath, 1); /* user space will resolve what it can */
+    e->flags |= SP_F_KPATH;
+    if (!c)
+        return 1;
+    /* base "/" + "/" + name: join over the NUL (and over the root's own slash) */
+    u32 end = e->str_len - 1;
+    if (end == start + 1) {
+        end = start;
+    } else {
+        sp_barrier_var(end);
+        e->str[end & (SP_STR_BUF - 1)] = '/';
+        end += 1;
+    }
+    e->str_len = end;
+    e->nstr -= 1;
+    return sp_put_str(e, upath, 1);
+}
+
 /* ---- cheap filters compiled from the rules ---- */
 
 /* 1 when the current task must not be recorded: the monitor itself, or not armed yet. */
 static __always_inline int sp_self(void)
 {
     u32 zero = 0;
-    u32 *on = armed.lookup(&zero);
-    if (!on || !*on)
+    struct sp_armed *a = armed.lookup(&zero);
+    if (!a || !a->on)
         return 1;
-    return (bpf_get_current_pid_tgid() >> 32) == SP_SELF_TGID;
+    return (bpf_get_current_pid_tgid() >> 32) == a->self_tgid;
 }
 
 /* 1 when the record may interest a rule (uid and comm checks; path checks come later). */
@@ -269,6 +580,7 @@ static __always_inline int sp_path_unclear(struct sp_event *e, u32 off, u32 len)
     if (e->str[off] != '/' || len > SP_SCAN_MAX)
         return 1;
     /* Eight bytes at a time: a '/' at byte j (j < len - 1) followed by '/' or '.'. */
+#pragma clang loop unroll(disable)
     for (u32 k = 0; k < SP_SCAN_MAX / 8; k++) {
         u32 at = k * 8;
         if (at + 1 >= len)
@@ -294,6 +606,7 @@ static __always_inline u32 sp_prefix_bits(struct sp_event *e, u32 off, struct sp
     /* A plain load from the map value (x86 and arm64 allow unaligned ones here). */
     u64 w0 = *(u64 *)&e->str[off];
     u32 bits = 0;
+#pragma clang loop unroll(disable)
     for (u32 i = 0; i < SP_MAX_PREFIXES; i++) {
         if (i >= cfg->nprefixes)
             break;
@@ -304,6 +617,7 @@ static __always_inline u32 sp_prefix_bits(struct sp_event *e, u32 off, struct sp
         if (!pre)
             continue;
         int ok = 1;
+#pragma clang loop unroll(disable)
         for (u32 k = 1; k < SP_PREFIX_WORDS; k++) {
             u32 done = k * 8;
             if (done >= pre->len)
@@ -444,19 +758,6 @@ static __always_inline struct sp_event *sp_begin(u32 type, u32 probe)
     return e;
 }
 
-/* Paths that could not be read at sys_enter are read now that the kernel has faulted them
- * in (a[4] = first pointer, a[3] = second for rename). They are rare, so they go up without
- * a path test (user space applies it after resolving): that keeps the exit programs small. */
-static __always_inline int sp_reread(struct sp_event *e)
-{
-    e->str_len = 0;
-    e->nstr = 0;
-    sp_put_str(e, (const char *)e->a[4], 1);
-    if (e->type == SP_EV_RENAME)
-        sp_put_str(e, (const char *)e->a[3], 1);
-    return 1;
-}
-
 /* Finish at sys_exit: attach the result, send, forget. */
 static __always_inline int sp_finish(long ret)
 {
@@ -474,6 +775,80 @@ static __always_inline int sp_finish(long ret)
     sp_emit(e);
     pending.delete(&tid);
     return 0;
+}
+
+/* A plain sys_exit: the pending record of this thread gets its result. */
+int sp_exit_plain(struct sp_exit_ctx *ctx)
+{
+    return sp_finish(ctx->ret);
+}
+
+/* ---- path syscalls: open, write, unlink, chmod, chown, setxattr (and rename below) ---- */
+
+#if defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE) || defined(SP_WANT_UNLINK) || \
+    defined(SP_WANT_CHMOD) || defined(SP_WANT_CHOWN) || defined(SP_WANT_SETXATTR) || \
+    defined(SP_WANT_RENAME)
+#define SP_PATHS 1
+
+/* One path syscall's arguments: the path by (dfd, path) or by descriptor (fd_only, dfd), the
+ * numbers the decoder wants in a[1..3], and for xattrs the attribute name pointer in a[1]. */
+struct sp_call {
+    u32 type;
+    u32 probe;
+    u32 fd_only;
+    u32 pad;
+    long dfd;
+    u64 path;
+    u64 a1;
+    u64 a2;
+    u64 a3;
+};
+
+/* The call being decoded, per CPU. Kept in a map rather than on the stack on purpose: the
+ * verifier then knows nothing of the values each syscall's case stored, so the cases meet in
+ * one state and the code after them is verified once, not once per syscall. */
+BPF_PERCPU_ARRAY(calls, struct sp_call, 1);
+
+/* The strings of a path record: the path, then for setxattr the attribute name. */
+static __always_inline int sp_put_call_strings(struct sp_event *e, u32 type, u32 fd_only, long dfd,
+                                               const char *path, u64 a1)
+{
+    int ok = sp_put_path(e, dfd, path, fd_only);
+    if (type == SP_EV_SETXATTR)
+        sp_put_str(e, (const char *)a1, 1);
+    return ok;
+}
+
+/* rename's two paths: (a[0], a[4]) and (a[1], a[3]); `first` = where the second starts. One
+ * loop, so that the path walk is inlined once. */
+static __always_inline int sp_put_two_paths(struct sp_event *e, u32 *first)
+{
+    int ok = 1;
+#pragma clang loop unroll(disable)
+    for (int j = 0; j < 2; j++) {
+        if (j == 1)
+            *first = e->str_len;
+        ok &= sp_put_path(e, (long)e->a[j], (const char *)e->a[j ? 3 : 4], 0);
+    }
+    return ok;
+}
+
+/* Paths that could not be read at sys_enter are read now that the kernel has faulted them
+ * in (a[0] = dfd, a[4] = first pointer; for rename a[1] = new dfd, a[3] = second). They are
+ * rare, so they go up without a path test (user space applies it): the exit program stays
+ * small. */
+static __always_inline int sp_reread(struct sp_event *e)
+{
+    e->str_len = 0;
+    e->nstr = 0;
+    e->flags &= ~(SP_F_DEFER | SP_F_KPATH);
+    if (e->type == SP_EV_RENAME) {
+        u32 first = 0;
+        sp_put_two_paths(e, &first);
+        return 1;
+    }
+    sp_put_call_strings(e, e->type, 0, (long)e->a[0], (const char *)e->a[4], e->a[1]);
+    return 1;
 }
 
 /* A failed call kept as struct sp_lite: the record is built now, its header and path as they
@@ -502,8 +877,9 @@ static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
     e->a[3] = l->a[3];
     e->a[4] = l->path;
     e->a[5] = l->probe | ((u64)mask << 32);
-    sp_put_str(e, (const char *)l->path, 1);
+    u32 fd_only = l->fd_only;
     sp_lite_done(l, tid);
+    sp_put_call_strings(e, type, fd_only, (long)e->a[0], (const char *)e->a[4], e->a[1]);
     e->ret = ret;
     e->flags |= SP_F_RET;
     sp_emit(e);
@@ -514,12 +890,8 @@ static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
 static __always_inline int sp_finish_path(long ret)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-#ifdef SP_TASK_STORAGE
-    struct sp_lite *l = sp_lite_get(0);
-#else
-    struct sp_lite *l = pending_lite.lookup(&tid);
-#endif
-    if (l)
+    struct sp_lite *l = sp_lite_find(tid);
+    if (l && l->type != SP_EV_EXEC)
         return sp_finish_lite(l, tid, ret);
     struct sp_event *e = pending.lookup(&tid);
     if (!e)
@@ -540,242 +912,73 @@ static __always_inline int sp_finish_path(long ret)
     return 0;
 }
 
+int sp_exit_path(struct sp_exit_ctx *ctx)
+{
+    return sp_finish_path(ctx->ret);
+}
+
+/* Keep a call that only a failure can make interesting as a few words until sys_exit. */
+static __always_inline void sp_keep_lite(struct sp_call *c, u32 mask)
+{
+    struct sp_lite l = {.path = c->path, .type = c->type, .probe = c->probe, .mask = mask,
+                        .fd_only = c->fd_only};
+    l.a[0] = c->dfd;
+    l.a[1] = c->a1;
+    l.a[2] = c->a2;
+    l.a[3] = c->a3;
+    if (!sp_lite_put(&l, (u32)bpf_get_current_pid_tgid()))
+        sp_count_lost(c->type);
+}
+
 /* A record with one path (at str offset 0). The path test runs first, on a bare record: most
  * opens are dropped before any of the header's helper calls and kernel reads. */
-static __always_inline int sp_path_event(u32 type, u32 probe, long dfd, const char *path,
-                                         u64 a1, u64 a2, u64 a3)
+static __always_inline int sp_path_event(struct sp_call *c)
 {
     if (sp_self())
         return 0;
     struct sp_event *e = sp_scratch();
     if (!e)
         return 0;
+    u32 type = c->type;
     struct sp_type_cfg *cfg = sp_cfg(type);
     e->str_len = 0;
     e->nstr = 0;
     e->flags = 0;
     u32 mask = 0xff; /* unreadable now: every clause stays open, user space judges the path */
     u8 defer = 0;
-    if (!sp_put_str(e, path, 1))
+    if (!sp_put_path(e, c->dfd, (const char *)c->path, c->fd_only))
         defer = SP_F_DEFER;
-    else if (!(mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0)))
+    if (!defer && !(mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0)))
         return 0;
     if (sp_needs_failure(cfg, mask)) {
-#ifdef SP_TASK_STORAGE
-        struct sp_lite *l = sp_lite_get(1);
-        if (!l) {
-            sp_count_lost(type);
-            return 0;
-        }
-        l->path = (u64)path;
-        l->type = type;
-        l->probe = probe;
-        l->mask = mask;
-        l->a[0] = dfd;
-        l->a[1] = a1;
-        l->a[2] = a2;
-        l->a[3] = a3;
-#else
-        struct sp_lite l = {.path = (u64)path, .type = type, .probe = probe, .mask = mask};
-        l.a[0] = dfd;
-        l.a[1] = a1;
-        l.a[2] = a2;
-        l.a[3] = a3;
-        u32 tid = (u32)bpf_get_current_pid_tgid();
-        if (pending_lite.update(&tid, &l) != 0)
-            sp_count_lost(type);
-#endif
+        sp_keep_lite(c, mask);
         return 0;
     }
     u16 len = e->str_len;
     u8 n = e->nstr;
     u8 fl = e->flags | defer;
-    sp_fill(e, type, probe);
+    sp_fill(e, type, c->probe);
     e->str_len = len;
     e->nstr = n;
     e->flags |= fl;
     if (!sp_pre_filter(e, cfg))
         return 0;
-    e->a[0] = dfd;
-    e->a[1] = a1;
-    e->a[2] = a2;
-    e->a[3] = a3;
-    e->a[4] = (u64)path;
+    if (type == SP_EV_SETXATTR)
+        sp_put_str(e, (const char *)c->a1, 1);
+    e->a[0] = c->dfd;
+    e->a[1] = c->a1;
+    e->a[2] = c->a2;
+    e->a[3] = c->a3;
+    e->a[4] = c->path;
     sp_stash_mask(e, mask);
     return 0;
 }
 
-#define SP_EXIT(name) \
-    TRACEPOINT_PROBE(syscalls, sys_exit_##name) { return sp_finish(args->ret); }
-#define SP_EXIT_PATH(name) \
-    TRACEPOINT_PROBE(syscalls, sys_exit_##name) { return sp_finish_path(args->ret); }
-
-/* ---- process lifecycle (always on: they keep the process context current) ---- */
-
-static __always_inline int sp_exec_enter(u32 probe, long dfd, const char *filename,
-                                         const char *const *argv, u64 flags)
-{
-    if (sp_self())
-        return 0;
-    struct sp_event *e = sp_scratch();
-    if (!e)
-        return 0;
-    sp_fill(e, SP_EV_EXEC, probe);
-    e->a[0] = dfd;
-    e->a[1] = flags;
-    sp_put_str(e, filename, 1);
-    e->a[3] = e->str_len; /* where argv starts: the kernel's copy of the path replaces ours */
-    u32 argc = 0;
-#pragma unroll
-    for (int i = 0; i < SP_MAX_ARGS; i++) {
-        const char *arg = 0;
-        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) != 0 || !arg)
-            break;
-        if (e->str_len >= SP_STR_MAX) {
-            e->flags |= SP_F_TRUNCATED;
-            break;
-        }
-        sp_put_str(e, arg, 1);
-        argc++;
-    }
-    e->a[2] = argc;
-    sp_stash(e);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
-{
-    return sp_exec_enter(SP_P_EXECVE, SP_AT_FDCWD, args->filename, args->argv, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
-{
-    return sp_exec_enter(SP_P_EXECVEAT, args->fd, args->filename, args->argv, args->flags);
-}
-
-/* A failed exec is reported from sys_exit; a successful one from sched_process_exec. */
-static __always_inline int sp_exec_exit(long ret)
-{
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    if (ret >= 0) {
-        pending.delete(&tid);
-        return 0;
-    }
-    return sp_finish(ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_execve) { return sp_exec_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_execveat) { return sp_exec_exit(args->ret); }
-
-TRACEPOINT_PROBE(sched, sched_process_exec)
-{
-    u32 old = args->old_pid;
-    struct sp_event *e = pending.lookup(&old);
-    if (!e) {
-        if (sp_self())
-            return 0;
-        /* exec started before we attached: report what the tracepoint knows. */
-        e = sp_scratch();
-        if (!e)
-            return 0;
-        sp_fill(e, SP_EV_EXEC, SP_P_SCHED_EXEC);
-        e->a[0] = SP_AT_FDCWD;
-        sp_put_str(e, (char *)args + (args->data_loc_filename & 0xFFFF), 0);
-        e->flags |= SP_F_RET;
-        sp_emit(e);
-        return 0;
-    }
-    /* The record: the header with credentials, comm and pid after the exec (a setuid binary
-     * has its new euid here), the path as the kernel copied it, then argv from sys_enter. */
-    struct sp_event *out = sp_scratch();
-    if (!out) {
-        pending.delete(&old);
-        return 0;
-    }
-    bpf_probe_read_kernel(out, SP_HDR_SIZE, e);
-    u64 pt = bpf_get_current_pid_tgid();
-    out->pid = pt >> 32;
-    out->tid = (u32)pt;
-    out->ts = bpf_ktime_get_boot_ns();
-    bpf_get_current_comm(&out->comm, sizeof(out->comm));
-    sp_fill_creds(out);
-    out->str_len = 0;
-    out->nstr = 0;
-    sp_put_str(out, (char *)args + (args->data_loc_filename & 0xFFFF), 0);
-    u32 start = e->a[3];
-    u32 end = e->str_len;
-    u32 off = out->str_len;
-    if (end > start && off < SP_PIECE_MAX && start < SP_STR_BUF) {
-        u32 len = end - start;
-        sp_barrier_var(len);
-        len &= SP_STR_MAX - 1;
-        sp_barrier_var(off);
-        off &= SP_PIECE_MAX - 1;
-        sp_barrier_var(start);
-        start &= SP_STR_MAX - 1;
-        if (len && bpf_probe_read_kernel(&out->str[off], len, &e->str[start]) == 0) {
-            out->str_len = off + len;
-            out->nstr = e->nstr;
-        }
-    }
-    out->ret = 0;
-    out->flags |= SP_F_RET;
-    sp_emit(out);
-    pending.delete(&old);
-    return 0;
-}
-
-TRACEPOINT_PROBE(sched, sched_process_exit)
-{
-    u64 pt = bpf_get_current_pid_tgid();
-    u32 tid = (u32)pt;
-    pending.delete(&tid);
-#ifndef SP_TASK_STORAGE
-    pending_lite.delete(&tid);
-#endif
-    pam_calls.delete(&tid);
-    if ((pt >> 32) != tid || sp_self())
-        return 0;
-    struct sp_event *e = sp_scratch();
-    if (!e)
-        return 0;
-    sp_fill(e, SP_EV_EXIT, SP_P_SCHED_EXIT);
-    sp_emit(e);
-    return 0;
-}
-
-#ifdef SP_WANT_CHDIR
-TRACEPOINT_PROBE(syscalls, sys_enter_chdir)
-{
-    struct sp_event *e = sp_begin(SP_EV_CHDIR, SP_P_CHDIR);
-    if (!e)
-        return 0;
-    e->a[0] = SP_AT_FDCWD;
-    sp_put_str(e, args->filename, 1);
-    sp_stash(e);
-    return 0;
-}
-SP_EXIT(chdir)
-
-TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
-{
-    struct sp_event *e = sp_begin(SP_EV_CHDIR, SP_P_FCHDIR);
-    if (!e)
-        return 0;
-    e->a[0] = args->fd;
-    e->flags |= SP_F_FD_PATH;
-    sp_stash(e);
-    return 0;
-}
-SP_EXIT(fchdir)
-#endif
-
-/* ---- opens: "write" when the flags ask for writing or creating, else "open" ---- */
-
 /* O_WRONLY O_RDWR O_CREAT O_TRUNC O_APPEND __O_TMPFILE, as the auditd source decides */
 #define SP_O_WRITE_MASK (01 | 02 | 0100 | 01000 | 02000 | 020000000)
 
-static __always_inline int sp_open(u32 probe, long dfd, const char *path, u64 flags, u64 mode)
+/* open or write by the flags, or 0 when no rule wants that one */
+static __always_inline u32 sp_open_type(u64 flags)
 {
     u32 type = (flags & SP_O_WRITE_MASK) ? SP_EV_WRITE : SP_EV_OPEN;
 #ifndef SP_WANT_OPEN
@@ -786,69 +989,214 @@ static __always_inline int sp_open(u32 probe, long dfd, const char *path, u64 fl
     if (type == SP_EV_WRITE)
         return 0;
 #endif
-    return sp_path_event(type, probe, dfd, path, flags, mode, 0);
+    return type;
 }
 
 #if defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE)
+/* openat has a program of its own: it is by far the most frequent, and it reads its
+ * arguments straight from the context. */
 TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 {
-    return sp_open(SP_P_OPENAT, args->dfd, args->filename, args->flags, args->mode);
+    u32 zero = 0;
+    struct sp_call *c = calls.lookup(&zero);
+    if (!c)
+        return 0;
+    c->type = sp_open_type(args->flags);
+    if (!c->type)
+        return 0;
+    c->probe = SP_P_OPENAT;
+    c->fd_only = 0;
+    c->dfd = (int)args->dfd;
+    c->path = (u64)args->filename;
+    c->a1 = args->flags;
+    c->a2 = args->mode;
+    c->a3 = 0;
+    return sp_path_event(c);
 }
-SP_EXIT_PATH(openat)
-
-TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
-{
-    u64 how[2] = {};
-    bpf_probe_read_user(&how, sizeof(how), args->how);
-    return sp_open(SP_P_OPENAT2, args->dfd, args->filename, how[0], how[1]);
-}
-SP_EXIT_PATH(openat2)
-
-#ifdef SP_HAVE_OPEN
-TRACEPOINT_PROBE(syscalls, sys_enter_open)
-{
-    return sp_open(SP_P_OPEN, SP_AT_FDCWD, args->filename, args->flags, args->mode);
-}
-SP_EXIT_PATH(open)
 #endif
 
-#ifdef SP_HAVE_CREAT
-TRACEPOINT_PROBE(syscalls, sys_enter_creat)
+/* Every other path syscall, told apart by its number. */
+int sp_enter_path(struct sp_enter_ctx *ctx)
 {
-    return sp_open(SP_P_CREAT, SP_AT_FDCWD, args->pathname, 01 | 0100 | 01000, args->mode);
-}
-SP_EXIT_PATH(creat)
+    u32 zero = 0;
+    struct sp_call *cp = calls.lookup(&zero);
+    if (!cp)
+        return 0;
+    u64 a[6] = {};
+    bpf_probe_read_kernel(&a, sizeof(a), &ctx->args[0]);
+    struct sp_call c = {.dfd = SP_AT_FDCWD, .path = a[0]};
+    switch (ctx->nr) {
+#if defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE)
+    case __NR_openat2: {
+        u64 how[2] = {};
+        bpf_probe_read_user(&how, sizeof(how), (void *)a[2]);
+        c.type = sp_open_type(how[0]);
+        c.probe = SP_P_OPENAT2;
+        c.dfd = (int)a[0];
+        c.path = a[1];
+        c.a1 = how[0];
+        c.a2 = how[1];
+        break;
+    }
+#ifdef __NR_open
+    case __NR_open:
+        c.type = sp_open_type(a[1]);
+        c.probe = SP_P_OPEN;
+        c.a1 = a[1];
+        c.a2 = a[2];
+        break;
+#endif
+#ifdef __NR_creat
+    case __NR_creat:
+        c.type = sp_open_type(01 | 0100 | 01000);
+        c.probe = SP_P_CREAT;
+        c.a1 = 01 | 0100 | 01000;
+        c.a2 = a[1];
+        break;
 #endif
 #endif
-
 #ifdef SP_WANT_UNLINK
-TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat)
-{
-    return sp_path_event(SP_EV_UNLINK, SP_P_UNLINKAT, args->dfd, args->pathname, args->flag, 0, 0);
-}
-SP_EXIT_PATH(unlinkat)
-
-#ifdef SP_HAVE_UNLINK
-TRACEPOINT_PROBE(syscalls, sys_enter_unlink)
-{
-    return sp_path_event(SP_EV_UNLINK, SP_P_UNLINK, SP_AT_FDCWD, args->pathname, 0, 0, 0);
-}
-SP_EXIT_PATH(unlink)
+    case __NR_unlinkat:
+        c.type = SP_EV_UNLINK;
+        c.probe = SP_P_UNLINKAT;
+        c.dfd = (int)a[0];
+        c.path = a[1];
+        c.a1 = a[2];
+        break;
+#ifdef __NR_unlink
+    case __NR_unlink:
+        c.type = SP_EV_UNLINK;
+        c.probe = SP_P_UNLINK;
+        break;
 #endif
-
-#ifdef SP_HAVE_RMDIR
-TRACEPOINT_PROBE(syscalls, sys_enter_rmdir)
-{
-    return sp_path_event(SP_EV_UNLINK, SP_P_RMDIR, SP_AT_FDCWD, args->pathname, 0x200, 0, 0);
-}
-SP_EXIT_PATH(rmdir)
+#ifdef __NR_rmdir
+    case __NR_rmdir:
+        c.type = SP_EV_UNLINK;
+        c.probe = SP_P_RMDIR;
+        c.a1 = 0x200;
+        break;
 #endif
+#endif
+#ifdef SP_WANT_CHMOD
+    case __NR_fchmodat:
+    case __NR_fchmodat2:
+        c.type = SP_EV_CHMOD;
+        c.probe = ctx->nr == __NR_fchmodat ? SP_P_FCHMODAT : SP_P_FCHMODAT2;
+        c.dfd = (int)a[0];
+        c.path = a[1];
+        c.a1 = a[2];
+        c.a2 = ctx->nr == __NR_fchmodat ? 0 : a[3];
+        break;
+#ifdef __NR_chmod
+    case __NR_chmod:
+        c.type = SP_EV_CHMOD;
+        c.probe = SP_P_CHMOD;
+        c.a1 = a[1];
+        break;
+#endif
+    case __NR_fchmod:
+        c.type = SP_EV_CHMOD;
+        c.probe = SP_P_FCHMOD;
+        c.fd_only = 1;
+        c.dfd = (int)a[0];
+        c.path = 0;
+        c.a1 = a[1];
+        break;
+#endif
+#ifdef SP_WANT_CHOWN
+    case __NR_fchownat:
+        c.type = SP_EV_CHOWN;
+        c.probe = SP_P_FCHOWNAT;
+        c.dfd = (int)a[0];
+        c.path = a[1];
+        c.a1 = a[2];
+        c.a2 = a[3];
+        c.a3 = a[4];
+        break;
+#ifdef __NR_chown
+    case __NR_chown:
+    case __NR_lchown:
+        c.type = SP_EV_CHOWN;
+        c.probe = ctx->nr == __NR_chown ? SP_P_CHOWN : SP_P_LCHOWN;
+        c.a1 = a[1];
+        c.a2 = a[2];
+        c.a3 = ctx->nr == __NR_chown ? 0 : 0x100;
+        break;
+#endif
+    case __NR_fchown:
+        c.type = SP_EV_CHOWN;
+        c.probe = SP_P_FCHOWN;
+        c.fd_only = 1;
+        c.dfd = (int)a[0];
+        c.path = 0;
+        c.a1 = a[1];
+        c.a2 = a[2];
+        break;
+#endif
+#ifdef SP_WANT_SETXATTR
+    case __NR_setxattr:
+    case __NR_lsetxattr:
+    case __NR_removexattr:
+    case __NR_lremovexattr:
+        c.type = SP_EV_SETXATTR;
+        c.probe = ctx->nr == __NR_setxattr ? SP_P_SETXATTR :
+                  ctx->nr == __NR_lsetxattr ? SP_P_LSETXATTR :
+                  ctx->nr == __NR_removexattr ? SP_P_REMOVEXATTR : SP_P_LREMOVEXATTR;
+        c.a1 = a[1];
+        break;
+    case __NR_fsetxattr:
+    case __NR_fremovexattr:
+        c.type = SP_EV_SETXATTR;
+        c.probe = ctx->nr == __NR_fsetxattr ? SP_P_FSETXATTR : SP_P_FREMOVEXATTR;
+        c.fd_only = 1;
+        c.dfd = (int)a[0];
+        c.path = 0;
+        c.a1 = a[1];
+        break;
+    case __NR_setxattrat:
+    case __NR_removexattrat:
+        c.type = SP_EV_SETXATTR;
+        c.probe = ctx->nr == __NR_setxattrat ? SP_P_SETXATTRAT : SP_P_REMOVEXATTRAT;
+        c.dfd = (int)a[0];
+        c.path = a[1];
+        c.a1 = a[3];
+        break;
+#endif
+    default:
+        return 0;
+    }
+    if (!c.type)
+        return 0;
+    *cp = c;
+    return sp_path_event(cp);
+}
 #endif
 
 #ifdef SP_WANT_RENAME
-static __always_inline int sp_rename(u32 probe, long olddfd, const char *oldp, long newdfd,
-                                     const char *newp, u64 flags)
+/* renameat2, renameat, rename: two paths, either of which may be the watched one. */
+int sp_enter_rename(struct sp_enter_ctx *ctx)
 {
+    u64 a[5] = {};
+    bpf_probe_read_kernel(&a, sizeof(a), &ctx->args[0]);
+    long olddfd = SP_AT_FDCWD, newdfd = SP_AT_FDCWD;
+    const char *oldp = (const char *)a[0], *newp = (const char *)a[1];
+    u32 probe = SP_P_RENAME;
+    u64 flags = 0;
+    if (ctx->nr != __NR_renameat2 && ctx->nr != __NR_renameat) {
+#ifdef __NR_rename
+        if (ctx->nr != __NR_rename)
+            return 0;
+#else
+        return 0;
+#endif
+    } else {
+        olddfd = (int)a[0];
+        oldp = (const char *)a[1];
+        newdfd = (int)a[2];
+        newp = (const char *)a[3];
+        probe = ctx->nr == __NR_renameat2 ? SP_P_RENAMEAT2 : SP_P_RENAMEAT;
+        flags = ctx->nr == __NR_renameat2 ? a[4] : 0;
+    }
     struct sp_event *e = sp_begin(SP_EV_RENAME, probe);
     if (!e)
         return 0;
@@ -857,10 +1205,8 @@ static __always_inline int sp_rename(u32 probe, long olddfd, const char *oldp, l
     e->a[2] = flags;
     e->a[3] = (u64)newp;
     e->a[4] = (u64)oldp;
-    int ok = sp_put_str(e, oldp, 1);
-    u32 first = e->str_len;
-    ok &= sp_put_str(e, newp, 1);
-    /* Either end of the rename may be the watched one. */
+    u32 first = 0;
+    int ok = sp_put_two_paths(e, &first);
     if (!ok) {
         e->flags |= SP_F_DEFER;
         sp_stash(e);
@@ -869,145 +1215,210 @@ static __always_inline int sp_rename(u32 probe, long olddfd, const char *oldp, l
     sp_stash_mask(e, sp_clauses(e, sp_cfg(SP_EV_RENAME), 2, first, first, e->str_len - first));
     return 0;
 }
-
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
-{
-    return sp_rename(SP_P_RENAMEAT2, args->olddfd, args->oldname, args->newdfd, args->newname,
-                     args->flags);
-}
-SP_EXIT_PATH(renameat2)
-
-#ifdef SP_HAVE_RENAMEAT
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat)
-{
-    return sp_rename(SP_P_RENAMEAT, args->olddfd, args->oldname, args->newdfd, args->newname, 0);
-}
-SP_EXIT_PATH(renameat)
 #endif
 
-#ifdef SP_HAVE_RENAME
-TRACEPOINT_PROBE(syscalls, sys_enter_rename)
-{
-    return sp_rename(SP_P_RENAME, SP_AT_FDCWD, args->oldname, SP_AT_FDCWD, args->newname, 0);
-}
-SP_EXIT_PATH(rename)
-#endif
-#endif
+/* ---- process lifecycle (always on: they keep the process context current) ---- */
 
-#ifdef SP_WANT_CHMOD
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat)
+/* execve and execveat: their arguments wait as a few words (struct sp_lite); a successful
+ * exec is reported from sched_process_exec with what the kernel then has, a failed one from
+ * sys_exit with the path and argv as given. */
+int sp_enter_exec(struct sp_enter_ctx *ctx)
 {
-    return sp_path_event(SP_EV_CHMOD, SP_P_FCHMODAT, args->dfd, args->filename, args->mode, 0, 0);
-}
-SP_EXIT_PATH(fchmodat)
-
-#ifdef SP_HAVE_FCHMODAT2
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat2)
-{
-    return sp_path_event(SP_EV_CHMOD, SP_P_FCHMODAT2, args->dfd, args->filename, args->mode,
-                         args->flags, 0);
-}
-SP_EXIT_PATH(fchmodat2)
-#endif
-
-#ifdef SP_HAVE_CHMOD
-TRACEPOINT_PROBE(syscalls, sys_enter_chmod)
-{
-    return sp_path_event(SP_EV_CHMOD, SP_P_CHMOD, SP_AT_FDCWD, args->filename, args->mode, 0, 0);
-}
-SP_EXIT_PATH(chmod)
-#endif
-
-/* By descriptor: the path is resolved in user space from /proc/PID/fd. */
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmod)
-{
-    struct sp_event *e = sp_begin(SP_EV_CHMOD, SP_P_FCHMOD);
-    if (!e)
+    if (sp_self())
         return 0;
-    e->a[0] = args->fd;
-    e->a[1] = args->mode;
-    e->flags |= SP_F_FD_PATH;
-    sp_stash(e);
+    u64 a[5] = {};
+    bpf_probe_read_kernel(&a, sizeof(a), &ctx->args[0]);
+    int at = ctx->nr == __NR_execveat;
+    struct sp_lite lv = {};
+    struct sp_lite *l = &lv;
+    l->type = SP_EV_EXEC;
+    l->probe = at ? SP_P_EXECVEAT : SP_P_EXECVE;
+    l->mask = 0xff;
+    l->path = at ? a[1] : a[0];
+    l->a[0] = at ? (long)(int)a[0] : SP_AT_FDCWD;
+    l->a[1] = at ? a[4] : 0;
+    l->a[2] = at ? a[2] : a[1];
+    if (!sp_lite_put(l, (u32)bpf_get_current_pid_tgid()))
+        sp_count_lost(SP_EV_EXEC);
     return 0;
 }
-SP_EXIT(fchmod)
-#endif
 
-#ifdef SP_WANT_CHOWN
-TRACEPOINT_PROBE(syscalls, sys_enter_fchownat)
+static __always_inline struct sp_lite *sp_exec_lite(u32 tid)
 {
-    return sp_path_event(SP_EV_CHOWN, SP_P_FCHOWNAT, args->dfd, args->filename, args->user,
-                         args->group, args->flag);
+    struct sp_lite *l = sp_lite_find(tid);
+    return l && l->type == SP_EV_EXEC ? l : 0;
 }
-SP_EXIT_PATH(fchownat)
 
-#ifdef SP_HAVE_CHOWN
-TRACEPOINT_PROBE(syscalls, sys_enter_chown)
+/* A failed exec: the path as given (made absolute) and argv, read now (the old program is
+ * still there). A successful one was reported by sched_process_exec. */
+int sp_exit_exec(struct sp_exit_ctx *ctx)
 {
-    return sp_path_event(SP_EV_CHOWN, SP_P_CHOWN, SP_AT_FDCWD, args->filename, args->user,
-                         args->group, 0);
-}
-SP_EXIT_PATH(chown)
-#endif
-
-#ifdef SP_HAVE_LCHOWN
-TRACEPOINT_PROBE(syscalls, sys_enter_lchown)
-{
-    return sp_path_event(SP_EV_CHOWN, SP_P_LCHOWN, SP_AT_FDCWD, args->filename, args->user,
-                         args->group, 0x100);
-}
-SP_EXIT_PATH(lchown)
-#endif
-
-TRACEPOINT_PROBE(syscalls, sys_enter_fchown)
-{
-    struct sp_event *e = sp_begin(SP_EV_CHOWN, SP_P_FCHOWN);
-    if (!e)
+    long ret = ctx->ret;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct sp_lite *l = sp_exec_lite(tid);
+    if (!l)
         return 0;
-    e->a[0] = args->fd;
-    e->a[1] = args->user;
-    e->a[2] = args->group;
-    e->flags |= SP_F_FD_PATH;
-    sp_stash(e);
+    if (ret >= 0) {
+        sp_lite_done(l, tid);
+        return 0;
+    }
+    struct sp_event *e = sp_scratch();
+    if (!e) {
+        sp_lite_done(l, tid);
+        return 0;
+    }
+    sp_fill(e, SP_EV_EXEC, l->probe);
+    long dfd = (long)l->a[0];
+    const char *filename = (const char *)l->path;
+    const char *const *argv = (const char *const *)l->a[2];
+    e->a[0] = dfd;
+    e->a[1] = l->a[1];
+    sp_lite_done(l, tid);
+    sp_put_path(e, dfd, filename, 0);
+    e->a[4] = 1; /* strings before argv: the path as given */
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < SP_MAX_ARGS; i++) {
+        const char *arg = 0;
+        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) != 0 || !arg)
+            break;
+        if (e->str_len >= SP_STR_MAX) {
+            e->flags |= SP_F_TRUNCATED;
+            break;
+        }
+        sp_put_str(e, arg, 1);
+    }
+    e->ret = ret;
+    e->flags |= SP_F_RET;
+    sp_emit(e);
     return 0;
 }
-SP_EXIT(fchown)
+
+/* argv as the kernel copied it onto the new program's stack (mm->arg_start .. arg_end,
+ * NUL-separated): one read, at most SP_STR_MAX - 1 bytes. */
+static __always_inline void sp_put_argv(struct sp_event *e)
+{
+#if defined(SP_OFF_TASK_MM) && defined(SP_OFF_MM_ARG_START) && defined(SP_OFF_MM_ARG_END)
+    void *mm = 0;
+    bpf_probe_read_kernel(&mm, sizeof(mm), (char *)sp_task() + SP_OFF_TASK_MM);
+    if (!mm)
+        return;
+    u64 se[2] = {};
+    bpf_probe_read_kernel(&se[0], 8, (char *)mm + SP_OFF_MM_ARG_START);
+    bpf_probe_read_kernel(&se[1], 8, (char *)mm + SP_OFF_MM_ARG_END);
+    u32 off = e->str_len;
+    if (se[1] <= se[0] || off >= SP_STR_MAX)
+        return;
+    u64 want = se[1] - se[0];
+    u32 n = want < SP_STR_MAX - 1 ? want : SP_STR_MAX - 1;
+    if (want > n)
+        e->flags |= SP_F_TRUNCATED;
+    sp_barrier_var(n);
+    n &= SP_STR_MAX - 1;
+    sp_barrier_var(off);
+    off &= SP_STR_MAX - 1;
+    if (!n || bpf_probe_read_user(&e->str[off], n, (void *)se[0]) != 0)
+        return;
+    e->str_len = off + n; /* the last argument's NUL is the record's */
+    e->nstr += 1;
 #endif
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    if (sp_self())
+        return 0;
+    u32 old = args->old_pid;
+    struct sp_lite *l = sp_exec_lite(old);
+    u32 probe = l ? l->probe : SP_P_SCHED_EXEC;
+    if (l)
+        sp_lite_done(l, old);
+    struct sp_event *e = sp_scratch();
+    if (!e)
+        return 0;
+    /* The header as it is after the exec (a set-uid program has its new euid here), the
+     * executable as the kernel has it (mm->exe_file: symlinks resolved, a script's
+     * interpreter, as auditd names it) and the working directory, then argv. Without BTF
+     * offsets, the path as the kernel copied it (data_loc) instead of both. */
+    sp_fill(e, SP_EV_EXEC, probe);
+    e->a[0] = SP_AT_FDCWD;
+    e->a[4] = 1;
+#ifdef SP_KPATH
+    int ok = 1;
+#pragma clang loop unroll(disable)
+    for (int j = 0; j < 2 && ok; j++)
+        ok = sp_put_kpath(e, j ? sp_path_of(SP_AT_FDCWD) : sp_exe_path());
+    if (ok) {
+        e->flags |= SP_F_KPATH;
+        e->a[4] = 2; /* strings before argv: the executable and the cwd as the kernel has them */
+    } else {
+        e->str_len = 0;
+        e->nstr = 0;
+        sp_put_str(e, (char *)args + (args->data_loc_filename & 0xFFFF), 0);
+    }
+#else
+    sp_put_str(e, (char *)args + (args->data_loc_filename & 0xFFFF), 0);
+#endif
+    sp_put_argv(e);
+    e->flags |= SP_F_RET;
+    sp_emit(e);
+    return 0;
+}
+
+/* A thread gone in the middle of a syscall leaves nothing waiting behind. (No record: user
+ * space tells a reused pid apart by the start time every record carries.) */
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    /* a lookup is lock-free and nearly every thread leaves nothing: delete only then */
+    if (pending.lookup(&tid))
+        pending.delete(&tid);
+    if (pending_lite.lookup(&tid))
+        pending_lite.delete(&tid);
+#ifdef SP_WANT_AUTH
+    if (pam_calls.lookup(&tid))
+        pam_calls.delete(&tid);
+#endif
+    return 0;
+}
+
+/* chdir, fchdir: after a successful call, the new working directory as the kernel has it
+ * (without BTF offsets, user space re-reads /proc/PID/cwd when it next needs it). */
+int sp_exit_chdir(struct sp_exit_ctx *ctx)
+{
+    if (ctx->ret != 0 || sp_self())
+        return 0;
+    struct sp_event *e = sp_scratch();
+    if (!e)
+        return 0;
+    sp_fill(e, SP_EV_CHDIR, ctx->nr == __NR_chdir ? SP_P_CHDIR : SP_P_FCHDIR);
+#ifdef SP_KPATH
+    if (sp_put_kpath(e, sp_path_of(SP_AT_FDCWD)))
+        e->flags |= SP_F_KPATH;
+#endif
+    e->flags |= SP_F_RET;
+    sp_emit(e);
+    return 0;
+}
 
 /* ---- network ---- */
 
-#if defined(SP_WANT_CONNECT) || defined(SP_WANT_ACCEPT)
+#if defined(SP_WANT_CONNECT) || defined(SP_WANT_ACCEPT) || defined(SP_WANT_ACCOUNT_CHANGE) || \
+    defined(SP_WANT_CONFIG_CHANGE)
 /* struct socket * behind descriptor fd of the current task, or 0. */
 static __always_inline void *sp_socket_of(long fd)
 {
-#if defined(SP_OFF_TASK_FILES) && defined(SP_OFF_FILES_FDT) && defined(SP_OFF_FDT_FD) && \
-    defined(SP_OFF_FDT_MAX_FDS) && defined(SP_OFF_FILE_PRIVATE_DATA)
-    void *files = 0, *fdt = 0, **fdarr = 0, *file = 0, *sock = 0;
-    u32 max = 0;
-    if (fd < 0)
-        return 0;
-    bpf_probe_read_kernel(&files, sizeof(files), (char *)sp_task() + SP_OFF_TASK_FILES);
-    if (!files)
-        return 0;
-    bpf_probe_read_kernel(&fdt, sizeof(fdt), (char *)files + SP_OFF_FILES_FDT);
-    if (!fdt)
-        return 0;
-    bpf_probe_read_kernel(&max, sizeof(max), (char *)fdt + SP_OFF_FDT_MAX_FDS);
-    if (fd >= max)
-        return 0;
-    bpf_probe_read_kernel(&fdarr, sizeof(fdarr), (char *)fdt + SP_OFF_FDT_FD);
-    if (!fdarr)
-        return 0;
-    bpf_probe_read_kernel(&file, sizeof(file), &fdarr[fd]);
+#ifdef SP_KPATH
+    void *file = sp_file_of(fd);
     if (!file)
         return 0;
-    bpf_probe_read_kernel(&sock, sizeof(sock), (char *)file + SP_OFF_FILE_PRIVATE_DATA);
-    return sock;
+    return sp_read_ptr(file, SP_OFF_FILE_PRIVATE_DATA);
 #else
     return 0;
 #endif
 }
+#endif
 
+#if defined(SP_WANT_CONNECT) || defined(SP_WANT_ACCEPT)
 /* a[0] = family | socktype << 16 | local port << 32 | remote port << 48;
  * a[1..2] = remote address, a[3..4] = local address (network byte order, v4 in a[1]/a[3]). */
 static __always_inline void sp_sock_details(struct sp_event *e, long fd, int remote_from_sk)
@@ -1093,17 +1504,19 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 #endif
 
 #ifdef SP_WANT_ACCEPT
-static __always_inline int sp_accept_enter(u32 probe)
+/* accept4 and accept */
+int sp_enter_accept(struct sp_enter_ctx *ctx)
 {
-    struct sp_event *e = sp_begin(SP_EV_ACCEPT, probe);
+    struct sp_event *e = sp_begin(SP_EV_ACCEPT, ctx->nr == __NR_accept4 ? SP_P_ACCEPT4 : SP_P_ACCEPT);
     if (!e)
         return 0;
     sp_stash(e);
     return 0;
 }
 
-static __always_inline int sp_accept_exit(long ret)
+int sp_exit_accept(struct sp_exit_ctx *ctx)
 {
+    long ret = ctx->ret;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct sp_event *e = pending.lookup(&tid);
     if (!e)
@@ -1112,31 +1525,107 @@ static __always_inline int sp_accept_exit(long ret)
         sp_sock_details(e, ret, 1);
     return sp_finish(ret);
 }
+#endif
 
-TRACEPOINT_PROBE(syscalls, sys_enter_accept4) { return sp_accept_enter(SP_P_ACCEPT4); }
-TRACEPOINT_PROBE(syscalls, sys_exit_accept4) { return sp_accept_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_accept) { return sp_accept_enter(SP_P_ACCEPT); }
-TRACEPOINT_PROBE(syscalls, sys_exit_accept) { return sp_accept_exit(args->ret); }
+/* ---- audit messages: what user space tells the audit system over NETLINK_AUDIT ----
+ * shadow-utils (useradd, usermod, userdel, passwd, groupadd ...) report each account change
+ * through libaudit, and auditctl sends its rule changes the same way: one sendto(2) to a
+ * NETLINK_AUDIT socket each. auditd logs exactly these (as the kernel relays them), so
+ * reading them here gives the same account and configuration events. */
+
+#if defined(SP_WANT_ACCOUNT_CHANGE) || defined(SP_WANT_CONFIG_CHANGE)
+/* Per audit message type (from SP_AUDIT_FIRST): 1 account change, 2 configuration change. */
+BPF_ARRAY(audit_kind, u8, SP_AUDIT_TYPES);
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
+{
+    /* libaudit addresses the kernel explicitly: a sockaddr_nl (family AF_NETLINK) */
+    if (!args->addr || args->addr_len < 12)
+        return 0;
+    u16 family = 0;
+    bpf_probe_read_user(&family, 2, args->addr);
+    if (family != 16)
+        return 0;
+    u16 proto = 0;
+#if defined(SP_OFF_SOCKET_SK) && defined(SP_OFF_SK_PROTOCOL)
+    void *sock = sp_socket_of(args->fd);
+    if (!sock)
+        return 0;
+    void *sk = sp_read_ptr(sock, SP_OFF_SOCKET_SK);
+    if (!sk)
+        return 0;
+    bpf_probe_read_kernel(&proto, 2, (char *)sk + SP_OFF_SK_PROTOCOL);
+#endif
+    if (proto != 9) /* NETLINK_AUDIT */
+        return 0;
+    u32 nlh[4] = {};
+    if (bpf_probe_read_user(&nlh, sizeof(nlh), args->buff) != 0)
+        return 0;
+    u32 mtype = nlh[1] & 0xffff;
+    if (mtype < SP_AUDIT_FIRST || mtype >= SP_AUDIT_FIRST + SP_AUDIT_TYPES)
+        return 0;
+    u32 idx = mtype - SP_AUDIT_FIRST;
+    u8 *kind = audit_kind.lookup(&idx);
+    if (!kind || !*kind)
+        return 0;
+    struct sp_event *e = sp_begin(*kind == 1 ? SP_EV_ACCOUNT_CHANGE : SP_EV_CONFIG_CHANGE, SP_P_SENDTO);
+    if (!e)
+        return 0;
+    u64 sent_len = args->len;
+    u32 n = nlh[0] < sent_len ? nlh[0] : sent_len;
+    n = n > 16 ? n - 16 : 0;
+    if (n > SP_STR_MAX - 1) {
+        n = SP_STR_MAX - 1;
+        e->flags |= SP_F_TRUNCATED;
+    }
+    sp_barrier_var(n);
+    n &= SP_STR_MAX - 1;
+    /* The payload as it is (text for user messages, struct audit_rule_data for rules) */
+    if (n && bpf_probe_read_user(&e->str[0], n, (char *)args->buff + 16) != 0)
+        n = 0;
+    e->str[n & (SP_STR_MAX - 1)] = 0;
+    e->str_len = n + 1;
+    e->nstr = 1;
+    e->a[0] = mtype;
+    e->a[1] = nlh[0];
+    u32 mask = sp_clauses(e, sp_cfg(e->type), 0, 0, 0, 0);
+    if (mask)
+        sp_emit(e);
+    return 0;
+}
 #endif
 
 /* ---- credentials ---- */
 
 #ifdef SP_WANT_SETUID
-static __always_inline int sp_setid(u32 probe, u64 a0, u64 a1, u64 a2)
+/* setuid, setreuid, setresuid, setgid, setregid, setresgid */
+int sp_enter_setid(struct sp_enter_ctx *ctx)
 {
+    u32 probe;
+    switch (ctx->nr) {
+    case __NR_setuid: probe = SP_P_SETUID; break;
+    case __NR_setreuid: probe = SP_P_SETREUID; break;
+    case __NR_setresuid: probe = SP_P_SETRESUID; break;
+    case __NR_setgid: probe = SP_P_SETGID; break;
+    case __NR_setregid: probe = SP_P_SETREGID; break;
+    case __NR_setresgid: probe = SP_P_SETRESGID; break;
+    default: return 0;
+    }
     struct sp_event *e = sp_begin(SP_EV_SETUID, probe);
     if (!e)
         return 0;
-    e->a[0] = a0;
-    e->a[1] = a1;
-    e->a[2] = a2;
+    u64 a[3] = {};
+    bpf_probe_read_kernel(&a, sizeof(a), &ctx->args[0]);
+    e->a[0] = a[0];
+    e->a[1] = probe == SP_P_SETUID || probe == SP_P_SETGID ? 0 : a[1];
+    e->a[2] = probe == SP_P_SETRESUID || probe == SP_P_SETRESGID ? a[2] : 0;
     sp_stash(e);
     return 0;
 }
 
 /* The header keeps the credentials before the call; a[3] = uid | euid << 32 and
  * a[4] = gid | egid << 32 are the ones after it. */
-static __always_inline int sp_setid_exit(long ret)
+int sp_exit_setid(struct sp_exit_ctx *ctx)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct sp_event *e = pending.lookup(&tid);
@@ -1149,21 +1638,8 @@ static __always_inline int sp_setid_exit(long ret)
         e->a[3] = now->uid | ((u64)now->euid << 32);
         e->a[4] = now->gid | ((u64)now->egid << 32);
     }
-    return sp_finish(ret);
+    return sp_finish(ctx->ret);
 }
-
-TRACEPOINT_PROBE(syscalls, sys_enter_setuid) { return sp_setid(SP_P_SETUID, args->uid, 0, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_setuid) { return sp_setid_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_setreuid) { return sp_setid(SP_P_SETREUID, args->ruid, args->euid, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_setreuid) { return sp_setid_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_setresuid) { return sp_setid(SP_P_SETRESUID, args->ruid, args->euid, args->suid); }
-TRACEPOINT_PROBE(syscalls, sys_exit_setresuid) { return sp_setid_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_setgid) { return sp_setid(SP_P_SETGID, args->gid, 0, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_setgid) { return sp_setid_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_setregid) { return sp_setid(SP_P_SETREGID, args->rgid, args->egid, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_setregid) { return sp_setid_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_setresgid) { return sp_setid(SP_P_SETRESGID, args->rgid, args->egid, args->sgid); }
-TRACEPOINT_PROBE(syscalls, sys_exit_setresgid) { return sp_setid_exit(args->ret); }
 #endif
 
 #ifdef SP_WANT_CAPSET
@@ -1185,7 +1661,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_capset)
     sp_stash(e);
     return 0;
 }
-SP_EXIT(capset)
 #endif
 
 /* ---- bpf(2): program loads and map creations, not the map lookups of every tool ---- */
@@ -1216,7 +1691,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_bpf)
     sp_stash(e);
     return 0;
 }
-SP_EXIT(bpf)
 #endif
 
 /* ---- kernel modules (only where the kernel has module syscalls' tracepoints) ---- */
@@ -1229,12 +1703,11 @@ TRACEPOINT_PROBE(syscalls, sys_enter_finit_module)
         return 0;
     e->a[0] = args->fd;
     e->a[1] = args->flags;
-    e->flags |= SP_F_FD_PATH;
+    sp_put_path(e, args->fd, 0, 1);
     sp_put_str(e, args->uargs, 1);
     sp_stash(e);
     return 0;
 }
-SP_EXIT(finit_module)
 #endif
 #if defined(SP_WANT_MODULE_LOAD) && defined(SP_HAVE_INIT_MODULE)
 TRACEPOINT_PROBE(syscalls, sys_enter_init_module)
@@ -1243,11 +1716,11 @@ TRACEPOINT_PROBE(syscalls, sys_enter_init_module)
     if (!e)
         return 0;
     e->a[0] = args->len;
+    sp_put_str(e, 0, 0);
     sp_put_str(e, args->uargs, 1);
     sp_stash(e);
     return 0;
 }
-SP_EXIT(init_module)
 #endif
 
 /* ---- ptrace: requests that take control or write; not the reads of every debugger step ---- */
@@ -1269,7 +1742,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_ptrace)
     sp_stash(e);
     return 0;
 }
-SP_EXIT(ptrace)
 #endif
 
 #ifdef SP_WANT_MOUNT
@@ -1280,13 +1752,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mount)
         return 0;
     e->a[0] = SP_AT_FDCWD;
     e->a[1] = args->flags;
-    sp_put_str(e, args->dir_name, 1);
+    sp_put_path(e, SP_AT_FDCWD, args->dir_name, 0);
     sp_put_str(e, args->dev_name, 1);
     sp_put_str(e, args->type, 1);
     sp_stash(e);
     return 0;
 }
-SP_EXIT(mount)
 #endif
 
 /* ---- authentication results: uprobes on libpam ---- */

@@ -1,5 +1,5 @@
 /* secpolicy.h: the record shared by the BPF programs (secpolicy.bpf.c) and user space
- * (secpolicy/events/live.py reads the SP_* defines from this file, so keep them one per line). */
+ * (secpolicy/events/live/record.py reads the SP_* defines from this file, so keep them one per line). */
 #ifndef SECPOLICY_H
 #define SECPOLICY_H
 
@@ -20,10 +20,15 @@
 #define SP_EV_MODULE_LOAD 14
 #define SP_EV_PTRACE 15
 #define SP_EV_MOUNT 16
-/* Internal records that keep user space's process cache current; never alerts. */
-#define SP_EV_EXIT 17
-#define SP_EV_CHDIR 18
-#define SP_EV_MAX 19
+/* Internal record that keeps user space's process view current; never an alert. (Exits are
+ * not sent: every record carries its task's start time, which tells a reused pid apart.) */
+#define SP_EV_CHDIR 17
+/* Extended attributes set or removed (the setxattr and removexattr families). */
+#define SP_EV_SETXATTR 18
+/* Audit messages sent to the kernel over NETLINK_AUDIT (libaudit): account tools, auditctl. */
+#define SP_EV_ACCOUNT_CHANGE 19
+#define SP_EV_CONFIG_CHANGE 20
+#define SP_EV_MAX 21
 
 /* Probe ids: which syscall or function produced the record (source.probe). */
 #define SP_P_SCHED_EXEC 1
@@ -64,9 +69,17 @@
 #define SP_P_MOUNT 36
 #define SP_P_PAM_AUTHENTICATE 37
 #define SP_P_PAM_ACCT_MGMT 38
-#define SP_P_SCHED_EXIT 39
 #define SP_P_CHDIR 40
 #define SP_P_FCHDIR 41
+#define SP_P_SETXATTR 42
+#define SP_P_LSETXATTR 43
+#define SP_P_FSETXATTR 44
+#define SP_P_REMOVEXATTR 45
+#define SP_P_LREMOVEXATTR 46
+#define SP_P_FREMOVEXATTR 47
+#define SP_P_SETXATTRAT 48
+#define SP_P_REMOVEXATTRAT 49
+#define SP_P_SENDTO 50
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1
@@ -74,9 +87,12 @@
 #define SP_F_CREDS 4
 #define SP_F_PPID 8
 #define SP_F_AUDIT 16
+/* A descriptor's path the kernel could not resolve (no BTF offsets): a[0] is the descriptor. */
 #define SP_F_FD_PATH 32
 /* The path could not be read at sys_enter (page not resident): read again at sys_exit. */
 #define SP_F_DEFER 64
+/* Paths were resolved in the kernel (descriptors, directory descriptors, the cwd, the exe). */
+#define SP_F_KPATH 128
 
 /* Per-type filter flags (struct sp_type_cfg.flags). */
 #define SP_FILTER_UID 1
@@ -100,7 +116,14 @@
 #define SP_MAX_ARGS 32
 #define SP_MAX_PREFIXES 32
 #define SP_PREFIX_WORDS 16
-#define SP_HDR_SIZE 136
+#define SP_HDR_SIZE 144
+/* Paths resolved in the kernel: assembled backwards in half of a per-CPU buffer, so at most
+ * SP_PATH_HALF - 2 bytes; at most SP_PATH_DEPTH components (and mount crossings). */
+#define SP_PATH_HALF 2048
+#define SP_PATH_DEPTH 32
+/* Audit message types (1000..2999) the netlink probe keeps: kind 1 account, 2 configuration. */
+#define SP_AUDIT_FIRST 1000
+#define SP_AUDIT_TYPES 2000
 
 #ifndef SP_USER_SPACE
 /* One record. a[] holds type-specific numbers (see docs/live.md); str holds nstr
@@ -108,6 +131,7 @@
 struct sp_event {
     u64 ts;
     u64 cgroup_id;
+    u64 start_time;
     s64 ret;
     u64 a[6];
     u32 type;
@@ -162,6 +186,15 @@ struct sp_prefix {
     u32 len;
     u32 pad;
     u64 w[SP_PREFIX_WORDS];
+};
+
+struct sp_armed {
+    u32 on;
+    u32 self_tgid;
+};
+
+struct sp_pathbuf {
+    char b[2 * SP_PATH_HALF];
 };
 #endif
 

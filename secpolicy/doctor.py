@@ -57,12 +57,15 @@ def check_btf() -> Check:
 
 
 def check_tracefs() -> Check:
-    from secpolicy.events.live import tracefs_dir
+    from secpolicy.events.live.kernel import tracefs_dir, tracefs_problem
 
     d = tracefs_dir()
     if d is not None:
         return Check("tracefs", True, f"mounted at {d}")
-    return Check("tracefs", False, "tracefs is not mounted: tracepoints cannot be attached",
+    why = tracefs_problem()
+    if "not readable" in why:
+        return Check("tracefs", False, f"{why}: tracepoints cannot be attached by this user", "run as root")
+    return Check("tracefs", False, f"{why}: tracepoints cannot be attached",
                  "mount -t tracefs tracefs /sys/kernel/tracing (scripts/setup.sh does this)")
 
 
@@ -99,10 +102,12 @@ def check_privileges() -> Check:
     caps = _cap_eff()
     if os.geteuid() == 0 and caps & (1 << _CAP_SYS_ADMIN):
         return Check("privileges", True, "root with CAP_SYS_ADMIN")
-    if caps & (1 << _CAP_BPF) and caps & (1 << _CAP_PERFMON):
-        return Check("privileges", True, "CAP_BPF and CAP_PERFMON")
-    return Check("privileges", False, f"euid {os.geteuid()} without CAP_BPF/CAP_PERFMON: eBPF programs cannot be loaded",
-                 "run as root (sudo secpolicy monitor ...)")
+    if os.geteuid() == 0:
+        return Check("privileges", False, "root without CAP_SYS_ADMIN (a capability bounding set or container "
+                     "drops it): eBPF programs cannot be loaded", "run with CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON)")
+    have = "with CAP_BPF and CAP_PERFMON, " if caps & (1 << _CAP_BPF) and caps & (1 << _CAP_PERFMON) else ""
+    return Check("privileges", False, f"euid {os.geteuid()} is not root ({have}the monitor loads eBPF programs and "
+                 "attaches them to tracepoints, which needs root)", "run as root (sudo secpolicy monitor ...)")
 
 
 def check_lockdown() -> Check:
@@ -124,7 +129,10 @@ def check_kprobes() -> Check:
     from secpolicy.events.live import tracefs_dir
 
     d = tracefs_dir()
-    if d is not None and (d / "kprobe_events").exists():
+    if d is None:
+        return Check("kprobes", None, "unknown (tracefs not readable): not needed, secpolicy uses tracepoints "
+                     "and uprobes")
+    if (d / "kprobe_events").exists():
         return Check("kprobes", True, "kprobes available (not needed: secpolicy uses tracepoints and uprobes)")
     return Check("kprobes", None, "no kprobes in this kernel: not needed, secpolicy uses tracepoints and uprobes")
 
@@ -135,16 +143,16 @@ def _bpf_load_result() -> tuple[bool, str]:
         from bcc import BPF  # type: ignore[import-not-found]
     except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
         return False, f"bcc not importable: {exc}"
-    from secpolicy.events.live import _capture_fd2, _last_lines
+    from secpolicy.events.live.kernel import capture_fd2, last_lines
 
-    cap = _capture_fd2()
+    cap = capture_fd2()
     try:
         with cap:
             b = BPF(text=b"int sp_probe(void *ctx) { return 0; }")
             b.load_func(b"sp_probe", BPF.TRACEPOINT)
             b.cleanup()
     except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
-        return False, _last_lines(cap.text() or str(exc))
+        return False, last_lines(cap.text() or str(exc))
     return True, "a tracepoint program compiled and loaded"
 
 

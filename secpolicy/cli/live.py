@@ -17,6 +17,7 @@ from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_sta
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME, InputError, SecpolicyError
 
 if TYPE_CHECKING:
+    from secpolicy.events.live.storm import StormControl
     from secpolicy.fim.live import LiveFim
 
 __all__ = ["COMMANDS", "doctor_cmd", "format_monitor_summary", "monitor_cmd"]
@@ -39,7 +40,14 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
         lines += [f"  {k:<12} {v}" for k, v in s["events_by_type"].items()]
     if s["alerts_by_rule"]:
         lines.append("alerts per rule:")
-        lines += [f"  {k:<40} {v}" for k, v in s["alerts_by_rule"].items()]
+        storm = s.get("storm", {}).get("by_rule", {})
+        for k, v in s["alerts_by_rule"].items():
+            st = storm.get(k, {})
+            folded = (f" ({st['folded']} folded into {st['aggregates']} aggregate alerts)"
+                      if st.get("folded") else "")
+            lines.append(f"  {k:<40} {v}{folded}")
+    if s.get("storm", {}).get("alerts_folded"):
+        lines.append(f"storm control: {s['storm']['control']['description']}")
     if s["lost"]:
         lines.append("LOST events (not evaluated):")
         lines += [f"  {k:<12} {v}" for k, v in s["lost_by_type"].items()]
@@ -63,6 +71,13 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
             lines.append(f"fim: STOPPED: {fim['failure']}")
     for note in s["notes"]:
         lines.append(f"note: {note}")
+    blind = [c for c in s.get("rules_not_covered", []) if not c["can_fire"]]
+    if blind:
+        lines.append("rules that CANNOT FIRE live here (their event types are not produced on this machine):")
+        lines += [f"  {c['rule_id']:<40} needs {', '.join(c['missing'])}" for c in blind]
+    for c in s.get("rules_not_covered", []):
+        if c["can_fire"]:
+            lines.append(f"note: {c['rule_id']} fires live except on {', '.join(c['missing'])} (not produced here)")
     return "\n".join(lines)
 
 
@@ -84,6 +99,13 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
 @click.option("--queue-max", default=1 << 18, show_default=True, type=click.IntRange(min=1),
               help="Records the user-space queue holds before dropping (and counting) more.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit 1 when any alert fired.")
+@click.option("--aggregate-window", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              metavar="SECONDS",
+              help="Storm control: per rule, program and user, alerts beyond --aggregate-burst in this "
+                   "window are folded into one aggregate alert (count, first and last event) written at its "
+                   "end. 0 writes every alert.")
+@click.option("--aggregate-burst", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
+              help="Alerts per rule, program and user written one by one in each --aggregate-window.")
 @click.option("--fim", "fim_config", type=click.Path(dir_okay=False), metavar="CONFIG",
               help="Live file integrity: writes, renames, chmod/chown and unlinks under this FIM "
                    "configuration's watched paths re-check those entries against its baseline.")
@@ -109,6 +131,8 @@ def monitor_cmd(
     ringbuf_pages: int,
     queue_max: int,
     fail_on_alert: bool,
+    aggregate_window: float,
+    aggregate_burst: int,
     fim_config: str | None,
     fim_db: str | None,
     fim_key_file: str | None,
@@ -146,8 +170,11 @@ def monitor_cmd(
     run = RunRecorder(settings, "monitor", overflow="drop", on_error=_warn)
     run.begin(duration=duration, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
     try:
+        from secpolicy.events.live.storm import StormControl
+
+        storm = StormControl(window=aggregate_window, burst=aggregate_burst)
         summary, stats, fim_failure = _monitor(run, policies, duration, output, events_path, summary_json,
-                                               ready_file, ringbuf_pages, queue_max, fim_options)
+                                               ready_file, ringbuf_pages, queue_max, fim_options, storm)
     except BaseException as exc:
         run.fail(exc)
         raise
@@ -212,7 +239,7 @@ class _FimOptions:
 def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None, output: str,
              events_path: str | None, summary_json: str | None, ready_file: str | None,
              ringbuf_pages: int, queue_max: int,
-             fim_options: _FimOptions) -> tuple[dict[str, Any], OutputStats, SecpolicyError | None]:
+             fim_options: _FimOptions, storm: StormControl) -> tuple[dict[str, Any], OutputStats, SecpolicyError | None]:
     from secpolicy.cli.core import load
     from secpolicy.events.bpf_monitor import Monitor
     from secpolicy.events.engine import EventEngine
@@ -228,7 +255,7 @@ def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None
         run.trail.config_loaded(fim_options.config)
         run.trail.sync()
     engine = EventEngine(rules)
-    mon = Monitor(rules, engine, fim=fim, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
+    mon = Monitor(rules, engine, fim=fim, storm=storm, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
     alerts_out = _open_write(output, "alerts")
     events_out = _open_write(events_path, "events")
     outfile.check_writable(summary_json)
@@ -289,9 +316,9 @@ def doctor_cmd(as_json: bool, no_load_test: bool) -> None:
     else:
         mark = {True: "ok  ", None: "warn", False: "FAIL"}
         for c in checks:
-            click.echo(f"[{mark[c.ok]}] {c.name:<18} {c.detail}")
+            click.echo(f"[{mark[c.ok]}] {c.name:<21} {c.detail}")
             if c.fix and c.ok is not True:
-                click.echo(f"       {'':<18} fix: {c.fix}")
+                click.echo(f"       {'':<21} fix: {c.fix}")
         click.echo("live monitor: " + ("ready" if not blocked else "NOT ready (" + ", ".join(c.name for c in blocked) + ")"))
     if blocked:
         sys.exit(EXIT_RUNTIME)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from secpolicy.errors import RuntimeFailure
 
-__all__ = ["VMLINUX_BTF", "KernelOffsets", "read_offsets", "struct_member_offset"]
+__all__ = ["KPATH_OFFSETS", "VMLINUX_BTF", "KernelOffsets", "read_offsets", "struct_member_offset"]
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
@@ -137,8 +137,14 @@ class KernelOffsets:
 
     values: dict[str, int]
 
+    @property
+    def kernel_paths(self) -> bool:
+        """Whether the BPF side can resolve paths itself (every offset the walk needs)."""
+        return all(k in self.values for k in KPATH_OFFSETS)
+
     def cflags(self) -> list[str]:
-        return [f"-DSP_OFF_{k}={v}" for k, v in sorted(self.values.items())]
+        flags = [f"-DSP_OFF_{k}={v}" for k, v in sorted(self.values.items())]
+        return [*flags, "-DSP_KPATH"] if self.kernel_paths else flags
 
 
 # (macro suffix, struct, member path)
@@ -149,6 +155,8 @@ _WANTED = (
     ("TASK_LOGINUID", "task_struct", "loginuid"),
     ("TASK_SESSIONID", "task_struct", "sessionid"),
     ("TASK_FILES", "task_struct", "files"),
+    ("TASK_START_TIME", "task_struct", "start_time"),
+    ("TASK_GROUP_LEADER", "task_struct", "group_leader"),
     ("CRED_UID", "cred", "uid"),
     ("CRED_GID", "cred", "gid"),
     ("CRED_EUID", "cred", "euid"),
@@ -168,7 +176,32 @@ _WANTED = (
     ("SK_V6_DADDR", "sock", "__sk_common.skc_v6_daddr"),
     ("SK_V6_RCV_SADDR", "sock", "__sk_common.skc_v6_rcv_saddr"),
     ("SK_PROTOCOL", "sock", "sk_protocol"),
+    # paths resolved in the kernel: task->fs->pwd, mm->exe_file, file->f_path, and the walk
+    # up the dentry chain and the mount tree
+    ("TASK_FS", "task_struct", "fs"),
+    ("FS_PWD", "fs_struct", "pwd"),
+    ("TASK_MM", "task_struct", "mm"),
+    ("MM_EXE_FILE", "mm_struct", "exe_file"),
+    ("MM_ARG_START", "mm_struct", "arg_start"),
+    ("MM_ARG_END", "mm_struct", "arg_end"),
+    ("FILE_F_PATH", "file", "f_path"),
+    ("PATH_MNT", "path", "mnt"),
+    ("PATH_DENTRY", "path", "dentry"),
+    ("DENTRY_D_PARENT", "dentry", "d_parent"),
+    ("DENTRY_D_NAME", "dentry", "d_name"),
+    ("QSTR_LEN", "qstr", "len"),
+    ("QSTR_NAME", "qstr", "name"),
+    ("VFSMOUNT_MNT_ROOT", "vfsmount", "mnt_root"),
+    ("MOUNT_MNT", "mount", "mnt"),
+    ("MOUNT_MNT_PARENT", "mount", "mnt_parent"),
+    ("MOUNT_MNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
 )
+
+# Every offset the in-kernel path resolution needs (descriptors, relative paths, exe, cwd).
+KPATH_OFFSETS = ("TASK_FILES", "FILES_FDT", "FDT_FD", "FDT_MAX_FDS", "FILE_PRIVATE_DATA", "TASK_FS", "FS_PWD",
+                 "TASK_MM", "MM_EXE_FILE", "FILE_F_PATH", "PATH_MNT", "PATH_DENTRY", "DENTRY_D_PARENT",
+                 "DENTRY_D_NAME", "QSTR_LEN", "QSTR_NAME", "VFSMOUNT_MNT_ROOT", "MOUNT_MNT", "MOUNT_MNT_PARENT",
+                 "MOUNT_MNT_MOUNTPOINT")
 
 
 def read_offsets(path: Path = VMLINUX_BTF) -> KernelOffsets:

@@ -17,17 +17,19 @@ __all__ = [
     "PREFIX_MAX_LEN",
     "Clause",
     "KernelPlan",
+    "RuleCoverage",
     "TypeFilter",
     "plan_for_rules",
     "plan_from_keys",
     "with_watched_paths",
 ]
 
-# Event types the eBPF programs can produce (config_change and account_change come from
-# auditd and file checks, not from these probes).
-LIVE_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t not in ("config_change", "account_change"))
+# Event types the eBPF programs can produce: all of them (account and configuration changes
+# from the audit messages user space sends the kernel); whether this kernel offers each is
+# `secpolicy.events.live.available_types()`.
+LIVE_TYPES: tuple[str, ...] = EVENT_TYPES
 # Types whose records carry a file path the kernel can test against prefixes.
-PATH_TYPES = frozenset({"open", "write", "unlink", "rename", "chmod", "chown"})
+PATH_TYPES = frozenset({"open", "write", "unlink", "rename", "chmod", "chown", "setxattr"})
 
 MAX_PREFIXES = 32  # SP_MAX_PREFIXES in bpf/secpolicy.h
 MAX_CLAUSES = 8  # SP_MAX_CLAUSES
@@ -88,6 +90,22 @@ class TypeFilter:
 
 
 @dataclass(frozen=True)
+class RuleCoverage:
+    """A rule some of whose event types this kernel cannot produce: `missing` lists them;
+    `can_fire` is False when every condition (or some step of a sequence) needs one of them."""
+
+    rule_id: str
+    missing: tuple[str, ...]
+    can_fire: bool
+
+    def describe(self) -> str:
+        types = ", ".join(self.missing)
+        if self.can_fire:
+            return f"{self.rule_id}: fires live except on {types} (not produced here)"
+        return f"{self.rule_id}: cannot fire live ({types} not produced here)"
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     """Types to trace (exec is always traced: it keeps the process context current) and,
     per type, the filter compiled into the kernel."""
@@ -95,6 +113,12 @@ class KernelPlan:
     types: frozenset[str]
     filters: Mapping[str, TypeFilter] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    coverage: tuple[RuleCoverage, ...] = ()
+
+    @property
+    def blind_rules(self) -> tuple[str, ...]:
+        """Ids of the rules that cannot fire live here."""
+        return tuple(c.rule_id for c in self.coverage if not c.can_fire)
 
     def filter_for(self, etype: str) -> TypeFilter:
         return self.filters.get(etype, TypeFilter())
@@ -290,8 +314,12 @@ def plan_for_rules(rules: Iterable[Any], available: Iterable[str] | None = None)
 
     per_type: dict[str, _Acc] = {}
     clauses: dict[str, list[Clause] | None] = {}
+    avail = None if available is None else set(available) | {"exec"}
+    coverage: list[RuleCoverage] = []
     for rule in rules:
+        per_condition: list[list[str]] = []
         for node in _conditions(rule):
+            matched = []
             for t in LIVE_TYPES:
                 r = _restrict(node, t, keys_of)
                 if r is None:
@@ -299,6 +327,7 @@ def plan_for_rules(rules: Iterable[Any], available: Iterable[str] | None = None)
                 k = keys_of(r)
                 if k.types is not None and t not in k.types:
                     continue
+                matched.append(t)
                 per_type.setdefault(t, _Acc()).add(k, t in PATH_TYPES)
                 prefixes = k.path_prefixes if t in PATH_TYPES else None
                 if prefixes is not None and not all(p.startswith("/") for p in prefixes):
@@ -314,6 +343,13 @@ def plan_for_rules(rules: Iterable[Any], available: Iterable[str] | None = None)
                     clauses[t] = None  # one rule takes every event of this type
                 elif clause not in current:
                     current.append(clause)
+            per_condition.append(matched)
+        if avail is not None:
+            missing = {t for matched in per_condition for t in matched if t not in avail}
+            if missing:
+                # Every condition (each step of a sequence) must match some type produced here.
+                can_fire = all(any(t in avail for t in matched) for matched in per_condition)
+                coverage.append(RuleCoverage(rule.id, tuple(sorted(missing)), can_fire))
     plan = _finish(per_type, available)
     filters = dict(plan.filters)
     notes = list(plan.notes)
@@ -330,7 +366,7 @@ def plan_for_rules(rules: Iterable[Any], available: Iterable[str] | None = None)
                                  tuple(Clause(None, c.result, c.errnos) for c in f.clauses)
                                  if f.clauses is not None else None)
                    for t, f in filters.items()}
-    return KernelPlan(plan.types, filters, tuple(notes))
+    return KernelPlan(plan.types, filters, tuple(notes), tuple(coverage))
 
 
 # ---- live file integrity monitoring: the watched trees of a FIM configuration ----
@@ -408,4 +444,4 @@ def with_watched_paths(plan: KernelPlan, prefixes: Iterable[str],
         if f.path_prefixes is not None and clause.path_prefixes is not None:
             paths = _minimal_prefixes(set(f.path_prefixes) | set(clause.path_prefixes))
         filters[t] = TypeFilter(path_prefixes=paths, clauses=clauses)
-    return KernelPlan(frozenset(types), filters, tuple(notes))
+    return KernelPlan(frozenset(types), filters, tuple(notes), plan.coverage)

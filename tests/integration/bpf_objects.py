@@ -19,6 +19,7 @@ __all__ = [
     "bpf_syscall",
     "insn",
     "load_socket_filter",
+    "object_id",
 ]
 
 BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_MAP_FREEZE = 0, 5, 22
@@ -85,3 +86,16 @@ def load_socket_filter(prog: bytes, name: bytes) -> int:
         return bpf_syscall(BPF_PROG_LOAD, attr)
     except OSError as e:
         pytest.fail(f"BPF_PROG_LOAD refused: {e}; verifier log: {log.value.decode(errors='replace')[-400:]}")
+
+
+def object_id(fd: int) -> int:
+    """The kernel id of the BPF program or map behind `fd` (BPF_OBJ_GET_INFO_BY_FD): a test's
+    own object, whatever other objects of the same name exist or are still being freed."""
+    info = ctypes.create_string_buffer(256)
+
+    class _InfoAttr(ctypes.Structure):
+        _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
+
+    bpf_syscall(15, _InfoAttr(bpf_fd=fd, info_len=len(info), info=ctypes.addressof(info)))
+    # struct bpf_prog_info has the id after `type`; struct bpf_map_info too.
+    return int.from_bytes(info.raw[4:8], "little")

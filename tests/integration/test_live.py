@@ -8,13 +8,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from live_events import Collector
 
 from secpolicy.events.bpf_plan import plan_from_keys
 from secpolicy.events.matcher import IndexKeys
@@ -23,44 +22,6 @@ pytestmark = [pytest.mark.live, pytest.mark.timeout(60)]
 
 PAM_SERVICE = "secpolicy-test"
 PAM_FILE = Path("/etc/pam.d") / PAM_SERVICE
-
-
-class Collector:
-    """A LiveSource drained by a thread into a list that tests wait on."""
-
-    def __init__(self, source: Any) -> None:
-        self.source = source
-        self.events: list[dict[str, Any]] = []
-        self.cond = threading.Condition()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        try:
-            for ev in self.source.events():
-                with self.cond:
-                    self.events.append(ev)
-                    self.cond.notify_all()
-        except BaseException as exc:  # noqa: BLE001 - reported by wait_for
-            self.error = exc
-
-    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self.cond:
-            while True:
-                for ev in self.events[seen:]:
-                    if pred(ev):
-                        return ev
-                seen = len(self.events)
-                left = deadline - time.monotonic()
-                if left <= 0 or self.error is not None:
-                    raise AssertionError(f"no matching event within {timeout} s (error: {self.error})")
-                self.cond.wait(left)
-
-    def matching(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        with self.cond:
-            return [e for e in self.events if pred(e)]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,479 @@
+"""Records of the ring buffer to contract-shaped event dicts: the header to `proc`, `user` and
+`outcome`, then one builder per event type for its payload. The decoder owns its caches
+(process view, user and cgroup names, resolved executables) and its counters."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from secpolicy.events.bpf_plan import Clause, KernelPlan
+from secpolicy.events.live.audit_msgs import audit_event
+from secpolicy.events.live.procs import Clock, Names, Proc, ProcessView, readlink
+from secpolicy.events.live.record import HDR, PROBE_OF_ID, TYPE_OF_ID, C, Header
+from secpolicy.kernel_names import CAPABILITIES as _CAPS
+from secpolicy.kernel_names import MAP_TYPES as _MAP_TYPES
+from secpolicy.kernel_names import PROG_TYPES as _PROG_TYPES
+from secpolicy.kernel_names import open_flags as _open_flags
+
+__all__ = ["Decoder", "Header"]
+
+_AT_FDCWD = -100
+_NO_ID = 0xFFFFFFFF
+_EXEC, _CHDIR = C["SP_EV_EXEC"], C["SP_EV_CHDIR"]
+_F_TRUNC, _F_RET, _F_PPID = C["SP_F_TRUNCATED"], C["SP_F_RET"], C["SP_F_PPID"]
+_F_AUDIT, _F_FD_PATH, _F_KPATH = C["SP_F_AUDIT"], C["SP_F_FD_PATH"], C["SP_F_KPATH"]
+_AUDIT_MSGS = frozenset({C["SP_EV_ACCOUNT_CHANGE"], C["SP_EV_CONFIG_CHANGE"]})
+_EXE_AND_CWD = 2  # a[4] of an exec record opening with mm->exe_file and the cwd
+
+_BPF_CMDS = {0: "BPF_MAP_CREATE", 5: "BPF_PROG_LOAD", 8: "BPF_PROG_ATTACH",
+             17: "BPF_RAW_TRACEPOINT_OPEN", 18: "BPF_BTF_LOAD", 28: "BPF_LINK_CREATE"}
+_PROBE_NAMES = {
+    "sched_exec": "tracepoint:sched:sched_process_exec",
+    "pam_authenticate": "uprobe:libpam:pam_authenticate",
+    "pam_acct_mgmt": "uprobe:libpam:pam_acct_mgmt",
+}
+_CONTAINER_RE = re.compile(
+    r"(?:docker[-/]|cri-containerd-|crio-|libpod-|containerd[-/]|/kubepods[^/]*/(?:[^/]+/)*pod[^/]+/)"
+    r"([0-9a-f]{64})"
+)
+
+
+def _probe_name(pid: int) -> str:
+    name = PROBE_OF_ID.get(pid, str(pid))
+    return _PROBE_NAMES.get(name, f"tracepoint:syscalls:{name}")
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def _caps(mask: int) -> list[str]:
+    return [name for i, name in enumerate(_CAPS) if mask >> i & 1] + [
+        f"CAP_{i}" for i in range(len(_CAPS), 64) if mask >> i & 1
+    ]
+
+
+def clean_path(path: str) -> str:
+    """`path` normalised lexically (`//`, `/.`, `..`, a trailing `/`)."""
+    if "//" in path or "/." in path or path.endswith("/") and len(path) > 1:
+        path = os.path.normpath(path)
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")
+    return path
+
+
+def _clauses_may_hold(ev: dict[str, Any], clauses: tuple[Clause, ...]) -> bool:
+    """The kernel's clause test again, on the resolved paths (relative and re-read paths reach
+    user space untested); an unresolved path may match anything."""
+    f = ev.get("file") or {}
+    paths = [v for v in (f.get("path"), f.get("target")) if v is not None]
+    failed = ev.get("outcome", {}).get("result") == "failure"
+    errno = ev.get("outcome", {}).get("errno")
+    for c in clauses:
+        if (c.path_prefixes is not None and paths and all(p.startswith("/") for p in paths)
+                and not any(p.startswith(c.path_prefixes) for p in paths)):
+            continue
+        if c.result == "failure" and not failed or c.result == "success" and failed:
+            continue
+        if c.errnos is not None and errno not in c.errnos:
+            continue
+        return True
+    return False
+
+
+_UNSETTLED = C["SP_F_DEFER"] | C["SP_F_FD_PATH"]
+_SCAN_MAX = 256  # SP_SCAN_MAX in secpolicy.bpf.c
+
+
+def _settled(h: Header, name: str, strs: list[str]) -> bool:
+    """Whether the kernel's clause test was decisive for this record: its paths were read at
+    the call, absolute, short enough and free of `//` and `/.` (the kernel sends up any other
+    path with every clause left open, for user space to test once it is resolved)."""
+    if h.flags & _UNSETTLED:
+        return False
+    paths = strs[:2] if name == "rename" else strs[:1]
+    return all(p[:1] == "/" and len(p) <= _SCAN_MAX and "//" not in p and "/." not in p for p in paths)
+
+
+def _outcome(name: str, ret: int) -> dict[str, Any]:
+    if name == "auth":
+        return {"result": "success" if ret == 0 else "failure"}
+    if ret >= 0 or (name == "connect" and ret == -115):  # EINPROGRESS: under way
+        return {"result": "success"}
+    return {"result": "failure", "errno": -ret}
+
+
+class Decoder:
+    """`decode(chunk, off)` turns one record into an event dict, or None for the internal
+    records that only keep the process view current and for records no rule can match."""
+
+    def __init__(self, plan: KernelPlan, host: str, clock: Clock) -> None:
+        self.host = host
+        self.clock = clock
+        self.procs = ProcessView()
+        self.names = Names()
+        self.delivered: dict[str, int] = {}
+        self.internal: dict[str, int] = {}
+        self._exe_filter = {t: f.exe for t, f in plan.filters.items() if f.exe is not None}
+        self._clauses = {t: f.clauses for t, f in plan.filters.items() if f.clauses is not None}
+        self._realpaths: dict[str, str] = {}
+
+    def _count(self, what: str) -> None:
+        self.internal[what] = self.internal.get(what, 0) + 1
+
+    def decode(self, chunk: bytes, off: int) -> dict[str, Any] | None:
+        h = Header._make(HDR.unpack_from(chunk, off))
+        etype = h.type
+        comm = h.comm.split(b"\0", 1)[0].decode("utf-8", "replace")
+        s0 = off + HDR.size
+        payload = chunk[s0 : s0 + h.str_len - 1] if h.str_len else b""
+        if etype in _AUDIT_MSGS:
+            return self._audit_message(h, comm, payload)
+        strs = [x.decode("utf-8", "replace") for x in payload.split(b"\0")] if h.str_len else []
+        if etype == _CHDIR:
+            self._chdir(h, comm, strs)
+            return None
+        name = TYPE_OF_ID.get(etype)
+        if name is None:
+            return None
+        if etype == _EXEC:
+            p = self._exec(h, comm, strs)
+        else:
+            p = self.procs.get(h.pid, comm, h.ppid if h.flags & _F_PPID else 0, h.start_time)
+            exe_filter = self._exe_filter.get(name)
+            if exe_filter is not None and p.exe not in exe_filter:
+                return None  # no rule of this type looks at this program
+        ev = self._event(name, h, comm, p)
+        build = _BUILDERS.get(name)
+        if build is not None:
+            build(self, ev, h, p, strs)
+        clauses = self._clauses.get(name)
+        if clauses is not None and not _settled(h, name, strs) and not _clauses_may_hold(ev, clauses):
+            # Relative or re-read paths reach user space unfiltered; now they are absolute.
+            self._count("filtered")
+            return None
+        self.delivered[name] = self.delivered.get(name, 0) + 1
+        return ev
+
+    def _audit_message(self, h: Header, comm: str, payload: bytes) -> dict[str, Any] | None:
+        """An account or configuration change told to the audit system: the event the auditd
+        reader makes of the record the kernel logs for it, with this record's process."""
+        aev = audit_event(h.a0 & 0xFFFF, payload, h.pid, h.uid, h.auid, h.session)
+        if aev is None:
+            self._count("audit_unmapped")
+            return None
+        name = aev["type"]
+        ev = self._event(name, h, comm, self.procs.get(h.pid, comm, h.ppid if h.flags & _F_PPID else 0, h.start_time))
+        for key in ("account", "config", "outcome"):
+            if key in aev:
+                ev[key] = aev[key]
+        tty = aev.get("proc", {}).get("tty")
+        if tty:
+            ev["proc"]["tty"] = tty
+        self.delivered[name] = self.delivered.get(name, 0) + 1
+        return ev
+
+    def _chdir(self, h: Header, comm: str, strs: list[str]) -> None:
+        """A successful chdir/fchdir: the new working directory as the kernel resolved it
+        (without BTF offsets, re-read from /proc when next needed)."""
+        self._count("chdir")
+        cur = self.procs.get(h.pid, comm, h.ppid, h.start_time)
+        cur.cwd = strs[0] if h.flags & _F_KPATH and strs and strs[0] else None
+
+    def _exec(self, h: Header, comm: str, strs: list[str]) -> Proc:
+        """The process after exec. With kernel paths, the record holds the executable and the
+        working directory as the kernel has them (mm->exe_file: symlinks resolved, the
+        interpreter of a script, as auditd names it) and argv as copied onto the new stack;
+        otherwise (and for a failed exec) the path as given, resolved here, in the directory
+        the process had (a fork runs in its parent's)."""
+        pid, ppid = h.pid, h.ppid
+        if h.a4 == _EXE_AND_CWD and h.flags & _F_KPATH and len(strs) >= 2:
+            new = Proc(strs[0], strs[2:] or [strs[0]], strs[1] or None, comm, ppid, h.start_time)
+            self.procs.set(pid, new)
+            return new
+        args = strs[1:] if len(strs) > 1 else None
+        # A fork not seen before runs in its parent's directory (a chdir of its own would
+        # have been seen); /proc only when neither is known.
+        known = self.procs.known(pid, h.start_time) or self.procs.procs.get(ppid)
+        cwd = known.cwd if known is not None else None
+        if cwd is None:
+            cwd = readlink(f"/proc/{pid}/cwd")
+        filename = strs[0] if strs else ""
+        if not filename.startswith("/"):
+            dfd = _signed(h.a0)
+            dirpath = cwd if dfd == _AT_FDCWD else readlink(f"/proc/{pid}/fd/{dfd}")
+            if dirpath:
+                filename = os.path.join(dirpath, filename) if filename else dirpath
+        new = Proc(self._realpath(clean_path(filename)), args or [filename], cwd, comm, ppid, h.start_time)
+        self.procs.set(pid, new)
+        return new
+
+    def _event(self, name: str, h: Header, comm: str, p: Proc) -> dict[str, Any]:
+        proc: dict[str, Any] = {"pid": h.pid, "tid": h.tid, "comm": comm, "uid": h.uid, "gid": h.gid,
+                                "euid": h.euid, "egid": h.egid}
+        if p.ppid:
+            proc["ppid"] = p.ppid
+        if p.exe:
+            proc["exe"] = p.exe
+        if p.args is not None:
+            proc["args"] = p.args
+            proc["cmdline"] = p.cmdline
+        if p.cwd:
+            proc["cwd"] = p.cwd
+        if h.flags & _F_AUDIT:
+            if h.auid != _NO_ID:
+                proc["auid"] = h.auid
+            if h.session != _NO_ID:
+                proc["session"] = h.session
+        anc = self.procs.ancestors(p)
+        if anc:
+            proc["ancestors"] = anc
+            if anc[0]:
+                proc["pexe"] = anc[0]
+        cg = self.names.cgroup(h.cgroup_id)
+        if cg:
+            proc["cgroup"] = cg
+            m = _CONTAINER_RE.search(cg)
+            if m:
+                proc["container_id"] = m.group(1)
+        user: dict[str, Any] = {"uid": h.euid}
+        uname = self.names.user(h.euid)
+        if uname:
+            user["name"] = uname
+        ev: dict[str, Any] = {"type": name, "ts": self.clock.ts(h.ts), "host": self.host, "proc": proc,
+                              "user": user, "source": {"name": "ebpf", "probe": _probe_name(h.a5 & 0xFFFFFFFF)}}
+        if h.flags & _F_AUDIT and h.auid != _NO_ID:
+            # The login user (audit uid and session), as the auditd reader gives it.
+            login: dict[str, Any] = {"uid": h.auid}
+            lname = self.names.user(h.auid)
+            if lname:
+                login["name"] = lname
+            if h.session != _NO_ID:
+                login["session"] = h.session
+            ev["login"] = login
+        if h.flags & _F_TRUNC:
+            self._count("truncated")
+        if h.flags & _F_RET:
+            ev["outcome"] = _outcome(name, h.ret)
+        return ev
+
+    def _realpath(self, path: str) -> str:
+        """The executable as auditd and /proc/PID/exe name it: symlinks resolved (cached)."""
+        real = self._realpaths.get(path)
+        if real is None:
+            real = os.path.realpath(path) if path.startswith("/") else path
+            if len(self._realpaths) > 65536:
+                self._realpaths.clear()
+            self._realpaths[path] = real
+        return real
+
+    def resolve(self, h: Header, p: Proc, dfd: int, path: str) -> str:
+        """The absolute path of a record's path string. The kernel resolves descriptors and
+        relative paths at the time of the call; only where it could not (no BTF offsets, a
+        pseudo file) is /proc read here, as late as that is, falling back to the path as
+        given when the process or descriptor is gone."""
+        if path.startswith("/"):
+            return clean_path(path)
+        pid = h.pid
+        if h.flags & _F_FD_PATH and not path:
+            self._count("proc_fd_lookups")
+            return readlink(f"/proc/{pid}/fd/{_s32(h.a0)}") or ""
+        dfd = _s32(dfd)
+        base = self.procs.cwd(pid, p) if dfd == _AT_FDCWD else readlink(f"/proc/{pid}/fd/{dfd}")
+        if not base:
+            return path
+        return clean_path(os.path.join(base, path)) if path else base
+
+
+# ---------------------------------------------------------------------------------------------
+# per-type payloads
+
+
+@lru_cache(maxsize=1024)
+def _flags_of(value: int) -> list[str]:
+    """open(2) flags by name (the few combinations programs use, cached; callers copy)."""
+    return _open_flags(value)
+
+_Builder = Callable[[Decoder, dict[str, Any], Header, Proc, list[str]], None]
+
+
+def _first(strs: list[str]) -> str:
+    return strs[0] if strs else ""
+
+
+def _b_file_open(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    fl = _flags_of(h.a1)
+    f: dict[str, Any] = {"path": d.resolve(h, p, h.a0, _first(strs)), "flags": list(fl)}
+    if "O_CREAT" in fl:
+        f["mode"] = h.a2 & 0o7777
+    ev["file"] = f
+
+
+def _b_unlink(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    f: dict[str, Any] = {"path": d.resolve(h, p, h.a0, _first(strs))}
+    if h.a1 & 0x200:
+        f["flags"] = ["AT_REMOVEDIR"]
+    ev["file"] = f
+
+
+def _b_rename(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    new = strs[1] if len(strs) > 1 else ""
+    ev["file"] = {"path": d.resolve(h, p, h.a0, _first(strs)), "target": d.resolve(h, p, h.a1, new)}
+
+
+def _b_chmod(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    path = d.resolve(h, p, h.a0, _first(strs))
+    ev["file"] = {"path": path, "mode": h.a1 & 0o7777} if path else {"mode": h.a1 & 0o7777}
+
+
+def _b_chown(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    path = d.resolve(h, p, h.a0, _first(strs))
+    ev["file"] = {"uid": _s32(h.a1), "gid": _s32(h.a2)}
+    if path:
+        ev["file"]["path"] = path
+
+
+def _ip(family: int, lo: int, hi: int) -> str | None:
+    if family == 2:
+        return socket.inet_ntop(socket.AF_INET, struct.pack("<I", lo & 0xFFFFFFFF))
+    if family == 10:
+        return socket.inet_ntop(socket.AF_INET6, struct.pack("<QQ", lo, hi))
+    return None
+
+
+def _net(h: Header, strs: list[str], accept: bool) -> tuple[dict[str, Any], str | None]:
+    family = h.a0 & 0xFFFF
+    stype = (h.a0 >> 16) & 0xFFFF
+    lport = (h.a0 >> 32) & 0xFFFF
+    rport = (h.a0 >> 48) & 0xFFFF
+    net: dict[str, Any] = {"family": {2: "inet", 10: "inet6", 1: "unix"}.get(family, str(family))}
+    proto = {1: "tcp", 2: "udp"}.get(stype & 0xF)
+    if proto and family != 1:
+        net["protocol"] = proto
+    remote = _ip(family, h.a1, h.a2)
+    local = _ip(family, h.a3, h.a4) if (h.a3 or h.a4 or lport) else None
+    # connect: we are the source; accept: the peer is the source and we are the destination.
+    r_ip, r_port, l_ip, l_port = ("src_ip", "src_port", "dst_ip", "dst_port") if accept else (
+        "dst_ip", "dst_port", "src_ip", "src_port")
+    if remote is not None:
+        net[r_ip] = remote
+        net[r_port] = rport
+    if local is not None:
+        net[l_ip] = local
+    if lport:
+        net[l_port] = lport
+    unix_path = strs[0] if family == 1 and strs else None
+    return net, unix_path
+
+
+def _b_connect(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    net, unix_path = _net(h, strs, accept=False)
+    ev["net"] = net
+    if unix_path:
+        ev["file"] = {"path": unix_path if unix_path.startswith("/") else "@" + unix_path.lstrip("\0")}
+
+
+def _b_accept(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    ev["net"] = _net(h, strs, accept=True)[0]
+
+
+def _b_setuid(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    ev["cred"] = {"uid": h.a3 & 0xFFFFFFFF, "euid": h.a3 >> 32, "gid": h.a4 & 0xFFFFFFFF, "egid": h.a4 >> 32}
+
+
+def _b_capset(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    ev["cred"] = {"uid": h.uid, "euid": h.euid, "gid": h.gid, "egid": h.egid, "caps": _caps(h.a0)}
+
+
+def _b_bpf(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    cmd = h.a0
+    b: dict[str, Any] = {"cmd": _BPF_CMDS.get(cmd, f"BPF_CMD_{cmd}")}
+    if cmd == 5:
+        b["prog_type"] = _PROG_TYPES[h.a1] if h.a1 < len(_PROG_TYPES) else str(h.a1)
+    elif cmd == 0:
+        b["map_type"] = _MAP_TYPES[h.a1] if h.a1 < len(_MAP_TYPES) else str(h.a1)
+    if strs and strs[0]:
+        b["name"] = strs[0]
+    ev["bpf"] = b
+
+
+def _b_setxattr(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    f: dict[str, Any] = {}
+    path = d.resolve(h, p, h.a0, _first(strs))
+    if path:
+        f["path"] = path
+    if len(strs) > 1 and strs[1]:
+        f["xattr"] = strs[1]
+    ev["file"] = f
+
+
+def _b_module(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    if PROBE_OF_ID.get(h.a5 & 0xFFFFFFFF) == "finit_module":
+        path = d.resolve(h, p, h.a0, _first(strs))
+        if path:
+            ev["file"] = {"path": path}
+            name = path.rsplit("/", 1)[-1]
+            for ext in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
+                name = name.removesuffix(ext)
+            ev["module"] = {"name": name}
+            return
+    ev["module"] = {}
+
+
+def _b_ptrace(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    ev["ptrace"] = {"request": h.a0, "target_pid": _s32(h.a1)}
+
+
+def _b_mount(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    strs = strs + [""] * (3 - len(strs))
+    ev["file"] = {"path": d.resolve(h, p, _AT_FDCWD, strs[0])}
+    m: dict[str, Any] = {"flags": h.a1}
+    if strs[1]:
+        m["source"] = strs[1]
+    if strs[2]:
+        m["fstype"] = strs[2]
+    ev["mount"] = m
+
+
+def _b_auth(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+    strs = strs + [""] * (5 - len(strs))
+    acct = PROBE_OF_ID.get(h.a5 & 0xFFFFFFFF) == "pam_acct_mgmt"
+    auth: dict[str, Any] = {"result": "success" if h.ret == 0 else "failure",
+                            "method": "PAM:accounting" if acct else "PAM:authentication"}
+    for key, val in zip(("service", "user", "rhost"), strs[:3], strict=True):
+        if val:
+            auth[key] = val
+    if strs[4]:
+        ev["proc"]["tty"] = strs[4]  # PAM_TTY: the terminal of the session being opened
+    ev["auth"] = auth
+
+
+_BUILDERS: dict[str, _Builder] = {
+    "open": _b_file_open,
+    "write": _b_file_open,
+    "unlink": _b_unlink,
+    "rename": _b_rename,
+    "chmod": _b_chmod,
+    "chown": _b_chown,
+    "connect": _b_connect,
+    "accept": _b_accept,
+    "setuid": _b_setuid,
+    "capset": _b_capset,
+    "bpf": _b_bpf,
+    "module_load": _b_module,
+    "ptrace": _b_ptrace,
+    "mount": _b_mount,
+    "auth": _b_auth,
+    "setxattr": _b_setxattr,
+}

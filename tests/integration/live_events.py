@@ -1,0 +1,56 @@
+"""A LiveSource drained by a thread into a list that live tests wait on: the events of their
+own processes, files and markers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Collector"]
+
+
+class Collector:
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.events: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            for ev in self.source.events():
+                with self.cond:
+                    self.events.append(ev)
+                    self.cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - reported by wait
+            self.error = exc
+
+    def wait(self, pred: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """At least `count` events matching `pred` (all of them) within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                found = [e for e in self.events if pred(e)]
+                if len(found) >= count or self.error is not None:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+        assert self.error is None, self.error
+        assert len(found) >= count, f"{len(found)} matching events within {timeout} s, wanted {count}"
+        return found
+
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
+        """The first event matching `pred`."""
+        return self.wait(pred, 1, timeout)[0]
+
+    def matching(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        with self.cond:
+            return [e for e in self.events if pred(e)]
+
+    def of(self, pid: int) -> list[dict[str, Any]]:
+        return self.matching(lambda e: e["proc"]["pid"] == pid)
