@@ -147,11 +147,17 @@ def normalize_ts(ts: Any) -> str:
 
 
 def event_user(event: Mapping[str, Any]) -> str | None:
-    """The name queries use for "who": the user name, else the authenticating user, else uid."""
-    return _user_name(event.get("user") or {}, event.get("auth") or {}, event.get("proc") or {})
+    """The name queries use for "who": the person behind the event (the login user, who stays
+    the same through sudo and su), else the acting user, else the authenticating user, else uid."""
+    return _user_name(event.get("user") or {}, event.get("auth") or {}, event.get("proc") or {},
+                      event.get("login") or {})
 
 
-def _user_name(user: Mapping[str, Any], auth: Mapping[str, Any], proc: Mapping[str, Any]) -> str | None:
+def _user_name(user: Mapping[str, Any], auth: Mapping[str, Any], proc: Mapping[str, Any],
+               login: Mapping[str, Any] | None = None) -> str | None:
+    name = login.get("name") if isinstance(login, Mapping) else None
+    if name and type(name) is str:
+        return name
     name = user.get("name")
     if name and type(name) is str:
         return name
@@ -271,7 +277,7 @@ def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
     return (
         normalize_ts(event.get("ts")),
         kind,
-        _user_name(user, auth, proc),
+        _user_name(user, auth, proc, event.get("login") or {}),
         uid if type(uid) is int and _INT64[0] <= uid <= _INT64[1] else _int(uid, "user.uid"),
         euid if type(euid) is int and _INT64[0] <= euid <= _INT64[1] else _int(euid, "proc.euid"),
         host if type(host) is str else _text(host, "host"),

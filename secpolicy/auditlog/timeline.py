@@ -114,12 +114,22 @@ class Timeline:
         }
 
 
+def _who(event: Mapping[str, Any]) -> str:
+    """The login user, and the acting user where they differ: `admin as root` after sudo."""
+    who = event_user(event) or ""
+    login, user = event.get("login"), event.get("user")
+    acting = user.get("name") if isinstance(user, Mapping) else None
+    if isinstance(login, Mapping) and isinstance(acting, str) and acting and acting != who:
+        return f"{who} as {acting}"
+    return who
+
+
 def event_to_row(event: Mapping[str, Any]) -> TimelineRow:
     proc = event.get("proc") or {}
     session = proc.get("session")
     return TimelineRow(
         ts=normalize_ts(event.get("ts")),
-        user=event_user(event) or "",
+        user=_who(event),
         type=str(event.get("type", "")),
         resource=event_resource(event),
         result=event_result(event),
@@ -276,7 +286,8 @@ def session_chains(events: Iterable[Mapping[str, Any]]) -> list[Chain]:
                 seen_connect = True
         if steps and (seen_read or seen_connect):
             rows = tuple(event_to_row(e) for e in steps)
-            user = next((r.user for r in rows if r.user and not r.user.startswith("uid:0")), rows[0].user)
+            who = [event_user(e) or "" for e in steps]
+            user = next((w for w in who if w and not w.startswith("uid:0")), who[0])
             what = ["escalated to root"]
             if seen_read:
                 what.append("read a sensitive file")

@@ -36,7 +36,7 @@ def test_the_monitor_and_auditd_agree_on_an_attack_workload(tmp_path: Path) -> N
     live, audit, both = map(int, m.groups())
     assert live == audit == both, proc.stdout
     for rule in ("pci-10.2.1.2-privileged-program", "pci-10.2.1.3-audit-log-access", "pci-10.2.1.4-access-denied",
-                 "pci-10.2.1.4-brute-force", "pci-10.2.1.5-account-change", "pci-10.2.1.6-audit-config-change",
+                 "pci-10.2.1.4-brute-force-local", "pci-10.2.1.5-account-change", "pci-10.2.1.6-audit-config-change",
                  "pci-10.2.1.7-system-object-change", "pci-privilege-escalation-chain"):
         assert f"| {rule} |" in proc.stdout.replace("x pci", "| pci"), (rule, proc.stdout)
     assert "only" not in proc.stdout

@@ -166,7 +166,7 @@ def test_timeline_json_over_store_and_replay(db: Path) -> None:
     from_db = json.loads(out)
     code, out = run("timeline", "--replay", str(EVENTS), *args)
     assert code == 0 and json.loads(out) == from_db
-    assert [r["type"] for r in from_db["rows"]] == ["exec", "exec", "alert", "auth", "alert"]
+    assert [r["type"] for r in from_db["rows"]] == ["exec", "exec", "setuid", "open", "connect", "alert", "auth", "alert"]
     assert len(from_db["chains"]) == 2
 
 

@@ -44,8 +44,9 @@ def test_events_round_trip_with_query_columns(tmp_path: Path) -> None:
     store = loaded(tmp_path)
     assert store.count_events() == 10
     assert store.count_events(type="auth", result="failure") == 2
-    row = store.conn.execute("SELECT user, resource, result, session FROM events WHERE type='open' AND user='root'").fetchone()
-    assert row == ("root", "/etc/shadow", "success", "42")
+    # "Who" is the login user: admin read /etc/shadow, acting as root after sudo.
+    row = store.conn.execute("SELECT user, euid, resource, result, session FROM events WHERE type='open'").fetchone()
+    assert row == ("admin", 0, "/etc/shadow", "success", "42")
     first = json.loads(EVENTS.read_text().splitlines()[0])
     assert next(store.events(type="auth")) == first
 
@@ -115,7 +116,11 @@ def test_user_window_rows_from_store_and_replay_agree(tmp_path: Path) -> None:
     assert from_store.rows == from_replay.rows
     assert [(r.ts[11:19], r.user, r.type, r.resource, r.result) for r in from_store.rows] == [
         ("10:01:00", "admin", "exec", "-bash", "success"),
-        ("10:02:00", "admin", "exec", "sudo -i", "success"),
+        # What admin did as root after sudo is admin's too: the login user stays through sudo.
+        ("10:02:00", "admin as root", "exec", "sudo -i", "success"),
+        ("10:02:00", "admin as root", "setuid", "euid=0", "success"),
+        ("10:03:15", "admin as root", "open", "/etc/shadow", "success"),
+        ("10:04:40", "admin as root", "connect", "203.0.113.50:80", "success"),
         ("10:04:40", "admin", "alert", "sudo, shadow read, outbound connection", "critical"),
         ("10:06:01", "admin", "auth", "sshd 203.0.113.9", "failure"),
         ("10:06:01", "admin", "alert", "SSH brute force", "high"),
@@ -131,10 +136,10 @@ def test_chains_from_sequence_alerts_and_sessions(tmp_path: Path) -> None:
     ]
     session = timeline.chains[1]
     assert [(s.user, s.type, s.resource) for s in session.steps] == [
-        ("admin", "exec", "sudo -i"),
-        ("root", "setuid", "euid=0"),
-        ("root", "open", "/etc/shadow"),
-        ("root", "connect", "203.0.113.50:80"),
+        ("admin as root", "exec", "sudo -i"),
+        ("admin as root", "setuid", "euid=0"),
+        ("admin as root", "open", "/etc/shadow"),
+        ("admin as root", "connect", "203.0.113.50:80"),
     ]
     assert [s.type for s in timeline.chains[0].steps] == ["exec", "open", "connect"]
 
