@@ -385,11 +385,13 @@ def scan(
     progress: Callable[[int, int], None] | None = None,
     tailoring: Tailoring | None = None,
     scan_kind: str | None = None,
+    context: FactContext | None = None,
 ) -> ScanResult:
     """Evaluate the selected check rules. A `tailoring` sets var values, may pick the
-    profile (when `profile` is not given) and enables or disables rules."""
+    profile (when `profile` is not given) and enables or disables rules. `context` replaces
+    the file-system view of `root` (a remote scan's snapshot)."""
     started = _now()
-    ctx = FactContext(registry, root, options=options)
+    ctx = context or FactContext(registry, root, options=options)
     host = _host_name(ctx)
     today = today or dt.date.today()
     waivers = waivers or WaiverSet()
