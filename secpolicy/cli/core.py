@@ -304,8 +304,9 @@ def scan(
 ) -> None:
     """Scan this host (or --root) against policies and report findings with evidence."""
     progress.set_quiet(quiet)
-    if sum((image is not None, root != "/", target is not None)) > 1:
-        raise InputError("--image, --root and --target name different things to scan: give one")
+    given = [n for n, on in (("--image", image is not None), ("--root", root != "/"), ("--target", target is not None)) if on]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)} name different things to scan: give one")
     if ssh_options and target is None:
         raise InputError("--ssh-option applies to --target only")
     if target is not None:

@@ -20,7 +20,8 @@ from secpolicy.remote.protocol import Request, read_round, round_script
 from secpolicy.remote.snapshot import Snapshot, SnapshotLimits, is_pseudo
 from secpolicy.remote.ssh import Connection, RemoteInfo, Target, check_ssh_options, parse_target
 
-__all__ = ["RemoteLimits", "RemoteScan", "RemoteTarget", "Target", "check_ssh_options", "parse_target"]
+__all__ = ["RemoteLimits", "RemoteScan", "Target", "base_requests", "check_ssh_options", "facts_read", "parse_target",
+           "with_parents"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,24 @@ def facts_read(rules: Iterable[Any]) -> set[str]:
     return out
 
 
+def with_parents(snap: Snapshot, requests: Iterable[Request]) -> set[Request]:
+    """`requests` with the entries of the parent directories the snapshot does not know yet,
+    so that links among them are known before what is below them is stored."""
+    out = set(requests)
+    trees = [r.path for r in out if r.kind in ("M", "T")]
+    for r in list(out):
+        p = r.path
+        while p != "/":
+            p = p.rsplit("/", 1)[0] or "/"
+            if any(p == t or p.startswith(t.rstrip("/") + "/") for t in trees):
+                break  # walked with its tree
+            if not snap.knows_entry(p):
+                out.add(Request.of("E", p))
+    # an entry inside a tree fetched in the same round comes with that tree
+    return {r for r in out if not (r.kind == "E" and any(r.path.startswith(t.rstrip("/") + "/")
+                                                         and is_pseudo(r.path) == is_pseudo(t) for t in trees))}
+
+
 @dataclass
 class RoundLog:
     requests: int
@@ -147,7 +166,7 @@ class RemoteScan:
         channel of the connection, applied to the snapshot."""
         snap, info = self.snapshot, self.info
         assert snap is not None and info is not None
-        batch = self._with_parents(requests)
+        batch = with_parents(snap, requests)
         self._requested |= batch
         python = info.python if self.use_python else None
         left = self.limits.max_bytes - self._bytes
@@ -165,24 +184,6 @@ class RemoteScan:
         log = RoundLog(len(batch), n, counts["entries"], counts["files"], time.monotonic() - t0)
         self.rounds.append(log)
         return log
-
-    def _with_parents(self, requests: Iterable[Request]) -> set[Request]:
-        snap = self.snapshot
-        assert snap is not None
-        out = set(requests)
-        trees = [r.path for r in out if r.kind in ("M", "T")]
-        for r in list(out):
-            p = r.path
-            while p != "/":
-                p = p.rsplit("/", 1)[0] or "/"
-                if any(p == t or p.startswith(t.rstrip("/") + "/") for t in trees):
-                    break  # walked with its tree
-                if not snap.knows_entry(p):
-                    out.add(Request.of("E", p))
-        # an entry inside a tree fetched in the same round comes with that tree
-        return {r for r in out if not (r.kind == "E" and any(r.path.startswith(t.rstrip("/") + "/") and
-                                                                 (is_pseudo(r.path) == is_pseudo(t))
-                                                                 for t in trees))}
 
     def scan(self, registry: FactRegistry, evaluate: Callable[[RemoteFacts], Any], *, rules: Sequence[Rule] = (),
              values: Mapping[str, Any] | None = None, options: dict[str, Any] | None = None) -> Any:

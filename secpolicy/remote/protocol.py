@@ -131,12 +131,17 @@ printf 'SECPOLICY-COLLECT-1\000'
 """
 
 
+def script_head(python: str | None) -> str:
+    """The shell functions every round uses, and which python3 reads /proc and /sys (if any)."""
+    head = _HEAD.replace("@CAP@", str(BULK_CAP + 1)).replace("@LIMIT@", str(PSEUDO_LIMIT))
+    return head + f"PY={_q(python) if python else ''}\n"
+
+
 def round_script(requests: Sequence[Request], python: str | None) -> bytes:
     """The script of one round: entries first (ancestors before what is below them; a path
     with no entry in the stream is absent), then the contents of /proc and /sys files, then
     one tar stream of regular files."""
-    lines = [_HEAD.replace("@CAP@", str(BULK_CAP + 1)).replace("@LIMIT@", str(PSEUDO_LIMIT)),
-             f"PY={_q(python) if python else ''}"]
+    lines = [script_head(python)]
     ordered = sorted(requests)
     for kind in ("E", "L"):
         for flag, pseudo_paths in (("-P", False), ("-L", True)):

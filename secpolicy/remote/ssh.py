@@ -126,40 +126,38 @@ class Channel:
         self.proc = proc
         self.bytes = 0
         self.budget = budget
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
         self.timed_out = False
         assert proc.stdout is not None and proc.stderr is not None
         self._out: IO[bytes] = proc.stdout
         self._err = bytearray()
         self._err_thread = threading.Thread(target=self._drain, args=(proc.stderr,), daemon=True)
         self._err_thread.start()
-        self._timer = threading.Timer(timeout, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
 
     def _drain(self, stream: IO[bytes]) -> None:
-        for chunk in iter(lambda: stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536), b""):
+        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
             if len(self._err) < _STDERR_KEEP:
                 self._err += chunk[: _STDERR_KEEP - len(self._err)]
 
-    def _expire(self) -> None:
-        self.timed_out = True
-        _kill(self.proc)
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._out.read(n) if n >= 0 else self._out.read()
-        self.bytes += len(data)
-        if self.bytes > self.budget:
-            _kill(self.proc)
-            raise RuntimeFailure(f"the remote host sent more than {self.budget} bytes (limit): collection stopped")
-        return data
-
     def read1(self, n: int = 65536) -> bytes:
-        data = self._out.read1(n) if hasattr(self._out, "read1") else self._out.read(n)
+        fd = self._out.fileno()
+        left = self.deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            self.timed_out = True
+            raise RuntimeFailure(f"a collection round took more than {self.timeout:g} s (limit): stopped")
+        data = os.read(fd, n)
         self.bytes += len(data)
         if self.bytes > self.budget:
-            _kill(self.proc)
             raise RuntimeFailure(f"the remote host sent more than {self.budget} bytes (limit): collection stopped")
         return data
+
+    def abort(self) -> None:
+        """Stop reading. The ssh client handed its pipes to the master over the control socket,
+        so killing it is not enough: closing our end makes the master close the session."""
+        _kill(self.proc)
+        self._out.close()
+        self.finish()
 
     def finish(self) -> tuple[int, str]:
         """Wait for the command to end: (exit status, what ssh said on stderr)."""
@@ -168,15 +166,18 @@ class Channel:
         except subprocess.TimeoutExpired:
             _kill(self.proc)
             rc = self.proc.wait()
-        self._timer.cancel()
-        self._err_thread.join(timeout=5)
+        self._err_thread.join(timeout=1 if self._out.closed else 10)
         return rc, self._err.decode("utf-8", "replace").strip()
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Our ssh process and, as it leads a session of its own, anything it started."""
     if proc.poll() is None:
         try:
-            os.kill(proc.pid, signal.SIGKILL)
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                os.kill(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -303,15 +304,9 @@ class Connection:
         try:
             result = consume(ch)
         except BaseException:
-            _kill(ch.proc)
-            ch.finish()
-            if ch.timed_out:
-                raise RuntimeFailure(f"{self.target.url}: a collection round took more than {timeout:.0f} s "
-                                     "(limit): stopped") from None
+            ch.abort()
             raise
         rc, err = ch.finish()
-        if ch.timed_out:
-            raise RuntimeFailure(f"{self.target.url}: a collection round took more than {timeout:.0f} s (limit): stopped")
         if rc != 0:
             raise RuntimeFailure(f"{self.target.url}: the remote collection failed (exit {rc}): {err or 'no message'}")
         return result, ch.bytes
@@ -321,11 +316,17 @@ class Connection:
         if master is not None:
             try:
                 if master.stdin is not None:
-                    master.stdin.close()
-                master.wait(timeout=10)
+                    master.stdin.close()  # its remote `cat` ends, and with it the session
+                master.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
-                _kill(master)
-                master.wait()
+                # A session still open (a round cut short): ask the master to exit, then end it.
+                subprocess.run([self.ssh, "-S", os.path.join(self.dir, "ctl"), "-O", "exit", "--", self.target.host],
+                               capture_output=True, timeout=10, check=False)
+                try:
+                    master.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    _kill(master)
+                    master.wait()
             if master.stdout is not None:
                 master.stdout.close()
         if self.dir:
@@ -340,7 +341,7 @@ LC_ALL=C; export LC_ALL
 printf 'SECPOLICY-HELLO\\000'
 echo "uid=$(id -u)"
 echo "arch=$(uname -m)"
-echo "python=$(command -v python3 2>/dev/null)"
+PY=$(command -v python3 2>/dev/null) && "$PY" -I -c "import os, stat, sys" 2>/dev/null && echo "python=$PY"
 if [ "$(find / -maxdepth 0 -readable -printf ok 2>/dev/null)" = ok ]; then echo find=ok; else echo find=missing; fi
 echo "tar=$(tar --version 2>/dev/null | head -n 1)"
 printf 'SECPOLICY-END\\000'
