@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-__all__ = ["ConfinedRoot", "Refused", "fd_closing", "make_dir", "make_hardlink", "make_symlink", "parts_of", "prepare",
-           "write_file"]
+__all__ = ["ConfinedRoot", "Refused", "fd_closing", "make_dir", "make_dir_at", "make_hardlink", "make_symlink",
+           "make_symlink_at", "parts_of", "prepare", "write_file", "write_file_at"]
 
 _MAX_LINKS = 40  # as the kernel's own limit on symlinks followed in one lookup
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -154,15 +154,21 @@ def write_file(root: ConfinedRoot, name: str, data: IO[bytes] | None, member: ta
     stays private (0600, this user's)."""
     parent, last = prepare(root, name)
     with fd_closing(parent):
-        root.remove(parent, last)
-        fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
-        with fd_closing(fd):
-            written = 0
-            if data is not None:
-                for chunk in iter(lambda: data.read(1 << 20), b""):
-                    os.write(fd, chunk)
-                    written += len(chunk)
-            _set_meta(member, fd, parent, last, owners)
+        return write_file_at(root, parent, last, data, member, owners)
+
+
+def write_file_at(root: ConfinedRoot, parent: int, last: str, data: IO[bytes] | None,
+                  member: tarfile.TarInfo | None, owners: bool = False) -> int:
+    """write_file() in the directory `parent` (a descriptor from this root)."""
+    root.remove(parent, last)
+    fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
+    with fd_closing(fd):
+        written = 0
+        if data is not None:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
+                os.write(fd, chunk)
+                written += len(chunk)
+        _set_meta(member, fd, parent, last, owners)
     return written
 
 
@@ -178,9 +184,15 @@ def make_dir(root: ConfinedRoot, name: str, member: tarfile.TarInfo | None, owne
     contents. Without `member` it stays private (0700)."""
     parent, last = prepare(root, name)
     with fd_closing(parent):
-        if not _is_dir(parent, last):
-            root.remove(parent, last)
-            os.mkdir(last, 0o700, dir_fd=parent)
+        make_dir_at(root, parent, last, member, owners)
+
+
+def make_dir_at(root: ConfinedRoot, parent: int, last: str, member: tarfile.TarInfo | None,
+                owners: bool = False) -> None:
+    if not _is_dir(parent, last):
+        root.remove(parent, last)
+        os.mkdir(last, 0o700, dir_fd=parent)
+    if member is not None:
         with fd_closing(os.open(last, _DIR_FLAGS, dir_fd=parent)) as d:
             _set_meta(member, d, parent, last, owners)
 
@@ -189,12 +201,17 @@ def make_symlink(root: ConfinedRoot, name: str, target: str, member: tarfile.Tar
                  owners: bool = False) -> None:
     parent, last = prepare(root, name)
     with fd_closing(parent):
-        root.remove(parent, last)
-        # The target is data: it is only ever read by ConfinedRoot.resolve and by the scan,
-        # both of which keep it inside the root.
-        os.symlink(target, last, dir_fd=parent)
-        if owners and member is not None:
-            os.chown(last, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        make_symlink_at(root, parent, last, target, member, owners)
+
+
+def make_symlink_at(root: ConfinedRoot, parent: int, last: str, target: str, member: tarfile.TarInfo | None = None,
+                    owners: bool = False) -> None:
+    root.remove(parent, last)
+    # The target is data: it is only ever read by ConfinedRoot.resolve and by the scan, both of
+    # which keep it inside the root.
+    os.symlink(target, last, dir_fd=parent)
+    if owners and member is not None:
+        os.chown(last, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
 
 
 def make_hardlink(root: ConfinedRoot, name: str, linkname: str) -> None:

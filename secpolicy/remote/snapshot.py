@@ -9,7 +9,14 @@ import stat
 from dataclasses import dataclass, field
 from typing import IO
 
-from secpolicy.confined import ConfinedRoot, Refused, make_dir, make_symlink, parts_of, write_file
+from secpolicy.confined import (
+    ConfinedRoot,
+    Refused,
+    make_dir_at,
+    make_symlink_at,
+    parts_of,
+    write_file_at,
+)
 from secpolicy.errors import RuntimeFailure
 
 __all__ = ["KINDS", "Entry", "Snapshot", "SnapshotLimits"]
@@ -79,9 +86,44 @@ class Snapshot:
 
     def __post_init__(self) -> None:
         self._croot = ConfinedRoot(self.root)
+        # Records arrive a directory at a time: the resolution of their parent directories and
+        # a descriptor of the last one are kept until a link or a removal may change them.
+        self._resolved: dict[str, str] = {}
+        self._fd_for: str | None = None
+        self._fd = -1
 
     def close(self) -> None:
+        self._invalidate()
         self._croot.close()
+
+    def _invalidate(self) -> None:
+        self._resolved.clear()
+        self._invalidate_fd()
+
+    def _parent(self, path: str) -> tuple[str, str]:
+        """(the parent directory resolved inside the snapshot, without its leading /; the name)."""
+        if not path.startswith("/") or "\0" in path or len(path) > self.limits.max_path:
+            raise Refused("not an absolute path")
+        parts = parts_of(path)
+        if not parts:
+            return "", ""
+        logical = "/".join(parts[:-1])
+        hit = self._resolved.get(logical)
+        if hit is None:
+            hit = self._resolved[logical] = "/".join(self._croot.resolve(parts[:-1]))
+        return hit, parts[-1]
+
+    def _dirfd(self, parent: str) -> int:
+        if self._fd_for != parent:
+            self._invalidate_fd()
+            self._fd = self._croot.open_dir(parent.split("/") if parent else [], create=True)
+            self._fd_for = parent
+        return self._fd
+
+    def _invalidate_fd(self) -> None:
+        if self._fd_for is not None:
+            os.close(self._fd)
+            self._fd_for, self._fd = None, -1
 
     # paths ---------------------------------------------------------------------------------
     def logical(self, host: str) -> str:
@@ -91,12 +133,8 @@ class Snapshot:
 
     def key(self, path: str) -> str:
         """`path` with the symlinks of its parent directories resolved inside the snapshot."""
-        if not path.startswith("/") or "\0" in path or len(path) > self.limits.max_path:
-            raise Refused("not an absolute path")
-        parts = parts_of(path)
-        if not parts:
-            return "/"
-        return "/" + "/".join([*self._croot.resolve(parts[:-1]), parts[-1]])
+        parent, last = self._parent(path)
+        return "/" + f"{parent}/{last}".strip("/")
 
     def text(self, path: str) -> str | None:
         """A collected file's content, if it was collected."""
@@ -163,7 +201,8 @@ class Snapshot:
         if len(self.entries) >= self.limits.max_entries:
             raise RuntimeFailure(f"the remote host has more than {self.limits.max_entries} entries to copy (limit)")
         try:
-            key = self.key(path)
+            parent, last = self._parent(path)
+            key = "/" + f"{parent}/{last}".strip("/")
             if key == "/":
                 if entry.kind == "d":
                     self.entries["/"] = entry
@@ -171,20 +210,23 @@ class Snapshot:
             old = self.entries.get(key)
             if old is not None and old.kind != entry.kind:
                 self._forget(key)
+                self._invalidate()
             self.absent.discard(key)
+            d = self._dirfd(parent)
             if entry.kind == "d":
-                make_dir(self._croot, key, None)
+                make_dir_at(self._croot, d, last, None)
                 if not entry.readable:
                     self.unreadable_dirs.add(key)
                 else:
                     self.unreadable_dirs.discard(key)
             elif entry.kind == "l":
                 if old != entry:
-                    make_symlink(self._croot, key, entry.target or "")
+                    make_symlink_at(self._croot, d, last, entry.target or "")
+                    self._invalidate()  # paths through it resolve differently now
             elif not (old == entry and (key in self.content or key in self.unread)):
                 # Files wait for their bytes; other kinds stay empty files whose real type
                 # lives in the entry (nothing here can block or act on a device).
-                write_file(self._croot, key, None, None)
+                write_file_at(self._croot, d, last, None, None)
                 self.content.discard(key)
                 self.unread.pop(key, None)
                 if entry.kind == "f" and not entry.readable:
@@ -206,6 +248,7 @@ class Snapshot:
             return
         if key in self.entries:
             self._forget(key)
+            self._invalidate()
             try:
                 parent = self._croot.open_dir(parts_of(posixpath.dirname(key)))
             except (OSError, Refused):
@@ -219,7 +262,8 @@ class Snapshot:
 
     def put_content(self, path: str, data: IO[bytes], size: int) -> None:
         try:
-            key = self.key(path)
+            parent, last = self._parent(path)
+            key = "/" + f"{parent}/{last}".strip("/")
         except Refused as exc:
             self.skip(path, f"refused: {exc}")
             return
@@ -230,7 +274,7 @@ class Snapshot:
         if self.content_bytes + size > self.limits.max_content_bytes:
             raise RuntimeFailure(f"the remote files to copy exceed {self.limits.max_content_bytes} bytes (limit)")
         try:
-            self.content_bytes += write_file(self._croot, key, data, None)
+            self.content_bytes += write_file_at(self._croot, self._dirfd(parent), last, data, None)
         except (OSError, Refused) as exc:
             self.skip(path, f"not copied: {exc}")
             return
