@@ -122,6 +122,19 @@ def test_facts_see_remote_owners_modes_and_types_and_say_what_they_miss(tree, sn
     assert ctx.wants == {Request.of("E", str(tree / "elsewhere"))}
 
 
+def test_owners_and_modes_come_from_the_host_not_from_the_local_copy(snap):
+    from secpolicy.remote.snapshot import Entry
+
+    snap.put_entry("/", Entry("d", 0o755, 0, 0, 4096, 0.0, True))
+    snap.put_entry("/su", Entry("f", 0o4750, 4242, 4343, 12, 1.5, True))
+    ctx = _facts(snap)
+    st = ctx.lstat("/su")
+    assert (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_size, st.st_mtime) == (
+        stat.S_IFREG, 0o4750, 4242, 4343, 12, 1.5)
+    local = os.lstat(snap.root + "/su")  # the private copy: this user's, 0600, empty until read
+    assert (local.st_uid, stat.S_IMODE(local.st_mode), local.st_size) == (os.getuid(), 0o600, 0)
+
+
 def test_a_tree_walk_asks_for_the_whole_subtree_once(tree, snap):
     fetch([Request.of("L", str(tree))], snap)
     ctx = _facts(snap)
