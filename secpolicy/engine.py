@@ -380,16 +380,15 @@ def scan(
     rule_ids: Iterable[str] | None = None,
     fail_on: Severity = Severity.LOW,
     options: dict[str, Any] | None = None,
+    context: FactContext | None = None,  # the facts' view of `root` (a remote scan's snapshot)
     today: dt.date | None = None,
     scan_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     tailoring: Tailoring | None = None,
     scan_kind: str | None = None,
-    context: FactContext | None = None,
 ) -> ScanResult:
     """Evaluate the selected check rules. A `tailoring` sets var values, may pick the
-    profile (when `profile` is not given) and enables or disables rules. `context` replaces
-    the file-system view of `root` (a remote scan's snapshot)."""
+    profile (when `profile` is not given) and enables or disables rules."""
     started = _now()
     ctx = context or FactContext(registry, root, options=options)
     host = _host_name(ctx)
