@@ -354,10 +354,11 @@ _KEY = re.compile(r"Server host key: (\S+) (\S+)")
 def _host_key(log: str) -> tuple[str | None, str | None]:
     try:
         with open(log, encoding="utf-8", errors="replace") as f:
-            m = _KEY.search(f.read(1 << 20))
+            found = _KEY.findall(f.read(1 << 20))
     except OSError:
         return None, None
-    return (m.group(1), m.group(2)) if m else (None, None)
+    # The target's key is the last one: a ProxyJump host's, if any, was checked before it.
+    return found[-1] if found else (None, None)
 
 
 def _openssh_said(log: str) -> str:
