@@ -302,7 +302,7 @@ def scan(
     verbose: bool,
     quiet: bool,
 ) -> None:
-    """Scan this host (or --root) against policies and report findings with evidence."""
+    """Scan this host (or --root, --image, --target) against policies and report findings with evidence."""
     progress.set_quiet(quiet)
     given = [n for n, on in (("--image", image is not None), ("--root", root != "/"), ("--target", target is not None)) if on]
     if len(given) > 1:
@@ -312,7 +312,8 @@ def scan(
     if target is not None:
         from secpolicy.remote import check_ssh_options, parse_target
 
-        parse_target(target), check_ssh_options(ssh_options)
+        parse_target(target)
+        check_ssh_options(ssh_options)
     _check_paths(fmt, output, report_dir, root, fail_on, baseline)
     base = _Baseline(baseline) if baseline else None
     summaries = [(path, _read_json(path)) for path in monitor_summaries]
