@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from secpolicy.confined import Refused
 from secpolicy.engine import evaluate_rule
 from secpolicy.errors import RuntimeFailure
 from secpolicy.facts.base import FactRegistry
@@ -106,8 +107,11 @@ def with_parents(snap: Snapshot, requests: Iterable[Request]) -> set[Request]:
                                                          and is_pseudo(r.path) == is_pseudo(t) for t in trees))}
 
 
-@dataclass
+@dataclass(frozen=True)
 class RoundLog:
+    """One collection round: requests sent (with parent directories), bytes received, entries
+    and file contents applied, seconds from sending the script to the end of its output."""
+
     requests: int
     bytes: int
     entries: int
@@ -176,10 +180,14 @@ class RemoteScan:
                                   budget=left, timeout=self.limits.round_timeout)
         self._bytes += n
         for r in batch:
-            key = snap.key(r.path)
+            try:
+                key = snap.key(r.path)
+            except Refused:
+                continue
+            e = snap.entries.get(key)
             if r.kind in ("E", "L", "C") and key not in snap.seen:
                 snap.put_absent(r.path)  # find reported nothing: there is nothing there
-            elif r.kind == "C" and snap.entries[key].kind == "f" and key not in snap.content:
+            elif r.kind == "C" and e is not None and e.kind == "f" and key not in snap.content:
                 snap.put_unread(r.path, "could not be read on the remote host")
         log = RoundLog(len(batch), n, counts["entries"], counts["files"], time.monotonic() - t0)
         self.rounds.append(log)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,7 +293,3 @@ def _read_tar(s: _Stream, snap: Snapshot) -> int:
     except (tarfile.TarError, EOFError) as e:
         raise RuntimeFailure(f"the remote file stream is not a valid tar: {e}") from None
     return n
-
-
-def requests_text(requests: Iterable[Request]) -> list[str]:
-    return [f"{r.kind} {r.path}" for r in sorted(requests)]
