@@ -269,3 +269,27 @@ def test_a_host_that_sends_more_than_the_byte_limit_is_stopped(server):
             pytest.raises(RuntimeFailure, match="more than 200000 bytes"):
         rs.fetch({Request.of("T", "/etc")})
     assert our_ssh_processes(server) == []
+
+
+@pytest.mark.parametrize("fake, expect", [
+    ("python3", "sh"),  # a python3 that does not work: /proc and /sys are read by sh and cat
+    ("find", "needs GNU find and GNU tar"),  # a find without -printf (as BusyBox's): refused
+])
+def test_what_the_host_lacks_is_found_out_before_collecting(tmp_path, fake, expect):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / fake).write_text("#!/bin/sh\necho \"$0: unrecognized option\" >&2\nexit 1\n")
+    (bin_dir / fake).chmod(0o755)
+    # The session's shell finds the stand-in first, as on a host whose PATH holds it.
+    s = start_sshd(tmp_path / "sshd", f'ForceCommand PATH={bin_dir}:$PATH exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n')
+    try:
+        p = remote_scan(s, "--rule", "cis-1.5.1-aslr-enabled", "--format", "json", "-o", str(tmp_path / "r.json"), tmp=tmp_path)
+        if fake == "find":
+            assert p.returncode == 3 and expect in p.stderr and "Traceback" not in p.stderr, p.stderr
+        else:
+            assert p.returncode in (0, 1), p.stderr
+            results = json.loads((tmp_path / "r.json").read_text())
+            assert results["scan"]["remote"]["pseudo_files_read_by"] == "sh"
+            assert results["results"][0]["status"] in ("pass", "fail")
+    finally:
+        stop_sshd(s)
