@@ -102,9 +102,10 @@ def with_parents(snap: Snapshot, requests: Iterable[Request]) -> set[Request]:
                 break  # walked with its tree
             if not snap.knows_entry(p):
                 out.add(Request.of("E", p))
-    # an entry inside a tree fetched in the same round comes with that tree
-    return {r for r in out if not (r.kind == "E" and any(r.path.startswith(t.rstrip("/") + "/")
-                                                         and is_pseudo(r.path) == is_pseudo(t) for t in trees))}
+    # an entry comes with any other request for its path, and with a tree fetched in the same round
+    more = {r.path for r in out if r.kind != "E"}
+    return {r for r in out if not (r.kind == "E" and (r.path in more or any(
+        r.path.startswith(t.rstrip("/") + "/") and is_pseudo(r.path) == is_pseudo(t) for t in trees)))}
 
 
 @dataclass(frozen=True)

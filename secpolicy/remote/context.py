@@ -96,8 +96,10 @@ class RemoteFacts(FactContext):
         kind, limit = self._need
         if kind != "entry":
             key = self.snapshot.logical(host)
-            if kind in ("content", "raw") and not self.snapshot.knows_entry(key):
-                self._want("C", key)  # its entry and, should it be a file, its bytes: one round
+            if not self.snapshot.knows_entry(key):
+                # The entry with what the access needs of it, in one round: a file's bytes, a
+                # directory's listing, a tree's entries.
+                self._want({"list": "L", "tree": "M"}.get(kind, "C"), key)
             self._check(path, key, kind, limit)
         return host
 
@@ -155,3 +157,15 @@ class RemoteFacts(FactContext):
     def listdir(self, path: str) -> list[str]:
         with self._needing("list"):
             return super().listdir(path)
+
+    def glob(self, pattern: str) -> list[str]:
+        # The directory before the first wildcard will be listed: ask for its listing now, not
+        # only for the entries on the way to it (one round instead of two).
+        parts = pattern.split("/")
+        wild = next((i for i, p in enumerate(parts) if any(c in p for c in "*?[")), None)
+        if wild is not None and pattern.startswith("/"):
+            try:
+                self.listdir("/".join(parts[:wild]) or "/")
+            except EvaluationError:
+                pass  # the glob itself says so
+        return super().glob(pattern)
