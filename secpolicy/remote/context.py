@@ -66,7 +66,7 @@ class RemoteFacts(FactContext):
     # what facts do -----------------------------------------------------------------------
     def _collect(self, name: str, args: tuple) -> Any:
         spec = self.registry.get(name)
-        if spec.signature.live_only and not (not args and name in self._preset):
+        if spec.signature.live_only:
             raise NotApplicable(self._live_reason(name))
         if name == "fim" and args and not (self.options.get("fim") or {}).get(args[0]):
             raise NotApplicable(f"fim({args[0]!r}): the baseline lives on {self.target}; a remote scan does not "
@@ -109,13 +109,17 @@ class RemoteFacts(FactContext):
         if e is None:
             return  # absent, or its entry is wanted already
         if e.kind == "d":
-            if kind == "list" and not snap.knows_listing(key):
-                self._want("L", key)
-            elif kind == "tree" and not snap.under_tree(key):
-                self._want("M", key)
-            if kind in ("list", "tree") and (bad := snap.unreadable_below(key) if kind == "tree" else
-                                             key if key in snap.unreadable_dirs else None):
-                raise EvaluationError(f"{bad if kind == 'tree' else shown}: permission denied")
+            # A directory the remote user cannot list fails as it would on the host.
+            if kind == "list":
+                if key in snap.unreadable_dirs:
+                    raise EvaluationError(f"{shown}: permission denied")
+                if not snap.knows_listing(key):
+                    self._want("L", key)
+            elif kind == "tree":
+                if not snap.under_tree(key):
+                    self._want("M", key)
+                elif bad := snap.unreadable_below(key):
+                    raise EvaluationError(f"tree({shown!r}): {bad}: Permission denied")
             return
         if kind not in ("content", "raw"):
             return

@@ -135,6 +135,21 @@ def test_owners_and_modes_come_from_the_host_not_from_the_local_copy(snap):
     assert (local.st_uid, stat.S_IMODE(local.st_mode), local.st_size) == (os.getuid(), 0o600, 0)
 
 
+def test_a_directory_the_remote_user_cannot_read_fails_as_on_the_host(snap):
+    from secpolicy.remote.snapshot import Entry
+
+    snap.put_entry("/", Entry("d", 0o755, 0, 0, 4096, 0.0, True))
+    snap.put_entry("/home", Entry("d", 0o755, 0, 0, 4096, 0.0, True))
+    snap.put_entry("/home/alice", Entry("d", 0o700, 1000, 1000, 4096, 0.0, False))
+    snap.mark_listed("/home", tree=True)
+    ctx = _facts(snap)
+    with pytest.raises(EvaluationError, match="/home/alice: permission denied"):
+        ctx.listdir("/home/alice")
+    with pytest.raises(EvaluationError, match="tree\\('/home'\\): /home/alice: Permission denied"):
+        ctx.fact("tree", ("/home",))
+    assert not ctx.wants
+
+
 def test_a_tree_walk_asks_for_the_whole_subtree_once(tree, snap):
     fetch([Request.of("L", str(tree))], snap)
     ctx = _facts(snap)
