@@ -390,6 +390,7 @@ def scan(
     rule_ids: Iterable[str] | None = None,
     fail_on: Severity = Severity.LOW,
     options: dict[str, Any] | None = None,
+    context: FactContext | None = None,  # the facts' view of `root` (a remote scan's snapshot)
     today: dt.date | None = None,
     scan_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -402,7 +403,7 @@ def scan(
     through `redactor` (the built-in redaction policy when none is given) before it is kept."""
     redactor = redactor or Redactor()
     started = _now()
-    ctx = FactContext(registry, root, options=options)
+    ctx = context or FactContext(registry, root, options=options)
     host = _host_name(ctx)
     today = today or dt.date.today()
     waivers = waivers or WaiverSet()

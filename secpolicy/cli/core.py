@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -258,6 +259,8 @@ class _Baseline:
 @policy_option
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False), help="Scan a mounted image or container root instead of this host.")
 @click.option("--image", metavar="PATH", help="Scan a container image: a `docker save`/`podman save` archive or an OCI layout (directory or tar), read without a daemon.")
+@click.option("--target", metavar="ssh://[USER@]HOST[:PORT]", help="Scan a remote host over SSH (OpenSSH, your ssh_config and known_hosts); nothing is installed there.")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="An ssh_config option for --target (repeatable), e.g. IdentityFile=~/.ssh/scan.")
 @click.option("--waivers", type=click.Path(dir_okay=False), help="YAML file of waivers.")
 @click.option("--tailoring", type=click.Path(dir_okay=False), help="Tailoring file: var values, profile, rules enabled or disabled (`secpolicy schema tailoring`).")
 @click.option("--profile", help="Only rules of this profile (e.g. level1-server).")
@@ -279,6 +282,8 @@ def scan(
     policies: tuple[str, ...],
     root: str,
     image: str | None,
+    target: str | None,
+    ssh_options: tuple[str, ...],
     waivers: str | None,
     tailoring: str | None,
     profile: str | None,
@@ -297,10 +302,18 @@ def scan(
     verbose: bool,
     quiet: bool,
 ) -> None:
-    """Scan this host (or --root) against policies and report findings with evidence."""
+    """Scan this host (or --root, --image, --target) against policies and report findings with evidence."""
     progress.set_quiet(quiet)
-    if image is not None and root != "/":
-        raise InputError("--image and --root name two different things to scan: give one")
+    given = [n for n, on in (("--image", image is not None), ("--root", root != "/"), ("--target", target is not None)) if on]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)} name different things to scan: give one")
+    if ssh_options and target is None:
+        raise InputError("--ssh-option applies to --target only")
+    if target is not None:
+        from secpolicy.remote import check_ssh_options, parse_target
+
+        parse_target(target)
+        check_ssh_options(ssh_options)
     _check_paths(fmt, output, report_dir, root, fail_on, baseline)
     base = _Baseline(baseline) if baseline else None
     summaries = [(path, _read_json(path)) for path in monitor_summaries]
@@ -316,21 +329,33 @@ def scan(
     severity = Severity.LOW if fail_on == "new" else Severity(fail_on)
     scan_id = str(uuid.uuid4())
     trail = _AuditTrail(audit_log, scan_id, ps, profile, tailored) if audit_log else None
-    extracted = None
+    extracted = remote = None
     try:
-        # An image is scanned from a private scratch copy, removed as soon as the scan is done.
+        # An image or a remote host is scanned from a private scratch copy, removed as soon as
+        # the scan is done.
         with contextlib.ExitStack() as scratch, progress.Progress("scan") as prog:
             if image is not None:
                 from secpolicy.image import ExtractedImage
 
                 extracted = scratch.enter_context(ExtractedImage(image))
                 root = extracted.root
-            result = engine.scan(
-                ps, reg, root=root, waivers=wset, profile=profile, standard=standard,
+            run = functools.partial(
+                engine.scan, ps, reg, waivers=wset, profile=profile, standard=standard,
                 rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options, tailoring=tailored,
                 progress=lambda done, total: prog.count(done, total, "rules"),
-                scan_kind="image" if extracted is not None else None,
+                scan_kind="image" if extracted is not None else "remote" if target is not None else None,
             )
+            if target is not None:
+                from secpolicy.remote import RemoteScan
+
+                remote = scratch.enter_context(RemoteScan(target, ssh_options=ssh_options))
+                # The rules and vars only guide what is fetched first; the scan itself decides.
+                result = remote.scan(reg, lambda ctx: run(root=ctx.root, context=ctx), options=options,
+                                     rules=engine.select_rules(ps, profile=profile, standard=standard,
+                                                               rule_ids=rule_ids or None),
+                                     values=tailored.values() if tailored else None)
+            else:
+                result = run(root=root)
     except BaseException as e:
         if trail:
             trail.failed(e)
@@ -341,6 +366,8 @@ def scan(
             dict(w, source=path) for w in summary.get("loss_windows") or [] if isinstance(w, dict)
         )
     results = result.to_results()
+    if remote is not None:
+        results = remote.annotate(results)
     if extracted is not None:
         # The scratch directory is gone: the results name the image, as a scan of a root names it.
         results["scan"].update(root=f"image:{extracted.path}", image=extracted.describe())

@@ -150,6 +150,7 @@ class FactContext:
                 continue
             candidate = os.path.join(self.root, *resolved, part)
             last = not parts
+            self._visit(resolved, part)
             if (follow or not last) and os.path.islink(candidate):
                 hops += 1
                 if hops > _MAX_SYMLINKS:
@@ -163,6 +164,10 @@ class FactContext:
                 continue
             resolved.append(part)
         return os.path.join(self.root, *resolved) if resolved else self.root
+
+    def _visit(self, resolved: list[str], part: str) -> None:
+        """Each path component host_path looks at (a remote scan's context records those its
+        snapshot lacks, to fetch them)."""
 
     def display(self, path: str) -> str:
         """How a path inside the root is shown in evidence: as the scanned system sees it."""

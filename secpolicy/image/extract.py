@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO
 
+from secpolicy.confined import (
+    ConfinedRoot,
+    Refused,
+    fd_closing,
+    make_dir,
+    make_hardlink,
+    make_symlink,
+    parts_of,
+    write_file,
+)
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
 
 __all__ = ["ExtractLimits", "ExtractReport", "apply_layers"]
 
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
-_MAX_LINKS = 40  # as the kernel's own limit on symlinks followed in one lookup
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -45,199 +49,7 @@ class ExtractReport:
             self.skipped.append((name, why))
 
 
-class _Refused(Exception):
-    pass
-
-
-def _parts(name: str) -> list[str]:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise _Refused("'..' in the path")
-    return parts
-
-
-@contextmanager
-def _fd(fd: int) -> Iterator[int]:
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-class _Root:
-    """The scratch root, reached only through descriptors; symlinks in it are read, never
-    followed by the kernel."""
-
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, _DIR_FLAGS)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-    def resolve(self, parts: list[str]) -> list[str]:
-        """`parts` with every symlink among them replaced by its target, read inside the root
-        (an absolute target starts again from the root; `..` stops at the root)."""
-        todo = list(parts)
-        done: list[str] = []
-        links = 0
-        while todo:
-            name = todo.pop(0)
-            if name == "..":
-                if done:
-                    done.pop()
-                continue
-            if name in ("", "."):
-                continue
-            try:
-                with _fd(self.open_dir(done)) as d:
-                    st = os.stat(name, dir_fd=d, follow_symlinks=False)
-                    target = os.readlink(name, dir_fd=d) if stat.S_ISLNK(st.st_mode) else None
-            except FileNotFoundError:
-                done.append(name)
-                continue
-            if target is None:
-                done.append(name)
-                continue
-            links += 1
-            if links > _MAX_LINKS:
-                raise _Refused("too many levels of symbolic links")
-            if target.startswith("/"):
-                done = []
-            todo = target.split("/") + todo
-        return done
-
-    def open_dir(self, parts: list[str], *, create: bool = False) -> int:
-        """A descriptor of the directory at `parts` (already resolved), each component opened
-        with O_NOFOLLOW relative to the previous one."""
-        fd = os.dup(self.fd)
-        try:
-            for p in parts:
-                try:
-                    nfd = os.open(p, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    os.mkdir(p, 0o755, dir_fd=fd)
-                    nfd = os.open(p, _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise _Refused(f"{p!r} on the way is not a directory") from None
-                    raise
-                os.close(fd)
-                fd = nfd
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    def remove(self, parent: int, name: str) -> None:
-        """Remove `name` (a whole tree for a directory) inside `parent`, never through a link."""
-        try:
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            with _fd(os.open(name, _DIR_FLAGS, dir_fd=parent)) as d:
-                self.clear(d)
-            os.rmdir(name, dir_fd=parent)
-        else:
-            os.unlink(name, dir_fd=parent)
-
-    def clear(self, d: int) -> None:
-        for child in os.listdir(d):
-            self.remove(d, child)
-
-
-def _prepare(root: _Root, name: str) -> tuple[int, str]:
-    """(descriptor of the parent directory, last component) for a member, the parent created
-    as needed and resolved inside the root."""
-    parts = _parts(name)
-    if not parts:
-        raise _Refused("the root itself")
-    parent = root.resolve(parts[:-1])
-    return root.open_dir(parent, create=True), parts[-1]
-
-
-def _set_meta(member: tarfile.TarInfo, fd: int | None, parent: int, name: str, owners: bool) -> None:
-    mode = member.mode & 0o7777
-    if owners:
-        if fd is not None:
-            os.fchown(fd, member.uid, member.gid)
-        else:
-            os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
-    if fd is not None:
-        os.fchmod(fd, mode)  # after chown, which clears set-id bits
-        os.utime(fd, (member.mtime, member.mtime))
-    else:
-        os.utime(name, (member.mtime, member.mtime), dir_fd=parent, follow_symlinks=False)
-
-
-def _write_file(root: _Root, member: tarfile.TarInfo, data: IO[bytes] | None, owners: bool) -> int:
-    parent, last = _prepare(root, member.name)
-    with _fd(parent):
-        root.remove(parent, last)
-        fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
-        with _fd(fd):
-            written = 0
-            if data is not None:
-                for chunk in iter(lambda: data.read(1 << 20), b""):
-                    os.write(fd, chunk)
-                    written += len(chunk)
-            _set_meta(member, fd, parent, last, owners)
-    return written
-
-
-def _is_dir(parent: int, name: str) -> bool:
-    try:
-        return stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
-    except FileNotFoundError:
-        return False
-
-
-def _is_not_dir(parent: int, name: str) -> bool:
-    try:
-        return not stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
-    except FileNotFoundError:
-        return False
-
-
-def _make_dir(root: _Root, member: tarfile.TarInfo, owners: bool) -> None:
-    parent, last = _prepare(root, member.name)
-    with _fd(parent):
-        if _is_not_dir(parent, last):
-            root.remove(parent, last)
-        if not _is_dir(parent, last):
-            os.mkdir(last, 0o700, dir_fd=parent)
-        with _fd(os.open(last, _DIR_FLAGS, dir_fd=parent)) as d:
-            _set_meta(member, d, parent, last, owners)
-
-
-def _make_symlink(root: _Root, member: tarfile.TarInfo, owners: bool) -> None:
-    parent, last = _prepare(root, member.name)
-    with _fd(parent):
-        root.remove(parent, last)
-        # The target is data: it is only ever read by _Root.resolve and by the scan, both of
-        # which keep it inside the root.
-        os.symlink(member.linkname, last, dir_fd=parent)
-        if owners:
-            os.chown(last, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
-
-
-def _make_hardlink(root: _Root, member: tarfile.TarInfo) -> None:
-    target_parts = root.resolve(_parts(member.linkname))
-    if not target_parts:
-        raise _Refused("hard link to the root")
-    with _fd(root.open_dir(target_parts[:-1])) as tdir:
-        st = os.stat(target_parts[-1], dir_fd=tdir, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            raise _Refused("hard link to a directory")
-        parent, last = _prepare(root, member.name)
-        with _fd(parent):
-            root.remove(parent, last)
-            os.link(target_parts[-1], last, src_dir_fd=tdir, dst_dir_fd=parent, follow_symlinks=False)
-
-
-def _whiteouts(root: _Root, tar: tarfile.TarFile, report: ExtractReport) -> None:
+def _whiteouts(root: ConfinedRoot, tar: tarfile.TarFile, report: ExtractReport) -> None:
     """Deletions of one layer apply to the layers below it: done before its additions."""
     for m in tar:
         base = m.name.rstrip("/").rsplit("/", 1)[-1]
@@ -245,13 +57,13 @@ def _whiteouts(root: _Root, tar: tarfile.TarFile, report: ExtractReport) -> None
             continue
         report.whiteouts += 1
         try:
-            parts = _parts(m.name)
+            parts = parts_of(m.name)
             dir_parts = root.resolve(parts[:-1])
             try:
                 d = root.open_dir(dir_parts)
             except FileNotFoundError:
                 continue
-            with _fd(d):
+            with fd_closing(d):
                 victim = base[len(_WHITEOUT):]
                 if base == _OPAQUE:
                     root.clear(d)
@@ -259,11 +71,11 @@ def _whiteouts(root: _Root, tar: tarfile.TarFile, report: ExtractReport) -> None
                     report.skip(m.name, "whiteout of no entry")
                 else:
                     root.remove(d, victim)
-        except _Refused as exc:
+        except Refused as exc:
             report.skip(m.name, f"whiteout refused: {exc}")
 
 
-def _additions(root: _Root, tar: tarfile.TarFile, report: ExtractReport, limits: ExtractLimits,
+def _additions(root: ConfinedRoot, tar: tarfile.TarFile, report: ExtractReport, limits: ExtractLimits,
                owners: bool) -> None:
     for m in tar:
         base = m.name.rstrip("/").rsplit("/", 1)[-1]
@@ -279,16 +91,16 @@ def _additions(root: _Root, tar: tarfile.TarFile, report: ExtractReport, limits:
             if m.isreg():
                 if report.bytes + m.size > limits.max_bytes:
                     raise InputError(f"the image expands beyond {limits.max_bytes} bytes (limit)")
-                report.bytes += _write_file(root, m, tar.extractfile(m), owners)
+                report.bytes += write_file(root, m.name, tar.extractfile(m), m, owners)
             elif m.isdir():
-                _make_dir(root, m, owners)
+                make_dir(root, m.name, m, owners)
             elif m.issym():
-                _make_symlink(root, m, owners)
+                make_symlink(root, m.name, m.linkname, m, owners)
             elif m.islnk():
-                _make_hardlink(root, m)
+                make_hardlink(root, m.name, m.linkname)
             else:
                 report.skip(m.name, "device node or FIFO not extracted")
-        except _Refused as exc:
+        except Refused as exc:
             report.skip(m.name, f"refused: {exc}")
         except FileNotFoundError as exc:
             report.skip(m.name, f"refused: {exc.strerror}")
@@ -308,7 +120,7 @@ def apply_layers(image: object, dest: str, *, limits: ExtractLimits | None = Non
     if os.listdir(dest):
         raise InputError("the extraction directory is not empty", dest)
     report = ExtractReport()
-    root = _Root(dest)
+    root = ConfinedRoot(dest)
     try:
         for layer in image.info.layers:
             image.verify_layer(layer)

@@ -61,7 +61,7 @@ SCAN = ObjectType(
     doc="what this scan looks at",
     dict_access=True,
     field_docs={
-        "kind": "host (the running system), root (a mounted file tree, --root); image and remote are reserved",
+        "kind": "host (the running system), root (a mounted file tree, --root), image (--image), remote (a host over SSH, --target)",
         "live": "true when the running system is scanned: processes, loaded modules and the kernel are its own",
         "root": "the directory scanned as / (\"/\" on the running system)",
     },

@@ -36,8 +36,9 @@ def _free_port() -> int:
         return port
 
 
-def start_sshd(directory: Path) -> SshServer:
-    """Start sshd in the foreground of a child process (so it is ours to stop)."""
+def start_sshd(directory: Path, extra_config: str = "") -> SshServer:
+    """Start sshd in the foreground of a child process (so it is ours to stop); `extra_config`
+    lines are added to its sshd_config."""
     assert SSHD is not None
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("host", "client"):
@@ -49,7 +50,7 @@ def start_sshd(directory: Path) -> SshServer:
         f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {directory / 'host'}\n"
         f"PidFile {directory / 'sshd.pid'}\nAuthorizedKeysFile {directory / 'authorized_keys'}\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\n"
+        "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\n" + extra_config
     )
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=open(directory / "sshd.log", "wb"))  # noqa: SIM115

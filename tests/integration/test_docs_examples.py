@@ -28,6 +28,9 @@ SUBSTITUTE = {
     "/var/lib/secpolicy/": "{sandbox}/var-lib-secpolicy/",
     "--duration 60": "--duration 3",
     "./scripts/": f"{REPO}/scripts/",
+    # a remote host: this machine through a private sshd on loopback (its own keys)
+    "ssh://root@web1.example.com": "{ssh_target}",
+    "~/.ssh/secpolicy_scan": "{ssh_key}",
 }
 # Examples that cannot run inside the suite, and why.
 NOT_HERE = {
@@ -39,6 +42,7 @@ NOT_HERE = {
         "needs a PostgreSQL server (test_fleet.py runs the same against a private one)",
 }
 LIVE = ("secpolicy monitor", "secpolicy doctor")
+REMOTE = "--target ssh://"
 OK_CODES = {0, 1, 4}  # compliant, non-compliant, compliant through waivers: the command ran
 
 
@@ -51,6 +55,10 @@ class Example:
     @property
     def live(self) -> bool:
         return self.command.startswith(LIVE)
+
+    @property
+    def remote(self) -> bool:
+        return REMOTE in self.command
 
 
 def _is_synopsis(cmd: str) -> bool:
@@ -133,10 +141,11 @@ def sandbox(tmp_path_factory) -> Path:
     return d
 
 
-def _run(ex: Example, sandbox: Path) -> None:
+def _run(ex: Example, sandbox: Path, ssh: dict[str, str] | None = None) -> None:
     cmd = ex.command
     for old, new in SUBSTITUTE.items():
-        cmd = cmd.replace(old, new.format(sandbox=sandbox))
+        if old in cmd:
+            cmd = cmd.replace(old, new.format(sandbox=sandbox, **(ssh or {})))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "GITHUB_OUTPUT": str(sandbox / "github_output")}
     p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=sandbox, env=env, timeout=600,
                        check=False)
@@ -157,8 +166,27 @@ def test_the_docs_have_examples_and_every_one_is_run_or_explained():
 @pytest.mark.parametrize("doc", sorted({ex.doc for ex in ALL if not ex.live}))
 def test_doc_examples_run(doc, sandbox):
     for ex in ALL:
-        if ex.doc == doc and not ex.live and ex.command not in NOT_HERE:
+        if ex.doc == doc and not ex.live and not ex.remote and ex.command not in NOT_HERE:
             _run(ex, sandbox)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("sshd") is None and not os.path.exists("/usr/sbin/sshd"),
+                    reason="remote examples scan this machine through a private sshd: needs root and openssh-server")
+def test_remote_doc_examples_run(sandbox, tmp_path):
+    sys.path.insert(0, str(TESTS / "integration"))
+    from sshd_server import start_sshd, stop_sshd
+
+    remote = [ex for ex in ALL if ex.remote]
+    assert {ex.doc for ex in remote} >= {"README.md", "fleet.md"}
+    server = start_sshd(tmp_path / "sshd")
+    try:
+        ssh = {"ssh_target": f"ssh://root@127.0.0.1:{server.port} --ssh-option UserKnownHostsFile={server.known_hosts}"
+                             f" --ssh-option IdentityFile={server.client_key}",
+               "ssh_key": str(server.client_key)}
+        for ex in remote:
+            _run(ex, sandbox, ssh)
+    finally:
+        stop_sshd(server)
 
 
 @pytest.mark.live
