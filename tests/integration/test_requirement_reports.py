@@ -129,7 +129,7 @@ def test_html_has_the_requirements_section_and_the_tailoring(scans):
     section = section[: section.index("</section>")]
     assert "<strong>8.3.4</strong>" in section and "automated" in section
     assert sha(scans) in section
-    assert "<code>ssh_max_auth_tries</code></td><td><code>4</code></td><td><code>6</code>" in section
+    assert '<code class="name">ssh_max_auth_tries</code></td><td><code>4</code></td><td><code>6</code>' in section
     assert "break-glass root access, CHG-1234" in section
 
 
