@@ -9,12 +9,12 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from secpolicy import __version__
-from secpolicy.dsl import TraceRecord
+from secpolicy.dsl import CompiledExpr, TraceRecord, expectation
 from secpolicy.errors import (
     EXIT_NONCOMPLIANT,
     EXIT_OK,
@@ -25,6 +25,7 @@ from secpolicy.errors import (
 from secpolicy.facts.base import FactContext, FactRegistry
 from secpolicy.models import FAILING_STATUSES, Evidence, Finding, Severity, Status, Waiver
 from secpolicy.policy.model import PolicySet, Rule
+from secpolicy.policy.vars import SCAN_VAR, merged_values, scan_context
 from secpolicy.policy.waivers import WaiverSet
 
 __all__ = [
@@ -71,31 +72,110 @@ def select_rules(
 
 
 def _evidence(records: Sequence[TraceRecord], passed: bool) -> tuple[Evidence, ...]:
+    """The comparisons that decided the verdict, first; then, for a failure, the guards it
+    got past (`sshd.exists` in `not sshd.exists or ...`), marked as not deciding."""
     relevant = [r for r in records if r.want is not None]
     if passed:
-        chosen = [r for r in relevant if r.result == r.want]
+        deciding, context = [r for r in relevant if r.result == r.want], []
     else:
-        chosen = [r for r in relevant if r.result != r.want] or relevant
+        against = [r for r in relevant if r.result != r.want] or relevant
+        deciding = [r for r in against if not r.context] or against
+        context = [r for r in against if r.context and r not in deciding]
     seen: set[tuple] = set()
     out: list[Evidence] = []
-    for r in chosen:
+    for r in deciding + context:
         key = (r.text, r.observed, r.source)
         if key in seen:
             continue
         seen.add(key)
-        if r.op == "is":  # a bare boolean condition: expected true, or false under `not`
-            expected = "true" if r.want else "false"
-        else:
-            expected = r.expected if r.want else f"not {r.expected}"
-        out.append(Evidence(expression=r.text, expected=expected, observed=r.observed, source=r.source))
+        out.append(Evidence(
+            expression=r.text,
+            expected=expectation(r.op, r.expected, bool(r.want)),
+            observed=r.observed,
+            source=r.source,
+            decisive=r in deciding,
+        ))
     if len(out) > _MAX_EVIDENCE:
         extra = len(out) - _MAX_EVIDENCE
         out = out[:_MAX_EVIDENCE] + [Evidence(expression="...", message=f"{extra} more comparison(s) not shown")]
     return tuple(out)
 
 
-def evaluate_rule(rule: Rule, ctx: FactContext) -> Finding:
-    """Evaluate one check rule. Never raises: an exception becomes an ERROR finding."""
+class _Env:
+    """What a compiled check evaluates against (dsl.EvalEnv): the scan's facts and the
+    values of vars."""
+
+    __slots__ = ("fact", "values")
+
+    def __init__(self, ctx: FactContext, values: Mapping[str, Any]) -> None:
+        self.fact = ctx.fact
+        self.values = values
+
+    def var(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise EvaluationError(f"var {name!r} has no value") from None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One expression evaluated: its truth, or the status (error, not applicable) and why."""
+
+    value: bool
+    trace: list[TraceRecord]
+    status: Status | None = None
+    reason: str | None = None
+
+
+def _run(expr: CompiledExpr, env: _Env) -> _Outcome:
+    assert expr.traced is not None
+    trace: list[TraceRecord] = []
+    try:
+        return _Outcome(bool(expr.traced(env, trace)), trace)
+    except NotApplicable as e:
+        return _Outcome(False, trace, Status.NOT_APPLICABLE, e.message)
+    except EvaluationError as e:
+        return _Outcome(False, trace, Status.ERROR, e.message)
+    except RecursionError:
+        return _Outcome(False, trace, Status.ERROR, "expression too deeply nested to evaluate")
+    except Exception as e:  # noqa: BLE001 - an error is never a pass: unexpected failures are findings too
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        reason = f"internal error: {type(e).__name__}: {e} ({os.path.basename(frame.filename)}:{frame.lineno})"
+        return _Outcome(False, trace, Status.ERROR, reason)
+
+
+def _not_applicable(rule: Rule, env: _Env) -> tuple[Status, str, tuple[Evidence, ...]] | None:
+    """The verdict of the first applicability condition that does not hold, or None."""
+    for cond in rule.applicable:
+        text = cond.expr.text.strip()
+        out = _run(cond.expr, env)
+        if out.status == Status.ERROR:
+            reason = f"applicability could not be evaluated: {out.reason}"
+            return Status.ERROR, reason, _evidence(out.trace, False) + (Evidence(expression=text, message=reason),)
+        if out.status == Status.NOT_APPLICABLE:
+            return Status.NOT_APPLICABLE, out.reason or "", (Evidence(expression=text, message=out.reason),)
+        if not out.value:
+            found = _evidence(out.trace, False)
+            if found and found[0].expression == text:  # the condition is one comparison: say why on it
+                return Status.NOT_APPLICABLE, cond.reason, (replace(found[0], message=cond.reason),) + found[1:]
+            head = Evidence(expression=text, expected="true", observed="false", message=cond.reason)
+            return Status.NOT_APPLICABLE, cond.reason, (head,) + found
+    return None
+
+
+def rule_values(rule: Rule, ctx: FactContext, overrides: Mapping[str, Any] | None = None, scan_kind: str | None = None) -> dict[str, Any]:
+    """The values a rule's expressions read: its vars (defaults, then `overrides`) and `scan`."""
+    values = merged_values(rule.params, overrides)
+    values[SCAN_VAR] = scan_context(ctx.root, ctx.live, scan_kind)
+    return values
+
+
+def evaluate_rule(
+    rule: Rule, ctx: FactContext, *, values: Mapping[str, Any] | None = None, scan_kind: str | None = None
+) -> Finding:
+    """Evaluate one check rule: applicability first, then the check. Never raises: an
+    exception becomes an ERROR finding. `values` overrides vars (tailoring, inline tests)."""
     base: dict[str, Any] = {
         "rule_id": rule.id,
         "title": rule.title,
@@ -111,31 +191,22 @@ def evaluate_rule(rule: Rule, ctx: FactContext) -> Finding:
     }
     if rule.check is None:
         return Finding(status=Status.SKIPPED, reason="event rule: evaluated by `secpolicy monitor` or `replay`", **base)
-    assert rule.check.traced is not None
-    trace: list[TraceRecord] = []
-    ctx.trace = trace
+    env = _Env(ctx, rule_values(rule, ctx, values, scan_kind))
     t0 = time.perf_counter()
-    try:
-        ok = rule.check.traced(ctx)
-        status = Status.PASS if ok else Status.FAIL
-        evidence = _evidence(trace, bool(ok))
-        reason = None
-    except NotApplicable as e:
-        status, reason = Status.NOT_APPLICABLE, e.message
-        evidence = (Evidence(expression=rule.check.text, message=e.message),)
-    except EvaluationError as e:
-        status, reason = Status.ERROR, e.message
-        evidence = _evidence(trace, False) + (Evidence(expression=rule.check.text, message=e.message),)
-    except RecursionError:
-        status, reason = Status.ERROR, "expression too deeply nested to evaluate"
-        evidence = (Evidence(expression=rule.check.text, message=reason),)
-    except Exception as e:  # noqa: BLE001 - an error is never a pass: unexpected failures are findings too
-        frame = traceback.extract_tb(e.__traceback__)[-1]
-        reason = f"internal error: {type(e).__name__}: {e} ({os.path.basename(frame.filename)}:{frame.lineno})"
-        status = Status.ERROR
-        evidence = (Evidence(expression=rule.check.text, message=reason),)
-    finally:
-        ctx.trace = None
+    verdict = _not_applicable(rule, env)
+    if verdict is not None:
+        status, why, evidence = verdict
+        return Finding(status=status, evidence=evidence, reason=why, duration_ms=(time.perf_counter() - t0) * 1000, **base)
+    out = _run(rule.check, env)
+    text = rule.check.text
+    reason: str | None
+    if out.status is None:
+        status, reason, evidence = (Status.PASS if out.value else Status.FAIL), None, _evidence(out.trace, out.value)
+    elif out.status == Status.NOT_APPLICABLE:
+        status, reason, evidence = out.status, out.reason, (Evidence(expression=text, message=out.reason),)
+    else:
+        status, reason = out.status, out.reason
+        evidence = _evidence(out.trace, False) + (Evidence(expression=text, message=out.reason),)
     ms = (time.perf_counter() - t0) * 1000
     return Finding(status=status, evidence=evidence, reason=reason, duration_ms=ms, **base)
 

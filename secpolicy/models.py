@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FAILING_STATUSES", "Evidence", "Finding", "Severity", "Status", "Waiver"]
+__all__ = ["FAILING_STATUSES", "Evidence", "Finding", "Severity", "Status", "Waiver", "deciding_evidence"]
 
 
 class Status(str, enum.Enum):
@@ -47,13 +47,16 @@ _SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
 @dataclass(frozen=True)
 class Evidence:
     """One compared sub-expression: what the rule expected, what was observed, and where
-    the observed value was read (`path:line`, a /proc file, `default`, ...)."""
+    the observed value was read (`path:line`, a /proc file, `default`, ...). `decisive` is
+    false for context the verdict did not turn on (a guard such as `sshd.exists` that held
+    before the deciding comparison failed)."""
 
     expression: str
     expected: str | None = None
     observed: str | None = None
     source: str | None = None
     message: str | None = None
+    decisive: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,7 @@ class Evidence:
             "observed": self.observed,
             "source": self.source,
             "message": self.message,
+            "decisive": self.decisive,
         }
 
     def describe(self) -> str:
@@ -75,6 +79,11 @@ class Evidence:
         if self.message:
             parts.append(self.message)
         return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+def deciding_evidence(evidence: tuple[Evidence, ...]) -> tuple[Evidence, ...]:
+    """The evidence items a verdict turned on (all of them when none is marked)."""
+    return tuple(e for e in evidence if e.decisive) or evidence
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def _run_one(rule: Rule, test: RuleTest, registry: FactRegistry) -> TestOutcome:
         if test.files:
             materialize_files(tmp, test.files)
         ctx = FactContext(registry, tmp, options=test.options, preset=test.facts)
-        finding = evaluate_rule(rule, ctx)
+        finding = evaluate_rule(rule, ctx, values=test.vars)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ok = finding.status.value == test.expect

@@ -103,14 +103,7 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
         order = {"error": 0, "fail": 1, "waived": 2}
         shown.sort(key=lambda r: (order.get(r["status"], 3), -SEVERITIES.index(r["severity"]), r["rule_id"]))
         for r in shown:
-            ev = r["evidence"][0] if r["evidence"] else None
-            text = r.get("reason") or ""
-            if ev and r["status"] != "error":
-                text = ev["expression"]
-                if ev.get("expected") is not None:
-                    text += f"  expected {ev['expected']}, observed {ev['observed']}"
-                if ev.get("source"):
-                    text += f"  ({ev['source']})"
+            text = _evidence_cell(r)
             t.add_row(
                 f"[{_STATUS_STYLE[r['status']]}]{r['status']}[/]",
                 r["severity"],
@@ -123,6 +116,26 @@ def _print_table(results: dict[str, Any], console: Console, verbose: bool) -> No
     for fw, e in summary["frameworks"].items():
         pct = "n/a" if e["compliance_pct"] is None else f"{e['compliance_pct']:.1f}%"
         console.print(f"  {fw:<12} {pct:>7} compliant  ({e['pass']} pass, {e['fail']} fail, {e['error']} error, {e['waived']} waived)")
+
+
+def _evidence_cell(r: dict[str, Any]) -> str:
+    """The comparisons the verdict turned on (not a guard it got past); for an error or a
+    rule that does not apply, the reason first."""
+    if r["status"] == "error":
+        return r.get("reason") or ""
+    evidence = r["evidence"]
+    deciding = [e for e in evidence if e.get("decisive", True)] or evidence
+    lines = [r["reason"]] if r["status"] == "not_applicable" and r.get("reason") else []
+    for ev in deciding[:3]:
+        text = ev["expression"]
+        if ev.get("expected") is not None:
+            text += f"  expected {ev['expected']}, observed {ev['observed']}"
+        if ev.get("source"):
+            text += f"  ({ev['source']})"
+        lines.append(text)
+    if len(deciding) > 3:
+        lines.append(f"... and {len(deciding) - 3} more")
+    return "\n".join(lines) or (r.get("reason") or "")
 
 
 @click.command()
@@ -326,13 +339,16 @@ def lint(paths: tuple[str, ...], waivers: str | None) -> None:
         wset = load_waivers(Path(waivers))
         for w in wset.unknown_rules(r.id for r in ps.rules):
             problems.append(f"{w.source}: waiver for unknown rule id {w.rule_id!r}")
+    read = {n for r in ps.rules for n in r.params}
+    problems.extend(f"{v.source}: var {v.name!r} is read by no rule" for v in ps.vars.values() if v.name not in read)
     for fw, cov in compute_coverage(ps).items():
         for req in cov.unbacked:
             problems.append(f"coverage: {fw} {req} is declared automated/partial but no rule references it")
     if problems:
         raise InputError("\n".join(problems))
     n_rules = len(ps.rules)
-    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules)")
+    n_vars = f", {len(ps.vars)} vars" if ps.vars else ""
+    click.echo(f"ok: {len(ps.policies)} policies, {n_rules} rules ({len(ps.check_rules)} checks, {len(ps.event_rules)} event rules){n_vars}")
 
 
 # explain ---------------------------------------------------------------------------------
@@ -352,6 +368,7 @@ def explain(rule_id: str, policies: tuple[str, ...]) -> None:
     click.echo(f"  severity    {rule.severity.value}")
     for fw, ids in rule.references.items():
         click.echo(f"  {fw:<11} {', '.join(ids)}")
+    _explain_applicability(rule)
     exprs = [("check", rule.check), ("when", rule.when)]
     if rule.sequence:
         exprs += [(f"step {i + 1}", s) for i, s in enumerate(rule.sequence.steps)]
@@ -372,6 +389,23 @@ def explain(rule_id: str, policies: tuple[str, ...]) -> None:
         click.echo(f"\nsequence: within {rule.sequence.within:g}s by {', '.join(rule.sequence.by) or '(all)'}")
     if rule.is_event_rule:
         _explain_event_rule(rule)
+
+
+def _explain_applicability(rule: Any) -> None:
+    if rule.applicable:
+        click.echo("\napplies only when (checked in order, before the check):")
+        for c in rule.applicable:
+            click.echo(f"  {' '.join(c.expr.text.split())}")
+            click.echo(f"    else not applicable: {c.reason}  [{c.scope}, {c.source}]")
+    if rule.params:
+        click.echo("\nvars read:")
+        for v in rule.params.values():
+            bounds = [f"{k} {x}" for k, x in v.to_dict().items() if k in ("min", "max")]
+            if v.choices is not None:
+                bounds.append("one of " + ", ".join(v.to_dict()["choices"]))
+            extra = f" ({'; '.join(bounds)})" if bounds else ""
+            click.echo(f"  {v.name}: {v.type_name} = {v.show(v.default)}{extra}  [{v.source}]")
+            click.echo(f"    {v.description}")
 
 
 def _explain_event_rule(rule: Any) -> None:

@@ -1,8 +1,8 @@
 """The policy expression language: parse (Lark), type-check, compile to closures.
 
     expr = compile_expression('file("/etc/shadow").mode & 0o077 == 0', catalogue)
-    expr.fn(env)        # fast path
-    expr.traced(env)    # records evidence in env.trace
+    expr.fn(env)                # fast path
+    expr.traced(env, records)   # appends a TraceRecord per comparison: the evidence
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Catalogue, Macro, Signature, check_expression
-from secpolicy.dsl.compiler import EvalEnv, Trace, TraceRecord, compile_check, compile_event
+from secpolicy.dsl.compiler import EvalEnv, compile_check, compile_event
 from secpolicy.dsl.parser import PLAIN_ORIGIN, Origin, parse_duration, parse_expression, parse_size
+from secpolicy.dsl.traced import Observed, Sourced, Traced, TraceRecord, compile_traced, expectation
 
 __all__ = [
     "PLAIN_ORIGIN",
@@ -22,12 +23,15 @@ __all__ = [
     "CompiledExpr",
     "EvalEnv",
     "Macro",
+    "Observed",
     "Origin",
     "Signature",
-    "Trace",
+    "Sourced",
     "TraceRecord",
+    "Traced",
     "ast",
     "compile_expression",
+    "expectation",
     "parse_duration",
     "parse_expression",
     "parse_size",
@@ -40,9 +44,10 @@ class CompiledExpr:
     node: ast.Node  # the typed, resolved AST
     kind: str  # "check" or "event"
     fn: Callable[[Any], Any]
-    traced: Callable[[Any], Any] | None
+    traced: Traced | None  # checks only: fn(env, trace) -> bool, recording evidence
     facts_used: frozenset[str]
     fields_used: frozenset[tuple[str, ...]]
+    vars_used: frozenset[str] = frozenset()
 
 
 def compile_expression(
@@ -58,13 +63,16 @@ def compile_expression(
     node = parsed if parsed is not None else parse_expression(text, origin)
     checked = check_expression(node, catalogue, origin, text)
     if kind == "event":
-        return CompiledExpr(text, checked.node, kind, compile_event(checked), None, checked.facts_used, checked.fields_used)
+        return CompiledExpr(
+            text, checked.node, kind, compile_event(checked), None, checked.facts_used, checked.fields_used, checked.vars_used
+        )
     return CompiledExpr(
         text,
         checked.node,
         kind,
-        compile_check(checked, trace=False),
-        compile_check(checked, trace=True),
+        compile_check(checked),
+        compile_traced(checked),
         checked.facts_used,
         checked.fields_used,
+        checked.vars_used,
     )

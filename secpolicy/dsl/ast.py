@@ -27,6 +27,7 @@ __all__ = [
     "Node",
     "Not",
     "Or",
+    "PolicyVar",
     "Quantifier",
     "Var",
     "retype",
@@ -157,6 +158,13 @@ class Var(Node):
 
     name: str
     slot: int
+
+
+@dataclass(frozen=True)
+class PolicyVar(Node):
+    """A policy var (`vars:`) or the scan context, read from the evaluation's values."""
+
+    name: str
 
 
 @dataclass(frozen=True)

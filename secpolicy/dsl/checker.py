@@ -60,6 +60,7 @@ class Catalogue:
     event_root: ObjectType | None = None  # set for `when:` expressions
     lists: Mapping[str, ast.ListLit] = field(default_factory=dict)
     macros: Mapping[str, Macro] = field(default_factory=dict)
+    vars: Mapping[str, Type] = field(default_factory=dict)  # policy vars, read at evaluation
 
 
 _BUILTINS: dict[str, tuple[tuple[Type, ...], Type]] = {
@@ -86,6 +87,7 @@ class _Checker:
         self.macro_stack: list[str] = []
         self.facts_used: set[str] = set()
         self.fields_used: set[tuple[str, ...]] = set()
+        self.vars_used: set[str] = set()
 
     # errors ------------------------------------------------------------------------------
     def error(self, node: ast.Node, message: str) -> LocatedError:
@@ -147,6 +149,11 @@ class _Checker:
         if n.name in self.cat.lists:
             lst = self.cat.lists[n.name]
             return replace(lst, line=n.line, column=n.column, start=n.start, end=n.end)
+        if n.name in self.cat.vars:
+            if self.cat.event_root is not None:
+                raise self.error(n, f"{n.name!r} is a var: vars are read by checks and applicability conditions, not by event rules")
+            self.vars_used.add(n.name)
+            return ast.PolicyVar(n.name, line=n.line, column=n.column, start=n.start, end=n.end, type=self.cat.vars[n.name], text=n.name)
         root = self.cat.event_root
         if root is not None:
             if n.name in root.fields:
@@ -163,7 +170,7 @@ class _Checker:
                 raise self.error(n, f"fact {n.name!r} takes {len(sig.params)} argument(s): write {n.name}(...)")
             self.facts_used.add(n.name)
             return ast.Fact(n.name, (), line=n.line, column=n.column, start=n.start, end=n.end, type=sig.returns)
-        raise self.error(n, f"unknown name {n.name!r}: not a fact, list, macro or variable")
+        raise self.error(n, f"unknown name {n.name!r}: not a fact, list, macro, var or variable")
 
     def expand_macro(self, n: ast.Name) -> ast.Node:
         if n.name in self.macro_stack:
@@ -367,6 +374,9 @@ class _Checker:
     def c_Builtin(self, n: ast.Builtin) -> ast.Node:
         return n
 
+    def c_PolicyVar(self, n: ast.PolicyVar) -> ast.Node:
+        return n
+
 
 @dataclass(frozen=True)
 class Checked:
@@ -374,6 +384,7 @@ class Checked:
     nslots: int
     facts_used: frozenset[str]
     fields_used: frozenset[tuple[str, ...]]
+    vars_used: frozenset[str] = frozenset()
 
 
 def check_expression(
@@ -384,5 +395,5 @@ def check_expression(
     out = c.check(node)
     if want != ANY and out.type not in (want, ANY):
         raise c.error(node, f"a rule condition must be a condition (bool), this is {out.type}: {c.snippet(node)}")
-    return Checked(out, c.nslots, frozenset(c.facts_used), frozenset(c.fields_used))
+    return Checked(out, c.nslots, frozenset(c.facts_used), frozenset(c.fields_used), frozenset(c.vars_used))
 

@@ -1,8 +1,8 @@
 """Compile a type-checked AST into nested Python closures, once, at load time.
 
-Check expressions run against a fact context (`env.fact(name, args)`); event expressions run
-against a plain event dict. The traced variant of a check also records, for every comparison,
-the observed and expected values and where the observed value was read: that is the evidence."""
+Check expressions run against an evaluation environment (`env.fact(name, args)`,
+`env.var(name)`); event expressions run against a plain event dict. The traced variant of a
+check, which records evidence, lives in traced.py and shares the operators defined here."""
 
 from __future__ import annotations
 
@@ -11,42 +11,37 @@ import ipaddress
 import os.path
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Checked
-from secpolicy.dsl.types import BOOL, CIDR, ListType, Type, format_value
+from secpolicy.dsl.types import CIDR, ListType, Type
 from secpolicy.errors import EvaluationError
 
-__all__ = ["EvalEnv", "Fn", "Trace", "TraceRecord", "compile_check", "compile_event"]
+__all__ = ["BUILTINS", "EvalEnv", "Fn", "compile_check", "compile_event", "is_const", "operator_for"]
 
 Fn = Callable[[Any, list], Any]
 
 
-@dataclass(frozen=True)
-class TraceRecord:
-    """One comparison seen while evaluating a traced check."""
-
-    text: str
-    op: str
-    observed: str
-    expected: str
-    result: bool
-    want: bool | None  # the result that makes the rule pass; None inside count()
-    source: str | None
-
-
-class Trace(list):  # list[TraceRecord]
-    pass
-
-
 class EvalEnv(Protocol):
-    trace: Trace | None
-    last_source: str | None
+    """What a compiled check evaluates against: facts by name and arguments, vars by name."""
 
     def fact(self, name: str, args: tuple) -> Any: ...
+
+    def var(self, name: str) -> Any: ...
+
+
+BUILTINS: dict[str, Callable[[Any], Any]] = {
+    "len": len,
+    "lower": str.lower,
+    "upper": str.upper,
+    "int": lambda s: int(s, 0),
+    "ip": lambda s: str(ipaddress.ip_address(s)),
+    "cidr": lambda s: ipaddress.ip_network(s, strict=False),
+    "basename": os.path.basename,
+    "dirname": os.path.dirname,
+}
 
 
 @lru_cache(maxsize=4096)
@@ -57,21 +52,12 @@ def _as_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _no_value(text: str) -> EvaluationError:
-    return EvaluationError(f"{text}: no value to compare")
-
-
 class _Compiler:
-    def __init__(self, event: bool, trace: bool) -> None:
+    def __init__(self, event: bool) -> None:
         self.event = event
-        self.trace = trace
 
     def c(self, n: ast.Node, want: bool | None = True) -> Fn:
         fn: Fn = getattr(self, "c_" + type(n).__name__)(n, want)
-        if self.trace and want is not None and isinstance(n, (ast.And, ast.Or, ast.Not, ast.Quantifier)):
-            return _pruning(fn, want)
-        if self.trace and want is not None and n.type == BOOL and isinstance(n, (ast.Attr, ast.MethodCall)):
-            return _truth(fn, n.text, want)
         return fn
 
     # leaves -----------------------------------------------------------------------------
@@ -89,6 +75,10 @@ class _Compiler:
     def c_Var(self, n: ast.Var, want: bool | None) -> Fn:
         slot = n.slot
         return lambda env, fr: fr[slot]
+
+    def c_PolicyVar(self, n: ast.PolicyVar, want: bool | None) -> Fn:
+        name = n.name
+        return lambda env, fr: env.var(name)
 
     def c_Field(self, n: ast.Field, want: bool | None) -> Fn:
         path = n.path
@@ -125,18 +115,6 @@ class _Compiler:
     def c_Attr(self, n: ast.Attr, want: bool | None) -> Fn:
         obj = self.c(n.obj, None)
         name = n.name
-        if self.trace:
-
-            def traced(env: Any, fr: list) -> Any:
-                o = obj(env, fr)
-                if o is None:
-                    return None
-                where = getattr(o, "where", None)
-                if where is not None:
-                    env.last_source = where(name)
-                return getattr(o, name, None) if not isinstance(o, dict) else o.get(name)
-
-            return traced
 
         def plain(env: Any, fr: list) -> Any:
             o = obj(env, fr)
@@ -150,18 +128,12 @@ class _Compiler:
         obj = self.c(n.obj, None)
         name = n.name
         argf = [self.c(a, None) for a in n.args]
-        trace = self.trace
 
         def fn(env: Any, fr: list) -> Any:
             o = obj(env, fr)
             if o is None:
                 return None
-            args = [f(env, fr) for f in argf]
-            if trace:
-                where = getattr(o, "where", None)
-                if where is not None:
-                    env.last_source = where(name, *args)
-            return getattr(o, name)(*args)
+            return getattr(o, name)(*[f(env, fr) for f in argf])
 
         return fn
 
@@ -183,16 +155,7 @@ class _Compiler:
 
     def c_Builtin(self, n: ast.Builtin, want: bool | None) -> Fn:
         (arg,) = [self.c(a, None) for a in n.args]
-        impl: Callable[[Any], Any] = {
-            "len": len,
-            "lower": str.lower,
-            "upper": str.upper,
-            "int": lambda s: int(s, 0),
-            "ip": lambda s: str(ipaddress.ip_address(s)),
-            "cidr": lambda s: ipaddress.ip_network(s, strict=False),
-            "basename": os.path.basename,
-            "dirname": os.path.dirname,
-        }[n.name]
+        impl = BUILTINS[n.name]
         name = n.name
 
         def fn(env: Any, fr: list) -> Any:
@@ -241,21 +204,14 @@ class _Compiler:
 
     def c_BitAnd(self, n: ast.BitAnd, want: bool | None) -> Fn:
         fns = [self.c(i, None) for i in n.items]
-        trace = self.trace
-        t = n.type
 
         def fn(env: Any, fr: list) -> Any:
             acc = None
-            values = []
             for f in fns:
                 v = f(env, fr)
                 if v is None:
                     return None
-                values.append(v)
                 acc = v if acc is None else acc & v
-            if trace:
-                # Evidence shows the whole mode, not only the masked bits: "0o644 & 0o77 = 0o44".
-                env.last_operands = " & ".join(format_value(v, t) for v in values) + " = " + format_value(acc, t)
             return acc
 
         return fn
@@ -276,19 +232,10 @@ class _Compiler:
 
     def c_Exists(self, n: ast.Exists, want: bool | None) -> Fn:
         f = self.c(n.item, None)
-        trace = self.trace
-        text = n.text
 
         def fn(env: Any, fr: list) -> bool:
-            if trace:
-                env.last_source = None
             v = f(env, fr)
-            res = v is not None and v is not False and getattr(v, "exists", True) is not False
-            if trace and env.trace is not None:
-                env.trace.append(
-                    TraceRecord(text, "exists", "present" if res else "absent", "present", res, want, env.last_source)
-                )
-            return res
+            return v is not None and v is not False and getattr(v, "exists", True) is not False
 
         return fn
 
@@ -312,14 +259,11 @@ class _Compiler:
         if kind == "all":
 
             def q_all(env: Any, fr: list) -> bool:
-                ok = True
                 for it in items(env, fr):
                     fr[slot] = it
                     if not cond(env, fr):
-                        ok = False
-                        if env is None or getattr(env, "trace", None) is None:
-                            return False
-                return ok
+                        return False
+                return True
 
             return q_all
         if kind == "any":
@@ -335,14 +279,11 @@ class _Compiler:
         if kind == "none":
 
             def q_none(env: Any, fr: list) -> bool:
-                ok = True
                 for it in items(env, fr):
                     fr[slot] = it
                     if cond(env, fr):
-                        ok = False
-                        if env is None or getattr(env, "trace", None) is None:
-                            return False
-                return ok
+                        return False
+                return True
 
             return q_none
 
@@ -362,15 +303,13 @@ class _Compiler:
         left = self.c(n.left, None)
         rt = n.right.type
         lt = n.left.type
-        right_const = isinstance(n.right, (ast.Literal, ast.ListLit)) and _is_const(n.right)
+        right_const = isinstance(n.right, (ast.Literal, ast.ListLit)) and is_const(n.right)
         rv = _const_value(n.right) if right_const else None
         right = self.c(n.right, None)
-        test = _operator(op, rv, right_const, rt, lt)
-        event = self.event
+        test = operator_for(op, rv, right_const, rt, lt)
         text = n.text
-        bitand_left = isinstance(n.left, ast.BitAnd)
 
-        if event:
+        if self.event:
 
             def ev_fn(ev: Any, fr: list) -> bool:
                 lv = left(ev, fr)
@@ -386,64 +325,20 @@ class _Compiler:
 
             return ev_fn
 
-        trace = self.trace
-
         def fn(env: Any, fr: list) -> bool:
-            if trace:
-                env.last_source = None
-                env.last_operands = None
             lv = left(env, fr)
-            source = env.last_source if trace else None
-            shown = (env.last_operands if bitand_left else None) if trace else None
             r = rv if right_const else right(env, fr)
-            if trace and source is None and not right_const:
-                source = env.last_source  # `"nodev" in fstab_entry("/tmp").options`
             if (lv is None or r is None) and op not in ("==", "!="):
-                err = _no_value(n.left.text or text)
-                if trace and env.trace is not None:
-                    env.trace.append(TraceRecord(text, op, format_value(lv, lt), _expected(op, r, rt), False, want, source))
-                raise err
+                raise EvaluationError(f"{(n.left if lv is None else n.right).text or text}: no value to compare")
             try:
-                res = bool(test(lv, r))
+                return bool(test(lv, r))
             except (TypeError, ValueError, AttributeError) as e:
                 raise EvaluationError(f"{text}: cannot evaluate ({e})") from None
-            if trace and env.trace is not None:
-                env.trace.append(TraceRecord(text, op, shown or format_value(lv, lt), _expected(op, r, rt), res, want, source))
-            return res
 
         return fn
 
 
-def _truth(fn: Fn, text: str, want: bool) -> Fn:
-    """A bare boolean fact used as a condition (`fim("web").verified`) is evidence too."""
-
-    def traced(env: Any, fr: list) -> Any:
-        env.last_source = None
-        v = fn(env, fr)
-        if env.trace is not None:
-            env.trace.append(TraceRecord(text, "is", format_value(v), "true", bool(v), want, env.last_source))
-        return v
-
-    return traced
-
-
-def _pruning(fn: Fn, want: bool) -> Fn:
-    """When a sub-condition came out as the rule wants, the comparisons inside it that went
-    the other way did not matter (`u.uid != 0 or u.name == "root"` for root): drop them from
-    the evidence, so a finding shows only what decided it."""
-
-    def pruned(env: Any, fr: list) -> Any:
-        tr = env.trace
-        mark = len(tr) if tr is not None else 0
-        res = fn(env, fr)
-        if tr is not None and bool(res) == want and len(tr) > mark:
-            tr[mark:] = [r for r in tr[mark:] if r.want is None or r.result == r.want]
-        return res
-
-    return pruned
-
-
-def _is_const(n: ast.Node) -> bool:
+def is_const(n: ast.Node) -> bool:
     if isinstance(n, ast.Literal):
         return True
     if isinstance(n, ast.ListLit):
@@ -462,12 +357,7 @@ def _seq(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def _expected(op: str, r: Any, rt: Type | None) -> str:
-    shown = format_value(r, rt)
-    return shown if op == "==" else f"{op} {shown}"
-
-
-def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:  # noqa: C901 - to be split
+def operator_for(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -> Callable[[Any, Any], Any]:  # noqa: C901 - to be split
     """The Python test for `op`, specialised when the right side is a constant."""
     if isinstance(lt, ListType) or isinstance(rt, ListType):
         # Lists compare by content whatever their Python sequence type (facts may return
@@ -538,9 +428,9 @@ def _operator(op: str, rv: Any, const: bool, rt: Type | None, lt: Type | None) -
     raise ValueError(f"unknown operator {op}")  # pragma: no cover - the grammar has no other
 
 
-def compile_check(checked: Checked, *, trace: bool) -> Callable[[EvalEnv], Any]:
-    """A check callable: `fn(env) -> bool`. With trace=True it records evidence in env.trace."""
-    f = _Compiler(event=False, trace=trace).c(checked.node, True)
+def compile_check(checked: Checked) -> Callable[[EvalEnv], Any]:
+    """A check callable: `fn(env) -> bool` (no evidence; see traced.py for the traced one)."""
+    f = _Compiler(event=False).c(checked.node, True)
     n = checked.nslots
     if n == 0:
         empty: list = []
@@ -550,7 +440,7 @@ def compile_check(checked: Checked, *, trace: bool) -> Callable[[EvalEnv], Any]:
 
 def compile_event(checked: Checked) -> Callable[[dict], bool]:
     """An event predicate: `fn(event_dict) -> bool`. Missing fields make comparisons false."""
-    f = _Compiler(event=True, trace=False).c(checked.node, True)
+    f = _Compiler(event=True).c(checked.node, True)
     n = checked.nslots
     if n == 0:
         empty: list = []

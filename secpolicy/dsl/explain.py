@@ -21,6 +21,8 @@ def _label(n: ast.Node) -> str:
         return f"fact {n.name}({args}){t}"
     if isinstance(n, ast.Var):
         return f"variable {n.name}{t}"
+    if isinstance(n, ast.PolicyVar):
+        return f"var {n.name}{t}"
     if isinstance(n, ast.Attr):
         return f".{n.name}{t}"
     if isinstance(n, ast.MethodCall):

@@ -95,10 +95,6 @@ class FactContext:
         # real object by the fact's twin hook.
         self._cache: dict[tuple[str, tuple], Any] = {}
         self._preset = dict(preset or {})
-        # Set by traced evaluation (see dsl.compiler).
-        self.trace: list | None = None
-        self.last_source: str | None = None
-        self.last_operands: str | None = None
 
     # facts -------------------------------------------------------------------------------
     def fact(self, name: str, args: tuple) -> Any:

@@ -30,7 +30,23 @@ from secpolicy.events.fields import EVENT, event_field_type
 from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
-from secpolicy.policy.model import Policy, PolicySet, Rule, RuleTest, SequenceSpec, Threshold
+from secpolicy.policy.model import (
+    Condition,
+    Policy,
+    PolicySet,
+    Rule,
+    RuleTest,
+    SequenceSpec,
+    Threshold,
+)
+from secpolicy.policy.vars import (
+    SCAN,
+    SCAN_VAR,
+    VarDecl,
+    bounds_allowed,
+    convert_value,
+    did_you_mean,
+)
 from secpolicy.policy.yamlpos import Positioned, expression_origin, load_yaml
 from secpolicy.resources import load_schema
 
@@ -166,6 +182,7 @@ class _Loader:
         self.errors: list[InputError] = []
         self.lists: dict[str, ast.ListLit] = {}
         self.macros: dict[str, Macro] = {}
+        self.vars: dict[str, VarDecl] = {}
         self.defined_at: dict[str, str] = {}
         self.rule_ids: dict[str, str] = {}
 
@@ -207,8 +224,56 @@ class _Loader:
                     self.errors.append(e)
                     continue
                 self.macros[name] = Macro(name, node, origin, text)
+        for name, spec in (data.get("vars") or {}).items():
+            if self._define(d, ("vars", name), name):
+                decl = self._var(d, ("vars", name), name, spec)
+                if decl is not None:
+                    self.vars[name] = decl
+
+    def _var(self, d: _Doc, at: tuple, name: str, spec: dict) -> VarDecl | None:
+        """A var declaration, its default and bounds converted and checked (errors located)."""
+        tname = spec["type"]
+        n_errors = len(self.errors)
+        bounds: dict[str, Any] = {}
+        for key in ("min", "max"):
+            if key in spec:
+                if not bounds_allowed(tname):
+                    self.errors.append(d.pos.error(at + (key,), f"{key}: applies to numbers, modes, durations and sizes, not {tname}", key=True))
+                    continue
+                bounds[key] = self._convert(d, at + (key,), tname.removeprefix("list[").removesuffix("]"), spec[key])
+        choices = None
+        if "choices" in spec:
+            elem = tname.removeprefix("list[").removesuffix("]")
+            choices = tuple(self._convert(d, at + ("choices", i), elem, c) for i, c in enumerate(spec["choices"]))
+        default = self._convert(d, at + ("default",), tname, spec["default"])
+        if len(self.errors) > n_errors:
+            return None
+        sp = d.pos.key_spans.get(at)
+        decl = VarDecl(
+            name, tname, default, spec["description"].strip(), f"{d.shown}:{sp.line if sp else 1}",
+            bounds.get("min"), bounds.get("max"), choices,
+        )
+        if decl.minimum is not None and decl.maximum is not None and decl.minimum > decl.maximum:
+            self.errors.append(d.pos.error(at + ("min",), "min is above max"))
+            return None
+        try:
+            decl.check_bounds(default)
+        except ValueError as e:
+            self.errors.append(d.pos.error(at + ("default",), f"default: {e}"))
+            return None
+        return decl
+
+    def _convert(self, d: _Doc, at: tuple, tname: str, raw: Any) -> Any:
+        try:
+            return convert_value(tname, raw)
+        except ValueError as e:
+            self.errors.append(d.pos.error(at, f"{at[-1] if isinstance(at[-1], str) else 'choice'}: {e}"))
+            return None
 
     def _define(self, d: _Doc, at: tuple, name: str) -> bool:
+        if name == SCAN_VAR:
+            self.errors.append(d.pos.error(at, f"{name!r} is reserved for the scan context (scan.kind, scan.live, scan.root)", key=True))
+            return False
         if name in self.defined_at:
             self.errors.append(d.pos.error(at, f"{name!r} is already defined at {self.defined_at[name]}", key=True))
             return False
@@ -241,6 +306,7 @@ class _Loader:
             event_root=EVENT if event else None,
             lists=self.lists,
             macros=self.macros,
+            vars={SCAN_VAR: SCAN} | {n: v.type for n, v in self.vars.items()},
         )
 
     def compile(self, d: _Doc, at: tuple, text: str, *, event: bool) -> CompiledExpr | None:
@@ -254,12 +320,37 @@ class _Loader:
             self.errors.append(e)
             return None
 
+    def conditions(self, d: _Doc, at: tuple, raw: str | list, scope: str) -> tuple[Condition, ...] | None:
+        """`applicable:` as conditions: a bare expression, or a list of {if, reason}."""
+        items = [(at, raw, None)] if isinstance(raw, str) else [(at + (k, "if"), c["if"], c["reason"]) for k, c in enumerate(raw)]
+        out = []
+        for where, text, reason in items:
+            expr = self.compile(d, where, text, event=False)
+            if expr is None:
+                continue
+            sp = d.pos.spans.get(where)
+            default_reason = f"the condition {' '.join(text.split())} does not hold"
+            out.append(Condition(expr, (reason or default_reason).strip(), f"{d.shown}:{sp.line if sp else 1}", scope))
+        return tuple(out) if len(out) == len(items) else None
+
     def build(self, d: _Doc) -> Policy:
         data = d.pos.data
         meta = data["metadata"]
         rules: list[Rule] = []
+        shared: tuple[Condition, ...] = ()
+        if "applicable" in data:
+            for i, r in enumerate(data.get("rules") or []):
+                if "check" not in r:
+                    self.errors.append(d.pos.error(
+                        ("applicable",),
+                        f"applicable: at the top of a file applies to check rules; rule {r.get('id')!r} is an event rule "
+                        "(keep event rules in a file of their own)",
+                        key=True,
+                    ))
+                    break
+            shared = self.conditions(d, ("applicable",), data["applicable"], "policy") or ()
         for i, r in enumerate(data.get("rules") or []):
-            rule = self.build_rule(d, i, r, meta["id"])
+            rule = self.build_rule(d, i, r, meta["id"], shared)
             if rule is not None:
                 rules.append(rule)
         return Policy(
@@ -272,9 +363,11 @@ class _Loader:
             benchmark=meta.get("benchmark"),
             rules=tuple(rules),
             coverage=data.get("coverage") or {},
+            applicable=shared,
+            vars=tuple(self.vars[n] for n in (data.get("vars") or {}) if n in self.vars),
         )
 
-    def build_rule(self, d: _Doc, i: int, r: dict, policy_id: str) -> Rule | None:
+    def build_rule(self, d: _Doc, i: int, r: dict, policy_id: str, shared: tuple[Condition, ...] = ()) -> Rule | None:
         at = ("rules", i)
         sp = d.pos.spans.get(at)
         source = f"{d.shown}:{sp.line if sp else 1}"
@@ -285,6 +378,13 @@ class _Loader:
         self.rule_ids[rid] = source
         n_errors = len(self.errors)
         check = self.compile(d, at + ("check",), r["check"], event=False) if "check" in r else None
+        own: tuple[Condition, ...] = ()
+        if "applicable" in r:
+            if "check" not in r:
+                self.errors.append(d.pos.error(at + ("applicable",), "applicable: goes with check: (event rules are not evaluated against facts)", key=True))
+            else:
+                own = self.conditions(d, at + ("applicable",), r["applicable"], "rule") or ()
+        applicable = shared + own if check is not None else ()
         when = self.compile(d, at + ("when",), r["when"], event=True) if "when" in r else None
         threshold = None
         if "threshold" in r:
@@ -333,7 +433,15 @@ class _Loader:
             threshold=threshold,
             sequence=sequence,
             tests=tests,
+            applicable=applicable,
+            params=self.params(check, applicable),
         )
+
+    def params(self, check: CompiledExpr | None, applicable: tuple[Condition, ...]) -> dict[str, VarDecl]:
+        used: set[str] = set(check.vars_used) if check is not None else set()
+        for c in applicable:
+            used |= c.expr.vars_used
+        return {n: self.vars[n] for n in sorted(used) if n in self.vars}
 
     def check_fields(self, d: _Doc, at: tuple, paths: Sequence[str]) -> None:
         for k, p in enumerate(paths):
@@ -384,6 +492,9 @@ class _Loader:
                 self.errors.append(d.pos.error(tat + ("root",), f"fixture root {t['root']!r} is not a directory"))
         for fname, value in (t.get("facts") or {}).items():
             self.check_fact_twin(d, tat + ("facts", fname), fname, value, check)
+        if is_event and "vars" in t:
+            self.errors.append(d.pos.error(tat + ("vars",), "vars: event rules do not read vars", key=True))
+        values = self.test_vars(d, tat, t) if "vars" in t else None
         return RuleTest(
             name=t.get("name") or f"test {k + 1}",
             expect=expect,
@@ -394,7 +505,23 @@ class _Loader:
             events=tuple(t["events"]) if "events" in t else None,
             alerts=t.get("alerts"),
             source=source,
+            vars=values,
         )
+
+    def test_vars(self, d: _Doc, tat: tuple, t: dict) -> dict[str, Any]:
+        """A test's `vars:`: declared names, values of the declared type within its bounds."""
+        out: dict[str, Any] = {}
+        for name, raw in t["vars"].items():
+            at = tat + ("vars", name)
+            decl = self.vars.get(name)
+            if decl is None:
+                self.errors.append(d.pos.error(at, f"unknown var {name!r}{did_you_mean(name, self.vars)}", key=True))
+                continue
+            try:
+                out[name] = decl.check(raw)
+            except ValueError as e:
+                self.errors.append(d.pos.error(at, f"{name}: {e}"))
+        return out
 
 
 def _methods_called_on(node: ast.Node, t: Type) -> list[str]:

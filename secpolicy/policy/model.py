@@ -7,8 +7,23 @@ from typing import Any
 
 from secpolicy.dsl import CompiledExpr
 from secpolicy.models import Severity
+from secpolicy.policy.vars import VarDecl
 
-__all__ = ["Policy", "PolicySet", "Rule", "RuleTest", "SequenceSpec", "Threshold"]
+__all__ = ["Condition", "Policy", "PolicySet", "Rule", "RuleTest", "SequenceSpec", "Threshold"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One applicability condition: when `expr` is false the rule is NOT_APPLICABLE with
+    `reason`. `scope` says whether the policy file or the rule itself states it."""
+
+    expr: CompiledExpr
+    reason: str
+    source: str  # file:line of the condition
+    scope: str = "rule"  # "policy" | "rule"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"if": self.expr.text.strip(), "reason": self.reason, "source": self.source, "scope": self.scope}
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,7 @@ class RuleTest:
     events: tuple[dict, ...] | None = None
     alerts: int | None = None
     source: str = ""  # file:line
+    vars: dict[str, Any] | None = None  # var name -> value (converted), replacing the default
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,10 @@ class Rule:
     threshold: Threshold | None = None
     sequence: SequenceSpec | None = None
     tests: tuple[RuleTest, ...] = ()
+    # Checked in order before the check: the policy file's conditions, then the rule's.
+    applicable: tuple[Condition, ...] = ()
+    # The vars the check and the applicability conditions read (the scan context aside).
+    params: dict[str, VarDecl] = field(default_factory=dict)
 
     @property
     def is_event_rule(self) -> bool:
@@ -75,6 +95,8 @@ class Policy:
     benchmark: str | None = None
     rules: tuple[Rule, ...] = ()
     coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    applicable: tuple[Condition, ...] = ()  # conditions stated for every rule of the file
+    vars: tuple[VarDecl, ...] = ()  # vars declared in this file
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +113,11 @@ class Policy:
 @dataclass(frozen=True)
 class PolicySet:
     policies: tuple[Policy, ...]
+
+    @property
+    def vars(self) -> dict[str, VarDecl]:
+        """Every declared var by name (names are global across the loaded files)."""
+        return {v.name: v for p in self.policies for v in p.vars}
 
     @property
     def rules(self) -> tuple[Rule, ...]:

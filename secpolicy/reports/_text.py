@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from secpolicy.models import Evidence, Finding, Severity, Status
+from secpolicy.models import Evidence, Finding, Severity, Status, deciding_evidence
 
 __all__ = ["SEVERITY_TITLE", "evidence_line", "evidence_text", "finding_message", "references_text"]
 
@@ -46,5 +46,9 @@ def finding_message(f: Finding) -> str:
     head = {Status.FAIL: "failed", Status.PASS: "passed", Status.WAIVED: "failed, waived"}[f.status]
     text = f"{f.title}: {head}"
     if f.evidence and f.status != Status.PASS:
-        text += ": " + evidence_line(f.evidence[0])
+        # The comparisons the verdict turned on, not a guard it got past.
+        deciding = deciding_evidence(f.evidence)
+        text += ": " + "; ".join(evidence_line(e) for e in deciding[:3])
+        if len(deciding) > 3:
+            text += f" (and {len(deciding) - 3} more)"
     return text

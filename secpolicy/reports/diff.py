@@ -101,14 +101,20 @@ def _severity_rank(sev: str) -> int:
 def _first_evidence(r: Mapping[str, Any]) -> str:
     if r.get("status") == "error" and r.get("reason"):
         return str(r["reason"])
-    for e in r.get("evidence") or ():
+    evidence = list(r.get("evidence") or ())
+    # The comparisons the verdict turned on, not a guard it got past (`decisive: false`).
+    deciding = [e for e in evidence if e.get("decisive", True)] or evidence
+    lines = []
+    for e in deciding[:3]:
         text = e["expression"]
         if e.get("expected") is not None or e.get("observed") is not None:
             text += f": expected {e.get('expected')}, observed {e.get('observed')}"
         if e.get("source"):
             text += f" (at {e['source']})"
-        return text
-    return str(r.get("reason") or "")
+        lines.append(text)
+    if len(deciding) > 3:
+        lines.append(f"and {len(deciding) - 3} more")
+    return "; ".join(lines) or str(r.get("reason") or "")
 
 
 def _change(rid: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Change:

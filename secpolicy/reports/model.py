@@ -277,6 +277,7 @@ def finding_from_dict(d: Mapping[str, Any]) -> Finding:
                 observed=e.get("observed"),
                 source=e.get("source"),
                 message=e.get("message"),
+                decisive=e.get("decisive", True),
             )
             for e in d.get("evidence") or ()
         ),

@@ -340,14 +340,15 @@ def test_rule_on_a_copied_dpkg_names_the_package_and_the_modified_file(tmproot: 
     finding = evaluate_rule(rule, FactContext(registry, str(tmproot)))
     assert finding.status == Status.FAIL
     line = _md5sums_line(tmproot, base, victim)
-    # the package (its status entry and md5sums file) and the modified file, nothing else
-    assert [(e.expression, e.observed, e.source) for e in finding.evidence] == [
-        ("package(p).installed", "true", f"/var/lib/dpkg/status:{_status_line(tmproot, 'dpkg')}"),
+    # the modified file (deciding), then the package's status entry (the guard it got past)
+    assert [(e.expression, e.observed, e.source, e.decisive) for e in finding.evidence] == [
         (
             "package_files(p).modified == []",
             f'["{victim}"]',
             f"/var/lib/dpkg/info/{base}.md5sums:{line} ({victim})",
+            True,
         ),
+        ("package(p).installed", "true", f"/var/lib/dpkg/status:{_status_line(tmproot, 'dpkg')}", False),
     ]
     live = evaluate_rule(rule, FactContext(registry, "/"))
     assert live.status in (Status.PASS, Status.FAIL)  # decided, never an error, on this host
