@@ -1,11 +1,13 @@
 """Key/value configuration facts: `login_defs`, `pwquality`, `faillock`, `auditd_conf` and
-`journald`, each read with its program's own syntax, file order and override rules."""
+`journald`, each read with its program's own syntax, file order, override rules and built-in
+defaults (for the versions Debian 12 ships), so an unset key reads as what the program uses."""
 
 from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Callable, Iterable
+import stat
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,19 +17,40 @@ from secpolicy.facts._common import at, dropin_files
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["KV", "KvConfig", "c_integer", "parse_size", "register"]
+__all__ = [
+    "AUDITD_DEFAULTS",
+    "FAILLOCK_DEFAULTS",
+    "JOURNALD_DEFAULTS",
+    "KV",
+    "LOGIN_DEFS_DEFAULTS",
+    "PWQUALITY_DEFAULTS",
+    "KvConfig",
+    "c_integer",
+    "parse_size",
+    "register",
+]
 
 KV = ObjectType(
     "kv",
-    {"exists": BOOL, "path": STR, "files": ListType(STR)},
+    {"exists": BOOL, "path": STR, "files": ListType(STR), "errors": ListType(STR)},
     methods={
-        "option": Method((STR,), STR, "the effective value of a key, or null when unset"),
+        "option": Method(
+            (STR,),
+            STR,
+            "the effective value of a key: the files' last setting, else the program's default, else null",
+        ),
         "int": Method((STR,), INT, "the value as an integer (null when unset or not a number)"),
         "mode": Method((STR,), MODE, "the value read as octal permission bits (UMASK 027)"),
         "size": Method((STR,), SIZE, "the value as bytes (500M, 1G; K/M/G/T are powers of 1024)"),
-        "has": Method((STR,), BOOL, "whether the key is set at all"),
+        "bool": Method(
+            (STR,), BOOL, "the value as a boolean (yes/true/on/1, no/false/off/0; null otherwise)"
+        ),
+        "has": Method((STR,), BOOL, "whether a file sets the key (a default does not count)"),
     },
-    doc="a key/value configuration file and its drop-ins",
+    doc="a key/value configuration file and its drop-ins, with the program's built-in defaults",
+    field_docs={
+        "errors": "lines the program refuses, as file:line: message (auditd then does not start)",
+    },
 )
 
 
@@ -58,6 +81,8 @@ def c_integer(text: str | None) -> int | None:
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTPE]?)(i?B?)\Z", re.IGNORECASE)
 _SIZE_POW = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+_TRUE = {"yes", "true", "on", "1", "y", "t"}
+_FALSE = {"no", "false", "off", "0", "n", "f"}
 
 
 def parse_size(text: str | None) -> int | None:
@@ -69,8 +94,125 @@ def parse_size(text: str | None) -> int | None:
     return int(float(m.group(1)) * (1024 ** _SIZE_POW[m.group(2).upper()]))
 
 
+# --- built-in defaults --------------------------------------------------------------------------
+# auditd 3.0.9, clear_config() in src/auditd-config.c: what auditd uses for a key its file does
+# not set (its man page says otherwise for some, e.g. flush; the code is what runs).
+AUDITD_DEFAULTS: dict[str, str] = {
+    "local_events": "yes",
+    "write_logs": "yes",
+    "log_file": "/var/log/audit/audit.log",
+    "log_format": "ENRICHED",
+    "log_group": "root",
+    "priority_boost": "4",
+    "flush": "NONE",
+    "freq": "0",
+    "num_logs": "0",
+    "name_format": "NONE",
+    "max_log_file": "0",
+    "max_log_file_action": "IGNORE",
+    "space_left": "0",
+    "space_left_action": "IGNORE",
+    "action_mail_acct": "root",
+    "verify_email": "yes",
+    "admin_space_left": "0",
+    "admin_space_left_action": "IGNORE",
+    "disk_full_action": "IGNORE",
+    "disk_error_action": "SYSLOG",
+    "tcp_listen_queue": "5",
+    "tcp_max_per_addr": "1",
+    "use_libwrap": "yes",
+    "tcp_client_ports": "0-65535",
+    "tcp_client_max_idle": "0",
+    "transport": "TCP",
+    "distribute_network": "no",
+    "q_depth": "2000",
+    "overflow_action": "SYSLOG",
+    "max_restarts": "10",
+    "plugin_dir": "/etc/audit/plugins.d",
+    "end_of_event_timeout": "2",
+}
+AUDITD_VERSION = "auditd 3.0.9"
+
+# shadow 4.13: what useradd, chage, login, chgpasswd ... use when login.defs does not define a
+# name (each passes its own default to getdef_num). ENCRYPT_METHOD is worked out below.
+LOGIN_DEFS_DEFAULTS: dict[str, str] = {
+    "PASS_MAX_DAYS": "-1",
+    "PASS_MIN_DAYS": "-1",
+    "PASS_WARN_AGE": "-1",
+    "UMASK": "022",
+    "UID_MIN": "1000",
+    "UID_MAX": "60000",
+    "SYS_UID_MIN": "101",
+    "SYS_UID_MAX": "999",
+    "GID_MIN": "1000",
+    "GID_MAX": "60000",
+    "SYS_GID_MIN": "101",
+    "SYS_GID_MAX": "999",
+    "LOGIN_RETRIES": "5",
+    "LOGIN_TIMEOUT": "60",
+}
+SHADOW_VERSION = "shadow 4.13"
+
+# libpwquality 1.4.5: pwquality.conf(5) values when nothing sets them (flags are off).
+PWQUALITY_DEFAULTS: dict[str, str] = {
+    "difok": "1",
+    "minlen": "8",
+    "dcredit": "0",
+    "ucredit": "0",
+    "lcredit": "0",
+    "ocredit": "0",
+    "minclass": "0",
+    "maxrepeat": "0",
+    "maxsequence": "0",
+    "maxclassrepeat": "0",
+    "gecoscheck": "0",
+    "dictcheck": "1",
+    "usercheck": "1",
+    "usersubstr": "0",
+    "enforcing": "1",
+    "retry": "1",
+}
+PWQUALITY_VERSION = "libpwquality 1.4.5"
+
+# Linux-PAM 1.5.2, pam_faillock: faillock.conf values when nothing sets them; root_unlock_time
+# follows unlock_time.
+FAILLOCK_DEFAULTS: dict[str, str] = {
+    "dir": "/var/run/faillock",
+    "deny": "3",
+    "fail_interval": "900",
+    "unlock_time": "600",
+}
+FAILLOCK_VERSION = "pam_faillock 1.5.2"
+
+# systemd 252, journald.conf [Journal] (the commented values of the journald.conf it ships).
+JOURNALD_DEFAULTS: dict[str, str] = {
+    "Storage": "auto",
+    "Compress": "yes",
+    "Seal": "yes",
+    "SplitMode": "uid",
+    "SyncIntervalSec": "5m",
+    "RateLimitIntervalSec": "30s",
+    "RateLimitBurst": "10000",
+    "ForwardToSyslog": "no",
+    "ForwardToKMsg": "no",
+    "ForwardToConsole": "no",
+    "ForwardToWall": "yes",
+    "TTYPath": "/dev/console",
+    "MaxLevelStore": "debug",
+    "MaxLevelSyslog": "debug",
+    "MaxLevelKMsg": "notice",
+    "MaxLevelConsole": "info",
+    "MaxLevelWall": "emerg",
+    "LineMax": "48K",
+    "ReadKMsg": "yes",
+    "Audit": "yes",
+}
+JOURNALD_VERSION = "systemd 252"
+
+
 class KvConfig:
-    """Settings from one or more files in the order the program applies them (later wins)."""
+    """Settings from one or more files in the order the program applies them (later wins),
+    with the program's defaults for what they leave unset."""
 
     def __init__(
         self,
@@ -82,14 +224,23 @@ class KvConfig:
         *,
         ignore_case: bool,
         int_reader: Callable[[str | None], int | None],
+        defaults: Mapping[str, str] | None = None,
+        version: str = "",
+        errors: Iterable[str] = (),
     ) -> None:
         self._name = name
         self.path = path
         self.files = files
         self.exists = exists
+        self.errors = tuple(errors)
         self._entries = entries
         self._lower = {k.lower(): v for k, v in entries.items()} if ignore_case else None
         self._int = int_reader
+        self._defaults = dict(defaults or {})
+        self._default_lower = (
+            {k.lower(): v for k, v in self._defaults.items()} if ignore_case else None
+        )
+        self._version = version
 
     def describe(self) -> str:
         return self._name
@@ -100,9 +251,15 @@ class KvConfig:
             hit = self._lower.get(key.lower())
         return hit
 
+    def default(self, key: str) -> str | None:
+        hit = self._defaults.get(key)
+        if hit is None and self._default_lower is not None:
+            hit = self._default_lower.get(key.lower())
+        return hit
+
     def option(self, key: str) -> str | None:
         e = self._get(key)
-        return None if e is None else e.value
+        return self.default(key) if e is None else e.value
 
     def int(self, key: str) -> int | None:
         return self._int(self.option(key))
@@ -119,15 +276,24 @@ class KvConfig:
     def size(self, key: str) -> builtins.int | None:
         return parse_size(self.option(key))
 
-    def has(self, key: str) -> bool:
+    def bool(self, key: str) -> builtins.bool | None:
+        v = (self.option(key) or "").strip().lower()
+        return True if v in _TRUE else False if v in _FALSE else None
+
+    def has(self, key: str) -> builtins.bool:
         return self._get(key) is not None
 
     def where(self, name: str, *args: Any) -> str | None:
+        if name == "errors":
+            return ", ".join(self.errors) or self.path
         if args:
             e = self._get(str(args[0]))
             if e is not None:
                 return e.source
-            return f"{self.path} (not set)" if self.exists else f"{self.path} (absent)"
+            state = "not set" if self.exists else "absent"
+            if name != "has" and self.default(str(args[0])) is not None:
+                return f"{self.path} ({state}: {self._version} default)"
+            return f"{self.path} ({state})"
         return self.path
 
 
@@ -186,10 +352,20 @@ def _config(
     section: str | None = None,
     ignore_case: bool = False,
     int_reader: Callable[[str | None], int | None] = lambda s: None if s is None else _dec(s),
+    defaults: Mapping[str, str] | None = None,
+    version: str = "",
 ) -> KvConfig:
     entries, read = _read_kv(ctx, files, sep=sep, flags=flags, section=section)
     return KvConfig(
-        name, main, read, entries, main in read, ignore_case=ignore_case, int_reader=int_reader
+        name,
+        main,
+        read,
+        entries,
+        main in read,
+        ignore_case=ignore_case,
+        int_reader=int_reader,
+        defaults=defaults,
+        version=version,
     )
 
 
@@ -202,8 +378,22 @@ def _dec(s: str) -> int | None:
 
 def collect_login_defs(ctx: FactContext) -> KvConfig:
     # shadow-utils' getdef: `NAME value`, the last definition wins, numbers read by strtol(.., 0)
-    return _config(
-        ctx, "login_defs", "/etc/login.defs", ["/etc/login.defs"], sep=None, int_reader=c_integer
+    entries, read = _read_kv(ctx, ["/etc/login.defs"], sep=None)
+    defaults = dict(LOGIN_DEFS_DEFAULTS)
+    # Without ENCRYPT_METHOD, shadow's salt code falls back to MD5 when MD5_CRYPT_ENAB is yes,
+    # else to DES (chgpasswd shows it: a 13-character DES hash).
+    md5 = entries.get("MD5_CRYPT_ENAB")
+    defaults["ENCRYPT_METHOD"] = "MD5" if md5 and md5.value.lower() == "yes" else "DES"
+    return KvConfig(
+        "login_defs",
+        "/etc/login.defs",
+        read,
+        entries,
+        "/etc/login.defs" in read,
+        ignore_case=False,
+        int_reader=c_integer,
+        defaults=defaults,
+        version=SHADOW_VERSION,
     )
 
 
@@ -212,51 +402,276 @@ def collect_pwquality(ctx: FactContext) -> KvConfig:
     main = "/etc/security/pwquality.conf"
     drop = [p for p in ctx.glob("/etc/security/pwquality.conf.d/*.conf")]
     return _config(
-        ctx, "pwquality", main, sorted(drop) + [main], sep="=", flags=True, ignore_case=True
+        ctx,
+        "pwquality",
+        main,
+        sorted(drop) + [main],
+        sep="=",
+        flags=True,
+        ignore_case=True,
+        defaults=PWQUALITY_DEFAULTS,
+        version=PWQUALITY_VERSION,
     )
 
 
 def collect_faillock(ctx: FactContext) -> KvConfig:
     main = "/etc/security/faillock.conf"
-    return _config(ctx, "faillock", main, [main], sep="=", flags=True, ignore_case=True)
+    conf = _config(
+        ctx,
+        "faillock",
+        main,
+        [main],
+        sep="=",
+        flags=True,
+        ignore_case=True,
+        defaults=FAILLOCK_DEFAULTS,
+        version=FAILLOCK_VERSION,
+    )
+    conf._defaults["root_unlock_time"] = (
+        conf.option("unlock_time") or FAILLOCK_DEFAULTS["unlock_time"]
+    )
+    conf._default_lower = {k.lower(): v for k, v in conf._defaults.items()}
+    return conf
+
+
+# --- auditd.conf: auditd's own parser --------------------------------------------------------------
+_AUDITD_YES_NO = {
+    "local_events",
+    "write_logs",
+    "verify_email",
+    "use_libwrap",
+    "distribute_network",
+    "enable_krb5",
+}
+_AUDITD_NUMBERS = {
+    "freq": None,
+    "num_logs": 999,
+    "priority_boost": None,
+    "max_log_file": None,
+    "tcp_listen_port": 65535,
+    "tcp_listen_queue": None,
+    "tcp_max_per_addr": 1024,
+    "tcp_client_max_idle": None,
+    "q_depth": 99999,
+    "max_restarts": None,
+    "end_of_event_timeout": None,
+}
+_FAILURE_ACTIONS = {"ignore", "syslog", "rotate", "email", "exec", "suspend", "single", "halt"}
+_AUDITD_CHOICES = {
+    "log_format": {"raw", "nolog", "enriched"},
+    "flush": {"none", "incremental", "incremental_async", "data", "sync"},
+    "name_format": {"none", "hostname", "fqd", "numeric", "user"},
+    "max_log_file_action": {"ignore", "syslog", "suspend", "rotate", "keep_logs"},
+    "space_left_action": _FAILURE_ACTIONS,
+    "admin_space_left_action": _FAILURE_ACTIONS,
+    "disk_full_action": _FAILURE_ACTIONS,
+    "disk_error_action": _FAILURE_ACTIONS,
+    "overflow_action": {"ignore", "syslog", "suspend", "single", "halt"},
+    "transport": {"tcp", "krb5"},
+}
+_AUDITD_KEYWORDS = (
+    {"log_file", "log_group", "dispatcher", "name", "disp_qos", "space_left", "admin_space_left"}
+    | {"action_mail_acct", "tcp_client_ports", "krb5_principal", "krb5_key_file", "plugin_dir"}
+    | _AUDITD_YES_NO
+    | set(_AUDITD_NUMBERS)
+    | set(_AUDITD_CHOICES)
+)
+_AUDITD_WITH_OPTION = {
+    "space_left_action",
+    "admin_space_left_action",
+    "disk_full_action",
+    "disk_error_action",
+}
+
+
+def _auditd_value(key: str, value: str, option: str | None) -> str | None:
+    """Why auditd 3.0.9 refuses this value, or None."""
+    if option is not None and key not in _AUDITD_WITH_OPTION:
+        return f'Keyword "{key}" has invalid option "{option}"'
+    if key in _AUDITD_YES_NO and value.lower() not in ("yes", "no"):
+        return f"Option {value} not found"
+    if key in _AUDITD_CHOICES and value.lower() not in _AUDITD_CHOICES[key]:
+        return f"Option {value} not found"
+    if key in _AUDITD_NUMBERS:
+        if not value.isdigit():
+            return f"Value {value} should only be numbers"
+        limit = _AUDITD_NUMBERS[key]
+        if limit is not None and int(value) > limit:
+            return f"{key} must be {limit} or less"
+    if key in ("space_left", "admin_space_left") and not re.fullmatch(r"\d+(\.\d+)?%?", value):
+        return f"Value {value} should only be numbers or a percentage"
+    return None
+
+
+def _auditd_sanity(entries: dict[str, _Entry], source: str) -> str | None:
+    def num(k: str) -> float:
+        v = entries[k].value if k in entries else AUDITD_DEFAULTS.get(k, "0")
+        return float(v.rstrip("%")) if re.fullmatch(r"\d+(\.\d+)?%?", v) else 0.0
+
+    percent = any(
+        k in entries and entries[k].value.endswith("%") for k in ("space_left", "admin_space_left")
+    )
+    if not percent and num("space_left") <= num("admin_space_left"):
+        return (
+            f"{source}: space_left({int(num('space_left'))}) must be larger than "
+            f"admin_space_left({int(num('admin_space_left'))})"
+        )
+    flush = (entries["flush"].value if "flush" in entries else "none").lower()
+    if flush in ("incremental", "incremental_async") and num("freq") == 0:
+        return f"{source}: incremental flushing chosen, but 0 selected for freq"
+    group = entries["log_group"].value if "log_group" in entries else "root"
+    log_file = entries["log_file"].value if "log_file" in entries else AUDITD_DEFAULTS["log_file"]
+    if group not in ("root", "0") and log_file.rsplit("/", 1)[0] == "/var/log":
+        return (
+            f"{source}: log_file is directly in /var/log and chgrp would alter a system directory"
+        )
+    return None
+
+
+def _auditd_line(ctx: FactContext, raw: str, entries: dict[str, _Entry], where: str) -> str | None:
+    """Read one line into `entries`; return why auditd refuses it (and stops), if it does."""
+    if len(raw) >= 159:
+        return None  # auditd skips a line too long for its 160-byte buffer
+    parts = raw.split(" ")
+    parts = [p for p in parts if p]  # audit_strsplit: words between spaces (a tab is a letter)
+    if not parts or parts[0].startswith("#"):
+        return None
+    if len(parts) == 1:
+        return "Wrong number of arguments"
+    if parts[1] != "=":
+        return "Missing equal sign"
+    if len(parts) == 2:
+        return "Wrong number of arguments"
+    key = parts[0].lower()
+    if key not in _AUDITD_KEYWORDS:
+        return f'Unknown keyword "{parts[0]}"'
+    why = _auditd_value(key, parts[2], parts[3] if len(parts) > 3 else None)
+    if why is None and key == "log_file":
+        why = _auditd_log_file(ctx, parts[2])
+    if why is None:
+        entries[key] = _Entry(parts[2], where)
+    return why
+
+
+def _auditd_log_file(ctx: FactContext, path: str) -> str | None:
+    parent = path.rsplit("/", 1)[0] or "/"
+    if len(parent) < 4:
+        return f"The directory name: {parent} is too short"
+    st = ctx.stat(parent)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return f"Could not open dir {parent} (No such file or directory)"
+    st = ctx.stat(path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    if st is not None and st.st_uid != 0:
+        return f"{path} is not owned by root"
+    return None
 
 
 def collect_auditd_conf(ctx: FactContext) -> KvConfig:
+    """auditd.conf as auditd 3.0.9 loads it: `name = value [option]` words split at spaces, the
+    last setting wins; a line it refuses (no ` = `, an unknown keyword, a bad value), a file not
+    owned by root or world-writable, or a failed sanity check stops auditd from starting."""
     main = "/etc/audit/auditd.conf"
-    return _config(ctx, "auditd_conf", main, [main], sep="=", ignore_case=True)
+    entries: dict[str, _Entry] = {}
+    errors: list[str] = []
+    text = ctx.read_text(main)
+    st = ctx.stat(main)
+    if text is not None and st is not None:
+        if st.st_uid != 0:
+            errors.append(f"{main}: isn't owned by root")
+        elif st.st_mode & stat.S_IWOTH:
+            errors.append(f"{main}: is world writable")
+        for n, raw in enumerate(text.split("\n"), 1):
+            if errors:
+                break
+            why = _auditd_line(ctx, raw, entries, at(main, n))
+            if why:
+                errors.append(f"{at(main, n)}: {why}")
+        if not errors and entries:
+            why = _auditd_sanity(entries, main)
+            if why:
+                errors.append(why)
+    return KvConfig(
+        "auditd_conf",
+        main,
+        [main] if text is not None else [],
+        entries,
+        text is not None,
+        ignore_case=True,
+        int_reader=lambda s: None if s is None else _dec(s),
+        defaults=AUDITD_DEFAULTS,
+        version=AUDITD_VERSION,
+        errors=errors,
+    )
 
 
 JOURNALD_DIRS = (
     "/etc/systemd/journald.conf.d",
     "/run/systemd/journald.conf.d",
+    "/usr/local/lib/systemd/journald.conf.d",
     "/usr/lib/systemd/journald.conf.d",
 )
 
 
 def collect_journald(ctx: FactContext) -> KvConfig:
-    # systemd: the main file, then drop-ins from all journald.conf.d dirs sorted by name
-    main = "/etc/systemd/journald.conf"
+    # systemd: the main file (/etc, else /run, /usr/local/lib, /usr/lib), then the drop-ins of
+    # all journald.conf.d directories sorted by name, a name in an earlier directory hiding
+    # the same name later (and a link to /dev/null hiding it); [Journal] only, keys as written
+    main = next(
+        (
+            p
+            for p in (
+                "/etc/systemd/journald.conf",
+                "/run/systemd/journald.conf",
+                "/usr/local/lib/systemd/journald.conf",
+                "/usr/lib/systemd/journald.conf",
+            )
+            if ctx.exists(p)
+        ),
+        "/etc/systemd/journald.conf",
+    )
     files = [main] + dropin_files(ctx, JOURNALD_DIRS, ".conf")
-    return _config(ctx, "journald", main, files, sep="=", section="Journal")
+    return _config(
+        ctx,
+        "journald",
+        main,
+        files,
+        sep="=",
+        section="Journal",
+        defaults=JOURNALD_DEFAULTS,
+        version=JOURNALD_VERSION,
+    )
 
 
 def register(reg: FactRegistry) -> None:
     reg.register(
-        "login_defs", collect_login_defs, returns=KV, doc="/etc/login.defs (last definition wins)"
+        "login_defs",
+        collect_login_defs,
+        returns=KV,
+        doc="/etc/login.defs (last definition wins; shadow 4.13 defaults)",
     )
     reg.register(
         "pwquality",
         collect_pwquality,
         returns=KV,
-        doc="/etc/security/pwquality.conf and pwquality.conf.d",
+        doc="/etc/security/pwquality.conf and pwquality.conf.d (libpwquality 1.4.5 defaults)",
     )
     reg.register(
         "faillock",
         collect_faillock,
         returns=KV,
-        doc="/etc/security/faillock.conf (bare flags read true)",
+        doc="/etc/security/faillock.conf (bare flags read true; pam_faillock 1.5.2 defaults)",
     )
-    reg.register("auditd_conf", collect_auditd_conf, returns=KV, doc="/etc/audit/auditd.conf")
     reg.register(
-        "journald", collect_journald, returns=KV, doc="journald.conf [Journal] and its drop-ins"
+        "auditd_conf",
+        collect_auditd_conf,
+        returns=KV,
+        doc="/etc/audit/auditd.conf as auditd 3.0.9 reads it (its defaults, its refusals)",
+    )
+    reg.register(
+        "journald",
+        collect_journald,
+        returns=KV,
+        doc="journald.conf [Journal] and its drop-ins (systemd 252 defaults)",
     )

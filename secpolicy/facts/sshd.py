@@ -1,5 +1,6 @@
 """`sshd`: the OpenSSH server configuration parsed the way sshd reads it (first value wins,
-`Include` followed, `Match` blocks kept apart) with values as `sshd -T` prints them."""
+`Include` followed, `Match` blocks kept apart) with values as `sshd -T` prints them, and every
+value a Match block can give some connection."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from secpolicy.facts.sshd_defaults import DEFAULTS, DEFAULTS_VERSION
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["SSHD", "SSHD_MATCH", "SshdConfig", "parse_sshd", "register"]
+__all__ = ["SSHD", "SSHD_MATCH", "SSHD_VALUE", "SshdConfig", "SshdValue", "parse_sshd", "register"]
 
 SSHD_MATCH = ObjectType(
     "sshd_match",
@@ -29,6 +30,17 @@ SSHD_MATCH = ObjectType(
     doc="a Match block of sshd_config",
 )
 
+SSHD_VALUE = ObjectType(
+    "sshd_value",
+    {"value": STR, "criteria": STR, "source": STR},
+    doc="a value a keyword takes for some connections",
+    field_docs={
+        "value": "as `sshd -T -C ...` prints it for the connections concerned",
+        "criteria": "the Match criteria that give it, or null for the global value (or default)",
+        "source": "file:line that sets it, or the default it comes from",
+    },
+)
+
 SSHD = ObjectType(
     "sshd",
     {"exists": BOOL, "path": STR, "files": ListType(STR), "matches": ListType(SSHD_MATCH)},
@@ -36,7 +48,12 @@ SSHD = ObjectType(
         "option": Method(
             (STR,),
             STR,
-            "effective global value as `sshd -T` prints it (first value wins, defaults applied)",
+            "the value `sshd -T` prints (first value wins, `Match all` applied, defaults)",
+        ),
+        "values": Method(
+            (STR,),
+            ListType(SSHD_VALUE),
+            "every value the keyword takes for some connection: option() and each Match block that can change it",
         ),
         "is_set": Method((STR,), BOOL, "whether a file sets the keyword globally (not a default)"),
     },
@@ -224,11 +241,7 @@ class _Parser:
             key = canonical_keyword(keyword)
             where = at(path, n)
             if key == "match":
-                criteria = " ".join(value.split())
-                if criteria.lower() == "all":
-                    current = None  # `Match all` applies to every connection, as global lines do
-                    continue
-                current = Block(criteria, where)
+                current = Block(" ".join(value.split()), where)
                 self.matches.append(current)
                 continue
             if key == "include":
@@ -262,8 +275,37 @@ class SshdMatch:
         return self._block.source
 
 
+@dataclass(frozen=True)
+class SshdValue:
+    value: str
+    criteria: str | None
+    source: str
+
+    def describe(self) -> str:
+        return f"{self.value} ({'Match ' + self.criteria if self.criteria else 'global'})"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        return self.source
+
+
+def _always(criteria: str) -> bool:
+    return criteria.lower() == "all"
+
+
+def _never(criteria: str) -> bool:
+    """A block no connection selects: a criterion whose patterns are all negated (OpenSSH's
+    pattern lists match only on a positive pattern)."""
+    parts = criteria.split()
+    for i in range(0, len(parts) - 1, 2):
+        patterns = [p for p in parts[i + 1].split(",") if p]
+        if patterns and all(p.startswith("!") for p in patterns):
+            return True
+    return False
+
+
 class SshdConfig:
-    """The effective sshd configuration for a connection no Match block selects."""
+    """The effective sshd configuration: what `sshd -T` prints, and per keyword every value
+    some connection gets from a Match block."""
 
     def __init__(
         self, path: str, exists: bool, globals_: Block, matches: list[Block], files: list[str]
@@ -271,6 +313,7 @@ class SshdConfig:
         self.path = path
         self.exists = exists
         self._globals = globals_
+        self._blocks = matches
         self.matches = [SshdMatch(b) for b in matches]
         self.files = files
 
@@ -280,23 +323,59 @@ class SshdConfig:
     def is_set(self, name: str) -> bool:
         return self._globals.get(canonical_keyword(name)) is not None
 
+    def _effective(self, key: str) -> tuple[str, str] | None:
+        """(value, source) without connection details: a `Match all` block that sets the
+        keyword overrides the global value, as in `sshd -T`."""
+        for b in self._blocks:
+            if b.criteria is not None and _always(b.criteria):
+                s = b.get(key)
+                if s is not None:
+                    return s.value.replace("\n", " "), s.source
+        s = self._globals.get(key)
+        if s is not None:
+            return s.value.replace("\n", " "), s.source
+        if key in DEFAULTS:
+            return DEFAULTS[key], f"{self.path} (not set: {DEFAULTS_VERSION} default)"
+        return None
+
     def option(self, name: str) -> str | None:
         if not self.exists:
             return None
+        hit = self._effective(canonical_keyword(name))
+        return None if hit is None else hit[0]
+
+    def values(self, name: str) -> tuple[SshdValue, ...]:
+        """Every value some connection gets: the first Match block a connection matches that
+        sets the keyword wins over the global value; a block after an always-matching one that
+        sets it, or one no connection can match, changes nothing."""
+        if not self.exists:
+            return ()
         key = canonical_keyword(name)
-        s = self._globals.get(key)
-        if s is not None:
-            return s.value.replace("\n", " ")
-        return DEFAULTS.get(key)
+        out: list[SshdValue] = []
+        hit = self._effective(key)
+        if hit is not None:
+            out.append(SshdValue(hit[0], None, hit[1]))
+        for b in self._blocks:
+            assert b.criteria is not None
+            s = b.get(key)
+            if s is None or _never(b.criteria):
+                continue
+            if _always(b.criteria):
+                break  # it set the value for every connection (already in `out`)
+            out.append(SshdValue(s.value.replace("\n", " "), b.criteria, s.source))
+        return tuple(out)
 
     def where(self, name: str, *args: Any) -> str | None:
         if name in ("option", "is_set") and args and self.exists:
             key = canonical_keyword(str(args[0]))
-            s = self._globals.get(key)
-            if s is not None:
-                return s.source
-            if key in DEFAULTS:
-                return f"{self.path} (not set: {DEFAULTS_VERSION} default)"
+            if name == "is_set":
+                s = self._globals.get(key)
+                return s.source if s is not None else self.path
+            hit = self._effective(key)
+            if hit is not None:
+                return hit[1]
+        if name == "values" and args and self.exists:
+            return ", ".join(v.source for v in self.values(str(args[0]))) or self.path
         return self.path
 
 

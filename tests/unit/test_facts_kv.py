@@ -1,4 +1,6 @@
-"""login_defs, pwquality, faillock, auditd_conf, journald: each file's own syntax and order."""
+"""login_defs, pwquality, faillock, auditd_conf, journald: each file's own syntax and order,
+and each program's built-in default for what the files leave unset (tests/conformance asks the
+real programs: shadow's useradd and chgpasswd, systemd's own journald.conf)."""
 
 from __future__ import annotations
 
@@ -71,12 +73,84 @@ def test_auditd_conf(roots: dict[str, Path]) -> None:
         32,
         "halt",
     )
+    assert a.errors == ()
     missing = context(roots["weak"]).fact("auditd_conf", ())
-    assert (missing.exists, missing.option("max_log_file"), missing.where("option", "x")) == (
+    # auditd 3.0.9 runs on clear_config()'s values when its file is absent
+    assert (missing.exists, missing.int("max_log_file"), missing.option("disk_full_action")) == (
         False,
-        None,
-        "/etc/audit/auditd.conf (absent)",
+        0,
+        "IGNORE",
     )
+    assert missing.where("option", "disk_full_action") == (
+        "/etc/audit/auditd.conf (absent: auditd 3.0.9 default)"
+    )
+    assert missing.where("option", "x") == "/etc/audit/auditd.conf (absent)"
+    assert not missing.has("disk_full_action") and missing.option("x") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("disk_full_action=halt\n", "1: Wrong number of arguments"),
+        ("disk_full_action\t=\thalt\n", "1: Wrong number of arguments"),
+        ("disk_full_action : halt\n", "1: Missing equal sign"),
+        ("disk_full_action = halts\n", "1: Option halts not found"),
+        ("disk_full_actions = halt\n", '1: Unknown keyword "disk_full_actions"'),
+        ("num_logs = 1000\n", "1: num_logs must be 999 or less"),
+        ("max_log_file = 8 MB\n", '1: Keyword "max_log_file" has invalid option "MB"'),
+        (
+            "space_left = 50\nadmin_space_left = 75\n",
+            "space_left(50) must be larger than admin_space_left(75)",
+        ),
+        (
+            "space_left = 75\nadmin_space_left = 50\nflush = incremental\n",
+            "incremental flushing chosen, but 0 selected for freq",
+        ),
+        ("log_file = /var/log/x/audit.log\n", "1: Could not open dir /var/log/x"),
+    ],
+)
+def test_auditd_refuses_what_its_parser_refuses(tmp_path: Path, text: str, error: str) -> None:
+    write(tmp_path, "etc/audit/auditd.conf", text)
+    (tmp_path / "var/log/audit").mkdir(parents=True)
+    a = context(tmp_path).fact("auditd_conf", ())
+    assert len(a.errors) == 1 and error in a.errors[0], a.errors
+
+
+def test_auditd_accepts_what_its_parser_accepts(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "etc/audit/auditd.conf",
+        "# c\n  Disk_Full_Action = EXEC /usr/local/bin/alert\nspace_left = 25%\n"
+        "admin_space_left = 10%\nmax_log_file = 8\nmax_log_file = 16\n",
+    )
+    a = context(tmp_path).fact("auditd_conf", ())
+    assert a.errors == () and (a.option("disk_full_action"), a.int("max_log_file")) == ("EXEC", 16)
+
+
+def test_login_defs_defaults_are_shadows(tmp_path: Path) -> None:
+    write(tmp_path, "etc/login.defs", "MAIL_DIR /var/mail\n")
+    d = context(tmp_path).fact("login_defs", ())
+    assert (d.int("PASS_MAX_DAYS"), d.mode("UMASK"), d.option("ENCRYPT_METHOD")) == (
+        -1,
+        0o22,
+        "DES",
+    )
+    assert d.where("option", "ENCRYPT_METHOD") == "/etc/login.defs (not set: shadow 4.13 default)"
+    write(tmp_path, "etc/login.defs", "MD5_CRYPT_ENAB yes\n")
+    assert context(tmp_path).fact("login_defs", ()).option("ENCRYPT_METHOD") == "MD5"
+
+
+def test_pwquality_and_faillock_defaults(tmp_path: Path) -> None:
+    p = context(tmp_path).fact("pwquality", ())
+    assert (p.int("minlen"), p.int("difok"), p.int("dictcheck"), p.option("enforce_for_root")) == (
+        8,
+        1,
+        1,
+        None,
+    )
+    write(tmp_path, "etc/security/faillock.conf", "unlock_time = 1200\n")
+    f = context(tmp_path).fact("faillock", ())
+    assert (f.int("deny"), f.int("unlock_time"), f.int("root_unlock_time")) == (3, 1200, 1200)
 
 
 def test_journald_sections_and_dropins(roots: dict[str, Path], tmp_path: Path) -> None:
@@ -100,6 +174,12 @@ def test_journald_sections_and_dropins(roots: dict[str, Path], tmp_path: Path) -
     write(tmp_path, "etc/systemd/journald.conf.d/20-site.conf", "[Journal]\nCompress=no\n")
     j2 = context(tmp_path).fact("journald", ())
     assert (j2.option("Storage"), j2.option("Compress")) == ("auto", "no")
+    assert (j2.bool("Compress"), j2.bool("ForwardToSyslog"), j2.option("Seal")) == (
+        False,
+        False,
+        "yes",
+    )
+    assert j2.where("option", "Seal") == "/etc/systemd/journald.conf (not set: systemd 252 default)"
     assert j2.files == [
         "/etc/systemd/journald.conf",
         "/usr/lib/systemd/journald.conf.d/10-vendor.conf",
