@@ -14,6 +14,7 @@ from secpolicy.facts import (
     procs,
     services,
     sshd,
+    sudoers,
     sysctl,
     system,
 )
@@ -28,6 +29,7 @@ def builtin_registry() -> FactRegistry:
     fim.register(reg)
     sysctl.register(reg)
     sshd.register(reg)
+    sudoers.register(reg)
     accounts.register(reg)
     packages.register(reg)
     services.register(reg)
