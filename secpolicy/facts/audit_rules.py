@@ -127,18 +127,27 @@ def atoms(rule: AuditRule) -> set[Atom]:
     return {(rule.list, rule.action, a, s, filters) for a in arches for s in calls}
 
 
-def covers(rules: Iterable[AuditRule], query: AuditRule) -> bool:
-    """Whether every cell of `query` is covered by some rule: same list, action, arch and
-    filters, the syscall listed (or all), and each key of the query carried by that rule."""
-    index: dict[tuple, list[tuple[str | None, frozenset[str]]]] = {}
+Index = dict[tuple, list[tuple[str | None, frozenset[str]]]]
+
+
+def index(rules: Iterable[AuditRule]) -> Index:
+    """(list, action, arch, filters) -> [(syscall, keys)] of the rules' cells."""
+    out: Index = {}
     for r in rules:
-        if r.kind == "control":
+        if r.kind not in ("syscall", "watch"):
             continue
         for lst, action, arch, call, filters in atoms(r):
-            index.setdefault((lst, action, arch, filters), []).append((call, frozenset(r.keys)))
+            out.setdefault((lst, action, arch, filters), []).append((call, frozenset(r.keys)))
+    return out
+
+
+def covers(rules: Iterable[AuditRule] | Index, query: AuditRule) -> bool:
+    """Whether every cell of `query` is covered by some rule: same list, action, arch and
+    filters, the syscall listed (or all), and each key of the query carried by that rule."""
+    idx = rules if isinstance(rules, dict) else index(rules)
     want = frozenset(query.keys)
     for lst, action, arch, call, filters in atoms(query):
-        cells = index.get((lst, action, arch, filters), ())
+        cells = idx.get((lst, action, arch, filters), ())
         if not any((c == call or c == ALL) and want <= keys for c, keys in cells):
             return False
     return True
@@ -400,6 +409,7 @@ class AuditRules:
         self._loaded: tuple[AuditRule, ...] | None = None
         self._status: dict[str, int] | None = None
         self._twin = False
+        self._idx: Index | None = None
 
     def _resolve(self, kind: str, name: str) -> int | None:
         """A user or group name in a rule, as auditctl resolves it on the host it loads on."""
@@ -449,8 +459,13 @@ class AuditRules:
             self._status = audit_status()
         return self._status["enabled"]
 
+    def _index(self) -> Index:
+        if self._idx is None:
+            self._idx = index(self.persisted)
+        return self._idx
+
     def has(self, rule: str) -> bool:
-        return covers(self.persisted, _query(rule))
+        return covers(self._index(), _query(rule))
 
     def has_loaded(self, rule: str) -> bool:
         if not self._twin:
@@ -474,9 +489,10 @@ class AuditRules:
                 q = _query(str(args[0]))
             except EvaluationError:
                 return None
-            hits = [r.source for r in self.persisted if r.source and covers([r], q)]
-            if hits:
-                return hits[0]
+            if covers(self._index(), q):
+                hits = [r.source for r in self.persisted if r.source and covers([r], q)]
+                if hits:
+                    return hits[0]
             partial = [r.source for r in self.persisted if r.source and _overlaps(r, q)]
             seen = f"partly {', '.join(partial[:3])}" if partial else self._read_from()
             return seen + self._stop_note()

@@ -86,7 +86,9 @@ def compare(before: dict, after: dict) -> dict[str, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd")
     ap.add_argument("--policies", type=Path, default=HERE.parents[1] / "policies")
     ap.add_argument("--out", type=Path)
@@ -95,7 +97,12 @@ def main() -> None:
     cmp.add_argument("after", type=Path)
     args = ap.parse_args()
     if args.cmd == "compare":
-        print(json.dumps(compare(json.loads(args.before.read_text()), json.loads(args.after.read_text())), indent=1))
+        print(
+            json.dumps(
+                compare(json.loads(args.before.read_text()), json.loads(args.after.read_text())),
+                indent=1,
+            )
+        )
         return
     data = record(args.policies)
     text = json.dumps(data, indent=0, sort_keys=True)
