@@ -184,7 +184,8 @@ FAILLOCK_DEFAULTS: dict[str, str] = {
 }
 FAILLOCK_VERSION = "pam_faillock 1.5.2"
 
-# systemd 252, journald.conf [Journal] (the commented values of the journald.conf it ships).
+# systemd 252 as Debian 12 builds it, journald.conf [Journal]: the commented values of the
+# journald.conf the package ships (Debian forwards to syslog by default).
 JOURNALD_DEFAULTS: dict[str, str] = {
     "Storage": "auto",
     "Compress": "yes",
@@ -193,7 +194,7 @@ JOURNALD_DEFAULTS: dict[str, str] = {
     "SyncIntervalSec": "5m",
     "RateLimitIntervalSec": "30s",
     "RateLimitBurst": "10000",
-    "ForwardToSyslog": "no",
+    "ForwardToSyslog": "yes",
     "ForwardToKMsg": "no",
     "ForwardToConsole": "no",
     "ForwardToWall": "yes",
@@ -205,9 +206,12 @@ JOURNALD_DEFAULTS: dict[str, str] = {
     "MaxLevelWall": "emerg",
     "LineMax": "48K",
     "ReadKMsg": "yes",
-    "Audit": "yes",
+    "Audit": "no",
+    "SystemMaxFiles": "100",
+    "RuntimeMaxFiles": "100",
+    "MaxFileSec": "1month",
 }
-JOURNALD_VERSION = "systemd 252"
+JOURNALD_VERSION = "Debian systemd 252"
 
 
 class KvConfig:

@@ -86,6 +86,16 @@ ACCUMULATE = {
     "subsystem",
     "setenv",
 }
+# Keywords sshd 9.2 sets on every occurrence (its parser has no first-value guard for them):
+# the last value wins, as `sshd -T` shows.
+LAST_WINS = {
+    "fingerprinthash",
+    "maxstartups",
+    "ipqos",
+    "persourcemaxstartups",
+    "persourcenetblocksize",
+    "streamlocalbindmask",
+}
 # Keywords whose values are words sshd compares case-insensitively and prints lowercased.
 _MULTISTATE = {k for k, v in DEFAULTS.items() if v in ("yes", "no")} | {
     "permitrootlogin",
@@ -161,6 +171,8 @@ def normalize_value(keyword: str, value: str) -> str:
         return _seconds(value)
     if keyword in _ALGORITHMS:
         return _algorithms(keyword, value)
+    if keyword == "ipqos" and len(value.split()) == 1:
+        return f"{value} {value}"  # one value sets both interactive and bulk traffic
     return value
 
 
@@ -190,7 +202,7 @@ class Block:
                 self.settings[keyword] = _Setting(value, source)
             else:
                 prev.value += "\n" + value
-        elif keyword not in self.settings:
+        elif keyword not in self.settings or keyword in LAST_WINS:
             self.settings[keyword] = _Setting(value, source)
 
     def get(self, keyword: str) -> _Setting | None:

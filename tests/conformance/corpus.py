@@ -1333,6 +1333,7 @@ _MATCHABLE = {
     "PermitRootLogin",
 }
 _SSHD_MAIN = "etc/ssh/sshd_config"
+_LAST_WINS = {"MaxStartups"}
 _SET_IN_50_CIS = {
     line.split()[0]
     for line in (Path(roots.BASE) / "etc/ssh/sshd_config.d/50-cis.conf").read_text().splitlines()
@@ -1343,15 +1344,20 @@ _SET_IN_50_CIS = {
 def _sshd() -> Iterator[Variant]:
     for ctl, kw, good, bad in _SSHD:
         slug = kw.lower()
+        # sshd keeps the first value of a keyword, except the few its parser sets every time
+        # (MaxStartups): there the last file read wins
+        last_wins = kw in _LAST_WINS
+        first = {} if last_wins else {ctl: F}
         yield _v(
             f"{ctl}/{slug}/dropin-sorting-first",
-            {ctl: F},
+            first,
             write("etc/ssh/sshd_config.d/00-first.conf", f"{kw} {bad}\n", 0o600),
             oracle="sshd",
+            kind="break" if first else "compliant",
         )
         # a later drop-in loses to 50-cis.conf; a keyword only the main file sets after the
         # Include line loses to every drop-in
-        late = {} if kw in _SET_IN_50_CIS else {ctl: F}
+        late = {ctl: F} if last_wins or kw not in _SET_IN_50_CIS else {}
         yield _v(
             f"{ctl}/{slug}/dropin-sorting-last",
             late,
@@ -1368,9 +1374,10 @@ def _sshd() -> Iterator[Variant]:
         )
         yield _v(
             f"{ctl}/{slug}/case-and-equals",
-            {ctl: F},
+            first,
             write("etc/ssh/sshd_config.d/00-first.conf", f"  {kw.upper()} =  {bad}\n", 0o600),
             oracle="sshd",
+            kind="break" if first else "compliant",
         )
         if kw in _MATCHABLE:
             yield _v(
@@ -2620,12 +2627,14 @@ def _logging() -> Iterator[Variant]:
         replace(jd, "ForwardToSyslog=yes", "ForwardToSyslog=no"),
         oracle="systemd-analyze",
     )
+    # Debian builds journald with ForwardToSyslog=yes: unset, it forwards
     yield _v(
         "6.1.3.3/forward-default",
-        {"6.1.3.3": F},
+        {},
         replace(jd, "ForwardToSyslog=yes\n", ""),
-        note="journald's default is no",
+        note="Debian's journald forwards to syslog by default",
         oracle="systemd-analyze",
+        kind="compliant",
     )
     yield _v(
         "6.1.3.3/later-dropin-overrides",
@@ -2637,16 +2646,41 @@ def _logging() -> Iterator[Variant]:
         "6.1.3.3/usr-lib-dropin-masked",
         {"6.1.3.3": F},
         replace(jd, "ForwardToSyslog=yes\n", ""),
-        write("usr/lib/systemd/journald.conf.d/70-vendor.conf", "[Journal]\nForwardToSyslog=yes\n"),
+        write("usr/lib/systemd/journald.conf.d/70-vendor.conf", "[Journal]\nForwardToSyslog=no\n"),
+        write("etc/systemd/journald.conf.d/10-vendor.conf", "[Journal]\nForwardToSyslog=no\n"),
         symlink("etc/systemd/journald.conf.d/70-vendor.conf", "/dev/null"),
         oracle="systemd-analyze",
+        note="the /usr/lib drop-in is masked by a /dev/null link; 10-vendor.conf still turns forwarding off",
     )
     yield _v(
         "6.1.3.3/other-section",
         {"6.1.3.3": F},
-        replace(jd, "ForwardToSyslog=yes\n", ""),
+        replace(jd, "ForwardToSyslog=yes", "ForwardToSyslog=no"),
         append(jd, "[Upload]\nForwardToSyslog=yes\n"),
         oracle="systemd-analyze",
+        note="a key in another section does not count",
+    )
+    yield _v(
+        "6.1.2.2/forward-default",
+        {
+            "6.1.2.2": F,
+            "6.1.2.3": P,
+            "6.1.2.4": P,
+            "6.1.3.2": NA,
+            "6.1.3.3": NA,
+            "6.1.3.4": NA,
+            "6.1.3.7": NA,
+            "6.1.2.1.2": NA,
+            "6.1.2.1.3": NA,
+            "pci-10.3.3-logs-sent-off-host": F,
+            "6.1.3.1": F,
+            "6.1.2.1.1": F,
+        },
+        replace(jd, "ForwardToSyslog=yes\n", ""),
+        remove("rsyslog"),
+        disable("rsyslog.service"),
+        oracle="systemd-analyze",
+        note="journald-only host: Debian's default forwards to a syslog daemon that is not there",
     )
     yield _v(
         "6.1.3.4/file-create-mode-0644",

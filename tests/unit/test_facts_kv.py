@@ -176,10 +176,10 @@ def test_journald_sections_and_dropins(roots: dict[str, Path], tmp_path: Path) -
     assert (j2.option("Storage"), j2.option("Compress")) == ("auto", "no")
     assert (j2.bool("Compress"), j2.bool("ForwardToSyslog"), j2.option("Seal")) == (
         False,
-        False,
+        True,
         "yes",
     )
-    assert j2.where("option", "Seal") == "/etc/systemd/journald.conf (not set: systemd 252 default)"
+    assert j2.where("option", "Seal") == "/etc/systemd/journald.conf (not set: Debian systemd 252 default)"
     assert j2.files == [
         "/etc/systemd/journald.conf",
         "/usr/lib/systemd/journald.conf.d/10-vendor.conf",
