@@ -8,6 +8,7 @@ from secpolicy.facts import (
     bpf_inventory,
     files,
     fim,
+    fs_scan,
     kv,
     packages,
     pam,
@@ -27,6 +28,7 @@ def builtin_registry() -> FactRegistry:
     reg = FactRegistry()
     files.register(reg)
     fim.register(reg)
+    fs_scan.register(reg)
     sysctl.register(reg)
     sshd.register(reg)
     sudoers.register(reg)
