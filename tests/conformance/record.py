@@ -73,16 +73,42 @@ def verdicts(data: dict) -> dict[tuple[str, str], str]:
     return out
 
 
-def compare(before: dict, after: dict) -> dict[str, int]:
-    """How many (tree, rule) verdicts changed, over the trees and rules both recordings have."""
+def _kinds(a: dict, b: dict, keys: list) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k in keys:
+        out[f"{a[k]}->{b[k]}"] = out.get(f"{a[k]}->{b[k]}", 0) + 1
+    return dict(sorted(out.items()))
+
+
+def compare(before: dict, after: dict) -> dict:
+    """How many (tree, rule) verdicts changed, over the trees and rules both recordings have:
+    in all, on the base tree, on the empty root, and the changes a variant makes beyond the
+    base tree's (a rule whose verdict changed the same way on the base tree is not counted
+    again for every variant)."""
     a, b = verdicts(before), verdicts(after)
-    common = a.keys() & b.keys()
+    common = sorted(a.keys() & b.keys())
     changed = [k for k in common if a[k] != b[k]]
-    kinds: dict[str, int] = {}
-    for k in changed:
-        key = f"{a[k]}->{b[k]}"
-        kinds[key] = kinds.get(key, 0) + 1
-    return {"compared": len(common), "changed": len(changed), **dict(sorted(kinds.items()))}
+    on = {t: [k for k in changed if k[0] == t] for t in ("base", "empty")}
+    specific = [
+        (t, r)
+        for t, r in changed
+        if t not in ("base", "empty")
+        and not (a[(t, r)] == a[("base", r)] and b[(t, r)] == b[("base", r)])
+    ]
+    return {
+        "trees": len({t for t, _ in common}),
+        "rules": len({r for _, r in common}),
+        "compared": len(common),
+        "changed": len(changed),
+        "changed_kinds": _kinds(a, b, changed),
+        "base_tree": {"changed": len(on["base"]), **_kinds(a, b, on["base"])},
+        "empty_root": {"changed": len(on["empty"]), **_kinds(a, b, on["empty"])},
+        "variants": {
+            "changed": len(specific),
+            "in_variants": len({t for t, _ in specific}),
+            **_kinds(a, b, specific),
+        },
+    }
 
 
 def main() -> None:
