@@ -607,6 +607,13 @@ def _boot() -> Iterator[Variant]:
         replace("boot/grub/grub.cfg", 'set superusers="grubadmin"\n', ""),
         write("etc/grub.d/01_password", "#!/bin/sh\n"),
     )
+    yield _v(
+        "1.4/no-grub",
+        {"1.4.1": NA, "1.4.2": NA},
+        delete("boot/grub/grub.cfg"),
+        kind="component",
+        note="booted without GRUB: no boot menu to protect; the kernel arguments come from /etc/default/grub",
+    )
     yield _v("1.4.2/grub-cfg-0644", {"1.4.2": F}, chmod("boot/grub/grub.cfg", 0o644))
     yield _v("1.4.2/grub-cfg-0600", {}, chmod("boot/grub/grub.cfg", 0o600), kind="compliant")
     yield _v("1.4.2/grub-cfg-owner", {"1.4.2": F}, chown("boot/grub/grub.cfg", 1000, 0))
@@ -1673,6 +1680,94 @@ def _sudo() -> Iterator[Variant]:
         "5.2.5/not-authenticate",
         {"5.2.5": F},
         write("etc/sudoers.d/ops", "Defaults:ops !authenticate\n", 0o440),
+        oracle="sudo",
+    )
+    yield _v(
+        "5.2.2/use-pty-continued-line",
+        {},
+        replace(_SUDOERS, "Defaults\tuse_pty\n", "Defaults\tmail_badpass, \\\n\t\tuse_pty\n"),
+        kind="compliant",
+        oracle="sudo",
+        note="a backslash joins the next line to the Defaults line",
+    )
+    yield _v(
+        "5.2.2/old-includedir-form",
+        {},
+        replace(_SUDOERS, "Defaults\tuse_pty\n", ""),
+        replace(_SUDOERS, "@includedir /etc/sudoers.d", "#includedir /etc/sudoers.d"),
+        write("etc/sudoers.d/cis", "Defaults use_pty\n", 0o440),
+        kind="compliant",
+        oracle="sudo",
+        note="#includedir is an include, not a comment",
+    )
+    yield _v(
+        "5.2.2/includedir-commented",
+        {"5.2.2": F},
+        replace(_SUDOERS, "Defaults\tuse_pty\n", ""),
+        replace(_SUDOERS, "@includedir /etc/sudoers.d", "# includedir /etc/sudoers.d"),
+        write("etc/sudoers.d/cis", "Defaults use_pty\n", 0o440),
+        oracle="sudo",
+        note="with a space after # the line is a comment and sudoers.d is not read",
+    )
+    yield _v(
+        "5.2.2/use-pty-for-one-command-off",
+        {"5.2.2": F},
+        write("etc/sudoers.d/su", "Defaults!/usr/bin/su !use_pty\n", 0o440),
+        oracle="sudo",
+    )
+    yield _v(
+        "5.2.3/logfile-relative-include",
+        {},
+        replace(_SUDOERS, 'Defaults\tlogfile="/var/log/sudo.log"\n', "@include sudoers.local\n"),
+        write("etc/sudoers.local", 'Defaults logfile="/var/log/sudo.log"\n', 0o440),
+        kind="compliant",
+        oracle="sudo",
+        note="a relative @include is read from the including file's directory",
+    )
+    yield _v(
+        "5.2.3/logfile-unset-later",
+        {"5.2.3": F, "6.2.3.3": F},
+        write("etc/sudoers.d/zz-nolog", "Defaults !logfile\n", 0o440),
+        oracle="sudo",
+    )
+    yield _v(
+        "5.2.3/logfile-for-one-host-only",
+        {"5.2.3": F, "6.2.3.3": F},
+        replace(
+            _SUDOERS,
+            'Defaults\tlogfile="/var/log/sudo.log"\n',
+            'Defaults@web1\tlogfile="/var/log/sudo.log"\n',
+        ),
+        oracle="sudo",
+        note="a host-scoped Defaults does not set the global value",
+    )
+    yield _v(
+        "5.2.4/nopasswd-group-in-list",
+        {"5.2.4": F},
+        write(
+            "etc/sudoers.d/ops",
+            "%ops ALL=(ALL) /usr/bin/systemctl, NOPASSWD: /usr/bin/journalctl\n",
+            0o440,
+        ),
+        oracle="sudo",
+    )
+    yield _v(
+        "5.2.5/not-authenticate-globally",
+        {"5.2.5": F},
+        write("etc/sudoers.d/zz", "Defaults !authenticate\n", 0o440),
+        oracle="sudo",
+    )
+    yield _v(
+        "5.2.6/timeout-in-dropin-30",
+        {"5.2.6": F},
+        write("etc/sudoers.d/zz", "Defaults timestamp_timeout=30\n", 0o440),
+        oracle="sudo",
+    )
+    yield _v(
+        "5.2.6/timeout-in-ignored-dropin",
+        {},
+        write("etc/sudoers.d/zz.bak", "Defaults timestamp_timeout=30\n", 0o440),
+        kind="compliant",
         oracle="sudo",
     )
     yield _v(

@@ -1,8 +1,8 @@
 """The corpus trees where a real tool decides, asked of that tool: `sshd -T -C` for every
 connection a Match block selects, `augenrules` and `auditctl -R` into the running kernel (with
 keys of this test's own, removed afterwards), `systemd-analyze cat-config` for drop-in
-precedence, shadow's `useradd`/`chgpasswd` for login.defs and its defaults. The facts and rules
-must agree with what the tools say."""
+precedence, shadow's `useradd`/`chgpasswd` for login.defs and its defaults, `cvtsudoers` for what
+sudo reads of sudoers. The facts and rules must agree with what the tools say."""
 
 from __future__ import annotations
 
@@ -617,3 +617,121 @@ def test_which_of_two_settings_wins_is_what_sshd_T_prints(
     )
     ours = FactContext(builtin_registry(), str(tmp_path)).fact("sshd", ()).option(keyword)
     assert ours.lower() == printed.lower()
+
+
+# --- cvtsudoers ------------------------------------------------------------------------------
+def _cvtsudoers() -> tuple[str, dict[str, str]]:
+    """sudo's own parser. SECPOLICY_CVTSUDOERS may name a cvtsudoers unpacked from the sudo
+    .deb (`dpkg-deb -x`) on a host where sudo is not installed; its libraries are then beside it
+    in usr/libexec/sudo."""
+    path = os.environ.get("SECPOLICY_CVTSUDOERS") or _tool("cvtsudoers")
+    env = dict(os.environ)
+    libs = Path(path).resolve().parents[1] / "libexec/sudo"
+    if libs.is_dir():
+        env["LD_LIBRARY_PATH"] = str(libs)
+    return path, env
+
+
+def _sudo_json(root: Path) -> dict:
+    """`cvtsudoers -f json /etc/sudoers` with the tree's /etc laid over the host's in a private
+    mount namespace, so absolute includes (`@includedir /etc/sudoers.d`) resolve in the tree."""
+    import json
+
+    tool, env = _cvtsudoers()
+    script = (
+        f"mount -t overlay overlay -o lowerdir={root}/etc:/etc /etc && {tool} -f json /etc/sudoers"
+    )
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+_BINDING = {"username": ":", "usergroup": ":", "hostname": "@", "command": "!"}
+
+
+def _oracle_defaults(j: dict) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """(name, value, binding kind, bound names) for each Defaults setting, in sudo's order.
+    cvtsudoers prints `Defaults>runas` like `Defaults:user`, so both are ":" here."""
+    res = []
+    for d in j.get("Defaults", []):
+        bind = d.get("Binding", [])
+        kind = _BINDING[next(iter(bind[0]))] if bind else ""
+        names = tuple(sorted(v for b in bind for v in b.values()))
+        for opt in d["Options"]:
+            opt = {k: v for k, v in opt.items() if k != "operation"}
+            ((name, value),) = opt.items()
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, list):
+                value = " ".join(value)
+            res.append((name, str(value), kind, names))
+    return res
+
+
+def _our_defaults(s) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    res = []
+    for d in s.defaults:
+        kind = {">": ":"}.get(d.scope[:1], d.scope[:1])
+        names = tuple(sorted(n.lstrip("%") for n in d.scope[1:].split(",") if n))
+        res.append((d.name, d.value, kind, names))
+    return res
+
+
+def _global(defaults, name: str) -> str | None:
+    """The value in force for every user, host and command: the last unbound setting."""
+    return next((v for n, v, kind, _ in reversed(defaults) if n == name and kind == ""), None)
+
+
+# CIS 5.2.2-5.2.6 as the benchmark states them, over what sudo's parser reads
+SUDO_BENCHMARK = {
+    "cis-5.2.2-sudo-use-pty": lambda d, j: (
+        _global(d, "use_pty") == "true"
+        and not any(n == "use_pty" and v == "false" for n, v, _, _ in d)
+    ),
+    "cis-5.2.3-sudo-logfile": lambda d, j: _global(d, "logfile") not in (None, "false"),
+    "cis-5.2.4-sudo-requires-password": lambda d, j: (
+        not any(
+            o.get("authenticate") is False
+            for us in j.get("User_Specs", [])
+            for cs in us.get("Cmnd_Specs", [])
+            for o in cs.get("Options", [])
+        )
+    ),
+    "cis-5.2.5-sudo-reauthentication": lambda d, j: (
+        not any(n == "authenticate" and v == "false" for n, v, _, _ in d)
+    ),
+    "cis-5.2.6-sudo-timestamp-timeout": lambda d, j: all(
+        0 <= int(v) <= 15 for n, v, _, _ in d if n == "timestamp_timeout" and v != "false"
+    ),
+}
+
+
+def _sudo_variants() -> list[corpus.Variant | None]:
+    return [None] + [
+        v
+        for v in corpus.VARIANTS
+        if v.oracle == "sudo"
+        or (
+            any(e[1].startswith("etc/sudoers") for e in v.edits if e[0] != "delete")
+            and not any(e[0] == "delete" and e[1] == "etc/sudoers" for e in v.edits)
+        )
+    ]
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("variant", _sudo_variants(), ids=_id)
+def test_sudoers_defaults_are_what_sudos_parser_reads(bundle, base_tree, tmp_path, variant) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    j = _sudo_json(root)
+    theirs = _oracle_defaults(j)
+    assert _our_defaults(FactContext(builtin_registry(), str(root)).fact("sudoers", ())) == theirs
+    got = _statuses(bundle, root, "cis-5.2.")
+    for rule, holds in SUDO_BENCHMARK.items():
+        assert got[rule] == ("pass" if holds(theirs, j) else "fail"), rule
