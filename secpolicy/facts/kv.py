@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, MODE, SIZE, STR, ListType, Method, ObjectType
 from secpolicy.facts._common import at, dropin_files
+from secpolicy.facts.pam import PAM_ENTRY
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -51,6 +52,12 @@ KV = ObjectType(
     field_docs={
         "errors": "lines the program refuses, as file:line: message (auditd then does not start)",
     },
+)
+KV.methods["with_args"] = Method(
+    (PAM_ENTRY,),
+    KV,
+    "the settings a PAM module uses: the files, then its line's `name=value` arguments in order"
+    " (pwquality: an argument libpwquality refuses is skipped, as pam_pwquality does)",
 )
 
 
@@ -231,8 +238,13 @@ class KvConfig:
         defaults: Mapping[str, str] | None = None,
         version: str = "",
         errors: Iterable[str] = (),
+        stopped: str | None = None,
+        arg_reader: Callable[[str, str], str] | None = None,
     ) -> None:
         self._name = name
+        self._stopped = stopped
+        self._arg_reader = arg_reader
+        self._ignore_case = ignore_case
         self.path = path
         self.files = files
         self.exists = exists
@@ -287,6 +299,40 @@ class KvConfig:
     def has(self, key: str) -> builtins.bool:
         return self._get(key) is not None
 
+    def with_args(self, entry: Any) -> KvConfig:
+        """The settings a PAM module works with: these files, then the `name=value` arguments of
+        its line in order, each overriding what came before. With an argument reader (pam_pwquality),
+        an argument it refuses is skipped, as the module logs it and goes on."""
+        entries = dict(self._entries)
+        for a in entry.args:
+            key, sep, value = a.partition("=")
+            key = key.lower() if self._ignore_case else key
+            if self._arg_reader is not None:
+                try:
+                    value = self._arg_reader(key, value)
+                except ValueError:
+                    continue
+            elif not sep:
+                value = "true"
+            if self._ignore_case:
+                for k in [k for k in entries if k.lower() == key]:
+                    del entries[k]
+            entries[key] = _Entry(value, at(entry.file, entry.lineno))
+        return KvConfig(
+            self._name,
+            self.path,
+            self.files,
+            entries,
+            self.exists,
+            ignore_case=self._ignore_case,
+            int_reader=self._int,
+            defaults=self._defaults,
+            version=self._version,
+            errors=self.errors,
+            stopped=self._stopped,
+            arg_reader=self._arg_reader,
+        )
+
     def where(self, name: str, *args: Any) -> str | None:
         if name == "errors":
             return ", ".join(self.errors) or self.path
@@ -295,6 +341,8 @@ class KvConfig:
             if e is not None:
                 return e.source
             state = "not set" if self.exists else "absent"
+            if self._stopped is not None:
+                state = f"not set before {self._stopped}, where reading stopped"
             if name != "has" and self.default(str(args[0])) is not None:
                 return f"{self.path} ({state}: {self._version} default)"
             return f"{self.path} ({state})"
@@ -401,20 +449,100 @@ def collect_login_defs(ctx: FactContext) -> KvConfig:
     )
 
 
+# libpwquality 1.4.5's settings: how pwquality.conf and pam_pwquality's arguments are read
+_PWQ_INT = frozenset(
+    (
+        "difok",
+        "minlen",
+        "dcredit",
+        "ucredit",
+        "lcredit",
+        "ocredit",
+        "minclass",
+        "maxrepeat",
+        "maxclassrepeat",
+        "maxsequence",
+        "gecoscheck",
+        "dictcheck",
+        "usercheck",
+        "usersubstr",
+        "enforcing",
+        "retry",
+    )
+)
+_PWQ_STR = frozenset(("badwords", "dictpath"))
+_PWQ_SET = frozenset(("enforce_for_root", "local_users_only"))
+_INT_MAX = 2**31 - 1
+_C_LONG = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
+
+
+def _pwquality_value(name: str, value: str) -> str:
+    """The value libpwquality stores for `name`, or ValueError with its complaint."""
+    if name in _PWQ_SET:
+        return "true"  # the value is ignored: the flag is on
+    if name in _PWQ_STR:
+        return value
+    if name not in _PWQ_INT:
+        raise ValueError(f"unknown setting {name!r}")
+    # strtol(value, &end, 10): the whole value, within int's range
+    if not value or _C_LONG.fullmatch(value) is None or not -_INT_MAX < int(value) < _INT_MAX:
+        raise ValueError(f"{name}: {value!r} is not an integer")
+    n = int(value)
+    if name == "minlen":
+        n = max(n, 6)  # PWQ_BASE_MIN_LENGTH
+    elif name == "minclass":
+        n = min(n, 4)  # PWQ_NUM_CLASSES
+    return str(n)
+
+
+def _read_pwquality(
+    ctx: FactContext, files: list[str]
+) -> tuple[dict[str, _Entry], list[str], list[str]]:
+    """pwquality_read_config: each line up to a `#`, a name (case-insensitive) ended by a blank
+    or `=`, then blanks, at most one `=`, blanks and the value. The first line it refuses (an
+    unknown name, a value that is not an integer) ends the reading of every file: what came
+    before stays in force, pam_pwquality logs the error and goes on with it."""
+    out: dict[str, _Entry] = {}
+    read: list[str] = []
+    for path in files:
+        text = ctx.read_text(path)
+        if text is None:
+            continue
+        read.append(path)
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            m = re.match(r"([^\s=]*)\s*=?\s*(.*)$", line)
+            assert m is not None  # the pattern matches every line
+            name = m.group(1).lower()
+            try:
+                value = _pwquality_value(name, m.group(2))
+            except ValueError as e:
+                where = at(path, n)
+                return out, read, [f"{where}: {e}; libpwquality stops reading here"]
+            out[name] = _Entry(value, at(path, n))
+    return out, read, []
+
+
 def collect_pwquality(ctx: FactContext) -> KvConfig:
     # libpwquality reads pwquality.conf.d/*.conf in ASCII order first, then pwquality.conf
     main = "/etc/security/pwquality.conf"
-    drop = [p for p in ctx.glob("/etc/security/pwquality.conf.d/*.conf")]
-    return _config(
-        ctx,
+    drop = sorted(ctx.glob("/etc/security/pwquality.conf.d/*.conf"))
+    entries, read, errors = _read_pwquality(ctx, drop + [main])
+    return KvConfig(
         "pwquality",
         main,
-        sorted(drop) + [main],
-        sep="=",
-        flags=True,
+        read,
+        entries,
+        main in read,
         ignore_case=True,
+        int_reader=lambda v: None if v is None else _dec(v),
         defaults=PWQUALITY_DEFAULTS,
         version=PWQUALITY_VERSION,
+        errors=errors,
+        stopped=errors[0].split(": ", 1)[0] if errors else None,
+        arg_reader=_pwquality_value,
     )
 
 

@@ -29,7 +29,12 @@ PAM_ENTRY = ObjectType(
         "optional_module": BOOL,
     },
     methods={
-        "arg": Method((STR,), STR, 'value of `name=value`, "true" for a bare `name`, else null')
+        "arg": Method(
+            (STR,),
+            STR,
+            'value of the last `name=value` (modules apply their arguments in order), "true" for a'
+            " bare `name`, else null",
+        )
     },
     doc="one line of a PAM stack",
     field_docs={
@@ -84,7 +89,9 @@ class PamEntry:
         return f"{self.type} {self.control} {self.module}"
 
     def arg(self, name: str) -> str | None:
-        for a in self.args:
+        # modules read their arguments in order, each one overriding the last (pam_pwquality,
+        # pam_faillock, pam_pwhistory, pam_unix): the last occurrence is in force
+        for a in reversed(self.args):
             key, sep, value = a.partition("=")
             if key == name:
                 return value if sep else "true"

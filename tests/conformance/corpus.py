@@ -1938,6 +1938,108 @@ def _pam() -> Iterator[Variant]:
         append("etc/security/pwquality.conf", "minlen = 8\n"),
         note="pwquality.conf is read after pwquality.conf.d and wins",
     )
+    # how libpwquality reads what it reads: asked of the library (test_oracles)
+    yield _v(
+        "5.3.3.2.2/upper-case-key",
+        {},
+        replace(_PW, "minlen = 14", "MINLEN = 14"),
+        oracle="pwquality",
+        kind="compliant",
+    )
+    yield _v(
+        "5.3.3.2.2/trailing-comment",
+        {},
+        replace(_PW, "minlen = 14", "minlen = 14   # CIS"),
+        oracle="pwquality",
+        kind="compliant",
+    )
+    yield _v(
+        "5.3.3.2.2/no-spaces-and-tabs",
+        {},
+        replace(_PW, "minlen = 14", "\tminlen=14"),
+        oracle="pwquality",
+        kind="compliant",
+    )
+    yield _v(
+        "5.3.3.2.2/dropin-not-conf",
+        {"5.3.3.2.2": F, "pci-8.3.6-password-composition": F},
+        replace(_PW, "minlen = 14\n", ""),
+        write("etc/security/pwquality.conf.d/60-cis.conf.disabled", "minlen = 14\n"),
+        oracle="pwquality",
+        note="only *.conf files of pwquality.conf.d are read",
+    )
+    yield _v(
+        "5.3.3.2.2/later-dropin-weaker",
+        {"5.3.3.2.2": F, "pci-8.3.6-password-composition": F},
+        write("etc/security/pwquality.conf.d/99-local.conf", "minlen = 10\n"),
+        oracle="pwquality",
+    )
+    yield _v(
+        "5.3.3.2.2/pam-arg-twice-last-weak",
+        {"5.3.3.2.2": F, "pci-8.3.6-password-composition": F},
+        replace(_CP, _PWQ_LINE, f"{_PWQ_LINE} minlen=16 minlen=8"),
+        oracle="pwquality",
+        note="pam_pwquality applies its arguments in order: the last minlen wins",
+    )
+    yield _v(
+        "5.3.3.2.2/pam-arg-twice-last-good",
+        {},
+        replace(_CP, _PWQ_LINE, f"{_PWQ_LINE} minlen=8 minlen=16"),
+        oracle="pwquality",
+        kind="compliant",
+    )
+    stopped = {
+        **{c: F for c in ("5.3.3.2.1", "5.3.3.2.2", "5.3.3.2.4", "5.3.3.2.5", "5.3.3.2.8")},
+        "pci-8.3.6-password-composition": F,
+    }
+    yield _v(
+        "5.3.3.2/unknown-setting-stops-reading",
+        stopped,
+        replace(_PW, "minlen = 14", "min_len = 14\nminlen = 14"),
+        oracle="pwquality",
+        note="libpwquality stops at a line it refuses: nothing after it, in any file, is applied",
+    )
+    yield _v(
+        "5.3.3.2/semicolon-comment-stops-reading",
+        stopped,
+        replace(_PW, "minlen = 14", "; CIS\nminlen = 14"),
+        oracle="pwquality",
+    )
+    yield _v(
+        "5.3.3.2/bad-number-stops-reading",
+        stopped,
+        replace(_PW, "minlen = 14", "minclass = four\nminlen = 14"),
+        oracle="pwquality",
+    )
+    yield _v(
+        "5.3.3.2.2/minlen-below-6",
+        {"5.3.3.2.2": F, "pci-8.3.6-password-composition": F},
+        replace(_PW, "minlen = 14", "minlen = 3"),
+        oracle="pwquality",
+        note="libpwquality raises a minlen below 6 to 6",
+    )
+    yield _v(
+        "5.3.3.2.2/pam-arg-not-a-number",
+        {},
+        replace(_CP, _PWQ_LINE, f"{_PWQ_LINE} minlen=abc"),
+        oracle="pwquality",
+        kind="compliant",
+        note="pam_pwquality logs the argument it cannot use and keeps the configured value",
+    )
+    yield _v(
+        "5.3.3.2.8/enforce-for-root-in-dropin",
+        {},
+        replace("etc/security/pwquality.conf", "enforce_for_root\n", ""),
+        append(_PW, "enforce_for_root\n"),
+        oracle="pwquality",
+        kind="compliant",
+    )
+    yield _v(
+        "5.3.3.2.8/enforce-for-root-commented",
+        {"5.3.3.2.8": F},
+        replace("etc/security/pwquality.conf", "enforce_for_root\n", "# enforce_for_root\n"),
+        oracle="pwquality",
+    )
     for ctl, key in (("5.3.3.2.6", "dictcheck"), ("5.3.3.2.7", "enforcing")):
         yield _v(f"{ctl}/conf-off", {ctl: F}, append(_PW, f"{key} = 0\n"))
         yield _v(

@@ -735,3 +735,131 @@ def test_sudoers_defaults_are_what_sudos_parser_reads(bundle, base_tree, tmp_pat
     got = _statuses(bundle, root, "cis-5.2.")
     for rule, holds in SUDO_BENCHMARK.items():
         assert got[rule] == ("pass" if holds(theirs, j) else "fail"), rule
+
+
+# --- libpwquality ----------------------------------------------------------------------------
+# pwquality.h: the integer settings, by name as pwquality.conf and the PAM line spell them
+_PWQ_SETTINGS = {
+    "difok": 1,
+    "minlen": 3,
+    "dcredit": 4,
+    "ucredit": 5,
+    "lcredit": 6,
+    "ocredit": 7,
+    "minclass": 8,
+    "maxrepeat": 9,
+    "maxclassrepeat": 11,
+    "gecoscheck": 12,
+    "maxsequence": 14,
+    "dictcheck": 15,
+    "usercheck": 16,
+    "enforcing": 17,
+    "retry": 18,
+    "enforce_for_root": 19,
+    "local_users_only": 20,
+    "usersubstr": 21,
+}
+
+
+@pytest.fixture(scope="module")
+def libpwquality():
+    """libpwquality itself, through ctypes. SECPOLICY_LIBPWQUALITY may name a libpwquality.so.1
+    unpacked from the libpwquality1 .deb (with libcrack.so.2 from libcrack2 beside it) on a host
+    where it is not installed."""
+    import ctypes
+    import ctypes.util
+
+    path = os.environ.get("SECPOLICY_LIBPWQUALITY") or ctypes.util.find_library("pwquality")
+    if not path:
+        pytest.skip("libpwquality is not installed")
+    crack = Path(path).parent / "libcrack.so.2"
+    if crack.exists():
+        ctypes.CDLL(str(crack), mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(path)
+    lib.pwquality_default_settings.restype = ctypes.c_void_p
+    lib.pwquality_free_settings.argtypes = [ctypes.c_void_p]
+    lib.pwquality_read_config.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    lib.pwquality_set_option.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.pwquality_get_int_value.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int),
+    ]
+    return lib
+
+
+def _pwquality_args(root: Path) -> list[str]:
+    """The arguments of the tree's pam_pwquality line in common-password (continuations joined)."""
+    text = (root / "etc/pam.d/common-password").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        mod = next((i for i, w in enumerate(words) if w.endswith("pam_pwquality.so")), None)
+        if mod is not None and words[0] in ("password", "-password"):
+            return words[mod + 1 :]
+    return []
+
+
+def _libpwquality_reads(lib, root: Path, args: list[str]) -> dict[str, int]:
+    """What pam_pwquality ends up with: pwquality_read_config of the tree's pwquality.conf (which
+    reads pwquality.conf.d first), then each PAM argument through pwquality_set_option, as
+    pam_pwquality's parse_args does."""
+    import ctypes
+
+    s = lib.pwquality_default_settings()
+    try:
+        lib.pwquality_read_config(s, str(root / "etc/security/pwquality.conf").encode(), None)
+        for a in args:
+            lib.pwquality_set_option(s, a.encode())
+        out = {}
+        for name, sid in _PWQ_SETTINGS.items():
+            v = ctypes.c_int()
+            assert lib.pwquality_get_int_value(s, sid, ctypes.byref(v)) == 0, name
+            out[name] = v.value
+        return out
+    finally:
+        lib.pwquality_free_settings(s)
+
+
+# CIS 5.3.3.2.x as the benchmark states them, over what pam_pwquality ends up with
+PWQUALITY_BENCHMARK = {
+    "cis-5.3.3.2.1-pwquality-difok": lambda v: v["difok"] >= 2,
+    "cis-5.3.3.2.2-pwquality-minlen": lambda v: v["minlen"] >= 14,
+    "cis-5.3.3.2.4-pwquality-maxrepeat": lambda v: 0 < v["maxrepeat"] <= 3,
+    "cis-5.3.3.2.5-pwquality-maxsequence": lambda v: 0 < v["maxsequence"] <= 3,
+    "cis-5.3.3.2.6-pwquality-dictcheck": lambda v: v["dictcheck"] != 0,
+    "cis-5.3.3.2.7-pwquality-enforcing": lambda v: v["enforcing"] != 0,
+    "cis-5.3.3.2.8-pwquality-enforce-for-root": lambda v: v["enforce_for_root"] != 0,
+}
+
+
+def _pwquality_variants() -> list[corpus.Variant | None]:
+    return [None] + [
+        v
+        for v in corpus.VARIANTS
+        if v.oracle == "pwquality"
+        or any(
+            e[1].startswith(("etc/security/pwquality", "etc/pam.d/common-password"))
+            for e in v.edits
+        )
+    ]
+
+
+@pytest.mark.parametrize("variant", _pwquality_variants(), ids=_id)
+def test_pwquality_is_what_libpwquality_reads(
+    bundle, libpwquality, base_tree, tmp_path, variant
+) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    files_only = _libpwquality_reads(libpwquality, root, [])
+    conf = FactContext(builtin_registry(), str(root)).fact("pwquality", ())
+    ours = {
+        k: conf.int(k) for k in _PWQ_SETTINGS if k not in ("enforce_for_root", "local_users_only")
+    }
+    ours |= {k: int(conf.has(k)) for k in ("enforce_for_root", "local_users_only")}
+    assert ours == files_only
+    args = _pwquality_args(root)
+    if not args and "pam_pwquality" not in (root / "etc/pam.d/common-password").read_text():
+        return  # not in the stack: the 5.3.3.2.x rules do not apply
+    effective = _libpwquality_reads(libpwquality, root, args)
+    got = _statuses(bundle, root, "cis-5.3.3.2.")
+    for rule, holds in PWQUALITY_BENCHMARK.items():
+        assert got[rule] == ("pass" if holds(effective) else "fail"), (rule, effective)

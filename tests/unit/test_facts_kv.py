@@ -153,6 +153,59 @@ def test_pwquality_and_faillock_defaults(tmp_path: Path) -> None:
     assert (f.int("deny"), f.int("unlock_time"), f.int("root_unlock_time")) == (3, 1200, 1200)
 
 
+@pytest.mark.parametrize(
+    ("text", "minlen"),
+    [
+        ("minlen = 14   # CIS\n", 14),  # a # anywhere starts a comment
+        ("MINLEN 14\n", 14),  # names are case-insensitive; = is optional
+        ("\tminlen=+14\r\n", 14),
+        ("minlen = 3\n", 6),  # raised to libpwquality's floor
+        ("minlen = 14\nminlen = 15\n", 15),
+        ("bogus = 1\nminlen = 14\n", 8),  # an unknown name stops the reading
+        ("; note\nminlen = 14\n", 8),
+        ("minlen = 14abc\n", 8),  # not an integer: stops, default kept
+        ("minlen = 16\nminclass = four\nminlen = 20\n", 16),  # what came before stays
+        ("minlen==14\n", 8),
+    ],
+)
+def test_pwquality_is_read_as_libpwquality_reads_it(tmp_path: Path, text: str, minlen: int) -> None:
+    write(tmp_path, "etc/security/pwquality.conf", text)
+    p = context(tmp_path).fact("pwquality", ())
+    assert p.int("minlen") == minlen
+    assert (
+        bool(p.errors)
+        == ("stops reading" in " ".join(p.errors))
+        == (text.startswith(("bogus", ";")) or "abc" in text or "four" in text or "==" in text)
+    )
+
+
+def test_pwquality_error_in_a_dropin_stops_the_main_file_too(tmp_path: Path) -> None:
+    write(tmp_path, "etc/security/pwquality.conf.d/10.conf", "minlen = 15\nbogus\n")
+    write(tmp_path, "etc/security/pwquality.conf", "difok = 4\nenforce_for_root\n")
+    p = context(tmp_path).fact("pwquality", ())
+    assert (p.int("minlen"), p.int("difok"), p.has("enforce_for_root")) == (15, 1, False)
+    stop = "/etc/security/pwquality.conf.d/10.conf:2: unknown setting 'bogus';"
+    assert p.errors == (stop + " libpwquality stops reading here",)
+    assert "where reading stopped" in p.where("int", "difok")
+
+
+def test_pwquality_with_pam_arguments(tmp_path: Path) -> None:
+    write(tmp_path, "etc/security/pwquality.conf", "minlen = 14\n")
+    write(
+        tmp_path,
+        "etc/pam.d/common-password",
+        "password requisite pam_pwquality.so retry=3 minlen=10 minlen=16 difok=x enforce_for_root\n",
+    )
+    ctx = context(tmp_path)
+    e = ctx.fact("pam", ("common-password",)).module("pam_pwquality.so")
+    assert e.arg("minlen") == "16"  # modules apply their arguments in order: the last wins
+    p = ctx.fact("pwquality", ()).with_args(e)
+    assert (p.int("minlen"), p.int("difok"), p.has("enforce_for_root")) == (16, 1, True)
+    assert p.where("int", "minlen") == "/etc/pam.d/common-password:1"
+    assert p.where("int", "difok").endswith("(not set: libpwquality 1.4.5 default)")
+    assert ctx.fact("pwquality", ()).int("minlen") == 14  # the file's own view is unchanged
+
+
 def test_journald_sections_and_dropins(roots: dict[str, Path], tmp_path: Path) -> None:
     j = context(roots["hardened"]).fact("journald", ())
     assert (j.option("Storage"), j.option("Compress"), j.option("ForwardToSyslog")) == (
@@ -179,7 +232,10 @@ def test_journald_sections_and_dropins(roots: dict[str, Path], tmp_path: Path) -
         True,
         "yes",
     )
-    assert j2.where("option", "Seal") == "/etc/systemd/journald.conf (not set: Debian systemd 252 default)"
+    assert (
+        j2.where("option", "Seal")
+        == "/etc/systemd/journald.conf (not set: Debian systemd 252 default)"
+    )
     assert j2.files == [
         "/etc/systemd/journald.conf",
         "/usr/lib/systemd/journald.conf.d/10-vendor.conf",
