@@ -11,24 +11,11 @@ import pytest
 import yaml
 
 from secpolicy.engine import scan
-from secpolicy.facts.builtin import builtin_registry
-from secpolicy.policy.loader import load_policies
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 import corpus
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    reg = builtin_registry()
-    return load_policies([REPO / "policies"], reg), reg
-
-
-@pytest.fixture(scope="module")
-def base_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return corpus.build_base(tmp_path_factory.mktemp("corpus"))
 
 
 def _verdicts(bundle, root: Path) -> dict[str, tuple[str, str]]:

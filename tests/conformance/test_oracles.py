@@ -21,7 +21,6 @@ from secpolicy.facts import FactContext, builtin_registry
 from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
 from secpolicy.facts.auditctl import parse_words, words
 from secpolicy.facts.kv import JOURNALD_DEFAULTS
-from secpolicy.policy.loader import load_policies
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -50,23 +49,24 @@ def _id(v: corpus.Variant | None) -> str:
     return "base" if v is None else v.id
 
 
-@pytest.fixture(scope="module")
-def bundle():
-    reg = builtin_registry()
-    return load_policies([REPO / "policies"], reg), reg
-
-
-@pytest.fixture(scope="module")
-def base_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return corpus.build_base(tmp_path_factory.mktemp("oracle"))
-
-
 def _tree(tmp_path: Path, base: Path, v: corpus.Variant | None) -> Path:
     root = tmp_path / "t"
     corpus._link_copy(base, root)
     for e in v.edits if v else ():
         corpus._apply(root, e)
     return root
+
+
+def _namespaced(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A shell script in a private mount namespace: its mounts vanish with it."""
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
 
 
 def _statuses(bundle, root: Path, prefix: str) -> dict[str, str]:
@@ -177,13 +177,7 @@ def _sshd_T(root: Path, key: Path, specs: list[dict[str, str]]) -> list[dict[str
         f"mount --bind {root}/etc/ssh /etc/ssh && mount --bind {root}/etc/passwd /etc/passwd "
         f"&& mount --bind {root}/etc/group /etc/group && {{ {runs} ; }}"
     )
-    out = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = _namespaced(script)
     blocks = out.stdout.split("__END__\n")[: len(specs)]
     res = []
     for b in blocks:
@@ -641,14 +635,7 @@ def _sudo_json(root: Path) -> dict:
     script = (
         f"mount -t overlay overlay -o lowerdir={root}/etc:/etc /etc && {tool} -f json /etc/sudoers"
     )
-    out = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    out = _namespaced(script, env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
