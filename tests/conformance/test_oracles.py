@@ -614,11 +614,21 @@ def test_which_of_two_settings_wins_is_what_sshd_T_prints(
 
 
 # --- cvtsudoers ------------------------------------------------------------------------------
+# scripts/setup.sh --with-test-tools unpacks sudo and libpwquality here (not installed on the host)
+_UNPACKED = Path(sys.prefix) / "oracles"
+
+
 def _cvtsudoers() -> tuple[str, dict[str, str]]:
-    """sudo's own parser. SECPOLICY_CVTSUDOERS may name a cvtsudoers unpacked from the sudo
-    .deb (`dpkg-deb -x`) on a host where sudo is not installed; its libraries are then beside it
-    in usr/libexec/sudo."""
-    path = os.environ.get("SECPOLICY_CVTSUDOERS") or _tool("cvtsudoers")
+    """sudo's own parser: SECPOLICY_CVTSUDOERS, else the installed one, else the one setup
+    unpacked from the sudo package (its libraries beside it in usr/libexec/sudo)."""
+    unpacked = _UNPACKED / "usr/bin/cvtsudoers"
+    path = (
+        os.environ.get("SECPOLICY_CVTSUDOERS")
+        or shutil.which("cvtsudoers")
+        or (str(unpacked) if unpacked.exists() else None)
+    )
+    if path is None:
+        pytest.skip("cvtsudoers (sudo) is neither installed nor unpacked by scripts/setup.sh")
     env = dict(os.environ)
     libs = Path(path).resolve().parents[1] / "libexec/sudo"
     if libs.is_dir():
@@ -750,15 +760,19 @@ _PWQ_SETTINGS = {
 
 @pytest.fixture(scope="module")
 def libpwquality():
-    """libpwquality itself, through ctypes. SECPOLICY_LIBPWQUALITY may name a libpwquality.so.1
-    unpacked from the libpwquality1 .deb (with libcrack.so.2 from libcrack2 beside it) on a host
-    where it is not installed."""
+    """libpwquality itself, through ctypes: SECPOLICY_LIBPWQUALITY, else the installed one, else
+    the one setup unpacked (libcrack.so.2, which it needs, beside it)."""
     import ctypes
     import ctypes.util
 
-    path = os.environ.get("SECPOLICY_LIBPWQUALITY") or ctypes.util.find_library("pwquality")
+    unpacked = sorted(_UNPACKED.glob("usr/lib/*/libpwquality.so.1"))
+    path = (
+        os.environ.get("SECPOLICY_LIBPWQUALITY")
+        or ctypes.util.find_library("pwquality")
+        or (str(unpacked[0]) if unpacked else None)
+    )
     if not path:
-        pytest.skip("libpwquality is not installed")
+        pytest.skip("libpwquality is neither installed nor unpacked by scripts/setup.sh")
     crack = Path(path).parent / "libcrack.so.2"
     if crack.exists():
         ctypes.CDLL(str(crack), mode=ctypes.RTLD_GLOBAL)
