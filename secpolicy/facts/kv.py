@@ -7,7 +7,7 @@ from __future__ import annotations
 import builtins
 import re
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -240,8 +240,10 @@ class KvConfig:
         errors: Iterable[str] = (),
         stopped: str | None = None,
         arg_reader: Callable[[str, str], str] | None = None,
+        derived: Mapping[str, str] | None = None,
     ) -> None:
         self._name = name
+        self._derived = dict(derived or {})
         self._stopped = stopped
         self._arg_reader = arg_reader
         self._ignore_case = ignore_case
@@ -268,6 +270,8 @@ class KvConfig:
         return hit
 
     def default(self, key: str) -> str | None:
+        if key in self._derived:  # a default that is another key's value (root_unlock_time)
+            return self.option(self._derived[key])
         hit = self._defaults.get(key)
         if hit is None and self._default_lower is not None:
             hit = self._default_lower.get(key.lower())
@@ -331,6 +335,7 @@ class KvConfig:
             errors=self.errors,
             stopped=self._stopped,
             arg_reader=self._arg_reader,
+            derived=self._derived,
         )
 
     def where(self, name: str, *args: Any) -> str | None:
@@ -340,6 +345,9 @@ class KvConfig:
             e = self._get(str(args[0]))
             if e is not None:
                 return e.source
+            if name != "has" and str(args[0]) in self._derived:
+                other = self._derived[str(args[0])]
+                return f"{self.where(name, other)} ({args[0]} not set: it follows {other})"
             state = "not set" if self.exists else "absent"
             if self._stopped is not None:
                 state = f"not set before {self._stopped}, where reading stopped"
@@ -495,6 +503,21 @@ def _pwquality_value(name: str, value: str) -> str:
     return str(n)
 
 
+_C_CONF_LINE = re.compile(r"([^\s=]*)\s*=?\s*(.*)$")
+
+
+def _c_conf_lines(text: str) -> Iterator[tuple[int, str, str]]:
+    """(line number, name, value) as libpwquality's and pam_faillock's readers split a line:
+    up to a `#`, blanks trimmed, a name ended by a blank or `=`, then blanks, at most one `=`,
+    blanks and the value."""
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            m = _C_CONF_LINE.match(line)
+            assert m is not None  # the pattern matches every line
+            yield n, m.group(1), m.group(2)
+
+
 def _read_pwquality(
     ctx: FactContext, files: list[str]
 ) -> tuple[dict[str, _Entry], list[str], list[str]]:
@@ -509,15 +532,10 @@ def _read_pwquality(
         if text is None:
             continue
         read.append(path)
-        for n, raw in enumerate(text.splitlines(), 1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            m = re.match(r"([^\s=]*)\s*=?\s*(.*)$", line)
-            assert m is not None  # the pattern matches every line
-            name = m.group(1).lower()
+        for n, name, raw_value in _c_conf_lines(text):
+            name = name.lower()
             try:
-                value = _pwquality_value(name, m.group(2))
+                value = _pwquality_value(name, raw_value)
             except ValueError as e:
                 where = at(path, n)
                 return out, read, [f"{where}: {e}; libpwquality stops reading here"]
@@ -546,24 +564,84 @@ def collect_pwquality(ctx: FactContext) -> KvConfig:
     )
 
 
+# pam_faillock 1.5.2's set_conf_opt: names compared case-sensitively, numbers read by sscanf
+_FAILLOCK_FLAGS = frozenset(
+    (
+        "even_deny_root",
+        "audit",
+        "silent",
+        "no_log_info",
+        "local_users_only",
+        "nodelay",
+        "uid_based_files",
+    )
+)
+_MAX_TIME_INTERVAL = 604800
+_SCANF_UNSIGNED = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
+
+
+def _scanf_unsigned(value: str, bits: int) -> int:
+    """sscanf(value, "%u" or "%hu"): blanks, a sign, digits (what follows is left unread),
+    converted as strtoul does (a minus wraps round) and cut to the target's width."""
+    m = _SCANF_UNSIGNED.match(value)
+    if m is None:
+        raise ValueError(f"{value!r} is not a number")
+    n = min(int(m.group(2)), 2**64 - 1)
+    if m.group(1) == "-":
+        n = (-n) % 2**64
+    return n % 2**bits
+
+
+def _faillock_value(name: str, value: str) -> str:
+    """The value pam_faillock stores for `name`, or ValueError where it logs and keeps the
+    earlier value."""
+    if name in _FAILLOCK_FLAGS:
+        return "true"  # whatever follows the flag
+    if name == "deny":
+        return str(_scanf_unsigned(value, 16))
+    if name in ("fail_interval", "unlock_time", "root_unlock_time"):
+        if value == "never" and name != "fail_interval":
+            return "0"
+        n = _scanf_unsigned(value, 32)
+        if n > _MAX_TIME_INTERVAL:
+            raise ValueError(f"{name}: {n} is more than {_MAX_TIME_INTERVAL}")
+        return str(n)
+    if name == "dir":
+        if not value.startswith("/"):
+            raise ValueError(f"dir: {value!r} is not an absolute path")
+        return value
+    if name == "admin_group":
+        return value
+    raise ValueError(f"unknown option {name!r}")
+
+
 def collect_faillock(ctx: FactContext) -> KvConfig:
+    """faillock.conf as pam_faillock reads it: `#` comments anywhere, `name [=] value`, a line
+    it refuses (unknown option, bad number) logged and skipped, the last setting winning;
+    root_unlock_time follows unlock_time unless set."""
     main = "/etc/security/faillock.conf"
-    conf = _config(
-        ctx,
+    entries: dict[str, _Entry] = {}
+    errors: list[str] = []
+    text = ctx.read_text(main)
+    for n, name, raw_value in _c_conf_lines(text or ""):
+        try:
+            entries[name] = _Entry(_faillock_value(name, raw_value), at(main, n))
+        except ValueError as e:
+            errors.append(f"{at(main, n)}: {e}; pam_faillock ignores the line")
+    return KvConfig(
         "faillock",
         main,
-        [main],
-        sep="=",
-        flags=True,
-        ignore_case=True,
+        [] if text is None else [main],
+        entries,
+        text is not None,
+        ignore_case=False,
+        int_reader=lambda v: None if v is None else _dec(v),
         defaults=FAILLOCK_DEFAULTS,
         version=FAILLOCK_VERSION,
+        errors=errors,
+        arg_reader=_faillock_value,
+        derived={"root_unlock_time": "unlock_time"},
     )
-    conf._defaults["root_unlock_time"] = (
-        conf.option("unlock_time") or FAILLOCK_DEFAULTS["unlock_time"]
-    )
-    conf._default_lower = {k.lower(): v for k, v in conf._defaults.items()}
-    return conf
 
 
 # --- auditd.conf: auditd's own parser --------------------------------------------------------------

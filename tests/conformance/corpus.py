@@ -1885,6 +1885,64 @@ def _pam() -> Iterator[Variant]:
         replace(_FL, "unlock_time = 1800\n", ""),
         note="pam_faillock's default is 600 seconds",
     )
+    # pam_faillock's reader (set_conf_opt): case-sensitive names, sscanf numbers, bad values ignored
+    yield _v(
+        "5.3.3.1.2/upper-case-name-ignored",
+        {"5.3.3.1.2": F, "pci-8.3.4-lockout-policy": F},
+        replace(_FL, "unlock_time = 1800", "UNLOCK_TIME = 1800"),
+        note="pam_faillock compares option names case-sensitively: the default 600 s applies",
+    )
+    yield _v(
+        "5.3.3.1.2/unlock-never-word",
+        {},
+        replace(_FL, "unlock_time = 1800", "unlock_time = never"),
+        kind="compliant",
+        note="never is 0: an administrator unlocks",
+    )
+    yield _v(
+        "5.3.3.1.2/unlock-beyond-a-week-ignored",
+        {"5.3.3.1.2": F, "pci-8.3.4-lockout-policy": F},
+        replace(_FL, "unlock_time = 1800", "unlock_time = 700000"),
+        note="more than 604800 s is refused and the default 600 s stays",
+    )
+    yield _v(
+        "5.3.3.1.2/pam-arg-lowers-it-on-authfail",
+        {"5.3.3.1.2": F, "pci-8.3.4-lockout-policy": F},
+        replace(_CA, "pam_faillock.so authfail", "pam_faillock.so authfail unlock_time=300"),
+    )
+    yield _v(
+        "5.3.3.1.1/deny-trailing-comment-and-junk",
+        {},
+        replace(_FL, "deny = 5", "deny = 4abc   # CIS"),
+        kind="compliant",
+        note="sscanf reads the leading digits",
+    )
+    yield _v(
+        "5.3.3.1.1/pam-arg-not-a-number",
+        {},
+        replace(_CA, "pam_faillock.so preauth", "pam_faillock.so preauth deny=abc"),
+        kind="compliant",
+        note="pam_faillock logs the bad number and keeps faillock.conf's deny",
+    )
+    yield _v(
+        "5.3.3.1.1/deny-negative-wraps",
+        {"5.3.3.1.1": F, "pci-8.3.4-lockout-policy": F},
+        replace(_FL, "deny = 5", "deny = -1"),
+        note="%hu reads -1 as 65535",
+    )
+    yield _v(
+        "5.3.3.1.3/root-unlock-follows-unlock-time",
+        {},
+        replace(_FL, "root_unlock_time = 60\n", ""),
+        kind="compliant",
+        note="root_unlock_time unset follows unlock_time (1800)",
+    )
+    yield _v(
+        "5.3.3.1.3/root-unlock-follows-short-unlock-time",
+        {"5.3.3.1.3": F, "5.3.3.1.2": F, "pci-8.3.4-lockout-policy": F},
+        replace(_FL, "root_unlock_time = 60\n", ""),
+        replace(_FL, "unlock_time = 1800", "unlock_time = 30"),
+    )
     yield _v(
         "5.3.3.1.3/root-not-locked",
         {"5.3.3.1.3": F},

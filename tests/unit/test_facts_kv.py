@@ -60,6 +60,47 @@ def test_faillock_flags(roots: dict[str, Path]) -> None:
     assert (w.int("deny"), w.has("even_deny_root"), w.option("even_deny_root")) == (10, False, None)
 
 
+@pytest.mark.parametrize(
+    ("text", "deny", "unlock", "root_unlock"),
+    [
+        ("deny = 4abc  # CIS\nunlock_time = never\n", 4, 0, 0),  # sscanf; never is 0
+        ("DENY = 4\nUnlock_Time = 900\n", 3, 600, 600),  # names are case-sensitive
+        ("deny=-1\nunlock_time = 700000\n", 65535, 600, 600),  # %hu wraps; > a week refused
+        ("deny = x\ndeny = 5\nunlock_time = 1200\nroot_unlock_time = 60\n", 5, 1200, 60),
+        ("even_deny_root = 0\n", 3, 600, 600),  # a flag is on whatever follows it
+    ],
+)
+def test_faillock_is_read_as_pam_faillock_reads_it(
+    tmp_path: Path, text: str, deny: int, unlock: int, root_unlock: int
+) -> None:
+    write(tmp_path, "etc/security/faillock.conf", text)
+    f = context(tmp_path).fact("faillock", ())
+    assert (f.int("deny"), f.int("unlock_time"), f.int("root_unlock_time")) == (
+        deny,
+        unlock,
+        root_unlock,
+    )
+    assert f.has("even_deny_root") == ("even_deny_root" in text)
+
+
+def test_faillock_with_pam_arguments(tmp_path: Path) -> None:
+    write(tmp_path, "etc/security/faillock.conf", "deny = 5\nunlock_time = 900\n")
+    write(
+        tmp_path,
+        "etc/pam.d/common-auth",
+        "auth requisite pam_faillock.so preauth deny=abc unlock_time=1800 even_deny_root\n",
+    )
+    ctx = context(tmp_path)
+    e = ctx.fact("pam", ("common-auth",)).module("pam_faillock.so")
+    f = ctx.fact("faillock", ()).with_args(e)
+    assert (f.int("deny"), f.int("unlock_time"), f.int("root_unlock_time")) == (5, 1800, 1800)
+    assert f.has("even_deny_root") and not f.has("preauth")
+    assert f.where("int", "unlock_time") == "/etc/pam.d/common-auth:1"
+    assert f.where("int", "root_unlock_time").endswith(
+        "(root_unlock_time not set: it follows unlock_time)"
+    )
+
+
 def test_auditd_conf(roots: dict[str, Path]) -> None:
     a = context(roots["hardened"]).fact("auditd_conf", ())
     assert (
