@@ -281,20 +281,25 @@ class KvConfig:
         e = self._get(key)
         return self.default(key) if e is None else e.value
 
+    def _read(self, key: str, reader: Callable[[str | None], Any]) -> Any:
+        """A value read as a number; one the program cannot parse is logged by it and its
+        default used instead (shadow's getdef_num, systemd's config parser)."""
+        got = reader(self.option(key))
+        if got is None and self._get(key) is not None:
+            got = reader(self.default(key))
+        return got
+
+    def _unparsed(self, key: str, reader: Callable[[str | None], Any]) -> builtins.bool:
+        return self._get(key) is not None and reader(self.option(key)) is None
+
     def int(self, key: str) -> int | None:
-        return self._int(self.option(key))
+        return self._read(key, self._int)
 
     def mode(self, key: str) -> builtins.int | None:
-        v = self.option(key)
-        if v is None:
-            return None
-        try:
-            return int(v, 8)
-        except ValueError:
-            return None
+        return self._read(key, _octal)
 
     def size(self, key: str) -> builtins.int | None:
-        return parse_size(self.option(key))
+        return self._read(key, parse_size)
 
     def bool(self, key: str) -> builtins.bool | None:
         v = (self.option(key) or "").strip().lower()
@@ -343,6 +348,11 @@ class KvConfig:
             return ", ".join(self.errors) or self.path
         if args:
             e = self._get(str(args[0]))
+            reader = {"int": self._int, "mode": _octal, "size": parse_size}.get(name)
+            if e is not None and reader is not None and self._unparsed(str(args[0]), reader):
+                dflt = self.default(str(args[0]))
+                if dflt is not None:
+                    return f"{e.source} (not a number: {self._version} default {dflt})"
             if e is not None:
                 return e.source
             if name != "has" and str(args[0]) in self._derived:
@@ -355,6 +365,15 @@ class KvConfig:
                 return f"{self.path} ({state}: {self._version} default)"
             return f"{self.path} ({state})"
         return self.path
+
+
+def _octal(v: str | None) -> int | None:
+    if v is None:
+        return None
+    try:
+        return int(v, 8)
+    except ValueError:
+        return None
 
 
 def _read_kv(

@@ -43,7 +43,13 @@ SSHD_VALUE = ObjectType(
 
 SSHD = ObjectType(
     "sshd",
-    {"exists": BOOL, "path": STR, "files": ListType(STR), "matches": ListType(SSHD_MATCH)},
+    {
+        "exists": BOOL,
+        "path": STR,
+        "files": ListType(STR),
+        "matches": ListType(SSHD_MATCH),
+        "errors": ListType(STR),
+    },
     methods={
         "option": Method(
             (STR,),
@@ -58,6 +64,10 @@ SSHD = ObjectType(
         "is_set": Method((STR,), BOOL, "whether a file sets the keyword globally (not a default)"),
     },
     doc="the OpenSSH server configuration (/etc/ssh/sshd_config and its Includes)",
+    field_docs={
+        "errors": "values sshd refuses, as file:line: message in sshd's words (sshd -T fails and"
+        " sshd does not start with this configuration)",
+    },
 )
 
 CONFIG = "/etc/ssh/sshd_config"
@@ -158,6 +168,40 @@ def _algorithms(keyword: str, value: str) -> str:
     return ",".join(out)
 
 
+# keywords sshd 9.2 reads with atoi_err (strtonum, 0 to INT_MAX) and convtime
+_INTEGER = {"maxauthtries", "maxsessions", "clientalivecountmax", "x11displayoffset"}
+_STRICT_TIME = {"logingracetime", "clientaliveinterval"}
+_INT_MAX = 2**31 - 1
+
+
+def refusal(keyword: str, value: str) -> str | None:
+    """Why sshd refuses a value (its own message), or None. Only the numeric keywords the
+    packs read are checked; sshd checks more."""
+    key = canonical_keyword(keyword)
+    first = value.split()[0] if value.split() else ""
+    if key in _INTEGER:
+        if not re.fullmatch(r"[+-]?[0-9]+", first):
+            return f"{keyword} integer value invalid."
+        n = int(first)
+        if n < 0:
+            return f"{keyword} integer value too small."
+        if n > _INT_MAX:
+            return f"{keyword} integer value too large."
+    elif key in _STRICT_TIME:
+        if not _seconds(first).isdigit():
+            return "invalid time value."
+    elif key == "maxstartups":
+        # sscanf("%d:%d:%d"): three numbers with begin <= full and 1 <= rate <= 100, or one
+        m = re.match(r"\s*([+-]?[0-9]+)(?::\s*([+-]?[0-9]+)(?::\s*([+-]?[0-9]+))?)?", first)
+        if m is None or (m.group(2) is not None and m.group(3) is None):
+            return f"Invalid {keyword} spec."
+        if m.group(3) is not None:
+            begin, rate, full = (int(g) for g in m.groups())
+            if begin > full or not 1 <= rate <= 100:
+                return f"Invalid {keyword} spec."
+    return None
+
+
 def normalize_value(keyword: str, value: str) -> str:
     if keyword in _MULTISTATE:
         v = value.lower()
@@ -232,6 +276,7 @@ class _Parser:
         self.globals = Block(None, None)
         self.matches: list[Block] = []
         self.files: list[str] = []
+        self.errors: list[str] = []
 
     def parse_file(self, path: str, block: Block | None, depth: int) -> None:
         if depth > _MAX_INCLUDE_DEPTH:
@@ -262,6 +307,10 @@ class _Parser:
                     targets = self.ctx.glob(full) if any(c in full for c in "*?[") else [full]
                     for target in targets:
                         self.parse_file(target, current, depth + 1)
+                continue
+            why = refusal(keyword, value)
+            if why is not None:
+                self.errors.append(f"{where}: {why}")
                 continue
             (current or self.globals).set(key, normalize_value(key, value), where)
 
@@ -320,9 +369,16 @@ class SshdConfig:
     some connection gets from a Match block."""
 
     def __init__(
-        self, path: str, exists: bool, globals_: Block, matches: list[Block], files: list[str]
+        self,
+        path: str,
+        exists: bool,
+        globals_: Block,
+        matches: list[Block],
+        files: list[str],
+        errors: list[str] | None = None,
     ) -> None:
         self.path = path
+        self.errors = tuple(errors or ())
         self.exists = exists
         self._globals = globals_
         self._blocks = matches
@@ -386,6 +442,8 @@ class SshdConfig:
             hit = self._effective(key)
             if hit is not None:
                 return hit[1]
+        if name == "errors":
+            return ", ".join(e.split(": ", 1)[0] for e in self.errors) or self.path
         if name == "values" and args and self.exists:
             return ", ".join(v.source for v in self.values(str(args[0]))) or self.path
         return self.path
@@ -395,7 +453,7 @@ def parse_sshd(ctx: FactContext, path: str = CONFIG) -> SshdConfig:
     p = _Parser(ctx)
     exists = ctx.stat(path) is not None
     p.parse_file(path, None, 0)
-    return SshdConfig(path, exists, p.globals, p.matches, p.files)
+    return SshdConfig(path, exists, p.globals, p.matches, p.files, p.errors)
 
 
 def register(reg: FactRegistry) -> None:

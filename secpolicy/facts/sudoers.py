@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.dsl.types import BOOL, STR, ListType, Method, ObjectType
+from secpolicy.dsl.types import BOOL, FLOAT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import at
 
@@ -19,11 +19,13 @@ __all__ = ["SUDOERS", "SUDO_DEFAULT", "Sudoers", "register"]
 
 SUDO_DEFAULT = ObjectType(
     "sudo_default",
-    {"name": STR, "value": STR, "negated": BOOL, "scope": STR, "source": STR},
+    {"name": STR, "value": STR, "negated": BOOL, "scope": STR, "source": STR, "minutes": FLOAT},
     doc="one setting of a Defaults line",
     field_docs={
         "value": 'the value after = (quotes removed); "true" for a bare flag, "false" for !flag',
         "scope": 'what follows Defaults: "" (every user), ":user", "@host", "!command", ">runas"',
+        "minutes": "the value read as sudo reads a timeout in minutes (timestamp_timeout,"
+        " passwd_timeout: `2.5`, `-1`, `.5`), or null where visudo refuses it (`5m`, `0x10`)",
     },
 )
 
@@ -62,6 +64,7 @@ MAIN = "/etc/sudoers"
 _MAX_DEPTH = 128
 _INCLUDE = re.compile(r"^[@#](include|includedir)\s+(.+?)\s*$")
 _DEFAULTS = re.compile(r"^Defaults([:@!>]\S*)?\s+(.*)$")
+_MINUTES = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,16 @@ class SudoDefault:
     negated: bool
     scope: str
     source: str
+
+    @property
+    def minutes(self) -> float | None:
+        # sudo's store_timespec: a sign, digits, an optional `.` and digits, nothing else
+        m = _MINUTES.fullmatch(self.value)
+        if m is None or self.negated or not self.value:
+            return None
+        whole, frac = m.group(2) or "0", (m.group(3) or "")[:9]
+        n = int(whole) + (int(frac) / 10 ** len(frac) if frac else 0.0)
+        return -n if m.group(1) == "-" else float(n)
 
     def describe(self) -> str:
         return f"Defaults{self.scope} {'!' if self.negated else ''}{self.name}"

@@ -1349,6 +1349,16 @@ _SET_IN_50_CIS = {
 
 
 def _sshd() -> Iterator[Variant]:
+    # a value sshd refuses: sshd -T fails and sshd does not start with the configuration, so no
+    # rule on its values can hold (the file and host key modes, 5.1.1-5.1.3, still can)
+    refused = {f"5.1.{n}": F for n in range(4, 23)}
+    for line in ("MaxAuthTries 4x", "LoginGraceTime 1x", "MaxStartups 10:30"):
+        yield _v(
+            f"5.1/refused-{line.split()[0].lower()}",
+            refused,
+            write("etc/ssh/sshd_config.d/50-local.conf", f"{line}\n", 0o600),
+            note=f"sshd -T: '{line}' is refused",
+        )
     for ctl, kw, good, bad in _SSHD:
         slug = kw.lower()
         # sshd keeps the first value of a keyword, except the few its parser sets every time
@@ -1771,6 +1781,20 @@ def _sudo() -> Iterator[Variant]:
         oracle="sudo",
     )
     yield _v(
+        "5.2.6/timeout-fraction",
+        {},
+        replace(_SUDOERS, "timestamp_timeout=15", "timestamp_timeout=2.5"),
+        kind="compliant",
+        oracle="sudo",
+        note="sudo reads minutes with a fraction",
+    )
+    yield _v(
+        "5.2.6/timeout-with-unit",
+        {"5.2.6": F},
+        replace(_SUDOERS, "timestamp_timeout=15", "timestamp_timeout=5m"),
+        note="visudo refuses 5m: not a number of minutes",
+    )
+    yield _v(
         "5.2.6/timeout-30",
         {"5.2.6": F},
         replace(_SUDOERS, "timestamp_timeout=15", "timestamp_timeout=30"),
@@ -2139,6 +2163,19 @@ def _pam() -> Iterator[Variant]:
         replace(_CP, hist, hist.replace("remember=24", "remember=5")),
     )
     yield _v(
+        "5.3.3.3.1/remember-trailing-junk",
+        {},
+        replace(_CP, hist, hist.replace("remember=24", "remember=24x")),
+        kind="compliant",
+        note="pam_pwhistory reads remember= with strtol: 24",
+    )
+    yield _v(
+        "5.3.3.3.1/remember-not-a-number",
+        {"5.3.3.3.1": F},
+        replace(_CP, hist, hist.replace("remember=24", "remember=all")),
+        note="strtol reads no digits: 0, no history",
+    )
+    yield _v(
         "5.3.3.3.2/no-enforce-for-root",
         {"5.3.3.3.2": F},
         replace(_CP, hist, hist.replace(" enforce_for_root", "")),
@@ -2201,6 +2238,29 @@ def _login_defs() -> Iterator[Variant]:
         replace(_LD, "PASS_MAX_DAYS\t90\n", ""),
         oracle="login.defs",
         note="shadow's default is no maximum (-1)",
+    )
+    yield _v(
+        "5.4.1.1/max-days-not-a-number",
+        {"5.4.1.1": F, "pci-8.3.9-password-max-age": F},
+        replace(_LD, "PASS_MAX_DAYS\t90", "PASS_MAX_DAYS\t90d"),
+        oracle="login.defs",
+        note="shadow cannot parse 90d: it logs a configuration error and uses its default (-1)",
+    )
+    yield _v(
+        "5.4.1.2/min-days-hex",
+        {},
+        replace(_LD, "PASS_MIN_DAYS\t1", "PASS_MIN_DAYS\t0x1"),
+        oracle="login.defs",
+        kind="compliant",
+        note="shadow reads numbers with strtol base 0",
+    )
+    yield _v(
+        "5.4.3.3/umask-not-a-number",
+        {},
+        replace(_LD, "UMASK\t\t027", "UMASK\t\tu=rwx,g=rx"),
+        oracle="login.defs",
+        kind="compliant",
+        note="shadow cannot parse it and uses 022; the umask line of /etc/profile.d still gives 027",
     )
     yield _v(
         "5.4.1.1/user-max-days-99999",

@@ -705,9 +705,16 @@ SUDO_BENCHMARK = {
         not any(n == "authenticate" and v == "false" for n, v, _, _ in d)
     ),
     "cis-5.2.6-sudo-timestamp-timeout": lambda d, j: all(
-        0 <= int(v) <= 15 for n, v, _, _ in d if n == "timestamp_timeout" and v != "false"
+        _within(v, 0, 15) for n, v, _, _ in d if n == "timestamp_timeout" and v != "false"
     ),
 }
+
+
+def _within(v: str, low: float, high: float) -> bool:
+    try:
+        return low <= float(v) <= high
+    except ValueError:
+        return False  # visudo refuses it (test_sudo_timeouts_are_read_as_visudo_reads_them)
 
 
 def _sudo_variants() -> list[corpus.Variant | None]:
@@ -864,3 +871,65 @@ def test_pwquality_is_what_libpwquality_reads(
     got = _statuses(bundle, root, "cis-5.3.3.2.")
     for rule, holds in PWQUALITY_BENCHMARK.items():
         assert got[rule] == ("pass" if holds(effective) else "fail"), (rule, effective)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "MaxAuthTries abc",
+        "MaxAuthTries 10abc",
+        "MaxAuthTries -1",
+        "MaxAuthTries +4",
+        "MaxAuthTries 99999999999",
+        "MaxSessions 10abc",
+        "ClientAliveCountMax x",
+        "LoginGraceTime 1x",
+        "LoginGraceTime -5",
+        "LoginGraceTime 1m30s",
+        "LoginGraceTime 0x10",
+        "ClientAliveInterval 1h30m",
+        "ClientAliveInterval -5",
+        "MaxStartups 10:30",
+        "MaxStartups 10:30:x",
+        "MaxStartups 10abc",
+        "MaxStartups 10:101:60",
+        "MaxStartups 70:30:60",
+        "MaxStartups 10:30:60",
+    ],
+)
+def test_sshd_refuses_the_values_we_call_errors(tmp_path, host_key, line) -> None:
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    conf = tmp_path / "etc/ssh/sshd_config"
+    conf.write_text(f"HostKey {host_key}\n{line}\n")
+    out = subprocess.run(
+        [_tool("sshd"), "-T", "-f", str(conf)], capture_output=True, text=True, check=False
+    )
+    ours = FactContext(builtin_registry(), str(tmp_path)).fact("sshd", ()).errors
+    if out.returncode == 0:
+        assert ours == ()
+    else:
+        # sshd: "<file> line 2: <message>"; ours: "/etc/ssh/sshd_config:2: <message>"
+        said = out.stderr.strip().splitlines()[0].split(" line 2: ", 1)[1]
+        assert ours == (f"/etc/ssh/sshd_config:2: {said}",)
+
+
+@pytest.mark.parametrize(
+    "value", ["15", "2.5", "2.", ".5", "+3", "-1", "-0.5", ".", "1.2.3", "5m", "0x10", "1e1", "abc"]
+)
+def test_sudo_timeouts_are_read_as_visudo_reads_them(tmp_path, value) -> None:
+    cvtsudoers, env = _cvtsudoers()
+    visudo = Path(cvtsudoers).resolve().parents[1] / "sbin/visudo"
+    if not visudo.exists():
+        visudo = Path(_tool("visudo"))
+    (tmp_path / "etc").mkdir()
+    sudoers = tmp_path / "etc/sudoers"
+    sudoers.write_text(f"Defaults\ttimestamp_timeout={value}\n")
+    ok = subprocess.run(
+        [str(visudo), "-c", "-f", str(sudoers)], capture_output=True, env=env, check=False
+    ).returncode
+    (d,) = FactContext(builtin_registry(), str(tmp_path)).fact("sudoers", ()).defaults
+    assert (d.minutes is not None) == (ok == 0)
+    if ok == 0:
+        assert d.minutes == pytest.approx(
+            float(value) if value not in (".", "2.") else float(value + "0")
+        )
