@@ -59,6 +59,29 @@ if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# Parsers the conformance tests ask (sudo's cvtsudoers, libpwquality), unpacked from their Debian
+# packages into the virtual environment rather than installed: sudo on the host would change it.
+unpack_debs() {
+  local dest="$venv/oracles" tmp
+  [ -f "$dest/.unpacked" ] && return 0
+  if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+    log "no apt-get: not unpacking $*"
+    return 0
+  fi
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download "$@" >/dev/null 2>&1); then
+    mkdir -p "$dest"
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$dest"; done
+    chmod -R u-s,g-s "$dest"
+    touch "$dest/.unpacked"
+    log "unpacked $* into $dest"
+  else
+    log "could not download $*"
+  fi
+  rm -rf "$tmp"
+}
+[ $with_test_tools = 1 ] && unpack_debs sudo libpwquality1 libcrack2
+
 # bcc comes from Debian (the PyPI package named bcc is unrelated): expose only its module.
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 for d in /usr/lib/python3/dist-packages/bcc; do

@@ -15,7 +15,16 @@ from secpolicy.facts._common import at, parse_int
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["GROUP", "USER", "Group", "User", "hash_algorithm", "password_status", "register"]
+__all__ = [
+    "ACCOUNT_CONFLICTS",
+    "GROUP",
+    "USER",
+    "Group",
+    "User",
+    "hash_algorithm",
+    "password_status",
+    "register",
+]
 
 USER = ObjectType(
     "user",
@@ -51,6 +60,25 @@ GROUP = ObjectType(
     "group",
     {"name": STR, "gid": INT, "members": ListType(STR), "password": STR},
     doc="a group from /etc/group",
+)
+
+ACCOUNT_CONFLICTS = ObjectType(
+    "account_conflicts",
+    {
+        "duplicate_uids": ListType(STR),
+        "duplicate_gids": ListType(STR),
+        "duplicate_user_names": ListType(STR),
+        "duplicate_group_names": ListType(STR),
+        "users_without_group": ListType(STR),
+    },
+    doc="what the account files share or lack, found in one pass (CIS 7.2.3, 7.2.5 to 7.2.8)",
+    field_docs={
+        "duplicate_uids": 'each uid two or more passwd lines carry, as "1001: bob, carol"',
+        "duplicate_gids": 'each gid two or more group lines carry, as "0: root, wheel0"',
+        "duplicate_user_names": "each user name passwd lists more than once",
+        "duplicate_group_names": "each group name /etc/group lists more than once",
+        "users_without_group": 'users whose primary gid no group has, as "bob (gid 1999)"',
+    },
 )
 
 PASSWD, SHADOW, GROUPS = "/etc/passwd", "/etc/shadow", "/etc/group"
@@ -261,7 +289,52 @@ def collect_group(ctx: FactContext, name: str) -> Group | None:
     return next((g for g in ctx.fact("_accounts", ()).groups if g.name == name), None)
 
 
+class AccountConflicts:
+    def __init__(self, ctx: FactContext) -> None:
+        t: _Tables = ctx.fact("_accounts", ())
+        self._where: dict[str, str] = {}
+        users = [(parts[0], parse_int(parts[2]), parse_int(parts[3]), n) for parts, n in t.passwd]
+        self.duplicate_uids = self._dups(
+            "duplicate_uids", PASSWD, [(u[1], u[0], u[3]) for u in users]
+        )
+        self.duplicate_gids = self._dups(
+            "duplicate_gids", GROUPS, [(g.gid, g.name, g.line) for g in t.groups]
+        )
+        self.duplicate_user_names = self._dups(
+            "duplicate_user_names", PASSWD, [(u[0], u[0], u[3]) for u in users]
+        )
+        self.duplicate_group_names = self._dups(
+            "duplicate_group_names", GROUPS, [(g.name, g.name, g.line) for g in t.groups]
+        )
+        gids = {g.gid for g in t.groups}
+        missing = [(name, gid, n) for name, _uid, gid, n in users if gid not in gids]
+        self.users_without_group = tuple(f"{name} (gid {gid})" for name, gid, _n in missing)
+        self._where["users_without_group"] = (
+            ", ".join(at(PASSWD, n) for *_x, n in missing) or f"{PASSWD}, {GROUPS}"
+        )
+
+    def _dups(self, field: str, path: str, items: list[tuple[Any, str, int]]) -> tuple[str, ...]:
+        by: dict[Any, list[tuple[str, int]]] = {}
+        for key, name, line in items:
+            by.setdefault(key, []).append((name, line))
+        dups = {k: v for k, v in by.items() if len(v) > 1}
+        self._where[field] = ", ".join(at(path, n) for v in dups.values() for _name, n in v) or path
+        return tuple(f"{k}: {', '.join(name for name, _ in v)}" for k, v in dups.items())
+
+    def describe(self) -> str:
+        return "account_conflicts"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        return self._where.get(name, PASSWD)
+
+
 def register(reg: FactRegistry) -> None:
+    reg.register(
+        "account_conflicts",
+        AccountConflicts,
+        returns=ACCOUNT_CONFLICTS,
+        doc="duplicate ids and names, users without a primary group (one pass over the files)",
+    )
     reg.register(
         "users",
         collect_users,

@@ -1,21 +1,24 @@
-"""`audit_rules`: persisted (rules.d, as augenrules builds them) and loaded (`auditctl -l`) audit
-rules, normalised so that one rule compares equal however it is spelled or split."""
+"""`audit_rules`: the audit rules the kernel gets at boot (rules.d joined by augenrules, then
+loaded line by line by `auditctl -R`, which stops at the first line it refuses) and the loaded
+ones (`auditctl -l`), normalised so that one rule compares equal however it is spelled."""
 
 from __future__ import annotations
 
 import os
-import shlex
+import re
 import shutil
 import socket
+import stat
 import struct
 import subprocess
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import at, version_key
+from secpolicy.facts.auditctl import ALL, AuditRule, RuleSyntaxError, parse_rule, parse_words, words
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -25,11 +28,13 @@ __all__ = [
     "AUDIT_RULES",
     "AuditRule",
     "AuditRules",
+    "Load",
     "RuleSyntaxError",
     "audit_status",
+    "augenrules",
     "covers",
+    "load",
     "parse_rule",
-    "parse_rules",
     "register",
 ]
 
@@ -65,6 +70,7 @@ AUDIT_RULES = ObjectType(
         "enabled": INT,
         "files": ListType(STR),
         "errors": ListType(STR),
+        "stopped_at": STR,
         "keys": ListType(STR),
         "backlog_limit": INT,
         "failure_mode": INT,
@@ -77,332 +83,18 @@ AUDIT_RULES = ObjectType(
             (STR,), BOOL, "whether the rules loaded in the kernel cover it (live only)"
         ),
     },
-    doc="audit rules persisted in etc/audit/rules.d (or audit.rules) and loaded in the kernel",
+    doc="audit rules loaded at boot from etc/audit/rules.d (or audit.rules), and loaded now in the kernel",
     field_docs={
         "immutable": "the last persisted `-e` sets 2 (rules locked until reboot)",
         "enabled": "the kernel's audit flag: 0 off, 1 on, 2 locked (live only, null under --root)",
-        "errors": "persisted lines that are not valid rules, as file:line: message",
+        "errors": "lines auditctl refuses, as file:line: message",
+        "stopped_at": "file:line of the refused line that ended the load (later lines are not loaded), or null",
+        "persisted": "the rules the kernel holds once auditctl -R has loaded the boot rules",
     },
 )
 
 RULES_D = "/etc/audit/rules.d"
 AUDIT_RULES_FILE = "/etc/audit/audit.rules"
-
-_ID_FIELDS = {
-    "auid",
-    "uid",
-    "euid",
-    "suid",
-    "fsuid",
-    "gid",
-    "egid",
-    "sgid",
-    "fsgid",
-    "obj_uid",
-    "obj_gid",
-    "loginuid",
-}
-_INT_FIELDS = {
-    "pid",
-    "ppid",
-    "pers",
-    "devmajor",
-    "devminor",
-    "inode",
-    "sessionid",
-    "a0",
-    "a1",
-    "a2",
-    "a3",
-    "exit",
-}
-_FIELD_ALIASES = {"loginuid": "auid"}
-_ARCH = {
-    "b64": "b64",
-    "x86_64": "b64",
-    "amd64": "b64",
-    "aarch64": "b64",
-    "ppc64": "b64",
-    "ppc64le": "b64",
-    "s390x": "b64",
-    "b32": "b32",
-    "i386": "b32",
-    "i486": "b32",
-    "i586": "b32",
-    "i686": "b32",
-    "arm": "b32",
-    "s390": "b32",
-}
-_ERRNO = {
-    "EPERM": 1,
-    "ENOENT": 2,
-    "ESRCH": 3,
-    "EINTR": 4,
-    "EIO": 5,
-    "ENXIO": 6,
-    "E2BIG": 7,
-    "ENOEXEC": 8,
-    "EBADF": 9,
-    "ECHILD": 10,
-    "EAGAIN": 11,
-    "ENOMEM": 12,
-    "EACCES": 13,
-    "EFAULT": 14,
-    "EBUSY": 16,
-    "EEXIST": 17,
-    "EXDEV": 18,
-    "ENODEV": 19,
-    "ENOTDIR": 20,
-    "EISDIR": 21,
-    "EINVAL": 22,
-    "ENFILE": 23,
-    "EMFILE": 24,
-    "ETXTBSY": 26,
-    "EFBIG": 27,
-    "ENOSPC": 28,
-    "ESPIPE": 29,
-    "EROFS": 30,
-    "EMLINK": 31,
-    "EPIPE": 32,
-    "ENAMETOOLONG": 36,
-    "ENOSYS": 38,
-    "ENOTEMPTY": 39,
-    "ELOOP": 40,
-}
-_OPS = ("!=", ">=", "<=", "&=", "=", ">", "<", "&")
-_LISTS = {"exit", "task", "user", "exclude", "filesystem", "io_uring", "entry"}
-_ACTIONS = {"always", "never"}
-_PERM_ORDER = "rwxa"
-ALL = "*"  # every syscall
-
-# control options: those taking a value, and flags
-_CONTROL_VALUE = {"-b", "-f", "-e", "-r", "--backlog_wait_time", "--reset_backlog_wait_time_actual"}
-_CONTROL_FLAG = {"-D", "-i", "-c", "--loginuid-immutable", "--reset-lost", "-l", "-s"}
-
-
-class RuleSyntaxError(ValueError):
-    """A line that is not a valid auditctl rule."""
-
-
-@dataclass(frozen=True)
-class AuditRule:
-    """Equality is on the normalised parts only: text and source say how it was written."""
-
-    text: str = field(compare=False)
-    kind: str  # syscall | watch | control
-    list: str | None = None
-    action: str | None = None
-    arch: str | None = None
-    syscalls: tuple[str, ...] = ()
-    fields: tuple[str, ...] = ()
-    keys: tuple[str, ...] = ()
-    path: str | None = None
-    perm: str | None = None
-    source: str | None = field(default=None, compare=False)
-    control: tuple[str, str] | None = None
-    op: str = field(default="add", compare=False)  # add | delete | delete_all
-
-    def describe(self) -> str:
-        return self.text
-
-    def where(self, name: str, *args: Any) -> str | None:
-        return self.source
-
-    @property
-    def normalized(self) -> str:
-        """One canonical text for the rule (keys included), for equality and display."""
-        if self.kind == "control":
-            assert self.control is not None
-            return " ".join(p for p in self.control if p)
-        if (
-            self.path is not None
-            and not self.arch
-            and self.syscalls == ("all",)
-            and not self.fields
-        ):
-            parts = [f"-w {self.path}", f"-p {self.perm or _PERM_ORDER}"]
-        else:
-            parts = [f"-a {self.action},{self.list}"]
-            if self.arch:
-                parts.append(f"-F arch={self.arch}")
-            if self.syscalls:
-                parts.append("-S " + ",".join(self.syscalls))
-            if self.path is not None:
-                parts.append(f"-F path={self.path}")
-            if self.perm is not None:
-                parts.append(f"-F perm={self.perm}")
-            parts += [f"-F {f}" if not f.startswith("-C ") else f for f in self.fields]
-        parts += [f"-k {k}" for k in self.keys]
-        return " ".join(parts)
-
-
-def _int_text(value: str) -> str | None:
-    try:
-        return str(int(value, 0))
-    except ValueError:
-        return None
-
-
-def _field_value(name: str, value: str) -> str:
-    if name in _ID_FIELDS:
-        v = value.strip()
-        if v.lower() == "unset" or v in ("-1", "4294967295"):
-            return "unset"
-        return _int_text(v) or v
-    if name == "exit":
-        sign = "-" if value.startswith("-") else ""
-        body = value.lstrip("-+")
-        if body.upper() in _ERRNO:
-            return f"{sign}{_ERRNO[body.upper()]}" if sign else str(_ERRNO[body.upper()])
-        return _int_text(value) or value
-    if name in _INT_FIELDS:
-        return _int_text(value) or value
-    if name == "success":
-        return {"yes": "1", "no": "0"}.get(value.lower(), value)
-    if name == "perm":
-        letters = set(value.lower())
-        if not letters <= set(_PERM_ORDER):
-            raise RuleSyntaxError(f"bad permission {value!r} (use r, w, x, a)")
-        return "".join(c for c in _PERM_ORDER if c in letters)
-    if name == "msgtype":
-        return value.upper()
-    if name in ("path", "dir"):
-        return value.rstrip("/") or "/"
-    return value
-
-
-def _split_field(spec: str) -> tuple[str, str, str]:
-    for i, ch in enumerate(spec):
-        if ch in "!<>=&":
-            for op in _OPS:
-                if spec.startswith(op, i):
-                    name, value = spec[:i], spec[i + len(op) :]
-                    if not name or value == "":
-                        break
-                    return name.lower(), op, value
-            break
-    raise RuleSyntaxError(f"bad field {spec!r} (expected name, operator, value)")
-
-
-def parse_rule(text: str, source: str | None = None) -> AuditRule:  # noqa: C901 - to be split
-    """One auditctl rule line (continuations already joined) -> AuditRule."""
-    try:
-        toks = shlex.split(text, comments=False, posix=True)
-    except ValueError as e:
-        raise RuleSyntaxError(str(e)) from None
-    if not toks:
-        raise RuleSyntaxError("empty rule")
-    first = toks[0]
-    if first in _CONTROL_FLAG or first in _CONTROL_VALUE:
-        if first in _CONTROL_VALUE:
-            if len(toks) < 2:
-                raise RuleSyntaxError(f"{first} needs a value")
-            value = toks[1]
-        else:
-            value = ""
-        op = "delete_all" if first == "-D" else "add"
-        return AuditRule(text, "control", control=(first, value), source=source, op=op)
-
-    lst = action = arch = path = perm = None
-    syscalls: list[str] = []
-    fields: list[str] = []
-    keys: list[str] = []
-    op = "add"
-    watch = False
-    i = 0
-
-    def value_of(opt: str) -> str:
-        nonlocal i
-        if i + 1 >= len(toks):
-            raise RuleSyntaxError(f"{opt} needs a value")
-        i += 1
-        return toks[i]
-
-    while i < len(toks):
-        t = toks[i]
-        if t in ("-a", "-A", "-d"):
-            parts = [p.strip().lower() for p in value_of(t).split(",")]
-            if len(parts) != 2:
-                raise RuleSyntaxError(f"{t} needs list,action (e.g. always,exit)")
-            a, b = parts
-            if a in _LISTS and b in _ACTIONS:
-                a, b = b, a
-            if a not in _ACTIONS or b not in _LISTS:
-                raise RuleSyntaxError(f"unknown list/action {','.join(parts)!r}")
-            action, lst = a, ("exit" if b == "entry" else b)
-            if t == "-d":
-                op = "delete"
-        elif t in ("-w", "-W"):
-            path = _field_value("path", value_of(t))
-            watch = True
-            if t == "-W":
-                op = "delete"
-        elif t == "-p":
-            perm = _field_value("perm", value_of(t))
-        elif t == "-k":
-            keys.append(value_of(t))
-        elif t == "-S":
-            for s in value_of(t).split(","):
-                s = s.strip()
-                if s:
-                    syscalls.append(ALL if s == "all" else s)
-        elif t == "-F":
-            name, fop, value = _split_field(value_of(t))
-            name = _FIELD_ALIASES.get(name, name)
-            if name == "arch":
-                if fop != "=" or value.lower() not in _ARCH:
-                    raise RuleSyntaxError(f"bad arch {value!r}")
-                arch = _ARCH[value.lower()]
-            elif name == "key":
-                keys.append(value)
-            elif name in ("path", "dir"):
-                if fop != "=":
-                    raise RuleSyntaxError(f"{name} only takes =")
-                path = _field_value(name, value)
-            elif name == "perm":
-                perm = _field_value("perm", value)
-            else:
-                fields.append(f"{name}{fop}{_field_value(name, value)}")
-        elif t == "-C":
-            spec = value_of(t)
-            a_, cop, b_ = _split_field(spec)
-            if cop not in ("=", "!="):
-                raise RuleSyntaxError(f"-C only compares with = or != ({spec!r})")
-            a_, b_ = sorted(
-                (_FIELD_ALIASES.get(a_, a_), _FIELD_ALIASES.get(b_.lower(), b_.lower()))
-            )
-            fields.append(f"-C {a_}{cop}{b_}")
-        else:
-            raise RuleSyntaxError(f"unknown option {t!r}")
-        i += 1
-
-    if watch:
-        if lst is not None:
-            raise RuleSyntaxError("-w cannot be combined with -a")
-        lst, action = "exit", "always"
-        perm = perm or _PERM_ORDER
-    if lst is None:
-        raise RuleSyntaxError("a rule needs -a list,action or -w path")
-    if lst == "exit" and not syscalls:
-        syscalls = [ALL]  # auditctl: a filter rule without -S applies to every syscall
-    if lst != "exit" and syscalls:
-        raise RuleSyntaxError(f"-S is only valid on the exit list, not {lst}")
-    kind = "watch" if path is not None else "syscall"
-    sc = (ALL,) if ALL in syscalls else tuple(sorted(set(syscalls)))
-    return AuditRule(
-        text,
-        kind,
-        lst,
-        action,
-        arch,
-        ("all",) if sc == (ALL,) else sc,
-        tuple(sorted(set(fields))),
-        tuple(sorted(set(keys))),
-        path,
-        perm,
-        source,
-        op=op,
-    )
 
 
 # An atom is one (list, action, arch, syscall, filters) cell a rule covers; keys ride along.
@@ -435,81 +127,208 @@ def atoms(rule: AuditRule) -> set[Atom]:
     return {(rule.list, rule.action, a, s, filters) for a in arches for s in calls}
 
 
-def covers(rules: Iterable[AuditRule], query: AuditRule) -> bool:
-    """Whether every cell of `query` is covered by some rule: same list, action, arch and
-    filters, the syscall listed (or all), and each key of the query carried by that rule."""
-    index: dict[tuple, list[tuple[str | None, frozenset[str]]]] = {}
+Index = dict[tuple, list[tuple[str | None, frozenset[str]]]]
+
+
+def index(rules: Iterable[AuditRule]) -> Index:
+    """(list, action, arch, filters) -> [(syscall, keys)] of the rules' cells."""
+    out: Index = {}
     for r in rules:
-        if r.kind == "control":
+        if r.kind not in ("syscall", "watch"):
             continue
         for lst, action, arch, call, filters in atoms(r):
-            index.setdefault((lst, action, arch, filters), []).append((call, frozenset(r.keys)))
+            out.setdefault((lst, action, arch, filters), []).append((call, frozenset(r.keys)))
+    return out
+
+
+def covers(rules: Iterable[AuditRule] | Index, query: AuditRule) -> bool:
+    """Whether every cell of `query` is covered by some rule: same list, action, arch and
+    filters, the syscall listed (or all), and each key of the query carried by that rule."""
+    idx = rules if isinstance(rules, dict) else index(rules)
     want = frozenset(query.keys)
     for lst, action, arch, call, filters in atoms(query):
-        cells = index.get((lst, action, arch, filters), ())
+        cells = idx.get((lst, action, arch, filters), ())
         if not any((c == call or c == ALL) and want <= keys for c, keys in cells):
             return False
     return True
 
 
-def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
-    pending: list[str] = []
-    start = 0
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if not pending:
-            start = n
-        if line.endswith("\\"):
-            pending.append(line[:-1].strip())
-            continue
-        pending.append(line)
-        yield start, " ".join(p for p in pending if p)
-        pending = []
-    if pending:
-        yield start, " ".join(p for p in pending if p)
+# --- augenrules: rules.d/*.rules joined into one file -------------------------------------------
+@dataclass(frozen=True)
+class Line:
+    text: str
+    source: str  # file:line it came from
 
 
-def parse_rules(text: str, path: str) -> tuple[list[AuditRule], list[str]]:
-    """Rules of one file, in order, and `file:line: message` for the lines that are not."""
-    rules: list[AuditRule] = []
-    errors: list[str] = []
-    for n, line in _logical_lines(text):
-        try:
-            rules.append(parse_rule(line, at(path, n)))
-        except RuleSyntaxError as e:
-            errors.append(f"{at(path, n)}: {e}")
-    return rules, errors
+# augenrules' awk moves the last bare `-D` to the top, then the last `-b` and `-f`, and the last
+# `-e` to the end. Debian's awk is mawk, which reads `\s` in these patterns as a plain `s`: only
+# lines starting exactly with the option move (and with `#`, are dropped); gawk also allows
+# leading blanks.
+_AWK = {
+    "mawk": {
+        "comment": re.compile(r"s*#"),
+        "-e": re.compile(r"s*-e"),
+        "-D": re.compile(r"s*-Ds*\Z"),
+        "-f": re.compile(r"s*-f"),
+        "-b": re.compile(r"s*-b"),
+    },
+    "gawk": {
+        "comment": re.compile(r"\s*#"),
+        "-e": re.compile(r"\s*-e"),
+        "-D": re.compile(r"\s*-D\s*\Z"),
+        "-f": re.compile(r"\s*-f"),
+        "-b": re.compile(r"\s*-b"),
+    },
+}
 
 
-def apply(rules: Iterable[AuditRule]) -> list[AuditRule]:
-    """The rule list the kernel ends up with: `-D` clears, `-d`/`-W` delete an equal rule."""
-    out: list[AuditRule] = []
-    for r in rules:
-        if r.op == "delete_all":
-            out = [x for x in out if x.kind == "control"]
-            out.append(r)
-        elif r.op == "delete":
-            target = AuditRule(
-                "", r.kind, r.list, r.action, r.arch, r.syscalls, r.fields, r.keys, r.path, r.perm
-            )
-            out = [x for x in out if not (x.kind != "control" and _same(x, target))]
-        else:
-            out.append(r)
+def _awk_flavour(ctx: FactContext) -> str:
+    """Which awk augenrules runs: the root's /etc/alternatives/awk, else Debian's default mawk."""
+    try:
+        target = os.readlink(ctx.host_path("/etc/alternatives/awk", follow=False))
+    except OSError:
+        return "mawk"
+    return "gawk" if "gawk" in os.path.basename(target) else "mawk"
+
+
+def _rules_files(ctx: FactContext) -> list[str]:
+    r"""`ls -1v rules.d | grep '\.rules$'`: names ending in .rules, hidden ones left out."""
+    names = [n for n in ctx.listdir(RULES_D) if n.endswith(".rules") and not n.startswith(".")]
+    names.sort(key=version_key)
+    out = []
+    for n in names:
+        path = f"{RULES_D}/{n}"
+        st = ctx.stat(path)
+        if st is not None and stat.S_ISREG(st.st_mode):  # cat fails on a directory
+            out.append(path)
     return out
 
 
-def _same(a: AuditRule, b: AuditRule) -> bool:
-    return (a.list, a.action, a.arch, a.syscalls, a.fields, a.path, a.perm) == (
-        b.list,
-        b.action,
-        b.arch,
-        b.syscalls,
-        b.fields,
-        b.path,
-        b.perm,
-    ) and (not b.keys or a.keys == b.keys)
+def augenrules(ctx: FactContext) -> tuple[list[Line], list[str]]:
+    """The lines auditctl -R reads at boot, each with the file and line it came from, and the
+    files read. With a rules.d directory, augenrules rebuilds audit.rules from it at every
+    start (an empty rules.d leaves no rules); without one, audit.rules is loaded as it is."""
+    st = ctx.stat(RULES_D)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        text = ctx.read_text(AUDIT_RULES_FILE)
+        if text is None:
+            return [], []
+        return [Line(t, at(AUDIT_RULES_FILE, n)) for n, t in enumerate(text.split("\n"), 1)], [
+            AUDIT_RULES_FILE
+        ]
+    files = _rules_files(ctx)
+    # `cat` joins the files: a file without a final newline runs into the next one's first line
+    joined: list[Line] = []
+    pending: Line | None = None
+    for f in files:
+        text = ctx.read_text(f) or ""
+        parts = text.split("\n")
+        for n, t in enumerate(parts, 1):
+            last = n == len(parts)
+            if pending is not None:
+                t, src = pending.text + t, pending.source
+                pending = None
+            else:
+                src = at(f, n)
+            if last:
+                if t:
+                    pending = Line(t, src)
+                continue
+            joined.append(Line(t, src))
+    if pending is not None:
+        joined.append(pending)
+    awk = _AWK[_awk_flavour(ctx)]
+    moved: dict[str, Line] = {}
+    rules: list[Line] = []
+    for line in joined:
+        if not line.text:
+            continue
+        if awk["comment"].match(line.text):
+            continue
+        for opt in ("-e", "-D", "-f", "-b"):
+            if awk[opt].match(line.text):
+                moved[opt] = line
+                break
+        else:
+            rules.append(line)
+    blank = Line("", RULES_D)
+    out = [moved.get("-D", blank), moved.get("-b", blank), moved.get("-f", blank)]
+    return out + rules + [moved.get("-e", blank)], files
+
+
+# --- auditctl -R: one rule per line, the first refused line ends the load -----------------------
+@dataclass(frozen=True)
+class Load:
+    rules: tuple[AuditRule, ...]  # what the kernel holds afterwards
+    controls: dict[str, tuple[str, str]]  # option -> (value, source) of each applied setting
+    errors: tuple[str, ...]  # "file:line: message" for every refused line
+    stopped: str | None  # "file:line" of the line that ended the load, if one did
+
+
+class _Loader:
+    def __init__(self, resolve: Callable[[str, str], int | None] | None) -> None:
+        self.resolve = resolve
+        self.rules: list[AuditRule] = []
+        self.controls: dict[str, tuple[str, str]] = {}
+        self.errors: list[str] = []
+        self.ignore = False
+        self.locked = False
+
+    def line(self, line: Line) -> None:
+        argv = words(line.text)
+        if argv is None:
+            return
+        r = parse_words(argv, line.text, line.source, resolve=self.resolve)
+        if r.kind == "flag":
+            self.ignore = True  # -i and -c: report the errors and go on
+            return
+        if r.kind == "noop":
+            return
+        if self.locked:
+            raise RuleSyntaxError(
+                "the rules are locked (-e 2 was loaded earlier): Operation not permitted"
+            )
+        if r.kind == "control":
+            self._control(r)
+        elif r.op == "delete":
+            hits = [x for x in self.rules if x.identity == r.identity]
+            if not hits:
+                raise RuleSyntaxError(
+                    "Error sending delete rule data request (No such file or directory)"
+                )
+            self.rules.remove(hits[0])
+        elif any(x.identity == r.identity for x in self.rules):
+            raise RuleSyntaxError("Error sending add rule data request (Rule exists)")
+        elif r.op == "prepend":
+            self.rules.insert(0, r)
+        else:
+            self.rules.append(r)
+
+    def _control(self, r: AuditRule) -> None:
+        assert r.control is not None
+        opt, value = r.control
+        if opt == "-D":
+            self.rules = []
+        self.controls[opt] = (value, r.source or "")
+        if opt == "-e" and value == "2":
+            self.locked = True
+
+
+def load(lines: Iterable[Line], resolve: Callable[[str, str], int | None] | None = None) -> Load:
+    r"""What `auditctl -R` leaves in the kernel: lines in order, each one rule; a refused line
+    (a syntax error, an unknown syscall, a duplicate, a rule split with `\`) ends the load
+    unless an earlier `-i` or `-c` line said to go on."""
+    ld = _Loader(resolve)
+    stopped = None
+    for line in lines:
+        try:
+            ld.line(line)
+        except RuleSyntaxError as e:
+            ld.errors.append(f"{line.source}: {e}")
+            if not ld.ignore:
+                stopped = line.source
+                break
+    return Load(tuple(ld.rules), ld.controls, tuple(ld.errors), stopped)
 
 
 # --- the kernel's audit status over netlink ------------------------------------------------
@@ -574,37 +393,41 @@ def audit_status() -> dict[str, int]:
 class AuditRules:
     def __init__(self, ctx: FactContext) -> None:
         self._ctx = ctx
-        files = [p for p in ctx.glob(f"{RULES_D}/*.rules") if ctx.stat(p) is not None]
-        files.sort(key=lambda p: version_key(os.path.basename(p)))  # augenrules: `ls -v` order
-        if not files and ctx.exists(AUDIT_RULES_FILE):
-            files = [AUDIT_RULES_FILE]
-        parsed: list[AuditRule] = []
-        errors: list[str] = []
-        for f in files:
-            rules, errs = parse_rules(ctx.read_text(f) or "", f)
-            parsed += rules
-            errors += errs
+        lines, files = augenrules(ctx)
+        self._lines = lines
+        result = load(lines, self._resolve)
         self.files = tuple(files)
-        self.errors = tuple(errors)
-        final = apply(parsed)
-        self.persisted = tuple(r for r in final if r.kind != "control")
-        controls = {r.control[0]: (r.control[1], r.source) for r in final if r.control}
-        self._controls = controls
-        e = controls.get("-e")
+        self.errors = result.errors
+        self.stopped_at = result.stopped
+        self.persisted = result.rules
+        self._controls = result.controls
+        e = self._controls.get("-e")
         self.immutable = e is not None and e[0] == "2"
-        self.backlog_limit = _int(controls.get("-b"))
-        self.failure_mode = _int(controls.get("-f"))
+        self.backlog_limit = _int(self._controls.get("-b"))
+        self.failure_mode = _int(self._controls.get("-f"))
         self.keys = tuple(sorted({k for r in self.persisted for k in r.keys}))
         self._loaded: tuple[AuditRule, ...] | None = None
         self._status: dict[str, int] | None = None
         self._twin = False
+        self._idx: Index | None = None
+
+    def _resolve(self, kind: str, name: str) -> int | None:
+        """A user or group name in a rule, as auditctl resolves it on the host it loads on."""
+        try:
+            if kind == "user":
+                return next((u.uid for u in self._ctx.fact("users", ()) if u.name == name), None)
+            return next((g.gid for g in self._ctx.fact("groups", ()) if g.name == name), None)
+        except EvaluationError:
+            return None
 
     @classmethod
     def twin(cls, ctx: FactContext, data: Any) -> AuditRules:
         """For inline tests: persisted rules from the test's files, loaded rules (in
         `auditctl -l` syntax) and the enabled flag from `data`."""
         if not isinstance(data, dict) or set(data) - {"loaded", "enabled"}:
-            raise EvaluationError("audit_rules stand-in: a mapping with loaded: [rules] and enabled: 0|1|2")
+            raise EvaluationError(
+                "audit_rules stand-in: a mapping with loaded: [rules] and enabled: 0|1|2"
+            )
         obj = cls(ctx)
         obj._twin = True
         rules = []
@@ -636,13 +459,27 @@ class AuditRules:
             self._status = audit_status()
         return self._status["enabled"]
 
+    def _index(self) -> Index:
+        if self._idx is None:
+            self._idx = index(self.persisted)
+        return self._idx
+
     def has(self, rule: str) -> bool:
-        return covers(self.persisted, _query(rule))
+        return covers(self._index(), _query(rule))
 
     def has_loaded(self, rule: str) -> bool:
         if not self._twin:
             self._ctx.require_live("audit_rules.has_loaded")
         return covers(self.loaded or (), _query(rule))
+
+    def _read_from(self) -> str:
+        return ", ".join(self.files) or f"{RULES_D} (no rules)"
+
+    def _stop_note(self) -> str:
+        if self.stopped_at is None:
+            return ""
+        why = next((e for e in self.errors if e.startswith(self.stopped_at + ":")), self.stopped_at)
+        return f"; auditctl stops loading at {why}"
 
     def where(self, name: str, *args: Any) -> str | None:
         if name in ("has", "has_loaded") and args:
@@ -652,21 +489,21 @@ class AuditRules:
                 q = _query(str(args[0]))
             except EvaluationError:
                 return None
-            hits = [r.source for r in self.persisted if r.source and covers([r], q)]
-            if hits:
-                return hits[0]
+            if covers(self._index(), q):
+                hits = [r.source for r in self.persisted if r.source and covers([r], q)]
+                if hits:
+                    return hits[0]
             partial = [r.source for r in self.persisted if r.source and _overlaps(r, q)]
-            return (
-                f"partly {', '.join(partial[:3])}"
-                if partial
-                else (", ".join(self.files) or f"{RULES_D} (no rules)")
-            )
+            seen = f"partly {', '.join(partial[:3])}" if partial else self._read_from()
+            return seen + self._stop_note()
         if name == "immutable":
             e = self._controls.get("-e")
-            return e[1] if e else (", ".join(self.files) or f"{RULES_D} (no rules)")
+            return e[1] if e else self._read_from() + self._stop_note()
         if name in ("loaded", "enabled"):
             return "auditctl -l" if name == "loaded" else "netlink AUDIT_GET"
-        return ", ".join(self.files) or f"{RULES_D} (no rules)"
+        if name in ("errors", "stopped_at"):
+            return self._read_from()
+        return self._read_from() + self._stop_note()
 
 
 def _overlaps(rule: AuditRule, query: AuditRule) -> bool:

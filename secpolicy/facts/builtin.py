@@ -8,12 +8,14 @@ from secpolicy.facts import (
     bpf_inventory,
     files,
     fim,
+    fs_scan,
     kv,
     packages,
     pam,
     procs,
     services,
     sshd,
+    sudoers,
     sysctl,
     system,
 )
@@ -26,8 +28,10 @@ def builtin_registry() -> FactRegistry:
     reg = FactRegistry()
     files.register(reg)
     fim.register(reg)
+    fs_scan.register(reg)
     sysctl.register(reg)
     sshd.register(reg)
+    sudoers.register(reg)
     accounts.register(reg)
     packages.register(reg)
     services.register(reg)

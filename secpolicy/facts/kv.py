@@ -1,33 +1,63 @@
 """Key/value configuration facts: `login_defs`, `pwquality`, `faillock`, `auditd_conf` and
-`journald`, each read with its program's own syntax, file order and override rules."""
+`journald`, each read with its program's own syntax, file order, override rules and built-in
+defaults (for the versions Debian 12 ships), so an unset key reads as what the program uses."""
 
 from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Callable, Iterable
+import stat
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, MODE, SIZE, STR, ListType, Method, ObjectType
 from secpolicy.facts._common import at, dropin_files
+from secpolicy.facts.pam import PAM_ENTRY
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["KV", "KvConfig", "c_integer", "parse_size", "register"]
+__all__ = [
+    "AUDITD_DEFAULTS",
+    "FAILLOCK_DEFAULTS",
+    "JOURNALD_DEFAULTS",
+    "KV",
+    "LOGIN_DEFS_DEFAULTS",
+    "PWQUALITY_DEFAULTS",
+    "KvConfig",
+    "c_integer",
+    "parse_size",
+    "register",
+]
 
 KV = ObjectType(
     "kv",
-    {"exists": BOOL, "path": STR, "files": ListType(STR)},
+    {"exists": BOOL, "path": STR, "files": ListType(STR), "errors": ListType(STR)},
     methods={
-        "option": Method((STR,), STR, "the effective value of a key, or null when unset"),
+        "option": Method(
+            (STR,),
+            STR,
+            "the effective value of a key: the files' last setting, else the program's default, else null",
+        ),
         "int": Method((STR,), INT, "the value as an integer (null when unset or not a number)"),
         "mode": Method((STR,), MODE, "the value read as octal permission bits (UMASK 027)"),
         "size": Method((STR,), SIZE, "the value as bytes (500M, 1G; K/M/G/T are powers of 1024)"),
-        "has": Method((STR,), BOOL, "whether the key is set at all"),
+        "bool": Method(
+            (STR,), BOOL, "the value as a boolean (yes/true/on/1, no/false/off/0; null otherwise)"
+        ),
+        "has": Method((STR,), BOOL, "whether a file sets the key (a default does not count)"),
     },
-    doc="a key/value configuration file and its drop-ins",
+    doc="a key/value configuration file and its drop-ins, with the program's built-in defaults",
+    field_docs={
+        "errors": "lines the program refuses, as file:line: message (auditd then does not start)",
+    },
+)
+KV.methods["with_args"] = Method(
+    (PAM_ENTRY,),
+    KV,
+    "the settings a PAM module uses: the files, then its line's `name=value` arguments in order"
+    " (pwquality: an argument libpwquality refuses is skipped, as pam_pwquality does)",
 )
 
 
@@ -58,6 +88,8 @@ def c_integer(text: str | None) -> int | None:
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTPE]?)(i?B?)\Z", re.IGNORECASE)
 _SIZE_POW = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+_TRUE = {"yes", "true", "on", "1", "y", "t"}
+_FALSE = {"no", "false", "off", "0", "n", "f"}
 
 
 def parse_size(text: str | None) -> int | None:
@@ -69,8 +101,129 @@ def parse_size(text: str | None) -> int | None:
     return int(float(m.group(1)) * (1024 ** _SIZE_POW[m.group(2).upper()]))
 
 
+# --- built-in defaults --------------------------------------------------------------------------
+# auditd 3.0.9, clear_config() in src/auditd-config.c: what auditd uses for a key its file does
+# not set (its man page says otherwise for some, e.g. flush; the code is what runs).
+AUDITD_DEFAULTS: dict[str, str] = {
+    "local_events": "yes",
+    "write_logs": "yes",
+    "log_file": "/var/log/audit/audit.log",
+    "log_format": "ENRICHED",
+    "log_group": "root",
+    "priority_boost": "4",
+    "flush": "NONE",
+    "freq": "0",
+    "num_logs": "0",
+    "name_format": "NONE",
+    "max_log_file": "0",
+    "max_log_file_action": "IGNORE",
+    "space_left": "0",
+    "space_left_action": "IGNORE",
+    "action_mail_acct": "root",
+    "verify_email": "yes",
+    "admin_space_left": "0",
+    "admin_space_left_action": "IGNORE",
+    "disk_full_action": "IGNORE",
+    "disk_error_action": "SYSLOG",
+    "tcp_listen_queue": "5",
+    "tcp_max_per_addr": "1",
+    "use_libwrap": "yes",
+    "tcp_client_ports": "0-65535",
+    "tcp_client_max_idle": "0",
+    "transport": "TCP",
+    "distribute_network": "no",
+    "q_depth": "2000",
+    "overflow_action": "SYSLOG",
+    "max_restarts": "10",
+    "plugin_dir": "/etc/audit/plugins.d",
+    "end_of_event_timeout": "2",
+}
+AUDITD_VERSION = "auditd 3.0.9"
+
+# shadow 4.13: what useradd, chage, login, chgpasswd ... use when login.defs does not define a
+# name (each passes its own default to getdef_num). ENCRYPT_METHOD is worked out below.
+LOGIN_DEFS_DEFAULTS: dict[str, str] = {
+    "PASS_MAX_DAYS": "-1",
+    "PASS_MIN_DAYS": "-1",
+    "PASS_WARN_AGE": "-1",
+    "UMASK": "022",
+    "UID_MIN": "1000",
+    "UID_MAX": "60000",
+    "SYS_UID_MIN": "101",
+    "SYS_UID_MAX": "999",
+    "GID_MIN": "1000",
+    "GID_MAX": "60000",
+    "SYS_GID_MIN": "101",
+    "SYS_GID_MAX": "999",
+    "LOGIN_RETRIES": "5",
+    "LOGIN_TIMEOUT": "60",
+}
+SHADOW_VERSION = "shadow 4.13"
+
+# libpwquality 1.4.5: pwquality.conf(5) values when nothing sets them (flags are off).
+PWQUALITY_DEFAULTS: dict[str, str] = {
+    "difok": "1",
+    "minlen": "8",
+    "dcredit": "0",
+    "ucredit": "0",
+    "lcredit": "0",
+    "ocredit": "0",
+    "minclass": "0",
+    "maxrepeat": "0",
+    "maxsequence": "0",
+    "maxclassrepeat": "0",
+    "gecoscheck": "0",
+    "dictcheck": "1",
+    "usercheck": "1",
+    "usersubstr": "0",
+    "enforcing": "1",
+    "retry": "1",
+}
+PWQUALITY_VERSION = "libpwquality 1.4.5"
+
+# Linux-PAM 1.5.2, pam_faillock: faillock.conf values when nothing sets them; root_unlock_time
+# follows unlock_time.
+FAILLOCK_DEFAULTS: dict[str, str] = {
+    "dir": "/var/run/faillock",
+    "deny": "3",
+    "fail_interval": "900",
+    "unlock_time": "600",
+}
+FAILLOCK_VERSION = "pam_faillock 1.5.2"
+
+# systemd 252 as Debian 12 builds it, journald.conf [Journal]: the commented values of the
+# journald.conf the package ships (Debian forwards to syslog by default).
+JOURNALD_DEFAULTS: dict[str, str] = {
+    "Storage": "auto",
+    "Compress": "yes",
+    "Seal": "yes",
+    "SplitMode": "uid",
+    "SyncIntervalSec": "5m",
+    "RateLimitIntervalSec": "30s",
+    "RateLimitBurst": "10000",
+    "ForwardToSyslog": "yes",
+    "ForwardToKMsg": "no",
+    "ForwardToConsole": "no",
+    "ForwardToWall": "yes",
+    "TTYPath": "/dev/console",
+    "MaxLevelStore": "debug",
+    "MaxLevelSyslog": "debug",
+    "MaxLevelKMsg": "notice",
+    "MaxLevelConsole": "info",
+    "MaxLevelWall": "emerg",
+    "LineMax": "48K",
+    "ReadKMsg": "yes",
+    "Audit": "no",
+    "SystemMaxFiles": "100",
+    "RuntimeMaxFiles": "100",
+    "MaxFileSec": "1month",
+}
+JOURNALD_VERSION = "Debian systemd 252"
+
+
 class KvConfig:
-    """Settings from one or more files in the order the program applies them (later wins)."""
+    """Settings from one or more files in the order the program applies them (later wins),
+    with the program's defaults for what they leave unset."""
 
     def __init__(
         self,
@@ -82,14 +235,30 @@ class KvConfig:
         *,
         ignore_case: bool,
         int_reader: Callable[[str | None], int | None],
+        defaults: Mapping[str, str] | None = None,
+        version: str = "",
+        errors: Iterable[str] = (),
+        stopped: str | None = None,
+        arg_reader: Callable[[str, str], str] | None = None,
+        derived: Mapping[str, str] | None = None,
     ) -> None:
         self._name = name
+        self._derived = dict(derived or {})
+        self._stopped = stopped
+        self._arg_reader = arg_reader
+        self._ignore_case = ignore_case
         self.path = path
         self.files = files
         self.exists = exists
+        self.errors = tuple(errors)
         self._entries = entries
         self._lower = {k.lower(): v for k, v in entries.items()} if ignore_case else None
         self._int = int_reader
+        self._defaults = dict(defaults or {})
+        self._default_lower = (
+            {k.lower(): v for k, v in self._defaults.items()} if ignore_case else None
+        )
+        self._version = version
 
     def describe(self) -> str:
         return self._name
@@ -100,35 +269,111 @@ class KvConfig:
             hit = self._lower.get(key.lower())
         return hit
 
+    def default(self, key: str) -> str | None:
+        if key in self._derived:  # a default that is another key's value (root_unlock_time)
+            return self.option(self._derived[key])
+        hit = self._defaults.get(key)
+        if hit is None and self._default_lower is not None:
+            hit = self._default_lower.get(key.lower())
+        return hit
+
     def option(self, key: str) -> str | None:
         e = self._get(key)
-        return None if e is None else e.value
+        return self.default(key) if e is None else e.value
+
+    def _read(self, key: str, reader: Callable[[str | None], Any]) -> Any:
+        """A value read as a number; one the program cannot parse is logged by it and its
+        default used instead (shadow's getdef_num, systemd's config parser)."""
+        got = reader(self.option(key))
+        if got is None and self._get(key) is not None:
+            got = reader(self.default(key))
+        return got
+
+    def _unparsed(self, key: str, reader: Callable[[str | None], Any]) -> builtins.bool:
+        return self._get(key) is not None and reader(self.option(key)) is None
 
     def int(self, key: str) -> int | None:
-        return self._int(self.option(key))
+        return self._read(key, self._int)
 
     def mode(self, key: str) -> builtins.int | None:
-        v = self.option(key)
-        if v is None:
-            return None
-        try:
-            return int(v, 8)
-        except ValueError:
-            return None
+        return self._read(key, _octal)
 
     def size(self, key: str) -> builtins.int | None:
-        return parse_size(self.option(key))
+        return self._read(key, parse_size)
 
-    def has(self, key: str) -> bool:
+    def bool(self, key: str) -> builtins.bool | None:
+        v = (self.option(key) or "").strip().lower()
+        return True if v in _TRUE else False if v in _FALSE else None
+
+    def has(self, key: str) -> builtins.bool:
         return self._get(key) is not None
 
+    def with_args(self, entry: Any) -> KvConfig:
+        """The settings a PAM module works with: these files, then the `name=value` arguments of
+        its line in order, each overriding what came before. With an argument reader (pam_pwquality),
+        an argument it refuses is skipped, as the module logs it and goes on."""
+        entries = dict(self._entries)
+        for a in entry.args:
+            key, sep, value = a.partition("=")
+            key = key.lower() if self._ignore_case else key
+            if self._arg_reader is not None:
+                try:
+                    value = self._arg_reader(key, value)
+                except ValueError:
+                    continue
+            elif not sep:
+                value = "true"
+            if self._ignore_case:
+                for k in [k for k in entries if k.lower() == key]:
+                    del entries[k]
+            entries[key] = _Entry(value, at(entry.file, entry.lineno))
+        return KvConfig(
+            self._name,
+            self.path,
+            self.files,
+            entries,
+            self.exists,
+            ignore_case=self._ignore_case,
+            int_reader=self._int,
+            defaults=self._defaults,
+            version=self._version,
+            errors=self.errors,
+            stopped=self._stopped,
+            arg_reader=self._arg_reader,
+            derived=self._derived,
+        )
+
     def where(self, name: str, *args: Any) -> str | None:
+        if name == "errors":
+            return ", ".join(self.errors) or self.path
         if args:
             e = self._get(str(args[0]))
+            reader = {"int": self._int, "mode": _octal, "size": parse_size}.get(name)
+            if e is not None and reader is not None and self._unparsed(str(args[0]), reader):
+                dflt = self.default(str(args[0]))
+                if dflt is not None:
+                    return f"{e.source} (not a number: {self._version} default {dflt})"
             if e is not None:
                 return e.source
-            return f"{self.path} (not set)" if self.exists else f"{self.path} (absent)"
+            if name != "has" and str(args[0]) in self._derived:
+                other = self._derived[str(args[0])]
+                return f"{self.where(name, other)} ({args[0]} not set: it follows {other})"
+            state = "not set" if self.exists else "absent"
+            if self._stopped is not None:
+                state = f"not set before {self._stopped}, where reading stopped"
+            if name != "has" and self.default(str(args[0])) is not None:
+                return f"{self.path} ({state}: {self._version} default)"
+            return f"{self.path} ({state})"
         return self.path
+
+
+def _octal(v: str | None) -> int | None:
+    if v is None:
+        return None
+    try:
+        return int(v, 8)
+    except ValueError:
+        return None
 
 
 def _read_kv(
@@ -186,10 +431,20 @@ def _config(
     section: str | None = None,
     ignore_case: bool = False,
     int_reader: Callable[[str | None], int | None] = lambda s: None if s is None else _dec(s),
+    defaults: Mapping[str, str] | None = None,
+    version: str = "",
 ) -> KvConfig:
     entries, read = _read_kv(ctx, files, sep=sep, flags=flags, section=section)
     return KvConfig(
-        name, main, read, entries, main in read, ignore_case=ignore_case, int_reader=int_reader
+        name,
+        main,
+        read,
+        entries,
+        main in read,
+        ignore_case=ignore_case,
+        int_reader=int_reader,
+        defaults=defaults,
+        version=version,
     )
 
 
@@ -202,61 +457,450 @@ def _dec(s: str) -> int | None:
 
 def collect_login_defs(ctx: FactContext) -> KvConfig:
     # shadow-utils' getdef: `NAME value`, the last definition wins, numbers read by strtol(.., 0)
-    return _config(
-        ctx, "login_defs", "/etc/login.defs", ["/etc/login.defs"], sep=None, int_reader=c_integer
+    entries, read = _read_kv(ctx, ["/etc/login.defs"], sep=None)
+    defaults = dict(LOGIN_DEFS_DEFAULTS)
+    # Without ENCRYPT_METHOD, shadow's salt code falls back to MD5 when MD5_CRYPT_ENAB is yes,
+    # else to DES (chgpasswd shows it: a 13-character DES hash).
+    md5 = entries.get("MD5_CRYPT_ENAB")
+    defaults["ENCRYPT_METHOD"] = "MD5" if md5 and md5.value.lower() == "yes" else "DES"
+    return KvConfig(
+        "login_defs",
+        "/etc/login.defs",
+        read,
+        entries,
+        "/etc/login.defs" in read,
+        ignore_case=False,
+        int_reader=c_integer,
+        defaults=defaults,
+        version=SHADOW_VERSION,
     )
+
+
+# libpwquality 1.4.5's settings: how pwquality.conf and pam_pwquality's arguments are read
+_PWQ_INT = frozenset(
+    (
+        "difok",
+        "minlen",
+        "dcredit",
+        "ucredit",
+        "lcredit",
+        "ocredit",
+        "minclass",
+        "maxrepeat",
+        "maxclassrepeat",
+        "maxsequence",
+        "gecoscheck",
+        "dictcheck",
+        "usercheck",
+        "usersubstr",
+        "enforcing",
+        "retry",
+    )
+)
+_PWQ_STR = frozenset(("badwords", "dictpath"))
+_PWQ_SET = frozenset(("enforce_for_root", "local_users_only"))
+_INT_MAX = 2**31 - 1
+_C_LONG = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
+
+
+def _pwquality_value(name: str, value: str) -> str:
+    """The value libpwquality stores for `name`, or ValueError with its complaint."""
+    if name in _PWQ_SET:
+        return "true"  # the value is ignored: the flag is on
+    if name in _PWQ_STR:
+        return value
+    if name not in _PWQ_INT:
+        raise ValueError(f"unknown setting {name!r}")
+    # strtol(value, &end, 10): the whole value, within int's range
+    if not value or _C_LONG.fullmatch(value) is None or not -_INT_MAX < int(value) < _INT_MAX:
+        raise ValueError(f"{name}: {value!r} is not an integer")
+    n = int(value)
+    if name == "minlen":
+        n = max(n, 6)  # PWQ_BASE_MIN_LENGTH
+    elif name == "minclass":
+        n = min(n, 4)  # PWQ_NUM_CLASSES
+    return str(n)
+
+
+_C_CONF_LINE = re.compile(r"([^\s=]*)\s*=?\s*(.*)$")
+
+
+def _c_conf_lines(text: str) -> Iterator[tuple[int, str, str]]:
+    """(line number, name, value) as libpwquality's and pam_faillock's readers split a line:
+    up to a `#`, blanks trimmed, a name ended by a blank or `=`, then blanks, at most one `=`,
+    blanks and the value."""
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            m = _C_CONF_LINE.match(line)
+            assert m is not None  # the pattern matches every line
+            yield n, m.group(1), m.group(2)
+
+
+def _read_pwquality(
+    ctx: FactContext, files: list[str]
+) -> tuple[dict[str, _Entry], list[str], list[str]]:
+    """pwquality_read_config: each line up to a `#`, a name (case-insensitive) ended by a blank
+    or `=`, then blanks, at most one `=`, blanks and the value. The first line it refuses (an
+    unknown name, a value that is not an integer) ends the reading of every file: what came
+    before stays in force, pam_pwquality logs the error and goes on with it."""
+    out: dict[str, _Entry] = {}
+    read: list[str] = []
+    for path in files:
+        text = ctx.read_text(path)
+        if text is None:
+            continue
+        read.append(path)
+        for n, name, raw_value in _c_conf_lines(text):
+            name = name.lower()
+            try:
+                value = _pwquality_value(name, raw_value)
+            except ValueError as e:
+                where = at(path, n)
+                return out, read, [f"{where}: {e}; libpwquality stops reading here"]
+            out[name] = _Entry(value, at(path, n))
+    return out, read, []
 
 
 def collect_pwquality(ctx: FactContext) -> KvConfig:
     # libpwquality reads pwquality.conf.d/*.conf in ASCII order first, then pwquality.conf
     main = "/etc/security/pwquality.conf"
-    drop = [p for p in ctx.glob("/etc/security/pwquality.conf.d/*.conf")]
-    return _config(
-        ctx, "pwquality", main, sorted(drop) + [main], sep="=", flags=True, ignore_case=True
+    drop = sorted(ctx.glob("/etc/security/pwquality.conf.d/*.conf"))
+    entries, read, errors = _read_pwquality(ctx, drop + [main])
+    return KvConfig(
+        "pwquality",
+        main,
+        read,
+        entries,
+        main in read,
+        ignore_case=True,
+        int_reader=lambda v: None if v is None else _dec(v),
+        defaults=PWQUALITY_DEFAULTS,
+        version=PWQUALITY_VERSION,
+        errors=errors,
+        stopped=errors[0].split(": ", 1)[0] if errors else None,
+        arg_reader=_pwquality_value,
     )
 
 
+# pam_faillock 1.5.2's set_conf_opt: names compared case-sensitively, numbers read by sscanf
+_FAILLOCK_FLAGS = frozenset(
+    (
+        "even_deny_root",
+        "audit",
+        "silent",
+        "no_log_info",
+        "local_users_only",
+        "nodelay",
+        "uid_based_files",
+    )
+)
+_MAX_TIME_INTERVAL = 604800
+_SCANF_UNSIGNED = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
+
+
+def _scanf_unsigned(value: str, bits: int) -> int:
+    """sscanf(value, "%u" or "%hu"): blanks, a sign, digits (what follows is left unread),
+    converted as strtoul does (a minus wraps round) and cut to the target's width."""
+    m = _SCANF_UNSIGNED.match(value)
+    if m is None:
+        raise ValueError(f"{value!r} is not a number")
+    n = min(int(m.group(2)), 2**64 - 1)
+    if m.group(1) == "-":
+        n = (-n) % 2**64
+    return n % 2**bits
+
+
+def _faillock_value(name: str, value: str) -> str:
+    """The value pam_faillock stores for `name`, or ValueError where it logs and keeps the
+    earlier value."""
+    if name in _FAILLOCK_FLAGS:
+        return "true"  # whatever follows the flag
+    if name == "deny":
+        return str(_scanf_unsigned(value, 16))
+    if name in ("fail_interval", "unlock_time", "root_unlock_time"):
+        if value == "never" and name != "fail_interval":
+            return "0"
+        n = _scanf_unsigned(value, 32)
+        if n > _MAX_TIME_INTERVAL:
+            raise ValueError(f"{name}: {n} is more than {_MAX_TIME_INTERVAL}")
+        return str(n)
+    if name == "dir":
+        if not value.startswith("/"):
+            raise ValueError(f"dir: {value!r} is not an absolute path")
+        return value
+    if name == "admin_group":
+        return value
+    raise ValueError(f"unknown option {name!r}")
+
+
 def collect_faillock(ctx: FactContext) -> KvConfig:
+    """faillock.conf as pam_faillock reads it: `#` comments anywhere, `name [=] value`, a line
+    it refuses (unknown option, bad number) logged and skipped, the last setting winning;
+    root_unlock_time follows unlock_time unless set."""
     main = "/etc/security/faillock.conf"
-    return _config(ctx, "faillock", main, [main], sep="=", flags=True, ignore_case=True)
+    entries: dict[str, _Entry] = {}
+    errors: list[str] = []
+    text = ctx.read_text(main)
+    for n, name, raw_value in _c_conf_lines(text or ""):
+        try:
+            entries[name] = _Entry(_faillock_value(name, raw_value), at(main, n))
+        except ValueError as e:
+            errors.append(f"{at(main, n)}: {e}; pam_faillock ignores the line")
+    return KvConfig(
+        "faillock",
+        main,
+        [] if text is None else [main],
+        entries,
+        text is not None,
+        ignore_case=False,
+        int_reader=lambda v: None if v is None else _dec(v),
+        defaults=FAILLOCK_DEFAULTS,
+        version=FAILLOCK_VERSION,
+        errors=errors,
+        arg_reader=_faillock_value,
+        derived={"root_unlock_time": "unlock_time"},
+    )
+
+
+# --- auditd.conf: auditd's own parser --------------------------------------------------------------
+_AUDITD_YES_NO = {
+    "local_events",
+    "write_logs",
+    "verify_email",
+    "use_libwrap",
+    "distribute_network",
+    "enable_krb5",
+}
+_AUDITD_NUMBERS = {
+    "freq": None,
+    "num_logs": 999,
+    "priority_boost": None,
+    "max_log_file": None,
+    "tcp_listen_port": 65535,
+    "tcp_listen_queue": None,
+    "tcp_max_per_addr": 1024,
+    "tcp_client_max_idle": None,
+    "q_depth": 99999,
+    "max_restarts": None,
+    "end_of_event_timeout": None,
+}
+_FAILURE_ACTIONS = {"ignore", "syslog", "rotate", "email", "exec", "suspend", "single", "halt"}
+_AUDITD_CHOICES = {
+    "log_format": {"raw", "nolog", "enriched"},
+    "flush": {"none", "incremental", "incremental_async", "data", "sync"},
+    "name_format": {"none", "hostname", "fqd", "numeric", "user"},
+    "max_log_file_action": {"ignore", "syslog", "suspend", "rotate", "keep_logs"},
+    "space_left_action": _FAILURE_ACTIONS,
+    "admin_space_left_action": _FAILURE_ACTIONS,
+    "disk_full_action": _FAILURE_ACTIONS,
+    "disk_error_action": _FAILURE_ACTIONS,
+    "overflow_action": {"ignore", "syslog", "suspend", "single", "halt"},
+    "transport": {"tcp", "krb5"},
+}
+_AUDITD_KEYWORDS = (
+    {"log_file", "log_group", "dispatcher", "name", "disp_qos", "space_left", "admin_space_left"}
+    | {"action_mail_acct", "tcp_client_ports", "krb5_principal", "krb5_key_file", "plugin_dir"}
+    | _AUDITD_YES_NO
+    | set(_AUDITD_NUMBERS)
+    | set(_AUDITD_CHOICES)
+)
+_AUDITD_WITH_OPTION = {
+    "space_left_action",
+    "admin_space_left_action",
+    "disk_full_action",
+    "disk_error_action",
+}
+
+
+def _auditd_value(key: str, value: str, option: str | None) -> str | None:
+    """Why auditd 3.0.9 refuses this value, or None."""
+    if option is not None and key not in _AUDITD_WITH_OPTION:
+        return f'Keyword "{key}" has invalid option "{option}"'
+    if key in _AUDITD_YES_NO and value.lower() not in ("yes", "no"):
+        return f"Option {value} not found"
+    if key in _AUDITD_CHOICES and value.lower() not in _AUDITD_CHOICES[key]:
+        return f"Option {value} not found"
+    if key in _AUDITD_NUMBERS:
+        if not value.isdigit():
+            return f"Value {value} should only be numbers"
+        limit = _AUDITD_NUMBERS[key]
+        if limit is not None and int(value) > limit:
+            return f"{key} must be {limit} or less"
+    if key in ("space_left", "admin_space_left") and not re.fullmatch(r"\d+(\.\d+)?%?", value):
+        return f"Value {value} should only be numbers or a percentage"
+    return None
+
+
+def _auditd_sanity(entries: dict[str, _Entry], source: str) -> str | None:
+    def num(k: str) -> float:
+        v = entries[k].value if k in entries else AUDITD_DEFAULTS.get(k, "0")
+        return float(v.rstrip("%")) if re.fullmatch(r"\d+(\.\d+)?%?", v) else 0.0
+
+    percent = any(
+        k in entries and entries[k].value.endswith("%") for k in ("space_left", "admin_space_left")
+    )
+    if not percent and num("space_left") <= num("admin_space_left"):
+        return (
+            f"{source}: space_left({int(num('space_left'))}) must be larger than "
+            f"admin_space_left({int(num('admin_space_left'))})"
+        )
+    flush = (entries["flush"].value if "flush" in entries else "none").lower()
+    if flush in ("incremental", "incremental_async") and num("freq") == 0:
+        return f"{source}: incremental flushing chosen, but 0 selected for freq"
+    group = entries["log_group"].value if "log_group" in entries else "root"
+    log_file = entries["log_file"].value if "log_file" in entries else AUDITD_DEFAULTS["log_file"]
+    if group not in ("root", "0") and log_file.rsplit("/", 1)[0] == "/var/log":
+        return (
+            f"{source}: log_file is directly in /var/log and chgrp would alter a system directory"
+        )
+    return None
+
+
+def _auditd_line(ctx: FactContext, raw: str, entries: dict[str, _Entry], where: str) -> str | None:
+    """Read one line into `entries`; return why auditd refuses it (and stops), if it does."""
+    if len(raw) >= 159:
+        return None  # auditd skips a line too long for its 160-byte buffer
+    parts = raw.split(" ")
+    parts = [p for p in parts if p]  # audit_strsplit: words between spaces (a tab is a letter)
+    if not parts or parts[0].startswith("#"):
+        return None
+    if len(parts) == 1:
+        return "Wrong number of arguments"
+    if parts[1] != "=":
+        return "Missing equal sign"
+    if len(parts) == 2:
+        return "Wrong number of arguments"
+    key = parts[0].lower()
+    if key not in _AUDITD_KEYWORDS:
+        return f'Unknown keyword "{parts[0]}"'
+    why = _auditd_value(key, parts[2], parts[3] if len(parts) > 3 else None)
+    if why is None and key == "log_file":
+        why = _auditd_log_file(ctx, parts[2])
+    if why is None:
+        entries[key] = _Entry(parts[2], where)
+    return why
+
+
+def _auditd_log_file(ctx: FactContext, path: str) -> str | None:
+    parent = path.rsplit("/", 1)[0] or "/"
+    if len(parent) < 4:
+        return f"The directory name: {parent} is too short"
+    st = ctx.stat(parent)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return f"Could not open dir {parent} (No such file or directory)"
+    st = ctx.stat(path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    if st is not None and st.st_uid != 0:
+        return f"{path} is not owned by root"
+    return None
 
 
 def collect_auditd_conf(ctx: FactContext) -> KvConfig:
+    """auditd.conf as auditd 3.0.9 loads it: `name = value [option]` words split at spaces, the
+    last setting wins; a line it refuses (no ` = `, an unknown keyword, a bad value), a file not
+    owned by root or world-writable, or a failed sanity check stops auditd from starting."""
     main = "/etc/audit/auditd.conf"
-    return _config(ctx, "auditd_conf", main, [main], sep="=", ignore_case=True)
+    entries: dict[str, _Entry] = {}
+    errors: list[str] = []
+    text = ctx.read_text(main)
+    st = ctx.stat(main)
+    if text is not None and st is not None:
+        if st.st_uid != 0:
+            errors.append(f"{main}: isn't owned by root")
+        elif st.st_mode & stat.S_IWOTH:
+            errors.append(f"{main}: is world writable")
+        for n, raw in enumerate(text.split("\n"), 1):
+            if errors:
+                break
+            why = _auditd_line(ctx, raw, entries, at(main, n))
+            if why:
+                errors.append(f"{at(main, n)}: {why}")
+        if not errors and entries:
+            why = _auditd_sanity(entries, main)
+            if why:
+                errors.append(why)
+    return KvConfig(
+        "auditd_conf",
+        main,
+        [main] if text is not None else [],
+        entries,
+        text is not None,
+        ignore_case=True,
+        int_reader=lambda s: None if s is None else _dec(s),
+        defaults=AUDITD_DEFAULTS,
+        version=AUDITD_VERSION,
+        errors=errors,
+    )
 
 
 JOURNALD_DIRS = (
     "/etc/systemd/journald.conf.d",
     "/run/systemd/journald.conf.d",
+    "/usr/local/lib/systemd/journald.conf.d",
     "/usr/lib/systemd/journald.conf.d",
 )
 
 
 def collect_journald(ctx: FactContext) -> KvConfig:
-    # systemd: the main file, then drop-ins from all journald.conf.d dirs sorted by name
-    main = "/etc/systemd/journald.conf"
+    # systemd: the main file (/etc, else /run, /usr/local/lib, /usr/lib), then the drop-ins of
+    # all journald.conf.d directories sorted by name, a name in an earlier directory hiding
+    # the same name later (and a link to /dev/null hiding it); [Journal] only, keys as written
+    main = next(
+        (
+            p
+            for p in (
+                "/etc/systemd/journald.conf",
+                "/run/systemd/journald.conf",
+                "/usr/local/lib/systemd/journald.conf",
+                "/usr/lib/systemd/journald.conf",
+            )
+            if ctx.exists(p)
+        ),
+        "/etc/systemd/journald.conf",
+    )
     files = [main] + dropin_files(ctx, JOURNALD_DIRS, ".conf")
-    return _config(ctx, "journald", main, files, sep="=", section="Journal")
+    return _config(
+        ctx,
+        "journald",
+        main,
+        files,
+        sep="=",
+        section="Journal",
+        defaults=JOURNALD_DEFAULTS,
+        version=JOURNALD_VERSION,
+    )
 
 
 def register(reg: FactRegistry) -> None:
     reg.register(
-        "login_defs", collect_login_defs, returns=KV, doc="/etc/login.defs (last definition wins)"
+        "login_defs",
+        collect_login_defs,
+        returns=KV,
+        doc="/etc/login.defs (last definition wins; shadow 4.13 defaults)",
     )
     reg.register(
         "pwquality",
         collect_pwquality,
         returns=KV,
-        doc="/etc/security/pwquality.conf and pwquality.conf.d",
+        doc="/etc/security/pwquality.conf and pwquality.conf.d (libpwquality 1.4.5 defaults)",
     )
     reg.register(
         "faillock",
         collect_faillock,
         returns=KV,
-        doc="/etc/security/faillock.conf (bare flags read true)",
+        doc="/etc/security/faillock.conf (bare flags read true; pam_faillock 1.5.2 defaults)",
     )
-    reg.register("auditd_conf", collect_auditd_conf, returns=KV, doc="/etc/audit/auditd.conf")
     reg.register(
-        "journald", collect_journald, returns=KV, doc="journald.conf [Journal] and its drop-ins"
+        "auditd_conf",
+        collect_auditd_conf,
+        returns=KV,
+        doc="/etc/audit/auditd.conf as auditd 3.0.9 reads it (its defaults, its refusals)",
+    )
+    reg.register(
+        "journald",
+        collect_journald,
+        returns=KV,
+        doc="journald.conf [Journal] and its drop-ins (systemd 252 defaults)",
     )

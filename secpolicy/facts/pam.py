@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.dsl.types import BOOL, STR, ListType, Method, ObjectType
+from secpolicy.dsl.types import BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import at
 
@@ -29,7 +29,18 @@ PAM_ENTRY = ObjectType(
         "optional_module": BOOL,
     },
     methods={
-        "arg": Method((STR,), STR, 'value of `name=value`, "true" for a bare `name`, else null')
+        "arg": Method(
+            (STR,),
+            STR,
+            'value of the last `name=value` (modules apply their arguments in order), "true" for a'
+            " bare `name`, else null",
+        ),
+        "arg_int": Method(
+            (STR,),
+            INT,
+            "that value read as strtol(value, NULL, 10) reads it, as pam_pwhistory and pam_unix"
+            " read their numbers (`24abc` is 24, `abc` is 0); null when the argument is absent",
+        ),
     },
     doc="one line of a PAM stack",
     field_docs={
@@ -84,16 +95,26 @@ class PamEntry:
         return f"{self.type} {self.control} {self.module}"
 
     def arg(self, name: str) -> str | None:
-        for a in self.args:
+        # modules read their arguments in order, each one overriding the last (pam_pwquality,
+        # pam_faillock, pam_pwhistory, pam_unix): the last occurrence is in force
+        for a in reversed(self.args):
             key, sep, value = a.partition("=")
             if key == name:
                 return value if sep else "true"
         return None
 
+    def arg_int(self, name: str) -> int | None:
+        value = self.arg(name)
+        if value is None:
+            return None
+        m = _STRTOL.match(value)
+        return 0 if m is None else int(m.group(0))
+
     def where(self, name: str, *args: Any) -> str | None:
         return at(self.file, self.lineno)
 
 
+_STRTOL = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
 _TOKEN = re.compile(r"\[(?:[^\]\\]|\\.)*\]|\S+")
 
 

@@ -1,5 +1,6 @@
 """`sshd`: the OpenSSH server configuration parsed the way sshd reads it (first value wins,
-`Include` followed, `Match` blocks kept apart) with values as `sshd -T` prints them."""
+`Include` followed, `Match` blocks kept apart) with values as `sshd -T` prints them, and every
+value a Match block can give some connection."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from secpolicy.facts.sshd_defaults import DEFAULTS, DEFAULTS_VERSION
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["SSHD", "SSHD_MATCH", "SshdConfig", "parse_sshd", "register"]
+__all__ = ["SSHD", "SSHD_MATCH", "SSHD_VALUE", "SshdConfig", "SshdValue", "parse_sshd", "register"]
 
 SSHD_MATCH = ObjectType(
     "sshd_match",
@@ -29,18 +30,44 @@ SSHD_MATCH = ObjectType(
     doc="a Match block of sshd_config",
 )
 
+SSHD_VALUE = ObjectType(
+    "sshd_value",
+    {"value": STR, "criteria": STR, "source": STR},
+    doc="a value a keyword takes for some connections",
+    field_docs={
+        "value": "as `sshd -T -C ...` prints it for the connections concerned",
+        "criteria": "the Match criteria that give it, or null for the global value (or default)",
+        "source": "file:line that sets it, or the default it comes from",
+    },
+)
+
 SSHD = ObjectType(
     "sshd",
-    {"exists": BOOL, "path": STR, "files": ListType(STR), "matches": ListType(SSHD_MATCH)},
+    {
+        "exists": BOOL,
+        "path": STR,
+        "files": ListType(STR),
+        "matches": ListType(SSHD_MATCH),
+        "errors": ListType(STR),
+    },
     methods={
         "option": Method(
             (STR,),
             STR,
-            "effective global value as `sshd -T` prints it (first value wins, defaults applied)",
+            "the value `sshd -T` prints (first value wins, `Match all` applied, defaults)",
+        ),
+        "values": Method(
+            (STR,),
+            ListType(SSHD_VALUE),
+            "every value the keyword takes for some connection: option() and each Match block that can change it",
         ),
         "is_set": Method((STR,), BOOL, "whether a file sets the keyword globally (not a default)"),
     },
     doc="the OpenSSH server configuration (/etc/ssh/sshd_config and its Includes)",
+    field_docs={
+        "errors": "values sshd refuses, as file:line: message in sshd's words (sshd -T fails and"
+        " sshd does not start with this configuration)",
+    },
 )
 
 CONFIG = "/etc/ssh/sshd_config"
@@ -68,6 +95,16 @@ ACCUMULATE = {
     "port",
     "subsystem",
     "setenv",
+}
+# Keywords sshd 9.2 sets on every occurrence (its parser has no first-value guard for them):
+# the last value wins, as `sshd -T` shows.
+LAST_WINS = {
+    "fingerprinthash",
+    "maxstartups",
+    "ipqos",
+    "persourcemaxstartups",
+    "persourcenetblocksize",
+    "streamlocalbindmask",
 }
 # Keywords whose values are words sshd compares case-insensitively and prints lowercased.
 _MULTISTATE = {k for k, v in DEFAULTS.items() if v in ("yes", "no")} | {
@@ -131,6 +168,40 @@ def _algorithms(keyword: str, value: str) -> str:
     return ",".join(out)
 
 
+# keywords sshd 9.2 reads with atoi_err (strtonum, 0 to INT_MAX) and convtime
+_INTEGER = {"maxauthtries", "maxsessions", "clientalivecountmax", "x11displayoffset"}
+_STRICT_TIME = {"logingracetime", "clientaliveinterval"}
+_INT_MAX = 2**31 - 1
+
+
+def refusal(keyword: str, value: str) -> str | None:
+    """Why sshd refuses a value (its own message), or None. Only the numeric keywords the
+    packs read are checked; sshd checks more."""
+    key = canonical_keyword(keyword)
+    first = value.split()[0] if value.split() else ""
+    if key in _INTEGER:
+        if not re.fullmatch(r"[+-]?[0-9]+", first):
+            return f"{keyword} integer value invalid."
+        n = int(first)
+        if n < 0:
+            return f"{keyword} integer value too small."
+        if n > _INT_MAX:
+            return f"{keyword} integer value too large."
+    elif key in _STRICT_TIME:
+        if not _seconds(first).isdigit():
+            return "invalid time value."
+    elif key == "maxstartups":
+        # sscanf("%d:%d:%d"): three numbers with begin <= full and 1 <= rate <= 100, or one
+        m = re.match(r"\s*([+-]?[0-9]+)(?::\s*([+-]?[0-9]+)(?::\s*([+-]?[0-9]+))?)?", first)
+        if m is None or (m.group(2) is not None and m.group(3) is None):
+            return f"Invalid {keyword} spec."
+        if m.group(3) is not None:
+            begin, rate, full = (int(g) for g in m.groups())
+            if begin > full or not 1 <= rate <= 100:
+                return f"Invalid {keyword} spec."
+    return None
+
+
 def normalize_value(keyword: str, value: str) -> str:
     if keyword in _MULTISTATE:
         v = value.lower()
@@ -144,6 +215,8 @@ def normalize_value(keyword: str, value: str) -> str:
         return _seconds(value)
     if keyword in _ALGORITHMS:
         return _algorithms(keyword, value)
+    if keyword == "ipqos" and len(value.split()) == 1:
+        return f"{value} {value}"  # one value sets both interactive and bulk traffic
     return value
 
 
@@ -173,7 +246,7 @@ class Block:
                 self.settings[keyword] = _Setting(value, source)
             else:
                 prev.value += "\n" + value
-        elif keyword not in self.settings:
+        elif keyword not in self.settings or keyword in LAST_WINS:
             self.settings[keyword] = _Setting(value, source)
 
     def get(self, keyword: str) -> _Setting | None:
@@ -203,6 +276,7 @@ class _Parser:
         self.globals = Block(None, None)
         self.matches: list[Block] = []
         self.files: list[str] = []
+        self.errors: list[str] = []
 
     def parse_file(self, path: str, block: Block | None, depth: int) -> None:
         if depth > _MAX_INCLUDE_DEPTH:
@@ -224,11 +298,7 @@ class _Parser:
             key = canonical_keyword(keyword)
             where = at(path, n)
             if key == "match":
-                criteria = " ".join(value.split())
-                if criteria.lower() == "all":
-                    current = None  # `Match all` applies to every connection, as global lines do
-                    continue
-                current = Block(criteria, where)
+                current = Block(" ".join(value.split()), where)
                 self.matches.append(current)
                 continue
             if key == "include":
@@ -237,6 +307,10 @@ class _Parser:
                     targets = self.ctx.glob(full) if any(c in full for c in "*?[") else [full]
                     for target in targets:
                         self.parse_file(target, current, depth + 1)
+                continue
+            why = refusal(keyword, value)
+            if why is not None:
+                self.errors.append(f"{where}: {why}")
                 continue
             (current or self.globals).set(key, normalize_value(key, value), where)
 
@@ -262,15 +336,52 @@ class SshdMatch:
         return self._block.source
 
 
+@dataclass(frozen=True)
+class SshdValue:
+    value: str
+    criteria: str | None
+    source: str
+
+    def describe(self) -> str:
+        return f"{self.value} ({'Match ' + self.criteria if self.criteria else 'global'})"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        return self.source
+
+
+def _always(criteria: str) -> bool:
+    return criteria.lower() == "all"
+
+
+def _never(criteria: str) -> bool:
+    """A block no connection selects: a criterion whose patterns are all negated (OpenSSH's
+    pattern lists match only on a positive pattern)."""
+    parts = criteria.split()
+    for i in range(0, len(parts) - 1, 2):
+        patterns = [p for p in parts[i + 1].split(",") if p]
+        if patterns and all(p.startswith("!") for p in patterns):
+            return True
+    return False
+
+
 class SshdConfig:
-    """The effective sshd configuration for a connection no Match block selects."""
+    """The effective sshd configuration: what `sshd -T` prints, and per keyword every value
+    some connection gets from a Match block."""
 
     def __init__(
-        self, path: str, exists: bool, globals_: Block, matches: list[Block], files: list[str]
+        self,
+        path: str,
+        exists: bool,
+        globals_: Block,
+        matches: list[Block],
+        files: list[str],
+        errors: list[str] | None = None,
     ) -> None:
         self.path = path
+        self.errors = tuple(errors or ())
         self.exists = exists
         self._globals = globals_
+        self._blocks = matches
         self.matches = [SshdMatch(b) for b in matches]
         self.files = files
 
@@ -280,23 +391,61 @@ class SshdConfig:
     def is_set(self, name: str) -> bool:
         return self._globals.get(canonical_keyword(name)) is not None
 
+    def _effective(self, key: str) -> tuple[str, str] | None:
+        """(value, source) without connection details: a `Match all` block that sets the
+        keyword overrides the global value, as in `sshd -T`."""
+        for b in self._blocks:
+            if b.criteria is not None and _always(b.criteria):
+                s = b.get(key)
+                if s is not None:
+                    return s.value.replace("\n", " "), s.source
+        s = self._globals.get(key)
+        if s is not None:
+            return s.value.replace("\n", " "), s.source
+        if key in DEFAULTS:
+            return DEFAULTS[key], f"{self.path} (not set: {DEFAULTS_VERSION} default)"
+        return None
+
     def option(self, name: str) -> str | None:
         if not self.exists:
             return None
+        hit = self._effective(canonical_keyword(name))
+        return None if hit is None else hit[0]
+
+    def values(self, name: str) -> tuple[SshdValue, ...]:
+        """Every value some connection gets: the first Match block a connection matches that
+        sets the keyword wins over the global value; a block after an always-matching one that
+        sets it, or one no connection can match, changes nothing."""
+        if not self.exists:
+            return ()
         key = canonical_keyword(name)
-        s = self._globals.get(key)
-        if s is not None:
-            return s.value.replace("\n", " ")
-        return DEFAULTS.get(key)
+        out: list[SshdValue] = []
+        hit = self._effective(key)
+        if hit is not None:
+            out.append(SshdValue(hit[0], None, hit[1]))
+        for b in self._blocks:
+            assert b.criteria is not None
+            s = b.get(key)
+            if s is None or _never(b.criteria):
+                continue
+            if _always(b.criteria):
+                break  # it set the value for every connection (already in `out`)
+            out.append(SshdValue(s.value.replace("\n", " "), b.criteria, s.source))
+        return tuple(out)
 
     def where(self, name: str, *args: Any) -> str | None:
         if name in ("option", "is_set") and args and self.exists:
             key = canonical_keyword(str(args[0]))
-            s = self._globals.get(key)
-            if s is not None:
-                return s.source
-            if key in DEFAULTS:
-                return f"{self.path} (not set: {DEFAULTS_VERSION} default)"
+            if name == "is_set":
+                s = self._globals.get(key)
+                return s.source if s is not None else self.path
+            hit = self._effective(key)
+            if hit is not None:
+                return hit[1]
+        if name == "errors":
+            return ", ".join(e.split(": ", 1)[0] for e in self.errors) or self.path
+        if name == "values" and args and self.exists:
+            return ", ".join(v.source for v in self.values(str(args[0]))) or self.path
         return self.path
 
 
@@ -304,7 +453,7 @@ def parse_sshd(ctx: FactContext, path: str = CONFIG) -> SshdConfig:
     p = _Parser(ctx)
     exists = ctx.stat(path) is not None
     p.parse_file(path, None, 0)
-    return SshdConfig(path, exists, p.globals, p.matches, p.files)
+    return SshdConfig(path, exists, p.globals, p.matches, p.files, p.errors)
 
 
 def register(reg: FactRegistry) -> None:

@@ -597,12 +597,16 @@ TIMESYNC = ObjectType(
         "active": STR,
         "count_active": INT,
         "servers": ListType(STR),
+        "chrony_servers": ListType(STR),
+        "timesyncd_servers": ListType(STR),
     },
     doc="time synchronisation: which daemon is installed/enabled and the servers it uses",
     field_docs={
         "chrony": "chrony is installed and its service enabled",
         "active": '"chrony", "systemd-timesyncd", "ntp" or "none"',
         "servers": "server/pool names configured for the active daemon (all daemons when none is)",
+        "chrony_servers": "server/pool/peer names in chrony.conf, conf.d/*.conf and sources.d/*.sources",
+        "timesyncd_servers": "NTP= names in timesyncd.conf and its drop-ins (the last NTP= line wins)",
     },
 )
 
@@ -627,11 +631,18 @@ class Timesync:
         ]
         self.active = enabled[0] if enabled else "none"
         self.count_active = len(enabled)
-        self._where: dict[str, str] = {}
         per = {
             "chrony": self._chrony(ctx),
             "systemd-timesyncd": self._timesyncd(ctx),
             "ntp": self._ntp(ctx),
+        }
+        self.chrony_servers = tuple(dict.fromkeys(s for s, _ in per["chrony"]))
+        self.timesyncd_servers = tuple(dict.fromkeys(s for s, _ in per["systemd-timesyncd"]))
+        self._where = {
+            "chrony_servers": ", ".join(dict.fromkeys(w for _, w in per["chrony"]))
+            or "/etc/chrony/chrony.conf (no server, pool or peer line)",
+            "timesyncd_servers": ", ".join(dict.fromkeys(w for _, w in per["systemd-timesyncd"]))
+            or "/etc/systemd/timesyncd.conf and drop-ins (no NTP= line)",
         }
         chosen = [per[self.active]] if self.active != "none" else list(per.values())
         self.servers = tuple(dict.fromkeys(s for group in chosen for s, _ in group))
@@ -690,6 +701,8 @@ class Timesync:
     def where(self, name: str, *args: Any) -> str | None:
         if name == "servers":
             return self._servers_where
+        if name in self._where:
+            return self._where[name]
         return "/var/lib/dpkg/status, /etc/systemd/system/*.wants"
 
 

@@ -1,5 +1,6 @@
-"""audit_rules: normalisation (spelling, splitting, arch pairs, watches, keys, id aliases),
-rules.d order and control rules, checked on fixtures and on real published rules files."""
+"""audit_rules: normalisation (spelling, arch pairs, watches, keys, id aliases), auditctl's
+reading of a line (one rule per line, its errors), augenrules' joining of rules.d and the load
+that stops at the first refused line, checked on fixtures and on real published rules files."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from facts_helpers import context, materialize, write
 
 from secpolicy.errors import EvaluationError
-from secpolicy.facts.audit_rules import RuleSyntaxError, apply, covers, parse_rule, parse_rules
+from secpolicy.facts.audit_rules import Line, RuleSyntaxError, covers, load, parse_rule
 
 SHARED = (
     Path(__file__).resolve().parents[2].parent / "shared" / "data" / "auditd" / "audit-userspace"
@@ -26,9 +27,13 @@ def has(persisted: list, query: str) -> bool:
     return covers(persisted, parse_rule(query))
 
 
+def loaded(text: str, name: str = "/etc/audit/rules.d/x.rules"):  # type: ignore[no-untyped-def]
+    return load(Line(t, f"{name}:{n}") for n, t in enumerate(text.split("\n"), 1))
+
+
 # --- spelling ------------------------------------------------------------------------------
 def test_list_and_action_in_either_order() -> None:
-    assert parse_rule("-a exit,always -S open -F arch=b64") == parse_rule(
+    assert parse_rule("-a exit,always -F arch=b64 -S open") == parse_rule(
         "-a always,exit -F arch=b64 -S open"
     )
 
@@ -48,7 +53,7 @@ def test_unset_auid_spellings(spelling: str) -> None:
 def test_errno_names_numbers_and_hex_args() -> None:
     assert parse_rule("-a always,exit -F arch=b64 -S open -F exit=-EACCES").fields == ("exit=-13",)
     assert parse_rule("-a always,exit -F arch=b64 -S clock_settime -F a0=0x0").fields == ("a0=0",)
-    assert parse_rule("-a always,exit -F arch=b64 -S open -F success=no").fields == ("success=0",)
+    assert parse_rule("-a always,exit -F arch=b64 -S open -F success=0").fields == ("success=0",)
 
 
 def test_arch_aliases_and_compare_symmetry() -> None:
@@ -72,15 +77,84 @@ def test_watch_equals_path_rule_and_perm_letter_order() -> None:
     assert parse_rule("-w /etc/shadow").perm == "rwxa"
 
 
-def test_split_across_lines_in_a_file() -> None:
-    text = "# c\n-a always,exit -F arch=b64 \\\n   -S open,openat \\\n   -F exit=-EPERM -k access\n-e 2\n"
-    parsed, errors = parse_rules(text, "/etc/audit/rules.d/x.rules")
-    assert errors == []
-    assert parsed[0] == parse_rule(
-        "-a always,exit -F arch=b64 -S open -S openat -F exit=-1 -k access"
-    )
-    assert parsed[0].source == "/etc/audit/rules.d/x.rules:2"
-    assert parsed[1].control == ("-e", "2") and parsed[1].source == "/etc/audit/rules.d/x.rules:5"
+def test_a_rule_split_with_a_backslash_is_refused_and_ends_the_load() -> None:
+    # auditctl -R reads one rule per line: the first half has a stray word, so auditctl
+    # reports it and loads nothing after it (unless -i or -c came first)
+    text = "# c\n-a always,exit -F arch=b64 \\\n   -S open,openat \\\n   -F exit=-EPERM -k access\n-w /etc/passwd -p wa\n-e 2\n"
+    r = loaded(text)
+    assert r.errors == ("/etc/audit/rules.d/x.rules:2: parameter passed without an option given",)
+    assert (r.rules, r.stopped, r.controls) == ((), "/etc/audit/rules.d/x.rules:2", {})
+    r = loaded("-c\n" + text)
+    assert [e.split(": ", 1)[1] for e in r.errors] == [
+        "parameter passed without an option given",
+        "parameter passed without an option given",
+        "List must be given before field",
+    ]
+    assert r.stopped is None and [x.path for x in r.rules] == ["/etc/passwd"]
+    assert r.controls == {"-e": ("2", "/etc/audit/rules.d/x.rules:7")}
+
+
+def test_words_split_at_spaces_only_and_comments_start_a_line() -> None:
+    assert loaded("  # comment\n\n   \n").rules == ()
+    tab = loaded("-w\t/etc/passwd -p wa")
+    assert tab.errors and tab.rules == ()  # a tab is part of a word for auditctl
+    trailing = loaded("-w /etc/passwd -p wa -k identity # passwd")
+    assert trailing.errors == ("/etc/audit/rules.d/x.rules:1: parameter passed without an option given",)
+    escaped = loaded("-w /etc/with\\ space -p wa")
+    assert escaped.rules[0].path == "/etc/with space"
+
+
+def test_duplicates_deletes_and_the_lock_are_the_kernels() -> None:
+    dup = loaded("-w /etc/a -p wa -k k\n-a always,exit -F path=/etc/a -F perm=wa -F key=k\n-w /etc/b")
+    assert dup.errors == ("/etc/audit/rules.d/x.rules:2: Error sending add rule data request (Rule exists)",)
+    assert [r.path for r in dup.rules] == ["/etc/a"]  # stopped before /etc/b
+    other_order = loaded("-a always,exit -F arch=b64 -S open -F uid=0 -F gid=0\n-a always,exit -F arch=b64 -S open -F gid=0 -F uid=0")
+    assert other_order.errors == () and len(other_order.rules) == 2  # field order differs
+    gone = loaded("-W /etc/nothing -p wa\n-w /etc/a")
+    assert gone.stopped and "No such file" in gone.errors[0]
+    locked = loaded("-e 2\n-w /etc/a -p wa")
+    assert locked.rules == () and "locked" in locked.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("-a always,exit -S all -F arch=b64", "arch must be before -S"),
+        ("-a always,exit -F arch=b64 -S mountx", "Syscall name unknown: mountx"),
+        ("-a always,exit -F arch=b64 -S socketcall", "Syscall name unknown: socketcall"),
+        ("-F arch=b64 -a always,exit -S open", "List must be given before field"),
+        ("-a always,exit -F arch=b64 -F auid>=1000 -k x", "key option needs a watch or syscall"),
+        ("-a always,exit -F arch=b64 -S open -F success=yes", "should be number for success"),
+        ("-a always,exit -F arch=b64 -S open -F exit=-EFOO", "unknown errno"),
+        ("-a always,exit -F arch=b64 -S open -F uid=nosuchuser", "Unknown user: nosuchuser"),
+        ("-w etc/passwd -p wa", "must start with '/'"),
+        ("-a always,exit -a always,exit -S open", "Multiple rule insert/delete"),
+        ("-e 3", "Enable must be 0, 1, or 2 was 3"),
+        ("-b x", "Backlog must be a numeric value"),
+        ("-D -k x", "Key field needs a watch"),
+        ("-S open", "no list specified"),
+        ("-a always,exit -F arch=b64 -S open -k", "Option -k is invalid"),
+    ],
+)
+def test_lines_auditctl_refuses(line: str, message: str) -> None:
+    # each message as auditctl 3.0.9 prints it for that line (tests/conformance asks it)
+    r = load([Line(line, "f:1")], lambda kind, name: {"root": 0}.get(name))
+    assert len(r.errors) == 1 and message in r.errors[0], r.errors
+
+
+def test_augenrules_moves_controls_as_debian_mawk_reads_its_patterns(tmp_path: Path) -> None:
+    write(tmp_path, "etc/audit/rules.d/10-a.rules", "-e 2\n-w /etc/a -p wa\n  -e 1\n-D\n")
+    write(tmp_path, "etc/audit/rules.d/20-b.rules", "-w /etc/b -p wa\n-b 320\n")
+    a = context(tmp_path).fact("audit_rules", ())
+    # `-e 2` moves to the end and `-D` to the top; "  -e 1" (leading blanks) stays where it
+    # is and is applied before the rules after it
+    assert a.immutable is True and [r.path for r in a.persisted] == ["/etc/a", "/etc/b"]
+    assert a.backlog_limit == 320
+    write(tmp_path, "etc/audit/rules.d/30-c.rules", "-w /etc/c -p wa")  # no final newline
+    write(tmp_path, "etc/audit/rules.d/31-d.rules", "-w /etc/d -p wa\n")
+    a = context(tmp_path).fact("audit_rules", ())
+    # cat joins "-w /etc/c -p wa" and "-w /etc/d -p wa" into one refused line
+    assert a.stopped_at == "/etc/audit/rules.d/30-c.rules:1" and not a.immutable
 
 
 # --- coverage --------------------------------------------------------------------------------
@@ -96,7 +170,7 @@ def test_a_rule_with_several_syscalls_covers_each_part_and_parts_cover_the_whole
     assert has(
         parts, "-a exit,always -F arch=b64 -S clock_settime,adjtimex,settimeofday -k time-change"
     )
-    assert not has(parts, "-a always,exit -F arch=b64 -S adjtimex -S stime -k time-change")
+    assert not has(parts, "-a always,exit -F arch=b64 -S adjtimex -S clock_adjtime -k time-change")
 
 
 def test_arch_must_match_and_a_watch_needs_both_abis() -> None:
@@ -145,30 +219,30 @@ def test_other_lists() -> None:
 
 
 def test_delete_and_clear_apply_in_order() -> None:
-    seq = rules(
+    lines = [
         "-w /etc/a -p wa",
         "-D",
         "-w /etc/b -p wa",
         "-w /etc/c -p wa -k k",
-        "-W /etc/c -p wa",
+        "-W /etc/c -p wa -k k",
         "-a always,exit -F arch=b64 -S mount",
         "-d exit,always -F arch=b64 -S mount",
-    )
-    final = [r for r in apply(seq) if r.kind != "control"]
-    assert [r.path for r in final] == ["/etc/b"]
+    ]
+    r = load(Line(t, f"x:{n}") for n, t in enumerate(lines, 1))
+    assert r.errors == () and [x.path for x in r.rules] == ["/etc/b"]
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("-a always -S open", "list,action"),
-        ("-a always,sometimes -S open", "unknown list/action"),
-        ("-a always,exit -F arch=b65 -S open", "bad arch"),
-        ("-a always,exit -F auid", "bad field"),
-        ("-w /etc/x -p z", "bad permission"),
-        ("-a always,user -S open", "only valid on the exit list"),
-        ("-x foo", "unknown option"),
-        ("-F auid=0", "needs -a"),
+        ("-a always -S open", "bad keyword"),
+        ("-a always,sometimes -S open", "bad keyword"),
+        ("-a always,exit -F arch=b65 -S open", "unknown arch"),
+        ("-a always,exit -F auid", "missing operation"),
+        ("-w /etc/x -p z", "isn't supported"),
+        ("-a always,user -S open", "user list"),
+        ("-x foo", "invalid"),
+        ("-F auid=0", "List must be given before field"),
     ],
 )
 def test_bad_rules_are_reported(text: str, message: str) -> None:
@@ -190,13 +264,14 @@ def test_hardened_rules_d(roots: dict[str, Path]) -> None:
         "/etc/audit/rules.d/50-cis.rules",
         "/etc/audit/rules.d/99-finalize.rules",
     )
-    assert (a.errors, a.immutable, a.backlog_limit, a.failure_mode, len(a.persisted)) == (
+    assert (a.errors, a.stopped_at, a.immutable, a.backlog_limit, a.failure_mode) == (
         (),
+        None,
         True,
         8192,
         1,
-        51,
     )
+    assert len(a.persisted) == 51
     assert a.where("immutable") == "/etc/audit/rules.d/99-finalize.rules:2"
     assert a.has(
         "-a always,exit -F arch=b32 -S openat -F exit=-EPERM -F auid>=1000 -F auid!=unset -k access"
@@ -231,8 +306,10 @@ def test_has_loaded_is_not_applicable_under_root_and_bad_queries_error(
     a = context(roots["hardened"]).fact("audit_rules", ())
     with pytest.raises(NotApplicable):
         a.has_loaded("-w /etc/passwd -p wa")
-    with pytest.raises(EvaluationError, match="unknown option"):
+    with pytest.raises(EvaluationError, match="not a rule option"):
         a.has("-q /etc/passwd")
+    with pytest.raises(EvaluationError, match="Syscall name unknown: stime"):
+        a.has("-a always,exit -F arch=b64 -S stime")  # i386 only
     with pytest.raises(EvaluationError, match="control option"):
         a.has("-e 2")
 
@@ -244,15 +321,22 @@ def test_rules_d_is_sorted_like_ls_v_and_audit_rules_is_the_fallback(tmp_path: P
     write(tmp_path, "etc/audit/rules.d/10-b.rules", "-w /etc/b -p wa\n")
     write(tmp_path, "etc/audit/rules.d/9-a.rules", "-e 2\n-w /etc/a -p wa\nbogus line\n")
     write(tmp_path, "etc/audit/rules.d/90-c.rules", "-e 1\n")
+    write(tmp_path, "etc/audit/rules.d/.hidden.rules", "-w /etc/hidden -p wa\n")
     a = context(tmp_path).fact("audit_rules", ())
     assert a.files == (
         "/etc/audit/rules.d/9-a.rules",
         "/etc/audit/rules.d/10-b.rules",
         "/etc/audit/rules.d/90-c.rules",
     )
-    assert a.immutable is False  # the last -e wins
-    assert a.errors == ("/etc/audit/rules.d/9-a.rules:3: unknown option 'bogus'",)
-    assert not a.has("-w /etc/fallback -p wa")
+    # augenrules keeps the last -e for the end, but "bogus line" stops the load before it
+    assert a.errors == ("/etc/audit/rules.d/9-a.rules:3: no option on the line",)
+    assert a.stopped_at == "/etc/audit/rules.d/9-a.rules:3" and a.immutable is False
+    assert a.has("-w /etc/a -p wa") and not a.has("-w /etc/b -p wa")
+    assert "auditctl stops loading at /etc/audit/rules.d/9-a.rules:3" in a.where("has", "-w /etc/b -p wa")
+    assert not a.has("-w /etc/fallback -p wa")  # augenrules rebuilds audit.rules from rules.d
+    for n in ("9-a", "10-b", "90-c", ".hidden"):
+        (tmp_path / f"etc/audit/rules.d/{n}.rules").unlink()
+    assert context(tmp_path).fact("audit_rules", ()).persisted == ()  # an empty rules.d
 
 
 # --- real published rules files -----------------------------------------------------------------
@@ -285,10 +369,11 @@ def _respell(line: str) -> list[str]:
 def test_real_rules_files_parse_and_respelled_rules_are_equivalent() -> None:
     total = 0
     for f in _real_files():
-        text = f.read_text()
-        parsed, errors = parse_rules(text, f.name)
-        assert errors == [], errors
-        final = [r for r in apply(parsed) if r.kind != "control"]
+        r = loaded("-c\n" + f.read_text(), f.name)
+        # upstream's newest files name syscalls the audit 3.0.9 of Debian 12 does not know:
+        # its auditctl refuses those lines (tests/conformance checks each line with it)
+        assert all("Syscall name unknown: fchmodat2" in e or "file_setattr" in e for e in r.errors), r.errors
+        final = list(r.rules)
         respelled: list = []
         for r in final:
             respelled += [parse_rule(x) for x in _respell(r.text)]
@@ -298,17 +383,18 @@ def test_real_rules_files_parse_and_respelled_rules_are_equivalent() -> None:
         for r in respelled:
             assert covers(final, r), (f.name, r.text)
         total += len(final)
-    assert total >= 100
+    assert total >= 90
 
 
 def test_real_stig_rules_answer_cis_style_queries() -> None:
     files = {f.name: f for f in _real_files()}
-    persisted, _ = parse_rules(files["30-stig.rules"].read_text(), "30-stig.rules")
+    persisted = loaded("-c\n" + files["30-stig.rules"].read_text(), "30-stig.rules").rules
     assert covers(persisted, parse_rule("-w /etc/passwd -p wa -k identity"))
     assert covers(
         persisted,
         parse_rule("-a exit,always -F arch=b64 -S settimeofday -S adjtimex -k time-change"),
     )
+    assert covers(persisted, parse_rule("-a always,exit -F arch=b32 -S stime -k time-change"))
     assert not covers(
-        persisted, parse_rule("-a always,exit -F arch=b64 -S stime -k time-change")
-    )  # b32 only
+        persisted, parse_rule("-a always,exit -F arch=b64 -S clock_adjtime -k time-change")
+    )

@@ -1,4 +1,6 @@
-"""login_defs, pwquality, faillock, auditd_conf, journald: each file's own syntax and order."""
+"""login_defs, pwquality, faillock, auditd_conf, journald: each file's own syntax and order,
+and each program's built-in default for what the files leave unset (tests/conformance asks the
+real programs: shadow's useradd and chgpasswd, systemd's own journald.conf)."""
 
 from __future__ import annotations
 
@@ -58,6 +60,47 @@ def test_faillock_flags(roots: dict[str, Path]) -> None:
     assert (w.int("deny"), w.has("even_deny_root"), w.option("even_deny_root")) == (10, False, None)
 
 
+@pytest.mark.parametrize(
+    ("text", "deny", "unlock", "root_unlock"),
+    [
+        ("deny = 4abc  # CIS\nunlock_time = never\n", 4, 0, 0),  # sscanf; never is 0
+        ("DENY = 4\nUnlock_Time = 900\n", 3, 600, 600),  # names are case-sensitive
+        ("deny=-1\nunlock_time = 700000\n", 65535, 600, 600),  # %hu wraps; > a week refused
+        ("deny = x\ndeny = 5\nunlock_time = 1200\nroot_unlock_time = 60\n", 5, 1200, 60),
+        ("even_deny_root = 0\n", 3, 600, 600),  # a flag is on whatever follows it
+    ],
+)
+def test_faillock_is_read_as_pam_faillock_reads_it(
+    tmp_path: Path, text: str, deny: int, unlock: int, root_unlock: int
+) -> None:
+    write(tmp_path, "etc/security/faillock.conf", text)
+    f = context(tmp_path).fact("faillock", ())
+    assert (f.int("deny"), f.int("unlock_time"), f.int("root_unlock_time")) == (
+        deny,
+        unlock,
+        root_unlock,
+    )
+    assert f.has("even_deny_root") == ("even_deny_root" in text)
+
+
+def test_faillock_with_pam_arguments(tmp_path: Path) -> None:
+    write(tmp_path, "etc/security/faillock.conf", "deny = 5\nunlock_time = 900\n")
+    write(
+        tmp_path,
+        "etc/pam.d/common-auth",
+        "auth requisite pam_faillock.so preauth deny=abc unlock_time=1800 even_deny_root\n",
+    )
+    ctx = context(tmp_path)
+    e = ctx.fact("pam", ("common-auth",)).module("pam_faillock.so")
+    f = ctx.fact("faillock", ()).with_args(e)
+    assert (f.int("deny"), f.int("unlock_time"), f.int("root_unlock_time")) == (5, 1800, 1800)
+    assert f.has("even_deny_root") and not f.has("preauth")
+    assert f.where("int", "unlock_time") == "/etc/pam.d/common-auth:1"
+    assert f.where("int", "root_unlock_time").endswith(
+        "(root_unlock_time not set: it follows unlock_time)"
+    )
+
+
 def test_auditd_conf(roots: dict[str, Path]) -> None:
     a = context(roots["hardened"]).fact("auditd_conf", ())
     assert (
@@ -71,12 +114,137 @@ def test_auditd_conf(roots: dict[str, Path]) -> None:
         32,
         "halt",
     )
+    assert a.errors == ()
     missing = context(roots["weak"]).fact("auditd_conf", ())
-    assert (missing.exists, missing.option("max_log_file"), missing.where("option", "x")) == (
+    # auditd 3.0.9 runs on clear_config()'s values when its file is absent
+    assert (missing.exists, missing.int("max_log_file"), missing.option("disk_full_action")) == (
         False,
-        None,
-        "/etc/audit/auditd.conf (absent)",
+        0,
+        "IGNORE",
     )
+    assert missing.where("option", "disk_full_action") == (
+        "/etc/audit/auditd.conf (absent: auditd 3.0.9 default)"
+    )
+    assert missing.where("option", "x") == "/etc/audit/auditd.conf (absent)"
+    assert not missing.has("disk_full_action") and missing.option("x") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("disk_full_action=halt\n", "1: Wrong number of arguments"),
+        ("disk_full_action\t=\thalt\n", "1: Wrong number of arguments"),
+        ("disk_full_action : halt\n", "1: Missing equal sign"),
+        ("disk_full_action = halts\n", "1: Option halts not found"),
+        ("disk_full_actions = halt\n", '1: Unknown keyword "disk_full_actions"'),
+        ("num_logs = 1000\n", "1: num_logs must be 999 or less"),
+        ("max_log_file = 8 MB\n", '1: Keyword "max_log_file" has invalid option "MB"'),
+        (
+            "space_left = 50\nadmin_space_left = 75\n",
+            "space_left(50) must be larger than admin_space_left(75)",
+        ),
+        (
+            "space_left = 75\nadmin_space_left = 50\nflush = incremental\n",
+            "incremental flushing chosen, but 0 selected for freq",
+        ),
+        ("log_file = /var/log/x/audit.log\n", "1: Could not open dir /var/log/x"),
+    ],
+)
+def test_auditd_refuses_what_its_parser_refuses(tmp_path: Path, text: str, error: str) -> None:
+    write(tmp_path, "etc/audit/auditd.conf", text)
+    (tmp_path / "var/log/audit").mkdir(parents=True)
+    a = context(tmp_path).fact("auditd_conf", ())
+    assert len(a.errors) == 1 and error in a.errors[0], a.errors
+
+
+def test_auditd_accepts_what_its_parser_accepts(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "etc/audit/auditd.conf",
+        "# c\n  Disk_Full_Action = EXEC /usr/local/bin/alert\nspace_left = 25%\n"
+        "admin_space_left = 10%\nmax_log_file = 8\nmax_log_file = 16\n",
+    )
+    a = context(tmp_path).fact("auditd_conf", ())
+    assert a.errors == () and (a.option("disk_full_action"), a.int("max_log_file")) == ("EXEC", 16)
+
+
+def test_login_defs_defaults_are_shadows(tmp_path: Path) -> None:
+    write(tmp_path, "etc/login.defs", "MAIL_DIR /var/mail\n")
+    d = context(tmp_path).fact("login_defs", ())
+    assert (d.int("PASS_MAX_DAYS"), d.mode("UMASK"), d.option("ENCRYPT_METHOD")) == (
+        -1,
+        0o22,
+        "DES",
+    )
+    assert d.where("option", "ENCRYPT_METHOD") == "/etc/login.defs (not set: shadow 4.13 default)"
+    write(tmp_path, "etc/login.defs", "MD5_CRYPT_ENAB yes\n")
+    assert context(tmp_path).fact("login_defs", ()).option("ENCRYPT_METHOD") == "MD5"
+
+
+def test_pwquality_and_faillock_defaults(tmp_path: Path) -> None:
+    p = context(tmp_path).fact("pwquality", ())
+    assert (p.int("minlen"), p.int("difok"), p.int("dictcheck"), p.option("enforce_for_root")) == (
+        8,
+        1,
+        1,
+        None,
+    )
+    write(tmp_path, "etc/security/faillock.conf", "unlock_time = 1200\n")
+    f = context(tmp_path).fact("faillock", ())
+    assert (f.int("deny"), f.int("unlock_time"), f.int("root_unlock_time")) == (3, 1200, 1200)
+
+
+@pytest.mark.parametrize(
+    ("text", "minlen"),
+    [
+        ("minlen = 14   # CIS\n", 14),  # a # anywhere starts a comment
+        ("MINLEN 14\n", 14),  # names are case-insensitive; = is optional
+        ("\tminlen=+14\r\n", 14),
+        ("minlen = 3\n", 6),  # raised to libpwquality's floor
+        ("minlen = 14\nminlen = 15\n", 15),
+        ("bogus = 1\nminlen = 14\n", 8),  # an unknown name stops the reading
+        ("; note\nminlen = 14\n", 8),
+        ("minlen = 14abc\n", 8),  # not an integer: stops, default kept
+        ("minlen = 16\nminclass = four\nminlen = 20\n", 16),  # what came before stays
+        ("minlen==14\n", 8),
+    ],
+)
+def test_pwquality_is_read_as_libpwquality_reads_it(tmp_path: Path, text: str, minlen: int) -> None:
+    write(tmp_path, "etc/security/pwquality.conf", text)
+    p = context(tmp_path).fact("pwquality", ())
+    assert p.int("minlen") == minlen
+    assert (
+        bool(p.errors)
+        == ("stops reading" in " ".join(p.errors))
+        == (text.startswith(("bogus", ";")) or "abc" in text or "four" in text or "==" in text)
+    )
+
+
+def test_pwquality_error_in_a_dropin_stops_the_main_file_too(tmp_path: Path) -> None:
+    write(tmp_path, "etc/security/pwquality.conf.d/10.conf", "minlen = 15\nbogus\n")
+    write(tmp_path, "etc/security/pwquality.conf", "difok = 4\nenforce_for_root\n")
+    p = context(tmp_path).fact("pwquality", ())
+    assert (p.int("minlen"), p.int("difok"), p.has("enforce_for_root")) == (15, 1, False)
+    stop = "/etc/security/pwquality.conf.d/10.conf:2: unknown setting 'bogus';"
+    assert p.errors == (stop + " libpwquality stops reading here",)
+    assert "where reading stopped" in p.where("int", "difok")
+
+
+def test_pwquality_with_pam_arguments(tmp_path: Path) -> None:
+    write(tmp_path, "etc/security/pwquality.conf", "minlen = 14\n")
+    write(
+        tmp_path,
+        "etc/pam.d/common-password",
+        "password requisite pam_pwquality.so retry=3 minlen=10 minlen=16 difok=x enforce_for_root\n",
+    )
+    ctx = context(tmp_path)
+    e = ctx.fact("pam", ("common-password",)).module("pam_pwquality.so")
+    assert e.arg("minlen") == "16"  # modules apply their arguments in order: the last wins
+    p = ctx.fact("pwquality", ()).with_args(e)
+    assert (p.int("minlen"), p.int("difok"), p.has("enforce_for_root")) == (16, 1, True)
+    assert p.where("int", "minlen") == "/etc/pam.d/common-password:1"
+    assert p.where("int", "difok").endswith("(not set: libpwquality 1.4.5 default)")
+    assert ctx.fact("pwquality", ()).int("minlen") == 14  # the file's own view is unchanged
 
 
 def test_journald_sections_and_dropins(roots: dict[str, Path], tmp_path: Path) -> None:
@@ -100,6 +268,15 @@ def test_journald_sections_and_dropins(roots: dict[str, Path], tmp_path: Path) -
     write(tmp_path, "etc/systemd/journald.conf.d/20-site.conf", "[Journal]\nCompress=no\n")
     j2 = context(tmp_path).fact("journald", ())
     assert (j2.option("Storage"), j2.option("Compress")) == ("auto", "no")
+    assert (j2.bool("Compress"), j2.bool("ForwardToSyslog"), j2.option("Seal")) == (
+        False,
+        True,
+        "yes",
+    )
+    assert (
+        j2.where("option", "Seal")
+        == "/etc/systemd/journald.conf (not set: Debian systemd 252 default)"
+    )
     assert j2.files == [
         "/etc/systemd/journald.conf",
         "/usr/lib/systemd/journald.conf.d/10-vendor.conf",

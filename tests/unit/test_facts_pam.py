@@ -109,3 +109,15 @@ def test_include_loops_and_bad_names_are_errors(tmp_path: Path) -> None:
         context(tmp_path).fact("pam", ("a",))
     with pytest.raises(EvaluationError, match="file name"):
         context(tmp_path).fact("pam", ("../shadow",))
+
+
+def test_arguments_are_read_as_modules_read_them(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "etc/pam.d/x",
+        "password required pam_pwhistory.so remember=5 remember=24abc retry=x use_authtok\n",
+    )
+    e = context(tmp_path).fact("pam", ("x",)).entries[0]
+    # the last occurrence is in force; numbers read with strtol(value, NULL, 10)
+    assert (e.arg("remember"), e.arg_int("remember")) == ("24abc", 24)
+    assert (e.arg_int("retry"), e.arg_int("use_authtok"), e.arg_int("debug")) == (0, 0, None)

@@ -143,3 +143,29 @@ def test_comments_quotes_and_equals(tmp_path: Path) -> None:
     )
     s = context(tmp_path).fact("sshd", ())
     assert (s.option("Banner"), s.option("MaxStartups")) == ("/etc/issue net", "10:30:60")
+
+
+def test_values_are_every_value_a_connection_can_get(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "etc/ssh/sshd_config",
+        "MaxAuthTries 4\n"
+        "Match User backup\n  MaxAuthTries 3\n"
+        "Match User !nobody\n  MaxAuthTries 8\n"  # only negated: selects no connection
+        "Match Address 10.0.0.0/8\n  MaxAuthTries 10\n"
+        "Match all\n  MaxAuthTries 6\n"
+        "Match Host *.example\n  MaxAuthTries 12\n",  # after Match all: never reached
+    )
+    s = context(tmp_path).fact("sshd", ())
+    # like `sshd -T`, `Match all` applies without connection details
+    assert (
+        s.option("MaxAuthTries") == "6"
+        and s.where("option", "MaxAuthTries") == "/etc/ssh/sshd_config:9"
+    )
+    got = [(v.value, v.criteria, v.source) for v in s.values("maxauthtries")]
+    assert got == [
+        ("6", None, "/etc/ssh/sshd_config:9"),
+        ("3", "User backup", "/etc/ssh/sshd_config:3"),
+        ("10", "Address 10.0.0.0/8", "/etc/ssh/sshd_config:7"),
+    ]
+    assert [v.value for v in s.values("MaxSessions")] == ["10"]  # the default only

@@ -1,0 +1,124 @@
+"""`fs_scan(paths)`: one walk of directory trees for what CIS 7.1.11 and 7.1.12 look for
+(world-writable entries, entries whose owner or group is unknown), answered as path lists."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import TYPE_CHECKING, Any
+
+from secpolicy.dsl.types import INT, STR, ListType, ObjectType
+from secpolicy.errors import EvaluationError
+
+if TYPE_CHECKING:
+    from secpolicy.facts.base import FactContext, FactRegistry
+
+__all__ = ["FS_SCAN", "FsScan", "register"]
+
+FS_SCAN = ObjectType(
+    "fs_scan",
+    {
+        "paths": ListType(STR),
+        "entries": INT,
+        "world_writable": ListType(STR),
+        "unowned": ListType(STR),
+    },
+    doc="a walk of directory trees (links not followed, other file systems not entered)",
+    field_docs={
+        "entries": "how many entries were looked at",
+        "world_writable": "world-writable files, and world-writable directories without the sticky bit",
+        "unowned": 'entries whose uid or gid the passwd or group file does not know, as "path (uid 4242)"',
+    },
+)
+
+MAX_ENTRIES = 2_000_000
+MAX_DEPTH = 256
+
+
+class FsScan:
+    def __init__(self, ctx: FactContext, paths: tuple[str, ...]) -> None:
+        self.paths = tuple(paths)
+        self.entries = 0
+        ww: list[str] = []
+        unowned: list[str] = []
+        users: dict[int, str] = ctx.fact("_idmap", ("/etc/passwd",))
+        groups: dict[int, str] = ctx.fact("_idmap", ("/etc/group",))
+        for top in self.paths:
+            host = ctx.host_path(top)
+            try:
+                st = os.lstat(host)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            self._walk(ctx, host, top.rstrip("/") or "/", st.st_dev, 0, ww, unowned, users, groups)
+        self.world_writable = tuple(ww)
+        self.unowned = tuple(unowned)
+
+    def _walk(
+        self,
+        ctx: FactContext,
+        host: str,
+        shown: str,
+        dev: int,
+        depth: int,
+        ww: list[str],
+        unowned: list[str],
+        users: dict[int, str],
+        groups: dict[int, str],
+    ) -> None:
+        if depth > MAX_DEPTH:
+            raise EvaluationError(f"{shown}: directories nested more than {MAX_DEPTH} deep")
+        try:
+            it = os.scandir(host)
+        except PermissionError:
+            raise EvaluationError(f"{shown}: permission denied") from None
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                return
+            raise EvaluationError(f"{shown}: {e.strerror}") from None
+        with it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            self.entries += 1
+            if self.entries > MAX_ENTRIES:
+                raise EvaluationError(
+                    f"more than {MAX_ENTRIES} entries under {', '.join(self.paths)}"
+                )
+            path = f"{shown.rstrip('/')}/{entry.name}"
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            mode = st.st_mode
+            if st.st_uid not in users or st.st_gid not in groups:
+                missing = f"uid {st.st_uid}" if st.st_uid not in users else f"gid {st.st_gid}"
+                unowned.append(f"{path} ({missing})")
+            if stat.S_ISLNK(mode):
+                continue
+            is_dir = stat.S_ISDIR(mode)
+            if mode & stat.S_IWOTH and not (is_dir and mode & stat.S_ISVTX):
+                ww.append(path)
+            if is_dir and st.st_dev == dev:  # another file system mounted here is not entered
+                self._walk(ctx, entry.path, path, dev, depth + 1, ww, unowned, users, groups)
+
+    def describe(self) -> str:
+        return f"fs_scan({', '.join(self.paths)})"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        found = {"world_writable": self.world_writable, "unowned": self.unowned}.get(name)
+        if found:
+            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+            return ", ".join(found[:5]) + more
+        return f"{', '.join(self.paths)} ({self.entries} entries walked)"
+
+
+def register(reg: FactRegistry) -> None:
+    reg.register(
+        "fs_scan",
+        lambda ctx, paths: FsScan(ctx, tuple(paths)),
+        params=(ListType(STR),),
+        returns=FS_SCAN,
+        doc="world-writable and unowned entries under directory trees (one walk)",
+    )

@@ -1,0 +1,249 @@
+"""`sudoers`: /etc/sudoers and the files it includes, read as sudo 1.9 reads them (`@include`,
+`@includedir` and their `#` forms, backslash continuations, comments), with its `Defaults`."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from secpolicy.dsl.types import BOOL, FLOAT, STR, ListType, Method, ObjectType
+from secpolicy.errors import EvaluationError
+from secpolicy.facts._common import at
+
+if TYPE_CHECKING:
+    from secpolicy.facts.base import FactContext, FactRegistry
+
+__all__ = ["SUDOERS", "SUDO_DEFAULT", "Sudoers", "register"]
+
+SUDO_DEFAULT = ObjectType(
+    "sudo_default",
+    {"name": STR, "value": STR, "negated": BOOL, "scope": STR, "source": STR, "minutes": FLOAT},
+    doc="one setting of a Defaults line",
+    field_docs={
+        "value": 'the value after = (quotes removed); "true" for a bare flag, "false" for !flag',
+        "scope": 'what follows Defaults: "" (every user), ":user", "@host", "!command", ">runas"',
+        "minutes": "the value read as sudo reads a timeout in minutes (timestamp_timeout,"
+        " passwd_timeout: `2.5`, `-1`, `.5`), or null where visudo refuses it (`5m`, `0x10`)",
+    },
+)
+
+SUDOERS = ObjectType(
+    "sudoers",
+    {
+        "exists": BOOL,
+        "path": STR,
+        "files": ListType(STR),
+        "lines": ListType(STR),
+        "defaults": ListType(SUDO_DEFAULT),
+    },
+    methods={
+        "option": Method(
+            (STR,),
+            STR,
+            "the global Defaults value in force (the last one wins), or null when unset",
+        ),
+        "settings": Method(
+            (STR,), ListType(SUDO_DEFAULT), "every Defaults setting of a name, any scope, in order"
+        ),
+        "has_line": Method(
+            (STR,),
+            BOOL,
+            "whether a line sudo reads (comments gone, continuations joined) matches a regex",
+        ),
+    },
+    doc="sudo's policy: /etc/sudoers and what it includes",
+    field_docs={
+        "files": "the files sudo reads, in order (sudoers.d names with a dot or ending in ~ are skipped)",
+        "lines": "the lines sudo reads, comments removed and continuations joined",
+    },
+)
+
+MAIN = "/etc/sudoers"
+_MAX_DEPTH = 128
+_INCLUDE = re.compile(r"^[@#](include|includedir)\s+(.+?)\s*$")
+_DEFAULTS = re.compile(r"^Defaults([:@!>]\S*)?\s+(.*)$")
+_MINUTES = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
+
+
+@dataclass(frozen=True)
+class SudoDefault:
+    name: str
+    value: str
+    negated: bool
+    scope: str
+    source: str
+
+    @property
+    def minutes(self) -> float | None:
+        # sudo's store_timespec: a sign, digits, an optional `.` and digits, nothing else
+        m = _MINUTES.fullmatch(self.value)
+        if m is None or self.negated or not self.value:
+            return None
+        whole, frac = m.group(2) or "0", (m.group(3) or "")[:9]
+        n = int(whole) + (int(frac) / 10 ** len(frac) if frac else 0.0)
+        return -n if m.group(1) == "-" else float(n)
+
+    def describe(self) -> str:
+        return f"Defaults{self.scope} {'!' if self.negated else ''}{self.name}"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        return self.source
+
+
+def _strip_comment(line: str) -> str:
+    """sudoers: `#` starts a comment unless it introduces a uid (`#1000`) or an include."""
+    out = []
+    i = 0
+    quoted = False
+    while i < len(line):
+        ch = line[i]
+        if ch == '"':
+            quoted = not quoted
+        if ch == "#" and not quoted and not (i + 1 < len(line) and line[i + 1].isdigit()):
+            break
+        if ch == "\\" and i + 1 < len(line):
+            out.append(line[i : i + 2])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out).strip()
+
+
+def _split_params(text: str) -> list[str]:
+    """Defaults parameters separated by commas, a quoted value keeping its commas."""
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return [p for p in out if p]
+
+
+def _included_files(ctx: FactContext, directory: str) -> list[str]:
+    # sudo skips names ending in ~ or containing a dot (editor backups, .rpmsave, README.txt)
+    names = [n for n in ctx.listdir(directory) if not n.endswith("~") and "." not in n]
+    out = []
+    for n in sorted(names):
+        path = f"{directory.rstrip('/')}/{n}"
+        st = ctx.stat(path)
+        if st is not None and not os.path.isdir(ctx.host_path(path)):
+            out.append(path)
+    return out
+
+
+class Sudoers:
+    def __init__(self, ctx: FactContext) -> None:
+        self._ctx = ctx
+        self.path = MAIN
+        self.files: list[str] = []
+        self._lines: list[tuple[str, str]] = []
+        self.exists = ctx.stat(MAIN) is not None
+        self._read(MAIN, 0)
+        self.lines = tuple(t for t, _ in self._lines)
+        self.defaults = tuple(self._defaults())
+
+    def _read(self, path: str, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            raise EvaluationError(f"{path}: sudoers includes nested more than {_MAX_DEPTH} deep")
+        text = self._ctx.read_text(path)
+        if text is None:
+            return
+        self.files.append(path)
+        pending: list[str] = []
+        start = 0
+        for n, raw in enumerate(text.splitlines(), 1):
+            if not pending:
+                start = n
+            stripped = raw.rstrip()
+            if stripped.endswith("\\") and not stripped.lstrip().startswith("#"):
+                pending.append(stripped[:-1])
+                continue
+            pending.append(raw)
+            line = " ".join(p.strip() for p in pending)
+            pending = []
+            inc = _INCLUDE.match(line.strip())
+            if inc:
+                self._include(path, inc.group(1), inc.group(2).strip('"'), depth)
+                continue
+            body = _strip_comment(line)
+            if body:
+                self._lines.append((body, at(path, start)))
+
+    def _include(self, current: str, kind: str, target: str, depth: int) -> None:
+        if not target.startswith("/"):
+            target = os.path.join(os.path.dirname(current), target)
+        if kind == "includedir":
+            for f in _included_files(self._ctx, target):
+                self._read(f, depth + 1)
+        else:
+            self._read(target, depth + 1)
+
+    def _defaults(self) -> list[SudoDefault]:
+        out = []
+        for text, source in self._lines:
+            m = _DEFAULTS.match(text)
+            if not m:
+                continue
+            scope = m.group(1) or ""
+            for param in _split_params(m.group(2)):
+                negated = param.startswith("!")
+                name, sep, value = param.lstrip("!").partition("=")
+                name = name.rstrip("+-").strip()
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                if not sep:
+                    value = "false" if negated else "true"
+                out.append(SudoDefault(name, value, negated, scope, source))
+        return out
+
+    def describe(self) -> str:
+        return "sudoers"
+
+    def settings(self, name: str) -> tuple[SudoDefault, ...]:
+        return tuple(d for d in self.defaults if d.name == name)
+
+    def _global(self, name: str) -> SudoDefault | None:
+        hits = [d for d in self.defaults if d.name == name and d.scope == ""]
+        return hits[-1] if hits else None
+
+    def option(self, name: str) -> str | None:
+        d = self._global(name)
+        if d is None or (d.negated and d.value == "false" and name in _STRING_SETTINGS):
+            return None  # `!logfile` turns a string setting off
+        return d.value
+
+    def has_line(self, regex: str) -> bool:
+        rx = re.compile(regex)
+        return any(rx.search(t) for t, _ in self._lines)
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "option" and args:
+            d = self._global(str(args[0]))
+            return d.source if d else f"{', '.join(self.files) or MAIN} (no Defaults {args[0]})"
+        if name == "settings" and args:
+            hits = self.settings(str(args[0]))
+            return ", ".join(d.source for d in hits) or ", ".join(self.files) or MAIN
+        if name == "has_line" and args:
+            rx = re.compile(str(args[0]))
+            hit = next((w for t, w in self._lines if rx.search(t)), None)
+            return hit or ", ".join(self.files) or f"{MAIN} (absent)"
+        return ", ".join(self.files) or f"{MAIN} (absent)"
+
+
+# settings that hold a path or text: `!name` means unset
+_STRING_SETTINGS = {"logfile", "iolog_dir", "iolog_file", "lecture_file", "editor", "secure_path"}
+
+
+def register(reg: FactRegistry) -> None:
+    reg.register("sudoers", Sudoers, returns=SUDOERS, doc="sudo's policy and its Defaults")

@@ -1,0 +1,935 @@
+"""The corpus trees where a real tool decides, asked of that tool: `sshd -T -C` for every
+connection a Match block selects, `augenrules` and `auditctl -R` into the running kernel (with
+keys of this test's own, removed afterwards), `systemd-analyze cat-config` for drop-in
+precedence, shadow's `useradd`/`chgpasswd` for login.defs and its defaults, `cvtsudoers` for what
+sudo reads of sudoers. The facts and rules must agree with what the tools say."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from secpolicy.engine import scan
+from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
+from secpolicy.facts.auditctl import parse_words, words
+from secpolicy.facts.kv import JOURNALD_DEFAULTS
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+import corpus
+
+ROOT_NEEDED = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root (mount namespaces, audit rules, chroot)"
+)
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)), None
+    )
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def _variants(oracle: str) -> list[corpus.Variant | None]:
+    return [None] + [v for v in corpus.VARIANTS if v.oracle == oracle]
+
+
+def _id(v: corpus.Variant | None) -> str:
+    return "base" if v is None else v.id
+
+
+def _tree(tmp_path: Path, base: Path, v: corpus.Variant | None) -> Path:
+    root = tmp_path / "t"
+    corpus._link_copy(base, root)
+    for e in v.edits if v else ():
+        corpus._apply(root, e)
+    return root
+
+
+def _namespaced(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A shell script in a private mount namespace: its mounts vanish with it."""
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def _statuses(bundle, root: Path, prefix: str) -> dict[str, str]:
+    ps, reg = bundle
+    ids = [r.id for r in ps.rules if r.id.startswith(prefix)]
+    return {f.rule_id: f.status.value for f in scan(ps, reg, root=str(root), rule_ids=ids).findings}
+
+
+# --- sshd -T -C ------------------------------------------------------------------------------
+_WEAK_CIPHERS = r"(^|,)(3des-cbc|aes128-cbc|aes192-cbc|aes256-cbc|rijndael-cbc@lysator\.liu\.se|chacha20-poly1305@openssh\.com)(,|$)"
+_WEAK_MACS = (
+    r"(^|,)(hmac-md5|hmac-md5-96|hmac-ripemd160|hmac-sha1-96|umac-64@openssh\.com|hmac-md5-etm@openssh\.com|"
+    r"hmac-md5-96-etm@openssh\.com|hmac-ripemd160-etm@openssh\.com|hmac-sha1-96-etm@openssh\.com|umac-64-etm@openssh\.com)(,|$)"
+)
+_WEAK_KEX = r"(^|,)(diffie-hellman-group1-sha1|diffie-hellman-group14-sha1|diffie-hellman-group-exchange-sha1)(,|$)"
+# CIS 5.1.x as the benchmark states it, over what `sshd -T -C` prints for one connection
+SSHD_BENCHMARK = {
+    "cis-5.1.4-sshd-access-limited": lambda c: any(
+        k in c for k in ("allowusers", "allowgroups", "denyusers", "denygroups")
+    ),
+    "cis-5.1.5-sshd-banner": lambda c: c["banner"] != "none",
+    "cis-5.1.6-sshd-ciphers": lambda c: not re.search(_WEAK_CIPHERS, c["ciphers"]),
+    "cis-5.1.7-sshd-client-alive": lambda c: (
+        int(c["clientaliveinterval"]) > 0 and int(c["clientalivecountmax"]) > 0
+    ),
+    "cis-5.1.8-sshd-disable-forwarding": lambda c: c["disableforwarding"] == "yes",
+    "cis-5.1.9-sshd-gssapi-disabled": lambda c: c["gssapiauthentication"] == "no",
+    "cis-5.1.10-sshd-hostbased-disabled": lambda c: c["hostbasedauthentication"] == "no",
+    "cis-5.1.11-sshd-ignore-rhosts": lambda c: c["ignorerhosts"] == "yes",
+    "cis-5.1.12-sshd-kex": lambda c: not re.search(_WEAK_KEX, c["kexalgorithms"]),
+    "cis-5.1.13-sshd-login-grace-time": lambda c: 0 < int(c["logingracetime"]) <= 60,
+    "cis-5.1.14-sshd-log-level": lambda c: c["loglevel"].lower() in ("info", "verbose"),
+    "cis-5.1.15-sshd-macs": lambda c: not re.search(_WEAK_MACS, c["macs"]),
+    "cis-5.1.16-sshd-max-auth-tries": lambda c: int(c["maxauthtries"]) <= 4,
+    "cis-5.1.17-sshd-max-sessions": lambda c: int(c["maxsessions"]) <= 10,
+    "cis-5.1.18-sshd-max-startups": lambda c: (
+        re.fullmatch(r"([0-9]|10):([0-9]|[12][0-9]|30):([0-9]|[1-5][0-9]|60)", c["maxstartups"])
+        is not None
+    ),
+    "cis-5.1.19-sshd-permit-empty-passwords": lambda c: c["permitemptypasswords"] == "no",
+    "cis-5.1.20-sshd-permit-root-login": lambda c: c["permitrootlogin"] == "no",
+    "cis-5.1.21-sshd-permit-user-environment": lambda c: c["permituserenvironment"] == "no",
+    "cis-5.1.22-sshd-use-pam": lambda c: c["usepam"] == "yes",
+}
+_BASE_SPEC = {
+    "user": "nobody",
+    "host": "unmatched.invalid",
+    "addr": "192.0.2.200",
+    "laddr": "192.0.2.1",
+    "lport": "22",
+}
+
+
+def _first_positive(patterns: str) -> str | None:
+    return next((p for p in patterns.split(",") if p and not p.startswith("!")), None)
+
+
+def _specs(root: Path) -> list[dict[str, str]]:
+    """A connection no Match block selects, and one for each Match block of the tree."""
+    s = FactContext(builtin_registry(), str(root)).fact("sshd", ())
+    groups = {}
+    for line in (root / "etc/group").read_text().splitlines():
+        parts = line.split(":")
+        if len(parts) >= 4:
+            groups[parts[0]] = [m for m in parts[3].split(",") if m]
+    specs = [dict(_BASE_SPEC)]
+    for m in s.matches:
+        spec = dict(_BASE_SPEC)
+        parts = (m.criteria or "").split()
+        for key, value in zip(parts[0::2], parts[1::2], strict=False):
+            first = _first_positive(value)
+            if first is None:
+                continue
+            k = key.lower()
+            if k == "user":
+                spec["user"] = first.replace("*", "x").replace("?", "x")
+            elif k == "group":
+                spec["user"] = next(iter(groups.get(first, [])), "root")
+            elif k == "host":
+                spec["host"] = first.replace("*", "x").replace("?", "x")
+            elif k == "address":
+                spec["addr"] = (
+                    str(
+                        next(ipaddress.ip_network(first, strict=False).hosts(), first.split("/")[0])
+                    )
+                    if "/" in first
+                    else first.replace("*", "1")
+                )
+            elif k == "localport":
+                spec["lport"] = first
+            elif k == "localaddress":
+                spec["laddr"] = first.split("/")[0]
+        specs.append(spec)
+    return specs
+
+
+def _sshd_T(root: Path, key: Path, specs: list[dict[str, str]]) -> list[dict[str, str]]:
+    """`sshd -T -C ...` for each spec, with the tree's /etc/ssh, passwd and group bound over the
+    host's in a private mount namespace (Include paths and Match Group resolve as on the tree)."""
+    sshd = _tool("sshd")
+    runs = " ; ".join(
+        f"{sshd} -T -h {key} -f /etc/ssh/sshd_config -C "
+        + ",".join(f"{k}={v}" for k, v in spec.items())
+        + " ; echo __END__"
+        for spec in specs
+    )
+    script = (
+        f"mount --bind {root}/etc/ssh /etc/ssh && mount --bind {root}/etc/passwd /etc/passwd "
+        f"&& mount --bind {root}/etc/group /etc/group && {{ {runs} ; }}"
+    )
+    out = _namespaced(script)
+    blocks = out.stdout.split("__END__\n")[: len(specs)]
+    res = []
+    for b in blocks:
+        conf: dict[str, str] = {}
+        for line in b.splitlines():
+            k, _, v = line.partition(" ")
+            conf.setdefault(k, v)
+        assert conf, f"sshd -T printed nothing: {out.stderr.strip()}"
+        res.append(conf)
+    return res
+
+
+@pytest.fixture(scope="module")
+def host_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("sshkey")
+    subprocess.run(
+        [_tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(d / "key")], check=True
+    )
+    return d / "key"
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("variant", _variants("sshd"), ids=_id)
+def test_sshd_rules_agree_with_sshd_T_for_every_match_block(
+    bundle, base_tree, tmp_path, host_key, variant
+) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    configs = _sshd_T(root, host_key, _specs(root))
+    got = _statuses(bundle, root, "cis-5.1.")
+    for rid, holds in SSHD_BENCHMARK.items():
+        oracle = "pass" if all(holds(c) for c in configs) else "fail"
+        assert got[rid] == oracle, (
+            rid,
+            [
+                {k: c.get(k) for k in ("maxauthtries", "permitrootlogin", "banner", "loglevel")}
+                for c in configs
+            ],
+        )
+
+
+# --- augenrules and auditctl -R ----------------------------------------------------------------
+_PREFIX = f"zzsp{os.getpid()}_"
+_CONTROL = {
+    "-e",
+    "-b",
+    "-f",
+    "-r",
+    "--backlog_wait_time",
+    "--loginuid-immutable",
+    "--reset-lost",
+    "-D",
+}
+
+
+def _safe_rules(text: str) -> str:
+    """The generated audit.rules made safe for a shared kernel: every key gets this test's
+    prefix (a keyless rule gets one), and each line that would change the kernel's settings
+    (-D, -e, -b, -f, -r ...) becomes a rule of ours that says it was reached. Lines auditctl
+    refuses stay refused."""
+    out = []
+    for n, line in enumerate(text.split("\n"), 1):
+        w = line.split()
+        if not w or w[0].startswith("#"):
+            out.append(line)
+            continue
+        if w[0] in _CONTROL:
+            value = w[1] if len(w) > 1 else ""
+            ok = (
+                (w[0] == "-D" and len(w) == 1)
+                or (w[0] in ("-e", "-f") and value in ("0", "1", "2") and len(w) == 2)
+                or (
+                    w[0] in ("-b", "-r", "--backlog_wait_time")
+                    and value[:1].isdigit()
+                    and len(w) == 2
+                )
+                or (w[0] in ("--loginuid-immutable", "--reset-lost") and len(w) == 1)
+            )
+            tag = f"{w[0].lstrip('-')}{value}"
+            out.append(
+                f"-a always,exit -F arch=b64 -S uname -F uid=424242 -k {_PREFIX}ctl_{tag}_{n}"
+                if ok
+                else line
+            )
+            continue
+        line = re.sub(r"(^| )-k ?(\S+)", lambda m: f"{m.group(1)}-k {_PREFIX}{m.group(2)}", line)
+        line = re.sub(r"-F key=(\S*)", lambda m: f"-F key={_PREFIX}{m.group(1)}", line)
+        if _PREFIX not in line and w[0] in ("-a", "-A", "-w", "-d", "-W"):
+            line += f" -k {_PREFIX}nokey"
+        out.append(line)
+    return "\n".join(out)
+
+
+def _ours(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(
+        sorted(k[len(_PREFIX) :] for k in keys if k.startswith(_PREFIX) and k != f"{_PREFIX}nokey")
+    )
+
+
+def _shape(r) -> tuple:
+    return (r.list, r.action, r.arch, r.syscalls, r.fields, r.path, r.perm)
+
+
+def _kernel_load(rules_file: Path) -> list[str]:
+    auditctl = _tool("auditctl")
+    status = subprocess.run([auditctl, "-s"], capture_output=True, text=True, check=False).stdout
+    if re.search(r"^enabled 2", status, re.MULTILINE):
+        pytest.fail(
+            "the kernel's audit rules are locked (-e 2) until reboot: cannot load test rules"
+        )
+    subprocess.run([auditctl, "-R", str(rules_file)], capture_output=True, text=True, check=False)
+    listed = subprocess.run([auditctl, "-l"], capture_output=True, text=True, check=True).stdout
+    mine = [line for line in listed.splitlines() if _PREFIX in line]
+    for line in mine:  # leave nothing behind
+        w = line.split()
+        w[0] = {"-a": "-d", "-w": "-W"}[w[0]]
+        subprocess.run([auditctl, *w], capture_output=True, check=False)
+    after = subprocess.run([auditctl, "-l"], capture_output=True, text=True, check=True).stdout
+    assert _PREFIX not in after, "test audit rules left in the kernel"
+    return mine
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("variant", _variants("auditctl"), ids=_id)
+def test_audit_rules_are_what_augenrules_and_auditctl_load(base_tree, tmp_path, variant) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    fact = FactContext(builtin_registry(), str(root)).fact("audit_rules", ())
+    augenrules = _tool("augenrules")
+    audit_dir = root / "etc/audit"
+    if (audit_dir / "audit.rules").is_file():
+        corpus._detach(audit_dir / "audit.rules")
+    subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"mount --bind {audit_dir} /etc/audit && {augenrules} >/dev/null 2>&1; true",
+        ],
+        check=True,
+        timeout=60,
+    )
+    safe = tmp_path / "load.rules"
+    safe.write_text(_safe_rules((audit_dir / "audit.rules").read_text()))
+    loaded = _kernel_load(safe)
+    kernel = sorted(
+        (repr(_shape(r)), _ours(r.keys))
+        for r in (parse_rule(x) for x in loaded)
+        if "ctl_" not in " ".join(r.keys)
+    )
+    ours = sorted((repr(_shape(r)), tuple(sorted(r.keys))) for r in fact.persisted)
+    assert kernel == ours, (fact.errors, fact.stopped_at)
+    reached_e2 = [x for x in loaded if f"{_PREFIX}ctl_e2_" in x]
+    last_e = [x for x in loaded if re.search(f"{_PREFIX}ctl_e[012]_", x)]
+    assert fact.immutable == (bool(reached_e2) and "ctl_e2_" in last_e[-1]), (
+        fact.immutable,
+        last_e,
+    )
+
+
+_LINES = [
+    "-a always,exit -F arch=b64 -S adjtimex,settimeofday -k time-change",
+    "-a always,exit -F arch=b64 -S adjtimex \\",
+    "-S settimeofday -k time-change",
+    "-a always,exit -S all -F arch=b64",
+    "-a always,exit -F arch=b64 -S mountx",
+    "-a always,exit -F arch=b64 -S socketcall",
+    "-a always,exit -F arch=b32 -S socketcall -F auid>=1000 -F auid!=-1",
+    "-F arch=b64 -a always,exit -S open",
+    "-a always,exit -F arch=b64 -F auid>=1000 -k x",
+    "-a always,exit -F path=/usr/bin/chcon -F perm=x -F auid>=1000 -F auid!=unset -k perm_chng",
+    "-a always,exit -F arch=b64 -S open -F success=yes",
+    "-a always,exit -F arch=b64 -S open -F exit=-EFOO",
+    "-a always,exit -F arch=b64 -S open -F exit=-EACCES",
+    "-w /etc/passwd -p wa -k identity # passwd",
+    "-w etc/passwd -p wa",
+    "-w /etc/sudoers.d/ -p aw",
+    "-a always,exit -a always,exit -S open",
+    "-a exit,always -F arch=b32 -S settimeofday -S adjtimex -F key=time-change",
+    "-a always,exit -F arch=b64 -C euid!=uid -F auid!=unset -S execve -k user_emulation",
+    "-a always,exit -F arch=b64 -S open -C auid!=foo",
+    "-a always,exit -F arch=b64 -S open -k",
+    "-a never,exclude -F msgtype=CWD",
+    "-a always,exit -F arch=b64 -S open -F msgtype=CWD",
+    "-e 3",
+    "-b x",
+    "-S open",
+    "-a always,exit -F arch=b64 -S open -F AUID>=1000",
+    "-a always,exit -F arch=b64 -S open -F filetype=bogus",
+    "-a possible,exit -S open",
+]
+
+
+def _auditctl_refuses(argv: list[str]) -> bool:
+    """auditctl's own parser, run in a user namespace where it cannot reach the kernel: it
+    prints why it refuses a line, and only 'disabled' (or a warning) for one it accepts."""
+    out = subprocess.run(
+        ["unshare", "-Ur", _tool("auditctl"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    msgs = [
+        m
+        for m in (out.stdout + out.stderr).splitlines()
+        if m.strip() and "disabled" not in m and not m.startswith("WARNING")
+    ]
+    return bool(msgs)
+
+
+def test_each_line_is_refused_exactly_when_auditctl_refuses_it(base_tree) -> None:
+    lines = _LINES + [
+        ln
+        for ln in (base_tree / "etc/audit/rules.d/50-cis.rules").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    for line in lines:
+        argv = words(line) or []
+        try:
+            parse_words(argv, line)
+            ours = False
+        except RuleSyntaxError:
+            ours = True
+        assert ours == _auditctl_refuses(argv), line
+
+
+# --- systemd-analyze cat-config --------------------------------------------------------------------
+def _cat_config(root: Path, what: str) -> list[tuple[str, str]]:
+    """(file, text) in the order systemd applies them (a masked file shows empty)."""
+    out = subprocess.run(
+        [_tool("systemd-analyze"), f"--root={root}", "cat-config", what],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    files: list[tuple[str, list[str]]] = []
+    for line in out.splitlines():
+        m = re.match(r"# (/\S+)$", line)
+        if m and m.group(1).startswith(str(root)):
+            files.append((m.group(1)[len(str(root)) :], []))
+        elif files:
+            files[-1][1].append(line)
+    return [(f, "\n".join(t)) for f, t in files]
+
+
+def _sysctl_oracle(root: Path) -> dict[str, str]:
+    exact: dict[str, str] = {}
+    globs: list[tuple[str, str]] = []
+    for _f, text in _cat_config(root, "sysctl.d/"):
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line[0] in "#;" or "=" not in line:
+                continue
+            k, v = (x.strip() for x in line.split("=", 1))
+            k = k.lstrip("-")
+            if "/" in k.split(".")[0]:
+                k = k.replace("/", ".")
+            (globs.append((k, v)) if any(c in k for c in "*?[") else exact.__setitem__(k, v))
+    import fnmatch
+
+    keys = {k for _r, k, _g, _b in corpus._SYSCTL}
+    return {
+        k: exact.get(k) or next((v for p, v in reversed(globs) if fnmatch.fnmatchcase(k, p)), None)
+        for k in keys
+    }
+
+
+@pytest.mark.parametrize("variant", _variants("sysctl"), ids=_id)
+def test_sysctl_persisted_values_follow_systemds_file_order(base_tree, tmp_path, variant) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    ctx = FactContext(builtin_registry(), str(root))
+    oracle = _sysctl_oracle(root)
+    ours = {k: ctx.fact("sysctl", (k,)).persisted for k in oracle}
+    assert {k: None if v is None else str(v) for k, v in ours.items()} == oracle
+
+
+def _ini(pairs: list[tuple[str, str]], section: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for _f, text in pairs:
+        current = None
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("[") and line.endswith("]"):
+                current = line[1:-1]
+            elif line and line[0] not in "#;" and "=" in line and current == section:
+                k, v = (x.strip() for x in line.split("=", 1))
+                out[k] = v
+    return out
+
+
+@pytest.mark.parametrize("variant", _variants("systemd-analyze"), ids=_id)
+def test_journald_and_timesyncd_follow_systemds_drop_in_precedence(
+    base_tree, tmp_path, variant
+) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    ctx = FactContext(builtin_registry(), str(root))
+    j = ctx.fact("journald", ())
+    oracle = _ini(_cat_config(root, "systemd/journald.conf"), "Journal")
+    for key in ("Storage", "Compress", "ForwardToSyslog", "SystemMaxUse"):
+        assert j.option(key) == oracle.get(key, JOURNALD_DEFAULTS.get(key)), key
+    t = ctx.fact("timesync", ())
+    ntp = _ini(_cat_config(root, "systemd/timesyncd.conf"), "Time").get("NTP")
+    assert list(t.timesyncd_servers) == (ntp.split() if ntp else [])
+
+
+def test_journald_defaults_are_the_ones_systemd_ships() -> None:
+    # the commented values of the journald.conf Debian's systemd package installs are its
+    # compiled-in defaults
+    shipped = Path("/etc/systemd/journald.conf")
+    if not shipped.is_file():
+        pytest.skip("systemd's journald.conf is not installed here")
+    commented = dict(re.findall(r"^#(\w+)=(\S*)$", shipped.read_text(), re.MULTILINE))
+    checked = {k: v for k, v in JOURNALD_DEFAULTS.items() if k in commented}
+    assert len(checked) >= 10
+    assert checked == {k: commented[k] for k in checked}
+
+
+# --- shadow: useradd, chgpasswd ------------------------------------------------------------------
+_METHODS = {"$y$": "YESCRYPT", "$6$": "SHA512", "$5$": "SHA256", "$1$": "MD5", "$2b$": "BCRYPT"}
+
+
+def _shadow_oracle(root: Path) -> dict[str, object]:
+    """What shadow-utils make of the tree's login.defs: the aging fields useradd writes for a
+    new user, the hash chgpasswd makes, the home mode (umask) useradd -m gives."""
+    useradd, chgpasswd = _tool("useradd"), _tool("chgpasswd")
+    subprocess.run(
+        [useradd, "-P", str(root), "-M", "zzoracle"], check=True, capture_output=True, timeout=60
+    )
+    fields = next(
+        ln for ln in (root / "etc/shadow").read_text().splitlines() if ln.startswith("zzoracle:")
+    ).split(":")
+    subprocess.run(
+        [chgpasswd, "-R", str(root)],
+        input="bob:Oracle-Secret-1\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    hashed = next(
+        ln for ln in (root / "etc/gshadow").read_text().splitlines() if ln.startswith("bob:")
+    ).split(":")[1]
+    method = next(
+        (m for p, m in _METHODS.items() if hashed.startswith(p)),
+        "DES" if len(hashed) == 13 else hashed[:4],
+    )
+    defs = root / "etc/login.defs"
+    corpus._detach(defs)
+    defs.write_text(
+        "\n".join(ln for ln in defs.read_text().splitlines() if not ln.startswith("HOME_MODE"))
+        + "\n"
+    )
+    subprocess.run(
+        [useradd, "-P", str(root), "-m", "zzhome"], check=True, capture_output=True, timeout=60
+    )
+    home_mode = (root / "home/zzhome").stat().st_mode & 0o777
+    return {
+        "PASS_MIN_DAYS": fields[3],
+        "PASS_MAX_DAYS": fields[4],
+        "PASS_WARN_AGE": fields[5],
+        "method": method,
+        "umask": 0o777 & ~home_mode,
+    }
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("variant", _variants("login.defs"), ids=_id)
+def test_login_defs_and_its_defaults_are_what_shadow_uses(
+    bundle, base_tree, tmp_path, variant
+) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    d = FactContext(builtin_registry(), str(root)).fact("login_defs", ())
+    ours = {
+        k: ("" if d.int(k) == -1 else str(d.int(k)))
+        for k in ("PASS_MIN_DAYS", "PASS_MAX_DAYS", "PASS_WARN_AGE")
+    }
+    method = d.option("ENCRYPT_METHOD")
+    ours["method"] = (
+        method if method in ("DES", "MD5", "SHA256", "SHA512", "YESCRYPT", "BCRYPT") else "DES"
+    )
+    ours["umask"] = d.mode("UMASK")
+    verdict = _statuses(bundle, root, "cis-5.4.1.4")["cis-5.4.1.4-password-hash-algorithm"]
+    oracle = _shadow_oracle(root)
+    assert ours == oracle
+    assert verdict == ("pass" if oracle["method"] in ("SHA512", "YESCRYPT") else "fail")
+
+
+@ROOT_NEEDED
+def test_login_defs_unset_everywhere_reads_as_shadows_defaults(base_tree, tmp_path) -> None:
+    root = _tree(tmp_path, base_tree, None)
+    defs = root / "etc/login.defs"
+    corpus._detach(defs)
+    defs.write_text("MAIL_DIR /var/mail\n")
+    d = FactContext(builtin_registry(), str(root)).fact("login_defs", ())
+    ours = {
+        k: ("" if d.int(k) == -1 else str(d.int(k)))
+        for k in ("PASS_MIN_DAYS", "PASS_MAX_DAYS", "PASS_WARN_AGE")
+    }
+    ours |= {"method": d.option("ENCRYPT_METHOD"), "umask": d.mode("UMASK")}
+    assert ours == _shadow_oracle(root)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "first", "second"),
+    [
+        ("MaxAuthTries", "3", "5"),
+        ("PermitRootLogin", "no", "yes"),
+        ("LogLevel", "VERBOSE", "INFO"),
+        ("Banner", "/etc/issue", "/etc/issue.net"),
+        ("Ciphers", "aes128-ctr", "aes256-ctr"),
+        ("MaxStartups", "10:30:60", "20:30:100"),
+        ("FingerprintHash", "md5", "sha256"),
+        ("IPQoS", "af21", "af22"),
+        ("PerSourceMaxStartups", "5", "6"),
+    ],
+)
+def test_which_of_two_settings_wins_is_what_sshd_T_prints(
+    tmp_path, host_key, keyword, first, second
+) -> None:
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    conf = tmp_path / "etc/ssh/sshd_config"
+    conf.write_text(f"HostKey {host_key}\n{keyword} {first}\n{keyword} {second}\n")
+    out = subprocess.run(
+        [_tool("sshd"), "-T", "-f", str(conf)], capture_output=True, text=True, check=True
+    ).stdout
+    printed = next(
+        line.split(" ", 1)[1] for line in out.splitlines() if line.split(" ")[0] == keyword.lower()
+    )
+    ours = FactContext(builtin_registry(), str(tmp_path)).fact("sshd", ()).option(keyword)
+    assert ours.lower() == printed.lower()
+
+
+# --- cvtsudoers ------------------------------------------------------------------------------
+# scripts/setup.sh --with-test-tools unpacks sudo and libpwquality here (not installed on the host)
+_UNPACKED = Path(sys.prefix) / "oracles"
+
+
+def _cvtsudoers() -> tuple[str, dict[str, str]]:
+    """sudo's own parser: SECPOLICY_CVTSUDOERS, else the installed one, else the one setup
+    unpacked from the sudo package (its libraries beside it in usr/libexec/sudo)."""
+    unpacked = _UNPACKED / "usr/bin/cvtsudoers"
+    path = (
+        os.environ.get("SECPOLICY_CVTSUDOERS")
+        or shutil.which("cvtsudoers")
+        or (str(unpacked) if unpacked.exists() else None)
+    )
+    if path is None:
+        pytest.skip("cvtsudoers (sudo) is neither installed nor unpacked by scripts/setup.sh")
+    env = dict(os.environ)
+    libs = Path(path).resolve().parents[1] / "libexec/sudo"
+    if libs.is_dir():
+        env["LD_LIBRARY_PATH"] = str(libs)
+    return path, env
+
+
+def _sudo_json(root: Path) -> dict:
+    """`cvtsudoers -f json /etc/sudoers` with the tree's /etc laid over the host's in a private
+    mount namespace, so absolute includes (`@includedir /etc/sudoers.d`) resolve in the tree."""
+    import json
+
+    tool, env = _cvtsudoers()
+    script = (
+        f"mount -t overlay overlay -o lowerdir={root}/etc:/etc /etc && {tool} -f json /etc/sudoers"
+    )
+    out = _namespaced(script, env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+_BINDING = {"username": ":", "usergroup": ":", "hostname": "@", "command": "!"}
+
+
+def _oracle_defaults(j: dict) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """(name, value, binding kind, bound names) for each Defaults setting, in sudo's order.
+    cvtsudoers prints `Defaults>runas` like `Defaults:user`, so both are ":" here."""
+    res = []
+    for d in j.get("Defaults", []):
+        bind = d.get("Binding", [])
+        kind = _BINDING[next(iter(bind[0]))] if bind else ""
+        names = tuple(sorted(v for b in bind for v in b.values()))
+        for opt in d["Options"]:
+            opt = {k: v for k, v in opt.items() if k != "operation"}
+            ((name, value),) = opt.items()
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, list):
+                value = " ".join(value)
+            res.append((name, str(value), kind, names))
+    return res
+
+
+def _our_defaults(s) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    res = []
+    for d in s.defaults:
+        kind = {">": ":"}.get(d.scope[:1], d.scope[:1])
+        names = tuple(sorted(n.lstrip("%") for n in d.scope[1:].split(",") if n))
+        res.append((d.name, d.value, kind, names))
+    return res
+
+
+def _global(defaults, name: str) -> str | None:
+    """The value in force for every user, host and command: the last unbound setting."""
+    return next((v for n, v, kind, _ in reversed(defaults) if n == name and kind == ""), None)
+
+
+# CIS 5.2.2-5.2.6 as the benchmark states them, over what sudo's parser reads
+SUDO_BENCHMARK = {
+    "cis-5.2.2-sudo-use-pty": lambda d, j: (
+        _global(d, "use_pty") == "true"
+        and not any(n == "use_pty" and v == "false" for n, v, _, _ in d)
+    ),
+    "cis-5.2.3-sudo-logfile": lambda d, j: _global(d, "logfile") not in (None, "false"),
+    "cis-5.2.4-sudo-requires-password": lambda d, j: (
+        not any(
+            o.get("authenticate") is False
+            for us in j.get("User_Specs", [])
+            for cs in us.get("Cmnd_Specs", [])
+            for o in cs.get("Options", [])
+        )
+    ),
+    "cis-5.2.5-sudo-reauthentication": lambda d, j: (
+        not any(n == "authenticate" and v == "false" for n, v, _, _ in d)
+    ),
+    "cis-5.2.6-sudo-timestamp-timeout": lambda d, j: all(
+        _within(v, 0, 15) for n, v, _, _ in d if n == "timestamp_timeout" and v != "false"
+    ),
+}
+
+
+def _within(v: str, low: float, high: float) -> bool:
+    try:
+        return low <= float(v) <= high
+    except ValueError:
+        return False  # visudo refuses it (test_sudo_timeouts_are_read_as_visudo_reads_them)
+
+
+def _sudo_variants() -> list[corpus.Variant | None]:
+    return [None] + [
+        v
+        for v in corpus.VARIANTS
+        if v.oracle == "sudo"
+        or (
+            any(e[1].startswith("etc/sudoers") for e in v.edits if e[0] != "delete")
+            and not any(e[0] == "delete" and e[1] == "etc/sudoers" for e in v.edits)
+        )
+    ]
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("variant", _sudo_variants(), ids=_id)
+def test_sudoers_defaults_are_what_sudos_parser_reads(bundle, base_tree, tmp_path, variant) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    j = _sudo_json(root)
+    theirs = _oracle_defaults(j)
+    assert _our_defaults(FactContext(builtin_registry(), str(root)).fact("sudoers", ())) == theirs
+    got = _statuses(bundle, root, "cis-5.2.")
+    for rule, holds in SUDO_BENCHMARK.items():
+        assert got[rule] == ("pass" if holds(theirs, j) else "fail"), rule
+
+
+# --- libpwquality ----------------------------------------------------------------------------
+# pwquality.h: the integer settings, by name as pwquality.conf and the PAM line spell them
+_PWQ_SETTINGS = {
+    "difok": 1,
+    "minlen": 3,
+    "dcredit": 4,
+    "ucredit": 5,
+    "lcredit": 6,
+    "ocredit": 7,
+    "minclass": 8,
+    "maxrepeat": 9,
+    "maxclassrepeat": 11,
+    "gecoscheck": 12,
+    "maxsequence": 14,
+    "dictcheck": 15,
+    "usercheck": 16,
+    "enforcing": 17,
+    "retry": 18,
+    "enforce_for_root": 19,
+    "local_users_only": 20,
+    "usersubstr": 21,
+}
+
+
+@pytest.fixture(scope="module")
+def libpwquality():
+    """libpwquality itself, through ctypes: SECPOLICY_LIBPWQUALITY, else the installed one, else
+    the one setup unpacked (libcrack.so.2, which it needs, beside it)."""
+    import ctypes
+    import ctypes.util
+
+    unpacked = sorted(_UNPACKED.glob("usr/lib/*/libpwquality.so.1"))
+    path = (
+        os.environ.get("SECPOLICY_LIBPWQUALITY")
+        or ctypes.util.find_library("pwquality")
+        or (str(unpacked[0]) if unpacked else None)
+    )
+    if not path:
+        pytest.skip("libpwquality is neither installed nor unpacked by scripts/setup.sh")
+    crack = Path(path).parent / "libcrack.so.2"
+    if crack.exists():
+        ctypes.CDLL(str(crack), mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(path)
+    lib.pwquality_default_settings.restype = ctypes.c_void_p
+    lib.pwquality_free_settings.argtypes = [ctypes.c_void_p]
+    lib.pwquality_read_config.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    lib.pwquality_set_option.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.pwquality_get_int_value.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int),
+    ]
+    return lib
+
+
+def _pwquality_args(root: Path) -> list[str]:
+    """The arguments of the tree's pam_pwquality line in common-password (continuations joined)."""
+    text = (root / "etc/pam.d/common-password").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        mod = next((i for i, w in enumerate(words) if w.endswith("pam_pwquality.so")), None)
+        if mod is not None and words[0] in ("password", "-password"):
+            return words[mod + 1 :]
+    return []
+
+
+def _libpwquality_reads(lib, root: Path, args: list[str]) -> dict[str, int]:
+    """What pam_pwquality ends up with: pwquality_read_config of the tree's pwquality.conf (which
+    reads pwquality.conf.d first), then each PAM argument through pwquality_set_option, as
+    pam_pwquality's parse_args does."""
+    import ctypes
+
+    s = lib.pwquality_default_settings()
+    try:
+        lib.pwquality_read_config(s, str(root / "etc/security/pwquality.conf").encode(), None)
+        for a in args:
+            lib.pwquality_set_option(s, a.encode())
+        out = {}
+        for name, sid in _PWQ_SETTINGS.items():
+            v = ctypes.c_int()
+            assert lib.pwquality_get_int_value(s, sid, ctypes.byref(v)) == 0, name
+            out[name] = v.value
+        return out
+    finally:
+        lib.pwquality_free_settings(s)
+
+
+# CIS 5.3.3.2.x as the benchmark states them, over what pam_pwquality ends up with
+PWQUALITY_BENCHMARK = {
+    "cis-5.3.3.2.1-pwquality-difok": lambda v: v["difok"] >= 2,
+    "cis-5.3.3.2.2-pwquality-minlen": lambda v: v["minlen"] >= 14,
+    "cis-5.3.3.2.4-pwquality-maxrepeat": lambda v: 0 < v["maxrepeat"] <= 3,
+    "cis-5.3.3.2.5-pwquality-maxsequence": lambda v: 0 < v["maxsequence"] <= 3,
+    "cis-5.3.3.2.6-pwquality-dictcheck": lambda v: v["dictcheck"] != 0,
+    "cis-5.3.3.2.7-pwquality-enforcing": lambda v: v["enforcing"] != 0,
+    "cis-5.3.3.2.8-pwquality-enforce-for-root": lambda v: v["enforce_for_root"] != 0,
+}
+
+
+def _pwquality_variants() -> list[corpus.Variant | None]:
+    return [None] + [
+        v
+        for v in corpus.VARIANTS
+        if v.oracle == "pwquality"
+        or any(
+            e[1].startswith(("etc/security/pwquality", "etc/pam.d/common-password"))
+            for e in v.edits
+        )
+    ]
+
+
+@pytest.mark.parametrize("variant", _pwquality_variants(), ids=_id)
+def test_pwquality_is_what_libpwquality_reads(
+    bundle, libpwquality, base_tree, tmp_path, variant
+) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    files_only = _libpwquality_reads(libpwquality, root, [])
+    conf = FactContext(builtin_registry(), str(root)).fact("pwquality", ())
+    ours = {
+        k: conf.int(k) for k in _PWQ_SETTINGS if k not in ("enforce_for_root", "local_users_only")
+    }
+    ours |= {k: int(conf.has(k)) for k in ("enforce_for_root", "local_users_only")}
+    assert ours == files_only
+    args = _pwquality_args(root)
+    if not args and "pam_pwquality" not in (root / "etc/pam.d/common-password").read_text():
+        return  # not in the stack: the 5.3.3.2.x rules do not apply
+    effective = _libpwquality_reads(libpwquality, root, args)
+    got = _statuses(bundle, root, "cis-5.3.3.2.")
+    for rule, holds in PWQUALITY_BENCHMARK.items():
+        assert got[rule] == ("pass" if holds(effective) else "fail"), (rule, effective)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "MaxAuthTries abc",
+        "MaxAuthTries 10abc",
+        "MaxAuthTries -1",
+        "MaxAuthTries +4",
+        "MaxAuthTries 99999999999",
+        "MaxSessions 10abc",
+        "ClientAliveCountMax x",
+        "LoginGraceTime 1x",
+        "LoginGraceTime -5",
+        "LoginGraceTime 1m30s",
+        "LoginGraceTime 0x10",
+        "ClientAliveInterval 1h30m",
+        "ClientAliveInterval -5",
+        "MaxStartups 10:30",
+        "MaxStartups 10:30:x",
+        "MaxStartups 10abc",
+        "MaxStartups 10:101:60",
+        "MaxStartups 70:30:60",
+        "MaxStartups 10:30:60",
+    ],
+)
+def test_sshd_refuses_the_values_we_call_errors(tmp_path, host_key, line) -> None:
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    conf = tmp_path / "etc/ssh/sshd_config"
+    conf.write_text(f"HostKey {host_key}\n{line}\n")
+    out = subprocess.run(
+        [_tool("sshd"), "-T", "-f", str(conf)], capture_output=True, text=True, check=False
+    )
+    ours = FactContext(builtin_registry(), str(tmp_path)).fact("sshd", ()).errors
+    if out.returncode == 0:
+        assert ours == ()
+    else:
+        # sshd: "<file> line 2: <message>"; ours: "/etc/ssh/sshd_config:2: <message>"
+        said = out.stderr.strip().splitlines()[0].split(" line 2: ", 1)[1]
+        assert ours == (f"/etc/ssh/sshd_config:2: {said}",)
+
+
+@pytest.mark.parametrize(
+    "value", ["15", "2.5", "2.", ".5", "+3", "-1", "-0.5", ".", "1.2.3", "5m", "0x10", "1e1", "abc"]
+)
+def test_sudo_timeouts_are_read_as_visudo_reads_them(tmp_path, value) -> None:
+    cvtsudoers, env = _cvtsudoers()
+    visudo = Path(cvtsudoers).resolve().parents[1] / "sbin/visudo"
+    if not visudo.exists():
+        visudo = Path(_tool("visudo"))
+    (tmp_path / "etc").mkdir()
+    sudoers = tmp_path / "etc/sudoers"
+    sudoers.write_text(f"Defaults\ttimestamp_timeout={value}\n")
+    ok = subprocess.run(
+        [str(visudo), "-c", "-f", str(sudoers)], capture_output=True, env=env, check=False
+    ).returncode
+    (d,) = FactContext(builtin_registry(), str(tmp_path)).fact("sudoers", ()).defaults
+    assert (d.minutes is not None) == (ok == 0)
+    if ok == 0:
+        assert d.minutes == pytest.approx(
+            float(value) if value not in (".", "2.") else float(value + "0")
+        )
