@@ -174,6 +174,12 @@ def test_scan_image_gives_the_verdicts_of_the_same_tree_as_a_root(tmp_path: Path
             differ[f["rule_id"]] = (by_root[f["rule_id"]]["status"], f["status"], f.get("reason") or "")
     # Only what cannot hold inside an image differs, and it says so.
     assert all(new == "not_applicable" and "image" in why for _, new, why in differ.values()), differ
+    reasons = {f["rule_id"]: f.get("reason") or "" for f in as_image["results"] if f["status"] == "not_applicable"}
+    for rule, words in (("cis-1.1.1.1-cramfs-module-disabled", "no kernel of its own"),
+                        ("cis-1.1.2.1.2-tmp-nodev-mounted", "no partitions or mounts"),
+                        ("cis-3.3.1-ipv4-ip-forward", "no kernel of its own"),
+                        ("cis-6.2.1.2-auditd-enabled", "runs no audit daemon")):
+        assert words in reasons.get(rule, ""), (rule, reasons.get(rule))
     assert list(scratch.iterdir()) == []  # the extracted copy is gone
 
 
