@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from secpolicy.dsl import ALWAYS, NEVER, event_predicate
 from secpolicy.events.correlation import (
     Correlation,
     CorrelationLimits,
@@ -68,8 +69,35 @@ def render_message(template: str | None, event: dict[str, Any], fallback: str = 
     return _compile_message(template, fallback)(event)
 
 
-def _and(a: Callable[[dict[str, Any]], bool], b: Callable[[dict[str, Any]], bool]) -> Callable[[dict[str, Any]], bool]:
-    return lambda ev: a(ev) and b(ev)
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def _and(a: Predicate, b: Predicate) -> Predicate:
+    if a is NEVER or a is ALWAYS and b is NEVER:
+        return NEVER
+    if a is ALWAYS:
+        return b
+    if b is ALWAYS:
+        return a
+    return lambda ev: a(ev) and b(ev)  # `a` first: it may raise on a malformed event, and is counted
+
+
+def _condition(rule: Any, step: int, event_type: str | None) -> Predicate:
+    """What an event must satisfy for a rule (`step` -1) or one step of its sequence, under
+    the rule's `when` if it has one."""
+    when = rule.when
+    if step < 0:
+        return event_predicate(when, event_type)
+    fn = event_predicate(rule.sequence.steps[step], event_type)
+    return fn if when is None else _and(event_predicate(when, event_type), fn)
+
+
+def _for_type(item: _Candidate, event_type: str) -> _Candidate | None:
+    rt, step, _ = item
+    fn = _condition(rt.rule, step, event_type)
+    if fn is NEVER:
+        return None
+    return (rt, step, None if fn is ALWAYS else fn)
 
 
 class _RuleRuntime:
@@ -139,6 +167,11 @@ class _RuleRuntime:
         }
 
 
+# A rule (or step) filed in the index: its runtime, its step (-1: not a sequence) and its
+# condition (None: holds for every event filed with it).
+_Candidate = tuple[_RuleRuntime, int, "Predicate | None"]
+
+
 class EventEngine:
     """`EventEngine(rules).process(event) -> [alert, ...]`; `.stats()` says how much work
     was done and what correlation state was dropped. Rules without `when:`/`sequence:` are
@@ -157,14 +190,14 @@ class EventEngine:
             rt = _RuleRuntime(rule, self.limits, self.budget)
             self.runtimes.append(rt)
             keys = step_keys(rule)
-            when = rule.when.fn if rule.when is not None else None
             if rt.kind == "sequence":
-                for i, step in enumerate(rule.sequence.steps):
-                    fn = step.fn if when is None else _and(when, step.fn)
-                    entries.append((keys[i], (rt, i, fn)))
+                for i in range(len(rule.sequence.steps)):
+                    entries.append((keys[i], (rt, i, _condition(rule, i, None))))
             else:
-                entries.append((keys[0], (rt, -1, when)))
-        self.matcher: Matcher[tuple[_RuleRuntime, int, Callable[[dict[str, Any]], bool]]] = Matcher(entries)
+                entries.append((keys[0], (rt, -1, _condition(rule, -1, None))))
+        # The bucket of each event type holds the conditions compiled for that type
+        # (comparisons of `type` folded away); one that always holds there is None, not called.
+        self.matcher: Matcher[_Candidate] = Matcher(entries, _for_type)
         self.events = 0
         self.evaluations = 0
 
@@ -184,13 +217,13 @@ class EventEngine:
                 now = self._feed_sequence(pending_rt, pending_steps, event, now, alerts)
                 pending_rt = None
                 pending_steps = []
-            try:
-                hit = fn(event)
-            except Exception:  # noqa: BLE001 - a condition must never take the engine down; count it
-                rt.errors += 1
-                continue
-            if not hit:
-                continue
+            if fn is not None:
+                try:
+                    if not fn(event):
+                        continue
+                except Exception:  # noqa: BLE001 - a condition must never take the engine down; count it
+                    rt.errors += 1
+                    continue
             if step >= 0:
                 pending_rt = rt
                 pending_steps.append(step)
