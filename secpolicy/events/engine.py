@@ -203,27 +203,45 @@ class EventEngine:
 
     def process(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Evaluate one event; returns the alerts it raised (often none)."""
+        hits = self.evaluate(event)
+        return self.apply(event, hits) if hits else []
+
+    def evaluate(self, event: dict[str, Any]) -> list[_Candidate] | None:
+        """The rules (and sequence steps) whose condition the event satisfies, in rule order
+        (None: none). Conditions read the event alone, so this may run before the events are
+        put in time order; `apply` must then see the events in time order."""
         self.events += 1
         cands = self.matcher.candidates(event)
         if not cands:
-            return []
+            return None
         self.evaluations += len(cands)
-        alerts: list[dict[str, Any]] = []
-        now: float | None = None
-        pending_rt: _RuleRuntime | None = None
-        pending_steps: list[int] = []
-        for rt, step, fn in cands:
-            if pending_rt is not None and rt is not pending_rt:
-                now = self._feed_sequence(pending_rt, pending_steps, event, now, alerts)
-                pending_rt = None
-                pending_steps = []
+        hits: list[_Candidate] | None = None
+        for cand in cands:
+            fn = cand[2]
             if fn is not None:
                 try:
                     if not fn(event):
                         continue
                 except Exception:  # noqa: BLE001 - a condition must never take the engine down; count it
-                    rt.errors += 1
+                    cand[0].errors += 1
                     continue
+            if hits is None:
+                hits = [cand]
+            else:
+                hits.append(cand)
+        return hits
+
+    def apply(self, event: dict[str, Any], hits: Sequence[_Candidate]) -> list[dict[str, Any]]:
+        """The alerts of an event given what `evaluate` found: correlation state moves on."""
+        alerts: list[dict[str, Any]] = []
+        now: float | None = None
+        pending_rt: _RuleRuntime | None = None
+        pending_steps: list[int] = []
+        for rt, step, _ in hits:
+            if pending_rt is not None and rt is not pending_rt:
+                now = self._feed_sequence(pending_rt, pending_steps, event, now, alerts)
+                pending_rt = None
+                pending_steps = []
             if step >= 0:
                 pending_rt = rt
                 pending_steps.append(step)
