@@ -46,13 +46,28 @@ from secpolicy.policy.vars import (
     convert_value,
     did_you_mean,
 )
-from secpolicy.policy.yamlpos import Positioned, expression_origin, load_yaml
 from secpolicy.resources import load_schema
 
 if TYPE_CHECKING:
     import jsonschema
 
+    from secpolicy.policy.yamlpos import Positioned
+
 __all__ = ["PolicyErrors", "find_policy_files", "load_policies", "read_text_file", "schema_violation"]
+
+
+def load_yaml(text: str, path: str) -> Positioned:
+    """yamlpos.load_yaml, imported (with PyYAML) only when a file is not in the compile cache
+    or turns out to be wrong."""
+    from secpolicy.policy import yamlpos
+
+    return yamlpos.load_yaml(text, path)
+
+
+def expression_origin(doc: Positioned, at: tuple, text: str) -> Origin:
+    from secpolicy.policy import yamlpos
+
+    return yamlpos.expression_origin(doc, at, text)  # type: ignore[no-any-return]
 
 
 class PolicyErrors(InputError):
