@@ -191,28 +191,35 @@ def ordered_batches(
     then no list), so a consumer pays for a batch, not for every event.
 
     With `prepare`, what is handed out for an event is `prepare(event)`, called as the
-    event arrives; None is handed out as None but not kept meanwhile (the event still moves
-    the window and counts as late exactly as if it were kept)."""
+    event arrives; for None nothing is handed out or kept, though the event still moves the
+    window and counts as late exactly as if it were."""
     # Everything not yet let out waits in `pending` as (ts, value), in arrival order after
-    # the part sorted at the last release. A release sorts it by timestamp alone (stable:
-    # ties keep arrival order; timsort merges the sorted part and the new tail in about
-    # linear time, whatever the disorder of the input) and lets out what is older than the
-    # limit. Canonical timestamps compare as strings.
+    # the part sorted at the last release; events that hand out nothing wait as their bare
+    # timestamps in `blank`. A release sorts both by timestamp (a stable sort: ties keep
+    # arrival order; timsort merges the sorted part and the new tail in about linear time,
+    # whatever the disorder of the input) and lets out what is older than the limit; the
+    # newest of that is `released`. Canonical timestamps compare as strings.
     pending: list[tuple[str, Any]] = []
+    blank: list[str] = []
     newest = ""
     second_end = ""  # the last timestamp of the second of `newest`: the limit moves after it
     limit = ""
     released = ""
     keep = pending.append
+    keep_blank = blank.append
     for ev in events:
         ts = ev["ts"]
         value = ev if prepare is None else prepare(ev)
         if ts < released:
             if stats is not None:
                 stats.late += 1
-            yield [value]
+            if value is not None:
+                yield [value]
             continue
-        keep((ts, value))
+        if value is None:
+            keep_blank(ts)
+        else:
+            keep((ts, value))
         if ts >= newest:
             newest = ts
             if ts <= second_end:
@@ -223,11 +230,17 @@ def ordered_batches(
             limit = format_ts(whole, round((cut - whole) * 1e9) % 1_000_000_000)
         elif ts >= limit:
             continue  # a straggler within the window
+        if blank:
+            blank.sort()
+            cut_blank = bisect_left(blank, limit)
+            if cut_blank:
+                released = max(released, blank[cut_blank - 1])
+                del blank[:cut_blank]
         pending.sort(key=_first)
         end = bisect_left(pending, limit, key=_first)
         if end:
             out = list(map(_second, pending[:end]))
-            released = pending[end - 1][0]
+            released = max(released, pending[end - 1][0])
             del pending[:end]
             yield out
     if pending:
