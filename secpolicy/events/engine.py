@@ -35,8 +35,9 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _compile_message(template: str | None, fallback: str) -> Callable[[dict[str, Any]], str]:
-    """A renderer of `{proc.exe}`-style templates; missing fields render as `?`."""
+def _compile_message(template: str | None, fallback: str, short: bool = True) -> Callable[[dict[str, Any]], str]:
+    """A renderer of `{proc.exe}`-style templates; missing fields render as `?`. `short=False`:
+    the generic renderer only (the reference the inline one is tested against)."""
     if not template:
         return lambda ev: fallback
     literals: list[str] = []
@@ -62,7 +63,24 @@ def _compile_message(template: str | None, fallback: str) -> Callable[[dict[str,
             out.append(text)
         return "".join(out)
 
-    return render
+    if not short or any(len(p) > 2 for p in paths):
+        return render
+    # Every placeholder one or two names deep (all the event fields are): read inline.
+    inline = [(p[0], p[1] if len(p) == 2 else None, text) for p, text in pairs]
+
+    def render_short(ev: dict[str, Any]) -> str:
+        if type(ev) is not dict:
+            return render(ev)
+        out = [head]
+        for a, b, text in inline:
+            cur = ev.get(a)
+            if b is not None and cur is not None:
+                cur = cur.get(b) if type(cur) is dict else None
+            out.append("?" if cur is None else cur if type(cur) is str else _format(cur))
+            out.append(text)
+        return "".join(out)
+
+    return render_short
 
 
 def render_message(template: str | None, event: dict[str, Any], fallback: str = "") -> str:
@@ -198,6 +216,7 @@ class EventEngine:
         # The bucket of each event type holds the conditions compiled for that type
         # (comparisons of `type` folded away); one that always holds there is None, not called.
         self.matcher: Matcher[_Candidate] = Matcher(entries, _for_type)
+        self._plain = self.matcher.plain_candidates()
         self.events = 0
         self.evaluations = 0
 
@@ -211,7 +230,9 @@ class EventEngine:
         (None: none). Conditions read the event alone, so this may run before the events are
         put in time order; `apply` must then see the events in time order."""
         self.events += 1
-        cands = self.matcher.candidates(event)
+        cands = self._plain.get(event.get("type"))  # type: ignore[arg-type]
+        if cands is None:
+            cands = self.matcher.candidates(event)
         if not cands:
             return None
         self.evaluations += len(cands)

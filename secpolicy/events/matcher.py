@@ -324,6 +324,11 @@ class Matcher(Generic[T]):
         self._any = any_bucket
         self.size = len(entries)
 
+    def plain_candidates(self) -> dict[str, list[T]]:
+        """The candidates of every event type whose bucket has no discriminator: for those
+        types `candidates(event)` is this list whatever else the event holds."""
+        return {t: b.plain for t, b in self._buckets.items() if b.plain is not None}
+
     def candidates(self, event: dict[str, Any]) -> list[T]:
         bucket = self._buckets.get(event.get("type"), self._any)  # type: ignore[arg-type]
         plain = bucket.plain

@@ -16,7 +16,7 @@ from secpolicy.dsl import ALWAYS, NEVER, Catalogue, compile_expression
 from secpolicy.dsl.checker import Checked
 from secpolicy.dsl.compiler import compile_event
 from secpolicy.dsl.types import ObjectType
-from secpolicy.events.engine import EventEngine
+from secpolicy.events.engine import EventEngine, _compile_message
 from secpolicy.events.fields import EVENT, EVENT_TYPES
 from secpolicy.facts import builtin_registry
 from secpolicy.policy import load_policies
@@ -188,3 +188,13 @@ def test_the_index_with_specialised_conditions_picks_what_the_generic_conditions
         (r, i) for r in _RULES if r.sequence is not None for i in range(len(r.sequence.steps))
     ]
     assert hits == {(r.id, i) for r, i in steps if _generic(r, i, ev) == ("value", True)}
+
+
+MESSAGES = [r.message for r in _RULES if r.message] + ["{type} {proc.exe}: {proc.args} {user.uid} {nosuch.x}", "plain"]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(ev=EVENTS)
+def test_messages_render_as_the_generic_renderer_renders_them(ev: dict[str, Any]) -> None:
+    for m in MESSAGES:
+        assert _compile_message(m, "t")(ev) == _compile_message(m, "t", short=False)(ev), m

@@ -112,6 +112,6 @@ def test_batched_ordering_is_exactly_the_one_at_a_time_ordering() -> None:
         # Events `prepare` hands nothing out for are not kept, yet move the window as before.
         keep = rng.choice([2, 3, 10])
         blank_stats = OrderStats()
-        kept = ordered_batches(iter(events), window, blank_stats, lambda e: e if e["n"] % keep == 0 else None)
+        kept = ordered_batches(iter(events), window, blank_stats, lambda e, keep=keep: e if e["n"] % keep == 0 else None)
         assert [e["n"] for b in kept for e in b] == [n for n in want if n % keep == 0], trial
         assert blank_stats.late == want_stats.late, trial
