@@ -115,3 +115,79 @@ def test_batched_ordering_is_exactly_the_one_at_a_time_ordering() -> None:
         kept = ordered_batches(iter(events), window, blank_stats, lambda e, keep=keep: e if e["n"] % keep == 0 else None)
         assert [e["n"] for b in kept for e in b] == [n for n in want if n % keep == 0], trial
         assert blank_stats.late == want_stats.late, trial
+
+
+def _reference_jsonl(path):
+    """Events and bad lines as JsonlSource read them before its lines of the usual shape took
+    a shortcut: every check on every line, in order (the reference the reader must equal)."""
+    import json as json_mod
+
+    import orjson
+
+    from secpolicy.events.model import EVENT_TYPES, TS_RE, ts_exists
+    from secpolicy.events.sources import _out_of_range
+
+    events, bad = [], []
+    for lineno, line in enumerate(path.read_bytes().splitlines(keepends=True), 1):
+        try:
+            ev = orjson.loads(line)
+        except ValueError as exc:
+            if line.strip():
+                bad.append(f"{path}:{lineno}: " + (f"not JSON ({exc.msg})" if isinstance(exc, json_mod.JSONDecodeError) else "not UTF-8 JSON"))
+            continue
+        if type(ev) is not dict:
+            why = "not a JSON object"
+        elif type(ev.get("type")) is not str or ev["type"] not in EVENT_TYPES:
+            why = f"unknown event type {str(ev.get('type'))[:40]!r}"
+        elif type(ev.get("ts")) is not str or not TS_RE.match(ev["ts"]):
+            why = f"ts {str(ev.get('ts'))[:40]!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ"
+        elif not ts_exists(ev["ts"]):
+            why = f"ts {ev['ts']!r} names no such date and time"
+        else:
+            why = _out_of_range(ev)
+        if why is None:
+            events.append(ev)
+        else:
+            bad.append(f"{path}:{lineno}: {why}")
+    return events, bad
+
+
+def test_the_jsonl_reader_takes_and_refuses_exactly_what_every_check_on_every_line_does(tmp_path) -> None:
+    import json as json_mod
+
+    from secpolicy.events.sources import JsonlSource
+
+    big = 2**63
+    good_ids = [0, 1, -1, 1000, big - 1, -(big - 1), None]
+    bad_ids = [big, -big, 2**64 - 1, True, 1.5, "7", [1]]
+    good_stamps = ["2024-01-01T00:00:0{}.000000000Z", "2024-01-01T00:00:0{}.000000001Z",
+                   "2024-01-01T00:00:0{}.000000000Z\n", "2024-01-01T00:00:0{}.00000000٣Z", "2024-01-01T00:00:60.00000000{}Z"]
+    bad_stamps = ["2024-01-01T00:00:0{}.5Z", "2024-02-30T00:00:0{}.000000000Z", "2024-01-01T00:00:6{}.000000000Z",
+                  "2024-01-01T00:00:0{}.000000000z", "2024-01-01T00:00:0{}.000000000Z ", "2024-01-01T00:00:0{}.00000000xZ"]
+
+    def pick(good: list, bad: list) -> object:
+        return rng.choice(bad) if rng.random() < 0.08 else rng.choice(good)
+
+    rng = random.Random(7)
+    fast = 0
+    for trial in range(40):
+        lines = []
+        for _ in range(rng.choice([1, 20, 200])):
+            ev: dict = {"type": pick(["exec", "open"], ["nosuch", 5]), "ts": pick(good_stamps, bad_stamps).format(rng.choice([0, 0, 1, 9]))}
+            if rng.random() < 0.8:
+                proc = {k: pick(good_ids, bad_ids) for k in rng.sample(["pid", "uid", "euid", "ppid"], rng.randint(0, 4))}
+                ev["proc"] = proc if rng.random() < 0.95 else rng.choice([5, "x", [proc]])
+            if rng.random() < 0.7:
+                ev["user"] = {"uid": pick(good_ids, bad_ids)} if rng.random() < 0.95 else "root"
+            line = json_mod.dumps(ev)
+            lines.append(line if rng.random() < 0.9 else rng.choice([line[:-3], "[1]", "", "  ", "\xff"]))
+        path = tmp_path / f"t{trial}.jsonl"
+        path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + rng.choice([b"\n", b""]))
+        src = JsonlSource(path)
+        got = list(src.events())
+        want, bad = _reference_jsonl(path)
+        assert got == want, trial
+        assert src.garbled.count == len(bad), trial
+        assert src.garbled.where == bad[: src.garbled.limit], trial
+        fast += len(want)
+    assert fast > 2000  # mostly lines of the usual shape, with every kind of bad one among them
