@@ -68,6 +68,7 @@ class JsonlSource:
         bad = self.garbled.add
         why_bad = _why_bad
         limit = _INT_MAX
+        low = -_INT_MAX
         longest = MAX_JSONL_LINE
         read_line = partial(fh.readline, longest + 1)  # never more than a line's limit at once
         lineno = read = 0
@@ -91,23 +92,24 @@ class JsonlSource:
                         if line.strip():
                             bad(f"{name}:{lineno}", f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON")
                         continue
-                    if type(ev) is dict:
-                        t = ev.get("type")
-                        ts = ev.get("ts")
+                    try:
                         proc = ev.get("proc")
                         user = ev.get("user")
-                        if (
-                            type(t) is str and t in types and type(ts) is str and ts[:19] == second
+                        usual = (
+                            ev["type"] in types and (ts := ev["ts"])[:19] == second
                             and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[20:29].isdecimal()
                             and (proc is None or type(proc) is dict and type(pid := proc.get("pid", 0)) is int
                                  and type(uid := proc.get("uid", 0)) is int and type(euid := proc.get("euid", 0)) is int
-                                 and -limit <= pid <= limit and -limit <= uid <= limit and -limit <= euid <= limit)
+                                 and low <= pid <= limit and low <= uid <= limit and low <= euid <= limit)
                             and (user is None or type(user) is dict and type(uid := user.get("uid", 0)) is int
-                                 and -limit <= uid <= limit)
-                        ):
-                            read += 1
-                            yield ev
-                            continue
+                                 and low <= uid <= limit)
+                        )
+                    except (AttributeError, KeyError, TypeError):  # not an object, or a field missing or odd
+                        usual = False
+                    if usual:
+                        read += 1
+                        yield ev
+                        continue
                     why = why_bad(ev)
                     if why is not None:
                         bad(f"{name}:{lineno}", why)

@@ -179,8 +179,12 @@ def test_the_jsonl_reader_takes_and_refuses_exactly_what_every_check_on_every_li
                 ev["proc"] = proc if rng.random() < 0.95 else rng.choice([5, "x", [proc]])
             if rng.random() < 0.7:
                 ev["user"] = {"uid": pick(good_ids, bad_ids)} if rng.random() < 0.95 else "root"
+            if rng.random() < 0.03:
+                del ev[rng.choice(["type", "ts"])]
+            elif rng.random() < 0.03:
+                ev[rng.choice(["type", "ts"])] = rng.choice([None, ["exec"], {"a": 1}, 5, list("2024-01-01T00:00:00")])
             line = json_mod.dumps(ev)
-            lines.append(line if rng.random() < 0.9 else rng.choice([line[:-3], "[1]", "", "  ", "\xff"]))
+            lines.append(line if rng.random() < 0.9 else rng.choice([line[:-3], "[1]", "", "  ", "\xff", '"x"', "5"]))
         path = tmp_path / f"t{trial}.jsonl"
         path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + rng.choice([b"\n", b""]))
         src = JsonlSource(path)
