@@ -194,4 +194,4 @@ def test_the_jsonl_reader_takes_and_refuses_exactly_what_every_check_on_every_li
         assert src.garbled.count == len(bad), trial
         assert src.garbled.where == bad[: src.garbled.limit], trial
         fast += len(want)
-    assert fast > 2000  # mostly lines of the usual shape, with every kind of bad one among them
+    assert fast > 1200  # mostly lines of the usual shape, with every kind of bad one among them
