@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import orjson
+
 from secpolicy.dsl import ALWAYS, NEVER, event_predicate
 from secpolicy.events.correlation import (
     Correlation,
@@ -24,6 +26,9 @@ from secpolicy.events.model import ts_seconds
 
 __all__ = ["CorrelationLimits", "EventEngine", "render_message"]
 
+_dumps = orjson.dumps
+_SORT = orjson.OPT_SORT_KEYS
+_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
@@ -122,6 +127,7 @@ class _RuleRuntime:
     """One rule's compiled pieces and counters."""
 
     __slots__ = (
+        "_tail",
         "alerts",
         "errors",
         "id",
@@ -159,6 +165,7 @@ class _RuleRuntime:
             self.kind = "match"
         self.alerts = 0
         self.errors = 0
+        self._tail: bytes | None = None  # alert_line's serialized rule parts
 
     def alert(self, event: dict[str, Any], corr: Correlation | None) -> dict[str, Any]:
         self.alerts += 1
@@ -183,6 +190,26 @@ class _RuleRuntime:
             "tags": self.tags,
             "references": self.references,
         }
+
+
+    def alert_line(self, event: dict[str, Any]) -> bytes:
+        """The JSON line (sorted keys, newline) of the alert `alert(event, None)` would give,
+        byte for byte, made from the rule's parts serialized once and the event serialized
+        once (the alert holds it twice)."""
+        self.alerts += 1
+        tail = self._tail
+        if tail is None:
+            tail = self._tail = b"".join((
+                b',"references":', _dumps(self.references, option=_SORT), b',"rule_id":', _dumps(self.id),
+                b',"severity":', _dumps(self.severity), b',"tags":', _dumps(self.tags),
+                b',"title":', _dumps(self.title), b',"ts":',
+            ))
+        e = _dumps(event, option=_SORT)
+        t = _dumps(event["ts"])
+        return b"".join((
+            b'{"context":{"count":1,"key":{},"kind":"match","window":[', t, b",", t, b']},"event":', e,
+            b',"events":[', e, b'],"message":', _dumps(self.render(event)), tail, t, b"}\n",
+        ))
 
 
 # A rule (or step) filed in the index: its runtime, its step (-1: not a sequence) and its
@@ -278,6 +305,14 @@ class EventEngine:
         if pending_rt is not None:
             self._feed_sequence(pending_rt, pending_steps, event, now, alerts)
         return alerts
+
+    def apply_lines(self, event: dict[str, Any], hits: Sequence[_Candidate]) -> list[tuple[str, bytes]]:
+        """`apply`, each alert as (rule id, its canonical JSON line): what replay writes when
+        nothing else takes the alerts. Alerts of plain match rules are never built as dicts."""
+        for rt, _, _ in hits:
+            if rt.kind != "match":
+                return [(a["rule_id"], _dumps(a, option=_LINE)) for a in self.apply(event, hits)]
+        return [(rt.id, rt.alert_line(event)) for rt, _, _ in hits]
 
     def _feed_sequence(
         self,

@@ -141,6 +141,7 @@ def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, wi
     result = ReplayResult()
     order = OrderStats()
     evaluate, apply = engine.evaluate, engine.apply
+    lines = engine.apply_lines if out is not None and on_alert is None else None
     by_type: dict[str, int] = {}
     by_rule = result.alerts_by_rule
     text = isinstance(out, io.TextIOBase)
@@ -174,6 +175,11 @@ def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, wi
                 if on_event is not None:
                     on_event(ev)
                 if hits is None:
+                    continue
+                if lines is not None:  # the alerts go to `out` alone: as lines, never dicts
+                    for rule_id, line in lines(ev, hits):
+                        by_rule[rule_id] += 1
+                        keep(line)
                     continue
                 for a in apply(ev, hits):
                     by_rule[a["rule_id"]] += 1

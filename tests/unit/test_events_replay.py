@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 from events_helpers import load_rules, ts
 
 from secpolicy.events.engine import EventEngine
@@ -56,7 +57,10 @@ def _events(rng: random.Random, n: int) -> list[dict[str, Any]]:
         kind = rng.choice(["write", "auth", "exec", "open", "connect"])
         ev: dict[str, Any] = {"type": kind, "ts": ts(round(at, rng.choice([0, 2, 3]))), "n": i,
                               "proc": {"exe": rng.choice(["/usr/bin/sudo", "/bin/cat", "/usr/bin/tee"]),
-                                       "session": rng.choice([1, 2])}}
+                                       "session": rng.choice([1, 2]),
+                                       "cmdline": rng.choice(["sudo id", "é ☃ \u2028 \"q\" \\", "", None]),
+                                       "args": rng.choice([["a", "b"], [], [1, 2.5, None]])},
+                              "user": rng.choice([{"uid": 0, "name": "root"}, {"uid": 2**40}, {"name": ["x"]}, 1.5])}
         if kind == "write":
             ev["file"] = {"path": rng.choice(["/etc/hosts", "/tmp/x", "/etc/cron.d/a"])}
         if kind == "auth":
@@ -86,10 +90,17 @@ def test_replay_gives_what_evaluating_every_event_in_order_gives(tmp_path: Path)
         events = _events(rng, rng.choice([1, 30, 300]))
         window = rng.choice([0.0, 2.0, 5.0])
         want, want_stats, want_late = _one_at_a_time(rules, events, window)
-        for on_event in (None, lambda ev: None):  # events not kept in the window, or all kept
+        # Events not kept in the window, or all kept; alerts written as lines (never dicts), or
+        # handed out as dicts too.
+        for on_event, on_alert in ((None, None), (lambda ev: None, None), (None, [].append)):
             out = io.BytesIO()
-            result = replay([MemorySource(events)], EventEngine(rules), out, window=window, on_event=on_event)
+            result = replay([MemorySource(events)], EventEngine(rules), out, window=window, on_event=on_event,
+                            on_alert=on_alert)
             assert out.getvalue() == want, trial
+            if on_alert is not None:
+                handed = on_alert.__self__  # type: ignore[attr-defined]
+                assert b"".join(orjson.dumps(a, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+                                for a in handed) == want
             assert result.engine == want_stats, trial
             assert result.late_events == want_late, trial
             assert result.events == len(events)
