@@ -8,13 +8,15 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from secpolicy.auditlog.sinks.uri import SinkChain
-from secpolicy.auditlog.store import EventStore
-from secpolicy.auditlog.trail import AuditTrail
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
 from secpolicy.redaction import Redactor
+
+if TYPE_CHECKING:  # the callers open these: a run without outputs imports none of them
+    from secpolicy.auditlog.sinks.uri import SinkChain
+    from secpolicy.auditlog.store import EventStore
+    from secpolicy.auditlog.trail import AuditTrail
 
 __all__ = ["OutputStats", "Outputs", "merge_windows", "undelivered_message"]
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from secpolicy.auditlog.outputs import Outputs, OutputStats, undelivered_message
 from secpolicy.auditlog.sinks.formats import FORMATS
-from secpolicy.auditlog.sinks.uri import SinkSpec, build_chain, parse_rate_limit, parse_sink_uri
-from secpolicy.auditlog.store import EventStore
-from secpolicy.auditlog.trail import AuditTrail
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
+
+if TYPE_CHECKING:  # imported where a run asks for them (start-up of a run without outputs)
+    from secpolicy.auditlog.sinks.uri import SinkSpec
+    from secpolicy.auditlog.trail import AuditTrail
 
 __all__ = ["OutputSettings", "RunRecorder", "format_output_stats", "output_options"]
 
@@ -56,6 +57,8 @@ class OutputSettings:
     @classmethod
     def from_options(cls, audit_log: str | None, store_path: str | None, sink_uris: Sequence[str],
                      sink_format: str, dedup_window: float | None, rate_limit: str | None) -> OutputSettings:
+        if sink_uris or rate_limit is not None:
+            from secpolicy.auditlog.sinks.uri import parse_rate_limit, parse_sink_uri
         specs = tuple(parse_sink_uri(u, sink_format) for u in sink_uris)
         files = [s.path for s in specs if s.kind == "file"]
         if len(set(files)) != len(files):
@@ -89,6 +92,8 @@ class RunRecorder:
 
     def begin(self, **details: Any) -> None:
         if self.settings.audit_log:
+            from secpolicy.auditlog.trail import AuditTrail
+
             self.trail = AuditTrail.open(self.settings.audit_log, self.component)
             try:
                 self.trail.started(command=self.component, **details)
@@ -108,6 +113,9 @@ class RunRecorder:
         s = self.settings
         if not (s.store or s.sinks or self.trail):
             return None
+        from secpolicy.auditlog.sinks.uri import build_chain
+        from secpolicy.auditlog.store import EventStore
+
         path = s.store
         sinks = build_chain(s.sinks, s.dedup_window, s.rate_limit) if s.sinks else None
         outputs = Outputs(store=(lambda: EventStore(path)) if path else None, sinks=sinks, trail=self.trail,

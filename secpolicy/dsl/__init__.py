@@ -7,18 +7,21 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Catalogue, Checked, Macro, Signature, check_expression
-from secpolicy.dsl.compiler import EvalEnv, compile_check, compile_event
+from secpolicy.dsl.compiler import ALWAYS, NEVER, EvalEnv, compile_check, compile_event
 from secpolicy.dsl.parser import PLAIN_ORIGIN, Origin, parse_duration, parse_expression, parse_size
 from secpolicy.dsl.regex import Regex, RegexError, compile_regex
 from secpolicy.dsl.traced import Observed, Sourced, Traced, TraceRecord, compile_traced, expectation
 
 __all__ = [
+    "ALWAYS",
+    "NEVER",
     "PLAIN_ORIGIN",
     "Catalogue",
     "CompiledExpr",
@@ -35,6 +38,7 @@ __all__ = [
     "ast",
     "compile_expression",
     "compile_regex",
+    "event_predicate",
     "expectation",
     "parse_duration",
     "parse_expression",
@@ -53,6 +57,20 @@ class CompiledExpr:
     fields_used: frozenset[tuple[str, ...]]
     vars_used: frozenset[str] = frozenset()
     macros_used: frozenset[str] = frozenset()  # directly or through other macros
+    nslots: int = 0  # quantifier variables: the size of an evaluation's frame
+
+
+# The predicates compile_expression built from their node: only those may be recompiled
+# from it (a CompiledExpr given another fn, a test's stand-in, keeps it).
+_FROM_NODE: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def event_predicate(expr: CompiledExpr, event_type: str | None = None) -> Callable[[dict], bool]:
+    """The predicate of an event expression, specialised for events of `event_type` when it
+    reads the type (see compile_event: it may be ALWAYS or NEVER)."""
+    if event_type is None or ("type",) not in expr.fields_used or expr.fn not in _FROM_NODE:
+        return expr.fn
+    return compile_event(Checked(expr.node, expr.nslots, expr.facts_used, expr.fields_used), event_type)
 
 
 def _lazy_check(checked: Checked) -> Callable[[Any], Any]:
@@ -80,9 +98,11 @@ def compile_expression(
     node = parsed if parsed is not None else parse_expression(text, origin)
     checked = check_expression(node, catalogue, origin, text)
     if kind == "event":
+        fn = compile_event(checked)
+        _FROM_NODE.add(fn)
         return CompiledExpr(
-            text, checked.node, kind, compile_event(checked), None, checked.facts_used, checked.fields_used,
-            checked.vars_used, checked.macros_used,
+            text, checked.node, kind, fn, None, checked.facts_used, checked.fields_used,
+            checked.vars_used, checked.macros_used, checked.nslots,
         )
     return CompiledExpr(
         text,
@@ -94,4 +114,5 @@ def compile_expression(
         checked.fields_used,
         checked.vars_used,
         checked.macros_used,
+        checked.nslots,
     )

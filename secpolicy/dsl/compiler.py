@@ -17,11 +17,12 @@ from typing import Any, Protocol
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Checked
+from secpolicy.dsl.event_fast import ALWAYS, NEVER, field_compare, fold_event_type
 from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import CIDR, ListType, Type
 from secpolicy.errors import EvaluationError
 
-__all__ = ["BUILTINS", "EvalEnv", "Fn", "compile_check", "compile_event", "is_const", "operator_for"]
+__all__ = ["ALWAYS", "BUILTINS", "NEVER", "EvalEnv", "Fn", "compile_check", "compile_event", "is_const", "operator_for"]
 
 Fn = Callable[[Any, list], Any]
 
@@ -55,8 +56,9 @@ def _as_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 class _Compiler:
-    def __init__(self, event: bool) -> None:
+    def __init__(self, event: bool, fast: bool = True) -> None:
         self.event = event
+        self.fast = fast and event  # event_fast.py's closures for field comparisons
 
     def c(self, n: ast.Node, want: bool | None = True) -> Fn:
         fn: Fn = getattr(self, "c_" + type(n).__name__)(n, want)
@@ -172,13 +174,27 @@ class _Compiler:
         return fn
 
     # logic -------------------------------------------------------------------------------
+    # `fr` defaults to no frame: an event predicate without quantifiers is called with the
+    # event alone (compile_event), one call less per evaluation.
     def c_And(self, n: ast.And, want: bool | None) -> Fn:
         fns = [self.c(i, want) for i in n.items]
+        # `True if x else False`: the truth bool() gives, without calling it.
         if len(fns) == 2:
             a, b = fns
-            return lambda env, fr: bool(a(env, fr)) and bool(b(env, fr))
 
-        def fn(env: Any, fr: list) -> bool:
+            def and2(env: Any, fr: Any = ()) -> bool:
+                return True if a(env, fr) and b(env, fr) else False  # noqa: SIM210
+
+            return and2
+        if len(fns) == 3:
+            a, b, c = fns
+
+            def and3(env: Any, fr: Any = ()) -> bool:
+                return True if a(env, fr) and b(env, fr) and c(env, fr) else False  # noqa: SIM210
+
+            return and3
+
+        def fn(env: Any, fr: Any = ()) -> bool:
             for f in fns:
                 if not f(env, fr):
                     return False
@@ -190,9 +206,20 @@ class _Compiler:
         fns = [self.c(i, want) for i in n.items]
         if len(fns) == 2:
             a, b = fns
-            return lambda env, fr: bool(a(env, fr)) or bool(b(env, fr))
 
-        def fn(env: Any, fr: list) -> bool:
+            def or2(env: Any, fr: Any = ()) -> bool:
+                return True if a(env, fr) or b(env, fr) else False  # noqa: SIM210
+
+            return or2
+        if len(fns) == 3:
+            a, b, c = fns
+
+            def or3(env: Any, fr: Any = ()) -> bool:
+                return True if a(env, fr) or b(env, fr) or c(env, fr) else False  # noqa: SIM210
+
+            return or3
+
+        def fn(env: Any, fr: Any = ()) -> bool:
             for f in fns:
                 if f(env, fr):
                     return True
@@ -202,7 +229,11 @@ class _Compiler:
 
     def c_Not(self, n: ast.Not, want: bool | None) -> Fn:
         f = self.c(n.item, None if want is None else not want)
-        return lambda env, fr: not f(env, fr)
+
+        def negate(env: Any, fr: Any = ()) -> bool:
+            return not f(env, fr)
+
+        return negate
 
     def c_BitAnd(self, n: ast.BitAnd, want: bool | None) -> Fn:
         fns = [self.c(i, None) for i in n.items]
@@ -233,9 +264,19 @@ class _Compiler:
         return fn
 
     def c_Exists(self, n: ast.Exists, want: bool | None) -> Fn:
-        f = self.c(n.item, None)
+        item = n.item
+        if self.fast and isinstance(item, ast.Field) and len(item.path) == 2:
+            a, b = item.path
 
-        def fn(env: Any, fr: list) -> bool:
+            def field_exists(ev: Any, fr: Any = ()) -> bool:
+                d = ev.get(a)  # read as c_Field reads it
+                v = None if d is None else d.get(b)
+                return v is not None and v is not False and getattr(v, "exists", True) is not False
+
+            return field_exists
+        f = self.c(item, None)
+
+        def fn(env: Any, fr: Any = ()) -> bool:
             v = f(env, fr)
             return v is not None and v is not False and getattr(v, "exists", True) is not False
 
@@ -312,8 +353,15 @@ class _Compiler:
         text = n.text
 
         if self.event:
+            fast = (
+                field_compare(op, n.left.path, left, rv, test, rt, lt)
+                if self.fast and right_const and isinstance(n.left, ast.Field)
+                else None
+            )
+            if fast is not None:
+                return fast
 
-            def ev_fn(ev: Any, fr: list) -> bool:
+            def ev_fn(ev: Any, fr: Any = ()) -> bool:
                 lv = left(ev, fr)
                 if lv is None:
                     return False
@@ -465,11 +513,27 @@ def compile_check(checked: Checked) -> Callable[[EvalEnv], Any]:
     return lambda env: f(env, [None] * n)
 
 
-def compile_event(checked: Checked) -> Callable[[dict], bool]:
-    """An event predicate: `fn(event_dict) -> bool`. Missing fields make comparisons false."""
-    f = _Compiler(event=True).c(checked.node, True)
+# Nodes whose event closure returns a bool: no bool() around them at the top.
+_BOOLEAN = (ast.And, ast.Or, ast.Not, ast.Compare, ast.Exists)
+
+
+def compile_event(checked: Checked, event_type: str | None = None, *, fast: bool = True) -> Callable[[dict], bool]:
+    """An event predicate: `fn(event_dict) -> bool`. Missing fields make comparisons false.
+    With `event_type`, the predicate is for events of that type only: comparisons of `type`
+    with constants are folded away, and a condition that folds to a constant is ALWAYS or
+    NEVER (callers may skip calling those). `fast=False` builds the generic closures only:
+    the reference the specialised ones are tested against."""
+    comp = _Compiler(event=True, fast=fast)
+    node = checked.node
+    if event_type is not None:
+        node = fold_event_type(node, event_type, lambda c: comp.c(c, None))
+        if isinstance(node, ast.Literal) and isinstance(node.value, bool):
+            return ALWAYS if node.value else NEVER
+    f = comp.c(node, True)
     n = checked.nslots
     if n == 0:
+        if isinstance(node, _BOOLEAN):
+            return f  # type: ignore[return-value]  # called with the event alone (fr defaults)
         empty: list = []
         return lambda ev: bool(f(ev, empty))
     return lambda ev: bool(f(ev, [None] * n))

@@ -9,20 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import (
-    UnexpectedCharacters,
-    UnexpectedEOF,
-    UnexpectedInput,
-    UnexpectedToken,
-    VisitError,
-)
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.limits import LIMITS
 from secpolicy.dsl.types import BOOL, CIDR, DURATION, FLOAT, INT, IP, MODE, NULL, SIZE, STR
 from secpolicy.errors import LocatedError
+
+if TYPE_CHECKING:
+    from lark import Lark, Tree
+
+# Lark is imported on the first parse: a load served by the compile cache (replay's start-up)
+# parses nothing, and importing Lark costs more than the rest of the package.
 
 __all__ = ["PLAIN_ORIGIN", "Origin", "parse_duration", "parse_expression", "parse_size"]
 
@@ -56,6 +54,8 @@ def PLAIN_ORIGIN(text: str, path: str = "<expression>") -> Origin:
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
+    from lark import Lark
+
     return Lark(
         _GRAMMAR.read_text(encoding="utf-8"),
         parser="lalr",
@@ -130,8 +130,9 @@ def _pos(meta_or_token: object) -> dict[str, int]:
     }
 
 
-@v_args(meta=True)
-class _ToAst(Transformer):
+class _AstRules:
+    """The rules of the transformer from Lark's tree to our nodes (see _to_ast)."""
+
     def or_(self, meta, items):
         return ast.Or(tuple(items), **_pos(meta))
 
@@ -230,7 +231,14 @@ class _ToAst(Transformer):
         return ast.Literal(None, type=NULL, **_pos(meta))
 
 
-_TO_AST = _ToAst()
+@lru_cache(maxsize=1)
+def _to_ast() -> Any:
+    """The transformer, made on the first parse: a Lark Transformer with the rules above,
+    each called with the node's position (`meta`)."""
+    from lark import Transformer, v_args
+
+    rules = {k: v for k, v in vars(_AstRules).items() if not k.startswith("__")}
+    return v_args(meta=True)(type("_ToAst", (Transformer,), rules))()
 
 
 def _int(text: str) -> int:
@@ -271,10 +279,18 @@ def parse_expression(text: str, origin: Origin | None = None) -> ast.Node:
         raise _located(
             origin, 1, 1, f"expression of {len(text):,} characters: the limit is {LIMITS.expression_chars:,}"
         )
+    from lark.exceptions import (
+        UnexpectedCharacters,
+        UnexpectedEOF,
+        UnexpectedInput,
+        UnexpectedToken,
+        VisitError,
+    )
+
     try:
         tree = _parser().parse(text)
         _check_bounds(tree, origin)
-        return _TO_AST.transform(tree)
+        return _to_ast().transform(tree)  # type: ignore[no-any-return]
     except UnexpectedEOF as e:
         lines = text.rstrip().split("\n")
         line = len(lines)
@@ -311,7 +327,9 @@ def _shorten(text: str, keep: int = 60) -> str:
 def _check_bounds(tree: Tree, origin: Origin) -> None:
     """Nesting depth and literal sizes, walked without recursion: the transformer, checker
     and compiler recurse over the tree, so its depth must be bounded before they run."""
-    stack: list[tuple[Tree | Token, int]] = [(tree, 1)]
+    from lark import Token
+
+    stack: list[tuple[Any, int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, Token):

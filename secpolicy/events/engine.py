@@ -11,6 +11,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import orjson
+
+from secpolicy.dsl import ALWAYS, NEVER, event_predicate
 from secpolicy.events.correlation import (
     Correlation,
     CorrelationLimits,
@@ -23,6 +26,9 @@ from secpolicy.events.model import ts_seconds
 
 __all__ = ["CorrelationLimits", "EventEngine", "render_message"]
 
+_dumps = orjson.dumps
+_SORT = orjson.OPT_SORT_KEYS
+_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
@@ -34,8 +40,9 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _compile_message(template: str | None, fallback: str) -> Callable[[dict[str, Any]], str]:
-    """A renderer of `{proc.exe}`-style templates; missing fields render as `?`."""
+def _compile_message(template: str | None, fallback: str, short: bool = True) -> Callable[[dict[str, Any]], str]:
+    """A renderer of `{proc.exe}`-style templates; missing fields render as `?`. `short=False`:
+    the generic renderer only (the reference the inline one is tested against)."""
     if not template:
         return lambda ev: fallback
     literals: list[str] = []
@@ -61,21 +68,66 @@ def _compile_message(template: str | None, fallback: str) -> Callable[[dict[str,
             out.append(text)
         return "".join(out)
 
-    return render
+    if not short or any(len(p) > 2 for p in paths):
+        return render
+    # Every placeholder one or two names deep (all the event fields are): read inline.
+    inline = [(p[0], p[1] if len(p) == 2 else None, text) for p, text in pairs]
+
+    def render_short(ev: dict[str, Any]) -> str:
+        if type(ev) is not dict:
+            return render(ev)
+        out = [head]
+        for a, b, text in inline:
+            cur = ev.get(a)
+            if b is not None and cur is not None:
+                cur = cur.get(b) if type(cur) is dict else None
+            out.append("?" if cur is None else cur if type(cur) is str else _format(cur))
+            out.append(text)
+        return "".join(out)
+
+    return render_short
 
 
 def render_message(template: str | None, event: dict[str, Any], fallback: str = "") -> str:
     return _compile_message(template, fallback)(event)
 
 
-def _and(a: Callable[[dict[str, Any]], bool], b: Callable[[dict[str, Any]], bool]) -> Callable[[dict[str, Any]], bool]:
-    return lambda ev: a(ev) and b(ev)
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def _and(a: Predicate, b: Predicate) -> Predicate:
+    if a is NEVER or a is ALWAYS and b is NEVER:
+        return NEVER
+    if a is ALWAYS:
+        return b
+    if b is ALWAYS:
+        return a
+    return lambda ev: a(ev) and b(ev)  # `a` first: it may raise on a malformed event, and is counted
+
+
+def _condition(rule: Any, step: int, event_type: str | None) -> Predicate:
+    """What an event must satisfy for a rule (`step` -1) or one step of its sequence, under
+    the rule's `when` if it has one."""
+    when = rule.when
+    if step < 0:
+        return event_predicate(when, event_type)
+    fn = event_predicate(rule.sequence.steps[step], event_type)
+    return fn if when is None else _and(event_predicate(when, event_type), fn)
+
+
+def _for_type(item: _Candidate, event_type: str) -> _Candidate | None:
+    rt, step, _ = item
+    fn = _condition(rt.rule, step, event_type)
+    if fn is NEVER:
+        return None
+    return (rt, step, None if fn is ALWAYS else fn)
 
 
 class _RuleRuntime:
     """One rule's compiled pieces and counters."""
 
     __slots__ = (
+        "_tail",
         "alerts",
         "errors",
         "id",
@@ -113,6 +165,7 @@ class _RuleRuntime:
             self.kind = "match"
         self.alerts = 0
         self.errors = 0
+        self._tail: bytes | None = None  # alert_line's serialized rule parts
 
     def alert(self, event: dict[str, Any], corr: Correlation | None) -> dict[str, Any]:
         self.alerts += 1
@@ -139,6 +192,31 @@ class _RuleRuntime:
         }
 
 
+    def alert_line(self, event: dict[str, Any]) -> bytes:
+        """The JSON line (sorted keys, newline) of the alert `alert(event, None)` would give,
+        byte for byte, made from the rule's parts serialized once and the event serialized
+        once (the alert holds it twice)."""
+        self.alerts += 1
+        tail = self._tail
+        if tail is None:
+            tail = self._tail = b"".join((
+                b',"references":', _dumps(self.references, option=_SORT), b',"rule_id":', _dumps(self.id),
+                b',"severity":', _dumps(self.severity), b',"tags":', _dumps(self.tags),
+                b',"title":', _dumps(self.title), b',"ts":',
+            ))
+        e = _dumps(event, option=_SORT)
+        t = _dumps(event["ts"])
+        return b"".join((
+            b'{"context":{"count":1,"key":{},"kind":"match","window":[', t, b",", t, b']},"event":', e,
+            b',"events":[', e, b'],"message":', _dumps(self.render(event)), tail, t, b"}\n",
+        ))
+
+
+# A rule (or step) filed in the index: its runtime, its step (-1: not a sequence) and its
+# condition (None: holds for every event filed with it).
+_Candidate = tuple[_RuleRuntime, int, "Predicate | None"]
+
+
 class EventEngine:
     """`EventEngine(rules).process(event) -> [alert, ...]`; `.stats()` says how much work
     was done and what correlation state was dropped. Rules without `when:`/`sequence:` are
@@ -157,40 +235,61 @@ class EventEngine:
             rt = _RuleRuntime(rule, self.limits, self.budget)
             self.runtimes.append(rt)
             keys = step_keys(rule)
-            when = rule.when.fn if rule.when is not None else None
             if rt.kind == "sequence":
-                for i, step in enumerate(rule.sequence.steps):
-                    fn = step.fn if when is None else _and(when, step.fn)
-                    entries.append((keys[i], (rt, i, fn)))
+                for i in range(len(rule.sequence.steps)):
+                    entries.append((keys[i], (rt, i, _condition(rule, i, None))))
             else:
-                entries.append((keys[0], (rt, -1, when)))
-        self.matcher: Matcher[tuple[_RuleRuntime, int, Callable[[dict[str, Any]], bool]]] = Matcher(entries)
+                entries.append((keys[0], (rt, -1, _condition(rule, -1, None))))
+        # The bucket of each event type holds the conditions compiled for that type
+        # (comparisons of `type` folded away); one that always holds there is None, not called.
+        self.matcher: Matcher[_Candidate] = Matcher(entries, _for_type)
+        self._plain = self.matcher.plain_candidates()
         self.events = 0
         self.evaluations = 0
 
     def process(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Evaluate one event; returns the alerts it raised (often none)."""
+        hits = self.evaluate(event)
+        return self.apply(event, hits) if hits else []
+
+    def evaluate(self, event: dict[str, Any]) -> list[_Candidate] | None:
+        """The rules (and sequence steps) whose condition the event satisfies, in rule order
+        (None: none). Conditions read the event alone, so this may run before the events are
+        put in time order; `apply` must then see the events in time order."""
         self.events += 1
-        cands = self.matcher.candidates(event)
+        cands = self._plain.get(event.get("type"))  # type: ignore[arg-type]
+        if cands is None:
+            cands = self.matcher.candidates(event)
         if not cands:
-            return []
+            return None
         self.evaluations += len(cands)
+        hits: list[_Candidate] | None = None
+        for cand in cands:
+            fn = cand[2]
+            if fn is not None:
+                try:
+                    if not fn(event):
+                        continue
+                except Exception:  # noqa: BLE001 - a condition must never take the engine down; count it
+                    cand[0].errors += 1
+                    continue
+            if hits is None:
+                hits = [cand]
+            else:
+                hits.append(cand)
+        return hits
+
+    def apply(self, event: dict[str, Any], hits: Sequence[_Candidate]) -> list[dict[str, Any]]:
+        """The alerts of an event given what `evaluate` found: correlation state moves on."""
         alerts: list[dict[str, Any]] = []
         now: float | None = None
         pending_rt: _RuleRuntime | None = None
         pending_steps: list[int] = []
-        for rt, step, fn in cands:
+        for rt, step, _ in hits:
             if pending_rt is not None and rt is not pending_rt:
                 now = self._feed_sequence(pending_rt, pending_steps, event, now, alerts)
                 pending_rt = None
                 pending_steps = []
-            try:
-                hit = fn(event)
-            except Exception:  # noqa: BLE001 - a condition must never take the engine down; count it
-                rt.errors += 1
-                continue
-            if not hit:
-                continue
             if step >= 0:
                 pending_rt = rt
                 pending_steps.append(step)
@@ -206,6 +305,14 @@ class EventEngine:
         if pending_rt is not None:
             self._feed_sequence(pending_rt, pending_steps, event, now, alerts)
         return alerts
+
+    def apply_lines(self, event: dict[str, Any], hits: Sequence[_Candidate]) -> list[tuple[str, bytes]]:
+        """`apply`, each alert as (rule id, its canonical JSON line): what replay writes when
+        nothing else takes the alerts. Alerts of plain match rules are never built as dicts."""
+        for rt, _, _ in hits:
+            if rt.kind != "match":
+                return [(a["rule_id"], _dumps(a, option=_LINE)) for a in self.apply(event, hits)]
+        return [(rt.id, rt.alert_line(event)) for rt, _, _ in hits]
 
     def _feed_sequence(
         self,

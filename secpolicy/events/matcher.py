@@ -295,9 +295,14 @@ class _Bucket(Generic[T]):
 class Matcher(Generic[T]):
     """`candidates(event)` returns, in insertion order, the items whose keys the event
     satisfies on its type and discriminator (a superset of those whose condition holds). The
-    list may be shared between calls: read it, do not change it."""
+    list may be shared between calls: read it, do not change it.
 
-    def __init__(self, entries: Sequence[tuple[IndexKeys, T]]) -> None:
+    `specialise(item, type)` gives the item filed for events of that type (a condition
+    compiled for it), or None when no event of the type can match; events of a type no
+    bucket knows get the items as given."""
+
+    def __init__(self, entries: Sequence[tuple[IndexKeys, T]],
+                 specialise: Callable[[T, str], T | None] | None = None) -> None:
         self._buckets: dict[str, _Bucket[T]] = {}
         any_bucket: _Bucket[T] = _Bucket()
         for t in EVENT_TYPES:
@@ -308,7 +313,9 @@ class Matcher(Generic[T]):
                 bucket = self._buckets.get(t)
                 if bucket is None:  # a type no source produces: keep it indexed anyway
                     bucket = self._buckets[t] = _Bucket()
-                bucket.add(order, keys, item)
+                filed = item if specialise is None else specialise(item, t)
+                if filed is not None:
+                    bucket.add(order, keys, filed)
             if keys.types is None:
                 any_bucket.add(order, keys, item)
         for b in self._buckets.values():
@@ -316,6 +323,11 @@ class Matcher(Generic[T]):
         any_bucket.freeze()
         self._any = any_bucket
         self.size = len(entries)
+
+    def plain_candidates(self) -> dict[str, list[T]]:
+        """The candidates of every event type whose bucket has no discriminator: for those
+        types `candidates(event)` is this list whatever else the event holds."""
+        return {t: b.plain for t, b in self._buckets.items() if b.plain is not None}
 
     def candidates(self, event: dict[str, Any]) -> list[T]:
         bucket = self._buckets.get(event.get("type"), self._any)  # type: ignore[arg-type]

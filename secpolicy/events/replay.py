@@ -6,8 +6,9 @@ from __future__ import annotations
 import gc
 import io
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,7 +16,13 @@ import orjson
 
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import AccountNames, AuditdSource, AuditSummary, order_audit_logs
-from secpolicy.events.sources import JsonlSource, OrderStats, detect_format, merge_sources
+from secpolicy.events.sources import (
+    JsonlSource,
+    OrderStats,
+    detect_format,
+    merge_sources,
+    ordered_batches,
+)
 
 __all__ = ["INPUT_FORMATS", "ReplayResult", "open_sources", "replay", "write_alert", "write_jsonl_event"]
 
@@ -119,34 +126,74 @@ def replay(
             gc.enable()
 
 
+_CHUNK = 256  # alert lines per write
+
+
+def _write(out: Any, lines: list[bytes], text: bool) -> None:
+    chunk = b"".join(lines)
+    out.write(chunk.decode("utf-8") if text else chunk)
+    lines.clear()
+
+
 def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, window: float,
             on_event: Callable[[dict[str, Any]], None] | None,
             on_alert: Callable[[dict[str, Any]], None] | None) -> ReplayResult:
     result = ReplayResult()
     order = OrderStats()
-    process = engine.process
-    by_type = result.events_by_type
+    evaluate, apply = engine.evaluate, engine.apply
+    lines = engine.apply_lines if out is not None and on_alert is None else None
+    by_type: dict[str, int] = {}
     by_rule = result.alerts_by_rule
-    write: Callable[[Any], Any] | None = None
     text = isinstance(out, io.TextIOBase)
-    if out is not None:
-        write = out.write
-    n = 0
-    for ev in merge_sources(sources, window, order):
-        n += 1
-        by_type[ev["type"]] += 1
-        if on_event is not None:
-            on_event(ev)
-        alerts = process(ev)
-        if alerts:
-            for a in alerts:
-                by_rule[a["rule_id"]] += 1
-                if write is not None:
-                    line = _dumps(a, option=_SORTED)
-                    write(line.decode("utf-8") if text else line)
-                if on_alert is not None:
-                    on_alert(a)
-    result.events = n
+
+    def prepare(ev: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
+        # Conditions read one event, so they are evaluated as it is read. An event no rule
+        # holds for raises no alert and moves no correlation: unless the event itself goes
+        # somewhere (on_event), it is not kept in the reorder window (the window still
+        # moves with it), which keeps what the window holds small.
+        t = ev["type"]
+        by_type[t] = by_type[t] + 1 if t in by_type else 1
+        hits = evaluate(ev)
+        if hits is None and on_event is None:
+            return None
+        return ev, hits
+
+    if len(sources) == 1:
+        batches: Iterator[list[Any]] = ordered_batches(sources[0].events(), window, order, prepare)
+    else:
+        merged = merge_sources(sources, window, order)
+        batches = iter(lambda: [prepare(ev) for ev in islice(merged, 256)], [])
+    # Alert lines are written in chunks: one write per chunk rather than per alert.
+    pending: list[bytes] = []
+    keep = pending.append
+    try:
+        for batch in batches:
+            for item in batch:
+                if item is None:
+                    continue
+                ev, hits = item
+                if on_event is not None:
+                    on_event(ev)
+                if hits is None:
+                    continue
+                if lines is not None:  # the alerts go to `out` alone: as lines, never dicts
+                    for rule_id, line in lines(ev, hits):
+                        by_rule[rule_id] += 1
+                        keep(line)
+                    continue
+                for a in apply(ev, hits):
+                    by_rule[a["rule_id"]] += 1
+                    if out is not None:
+                        keep(_dumps(a, option=_SORTED))
+                    if on_alert is not None:
+                        on_alert(a)
+            if len(pending) >= _CHUNK:
+                _write(out, pending, text)
+    finally:
+        if pending:  # what was raised before a failure is written too
+            _write(out, pending, text)
+    result.events_by_type.update(by_type)
+    result.events = sum(by_type.values())
     result.alerts = sum(by_rule.values())
     result.late_events = order.late
     for s in sources:

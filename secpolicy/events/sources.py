@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections import deque
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +28,7 @@ __all__ = [
     "detect_format",
     "merge_sources",
     "ordered",
+    "ordered_batches",
 ]
 
 _TYPES = frozenset(EVENT_TYPES)
@@ -61,14 +63,19 @@ class JsonlSource:
         except OSError as exc:
             raise InputError(f"cannot read events: {exc.strerror}", str(self.path)) from None
         loads = orjson.loads  # 3-4x faster than json.loads: decoding dominates replay
-        ts_ok = TS_RE.match
         types = _TYPES
         name = str(self.path)
         bad = self.garbled.add
-        out_of_range = _out_of_range
+        why_bad = _why_bad
+        limit = _INT_MAX
+        low = -_INT_MAX
         longest = MAX_JSONL_LINE
         read_line = partial(fh.readline, longest + 1)  # never more than a line's limit at once
         lineno = read = 0
+        # The second ("YYYY-MM-DDTHH:MM:SS") of the last timestamp checked in full: a line of
+        # the same second needs only its fraction checked. Lines that are not of the usual
+        # shape are checked in full by _why_bad, in the order of its reasons.
+        second = "-"
         try:
             with fh:
                 for line in iter(read_line, b""):
@@ -85,30 +92,50 @@ class JsonlSource:
                         if line.strip():
                             bad(f"{name}:{lineno}", f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON")
                         continue
-                    if type(ev) is not dict:
-                        bad(f"{name}:{lineno}", "not a JSON object")
+                    try:
+                        proc = ev.get("proc")
+                        user = ev.get("user")
+                        usual = (
+                            ev["type"] in types and (ts := ev["ts"])[:19] == second
+                            and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[20:29].isdecimal()
+                            and (proc is None or type(proc) is dict and type(pid := proc.get("pid", 0)) is int
+                                 and type(uid := proc.get("uid", 0)) is int and type(euid := proc.get("euid", 0)) is int
+                                 and low <= pid <= limit and low <= uid <= limit and low <= euid <= limit)
+                            and (user is None or type(user) is dict and type(uid := user.get("uid", 0)) is int
+                                 and low <= uid <= limit)
+                        )
+                    except (AttributeError, KeyError, TypeError):  # not an object, or a field missing or odd
+                        usual = False
+                    if usual:
+                        read += 1
+                        yield ev
                         continue
-                    t = ev.get("type")
-                    ts = ev.get("ts")
-                    if type(t) is not str or t not in types:
-                        bad(f"{name}:{lineno}", f"unknown event type {str(t)[:40]!r}")
-                        continue
-                    if type(ts) is not str or not ts_ok(ts):
-                        bad(f"{name}:{lineno}", f"ts {str(ts)[:40]!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
-                        continue
-                    if not ts_exists(ts):
-                        bad(f"{name}:{lineno}", f"ts {ts!r} names no such date and time")
-                        continue
-                    why = out_of_range(ev)
+                    why = why_bad(ev)
                     if why is not None:
                         bad(f"{name}:{lineno}", why)
                         continue
+                    second = ev["ts"][:19]
                     read += 1
                     yield ev
         except OSError as exc:
             raise InputError(f"cannot read events: {exc.strerror}", name) from None
         finally:
             self.read += read
+
+
+def _why_bad(ev: Any) -> str | None:
+    """Why a decoded line is not an event replay can take, if so."""
+    if type(ev) is not dict:
+        return "not a JSON object"
+    t = ev.get("type")
+    ts = ev.get("ts")
+    if type(t) is not str or t not in _TYPES:
+        return f"unknown event type {str(t)[:40]!r}"
+    if type(ts) is not str or not TS_RE.match(ts):
+        return f"ts {str(ts)[:40]!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ"
+    if not ts_exists(ts):
+        return f"ts {ts!r} names no such date and time"
+    return _out_of_range(ev)
 
 
 MAX_JSONL_LINE = 1 << 20  # bytes; a longer line is a bad line, skipped without being held whole
@@ -154,62 +181,77 @@ def ordered(
     """Re-emit events in timestamp order, assuming none arrives more than `window` seconds
     after a later-stamped one (auditd closes events up to 2-3 s late). Ties keep input order.
     An event later than the window is emitted at once and counted in `stats.late`."""
-    # Events already in order (the common case) queue in `run` in O(1); only stragglers go
-    # through the heap. Releasing takes the smaller head of the two. Canonical timestamps
-    # compare as strings, so the window test needs no parsing.
-    run: deque[tuple[str, int, dict[str, Any]]] = deque()
-    heap: list[tuple[str, int, dict[str, Any]]] = []
-    seq = 0
+    for batch in ordered_batches(events, window, stats):
+        yield from batch
+
+
+def ordered_batches(
+    events: Iterable[dict[str, Any]], window: float = 5.0, stats: OrderStats | None = None,
+    prepare: Callable[[dict[str, Any]], Any] | None = None,
+) -> Iterator[list[Any]]:
+    """`ordered`, in lists: each list holds what one input event let out (often nothing,
+    then no list), so a consumer pays for a batch, not for every event.
+
+    With `prepare`, what is handed out for an event is `prepare(event)`, called as the
+    event arrives; for None nothing is handed out or kept, though the event still moves the
+    window and counts as late exactly as if it were."""
+    # Everything not yet let out waits in `pending` as (ts, value), in arrival order after
+    # the part sorted at the last release; events that hand out nothing wait as their bare
+    # timestamps in `blank`. A release sorts both by timestamp (a stable sort: ties keep
+    # arrival order; timsort merges the sorted part and the new tail in about linear time,
+    # whatever the disorder of the input) and lets out what is older than the limit; the
+    # newest of that is `released`. Canonical timestamps compare as strings.
+    pending: list[tuple[str, Any]] = []
+    blank: list[str] = []
     newest = ""
     second_end = ""  # the last timestamp of the second of `newest`: the limit moves after it
     limit = ""
     released = ""
-    push, pop, popleft = heapq.heappush, heapq.heappop, run.popleft
+    keep = pending.append
+    keep_blank = blank.append
     for ev in events:
         ts = ev["ts"]
+        value = ev if prepare is None else prepare(ev)
         if ts < released:
             if stats is not None:
                 stats.late += 1
-            yield ev
+            if value is not None:
+                yield [value]
             continue
-        seq += 1
+        if value is None:
+            keep_blank(ts)
+        else:
+            keep((ts, value))
         if ts >= newest:
-            run.append((ts, seq, ev))
             newest = ts
             if ts <= second_end:
-                continue  # same second, same limit: nothing new to release
+                continue  # same second, same limit: nothing new to let out
             second_end = ts[:19] + ".999999999Z"
             cut = ts_seconds(ts) - window
             whole = int(cut)
             limit = format_ts(whole, round((cut - whole) * 1e9) % 1_000_000_000)
-        else:
-            push(heap, (ts, seq, ev))
-            if ts >= limit:
-                continue
-        while True:
-            if heap:
-                h = heap[0]
-                if run:
-                    r = run[0]
-                    from_heap = h[0] < r[0] or (h[0] == r[0] and h[1] < r[1])
-                else:
-                    from_heap = True
-            elif run:
-                from_heap = False
-            else:
-                break
-            if from_heap:
-                if heap[0][0] >= limit:
-                    break
-                released, _, out = pop(heap)
-            else:
-                if run[0][0] >= limit:
-                    break
-                released, _, out = popleft()
+        elif ts >= limit:
+            continue  # a straggler within the window
+        if blank:
+            blank.sort()
+            cut_blank = bisect_left(blank, limit)
+            if cut_blank:
+                released = max(released, blank[cut_blank - 1])
+                del blank[:cut_blank]
+        pending.sort(key=_first)
+        end = bisect_left(pending, limit, key=_first)
+        if end:
+            out = list(map(_second, pending[:end]))
+            released = max(released, pending[end - 1][0])
+            del pending[:end]
             yield out
-    rest = sorted(list(run) + heap, key=lambda x: x[:2])
-    for released, _, out in rest:
-        yield out
+    if pending:
+        pending.sort(key=_first)
+        yield list(map(_second, pending))
+
+
+_first = itemgetter(0)
+_second = itemgetter(1)
 
 
 def merge_sources(

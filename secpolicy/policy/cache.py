@@ -37,7 +37,12 @@ def toolchain_key(package: Path = _PACKAGE) -> str:
 class ParseCache:
     """Per policy file, keyed by the file's sha256: its data, the lines the loader reads and
     its parsed expressions. The directory must be ours and private (0700): a cache others
-    can write to would let them inject rules."""
+    can write to would let them inject rules.
+
+    An entry has a scope: a full load's (None) holds everything a load of the file reads; an
+    `event` entry holds what a load of the event rules alone reads (check rules left out), is
+    written and read only by such loads, and has a name of its own, so a full load can never
+    take it for a complete one."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -50,11 +55,12 @@ class ParseCache:
             return False
         return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not (st.st_mode & 0o077)
 
-    def _file(self, sha256: str) -> Path:
-        return self.dir / f"{sha256}-{toolchain_key()}.pickle"
+    def _file(self, sha256: str, scope: str | None = None) -> Path:
+        tail = "" if scope is None else f"-{scope}"
+        return self.dir / f"{sha256}-{toolchain_key()}{tail}.pickle"
 
-    def get(self, sha256: str) -> dict[str, Any] | None:
-        path = self._file(sha256)
+    def get(self, sha256: str, scope: str | None = None) -> dict[str, Any] | None:
+        path = self._file(sha256, scope)
         try:
             st = os.lstat(path)
             if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
@@ -67,13 +73,13 @@ class ParseCache:
             return None
         return data
 
-    def put(self, sha256: str, entry: dict[str, Any]) -> None:
+    def put(self, sha256: str, entry: dict[str, Any], scope: str | None = None) -> None:
         if not self._usable():
             return
         try:
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
                 pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self._file(sha256))
+            os.replace(tmp, self._file(sha256, scope))
         except (OSError, pickle.PickleError, RecursionError):
             pass  # a cache that cannot be written only costs time

@@ -46,13 +46,28 @@ from secpolicy.policy.vars import (
     convert_value,
     did_you_mean,
 )
-from secpolicy.policy.yamlpos import Positioned, expression_origin, load_yaml
 from secpolicy.resources import load_schema
 
 if TYPE_CHECKING:
     import jsonschema
 
+    from secpolicy.policy.yamlpos import Positioned
+
 __all__ = ["PolicyErrors", "find_policy_files", "load_policies", "read_text_file", "schema_violation"]
+
+
+def load_yaml(text: str, path: str) -> Positioned:
+    """yamlpos.load_yaml, imported (with PyYAML) only when a file is not in the compile cache
+    or turns out to be wrong."""
+    from secpolicy.policy import yamlpos
+
+    return yamlpos.load_yaml(text, path)
+
+
+def expression_origin(doc: Positioned, at: tuple, text: str) -> Origin:
+    from secpolicy.policy import yamlpos
+
+    return yamlpos.expression_origin(doc, at, text)  # type: ignore[no-any-return]
 
 
 class PolicyErrors(InputError):
@@ -158,13 +173,15 @@ class _Doc:
     lines the loader asks for and the parsed expressions: the YAML is parsed again (for
     positions) only if something in it turns out to be wrong."""
 
-    def __init__(self, path: Path, shown: str, text: str, sha256: str, pos: Positioned | None, cached: dict | None) -> None:
+    def __init__(self, path: Path, shown: str, text: str, sha256: str, pos: Positioned | None, cached: dict | None,
+                 cached_scope: str | None = None) -> None:
         self.path = path
         self.shown = shown
         self.text = text
         self.sha256 = sha256
         self._pos = pos
         self.cached = cached
+        self.cached_scope = cached_scope  # the scope of the cache entry it came from
         self.data: dict = cached["data"] if cached is not None else pos.data  # type: ignore[union-attr]
         self.parsed: dict[tuple, ast.Node] = {}
         self.lines: dict[tuple, int] = {}  # (path, key?) -> line, kept in the cache
@@ -209,8 +226,16 @@ class _Doc:
         self.parsed[at] = node
         return node
 
-    def cache_entry(self) -> dict[str, Any]:
-        return {"data": self.data, "lines": self.lines, "parsed": self.parsed}
+    def cache_entry(self, scope: str | None = None) -> dict[str, Any]:
+        """What the loader read of the file. For the `event` scope the check rules are left
+        out (stubs keep the rules' positions): a load of event rules skips them unread."""
+        data = self.data
+        if scope == "event" and data.get("rules"):
+            data = {**data, "rules": [_CHECK_STUB if "check" in r else r for r in data["rules"]]}
+        return {"data": data, "lines": self.lines, "parsed": self.parsed}
+
+
+_CHECK_STUB: dict[str, Any] = {"check": None}  # a check rule, left out of an event-scope entry
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
@@ -250,10 +275,16 @@ class _Loader:
             self.errors.append(e)
             return None
         sha = hashlib.sha256(raw).hexdigest()
-        # A cache entry exists only for a file that validated and compiled cleanly before.
-        cached = self.cache.get(sha) if self.cache is not None else None
+        # A cache entry exists only for a file that validated and compiled cleanly before. A
+        # load of event rules alone prefers its own, smaller entries and may take a full one.
+        cached, scope = None, None
+        if self.cache is not None:
+            if self.only == "event":
+                cached, scope = self.cache.get(sha, "event"), "event"
+            if cached is None:
+                cached, scope = self.cache.get(sha), None
         if cached is not None:
-            return _Doc(path, shown, text, sha, None, cached)
+            return _Doc(path, shown, text, sha, None, cached, scope)
         try:
             pos = load_yaml(text, shown)
         except InputError as e:
@@ -678,12 +709,13 @@ def load_policies(
     if only is None:
         # A filtered load compiled only part of the rules: their macros are not all it saw used.
         warnings += unused_macros(loader.macros, loader.macros_used)
-    if loader.cache is not None and only is None:
-        # A filtered load saw only part of each file: its lines and expressions would be an
-        # incomplete entry.
+    if loader.cache is not None and only != "check":
+        # A filtered load saw only part of each file: a load of event rules alone writes
+        # entries of its own scope (never read by a full load), a load of check rules none.
+        scope = None if only is None else "event"
         for d in docs:
-            if d.cached is None:
-                loader.cache.put(d.sha256, d.cache_entry())
+            if d.cached is None or d.cached_scope != scope:
+                loader.cache.put(d.sha256, d.cache_entry(scope), scope)
     return PolicySet(tuple(policies), warnings=tuple(warnings))
 
 

@@ -104,10 +104,67 @@ def test_only_loads_the_check_rules_or_the_event_rules(tmp_path):
     assert events.event_rules and not events.check_rules
 
 
-def test_a_filtered_load_does_not_fill_the_cache(tmp_path):
+def test_a_filtered_load_writes_no_entry_a_full_load_would_read(tmp_path):
     cache = tmp_path / "cache"
-    load_policies([FIXTURE], builtin_registry(), cache_dir=cache, only="event")
+    load_policies([FIXTURE], builtin_registry(), cache_dir=cache, only="check")
     assert not cache.exists() or not list(cache.glob("*.pickle"))
+    load_policies([FIXTURE], builtin_registry(), cache_dir=cache, only="event")
+    written = sorted(p.name for p in cache.glob("*.pickle"))
+    assert written and all(n.endswith("-event.pickle") for n in written)
+
+
+def _packs(tmp_path: Path) -> Path:
+    """The bundled policies plus a file mixing check and event rules, one check of which
+    does not compile (a load of event rules alone does not see it; a full load must)."""
+    top = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", top)
+    (top / "mixed.yaml").write_text(
+        "metadata: {id: mixed, title: M, version: '1'}\n"
+        "macros:\n  tool: 'proc.exe in [\"/usr/bin/tool\"]'\n"
+        "rules:\n"
+        "  - {id: m-check, title: c, severity: low, check: 'sysctl(\"kernel.x\") =='}\n"
+        "  - {id: m-event, title: e, severity: low, when: 'type == \"exec\" and tool'}\n"
+    )
+    return top
+
+
+def test_a_load_of_event_rules_alone_fills_its_own_cache_and_starts_warm(tmp_path, monkeypatch):
+    top = _packs(tmp_path)
+    reg = builtin_registry()
+    cache = tmp_path / "cache"
+    cold = load_policies([top], reg, cache_dir=cache, only="event")
+    with monkeypatch.context() as m:
+        for name in ("load_yaml", "parse_expression", "_validator"):
+            m.setattr(loader_mod, name, refuse)
+        warm = load_policies([top], reg, cache_dir=cache, only="event")
+    assert [r.id for r in warm.rules] == [r.id for r in cold.rules] and "m-event" in [r.id for r in cold.rules]
+    assert [(r.source, r.when and r.when.text, r.message) for r in warm.event_rules] == [
+        (r.source, r.when and r.when.text, r.message) for r in cold.event_rules
+    ]
+    assert [p.sha256 for p in warm.policies] == [p.sha256 for p in cold.policies]
+    # A full load trusts none of those entries: it parses, finds the broken check and
+    # writes nothing for the files it could not load.
+    with pytest.raises(PolicyErrors) as exc:
+        load_policies([top], reg, cache_dir=cache)
+    assert "mixed.yaml:5" in exc.value.render()
+    assert not [p for p in cache.glob("*.pickle") if not p.name.endswith("-event.pickle")]
+
+
+def test_after_a_load_of_event_rules_a_full_load_gets_every_rule(tmp_path):
+    reg = builtin_registry()
+    cache = tmp_path / "cache"
+    events = load_policies([REPO / "policies"], reg, cache_dir=cache, only="event")
+    full = load_policies([REPO / "policies"], reg, cache_dir=cache)
+    fresh = load_policies([REPO / "policies"], reg)
+    assert summary(full) == summary(fresh)
+    assert len(full.check_rules) > 300 and [r.id for r in events.rules] == [r.id for r in full.event_rules]
+    # ... and a load of event rules after the full load takes the full entries, then its own.
+    own = sorted(cache.glob("*-event.pickle"))
+    for p in own:
+        p.unlink()
+    again = load_policies([REPO / "policies"], reg, cache_dir=cache, only="event")
+    assert [r.id for r in again.rules] == [r.id for r in events.rules]
+    assert sorted(cache.glob("*-event.pickle")) == own
 
 
 def test_a_cached_file_with_event_macros_loads_without_parsing(tmp_path, monkeypatch):
