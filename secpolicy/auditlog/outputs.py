@@ -155,6 +155,7 @@ class Outputs:
             try:
                 self.sinks.close()
                 self._sink_failures()
+                self._delivery_problems()  # an error first met while draining is said too
             except SecpolicyError as exc:
                 self._fail("sink", f"closing the sinks: {exc.render()}")
             self.stats.sink_pending = self.sinks.pending()
@@ -162,6 +163,13 @@ class Outputs:
             raise RuntimeFailure(f"delivering events and alerts failed: {type(self._crash).__name__}: "
                                  f"{self._crash}") from self._crash
         return self.stats
+
+    def _delivery_problems(self) -> None:
+        assert self.sinks is not None
+        for uri, error, waiting in self.sinks.delivery_problems():
+            # Queued, not lost: one record and one warning per new error, not per retry.
+            self._fail("sink", f"delivery failing, {waiting} alerts queued: {error}", sink=uri,
+                       alerts_queued=waiting)
 
     # -- writer ----------------------------------------------------------------------------
 
@@ -199,10 +207,7 @@ class Outputs:
         if self.sinks is not None:
             self.sinks.tick()
             self._sink_failures()
-            for uri, error, waiting in self.sinks.delivery_problems():
-                # Queued, not lost: one record and one warning per new error, not per retry.
-                self._fail("sink", f"delivery failing, {waiting} alerts queued: {error}", sink=uri,
-                           alerts_queued=waiting)
+            self._delivery_problems()
         if windows is None and self.loss_windows is not None:
             windows = self.loss_windows()
         if windows:
