@@ -111,6 +111,14 @@ def test_inline_tests_of_every_rule_pass() -> None:
     assert {x.strip() for x in listed.split(",") if x.strip()} == LIVE_ONLY, proc.stderr
 
 
+def test_the_packs_lint_without_a_warning() -> None:
+    """Mixed and/or without parentheses and unused macros are warnings: the packs have none."""
+    proc = subprocess.run([sys.executable, "-m", "secpolicy", "lint", str(POLICIES)], capture_output=True, text=True,
+                          cwd=REPO, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and "warning" not in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_pci_11_5_2_accepts_a_secpolicy_fim_baseline_checked_this_week(tmp_path: Path) -> None:
     exe = [sys.executable, "-m", "secpolicy"]
     tree = tmp_path / "etc"
