@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["MASK", "Detector", "ProgramArguments", "TextDetector", "argv_secrets", "builtin_detectors",
-           "luhn_ok", "mask_pan", "may_hold_secret"]
+__all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "ProgramArguments", "TextDetector",
+           "argv_secrets", "builtin_detectors", "is_secret_value", "luhn_ok", "mask_pan", "may_hold_secret"]
 
 MASK = "[REDACTED]"
 
@@ -53,7 +53,7 @@ class Detector:
 
 _SECRET_WORDS = (
     r"pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key"
-    r"|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?|key"
+    r"|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?|key|requirepass|masterauth|bindpw|rootpw"
 )
 
 # `--password=X`, `--password X`, `-password X` (long options whose value is a secret).
@@ -67,12 +67,6 @@ _COMPOUND_WORD = re.compile(
     r"(?<![\w-])(?:[a-z0-9]+[_-])+(?:" + _SECRET_WORDS + r")[ \t]+(\"[^\"]*\"|'[^']*'|[^\s\"'=:]+)",
     re.IGNORECASE,
 )
-# A configuration line that starts with a secret keyword and a space: `bindpw X` (nss-ldap,
-# nslcd), `rootpw X` (slapd), `password X` (ntp.keys, wpa_supplicant and the like).
-_CONFIG_KEYWORD = re.compile(
-    r"(?m)^[ \t]*[\"']?(?:bindpw|rootpw|olcrootpw|masterpw|password|passwd|secret|psk)[ \t]+([^\s\"']+)",
-    re.IGNORECASE,
-)
 # `password=X`, `db_password: X`, `token=X` pairs in free text, environment assignments,
 # connection strings and query strings.
 # Not after `/` or `.`: `/etc/passwd:4` is a place, not a pair.
@@ -80,17 +74,41 @@ _PAIR = re.compile(
     r"(?<![\w/.-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*[=:]\s*(\"[^\"]*\"|'[^']*'|[^\s\"'&;,]+)",
     re.IGNORECASE,
 )
+# Configuration files: a key that ENDS with a secret word (`requirepass`, `db.password`,
+# `"api_key"`), so settings about secrets (`PasswordAuthentication`, `PermitEmptyPasswords`)
+# keep their values. Matching starts only at the start of a key (the lookbehinds), so the
+# lazy prefix keeps the scan linear in the text's length.
+_CONFIG_KEY = (
+    r"[A-Za-z0-9_.-]*?(?:password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|apikey"
+    r"|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth)"
+)
+_CONFIG_VALUE = r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'#;,]+)"
+# `key = value`, `key: value`, `"key": "value"`, `export KEY=value`
+_CONFIG_PAIR = re.compile(
+    r"(?<![A-Za-z0-9_.-])[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_])\s*[:=]\s*" + _CONFIG_VALUE,
+    re.IGNORECASE,
+)
+# `requirepass value`, `bindpw value`, `rootpw value` at the start of a line (space-separated
+# configuration files: nslcd, slapd, redis, ntp.keys, wpa_supplicant ...); a following option
+# (`passwd -l alice`) is no value.
+_CONFIG_SPACED = re.compile(
+    r"(?m)^[ \t]*[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_=:])[ \t]+(?![=:-])" + _CONFIG_VALUE,
+    re.IGNORECASE,
+)
 # `Authorization: Bearer X` and the other headers that carry credentials.
 _HEADER = re.compile(
-    r"(?:proxy-)?(?:authorization|x-api-key|x-auth-token|cookie)\s*:\s*"
+    r"(?:proxy-)?(?:authorization|x-api-key|x-auth-token|cookie)\s*[:=]\s*"
     r"(?:(?:basic|bearer|token|digest|negotiate)\s+)?([^\s\"']+)",
     re.IGNORECASE,
 )
 # `scheme://user:password@host`: the password goes, the user stays.
-_URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{1,256}:([^\s/@]{1,256})@", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{0,256}:([^\s/@]{1,256})@", re.IGNORECASE)
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:[^-]|-(?!----END))*(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----)?"
 )
+# The first and last lines of a private key block (text read line by line, as FIM diffs are).
+PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----")
+PEM_END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----")
 # Token shapes issued by well-known services (they need no keyword to be recognised).
 _TOKENS = re.compile(
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
@@ -98,8 +116,13 @@ _TOKENS = re.compile(
     r"|\bglpat-[A-Za-z0-9_-]{20,64}\b"  # GitLab personal access tokens
     r"|\bxox[abprs]-[A-Za-z0-9-]{10,255}"  # Slack tokens
     r"|\bsk_live_[A-Za-z0-9]{16,255}\b"  # Stripe secret keys
+    r"|\bAIza[0-9A-Za-z_-]{35}\b"  # Google API keys
     r"|\beyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{8,4096}"  # JWTs
+    r"|\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$[^\s:\"']{8,4096}"  # crypt(3) password hashes
 )
+# Values of a secret-named setting that are settings, not secrets (`token: on`).
+NOT_SECRET = frozenset({"yes", "no", "true", "false", "on", "off", "none", "null", "prompt",
+                        "required", "optional", "without-password", "prohibit-password"})
 # 13 to 19 digits, optionally grouped by single spaces or dashes (4-4-4-4, 4-6-5, ...).
 _PAN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
 
@@ -107,8 +130,9 @@ _PAN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
 # A text no built-in detector can match matches neither of these (the words are searched in
 # the lower-cased text: a case-insensitive alternation is many times slower).
 PREFILTER_WORDS = re.compile(
-    r"pass|pwd|pw |secret|token|key|psk|credential|authorization|cookie|://|akia|asia|gh[pousr]_|glpat-|xox"
-    r"|sk_live_|eyj|mysql|mariadb|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd"
+    r"pass|pwd|pw|secret|token|key|psk|credential|authorization|cookie|://|akia|asia|gh[pousr]_|glpat-|xox"
+    r"|sk_live_|eyj|aiza|mysql|mariadb|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd|masterauth"
+    r"|\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$"
 )
 PREFILTER_DIGITS = re.compile(r"\d{4}[ -]?\d{4}[ -]?\d{2}")
 
@@ -164,6 +188,17 @@ def _has(*needles: str) -> Callable[[str], bool]:
     return test
 
 
+_WORDS = _has("pass", "pwd", "secret", "token", "key", "credential", "masterauth", "bindpw", "rootpw")
+_CONFIG_WORDS = _has("pass", "pwd", "pw", "secret", "token", "key", "credential", "psk", "masterauth")
+
+
+def is_secret_value(value: str) -> bool:
+    """Whether the value of a secret-named setting may be a secret: not empty, not already
+    masked, and not a setting word (`token: on`, `password = prompt`)."""
+    bare = value.strip("\"'")
+    return bool(bare) and bare.lower() not in NOT_SECRET and not bare.startswith("[REDACTED")
+
+
 def builtin_detectors(*, credentials: bool = True, payment_cards: bool = True) -> tuple[TextDetector, ...]:
     out: list[TextDetector] = []
     if credentials:
@@ -172,11 +207,13 @@ def builtin_detectors(*, credentials: bool = True, payment_cards: bool = True) -
             Detector("private_key", _PRIVATE_KEY, 0, trigger=_has("PRIVATE KEY")),
             Detector("url_userinfo", _URL_USERINFO, 1, trigger=_has("://")),
             Detector("auth_header", _HEADER, 1, trigger=_has("authorization", "x-api-key", "x-auth-token", "cookie")),
-            Detector("secret_option", _LONG_OPTION, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
-            Detector("secret_pair", _PAIR, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
-            Detector("secret_word", _COMPOUND_WORD, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
-            Detector("secret_setting", _CONFIG_KEYWORD, 1, trigger=_has("pw", "pass", "secret", "psk")),
-            Detector("service_token", _TOKENS, 0, trigger=_has("akia", "asia", "gh", "glpat-", "xox", "sk_live_", "eyj")),
+            Detector("secret_option", _LONG_OPTION, 1, check=is_secret_value, trigger=_WORDS),
+            Detector("secret_pair", _PAIR, 1, check=is_secret_value, trigger=_WORDS),
+            Detector("secret_word", _COMPOUND_WORD, 1, check=is_secret_value, trigger=_WORDS),
+            Detector("secret_setting", _CONFIG_PAIR, 1, check=is_secret_value, trigger=_CONFIG_WORDS),
+            Detector("secret_line", _CONFIG_SPACED, 1, check=is_secret_value, trigger=_CONFIG_WORDS),
+            Detector("service_token", _TOKENS, 0,
+                     trigger=_has("akia", "asia", "gh", "glpat-", "xox", "sk_live_", "eyj", "aiza", "$")),
         ]
     if payment_cards:
         out.append(Detector("payment_card", _PAN, 0, replace=mask_pan, check=_is_pan, trigger=_has_digit_run))
