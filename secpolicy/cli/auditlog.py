@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from secpolicy import outfile
+from secpolicy.cli.choices import SINK_FORMATS
 
 if TYPE_CHECKING:
     from secpolicy.auditlog import records
@@ -31,9 +32,7 @@ from secpolicy.errors import (
     LocatedError,
 )
 
-# The alert formats of sinks/formats.py (a test keeps them equal), named here so that the
-# commands' options do not import the formatters.
-FORMAT_NAMES = ("cef", "json", "leef", "ocsf")
+FORMAT_NAMES = SINK_FORMATS
 
 __all__ = ["COMMANDS", "anomaly_group", "dashboard_cmd", "log_group", "store_group", "timeline_cmd"]
 

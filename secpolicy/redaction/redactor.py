@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -48,7 +49,7 @@ _NEVER_SECRET = frozenset({"ts", "type", "source", "outcome", "redacted"})
 
 @dataclass(frozen=True)
 class RedactionSettings:
-    """A checked redaction policy (see `secpolicy.redaction.policy.load_policy`)."""
+    """A checked redaction policy (see `secpolicy.policy.redaction.load_redaction`)."""
 
     enabled: bool = True
     credentials: bool = True
@@ -57,10 +58,18 @@ class RedactionSettings:
     fields: Mapping[str, str] = field(default_factory=dict)  # dotted event path -> action
     key: bytes | None = None  # pseudonym key; None: a random key for this run only
     source: str = "built-in default"
+    key_source: str | None = None  # where `key` came from (a file, the audit log), for summaries
+
+
+# Alert fields that hold nothing a user wrote (or are handled one by one below).
+_ALERT_PLAIN = frozenset({"rule_id", "severity", "ts", "tags", "references", "coverage", "redacted"})
+_PSEUDONYM_SHAPE = re.compile(r"[a-z_.]+-[0-9a-f]{12}")
 
 
 class Redactor:
-    """Redacts copies of records. `stats` counts redacted field paths over the run."""
+    """Redacts copies of records; a record with nothing to redact is returned as it is (the
+    same object). `stats` counts redacted field paths over the run; one Redactor may serve
+    several threads (a run's event loop and its output writer)."""
 
     def __init__(self, settings: RedactionSettings | None = None) -> None:
         self.settings = settings or RedactionSettings()
@@ -71,10 +80,11 @@ class Redactor:
         self.ephemeral_key = s.key is None
         self._key = s.key if s.key is not None else secrets.token_bytes(32)
         # Most strings (paths, program names) hold nothing a built-in detector looks for: one
-        # search over them decides; custom patterns have no such shortcut.
+        # search over all of a record's strings decides; custom patterns have no such shortcut.
         self._prefilter = may_hold_secret if not s.custom else None
         self.stats: Counter[str] = Counter()
         self._records = 0
+        self._lock = threading.Lock()
         self._pseudo_cache: dict[tuple[str, str], str] = {}
         actions: dict[str, Callable[[str, str], str | None]] = {
             "mask": lambda _path, _v: MASK,
@@ -84,6 +94,7 @@ class Redactor:
         self._field_actions = {p: a for p, a in s.fields.items() if a not in ("keep", "scan")}
         self._keep = frozenset(p for p, a in s.fields.items() if a == "keep")
         self._actions = actions
+        self._structured = s.enabled and bool(self.detectors or self._field_actions)
 
     @property
     def enabled(self) -> bool:
@@ -93,11 +104,16 @@ class Redactor:
     def records_redacted(self) -> int:
         return self._records
 
+    @property
+    def key_source(self) -> str:
+        return "per run" if self.ephemeral_key else (self.settings.key_source or "file")
+
     def summary(self) -> dict[str, Any]:
         """What results and run summaries say about redaction: the policy, and how many
         records and which fields had something masked (never the values)."""
-        return {"enabled": self.enabled, "policy": self.settings.source, "records": self._records,
-                "fields": dict(sorted(self.stats.items())), "pseudonym_key": "per run" if self.ephemeral_key else "file"}
+        with self._lock:
+            return {"enabled": self.enabled, "policy": self.settings.source, "records": self._records,
+                    "fields": dict(sorted(self.stats.items())), "pseudonym_key": self.key_source}
 
     # -- text --------------------------------------------------------------------------------
 
@@ -135,65 +151,133 @@ class Redactor:
 
     # -- structured records ------------------------------------------------------------------
 
-    def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """A redacted copy of an Event (the input is left as it is), with `redacted` listing
-        the dotted paths changed or dropped, when any were."""
-        changed: list[str] = []
-        out = self._walk(event, "", changed, event)
-        if changed:
-            out["redacted"] = sorted(set(changed))
-            self._count(changed)
-        return out
+    def _needs_scan(self, record: Mapping[str, Any], skip: frozenset[str] = _NEVER_SECRET) -> bool:
+        """Whether the detectors could find anything in `record`'s strings."""
+        if not self.detectors:
+            return False
+        if self._prefilter is None:
+            return True
+        texts: list[str] = []
+        _strings(record, texts, skip)
+        return bool(texts) and self._prefilter("\n".join(texts))
 
-    def alert(self, alert: Mapping[str, Any]) -> dict[str, Any]:
-        """A redacted copy of an Alert: its message, its events and its correlation key."""
+    def event(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A redacted copy of an Event (the input is left as it is), with `redacted` listing
+        the dotted paths changed or dropped, when any were; the event itself when nothing
+        needed redacting. A record redacted before keeps its pseudonyms and its list."""
+        red, changed = self._event(event)
+        if changed:
+            self._count(changed)
+        return red
+
+    def _event(self, event: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[str]]:
+        if not self._structured:
+            return event, []
+        scan = self._needs_scan(event)
+        if not scan and not self._field_actions:
+            return event, []
+        changed: list[str] = []
+        before = event.get("redacted")
+        already = frozenset(before) if isinstance(before, list) else frozenset()
+        out = self._walk(event, "", changed, event, scan, already)
+        if not changed:
+            return event, []
+        out["redacted"] = sorted(set(changed) | already)
+        return out, changed
+
+    def alert(self, alert: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A redacted copy of an Alert: its message, its events, its correlation and
+        aggregation keys, a FIM change; `redacted` names every field changed."""
+        if not self._structured:
+            return alert
         changed: list[str] = []
         out = dict(alert)
-        if not self.enabled:
-            return out
-        for k in ("message", "title"):
-            v = alert.get(k)
-            if isinstance(v, str):
-                nv = self._field_text(v)
+        memo: dict[int, tuple[Mapping[str, Any], list[str]]] = {}
+
+        def one(e: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[str]]:
+            hit = memo.get(id(e))  # `event` is most often also `events[0]`: redacted once
+            if hit is None:
+                hit = memo[id(e)] = self._event(e)
+            return hit
+
+        for k, v in alert.items():
+            if k in _ALERT_PLAIN:
+                continue
+            if k in ("message", "title") and isinstance(v, str):
+                nv = self._field_text(v, True)
                 if nv != v:
                     out[k] = nv
                     changed.append(k)
-        sub: list[str] = []
-        ev = alert.get("event")
-        if isinstance(ev, Mapping):
-            red = self._walk(ev, "", sub, ev)
-            if sub:
-                red["redacted"] = sorted(set(sub))
+            elif k == "event" and isinstance(v, Mapping):
+                out[k], sub = one(v)
                 changed += ["event." + p for p in sub]
-            out["event"] = red
-        evs = alert.get("events")
-        if isinstance(evs, list):
-            new_events = []
-            for i, e in enumerate(evs):
-                if isinstance(e, Mapping):
-                    sub = []
-                    red = self._walk(e, "", sub, e)
-                    if sub:
-                        red["redacted"] = sorted(set(sub))
+            elif k == "events" and isinstance(v, list):
+                new_events = []
+                for i, e in enumerate(v):
+                    if isinstance(e, Mapping):
+                        red, sub = one(e)
                         changed += [f"events[{i}].{p}" for p in sub]
-                    new_events.append(red)
-                else:
-                    new_events.append(e)
-            out["events"] = new_events
-        ctx = alert.get("context")
-        if isinstance(ctx, Mapping) and isinstance(ctx.get("key"), Mapping):
-            key_changed: list[str] = []
+                        new_events.append(red)
+                    else:
+                        new_events.append(e)
+                out[k] = new_events
+            elif k in ("context", "aggregate") and isinstance(v, Mapping):
+                out[k] = self._correlation(k, v, changed)
+            elif k == "fim" and isinstance(v, Mapping):
+                out[k] = self._fim(v, changed)
+            else:
+                out[k] = self._scan_any(v, k, changed, True)
+        if not changed:
+            return alert
+        before = alert.get("redacted")
+        out["redacted"] = sorted(set(changed) | (set(before) if isinstance(before, list) else set()))
+        self._count(changed)
+        return out
+
+    def _correlation(self, name: str, ctx: Mapping[str, Any], changed: list[str]) -> Mapping[str, Any]:
+        """`context` or `aggregate`: the `key` values by their field's action, and the file
+        paths an aggregate counts (`paths`: path -> count) as `file.path`."""
+        out = dict(ctx)
+        before = len(changed)
+        key = ctx.get("key")
+        if isinstance(key, Mapping):
+            sub: list[str] = []
             new_key = {}
-            for k, v in ctx["key"].items():
-                kv = self._value(k, v, key_changed) if isinstance(v, str) else v
+            for k, v in key.items():
+                kv = self._value(k, v, sub, True) if isinstance(v, str) else v
                 if kv is not None:
                     new_key[k] = kv
-            if key_changed:
-                out["context"] = {**ctx, "key": new_key}
-                changed += [f"context.key.{p}" for p in key_changed]
-        if changed:
-            out["redacted"] = sorted(set(changed))
-            self._count(changed)
+            if sub:
+                out["key"] = new_key
+                changed += [f"{name}.key.{p}" for p in sub]
+        paths = ctx.get("paths")
+        if isinstance(paths, Mapping):
+            sub = []
+            new_paths: dict[str, Any] = {}
+            for p, n in paths.items():
+                np = self._value("file.path", p, sub, True) if isinstance(p, str) else p
+                if np is not None:
+                    new_paths[np] = new_paths.get(np, 0) + n if isinstance(n, int) else n
+            if sub:
+                out["paths"] = new_paths
+                changed.append(f"{name}.paths")
+        return out if len(changed) > before else ctx
+
+    def _fim(self, fim: Mapping[str, Any], changed: list[str]) -> Mapping[str, Any]:
+        sub: list[str] = []
+        out = {}
+        for k, v in fim.items():
+            if k == "path" and isinstance(v, str):
+                nv = self._value("file.path", v, sub, True)
+                if nv is not None:
+                    out[k] = nv
+                if nv != v:
+                    sub[-1] = "path"
+            else:
+                out[k] = self._scan_any(v, k, sub, True)
+        if not sub:
+            return fim
+        changed += [f"fim.{p}" for p in sub]
         return out
 
     def evidence(self, ev: Evidence) -> Evidence:
@@ -205,7 +289,7 @@ class Redactor:
         for name in ("expected", "observed", "message"):  # `source` is where: a path and line
             value = getattr(ev, name)
             if isinstance(value, str):
-                new = self._field_text(value)
+                new = self._field_text(value, True)
                 if new != value:
                     changed[name] = new
         observed = changed.get("observed", ev.observed)
@@ -220,63 +304,70 @@ class Redactor:
                        redacted=tuple(sorted(set(ev.redacted) | set(changed))))
 
     def details(self, details: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """Free-form record details (audit-log records, evidence): every string scanned by
-        the detectors; returns the copy and the paths changed."""
+        """Free-form record details (audit-log records): every string scanned by the
+        detectors; returns the copy and the paths changed (counted as `record.<path>`)."""
         changed: list[str] = []
-        out = self._scan_any(details, "", changed)
+        if not self.enabled or not self._needs_scan(details, frozenset()):
+            return dict(details), changed
+        out = self._scan_any(details, "", changed, True)
+        if changed:
+            self._count([f"record.{p}" for p in changed])
         return out, changed
 
+    def count(self, paths: list[str]) -> None:
+        """Count one record whose `paths` were redacted elsewhere (by this policy)."""
+        if paths:
+            self._count(paths)
+
     def _count(self, paths: list[str]) -> None:
-        self._records += 1
-        for p in set(paths):
-            self.stats[_generic(p)] += 1
+        with self._lock:
+            self._records += 1
+            for p in set(paths):
+                self.stats[_generic(p)] += 1
 
-    def _field_text(self, v: str) -> str:
-        return self.text(v) if self.detectors else v
+    def _field_text(self, v: str, scan: bool) -> str:
+        return self.text(v) if scan and self.detectors else v
 
-    def _value(self, path: str, v: str, changed: list[str]) -> str | None:
+    def _value(self, path: str, v: str, changed: list[str], scan: bool,
+               already: frozenset[str] = frozenset()) -> str | None:
         action = self._field_actions.get(path)
         if action == "drop":
             changed.append(path)
             return None
         nv: str | None
         if action is not None:
+            if action == "pseudonym" and path in already and _PSEUDONYM_SHAPE.fullmatch(v):
+                return v  # pseudonymised by an earlier run: the token stays what it was
             nv = self._actions[action](path, v)
         elif path in self._keep:
             return v
         else:
-            nv = self._field_text(v)
+            nv = self._field_text(v, scan)
         if nv != v:
             changed.append(path)
         return nv
 
-    def _walk(self, obj: Mapping[str, Any], prefix: str, changed: list[str], root: Mapping[str, Any]) -> dict[str, Any]:
-        if not self.enabled:
-            return dict(obj)
+    def _walk(self, obj: Mapping[str, Any], prefix: str, changed: list[str], root: Mapping[str, Any],
+              scan: bool, already: frozenset[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        actions = self._field_actions
         for k, v in obj.items():
             path = prefix + k
             if path in _NEVER_SECRET:
                 out[k] = v
             elif isinstance(v, str):
-                nv = self._value(path, v, changed)
+                nv = self._value(path, v, changed, scan, already)
                 if nv is not None:
                     out[k] = nv
+            elif actions.get(path) == "drop":
+                changed.append(path)
             elif isinstance(v, Mapping):
-                if self._field_actions.get(path) == "drop":
-                    changed.append(path)
-                    continue
-                out[k] = self._walk(v, path + ".", changed, root)
+                out[k] = self._walk(v, path + ".", changed, root, scan, already)
             elif isinstance(v, list):
-                if self._field_actions.get(path) == "drop":
-                    changed.append(path)
-                    continue
-                if path == "proc.args":
+                if path == "proc.args" and scan:
                     out[k] = self._args(v, root, changed)
                 else:
-                    out[k] = [self._scan_any(x, f"{path}[]", changed) for x in v]
-            elif self._field_actions.get(path) == "drop":
-                changed.append(path)
+                    out[k] = [self._scan_any(x, f"{path}[]", changed, scan) for x in v] if scan else v
             else:
                 out[k] = v
         # The command line is the arguments joined: rebuild it so a secret the program's option
@@ -303,7 +394,7 @@ class Redactor:
                 out.append(flag + MASK if flag else MASK)
                 changed.append("proc.args")
             elif isinstance(a, str):
-                na = self._field_text(a)
+                na = self._field_text(a, True)
                 if na != a:
                     changed.append("proc.args")
                 out.append(na)
@@ -311,17 +402,37 @@ class Redactor:
                 out.append(a)
         return out
 
-    def _scan_any(self, v: Any, path: str, changed: list[str]) -> Any:
+    def _scan_any(self, v: Any, path: str, changed: list[str], scan: bool) -> Any:
+        if not scan:
+            return v
         if isinstance(v, str):
-            nv = self._field_text(v)
+            nv = self._field_text(v, True)
             if nv != v:
                 changed.append(path or "value")
             return nv
         if isinstance(v, Mapping):
-            return {k: self._scan_any(x, f"{path}.{k}" if path else str(k), changed) for k, x in v.items()}
+            return {k: self._scan_any(x, f"{path}.{k}" if path else str(k), changed, True) for k, x in v.items()}
         if isinstance(v, list):
-            return [self._scan_any(x, f"{path}[]", changed) for x in v]
+            return [self._scan_any(x, f"{path}[]", changed, True) for x in v]
         return v
+
+
+def _strings(obj: Mapping[str, Any], out: list[str], skip: frozenset[str]) -> None:
+    """Every string value of a record, in `out`."""
+    for k, v in obj.items():
+        if k in skip:
+            continue
+        t = type(v)
+        if t is str:
+            out.append(v)
+        elif t is dict or isinstance(v, Mapping):
+            _strings(v, out, frozenset())
+        elif t is list:
+            for x in v:
+                if type(x) is str:
+                    out.append(x)
+                elif isinstance(x, Mapping):
+                    _strings(x, out, frozenset())
 
 
 def _attached_flag(program: str, arg: str) -> str:
