@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import click
 
+from secpolicy.cli.outputs import redaction_option
 from secpolicy.errors import (
     EXIT_NONCOMPLIANT,
     EXIT_OK,
@@ -40,6 +41,7 @@ from secpolicy.fim.walker import MAX_DEPTH
 
 if TYPE_CHECKING:
     from secpolicy.auditlog.trail import AuditTrail
+    from secpolicy.redaction import Redactor
 
 __all__ = ["exit_code_for", "fim"]
 
@@ -92,6 +94,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Record the run (configuration, every change, summary, failures, each baseline "
                           "generation) in this tamper-evident audit log (made by `secpolicy log init`); "
                           "`check` and `update` refuse a baseline older than the newest generation recorded."),
+        redaction_option,
     ]
     for o in reversed(opts):
         f = o(f)
@@ -165,7 +168,7 @@ def _log_busy(directory: str) -> bool:
     return False
 
 
-def _open_trail(directory: str) -> AuditTrail:
+def _open_trail(directory: str, redactor: Redactor) -> AuditTrail:
     """Open the audit log, waiting while another fim (or other) writer holds it: a check and an
     update run side by side take turns instead of failing."""
     from secpolicy.auditlog.trail import AuditTrail
@@ -173,7 +176,7 @@ def _open_trail(directory: str) -> AuditTrail:
     deadline = time.monotonic() + AUDIT_LOG_WAIT_S
     while True:
         try:
-            return AuditTrail.open(directory, "fim")
+            return AuditTrail.open(directory, "fim", redactor=redactor)
         except RuntimeFailure:
             if time.monotonic() > deadline or not (_log_busy(directory) or _log_busy(directory)):
                 raise
@@ -187,11 +190,16 @@ class _Trail:
     integrity failures are critical. Without --audit-log every method does nothing."""
 
     def __init__(self, directory: str | None, command: str, config_path: str, db: str | None,
-                 root: str | None) -> None:
+                 root: str | None, redaction: str | None) -> None:
+        from secpolicy.app.redaction import open_redactor
+
         self.trail: AuditTrail | None = None
         self.directory = directory
+        # What the audit log records and what is printed pass the redaction policy; the
+        # baseline's content copies are masked with the built-in detectors when stored.
+        self.redactor = open_redactor(redaction, directory)
         if directory:
-            self.trail = _open_trail(directory)
+            self.trail = _open_trail(directory, self.redactor)
             try:
                 self.trail.started(command=f"fim {command}", config=config_path, db=db, root=root or "/")
             except BaseException:
@@ -320,7 +328,7 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
-def _print_table(result: CheckResult, title: str) -> None:
+def _print_table(result: CheckResult, title: str, redactor: Redactor) -> None:
     summary = result.to_dict()["summary"]
     click.echo(
         f"{title}: {result.status} — {summary['entries']} entries, "
@@ -342,11 +350,12 @@ def _print_table(result: CheckResult, title: str) -> None:
             for i, c in enumerate(e.changes):
                 first = i == 0
                 table.add_row("changed" if first else "", e.ftype if first else "",
-                              display_path(e.path) if first else "", c.name, _fmt(c.old), _fmt(c.new))
+                              display_path(e.path) if first else "", c.name, redactor.text(_fmt(c.old)),
+                              redactor.text(_fmt(c.new)))
         console.print(table)
     for e in result.changed:
         if e.diff is not None:
-            click.echo(e.diff)
+            click.echo(redactor.text(e.diff))
         if e.diff_note is not None:
             click.echo(f"diff: {display_path(e.path)}: {e.diff_note}")
     for err in result.errors:
@@ -365,10 +374,10 @@ def fim() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing baseline (kept as <db>.prev).")
 def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
              key_env: str | None, no_key: bool, progress: bool | None, quiet: bool, workers: int | None,
-             audit_log: str | None, force: bool) -> None:
+             audit_log: str | None, redaction: str | None, force: bool) -> None:
     """Build and seal a baseline of every watched path."""
     _raise_fd_limit()
-    with _Trail(audit_log, "init", config_path, db, root) as trail:
+    with _Trail(audit_log, "init", config_path, db, root, redaction) as trail:
         config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
@@ -413,10 +422,10 @@ def _db_of(config: FimConfig, db: str | None) -> str:
 @click.option("--no-record", is_flag=True, help="Do not record this check in the baseline's history.")
 def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
               key_env: str | None, no_key: bool, progress: bool | None, quiet: bool, workers: int | None,
-              audit_log: str | None, full: bool, fmt: str, no_record: bool) -> None:
+              audit_log: str | None, redaction: str | None, full: bool, fmt: str, no_record: bool) -> None:
     """Compare the filesystem with the baseline. Exit 0 no changes, 1 changes, 3 errors only."""
     _raise_fd_limit()
-    with _Trail(audit_log, "check", config_path, db, root) as trail:
+    with _Trail(audit_log, "check", config_path, db, root, redaction) as trail:
         config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
@@ -431,9 +440,9 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
         trail.changes(result)
         trail.finished(result=result.status, **_summary_details(result))
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(trail.redactor.details(result.to_dict())[0], indent=2))
     else:
-        _print_table(result, "fim check")
+        _print_table(result, "fim check", trail.redactor)
     click.get_current_context().exit(exit_code_for(result))
 
 
@@ -443,10 +452,10 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
                key_env: str | None, no_key: bool, progress: bool | None, quiet: bool, workers: int | None,
-               audit_log: str | None, full: bool, fmt: str) -> None:
+               audit_log: str | None, redaction: str | None, full: bool, fmt: str) -> None:
     """Accept the current state as the new baseline (atomically; the old one is kept)."""
     _raise_fd_limit()
-    with _Trail(audit_log, "update", config_path, db, root) as trail:
+    with _Trail(audit_log, "update", config_path, db, root, redaction) as trail:
         config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
@@ -467,9 +476,9 @@ def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str
         trail.finished(result="updated", **_summary_details(result.check), new_baseline=result.baseline.to_dict(),
                        previous=result.previous, config_changed=result.config_changed)
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(trail.redactor.details(result.to_dict())[0], indent=2))
     else:
-        _print_table(result.check, "fim update accepted")
+        _print_table(result.check, "fim update accepted", trail.redactor)
         b = result.baseline
         click.echo(f"new baseline generation {b.generation} ({b.baseline_id}); previous kept at {result.previous}")
         if result.config_changed:
