@@ -11,7 +11,8 @@ from typing import Any, Protocol
 import re2
 
 __all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "ProgramArguments", "TextDetector",
-           "argv_secrets", "builtin_detectors", "is_secret_value", "luhn_ok", "mask_pan", "may_hold_secret"]
+           "argv_secrets", "builtin_detectors", "is_secret_value", "luhn_ok", "mask_pan", "may_hold_secret",
+           "program_secrets"]
 
 MASK = "[REDACTED]"
 
@@ -265,8 +266,23 @@ def argv_secrets(program: str, args: Sequence[str]) -> list[int]:
     return found
 
 
+def program_secrets(program: str, args: Sequence[str]) -> set[int]:
+    """Indexes of `args` (args[0] is the program) that are secrets: by the option syntax of
+    `program`, of args[0], and of a known program named further on (`sudo mysql -pX`,
+    `env A=1 redis-cli -a X`, `sh -c : mysql -pX`), up to a shell separator."""
+    hidden = set(argv_secrets(program, args))
+    if args and not hidden:
+        hidden = set(argv_secrets(args[0], args))
+    for i in range(1, len(args)):
+        if args[i].rsplit("/", 1)[-1] in _PROGRAMS:
+            end = next((j for j in range(i + 1, len(args)) if args[j] in _SEPARATORS), len(args))
+            hidden.update(i + k for k in argv_secrets(args[i], args[i:end]))
+    return hidden
+
+
 _SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
 _TRAILING = ",;)\"'"
+_LEADING = "\"'(`"
 _PROGRAMS = frozenset(_ATTACHED) | frozenset(_NEXT_ARG)
 
 
@@ -293,7 +309,8 @@ class ProgramArguments:
             words.append((start, len(text)))
         tokens = [text[a:b] for a, b in words]
         out: list[tuple[int, int, str]] = []
-        for i, tok in enumerate(tokens):
+        for i, word in enumerate(tokens):
+            tok = word.lstrip(_LEADING)  # `"mysql -pX"` quoted in evidence, `(mysql` in prose
             if tok.rsplit("/", 1)[-1] not in _PROGRAMS:
                 continue
             end = next((j for j in range(i + 1, len(tokens)) if tokens[j] in _SEPARATORS), len(tokens))

@@ -17,9 +17,9 @@ from secpolicy.models import Evidence
 from secpolicy.redaction.detectors import (
     MASK,
     TextDetector,
-    argv_secrets,
     builtin_detectors,
     may_hold_secret,
+    program_secrets,
 )
 
 __all__ = ["ACTIONS", "FIELD_CLASSES", "RedactionSettings", "Redactor"]
@@ -119,24 +119,35 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """`value` with every detected secret replaced (the same string if none)."""
-        if self._prefilter is not None and not self._prefilter(value):
+        spans = self._spans(value)
+        if not spans:
             return value
+        out: list[str] = []
+        pos = 0
+        for start, end, repl in spans:
+            out += [value[pos:start], repl]
+            pos = end
+        out.append(value[pos:])
+        return "".join(out)
+
+    def _spans(self, value: str) -> list[tuple[int, int, str]]:
+        """The secrets in `value`, in order, without overlaps (the earlier, wider find wins)."""
+        if self._prefilter is not None and not self._prefilter(value):
+            return []
         spans: list[tuple[int, int, str]] = []
         lowered = value.lower()
         for d in self.detectors:
             spans += d.spans(value, lowered)
         if not spans:
-            return value
+            return spans
         spans.sort()
-        out: list[str] = []
+        out = []
         pos = 0
         for start, end, repl in spans:
-            if start < pos:  # overlapping finds: the earlier (wider) one already covers it
-                continue
-            out += [value[pos:start], repl]
-            pos = end
-        out.append(value[pos:])
-        return "".join(out)
+            if start >= pos:
+                out.append((start, end, repl))
+                pos = end
+        return out
 
     def _pseudonym(self, path: str, value: str) -> str:
         cls = FIELD_CLASSES.get(path, path)
@@ -182,8 +193,34 @@ class Redactor:
         out = self._walk(event, "", changed, event, scan, already)
         if not changed:
             return event, []
+        subs = self._replaced(event, out)
+        if subs:
+            # A value a field action replaced goes wherever else the record quotes it (the
+            # user's name in a home directory, a path in the command line that wrote it).
+            out = self._substituted(out, "", subs, changed)
         out["redacted"] = sorted(set(changed) | already)
         return out, changed
+
+    def _substituted(self, obj: Mapping[str, Any], prefix: str, subs: Mapping[str, str],
+                     changed: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            path = prefix + k
+            if path in _NEVER_SECRET or path in self._field_actions:
+                out[k] = v
+            elif isinstance(v, str):
+                out[k] = _substitute(v, subs)
+                if out[k] != v:
+                    changed.append(path)
+            elif isinstance(v, Mapping):
+                out[k] = self._substituted(v, path + ".", subs, changed)
+            elif isinstance(v, list) and any(isinstance(x, str) for x in v):
+                out[k] = [_substitute(x, subs) if isinstance(x, str) else x for x in v]
+                if out[k] != v:
+                    changed.append(path)
+            else:
+                out[k] = v
+        return out
 
     def alert(self, alert: Mapping[str, Any]) -> Mapping[str, Any]:
         """A redacted copy of an Alert: its message, its events, its correlation and
@@ -201,14 +238,9 @@ class Redactor:
             return hit
 
         for k, v in alert.items():
-            if k in _ALERT_PLAIN:
+            if k in _ALERT_PLAIN or k in ("message", "title"):
                 continue
-            if k in ("message", "title") and isinstance(v, str):
-                nv = self._field_text(v, True)
-                if nv != v:
-                    out[k] = nv
-                    changed.append(k)
-            elif k == "event" and isinstance(v, Mapping):
+            if k == "event" and isinstance(v, Mapping):
                 out[k], sub = one(v)
                 changed += ["event." + p for p in sub]
             elif k == "events" and isinstance(v, list):
@@ -227,11 +259,36 @@ class Redactor:
                 out[k] = self._fim(v, changed)
             else:
                 out[k] = self._scan_any(v, k, changed, True)
+        # The message was rendered from the raw event: what a field action replaced there
+        # (a user pseudonymised, a path cut to its name) is replaced in it too.
+        subs: dict[str, str] = {}
+        for raw_event, (red, _) in ((e, memo[id(e)]) for e in _alert_events(alert) if id(e) in memo):
+            subs.update(self._replaced(raw_event, red))
+        for k in ("message", "title"):
+            v = alert.get(k)
+            if isinstance(v, str):
+                nv = _substitute(self._field_text(v, True), subs)
+                if nv != v:
+                    out[k] = nv
+                    changed.append(k)
         if not changed:
             return alert
         before = alert.get("redacted")
         out["redacted"] = sorted(set(changed) | (set(before) if isinstance(before, list) else set()))
         self._count(changed)
+        return out
+
+    def _replaced(self, raw: Mapping[str, Any], red: Mapping[str, Any]) -> dict[str, str]:
+        """raw value -> what a field action made of it, for the actions this event met."""
+        out: dict[str, str] = {}
+        if red is raw:
+            return out
+        for path in self._field_actions:
+            value = _get(raw, path)
+            if isinstance(value, str) and len(value) > 1:
+                new = _get(red, path)
+                if new != value:
+                    out[value] = new if isinstance(new, str) else MASK
         return out
 
     def _correlation(self, name: str, ctx: Mapping[str, Any], changed: list[str]) -> Mapping[str, Any]:
@@ -380,24 +437,39 @@ class Redactor:
         return out
 
     def _args(self, args: list[Any], root: Mapping[str, Any], changed: list[str]) -> list[Any]:
+        """The argument vector with each secret masked: what the program's own option syntax
+        says is one (`mysql -pX`), and what the detectors find in the arguments read as the
+        command line they make (`--password X` spans two arguments)."""
         raw = root.get("proc")
         proc: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         program = str(proc.get("exe") or (args[0] if args else ""))
         strs = [str(a) for a in args]
-        hidden = set(argv_secrets(program, strs))
-        if strs and not hidden:
-            hidden = set(argv_secrets(strs[0], strs))
+        hidden = program_secrets(program, strs)
+        local: dict[int, list[tuple[int, int, str]]] = {}
+        pos = 0
+        bounds = []
+        for a in strs:
+            bounds.append((pos, pos + len(a)))
+            pos += len(a) + 1
+        for start, end, repl in self._spans(" ".join(strs)):
+            for i, (a0, a1) in enumerate(bounds):
+                if a0 < end and start < a1:
+                    whole = a0 <= start and end <= a1
+                    local.setdefault(i, []).append((max(start, a0) - a0, min(end, a1) - a0, repl if whole else MASK))
         out: list[Any] = []
         for i, a in enumerate(args):
             if i in hidden:
                 flag = _attached_flag(program, strs[i])
                 out.append(flag + MASK if flag else MASK)
                 changed.append("proc.args")
-            elif isinstance(a, str):
-                na = self._field_text(a, True)
+            elif i in local or isinstance(a, str):
+                na = _replace_spans(strs[i], local[i]) if i in local else strs[i]
+                na = self._field_text(na, True)
                 if na != a:
                     changed.append("proc.args")
-                out.append(na)
+                    out.append(na)
+                else:
+                    out.append(a)
             else:
                 out.append(a)
         return out
@@ -415,6 +487,46 @@ class Redactor:
         if isinstance(v, list):
             return [self._scan_any(x, f"{path}[]", changed, True) for x in v]
         return v
+
+
+def _replace_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
+    out: list[str] = []
+    pos = 0
+    for start, end, repl in sorted(spans):
+        if start < pos:
+            continue
+        out += [text[pos:start], repl]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _alert_events(alert: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    ev = alert.get("event")
+    evs = alert.get("events")
+    out = [ev] if isinstance(ev, Mapping) else []
+    return out + [e for e in evs if isinstance(e, Mapping)] if isinstance(evs, list) else out
+
+
+def _get(record: Mapping[str, Any], path: str) -> Any:
+    cur: Any = record
+    for part in path.split("."):
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _substitute(text: str, subs: Mapping[str, str]) -> str:
+    """`text` with each whole occurrence of a key (not inside a longer name) replaced."""
+    if not subs:
+        return text
+    for raw in sorted(subs, key=len, reverse=True):
+        if raw in text:
+            # Whole names and whole paths only: `/tmp` is not replaced inside `/tmp/x`.
+            pattern = re.compile(r"(?<![A-Za-z0-9_./-])" + re.escape(raw) + r"(?![A-Za-z0-9_/-])")
+            text = pattern.sub(subs[raw].replace("\\", "\\\\"), text)
+    return text
 
 
 def _strings(obj: Mapping[str, Any], out: list[str], skip: frozenset[str]) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from secpolicy.auditlog.log import AuditLog
 from secpolicy.app.delivery import Delivery, merge_windows
 from secpolicy.app.outputs import OutputOptions, OutputSettings, RunOutputs
+from secpolicy.auditlog.log import AuditLog
 from secpolicy.auditlog.sinks.base import MemorySink
 from secpolicy.auditlog.sinks.uri import build_chain, parse_rate_limit, parse_sink_uri
 from secpolicy.auditlog.store import EventStore
