@@ -196,9 +196,10 @@ class RunOutputs:
 
     def alert(self, alert: Mapping[str, Any]) -> None:
         """Redact `alert` once and send the copy everywhere alerts go."""
-        red = self.redactor.alert(alert)
+        line = canonical_line(alert)
+        red = alert if self.redactor.certainly_clean(alert, line) else self.redactor.alert(alert)
         if self._alerts is not None:
-            self._alerts.write(canonical_line(red))
+            self._alerts.write(line if red is alert else canonical_line(red))
         if self.delivery is not None:
             self.delivery.alert(red)
         self.alerts_written += 1

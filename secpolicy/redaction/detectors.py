@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import re2
 
 __all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "ProgramArguments", "TextDetector",
-           "argv_secrets", "builtin_detectors", "is_secret_value", "luhn_ok", "mask_pan", "may_hold_secret",
+           "argv_secrets", "builtin_detectors", "is_program", "is_secret_value", "json_may_hold_secret", "luhn_ok", "mask_pan", "may_hold_secret",
            "program_secrets"]
 
 MASK = "[REDACTED]"
@@ -137,21 +137,45 @@ NOT_SECRET = frozenset({"yes", "no", "true", "false", "on", "off", "none", "null
 _PAN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
 
 
-# Every text a built-in detector can match contains one of these (a few are wider than the
-# detectors, never narrower): one RE2 search over all of a record's strings, about a
-# microsecond, tells that most records need nothing more.
-_PREFILTER_WORDS = (
-    "pass", "pw", "secret", "token", "key", "psk", "credential", "authorization", "cookie", "://", "akia", "asia",
-    "gh", "glpat-", "xox", "sk_live_", "eyj", "aiza", "mysql", "mariadb", "redis-cli", "curl", "wget", "masterauth",
-)
-_PREFILTER = re2.compile(
-    ("(?i)" + "|".join(re.escape(w) for w in _PREFILTER_WORDS) + r"|\$|\d{4}[ -]?\d{4}[ -]?\d{2}").encode(),
-    _prefilter_options(),
-)
+# What every text a built-in detector can match contains, in one RE2 pattern: the shape each
+# detector needs (a secret word followed by `=`, `:` or a space, a header name and its colon,
+# userinfo before `@`, 13 digits ...), wider than the detectors, never narrower. One search
+# over all of a record's strings, a microsecond or two, tells that most records need nothing
+# more: a path such as /etc/passwd names a secret word, but not in a shape that holds one.
+_CONFIG_WORDS_RE = _CONFIG_KEY.removeprefix("[A-Za-z0-9_.-]*?")
+_PREFILTER = re2.compile(("(?im)" + "|".join((
+    r"-[a-z0-9_-]*(?:" + _SECRET_WORDS + r")(?:=|\s)",  # --password=X, --password X
+    r"(?:" + _SECRET_WORDS + r")\s*[=:]",  # password=X, token: X
+    r"[_-](?:" + _SECRET_WORDS + r")[ \t]",  # db_password X
+    _CONFIG_WORDS_RE + r"[\"']?\s*[:=]",  # "api_key": X, requirepass=X
+    # requirepass X at a line start (or a string's, in a JSON line)
+    r"(?:^|[\"'])[ \t]*[\"']?[a-z0-9_.-]*" + _CONFIG_WORDS_RE + r"[\"']?[ \t]",
+    r"(?:authorization|x-api-key|x-auth-token|cookie)\s*[:=]",
+    r"://[^\s/:@]*:[^\s/@]+@",
+    r"private key-----",
+    r"akia|asia|gh[pousr]_|glpat-|xox[abprs]-|sk_live_|eyj|aiza",
+    r"\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$",
+    r"\d(?:[ -]?\d){12}",  # the shortest card number, grouped any way
+    # a program whose options name secrets, then its options (or the end of its JSON string)
+    r"(?:mysql[a-z]*|mariadb[a-z-]*|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd)[\s\"]",
+))).encode(), _prefilter_options())
 
 
 def may_hold_secret(text: str) -> bool:
     return _PREFILTER.search(text.encode("utf-8", "surrogateescape")) is not None
+
+
+def json_may_hold_secret(line: bytes) -> bool:
+    """`may_hold_secret` of the strings of a record serialised as a JSON line (UTF-8, as
+    orjson writes it). Escapes are undone first, roughly (which can only add matches): a
+    quote, a tab or a newline is what the detectors need to see; a `\\u` escape (a control
+    character) leaves the line undecided (True)."""
+    if b"\\" in line:
+        if b"\\u" in line:
+            return True
+        line = (line.replace(b'\\"', b'"').replace(b"\\n", b"\n").replace(b"\\t", b"\t")
+                .replace(b"\\r", b"\r").replace(b"\\\\", b"\\"))
+    return _PREFILTER.search(line) is not None
 
 
 def luhn_ok(digits: str) -> bool:
@@ -264,6 +288,11 @@ def argv_secrets(program: str, args: Sequence[str]) -> list[int]:
             if k < len(args):
                 found.append(k)
     return found
+
+
+def is_program(path: str) -> bool:
+    """Whether `path` names a program whose options this module reads (mysql, sshpass ...)."""
+    return path.rsplit("/", 1)[-1] in _PROGRAMS
 
 
 def program_secrets(program: str, args: Sequence[str]) -> set[int]:

@@ -18,6 +18,8 @@ from secpolicy.redaction.detectors import (
     MASK,
     TextDetector,
     builtin_detectors,
+    is_program,
+    json_may_hold_secret,
     may_hold_secret,
     program_secrets,
 )
@@ -163,14 +165,26 @@ class Redactor:
     # -- structured records ------------------------------------------------------------------
 
     def _needs_scan(self, record: Mapping[str, Any], skip: frozenset[str] = _NEVER_SECRET) -> bool:
-        """Whether the detectors could find anything in `record`'s strings."""
+        """Whether the detectors could find anything in `record`'s strings: decided on all of
+        them joined by newlines (one prefilter search, and the detectors only when it hits),
+        which finds every secret a single string holds, and possibly more. Custom patterns
+        (RE2, maybe anchored) are tried string by string: no shortcut then."""
         if not self.detectors:
             return False
         if self._prefilter is None:
             return True
         texts: list[str] = []
         _strings(record, texts, skip)
-        return bool(texts) and self._prefilter("\n".join(texts))
+        proc = record.get("proc")
+        if isinstance(proc, Mapping) and isinstance(proc.get("exe"), str) and is_program(proc["exe"]):
+            return True  # its own option syntax decides (`mysql -pX`), whatever order the fields are in
+        return self._joined_hit(texts)
+
+    def _joined_hit(self, texts: list[str]) -> bool:
+        if not texts:
+            return False
+        joined = "\n".join(texts)
+        return bool(self._spans(joined)) if self._prefilter is None or self._prefilter(joined) else False
 
     def event(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
         """A redacted copy of an Event (the input is left as it is), with `redacted` listing
@@ -222,11 +236,44 @@ class Redactor:
                 out[k] = v
         return out
 
+    def certainly_clean(self, record: Mapping[str, Any], line: bytes) -> bool:
+        """Whether `record` (an event or alert), serialised as the JSON `line` about to be
+        written, certainly needs no redaction: one search over the line instead of a walk
+        over the record. False means "redact it to know"."""
+        if not self._structured:
+            return True
+        if self._field_actions or self._prefilter is None:
+            return False
+        extra = []
+        for e in (record, record.get("event")):
+            proc = e.get("proc") if isinstance(e, Mapping) else None
+            if isinstance(proc, Mapping):
+                if isinstance(proc.get("exe"), str) and is_program(proc["exe"]):
+                    return False
+                args = proc.get("args")
+                if type(args) is list and len(args) > 1:
+                    # The arguments are also read as the command line they make (`--password X`).
+                    try:
+                        extra.append(" ".join(args).encode("utf-8", "surrogateescape"))
+                    except TypeError:
+                        extra.append(" ".join(map(str, args)).encode("utf-8", "surrogateescape"))
+        evs = record.get("events")
+        if isinstance(evs, list) and len(evs) > 1:
+            return False  # correlated events: each one's program is read by `alert`
+        if extra:
+            line = line + b"\n" + b"\n".join(extra)
+        return not json_may_hold_secret(line)
+
     def alert(self, alert: Mapping[str, Any]) -> Mapping[str, Any]:
         """A redacted copy of an Alert: its message, its events, its correlation and
         aggregation keys, a FIM change; `redacted` names every field changed."""
         if not self._structured:
             return alert
+        if not self._field_actions and self._prefilter is not None:
+            texts: list[str] = []
+            _alert_strings(alert, texts)
+            if not self._joined_hit(texts):
+                return alert
         changed: list[str] = []
         out = dict(alert)
         memo: dict[int, tuple[Mapping[str, Any], list[str]]] = {}
@@ -529,22 +576,54 @@ def _substitute(text: str, subs: Mapping[str, str]) -> str:
     return text
 
 
+_NOTHING: frozenset[str] = frozenset()
+_SCALARS = (int, float, bool, type(None))
+
+
 def _strings(obj: Mapping[str, Any], out: list[str], skip: frozenset[str]) -> None:
-    """Every string value of a record, in `out`."""
+    """Every string value of a record, in `out` (type() before isinstance: this runs for
+    every event written, and an ABC check per number would double its cost)."""
     for k, v in obj.items():
         if k in skip:
             continue
         t = type(v)
         if t is str:
             out.append(v)
-        elif t is dict or isinstance(v, Mapping):
-            _strings(v, out, frozenset())
+        elif t is dict:
+            _strings(v, out, _NOTHING)
         elif t is list:
+            n = len(out)
             for x in v:
-                if type(x) is str:
+                tx = type(x)
+                if tx is str:
                     out.append(x)
-                elif isinstance(x, Mapping):
-                    _strings(x, out, frozenset())
+                elif tx is dict or (tx not in _SCALARS and isinstance(x, Mapping)):
+                    _strings(x, out, _NOTHING)
+            if len(out) - n > 1:
+                out.append(" ".join(out[n:]))  # arguments are also read as one command line
+        elif t not in _SCALARS and isinstance(v, Mapping):
+            _strings(v, out, _NOTHING)
+
+
+def _alert_strings(alert: Mapping[str, Any], out: list[str]) -> None:
+    """Every string of an alert a redaction could change; an event that is also `events[0]`
+    (most alerts) once."""
+    seen: set[int] = set()
+    for k, v in alert.items():
+        if k in _ALERT_PLAIN:
+            continue
+        if type(v) is str:
+            out.append(v)
+        elif k in ("event", "events"):
+            for e in (v if isinstance(v, list) else [v]):
+                if isinstance(e, Mapping) and id(e) not in seen:
+                    seen.add(id(e))
+                    _strings(e, out, _NEVER_SECRET)
+        elif isinstance(v, Mapping):
+            _strings(v, out, _NOTHING)
+            for sub in v.values():  # an aggregate's paths are the keys of its `paths`
+                if isinstance(sub, Mapping):
+                    out += [p for p in sub if isinstance(p, str)]
 
 
 def _attached_flag(program: str, arg: str) -> str:
