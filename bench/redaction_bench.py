@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from replay_bench import _best, _cpu, _secpolicy, _write_jsonl, build_log  # noqa: E402
+from replay_bench import _best, _cpu, _secpolicy, _write_jsonl, build_log
 
 GOAL = 1.10  # CPU with redaction on / off
 
