@@ -239,16 +239,13 @@ class Delivery:
     def _redacted(self, chunk: list[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[bytes]]:
         """Each event redacted once, with its canonical JSON line (the recording's line, and
         the store's copy of the event): most are decided clean on the line alone."""
-        events, lines = [], []
-        clean = self.redactor.certainly_clean
-        for e in chunk:
-            line = canonical_line(e)
-            if not clean(e, line):
-                red = self.redactor.event(e)
-                if red is not e:
-                    e, line = red, canonical_line(red)
-            events.append(e)
-            lines.append(line)
+        lines = [canonical_line(e) for e in chunk]
+        events = list(chunk)
+        for i, clean in enumerate(self.redactor.certainly_clean_many(chunk, lines)):
+            if not clean:
+                red = self.redactor.event(chunk[i])
+                if red is not chunk[i]:
+                    events[i], lines[i] = red, canonical_line(red)
         return events, lines
 
     def _drop(self, n: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import re2
 
 __all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "ProgramArguments", "TextDetector",
-           "argv_secrets", "builtin_detectors", "is_program", "is_secret_value", "json_may_hold_secret", "luhn_ok", "mask_pan", "may_hold_secret",
+           "argv_secrets", "builtin_detectors", "is_program", "is_secret_value", "json_may_hold_secret", "json_secret_spans", "json_unescaped", "luhn_ok", "mask_pan", "may_hold_secret",
            "program_secrets"]
 
 MASK = "[REDACTED]"
@@ -161,21 +161,51 @@ _PREFILTER = re2.compile(("(?im)" + "|".join((
 ))).encode(), _prefilter_options())
 
 
+# The compiled pattern itself: its `search` wrapper costs as much as the search on a short
+# record, and this runs for every record written.
+_MATCH = _PREFILTER._regexp.Match
+_UNANCHORED = re2._Anchor.UNANCHORED
+_NO_MATCH = (-1, -1)
+
+
+def _search(data: bytes) -> bool:
+    return bool(_MATCH(_UNANCHORED, data, 0, len(data))[0] != _NO_MATCH)
+
+
 def may_hold_secret(text: str) -> bool:
-    return _PREFILTER.search(text.encode("utf-8", "surrogateescape")) is not None
+    return _search(text.encode("utf-8", "surrogateescape"))
+
+
+def json_unescaped(line: bytes) -> bytes | None:
+    """A record's JSON line (UTF-8, as orjson writes it) with its escapes undone roughly
+    (which can only add matches): a quote, a tab or a newline is what the detectors need to
+    see. None when it holds a `\\u` escape (a control character): undecided."""
+    if b"\\" not in line:
+        return line
+    if b"\\u" in line:
+        return None
+    return (line.replace(b'\\"', b'"').replace(b"\\n", b"\n").replace(b"\\t", b"\t")
+            .replace(b"\\r", b"\r").replace(b"\\\\", b"\\"))
 
 
 def json_may_hold_secret(line: bytes) -> bool:
-    """`may_hold_secret` of the strings of a record serialised as a JSON line (UTF-8, as
-    orjson writes it). Escapes are undone first, roughly (which can only add matches): a
-    quote, a tab or a newline is what the detectors need to see; a `\\u` escape (a control
-    character) leaves the line undecided (True)."""
-    if b"\\" in line:
-        if b"\\u" in line:
-            return True
-        line = (line.replace(b'\\"', b'"').replace(b"\\n", b"\n").replace(b"\\t", b"\t")
-                .replace(b"\\r", b"\r").replace(b"\\\\", b"\\"))
-    return _PREFILTER.search(line) is not None
+    """`may_hold_secret` of the strings of a record serialised as a JSON line."""
+    data = json_unescaped(line)
+    return data is None or _search(data)
+
+
+def json_secret_spans(data: bytes) -> list[tuple[int, int]]:
+    """Where in `data` (JSON lines, see `json_unescaped`) the prefilter matches: one call into
+    RE2 per match, none per line that holds nothing."""
+    out = []
+    pos, end = 0, len(data)
+    while pos <= end:
+        a, b = _MATCH(_UNANCHORED, data, pos, end)[0]
+        if a < 0:
+            break
+        out.append((a, b))
+        pos = b if b > a else b + 1
+    return out
 
 
 def luhn_ok(digits: str) -> bool:

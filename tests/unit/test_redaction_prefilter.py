@@ -64,3 +64,15 @@ def test_the_shortcuts_are_tried_on_records_that_do_change() -> None:
     assert Redactor().event(ev) is not ev and json_may_hold_secret(canonical_line(ev))
     quiet = event("/bin/cp", ["cp", "/etc/passwd", "/tmp/x"], "cp /etc/passwd /tmp/x", "/etc/passwd", "a")
     assert Redactor().event(quiet) is quiet and Redactor().certainly_clean(quiet, canonical_line(quiet))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(text, st.lists(text, min_size=1, max_size=4), text), min_size=1, max_size=12))
+def test_a_batch_leaves_alone_only_records_that_need_nothing(parts: list[tuple[str, list[str], str]]) -> None:
+    """The writer decides a batch of records with one search over all their lines."""
+    r = Redactor()
+    records = [event(exe, args, cmdline, "/x", "a") for exe, args, cmdline in parts]
+    flags = r.certainly_clean_many(records, [canonical_line(e) for e in records])
+    for ev, clean in zip(records, flags, strict=True):
+        if r.event(ev) is not ev:
+            assert not clean, ev
