@@ -204,6 +204,12 @@ def test_every_secret_class_through_replay_every_sink_the_store_the_log_and_the_
     for data in receivers.datagrams + receivers.bodies:
         assert_clean("wire", data)
     assert any(b"CEF:0|" in d for d in receivers.datagrams) and any(b"LEEF:2.0|" in d for d in receivers.datagrams)
+    # Every format says which fields were redacted (never their values).
+    cef = (out / "sink.cef").read_text()
+    assert cef.count("cs3Label=redacted cs3=") == len(alerts) and "event.proc.cmdline" in cef
+    assert (out / "sink.leef").read_text().count("\tredacted=") == len(alerts)
+    ocsf = [json.loads(x) for x in (out / "sink.ocsf").read_text().splitlines()]
+    assert all(f["unmapped"]["redacted"] for f in ocsf)
     assert "redaction: 30 records redacted" in p.stderr  # 15 alerts and the 15 events stored
     # What is read back out of the store, and the raw file read by the other commands.
     report = tmp_path / "report"
