@@ -282,7 +282,7 @@ def test_secrets_are_masked_in_every_output_of_a_run(tmp_path: Path) -> None:
                                          "events[].proc.cmdline": 1, "message": 1, "proc.args": 1,
                                          "proc.cmdline": 1}
     (rec,) = [r for r in records(tmp_path / "log") if r["event_type"] == "alert"]
-    assert "411111******1111" in rec["details"]["message"]
+    assert "411111******1111" in rec["details"]["message"] and rec["details"]["redacted"] == sent["redacted"]
     start, end = [r["details"]["redaction"] for r in records(tmp_path / "log") if r["details"].get("redaction")]
     assert start == {"policy": "built-in default", "enabled": True, "pseudonym_key": "audit log"}
     assert end["records"] == 2 and end["pseudonym_key"] == "audit log"
