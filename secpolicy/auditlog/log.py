@@ -35,6 +35,7 @@ __all__ = [
     "entry_mac",
     "line_hash",
     "read_key",
+    "read_pseudonym_key",
     "segment_name",
     "write_private_file",
 ]
@@ -45,6 +46,9 @@ STATE_FILE = "state.json"
 CHECKPOINT_FILE = "checkpoints.jsonl"
 CONFIG_FILE = "config.json"
 LOCK_FILE = "lock"
+# The key of the pseudonyms redaction gives users, paths and hosts in what a run writes:
+# kept with the log's other key material, so pseudonyms correlate across the runs it records.
+PSEUDONYM_KEY_FILE = "pseudonym.key"
 _STATE_VERSION = 1
 
 
@@ -85,6 +89,39 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.close(fd)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def read_pseudonym_key(directory: str | Path, create: bool = True) -> bytes | None:
+    """The pseudonym key kept in the audit log `directory` (32 bytes, hex, 0600), made now
+    if the log has none yet and `create`; None when `directory` is no audit log."""
+    path = Path(directory)
+    if not (path / STATE_FILE).is_file():
+        return None
+    key_path = path / PSEUDONYM_KEY_FILE
+    if create and not key_path.exists():
+        import secrets
+
+        tmp = key_path.with_name(f"{PSEUDONYM_KEY_FILE}.{os.getpid()}.tmp")
+        write_private_file(tmp, secrets.token_bytes(32).hex().encode() + b"\n")
+        try:
+            os.link(tmp, key_path)  # never replaces a key another run made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    try:
+        fd = os.open(key_path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"cannot read the pseudonym key: {exc.strerror}", str(key_path)) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if st.st_mode & 0o077:
+            raise InputError(f"the pseudonym key is readable by others (mode {st.st_mode & 0o777:04o}); chmod 600 it",
+                             str(key_path))
+        text = f.read(200).decode("ascii", "replace")
+    return read_key(text, f"pseudonym key {key_path}")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -226,6 +263,7 @@ class AuditLog:
         lock_fd = _lock(path)
         config = LogConfig.of(options)
         write_private_file(path / CONFIG_FILE, canonical(config.to_dict()))
+        write_private_file(path / PSEUDONYM_KEY_FILE, secrets.token_bytes(32).hex().encode() + b"\n")
         initial = secrets.token_bytes(32)
         state = {
             "version": _STATE_VERSION,

@@ -225,6 +225,8 @@ def from_alert(alert: Mapping[str, Any], component: str = "monitor") -> AuditRec
     }
     if alert.get("coverage"):
         details["coverage"] = alert["coverage"]
+    if alert.get("redacted"):
+        details["redacted"] = list(alert["redacted"])  # what redaction changed, never the values
     kwargs: dict[str, Any] = {}
     if event.get("host"):
         kwargs["hostname"] = event["host"]

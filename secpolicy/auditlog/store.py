@@ -11,12 +11,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 
 from secpolicy.errors import InputError, RuntimeFailure
 from secpolicy.outfile import create_private
+
+if TYPE_CHECKING:
+    from secpolicy.redaction import Redactor
 
 __all__ = [
     "EventStore",
@@ -323,36 +326,41 @@ _DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
 class JsonLines:
     """Events and alerts from JSON-lines files (a line with `rule_id` is an alert, one with
     `type` and `ts` an event). A line that is not UTF-8, not JSON, not an object or not a
-    well-formed event or alert is skipped, counted and located: one bad line never ends a run."""
+    well-formed event or alert is skipped, counted and located: one bad line never ends a run.
+    With a `redactor`, what is read is redacted before it is stored or shown."""
 
     paths: Sequence[str | Path]
     bad: int = 0
     bad_where: list[str] = field(default_factory=list)
     keep: int = 20
+    redactor: Redactor | None = None
 
     def rows(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
-        """("event" | "alert", stored columns), the line itself as the JSON column."""
+        """("event" | "alert", stored columns), the line itself as the JSON column (when
+        redaction left it as it was)."""
         for path, n, text, obj in self._objects():
             try:
-                if "rule_id" in obj:
-                    yield "alert", alert_row(obj, text)
-                else:
-                    yield "event", event_row(obj, text)
+                kind, red = self._redacted(obj)
+                row = alert_row if kind == "alert" else event_row
+                yield kind, row(red, text if red is obj else None)
             except InputError as exc:
                 self._skip(path, n, exc.message)
 
-    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def __iter__(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """("event" | "alert", dict), each one checked as the store would check it."""
         for path, n, text, obj in self._objects():
             try:
-                if "rule_id" in obj:
-                    alert_row(obj, text)
-                    yield "alert", obj
-                else:
-                    event_row(obj, text)
-                    yield "event", obj
+                kind, red = self._redacted(obj)
+                (alert_row if kind == "alert" else event_row)(red, text if red is obj else None)
+                yield kind, red
             except InputError as exc:
                 self._skip(path, n, exc.message)
+
+    def _redacted(self, obj: dict[str, Any]) -> tuple[str, Mapping[str, Any]]:
+        kind = "alert" if "rule_id" in obj else "event"
+        if self.redactor is None:
+            return kind, obj
+        return kind, (self.redactor.alert(obj) if kind == "alert" else self.redactor.event(obj))
 
     def _objects(self) -> Iterator[tuple[str, int, str, dict[str, Any]]]:
         for path in map(str, self.paths):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.auditlog.store import (
     EventStore,
@@ -17,6 +17,9 @@ from secpolicy.auditlog.store import (
     normalize_ts,
 )
 from secpolicy.errors import InputError
+
+if TYPE_CHECKING:
+    from secpolicy.redaction import Redactor
 
 __all__ = [
     "SENSITIVE_PATHS",
@@ -168,13 +171,16 @@ def _in_window(ts: str, q: TimelineQuery) -> bool:
 
 
 def build_timeline(query: TimelineQuery, store: EventStore | None = None,
-                   replay: Iterable[tuple[str, dict[str, Any]]] | None = None) -> Timeline:
-    """The timeline for `query` from a store, or from replayed (kind, dict) pairs."""
+                   replay: Iterable[tuple[str, Mapping[str, Any]]] | None = None,
+                   redactor: Redactor | None = None) -> Timeline:
+    """The timeline for `query` from a store, or from replayed (kind, dict) pairs. With a
+    `redactor`, what was selected is redacted before the rows are made (a store written by
+    secpolicy holds redacted records already; older ones or other files may not)."""
     if (store is None) == (replay is None):
         raise InputError("give either an event store or replay files")
-    events: list[dict[str, Any]] = []
-    alerts: list[dict[str, Any]] = []
-    pool: list[dict[str, Any]] = []  # replay: every event in the window, for session chains
+    events: list[Mapping[str, Any]] = []
+    alerts: list[Mapping[str, Any]] = []
+    pool: list[Mapping[str, Any]] = []  # replay: every event in the window, for session chains
     fetch = None if query.limit is None else query.limit + 1
     want_events = query.rule is None and query.type != "alert"
     want_alerts = query.type in (None, "alert")
@@ -201,7 +207,7 @@ def build_timeline(query: TimelineQuery, store: EventStore | None = None,
                 ts = normalize_ts(obj.get("ts") or ev.get("ts"))
                 if _in_window(ts, query) and (query.user is None or (ev and event_user(ev) == query.user)):
                     alerts.append(obj)
-    chain_events: list[dict[str, Any]] = events
+    chain_events: list[Mapping[str, Any]] = events
     if query.user is not None or query.type is not None:
         # A user's chain goes on under root after sudo: follow the user's sessions whoever acts.
         sessions = {(str(e.get("host") or ""), str((e.get("proc") or {}).get("session")))
@@ -211,6 +217,9 @@ def build_timeline(query: TimelineQuery, store: EventStore | None = None,
         else:
             chain_events = [e for e in pool if (str(e.get("host") or ""),
                                                 str((e.get("proc") or {}).get("session"))) in sessions]
+    if redactor is not None:
+        events, alerts = [redactor.event(e) for e in events], [redactor.alert(a) for a in alerts]
+        chain_events = [redactor.event(e) for e in chain_events]
     rows = [event_to_row(e) for e in events] + [alert_to_row(a) for a in alerts]
     rows.sort(key=lambda r: (r.ts, r.is_alert))
     truncated = query.limit is not None and len(rows) > query.limit

@@ -63,6 +63,8 @@ def fim_alert_record(alert: Mapping[str, Any]) -> AuditRecord:
     details = {**rec.details, "live": True, "rule_id": alert["rule_id"], "event_ts": alert.get("ts"),
                "event_types": sorted({e.get("type") for e in alert.get("events") or [] if e.get("type")}),
                "actor": actor, "config": fim.get("config"), "baseline": fim.get("baseline")}
+    if alert.get("redacted"):
+        details["redacted"] = list(alert["redacted"])
     return dataclasses.replace(rec, severity=str(alert["severity"]), source=source, details=details)
 
 

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from secpolicy import outfile
+from secpolicy.cli.choices import SINK_FORMATS
+from secpolicy.cli.outputs import format_redaction, redaction_option
 
 if TYPE_CHECKING:
     from secpolicy.auditlog import records
@@ -31,9 +33,7 @@ from secpolicy.errors import (
     LocatedError,
 )
 
-# The alert formats of sinks/formats.py (a test keeps them equal), named here so that the
-# commands' options do not import the formatters.
-FORMAT_NAMES = ("cef", "json", "leef", "ocsf")
+FORMAT_NAMES = SINK_FORMATS
 
 __all__ = ["COMMANDS", "anomaly_group", "dashboard_cmd", "log_group", "store_group", "timeline_cmd"]
 
@@ -112,7 +112,10 @@ def keygen_cmd(private_key: str, public_key: str) -> None:
 @_sign_opt
 @_copy_opt
 def init_cmd(directory: str, key_out: str, sign_key: str | None, copy_to: tuple[str, ...]) -> None:
-    """Create a new audit log in DIRECTORY (made 0700) and write its initial key."""
+    """Create a new audit log in DIRECTORY (made 0700) and write its initial key.
+
+    The log directory also holds the pseudonym key (pseudonym.key, 0600) of the runs that
+    record into it: redaction's pseudonyms of users, paths and hosts correlate across them."""
     from secpolicy.auditlog.log import AuditLog
 
     if os.path.exists(key_out):
@@ -122,7 +125,8 @@ def init_cmd(directory: str, key_out: str, sign_key: str | None, copy_to: tuple[
         _write_new_private(key_out, key.hex().encode() + b"\n")
     finally:
         log.close()
-    click.echo(f"created audit log {log.log_id} in {directory}; initial key in {key_out}")
+    click.echo(f"created audit log {log.log_id} in {directory}; initial key in {key_out}; "
+               f"pseudonym key in {os.path.join(directory, 'pseudonym.key')}")
 
 
 def _audit_records(paths: Sequence[str]) -> Iterator[records.AuditRecord]:
@@ -532,11 +536,17 @@ def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @_strict_opt
+@redaction_option
 def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, until: str | None,
                  user: str | None, type_: str | None, rule: str | None, limit: int, fmt: str,
-                 output: str | None, strict: bool) -> None:
-    """Forensic timeline: what happened (who, what, on what, with what result), with chains."""
+                 output: str | None, strict: bool, redaction: str | None) -> None:
+    """Forensic timeline: what happened (who, what, on what, with what result), with chains.
+
+    Filters see the records as they are; what is shown is redacted (--redaction)."""
+    from secpolicy.app.redaction import open_redactor
+
     outfile.check_writable(output)
+    redactor = open_redactor(redaction)
     from secpolicy.auditlog.timeline import (
         TimelineQuery,
         build_timeline,
@@ -548,7 +558,7 @@ def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, unt
     store = _open_store(db, replay)
     reader = read_replay(replay) if replay else None
     try:
-        timeline = build_timeline(query, store=store, replay=reader)
+        timeline = build_timeline(query, store=store, replay=reader, redactor=redactor)
     finally:
         if store is not None:
             store.close()
@@ -626,7 +636,7 @@ def anomaly_group() -> None:
 
 
 def _items(db: str | None, replay: Sequence[str], since: str | None, until: str | None,
-           alerts: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+           alerts: bool) -> Iterator[tuple[str, Mapping[str, Any]]]:
     from secpolicy.auditlog.store import normalize_ts
     from secpolicy.auditlog.timeline import read_replay
 
@@ -682,14 +692,19 @@ def anomaly_learn_cmd(db: str | None, replay: tuple[str, ...], since: str | None
 @click.option("--min-count", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="json", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False))
+@redaction_option
 def anomaly_detect_cmd(db: str | None, replay: tuple[str, ...], baseline_path: str, since: str | None,
-                       until: str | None, k: float, min_count: int, fmt: str, output: str | None) -> None:
-    """Print anomaly alerts (one per line); exit 1 when there is any."""
+                       until: str | None, k: float, min_count: int, fmt: str, output: str | None,
+                       redaction: str | None) -> None:
+    """Print anomaly alerts (one per line, redacted: --redaction); exit 1 when there is any."""
+    from secpolicy.app.redaction import open_redactor
     from secpolicy.auditlog.anomaly import Baseline, Detector, DetectorSettings
     from secpolicy.auditlog.sinks.formats import format_alert
 
+    outfile.check_writable(output)
+    redactor = open_redactor(redaction)
     detector = Detector(Baseline.load(baseline_path), DetectorSettings(k=k, min_count=min_count))
-    alerts = list(detector.run(_items(db, replay, since, until, alerts=True)))
+    alerts = [redactor.alert(a) for a in detector.run(_items(db, replay, since, until, alerts=True))]
     text = "".join(format_alert(a, fmt) + "\n" for a in alerts)
     if output:
         outfile.write_text(output, text)
@@ -712,19 +727,26 @@ def store_group() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--batch", default=50_000, show_default=True, type=click.IntRange(1), help="Rows per transaction.")
 @_strict_opt
-def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int, strict: bool) -> None:
+@redaction_option
+def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int, strict: bool, redaction: str | None) -> None:
     """Store events and alerts from JSON-lines files (a line with rule_id is an alert).
 
-    A malformed line is skipped and reported with its file and line; the rest is stored."""
+    Each is redacted (--redaction) before it is stored. A malformed line is skipped and
+    reported with its file and line; the rest is stored."""
+    from secpolicy.app.redaction import open_redactor
     from secpolicy.auditlog.store import EventStore, JsonLines
 
-    reader = JsonLines(files)
+    redactor = open_redactor(redaction)
+    reader = JsonLines(files, redactor=redactor)
     store = EventStore(db)
     try:
         n_events, n_alerts = store.ingest(reader.rows(), batch)
     finally:
         store.close()
     click.echo(f"stored {n_events} events and {n_alerts} alerts in {db}")
+    summary = redactor.summary()
+    if summary["records"] or not summary["enabled"]:
+        click.echo(f"secpolicy: {format_redaction(summary)}", err=True)
     _bad_lines(reader, strict)
 
 

@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import json
 import os
 import sys
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
-from secpolicy import engine, outfile
+from secpolicy import outfile
+from secpolicy.app.policies import load_policy_set
+from secpolicy.app.scan import ScanRequest, load_tailoring_for, run_scan, write_scan_outputs
 from secpolicy.cli import progress
 from secpolicy.cli.choices import StrictChoice, unknown_name
-from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError, LocatedError
+from secpolicy.cli.outputs import redaction_option
+from secpolicy.errors import EXIT_NONCOMPLIANT, InputError, LocatedError
 from secpolicy.facts import builtin_registry
 from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity, Status, deciding_lines
-from secpolicy.policy import PolicyErrors, PolicySet, load_policies
+from secpolicy.policy import PolicyErrors, PolicySet
 from secpolicy.policy.coverage import compute_coverage
-from secpolicy.policy.waivers import WaiverSet, load_waivers
-from secpolicy.resources import load_schema, policies_dir, schema_path
-from secpolicy.resultsfile import read_json_file, results_bytes, sha256_hex
+from secpolicy.policy.waivers import load_waivers
+from secpolicy.resources import load_schema, schema_path
 
 __all__ = ["COMMANDS", "FAIL_ON", "SCAN_FORMATS", "load", "registry"]
 
@@ -35,34 +34,14 @@ SEVERITIES = [s.value for s in Severity]
 # is imported only when one is asked for: WeasyPrint is slow to import).
 SCAN_FORMATS = ("table", "json", "html", "pdf", "sarif", "junit", "csv", "ocsf")
 FAIL_ON = (*SEVERITIES, "new")
-REPORT_DIR_FILES = {"results.json": "json", "report.html": "html", "report.pdf": "pdf"}
 
 
 def registry() -> FactRegistry:
     return builtin_registry()
 
 
-def _cache_dir() -> Path | None:
-    """Compile cache: $XDG_CACHE_HOME/secpolicy (or ~/.cache/secpolicy); SECPOLICY_NO_CACHE=1 disables."""
-    if os.environ.get("SECPOLICY_NO_CACHE"):
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "secpolicy" / "policies"
-
-
-def _bundled() -> Path:
-    """The bundled packs, named relative to the working directory when inside it, so rule
-    sources read `policies/cis/5-access-control.yaml:120` (SARIF locations need that too)."""
-    p = policies_dir()
-    try:
-        return p.relative_to(Path.cwd())
-    except ValueError:
-        return p
-
-
 def load(policy_paths: Sequence[str], reg: FactRegistry | None = None) -> PolicySet:
-    paths = [Path(p) for p in policy_paths] or [_bundled()]
-    return load_policies(paths, reg or registry(), cache_dir=_cache_dir())
+    return load_policy_set(policy_paths, reg or registry())
 
 
 policy_option = click.option(
@@ -202,59 +181,6 @@ def _print_table(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
                       highlight=False)
 
 
-def _check_paths(fmt: str, output: str | None, report_dir: str | None, root: str,
-                 fail_on: str, baseline: str | None) -> None:
-    """Every input and output path, before any work: a scan never runs only to fail at the end."""
-    if fail_on == "new" and not baseline:
-        raise InputError("--fail-on new needs --baseline OLD.json")
-    if not os.path.isdir(root):
-        raise InputError(f"--root {root}: not a directory")
-    outfile.check_writable(output)
-    if fmt == "pdf" and output in (None, "-") and sys.stdout.isatty():
-        raise InputError("refusing to write a PDF to a terminal; give --output FILE or redirect")
-    if report_dir:
-        outfile.check_directory(report_dir)
-        if os.path.isdir(report_dir):
-            for name in REPORT_DIR_FILES:
-                outfile.check_writable(os.path.join(report_dir, name))
-
-
-def _check_selection(ps: PolicySet, profile: str | None, standard: str | None, rule_ids: Sequence[str]) -> None:
-    """A filter that names nothing is a typo, not an empty (and so compliant) scan."""
-    if standard:
-        known = {fw for r in ps.rules for fw in r.references} | {p.standard for p in ps.policies if p.standard}
-        if standard not in known:
-            raise unknown_name("standard", standard, known)
-    if profile:
-        known = {p for r in ps.rules for p in r.profiles}
-        if profile not in known:
-            raise unknown_name("profile", profile, known)
-    ids = {r.id for r in ps.rules}
-    for rid in rule_ids:
-        if rid not in ids:
-            raise unknown_name("rule id", rid, ids)
-
-
-class _Baseline:
-    """The --baseline results, read and validated before the scan."""
-
-    def __init__(self, path: str) -> None:
-        from secpolicy.reports.diff import load_results
-
-        self.path = path
-        self.results = load_results(path)
-
-    def regressions(self, results: dict[str, Any]) -> dict[str, Any]:
-        from secpolicy.reports.diff import diff_results
-
-        d = diff_results(self.results, results)
-        scan = self.results["scan"]
-        return {
-            "baseline": {"id": scan["id"], "host": scan["host"], "started_at": scan["started_at"], "path": self.path},
-            "new_failures": [c.to_dict() for c in d.new_failures],
-        }
-
-
 @click.command()
 @policy_option
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False), help="Scan a mounted image or container root instead of this host.")
@@ -276,6 +202,7 @@ class _Baseline:
 @click.option("--fim-key-env", metavar="VAR", help="Key of the FIM baselines (an environment variable).")
 @click.option("--monitor-summary", "monitor_summaries", multiple=True, type=click.Path(dir_okay=False), help="A `monitor --summary-json` file: its lost events become a finding.")
 @click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), help="Record the scan in this tamper-evident audit log (made by `secpolicy log init`).")
+@redaction_option
 @click.option("-v", "--verbose", is_flag=True, help="Show passing rules too.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no notes on stderr.")
 def scan(
@@ -299,138 +226,44 @@ def scan(
     fim_key_env: str | None,
     monitor_summaries: tuple[str, ...],
     audit_log: str | None,
+    redaction: str | None,
     verbose: bool,
     quiet: bool,
 ) -> None:
-    """Scan this host (or --root, --image, --target) against policies and report findings with evidence."""
+    """Scan this host (or --root, --image, --target) against policies and report findings with evidence.
+
+    Secrets the rules read (passwords, keys, card numbers in files) are masked in evidence,
+    results and reports (--redaction)."""
     progress.set_quiet(quiet)
-    given = [n for n, on in (("--image", image is not None), ("--root", root != "/"), ("--target", target is not None)) if on]
-    if len(given) > 1:
-        raise InputError(f"{' and '.join(given)} name different things to scan: give one")
-    if ssh_options and target is None:
-        raise InputError("--ssh-option applies to --target only")
-    if target is not None:
-        from secpolicy.remote import check_ssh_options, parse_target
-
-        parse_target(target)
-        check_ssh_options(ssh_options)
-    _check_paths(fmt, output, report_dir, root, fail_on, baseline)
-    base = _Baseline(baseline) if baseline else None
-    summaries = [(path, _read_json(path)) for path in monitor_summaries]
-    options = {"fim": _fim_options(fim_dbs, fim_key_file, fim_key_env)}
-    reg = registry()
-    ps = load(policies, reg)
-    wset = load_waivers(Path(waivers)) if waivers else WaiverSet()
-    unknown = wset.unknown_rule_errors(r.id for r in ps.rules)
-    if unknown:
-        raise unknown[0]
-    _check_selection(ps, profile, standard, rule_ids)
-    tailored = _tailoring(tailoring, ps, profile)
-    severity = Severity.LOW if fail_on == "new" else Severity(fail_on)
-    scan_id = str(uuid.uuid4())
-    trail = _AuditTrail(audit_log, scan_id, ps, profile, tailored) if audit_log else None
-    extracted = remote = None
-    try:
-        # An image or a remote host is scanned from a private scratch copy, removed as soon as
-        # the scan is done.
-        with contextlib.ExitStack() as scratch, progress.Progress("scan") as prog:
-            if image is not None:
-                from secpolicy.image import ExtractedImage
-
-                extracted = scratch.enter_context(ExtractedImage(image))
-                root = extracted.root
-            run = functools.partial(
-                engine.scan, ps, reg, waivers=wset, profile=profile, standard=standard,
-                rule_ids=rule_ids or None, fail_on=severity, scan_id=scan_id, options=options, tailoring=tailored,
-                progress=lambda done, total: prog.count(done, total, "rules"),
-                scan_kind="image" if extracted is not None else "remote" if target is not None else None,
-            )
-            if target is not None:
-                from secpolicy.remote import RemoteScan
-
-                remote = scratch.enter_context(RemoteScan(target, ssh_options=ssh_options))
-                # The rules and vars only guide what is fetched first; the scan itself decides.
-                result = remote.scan(reg, lambda ctx: run(root=ctx.root, context=ctx), options=options,
-                                     rules=engine.select_rules(ps, profile=profile, standard=standard,
-                                                               rule_ids=rule_ids or None),
-                                     values=tailored.values() if tailored else None)
-            else:
-                result = run(root=root)
-    except BaseException as e:
-        if trail:
-            trail.failed(e)
-        raise
-    for path, summary in summaries:
-        result.findings.append(engine.lost_events_finding(summary, path))
-        result.lost_events.extend(
-            dict(w, source=path) for w in summary.get("loss_windows") or [] if isinstance(w, dict)
-        )
-    results = result.to_results()
-    if remote is not None:
-        results = remote.annotate(results)
-    if extracted is not None:
-        # The scratch directory is gone: the results name the image, as a scan of a root names it.
-        results["scan"].update(root=f"image:{extracted.path}", image=extracted.describe())
-    if base is not None:
-        results["regressions"] = base.regressions(results)
-        _warn_other_host(base, results, quiet)
-    raw = results_bytes(results)
-    audit = trail.finished(result, sha256_hex(raw)) if trail else None
-    _emit(fmt, output, results, raw, audit, verbose)
-    if report_dir:
-        _write_report_dir(report_dir, results, raw, audit)
-        if not quiet:
-            click.echo(f"reports written to {report_dir}", err=True)
+    req = ScanRequest(policies, root, image, waivers, tailoring, profile, standard, rule_ids, fmt, output, fail_on,
+                      baseline, report_dir, fim_dbs, fim_key_file, fim_key_env, monitor_summaries, audit_log,
+                      redaction, target, ssh_options)
+    run = run_scan(req, progress=_scan_progress)
     if not quiet:
-        _non_root_banner(results)
-    if fail_on == "new":
-        code = EXIT_NONCOMPLIANT if results["regressions"]["new_failures"] else EXIT_OK
-    else:
-        code = engine.exit_code(result.findings, severity)
-    sys.exit(code)
-
-
-def _tailoring(path: str | None, ps: PolicySet, profile: str | None) -> Any:
-    if path is None:
-        return None
-    from secpolicy.policy.tailoring import load_tailoring
-
-    t = load_tailoring(Path(path), ps)
-    if profile and t.profile and profile != t.profile:
-        raise InputError(f"--profile {profile} contradicts the tailoring file's profile {t.profile!r}", path)
-    return t
-
-
-def _emit(fmt: str, output: str | None, results: dict[str, Any], raw: bytes, audit: Any, verbose: bool) -> None:
-    if fmt == "json":
-        outfile.write_bytes(output, raw)
-    elif fmt == "table":
+        for note in run.notes:
+            click.echo(f"secpolicy: note: {note}", err=True)
+    if fmt == "table":
         with outfile.open_output(output) as out:
             if progress.plain_output(out):
-                _print_plain(results, out, verbose)
+                _print_plain(run.results, out, verbose)
             else:
-                _print_table(results, out, verbose)
-    else:
-        _write_report(fmt, results, output, raw=raw, audit=audit)
+                _print_table(run.results, out, verbose)
+    write_scan_outputs(run, req, _rendering)
+    if report_dir and not quiet:
+        click.echo(f"reports written to {report_dir}", err=True)
+    if not quiet:
+        _non_root_banner(run.results)
+    sys.exit(run.exit_code)
 
 
-def _write_report_dir(report_dir: str, results: dict[str, Any], raw: bytes, audit: Any) -> None:
-    outfile.make_private_dir(report_dir)
-    for name, fmt in REPORT_DIR_FILES.items():
-        path = os.path.join(report_dir, name)
-        if fmt == "json":
-            outfile.write_bytes(path, raw)
-        else:
-            _write_report(fmt, results, path, raw=raw, audit=audit)
+@contextlib.contextmanager
+def _scan_progress() -> Iterator[Callable[[int, int], None]]:
+    with progress.Progress("scan") as prog:
+        yield lambda done, total: prog.count(done, total, "rules")
 
 
-def _warn_other_host(base: _Baseline, results: dict[str, Any], quiet: bool) -> None:
-    from secpolicy.reports.model import MixedHostsError, check_same_host
-    try:
-        check_same_host([("the baseline", base.results), ("this scan", results)])
-    except MixedHostsError as e:
-        if not quiet:
-            click.echo(f"secpolicy: note: {e.message.split(': refusing')[0]}", err=True)
+def _rendering(fmt: str) -> contextlib.AbstractContextManager[Any]:
+    return progress.pdf_progress("PDF report") if fmt == "pdf" else contextlib.nullcontext()
 
 
 # What a failed read or a refused system call says when privileges are missing.
@@ -450,84 +283,6 @@ def _non_root_banner(results: dict[str, Any]) -> None:
     )
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    data, _ = read_json_file(path, "monitor summary")
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object", path)
-    return data
-
-
-def _fim_options(dbs: Sequence[str], key_file: str | None, key_env: str | None) -> dict[str, Any]:
-    """--fim NAME=DB pairs (and a shared key) as the options the fim() fact reads."""
-    from secpolicy.facts.fim import DEFAULT_DB_DIR
-    from secpolicy.fim.store import Key
-
-    key = Key.from_file(key_file) if key_file else Key.from_env(key_env) if key_env else None
-    out: dict[str, Any] = {}
-    for item in dbs:
-        name, sep, db = item.partition("=")
-        if not sep or not name or not db:
-            raise InputError(f"--fim takes NAME=DB, not {item!r}")
-        out[name] = {"db": db, "key": key}
-    out["*"] = {"key": key, "dir": DEFAULT_DB_DIR}
-    return out
-
-
-class _AuditTrail:
-    """Scan start, the policies loaded, every finding and the scan's end (with the SHA-256 of
-    the results), in the audit log. A log that cannot be written (full disk) is exit 2."""
-
-    def __init__(self, directory: str, scan_id: str, ps: PolicySet, profile: str | None, tailoring: Any = None) -> None:
-        from secpolicy.auditlog.trail import AuditTrail
-
-        self.directory = directory
-        self.scan_id = scan_id
-        with self._writing():
-            self.trail = AuditTrail.open(directory, "scanner", scan_id)
-            self.trail.started(profile or (tailoring.profile if tailoring else None), [p.id for p in ps.policies])
-            for p in ps.policies:
-                self.trail.config_loaded(p.path, p.sha256)
-            if tailoring is not None:
-                self.trail.config_loaded(tailoring.path, tailoring.sha256)
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        try:
-            yield
-        except OSError as exc:
-            raise outfile.OutputError(f"audit log {self.directory}", outfile.describe(exc)) from None
-
-    def finished(self, result: engine.ScanResult, results_sha256: str) -> Any:
-        """Returns the AuditRef of the record holding the results' SHA-256."""
-        from secpolicy.auditlog import records
-        from secpolicy.reports.model import AuditRef
-
-        with self._writing():
-            for f in result.findings:
-                self.trail.finding(f)
-            rec = records.scan_finished(self.scan_id, result.summary()["by_status"])
-            rec = dataclasses.replace(rec, details={**rec.details, "results_sha256": results_sha256})
-            seq = self.trail.record(rec)
-            self.trail.close()
-        return AuditRef(scan_id=self.scan_id, seq=seq, log=self.directory)
-
-    def failed(self, e: BaseException) -> None:
-        try:
-            with self._writing():
-                self.trail.failure(f"{type(e).__name__}: {e}")
-                self.trail.finished({}, error=f"{type(e).__name__}: {e}")
-                self.trail.close()
-        except outfile.OutputError:
-            pass  # the scan's own error is the one to report
-
-
-def _write_report(fmt: str, results: dict[str, Any], output: str | None, *, raw: bytes, audit: Any) -> None:
-    from secpolicy.reports import render_results  # imported on use: WeasyPrint is slow to import
-
-    with progress.pdf_progress("PDF report") if fmt == "pdf" else contextlib.nullcontext():
-        render_results(results, fmt, output, raw=raw, audit=audit)
-
-
 # lint ------------------------------------------------------------------------------------
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path())
@@ -536,7 +291,7 @@ def _write_report(fmt: str, results: dict[str, Any], output: str | None, *, raw:
 def lint(paths: tuple[str, ...], waivers: str | None, tailoring: str | None) -> None:
     """Validate policy files: schema, expressions, types, references, coverage data."""
     ps = load(paths)
-    _tailoring(tailoring, ps, None)
+    load_tailoring_for(tailoring, ps, None)
     problems: list[InputError] = []
     if waivers:
         wset = load_waivers(Path(waivers))
@@ -697,7 +452,7 @@ def _event_tests(rule: Any) -> list[Any]:
 
 # schema ----------------------------------------------------------------------------------
 @click.command()
-@click.argument("name", type=click.Choice(["policy", "results", "tailoring", "event", "alert", "fim"]))
+@click.argument("name", type=click.Choice(["policy", "results", "tailoring", "event", "alert", "fim", "redaction"]))
 def schema(name: str) -> None:
     """Print a JSON Schema shipped with secpolicy."""
     if not schema_path(name).exists():

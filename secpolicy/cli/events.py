@@ -4,16 +4,13 @@ write alerts as JSON lines, or a summary of what was read (aureport's counts for
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
-from secpolicy import outfile
-from secpolicy.auditlog.outputs import OutputStats
-from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_stats, output_options
+from secpolicy.cli.outputs import format_output_stats, format_redaction, output_options
 from secpolicy.cli.progress import file_read_progress
-from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_NONCOMPLIANT, InputError
+from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_NONCOMPLIANT
 
 __all__ = ["COMMANDS", "format_summary", "replay_cmd"]
 
@@ -109,29 +106,28 @@ def replay_cmd(
     sink_format: str,
     dedup_window: float | None,
     rate_limit: str | None,
+    redaction: str | None,
 ) -> None:
     """Evaluate event rules over recorded events, in timestamp order, with correlation.
 
     Audit logs given together (rotated logs, in any order) are read in the order of their
     content. Alerts also go to --sink URIs, events and alerts to the --store, and the run
-    (policies loaded, every alert, failures) to the --audit-log."""
-    outfile.check_writable(output)
-    settings = OutputSettings.from_options(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit)
-    if settings.stdout_sink and not output and not summary:
-        raise InputError("--sink - and the alerts of replay would both go to stdout: give --output FILE "
-                         "or --summary")
-    run = RunRecorder(settings, "replay", overflow="block", on_error=_warn)
-    run.begin(inputs=[str(f) for f in files], input_format=input_format)
-    try:
-        result, stats = _replay(run, files, input_format, policies, output, summary, window, root)
-    except BaseException as exc:
-        run.fail(exc)
-        raise
+    (policies loaded, every alert, failures) to the --audit-log. Everything written is
+    redacted first (--redaction); the rules see the events as they were."""
+    from secpolicy.app.outputs import OutputOptions
+    from secpolicy.app.replay import ReplayRequest, run_replay
+
+    request = ReplayRequest(files, input_format, policies, output, summary, window, root)
+    options = OutputOptions(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit, redaction)
+    run = run_replay(request, options, on_error=_warn, reading=file_read_progress)
+    result = run.result
     if summary:
-        click.echo(format_summary(result))
-    line = format_output_stats(stats, settings)
+        click.echo(format_summary(result) + "\n" + format_redaction(run.stats.redaction))
+    line = format_output_stats(run.stats, run.settings)
     if line:
         click.echo(f"secpolicy: {line}", err=True)
+    if run.stats.redaction["records"] and not summary:
+        click.echo(f"secpolicy: {format_redaction(run.stats.redaction)}", err=True)
     for where in result.bad_where[:20]:
         click.echo(f"secpolicy: bad input line {where}", err=True)
     if result.bad_lines > 20:
@@ -145,62 +141,6 @@ def replay_cmd(
 
 def _warn(message: str) -> None:
     click.echo(f"secpolicy: {message}", err=True)
-
-
-def _replay(run: RunRecorder, files: tuple[str, ...], input_format: str, policies: tuple[str, ...],
-            output: str | None, summary: bool, window: float, root: str) -> tuple[Any, OutputStats]:
-    from secpolicy.events.auditd import AccountNames
-    from secpolicy.events.engine import EventEngine
-    from secpolicy.events.replay import open_sources, replay
-
-    if not Path(root).is_dir():
-        raise InputError("--root: not a directory", root)
-    ps = _event_rules(policies)
-    run.policies_loaded(ps.policies)
-    engine = EventEngine(ps.event_rules)
-    sources = open_sources([Path(f) for f in files], input_format, names=AccountNames(root), aureport=summary)
-    out: IO[bytes] | None
-    close = False
-    if output:
-        out = outfile.open_output(output, binary=True)  # temp file renamed over OUTPUT when closed below
-        close = True
-    elif summary:
-        out = None
-    else:
-        sys.stdout.flush()
-        out = sys.stdout.buffer
-    try:
-        outputs = run.start_outputs()
-        with file_read_progress([str(f) for f in files]):
-            result = replay(sources, engine, out, window=window,
-                            on_event=outputs.on_event if outputs is not None else None,
-                            on_alert=outputs.alert if outputs is not None else None)
-    finally:
-        if close and out is not None:
-            out.close()
-        elif out is not None:
-            out.flush()
-    stats = run.finish(events=result.events, alerts=result.alerts, alerts_by_rule=dict(result.alerts_by_rule),
-                       bad_lines=result.bad_lines, bad_where=result.bad_where[:20],
-                       late_events=result.late_events)
-    return result, stats
-
-
-def _event_rules(policies: tuple[str, ...]) -> Any:
-    """The event rules of the policies (the bundled ones by default), compiled alone; loaded
-    here rather than through the scan command's module, whose imports replay does not need."""
-    import os
-
-    from secpolicy.facts import builtin_registry
-    from secpolicy.policy import load_policies
-    from secpolicy.resources import policies_dir
-
-    paths = [Path(p) for p in policies] or [policies_dir()]
-    cache = None
-    if not os.environ.get("SECPOLICY_NO_CACHE"):  # the compile cache `scan` and `lint` use
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        cache = Path(base) / "secpolicy" / "policies"
-    return load_policies(paths, builtin_registry(), cache_dir=cache, only="event")
 
 
 COMMANDS = [replay_cmd]

@@ -3,33 +3,29 @@ or JSON, exit 0 (no changes), 1 (changes), 2 (bad input), 3 (could not check), 5
 
 from __future__ import annotations
 
-import dataclasses
-import fcntl
 import json
-import os
 import resource
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from secpolicy.app.fim import FimRun
+from secpolicy.cli.outputs import redaction_option
 from secpolicy.errors import (
     EXIT_NONCOMPLIANT,
     EXIT_OK,
     EXIT_RUNTIME,
     InputError,
     IntegrityError,
-    RuntimeFailure,
     SecpolicyError,
 )
 from secpolicy.fim.config import FimConfig, load_config
 from secpolicy.fim.record import display_path
 from secpolicy.fim.scan import (
-    BaselineInfo,
     CheckResult,
-    Recorded,
     check,
     count_tree,
     init_baseline,
@@ -39,15 +35,9 @@ from secpolicy.fim.store import Key
 from secpolicy.fim.walker import MAX_DEPTH
 
 if TYPE_CHECKING:
-    from secpolicy.auditlog.trail import AuditTrail
+    from secpolicy.redaction import Redactor
 
 __all__ = ["exit_code_for", "fim"]
-
-# The event type of the audit record each baseline generation leaves (`init`, `update`).
-GENERATION_RECORD = "fim_baseline"
-# How long a fim command waits for another writer of the same audit log to finish.
-AUDIT_LOG_WAIT_S = 60.0
-
 
 def exit_code_for(result: CheckResult) -> int:
     """1 when anything changed, else 3 when something could not be checked, else 0."""
@@ -92,6 +82,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Record the run (configuration, every change, summary, failures, each baseline "
                           "generation) in this tamper-evident audit log (made by `secpolicy log init`); "
                           "`check` and `update` refuse a baseline older than the newest generation recorded."),
+        redaction_option,
     ]
     for o in reversed(opts):
         f = o(f)
@@ -148,179 +139,11 @@ class _Progress:
             self.drawn = False
 
 
-def _log_busy(directory: str) -> bool:
-    """Does another writer hold the audit log's lock right now?"""
-    from secpolicy.auditlog.log import LOCK_FILE
-
-    try:
-        fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also releases the probe's lock
-    return False
-
-
-def _open_trail(directory: str) -> AuditTrail:
-    """Open the audit log, waiting while another fim (or other) writer holds it: a check and an
-    update run side by side take turns instead of failing."""
-    from secpolicy.auditlog.trail import AuditTrail
-
-    deadline = time.monotonic() + AUDIT_LOG_WAIT_S
-    while True:
-        try:
-            return AuditTrail.open(directory, "fim")
-        except RuntimeFailure:
-            if time.monotonic() > deadline or not (_log_busy(directory) or _log_busy(directory)):
-                raise
-        time.sleep(0.05)
-
-
-class _Trail:
-    """`--audit-log` of a fim command: the run's start, the configuration (file sha256 and the
-    digest baselines are bound to), each change with old and new attribute values, each new
-    baseline generation, the summary with the baseline's id and generation, and failures;
-    integrity failures are critical. Without --audit-log every method does nothing."""
-
-    def __init__(self, directory: str | None, command: str, config_path: str, db: str | None,
-                 root: str | None) -> None:
-        self.trail: AuditTrail | None = None
-        self.directory = directory
-        if directory:
-            self.trail = _open_trail(directory)
-            try:
-                self.trail.started(command=f"fim {command}", config=config_path, db=db, root=root or "/")
-            except BaseException:
-                self.trail.close()
-                raise
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if self.trail is None:
-            return
-        trail, self.trail = self.trail, None
-        try:
-            if exc is not None:
-                text = exc.render() if isinstance(exc, SecpolicyError) else f"{type(exc).__name__}: {exc}"
-                integrity = isinstance(exc, IntegrityError)
-                trail.failure(text, severity="critical" if integrity else "high",
-                              kind="integrity" if integrity else type(exc).__name__,
-                              exit_code=getattr(exc, "exit_code", None))
-                trail.finished(None, text)
-        finally:
-            trail.close()
-
-    def config(self, path: str, config: FimConfig) -> None:
-        if self.trail is not None:
-            from secpolicy.auditlog import records
-            from secpolicy.auditlog.trail import file_sha256
-
-            rec = records.config_loaded(path, file_sha256(path), component="fim")
-            # The digest is what baselines are bound to: cosmetic edits change the file's
-            # sha256, not the digest.
-            self.trail.record(dataclasses.replace(
-                rec, details={**rec.details, "config_digest": config.digest, "name": config.name}))
-
-    def recorded(self, db: str) -> Recorded | None:
-        """The generations of the baseline at `db` this audit log holds (None without one).
-        Read before the baseline is opened: an `update` promotes a generation before it
-        records it, so what is read here is never newer than what is opened next."""
-        if self.directory is None:
-            return None
-        return recorded_generations(self.directory, db)
-
-    def generation(self, db: str, info: BaselineInfo, command: str) -> None:
-        """Record a new baseline generation: what later checks compare the baseline with."""
-        if self.trail is None:
-            return
-        from secpolicy.auditlog.records import AuditRecord, Outcome
-
-        self.trail.record(AuditRecord(
-            event_type=GENERATION_RECORD, component="fim", outcome=Outcome.SUCCESS, severity="info",
-            details={"db": _db_identity(db), "command": f"fim {command}", "baseline_id": info.baseline_id,
-                     "lineage_id": info.lineage_id, "generation": info.generation,
-                     "previous_baseline_id": info.previous_baseline_id, "root_hash": info.root_hash,
-                     "created_at": info.created_at, "entries": info.entry_count, "root": info.root,
-                     "config_name": info.config_name, "config_digest": info.config_digest},
-        ))
-        self.trail.sync()  # durable before the command reports success
-
-    def changes(self, result: CheckResult, accepted: bool = False) -> None:
-        if self.trail is None:
-            return
-        from secpolicy.auditlog.trail import fim_change_record
-
-        for e in result.added + result.removed + result.changed:
-            rec = fim_change_record(display_path(e.path), e.kind, e.ftype,
-                                    (c.to_dict() for c in e.changes), accepted=accepted)
-            if e.diff is not None or e.diff_note is not None:
-                extra = {k: v for k, v in (("diff", e.diff), ("diff_note", e.diff_note)) if v is not None}
-                rec = dataclasses.replace(rec, details={**rec.details, **extra})
-            self.trail.record(rec)
-        self.errors(result.errors)
-
-    def errors(self, errors: Any) -> None:
-        if self.trail is not None:
-            for err in errors:
-                self.trail.failure(f"{display_path(err.path)}: {err.message}", severity="medium",
-                                   kind="unreadable entry", path=display_path(err.path))
-
-    def finished(self, **details: Any) -> None:
-        if self.trail is not None:
-            self.trail.finished(None, None, **details)
-
-
-def _db_identity(db: str) -> str:
-    """How the audit log names a baseline database: its absolute path, symlinks resolved."""
-    return os.path.realpath(db)
-
-
-def recorded_generations(directory: str, db: str) -> Recorded | None:
-    """The newest `fim_baseline` record for the database `db` in the audit log at
-    `directory`, with the baseline ids of every earlier one; None when there is none."""
-    from secpolicy.auditlog.verify import log_files, read_lines
-
-    ident = _db_identity(db)
-    found: list[tuple[int, str, dict[str, Any]]] = []
-    needle = json.dumps(GENERATION_RECORD).encode()
-    for path, n, line, complete, _ in read_lines(log_files([directory])):
-        if needle not in line or not complete:
-            continue
-        try:
-            entry = json.loads(line)
-            body = entry["body"]
-            if entry.get("kind") != "record" or body.get("event_type") != GENERATION_RECORD:
-                continue
-            details = body["details"]
-            if details.get("db") == ident:
-                found.append((int(entry["seq"]), str(entry.get("ts", "")), details))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise IntegrityError(f"{path}:{n}: unreadable audit log entry (run `secpolicy log verify`)") from None
-    if not found:
-        return None
-    seq, ts, newest = max(found, key=lambda f: f[0])
-    try:
-        return Recorded(
-            baseline_id=str(newest["baseline_id"]), lineage_id=str(newest["lineage_id"]),
-            generation=int(newest["generation"]), created_at=float(newest["created_at"]),
-            root_hash=str(newest["root_hash"]), where=f"audit log seq {seq}, {ts}",
-            earlier_ids=frozenset(str(d.get("baseline_id")) for s, _, d in found if s != seq),
-        )
-    except (KeyError, TypeError, ValueError):
-        raise IntegrityError(f"{directory}: audit log seq {seq}: malformed {GENERATION_RECORD} record") from None
-
-
 def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
-def _print_table(result: CheckResult, title: str) -> None:
+def _print_table(result: CheckResult, title: str, redactor: Redactor) -> None:
     summary = result.to_dict()["summary"]
     click.echo(
         f"{title}: {result.status} — {summary['entries']} entries, "
@@ -342,11 +165,12 @@ def _print_table(result: CheckResult, title: str) -> None:
             for i, c in enumerate(e.changes):
                 first = i == 0
                 table.add_row("changed" if first else "", e.ftype if first else "",
-                              display_path(e.path) if first else "", c.name, _fmt(c.old), _fmt(c.new))
+                              display_path(e.path) if first else "", c.name, redactor.text(_fmt(c.old)),
+                              redactor.text(_fmt(c.new)))
         console.print(table)
     for e in result.changed:
         if e.diff is not None:
-            click.echo(e.diff)
+            click.echo(redactor.text(e.diff))
         if e.diff_note is not None:
             click.echo(f"diff: {display_path(e.path)}: {e.diff_note}")
     for err in result.errors:
@@ -365,10 +189,10 @@ def fim() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing baseline (kept as <db>.prev).")
 def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
              key_env: str | None, no_key: bool, progress: bool | None, quiet: bool, workers: int | None,
-             audit_log: str | None, force: bool) -> None:
+             audit_log: str | None, redaction: str | None, force: bool) -> None:
     """Build and seal a baseline of every watched path."""
     _raise_fd_limit()
-    with _Trail(audit_log, "init", config_path, db, root) as trail:
+    with FimRun(audit_log, "init", config_path, db, root, redaction) as trail:
         config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
@@ -413,10 +237,10 @@ def _db_of(config: FimConfig, db: str | None) -> str:
 @click.option("--no-record", is_flag=True, help="Do not record this check in the baseline's history.")
 def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
               key_env: str | None, no_key: bool, progress: bool | None, quiet: bool, workers: int | None,
-              audit_log: str | None, full: bool, fmt: str, no_record: bool) -> None:
+              audit_log: str | None, redaction: str | None, full: bool, fmt: str, no_record: bool) -> None:
     """Compare the filesystem with the baseline. Exit 0 no changes, 1 changes, 3 errors only."""
     _raise_fd_limit()
-    with _Trail(audit_log, "check", config_path, db, root) as trail:
+    with FimRun(audit_log, "check", config_path, db, root, redaction) as trail:
         config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
@@ -431,9 +255,9 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
         trail.changes(result)
         trail.finished(result=result.status, **_summary_details(result))
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(trail.redactor.details(result.to_dict())[0], indent=2))
     else:
-        _print_table(result, "fim check")
+        _print_table(result, "fim check", trail.redactor)
     click.get_current_context().exit(exit_code_for(result))
 
 
@@ -443,10 +267,10 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str | None,
                key_env: str | None, no_key: bool, progress: bool | None, quiet: bool, workers: int | None,
-               audit_log: str | None, full: bool, fmt: str) -> None:
+               audit_log: str | None, redaction: str | None, full: bool, fmt: str) -> None:
     """Accept the current state as the new baseline (atomically; the old one is kept)."""
     _raise_fd_limit()
-    with _Trail(audit_log, "update", config_path, db, root) as trail:
+    with FimRun(audit_log, "update", config_path, db, root, redaction) as trail:
         config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
@@ -459,17 +283,14 @@ def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str
             prog.done()
         trail.generation(result.baseline.path, result.baseline, "update")
         trail.changes(result.check, accepted=True)
-        if result.config_changed and trail.trail is not None:
-            from secpolicy.auditlog import records
-
-            trail.trail.record(records.config_changed(config_path, result.check.baseline.config_digest,
-                                                      config.digest, component="fim"))
+        if result.config_changed:
+            trail.config_changed(config_path, result.check.baseline.config_digest, config.digest)
         trail.finished(result="updated", **_summary_details(result.check), new_baseline=result.baseline.to_dict(),
                        previous=result.previous, config_changed=result.config_changed)
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(trail.redactor.details(result.to_dict())[0], indent=2))
     else:
-        _print_table(result.check, "fim update accepted")
+        _print_table(result.check, "fim update accepted", trail.redactor)
         b = result.baseline
         click.echo(f"new baseline generation {b.generation} ({b.baseline_id}); previous kept at {result.previous}")
         if result.config_changed:

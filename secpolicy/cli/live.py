@@ -3,33 +3,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import sys
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from secpolicy import outfile
-from secpolicy.auditlog.outputs import OutputStats
-from secpolicy.cli.outputs import OutputSettings, RunRecorder, format_output_stats, output_options
-from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME, InputError, SecpolicyError
+from secpolicy.cli.outputs import format_output_stats, format_redaction, output_options
+from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME
 
 if TYPE_CHECKING:
-    from secpolicy.events.live.storm import StormControl
-    from secpolicy.fim.live import LiveFim
+    from secpolicy.app.monitor import MonitorStarted
 
 __all__ = ["COMMANDS", "doctor_cmd", "format_monitor_summary", "monitor_cmd"]
-
-
-def _open_write(path: str | None, what: str) -> IO[str] | None:
-    if path is None:
-        return None
-    if path == "-":
-        return sys.stdout
-    # Written in place so it can be followed while the monitor runs; 0600, no symlinks.
-    return outfile.open_output(path, stream=True)
 
 
 def format_monitor_summary(s: dict[str, Any]) -> str:
@@ -71,6 +58,8 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
             lines.append(f"fim: STOPPED: {fim['failure']}")
     for note in s["notes"]:
         lines.append(f"note: {note}")
+    if "redaction" in s:
+        lines.append(format_redaction(s["redaction"]))
     blind = [c for c in s.get("rules_not_covered", []) if not c["can_fire"]]
     if blind:
         lines.append("rules that CANNOT FIRE live here (their event types are not produced on this machine):")
@@ -146,6 +135,7 @@ def monitor_cmd(
     sink_format: str,
     dedup_window: float | None,
     rate_limit: str | None,
+    redaction: str | None,
 ) -> None:
     """Watch the running kernel with eBPF and evaluate event rules live.
 
@@ -158,145 +148,46 @@ def monitor_cmd(
     events under its watched paths re-check those entries: a change is an alert naming the
     process and user that made it (fim_change records in the audit log). The baseline is not
     modified; `secpolicy fim update` accepts changes.
-    """
-    if ringbuf_pages & (ringbuf_pages - 1):
-        raise InputError(f"--ringbuf-pages must be a power of two, got {ringbuf_pages}")
-    fim_options = _FimOptions(fim_config, fim_db, fim_key_file, fim_key_env, fim_no_key, fim_severity, fim_settle)
-    fim_options.check()
-    settings = OutputSettings.from_options(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit)
-    if settings.stdout_sink and output == "-":
-        raise InputError("--sink - and --output - would both write alerts to stdout: give --output FILE "
-                         "(or --output /dev/null)")
-    run = RunRecorder(settings, "monitor", overflow="drop", on_error=_warn)
-    run.begin(duration=duration, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
-    try:
-        from secpolicy.events.live.storm import StormControl
 
-        storm = StormControl(window=aggregate_window, burst=aggregate_burst)
-        summary, stats, fim_failure = _monitor(run, policies, duration, output, events_path, summary_json,
-                                               ready_file, ringbuf_pages, queue_max, fim_options, storm)
-    except BaseException as exc:
-        run.fail(exc)
-        raise
-    click.echo(format_monitor_summary(summary), err=True)
-    line = format_output_stats(stats, settings)
+    Everything written (alerts, the --events recording, the store, sinks, the audit log) is
+    redacted first (--redaction); the rules see the events as they were.
+    """
+    from secpolicy.app.monitor import FimOptions, MonitorRequest, run_monitor
+    from secpolicy.app.outputs import OutputOptions
+
+    fim = FimOptions(fim_config, fim_db, fim_key_file, fim_key_env, fim_no_key, fim_severity, fim_settle)
+    request = MonitorRequest(policies, duration, output, events_path, summary_json, ready_file, ringbuf_pages,
+                             queue_max, aggregate_window, aggregate_burst, fim)
+    options = OutputOptions(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit, redaction)
+    previous: dict[signal.Signals, Any] = {}
+
+    def started(info: MonitorStarted) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda _signum, _frame: info.stop())
+        watching = ""
+        if info.fim_paths is not None:
+            watching = (f", file integrity of {info.fim_paths} watched paths (baseline generation "
+                        f"{info.fim_generation}, {info.fim_entries} entries)")
+        click.echo(f"secpolicy: monitoring with {info.rules} event rules, {info.probes} probes attached{watching}",
+                   err=True)
+
+    try:
+        run = run_monitor(request, options, on_error=_warn, on_started=started)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo(format_monitor_summary(run.summary), err=True)
+    line = format_output_stats(run.stats, run.settings)
     if line:
         click.echo(line, err=True)
-    if summary_json:
-        text = json.dumps(summary, indent=2, sort_keys=True)
-        if summary_json == "-":
-            click.echo(text)
-        else:
-            outfile.write_text(summary_json, text + "\n")
-    if fim_failure is not None:
-        raise fim_failure  # the baseline stopped verifying mid-run: exit 5 (3 if unusable)
-    if fail_on_alert and summary["alerts"]:
+    if run.fim_failure is not None:
+        raise run.fim_failure  # the baseline stopped verifying mid-run: exit 5 (3 if unusable)
+    if fail_on_alert and run.summary["alerts"]:
         sys.exit(EXIT_NONCOMPLIANT)
 
 
 def _warn(message: str) -> None:
     click.echo(f"secpolicy: {message}", err=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class _FimOptions:
-    config: str | None
-    db: str | None
-    key_file: str | None
-    key_env: str | None
-    no_key: bool
-    severity: str
-    settle: float
-
-    def check(self) -> None:
-        keys = [x for x in (self.key_file, self.key_env, self.no_key) if x]
-        if self.config is None:
-            if self.db or keys:
-                raise InputError("--fim-db, --fim-key-file, --fim-key-env and --fim-no-key need --fim CONFIG")
-            return
-        if len(keys) != 1:
-            raise InputError("--fim needs one of --fim-key-file, --fim-key-env or --fim-no-key "
-                             "(the key its baseline was sealed with)")
-
-    def open(self) -> LiveFim:
-        """The configuration loaded and the baseline verified, before any probe is attached."""
-        from secpolicy.fim import Key, load_config
-        from secpolicy.fim.live import LiveFim
-
-        assert self.config is not None
-        config = load_config(self.config)
-        if self.key_file:
-            key = Key.from_file(self.key_file)
-        elif self.key_env:
-            key = Key.from_env(self.key_env)
-        else:
-            key = Key.none()
-        fim = LiveFim(config, self.db, key, severity=self.severity, settle=self.settle)
-        fim.verify()
-        return fim
-
-
-def _monitor(run: RunRecorder, policies: tuple[str, ...], duration: float | None, output: str,
-             events_path: str | None, summary_json: str | None, ready_file: str | None,
-             ringbuf_pages: int, queue_max: int,
-             fim_options: _FimOptions, storm: StormControl) -> tuple[dict[str, Any], OutputStats, SecpolicyError | None]:
-    from secpolicy.cli.core import load
-    from secpolicy.events.bpf_monitor import Monitor
-    from secpolicy.events.engine import EventEngine
-
-    ps = load(list(policies))
-    run.policies_loaded(ps.policies)
-    rules = list(ps.event_rules)
-    fim = fim_options.open() if fim_options.config is not None else None
-    if not rules and fim is None:
-        raise InputError("the policies hold no event rules (rules with `when:` or `sequence:`)")
-    if fim is not None and run.trail is not None:
-        assert fim_options.config is not None
-        run.trail.config_loaded(fim_options.config)
-        run.trail.sync()
-    engine = EventEngine(rules)
-    mon = Monitor(rules, engine, fim=fim, storm=storm, ringbuf_pages=ringbuf_pages, queue_max=queue_max)
-    alerts_out = _open_write(output, "alerts")
-    events_out = _open_write(events_path, "events")
-    outfile.check_writable(summary_json)
-    previous: dict[signal.Signals, Any] = {}
-
-    def _stop(signum: int, frame: Any) -> None:
-        mon.stop()
-
-    try:
-        outputs = run.start_outputs(lambda: [w.to_dict() for w in mon.source.loss_windows()])
-        mon.start()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, _stop)
-        watching = ""
-        if fim is not None and fim.status is not None:
-            watching = (f", file integrity of {len(fim.prefixes)} watched paths (baseline generation "
-                        f"{fim.status.generation}, {fim.status.entries} entries)")
-        click.echo(f"secpolicy: monitoring with {len(rules)} event rules, "
-                   f"{len(mon.source.attached)} probes attached{watching}", err=True)
-        if ready_file:
-            try:
-                outfile.write_text(ready_file, "ready\n")
-            except OSError as exc:
-                raise InputError(f"cannot write the ready file: {exc.strerror}", ready_file) from None
-        summary = mon.run(alerts_out, events_out, duration=duration,
-                          on_alert=outputs.alert if outputs else None,
-                          on_event=outputs.on_event if outputs and run.settings.store else None).to_dict()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for fh in (alerts_out, events_out):
-            if fh is not None and fh is not sys.stdout:
-                fh.close()
-            elif fh is sys.stdout:
-                fh.flush()
-    extra = {"fim": summary["fim"]} if "fim" in summary else {}
-    stats = run.finish(summary["loss_windows"], events=summary["events"], alerts=summary["alerts"],
-                       lost=summary["lost"], lost_by_type=summary["lost_by_type"],
-                       alerts_by_rule=summary["alerts_by_rule"], **extra)
-    summary["outputs"] = stats.to_dict()
-    return summary, stats, fim.failure if fim is not None else None
 
 
 @click.command(name="doctor")

@@ -25,14 +25,15 @@ class RegexError(EvaluationError):
         self.offset = offset  # character offset of the problem in the pattern, when known
 
 
-def _options() -> Any:
+def _options(capture: bool = False) -> Any:
     opts = re2.Options()
     opts.log_errors = False  # RE2 would print its own copy of every error on stderr
-    opts.never_capture = True  # only "is there a match" is ever asked
+    opts.never_capture = not capture  # most callers only ask "is there a match"
     return opts
 
 
 _OPTIONS = _options()
+_CAPTURE_OPTIONS = _options(capture=True)
 _COUNTED = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 
 
@@ -53,6 +54,27 @@ class Regex:
         repl = replacement.encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\")
         out = self._rx.sub(repl, text.encode("utf-8", "surrogateescape"))
         return str(out.decode("utf-8", "surrogateescape"))
+
+    @property
+    def groups(self) -> int:
+        """Capturing groups of a pattern compiled with `capture=True` (else 0)."""
+        return int(self._rx.groups)
+
+    def spans(self, text: str, group: int = 0) -> list[tuple[int, int]]:
+        """(start, end) character offsets in `text` of `group` of every non-overlapping
+        match (a pattern compiled with `capture=True` for a group other than 0); a group
+        that took no part in a match is left out."""
+        data = text.encode("utf-8", "surrogateescape")
+        out: list[tuple[int, int]] = []
+        ascii_only = len(data) == len(text)
+        for m in self._rx.finditer(data):
+            a, b = m.span(group)
+            if a < 0 or a == b:
+                continue
+            if not ascii_only:  # RE2 reports byte offsets; the caller indexes characters
+                a, b = (len(data[:i].decode("utf-8", "surrogateescape")) for i in (a, b))
+            out.append((a, b))
+        return out
 
 
 def _repeat_too_large(pattern: str) -> tuple[int, int] | None:
@@ -85,8 +107,9 @@ def _repeat_too_large(pattern: str) -> tuple[int, int] | None:
 
 
 @lru_cache(maxsize=2048)
-def compile_regex(pattern: str) -> Regex:
-    """Compile `pattern` (RE2 syntax) or raise RegexError saying what is wrong."""
+def compile_regex(pattern: str, *, capture: bool = False) -> Regex:
+    """Compile `pattern` (RE2 syntax) or raise RegexError saying what is wrong; `capture`
+    keeps its groups (for `Regex.spans`), which costs matching speed."""
     if not isinstance(pattern, str):
         raise RegexError(f"a regular expression must be a string, not {type(pattern).__name__}")
     too_large = _repeat_too_large(pattern)
@@ -98,7 +121,7 @@ def compile_regex(pattern: str) -> Regex:
             offset,
         )
     try:
-        rx = re2.compile(pattern.encode("utf-8", "surrogateescape"), _OPTIONS)
+        rx = re2.compile(pattern.encode("utf-8", "surrogateescape"), _CAPTURE_OPTIONS if capture else _OPTIONS)
     except re2.error as e:
         msg = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
         hint = ""

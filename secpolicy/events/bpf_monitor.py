@@ -10,12 +10,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-import orjson
-
 from secpolicy.events.bpf_plan import KernelPlan, plan_for_rules, with_watched_paths
 from secpolicy.events.live import LiveSource, LossWindow, available_types
 from secpolicy.events.live.storm import AlertStorm, StormControl
-from secpolicy.events.model import canonical_json
+from secpolicy.events.model import canonical_line
 
 __all__ = ["FileWatcher", "Monitor", "MonitorSummary", "StormControl", "coverage_for"]
 
@@ -113,28 +111,25 @@ def coverage_for(alert: dict[str, Any], windows: Iterable[LossWindow]) -> dict[s
 
 
 def json_line(obj: dict[str, Any]) -> str:
-    """The canonical JSON line of an event or alert (sorted keys, no spaces, UTF-8 kept), as
-    `canonical_json` makes it, with its newline; through orjson, ten times faster, which is
-    what a burst of thousands of alerts a second needs. Anything orjson does not take (an int
-    beyond 64 bits, a non-string key) goes the slow way."""
-    try:
-        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE).decode()
-    except TypeError:
-        return canonical_json(obj) + "\n"
+    """The canonical JSON line of an event or alert (`canonical_line` as text)."""
+    return canonical_line(obj).decode("utf-8")
 
 
 class _AlertOutput:
     """Where alerts go. Rule alerts come from the event loop, FIM alerts from the FIM worker,
     aggregates from a ticker thread: one writer at a time. Output is flushed by the ticker
     (every 0.1 s) rather than per alert, which lets a burst of alerts through without growing
-    lag; `on_alert` sees each alert written, with its coverage note."""
+    lag; `on_alert` sees each alert written, with its coverage note, and `on_flush` is called
+    at each of those flushes."""
 
     def __init__(self, src: LiveSource, storm: AlertStorm, alerts_out: IO[str] | None,
-                 on_alert: Callable[[dict[str, Any]], None] | None, by_rule: Counter[str]) -> None:
+                 on_alert: Callable[[dict[str, Any]], None] | None, by_rule: Counter[str],
+                 on_flush: Callable[[], None] | None = None) -> None:
         self.src = src
         self.storm = storm
         self.alerts_out = alerts_out
         self.on_alert = on_alert
+        self.on_flush = on_flush
         self.by_rule = by_rule
         self.lock = threading.Lock()
         self.done = threading.Event()
@@ -172,6 +167,8 @@ class _AlertOutput:
             self._write(alerts)
             if self.alerts_out is not None:
                 self.alerts_out.flush()
+            if self.on_flush is not None:
+                self.on_flush()
 
     def _tick(self) -> None:
         while not self.done.wait(0.1):
@@ -233,11 +230,13 @@ class Monitor:
         duration: float | None = None,
         on_alert: Callable[[dict[str, Any]], None] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_flush: Callable[[], None] | None = None,
     ) -> MonitorSummary:
         """Deliver events to the engine until stopped. `on_event` sees every event before the
         engine does and `on_alert` every alert once its coverage note is set; both run on this
-        loop (and `on_alert` also on the FIM worker, one alert at a time), so they must only
-        hand over (e.g. `deque.append`), never do I/O. With `fim`, file events also go to its
+        loop (and `on_alert` also on the FIM worker and the storm-control ticker, one alert at
+        a time), so they must only hand over (e.g. `deque.append`) or write to a buffer that
+        `on_flush`, called every 0.1 s, makes visible. With `fim`, file events also go to its
         `observe`, and what is still pending is re-checked before the summary is made."""
         src = self.source
         if not src.started:
@@ -256,7 +255,7 @@ class Monitor:
         by_rule = summary.alerts_by_rule
         fim = self.fim
         observe = fim.observe if fim is not None else None
-        out = _AlertOutput(src, AlertStorm(self.storm), alerts_out, on_alert, by_rule)
+        out = _AlertOutput(src, AlertStorm(self.storm), alerts_out, on_alert, by_rule, on_flush)
         out.start()
         if fim is not None:
             fim.start(out.fim_alert)

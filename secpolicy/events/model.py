@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from secpolicy.errors import InputError
 from secpolicy.events import fields
 
@@ -18,6 +20,7 @@ __all__ = [
     "EVENT_TYPES",
     "TS_RE",
     "canonical_json",
+    "canonical_line",
     "event_errors",
     "format_ts",
     "get_field",
@@ -79,6 +82,17 @@ def parse_ts(value: str) -> str:
 def canonical_json(obj: Mapping[str, Any]) -> str:
     """One JSON line: sorted keys, no spaces, non-ASCII kept (the replay/alert line format)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_line(obj: Mapping[str, Any]) -> bytes:
+    """`canonical_json` as a UTF-8 line with its newline, through orjson (ten times faster,
+    which a burst of thousands of alerts a second needs). What orjson refuses (an integer
+    beyond 64 bits, a lone surrogate from undecodable bytes) goes the slow way, surrogates
+    written as their `\\udcXX` escapes."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (canonical_json(obj) + "\n").encode("utf-8", "backslashreplace")
 
 
 def get_field(event: Mapping[str, Any], path: str | tuple[str, ...]) -> Any:

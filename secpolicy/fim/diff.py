@@ -5,46 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from secpolicy.redaction.detectors import PEM_BEGIN, PEM_END, TextDetector, builtin_detectors
+
 __all__ = ["ContentDiff", "Redactor", "is_text", "pack_copy", "unified_diff", "unpack_copy"]
-
-# Keys whose value is a secret: the key must END with one of these words, so settings about
-# secrets (`PasswordAuthentication`, `PermitEmptyPasswords`) keep their values visible.
-# Matching starts only at the start of a key (the lookbehinds below), so the lazy prefix
-# keeps the scan linear in the line's length.
-_SECRET_KEY = (
-    r"[A-Za-z0-9_.-]*?(?:password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|apikey"
-    r"|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?|psk|bindpw|rootpw|masterauth)"
-)
-_QUOTED_OR_BARE = r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'#;,]+)"
-# `key = value`, `key: value`, `"key": "value"`, `export KEY=value`
-_PAIR = re.compile(r"(?<![A-Za-z0-9_.-])[\"']?" + _SECRET_KEY + r"[\"']?(?![A-Za-z0-9_])\s*[:=]\s*" + _QUOTED_OR_BARE,
-                   re.IGNORECASE)
-# `requirepass value`, `rootpw value` (space-separated configuration files)
-_SPACED = re.compile(r"^\s*" + _SECRET_KEY + r"(?![A-Za-z0-9_=:])[ \t]+(?![=:])" + _QUOTED_OR_BARE, re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{0,256}:([^\s/@]{1,256})@", re.IGNORECASE)
-_AUTH_HEADER = re.compile(r"(?:authorization|x-api-key|x-auth-token)\s*[:=]\s*(?:(?:basic|bearer|token|digest)\s+)?"
-                          r"([^\s\"']+)", re.IGNORECASE)
-_TOKEN = re.compile(
-    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
-    r"|\bgh[pousr]_[A-Za-z0-9]{36,255}\b"  # GitHub tokens
-    r"|\bglpat-[A-Za-z0-9_-]{20,64}\b"  # GitLab tokens
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,255}"  # Slack tokens
-    r"|\bsk_live_[A-Za-z0-9]{16,255}\b"  # Stripe secret keys
-    r"|\bAIza[0-9A-Za-z_-]{35}\b"  # Google API keys
-    r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWTs
-    r"|\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$[^\s:\"']{8,}"  # crypt(3) password hashes
-)
-_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
-_PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
-# Values that are settings, not secrets.
-_NOT_SECRET = frozenset({"yes", "no", "true", "false", "on", "off", "none", "null", "prompt",
-                         "required", "optional", "without-password", "prohibit-password"})
-
 
 @dataclass(frozen=True)
 class ContentDiff:
@@ -66,12 +33,13 @@ def is_text(data: bytes) -> bool:
 
 
 class Redactor:
-    """Masks values that look like credentials, line by line. With a key, each mask carries
-    a keyed fingerprint of the value (`[REDACTED:1a2b3c4d]`), so a diff still shows that a
-    secret changed without showing it; without one, only `[REDACTED]`."""
+    """Masks what the detectors of `secpolicy.redaction` find, line by line. With a key, each
+    mask carries a keyed fingerprint of the value (`[REDACTED:1a2b3c4d]`), so a diff still
+    shows that a secret changed without showing it; without one, only `[REDACTED]`."""
 
-    def __init__(self, key: bytes | None) -> None:
+    def __init__(self, key: bytes | None, detectors: Sequence[TextDetector] | None = None) -> None:
         self.key = key
+        self.detectors = tuple(detectors) if detectors is not None else builtin_detectors()
 
     def mask(self, value: str) -> str:
         if self.key is None:
@@ -79,25 +47,25 @@ class Redactor:
         tag = hmac.new(self.key, value.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:8]
         return f"[REDACTED:{tag}]"
 
-    def _group(self, group: int) -> Callable[[re.Match[str]], str]:
-        def sub(m: re.Match[str]) -> str:
-            value = m.group(group)
-            bare = value.strip("\"'")
-            if not bare or bare.lower() in _NOT_SECRET or bare.startswith("[REDACTED"):
-                return m.group(0)
-            quote = value[0] if value[:1] in ("'", '"') and value[-1:] == value[0] and len(value) > 1 else ""
-            start, end = m.start(group) - m.start(0), m.end(group) - m.start(0)
-            whole = m.group(0)
-            return whole[:start] + quote + self.mask(bare) + quote + whole[end:]
-
-        return sub
-
     def line(self, text: str) -> str:
-        text = _PAIR.sub(self._group(1), text)
-        text = _SPACED.sub(self._group(1), text)
-        text = _URL_PASSWORD.sub(self._group(1), text)
-        text = _AUTH_HEADER.sub(self._group(1), text)
-        return _TOKEN.sub(lambda m: self.mask(m.group(0)), text)
+        lowered = text.lower()
+        spans = sorted(s for d in self.detectors for s in d.spans(text, lowered))
+        if not spans:
+            return text
+        out: list[str] = []
+        pos = 0
+        for start, end, _ in spans:
+            if start < pos:  # overlapping finds: the earlier (wider) one already covers it
+                continue
+            value = text[start:end]
+            quote = value[0] if len(value) > 1 and value[0] in "'\"" and value[-1] == value[0] else ""
+            bare = value[1:-1] if quote else value
+            if not bare or bare.startswith("[REDACTED"):
+                continue
+            out += [text[pos:start], quote, self.mask(bare), quote]
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
 
     def text(self, data: bytes) -> str:
         """The redacted text of UTF-8 `data` (check `is_text` first). Private key blocks keep
@@ -108,13 +76,13 @@ class Redactor:
             body = line.rstrip("\r\n")
             end = line[len(body):]
             if in_key:
-                if _PEM_END.search(body):
+                if PEM_END.search(body):
                     in_key = False
                     out.append(body + end)
                 else:
                     out.append(self.mask(body) + end)
                 continue
-            if _PEM_BEGIN.search(body) and not _PEM_END.search(body):
+            if PEM_BEGIN.search(body) and not PEM_END.search(body):
                 in_key = True
                 out.append(body + end)
                 continue

@@ -5,20 +5,35 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
+from secpolicy.dsl.regex import Regex, RegexError, compile_regex
 from secpolicy.errors import InputError
 from secpolicy.policy.loader import read_text_file
 from secpolicy.policy.yamlpos import load_yaml
-from secpolicy.redaction import MASK, Detector, RedactionSettings, compile_pattern
+from secpolicy.redaction import MASK, RedactionSettings
 from secpolicy.redaction.detectors import TextDetector
 from secpolicy.resources import load_schema
 
-__all__ = ["load_redaction", "read_key_file"]
+__all__ = ["PatternDetector", "load_redaction", "read_key_file"]
+
+
+@dataclass(frozen=True)
+class PatternDetector:
+    """A policy's own pattern, matched by the policy language's linear-time engine (RE2):
+    every match, or its first group when it has groups, is replaced."""
+
+    name: str
+    regex: Regex
+    replacement: str = MASK
+
+    def spans(self, text: str, lowered: str) -> list[tuple[int, int, str]]:
+        group = 1 if self.regex.groups else 0
+        return [(a, b, self.replacement) for a, b in self.regex.spans(text, group)]
 
 _MIN_KEY = 32
 
@@ -42,11 +57,9 @@ def read_key_file(path: str) -> bytes:
     return key
 
 
-def _constant(text: str) -> Callable[[str], str]:
-    return lambda _secret: text
-
-
-def load_redaction(path: Path) -> RedactionSettings:
+def load_redaction(path: Path, default_key: tuple[bytes, str] | None = None) -> RedactionSettings:
+    """The redaction policy in `path`. Its pseudonym key is its own `pseudonym_key_file`, else
+    `default_key` (the key and where it lives, e.g. beside an audit log), else a key per run."""
     shown = str(path)
     text, _ = read_text_file(path)
     doc = load_yaml(text, shown)
@@ -65,16 +78,16 @@ def load_redaction(path: Path) -> RedactionSettings:
     custom: list[TextDetector] = []
     for i, p in enumerate(data.get("patterns") or []):
         try:
-            rx = compile_pattern(p["regex"])
-        except ValueError as exc:
-            raise doc.error(("patterns", i, "regex"), f"invalid regular expression: {exc}") from None
-        custom.append(Detector(p["name"], rx, 1 if rx.groups else 0, replace=_constant(p.get("replace", MASK))))
-    key = None
+            rx = compile_regex(p["regex"], capture=True)
+        except RegexError as exc:
+            raise doc.error(("patterns", i, "regex"), exc.message) from None
+        custom.append(PatternDetector(p["name"], rx, p.get("replace", MASK)))
+    key, key_source = default_key if default_key is not None else (None, None)
     if data.get("pseudonym_key_file"):
         key_path = data["pseudonym_key_file"]
         if not os.path.isabs(key_path):
             key_path = os.path.join(os.path.dirname(os.path.abspath(shown)), key_path)
-        key = read_key_file(key_path)
+        key, key_source = read_key_file(key_path), "file"
     return RedactionSettings(
         enabled=data.get("enabled", True),
         credentials=detectors.get("credentials", True),
@@ -83,4 +96,5 @@ def load_redaction(path: Path) -> RedactionSettings:
         fields=dict(data.get("fields") or {}),
         key=key,
         source=shown,
+        key_source=key_source,
     )

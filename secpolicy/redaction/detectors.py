@@ -6,12 +6,22 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["MASK", "Detector", "ProgramArguments", "TextDetector", "argv_secrets", "builtin_detectors",
-           "luhn_ok", "mask_pan", "may_hold_secret"]
+import re2
+
+__all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "ProgramArguments", "TextDetector",
+           "argv_secrets", "builtin_detectors", "is_program", "is_secret_value", "json_may_hold_secret", "json_secret_spans", "json_unescaped", "luhn_ok", "mask_pan", "may_hold_secret",
+           "program_secrets"]
 
 MASK = "[REDACTED]"
+
+
+def _prefilter_options() -> Any:
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.never_capture = True
+    return opts
 
 # Every pattern below is written so that Python's backtracking engine stays linear on it:
 # no nested quantifiers, and each repeated class is bounded or disjoint from what follows.
@@ -53,7 +63,7 @@ class Detector:
 
 _SECRET_WORDS = (
     r"pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key"
-    r"|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?|key"
+    r"|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?|key|requirepass|masterauth|bindpw|rootpw"
 )
 
 # `--password=X`, `--password X`, `-password X` (long options whose value is a secret).
@@ -67,12 +77,6 @@ _COMPOUND_WORD = re.compile(
     r"(?<![\w-])(?:[a-z0-9]+[_-])+(?:" + _SECRET_WORDS + r")[ \t]+(\"[^\"]*\"|'[^']*'|[^\s\"'=:]+)",
     re.IGNORECASE,
 )
-# A configuration line that starts with a secret keyword and a space: `bindpw X` (nss-ldap,
-# nslcd), `rootpw X` (slapd), `password X` (ntp.keys, wpa_supplicant and the like).
-_CONFIG_KEYWORD = re.compile(
-    r"(?m)^[ \t]*[\"']?(?:bindpw|rootpw|olcrootpw|masterpw|password|passwd|secret|psk)[ \t]+([^\s\"']+)",
-    re.IGNORECASE,
-)
 # `password=X`, `db_password: X`, `token=X` pairs in free text, environment assignments,
 # connection strings and query strings.
 # Not after `/` or `.`: `/etc/passwd:4` is a place, not a pair.
@@ -80,17 +84,41 @@ _PAIR = re.compile(
     r"(?<![\w/.-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*[=:]\s*(\"[^\"]*\"|'[^']*'|[^\s\"'&;,]+)",
     re.IGNORECASE,
 )
+# Configuration files: a key that ENDS with a secret word (`requirepass`, `db.password`,
+# `"api_key"`), so settings about secrets (`PasswordAuthentication`, `PermitEmptyPasswords`)
+# keep their values. Matching starts only at the start of a key (the lookbehinds), so the
+# lazy prefix keeps the scan linear in the text's length.
+_CONFIG_KEY = (
+    r"[A-Za-z0-9_.-]*?(?:password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|apikey"
+    r"|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth)"
+)
+_CONFIG_VALUE = r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'#;,]+)"
+# `key = value`, `key: value`, `"key": "value"`, `export KEY=value`
+_CONFIG_PAIR = re.compile(
+    r"(?<![A-Za-z0-9_.-])[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_])\s*[:=]\s*" + _CONFIG_VALUE,
+    re.IGNORECASE,
+)
+# `requirepass value`, `bindpw value`, `rootpw value` at the start of a line (space-separated
+# configuration files: nslcd, slapd, redis, ntp.keys, wpa_supplicant ...); a following option
+# (`passwd -l alice`) is no value.
+_CONFIG_SPACED = re.compile(
+    r"(?m)^[ \t]*[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_=:])[ \t]+(?![=:-])" + _CONFIG_VALUE,
+    re.IGNORECASE,
+)
 # `Authorization: Bearer X` and the other headers that carry credentials.
 _HEADER = re.compile(
-    r"(?:proxy-)?(?:authorization|x-api-key|x-auth-token|cookie)\s*:\s*"
+    r"(?:proxy-)?(?:authorization|x-api-key|x-auth-token|cookie)\s*[:=]\s*"
     r"(?:(?:basic|bearer|token|digest|negotiate)\s+)?([^\s\"']+)",
     re.IGNORECASE,
 )
 # `scheme://user:password@host`: the password goes, the user stays.
-_URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{1,256}:([^\s/@]{1,256})@", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{0,256}:([^\s/@]{1,256})@", re.IGNORECASE)
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:[^-]|-(?!----END))*(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----)?"
 )
+# The first and last lines of a private key block (text read line by line, as FIM diffs are).
+PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----")
+PEM_END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----")
 # Token shapes issued by well-known services (they need no keyword to be recognised).
 _TOKENS = re.compile(
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
@@ -98,23 +126,86 @@ _TOKENS = re.compile(
     r"|\bglpat-[A-Za-z0-9_-]{20,64}\b"  # GitLab personal access tokens
     r"|\bxox[abprs]-[A-Za-z0-9-]{10,255}"  # Slack tokens
     r"|\bsk_live_[A-Za-z0-9]{16,255}\b"  # Stripe secret keys
+    r"|\bAIza[0-9A-Za-z_-]{35}\b"  # Google API keys
     r"|\beyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{8,4096}"  # JWTs
+    r"|\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$[^\s:\"']{8,4096}"  # crypt(3) password hashes
 )
+# Values of a secret-named setting that are settings, not secrets (`token: on`).
+NOT_SECRET = frozenset({"yes", "no", "true", "false", "on", "off", "none", "null", "prompt",
+                        "required", "optional", "without-password", "prohibit-password"})
 # 13 to 19 digits, optionally grouped by single spaces or dashes (4-4-4-4, 4-6-5, ...).
 _PAN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
 
 
-# A text no built-in detector can match matches neither of these (the words are searched in
-# the lower-cased text: a case-insensitive alternation is many times slower).
-PREFILTER_WORDS = re.compile(
-    r"pass|pwd|pw |secret|token|key|psk|credential|authorization|cookie|://|akia|asia|gh[pousr]_|glpat-|xox"
-    r"|sk_live_|eyj|mysql|mariadb|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd"
-)
-PREFILTER_DIGITS = re.compile(r"\d{4}[ -]?\d{4}[ -]?\d{2}")
+# What every text a built-in detector can match contains, in one RE2 pattern: the shape each
+# detector needs (a secret word followed by `=`, `:` or a space, a header name and its colon,
+# userinfo before `@`, 13 digits ...), wider than the detectors, never narrower. One search
+# over all of a record's strings, a microsecond or two, tells that most records need nothing
+# more: a path such as /etc/passwd names a secret word, but not in a shape that holds one.
+_CONFIG_WORDS_RE = _CONFIG_KEY.removeprefix("[A-Za-z0-9_.-]*?")
+_PREFILTER = re2.compile(("(?im)" + "|".join((
+    r"-[a-z0-9_-]*(?:" + _SECRET_WORDS + r")(?:=|\s)",  # --password=X, --password X
+    r"(?:" + _SECRET_WORDS + r")\s*[=:]",  # password=X, token: X
+    r"[_-](?:" + _SECRET_WORDS + r")[ \t]",  # db_password X
+    _CONFIG_WORDS_RE + r"[\"']?\s*[:=]",  # "api_key": X, requirepass=X
+    # requirepass X at a line start (or a string's, in a JSON line)
+    r"(?:^|[\"'])[ \t]*[\"']?[a-z0-9_.-]*" + _CONFIG_WORDS_RE + r"[\"']?[ \t]",
+    r"(?:authorization|x-api-key|x-auth-token|cookie)\s*[:=]",
+    r"://[^\s/:@]*:[^\s/@]+@",
+    r"private key-----",
+    r"akia|asia|gh[pousr]_|glpat-|xox[abprs]-|sk_live_|eyj|aiza",
+    r"\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$",
+    r"\d(?:[ -]?\d){12}",  # the shortest card number, grouped any way
+    # a program whose options name secrets, then its options (or the end of its JSON string)
+    r"(?:mysql[a-z]*|mariadb[a-z-]*|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd)[\s\"]",
+))).encode(), _prefilter_options())
+
+
+# The compiled pattern itself: its `search` wrapper costs as much as the search on a short
+# record, and this runs for every record written.
+_MATCH = _PREFILTER._regexp.Match
+_UNANCHORED = re2._Anchor.UNANCHORED
+_NO_MATCH = (-1, -1)
+
+
+def _search(data: bytes) -> bool:
+    return bool(_MATCH(_UNANCHORED, data, 0, len(data))[0] != _NO_MATCH)
 
 
 def may_hold_secret(text: str) -> bool:
-    return bool(PREFILTER_WORDS.search(text.lower()) or PREFILTER_DIGITS.search(text))
+    return _search(text.encode("utf-8", "surrogateescape"))
+
+
+def json_unescaped(line: bytes) -> bytes | None:
+    """A record's JSON line (UTF-8, as orjson writes it) with its escapes undone roughly
+    (which can only add matches): a quote, a tab or a newline is what the detectors need to
+    see. None when it holds a `\\u` escape (a control character): undecided."""
+    if b"\\" not in line:
+        return line
+    if b"\\u" in line:
+        return None
+    return (line.replace(b'\\"', b'"').replace(b"\\n", b"\n").replace(b"\\t", b"\t")
+            .replace(b"\\r", b"\r").replace(b"\\\\", b"\\"))
+
+
+def json_may_hold_secret(line: bytes) -> bool:
+    """`may_hold_secret` of the strings of a record serialised as a JSON line."""
+    data = json_unescaped(line)
+    return data is None or _search(data)
+
+
+def json_secret_spans(data: bytes) -> list[tuple[int, int]]:
+    """Where in `data` (JSON lines, see `json_unescaped`) the prefilter matches: one call into
+    RE2 per match, none per line that holds nothing."""
+    out = []
+    pos, end = 0, len(data)
+    while pos <= end:
+        a, b = _MATCH(_UNANCHORED, data, pos, end)[0]
+        if a < 0:
+            break
+        out.append((a, b))
+        pos = b if b > a else b + 1
+    return out
 
 
 def luhn_ok(digits: str) -> bool:
@@ -164,6 +255,17 @@ def _has(*needles: str) -> Callable[[str], bool]:
     return test
 
 
+_WORDS = _has("pass", "pwd", "secret", "token", "key", "credential", "masterauth", "bindpw", "rootpw")
+_CONFIG_WORDS = _has("pass", "pwd", "pw", "secret", "token", "key", "credential", "psk", "masterauth")
+
+
+def is_secret_value(value: str) -> bool:
+    """Whether the value of a secret-named setting may be a secret: not empty, not already
+    masked, and not a setting word (`token: on`, `password = prompt`)."""
+    bare = value.strip("\"'")
+    return bool(bare) and bare.lower() not in NOT_SECRET and not bare.startswith("[REDACTED")
+
+
 def builtin_detectors(*, credentials: bool = True, payment_cards: bool = True) -> tuple[TextDetector, ...]:
     out: list[TextDetector] = []
     if credentials:
@@ -172,11 +274,13 @@ def builtin_detectors(*, credentials: bool = True, payment_cards: bool = True) -
             Detector("private_key", _PRIVATE_KEY, 0, trigger=_has("PRIVATE KEY")),
             Detector("url_userinfo", _URL_USERINFO, 1, trigger=_has("://")),
             Detector("auth_header", _HEADER, 1, trigger=_has("authorization", "x-api-key", "x-auth-token", "cookie")),
-            Detector("secret_option", _LONG_OPTION, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
-            Detector("secret_pair", _PAIR, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
-            Detector("secret_word", _COMPOUND_WORD, 1, trigger=_has("pass", "pwd", "secret", "token", "key", "credential")),
-            Detector("secret_setting", _CONFIG_KEYWORD, 1, trigger=_has("pw", "pass", "secret", "psk")),
-            Detector("service_token", _TOKENS, 0, trigger=_has("akia", "asia", "gh", "glpat-", "xox", "sk_live_", "eyj")),
+            Detector("secret_option", _LONG_OPTION, 1, check=is_secret_value, trigger=_WORDS),
+            Detector("secret_pair", _PAIR, 1, check=is_secret_value, trigger=_WORDS),
+            Detector("secret_word", _COMPOUND_WORD, 1, check=is_secret_value, trigger=_WORDS),
+            Detector("secret_setting", _CONFIG_PAIR, 1, check=is_secret_value, trigger=_CONFIG_WORDS),
+            Detector("secret_line", _CONFIG_SPACED, 1, check=is_secret_value, trigger=_CONFIG_WORDS),
+            Detector("service_token", _TOKENS, 0,
+                     trigger=_has("akia", "asia", "gh", "glpat-", "xox", "sk_live_", "eyj", "aiza", "$")),
         ]
     if payment_cards:
         out.append(Detector("payment_card", _PAN, 0, replace=mask_pan, check=_is_pan, trigger=_has_digit_run))
@@ -216,8 +320,28 @@ def argv_secrets(program: str, args: Sequence[str]) -> list[int]:
     return found
 
 
+def is_program(path: str) -> bool:
+    """Whether `path` names a program whose options this module reads (mysql, sshpass ...)."""
+    return path.rsplit("/", 1)[-1] in _PROGRAMS
+
+
+def program_secrets(program: str, args: Sequence[str]) -> set[int]:
+    """Indexes of `args` (args[0] is the program) that are secrets: by the option syntax of
+    `program`, of args[0], and of a known program named further on (`sudo mysql -pX`,
+    `env A=1 redis-cli -a X`, `sh -c : mysql -pX`), up to a shell separator."""
+    hidden = set(argv_secrets(program, args))
+    if args and not hidden:
+        hidden = set(argv_secrets(args[0], args))
+    for i in range(1, len(args)):
+        if args[i].rsplit("/", 1)[-1] in _PROGRAMS:
+            end = next((j for j in range(i + 1, len(args)) if args[j] in _SEPARATORS), len(args))
+            hidden.update(i + k for k in argv_secrets(args[i], args[i:end]))
+    return hidden
+
+
 _SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
 _TRAILING = ",;)\"'"
+_LEADING = "\"'(`"
 _PROGRAMS = frozenset(_ATTACHED) | frozenset(_NEXT_ARG)
 
 
@@ -244,7 +368,8 @@ class ProgramArguments:
             words.append((start, len(text)))
         tokens = [text[a:b] for a, b in words]
         out: list[tuple[int, int, str]] = []
-        for i, tok in enumerate(tokens):
+        for i, word in enumerate(tokens):
+            tok = word.lstrip(_LEADING)  # `"mysql -pX"` quoted in evidence, `(mysql` in prose
             if tok.rsplit("/", 1)[-1] not in _PROGRAMS:
                 continue
             end = next((j for j in range(i + 1, len(tokens)) if tokens[j] in _SEPARATORS), len(tokens))

@@ -3,12 +3,14 @@ and scan evidence. Originals are never modified; every output copy says what was
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import re
 import secrets
+import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,9 +18,12 @@ from secpolicy.models import Evidence
 from secpolicy.redaction.detectors import (
     MASK,
     TextDetector,
-    argv_secrets,
     builtin_detectors,
+    is_program,
+    json_secret_spans,
+    json_unescaped,
     may_hold_secret,
+    program_secrets,
 )
 
 __all__ = ["ACTIONS", "FIELD_CLASSES", "RedactionSettings", "Redactor"]
@@ -48,7 +53,7 @@ _NEVER_SECRET = frozenset({"ts", "type", "source", "outcome", "redacted"})
 
 @dataclass(frozen=True)
 class RedactionSettings:
-    """A checked redaction policy (see `secpolicy.redaction.policy.load_policy`)."""
+    """A checked redaction policy (see `secpolicy.policy.redaction.load_redaction`)."""
 
     enabled: bool = True
     credentials: bool = True
@@ -57,10 +62,18 @@ class RedactionSettings:
     fields: Mapping[str, str] = field(default_factory=dict)  # dotted event path -> action
     key: bytes | None = None  # pseudonym key; None: a random key for this run only
     source: str = "built-in default"
+    key_source: str | None = None  # where `key` came from (a file, the audit log), for summaries
+
+
+# Alert fields that hold nothing a user wrote (or are handled one by one below).
+_ALERT_PLAIN = frozenset({"rule_id", "severity", "ts", "tags", "references", "coverage", "redacted"})
+_PSEUDONYM_SHAPE = re.compile(r"[a-z_.]+-[0-9a-f]{12}")
 
 
 class Redactor:
-    """Redacts copies of records. `stats` counts redacted field paths over the run."""
+    """Redacts copies of records; a record with nothing to redact is returned as it is (the
+    same object). `stats` counts redacted field paths over the run; one Redactor may serve
+    several threads (a run's event loop and its output writer)."""
 
     def __init__(self, settings: RedactionSettings | None = None) -> None:
         self.settings = settings or RedactionSettings()
@@ -71,10 +84,11 @@ class Redactor:
         self.ephemeral_key = s.key is None
         self._key = s.key if s.key is not None else secrets.token_bytes(32)
         # Most strings (paths, program names) hold nothing a built-in detector looks for: one
-        # search over them decides; custom patterns have no such shortcut.
+        # search over all of a record's strings decides; custom patterns have no such shortcut.
         self._prefilter = may_hold_secret if not s.custom else None
         self.stats: Counter[str] = Counter()
         self._records = 0
+        self._lock = threading.Lock()
         self._pseudo_cache: dict[tuple[str, str], str] = {}
         actions: dict[str, Callable[[str, str], str | None]] = {
             "mask": lambda _path, _v: MASK,
@@ -84,6 +98,7 @@ class Redactor:
         self._field_actions = {p: a for p, a in s.fields.items() if a not in ("keep", "scan")}
         self._keep = frozenset(p for p, a in s.fields.items() if a == "keep")
         self._actions = actions
+        self._structured = s.enabled and bool(self.detectors or self._field_actions)
 
     @property
     def enabled(self) -> bool:
@@ -93,34 +108,50 @@ class Redactor:
     def records_redacted(self) -> int:
         return self._records
 
+    @property
+    def key_source(self) -> str:
+        return "per run" if self.ephemeral_key else (self.settings.key_source or "file")
+
     def summary(self) -> dict[str, Any]:
         """What results and run summaries say about redaction: the policy, and how many
         records and which fields had something masked (never the values)."""
-        return {"enabled": self.enabled, "policy": self.settings.source, "records": self._records,
-                "fields": dict(sorted(self.stats.items())), "pseudonym_key": "per run" if self.ephemeral_key else "file"}
+        with self._lock:
+            return {"enabled": self.enabled, "policy": self.settings.source, "records": self._records,
+                    "fields": dict(sorted(self.stats.items())), "pseudonym_key": self.key_source}
 
     # -- text --------------------------------------------------------------------------------
 
     def text(self, value: str) -> str:
         """`value` with every detected secret replaced (the same string if none)."""
-        if self._prefilter is not None and not self._prefilter(value):
+        spans = self._spans(value)
+        if not spans:
             return value
+        out: list[str] = []
+        pos = 0
+        for start, end, repl in spans:
+            out += [value[pos:start], repl]
+            pos = end
+        out.append(value[pos:])
+        return "".join(out)
+
+    def _spans(self, value: str) -> list[tuple[int, int, str]]:
+        """The secrets in `value`, in order, without overlaps (the earlier, wider find wins)."""
+        if self._prefilter is not None and not self._prefilter(value):
+            return []
         spans: list[tuple[int, int, str]] = []
         lowered = value.lower()
         for d in self.detectors:
             spans += d.spans(value, lowered)
         if not spans:
-            return value
+            return spans
         spans.sort()
-        out: list[str] = []
+        out = []
         pos = 0
         for start, end, repl in spans:
-            if start < pos:  # overlapping finds: the earlier (wider) one already covers it
-                continue
-            out += [value[pos:start], repl]
-            pos = end
-        out.append(value[pos:])
-        return "".join(out)
+            if start >= pos:
+                out.append((start, end, repl))
+                pos = end
+        return out
 
     def _pseudonym(self, path: str, value: str) -> str:
         cls = FIELD_CLASSES.get(path, path)
@@ -135,65 +166,234 @@ class Redactor:
 
     # -- structured records ------------------------------------------------------------------
 
-    def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def _needs_scan(self, record: Mapping[str, Any], skip: frozenset[str] = _NEVER_SECRET) -> bool:
+        """Whether the detectors could find anything in `record`'s strings: decided on all of
+        them joined by newlines (one prefilter search, and the detectors only when it hits),
+        which finds every secret a single string holds, and possibly more. Custom patterns
+        (RE2, maybe anchored) are tried string by string: no shortcut then."""
+        if not self.detectors:
+            return False
+        if self._prefilter is None:
+            return True
+        texts: list[str] = []
+        _strings(record, texts, skip)
+        proc = record.get("proc")
+        if isinstance(proc, Mapping) and isinstance(proc.get("exe"), str) and is_program(proc["exe"]):
+            return True  # its own option syntax decides (`mysql -pX`), whatever order the fields are in
+        return self._joined_hit(texts)
+
+    def _joined_hit(self, texts: list[str]) -> bool:
+        if not texts:
+            return False
+        joined = "\n".join(texts)
+        return bool(self._spans(joined)) if self._prefilter is None or self._prefilter(joined) else False
+
+    def event(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
         """A redacted copy of an Event (the input is left as it is), with `redacted` listing
-        the dotted paths changed or dropped, when any were."""
-        changed: list[str] = []
-        out = self._walk(event, "", changed, event)
+        the dotted paths changed or dropped, when any were; the event itself when nothing
+        needed redacting. A record redacted before keeps its pseudonyms and its list."""
+        red, changed = self._event(event)
         if changed:
-            out["redacted"] = sorted(set(changed))
             self._count(changed)
+        return red
+
+    def _event(self, event: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[str]]:
+        if not self._structured:
+            return event, []
+        scan = self._needs_scan(event)
+        if not scan and not self._field_actions:
+            return event, []
+        changed: list[str] = []
+        before = event.get("redacted")
+        already = frozenset(before) if isinstance(before, list) else frozenset()
+        out = self._walk(event, "", changed, event, scan, already)
+        if not changed:
+            return event, []
+        subs = self._replaced(event, out)
+        if subs:
+            # A value a field action replaced goes wherever else the record quotes it (the
+            # user's name in a home directory, a path in the command line that wrote it).
+            out = self._substituted(out, "", subs, changed)
+        out["redacted"] = sorted(set(changed) | already)
+        return out, changed
+
+    def _substituted(self, obj: Mapping[str, Any], prefix: str, subs: Mapping[str, str],
+                     changed: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            path = prefix + k
+            if path in _NEVER_SECRET or path in self._field_actions:
+                out[k] = v
+            elif isinstance(v, str):
+                out[k] = _substitute(v, subs)
+                if out[k] != v:
+                    changed.append(path)
+            elif isinstance(v, Mapping):
+                out[k] = self._substituted(v, path + ".", subs, changed)
+            elif isinstance(v, list) and any(isinstance(x, str) for x in v):
+                out[k] = [_substitute(x, subs) if isinstance(x, str) else x for x in v]
+                if out[k] != v:
+                    changed.append(path)
+            else:
+                out[k] = v
         return out
 
-    def alert(self, alert: Mapping[str, Any]) -> dict[str, Any]:
-        """A redacted copy of an Alert: its message, its events and its correlation key."""
+    def certainly_clean(self, record: Mapping[str, Any], line: bytes) -> bool:
+        """Whether `record` (an event or alert), serialised as the JSON `line` about to be
+        written, certainly needs no redaction: one search over the line instead of a walk
+        over the record. False means "redact it to know"."""
+        return self.certainly_clean_many([record], [line])[0]
+
+    def certainly_clean_many(self, records: Sequence[Mapping[str, Any]], lines: Sequence[bytes]) -> list[bool]:
+        """`certainly_clean` of many records at once: one search over all their lines finds
+        the few that may hold something (the search lets other threads run while it works,
+        so one search per batch, not per record, keeps a writer thread from trading the
+        interpreter back and forth with the loop that feeds it)."""
+        n = len(records)
+        if not self._structured:
+            return [True] * n
+        if self._field_actions or self._prefilter is None:
+            return [False] * n
+        flags = [True] * n
+        pieces: list[bytes] = []
+        starts: list[int] = []
+        owners: list[int] = []
+        pos = 0
+        for i in range(n):
+            data = _json_view(records[i], lines[i])
+            if data is None:
+                flags[i] = False
+                continue
+            pieces.append(data)
+            starts.append(pos)
+            owners.append(i)
+            pos += len(data) + 1
+        if pieces:
+            for start, end in json_secret_spans(b"\n".join(pieces)):
+                first = bisect.bisect_right(starts, start) - 1
+                last = bisect.bisect_right(starts, max(start, end - 1)) - 1
+                for k in range(max(first, 0), last + 1):
+                    flags[owners[k]] = False
+        return flags
+
+    def alert(self, alert: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A redacted copy of an Alert: its message, its events, its correlation and
+        aggregation keys, a FIM change; `redacted` names every field changed."""
+        if not self._structured:
+            return alert
+        if not self._field_actions and self._prefilter is not None:
+            texts: list[str] = []
+            _alert_strings(alert, texts)
+            if not self._joined_hit(texts):
+                return alert
         changed: list[str] = []
         out = dict(alert)
-        if not self.enabled:
-            return out
+        memo: dict[int, tuple[Mapping[str, Any], list[str]]] = {}
+
+        def one(e: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[str]]:
+            hit = memo.get(id(e))  # `event` is most often also `events[0]`: redacted once
+            if hit is None:
+                hit = memo[id(e)] = self._event(e)
+            return hit
+
+        for k, v in alert.items():
+            if k in _ALERT_PLAIN or k in ("message", "title"):
+                continue
+            if k == "event" and isinstance(v, Mapping):
+                out[k], sub = one(v)
+                changed += ["event." + p for p in sub]
+            elif k == "events" and isinstance(v, list):
+                new_events = []
+                for i, e in enumerate(v):
+                    if isinstance(e, Mapping):
+                        red, sub = one(e)
+                        changed += [f"events[{i}].{p}" for p in sub]
+                        new_events.append(red)
+                    else:
+                        new_events.append(e)
+                out[k] = new_events
+            elif k in ("context", "aggregate") and isinstance(v, Mapping):
+                out[k] = self._correlation(k, v, changed)
+            elif k == "fim" and isinstance(v, Mapping):
+                out[k] = self._fim(v, changed)
+            else:
+                out[k] = self._scan_any(v, k, changed, True)
+        # The message was rendered from the raw event: what a field action replaced there
+        # (a user pseudonymised, a path cut to its name) is replaced in it too.
+        subs: dict[str, str] = {}
+        for raw_event, (red, _) in ((e, memo[id(e)]) for e in _alert_events(alert) if id(e) in memo):
+            subs.update(self._replaced(raw_event, red))
         for k in ("message", "title"):
             v = alert.get(k)
             if isinstance(v, str):
-                nv = self._field_text(v)
+                nv = _substitute(self._field_text(v, True), subs)
                 if nv != v:
                     out[k] = nv
                     changed.append(k)
-        sub: list[str] = []
-        ev = alert.get("event")
-        if isinstance(ev, Mapping):
-            red = self._walk(ev, "", sub, ev)
-            if sub:
-                red["redacted"] = sorted(set(sub))
-                changed += ["event." + p for p in sub]
-            out["event"] = red
-        evs = alert.get("events")
-        if isinstance(evs, list):
-            new_events = []
-            for i, e in enumerate(evs):
-                if isinstance(e, Mapping):
-                    sub = []
-                    red = self._walk(e, "", sub, e)
-                    if sub:
-                        red["redacted"] = sorted(set(sub))
-                        changed += [f"events[{i}].{p}" for p in sub]
-                    new_events.append(red)
-                else:
-                    new_events.append(e)
-            out["events"] = new_events
-        ctx = alert.get("context")
-        if isinstance(ctx, Mapping) and isinstance(ctx.get("key"), Mapping):
-            key_changed: list[str] = []
+        if not changed:
+            return alert
+        before = alert.get("redacted")
+        out["redacted"] = sorted(set(changed) | (set(before) if isinstance(before, list) else set()))
+        self._count(changed)
+        return out
+
+    def _replaced(self, raw: Mapping[str, Any], red: Mapping[str, Any]) -> dict[str, str]:
+        """raw value -> what a field action made of it, for the actions this event met."""
+        out: dict[str, str] = {}
+        if red is raw:
+            return out
+        for path in self._field_actions:
+            value = _get(raw, path)
+            if isinstance(value, str) and len(value) > 1:
+                new = _get(red, path)
+                if new != value:
+                    out[value] = new if isinstance(new, str) else MASK
+        return out
+
+    def _correlation(self, name: str, ctx: Mapping[str, Any], changed: list[str]) -> Mapping[str, Any]:
+        """`context` or `aggregate`: the `key` values by their field's action, and the file
+        paths an aggregate counts (`paths`: path -> count) as `file.path`."""
+        out = dict(ctx)
+        before = len(changed)
+        key = ctx.get("key")
+        if isinstance(key, Mapping):
+            sub: list[str] = []
             new_key = {}
-            for k, v in ctx["key"].items():
-                kv = self._value(k, v, key_changed) if isinstance(v, str) else v
+            for k, v in key.items():
+                kv = self._value(k, v, sub, True) if isinstance(v, str) else v
                 if kv is not None:
                     new_key[k] = kv
-            if key_changed:
-                out["context"] = {**ctx, "key": new_key}
-                changed += [f"context.key.{p}" for p in key_changed]
-        if changed:
-            out["redacted"] = sorted(set(changed))
-            self._count(changed)
+            if sub:
+                out["key"] = new_key
+                changed += [f"{name}.key.{p}" for p in sub]
+        paths = ctx.get("paths")
+        if isinstance(paths, Mapping):
+            sub = []
+            new_paths: dict[str, Any] = {}
+            for p, n in paths.items():
+                np = self._value("file.path", p, sub, True) if isinstance(p, str) else p
+                if np is not None:
+                    new_paths[np] = new_paths.get(np, 0) + n if isinstance(n, int) else n
+            if sub:
+                out["paths"] = new_paths
+                changed.append(f"{name}.paths")
+        return out if len(changed) > before else ctx
+
+    def _fim(self, fim: Mapping[str, Any], changed: list[str]) -> Mapping[str, Any]:
+        sub: list[str] = []
+        out = {}
+        for k, v in fim.items():
+            if k == "path" and isinstance(v, str):
+                nv = self._value("file.path", v, sub, True)
+                if nv is not None:
+                    out[k] = nv
+                if nv != v:
+                    sub[-1] = "path"
+            else:
+                out[k] = self._scan_any(v, k, sub, True)
+        if not sub:
+            return fim
+        changed += [f"fim.{p}" for p in sub]
         return out
 
     def evidence(self, ev: Evidence) -> Evidence:
@@ -205,7 +405,7 @@ class Redactor:
         for name in ("expected", "observed", "message"):  # `source` is where: a path and line
             value = getattr(ev, name)
             if isinstance(value, str):
-                new = self._field_text(value)
+                new = self._field_text(value, True)
                 if new != value:
                     changed[name] = new
         observed = changed.get("observed", ev.observed)
@@ -220,63 +420,70 @@ class Redactor:
                        redacted=tuple(sorted(set(ev.redacted) | set(changed))))
 
     def details(self, details: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """Free-form record details (audit-log records, evidence): every string scanned by
-        the detectors; returns the copy and the paths changed."""
+        """Free-form record details (audit-log records): every string scanned by the
+        detectors; returns the copy and the paths changed (counted as `record.<path>`)."""
         changed: list[str] = []
-        out = self._scan_any(details, "", changed)
+        if not self.enabled or not self._needs_scan(details, frozenset()):
+            return dict(details), changed
+        out = self._scan_any(details, "", changed, True)
+        if changed:
+            self._count([f"record.{p}" for p in changed])
         return out, changed
 
+    def count(self, paths: list[str]) -> None:
+        """Count one record whose `paths` were redacted elsewhere (by this policy)."""
+        if paths:
+            self._count(paths)
+
     def _count(self, paths: list[str]) -> None:
-        self._records += 1
-        for p in set(paths):
-            self.stats[_generic(p)] += 1
+        with self._lock:
+            self._records += 1
+            for p in set(paths):
+                self.stats[_generic(p)] += 1
 
-    def _field_text(self, v: str) -> str:
-        return self.text(v) if self.detectors else v
+    def _field_text(self, v: str, scan: bool) -> str:
+        return self.text(v) if scan and self.detectors else v
 
-    def _value(self, path: str, v: str, changed: list[str]) -> str | None:
+    def _value(self, path: str, v: str, changed: list[str], scan: bool,
+               already: frozenset[str] = frozenset()) -> str | None:
         action = self._field_actions.get(path)
         if action == "drop":
             changed.append(path)
             return None
         nv: str | None
         if action is not None:
+            if action == "pseudonym" and path in already and _PSEUDONYM_SHAPE.fullmatch(v):
+                return v  # pseudonymised by an earlier run: the token stays what it was
             nv = self._actions[action](path, v)
         elif path in self._keep:
             return v
         else:
-            nv = self._field_text(v)
+            nv = self._field_text(v, scan)
         if nv != v:
             changed.append(path)
         return nv
 
-    def _walk(self, obj: Mapping[str, Any], prefix: str, changed: list[str], root: Mapping[str, Any]) -> dict[str, Any]:
-        if not self.enabled:
-            return dict(obj)
+    def _walk(self, obj: Mapping[str, Any], prefix: str, changed: list[str], root: Mapping[str, Any],
+              scan: bool, already: frozenset[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        actions = self._field_actions
         for k, v in obj.items():
             path = prefix + k
             if path in _NEVER_SECRET:
                 out[k] = v
             elif isinstance(v, str):
-                nv = self._value(path, v, changed)
+                nv = self._value(path, v, changed, scan, already)
                 if nv is not None:
                     out[k] = nv
+            elif actions.get(path) == "drop":
+                changed.append(path)
             elif isinstance(v, Mapping):
-                if self._field_actions.get(path) == "drop":
-                    changed.append(path)
-                    continue
-                out[k] = self._walk(v, path + ".", changed, root)
+                out[k] = self._walk(v, path + ".", changed, root, scan, already)
             elif isinstance(v, list):
-                if self._field_actions.get(path) == "drop":
-                    changed.append(path)
-                    continue
-                if path == "proc.args":
+                if path == "proc.args" and scan:
                     out[k] = self._args(v, root, changed)
                 else:
-                    out[k] = [self._scan_any(x, f"{path}[]", changed) for x in v]
-            elif self._field_actions.get(path) == "drop":
-                changed.append(path)
+                    out[k] = [self._scan_any(x, f"{path}[]", changed, scan) for x in v] if scan else v
             else:
                 out[k] = v
         # The command line is the arguments joined: rebuild it so a secret the program's option
@@ -289,39 +496,174 @@ class Redactor:
         return out
 
     def _args(self, args: list[Any], root: Mapping[str, Any], changed: list[str]) -> list[Any]:
+        """The argument vector with each secret masked: what the program's own option syntax
+        says is one (`mysql -pX`), and what the detectors find in the arguments read as the
+        command line they make (`--password X` spans two arguments)."""
         raw = root.get("proc")
         proc: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         program = str(proc.get("exe") or (args[0] if args else ""))
         strs = [str(a) for a in args]
-        hidden = set(argv_secrets(program, strs))
-        if strs and not hidden:
-            hidden = set(argv_secrets(strs[0], strs))
+        hidden = program_secrets(program, strs)
+        local: dict[int, list[tuple[int, int, str]]] = {}
+        pos = 0
+        bounds = []
+        for a in strs:
+            bounds.append((pos, pos + len(a)))
+            pos += len(a) + 1
+        for start, end, repl in self._spans(" ".join(strs)):
+            for i, (a0, a1) in enumerate(bounds):
+                if a0 < end and start < a1:
+                    whole = a0 <= start and end <= a1
+                    local.setdefault(i, []).append((max(start, a0) - a0, min(end, a1) - a0, repl if whole else MASK))
         out: list[Any] = []
         for i, a in enumerate(args):
             if i in hidden:
                 flag = _attached_flag(program, strs[i])
                 out.append(flag + MASK if flag else MASK)
                 changed.append("proc.args")
-            elif isinstance(a, str):
-                na = self._field_text(a)
+            elif i in local or isinstance(a, str):
+                na = _replace_spans(strs[i], local[i]) if i in local else strs[i]
+                na = self._field_text(na, True)
                 if na != a:
                     changed.append("proc.args")
-                out.append(na)
+                    out.append(na)
+                else:
+                    out.append(a)
             else:
                 out.append(a)
         return out
 
-    def _scan_any(self, v: Any, path: str, changed: list[str]) -> Any:
+    def _scan_any(self, v: Any, path: str, changed: list[str], scan: bool) -> Any:
+        if not scan:
+            return v
         if isinstance(v, str):
-            nv = self._field_text(v)
+            nv = self._field_text(v, True)
             if nv != v:
                 changed.append(path or "value")
             return nv
         if isinstance(v, Mapping):
-            return {k: self._scan_any(x, f"{path}.{k}" if path else str(k), changed) for k, x in v.items()}
+            return {k: self._scan_any(x, f"{path}.{k}" if path else str(k), changed, True) for k, x in v.items()}
         if isinstance(v, list):
-            return [self._scan_any(x, f"{path}[]", changed) for x in v]
+            return [self._scan_any(x, f"{path}[]", changed, True) for x in v]
         return v
+
+
+def _json_view(record: Mapping[str, Any], line: bytes) -> bytes | None:
+    """What the prefilter searches for `record`: its JSON line, its arguments read as one
+    command line, escapes undone; None when only a walk over the record can tell."""
+    event = record.get("event")
+    evs = record.get("events")
+    if evs is not None:  # an alert
+        if type(evs) is not list or len(evs) > 1 or not isinstance(event, Mapping) or (evs and evs[0] is not event):
+            return None  # correlated events: `alert` reads each one's program
+    else:
+        event = record
+    proc = event.get("proc")
+    if type(proc) is dict:
+        exe = proc.get("exe")
+        if type(exe) is str and is_program(exe):
+            return None  # its own option syntax decides (`mysql -pX`)
+        args = proc.get("args")
+        if type(args) is list and len(args) > 1:
+            # The arguments are also read as the command line they make (`--password X`).
+            try:
+                joined = " ".join(args)
+            except TypeError:
+                joined = " ".join(map(str, args))
+            line = line + b"\n" + joined.encode("utf-8", "surrogateescape")
+    elif proc is not None:
+        return None
+    return json_unescaped(line)
+
+
+def _replace_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
+    out: list[str] = []
+    pos = 0
+    for start, end, repl in sorted(spans):
+        if start < pos:
+            continue
+        out += [text[pos:start], repl]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _alert_events(alert: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    ev = alert.get("event")
+    evs = alert.get("events")
+    out = [ev] if isinstance(ev, Mapping) else []
+    return out + [e for e in evs if isinstance(e, Mapping)] if isinstance(evs, list) else out
+
+
+def _get(record: Mapping[str, Any], path: str) -> Any:
+    cur: Any = record
+    for part in path.split("."):
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _substitute(text: str, subs: Mapping[str, str]) -> str:
+    """`text` with each whole occurrence of a key (not inside a longer name) replaced."""
+    if not subs:
+        return text
+    for raw in sorted(subs, key=len, reverse=True):
+        if raw in text:
+            # Whole names and whole paths only: `/tmp` is not replaced inside `/tmp/x`.
+            pattern = re.compile(r"(?<![A-Za-z0-9_./-])" + re.escape(raw) + r"(?![A-Za-z0-9_/-])")
+            text = pattern.sub(subs[raw].replace("\\", "\\\\"), text)
+    return text
+
+
+_NOTHING: frozenset[str] = frozenset()
+_SCALARS = (int, float, bool, type(None))
+
+
+def _strings(obj: Mapping[str, Any], out: list[str], skip: frozenset[str]) -> None:
+    """Every string value of a record, in `out` (type() before isinstance: this runs for
+    every event written, and an ABC check per number would double its cost)."""
+    for k, v in obj.items():
+        if k in skip:
+            continue
+        t = type(v)
+        if t is str:
+            out.append(v)
+        elif t is dict:
+            _strings(v, out, _NOTHING)
+        elif t is list:
+            n = len(out)
+            for x in v:
+                tx = type(x)
+                if tx is str:
+                    out.append(x)
+                elif tx is dict or (tx not in _SCALARS and isinstance(x, Mapping)):
+                    _strings(x, out, _NOTHING)
+            if len(out) - n > 1:
+                out.append(" ".join(out[n:]))  # arguments are also read as one command line
+        elif t not in _SCALARS and isinstance(v, Mapping):
+            _strings(v, out, _NOTHING)
+
+
+def _alert_strings(alert: Mapping[str, Any], out: list[str]) -> None:
+    """Every string of an alert a redaction could change; an event that is also `events[0]`
+    (most alerts) once."""
+    seen: set[int] = set()
+    for k, v in alert.items():
+        if k in _ALERT_PLAIN:
+            continue
+        if type(v) is str:
+            out.append(v)
+        elif k in ("event", "events"):
+            for e in (v if isinstance(v, list) else [v]):
+                if isinstance(e, Mapping) and id(e) not in seen:
+                    seen.add(id(e))
+                    _strings(e, out, _NEVER_SECRET)
+        elif isinstance(v, Mapping):
+            _strings(v, out, _NOTHING)
+            for sub in v.values():  # an aggregate's paths are the keys of its `paths`
+                if isinstance(sub, Mapping):
+                    out += [p for p in sub if isinstance(p, str)]
 
 
 def _attached_flag(program: str, arg: str) -> str:

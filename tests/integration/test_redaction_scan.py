@@ -11,7 +11,20 @@ from pathlib import Path
 
 import pytest
 
-SECRETS = ("Tr0ub4dor-S3cret", "ld4p-b1nd-pw", "4111111111111111", "4111 1111 1111 1111")
+# Every other secret class, one line each of a deployment script the rules below read.
+SCRIPT_LINES = {
+    "mysql-password": ("mysql -uroot -pMyS3cretPw payments", "MyS3cretPw"),
+    "password-option": ("backup --password=Hunt3r2Pw --verbose", "Hunt3r2Pw"),
+    "token-pair": ("fetch https://api.example/v1?token=Tok9abcdEF", "Tok9abcdEF"),
+    "authorization-header": ("curl -H 'Authorization: Bearer AbCdEf123456xyz' https://api.example", "AbCdEf123456xyz"),
+    "url-userinfo": ("git clone https://deploy:UrlPassw0rd@git.example/r.git", "UrlPassw0rd"),
+    "aws-key": ("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+    "github-token": ("push ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+    "private-key": ("KEY='-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0B-----END PRIVATE KEY-----'",
+                    "MIIEvQIBADANBgkqhkiG9w0B"),
+}
+SECRETS = ("Tr0ub4dor-S3cret", "ld4p-b1nd-pw", "4111111111111111", "4111 1111 1111 1111",
+           *(secret for _, secret in SCRIPT_LINES.values()))
 POLICY = """\
 metadata: {id: redaction-test, title: Redaction, version: "1"}
 rules:
@@ -27,7 +40,11 @@ rules:
     title: No card number in maintenance scripts
     severity: high
     check: file("/opt/job.sh").first("--card") == null
-"""
+""" + "".join(f"""  - id: deploy-{name}
+    title: No {name} in the deployment script
+    severity: high
+    check: file("/opt/deploy.sh").first({json.dumps("^" + line.split(" ")[0] + " ")}) == null
+""" for name, (line, _) in SCRIPT_LINES.items())
 FORMATS = ("json", "html", "pdf", "sarif", "junit", "csv", "ocsf", "table")
 
 
@@ -44,6 +61,7 @@ def root_and_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     (root / "etc" / "app.conf").write_text("listen=0.0.0.0\ndb_password=Tr0ub4dor-S3cret\n")
     (root / "etc" / "ldap.conf").write_text("uri ldap://dir\nbindpw ld4p-b1nd-pw\n")
     (root / "opt" / "job.sh").write_text("#!/bin/sh\ncharge --card '4111 1111 1111 1111'\n")
+    (root / "opt" / "deploy.sh").write_text("".join(line + "\n" for line, _ in SCRIPT_LINES.values()))
     policy = d / "policy.yaml"
     policy.write_text(POLICY)
     return root, policy
@@ -77,4 +95,5 @@ def test_evidence_names_the_masked_fields_and_results_count_them(root_and_policy
     card = by_id["scripts-hold-no-card"]["evidence"][0]
     assert card["observed"] == '"charge --card \'411111******1111\'"' 
     red = results["scan"]["redaction"]
-    assert red["enabled"] and red["records"] == 3 and red["fields"] == {"evidence.observed": 3}
+    assert red["enabled"] and red["records"] == 3 + len(SCRIPT_LINES)
+    assert red["fields"] == {"evidence.observed": 3 + len(SCRIPT_LINES)}

@@ -116,7 +116,7 @@ def cef_value_escape(value: Any) -> str:
 
 # Field lengths of the CEF Extension Dictionary (Implementing ArcSight CEF, rev. 25) and of
 # the header fields; longer values are cut (ending in "...") rather than refused by the SIEM.
-CEF_LIMITS = {"act": 63, "app": 31, "cat": 1023, "cs1": 4000, "cs2": 4000, "cs1Label": 1023, "cs2Label": 1023,
+CEF_LIMITS = {"act": 63, "app": 31, "cat": 1023, "cs1": 4000, "cs2": 4000, "cs3": 4000, "cs1Label": 1023, "cs2Label": 1023, "cs3Label": 1023,
               "c6a2Label": 1023, "c6a3Label": 1023, "dvchost": 100, "externalId": 40, "filePath": 1023,
               "msg": 1023, "outcome": 63, "proto": 31, "shost": 1023, "sproc": 1023, "suid": 1023, "suser": 1023}
 CEF_HEADER_LIMITS = (63, 63, 31, 1023, 512)  # vendor, product, version, signature id, name
@@ -168,6 +168,8 @@ def to_cef(alert: Mapping[str, Any]) -> str:
         ("cs1", ",".join(map(str, alert.get("tags") or [])) or None),
         ("cs2Label", "references" if alert.get("references") else None),
         ("cs2", _refs(alert) or None),
+        ("cs3Label", "redacted" if alert.get("redacted") else None),
+        ("cs3", ",".join(map(str, alert.get("redacted") or [])) or None),
         ("externalId", alert.get("id") or alert_uid(alert)),
     ]
     fields = []
@@ -244,6 +246,7 @@ def to_leef(alert: Mapping[str, Any]) -> str:
         ("count", (alert.get("context") or {}).get("count")),
         ("tags", ",".join(map(str, alert.get("tags") or [])) or None),
         ("references", _refs(alert) or None),
+        ("redacted", ",".join(map(str, alert.get("redacted") or [])) or None),
     ]
     body = "\t".join(f"{k}={_leef_value(v)}" for k, v in attrs if v is not None and v != "" and _leef_ok(k, v))
     header = ["LEEF:2.0", _leef_header(VENDOR), _leef_header(PRODUCT), _leef_header(__version__),
@@ -301,6 +304,8 @@ def to_ocsf(alert: Mapping[str, Any]) -> dict[str, Any]:
         del finding["finding_info"]["desc"]
     if alert.get("coverage"):
         finding["unmapped"]["coverage"] = alert["coverage"]
+    if alert.get("redacted"):
+        finding["unmapped"]["redacted"] = list(alert["redacted"])  # the fields masked, never their values
     return finding
 
 

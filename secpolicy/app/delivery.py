@@ -1,5 +1,5 @@
-"""Where a monitor's or replay's events and alerts go besides its own output: the event store,
-the alert sinks and the audit trail, fed in batches by one writer thread off the hot loop."""
+"""The writer thread of a run's outputs: events (redacted here, off the hot loop) to the event
+recording and the store, redacted alerts to the store, the audit trail and the sinks, in batches."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import IO, Any
 
+from secpolicy.auditlog.sinks.uri import SinkChain
+from secpolicy.auditlog.store import EventStore, event_row
+from secpolicy.auditlog.trail import AuditTrail
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
+from secpolicy.events.model import canonical_line
 from secpolicy.redaction import Redactor
 
-if TYPE_CHECKING:  # the callers open these: a run without outputs imports none of them
-    from secpolicy.auditlog.sinks.uri import SinkChain
-    from secpolicy.auditlog.store import EventStore
-    from secpolicy.auditlog.trail import AuditTrail
-
-__all__ = ["OutputStats", "Outputs", "merge_windows", "undelivered_message"]
+__all__ = ["Delivery", "OutputStats", "merge_windows", "undelivered_message"]
 
 LossWindows = Callable[[], Sequence[Mapping[str, Any]]]
 
@@ -28,6 +27,7 @@ class OutputStats:
     """What reached each destination, and what did not."""
 
     events_stored: int = 0
+    events_recorded: int = 0
     alerts_stored: int = 0
     alerts_sent: int = 0
     alerts_recorded: int = 0
@@ -44,6 +44,7 @@ class OutputStats:
     def to_dict(self) -> dict[str, Any]:
         return {
             "events_stored": self.events_stored,
+            "events_recorded": self.events_recorded,
             "alerts_stored": self.alerts_stored,
             "alerts_sent": self.alerts_sent,
             "alerts_recorded": self.alerts_recorded,
@@ -59,17 +60,20 @@ class OutputStats:
         }
 
 
-class Outputs:
-    """Takes events (`on_event`, a bare `deque.append` when live) and alerts (`alert`) from the
-    loop that produces them; a writer thread wakes every `interval` seconds (at once for an
-    alert) and hands what queued up, in order and in batches, to the store, the trail and the
-    sinks. With `overflow="block"` (replay) the producer waits when `max_pending` events are
-    queued; with `"drop"` (live) the writer discards the excess from the store only, counts it
-    and records it as lost: the rules still saw every event. A failing sink or store becomes a
-    `failure` record; a failing audit log stops recording and is reported by `close()`."""
+class Delivery:
+    """Takes events (`on_event`, a bare `deque.append` when live) and already redacted alerts
+    (`alert`) from the loop that produces them; a writer thread wakes every `interval` seconds
+    (at once for an alert) and hands what queued up, in order and in batches, to the event
+    recording, the store, the trail and the sinks. Events are redacted here, once, for both
+    the recording and the store. With `overflow="block"` (replay) the producer waits when
+    `max_pending` events are queued; with `"drop"` (live) the writer discards the excess,
+    counts it and records it as lost: the rules still saw every event. A failing sink or
+    store becomes a `failure` record; a failing audit log stops recording and is reported by
+    `close()`; a failing recording ends the run (its error is raised by `close()`)."""
 
     def __init__(self, *, store: Callable[[], EventStore] | None = None, sinks: SinkChain | None = None,
-                 trail: AuditTrail | None = None, loss_windows: LossWindows | None = None,
+                 trail: AuditTrail | None = None, recording: IO[bytes] | None = None,
+                 loss_windows: LossWindows | None = None,
                  batch: int = 5000, interval: float = 0.25, max_pending: int = 200_000,
                  overflow: str = "drop", on_error: Callable[[str], None] | None = None,
                  redactor: Redactor | None = None) -> None:
@@ -81,18 +85,17 @@ class Outputs:
         self.store: EventStore | None = None
         self.sinks = sinks
         self.trail = trail
+        self.recording = recording
         self.loss_windows = loss_windows
         self.batch = batch
         self.interval = interval
         self.max_pending = max_pending
         self.overflow = overflow
         self.on_error = on_error
-        # Rules saw the raw events; what is stored, sent or recorded is redacted, in this
-        # writer thread (off the producer's hot loop).
         self.redactor = redactor or Redactor()
         self.stats = OutputStats()
-        self._events: deque[dict[str, Any]] = deque()
-        self._alerts: deque[dict[str, Any]] = deque()
+        self._events: deque[Mapping[str, Any]] = deque()
+        self._alerts: deque[Mapping[str, Any]] = deque()
         self._wake = threading.Event()
         self._room = threading.Condition()
         self._stopping = False
@@ -101,18 +104,17 @@ class Outputs:
         self._ready = threading.Event()
         self._final_windows: Sequence[Mapping[str, Any]] | None = None
         self._windows_seen = 0
-        # Events are only queued when a store wants them: without one, the hot loop's call
-        # costs nothing but the call.
-        if store is None:
-            self.on_event: Callable[[dict[str, Any]], None] = _ignore
-        elif overflow == "drop":
-            self.on_event = self._events.append
+        # Events are only queued when something wants them: without a store or a recording,
+        # the producer is given no event callback at all.
+        self.wants_events = store is not None or recording is not None
+        if overflow == "drop":
+            self.on_event: Callable[[Mapping[str, Any]], None] = self._events.append
         else:
             self.on_event = self._event_blocking
 
     # -- producer side ---------------------------------------------------------------------
 
-    def _event_blocking(self, event: dict[str, Any]) -> None:
+    def _event_blocking(self, event: Mapping[str, Any]) -> None:
         self._events.append(event)
         if len(self._events) >= self.max_pending:
             with self._room:
@@ -120,7 +122,8 @@ class Outputs:
                     self._wake.set()
                     self._room.wait(0.5)
 
-    def alert(self, alert: dict[str, Any]) -> None:
+    def alert(self, alert: Mapping[str, Any]) -> None:
+        """Queue a redacted alert for the store, the trail and the sinks."""
         self._alerts.append(alert)
         self._wake.set()
 
@@ -142,7 +145,7 @@ class Outputs:
 
     def close(self, final_loss_windows: Sequence[Mapping[str, Any]] | None = None) -> OutputStats:
         """Deliver everything still queued (and loss windows not recorded yet), close the store
-        and the sinks. The trail stays open: it belongs to the caller."""
+        and the sinks. The trail and the recording stay open: they belong to the caller."""
         self._final_windows = final_loss_windows
         self._stopping = True
         self._wake.set()
@@ -199,8 +202,8 @@ class Outputs:
 
     def _cycle(self, final: bool, windows: Sequence[Mapping[str, Any]] | None) -> None:
         self.stats.batches += 1
-        if self.store is not None:
-            self._store_events(final)
+        if self.wants_events:
+            self._deliver_events(final)
         alerts = _drain(self._alerts, len(self._alerts))
         if alerts:
             self._deliver_alerts(alerts)
@@ -215,8 +218,7 @@ class Outputs:
         if self.trail is not None and self.stats.trail_error is None:
             self._with_trail(self.trail.sync)
 
-    def _store_events(self, final: bool) -> None:
-        assert self.store is not None
+    def _deliver_events(self, final: bool) -> None:
         pending = len(self._events)
         if self.overflow == "drop" and pending > self.max_pending:
             self._drop(pending - self.max_pending // 2)
@@ -230,43 +232,59 @@ class Outputs:
             pending -= len(chunk)
             with self._room:
                 self._room.notify_all()
-            self._add_events(chunk)
+            events, lines = self._redacted(chunk)
+            if self.recording is not None:
+                self.recording.write(b"".join(lines))
+                self.stats.events_recorded += len(lines)
+            if self.store is not None:
+                self._add_events(events, lines)
+        if self.recording is not None:
+            self.recording.flush()
+
+    def _redacted(self, chunk: list[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[bytes]]:
+        """Each event redacted once, with its canonical JSON line (the recording's line, and
+        the store's copy of the event): most are decided clean on the line alone."""
+        lines = [canonical_line(e) for e in chunk]
+        events = list(chunk)
+        for i, clean in enumerate(self.redactor.certainly_clean_many(chunk, lines)):
+            if not clean:
+                red = self.redactor.event(chunk[i])
+                if red is not chunk[i]:
+                    events[i], lines[i] = red, canonical_line(red)
+        return events, lines
 
     def _drop(self, n: int) -> None:
         # The oldest go: discarding costs little next to storing, so the writer catches up.
         dropped = _drain(self._events, n)
         by_type = Counter(str(e.get("type")) for e in dropped)
         self.stats.store_dropped += len(dropped)
+        where = "store (writer behind)" if self.recording is None else (
+            "event recording" + (" and store" if self.store is not None else "") + " (writer behind)")
         window = {"start": dropped[0].get("ts", ""), "end": dropped[-1].get("ts", ""),
-                  "count": len(dropped), "where": "store (writer behind)", "by_type": dict(by_type)}
+                  "count": len(dropped), "where": where, "by_type": dict(by_type)}
         trail = self.trail
         if trail is not None and self.stats.trail_error is None:
             self._with_trail(lambda: trail.lost([window], component="store"))
-        self._report(f"event store behind: {len(dropped)} events not stored "
+        what = "event store" if self.recording is None else where.replace(" (writer behind)", "")
+        self._report(f"{what} behind: {len(dropped)} events not {'stored' if self.recording is None else 'kept'} "
                      f"({window['start']} .. {window['end']}); the rules still saw them")
 
-    def _add_events(self, chunk: list[dict[str, Any]]) -> None:
+    def _add_events(self, chunk: list[Mapping[str, Any]], lines: list[bytes]) -> None:
         assert self.store is not None
-        chunk = [self.redactor.event(e) for e in chunk]
+        rows = []
+        for ev, line in zip(chunk, lines, strict=True):
+            try:
+                rows.append(event_row(ev, line[:-1].decode("utf-8")))
+            except InputError as exc:  # a malformed event is rejected alone
+                self.stats.store_rejected += 1
+                self._fail("store", f"event not stored: {exc.render()}", ts=str(ev.get("ts", "")))
         try:
-            self.stats.events_stored += self.store.add_events(chunk, len(chunk))
-        except InputError:
-            # One malformed event rejects its batch: store the others one by one.
-            for ev in chunk:
-                try:
-                    self.stats.events_stored += self.store.add_events([ev], 1)
-                except InputError as exc:
-                    self.stats.store_rejected += 1
-                    self._fail("store", f"event not stored: {exc.render()}", ts=str(ev.get("ts", "")))
-                except RuntimeFailure as exc:
-                    self.stats.store_failures += 1
-                    self._fail("store", exc.render(), events=1)
+            self.stats.events_stored += self.store.add_event_rows(rows, len(rows) or 1)
         except RuntimeFailure as exc:
             self.stats.store_failures += 1
-            self._fail("store", exc.render(), events=len(chunk))
+            self._fail("store", exc.render(), events=len(rows))
 
-    def _deliver_alerts(self, alerts: list[dict[str, Any]]) -> None:
-        alerts = [self.redactor.alert(a) for a in alerts]
+    def _deliver_alerts(self, alerts: list[Mapping[str, Any]]) -> None:
         if self.store is not None:
             try:
                 self.stats.alerts_stored += self.store.add_alerts(alerts, len(alerts))
@@ -359,11 +377,7 @@ def merge_windows(windows: Sequence[Mapping[str, Any]], keep: int = 50) -> list[
     return list(out.values())
 
 
-def _ignore(event: dict[str, Any]) -> None:
-    return None
-
-
-def _drain(q: deque[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+def _drain(q: deque[Mapping[str, Any]], n: int) -> list[Mapping[str, Any]]:
     # popleft is atomic against the producer's append; len() may only grow meanwhile.
     pop = q.popleft
     return [pop() for _ in range(min(n, len(q)))]

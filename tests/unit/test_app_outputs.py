@@ -1,5 +1,5 @@
-"""Sink URIs and the batched outputs of monitor and replay: what is stored, recorded, sent,
-dropped and failed, each counted, with a real SQLite store and a real audit log."""
+"""Sink URIs and the outputs of monitor and replay: what is written, stored, recorded, sent,
+dropped and failed, each counted and redacted once, with a real SQLite store and a real audit log."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from secpolicy.app.delivery import Delivery, merge_windows
+from secpolicy.app.outputs import OutputOptions, OutputSettings, RunOutputs
 from secpolicy.auditlog.log import AuditLog
-from secpolicy.auditlog.outputs import Outputs, merge_windows
 from secpolicy.auditlog.sinks.base import MemorySink
 from secpolicy.auditlog.sinks.uri import build_chain, parse_rate_limit, parse_sink_uri
 from secpolicy.auditlog.store import EventStore
@@ -111,7 +112,7 @@ def test_file_sinks_append_in_their_format(tmp_path: Path) -> None:
 def test_everything_queued_is_stored_recorded_and_sent_in_order(tmp_path: Path, trail: AuditTrail) -> None:
     mem = MemorySink()
     chain = build_chain([parse_sink_uri("-")], opener=lambda spec: mem)
-    out = Outputs(store=lambda: EventStore(tmp_path / "e.db"), sinks=chain, trail=trail,
+    out = Delivery(store=lambda: EventStore(tmp_path / "e.db"), sinks=chain, trail=trail,
                   overflow="block", batch=7, max_pending=20)
     out.start()
     for i in range(100):
@@ -132,7 +133,7 @@ def test_everything_queued_is_stored_recorded_and_sent_in_order(tmp_path: Path, 
 
 def test_a_store_that_falls_behind_drops_the_oldest_and_says_so(tmp_path: Path, trail: AuditTrail) -> None:
     errors: list[str] = []
-    out = Outputs(store=lambda: EventStore(tmp_path / "e.db"), trail=trail, overflow="drop",
+    out = Delivery(store=lambda: EventStore(tmp_path / "e.db"), trail=trail, overflow="drop",
                   batch=5, max_pending=10, on_error=errors.append)
     for i in range(25):  # the writer never ran: 25 pending against a limit of 10
         out.on_event(event(i, "open" if i % 2 else "exec"))
@@ -149,7 +150,7 @@ def test_a_store_that_falls_behind_drops_the_oldest_and_says_so(tmp_path: Path, 
 
 
 def test_a_malformed_event_is_rejected_alone(tmp_path: Path, trail: AuditTrail) -> None:
-    out = Outputs(store=lambda: EventStore(tmp_path / "e.db"), trail=trail, overflow="block")
+    out = Delivery(store=lambda: EventStore(tmp_path / "e.db"), trail=trail, overflow="block")
     for i in range(5):
         out.on_event(event(i) if i != 2 else {"type": "exec", "ts": "yesterday"})
     stats = out.close()
@@ -175,7 +176,7 @@ def test_a_failing_sink_is_one_failure_record_per_batch_and_the_others_still_get
     mem, broken = MemorySink(), Broken()
     specs = [parse_sink_uri("syslog+tcp://127.0.0.1:9"), parse_sink_uri("-")]
     chain = build_chain(specs, opener=lambda spec: broken if spec.kind == "syslog" else mem)
-    out = Outputs(sinks=chain, trail=trail)
+    out = Delivery(sinks=chain, trail=trail)
     for i in range(3):
         out.alert(alert(i))
     stats = out.close()
@@ -190,7 +191,7 @@ def test_a_failing_sink_is_one_failure_record_per_batch_and_the_others_still_get
 def test_dedup_and_rate_limit_sit_in_front_of_the_sinks_only(tmp_path: Path, trail: AuditTrail) -> None:
     mem = MemorySink()
     chain = build_chain([parse_sink_uri("-")], dedup_window=3600, opener=lambda spec: mem)
-    out = Outputs(sinks=chain, trail=trail)
+    out = Delivery(sinks=chain, trail=trail)
     same = alert(1)
     for _ in range(4):
         out.alert(dict(same))
@@ -202,7 +203,7 @@ def test_dedup_and_rate_limit_sit_in_front_of_the_sinks_only(tmp_path: Path, tra
 
 def test_a_failing_audit_log_stops_recording_and_is_reported(tmp_path: Path, trail: AuditTrail) -> None:
     errors: list[str] = []
-    out = Outputs(trail=trail, on_error=errors.append)
+    out = Delivery(trail=trail, on_error=errors.append)
     trail.log.close()  # as if the log became unwritable under the run
     out.alert(alert(1))
     stats = out.close()
@@ -213,7 +214,7 @@ def test_a_failing_audit_log_stops_recording_and_is_reported(tmp_path: Path, tra
 def test_an_unusable_store_fails_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "e.db"
     bad.write_text("not sqlite at all, not even a little" * 100)
-    out = Outputs(store=lambda: EventStore(bad))
+    out = Delivery(store=lambda: EventStore(bad))
     with pytest.raises(InputError, match="not a usable event store"):
         out.start()
 
@@ -231,7 +232,7 @@ def test_loss_windows_of_one_cycle_merge_per_place() -> None:
 def test_loss_windows_are_recorded_once_each(tmp_path: Path, trail: AuditTrail) -> None:
     seen = [{"start": "2026-11-21T05:00:00.000000000Z", "end": "2026-11-21T05:00:01.000000000Z",
              "count": 4, "where": "kernel", "by_type": {"exec": 4}}]
-    out = Outputs(trail=trail, loss_windows=lambda: list(seen))
+    out = Delivery(trail=trail, loss_windows=lambda: list(seen))
     out.start()
     final = [*seen, {"start": "2026-11-21T05:00:02.000000000Z", "end": "2026-11-21T05:00:03.000000000Z",
                      "count": 1, "where": "queue", "by_type": {"open": 1}}]
@@ -242,28 +243,74 @@ def test_loss_windows_are_recorded_once_each(tmp_path: Path, trail: AuditTrail) 
     assert sorted((r["details"]["reason"], r["details"]["lost"]) for r in lost) == [("kernel", 4), ("queue", 1)]
 
 
-def test_secrets_are_masked_in_the_store_the_sinks_and_the_audit_log(tmp_path: Path, trail: AuditTrail) -> None:
-    """The rules saw the raw command line; nothing the outputs keep or send holds it."""
+def test_secrets_are_masked_in_every_output_of_a_run(tmp_path: Path) -> None:
+    """The rules saw the raw command line; nothing the run writes, keeps or sends holds it:
+    the alert output, the event recording, the store, the sinks and the audit log."""
+    AuditLog.create(tmp_path / "log")[0].close()
     secret_ev = {**event(1), "proc": {"pid": 7, "exe": "/usr/bin/mysql", "args": ["mysql", "-uroot", "-pS3cretPw"],
                                       "cmdline": "mysql -uroot -pS3cretPw"}}
     secret_alert = {**alert(1), "message": "mysql ran: mysql -uroot -pS3cretPw, card 4111 1111 1111 1111",
                     "event": secret_ev, "events": [secret_ev]}
-    mem = MemorySink()
-    out = Outputs(store=lambda: EventStore(tmp_path / "e.db"), trail=trail, overflow="block",
-                  sinks=build_chain([parse_sink_uri("-")], opener=lambda spec: mem))
-    out.start()
-    out.on_event(secret_ev)
-    out.alert(secret_alert)
-    out.close()
-    trail.close()
+    sink = tmp_path / "sink.cef"
+    settings = OutputOptions(audit_log=str(tmp_path / "log"), store=str(tmp_path / "e.db"),
+                             sinks=(f"file://{sink}?format=cef",)).settings(
+        alerts=str(tmp_path / "alerts.jsonl"), events=str(tmp_path / "events.jsonl"))
+    run = RunOutputs(settings, "replay", overflow="block", on_error=pytest.fail)
+    run.begin()
+    run.open()
+    assert run.on_event is not None
+    run.on_event(secret_ev)
+    run.alert(secret_alert)
+    stats = run.finish()
     assert secret_ev["proc"]["cmdline"] == "mysql -uroot -pS3cretPw"  # the caller's event is untouched
-    stored = (tmp_path / "e.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("e.db-*"))
-    logged = b"".join(p.read_bytes() for p in (tmp_path / "log").glob("*"))
-    sent = json.dumps(mem.alerts).encode()
-    for where, data in (("store", stored), ("audit log", logged), ("sink", sent)):
-        assert b"S3cretPw" not in data and b"4111 1111 1111 1111" not in data, where
-    (sent_alert,) = mem.alerts
-    assert sent_alert["message"] == "mysql ran: mysql -uroot -p[REDACTED], card 411111******1111"
-    assert "event.proc.cmdline" in sent_alert["redacted"]
+    assert (stats.outputs.events_recorded, stats.outputs.events_stored, stats.outputs.alerts_sent) == (1, 1, 1)
+    written = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert {"alerts.jsonl", "events.jsonl", "e.db", "sink.cef", "segment-000000.jsonl"} <= set(written)
+    for name, data in written.items():
+        assert b"S3cretPw" not in data and b"4111 1111 1111 1111" not in data, name
+    (line,) = (tmp_path / "alerts.jsonl").read_text().splitlines()
+    sent = json.loads(line)
+    assert sent["message"] == "mysql ran: mysql -uroot -p[REDACTED], card 411111******1111"
+    assert sent["redacted"] == ["event.proc.args", "event.proc.cmdline", "events[0].proc.args",
+                                "events[0].proc.cmdline", "message"]
+    (recorded,) = map(json.loads, (tmp_path / "events.jsonl").read_text().splitlines())
+    assert recorded["proc"]["args"] == ["mysql", "-uroot", "-p[REDACTED]"]
+    assert recorded["redacted"] == ["proc.args", "proc.cmdline"]
+    # One alert and one event redacted, counted once each (the audit log saw them redacted).
+    assert stats.redaction["records"] == 2
+    assert stats.redaction["fields"] == {"event.proc.args": 1, "event.proc.cmdline": 1, "events[].proc.args": 1,
+                                         "events[].proc.cmdline": 1, "message": 1, "proc.args": 1,
+                                         "proc.cmdline": 1}
     (rec,) = [r for r in records(tmp_path / "log") if r["event_type"] == "alert"]
-    assert "411111******1111" in rec["details"]["message"]
+    assert "411111******1111" in rec["details"]["message"] and rec["details"]["redacted"] == sent["redacted"]
+    start, end = [r["details"]["redaction"] for r in records(tmp_path / "log") if r["details"].get("redaction")]
+    assert start == {"policy": "built-in default", "enabled": True, "pseudonym_key": "audit log"}
+    assert end["records"] == 2 and end["pseudonym_key"] == "audit log"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"alerts": "-", "sinks": ("-",)}, "would all write to standard output"),
+    ({"alerts": "-", "events": "-"}, "would all write to standard output"),
+    ({"alerts": "{d}/a.jsonl", "events": "{d}/a.jsonl"}, "--output and --events name the same file"),
+    ({"alerts": "{d}/a.jsonl", "sinks": ("file://{d}/a.jsonl",)}, "name the same file"),
+    ({"alerts": "{d}/a.jsonl", "files": ("{d}/nodir/summary.json",)}, "no such directory"),
+    ({"alerts": None, "store": "{d}/nodir/e.db"}, "no such directory"),
+    ({"alerts": None, "audit_log": "{d}"}, "not an audit log directory"),
+    ({"alerts": None, "redaction": "{d}/none.yaml"}, "cannot read"),
+    ({"alerts": None, "dedup_window": 5.0}, "apply to sinks"),
+])
+def test_every_output_is_checked_before_the_run(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
+    def fill(v: Any) -> Any:
+        return v.format(d=tmp_path) if isinstance(v, str) else tuple(fill(x) for x in v) if isinstance(v, tuple) else v
+
+    args = {k: fill(v) for k, v in kwargs.items()}
+    run_args = {k: args.pop(k) for k in ("alerts", "events", "files") if k in args}
+    with pytest.raises(InputError) as e:
+        OutputOptions(**args).settings(**run_args)
+    assert message in e.value.render()
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+def test_devices_may_take_two_outputs(tmp_path: Path) -> None:
+    s = OutputSettings.from_options(None, None, (), "json", None, None, alerts="/dev/null", events="/dev/null")
+    assert (s.alerts, s.events) == ("/dev/null", "/dev/null")
