@@ -8,14 +8,16 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from secpolicy.auditlog.sinks.uri import SinkChain
-from secpolicy.auditlog.store import EventStore, event_row
-from secpolicy.auditlog.trail import AuditTrail
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
 from secpolicy.events.model import canonical_line
 from secpolicy.redaction import Redactor
+
+if TYPE_CHECKING:  # the callers open these: a run without outputs imports none of them
+    from secpolicy.auditlog.sinks.uri import SinkChain
+    from secpolicy.auditlog.store import EventStore
+    from secpolicy.auditlog.trail import AuditTrail
 
 __all__ = ["Delivery", "OutputStats", "merge_windows", "undelivered_message"]
 
@@ -270,6 +272,8 @@ class Delivery:
                      f"({window['start']} .. {window['end']}); the rules still saw them")
 
     def _add_events(self, chunk: list[Mapping[str, Any]], lines: list[bytes]) -> None:
+        from secpolicy.auditlog.store import event_row
+
         assert self.store is not None
         rows = []
         for ev, line in zip(chunk, lines, strict=True):

@@ -7,14 +7,17 @@ import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from secpolicy.app.delivery import Delivery, OutputStats, undelivered_message
 from secpolicy.app.redaction import open_redactor
-from secpolicy.auditlog.sinks.uri import SinkSpec, build_chain, parse_rate_limit, parse_sink_uri
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
 from secpolicy.events.model import canonical_line
 from secpolicy.redaction import Redactor
+
+if TYPE_CHECKING:
+    from secpolicy.auditlog.sinks.uri import SinkSpec
+    from secpolicy.auditlog.trail import AuditTrail
 
 __all__ = ["OutputOptions", "OutputSettings", "RunOutputs", "RunStats"]
 
@@ -44,6 +47,9 @@ class OutputSettings:
                      sink_format: str, dedup_window: float | None, rate_limit: str | None, *,
                      alerts: str | None = None, events: str | None = None, files: Sequence[str | None] = (),
                      redaction: str | None = None, stream: bool = False) -> OutputSettings:
+        # The sink modules only where sinks are asked for: a run without them starts faster.
+        if sink_uris or rate_limit is not None:
+            from secpolicy.auditlog.sinks.uri import parse_rate_limit, parse_sink_uri
         specs = tuple(parse_sink_uri(u, sink_format) for u in sink_uris)
         if (dedup_window is not None or rate_limit is not None) and not specs:
             raise InputError("--dedup-window and --rate-limit apply to sinks: give --sink URI")
@@ -120,8 +126,6 @@ class RunOutputs:
 
     def __init__(self, settings: OutputSettings, component: str, *, overflow: str,
                  on_error: Callable[[str], None], redactor: Redactor | None = None) -> None:
-        from secpolicy.auditlog.trail import AuditTrail
-
         self.settings = settings
         self.component = component
         self.overflow = overflow
@@ -167,7 +171,6 @@ class RunOutputs:
         """Open every output and start the writer. Standard output, a FIFO or a device is
         written through; a file is created 0600, a symbolic link refused."""
         from secpolicy import outfile
-        from secpolicy.auditlog.store import EventStore
 
         s = self.settings
         if s.alerts is not None:
@@ -178,6 +181,10 @@ class RunOutputs:
         if not (s.store or s.sinks or self.trail or self._recording):
             return
         path = s.store
+        if path:
+            from secpolicy.auditlog.store import EventStore
+        if s.sinks:
+            from secpolicy.auditlog.sinks.uri import build_chain
         sinks = build_chain(s.sinks, s.dedup_window, s.rate_limit) if s.sinks else None
         delivery = Delivery(store=(lambda: EventStore(path)) if path else None, sinks=sinks, trail=self.trail,
                             recording=self._recording, loss_windows=loss_windows, overflow=self.overflow,
