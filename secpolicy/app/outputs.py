@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+import orjson
+
 from secpolicy.app.delivery import Delivery, OutputStats, undelivered_message
 from secpolicy.app.redaction import open_redactor
 from secpolicy.errors import InputError, RuntimeFailure, SecpolicyError
@@ -18,6 +20,8 @@ from secpolicy.redaction import Redactor
 if TYPE_CHECKING:
     from secpolicy.auditlog.sinks.uri import SinkSpec
     from secpolicy.auditlog.trail import AuditTrail
+
+_ALERT_BATCH = 256
 
 __all__ = ["OutputOptions", "OutputSettings", "RunOutputs", "RunStats"]
 
@@ -136,6 +140,7 @@ class RunOutputs:
         self.on_event: Callable[[Mapping[str, Any]], None] | None = None
         self.stats: OutputStats | None = None
         self.alerts_written = 0
+        self._batch: list[Mapping[str, Any]] = []
         self._alerts: IO[bytes] | None = None
         self._recording: IO[bytes] | None = None
 
@@ -202,17 +207,47 @@ class RunOutputs:
     # -- the fan-out -----------------------------------------------------------------------
 
     def alert(self, alert: Mapping[str, Any]) -> None:
-        """Redact `alert` once and send the copy everywhere alerts go."""
-        line = canonical_line(alert)
-        red = alert if self.redactor.certainly_clean(alert, line) else self.redactor.alert(alert)
-        if self._alerts is not None:
-            self._alerts.write(line if red is alert else canonical_line(red))
-        if self.delivery is not None:
-            self.delivery.alert(red)
-        self.alerts_written += 1
+        """Redact `alert` once and send the copy everywhere alerts go. Alerts leave in small
+        batches, in order: one prefilter search over a batch costs less than one per alert;
+        `flush` (a monitor's ticker, the end of the run) sends what is waiting."""
+        self._batch.append(alert)
+        if len(self._batch) >= _ALERT_BATCH:
+            self._send()
+
+    def _send(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        lines = [canonical_line(a) for a in batch]
+        clean = self.redactor.certainly_clean_many(batch, lines)
+        for alert, line, ok in zip(batch, lines, clean, strict=True):
+            red = alert if ok else self.redactor.alert(alert)
+            if self._alerts is not None:
+                self._alerts.write(line if red is alert else canonical_line(red))
+            if self.delivery is not None:
+                self.delivery.alert(red)
+        self.alerts_written += len(batch)
+
+    def alert_output_alone(self) -> IO[bytes] | None:
+        """The alert output, when it is the only place alerts go and redaction needs no
+        field-by-field policy: then a run may write alert lines to it itself, each passed
+        through `checked_lines` (the store, the sinks and the audit log want dicts)."""
+        if self.delivery is not None or self._batch or not self.redactor.line_checkable:
+            return None
+        return self._alerts
+
+    def checked_lines(self, events: list[dict[str, Any]], lines: list[bytes]) -> list[bytes]:
+        """Alert `lines` (each raised by its event) as they may be written: a line that
+        certainly holds nothing to redact as it is, any other as the redacted alert's line."""
+        self.alerts_written += len(lines)
+        records = [{"event": ev, "events": [ev]} for ev in events]
+        clean = self.redactor.certainly_clean_many(records, lines)
+        return [line if ok else canonical_line(self.redactor.alert(orjson.loads(line)))
+                for line, ok in zip(lines, clean, strict=True)]
 
     def flush(self) -> None:
-        """Make written alerts visible to whoever follows the alert output."""
+        """Send the alerts waiting and make them visible to whoever follows the output."""
+        self._send()
         if self._alerts is not None:
             self._alerts.flush()
 
@@ -221,6 +256,7 @@ class RunOutputs:
     def finish(self, final_loss_windows: Sequence[Mapping[str, Any]] | None = None, **counts: Any) -> RunStats:
         """Deliver what is queued, record the end with `counts`, close everything. A failed
         audit log is a runtime failure (exit 3): the run happened without its record."""
+        self._send()
         stats = self._close_outputs(final_loss_windows)
         self._close_streams()
         trail_error = stats.trail_error if stats else None
@@ -249,6 +285,7 @@ class RunOutputs:
         user sees) and close everything."""
         text = exc.render() if isinstance(exc, SecpolicyError) else f"{type(exc).__name__}: {exc}"
         try:
+            self._send()  # what fired before the failure is kept
             self._close_outputs(None)
         except SecpolicyError as close_exc:
             self.on_error(close_exc.render())

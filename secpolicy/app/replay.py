@@ -73,5 +73,11 @@ def _replay(run: RunOutputs, req: ReplayRequest, reading: Reading | None) -> Rep
     sources = open_sources([Path(f) for f in req.files], req.input_format, names=AccountNames(req.root),
                            aureport=req.summary)
     run.open()
+    alone = run.alert_output_alone()
     with reading([str(f) for f in req.files]) if reading is not None else contextlib.nullcontext():
+        if alone is not None:
+            # Alerts go to the alert output only: written as lines (no alert dicts), each
+            # checked for redaction.
+            return replay(sources, engine, alone, window=req.window, on_event=run.on_event,
+                          on_lines=run.checked_lines)
         return replay(sources, engine, None, window=req.window, on_event=run.on_event, on_alert=run.alert)

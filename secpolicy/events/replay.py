@@ -109,10 +109,12 @@ def replay(
     window: float = 5.0,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     on_alert: Callable[[dict[str, Any]], None] | None = None,
+    on_lines: Callable[[list[dict[str, Any]], list[bytes]], list[bytes]] | None = None,
 ) -> ReplayResult:
     """Evaluate every event of `sources`, merged in timestamp order, writing each alert as a
     JSON line to `out` (a text or, faster, a binary stream) and handing events and alerts to
-    `on_event`/`on_alert`."""
+    `on_event`/`on_alert`. When the alerts go to `out` alone, `on_lines(events, lines)` may
+    replace a batch of lines (each raised by its event) before they are written (redaction)."""
     sources = list(sources)
     # Events and alerts are acyclic dicts freed by reference counting; the cyclic collector
     # would rescan the thousands of events held in the reorder window again and again
@@ -120,7 +122,7 @@ def replay(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _replay(sources, engine, out, window, on_event, on_alert)
+        return _replay(sources, engine, out, window, on_event, on_alert, on_lines)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -137,7 +139,9 @@ def _write(out: Any, lines: list[bytes], text: bool) -> None:
 
 def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, window: float,
             on_event: Callable[[dict[str, Any]], None] | None,
-            on_alert: Callable[[dict[str, Any]], None] | None) -> ReplayResult:
+            on_alert: Callable[[dict[str, Any]], None] | None,
+            on_lines: Callable[[list[dict[str, Any]], list[bytes]], list[bytes]] | None = None
+            ) -> ReplayResult:
     result = ReplayResult()
     order = OrderStats()
     evaluate, apply = engine.evaluate, engine.apply
@@ -166,6 +170,14 @@ def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, wi
     # Alert lines are written in chunks: one write per chunk rather than per alert.
     pending: list[bytes] = []
     keep = pending.append
+    sources_of: list[dict[str, Any]] = []  # with on_lines: the event behind each pending line
+    raised_by = sources_of.append
+
+    def flush() -> None:
+        if on_lines is not None and sources_of:
+            pending[:] = on_lines(sources_of, pending)
+            sources_of.clear()
+        _write(out, pending, text)
     try:
         for batch in batches:
             for item in batch:
@@ -180,6 +192,8 @@ def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, wi
                     for rule_id, line in lines(ev, hits):
                         by_rule[rule_id] += 1
                         keep(line)
+                        if on_lines is not None:
+                            raised_by(ev)
                     continue
                 for a in apply(ev, hits):
                     by_rule[a["rule_id"]] += 1
@@ -188,10 +202,10 @@ def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, wi
                     if on_alert is not None:
                         on_alert(a)
             if len(pending) >= _CHUNK:
-                _write(out, pending, text)
+                flush()
     finally:
         if pending:  # what was raised before a failure is written too
-            _write(out, pending, text)
+            flush()
     result.events_by_type.update(by_type)
     result.events = sum(by_type.values())
     result.alerts = sum(by_rule.values())

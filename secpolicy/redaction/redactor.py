@@ -238,6 +238,12 @@ class Redactor:
                 out[k] = v
         return out
 
+    @property
+    def line_checkable(self) -> bool:
+        """Whether `certainly_clean` can clear most records by their lines alone (no per-field
+        action such as a pseudonym applies to every record)."""
+        return not self._field_actions
+
     def certainly_clean(self, record: Mapping[str, Any], line: bytes) -> bool:
         """Whether `record` (an event or alert), serialised as the JSON `line` about to be
         written, certainly needs no redaction: one search over the line instead of a walk

@@ -237,6 +237,26 @@ def test_every_secret_class_through_replay_every_sink_the_store_the_log_and_the_
     assert len(raw_timeline["rows"]) == 15
 
 
+def test_replay_with_only_an_alert_file_writes_the_same_redacted_alerts(tmp_path: Path) -> None:
+    """Alerts bound for the alert output alone are written as lines (the fast path): the
+    secrets are masked there exactly as through the full fan-out."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in class_events()))
+    policy = tmp_path / "classes.yaml"
+    policy.write_text(class_policy())
+    redaction = tmp_path / "redaction.yaml"
+    redaction.write_text(REDACTION_POLICY)
+    alone, fanned = tmp_path / "alone.jsonl", tmp_path / "fanned.jsonl"
+    p = run("replay", str(events), "--policy", str(policy), "--redaction", str(redaction), "--output", str(alone))
+    assert p.returncode == 0, p.stderr
+    q = run("replay", str(events), "--policy", str(policy), "--redaction", str(redaction), "--output", str(fanned),
+            "--store", str(tmp_path / "s.db"))
+    assert q.returncode == 0, q.stderr
+    assert_clean("alert output alone", alone.read_bytes())
+    assert alone.read_bytes() == fanned.read_bytes()
+    assert len(alone.read_text().splitlines()) == len(CLASSES) + 1
+
+
 def test_store_ingest_keeps_pseudonyms_of_records_redacted_before(tmp_path: Path) -> None:
     """A recording written redacted and ingested later (under the same key) keeps its tokens:
     redaction twice is redaction once."""
