@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from secpolicy.dsl import ast
-from secpolicy.dsl.checker import Catalogue, Checked, Macro, Signature, check_expression
+from secpolicy.dsl.checker import Catalogue, Checked, Macro, check_expression
 from secpolicy.dsl.compiler import ALWAYS, NEVER, EvalEnv, compile_check, compile_event
 from secpolicy.dsl.parser import PLAIN_ORIGIN, Origin, parse_duration, parse_expression, parse_size
 from secpolicy.dsl.regex import Regex, RegexError, compile_regex
 from secpolicy.dsl.traced import Observed, Sourced, Traced, TraceRecord, compile_traced, expectation
+from secpolicy.dsl.types import Signature
 
 __all__ = [
     "ALWAYS",
