@@ -28,7 +28,10 @@ from secpolicy.events.fields import EVENT, event_field_type
 from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
-from secpolicy.policy.model import (
+from secpolicy.policy.testfiles import TestFileError, parse_test_file
+from secpolicy.policy.vars import SCAN, SCAN_VAR, bounds_allowed, did_you_mean
+from secpolicy.resources import load_schema
+from secpolicy.rules import (
     Condition,
     Policy,
     PolicySet,
@@ -36,17 +39,9 @@ from secpolicy.policy.model import (
     RuleTest,
     SequenceSpec,
     Threshold,
-)
-from secpolicy.policy.testfiles import TestFileError, parse_test_file
-from secpolicy.policy.vars import (
-    SCAN,
-    SCAN_VAR,
     VarDecl,
-    bounds_allowed,
     convert_value,
-    did_you_mean,
 )
-from secpolicy.resources import load_schema
 
 if TYPE_CHECKING:
     import jsonschema
