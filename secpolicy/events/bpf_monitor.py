@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -18,6 +18,10 @@ from secpolicy.events.live.storm import AlertStorm, StormControl
 from secpolicy.events.model import canonical_json
 
 __all__ = ["FileWatcher", "Monitor", "MonitorSummary", "StormControl", "coverage_for"]
+
+if TYPE_CHECKING:
+    from secpolicy.events.engine import EventEngine
+    from secpolicy.rules import Rule
 
 
 class FileWatcher(Protocol):
@@ -194,8 +198,8 @@ class Monitor:
 
     def __init__(
         self,
-        rules: list[Any],
-        engine: Any,
+        rules: Sequence[Rule],
+        engine: EventEngine,
         *,
         plan: KernelPlan | None = None,
         source: LiveSource | None = None,

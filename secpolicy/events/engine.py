@@ -23,6 +23,7 @@ from secpolicy.events.correlation import (
 )
 from secpolicy.events.matcher import Matcher, step_keys
 from secpolicy.events.model import ts_seconds
+from secpolicy.rules import Rule
 
 __all__ = ["CorrelationLimits", "EventEngine", "render_message"]
 
@@ -105,12 +106,14 @@ def _and(a: Predicate, b: Predicate) -> Predicate:
     return lambda ev: a(ev) and b(ev)  # `a` first: it may raise on a malformed event, and is counted
 
 
-def _condition(rule: Any, step: int, event_type: str | None) -> Predicate:
+def _condition(rule: Rule, step: int, event_type: str | None) -> Predicate:
     """What an event must satisfy for a rule (`step` -1) or one step of its sequence, under
     the rule's `when` if it has one."""
     when = rule.when
     if step < 0:
+        assert when is not None  # a rule without a sequence has a `when`
         return event_predicate(when, event_type)
+    assert rule.sequence is not None
     fn = event_predicate(rule.sequence.steps[step], event_type)
     return fn if when is None else _and(event_predicate(when, event_type), fn)
 
@@ -142,19 +145,18 @@ class _RuleRuntime:
         "title",
     )
 
-    def __init__(self, rule: Any, limits: CorrelationLimits, budget: MemoryBudget) -> None:
+    def __init__(self, rule: Rule, limits: CorrelationLimits, budget: MemoryBudget) -> None:
         self.rule = rule
         self.id = rule.id
-        sev = rule.severity
-        self.severity = getattr(sev, "value", sev)
+        self.severity = rule.severity.value
         self.title = rule.title
-        self.tags = list(getattr(rule, "tags", ()) or ())
-        self.references = {k: list(v) for k, v in (getattr(rule, "references", None) or {}).items()}
-        self.render = _compile_message(getattr(rule, "message", None), rule.title)
+        self.tags = list(rule.tags)
+        self.references = {k: list(v) for k, v in rule.references.items()}
+        self.render = _compile_message(rule.message, rule.title)
         self.threshold: ThresholdCorrelator | None = None
         self.sequence: SequenceCorrelator | None = None
-        seq = getattr(rule, "sequence", None)
-        thr = getattr(rule, "threshold", None)
+        seq = rule.sequence
+        thr = rule.threshold
         if seq is not None:
             self.kind = "sequence"
             self.sequence = SequenceCorrelator(len(seq.steps), seq.within, seq.by, limits, budget)
@@ -222,20 +224,18 @@ class EventEngine:
     was done and what correlation state was dropped. Rules without `when:`/`sequence:` are
     ignored (check rules)."""
 
-    def __init__(self, rules: Iterable[Any], *, limits: CorrelationLimits | None = None) -> None:
+    def __init__(self, rules: Iterable[Rule], *, limits: CorrelationLimits | None = None) -> None:
         self.limits = limits or CorrelationLimits()
         self.budget = MemoryBudget(self.limits.memory_bytes)
         self.runtimes: list[_RuleRuntime] = []
         entries = []
         for rule in rules:
-            if getattr(rule, "when", None) is None and getattr(rule, "sequence", None) is None:
-                continue
-            if getattr(rule, "enabled", True) is False:
+            if not rule.is_event_rule or not rule.enabled:
                 continue
             rt = _RuleRuntime(rule, self.limits, self.budget)
             self.runtimes.append(rt)
             keys = step_keys(rule)
-            if rt.kind == "sequence":
+            if rule.sequence is not None:
                 for i in range(len(rule.sequence.steps)):
                     entries.append((keys[i], (rt, i, _condition(rule, i, None))))
             else:

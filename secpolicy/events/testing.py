@@ -9,6 +9,7 @@ from typing import Any
 from secpolicy.errors import InputError
 from secpolicy.events.engine import EventEngine
 from secpolicy.events.model import event_errors, format_ts, parse_ts
+from secpolicy.rules import Rule, RuleTest
 
 __all__ = ["TestOutcome", "prepare_test_events", "run_rule_tests"]
 
@@ -46,10 +47,10 @@ def prepare_test_events(events: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _run_one(rule: Any, test: Any) -> TestOutcome:
+def _run_one(rule: Rule, test: RuleTest) -> TestOutcome:
     name = test.name
-    where = getattr(test, "source", "")
-    rid = getattr(rule, "id", "")
+    where = test.source
+    rid = rule.id
     try:
         events = prepare_test_events(test.events or ())
     except InputError as exc:
@@ -63,7 +64,7 @@ def _run_one(rule: Any, test: Any) -> TestOutcome:
         return TestOutcome(name, False, f"the condition raised an error on {stats['errors']} event(s)", rid, where)
     fired = len(alerts)
     expect = test.expect
-    want = getattr(test, "alerts", None)
+    want = test.alerts
     if expect == "fire":
         ok = fired > 0 if want is None else fired == want
         wanted = "at least 1 alert" if want is None else f"{want} alert(s)"
@@ -78,6 +79,6 @@ def _run_one(rule: Any, test: Any) -> TestOutcome:
     return TestOutcome(name, ok, detail, rid, where)
 
 
-def run_rule_tests(rule: Any) -> list[TestOutcome]:
+def run_rule_tests(rule: Rule) -> list[TestOutcome]:
     """One outcome per inline test of an event rule."""
-    return [_run_one(rule, t) for t in getattr(rule, "tests", ())]
+    return [_run_one(rule, t) for t in rule.tests]

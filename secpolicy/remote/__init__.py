@@ -79,7 +79,7 @@ def _with_siblings(wants: Iterable[Request]) -> set[Request]:
     return out
 
 
-def facts_read(rules: Iterable[Any]) -> set[str]:
+def facts_read(rules: Iterable[Rule]) -> set[str]:
     """The facts the check and applicability expressions of `rules` name."""
     out: set[str] = set()
     for r in rules:
