@@ -19,14 +19,14 @@ from secpolicy import engine, outfile
 from secpolicy.cli import progress
 from secpolicy.cli.choices import StrictChoice, unknown_name
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError, LocatedError
-from secpolicy.facts import builtin_registry
 from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity, Status, deciding_lines
-from secpolicy.policy import PolicyErrors, PolicySet, load_policies
+from secpolicy.policy import PolicyErrors, PolicySet
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import WaiverSet, load_waivers
 from secpolicy.resources import load_schema, policies_dir, schema_path
 from secpolicy.resultsfile import read_json_file, results_bytes, sha256_hex
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 __all__ = ["COMMANDS", "FAIL_ON", "SCAN_FORMATS", "load", "registry"]
 

@@ -191,9 +191,8 @@ def _event_rules(policies: tuple[str, ...]) -> Any:
     here rather than through the scan command's module, whose imports replay does not need."""
     import os
 
-    from secpolicy.facts import builtin_registry
-    from secpolicy.policy import load_policies
     from secpolicy.resources import policies_dir
+    from secpolicy.vocabulary import builtin_registry, load_policies
 
     paths = [Path(p) for p in policies] or [policies_dir()]
     cache = None

@@ -107,6 +107,15 @@ class ObjectType(Type):
     def __hash__(self) -> int:
         return id(self)
 
+    def path_type(self, path: str) -> Type | None:
+        """The type of a dotted field path such as `auth.rhost`, or None if a part is unknown."""
+        t: Type = self
+        for part in path.split("."):
+            if not isinstance(t, ObjectType) or part not in t.fields:
+                return None
+            t = t.fields[part]
+        return t
+
 
 @dataclass(frozen=True)
 class Signature:
