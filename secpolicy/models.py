@@ -19,6 +19,7 @@ __all__ = [
     "EventType",
     "Evidence",
     "Finding",
+    "OutcomeResult",
     "Severity",
     "SeverityName",
     "Status",
@@ -225,7 +226,7 @@ EventType = Literal[
     "exec", "open", "write", "unlink", "rename", "chmod", "chown", "connect", "accept", "auth", "setuid",
     "capset", "bpf", "module_load", "ptrace", "mount", "setxattr", "config_change", "account_change",
 ]
-Result = Literal["success", "failure"]
+OutcomeResult = Literal["success", "failure"]
 SeverityName = Literal["info", "low", "medium", "high", "critical"]  # Severity's values
 
 
@@ -288,7 +289,7 @@ class EventNet(TypedDict, total=False):
 class EventAuth(TypedDict, total=False):
     service: str
     user: str  # the account the attempt was for
-    result: Result
+    result: OutcomeResult
     rhost: str
     method: str
 
@@ -340,7 +341,7 @@ class EventConfig(TypedDict, total=False):
 
 
 class EventOutcome(TypedDict, total=False):
-    result: Result
+    result: OutcomeResult
     errno: int
 
 

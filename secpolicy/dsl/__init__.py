@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +66,7 @@ class CompiledExpr:
 _FROM_NODE: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
-def event_predicate(expr: CompiledExpr, event_type: str | None = None) -> Callable[[dict], bool]:
+def event_predicate(expr: CompiledExpr, event_type: str | None = None) -> Callable[[Mapping[str, Any]], bool]:
     """The predicate of an event expression, specialised for events of `event_type` when it
     reads the type (see compile_event: it may be ALWAYS or NEVER)."""
     if event_type is None or ("type",) not in expr.fields_used or expr.fn not in _FROM_NODE:

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
@@ -21,6 +21,7 @@ __all__ = ["FileWatcher", "Monitor", "MonitorSummary", "StormControl", "coverage
 
 if TYPE_CHECKING:
     from secpolicy.events.engine import EventEngine
+    from secpolicy.models import Alert, Event
     from secpolicy.rules import Rule
 
 
@@ -31,7 +32,7 @@ class FileWatcher(Protocol):
 
     prefixes: tuple[str, ...]
 
-    def observe(self, event: dict[str, Any]) -> None: ...
+    def observe(self, event: Event) -> None: ...
 
     def start(self, emit: Callable[[dict[str, Any]], None]) -> None: ...
 
@@ -256,6 +257,10 @@ class Monitor:
             self._timer.daemon = True
             self._timer.start()
         process = self.engine.process
+        # The alert output and the callbacks are declared over plain dicts, which events and
+        # alerts are: bound once here, typed as what they are handed.
+        event_to = cast("Callable[[Event], None] | None", on_event)
+        line_of = cast("Callable[[Event], str]", json_line)
         by_type = summary.events_by_type
         by_rule = summary.alerts_by_rule
         fim = self.fim
@@ -265,17 +270,18 @@ class Monitor:
         if fim is not None:
             fim.start(out.fim_alert)
         try:
+            rule_alerts = cast("Callable[[list[Alert]], None]", out.rule_alerts)
             for ev in src.events():
                 by_type[ev["type"]] += 1
-                if on_event is not None:
-                    on_event(ev)
+                if event_to is not None:
+                    event_to(ev)
                 if observe is not None:
                     observe(ev)
                 if events_out is not None:
-                    events_out.write(json_line(ev))
+                    events_out.write(line_of(ev))
                 alerts = process(ev)
                 if alerts:
-                    out.rule_alerts(alerts)
+                    rule_alerts(alerts)
         finally:
             if self._timer is not None:
                 self._timer.cancel()

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from secpolicy.dsl import CompiledExpr
 from secpolicy.dsl import ast as A
 from secpolicy.events.model import EVENT_TYPES
+from secpolicy.models import Event
 from secpolicy.rules import Rule
 
 __all__ = [
@@ -329,7 +330,7 @@ class Matcher(Generic[T]):
         types `candidates(event)` is this list whatever else the event holds."""
         return {t: b.plain for t, b in self._buckets.items() if b.plain is not None}
 
-    def candidates(self, event: dict[str, Any]) -> list[T]:
+    def candidates(self, event: Event) -> list[T]:
         bucket = self._buckets.get(event.get("type"), self._any)  # type: ignore[arg-type]
         plain = bucket.plain
         if plain is not None:
@@ -482,4 +483,4 @@ def describe_rule(rule: Rule) -> dict[str, Any]:
     return out
 
 
-Evaluator = Callable[[dict[str, Any]], bool]
+Evaluator = Callable[[Event], bool]
