@@ -21,7 +21,7 @@ __all__ = ["FileWatcher", "Monitor", "MonitorSummary", "StormControl", "coverage
 
 if TYPE_CHECKING:
     from secpolicy.events.engine import EventEngine
-    from secpolicy.models import Alert, Event
+    from secpolicy.models import Alert, AlertCoverage, Event
     from secpolicy.rules import Rule
 
 
@@ -98,21 +98,22 @@ class MonitorSummary:
         return out
 
 
-def coverage_for(alert: dict[str, Any], windows: Iterable[LossWindow]) -> dict[str, Any] | None:
+def coverage_for(alert: Alert, windows: Iterable[LossWindow]) -> AlertCoverage | None:
     """The coverage note of an alert: events lost in windows overlapping its own, or None."""
     ctx = alert.get("aggregate") or alert.get("context") or {}
     span = ctx.get("window") or [alert.get("ts"), alert.get("ts")]
     start, end = span[0], span[-1]
     lost = 0
     by_type: Counter[str] = Counter()
-    first = last = None
+    first: str | None = None
+    last: str | None = None
     for w in windows:
         if w.start <= end and w.end >= start:
             lost += w.count
             by_type.update(w.by_type)
             first = w.start if first is None or w.start < first else first
             last = w.end if last is None or w.end > last else last
-    if not lost:
+    if not lost or first is None or last is None:
         return None
     return {"lost": lost, "lost_by_type": dict(by_type), "window": [first, last]}
 
@@ -148,20 +149,23 @@ class _AlertOutput:
     def start(self) -> None:
         self.ticker.start()
 
-    def _write(self, alerts: list[dict[str, Any]]) -> None:
+    def _write(self, alerts: list[Alert]) -> None:
         windows = self.src.loss_windows()
         out = self.alerts_out
+        # json_line and on_alert are declared over plain dicts, which alerts are.
+        line_of = cast("Callable[[Alert], str]", json_line)
+        on_alert = cast("Callable[[Alert], None] | None", self.on_alert)
         for a in alerts:
             if windows:
                 cov = coverage_for(a, windows)
                 if cov is not None:
                     a["coverage"] = cov
             if out is not None:
-                out.write(json_line(a))
-            if self.on_alert is not None:
-                self.on_alert(a)
+                out.write(line_of(a))
+            if on_alert is not None:
+                on_alert(a)
 
-    def rule_alerts(self, alerts: list[dict[str, Any]]) -> None:
+    def rule_alerts(self, alerts: list[Alert]) -> None:
         with self.lock:
             for a in alerts:
                 self.by_rule[a["rule_id"]] += 1
@@ -170,9 +174,9 @@ class _AlertOutput:
     def fim_alert(self, alert: dict[str, Any]) -> None:
         with self.lock:
             self.by_rule[alert["rule_id"]] += 1
-            self._write([alert])
+            self._write([cast("Alert", alert)])  # live FIM's alerts (fim/live.py builds them as dicts)
 
-    def _flush(self, alerts: list[dict[str, Any]]) -> None:
+    def _flush(self, alerts: list[Alert]) -> None:
         with self.lock:
             self._write(alerts)
             if self.alerts_out is not None:
@@ -270,7 +274,7 @@ class Monitor:
         if fim is not None:
             fim.start(out.fim_alert)
         try:
-            rule_alerts = cast("Callable[[list[Alert]], None]", out.rule_alerts)
+            rule_alerts = out.rule_alerts
             for ev in src.events():
                 by_type[ev["type"]] += 1
                 if event_to is not None:
