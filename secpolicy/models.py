@@ -380,6 +380,7 @@ class Event(TypedDict, total=False):
     outcome: EventOutcome
     audit: EventAudit
     source: EventOrigin
+    redacted: list[str]  # in events secpolicy wrote: the dotted paths redaction changed
 
 
 class AlertContext(TypedDict, total=False):
@@ -445,3 +446,4 @@ class Alert(TypedDict, total=False):
     coverage: AlertCoverage
     aggregate: AlertAggregate
     fim: AlertFim
+    redacted: list[str]  # the dotted paths redaction changed, never their values

@@ -99,6 +99,7 @@ EVENT = _obj(
         "outcome": _obj("event.outcome", {"result": STR, "errno": INT}),
         "audit": _obj("event.audit", {"key": STR, "keys": STRS}, "what the Linux audit system said (auditd only)"),
         "source": _obj("event.source", {"name": STR, "probe": STR, "records": STRS}),
+        "redacted": STRS,
     },
     "a normalised security event",
 )
