@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from secpolicy.facts import FactContext, builtin_registry
-from secpolicy.policy import load_policies
+from secpolicy.facts import FactContext
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 CHECKS = [
     'file("/etc/shadow").mode & 0o137 == 0 and file("/etc/shadow").owner == "root"',

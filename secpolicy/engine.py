@@ -34,11 +34,11 @@ from secpolicy.models import (
     requirement_key,
 )
 from secpolicy.policy.coverage import compute_coverage
-from secpolicy.policy.model import PolicySet, Rule
 from secpolicy.policy.tailoring import Tailoring
 from secpolicy.policy.vars import SCAN_VAR, merged_values, scan_context
 from secpolicy.policy.waivers import WaiverSet
 from secpolicy.redaction import Redactor
+from secpolicy.rules import PolicySet, Rule
 
 __all__ = [
     "RESULTS_SCHEMA_VERSION",

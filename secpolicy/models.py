@@ -1,18 +1,27 @@
-"""The data every part of secpolicy shares: statuses, severities, evidence and findings.
-Plain frozen dataclasses with `to_dict()` so reports and the results JSON agree."""
+"""The data every part of secpolicy shares: statuses, severities, evidence and findings (frozen
+dataclasses with `to_dict()`), and the Event and Alert dicts events and alerts travel as."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Required, TypedDict
 
 __all__ = [
     "FAILING_STATUSES",
+    "Alert",
+    "AlertAggregate",
+    "AlertContext",
+    "AlertCoverage",
+    "AlertFim",
+    "Event",
+    "EventType",
     "Evidence",
     "Finding",
+    "OutcomeResult",
     "Severity",
+    "SeverityName",
     "Status",
     "Waiver",
     "deciding_evidence",
@@ -204,3 +213,237 @@ class Finding:
             "waiver": self.waiver.to_dict() if self.waiver else None,
             "source": self.source,
         }
+
+
+# ---- Events and alerts ------------------------------------------------------------------------
+# Plain dicts at run time (no conversion, nothing to pay on the hot paths); these TypedDicts say
+# their shape to the type checker. secpolicy/schemas/event.schema.json and alert.schema.json are
+# the published contract (docs/contracts.md says what each field means); a unit test keeps
+# every property and its type here in agreement with them, both ways. A field a source does not
+# know is left out, never null: every field is optional but an Event's `type` and `ts`.
+
+EventType = Literal[
+    "exec", "open", "write", "unlink", "rename", "chmod", "chown", "connect", "accept", "auth", "setuid",
+    "capset", "bpf", "module_load", "ptrace", "mount", "setxattr", "config_change", "account_change",
+]
+OutcomeResult = Literal["success", "failure"]
+SeverityName = Literal["info", "low", "medium", "high", "critical"]  # Severity's values
+
+
+class EventProc(TypedDict, total=False):
+    pid: int
+    ppid: int
+    tid: int
+    comm: str
+    exe: str
+    cmdline: str  # args joined by single spaces
+    args: list[str]
+    cwd: str
+    uid: int
+    euid: int
+    gid: int
+    egid: int
+    auid: int  # left out when unset (4294967295)
+    session: int
+    tty: str
+    ancestors: list[str]  # exe of the parent, grandparent, ...
+    pexe: str
+    container_id: str
+    cgroup: str
+
+
+class EventUser(TypedDict, total=False):
+    """The acting user: the effective uid."""
+
+    uid: int
+    name: str
+
+
+class EventLogin(TypedDict, total=False):
+    """The login user: audit login uid and session (left out when the login uid is unset)."""
+
+    uid: int
+    name: str
+    session: int
+
+
+class EventFile(TypedDict, total=False):
+    path: str
+    flags: list[str]  # O_WRONLY, O_CREAT, ...
+    mode: int
+    target: str  # rename: the new path
+    uid: int  # chown: the new owner
+    gid: int
+    xattr: str  # setxattr: the attribute name
+
+
+class EventNet(TypedDict, total=False):
+    family: Literal["inet", "inet6", "unix"]
+    protocol: Literal["tcp", "udp"]
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+
+
+class EventAuth(TypedDict, total=False):
+    service: str
+    user: str  # the account the attempt was for
+    result: OutcomeResult
+    rhost: str
+    method: str
+
+
+class EventCred(TypedDict, total=False):
+    """The new credentials of setuid and capset."""
+
+    uid: int
+    euid: int
+    gid: int
+    egid: int
+    caps: list[str]
+
+
+class EventBpf(TypedDict, total=False):
+    cmd: str
+    prog_id: int
+    prog_type: str
+    name: str
+    map_type: str
+
+
+class EventModule(TypedDict, total=False):
+    name: str
+
+
+class EventPtrace(TypedDict, total=False):
+    request: int
+    target_pid: int
+
+
+class EventMount(TypedDict, total=False):
+    source: str
+    fstype: str
+    flags: int
+
+
+class EventAccount(TypedDict, total=False):
+    name: str
+    op: str
+    group: str
+
+
+class EventConfig(TypedDict, total=False):
+    key: str
+    op: str
+    old: str
+    new: str
+
+
+class EventOutcome(TypedDict, total=False):
+    result: OutcomeResult
+    errno: int
+
+
+class EventAudit(TypedDict, total=False):
+    """auditd only: the key (`-k`) of the audit rule that recorded the event."""
+
+    key: str
+    keys: list[str]
+
+
+class EventOrigin(TypedDict, total=False):
+    """The `source` object: which reader made the event, from what."""
+
+    name: Literal["ebpf", "auditd", "jsonl"]
+    probe: str
+    records: list[str]
+
+
+class Event(TypedDict, total=False):
+    type: Required[EventType]
+    ts: Required[str]  # YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ, UTC: string order is time order
+    host: str
+    proc: EventProc
+    user: EventUser
+    login: EventLogin
+    file: EventFile
+    net: EventNet
+    auth: EventAuth
+    cred: EventCred
+    bpf: EventBpf
+    module: EventModule
+    ptrace: EventPtrace
+    mount: EventMount
+    account: EventAccount
+    config: EventConfig
+    outcome: EventOutcome
+    audit: EventAudit
+    source: EventOrigin
+    redacted: list[str]  # in events secpolicy wrote: the dotted paths redaction changed
+
+
+class AlertContext(TypedDict, total=False):
+    kind: Required[Literal["match", "threshold", "sequence"]]
+    key: Required[dict[str, Any]]  # the values of the rule's `by:` fields by dotted name
+    count: Required[int]
+    window: Required[list[str]]  # [first ts, last ts]
+    events_dropped: int  # correlated events beyond the per-alert cap
+
+
+class AlertCoverage(TypedDict, total=False):
+    """Added by the live monitor when events were lost in the alert's window."""
+
+    lost: int
+    lost_by_type: dict[str, int]
+    window: list[str]
+
+
+class AlertPathsMore(TypedDict, total=False):
+    count: int
+    at_least: bool
+
+
+class AlertAggregate(TypedDict, total=False):
+    """Added by the live monitor's storm control to the alert standing for many."""
+
+    count: Required[int]
+    window: Required[list[str]]
+    key: Required[dict[str, Any]]
+    written_before: int
+    paths: dict[str, int]
+    paths_more: AlertPathsMore
+
+
+class AlertFimAttribute(TypedDict, total=False):
+    attribute: Required[str]
+    old: Any
+    new: Any
+
+
+class AlertFim(TypedDict):
+    """Live file integrity alerts: the entry and what changed."""
+
+    path: str
+    change: Literal["added", "removed", "changed"]
+    type: str
+    attributes: list[AlertFimAttribute]
+    config: str
+    baseline: str
+
+
+class Alert(TypedDict, total=False):
+    rule_id: Required[str]
+    severity: Required[SeverityName]
+    title: Required[str]
+    message: Required[str]
+    ts: Required[str]  # of the triggering (for correlations: the last) event
+    event: Required[Event]
+    events: Required[list[Event]]
+    context: Required[AlertContext]
+    tags: Required[list[str]]
+    references: Required[dict[str, list[str]]]
+    coverage: AlertCoverage
+    aggregate: AlertAggregate
+    fim: AlertFim
+    redacted: list[str]  # the dotted paths redaction changed, never their values

@@ -21,8 +21,8 @@ from secpolicy.dsl.limits import LIMITS
 from secpolicy.engine import evaluate_rule
 from secpolicy.errors import InputError
 from secpolicy.facts.base import FactContext, FactRegistry
-from secpolicy.policy.model import Rule, RuleTest
 from secpolicy.policy.testfiles import TestFile, TestFileError, parse_test_files
+from secpolicy.rules import Rule, RuleTest
 
 __all__ = ["TestOutcome", "copy_fixture_root", "materialize_files", "run_check_tests"]
 

@@ -41,8 +41,7 @@ def load_policy_set(policy_paths: Sequence[str], registry: FactRegistry | None =
                     only: str | None = None, relative: bool = True) -> PolicySet:
     """The policies at `policy_paths` (the bundled packs when empty); `only="event"` compiles
     just the event rules (replay and monitor need no others)."""
-    from secpolicy.facts import builtin_registry
-    from secpolicy.policy import load_policies
+    from secpolicy.vocabulary import load_policies
 
     paths = [Path(p) for p in policy_paths] or [bundled_policies(relative)]
-    return load_policies(paths, registry or builtin_registry(), cache_dir=cache_dir(), only=only)
+    return load_policies(paths, registry, cache_dir=cache_dir(), only=only)

@@ -18,11 +18,11 @@ from secpolicy import engine, outfile
 from secpolicy.app.names import unknown_name
 from secpolicy.app.policies import load_policy_set
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError
-from secpolicy.facts import builtin_registry
 from secpolicy.models import Severity
 from secpolicy.policy import PolicySet
 from secpolicy.policy.waivers import WaiverSet, load_waivers
 from secpolicy.resultsfile import read_json_file, results_bytes, sha256_hex
+from secpolicy.vocabulary import builtin_registry
 
 if TYPE_CHECKING:
     from secpolicy.policy.tailoring import Tailoring

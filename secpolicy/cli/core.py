@@ -19,13 +19,13 @@ from secpolicy.cli import progress
 from secpolicy.cli.choices import StrictChoice, unknown_name
 from secpolicy.cli.outputs import redaction_option
 from secpolicy.errors import EXIT_NONCOMPLIANT, InputError, LocatedError
-from secpolicy.facts import builtin_registry
 from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity, Status, deciding_lines
 from secpolicy.policy import PolicyErrors, PolicySet
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import load_waivers
 from secpolicy.resources import load_schema, schema_path
+from secpolicy.vocabulary import builtin_registry
 
 __all__ = ["COMMANDS", "FAIL_ON", "SCAN_FORMATS", "load", "registry"]
 

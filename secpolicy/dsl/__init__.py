@@ -8,16 +8,17 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from secpolicy.dsl import ast
-from secpolicy.dsl.checker import Catalogue, Checked, Macro, Signature, check_expression
+from secpolicy.dsl.checker import Catalogue, Checked, Macro, check_expression
 from secpolicy.dsl.compiler import ALWAYS, NEVER, EvalEnv, compile_check, compile_event
 from secpolicy.dsl.parser import PLAIN_ORIGIN, Origin, parse_duration, parse_expression, parse_size
 from secpolicy.dsl.regex import Regex, RegexError, compile_regex
 from secpolicy.dsl.traced import Observed, Sourced, Traced, TraceRecord, compile_traced, expectation
+from secpolicy.dsl.types import Signature
 
 __all__ = [
     "ALWAYS",
@@ -65,7 +66,7 @@ class CompiledExpr:
 _FROM_NODE: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
-def event_predicate(expr: CompiledExpr, event_type: str | None = None) -> Callable[[dict], bool]:
+def event_predicate(expr: CompiledExpr, event_type: str | None = None) -> Callable[[Mapping[str, Any]], bool]:
     """The predicate of an event expression, specialised for events of `event_type` when it
     reads the type (see compile_event: it may be ALWAYS or NEVER)."""
     if event_type is None or ("type",) not in expr.fields_used or expr.fn not in _FROM_NODE:

@@ -26,24 +26,14 @@ from secpolicy.dsl.types import (
     ListType,
     Method,
     ObjectType,
+    Signature,
     Type,
     comparable,
     is_numeric,
 )
 from secpolicy.errors import LocatedError
 
-__all__ = ["Catalogue", "Checked", "Macro", "MacroPlan", "Signature", "check_expression", "macro_plan"]
-
-
-@dataclass(frozen=True)
-class Signature:
-    """What a fact takes and returns: `file(string) -> file`."""
-
-    name: str
-    params: tuple[Type, ...]
-    returns: Type
-    doc: str = ""
-    live_only: bool = False
+__all__ = ["Catalogue", "Checked", "Macro", "MacroPlan", "check_expression", "macro_plan"]
 
 
 @dataclass(frozen=True)

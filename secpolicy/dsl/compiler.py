@@ -11,7 +11,7 @@ import ipaddress
 import operator
 import os.path
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -517,7 +517,7 @@ def compile_check(checked: Checked) -> Callable[[EvalEnv], Any]:
 _BOOLEAN = (ast.And, ast.Or, ast.Not, ast.Compare, ast.Exists)
 
 
-def compile_event(checked: Checked, event_type: str | None = None, *, fast: bool = True) -> Callable[[dict], bool]:
+def compile_event(checked: Checked, event_type: str | None = None, *, fast: bool = True) -> Callable[[Mapping[str, Any]], bool]:
     """An event predicate: `fn(event_dict) -> bool`. Missing fields make comparisons false.
     With `event_type`, the predicate is for events of that type only: comparisons of `type`
     with constants are folded away, and a condition that folds to a constant is ALWAYS or

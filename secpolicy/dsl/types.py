@@ -24,6 +24,7 @@ __all__ = [
     "Method",
     "ObjectType",
     "Scalar",
+    "Signature",
     "Type",
     "comparable",
     "format_value",
@@ -105,6 +106,27 @@ class ObjectType(Type):
 
     def __hash__(self) -> int:
         return id(self)
+
+    def path_type(self, path: str) -> Type | None:
+        """The type of a dotted field path such as `auth.rhost`, or None if a part is unknown."""
+        t: Type = self
+        for part in path.split("."):
+            if not isinstance(t, ObjectType) or part not in t.fields:
+                return None
+            t = t.fields[part]
+        return t
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a fact takes and returns: `file(string) -> file`. Facts declare themselves with it;
+    the checker resolves calls against it."""
+
+    name: str
+    params: tuple[Type, ...]
+    returns: Type
+    doc: str = ""
+    live_only: bool = False
 
 
 _NUMERIC = {INT, FLOAT, MODE, SIZE}

@@ -8,12 +8,29 @@ import re
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from secpolicy.events.audit_names import ARCH_X86_64, SYSCALLS, record_type_number
 from secpolicy.kernel_names import BPF_CMDS as _BPF_CMDS
 from secpolicy.kernel_names import CAPABILITIES as _CAPS
 from secpolicy.kernel_names import open_flags as _open_flags
+from secpolicy.models import (
+    Event,
+    EventAccount,
+    EventAuth,
+    EventBpf,
+    EventConfig,
+    EventCred,
+    EventFile,
+    EventLogin,
+    EventNet,
+    EventOutcome,
+    EventProc,
+    EventPtrace,
+    EventType,
+    EventUser,
+    OutcomeResult,
+)
 
 __all__ = ["MAX_ARGS", "Names", "Rec", "build_event", "decode_value", "parse_fields", "plain_value", "timestamp"]
 
@@ -122,7 +139,7 @@ def _signed32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
-def _result(res: str | None) -> str | None:
+def _result(res: str | None) -> OutcomeResult | None:
     if res is None:
         return None
     v = res.strip("'\"").lower()
@@ -236,8 +253,8 @@ class _Ctx:
         lst = self.by.get(rtype)
         return lst[0] if lst else None
 
-    def base(self, etype: str, probe: str) -> dict[str, Any]:
-        ev: dict[str, Any] = {"type": etype, "ts": timestamp(self.sec, self.milli)}
+    def base(self, etype: EventType, probe: str) -> Event:
+        ev: Event = {"type": etype, "ts": timestamp(self.sec, self.milli)}
         slash = self.key.rfind("/")
         if slash > 0:
             ev["host"] = self.key[:slash]
@@ -321,13 +338,14 @@ def _interp_value(interp: str, name: str) -> str | None:
     return interp[i:j] if j >= 0 else interp[i:]
 
 
-_PROC_IDS = (("pid", "pid"), ("ppid", "ppid"), ("uid", "uid"), ("euid", "euid"), ("gid", "gid"), ("egid", "egid"))
+_PROC_IDS: tuple[tuple[str, Literal["pid", "ppid", "uid", "euid", "gid", "egid"]], ...] = (
+    ("pid", "pid"), ("ppid", "ppid"), ("uid", "uid"), ("euid", "euid"), ("gid", "gid"), ("egid", "egid"))
 
 
-def _actor(ctx: _Ctx, rec: Rec, f: dict[str, str], user_space: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _actor(ctx: _Ctx, rec: Rec, f: dict[str, str], user_space: bool) -> tuple[EventProc, EventUser, EventLogin]:
     """`proc`, `user` (the acting user: euid, or uid for user-space records) and `login`
     (audit login uid, name, session; empty when unset) of one record's fields."""
-    proc: dict[str, Any] = {}
+    proc: EventProc = {}
     for src, dst in _PROC_IDS:
         v = f.get(src)
         if v is None or v in _UNSET:
@@ -347,7 +365,7 @@ def _actor(ctx: _Ctx, rec: Rec, f: dict[str, str], user_space: bool) -> tuple[di
     tty = plain_value(f.get("tty") if "tty" in f else f.get("terminal"))
     if tty is not None:
         proc["tty"] = tty
-    user: dict[str, Any] = {}
+    user: EventUser = {}
     uid, label = (proc.get("uid"), "UID") if user_space or "euid" not in proc else (proc["euid"], "EUID")
     if uid is not None:
         user["uid"] = uid
@@ -357,8 +375,8 @@ def _actor(ctx: _Ctx, rec: Rec, f: dict[str, str], user_space: bool) -> tuple[di
     return proc, user, login
 
 
-def _login(ctx: _Ctx, rec: Rec, proc: dict[str, Any], auid: str | None, ses: str | None) -> dict[str, Any]:
-    login: dict[str, Any] = {}
+def _login(ctx: _Ctx, rec: Rec, proc: EventProc, auid: str | None, ses: str | None) -> EventLogin:
+    login: EventLogin = {}
     if auid is not None and auid not in _UNSET:
         n = _u32(auid)
         if n is None:
@@ -379,7 +397,7 @@ def _login(ctx: _Ctx, rec: Rec, proc: dict[str, Any], auid: str | None, ses: str
     return login
 
 
-def _attach(ev: dict[str, Any], proc: dict[str, Any], user: dict[str, Any], login: dict[str, Any]) -> None:
+def _attach(ev: Event, proc: EventProc, user: EventUser, login: EventLogin) -> None:
     if proc:
         ev["proc"] = proc
     if user:
@@ -389,7 +407,7 @@ def _attach(ev: dict[str, Any], proc: dict[str, Any], user: dict[str, Any], logi
 
 
 # SYSCALL records: syscall name -> (event type, builder of the type's own fields).
-SyscallBuilder = Callable[[_Ctx, dict[str, Any], dict[str, str]], None]
+SyscallBuilder = Callable[[_Ctx, Event, dict[str, str]], None]
 
 
 def _pick(ctx: _Ctx, *want: str) -> str | None:
@@ -401,8 +419,8 @@ def _pick(ctx: _Ctx, *want: str) -> str | None:
     return None
 
 
-def _open_file(ev: dict[str, Any], ctx: _Ctx, flags: int | None, mode: int | None, creates: bool = True) -> None:
-    file: dict[str, Any] = {}
+def _open_file(ev: Event, ctx: _Ctx, flags: int | None, mode: int | None, creates: bool = True) -> None:
+    file: EventFile = {}
     if flags is not None:
         names = _flags(flags)
         file["flags"] = names
@@ -421,14 +439,14 @@ def _opening(flags: str | int, mode: str | None, creates: bool = True) -> Syscal
     """The builder of an open-like syscall: its flags in argument `flags` (a0..a3) or always
     these flags (creat, truncate, mkdir), the mode in argument `mode`."""
 
-    def build(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+    def build(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
         fl = _arg(f.get(flags)) if isinstance(flags, str) else flags
         _open_file(ev, ctx, fl, _arg(f.get(mode)) if mode else None, creates)
 
     return build
 
 
-def _b_openat2(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+def _b_openat2(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
     # The flags are in a struct in user memory; the OPENAT2 record carries them when present.
     rec = ctx.first("OPENAT2")
     flags = _arg(_kv(rec[1]).get("oflag")) if rec else None
@@ -436,14 +454,14 @@ def _b_openat2(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
     _open_file(ev, ctx, flags, mode)
 
 
-def _b_delete(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+def _b_delete(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
     path = _pick(ctx, "DELETE", "NORMAL", "UNKNOWN")
     if path:
         ev["file"] = {"path": path}
 
 
-def _b_rename(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    file: dict[str, Any] = {}
+def _b_rename(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
+    file: EventFile = {}
     old = _pick(ctx, "DELETE")
     new = _pick(ctx, "CREATE")
     if old:
@@ -454,8 +472,8 @@ def _b_rename(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
         ev["file"] = file
 
 
-def _chmod(ctx: _Ctx, ev: dict[str, Any], mode: int | None) -> None:
-    file: dict[str, Any] = {}
+def _chmod(ctx: _Ctx, ev: Event, mode: int | None) -> None:
+    file: EventFile = {}
     if mode is not None:
         file["mode"] = mode & 0o7777
     path = _pick(ctx, "NORMAL", "UNKNOWN")
@@ -466,14 +484,14 @@ def _chmod(ctx: _Ctx, ev: dict[str, Any], mode: int | None) -> None:
 
 
 def _chmoding(mode: str) -> SyscallBuilder:
-    def build(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+    def build(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
         _chmod(ctx, ev, _arg(f.get(mode)))
 
     return build
 
 
-def _chown(ctx: _Ctx, ev: dict[str, Any], uid: int | None, gid: int | None) -> None:
-    file: dict[str, Any] = {}
+def _chown(ctx: _Ctx, ev: Event, uid: int | None, gid: int | None) -> None:
+    file: EventFile = {}
     if uid is not None:
         file["uid"] = _signed32(uid)
     if gid is not None:
@@ -485,20 +503,20 @@ def _chown(ctx: _Ctx, ev: dict[str, Any], uid: int | None, gid: int | None) -> N
 
 
 def _chowning(uid: str, gid: str) -> SyscallBuilder:
-    def build(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+    def build(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
         _chown(ctx, ev, _arg(f.get(uid)), _arg(f.get(gid)))
 
     return build
 
 
-def _b_setxattr(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+def _b_setxattr(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
     # The attribute name is in user memory: audit records do not carry it (file.xattr absent).
     path = _pick(ctx, "NORMAL", "UNKNOWN")
     if path:
         ev["file"] = {"path": path}
 
 
-def _b_exec(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+def _b_exec(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
     proc = ev.setdefault("proc", {})
     if "exe" not in proc:
         path = _pick(ctx, "NORMAL", "UNKNOWN")
@@ -506,14 +524,14 @@ def _b_exec(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
             proc["exe"] = path
 
 
-def _b_net(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+def _b_net(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
     sa = ctx.first("SOCKADDR")
     if sa is None:
         return
     addr = _parse_sockaddr(_kv(sa[1]).get("saddr", ""))
     if addr is None:
         return
-    net: dict[str, Any] = {"family": addr["family"]}
+    net: EventNet = {"family": addr["family"]}
     if addr["family"] == "unix":
         pass  # the Event has no socket path field
     elif ev["type"] == "connect":
@@ -523,14 +541,20 @@ def _b_net(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
     ev["net"] = net
 
 
-def _b_cred(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+def _b_cred(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
     proc = ev.get("proc", {})
-    cred = {k: proc[k] for k in ("uid", "euid", "gid", "egid") if k in proc}
+    cred: EventCred = {}
+    for k in _CRED_IDS:
+        if k in proc:
+            cred[k] = proc[k]
     if cred:
         ev["cred"] = cred
 
 
-def _b_capset(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+_CRED_IDS: tuple[Literal["uid", "euid", "gid", "egid"], ...] = ("uid", "euid", "gid", "egid")
+
+
+def _b_capset(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
     cap = ctx.first("CAPSET")
     if cap is None:
         return
@@ -539,8 +563,8 @@ def _b_capset(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
         ev["cred"] = {"caps": [n for b, n in enumerate(_CAPS) if pe >> b & 1]}
 
 
-def _b_bpf(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    bpf: dict[str, Any] = {}
+def _b_bpf(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
+    bpf: EventBpf = {}
     cmd = _arg(f.get("a0"))
     if cmd is not None and cmd < len(_BPF_CMDS):
         bpf["cmd"] = _BPF_CMDS[cmd]
@@ -551,7 +575,7 @@ def _b_bpf(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
         ev["bpf"] = bpf
 
 
-def _bpf_record(ctx: _Ctx, rec: Rec, bpf: dict[str, Any]) -> None:
+def _bpf_record(ctx: _Ctx, rec: Rec, bpf: EventBpf) -> None:
     f = _kv(rec[1])
     op = (f.get("op") or "").upper()
     if op and "cmd" not in bpf:
@@ -565,7 +589,7 @@ def _bpf_record(ctx: _Ctx, rec: Rec, bpf: dict[str, Any]) -> None:
             bpf["prog_id"] = n
 
 
-def _b_module(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+def _b_module(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
     km = ctx.first("KERN_MODULE")
     if km is None:
         return
@@ -574,8 +598,8 @@ def _b_module(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
         ev["module"] = {"name": name}
 
 
-def _b_ptrace(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
-    pt: dict[str, Any] = {}
+def _b_ptrace(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
+    pt: EventPtrace = {}
     req, target = _arg(f.get("a0")), _arg(f.get("a1"))
     if req is not None:
         pt["request"] = _signed32(req)
@@ -584,14 +608,14 @@ def _b_ptrace(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
     ev["ptrace"] = pt
 
 
-def _b_mount(ctx: _Ctx, ev: dict[str, Any], f: dict[str, str]) -> None:
+def _b_mount(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
     for path, nametype, item in ctx.paths():
         if item == "1" and path is not None and nametype in ("NORMAL", "UNKNOWN"):
             ev["file"] = {"path": path}
             return
 
 
-_SYSCALL_EVENTS: dict[str, tuple[str, SyscallBuilder]] = {
+_SYSCALL_EVENTS: dict[str, tuple[EventType, SyscallBuilder]] = {
     "execve": ("exec", _b_exec), "execveat": ("exec", _b_exec),
     "open": ("open", _opening("a1", "a2")), "openat": ("open", _opening("a2", "a3")),
     "creat": ("write", _opening(0o1101, "a1")), "openat2": ("open", _b_openat2),
@@ -630,6 +654,9 @@ def _syscall_name(arch: str | None, number: str | None, interp: str) -> str | No
     return table.get(num)
 
 
+# What a SYSCALL record says: syscall name, proc, user, login, success, exit, key, the fields.
+_Syscall = tuple[str | None, EventProc, EventUser, EventLogin, str | None, str | None, str | None, dict[str, str]]
+
 # The SYSCALL record as Linux has written it since 2.6.3x (audit_log_exit): matched in one go;
 # any other shape (older kernels, out-of-range numbers) goes through the generic field split.
 _SYSCALL_RE = re.compile(
@@ -641,7 +668,7 @@ _SYSCALL_RE = re.compile(
 )
 
 
-def _syscall_fast(ctx: _Ctx, rec: Rec, m: re.Match[str]) -> tuple[str | None, dict[str, Any], dict[str, Any], dict[str, Any], str | None, str | None, str | None, dict[str, str]]:
+def _syscall_fast(ctx: _Ctx, rec: Rec, m: re.Match[str]) -> _Syscall:
     arch, nr, success, exit_, a0, a1, a2, a3, ppid, pid, auid, uid, gid, euid, egid, tty, ses, comm, exe = m.groups()
     body = rec[1]
     k = body.rfind(" key=", m.end() - 1)
@@ -660,9 +687,9 @@ def _syscall_fast(ctx: _Ctx, rec: Rec, m: re.Match[str]) -> tuple[str | None, di
         table = SYSCALLS.get(arch)
         name = table.get(int(nr)) if table is not None else None
     e = int(euid)
-    proc: dict[str, Any] = {"pid": int(pid), "ppid": int(ppid), "uid": int(uid), "euid": e, "gid": int(gid),
+    proc: EventProc = {"pid": int(pid), "ppid": int(ppid), "uid": int(uid), "euid": e, "gid": int(gid),
                             "egid": int(egid)}
-    login: dict[str, Any] = {}
+    login: EventLogin = {}
     if auid != "4294967295":
         a = int(auid)
         if a <= 0xFFFFFFFF:
@@ -681,22 +708,22 @@ def _syscall_fast(ctx: _Ctx, rec: Rec, m: re.Match[str]) -> tuple[str | None, di
                 login["session"] = n
         else:
             ctx.bad(rec, f"ses={ses} is not a 32-bit number: field left out")
-    proc["comm"] = comm[1:-1] if comm[0] == '"' and comm[-1] == '"' else decode_value(comm)
-    proc["exe"] = exe[1:-1] if exe[0] == '"' and exe[-1] == '"' else decode_value(exe)
-    if proc["exe"] is None:
-        del proc["exe"]
-    if proc["comm"] is None:
-        del proc["comm"]
+    comm_text = comm[1:-1] if comm[0] == '"' and comm[-1] == '"' else decode_value(comm)
+    if comm_text is not None:
+        proc["comm"] = comm_text
+    exe_text = exe[1:-1] if exe[0] == '"' and exe[-1] == '"' else decode_value(exe)
+    if exe_text is not None:
+        proc["exe"] = exe_text
     if tty != "(none)":
         proc["tty"] = tty
-    user: dict[str, Any] = {"uid": e}
+    user: EventUser = {"uid": e}
     uname = euid_name if interp else ctx.name(e, interp, "EUID")
     if uname:
         user["name"] = uname
     return name, proc, user, login, success, exit_, key, {"a0": a0, "a1": a1, "a2": a2, "a3": a3}
 
 
-def _syscall_slow(ctx: _Ctx, rec: Rec) -> tuple[str | None, dict[str, Any], dict[str, Any], dict[str, Any], str | None, str | None, str | None, dict[str, str]]:
+def _syscall_slow(ctx: _Ctx, rec: Rec) -> _Syscall:
     f = _kv(rec[1])
     proc, user, login = _actor(ctx, rec, f, user_space=False)
     name = _syscall_name(f.get("arch"), f.get("syscall"), rec[2])
@@ -787,7 +814,7 @@ def _proctitle(ctx: _Ctx) -> list[str] | None:
 _PROCTITLES: dict[str, list[str]] = {}
 
 
-def _from_syscall(ctx: _Ctx, rec: Rec) -> dict[str, Any] | None:
+def _from_syscall(ctx: _Ctx, rec: Rec) -> Event | None:
     m = _SYSCALL_RE.match(rec[1])
     name, proc, user, login, success, exit_, key, f = _syscall_fast(ctx, rec, m) if m else _syscall_slow(ctx, rec)
     spec = _SYSCALL_EVENTS.get(name or "")
@@ -814,7 +841,7 @@ def _from_syscall(ctx: _Ctx, rec: Rec) -> dict[str, Any] | None:
         if success == "yes":
             ev["outcome"] = {"result": "success"}
         else:
-            outcome: dict[str, Any] = {"result": "failure"}
+            outcome: EventOutcome = {"result": "failure"}
             ex = exit_ or ""
             if ex[:1] == "-" and len(ex) <= 6 and ex[1:].isdigit() and ex.isascii():
                 outcome["errno"] = int(ex[1:])
@@ -831,7 +858,7 @@ def _from_syscall(ctx: _Ctx, rec: Rec) -> dict[str, Any] | None:
 
 
 # Records written by user-space programs (PAM, shadow-utils, sudo, auditd ...).
-RecordBuilder = Callable[[_Ctx, Rec, dict[str, str]], dict[str, Any]]
+RecordBuilder = Callable[[_Ctx, Rec, dict[str, str]], Event]
 
 
 def _user_space(rtype: str) -> bool:
@@ -841,7 +868,7 @@ def _user_space(rtype: str) -> bool:
     return n == 1005 or 1100 <= n <= 1299 or 2100 <= n <= 2999
 
 
-def _user_record(ctx: _Ctx, rec: Rec, etype: str) -> tuple[dict[str, Any], dict[str, str]]:
+def _user_record(ctx: _Ctx, rec: Rec, etype: EventType) -> tuple[Event, dict[str, str]]:
     f = parse_fields(rec[1]) if _user_space(rec[0]) else _kv(rec[1])
     ev = ctx.base(etype, rec[0])
     proc, user, login = _actor(ctx, rec, f, user_space=True)
@@ -852,9 +879,9 @@ def _user_record(ctx: _Ctx, rec: Rec, etype: str) -> tuple[dict[str, Any], dict[
     return ev, f
 
 
-def _from_user_auth(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
+def _from_user_auth(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> Event:
     ev, f = _user_record(ctx, rec, "auth")
-    auth: dict[str, Any] = {}
+    auth: EventAuth = {}
     exe = decode_value(f.get("exe"))
     if exe:
         auth["service"] = exe.rsplit("/", 1)[-1]
@@ -881,7 +908,7 @@ def _from_user_auth(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
     return ev
 
 
-def _from_user_cmd(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
+def _from_user_cmd(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> Event:
     ev, f = _user_record(ctx, rec, "exec")
     proc = ev.setdefault("proc", {})
     cmd = decode_value(f.get("cmd"))
@@ -894,9 +921,9 @@ def _from_user_cmd(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
     return ev
 
 
-def _from_account(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
+def _from_account(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> Event:
     ev, f = _user_record(ctx, rec, "account_change")
-    account: dict[str, Any] = {}
+    account: EventAccount = {}
     ident = decode_value(_interp_value(rec[2], "ID")) if rec[2] else None
     if ident is not None and ident.startswith("unknown("):
         ident = None
@@ -912,9 +939,9 @@ def _from_account(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
     return ev
 
 
-def _from_config(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
+def _from_config(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> Event:
     ev, f = _user_record(ctx, rec, "config_change")
-    config: dict[str, Any] = {}
+    config: EventConfig = {}
     op = plain_value(f.get("op"))
     if op:
         config["op"] = op
@@ -938,9 +965,7 @@ def _from_config(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
     if sc is not None:
         sf = _kv(sc[1])
         proc, user, login = _actor(ctx, sc, sf, user_space=False)
-        mine = ev.setdefault("proc", {})
-        for k, v in proc.items():
-            mine.setdefault(k, v)
+        ev["proc"] = {**proc, **ev.get("proc", {})}  # the record's own fields first
         if user and "user" not in ev:
             ev["user"] = user
         if login and "login" not in ev:
@@ -952,7 +977,7 @@ def _from_config(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
 
 
 def _daemon_state(state: str) -> RecordBuilder:
-    def build(ctx: _Ctx, rec: Rec, f: dict[str, str]) -> dict[str, Any]:
+    def build(ctx: _Ctx, rec: Rec, f: dict[str, str]) -> Event:
         ev = _from_config(ctx, rec, f)
         ev["config"] = {"key": "auditd", "op": state}
         return ev
@@ -960,9 +985,9 @@ def _daemon_state(state: str) -> RecordBuilder:
     return build
 
 
-def _from_bpf_record(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> dict[str, Any]:
+def _from_bpf_record(ctx: _Ctx, rec: Rec, _f: dict[str, str]) -> Event:
     ev = ctx.base("bpf", rec[0])
-    bpf: dict[str, Any] = {}
+    bpf: EventBpf = {}
     _bpf_record(ctx, rec, bpf)
     ev["bpf"] = bpf
     return ev
@@ -986,7 +1011,7 @@ _BUILT_FROM_RECORD = frozenset(_RECORD_BUILDERS)
 
 
 def build_event(key: str, sec: int, milli: int, records: list[Rec], names: Names | None = None,
-                bad_at: Callable[[int, str], None] | None = None) -> dict[str, Any] | None:
+                bad_at: Callable[[int, str], None] | None = None) -> Event | None:
     """The Event of one audit event (`key` its id, `node/sec.ms:serial`), or None when nothing
     in it maps to an Event type: the first user-space record with a builder, else the SYSCALL
     record, else a BPF record. Values out of range are left out and reported to `bad_at`."""

@@ -27,6 +27,7 @@ from secpolicy.errors import InputError
 from secpolicy.events.audit_event import Rec, decode_value, parse_fields, timestamp
 from secpolicy.events.audit_event import build_event as _build_event
 from secpolicy.events.audit_names import RECORD_TYPES, record_type_number
+from secpolicy.models import Event
 
 __all__ = [
     "EOE_TIMEOUT",
@@ -209,7 +210,7 @@ def parse_record(line: str, where: str = "") -> Record | None:
     return Record(head[5:], node, int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0), body, interp, where)
 
 
-def build_event(records: list[Record], names: AccountNames | None = None) -> dict[str, Any] | None:
+def build_event(records: list[Record], names: AccountNames | None = None) -> Event | None:
     """The Event of the audit event these records make up (the reader's builders)."""
     if not records:
         return None
@@ -489,7 +490,7 @@ class AuditdReader:
         else:
             self.bad_at(pos, "not an audit record (no type=... msg=audit(...) header): skipped")
 
-    def events(self) -> Iterator[dict[str, Any]]:
+    def events(self) -> Iterator[Event]:
         s = self.summary
         counted = s.audit_events
         skipped = s.not_in_aureport

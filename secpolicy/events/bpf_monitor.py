@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 from secpolicy.events.bpf_plan import KernelPlan, plan_for_rules, with_watched_paths
 from secpolicy.events.live import LiveSource, LossWindow, available_types
@@ -16,6 +16,11 @@ from secpolicy.events.live.storm import AlertStorm, StormControl
 from secpolicy.events.model import canonical_line
 
 __all__ = ["FileWatcher", "Monitor", "MonitorSummary", "StormControl", "coverage_for"]
+
+if TYPE_CHECKING:
+    from secpolicy.events.engine import EventEngine
+    from secpolicy.models import Alert, AlertCoverage, Event
+    from secpolicy.rules import Rule
 
 
 class FileWatcher(Protocol):
@@ -25,7 +30,7 @@ class FileWatcher(Protocol):
 
     prefixes: tuple[str, ...]
 
-    def observe(self, event: dict[str, Any]) -> None: ...
+    def observe(self, event: Event) -> None: ...
 
     def start(self, emit: Callable[[dict[str, Any]], None]) -> None: ...
 
@@ -91,21 +96,22 @@ class MonitorSummary:
         return out
 
 
-def coverage_for(alert: dict[str, Any], windows: Iterable[LossWindow]) -> dict[str, Any] | None:
+def coverage_for(alert: Alert, windows: Iterable[LossWindow]) -> AlertCoverage | None:
     """The coverage note of an alert: events lost in windows overlapping its own, or None."""
     ctx = alert.get("aggregate") or alert.get("context") or {}
     span = ctx.get("window") or [alert.get("ts"), alert.get("ts")]
     start, end = span[0], span[-1]
     lost = 0
     by_type: Counter[str] = Counter()
-    first = last = None
+    first: str | None = None
+    last: str | None = None
     for w in windows:
         if w.start <= end and w.end >= start:
             lost += w.count
             by_type.update(w.by_type)
             first = w.start if first is None or w.start < first else first
             last = w.end if last is None or w.end > last else last
-    if not lost:
+    if not lost or first is None or last is None:
         return None
     return {"lost": lost, "lost_by_type": dict(by_type), "window": [first, last]}
 
@@ -138,20 +144,23 @@ class _AlertOutput:
     def start(self) -> None:
         self.ticker.start()
 
-    def _write(self, alerts: list[dict[str, Any]]) -> None:
+    def _write(self, alerts: list[Alert]) -> None:
         windows = self.src.loss_windows()
         out = self.alerts_out
+        # json_line and on_alert are declared over plain dicts, which alerts are.
+        line_of = cast("Callable[[Alert], str]", json_line)
+        on_alert = cast("Callable[[Alert], None] | None", self.on_alert)
         for a in alerts:
             if windows:
                 cov = coverage_for(a, windows)
                 if cov is not None:
                     a["coverage"] = cov
             if out is not None:
-                out.write(json_line(a))
-            if self.on_alert is not None:
-                self.on_alert(a)
+                out.write(line_of(a))
+            if on_alert is not None:
+                on_alert(a)
 
-    def rule_alerts(self, alerts: list[dict[str, Any]]) -> None:
+    def rule_alerts(self, alerts: list[Alert]) -> None:
         with self.lock:
             for a in alerts:
                 self.by_rule[a["rule_id"]] += 1
@@ -160,9 +169,9 @@ class _AlertOutput:
     def fim_alert(self, alert: dict[str, Any]) -> None:
         with self.lock:
             self.by_rule[alert["rule_id"]] += 1
-            self._write([alert])
+            self._write([cast("Alert", alert)])  # live FIM's alerts (fim/live.py builds them as dicts)
 
-    def _flush(self, alerts: list[dict[str, Any]]) -> None:
+    def _flush(self, alerts: list[Alert]) -> None:
         with self.lock:
             self._write(alerts)
             if self.alerts_out is not None:
@@ -191,8 +200,8 @@ class Monitor:
 
     def __init__(
         self,
-        rules: list[Any],
-        engine: Any,
+        rules: Sequence[Rule],
+        engine: EventEngine,
         *,
         plan: KernelPlan | None = None,
         source: LiveSource | None = None,
@@ -251,6 +260,10 @@ class Monitor:
             self._timer.daemon = True
             self._timer.start()
         process = self.engine.process
+        # The alert output and the callbacks are declared over plain dicts, which events and
+        # alerts are: bound once here, typed as what they are handed.
+        event_to = cast("Callable[[Event], None] | None", on_event)
+        line_of = cast("Callable[[Event], str]", json_line)
         by_type = summary.events_by_type
         by_rule = summary.alerts_by_rule
         fim = self.fim
@@ -260,17 +273,18 @@ class Monitor:
         if fim is not None:
             fim.start(out.fim_alert)
         try:
+            rule_alerts = out.rule_alerts
             for ev in src.events():
                 by_type[ev["type"]] += 1
-                if on_event is not None:
-                    on_event(ev)
+                if event_to is not None:
+                    event_to(ev)
                 if observe is not None:
                     observe(ev)
                 if events_out is not None:
-                    events_out.write(json_line(ev))
+                    events_out.write(line_of(ev))
                 alerts = process(ev)
                 if alerts:
-                    out.rule_alerts(alerts)
+                    rule_alerts(alerts)
         finally:
             if self._timer is not None:
                 self._timer.cancel()

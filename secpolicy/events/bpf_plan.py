@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.events.fields import EVENT_TYPES
+
+if TYPE_CHECKING:  # the dsl is imported when a plan is made from rules, not for the constants
+    from secpolicy.dsl.ast import Node
+    from secpolicy.events.matcher import IndexKeys
+    from secpolicy.rules import Rule
 
 __all__ = [
     "COMM_MAX_LEN",
@@ -239,7 +244,7 @@ def _finish(per_type: dict[str, _Acc], available: Iterable[str] | None) -> Kerne
 # ---- planning from the rules' ASTs: one clause per rule (or sequence step) and event type ----
 
 
-def _restrict(node: Any, etype: str, keys_of: Any) -> Any:
+def _restrict(node: Node, etype: str, keys_of: Callable[[Node], IndexKeys]) -> Node | None:
     """`node` with the `or` branches that cannot match an event of `etype` removed; None when
     nothing of it can."""
     from secpolicy.dsl import ast as A
@@ -263,7 +268,7 @@ def _restrict(node: Any, etype: str, keys_of: Any) -> Any:
     return node
 
 
-def _outcome(node: Any) -> tuple[str | None, frozenset[int] | None]:
+def _outcome(node: Node) -> tuple[str | None, frozenset[int] | None]:
     """The outcome a condition requires, read from its top-level conjuncts."""
     from secpolicy.dsl import ast as A
 
@@ -293,21 +298,21 @@ def _outcome(node: Any) -> tuple[str | None, frozenset[int] | None]:
     return result, errnos
 
 
-def _conditions(rule: Any) -> list[Any]:
+def _conditions(rule: Rule) -> list[Node]:
     """The AST of each condition of a rule: `when`, or `when and step` per sequence step."""
     from secpolicy.dsl import ast as A
 
-    when = getattr(rule, "when", None)
-    seq = getattr(rule, "sequence", None)
+    when = rule.when
+    seq = rule.sequence
     if seq is None:
         return [when.node] if when is not None else []
-    out = []
+    out: list[Node] = []
     for step in seq.steps:
         out.append(step.node if when is None else A.And((when.node, step.node)))
     return out
 
 
-def plan_for_rules(rules: Iterable[Any], available: Iterable[str] | None = None) -> KernelPlan:
+def plan_for_rules(rules: Iterable[Rule], available: Iterable[str] | None = None) -> KernelPlan:
     """The plan for compiled event rules: per event type, the union of uids and comms and one
     clause (path prefixes, outcome) per rule condition that can match the type."""
     from secpolicy.events.matcher import keys_of

@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from secpolicy.models import Event
 
 __all__ = [
     "Correlation",
@@ -77,19 +79,19 @@ class MemoryBudget:
 class Correlation:
     """A correlation that completed: what the alert carries."""
 
-    kind: str
+    kind: Literal["threshold", "sequence"]
     key: dict[str, Any]
-    events: list[dict[str, Any]]
+    events: list[Event]
     count: int
     window: tuple[str, str]
     dropped: int = 0
 
 
-def key_getter(paths: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+def key_getter(paths: Sequence[str]) -> Callable[[Event], tuple[Any, ...]]:
     """A fast getter of the values at dotted `paths` (lists become tuples so keys hash)."""
     split = [tuple(p.split(".")) for p in paths]
 
-    def get(ev: dict[str, Any]) -> tuple[Any, ...]:
+    def get(ev: Event) -> tuple[Any, ...]:
         out = []
         for parts in split:
             cur: Any = ev
@@ -157,7 +159,7 @@ class _ThresholdKey:
     __slots__ = ("last", "quiet", "window")
 
     def __init__(self) -> None:
-        self.window: deque[tuple[float, dict[str, Any]]] = deque()
+        self.window: deque[tuple[float, Event]] = deque()
         self.quiet = False
         self.last = 0.0
 
@@ -185,7 +187,7 @@ class ThresholdCorrelator(_Keyed):
     def _last(self, st: _ThresholdKey) -> float:
         return st.last
 
-    def feed(self, event: dict[str, Any], now: float) -> Correlation | None:
+    def feed(self, event: Event, now: float) -> Correlation | None:
         self.sweep(now)
         key = self._get(event)
         state = self.state
@@ -240,7 +242,7 @@ class _SequenceKey:
 
     def __init__(self, n: int) -> None:
         # runs[i]: the partial match that completed steps 0..i, as (start, events).
-        self.runs: list[tuple[float, list[dict[str, Any]]] | None] = [None] * n
+        self.runs: list[tuple[float, list[Event]] | None] = [None] * n
         self.last = 0.0
 
 
@@ -267,7 +269,7 @@ class SequenceCorrelator(_Keyed):
     def _last(self, st: _SequenceKey) -> float:
         return st.last
 
-    def feed(self, event: dict[str, Any], now: float, matched: Sequence[int]) -> Correlation | None:
+    def feed(self, event: Event, now: float, matched: Sequence[int]) -> Correlation | None:
         """`matched`: the step indexes (0-based) whose condition this event satisfies."""
         self.sweep(now)
         key = self._get(event)
@@ -329,7 +331,7 @@ class SequenceCorrelator(_Keyed):
         self.stats.keys = len(state)
         return done
 
-    def _complete(self, key: tuple[Any, ...], events: list[dict[str, Any]]) -> Correlation:
+    def _complete(self, key: tuple[Any, ...], events: list[Event]) -> Correlation:
         return Correlation(
             kind="sequence",
             key=_key_dict(self.by, key),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -23,6 +23,8 @@ from secpolicy.events.correlation import (
 )
 from secpolicy.events.matcher import Matcher, step_keys
 from secpolicy.events.model import ts_seconds
+from secpolicy.models import Alert, AlertContext, Event, SeverityName
+from secpolicy.rules import Rule
 
 __all__ = ["CorrelationLimits", "EventEngine", "render_message"]
 
@@ -40,7 +42,7 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _compile_message(template: str | None, fallback: str, short: bool = True) -> Callable[[dict[str, Any]], str]:
+def _compile_message(template: str | None, fallback: str, short: bool = True) -> Callable[[Event], str]:
     """A renderer of `{proc.exe}`-style templates; missing fields render as `?`. `short=False`:
     the generic renderer only (the reference the inline one is tested against)."""
     if not template:
@@ -56,7 +58,7 @@ def _compile_message(template: str | None, fallback: str, short: bool = True) ->
     pairs = list(zip(paths, literals[1:]))
     head = literals[0]
 
-    def render(ev: dict[str, Any]) -> str:
+    def render(ev: Event) -> str:
         out = [head]
         for path, text in pairs:
             cur: Any = ev
@@ -73,7 +75,7 @@ def _compile_message(template: str | None, fallback: str, short: bool = True) ->
     # Every placeholder one or two names deep (all the event fields are): read inline.
     inline = [(p[0], p[1] if len(p) == 2 else None, text) for p, text in pairs]
 
-    def render_short(ev: dict[str, Any]) -> str:
+    def render_short(ev: Event) -> str:
         if type(ev) is not dict:
             return render(ev)
         out = [head]
@@ -88,11 +90,11 @@ def _compile_message(template: str | None, fallback: str, short: bool = True) ->
     return render_short
 
 
-def render_message(template: str | None, event: dict[str, Any], fallback: str = "") -> str:
+def render_message(template: str | None, event: Event, fallback: str = "") -> str:
     return _compile_message(template, fallback)(event)
 
 
-Predicate = Callable[[dict[str, Any]], bool]
+Predicate = Callable[[Event], bool]
 
 
 def _and(a: Predicate, b: Predicate) -> Predicate:
@@ -105,12 +107,14 @@ def _and(a: Predicate, b: Predicate) -> Predicate:
     return lambda ev: a(ev) and b(ev)  # `a` first: it may raise on a malformed event, and is counted
 
 
-def _condition(rule: Any, step: int, event_type: str | None) -> Predicate:
+def _condition(rule: Rule, step: int, event_type: str | None) -> Predicate:
     """What an event must satisfy for a rule (`step` -1) or one step of its sequence, under
     the rule's `when` if it has one."""
     when = rule.when
     if step < 0:
+        assert when is not None  # a rule without a sequence has a `when`
         return event_predicate(when, event_type)
+    assert rule.sequence is not None
     fn = event_predicate(rule.sequence.steps[step], event_type)
     return fn if when is None else _and(event_predicate(when, event_type), fn)
 
@@ -142,19 +146,18 @@ class _RuleRuntime:
         "title",
     )
 
-    def __init__(self, rule: Any, limits: CorrelationLimits, budget: MemoryBudget) -> None:
+    def __init__(self, rule: Rule, limits: CorrelationLimits, budget: MemoryBudget) -> None:
         self.rule = rule
         self.id = rule.id
-        sev = rule.severity
-        self.severity = getattr(sev, "value", sev)
+        self.severity = cast(SeverityName, rule.severity.value)  # the enum's values are these names
         self.title = rule.title
-        self.tags = list(getattr(rule, "tags", ()) or ())
-        self.references = {k: list(v) for k, v in (getattr(rule, "references", None) or {}).items()}
-        self.render = _compile_message(getattr(rule, "message", None), rule.title)
+        self.tags = list(rule.tags)
+        self.references = {k: list(v) for k, v in rule.references.items()}
+        self.render = _compile_message(rule.message, rule.title)
         self.threshold: ThresholdCorrelator | None = None
         self.sequence: SequenceCorrelator | None = None
-        seq = getattr(rule, "sequence", None)
-        thr = getattr(rule, "threshold", None)
+        seq = rule.sequence
+        thr = rule.threshold
         if seq is not None:
             self.kind = "sequence"
             self.sequence = SequenceCorrelator(len(seq.steps), seq.within, seq.by, limits, budget)
@@ -167,11 +170,11 @@ class _RuleRuntime:
         self.errors = 0
         self._tail: bytes | None = None  # alert_line's serialized rule parts
 
-    def alert(self, event: dict[str, Any], corr: Correlation | None) -> dict[str, Any]:
+    def alert(self, event: Event, corr: Correlation | None) -> Alert:
         self.alerts += 1
         if corr is None:
             ts = event["ts"]
-            context: dict[str, Any] = {"kind": "match", "key": {}, "count": 1, "window": [ts, ts]}
+            context: AlertContext = {"kind": "match", "key": {}, "count": 1, "window": [ts, ts]}
             events = [event]
         else:
             context = {"kind": corr.kind, "key": corr.key, "count": corr.count, "window": list(corr.window)}
@@ -192,7 +195,7 @@ class _RuleRuntime:
         }
 
 
-    def alert_line(self, event: dict[str, Any]) -> bytes:
+    def alert_line(self, event: Event) -> bytes:
         """The JSON line (sorted keys, newline) of the alert `alert(event, None)` would give,
         byte for byte, made from the rule's parts serialized once and the event serialized
         once (the alert holds it twice)."""
@@ -222,20 +225,18 @@ class EventEngine:
     was done and what correlation state was dropped. Rules without `when:`/`sequence:` are
     ignored (check rules)."""
 
-    def __init__(self, rules: Iterable[Any], *, limits: CorrelationLimits | None = None) -> None:
+    def __init__(self, rules: Iterable[Rule], *, limits: CorrelationLimits | None = None) -> None:
         self.limits = limits or CorrelationLimits()
         self.budget = MemoryBudget(self.limits.memory_bytes)
         self.runtimes: list[_RuleRuntime] = []
         entries = []
         for rule in rules:
-            if getattr(rule, "when", None) is None and getattr(rule, "sequence", None) is None:
-                continue
-            if getattr(rule, "enabled", True) is False:
+            if not rule.is_event_rule or not rule.enabled:
                 continue
             rt = _RuleRuntime(rule, self.limits, self.budget)
             self.runtimes.append(rt)
             keys = step_keys(rule)
-            if rt.kind == "sequence":
+            if rule.sequence is not None:
                 for i in range(len(rule.sequence.steps)):
                     entries.append((keys[i], (rt, i, _condition(rule, i, None))))
             else:
@@ -247,12 +248,12 @@ class EventEngine:
         self.events = 0
         self.evaluations = 0
 
-    def process(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def process(self, event: Event) -> list[Alert]:
         """Evaluate one event; returns the alerts it raised (often none)."""
         hits = self.evaluate(event)
         return self.apply(event, hits) if hits else []
 
-    def evaluate(self, event: dict[str, Any]) -> list[_Candidate] | None:
+    def evaluate(self, event: Event) -> list[_Candidate] | None:
         """The rules (and sequence steps) whose condition the event satisfies, in rule order
         (None: none). Conditions read the event alone, so this may run before the events are
         put in time order; `apply` must then see the events in time order."""
@@ -279,9 +280,9 @@ class EventEngine:
                 hits.append(cand)
         return hits
 
-    def apply(self, event: dict[str, Any], hits: Sequence[_Candidate]) -> list[dict[str, Any]]:
+    def apply(self, event: Event, hits: Sequence[_Candidate]) -> list[Alert]:
         """The alerts of an event given what `evaluate` found: correlation state moves on."""
-        alerts: list[dict[str, Any]] = []
+        alerts: list[Alert] = []
         now: float | None = None
         pending_rt: _RuleRuntime | None = None
         pending_steps: list[int] = []
@@ -306,7 +307,7 @@ class EventEngine:
             self._feed_sequence(pending_rt, pending_steps, event, now, alerts)
         return alerts
 
-    def apply_lines(self, event: dict[str, Any], hits: Sequence[_Candidate]) -> list[tuple[str, bytes]]:
+    def apply_lines(self, event: Event, hits: Sequence[_Candidate]) -> list[tuple[str, bytes]]:
         """`apply`, each alert as (rule id, its canonical JSON line): what replay writes when
         nothing else takes the alerts. Alerts of plain match rules are never built as dicts."""
         for rt, _, _ in hits:
@@ -318,9 +319,9 @@ class EventEngine:
         self,
         rt: _RuleRuntime,
         steps: Sequence[int],
-        event: dict[str, Any],
+        event: Event,
         now: float | None,
-        alerts: list[dict[str, Any]],
+        alerts: list[Alert],
     ) -> float | None:
         if not steps or rt.sequence is None:
             return now

@@ -107,9 +107,4 @@ EVENT = _obj(
 
 def event_field_type(path: str) -> Type | None:
     """The type of a dotted event field path such as `auth.rhost`, or None if unknown."""
-    t: Type = EVENT
-    for part in path.split("."):
-        if not isinstance(t, ObjectType) or part not in t.fields:
-            return None
-        t = t.fields[part]
-    return t
+    return EVENT.path_type(path)

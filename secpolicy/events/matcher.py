@@ -15,8 +15,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from secpolicy.dsl import CompiledExpr
 from secpolicy.dsl import ast as A
 from secpolicy.events.model import EVENT_TYPES
+from secpolicy.models import Event
+from secpolicy.rules import Rule
 
 __all__ = [
     "ANY_KEYS",
@@ -197,26 +200,24 @@ def keys_of(node: A.Node | None) -> IndexKeys:
     return ANY_KEYS
 
 
-def rule_conditions(rule: Any) -> list[Any]:
+def rule_conditions(rule: Rule) -> list[CompiledExpr]:
     """The compiled conditions of an event rule: its `when`, or its sequence steps."""
-    seq = getattr(rule, "sequence", None)
-    if seq is not None:
-        return list(seq.steps)
-    when = getattr(rule, "when", None)
-    return [when] if when is not None else []
+    if rule.sequence is not None:
+        return list(rule.sequence.steps)
+    return [rule.when] if rule.when is not None else []
 
 
-def step_keys(rule: Any) -> list[IndexKeys]:
+def step_keys(rule: Rule) -> list[IndexKeys]:
     """Index keys per condition of a rule (one per sequence step; `when` narrows each)."""
-    when = getattr(rule, "when", None)
+    when = rule.when
     base = keys_of(when.node) if when is not None else ANY_KEYS
-    seq = getattr(rule, "sequence", None)
+    seq = rule.sequence
     if seq is None:
         return [base]
     return [_merge_and(base, keys_of(step.node)) for step in seq.steps]
 
 
-def rule_keys(rule: Any) -> IndexKeys:
+def rule_keys(rule: Rule) -> IndexKeys:
     """Index keys of a whole rule: for sequences the union over its steps."""
     keys = step_keys(rule)
     out = keys[0]
@@ -225,7 +226,7 @@ def rule_keys(rule: Any) -> IndexKeys:
     return out
 
 
-def kernel_filter(rules: Iterable[Any]) -> KernelFilter:
+def kernel_filter(rules: Iterable[Rule]) -> KernelFilter:
     """The union of the rules' keys; a dimension filters only when every rule constrains it."""
     keys = [rule_keys(r) for r in rules]
     types: set[str] = set()
@@ -329,7 +330,7 @@ class Matcher(Generic[T]):
         types `candidates(event)` is this list whatever else the event holds."""
         return {t: b.plain for t, b in self._buckets.items() if b.plain is not None}
 
-    def candidates(self, event: dict[str, Any]) -> list[T]:
+    def candidates(self, event: Event) -> list[T]:
         bucket = self._buckets.get(event.get("type"), self._any)  # type: ignore[arg-type]
         plain = bucket.plain
         if plain is not None:
@@ -433,20 +434,19 @@ def _node_text(expr_text: str, node: A.Node) -> str:
     return "<expression>"
 
 
-def _describe_condition(expr: Any, keys: IndexKeys) -> dict[str, Any]:
-    text = getattr(expr, "text", "") or ""
-    node = getattr(expr, "node", None)
+def _describe_condition(expr: CompiledExpr, keys: IndexKeys) -> dict[str, Any]:
+    text = expr.text
+    node = expr.node
     residual_text = text.strip()
-    if node is not None:
-        rest = _residual_nodes(node, keys)
-        whole = list(node.items) if isinstance(node, A.And) else [node]
-        if not rest:
-            residual_text = "true"
-        elif len(rest) < len(whole):
-            residual_text = " and ".join(
-                f"({_node_text(text, n)})" if isinstance(n, A.Or) else _node_text(text, n)
-                for n in rest
-            )
+    rest = _residual_nodes(node, keys)
+    whole = list(node.items) if isinstance(node, A.And) else [node]
+    if not rest:
+        residual_text = "true"
+    elif len(rest) < len(whole):
+        residual_text = " and ".join(
+            f"({_node_text(text, n)})" if isinstance(n, A.Or) else _node_text(text, n)
+            for n in rest
+        )
     return {
         "condition": text.strip(),
         "index": keys.to_dict(),
@@ -455,22 +455,22 @@ def _describe_condition(expr: Any, keys: IndexKeys) -> dict[str, Any]:
     }
 
 
-def describe_rule(rule: Any) -> dict[str, Any]:
+def describe_rule(rule: Rule) -> dict[str, Any]:
     """What `secpolicy explain RULE_ID` shows for an event rule: the index keys it is filed
     under, the discriminator used, and the residual condition evaluated per candidate event."""
     keys = step_keys(rule)
-    out: dict[str, Any] = {"rule_id": getattr(rule, "id", None)}
-    threshold = getattr(rule, "threshold", None)
-    seq = getattr(rule, "sequence", None)
+    out: dict[str, Any] = {"rule_id": rule.id}
+    threshold = rule.threshold
+    seq = rule.sequence
+    when = rule.when
     if seq is not None:
         out["kind"] = "sequence"
         out["sequence"] = {"by": list(seq.by), "within": seq.within}
         out["steps"] = [_describe_condition(step, k) for step, k in zip(seq.steps, keys)]
-        if getattr(rule, "when", None) is not None:
-            out["when"] = rule.when.text
+        if when is not None:
+            out["when"] = when.text
     else:
         out["kind"] = "threshold" if threshold is not None else "match"
-        when = getattr(rule, "when", None)
         if when is not None:
             out.update(_describe_condition(when, keys[0]))
         if threshold is not None:
@@ -483,4 +483,4 @@ def describe_rule(rule: Any) -> dict[str, Any]:
     return out
 
 
-Evaluator = Callable[[dict[str, Any]], bool]
+Evaluator = Callable[[Event], bool]

@@ -10,19 +10,22 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import AccountNames, AuditdSource, AuditSummary, order_audit_logs
+from secpolicy.events.engine import EventEngine
 from secpolicy.events.sources import (
+    EventSource,
     JsonlSource,
     OrderStats,
     detect_format,
     merge_sources,
     ordered_batches,
 )
+from secpolicy.models import Alert, Event
 
 __all__ = ["INPUT_FORMATS", "ReplayResult", "open_sources", "replay", "write_alert", "write_jsonl_event"]
 
@@ -32,12 +35,12 @@ _dumps = orjson.dumps
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
-def write_jsonl_event(out: IO[str], event: dict[str, Any]) -> None:
+def write_jsonl_event(out: IO[str], event: Event) -> None:
     """One canonical JSON line per event (sorted keys): the recording format replay reads."""
     out.write(_dumps(event, option=_SORTED).decode("utf-8"))
 
 
-def write_alert(out: IO[str], alert: dict[str, Any]) -> None:
+def write_alert(out: IO[str], alert: Alert) -> None:
     """One alert as a canonical JSON line (sorted keys, no spaces, UTF-8 kept)."""
     out.write(_dumps(alert, option=_SORTED).decode("utf-8"))
 
@@ -77,14 +80,14 @@ def open_sources(
     *,
     names: AccountNames | None = None,
     aureport: bool = False,
-) -> list[Any]:
+) -> list[EventSource]:
     """One source per JSONL file; all audit logs go to one AuditdSource, read in the order of
     their content (rotated logs in any order), so records of an event split across files
     regroup. `names` names users of logs written without names; `aureport` makes the audit
     summary hold aureport's own counts."""
     if input_format not in INPUT_FORMATS:
         raise InputError(f"unknown input format {input_format!r} (one of {', '.join(INPUT_FORMATS)})")
-    jsonl: list[Any] = []
+    jsonl: list[EventSource] = []
     audit: list[Path] = []
     for p in paths:
         path = Path(p)
@@ -102,8 +105,8 @@ def open_sources(
 
 
 def replay(
-    sources: Iterable[Any],
-    engine: Any,
+    sources: Iterable[EventSource],
+    engine: EventEngine,
     out: IO[str] | IO[bytes] | None,
     *,
     window: float = 5.0,
@@ -149,8 +152,11 @@ def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, wi
     by_type: dict[str, int] = {}
     by_rule = result.alerts_by_rule
     text = isinstance(out, io.TextIOBase)
+    # The callbacks' consumers are declared over plain dicts, which events and alerts are.
+    event_to = cast("Callable[[Event], None] | None", on_event)
+    alert_to = cast("Callable[[Alert], None] | None", on_alert)
 
-    def prepare(ev: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
+    def prepare(ev: Event) -> tuple[Event, list[Any] | None] | None:
         # Conditions read one event, so they are evaluated as it is read. An event no rule
         # holds for raises no alert and moves no correlation: unless the event itself goes
         # somewhere (on_event), it is not kept in the reorder window (the window still
@@ -184,8 +190,8 @@ def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, wi
                 if item is None:
                     continue
                 ev, hits = item
-                if on_event is not None:
-                    on_event(ev)
+                if event_to is not None:
+                    event_to(ev)
                 if hits is None:
                     continue
                 if lines is not None:  # the alerts go to `out` alone: as lines, never dicts
@@ -199,8 +205,8 @@ def _replay(sources: list[Any], engine: Any, out: IO[str] | IO[bytes] | None, wi
                     by_rule[a["rule_id"]] += 1
                     if out is not None:
                         keep(_dumps(a, option=_SORTED))
-                    if on_alert is not None:
-                        on_alert(a)
+                    if alert_to is not None:
+                        alert_to(a)
             if len(pending) >= _CHUNK:
                 flush()
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 import json
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
@@ -18,6 +18,7 @@ import orjson
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import AuditdSource, BadLines
 from secpolicy.events.model import EVENT_TYPES, TS_RE, format_ts, ts_exists, ts_seconds
+from secpolicy.models import Event
 
 __all__ = [
     "AuditdSource",
@@ -36,9 +37,11 @@ _TYPES = frozenset(EVENT_TYPES)
 
 @runtime_checkable
 class EventSource(Protocol):
-    """Anything that yields normalised events (plain dicts)."""
+    """Anything that yields normalised events (plain dicts). Every source checks `type` and
+    `ts`; JSON lines are not checked field by field, so readers of other fields stay defensive
+    (`type(proc) is dict`) rather than trust the shape."""
 
-    def events(self) -> Iterator[dict[str, Any]]: ...
+    def events(self) -> Iterator[Event]: ...
 
 
 Garbled = BadLines  # unreadable input lines: how many, and where the first ones are
@@ -57,7 +60,7 @@ class JsonlSource:
         self.garbled = Garbled()
         self.read = 0
 
-    def events(self) -> Iterator[dict[str, Any]]:
+    def events(self) -> Iterator[Event]:
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed by the with below; OSError translated here
         except OSError as exc:
@@ -141,7 +144,7 @@ def _why_bad(ev: Any) -> str | None:
 MAX_JSONL_LINE = 1 << 20  # bytes; a longer line is a bad line, skipped without being held whole
 
 
-def _out_of_range(ev: dict[str, Any], limit: int = _INT_MAX) -> str | None:
+def _out_of_range(ev: Mapping[str, Any], limit: int = _INT_MAX) -> str | None:
     """Why a number the event store keeps as an integer (proc.pid, proc.euid, proc.uid,
     user.uid) cannot be stored (not an integer, or beyond 64 bits), if so."""
     proc = ev.get("proc")
@@ -161,10 +164,10 @@ def _out_of_range(ev: dict[str, Any], limit: int = _INT_MAX) -> str | None:
 class MemorySource:
     """Events from a list: the in-memory twin used by tests and `secpolicy test`."""
 
-    def __init__(self, events: Iterable[dict[str, Any]]) -> None:
+    def __init__(self, events: Iterable[Event]) -> None:
         self._events = list(events)
 
-    def events(self) -> Iterator[dict[str, Any]]:
+    def events(self) -> Iterator[Event]:
         return iter(self._events)
 
 
@@ -176,8 +179,8 @@ class OrderStats:
 
 
 def ordered(
-    events: Iterable[dict[str, Any]], window: float = 5.0, stats: OrderStats | None = None
-) -> Iterator[dict[str, Any]]:
+    events: Iterable[Event], window: float = 5.0, stats: OrderStats | None = None
+) -> Iterator[Event]:
     """Re-emit events in timestamp order, assuming none arrives more than `window` seconds
     after a later-stamped one (auditd closes events up to 2-3 s late). Ties keep input order.
     An event later than the window is emitted at once and counted in `stats.late`."""
@@ -186,8 +189,8 @@ def ordered(
 
 
 def ordered_batches(
-    events: Iterable[dict[str, Any]], window: float = 5.0, stats: OrderStats | None = None,
-    prepare: Callable[[dict[str, Any]], Any] | None = None,
+    events: Iterable[Event], window: float = 5.0, stats: OrderStats | None = None,
+    prepare: Callable[[Event], Any] | None = None,
 ) -> Iterator[list[Any]]:
     """`ordered`, in lists: each list holds what one input event let out (often nothing,
     then no list), so a consumer pays for a batch, not for every event.
@@ -256,7 +259,7 @@ _second = itemgetter(1)
 
 def merge_sources(
     sources: Iterable[EventSource], window: float = 5.0, stats: OrderStats | None = None
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Event]:
     """All events of several sources in one timestamp order."""
     streams = [ordered(s.events(), window, stats) for s in sources]
     if len(streams) == 1:

@@ -4,11 +4,13 @@ fresh EventEngine holding only that rule; the outcome says whether it fired as e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from secpolicy.errors import InputError
 from secpolicy.events.engine import EventEngine
 from secpolicy.events.model import event_errors, format_ts, parse_ts
+from secpolicy.models import Alert, Event
+from secpolicy.rules import Rule, RuleTest
 
 __all__ = ["TestOutcome", "prepare_test_events", "run_rule_tests"]
 
@@ -25,12 +27,12 @@ class TestOutcome:
     source: str = ""
 
 
-def prepare_test_events(events: Any) -> list[dict[str, Any]]:
+def prepare_test_events(events: Any) -> list[Event]:
     """The test's events as engine input: `ts` filled in (1 s apart) or normalised, then
     validated against the Event schema. Raises InputError naming the first bad event."""
     if not isinstance(events, (list, tuple)):
         raise InputError("events: must be a list of events")
-    out = []
+    out: list[Event] = []
     for k, ev in enumerate(events):
         if not isinstance(ev, dict):
             raise InputError(f"event {k + 1} is not a mapping")
@@ -42,20 +44,20 @@ def prepare_test_events(events: Any) -> list[dict[str, Any]]:
         errors = event_errors(ev)
         if errors:
             raise InputError(f"event {k + 1} is not a valid event: {'; '.join(errors[:3])}")
-        out.append(ev)
+        out.append(cast(Event, ev))  # it validated against the Event schema
     return out
 
 
-def _run_one(rule: Any, test: Any) -> TestOutcome:
+def _run_one(rule: Rule, test: RuleTest) -> TestOutcome:
     name = test.name
-    where = getattr(test, "source", "")
-    rid = getattr(rule, "id", "")
+    where = test.source
+    rid = rule.id
     try:
         events = prepare_test_events(test.events or ())
     except InputError as exc:
         return TestOutcome(name, False, exc.render(), rid, where)
     engine = EventEngine([rule])
-    alerts: list[dict[str, Any]] = []
+    alerts: list[Alert] = []
     for ev in sorted(events, key=lambda e: e["ts"]):
         alerts.extend(engine.process(ev))
     stats = engine.stats()["rules"].get(rid, {})
@@ -63,7 +65,7 @@ def _run_one(rule: Any, test: Any) -> TestOutcome:
         return TestOutcome(name, False, f"the condition raised an error on {stats['errors']} event(s)", rid, where)
     fired = len(alerts)
     expect = test.expect
-    want = getattr(test, "alerts", None)
+    want = test.alerts
     if expect == "fire":
         ok = fired > 0 if want is None else fired == want
         wanted = "at least 1 alert" if want is None else f"{want} alert(s)"
@@ -78,6 +80,6 @@ def _run_one(rule: Any, test: Any) -> TestOutcome:
     return TestOutcome(name, ok, detail, rid, where)
 
 
-def run_rule_tests(rule: Any) -> list[TestOutcome]:
+def run_rule_tests(rule: Rule) -> list[TestOutcome]:
     """One outcome per inline test of an event rule."""
-    return [_run_one(rule, t) for t in getattr(rule, "tests", ())]
+    return [_run_one(rule, t) for t in rule.tests]

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from secpolicy.dsl.checker import Signature
-from secpolicy.dsl.types import Type
+from secpolicy.dsl.types import Signature, Type
 from secpolicy.errors import EvaluationError, NotApplicable
 from secpolicy.facts._common import read_regular
 

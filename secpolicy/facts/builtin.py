@@ -1,4 +1,5 @@
-"""The built-in fact collectors, registered explicitly in one place."""
+"""The built-in fact collectors of facts/, registered explicitly in one place (the whole
+built-in vocabulary, with the fim() fact over fim/'s baselines, is secpolicy.vocabulary's)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from secpolicy.facts import (
     audit_rules,
     bpf_inventory,
     files,
-    fim,
     fs_scan,
     kv,
     packages,
@@ -21,13 +21,11 @@ from secpolicy.facts import (
 )
 from secpolicy.facts.base import FactRegistry
 
-__all__ = ["builtin_registry"]
+__all__ = ["register_builtins"]
 
 
-def builtin_registry() -> FactRegistry:
-    reg = FactRegistry()
+def register_builtins(reg: FactRegistry) -> None:
     files.register(reg)
-    fim.register(reg)
     fs_scan.register(reg)
     sysctl.register(reg)
     sshd.register(reg)
@@ -41,4 +39,3 @@ def builtin_registry() -> FactRegistry:
     system.register(reg)
     procs.register(reg)
     bpf_inventory.register(reg)
-    return reg

@@ -3,8 +3,9 @@ counts), so policies can require a baseline that is checked often and shows no c
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from secpolicy.dsl.types import BOOL, DURATION, INT, STR, ObjectType
 from secpolicy.errors import EvaluationError, InputError
@@ -12,7 +13,7 @@ from secpolicy.errors import EvaluationError, InputError
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["DEFAULT_DB_DIR", "FIM", "register"]
+__all__ = ["DEFAULT_DB_DIR", "FIM", "BaselineReader", "register"]
 
 # Where `secpolicy fim init --db` puts baselines by convention; scan --fim NAME=DB overrides.
 DEFAULT_DB_DIR = "/var/lib/secpolicy/fim"
@@ -57,26 +58,28 @@ class FimFact:
         return f"{self.db} (FIM baseline {self.name!r})"
 
 
-def collect_fim(ctx: FactContext, name: str) -> FimFact:
-    from secpolicy.fim import fim_status
-    from secpolicy.fim.store import Key
+class BaselineReader(Protocol):
+    """How a baseline's state is read (`secpolicy.fim.status.policy_status`): handed in by the
+    composition root (secpolicy.vocabulary), so facts/ does not import fim/. Returns an object
+    with the FIM fields; raises InputError when the key cannot be read."""
 
+    def __call__(self, db: str, *, key: Any = None, key_file: str | None = None,
+                 key_env: str | None = None) -> Any: ...
+
+
+def collect_fim(ctx: FactContext, name: str, *, read: BaselineReader) -> FimFact:
     options = ctx.options.get("fim") or {}
     conf = options.get(name) or {}
     default = options.get("*") or {}
     db = conf.get("db") or os.path.join(default.get("dir") or DEFAULT_DB_DIR, f"{name}.db")
-    key = conf.get("key") or default.get("key")
-    if key is None:
-        key_file = conf.get("key_file")
-        key_env = conf.get("key_env")
-        try:
-            key = Key.from_file(key_file) if key_file else Key.from_env(key_env) if key_env else None
-        except InputError as e:
-            raise EvaluationError(f"fim({name!r}): {e.render()}") from None
-    # deep: every entry is verified, so a baseline edited anywhere never reports healthy.
-    status = fim_status(db, key, deep=True)
+    try:
+        status = read(db, key=conf.get("key") or default.get("key"), key_file=conf.get("key_file"),
+                      key_env=conf.get("key_env"))
+    except InputError as e:
+        raise EvaluationError(f"fim({name!r}): {e.render()}") from None
     return FimFact(name, db, status)
 
 
-def register(reg: FactRegistry) -> None:
-    reg.register("fim", collect_fim, params=(STR,), returns=FIM, doc="a named FIM baseline's state")
+def register(reg: FactRegistry, read: BaselineReader) -> None:
+    reg.register("fim", functools.partial(collect_fim, read=read), params=(STR,), returns=FIM,
+                 doc="a named FIM baseline's state")

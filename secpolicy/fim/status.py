@@ -15,7 +15,7 @@ from secpolicy.fim.scan import CheckResult, normalize_root
 from secpolicy.fim.store import Baseline, Key
 from secpolicy.models import Evidence, Finding, Severity, Status
 
-__all__ = ["FimStatus", "fim_status", "findings_from_check"]
+__all__ = ["FimStatus", "fim_status", "findings_from_check", "policy_status"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,16 @@ class FimStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def policy_status(db: str, *, key: Key | None = None, key_file: str | None = None,
+                  key_env: str | None = None) -> FimStatus:
+    """What a policy's `fim(name)` fact reports: the baseline verified entry by entry (one
+    edited anywhere is never healthy), with `key`, or the key read from `key_file` or the
+    environment variable `key_env` (InputError when it cannot be read)."""
+    if key is None:
+        key = Key.from_file(key_file) if key_file else Key.from_env(key_env) if key_env else None
+    return fim_status(db, key, deep=True)
 
 
 def fim_status(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from secpolicy.models import requirement_key
-from secpolicy.policy.model import PolicySet
+from secpolicy.rules import PolicySet
 
 __all__ = ["FrameworkCoverage", "compute_coverage"]
 

@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from secpolicy.dsl import (
     Catalogue,
@@ -22,13 +22,14 @@ from secpolicy.dsl import (
 )
 from secpolicy.dsl.checker import check_expression
 from secpolicy.dsl.lint import LintWarning, mixed_and_or, unused_macros
-from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, ObjectType, Type
+from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, ObjectType, Signature, Type
 from secpolicy.errors import InputError, LocatedError
-from secpolicy.events.fields import EVENT, event_field_type
-from secpolicy.facts.base import FactRegistry
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
-from secpolicy.policy.model import (
+from secpolicy.policy.testfiles import TestFileError, parse_test_file
+from secpolicy.policy.vars import SCAN, SCAN_VAR, bounds_allowed, did_you_mean
+from secpolicy.resources import load_schema
+from secpolicy.rules import (
     Condition,
     Policy,
     PolicySet,
@@ -36,17 +37,9 @@ from secpolicy.policy.model import (
     RuleTest,
     SequenceSpec,
     Threshold,
-)
-from secpolicy.policy.testfiles import TestFileError, parse_test_file
-from secpolicy.policy.vars import (
-    SCAN,
-    SCAN_VAR,
     VarDecl,
-    bounds_allowed,
     convert_value,
-    did_you_mean,
 )
-from secpolicy.resources import load_schema
 
 if TYPE_CHECKING:
     import jsonschema
@@ -254,9 +247,27 @@ def _list_literal(doc: _Doc, at: tuple, values: list[Any]) -> ast.ListLit:
     return ast.ListLit(tuple(items), type=ListType(elem or ANY))
 
 
+class FactSpecLike(Protocol):
+    @property
+    def signature(self) -> Signature: ...
+    @property
+    def twin(self) -> object | None: ...  # builds the fact from an inline test's data
+
+
+class FactCatalogue(Protocol):
+    """The facts policies may read, as the loader needs them: handed in by the composition
+    root (a `secpolicy.facts.FactRegistry` is one), never imported from facts/."""
+
+    def __contains__(self, name: object) -> bool: ...
+    def get(self, name: str) -> FactSpecLike: ...
+    def signatures(self) -> dict[str, Signature]: ...
+
+
 class _Loader:
-    def __init__(self, registry: FactRegistry, cache: ParseCache | None, only: str | None = None) -> None:
+    def __init__(self, registry: FactCatalogue, events: ObjectType, cache: ParseCache | None,
+                 only: str | None = None) -> None:
         self.registry = registry
+        self.events = events  # the event fields `when:` and `sequence:` read
         self.cache = cache
         self.only = only
         self.errors: list[InputError] = []
@@ -368,7 +379,7 @@ class _Loader:
         if name in self.defined_at:
             self.errors.append(d.error(at, f"{name!r} is already defined at {self.defined_at[name]}", key=True))
             return False
-        if name in self.registry or name in EVENT.fields:
+        if name in self.registry or name in self.events.fields:
             self.errors.append(d.error(at, f"{name!r} would hide the fact or event field of that name", key=True))
             return False
         self.defined_at[name] = f"{d.shown}:{d.line(at, key=True)}"
@@ -390,7 +401,7 @@ class _Loader:
                     errors.append(e)
             else:
                 names_event_field = re.match(r"\s*\(?\s*([A-Za-z_]+)", m.text)
-                event_like = bool(names_event_field and names_event_field.group(1) in EVENT.fields)
+                event_like = bool(names_event_field and names_event_field.group(1) in self.events.fields)
                 self.errors.append(errors[int(event_like != first)])
 
     def reads_event_fields(self, node: ast.Node, seen: set[str]) -> bool:
@@ -403,14 +414,14 @@ class _Loader:
                 seen.add(n.name)
                 if self.reads_event_fields(self.macros[n.name].node, seen):
                     return True
-            elif n.name in EVENT.fields and (n.name not in self.registry or self.registry.get(n.name).signature.params):
+            elif n.name in self.events.fields and (n.name not in self.registry or self.registry.get(n.name).signature.params):
                 return True
         return False
 
     def catalogue(self, *, event: bool) -> Catalogue:
         return Catalogue(
             facts=self.registry.signatures(),
-            event_root=EVENT if event else None,
+            event_root=self.events if event else None,
             lists=self.lists,
             macros=self.macros,
             vars={SCAN_VAR: SCAN} | {n: v.type for n, v in self.vars.items()},
@@ -516,7 +527,7 @@ class _Loader:
         message = r.get("message")
         if message is not None:
             for m in _PLACEHOLDER.finditer(message):
-                if event_field_type(m.group(1)) is None:
+                if self.events.path_type(m.group(1)) is None:
                     self.errors.append(d.error(at + ("message",), f"unknown event field {{{m.group(1)}}} in message"))
         tests = tuple(
             self.build_test(d, at, k, t, is_event="check" not in r, check=check)
@@ -555,7 +566,7 @@ class _Loader:
 
     def check_fields(self, d: _Doc, at: tuple, paths: Sequence[str]) -> None:
         for k, p in enumerate(paths):
-            if event_field_type(p) is None:
+            if self.events.path_type(p) is None:
                 self.errors.append(d.error(at + (k,) if len(paths) > 1 or at[-1] != "by" else at, f"unknown event field {p!r}"))
 
     def check_fact_twin(self, d: _Doc, at: tuple, name: str, value: Any, checked: CompiledExpr | None) -> None:
@@ -688,16 +699,19 @@ def _shape_errors(value: Any, t: Type, at: tuple) -> list[tuple[tuple, str]]:
 
 
 def load_policies(
-    paths: Sequence[Path], registry: FactRegistry, *, cache_dir: Path | None = None, only: str | None = None
+    paths: Sequence[Path], facts: FactCatalogue, *, events: ObjectType, cache_dir: Path | None = None,
+    only: str | None = None,
 ) -> PolicySet:
     """Load, validate and compile. Raises PolicyErrors listing every located error.
+    The vocabulary is handed in: `facts` are what `check:` expressions may call, `events` the
+    event fields `when:` and `sequence:` read (`secpolicy.vocabulary` has the built-in ones).
     With `cache_dir`, unchanged files skip YAML parsing, validation and expression parsing
     (see policy/cache.py). `only="check"` or `only="event"` compiles and keeps only check
     rules or only event rules (`when:`/`sequence:`), for commands that need just those."""
     if only not in (None, "check", "event"):
         raise ValueError(f"only: check, event or None, not {only!r}")
     files = find_policy_files(paths)
-    loader = _Loader(registry, ParseCache(cache_dir) if cache_dir is not None else None, only)
+    loader = _Loader(facts, events, ParseCache(cache_dir) if cache_dir is not None else None, only)
     docs = [d for d in (loader.read(p) for p in files) if d is not None]
     for d in docs:
         loader.collect_names(d)

@@ -12,9 +12,9 @@ from typing import Any
 
 from secpolicy.errors import LocatedError
 from secpolicy.policy.loader import read_text_file, schema_violation
-from secpolicy.policy.model import PolicySet
 from secpolicy.policy.vars import did_you_mean
 from secpolicy.policy.yamlpos import Positioned, load_yaml
+from secpolicy.rules import PolicySet
 
 __all__ = ["TailoredRule", "TailoredVar", "Tailoring", "load_tailoring"]
 

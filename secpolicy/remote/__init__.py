@@ -15,11 +15,11 @@ from secpolicy.confined import Refused
 from secpolicy.engine import evaluate_rule
 from secpolicy.errors import RuntimeFailure
 from secpolicy.facts.base import FactRegistry
-from secpolicy.policy.model import Rule
 from secpolicy.remote.context import RemoteFacts
 from secpolicy.remote.protocol import Request, read_round, round_script
 from secpolicy.remote.snapshot import Snapshot, SnapshotLimits, is_pseudo
 from secpolicy.remote.ssh import Connection, RemoteInfo, Target, check_ssh_options, parse_target
+from secpolicy.rules import Rule
 
 __all__ = ["RemoteLimits", "RemoteScan", "Target", "base_requests", "check_ssh_options", "facts_read", "parse_target",
            "with_parents"]
@@ -79,7 +79,7 @@ def _with_siblings(wants: Iterable[Request]) -> set[Request]:
     return out
 
 
-def facts_read(rules: Iterable[Any]) -> set[str]:
+def facts_read(rules: Iterable[Rule]) -> set[str]:
     """The facts the check and applicability expressions of `rules` name."""
     out: set[str] = set()
     for r in rules:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from secpolicy.facts import builtin_registry
-from secpolicy.policy.loader import load_policies
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -25,8 +25,7 @@ import corpus  # the trees as data
 
 def _scanner(policies: Path):  # type: ignore[no-untyped-def]
     from secpolicy.engine import scan
-    from secpolicy.facts.builtin import builtin_registry
-    from secpolicy.policy.loader import load_policies
+    from secpolicy.vocabulary import builtin_registry, load_policies
 
     reg = builtin_registry()
     ps = load_policies([policies], reg)

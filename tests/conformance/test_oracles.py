@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from secpolicy.engine import scan
-from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts import FactContext
 from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
 from secpolicy.facts.auditctl import parse_words, words
 from secpolicy.facts.kv import JOURNALD_DEFAULTS
+from secpolicy.vocabulary import builtin_registry
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from secpolicy.engine import evaluate_rule, scan
-from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts import FactContext
 from secpolicy.models import Evidence, Status
-from secpolicy.policy import load_policies
 from secpolicy.ruletests import materialize_files
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies" / "verdicts"
 SSH = FIXTURES / "ssh.yaml"

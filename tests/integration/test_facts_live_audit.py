@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts import FactContext
+from secpolicy.vocabulary import builtin_registry
 
 AUDITCTL = shutil.which("auditctl")
 pytestmark = [

@@ -21,7 +21,8 @@ from bpf_objects import (
 )
 
 from secpolicy.errors import NotApplicable
-from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts import FactContext
+from secpolicy.vocabulary import builtin_registry
 
 BPFTOOL = shutil.which("bpftool") or (
     "/usr/sbin/bpftool" if os.path.exists("/usr/sbin/bpftool") else None

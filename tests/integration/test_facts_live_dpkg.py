@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from secpolicy.engine import evaluate_rule
-from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts import FactContext
 from secpolicy.models import Status
-from secpolicy.policy.loader import load_policies
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 REPO = Path(__file__).resolve().parents[2]
 DPKG = shutil.which("dpkg")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import socket
 
-from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts import FactContext
 from secpolicy.facts.procs import decode_caps
+from secpolicy.vocabulary import builtin_registry
 
 
 def test_own_listening_socket_is_found_with_its_owner() -> None:

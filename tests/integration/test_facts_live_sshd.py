@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts import FactContext
 from secpolicy.facts.sshd import ACCUMULATE, parse_sshd
+from secpolicy.vocabulary import builtin_registry
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 pytestmark = pytest.mark.skipif(

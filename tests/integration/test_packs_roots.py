@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from secpolicy.engine import scan
-from secpolicy.facts.builtin import builtin_registry
 from secpolicy.models import Finding, Status
-from secpolicy.policy.loader import load_policies
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fixtures" / "packs"))

@@ -17,11 +17,10 @@ import pytest
 from sshd_server import SSHD, SshServer, start_sshd, stop_sshd
 
 from secpolicy.errors import RuntimeFailure
-from secpolicy.facts import builtin_registry
-from secpolicy.policy import load_policies
 from secpolicy.remote import RemoteLimits, RemoteScan
 from secpolicy.remote.protocol import Request
 from secpolicy.resources import load_schema, policies_dir
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or SSHD is None,
                                 reason="needs root and OpenSSH's sshd (openssh-server): the test's sshd serves this "

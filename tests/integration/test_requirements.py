@@ -9,11 +9,10 @@ from pathlib import Path
 import jsonschema
 
 from secpolicy.engine import scan
-from secpolicy.facts import builtin_registry
-from secpolicy.policy import load_policies
 from secpolicy.policy.waivers import load_waivers
 from secpolicy.resources import load_schema
 from secpolicy.ruletests import materialize_files
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "policies" / "verdicts"
 DPKG_STATUS = (FIXTURES / "sshd-installed" / "var" / "lib" / "dpkg" / "status").read_text()

@@ -12,12 +12,11 @@ import jsonschema
 import pytest
 
 from secpolicy.engine import exit_code, scan
-from secpolicy.facts import builtin_registry
 from secpolicy.models import Severity, Status
-from secpolicy.policy import load_policies
 from secpolicy.policy.waivers import load_waivers
 from secpolicy.resources import load_schema
 from secpolicy.ruletests import materialize_files
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 POLICY = Path(__file__).resolve().parents[1] / "fixtures" / "policies" / "core.yaml"
 SECPOLICY = [sys.executable, "-m", "secpolicy"]

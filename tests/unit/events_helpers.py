@@ -6,8 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from secpolicy.facts import builtin_registry
-from secpolicy.policy import load_policies
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 REPO = Path(__file__).resolve().parents[2]
 # ../shared/data/auditd beside the checkout (or beside the directory holding several checkouts).

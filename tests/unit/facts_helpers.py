@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts import FactContext
+from secpolicy.vocabulary import builtin_registry
 
 ROOTS = Path(__file__).resolve().parents[1] / "fixtures" / "roots"
 

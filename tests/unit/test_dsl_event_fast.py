@@ -18,8 +18,7 @@ from secpolicy.dsl.compiler import compile_event
 from secpolicy.dsl.types import ObjectType
 from secpolicy.events.engine import EventEngine, _compile_message
 from secpolicy.events.fields import EVENT, EVENT_TYPES
-from secpolicy.facts import builtin_registry
-from secpolicy.policy import load_policies
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 REPO = Path(__file__).resolve().parents[2]
 EVCAT = Catalogue(event_root=EVENT)

@@ -125,9 +125,8 @@ def test_rule_tests_report_pass_and_fail_with_detail(tmp_path: Path) -> None:
 
 
 def test_bundled_event_rules_pass_their_tests() -> None:
-    from secpolicy.facts import builtin_registry
-    from secpolicy.policy import load_policies
     from secpolicy.resources import policies_dir
+    from secpolicy.vocabulary import builtin_registry, load_policies
 
     ps = load_policies([policies_dir() / "pci-dss" / "events.yaml"], builtin_registry())
     assert len(ps.event_rules) >= 10

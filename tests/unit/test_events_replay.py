@@ -17,8 +17,7 @@ from events_helpers import load_rules, ts
 from secpolicy.events.engine import EventEngine
 from secpolicy.events.replay import replay, write_alert
 from secpolicy.events.sources import MemorySource, OrderStats, ordered
-from secpolicy.facts import builtin_registry
-from secpolicy.policy import load_policies
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = """

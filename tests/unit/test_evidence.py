@@ -11,10 +11,10 @@ import pytest
 from secpolicy.dsl import Catalogue, Signature, TraceRecord, compile_expression
 from secpolicy.dsl.types import INT, STR, ListType, Method, ObjectType
 from secpolicy.engine import evaluate_rule
-from secpolicy.facts import FactContext, builtin_registry
+from secpolicy.facts import FactContext
 from secpolicy.models import Evidence, Status
-from secpolicy.policy import load_policies
 from secpolicy.ruletests import materialize_files
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 ENTRY = ObjectType("entry", {"module": STR, "args": ListType(STR), "n": INT}, methods={"arg": Method((STR,), STR)})
 CONF = ObjectType("conf", {"exists": INT}, methods={"option": Method((STR,), STR)})

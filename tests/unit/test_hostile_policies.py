@@ -14,9 +14,9 @@ from secpolicy.dsl import compile_regex
 from secpolicy.dsl.limits import LIMITS, describe_limits
 from secpolicy.dsl.regex import RegexError
 from secpolicy.errors import LocatedError
-from secpolicy.facts import builtin_registry
-from secpolicy.policy import PolicyErrors, load_policies
+from secpolicy.policy import PolicyErrors
 from secpolicy.policy.waivers import load_waivers
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = "metadata: {id: t, title: T, version: '1'}\n"

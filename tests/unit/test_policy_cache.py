@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from secpolicy.facts import builtin_registry
-from secpolicy.policy import PolicyErrors, load_policies
+from secpolicy.policy import PolicyErrors
 from secpolicy.policy import loader as loader_mod
 from secpolicy.policy.cache import toolchain_key
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "policies" / "verdicts" / "ssh.yaml"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from secpolicy.facts import builtin_registry
-from secpolicy.policy import PolicyErrors, load_policies
+from secpolicy.policy import PolicyErrors
+from secpolicy.vocabulary import builtin_registry, load_policies
 
 HEADER = "metadata: {id: t, title: T, version: '1'}\n"
 RULE = """\

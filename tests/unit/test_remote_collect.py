@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from secpolicy.errors import EvaluationError, InputError, RuntimeFailure
-from secpolicy.facts import builtin_registry
 from secpolicy.remote import base_requests, with_parents
 from secpolicy.remote.context import RemoteFacts
 from secpolicy.remote.protocol import BULK_CAP, Request, read_round, round_script, script_head
 from secpolicy.remote.snapshot import Snapshot
 from secpolicy.remote.ssh import Channel, check_ssh_options, parse_target
+from secpolicy.vocabulary import builtin_registry
 
 PYTHON = shutil.which("python3")
 

@@ -8,9 +8,9 @@ import grp
 import pwd
 import re
 import struct
-from typing import Any
 
 from secpolicy.events.auditd import RECORD_TYPES, build_event, parse_record
+from secpolicy.models import Event
 
 __all__ = ["audit_event"]
 
@@ -103,7 +103,7 @@ def _id_name(type_name: str, text: str) -> str:
     return f'\x1dID="{name}"'
 
 
-def audit_event(mtype: int, payload: bytes, pid: int, uid: int, auid: int, ses: int) -> dict[str, Any] | None:
+def audit_event(mtype: int, payload: bytes, pid: int, uid: int, auid: int, ses: int) -> Event | None:
     """The Event the auditd reader makes of the record logged for this message (its payload as
     sent), or None when it is not one the reader turns into an event."""
     ids = f"pid={pid} uid={uid} auid={auid} ses={ses}"

@@ -10,9 +10,10 @@ import socket
 import struct
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Literal, cast
 
 from secpolicy.events.bpf_plan import Clause, KernelPlan
+from secpolicy.events.fields import EVENT_TYPES
 from secpolicy.events.live.audit_msgs import audit_event
 from secpolicy.events.live.procs import Clock, Names, Proc, ProcessView, readlink
 from secpolicy.events.live.record import HDR, PROBE_OF_ID, TYPE_OF_ID, C, Header
@@ -20,6 +21,19 @@ from secpolicy.kernel_names import CAPABILITIES as _CAPS
 from secpolicy.kernel_names import MAP_TYPES as _MAP_TYPES
 from secpolicy.kernel_names import PROG_TYPES as _PROG_TYPES
 from secpolicy.kernel_names import open_flags as _open_flags
+from secpolicy.models import (
+    Event,
+    EventAuth,
+    EventBpf,
+    EventFile,
+    EventLogin,
+    EventMount,
+    EventNet,
+    EventOutcome,
+    EventProc,
+    EventType,
+    EventUser,
+)
 
 __all__ = ["Decoder", "Header"]
 
@@ -29,6 +43,8 @@ _EXEC, _CHDIR = C["SP_EV_EXEC"], C["SP_EV_CHDIR"]
 _F_TRUNC, _F_RET, _F_PPID = C["SP_F_TRUNCATED"], C["SP_F_RET"], C["SP_F_PPID"]
 _F_AUDIT, _F_FD_PATH, _F_KPATH = C["SP_F_AUDIT"], C["SP_F_FD_PATH"], C["SP_F_KPATH"]
 _AUDIT_MSGS = frozenset({C["SP_EV_ACCOUNT_CHANGE"], C["SP_EV_CONFIG_CHANGE"]})
+# The Event type of each record type that makes an event (chdir only keeps the process view).
+_EVENT_TYPE: dict[int, EventType] = {i: cast(EventType, n) for i, n in TYPE_OF_ID.items() if n in EVENT_TYPES}
 _EXE_AND_CWD = 2  # a[4] of an exec record opening with mm->exe_file and the cwd
 
 _BPF_CMDS = {0: "BPF_MAP_CREATE", 5: "BPF_PROG_LOAD", 8: "BPF_PROG_ATTACH",
@@ -73,7 +89,7 @@ def clean_path(path: str) -> str:
     return path
 
 
-def _clauses_may_hold(ev: dict[str, Any], clauses: tuple[Clause, ...]) -> bool:
+def _clauses_may_hold(ev: Event, clauses: tuple[Clause, ...]) -> bool:
     """The kernel's clause test again, on the resolved paths (relative and re-read paths reach
     user space untested); an unresolved path may match anything."""
     f = ev.get("file") or {}
@@ -106,7 +122,7 @@ def _settled(h: Header, name: str, strs: list[str]) -> bool:
     return all(p[:1] == "/" and len(p) <= _SCAN_MAX and "//" not in p and "/." not in p for p in paths)
 
 
-def _outcome(name: str, ret: int) -> dict[str, Any]:
+def _outcome(name: str, ret: int) -> EventOutcome:
     if name == "auth":
         return {"result": "success" if ret == 0 else "failure"}
     if ret >= 0 or (name == "connect" and ret == -115):  # EINPROGRESS: under way
@@ -132,7 +148,7 @@ class Decoder:
     def _count(self, what: str) -> None:
         self.internal[what] = self.internal.get(what, 0) + 1
 
-    def decode(self, chunk: bytes, off: int) -> dict[str, Any] | None:
+    def decode(self, chunk: bytes, off: int) -> Event | None:
         h = Header._make(HDR.unpack_from(chunk, off))
         etype = h.type
         comm = h.comm.split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -144,7 +160,7 @@ class Decoder:
         if etype == _CHDIR:
             self._chdir(h, comm, strs)
             return None
-        name = TYPE_OF_ID.get(etype)
+        name = _EVENT_TYPE.get(etype)
         if name is None:
             return None
         if etype == _EXEC:
@@ -166,7 +182,7 @@ class Decoder:
         self.delivered[name] = self.delivered.get(name, 0) + 1
         return ev
 
-    def _audit_message(self, h: Header, comm: str, payload: bytes) -> dict[str, Any] | None:
+    def _audit_message(self, h: Header, comm: str, payload: bytes) -> Event | None:
         """An account or configuration change told to the audit system: the event the auditd
         reader makes of the record the kernel logs for it, with this record's process."""
         aev = audit_event(h.a0 & 0xFFFF, payload, h.pid, h.uid, h.auid, h.session)
@@ -175,9 +191,12 @@ class Decoder:
             return None
         name = aev["type"]
         ev = self._event(name, h, comm, self.procs.get(h.pid, comm, h.ppid if h.flags & _F_PPID else 0, h.start_time))
-        for key in ("account", "config", "outcome"):
-            if key in aev:
-                ev[key] = aev[key]
+        if "account" in aev:
+            ev["account"] = aev["account"]
+        if "config" in aev:
+            ev["config"] = aev["config"]
+        if "outcome" in aev:
+            ev["outcome"] = aev["outcome"]
         tty = aev.get("proc", {}).get("tty")
         if tty:
             ev["proc"]["tty"] = tty
@@ -219,14 +238,14 @@ class Decoder:
         self.procs.set(pid, new)
         return new
 
-    def _event(self, name: str, h: Header, comm: str, p: Proc) -> dict[str, Any]:
-        proc: dict[str, Any] = {"pid": h.pid, "tid": h.tid, "comm": comm, "uid": h.uid, "gid": h.gid,
+    def _event(self, name: EventType, h: Header, comm: str, p: Proc) -> Event:
+        proc: EventProc = {"pid": h.pid, "tid": h.tid, "comm": comm, "uid": h.uid, "gid": h.gid,
                                 "euid": h.euid, "egid": h.egid}
         if p.ppid:
             proc["ppid"] = p.ppid
         if p.exe:
             proc["exe"] = p.exe
-        if p.args is not None:
+        if p.args is not None and p.cmdline is not None:  # both or neither
             proc["args"] = p.args
             proc["cmdline"] = p.cmdline
         if p.cwd:
@@ -247,15 +266,15 @@ class Decoder:
             m = _CONTAINER_RE.search(cg)
             if m:
                 proc["container_id"] = m.group(1)
-        user: dict[str, Any] = {"uid": h.euid}
+        user: EventUser = {"uid": h.euid}
         uname = self.names.user(h.euid)
         if uname:
             user["name"] = uname
-        ev: dict[str, Any] = {"type": name, "ts": self.clock.ts(h.ts), "host": self.host, "proc": proc,
+        ev: Event = {"type": name, "ts": self.clock.ts(h.ts), "host": self.host, "proc": proc,
                               "user": user, "source": {"name": "ebpf", "probe": _probe_name(h.a5 & 0xFFFFFFFF)}}
         if h.flags & _F_AUDIT and h.auid != _NO_ID:
             # The login user (audit uid and session), as the auditd reader gives it.
-            login: dict[str, Any] = {"uid": h.auid}
+            login: EventLogin = {"uid": h.auid}
             lname = self.names.user(h.auid)
             if lname:
                 login["name"] = lname
@@ -305,39 +324,39 @@ def _flags_of(value: int) -> list[str]:
     """open(2) flags by name (the few combinations programs use, cached; callers copy)."""
     return _open_flags(value)
 
-_Builder = Callable[[Decoder, dict[str, Any], Header, Proc, list[str]], None]
+_Builder = Callable[[Decoder, Event, Header, Proc, list[str]], None]
 
 
 def _first(strs: list[str]) -> str:
     return strs[0] if strs else ""
 
 
-def _b_file_open(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_file_open(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     fl = _flags_of(h.a1)
-    f: dict[str, Any] = {"path": d.resolve(h, p, h.a0, _first(strs)), "flags": list(fl)}
+    f: EventFile = {"path": d.resolve(h, p, h.a0, _first(strs)), "flags": list(fl)}
     if "O_CREAT" in fl:
         f["mode"] = h.a2 & 0o7777
     ev["file"] = f
 
 
-def _b_unlink(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
-    f: dict[str, Any] = {"path": d.resolve(h, p, h.a0, _first(strs))}
+def _b_unlink(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
+    f: EventFile = {"path": d.resolve(h, p, h.a0, _first(strs))}
     if h.a1 & 0x200:
         f["flags"] = ["AT_REMOVEDIR"]
     ev["file"] = f
 
 
-def _b_rename(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_rename(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     new = strs[1] if len(strs) > 1 else ""
     ev["file"] = {"path": d.resolve(h, p, h.a0, _first(strs)), "target": d.resolve(h, p, h.a1, new)}
 
 
-def _b_chmod(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_chmod(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     path = d.resolve(h, p, h.a0, _first(strs))
     ev["file"] = {"path": path, "mode": h.a1 & 0o7777} if path else {"mode": h.a1 & 0o7777}
 
 
-def _b_chown(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_chown(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     path = d.resolve(h, p, h.a0, _first(strs))
     ev["file"] = {"uid": _s32(h.a1), "gid": _s32(h.a2)}
     if path:
@@ -352,20 +371,30 @@ def _ip(family: int, lo: int, hi: int) -> str | None:
     return None
 
 
-def _net(h: Header, strs: list[str], accept: bool) -> tuple[dict[str, Any], str | None]:
+_FAMILIES: dict[int, Literal["inet", "inet6", "unix"]] = {2: "inet", 10: "inet6", 1: "unix"}
+_PROTOCOLS: dict[int, Literal["tcp", "udp"]] = {1: "tcp", 2: "udp"}
+_Sides = tuple[Literal["src_ip", "dst_ip"], Literal["src_port", "dst_port"], Literal["src_ip", "dst_ip"],
+               Literal["src_port", "dst_port"]]
+_ACCEPT_SIDES: _Sides = ("src_ip", "src_port", "dst_ip", "dst_port")  # remote ip, port; local ip, port
+_CONNECT_SIDES: _Sides = ("dst_ip", "dst_port", "src_ip", "src_port")
+
+
+def _net(h: Header, strs: list[str], accept: bool) -> tuple[EventNet, str | None]:
     family = h.a0 & 0xFFFF
     stype = (h.a0 >> 16) & 0xFFFF
     lport = (h.a0 >> 32) & 0xFFFF
     rport = (h.a0 >> 48) & 0xFFFF
-    net: dict[str, Any] = {"family": {2: "inet", 10: "inet6", 1: "unix"}.get(family, str(family))}
-    proto = {1: "tcp", 2: "udp"}.get(stype & 0xF)
+    net: EventNet = {}
+    name = _FAMILIES.get(family)
+    if name is not None:  # accept() on another family (AF_ALG, AF_VSOCK ...) has none the Event names
+        net["family"] = name
+    proto = _PROTOCOLS.get(stype & 0xF)
     if proto and family != 1:
         net["protocol"] = proto
     remote = _ip(family, h.a1, h.a2)
     local = _ip(family, h.a3, h.a4) if (h.a3 or h.a4 or lport) else None
     # connect: we are the source; accept: the peer is the source and we are the destination.
-    r_ip, r_port, l_ip, l_port = ("src_ip", "src_port", "dst_ip", "dst_port") if accept else (
-        "dst_ip", "dst_port", "src_ip", "src_port")
+    r_ip, r_port, l_ip, l_port = _ACCEPT_SIDES if accept else _CONNECT_SIDES
     if remote is not None:
         net[r_ip] = remote
         net[r_port] = rport
@@ -377,28 +406,28 @@ def _net(h: Header, strs: list[str], accept: bool) -> tuple[dict[str, Any], str 
     return net, unix_path
 
 
-def _b_connect(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_connect(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     net, unix_path = _net(h, strs, accept=False)
     ev["net"] = net
     if unix_path:
         ev["file"] = {"path": unix_path if unix_path.startswith("/") else "@" + unix_path.lstrip("\0")}
 
 
-def _b_accept(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_accept(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     ev["net"] = _net(h, strs, accept=True)[0]
 
 
-def _b_setuid(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_setuid(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     ev["cred"] = {"uid": h.a3 & 0xFFFFFFFF, "euid": h.a3 >> 32, "gid": h.a4 & 0xFFFFFFFF, "egid": h.a4 >> 32}
 
 
-def _b_capset(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_capset(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     ev["cred"] = {"uid": h.uid, "euid": h.euid, "gid": h.gid, "egid": h.egid, "caps": _caps(h.a0)}
 
 
-def _b_bpf(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_bpf(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     cmd = h.a0
-    b: dict[str, Any] = {"cmd": _BPF_CMDS.get(cmd, f"BPF_CMD_{cmd}")}
+    b: EventBpf = {"cmd": _BPF_CMDS.get(cmd, f"BPF_CMD_{cmd}")}
     if cmd == 5:
         b["prog_type"] = _PROG_TYPES[h.a1] if h.a1 < len(_PROG_TYPES) else str(h.a1)
     elif cmd == 0:
@@ -408,8 +437,8 @@ def _b_bpf(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) 
     ev["bpf"] = b
 
 
-def _b_setxattr(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
-    f: dict[str, Any] = {}
+def _b_setxattr(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
+    f: EventFile = {}
     path = d.resolve(h, p, h.a0, _first(strs))
     if path:
         f["path"] = path
@@ -418,7 +447,7 @@ def _b_setxattr(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[s
     ev["file"] = f
 
 
-def _b_module(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_module(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     if PROBE_OF_ID.get(h.a5 & 0xFFFFFFFF) == "finit_module":
         path = d.resolve(h, p, h.a0, _first(strs))
         if path:
@@ -431,14 +460,14 @@ def _b_module(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str
     ev["module"] = {}
 
 
-def _b_ptrace(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_ptrace(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     ev["ptrace"] = {"request": h.a0, "target_pid": _s32(h.a1)}
 
 
-def _b_mount(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_mount(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     strs = strs + [""] * (3 - len(strs))
     ev["file"] = {"path": d.resolve(h, p, _AT_FDCWD, strs[0])}
-    m: dict[str, Any] = {"flags": h.a1}
+    m: EventMount = {"flags": h.a1}
     if strs[1]:
         m["source"] = strs[1]
     if strs[2]:
@@ -446,14 +475,17 @@ def _b_mount(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]
     ev["mount"] = m
 
 
-def _b_auth(d: Decoder, ev: dict[str, Any], h: Header, p: Proc, strs: list[str]) -> None:
+def _b_auth(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     strs = strs + [""] * (5 - len(strs))
     acct = PROBE_OF_ID.get(h.a5 & 0xFFFFFFFF) == "pam_acct_mgmt"
-    auth: dict[str, Any] = {"result": "success" if h.ret == 0 else "failure",
-                            "method": "PAM:accounting" if acct else "PAM:authentication"}
-    for key, val in zip(("service", "user", "rhost"), strs[:3], strict=True):
-        if val:
-            auth[key] = val
+    auth: EventAuth = {"result": "success" if h.ret == 0 else "failure",
+                       "method": "PAM:accounting" if acct else "PAM:authentication"}
+    if strs[0]:
+        auth["service"] = strs[0]
+    if strs[1]:
+        auth["user"] = strs[1]
+    if strs[2]:
+        auth["rhost"] = strs[2]
     if strs[4]:
         ev["proc"]["tty"] = strs[4]  # PAM_TTY: the terminal of the session being opened
     ev["auth"] = auth

@@ -22,6 +22,7 @@ from secpolicy.events.live.kernel import KernelProbes
 from secpolicy.events.live.procs import Clock
 from secpolicy.events.live.record import OFF, TYPE_OF_ID
 from secpolicy.events.live.ring import PAGE, RingBuffer
+from secpolicy.models import Event
 
 __all__ = ["LiveSource", "LiveStats", "LossWindow"]
 
@@ -205,13 +206,13 @@ class LiveSource:
             self._windows.append(LossWindow(self.clock.ts(first), self.clock.ts(last),
                                             len(recs), "queue", by_type))
 
-    def events(self) -> Iterator[dict[str, Any]]:
+    def events(self) -> Iterator[Event]:
         """Events in timestamp order (records of different CPUs arrive a little out of order;
         they are held `reorder` seconds), so a recording replays in the very same order."""
         if not self.started:
             self.start()
         decode = self.decoder.decode
-        heap: list[tuple[str, int, dict[str, Any]]] = []
+        heap: list[tuple[str, int, Event]] = []
         seq = 0
         push, pop = heapq.heappush, heapq.heappop
         lag_ns = int(self.reorder * 1e9)

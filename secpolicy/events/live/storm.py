@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from secpolicy.models import Alert, AlertAggregate
+
 __all__ = ["AlertStorm", "StormControl"]
 
 _PATHS_SHOWN = 16  # the most frequent files named in an aggregate alert
@@ -42,12 +44,12 @@ class _Window:
     opened: float
     written: int = 0
     held: int = 0
-    first: dict[str, Any] | None = None
-    last: dict[str, Any] | None = None
+    first: Alert | None = None
+    last: Alert | None = None
     paths: dict[str, int] = field(default_factory=dict)
 
 
-def _key(alert: dict[str, Any]) -> tuple[str | None, int | None]:
+def _key(alert: Alert) -> tuple[str | None, int | None]:
     ev = alert.get("event") or {}
     return (ev.get("proc") or {}).get("exe"), (ev.get("user") or {}).get("uid")
 
@@ -65,7 +67,7 @@ class AlertStorm:
         self.folded: dict[str, int] = {}
         self.aggregates: dict[str, int] = {}
 
-    def offer(self, alert: dict[str, Any]) -> bool:
+    def offer(self, alert: Alert) -> bool:
         rule = alert["rule_id"]
         if not self.control.enabled:
             self.written[rule] = self.written.get(rule, 0) + 1
@@ -93,19 +95,19 @@ class AlertStorm:
             w.paths[path] = w.paths.get(path, 0) + 1
         return False
 
-    def due(self) -> list[dict[str, Any]]:
+    def due(self) -> list[Alert]:
         """Alerts of the windows that have ended by now."""
         if not self._windows:
             return []
         limit = self.clock() - self.control.window
         return self._close(lambda w: w.opened <= limit)
 
-    def drain(self) -> list[dict[str, Any]]:
+    def drain(self) -> list[Alert]:
         """Alerts of every open window (at the end of a run)."""
         return self._close(lambda w: True)
 
-    def _close(self, ended: Callable[[_Window], bool]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def _close(self, ended: Callable[[_Window], bool]) -> list[Alert]:
+        out: list[Alert] = []
         for rule, per_rule in list(self._windows.items()):
             for key, w in list(per_rule.items()):
                 if not ended(w):
@@ -117,17 +119,17 @@ class AlertStorm:
                 del self._windows[rule]
         return out
 
-    def _aggregate(self, rule: str, key: tuple[str | None, int | None], w: _Window) -> dict[str, Any]:
+    def _aggregate(self, rule: str, key: tuple[str | None, int | None], w: _Window) -> Alert:
         assert w.first is not None and w.last is not None
         if w.held == 1:
             self.written[rule] = self.written.get(rule, 0) + 1
             return w.first  # one alert held: written as it was, late by at most a window
         self.folded[rule] = self.folded.get(rule, 0) + w.held
         self.aggregates[rule] = self.aggregates.get(rule, 0) + 1
-        out = dict(w.first)
+        out = w.first.copy()
         out["events"] = [w.first["event"], w.last["event"]]
         out["message"] = f"{w.first['message']} (and {w.held - 1} more like it)"
-        agg: dict[str, Any] = {"count": w.held, "window": [w.first["ts"], w.last["ts"]],
+        agg: AlertAggregate = {"count": w.held, "window": [w.first["ts"], w.last["ts"]],
                                "key": {"proc.exe": key[0], "user.uid": key[1]},
                                "written_before": w.written}
         if w.paths:
