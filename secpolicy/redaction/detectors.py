@@ -3,12 +3,15 @@ lines, URLs, headers and key blocks, and Luhn-checked payment card numbers (PCI 
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import re2
+
+_escape_decode = codecs.escape_decode  # type: ignore[attr-defined]
 
 __all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "ProgramArguments", "TextDetector",
            "argv_secrets", "builtin_detectors", "is_program", "is_secret_value", "json_may_hold_secret", "json_secret_spans", "json_unescaped", "luhn_ok", "mask_pan", "may_hold_secret",
@@ -177,15 +180,23 @@ def may_hold_secret(text: str) -> bool:
 
 
 def json_unescaped(line: bytes) -> bytes | None:
-    """A record's JSON line (UTF-8, as orjson writes it) with its escapes undone roughly
-    (which can only add matches): a quote, a tab or a newline is what the detectors need to
-    see. None when it holds a `\\u` escape (a control character): undecided."""
+    """A record's JSON line (UTF-8, as orjson writes it) with its escapes undone in one pass:
+    a quote, a tab or a newline is what the detectors need to see. orjson escapes with `\\"`,
+    `\\\\`, `\\n`, `\\r`, `\\t`, `\\b`, `\\f` and `\\u`; Python's escape decoder reads all but the
+    last alike and leaves `\\u` (and `\\/`, which orjson never writes) as they are, with a
+    DeprecationWarning (ignored unless warnings are errors). None when the line holds either
+    (a control character, or a line not written by orjson): undecided."""
     if b"\\" not in line:
         return line
-    if b"\\u" in line:
+    try:
+        text: bytes = _escape_decode(line)[0]
+    except (ValueError, DeprecationWarning):  # a trailing backslash; an odd escape, warnings as errors
         return None
-    return (line.replace(b'\\"', b'"').replace(b"\\n", b"\n").replace(b"\\t", b"\t")
-            .replace(b"\\r", b"\r").replace(b"\\\\", b"\\"))
+    # A backslash left (rare: most lines escape none) is an escape left as it was, or an
+    # escaped backslash: `\\u` or `\\/` after one, either way, leaves the line undecided.
+    if b"\\" in text and (b"\\u" in text or b"\\/" in text):
+        return None
+    return text
 
 
 def json_may_hold_secret(line: bytes) -> bool:

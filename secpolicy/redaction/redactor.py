@@ -571,12 +571,15 @@ def _json_view(record: Mapping[str, Any], line: bytes) -> bytes | None:
             return None  # its own option syntax decides (`mysql -pX`)
         args = proc.get("args")
         if type(args) is list and len(args) > 1:
+            view = json_unescaped(line)
+            if view is None:
+                return None
             # The arguments are also read as the command line they make (`--password X`).
             try:
                 joined = " ".join(args)
             except TypeError:
                 joined = " ".join(map(str, args))
-            line = line + b"\n" + joined.encode("utf-8", "surrogateescape")
+            return view + b"\n" + joined.encode("utf-8", "surrogateescape")
     elif proc is not None:
         return None
     return json_unescaped(line)
