@@ -50,6 +50,9 @@ SECRET_SETTING = re.compile(
 # Fields whose values are produced by secpolicy or the kernel, never by a user.
 _NEVER_SECRET = frozenset({"ts", "type", "source", "outcome", "redacted"})
 
+_SPAN_CACHE_SIZE = 4096  # texts whose secrets are remembered (the table is emptied when full)
+_SPAN_CACHE_TEXT = 2048  # longer texts are searched every time
+
 
 @dataclass(frozen=True)
 class RedactionSettings:
@@ -90,6 +93,7 @@ class Redactor:
         self._records = 0
         self._lock = threading.Lock()
         self._pseudo_cache: dict[tuple[str, str], str] = {}
+        self._span_cache: dict[str, list[tuple[int, int, str]]] = {}
         actions: dict[str, Callable[[str, str], str | None]] = {
             "mask": lambda _path, _v: MASK,
             "pseudonym": self._pseudonym,
@@ -135,7 +139,21 @@ class Redactor:
         return "".join(out)
 
     def _spans(self, value: str) -> list[tuple[int, int, str]]:
-        """The secrets in `value`, in order, without overlaps (the earlier, wider find wins)."""
+        """The secrets in `value`, in order, without overlaps (the earlier, wider find wins);
+        callers must not change the list (it is remembered for the next record quoting the
+        same text: command lines, paths and arguments repeat from event to event)."""
+        cache = self._span_cache
+        hit = cache.get(value)
+        if hit is not None:
+            return hit
+        found = self._find_spans(value)
+        if len(value) <= _SPAN_CACHE_TEXT:
+            if len(cache) >= _SPAN_CACHE_SIZE:
+                cache.clear()
+            cache[value] = found
+        return found
+
+    def _find_spans(self, value: str) -> list[tuple[int, int, str]]:
         if self._prefilter is not None and not self._prefilter(value):
             return []
         spans: list[tuple[int, int, str]] = []
