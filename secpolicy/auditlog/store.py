@@ -323,6 +323,7 @@ def _no_constant(name: str) -> Any:
 _DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
 _SCREEN_BATCH = 512  # records screened for redaction by one search
 
+
 @dataclass
 class JsonLines:
     """Events and alerts from JSON-lines files (a line with `rule_id` is an alert, one with
