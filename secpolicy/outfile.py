@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
 import sys
 import tempfile
@@ -34,6 +35,7 @@ __all__ = [
     "reader_gone",
     "set_follow_symlinks",
     "stdout_closed",
+    "stdout_reader_gone",
     "write_bytes",
     "write_text",
 ]
@@ -390,6 +392,17 @@ class _Stdout(OutputFile):
         except OutputError:
             pass
         self._done = True
+
+
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (a broken pipe elsewhere, to
+    a program we started, is not that)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True  # no standard output to write to: nothing more can be said there
 
 
 def reader_gone() -> None:

@@ -13,7 +13,7 @@ import click
 
 from secpolicy import __version__
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, SecpolicyError
-from secpolicy.outfile import describe, reader_gone
+from secpolicy.outfile import describe, reader_gone, stdout_reader_gone
 
 __all__ = ["EXIT_INTERRUPTED", "cli", "main"]
 
@@ -80,7 +80,10 @@ class _Group(click.Group):
             raise
         except KeyboardInterrupt:
             _interrupted()
-        except BrokenPipeError:
+        except BrokenPipeError as e:
+            if not stdout_reader_gone():
+                # A pipe to another program (ssh, a hash worker) broke: not `| head`.
+                return _internal(ctx, e)
             # `secpolicy explain X | head`: the reader went away; not an error of ours.
             # (Commands whose exit code matters write through secpolicy.outfile, which keeps it.)
             reader_gone()

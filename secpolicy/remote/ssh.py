@@ -231,8 +231,11 @@ class Connection:
         self.master = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.DEVNULL, start_new_session=True)
         assert self.master.stdin is not None
-        self.master.stdin.write(_HELLO_SCRIPT)
-        self.master.stdin.flush()  # kept open: the master lives until close() ends its input
+        try:
+            self.master.stdin.write(_HELLO_SCRIPT)
+            self.master.stdin.flush()  # kept open: the master lives until close() ends its input
+        except BrokenPipeError:
+            pass  # ssh already gave up (connection refused...): _hello reads its end and says why
         hello = self._hello(log)
         key_type, fingerprint = _host_key(log)
         lines = hello.decode("utf-8", "replace").split("\n")

@@ -146,6 +146,26 @@ def test_a_closed_pipe_keeps_the_exit_code():
     assert table.returncode == 1 and table.stderr == ""
 
 
+BROKEN_ELSEWHERE = """
+import sys
+import secpolicy.cli.core as core
+def broken(*args, **kwargs):
+    raise BrokenPipeError(32, "Broken pipe")  # as writing to a program that exited would
+core.run_scan = broken
+from secpolicy.cli.main import main
+sys.argv = ["secpolicy", "scan"]
+main()
+"""
+
+
+def test_a_pipe_broken_elsewhere_is_not_a_reader_gone():
+    """Only standard output's reader going away (`| head`) ends a command quietly; a pipe to
+    another program breaking is a failure of the run, said and exit 3, even with stdout open."""
+    p = subprocess.run([sys.executable, "-c", BROKEN_ELSEWHERE], capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 3, (p.returncode, p.stderr)
+    assert "Broken pipe" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_new_failures_against_a_baseline_are_listed_in_table_and_json(roots, tmp_path):
     base = tmp_path / "earlier.json"
     assert secpolicy("scan", "-p", POLICY, "--root", roots["earlier"], "--format", "json", "-o", str(base)).returncode == 1

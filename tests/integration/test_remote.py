@@ -183,15 +183,44 @@ def test_a_changed_host_key_is_refused_with_openssh_own_reason(server, tmp_path)
 def test_an_unreachable_target_fails_cleanly(server, tmp_path):
     import socket
 
-    with socket.socket() as s:  # a port nobody listens on
+    with socket.socket() as s:  # a port bound, never listened on: refused, and nobody else can take it
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    t0 = time.monotonic()
-    p = cli("scan", "--target", f"ssh://root@127.0.0.1:{port}", "--ssh-option",
-            f"UserKnownHostsFile={server.known_hosts}", tmp=tmp_path, timeout=120)
+        t0 = time.monotonic()
+        p = cli("scan", "--target", f"ssh://root@127.0.0.1:{port}", "--ssh-option",
+                f"UserKnownHostsFile={server.known_hosts}", tmp=tmp_path, timeout=120)
     assert p.returncode == 3 and "Connection refused" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert time.monotonic() - t0 < 60
     assert list((tmp_path / "t").iterdir()) == []
+
+
+FAST_FAILING_SSH = """#!/bin/sh
+# An ssh that gives up before it reads anything: `-G` answers, a connection closes its input
+# at once, says why in its -E log and exits 255 (as OpenSSH does when a port refuses).
+for a in "$@"; do [ "$a" = -G ] && { printf 'user root\nhostname 127.0.0.1\nport 1\n'; exit 0; }; done
+exec 0<&-
+log=
+while [ $# -gt 0 ]; do [ "$1" = -E ] && log=$2; shift; done
+echo "ssh: connect to host 127.0.0.1 port 1: Connection refused" > "$log"
+exit 255
+"""
+
+
+def test_ssh_gone_before_it_reads_the_first_script_is_a_failure_not_a_clean_exit(tmp_path):
+    """Writing the first script to an ssh that has already exited breaks the pipe: that is the
+    connection failing (exit 3 with OpenSSH's reason), never the "reader went away" of
+    `secpolicy ... | head`, which exits 0 quietly. Whichever comes first, the write or the exit."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "ssh"
+    fake.write_text(FAST_FAILING_SSH)
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
+    for _ in range(5):
+        p = subprocess.run([*SECPOLICY, "scan", "--target", "ssh://root@127.0.0.1:1"], capture_output=True,
+                           text=True, env=env, timeout=120, check=False)
+        assert p.returncode == 3, (p.returncode, p.stdout, p.stderr)
+        assert "Connection refused" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("args, message", [
