@@ -6,10 +6,8 @@ from __future__ import annotations
 import gc
 import itertools
 import json
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -318,46 +316,6 @@ def alert_row(alert: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
     )
 
 
-class _BatchWriter:
-    """A thread that commits (events, alerts) batches in the order given, one at a time."""
-
-    def __init__(self, commit: Callable[[list[tuple[Any, ...]], list[tuple[Any, ...]]], None]) -> None:
-        self._commit = commit
-        self._queue: queue.Queue[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] | None] = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._done = False
-        self.events = self.alerts = 0
-        self._thread = threading.Thread(target=self._run, name="store-ingest-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # a failed batch: what follows is not stored
-            try:
-                self._commit(*item)
-                self.events += len(item[0])
-                self.alerts += len(item[1])
-            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-                self._error = exc
-
-    def put(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> None:
-        if self._error is not None:
-            raise self._error
-        if events or alerts:
-            self._queue.put((events, alerts))
-
-    def finish(self, raise_error: bool = True) -> tuple[int, int]:
-        """Wait for every batch given; (events, alerts) stored, or the failure that stopped it."""
-        if not self._done:
-            self._done = True
-            self._queue.put(None)
-            self._thread.join()
-        if raise_error and self._error is not None:
-            raise self._error
-        return self.events, self.alerts
-
-
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -502,8 +460,7 @@ class EventStore:
         if create:
             create_private(str(self.path))  # 0600 (SQLite would use the umask); -wal and -shm follow it
         try:
-            # Used by one thread at a time; `ingest` hands it to its writer thread meanwhile.
-            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.conn = sqlite3.connect(self.path, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode keeps the database consistent on a crash and may only lose the
             # last transactions; FULL would fsync every batch.
@@ -548,29 +505,26 @@ class EventStore:
 
     def ingest(self, rows: Iterable[tuple[str, tuple[Any, ...]]], batch: int = 50_000) -> tuple[int, int]:
         """Store ("event" | "alert", row) pairs (as `JsonLines.rows` gives them) in
-        transactions of `batch` rows; returns (events, alerts) stored. A batch is inserted by
-        a writer thread while the next one is read (SQLite works without the interpreter lock);
-        at most one waits between them. A failed transaction stops the reading and is raised."""
+        transactions of `batch` rows; returns (events, alerts) stored."""
         events: list[tuple[Any, ...]] = []
         alerts: list[tuple[Any, ...]] = []
+        n_events = n_alerts = 0
         # Parsed lines are trees without cycles, freed by reference counting: the cycle
         # collector would only walk the growing batch again and again.
         collecting = gc.isenabled()
         gc.disable()
         self.conn.execute(f"PRAGMA cache_size=-{_INGEST_CACHE_KIB}")
-        writer = _BatchWriter(self._commit)
         try:
             for kind, row in rows:
                 (events if kind == "event" else alerts).append(row)
                 if len(events) + len(alerts) >= batch:
-                    writer.put(events, alerts)
-                    events, alerts = [], []
-            writer.put(events, alerts)
-            return writer.finish()
+                    self._commit(events, alerts)
+                    n_events, n_alerts, events, alerts = n_events + len(events), n_alerts + len(alerts), [], []
+            self._commit(events, alerts)
         finally:
-            writer.finish(raise_error=False)  # stopped (and joined) on any way out
             if collecting:
                 gc.enable()
+        return n_events + len(events), n_alerts + len(alerts)
 
     def _commit(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> None:
         self._transaction([(_INSERT_EVENT, events), (_INSERT_ALERT, alerts)])
