@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from secpolicy.auditlog.store import EventStore, JsonLines, Retention, event_resource, normalize_ts
+from secpolicy.auditlog.store import (
+    EventStore,
+    JsonLines,
+    Retention,
+    event_resource,
+    event_row,
+    normalize_ts,
+)
 from secpolicy.auditlog.timeline import (
     TimelineQuery,
     build_timeline,
@@ -16,7 +24,7 @@ from secpolicy.auditlog.timeline import (
     render_html,
     render_table,
 )
-from secpolicy.errors import InputError
+from secpolicy.errors import InputError, RuntimeFailure
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "auditlog"
 EVENTS = FIXTURES / "events.jsonl"
@@ -213,6 +221,26 @@ def test_each_hostile_line_is_one_counted_located_bad_line(tmp_path: Path) -> No
     assert store.ingest(rows.rows()) == (1, 1)
     assert rows.bad == reader.bad and rows.bad_where == reader.bad_where
     store.close()
+
+
+def test_ingest_commits_batch_by_batch_and_stops_at_a_failed_one(tmp_path: Path) -> None:
+    """Every batch before a failed one is stored, the failure is raised as a runtime failure
+    naming the rows, and nothing after it is read."""
+    rows = [event_row(o) for k, o in read_replay([EVENTS]) if k == "event"]
+    read = 0
+
+    def source() -> Iterator[tuple[str, tuple[object, ...]]]:
+        nonlocal read
+        for i in range(40):
+            read += 1
+            yield "event", rows[i % len(rows)] if i != 9 else (1, 2)  # the fifth batch of two fails
+    store = EventStore(tmp_path / "events.db")
+    with pytest.raises(RuntimeFailure, match="cannot store 2 rows"):
+        store.ingest(source(), batch=2)
+    assert store.count_events() == 8
+    assert read == 10
+    assert store.ingest(iter([("event", rows[0])] * 5), batch=2) == (5, 0)
+    assert store.count_events() == 13
 
 
 def test_dashboard_counts_read_small_partial_indexes(tmp_path: Path) -> None:
