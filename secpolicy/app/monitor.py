@@ -131,7 +131,7 @@ def _monitor(run: RunOutputs, req: MonitorRequest,
     from secpolicy.events.live.storm import StormControl
 
     storm = StormControl(window=req.aggregate_window, burst=req.aggregate_burst)
-    ps = load_policy_set(req.policies)
+    ps = load_policy_set(req.policies, only="event")  # the monitor runs event rules alone, as replay does
     run.policies_loaded(ps.policies)
     rules = list(ps.event_rules)
     fim = req.fim.open() if req.fim.config is not None else None
