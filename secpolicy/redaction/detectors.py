@@ -137,7 +137,9 @@ _TOKENS = re.compile(
 NOT_SECRET = frozenset({"yes", "no", "true", "false", "on", "off", "none", "null", "prompt",
                         "required", "optional", "without-password", "prohibit-password"})
 # 13 to 19 digits, optionally grouped by single spaces or dashes (4-4-4-4, 4-6-5, ...).
-_PAN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d])")
+# A card number stands on its own: digits inside a longer token of letters and digits (a
+# SHA-256 digest, a baseline id, a UUID) are no card, whatever Luhn says of them.
+_PAN = re.compile(r"(?<![0-9A-Za-z.])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
 
 
 # What every text a built-in detector can match contains, in one RE2 pattern: the shape each
