@@ -12,14 +12,13 @@ skews them less; the ratio on/off is the figure to read (goal: at most 1.10).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from replay_bench import _best, _cpu, _secpolicy, _write_jsonl, build_log
+from replay_bench import _best, _cpu, _secpolicy, _write_jsonl, build_log, installed_env
 
 GOAL = 1.10  # CPU with redaction on / off
 
@@ -33,8 +32,7 @@ def main() -> int:
     sp = _secpolicy()
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["XDG_CACHE_HOME"] = str(t / "cache")
+        env = installed_env(t)
         log = t / "audit.log"
         nrec = build_log(log, args.records, args.seed)
         jsonl = t / "events.jsonl"

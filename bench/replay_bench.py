@@ -116,6 +116,14 @@ def _best(runs: int, cmd: list[str], env: dict[str, str] | None = None) -> tuple
     return min(r[0] for r in results), results[0][1]
 
 
+def installed_env(tmp: Path) -> dict[str, str]:
+    """The environment of a run as installed: byte-compiled modules (not disabled) and a
+    private compile cache under `tmp`."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["XDG_CACHE_HOME"] = str(tmp / "cache")
+    return env
+
+
 def _secpolicy() -> list[str]:
     exe = REPO / ".venv" / "bin" / "secpolicy"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "secpolicy"]
@@ -133,9 +141,7 @@ def main() -> int:
     sp = _secpolicy()
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        # As installed: byte-compiled modules (not disabled) and a private compile cache.
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["XDG_CACHE_HOME"] = str(t / "cache")
+        env = installed_env(t)
         log = t / "audit.log"
         nrec = build_log(log, args.records, args.seed)
         print(f"realistic audit log: {nrec} records, {log.stat().st_size / 1e6:.0f} MB, "

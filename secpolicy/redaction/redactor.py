@@ -142,16 +142,16 @@ class Redactor:
         """The secrets in `value`, in order, without overlaps (the earlier, wider find wins);
         callers must not change the list (it is remembered for the next record quoting the
         same text: command lines, paths and arguments repeat from event to event)."""
+        if len(value) > _SPAN_CACHE_TEXT:
+            return self._find_spans(value)
         cache = self._span_cache
         hit = cache.get(value)
-        if hit is not None:
-            return hit
-        found = self._find_spans(value)
-        if len(value) <= _SPAN_CACHE_TEXT:
+        if hit is None:
+            hit = self._find_spans(value)
             if len(cache) >= _SPAN_CACHE_SIZE:
                 cache.clear()
-            cache[value] = found
-        return found
+            cache[value] = hit
+        return hit
 
     def _find_spans(self, value: str) -> list[tuple[int, int, str]]:
         if self._prefilter is not None and not self._prefilter(value):
