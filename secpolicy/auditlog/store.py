@@ -117,9 +117,10 @@ def _stored_form_valid(ts: str) -> bool:
         raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists (no such day)")
     hms = ts[11:19]
     if not (hms[2] == ":" == hms[5] and "00" <= hms[0:2] <= "23" and "00" <= hms[3:5] <= "59"
-            and "00" <= hms[6:8] <= "59" and (hms[0:2] + hms[3:5] + hms[6:8]).isdigit()):
+            and "00" <= hms[6:8] <= "59" and (hms[0:2] + hms[3:5] + hms[6:8]).isdigit() and hms.isascii()):
         raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists (no such time of day)")
-    return ts[20:29].isdigit()
+    frac = ts[20:29]
+    return frac.isdigit() and frac.isascii()  # str.isdigit alone takes "²" and other scripts' digits
 
 
 def normalize_ts(ts: Any) -> str:
@@ -266,32 +267,71 @@ def _source_address(auth: Mapping[str, Any], net: Mapping[str, Any]) -> str | No
 
 def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
     """The stored columns of one event, in `_EVENT_COLUMNS` order; `text` is its JSON when
-    the caller already has it (a line read from a file). InputError for a malformed event."""
-    event = _checked_event(event)
-    kind = event.get("type")
+    the caller already has it (a line read from a file). InputError for a malformed event.
+
+    Bulk loads spend most of their Python time here: the usual shapes (a decoded JSON
+    object, a time in stored form of a second seen before, names present) take the short
+    way; everything else goes through the same checks as `normalize_ts`, `_user_name` and
+    `_source_address`, in the order their errors are reported."""
+    if type(event) is dict:
+        for part in _OBJECT_SET.intersection(event):
+            value = event[part]
+            if value is not None and type(value) is not dict:
+                _checked_event(event)  # raises unless it is some other kind of mapping
+    else:
+        event = _checked_event(event)
+    get = event.get
+    kind = get("type")
     if type(kind) is not str or not kind:
         raise InputError("event has no type")
-    proc = event.get("proc") or {}
-    user = event.get("user") or {}
-    auth = event.get("auth") or {}
+    proc = get("proc") or _EMPTY
+    user = get("user") or _EMPTY
+    auth = get("auth") or _EMPTY
+    login = get("login") or _EMPTY
+    ts = get("ts")
+    if not (type(ts) is str and len(ts) == 30 and ts[:19] in _SECONDS and ts[19] == "." and ts[29] == "Z"
+            and (frac := ts[20:29]).isdigit() and frac.isascii()):
+        ts = _normalized_remembered(ts)
+    name: str | None = login.get("name")
+    if not name or type(name) is not str:
+        name = user.get("name")
+        if not name or type(name) is not str:
+            name = _user_name(user, auth, proc, login)
     uid = user.get("uid", proc.get("uid"))
-    euid, pid, host, comm, session = proc.get("euid"), proc.get("pid"), event.get("host"), proc.get("comm"), \
+    euid, pid, host, comm, session = proc.get("euid"), proc.get("pid"), get("host"), proc.get("comm"), \
         proc.get("session")
+    low, high = _INT64
+    uid = uid if type(uid) is int and low <= uid <= high else _int(uid, "user.uid")
+    euid = euid if type(euid) is int and low <= euid <= high else _int(euid, "proc.euid")
+    host = host if type(host) is str else _text(host, "host")
+    pid = pid if type(pid) is int and low <= pid <= high else _int(pid, "proc.pid")
+    session = None if session is None else (str(session) if type(session) is int
+                                            else _text(session, "proc.session"))
+    comm = comm if type(comm) is str else _text(comm, "proc.comm")
+    resource = event_resource(event)
+    result = (get("outcome") or _EMPTY).get("result") or auth.get("result")
+    rhost = auth.get("rhost")
     return (
-        normalize_ts(event.get("ts")),
-        kind,
-        _user_name(user, auth, proc, event.get("login") or {}),
-        uid if type(uid) is int and _INT64[0] <= uid <= _INT64[1] else _int(uid, "user.uid"),
-        euid if type(euid) is int and _INT64[0] <= euid <= _INT64[1] else _int(euid, "proc.euid"),
-        host if type(host) is str else _text(host, "host"),
-        pid if type(pid) is int and _INT64[0] <= pid <= _INT64[1] else _int(pid, "proc.pid"),
-        None if session is None else (str(session) if type(session) is int else _text(session, "proc.session")),
-        comm if type(comm) is str else _text(comm, "proc.comm"),
-        event_resource(event),
-        _result(event.get("outcome") or {}, auth),
-        _source_address(auth, event.get("net") or {}),
+        ts, kind, name, uid, euid, host, pid, session, comm, resource,
+        str(result) if result else "",
+        rhost if rhost and type(rhost) is str else _source_address(auth, get("net") or _EMPTY),
         text if text is not None else json.dumps(event, separators=(",", ":"), ensure_ascii=False),
     )
+
+
+_EMPTY: Mapping[str, Any] = {}  # what an absent section reads as (never written to)
+# Seconds ("YYYY-MM-DDTHH:MM:SS") of stored-form times found to exist: a time of one of them
+# needs only its fraction checked.
+_SECONDS: dict[str, bool] = {}
+
+
+def _normalized_remembered(ts: Any) -> str:
+    out = normalize_ts(ts)
+    if out is ts:  # in stored form already, and checked
+        if len(_SECONDS) >= 100_000:
+            _SECONDS.clear()
+        _SECONDS[out[:19]] = True
+    return out
 
 
 def alert_row(alert: Mapping[str, Any], text: str | None = None) -> tuple[Any, ...]:
@@ -513,20 +553,26 @@ class EventStore:
         # collector would only walk the growing batch again and again.
         collecting = gc.isenabled()
         gc.disable()
-        self.conn.execute(f"PRAGMA cache_size=-{_INGEST_CACHE_KIB}")
+        self.prepare_bulk_load()
         try:
             for kind, row in rows:
                 (events if kind == "event" else alerts).append(row)
                 if len(events) + len(alerts) >= batch:
-                    self._commit(events, alerts)
+                    self.insert(events, alerts)
                     n_events, n_alerts, events, alerts = n_events + len(events), n_alerts + len(alerts), [], []
-            self._commit(events, alerts)
+            self.insert(events, alerts)
         finally:
             if collecting:
                 gc.enable()
         return n_events + len(events), n_alerts + len(alerts)
 
-    def _commit(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> None:
+    def prepare_bulk_load(self) -> None:
+        """A page cache large enough that index pages stay in memory while bulk loading."""
+        self.conn.execute(f"PRAGMA cache_size=-{_INGEST_CACHE_KIB}")
+
+    def insert(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> None:
+        """Store event and alert rows (as `event_row` and `alert_row` make them) in one
+        transaction, or none of them (RuntimeFailure)."""
         self._transaction([(_INSERT_EVENT, events), (_INSERT_ALERT, alerts)])
 
     def _transaction(self, work: list[tuple[str, list[tuple[Any, ...]]]]) -> None:

@@ -734,15 +734,12 @@ def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int, strict: bool, 
     Each is redacted (--redaction) before it is stored. A malformed line is skipped and
     reported with its file and line; the rest is stored."""
     from secpolicy.app.redaction import open_redactor
-    from secpolicy.auditlog.store import EventStore, JsonLines
+    from secpolicy.auditlog.store import JsonLines
+    from secpolicy.auditlog.store_writer import ingest_in_writer
 
     redactor = open_redactor(redaction)
     reader = JsonLines(files, redactor=redactor)
-    store = EventStore(db)
-    try:
-        n_events, n_alerts = store.ingest(reader.rows(), batch)
-    finally:
-        store.close()
+    n_events, n_alerts = ingest_in_writer(db, reader.rows(), batch)
     click.echo(f"stored {n_events} events and {n_alerts} alerts in {db}")
     summary = redactor.summary()
     if summary["records"] or not summary["enabled"]:

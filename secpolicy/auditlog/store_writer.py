@@ -1,0 +1,157 @@
+"""Bulk loading of the event store on two cores: this process reads, checks and redacts the
+lines while a forked child process inserts the rows of the batch before into SQLite.
+
+Reading (decoding, checking, extracting columns, screening for redaction) and SQLite's inserts
+each cost about half of an ingest, and both hold the interpreter lock (binding a row's values
+does), so a writer thread gains nothing; a writer process does. Each batch crosses a pipe as
+one marshal frame and is stored in one transaction, exactly as `EventStore.ingest` stores it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import marshal
+import os
+import select
+import signal
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from secpolicy.auditlog.store import EventStore
+from secpolicy.errors import RuntimeFailure
+
+__all__ = ["ingest_in_writer"]
+
+_FRAME = struct.Struct("<Q")  # the length of the marshal frame that follows
+_PIPE_SIZE = 1 << 20  # what Linux allows an unprivileged pipe by default (fs.pipe-max-size)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+Row = tuple[Any, ...]
+
+
+def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: int = 50_000) -> tuple[int, int]:
+    """`EventStore(path).ingest(rows, batch)`, with the inserts in a child process; returns
+    (events, alerts) stored. Batches are stored in order, each in one transaction. When one
+    cannot be stored, the batches before it stay stored, none after it is, reading stops at
+    the next batch and RuntimeFailure is raised as `ingest` raises it. When `rows` raises (or
+    the run is interrupted), the batches already handed over are stored before this returns."""
+    EventStore(path).close()  # created (or refused) here, before any line is read
+    data_r, data_w = os.pipe()
+    status_r, status_w = os.pipe()
+    try:
+        fcntl.fcntl(data_w, _F_SETPIPE_SZ, _PIPE_SIZE)
+    except OSError:
+        pass  # a smaller pipe only costs more wake-ups
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (data_r, data_w, status_r, status_w):
+            os.close(fd)
+        with EventStore(path) as store:  # no second process to be had: in this one
+            return store.ingest(rows, batch)
+    if pid == 0:  # pragma: no cover - the child; its work shows in the parent's results
+        os.close(data_w)
+        os.close(status_r)
+        code = 1
+        try:
+            code = _writer(path, data_r, status_w)
+        finally:
+            os._exit(code)
+    os.close(data_r)
+    os.close(status_w)
+    # Parsed lines are trees without cycles, freed by reference counting: the cycle collector
+    # would only walk the batch in hand again and again.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        failure = _feed(rows, batch, data_w, status_r)
+    finally:
+        if collecting:
+            gc.enable()
+        _close(data_w)
+        report = _read_all(status_r)
+        os.close(status_r)
+        _, wait_status = os.waitpid(pid, 0)
+    n_events, n_alerts, message = marshal.loads(report) if report else (0, 0, None)
+    if message is None and not failure and os.waitstatus_to_exitcode(wait_status) != 0:
+        message = f"the writer process ended with status {os.waitstatus_to_exitcode(wait_status)}"
+    if message is not None:
+        raise RuntimeFailure(message)
+    return n_events, n_alerts
+
+
+def _feed(rows: Iterable[tuple[str, Row]], batch: int, out: int, status: int) -> bool:
+    """Send `rows` in frames of `batch`; True when the writer stopped taking them (it says why)."""
+    events: list[Row] = []
+    alerts: list[Row] = []
+    keep_event, keep_alert = events.append, alerts.append
+    for kind, row in rows:
+        (keep_event if kind == "event" else keep_alert)(row)
+        if len(events) + len(alerts) >= batch:
+            if not _send(out, status, events, alerts):
+                return True
+            events.clear()
+            alerts.clear()
+    return bool(events or alerts) and not _send(out, status, events, alerts)
+
+
+def _send(out: int, status: int, events: list[Row], alerts: list[Row]) -> bool:
+    """One frame to the writer; False when it has stopped (a batch failed)."""
+    if select.select([status], [], [], 0)[0]:
+        return False  # the writer reported a failure (or died): read no further
+    frame = marshal.dumps((events, alerts))
+    view = memoryview(_FRAME.pack(len(frame)) + frame)
+    try:
+        while view:
+            view = view[os.write(out, view):]
+    except BrokenPipeError:
+        return False
+    return True
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, 1 << 16):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _writer(path: str | Path, data: int, status: int) -> int:
+    """The child: store every whole frame, then report (events, alerts, failure or None)."""
+    # Interrupts are the parent's to handle: it closes the pipe, and the batch in hand is
+    # still stored whole (a frame cut short is not).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()
+    n_events = n_alerts = 0
+    message: str | None = None
+    try:
+        with EventStore(path) as store, os.fdopen(data, "rb", buffering=_PIPE_SIZE) as frames:
+            store.prepare_bulk_load()
+            while len(head := frames.read(_FRAME.size)) == _FRAME.size:
+                size = _FRAME.unpack(head)[0]
+                body = frames.read(size)
+                if len(body) != size:
+                    break
+                events, alerts = marshal.loads(body)
+                store.insert(events, alerts)
+                n_events += len(events)
+                n_alerts += len(alerts)
+    except RuntimeFailure as exc:
+        message = exc.message
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        message = f"the writer process failed: {exc}"
+    report = marshal.dumps((n_events, n_alerts, message))
+    view = memoryview(report)
+    while view:
+        view = view[os.write(status, view):]
+    os.close(status)
+    return 0 if message is None else 1

@@ -1,0 +1,95 @@
+"""`store ingest`'s writer process: the rows it stores are the rows `EventStore.ingest` stores,
+batch by batch, and a failure on either side ends the run with what came before kept."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secpolicy.auditlog.store import EventStore, JsonLines, event_row
+from secpolicy.auditlog.store_writer import ingest_in_writer
+from secpolicy.errors import InputError, RuntimeFailure
+
+EVENTS = Path(__file__).resolve().parent.parent / "fixtures" / "auditlog" / "events.jsonl"
+
+
+def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with EventStore(path, create=False) as store:
+        return {t: store.conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("events", "alerts")}
+
+
+def test_the_writer_stores_what_ingest_stores(tmp_path: Path) -> None:
+    lines = EVENTS.read_text(encoding="utf-8")
+    many = tmp_path / "many.jsonl"
+    many.write_text(lines * 7, encoding="utf-8")  # several batches of 5, the last one short
+    with EventStore(tmp_path / "in-process.db") as store:
+        expected = store.ingest(JsonLines([many]).rows(), batch=5)
+    got = ingest_in_writer(tmp_path / "writer.db", JsonLines([many]).rows(), batch=5)
+    assert got == expected and got[0] > 10 and got[1] > 0
+    assert _tables(tmp_path / "writer.db") == _tables(tmp_path / "in-process.db")
+
+
+def _rows(bad_at: int | None = None, fail_at: int | None = None, total: int = 40) -> Iterator[tuple[str, Any]]:
+    rows = [event_row(o) for k, o in JsonLines([EVENTS]) if k == "event"]
+    for i in range(total):
+        if i == fail_at:
+            raise InputError("the source went away")
+        yield "event", rows[i % len(rows)] if i != bad_at else (1, 2)
+
+
+def test_a_batch_that_cannot_be_stored_ends_the_run_keeping_the_batches_before(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    with pytest.raises(RuntimeFailure, match="cannot store 2 rows"):
+        ingest_in_writer(db, _rows(bad_at=9), batch=2)  # the fifth batch of two fails
+    with EventStore(db, create=False) as store:
+        assert store.count_events() == 8  # nothing after the failed batch, though it was read
+    assert ingest_in_writer(db, _rows(total=5), batch=2) == (5, 0)  # the store is usable after
+    with EventStore(db, create=False) as store:
+        assert store.count_events() == 13
+
+
+def test_a_source_that_fails_keeps_what_was_handed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writers: list[int] = []
+    fork = os.fork
+
+    def recorded_fork() -> int:
+        pid = fork()
+        if pid:
+            writers.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recorded_fork)
+    db = tmp_path / "events.db"
+    with pytest.raises(InputError, match="went away"):
+        ingest_in_writer(db, _rows(fail_at=11), batch=2)
+    with EventStore(db, create=False) as store:
+        assert store.count_events() == 10  # five whole batches; the sixth was never sent
+    assert len(writers) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(writers[0], os.WNOHANG)  # already waited for: no process left behind
+
+
+def test_without_a_second_process_it_stores_in_this_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert ingest_in_writer(tmp_path / "events.db", _rows(total=7), batch=3) == (7, 0)
+
+
+def test_an_unusable_store_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    db.write_bytes(b"not a database" * 100)
+    read = []
+
+    def source() -> Iterator[tuple[str, Any]]:
+        read.append(1)
+        yield from _rows(total=3)
+
+    with pytest.raises(InputError, match="not a usable event store"):
+        ingest_in_writer(db, source())
+    assert read == []
