@@ -78,6 +78,18 @@ def test_timezone_offsets_are_normalised_to_utc() -> None:
         normalize_ts("yesterday")
 
 
+@pytest.mark.parametrize("ts", ["2026-11-21T0\u00b2:00:00.000000000Z", "2026-11-21T10:00:00.00000000\u00b2Z",
+                                "2026-11-21T10:00:00.00000000\u0663Z"])
+def test_a_time_in_stored_shape_with_digits_of_other_scripts_is_refused(ts: str) -> None:
+    """Stored times are compared as text: only ASCII digits keep that order the time order."""
+    event = {"type": "exec", "ts": "2026-11-21T10:00:00.000000000Z"}
+    assert event_row(event)[0] == event["ts"]  # the second is known now: the short way is taken
+    with pytest.raises(InputError, match="ISO 8601"):
+        normalize_ts(ts)
+    with pytest.raises(InputError, match="ISO 8601"):
+        event_row({**event, "ts": ts})
+
+
 def test_bad_events_are_refused_and_nothing_half_stored(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "e.db")
     with pytest.raises(InputError, match="no type"):
