@@ -102,13 +102,18 @@ def _send(out: int, status: int, events: list[Row], alerts: list[Row]) -> bool:
     if select.select([status], [], [], 0)[0]:
         return False  # the writer reported a failure (or died): read no further
     frame = marshal.dumps((events, alerts))
-    view = memoryview(_FRAME.pack(len(frame)) + frame)
     try:
-        while view:
-            view = view[os.write(out, view):]
+        _write_all(out, _FRAME.pack(len(frame)))
+        _write_all(out, frame)
     except BrokenPipeError:
         return False
     return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _close(fd: int) -> None:
@@ -149,9 +154,6 @@ def _writer(path: str | Path, data: int, status: int) -> int:
         message = exc.message
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         message = f"the writer process failed: {exc}"
-    report = marshal.dumps((n_events, n_alerts, message))
-    view = memoryview(report)
-    while view:
-        view = view[os.write(status, view):]
+    _write_all(status, marshal.dumps((n_events, n_alerts, message)))
     os.close(status)
     return 0 if message is None else 1
