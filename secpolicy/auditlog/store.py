@@ -380,43 +380,53 @@ class JsonLines:
     def rows(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
         """("event" | "alert", stored columns), the line itself as the JSON column (when
         redaction left it as it was)."""
-        for path, n, text, obj, clean in self._screened():
-            try:
-                kind, red = self._redacted(obj, clean)
-                row = alert_row if kind == "alert" else event_row
-                yield kind, row(red, text if red is obj else None)
-            except InputError as exc:
-                self._skip(path, n, exc.message)
+        redactor = self.redactor
+        for batch in self._screened_batches():  # a loop over a list: one generator less a row
+            for path, n, text, obj, clean in batch:
+                if text is None:
+                    self._skip(path, n, obj)
+                    continue
+                try:
+                    if "rule_id" in obj:
+                        red = obj if clean or redactor is None else redactor.alert(obj)
+                        yield "alert", alert_row(red, text if red is obj else None)
+                    else:
+                        red = obj if clean or redactor is None else redactor.event(obj)
+                        yield "event", event_row(red, text if red is obj else None)
+                except InputError as exc:
+                    self._skip(path, n, exc.message)
 
     def __iter__(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """("event" | "alert", dict), each one checked as the store would check it."""
-        for path, n, text, obj, clean in self._screened():
-            try:
-                kind, red = self._redacted(obj, clean)
-                (alert_row if kind == "alert" else event_row)(red, text if red is obj else None)
+        redactor = self.redactor
+        for batch in self._screened_batches():
+            for path, n, text, obj, clean in batch:
+                if text is None:
+                    self._skip(path, n, obj)
+                    continue
+                kind = "alert" if "rule_id" in obj else "event"
+                try:
+                    red = obj if clean or redactor is None else (
+                        redactor.alert(obj) if kind == "alert" else redactor.event(obj))
+                    (alert_row if kind == "alert" else event_row)(red, text if red is obj else None)
+                except InputError as exc:
+                    self._skip(path, n, exc.message)
+                    continue
                 yield kind, red
-            except InputError as exc:
-                self._skip(path, n, exc.message)
 
-    def _redacted(self, obj: dict[str, Any], clean: bool) -> tuple[str, Mapping[str, Any]]:
-        kind = "alert" if "rule_id" in obj else "event"
-        if self.redactor is None or clean:
-            return kind, obj
-        return kind, (self.redactor.alert(obj) if kind == "alert" else self.redactor.event(obj))
-
-    def _screened(self) -> Iterator[tuple[str, int, str, dict[str, Any], bool]]:
-        """`_objects`, each with whether redaction certainly leaves it as it is: decided for a
-        batch at a time by one search over the records as orjson writes them (not over the
-        input lines, whose escapes, such as `\\/`, orjson never writes and the search does
-        not undo); the others are redacted field by field."""
+    def _screened_batches(self) -> Iterator[list[tuple[str, int, str | None, Any, bool]]]:
+        """`_objects` in lists of up to _SCREEN_BATCH, each record with whether redaction
+        certainly leaves it as it is: decided for a batch at a time by one search over the
+        records as orjson writes them (not over the input lines, whose escapes, such as `\\/`,
+        orjson never writes and the search does not undo); the others are redacted field by
+        field. Bad lines pass through in their place (text None), so they are counted in order."""
         objects = self._objects()
         redactor = self.redactor
-        if redactor is None:
-            for item in objects:
-                yield (*item, False)
-            return
         while batch := list(itertools.islice(objects, _SCREEN_BATCH)):
-            records = [item[3] for item in batch]
+            if redactor is None:
+                yield [(*item, False) for item in batch]
+                continue
+            records = [item[3] for item in batch if item[2] is not None]
             lines: list[bytes] = []
             unwritable: list[int] = []
             for i, record in enumerate(records):
@@ -428,10 +438,15 @@ class JsonLines:
             flags = redactor.certainly_clean_many(records, lines)
             for i in unwritable:
                 flags[i] = False
-            for item, clean in zip(batch, flags, strict=True):
-                yield (*item, clean)
+            if len(records) == len(batch):  # no bad line among them (the usual case)
+                yield [(*item, c) for item, c in zip(batch, flags, strict=True)]
+            else:
+                clean = iter(flags)
+                yield [(*item, next(clean) if item[2] is not None else False) for item in batch]
 
-    def _objects(self) -> Iterator[tuple[str, int, str, dict[str, Any]]]:
+    def _objects(self) -> Iterator[tuple[str, int, str | None, Any]]:
+        """(path, line number, the line, its object) of every line that holds an event or an
+        alert, and (path, line number, None, why) of every other non-blank line."""
         for path in map(str, self.paths):
             try:
                 f = open(path, "rb")  # noqa: SIM115 - closed below
@@ -450,20 +465,20 @@ class JsonLines:
                         if len(line) > 4000:
                             obj = _DECODE(text)
                     except RecursionError:
-                        self._skip(path, n, "JSON nested too deeply")
+                        yield path, n, None, "JSON nested too deeply"
                         continue
                     except ValueError as exc:  # orjson.JSONDecodeError and UnicodeDecodeError are
                         try:
                             line.decode("utf-8")
                         except UnicodeDecodeError as bad:
-                            self._skip(path, n, f"not UTF-8 (byte {bad.start + 1})")
+                            yield path, n, None, f"not UTF-8 (byte {bad.start + 1})"
                             continue
-                        self._skip(path, n, f"not JSON: {str(exc)[:120]}")
+                        yield path, n, None, f"not JSON: {str(exc)[:120]}"
                         continue
                     if not isinstance(obj, dict):
-                        self._skip(path, n, "not a JSON object")
+                        yield path, n, None, "not a JSON object"
                     elif "rule_id" not in obj and not ("type" in obj and "ts" in obj):
-                        self._skip(path, n, "neither an event (type, ts) nor an alert (rule_id)")
+                        yield path, n, None, "neither an event (type, ts) nor an alert (rule_id)"
                     else:
                         yield path, n, text, obj
 

@@ -25,6 +25,7 @@ from secpolicy.auditlog.timeline import (
     render_table,
 )
 from secpolicy.errors import InputError, RuntimeFailure
+from secpolicy.redaction import Redactor
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "auditlog"
 EVENTS = FIXTURES / "events.jsonl"
@@ -233,6 +234,10 @@ def test_each_hostile_line_is_one_counted_located_bad_line(tmp_path: Path) -> No
     assert store.ingest(rows.rows()) == (1, 1)
     assert rows.bad == reader.bad and rows.bad_where == reader.bad_where
     store.close()
+    # Screened for redaction a batch at a time, the lines are still reported in their order.
+    screened = JsonLines([path], redactor=Redactor())
+    assert len(list(screened.rows())) == 2
+    assert screened.bad_where == reader.bad_where
 
 
 def test_ingest_commits_batch_by_batch_and_stops_at_a_failed_one(tmp_path: Path) -> None:
