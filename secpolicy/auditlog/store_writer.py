@@ -74,11 +74,17 @@ def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: i
         report = _read_all(status_r)
         os.close(status_r)
         _, wait_status = os.waitpid(pid, 0)
-    n_events, n_alerts, message = marshal.loads(report) if report else (0, 0, None)
-    if message is None and not failure and os.waitstatus_to_exitcode(wait_status) != 0:
-        message = f"the writer process ended with status {os.waitstatus_to_exitcode(wait_status)}"
+    code = os.waitstatus_to_exitcode(wait_status)
+    how = f"was killed by signal {-code}" if code < 0 else f"ended with status {code}"
+    if not report:  # it died before it could say what it stored
+        raise RuntimeFailure(f"the event store's writer process {how} before reporting; the batches it "
+                             f"committed are stored, the rest is not")
+    n_events, n_alerts, message = marshal.loads(report)
     if message is not None:
         raise RuntimeFailure(message)
+    if failure or code != 0:
+        raise RuntimeFailure(f"the event store's writer process {how} after storing {n_events} events "
+                             f"and {n_alerts} alerts")
     return n_events, n_alerts
 
 

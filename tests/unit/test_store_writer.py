@@ -4,6 +4,7 @@ batch by batch, and a failure on either side ends the run with what came before 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,30 @@ def test_a_source_that_fails_keeps_what_was_handed_over(tmp_path: Path, monkeypa
     assert len(writers) == 1
     with pytest.raises(ChildProcessError):
         os.waitpid(writers[0], os.WNOHANG)  # already waited for: no process left behind
+
+
+def test_a_writer_that_dies_is_a_failure_never_a_short_success(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    writers: list[int] = []
+    fork = os.fork
+
+    def recorded_fork() -> int:
+        pid = fork()
+        if pid:
+            writers.append(pid)
+        return pid
+
+    def source() -> Iterator[tuple[str, Any]]:
+        for i, item in enumerate(_rows(total=4000)):
+            if i == 10:
+                os.kill(writers[0], signal.SIGKILL)  # as the OOM killer would
+            yield item
+
+    monkeypatch.setattr(os, "fork", recorded_fork)
+    with pytest.raises(RuntimeFailure, match="killed by signal 9 before reporting"):
+        ingest_in_writer(tmp_path / "events.db", source(), batch=2)
+    with EventStore(tmp_path / "events.db", create=False) as store:
+        assert store.count_events() <= 10  # what it committed before it died, and no more
 
 
 def test_without_a_second_process_it_stores_in_this_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
