@@ -1,10 +1,13 @@
 """Bulk loading of the event store on two cores: this process reads, checks and redacts the
-lines while a forked child process inserts the rows of the batch before into SQLite.
+lines while a writer process inserts the rows of the batch before into SQLite.
 
 Reading (decoding, checking, extracting columns, screening for redaction) and SQLite's inserts
 each cost about half of an ingest, and both hold the interpreter lock (binding a row's values
 does), so a writer thread gains nothing; a writer process does. Each batch crosses a pipe as
 one marshal frame and is stored in one transaction, exactly as `EventStore.ingest` stores it.
+
+The writer is a fresh interpreter (not a fork: a fork would inherit whatever locks other
+threads of the caller hold), started with -P so the working directory is not on its path.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import os
 import select
 import signal
 import struct
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,58 +28,58 @@ from typing import Any
 from secpolicy.auditlog.store import EventStore
 from secpolicy.errors import RuntimeFailure
 
-__all__ = ["ingest_in_writer"]
+__all__ = ["ingest_in_writer", "serve"]
 
 _FRAME = struct.Struct("<Q")  # the length of the marshal frame that follows
 _PIPE_SIZE = 1 << 20  # what Linux allows an unprivileged pipe by default (fs.pipe-max-size)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+# The package's parent directory, appended to the writer's path (after site-packages).
+_ROOT = str(Path(__file__).resolve().parents[2])
+_START = "import sys; sys.path.append(sys.argv[1]); from secpolicy.auditlog.store_writer import serve; serve(sys.argv[2])"
 Row = tuple[Any, ...]
 
 
 def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: int = 50_000) -> tuple[int, int]:
-    """`EventStore(path).ingest(rows, batch)`, with the inserts in a child process; returns
+    """`EventStore(path).ingest(rows, batch)`, with the inserts in a writer process; returns
     (events, alerts) stored. Batches are stored in order, each in one transaction. When one
     cannot be stored, the batches before it stay stored, none after it is, reading stops at
-    the next batch and RuntimeFailure is raised as `ingest` raises it. When `rows` raises (or
-    the run is interrupted), the batches already handed over are stored before this returns."""
+    the next batch and RuntimeFailure is raised as `ingest` raises it; so it is when the
+    writer dies. When `rows` raises (or the run is interrupted), the batches already handed
+    over are stored before this returns."""
     EventStore(path).close()  # created (or refused) here, before any line is read
-    data_r, data_w = os.pipe()
-    status_r, status_w = os.pipe()
     try:
-        fcntl.fcntl(data_w, _F_SETPIPE_SZ, _PIPE_SIZE)
+        writer = subprocess.Popen(
+            [sys.executable, "-P", "-c", _START, _ROOT, str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True,
+            # Its own process group: Ctrl-C reaches this process only, which closes the pipe;
+            # the writer stores the batch in hand and ends.
+            process_group=0,
+        )
     except OSError:
-        pass  # a smaller pipe only costs more wake-ups
-    try:
-        pid = os.fork()
-    except OSError:
-        for fd in (data_r, data_w, status_r, status_w):
-            os.close(fd)
         with EventStore(path) as store:  # no second process to be had: in this one
             return store.ingest(rows, batch)
-    if pid == 0:  # pragma: no cover - the child; its work shows in the parent's results
-        os.close(data_w)
-        os.close(status_r)
-        code = 1
-        try:
-            code = _writer(path, data_r, status_w)
-        finally:
-            os._exit(code)
-    os.close(data_r)
-    os.close(status_w)
+    assert writer.stdin is not None and writer.stdout is not None
+    out, status = writer.stdin.fileno(), writer.stdout.fileno()
+    try:
+        fcntl.fcntl(out, _F_SETPIPE_SZ, _PIPE_SIZE)
+    except OSError:
+        pass  # a smaller pipe only costs more wake-ups
     # Parsed lines are trees without cycles, freed by reference counting: the cycle collector
     # would only walk the batch in hand again and again.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        failure = _feed(rows, batch, data_w, status_r)
+        failure = _feed(rows, batch, out, status)
     finally:
         if collecting:
             gc.enable()
-        _close(data_w)
-        report = _read_all(status_r)
-        os.close(status_r)
-        _, wait_status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(wait_status)
+        try:
+            writer.stdin.close()  # the end of the frames
+        except OSError:
+            pass
+        report = writer.stdout.read()
+        writer.stdout.close()
+        code = writer.wait()
     how = f"was killed by signal {-code}" if code < 0 else f"ended with status {code}"
     if not report:  # it died before it could say what it stored
         raise RuntimeFailure(f"the event store's writer process {how} before reporting; the batches it "
@@ -104,9 +109,9 @@ def _feed(rows: Iterable[tuple[str, Row]], batch: int, out: int, status: int) ->
 
 
 def _send(out: int, status: int, events: list[Row], alerts: list[Row]) -> bool:
-    """One frame to the writer; False when it has stopped (a batch failed)."""
+    """One frame to the writer; False when it has stopped (a batch failed, or it died)."""
     if select.select([status], [], [], 0)[0]:
-        return False  # the writer reported a failure (or died): read no further
+        return False  # it reports only when done: it failed (or died). Read no further
     frame = marshal.dumps((events, alerts))
     try:
         _write_all(out, _FRAME.pack(len(frame)))
@@ -122,30 +127,17 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def _read_all(fd: int) -> bytes:
-    parts = []
-    while chunk := os.read(fd, 1 << 16):
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _writer(path: str | Path, data: int, status: int) -> int:
-    """The child: store every whole frame, then report (events, alerts, failure or None)."""
-    # Interrupts are the parent's to handle: it closes the pipe, and the batch in hand is
+def serve(path: str) -> None:
+    """The writer process: store every whole frame read from standard input, then write
+    (events, alerts, failure or None) to standard output as one marshal record."""
+    # Interrupts are the reader's to handle: it closes the pipe, and the batch in hand is
     # still stored whole (a frame cut short is not).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
     n_events = n_alerts = 0
     message: str | None = None
     try:
-        with EventStore(path) as store, os.fdopen(data, "rb", buffering=_PIPE_SIZE) as frames:
+        with EventStore(path) as store, os.fdopen(0, "rb", buffering=_PIPE_SIZE) as frames:
             store.prepare_bulk_load()
             while len(head := frames.read(_FRAME.size)) == _FRAME.size:
                 size = _FRAME.unpack(head)[0]
@@ -158,8 +150,10 @@ def _writer(path: str | Path, data: int, status: int) -> int:
                 n_alerts += len(alerts)
     except RuntimeFailure as exc:
         message = exc.message
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        message = f"the writer process failed: {exc}"
-    _write_all(status, marshal.dumps((n_events, n_alerts, message)))
-    os.close(status)
-    return 0 if message is None else 1
+    except BaseException as exc:  # noqa: BLE001 - reported to the reader, which raises it
+        message = f"the event store's writer process failed: {exc}"
+    try:
+        _write_all(1, marshal.dumps((n_events, n_alerts, message)))
+    except OSError:
+        pass  # the reader is gone (killed): no one to tell
+    os._exit(0 if message is None else 1)  # nothing else to flush or run at exit

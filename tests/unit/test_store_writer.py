@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from secpolicy.auditlog import store_writer
 from secpolicy.auditlog.store import EventStore, JsonLines, event_row
 from secpolicy.auditlog.store_writer import ingest_in_writer
 from secpolicy.errors import InputError, RuntimeFailure
@@ -53,45 +55,38 @@ def test_a_batch_that_cannot_be_stored_ends_the_run_keeping_the_batches_before(t
         assert store.count_events() == 13
 
 
-def test_a_source_that_fails_keeps_what_was_handed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    writers: list[int] = []
-    fork = os.fork
+@pytest.fixture
+def writers(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """The writer processes started while the test runs."""
+    started: list[subprocess.Popen[bytes]] = []
+    popen = subprocess.Popen
 
-    def recorded_fork() -> int:
-        pid = fork()
-        if pid:
-            writers.append(pid)
-        return pid
+    def recorded(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc = popen(*args, **kwargs)
+        started.append(proc)
+        return proc
 
-    monkeypatch.setattr(os, "fork", recorded_fork)
+    monkeypatch.setattr(store_writer.subprocess, "Popen", recorded)
+    return started
+
+
+def test_a_source_that_fails_keeps_what_was_handed_over(tmp_path: Path, writers: list[subprocess.Popen[bytes]]) -> None:
     db = tmp_path / "events.db"
     with pytest.raises(InputError, match="went away"):
         ingest_in_writer(db, _rows(fail_at=11), batch=2)
     with EventStore(db, create=False) as store:
         assert store.count_events() == 10  # five whole batches; the sixth was never sent
-    assert len(writers) == 1
-    with pytest.raises(ChildProcessError):
-        os.waitpid(writers[0], os.WNOHANG)  # already waited for: no process left behind
+    assert len(writers) == 1 and writers[0].returncode == 0  # waited for: no process left behind
 
 
 def test_a_writer_that_dies_is_a_failure_never_a_short_success(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    writers: list[int] = []
-    fork = os.fork
-
-    def recorded_fork() -> int:
-        pid = fork()
-        if pid:
-            writers.append(pid)
-        return pid
-
+                                                                writers: list[subprocess.Popen[bytes]]) -> None:
     def source() -> Iterator[tuple[str, Any]]:
         for i, item in enumerate(_rows(total=4000)):
             if i == 10:
-                os.kill(writers[0], signal.SIGKILL)  # as the OOM killer would
+                os.kill(writers[0].pid, signal.SIGKILL)  # as the OOM killer would
             yield item
 
-    monkeypatch.setattr(os, "fork", recorded_fork)
     with pytest.raises(RuntimeFailure, match="killed by signal 9 before reporting"):
         ingest_in_writer(tmp_path / "events.db", source(), batch=2)
     with EventStore(tmp_path / "events.db", create=False) as store:
@@ -99,10 +94,10 @@ def test_a_writer_that_dies_is_a_failure_never_a_short_success(tmp_path: Path,
 
 
 def test_without_a_second_process_it_stores_in_this_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_fork() -> int:
+    def no_process(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(os, "fork", no_fork)
+    monkeypatch.setattr(store_writer.subprocess, "Popen", no_process)
     assert ingest_in_writer(tmp_path / "events.db", _rows(total=7), batch=3) == (7, 0)
 
 
