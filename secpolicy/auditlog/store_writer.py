@@ -95,23 +95,27 @@ def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: i
 
 def _feed(rows: Iterable[tuple[str, Row]], batch: int, out: int, status: int) -> bool:
     """Send `rows` in frames of `batch`; True when the writer stopped taking them (it says why)."""
+    # The writer writes to `status` only when done: readable (or closed) before the end means
+    # it failed or died. poll, not select: the descriptor may be beyond select's 1024.
+    said = select.poll()
+    said.register(status, select.POLLIN)
     events: list[Row] = []
     alerts: list[Row] = []
     keep_event, keep_alert = events.append, alerts.append
     for kind, row in rows:
         (keep_event if kind == "event" else keep_alert)(row)
         if len(events) + len(alerts) >= batch:
-            if not _send(out, status, events, alerts):
+            if not _send(out, said, events, alerts):
                 return True
             events.clear()
             alerts.clear()
-    return bool(events or alerts) and not _send(out, status, events, alerts)
+    return bool(events or alerts) and not _send(out, said, events, alerts)
 
 
-def _send(out: int, status: int, events: list[Row], alerts: list[Row]) -> bool:
+def _send(out: int, said: select.poll, events: list[Row], alerts: list[Row]) -> bool:
     """One frame to the writer; False when it has stopped (a batch failed, or it died)."""
-    if select.select([status], [], [], 0)[0]:
-        return False  # it reports only when done: it failed (or died). Read no further
+    if said.poll(0):
+        return False  # read no further
     frame = marshal.dumps((events, alerts))
     try:
         _write_all(out, _FRAME.pack(len(frame)))
