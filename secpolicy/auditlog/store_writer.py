@@ -84,7 +84,10 @@ def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: i
     if not report:  # it died before it could say what it stored
         raise RuntimeFailure(f"the event store's writer process {how} before reporting; the batches it "
                              f"committed are stored, the rest is not")
-    n_events, n_alerts, message = marshal.loads(report)
+    try:
+        n_events, n_alerts, message = marshal.loads(report)
+    except (EOFError, ValueError, TypeError):
+        raise RuntimeFailure(f"the event store's writer process {how} with an unreadable report") from None
     if message is not None:
         raise RuntimeFailure(message)
     if failure or code != 0:
