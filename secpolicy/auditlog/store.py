@@ -8,6 +8,7 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,12 +27,14 @@ __all__ = [
     "JsonLines",
     "Retention",
     "alert_row",
+    "cycles_paused",
     "event_resource",
     "event_result",
     "event_row",
     "event_user",
     "iso_utc",
     "normalize_ts",
+    "row_batches",
 ]
 
 _SCHEMA_VERSION = "1"
@@ -488,6 +491,35 @@ class JsonLines:
             self.bad_where.append(f"{path}:{line}: {why}")
 
 
+def row_batches(rows: Iterable[tuple[str, tuple[Any, ...]]],
+                batch: int) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """("event" | "alert", row) pairs as (event rows, alert rows) of `batch` rows together,
+    the last batch short; nothing more is read from `rows` than the batch handed out."""
+    events: list[tuple[Any, ...]] = []
+    alerts: list[tuple[Any, ...]] = []
+    for kind, row in rows:
+        (events if kind == "event" else alerts).append(row)
+        if len(events) + len(alerts) >= batch:
+            yield events, alerts
+            events, alerts = [], []
+    if events or alerts:
+        yield events, alerts
+
+
+@contextmanager
+def cycles_paused() -> Iterator[None]:
+    """The cycle collector paused while bulk loading: parsed lines are trees without cycles,
+    freed by reference counting, and the collector would only walk the batch in hand again
+    and again."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 @dataclass(frozen=True)
 class Retention:
     """How much to keep: events and alerts older than `days`, and the oldest events beyond
@@ -561,25 +593,13 @@ class EventStore:
     def ingest(self, rows: Iterable[tuple[str, tuple[Any, ...]]], batch: int = 50_000) -> tuple[int, int]:
         """Store ("event" | "alert", row) pairs (as `JsonLines.rows` gives them) in
         transactions of `batch` rows; returns (events, alerts) stored."""
-        events: list[tuple[Any, ...]] = []
-        alerts: list[tuple[Any, ...]] = []
         n_events = n_alerts = 0
-        # Parsed lines are trees without cycles, freed by reference counting: the cycle
-        # collector would only walk the growing batch again and again.
-        collecting = gc.isenabled()
-        gc.disable()
         self.prepare_bulk_load()
-        try:
-            for kind, row in rows:
-                (events if kind == "event" else alerts).append(row)
-                if len(events) + len(alerts) >= batch:
-                    self.insert(events, alerts)
-                    n_events, n_alerts, events, alerts = n_events + len(events), n_alerts + len(alerts), [], []
-            self.insert(events, alerts)
-        finally:
-            if collecting:
-                gc.enable()
-        return n_events + len(events), n_alerts + len(alerts)
+        with cycles_paused():
+            for events, alerts in row_batches(rows, batch):
+                self.insert(events, alerts)
+                n_events, n_alerts = n_events + len(events), n_alerts + len(alerts)
+        return n_events, n_alerts
 
     def prepare_bulk_load(self) -> None:
         """A page cache large enough that index pages stay in memory while bulk loading."""

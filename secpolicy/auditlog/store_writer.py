@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from secpolicy.auditlog.store import EventStore
+from secpolicy.auditlog.store import EventStore, cycles_paused, row_batches
 from secpolicy.errors import RuntimeFailure
 
 __all__ = ["ingest_in_writer", "serve"]
@@ -64,15 +64,10 @@ def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: i
         fcntl.fcntl(out, _F_SETPIPE_SZ, _PIPE_SIZE)
     except OSError:
         pass  # a smaller pipe only costs more wake-ups
-    # Parsed lines are trees without cycles, freed by reference counting: the cycle collector
-    # would only walk the batch in hand again and again.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        failure = _feed(rows, batch, out, status)
+        with cycles_paused():
+            failure = _feed(rows, batch, out, status)
     finally:
-        if collecting:
-            gc.enable()
         try:
             writer.stdin.close()  # the end of the frames
         except OSError:
@@ -102,17 +97,7 @@ def _feed(rows: Iterable[tuple[str, Row]], batch: int, out: int, status: int) ->
     # it failed or died. poll, not select: the descriptor may be beyond select's 1024.
     said = select.poll()
     said.register(status, select.POLLIN)
-    events: list[Row] = []
-    alerts: list[Row] = []
-    keep_event, keep_alert = events.append, alerts.append
-    for kind, row in rows:
-        (keep_event if kind == "event" else keep_alert)(row)
-        if len(events) + len(alerts) >= batch:
-            if not _send(out, said, events, alerts):
-                return True
-            events.clear()
-            alerts.clear()
-    return bool(events or alerts) and not _send(out, said, events, alerts)
+    return not all(_send(out, said, events, alerts) for events, alerts in row_batches(rows, batch))
 
 
 def _send(out: int, said: select.poll, events: list[Row], alerts: list[Row]) -> bool:
