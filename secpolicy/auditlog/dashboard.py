@@ -11,6 +11,7 @@ from typing import Any
 
 from secpolicy.auditlog.store import PRIVILEGED_EXEC, EventStore, iso_utc
 from secpolicy.errors import InputError
+from secpolicy.terminal import inert
 
 __all__ = ["FrameworkStatus", "Snapshot", "collect", "load_results", "render"]
 
@@ -139,7 +140,7 @@ def render(snap: Snapshot) -> Any:
         pct = "-" if f.compliance_pct is None else f"{f.compliance_pct:.1f}%"
         style = "" if f.compliance_pct is None else ("green" if f.compliance_pct >= 90 else
                                                       "yellow" if f.compliance_pct >= 70 else "red")
-        comp.add_row(Text(f.name), str(f.passed), str(f.failed), str(f.errors), Text(pct, style=style))
+        comp.add_row(Text(inert(f.name)), str(f.passed), str(f.failed), str(f.errors), Text(pct, style=style))
     if not snap.frameworks:
         comp.add_row(Text("no scan results given (--results)"), "", "", "", "")
 
@@ -147,9 +148,9 @@ def render(snap: Snapshot) -> Any:
     for col in ("time", "severity", "rule", "title"):
         crit.add_column(col, overflow="fold")
     for a in snap.recent_critical:
-        crit.add_row(Text(str(a.get("ts", ""))[:19]), Text(str(a.get("severity")),
+        crit.add_row(Text(str(a.get("ts", ""))[:19]), Text(inert(str(a.get("severity"))),
                      style="bold red" if a.get("severity") == "critical" else "red"),
-                     Text(str(a.get("rule_id"))), Text(str(a.get("title", ""))))
+                     Text(inert(str(a.get("rule_id")))), Text(inert(str(a.get("title", "")))))
 
     chains = Table(title="detected chains", title_justify="left", show_edge=False)
     for col in ("time", "rule", "steps"):
@@ -157,13 +158,13 @@ def render(snap: Snapshot) -> Any:
     for a in snap.chains:
         steps = " -> ".join(f"{e.get('type')}" + (f" {(e.get('file') or {}).get('path')}" if (e.get("file") or {}).get("path") else "")
                             for e in a.get("events") or [])
-        chains.add_row(Text(str(a.get("ts", ""))[:19]), Text(str(a.get("rule_id"))), Text(steps))
+        chains.add_row(Text(str(a.get("ts", ""))[:19]), Text(inert(str(a.get("rule_id")))), Text(inert(steps)))
 
     brute = Table(title="brute-force sources (24h)", title_justify="left", show_edge=False)
     for col in ("source", "failures", "users"):
         brute.add_column(col, justify="left" if col == "source" else "right")
     for ip, n, users in snap.brute_force:
-        brute.add_row(Text(ip), str(n), str(users))
+        brute.add_row(Text(inert(ip)), str(n), str(users))
 
     header = Text(f"secpolicy dashboard   {snap.since[:19]}Z .. {snap.now[:19]}Z", style="bold")
     return Group(header, Panel(Group(totals, Text(sev)), title="last 24 hours"), comp, crit, chains, brute)

@@ -17,6 +17,7 @@ from secpolicy.auditlog.store import (
     normalize_ts,
 )
 from secpolicy.errors import InputError
+from secpolicy.terminal import inert
 
 if TYPE_CHECKING:
     from secpolicy.redaction import Redactor
@@ -335,12 +336,12 @@ def render_table(timeline: Timeline) -> list[Any]:
 
     out: list[Any] = []
     for chain in timeline.chains:
-        t = Table(title=f"chain: {chain.title}" + (f" [{chain.rule_id}]" if chain.rule_id else ""),
+        t = Table(title=Text(inert(f"chain: {chain.title}" + (f" [{chain.rule_id}]" if chain.rule_id else ""))),
                   title_justify="left", show_edge=False)
         for col in ("time (UTC)", "user", "event type", "resource", "result"):
             t.add_column(col, overflow="fold", no_wrap=col.startswith("time"))
         for s in chain.steps:
-            t.add_row(Text(_short(s.ts)), Text(s.user), Text(s.type), Text(s.resource), Text(s.result))
+            t.add_row(Text(_short(s.ts)), *(Text(inert(v)) for v in (s.user, s.type, s.resource, s.result)))
         out.append(t)
     table = Table(title="timeline" + (" (truncated)" if timeline.truncated else ""), title_justify="left",
                   show_edge=False)
@@ -349,6 +350,6 @@ def render_table(timeline: Timeline) -> list[Any]:
     for r in timeline.rows:
         style = "bold red" if r.severity in ("high", "critical") else ("yellow" if r.is_alert else "")
         kind = f"alert {r.rule_id}" if r.is_alert else r.type
-        table.add_row(Text(_short(r.ts)), Text(r.user), Text(kind), Text(r.resource), Text(r.result), style=style)
+        table.add_row(Text(_short(r.ts)), *(Text(inert(v)) for v in (r.user, kind, r.resource, r.result)), style=style)
     out.append(table)
     return out

@@ -25,6 +25,7 @@ from secpolicy.policy import PolicyErrors, PolicySet
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import load_waivers
 from secpolicy.resources import load_schema, schema_path
+from secpolicy.terminal import inert
 from secpolicy.vocabulary import builtin_registry
 
 __all__ = ["COMMANDS", "FAIL_ON", "SCAN_FORMATS", "load", "registry"]
@@ -147,14 +148,14 @@ def _tailoring_lines(t: dict[str, Any] | None) -> list[str]:
 def _print_plain(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
     """For pipes, files and NO_COLOR: no colour, no box drawing; one finding per line, its
     evidence indented on the next, so `grep` and `awk` read it."""
-    out.write(_headline(results) + "\n")
+    out.write(inert(_headline(results)) + "\n")
     for r in _shown(results, verbose):
-        out.write(f"{r['status']:<6} {r['severity']:<8} {r['rule_id']}  {r['title']}\n")
+        out.write(inert(f"{r['status']:<6} {r['severity']:<8} {r['rule_id']}  {r['title']}") + "\n")
         text = _evidence_text(r)
         if text:
-            out.write(f"    {text}\n")
+            out.write(f"    {inert(text)}\n")
     for line in _summary_lines(results, verbose):
-        out.write(line + "\n")
+        out.write(inert(line) + "\n")
 
 
 def _print_table(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
@@ -164,7 +165,7 @@ def _print_table(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
 
     console = Console(file=out, soft_wrap=False)
     scan = results["scan"]
-    console.print(f"[bold]secpolicy scan[/bold] of {escape(scan['host'])} (root {escape(scan['root'])}), "
+    console.print(f"[bold]secpolicy scan[/bold] of {escape(inert(scan['host']))} (root {escape(inert(scan['root']))}), "
                   f"{len(scan['policies'])} policies, {results['summary']['total']} rules")
     shown = _shown(results, verbose)
     if shown:
@@ -174,9 +175,11 @@ def _print_table(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
         t.add_column("evidence", overflow="fold")
         for r in shown:
             t.add_row(f"[{_STATUS_STYLE[r['status']]}]{r['status']}[/]", r["severity"],
-                      f"{escape(r['rule_id'])}\n[dim]{escape(r['title'])}[/dim]", escape(_evidence_text(r)))
+                      f"{escape(inert(r['rule_id']))}\n[dim]{escape(inert(r['title']))}[/dim]",
+                      escape(inert(_evidence_text(r))))
         console.print(t)
     for i, line in enumerate(_summary_lines(results, verbose)):
+        line = inert(line)
         console.print(escape(line) if i else f"[bold]Summary:[/bold]{escape(line[len('Summary:'):])}",
                       highlight=False)
 

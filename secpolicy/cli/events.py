@@ -11,6 +11,7 @@ import click
 from secpolicy.cli.outputs import format_output_stats, format_redaction, output_options
 from secpolicy.cli.progress import file_read_progress
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_NONCOMPLIANT
+from secpolicy.terminal import inert
 
 __all__ = ["COMMANDS", "format_summary", "replay_cmd"]
 
@@ -21,7 +22,7 @@ def _table(title: str, counts: dict[str, int]) -> list[str]:
         lines.append("<none>")
     width = max((len(str(v)) for v in counts.values()), default=1)
     for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        lines.append(f"{n:>{width}}  {name}")
+        lines.append(f"{n:>{width}}  {inert(name)}")  # audit keys come from the log
     lines.append("")
     return lines
 

@@ -4,7 +4,7 @@ which were fixed, which changed status otherwise, and which rules appeared or di
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -12,6 +12,7 @@ from secpolicy.errors import InputError
 from secpolicy.models import Severity, deciding_lines, requirement_key
 from secpolicy.reports.model import validate_results
 from secpolicy.resultsfile import read_json_file
+from secpolicy.terminal import inert
 
 __all__ = ["DIFF_FORMATS", "Change", "Diff", "RequirementChange", "diff_results", "load_results", "read_results", "render_diff"]
 
@@ -252,7 +253,22 @@ def _headline(d: Diff) -> str:
     )
 
 
-def _render_table(d: Diff, out: IO[str]) -> None:
+class _Inert:
+    """A text stream that makes what is written inert for a terminal (newlines kept)."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+
+    def write(self, text: str) -> None:
+        self._out.write(inert(text))
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+
+def _render_table(d: Diff, sink: IO[str]) -> None:
+    out = _Inert(sink)  # titles, evidence and hosts come from scanned hosts and policies
     out.write(f"old: {d.old_scan.get('host')} {d.old_scan.get('started_at')} ({d.old_scan.get('id')})\n")
     out.write(f"new: {d.new_scan.get('host')} {d.new_scan.get('started_at')} ({d.new_scan.get('id')})\n")
     out.write(_headline(d) + "\n")

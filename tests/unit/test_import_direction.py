@@ -39,6 +39,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "outfile": frozenset(),
     "resultsfile": frozenset(),
     "redaction": frozenset(),
+    "terminal": frozenset(),
     # The expression language; dsl/types.py is the vocabulary facts and events declare
     # what they provide with (Signature, ObjectType).
     "dsl": frozenset(),
@@ -53,10 +54,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     # Events run rules: their compiled conditions, and their ASTs to index them.
     "events": frozenset({"rules", "dsl", "kernel_names", "resources"}),
     "fim": frozenset({"resources", "redaction"}),  # content copies are redacted with the shared detectors
-    "auditlog": frozenset({"outfile", "resources", "redaction"}),  # what is stored is redacted first
+    "auditlog": frozenset({"outfile", "resources", "redaction", "terminal"}),  # what is stored is redacted first
     "image": frozenset({"confined"}),
     # Reports read the results (models, the results file) and write files: nothing else.
-    "reports": frozenset({"outfile", "resources", "resultsfile"}),
+    "reports": frozenset({"outfile", "resources", "resultsfile", "terminal"}),
     # Above the domain packages.
     "hostid": frozenset({"facts"}),  # the host identity is read through facts, under the scan's root
     "doctor": frozenset({"events", "resources"}),  # doctor asks the live monitor's own probes what works here
