@@ -96,9 +96,10 @@ _CONFIG_KEY = (
     r"|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth)"
 )
 _CONFIG_VALUE = r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'#;,]+)"
-# `key = value`, `key: value`, `"key": "value"`, `export KEY=value`
+# `key = value`, `key: value`, `"key": "value"`, `export KEY=value`; not after `/`, as in
+# `/etc/passwd: Permission denied` (a path and a message).
 _CONFIG_PAIR = re.compile(
-    r"(?<![A-Za-z0-9_.-])[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_])\s*[:=]\s*" + _CONFIG_VALUE,
+    r"(?<![A-Za-z0-9_./-])[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_])\s*[:=]\s*" + _CONFIG_VALUE,
     re.IGNORECASE,
 )
 # `requirepass value`, `bindpw value`, `rootpw value` at the start of a line (space-separated

@@ -38,7 +38,9 @@ def test_each_credential_class_is_masked_in_text(text: str, secret: str) -> None
 
 
 @pytest.mark.parametrize("text", ["ssh -p 22 host", "mkdir -p /tmp/x", "tar -pxf a.tar", "ls -la /etc",
-                                  "useradd -m alice", "chmod 0644 /etc/hosts", "pid 1234567890123"])
+                                  "useradd -m alice", "chmod 0644 /etc/hosts", "pid 1234567890123",
+                                  # A path and an error message (the reason of an ERROR finding).
+                                  "/etc/passwd: Permission denied", "/etc/security/opasswd: No such file"])
 def test_ordinary_commands_pass_unchanged(text: str) -> None:
     assert Redactor().text(text) == text
 
