@@ -3,6 +3,7 @@ and every tree head remembered on or off the host (writer state, witness), so a 
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import os
@@ -225,9 +226,18 @@ def _mode_warnings(directory: Path) -> list[str]:
     return out
 
 
+def _read_regular(path: Path) -> bytes:
+    """A file's bytes, opened without blocking: OSError for a FIFO, device or directory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return f.read()
+
+
 def _host_checkpoints(path: Path, what: str, warnings: list[str]) -> list[Anchor]:
     """Checkpoints a writer appended to a file; a last line cut by a crash is left out."""
-    data = path.read_bytes()
+    data = _read_regular(path)
     lines = data.split(b"\n")
     if lines and lines[-1]:
         warnings.append(f"{path}: last line is incomplete (a copy cut short); it was not used")
@@ -278,10 +288,17 @@ def read_host_state(directory: Path) -> HostState:
     except InputError as exc:
         warnings.append(exc.render())
     own = directory / CHECKPOINT_FILE
-    if own.is_file():
+    try:
         cps = _host_checkpoints(own, "writer's list of checkpoints", warnings)
         anchors += cps
         held.append(f"{CHECKPOINT_FILE} ({len(cps)})")
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        warnings.append(f"{own}: cannot be read ({exc.strerror or exc}); the writer's list of checkpoints "
+                        f"was not used")
+    # The copies are extra anchors (as a witness is): one that cannot be read is a warning,
+    # as a missing one is, and the log is verified against what is left.
     for target in config.copy_checkpoints if config else ():
         path = Path(target)
         try:
@@ -291,6 +308,9 @@ def read_host_state(directory: Path) -> HostState:
             continue
         except PermissionError:
             warnings.append(f"{path}: permission denied; this checkpoint copy was not used")
+            continue
+        except OSError as exc:
+            warnings.append(f"{path}: cannot be read ({exc.strerror or exc}); this checkpoint copy was not used")
             continue
         anchors += cps
         held.append(f"{path} ({len(cps)})")

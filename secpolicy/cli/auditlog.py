@@ -191,9 +191,12 @@ def checkpoint_cmd(directory: str, out: str | None, sign_key: str | None) -> Non
     log = AuditLog.open(directory, opts)
     try:
         cp = log.checkpoint()
-    finally:
+    except BaseException:
         log.close()
+        raise
+    # The checkpoint is in the log (fsynced): shown even when a copy of it fails at close.
     click.echo(json.dumps(cp.to_dict(), sort_keys=True, separators=(",", ":")))
+    log.close()
 
 
 @log_group.command(name="verify")
