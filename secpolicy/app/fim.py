@@ -71,6 +71,9 @@ class FimRun:
 
         self.trail: AuditTrail | None = None
         self.directory = directory
+        # Checkpoint copies that failed: the log itself is sealed, so the run's result stands
+        # and the command reports this after it (set when the `with` block ends).
+        self.copy_failure: RuntimeFailure | None = None
         # What the audit log records and what is printed pass the redaction policy; the
         # baseline's content copies are masked with the built-in detectors when stored.
         self.redactor = open_redactor(redaction, directory)
@@ -88,6 +91,8 @@ class FimRun:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self.trail is None:
             return
+        from secpolicy.auditlog.log import CheckpointCopyError
+
         trail, self.trail = self.trail, None
         try:
             if exc is not None:
@@ -98,7 +103,10 @@ class FimRun:
                               exit_code=getattr(exc, "exit_code", None))
                 trail.finished(None, text)
         finally:
-            trail.close()
+            try:
+                trail.close()
+            except CheckpointCopyError as err:
+                self.copy_failure = err
 
     def config(self, path: str, config: FimConfig) -> None:
         if self.trail is not None:

@@ -46,6 +46,16 @@ def exit_code_for(result: CheckResult) -> int:
     return EXIT_RUNTIME if result.errors else EXIT_OK
 
 
+def _exit(run: FimRun, code: int) -> None:
+    """Exit with `code`, after naming the checkpoint copies of the audit log that failed: the
+    log itself is sealed and the result above stands, so only a clean run becomes exit 3."""
+    if run.copy_failure is not None:
+        click.echo(f"secpolicy: audit log: {run.copy_failure.render()}", err=True)
+        if code == EXIT_OK:
+            code = EXIT_RUNTIME
+    click.get_current_context().exit(code)
+
+
 def _key(key_file: str | None, key_env: str | None, no_key: bool) -> Key:
     given = [x for x in (key_file, key_env) if x]
     if len(given) > 1 or (given and no_key):
@@ -218,8 +228,7 @@ def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str |
     if not quiet:
         for note in summary.notes:
             click.echo(f"note: {display_path(note.path)}: {note.message}", err=True)
-    if summary.errors:
-        click.get_current_context().exit(EXIT_RUNTIME)
+    _exit(trail, EXIT_RUNTIME if summary.errors else EXIT_OK)
 
 
 def _db_of(config: FimConfig, db: str | None) -> str:
@@ -258,7 +267,7 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
         click.echo(json.dumps(trail.redactor.details(result.to_dict())[0], indent=2))
     else:
         _print_table(result, "fim check", trail.redactor)
-    click.get_current_context().exit(exit_code_for(result))
+    _exit(trail, exit_code_for(result))
 
 
 @fim.command("update")
@@ -295,7 +304,7 @@ def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str
         click.echo(f"new baseline generation {b.generation} ({b.baseline_id}); previous kept at {result.previous}")
         if result.config_changed:
             click.echo("the configuration changed since the previous baseline")
-    click.get_current_context().exit(EXIT_RUNTIME if result.check.errors else EXIT_OK)
+    _exit(trail, EXIT_RUNTIME if result.check.errors else EXIT_OK)
 
 
 def _summary_details(result: CheckResult) -> dict[str, Any]:
