@@ -151,10 +151,14 @@ class FimRun:
         for e in result.added + result.removed + result.changed:
             rec = fim_change_record(display_path(e.path), e.kind, e.ftype,
                                     (c.to_dict() for c in e.changes), accepted=accepted)
-            if e.diff is not None or e.diff_note is not None:
-                extra = {k: v for k, v in (("diff", e.diff), ("diff_note", e.diff_note)) if v is not None}
-                rec = dataclasses.replace(rec, details={**rec.details, **extra})
-            self.trail.record(rec)
+            if e.diff_note is not None:
+                rec = dataclasses.replace(rec, details={**rec.details, "diff_note": e.diff_note})
+            own = None
+            if e.diff is not None:
+                from secpolicy.fim.diff import redact_diff
+
+                own = {"diff": (e.diff, redact_diff(e.diff, self.redactor.text))}
+            self.trail.record(rec, own)
         self.errors(result.errors)
 
     def errors(self, errors: Any) -> None:

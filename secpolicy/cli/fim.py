@@ -23,7 +23,7 @@ from secpolicy.errors import (
     SecpolicyError,
 )
 from secpolicy.fim.config import FimConfig, load_config
-from secpolicy.fim.record import display_path
+from secpolicy.fim.record import display_path, display_text
 from secpolicy.fim.scan import (
     CheckResult,
     check,
@@ -153,6 +153,19 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _redacted(data: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """A check's JSON through the redaction policy, its diffs line by line (`redact_diff`)."""
+    diffs = [c.pop("diff", None) for c in data["changed"]]
+    out = redactor.details(data)[0]
+    if any(d is not None for d in diffs):
+        from secpolicy.fim.diff import redact_diff
+
+        for c, diff in zip(out["changed"], diffs, strict=True):
+            if diff is not None:
+                c["diff"] = redact_diff(diff, redactor.text)
+    return out
+
+
 def _print_table(result: CheckResult, title: str, redactor: Redactor) -> None:
     summary = result.to_dict()["summary"]
     click.echo(
@@ -164,23 +177,29 @@ def _print_table(result: CheckResult, title: str, redactor: Redactor) -> None:
         from rich import box
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         console = Console(highlight=False, soft_wrap=False, width=max(100, Console().width))
         table = Table(show_lines=False, box=box.HEAVY_HEAD if console.is_terminal else box.ASCII)
         for col in ("change", "type", "path", "attribute", "baseline", "now"):
             table.add_column(col, overflow="fold")
+        # Cells are Text, not markup: a `[bold]` in a path or a link target is shown as it is.
         for e in result.added + result.removed:
-            table.add_row(e.kind, e.ftype, display_path(e.path), "", "", "")
+            table.add_row(e.kind, e.ftype, Text(display_path(e.path)), "", "", "")
         for e in result.changed:
             for i, c in enumerate(e.changes):
                 first = i == 0
                 table.add_row("changed" if first else "", e.ftype if first else "",
-                              display_path(e.path) if first else "", c.name, redactor.text(_fmt(c.old)),
-                              redactor.text(_fmt(c.new)))
+                              Text(display_path(e.path)) if first else "", c.name,
+                              Text(display_text(redactor.text(_fmt(c.old)))),
+                              Text(display_text(redactor.text(_fmt(c.new)))))
         console.print(table)
     for e in result.changed:
         if e.diff is not None:
-            click.echo(redactor.text(e.diff))
+            from secpolicy.fim.diff import redact_diff
+
+            # A watched file's content must not reach the terminal as control sequences.
+            click.echo(display_text(redact_diff(e.diff, redactor.text)))
         if e.diff_note is not None:
             click.echo(f"diff: {display_path(e.path)}: {e.diff_note}")
     for err in result.errors:
@@ -264,7 +283,7 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
         trail.changes(result)
         trail.finished(result=result.status, **_summary_details(result))
     if fmt == "json":
-        click.echo(json.dumps(trail.redactor.details(result.to_dict())[0], indent=2))
+        click.echo(json.dumps(_redacted(result.to_dict(), trail.redactor), indent=2))
     else:
         _print_table(result, "fim check", trail.redactor)
     _exit(trail, exit_code_for(result))
@@ -297,7 +316,7 @@ def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str
         trail.finished(result="updated", **_summary_details(result.check), new_baseline=result.baseline.to_dict(),
                        previous=result.previous, config_changed=result.config_changed)
     if fmt == "json":
-        click.echo(json.dumps(trail.redactor.details(result.to_dict())[0], indent=2))
+        click.echo(json.dumps(_redacted(result.to_dict(), trail.redactor), indent=2))
     else:
         _print_table(result.check, "fim update accepted", trail.redactor)
         b = result.baseline
