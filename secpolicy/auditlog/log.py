@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -135,13 +136,15 @@ def read_pseudonym_key(directory: str | Path, create: bool = True) -> bytes | No
         finally:
             tmp.unlink()
     try:
-        fd = os.open(key_path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(key_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise InputError(f"cannot read the pseudonym key: {exc.strerror}", str(key_path)) from None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError("the pseudonym key is not a regular file", str(key_path))
         if st.st_mode & 0o077:
             raise InputError(f"the pseudonym key is readable by others (mode {st.st_mode & 0o777:04o}); chmod 600 it",
                              str(key_path))

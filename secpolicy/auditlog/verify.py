@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.auditlog.canonical import canonical, now_iso, parse_canonical
-from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id
+from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id, read_small_file
 from secpolicy.auditlog.log import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -334,9 +334,11 @@ class Witness:
         if not p.exists():
             return cls(p)
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(read_small_file(p, "witness file").decode("utf-8"))
             return cls(p, str(data["log_id"]), int(data["tree_size"]), str(data["root"]), data.get("seen"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except InputError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"not a witness file written by `log verify --witness`: {exc}", str(p)) from exc
 
     def anchor(self) -> Anchor | None:

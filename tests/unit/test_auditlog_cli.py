@@ -311,3 +311,29 @@ def test_a_configured_copy_that_became_a_directory_leaves_the_log_sealed(tmp_pat
     os.mkfifo(copy)  # nor does a FIFO in its place hang verify
     code, out = run("log", "verify", str(directory), "--key-file", str(key))
     assert code == 0 and "(not a regular file); this checkpoint copy was not used" in out, out
+
+
+def test_key_files_that_are_fifos_or_devices_are_refused_without_waiting(written_log: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    """`--key-file`, `--pubkey`, `--witness`, `--sign-key` and the log's pseudonym key: a FIFO
+    or /dev/zero is exit 2 naming it (reading one used to wait forever or without end)."""
+    from secpolicy.auditlog.log import read_pseudonym_key
+
+    w = written_log
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for bad in (str(fifo), "/dev/zero"):
+        assert run("log", "verify", str(w["dir"]), "--key-file", bad) == (2, f"{bad}: key file is not a regular file")
+        code, out = run("log", "verify", str(w["dir"]), "--key-file", str(w["key"]), "--pubkey", bad)
+        assert (code, out) == (2, f"{bad}: public key is not a regular file")
+        code, out = run("log", "verify", str(w["dir"]), "--key-file", str(w["key"]), "--witness", bad)
+        assert (code, out) == (2, f"{bad}: witness file is not a regular file")
+        code, out = run("log", "checkpoint", str(w["dir"]), "--sign-key", bad)
+        assert (code, out) == (2, f"{bad}: private key is not a regular file")
+    (tmp_path / "long.key").write_bytes(b"0" * 20000)
+    code, out = run("log", "verify", str(w["dir"]), "--key-file", str(tmp_path / "long.key"))
+    assert code == 2 and "holds more than 16384 bytes: not a key file" in out
+    (w["dir"] / "pseudonym.key").unlink()
+    os.mkfifo(w["dir"] / "pseudonym.key")
+    with pytest.raises(SecpolicyError, match="the pseudonym key is not a regular file"):
+        read_pseudonym_key(w["dir"])
