@@ -72,23 +72,32 @@ def _key(key_file: str | None, key_env: str | None, no_key: bool) -> Key:
     )
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An empty path is a mistake (an unset shell variable), never the current directory."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
+
+
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-                     help="FIM configuration (YAML)."),
-        click.option("--db", "db", type=click.Path(dir_okay=False),
+                     callback=_not_empty, help="FIM configuration (YAML)."),
+        click.option("--db", "db", type=click.Path(dir_okay=False), callback=_not_empty,
                      help="Baseline database (default: `database:` in the configuration)."),
-        click.option("--root", "root", type=click.Path(file_okay=False), default=None,
+        click.option("--root", "root", type=click.Path(file_okay=False), default=None, callback=_not_empty,
                      help="Interpret watched paths under this directory (a mounted image)."),
-        click.option("--key-file", type=click.Path(dir_okay=False), help="File holding the MAC key."),
-        click.option("--key-env", metavar="VAR", help="Environment variable holding the MAC key."),
+        click.option("--key-file", type=click.Path(dir_okay=False), callback=_not_empty,
+                     help="File holding the MAC key."),
+        click.option("--key-env", metavar="VAR", callback=_not_empty,
+                     help="Environment variable holding the MAC key."),
         click.option("--no-key", is_flag=True, help="Unkeyed baseline (detects damage, not rewriting)."),
         click.option("--progress/--no-progress", default=None,
                      help="Show progress on stderr (default: when stderr is a terminal)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress and no notes on stderr."),
         click.option("--workers", type=click.IntRange(1, 64), default=None,
                      help="Hashing processes (default: `workers:` in the configuration, 2)."),
-        click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), metavar="DIR",
+        click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), metavar="DIR", callback=_not_empty,
                      help="Record the run (configuration, every change, summary, failures, each baseline "
                           "generation) in this tamper-evident audit log (made by `secpolicy log init`); "
                           "`check` and `update` refuse a baseline older than the newest generation recorded."),
@@ -333,9 +342,9 @@ def _summary_details(result: CheckResult) -> dict[str, Any]:
 
 
 @fim.command("status")
-@click.option("--db", "db", required=True, type=click.Path(dir_okay=False))
-@click.option("--key-file", type=click.Path(dir_okay=False))
-@click.option("--key-env", metavar="VAR")
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), callback=_not_empty)
+@click.option("--key-file", type=click.Path(dir_okay=False), callback=_not_empty)
+@click.option("--key-env", metavar="VAR", callback=_not_empty)
 @click.option("--no-key", is_flag=True)
 @click.option("--deep", is_flag=True, help="Also verify every entry against the sealed MAC.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)

@@ -240,3 +240,19 @@ def test_a_key_file_that_is_no_key_file_is_refused_without_waiting(tmp_path: Pat
     path = tmp_path / "good.key"
     path.write_bytes(b"k" * 4096)
     assert Key.from_file(str(path)).material == b"k" * 4096
+
+
+@pytest.mark.parametrize("option", ["--db", "--root", "--config", "--key-file", "--audit-log"])
+def test_an_empty_path_option_is_invalid_input(tmp_path: Path, option: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`--db ""` used to fail late (exit 3, "cannot put the new baseline in place at :") and
+    `--root ""` silently meant the current directory: both are exit 2 before anything runs."""
+    (tmp_path / "fim.yaml").write_text("paths:\n  - path: /etc\n")
+    (tmp_path / "key").write_bytes(b"k" * 32)
+    args = {"--config": str(tmp_path / "fim.yaml"), "--db": str(tmp_path / "fim.db"), "--root": str(tmp_path),
+            "--key-file": str(tmp_path / "key"), "--audit-log": str(tmp_path / "log")}
+    args[option] = ""
+    for command in ("init", "check"):
+        assert fim_main([command, "--no-progress", *(x for kv in args.items() for x in kv)]) == 2
+        assert f"Invalid value for '{option}': must not be empty" in capsys.readouterr().err
+    assert not (tmp_path / "fim.db").exists()
