@@ -71,6 +71,9 @@ class FimRun:
 
         self.trail: AuditTrail | None = None
         self.directory = directory
+        # Checkpoint copies that failed: the log itself is sealed, so the run's result stands
+        # and the command reports this after it (set when the `with` block ends).
+        self.copy_failure: RuntimeFailure | None = None
         # What the audit log records and what is printed pass the redaction policy; the
         # baseline's content copies are masked with the built-in detectors when stored.
         self.redactor = open_redactor(redaction, directory)
@@ -88,6 +91,8 @@ class FimRun:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self.trail is None:
             return
+        from secpolicy.auditlog.log import CheckpointCopyError
+
         trail, self.trail = self.trail, None
         try:
             if exc is not None:
@@ -98,7 +103,10 @@ class FimRun:
                               exit_code=getattr(exc, "exit_code", None))
                 trail.finished(None, text)
         finally:
-            trail.close()
+            try:
+                trail.close()
+            except CheckpointCopyError as err:
+                self.copy_failure = err
 
     def config(self, path: str, config: FimConfig) -> None:
         if self.trail is not None:
@@ -143,10 +151,14 @@ class FimRun:
         for e in result.added + result.removed + result.changed:
             rec = fim_change_record(display_path(e.path), e.kind, e.ftype,
                                     (c.to_dict() for c in e.changes), accepted=accepted)
-            if e.diff is not None or e.diff_note is not None:
-                extra = {k: v for k, v in (("diff", e.diff), ("diff_note", e.diff_note)) if v is not None}
-                rec = dataclasses.replace(rec, details={**rec.details, **extra})
-            self.trail.record(rec)
+            if e.diff_note is not None:
+                rec = dataclasses.replace(rec, details={**rec.details, "diff_note": e.diff_note})
+            own = None
+            if e.diff is not None:
+                from secpolicy.fim.diff import redact_diff
+
+                own = {"diff": (e.diff, redact_diff(e.diff, self.redactor.text))}
+            self.trail.record(rec, own)
         self.errors(result.errors)
 
     def errors(self, errors: Any) -> None:

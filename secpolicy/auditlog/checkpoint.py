@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ __all__ = [
     "load_checkpoints",
     "load_private_key",
     "load_public_key",
+    "read_small_file",
 ]
 
 _SIGNING_CONTEXT = b"secpolicy.auditlog.checkpoint.v1\n"
@@ -136,6 +139,31 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
             yield i, line
 
 
+# Key files hold 64 hex digits, PEM keys a few hundred bytes: anything longer is not a key.
+MAX_KEY_FILE_BYTES = 16 * 1024
+
+
+def read_small_file(path: str | Path, what: str, limit: int = MAX_KEY_FILE_BYTES) -> bytes:
+    """The bytes of a key (or witness) file, opened without blocking: a FIFO, a device such
+    as /dev/zero or a directory in its place is refused (InputError), and so is a file longer
+    than `limit`, rather than waited on or read without end."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InputError(f"cannot read {what}: {exc.strerror}", str(path)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{what} is not a regular file", str(path))
+        data = os.read(fd, limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {what}: {exc.strerror}", str(path)) from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise InputError(f"{what} holds more than {limit} bytes: not a key file", str(path))
+    return data
+
+
 def generate_signing_key() -> tuple[bytes, bytes]:
     """A new Ed25519 key pair as (private PEM, public PEM)."""
     from cryptography.hazmat.primitives import serialization
@@ -156,8 +184,8 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        key = serialization.load_pem_private_key(read_small_file(path, "private key"), password=None)
+    except (ValueError, TypeError) as exc:
         raise InputError(f"cannot load Ed25519 private key: {exc}", str(path)) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise InputError("not an Ed25519 private key", str(path))
@@ -169,8 +197,8 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except (OSError, ValueError, TypeError) as exc:
+        key = serialization.load_pem_public_key(read_small_file(path, "public key"))
+    except (ValueError, TypeError) as exc:
         raise InputError(f"cannot load Ed25519 public key: {exc}", str(path)) from exc
     if not isinstance(key, Ed25519PublicKey):
         raise InputError("not an Ed25519 public key", str(path))

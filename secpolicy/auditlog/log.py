@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "GENESIS_PREV",
     "KINDS",
     "AuditLog",
+    "CheckpointCopyError",
     "LogConfig",
     "LogOptions",
     "entry_mac",
@@ -77,6 +79,30 @@ def read_key(text: str, what: str = "key") -> bytes:
     return key
 
 
+class CheckpointCopyError(RuntimeFailure):
+    """Checkpoints could not be copied to some of their targets. The log itself is consistent
+    (every checkpoint is in it; `close` sealed it before raising): the copies are side outputs."""
+
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__("; ".join(failures))
+        self.failures = tuple(failures)
+
+
+def _check_copy_target(path: Path) -> None:
+    """Refuse (InputError) a checkpoint copy target that cannot be appended to: a directory, a
+    missing parent, no permission, a FIFO without a reader. Tried before the log is written."""
+    try:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            # Created and removed again: only a real creation tells whether it would work.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+            os.unlink(path)
+        os.close(fd)
+    except OSError as exc:
+        raise InputError(f"cannot append checkpoints here: {exc.strerror or exc}", str(path)) from None
+
+
 def write_private_file(path: Path, data: bytes) -> None:
     """Atomically replace `path` with `data`, mode 0600, durable once this returns."""
     tmp = path.with_name(path.name + ".tmp")
@@ -110,13 +136,15 @@ def read_pseudonym_key(directory: str | Path, create: bool = True) -> bytes | No
         finally:
             tmp.unlink()
     try:
-        fd = os.open(key_path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(key_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise InputError(f"cannot read the pseudonym key: {exc.strerror}", str(key_path)) from None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError("the pseudonym key is not a regular file", str(key_path))
         if st.st_mode & 0o077:
             raise InputError(f"the pseudonym key is readable by others (mode {st.st_mode & 0o777:04o}); chmod 600 it",
                              str(key_path))
@@ -244,6 +272,8 @@ class AuditLog:
         self._last_checkpoint_time = time.monotonic()
         self._fd = -1
         self._closed = False
+        # target -> (tree size of the first checkpoint it missed, how many it missed, why)
+        self._copy_failures: dict[str, tuple[int, int, str]] = {}
         self._open_segment()
 
     # -- construction -------------------------------------------------------------------
@@ -255,6 +285,8 @@ class AuditLog:
         import uuid
 
         options = options or LogOptions()
+        for target in options.copy_checkpoints_to:
+            _check_copy_target(Path(target))
         path = Path(directory)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)
@@ -297,6 +329,11 @@ class AuditLog:
             raise InputError("not an audit log directory (no state.json)", str(path))
         if os.stat(path).st_mode & 0o077:
             os.chmod(path, 0o700)
+        # Targets the caller names are checked before anything is written; those `log init`
+        # configured are tried at each checkpoint, and a failure there is reported at close,
+        # after the seal: a copy is a side output and never leaves the log itself unsealed.
+        for target in options.copy_checkpoints_to:
+            _check_copy_target(Path(target))
         config = LogConfig.load(path)
         if config is not None:
             options = config.apply(options, path)
@@ -369,8 +406,18 @@ class AuditLog:
             if time.monotonic() - self._last_checkpoint_time >= interval:
                 self._checkpoint()
 
+    @property
+    def copy_failures(self) -> tuple[str, ...]:
+        """The checkpoint copies that failed so far, one line per target."""
+        out = []
+        for target, (first, count, why) in self._copy_failures.items():
+            which = f"checkpoint {first}" if count == 1 else f"{count} checkpoints (the first: {first})"
+            out.append(f"{target}: cannot copy {which}: {why}")
+        return tuple(out)
+
     def close(self) -> None:
-        """Clean shutdown: a final checkpoint, then the seal that tells a stop from a crash."""
+        """Clean shutdown: a final checkpoint, then the seal that tells a stop from a crash.
+        Raises CheckpointCopyError, once sealed, if any checkpoint could not be copied."""
         with self._lock:
             if self._closed:
                 return
@@ -379,6 +426,8 @@ class AuditLog:
             os.fsync(self._fd)
             self._save_state()
             self._release()
+            if self._copy_failures:
+                raise CheckpointCopyError(list(self.copy_failures))
 
     def abandon(self) -> None:
         """Stop writing without a seal, as a crash would (used to test crash recovery)."""
@@ -467,16 +516,18 @@ class AuditLog:
         line = canonical(cp.to_dict()) + b"\n"
         targets = [self.directory / CHECKPOINT_FILE, *self.options.copy_checkpoints_to]
         for target in targets:
+            # The checkpoint is in the log and the key has evolved: a failure here must not
+            # stop the writer (which would leave the log unsealed), so it is kept for `close`.
             try:
-                fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
                 try:
                     os.write(fd, line)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
             except OSError as exc:
-                raise RuntimeFailure(f"{target}: cannot copy checkpoint {cp.tree_size}: "
-                                     f"{exc.strerror or exc}") from exc
+                first, count, _ = self._copy_failures.get(str(target), (cp.tree_size, 0, ""))
+                self._copy_failures[str(target)] = (first, count + 1, exc.strerror or str(exc))
         if self.options.on_checkpoint is not None:
             self.options.on_checkpoint(cp)
 

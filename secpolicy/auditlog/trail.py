@@ -93,10 +93,16 @@ class AuditTrail:
         """Resume the log made by `secpolicy log init` in `directory` (InputError if there is none)."""
         return cls(AuditLog.open(directory, options), component, run_id, redactor)
 
-    def record(self, record: AuditRecord) -> int:
+    def record(self, record: AuditRecord, redacted: Mapping[str, tuple[str, str]] | None = None) -> int:
+        """Write `record`, redacted. `redacted` holds fields the caller masked itself, as
+        (before, after) pairs: added to the details as they are (a FIM diff, line by line)."""
         # Secrets in what a record quotes (a command line, a config value) are masked before
         # the record is written; the record names the fields, never their values.
         details, changed = self.redactor.details(record.details)
+        for name, (before, after) in (redacted or {}).items():
+            details[name] = after
+            if after != before:
+                changed.append(name)
         if changed:
             details["redacted"] = sorted(set(changed) | set(details.get("redacted") or ()))
         details.setdefault("run_id", self.run_id)

@@ -3,6 +3,7 @@ and every tree head remembered on or off the host (writer state, witness), so a 
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.auditlog.canonical import canonical, now_iso, parse_canonical
-from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id
+from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id, read_small_file
 from secpolicy.auditlog.log import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -225,9 +226,18 @@ def _mode_warnings(directory: Path) -> list[str]:
     return out
 
 
+def _read_regular(path: Path) -> bytes:
+    """A file's bytes, opened without blocking: OSError for a FIFO, device or directory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return f.read()
+
+
 def _host_checkpoints(path: Path, what: str, warnings: list[str]) -> list[Anchor]:
     """Checkpoints a writer appended to a file; a last line cut by a crash is left out."""
-    data = path.read_bytes()
+    data = _read_regular(path)
     lines = data.split(b"\n")
     if lines and lines[-1]:
         warnings.append(f"{path}: last line is incomplete (a copy cut short); it was not used")
@@ -278,10 +288,17 @@ def read_host_state(directory: Path) -> HostState:
     except InputError as exc:
         warnings.append(exc.render())
     own = directory / CHECKPOINT_FILE
-    if own.is_file():
+    try:
         cps = _host_checkpoints(own, "writer's list of checkpoints", warnings)
         anchors += cps
         held.append(f"{CHECKPOINT_FILE} ({len(cps)})")
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        warnings.append(f"{own}: cannot be read ({exc.strerror or exc}); the writer's list of checkpoints "
+                        f"was not used")
+    # The copies are extra anchors (as a witness is): one that cannot be read is a warning,
+    # as a missing one is, and the log is verified against what is left.
     for target in config.copy_checkpoints if config else ():
         path = Path(target)
         try:
@@ -291,6 +308,9 @@ def read_host_state(directory: Path) -> HostState:
             continue
         except PermissionError:
             warnings.append(f"{path}: permission denied; this checkpoint copy was not used")
+            continue
+        except OSError as exc:
+            warnings.append(f"{path}: cannot be read ({exc.strerror or exc}); this checkpoint copy was not used")
             continue
         anchors += cps
         held.append(f"{path} ({len(cps)})")
@@ -314,9 +334,11 @@ class Witness:
         if not p.exists():
             return cls(p)
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(read_small_file(p, "witness file").decode("utf-8"))
             return cls(p, str(data["log_id"]), int(data["tree_size"]), str(data["root"]), data.get("seen"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except InputError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"not a witness file written by `log verify --witness`: {exc}", str(p)) from exc
 
     def anchor(self) -> Anchor | None:

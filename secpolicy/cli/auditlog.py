@@ -55,10 +55,9 @@ def _key(key_hex: str | None, key_file: str | None) -> bytes | None:
     if key_hex and key_file:
         raise InputError("give --key or --key-file, not both")
     if key_file:
-        try:
-            return read_key(Path(key_file).read_text(encoding="utf-8"), f"key file {key_file}")
-        except OSError as exc:
-            raise InputError(f"cannot read key file: {exc.strerror}", key_file) from exc
+        from secpolicy.auditlog.checkpoint import read_small_file
+
+        return read_key(read_small_file(key_file, "key file").decode("ascii", "replace"), f"key file {key_file}")
     if key_hex:
         return read_key(key_hex, "--key")
     return None
@@ -191,9 +190,12 @@ def checkpoint_cmd(directory: str, out: str | None, sign_key: str | None) -> Non
     log = AuditLog.open(directory, opts)
     try:
         cp = log.checkpoint()
-    finally:
+    except BaseException:
         log.close()
+        raise
+    # The checkpoint is in the log (fsynced): shown even when a copy of it fails at close.
     click.echo(json.dumps(cp.to_dict(), sort_keys=True, separators=(",", ":")))
+    log.close()
 
 
 @log_group.command(name="verify")

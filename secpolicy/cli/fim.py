@@ -23,7 +23,7 @@ from secpolicy.errors import (
     SecpolicyError,
 )
 from secpolicy.fim.config import FimConfig, load_config
-from secpolicy.fim.record import display_path
+from secpolicy.fim.record import display_path, display_text
 from secpolicy.fim.scan import (
     CheckResult,
     check,
@@ -46,6 +46,16 @@ def exit_code_for(result: CheckResult) -> int:
     return EXIT_RUNTIME if result.errors else EXIT_OK
 
 
+def _exit(run: FimRun, code: int) -> None:
+    """Exit with `code`, after naming the checkpoint copies of the audit log that failed: the
+    log itself is sealed and the result above stands, so only a clean run becomes exit 3."""
+    if run.copy_failure is not None:
+        click.echo(f"secpolicy: audit log: {run.copy_failure.render()}", err=True)
+        if code == EXIT_OK:
+            code = EXIT_RUNTIME
+    click.get_current_context().exit(code)
+
+
 def _key(key_file: str | None, key_env: str | None, no_key: bool) -> Key:
     given = [x for x in (key_file, key_env) if x]
     if len(given) > 1 or (given and no_key):
@@ -62,23 +72,32 @@ def _key(key_file: str | None, key_env: str | None, no_key: bool) -> Key:
     )
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An empty path is a mistake (an unset shell variable), never the current directory."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
+
+
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-                     help="FIM configuration (YAML)."),
-        click.option("--db", "db", type=click.Path(dir_okay=False),
+                     callback=_not_empty, help="FIM configuration (YAML)."),
+        click.option("--db", "db", type=click.Path(dir_okay=False), callback=_not_empty,
                      help="Baseline database (default: `database:` in the configuration)."),
-        click.option("--root", "root", type=click.Path(file_okay=False), default=None,
+        click.option("--root", "root", type=click.Path(file_okay=False), default=None, callback=_not_empty,
                      help="Interpret watched paths under this directory (a mounted image)."),
-        click.option("--key-file", type=click.Path(dir_okay=False), help="File holding the MAC key."),
-        click.option("--key-env", metavar="VAR", help="Environment variable holding the MAC key."),
+        click.option("--key-file", type=click.Path(dir_okay=False), callback=_not_empty,
+                     help="File holding the MAC key."),
+        click.option("--key-env", metavar="VAR", callback=_not_empty,
+                     help="Environment variable holding the MAC key."),
         click.option("--no-key", is_flag=True, help="Unkeyed baseline (detects damage, not rewriting)."),
         click.option("--progress/--no-progress", default=None,
                      help="Show progress on stderr (default: when stderr is a terminal)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress and no notes on stderr."),
         click.option("--workers", type=click.IntRange(1, 64), default=None,
                      help="Hashing processes (default: `workers:` in the configuration, 2)."),
-        click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), metavar="DIR",
+        click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), metavar="DIR", callback=_not_empty,
                      help="Record the run (configuration, every change, summary, failures, each baseline "
                           "generation) in this tamper-evident audit log (made by `secpolicy log init`); "
                           "`check` and `update` refuse a baseline older than the newest generation recorded."),
@@ -143,6 +162,19 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _redacted(data: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """A check's JSON through the redaction policy, its diffs line by line (`redact_diff`)."""
+    diffs = [c.pop("diff", None) for c in data["changed"]]
+    out = redactor.details(data)[0]
+    if any(d is not None for d in diffs):
+        from secpolicy.fim.diff import redact_diff
+
+        for c, diff in zip(out["changed"], diffs, strict=True):
+            if diff is not None:
+                c["diff"] = redact_diff(diff, redactor.text)
+    return out
+
+
 def _print_table(result: CheckResult, title: str, redactor: Redactor) -> None:
     summary = result.to_dict()["summary"]
     click.echo(
@@ -154,23 +186,29 @@ def _print_table(result: CheckResult, title: str, redactor: Redactor) -> None:
         from rich import box
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         console = Console(highlight=False, soft_wrap=False, width=max(100, Console().width))
         table = Table(show_lines=False, box=box.HEAVY_HEAD if console.is_terminal else box.ASCII)
         for col in ("change", "type", "path", "attribute", "baseline", "now"):
             table.add_column(col, overflow="fold")
+        # Cells are Text, not markup: a `[bold]` in a path or a link target is shown as it is.
         for e in result.added + result.removed:
-            table.add_row(e.kind, e.ftype, display_path(e.path), "", "", "")
+            table.add_row(e.kind, e.ftype, Text(display_path(e.path)), "", "", "")
         for e in result.changed:
             for i, c in enumerate(e.changes):
                 first = i == 0
                 table.add_row("changed" if first else "", e.ftype if first else "",
-                              display_path(e.path) if first else "", c.name, redactor.text(_fmt(c.old)),
-                              redactor.text(_fmt(c.new)))
+                              Text(display_path(e.path)) if first else "", c.name,
+                              Text(display_text(redactor.text(_fmt(c.old)))),
+                              Text(display_text(redactor.text(_fmt(c.new)))))
         console.print(table)
     for e in result.changed:
         if e.diff is not None:
-            click.echo(redactor.text(e.diff))
+            from secpolicy.fim.diff import redact_diff
+
+            # A watched file's content must not reach the terminal as control sequences.
+            click.echo(display_text(redact_diff(e.diff, redactor.text)))
         if e.diff_note is not None:
             click.echo(f"diff: {display_path(e.path)}: {e.diff_note}")
     for err in result.errors:
@@ -218,8 +256,7 @@ def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str |
     if not quiet:
         for note in summary.notes:
             click.echo(f"note: {display_path(note.path)}: {note.message}", err=True)
-    if summary.errors:
-        click.get_current_context().exit(EXIT_RUNTIME)
+    _exit(trail, EXIT_RUNTIME if summary.errors else EXIT_OK)
 
 
 def _db_of(config: FimConfig, db: str | None) -> str:
@@ -255,10 +292,10 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
         trail.changes(result)
         trail.finished(result=result.status, **_summary_details(result))
     if fmt == "json":
-        click.echo(json.dumps(trail.redactor.details(result.to_dict())[0], indent=2))
+        click.echo(json.dumps(_redacted(result.to_dict(), trail.redactor), indent=2))
     else:
         _print_table(result, "fim check", trail.redactor)
-    click.get_current_context().exit(exit_code_for(result))
+    _exit(trail, exit_code_for(result))
 
 
 @fim.command("update")
@@ -288,14 +325,14 @@ def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str
         trail.finished(result="updated", **_summary_details(result.check), new_baseline=result.baseline.to_dict(),
                        previous=result.previous, config_changed=result.config_changed)
     if fmt == "json":
-        click.echo(json.dumps(trail.redactor.details(result.to_dict())[0], indent=2))
+        click.echo(json.dumps(_redacted(result.to_dict(), trail.redactor), indent=2))
     else:
         _print_table(result.check, "fim update accepted", trail.redactor)
         b = result.baseline
         click.echo(f"new baseline generation {b.generation} ({b.baseline_id}); previous kept at {result.previous}")
         if result.config_changed:
             click.echo("the configuration changed since the previous baseline")
-    click.get_current_context().exit(EXIT_RUNTIME if result.check.errors else EXIT_OK)
+    _exit(trail, EXIT_RUNTIME if result.check.errors else EXIT_OK)
 
 
 def _summary_details(result: CheckResult) -> dict[str, Any]:
@@ -305,9 +342,9 @@ def _summary_details(result: CheckResult) -> dict[str, Any]:
 
 
 @fim.command("status")
-@click.option("--db", "db", required=True, type=click.Path(dir_okay=False))
-@click.option("--key-file", type=click.Path(dir_okay=False))
-@click.option("--key-env", metavar="VAR")
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), callback=_not_empty)
+@click.option("--key-file", type=click.Path(dir_okay=False), callback=_not_empty)
+@click.option("--key-env", metavar="VAR", callback=_not_empty)
 @click.option("--no-key", is_flag=True)
 @click.option("--deep", is_flag=True, help="Also verify every entry against the sealed MAC.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)

@@ -21,6 +21,7 @@ __all__ = [
 # name -> what it covers; names follow AIDE where AIDE has one.
 ATTRIBUTES: dict[str, str] = {
     "ftype": "file type",
+    "rdev": "device number (major:minor) of a character or block device",
     "p": "permissions (mode bits, including setuid/setgid/sticky)",
     "i": "inode number",
     "n": "number of hard links",
@@ -47,7 +48,7 @@ FLAG_ATTRS = frozenset({"e2fsattrs"})
 
 # Stable order for reports: the order AIDE prints its attributes in.
 ATTR_ORDER: tuple[str, ...] = (
-    "ftype", "l", "s", "S", "b", "p", "u", "g", "i", "n", "m", "c",
+    "ftype", "rdev", "l", "s", "S", "b", "p", "u", "g", "i", "n", "m", "c",
     "acl", "xattrs", "selinux", "e2fsattrs", "caps", "sha256", "blake3",
 )
 
@@ -55,10 +56,11 @@ ATTR_ORDER: tuple[str, ...] = (
 BUILTIN_GROUPS: dict[str, tuple[str, ...]] = {
     # As AIDE's X: e2fsattrs (chattr flags) included.
     "X": ("acl", "xattrs", "selinux", "e2fsattrs", "caps"),
-    "R": ("p", "ftype", "i", "l", "n", "u", "g", "s", "m", "c", "hash", "X"),
-    "L": ("p", "ftype", "i", "l", "n", "u", "g", "X"),
+    # rdev (not in AIDE) wherever ftype is: a device is told by its type and its number.
+    "R": ("p", "ftype", "rdev", "i", "l", "n", "u", "g", "s", "m", "c", "hash", "X"),
+    "L": ("p", "ftype", "rdev", "i", "l", "n", "u", "g", "X"),
     # Growing log: size may only grow and the old content must stay a prefix of the new.
-    ">": ("p", "ftype", "l", "u", "g", "i", "n", "S", "hash", "X"),
+    ">": ("p", "ftype", "rdev", "l", "u", "g", "i", "n", "S", "hash", "X"),
     "E": (),
     "H": ("hash",),
 }

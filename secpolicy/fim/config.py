@@ -168,15 +168,8 @@ def glob_to_regex(pattern: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            j = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "^") else i + 1)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1 : j]
-                if body[:1] in ("!", "^"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = j
+            cls, i = _bracket(pattern, i)
+            out.append(cls)
         else:
             out.append(re.escape(c))
         i += 1
@@ -186,6 +179,52 @@ def glob_to_regex(pattern: str) -> str:
     if "/" not in pattern:
         return "(?:.*/)?" + body
     return ".*/" + body
+
+
+# POSIX character classes inside brackets (`[[:alpha:]]`), in the C locale as AIDE's PCRE
+# patterns and fnmatch(3) read them; as regex set members.
+_POSIX_CLASSES = {
+    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
+    "xdigit": "0-9A-Fa-f", "space": " \\t\\n\\r\\f\\v", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
+    "print": "\\x20-\\x7e", "graph": "\\x21-\\x7e",
+    "punct": "".join("\\" + ch for ch in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+}
+
+
+def _bracket(pattern: str, start: int) -> tuple[str, int]:
+    """The regex set for the bracket expression at `start` (`[abc]`, `[!a-z]`, `[[:digit:]_]`)
+    and the index of its closing `]`. Every member is escaped, so nothing in it reads as a
+    regex set operation; an unclosed bracket or an unknown class is an InputError."""
+    k, n = start + 1, len(pattern)
+    out = ["["]
+    if pattern[k : k + 1] in ("!", "^"):
+        out.append("^")
+        k += 1
+    first = True
+    while True:
+        if k >= n:
+            raise InputError(f"unclosed '[' at character {start + 1} (write [[] for a literal '[')")
+        ch = pattern[k]
+        if ch == "]" and not first:
+            return "".join(out) + "]", k
+        first = False
+        if pattern.startswith("[:", k):
+            end = pattern.find(":]", k + 2)
+            if end < 0:
+                raise InputError(f"unclosed character class '[:' at character {k + 1}")
+            name = pattern[k + 2 : end]
+            if name not in _POSIX_CLASSES:
+                raise InputError(f"unknown character class [:{name}:] at character {k + 1} "
+                                 f"(known: {', '.join(sorted(_POSIX_CLASSES))})")
+            out.append(_POSIX_CLASSES[name])
+            k = end + 2
+            continue
+        if pattern.startswith(("[.", "[="), k):
+            raise InputError(f"collating elements and equivalence classes ({pattern[k:k + 2]}) are not "
+                             f"supported, at character {k + 1}")
+        is_range = ch == "-" and len(out) > 1 and out[-1] != "^" and pattern[k + 1 : k + 2] not in ("", "]")
+        out.append("-" if is_range else re.escape(ch) if ch not in "-]&~|[^\\" else "\\" + ch)
+        k += 1
 
 
 def _compile_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
@@ -303,12 +342,12 @@ def config_from_dict(
             for pat in item.get(kind, []):
                 try:
                     re.compile(glob_to_regex(pat))
-                except re.error as e:
+                except (re.error, InputError) as e:
                     raise InputError(f"{where}: invalid {kind} pattern {pat!r}: {e}") from None
         for pat in item.get("nodiff", []):
             try:
                 re.compile(glob_to_regex(pat))
-            except re.error as e:
+            except (re.error, InputError) as e:
                 raise InputError(f"{where}: invalid nodiff pattern {pat!r}: {e}") from None
         report_changes = bool(item.get("report_changes", False))
         if report_changes and not attrs & HASH_ATTRS:

@@ -6,12 +6,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from secpolicy.redaction.detectors import PEM_BEGIN, PEM_END, TextDetector, builtin_detectors
 
-__all__ = ["ContentDiff", "Redactor", "is_text", "pack_copy", "unified_diff", "unpack_copy"]
+__all__ = [
+    "ContentDiff",
+    "Redactor",
+    "is_text",
+    "pack_copy",
+    "redact_diff",
+    "unified_diff",
+    "unpack_copy",
+]
 
 @dataclass(frozen=True)
 class ContentDiff:
@@ -114,3 +122,20 @@ def unified_diff(old: str, new: str, path: str, max_lines: int) -> ContentDiff:
         else:
             omitted += 1
     return ContentDiff("\n".join(shown), omitted)
+
+
+_HEADERS = ("--- ", "+++ ", "@@ ")
+
+
+def redact_diff(diff: str, redact: Callable[[str], str]) -> str:
+    """`redact` (an output's redaction policy) applied to each line of a unified diff without
+    its `-`/`+`/` ` prefix, headers whole: the prefix is not part of the file, and a removed
+    `db_password = [REDACTED:..]` must not read as an option `-db_password` whose value is `=`."""
+    out = []
+    for line in diff.split("\n"):
+        if line.startswith(_HEADERS) or not line:
+            out.append(redact(line) if line else line)
+        else:
+            out.append(line[0] + redact(line[1:]))
+    return "\n".join(out)
+

@@ -16,6 +16,7 @@ __all__ = [
     "Record",
     "compare",
     "display_path",
+    "display_text",
     "flags_text",
     "ftype_name",
     "pack",
@@ -36,6 +37,11 @@ F_FSFLAGS = 4  # inode flags were collected (the filesystem has them)
 F_CONTENT = 8  # a copy of the content is stored (report_changes), its digest ends the record
 F_NOFSFLAGS = 16  # inode flags were asked for: the filesystem has none
 F_NOCOPY = 32  # a content copy was asked for: the file is not text or is too large
+# The device number (st_rdev) of a character or block device ends the record (8 bytes, after
+# any content digest). A flag rather than a new fixed field: records made before it are read
+# as they are (no device number known, nothing compared) and the format stays 2.
+F_RDEV = 64
+_RDEV = struct.Struct("<Q")
 
 Xattrs = tuple[tuple[str, bytes], ...]
 # Packs the nine stat fields exactly as they start a record (`check`'s fast comparison).
@@ -81,6 +87,7 @@ class Record:
     xattrs: tuple[tuple[str, bytes], ...] = ()
     fsflags: int = 0
     content_digest: bytes = b""
+    rdev: int | None = None  # device number of a character or block device, when recorded
 
     @property
     def has_xattrs(self) -> bool:
@@ -142,9 +149,11 @@ def pack(
     xattrs: tuple[tuple[str, bytes], ...] | None,
     fsflags: int | None = None,
     content_digest: bytes = b"",
+    rdev: int | None = None,
 ) -> bytes:
     """Pack a record. `st_fields` is `stat_key(st)`; `xattrs` and `fsflags` None mean not
-    collected; `content_digest` is the SHA-256 of a stored content copy."""
+    collected; `content_digest` is the SHA-256 of a stored content copy; `rdev` the device
+    number of a character or block device."""
     if xattrs is not None:
         flags |= F_XATTRS
         xblob = _xattr_blob(xattrs) if xattrs else b""
@@ -154,9 +163,13 @@ def pack(
         flags |= F_FSFLAGS
     if content_digest:
         flags |= F_CONTENT
+    tail = b""
+    if rdev is not None:
+        flags |= F_RDEV
+        tail = _RDEV.pack(rdev)
     hbytes = _HASH_PREFIX[hash_algo] + digest if hash_algo and digest else b""
     return (_FIXED.pack(*st_fields, flags, len(link), len(hbytes), len(xblob), fsflags or 0)
-            + link + hbytes + xblob + content_digest)
+            + link + hbytes + xblob + content_digest + tail)
 
 
 def fixed_fields(rec: bytes) -> tuple[int, ...]:
@@ -173,11 +186,15 @@ def unpack(rec: bytes) -> Record:
     pos += hlen
     xblob = rec[pos : pos + xlen]
     pos += xlen
-    cdigest = rec[pos : pos + CONTENT_DIGEST_SIZE] if flags & F_CONTENT else b""
+    cdigest = b""
+    if flags & F_CONTENT:
+        cdigest = rec[pos : pos + CONTENT_DIGEST_SIZE]
+        pos += CONTENT_DIGEST_SIZE
+    rdev = _RDEV.unpack_from(rec, pos)[0] if flags & F_RDEV else None
     algo = HASH_NAMES.get(hbytes[0]) if hbytes else None
     return Record(
         mode, ino, nlink, uid, gid, size, blocks, mt, ct, flags, link,
-        algo, hbytes[1:] if hbytes else b"", _xattr_parse(xblob), fsflags, cdigest,
+        algo, hbytes[1:] if hbytes else b"", _xattr_parse(xblob), fsflags, cdigest, rdev,
     )
 
 
@@ -225,6 +242,21 @@ def display_path(path: str) -> str:
             out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8")))
         else:
             out.append(ch)
+    return "".join(out)
+
+
+def display_text(text: str) -> str:
+    """`text` (a diff, an attribute value) safe to print on a terminal: every character that
+    is not printable (C0 and C1 controls, DEL, format characters such as bidi overrides) as
+    the \\xNN escapes of its UTF-8 bytes, as in path names; tabs and line breaks stay."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch in "\t\n":
+            out.append(ch)
+        else:
+            out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogateescape")))
     return "".join(out)
 
 
@@ -299,6 +331,8 @@ def value_of(rec: Record, attr: str) -> Any:
         return _xattr_text(_xattr_split(rec.xattrs)[attr])
     if attr == "e2fsattrs":
         return flags_text(rec.fsflags) if rec.has_fsflags else None
+    if attr == "rdev":
+        return None if rec.rdev is None else f"{os.major(rec.rdev)}:{os.minor(rec.rdev)}"
     raise KeyError(attr)
 
 
@@ -313,6 +347,10 @@ def compare(
     type_changed = stat.S_IFMT(old.mode) != stat.S_IFMT(new.mode)
     if "ftype" in attrs and type_changed:
         changes.append(AttrChange("ftype", value_of(old, "ftype"), value_of(new, "ftype")))
+    # A device swapped for another at the same path (/dev/null for /dev/mem, same type and
+    # maybe the same inode number). A record made before device numbers were kept has none.
+    if "rdev" in attrs and old.rdev is not None and new.rdev is not None and old.rdev != new.rdev:
+        changes.append(AttrChange("rdev", value_of(old, "rdev"), value_of(new, "rdev")))
     if "l" in attrs and (old.link != new.link or type_changed) and (old.link or new.link):
         changes.append(AttrChange("l", value_of(old, "l"), value_of(new, "l")))
     if "s" in attrs and old.size != new.size:

@@ -479,7 +479,8 @@ class _Scan:
         if crule.wants_flags and not oflags & _FLAGS_SEEN and (reg or S_ISDIR(mode)):
             return False
         if not reg:
-            return True
+            # A device recorded before device numbers were kept is re-read once, to keep it.
+            return bool(oflags & R.F_RDEV) or not (S_ISCHR(mode) or S_ISBLK(mode))
         if crule.hash_algo is not None:
             hlen = fx[11]
             if not hlen or R.HASH_NAMES.get(old_r[R.FIXED_SIZE + fx[10]]) != crule.hash_algo:
@@ -682,7 +683,8 @@ class _Scan:
         elif crule.wants_flags and S_ISDIR(st.st_mode) and fsflags is None:
             flags |= R.F_NOFSFLAGS
         cdigest = hashlib.sha256(copy).digest() if copy is not None else b""
-        rec = R.pack(st9, flags, item.link, algo, digest, xattrs, fsflags, cdigest)
+        rdev = st.st_rdev if S_ISCHR(st9[0]) or S_ISBLK(st9[0]) else None
+        rec = R.pack(st9, flags, item.link, algo, digest, xattrs, fsflags, cdigest, rdev)
         if item.kind == _ADDED:
             if self.report_added:
                 self.s.added.append(EntryChange(item.path, "added", R.ftype_name(st9[0])))
@@ -760,6 +762,8 @@ class _Scan:
 
 S_ISREG = stat.S_ISREG
 S_ISDIR = stat.S_ISDIR
+S_ISCHR = stat.S_ISCHR
+S_ISBLK = stat.S_ISBLK
 
 
 def _scan(config: FimConfig, root_prefix: str, key: Key, old: Baseline | None, writer: BaselineWriter | None,

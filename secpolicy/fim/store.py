@@ -11,11 +11,11 @@ import json
 import os
 import secrets
 import sqlite3
+import stat
 import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
@@ -24,6 +24,7 @@ __all__ = ["FORMAT", "Baseline", "BaselineWriter", "Key", "generation_hash", "lo
 
 FORMAT = 2
 _MIN_KEY = 16
+_MAX_KEY_FILE = 4096  # a key is 16 bytes or more; a key file larger than this is a mistake
 _BATCH = 4096
 _LEN = struct.Struct("<I")
 _LENS = struct.Struct("<II")
@@ -51,10 +52,26 @@ class Key:
 
     @classmethod
     def from_file(cls, path: str) -> Key:
+        """The key in `path`: a regular file of at most _MAX_KEY_FILE bytes, opened without
+        blocking, so a FIFO or /dev/zero given by mistake is refused rather than waited on."""
         try:
-            data = Path(path).read_bytes().strip()
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
             raise InputError(f"cannot read key file: {e.strerror}", path) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError("key file is not a regular file", path)
+            if st.st_size > _MAX_KEY_FILE:
+                raise InputError(f"key file is {st.st_size} bytes; a key file holds at most {_MAX_KEY_FILE}", path)
+            data = os.read(fd, _MAX_KEY_FILE + 1)
+        except OSError as e:
+            raise InputError(f"cannot read key file: {e.strerror}", path) from None
+        finally:
+            os.close(fd)
+        if len(data) > _MAX_KEY_FILE:
+            raise InputError(f"key file holds more than {_MAX_KEY_FILE} bytes", path)
+        data = data.strip()
         if len(data) < _MIN_KEY:
             raise InputError(f"key file holds {len(data)} bytes; at least {_MIN_KEY} are needed", path)
         return cls(data, f"file {path}")

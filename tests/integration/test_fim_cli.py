@@ -172,3 +172,32 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
     assert rc == 0 and "entries" not in seen
     piped = run(*base[3:], "--db", str(tmp_path / "c.db"))
     assert piped.returncode == 0 and "entries," not in piped.stderr and "\r" not in piped.stderr
+
+
+def test_a_checkpoint_copy_that_fails_does_not_hide_the_check(tmp_path: Path) -> None:
+    """The copy `log init` set up became a directory: `fim check` prints its result, names the
+    copy after it, exits 1 on changes and 3 when clean; the audit log stays sealed."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "app.conf").write_text("listen 80\n")
+    (tmp_path / "fim.yaml").write_text("name: app\npaths:\n  - path: /etc\n    attrs: R\n")
+    (tmp_path / "key").write_bytes(os.urandom(32))
+    log, copy = tmp_path / "log", tmp_path / "cpx"
+    assert run("log", "init", str(log), "--key-out", str(tmp_path / "log.key"),
+               "--copy-checkpoints", str(copy)).returncode == 0
+    common = ["--config", str(tmp_path / "fim.yaml"), "--db", str(tmp_path / "fim.db"), "--root", str(root),
+              "--key-file", str(tmp_path / "key"), "--no-progress", "--audit-log", str(log)]
+    assert run("fim", "init", *common).returncode == 0
+    copy.unlink()
+    copy.mkdir()
+    p = run("fim", "check", *common)
+    assert p.returncode == 3, p.stderr
+    assert p.stdout.startswith("fim check: clean")
+    assert p.stderr.startswith(f"secpolicy: audit log: {copy}: cannot copy checkpoint ")
+    (root / "etc" / "app.conf").write_text("listen 8080\n")
+    p = run("fim", "check", *common, "--format", "json")
+    assert p.returncode == 1 and json.loads(p.stdout)["result"] == "changed"
+    assert "cannot copy checkpoint" in p.stderr
+    v = run("log", "verify", str(log), "--key-file", str(tmp_path / "log.key"))
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert "this checkpoint copy was not used" in v.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -268,3 +269,71 @@ def test_copied_log_verifies_elsewhere(written_log: dict[str, Path], tmp_path: P
     (copy / "state.json").unlink()
     code, out = run("log", "verify", str(copy), "--key-file", str(written_log["key"]))
     assert code == 0, out
+
+
+@pytest.mark.parametrize("target", ["adir", "missing/cp.jsonl"])
+def test_a_copy_target_that_cannot_be_written_is_refused_before_the_log_is(tmp_path: Path, target: str) -> None:
+    """`--out`/`--copy-checkpoints` naming a directory or a file in a missing directory is exit 2,
+    nothing is written, and the untampered log still verifies (no crash on record)."""
+    directory, key = tmp_path / "log", tmp_path / "log.key"
+    assert run("log", "init", str(directory), "--key-out", str(key))[0] == 0
+    (tmp_path / "adir").mkdir()
+    before = (directory / "segment-000000.jsonl").read_bytes()
+    code, out = run("log", "checkpoint", str(directory), "--out", str(tmp_path / target))
+    assert code == 2 and "cannot append checkpoints here" in out and target in out
+    (tmp_path / "rec.jsonl").write_text("".join(line + "\n" for line in EVENTS.read_text().splitlines()
+                                                if '"rule_id"' in line))
+    code, out = run("log", "append", str(directory), str(tmp_path / "rec.jsonl"),
+                    "--copy-checkpoints", str(tmp_path / target))
+    assert code == 2 and "cannot append checkpoints here" in out
+    assert (directory / "segment-000000.jsonl").read_bytes() == before
+    code, out = run("log", "verify", str(directory), "--key-file", str(key))
+    assert code == 0 and "sealed" in out, out
+    assert run("log", "checkpoint", str(directory))[0] == 0
+    assert b'"resumed_after":"crash"' not in (directory / "segment-000000.jsonl").read_bytes()
+
+
+def test_a_configured_copy_that_became_a_directory_leaves_the_log_sealed(tmp_path: Path) -> None:
+    """The copy set up at `log init` fails later: the checkpoint is printed, the log sealed,
+    the command exits 3 naming the copy; verify warns that the copy was not used."""
+    directory, key, copy = tmp_path / "log", tmp_path / "log.key", tmp_path / "cpx"
+    assert run("log", "init", str(directory), "--key-out", str(key), "--copy-checkpoints", str(copy))[0] == 0
+    copy.unlink()
+    copy.mkdir()
+    code, out = run("log", "checkpoint", str(directory))
+    assert code == 3
+    assert json.loads(out.splitlines()[0])["tree_size"] == 4
+    assert out.splitlines()[1] == f"{copy}: cannot copy 2 checkpoints (the first: 4): Is a directory"
+    code, out = run("log", "verify", str(directory), "--key-file", str(key))
+    assert code == 0 and "sealed" in out, out
+    assert f"warning: {copy}: cannot be read (Is a directory); this checkpoint copy was not used" in out
+    copy.rmdir()
+    os.mkfifo(copy)  # nor does a FIFO in its place hang verify
+    code, out = run("log", "verify", str(directory), "--key-file", str(key))
+    assert code == 0 and "(not a regular file); this checkpoint copy was not used" in out, out
+
+
+def test_key_files_that_are_fifos_or_devices_are_refused_without_waiting(written_log: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    """`--key-file`, `--pubkey`, `--witness`, `--sign-key` and the log's pseudonym key: a FIFO
+    or /dev/zero is exit 2 naming it (reading one used to wait forever or without end)."""
+    from secpolicy.auditlog.log import read_pseudonym_key
+
+    w = written_log
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for bad in (str(fifo), "/dev/zero"):
+        assert run("log", "verify", str(w["dir"]), "--key-file", bad) == (2, f"{bad}: key file is not a regular file")
+        code, out = run("log", "verify", str(w["dir"]), "--key-file", str(w["key"]), "--pubkey", bad)
+        assert (code, out) == (2, f"{bad}: public key is not a regular file")
+        code, out = run("log", "verify", str(w["dir"]), "--key-file", str(w["key"]), "--witness", bad)
+        assert (code, out) == (2, f"{bad}: witness file is not a regular file")
+        code, out = run("log", "checkpoint", str(w["dir"]), "--sign-key", bad)
+        assert (code, out) == (2, f"{bad}: private key is not a regular file")
+    (tmp_path / "long.key").write_bytes(b"0" * 20000)
+    code, out = run("log", "verify", str(w["dir"]), "--key-file", str(tmp_path / "long.key"))
+    assert code == 2 and "holds more than 16384 bytes: not a key file" in out
+    (w["dir"] / "pseudonym.key").unlink()
+    os.mkfifo(w["dir"] / "pseudonym.key")
+    with pytest.raises(SecpolicyError, match="the pseudonym key is not a regular file"):
+        read_pseudonym_key(w["dir"])

@@ -3,6 +3,7 @@ entry; the ones it cannot catch (holder of the current key, after the last ancho
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -31,7 +32,7 @@ from secpolicy.auditlog.verify import (
     read_host_state,
     verify_log,
 )
-from secpolicy.errors import IntegrityError, RuntimeFailure
+from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
 
 OPTS = LogOptions(checkpoint_every=10, checkpoint_interval=None, sync="checkpoint")
 
@@ -458,3 +459,25 @@ def test_signed_checkpoints_verify_and_a_forged_one_does_not(tmp_path: Path) -> 
                         offhost[0].signature, offhost[0].public_key)
     with pytest.raises(IntegrityError, match="invalid signature"):
         verify(directory, key, checkpoints=[forged], public_key=pub)
+
+
+def test_a_failed_checkpoint_copy_is_reported_at_close_after_the_seal(tmp_path: Path) -> None:
+    """A copy target `log init` set up turns into a directory: every checkpoint is still
+    written, the log is sealed, and close names the copy once with how many it missed."""
+    from secpolicy.auditlog.log import CheckpointCopyError
+
+    copy = tmp_path / "copy.jsonl"
+    directory, key = make_log(tmp_path, n=1, options=dataclasses.replace(OPTS, copy_checkpoints_to=(copy,)))
+    copy.unlink()
+    copy.mkdir()
+    log = AuditLog.open(directory, OPTS)
+    for i in range(25):
+        log.append(record(i))
+    with pytest.raises(CheckpointCopyError) as err:
+        log.close()
+    assert err.value.failures == (f"{copy}: cannot copy 3 checkpoints (the first: 15): Is a directory",)
+    report = verify_log(log_files([directory]), key)
+    assert report.sealed and report.checkpoints == 4
+    assert len(load_checkpoints(directory / "checkpoints.jsonl")) == 4
+    with pytest.raises(InputError, match="cannot append checkpoints here: Is a directory"):
+        AuditLog.open(directory, dataclasses.replace(OPTS, copy_checkpoints_to=(copy,)))

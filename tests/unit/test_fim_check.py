@@ -327,3 +327,54 @@ def test_other_filesystems_are_not_entered(tmp_path: Path):
     s = fim.init_baseline(config, db, "/", KEY)
     noted = {n.path for n in s.notes if "another filesystem" in n.message}
     assert noted & {"/dev/shm", "/dev/pts"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root (CAP_MKNOD)")
+def test_a_device_swapped_for_another_at_the_same_path_is_reported(tmp_path: Path) -> None:
+    """/dev/null (1:3) replaced by /dev/mem (1:1) at the same path was a clean `--full`
+    check: the device number is now recorded (R, L and > include `rdev`) and compared."""
+    root = tmp_path / "root"
+    (root / "dev").mkdir(parents=True)
+    os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(root / "dev" / "disk", 0o660 | stat.S_IFBLK, os.makedev(7, 0))
+    for attrs in ("R", "L", ">", "p+ftype+rdev"):
+        config = fim.config_from_dict({"paths": [{"path": "/dev", "attrs": attrs}]})
+        db = tmp_path / f"{attrs}.db"
+        fim.init_baseline(config, db, root, KEY)
+        (root / "dev" / "null").unlink()
+        os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 1))
+        (root / "dev" / "disk").unlink()
+        os.mknod(root / "dev" / "disk", 0o660 | stat.S_IFBLK, os.makedev(7, 1))
+        result = fim.check(config, db, root, KEY, full=True, record=False)
+        changes = {e.path: {c.name: (c.old, c.new) for c in e.changes if c.name == "rdev"} for e in result.changed}
+        assert changes["/dev/null"] == {"rdev": ("1:3", "1:1")}, attrs
+        assert changes["/dev/disk"] == {"rdev": ("7:0", "7:1")}, attrs
+        (root / "dev" / "null").unlink()
+        os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        (root / "dev" / "disk").unlink()
+        os.mknod(root / "dev" / "disk", 0o660 | stat.S_IFBLK, os.makedev(7, 0))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root (CAP_MKNOD)")
+def test_a_device_recorded_without_its_number_is_read_compatibly(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record made before device numbers were kept (no F_RDEV) compares clean, and `update`
+    then records the number, so a later swap is reported."""
+    from secpolicy.fim import record as R
+
+    root = tmp_path / "root"
+    (root / "dev").mkdir(parents=True)
+    os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    config = fim.config_from_dict({"paths": [{"path": "/dev/null", "attrs": "R"}]})
+    db = tmp_path / "base.db"
+    real_pack = R.pack
+    with monkeypatch.context() as m:  # a baseline as secpolicy made it before
+        m.setattr(R, "pack", lambda *a: real_pack(*a[:8]))
+        fim.init_baseline(config, db, root, KEY)
+    assert not R.unpack(sqlite3.connect(db).execute("SELECT r FROM entries").fetchone()[0]).flags & R.F_RDEV
+    assert fim.check(config, db, root, KEY, full=True).status == "clean"
+    fim.update(config, db, root, KEY)
+    (root / "dev" / "null").unlink()
+    os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 1))
+    result = fim.check(config, db, root, KEY, full=True)
+    assert [(c.old, c.new) for c in result.changed[0].changes if c.name == "rdev"] == [("1:3", "1:1")]

@@ -21,9 +21,10 @@ def test_builtin_groups_mirror_aide():
     # AIDE 0.18: X = acl+selinux+xattrs+e2fsattrs+caps (aide.conf(5), "Default groups").
     x = {"acl", "xattrs", "selinux", "e2fsattrs", "caps"}
     assert fim.resolve_attrs("X") == x
-    assert fim.resolve_attrs("R") == {"p", "ftype", "i", "l", "n", "u", "g", "s", "m", "c", "sha256"} | x
-    assert fim.resolve_attrs("L") == {"p", "ftype", "i", "l", "n", "u", "g"} | x
-    assert fim.resolve_attrs(">") == {"p", "ftype", "l", "u", "g", "i", "n", "S", "sha256"} | x
+    # ... and rdev beside ftype, which AIDE lacks: a device swapped for another is a change.
+    assert fim.resolve_attrs("R") == {"p", "ftype", "rdev", "i", "l", "n", "u", "g", "s", "m", "c", "sha256"} | x
+    assert fim.resolve_attrs("L") == {"p", "ftype", "rdev", "i", "l", "n", "u", "g"} | x
+    assert fim.resolve_attrs(">") == {"p", "ftype", "rdev", "l", "u", "g", "i", "n", "S", "sha256"} | x
     assert fim.resolve_attrs("E") == frozenset()
     assert fim.resolve_attrs("R-m-c+b", default_hash="blake3") >= {"b", "blake3"}
     assert "m" not in fim.resolve_attrs("R-m")
@@ -187,3 +188,40 @@ def test_recheck_paths_sees_single_entries(cli_setup):
     os.unlink(root / "etc" / "passwd")
     r = fim.recheck_paths(config, None, root, k, [b"/etc/passwd"])
     assert [e.path for e in r.removed] == ["/etc/passwd"]
+
+
+@pytest.mark.parametrize("pattern,matches,misses", [
+    ("[[:alpha:]]*.conf", ["/etc/a.conf", "/etc/Zz.conf"], ["/etc/1.conf", "/etc/_.conf"]),
+    ("log[[:digit:]_]", ["/var/log1", "/var/log_"], ["/var/logx"]),
+    ("[![:upper:]]", ["/a", "/1"], ["/A"]),
+    ("[]a]", ["/]", "/a"], ["/b"]),
+    ("[a-]", ["/a", "/-"], ["/b"]),
+    ("[[]x", ["/[x"], ["/x"]),
+    ("[a&&b]", ["/&", "/a"], ["/c"]),
+])
+def test_glob_brackets_read_posix_classes_and_literal_members(pattern: str, matches: list[str],
+                                                              misses: list[str]) -> None:
+    """`[[:alpha:]]` is the POSIX class (it was a regex set with a FutureWarning); `]` first,
+    `-` last, `[` and `&&` are members, as in fnmatch(3)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rx = re.compile(glob_to_regex(pattern) + r"\Z")
+    assert [p for p in matches if rx.match(p)] == matches
+    assert [p for p in misses if rx.match(p)] == []
+
+
+@pytest.mark.parametrize("pattern,message", [
+    ("[abc", "unclosed '[' at character 1"),
+    ("x[[:alpha:]", "unclosed '[' at character 2"),
+    ("[[:word:]]", "unknown character class [:word:] at character 2"),
+    ("[[=a=]]", "equivalence classes ([=) are not supported"),
+])
+def test_a_bad_bracket_in_a_glob_is_refused_at_its_rule(tmp_path: Path, pattern: str, message: str) -> None:
+    path = tmp_path / "fim.yaml"
+    path.write_text(f"paths:\n  - path: /etc\n    exclude: [{json.dumps(pattern)}]\n")
+    with pytest.raises(LocatedError) as err:
+        fim.load_config(path)
+    text = err.value.render()
+    assert text.startswith(f"{path}:2:5: paths[0]: invalid exclude pattern {pattern!r}: ") and message in text

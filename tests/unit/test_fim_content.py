@@ -221,3 +221,66 @@ def test_the_fast_schema_check_never_passes_what_jsonschema_refuses() -> None:
             agreed += 1
     assert agreed > 100  # the fast path is taken, not just always declined
     assert os.path.basename(fim_config.__file__) == "config.py"
+
+
+def _cli_tree(tmp_path: Path) -> tuple[Path, list[str]]:
+    root = tmp_path / "root"
+    (root / "watched").mkdir(parents=True)
+    (root / "watched" / "app.conf").write_text("A\ndb_password = hunter2\n")
+    (tmp_path / "fim.yaml").write_text("name: app\npaths:\n  - path: /watched\n    attrs: R\n    report_changes: true\n")
+    (tmp_path / "key").write_bytes(b"k" * 32)
+    common = ["--config", str(tmp_path / "fim.yaml"), "--db", str(tmp_path / "fim.db"), "--root", str(root),
+              "--key-file", str(tmp_path / "key"), "--no-progress", "--quiet"]
+    from secpolicy.cli.fim import main
+
+    assert main(["init", *common]) == 0
+    return root, common
+
+
+def test_control_sequences_in_a_diff_are_printed_inert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """OSC 52 (clipboard), DCS, C1 CSI, bidi overrides and DEL from a watched file are shown as
+    \\xNN in the table; JSON keeps them as JSON escapes."""
+    from secpolicy.cli.fim import main
+
+    root, common = _cli_tree(tmp_path)
+    capsys.readouterr()
+    (root / "watched" / "app.conf").write_bytes(
+        b"B\x1b]52;c;ZWNobyBwd25lZA==\x07\nE\x1bP1$r\x1b\\\nF\xc2\x9b31m\nG\x1b[31mred\nH\xe2\x80\xaeI\x7f\tJ\n")
+    (root / "watched" / "[bold]x").write_text("")  # rich markup in a name is shown, not applied
+    assert main(["check", *common, "--no-record"]) == 1
+    out = capsys.readouterr().out
+    assert "/watched/[bold]x" in out
+    diff = out[out.index("--- /watched/app.conf"):].splitlines()
+    assert diff[3] == "-A" and diff[4].startswith("-db_password = [REDACTED:")
+    assert diff[5:10] == ["+B\\x1b]52;c;ZWNobyBwd25lZA==\\x07", "+E\\x1bP1$r\\x1b\\", "+F\\xc2\\x9b31m",
+                          "+G\\x1b[31mred", "+H\\xe2\\x80\\xaeI\\x7f\tJ"]
+    assert not any(ch in out for ch in "\x1b\x07\x9b\x7f\u202e")
+    assert main(["check", *common, "--no-record", "--format", "json"]) == 1
+    (entry,) = [e for e in json.loads(capsys.readouterr().out)["changed"] if e["path"] == "/watched/app.conf"]
+    assert "+B\x1b]52;c;ZWNobyBwd25lZA==\x07\n" in entry["diff"]
+
+
+def test_a_stored_redacted_line_is_shown_redacted_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The baseline's copy is already masked: a removed `db_password = [REDACTED:..]` line is
+    not masked again (as if `-db_password` were an option), in the table, JSON and audit log."""
+    from secpolicy.auditlog.log import AuditLog
+    from secpolicy.cli.fim import main
+
+    root, common = _cli_tree(tmp_path)
+    AuditLog.create(tmp_path / "log")[0].close()
+    capsys.readouterr()
+    (root / "watched" / "app.conf").write_text("A\ndb_password = hunter3\n")
+    assert main(["check", *common, "--no-record", "--audit-log", str(tmp_path / "log")]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    removed = [ln for ln in lines if ln.startswith("-db_password")]
+    added = [ln for ln in lines if ln.startswith("+db_password")]
+    assert len(removed) == 1 and len(added) == 1
+    assert removed[0].startswith("-db_password = [REDACTED:") and removed[0].count("REDACTED") == 1
+    assert added[0].startswith("+db_password = [REDACTED:") and "hunter" not in "".join(lines)
+    assert main(["check", *common, "--no-record", "--format", "json"]) == 1
+    diff = json.loads(capsys.readouterr().out)["changed"][0]["diff"]
+    assert "\n-db_password = [REDACTED:" in diff and diff.count("REDACTED") == 2
+    seg = (tmp_path / "log" / "segment-000000.jsonl").read_text()
+    (body,) = [json.loads(ln)["body"] for ln in seg.splitlines() if '"fim_change"' in ln]
+    assert "\n-db_password = [REDACTED:" in body["details"]["diff"]
+    assert body["details"]["diff"].count("REDACTED") == 2

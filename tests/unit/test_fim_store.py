@@ -212,3 +212,47 @@ def test_cli_exits_5_on_tampering(setup, tamper, monkeypatch, capsys):
     for _ in range(3):  # every time, not just once
         assert fim_main(args) == EXIT_INTEGRITY
     assert "baseline" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "directory", "too long"])
+def test_a_key_file_that_is_no_key_file_is_refused_without_waiting(tmp_path: Path, kind: str) -> None:
+    """A FIFO or /dev/zero given as the key file used to hang (read to the end); now it is
+    refused as invalid input, and so are a directory and a file longer than a key file."""
+    from secpolicy.errors import InputError
+    from secpolicy.fim.store import Key
+
+    path = tmp_path / "key"
+    if kind == "fifo":
+        os.mkfifo(path)
+        why = "key file is not a regular file"
+    elif kind == "/dev/zero":
+        path = Path("/dev/zero")
+        why = "key file is not a regular file"
+    elif kind == "directory":
+        path.mkdir()
+        why = "key file is not a regular file"
+    else:
+        path.write_bytes(b"k" * 4097)
+        why = "key file is 4097 bytes; a key file holds at most 4096"
+    with pytest.raises(InputError) as err:
+        Key.from_file(str(path))
+    assert err.value.render() == f"{path}: {why}"
+    path = tmp_path / "good.key"
+    path.write_bytes(b"k" * 4096)
+    assert Key.from_file(str(path)).material == b"k" * 4096
+
+
+@pytest.mark.parametrize("option", ["--db", "--root", "--config", "--key-file", "--audit-log"])
+def test_an_empty_path_option_is_invalid_input(tmp_path: Path, option: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`--db ""` used to fail late (exit 3, "cannot put the new baseline in place at :") and
+    `--root ""` silently meant the current directory: both are exit 2 before anything runs."""
+    (tmp_path / "fim.yaml").write_text("paths:\n  - path: /etc\n")
+    (tmp_path / "key").write_bytes(b"k" * 32)
+    args = {"--config": str(tmp_path / "fim.yaml"), "--db": str(tmp_path / "fim.db"), "--root": str(tmp_path),
+            "--key-file": str(tmp_path / "key"), "--audit-log": str(tmp_path / "log")}
+    args[option] = ""
+    for command in ("init", "check"):
+        assert fim_main([command, "--no-progress", *(x for kv in args.items() for x in kv)]) == 2
+        assert f"Invalid value for '{option}': must not be empty" in capsys.readouterr().err
+    assert not (tmp_path / "fim.db").exists()
