@@ -23,7 +23,7 @@ from secpolicy.errors import (
     SecpolicyError,
 )
 from secpolicy.fim.config import FimConfig, load_config
-from secpolicy.fim.record import display_path, display_text
+from secpolicy.fim.record import display_path
 from secpolicy.fim.scan import (
     CheckResult,
     check,
@@ -33,6 +33,7 @@ from secpolicy.fim.scan import (
 )
 from secpolicy.fim.store import Key
 from secpolicy.fim.walker import MAX_DEPTH
+from secpolicy.terminal import inert
 
 if TYPE_CHECKING:
     from secpolicy.redaction import Redactor
@@ -200,15 +201,15 @@ def _print_table(result: CheckResult, title: str, redactor: Redactor) -> None:
                 first = i == 0
                 table.add_row("changed" if first else "", e.ftype if first else "",
                               Text(display_path(e.path)) if first else "", c.name,
-                              Text(display_text(redactor.text(_fmt(c.old)))),
-                              Text(display_text(redactor.text(_fmt(c.new)))))
+                              Text(inert(redactor.text(_fmt(c.old)))),
+                              Text(inert(redactor.text(_fmt(c.new)))))
         console.print(table)
     for e in result.changed:
         if e.diff is not None:
             from secpolicy.fim.diff import redact_diff
 
             # A watched file's content must not reach the terminal as control sequences.
-            click.echo(display_text(redact_diff(e.diff, redactor.text)))
+            click.echo(inert(redact_diff(e.diff, redactor.text)))
         if e.diff_note is not None:
             click.echo(f"diff: {display_path(e.path)}: {e.diff_note}")
     for err in result.errors:

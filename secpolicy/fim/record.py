@@ -16,7 +16,6 @@ __all__ = [
     "Record",
     "compare",
     "display_path",
-    "display_text",
     "flags_text",
     "ftype_name",
     "pack",
@@ -242,21 +241,6 @@ def display_path(path: str) -> str:
             out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8")))
         else:
             out.append(ch)
-    return "".join(out)
-
-
-def display_text(text: str) -> str:
-    """`text` (a diff, an attribute value) safe to print on a terminal: every character that
-    is not printable (C0 and C1 controls, DEL, format characters such as bidi overrides) as
-    the \\xNN escapes of its UTF-8 bytes, as in path names; tabs and line breaks stay."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch.isprintable() or ch in "\t\n":
-            out.append(ch)
-        else:
-            out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogateescape")))
     return "".join(out)
 
 
