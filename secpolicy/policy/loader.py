@@ -605,11 +605,7 @@ class _Loader:
             self.errors.append(d.error(tat + ("expect",), f"a check's test expects pass, fail, error or not_applicable, not {expect!r}"))
         if is_event and "events" not in t:
             self.errors.append(d.error(tat, "an event rule's test needs events:"))
-        root = None
-        if "root" in t:
-            root = str((d.path.parent / t["root"]).resolve())
-            if not os.path.isdir(root):
-                self.errors.append(d.error(tat + ("root",), f"fixture root {t['root']!r} is not a directory"))
+        root = self.fixture_root(d, tat + ("root",), t["root"]) if "root" in t else None
         for fname, value in (t.get("facts") or {}).items():
             self.check_fact_twin(d, tat + ("facts", fname), fname, value, check)
         for fname, spec in (t.get("files") or {}).items():
@@ -632,6 +628,26 @@ class _Loader:
             source=source,
             vars=values,
         )
+
+    def fixture_root(self, d: _Doc, at: tuple, given: str) -> str | None:
+        """A test's `root:`, resolved. Policies come from pull requests: a root outside the
+        policy's own directory (absolute, `..`, or a symlink out) would copy the host's files
+        into the test and print them in its failure message."""
+        if os.path.isabs(given):
+            self.errors.append(d.error(at, f"fixture root {given!r} is absolute: give a directory relative to the policy file"))
+            return None
+        if "\0" in given:
+            self.errors.append(d.error(at, "a fixture root cannot contain a NUL byte"))
+            return None
+        home = os.path.realpath(d.path.parent)
+        root = os.path.realpath(os.path.join(home, given))  # symlinks followed (a loop stays unresolved)
+        if os.path.commonpath([home, root]) != home:
+            self.errors.append(d.error(at, f"fixture root {given!r} leads outside the policy's directory (through '..' or a symlink)"))
+            return None
+        if not os.path.isdir(root):
+            self.errors.append(d.error(at, f"fixture root {given!r} is not a directory"))
+            return None
+        return root
 
     def test_vars(self, d: _Doc, tat: tuple, t: dict) -> dict[str, Any]:
         """A test's `vars:`: declared names, values of the declared type within its bounds."""

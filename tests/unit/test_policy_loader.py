@@ -247,3 +247,19 @@ def test_recursive_yaml_alias_is_a_located_error(tmp_path):
 def test_a_numeric_version_is_accepted(tmp_path):
     p = write(tmp_path, "metadata: {id: t, title: T, version: 1.0}\nrules: []\n")
     assert load_policies([p], builtin_registry()).policies[0].version == "1.0"
+
+
+def test_test_root_stays_in_the_policy_directory(tmp_path):
+    """Policies come from pull requests: a fixture root outside the policy's directory would
+    copy the host's files (/etc/shadow) into the test and print them in its failure message."""
+    (tmp_path / "fx").mkdir()
+    (tmp_path / "fx" / "in").mkdir()
+    os.symlink("/etc", tmp_path / "fx" / "out")
+    rule = "  - {{id: r{0}, title: t, severity: low, check: 'true', tests: [{{root: '{1}', expect: pass}}]}}\n"
+    roots = ["/etc", "../../../../../../../etc", "out", "in/../out", "in"]
+    p = write(tmp_path / "fx", HEADER + "rules:\n" + "".join(rule.format(i, r) for i, r in enumerate(roots)))
+    errs = errors_of(p)
+    assert errs[0].startswith(f"{p}:3:69: fixture root '/etc' is absolute")
+    assert [e.split("\n")[0].split(": ", 1)[1] for e in errs[1:]] == [
+        f"fixture root {r!r} leads outside the policy's directory (through '..' or a symlink)" for r in roots[1:4]
+    ]
