@@ -130,6 +130,30 @@ def _node_error(node: yaml.Node, text: str, path: str, message: str) -> LocatedE
     return _at(text, path, node.start_mark.index, message)
 
 
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"  # `<<: *base`, which the constructor folds in
+_KEY_KINDS = {
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:null": "null",
+}
+
+
+def _check_key(knode: yaml.Node, text: str, path: str) -> None:
+    """Every key in these files is a name (a field, a var, a rule id, a framework, a path):
+    `5:`, `true:` or `null:` would reach the code as an int, a bool or None, so it is an
+    error here, once, instead of a crash wherever a name is compared or sorted."""
+    if isinstance(knode, yaml.ScalarNode):
+        if knode.tag in (_STR, _MERGE):
+            return
+        kind = _KEY_KINDS.get(knode.tag, f"a {knode.tag.rsplit(':', 1)[-1]}")
+        quoted = knode.value.replace('"', '\\"')
+        raise _node_error(knode, text, path, f'key {knode.value or "~"} is read as {kind}, not a name: quote it ("{quoted}") if a name is meant')
+    kind = "a mapping" if isinstance(knode, yaml.MappingNode) else "a list"
+    raise _node_error(knode, text, path, f"a key is {kind}, not a name")
+
+
 _EXIT = object()  # marks leaving a collection during the walk
 
 
@@ -168,10 +192,8 @@ def _walk(root: yaml.Node, spans: dict, key_spans: dict, text: str, path: str) -
             first: dict[Any, yaml.Node] = {}
             children = []
             for knode, vnode in node.value:
-                if isinstance(knode, yaml.ScalarNode):
-                    key = knode.value
-                else:
-                    key = f"<{knode.id} key at line {knode.start_mark.line + 1}>"
+                _check_key(knode, text, path)
+                key = knode.value
                 if key in first:
                     raise _node_error(
                         knode, text, path, f"duplicate key {key!r} (first at line {first[key].start_mark.line + 1})"

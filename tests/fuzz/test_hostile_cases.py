@@ -74,3 +74,39 @@ def test_object_field_as_a_string(tmp_path, command):
 def test_rhost_as_an_object(tmp_path):
     f = write(tmp_path, "e.jsonl", b'{"type": "auth", "ts": "2024-01-01T00:00:00.000000000Z", "auth": {"rhost": {"a": 1}}}\n')
     check(run("store", "ingest", tmp_path / "s.db", f), located=[f])
+
+
+PROBE = 'metadata: {id: probe, title: Probe, version: "1"}\n'
+PROBE_RULES = (
+    "vars:\n  fv: {type: float, default: 2.0, min: 1.0, max: 10.0, description: d}\n"
+    "rules:\n  - {id: r1, title: R, severity: low, check: 'fv > 1.0'}\n"
+)
+
+
+def expect_located(out, f: Path, message: str) -> None:
+    check(out, located=[f])
+    assert out.code == 2 and message in out.stderr.splitlines()[0], out.describe()
+
+
+@pytest.mark.parametrize("body, where", [
+    ("vars: {5: 3}\n", "2:8: key 5 is read as a number, not a name"),
+    ("vars: {true: 3}\n", "2:8: key true is read as a boolean, not a name"),
+    ("rules: {null: {enabled: false, reason: x}}\n", "2:9: key null is read as null, not a name"),
+])
+@pytest.mark.parametrize("command", ["lint", "scan"])
+def test_non_string_keys_in_a_tailoring_file(tmp_path, body, where, command):
+    p = write(tmp_path, "p.yaml", (PROBE + PROBE_RULES).encode())
+    t = write(tmp_path, "t.yaml", b"metadata: {id: t, title: T}\n" + body.encode())
+    args = ("lint", p) if command == "lint" else ("scan", "--root", tmp_path, "-p", p)
+    expect_located(run(*args, "--tailoring", t), t, f"{t}:{where}")
+
+
+def test_non_string_keys_in_a_policy_and_a_waiver_file(tmp_path):
+    p = write(tmp_path, "p.yaml", (PROBE + PROBE_RULES.replace("check:", "references: {5: [a]}, check:")).encode())
+    expect_located(run("lint", p), p, f"{p}:5:52: key 5 is read as a number, not a name")
+    expect_located(run("scan", "--root", tmp_path, "-p", p, "--standard", "5"), p, f"{p}:5:52: key 5")
+    p = write(tmp_path, "p.yaml", (PROBE + PROBE_RULES).encode())
+    w = write(tmp_path, "w.yaml", b"- {rule_id: r1, justification: j, 1.5: x}\n")
+    expect_located(run("lint", p, "--waivers", w), w, f"{w}:1:35: key 1.5 is read as a number")
+    w = write(tmp_path, "w.yaml", b"- {rule_id: r1, justification: j, ? [a]: x}\n")
+    expect_located(run("lint", p, "--waivers", w), w, f"{w}:1:37: a key is a list, not a name")
