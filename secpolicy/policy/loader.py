@@ -27,7 +27,14 @@ from secpolicy.errors import InputError, LocatedError
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
 from secpolicy.policy.testfiles import TestFileError, parse_test_file
-from secpolicy.policy.vars import SCAN, SCAN_VAR, bounds_allowed, did_you_mean
+from secpolicy.policy.vars import (
+    SCAN,
+    SCAN_VAR,
+    bounds_allowed,
+    checked_value,
+    converted_value,
+    did_you_mean,
+)
 from secpolicy.resources import load_schema
 from secpolicy.rules import (
     Condition,
@@ -38,7 +45,6 @@ from secpolicy.rules import (
     SequenceSpec,
     Threshold,
     VarDecl,
-    convert_value,
 )
 
 if TYPE_CHECKING:
@@ -367,7 +373,7 @@ class _Loader:
 
     def _convert(self, d: _Doc, at: tuple, tname: str, raw: Any) -> Any:
         try:
-            return convert_value(tname, raw)
+            return converted_value(tname, raw)
         except ValueError as e:
             self.errors.append(d.error(at, f"{at[-1] if isinstance(at[-1], str) else 'choice'}: {e}"))
             return None
@@ -659,7 +665,7 @@ class _Loader:
                 self.errors.append(d.error(at, f"unknown var {name!r}{did_you_mean(name, self.vars)}", key=True))
                 continue
             try:
-                out[name] = decl.check(raw)
+                out[name] = checked_value(decl, raw)
             except ValueError as e:
                 self.errors.append(d.error(at, f"{name}: {e}"))
         return out

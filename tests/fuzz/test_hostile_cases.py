@@ -110,3 +110,14 @@ def test_non_string_keys_in_a_policy_and_a_waiver_file(tmp_path):
     expect_located(run("lint", p, "--waivers", w), w, f"{w}:1:35: key 1.5 is read as a number")
     w = write(tmp_path, "w.yaml", b"- {rule_id: r1, justification: j, ? [a]: x}\n")
     expect_located(run("lint", p, "--waivers", w), w, f"{w}:1:37: a key is a list, not a name")
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+@pytest.mark.parametrize("command", ["lint", "scan"])
+def test_a_tailored_float_var_must_be_finite(tmp_path, value, command):
+    # NaN compares false with everything: it passed min/max and then made `fv > 1.0` checks pass.
+    p = write(tmp_path, "p.yaml", (PROBE + PROBE_RULES).encode())
+    t = write(tmp_path, "t.yaml", f"metadata: {{id: t, title: T}}\nvars: {{fv: {value}}}\n".encode())
+    args = ("lint", p) if command == "lint" else ("scan", "--root", tmp_path, "-p", p)
+    shown = value.lstrip(".").replace("-.", "-")
+    expect_located(run(*args, "--tailoring", t), t, f"{t}:2:12: fv: expected a finite number, got {shown}")
