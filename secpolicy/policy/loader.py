@@ -86,7 +86,8 @@ def _display(p: Path | str) -> str:
 
 
 def find_policy_files(paths: Iterable[Path]) -> list[Path]:
-    """Files named on the command line, and *.yaml / *.yml below named directories."""
+    """Files named on the command line, and *.yaml / *.yml below named directories (a
+    directory holding none is an InputError)."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -96,6 +97,9 @@ def find_policy_files(paths: Iterable[Path]) -> list[Path]:
                 for f in filenames:
                     if f.endswith((".yaml", ".yml")) and not f.startswith("."):
                         found.append(Path(dirpath) / f)
+            if not found:
+                # Checking nothing is a mistake (a wrong path, `X.YAML`), never a clean run.
+                raise InputError("no policy files in this directory (*.yaml or *.yml, not hidden)", _display(p))
             out.extend(sorted(found))
         elif p.exists() or p.is_symlink():
             out.append(p)

@@ -121,3 +121,40 @@ def test_a_tailored_float_var_must_be_finite(tmp_path, value, command):
     args = ("lint", p) if command == "lint" else ("scan", "--root", tmp_path, "-p", p)
     shown = value.lstrip(".").replace("-.", "-")
     expect_located(run(*args, "--tailoring", t), t, f"{t}:2:12: fv: expected a finite number, got {shown}")
+
+
+def nothing_checked(out, message: str) -> None:
+    check(out)
+    assert out.code == 2 and message in out.stderr, out.describe()
+
+
+@pytest.mark.parametrize("command", ["lint", "test", "scan"])
+@pytest.mark.parametrize("contents", ["empty", "no policy files"])
+def test_a_directory_without_policy_files_is_an_error(tmp_path, command, contents):
+    d = tmp_path / "d"
+    d.mkdir()
+    if contents != "empty":
+        for name in ("x.YAML", ".hidden.yaml", "notes.txt"):
+            (d / name).write_text(PROBE + PROBE_RULES)
+        (d / "loop").symlink_to(".")
+    args = ("scan", "--root", tmp_path, "-p", d) if command == "scan" else (command, d)
+    nothing_checked(run(*args), f"{d}: no policy files in this directory")
+
+
+def test_test_with_an_unknown_rule_is_an_error(tmp_path):
+    p = write(tmp_path, "p.yaml", (PROBE + PROBE_RULES).encode())
+    nothing_checked(run("test", p, "--rule", "nope"), "unknown rule id 'nope' (known: r1)")
+
+
+@pytest.mark.parametrize("option", ["--profile", "--standard", "--rule"])
+def test_an_empty_scan_filter_is_an_error(tmp_path, option):
+    p = write(tmp_path, "p.yaml", (PROBE + PROBE_RULES).encode())
+    out = run("scan", "--root", tmp_path, "-p", p, option, "")
+    nothing_checked(out, f"{option} is empty")
+
+
+def test_filters_that_select_no_rule_together_are_an_error(tmp_path):
+    out = run("scan", "--root", tmp_path, "--standard", "hipaa", "--rule", "cis-1.1.1.1-cramfs-module-disabled")
+    nothing_checked(out, "no check rule is selected by these filters together "
+                         "(--standard hipaa, --rule cis-1.1.1.1-cramfs-module-disabled)")
+    nothing_checked(run("scan", "--root", tmp_path, "-p", EVENTS_POLICY), "the policies hold no enabled check rule")
