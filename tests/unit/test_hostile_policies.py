@@ -143,6 +143,12 @@ WAIVER_CASES = {
     "- {rule_id: 5, justification: j}\n": ("rule_id must be a non-empty string, not a number", 13),
     "- {rule_id: r, justification: j, expires: 2024-02-30}\n": ("expires must be a date (YYYY-MM-DD)", 43),
     "- {rule_id: r, justification: j, expires: 20240101}\n": ("expires must be a date (YYYY-MM-DD)", 43),
+    # An empty host list or a forgotten date would waive the rule on every host, for ever.
+    "- {rule_id: r, justification: j, hosts: null}\n": ("hosts is empty (null): list host patterns, or leave hosts out", 41),
+    "- {rule_id: r, justification: j, hosts: []}\n": ("hosts is empty ([]): list host patterns", 41),
+    "- {rule_id: r, justification: j, expires: null}\n": ("expires is empty (null): give a date (YYYY-MM-DD)", 43),
+    "- {rule_id: r, justification: ''}\n": ("justification is empty: it must be a non-empty string", 31),
+    "- {rule_id: r, justification: '  '}\n": ("justification is empty: it must be a non-empty string", 31),
 }
 
 
