@@ -21,6 +21,7 @@ from secpolicy.dsl import (
     parse_expression,
 )
 from secpolicy.dsl.checker import check_expression
+from secpolicy.dsl.limits import LIMITS
 from secpolicy.dsl.lint import LintWarning, mixed_and_or, unused_macros
 from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, ObjectType, Signature, Type
 from secpolicy.errors import InputError, LocatedError
@@ -171,6 +172,45 @@ def _schema_error(doc: Positioned, err: jsonschema.ValidationError) -> LocatedEr
     return doc.error(at, f"{where}: {err.message}")
 
 
+# Expression text in one file once YAML aliases are expanded: `check: *c` repeats a 64 KiB
+# expression without repeating its bytes, and each copy costs a parse and a compile. The
+# bundled packs hold about 64 KiB of expression text in all.
+EXPRESSION_TEXT_CHARS = 1024 * 1024
+
+
+def _expression_texts(data: dict) -> Iterator[tuple[tuple, str]]:
+    """(path, text) of every expression of a schema-valid policy document."""
+    def applicable(at: tuple, raw: Any) -> Iterator[tuple[tuple, str]]:
+        if isinstance(raw, str):
+            yield at, raw
+        elif isinstance(raw, list):
+            yield from ((at + (k, "if"), c["if"]) for k, c in enumerate(raw))
+
+    yield from ((("macros", n), t) for n, t in (data.get("macros") or {}).items())
+    yield from applicable(("applicable",), data.get("applicable"))
+    for i, r in enumerate(data.get("rules") or ()):
+        for key in ("check", "when"):
+            if key in r:
+                yield ("rules", i, key), r[key]
+        yield from applicable(("rules", i, "applicable"), r.get("applicable"))
+        steps = (r.get("sequence") or {}).get("steps") or ()
+        yield from ((("rules", i, "sequence", "steps", k), t) for k, t in enumerate(steps))
+
+
+def _expression_text_error(doc: Positioned) -> LocatedError | None:
+    """A located error at the expression that takes the file past EXPRESSION_TEXT_CHARS."""
+    total = 0
+    for at, text in _expression_texts(doc.data):
+        if len(text) > LIMITS.expression_chars:
+            continue  # the parser refuses it on its own, with that limit named
+        total += len(text)
+        if total > EXPRESSION_TEXT_CHARS:
+            # At the key: an `*alias` value has no position of its own (it is the anchor's).
+            return doc.error(at, f"the expressions of this file add up to more than {EXPRESSION_TEXT_CHARS:,} "
+                                 "characters (the limit, counting each `*alias` copy): an alias bomb?", key=True)
+    return None
+
+
 class _Doc:
     """One policy file being loaded. From the compile cache it comes as plain data, the
     lines the loader asks for and the parsed expressions: the YAML is parsed again (for
@@ -187,6 +227,7 @@ class _Doc:
         self.cached_scope = cached_scope  # the scope of the cache entry it came from
         self.data: dict = cached["data"] if cached is not None else pos.data  # type: ignore[union-attr]
         self.parsed: dict[tuple, ast.Node] = {}
+        self.by_text: dict[str, ast.Node] = {}  # one parse per distinct text (`*alias` copies)
         self.lines: dict[tuple, int] = {}  # (path, key?) -> line, kept in the cache
 
     @property
@@ -225,7 +266,10 @@ class _Doc:
     def parse(self, at: tuple, text: str) -> ast.Node:
         node = self.cached["parsed"].get(at) if self.cached is not None else None
         if node is None:
+            node = self.by_text.get(text)
+        if node is None:
             node = parse_expression(text, self.origin(at, text))
+        self.by_text.setdefault(text, node)
         self.parsed[at] = node
         return node
 
@@ -287,6 +331,8 @@ class _Loader:
         self.defined_at: dict[str, str] = {}
         self.rule_ids: dict[str, str] = {}
         self.macros_used: set[str] = set()
+        # Compiled once per distinct text and kind: the catalogue is the same for every rule.
+        self.compiled: dict[tuple[str, bool], CompiledExpr] = {}
 
     def read(self, path: Path) -> _Doc | None:
         shown = _display(path)
@@ -317,6 +363,10 @@ class _Loader:
         violation = schema_violation(pos, "policy")
         if violation is not None:
             self.errors.append(violation)
+            return None
+        too_much = _expression_text_error(pos)
+        if too_much is not None:
+            self.errors.append(too_much)
             return None
         return _Doc(path, shown, text, sha, pos, None)
 
@@ -441,9 +491,12 @@ class _Loader:
         origin = d.origin(at, text)
         try:
             node = d.parse(at, text)
-            compiled = compile_expression(
-                text, self.catalogue(event=event), origin, kind="event" if event else "check", parsed=node
-            )
+            compiled = self.compiled.get((text, event))
+            if compiled is None:
+                compiled = compile_expression(
+                    text, self.catalogue(event=event), origin, kind="event" if event else "check", parsed=node
+                )
+                self.compiled[(text, event)] = compiled
             self.macros_used |= compiled.macros_used
             return compiled
         except LocatedError as e:
