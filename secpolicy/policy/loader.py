@@ -3,9 +3,11 @@ macros (shared across all loaded files, cycles rejected), compile every expressi
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -110,8 +112,10 @@ def find_policy_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def read_text_file(path: Path) -> tuple[str, bytes]:
+    """The text (and bytes) of a policy, waiver or tailoring file. Anything but a regular
+    file is refused before a byte is read: a FIFO with no writer would block for ever."""
     try:
-        raw = path.read_bytes()
+        raw = _read_regular(path)
     except FileNotFoundError:
         raise InputError("no such file (it vanished while loading?)", _display(path)) from None
     except IsADirectoryError:
@@ -126,6 +130,29 @@ def read_text_file(path: Path) -> tuple[str, bytes]:
         line = raw[: e.start].count(b"\n") + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise LocatedError("not valid UTF-8", _display(path), line, col) from None
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise InputError(f"not a regular file ({kind})", _display(path))
+
+
+def _read_regular(path: Path) -> bytes:
+    # Checked before opening (a device is never opened), and again on the descriptor: the
+    # O_NONBLOCK open of a FIFO swapped in meanwhile does not wait for a writer.
+    _check_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _check_regular(path, os.fstat(fd).st_mode)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 _VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}

@@ -4,6 +4,7 @@ replay, report and diff: each kept as one exact case, so none comes back."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,27 @@ def test_filters_that_select_no_rule_together_are_an_error(tmp_path):
     nothing_checked(out, "no check rule is selected by these filters together "
                          "(--standard hipaa, --rule cis-1.1.1.1-cramfs-module-disabled)")
     nothing_checked(run("scan", "--root", tmp_path, "-p", EVENTS_POLICY), "the policies hold no enabled check rule")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "device"])
+@pytest.mark.parametrize("command", ["lint", "explain", "waivers", "tailoring"])
+def test_a_policy_input_that_is_not_a_regular_file_is_refused_unread(tmp_path, kind, command):
+    # A FIFO with no writer made `lint` and `explain -p` wait for ever.
+    import socket
+
+    f = tmp_path / "x.yaml"
+    if kind == "fifo":
+        os.mkfifo(f)
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(f))
+        s.close()
+    else:
+        f = Path("/dev/null")
+    p = write(tmp_path, "p.yaml", (PROBE + PROBE_RULES).encode())
+    args = {"lint": ("lint", f), "explain": ("explain", "-p", f, "r1"),
+            "waivers": ("lint", p, "--waivers", f), "tailoring": ("lint", p, "--tailoring", f)}[command]
+    out = run(*args)
+    check(out, located=[f], position=False)
+    what = {"fifo": "a FIFO", "socket": "a socket", "device": "a device"}[kind]
+    assert out.code == 2 and f"{f}: not a regular file ({what})" in out.stderr, out.describe()
