@@ -263,3 +263,19 @@ def test_test_root_stays_in_the_policy_directory(tmp_path):
     assert [e.split("\n")[0].split(": ", 1)[1] for e in errs[1:]] == [
         f"fixture root {r!r} leads outside the policy's directory (through '..' or a symlink)" for r in roots[1:4]
     ]
+
+
+def test_errors_in_quoted_expressions_point_through_escapes_and_folded_lines(tmp_path):
+    rule = "  - id: r{0}\n    title: t\n    severity: low\n    check: {1}\n"
+    checks = [
+        r'"file(\"/etc/x\").exists and file(\"/y\").mode == \"a\""',
+        '"file(\\"/etc/x\\").exists and\n      file(\\"/y\\").exists and\n\n      file(\\"/z\\").mode == \\"a\\""',
+        "'file(\"/etc/x\").exists and file(''/y'').exists and\n      file(''/z'').mode == ''a'''",
+        '"file(\\"/\\u00e9\\").exists and \\\n      file(\\"/z\\").mode == \\"a\\""',
+        r'"file(\"/etc/x\").exists and (file(\"/y\").exists"',
+    ]
+    p = write(tmp_path, HEADER + "rules:\n" + "".join(rule.format(i, c) for i, c in enumerate(checks)))
+    errs = [e.splitlines() for e in errors_of(p)]
+    assert [e[0].split(": ")[0] for e in errs] == [f"{p}:6:41", f"{p}:13:7", f"{p}:18:7", f"{p}:23:7", f"{p}:27:61"]
+    assert errs[0][2].index("^") == errs[0][1].index("file(\\\"/y")
+    assert errs[1][1].strip().startswith('file(\\"/z\\")') and errs[1][2].strip() == "^"
