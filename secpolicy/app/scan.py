@@ -119,6 +119,7 @@ def run_scan(req: ScanRequest, *, progress: Progress | None = None) -> ScanRun:
         raise unknown[0]
     _check_selection(ps, req.profile, req.standard, req.rule_ids)
     tailored = load_tailoring_for(req.tailoring, ps, req.profile)
+    _check_selected(ps, req, tailored)
     severity = Severity.LOW if req.fail_on == "new" else Severity(req.fail_on)
     scan_id = str(uuid.uuid4())
     trail = _ScanTrail(req.audit_log, scan_id, ps, req.profile, tailored, redactor) if req.audit_log else None
@@ -229,6 +230,9 @@ def load_tailoring_for(path: str | None, ps: PolicySet, profile: str | None) -> 
 
 def _check_selection(ps: PolicySet, profile: str | None, standard: str | None, rule_ids: Sequence[str]) -> None:
     """A filter that names nothing is a typo, not an empty (and so compliant) scan."""
+    for option, value in (("--standard", standard), ("--profile", profile), *(("--rule", r) for r in rule_ids)):
+        if value is not None and not value.strip():
+            raise InputError(f"{option} is empty: give a name, or leave the option out")
     if standard:
         known = {fw for r in ps.rules for fw in r.references} | {p.standard for p in ps.policies if p.standard}
         if standard not in known:
@@ -241,6 +245,26 @@ def _check_selection(ps: PolicySet, profile: str | None, standard: str | None, r
     for rid in rule_ids:
         if rid not in ids:
             raise unknown_name("rule id", rid, ids)
+
+
+def _check_selected(ps: PolicySet, req: ScanRequest, tailored: Tailoring | None) -> None:
+    """Filters that each name something may still select no check rule together (`--standard
+    hipaa --rule cis-...`), or the policies hold none: a scan that checks nothing is an
+    error, not a clean report."""
+    profile = req.profile or (tailored.profile if tailored is not None else None)
+    selected = engine.select_rules(ps, profile=profile, standard=req.standard, rule_ids=req.rule_ids or None,
+                                   enabled=tailored.enabled() if tailored is not None else None)
+    if any(not r.is_event_rule for r in selected):
+        return
+    filters = [f"--profile {req.profile}" if req.profile else "", f"--standard {req.standard}" if req.standard else "",
+               *(f"--rule {r}" for r in req.rule_ids)]
+    if tailored is not None and (tailored.profile or tailored.rules):
+        filters.append(f"the tailoring file {tailored.path}")
+    given = ", ".join(f for f in filters if f)
+    if given:
+        raise InputError(f"no check rule is selected by these filters together ({given}): the scan would check nothing")
+    raise InputError("the policies hold no enabled check rule (event rules are for `monitor` and `replay`): "
+                     "the scan would check nothing")
 
 
 class _Baseline:

@@ -418,6 +418,10 @@ def test_cmd(paths: tuple[str, ...], rule_ids: tuple[str, ...], require_tests: b
     reg = registry()
     ps = load(paths, reg)
     wanted = set(rule_ids)
+    ids = {r.id for r in ps.rules}
+    for rid in rule_ids:
+        if rid not in ids:
+            raise unknown_name("rule id", rid, ids)  # as scan does: a typo must not test nothing
     passed = failed = 0
     untested: list[str] = []
     for rule in ps.rules:
@@ -473,7 +477,7 @@ def coverage(policies: tuple[str, ...], standard: str | None, details: bool, fmt
     """Per framework: how many requirements are automated, partial or manual."""
     ps = load(policies)
     cov = compute_coverage(ps, standard)
-    if standard and standard not in cov:
+    if standard is not None and standard not in cov:
         raise InputError(f"no coverage data for framework {standard!r} (known: {', '.join(sorted(compute_coverage(ps))) or 'none'})")
     if fmt == "json":
         click.echo(

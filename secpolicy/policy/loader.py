@@ -3,9 +3,11 @@ macros (shared across all loaded files, cycles rejected), compile every expressi
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,13 +23,21 @@ from secpolicy.dsl import (
     parse_expression,
 )
 from secpolicy.dsl.checker import check_expression
+from secpolicy.dsl.limits import LIMITS
 from secpolicy.dsl.lint import LintWarning, mixed_and_or, unused_macros
 from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, ObjectType, Signature, Type
 from secpolicy.errors import InputError, LocatedError
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
 from secpolicy.policy.testfiles import TestFileError, parse_test_file
-from secpolicy.policy.vars import SCAN, SCAN_VAR, bounds_allowed, did_you_mean
+from secpolicy.policy.vars import (
+    SCAN,
+    SCAN_VAR,
+    bounds_allowed,
+    checked_value,
+    converted_value,
+    did_you_mean,
+)
 from secpolicy.resources import load_schema
 from secpolicy.rules import (
     Condition,
@@ -38,7 +48,6 @@ from secpolicy.rules import (
     SequenceSpec,
     Threshold,
     VarDecl,
-    convert_value,
 )
 
 if TYPE_CHECKING:
@@ -80,7 +89,8 @@ def _display(p: Path | str) -> str:
 
 
 def find_policy_files(paths: Iterable[Path]) -> list[Path]:
-    """Files named on the command line, and *.yaml / *.yml below named directories."""
+    """Files named on the command line, and *.yaml / *.yml below named directories (a
+    directory holding none is an InputError)."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -90,6 +100,9 @@ def find_policy_files(paths: Iterable[Path]) -> list[Path]:
                 for f in filenames:
                     if f.endswith((".yaml", ".yml")) and not f.startswith("."):
                         found.append(Path(dirpath) / f)
+            if not found:
+                # Checking nothing is a mistake (a wrong path, `X.YAML`), never a clean run.
+                raise InputError("no policy files in this directory (*.yaml or *.yml, not hidden)", _display(p))
             out.extend(sorted(found))
         elif p.exists() or p.is_symlink():
             out.append(p)
@@ -99,8 +112,10 @@ def find_policy_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def read_text_file(path: Path) -> tuple[str, bytes]:
+    """The text (and bytes) of a policy, waiver or tailoring file. Anything but a regular
+    file is refused before a byte is read: a FIFO with no writer would block for ever."""
     try:
-        raw = path.read_bytes()
+        raw = _read_regular(path)
     except FileNotFoundError:
         raise InputError("no such file (it vanished while loading?)", _display(path)) from None
     except IsADirectoryError:
@@ -115,6 +130,29 @@ def read_text_file(path: Path) -> tuple[str, bytes]:
         line = raw[: e.start].count(b"\n") + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise LocatedError("not valid UTF-8", _display(path), line, col) from None
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise InputError(f"not a regular file ({kind})", _display(path))
+
+
+def _read_regular(path: Path) -> bytes:
+    # Checked before opening (a device is never opened), and again on the descriptor: the
+    # O_NONBLOCK open of a FIFO swapped in meanwhile does not wait for a writer.
+    _check_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _check_regular(path, os.fstat(fd).st_mode)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 _VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
@@ -161,6 +199,45 @@ def _schema_error(doc: Positioned, err: jsonschema.ValidationError) -> LocatedEr
     return doc.error(at, f"{where}: {err.message}")
 
 
+# Expression text in one file once YAML aliases are expanded: `check: *c` repeats a 64 KiB
+# expression without repeating its bytes, and each copy costs a parse and a compile. The
+# bundled packs hold about 64 KiB of expression text in all.
+EXPRESSION_TEXT_CHARS = 1024 * 1024
+
+
+def _expression_texts(data: dict) -> Iterator[tuple[tuple, str]]:
+    """(path, text) of every expression of a schema-valid policy document."""
+    def applicable(at: tuple, raw: Any) -> Iterator[tuple[tuple, str]]:
+        if isinstance(raw, str):
+            yield at, raw
+        elif isinstance(raw, list):
+            yield from ((at + (k, "if"), c["if"]) for k, c in enumerate(raw))
+
+    yield from ((("macros", n), t) for n, t in (data.get("macros") or {}).items())
+    yield from applicable(("applicable",), data.get("applicable"))
+    for i, r in enumerate(data.get("rules") or ()):
+        for key in ("check", "when"):
+            if key in r:
+                yield ("rules", i, key), r[key]
+        yield from applicable(("rules", i, "applicable"), r.get("applicable"))
+        steps = (r.get("sequence") or {}).get("steps") or ()
+        yield from ((("rules", i, "sequence", "steps", k), t) for k, t in enumerate(steps))
+
+
+def _expression_text_error(doc: Positioned) -> LocatedError | None:
+    """A located error at the expression that takes the file past EXPRESSION_TEXT_CHARS."""
+    total = 0
+    for at, text in _expression_texts(doc.data):
+        if len(text) > LIMITS.expression_chars:
+            continue  # the parser refuses it on its own, with that limit named
+        total += len(text)
+        if total > EXPRESSION_TEXT_CHARS:
+            # At the key: an `*alias` value has no position of its own (it is the anchor's).
+            return doc.error(at, f"the expressions of this file add up to more than {EXPRESSION_TEXT_CHARS:,} "
+                                 "characters (the limit, counting each `*alias` copy): an alias bomb?", key=True)
+    return None
+
+
 class _Doc:
     """One policy file being loaded. From the compile cache it comes as plain data, the
     lines the loader asks for and the parsed expressions: the YAML is parsed again (for
@@ -177,6 +254,7 @@ class _Doc:
         self.cached_scope = cached_scope  # the scope of the cache entry it came from
         self.data: dict = cached["data"] if cached is not None else pos.data  # type: ignore[union-attr]
         self.parsed: dict[tuple, ast.Node] = {}
+        self.by_text: dict[str, ast.Node] = {}  # one parse per distinct text (`*alias` copies)
         self.lines: dict[tuple, int] = {}  # (path, key?) -> line, kept in the cache
 
     @property
@@ -215,7 +293,10 @@ class _Doc:
     def parse(self, at: tuple, text: str) -> ast.Node:
         node = self.cached["parsed"].get(at) if self.cached is not None else None
         if node is None:
+            node = self.by_text.get(text)
+        if node is None:
             node = parse_expression(text, self.origin(at, text))
+        self.by_text.setdefault(text, node)
         self.parsed[at] = node
         return node
 
@@ -277,6 +358,8 @@ class _Loader:
         self.defined_at: dict[str, str] = {}
         self.rule_ids: dict[str, str] = {}
         self.macros_used: set[str] = set()
+        # Compiled once per distinct text and kind: the catalogue is the same for every rule.
+        self.compiled: dict[tuple[str, bool], CompiledExpr] = {}
 
     def read(self, path: Path) -> _Doc | None:
         shown = _display(path)
@@ -307,6 +390,10 @@ class _Loader:
         violation = schema_violation(pos, "policy")
         if violation is not None:
             self.errors.append(violation)
+            return None
+        too_much = _expression_text_error(pos)
+        if too_much is not None:
+            self.errors.append(too_much)
             return None
         return _Doc(path, shown, text, sha, pos, None)
 
@@ -367,7 +454,7 @@ class _Loader:
 
     def _convert(self, d: _Doc, at: tuple, tname: str, raw: Any) -> Any:
         try:
-            return convert_value(tname, raw)
+            return converted_value(tname, raw)
         except ValueError as e:
             self.errors.append(d.error(at, f"{at[-1] if isinstance(at[-1], str) else 'choice'}: {e}"))
             return None
@@ -431,9 +518,12 @@ class _Loader:
         origin = d.origin(at, text)
         try:
             node = d.parse(at, text)
-            compiled = compile_expression(
-                text, self.catalogue(event=event), origin, kind="event" if event else "check", parsed=node
-            )
+            compiled = self.compiled.get((text, event))
+            if compiled is None:
+                compiled = compile_expression(
+                    text, self.catalogue(event=event), origin, kind="event" if event else "check", parsed=node
+                )
+                self.compiled[(text, event)] = compiled
             self.macros_used |= compiled.macros_used
             return compiled
         except LocatedError as e:
@@ -605,11 +695,7 @@ class _Loader:
             self.errors.append(d.error(tat + ("expect",), f"a check's test expects pass, fail, error or not_applicable, not {expect!r}"))
         if is_event and "events" not in t:
             self.errors.append(d.error(tat, "an event rule's test needs events:"))
-        root = None
-        if "root" in t:
-            root = str((d.path.parent / t["root"]).resolve())
-            if not os.path.isdir(root):
-                self.errors.append(d.error(tat + ("root",), f"fixture root {t['root']!r} is not a directory"))
+        root = self.fixture_root(d, tat + ("root",), t["root"]) if "root" in t else None
         for fname, value in (t.get("facts") or {}).items():
             self.check_fact_twin(d, tat + ("facts", fname), fname, value, check)
         for fname, spec in (t.get("files") or {}).items():
@@ -633,6 +719,26 @@ class _Loader:
             vars=values,
         )
 
+    def fixture_root(self, d: _Doc, at: tuple, given: str) -> str | None:
+        """A test's `root:`, resolved. Policies come from pull requests: a root outside the
+        policy's own directory (absolute, `..`, or a symlink out) would copy the host's files
+        into the test and print them in its failure message."""
+        if os.path.isabs(given):
+            self.errors.append(d.error(at, f"fixture root {given!r} is absolute: give a directory relative to the policy file"))
+            return None
+        if "\0" in given:
+            self.errors.append(d.error(at, "a fixture root cannot contain a NUL byte"))
+            return None
+        home = os.path.realpath(d.path.parent)
+        root = os.path.realpath(os.path.join(home, given))  # symlinks followed (a loop stays unresolved)
+        if os.path.commonpath([home, root]) != home:
+            self.errors.append(d.error(at, f"fixture root {given!r} leads outside the policy's directory (through '..' or a symlink)"))
+            return None
+        if not os.path.isdir(root):
+            self.errors.append(d.error(at, f"fixture root {given!r} is not a directory"))
+            return None
+        return root
+
     def test_vars(self, d: _Doc, tat: tuple, t: dict) -> dict[str, Any]:
         """A test's `vars:`: declared names, values of the declared type within its bounds."""
         out: dict[str, Any] = {}
@@ -643,7 +749,7 @@ class _Loader:
                 self.errors.append(d.error(at, f"unknown var {name!r}{did_you_mean(name, self.vars)}", key=True))
                 continue
             try:
-                out[name] = decl.check(raw)
+                out[name] = checked_value(decl, raw)
             except ValueError as e:
                 self.errors.append(d.error(at, f"{name}: {e}"))
         return out

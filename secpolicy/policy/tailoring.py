@@ -12,7 +12,7 @@ from typing import Any
 
 from secpolicy.errors import LocatedError
 from secpolicy.policy.loader import read_text_file, schema_violation
-from secpolicy.policy.vars import did_you_mean
+from secpolicy.policy.vars import checked_value, did_you_mean
 from secpolicy.policy.yamlpos import Positioned, load_yaml
 from secpolicy.rules import PolicySet
 
@@ -142,7 +142,7 @@ def _vars(doc: Positioned, given: Mapping[str, Any], ps: PolicySet) -> tuple[Tai
             )
             raise doc.error(at, f"unknown var {name!r}{hint}", key=True)
         try:
-            value = decl.check(raw)
+            value = checked_value(decl, raw)
         except ValueError as e:
             raise doc.error(at, f"{name}: {e}") from None
         out.append(TailoredVar(

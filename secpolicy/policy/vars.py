@@ -4,17 +4,20 @@ the rule model in secpolicy.rules), and the scan context (`scan.kind`, `scan.liv
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from secpolicy.dsl.types import BOOL, STR, ObjectType
-from secpolicy.rules import VarDecl
+from secpolicy.rules import VarDecl, convert_value
 
 __all__ = [
     "SCAN",
     "SCAN_KINDS",
     "SCAN_VAR",
     "bounds_allowed",
+    "checked_value",
+    "converted_value",
     "did_you_mean",
     "merged_values",
     "scan_context",
@@ -50,6 +53,24 @@ def bounds_allowed(type_name: str) -> bool:
     """Whether `min`/`max` make sense for the (element) type."""
     elem = type_name[5:-1] if type_name.startswith("list[") else type_name
     return elem in _ORDERED
+
+
+def converted_value(type_name: str, raw: Any) -> Any:
+    """`convert_value`, but a float that is not finite is refused: every comparison with NaN
+    is false, so a NaN default or bound would pass any `min`/`max` and turn checks into passes
+    (and an infinite value is no setting either). Raises ValueError."""
+    value = convert_value(type_name, raw)
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"expected a finite number, got {v}")
+    return value
+
+
+def checked_value(decl: VarDecl, raw: Any) -> Any:
+    """A value for `decl` from a tailoring file or a test: converted (finite), within bounds."""
+    value = converted_value(decl.type_name, raw)
+    decl.check_bounds(value)
+    return value
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

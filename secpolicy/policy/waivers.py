@@ -74,7 +74,9 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 def _text(doc: Positioned, at: tuple, value: Any, name: str, *, required: bool) -> str | None:
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value.strip():
+    if isinstance(value, str) and not value.strip():
+        raise doc.error(at, f"{name} is empty: it must be a non-empty string")
+    if not isinstance(value, str):
         got = "nothing" if value is None else f"a {_kind(value)}"
         raise doc.error(at, f"{name} must be a non-empty string, not {got}")
     return value
@@ -87,8 +89,11 @@ def _kind(value: Any) -> str:
 
 
 def _hosts(doc: Positioned, at: tuple, raw: Any) -> tuple[str, ...]:
-    if raw is None:
-        return ()
+    """The host patterns; () (every host) only when `hosts` is left out. An empty or null
+    list is a mistake, never "all hosts": a waiver would silently cover the whole fleet."""
+    if raw is None or raw == []:
+        shown = "null" if raw is None else "[]"
+        raise doc.error(at, f"hosts is empty ({shown}): list host patterns, or leave hosts out to waive on every host")
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list):
         raise doc.error(at, f"hosts must be a host pattern or a list of them, not a {_kind(raw)}")
@@ -101,7 +106,8 @@ def _hosts(doc: Positioned, at: tuple, raw: Any) -> tuple[str, ...]:
 
 def _expires(doc: Positioned, at: tuple, raw: Any) -> str | None:
     if raw is None:
-        return None
+        # `expires:` with its date forgotten would waive the rule for ever.
+        raise doc.error(at, "expires is empty (null): give a date (YYYY-MM-DD), or leave expires out for a waiver that never expires")
     text = raw.isoformat() if isinstance(raw, dt.date) else raw
     if not isinstance(text, str) or not _DATE.fullmatch(text):
         raise doc.error(at, f"expires must be a date (YYYY-MM-DD), not {raw!r}")
@@ -142,8 +148,8 @@ def load_waivers(path: Path) -> WaiverSet:
         rule_id = _text(doc, at + ("rule_id",), e["rule_id"], "rule_id", required=True)
         justification = _text(doc, at + ("justification",), e["justification"], "justification", required=True)
         approver = _text(doc, at + ("approver",), e.get("approver"), "approver", required=False)
-        expires = _expires(doc, at + ("expires",), e.get("expires"))
-        hosts = _hosts(doc, at + ("hosts",), e.get("hosts"))
+        expires = _expires(doc, at + ("expires",), e["expires"]) if "expires" in e else None
+        hosts = _hosts(doc, at + ("hosts",), e["hosts"]) if "hosts" in e else ()
         assert rule_id is not None and justification is not None
         sp = doc.spans.get(at)
         out.append(

@@ -130,6 +130,30 @@ def _node_error(node: yaml.Node, text: str, path: str, message: str) -> LocatedE
     return _at(text, path, node.start_mark.index, message)
 
 
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"  # `<<: *base`, which the constructor folds in
+_KEY_KINDS = {
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:null": "null",
+}
+
+
+def _check_key(knode: yaml.Node, text: str, path: str) -> None:
+    """Every key in these files is a name (a field, a var, a rule id, a framework, a path):
+    `5:`, `true:` or `null:` would reach the code as an int, a bool or None, so it is an
+    error here, once, instead of a crash wherever a name is compared or sorted."""
+    if isinstance(knode, yaml.ScalarNode):
+        if knode.tag in (_STR, _MERGE):
+            return
+        kind = _KEY_KINDS.get(knode.tag, f"a {knode.tag.rsplit(':', 1)[-1]}")
+        quoted = knode.value.replace('"', '\\"')
+        raise _node_error(knode, text, path, f'key {knode.value or "~"} is read as {kind}, not a name: quote it ("{quoted}") if a name is meant')
+    kind = "a mapping" if isinstance(knode, yaml.MappingNode) else "a list"
+    raise _node_error(knode, text, path, f"a key is {kind}, not a name")
+
+
 _EXIT = object()  # marks leaving a collection during the walk
 
 
@@ -168,10 +192,8 @@ def _walk(root: yaml.Node, spans: dict, key_spans: dict, text: str, path: str) -
             first: dict[Any, yaml.Node] = {}
             children = []
             for knode, vnode in node.value:
-                if isinstance(knode, yaml.ScalarNode):
-                    key = knode.value
-                else:
-                    key = f"<{knode.id} key at line {knode.start_mark.line + 1}>"
+                _check_key(knode, text, path)
+                key = knode.value
                 if key in first:
                     raise _node_error(
                         knode, text, path, f"duplicate key {key!r} (first at line {first[key].start_mark.line + 1})"
@@ -186,11 +208,97 @@ def _walk(root: yaml.Node, spans: dict, key_spans: dict, text: str, path: str) -
             stack.extend(reversed([(child, at + (i,)) for i, child in enumerate(node.value)]))
 
 
+_ESCAPES = {
+    "0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f", "r": "\r",
+    "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85", "_": "\xa0", "L": "\u2028", "P": "\u2029",
+}
+_HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
+
+
+def _quoted_source(text: str, sp: Span, expr: str) -> list[int] | None:
+    """For each character of a quoted scalar's value, the index in `text` it was read from
+    (the closing quote stands for the end of the value), following YAML's escapes (`\\"`,
+    `\\x41`, `''`) and line folding; None when the rebuilt value is not `expr` (a position
+    the parser did not give), so the caller falls back to counting from the opening quote."""
+    double = sp.style == '"'
+    quote = '"' if double else "'"
+    i, stop = sp.start + 1, sp.end - 1
+    if not (0 <= sp.start < stop < len(text)) or text[sp.start] != quote or text[stop] != quote:
+        return None
+    chars: list[str] = []
+    where: list[int] = []
+    blanks: list[tuple[str, int]] = []  # spaces that a line break would drop
+
+    def skip_breaks(i: int, escaped: bool) -> int:
+        """Past a line break at `i`: the blank lines that follow each give a newline, the
+        first gives a space unless it was escaped; indentation is dropped."""
+        first, n = i, 0
+        while i < stop and text[i] in "\r\n":
+            i += 2 if text.startswith("\r\n", i) else 1
+            n += 1
+            while i < stop and text[i] in " \t":
+                i += 1
+        folded = " " if n == 1 and not escaped else "\n" * (n - 1)
+        chars.extend(folded)
+        where.extend([first] * len(folded))
+        return i
+
+    while i < stop:
+        c = text[i]
+        if c in " \t":
+            blanks.append((c, i))
+            i += 1
+            continue
+        if c in "\r\n":
+            blanks.clear()
+            i = skip_breaks(i, escaped=False)
+            continue
+        for b, at in blanks:
+            chars.append(b)
+            where.append(at)
+        blanks.clear()
+        if double and c == "\\" and i + 1 < stop:
+            n = text[i + 1]
+            if n in "\r\n":
+                i = skip_breaks(i + 1, escaped=True)
+                continue
+            if n in _HEX_ESCAPES:
+                width = _HEX_ESCAPES[n]
+                try:
+                    chars.append(chr(int(text[i + 2 : i + 2 + width], 16)))
+                except ValueError:
+                    return None
+                where.append(i)
+                i += 2 + width
+                continue
+            if n not in _ESCAPES:
+                return None
+            chars.append(_ESCAPES[n])
+            where.append(i)
+            i += 2
+            continue
+        if not double and c == "'" and text.startswith("''", i):
+            chars.append("'")
+            where.append(i)
+            i += 2
+            continue
+        chars.append(c)
+        where.append(i)
+        i += 1
+    for b, at in blanks:
+        chars.append(b)
+        where.append(at)
+    if "".join(chars) != expr:
+        return None
+    return where + [stop]
+
+
 def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.dsl.Origin
     """An Origin mapping positions in the expression stored at `at` back to the YAML file.
 
-    Block (`|`, `>`) and multi-line scalars are aligned segment by segment: each source line
-    of the scalar, without its indentation, is one segment of the expression text."""
+    Quoted scalars are mapped character by character through their escapes and folding;
+    block (`|`, `>`) and multi-line plain scalars are aligned segment by segment: each source
+    line of the scalar, without its indentation, is one segment of the expression text."""
     from secpolicy.dsl.parser import Origin
 
     sp = doc.spans.get(at)
@@ -240,11 +348,20 @@ def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.ds
                 offset = pos + len(content)
 
     expr_lines = expr.split("\n")
+    exact: list[list[int] | None] = []  # of a quoted scalar, worked out on the first error
 
     def locate(line: int, col: int) -> tuple[int, int, str | None]:
+        off = sum(len(x) + 1 for x in expr_lines[: line - 1]) + (col - 1)
+        if sp is not None and sp.style in ("'", '"'):
+            # Escapes (`\\"`) and folded lines move what follows: map character by character.
+            if not exact:
+                exact.append(_quoted_source(doc.text, sp, expr))
+            if exact[0] is not None:
+                index = exact[0][max(0, min(off, len(exact[0]) - 1))]
+                fline = doc.text.count("\n", 0, index) + 1
+                return fline, index - (doc.text.rfind("\n", 0, index) + 1) + 1, doc.line_text(fline)
         if not segments:
             return (sp.line if sp else 1), (sp.column if sp else 1), doc.line_text(sp.line if sp else 1)
-        off = sum(len(x) + 1 for x in expr_lines[: line - 1]) + (col - 1)
         seg = segments[0]
         for s in segments:
             if s[0] <= off:

@@ -143,6 +143,12 @@ WAIVER_CASES = {
     "- {rule_id: 5, justification: j}\n": ("rule_id must be a non-empty string, not a number", 13),
     "- {rule_id: r, justification: j, expires: 2024-02-30}\n": ("expires must be a date (YYYY-MM-DD)", 43),
     "- {rule_id: r, justification: j, expires: 20240101}\n": ("expires must be a date (YYYY-MM-DD)", 43),
+    # An empty host list or a forgotten date would waive the rule on every host, for ever.
+    "- {rule_id: r, justification: j, hosts: null}\n": ("hosts is empty (null): list host patterns, or leave hosts out", 41),
+    "- {rule_id: r, justification: j, hosts: []}\n": ("hosts is empty ([]): list host patterns", 41),
+    "- {rule_id: r, justification: j, expires: null}\n": ("expires is empty (null): give a date (YYYY-MM-DD)", 43),
+    "- {rule_id: r, justification: ''}\n": ("justification is empty: it must be a non-empty string", 31),
+    "- {rule_id: r, justification: '  '}\n": ("justification is empty: it must be a non-empty string", 31),
 }
 
 
@@ -215,3 +221,40 @@ def test_billion_laughs_in_a_waiver_file_is_a_located_error(tmp_path):
     with pytest.raises(LocatedError) as exc:
         load_waivers(w)
     assert exc.value.render().startswith(f"{w}:1:") and "aliases expand to more than" in exc.value.render()
+
+
+def aliased_checks(tmp_path: Path, copies: int) -> tuple[Path, str]:
+    expr = "".join(f'file("/etc/f{i}").exists or ' for i in range(2500))[: LIMITS.expression_chars - 10] + "true"
+    expr = expr[: expr.rfind(" or ") + 4] + "true"
+    rules = [f"  - {{id: r0, title: t, severity: low, check: &c '{expr}'}}\n"]
+    rules += [f"  - {{id: r{k}, title: t, severity: low, check: *c}}\n" for k in range(1, copies)]
+    p = tmp_path / "p.yaml"
+    p.write_text(HEADER + "rules:\n" + "".join(rules))
+    return p, expr
+
+
+def test_an_expression_repeated_through_aliases_is_parsed_and_compiled_once(tmp_path, monkeypatch):
+    from secpolicy.policy import loader
+
+    p, expr = aliased_checks(tmp_path, 16)
+    calls = {"parse": 0, "compile": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(loader, "parse_expression", counted("parse", loader.parse_expression))
+    monkeypatch.setattr(loader, "compile_expression", counted("compile", loader.compile_expression))
+    ps = load_policies([p], builtin_registry())
+    assert len(ps.rules) == 16 and {r.check.text for r in ps.rules} == {expr}
+    assert calls == {"parse": 1, "compile": 1}
+
+
+def test_alias_copies_of_an_expression_are_bounded_in_total(tmp_path):
+    # 40 copies of a 64 KiB check took 22 s and 377 MB to lint, 200 over a minute.
+    p, _ = aliased_checks(tmp_path, 200)
+    err = first_error(p)
+    assert err.startswith(f"{p}:19:40: the expressions of this file add up to more than 1,048,576 characters"), err
+    assert "      - {id: r16, title: t, severity: low, check: *c}\n" in err

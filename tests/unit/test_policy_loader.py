@@ -247,3 +247,35 @@ def test_recursive_yaml_alias_is_a_located_error(tmp_path):
 def test_a_numeric_version_is_accepted(tmp_path):
     p = write(tmp_path, "metadata: {id: t, title: T, version: 1.0}\nrules: []\n")
     assert load_policies([p], builtin_registry()).policies[0].version == "1.0"
+
+
+def test_test_root_stays_in_the_policy_directory(tmp_path):
+    """Policies come from pull requests: a fixture root outside the policy's directory would
+    copy the host's files (/etc/shadow) into the test and print them in its failure message."""
+    (tmp_path / "fx").mkdir()
+    (tmp_path / "fx" / "in").mkdir()
+    os.symlink("/etc", tmp_path / "fx" / "out")
+    rule = "  - {{id: r{0}, title: t, severity: low, check: 'true', tests: [{{root: '{1}', expect: pass}}]}}\n"
+    roots = ["/etc", "../../../../../../../etc", "out", "in/../out", "in"]
+    p = write(tmp_path / "fx", HEADER + "rules:\n" + "".join(rule.format(i, r) for i, r in enumerate(roots)))
+    errs = errors_of(p)
+    assert errs[0].startswith(f"{p}:3:69: fixture root '/etc' is absolute")
+    assert [e.split("\n")[0].split(": ", 1)[1] for e in errs[1:]] == [
+        f"fixture root {r!r} leads outside the policy's directory (through '..' or a symlink)" for r in roots[1:4]
+    ]
+
+
+def test_errors_in_quoted_expressions_point_through_escapes_and_folded_lines(tmp_path):
+    rule = "  - id: r{0}\n    title: t\n    severity: low\n    check: {1}\n"
+    checks = [
+        r'"file(\"/etc/x\").exists and file(\"/y\").mode == \"a\""',
+        '"file(\\"/etc/x\\").exists and\n      file(\\"/y\\").exists and\n\n      file(\\"/z\\").mode == \\"a\\""',
+        "'file(\"/etc/x\").exists and file(''/y'').exists and\n      file(''/z'').mode == ''a'''",
+        '"file(\\"/\\u00e9\\").exists and \\\n      file(\\"/z\\").mode == \\"a\\""',
+        r'"file(\"/etc/x\").exists and (file(\"/y\").exists"',
+    ]
+    p = write(tmp_path, HEADER + "rules:\n" + "".join(rule.format(i, c) for i, c in enumerate(checks)))
+    errs = [e.splitlines() for e in errors_of(p)]
+    assert [e[0].split(": ")[0] for e in errs] == [f"{p}:6:41", f"{p}:13:7", f"{p}:18:7", f"{p}:23:7", f"{p}:27:61"]
+    assert errs[0][2].index("^") == errs[0][1].index("file(\\\"/y")
+    assert errs[1][1].strip().startswith('file(\\"/z\\")') and errs[1][2].strip() == "^"

@@ -98,6 +98,14 @@ def test_each_var_type_converts_its_default(tmp_path, tname, default, value):
         ("{type: string, default: x, choices: [a, b], description: d}", 'default: "x" is not one of the choices of v: "a", "b"'),
         ("{type: int, default: 3, min: 5, max: 1, description: d}", "min is above max"),
         ("{type: 'list[int]', default: [1, x], description: d}", "default: item 2: expected an integer, got the string 'x'"),
+        # Every comparison with NaN is false: a NaN would pass min/max and make checks pass.
+        ("{type: float, default: .nan, min: 1.0, max: 10.0, description: d}", "default: expected a finite number, got nan"),
+        ("{type: float, default: .NaN, description: d}", "default: expected a finite number, got nan"),
+        ("{type: float, default: 2.0, min: .nan, description: d}", "min: expected a finite number, got nan"),
+        ("{type: float, default: 2.0, max: .nan, description: d}", "max: expected a finite number, got nan"),
+        ("{type: float, default: .inf, description: d}", "default: expected a finite number, got inf"),
+        ("{type: float, default: 0.0, min: -.inf, description: d}", "min: expected a finite number, got -inf"),
+        ("{type: float, default: 1.0, choices: [1.0, .nan], description: d}", "choice: expected a finite number, got nan"),
     ],
 )
 def test_bad_declarations_are_located(tmp_path, spec, message):
@@ -230,3 +238,10 @@ def test_inline_test_values_are_converted(tmp_path):
     body = VARS + RULE.format(check='int(sshd.option("MaxAuthTries")) <= max_tries') + "    tests: [{vars: {max_tries: 6}, expect: pass}]\n"
     (rule,) = load_policies([write(tmp_path, body)], builtin_registry()).rules
     assert rule.tests[0].vars == {"max_tries": 6}
+
+
+def test_inline_test_vars_must_be_finite(tmp_path):
+    body = "vars:\n  fv: {type: float, default: 2.0, min: 1.0, max: 10.0, description: d}\n" + RULE.format(
+        check="fv > 1.0") + "    tests: [{vars: {fv: .nan}, expect: pass}]\n"
+    (err,) = errors_of(write(tmp_path, body))
+    assert err.splitlines()[0] == f"{tmp_path / 'p.yaml'}:9:25: fv: expected a finite number, got nan"
