@@ -584,6 +584,31 @@ def test_login_defs_unset_everywhere_reads_as_shadows_defaults(base_tree, tmp_pa
     assert ours == _shadow_oracle(root)
 
 
+def _sshd_test_mode(conf: Path, *connection: str) -> subprocess.CompletedProcess[str]:
+    """`sshd -T [-C ...] -f conf`. sshd wants its privilege separation directory even then: where
+    the host has no /run/sshd, run it in a private mount namespace over a fresh /run."""
+    cmd = [
+        _tool("sshd"),
+        "-T",
+        *(("-C", ",".join(connection)) if connection else ()),
+        "-f",
+        str(conf),
+    ]
+    if os.path.isdir("/run/sshd"):
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, errors="replace")
+    if os.geteuid() != 0:
+        pytest.skip("sshd -T needs /run/sshd, and making one in a namespace needs root")
+    script = 'mount -t tmpfs none /run && mkdir /run/sshd && exec "$@"'
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        errors="replace",
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     ("keyword", "first", "second"),
     [
@@ -604,9 +629,9 @@ def test_which_of_two_settings_wins_is_what_sshd_T_prints(
     (tmp_path / "etc/ssh").mkdir(parents=True)
     conf = tmp_path / "etc/ssh/sshd_config"
     conf.write_text(f"HostKey {host_key}\n{keyword} {first}\n{keyword} {second}\n")
-    out = subprocess.run(
-        [_tool("sshd"), "-T", "-f", str(conf)], capture_output=True, text=True, check=True
-    ).stdout
+    done = _sshd_test_mode(conf)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     printed = next(
         line.split(" ", 1)[1] for line in out.splitlines() if line.split(" ")[0] == keyword.lower()
     )
@@ -896,22 +921,83 @@ def test_pwquality_is_what_libpwquality_reads(
         "MaxStartups 10:101:60",
         "MaxStartups 70:30:60",
         "MaxStartups 10:30:60",
+        "MaxStartups 0",
+        "MaxStartups 10:30:60 x",
+        # strtonum, base 10: leading zeros are decimal, a `#` inside a word is no comment
+        "MaxAuthTries 04",
+        "MaxAuthTries 010",
+        "MaxAuthTries 0x4",
+        "MaxAuthTries 4#x",
+        "MaxAuthTries 4 #x",
+        "MaxAuthTries #x",
+        'MaxAuthTries ""',
+        'MaxAuthTries " 4"',
+        'MaxAuthTries "4 "',
+        "MaxAuthTries 4 5",
+        "MaxAuthTries 4\r5",
+        "MaxAuthTries \u0664",
+        "MaxSessions 4#x",
+        "ClientAliveCountMax 08",
+        "RequiredRSASize 2048x",
+        "PerSourceMaxStartups 5#",
+        "LoginGraceTime +30",
+        "LoginGraceTime 30 40",
+        "LoginGraceTime \u0663\u0660",
+        "PermitRootLogin",
+        'PermitRootLogin "no',
+        "\x0cPermitRootLogin no",
+        "MaxAuthTries 3\0 hidden\n#",
+        "PermitRootLogin\x0bno",
     ],
 )
 def test_sshd_refuses_the_values_we_call_errors(tmp_path, host_key, line) -> None:
     (tmp_path / "etc/ssh").mkdir(parents=True)
     conf = tmp_path / "etc/ssh/sshd_config"
     conf.write_text(f"HostKey {host_key}\n{line}\n")
-    out = subprocess.run(
-        [_tool("sshd"), "-T", "-f", str(conf)], capture_output=True, text=True, check=False
-    )
+    out = _sshd_test_mode(conf)
     ours = FactContext(builtin_registry(), str(tmp_path)).fact("sshd", ()).errors
     if out.returncode == 0:
         assert ours == ()
     else:
         # sshd: "<file> line 2: <message>"; ours: "/etc/ssh/sshd_config:2: <message>"
         said = out.stderr.strip().splitlines()[0].split(" line 2: ", 1)[1]
+        said = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), said)  # vis(3)
         assert ours == (f"/etc/ssh/sshd_config:2: {said}",)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # only \n ends a line for sshd: the setting hidden behind these is part of a comment
+        "# note\x1cPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x1dPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x1ePermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\rPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x0bPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x0cPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x85PermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\u2028PermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\u2029PermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        # \r is WHITESPACE inside a line, \f only at its end
+        "PermitRootLogin\rno\r\nMaxAuthTries\r3\n",
+        "\rPermitRootLogin no\x0c\nMaxAuthTries=\r3\n",
+        " \r# c\nPermitRootLogin\r=no\nMaxAuthTries 3\n",
+        # a NUL ends the string load_server_config() keeps, newline included
+        "MaxAuthTries 3\0 junk\n\nPermitRootLogin no\n",
+        "PermitRootLogin no #c\nMaxAuthTries 0004\n",
+    ],
+)
+def test_sshd_lines_are_the_lines_sshd_T_reads(tmp_path, host_key, text) -> None:
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    conf = tmp_path / "etc/ssh/sshd_config"
+    conf.write_bytes(f"HostKey {host_key}\n{text}".encode())
+    out = _sshd_test_mode(conf, "user=root", "host=x", "addr=1.2.3.4")
+    assert out.returncode == 0, out.stderr
+    printed = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    sshd = FactContext(builtin_registry(), str(tmp_path)).fact("sshd", ())
+    assert sshd.errors == ()
+    for keyword in ("permitrootlogin", "maxauthtries"):
+        assert sshd.option(keyword) == printed[keyword], keyword
 
 
 @pytest.mark.parametrize(
