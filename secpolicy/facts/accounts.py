@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, INT, STR, ListType, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at, parse_int
+from secpolicy.facts._common import C_SPACE, at, c_lines, parse_int
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -139,15 +139,124 @@ class _Tables:
     memberships: Mapping[str, tuple[str, ...]]
 
 
-def _colon_lines(text: str, min_fields: int) -> list[tuple[tuple[str, ...], int]]:
+_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
+_U32 = 0xFFFFFFFF
+
+
+class _Reject(Exception):
+    """A line glibc's parser refuses: getpwent() and friends skip it."""
+
+
+def _number(line: str, pos: int, *, maybe_null: bool) -> tuple[int | None, int]:
+    """nss_files' INT_FIELD (or INT_FIELD_MAYBE_NULL): strtoul(line + pos, &end, 10), which
+    takes C blanks, a sign (a minus wraps round) and ASCII digits; more than 32 bits is
+    refused, and the number must end the line or its field. Returns (value, next field)."""
+    if maybe_null and pos >= len(line):
+        raise _Reject  # "we expect some more input"
+    m = _NUMBER.match(line, pos)
+    value: int | None = None
+    end = pos
+    if m is not None:
+        value = min(int(m.group(2)), 2**64 - 1)
+        value = (-value) % 2**64 if m.group(1) == "-" else value
+        if value > _U32:
+            raise _Reject
+        end = m.end()
+    elif not maybe_null:
+        raise _Reject
+    if end < len(line):
+        if line[end] != ":":
+            raise _Reject
+        end += 1
+    return value, end
+
+
+def _string(line: str, pos: int) -> tuple[str, int]:
+    """nss_files' STRING_FIELD: up to the next `:` (or the end of the line)."""
+    end = line.find(":", pos)
+    if end == -1:
+        return line[pos:], len(line)
+    return line[pos:end], end + 1
+
+
+def _db_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) as nss_readline() hands lines to the parser: lines end at `\n`
+    only, a NUL ends the string, leading C blanks go, blank and `#` lines are skipped."""
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#") or line[:1] in "+-":  # NIS compat lines
-            continue
-        parts = tuple(line.split(":"))
-        if len(parts) >= min_fields:
-            out.append((parts, n))
+    for n, raw in enumerate(c_lines(text), 1):
+        line = raw.lstrip(C_SPACE)
+        if line and not line.startswith("#"):
+            out.append((n, line))
     return out
+
+
+def _passwd_entry(line: str) -> tuple[str, ...]:
+    """fgetpwent_r's line parser: name, password, uid and gid (numbers, or the line is
+    skipped), then gecos, home and shell, empty when the line ends early (`toor:x:0:0` is
+    an account); the shell is the rest of the line, colons and all."""
+    name, pos = _string(line, 0)
+    password, pos = _string(line, pos)
+    uid, pos = _number(line, pos, maybe_null=False)
+    gid, pos = _number(line, pos, maybe_null=False)
+    gecos, pos = _string(line, pos)
+    home, pos = _string(line, pos)
+    return (name, password, str(uid), str(gid), gecos, home, line[pos:])
+
+
+def _group_entry(line: str) -> tuple[str, str, int | None, tuple[str, ...]]:
+    """fgetgrent_r's line parser: name, password, gid (a number, or the line is skipped),
+    then the members: the rest of the line split at commas, each without leading C blanks,
+    empty ones dropped (`wheel0:x:0` is a group without members)."""
+    name, pos = _string(line, 0)
+    password, pos = _string(line, pos)
+    gid, pos = _number(line, pos, maybe_null=False)
+    members = tuple(m for m in (p.lstrip(C_SPACE) for p in line[pos:].split(",")) if m)
+    return name, password, gid, members
+
+
+def _shadow_entry(line: str) -> tuple[str, ...]:
+    """sgetspent_r's line parser: name, hash, then last change, min and max (each empty or a
+    number) and, unless the line ends there, warn, inactive, expire and the flag, which must
+    end the line. An empty field where the line ends before one of these is refused (`toor:`
+    is no entry)."""
+    name, pos = _string(line, 0)
+    hashed, pos = _string(line, pos)
+    fields = [name, hashed]
+    for _ in range(3):
+        start = pos
+        _value, pos = _number(line, pos, maybe_null=True)
+        fields.append(line[start:pos].rstrip(":"))
+    if line[pos:].lstrip(C_SPACE):
+        for _ in range(3):
+            start = pos
+            _value, pos = _number(line, pos, maybe_null=True)
+            fields.append(line[start:pos].rstrip(":"))
+        if pos < len(line):
+            m = _NUMBER.match(line, pos)
+            if (m.end() if m else pos) < len(line):
+                raise _Reject  # the flag ends the line: nothing, not even `:`, may follow
+    return tuple(fields)
+
+
+def _entries(text: str, parse: Any) -> list[tuple[Any, int]]:
+    """The lines glibc reads from a passwd-style file, parsed; the NIS compat lines (`+...`,
+    `-...`) stay out: nss_files never answers a lookup with them."""
+    out = []
+    for n, line in _db_lines(text):
+        if line[0] in "+-":
+            continue
+        try:
+            out.append((parse(line), n))
+        except _Reject:
+            continue
+    return out
+
+
+def _required(ctx: FactContext, path: str) -> str:
+    text = ctx.read_text(path)
+    if text is None:
+        raise EvaluationError(f"{path} does not exist: no account can be checked without it")
+    return text
 
 
 @dataclass(frozen=True)
@@ -166,12 +275,11 @@ class Group:
 
 
 def _tables(ctx: FactContext) -> _Tables:
-    passwd = tuple(_colon_lines(ctx.read_text(PASSWD) or "", 7))
+    passwd = tuple(_entries(_required(ctx, PASSWD), _passwd_entry))
     groups = []
     members: dict[str, list[str]] = {}
-    for parts, n in _colon_lines(ctx.read_text(GROUPS) or "", 4):
-        mem = tuple(m for m in parts[3].split(",") if m)
-        g = Group(parts[0], parse_int(parts[2]), mem, parts[1], n)
+    for (name, password, gid, mem), n in _entries(_required(ctx, GROUPS), _group_entry):
+        g = Group(name, gid, mem, password, n)
         groups.append(g)
         for m in mem:
             members.setdefault(m, []).append(g.name)
@@ -180,7 +288,7 @@ def _tables(ctx: FactContext) -> _Tables:
 
 def _shadow(ctx: FactContext) -> dict[str, _ShadowEntry]:
     out: dict[str, _ShadowEntry] = {}
-    for parts, n in _colon_lines(ctx.read_text(SHADOW) or "", 2):
+    for parts, n in _entries(_required(ctx, SHADOW), _shadow_entry):
         out.setdefault(parts[0], _ShadowEntry(parts, n))
     return out
 

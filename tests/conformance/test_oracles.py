@@ -7,6 +7,7 @@ sudo reads of sudoers. The facts and rules must agree with what the tools say.""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -1020,3 +1021,76 @@ def test_sudo_timeouts_are_read_as_visudo_reads_them(tmp_path, value) -> None:
         assert d.minutes == pytest.approx(
             float(value) if value not in (".", "2.") else float(value + "0")
         )
+
+
+# --- glibc's nss_files (getpwent, getgrent, getspent) -------------------------------------------
+_HOSTILE_PASSWD = (
+    "root:x:0:0:root:/root:/bin/bash\n"
+    "toor:x:0:0\n"
+    "toor2:x:0:0::/root\n"
+    "short:x:0\n"
+    "neg:x:-1:0::/:/bin/sh\n"
+    "wide:x:4294967296:0::/:/bin/sh\n"
+    "max:x:4294967295:0::/:/bin/sh\n"
+    "blank:x: +5:0::/:/bin/sh\n"
+    "hex:x:0x10:0::/:/bin/sh\n"
+    "empty:x::0::/:/bin/sh\n"
+    "trail:x:5a:0::/:/bin/sh\n"
+    "  lead:x:8:8::/:/bin/sh\n"
+    "extra:x:10:10:g:/h:/bin/sh:more\n"
+    ":x:11:11::/:/bin/sh\n"
+    "cr:x:12:12::/:/bin/sh\r\n"
+    "# c\x1cevil:x:0:0::/:/bin/sh\n"
+    "# c\rcr0:x:0:0::/:/bin/sh\n"
+    "# c\u2028ls:x:0:0::/:/bin/sh\n"
+    "nul:x:14:14::/:/bin/sh\0\n"
+    "hidden:x:0:0::/:/bin/sh\n"
+    "minus0:x:-0:0\n"
+    "wrap:x:-18446744073709551615:0\n"
+    "arabic:x:\u0661:0\n"
+    "\x0cff:x:15:15\n"
+)
+_HOSTILE_GROUP = (
+    "root:x:0:\nwheel0:x:0\nw2:x:0:a, b ,,c:d\nw3:x\nw4:x: 7\nw5:x:-1:\nw6\n"
+    "# x\x1cw7:x:0:\nw8:x:0:\x0ba,\tb\n"
+)
+_HOSTILE_SHADOW = (
+    "a:\nb::\nc:::\nd::::\ne:x:1:2:3\nf:x:1:2:3:\ng:x:abc::::::\nh:x: 5::::::\ni:x::::::\n"
+    "j:x:::::::\nk:x::::::::\nl:x::::::::x\n  m:x::::\nn:x:1:2:3: \no:x:1:2:3:4:5:6:7\n"
+    "p:x:1:2:3:4:5:6:7:\nq:x:1:2:3:4:5:6:\n# r\x1cr::::::::\n"
+)
+
+
+@ROOT_NEEDED
+def test_account_files_are_read_as_glibc_reads_them(tmp_path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    for name, text in (
+        ("passwd", _HOSTILE_PASSWD),
+        ("group", _HOSTILE_GROUP),
+        ("shadow", _HOSTILE_SHADOW),
+    ):
+        (etc / name).write_bytes(text.encode())
+    dump = (
+        "import grp, json, pwd, warnings; warnings.simplefilter('ignore'); import spwd;"
+        "print(json.dumps([[list(p) for p in pwd.getpwall()], [list(g) for g in grp.getgrall()],"
+        " [s[:2] for s in spwd.getspall()]]))"
+    )
+    binds = " && ".join(f"mount --bind {etc}/{n} /etc/{n}" for n in ("passwd", "group", "shadow"))
+    out = _namespaced(f'{binds} && exec {sys.executable} -c "{dump}"')
+    assert out.returncode == 0, out.stderr
+    users, groups, shadow = json.loads(out.stdout)
+    # other NSS modules (systemd) may add entries after the files'; NIS compat lines stay out
+    users = [u for u in users if u[0][:1] not in ("+", "-")]
+    ctx = FactContext(builtin_registry(), str(tmp_path))
+    ours_users = [
+        [u.name, u.password, u.uid, u.gid, u.gecos, u.home, u.shell] for u in ctx.fact("users", ())
+    ]
+    ours_groups = [[g.name, g.password, g.gid, list(g.members)] for g in ctx.fact("groups", ())]
+    ours_shadow = [[name, e.fields[1]] for name, e in ctx.fact("_shadow", ()).items()]
+    assert [[*u[:2], u[2] % 2**32, u[3] % 2**32, *u[4:]] for u in users][
+        : len(ours_users)
+    ] == ours_users
+    assert [[*g[:2], g[2] % 2**32, g[3]] for g in groups][: len(ours_groups)] == ours_groups
+    assert shadow == ours_shadow
+    assert [u[0] for u in ours_users if u[2] == 0] == ["root", "toor", "toor2", "hidden", "minus0"]
