@@ -133,10 +133,12 @@ class _ShadowEntry:
 
 
 @dataclass(frozen=True)
-class _Tables:
-    passwd: tuple[tuple[tuple[str, ...], int], ...]
+class _GroupTable:
     groups: tuple[Group, ...]
     memberships: Mapping[str, tuple[str, ...]]
+
+
+_NO_GROUPS = _GroupTable((), {})
 
 
 _NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
@@ -274,16 +276,36 @@ class Group:
         return at(GROUPS, self.line)
 
 
-def _tables(ctx: FactContext) -> _Tables:
-    passwd = tuple(_entries(_required(ctx, PASSWD), _passwd_entry))
+def _passwd(ctx: FactContext) -> tuple[tuple[tuple[str, ...], int], ...]:
+    return tuple(_entries(_required(ctx, PASSWD), _passwd_entry))
+
+
+def _group_table(ctx: FactContext) -> _GroupTable | None:
+    """/etc/group parsed, or None where the file does not exist."""
+    text = ctx.read_text(GROUPS)
+    if text is None:
+        return None
     groups = []
     members: dict[str, list[str]] = {}
-    for (name, password, gid, mem), n in _entries(_required(ctx, GROUPS), _group_entry):
+    for (name, password, gid, mem), n in _entries(text, _group_entry):
         g = Group(name, gid, mem, password, n)
         groups.append(g)
         for m in mem:
             members.setdefault(m, []).append(g.name)
-    return _Tables(passwd, tuple(groups), {k: tuple(v) for k, v in members.items()})
+    return _GroupTable(tuple(groups), {k: tuple(v) for k, v in members.items()})
+
+
+def _groups(ctx: FactContext) -> tuple[Group, ...]:
+    table: _GroupTable | None = ctx.fact("_groups", ())
+    if table is None:
+        _required(ctx, GROUPS)  # raises: no group can be checked without the file
+    assert table is not None
+    return table.groups
+
+
+def _memberships(ctx: FactContext) -> _GroupTable:
+    """The groups users belong to: none where /etc/group does not exist (glibc finds none)."""
+    return ctx.fact("_groups", ()) or _NO_GROUPS
 
 
 def _shadow(ctx: FactContext) -> dict[str, _ShadowEntry]:
@@ -300,7 +322,7 @@ class User:
     _SHADOW_FIELDS = ("last_change", "min_days", "max_days", "warn_days", "inactive", "expire")
 
     def __init__(
-        self, ctx: FactContext, parts: tuple[str, ...], line: int, tables: _Tables
+        self, ctx: FactContext, parts: tuple[str, ...], line: int, tables: _GroupTable
     ) -> None:
         self._ctx = ctx
         self._line = line
@@ -381,8 +403,8 @@ class User:
 
 
 def collect_users(ctx: FactContext) -> list[User]:
-    tables: _Tables = ctx.fact("_accounts", ())
-    return [User(ctx, parts, n, tables) for parts, n in tables.passwd]
+    tables = _memberships(ctx)
+    return [User(ctx, parts, n, tables) for parts, n in ctx.fact("_passwd", ())]
 
 
 def collect_user(ctx: FactContext, name: str) -> User | None:
@@ -390,36 +412,57 @@ def collect_user(ctx: FactContext, name: str) -> User | None:
 
 
 def collect_groups(ctx: FactContext) -> list[Group]:
-    return list(ctx.fact("_accounts", ()).groups)
+    return list(_groups(ctx))
 
 
 def collect_group(ctx: FactContext, name: str) -> Group | None:
-    return next((g for g in ctx.fact("_accounts", ()).groups if g.name == name), None)
+    return next((g for g in _groups(ctx) if g.name == name), None)
 
 
 class AccountConflicts:
+    """Each field is found when first asked, from the file(s) it needs: the passwd checks
+    need no /etc/group and the group checks no /etc/passwd."""
+
     def __init__(self, ctx: FactContext) -> None:
-        t: _Tables = ctx.fact("_accounts", ())
+        self._ctx = ctx
         self._where: dict[str, str] = {}
-        users = [(parts[0], parse_int(parts[2]), parse_int(parts[3]), n) for parts, n in t.passwd]
-        self.duplicate_uids = self._dups(
-            "duplicate_uids", PASSWD, [(u[1], u[0], u[3]) for u in users]
+
+    def _users(self) -> list[tuple[str, int | None, int | None, int]]:
+        return [
+            (parts[0], parse_int(parts[2]), parse_int(parts[3]), n)
+            for parts, n in self._ctx.fact("_passwd", ())
+        ]
+
+    @property
+    def duplicate_uids(self) -> tuple[str, ...]:
+        return self._dups("duplicate_uids", PASSWD, [(u[1], u[0], u[3]) for u in self._users()])
+
+    @property
+    def duplicate_user_names(self) -> tuple[str, ...]:
+        users = self._users()
+        return self._dups("duplicate_user_names", PASSWD, [(u[0], u[0], u[3]) for u in users])
+
+    @property
+    def duplicate_gids(self) -> tuple[str, ...]:
+        groups = _groups(self._ctx)
+        return self._dups("duplicate_gids", GROUPS, [(g.gid, g.name, g.line) for g in groups])
+
+    @property
+    def duplicate_group_names(self) -> tuple[str, ...]:
+        groups = _groups(self._ctx)
+        return self._dups(
+            "duplicate_group_names", GROUPS, [(g.name, g.name, g.line) for g in groups]
         )
-        self.duplicate_gids = self._dups(
-            "duplicate_gids", GROUPS, [(g.gid, g.name, g.line) for g in t.groups]
-        )
-        self.duplicate_user_names = self._dups(
-            "duplicate_user_names", PASSWD, [(u[0], u[0], u[3]) for u in users]
-        )
-        self.duplicate_group_names = self._dups(
-            "duplicate_group_names", GROUPS, [(g.name, g.name, g.line) for g in t.groups]
-        )
-        gids = {g.gid for g in t.groups}
+
+    @property
+    def users_without_group(self) -> tuple[str, ...]:
+        users = self._users()
+        gids = {g.gid for g in _memberships(self._ctx).groups}
         missing = [(name, gid, n) for name, _uid, gid, n in users if gid not in gids]
-        self.users_without_group = tuple(f"{name} (gid {gid})" for name, gid, _n in missing)
         self._where["users_without_group"] = (
             ", ".join(at(PASSWD, n) for *_x, n in missing) or f"{PASSWD}, {GROUPS}"
         )
+        return tuple(f"{name} (gid {gid})" for name, gid, _n in missing)
 
     def _dups(self, field: str, path: str, items: list[tuple[Any, str, int]]) -> tuple[str, ...]:
         by: dict[Any, list[tuple[str, int]]] = {}
@@ -433,6 +476,11 @@ class AccountConflicts:
         return "account_conflicts"
 
     def where(self, name: str, *args: Any) -> str | None:
+        if name not in self._where and isinstance(getattr(type(self), name, None), property):
+            try:
+                getattr(self, name)
+            except EvaluationError:
+                pass
         return self._where.get(name, PASSWD)
 
 
@@ -456,5 +504,6 @@ def register(reg: FactRegistry) -> None:
     reg.register(
         "group", collect_group, params=(STR,), returns=GROUP, doc="the group named so, or null"
     )
-    reg.register("_accounts", _tables, returns=ANY, doc="internal: parsed passwd and group")
+    reg.register("_passwd", _passwd, returns=ANY, doc="internal: parsed passwd")
+    reg.register("_groups", _group_table, returns=ANY, doc="internal: parsed group")
     reg.register("_shadow", _shadow, returns=ANY, doc="internal: parsed shadow")

@@ -88,17 +88,25 @@ def test_groups_and_duplicate_gids(roots: dict[str, Path]) -> None:
 def test_absent_account_files_are_errors_not_empty_lists(tmp_path: Path) -> None:
     # no /etc/passwd: nothing says there is no second uid 0, so nothing can pass
     ctx = context(tmp_path)
-    for fact in ("users", "groups", "account_conflicts"):
-        with pytest.raises(EvaluationError, match="/etc/passwd does not exist"):
-            ctx.fact(fact, ())
+    with pytest.raises(EvaluationError, match="^/etc/passwd does not exist: no account can be"):
+        ctx.fact("users", ())
+    with pytest.raises(EvaluationError, match="^/etc/group does not exist: no account can be"):
+        ctx.fact("groups", ())
+    conflicts = ctx.fact("account_conflicts", ())
+    with pytest.raises(EvaluationError, match="^/etc/passwd does not exist"):
+        _ = conflicts.duplicate_uids
+    with pytest.raises(EvaluationError, match="^/etc/group does not exist"):
+        _ = conflicts.duplicate_gids
+    # passwd without group: the users are there, in no group (as glibc finds none)
     write(tmp_path, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\n")
-    with pytest.raises(EvaluationError, match="/etc/group does not exist"):
-        context(tmp_path).fact("users", ())
-    write(tmp_path, "etc/group", "root:x:0:\n")
     ctx = context(tmp_path)
-    assert [u.name for u in ctx.fact("users", ())] == ["root"]
+    (root,) = ctx.fact("users", ())
+    assert (root.name, root.groups, root.primary_group) == ("root", (), None)
+    assert ctx.fact("account_conflicts", ()).users_without_group == ("root (gid 0)",)
+    with pytest.raises(EvaluationError, match="^/etc/group does not exist"):
+        ctx.fact("group", ("root",))
     with pytest.raises(EvaluationError, match="user 'root': /etc/shadow does not exist"):
-        _ = ctx.fact("user", ("root",)).password_status
+        _ = root.password_status
 
 
 def test_empty_account_files_mean_no_accounts(tmp_path: Path) -> None:
