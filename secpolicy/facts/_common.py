@@ -16,16 +16,23 @@ if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext
 
 __all__ = [
+    "C_SPACE",
     "Located",
     "as_value",
     "at",
+    "c_lines",
     "dropin_files",
     "logical_lines",
     "parse_int",
     "proc_available",
     "read_regular",
+    "systemd_lines",
     "version_key",
 ]
+
+# isspace() in the C locale: what C parsers call blank (Python's str.strip() and str.split()
+# also take \x1c-\x1f, \x85 and Unicode spaces, which none of them do)
+C_SPACE = " \t\n\v\f\r"
 
 _INT = re.compile(r"-?\d+\Z")
 
@@ -65,21 +72,52 @@ class Located:
         return self._sources.get(name, self._origin)
 
 
+def c_lines(text: str) -> list[str]:
+    """The lines a C reader using fgets() or getline() sees: only `\n` ends a line (never `\r`,
+    `\v`, `\f`, `\x1c`-`\x1e`, `\x85`, U+2028 or U+2029, as str.splitlines() has it), and a
+    NUL ends the string, hiding the rest of its line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last line starts no new one
+    return [line.split("\0", 1)[0] for line in lines]
+
+
+def systemd_lines(text: str) -> list[str]:
+    """The lines systemd's read_line() sees (fileio.c, read_line_full): `\n`, `\r` and NUL
+    each end a line; `\r\n`, `\n\r` and any other run of distinct end markers end just one,
+    and nothing joins a NUL."""
+    out: list[str] = []
+    pos, size = 0, len(text)
+    while pos < size:
+        start = pos
+        while pos < size and text[pos] not in "\n\r\0":
+            pos += 1
+        out.append(text[start:pos])
+        seen = ""
+        while pos < size and text[pos] in "\n\r\0" and text[pos] not in seen:
+            seen += text[pos]
+            pos += 1
+            if text[pos - 1] == "\0":
+                break
+    return out
+
+
 def logical_lines(
-    text: str, *, continuation: bool = False, comment: str = "#"
+    lines: Iterable[str], *, continuation: bool = False, comment: str = "#", blank: str = C_SPACE
 ) -> Iterator[tuple[int, str]]:
-    """(line number, stripped line) of the meaningful lines: blank and comment lines skipped;
-    with `continuation`, a trailing backslash joins the next line (numbered by its first)."""
+    """(line number, stripped line) of the meaningful lines (as read by c_lines() or
+    systemd_lines()): blank and comment lines skipped; with `continuation`, a trailing
+    backslash joins the next line (numbered by its first). `blank` is what the reader strips."""
     pending: list[str] = []
     start = 0
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip(blank)
         if not pending and (not line or (comment and line.startswith(comment))):
             continue
         if continuation and line.endswith("\\"):
             if not pending:
                 start = n
-            pending.append(line[:-1].strip())
+            pending.append(line[:-1].strip(blank))
             continue
         if pending:
             pending.append(line)

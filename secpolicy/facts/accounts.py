@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, INT, STR, ListType, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at, parse_int
+from secpolicy.facts._common import C_SPACE, at, c_lines, parse_int
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -133,21 +133,132 @@ class _ShadowEntry:
 
 
 @dataclass(frozen=True)
-class _Tables:
-    passwd: tuple[tuple[tuple[str, ...], int], ...]
+class _GroupTable:
     groups: tuple[Group, ...]
     memberships: Mapping[str, tuple[str, ...]]
 
 
-def _colon_lines(text: str, min_fields: int) -> list[tuple[tuple[str, ...], int]]:
+_NO_GROUPS = _GroupTable((), {})
+
+
+_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
+_U32 = 0xFFFFFFFF
+
+
+class _Reject(Exception):
+    """A line glibc's parser refuses: getpwent() and friends skip it."""
+
+
+def _number(line: str, pos: int, *, maybe_null: bool) -> tuple[int | None, int]:
+    """nss_files' INT_FIELD (or INT_FIELD_MAYBE_NULL): strtoul(line + pos, &end, 10), which
+    takes C blanks, a sign (a minus wraps round) and ASCII digits; more than 32 bits is
+    refused, and the number must end the line or its field. Returns (value, next field)."""
+    if maybe_null and pos >= len(line):
+        raise _Reject  # "we expect some more input"
+    m = _NUMBER.match(line, pos)
+    value: int | None = None
+    end = pos
+    if m is not None:
+        value = min(int(m.group(2)), 2**64 - 1)
+        value = (-value) % 2**64 if m.group(1) == "-" else value
+        if value > _U32:
+            raise _Reject
+        end = m.end()
+    elif not maybe_null:
+        raise _Reject
+    if end < len(line):
+        if line[end] != ":":
+            raise _Reject
+        end += 1
+    return value, end
+
+
+def _string(line: str, pos: int) -> tuple[str, int]:
+    """nss_files' STRING_FIELD: up to the next `:` (or the end of the line)."""
+    end = line.find(":", pos)
+    if end == -1:
+        return line[pos:], len(line)
+    return line[pos:end], end + 1
+
+
+def _db_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) as nss_readline() hands lines to the parser: lines end at `\n`
+    only, a NUL ends the string, leading C blanks go, blank and `#` lines are skipped."""
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#") or line[:1] in "+-":  # NIS compat lines
-            continue
-        parts = tuple(line.split(":"))
-        if len(parts) >= min_fields:
-            out.append((parts, n))
+    for n, raw in enumerate(c_lines(text), 1):
+        line = raw.lstrip(C_SPACE)
+        if line and not line.startswith("#"):
+            out.append((n, line))
     return out
+
+
+def _passwd_entry(line: str) -> tuple[str, ...]:
+    """fgetpwent_r's line parser: name, password, uid and gid (numbers, or the line is
+    skipped), then gecos, home and shell, empty when the line ends early (`toor:x:0:0` is
+    an account); the shell is the rest of the line, colons and all."""
+    name, pos = _string(line, 0)
+    password, pos = _string(line, pos)
+    uid, pos = _number(line, pos, maybe_null=False)
+    gid, pos = _number(line, pos, maybe_null=False)
+    gecos, pos = _string(line, pos)
+    home, pos = _string(line, pos)
+    return (name, password, str(uid), str(gid), gecos, home, line[pos:])
+
+
+def _group_entry(line: str) -> tuple[str, str, int | None, tuple[str, ...]]:
+    """fgetgrent_r's line parser: name, password, gid (a number, or the line is skipped),
+    then the members: the rest of the line split at commas, each without leading C blanks,
+    empty ones dropped (`wheel0:x:0` is a group without members)."""
+    name, pos = _string(line, 0)
+    password, pos = _string(line, pos)
+    gid, pos = _number(line, pos, maybe_null=False)
+    members = tuple(m for m in (p.lstrip(C_SPACE) for p in line[pos:].split(",")) if m)
+    return name, password, gid, members
+
+
+def _shadow_entry(line: str) -> tuple[str, ...]:
+    """sgetspent_r's line parser: name, hash, then last change, min and max (each empty or a
+    number) and, unless the line ends there, warn, inactive, expire and the flag, which must
+    end the line. An empty field where the line ends before one of these is refused (`toor:`
+    is no entry)."""
+    name, pos = _string(line, 0)
+    hashed, pos = _string(line, pos)
+    fields = [name, hashed]
+    for _ in range(3):
+        start = pos
+        _value, pos = _number(line, pos, maybe_null=True)
+        fields.append(line[start:pos].rstrip(":"))
+    if line[pos:].lstrip(C_SPACE):
+        for _ in range(3):
+            start = pos
+            _value, pos = _number(line, pos, maybe_null=True)
+            fields.append(line[start:pos].rstrip(":"))
+        if pos < len(line):
+            m = _NUMBER.match(line, pos)
+            if (m.end() if m else pos) < len(line):
+                raise _Reject  # the flag ends the line: nothing, not even `:`, may follow
+    return tuple(fields)
+
+
+def _entries(text: str, parse: Any) -> list[tuple[Any, int]]:
+    """The lines glibc reads from a passwd-style file, parsed; the NIS compat lines (`+...`,
+    `-...`) stay out: nss_files never answers a lookup with them."""
+    out = []
+    for n, line in _db_lines(text):
+        if line[0] in "+-":
+            continue
+        try:
+            out.append((parse(line), n))
+        except _Reject:
+            continue
+    return out
+
+
+def _required(ctx: FactContext, path: str) -> str:
+    text = ctx.read_text(path)
+    if text is None:
+        raise EvaluationError(f"{path} does not exist: no account can be checked without it")
+    return text
 
 
 @dataclass(frozen=True)
@@ -165,22 +276,41 @@ class Group:
         return at(GROUPS, self.line)
 
 
-def _tables(ctx: FactContext) -> _Tables:
-    passwd = tuple(_colon_lines(ctx.read_text(PASSWD) or "", 7))
+def _passwd(ctx: FactContext) -> tuple[tuple[tuple[str, ...], int], ...]:
+    return tuple(_entries(_required(ctx, PASSWD), _passwd_entry))
+
+
+def _group_table(ctx: FactContext) -> _GroupTable | None:
+    """/etc/group parsed, or None where the file does not exist."""
+    text = ctx.read_text(GROUPS)
+    if text is None:
+        return None
     groups = []
     members: dict[str, list[str]] = {}
-    for parts, n in _colon_lines(ctx.read_text(GROUPS) or "", 4):
-        mem = tuple(m for m in parts[3].split(",") if m)
-        g = Group(parts[0], parse_int(parts[2]), mem, parts[1], n)
+    for (name, password, gid, mem), n in _entries(text, _group_entry):
+        g = Group(name, gid, mem, password, n)
         groups.append(g)
         for m in mem:
             members.setdefault(m, []).append(g.name)
-    return _Tables(passwd, tuple(groups), {k: tuple(v) for k, v in members.items()})
+    return _GroupTable(tuple(groups), {k: tuple(v) for k, v in members.items()})
+
+
+def _groups(ctx: FactContext) -> tuple[Group, ...]:
+    table: _GroupTable | None = ctx.fact("_groups", ())
+    if table is None:
+        _required(ctx, GROUPS)  # raises: no group can be checked without the file
+    assert table is not None
+    return table.groups
+
+
+def _memberships(ctx: FactContext) -> _GroupTable:
+    """The groups users belong to: none where /etc/group does not exist (glibc finds none)."""
+    return ctx.fact("_groups", ()) or _NO_GROUPS
 
 
 def _shadow(ctx: FactContext) -> dict[str, _ShadowEntry]:
     out: dict[str, _ShadowEntry] = {}
-    for parts, n in _colon_lines(ctx.read_text(SHADOW) or "", 2):
+    for parts, n in _entries(_required(ctx, SHADOW), _shadow_entry):
         out.setdefault(parts[0], _ShadowEntry(parts, n))
     return out
 
@@ -192,7 +322,7 @@ class User:
     _SHADOW_FIELDS = ("last_change", "min_days", "max_days", "warn_days", "inactive", "expire")
 
     def __init__(
-        self, ctx: FactContext, parts: tuple[str, ...], line: int, tables: _Tables
+        self, ctx: FactContext, parts: tuple[str, ...], line: int, tables: _GroupTable
     ) -> None:
         self._ctx = ctx
         self._line = line
@@ -273,8 +403,8 @@ class User:
 
 
 def collect_users(ctx: FactContext) -> list[User]:
-    tables: _Tables = ctx.fact("_accounts", ())
-    return [User(ctx, parts, n, tables) for parts, n in tables.passwd]
+    tables = _memberships(ctx)
+    return [User(ctx, parts, n, tables) for parts, n in ctx.fact("_passwd", ())]
 
 
 def collect_user(ctx: FactContext, name: str) -> User | None:
@@ -282,36 +412,57 @@ def collect_user(ctx: FactContext, name: str) -> User | None:
 
 
 def collect_groups(ctx: FactContext) -> list[Group]:
-    return list(ctx.fact("_accounts", ()).groups)
+    return list(_groups(ctx))
 
 
 def collect_group(ctx: FactContext, name: str) -> Group | None:
-    return next((g for g in ctx.fact("_accounts", ()).groups if g.name == name), None)
+    return next((g for g in _groups(ctx) if g.name == name), None)
 
 
 class AccountConflicts:
+    """Each field is found when first asked, from the file(s) it needs: the passwd checks
+    need no /etc/group and the group checks no /etc/passwd."""
+
     def __init__(self, ctx: FactContext) -> None:
-        t: _Tables = ctx.fact("_accounts", ())
+        self._ctx = ctx
         self._where: dict[str, str] = {}
-        users = [(parts[0], parse_int(parts[2]), parse_int(parts[3]), n) for parts, n in t.passwd]
-        self.duplicate_uids = self._dups(
-            "duplicate_uids", PASSWD, [(u[1], u[0], u[3]) for u in users]
+
+    def _users(self) -> list[tuple[str, int | None, int | None, int]]:
+        return [
+            (parts[0], parse_int(parts[2]), parse_int(parts[3]), n)
+            for parts, n in self._ctx.fact("_passwd", ())
+        ]
+
+    @property
+    def duplicate_uids(self) -> tuple[str, ...]:
+        return self._dups("duplicate_uids", PASSWD, [(u[1], u[0], u[3]) for u in self._users()])
+
+    @property
+    def duplicate_user_names(self) -> tuple[str, ...]:
+        users = self._users()
+        return self._dups("duplicate_user_names", PASSWD, [(u[0], u[0], u[3]) for u in users])
+
+    @property
+    def duplicate_gids(self) -> tuple[str, ...]:
+        groups = _groups(self._ctx)
+        return self._dups("duplicate_gids", GROUPS, [(g.gid, g.name, g.line) for g in groups])
+
+    @property
+    def duplicate_group_names(self) -> tuple[str, ...]:
+        groups = _groups(self._ctx)
+        return self._dups(
+            "duplicate_group_names", GROUPS, [(g.name, g.name, g.line) for g in groups]
         )
-        self.duplicate_gids = self._dups(
-            "duplicate_gids", GROUPS, [(g.gid, g.name, g.line) for g in t.groups]
-        )
-        self.duplicate_user_names = self._dups(
-            "duplicate_user_names", PASSWD, [(u[0], u[0], u[3]) for u in users]
-        )
-        self.duplicate_group_names = self._dups(
-            "duplicate_group_names", GROUPS, [(g.name, g.name, g.line) for g in t.groups]
-        )
-        gids = {g.gid for g in t.groups}
+
+    @property
+    def users_without_group(self) -> tuple[str, ...]:
+        users = self._users()
+        gids = {g.gid for g in _memberships(self._ctx).groups}
         missing = [(name, gid, n) for name, _uid, gid, n in users if gid not in gids]
-        self.users_without_group = tuple(f"{name} (gid {gid})" for name, gid, _n in missing)
         self._where["users_without_group"] = (
             ", ".join(at(PASSWD, n) for *_x, n in missing) or f"{PASSWD}, {GROUPS}"
         )
+        return tuple(f"{name} (gid {gid})" for name, gid, _n in missing)
 
     def _dups(self, field: str, path: str, items: list[tuple[Any, str, int]]) -> tuple[str, ...]:
         by: dict[Any, list[tuple[str, int]]] = {}
@@ -325,6 +476,11 @@ class AccountConflicts:
         return "account_conflicts"
 
     def where(self, name: str, *args: Any) -> str | None:
+        if name not in self._where and isinstance(getattr(type(self), name, None), property):
+            try:
+                getattr(self, name)
+            except EvaluationError:
+                pass
         return self._where.get(name, PASSWD)
 
 
@@ -348,5 +504,6 @@ def register(reg: FactRegistry) -> None:
     reg.register(
         "group", collect_group, params=(STR,), returns=GROUP, doc="the group named so, or null"
     )
-    reg.register("_accounts", _tables, returns=ANY, doc="internal: parsed passwd and group")
+    reg.register("_passwd", _passwd, returns=ANY, doc="internal: parsed passwd")
+    reg.register("_groups", _group_table, returns=ANY, doc="internal: parsed group")
     reg.register("_shadow", _shadow, returns=ANY, doc="internal: parsed shadow")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, MODE, SIZE, STR, ListType, Method, ObjectType
-from secpolicy.facts._common import at, dropin_files
+from secpolicy.facts._common import C_SPACE, at, c_lines, dropin_files, systemd_lines
 from secpolicy.facts.pam import PAM_ENTRY
 
 if TYPE_CHECKING:
@@ -395,29 +395,47 @@ def _read_kv(
             continue
         read.append(path)
         current: str | None = None
-        for n, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
+        if sep is None:
+            for n, key, value in _getdef_lines(text):
+                out[key] = _Entry(value, at(path, n))
+            continue
+        # systemd's config_parse(): lines as read_line() ends them, strstrip()ped
+        for n, raw in enumerate(systemd_lines(text), 1):
+            line = raw.strip(_SYSTEMD_WS)
             if not line or line[0] in "#;":
                 continue
             if section is not None and line.startswith("[") and line.endswith("]"):
-                current = line[1:-1].strip()
+                current = line[1:-1].strip(_SYSTEMD_WS)
                 continue
             if section is not None and current != section:
                 continue
-            if sep is None:
-                parts = line.split(None, 1)
-                key, value = parts[0], (parts[1].strip() if len(parts) > 1 else "")
-                if len(value) >= 2 and value[0] == value[-1] == '"':
-                    value = value[1:-1]
-            else:
-                key, has_sep, value = line.partition(sep)
-                key, value = key.strip(), value.strip()
-                if not has_sep:
-                    if not flags:
-                        continue
-                    value = "true"
+            key, has_sep, value = line.partition(sep)
+            key, value = key.strip(_SYSTEMD_WS), value.strip(_SYSTEMD_WS)
+            if not has_sep:
+                if not flags:
+                    continue
+                value = "true"
             out[key] = _Entry(value, at(path, n))
     return out, read
+
+
+_SYSTEMD_WS = " \t\n\r"  # systemd's WHITESPACE
+
+
+def _getdef_lines(text: str) -> Iterator[tuple[int, str, str]]:
+    """(line number, name, value) as shadow's getdef.c def_load() reads login.defs: fgets()
+    lines (only `\n` ends one), trailing C blanks dropped, the name after leading blanks and
+    tabs up to the next blank or tab (only those: `NAME\\v5` is one word, and a line of one
+    word is skipped), the value after any blanks, tabs and `"`, up to a `"`."""
+    for n, raw in enumerate(c_lines(text), 1):
+        line = raw.rstrip(C_SPACE).lstrip(" \t")
+        if not line or line.startswith("#"):
+            continue
+        cut = min((i for i in (line.find(" "), line.find("\t")) if i != -1), default=-1)
+        if cut == -1:
+            continue
+        value = line[cut + 1 :].lstrip(' "\t')
+        yield n, line[:cut], value.split('"', 1)[0]
 
 
 def _config(
@@ -522,15 +540,15 @@ def _pwquality_value(name: str, value: str) -> str:
     return str(n)
 
 
-_C_CONF_LINE = re.compile(r"([^\s=]*)\s*=?\s*(.*)$")
+_C_CONF_LINE = re.compile(r"([^ \t\n\v\f\r=]*)[ \t\n\v\f\r]*=?[ \t\n\v\f\r]*(.*)$", re.DOTALL)
 
 
 def _c_conf_lines(text: str) -> Iterator[tuple[int, str, str]]:
     """(line number, name, value) as libpwquality's and pam_faillock's readers split a line:
-    up to a `#`, blanks trimmed, a name ended by a blank or `=`, then blanks, at most one `=`,
+    fgets() lines (only `\n` ends one), up to a `#`, C blanks (isspace) trimmed, a name ended by a blank or `=`, then blanks, at most one `=`,
     blanks and the value."""
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
+    for n, raw in enumerate(c_lines(text), 1):
+        line = raw.split("#", 1)[0].strip(C_SPACE)
         if line:
             m = _C_CONF_LINE.match(line)
             assert m is not None  # the pattern matches every line

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at
+from secpolicy.facts._common import at, c_lines
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -115,7 +115,8 @@ class PamEntry:
 
 
 _STRTOL = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
-_TOKEN = re.compile(r"\[(?:[^\]\\]|\\.)*\]|\S+")
+_PAM_BLANKS = " \t\n"  # _pam_StrTok(..., " \n\t"): \r, \v, \f are part of a word
+_TOKEN = re.compile(r"\[(?:[^\]\\]|\\.)*\]|[^ \t\n]+")
 
 
 def _tokens(line: str) -> list[str]:
@@ -129,23 +130,30 @@ def _tokens(line: str) -> list[str]:
 
 
 def _lines(text: str) -> list[tuple[int, str]]:
-    """Logical lines: `#` starts a comment anywhere, a trailing backslash continues."""
+    """Logical lines as libpam 1.5's _pam_assemble_line() builds them: fgets() lines (only
+    `\n` ends one), a `#` anywhere ends the logical line (no continuation after it), a
+    backslash before trailing blanks, tabs and newlines joins the next non-blank line."""
     out: list[tuple[int, str]] = []
     pending = ""
     start = 0
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0]
+    for n, raw in enumerate(c_lines(text), 1):
+        line = raw.lstrip(_PAM_BLANKS)
+        if not line or line.startswith("#"):
+            continue  # a blank or comment line does not end a continued line
         if not pending:
             start = n
-        if line.rstrip().endswith("\\"):
-            pending += line.rstrip()[:-1] + " "
+        if "#" in line:
+            full = (pending + line.split("#", 1)[0]).strip(_PAM_BLANKS)
+        elif line.rstrip(_PAM_BLANKS).endswith("\\"):
+            pending += line.rstrip(_PAM_BLANKS)[:-1] + " "
             continue
-        full = (pending + line).strip()
+        else:
+            full = (pending + line).strip(_PAM_BLANKS)
         pending = ""
         if full:
             out.append((start, full))
-    if pending.strip():
-        out.append((start, pending.strip()))
+    if pending.strip(_PAM_BLANKS):
+        out.append((start, pending.strip(_PAM_BLANKS)))
     return out
 
 

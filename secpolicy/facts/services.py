@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, STR, ListType, ObjectType
-from secpolicy.facts._common import is_devnull
+from secpolicy.facts._common import is_devnull, systemd_lines
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -121,12 +121,16 @@ def _scan_units(ctx: FactContext) -> _Units:
     return units
 
 
+_WHITESPACE = " \t\n\r"  # systemd's WHITESPACE
+
+
 def _unit_sections(ctx: FactContext, path: str) -> dict[str, list[tuple[str, str]]]:
     text = ctx.read_text(path) or ""
     sections: dict[str, list[tuple[str, str]]] = {}
     current = ""
-    for raw in text.splitlines():
-        line = raw.strip()
+    # systemd's config_parse(): lines as read_line() ends them (\n, \r, NUL), strstrip()ped
+    for raw in systemd_lines(text):
+        line = raw.strip(_WHITESPACE)
         if not line or line[0] in "#;":
             continue
         if line.startswith("[") and line.endswith("]"):
@@ -135,7 +139,9 @@ def _unit_sections(ctx: FactContext, path: str) -> dict[str, list[tuple[str, str
             continue
         key, sep, value = line.partition("=")
         if sep:
-            sections.setdefault(current, []).append((key.strip(), value.strip()))
+            sections.setdefault(current, []).append(
+                (key.strip(_WHITESPACE), value.strip(_WHITESPACE))
+            )
     return sections
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -130,7 +129,10 @@ _ALGORITHMS = {
     "gssapikexalgorithms",
 }
 _TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_TIME_PART = re.compile(r"(\d+)([smhdwSMHDW]?)")
+# strtol(p, &endp, 10) then one unit letter: C blanks, a sign, ASCII digits
+_TIME_PART = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)([smhdwSMHDW]?)")
+_STRTOLL = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
+_INT_MAX = 2**31 - 1
 
 
 def canonical_keyword(name: str) -> str:
@@ -138,19 +140,50 @@ def canonical_keyword(name: str) -> str:
     return ALIASES.get(k, k)
 
 
+def _convtime(value: str) -> int | None:
+    """misc.c convtime(): `1m30s`, `90` as seconds, None where sshd says -1 (a negative part,
+    a stray character, more than INT_MAX)."""
+    if not value:
+        return None
+    pos, total = 0, 0
+    while pos < len(value):
+        m = _TIME_PART.match(value, pos)
+        if m is None:
+            return None
+        secs, multiplier = int(m.group(2)), _TIME_UNITS[m.group(3).lower()]
+        if m.group(1) == "-" and secs:
+            return None
+        if secs > _INT_MAX // multiplier:
+            return None
+        secs *= multiplier
+        if total > _INT_MAX - secs:
+            return None
+        total += secs
+        pos = m.end()
+    return total
+
+
 def _seconds(value: str) -> str:
     """sshd's time format (`1m30s`, `90`) as a number of seconds, as `sshd -T` prints it."""
-    v = value.strip()
-    if not v or v.lower() == "none":
-        return v.lower()
-    pos, total = 0, 0
-    while pos < len(v):
-        m = _TIME_PART.match(v, pos)
-        if not m:
-            return value
-        total += int(m.group(1)) * _TIME_UNITS[m.group(2).lower()]
-        pos = m.end()
-    return str(total)
+    if value.lower() == "none":
+        return "none"
+    secs = _convtime(value)
+    return value if secs is None else str(secs)
+
+
+def _strtonum(text: str | None) -> int | str:
+    """misc.c atoi_err(): strtonum(text, 0, INT_MAX), decimal only (`04` is 4, `0x4` and
+    `4#x` are refused): the number, or sshd's word for what is wrong with it."""
+    if not text:
+        return "missing"
+    if _STRTOLL.fullmatch(text) is None:
+        return "invalid"
+    n = int(text.strip(" \t\n\v\f\r"))
+    if n < 0:
+        return "too small"
+    if n > _INT_MAX:
+        return "too large"
+    return n
 
 
 def _algorithms(keyword: str, value: str) -> str:
@@ -168,37 +201,54 @@ def _algorithms(keyword: str, value: str) -> str:
     return ",".join(out)
 
 
-# keywords sshd 9.2 reads with atoi_err (strtonum, 0 to INT_MAX) and convtime
-_INTEGER = {"maxauthtries", "maxsessions", "clientalivecountmax", "x11displayoffset"}
+# keywords sshd 9.2 reads with atoi_err (strtonum, 0 to INT_MAX) and convtime; each takes
+# exactly one argument
+_INTEGER = {
+    "maxauthtries",
+    "maxsessions",
+    "clientalivecountmax",
+    "x11displayoffset",
+    "requiredrsasize",
+}
 _STRICT_TIME = {"logingracetime", "clientaliveinterval"}
-_INT_MAX = 2**31 - 1
+_MAXSTARTUPS = re.compile(  # sscanf("%d:%d:%d"): each %d skips C blanks, a ':' must follow at once
+    r"[ \t\n\v\f\r]*([+-]?[0-9]+)(?::[ \t\n\v\f\r]*([+-]?[0-9]+)"
+    r"(?::[ \t\n\v\f\r]*([+-]?[0-9]+))?)?"
+)
+_ONE_ARGUMENT = _INTEGER | _STRICT_TIME | {"maxstartups", "persourcemaxstartups"}
 
 
-def refusal(keyword: str, value: str) -> str | None:
-    """Why sshd refuses a value (its own message), or None. Only the numeric keywords the
-    packs read are checked; sshd checks more."""
+def refusal(keyword: str, words: list[str]) -> str | None:
+    """Why sshd refuses a line's arguments (its own message), or None. Only the numeric
+    keywords the packs read are checked; sshd checks more."""
     key = canonical_keyword(keyword)
-    first = value.split()[0] if value.split() else ""
-    if key in _INTEGER:
-        if not re.fullmatch(r"[+-]?[0-9]+", first):
-            return f"{keyword} integer value invalid."
-        n = int(first)
-        if n < 0:
-            return f"{keyword} integer value too small."
-        if n > _INT_MAX:
-            return f"{keyword} integer value too large."
+    first = words[0] if words else None
+    if key in _INTEGER or (key == "persourcemaxstartups" and first != "none"):
+        n = _strtonum(first)
+        if isinstance(n, str):
+            return f"{keyword} integer value {n}."
     elif key in _STRICT_TIME:
-        if not _seconds(first).isdigit():
+        if not first:
+            return "missing time value."
+        if _convtime(first) is None:
             return "invalid time value."
     elif key == "maxstartups":
+        if not first:
+            return f"{keyword} missing argument."
         # sscanf("%d:%d:%d"): three numbers with begin <= full and 1 <= rate <= 100, or one
-        m = re.match(r"\s*([+-]?[0-9]+)(?::\s*([+-]?[0-9]+)(?::\s*([+-]?[0-9]+))?)?", first)
+        m = _MAXSTARTUPS.match(first)
         if m is None or (m.group(2) is not None and m.group(3) is None):
             return f"Invalid {keyword} spec."
         if m.group(3) is not None:
             begin, rate, full = (int(g) for g in m.groups())
             if begin > full or not 1 <= rate <= 100:
                 return f"Invalid {keyword} spec."
+        else:
+            begin = full = int(m.group(1))
+        if begin <= 0 or full <= 0:
+            return f"Invalid {keyword} spec."
+    if key in _ONE_ARGUMENT and len(words) > 1:
+        return f"keyword {keyword} extra arguments at end of line"
     return None
 
 
@@ -213,6 +263,9 @@ def normalize_value(keyword: str, value: str) -> str:
         return value.upper()
     if keyword in _TIME:
         return _seconds(value)
+    if keyword in _INTEGER:
+        n = _strtonum(value)
+        return str(n) if isinstance(n, int) else value  # printed with %d: `04` is 4
     if keyword in _ALGORITHMS:
         return _algorithms(keyword, value)
     if keyword == "ipqos" and len(value.split()) == 1:
@@ -253,21 +306,89 @@ class Block:
         return self.settings.get(keyword)
 
 
-def _split_line(line: str) -> tuple[str, str] | None:
-    """`Keyword value`, `Keyword=value` or `Keyword = value`; trailing ` #comment` dropped."""
-    m = re.match(r"(\S+?)(?:\s*=\s*|\s+)(.*)\Z", line)
-    if not m:
-        return (line, "") if line else None
-    keyword, rest = m.group(1), m.group(2)
-    keyword = keyword.removesuffix("=")
-    try:
-        lexer = shlex.shlex(rest, posix=True, punctuation_chars=False)
-        lexer.whitespace_split = True
-        lexer.commenters = "#"
-        words = list(lexer)
-    except ValueError:
-        words = rest.split()
-    return keyword, " ".join(words)
+_WHITESPACE = " \t\r\n"  # sshd's WHITESPACE
+_KEYWORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def _config_lines(text: str) -> list[str]:
+    """The lines sshd parses (servconf.c): load_server_config() keeps each getline() line
+    from its first character not in " \t\r" up to a NUL (strlen), so a NUL also drops the
+    newline ending its line; the buffer is then cut at each `\n` only."""
+    kept = (line.lstrip(" \t\r").split("\0", 1)[0] for line in re.findall(r"[^\n]*\n|[^\n]+", text))
+    return "".join(kept).split("\n")
+
+
+def _strdelim(s: str | None) -> tuple[str | None, str | None]:
+    """misc.c strdelim(): (word, rest) split at WHITESPACE, a quote or one `=`; rest is None
+    when the line ended with the word, word is None for an unmatched quote."""
+    if s is None:
+        return None, None
+    m = re.search(r'[ \t\r\n"=]', s)
+    if m is None:
+        return s, None
+    i = m.start()
+    if s[i] == '"':
+        s = s[:i] + s[i + 1 :]
+        j = s.find('"', i)
+        if j == -1:
+            return None, None
+        return s[:j], s[j + 1 :].lstrip(_WHITESPACE)
+    rest = s[i + 1 :].lstrip(_WHITESPACE)
+    if s[i] != "=" and rest.startswith("="):
+        rest = rest[1:].lstrip(_WHITESPACE)
+    return s[:i], rest
+
+
+def _argv_split(s: str) -> list[str] | None:
+    """misc.c argv_split(s, terminate_on_comment=1): words split at blanks and tabs only, a
+    `#` starting a word ends the line (`4#x` is one word), quotes and `\\` escapes removed;
+    None for an unterminated quote."""
+    words: list[str] = []
+    i, n = 0, len(s)
+    while i < n:
+        if s[i] in " \t":
+            i += 1
+            continue
+        if s[i] == "#":
+            break
+        quote = ""
+        word: list[str] = []
+        while i < n:
+            c = s[i]
+            if c == "\\" and i + 1 < n and (s[i + 1] in "'\"\\" or (not quote and s[i + 1] == " ")):
+                i += 1
+                word.append(s[i])
+            elif not quote and c in " \t":
+                break
+            elif not quote and c in "\"'":
+                quote = c
+            elif quote and c == quote:
+                quote = ""
+            else:
+                word.append(c)
+            i += 1
+        if i >= n and quote:
+            return None
+        words.append("".join(word))
+    return words
+
+
+def _split_line(line: str) -> tuple[str, list[str]] | str | None:
+    """servconf.c process_server_config_line_depth(): (keyword, arguments), None for a
+    blank or comment line, or sshd's complaint about the line."""
+    # trailing WHITESPACE and \f go (sshd's loop never looks at the first character)
+    line = line[:1] + line[1:].rstrip(_WHITESPACE + "\f")
+    keyword, rest = _strdelim(line)
+    if keyword == "":
+        keyword, rest = _strdelim(rest)
+    if not keyword or keyword.startswith("#"):
+        return None
+    if not rest:
+        return f'no argument after keyword "{keyword}"'
+    words = _argv_split(rest)
+    if words is None:
+        return "invalid quotes"
+    return keyword, words
 
 
 class _Parser:
@@ -287,28 +408,34 @@ class _Parser:
         self.files.append(path)
         # A Match block started in an included file ends with that file, as in sshd.
         current = block
-        for n, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
+        for n, line in enumerate(_config_lines(text), 1):
             split = _split_line(line)
             if split is None:
                 continue
-            keyword, value = split
-            key = canonical_keyword(keyword)
             where = at(path, n)
+            if isinstance(split, str):
+                self.errors.append(f"{where}: {split}")
+                continue
+            keyword, words = split
+            if _KEYWORD.fullmatch(keyword) is None:
+                # every keyword is ASCII letters and digits, compared by strcasecmp(): a
+                # `\x0cPermitRootLogin` is no keyword of sshd's (and not PermitRootLogin)
+                self.errors.append(f"{where}: Bad configuration option: {keyword}")
+                continue
+            value = " ".join(words)
+            key = canonical_keyword(keyword)
             if key == "match":
                 current = Block(" ".join(value.split()), where)
                 self.matches.append(current)
                 continue
             if key == "include":
-                for pattern in value.split():
+                for pattern in words:
                     full = pattern if pattern.startswith("/") else os.path.join("/etc/ssh", pattern)
                     targets = self.ctx.glob(full) if any(c in full for c in "*?[") else [full]
                     for target in targets:
                         self.parse_file(target, current, depth + 1)
                 continue
-            why = refusal(keyword, value)
+            why = refusal(keyword, words)
             if why is not None:
                 self.errors.append(f"{where}: {why}")
                 continue

@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, STR, ObjectType
-from secpolicy.facts._common import as_value, at, dropin_files, logical_lines, read_proc, real_path
+from secpolicy.facts._common import (
+    as_value,
+    at,
+    dropin_files,
+    logical_lines,
+    read_proc,
+    real_path,
+    systemd_lines,
+)
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -36,6 +44,8 @@ SYSCTL = ObjectType(
 )
 
 # systemd-sysctl's search path; a file name in an earlier directory masks the same name later.
+_WHITESPACE = " \t\n\r"  # systemd's WHITESPACE, what its strstrip() removes
+
 SYSCTL_DIRS = (
     "/etc/sysctl.d",
     "/run/sysctl.d",
@@ -48,7 +58,7 @@ SYSCTL_DIRS = (
 def normalize_name(name: str) -> str:
     """The dotted form of a sysctl name. As in sysctl(8) and systemd, a name whose first
     separator is `/` uses `/` between levels and `.` inside them (`net/ipv4/conf/eth0.1/...`)."""
-    name = name.strip()
+    name = name.strip(_WHITESPACE)
     slash, dot = name.find("/"), name.find(".")
     if slash != -1 and (dot == -1 or slash < dot):
         name = name.replace("/", "\0").replace(".", "/").replace("\0", ".")
@@ -101,14 +111,16 @@ def _persisted(ctx: FactContext) -> Persisted:
         text = ctx.read_text(path)
         if text is None:
             continue
-        for n, line in logical_lines(text):
+        # systemd-sysctl: lines as read_line() ends them, strstrip()ped of " \t\n\r" only
+        for n, line in logical_lines(systemd_lines(text), blank=_WHITESPACE):
             if line.startswith(";"):
                 continue
             key, sep, value = line.partition("=")
             if not sep:
                 continue
-            key = normalize_name(key.strip().lstrip("-"))
-            a = Assignment(value.strip(), at(path, n))
+            key = key.strip(_WHITESPACE)
+            key = normalize_name(key.removeprefix("-"))
+            a = Assignment(value.strip(_WHITESPACE), at(path, n))
             if any(ch in key for ch in "*?["):
                 globs.append((key, a))
             else:

@@ -71,8 +71,8 @@ def test_variant(bundle, base_tree: Path, tmp_path: Path, variant: corpus.Varian
 
 # Rules that pass on an empty root because absence IS compliance: "X is not installed / not in
 # use", "no OS information in a banner that does not exist", nothing to violate in an empty
-# account or file set, no fstab line for /dev/shm (systemd mounts it nodev,nosuid). Everything
-# else must fail or be not applicable there.
+# file set, no fstab line for /dev/shm (systemd mounts it nodev,nosuid). Everything else must
+# fail or be not applicable there, except the account rules (below).
 ABSENCE_IS_COMPLIANCE = {
     "1.1.2.2.2",
     "1.1.2.2.3",
@@ -117,12 +117,7 @@ ABSENCE_IS_COMPLIANCE = {
     "3.1.3",
     "5.3.3.4.1",
     "5.3.3.4.2",
-    "5.4.2.1",
-    "5.4.2.2",
-    "5.4.2.3",
     "5.4.2.6",
-    "5.4.2.7",
-    "5.4.2.8",
     "5.4.3.1",
     "6.1.2.1.4",
     "7.1.2",
@@ -131,6 +126,23 @@ ABSENCE_IS_COMPLIANCE = {
     "7.1.8",
     "7.1.10",
     "7.1.12",
+}
+ABSENCE_IS_COMPLIANCE_RULES = {"pci-10.6.3-time-settings-protected"}
+
+
+# A root without /etc/passwd has no account database to check: the rules that read accounts
+# are ERROR with that reason (they passed vacuously over an empty account list before).
+NO_ACCOUNTS = {
+    f"/etc/{name} does not exist: no account can be checked without it"
+    for name in ("passwd", "group")
+}
+ACCOUNT_CONTROLS = {
+    "5.4.2.1",
+    "5.4.2.2",
+    "5.4.2.3",
+    "5.4.2.4",
+    "5.4.2.7",
+    "5.4.2.8",
     "7.2.1",
     "7.2.2",
     "7.2.3",
@@ -142,13 +154,15 @@ ABSENCE_IS_COMPLIANCE = {
     "7.2.9",
     "7.2.10",
 }
-ABSENCE_IS_COMPLIANCE_RULES = {"pci-10.6.3-time-settings-protected"}
 
 
 def test_empty_root_has_no_error_and_no_vacuous_pass(bundle, tmp_path: Path) -> None:
     got = _verdicts(bundle, tmp_path)
-    assert {r: why for r, (s, why) in got.items() if s == "error"} == {}
     ps, _ = bundle
+    accounts = {r.id for r in ps.rules if set(r.references.get("cis", ())) & ACCOUNT_CONTROLS}
+    errors = {r: why for r, (s, why) in got.items() if s == "error"}
+    assert set(errors) == accounts
+    assert set(errors.values()) <= NO_ACCOUNTS
     refs = {r.id: set(r.references.get("cis", ())) for r in ps.rules}
     passing = {r for r, (s, _) in got.items() if s == "pass"}
     vacuous = {
@@ -157,6 +171,16 @@ def test_empty_root_has_no_error_and_no_vacuous_pass(bundle, tmp_path: Path) -> 
         if not (refs[r] & ABSENCE_IS_COMPLIANCE) and r not in ABSENCE_IS_COMPLIANCE_RULES
     }
     assert vacuous == set()
+
+
+def test_empty_account_files_are_no_error_for_the_account_rules(bundle, tmp_path: Path) -> None:
+    for name in ("passwd", "group", "shadow"):
+        (tmp_path / "etc").mkdir(exist_ok=True)
+        (tmp_path / "etc" / name).write_text("")
+    got = _verdicts(bundle, tmp_path)
+    ps, _ = bundle
+    accounts = {r.id for r in ps.rules if set(r.references.get("cis", ())) & ACCOUNT_CONTROLS}
+    assert {r: why for r, (s, why) in got.items() if s == "error" and r in accounts} == {}
 
 
 def test_every_automated_cis_control_has_a_breaking_variant(bundle) -> None:

@@ -7,6 +7,7 @@ sudo reads of sudoers. The facts and rules must agree with what the tools say.""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -584,6 +585,31 @@ def test_login_defs_unset_everywhere_reads_as_shadows_defaults(base_tree, tmp_pa
     assert ours == _shadow_oracle(root)
 
 
+def _sshd_test_mode(conf: Path, *connection: str) -> subprocess.CompletedProcess[str]:
+    """`sshd -T [-C ...] -f conf`. sshd wants its privilege separation directory even then: where
+    the host has no /run/sshd, run it in a private mount namespace over a fresh /run."""
+    cmd = [
+        _tool("sshd"),
+        "-T",
+        *(("-C", ",".join(connection)) if connection else ()),
+        "-f",
+        str(conf),
+    ]
+    if os.path.isdir("/run/sshd"):
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, errors="replace")
+    if os.geteuid() != 0:
+        pytest.skip("sshd -T needs /run/sshd, and making one in a namespace needs root")
+    script = 'mount -t tmpfs none /run && mkdir /run/sshd && exec "$@"'
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        errors="replace",
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     ("keyword", "first", "second"),
     [
@@ -604,9 +630,9 @@ def test_which_of_two_settings_wins_is_what_sshd_T_prints(
     (tmp_path / "etc/ssh").mkdir(parents=True)
     conf = tmp_path / "etc/ssh/sshd_config"
     conf.write_text(f"HostKey {host_key}\n{keyword} {first}\n{keyword} {second}\n")
-    out = subprocess.run(
-        [_tool("sshd"), "-T", "-f", str(conf)], capture_output=True, text=True, check=True
-    ).stdout
+    done = _sshd_test_mode(conf)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     printed = next(
         line.split(" ", 1)[1] for line in out.splitlines() if line.split(" ")[0] == keyword.lower()
     )
@@ -896,22 +922,83 @@ def test_pwquality_is_what_libpwquality_reads(
         "MaxStartups 10:101:60",
         "MaxStartups 70:30:60",
         "MaxStartups 10:30:60",
+        "MaxStartups 0",
+        "MaxStartups 10:30:60 x",
+        # strtonum, base 10: leading zeros are decimal, a `#` inside a word is no comment
+        "MaxAuthTries 04",
+        "MaxAuthTries 010",
+        "MaxAuthTries 0x4",
+        "MaxAuthTries 4#x",
+        "MaxAuthTries 4 #x",
+        "MaxAuthTries #x",
+        'MaxAuthTries ""',
+        'MaxAuthTries " 4"',
+        'MaxAuthTries "4 "',
+        "MaxAuthTries 4 5",
+        "MaxAuthTries 4\r5",
+        "MaxAuthTries \u0664",
+        "MaxSessions 4#x",
+        "ClientAliveCountMax 08",
+        "RequiredRSASize 2048x",
+        "PerSourceMaxStartups 5#",
+        "LoginGraceTime +30",
+        "LoginGraceTime 30 40",
+        "LoginGraceTime \u0663\u0660",
+        "PermitRootLogin",
+        'PermitRootLogin "no',
+        "\x0cPermitRootLogin no",
+        "MaxAuthTries 3\0 hidden\n#",
+        "PermitRootLogin\x0bno",
     ],
 )
 def test_sshd_refuses_the_values_we_call_errors(tmp_path, host_key, line) -> None:
     (tmp_path / "etc/ssh").mkdir(parents=True)
     conf = tmp_path / "etc/ssh/sshd_config"
     conf.write_text(f"HostKey {host_key}\n{line}\n")
-    out = subprocess.run(
-        [_tool("sshd"), "-T", "-f", str(conf)], capture_output=True, text=True, check=False
-    )
+    out = _sshd_test_mode(conf)
     ours = FactContext(builtin_registry(), str(tmp_path)).fact("sshd", ()).errors
     if out.returncode == 0:
         assert ours == ()
     else:
         # sshd: "<file> line 2: <message>"; ours: "/etc/ssh/sshd_config:2: <message>"
         said = out.stderr.strip().splitlines()[0].split(" line 2: ", 1)[1]
+        said = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), said)  # vis(3)
         assert ours == (f"/etc/ssh/sshd_config:2: {said}",)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # only \n ends a line for sshd: the setting hidden behind these is part of a comment
+        "# note\x1cPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x1dPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x1ePermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\rPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x0bPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x0cPermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\x85PermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\u2028PermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        "# note\u2029PermitRootLogin no\nPermitRootLogin yes\nMaxAuthTries 3\n",
+        # \r is WHITESPACE inside a line, \f only at its end
+        "PermitRootLogin\rno\r\nMaxAuthTries\r3\n",
+        "\rPermitRootLogin no\x0c\nMaxAuthTries=\r3\n",
+        " \r# c\nPermitRootLogin\r=no\nMaxAuthTries 3\n",
+        # a NUL ends the string load_server_config() keeps, newline included
+        "MaxAuthTries 3\0 junk\n\nPermitRootLogin no\n",
+        "PermitRootLogin no #c\nMaxAuthTries 0004\n",
+    ],
+)
+def test_sshd_lines_are_the_lines_sshd_T_reads(tmp_path, host_key, text) -> None:
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    conf = tmp_path / "etc/ssh/sshd_config"
+    conf.write_bytes(f"HostKey {host_key}\n{text}".encode())
+    out = _sshd_test_mode(conf, "user=root", "host=x", "addr=1.2.3.4")
+    assert out.returncode == 0, out.stderr
+    printed = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    sshd = FactContext(builtin_registry(), str(tmp_path)).fact("sshd", ())
+    assert sshd.errors == ()
+    for keyword in ("permitrootlogin", "maxauthtries"):
+        assert sshd.option(keyword) == printed[keyword], keyword
 
 
 @pytest.mark.parametrize(
@@ -934,3 +1021,76 @@ def test_sudo_timeouts_are_read_as_visudo_reads_them(tmp_path, value) -> None:
         assert d.minutes == pytest.approx(
             float(value) if value not in (".", "2.") else float(value + "0")
         )
+
+
+# --- glibc's nss_files (getpwent, getgrent, getspent) -------------------------------------------
+_HOSTILE_PASSWD = (
+    "root:x:0:0:root:/root:/bin/bash\n"
+    "toor:x:0:0\n"
+    "toor2:x:0:0::/root\n"
+    "short:x:0\n"
+    "neg:x:-1:0::/:/bin/sh\n"
+    "wide:x:4294967296:0::/:/bin/sh\n"
+    "max:x:4294967295:0::/:/bin/sh\n"
+    "blank:x: +5:0::/:/bin/sh\n"
+    "hex:x:0x10:0::/:/bin/sh\n"
+    "empty:x::0::/:/bin/sh\n"
+    "trail:x:5a:0::/:/bin/sh\n"
+    "  lead:x:8:8::/:/bin/sh\n"
+    "extra:x:10:10:g:/h:/bin/sh:more\n"
+    ":x:11:11::/:/bin/sh\n"
+    "cr:x:12:12::/:/bin/sh\r\n"
+    "# c\x1cevil:x:0:0::/:/bin/sh\n"
+    "# c\rcr0:x:0:0::/:/bin/sh\n"
+    "# c\u2028ls:x:0:0::/:/bin/sh\n"
+    "nul:x:14:14::/:/bin/sh\0\n"
+    "hidden:x:0:0::/:/bin/sh\n"
+    "minus0:x:-0:0\n"
+    "wrap:x:-18446744073709551615:0\n"
+    "arabic:x:\u0661:0\n"
+    "\x0cff:x:15:15\n"
+)
+_HOSTILE_GROUP = (
+    "root:x:0:\nwheel0:x:0\nw2:x:0:a, b ,,c:d\nw3:x\nw4:x: 7\nw5:x:-1:\nw6\n"
+    "# x\x1cw7:x:0:\nw8:x:0:\x0ba,\tb\n"
+)
+_HOSTILE_SHADOW = (
+    "a:\nb::\nc:::\nd::::\ne:x:1:2:3\nf:x:1:2:3:\ng:x:abc::::::\nh:x: 5::::::\ni:x::::::\n"
+    "j:x:::::::\nk:x::::::::\nl:x::::::::x\n  m:x::::\nn:x:1:2:3: \no:x:1:2:3:4:5:6:7\n"
+    "p:x:1:2:3:4:5:6:7:\nq:x:1:2:3:4:5:6:\n# r\x1cr::::::::\n"
+)
+
+
+@ROOT_NEEDED
+def test_account_files_are_read_as_glibc_reads_them(tmp_path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    for name, text in (
+        ("passwd", _HOSTILE_PASSWD),
+        ("group", _HOSTILE_GROUP),
+        ("shadow", _HOSTILE_SHADOW),
+    ):
+        (etc / name).write_bytes(text.encode())
+    dump = (
+        "import grp, json, pwd, warnings; warnings.simplefilter('ignore'); import spwd;"
+        "print(json.dumps([[list(p) for p in pwd.getpwall()], [list(g) for g in grp.getgrall()],"
+        " [s[:2] for s in spwd.getspall()]]))"
+    )
+    binds = " && ".join(f"mount --bind {etc}/{n} /etc/{n}" for n in ("passwd", "group", "shadow"))
+    out = _namespaced(f'{binds} && exec {sys.executable} -c "{dump}"')
+    assert out.returncode == 0, out.stderr
+    users, groups, shadow = json.loads(out.stdout)
+    # other NSS modules (systemd) may add entries after the files'; NIS compat lines stay out
+    users = [u for u in users if u[0][:1] not in ("+", "-")]
+    ctx = FactContext(builtin_registry(), str(tmp_path))
+    ours_users = [
+        [u.name, u.password, u.uid, u.gid, u.gecos, u.home, u.shell] for u in ctx.fact("users", ())
+    ]
+    ours_groups = [[g.name, g.password, g.gid, list(g.members)] for g in ctx.fact("groups", ())]
+    ours_shadow = [[name, e.fields[1]] for name, e in ctx.fact("_shadow", ()).items()]
+    assert [[*u[:2], u[2] % 2**32, u[3] % 2**32, *u[4:]] for u in users][
+        : len(ours_users)
+    ] == ours_users
+    assert [[*g[:2], g[2] % 2**32, g[3]] for g in groups][: len(ours_groups)] == ours_groups
+    assert shadow == ours_shadow
+    assert [u[0] for u in ours_users if u[2] == 0] == ["root", "toor", "toor2", "hidden", "minus0"]

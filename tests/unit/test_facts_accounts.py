@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from facts_helpers import as_nobody, context, materialize, public_tmpdir
+from facts_helpers import as_nobody, context, materialize, public_tmpdir, write
 
+from secpolicy.errors import EvaluationError
 from secpolicy.facts.accounts import hash_algorithm, password_status
 
 
@@ -84,9 +85,112 @@ def test_groups_and_duplicate_gids(roots: dict[str, Path]) -> None:
     assert ctx.fact("group", ("nosuch",)) is None and ctx.fact("user", ("nosuch",)) is None
 
 
-def test_absent_files_mean_no_accounts(tmp_path: Path) -> None:
+def test_absent_account_files_are_errors_not_empty_lists(tmp_path: Path) -> None:
+    # no /etc/passwd: nothing says there is no second uid 0, so nothing can pass
+    ctx = context(tmp_path)
+    with pytest.raises(EvaluationError, match="^/etc/passwd does not exist: no account can be"):
+        ctx.fact("users", ())
+    with pytest.raises(EvaluationError, match="^/etc/group does not exist: no account can be"):
+        ctx.fact("groups", ())
+    conflicts = ctx.fact("account_conflicts", ())
+    with pytest.raises(EvaluationError, match="^/etc/passwd does not exist"):
+        _ = conflicts.duplicate_uids
+    with pytest.raises(EvaluationError, match="^/etc/group does not exist"):
+        _ = conflicts.duplicate_gids
+    # passwd without group: the users are there, in no group (as glibc finds none)
+    write(tmp_path, "etc/passwd", "root:x:0:0:root:/root:/bin/bash\n")
+    ctx = context(tmp_path)
+    (root,) = ctx.fact("users", ())
+    assert (root.name, root.groups, root.primary_group) == ("root", (), None)
+    assert ctx.fact("account_conflicts", ()).users_without_group == ("root (gid 0)",)
+    with pytest.raises(EvaluationError, match="^/etc/group does not exist"):
+        ctx.fact("group", ("root",))
+    with pytest.raises(EvaluationError, match="user 'root': /etc/shadow does not exist"):
+        _ = root.password_status
+
+
+def test_empty_account_files_mean_no_accounts(tmp_path: Path) -> None:
+    for name in ("passwd", "group", "shadow"):
+        write(tmp_path, f"etc/{name}", "")
     ctx = context(tmp_path)
     assert ctx.fact("users", ()) == [] and ctx.fact("groups", ()) == []
+
+
+def test_short_lines_are_accounts_as_glibc_reads_them(tmp_path: Path) -> None:
+    # nss_files: fields missing at the end are empty, but uid and gid must be numbers
+    write(
+        tmp_path,
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\n"
+        "toor:x:0:0\n"
+        "toor2:x:0:0::/root\n"
+        "short:x:0\n"
+        "nogid:x:0:\n"
+        "word:x:zero:0::/:/bin/sh\n"
+        "hex:x:0x0:0::/:/bin/sh\n"
+        "neg:x:-1:0::/:/bin/sh\n"
+        "wide:x:4294967296:0::/:/bin/sh\n"
+        "padded:x: +0:0::/:/bin/sh\n"
+        "+nis:x:0:0::/:/bin/sh\n",
+    )
+    write(tmp_path, "etc/group", "root:x:0:\nwheel0:x:0\nshort:x\nmembers:x:5:a, b,,c:d\n")
+    write(tmp_path, "etc/shadow", "")
+    ctx = context(tmp_path)
+    users = {u.name: (u.uid, u.gid, u.gecos, u.home, u.shell) for u in ctx.fact("users", ())}
+    assert users == {
+        "root": (0, 0, "root", "/root", "/bin/bash"),
+        "toor": (0, 0, "", "", ""),
+        "toor2": (0, 0, "", "/root", ""),
+        "padded": (0, 0, "", "/", "/bin/sh"),
+    }
+    assert ctx.fact("user", ("toor",)).where("uid") == "/etc/passwd:2"
+    groups = {g.name: (g.gid, g.members) for g in ctx.fact("groups", ())}
+    assert groups == {"root": (0, ()), "wheel0": (0, ()), "members": (5, ("a", "b", "c:d"))}
+    conflicts = ctx.fact("account_conflicts", ())
+    assert conflicts.duplicate_uids == ("0: root, toor, toor2, padded",)
+    assert conflicts.duplicate_gids == ("0: root, wheel0",)
+
+
+@pytest.mark.parametrize("sep", ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+def test_only_newline_ends_an_account_line(tmp_path: Path, sep: str) -> None:
+    write(
+        tmp_path,
+        "etc/passwd",
+        f"root:x:0:0:root:/root:/bin/bash\n# old{sep}toor:x:0:0::/:/bin/sh\n",
+    )
+    write(tmp_path, "etc/group", f"root:x:0:\n# old{sep}wheel0:x:0:\n")
+    write(
+        tmp_path, "etc/shadow", f"root:!:19000:0:99999:7:::\n# old{sep}toor::19000:0:99999:7:::\n"
+    )
+    ctx = context(tmp_path)
+    assert [u.name for u in ctx.fact("users", ())] == ["root"]
+    assert [g.name for g in ctx.fact("groups", ())] == ["root"]
+    assert list(ctx.fact("_shadow", ())) == ["root"]
+
+
+def test_shadow_lines_glibc_refuses_are_no_entry(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "etc/passwd",
+        "".join(f"{n}:x:{i}:{i}::/:/bin/sh\n" for i, n in enumerate("abcdef", 1)),
+    )
+    write(tmp_path, "etc/group", "")
+    # sgetspent_r: last change, min and max must be there (empty or a number), the flag ends the line
+    write(
+        tmp_path,
+        "etc/shadow",
+        "a:\nb::::\nc::1:2:3\nd::x:::::::\ne::::::::\nf::::::::1:\n",
+    )
+    ctx = context(tmp_path)
+    status = {u.name: u.password_status for u in ctx.fact("users", ())}
+    assert status == {
+        "a": "none",
+        "b": "none",
+        "c": "empty",
+        "d": "none",
+        "e": "empty",
+        "f": "none",
+    }
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to uid 65534 for a real EACCES")

@@ -300,3 +300,47 @@ def test_number_readers() -> None:
         2048,
         None,
     ]
+
+
+_HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_login_defs_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
+    # shadow's getdef.c reads fgets() lines: the setting after the separator is in the comment
+    write(tmp_path, "etc/login.defs", f"PASS_MAX_DAYS 99999\n# was:{sep}PASS_MAX_DAYS 365\n")
+    d = context(tmp_path).fact("login_defs", ())
+    assert (d.int("PASS_MAX_DAYS"), d.where("int", "PASS_MAX_DAYS")) == (99999, "/etc/login.defs:1")
+
+
+def test_login_defs_words_are_split_at_blanks_and_tabs_only(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "etc/login.defs",
+        'PASS_MAX_DAYS 90\nPASS_MAX_DAYS\x0b365\nPASS_MAX_DAYS\nPASS_MIN_DAYS\t "7"\nUMASK 027 \r\n',
+    )
+    d = context(tmp_path).fact("login_defs", ())
+    assert (d.int("PASS_MAX_DAYS"), d.int("PASS_MIN_DAYS"), d.option("UMASK")) == (90, 7, "027")
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_pwquality_and_faillock_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
+    write(tmp_path, "etc/security/pwquality.conf", f"minlen = 8\n# was{sep}minlen = 14\n")
+    write(tmp_path, "etc/security/faillock.conf", f"deny = 9\n# was{sep}deny = 3\n")
+    ctx = context(tmp_path)
+    assert ctx.fact("pwquality", ()).int("minlen") == 8
+    assert ctx.fact("faillock", ()).int("deny") == 9
+
+
+@pytest.mark.parametrize(("sep", "applied"), [(s, s == "\r") for s in _HOSTILE])
+def test_journald_lines_end_where_systemd_ends_them(
+    tmp_path: Path, sep: str, applied: bool
+) -> None:
+    # systemd's read_line() ends a line at \n, \r or NUL only
+    write(
+        tmp_path,
+        "etc/systemd/journald.conf",
+        f"[Journal]\nStorage=volatile\n# x{sep}Storage=persistent\n",
+    )
+    storage = context(tmp_path).fact("journald", ()).option("Storage")
+    assert storage == ("persistent" if applied else "volatile")

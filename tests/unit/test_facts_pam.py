@@ -121,3 +121,30 @@ def test_arguments_are_read_as_modules_read_them(tmp_path: Path) -> None:
     # the last occurrence is in force; numbers read with strtol(value, NULL, 10)
     assert (e.arg("remember"), e.arg_int("remember")) == ("24abc", 24)
     assert (e.arg_int("retry"), e.arg_int("use_authtok"), e.arg_int("debug")) == (0, 0, None)
+
+
+@pytest.mark.parametrize("sep", ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+def test_only_newline_ends_a_pam_line(tmp_path: Path, sep: str) -> None:
+    # libpam reads fgets() lines: a module hidden behind these separators is in the comment
+    write(
+        tmp_path,
+        "etc/pam.d/su",
+        f"auth required pam_unix.so\n# off{sep}auth required pam_wheel.so use_uid\n",
+    )
+    assert not context(tmp_path).fact("pam", ("su",)).has_module("pam_wheel")
+
+
+def test_a_comment_ends_a_continued_pam_line(tmp_path: Path) -> None:
+    # _pam_assemble_line: `#` ends the logical line, a backslash before it continues nothing
+    write(
+        tmp_path,
+        "etc/pam.d/su",
+        "auth required pam_unix.so \\\n# note\n  nullok\n"
+        "auth required pam_env.so # \\\nauth required pam_wheel.so\n",
+    )
+    p = context(tmp_path).fact("pam", ("su",))
+    assert [(e.module, e.args) for e in p.entries_of("auth")] == [
+        ("pam_unix.so", ("nullok",)),
+        ("pam_env.so", ()),
+        ("pam_wheel.so", ()),
+    ]

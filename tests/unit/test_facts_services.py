@@ -103,3 +103,17 @@ def test_live_active_matches_a_running_binary() -> None:
     # without systemd, a unit counts as active when its ExecStart binary runs
     exe = os.readlink("/proc/self/exe")
     assert exe in running.running_exes()
+
+
+@pytest.mark.parametrize(
+    ("sep", "state"),
+    [("\x0b", "static"), ("\x1c", "static"), ("\u2028", "static"), ("\r", "disabled")],
+)
+def test_unit_file_lines_end_where_systemd_ends_them(tmp_path: Path, sep: str, state: str) -> None:
+    # read_line(): \n, \r and NUL end a line; an [Install] section behind \v is in the comment
+    write(
+        tmp_path,
+        "usr/lib/systemd/system/foo.service",
+        f"[Service]\nExecStart=/usr/bin/foo\n# x{sep}[Install]\nWantedBy=multi-user.target\n",
+    )
+    assert context(tmp_path).fact("service", ("foo",)).state == state

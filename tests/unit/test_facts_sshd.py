@@ -169,3 +169,44 @@ def test_values_are_every_value_a_connection_can_get(tmp_path: Path) -> None:
         ("10", "Address 10.0.0.0/8", "/etc/ssh/sshd_config:7"),
     ]
     assert [v.value for v in s.values("MaxSessions")] == ["10"]  # the default only
+
+
+@pytest.mark.parametrize(
+    "sep", ["\x1c", "\x1d", "\x1e", "\r", "\x0b", "\x0c", "\x85", "\u2028", "\u2029"]
+)
+def test_a_setting_behind_a_hostile_separator_stays_in_its_comment(
+    tmp_path: Path, sep: str
+) -> None:
+    # sshd ends lines at \n only (tests/conformance asks the real sshd -T)
+    write(tmp_path, "etc/ssh/sshd_config", f"# note{sep}PermitRootLogin no\nPermitRootLogin yes\n")
+    s = context(tmp_path).fact("sshd", ())
+    assert (s.option("PermitRootLogin"), s.where("option", "PermitRootLogin"), s.errors) == (
+        "yes",
+        "/etc/ssh/sshd_config:2",
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "value", "errors"),
+    [
+        ("MaxAuthTries 04", "4", ()),
+        ("MaxAuthTries 010", "10", ()),
+        ("MaxAuthTries +4", "4", ()),
+        ("MaxAuthTries 4 # four", "4", ()),
+        ("MaxAuthTries 4#x", "6", ("/etc/ssh/sshd_config:1: MaxAuthTries integer value invalid.",)),
+        ("MaxAuthTries 0x4", "6", ("/etc/ssh/sshd_config:1: MaxAuthTries integer value invalid.",)),
+        ("MaxAuthTries #4", "6", ("/etc/ssh/sshd_config:1: MaxAuthTries integer value missing.",)),
+        (
+            "MaxAuthTries 4 5",
+            "6",
+            ("/etc/ssh/sshd_config:1: keyword MaxAuthTries extra arguments at end of line",),
+        ),
+    ],
+)
+def test_integers_are_read_as_sshd_reads_them(
+    tmp_path: Path, line: str, value: str, errors: tuple[str, ...]
+) -> None:
+    write(tmp_path, "etc/ssh/sshd_config", line + "\n")
+    s = context(tmp_path).fact("sshd", ())
+    assert (s.option("MaxAuthTries"), s.errors) == (value, errors)

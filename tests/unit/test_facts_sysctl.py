@@ -133,3 +133,34 @@ def test_live_host_reads_proc_sys() -> None:
         expected = int(f.read())
     s = context("/").fact("sysctl", ("kernel.pid_max",))
     assert s.running == expected and s.where("running") == "/proc/sys/kernel/pid_max"
+
+
+@pytest.mark.parametrize(
+    ("text", "persisted", "line"),
+    [
+        # read_line() ends lines at \n, \r and NUL only: the rest is inside the comment
+        ("# tuned\x1cnet.ipv4.ip_forward = 0\n", 1, 1),
+        ("# tuned\x0bnet.ipv4.ip_forward = 0\n", 1, 1),
+        ("# tuned\x0cnet.ipv4.ip_forward = 0\n", 1, 1),
+        ("# tuned\x85net.ipv4.ip_forward = 0\n", 1, 1),
+        ("# tuned\u2028net.ipv4.ip_forward = 0\n", 1, 1),
+        ("# tuned\u2029net.ipv4.ip_forward = 0\n", 1, 1),
+        # ... and those do end one, \r\n and \n\r as a single end
+        ("# tuned\rnet.ipv4.ip_forward = 0\n", 0, 2),
+        ("# tuned\0net.ipv4.ip_forward = 0\n", 0, 2),
+        ("# a\r\n# b\n\rnet.ipv4.ip_forward = 0\n", 0, 3),
+        ("# a\n\nnet.ipv4.ip_forward = 0\r\n", 0, 3),
+        # strstrip() takes " \t\n\r": a \x1c before the name makes another name
+        ("\x1cnet.ipv4.ip_forward = 0\n", 1, 1),
+    ],
+)
+def test_sysctl_d_lines_end_where_systemd_sysctl_ends_them(
+    tmp_path: Path, text: str, persisted: int, line: int
+) -> None:
+    write(tmp_path, "etc/sysctl.d/10-forward.conf", "net.ipv4.ip_forward = 1\n")
+    write(tmp_path, "etc/sysctl.d/20-tuned.conf", text)
+    s = context(tmp_path).fact("sysctl", ("net.ipv4.ip_forward",))
+    source = (
+        "/etc/sysctl.d/10-forward.conf:1" if persisted else f"/etc/sysctl.d/20-tuned.conf:{line}"
+    )
+    assert (s.persisted, s.persisted_source) == (persisted, source)
