@@ -100,7 +100,7 @@ class JsonlSource:
                         user = ev.get("user")
                         usual = (
                             ev["type"] in types and (ts := ev["ts"])[:19] == second
-                            and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[20:29].isdecimal()
+                            and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[20:29].isdecimal() and ts.isascii()
                             and (proc is None or type(proc) is dict and type(pid := proc.get("pid", 0)) is int
                                  and type(uid := proc.get("uid", 0)) is int and type(euid := proc.get("euid", 0)) is int
                                  and low <= pid <= limit and low <= uid <= limit and low <= euid <= limit)

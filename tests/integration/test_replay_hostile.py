@@ -137,3 +137,27 @@ def test_hostile_json_lines_are_counted_bad_lines(tmp_path: Path) -> None:
     assert where == ["2", "3", "4", "5", "6", "7"]
     assert "line longer than" in stderr and "not a 64-bit integer" in stderr
     assert len(out.read_text().splitlines()) == 2  # both sudo runs alert
+
+
+def test_timestamps_with_digits_that_are_not_ascii_or_a_trailing_newline_are_bad_lines(tmp_path: Path) -> None:
+    ok = '{"type":"exec","ts":"2024-05-01T10:00:00.000000000Z","proc":{"exe":"/usr/bin/sudo","auid":1},"login":{"uid":1}}'
+    lines = [
+        ok,
+        ok.replace("00.000000000Z", "00.١٠٠٠٠٠٠٠٠Z"),  # same second as line 1: the shortcut's check
+        ok.replace("2024-05-01T10:00:00", "2024-05-01T10:00:0٣"),  # a new second: the full check
+        ok.replace("000000000Z", "000000000Z\\n"),  # ends in a newline
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out, db = tmp_path / "alerts.jsonl", tmp_path / "events.db"
+    code, stdout, stderr = run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--summary", "--store", str(db)])
+    assert code == 0, stderr
+    assert "Events evaluated: 1" in stdout and "Bad input lines: 3" in stdout
+    where = [ln.split(f"{events}:", 1)[1].split(":", 1)[0] for ln in stderr.splitlines() if "bad input line" in ln]
+    assert where == ["2", "3", "4"]
+    assert stderr.count("is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ") == 3
+    assert len(out.read_text().splitlines()) == 1
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (1,)
+    code, _, _ = run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--strict"])
+    assert code == 2
