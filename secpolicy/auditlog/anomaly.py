@@ -142,8 +142,8 @@ class DetectorSettings:
     config_window: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.k <= 1:
-            raise InputError("k must be greater than 1")
+        if not 1 < self.k < math.inf:  # False for NaN too
+            raise InputError(f"k {self.k} is not a finite number greater than 1")
         if self.min_count < 1 or self.burst_count < 2 or self.config_count < 2:
             raise InputError("min_count must be >= 1, burst and config counts >= 2")
 

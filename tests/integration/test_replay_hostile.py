@@ -161,3 +161,18 @@ def test_timestamps_with_digits_that_are_not_ascii_or_a_trailing_newline_are_bad
         assert con.execute("SELECT count(*) FROM events").fetchone() == (1,)
     code, _, _ = run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--strict"])
     assert code == 2
+
+
+def test_option_values_that_are_no_number_of_seconds_are_refused(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type":"exec","ts":"2024-01-01T00:00:00.000000000Z"}\n', encoding="utf-8")
+    out = tmp_path / "alerts.jsonl"
+    for window in ("-5", "nan", "inf", "1e400", "1e300", "86401"):
+        result = CliRunner().invoke(replay_cmd, [str(events), "--policy", str(PCI_EVENTS), "-o", str(out), f"--window={window}"])
+        assert result.exit_code == 2, window
+        assert "Invalid value for '--window'" in result.output and "is not a number of seconds from 0 to 86400" in result.output
+    for dedup in ("nan", "inf"):
+        result = CliRunner().invoke(replay_cmd, [str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--dedup-window", dedup])
+        assert result.exit_code == 2 and "Invalid value for '--dedup-window'" in result.output, dedup
+    for window in ("0", "86400"):
+        assert run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--window", window])[0] == 0

@@ -119,8 +119,9 @@ def test_hourly_profile_sets_expectations_per_hour() -> None:
 def test_bad_inputs() -> None:
     with pytest.raises(InputError, match="no events"):
         learn_baseline([])
-    with pytest.raises(InputError, match="k must"):
-        DetectorSettings(k=1)
+    for k in (1, -1, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="is not a finite number greater than 1"):
+            DetectorSettings(k=k)
     with pytest.raises(InputError, match="ISO 8601"):
         learn_baseline([{"type": "exec", "ts": "noon"}])
 

@@ -201,6 +201,9 @@ def test_timeline_option_errors(db: Path) -> None:
     assert code == 2 and "ISO 8601" in out
     code, out = run("timeline", "--db", str(db.parent / "absent.db"))
     assert code == 2 and "no such event store" in out
+    code, out = run("timeline", "--db", str(db), "--type", "bogus")
+    assert code == 2 and "'bogus' is not an event type; known: exec, " in out and ", alert" in out
+    assert run("timeline", "--db", str(db), "--type", "alert", "--format", "json")[0] == 0
 
 
 def test_dashboard_once_shows_the_numbers(db: Path, tmp_path: Path) -> None:
@@ -241,6 +244,21 @@ def test_anomaly_learn_and_detect(tmp_path: Path) -> None:
     assert code == 1
     alerts = [json.loads(line) for line in out.splitlines()]
     assert [(a["rule_id"], a["context"]["count"]) for a in alerts] == [("anomaly.rate", 40)]
+
+
+def test_anomaly_option_errors(tmp_path: Path) -> None:
+    quiet = tmp_path / "quiet.jsonl"
+    quiet.write_text(json.dumps({"type": "exec", "ts": "2026-11-21T09:00:00.000000000Z"}) + "\n")
+    baseline = tmp_path / "b.json"
+    assert run("anomaly", "learn", "--replay", str(quiet), "--out", str(baseline))[0] == 0
+    for k in ("nan", "inf", "1", "-1"):
+        code, out = run("anomaly", "detect", "--replay", str(quiet), "--baseline", str(baseline), "--k", k)
+        assert code == 2 and "is not a finite number greater than 1" in out, k
+    backwards = ["--since", "2030-01-01T00:00:00Z", "--until", "2020-01-01T00:00:00Z"]
+    for command in (["detect", "--baseline", str(baseline)], ["learn", "--out", str(tmp_path / "c.json")]):
+        code, out = run("anomaly", *command, "--replay", str(quiet), *backwards)
+        assert code == 2 and "--since 2030-01-01T00:00:00.000000000Z is not before --until" in out, command
+    assert not (tmp_path / "c.json").exists()
 
 
 def test_store_export_ocsf(db: Path, tmp_path: Path) -> None:
