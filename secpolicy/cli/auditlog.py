@@ -522,7 +522,7 @@ def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
 
     if bool(db) == bool(replay):
         raise InputError("give either --db or --replay")
-    return EventStore(db, create=False) if db else None
+    return EventStore(db, read_only=True) if db else None
 
 
 @click.command(name="timeline")
@@ -620,7 +620,7 @@ def dashboard_cmd(db: str, results: str | None, once: bool, refresh: float, now_
     now = None
     if now_text:
         now = datetime.strptime(normalize_ts(now_text)[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
-    store = EventStore(db, create=False)
+    store = EventStore(db, read_only=True)
     try:
         if once:
             console = Console(width=width) if width else Console()
@@ -780,7 +780,7 @@ def store_export_cmd(db: str, fmt: str, since: str | None, until: str | None, ou
     from secpolicy.auditlog.store import EventStore
     from secpolicy.auditlog.store import normalize_ts as normalize
 
-    store = EventStore(db, create=False)
+    store = EventStore(db, read_only=True)
     skipped: dict[str, int] = {}
     n = 0
     try:
