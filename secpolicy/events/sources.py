@@ -268,7 +268,8 @@ def merge_sources(
 
 
 def detect_format(path: Path | str) -> str:
-    """`jsonl` or `auditd`, from the first non-blank line of the file."""
+    """`jsonl` or `auditd`, from the first non-blank line of the file; `empty` for a file
+    with no such line (it holds no events, in either format)."""
     try:
         with open(path, "rb") as fh:
             for raw in fh:
@@ -280,6 +281,8 @@ def detect_format(path: Path | str) -> str:
                 if line.startswith((b"type=", b"node=")):
                     return "auditd"
                 break
+            else:
+                return "empty"
     except OSError as exc:
         raise InputError(f"cannot read events: {exc.strerror}", str(path)) from None
     raise InputError(

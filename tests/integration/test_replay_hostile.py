@@ -176,3 +176,24 @@ def test_option_values_that_are_no_number_of_seconds_are_refused(tmp_path: Path)
         assert result.exit_code == 2 and "Invalid value for '--dedup-window'" in result.output, dedup
     for window in ("0", "86400"):
         assert run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--window", window])[0] == 0
+
+
+def test_an_empty_or_blank_file_holds_no_events_and_ends_no_run(tmp_path: Path) -> None:
+    attack = tmp_path / "attack.log"
+    attack.write_text(syscall("1700000000.000:1") + "\n", encoding="utf-8")
+    empty, blank = tmp_path / "empty.log", tmp_path / "blank.log"
+    empty.write_bytes(b"")
+    blank.write_bytes(b"\n  \n\t\r\n")
+    out = tmp_path / "alerts.jsonl"
+    code, stdout, stderr = run([str(attack), "--policy", str(PCI_EVENTS), "-o", str(out)])
+    assert code == 0, stderr
+    alone = out.read_text()
+    code, stdout, stderr = run([str(empty), str(attack), str(blank), "--policy", str(PCI_EVENTS), "-o", str(out), "--strict"])
+    assert code == 0, stderr
+    assert out.read_text() == alone and alone
+    code, stdout, stderr = run([str(empty), "--policy", str(PCI_EVENTS), "--summary"])
+    assert code == 0 and "Events evaluated: 0" in stdout and "Bad input lines: 0" in stdout
+    other = tmp_path / "other.log"
+    other.write_text("\nhello\n", encoding="utf-8")
+    code, _, stderr = run([str(other), str(attack), "--policy", str(PCI_EVENTS)])
+    assert code == 2 and "cannot tell the input format" in stderr and str(other) in stderr
