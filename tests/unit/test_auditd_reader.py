@@ -207,6 +207,22 @@ def test_several_rule_keys(tmp_path: Path) -> None:
     assert "login" not in e and "auid" not in e["proc"]
 
 
+def test_a_repeated_key_field_gives_the_first_key_on_the_fast_and_the_slow_path(tmp_path: Path) -> None:
+    record = (
+        "type=SYSCALL msg=audit(1700000000.100:{n}): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 "
+        'items={items} ppid=1 pid=5 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=4 '
+        'comm="id" exe="/usr/bin/id" subj=unconfined key="first" key="second"\n'
+    )
+    # items=0 is the shape the fast path matches; items=x is not, so that record takes the slow path.
+    log = write(tmp_path, record.format(n=10, items=0) + record.format(n=11, items="x"))
+    (fast, slow), r = events_of(log, aureport=True)
+    assert fast["source"]["records"] == ["1700000000.100:10"]
+    assert fast["audit"] == slow["audit"] == {"key": "first"}
+    assert r.summary.bad.count == 0
+    report = r.summary.to_dict()["aureport"]
+    assert report["keys"] == {"first": 2}  # aureport -k --summary
+
+
 def test_rules_match_the_audit_rule_key(tmp_path: Path) -> None:
     from secpolicy.events.engine import EventEngine
 
