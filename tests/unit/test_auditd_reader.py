@@ -408,3 +408,32 @@ def test_one_record_at_a_time_for_sources_that_make_records() -> None:
     assert event_errors(ev) == []
     for bad in ("garbage", "type=X msg=audit(99999999999999.000:1): a=b", "type=X msg=audit(1.1234567:1): a=b"):
         assert parse_record(bad) is None
+
+
+def test_the_line_limit_is_in_bytes_and_each_long_or_undecodable_line_is_reported_once(tmp_path: Path) -> None:
+    from secpolicy.events.auditd import MAX_LINE_BYTES
+
+    def syscall(n: int) -> bytes:
+        return (f"type=SYSCALL msg=audit(1700000000.{n:03d}:{n}): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 "
+                f'a2=3 a3=0 items=0 ppid=1 pid=5 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 '
+                f'tty=pts0 ses=4 comm="id" exe="/usr/bin/id" key=(null)\n').encode()
+
+    def proctitle(n: int, tail: bytes) -> bytes:
+        return f"type=PROCTITLE msg=audit(1700000000.{n:03d}:{n}): proctitle=6964".encode() + tail + b"\n"
+
+    def padded(n: int, size: int) -> bytes:  # a PROCTITLE record of exactly `size` bytes before its newline
+        line = proctitle(n, b"")
+        return line[:-1] + b"0" * (size - len(line) + 1) + b"\n"
+
+    log = tmp_path / "audit.log"
+    log.write_bytes(
+        syscall(1) + proctitle(1, b"\xff" * 400_000)  # 2: 400 KB of invalid UTF-8, 1.6 M characters decoded
+        + syscall(2) + padded(2, MAX_LINE_BYTES)  # 4: exactly as long as a line may be
+        + syscall(3) + padded(3, MAX_LINE_BYTES + 1)  # 6: a byte too long, ending in the middle of a read
+        + syscall(4)
+    )
+    events, r = events_of(log)
+    assert [e["source"]["records"][0] for e in events] == [f"1700000000.00{n}:{n}" for n in (1, 2, 3, 4)]
+    assert r.summary.bad.count == 2
+    assert r.summary.bad.where == [f"{log}:2: invalid UTF-8 at byte 59 (shown as \\xNN): read",
+                                   f"{log}:6: line longer than {MAX_LINE_BYTES} bytes: skipped"]
