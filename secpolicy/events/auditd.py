@@ -368,6 +368,7 @@ class AuditdReader:
         self.names = names
         self.summary = AuditSummary()
         self._files: list[str] = []
+        self._unterminated = -1  # position of the file's last line when it has no newline
         self._aureport: Any = None
         if aureport:
             from secpolicy.events.aureport import AureportCounts
@@ -430,7 +431,8 @@ class AuditdReader:
                     rest = b""
                     skipping = True
         if rest and not skipping:
-            self.bad_at(base | lineno, "no newline at end of file (the record may be cut short): read")
+            # Reported by audit_events, once: as cut short if it reads as a record, else as no record.
+            self._unterminated = base | lineno
             yield lineno, self._decode(rest, base, lineno).split("\n")
 
     def _decode(self, block: bytes, base: int, first: int) -> str:
@@ -456,6 +458,7 @@ class AuditdReader:
         self.summary.files = list(self._files)
         for fidx, path in enumerate(self.paths):
             base = fidx << 40
+            self._unterminated = -1
             for first, lines in self._blocks(path, fidx):
                 lineno = first - 1
                 for line in lines:
@@ -488,10 +491,17 @@ class AuditdReader:
                     done = groups.start(key, node, ident, rec)
                     if done:
                         yield from done
+            if self._unterminated >= 0:
+                self.bad_at(self._unterminated, "no newline at end of file (the record may be cut short): read")
         yield from groups.finish()
 
     def _bad_line(self, line: str, pos: int) -> None:
         if not line or line.isspace():
+            return
+        if pos == self._unterminated:
+            self._unterminated = -1  # one report for the line
+            self.bad_at(pos, "no newline at end of file, and not an audit record "
+                             "(no type=... msg=audit(...) header): skipped")
             return
         self.bad_at(pos, "not an audit record (no type=... msg=audit(...) header): skipped")
 

@@ -437,3 +437,15 @@ def test_the_line_limit_is_in_bytes_and_each_long_or_undecodable_line_is_reporte
     assert r.summary.bad.count == 2
     assert r.summary.bad.where == [f"{log}:2: invalid UTF-8 at byte 59 (shown as \\xNN): read",
                                    f"{log}:6: line longer than {MAX_LINE_BYTES} bytes: skipped"]
+
+
+def test_a_last_line_cut_short_is_reported_once(tmp_path: Path) -> None:
+    record = ("type=SYSCALL msg=audit(1700000000.100:10): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 "
+              'a3=0 items=0 ppid=1 pid=5 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 '
+              'ses=4 comm="id" exe="/usr/bin/id" key=(null)')
+    for cut, want in ((20, "no newline at end of file, and not an audit record (no type=... msg=audit(...) header): skipped"),
+                      (120, "no newline at end of file (the record may be cut short): read")):
+        log = write(tmp_path, record.replace(":10)", ":9)") + "\n" + record[:cut])
+        events, r = events_of(log)
+        assert len(events) == 1 + (cut == 120)
+        assert r.summary.bad.where == [f"{log}:2: {want}"] and r.summary.bad.count == 1, cut
