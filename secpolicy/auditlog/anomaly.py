@@ -40,7 +40,16 @@ def epoch_seconds(ts: Any) -> float:
     return moment.timestamp()
 
 
+_FIRST, _END = -62_135_596_800, 253_402_300_800  # 0001-01-01 and 10000-01-01, in Unix time
+
+
 def _iso(seconds: float) -> str:
+    # An interval around events of the first or last day a timestamp can name may begin
+    # before the year 1 or end after 9999; its bound is then the first or last time there is.
+    if seconds < _FIRST:
+        return "0001-01-01T00:00:00.000000000Z"
+    if seconds >= _END:
+        return "9999-12-31T23:59:59.999999999Z"
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
@@ -115,9 +124,7 @@ def learn_baseline(events: Iterable[Mapping[str, Any]], interval: int = 60) -> B
     if first is None or last is None:
         raise InputError("no events to learn a baseline from")
     n = last - first + 1
-    hour_buckets: dict[int, int] = defaultdict(int)
-    for b in range(first, last + 1):
-        hour_buckets[(b * interval // 3600) % 24] += 1
+    hour_buckets = _intervals_per_hour(first, last, interval)
     types: dict[str, TypeStats] = {}
     for kind, per in counts.items():
         total = sum(per.values())
@@ -132,6 +139,22 @@ def learn_baseline(events: Iterable[Mapping[str, Any]], interval: int = 60) -> B
     return Baseline(interval, n, _iso(first * interval), _iso((last + 1) * interval), types)
 
 
+def _intervals_per_hour(first: int, last: int, interval: int) -> dict[int, int]:
+    """How many of the intervals first..last start in each hour of day (UTC), in the order the
+    hours first occur. The hour of interval b repeats every 86400 / gcd(interval, 86400)
+    intervals, so at most one such period and one remainder are walked, not the whole span
+    (events years apart would otherwise walk billions of empty intervals)."""
+    period = 86400 // math.gcd(interval, 86400)
+    cycles, rest = divmod(last - first + 1, period)
+    per_hour: dict[int, int] = defaultdict(int)
+    if cycles:
+        for b in range(first, first + period):
+            per_hour[(b * interval // 3600) % 24] += cycles
+    for b in range(first, first + rest):
+        per_hour[(b * interval // 3600) % 24] += 1
+    return per_hour
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
     k: float = 3.0  # a bucket above k times the expected rate is anomalous
@@ -142,8 +165,8 @@ class DetectorSettings:
     config_window: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.k <= 1:
-            raise InputError("k must be greater than 1")
+        if not 1 < self.k < math.inf:  # False for NaN too
+            raise InputError(f"k {self.k} is not a finite number greater than 1")
         if self.min_count < 1 or self.burst_count < 2 or self.config_count < 2:
             raise InputError("min_count must be >= 1, burst and config counts >= 2")
 

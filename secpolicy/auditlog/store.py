@@ -539,11 +539,17 @@ class EventStore:
     """One SQLite database of events and alerts; batched inserts in single transactions."""
 
     def __init__(self, path: str | Path, retention: Retention | None = None, create: bool = True,
-                 indexes: bool = True) -> None:
+                 indexes: bool = True, read_only: bool = False) -> None:
+        """With `read_only` (readers: timeline, dashboard, anomaly, export) the file is opened
+        read-only and must already be an event store: a reader never creates, converts or
+        alters what it is given."""
         self.path = Path(path)
         self.retention = retention or Retention()
-        if not create and not self.path.is_file():
+        if (read_only or not create) and not self.path.is_file():
             raise InputError("no such event store", str(self.path))
+        if read_only:
+            self._open_read_only()
+            return
         if create:
             create_private(str(self.path))  # 0600 (SQLite would use the umask); -wal and -shm follow it
         try:
@@ -563,6 +569,26 @@ class EventStore:
                 raise InputError(f"event store schema {row[0]} is not {_SCHEMA_VERSION}", str(self.path))
         except sqlite3.DatabaseError as exc:
             raise InputError(f"not a usable event store: {exc}", str(self.path)) from exc
+
+    def _open_read_only(self) -> None:
+        try:
+            self.conn = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise InputError(f"cannot open the event store: {exc}", str(self.path)) from exc
+        try:
+            self.conn.execute("PRAGMA temp_store=MEMORY")
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            row = (self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                   if "meta" in tables else None)
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise InputError(f"not an event store: {exc}", str(self.path)) from exc
+        if row is None or not {"events", "alerts"} <= tables:
+            self.conn.close()
+            raise InputError("not an event store (no events, alerts and schema version in it)", str(self.path))
+        if row[0] != _SCHEMA_VERSION:
+            self.conn.close()
+            raise InputError(f"event store schema {row[0]} is not {_SCHEMA_VERSION}", str(self.path))
 
     def create_indexes(self) -> None:
         """For bulk loads made with `indexes=False`: building indexes once is faster."""

@@ -524,7 +524,7 @@ def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
 
     if bool(db) == bool(replay):
         raise InputError("give either --db or --replay")
-    return EventStore(db, create=False) if db else None
+    return EventStore(db, read_only=True) if db else None
 
 
 @click.command(name="timeline")
@@ -532,7 +532,8 @@ def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
 @click.option("--since", help="Start (inclusive), ISO 8601 with a time zone.")
 @click.option("--until", help="End (exclusive), ISO 8601 with a time zone.")
 @click.option("--user", help="User name (as in the timeline's user column).")
-@click.option("--type", "type_", metavar="TYPE", help="Event type (exec, open, ... or 'alert').")
+@click.option("--type", "type_", metavar="TYPE", callback=lambda ctx, param, value: _event_type(value),
+              help="Event type (exec, open, ... or 'alert').")
 @click.option("--rule", help="Only alerts of this rule id (and their chains).")
 @click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True)
@@ -567,6 +568,15 @@ def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, unt
     _show_timeline(timeline, fmt, output, render_html, render_table)
     if reader is not None:
         _bad_lines(reader, strict)
+
+
+def _event_type(value: str | None) -> str | None:
+    from secpolicy.events.fields import EVENT_TYPES
+
+    if value is not None and value not in (*EVENT_TYPES, "alert"):
+        raise click.BadParameter(f"{value!r} is not an event type; known: {', '.join(EVENT_TYPES)}, alert",
+                                 param_hint="'--type'")
+    return value
 
 
 def _show_timeline(timeline: Any, fmt: str, output: str | None, render_html: Any, render_table: Any) -> None:
@@ -612,7 +622,7 @@ def dashboard_cmd(db: str, results: str | None, once: bool, refresh: float, now_
     now = None
     if now_text:
         now = datetime.strptime(normalize_ts(now_text)[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
-    store = EventStore(db, create=False)
+    store = EventStore(db, read_only=True)
     try:
         if once:
             console = Console(width=width) if width else Console()
@@ -668,6 +678,13 @@ def _items(db: str | None, replay: Sequence[str], since: str | None, until: str 
         yield kind, obj
 
 
+def _span(since: str | None, until: str | None) -> None:
+    from secpolicy.auditlog.store import normalize_ts
+
+    if since and until and normalize_ts(since) >= normalize_ts(until):
+        raise InputError(f"--since {normalize_ts(since)} is not before --until {normalize_ts(until)}")
+
+
 @anomaly_group.command(name="learn")
 @_source_options
 @click.option("--since")
@@ -679,6 +696,7 @@ def anomaly_learn_cmd(db: str | None, replay: tuple[str, ...], since: str | None
     """Learn event rates per type and interval from a quiet period."""
     from secpolicy.auditlog.anomaly import learn_baseline
 
+    _span(since, until)
     baseline = learn_baseline((e for _, e in _items(db, replay, since, until, alerts=False)), interval)
     baseline.save(out)
     click.echo(f"baseline of {len(baseline.types)} event types over {baseline.buckets} intervals of "
@@ -703,6 +721,7 @@ def anomaly_detect_cmd(db: str | None, replay: tuple[str, ...], baseline_path: s
     from secpolicy.auditlog.anomaly import Baseline, Detector, DetectorSettings
     from secpolicy.auditlog.sinks.formats import format_alert
 
+    _span(since, until)
     outfile.check_writable(output)
     redactor = open_redactor(redaction)
     detector = Detector(Baseline.load(baseline_path), DetectorSettings(k=k, min_count=min_count))
@@ -763,7 +782,7 @@ def store_export_cmd(db: str, fmt: str, since: str | None, until: str | None, ou
     from secpolicy.auditlog.store import EventStore
     from secpolicy.auditlog.store import normalize_ts as normalize
 
-    store = EventStore(db, create=False)
+    store = EventStore(db, read_only=True)
     skipped: dict[str, int] = {}
     n = 0
     try:

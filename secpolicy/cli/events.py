@@ -3,6 +3,7 @@ write alerts as JSON lines, or a summary of what was read (aureport's counts for
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -74,6 +75,17 @@ def format_summary(result: Any) -> str:
     return "\n".join(lines)
 
 
+MAX_WINDOW = 86_400  # seconds: a day; auditd closes events 2-3 s late, and every event of the window is held
+
+
+def _seconds(value: float, name: str, most: int) -> float:
+    """A number of seconds from 0 to `most` (not NaN, not infinite: the time arithmetic of the
+    reorder window would fail deep inside the replay)."""
+    if not 0 <= value <= most:  # False for NaN too
+        raise click.BadParameter(f"{value} is not a number of seconds from 0 to {most}", param_hint=f"'{name}'")
+    return value
+
+
 @click.command(name="replay")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--input-format", type=click.Choice(["auto", "jsonl", "auditd"]), default="auto", show_default=True,
@@ -87,7 +99,9 @@ def format_summary(result: Any) -> str:
 @click.option("--fail-on-alert", is_flag=True, help="Exit 1 when any alert fired.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any input line was bad (after replaying the rest).")
 @click.option("--window", default=5.0, show_default=True, type=float, metavar="SECONDS",
-              help="Reorder window: how late (in event time) an event may arrive and still be sorted in.")
+              callback=lambda ctx, param, value: _seconds(value, "--window", MAX_WINDOW),
+              help=f"Reorder window: how late (in event time) an event may arrive and still be sorted in "
+                   f"(0 to {MAX_WINDOW}).")
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
               help="Name users of audit logs written without names (RAW format) from ROOT/etc/passwd.")
 @output_options
@@ -118,6 +132,8 @@ def replay_cmd(
     from secpolicy.app.outputs import OutputOptions
     from secpolicy.app.replay import ReplayRequest, run_replay
 
+    if dedup_window is not None and not math.isfinite(dedup_window):
+        raise click.BadParameter(f"{dedup_window} is not a finite number of seconds", param_hint="'--dedup-window'")
     request = ReplayRequest(files, input_format, policies, output, summary, window, root)
     options = OutputOptions(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit, redaction)
     run = run_replay(request, options, on_error=_warn, reading=file_read_progress)

@@ -671,8 +671,13 @@ _SYSCALL_RE = re.compile(
 def _syscall_fast(ctx: _Ctx, rec: Rec, m: re.Match[str]) -> _Syscall:
     arch, nr, success, exit_, a0, a1, a2, a3, ppid, pid, auid, uid, gid, euid, egid, tty, ses, comm, exe = m.groups()
     body = rec[1]
-    k = body.rfind(" key=", m.end() - 1)
-    key = body[k + 5 :] if k >= 0 else None
+    # The first key= wins, up to the next space, as in _kv and the audit tools' own parser.
+    k = body.find(" key=", m.end() - 1)
+    if k >= 0:
+        end = body.find(" ", k + 5)
+        key: str | None = body[k + 5 : end] if end >= 0 else body[k + 5 :]
+    else:
+        key = None
     interp = rec[2]
     name = auid_name = euid_name = None
     if interp:

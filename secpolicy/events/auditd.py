@@ -53,7 +53,7 @@ MAX_LINE_BYTES = 1 << 20  # auditd writes at most 8970 bytes (+ its interpretati
 MAX_RECORDS_PER_EVENT = 8192  # an execve of 2 MiB of arguments takes a few hundred records
 MAX_OPEN_EVENTS = 100_000  # events still collecting records; the oldest is completed beyond it
 MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second an Event timestamp can say
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # at most MAX_LINE_BYTES + 1: then only the first line of a read can be too long
 
 # Record types after which aureport considers an event complete (check_events in ausearch-lol.c).
 _FIRST_EVENT, _FIRST_ANOM, _KERNEL = 1300, 1700, 2000
@@ -368,6 +368,7 @@ class AuditdReader:
         self.names = names
         self.summary = AuditSummary()
         self._files: list[str] = []
+        self._unterminated = -1  # position of the file's last line when it has no newline
         self._aureport: Any = None
         if aureport:
             from secpolicy.events.aureport import AureportCounts
@@ -409,6 +410,14 @@ class AuditdReader:
                     skipping = False
                     lineno += 1
                 data = rest + chunk if rest else chunk
+                # Only the first line of `data` can be longer than a line may be (every other
+                # lies within one chunk), and the limit is in bytes, before decoding: an
+                # invalid byte decodes to four characters (\xNN).
+                first_end = data.find(b"\n")
+                if first_end > MAX_LINE_BYTES:
+                    self.bad_at(base | lineno, f"line longer than {MAX_LINE_BYTES} bytes: skipped")
+                    data = data[first_end + 1 :]
+                    lineno += 1
                 cut = data.rfind(b"\n")
                 if cut < 0:
                     rest = data
@@ -422,7 +431,8 @@ class AuditdReader:
                     rest = b""
                     skipping = True
         if rest and not skipping:
-            self.bad_at(base | lineno, "no newline at end of file (the record may be cut short): read")
+            # Reported by audit_events, once: as cut short if it reads as a record, else as no record.
+            self._unterminated = base | lineno
             yield lineno, self._decode(rest, base, lineno).split("\n")
 
     def _decode(self, block: bytes, base: int, first: int) -> str:
@@ -448,6 +458,7 @@ class AuditdReader:
         self.summary.files = list(self._files)
         for fidx, path in enumerate(self.paths):
             base = fidx << 40
+            self._unterminated = -1
             for first, lines in self._blocks(path, fidx):
                 lineno = first - 1
                 for line in lines:
@@ -463,7 +474,7 @@ class AuditdReader:
                     else:
                         node, sep3, rtype = head[5:].partition(" type=")
                         sep2 = sep2 if sep3 and head[:5] == "node=" else ""
-                    if not (sep and sep2 and rtype) or " " in rtype or len(line) > MAX_LINE_BYTES:
+                    if not (sep and sep2 and rtype) or " " in rtype:
                         self._bad_line(line, base | lineno)
                         continue
                     cut = body.find("\x1d")
@@ -480,15 +491,19 @@ class AuditdReader:
                     done = groups.start(key, node, ident, rec)
                     if done:
                         yield from done
+            if self._unterminated >= 0:
+                self.bad_at(self._unterminated, "no newline at end of file (the record may be cut short): read")
         yield from groups.finish()
 
     def _bad_line(self, line: str, pos: int) -> None:
         if not line or line.isspace():
             return
-        if len(line) > MAX_LINE_BYTES:
-            self.bad_at(pos, f"line longer than {MAX_LINE_BYTES} bytes: skipped")
-        else:
-            self.bad_at(pos, "not an audit record (no type=... msg=audit(...) header): skipped")
+        if pos == self._unterminated:
+            self._unterminated = -1  # one report for the line
+            self.bad_at(pos, "no newline at end of file, and not an audit record "
+                             "(no type=... msg=audit(...) header): skipped")
+            return
+        self.bad_at(pos, "not an audit record (no type=... msg=audit(...) header): skipped")
 
     def events(self) -> Iterator[Event]:
         s = self.summary

@@ -32,8 +32,10 @@ __all__ = [
 
 EVENT_TYPES = fields.EVENT_TYPES
 
-# The one timestamp form: fixed width, so string order is time order.
-TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$")
+# The one timestamp form: fixed width, so string order is time order. ASCII digits only (a
+# str pattern's \d takes any Unicode digit, which the store refuses) and \Z, not $ (which
+# matches before a trailing newline).
+TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z\Z", re.ASCII)
 
 
 def format_ts(seconds: int, nanos: int = 0) -> str:
@@ -67,7 +69,7 @@ def parse_ts(value: str) -> str:
     """Accept an ISO 8601 UTC timestamp with 0-9 fractional digits (`Z` or `+00:00`) and
     return the canonical form; raise InputError otherwise."""
     m = re.fullmatch(
-        r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|\+00:00|\+0000)", value
+        r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|\+00:00|\+0000)", value, re.ASCII
     )
     if not m:
         raise InputError(f"timestamp {value!r} is not ISO 8601 UTC (YYYY-MM-DDTHH:MM:SS[.n]Z)")

@@ -94,6 +94,8 @@ def open_sources(
         if not path.is_file():
             raise InputError("no such file" if not path.exists() else "not a regular file", str(path))
         fmt = detect_format(path) if input_format == "auto" else input_format
+        if fmt == "empty":
+            continue  # nothing to read: a rotated log may be empty or hold blank lines only
         if fmt == "jsonl":
             jsonl.append(JsonlSource(path))
         else:

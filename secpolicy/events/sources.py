@@ -100,7 +100,7 @@ class JsonlSource:
                         user = ev.get("user")
                         usual = (
                             ev["type"] in types and (ts := ev["ts"])[:19] == second
-                            and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[20:29].isdecimal()
+                            and len(ts) == 30 and ts[19] == "." and ts[29] == "Z" and ts[20:29].isdecimal() and ts.isascii()
                             and (proc is None or type(proc) is dict and type(pid := proc.get("pid", 0)) is int
                                  and type(uid := proc.get("uid", 0)) is int and type(euid := proc.get("euid", 0)) is int
                                  and low <= pid <= limit and low <= uid <= limit and low <= euid <= limit)
@@ -268,7 +268,8 @@ def merge_sources(
 
 
 def detect_format(path: Path | str) -> str:
-    """`jsonl` or `auditd`, from the first non-blank line of the file."""
+    """`jsonl` or `auditd`, from the first non-blank line of the file; `empty` for a file
+    with no such line (it holds no events, in either format)."""
     try:
         with open(path, "rb") as fh:
             for raw in fh:
@@ -280,6 +281,8 @@ def detect_format(path: Path | str) -> str:
                 if line.startswith((b"type=", b"node=")):
                     return "auditd"
                 break
+            else:
+                return "empty"
     except OSError as exc:
         raise InputError(f"cannot read events: {exc.strerror}", str(path)) from None
     raise InputError(

@@ -137,3 +137,63 @@ def test_hostile_json_lines_are_counted_bad_lines(tmp_path: Path) -> None:
     assert where == ["2", "3", "4", "5", "6", "7"]
     assert "line longer than" in stderr and "not a 64-bit integer" in stderr
     assert len(out.read_text().splitlines()) == 2  # both sudo runs alert
+
+
+def test_timestamps_with_digits_that_are_not_ascii_or_a_trailing_newline_are_bad_lines(tmp_path: Path) -> None:
+    ok = '{"type":"exec","ts":"2024-05-01T10:00:00.000000000Z","proc":{"exe":"/usr/bin/sudo","auid":1},"login":{"uid":1}}'
+    lines = [
+        ok,
+        ok.replace("00.000000000Z", "00.١٠٠٠٠٠٠٠٠Z"),  # same second as line 1: the shortcut's check
+        ok.replace("2024-05-01T10:00:00", "2024-05-01T10:00:0٣"),  # a new second: the full check
+        ok.replace("000000000Z", "000000000Z\\n"),  # ends in a newline
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out, db = tmp_path / "alerts.jsonl", tmp_path / "events.db"
+    code, stdout, stderr = run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--summary", "--store", str(db)])
+    assert code == 0, stderr
+    assert "Events evaluated: 1" in stdout and "Bad input lines: 3" in stdout
+    where = [ln.split(f"{events}:", 1)[1].split(":", 1)[0] for ln in stderr.splitlines() if "bad input line" in ln]
+    assert where == ["2", "3", "4"]
+    assert stderr.count("is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ") == 3
+    assert len(out.read_text().splitlines()) == 1
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (1,)
+    code, _, _ = run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--strict"])
+    assert code == 2
+
+
+def test_option_values_that_are_no_number_of_seconds_are_refused(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type":"exec","ts":"2024-01-01T00:00:00.000000000Z"}\n', encoding="utf-8")
+    out = tmp_path / "alerts.jsonl"
+    for window in ("-5", "nan", "inf", "1e400", "1e300", "86401"):
+        result = CliRunner().invoke(replay_cmd, [str(events), "--policy", str(PCI_EVENTS), "-o", str(out), f"--window={window}"])
+        assert result.exit_code == 2, window
+        assert "Invalid value for '--window'" in result.output and "is not a number of seconds from 0 to 86400" in result.output
+    for dedup in ("nan", "inf"):
+        result = CliRunner().invoke(replay_cmd, [str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--dedup-window", dedup])
+        assert result.exit_code == 2 and "Invalid value for '--dedup-window'" in result.output, dedup
+    for window in ("0", "86400"):
+        assert run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--window", window])[0] == 0
+
+
+def test_an_empty_or_blank_file_holds_no_events_and_ends_no_run(tmp_path: Path) -> None:
+    attack = tmp_path / "attack.log"
+    attack.write_text(syscall("1700000000.000:1") + "\n", encoding="utf-8")
+    empty, blank = tmp_path / "empty.log", tmp_path / "blank.log"
+    empty.write_bytes(b"")
+    blank.write_bytes(b"\n  \n\t\r\n")
+    out = tmp_path / "alerts.jsonl"
+    code, stdout, stderr = run([str(attack), "--policy", str(PCI_EVENTS), "-o", str(out)])
+    assert code == 0, stderr
+    alone = out.read_text()
+    code, stdout, stderr = run([str(empty), str(attack), str(blank), "--policy", str(PCI_EVENTS), "-o", str(out), "--strict"])
+    assert code == 0, stderr
+    assert out.read_text() == alone and alone
+    code, stdout, stderr = run([str(empty), "--policy", str(PCI_EVENTS), "--summary"])
+    assert code == 0 and "Events evaluated: 0" in stdout and "Bad input lines: 0" in stdout
+    other = tmp_path / "other.log"
+    other.write_text("\nhello\n", encoding="utf-8")
+    code, _, stderr = run([str(other), str(attack), "--policy", str(PCI_EVENTS)])
+    assert code == 2 and "cannot tell the input format" in stderr and str(other) in stderr

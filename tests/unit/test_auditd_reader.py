@@ -207,6 +207,22 @@ def test_several_rule_keys(tmp_path: Path) -> None:
     assert "login" not in e and "auid" not in e["proc"]
 
 
+def test_a_repeated_key_field_gives_the_first_key_on_the_fast_and_the_slow_path(tmp_path: Path) -> None:
+    record = (
+        "type=SYSCALL msg=audit(1700000000.100:{n}): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 "
+        'items={items} ppid=1 pid=5 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=4 '
+        'comm="id" exe="/usr/bin/id" subj=unconfined key="first" key="second"\n'
+    )
+    # items=0 is the shape the fast path matches; items=x is not, so that record takes the slow path.
+    log = write(tmp_path, record.format(n=10, items=0) + record.format(n=11, items="x"))
+    (fast, slow), r = events_of(log, aureport=True)
+    assert fast["source"]["records"] == ["1700000000.100:10"]
+    assert fast["audit"] == slow["audit"] == {"key": "first"}
+    assert r.summary.bad.count == 0
+    report = r.summary.to_dict()["aureport"]
+    assert report["keys"] == {"first": 2}  # aureport -k --summary
+
+
 def test_rules_match_the_audit_rule_key(tmp_path: Path) -> None:
     from secpolicy.events.engine import EventEngine
 
@@ -392,3 +408,44 @@ def test_one_record_at_a_time_for_sources_that_make_records() -> None:
     assert event_errors(ev) == []
     for bad in ("garbage", "type=X msg=audit(99999999999999.000:1): a=b", "type=X msg=audit(1.1234567:1): a=b"):
         assert parse_record(bad) is None
+
+
+def test_the_line_limit_is_in_bytes_and_each_long_or_undecodable_line_is_reported_once(tmp_path: Path) -> None:
+    from secpolicy.events.auditd import MAX_LINE_BYTES
+
+    def syscall(n: int) -> bytes:
+        return (f"type=SYSCALL msg=audit(1700000000.{n:03d}:{n}): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 "
+                f'a2=3 a3=0 items=0 ppid=1 pid=5 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 '
+                f'tty=pts0 ses=4 comm="id" exe="/usr/bin/id" key=(null)\n').encode()
+
+    def proctitle(n: int, tail: bytes) -> bytes:
+        return f"type=PROCTITLE msg=audit(1700000000.{n:03d}:{n}): proctitle=6964".encode() + tail + b"\n"
+
+    def padded(n: int, size: int) -> bytes:  # a PROCTITLE record of exactly `size` bytes before its newline
+        line = proctitle(n, b"")
+        return line[:-1] + b"0" * (size - len(line) + 1) + b"\n"
+
+    log = tmp_path / "audit.log"
+    log.write_bytes(
+        syscall(1) + proctitle(1, b"\xff" * 400_000)  # 2: 400 KB of invalid UTF-8, 1.6 M characters decoded
+        + syscall(2) + padded(2, MAX_LINE_BYTES)  # 4: exactly as long as a line may be
+        + syscall(3) + padded(3, MAX_LINE_BYTES + 1)  # 6: a byte too long, ending in the middle of a read
+        + syscall(4)
+    )
+    events, r = events_of(log)
+    assert [e["source"]["records"][0] for e in events] == [f"1700000000.00{n}:{n}" for n in (1, 2, 3, 4)]
+    assert r.summary.bad.count == 2
+    assert r.summary.bad.where == [f"{log}:2: invalid UTF-8 at byte 59 (shown as \\xNN): read",
+                                   f"{log}:6: line longer than {MAX_LINE_BYTES} bytes: skipped"]
+
+
+def test_a_last_line_cut_short_is_reported_once(tmp_path: Path) -> None:
+    record = ("type=SYSCALL msg=audit(1700000000.100:10): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 "
+              'a3=0 items=0 ppid=1 pid=5 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 '
+              'ses=4 comm="id" exe="/usr/bin/id" key=(null)')
+    for cut, want in ((20, "no newline at end of file, and not an audit record (no type=... msg=audit(...) header): skipped"),
+                      (120, "no newline at end of file (the record may be cut short): read")):
+        log = write(tmp_path, record.replace(":10)", ":9)") + "\n" + record[:cut])
+        events, r = events_of(log)
+        assert len(events) == 1 + (cut == 120)
+        assert r.summary.bad.where == [f"{log}:2: {want}"] and r.summary.bad.count == 1, cut

@@ -119,8 +119,9 @@ def test_hourly_profile_sets_expectations_per_hour() -> None:
 def test_bad_inputs() -> None:
     with pytest.raises(InputError, match="no events"):
         learn_baseline([])
-    with pytest.raises(InputError, match="k must"):
-        DetectorSettings(k=1)
+    for k in (1, -1, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="is not a finite number greater than 1"):
+            DetectorSettings(k=k)
     with pytest.raises(InputError, match="ISO 8601"):
         learn_baseline([{"type": "exec", "ts": "noon"}])
 
@@ -132,3 +133,37 @@ def test_malformed_baseline_file(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text("{")
     with pytest.raises(InputError, match="not JSON"):
         Baseline.load(tmp_path / "c.json")
+
+
+def test_the_intervals_per_hour_of_a_long_span_are_counted_without_walking_them() -> None:
+    import random
+    from collections import defaultdict
+
+    from secpolicy.auditlog.anomaly import _intervals_per_hour
+
+    rng = random.Random(3)
+    for _ in range(300):
+        interval = rng.choice([1, 7, 60, 900, 3600, 5000, 86400, 100_000, 7 * 86400 + 13])
+        first = rng.randint(-10**6, 10**6)
+        last = first + rng.choice([0, 1, 23, rng.randint(0, 50_000)])
+        want: dict[int, int] = defaultdict(int)
+        for b in range(first, last + 1):
+            want[(b * interval // 3600) % 24] += 1
+        got = _intervals_per_hour(first, last, interval)
+        assert list(got.items()) == list(want.items()), (interval, first, last)
+
+
+def test_a_baseline_over_events_thousands_of_years_apart_is_learnt_at_once() -> None:
+    import time
+
+    events = [{"type": "exec", "ts": "2024-05-01T10:00:00.000000000Z"},
+              {"type": "exec", "ts": "9999-12-31T23:59:59.000000000Z"}]
+    started = time.process_time()
+    b = learn_baseline(events, interval=60)
+    assert time.process_time() - started < 5  # walking every minute took ten minutes
+    assert (b.buckets, b.start, b.end) == (4_194_795_720, "2024-05-01T10:00:00.000000000Z", "9999-12-31T23:59:59.999999999Z")
+    assert b.types["exec"].total == 2 and b.types["exec"].by_hour[10] == pytest.approx(24 / b.buckets)
+    b = learn_baseline(events, interval=100_000_000)  # the last interval ends beyond the year 9999
+    assert (b.buckets, b.start, b.end) == (2518, "2023-11-14T22:13:20.000000000Z", "9999-12-31T23:59:59.999999999Z")
+    alerts = list(Detector(b, DetectorSettings(min_count=1)).run(("event", e) for e in events * 3))
+    assert alerts[-1]["ts"] == "9999-12-31T23:59:59.999999999Z"

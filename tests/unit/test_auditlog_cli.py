@@ -202,6 +202,9 @@ def test_timeline_option_errors(db: Path) -> None:
     assert code == 2 and "ISO 8601" in out
     code, out = run("timeline", "--db", str(db.parent / "absent.db"))
     assert code == 2 and "no such event store" in out
+    code, out = run("timeline", "--db", str(db), "--type", "bogus")
+    assert code == 2 and "'bogus' is not an event type; known: exec, " in out and ", alert" in out
+    assert run("timeline", "--db", str(db), "--type", "alert", "--format", "json")[0] == 0
 
 
 def test_dashboard_once_shows_the_numbers(db: Path, tmp_path: Path) -> None:
@@ -227,6 +230,36 @@ def test_dashboard_once_shows_the_numbers(db: Path, tmp_path: Path) -> None:
     assert out.split("privileged cmds")[1].split("\n")[1].split()[1:7] == ["0"] * 6
 
 
+def test_readers_refuse_a_file_that_is_no_event_store_and_leave_it_as_it_was(db: Path, tmp_path: Path) -> None:
+    baseline = tmp_path / "b.json"
+    baseline.write_text('{"version": 1, "interval": 60, "buckets": 1, "start": "", "end": "", "types": {}}')
+    readers = [["dashboard", "--once", "--db"], ["timeline", "--db"], ["anomaly", "learn", "--out", str(tmp_path / "c.json"), "--db"],
+               ["anomaly", "detect", "--baseline", str(baseline), "--db"], ["store", "export"]]
+    for name, content in (("empty.log", b""), ("junk.db", b"not a database\n"), ("other.db", None)):
+        path = tmp_path / name
+        if content is None:  # an SQLite database, but not an event store
+            import sqlite3
+
+            with sqlite3.connect(path) as con:
+                con.execute("CREATE TABLE t (x)")
+            content = path.read_bytes()
+        else:
+            path.write_bytes(content)
+        for reader in readers:
+            code, out = run(*reader, str(path))
+            assert code == 2 and f"{path}: not an event store" in out, (name, reader, out)
+            assert path.read_bytes() == content, (name, reader)
+            assert sorted(p.name for p in tmp_path.glob(name + "*")) == [name], (name, reader)
+    assert not (tmp_path / "c.json").exists()
+    # A store a writer holds open, its last rows still in the write-ahead log, is read as it is.
+    from secpolicy.auditlog.store import EventStore
+
+    with EventStore(db) as writer:
+        writer.add_events([{"type": "exec", "ts": "2026-11-21T11:00:00.000000000Z", "proc": {"exe": "/bin/true"}}])
+        code, out = run("timeline", "--db", str(db), "--since", "2026-11-21T10:59:00Z", "--format", "json")
+        assert code == 0 and [r["type"] for r in json.loads(out)["rows"]] == ["exec"]
+
+
 def test_anomaly_learn_and_detect(tmp_path: Path) -> None:
     quiet = tmp_path / "quiet.jsonl"
     busy = tmp_path / "busy.jsonl"
@@ -242,6 +275,21 @@ def test_anomaly_learn_and_detect(tmp_path: Path) -> None:
     assert code == 1
     alerts = [json.loads(line) for line in out.splitlines()]
     assert [(a["rule_id"], a["context"]["count"]) for a in alerts] == [("anomaly.rate", 40)]
+
+
+def test_anomaly_option_errors(tmp_path: Path) -> None:
+    quiet = tmp_path / "quiet.jsonl"
+    quiet.write_text(json.dumps({"type": "exec", "ts": "2026-11-21T09:00:00.000000000Z"}) + "\n")
+    baseline = tmp_path / "b.json"
+    assert run("anomaly", "learn", "--replay", str(quiet), "--out", str(baseline))[0] == 0
+    for k in ("nan", "inf", "1", "-1"):
+        code, out = run("anomaly", "detect", "--replay", str(quiet), "--baseline", str(baseline), "--k", k)
+        assert code == 2 and "is not a finite number greater than 1" in out, k
+    backwards = ["--since", "2030-01-01T00:00:00Z", "--until", "2020-01-01T00:00:00Z"]
+    for command in (["detect", "--baseline", str(baseline)], ["learn", "--out", str(tmp_path / "c.json")]):
+        code, out = run("anomaly", *command, "--replay", str(quiet), *backwards)
+        assert code == 2 and "--since 2030-01-01T00:00:00.000000000Z is not before --until" in out, command
+    assert not (tmp_path / "c.json").exists()
 
 
 def test_store_export_ocsf(db: Path, tmp_path: Path) -> None:
