@@ -3,7 +3,6 @@ write alerts as JSON lines, or a summary of what was read (aureport's counts for
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
@@ -132,8 +131,6 @@ def replay_cmd(
     from secpolicy.app.outputs import OutputOptions
     from secpolicy.app.replay import ReplayRequest, run_replay
 
-    if dedup_window is not None and not math.isfinite(dedup_window):
-        raise click.BadParameter(f"{dedup_window} is not a finite number of seconds", param_hint="'--dedup-window'")
     request = ReplayRequest(files, input_format, policies, output, summary, window, root)
     options = OutputOptions(audit_log, store_path, sink_uris, sink_format, dedup_window, rate_limit, redaction)
     run = run_replay(request, options, on_error=_warn, reading=file_read_progress)

@@ -3,6 +3,7 @@ log, the event store, alert sinks and redaction, and the lines that report what 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,13 @@ redaction_option = click.option(
          "default: the built-in policy (credentials and card numbers masked).")
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """FloatRange lets nan and inf through."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds")
+    return value
+
+
 def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--audit-log", "audit_log", type=click.Path(file_okay=False), metavar="DIR",
@@ -36,6 +44,7 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--sink-format", type=click.Choice(SINK_FORMATS), default="json", show_default=True,
                      help="Wire format of the sinks (a sink URI's format= overrides it)."),
         click.option("--dedup-window", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                     callback=_finite,
                      help="Sinks: identical alerts within this window become one alert with a count."),
         click.option("--rate-limit", metavar="N/SECONDS",
                      help="Sinks: at most N alerts per rule per period, then one summary with the count."),

@@ -174,6 +174,11 @@ def test_option_values_that_are_no_number_of_seconds_are_refused(tmp_path: Path)
     for dedup in ("nan", "inf"):
         result = CliRunner().invoke(replay_cmd, [str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--dedup-window", dedup])
         assert result.exit_code == 2 and "Invalid value for '--dedup-window'" in result.output, dedup
+        # The option is shared with the monitor: refused there before anything is loaded.
+        from secpolicy.cli.live import monitor_cmd
+
+        result = CliRunner().invoke(monitor_cmd, ["--dedup-window", dedup])
+        assert result.exit_code == 2 and "is not a finite number of seconds" in result.output, (dedup, result.output)
     for window in ("0", "86400"):
         assert run([str(events), "--policy", str(PCI_EVENTS), "-o", str(out), "--window", window])[0] == 0
 
