@@ -447,6 +447,9 @@ def test_cmd(paths: tuple[str, ...], rule_ids: tuple[str, ...], require_tests: b
         msg += " ..." if len(untested) > 20 else ""
         click.echo(msg, err=True)
     click.echo(f"{passed} passed, {failed} failed")
+    if not passed + failed:
+        # Nothing was tested: a green run here would vouch for rules no case exercised.
+        raise InputError("no inline tests in the rules selected: nothing was tested")
     if failed or (require_tests and untested):
         sys.exit(EXIT_NONCOMPLIANT)
 

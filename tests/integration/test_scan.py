@@ -243,6 +243,17 @@ def test_cli_test_runs_inline_tests(tmp_path, expect_fail):
         assert out.returncode == 0 and "1 passed, 0 failed" in out.stdout
 
 
+def test_cli_test_of_rules_without_inline_tests_is_no_green_run(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "metadata: {id: x, title: X, version: '1'}\nrules:\n"
+        "  - id: r\n    title: t\n    severity: low\n    check: file(\"/etc/issue\").mode == 0o644\n"
+    )
+    out = cli("test", str(p))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "0 passed, 0 failed" in out.stdout and "no inline tests in the rules selected" in out.stderr
+
+
 def test_cli_scan_records_itself_in_the_audit_log(tmp_path):
     logdir, key = tmp_path / "log", tmp_path / "key"
     assert cli("log", "init", str(logdir), "--key-out", str(key)).returncode == 0
