@@ -223,25 +223,38 @@ def build_event(records: list[Record], names: AccountNames | None = None) -> Eve
 
 
 def _first_last_stamp(path: Path) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """The (seconds, milliseconds) of the first and last readable records of a log."""
+    """The (seconds, milliseconds) of the first and last readable records of a log; read in
+    64 KiB blocks from each end until one is found (a garbled or zeroed block at the head of
+    a log, as a crash leaves, must not make it look older than it is)."""
+    stamp = re.compile(rb"msg=audit\((\d{1,12})(?:\.(\d{1,3}))?[:)]")
+    block, overlap = 65536, 64  # the overlap keeps a stamp cut by a block boundary
 
-    def stamps(data: bytes) -> list[tuple[int, int]]:
-        out = []
-        for m in re.finditer(rb"msg=audit\((\d{1,12})(?:\.(\d{1,3}))?[:)]", data):
-            out.append((int(m.group(1)), int(m.group(2) or 0)))
-        return out
+    def found(data: bytes, last: bool) -> tuple[int, int] | None:
+        ms = list(stamp.finditer(data)) if last else [m for m in [stamp.search(data)] if m]
+        if not ms:
+            return None
+        m = ms[-1]
+        return int(m.group(1)), int(m.group(2) or 0)
 
     try:
         with open(path, "rb") as fh:
-            head = stamps(fh.read(65536))
             size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - 65536))
-            tail = stamps(fh.read(65536))
+            first = last = None
+            at = 0
+            while first is None and at < size:
+                fh.seek(max(0, at - overlap))
+                first = found(fh.read(block + overlap), last=False)
+                at += block
+            end = size
+            while first is not None and last is None and end > 0:
+                fh.seek(max(0, end - block))
+                last = found(fh.read(min(block, end) + overlap), last=True)
+                end -= block
     except OSError as exc:
         raise InputError(f"cannot read audit log: {exc.strerror}", str(path)) from None
-    if not head or not tail:
+    if first is None or last is None:
         return None
-    return head[0], tail[-1]
+    return first, last
 
 
 def order_audit_logs(paths: Iterable[Path | str]) -> list[Path]:

@@ -105,6 +105,24 @@ def test_rotated_logs_given_newest_first_are_read_oldest_first(tmp_path: Path) -
     assert "Events later than the reorder window: 0" in stdout
 
 
+def test_a_rotated_log_with_a_garbled_head_is_still_read_in_the_order_of_its_content(tmp_path: Path) -> None:
+    # A crash can leave a zeroed or garbled block at the head of the newest log: longer than
+    # one 64 KiB read, it must not make that log look older than the one before it.
+    lines = [ln + b"\n" for ln in WORKLOAD.read_bytes().split(b"\n")[:-1]]
+    cut = next(i for i in range(len(lines) // 2, len(lines)) if b"type=SYSCALL" in lines[i]) + 1
+    (tmp_path / "audit.log.1").write_bytes(b"".join(lines[:cut]))
+    (tmp_path / "audit.log").write_bytes(b"type=" + b"\0" * 70_000 + b"\n" + b"".join(lines[cut:]))
+    whole = tmp_path / "whole.jsonl"
+    assert run([str(WORKLOAD), "--policy", str(PCI_EVENTS), "-o", str(whole)])[0] == 0
+    rotated = tmp_path / "rotated.jsonl"
+    newest_first = sorted(tmp_path.glob("audit.log*"))
+    code, stdout, err = run([*map(str, newest_first), "--policy", str(PCI_EVENTS), "-o", str(rotated), "--summary"])
+    assert code == 0, err
+    assert f"Audit logs, in the order read: {tmp_path / 'audit.log.1'}, {tmp_path / 'audit.log'}" in stdout
+    assert "Events later than the reorder window: 0" in stdout and "Bad input lines: 1" in stdout
+    assert rotated.read_text() == whole.read_text()
+
+
 def test_audit_logs_that_overlap_in_time_are_refused_with_a_reason(tmp_path: Path) -> None:
     a = tmp_path / "a.log"
     b = tmp_path / "b.log"
