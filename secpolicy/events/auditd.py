@@ -449,6 +449,8 @@ class AuditdReader:
             yield lineno, self._decode(rest, base, lineno).split("\n")
 
     def _decode(self, block: bytes, base: int, first: int) -> str:
+        if b"\0" in block:
+            block = self._cut_at_nul(block, base, first)
         try:
             return block.decode("utf-8")
         except UnicodeDecodeError:
@@ -461,6 +463,17 @@ class AuditdReader:
                 out.append(raw.decode("utf-8", "backslashreplace"))
                 self.bad_at(base | (first + i), f"invalid UTF-8 at byte {exc.start + 1} (shown as \\xNN): read")
         return "\n".join(out)
+
+    def _cut_at_nul(self, block: bytes, base: int, first: int) -> bytes:
+        """Each line up to its first NUL byte, as the audit tools read it (a C string ends
+        there): the rest of such a line is not read, and the line is a bad line."""
+        lines = block.split(b"\n")
+        for i, raw in enumerate(lines):
+            at = raw.find(b"\0")
+            if at >= 0:
+                lines[i] = raw[:at]
+                self.bad_at(base | (first + i), f"NUL byte at byte {at + 1}: the rest of the line is not read")
+        return b"\n".join(lines)
 
     def audit_events(self) -> Iterator[tuple[str, int, int, list[Rec]]]:
         """Grouped audit events: (id, seconds, milliseconds, records), in completion order."""

@@ -136,6 +136,27 @@ def test_summary_is_what_aureport_says(log: Path) -> None:
 
 
 @needs_aureport
+def test_a_nul_byte_ends_its_line_as_for_aureport(tmp_path: Path) -> None:
+    """aureport reads a line as a C string: a NUL ends it, and what follows on that line is
+    not read. Five records with a NUL in their pid field, each one bad line."""
+    lines = WORKLOAD.read_bytes().split(b"\n")
+    hit = 0
+    for i, line in enumerate(lines):
+        if b" pid=" in line and hit < 5:
+            lines[i] = line.replace(b" pid=", b" pid=\0", 1)
+            hit += 1
+    log = tmp_path / "nul.log"
+    log.write_bytes(b"\n".join(lines))
+    code, output = _replay([str(log), "--policy", str(PCI_EVENTS), "--summary"])
+    assert code == 0, output
+    numbers, per_key, keyed = replay_numbers(output)
+    assert numbers == aureport_numbers(log)
+    assert (per_key, keyed) == aureport_keys(log)
+    assert "Bad input lines: 5" in output and output.count("NUL byte at byte") == 5
+    assert "\0" not in output
+
+
+@needs_aureport
 def test_summary_is_what_aureport_says_on_a_large_log_built_from_the_real_ones(tmp_path: Path) -> None:
     """20,000 records: the real logs' audit events repeated with new times, ids and pids, some
     interleaved (bench/replay_bench.py builds the same log, larger, for its speed figures)."""
