@@ -382,6 +382,7 @@ class AuditdReader:
         self.summary = AuditSummary()
         self._files: list[str] = []
         self._unterminated = -1  # position of the file's last line when it has no newline
+        self._block_bad: dict[int, int] = {}  # lines of the block being read, counted bad -> index in `where`
         self._aureport: Any = None
         if aureport:
             from secpolicy.events.aureport import AureportCounts
@@ -393,7 +394,16 @@ class AuditdReader:
         return f"{self._files[pos >> 40]}:{pos & ((1 << 40) - 1)}"
 
     def bad_at(self, pos: int, why: str) -> None:
-        self.summary.bad.add(self.where(pos), why)
+        """Count the line at `pos` bad, once: a second reason for a line of the block being
+        read (a NUL cut it short, then it is no record) joins the first."""
+        bad = self.summary.bad
+        index = self._block_bad.get(pos)
+        if index is not None:
+            if index >= 0:
+                bad.where[index] += f"; {why}"
+            return
+        self._block_bad[pos] = len(bad.where) if len(bad.where) < bad.limit else -1
+        bad.add(self.where(pos), why)
 
     def _blocks(self, path: Path, fidx: int) -> Iterator[tuple[int, list[str]]]:
         """(number of the first line, whole lines) of a file: invalid UTF-8 shown as
@@ -436,6 +446,7 @@ class AuditdReader:
                     rest = data
                 else:
                     rest = data[cut + 1 :]
+                    self._block_bad.clear()  # the last block's lines are all read by now
                     lines = self._decode(data[:cut], base, lineno).split("\n")
                     yield lineno, lines
                     lineno += len(lines)
@@ -446,6 +457,7 @@ class AuditdReader:
         if rest and not skipping:
             # Reported by audit_events, once: as cut short if it reads as a record, else as no record.
             self._unterminated = base | lineno
+            self._block_bad.clear()
             yield lineno, self._decode(rest, base, lineno).split("\n")
 
     def _decode(self, block: bytes, base: int, first: int) -> str:
