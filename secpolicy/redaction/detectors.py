@@ -69,9 +69,10 @@ _SECRET_WORDS = (
     r"|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?|key|requirepass|masterauth|bindpw|rootpw"
 )
 
-# `--password=X`, `--password X`, `-password X` (long options whose value is a secret).
+# `--password=X`, `--password X`, `-password X` (long options whose value is a secret); in
+# `-password = X` the `=` is no value (the pair detectors take X).
 _LONG_OPTION = re.compile(
-    r"(?<![\w-])--?(?:[a-z0-9]+[_-])*(?:" + _SECRET_WORDS + r")(?:=|\s+)(\"[^\"]*\"|'[^']*'|[^\s\"']+)",
+    r"(?<![\w-])--?(?:[a-z0-9]+[_-])*(?:" + _SECRET_WORDS + r")(?:=|\s+)(\"[^\"]*\"|'[^']*'|[^\s\"'=][^\s\"']*)",
     re.IGNORECASE,
 )
 # `aws_secret_access_key X`, `db_password X`: compound names, so plain words ("any key to

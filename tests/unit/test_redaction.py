@@ -19,6 +19,7 @@ SECRETS = {
     "git clone https://deploy:Tok3nPass@git.example.com/repo.git": "Tok3nPass",
     "backup --password=hunter22 --verbose": "hunter22",
     "backup --password hunter22": "hunter22",
+    "-db_password = hunter22": "hunter22",
     "env DB_PASSWORD=pg-secret-1 ./run": "pg-secret-1",
     "call https://x/api?token=abcd1234&page=2": "abcd1234",
     "deploy --api-key=k-99887766": "k-99887766",
@@ -43,6 +44,12 @@ def test_each_credential_class_is_masked_in_text(text: str, secret: str) -> None
                                   "/etc/passwd: Permission denied", "/etc/security/opasswd: No such file"])
 def test_ordinary_commands_pass_unchanged(text: str) -> None:
     assert Redactor().text(text) == text
+
+
+def test_an_equals_sign_is_no_option_value() -> None:
+    # `-db_password = X` (a removed line of a config diff): X is the secret, not the `=`.
+    assert Redactor().text("-db_password = hunter22") == "-db_password = [REDACTED]"
+    assert Redactor().text("--password = hunter22") == "--password = [REDACTED]"
 
 
 def test_card_numbers_keep_first_six_and_last_four_and_need_luhn() -> None:
