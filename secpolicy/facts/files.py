@@ -24,6 +24,7 @@ from secpolicy.dsl.types import (
     ObjectType,
 )
 from secpolicy.errors import EvaluationError
+from secpolicy.facts._common import text_lines
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -196,16 +197,6 @@ def _idmap(ctx: FactContext, db: str) -> dict[int, str]:
     from secpolicy.facts.accounts import id_names
 
     return id_names(ctx.read_text(db) or "", group=db.endswith("group"))
-
-
-def text_lines(text: str) -> list[str]:
-    """The lines of a file as grep, sed or a shell `read` loop see them: only `\n` ends a line
-    (a `\r` before it stays, as do `\v`, `\f`, `\x1c`-`\x1e`, `\x85`, U+2028 and U+2029,
-    which str.splitlines() would break at), and a final newline starts no new line."""
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return lines
 
 
 _PATH_SHELLS = "/etc/shells"

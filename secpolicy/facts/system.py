@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import ANY, BOOL, INT, MODE, REGEX, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError, NotApplicable
-from secpolicy.facts._common import at, dropin_files, read_proc, require_proc
+from secpolicy.facts._common import at, dropin_files, read_proc, require_proc, text_lines
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -74,17 +74,24 @@ class Mount:
         return self.origin
 
 
+_BLANKS = re.compile(r"[ \t]+")
+
+
 def _mount_table(ctx: FactContext, path: str) -> list[Mount]:
+    """fstab or /proc/self/mounts as libmount reads them (`findmnt --fstab -F`): lines end at
+    `\n` only (a `\r` before it goes), leading blanks go, `#` starts a comment line, fields
+    are separated by spaces and tabs only; a line with a NUL, or under three fields, is a
+    parse error and ignored (a missing options field reads as no options)."""
     text = ctx.read_text(path) if not path.startswith("/proc/") else read_proc(ctx, path)
     out = []
-    for n, line in enumerate((text or "").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+    for n, raw in enumerate(text_lines(text or ""), 1):
+        line = raw.removesuffix("\r").lstrip(" \t")
+        if not line or line.startswith("#") or "\0" in line:
             continue
-        parts = line.split()
-        if len(parts) < 4:
+        parts = _BLANKS.split(line.rstrip(" \t"))
+        if len(parts) < 3:
             continue
-        opts = tuple(o for o in parts[3].split(",") if o)
+        opts = tuple(o for o in parts[3].split(",") if o) if len(parts) > 3 else ()
         out.append(Mount(_unescape(parts[1]), _unescape(parts[0]), parts[2], opts, at(path, n)))
     return out
 
@@ -155,13 +162,52 @@ def _modprobe(ctx: FactContext) -> _Modprobe:
     blacklist: dict[str, str] = {}
     install: dict[str, tuple[str, str]] = {}
     for path in dropin_files(ctx, MODPROBE_DIRS, ".conf"):
-        for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
-            parts = raw.split("#", 1)[0].split(None, 2)
-            if len(parts) >= 2 and parts[0] == "blacklist":
-                blacklist.setdefault(_modname(parts[1]), at(path, n))
-            elif len(parts) >= 3 and parts[0] == "install":
-                install.setdefault(_modname(parts[1]), (parts[2].strip(), at(path, n)))
+        for n, line in _kmod_lines(ctx.read_text(path) or ""):
+            if not line or line[0] == "#":
+                continue
+            cmd, rest = _strtok(line)
+            name, command = _strtok(rest)
+            if cmd == "blacklist" and name:
+                blacklist.setdefault(_modname(name), at(path, n))
+            elif cmd == "install" and name and command:
+                install.setdefault(_modname(name), (command.strip(" \t"), at(path, n)))
     return _Modprobe(blacklist, install)
+
+
+def _kmod_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, logical line) as libkmod's getline_wrapped() reads modprobe.d: only
+    `\n` ends a line, a backslash before it joins the next line (with nothing between), a
+    backslash before any other character is dropped, and a NUL ends the C string."""
+    out = []
+    n = start = 1
+    buf: list[str] = []
+    i, size = 0, len(text)
+    while i < size:
+        ch = text[i]
+        i += 1
+        if ch == "\n":
+            out.append((start, "".join(buf).split("\0", 1)[0]))
+            buf = []
+            n += 1
+            start = n
+        elif ch == "\\" and i < size:
+            if text[i] == "\n":
+                n += 1
+            else:
+                buf.append(text[i])
+            i += 1
+        else:
+            buf.append(ch)
+    if buf:
+        out.append((start, "".join(buf).split("\0", 1)[0]))
+    return out
+
+
+def _strtok(text: str) -> tuple[str, str]:
+    """strtok_r(text, "\\t "): the first word and the rest after the one separator ending it."""
+    text = text.lstrip(" \t")
+    m = re.search(r"[ \t]", text)
+    return (text, "") if m is None else (text[: m.start()], text[m.end() :])
 
 
 def _module_files(ctx: FactContext) -> dict[str, str]:
@@ -231,7 +277,8 @@ def collect_kmod(ctx: FactContext, name: str) -> Kmod:
         loaded=None if loaded is None else key in loaded,
         builtin=builtin,
         blacklisted=key in mp.blacklist,
-        disabled=bool(inst) and inst[0].split()[0] in _FALSE if inst and inst[0].split() else False,
+        # the command runs through sh, which splits words at blanks
+        disabled=inst is not None and _BLANKS.split(inst[0])[0] in _FALSE,
         install=inst[0] if inst else None,
         available=where_file is not None,
         _sources=tuple(sources.items()),

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.unit.facts_helpers import context, write
+from facts_helpers import context, write
 
 _HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 
@@ -16,8 +15,7 @@ def test_a_setting_after_a_separator_in_a_comment_is_comment(tmp_path: Path, sep
     write(
         tmp_path,
         "etc/sudoers",
-        f"Defaults use_pty\n# old{sep}Defaults !use_pty\n"
-        f"# x{sep}@includedir /etc/sudoers.d\n",
+        f"Defaults use_pty\n# old{sep}Defaults !use_pty\n# x{sep}@includedir /etc/sudoers.d\n",
     )
     write(tmp_path, "etc/sudoers.d/evil", "Defaults logfile=/tmp/x\n")
     s = context(tmp_path).fact("sudoers", ())
@@ -43,9 +41,7 @@ def test_crlf_lines_and_continuations_are_read_as_sudo_reads_them(tmp_path: Path
 
 
 @pytest.mark.parametrize("blank", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u3000"])
-def test_only_space_and_tab_separate_defaults_from_its_settings(
-    tmp_path: Path, blank: str
-) -> None:
+def test_only_space_and_tab_separate_defaults_from_its_settings(tmp_path: Path, blank: str) -> None:
     # sudo's [[:blank:]] is space and tab: `Defaults\x1c!use_pty` is no Defaults line
     write(tmp_path, "etc/sudoers", f"Defaults use_pty\nDefaults{blank}!use_pty\n")
     assert context(tmp_path).fact("sudoers", ()).option("use_pty") == "true"
