@@ -308,7 +308,12 @@ def _listed(ctx: FactContext, path: str) -> list[tuple[str, int]] | None:
 def _conffiles(ctx: FactContext, path: str) -> set[str]:
     # newer dpkg writes flags before the path ("remove-on-upgrade /etc/x")
     text = ctx.read_text(path) or ""
-    return {_norm(line.split()[-1]) for line in text.splitlines() if line.strip()}
+    out = set()
+    for line in text_lines(text):  # dpkg writes one path a line, flags before it
+        words = [w for w in _C_BLANKS.split(line) if w]
+        if words:
+            out.add(_norm(words[-1]))
+    return out
 
 
 def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:

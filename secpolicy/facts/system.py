@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import ANY, BOOL, INT, MODE, REGEX, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError, NotApplicable
-from secpolicy.facts._common import at, dropin_files, read_proc, require_proc, text_lines
+from secpolicy.facts._common import (
+    C_SPACE,
+    at,
+    c_lines,
+    dropin_files,
+    read_proc,
+    require_proc,
+    systemd_lines,
+    text_lines,
+)
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -75,6 +84,9 @@ class Mount:
 
 
 _BLANKS = re.compile(r"[ \t]+")
+_C_BLANKS = re.compile(r"[ \t\n\v\f\r]+")  # isspace() in the C locale
+# systemd's config parser strips WHITESPACE (" \t\n\r") around keys and values
+_TIMESYNCD_NTP = re.compile(r"[ \t\n\r]*(NTP|FallbackNTP)[ \t\n\r]*=[ \t\n\r]*(.*)$")
 
 
 def _mount_table(ctx: FactContext, path: str) -> list[Mount]:
@@ -330,15 +342,18 @@ class Grub:
             (p, ctx.read_text(p) or "") for p in ctx.glob("/etc/grub.d/*")
         ]
         for path, text in sources:
-            for n, raw in enumerate(text.splitlines(), 1):
-                line = raw.strip()
-                m = re.match(r"set\s+superusers=(\S+)", line)
+            if path == self.cfg_path:
+                text = text.replace("\r", "")  # grub_file_getline() drops every \r
+            # grub's lexer and sh (grub.d) end lines at \n only; their blanks are space and tab
+            for n, raw in enumerate(text_lines(text), 1):
+                line = raw.strip(" \t")
+                m = re.match(r"set[ \t]+superusers=([^ \t]+)", line)
                 if m and superusers is None:
                     superusers = (m.group(1).strip("\"'"), at(path, n))
-                if re.match(r"password(_pbkdf2)?\s+\S+\s+\S+", line) and password is None:
+                if re.match(r"password(_pbkdf2)?([ \t]+[^ \t]+){2}", line) and password is None:
                     password = at(path, n)
-                if path == self.cfg_path and re.match(r"linux(efi|16)?\s", line):
-                    self._linux.append((line.split()[2:], at(path, n)))
+                if path == self.cfg_path and re.match(r"linux(efi|16)?[ \t]", line):
+                    self._linux.append((_BLANKS.split(line)[2:], at(path, n)))
         self.superusers = superusers[0] if superusers else None
         self.password_set = superusers is not None and password is not None
         self._password_where = " and ".join(
@@ -353,8 +368,9 @@ class Grub:
         where = "/etc/default/grub"
         files = ["/etc/default/grub"] + sorted(ctx.glob("/etc/default/grub.d/*.cfg"))
         for path in files:
-            for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
-                m = re.match(r"\s*(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(.*)$", raw)
+            # sourced by sh: lines end at \n only
+            for n, raw in enumerate(text_lines(ctx.read_text(path) or ""), 1):
+                m = re.match(r"[ \t]*(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(.*)$", raw)
                 if m:
                     try:
                         words = shlex.split(m.group(2), comments=True)
@@ -603,8 +619,8 @@ class Rsyslog:
         if text is None:
             return
         self.files.append(path)
-        for n, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
+        for n, raw in enumerate(text_lines(text), 1):  # rsyslog's lexer ends lines at \n
+            line = raw.strip(C_SPACE)
             if not line or line.startswith("#"):
                 continue
             self._lines.append((line, at(path, n)))
@@ -704,8 +720,9 @@ class Timesync:
     ) -> list[tuple[str, str]]:
         out = []
         for path in files:
-            for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
-                parts = raw.split("#", 1)[0].split()
+            # chronyd and ntpd read fgets() lines and split words at C blanks
+            for n, raw in enumerate(c_lines(ctx.read_text(path) or ""), 1):
+                parts = [w for w in _C_BLANKS.split(raw.split("#", 1)[0]) if w]
                 if len(parts) >= 2 and parts[0] in words:
                     out.append((parts[1], at(path, n)))
         return out
@@ -734,11 +751,11 @@ class Timesync:
         )
         servers: list[tuple[str, str]] = []
         for path in files:
-            for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
-                m = re.match(r"\s*(NTP|FallbackNTP)\s*=\s*(.*)$", raw)
+            for n, raw in enumerate(systemd_lines(ctx.read_text(path) or ""), 1):
+                m = _TIMESYNCD_NTP.match(raw)
                 if m and m.group(1) == "NTP":
                     servers = [
-                        (s, at(path, n)) for s in m.group(2).split()
+                        (s, at(path, n)) for s in _C_BLANKS.split(m.group(2)) if s
                     ]  # a later NTP= replaces
         return servers
 

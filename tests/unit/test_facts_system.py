@@ -357,3 +357,49 @@ def test_modprobe_d_is_read_as_libkmod_reads_it(tmp_path: Path, sep: str) -> Non
     }
     assert kmods["squashfs"].where("install") == "/etc/modprobe.d/cis.conf:5"
     assert kmods["hfsplus"].where("blacklisted") == "/etc/modprobe.d/cis.conf:7"
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_grub_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
+    # grub_file_getline() ends a line at \n and drops \r; sh reads /etc/default/grub the same
+    write(
+        tmp_path,
+        "boot/grub/grub.cfg",
+        'set superusers="root"\n'
+        f"# old{sep}password_pbkdf2 root grub.pbkdf2.sha512.10000.AB.CD\n"
+        "menuentry 'Debian' {\n\tlinux /vmlinuz root=/dev/sda1 ro audit=1\n"
+        f"# old{sep}linux /vmlinuz root=/dev/sda1 ro\n}}\n",
+    )
+    g = context(tmp_path).fact("grub", ())
+    assert (g.superusers, g.password_set, g.has_arg("audit=1")) == ("root", False, True)
+    (tmp_path / "boot/grub/grub.cfg").unlink()
+    write(
+        tmp_path,
+        "etc/default/grub",
+        f'GRUB_CMDLINE_LINUX=""\n# old{sep}GRUB_CMDLINE_LINUX="audit=1"\n',
+    )
+    assert not context(tmp_path).fact("grub", ()).has_arg("audit=1")
+
+
+def test_grub_cfg_carriage_returns_are_dropped(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "boot/grub/grub.cfg",
+        "\tlinux /vmlinuz ro audit=1\r\n\tlinux /vmlinuz a\rudit=1\n",
+    )
+    assert context(tmp_path).fact("grub", ()).has_arg("audit=1")
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_rsyslog_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
+    write(tmp_path, "etc/rsyslog.conf", f"$FileCreateMode 0644\n# old{sep}$FileCreateMode 0640\n")
+    assert context(tmp_path).fact("rsyslog", ()).file_create_mode == "0644"
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_time_servers_hidden_in_comments_are_not_servers(tmp_path: Path, sep: str) -> None:
+    # chronyd reads fgets() lines; timesyncd's read_line() also ends a line at \r
+    write(tmp_path, "etc/chrony/chrony.conf", f"# old{sep}server a.example iburst\n")
+    write(tmp_path, "etc/systemd/timesyncd.conf", f"[Time]\n# old{sep}NTP=b.example\n")
+    servers = context(tmp_path).fact("timesync", ()).servers
+    assert servers == (("b.example",) if sep == "\r" else ())
