@@ -27,6 +27,7 @@ __all__ = [
     "proc_available",
     "read_regular",
     "systemd_lines",
+    "text_lines",
     "version_key",
 ]
 
@@ -80,6 +81,16 @@ def c_lines(text: str) -> list[str]:
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line starts no new one
     return [line.split("\0", 1)[0] for line in lines]
+
+
+def text_lines(text: str) -> list[str]:
+    """The lines of a file as grep, sed or a shell `read` loop see them: only `\n` ends a line
+    (a `\r` before it stays, as do `\v`, `\f`, `\x1c`-`\x1e`, `\x85`, U+2028 and U+2029,
+    which str.splitlines() would break at), and a final newline starts no new line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def systemd_lines(text: str) -> list[str]:

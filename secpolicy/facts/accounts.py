@@ -22,6 +22,7 @@ __all__ = [
     "Group",
     "User",
     "hash_algorithm",
+    "id_names",
     "password_status",
     "register",
 ]
@@ -251,6 +252,20 @@ def _entries(text: str, parse: Any) -> list[tuple[Any, int]]:
             out.append((parse(line), n))
         except _Reject:
             continue
+    return out
+
+
+def id_names(text: str, *, group: bool) -> dict[int, str]:
+    """uid (or gid) -> name as getpwuid() (getgrgid()) answers from this passwd (group) text:
+    the first entry with the id wins."""
+    out: dict[int, str] = {}
+    if group:
+        for (name, _pw, gid, _members), _n in _entries(text, _group_entry):
+            if gid is not None:
+                out.setdefault(gid, name)
+    else:
+        for fields, _n in _entries(text, _passwd_entry):
+            out.setdefault(int(fields[2]), fields[0])
     return out
 
 

@@ -4,6 +4,7 @@ Every value knows where it was read, so evidence can name the file and line."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from secpolicy.dsl.types import (
     ObjectType,
 )
 from secpolicy.errors import EvaluationError
+from secpolicy.facts._common import text_lines
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -158,7 +160,7 @@ class FileInfo:
     @cached_property
     def lines(self) -> list[str] | None:
         c = self.content
-        return None if c is None else c.splitlines()
+        return None if c is None else text_lines(c)
 
     def _match_line(self, regex: str) -> int | None:
         if regex not in self._line_of:
@@ -191,13 +193,35 @@ def _name_of(ctx: FactContext, db: str, ident: int) -> str | None:
 
 
 def _idmap(ctx: FactContext, db: str) -> dict[int, str]:
-    text = ctx.read_text(db) or ""
-    out: dict[int, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":")
-        if len(parts) >= 3 and parts[2].isdigit():
-            out.setdefault(int(parts[2]), parts[0])
-    return out
+    """The name getpwuid()/getgrgid() give for each id: the first entry nss_files reads."""
+    from secpolicy.facts.accounts import id_names
+
+    return id_names(ctx.read_text(db) or "", group=db.endswith("group"))
+
+
+_PATH_SHELLS = "/etc/shells"
+_DEFAULT_SHELLS = ("/bin/sh", "/bin/csh")  # glibc's okshells when /etc/shells cannot be opened
+
+
+def collect_shells(ctx: FactContext) -> tuple[str, ...]:
+    """The shells getusershell(3) lists, as glibc's initshells() reads /etc/shells: per
+    fgets() line (a NUL ends it early), skip to the first `/` (a `#` first, or no `/`, skips
+    the line, and so does a `/` that ends the string, newline-less), then the shell runs up
+    to the first C blank or `#`: `/bin/bash -l` lists `/bin/bash`, `/\n` lists `/`."""
+    text = ctx.read_text(_PATH_SHELLS)
+    if text is None:
+        return _DEFAULT_SHELLS
+    pieces = text.split("\n")
+    out = []
+    for i, piece in enumerate(pieces):
+        line = (piece if i == len(pieces) - 1 else piece + "\n").split("\0", 1)[0]
+        m = _SHELL.match(line)
+        if m is not None and m.start(1) + 1 < len(line):
+            out.append(m.group(1))
+    return tuple(out)
+
+
+_SHELL = re.compile(r"[^#/]*(/[^ \t\n\v\f\r#]*)")  # the `/` found, then up to a blank or `#`
 
 
 def collect_file(ctx: FactContext, path: str) -> FileInfo:
@@ -281,4 +305,5 @@ def register(reg: FactRegistry) -> None:
     reg.register("link", collect_link, params=(STR,), returns=FILE, doc="a path, not following a final link")
     reg.register("files", collect_files, params=(STR,), returns=ListType(FILE), doc="paths matching a shell pattern")
     reg.register("tree", collect_tree, params=(STR,), returns=ListType(FILE), doc="every entry below a directory")
+    reg.register("shells", collect_shells, returns=ListType(STR), doc="the login shells getusershell(3) lists")
     reg.register("_idmap", _idmap, params=(STR,), returns=ANY, doc="internal: id -> name table")

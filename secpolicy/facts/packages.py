@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at
+from secpolicy.facts._common import C_SPACE, at, text_lines
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -77,6 +77,9 @@ class Package:
         return compare_versions(self.version, version) < 0
 
 
+_C_BLANKS = re.compile(r"[ \t\n\v\f\r]+")
+
+
 def parse_status(text: str) -> list[Package]:
     out: list[Package] = []
     fields: dict[str, str] = {}
@@ -84,7 +87,7 @@ def parse_status(text: str) -> list[Package]:
 
     def flush() -> None:
         if "package" in fields:
-            state = fields.get("status", "").split()
+            state = [w for w in _C_BLANKS.split(fields.get("status", "")) if w]
             status = state[2] if len(state) == 3 else "unknown"
             src = fields.get("source")
             out.append(
@@ -100,8 +103,10 @@ def parse_status(text: str) -> list[Package]:
             )
 
     last = ""
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    # dpkg's parser (lib/dpkg/parse.c): lines end at `\n` only, a stanza ends at an empty
+    # line (one of blanks starts with a blank: it continues a field), C blanks around values
+    for n, line in enumerate(text_lines(text), 1):
+        if not line:
             flush()
             fields, last = {}, ""
             continue
@@ -112,8 +117,8 @@ def parse_status(text: str) -> list[Package]:
             continue
         if not fields:
             start = n
-        last = key.strip().lower()
-        fields[last] = value.strip()
+        last = key.strip(C_SPACE).lower()
+        fields[last] = value.strip(C_SPACE)
     flush()
     return out
 
@@ -303,7 +308,12 @@ def _listed(ctx: FactContext, path: str) -> list[tuple[str, int]] | None:
 def _conffiles(ctx: FactContext, path: str) -> set[str]:
     # newer dpkg writes flags before the path ("remove-on-upgrade /etc/x")
     text = ctx.read_text(path) or ""
-    return {_norm(line.split()[-1]) for line in text.splitlines() if line.strip()}
+    out = set()
+    for line in text_lines(text):  # dpkg writes one path a line, flags before it
+        words = [w for w in _C_BLANKS.split(line) if w]
+        if words:
+            out.add(_norm(words[-1]))
+    return out
 
 
 def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:

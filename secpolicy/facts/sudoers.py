@@ -62,8 +62,11 @@ SUDOERS = ObjectType(
 
 MAIN = "/etc/sudoers"
 _MAX_DEPTH = 128
-_INCLUDE = re.compile(r"^[@#](include|includedir)\s+(.+?)\s*$")
-_DEFAULTS = re.compile(r"^Defaults([:@!>]\S*)?\s+(.*)$")
+# sudo's lexer (toke.l) blanks are [[:blank:]], space and tab: not \v, \f, \x1c-\x1f or the
+# Unicode spaces Python's \s also takes
+_BLANK = " \t"
+_INCLUDE = re.compile(r"^[@#](include|includedir)[ \t]+(.+?)[ \t]*$")
+_DEFAULTS = re.compile(r"^Defaults([:@!>][^ \t]*)?[ \t]+(.*)$")
 _MINUTES = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
 
 
@@ -109,7 +112,16 @@ def _strip_comment(line: str) -> str:
             continue
         out.append(ch)
         i += 1
-    return "".join(out).strip()
+    return "".join(out).strip(_BLANK)
+
+
+def _sudo_lines(text: str) -> list[str]:
+    """The lines sudo's lexer sees: `\r?\n` ends a line, nothing else does (a `#` comment's
+    `.*` runs over `\r`, `\v`, `\f`, `\x1c`-`\x1e`, `\x85`, U+2028 and U+2029)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _split_params(text: str) -> list[str]:
@@ -121,11 +133,11 @@ def _split_params(text: str) -> list[str]:
         if ch == '"':
             quoted = not quoted
         if ch == "," and not quoted:
-            out.append("".join(cur).strip())
+            out.append("".join(cur).strip(_BLANK))
             cur = []
             continue
         cur.append(ch)
-    out.append("".join(cur).strip())
+    out.append("".join(cur).strip(_BLANK))
     return [p for p in out if p]
 
 
@@ -161,17 +173,17 @@ class Sudoers:
         self.files.append(path)
         pending: list[str] = []
         start = 0
-        for n, raw in enumerate(text.splitlines(), 1):
+        for n, raw in enumerate(_sudo_lines(text), 1):
             if not pending:
                 start = n
-            stripped = raw.rstrip()
-            if stripped.endswith("\\") and not stripped.lstrip().startswith("#"):
+            stripped = raw.rstrip(_BLANK)
+            if stripped.endswith("\\") and not stripped.lstrip(_BLANK).startswith("#"):
                 pending.append(stripped[:-1])
                 continue
             pending.append(raw)
-            line = " ".join(p.strip() for p in pending)
+            line = " ".join(p.strip(_BLANK) for p in pending)
             pending = []
-            inc = _INCLUDE.match(line.strip())
+            inc = _INCLUDE.match(line.strip(_BLANK))
             if inc:
                 self._include(path, inc.group(1), inc.group(2).strip('"'), depth)
                 continue
@@ -198,8 +210,8 @@ class Sudoers:
             for param in _split_params(m.group(2)):
                 negated = param.startswith("!")
                 name, sep, value = param.lstrip("!").partition("=")
-                name = name.rstrip("+-").strip()
-                value = value.strip()
+                name = name.rstrip("+-").strip(_BLANK)
+                value = value.strip(_BLANK)
                 if len(value) >= 2 and value[0] == value[-1] == '"':
                     value = value[1:-1]
                 if not sep:

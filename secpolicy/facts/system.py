@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import ANY, BOOL, INT, MODE, REGEX, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError, NotApplicable
-from secpolicy.facts._common import at, dropin_files, read_proc, require_proc
+from secpolicy.facts._common import (
+    C_SPACE,
+    at,
+    c_lines,
+    dropin_files,
+    read_proc,
+    require_proc,
+    systemd_lines,
+    text_lines,
+)
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -74,17 +83,27 @@ class Mount:
         return self.origin
 
 
+_BLANKS = re.compile(r"[ \t]+")
+_C_BLANKS = re.compile(r"[ \t\n\v\f\r]+")  # isspace() in the C locale
+# systemd's config parser strips WHITESPACE (" \t\n\r") around keys and values
+_TIMESYNCD_NTP = re.compile(r"[ \t\n\r]*(NTP|FallbackNTP)[ \t\n\r]*=[ \t\n\r]*(.*)$")
+
+
 def _mount_table(ctx: FactContext, path: str) -> list[Mount]:
+    """fstab or /proc/self/mounts as libmount reads them (`findmnt --fstab -F`): lines end at
+    `\n` only (a `\r` before it goes), leading blanks go, `#` starts a comment line, fields
+    are separated by spaces and tabs only; a line with a NUL, or under three fields, is a
+    parse error and ignored (a missing options field reads as no options)."""
     text = ctx.read_text(path) if not path.startswith("/proc/") else read_proc(ctx, path)
     out = []
-    for n, line in enumerate((text or "").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+    for n, raw in enumerate(text_lines(text or ""), 1):
+        line = raw.removesuffix("\r").lstrip(" \t")
+        if not line or line.startswith("#") or "\0" in line:
             continue
-        parts = line.split()
-        if len(parts) < 4:
+        parts = _BLANKS.split(line.rstrip(" \t"))
+        if len(parts) < 3:
             continue
-        opts = tuple(o for o in parts[3].split(",") if o)
+        opts = tuple(o for o in parts[3].split(",") if o) if len(parts) > 3 else ()
         out.append(Mount(_unescape(parts[1]), _unescape(parts[0]), parts[2], opts, at(path, n)))
     return out
 
@@ -155,13 +174,52 @@ def _modprobe(ctx: FactContext) -> _Modprobe:
     blacklist: dict[str, str] = {}
     install: dict[str, tuple[str, str]] = {}
     for path in dropin_files(ctx, MODPROBE_DIRS, ".conf"):
-        for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
-            parts = raw.split("#", 1)[0].split(None, 2)
-            if len(parts) >= 2 and parts[0] == "blacklist":
-                blacklist.setdefault(_modname(parts[1]), at(path, n))
-            elif len(parts) >= 3 and parts[0] == "install":
-                install.setdefault(_modname(parts[1]), (parts[2].strip(), at(path, n)))
+        for n, line in _kmod_lines(ctx.read_text(path) or ""):
+            if not line or line[0] == "#":
+                continue
+            cmd, rest = _strtok(line)
+            name, command = _strtok(rest)
+            if cmd == "blacklist" and name:
+                blacklist.setdefault(_modname(name), at(path, n))
+            elif cmd == "install" and name and command:
+                install.setdefault(_modname(name), (command.strip(" \t"), at(path, n)))
     return _Modprobe(blacklist, install)
+
+
+def _kmod_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, logical line) as libkmod's getline_wrapped() reads modprobe.d: only
+    `\n` ends a line, a backslash before it joins the next line (with nothing between), a
+    backslash before any other character is dropped, and a NUL ends the C string."""
+    out = []
+    n = start = 1
+    buf: list[str] = []
+    i, size = 0, len(text)
+    while i < size:
+        ch = text[i]
+        i += 1
+        if ch == "\n":
+            out.append((start, "".join(buf).split("\0", 1)[0]))
+            buf = []
+            n += 1
+            start = n
+        elif ch == "\\" and i < size:
+            if text[i] == "\n":
+                n += 1
+            else:
+                buf.append(text[i])
+            i += 1
+        else:
+            buf.append(ch)
+    if buf:
+        out.append((start, "".join(buf).split("\0", 1)[0]))
+    return out
+
+
+def _strtok(text: str) -> tuple[str, str]:
+    """strtok_r(text, "\\t "): the first word and the rest after the one separator ending it."""
+    text = text.lstrip(" \t")
+    m = re.search(r"[ \t]", text)
+    return (text, "") if m is None else (text[: m.start()], text[m.end() :])
 
 
 def _module_files(ctx: FactContext) -> dict[str, str]:
@@ -231,7 +289,8 @@ def collect_kmod(ctx: FactContext, name: str) -> Kmod:
         loaded=None if loaded is None else key in loaded,
         builtin=builtin,
         blacklisted=key in mp.blacklist,
-        disabled=bool(inst) and inst[0].split()[0] in _FALSE if inst and inst[0].split() else False,
+        # the command runs through sh, which splits words at blanks
+        disabled=inst is not None and _BLANKS.split(inst[0])[0] in _FALSE,
         install=inst[0] if inst else None,
         available=where_file is not None,
         _sources=tuple(sources.items()),
@@ -283,15 +342,18 @@ class Grub:
             (p, ctx.read_text(p) or "") for p in ctx.glob("/etc/grub.d/*")
         ]
         for path, text in sources:
-            for n, raw in enumerate(text.splitlines(), 1):
-                line = raw.strip()
-                m = re.match(r"set\s+superusers=(\S+)", line)
+            if path == self.cfg_path:
+                text = text.replace("\r", "")  # grub_file_getline() drops every \r
+            # grub's lexer and sh (grub.d) end lines at \n only; their blanks are space and tab
+            for n, raw in enumerate(text_lines(text), 1):
+                line = raw.strip(" \t")
+                m = re.match(r"set[ \t]+superusers=([^ \t]+)", line)
                 if m and superusers is None:
                     superusers = (m.group(1).strip("\"'"), at(path, n))
-                if re.match(r"password(_pbkdf2)?\s+\S+\s+\S+", line) and password is None:
+                if re.match(r"password(_pbkdf2)?([ \t]+[^ \t]+){2}", line) and password is None:
                     password = at(path, n)
-                if path == self.cfg_path and re.match(r"linux(efi|16)?\s", line):
-                    self._linux.append((line.split()[2:], at(path, n)))
+                if path == self.cfg_path and re.match(r"linux(efi|16)?[ \t]", line):
+                    self._linux.append((_BLANKS.split(line)[2:], at(path, n)))
         self.superusers = superusers[0] if superusers else None
         self.password_set = superusers is not None and password is not None
         self._password_where = " and ".join(
@@ -306,8 +368,9 @@ class Grub:
         where = "/etc/default/grub"
         files = ["/etc/default/grub"] + sorted(ctx.glob("/etc/default/grub.d/*.cfg"))
         for path in files:
-            for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
-                m = re.match(r"\s*(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(.*)$", raw)
+            # sourced by sh: lines end at \n only
+            for n, raw in enumerate(text_lines(ctx.read_text(path) or ""), 1):
+                m = re.match(r"[ \t]*(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(.*)$", raw)
                 if m:
                     try:
                         words = shlex.split(m.group(2), comments=True)
@@ -556,8 +619,8 @@ class Rsyslog:
         if text is None:
             return
         self.files.append(path)
-        for n, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
+        for n, raw in enumerate(text_lines(text), 1):  # rsyslog's lexer ends lines at \n
+            line = raw.strip(C_SPACE)
             if not line or line.startswith("#"):
                 continue
             self._lines.append((line, at(path, n)))
@@ -657,8 +720,9 @@ class Timesync:
     ) -> list[tuple[str, str]]:
         out = []
         for path in files:
-            for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
-                parts = raw.split("#", 1)[0].split()
+            # chronyd and ntpd read fgets() lines and split words at C blanks
+            for n, raw in enumerate(c_lines(ctx.read_text(path) or ""), 1):
+                parts = [w for w in _C_BLANKS.split(raw.split("#", 1)[0]) if w]
                 if len(parts) >= 2 and parts[0] in words:
                     out.append((parts[1], at(path, n)))
         return out
@@ -687,11 +751,11 @@ class Timesync:
         )
         servers: list[tuple[str, str]] = []
         for path in files:
-            for n, raw in enumerate((ctx.read_text(path) or "").splitlines(), 1):
-                m = re.match(r"\s*(NTP|FallbackNTP)\s*=\s*(.*)$", raw)
+            for n, raw in enumerate(systemd_lines(ctx.read_text(path) or ""), 1):
+                m = _TIMESYNCD_NTP.match(raw)
                 if m and m.group(1) == "NTP":
                     servers = [
-                        (s, at(path, n)) for s in m.group(2).split()
+                        (s, at(path, n)) for s in _C_BLANKS.split(m.group(2)) if s
                     ]  # a later NTP= replaces
         return servers
 

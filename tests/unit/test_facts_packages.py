@@ -405,3 +405,55 @@ def test_unreadable_files_and_directories_are_reported_as_unreadable_not_missing
         )
     finally:
         shutil.rmtree(root)
+
+
+_HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+_STATUS = (
+    "Package: telnetd\n"
+    "Status: deinstall ok config-files\n"
+    "Architecture: amd64\n"
+    "Version: 0.17-44\n"
+    "Description: telnet server\n"
+    " old{sep}Status: install ok installed\n"
+    "\n"
+    "Package: nftables\n"
+    "Status: install  ok\tinstalled\n"
+    "Architecture: amd64\n"
+    "Version: 1.0.6-2\n"
+)
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_status_file_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
+    # dpkg's parser: the Status after the separator is part of the Description; a line of
+    # blanks would continue it, only an empty line ends the stanza
+    write(tmp_path, "var/lib/dpkg/status", _STATUS.format(sep=sep))
+    got = [(p.name, p.status, p.installed) for p in context(tmp_path).fact("packages", ())]
+    assert got == [("telnetd", "config-files", False), ("nftables", "installed", True)]
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs dpkg-query")
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_status_file_reading_agrees_with_dpkg_query(tmp_path: Path, sep: str) -> None:
+    admin = tmp_path / "dpkg"
+    (admin / "updates").mkdir(parents=True)
+    (admin / "status").write_bytes(_STATUS.format(sep=sep).encode())
+    out = subprocess.run(
+        ["dpkg-query", f"--admindir={admin}", "-W", "-f", "${Package} ${Status}\n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.splitlines() == [
+        "nftables install ok installed",
+        "telnetd deinstall ok config-files",
+    ]
+
+
+def test_a_line_of_blanks_continues_a_field_and_does_not_end_the_stanza(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "var/lib/dpkg/status",
+        "Package: a\nStatus: install ok installed\nDescription: x\n \nVersion: 1.2\n",
+    )
+    assert [(p.name, p.version) for p in context(tmp_path).fact("packages", ())] == [("a", "1.2")]

@@ -3,6 +3,8 @@ fixture roots, with exact values and evidence."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -272,3 +274,132 @@ def test_capability_decoding() -> None:
 def test_processes_are_live_only(roots: dict[str, Path]) -> None:
     with pytest.raises(NotApplicable):
         context(roots["hardened"]).fact("processes", ())
+
+
+_HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+_FSTAB = (
+    "/dev/sda1 / ext4 defaults 0 1\n"
+    "# old{sep}tmpfs /tmp tmpfs nodev,nosuid 0 0\n"
+    "\x0btmpfs /t2 tmpfs a 0 0\n"
+    "tmpfs\x0b/t3 tmpfs b 0 0\n"
+    "  tmpfs /t4\ttmpfs c,d 0 0\r\n"
+    "tmpfs /t5\n"
+    "tmpfs /t6 tmpfs\n"
+    "/dev/x /t7 ext4 a\0b 0 0\n"
+)
+# what `findmnt --fstab -F FILE -n -r -o SOURCE,TARGET,FSTYPE,OPTIONS` (libmount) prints
+_FSTAB_READ = [
+    ("/dev/sda1", "/", "ext4", ("defaults",)),
+    ("\x0btmpfs", "/t2", "tmpfs", ("a",)),
+    ("tmpfs\x0b/t3", "tmpfs", "b", ("0",)),
+    ("tmpfs", "/t4", "tmpfs", ("c", "d")),
+    ("tmpfs", "/t6", "tmpfs", ()),
+]
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_fstab_is_read_as_libmount_reads_it(tmp_path: Path, sep: str) -> None:
+    write(tmp_path, "etc/fstab", _FSTAB.format(sep=sep))
+    got = [(m.source, m.target, m.fstype, m.options) for m in context(tmp_path).fact("fstab", ())]
+    assert got == _FSTAB_READ
+    assert context(tmp_path).fact("fstab_entry", ("/tmp",)) is None
+
+
+@pytest.mark.skipif(shutil.which("findmnt") is None, reason="needs findmnt (util-linux)")
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_fstab_reading_agrees_with_findmnt(tmp_path: Path, sep: str) -> None:
+    fstab = tmp_path / "fstab"
+    fstab.write_bytes(_FSTAB.format(sep=sep).encode())
+    out = subprocess.run(
+        ["findmnt", "--fstab", "-F", str(fstab), "-n", "-r", "-o", "SOURCE,TARGET,FSTYPE,OPTIONS"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = [line.split(" ") for line in out.splitlines()]
+    unescape = [[f.replace("\\x0b", "\x0b") for f in row] for row in rows]
+    assert [(s, t, f, tuple(o for o in opts.split(",") if o)) for s, t, f, opts in unescape] == [
+        m[:3] + (m[3] if m[3] else (),) for m in _FSTAB_READ
+    ]
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_modprobe_d_is_read_as_libkmod_reads_it(tmp_path: Path, sep: str) -> None:
+    write(
+        tmp_path,
+        "etc/modprobe.d/cis.conf",
+        f"# old{sep}install cramfs /bin/false\n"
+        f"# old{sep}blacklist cramfs\n"
+        "install\x0busb-storage /bin/true\n"
+        "blacklist\x1cudf\n"
+        "install squashfs /bin/\\\nfalse\n"
+        "blacklist hf\\sp\\\nlus # comment\n"
+        "install jffs2 /bin/true\x1c\n"
+        "  # indented comment\n"
+        "blacklist\tfat\0\n"
+        "install vfat\n"
+        "blacklist #x\n",
+    )
+    ctx = context(tmp_path)
+    kmods = {
+        n: ctx.fact("kmod", (n,))
+        for n in ("cramfs", "usb-storage", "udf", "squashfs", "hfsplus", "jffs2", "fat", "vfat")
+    }
+    assert {n: (k.blacklisted, k.disabled, k.install) for n, k in kmods.items()} == {
+        "cramfs": (False, False, None),
+        "usb-storage": (False, False, None),
+        "udf": (False, False, None),
+        "squashfs": (False, True, "/bin/false"),
+        "hfsplus": (True, False, None),
+        "jffs2": (False, False, "/bin/true\x1c"),
+        "fat": (True, False, None),
+        "vfat": (False, False, None),
+    }
+    assert kmods["squashfs"].where("install") == "/etc/modprobe.d/cis.conf:5"
+    assert kmods["hfsplus"].where("blacklisted") == "/etc/modprobe.d/cis.conf:7"
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_grub_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
+    # grub_file_getline() ends a line at \n and drops \r; sh reads /etc/default/grub the same
+    write(
+        tmp_path,
+        "boot/grub/grub.cfg",
+        'set superusers="root"\n'
+        f"# old{sep}password_pbkdf2 root grub.pbkdf2.sha512.10000.AB.CD\n"
+        "menuentry 'Debian' {\n\tlinux /vmlinuz root=/dev/sda1 ro audit=1\n"
+        f"# old{sep}linux /vmlinuz root=/dev/sda1 ro\n}}\n",
+    )
+    g = context(tmp_path).fact("grub", ())
+    assert (g.superusers, g.password_set, g.has_arg("audit=1")) == ("root", False, True)
+    (tmp_path / "boot/grub/grub.cfg").unlink()
+    write(
+        tmp_path,
+        "etc/default/grub",
+        f'GRUB_CMDLINE_LINUX=""\n# old{sep}GRUB_CMDLINE_LINUX="audit=1"\n',
+    )
+    assert not context(tmp_path).fact("grub", ()).has_arg("audit=1")
+
+
+def test_grub_cfg_carriage_returns_are_dropped(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "boot/grub/grub.cfg",
+        "\tlinux /vmlinuz ro audit=1\r\n\tlinux /vmlinuz a\rudit=1\n",
+    )
+    assert context(tmp_path).fact("grub", ()).has_arg("audit=1")
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_rsyslog_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
+    write(tmp_path, "etc/rsyslog.conf", f"$FileCreateMode 0644\n# old{sep}$FileCreateMode 0640\n")
+    assert context(tmp_path).fact("rsyslog", ()).file_create_mode == "0644"
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_time_servers_hidden_in_comments_are_not_servers(tmp_path: Path, sep: str) -> None:
+    # chronyd reads fgets() lines; timesyncd's read_line() also ends a line at \r
+    write(tmp_path, "etc/chrony/chrony.conf", f"# old{sep}server a.example iburst\n")
+    write(tmp_path, "etc/systemd/timesyncd.conf", f"[Time]\n# old{sep}NTP=b.example\n")
+    servers = context(tmp_path).fact("timesync", ()).servers
+    assert servers == (("b.example",) if sep == "\r" else ())

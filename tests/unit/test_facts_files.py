@@ -1,0 +1,83 @@
+"""file().lines, shells and owner names: lines end where the real readers end them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from facts_helpers import context, write
+
+_HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_file_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
+    # grep, sed and a shell `read` loop split at \n only: the separator stays inside the line
+    write(tmp_path, "etc/issue", f"Authorized use only\n# old{sep}\\v \\r\n")
+    f = context(tmp_path).fact("file", ("/etc/issue",))
+    assert f.lines == ["Authorized use only", f"# old{sep}\\v \\r"]
+    assert not f.has_line(r"^\\v")
+    assert f.grep(r"^\\v") == []
+
+
+def test_file_lines_keep_a_carriage_return_and_a_last_line_without_newline(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "etc/x.conf", "a\r\n\nb")
+    assert context(tmp_path).fact("file", ("/etc/x.conf",)).lines == ["a\r", "", "b"]
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_shells_hidden_after_a_separator_in_a_comment_are_not_listed(
+    tmp_path: Path, sep: str
+) -> None:
+    write(tmp_path, "etc/shells", f"/bin/sh\n# removed{sep}/bin/bash\n")
+    assert context(tmp_path).fact("shells", ()) == ("/bin/sh",)
+
+
+def test_shells_read_as_getusershell_reads_them(tmp_path: Path) -> None:
+    # glibc initshells(): skip to the first '/', a '#' first skips the line, the shell ends
+    # at a C blank or '#'; a NUL ends the line; a '/' ending the (newline-less) string is
+    # skipped, a '/' before a newline is listed
+    write(
+        tmp_path,
+        "etc/shells",
+        "# comment /bin/csh\n"
+        "  /bin/sh\n"
+        "/bin/bash -l\n"
+        "/usr/bin/zsh# z\n"
+        "/bin/dash\r\n"
+        "x/bin/ksh\n"
+        "\x1c/bin/mksh\n"
+        "nosh\n"
+        "/bin/fish\0/bin/tcsh\n"
+        "/\n"
+        "/bin/a\x0bb\n"
+        "/bin/u\u2028v\n"
+        "/",
+    )
+    assert context(tmp_path).fact("shells", ()) == (
+        "/bin/sh",
+        "/bin/bash",
+        "/usr/bin/zsh",
+        "/bin/dash",
+        "/bin/ksh",
+        "/bin/mksh",
+        "/bin/fish",
+        "/",
+        "/bin/a",
+        "/bin/u\u2028v",
+    )
+
+
+def test_shells_without_the_file_are_glibcs_defaults(tmp_path: Path) -> None:
+    assert context(tmp_path).fact("shells", ()) == ("/bin/sh", "/bin/csh")
+
+
+@pytest.mark.parametrize("sep", _HOSTILE)
+def test_owner_names_come_from_lines_glibc_reads(tmp_path: Path, sep: str) -> None:
+    write(tmp_path, "etc/passwd", f"# x{sep}evil:x:0:0::/:/bin/sh\nroot:x:0:0::/root:/bin/sh\n")
+    write(tmp_path, "etc/group", f"# x{sep}evil:x:0:\nroot:x:0:\n")
+    ctx = context(tmp_path)
+    assert ctx.fact("_idmap", ("/etc/passwd",)) == {0: "root"}
+    assert ctx.fact("_idmap", ("/etc/group",)) == {0: "root"}
