@@ -305,5 +305,5 @@ def register(reg: FactRegistry) -> None:
     reg.register("link", collect_link, params=(STR,), returns=FILE, doc="a path, not following a final link")
     reg.register("files", collect_files, params=(STR,), returns=ListType(FILE), doc="paths matching a shell pattern")
     reg.register("tree", collect_tree, params=(STR,), returns=ListType(FILE), doc="every entry below a directory")
-    reg.register("shells", collect_shells, returns=ListType(STR), doc="the login shells getusershell(3) lists")
+    reg.register("login_shells", collect_shells, returns=ListType(STR), doc="the login shells getusershell(3) lists")
     reg.register("_idmap", _idmap, params=(STR,), returns=ANY, doc="internal: id -> name table")

@@ -1,4 +1,4 @@
-"""file().lines, shells and owner names: lines end where the real readers end them."""
+"""file().lines, login_shells and owner names: lines end where the real readers end them."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_shells_hidden_after_a_separator_in_a_comment_are_not_listed(
     tmp_path: Path, sep: str
 ) -> None:
     write(tmp_path, "etc/shells", f"/bin/sh\n# removed{sep}/bin/bash\n")
-    assert context(tmp_path).fact("shells", ()) == ("/bin/sh",)
+    assert context(tmp_path).fact("login_shells", ()) == ("/bin/sh",)
 
 
 def test_shells_read_as_getusershell_reads_them(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_shells_read_as_getusershell_reads_them(tmp_path: Path) -> None:
         "/bin/u\u2028v\n"
         "/",
     )
-    assert context(tmp_path).fact("shells", ()) == (
+    assert context(tmp_path).fact("login_shells", ()) == (
         "/bin/sh",
         "/bin/bash",
         "/usr/bin/zsh",
@@ -71,7 +71,7 @@ def test_shells_read_as_getusershell_reads_them(tmp_path: Path) -> None:
 
 
 def test_shells_without_the_file_are_glibcs_defaults(tmp_path: Path) -> None:
-    assert context(tmp_path).fact("shells", ()) == ("/bin/sh", "/bin/csh")
+    assert context(tmp_path).fact("login_shells", ()) == ("/bin/sh", "/bin/csh")
 
 
 @pytest.mark.parametrize("sep", _HOSTILE)
