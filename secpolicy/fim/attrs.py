@@ -21,6 +21,8 @@ __all__ = [
 # name -> what it covers; names follow AIDE where AIDE has one.
 ATTRIBUTES: dict[str, str] = {
     "ftype": "file type",
+    # Compared wherever ftype is too (a device is told by its type and its number), so the
+    # groups, and the configuration digest of every baseline made with them, stay as they were.
     "rdev": "device number (major:minor) of a character or block device",
     "p": "permissions (mode bits, including setuid/setgid/sticky)",
     "i": "inode number",
@@ -56,11 +58,10 @@ ATTR_ORDER: tuple[str, ...] = (
 BUILTIN_GROUPS: dict[str, tuple[str, ...]] = {
     # As AIDE's X: e2fsattrs (chattr flags) included.
     "X": ("acl", "xattrs", "selinux", "e2fsattrs", "caps"),
-    # rdev (not in AIDE) wherever ftype is: a device is told by its type and its number.
-    "R": ("p", "ftype", "rdev", "i", "l", "n", "u", "g", "s", "m", "c", "hash", "X"),
-    "L": ("p", "ftype", "rdev", "i", "l", "n", "u", "g", "X"),
+    "R": ("p", "ftype", "i", "l", "n", "u", "g", "s", "m", "c", "hash", "X"),
+    "L": ("p", "ftype", "i", "l", "n", "u", "g", "X"),
     # Growing log: size may only grow and the old content must stay a prefix of the new.
-    ">": ("p", "ftype", "rdev", "l", "u", "g", "i", "n", "S", "hash", "X"),
+    ">": ("p", "ftype", "l", "u", "g", "i", "n", "S", "hash", "X"),
     "E": (),
     "H": ("hash",),
 }

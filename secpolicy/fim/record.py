@@ -333,7 +333,8 @@ def compare(
         changes.append(AttrChange("ftype", value_of(old, "ftype"), value_of(new, "ftype")))
     # A device swapped for another at the same path (/dev/null for /dev/mem, same type and
     # maybe the same inode number). A record made before device numbers were kept has none.
-    if "rdev" in attrs and old.rdev is not None and new.rdev is not None and old.rdev != new.rdev:
+    if (("rdev" in attrs or "ftype" in attrs) and old.rdev is not None and new.rdev is not None
+            and old.rdev != new.rdev):
         changes.append(AttrChange("rdev", value_of(old, "rdev"), value_of(new, "rdev")))
     if "l" in attrs and (old.link != new.link or type_changed) and (old.link or new.link):
         changes.append(AttrChange("l", value_of(old, "l"), value_of(new, "l")))

@@ -332,12 +332,13 @@ def test_other_filesystems_are_not_entered(tmp_path: Path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root (CAP_MKNOD)")
 def test_a_device_swapped_for_another_at_the_same_path_is_reported(tmp_path: Path) -> None:
     """/dev/null (1:3) replaced by /dev/mem (1:1) at the same path was a clean `--full`
-    check: the device number is now recorded (R, L and > include `rdev`) and compared."""
+    check: the device number is now recorded and compared wherever ftype is (R, L, >), or when
+    `rdev` is listed alone."""
     root = tmp_path / "root"
     (root / "dev").mkdir(parents=True)
     os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     os.mknod(root / "dev" / "disk", 0o660 | stat.S_IFBLK, os.makedev(7, 0))
-    for attrs in ("R", "L", ">", "p+ftype+rdev"):
+    for attrs in ("R", "L", ">", "p+ftype", "p+rdev"):
         config = fim.config_from_dict({"paths": [{"path": "/dev", "attrs": attrs}]})
         db = tmp_path / f"{attrs}.db"
         fim.init_baseline(config, db, root, KEY)

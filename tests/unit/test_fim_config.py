@@ -21,10 +21,10 @@ def test_builtin_groups_mirror_aide():
     # AIDE 0.18: X = acl+selinux+xattrs+e2fsattrs+caps (aide.conf(5), "Default groups").
     x = {"acl", "xattrs", "selinux", "e2fsattrs", "caps"}
     assert fim.resolve_attrs("X") == x
-    # ... and rdev beside ftype, which AIDE lacks: a device swapped for another is a change.
-    assert fim.resolve_attrs("R") == {"p", "ftype", "rdev", "i", "l", "n", "u", "g", "s", "m", "c", "sha256"} | x
-    assert fim.resolve_attrs("L") == {"p", "ftype", "rdev", "i", "l", "n", "u", "g"} | x
-    assert fim.resolve_attrs(">") == {"p", "ftype", "rdev", "l", "u", "g", "i", "n", "S", "sha256"} | x
+    # (The device number, which AIDE lacks, is compared with ftype: the groups stay AIDE's.)
+    assert fim.resolve_attrs("R") == {"p", "ftype", "i", "l", "n", "u", "g", "s", "m", "c", "sha256"} | x
+    assert fim.resolve_attrs("L") == {"p", "ftype", "i", "l", "n", "u", "g"} | x
+    assert fim.resolve_attrs(">") == {"p", "ftype", "l", "u", "g", "i", "n", "S", "sha256"} | x
     assert fim.resolve_attrs("E") == frozenset()
     assert fim.resolve_attrs("R-m-c+b", default_hash="blake3") >= {"b", "blake3"}
     assert "m" not in fim.resolve_attrs("R-m")
