@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from facts_helpers import context, write
-
-_HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+from facts_helpers import HOSTILE_LINE_BREAKS, context, write
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_file_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
     # grep, sed and a shell `read` loop split at \n only: the separator stays inside the line
     write(tmp_path, "etc/issue", f"Authorized use only\n# old{sep}\\v \\r\n")
@@ -27,7 +25,7 @@ def test_file_lines_keep_a_carriage_return_and_a_last_line_without_newline(
     assert context(tmp_path).fact("file", ("/etc/x.conf",)).lines == ["a\r", "", "b"]
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_shells_hidden_after_a_separator_in_a_comment_are_not_listed(
     tmp_path: Path, sep: str
 ) -> None:
@@ -74,7 +72,7 @@ def test_shells_without_the_file_are_glibcs_defaults(tmp_path: Path) -> None:
     assert context(tmp_path).fact("login_shells", ()) == ("/bin/sh", "/bin/csh")
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_owner_names_come_from_lines_glibc_reads(tmp_path: Path, sep: str) -> None:
     write(tmp_path, "etc/passwd", f"# x{sep}evil:x:0:0::/:/bin/sh\nroot:x:0:0::/root:/bin/sh\n")
     write(tmp_path, "etc/group", f"# x{sep}evil:x:0:\nroot:x:0:\n")

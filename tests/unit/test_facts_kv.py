@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from facts_helpers import context, materialize, write
+from facts_helpers import HOSTILE_LINE_BREAKS, context, materialize, write
 
 from secpolicy.facts.kv import c_integer, parse_size
 
@@ -302,10 +302,9 @@ def test_number_readers() -> None:
     ]
 
 
-_HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_login_defs_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
     # shadow's getdef.c reads fgets() lines: the setting after the separator is in the comment
     write(tmp_path, "etc/login.defs", f"PASS_MAX_DAYS 99999\n# was:{sep}PASS_MAX_DAYS 365\n")
@@ -323,7 +322,7 @@ def test_login_defs_words_are_split_at_blanks_and_tabs_only(tmp_path: Path) -> N
     assert (d.int("PASS_MAX_DAYS"), d.int("PASS_MIN_DAYS"), d.option("UMASK")) == (90, 7, "027")
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_pwquality_and_faillock_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
     write(tmp_path, "etc/security/pwquality.conf", f"minlen = 8\n# was{sep}minlen = 14\n")
     write(tmp_path, "etc/security/faillock.conf", f"deny = 9\n# was{sep}deny = 3\n")
@@ -332,7 +331,7 @@ def test_pwquality_and_faillock_lines_end_at_newline_only(tmp_path: Path, sep: s
     assert ctx.fact("faillock", ()).int("deny") == 9
 
 
-@pytest.mark.parametrize(("sep", "applied"), [(s, s == "\r") for s in _HOSTILE])
+@pytest.mark.parametrize(("sep", "applied"), [(s, s == "\r") for s in HOSTILE_LINE_BREAKS])
 def test_journald_lines_end_where_systemd_ends_them(
     tmp_path: Path, sep: str, applied: bool
 ) -> None:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from facts_helpers import as_nobody, context, materialize, public_tmpdir, write
+from facts_helpers import HOSTILE_LINE_BREAKS, as_nobody, context, materialize, public_tmpdir, write
 
 from secpolicy.errors import EvaluationError
 from secpolicy.facts.packages import compare_versions
@@ -407,7 +407,6 @@ def test_unreadable_files_and_directories_are_reported_as_unreadable_not_missing
         shutil.rmtree(root)
 
 
-_HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 _STATUS = (
     "Package: telnetd\n"
     "Status: deinstall ok config-files\n"
@@ -423,7 +422,7 @@ _STATUS = (
 )
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_status_file_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
     # dpkg's parser: the Status after the separator is part of the Description; a line of
     # blanks would continue it, only an empty line ends the stanza
@@ -433,7 +432,7 @@ def test_status_file_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None
 
 
 @pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs dpkg-query")
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_status_file_reading_agrees_with_dpkg_query(tmp_path: Path, sep: str) -> None:
     admin = tmp_path / "dpkg"
     (admin / "updates").mkdir(parents=True)

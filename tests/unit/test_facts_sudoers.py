@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from facts_helpers import context, write
-
-_HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+from facts_helpers import HOSTILE_LINE_BREAKS, context, write
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_a_setting_after_a_separator_in_a_comment_is_comment(tmp_path: Path, sep: str) -> None:
     write(
         tmp_path,

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from facts_helpers import context, materialize, write
+from facts_helpers import HOSTILE_LINE_BREAKS, context, materialize, write
 
 from secpolicy.errors import NotApplicable
 from secpolicy.facts.procs import decode_caps, parse_net
@@ -276,7 +276,6 @@ def test_processes_are_live_only(roots: dict[str, Path]) -> None:
         context(roots["hardened"]).fact("processes", ())
 
 
-_HOSTILE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 _FSTAB = (
     "/dev/sda1 / ext4 defaults 0 1\n"
     "# old{sep}tmpfs /tmp tmpfs nodev,nosuid 0 0\n"
@@ -297,7 +296,7 @@ _FSTAB_READ = [
 ]
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_fstab_is_read_as_libmount_reads_it(tmp_path: Path, sep: str) -> None:
     write(tmp_path, "etc/fstab", _FSTAB.format(sep=sep))
     got = [(m.source, m.target, m.fstype, m.options) for m in context(tmp_path).fact("fstab", ())]
@@ -306,7 +305,7 @@ def test_fstab_is_read_as_libmount_reads_it(tmp_path: Path, sep: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("findmnt") is None, reason="needs findmnt (util-linux)")
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_fstab_reading_agrees_with_findmnt(tmp_path: Path, sep: str) -> None:
     fstab = tmp_path / "fstab"
     fstab.write_bytes(_FSTAB.format(sep=sep).encode())
@@ -323,7 +322,7 @@ def test_fstab_reading_agrees_with_findmnt(tmp_path: Path, sep: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_modprobe_d_is_read_as_libkmod_reads_it(tmp_path: Path, sep: str) -> None:
     write(
         tmp_path,
@@ -359,7 +358,7 @@ def test_modprobe_d_is_read_as_libkmod_reads_it(tmp_path: Path, sep: str) -> Non
     assert kmods["hfsplus"].where("blacklisted") == "/etc/modprobe.d/cis.conf:7"
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_grub_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
     # grub_file_getline() ends a line at \n and drops \r; sh reads /etc/default/grub the same
     write(
@@ -390,13 +389,13 @@ def test_grub_cfg_carriage_returns_are_dropped(tmp_path: Path) -> None:
     assert context(tmp_path).fact("grub", ()).has_arg("audit=1")
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_rsyslog_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
     write(tmp_path, "etc/rsyslog.conf", f"$FileCreateMode 0644\n# old{sep}$FileCreateMode 0640\n")
     assert context(tmp_path).fact("rsyslog", ()).file_create_mode == "0644"
 
 
-@pytest.mark.parametrize("sep", _HOSTILE)
+@pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_time_servers_hidden_in_comments_are_not_servers(tmp_path: Path, sep: str) -> None:
     # chronyd reads fgets() lines; timesyncd's read_line() also ends a line at \r
     write(tmp_path, "etc/chrony/chrony.conf", f"# old{sep}server a.example iburst\n")
