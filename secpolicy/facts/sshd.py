@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from secpolicy.dsl.types import BOOL, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import at
-from secpolicy.facts.sshd_defaults import DEFAULTS, DEFAULTS_VERSION
+from secpolicy.facts.sshd_defaults import DEFAULTS, DEFAULTS_VERSION, GLOBAL_ONLY, KEYWORDS
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -64,7 +64,7 @@ SSHD = ObjectType(
     },
     doc="the OpenSSH server configuration (/etc/ssh/sshd_config and its Includes)",
     field_docs={
-        "errors": "values sshd refuses, as file:line: message in sshd's words (sshd -T fails and"
+        "errors": "lines sshd refuses, as file:line: message in sshd's words (sshd -T fails and"
         " sshd does not start with this configuration)",
     },
 )
@@ -80,6 +80,8 @@ ALIASES = {
     "hostbasedacceptedkeytypes": "hostbasedacceptedalgorithms",
     "dsaauthentication": "pubkeyauthentication",
     "authorizedkeysfile2": "authorizedkeysfile",
+    "keepalive": "tcpkeepalive",
+    "gssapicleanupcreds": "gssapicleanupcredentials",
 }
 # Keywords that add up across lines instead of keeping the first.
 ACCUMULATE = {
@@ -105,17 +107,41 @@ LAST_WINS = {
     "persourcenetblocksize",
     "streamlocalbindmask",
 }
-# Keywords whose values are words sshd compares case-insensitively and prints lowercased.
-_MULTISTATE = {k for k, v in DEFAULTS.items() if v in ("yes", "no")} | {
-    "permitrootlogin",
-    "permittunnel",
-    "addressfamily",
-    "gatewayports",
-    "allowtcpforwarding",
-    "compression",
-    "ignorerhosts",
-    "allowstreamlocalforwarding",
+# The keywords sshd reads from a table of words (servconf.c's multistate tables): each word
+# it accepts, compared case-insensitively, and the word `sshd -T` prints for it (the first of
+# the table with the same meaning: `delayed` is printed `yes`). Any other word is refused.
+_FLAG = {"yes": "yes", "no": "no"}
+_FORWARDING = {"yes": "yes", "all": "yes", "no": "no", "local": "local", "remote": "remote"}
+_CHOICES: dict[str, dict[str, str]] = {
+    **dict.fromkeys(
+        [
+            "allowagentforwarding", "debianbanner", "disableforwarding", "exposeauthinfo",
+            "gssapiauthentication", "gssapicleanupcredentials", "gssapikeyexchange",
+            "gssapistorecredentialsonrekey", "gssapistrictacceptorcheck", "hostbasedauthentication",
+            "hostbasedusesnamefrompacketonly", "ignoreuserknownhosts", "kbdinteractiveauthentication",
+            "kerberosauthentication", "kerberosorlocalpasswd", "kerberosticketcleanup",
+            "passwordauthentication", "permitemptypasswords", "permittty", "permituserrc", "printlastlog",
+            "printmotd", "pubkeyauthentication", "streamlocalbindunlink", "strictmodes", "tcpkeepalive",
+            "usedns", "usepam", "x11forwarding", "x11uselocalhost",
+        ],
+        _FLAG,
+    ),
+    "addressfamily": {"inet": "inet", "inet6": "inet6", "any": "any"},
+    "permitrootlogin": {
+        # sshd -T names PERMIT_NO_PASSWD by the first entry of its table
+        "without-password": "without-password", "prohibit-password": "without-password",
+        "forced-commands-only": "forced-commands-only", "yes": "yes", "no": "no",
+    },
+    "compression": {"yes": "yes", "delayed": "yes", "no": "no"},
+    "gatewayports": {"clientspecified": "clientspecified", "yes": "yes", "no": "no"},
+    "allowtcpforwarding": _FORWARDING,
+    "allowstreamlocalforwarding": _FORWARDING,
+    "ignorerhosts": {"yes": "yes", "no": "no", "shosts-only": "shosts-only"},
 }
+# PermitTunnel's words are compared as they are (strcmp): `Yes` is refused.
+_TUNNEL = {"yes", "no", "point-to-point", "ethernet"}
+# PermitUserEnvironment is `yes`, `no` (strcmp again) or a pattern list printed as written:
+# `NO` allows the variable NO. Its value is kept as it is.
 _UPPER = {"loglevel", "syslogfacility", "fingerprinthash"}
 _TIME = {"logingracetime", "clientaliveinterval", "unusedconnectiontimeout"}
 _ALGORITHMS = {
@@ -215,15 +241,25 @@ _MAXSTARTUPS = re.compile(  # sscanf("%d:%d:%d"): each %d skips C blanks, a ':' 
     r"[ \t\n\v\f\r]*([+-]?[0-9]+)(?::[ \t\n\v\f\r]*([+-]?[0-9]+)"
     r"(?::[ \t\n\v\f\r]*([+-]?[0-9]+))?)?"
 )
-_ONE_ARGUMENT = _INTEGER | _STRICT_TIME | {"maxstartups", "persourcemaxstartups"}
+_ONE_ARGUMENT = _INTEGER | _STRICT_TIME | set(_CHOICES) | {"maxstartups", "persourcemaxstartups", "permittunnel"}
 
 
 def refusal(keyword: str, words: list[str]) -> str | None:
-    """Why sshd refuses a line's arguments (its own message), or None. Only the numeric
-    keywords the packs read are checked; sshd checks more."""
+    """Why sshd refuses a line's arguments (its own message), or None. The numeric keywords
+    and those that take one word of a table are checked; sshd checks more."""
     key = canonical_keyword(keyword)
     first = words[0] if words else None
-    if key in _INTEGER or (key == "persourcemaxstartups" and first != "none"):
+    if key in _CHOICES:
+        if not first:
+            return "missing argument."
+        if first.lower() not in _CHOICES[key]:
+            return f'unsupported option "{first}".'
+    elif key == "permittunnel":
+        if not first:
+            return f"{keyword} missing argument."
+        if first not in _TUNNEL:
+            return f"bad {keyword} argument {first}"
+    elif key in _INTEGER or (key == "persourcemaxstartups" and first != "none"):
         n = _strtonum(first)
         if isinstance(n, str):
             return f"{keyword} integer value {n}."
@@ -253,12 +289,9 @@ def refusal(keyword: str, words: list[str]) -> str | None:
 
 
 def normalize_value(keyword: str, value: str) -> str:
-    if keyword in _MULTISTATE:
+    if keyword in _CHOICES:
         v = value.lower()
-        # sshd -T names PERMIT_NO_PASSWD by the first entry of its table
-        return (
-            "without-password" if keyword == "permitrootlogin" and v == "prohibit-password" else v
-        )
+        return _CHOICES[keyword].get(v, v)
     if keyword in _UPPER:
         return value.upper()
     if keyword in _TIME:
@@ -424,6 +457,12 @@ class _Parser:
                 continue
             value = " ".join(words)
             key = canonical_keyword(keyword)
+            if keyword.lower() not in KEYWORDS:
+                self.errors.append(f"{where}: Bad configuration option: {keyword}")
+                continue
+            if current is not None and not _always(current.criteria or "") and keyword.lower() in GLOBAL_ONLY:
+                self.errors.append(f"{where}: Directive '{keyword}' is not allowed within a Match block")
+                continue
             if key == "match":
                 current = Block(" ".join(value.split()), where)
                 self.matches.append(current)

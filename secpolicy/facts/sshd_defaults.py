@@ -3,7 +3,7 @@ that sets nothing: the values `sshd.option()` reports for keywords no file sets.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULTS", "DEFAULTS_VERSION"]
+__all__ = ["DEFAULTS", "DEFAULTS_VERSION", "GLOBAL_ONLY", "KEYWORDS"]
 
 DEFAULTS_VERSION = "OpenSSH 9.2"
 
@@ -198,3 +198,60 @@ DEFAULTS: dict[str, str] = {
     "hostkey": "/etc/ssh/ssh_host_rsa_key /etc/ssh/ssh_host_ecdsa_key /etc/ssh/ssh_host_ed25519_key",
 }
 DEFAULTS.update({k: ",".join(v) for k, v in _LISTS.items()})
+
+
+# Every keyword sshd 9.2p1 (Debian 12) reads, lowercased: those it acts on, and the old ones it
+# accepts with a "Deprecated option" or "Unsupported option" notice. Any other keyword is
+# "Bad configuration option" and sshd does not start. Found by asking `sshd -T` about the
+# words of its binary and of sshd_config(5); tests/conformance asks it again.
+KEYWORDS = frozenset({
+    "acceptenv", "addressfamily", "afstokenpassing", "allowagentforwarding", "allowgroups",
+    "allowstreamlocalforwarding", "allowtcpforwarding", "allowusers", "authenticationmethods",
+    "authorizedkeyscommand", "authorizedkeyscommanduser", "authorizedkeysfile",
+    "authorizedkeysfile2", "authorizedprincipalscommand", "authorizedprincipalscommanduser",
+    "authorizedprincipalsfile", "banner", "casignaturealgorithms",
+    "challengeresponseauthentication", "channeltimeout", "checkmail", "chrootdirectory", "ciphers",
+    "clientalivecountmax", "clientaliveinterval", "compression", "debianbanner", "denygroups",
+    "denyusers", "disableforwarding", "dsaauthentication", "exposeauthinfo", "fingerprinthash",
+    "forcecommand", "gatewayports", "gssapiauthentication", "gssapicleanupcredentials",
+    "gssapicleanupcreds", "gssapikexalgorithms", "gssapikeyexchange",
+    "gssapistorecredentialsonrekey", "gssapistrictacceptorcheck", "gssapiusesessioncredcache",
+    "gssusesessionccache", "hostbasedacceptedalgorithms", "hostbasedacceptedkeytypes",
+    "hostbasedauthentication", "hostbasedusesnamefrompacketonly", "hostcertificate", "hostdsakey",
+    "hostkey", "hostkeyagent", "hostkeyalgorithms", "ignorerhosts", "ignoreuserknownhosts",
+    "include", "ipqos", "kbdinteractiveauthentication", "keepalive", "kerberosauthentication",
+    "kerberosgetafstoken", "kerberosorlocalpasswd", "kerberostgtpassing", "kerberosticketcleanup",
+    "kexalgorithms", "keyregenerationinterval", "listenaddress", "logingracetime", "loglevel",
+    "logverbose", "macs", "match", "maxauthtries", "maxsessions", "maxstartups", "modulifile",
+    "pamauthenticationviakbdint", "passwordauthentication", "permitblacklistedkeys",
+    "permitemptypasswords", "permitlisten", "permitopen", "permitrootlogin", "permittty",
+    "permittunnel", "permituserenvironment", "permituserrc", "persourcemaxstartups",
+    "persourcenetblocksize", "pidfile", "port", "printlastlog", "printmotd", "protocol",
+    "pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes", "pubkeyauthentication",
+    "pubkeyauthoptions", "rdomain", "rekeylimit", "requiredrsasize", "reversemappingcheck",
+    "revokedkeys", "rhostsauthentication", "rhostsrsaauthentication", "rsaauthentication",
+    "securitykeyprovider", "serverkeybits", "setenv", "skeyauthentication", "streamlocalbindmask",
+    "streamlocalbindunlink", "strictmodes", "subsystem", "syslogfacility", "tcpkeepalive",
+    "trustedusercakeys", "unusedconnectiontimeout", "usedns", "uselogin", "usepam",
+    "useprivilegeseparation", "verifyreversemapping", "versionaddendum", "x11displayoffset",
+    "x11forwarding", "x11uselocalhost", "xauthlocation",
+})
+
+# The keywords sshd refuses inside a Match block that is not `Match all` ("Directive '...'
+# is not allowed within a Match block").
+GLOBAL_ONLY = frozenset({
+    "addressfamily", "afstokenpassing", "checkmail", "ciphers", "compression", "debianbanner",
+    "dsaauthentication", "fingerprinthash", "gssapicleanupcredentials", "gssapicleanupcreds",
+    "gssapikexalgorithms", "gssapikeyexchange", "gssapistorecredentialsonrekey",
+    "gssapistrictacceptorcheck", "gssapiusesessioncredcache", "gssusesessionccache",
+    "hostcertificate", "hostdsakey", "hostkey", "hostkeyagent", "hostkeyalgorithms",
+    "ignoreuserknownhosts", "keepalive", "kerberosgetafstoken", "kerberosorlocalpasswd",
+    "kerberostgtpassing", "kerberosticketcleanup", "kexalgorithms", "keyregenerationinterval",
+    "listenaddress", "logingracetime", "macs", "maxstartups", "modulifile",
+    "pamauthenticationviakbdint", "permitblacklistedkeys", "permituserenvironment",
+    "persourcemaxstartups", "persourcenetblocksize", "pidfile", "port", "printlastlog", "printmotd",
+    "protocol", "reversemappingcheck", "rhostsauthentication", "securitykeyprovider",
+    "serverkeybits", "strictmodes", "subsystem", "syslogfacility", "tcpkeepalive", "usedns",
+    "uselogin", "usepam", "useprivilegeseparation", "verifyreversemapping", "versionaddendum",
+    "xauthlocation",
+})

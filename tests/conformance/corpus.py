@@ -1352,7 +1352,8 @@ def _sshd() -> Iterator[Variant]:
     # a value sshd refuses: sshd -T fails and sshd does not start with the configuration, so no
     # rule on its values can hold (the file and host key modes, 5.1.1-5.1.3, still can)
     refused = {f"5.1.{n}": F for n in range(4, 23)}
-    for line in ("MaxAuthTries 4x", "LoginGraceTime 1x", "MaxStartups 10:30"):
+    for line in ("MaxAuthTries 4x", "LoginGraceTime 1x", "MaxStartups 10:30", "PermitRootLogin nope",
+                 "UsePAM maybe", "Frobnicate yes"):
         yield _v(
             f"5.1/refused-{line.split()[0].lower()}",
             refused,
@@ -1410,6 +1411,20 @@ def _sshd() -> Iterator[Variant]:
                 oracle="sshd",
                 kind="compliant",
             )
+    # a pattern list, not `no`: PermitUserEnvironment compares yes and no case-sensitively
+    yield _v(
+        "5.1.21/permituserenvironment/pattern-in-capitals",
+        {"5.1.21": F},
+        write("etc/ssh/sshd_config.d/00-first.conf", "PermitUserEnvironment NO\n", 0o600),
+        oracle="sshd",
+    )
+    # a global-only keyword in a Match block: sshd does not start
+    yield _v(
+        "5.1/refused-port-in-match",
+        refused,
+        append(_SSHD_MAIN, "\nMatch User backup\n    Port 2222\n"),
+        note="sshd -T: 'Port' is not allowed within a Match block",
+    )
     # Match flavours on one keyword
     for crit in (
         "User alice",

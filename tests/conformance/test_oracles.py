@@ -19,9 +19,11 @@ import pytest
 
 from secpolicy.engine import scan
 from secpolicy.facts import FactContext
+from secpolicy.facts import sshd as sshd_fact
 from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
 from secpolicy.facts.auditctl import parse_words, words
 from secpolicy.facts.kv import JOURNALD_DEFAULTS
+from secpolicy.facts.sshd_defaults import DEFAULTS, GLOBAL_ONLY, KEYWORDS
 from secpolicy.vocabulary import builtin_registry
 
 HERE = Path(__file__).resolve().parent
@@ -949,6 +951,38 @@ def test_pwquality_is_what_libpwquality_reads(
         "\x0cPermitRootLogin no",
         "MaxAuthTries 3\0 hidden\n#",
         "PermitRootLogin\x0bno",
+        # words from a table: case-insensitive, one word, nothing else
+        "PermitRootLogin nope",
+        "PermitRootLogin no x",
+        "PermitRootLogin no\x0bx",
+        "PermitRootLogin NO",
+        'PermitRootLogin ""',
+        "UsePAM maybe",
+        "UsePAM YES",
+        "KeepAlive maybe",
+        "DebianBanner maybe",
+        "Compression delayed",
+        "Compression sometimes",
+        "AllowTcpForwarding All",
+        "AllowStreamLocalForwarding both",
+        "IgnoreRhosts shosts-only",
+        "GatewayPorts ClientSpecified",
+        "AddressFamily inet4",
+        "PermitTunnel frob",
+        "permittunnel Ethernet",
+        "PermitTunnel point-to-point",
+        "PermitUserEnvironment NO",
+        "PermitUserEnvironment LANG,LC_*",
+        # keywords sshd does not know, knows no more, or takes only outside Match blocks
+        "Frobnicate yes",
+        "PermitRootLogins no",
+        "RSAAuthentication yes",
+        "Protocol 2",
+        "GSSAPIUseSessionCredCache yes",
+        "Match User nobody\nPort 2222",
+        "Match User nobody\nusepam yes",
+        "Match Address 10.0.0.0/8\nPermitRootLogin yes",
+        "Match all\nPort 2222",
     ],
 )
 def test_sshd_refuses_the_values_we_call_errors(tmp_path, host_key, line) -> None:
@@ -960,10 +994,45 @@ def test_sshd_refuses_the_values_we_call_errors(tmp_path, host_key, line) -> Non
     if out.returncode == 0:
         assert ours == ()
     else:
-        # sshd: "<file> line 2: <message>"; ours: "/etc/ssh/sshd_config:2: <message>"
-        said = out.stderr.strip().splitlines()[0].split(" line 2: ", 1)[1]
+        # sshd: "<file> line N: <message>"; ours: "/etc/ssh/sshd_config:N: <message>"
+        first = next(x for x in out.stderr.strip().splitlines() if "Deprecated" not in x and "Unsupported" not in x)
+        n, said = re.search(r" line (\d+): (.*)", first).groups()
         said = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), said)  # vis(3)
-        assert ours == (f"/etc/ssh/sshd_config:2: {said}",)
+        assert ours == (f"/etc/ssh/sshd_config:{n}: {said}",)
+
+
+def test_sshd_keyword_tables_are_what_sshd_knows(tmp_path, host_key) -> None:
+    """Every keyword in KEYWORDS is one sshd reads (and one letter more is not); inside a
+    Match block sshd refuses exactly those in GLOBAL_ONLY."""
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    conf = tmp_path / "etc/ssh/sshd_config"
+    for keyword in sorted(KEYWORDS):
+        conf.write_text(f"HostKey {host_key}\nMatch User nobody\n{keyword} 1\n")
+        said = _sshd_test_mode(conf).stderr
+        assert "Bad configuration option" not in said, keyword
+        refused_in_match = f"Directive '{keyword}' is not allowed within a Match block" in said
+        assert refused_in_match == (keyword in GLOBAL_ONLY), keyword
+        conf.write_text(f"HostKey {host_key}\n{keyword}x 1\n")
+        assert f"Bad configuration option: {keyword}x" in _sshd_test_mode(conf).stderr, keyword
+
+
+def test_sshd_table_words_read_as_sshd_T_prints_them(tmp_path, host_key) -> None:
+    """Each word a table keyword accepts, as written and in capitals, is the value sshd -T
+    prints for it."""
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    conf = tmp_path / "etc/ssh/sshd_config"
+    tables = {k: sorted(words) for k, words in sshd_fact._CHOICES.items() if k in DEFAULTS}
+    for i in range(max(map(len, tables.values()))):
+        for case in (str.lower, str.upper):
+            chosen = {k: case(words[i]) for k, words in tables.items() if i < len(words)}
+            conf.write_text(f"HostKey {host_key}\n" + "".join(f"{k} {w}\n" for k, w in chosen.items()))
+            out = _sshd_test_mode(conf)
+            assert out.returncode == 0, out.stderr
+            printed = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+            ours = FactContext(builtin_registry(), str(tmp_path)).fact("sshd", ())
+            assert ours.errors == ()
+            for keyword, word in chosen.items():
+                assert ours.option(keyword) == printed[keyword], (keyword, word)
 
 
 @pytest.mark.parametrize(

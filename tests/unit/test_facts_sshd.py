@@ -210,3 +210,33 @@ def test_integers_are_read_as_sshd_reads_them(
     write(tmp_path, "etc/ssh/sshd_config", line + "\n")
     s = context(tmp_path).fact("sshd", ())
     assert (s.option("MaxAuthTries"), s.errors) == (value, errors)
+
+
+@pytest.mark.parametrize(
+    ("line", "keyword", "value", "errors"),
+    [
+        ("PermitRootLogin NO", "PermitRootLogin", "no", ()),
+        ("Compression delayed", "Compression", "yes", ()),
+        ("AllowTcpForwarding All", "AllowTcpForwarding", "yes", ()),
+        ("KeepAlive no", "TCPKeepAlive", "no", ()),
+        # yes and no compared case-sensitively; anything else is a pattern list, kept as written
+        ("PermitUserEnvironment NO", "PermitUserEnvironment", "NO", ()),
+        ("PermitTunnel Yes", "PermitTunnel", "no", ("/etc/ssh/sshd_config:1: bad PermitTunnel argument Yes",)),
+        ("PermitRootLogin nope", "PermitRootLogin", "without-password",
+         ('/etc/ssh/sshd_config:1: unsupported option "nope".',)),
+        ("UsePAM yes no", "UsePAM", "no",
+         ("/etc/ssh/sshd_config:1: keyword UsePAM extra arguments at end of line",)),
+        ("PermitRootLogins no", "PermitRootLogin", "without-password",
+         ("/etc/ssh/sshd_config:1: Bad configuration option: PermitRootLogins",)),
+        ("Match User backup\nUsePAM yes", "UsePAM", "no",
+         ("/etc/ssh/sshd_config:2: Directive 'UsePAM' is not allowed within a Match block",)),
+        ("Match all\nUsePAM yes", "UsePAM", "yes", ()),
+    ],
+)
+def test_words_and_keywords_are_read_as_sshd_reads_them(
+    tmp_path: Path, line: str, keyword: str, value: str, errors: tuple[str, ...]
+) -> None:
+    # tests/conformance asks the real sshd -T about each kind of line
+    write(tmp_path, "etc/ssh/sshd_config", line + "\n")
+    s = context(tmp_path).fact("sshd", ())
+    assert (s.option(keyword), s.errors) == (value, errors)
