@@ -26,6 +26,7 @@ __all__ = [
     "OutputFile",
     "check_directory",
     "check_readable",
+    "check_sqlite_companions",
     "check_writable",
     "create_private",
     "describe",
@@ -218,6 +219,24 @@ def create_private(path: str) -> None:
         os.fchmod(fd, FILE_MODE)
     finally:
         os.close(fd)
+
+
+SQLITE_COMPANIONS = ("-journal", "-wal", "-shm")
+
+
+def check_sqlite_companions(path: str) -> None:
+    """Refuse (InputError, exit 2) a database whose `-journal`, `-wal` or `-shm` name beside it
+    is taken by anything but a regular file: SQLite opens them by name, so a FIFO there hangs
+    the run, a directory fails every read with a bare "disk I/O error" (taken for a damaged
+    database), and a symbolic link sends what SQLite writes elsewhere."""
+    for suffix in SQLITE_COMPANIONS:
+        try:
+            st = os.lstat(path + suffix)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path}{suffix} beside the database is not a regular file (SQLite keeps its "
+                             "journal under that name); move it away", path)
 
 
 class OutputFile:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 import orjson
 
 from secpolicy.errors import InputError, RuntimeFailure
-from secpolicy.outfile import create_private
+from secpolicy.outfile import check_sqlite_companions, create_private
 
 if TYPE_CHECKING:
     from secpolicy.redaction import Redactor
@@ -547,6 +547,7 @@ class EventStore:
         self.retention = retention or Retention()
         if (read_only or not create) and not self.path.is_file():
             raise InputError("no such event store", str(self.path))
+        check_sqlite_companions(str(self.path))
         if read_only:
             self._open_read_only()
             return

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
+from secpolicy.outfile import check_sqlite_companions
 
 __all__ = ["FORMAT", "Baseline", "BaselineWriter", "Key", "generation_hash", "lock_directory", "promote"]
 
@@ -323,6 +324,7 @@ class Baseline:
             raise InputError(f"cannot open the baseline database: {e.strerror}", path) from None
         # The file the path named when opened; `update` renames a new one over it.
         self.ident = (st.st_dev, st.st_ino)
+        check_sqlite_companions(path)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT)
             self.db.execute("PRAGMA query_only=ON")

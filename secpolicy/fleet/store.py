@@ -13,6 +13,7 @@ from typing import Any, Self
 import orjson
 
 from secpolicy.errors import InputError, RuntimeFailure
+from secpolicy.outfile import check_sqlite_companions
 
 __all__ = ["FleetStore", "IngestResult", "ScanRow", "host_key", "open_store"]
 
@@ -267,6 +268,7 @@ def open_store(target: str) -> FleetStore:
         except psycopg.Error as exc:
             raise RuntimeFailure(f"cannot connect to the fleet store: {str(exc).strip()}") from None
         return FleetStore(pg, engine="postgresql")
+    check_sqlite_companions(target)
     try:
         if not os.path.exists(target):
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +106,33 @@ def test_not_a_database_is_an_input_error(tmp_path: Path) -> None:
         EventStore(bad)
     with pytest.raises(InputError, match="no such event store"):
         EventStore(tmp_path / "absent.db", create=False)
+
+
+def _take_companion_name(path: Path, kind: str) -> None:
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(path.parent / "elsewhere")
+
+
+@pytest.mark.parametrize("suffix", ["-journal", "-wal", "-shm"])
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink"])
+def test_a_companion_name_taken_beside_a_database_is_refused_by_name(tmp_path: Path, suffix: str, kind: str) -> None:
+    """SQLite opens `<db>-journal`, `-wal` and `-shm` by name: a FIFO there hung `replay
+    --store`, a directory gave "disk I/O error". Every store refuses it first, naming it."""
+    from secpolicy.fleet import open_store
+
+    EventStore(tmp_path / "e.db").close()
+    _take_companion_name(tmp_path / f"e.db{suffix}", kind)
+    why = f"e.db{suffix} beside the database is not a regular file"
+    for read_only in (False, True):
+        with pytest.raises(InputError, match=why):
+            EventStore(tmp_path / "e.db", read_only=read_only)
+    _take_companion_name(tmp_path / f"f.db{suffix}", kind)
+    with pytest.raises(InputError, match=f"f.db{suffix} beside the database is not a regular file"):
+        open_store(str(tmp_path / "f.db"))
 
 
 def test_retention_by_age_and_count(tmp_path: Path) -> None:

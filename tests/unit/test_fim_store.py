@@ -256,3 +256,29 @@ def test_an_empty_path_option_is_invalid_input(tmp_path: Path, option: str,
         assert fim_main([command, "--no-progress", *(x for kv in args.items() for x in kv)]) == 2
         assert f"Invalid value for '{option}': must not be empty" in capsys.readouterr().err
     assert not (tmp_path / "fim.db").exists()
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink"])
+def test_a_journal_name_taken_beside_the_baseline_is_named_not_called_damage(
+        setup, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """SQLite opens `<db>-journal`; a directory there made every check fail with exit 5,
+    "baseline database is damaged ... (disk I/O error)". It is now invalid input naming it,
+    and once it is gone the baseline verifies as before."""
+    _config, root, db, cfg, tmp_path = setup
+    keyfile = tmp_path / "key"
+    keyfile.write_bytes(b"s" * 32)
+    journal = Path(f"{db}-journal")
+    if kind == "directory":
+        journal.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(journal)
+    else:
+        journal.symlink_to(tmp_path / "elsewhere")
+    args = ["check", "--config", str(cfg), "--db", str(db), "--root", str(root), "--key-file", str(keyfile)]
+    assert fim_main(args) == 2
+    assert f"{db}-journal beside the database is not a regular file" in capsys.readouterr().err
+    if kind == "directory":
+        journal.rmdir()
+    else:
+        journal.unlink()
+    assert fim_main(args) == 0

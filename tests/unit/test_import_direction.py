@@ -53,7 +53,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "facts": frozenset({"dsl.types", "dsl.regex", "dsl.limits", "kernel_names"}),
     # Events run rules: their compiled conditions, and their ASTs to index them.
     "events": frozenset({"rules", "dsl", "kernel_names", "resources"}),
-    "fim": frozenset({"resources", "redaction"}),  # content copies are redacted with the shared detectors
+    # content copies are redacted with the shared detectors; the baseline's SQLite companions
+    # are checked as every database's are (outfile)
+    "fim": frozenset({"outfile", "resources", "redaction"}),
     "auditlog": frozenset({"outfile", "resources", "redaction", "terminal"}),  # what is stored is redacted first
     "image": frozenset({"confined"}),
     # Reports read the results (models, the results file) and write files: nothing else.
@@ -61,7 +63,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # Above the domain packages.
     "hostid": frozenset({"facts"}),  # the host identity is read through facts, under the scan's root
     "doctor": frozenset({"events", "resources"}),  # doctor asks the live monitor's own probes what works here
-    "fleet": frozenset({"reports", "resources", "resultsfile"}),  # the fleet report is drawn with the report's HTML
+    # the fleet report is drawn with the report's HTML; its SQLite store is opened as every database is
+    "fleet": frozenset({"outfile", "reports", "resources", "resultsfile"}),
     "vocabulary": frozenset({"facts", "events", "fim", "policy", "rules", "dsl"}),  # the composition of what policies can name
     "engine": frozenset({"dsl", "rules", "policy", "facts", "hostid", "redaction"}),
     "ruletests": frozenset({"engine", "dsl", "rules", "policy", "facts"}),
