@@ -255,7 +255,8 @@ class RunOutputs:
 
     def finish(self, final_loss_windows: Sequence[Mapping[str, Any]] | None = None, **counts: Any) -> RunStats:
         """Deliver what is queued, record the end with `counts`, close everything. A failed
-        audit log is a runtime failure (exit 3): the run happened without its record."""
+        audit log is a runtime failure (exit 3): the run happened without its record; so are
+        alerts a sink could not take and writes the event store failed."""
         self._send()
         stats = self._close_outputs(final_loss_windows)
         self._close_streams()
@@ -275,9 +276,14 @@ class RunOutputs:
                 trail.close()
         if trail_error is not None:
             raise RuntimeFailure(f"the audit log failed during the run: {trail_error}")
-        if undelivered:
-            # A one-shot run ends here: alerts it could not hand over are a failure of the run.
-            raise RuntimeFailure("; ".join(undelivered))
+        failures = list(undelivered)
+        if stats is not None and stats.store_failures:
+            failures.append(f"the event store failed {stats.store_failures} time(s): what was not stored "
+                            "is reported above and in the audit log")
+        if failures:
+            # The run ends here: alerts it could not hand over, or events and alerts it could
+            # not store, are a failure of the run (exit 3), not a green run with a count.
+            raise RuntimeFailure("; ".join(failures))
         return result
 
     def fail(self, exc: BaseException) -> None:

@@ -219,6 +219,28 @@ def test_an_unusable_store_fails_at_start(tmp_path: Path) -> None:
         out.start()
 
 
+def test_a_run_whose_store_failed_ends_as_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events the store could not take were counted ("2 store failures") and the run exited 0;
+    it is now a runtime failure (exit 3), recorded in the audit log, after what was said."""
+    def broken(self: EventStore, rows: Any, n: int) -> int:
+        raise RuntimeFailure("event store: disk I/O error")
+
+    monkeypatch.setattr(EventStore, "add_event_rows", broken)
+    errors: list[str] = []
+    AuditLog.create(tmp_path / "log")[0].close()
+    settings = OutputOptions(audit_log=str(tmp_path / "log"), store=str(tmp_path / "e.db")).settings(alerts=None)
+    run = RunOutputs(settings, "replay", overflow="block", on_error=errors.append)
+    run.begin()
+    run.open()
+    assert run.on_event is not None
+    run.on_event(event(1))
+    with pytest.raises(RuntimeFailure, match=r"the event store failed 1 time\(s\)"):
+        run.finish(events=1)
+    assert errors == ["store: event store: disk I/O error"]
+    (fail,) = [r for r in records(tmp_path / "log") if r["event_type"] == "failure"]
+    assert fail["details"]["message"] == "event store: disk I/O error"
+
+
 def test_loss_windows_of_one_cycle_merge_per_place() -> None:
     ws = [{"start": "b", "end": "c", "count": 2, "where": "kernel", "by_type": {"exec": 2}},
           {"start": "a", "end": "b", "count": 3, "where": "queue", "by_type": {"open": 3}},
