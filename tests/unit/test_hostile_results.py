@@ -116,18 +116,17 @@ def test_undecodable_bytes_in_a_scanned_file_reach_every_output(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     materialize_files(str(root), {"/etc/passwd": "root:x:0:0:root:/root:/bin/bash\n"})
-    (root / "etc" / "ssh").mkdir(parents=True)
-    (root / "etc" / "ssh" / "sshd_config").write_bytes(b"PermitRootLogin yes\xff\n")
+    (root / "etc" / "motd").write_bytes(b"Welcome to Debian\xff\n")
     policy = str(FIX.parent / "policies" / "core.yaml")
-    base = [sys.executable, "-m", "secpolicy", "scan", "-p", policy, "--root", str(root), "--rule", "core-ssh-root-login"]
+    base = [sys.executable, "-m", "secpolicy", "scan", "-p", policy, "--root", str(root), "--rule", "core-motd-no-os"]
     table = subprocess.run(base, capture_output=True, check=False)
     assert table.returncode == 1, table.stderr
     # the table shows the byte as its escape: raw bytes never reach a terminal (secpolicy.terminal)
-    assert b'"yes\\xff"' in table.stdout and b"\xff" not in table.stdout
+    assert b'"Welcome to Debian\\xff\\n"' in table.stdout and b"\xff" not in table.stdout
     out = tmp_path / "r.json"
     assert subprocess.run([*base, "--format", "json", "-o", str(out)], check=False).returncode == 1
     observed = json.loads(out.read_text())["results"][0]["evidence"][0]["observed"]
-    assert observed == '"yes\udcff"'
+    assert observed == '"Welcome to Debian\udcff\\n"'
     for fmt in ("pdf", "html", "csv"):
         code, err = run("report", str(out), "-f", fmt, "-o", str(tmp_path / f"r.{fmt}"))
         assert code == 0, (fmt, err)
