@@ -7,8 +7,8 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Container, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from secpolicy.errors import EvaluationError
 
@@ -17,10 +17,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "C_SPACE",
+    "Assignment",
     "Located",
     "as_value",
     "at",
     "c_lines",
+    "config_parse",
     "dropin_files",
     "logical_lines",
     "parse_int",
@@ -111,6 +113,88 @@ def systemd_lines(text: str) -> list[str]:
             if text[pos - 1] == "\0":
                 break
     return out
+
+
+SYSTEMD_WS = " \t\n\r"  # systemd's WHITESPACE
+# What systemd's utf8_is_valid() refuses beyond what Python's decoder does: noncharacters.
+# Invalid bytes come here as the surrogates of surrogateescape, and are refused too.
+_NOT_UTF8 = re.compile("[\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff\U0001fffe\U0001ffff\U0002fffe\U0002ffff"
+                       "\U0003fffe\U0003ffff\U0004fffe\U0004ffff\U0005fffe\U0005ffff\U0006fffe\U0006ffff"
+                       "\U0007fffe\U0007ffff\U0008fffe\U0008ffff\U0009fffe\U0009ffff\U000afffe\U000affff"
+                       "\U000bfffe\U000bffff\U000cfffe\U000cffff\U000dfffe\U000dffff\U000efffe\U000effff"
+                       "\U000ffffe\U000fffff\U0010fffe\U0010ffff]")
+
+
+class Assignment(NamedTuple):
+    """One `key=value` systemd's config parser hands on: the physical line it starts on, its
+    section (None where the caller takes no sections), key and value."""
+
+    line: int
+    section: str | None
+    key: str
+    value: str
+
+
+def config_parse(text: str, sections: Container[str] | None) -> tuple[list[Assignment], str | None]:
+    """The assignments of one file as systemd 252's config_parse() (conf-parser.c) reads them,
+    and why it stopped reading, if it did (`line: message`; the rest of the file and, for the
+    services that read drop-ins, the files after it are then not read).
+
+    Lines end as read_line() ends them; a line whose first non-blank is `#` or `;` is a
+    comment, even inside a continuation; a first UTF-8 byte order mark is dropped; an odd
+    trailing backslash becomes a blank and joins the next line. Then per logical line: one
+    that is not valid UTF-8 or a `[` header without its `]` at the end stops the reading; a
+    header names a section kept as written (`[ Journal ]` is not `Journal`), one not in
+    `sections` is skipped with its assignments (None: every section is taken); a line without
+    `=` or without a key, or outside any section, is skipped. Key and value are stripped of
+    systemd's blanks (space, tab, CR, LF: not \v or \f)."""
+    out: list[Assignment] = []
+    section: str | None = None
+    pending: str | None = None  # a line continued by its trailing backslash
+    start = n = 0
+    bom = False
+
+    def parse_line(p: str) -> str | None:
+        nonlocal section
+        if _NOT_UTF8.search(p):
+            return f"String is not UTF-8 clean, ignoring assignment: {p.strip(SYSTEMD_WS)}"
+        line = p.strip(SYSTEMD_WS)
+        if not line or line[0] in "#;":
+            return None
+        if line[0] == "[":
+            if line[-1] != "]":
+                return f"Invalid section header '{line}'"
+            name = line[1:-1]
+            section = name if sections is None or name in sections else None
+            return None
+        key, eq, value = line.partition("=")
+        key = key.strip(SYSTEMD_WS)
+        if section is not None and eq and key:
+            out.append(Assignment(start, section, key, value.strip(SYSTEMD_WS)))
+        return None
+
+    for raw in systemd_lines(text):
+        n += 1
+        first = raw.lstrip(SYSTEMD_WS)[:1]
+        if first and first in "#;":
+            continue
+        if not bom and raw.startswith("\ufeff"):
+            raw, bom = raw[1:], True
+        if pending is None:
+            start = n
+        p = raw if pending is None else pending + raw
+        if (len(p) - len(p.rstrip("\\"))) % 2:
+            pending = p[:-1] + " "
+            continue
+        pending = None
+        why = parse_line(p)
+        if why is not None:
+            return out, f"{n}: {why}"
+    if pending is not None:
+        why = parse_line(pending)
+        if why is not None:
+            return out, f"{n + 1}: {why}"
+    return out, None
 
 
 def logical_lines(

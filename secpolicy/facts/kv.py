@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, MODE, SIZE, STR, ListType, Method, ObjectType
-from secpolicy.facts._common import C_SPACE, at, c_lines, dropin_files, systemd_lines
+from secpolicy.facts._common import C_SPACE, at, c_lines, config_parse, dropin_files
 from secpolicy.facts.pam import PAM_ENTRY
 
 if TYPE_CHECKING:
@@ -381,45 +381,28 @@ def _read_kv(
     paths: Iterable[str],
     *,
     sep: str | None,
-    flags: bool = False,
     section: str | None = None,
-    entries: dict[str, _Entry] | None = None,
-) -> tuple[dict[str, _Entry], list[str]]:
-    """Parse `KEY value` (sep None) or `key = value` lines; with `section`, only that INI
-    section counts; with `flags`, a bare word means "true"."""
-    out: dict[str, _Entry] = {} if entries is None else entries
+) -> tuple[dict[str, _Entry], list[str], list[str]]:
+    """Parse shadow's `KEY value` lines (sep None) or a systemd `[section]` of `key=value`
+    lines (sep "=", as systemd's config parser reads them: a file it stops reading stops the
+    files after it too). Returns the entries, the files read and why reading stopped."""
+    out: dict[str, _Entry] = {}
     read: list[str] = []
     for path in paths:
         text = ctx.read_text(path)
         if text is None:
             continue
         read.append(path)
-        current: str | None = None
         if sep is None:
             for n, key, value in _getdef_lines(text):
                 out[key] = _Entry(value, at(path, n))
             continue
-        # systemd's config_parse(): lines as read_line() ends them, strstrip()ped
-        for n, raw in enumerate(systemd_lines(text), 1):
-            line = raw.strip(_SYSTEMD_WS)
-            if not line or line[0] in "#;":
-                continue
-            if section is not None and line.startswith("[") and line.endswith("]"):
-                current = line[1:-1].strip(_SYSTEMD_WS)
-                continue
-            if section is not None and current != section:
-                continue
-            key, has_sep, value = line.partition(sep)
-            key, value = key.strip(_SYSTEMD_WS), value.strip(_SYSTEMD_WS)
-            if not has_sep:
-                if not flags:
-                    continue
-                value = "true"
-            out[key] = _Entry(value, at(path, n))
-    return out, read
-
-
-_SYSTEMD_WS = " \t\n\r"  # systemd's WHITESPACE
+        assignments, stopped = config_parse(text, {section} if section is not None else None)
+        for a in assignments:
+            out[a.key] = _Entry(a.value, at(path, a.line))
+        if stopped is not None:
+            return out, read, [f"{path}:{stopped}; systemd reads no further (nor the files after it)"]
+    return out, read, []
 
 
 def _getdef_lines(text: str) -> Iterator[tuple[int, str, str]]:
@@ -445,20 +428,21 @@ def _config(
     files: list[str],
     *,
     sep: str | None,
-    flags: bool = False,
     section: str | None = None,
     ignore_case: bool = False,
     int_reader: Callable[[str | None], int | None] = lambda s: None if s is None else _dec(s),
     defaults: Mapping[str, str] | None = None,
     version: str = "",
 ) -> KvConfig:
-    entries, read = _read_kv(ctx, files, sep=sep, flags=flags, section=section)
+    entries, read, errors = _read_kv(ctx, files, sep=sep, section=section)
     return KvConfig(
         name,
         main,
         read,
         entries,
         main in read,
+        errors=errors,
+        stopped=errors[0].split(": ", 1)[0] if errors else None,
         ignore_case=ignore_case,
         int_reader=int_reader,
         defaults=defaults,
@@ -475,7 +459,7 @@ def _dec(s: str) -> int | None:
 
 def collect_login_defs(ctx: FactContext) -> KvConfig:
     # shadow-utils' getdef: `NAME value`, the last definition wins, numbers read by strtol(.., 0)
-    entries, read = _read_kv(ctx, ["/etc/login.defs"], sep=None)
+    entries, read, _ = _read_kv(ctx, ["/etc/login.defs"], sep=None)
     defaults = dict(LOGIN_DEFS_DEFAULTS)
     # Without ENCRYPT_METHOD, shadow's salt code falls back to MD5 when MD5_CRYPT_ENAB is yes,
     # else to DES (chgpasswd shows it: a 13-character DES hash).

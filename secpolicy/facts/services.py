@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, STR, ListType, ObjectType
-from secpolicy.facts._common import is_devnull, systemd_lines
+from secpolicy.facts._common import config_parse, is_devnull
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -121,27 +121,12 @@ def _scan_units(ctx: FactContext) -> _Units:
     return units
 
 
-_WHITESPACE = " \t\n\r"  # systemd's WHITESPACE
-
-
 def _unit_sections(ctx: FactContext, path: str) -> dict[str, list[tuple[str, str]]]:
-    text = ctx.read_text(path) or ""
+    """The assignments of a unit file by section, as systemd's config parser reads them (a
+    file it stops reading gives what came before)."""
     sections: dict[str, list[tuple[str, str]]] = {}
-    current = ""
-    # systemd's config_parse(): lines as read_line() ends them (\n, \r, NUL), strstrip()ped
-    for raw in systemd_lines(text):
-        line = raw.strip(_WHITESPACE)
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = line[1:-1]
-            sections.setdefault(current, [])
-            continue
-        key, sep, value = line.partition("=")
-        if sep:
-            sections.setdefault(current, []).append(
-                (key.strip(_WHITESPACE), value.strip(_WHITESPACE))
-            )
+    for a in config_parse(ctx.read_text(path) or "", None)[0]:
+        sections.setdefault(a.section or "", []).append((a.key, a.value))
     return sections
 
 

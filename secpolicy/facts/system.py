@@ -16,10 +16,10 @@ from secpolicy.facts._common import (
     C_SPACE,
     at,
     c_lines,
+    config_parse,
     dropin_files,
     read_proc,
     require_proc,
-    systemd_lines,
     text_lines,
 )
 
@@ -86,7 +86,6 @@ class Mount:
 _BLANKS = re.compile(r"[ \t]+")
 _C_BLANKS = re.compile(r"[ \t\n\v\f\r]+")  # isspace() in the C locale
 # systemd's config parser strips WHITESPACE (" \t\n\r") around keys and values
-_TIMESYNCD_NTP = re.compile(r"[ \t\n\r]*(NTP|FallbackNTP)[ \t\n\r]*=[ \t\n\r]*(.*)$")
 
 
 def _mount_table(ctx: FactContext, path: str) -> list[Mount]:
@@ -751,12 +750,15 @@ class Timesync:
         )
         servers: list[tuple[str, str]] = []
         for path in files:
-            for n, raw in enumerate(systemd_lines(ctx.read_text(path) or ""), 1):
-                m = _TIMESYNCD_NTP.match(raw)
-                if m and m.group(1) == "NTP":
-                    servers = [
-                        (s, at(path, n)) for s in _C_BLANKS.split(m.group(2)) if s
-                    ]  # a later NTP= replaces
+            text = ctx.read_text(path)
+            if text is None:
+                continue
+            assignments, stopped = config_parse(text, {"Time"})
+            for a in assignments:
+                if a.key == "NTP":
+                    servers = [(s, at(path, a.line)) for s in _C_BLANKS.split(a.value) if s]  # a later NTP= replaces
+            if stopped is not None:
+                break  # systemd reads no further, nor the files after it
         return servers
 
     def describe(self) -> str:

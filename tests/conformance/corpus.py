@@ -3120,6 +3120,25 @@ def _logging() -> Iterator[Variant]:
         write("etc/systemd/journald.conf.d/99-tmp.conf", "[Journal]\nStorage=volatile\n"),
         oracle="systemd-analyze",
     )
+    # systemd joins a line ending in a backslash with the next one: Storage= is part of
+    # MaxRetentionSec='s (invalid) value and journald keeps its default, auto
+    yield _v(
+        "6.1.2.4/storage-behind-a-continued-line",
+        {**jok, **rsyslog_na, "6.1.2.4": F},
+        *journal_only,
+        replace(jd, "Storage=persistent\n", ""),
+        write("etc/systemd/journald.conf.d/70-local.conf", "[Journal]\nMaxRetentionSec=1month \\\nStorage=persistent\n"),
+        oracle="systemd-analyze",
+    )
+    # a broken section header stops systemd reading that file and every file after it: the
+    # CIS drop-in is never read (Storage stays auto, ForwardToSyslog yes)
+    yield _v(
+        "6.1.2.4/broken-header-before-the-cis-drop-in",
+        {**jok, **rsyslog_na, "6.1.2.4": F, "6.1.2.2": F},
+        *journal_only,
+        write("etc/systemd/journald.conf.d/10-local.conf", "[Journal\n"),
+        oracle="systemd-analyze",
+    )
     yield _v(
         "6.1.2.4/storage-in-run",
         {**jok, **rsyslog_na},

@@ -20,6 +20,7 @@ import pytest
 from secpolicy.engine import scan
 from secpolicy.facts import FactContext
 from secpolicy.facts import sshd as sshd_fact
+from secpolicy.facts._common import config_parse
 from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
 from secpolicy.facts.auditctl import parse_words, words
 from secpolicy.facts.kv import JOURNALD_DEFAULTS
@@ -30,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 import corpus
+import systemd_conf
 
 ROOT_NEEDED = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root (mount namespaces, audit rules, chroot)"
@@ -461,32 +463,30 @@ def test_sysctl_persisted_values_follow_systemds_file_order(base_tree, tmp_path,
     assert {k: None if v is None else str(v) for k, v in ours.items()} == oracle
 
 
-def _ini(pairs: list[tuple[str, str]], section: str) -> dict[str, str]:
+def _systemd_settings(parser: systemd_conf.SystemdParser, root: Path, what: str, section: str) -> dict[str, str]:
+    """The settings of `section` in force: the files in the order `systemd-analyze cat-config`
+    gives, each read by systemd's own config_parse() (one it stops reading stops the rest)."""
     out: dict[str, str] = {}
-    for _f, text in pairs:
-        current = None
-        for raw in text.splitlines():
-            line = raw.strip()
-            if line.startswith("[") and line.endswith("]"):
-                current = line[1:-1]
-            elif line and line[0] not in "#;" and "=" in line and current == section:
-                k, v = (x.strip() for x in line.split("=", 1))
-                out[k] = v
+    for f, _text in _cat_config(root, what):
+        r, got = parser.parse(root / f.lstrip("/"), [section])
+        out.update((key, value) for _, key, value in got)
+        if r < 0:
+            break
     return out
 
 
 @pytest.mark.parametrize("variant", _variants("systemd-analyze"), ids=_id)
 def test_journald_and_timesyncd_follow_systemds_drop_in_precedence(
-    base_tree, tmp_path, variant
+    base_tree, tmp_path, systemd_parser, variant
 ) -> None:
     root = _tree(tmp_path, base_tree, variant)
     ctx = FactContext(builtin_registry(), str(root))
     j = ctx.fact("journald", ())
-    oracle = _ini(_cat_config(root, "systemd/journald.conf"), "Journal")
+    oracle = _systemd_settings(systemd_parser, root, "systemd/journald.conf", "Journal")
     for key in ("Storage", "Compress", "ForwardToSyslog", "SystemMaxUse"):
         assert j.option(key) == oracle.get(key, JOURNALD_DEFAULTS.get(key)), key
     t = ctx.fact("timesync", ())
-    ntp = _ini(_cat_config(root, "systemd/timesyncd.conf"), "Time").get("NTP")
+    ntp = _systemd_settings(systemd_parser, root, "systemd/timesyncd.conf", "Time").get("NTP")
     assert list(t.timesyncd_servers) == (ntp.split() if ntp else [])
 
 
@@ -500,6 +500,107 @@ def test_journald_defaults_are_the_ones_systemd_ships() -> None:
     checked = {k: v for k, v in JOURNALD_DEFAULTS.items() if k in commented}
     assert len(checked) >= 10
     assert checked == {k: commented[k] for k in checked}
+
+
+# --- systemd's config_parse() (libsystemd-shared, through ctypes) ------------------------------
+_SYSTEMD_LINES = [
+    # a trailing backslash joins the next line: the setting after it is part of the value
+    "[Journal]\nForwardToSyslog=no \\\nStorage=persistent\n",
+    "[Journal]\nStorage=persistent \\",
+    "[Journal]\nStorage=a \\\n# comment\n; comment\n  b\n",
+    "[Journal]\nStorage=a \\\n\nCompress=no\n",
+    "[Journal]\n# note \\\nStorage=b\n",
+    "[Journal]\nStorage=persistent\\\\\nCompress=no\n",
+    "[Journal]\nStorage=a\\ \nCompress=no\n",
+    "[Journal]\rStorage=a \\\r\nb\r\n",
+    "[Journal]\nStorage=per\0sistent\n",
+    # sections: kept as written, a broken header stops the reading
+    "[ Journal ]\nStorage=persistent\n",
+    "[Journal]\nStorage=volatile\n[Foo\nStorage=persistent\n",
+    "[Journal] x\nStorage=persistent\n",
+    "Storage=persistent\n[Journal]\n",
+    "[Foo]\nStorage=volatile\n[Journal]\nCompress=no\n[]\nStorage=persistent\n",
+    # lines without `=` or key; blanks systemd does not strip
+    "[Journal]\nStorage=volatile\nbogus line\n=x\nStorage=persistent\n",
+    "[Journal]\n  Storage  =  persistent  \nCompress=\x0bno\x0c\nSto rage=x\n",
+    # a byte order mark, first or later
+    "\ufeff[Journal]\nStorage=persistent\n",
+    "[Journal]\n\ufeffStorage=persistent\n",
+    "\ufeff# c \\\n[Journal]\nStorage=b\n",
+    # what is not UTF-8 stops the reading, wherever it is but in a comment
+    "[Journal]\n# \udcff\nStorage=b\n",
+    "[Journal]\nStorage=\udcff\nCompress=no\n",
+    "[Jour\udcffnal]\nStorage=a\n",
+    "[Journal]\nStorage=\udced\udca0\udc80\n",
+    "[Journal]\nStorage=\ufffe\nCompress=no\n",
+    "[Journal]\nStorage=\ufdd0\n",
+    "[Journal]\nStorage=\U0010ffff\n",
+    "[Journal]\nStorage=\u00e9\U0001f600\n",
+]
+
+
+@pytest.fixture(scope="module")
+def systemd_parser() -> systemd_conf.SystemdParser:
+    if not systemd_conf.available():
+        pytest.skip("needs systemd's libsystemd-shared (the systemd package)")
+    return systemd_conf.SystemdParser()
+
+
+@pytest.mark.parametrize("text", _SYSTEMD_LINES)
+def test_systemd_files_are_read_as_config_parse_reads_them(tmp_path, systemd_parser, text) -> None:
+    path = tmp_path / "journald.conf"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    r, theirs = systemd_parser.parse(path, ["Journal"])
+    ours, stopped = config_parse(text, {"Journal"})
+    assert [(a.section, a.key, a.value) for a in ours] == theirs
+    assert (stopped is not None) == (r < 0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[Unit]\nDescription=x\n[Service]\nExecStart=/bin/true \\\n# c\n  --flag\n[Install]\nWantedBy=multi-user.target\n",
+        "[Install]\nAlias=x \\\nWantedBy=multi-user.target\n",
+        "[Service]\nExecStart=/bin/true\n[Install\nWantedBy=multi-user.target\n",
+        "WantedBy=multi-user.target\n[ Install ]\nWantedBy=default.target\n[Install]\nAlso=y.service\n",
+    ],
+)
+def test_unit_files_are_read_as_config_parse_reads_them(tmp_path, systemd_parser, text) -> None:
+    from secpolicy.facts.services import _unit_sections
+
+    path = tmp_path / "x.service"
+    path.write_text(text)
+    _, theirs = systemd_parser.parse(path, ["Unit", "Service", "Install"])
+    ours = _unit_sections(FactContext(builtin_registry(), str(tmp_path)), "/x.service")
+    assert [(section, k, v) for section in ("Unit", "Service", "Install") for k, v in ours.get(section, [])] == \
+        sorted(theirs, key=lambda t: ("Unit", "Service", "Install").index(t[0]))
+
+
+@pytest.mark.parametrize(
+    ("main", "dropins"),
+    [
+        ("[Journal]\nStorage=volatile\n", {"10-a.conf": "[Journal]\nStorage=persistent\n",
+                                            "20-b.conf": "[Journal]\nCompress=no\n"}),
+        # a file systemd stops reading stops the drop-ins after it
+        ("[Journal]\nStorage=volatile\n[Bad\n", {"10-a.conf": "[Journal]\nStorage=persistent\n"}),
+        ("[Journal]\nStorage=volatile\n", {"10-a.conf": "[Bad\n", "20-b.conf": "[Journal]\nStorage=persistent\n"}),
+        ("[Journal]\nForwardToSyslog=no \\\nStorage=persistent\n", {}),
+    ],
+)
+def test_journald_settings_are_what_systemd_reads_from_its_files(tmp_path, systemd_parser, main, dropins) -> None:
+    etc = tmp_path / "etc/systemd"
+    (etc / "journald.conf.d").mkdir(parents=True)
+    (etc / "journald.conf").write_text(main)
+    for name, text in dropins.items():
+        (etc / "journald.conf.d" / name).write_text(text)
+    places = [tmp_path / p for p in ("etc/systemd", "run/systemd", "usr/local/lib/systemd", "usr/lib/systemd")]
+    r, theirs = systemd_parser.parse_many([p / "journald.conf" for p in places], places, "journald.conf.d",
+                                          ["Journal"])
+    journald = FactContext(builtin_registry(), str(tmp_path)).fact("journald", ())
+    last = {key: value for _, key, value in theirs}
+    for key in ("Storage", "Compress", "ForwardToSyslog"):
+        assert journald.option(key) == last.get(key, JOURNALD_DEFAULTS[key]), key
+    assert bool(journald.errors) == (r < 0)
 
 
 # --- shadow: useradd, chgpasswd ------------------------------------------------------------------

@@ -343,3 +343,31 @@ def test_journald_lines_end_where_systemd_ends_them(
     )
     storage = context(tmp_path).fact("journald", ()).option("Storage")
     assert storage == ("persistent" if applied else "volatile")
+
+
+@pytest.mark.parametrize(
+    ("main", "dropin", "storage", "errors"),
+    [
+        # a trailing backslash joins the next line: Storage= is part of ForwardToSyslog's value
+        ("[Journal]\nForwardToSyslog=no \\\nStorage=persistent\n", None, "auto", ()),
+        # a comment inside a continuation is skipped, the continuation goes on after it
+        ("[Journal]\nStorage=persistent \\\n# note\n\n", None, "persistent", ()),
+        # a comment line ending in a backslash continues nothing
+        ("[Journal]\n# note \\\nStorage=persistent\n", None, "persistent", ()),
+        # a section name is kept as written
+        ("[ Journal ]\nStorage=persistent\n", None, "auto", ()),
+        # a broken header stops the file and the drop-ins after it
+        ("[Journal]\nStorage=volatile\n[Journal\nStorage=persistent\n", "[Journal]\nStorage=persistent\n",
+         "volatile", (("/etc/systemd/journald.conf:3: Invalid section header '[Journal'; systemd reads no "
+                      "further (nor the files after it)"),)),
+    ],
+)
+def test_journald_files_are_read_as_systemds_config_parser_reads_them(
+    tmp_path: Path, main: str, dropin: str | None, storage: str, errors: tuple[str, ...]
+) -> None:
+    # tests/conformance calls systemd's own config_parse() on each kind of line
+    write(tmp_path, "etc/systemd/journald.conf", main)
+    if dropin is not None:
+        write(tmp_path, "etc/systemd/journald.conf.d/50-x.conf", dropin)
+    journald = context(tmp_path).fact("journald", ())
+    assert (journald.option("Storage"), journald.errors) == (storage, errors)
