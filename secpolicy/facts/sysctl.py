@@ -4,6 +4,7 @@ sysctl.d files, applied in systemd-sysctl order, with the file and line that set
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -82,8 +83,13 @@ class Persisted:
 
     exact: Mapping[str, Assignment] = field(default_factory=dict)
     globs: tuple[tuple[str, Assignment], ...] = ()
+    # applied after systemd-sysctl, over whatever it set: ufw's IPT_SYSCTL file
+    later: Mapping[str, Assignment] = field(default_factory=dict)
 
     def lookup(self, name: str) -> Assignment | None:
+        hit = self.later.get(name)
+        if hit is not None:
+            return hit
         # systemd: an explicit key beats any glob, whatever the order; among globs, last wins.
         hit = self.exact.get(name)
         if hit is not None:
@@ -95,12 +101,12 @@ class Persisted:
 
 
 def _persisted(ctx: FactContext) -> Persisted:
-    files = dropin_files(ctx, SYSCTL_DIRS, ".conf")
+    # systemd-sysctl reads the sysctl.d directories only (Debian's procps.service is an alias
+    # of it): /etc/sysctl.conf counts through Debian's /etc/sysctl.d/99-sysctl.conf link, not
+    # without it. The link is read once, and evidence names the real file.
     seen: set[str] = set()
     ordered: list[str] = []
-    for f in files + ["/etc/sysctl.conf"]:
-        # Debian links /etc/sysctl.d/99-sysctl.conf to ../sysctl.conf: read it once, and name
-        # the real file in evidence.
+    for f in dropin_files(ctx, SYSCTL_DIRS, ".conf"):
         real = real_path(ctx, f)
         if real not in seen:
             seen.add(real)
@@ -108,24 +114,48 @@ def _persisted(ctx: FactContext) -> Persisted:
     exact: dict[str, Assignment] = {}
     globs: list[tuple[str, Assignment]] = []
     for path in ordered:
-        text = ctx.read_text(path)
-        if text is None:
-            continue
-        # systemd-sysctl: lines as read_line() ends them, strstrip()ped of " \t\n\r" only
-        for n, line in logical_lines(systemd_lines(text), blank=_WHITESPACE):
-            if line.startswith(";"):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                continue
-            key = key.strip(_WHITESPACE)
-            key = normalize_name(key.removeprefix("-"))
-            a = Assignment(value.strip(_WHITESPACE), at(path, n))
+        for key, a in _assignments(ctx, path):
             if any(ch in key for ch in "*?["):
                 globs.append((key, a))
             else:
                 exact[key] = a
-    return Persisted(exact, tuple(globs))
+    later: dict[str, Assignment] = {}
+    ufw_file = _ufw_sysctl_file(ctx)
+    if ufw_file is not None:
+        later = dict(_assignments(ctx, ufw_file))
+    return Persisted(exact, tuple(globs), later)
+
+
+def _assignments(ctx: FactContext, path: str) -> list[tuple[str, Assignment]]:
+    """The `key = value` lines of a sysctl file: lines as read_line() ends them, strstrip()ped
+    of " \t\n\r" only, `#` and `;` comments, a `-` before the key ignored."""
+    text = ctx.read_text(path)
+    if text is None:
+        return []
+    out = []
+    for n, line in logical_lines(systemd_lines(text), blank=_WHITESPACE):
+        if line.startswith(";"):
+            continue
+        key, sep, value = line.partition("=")
+        if sep:
+            key = normalize_name(key.strip(_WHITESPACE).removeprefix("-"))
+            out.append((key, Assignment(value.strip(_WHITESPACE), at(path, n))))
+    return out
+
+
+_IPT_SYSCTL = re.compile(r"^[ \t]*IPT_SYSCTL=(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s#;]*))", re.MULTILINE)
+
+
+def _ufw_sysctl_file(ctx: FactContext) -> str | None:
+    """The file ufw applies with `sysctl -p` when it starts, after systemd-sysctl: IPT_SYSCTL
+    of /etc/default/ufw (the last one set), when ufw is enabled."""
+    if not ctx.fact("firewall", ()).ufw_enabled:
+        return None
+    found = _IPT_SYSCTL.findall(ctx.read_text("/etc/default/ufw") or "")
+    if not found:
+        return None
+    path = next(v for v in found[-1] if v) if any(found[-1]) else ""
+    return path if path.startswith("/") else None
 
 
 class Sysctl:

@@ -164,3 +164,42 @@ def test_sysctl_d_lines_end_where_systemd_sysctl_ends_them(
         "/etc/sysctl.d/10-forward.conf:1" if persisted else f"/etc/sysctl.d/20-tuned.conf:{line}"
     )
     assert (s.persisted, s.persisted_source) == (persisted, source)
+
+
+@pytest.mark.parametrize("link", [None, "/dev/null"])
+def test_sysctl_conf_counts_only_through_its_sysctl_d_link(tmp_path: Path, link: str | None) -> None:
+    """systemd-sysctl (Debian's procps.service is an alias of it) reads the sysctl.d
+    directories only: /etc/sysctl.conf was read even with its 99-sysctl.conf link gone or
+    masked, so a setting no boot applies passed as persisted."""
+    write(tmp_path, "etc/sysctl.conf", "net.ipv4.conf.all.accept_redirects = 0\n")
+    os.makedirs(tmp_path / "etc/sysctl.d")
+    if link is not None:
+        os.symlink(link, tmp_path / "etc/sysctl.d/99-sysctl.conf")
+    s = context(tmp_path).fact("sysctl", ("net.ipv4.conf.all.accept_redirects",))
+    assert (s.persisted, s.persisted_source) == (None, None)
+
+
+_UFW_STATUS = "Package: ufw\nStatus: install ok installed\nArchitecture: all\nVersion: 0.36.2-1\n\n"
+
+
+@pytest.mark.parametrize(
+    ("enabled", "default_ufw", "persisted", "source"),
+    [
+        # ufw applies its IPT_SYSCTL file with `sysctl -p` when it starts, after systemd-sysctl
+        ("yes", "IPT_SYSCTL=/etc/ufw/sysctl.conf\n", 1, "/etc/ufw/sysctl.conf:2"),
+        ("yes", 'IPT_SYSCTL="/etc/ufw/sysctl.conf"\n', 1, "/etc/ufw/sysctl.conf:2"),
+        ("yes", "IPT_SYSCTL=/etc/ufw/other.conf\nIPT_SYSCTL=/etc/ufw/sysctl.conf # the last\n", 1,
+         "/etc/ufw/sysctl.conf:2"),
+        ("yes", "#IPT_SYSCTL=/etc/ufw/sysctl.conf\n", 0, "/etc/sysctl.d/60-net.conf:1"),
+        ("no", "IPT_SYSCTL=/etc/ufw/sysctl.conf\n", 0, "/etc/sysctl.d/60-net.conf:1"),
+    ],
+)
+def test_ufw_sysctl_file_is_applied_after_the_sysctl_d_files_when_ufw_is_enabled(
+        tmp_path: Path, enabled: str, default_ufw: str, persisted: int, source: str) -> None:
+    write(tmp_path, "var/lib/dpkg/status", _UFW_STATUS)
+    write(tmp_path, "etc/ufw/ufw.conf", f"ENABLED={enabled}\n")
+    write(tmp_path, "etc/default/ufw", default_ufw)
+    write(tmp_path, "etc/ufw/sysctl.conf", "# ufw's own\nnet/ipv4/ip_forward=1\n")
+    write(tmp_path, "etc/sysctl.d/60-net.conf", "net.ipv4.ip_forward = 0\n")
+    s = context(tmp_path).fact("sysctl", ("net.ipv4.ip_forward",))
+    assert (s.persisted, s.persisted_source) == (persisted, source)
