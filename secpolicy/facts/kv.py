@@ -86,19 +86,65 @@ def c_integer(text: str | None) -> int | None:
     return -n if neg else n
 
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTPE]?)(i?B?)\Z", re.IGNORECASE)
-_SIZE_POW = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 _TRUE = {"yes", "true", "on", "1", "y", "t"}
 _FALSE = {"no", "false", "off", "0", "n", "f"}
+_IEC = (("E", 1024**6), ("P", 1024**5), ("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024), ("B", 1), ("", 1))
+_U64 = (1 << 64) - 1
+_STRTOULL = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]*)")
 
 
 def parse_size(text: str | None) -> int | None:
+    """A size as systemd's parse_size(t, 1024) reads it: parts like `1G 512M` added up, each
+    an integer with an optional fraction and one of E P T G M K B (in that order, each used
+    once, case-sensitive: `1k` and `1KiB` are refused), at most 2^64-1; None where systemd
+    refuses it."""
     if text is None:
         return None
-    m = _SIZE.match(text.strip())
-    if not m:
-        return None
-    return int(float(m.group(1)) * (1024 ** _SIZE_POW[m.group(2).upper()]))
+    total, start, pos = 0, 0, 0
+    while True:
+        pos = len(text) - len(text[pos:].lstrip(" \t\n\r"))
+        m = _STRTOULL.match(text, pos)
+        if m is None or not m.group(2):
+            return None
+        if text[pos] == "-" or m.group(1) == "-":
+            return None
+        whole, e = int(m.group(2)), m.end()
+        if whole > _U64:
+            return None
+        frac = 0.0
+        if text[e : e + 1] == ".":
+            e += 1
+            digits = re.match(r"[0-9]*", text[e:]).group(0)  # type: ignore[union-attr]
+            if digits:
+                if int(digits) > _U64:  # strtoull() overflows: ERANGE
+                    return None
+                frac = float(int(digits))
+                for _ in digits:  # divided digit by digit, as systemd computes it
+                    frac /= 10
+                e += len(digits)
+        e = len(text) - len(text[e:].lstrip(" \t\n\r"))
+        for i in range(start, len(_IEC)):
+            if text.startswith(_IEC[i][0], e):
+                break
+        else:
+            return None
+        suffix, factor = _IEC[i]
+        if whole + (frac > 0) > _U64 // factor:
+            return None
+        part = whole * factor + int(frac * factor)
+        if part > _U64 - total:
+            return None
+        total += part
+        pos = e + len(suffix)
+        start = i + 1
+        if pos >= len(text):
+            return total
+
+
+def parse_boolean(text: str) -> bool | None:
+    """systemd's parse_boolean(): 1/yes/y/true/t/on and 0/no/n/false/f/off, words in any case."""
+    v = text if text in ("0", "1") else text.lower()
+    return True if v in _TRUE else False if v in _FALSE else None
 
 
 # --- built-in defaults --------------------------------------------------------------------------
@@ -376,18 +422,25 @@ def _octal(v: str | None) -> int | None:
         return None
 
 
+_RESET = "reset"  # an assignment that puts the key back to its default
+
+
 def _read_kv(
     ctx: FactContext,
     paths: Iterable[str],
     *,
     sep: str | None,
     section: str | None = None,
-) -> tuple[dict[str, _Entry], list[str], list[str]]:
+    refusal: Callable[[str, str], str | None] | None = None,
+) -> tuple[dict[str, _Entry], list[str], list[str], str | None]:
     """Parse shadow's `KEY value` lines (sep None) or a systemd `[section]` of `key=value`
     lines (sep "=", as systemd's config parser reads them: a file it stops reading stops the
-    files after it too). Returns the entries, the files read and why reading stopped."""
+    files after it too). `refusal(key, value)` says why the program ignores an assignment
+    (it keeps the value before it), or _RESET. Returns the entries, the files read, the
+    lines refused and where reading stopped."""
     out: dict[str, _Entry] = {}
     read: list[str] = []
+    errors: list[str] = []
     for path in paths:
         text = ctx.read_text(path)
         if text is None:
@@ -399,10 +452,17 @@ def _read_kv(
             continue
         assignments, stopped = config_parse(text, {section} if section is not None else None)
         for a in assignments:
-            out[a.key] = _Entry(a.value, at(path, a.line))
+            why = refusal(a.key, a.value) if refusal is not None else None
+            if why == _RESET:
+                out.pop(a.key, None)
+            elif why is not None:
+                errors.append(f"{at(path, a.line)}: {why}")
+            else:
+                out[a.key] = _Entry(a.value, at(path, a.line))
         if stopped is not None:
-            return out, read, [f"{path}:{stopped}; systemd reads no further (nor the files after it)"]
-    return out, read, []
+            errors.append(f"{path}:{stopped}; systemd reads no further (nor the files after it)")
+            return out, read, errors, errors[-1].split(": ", 1)[0]
+    return out, read, errors, None
 
 
 def _getdef_lines(text: str) -> Iterator[tuple[int, str, str]]:
@@ -433,8 +493,9 @@ def _config(
     int_reader: Callable[[str | None], int | None] = lambda s: None if s is None else _dec(s),
     defaults: Mapping[str, str] | None = None,
     version: str = "",
+    refusal: Callable[[str, str], str | None] | None = None,
 ) -> KvConfig:
-    entries, read, errors = _read_kv(ctx, files, sep=sep, section=section)
+    entries, read, errors, stopped = _read_kv(ctx, files, sep=sep, section=section, refusal=refusal)
     return KvConfig(
         name,
         main,
@@ -442,7 +503,7 @@ def _config(
         entries,
         main in read,
         errors=errors,
-        stopped=errors[0].split(": ", 1)[0] if errors else None,
+        stopped=stopped,
         ignore_case=ignore_case,
         int_reader=int_reader,
         defaults=defaults,
@@ -459,7 +520,7 @@ def _dec(s: str) -> int | None:
 
 def collect_login_defs(ctx: FactContext) -> KvConfig:
     # shadow-utils' getdef: `NAME value`, the last definition wins, numbers read by strtol(.., 0)
-    entries, read, _ = _read_kv(ctx, ["/etc/login.defs"], sep=None)
+    entries, read, _, _ = _read_kv(ctx, ["/etc/login.defs"], sep=None)
     defaults = dict(LOGIN_DEFS_DEFAULTS)
     # Without ENCRYPT_METHOD, shadow's salt code falls back to MD5 when MD5_CRYPT_ENAB is yes,
     # else to DES (chgpasswd shows it: a 13-character DES hash).
@@ -845,6 +906,25 @@ JOURNALD_DIRS = (
 )
 
 
+_JOURNALD_BOOLS = {"Seal", "ForwardToSyslog", "ForwardToKMsg", "ForwardToConsole", "ForwardToWall", "ReadKMsg", "Audit"}
+_JOURNALD_STORAGE = {"volatile", "persistent", "auto", "none"}
+
+
+def _journald_refusal(key: str, value: str) -> str | None:
+    """Why journald 252 ignores an assignment of a key the packs read, keeping the value
+    before it (its parsers: config_parse_bool, the storage table, config_parse_compress)."""
+    if key in _JOURNALD_BOOLS and parse_boolean(value) is None:
+        return f"Failed to parse boolean value, ignoring: {value}"
+    if key == "Storage" and value not in _JOURNALD_STORAGE:
+        return f"Failed to parse storage setting, ignoring: {value}"
+    if key == "Compress":
+        if not value:
+            return _RESET
+        if parse_boolean(value) is None and parse_size(value) is None:
+            return f"Failed to parse Compress= value, ignoring: {value}"
+    return None
+
+
 def collect_journald(ctx: FactContext) -> KvConfig:
     # systemd: the main file (/etc, else /run, /usr/local/lib, /usr/lib), then the drop-ins of
     # all journald.conf.d directories sorted by name, a name in an earlier directory hiding
@@ -872,6 +952,7 @@ def collect_journald(ctx: FactContext) -> KvConfig:
         section="Journal",
         defaults=JOURNALD_DEFAULTS,
         version=JOURNALD_VERSION,
+        refusal=_journald_refusal,
     )
 
 

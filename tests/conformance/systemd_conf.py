@@ -51,6 +51,8 @@ class SystemdParser:
         self.lib.config_parse.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_char_p,
                                           _LOOKUP, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                           ctypes.c_void_p]
+        self.lib.parse_size.argtypes = [ctypes.c_char_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)]
+        self.lib.parse_boolean.argtypes = [ctypes.c_char_p]
         self.lib.config_parse_many.argtypes = [_STRV, _STRV, ctypes.c_char_p, ctypes.c_char_p, _LOOKUP,
                                                ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                                                ctypes.c_void_p]
@@ -75,3 +77,12 @@ class SystemdParser:
                                        self._nulstr(sections), self._lookup, ctypes.byref(self._table), 0, None,
                                        None, None)
         return r, self.got
+
+    def parse_size(self, text: str) -> int | None:
+        """parse_size(text, 1024): the bytes, or None where systemd refuses it."""
+        value = ctypes.c_uint64()
+        return value.value if self.lib.parse_size(text.encode(), 1024, ctypes.byref(value)) >= 0 else None
+
+    def parse_boolean(self, text: str) -> bool | None:
+        r = self.lib.parse_boolean(text.encode())
+        return None if r < 0 else bool(r)

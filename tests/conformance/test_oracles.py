@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from secpolicy.facts import sshd as sshd_fact
 from secpolicy.facts._common import config_parse
 from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
 from secpolicy.facts.auditctl import parse_words, words
-from secpolicy.facts.kv import JOURNALD_DEFAULTS
+from secpolicy.facts.kv import JOURNALD_DEFAULTS, parse_boolean, parse_size
 from secpolicy.facts.sshd_defaults import DEFAULTS, GLOBAL_ONLY, KEYWORDS
 from secpolicy.vocabulary import builtin_registry
 
@@ -576,6 +577,21 @@ def test_unit_files_are_read_as_config_parse_reads_them(tmp_path, systemd_parser
         sorted(theirs, key=lambda t: ("Unit", "Service", "Install").index(t[0]))
 
 
+def test_sizes_and_booleans_are_read_as_systemd_reads_them(systemd_parser) -> None:
+    """journald's sizes and yes/no values, against systemd's own parse_size(t, 1024) and
+    parse_boolean(): fixed cases, then random strings of their alphabet."""
+    sizes = ["1K", "1.5M", "100", " 1K", "1 K", "1KiB", "1KB", "1k", "-1", " -1", "1.", "", ".5K", "1e3", "0x10",
+             "1G 512M", "1G512M", "1M 1G", "1G1G", "1B", "1Ki", "18446744073709551615", "18446744073709551616",
+             "16E", "15E", "+5", " 5 ", "\v5", "1.05K", "0.999999999999E", "1..5", "1.K", "5x",
+             "1.99999999999999999999999K"]
+    rng = random.Random(7)
+    sizes += ["".join(rng.choice("0123456789 .+-KMGTPEBkix\t") for _ in range(rng.randint(1, 8))) for _ in range(2000)]
+    assert [(t, parse_size(t)) for t in sizes] == [(t, systemd_parser.parse_size(t)) for t in sizes]
+    words = ["yes", "YES", "y", "Y", "t", "true", "on", "oN", "1", "0", "no", "off", "n", "f", "false", "01", " yes",
+             "yes ", "", "nope", "enabled"]
+    assert [(w, parse_boolean(w)) for w in words] == [(w, systemd_parser.parse_boolean(w)) for w in words]
+
+
 @pytest.mark.parametrize(
     ("main", "dropins"),
     [
@@ -585,6 +601,11 @@ def test_unit_files_are_read_as_config_parse_reads_them(tmp_path, systemd_parser
         ("[Journal]\nStorage=volatile\n[Bad\n", {"10-a.conf": "[Journal]\nStorage=persistent\n"}),
         ("[Journal]\nStorage=volatile\n", {"10-a.conf": "[Bad\n", "20-b.conf": "[Journal]\nStorage=persistent\n"}),
         ("[Journal]\nForwardToSyslog=no \\\nStorage=persistent\n", {}),
+        # assignments journald refuses keep the value before them
+        ("[Journal]\nStorage=persistent\nCompress=no\nForwardToSyslog=no\n",
+         {"50-x.conf": "[Journal]\nStorage=Persistent\nCompress=1.5M\nForwardToSyslog=nope\n"}),
+        ("[Journal]\nCompress=no\n", {"50-x.conf": "[Journal]\nCompress=\n"}),
+        ("[Journal]\nCompress=no\n", {"50-x.conf": "[Journal]\nCompress=1KiB\nForwardToSyslog=OFF\n"}),
     ],
 )
 def test_journald_settings_are_what_systemd_reads_from_its_files(tmp_path, systemd_parser, main, dropins) -> None:
@@ -597,10 +618,23 @@ def test_journald_settings_are_what_systemd_reads_from_its_files(tmp_path, syste
     r, theirs = systemd_parser.parse_many([p / "journald.conf" for p in places], places, "journald.conf.d",
                                           ["Journal"])
     journald = FactContext(builtin_registry(), str(tmp_path)).fact("journald", ())
-    last = {key: value for _, key, value in theirs}
+    # journald keeps the value before an assignment its parser refuses (booleans and sizes
+    # as systemd's own parse_boolean() and parse_size() read them; Storage from its table)
+    accepts = {
+        "ForwardToSyslog": lambda v: systemd_parser.parse_boolean(v) is not None,
+        "Compress": lambda v: v == "" or systemd_parser.parse_boolean(v) is not None
+        or systemd_parser.parse_size(v) is not None,
+        "Storage": lambda v: v in ("volatile", "persistent", "auto", "none"),
+    }
+    last: dict[str, str] = {}
+    for _, key, value in theirs:
+        if key in accepts and accepts[key](value):
+            last[key] = value
+            if key == "Compress" and value == "":
+                del last[key]  # an empty Compress= puts the default back
     for key in ("Storage", "Compress", "ForwardToSyslog"):
         assert journald.option(key) == last.get(key, JOURNALD_DEFAULTS[key]), key
-    assert bool(journald.errors) == (r < 0)
+    assert any("systemd reads no further" in e for e in journald.errors) == (r < 0)
 
 
 # --- shadow: useradd, chgpasswd ------------------------------------------------------------------

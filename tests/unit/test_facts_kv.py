@@ -293,12 +293,14 @@ def test_number_readers() -> None:
         None,
         None,
     ]
-    assert [parse_size(s) for s in ("500M", "1G", "4096", "2KiB", "x")] == [
+    # systemd's parse_size(): `1G 512M` adds up, `2KiB` is refused (tests/conformance asks it)
+    assert [parse_size(s) for s in ("500M", "1G", "4096", "2KiB", "x", "1G 512M")] == [
         500 << 20,
         1 << 30,
         4096,
-        2048,
         None,
+        None,
+        (1 << 30) + (512 << 20),
     ]
 
 
@@ -349,7 +351,11 @@ def test_journald_lines_end_where_systemd_ends_them(
     ("main", "dropin", "storage", "errors"),
     [
         # a trailing backslash joins the next line: Storage= is part of ForwardToSyslog's value
-        ("[Journal]\nForwardToSyslog=no \\\nStorage=persistent\n", None, "auto", ()),
+        ("[Journal]\nForwardToSyslog=no \\\nStorage=persistent\n", None, "auto",
+         ("/etc/systemd/journald.conf:2: Failed to parse boolean value, ignoring: no  Storage=persistent",)),
+        # an assignment journald refuses keeps the value before it
+        ("[Journal]\nStorage=persistent\n", "[Journal]\nStorage=Persistent\n", "persistent",
+         ("/etc/systemd/journald.conf.d/50-x.conf:2: Failed to parse storage setting, ignoring: Persistent",)),
         # a comment inside a continuation is skipped, the continuation goes on after it
         ("[Journal]\nStorage=persistent \\\n# note\n\n", None, "persistent", ()),
         # a comment line ending in a backslash continues nothing
