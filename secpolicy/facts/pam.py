@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at, c_lines
+from secpolicy.facts._common import at
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -129,32 +129,68 @@ def _tokens(line: str) -> list[str]:
     return out
 
 
+_BUF_SIZE = 1024  # libpam's BUF_SIZE: the buffer _pam_assemble_line() builds a line in
+
+
 def _lines(text: str) -> list[tuple[int, str]]:
-    """Logical lines as libpam 1.5's _pam_assemble_line() builds them: fgets() lines (only
-    `\n` ends one), a `#` anywhere ends the logical line (no continuation after it), a
-    backslash before trailing blanks, tabs and newlines joins the next non-blank line."""
+    """(first line number, logical line) as libpam 1.5's _pam_assemble_line() builds them.
+
+    It reads with fgets() into one 1024-byte buffer: a physical line longer than the room
+    left is read in pieces, and each piece that does not end at its `\n` is a line of its
+    own (so a directive past byte 1023 of a long line is read as a line). In a piece, what
+    follows a `#` is dropped and ends the line; a backslash before trailing blanks, tabs and
+    the newline becomes a blank and the next piece is added behind it (blank and comment
+    lines in between are skipped). A continuation cut by the end of the file is dropped. A
+    continued line that fills the buffer to its last byte makes libpam 1.5.2 loop forever
+    (fgets() with room for nothing returns an empty string, again and again): that is an
+    EvaluationError, since no program using the file gets past reading it."""
+    data = text.encode("utf-8", "surrogateescape")
     out: list[tuple[int, str]] = []
-    pending = ""
-    start = 0
-    for n, raw in enumerate(c_lines(text), 1):
-        line = raw.lstrip(_PAM_BLANKS)
-        if not line or line.startswith("#"):
-            continue  # a blank or comment line does not end a continued line
-        if not pending:
-            start = n
-        if "#" in line:
-            full = (pending + line.split("#", 1)[0]).strip(_PAM_BLANKS)
-        elif line.rstrip(_PAM_BLANKS).endswith("\\"):
-            pending += line.rstrip(_PAM_BLANKS)[:-1] + " "
-            continue
-        else:
-            full = (pending + line).strip(_PAM_BLANKS)
-        pending = ""
-        if full:
-            out.append((start, full))
-    if pending.strip(_PAM_BLANKS):
-        out.append((start, pending.strip(_PAM_BLANKS)))
-    return out
+    pos, size, lineno = 0, len(data), 1
+    while True:
+        buf = b""  # the buffer up to p, as the line being assembled holds it
+        room = _BUF_SIZE  # endp - p
+        start: int | None = None
+        while True:
+            if room <= 1:
+                raise _Hang(lineno)
+            if pos >= size:
+                return out  # end of file; a started continuation is dropped with the rest
+            cut = data.find(b"\n", pos, pos + room - 1)
+            end = cut + 1 if cut != -1 else min(pos + room - 1, size)
+            piece, pos = data[pos:end], end
+            here = lineno
+            lineno += piece.count(b"\n")
+            chunk = piece.split(b"\0", 1)[0]  # a C string ends at NUL
+            body = chunk.lstrip(b" \n\t")
+            if not body or body.startswith(b"#"):
+                continue  # nothing in this piece: p does not move
+            if start is None:
+                start = here
+            lead = len(chunk) - len(body)
+            hash_at = body.find(b"#")
+            if hash_at != -1:
+                buf += chunk[: lead + hash_at]
+                break
+            kept = body.rstrip(b" \t\n")
+            if kept.endswith(b"\\"):
+                piece_len = lead + len(kept)  # up to and with the backslash, now a blank
+                buf += chunk[: piece_len - 1] + b" "
+                room -= piece_len
+                continue
+            buf += chunk
+            break
+        line = buf.decode("utf-8", "surrogateescape").strip(_PAM_BLANKS)
+        if line and start is not None:
+            out.append((start, line))
+
+
+class _Hang(Exception):
+    """libpam loops forever reading the file, at this line."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
 
 
 class _Reader:
@@ -173,7 +209,14 @@ class _Reader:
         if text is None:
             return None
         entries: list[PamEntry] = []
-        for n, line in _lines(text):
+        try:
+            lines = _lines(text)
+        except _Hang as h:
+            raise EvaluationError(
+                f"{path}:{h.line}: libpam never finishes reading this file (a continued line fills its "
+                f"{_BUF_SIZE}-byte line buffer): every program using it hangs"
+            ) from None
+        for n, line in lines:
             toks = _tokens(line)
             if toks[0] == "@include":
                 if len(toks) > 1:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from secpolicy.engine import scan
+from secpolicy.errors import EvaluationError
 from secpolicy.facts import FactContext
 from secpolicy.facts import sshd as sshd_fact
 from secpolicy.facts._common import config_parse
@@ -1225,6 +1226,64 @@ def test_sudo_timeouts_are_read_as_visudo_reads_them(tmp_path, value) -> None:
         assert d.minutes == pytest.approx(
             float(value) if value not in (".", "2.") else float(value + "0")
         )
+
+
+# --- libpam: which lines it reads (pamtester, pam_echo) ------------------------------------------
+_ECHO = "auth optional pam_echo.so "
+
+
+def _pam_cases() -> list[str]:
+    out = [
+        f"{_ECHO}A\n{_ECHO}B # c\n# {_ECHO}C\n{_ECHO}D \\\n  E\nAUTH OPTIONAL pam_echo.so F\n{_ECHO}G\r\n",
+        f"{_ECHO}A \\\n# c\n\n{_ECHO}B\n",
+        f"{_ECHO}A#B\n{_ECHO}[a b] c\n{_ECHO}[x\\]y]\n",
+        f"auth\x0boptional pam_echo.so A\n{_ECHO}B\0{_ECHO}C\n{_ECHO}D\n",
+        f"-auth optional pam_nothere.so\n{_ECHO}A \\ \n{_ECHO}B\\\t\n{_ECHO}C",
+        f"{_ECHO}A \\",  # a continuation cut by the end of the file
+        # a physical line longer than libpam's 1024-byte buffer is read in pieces: what
+        # starts at byte 1024 is a line of its own
+        *(f"{_ECHO}{'x' * (pad - len(_ECHO))}{_ECHO}H\n{_ECHO}I\n" for pad in (1022, 1023, 1024)),
+        *(f"{_ECHO}{'é' * ((pad - len(_ECHO)) // 2)}{'x' * (pad % 2)}{_ECHO}H\n{_ECHO}I\n" for pad in (1022, 1023)),
+        f"{_ECHO}{'x' * (1023 - len(_ECHO))}# {_ECHO}H\n{_ECHO}I\n",
+        # continued lines that fill the buffer: libpam stops reading the file
+        *(f"{_ECHO}{'a' * (k - len(_ECHO))} \\\n{'b' * 40}{_ECHO}H\n{_ECHO}I\n" for k in (990, 999, 1020)),
+        _ECHO + "a \\\n" + ("b" * 600 + " \\\n") * 2 + "c\n" + _ECHO + "I\n",
+    ]
+    return out
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("text", _pam_cases(), ids=lambda t: f"{len(t)}:{t[-14:]!r}")
+def test_pam_lines_are_the_lines_libpam_reads(tmp_path, text) -> None:
+    """Each `auth optional pam_echo.so WORDS` line libpam runs prints WORDS (up to pam_echo's
+    511 bytes): pamtester on the file, bound over /etc/pam.d in a private mount namespace,
+    lists the lines libpam read; the pam fact must list the same."""
+    pam_d = tmp_path / "etc/pam.d"
+    pam_d.mkdir(parents=True)
+    (pam_d / "svc").write_text(text)
+    script = 'mount --bind "$1" /etc/pam.d && exec "$2" -v svc root authenticate'
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(pam_d),
+                           _tool("pamtester")], capture_output=True, timeout=60, check=False)
+    theirs = [line for line in done.stdout.split(b"\n") if line and not line.startswith(b"pamtester:")]
+    stack = FactContext(builtin_registry(), str(tmp_path)).fact("pam", ("svc",))
+    ours = [" ".join(e.args).encode("utf-8", "surrogateescape")[:511]
+            for e in stack.entries_of("auth") if e.module == "pam_echo.so"]
+    assert ours == theirs
+
+
+@ROOT_NEEDED
+def test_a_pam_file_libpam_never_finishes_reading_is_an_error(tmp_path) -> None:
+    """A continued line filling libpam's 1024-byte buffer to its last byte: pamtester on it
+    spins and never gets to the first module; the pam fact says so instead of a stack."""
+    pam_d = tmp_path / "etc/pam.d"
+    pam_d.mkdir(parents=True)
+    (pam_d / "svc").write_text(_ECHO + "a" * (1022 - len(_ECHO)) + "\\\n" + _ECHO + "I\n")
+    script = 'mount --bind "$1" /etc/pam.d && exec "$2" -v svc root authenticate'
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(pam_d),
+                        _tool("pamtester")], capture_output=True, timeout=5, check=False)
+    with pytest.raises(EvaluationError, match="libpam never finishes reading this file"):
+        FactContext(builtin_registry(), str(tmp_path)).fact("pam", ("svc",))
 
 
 # --- glibc's nss_files (getpwent, getgrent, getspent) -------------------------------------------

@@ -148,3 +148,37 @@ def test_a_comment_ends_a_continued_pam_line(tmp_path: Path) -> None:
         ("pam_env.so", ()),
         ("pam_wheel.so", ()),
     ]
+
+
+_PERMIT = "auth optional pam_permit.so "
+
+
+@pytest.mark.parametrize(
+    ("text", "entries"),
+    [
+        # libpam reads into a 1024-byte buffer: what starts at byte 1024 of a longer line is a
+        # line of its own (a directive hidden there runs)
+        (_PERMIT + "x" * (1023 - len(_PERMIT)) + "auth sufficient pam_rootok.so\n",
+         [("pam_permit.so", "optional"), ("pam_rootok.so", "sufficient")]),
+        (_PERMIT + "x" * (1024 - len(_PERMIT)) + "auth sufficient pam_rootok.so\n", [("pam_permit.so", "optional")]),
+        # a continuation cut by the end of the file is dropped
+        ("auth required pam_unix.so \\", []),
+        # a continued line is cut where the buffer ends; the rest is read as lines of its own
+        ("auth required pam_unix.so \\\n" + ("y" * 600 + " \\\n") * 2 + "z\nauth sufficient pam_rootok.so\n",
+         [("pam_unix.so", "required"), ("pam_rootok.so", "sufficient")]),
+    ],
+)
+def test_lines_are_read_as_libpam_reads_them(tmp_path: Path, text: str, entries: list[tuple[str, str]]) -> None:
+    # tests/conformance asks libpam itself (pamtester over pam_echo lines)
+    write(tmp_path, "etc/pam.d/svc", text)
+    stack = context(tmp_path).fact("pam", ("svc",))
+    assert [(e.module, e.control) for e in stack.entries_of("auth")] == entries
+
+
+def test_a_file_libpam_never_finishes_reading_is_an_error(tmp_path: Path) -> None:
+    """A continued line that fills libpam's buffer to its last byte makes libpam 1.5.2 spin
+    forever (pamtester on such a file never returns): every program using the service hangs.
+    The stack cannot be read as anything, so it is an evaluation error naming the line."""
+    write(tmp_path, "etc/pam.d/svc", _PERMIT + "a" * (1022 - len(_PERMIT)) + "\\\n" + _PERMIT + "\n")
+    with pytest.raises(EvaluationError, match=r"/etc/pam.d/svc:1: libpam never finishes reading this file"):
+        context(tmp_path).fact("pam", ("svc",))
