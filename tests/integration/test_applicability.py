@@ -228,7 +228,7 @@ def test_a_scan_wide_kind_reaches_every_condition(tmp_path):
         rules:
           - {id: k1, title: ip forwarding off, severity: low, check: 'sysctl("net.ipv4.ip_forward").persisted == 0'}
     """))
-    root = root_with(tmp_path, {"/etc/sysctl.conf": "net.ipv4.ip_forward = 0\n"})
+    root = root_with(tmp_path, {"/etc/sysctl.d/60-net.conf": "net.ipv4.ip_forward = 0\n"})
     assert findings(p, root)["k1"].status == Status.PASS
     image = findings(p, root, scan_kind="image")["k1"]
     assert (image.status, image.reason) == (Status.NOT_APPLICABLE, "a container image has no kernel of its own")
