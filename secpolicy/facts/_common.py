@@ -24,6 +24,8 @@ __all__ = [
     "c_lines",
     "config_parse",
     "dropin_files",
+    "fgets_lines",
+    "fgets_pieces",
     "logical_lines",
     "parse_int",
     "proc_available",
@@ -83,6 +85,29 @@ def c_lines(text: str) -> list[str]:
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line starts no new one
     return [line.split("\0", 1)[0] for line in lines]
+
+
+def fgets_pieces(text: str, size: int) -> list[tuple[int, bytes]]:
+    """(line number, bytes) of each fgets(buf, size) call over the file: a line longer than
+    size - 1 bytes comes in pieces (a piece after the first one keeps the line number of the
+    line it is part of); a piece holds its `\n` when it reached one."""
+    out = []
+    data = text.encode("utf-8", "surrogateescape")
+    pos, n, room = 0, 1, size - 1
+    while pos < len(data):
+        cut = data.find(b"\n", pos, pos + room)
+        end = cut + 1 if cut != -1 else min(pos + room, len(data))
+        out.append((n, data[pos:end]))
+        n += cut != -1
+        pos = end
+    return out
+
+
+def fgets_lines(text: str, size: int) -> list[tuple[int, str]]:
+    """fgets_pieces() as the C strings a reader sees: each piece read as a line of its own,
+    its newline dropped, a NUL ending it."""
+    return [(n, piece.split(b"\0", 1)[0].rstrip(b"\n").decode("utf-8", "surrogateescape"))
+            for n, piece in fgets_pieces(text, size)]
 
 
 def text_lines(text: str) -> list[str]:

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, MODE, SIZE, STR, ListType, Method, ObjectType
-from secpolicy.facts._common import C_SPACE, at, c_lines, config_parse, dropin_files
+from secpolicy.errors import EvaluationError
+from secpolicy.facts._common import (
+    C_SPACE,
+    at,
+    config_parse,
+    dropin_files,
+    fgets_lines,
+    fgets_pieces,
+)
 from secpolicy.facts.pam import PAM_ENTRY
 
 if TYPE_CHECKING:
@@ -467,10 +475,12 @@ def _read_kv(
 
 def _getdef_lines(text: str) -> Iterator[tuple[int, str, str]]:
     """(line number, name, value) as shadow's getdef.c def_load() reads login.defs: fgets()
-    lines (only `\n` ends one), trailing C blanks dropped, the name after leading blanks and
-    tabs up to the next blank or tab (only those: `NAME\\v5` is one word, and a line of one
-    word is skipped), the value after any blanks, tabs and `"`, up to a `"`."""
-    for n, raw in enumerate(c_lines(text), 1):
+    into a 1024-byte buffer (only `\n` ends a line, and a longer line comes in pieces read as
+    lines of their own: a setting past byte 1023 of a comment line is read), trailing C
+    blanks dropped, the name after leading blanks and tabs up to the next blank or tab (only
+    those: `NAME\\v5` is one word, and a line of one word is skipped), the value after any
+    blanks, tabs and `"`, up to a `"`."""
+    for n, raw in fgets_lines(text, 1024):
         line = raw.rstrip(C_SPACE).lstrip(" \t")
         if not line or line.startswith("#"):
             continue
@@ -588,11 +598,25 @@ def _pwquality_value(name: str, value: str) -> str:
 _C_CONF_LINE = re.compile(r"([^ \t\n\v\f\r=]*)[ \t\n\v\f\r]*=?[ \t\n\v\f\r]*(.*)$", re.DOTALL)
 
 
+class _LineTooLong(Exception):
+    """A line libpwquality's and pam_faillock's readers refuse the whole file for."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 def _c_conf_lines(text: str) -> Iterator[tuple[int, str, str]]:
     """(line number, name, value) as libpwquality's and pam_faillock's readers split a line:
-    fgets() lines (only `\n` ends one), up to a `#`, C blanks (isspace) trimmed, a name ended by a blank or `=`, then blanks, at most one `=`,
-    blanks and the value."""
-    for n, raw in enumerate(c_lines(text), 1):
+    fgets() into 1024 bytes (only `\n` ends a line), up to a `#`, C blanks (isspace) trimmed,
+    a name ended by a blank or `=`, then blanks, at most one `=`, blanks and the value. A line
+    that does not fit (1023 bytes or more before its newline, unless the file ends there)
+    raises _LineTooLong after the lines before it: both readers give up on the file there."""
+    pieces = fgets_pieces(text, 1024)
+    for i, (n, piece) in enumerate(pieces):
+        if not piece.endswith(b"\n") and i + 1 < len(pieces):
+            raise _LineTooLong(n)
+        raw = piece.split(b"\0", 1)[0].rstrip(b"\n").decode("utf-8", "surrogateescape")
         line = raw.split("#", 1)[0].strip(C_SPACE)
         if line:
             m = _C_CONF_LINE.match(line)
@@ -614,14 +638,19 @@ def _read_pwquality(
         if text is None:
             continue
         read.append(path)
-        for n, name, raw_value in _c_conf_lines(text):
-            name = name.lower()
-            try:
-                value = _pwquality_value(name, raw_value)
-            except ValueError as e:
-                where = at(path, n)
-                return out, read, [f"{where}: {e}; libpwquality stops reading here"]
-            out[name] = _Entry(value, at(path, n))
+        try:
+            for n, name, raw_value in _c_conf_lines(text):
+                name = name.lower()
+                try:
+                    value = _pwquality_value(name, raw_value)
+                except ValueError as e:
+                    where = at(path, n)
+                    return out, read, [f"{where}: {e}; libpwquality stops reading here"]
+                out[name] = _Entry(value, at(path, n))
+        except _LineTooLong as long_line:
+            where = at(path, long_line.line)
+            why = "line longer than 1022 bytes (malformed configuration file); libpwquality stops reading here"
+            return out, read, [f"{where}: {why}"]
     return out, read, []
 
 
@@ -705,11 +734,17 @@ def collect_faillock(ctx: FactContext) -> KvConfig:
     entries: dict[str, _Entry] = {}
     errors: list[str] = []
     text = ctx.read_text(main)
-    for n, name, raw_value in _c_conf_lines(text or ""):
-        try:
-            entries[name] = _Entry(_faillock_value(name, raw_value), at(main, n))
-        except ValueError as e:
-            errors.append(f"{at(main, n)}: {e}; pam_faillock ignores the line")
+    try:
+        for n, name, raw_value in _c_conf_lines(text or ""):
+            try:
+                entries[name] = _Entry(_faillock_value(name, raw_value), at(main, n))
+            except ValueError as e:
+                errors.append(f"{at(main, n)}: {e}; pam_faillock ignores the line")
+    except _LineTooLong as long_line:
+        raise EvaluationError(
+            f"{at(main, long_line.line)}: line longer than 1022 bytes: pam_faillock refuses the file and fails "
+            "every authentication it takes part in (PAM_SERVICE_ERR)"
+        ) from None
     return KvConfig(
         "faillock",
         main,

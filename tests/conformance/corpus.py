@@ -2036,6 +2036,23 @@ def _pam() -> Iterator[Variant]:
         note="pwquality.conf is read after pwquality.conf.d and wins",
     )
     # how libpwquality reads what it reads: asked of the library (test_oracles)
+    # libpwquality reads lines with fgets() into 1024 bytes: a longer line (a comment too)
+    # makes it give up there, on this file and pwquality.conf after it: what follows is never
+    # read, and the defaults stand
+    yield _v(
+        "5.3.3.2.2/minlen-after-a-line-too-long",
+        {"5.3.3.2.1": F, "5.3.3.2.2": F, "5.3.3.2.4": F, "5.3.3.2.5": F, "5.3.3.2.8": F,
+         "pci-8.3.6-password-composition": F},
+        replace(_PW, "minlen = 14", "# " + "x" * 1021 + "\nminlen = 14"),
+        oracle="pwquality",
+    )
+    yield _v(
+        "5.3.3.2.2/minlen-after-the-longest-line",
+        {},
+        replace(_PW, "minlen = 14", "# " + "x" * 1020 + "\nminlen = 14"),
+        oracle="pwquality",
+        kind="compliant",
+    )
     yield _v(
         "5.3.3.2.2/upper-case-key",
         {},
@@ -2245,6 +2262,14 @@ def _login_defs() -> Iterator[Variant]:
         "5.4.1.1/max-days-99999",
         {"5.4.1.1": F, "pci-8.3.9-password-max-age": F},
         replace(_LD, "PASS_MAX_DAYS\t90", "PASS_MAX_DAYS\t99999"),
+        oracle="login.defs",
+    )
+    # shadow reads login.defs with fgets() into 1024 bytes: what follows byte 1023 of a
+    # longer line is a line of its own, so a setting there counts, even after a `#`
+    yield _v(
+        "5.4.1.1/max-days-past-byte-1023-of-a-comment",
+        {"5.4.1.1": F, "pci-8.3.9-password-max-age": F},
+        append(_LD, "# " + "x" * 1021 + "PASS_MAX_DAYS\t99999\n"),
         oracle="login.defs",
     )
     yield _v(

@@ -1286,6 +1286,31 @@ def test_a_pam_file_libpam_never_finishes_reading_is_an_error(tmp_path) -> None:
         FactContext(builtin_registry(), str(tmp_path)).fact("pam", ("svc",))
 
 
+@ROOT_NEEDED
+@pytest.mark.parametrize("pad", [1022, 1023])
+def test_pam_faillock_gives_up_on_a_line_too_long_as_the_fact_says(tmp_path, pad) -> None:
+    """pam_faillock reads faillock.conf with fgets() into 1024 bytes: a line of 1023 bytes or
+    more before its newline makes it refuse the file and fail (pamtester: "Error in service
+    module"), so the line after it never runs; the faillock fact is then an error."""
+    pam_d = tmp_path / "etc/pam.d"
+    pam_d.mkdir(parents=True)
+    conf = tmp_path / "etc/security/faillock.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("deny = 4\n# " + "x" * (pad - 2) + "\n")
+    (pam_d / "svc").write_text(f"auth requisite pam_faillock.so preauth conf={conf}\n{_ECHO}REACHED\n")
+    script = 'mount --bind "$1" /etc/pam.d && exec "$2" -v svc root authenticate'
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(pam_d),
+                           _tool("pamtester")], capture_output=True, timeout=60, check=False)
+    reached = b"REACHED" in done.stdout
+    ctx = FactContext(builtin_registry(), str(tmp_path))
+    if reached:
+        assert ctx.fact("faillock", ()).int("deny") == 4
+    else:
+        with pytest.raises(EvaluationError, match="pam_faillock refuses the file"):
+            ctx.fact("faillock", ())
+    assert reached == (pad < 1023)
+
+
 # --- glibc's nss_files (getpwent, getgrent, getspent) -------------------------------------------
 _HOSTILE_PASSWD = (
     "root:x:0:0:root:/root:/bin/bash\n"

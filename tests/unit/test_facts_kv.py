@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from facts_helpers import HOSTILE_LINE_BREAKS, context, materialize, write
 
+from secpolicy.errors import EvaluationError
 from secpolicy.facts.kv import c_integer, parse_size
 
 
@@ -377,3 +378,31 @@ def test_journald_files_are_read_as_systemds_config_parser_reads_them(
         write(tmp_path, "etc/systemd/journald.conf.d/50-x.conf", dropin)
     journald = context(tmp_path).fact("journald", ())
     assert (journald.option("Storage"), journald.errors) == (storage, errors)
+
+
+@pytest.mark.parametrize(("pad", "value"), [(1021, 99999), (1020, 90), (1022, 90)])
+def test_login_defs_lines_come_in_1023_byte_pieces_as_fgets_reads_them(tmp_path: Path, pad: int, value: int) -> None:
+    # shadow's def_load() reads with fgets() into 1024 bytes: a setting that starts at byte
+    # 1024 of a comment line is read (tests/conformance asks useradd)
+    write(tmp_path, "etc/login.defs", "PASS_MAX_DAYS 90\n# " + "x" * pad + "PASS_MAX_DAYS 99999\n")
+    assert context(tmp_path).fact("login_defs", ()).int("PASS_MAX_DAYS") == value
+
+
+@pytest.mark.parametrize("pad", [1022, 1023])
+def test_pwquality_and_faillock_give_up_on_a_line_too_long(tmp_path: Path, pad: int) -> None:
+    # both read with fgets() into 1024 bytes and refuse a file with a longer line (tests/
+    # conformance asks libpwquality and pam_faillock): libpwquality keeps what it read before
+    # it, pam_faillock fails every authentication it takes part in
+    long_line = "# " + "x" * (pad - 2) + "\n"
+    write(tmp_path, "etc/security/pwquality.conf", "minlen = 9\n" + long_line + "minlen = 14\n")
+    write(tmp_path, "etc/security/faillock.conf", "deny = 4\n" + long_line)
+    ctx = context(tmp_path)
+    if pad < 1023:
+        assert (ctx.fact("pwquality", ()).int("minlen"), ctx.fact("faillock", ()).int("deny")) == (14, 4)
+        return
+    pwq = ctx.fact("pwquality", ())
+    assert (pwq.int("minlen"), pwq.errors) == (9, (
+        ("/etc/security/pwquality.conf:2: line longer than 1022 bytes (malformed configuration file); "
+        "libpwquality stops reading here"),))
+    with pytest.raises(EvaluationError, match="faillock.conf:2: line longer than 1022 bytes"):
+        ctx.fact("faillock", ())
