@@ -857,8 +857,6 @@ def _auditd_sanity(entries: dict[str, _Entry], source: str) -> str | None:
 
 def _auditd_line(ctx: FactContext, raw: str, entries: dict[str, _Entry], where: str) -> str | None:
     """Read one line into `entries`; return why auditd refuses it (and stops), if it does."""
-    if len(raw) >= 159:
-        return None  # auditd skips a line too long for its 160-byte buffer
     parts = raw.split(" ")
     parts = [p for p in parts if p]  # audit_strsplit: words between spaces (a tab is a letter)
     if not parts or parts[0].startswith("#"):
@@ -895,6 +893,25 @@ def _auditd_log_file(ctx: FactContext, path: str) -> str | None:
     return None
 
 
+def _auditd_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) as auditd's get_line() hands them over: fgets() into 160 bytes, and a
+    line whose newline it does not find with strchr() skipped whole ("Skipping line N: too
+    long", and its setting never applies): one of 159 bytes or more, or one holding a NUL,
+    which also takes the line after it along; a last line without a newline is read."""
+    pieces = fgets_pieces(text, 160)
+    too_long = False
+    for i, (n, piece) in enumerate(pieces):
+        if piece.endswith(b"\n") and b"\0" not in piece:
+            if not too_long:
+                yield n, piece[:-1].decode("utf-8", "surrogateescape")
+            too_long = False
+        elif not too_long and i + 1 == len(pieces) and len(piece) < 159:
+            # fgets met the end of the file
+            yield n, piece.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        else:
+            too_long = True
+
+
 def collect_auditd_conf(ctx: FactContext) -> KvConfig:
     """auditd.conf as auditd 3.0.9 loads it: `name = value [option]` words split at spaces, the
     last setting wins; a line it refuses (no ` = `, an unknown keyword, a bad value), a file not
@@ -909,7 +926,7 @@ def collect_auditd_conf(ctx: FactContext) -> KvConfig:
             errors.append(f"{main}: isn't owned by root")
         elif st.st_mode & stat.S_IWOTH:
             errors.append(f"{main}: is world writable")
-        for n, raw in enumerate(text.split("\n"), 1):
+        for n, raw in _auditd_lines(text):
             if errors:
                 break
             why = _auditd_line(ctx, raw, entries, at(main, n))

@@ -406,3 +406,24 @@ def test_pwquality_and_faillock_give_up_on_a_line_too_long(tmp_path: Path, pad: 
         "libpwquality stops reading here"),))
     with pytest.raises(EvaluationError, match="faillock.conf:2: line longer than 1022 bytes"):
         ctx.fact("faillock", ())
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        # get_line() reads with fgets() into 160 bytes and skips a line whose newline is not
+        # in them: the setting on a line of 159 bytes or more never applies (bytes: é is two)
+        ("disk_full_action = halt" + " " * 135 + "\n", "halt"),
+        ("disk_full_action = halt" + " " * 136 + "\n", "IGNORE"),
+        ("disk_full_action = halt #" + "é" * 67 + "\n", "IGNORE"),
+        # strchr() stops at a NUL: that line is "too long", and so is the next one
+        ("disk_full_action = halt\0\ndisk_full_action = single\n", "IGNORE"),
+        ("x = y\0\ndisk_full_action = single\ndisk_full_action = halt\n", "halt"),
+        # a last line without its newline is read
+        ("disk_full_action = halt", "halt"),
+    ],
+)
+def test_auditd_reads_lines_as_its_get_line_hands_them_over(tmp_path: Path, text: str, action: str) -> None:
+    write(tmp_path, "etc/audit/auditd.conf", "space_left = 75\nadmin_space_left = 50\n" + text)
+    a = context(tmp_path).fact("auditd_conf", ())
+    assert (a.option("disk_full_action"), a.errors) == (action, ())
