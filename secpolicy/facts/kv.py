@@ -114,11 +114,13 @@ def parse_size(text: str | None) -> int | None:
         m = _STRTOULL.match(text, pos)
         if m is None or not m.group(2):
             return None
-        if text[pos] == "-" or m.group(1) == "-":
-            return None
+        if text[pos] == "-":
+            return None  # ERANGE, as systemd checks the first character after its blanks
         whole, e = int(m.group(2)), m.end()
         if whole > _U64:
             return None
+        if m.group(1) == "-":  # behind a \v or \f, strtoull() negates modulo 2^64
+            whole = -whole & _U64
         frac = 0.0
         if text[e : e + 1] == ".":
             e += 1

@@ -148,14 +148,13 @@ _IPT_SYSCTL = re.compile(r"^[ \t]*IPT_SYSCTL=(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s
 
 def _ufw_sysctl_file(ctx: FactContext) -> str | None:
     """The file ufw applies with `sysctl -p` when it starts, after systemd-sysctl: IPT_SYSCTL
-    of /etc/default/ufw (the last one set), when ufw is enabled."""
-    if not ctx.fact("firewall", ()).ufw_enabled:
-        return None
+    of /etc/default/ufw (the last one set), when ufw is enabled. Whether ufw is enabled is
+    asked only of a host whose /etc/default/ufw names such a file."""
     found = _IPT_SYSCTL.findall(ctx.read_text("/etc/default/ufw") or "")
-    if not found:
+    path = next((v for v in found[-1] if v), "") if found else ""
+    if not path.startswith("/") or not ctx.fact("firewall", ()).ufw_enabled:
         return None
-    path = next(v for v in found[-1] if v) if any(found[-1]) else ""
-    return path if path.startswith("/") else None
+    return path
 
 
 class Sysctl:

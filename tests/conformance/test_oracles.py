@@ -584,9 +584,9 @@ def test_sizes_and_booleans_are_read_as_systemd_reads_them(systemd_parser) -> No
     sizes = ["1K", "1.5M", "100", " 1K", "1 K", "1KiB", "1KB", "1k", "-1", " -1", "1.", "", ".5K", "1e3", "0x10",
              "1G 512M", "1G512M", "1M 1G", "1G1G", "1B", "1Ki", "18446744073709551615", "18446744073709551616",
              "16E", "15E", "+5", " 5 ", "\v5", "1.05K", "0.999999999999E", "1..5", "1.K", "5x",
-             "1.99999999999999999999999K"]
+             "1.99999999999999999999999K", "\v-1", "\f-5K", "\v+2M"]
     rng = random.Random(7)
-    sizes += ["".join(rng.choice("0123456789 .+-KMGTPEBkix\t") for _ in range(rng.randint(1, 8))) for _ in range(2000)]
+    sizes += ["".join(rng.choice("0123456789 .+-KMGTPEBkix\t\v") for _ in range(rng.randint(1, 8))) for _ in range(2000)]
     assert [(t, parse_size(t)) for t in sizes] == [(t, systemd_parser.parse_size(t)) for t in sizes]
     words = ["yes", "YES", "y", "Y", "t", "true", "on", "oN", "1", "0", "no", "off", "n", "f", "false", "01", " yes",
              "yes ", "", "nope", "enabled"]
