@@ -459,12 +459,23 @@ class Baseline:
         return row[0]
 
     def checks(self) -> list[dict[str, Any]]:
-        """The check history, verified link by link against the header."""
+        """The check history, verified link by link against the header. Both are read in one
+        read transaction: a check another process records meanwhile (its record and the
+        header's new head, committed together) is seen whole or not at all. Read apart, a
+        record committed between the header read at open and this read looked like a record
+        added behind the header's back: a false tamper alarm (exit 5)."""
         try:
-            rows = self.db.execute("SELECT seq, body, mac FROM checks ORDER BY seq").fetchall()
+            self.db.execute("BEGIN")
+            try:
+                header = self._read_header()
+                rows = self.db.execute("SELECT seq, body, mac FROM checks ORDER BY seq").fetchall()
+            finally:
+                self.db.execute("COMMIT")
         except sqlite3.DatabaseError as e:
             raise self._fail(f"database damaged ({e})") from None
-        return self._verify_checks(rows, self.header)
+        if header["baseline_id"] != self.header["baseline_id"]:
+            raise self._fail("the baseline was replaced while in use")
+        return self._verify_checks(rows, header)
 
     def _verify_checks(self, rows: list[Any], header: dict[str, Any]) -> list[dict[str, Any]]:
         ck = self.key.sub("checks")

@@ -282,3 +282,19 @@ def test_a_journal_name_taken_beside_the_baseline_is_named_not_called_damage(
     else:
         journal.unlink()
     assert fim_main(args) == 0
+
+
+def test_a_check_recorded_by_another_process_meanwhile_is_no_tamper_alarm(setup):
+    """A baseline opened (header read) before another process records a check, and its
+    history read after: the history was verified against the header read at open, so the new
+    record looked added behind its back (exit 5 in `fim check` and `fim update` running beside
+    another check). History and header are now read together."""
+    from secpolicy.fim.store import Baseline
+
+    _config, _root, db, _, _ = setup
+    with Baseline(str(db), KEY) as first:
+        before = first.header["checks_count"]
+        with Baseline(str(db), KEY) as other:
+            assert other.record_check({"kind": "check", "result": "clean"}) is None
+        history = first.checks()
+    assert len(history) == before + 1 and history[-1]["kind"] == "check"
