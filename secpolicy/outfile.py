@@ -228,7 +228,7 @@ def check_sqlite_companions(path: str) -> None:
     """Refuse (InputError, exit 2) a database whose `-journal`, `-wal` or `-shm` name beside it
     is taken by anything but a regular file: SQLite opens them by name, so a FIFO there hangs
     the run, a directory fails every read with a bare "disk I/O error" (taken for a damaged
-    database), and a symbolic link sends what SQLite writes elsewhere."""
+    database), and a symbolic link would point SQLite's journal at another file."""
     for suffix in SQLITE_COMPANIONS:
         try:
             st = os.lstat(path + suffix)

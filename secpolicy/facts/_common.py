@@ -23,6 +23,7 @@ __all__ = [
     "at",
     "c_lines",
     "config_parse",
+    "config_parse_files",
     "dropin_files",
     "fgets_lines",
     "fgets_pieces",
@@ -160,10 +161,10 @@ class Assignment(NamedTuple):
     value: str
 
 
-def config_parse(text: str, sections: Container[str] | None) -> tuple[list[Assignment], str | None]:
+def config_parse(text: str, sections: Container[str] | None) -> tuple[list[Assignment], tuple[int, str] | None]:
     """The assignments of one file as systemd 252's config_parse() (conf-parser.c) reads them,
-    and why it stopped reading, if it did (`line: message`; the rest of the file and, for the
-    services that read drop-ins, the files after it are then not read).
+    and where and why it stopped reading, if it did (line, message; the rest of the file and,
+    for the services that read drop-ins, the files after it are then not read).
 
     Lines end as read_line() ends them; a line whose first non-blank is `#` or `;` is a
     comment, even inside a continuation; a first UTF-8 byte order mark is dropped; an odd
@@ -214,12 +215,33 @@ def config_parse(text: str, sections: Container[str] | None) -> tuple[list[Assig
         pending = None
         why = parse_line(p)
         if why is not None:
-            return out, f"{n}: {why}"
+            return out, (n, why)
     if pending is not None:
         why = parse_line(pending)
         if why is not None:
-            return out, f"{n + 1}: {why}"
+            return out, (n + 1, why)
     return out, None
+
+
+def config_parse_files(
+    ctx: FactContext, paths: Iterable[str], sections: Container[str] | None
+) -> tuple[list[tuple[str, Assignment]], list[str], tuple[str, str] | None]:
+    """config_parse() over a main file and its drop-ins, in the order given, as systemd 252's
+    config_parse_many() reads them: a file it stops reading stops the files after it too.
+    Returns each assignment with its file, the files read, and where (`file:line`) and why
+    systemd stopped, if it did."""
+    out: list[tuple[str, Assignment]] = []
+    read: list[str] = []
+    for path in paths:
+        text = ctx.read_text(path)
+        if text is None:
+            continue
+        read.append(path)
+        assignments, stopped = config_parse(text, sections)
+        out += [(path, a) for a in assignments]
+        if stopped is not None:
+            return out, read, (at(path, stopped[0]), stopped[1])
+    return out, read, None
 
 
 def logical_lines(

@@ -16,7 +16,7 @@ from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import (
     C_SPACE,
     at,
-    config_parse,
+    config_parse_files,
     dropin_files,
     fgets_lines,
     fgets_pieces,
@@ -435,46 +435,6 @@ def _octal(v: str | None) -> int | None:
 _RESET = "reset"  # an assignment that puts the key back to its default
 
 
-def _read_kv(
-    ctx: FactContext,
-    paths: Iterable[str],
-    *,
-    sep: str | None,
-    section: str | None = None,
-    refusal: Callable[[str, str], str | None] | None = None,
-) -> tuple[dict[str, _Entry], list[str], list[str], str | None]:
-    """Parse shadow's `KEY value` lines (sep None) or a systemd `[section]` of `key=value`
-    lines (sep "=", as systemd's config parser reads them: a file it stops reading stops the
-    files after it too). `refusal(key, value)` says why the program ignores an assignment
-    (it keeps the value before it), or _RESET. Returns the entries, the files read, the
-    lines refused and where reading stopped."""
-    out: dict[str, _Entry] = {}
-    read: list[str] = []
-    errors: list[str] = []
-    for path in paths:
-        text = ctx.read_text(path)
-        if text is None:
-            continue
-        read.append(path)
-        if sep is None:
-            for n, key, value in _getdef_lines(text):
-                out[key] = _Entry(value, at(path, n))
-            continue
-        assignments, stopped = config_parse(text, {section} if section is not None else None)
-        for a in assignments:
-            why = refusal(a.key, a.value) if refusal is not None else None
-            if why == _RESET:
-                out.pop(a.key, None)
-            elif why is not None:
-                errors.append(f"{at(path, a.line)}: {why}")
-            else:
-                out[a.key] = _Entry(a.value, at(path, a.line))
-        if stopped is not None:
-            errors.append(f"{path}:{stopped}; systemd reads no further (nor the files after it)")
-            return out, read, errors, errors[-1].split(": ", 1)[0]
-    return out, read, errors, None
-
-
 def _getdef_lines(text: str) -> Iterator[tuple[int, str, str]]:
     """(line number, name, value) as shadow's getdef.c def_load() reads login.defs: fgets()
     into a 1024-byte buffer (only `\n` ends a line, and a longer line comes in pieces read as
@@ -493,36 +453,6 @@ def _getdef_lines(text: str) -> Iterator[tuple[int, str, str]]:
         yield n, line[:cut], value.split('"', 1)[0]
 
 
-def _config(
-    ctx: FactContext,
-    name: str,
-    main: str,
-    files: list[str],
-    *,
-    sep: str | None,
-    section: str | None = None,
-    ignore_case: bool = False,
-    int_reader: Callable[[str | None], int | None] = lambda s: None if s is None else _dec(s),
-    defaults: Mapping[str, str] | None = None,
-    version: str = "",
-    refusal: Callable[[str, str], str | None] | None = None,
-) -> KvConfig:
-    entries, read, errors, stopped = _read_kv(ctx, files, sep=sep, section=section, refusal=refusal)
-    return KvConfig(
-        name,
-        main,
-        read,
-        entries,
-        main in read,
-        errors=errors,
-        stopped=stopped,
-        ignore_case=ignore_case,
-        int_reader=int_reader,
-        defaults=defaults,
-        version=version,
-    )
-
-
 def _dec(s: str) -> int | None:
     try:
         return int(s.strip(), 10)
@@ -532,7 +462,10 @@ def _dec(s: str) -> int | None:
 
 def collect_login_defs(ctx: FactContext) -> KvConfig:
     # shadow-utils' getdef: `NAME value`, the last definition wins, numbers read by strtol(.., 0)
-    entries, read, _, _ = _read_kv(ctx, ["/etc/login.defs"], sep=None)
+    main = "/etc/login.defs"
+    text = ctx.read_text(main)
+    entries = {key: _Entry(value, at(main, n)) for n, key, value in _getdef_lines(text or "")}
+    read = [] if text is None else [main]
     defaults = dict(LOGIN_DEFS_DEFAULTS)
     # Without ENCRYPT_METHOD, shadow's salt code falls back to MD5 when MD5_CRYPT_ENAB is yes,
     # else to DES (chgpasswd shows it: a 13-character DES hash).
@@ -997,16 +930,31 @@ def collect_journald(ctx: FactContext) -> KvConfig:
         "/etc/systemd/journald.conf",
     )
     files = [main] + dropin_files(ctx, JOURNALD_DIRS, ".conf")
-    return _config(
-        ctx,
+    assignments, read, stopped = config_parse_files(ctx, files, {"Journal"})
+    entries: dict[str, _Entry] = {}
+    errors: list[str] = []
+    for path, a in assignments:
+        why = _journald_refusal(a.key, a.value)
+        if why == _RESET:
+            entries.pop(a.key, None)
+        elif why is not None:
+            errors.append(f"{at(path, a.line)}: {why}")
+        else:
+            entries[a.key] = _Entry(a.value, at(path, a.line))
+    if stopped is not None:
+        errors.append(f"{stopped[0]}: {stopped[1]}; systemd reads no further (nor the files after it)")
+    return KvConfig(
         "journald",
         main,
-        files,
-        sep="=",
-        section="Journal",
+        read,
+        entries,
+        main in read,
+        ignore_case=False,
+        int_reader=lambda v: None if v is None else _dec(v),
         defaults=JOURNALD_DEFAULTS,
         version=JOURNALD_VERSION,
-        refusal=_journald_refusal,
+        errors=errors,
+        stopped=None if stopped is None else stopped[0],
     )
 
 

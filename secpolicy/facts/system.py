@@ -16,7 +16,7 @@ from secpolicy.facts._common import (
     C_SPACE,
     at,
     c_lines,
-    config_parse,
+    config_parse_files,
     dropin_files,
     read_proc,
     require_proc,
@@ -749,16 +749,9 @@ class Timesync:
             ".conf",
         )
         servers: list[tuple[str, str]] = []
-        for path in files:
-            text = ctx.read_text(path)
-            if text is None:
-                continue
-            assignments, stopped = config_parse(text, {"Time"})
-            for a in assignments:
-                if a.key == "NTP":
-                    servers = [(s, at(path, a.line)) for s in _C_BLANKS.split(a.value) if s]  # a later NTP= replaces
-            if stopped is not None:
-                break  # systemd reads no further, nor the files after it
+        for path, a in config_parse_files(ctx, files, {"Time"})[0]:
+            if a.key == "NTP":
+                servers = [(s, at(path, a.line)) for s in _C_BLANKS.split(a.value) if s]  # a later NTP= replaces
         return servers
 
     def describe(self) -> str:
