@@ -277,11 +277,13 @@ def logical_lines(
 
 def dropin_files(ctx: FactContext, dirs: Iterable[str], suffix: str) -> list[str]:
     """The systemd/udev/modprobe rule for `*.d` directories: files named `*suffix` from all
-    `dirs`, a name in an earlier dir masking the same name in a later one, sorted by name."""
+    `dirs`, a name in an earlier dir masking the same name in a later one, sorted by name.
+    Hidden files (a name starting with `.`) are not read: systemd's conf_files_list() and
+    libkmod skip them."""
     chosen: dict[str, str | None] = {}
     for d in dirs:
         for name in ctx.listdir(d):
-            if not name.endswith(suffix) or name in chosen:
+            if not name.endswith(suffix) or name in chosen or name.startswith("."):
                 continue
             path = os.path.join(d, name)
             if is_devnull(ctx, path):  # systemd: a link to /dev/null masks the name

@@ -1084,6 +1084,14 @@ def _sysctl() -> Iterator[Variant]:
         note="files from every sysctl.d directory are applied in file-name order",
     )
     yield _v(
+        "sysctl/hidden-file-not-read",
+        {"cis-3.3.1-ipv4-ip-forward": F},
+        replace("etc/sysctl.d/60-cis-network.conf", "net.ipv4.ip_forward = 0\n", ""),
+        write("etc/sysctl.d/.60-forward.conf", "net.ipv4.ip_forward = 0\n"),
+        oracle="sysctl",
+        note="systemd-sysctl skips hidden files (conf_files_list): a setting there is never applied",
+    )
+    yield _v(
         "sysctl/glob-key-bad",
         {"cis-3.3.7-ipv4-all-rp-filter": P, "cis-3.3.7-ipv4-default-rp-filter": P},
         write("etc/sysctl.d/99-zz-glob.conf", "net.ipv4.conf.*.rp_filter = 2\n"),
@@ -3153,6 +3161,15 @@ def _logging() -> Iterator[Variant]:
         *journal_only,
         replace(jd, "Storage=persistent\n", ""),
         write("etc/systemd/journald.conf.d/70-local.conf", "[Journal]\nMaxRetentionSec=1month \\\nStorage=persistent\n"),
+        oracle="systemd-analyze",
+    )
+    # a hidden drop-in is not read by journald (conf_files_list skips it)
+    yield _v(
+        "6.1.2.4/hidden-drop-in-not-read",
+        {**jok, **rsyslog_na, "6.1.2.4": F},
+        *journal_only,
+        replace(jd, "Storage=persistent\n", ""),
+        write("etc/systemd/journald.conf.d/.60-storage.conf", "[Journal]\nStorage=persistent\n"),
         oracle="systemd-analyze",
     )
     # a broken section header stops systemd reading that file and every file after it: the
