@@ -1,15 +1,18 @@
 """`services` and `service(name)`: systemd units read from their unit files and enablement links
-(enabled, disabled, masked, static), plus whether they run, on the live host only."""
+as `systemctl is-enabled` (systemd 252) reads them, plus whether they run, on the live host only."""
 
 from __future__ import annotations
 
 import os
+import re
+import stat
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, STR, ListType, ObjectType
-from secpolicy.facts._common import config_parse, is_devnull
+from secpolicy.errors import EvaluationError
+from secpolicy.facts._common import config_parse, dropin_files
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -31,101 +34,440 @@ SERVICE = ObjectType(
     },
     doc="a systemd unit (a name without suffix means NAME.service)",
     field_docs={
-        "state": '"enabled", "disabled", "masked", "static" or "not-found" (as `systemctl is-enabled`)',
+        "state": "what `systemctl is-enabled` prints: enabled, enabled-runtime, linked, linked-runtime, "
+        "masked, masked-runtime, static, indirect, disabled, generated or transient; not-found, or bad "
+        "where systemctl fails on the name (a unit file it cannot read)",
+        "enabled": "state is enabled or enabled-runtime: symlinks make systemd start it (at every boot, or "
+        "in this boot only)",
         "active": "whether it runs: live host only, null under --root",
         "path": "the unit file systemd loads",
         "alias_of": "the unit this name is an alias of (its state is reported), or null",
     },
 )
 
-# systemd's unit search path, highest priority first
-UNIT_DIRS = (
+# systemd 252's unit search path for the system (`systemd-analyze unit-paths`), highest
+# priority first: a name found in an earlier directory hides it in the later ones.
+UNIT_PATH = (
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
+    "/run/systemd/generator.early",
     "/etc/systemd/system",
+    "/etc/systemd/system.attached",
     "/run/systemd/system",
+    "/run/systemd/system.attached",
+    "/run/systemd/generator",
     "/usr/local/lib/systemd/system",
-    "/usr/lib/systemd/system",
     "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/run/systemd/generator.late",
 )
-# where `systemctl enable` leaves its links (.wants/.requires/.upholds of some unit)
-ENABLE_DIRS = ("/etc/systemd/system", "/run/systemd/system")
-_UNIT_SUFFIXES = (
-    ".service",
-    ".socket",
-    ".timer",
-    ".target",
-    ".path",
-    ".mount",
-    ".automount",
-    ".swap",
-    ".slice",
-    ".scope",
-    ".device",
-)
+_CONFIG = "/etc/systemd/system"  # where `systemctl enable` links: "enabled" (in /run: "enabled-runtime")
+_RUNTIME = "/run/systemd/system"
+_TRANSIENT = "/run/systemd/transient"
+_GENERATORS = frozenset({"/run/systemd/generator.early", "/run/systemd/generator", "/run/systemd/generator.late"})
+_NATIVE_PATH = tuple(d for d in UNIT_PATH if d not in _GENERATORS)
+_ELOOP = "Too many levels of symbolic links"
+_ENOENT = "No such file or directory"
+_MAX_HOPS = 64  # symlinks followed from a name to its unit file (UNIT_FILE_FOLLOW_SYMLINK_MAX)
+_UNIT_TYPES = ("service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path", "slice", "scope")
+_UNIT_SUFFIXES = tuple(f".{t}" for t in _UNIT_TYPES)
+_NAME_CHARS = re.compile(r"[A-Za-z0-9:_.\\-]+\Z")
+_INSTANCE_CHARS = re.compile(r"[A-Za-z0-9:_.\\@-]+\Z")
+# names readdir() loops of systemd skip (hidden_or_backup_file())
+_BACKUP_SUFFIXES = ("~", ".rpmnew", ".rpmsave", ".rpmorig", ".dpkg-old", ".dpkg-new", ".dpkg-tmp", ".dpkg-dist",
+                    ".dpkg-bak", ".dpkg-backup", ".dpkg-remove", ".ucf-new", ".ucf-old", ".ucf-dist", ".swp",
+                    ".bak", ".old", ".new")
+# the [Install] keys systemctl reads in 252 (UpheldBy= is not among them: "Unknown key")
+_INSTALL_LISTS = ("Alias", "WantedBy", "RequiredBy", "Also")
 
 
 def unit_name(name: str) -> str:
     return name if name.endswith(_UNIT_SUFFIXES) else name + ".service"
 
 
+def _name_kind(name: str) -> str | None:
+    """"plain", "template" (`getty@.service`), "instance" (`getty@tty1.service`), or None for
+    a name systemd refuses (unit_name_is_valid())."""
+    base, dot, suffix = name.rpartition(".")
+    if len(name) > 255 or not dot or suffix not in _UNIT_TYPES or not base:
+        return None
+    prefix, at, instance = base.partition("@")
+    if not prefix or not _NAME_CHARS.match(prefix):
+        return None
+    if not at:
+        return "plain"
+    if not instance:
+        return "template"
+    return "instance" if _INSTANCE_CHARS.match(instance) else None
+
+
 def _template_of(name: str) -> str | None:
     """`getty@tty1.service` -> `getty@.service`."""
+    if _name_kind(name) != "instance":
+        return None
     base, _, suffix = name.rpartition(".")
-    if "@" in base and not base.endswith("@"):
-        return base.split("@", 1)[0] + "@." + suffix
+    return base.split("@", 1)[0] + "@." + suffix
+
+
+def _with_instance(template: str, instance_of: str) -> str:
+    """`getty@.service` with the instance of `serial@ttyS0.service`: `getty@ttyS0.service`."""
+    instance = instance_of.rpartition(".")[0].split("@", 1)[1]
+    base, _, suffix = template.rpartition(".")
+    return f"{base}{instance}.{suffix}"
+
+
+# unit_type_may_alias() and unit_type_may_template()
+_MAY_ALIAS = frozenset({"service", "socket", "target", "device", "timer", "path"})
+_MAY_TEMPLATE = frozenset({"service", "socket", "target", "timer", "path"})
+
+
+def _alias_refused(src: str, dst: str) -> str | None:
+    """Why systemd refuses the alias symlink `src` -> `dst` inside the search path
+    (unit_validate_alias_symlink_or_warn()), as strerror() words it; None when it takes it."""
+    src_kind, dst_kind = _name_kind(src), _name_kind(dst)
+    src_type, dst_type = src.rpartition(".")[2], dst.rpartition(".")[2]
+    if src_kind is None or src_type not in _MAY_ALIAS or (src_kind != "plain" and src_type not in _MAY_TEMPLATE):
+        return "Invalid argument"
+    if src == dst:
+        return _ELOOP
+    if dst_kind is None or not (dst_kind == src_kind or (src_kind, dst_kind) == ("instance", "template")):
+        return "Invalid cross-device link"
+    if dst_kind == "instance" and src.rpartition(".")[0].split("@", 1)[1] != dst.rpartition(".")[0].split("@", 1)[1]:
+        return "Invalid cross-device link"
+    if dst_type != src_type:
+        return "Invalid cross-device link"
     return None
 
 
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.endswith(_BACKUP_SUFFIXES)
+
+
+def _null_or_empty(st: os.stat_result) -> bool:
+    """null_or_empty(): an empty regular file or a device node masks a unit."""
+    return (stat.S_ISREG(st.st_mode) and st.st_size == 0) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+
+
+class _Bad(Exception):
+    """A name systemctl cannot resolve to a unit file (it prints an error, no state)."""
+
+
 @dataclass(frozen=True)
-class _Units:
-    files: dict[str, str] = field(
-        default_factory=dict
-    )  # unit name -> unit file path (first in search order)
-    masked: dict[str, str] = field(default_factory=dict)  # unit name -> masking link
-    enabled: dict[str, str] = field(default_factory=dict)  # unit name -> the enablement link
-    aliases: dict[str, str] = field(default_factory=dict)  # alias name -> unit it names
+class _Install:
+    """The [Install] section of a unit file and its drop-ins, as `systemctl` reads it."""
+
+    alias: tuple[str, ...] = ()
+    wanted_by: tuple[str, ...] = ()
+    required_by: tuple[str, ...] = ()
+    also: tuple[str, ...] = ()
+    default_instance: str | None = None
 
 
-def _scan_units(ctx: FactContext) -> _Units:
-    units = _Units()
-    for d in UNIT_DIRS:
-        for name in ctx.listdir(d):
-            if not name.endswith(_UNIT_SUFFIXES) or name in units.files or name in units.masked:
-                continue
-            path = os.path.join(d, name)
-            if is_devnull(ctx, path):
-                units.masked[name] = path
-                continue
-            if ctx.stat(path) is None:
-                continue
-            units.files[name] = path
+@dataclass(frozen=True)
+class UnitState:
+    """What `systemctl is-enabled NAME` says, and from which files."""
+
+    asked: str  # the unit name asked about
+    name: str  # the unit it resolves to (another one for an alias)
+    state: str  # is-enabled's word; "not-found", or "bad" when systemctl fails on the name
+    path: str | None = None  # the unit file (for a masked unit, what masks it)
+    link: str | None = None  # the symlink that made the state enabled, linked or indirect
+    why: str | None = None  # for "bad": systemctl's error
+
+
+class _UnitFiles:
+    """systemd 252's unit file lookup (install.c: unit_file_lookup_state()) over a root: the
+    unit file a name resolves to through the search path, drop-ins and symlinks, and the
+    enablement symlinks that make its state."""
+
+    def __init__(self, ctx: FactContext) -> None:
+        self.ctx = ctx
+        self._dirs: dict[str, list[tuple[str, bool, bool]]] = {}
+        self._states: dict[str, UnitState] = {}
+
+    def entries(self, d: str) -> list[tuple[str, bool, bool]]:
+        """(name, is a directory, is a symlink) of each entry of `d` readdir() hands systemd."""
+        if d not in self._dirs:
+            out: list[tuple[str, bool, bool]] = []
             try:
-                target = os.path.basename(os.readlink(ctx.host_path(path, follow=False)))
-            except OSError:
-                continue  # a plain file
-            if target != name and target.endswith(_UNIT_SUFFIXES):
-                units.aliases[name] = target
-    for d in ENABLE_DIRS:
-        for sub in ctx.listdir(d):
-            if not sub.endswith((".wants", ".requires", ".upholds")):
+                with os.scandir(os.fsencode(self.ctx.host_path(d))) as it:
+                    for e in it:
+                        name = os.fsdecode(e.name)
+                        if not _hidden(name):
+                            out.append((name, e.is_dir(follow_symlinks=False), e.is_symlink()))
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            except PermissionError:
+                raise EvaluationError(f"{d}: permission denied") from None
+            self._dirs[d] = sorted(out)
+        return self._dirs[d]
+
+    def _readlink(self, path: str) -> str | None:
+        try:
+            return os.readlink(self.ctx.host_path(path, follow=False))
+        except OSError:
+            return None
+
+    def _target(self, path: str) -> str | None:
+        """Where the symlink `path` points, absolute inside the root and without `.`/`..`."""
+        dest = self._readlink(path)
+        if dest is None:
+            return None
+        return os.path.normpath(os.path.join(os.path.dirname(path), dest))
+
+    def _masks(self, target: str) -> bool:
+        if target == "/dev/null":
+            return True
+        try:
+            st = os.stat(self.ctx.host_path(target))
+        except (OSError, EvaluationError):
+            return False
+        return _null_or_empty(st)
+
+    def _load(self, path: str, dirs: tuple[str, ...]) -> tuple[str, str | None]:
+        """What the file at `path` is to systemctl: ("missing" | "regular" | "masked", None), or
+        for a symlink ("alias" | "linked", its target): an alias names a unit inside the
+        search path `dirs`, a linked unit file lies outside it. Raises _Bad for what it
+        refuses."""
+        try:
+            st = os.lstat(self.ctx.host_path(path, follow=False))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return "missing", None
+        if stat.S_ISLNK(st.st_mode):
+            target = self._target(path)
+            if target is None:
+                return "missing", None
+            if any(target.startswith(d + "/") for d in dirs):
+                why = _alias_refused(os.path.basename(path), os.path.basename(target))
+                if why is not None:
+                    raise _Bad(why)
+                return "alias", target  # an empty file it leads to masks the unit there
+            if self._masks(target):
+                return "masked", None
+            return "linked", target
+        if _null_or_empty(st):
+            return "masked", None
+        if stat.S_ISDIR(st.st_mode):
+            raise _Bad("Is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise _Bad("Inappropriate ioctl for device")
+        return "regular", None
+
+    def _search(self, name: str, dirs: tuple[str, ...]) -> tuple[str, str, str | None] | None:
+        """unit_file_search(): the first file named `name` in `dirs` (an instance falls back
+        to its template), as (path, kind, symlink target)."""
+        for candidate in (name, _template_of(name)):
+            if candidate is None:
                 continue
-            wants = os.path.join(d, sub)
-            for name in ctx.listdir(wants):
-                link = os.path.join(wants, name)
-                units.enabled.setdefault(name, link)
-                # an alias enabled under another name still enables the target unit
-                try:
-                    target = os.path.basename(os.readlink(ctx.host_path(link, follow=False)))
-                except OSError:
+            for d in dirs:
+                path = f"{d}/{candidate}"
+                kind, target = self._load(path, dirs)
+                if kind != "missing":
+                    return path, kind, target
+        return None
+
+    def _dropins(self, name: str) -> list[str]:
+        """The drop-ins of `name` (`NAME.d/*.conf`, and its template's) in the search path."""
+        template = _template_of(name)
+        dirs = [f"{d}/{name}.d" for d in UNIT_PATH] + ([f"{d}/{template}.d" for d in UNIT_PATH] if template else [])
+        return dropin_files(self.ctx, dirs, ".conf")
+
+    def install(self, name: str, files: list[str]) -> _Install:
+        """The [Install] lists `files` give in this order, an empty assignment clearing a list
+        as config_parse_strv() does (not Also=)."""
+        lists: dict[str, list[str]] = {k: [] for k in _INSTALL_LISTS}
+        default_instance: str | None = None
+        for p in files:
+            try:
+                text = self.ctx.read_text(p) or ""
+            except EvaluationError as e:
+                raise _Bad(str(e)) from None  # systemctl fails on a file it cannot read
+            for a in config_parse(text, {"Install"})[0]:
+                if a.key in lists:
+                    if a.value:
+                        lists[a.key].extend(a.value.split())
+                    elif a.key != "Also":  # config_parse_also() has no reset
+                        lists[a.key].clear()
+                elif a.key == "DefaultInstance" and _name_kind(name) == "template":
+                    default_instance = a.value or None
+        return _Install(tuple(lists["Alias"]), tuple(lists["WantedBy"]), tuple(lists["RequiredBy"]),
+                        tuple(lists["Also"]), default_instance)
+
+    def lookup(self, asked: str) -> UnitState:
+        if asked not in self._states:
+            try:
+                self._states[asked] = self._lookup(asked)
+            except _Bad as e:
+                self._states[asked] = UnitState(asked, asked, "bad", why=str(e))
+        return self._states[asked]
+
+    def _discover(self, asked: str, dirs: tuple[str, ...], *,
+                  follow_config: bool) -> tuple[str, str, str, list[str]] | None:
+        """install_info_discover(): (the unit's name, its file, "regular" or "masked", the
+        files its [Install] section is read from, in the order systemctl reads them) for the
+        name `asked`, following aliases and linked unit files (install_info_traverse());
+        None when no file has the name. Raises _Bad for what systemctl fails on."""
+        name = asked
+        found = self._search(name, dirs)
+        if found is None:
+            return None
+        path, kind, target = found
+        # unit_file_search() reads the file it finds, then the drop-ins of the name; a symlink
+        # has no content: its drop-ins come before the file it leads to.
+        sources = self._sources(name, path, kind)
+        hops = 0
+        while kind in ("alias", "linked"):
+            assert target is not None
+            hops += 1
+            if hops > _MAX_HOPS:
+                raise _Bad(_ELOOP)
+            if not follow_config and os.path.dirname(path) in (_CONFIG, _RUNTIME):
+                raise _Bad(_ELOOP)
+            tail = os.path.basename(target)
+            if kind == "alias" and _name_kind(name) == "instance" and _name_kind(tail) == "template":
+                tail = _with_instance(tail, name)
+            if kind == "alias" and tail != name:
+                name = tail  # an alias: the unit it names is searched for by name
+                found = self._search(name, dirs)
+                if found is None:
+                    raise _Bad("Link has been severed")
+                path, kind, target = found
+                sources = self._sources(name, path, kind)
+                continue
+            path = target  # a linked unit file, or a link to a file of the same name: that file
+            kind, target = self._load(path, dirs)
+            if kind == "missing":
+                raise _Bad(_ENOENT)
+            if kind == "regular":
+                sources.append(path)
+        return name, path, kind, sources
+
+    def _sources(self, name: str, path: str, kind: str) -> list[str]:
+        if kind == "masked":
+            return []
+        return [path, *self._dropins(name)] if kind == "regular" else self._dropins(name)
+
+    def _lookup(self, asked: str) -> UnitState:
+        if _name_kind(asked) is None:
+            raise _Bad("Invalid argument")
+        # For a service, systemctl first asks whether it exists outside the generator
+        # directories (unit_file_exists(), before its SysV fallback), without following the
+        # symlinks of /etc/systemd/system and /run/systemd/system; what fails there fails
+        # is-enabled.
+        try:
+            if asked.endswith(".service"):
+                self._discover(asked, _NATIVE_PATH, follow_config=False)
+        except _Bad as e:
+            if str(e) not in (_ELOOP, _ENOENT):
+                raise
+        found = self._discover(asked, UNIT_PATH, follow_config=True)
+        if found is None:
+            return UnitState(asked, asked, "not-found")
+        name, path, kind, sources = found
+        if kind == "masked":
+            return UnitState(asked, name, "masked-runtime" if path.startswith("/run/") else "masked", path)
+        if asked != os.path.basename(path) and _name_kind(name) != "instance":
+            return UnitState(asked, name, "alias", path)
+        parent = os.path.dirname(path)
+        if parent in _GENERATORS:
+            return UnitState(asked, name, "generated", path)
+        if parent == _TRANSIENT:
+            return UnitState(asked, name, "transient", path)
+        install = self.install(name, sources)
+        for match_name in (True, False):
+            state, link = self._find_links(name, path, install, match_name)
+            if state is not None:
+                return UnitState(asked, name, state if match_name else "indirect", path, link)
+        if install.alias or install.wanted_by or install.required_by:
+            return UnitState(asked, name, "disabled", path)
+        return UnitState(asked, name, "indirect" if install.also else "static", path)
+
+    def _find_links(self, name: str, path: str, install: _Install, match_name: bool) -> tuple[str | None, str | None]:
+        """find_symlinks_in_scope(): the state the symlinks of the search path give `name`."""
+        ignore_same_name = False
+        runtime: str | None = None
+        elsewhere: str | None = None
+        same_config: str | None = None
+        same_runtime: str | None = None
+        for d in UNIT_PATH:
+            link, same = self._links_in(d, name, install, match_name, ignore_same_name)
+            if link is not None:
+                if d == _CONFIG:
+                    return "enabled", link
+                if d.startswith("/run/"):
+                    runtime = runtime or link
+                else:
+                    elsewhere = elsewhere or link
+            elif same is not None:
+                if d == _CONFIG:
+                    same_config = same_config or same
+                elif d.startswith("/run/"):
+                    same_runtime = same_runtime or same
+            if not ignore_same_name and path.startswith(d + "/"):
+                ignore_same_name = True  # the directories below the unit file's own
+        if runtime is not None:
+            return "enabled-runtime", runtime
+        if elsewhere is not None and _name_kind(name) == "instance":
+            return "static", elsewhere
+        if same_config is not None:
+            return "linked", same_config
+        if same_runtime is not None:
+            return "linked-runtime", same_runtime
+        return None, None
+
+    def _links_in(self, d: str, name: str, install: _Install, match_name: bool,
+                  ignore_same_name: bool) -> tuple[str | None, str | None]:
+        """find_symlinks(): a symlink of `d` that names the unit (in its `*.wants` and
+        `*.requires` directories by the link's own name; in `d` itself by name or target),
+        and a same-name link in `d` (a linked unit file)."""
+        for sub, is_dir, _ in self.entries(d):
+            if is_dir and sub.rpartition(".")[2] in ("wants", "requires") and "." in sub:
+                link, _same = self._links_of(f"{d}/{sub}", d, name, install, match_name, ignore_same_name, True)
+                if link is not None:
+                    return link, None
+        return self._links_of(d, d, name, install, match_name, ignore_same_name, False)
+
+    def _links_of(self, where: str, config: str, name: str, install: _Install, match_name: bool,
+                  ignore_same_name: bool, by_name_only: bool) -> tuple[str | None, str | None]:
+        same: str | None = None
+        for entry, _, is_link in self.entries(where):
+            if not is_link:
+                continue
+            link = f"{where}/{entry}"
+            found_dest = False
+            if not by_name_only:
+                target = self._target(link)
+                if target is None:
                     continue
-                units.enabled.setdefault(target, link)
-    return units
+                found_dest = os.path.basename(target) == name
+            found_path = entry == name if by_name_only or not ignore_same_name else False
+            if not found_path and by_name_only:
+                found_dest = _template_of(entry) == name
+            if found_path and found_dest and link == f"{config}/{name}":
+                same = link
+            elif (found_path or found_dest) and (not match_name or self._known_name(name, install, entry)):
+                return link, None
+        return None, same
+
+    @staticmethod
+    def _known_name(name: str, install: _Install, link_name: str) -> bool:
+        """is_symlink_with_known_name(): the unit's own name, an Alias=, or its
+        DefaultInstance= instance."""
+        if link_name == name or link_name in install.alias:
+            return True
+        return install.default_instance is not None and link_name == _with_instance(name, f"x@{install.default_instance}.x")
 
 
 def _unit_sections(ctx: FactContext, path: str) -> dict[str, list[tuple[str, str]]]:
     """The assignments of a unit file by section, as systemd's config parser reads them (a
-    file it stops reading gives what came before)."""
+    file it stops reading gives what came before; one it cannot read, nothing)."""
+    try:
+        text = ctx.read_text(path) or ""
+    except EvaluationError:
+        return {}
     sections: dict[str, list[tuple[str, str]]] = {}
-    for a in config_parse(ctx.read_text(path) or "", None)[0]:
+    for a in config_parse(text, None)[0]:
         sections.setdefault(a.section or "", []).append((a.key, a.value))
     return sections
 
@@ -182,36 +524,27 @@ class _Running:
 
 
 class Service:
-    def __init__(self, ctx: FactContext, name: str, units: _Units) -> None:
+    def __init__(self, ctx: FactContext, name: str, units: _UnitFiles) -> None:
         self._ctx = ctx
-        self.name = unit_name(name)
+        found = units.lookup(unit_name(name))
+        self._found = found
         # an alias (sshd.service -> ssh.service) reports the state of the unit it names
-        self.alias_of = units.aliases.get(self.name) if self.name not in units.masked else None
-        if self.alias_of:
-            self.name = self.alias_of
-        template = _template_of(self.name)
-        self._masked_by = units.masked.get(self.name)
-        self.path = units.files.get(self.name) or (units.files.get(template) if template else None)
-        self.masked = self._masked_by is not None
-        self.exists = self.masked or self.path is not None
-        self._link = units.enabled.get(self.name)
-        sections = _unit_sections(ctx, self.path) if self.path and not self.masked else {}
-        install = sections.get("Install", [])
-        service = sections.get("Service", [])
-        self.exec_start = next((v for k, v in service if k == "ExecStart" and v), None)
-        if self.masked:
-            self.state = "masked"
-        elif not self.exists:
-            self.state = "not-found"
-        elif self._link is not None:
-            self.state = "enabled"
-        elif not any(
-            k in ("WantedBy", "RequiredBy", "UpheldBy", "Alias", "Also") and v for k, v in install
-        ):
-            self.state = "static"
+        if found.state == "alias":
+            self.alias_of: str | None = found.name
+            found = units.lookup(found.name)
         else:
-            self.state = "disabled"
-        self.enabled = self.state == "enabled"
+            self.alias_of = None
+        self.name = found.name
+        self._unit = found
+        self.state = found.state
+        self.masked = found.state in ("masked", "masked-runtime")
+        self.exists = found.state != "not-found"
+        self.path = found.path if found.state not in ("masked", "masked-runtime", "bad") else None
+        service = _unit_sections(ctx, self.path).get("Service", []) if self.path is not None else []
+        self.exec_start = next((v for k, v in service if k == "ExecStart" and v), None)
+        # what `systemctl is-enabled NAME | grep enabled` counts: links that start it at boot,
+        # in /etc, or for this boot, in /run (state "enabled-runtime")
+        self.enabled = self.state in ("enabled", "enabled-runtime")
 
     def describe(self) -> str:
         return f"service {self.name!r}"
@@ -238,23 +571,33 @@ class Service:
                 return "not known under --root"
             running: _Running = self._ctx.fact("_running_units", ())
             return running.source or None
+        unit = self._unit
+        if unit.state == "bad":
+            return f"systemctl cannot read {unit.asked}: {unit.why}"
         if self.masked:
-            return f"{self._masked_by} -> /dev/null"
-        if name in ("state", "enabled") and self._link:
-            return self._link
-        if self.path is None:
-            return f"no unit file for {self.name} in {', '.join(UNIT_DIRS[:1] + UNIT_DIRS[3:4])}"
-        return self.path
+            assert unit.path is not None
+            try:
+                return f"{unit.path} -> {os.readlink(self._ctx.host_path(unit.path, follow=False))}"
+            except OSError:
+                return f"{unit.path} (empty, or a device node: a mask)"
+        if name in ("state", "enabled") and unit.link is not None:
+            return unit.link
+        if unit.path is None:
+            return f"no unit file for {unit.asked} in the unit search path ({UNIT_PATH[4]}, {UNIT_PATH[10]}, ...)"
+        return unit.path
 
 
 def collect_services(ctx: FactContext) -> list[Service]:
-    units: _Units = ctx.fact("_units", ())
-    names = sorted(
+    """Every .service unit of the search path, under its own name (aliases and templates
+    left out)."""
+    units: _UnitFiles = ctx.fact("_units", ())
+    names = {
         n
-        for n in set(units.files) | set(units.masked)
-        if n.endswith(".service") and not n.endswith("@.service") and n not in units.aliases
-    )
-    return [ctx.fact("service", (n,)) for n in names]
+        for d in UNIT_PATH
+        for n, is_dir, _ in units.entries(d)
+        if n.endswith(".service") and not is_dir and _name_kind(n) == "plain"
+    }
+    return [ctx.fact("service", (n,)) for n in sorted(names) if units.lookup(n).state != "alias"]
 
 
 def collect_service(ctx: FactContext, name: str) -> Service:
@@ -269,7 +612,7 @@ def register(reg: FactRegistry) -> None:
         "service", collect_service, params=(STR,), returns=SERVICE, doc="a systemd unit by name"
     )
     reg.register(
-        "_units", _scan_units, returns=ANY, doc="internal: unit files and enablement links"
+        "_units", _UnitFiles, returns=ANY, doc="internal: unit files and enablement links"
     )
     reg.register(
         "_running_units", lambda ctx: _Running(), returns=ANY, doc="internal: running units (live)"

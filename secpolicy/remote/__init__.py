@@ -15,6 +15,7 @@ from secpolicy.confined import Refused
 from secpolicy.engine import evaluate_rule
 from secpolicy.errors import RuntimeFailure
 from secpolicy.facts.base import FactRegistry
+from secpolicy.facts.services import UNIT_PATH
 from secpolicy.remote.context import RemoteFacts
 from secpolicy.remote.protocol import Request, read_round, round_script
 from secpolicy.remote.snapshot import Snapshot, SnapshotLimits, is_pseudo
@@ -39,7 +40,7 @@ class RemoteLimits:
 # What the first round fetches, by the facts the scanned rules read; everything else a fact
 # asks for is found by evaluating and fetched in the next rounds.
 _ALWAYS = (("E", "/"), ("T", "/etc"), ("C", "/usr/lib/os-release"))
-_UNIT_DIRS = ("/usr/lib/systemd/system", "/lib/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system")
+_UNIT_DIRS = tuple(d for d in UNIT_PATH if not d.startswith("/etc/"))  # /etc comes whole
 _BASE: dict[str, tuple[tuple[str, str], ...]] = {
     "sysctl": (("T", "/proc/sys"), *(("T", d) for d in ("/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
                                                         "/lib/sysctl.d"))),
