@@ -17,7 +17,7 @@ is_root() { [ "$(id -u)" = 0 ]; }
 # Debian packages: runtime (bcc, bpftool, headers, PDF rendering libs) and, for tests and
 # benchmarks, the real tools we compare against or talk to.
 runtime_debs="python3 python3-venv python3-bpfcc bpftool linux-headers-cloud-amd64 libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libfontconfig1 fonts-dejavu-core"
-test_debs="ansible-core postgresql skopeo sqlite3 poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules acl attr libcap2-bin openssh-server libxml2-utils make"
+test_debs="ansible-core postgresql skopeo sqlite3 poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules strace acl attr libcap2-bin openssh-server libxml2-utils make"
 
 install_debs() {
   local missing=()
@@ -59,11 +59,12 @@ if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# Parsers the conformance tests ask (sudo's cvtsudoers, libpwquality), unpacked from their Debian
-# packages into the virtual environment rather than installed: sudo on the host would change it.
+# Parsers the conformance tests ask (sudo's cvtsudoers, libpwquality, kmod's modprobe and
+# depmod), unpacked from their Debian packages into the virtual environment rather than
+# installed: sudo or kmod on the host would change it.
 unpack_debs() {
   local dest="$venv/oracles" tmp
-  [ -f "$dest/.unpacked" ] && return 0
+  [ "$(cat "$dest/.unpacked" 2>/dev/null)" = "$*" ] && return 0
   if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
     log "no apt-get: not unpacking $*"
     return 0
@@ -73,14 +74,14 @@ unpack_debs() {
     mkdir -p "$dest"
     for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$dest"; done
     chmod -R u-s,g-s "$dest"
-    touch "$dest/.unpacked"
+    printf '%s' "$*" > "$dest/.unpacked"
     log "unpacked $* into $dest"
   else
     log "could not download $*"
   fi
   rm -rf "$tmp"
 }
-[ $with_test_tools = 1 ] && unpack_debs sudo libpwquality1 libcrack2
+[ $with_test_tools = 1 ] && unpack_debs sudo libpwquality1 libcrack2 kmod
 
 # bcc comes from Debian (the PyPI package named bcc is unrelated): expose only its module.
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

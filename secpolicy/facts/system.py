@@ -3,11 +3,14 @@ firewalls, AppArmor, rsyslog, time sync and the running kernel."""
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import ANY, BOOL, INT, MODE, REGEX, STR, ListType, Method, ObjectType
@@ -144,16 +147,18 @@ KMOD = ObjectType(
     doc="a kernel module: loaded (live /proc/modules), modprobe.d blacklist/install, on disk",
     field_docs={
         "disabled": "an `install NAME /bin/false` (or /bin/true) line keeps modprobe from loading it",
-        "install": "the modprobe.d `install` command for it, or null",
+        "install": "the command modprobe runs instead of loading it: the first modprobe.d `install` line "
+        "whose name (a shell pattern, as `cram*`) matches it; or null",
         "loaded": "listed in /proc/modules (null under --root without proc/modules)",
     },
 )
 
+# where libkmod 30 (Debian 12) reads modprobe.d files, in order of precedence; not
+# /usr/lib/modprobe.d (the same directory on a merged-/usr system, unread on another)
 MODPROBE_DIRS = (
     "/etc/modprobe.d",
     "/run/modprobe.d",
     "/usr/local/lib/modprobe.d",
-    "/usr/lib/modprobe.d",
     "/lib/modprobe.d",
 )
 _FALSE = {"/bin/false", "/usr/bin/false", "/bin/true", "/usr/bin/true", "false", "true"}
@@ -163,26 +168,77 @@ def _modname(name: str) -> str:
     return name.replace("-", "_")
 
 
+def _config_modname(name: str) -> str | None:
+    """libkmod's underscores() on a module name of modprobe.d: `-` becomes `_` outside `[...]`
+    (a pattern's brackets are kept); None for a name it refuses (a `]` alone, a `[` unclosed)."""
+    out = []
+    i = 0
+    while i < len(name):
+        ch = name[i]
+        if ch == "]":
+            return None
+        if ch == "[":
+            end = name.find("]", i)
+            if end < 0:
+                return None
+            out.append(name[i : end + 1])
+            i = end + 1
+            continue
+        out.append("_" if ch == "-" else ch)
+        i += 1
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class _Modprobe:
     blacklist: dict[str, str]
-    install: dict[str, tuple[str, str]]
+    # (module name or shell pattern, command, where) in the order libkmod reads them; the
+    # first one whose pattern matches a module is the command modprobe runs for it
+    install: tuple[tuple[str, str, str], ...]
+
+    def install_for(self, modname: str) -> tuple[str, str] | None:
+        return next(((cmd, where) for pattern, cmd, where in self.install if _fnmatch(pattern, modname)), None)
+
+
+@functools.cache
+def _libc_fnmatch() -> Callable[[bytes, bytes, int], int] | None:
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None).fnmatch
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return cast("Callable[[bytes, bytes, int], int]", fn)
+
+
+def _fnmatch(pattern: str, name: str) -> bool:
+    """fnmatch(pattern, name, 0) as libkmod calls it: the C library's own (a backslash quotes,
+    `[!...]`, `[[:alpha:]]`...); Python's fnmatch where there is none to call."""
+    fn = _libc_fnmatch()
+    if fn is None:
+        return fnmatch.fnmatchcase(name, pattern)
+    return fn(pattern.encode("utf-8", "surrogateescape"), name.encode("utf-8", "surrogateescape"), 0) == 0
 
 
 def _modprobe(ctx: FactContext) -> _Modprobe:
     blacklist: dict[str, str] = {}
-    install: dict[str, tuple[str, str]] = {}
+    install: list[tuple[str, str, str]] = []
     for path in dropin_files(ctx, MODPROBE_DIRS, ".conf"):
         for n, line in _kmod_lines(ctx.read_text(path) or ""):
             if not line or line[0] == "#":
                 continue
             cmd, rest = _strtok(line)
             name, command = _strtok(rest)
-            if cmd == "blacklist" and name:
-                blacklist.setdefault(_modname(name), at(path, n))
-            elif cmd == "install" and name and command:
-                install.setdefault(_modname(name), (command.strip(" \t"), at(path, n)))
-    return _Modprobe(blacklist, install)
+            modname = _config_modname(name) if name else None
+            if modname is None:
+                continue
+            if cmd == "blacklist":
+                blacklist.setdefault(modname, at(path, n))  # an exact name: blacklist takes no patterns
+            elif cmd == "install" and command:
+                install.append((modname, command.strip(" \t"), at(path, n)))
+    return _Modprobe(blacklist, tuple(install))
 
 
 def _kmod_lines(text: str) -> list[tuple[int, str]]:
@@ -270,7 +326,7 @@ def collect_kmod(ctx: FactContext, name: str) -> Kmod:
     mp: _Modprobe = ctx.fact("_modprobe", ())
     files: dict[str, str] = ctx.fact("_module_files", ())
     loaded: set[str] | None = ctx.fact("_loaded_modules", ())
-    inst = mp.install.get(key)
+    inst = mp.install_for(key)
     where_file = files.get(key)
     builtin = bool(where_file and where_file.endswith("modules.builtin"))
     sources = {

@@ -16,6 +16,7 @@ from secpolicy.engine import evaluate_rule
 from secpolicy.errors import RuntimeFailure
 from secpolicy.facts.base import FactRegistry
 from secpolicy.facts.services import UNIT_PATH
+from secpolicy.facts.system import MODPROBE_DIRS
 from secpolicy.remote.context import RemoteFacts
 from secpolicy.remote.protocol import Request, read_round, round_script
 from secpolicy.remote.snapshot import Snapshot, SnapshotLimits, is_pseudo
@@ -47,7 +48,7 @@ _BASE: dict[str, tuple[tuple[str, str], ...]] = {
     "kernel": (("T", "/proc/sys"), ("C", "/proc/cmdline"), ("C", "/sys/kernel/security/lockdown"),
                ("E", "/sys/kernel/btf/vmlinux")),
     "kmod": (("C", "/proc/modules"), ("L", "/lib/modules"),
-             *(("T", d) for d in ("/run/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d"))),
+             *(("T", d) for d in MODPROBE_DIRS if not d.startswith("/etc/"))),
     "mounts": (("C", "/proc/self/mounts"),),
     "mount": (("C", "/proc/self/mounts"),),
     "services": tuple(("T", d) for d in _UNIT_DIRS),

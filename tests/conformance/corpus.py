@@ -452,6 +452,13 @@ def _modules() -> Iterator[Variant]:
         ),
         kind="compliant",
     )
+    yield _v(
+        "1.1.1.1/install-by-pattern",
+        {"1.1.1.1": P},
+        replace(conf, "install cramfs /bin/false\n", "install cram* /bin/false\n"),
+        kind="compliant",
+        note="modprobe matches install names as shell patterns (fnmatch): cram* keeps cramfs from loading",
+    )
     all_lines = (Path(roots.BASE) / conf).read_text()
     yield _v(
         "modprobe/usr-lib-only",

@@ -1,9 +1,9 @@
 """The corpus trees where a real tool decides, asked of that tool: `sshd -T -C` for every
 connection a Match block selects, `augenrules` and `auditctl -R` into the running kernel (with
 keys of this test's own, removed afterwards), `systemd-analyze cat-config` for drop-in
-precedence, `systemctl is-enabled` for the state of units, shadow's `useradd`/`chgpasswd` for
-login.defs and its defaults, `cvtsudoers` for what sudo reads of sudoers. The facts and rules
-must agree with what the tools say."""
+precedence, `systemctl is-enabled` for the state of units, kmod's `modprobe` for modprobe.d,
+shadow's `useradd`/`chgpasswd` for login.defs and its defaults, `cvtsudoers` for what sudo
+reads of sudoers. The facts and rules must agree with what the tools say."""
 
 from __future__ import annotations
 
@@ -28,12 +28,14 @@ from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
 from secpolicy.facts.auditctl import parse_words, words
 from secpolicy.facts.kv import JOURNALD_DEFAULTS, parse_boolean, parse_size
 from secpolicy.facts.sshd_defaults import DEFAULTS, GLOBAL_ONLY, KEYWORDS
+from secpolicy.facts.system import MODPROBE_DIRS
 from secpolicy.vocabulary import builtin_registry
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 import corpus
+import modprobe_trees
 import systemd_conf
 import unit_trees
 
@@ -836,6 +838,83 @@ def test_which_of_two_settings_wins_is_what_sshd_T_prints(
 # --- cvtsudoers ------------------------------------------------------------------------------
 # scripts/setup.sh --with-test-tools unpacks sudo and libpwquality here (not installed on the host)
 _UNPACKED = Path(sys.prefix) / "oracles"
+
+
+def _kmod() -> str:
+    """kmod's binary (modprobe and depmod by the name they are run under): installed, else
+    the one setup unpacked from the kmod package."""
+    unpacked = _UNPACKED / "bin/kmod"
+    path = shutil.which("kmod") or (str(unpacked) if unpacked.exists() else None)
+    if path is None:
+        pytest.skip("kmod is neither installed nor unpacked by scripts/setup.sh")
+    return path
+
+
+# The directories libkmod 30 reads modprobe.d files from, in order (what it stats with no
+# -C, as test_modprobe_reads_the_directories_the_fact_reads sees through strace).
+_KMOD_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/lib/modprobe.d")
+
+
+def _modprobe(kmod: str, root: Path, *args: str) -> str:
+    """modprobe over ROOT: its modules (-d), its modprobe.d directories in the order libkmod
+    reads them (-C each), standard output as text."""
+    cmd = ["modprobe", "-d", str(root), "-S", modprobe_trees.KERNEL]
+    for d in _KMOD_DIRS:
+        cmd += ["-C", str(root / d.lstrip("/"))]
+    out = subprocess.run([*cmd, *args], executable=kmod, capture_output=True, timeout=60, check=False)
+    return out.stdout.decode("utf-8", "surrogateescape")
+
+
+def _kmod_disagreements(kmod: str, root: Path) -> list[str]:
+    """Where kmod(name) differs from modprobe: the command `modprobe -n -v` would run instead
+    of loading the module (its first word), and `blacklist` lines of --showconfig (exact
+    names, as libkmod compares them)."""
+    blacklisted = set()
+    for line in _modprobe(kmod, root, "--showconfig").split("\n"):
+        words = re.split(r"[ \t]+", line.lstrip(" \t"))
+        if words[0] == "blacklist" and len(words) > 1:
+            blacklisted.add(words[1])
+    ctx = FactContext(builtin_registry(), str(root))
+    out = []
+    for m in modprobe_trees.MODULES:
+        k = ctx.fact("kmod", (m,))
+        first = (_modprobe(kmod, root, "-n", "-v", m).splitlines() or [""])[0]
+        theirs = (first.split()[1] if first.startswith("install ") else None, m.replace("-", "_") in blacklisted)
+        ours = (k.install.split()[0] if k.install else None, k.blacklisted)
+        if ours != theirs:
+            out.append(f"{m}: modprobe runs {theirs[0]}, blacklisted {theirs[1]}; we say {ours[0]}, {ours[1]}")
+    return out
+
+
+def test_modprobe_reads_the_directories_the_fact_reads(tmp_path) -> None:
+    kmod = _kmod()
+    log = tmp_path / "trace"
+    (tmp_path / "modprobe").symlink_to(kmod)  # kmod acts by the name it is run under
+    subprocess.run([_tool("strace"), "-o", str(log), "-e", "trace=newfstatat,stat,statx,openat",
+                    str(tmp_path / "modprobe"), "--showconfig"], capture_output=True, timeout=60, check=False)
+    opened = re.findall(r'"(/[^"]*/modprobe\.d)"', log.read_text())
+    assert list(dict.fromkeys(opened)) == list(_KMOD_DIRS) == list(MODPROBE_DIRS)
+
+
+@pytest.mark.parametrize("case", list(modprobe_trees.CASES), ids=lambda c: c.replace(" ", "-"))
+def test_module_installs_and_blacklists_are_what_modprobe_reads(tmp_path, case) -> None:
+    kmod = _kmod()
+    modprobe_trees.modules(tmp_path, kmod)
+    for rel, text in modprobe_trees.CASES[case]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert _kmod_disagreements(kmod, tmp_path) == []
+
+
+def test_random_modprobe_files_are_read_as_modprobe_reads_them(tmp_path) -> None:
+    kmod = _kmod()
+    disagreements = []
+    for seed in range(40):
+        root = tmp_path / f"seed{seed}"
+        modprobe_trees.modules(root, kmod)
+        modprobe_trees.random_files(root, seed)
+        disagreements += [f"seed {seed}: {d}" for d in _kmod_disagreements(kmod, root)]
+    assert disagreements == []
 
 
 def _cvtsudoers() -> tuple[str, dict[str, str]]:
