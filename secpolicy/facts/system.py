@@ -369,15 +369,20 @@ GRUB = ObjectType(
         "has_arg": Method(
             (STR,),
             BOOL,
-            "every kernel line of grub.cfg has the argument (or, with no grub.cfg, etc/default/grub)",
+            "every kernel line of grub.cfg has the argument (or, with no grub.cfg, etc/default/grub); "
+            "for `name=value`, the value the kernel takes: the last one given (`audit=1 audit=0` is 0)",
         ),
         "arg": Method(
-            (STR,), STR, "value of a kernel argument in etc/default/grub (`audit_backlog_limit`)"
+            (STR,), STR, "the value the kernel takes for an argument (the last one given on a line; \"\" for "
+            "a bare one) when every kernel line of grub.cfg gives the same (or, with no grub.cfg, "
+            "etc/default/grub's); null when a line lacks it or lines differ (`audit_backlog_limit`)"
         ),
     },
     doc="GRUB: generated grub.cfg, etc/default/grub and etc/grub.d",
 )
 
+# $GRUB_CMDLINE_LINUX or ${GRUB_CMDLINE_LINUX_DEFAULT} in a value: the value assigned before
+_GRUB_VAR = re.compile(r"\$(\{)?(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)(?(1)\})(?![A-Za-z0-9_])")
 GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/boot/efi/EFI/debian/grub.cfg")
 
 
@@ -431,9 +436,7 @@ class Grub:
                         words = shlex.split(m.group(2), comments=True)
                     except ValueError:
                         words = [m.group(2)]
-                    values[m.group(1)] = " ".join(words).replace(
-                        "$GRUB_CMDLINE_LINUX", values["GRUB_CMDLINE_LINUX"]
-                    )
+                    values[m.group(1)] = _GRUB_VAR.sub(lambda v: values[v.group(2)], " ".join(words))
                     if m.group(1) == "GRUB_CMDLINE_LINUX":
                         where = at(path, n)
         return (
@@ -444,28 +447,44 @@ class Grub:
         return "grub"
 
     @staticmethod
-    def _has(words: list[str], arg: str) -> bool:
-        return any(w == arg or ("=" not in arg and w.startswith(arg + "=")) for w in words)
+    def _value(words: list[str], name: str) -> str | None:
+        """The value the kernel takes for `name` on one command line: each occurrence calls its
+        handler again, so the last one given counts ("" for a bare `name`)."""
+        found = None
+        for w in words:
+            key, _, value = w.partition("=")
+            if key == name:
+                found = value
+        return found
+
+    @classmethod
+    def _has(cls, words: list[str], arg: str) -> bool:
+        name, sep, value = arg.partition("=")
+        found = cls._value(words, name)
+        return found is not None and (not sep or found == value)
+
+    def _lines(self) -> list[tuple[list[str], str]]:
+        """The kernel command lines booted: grub.cfg's, or with no grub.cfg, the one
+        /etc/default/grub makes."""
+        return self._linux or [(self._default, self._default_where)]
 
     def has_arg(self, arg: str) -> bool:
-        if self._linux:
-            return all(self._has(words, arg) for words, _ in self._linux)
-        return self._has(self._default, arg)
+        return all(self._has(words, arg) for words, _ in self._lines())
 
     def arg(self, name: str) -> str | None:
-        for w in self._default:
-            key, sep, value = w.partition("=")
-            if key == name:
-                return value if sep else "true"
-        return None
+        values = {self._value(words, name) for words, _ in self._lines()}
+        return values.pop() if len(values) == 1 else None
 
     def where(self, name: str, *args: Any) -> str | None:
-        if name == "has_arg" and args:
-            if self._linux:
-                missing = [w for words, w in self._linux if not self._has(words, str(args[0]))]
-                return missing[0] if missing else self._linux[0][1]
-            return self._default_where
-        if name in ("cmdline", "arg"):
+        if name in ("has_arg", "arg") and args:
+            lines = self._lines()
+            if name == "has_arg":
+                odd = [w for words, w in lines if not self._has(words, str(args[0]))]
+            else:
+                values = [self._value(words, str(args[0])) for words, _ in lines]
+                odd = [w for (_, w), v in zip(lines, values, strict=True) if v is None or v != values[0]]
+            return odd[0] if odd else lines[0][1]
+        if name == "cmdline":
             return self._default_where
         if name in ("password_set", "superusers"):
             return self._password_where or f"{self.cfg_path}, /etc/grub.d (no superusers/password)"

@@ -389,6 +389,47 @@ def test_grub_cfg_carriage_returns_are_dropped(tmp_path: Path) -> None:
     assert context(tmp_path).fact("grub", ()).has_arg("audit=1")
 
 
+def test_grub_arguments_are_what_the_kernel_takes(tmp_path: Path) -> None:
+    # each occurrence of an argument calls its handler again: the last one given counts
+    write(
+        tmp_path,
+        "boot/grub/grub.cfg",
+        "\tlinux /vmlinuz ro audit=1 audit_backlog_limit=8192 quiet audit=0\n"
+        "\tlinux /vmlinuz ro single audit=1 audit_backlog_limit=64 audit_backlog_limit=8192\n",
+    )
+    g = context(tmp_path).fact("grub", ())
+    assert (g.has_arg("audit=1"), g.has_arg("audit"), g.arg("audit_backlog_limit")) == (False, True, "8192")
+    assert g.where("has_arg", "audit=1") == "/boot/grub/grub.cfg:1"
+    assert (g.arg("audit"), g.where("arg", "audit")) == (None, "/boot/grub/grub.cfg:2")  # the lines differ
+    assert (g.arg("quiet"), g.arg("nosmt")) == (None, None)  # on one line only; on none
+    # /etc/default/grub counts only where there is no grub.cfg: the kernel boots grub.cfg's lines
+    write(tmp_path, "etc/default/grub", 'GRUB_CMDLINE_LINUX="audit=1 audit_backlog_limit=16384 quiet"\n')
+    assert context(tmp_path).fact("grub", ()).arg("audit_backlog_limit") == "8192"
+    (tmp_path / "boot/grub/grub.cfg").unlink()
+    g = context(tmp_path).fact("grub", ())
+    assert (g.arg("audit_backlog_limit"), g.arg("quiet"), g.has_arg("audit=1")) == ("16384", "", True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'GRUB_CMDLINE_LINUX="audit=1"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT splash"\n',
+        'GRUB_CMDLINE_LINUX="a"\nGRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} audit=1"\n',
+        'GRUB_CMDLINE_LINUX="a"\nGRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX b"\n',
+        "GRUB_CMDLINE_LINUX='audit=1  audit_backlog_limit=8192' # CIS\n",
+    ],
+)
+def test_default_grub_reads_as_sh_sources_it(tmp_path: Path, text: str) -> None:
+    # grub-mkconfig sources /etc/default/grub with sh: ask sh what the two variables hold
+    write(tmp_path, "etc/default/grub", text)
+    sh = subprocess.run(
+        ["sh", "-c", '. "$1"; printf "%s %s" "$GRUB_CMDLINE_LINUX" "$GRUB_CMDLINE_LINUX_DEFAULT"', "sh",
+         str(tmp_path / "etc/default/grub")],
+        capture_output=True, text=True, check=True,
+    )
+    assert context(tmp_path).fact("grub", ()).cmdline.split() == sh.stdout.split()
+
+
 @pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_rsyslog_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
     write(tmp_path, "etc/rsyslog.conf", f"$FileCreateMode 0644\n# old{sep}$FileCreateMode 0640\n")
