@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 STATUS = "/var/lib/dpkg/status"
+UPDATES = "/var/lib/dpkg/updates"  # dpkg's journal: records of a run not yet folded into status
 INFO = "/var/lib/dpkg/info"
 DIVERSIONS = "/var/lib/dpkg/diversions"
 
@@ -45,7 +46,9 @@ PACKAGE = ObjectType(
     },
     doc='a dpkg package (installed false and status "not-installed" when dpkg does not know it)',
     field_docs={
-        "status": 'the dpkg state: "installed", "config-files", "half-installed", ... or "not-installed"'
+        "status": 'the dpkg state: "installed", "config-files", "half-installed", ... or "not-installed"',
+        "installed": "its files are on the system: any state but config-files and not-installed (what "
+        "`apt list --installed` lists; an interrupted run leaves a package unpacked or half-configured)",
     },
 )
 
@@ -59,12 +62,13 @@ class Package:
     installed: bool
     source: str | None
     line: int = 0
+    file: str = STATUS  # where the record was read: the status file or a journal entry
 
     def describe(self) -> str:
         return f"package {self.name!r}"
 
     def where(self, name: str, *args: Any) -> str | None:
-        return at(STATUS, self.line) if self.line else f"{STATUS} (no entry for {self.name})"
+        return at(self.file, self.line) if self.line else f"{STATUS} (no entry for {self.name})"
 
     def version_at_least(self, version: str) -> bool | None:
         if not self.installed or self.version is None:
@@ -80,35 +84,18 @@ class Package:
 _C_BLANKS = re.compile(r"[ \t\n\v\f\r]+")
 
 
-def parse_status(text: str) -> list[Package]:
-    out: list[Package] = []
+def _stanzas(text: str) -> list[tuple[int, dict[str, str]]]:
+    """(first line, fields by lower-case name) of each stanza of a dpkg database file."""
+    out: list[tuple[int, dict[str, str]]] = []
     fields: dict[str, str] = {}
     start = 0
-
-    def flush() -> None:
-        if "package" in fields:
-            state = [w for w in _C_BLANKS.split(fields.get("status", "")) if w]
-            status = state[2] if len(state) == 3 else "unknown"
-            src = fields.get("source")
-            out.append(
-                Package(
-                    fields["package"],
-                    fields.get("version"),
-                    fields.get("architecture"),
-                    status,
-                    status == "installed",
-                    src.split()[0] if src else None,
-                    start,
-                )
-            )
-
-    last = ""
     # dpkg's parser (lib/dpkg/parse.c): lines end at `\n` only, a stanza ends at an empty
     # line (one of blanks starts with a blank: it continues a field), C blanks around values
     for n, line in enumerate(text_lines(text), 1):
         if not line:
-            flush()
-            fields, last = {}, ""
+            if fields:
+                out.append((start, fields))
+            fields = {}
             continue
         if line[0] in " \t":  # continuation of a multi-line field (Description, Conffiles)
             continue
@@ -117,10 +104,50 @@ def parse_status(text: str) -> list[Package]:
             continue
         if not fields:
             start = n
-        last = key.strip(C_SPACE).lower()
-        fields[last] = value.strip(C_SPACE)
-    flush()
+        fields[key.strip(C_SPACE).lower()] = value.strip(C_SPACE)
+    if fields:
+        out.append((start, fields))
     return out
+
+
+def _state(fields: dict[str, str]) -> list[str]:
+    return [w for w in _C_BLANKS.split(fields.get("status", "")) if w]
+
+
+def parse_status(text: str, file: str = STATUS) -> list[Package]:
+    out: list[Package] = []
+    for start, fields in _stanzas(text):
+        if "package" not in fields:
+            continue
+        state = _state(fields)
+        status = state[2] if len(state) == 3 else "unknown"
+        src = fields.get("source")
+        out.append(Package(fields["package"], fields.get("version"), fields.get("architecture"), status,
+                           status in _ON_DISK, src.split()[0] if src else None, start, file))
+    return out
+
+
+# the states in which the package's files are on the system: what `apt list --installed` lists
+# (an interrupted run leaves one unpacked, half-configured or half-installed)
+_ON_DISK = frozenset({"installed", "triggers-pending", "triggers-awaited", "half-configured", "unpacked",
+                      "half-installed"})
+# the words of a Status field dpkg accepts (want, error flag, state)
+_WANT = {"unknown", "install", "hold", "deinstall", "purge"}
+_EFLAG = {"ok", "reinstreq"}
+_STATES = {"not-installed", "config-files", "half-installed", "unpacked", "half-configured", "triggers-awaited",
+           "triggers-pending", "installed"}
+
+
+def _journal_error(text: str) -> str | None:
+    """Why dpkg refuses a journal entry (and with it the whole database), if it does."""
+    for start, fields in _stanzas(text):
+        if "package" not in fields:
+            return f"line {start}: a record without a Package field"
+        state = _state(fields)
+        if "status" in fields and (len(state) != 3 or state[0] not in _WANT or state[1] not in _EFLAG
+                                   or state[2] not in _STATES):
+            return f"line {start}: Status {fields['status'][:60]!r} is not a dpkg state"
+    return None
 
 
 # Debian policy 5.6.12: epoch, upstream and revision compared with `~` before everything
@@ -414,8 +441,26 @@ def _index(ctx: FactContext) -> dict[str, Package]:
     return index
 
 
+_JOURNAL_NAME = re.compile(r"[0-9]+\Z")
+
+
 def collect_packages(ctx: FactContext) -> list[Package]:
-    return parse_status(ctx.read_text(STATUS) or "")
+    """The packages of the status file, with dpkg's journal applied as dpkg-query applies it:
+    each entry of /var/lib/dpkg/updates (all-digit names, in order) replaces the records of
+    the packages it names; a damaged one makes dpkg refuse the database (an error here)."""
+    packages = parse_status(ctx.read_text(STATUS) or "")
+    journal = sorted(n for n in ctx.listdir(UPDATES) if _JOURNAL_NAME.match(n))
+    for name in journal:
+        path = f"{UPDATES}/{name}"
+        text = ctx.read_text(path) or ""
+        why = _journal_error(text)
+        if why is not None:
+            raise EvaluationError(f"{path}: {why}: dpkg refuses its database until `dpkg --configure -a` repairs it")
+        same = {f.get("package") for _, f in _stanzas(text) if f.get("multi-arch") == "same"}
+        for p in parse_status(text, path):
+            # a record replaces the package's (of its architecture, for a Multi-Arch: same one)
+            packages = [q for q in packages if q.name != p.name or (p.name in same and q.arch != p.arch)] + [p]
+    return packages
 
 
 def collect_package(ctx: FactContext, name: str) -> Package:

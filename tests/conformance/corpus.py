@@ -822,6 +822,14 @@ def _services() -> Iterator[Variant]:
         ("2.2.6", "tnftp"),
     ):
         yield _v(f"{ctl}/{pkg}-installed", {ctl: F}, install(pkg))
+    # an interrupted dpkg run: nis unpacked (its files on disk), recorded in dpkg's journal only
+    yield _v(
+        "2.2.1/nis-unpacked-by-an-interrupted-run",
+        {"2.2.1": F},
+        write("var/lib/dpkg/updates/0000", "Package: nis\nStatus: install ok unpacked\nArchitecture: amd64\n"
+              "Version: 4.17\nMaintainer: m\nDescription: d\n\n"),
+        note="dpkg-query applies var/lib/dpkg/updates; apt lists an unpacked package as installed",
+    )
 
 
 _TIMESYNCD = (

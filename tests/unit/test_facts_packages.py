@@ -449,6 +449,63 @@ def test_status_file_reading_agrees_with_dpkg_query(tmp_path: Path, sep: str) ->
     ]
 
 
+def _record(name: str, status: str, arch: str = "amd64", extra: str = "") -> str:
+    return (f"Package: {name}\nStatus: {status}\nArchitecture: {arch}\nVersion: 1.0\nMaintainer: m\n"
+            f"Description: d\n{extra}\n")
+
+
+_JOURNALS = {
+    "a removal not yet folded into status": {"0000": _record("telnetd", "deinstall ok config-files")},
+    "a package unpacked by an interrupted run": {"0000": _record("nis", "install ok unpacked")},
+    "later entries win": {"0000": _record("telnetd", "install ok half-installed"),
+                          "0001": _record("telnetd", "install ok unpacked")},
+    "not a journal name": {"tmp.i": _record("nis", "install ok installed"), "00a": _record("nis", "install ok installed")},
+    "another architecture replaces": {"0000": _record("telnetd", "install ok installed", "i386")},
+    "Multi-Arch: same keeps both": {"0000": _record("libc6", "install ok installed", "i386", "Multi-Arch: same\n")},
+    "a record without Package": {"0000": "Status: install ok installed\nVersion: 1\n\n"},
+    "a Status dpkg does not know": {"0000": _record("nis", "install ok configured")},
+}
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs dpkg-query")
+@pytest.mark.parametrize("case", list(_JOURNALS))
+def test_pending_journal_entries_are_read_as_dpkg_query_reads_them(tmp_path: Path, case: str) -> None:
+    admin = tmp_path / "var/lib/dpkg"
+    (admin / "updates").mkdir(parents=True)
+    (admin / "status").write_text(_record("telnetd", "install ok installed")
+                                  + _record("libc6", "install ok installed", extra="Multi-Arch: same\n"))
+    for name, text in _JOURNALS[case].items():
+        (admin / "updates" / name).write_text(text)
+    out = subprocess.run(["dpkg-query", f"--admindir={admin}", "-W", "-f", "${Package}:${Architecture} ${db:Status-Status}\n"],
+                         capture_output=True, text=True, check=False)
+    try:
+        ours = sorted(f"{p.name}:{p.arch} {p.status}" for p in context(tmp_path).fact("packages", ())
+                      if p.status != "not-installed")
+    except EvaluationError as e:
+        assert out.returncode != 0, f"dpkg-query reads the database; we said {e}"
+        return
+    assert out.returncode == 0, out.stderr
+    assert ours == sorted(out.stdout.splitlines())
+
+
+@pytest.mark.skipif(shutil.which("apt") is None, reason="needs apt")
+def test_installed_is_what_apt_lists_as_installed(tmp_path: Path) -> None:
+    states = ["installed", "unpacked", "half-configured", "half-installed", "triggers-pending", "triggers-awaited",
+              "config-files", "not-installed"]
+    status = tmp_path / "var/lib/dpkg/status"
+    status.parent.mkdir(parents=True)
+    status.write_text("".join(_record(f"pkg-{st}", f"{'deinstall' if st == 'config-files' else 'install'} ok {st}")
+                              for st in states))
+    out = subprocess.run(
+        ["apt", "-o", f"Dir::State::status={status}", "-o", f"Dir::State::Lists={tmp_path / 'lists'}",
+         "-o", f"Dir::Cache={tmp_path / 'cache'}", "-o", "Debug::NoLocking=1", "list", "--installed"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    listed = sorted(line.split("/")[0] for line in out.splitlines() if line.startswith("pkg-"))
+    ours = sorted(p.name for p in context(tmp_path).fact("packages", ()) if p.installed)
+    assert ours == listed and len(listed) == 6
+
+
 def test_a_line_of_blanks_continues_a_field_and_does_not_end_the_stanza(tmp_path: Path) -> None:
     write(
         tmp_path,
