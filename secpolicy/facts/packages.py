@@ -455,7 +455,7 @@ def collect_packages(ctx: FactContext) -> list[Package]:
         text = ctx.read_text(path) or ""
         why = _journal_error(text)
         if why is not None:
-            raise EvaluationError(f"{path}: {why}: dpkg refuses its database until `dpkg --configure -a` repairs it")
+            raise EvaluationError(f"{path}: {why}: dpkg and dpkg-query refuse the database while it is there")
         same = {f.get("package") for _, f in _stanzas(text) if f.get("multi-arch") == "same"}
         for p in parse_status(text, path):
             # a record replaces the package's (of its architecture, for a Multi-Arch: same one)
