@@ -17,7 +17,7 @@ is_root() { [ "$(id -u)" = 0 ]; }
 # Debian packages: runtime (bcc, bpftool, headers, PDF rendering libs) and, for tests and
 # benchmarks, the real tools we compare against or talk to.
 runtime_debs="python3 python3-venv python3-bpfcc bpftool linux-headers-cloud-amd64 libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libfontconfig1 fonts-dejavu-core"
-test_debs="ansible-core postgresql skopeo sqlite3 poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules strace acl attr libcap2-bin openssh-server libxml2-utils make"
+test_debs="ansible-core postgresql skopeo sqlite3 poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules strace binutils acl attr libcap2-bin openssh-server libxml2-utils make"
 
 install_debs() {
   local missing=()
