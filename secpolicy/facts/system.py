@@ -8,6 +8,7 @@ import functools
 import os
 import re
 import shlex
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -693,19 +694,27 @@ class Rsyslog:
         if text is None:
             return
         self.files.append(path)
-        for n, raw in enumerate(text_lines(text), 1):  # rsyslog's lexer ends lines at \n
+        for n, raw in enumerate(text_lines(_strip_block_comments(text)), 1):  # rsyslog's lexer ends lines at \n
             line = raw.strip(C_SPACE)
             if not line or line.startswith("#"):
                 continue
             self._lines.append((line, at(path, n)))
             inc = re.match(r"\$IncludeConfig\s+(\S+)", line) or re.match(
-                r'include\(\s*file\s*=\s*"([^"]+)"', line
+                r'include\([^)]*?\bfile\s*=\s*"([^"]+)"', line
             )
             if inc:
-                pattern = inc.group(1)
-                targets = self._ctx.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]
-                for t in targets:
+                for t in self._included(inc.group(1)):
                     self._read(t, depth + 1)
+
+    def _included(self, pattern: str) -> list[str]:
+        """The files an include names, in the order rsyslog reads them: a glob(3) pattern (no
+        hidden files), every file of a directory, or one file."""
+        if any(c in pattern for c in "*?["):
+            return self._ctx.glob(pattern)
+        st = self._ctx.stat(pattern)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return [f"{pattern.rstrip('/')}/{n}" for n in self._ctx.listdir(pattern) if not n.startswith(".")]
+        return [pattern]
 
     def has_line(self, regex: str) -> bool:
         rx = compile_regex(regex)
@@ -722,6 +731,45 @@ class Rsyslog:
         if name == "file_create_mode":
             return self._mode_where
         return "/etc/rsyslog.conf"
+
+
+def _strip_block_comments(text: str) -> str:
+    """rsyslog.conf without its `/* ... */` comments, each kept as the line breaks it held so
+    that line numbers stay; an unterminated one runs to the end. As rsyslog's lexer: a legacy
+    `$` directive line is taken whole (`$IncludeConfig /etc/rsyslog.d/*.conf` opens no
+    comment), and "strings" hold no comments."""
+    out: list[str] = []
+    in_comment = False
+    for line in text.split("\n"):
+        if not in_comment and line.lstrip(" \t").startswith("$"):
+            out.append(line)
+            continue
+        kept: list[str] = []
+        i, n = 0, len(line)
+        in_string = False
+        while i < n:
+            if in_comment:
+                end = line.find("*/", i)
+                if end < 0:
+                    break
+                in_comment, i = False, end + 2
+                continue
+            ch = line[i]
+            if in_string:
+                if ch == "\\" and i + 1 < n:
+                    kept.append(line[i : i + 2])
+                    i += 2
+                    continue
+                in_string = ch != '"'
+            elif ch == '"':
+                in_string = True
+            elif line.startswith("/*", i):
+                in_comment, i = True, i + 2
+                continue
+            kept.append(ch)
+            i += 1
+        out.append("".join(kept))
+    return "\n".join(out)
 
 
 # --- time synchronisation -------------------------------------------------------------------------------

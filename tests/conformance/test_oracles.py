@@ -835,6 +835,69 @@ def test_which_of_two_settings_wins_is_what_sshd_T_prints(
     assert ours.lower() == printed.lower()
 
 
+# --- rsyslogd -N1 -o ----------------------------------------------------------------------------------
+_RSYSLOG_CASES = {
+    "a block comment": {"rsyslog.conf": "$FileCreateMode 0640\n/* old:\n$FileCreateMode 0600\n*.* @@loghost:514\n*/\n"},
+    "comments inside a line": {"rsyslog.conf": "$FileCreateMode 0640 /* was 0600 */\nmail.* action(type=\"omfile\" "
+                                                "file=\"/var/log/m\" /* x */)\n"},
+    "an unterminated comment": {"rsyslog.conf": "$FileCreateMode 0640\n/* to the end\n$FileCreateMode 0600\n"},
+    "a quoted comment opener": {"rsyslog.conf": "$template t,\"/* %msg% */\\n\"\n$FileCreateMode 0640\n"},
+    "the include glob": {"rsyslog.conf": "$IncludeConfig /etc/rsyslog.d/*.conf\n",
+                         "rsyslog.d/50-a.conf": "$FileCreateMode 0640\n", "rsyslog.d/.99-hidden.conf": "*.* @@h:514\n",
+                         "rsyslog.d/99-z.conf.bak": "$FileCreateMode 0644\n"},
+    "a directory included": {"rsyslog.conf": "$IncludeConfig /etc/rsyslog.d/\n",
+                             "rsyslog.d/b.conf": "$FileCreateMode 0600\n", "rsyslog.d/a.txt": "$FileCreateMode 0640\n",
+                             "rsyslog.d/.c": "$FileCreateMode 0644\n"},
+    "include() with its options first": {"rsyslog.conf": "include(mode=\"optional\" file=\"/etc/rsyslog.d/x.conf\")\n",
+                                         "rsyslog.d/x.conf": "*.* @@loghost:514\n$FileCreateMode 0640\n"},
+    "a nested include": {"rsyslog.conf": "$IncludeConfig /etc/rsyslog.d/*.conf\n",
+                         "rsyslog.d/a.conf": "include(file=\"/etc/rsyslog.d/inner/*.inc\")\n",
+                         "rsyslog.d/inner/1.inc": "$FileCreateMode 0600\n"},
+}
+
+
+def _rsyslog_full(root: Path) -> tuple[list[str], list[str]]:
+    """(files read, configuration lines) as rsyslogd prints its whole configuration (-o) after
+    reading ROOT/etc/rsyslog.conf, with the tree's /etc laid over the host's in a private
+    mount namespace: block comments gone, includes expanded in the order it reads them."""
+    out, pid = root / "full.conf", root / "rsyslogd.pid"
+    done = _namespaced(f"mount -t overlay overlay -o lowerdir={root}/etc:/etc /etc && "
+                       f"{_tool('rsyslogd')} -N1 -f /etc/rsyslog.conf -o {out} -i {pid}")
+    assert out.exists(), done.stderr
+    files, lines = [], []
+    for raw in out.read_text().splitlines():
+        if raw.startswith("##### BEGIN CONFIG: "):
+            files.append(raw.removeprefix("##### BEGIN CONFIG: ").split(" (")[0])
+        elif not raw.startswith("#"):
+            lines.append(raw)
+    return files, lines
+
+
+def _rsyslog_text(lines: list[str]) -> list[str]:
+    """Configuration lines compared: comment remnants, blanks and the include's echo aside."""
+    out = []
+    for line in lines:
+        line = " ".join(line.replace("/**/", " ").replace("/*", " ").split())
+        if line.startswith("$IncludeConfig"):
+            line = "$IncludeConfig"
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+@pytest.mark.parametrize("case", list(_RSYSLOG_CASES))
+def test_rsyslog_lines_are_the_ones_rsyslogd_reads(tmp_path, case) -> None:
+    for rel, text in _RSYSLOG_CASES[case].items():
+        (tmp_path / "etc" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "etc" / rel).write_text(text)
+    files, lines = _rsyslog_full(tmp_path)
+    fact = FactContext(builtin_registry(), str(tmp_path)).fact("rsyslog", ())
+    assert sorted(fact.files) == sorted(files)
+    assert _rsyslog_text(list(fact.lines)) == _rsyslog_text(lines)
+    modes = [line.split()[1] for line in _rsyslog_text(lines) if line.startswith("$FileCreateMode ")]
+    assert fact.file_create_mode == (modes[-1] if modes else None)
+
+
 # --- cvtsudoers ------------------------------------------------------------------------------
 # scripts/setup.sh --with-test-tools unpacks sudo and libpwquality here (not installed on the host)
 _UNPACKED = Path(sys.prefix) / "oracles"
