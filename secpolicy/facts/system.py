@@ -734,10 +734,10 @@ class Rsyslog:
 
 
 def _strip_block_comments(text: str) -> str:
-    """rsyslog.conf without its `/* ... */` comments, each kept as the line breaks it held so
-    that line numbers stay; an unterminated one runs to the end. As rsyslog's lexer: a legacy
-    `$` directive line is taken whole (`$IncludeConfig /etc/rsyslog.d/*.conf` opens no
-    comment), and "strings" hold no comments."""
+    """rsyslog.conf without its `/* ... */` comments (the line breaks inside one stay, so line
+    numbers do); an unterminated one runs to the end. As rsyslog's lexer: a legacy `$`
+    directive line is taken whole (`$IncludeConfig /etc/rsyslog.d/*.conf` opens no comment),
+    and neither a "string" nor a `#` comment holds one."""
     out: list[str] = []
     in_comment = False
     for line in text.split("\n"):
@@ -763,6 +763,9 @@ def _strip_block_comments(text: str) -> str:
                 in_string = ch != '"'
             elif ch == '"':
                 in_string = True
+            elif ch == "#":  # a comment to the end of the line: no `/*` opens there
+                kept.append(line[i:])
+                break
             elif line.startswith("/*", i):
                 in_comment, i = True, i + 2
                 continue

@@ -841,6 +841,8 @@ _RSYSLOG_CASES = {
     "comments inside a line": {"rsyslog.conf": "$FileCreateMode 0640 /* was 0600 */\nmail.* action(type=\"omfile\" "
                                                 "file=\"/var/log/m\" /* x */)\n"},
     "an unterminated comment": {"rsyslog.conf": "$FileCreateMode 0640\n/* to the end\n$FileCreateMode 0600\n"},
+    "a comment line naming a glob": {"rsyslog.conf": "#$IncludeConfig /etc/rsyslog.d/*.conf\n$FileCreateMode 0640\n"
+                                                     "*.* /var/log/x # see /var/log/*\n$FileCreateMode 0600\n"},
     "a quoted comment opener": {"rsyslog.conf": "$template t,\"/* %msg% */\\n\"\n$FileCreateMode 0640\n"},
     "the include glob": {"rsyslog.conf": "$IncludeConfig /etc/rsyslog.d/*.conf\n",
                          "rsyslog.d/50-a.conf": "$FileCreateMode 0640\n", "rsyslog.d/.99-hidden.conf": "*.* @@h:514\n",
