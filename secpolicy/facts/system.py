@@ -776,6 +776,36 @@ def _strip_block_comments(text: str) -> str:
 
 
 # --- time synchronisation -------------------------------------------------------------------------------
+CHRONY_CONF = "/etc/chrony/chrony.conf"  # what Debian's chronyd reads (not /etc/chrony.conf)
+_CHRONY_SOURCES = ("server", "pool", "peer")
+
+
+def _chrony_file(ctx: FactContext, path: str, out: list[tuple[str, str]], depth: int, sources: bool = False) -> None:
+    """The server, pool and peer names of a chrony configuration file as chronyd reads it: a
+    line whose first non-blank is `!`, `;`, `#` or `%` is a comment (anywhere else they are
+    words); directive names in any case; `include` globs, `confdir` (*.conf) and `sourcedir`
+    (*.sources, holding sources only) followed where they are named, not otherwise."""
+    if depth > 10:
+        raise EvaluationError(f"{path}: chrony includes nested too deep")
+    for n, raw in enumerate(c_lines(ctx.read_text(path) or ""), 1):
+        words = [w for w in _C_BLANKS.split(raw) if w]
+        if len(words) < 2 or words[0][0] in "!;#%":
+            continue
+        name = words[0].lower()
+        if name in _CHRONY_SOURCES:
+            out.append((words[1], at(path, n)))
+        elif sources:
+            continue
+        elif name == "include":
+            for f in ctx.glob(words[1]):
+                _chrony_file(ctx, f, out, depth + 1)
+        elif name in ("confdir", "sourcedir"):
+            suffix = ".conf" if name == "confdir" else ".sources"
+            for f in dropin_files(ctx, words[1:], suffix):  # the first directory wins a name
+                _chrony_file(ctx, f, out, depth + 1, sources=name == "sourcedir")
+
+
+
 TIMESYNC = ObjectType(
     "timesync",
     {
@@ -793,7 +823,8 @@ TIMESYNC = ObjectType(
         "chrony": "chrony is installed and its service enabled",
         "active": '"chrony", "systemd-timesyncd", "ntp" or "none"',
         "servers": "server/pool names configured for the active daemon (all daemons when none is)",
-        "chrony_servers": "server/pool/peer names in chrony.conf, conf.d/*.conf and sources.d/*.sources",
+        "chrony_servers": "server/pool/peer names in /etc/chrony/chrony.conf and the files it names with include, "
+        "confdir (*.conf) and sourcedir (*.sources), as chronyd reads them",
         "timesyncd_servers": "NTP= names in timesyncd.conf and its drop-ins (the last NTP= line wins)",
     },
 )
@@ -853,11 +884,9 @@ class Timesync:
         return out
 
     def _chrony(self, ctx: FactContext) -> list[tuple[str, str]]:
-        files = ["/etc/chrony/chrony.conf", "/etc/chrony.conf"]
-        files += sorted(ctx.glob("/etc/chrony/conf.d/*.conf")) + sorted(
-            ctx.glob("/etc/chrony/sources.d/*.sources")
-        )
-        return self._directives(ctx, files, ("server", "pool", "peer"))
+        out: list[tuple[str, str]] = []
+        _chrony_file(ctx, CHRONY_CONF, out, 0)
+        return out
 
     def _ntp(self, ctx: FactContext) -> list[tuple[str, str]]:
         return self._directives(

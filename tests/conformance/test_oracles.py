@@ -28,7 +28,7 @@ from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
 from secpolicy.facts.auditctl import parse_words, words
 from secpolicy.facts.kv import JOURNALD_DEFAULTS, parse_boolean, parse_size
 from secpolicy.facts.sshd_defaults import DEFAULTS, GLOBAL_ONLY, KEYWORDS
-from secpolicy.facts.system import MODPROBE_DIRS
+from secpolicy.facts.system import CHRONY_CONF, MODPROBE_DIRS, _chrony_file
 from secpolicy.vocabulary import builtin_registry
 
 HERE = Path(__file__).resolve().parent
@@ -898,6 +898,45 @@ def test_rsyslog_lines_are_the_ones_rsyslogd_reads(tmp_path, case) -> None:
     assert _rsyslog_text(list(fact.lines)) == _rsyslog_text(lines)
     modes = [line.split()[1] for line in _rsyslog_text(lines) if line.startswith("$FileCreateMode ")]
     assert fact.file_create_mode == (modes[-1] if modes else None)
+
+
+# --- chronyd -p -----------------------------------------------------------------------------------
+_CHRONY_CASES = {
+    "Debian's layout": {"chrony/chrony.conf": "pool 2.debian.pool.ntp.org iburst\nconfdir /etc/chrony/conf.d\n"
+                                              "sourcedir /etc/chrony/sources.d\n",
+                        "chrony/conf.d/a.conf": "server a.example iburst\n",
+                        "chrony/sources.d/s.sources": "server s.example iburst\n"},
+    "conf.d not named": {"chrony/chrony.conf": "pool p.example iburst\n", "chrony/conf.d/a.conf": "server a.example\n"},
+    "/etc/chrony.conf is not read": {"chrony/chrony.conf": "pool p.example\n", "chrony.conf": "server stale.example\n"},
+    "include": {"chrony/chrony.conf": "include /etc/chrony/extra/*.conf\n", "chrony/extra/b.conf": "server b.example\n",
+                "chrony/extra/.h.conf": "server hidden.example\n"},
+    "two confdirs, the first wins a name": {"chrony/chrony.conf": "confdir /etc/chrony/one /etc/chrony/two\n",
+                                            "chrony/one/x.conf": "server one.example\n",
+                                            "chrony/two/x.conf": "server two.example\n",
+                                            "chrony/two/y.conf": "peer y.example\n"},
+    "comments and case": {"chrony/chrony.conf": "! server bang.example\n; server semi.example\n% server pct.example\n"
+                                                "  # server hash.example\nSERVER upper.example\n"},
+}
+
+
+@pytest.mark.parametrize("case", list(_CHRONY_CASES))
+def test_chrony_sources_are_the_ones_chronyd_reads(tmp_path, case) -> None:
+    unpacked = _UNPACKED / "usr/sbin/chronyd"
+    chronyd = shutil.which("chronyd") or (str(unpacked) if unpacked.exists() else None)
+    if chronyd is None:
+        pytest.skip("chronyd is neither installed nor unpacked by scripts/setup.sh")
+    for rel, text in _CHRONY_CASES[case].items():
+        (tmp_path / "etc" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "etc" / rel).write_text(text)
+    # chronyd -p prints the configuration it read, includes and confdir expanded (sourcedir
+    # files are read when it runs, not printed: those are left out of the comparison)
+    done = _namespaced(f"mount -t overlay overlay -o lowerdir={tmp_path}/etc:/etc /etc && {chronyd} -p")
+    assert done.returncode == 0, done.stderr
+    theirs = sorted(w[1] for line in done.stdout.splitlines()
+                    if len(w := line.split()) > 1 and w[0].lower() in ("server", "pool", "peer"))
+    read: list[tuple[str, str]] = []
+    _chrony_file(FactContext(builtin_registry(), str(tmp_path)), CHRONY_CONF, read, 0)
+    assert sorted(name for name, where in read if not where.split(":")[0].endswith(".sources")) == theirs
 
 
 # --- cvtsudoers ------------------------------------------------------------------------------
