@@ -2,8 +2,9 @@
 connection a Match block selects, `augenrules` and `auditctl -R` into the running kernel (with
 keys of this test's own, removed afterwards), `systemd-analyze cat-config` for drop-in
 precedence, `systemctl is-enabled` for the state of units, kmod's `modprobe` for modprobe.d,
-shadow's `useradd`/`chgpasswd` for login.defs and its defaults, `cvtsudoers` for what sudo
-reads of sudoers. The facts and rules must agree with what the tools say."""
+`rsyslogd -N1 -o` and `chronyd -p` for the configuration they read, shadow's
+`useradd`/`chgpasswd` for login.defs and its defaults, `cvtsudoers` for what sudo reads of
+sudoers. The facts and rules must agree with what the tools say."""
 
 from __future__ import annotations
 
@@ -587,7 +588,8 @@ def _unit_disagreement(root: Path, unit: str) -> str | None:
         return f"{unit}: enabled is {s.enabled} for state {s.state}"
     if word is not None:
         return None if s.state == word else f"{unit}: systemctl says {word}, we say {ours}"
-    if error.endswith("No such file or directory") and (s.state == "not-found" or s._unit.why == error[-25:]):
+    enoent = "No such file or directory"
+    if error.endswith(enoent) and (s.state == "not-found" or s._unit.why == enoent):
         return None
     if s.state == "bad" and s._unit.why and error.endswith(s._unit.why):
         return None
