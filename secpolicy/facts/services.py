@@ -203,16 +203,11 @@ class _UnitFiles:
             self._dirs[d] = sorted(out)
         return self._dirs[d]
 
-    def _readlink(self, path: str) -> str | None:
-        try:
-            return os.readlink(self.ctx.host_path(path, follow=False))
-        except OSError:
-            return None
-
     def _target(self, path: str) -> str | None:
         """Where the symlink `path` points, absolute inside the root and without `.`/`..`."""
-        dest = self._readlink(path)
-        if dest is None:
+        try:
+            dest = os.readlink(self.ctx.host_path(path, follow=False))
+        except OSError:
             return None
         return os.path.normpath(os.path.join(os.path.dirname(path), dest))
 
@@ -527,7 +522,6 @@ class Service:
     def __init__(self, ctx: FactContext, name: str, units: _UnitFiles) -> None:
         self._ctx = ctx
         found = units.lookup(unit_name(name))
-        self._found = found
         # an alias (sshd.service -> ssh.service) reports the state of the unit it names
         if found.state == "alias":
             self.alias_of: str | None = found.name
