@@ -1,5 +1,5 @@
-"""Key/value configuration facts: `login_defs`, `pwquality`, `faillock`, `auditd_conf` and
-`journald`, each read with its program's own syntax, file order, override rules and built-in
+"""Key/value configuration facts: `login_defs`, `useradd_defaults`, `pwquality`, `faillock`,
+`auditd_conf` and `journald`, each read with its program's own syntax, file order, override rules and built-in
 defaults (for the versions Debian 12 ships), so an unset key reads as what the program uses."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "KV",
     "LOGIN_DEFS_DEFAULTS",
     "PWQUALITY_DEFAULTS",
+    "USERADD_DEFAULTS",
     "KvConfig",
     "c_integer",
     "parse_size",
@@ -215,6 +216,18 @@ LOGIN_DEFS_DEFAULTS: dict[str, str] = {
     "LOGIN_TIMEOUT": "60",
 }
 SHADOW_VERSION = "shadow 4.13"
+
+# shadow 4.13's useradd: the /etc/default/useradd keys read here and what `useradd -D` prints
+# when the file leaves them unset (GROUP and SKEL, which useradd resolves against the system,
+# are left out)
+USERADD_DEFAULTS: dict[str, str] = {
+    "HOME": "/home",
+    "INACTIVE": "-1",
+    "EXPIRE": "",
+    "SHELL": "/bin/bash",
+    "CREATE_MAIL_SPOOL": "no",
+    "LOG_INIT": "yes",
+}
 
 # libpwquality 1.4.5: pwquality.conf(5) values when nothing sets them (flags are off).
 PWQUALITY_DEFAULTS: dict[str, str] = {
@@ -408,7 +421,7 @@ class KvConfig:
             if e is not None and reader is not None and self._unparsed(str(args[0]), reader):
                 dflt = self.default(str(args[0]))
                 if dflt is not None:
-                    return f"{e.source} (not a number: {self._version} default {dflt})"
+                    return f"{e.source} (a value {self._version} refuses: its default {dflt})"
             if e is not None:
                 return e.source
             if name != "has" and str(args[0]) in self._derived:
@@ -480,6 +493,50 @@ def collect_login_defs(ctx: FactContext) -> KvConfig:
         ignore_case=False,
         int_reader=c_integer,
         defaults=defaults,
+        version=SHADOW_VERSION,
+    )
+
+
+_GETLONG = re.compile(r"[ \t\n\v\f\r]*[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
+_LONG_MAX = (1 << 63) - 1
+
+
+def _useradd_inactive(value: str | None) -> int | None:
+    """INACTIVE as useradd's get_defaults() takes it: shadow's getlong() (strtol base 0, the
+    whole value a number: no trailing blank or `\r`, within a long), at least -1; None where
+    useradd refuses it (and keeps -1)."""
+    if value is None or not _GETLONG.match(value):
+        return None
+    n = c_integer(value)
+    return n if n is not None and -1 <= n <= _LONG_MAX else None
+
+
+def collect_useradd_defaults(ctx: FactContext) -> KvConfig:
+    """/etc/default/useradd as shadow 4.13's useradd reads it (get_defaults(), what `useradd -D`
+    prints): fgets() into 1024 bytes (a longer line comes in pieces read as lines), a line
+    counts when it starts with exactly `KEY=` (no blank before or around the `=`), its value
+    is the rest of the line as is, and the last one wins. CREATE_MAIL_SPOOL= with no value is
+    "no"; LOG_INIT= with none changes nothing."""
+    path = "/etc/default/useradd"
+    text = ctx.read_text(path)
+    entries: dict[str, _Entry] = {}
+    for n, line in fgets_lines(text or "", 1024):
+        key, sep, value = line.partition("=")
+        if sep and key in USERADD_DEFAULTS:
+            if key == "CREATE_MAIL_SPOOL" and not value:
+                value = "no"
+            elif key == "LOG_INIT" and not value:
+                continue  # useradd keeps what it had
+            entries[key] = _Entry(value, at(path, n))
+    return KvConfig(
+        "useradd_defaults",
+        path,
+        [] if text is None else [path],
+        entries,
+        text is not None,
+        ignore_case=False,
+        int_reader=_useradd_inactive,
+        defaults=USERADD_DEFAULTS,
         version=SHADOW_VERSION,
     )
 
@@ -964,6 +1021,12 @@ def register(reg: FactRegistry) -> None:
         collect_login_defs,
         returns=KV,
         doc="/etc/login.defs (last definition wins; shadow 4.13 defaults)",
+    )
+    reg.register(
+        "useradd_defaults",
+        collect_useradd_defaults,
+        returns=KV,
+        doc="/etc/default/useradd as useradd reads it (what `useradd -D` prints; shadow 4.13 defaults)",
     )
     reg.register(
         "pwquality",

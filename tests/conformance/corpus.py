@@ -2398,6 +2398,18 @@ def _login_defs() -> Iterator[Variant]:
         {"5.4.1.5": F},
         replace("etc/default/useradd", "INACTIVE=45", "INACTIVE=-1"),
     )
+    # /etc/default/useradd as useradd reads it: asked of `useradd -D` (test_oracles)
+    for vid, text, expect in (
+        ("inactive-set-twice", "INACTIVE=45\nINACTIVE=-1", {"5.4.1.5": F}),
+        ("inactive-blanks-around-equals", "INACTIVE = 45", {"5.4.1.5": F}),
+        ("inactive-indented", "  INACTIVE=45", {"5.4.1.5": F}),
+        ("inactive-trailing-blank", "INACTIVE=45 ", {"5.4.1.5": F}),
+        ("inactive-crlf", "INACTIVE=45\r", {"5.4.1.5": F}),
+        ("inactive-octal", "INACTIVE=055", {}),
+        ("inactive-hex", "INACTIVE=0x1e", {}),
+    ):
+        yield _v(f"5.4.1.5/{vid}", expect, replace("etc/default/useradd", "INACTIVE=45", text),
+                 oracle="useradd", kind="compliant" if not expect else "break")
     yield _v(
         "5.4.1.5/user-inactive-empty",
         {"5.4.1.5": F},

@@ -782,6 +782,56 @@ def test_login_defs_unset_everywhere_reads_as_shadows_defaults(base_tree, tmp_pa
     assert ours == _shadow_oracle(root)
 
 
+# /etc/default/useradd: pieces of lines useradd reads, skips or refuses
+_UA_KEYS = ("INACTIVE", "HOME", "SHELL", "EXPIRE", "CREATE_MAIL_SPOOL", "LOG_INIT")
+_UA_NUMBERS = ("30", "45", "0", "-1", "-2", "010", "08", "0x1e", "0X2D", "0x", "+7", " 7", "\t9",
+               "30 ", "30\r", "", "4x", "9223372036854775807", "9223372036854775808", "-0")
+_UA_TEXTS = ("/srv/home", "/bin/sh", "", "2030-01-01", "yes", "no", "a=b", " x ", "YES")
+
+
+def _useradd_file(rng: random.Random) -> str:
+    lines = []
+    for _ in range(rng.randint(0, 6)):
+        key = rng.choice(_UA_KEYS + ("inactive", "HOMEX", "# INACTIVE", "INACTIVEX"))
+        value = rng.choice(_UA_NUMBERS if key.upper().startswith(("INACTIVE", "# ")) else _UA_TEXTS)
+        line = rng.choice(("", "", "", " ", "\t")) + key + rng.choice(("=", "=", "=", " =", "= ")) + value
+        if rng.random() < 0.1:  # a line past useradd's 1024-byte buffer: its tail is read as a line
+            line = "#" + "x" * rng.choice((1021, 1022, 1023)) + line
+        lines.append(line)
+    return "\n".join(lines) + rng.choice(("\n", ""))
+
+
+def _useradd_D(root: Path) -> dict[str, str]:
+    out = subprocess.run([_tool("useradd"), "-D", "-P", str(root)], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_useradd_defaults_are_what_useradd_D_prints(tmp_path, seed) -> None:
+    rng = random.Random(seed)
+    root = tmp_path / "r"
+    (root / "etc/default").mkdir(parents=True)
+    shutil.copy("/etc/group", root / "etc/group")
+    for _ in range(25):
+        text = _useradd_file(rng)
+        (root / "etc/default/useradd").write_text(text)
+        theirs = _useradd_D(root)
+        d = FactContext(builtin_registry(), str(root)).fact("useradd_defaults", ())
+        assert str(d.int("INACTIVE")) == theirs["INACTIVE"], text
+        for key in _UA_KEYS[1:]:
+            assert d.option(key) == theirs[key], (key, text)
+
+
+@pytest.mark.parametrize("variant", _variants("useradd"), ids=_id)
+def test_inactive_lock_follows_what_useradd_D_prints(bundle, base_tree, tmp_path, variant) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    inactive = int(_useradd_D(root)["INACTIVE"])
+    assert FactContext(builtin_registry(), str(root)).fact("useradd_defaults", ()).int("INACTIVE") == inactive
+    verdict = _statuses(bundle, root, "cis-5.4.1.5")["cis-5.4.1.5-inactive-password-lock"]
+    assert verdict == ("pass" if 0 <= inactive <= 45 else "fail")  # the base tree's users comply
+
+
 def _sshd_test_mode(conf: Path, *connection: str) -> subprocess.CompletedProcess[str]:
     """`sshd -T [-C ...] -f conf`. sshd wants its privilege separation directory even then: where
     the host has no /run/sshd, run it in a private mount namespace over a fresh /run."""

@@ -1,4 +1,4 @@
-"""login_defs, pwquality, faillock, auditd_conf, journald: each file's own syntax and order,
+"""login_defs, useradd_defaults, pwquality, faillock, auditd_conf, journald: each file's own syntax and order,
 and each program's built-in default for what the files leave unset (tests/conformance asks the
 real programs: shadow's useradd and chgpasswd, systemd's own journald.conf)."""
 
@@ -427,3 +427,24 @@ def test_auditd_reads_lines_as_its_get_line_hands_them_over(tmp_path: Path, text
     write(tmp_path, "etc/audit/auditd.conf", "space_left = 75\nadmin_space_left = 50\n" + text)
     a = context(tmp_path).fact("auditd_conf", ())
     assert (a.option("disk_full_action"), a.errors) == (action, ())
+
+
+@pytest.mark.parametrize(
+    ("text", "inactive"),
+    [
+        ("INACTIVE=30\n", 30),
+        ("INACTIVE=30\nINACTIVE=-1\n", -1),  # the last line wins
+        ("INACTIVE = 30\n", -1),  # no KEY= at the start: not read
+        (" INACTIVE=30\n", -1),
+        ("INACTIVE=30 \n", -1),  # refused: something after the number
+        ("INACTIVE=030\n", 24),  # strtol base 0
+        ("INACTIVE=-5\n", -1),  # below -1: refused
+        ("#" + "x" * 1022 + "INACTIVE=7\n", 7),  # fgets() hands useradd the tail as a line
+    ],
+)
+def test_useradd_defaults_read_as_useradd_reads_them(tmp_path: Path, text: str, inactive: int) -> None:
+    # tests/conformance compares with `useradd -D`
+    write(tmp_path, "etc/default/useradd", text)
+    d = context(tmp_path).fact("useradd_defaults", ())
+    assert d.int("INACTIVE") == inactive
+    assert (d.option("SHELL"), d.option("LOG_INIT")) == ("/bin/bash", "yes")
