@@ -17,7 +17,7 @@ is_root() { [ "$(id -u)" = 0 ]; }
 # Debian packages: runtime (bcc, bpftool, headers, PDF rendering libs) and, for tests and
 # benchmarks, the real tools we compare against or talk to.
 runtime_debs="python3 python3-venv python3-bpfcc bpftool linux-headers-cloud-amd64 libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libfontconfig1 fonts-dejavu-core"
-test_debs="ansible-core postgresql skopeo sqlite3 poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules strace binutils acl attr libcap2-bin openssh-server libxml2-utils make"
+test_debs="ansible-core postgresql skopeo sqlite3 poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules strace binutils iptables acl attr libcap2-bin openssh-server libxml2-utils make"
 
 install_debs() {
   local missing=()
@@ -60,7 +60,7 @@ if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
 fi
 
 # Parsers the conformance tests ask (sudo's cvtsudoers, libpwquality, kmod's modprobe and
-# depmod, chronyd -p), unpacked from their Debian packages into the virtual environment
+# depmod, chronyd -p, ufw-init), unpacked from their Debian packages into the virtual environment
 # rather than installed: sudo, kmod or chrony on the host would change it.
 unpack_debs() {
   local dest="$venv/oracles" tmp
@@ -81,7 +81,7 @@ unpack_debs() {
   fi
   rm -rf "$tmp"
 }
-[ $with_test_tools = 1 ] && unpack_debs sudo libpwquality1 libcrack2 kmod chrony
+[ $with_test_tools = 1 ] && unpack_debs sudo libpwquality1 libcrack2 kmod chrony ufw
 
 # bcc comes from Debian (the PyPI package named bcc is unrelated): expose only its module.
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

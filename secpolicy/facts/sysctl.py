@@ -4,7 +4,6 @@ sysctl.d files, applied in systemd-sysctl order, with the file and line that set
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -143,18 +142,13 @@ def _assignments(ctx: FactContext, path: str) -> list[tuple[str, Assignment]]:
     return out
 
 
-_IPT_SYSCTL = re.compile(r"^[ \t]*IPT_SYSCTL=(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s#;]*))", re.MULTILINE)
-
-
 def _ufw_sysctl_file(ctx: FactContext) -> str | None:
     """The file ufw applies with `sysctl -p` when it starts, after systemd-sysctl: IPT_SYSCTL
-    of /etc/default/ufw (the last one set), when ufw is enabled. Whether ufw is enabled is
-    asked only of a host whose /etc/default/ufw names such a file."""
-    found = _IPT_SYSCTL.findall(ctx.read_text("/etc/default/ufw") or "")
-    path = next((v for v in found[-1] if v), "") if found else ""
-    if not path.startswith("/") or not ctx.fact("firewall", ()).ufw_enabled:
+    as ufw-init reads /etc/default/ufw and ufw.conf, when ufw is installed and starts."""
+    if not ctx.fact("package", ("ufw",)).installed:
         return None
-    return path
+    ufw = ctx.fact("ufw", ())
+    return ufw.sysctl_file if ufw.enabled else None
 
 
 class Sysctl:

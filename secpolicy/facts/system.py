@@ -26,6 +26,7 @@ from secpolicy.facts._common import (
     require_proc,
     text_lines,
 )
+from secpolicy.facts.shell import CannotTell, source
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -40,6 +41,7 @@ __all__ = [
     "MOUNT",
     "RSYSLOG",
     "TIMESYNC",
+    "UFW",
     "audit_enabled_source",
     "register",
 ]
@@ -520,12 +522,12 @@ class Firewall:
         self.nftables_installed = pkg("nftables").installed
         self.ufw_installed = pkg("ufw").installed
         self.iptables_installed = pkg("iptables").installed
-        conf = ctx.read_text("/etc/ufw/ufw.conf") or ""
-        m = re.search(r"^\s*ENABLED\s*=\s*\"?(\w+)", conf, re.MULTILINE)
-        self.ufw_enabled = bool(self.ufw_installed and m and m.group(1).lower() == "yes")
-        self._ufw_where = "/etc/ufw/ufw.conf"
-        if m:
-            self._ufw_where = at("/etc/ufw/ufw.conf", conf[: m.start()].count("\n") + 1)
+        self.ufw_enabled = False
+        self._ufw_where = "/var/lib/dpkg/status (ufw not installed)"
+        if self.ufw_installed:
+            ufw = ctx.fact("ufw", ())
+            self.ufw_enabled = ufw.enabled
+            self._ufw_where = ufw.where("enabled")
         self.nftables_enabled = bool(self.nftables_installed and svc("nftables").enabled)
         self.iptables_persistent = bool(
             pkg("iptables-persistent").installed and svc("netfilter-persistent").enabled
@@ -551,6 +553,170 @@ class Firewall:
         if name.endswith("_installed"):
             return "/var/lib/dpkg/status"
         return "/etc/ufw/ufw.conf, /etc/systemd/system/*.wants, /var/lib/dpkg/status"
+
+
+# --- ufw ------------------------------------------------------------------------------------------------
+UFW = ObjectType(
+    "ufw",
+    {
+        "enabled": BOOL,
+        "default_input": STR,
+        "default_output": STR,
+        "default_forward": STR,
+        "sysctl_file": STR,
+    },
+    doc="ufw's boot configuration as ufw-init (ufw 0.36.2, run by ufw.service) reads it: it sources "
+    "/etc/ufw/ufw.conf, then /etc/default/ufw and ufw.conf again, with /bin/sh",
+    field_docs={
+        "enabled": "ufw-init starts the firewall: ENABLED is yes or YES once it has sourced the files, "
+        "and both files exist and are not empty (ufw.service's own enablement is service(\"ufw.service\"))",
+        "default_input": "the policy of INPUT ufw-init applies: ACCEPT, DROP or REJECT "
+        "(DEFAULT_INPUT_POLICY; REJECT is its own rule at the end of the chain); when one of the three "
+        "is none of these, iptables-restore refuses the policies and the other chains keep ACCEPT",
+        "default_output": "as default_input, for OUTPUT (DEFAULT_OUTPUT_POLICY)",
+        "default_forward": "as default_input, for FORWARD (DEFAULT_FORWARD_POLICY)",
+        "sysctl_file": "the file ufw-init applies with `sysctl -p` when it starts the firewall (IPT_SYSCTL, "
+        "when it names a file that is not empty), or null",
+    },
+)
+UFW_CONF = "/etc/ufw/ufw.conf"
+UFW_DEFAULTS = "/etc/default/ufw"
+_UFW_POLICIES = ("ACCEPT", "DROP", "REJECT")
+_UFW_CHAINS = (("default_input", "INPUT"), ("default_output", "OUTPUT"), ("default_forward", "FORWARD"))
+
+
+class Ufw:
+    """What ufw-init does at boot with its configuration: it sources ufw.conf (and stops there
+    when ENABLED is "no"), then, from ufw-init-functions, /etc/default/ufw and ufw.conf again
+    (each must exist and not be empty, else it aborts); ufw_start() starts the firewall when
+    ENABLED is yes or YES. The files are read as sh reads them (facts/shell.py); where only
+    running them could tell, the fact is an error naming the line."""
+
+    def __init__(self, ctx: FactContext) -> None:
+        # ufw-init sets these before it sources anything; ufw-init-functions sets PATH and
+        # loops over the two files in `s`
+        self._env = {"rootdir": "", "datadir": "", "DATA_DIR": ""}
+        self._origin: dict[str, str] = {}
+        self._read = False  # both passes read: the policies are known
+        self._error: EvaluationError | None = None  # why the second pass could not be read
+        self._unread = ""  # which file ufw-init cannot source, when one
+        self._sysctl: str | EvaluationError | None = None
+        self.enabled = False
+        conf = ctx.read_text(UFW_CONF)
+        if conf is None:
+            self._enabled_where = self._unread = f"{UFW_CONF} (absent: ufw-init stops at sourcing it)"
+            return
+        self._source(conf, UFW_CONF)
+        stopped = self._env.get("ENABLED") == "no"
+        self._enabled_where = self._origin.get("ENABLED", UFW_CONF)
+        if stopped:
+            self._enabled_where += " (ENABLED=no: ufw-init stops before starting the firewall)"
+        self._env["PATH"] = "/sbin:/bin:/usr/sbin:/usr/bin"
+        for path in (UFW_DEFAULTS, UFW_CONF):
+            text = ctx.read_text(path)
+            if not text:
+                self._unread = f"{path} ({'absent' if text is None else 'empty'}: ufw-init aborts)"
+                if not stopped:
+                    self._enabled_where = self._unread
+                return
+            self._env["s"] = path
+            try:
+                self._source(text, path)
+            except EvaluationError as exc:
+                if not stopped:
+                    raise
+                self._error = exc  # ufw-init never reads it; the policies are what cannot be told
+                return
+        self._read = True
+        self._sysctl = self._sysctl_file(ctx)
+        if not stopped:
+            self.enabled = self._env.get("ENABLED") in ("yes", "YES")
+            self._enabled_where = self._origin.get("ENABLED", f"{UFW_CONF} (ENABLED not set)")
+
+    def _source(self, text: str, path: str) -> None:
+        try:
+            source(text, path, self._env, self._origin)
+        except CannotTell as exc:
+            raise EvaluationError(f"{exc.where}: cannot tell what ufw-init makes of it: {exc.why}") from None
+
+    def _values(self) -> tuple[str | None, ...]:
+        return tuple(self._env.get(f"DEFAULT_{chain}_POLICY") for _, chain in _UFW_CHAINS)
+
+    def _policy(self, field: str) -> str | None:
+        if self._error is not None:
+            raise self._error
+        if not self._read:
+            return None
+        values = self._values()
+        for v, (_, chain) in zip(values, _UFW_CHAINS, strict=True):
+            if v is not None and any(c in v for c in " \t\n*?["):
+                where = self._origin[f"DEFAULT_{chain}_POLICY"]
+                raise EvaluationError(
+                    f"{where}: cannot tell what ufw-init applies: DEFAULT_{chain}_POLICY={v!r} is split "
+                    "or globbed by the shell where ufw-init passes it to iptables-restore unquoted")
+        value = values[[f for f, _ in _UFW_CHAINS].index(field)]
+        if value == "REJECT":
+            return value  # ufw-init adds the chain's reject rule on its own, whatever the others
+        if not all(v in _UFW_POLICIES for v in values):
+            return "ACCEPT"  # iptables-restore refuses the three policy lines: the chains keep ACCEPT
+        return value
+
+    @property
+    def default_input(self) -> str | None:
+        return self._policy("default_input")
+
+    @property
+    def default_output(self) -> str | None:
+        return self._policy("default_output")
+
+    @property
+    def default_forward(self) -> str | None:
+        return self._policy("default_forward")
+
+    def _sysctl_file(self, ctx: FactContext) -> str | EvaluationError | None:
+        """IPT_SYSCTL, which ufw-init applies with `sysctl -p $IPT_SYSCTL` when `[ -s ]` finds
+        it a file that is not empty (a relative path from ufw-init's working directory, / under
+        systemd)."""
+        value = self._env.get("IPT_SYSCTL", "")
+        if not value:
+            return None
+        path = value if value.startswith("/") else "/" + value
+        st = ctx.stat(path)
+        if st is None or st.st_size == 0:
+            return None
+        if any(c in value for c in " \t\n*?["):
+            return EvaluationError(
+                f"{self._origin['IPT_SYSCTL']}: cannot tell what ufw-init applies: IPT_SYSCTL={value!r} is split "
+                "or globbed by the shell where ufw-init passes it to sysctl -p unquoted")
+        return path
+
+    @property
+    def sysctl_file(self) -> str | None:
+        if self._error is not None:
+            raise self._error
+        if isinstance(self._sysctl, EvaluationError):
+            raise self._sysctl
+        return self._sysctl
+
+    def describe(self) -> str:
+        return "ufw"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "enabled":
+            return self._enabled_where
+        if not self._read:
+            return self._unread
+        if name == "sysctl_file":
+            return self._origin.get("IPT_SYSCTL", f"{UFW_DEFAULTS} (IPT_SYSCTL not set)")
+        chain = dict(_UFW_CHAINS).get(name)
+        if chain is None:
+            return f"{UFW_DEFAULTS}, {UFW_CONF}"
+        values = self._values()
+        if self._env.get(f"DEFAULT_{chain}_POLICY") != "REJECT" and not all(v in _UFW_POLICIES for v in values):
+            odd = next(c for v, (_, c) in zip(values, _UFW_CHAINS, strict=True) if v not in _UFW_POLICIES)
+            shown = self._origin.get(f"DEFAULT_{odd}_POLICY", f"{UFW_DEFAULTS} (DEFAULT_{odd}_POLICY not set)")
+            return f"{shown} (not ACCEPT, DROP or REJECT: iptables-restore refuses the policies, the chains keep ACCEPT)"
+        return self._origin[f"DEFAULT_{chain}_POLICY"]
 
 
 # --- AppArmor -----------------------------------------------------------------------------------------
@@ -1038,6 +1204,7 @@ def register(reg: FactRegistry) -> None:
     reg.register(
         "firewall", Firewall, returns=FIREWALL, doc="host firewall presence and enablement"
     )
+    reg.register("ufw", Ufw, returns=UFW, doc="ufw's boot configuration, as ufw-init reads it")
     reg.register("apparmor", AppArmor, returns=APPARMOR, doc="AppArmor state and profiles")
     reg.register("rsyslog", Rsyslog, returns=RSYSLOG, doc="rsyslog configuration")
     reg.register(

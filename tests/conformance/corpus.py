@@ -1189,6 +1189,7 @@ def _firewall() -> Iterator[Variant]:
         {"4.3.2": F, "4.1.1": F, "4.3.1": NA, "4.2.2": P, "4.2.3": F, "4.2.4": F, "4.2.7": F},
         install("ufw"),
         write("etc/ufw/ufw.conf", "ENABLED=yes\n"),
+        write("etc/default/ufw", 'DEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\nDEFAULT_FORWARD_POLICY="DROP"\n'),
         note="both firewalls are in use: both sections apply",
     )
     yield _v(
@@ -1249,6 +1250,22 @@ def _firewall() -> Iterator[Variant]:
             "etc/default/ufw", 'DEFAULT_OUTPUT_POLICY="DROP"', 'DEFAULT_OUTPUT_POLICY="ACCEPT"'
         ),
     )
+    # ufw.conf and /etc/default/ufw as ufw-init sources them: asked of ufw-init (test_oracles)
+    for vid, edit, expect in (
+        ("4.2.3/ufw-enabled-then-no", append("etc/ufw/ufw.conf", "ENABLED=no\n"),
+         {"4.2.3": F, "4.1.1": F, "4.3.1": F, "4.4.1.1": F}),
+        ("4.2.3/ufw-enabled-quoted", replace("etc/ufw/ufw.conf", "ENABLED=yes", 'ENABLED="yes"'), {}),
+        ("4.2.3/ufw-no-defaults-file", delete("etc/default/ufw"),
+         {"4.2.3": F, "4.1.1": F, "4.3.1": F, "4.4.1.1": F, "4.2.7": F}),
+        ("4.2.7/ufw-input-accept-last", append("etc/default/ufw", 'DEFAULT_INPUT_POLICY="ACCEPT"\n'), {"4.2.7": F}),
+        ("4.2.7/ufw-output-accept-in-ufw-conf", append("etc/ufw/ufw.conf", "DEFAULT_OUTPUT_POLICY=ACCEPT\n"),
+         {"4.2.7": F}),
+        ("4.2.7/ufw-unquoted-and-reject", replace("etc/default/ufw", '"DROP"', "REJECT"), {}),
+        ("4.2.7/ufw-lowercase-policy", replace("etc/default/ufw", 'DEFAULT_OUTPUT_POLICY="DROP"',
+                                               'DEFAULT_OUTPUT_POLICY="drop"'), {"4.2.7": F}),
+    ):
+        yield _v(vid, {**ufw_ok, **nft_na, **expect}, *ufw, edit, oracle="ufw-init",
+                 kind="compliant" if not expect else "break")
     v4 = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\n-A INPUT -s 127.0.0.0/8 -j DROP\n-A OUTPUT -o lo -j ACCEPT\nCOMMIT\n"
     v6 = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\n-A INPUT -s ::1/128 -j DROP\n-A OUTPUT -o lo -j ACCEPT\nCOMMIT\n"
     ipt = (
@@ -1309,6 +1326,7 @@ def _firewall() -> Iterator[Variant]:
         *ipt,
         install("ufw"),
         write("etc/ufw/ufw.conf", "ENABLED=yes\n"),
+        write("etc/default/ufw", 'DEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\nDEFAULT_FORWARD_POLICY="DROP"\n'),
         note="ufw and iptables-persistent both in use: both sections apply",
     )
     yield _v(

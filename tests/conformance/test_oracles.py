@@ -3,8 +3,10 @@ connection a Match block selects, `augenrules` and `auditctl -R` into the runnin
 keys of this test's own, removed afterwards), `systemd-analyze cat-config` for drop-in
 precedence, `systemctl is-enabled` for the state of units, kmod's `modprobe` for modprobe.d,
 `rsyslogd -N1 -o` and `chronyd -p` for the configuration they read, shadow's
-`useradd`/`chgpasswd` for login.defs and its defaults, `cvtsudoers` for what sudo reads of
-sudoers. The facts and rules must agree with what the tools say."""
+`useradd`/`chgpasswd` for login.defs and its defaults and `useradd -D` for
+/etc/default/useradd, ufw's own `ufw-init` (in a network namespace) and `sh` for the files it
+sources, `cvtsudoers` for what sudo reads of sudoers. The facts and rules must agree with what
+the tools say."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import pytest
 
 from secpolicy.engine import scan
 from secpolicy.errors import EvaluationError
-from secpolicy.facts import FactContext
+from secpolicy.facts import FactContext, shell
 from secpolicy.facts import sshd as sshd_fact
 from secpolicy.facts._common import config_parse
 from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
@@ -989,6 +991,178 @@ def test_chrony_sources_are_the_ones_chronyd_reads(tmp_path, case) -> None:
     read: list[tuple[str, str]] = []
     _chrony_file(FactContext(builtin_registry(), str(tmp_path)), CHRONY_CONF, read, 0)
     assert sorted(name for name, where in read if not where.split(":")[0].endswith(".sources")) == theirs
+
+
+# --- ufw-init ------------------------------------------------------------------------------------
+# scripts/setup.sh --with-test-tools unpacks ufw into the virtual environment (not installed)
+def _ufw_package() -> Path:
+    unpacked = Path(sys.prefix) / "oracles"
+    if not (unpacked / "lib/ufw/ufw-init").exists():
+        pytest.skip("ufw is not unpacked by scripts/setup.sh --with-test-tools")
+    return unpacked
+
+
+def _ufw_init(root: Path) -> tuple[bool, dict[str, str]]:
+    """Run ufw's own ufw-init (`start quiet`, as ufw.service does) on ROOT's /etc in a private
+    network namespace, and read there what it did: whether it made its chains, and the policy
+    of INPUT, OUTPUT and FORWARD (REJECT where it added its reject rule)."""
+    pkg = _ufw_package()
+    (root / "lib/ufw").mkdir(parents=True, exist_ok=True)
+    shutil.copy(pkg / "lib/ufw/ufw-init-functions", root / "lib/ufw/ufw-init-functions")
+    (root / "etc/ufw").mkdir(parents=True, exist_ok=True)
+    for rules in (pkg / "usr/share/ufw/iptables").iterdir():
+        if not (root / "etc/ufw" / rules.name).exists():
+            shutil.copy(rules, root / "etc/ufw" / rules.name)
+    script = (f"sh {pkg}/lib/ufw/ufw-init --rootdir {root} --datadir {root} start quiet >/dev/null 2>&1; "
+              f"{_tool('iptables')} -S")
+    out = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                         check=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}).stdout
+    policies = dict(re.findall(r"^-P (INPUT|OUTPUT|FORWARD) (\S+)$", out, re.MULTILINE))
+    for chain in ("INPUT", "OUTPUT", "FORWARD"):
+        if f"-A ufw-reject-{chain.lower()} -j REJECT" in out:
+            policies[chain] = "REJECT"
+    return "-N ufw-user-input" in out, policies
+
+
+def _ufw_ours(root: Path) -> tuple[bool | None, dict[str, str | None] | None]:
+    """The ufw fact on ROOT: enabled (None where it cannot tell) and the three policies (None
+    where it cannot tell them)."""
+    try:
+        ufw = FactContext(builtin_registry(), str(root)).fact("ufw", ())
+        enabled = ufw.enabled
+    except EvaluationError:
+        return None, None
+    try:
+        return enabled, {"INPUT": ufw.default_input, "OUTPUT": ufw.default_output, "FORWARD": ufw.default_forward}
+    except EvaluationError:
+        return enabled, None
+
+
+_UFW_NAMES = ("ENABLED", "ENABLED", "DEFAULT_INPUT_POLICY", "DEFAULT_OUTPUT_POLICY", "DEFAULT_FORWARD_POLICY", "X")
+_UFW_WORDS = ("yes", "YES", "no", "Yes", "DROP", "ACCEPT", "REJECT", "drop", "")
+_UFW_ODD = ("ENABLED = yes", "true", "ENABLED=$(echo yes)", "ENABLED=`echo yes`", "ENABLED=${X:-yes}",
+            'ENABLED="yes', "; ENABLED=yes", "DEFAULT_INPUT_POLICY=$HOME", "DEFAULT_INPUT_POLICY=\"DROP DROP\"",
+            "DEFAULT_OUTPUT_POLICY=~")
+
+
+def _ufw_value(rng: random.Random, assigned: list[str]) -> str:
+    word = rng.choice(_UFW_WORDS)
+    form = rng.randrange(10)
+    if form == 0:
+        return f'"{word}"'
+    if form == 1:
+        return f"'{word}'"
+    if form == 2 and len(word) > 1:  # pieces quoted differently, a backslash escape
+        return f'"{word[0]}"\\{word[1]}{word[2:]}'
+    if form == 3 and len(word) > 1:  # a line continuation inside the word
+        return f"{word[0]}\\\n{word[1:]}"
+    if form == 4 and assigned:
+        name = rng.choice(assigned)
+        return rng.choice((f"${name}", f"${{{name}}}", f'"${name}"'))
+    if form == 5:
+        return word + rng.choice(("#not-a-comment", "\r"))
+    if form == 6 and len(word) > 1:
+        return rng.choice((f"{word[0]}'{word[1:]}'", f'"{word}"""', f"'{word[:-1]}'\\{word[-1]}", f"#{word}"))
+    if form == 7 and assigned:
+        return f"${{{rng.choice(assigned)}}}{word}"
+    return word
+
+
+def _ufw_file(rng: random.Random, assigned: list[str], odd: bool) -> str:
+    lines = []
+    for _ in range(rng.randint(0, 5)):
+        if odd and rng.random() < 0.2:
+            lines.append(rng.choice(_UFW_ODD))
+            continue
+        parts = []
+        for _ in range(rng.choice((1, 1, 1, 2))):
+            name = rng.choice(_UFW_NAMES)
+            parts.append(f"{name}={_ufw_value(rng, assigned)}")
+            assigned.append(name)
+        comment = rng.choice(("", "", "", " # a comment", "\t#"))
+        lines.append(rng.choice(("", "", " ", "\t")) + rng.choice((" ", "; ", ";")).join(parts) + comment)
+    return "\n".join(lines) + "\n"
+
+
+def _ufw_tree(root: Path, conf: str, defaults: str | None) -> None:
+    (root / "etc/ufw").mkdir(parents=True, exist_ok=True)
+    (root / "etc/ufw/ufw.conf").write_text(conf)
+    if defaults is not None:
+        (root / "etc/default").mkdir(parents=True, exist_ok=True)
+        (root / "etc/default/ufw").write_text(defaults)
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("seed", range(3))
+def test_ufw_state_is_what_ufw_init_makes_of_its_files(tmp_path, seed) -> None:
+    rng = random.Random(seed)
+    told = 0
+    for i in range(30):
+        root = tmp_path / str(i)
+        odd = rng.random() < 0.3
+        assigned: list[str] = []  # what a line may refer to: ufw-init sources ufw.conf first
+        conf = _ufw_file(rng, assigned, odd)
+        defaults = _ufw_file(rng, assigned, odd) if rng.random() < 0.95 else None
+        _ufw_tree(root, conf, defaults)
+        ours, policies = _ufw_ours(root)
+        started, theirs = _ufw_init(root)
+        case = (defaults, conf)
+        if ours is None or policies is None:
+            assert odd, case  # only a construct that needs running sh is left untold
+        if ours is not None:
+            assert ours == started, case
+            told += 1
+        if ours and policies is not None:
+            assert policies == theirs, case
+    assert told >= 15
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("variant", [v for v in corpus.VARIANTS if v.oracle == "ufw-init"], ids=_id)
+def test_ufw_verdicts_follow_what_ufw_init_does(bundle, base_tree, tmp_path, variant) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    statuses = _statuses(bundle, root, "cis-4.2.")
+    started, theirs = _ufw_init(root)
+    ours, policies = _ufw_ours(root)
+    assert ours == started
+    if started:
+        assert policies == theirs
+    assert statuses["cis-4.2.3-ufw-enabled"] == ("pass" if started else "fail")  # ufw.service is enabled
+    if started:
+        deny = all(theirs[c] in ("DROP", "REJECT") for c in ("INPUT", "OUTPUT", "FORWARD"))
+        assert statuses["cis-4.2.7-ufw-default-deny"] == ("pass" if deny else "fail")
+
+
+@pytest.mark.parametrize("text", [
+    "A=1 B=$A C=${B}x\n",  # assignments in order, each seeing the one before
+    "A='x y' B=\"$A z\" C=a\\ b\n",
+    "A=\"a\\$b\\\"c\\\\d\\e\"\n",  # in double quotes \\ escapes only $ ` \" \\ and a newline
+    "A=x#y # a comment\nB=1;C=2 ; D=3\n",
+    "A=ab\\\ncd\nB='multi\nline'\n",
+    "A=$ B=a$ C='$A' D=$'x'\n",  # a lone $ is kept; dash 0.5.12 has no $'...'
+    "A=*.conf B=[x] C=a~b D=x:y\n",  # no globbing in assignments; ~ is expanded only after = or :
+    "\tA=1\r\n",
+])
+def test_sourced_assignments_are_what_sh_makes_of_them(tmp_path, text) -> None:
+    f = tmp_path / "vars"
+    f.write_text(text)
+    names = ("A", "B", "C", "D")
+    script = 'set -e; . "$1"; printf "%s\\0" "${A-<unset>}" "${B-<unset>}" "${C-<unset>}" "${D-<unset>}"'
+    out = subprocess.run(["/bin/sh", "-c", script, "sh", str(f)], capture_output=True, check=True, timeout=60,
+                         env={}).stdout.decode()
+    theirs = dict(zip(names, out.split("\0")[:4], strict=True))
+    env: dict[str, str] = {}
+    shell.source(text, "vars", env, {})
+    assert {n: env.get(n, "<unset>") for n in names} == theirs
+
+
+@pytest.mark.parametrize("text", [
+    "A = 1\n", "true\n", "A=1 cmd\n", "A=$(id)\n", "A=`id`\n", "A=${B:-x}\n", "A=$1\n", "A=$HOME\n",
+    "A='open\n", "; A=1\n", "A=1 | B=2\n", "A=~/x\n", "A=x:~/y\n", "export A=1\n", "if true; then A=1; fi\n",
+])
+def test_what_only_running_sh_could_tell_is_not_guessed(text) -> None:
+    with pytest.raises(shell.CannotTell):
+        shell.source(text, "vars", {}, {})
 
 
 # --- cvtsudoers ------------------------------------------------------------------------------
