@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "C_SPACE",
+    "SYSTEMD_CONF_PATHS",
     "Assignment",
     "Located",
     "as_value",
@@ -31,6 +32,7 @@ __all__ = [
     "parse_int",
     "proc_available",
     "read_regular",
+    "systemd_conf_files",
     "systemd_lines",
     "text_lines",
     "version_key",
@@ -294,6 +296,20 @@ def dropin_files(ctx: FactContext, dirs: Iterable[str], suffix: str) -> list[str
                 continue
             chosen[name] = path
     return [p for n in sorted(chosen) if (p := chosen[n]) is not None]
+
+
+# systemd 252's CONF_PATHS: where its daemons' configuration files and their drop-ins live,
+# highest priority first (a merged-/usr build: no /lib)
+SYSTEMD_CONF_PATHS = ("/etc", "/run", "/usr/local/lib", "/usr/lib")
+
+
+def systemd_conf_files(ctx: FactContext, name: str) -> list[str]:
+    """The files of a systemd daemon's configuration `name` (`systemd/journald.conf`) in the
+    order `systemd-analyze cat-config` gives them: the main file (the first of the
+    SYSTEMD_CONF_PATHS holding it; /etc when none does), then the `name.d/*.conf` drop-ins of
+    all those directories, sorted by file name."""
+    main = next((f"{d}/{name}" for d in SYSTEMD_CONF_PATHS if ctx.exists(f"{d}/{name}")), f"/etc/{name}")
+    return [main] + dropin_files(ctx, (f"{d}/{name}.d" for d in SYSTEMD_CONF_PATHS), ".conf")
 
 
 def real_path(ctx: FactContext, path: str) -> str:

@@ -1,5 +1,5 @@
 """Key/value configuration facts: `login_defs`, `useradd_defaults`, `pwquality`, `faillock`,
-`auditd_conf` and `journald`, each read with its program's own syntax, file order, override rules and built-in
+`auditd_conf`, `journald` and `journal_upload`, each read with its program's own syntax, file order, override rules and built-in
 defaults (for the versions Debian 12 ships), so an unset key reads as what the program uses."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from secpolicy.facts._common import (
     C_SPACE,
     at,
     config_parse_files,
-    dropin_files,
     fgets_lines,
     fgets_pieces,
+    systemd_conf_files,
 )
 from secpolicy.facts.pam import PAM_ENTRY
 
@@ -942,14 +942,6 @@ def collect_auditd_conf(ctx: FactContext) -> KvConfig:
     )
 
 
-JOURNALD_DIRS = (
-    "/etc/systemd/journald.conf.d",
-    "/run/systemd/journald.conf.d",
-    "/usr/local/lib/systemd/journald.conf.d",
-    "/usr/lib/systemd/journald.conf.d",
-)
-
-
 _JOURNALD_BOOLS = {"Seal", "ForwardToSyslog", "ForwardToKMsg", "ForwardToConsole", "ForwardToWall", "ReadKMsg", "Audit"}
 _JOURNALD_STORAGE = {"volatile", "persistent", "auto", "none"}
 
@@ -969,37 +961,45 @@ def _journald_refusal(key: str, value: str) -> str | None:
     return None
 
 
-def collect_journald(ctx: FactContext) -> KvConfig:
-    # systemd: the main file (/etc, else /run, /usr/local/lib, /usr/lib), then the drop-ins of
-    # all journald.conf.d directories sorted by name, a name in an earlier directory hiding
-    # the same name later (and a link to /dev/null hiding it); [Journal] only, keys as written
-    main = next(
-        (
-            p
-            for p in (
-                "/etc/systemd/journald.conf",
-                "/run/systemd/journald.conf",
-                "/usr/local/lib/systemd/journald.conf",
-                "/usr/lib/systemd/journald.conf",
-            )
-            if ctx.exists(p)
-        ),
-        "/etc/systemd/journald.conf",
-    )
-    files = [main] + dropin_files(ctx, JOURNALD_DIRS, ".conf")
-    assignments, read, stopped = config_parse_files(ctx, files, {"Journal"})
+def _systemd_daemon_conf(
+    ctx: FactContext, name: str, section: str, keep: Callable[[str, str], str | None]
+) -> tuple[str, list[str], dict[str, _Entry], list[str], str | None]:
+    """A systemd daemon's configuration `name` (`systemd/journald.conf`): the files in
+    systemd's order, the `section` assignments systemd reads, each passed through `keep(key,
+    value)`, which gives the value kept, _RESET (back to the default) or raises ValueError
+    with why the daemon ignores it. Returns (main file, files read, entries, errors, the file
+    where systemd stopped reading)."""
+    files = systemd_conf_files(ctx, name)
+    assignments, read, stopped = config_parse_files(ctx, files, {section})
     entries: dict[str, _Entry] = {}
     errors: list[str] = []
     for path, a in assignments:
-        why = _journald_refusal(a.key, a.value)
-        if why == _RESET:
+        try:
+            value = keep(a.key, a.value)
+        except ValueError as exc:
+            errors.append(f"{at(path, a.line)}: {exc}")
+            continue
+        if value == _RESET:
             entries.pop(a.key, None)
-        elif why is not None:
-            errors.append(f"{at(path, a.line)}: {why}")
-        else:
-            entries[a.key] = _Entry(a.value, at(path, a.line))
+        elif value is not None:
+            entries[a.key] = _Entry(value, at(path, a.line))
     if stopped is not None:
         errors.append(f"{stopped[0]}: {stopped[1]}; systemd reads no further (nor the files after it)")
+    return files[0], read, entries, errors, None if stopped is None else stopped[0]
+
+
+def _journald_value(key: str, value: str) -> str:
+    why = _journald_refusal(key, value)
+    if why is not None and why != _RESET:
+        raise ValueError(why)
+    return _RESET if why == _RESET else value
+
+
+def collect_journald(ctx: FactContext) -> KvConfig:
+    # systemd: the main file, then the drop-ins of all journald.conf.d directories sorted by
+    # name, a name in an earlier directory hiding the same name later (and a link to /dev/null
+    # hiding it); [Journal] only, keys as written
+    main, read, entries, errors, stopped = _systemd_daemon_conf(ctx, "systemd/journald.conf", "Journal", _journald_value)
     return KvConfig(
         "journald",
         main,
@@ -1011,7 +1011,53 @@ def collect_journald(ctx: FactContext) -> KvConfig:
         defaults=JOURNALD_DEFAULTS,
         version=JOURNALD_VERSION,
         errors=errors,
-        stopped=None if stopped is None else stopped[0],
+        stopped=stopped,
+    )
+
+
+_JOURNAL_UPLOAD_PATHS = frozenset(("ServerKeyFile", "ServerCertificateFile", "TrustedCertificateFile"))
+_SIMPLIFY = re.compile(r"/+")
+
+
+def _journal_upload_value(key: str, value: str) -> str | None:
+    """The value systemd-journal-upload 252 keeps for an assignment: _RESET for an empty URL or
+    path (or `-` for a path: config_parse_path_or_ignore), the path simplified (runs of `/`
+    and `/./` folded, no trailing `/`), None where it refuses a path that is not absolute (and
+    keeps the value before)."""
+    if key not in _JOURNAL_UPLOAD_PATHS:
+        return value or _RESET
+    if value in ("", "-"):
+        return _RESET
+    if not value.startswith("/") or "/../" in f"{value}/":
+        return None
+    parts = [p for p in _SIMPLIFY.split(value) if p not in ("", ".")]
+    return "/" + "/".join(parts)
+
+
+def _journal_upload_kept(key: str, value: str) -> str:
+    kept = _journal_upload_value(key, value)
+    if kept is None:
+        raise ValueError(f"{key}= {value!r} is not an absolute path: ignored")
+    return kept
+
+
+def collect_journal_upload(ctx: FactContext) -> KvConfig:
+    # systemd-journal-upload: journal-upload.conf and its drop-ins, [Upload]; the same files and
+    # order as journald's
+    main, read, entries, errors, stopped = _systemd_daemon_conf(
+        ctx, "systemd/journal-upload.conf", "Upload", _journal_upload_kept
+    )
+    return KvConfig(
+        "journal_upload",
+        main,
+        read,
+        entries,
+        main in read,
+        ignore_case=False,
+        int_reader=lambda v: None,
+        version=JOURNALD_VERSION,
+        errors=errors,
+        stopped=stopped,
     )
 
 
@@ -1045,6 +1091,12 @@ def register(reg: FactRegistry) -> None:
         collect_auditd_conf,
         returns=KV,
         doc="/etc/audit/auditd.conf as auditd 3.0.9 reads it (its defaults, its refusals)",
+    )
+    reg.register(
+        "journal_upload",
+        collect_journal_upload,
+        returns=KV,
+        doc="journal-upload.conf [Upload] and its drop-ins, as systemd-journal-upload 252 reads them",
     )
     reg.register(
         "journald",

@@ -24,6 +24,7 @@ from secpolicy.facts._common import (
     dropin_files,
     read_proc,
     require_proc,
+    systemd_conf_files,
     text_lines,
 )
 from secpolicy.facts.shell import CannotTell, source
@@ -1060,15 +1061,7 @@ class Timesync:
         )
 
     def _timesyncd(self, ctx: FactContext) -> list[tuple[str, str]]:
-        files = ["/etc/systemd/timesyncd.conf"] + dropin_files(
-            ctx,
-            (
-                "/etc/systemd/timesyncd.conf.d",
-                "/run/systemd/timesyncd.conf.d",
-                "/usr/lib/systemd/timesyncd.conf.d",
-            ),
-            ".conf",
-        )
+        files = systemd_conf_files(ctx, "systemd/timesyncd.conf")
         servers: list[tuple[str, str]] = []
         for path, a in config_parse_files(ctx, files, {"Time"})[0]:
             if a.key == "NTP":

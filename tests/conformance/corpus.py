@@ -897,6 +897,13 @@ def _time() -> Iterator[Variant]:
         oracle="systemd-analyze",
     )
     yield _v(
+        "2.3.2.1/timesyncd-ntp-emptied-in-usr-local-lib",
+        {"2.3.2.1": F, "2.3.2.2": P, **_CHRONY_NA},
+        *_TIMESYNCD,
+        write("usr/local/lib/systemd/timesyncd.conf.d/70-local.conf", "[Time]\nNTP=\n"),
+        oracle="systemd-analyze",
+    )
+    yield _v(
         "2.3.2.2/timesyncd-disabled",
         {"2.3.1.1": F, "2.3.2.2": F, "2.3.2.1": P, **_CHRONY_NA},
         *_TIMESYNCD[:3],
@@ -3256,6 +3263,30 @@ def _logging() -> Iterator[Variant]:
         {**jok, **rsyslog_na, "6.1.2.1.2": F},
         *journal_only,
         replace("etc/systemd/journal-upload.conf", "URL=https://", "URL=http://"),
+    )
+    upload_tls = "[Upload]\nURL=https://loghost.example.internal:19532\nServerKeyFile=/etc/ssl/private/journal-upload.pem\nServerCertificateFile=/etc/ssl/certs/journal-upload.pem\nTrustedCertificateFile=/etc/ssl/ca/trusted.pem\n"
+    yield _v(
+        "6.1.2.1.2/upload-http-in-a-drop-in",
+        {**jok, **rsyslog_na, "6.1.2.1.2": F},
+        *journal_only,
+        write("etc/systemd/journal-upload.conf.d/50-site.conf", "[Upload]\nURL=http://loghost.example.internal:19532\n"),
+        oracle="systemd-analyze",
+    )
+    yield _v(
+        "6.1.2.1.2/upload-tls-in-a-usr-local-lib-drop-in",
+        {**jok, **rsyslog_na},
+        *journal_only,
+        delete("etc/systemd/journal-upload.conf"),
+        write("usr/local/lib/systemd/journal-upload.conf.d/tls.conf", upload_tls),
+        oracle="systemd-analyze",
+        kind="compliant",
+    )
+    yield _v(
+        "6.1.2.1.2/upload-ca-emptied",
+        {**jok, **rsyslog_na, "6.1.2.1.2": F},
+        *journal_only,
+        append("etc/systemd/journal-upload.conf", "TrustedCertificateFile=\n"),
+        oracle="systemd-analyze",
     )
     yield _v(
         "6.1.2.1.3/upload-disabled",

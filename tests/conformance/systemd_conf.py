@@ -53,6 +53,8 @@ class SystemdParser:
                                           ctypes.c_void_p]
         self.lib.parse_size.argtypes = [ctypes.c_char_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)]
         self.lib.parse_boolean.argtypes = [ctypes.c_char_p]
+        self.lib.path_simplify_and_warn.argtypes = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_char_p, ctypes.c_char_p,
+                                                    ctypes.c_uint, ctypes.c_char_p]
         self.lib.config_parse_many.argtypes = [_STRV, _STRV, ctypes.c_char_p, ctypes.c_char_p, _LOOKUP,
                                                ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                                                ctypes.c_void_p]
@@ -82,6 +84,13 @@ class SystemdParser:
         """parse_size(text, 1024): the bytes, or None where systemd refuses it."""
         value = ctypes.c_uint64()
         return value.value if self.lib.parse_size(text.encode(), 1024, ctypes.byref(value)) >= 0 else None
+
+    def absolute_path(self, text: str) -> str | None:
+        """path_simplify_and_warn(PATH_CHECK_ABSOLUTE), as config_parse_path_or_ignore() uses it:
+        the path simplified, or None where systemd refuses it."""
+        buf = ctypes.create_string_buffer(text.encode())
+        r = self.lib.path_simplify_and_warn(buf, 1 << 1, None, b"oracle", 1, b"Path")
+        return None if r < 0 else buf.value.decode()
 
     def parse_boolean(self, text: str) -> bool | None:
         r = self.lib.parse_boolean(text.encode())

@@ -25,6 +25,7 @@ import pytest
 from secpolicy.engine import scan
 from secpolicy.errors import EvaluationError
 from secpolicy.facts import FactContext, shell
+from secpolicy.facts import kv as kv_fact
 from secpolicy.facts import sshd as sshd_fact
 from secpolicy.facts._common import config_parse
 from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
@@ -485,7 +486,7 @@ def _systemd_settings(parser: systemd_conf.SystemdParser, root: Path, what: str,
 
 
 @pytest.mark.parametrize("variant", _variants("systemd-analyze"), ids=_id)
-def test_journald_and_timesyncd_follow_systemds_drop_in_precedence(
+def test_journald_timesyncd_and_journal_upload_follow_systemds_drop_in_precedence(
     base_tree, tmp_path, systemd_parser, variant
 ) -> None:
     root = _tree(tmp_path, base_tree, variant)
@@ -497,6 +498,18 @@ def test_journald_and_timesyncd_follow_systemds_drop_in_precedence(
     t = ctx.fact("timesync", ())
     ntp = _systemd_settings(systemd_parser, root, "systemd/timesyncd.conf", "Time").get("NTP")
     assert list(t.timesyncd_servers) == (ntp.split() if ntp else [])
+    upload = ctx.fact("journal_upload", ())
+    theirs = _systemd_settings(systemd_parser, root, "systemd/journal-upload.conf", "Upload")
+    for key in ("URL", "ServerKeyFile", "ServerCertificateFile", "TrustedCertificateFile"):
+        assert upload.option(key) == (theirs.get(key) or None), key  # an empty value unsets
+
+
+@pytest.mark.parametrize("path", ["/etc/ssl/ca.pem", "/etc//ssl/./ca.pem", "/etc/ssl/", "//x", "/", "etc/ssl/ca.pem",
+                                  "./ca.pem", "/etc/../ca.pem", "/etc/ssl/..", "/a/.../b", "/a/b/.", "~/ca.pem"])
+def test_journal_upload_paths_are_the_ones_systemd_keeps(systemd_parser, path) -> None:
+    # systemd-journal-upload reads its key and certificate paths with config_parse_path_or_ignore()
+    theirs = systemd_parser.absolute_path(path)
+    assert kv_fact._journal_upload_value("ServerKeyFile", path) == theirs
 
 
 def test_journald_defaults_are_the_ones_systemd_ships() -> None:
