@@ -1,5 +1,7 @@
 """`services` and `service(name)`: systemd units read from their unit files and enablement links
-as `systemctl is-enabled` (systemd 252) reads them, plus whether they run, on the live host only."""
+as `systemctl is-enabled` (systemd 252) reads them, plus whether they run, on the live host only;
+`mount_unit(path)`: the mount unit systemd makes of a unit file or an fstab entry, with its
+drop-ins."""
 
 from __future__ import annotations
 
@@ -10,14 +12,14 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.dsl.types import ANY, BOOL, STR, ListType, ObjectType
+from secpolicy.dsl.types import ANY, BOOL, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import config_parse, dropin_files
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["SERVICE", "Service", "register", "unit_name"]
+__all__ = ["MOUNT_UNIT", "SERVICE", "MountUnit", "Service", "register", "unit_name", "unit_path_name"]
 
 SERVICE = ObjectType(
     "service",
@@ -67,6 +69,7 @@ _RUNTIME = "/run/systemd/system"
 _TRANSIENT = "/run/systemd/transient"
 _GENERATORS = frozenset({"/run/systemd/generator.early", "/run/systemd/generator", "/run/systemd/generator.late"})
 _NATIVE_PATH = tuple(d for d in UNIT_PATH if d not in _GENERATORS)
+_GENERATOR_RANK = UNIT_PATH.index("/run/systemd/generator")  # where systemd-fstab-generator writes
 _ELOOP = "Too many levels of symbolic links"
 _ENOENT = "No such file or directory"
 _MAX_HOPS = 64  # symlinks followed from a name to its unit file (UNIT_FILE_FOLLOW_SYMLINK_MAX)
@@ -262,7 +265,15 @@ class _UnitFiles:
                     return path, kind, target
         return None
 
-    def _dropins(self, name: str) -> list[str]:
+    def native_file(self, name: str) -> str | None:
+        """The unit file of `name` outside the generator directories, if any (a mask is none)."""
+        try:
+            found = self._search(name, _NATIVE_PATH)
+        except _Bad:
+            return None
+        return found[0] if found is not None and found[1] != "masked" else None
+
+    def dropins(self, name: str) -> list[str]:
         """The drop-ins of `name` (`NAME.d/*.conf`, and its template's) in the search path."""
         template = _template_of(name)
         dirs = [f"{d}/{name}.d" for d in UNIT_PATH] + ([f"{d}/{template}.d" for d in UNIT_PATH] if template else [])
@@ -341,7 +352,7 @@ class _UnitFiles:
     def _sources(self, name: str, path: str, kind: str) -> list[str]:
         if kind == "masked":
             return []
-        return [path, *self._dropins(name)] if kind == "regular" else self._dropins(name)
+        return [path, *self.dropins(name)] if kind == "regular" else self.dropins(name)
 
     def _lookup(self, asked: str) -> UnitState:
         if _name_kind(asked) is None:
@@ -581,6 +592,114 @@ class Service:
         return unit.path
 
 
+MOUNT_UNIT = ObjectType(
+    "mount_unit",
+    {"name": STR, "source": STR, "options": ListType(STR), "at_boot": BOOL, "masked": BOOL},
+    methods={"has_option": Method((STR,), BOOL, "whether `options` holds the option")},
+    doc="the mount unit of a path as systemd 252 will mount it at the next boot: a unit file in the "
+    "unit search path, else the unit systemd-fstab-generator makes of /etc/fstab; then its drop-ins",
+    field_docs={
+        "name": "the unit's name (`systemd-escape --path`, .mount)",
+        "source": '"unit" (a unit file in /etc/systemd/system or /run/systemd/system, or one further down '
+        'the search path with no fstab entry), "fstab" (the unit systemd-fstab-generator makes of the first '
+        "/etc/fstab entry for the path), or null: no mount unit (a masked one is none either)",
+        "options": "the Options= in force: the unit file's or the fstab entry's, then the last Options= of "
+        "its `NAME.mount.d/*.conf` drop-ins (an empty one clears them)",
+        "at_boot": "mounted at boot: an fstab entry without noauto (local-fs.target requires its unit), or a "
+        "unit file that `systemctl is-enabled` does not call disabled, as the CIS audit reads it; never when masked",
+        "masked": "the unit is masked: nothing is mounted there by systemd, fstab or not",
+    },
+)
+
+
+def unit_path_name(path: str) -> str:
+    """`systemd-escape --path PATH`: slashes trimmed and folded, `/` as `-`, any byte but
+    ASCII letters, digits, `:`, `_` and `.` (and a leading `.`) as `\\xNN`; `-` for /."""
+    trimmed = "/".join(part for part in path.split("/") if part)
+    if not trimmed:
+        return "-"
+    out = []
+    for i, ch in enumerate(trimmed):
+        if ch == "/":
+            out.append("-")
+        elif ch.isascii() and (ch.isalnum() or ch in ":_.") and not (i == 0 and ch == "."):
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogateescape"))
+    return "".join(out)
+
+
+def _mount_options(ctx: FactContext, path: str, options: str | None) -> str | None:
+    """The Options= a unit file (or drop-in) leaves in force after `options`: its [Mount]
+    assignments in order, the last one winning and an empty one clearing."""
+    for key, value in _unit_sections(ctx, path).get("Mount", []):
+        if key == "Options":
+            options = value or None
+    return options
+
+
+class MountUnit:
+    """What systemd will mount on a path at the next boot. systemd-fstab-generator makes a unit
+    of the first /etc/fstab entry for the path (it refuses a second) in /run/systemd/generator,
+    and makes local-fs.target require it unless the entry says noauto. A unit file in a
+    directory before the generator's in the search path (/etc/systemd/system, /run/systemd/system)
+    wins over that unit; one after it (/usr/lib/systemd/system) loses. A generated unit found
+    on the host (from the last boot) is not taken as the configuration: the fstab entry is read
+    again, as the next boot's generator will."""
+
+    def __init__(self, ctx: FactContext, where: str) -> None:
+        units: _UnitFiles = ctx.fact("_units", ())
+        self.name = unit_path_name(where) + ".mount"
+        found = units.lookup(self.name)
+        if found.state == "bad":
+            raise EvaluationError(f"systemctl cannot read {self.name}: {found.why}")
+        self.masked = found.state in ("masked", "masked-runtime")
+        want = where.rstrip("/") or "/"
+        entry = next((m for m in ctx.fact("fstab", ()) if (m.target.rstrip("/") or "/") == want), None)
+        native = units.native_file(self.name)
+        before_generator = native is not None and UNIT_PATH.index(os.path.dirname(native)) < _GENERATOR_RANK
+        self.source: str | None = None
+        options: str | None = None
+        self._where = f"no unit file for {self.name}, no /etc/fstab entry for {where}"
+        if self.masked:
+            self._where = f"{found.path} (masked)"
+        elif native is not None and (entry is None or before_generator):
+            self.source = "unit"
+            options = _mount_options(ctx, native, None)
+            self._where = native
+        elif entry is not None:
+            self.source = "fstab"
+            options = ",".join(entry.options) or None
+            self._where = entry.origin
+        self.at_boot = not self.masked and (
+            (entry is not None and "noauto" not in entry.options)
+            or (native is not None and found.state != "disabled")  # the CIS audit: not masked or disabled
+        )
+        self._dropins: list[str] = []
+        if self.source is not None:
+            for f in units.dropins(self.name):
+                before = options
+                options = _mount_options(ctx, f, options)
+                if options != before:
+                    self._dropins.append(f)
+        self.options = tuple(o for o in (options or "").split(",") if o)
+
+    def has_option(self, option: str) -> bool:
+        return option in self.options
+
+    def describe(self) -> str:
+        return f"mount unit {self.name!r}"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name in ("options", "has_option") and self._dropins:
+            return self._dropins[-1]
+        return self._where
+
+
+def collect_mount_unit(ctx: FactContext, where: str) -> MountUnit:
+    return MountUnit(ctx, where)
+
+
 def collect_services(ctx: FactContext) -> list[Service]:
     """Every .service unit of the search path, under its own name (aliases and templates
     left out)."""
@@ -604,6 +723,13 @@ def register(reg: FactRegistry) -> None:
     )
     reg.register(
         "service", collect_service, params=(STR,), returns=SERVICE, doc="a systemd unit by name"
+    )
+    reg.register(
+        "mount_unit",
+        collect_mount_unit,
+        params=(STR,),
+        returns=MOUNT_UNIT,
+        doc="what systemd mounts on a path at boot: a .mount unit file or the fstab entry, with drop-ins",
     )
     reg.register(
         "_units", _UnitFiles, returns=ANY, doc="internal: unit files and enablement links"

@@ -585,20 +585,47 @@ def _partitions() -> Iterator[Variant]:
     )
     tmp = _fstab_line("/tmp")
     unit_text = "[Unit]\nDescription=Temporary Directory /tmp\n\n[Mount]\nWhat=tmpfs\nWhere=/tmp\nType=tmpfs\nOptions=mode=1777,strictatime,nosuid,nodev,noexec,size=50%\n\n[Install]\nWantedBy=local-fs.target\n"
+    tmp_unit = (
+        replace("etc/fstab", tmp, ""),
+        write("etc/systemd/system/tmp.mount", unit_text),
+        symlink("etc/systemd/system/local-fs.target.wants/tmp.mount", "/etc/systemd/system/tmp.mount"),
+    )
     yield _v(
         "1.1.2.1/tmp-mount-unit",
         {},
-        replace("etc/fstab", tmp, ""),
-        write("etc/systemd/system/tmp.mount", unit_text),
+        *tmp_unit,
         kind="compliant",
         note="/tmp from systemd's tmp.mount instead of fstab",
     )
     yield _v(
         "1.1.2.1/tmp-mount-unit-exec",
         {"cis-1.1.2.1.4-tmp-noexec-configured": F},
-        replace("etc/fstab", tmp, ""),
+        *tmp_unit,
         write("etc/systemd/system/tmp.mount", unit_text.replace("noexec,", "")),
     )
+    # what systemd mounts on /tmp at boot: asked of systemd-fstab-generator and config_parse
+    # (test_oracles)
+    nodev_ok = {c: NA for c in ("cis-1.1.2.1.2-tmp-nodev-configured", "cis-1.1.2.1.3-tmp-nosuid-configured",
+                                "cis-1.1.2.1.4-tmp-noexec-configured")}
+    for vid, edits, expect in (
+        ("tmp-mount-unit-disabled", (*tmp_unit, delete("etc/systemd/system/local-fs.target.wants/tmp.mount")),
+         {"cis-1.1.2.1.1-tmp-partition-configured": F}),
+        ("tmp-unit-file-in-usr-lib-loses", (replace("etc/fstab", tmp, tmp.replace("nodev", "dev")),
+                                            write("usr/lib/systemd/system/tmp.mount", unit_text)),
+         {"cis-1.1.2.1.2-tmp-nodev-configured": F}),
+        ("tmp-unit-file-in-etc-wins", (replace("etc/fstab", tmp, tmp.replace("nodev", "dev")),
+                                       write("etc/systemd/system/tmp.mount", unit_text)), {}),
+        ("tmp-noauto", (replace("etc/fstab", tmp, tmp.replace("nodev", "noauto,nodev")),),
+         {"cis-1.1.2.1.1-tmp-partition-configured": F}),
+        ("tmp-masked", (symlink("etc/systemd/system/tmp.mount", "/dev/null"),),
+         {"cis-1.1.2.1.1-tmp-partition-configured": F, **nodev_ok}),
+        ("tmp-drop-in-drops-noexec", (write("etc/systemd/system/tmp.mount.d/override.conf",
+                                            "[Mount]\nOptions=\nOptions=nodev,nosuid\n"),),
+         {"cis-1.1.2.1.4-tmp-noexec-configured": F}),
+        ("tmp-second-fstab-line", (replace("etc/fstab", tmp, tmp.replace("nodev,", "") + tmp),),
+         {"cis-1.1.2.1.2-tmp-nodev-configured": F}),
+    ):
+        yield _v(f"1.1.2.1/{vid}", expect, *edits, oracle="fstab-generator", kind="break" if expect else "compliant")
 
 
 def _boot() -> Iterator[Variant]:

@@ -712,6 +712,52 @@ def test_journald_settings_are_what_systemd_reads_from_its_files(tmp_path, syste
     assert any("systemd reads no further" in e for e in journald.errors) == (r < 0)
 
 
+# --- systemd-fstab-generator -----------------------------------------------------------------------
+def _fstab_generator(root: Path, out: Path) -> None:
+    """Run systemd's own fstab generator on ROOT's /etc/fstab, writing its units to OUT."""
+    gen = Path("/usr/lib/systemd/system-generators/systemd-fstab-generator")
+    if not gen.exists():
+        pytest.skip("systemd-fstab-generator is not installed")
+    for d in ("", ".early", ".late"):
+        Path(f"{out}{d}").mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(gen), str(out), f"{out}.early", f"{out}.late"], capture_output=True, timeout=60, check=False,
+                   env={"SYSTEMD_FSTAB": str(root / "etc/fstab"), "SYSTEMD_PROC_CMDLINE": "",
+                        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+
+
+def _last_options(parser: systemd_conf.SystemdParser, files: list[Path], options: str | None = None) -> str | None:
+    for f in files:
+        for section, key, value in parser.parse(f, ["Mount"])[1]:
+            if section == "Mount" and key == "Options":
+                options = value or None
+    return options
+
+
+@pytest.mark.parametrize("variant", _variants("fstab-generator"), ids=_id)
+def test_tmp_mount_is_what_the_fstab_generator_and_the_unit_files_make(
+    base_tree, tmp_path, systemd_parser, variant
+) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    out = tmp_path / "generator"
+    _fstab_generator(root, out)
+    ours = FactContext(builtin_registry(), str(root)).fact("mount_unit", ("/tmp",))
+    units = FactContext(builtin_registry(), str(root)).fact("_units", ())
+    native = units.native_file("tmp.mount")
+    generated = out / "tmp.mount"
+    if native is not None and (not generated.exists() or native.startswith(("/etc/", "/run/"))):
+        fragment: Path | None = root / native.lstrip("/")
+    else:
+        fragment = generated if generated.exists() else None
+    if ours.masked or fragment is None:
+        assert ours.source is None
+        return
+    theirs = _last_options(systemd_parser, [fragment, *(root / d.lstrip("/") for d in units.dropins("tmp.mount"))])
+    assert ",".join(ours.options) == (theirs or "")
+    assert ours.source == ("fstab" if fragment == generated else "unit")
+    if native is None:  # local-fs.target requires what the generator makes of an entry without noauto
+        assert ours.at_boot == (out / "local-fs.target.requires/tmp.mount").exists()
+
+
 # --- shadow: useradd, chgpasswd ------------------------------------------------------------------
 _METHODS = {"$y$": "YESCRYPT", "$6$": "SHA512", "$5$": "SHA256", "$1$": "MD5", "$2b$": "BCRYPT"}
 
