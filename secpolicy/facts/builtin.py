@@ -10,6 +10,7 @@ from secpolicy.facts import (
     files,
     fs_scan,
     kv,
+    limits,
     packages,
     pam,
     procs,
@@ -35,6 +36,7 @@ def register_builtins(reg: FactRegistry) -> None:
     services.register(reg)
     kv.register(reg)
     pam.register(reg)
+    limits.register(reg)
     audit_rules.register(reg)
     system.register(reg)
     procs.register(reg)

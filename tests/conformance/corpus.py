@@ -661,6 +661,16 @@ def _boot() -> Iterator[Variant]:
         kind="compliant",
     )
     yield _v("1.5.3/soft-core-only", {"1.5.3": F}, write(lim, "*  soft  core  0\n"))
+    # the limits pam_limits sets for each user: asked of pam_limits through pamtester (test_oracles)
+    for vid, edits, expect in (
+        ("core-raised-in-limits-d", (write("etc/security/limits.d/90-dev.conf", "* hard core unlimited\n"),), F),
+        ("core-raised-for-sudo-group", (append(lim, "@sudo hard core 1024\n"),), F),
+        ("core-no-limits-for-bob", (append(lim, "bob -\n"),), F),
+        ("core-zero-per-uid-range", (write(lim, "1: - core 0\n"),), None),
+        ("core-line-past-1023-bytes", (write(lim, "#" + "x" * 1022 + "* hard core 0\n"),), None),
+    ):
+        yield _v(f"1.5.3/{vid}", {"1.5.3": expect} if expect else {}, *edits, oracle="pam_limits",
+                 kind="break" if expect else "compliant")
     yield _v("1.5.4/prelink", {"1.5.4": F}, install("prelink"))
     yield _v(
         "1.5.5/apport-enabled",

@@ -1794,6 +1794,98 @@ def test_pam_lines_are_the_lines_libpam_reads(tmp_path, text) -> None:
     assert ours == theirs
 
 
+_LIMIT_DOMAINS = ("*", "*", "nobody", "root", "@nogroup", "@root", ":65534", "65534:", "0:", "0:0", "100:200", "@:0",
+                  "@65534:65534", "@:65534", "%nogroup", "*:*", "65534", "@nosuchgroup")
+_LIMIT_TYPES = ("hard", "hard", "-", "soft", "HARD", "both")
+_LIMIT_VALUES = ("0", "0", "5", "unlimited", "INFINITY", "-1", "-", "010", "12abc", "abc", "-5", "+3", "0x10")
+
+
+def _limits_line(rng: random.Random) -> str:
+    words = [rng.choice(_LIMIT_DOMAINS), rng.choice(_LIMIT_TYPES), rng.choice(("core", "core", "CORE", "locks")),
+             rng.choice(_LIMIT_VALUES)]
+    if rng.random() < 0.1:
+        words = words[: rng.randint(1, 3)]  # too few words: no limit
+    elif rng.random() < 0.1:
+        words.append("extra")
+    line = rng.choice((" ", "\t", "  ")).join(words)
+    if rng.random() < 0.15:
+        line = rng.choice(("# ", "#", "x" * 1023 + " ")) + line  # commented out, or past fgets()' buffer
+    return rng.choice(("", " ", "\t")) + line + rng.choice(("", " # why", "#"))
+
+
+def _pam_limits_core(security: Path, pam_d: Path, user: str, etc: Path | None = None) -> tuple[str, str]:
+    """(soft, hard) core limit of a session pam_limits opens for USER, from /proc/self/limits of
+    a child pam_exec starts after it; the tree's /etc/security and /etc/pam.d (and with `etc`,
+    its passwd and group) are bound over the host's in a private mount namespace, and the
+    session starts from no core limit."""
+    binds = [(pam_d, "/etc/pam.d"), (security, "/etc/security")]
+    if etc is not None:
+        binds += [(etc / "passwd", "/etc/passwd"), (etc / "group", "/etc/group")]
+    script = "".join(f'mount --bind "${i + 1}" {dest} && ' for i, (_, dest) in enumerate(binds))
+    script += f'ulimit -H -c unlimited && exec "${len(binds) + 1}" -v svc "${len(binds) + 2}" open_session'
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                           *(str(src) for src, _ in binds), _tool("pamtester"), user],
+                          capture_output=True, timeout=60, check=False)
+    m = re.search(rb"Max core file size\s+(\S+)\s+(\S+)", done.stdout)
+    assert m is not None, done
+    return m.group(1).decode(), m.group(2).decode()
+
+
+def _limits_service(pam_d: Path) -> None:
+    pam_d.mkdir(parents=True)
+    (pam_d / "svc").write_text("session required pam_limits.so\n"
+                               "session optional pam_exec.so stdout /bin/grep core /proc/self/limits\n")
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("seed", range(3))
+def test_core_limits_are_what_pam_limits_sets(tmp_path, seed) -> None:
+    rng = random.Random(seed)
+    pam_d = tmp_path / "etc/pam.d"
+    _limits_service(pam_d)
+    security = tmp_path / "etc/security"
+    (security / "limits.d").mkdir(parents=True)
+    for name in ("passwd", "group"):
+        shutil.copy(f"/etc/{name}", tmp_path / "etc" / name)
+    inherited = {u: _pam_limits_core(security, pam_d, u) for u in ("nobody", "root")}  # no line sets it
+    for _ in range(12):
+        (security / "limits.conf").write_text("".join(_limits_line(rng) + "\n" for _ in range(rng.randint(0, 4))))
+        for f in (security / "limits.d").iterdir():
+            f.unlink()
+        for name in rng.sample(["10-a.conf", "20-b.conf", "b.conf.disabled"], rng.randint(0, 3)):
+            (security / "limits.d" / name).write_text("".join(_limits_line(rng) + "\n" for _ in range(rng.randint(1, 3))))
+        case = [(f.name, f.read_text()) for f in sorted(security.rglob("*")) if f.is_file()]
+        for user in ("nobody", "root"):
+            theirs = _pam_limits_core(security, pam_d, user)
+            limits = FactContext(builtin_registry(), str(tmp_path)).fact("pam_limits", (user,))
+            ours = []
+            for value, default in zip((limits.soft("core"), limits.hard("core")), inherited[user], strict=True):
+                ours.append(default if value is None else "unlimited" if value == -1 else str(value * 1024))
+            if theirs[0] == theirs[1] != ours[0]:
+                ours[0] = theirs[0]  # pam_limits lowers a soft limit above the hard one to it
+            assert tuple(ours) == theirs, (user, case)
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("variant", [v for v in corpus.VARIANTS if v.oracle == "pam_limits"], ids=_id)
+def test_core_dump_verdict_follows_the_limits_pam_limits_sets(bundle, base_tree, tmp_path, variant) -> None:
+    """Each account of the tree opens a session through pamtester, with the tree's /etc/security,
+    passwd and group bound over the host's: CIS 1.5.3 passes when every one but root gets a
+    hard core limit of 0 (the tree's sysctl part holds)."""
+    root = _tree(tmp_path, base_tree, variant)
+    pam_d = tmp_path / "pam.d"
+    _limits_service(pam_d)
+    names = [line.split(":")[0] for line in (root / "etc/passwd").read_text().splitlines() if line]
+    hard = {}
+    for name in names:
+        hard[name] = _pam_limits_core(root / "etc/security", pam_d, name, root / "etc")[1]
+        limit = FactContext(builtin_registry(), str(root)).fact("pam_limits", (name,)).hard("core")
+        if limit is not None:
+            assert ("unlimited" if limit == -1 else str(limit * 1024)) == hard[name], name
+    verdict = _statuses(bundle, root, "cis-1.5.3")["cis-1.5.3-core-dumps-restricted"]
+    assert verdict == ("pass" if all(v == "0" for n, v in hard.items() if n != "root") else "fail")
+
+
 @ROOT_NEEDED
 def test_a_pam_file_libpam_never_finishes_reading_is_an_error(tmp_path) -> None:
     """A continued line filling libpam's 1024-byte buffer to its last byte: pamtester on it
