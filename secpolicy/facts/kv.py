@@ -962,7 +962,7 @@ def _journald_refusal(key: str, value: str) -> str | None:
 
 
 def _systemd_daemon_conf(
-    ctx: FactContext, name: str, section: str, keep: Callable[[str, str], str | None]
+    ctx: FactContext, name: str, section: str, keep: Callable[[str, str], str]
 ) -> tuple[str, list[str], dict[str, _Entry], list[str], str | None]:
     """A systemd daemon's configuration `name` (`systemd/journald.conf`): the files in
     systemd's order, the `section` assignments systemd reads, each passed through `keep(key,
@@ -981,7 +981,7 @@ def _systemd_daemon_conf(
             continue
         if value == _RESET:
             entries.pop(a.key, None)
-        elif value is not None:
+        else:
             entries[a.key] = _Entry(value, at(path, a.line))
     if stopped is not None:
         errors.append(f"{stopped[0]}: {stopped[1]}; systemd reads no further (nor the files after it)")

@@ -27,7 +27,7 @@ __all__ = ["CannotTell", "source"]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BLANK = " \t"
 _OPERATORS = "&|()<>"  # what ends an unquoted word besides a blank, newline or `;`
-_DQ_ESCAPES = '$`"\\\n'
+_DQ_ESCAPES = '$`"\\'  # and a newline, which joins lines
 
 
 class CannotTell(Exception):
@@ -161,7 +161,7 @@ class _Reader:
                 nxt = self.peek(1)
                 if nxt == "\n":
                     self.advance(2)
-                elif nxt in _DQ_ESCAPES and nxt:
+                elif nxt and nxt in _DQ_ESCAPES:
                     out.append(nxt)
                     self.advance(2)
                 else:

@@ -584,6 +584,7 @@ UFW_CONF = "/etc/ufw/ufw.conf"
 UFW_DEFAULTS = "/etc/default/ufw"
 _UFW_POLICIES = ("ACCEPT", "DROP", "REJECT")
 _UFW_CHAINS = (("default_input", "INPUT"), ("default_output", "OUTPUT"), ("default_forward", "FORWARD"))
+_SPLIT_OR_GLOB = " \t\n*?["  # what sh splits or globs in a variable ufw-init passes on unquoted
 
 
 class Ufw:
@@ -650,12 +651,12 @@ class Ufw:
             return None
         values = self._values()
         for v, (_, chain) in zip(values, _UFW_CHAINS, strict=True):
-            if v is not None and any(c in v for c in " \t\n*?["):
+            if v is not None and any(c in v for c in _SPLIT_OR_GLOB):
                 where = self._origin[f"DEFAULT_{chain}_POLICY"]
                 raise EvaluationError(
                     f"{where}: cannot tell what ufw-init applies: DEFAULT_{chain}_POLICY={v!r} is split "
                     "or globbed by the shell where ufw-init passes it to iptables-restore unquoted")
-        value = values[[f for f, _ in _UFW_CHAINS].index(field)]
+        value = self._env.get(f"DEFAULT_{dict(_UFW_CHAINS)[field]}_POLICY")
         if value == "REJECT":
             return value  # ufw-init adds the chain's reject rule on its own, whatever the others
         if not all(v in _UFW_POLICIES for v in values):
@@ -685,7 +686,7 @@ class Ufw:
         st = ctx.stat(path)
         if st is None or st.st_size == 0:
             return None
-        if any(c in value for c in " \t\n*?["):
+        if any(c in value for c in _SPLIT_OR_GLOB):
             return EvaluationError(
                 f"{self._origin['IPT_SYSCTL']}: cannot tell what ufw-init applies: IPT_SYSCTL={value!r} is split "
                 "or globbed by the shell where ufw-init passes it to sysctl -p unquoted")
