@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from secpolicy.facts import (
     accounts,
+    aide,
     audit_rules,
     bpf_inventory,
     files,
@@ -38,6 +39,7 @@ def register_builtins(reg: FactRegistry) -> None:
     pam.register(reg)
     limits.register(reg)
     audit_rules.register(reg)
+    aide.register(reg)
     system.register(reg)
     procs.register(reg)
     bpf_inventory.register(reg)

@@ -30,7 +30,7 @@ import roots  # the hardened Debian 12 root of the packs tests
 
 __all__ = ["BASE_EXPECT", "VARIANTS", "Variant", "build", "build_base", "controls_covered"]
 
-P, F, NA = "pass", "fail", "not_applicable"
+P, F, NA, E = "pass", "fail", "not_applicable", "error"
 
 Edit = tuple  # ("write", path, text) ... see _apply
 
@@ -3363,6 +3363,9 @@ def _logging() -> Iterator[Variant]:
     )
 
 
+_AUDIT_TOOLS = ("auditctl", "auditd", "ausearch", "aureport", "autrace", "augenrules")
+
+
 def _aide() -> Iterator[Variant]:
     yield _v("6.3.1/aide-common-missing", {"6.3.1": F}, remove("aide-common"))
     yield _v("6.3.2/not-scheduled", {"6.3.2": F}, disable("dailyaidecheck.timer"))
@@ -3373,15 +3376,33 @@ def _aide() -> Iterator[Variant]:
         write("etc/cron.daily/aide", "#!/bin/sh\n/usr/bin/aide --check\n", 0o700),
         kind="compliant",
     )
-    yield _v(
-        "6.3.3/auditctl-not-checksummed",
-        {"6.3.3": F},
-        replace(
-            "etc/aide/aide.conf.d/70_aide_cis",
-            "/sbin/auditctl p+i+n+u+g+s+b+acl+xattrs+sha512\n",
-            "",
-        ),
-    )
+    cis = "etc/aide/aide.conf.d/70_aide_cis"
+    rules = "".join(f"/usr/sbin/{t} p+i+n+u+g+s+b+acl+xattrs+sha512\n" for t in _AUDIT_TOOLS)
+    yield _v("6.3.3/auditctl-not-checksummed", {"6.3.3": F},
+             replace(cis, "/usr/sbin/auditctl p+i+n+u+g+s+b+acl+xattrs+sha512\n", ""), oracle="aide")
+    yield _v("6.3.3/no-sha512", {"6.3.3": F}, replace(cis, "ausearch p+i+n+u+g+s+b+acl+xattrs+sha512",
+                                                      "ausearch p+i+n+u+g+s+b+acl+xattrs+sha256"), oracle="aide")
+    yield _v("6.3.3/cis-remediation-where-sbin-links-to-usr-sbin", {"6.3.3": F},
+             write(cis, rules.replace("/usr/sbin/", "/sbin/")), oracle="aide",
+             note="AIDE does not follow the /sbin link: a /sbin/auditctl rule checks nothing")
+    yield _v("6.3.3/drop-in-aide-never-reads", {"6.3.3": F}, delete(cis), write(cis + ".conf", rules),
+             oracle="aide", note="Debian's aide.conf includes only names of letters, digits, - and _")
+    yield _v("6.3.3/negative-rule", {"6.3.3": F}, append(cis, "!/usr/sbin/autrace$\n"), oracle="aide")
+    yield _v("6.3.3/rules-in-a-false-branch", {"6.3.3": F},
+             write(cis, "@@ifdef CIS\n" + rules + "@@endif\n"), oracle="aide")
+    yield _v("6.3.3/undefined-group", {"6.3.3": E, "pci-10.3.4-log-change-detection": E}, append(cis, "/usr/bin Ful\n"), oracle="aide",
+             note="AIDE refuses the configuration and checks nothing")
+    # a system where /sbin is a directory of its own (not merged into /usr)
+    unmerged = (delete("sbin"), mkdir("sbin"), *(write(f"sbin/{t}", "", 0o755) for t in _AUDIT_TOOLS))
+    sbin_rules = rules.replace("/usr/sbin/", "/sbin/")
+    yield _v("6.3.3/sbin-of-its-own", {}, *unmerged, write(cis, sbin_rules), oracle="aide", kind="compliant")
+    yield _v("6.3.3/sbin-of-its-own-drop-in-never-read", {"6.3.3": F}, *unmerged, delete(cis),
+             write(cis + ".conf", sbin_rules), oracle="aide")
+    yield _v("6.3.3/sbin-of-its-own-negative-rule", {"6.3.3": F}, *unmerged,
+             write(cis, sbin_rules + "!/sbin/au(ditd|search)$\n"), oracle="aide")
+    yield _v("6.3.3/debian-catch-all", {}, write(cis, "/ 0 Full\n"), oracle="aide", kind="compliant")
+    yield _v("6.3.3/one-rule-for-the-directory", {}, write(cis, "=/usr/sbin/ p+i+n+u+g+s+b+acl+xattrs+sha512\n"),
+             oracle="aide", kind="compliant")
 
 
 _PERMS = [
@@ -3522,7 +3543,10 @@ def _frameworks() -> Iterator[Variant]:
         "pci-10.3.4/var-log-not-in-aide",
         {"pci-10.3.4-log-change-detection": F},
         delete("etc/aide/aide.conf.d/31_aide_var_log"),
+        oracle="aide",
     )
+    yield _v("pci-10.3.4/audit-log-excluded", {"pci-10.3.4-log-change-detection": F},
+             append("etc/aide/aide.conf.d/31_aide_var_log", "!/var/log/audit/audit\\.log$\n"), oracle="aide")
     yield _v(
         "pci-11.5.2/aide-check-stale",
         {"pci-11.5.2-fim-baseline-checked-weekly": F},
