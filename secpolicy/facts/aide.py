@@ -127,6 +127,8 @@ _AIDE_P = re.compile(r"\[([X ])\] \w '.*?': (?:(selective|equal|negative) rule: 
 
 _NO_MATCH, _NEGATIVE, _SELECTIVE, _EQUAL, _RESTRICTED, _PARTIAL = 0, 1, 2, 4, 8, 16
 _DEEP_EQUAL, _DEEP_SELECTIVE, _RECURSED = 32, 64, 128
+_RULE_MATCH = _SELECTIVE | _EQUAL  # seltree.c's RULE_MATCH: a list's unrestricted rule matched
+_SELECTED = _SELECTIVE | _EQUAL  # a result that adds the file
 
 
 class Refused(EvaluationError):
@@ -542,7 +544,7 @@ def _list_match(rules: list[_Rule], text: str, file_type: int, hit: list[_Rule |
         if rule.compiled.search(text):
             if not rule.restriction or file_type & rule.restriction:
                 hit[0] = rule
-                return _RESTRICTED if rule.restriction else _SELECTIVE | _EQUAL
+                return _RESTRICTED if rule.restriction else _RULE_MATCH
             result = _PARTIAL
     return result
 
@@ -557,30 +559,30 @@ def _node_match(node: _Node | None, text: str, file_type: int, retval: int, hit:
             retval |= _RECURSED
             if equal:
                 found = _list_match(equal, text, file_type, hit)
-                retval |= _EQUAL | _DEEP_EQUAL if found & (_RESTRICTED | _SELECTIVE) else found & _PARTIAL
+                retval |= _EQUAL | _DEEP_EQUAL if found in (_RESTRICTED, _RULE_MATCH) else found & _PARTIAL
         if not retval & (_DEEP_EQUAL | _DEEP_SELECTIVE) and selective:
             found = _list_match(selective, text, file_type, hit)
-            retval |= _SELECTIVE | _DEEP_SELECTIVE if found & (_RESTRICTED | _SELECTIVE) else found & _PARTIAL
+            retval |= _SELECTIVE | _DEEP_SELECTIVE if found in (_RESTRICTED, _RULE_MATCH) else found & _PARTIAL
         retval = _node_match(node.parent, text, file_type, retval, hit)
-        if retval & (_SELECTIVE | _EQUAL) and negative:
+        if retval & _SELECTED and negative:
             parent, dropped = text, False
             while True:
                 k = parent.rfind("/")
                 parent = parent[:k] if k > 0 else "/"
                 if parent <= node.path:
                     break
-                if _list_match(negative, parent, _FT_DIR, hit, unrestricted_only=True) == _SELECTIVE | _EQUAL:
+                if _list_match(negative, parent, _FT_DIR, hit, unrestricted_only=True) == _RULE_MATCH:
                     retval, dropped = _NEGATIVE, True
                     break
             if not dropped:
                 found = _list_match(negative, text, file_type, hit)
                 if found == _RESTRICTED:
                     retval = _PARTIAL
-                elif found == _SELECTIVE | _EQUAL:
+                elif found == _RULE_MATCH:
                     retval = _NEGATIVE
     else:
         retval = _node_match(node.parent, text, file_type, retval | _RECURSED, hit)
-    return retval & (_SELECTIVE | _EQUAL) if retval & (_SELECTIVE | _EQUAL) else retval & _PARTIAL
+    return retval & _SELECTED if retval & _SELECTED else retval & _PARTIAL
 
 
 class _Config:
@@ -752,7 +754,6 @@ class AideRule:
         self.selected, self.kind, self.rule = False, "none", None
         self.attributes: list[str] = []
         if ctx.stat(AIDE_CONF) is None:
-            self.rule = None
             self._where = f"{AIDE_CONF} (absent: AIDE has no configuration)"
             return
         self._where = f"{AIDE_CONF} (no rule selects {self.path})"
@@ -772,8 +773,8 @@ class AideRule:
         found, rule = config.tree.check(self.path, _FT_FILE)
         if rule is not None:
             self.rule, self._where = rule.shown(), f"{rule.where} (the rule for {self.path})"
-            self.kind = "negative" if not found & (_SELECTIVE | _EQUAL) else rule.kind
-        if found & (_SELECTIVE | _EQUAL):
+            self.kind = "negative" if not found & _SELECTED else rule.kind
+        if found & _SELECTED:
             assert rule is not None
             self.selected = True
             self.attributes = [a for a in _ATTRIBUTES if a in rule.attrs]

@@ -21,9 +21,8 @@ from secpolicy.facts.aide import CannotTell, Refused
 from secpolicy.vocabulary import builtin_registry
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from test_oracles import ROOT_NEEDED, _id, _statuses, _tool, _tree, _variants
+from test_oracles import ROOT_NEEDED, _id, _namespaced, _statuses, _tool, _tree, _variants
 
 PATHS = ("/usr/sbin/auditctl", "/usr/sbin/auditd", "/usr/sbin/ausearch", "/usr/sbin/augenrules",
          "/sbin/auditctl", "/usr/bin/ls", "/etc/aide/aide.conf")
@@ -33,9 +32,7 @@ def _aide(root: Path, paths: tuple[str, ...]) -> tuple[list[tuple[int, str]], st
     """(exit status, first line) of `aide -p f:PATH` for each path, and what AIDE wrote on stderr."""
     script = ('mount --bind "$1/etc" /etc && aide="$2" && shift 2 && for p in "$@"; do '
               '"$aide" --config /etc/aide/aide.conf -p "f:$p"; echo "@@rc=$?"; done')
-    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(root),
-                           _tool("aide"), *paths], capture_output=True, text=True, errors="replace", timeout=120,
-                          check=False)
+    done = _namespaced(script, args=[str(root), _tool("aide"), *paths], timeout=120)
     out, text = [], ""
     for line in done.stdout.splitlines():
         if line.startswith("@@rc="):
@@ -280,9 +277,7 @@ def test_on_the_live_host_aide_itself_is_asked(tmp_path) -> None:
 
 def _namespaced_python(root: Path, paths: list[str]) -> subprocess.CompletedProcess[str]:
     script = 'mount --bind "$1/etc" /etc && shift && exec "$@"'
-    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(root),
-                           sys.executable, "-c", _LIVE, *paths], capture_output=True, text=True, timeout=120,
-                          check=False, cwd=REPO)
+    done = _namespaced(script, args=[str(root), sys.executable, "-c", _LIVE, *paths], timeout=120)
     assert done.returncode == 0, done.stderr
     return done
 

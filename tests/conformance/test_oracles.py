@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -73,13 +74,16 @@ def _tree(tmp_path: Path, base: Path, v: corpus.Variant | None) -> Path:
     return root
 
 
-def _namespaced(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """A shell script in a private mount namespace: its mounts vanish with it."""
+def _namespaced(script: str, env: dict[str, str] | None = None, args: Sequence[str] = (),
+                timeout: int = 60) -> subprocess.CompletedProcess[str]:
+    """A shell script (given `args` as $1...) in a private mount namespace: its mounts vanish
+    with it. Output a tool writes that is not UTF-8 is shown with replacement characters."""
     return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        errors="replace",
+        timeout=timeout,
         check=False,
         env=env,
     )
