@@ -30,12 +30,15 @@ __all__ = [
     "AUDITD_DEFAULTS",
     "FAILLOCK_DEFAULTS",
     "JOURNALD_DEFAULTS",
+    "JOURNAL_UPLOAD",
     "KV",
     "LOGIN_DEFS_DEFAULTS",
     "PWQUALITY_DEFAULTS",
     "USERADD_DEFAULTS",
+    "JournalUploadConfig",
     "KvConfig",
     "c_integer",
+    "journal_upload_url",
     "parse_size",
     "register",
 ]
@@ -1017,15 +1020,17 @@ def collect_journald(ctx: FactContext) -> KvConfig:
 
 _JOURNAL_UPLOAD_PATHS = frozenset(("ServerKeyFile", "ServerCertificateFile", "TrustedCertificateFile"))
 _SIMPLIFY = re.compile(r"/+")
+_UNSAFE = re.compile(r"[\x01-\x1f\x7f\"'\\]")  # what systemd's string_is_safe() refuses
 
 
 def _journal_upload_value(key: str, value: str) -> str | None:
     """The value systemd-journal-upload 252 keeps for an assignment: _RESET for an empty URL or
     path (or `-` for a path: config_parse_path_or_ignore), the path simplified (runs of `/`
-    and `/./` folded, no trailing `/`), None where it refuses a path that is not absolute (and
-    keeps the value before)."""
+    and `/./` folded, no trailing `/`), None where it refuses a path that is not absolute or a
+    URL with a control character, a quote or a backslash (CONFIG_PARSE_STRING_SAFE), and keeps
+    the value before."""
     if key not in _JOURNAL_UPLOAD_PATHS:
-        return value or _RESET
+        return None if key == "URL" and _UNSAFE.search(value) else value or _RESET
     if value in ("", "-"):
         return _RESET
     if not value.startswith("/") or "/../" in f"{value}/":
@@ -1037,17 +1042,63 @@ def _journal_upload_value(key: str, value: str) -> str | None:
 def _journal_upload_kept(key: str, value: str) -> str:
     kept = _journal_upload_value(key, value)
     if kept is None:
-        raise ValueError(f"{key}= {value!r} is not an absolute path: ignored")
+        why = "is not an absolute path" if key in _JOURNAL_UPLOAD_PATHS else "contains unsafe characters"
+        raise ValueError(f"{key}= {value!r} {why}: ignored")
     return kept
 
 
-def collect_journal_upload(ctx: FactContext) -> KvConfig:
+JOURNAL_UPLOAD = ObjectType(
+    "journal_upload",
+    {**KV.fields, "upload_url": STR},
+    methods={k: m for k, m in KV.methods.items() if k != "with_args"},
+    doc="journal-upload.conf and its drop-ins, with the address systemd-journal-upload sends to",
+    field_docs={
+        **KV.field_docs,
+        "upload_url": "the URL systemd-journal-upload 252 uploads to, as it prints it: a URL= value without"
+        " http:// or https:// gets https:// (and port 19532 with no `:` after the scheme); null when URL is"
+        " unset or a file stops systemd's parser (the uploader does not start)",
+    },
+)
+_UPLOAD_PORT = 19532  # DEFAULT_PORT in journal-upload.c
+
+
+def journal_upload_url(url: str | None) -> str | None:
+    """The address systemd-journal-upload 252 builds from URL= (setup_uploader()): a value not
+    starting with `http://` or `https://` (case matters) gets `https://` in front; with no `:` after
+    the scheme, one trailing `/` goes and the default port is added; then `/upload`."""
+    if url is None:
+        return None
+    scheme = next((s for s in ("http://", "https://") if url.startswith(s)), "")
+    proto = "" if scheme else "https://"
+    if ":" in url[len(scheme):]:
+        return f"{proto}{url}/upload"
+    return f"{proto}{url.removesuffix('/')}:{_UPLOAD_PORT}/upload"
+
+
+class JournalUploadConfig(KvConfig):
+    """journal-upload.conf as the uploader reads it, and the URL it builds from it."""
+
+    @property
+    def upload_url(self) -> str | None:
+        if self._stopped is not None:  # a file it cannot parse: the uploader does not start
+            return None
+        return journal_upload_url(self.option("URL"))
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name != "upload_url":
+            return super().where(name, *args)
+        if self._stopped is not None:
+            return f"{self._stopped} (systemd-journal-upload stops reading there and does not start)"
+        return self.where("option", "URL")
+
+
+def collect_journal_upload(ctx: FactContext) -> JournalUploadConfig:
     # systemd-journal-upload: journal-upload.conf and its drop-ins, [Upload]; the same files and
     # order as journald's
     main, read, entries, errors, stopped = _systemd_daemon_conf(
         ctx, "systemd/journal-upload.conf", "Upload", _journal_upload_kept
     )
-    return KvConfig(
+    return JournalUploadConfig(
         "journal_upload",
         main,
         read,
@@ -1095,7 +1146,7 @@ def register(reg: FactRegistry) -> None:
     reg.register(
         "journal_upload",
         collect_journal_upload,
-        returns=KV,
+        returns=JOURNAL_UPLOAD,
         doc="journal-upload.conf [Upload] and its drop-ins, as systemd-journal-upload 252 reads them",
     )
     reg.register(

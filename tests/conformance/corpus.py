@@ -3319,6 +3319,32 @@ def _logging() -> Iterator[Variant]:
         kind="compliant",
     )
     yield _v(
+        "6.1.2.1.2/upload-url-without-scheme",
+        {**jok, **rsyslog_na},
+        *journal_only,
+        replace("etc/systemd/journal-upload.conf", "URL=https://loghost.example.internal:19532", "URL=192.168.50.42"),
+        oracle="journal-upload",
+        kind="compliant",
+        note="the CIS example: the uploader sends to https://192.168.50.42:19532/upload",
+    )
+    yield _v(
+        "6.1.2.1.2/upload-http-quoted-in-a-drop-in",
+        {**jok, **rsyslog_na},
+        *journal_only,
+        write("etc/systemd/journal-upload.conf.d/50-site.conf", '[Upload]\nURL="http://loghost.example.internal"\n'),
+        oracle="journal-upload",
+        kind="compliant",
+        note="the uploader ignores a URL with a quote in it and keeps the https one",
+    )
+    yield _v(
+        "6.1.2.1.2/upload-drop-in-systemd-cannot-parse",
+        {**jok, **rsyslog_na, "6.1.2.1.2": F},
+        *journal_only,
+        write("etc/systemd/journal-upload.conf.d/90-broken.conf", "[Upload]\nURL=loghost.example.internal\n[Upload\n"),
+        oracle="journal-upload",
+        note="a file systemd cannot parse: the uploader does not start",
+    )
+    yield _v(
         "6.1.2.1.2/upload-ca-emptied",
         {**jok, **rsyslog_na, "6.1.2.1.2": F},
         *journal_only,

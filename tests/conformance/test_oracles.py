@@ -516,6 +516,76 @@ def test_journal_upload_paths_are_the_ones_systemd_keeps(systemd_parser, path) -
     assert kv_fact._journal_upload_value("ServerKeyFile", path) == theirs
 
 
+# --- systemd-journal-upload ----------------------------------------------------------------------
+# scripts/setup.sh --with-test-tools unpacks systemd-journal-remote here (not installed on the host)
+_UPLOAD_SCHEMES = ("", "", "https://", "http://", "HTTPS://", "Https://", "https:/", "https:", "ftp://", " https://")
+_UPLOAD_HOSTS = ("127.0.0.1", "loghost", "[::1]", "", "u:p@h", "a b", "h/")
+_UPLOAD_PORTS = ("", "", ":19532", ":1", ":", ":65536", ":x")
+_UPLOAD_PATHS = ("", "", "/", "//", "/x", "/x/", "?q=1", "#f", " ")
+_UPLOAD_ODD = ("192.168.50.42", "https://", "https:///", "/", "//", "h//", "h:1/", ":", "0x7f.1",
+               "[fe80::1%25eth0]:1", "a\udcffb", "https://h:1\\", "h\tx", 'h"x', "h'x", "h\x7fx", "hü", "h x")
+
+
+def _uploader() -> Path:
+    path = Path(sys.prefix) / "oracles/lib/systemd/systemd-journal-upload"
+    if not path.exists():
+        pytest.skip("systemd-journal-remote is not unpacked by scripts/setup.sh --with-test-tools")
+    return path
+
+
+def _upload_urls(roots: list[Path]) -> list[str | None]:
+    """The URL systemd-journal-upload says it uploads to, for each tree's /etc bound over the
+    host's: it runs in a network namespace of its own with nothing to send (no address can be
+    reached there), and its "Upload to URL failed" names the URL. None where it does not start."""
+    script = ('up="$1"; shift; for d; do mount --bind "$d/etc" /etc || exit 1; '
+              'unshare --net "$up" - </dev/null 2>&1; echo @@; umount /etc; done')
+    done = _namespaced(script, args=[str(_uploader()), *map(str, roots)], timeout=120)
+    runs = done.stdout.split("@@\n")[:-1]
+    assert len(runs) == len(roots), done
+    said = [re.search(r"^Upload to (.*) failed: ", run, re.MULTILINE) for run in runs]
+    return [m.group(1) if m else None for m in said]
+
+
+@ROOT_NEEDED
+def test_journal_upload_url_is_the_one_the_uploader_uses(tmp_path) -> None:
+    # 120 URL= values, random pieces of a URL and odd ones, each in journal-upload.conf (the
+    # first 20 in a drop-in over an https one): the uploader's own "Upload to URL" must be the
+    # fact's upload_url, the URL CIS 6.1.2.1.2 wants over https
+    rng = random.Random(6121)
+    values = [*_UPLOAD_ODD] + [
+        "".join(rng.choice(p) for p in (_UPLOAD_SCHEMES, _UPLOAD_HOSTS, _UPLOAD_PORTS, _UPLOAD_PATHS))
+        for _ in range(120 - len(_UPLOAD_ODD))
+    ]
+    roots = []
+    for i, value in enumerate(values):
+        root = tmp_path / str(i)
+        conf = root / "etc/systemd/journal-upload.conf"
+        conf.parent.mkdir(parents=True)
+        text = f"[Upload]\nURL={value}\n".encode("utf-8", "surrogateescape")
+        if i < 20:
+            (conf.parent / "journal-upload.conf.d").mkdir()
+            (conf.parent / "journal-upload.conf.d/50-site.conf").write_bytes(text)
+            text = b"[Upload]\nURL=https://loghost.example:19532\n"
+        conf.write_bytes(text)
+        roots.append(root)
+    theirs = _upload_urls(roots)
+    ours = [FactContext(builtin_registry(), str(r)).fact("journal_upload", ()).upload_url for r in roots]
+    assert list(zip(values, ours, strict=True)) == list(zip(values, theirs, strict=True))
+    # both kinds occur: URLs the uploader sends to over TLS, and ones it sends in clear
+    assert sum(u is not None and u.startswith("https://") for u in theirs) >= 30
+    assert sum(u is not None and u.startswith("http://") for u in theirs) >= 5
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("variant", [v for v in corpus.VARIANTS if v.oracle == "journal-upload"], ids=_id)
+def test_journal_upload_verdict_follows_the_uploaders_url(base_tree, tmp_path, bundle, variant) -> None:
+    root = _tree(tmp_path, base_tree, variant)
+    [theirs] = _upload_urls([root])
+    assert FactContext(builtin_registry(), str(root)).fact("journal_upload", ()).upload_url == theirs
+    verdict = _statuses(bundle, root, "cis-6.1.2.1.2-")["cis-6.1.2.1.2-journal-upload-authentication"]
+    assert verdict == ("pass" if theirs is not None and theirs.startswith("https://") else "fail")
+
+
 def test_journald_defaults_are_the_ones_systemd_ships() -> None:
     # the commented values of the journald.conf Debian's systemd package installs are its
     # compiled-in defaults
