@@ -109,6 +109,16 @@ _CHOICES = {
                      "added_removed_attributes", "added_removed_entries"),
     "report_format": ("plain", "json"),
 }
+# What each database option and report_url take (conf_eval.c do_dbdef(), do_repurldef(),
+# commandconf.c parse_url()); "database" is database_in. Debian builds AIDE without curl.
+_URL_TYPES = frozenset({"file", "stdin", "stdout", "stderr", "fd", "syslog", "http", "https", "ftp"})
+_URL_OPTIONS = {"database_in": "database_in", "database": "database_in", "database_out": "database_out",
+                "database_new": "database_new", "report_url": "report_url"}
+_URL_REFUSED = {"database_in": ("stdout", "stderr", "syslog"), "database_new": ("stdout", "stderr", "syslog"),
+                "database_out": ("stdin", "stderr", "syslog"), "report_url": ("stdin",)}
+_WORKERS = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)(%?)")  # strtol(3) in base 10, then nothing or a %
+_LONG_MAX = (1 << 63) - 1
+_CHECKED_OPTIONS = frozenset({"verbose", "root_prefix", "num_workers", *_URL_OPTIONS})  # besides bools and choices
 _MACROS = ("@@x_include_setenv", "@@x_include", "@@include", "@@ifnhost", "@@ifhost", "@@ifndef", "@@ifdef",
            "@@endif", "@@else", "@@undef", "@@define", "@@if")  # longest first: flex takes the longest
 _MACRO_STATES = {"@@define": "defstmt", "@@undef": "defstmt", "@@if": "condition", "@@include": "strings",
@@ -585,6 +595,39 @@ def _node_match(node: _Node | None, text: str, file_type: int, retval: int, hit:
     return retval & _SELECTED if retval & _SELECTED else retval & _PARTIAL
 
 
+def _url_refusal(option: str, url: str) -> str | None:
+    """Why AIDE 0.18.3 refuses a URL for a database option or report_url, as parse_url() and
+    the option read it: the type before the first `:` (all of it without one), and for file
+    URLs a host after `//`, which this version refuses even when it is localhost."""
+    kind, _, rest = url.partition(":")
+    if kind not in _URL_TYPES:
+        return f"unknown URL-type: {kind!r}"
+    if kind in ("http", "https", "ftp"):
+        return "http, https and ftp URL support not compiled in, recompile AIDE with '--with-curl'"
+    if kind == "file" and rest.startswith("//") and not rest.startswith("///"):
+        if "/" not in rest[2:]:
+            return f"invalid file-URL {url!r}: no path after hostname"
+        return f"invalid file-URL {url!r}: AIDE 0.18.3 refuses a host name in a file URL, localhost included"
+    if kind not in _URL_REFUSED[option]:
+        return None
+    if option == "report_url":
+        return f"unsupported report URL-type: {kind!r}"
+    return f"{option!r}: unsupported URL-type: {kind!r}"
+
+
+def _workers_ok(text: str) -> bool:
+    """Whether AIDE takes a num_workers value: a whole number strtol reads to the end, within a
+    long and not negative, or such a number up to 100 followed by `%`. A lone `%` passes too:
+    strtol stops before it, which is where AIDE wants it to stop."""
+    if text == "%":
+        return True
+    m = _WORKERS.fullmatch(text)
+    if m is None:
+        return False
+    n = int(m.group(1))
+    return 0 <= n <= (100 if m.group(2) else _LONG_MAX)
+
+
 class _Config:
     """AIDE's configuration evaluated (conf_eval.c) into its rule tree."""
 
@@ -593,9 +636,12 @@ class _Config:
         self.tree = _Tree()
         self.groups = dict(_GROUPS)
         self.defines: dict[str, str] = {}
+        self.databases: set[str] = set()  # the database options set so far
         self.include_file(AIDE_CONF, execute=False, depth=0, prefix="")
 
-    def string(self, frags: list[Frag], where: str) -> str:
+    def string(self, frags: list[Frag], where: str, hostname: str | None = None) -> str:
+        """The text of a string with its macros expanded; @@{HOSTNAME} (unless defined) is
+        `hostname` where given, and otherwise what only the host AIDE runs on could tell."""
         out = []
         for kind, text in frags:
             if kind == "s":
@@ -603,7 +649,9 @@ class _Config:
             elif text in self.defines:
                 out.append(self.defines[text])
             elif text == "HOSTNAME":
-                raise CannotTell(f"{where}: @@{{HOSTNAME}} is the name of the host AIDE runs on")
+                if hostname is None:
+                    raise CannotTell(f"{where}: @@{{HOSTNAME}} is the name of the host AIDE runs on")
+                out.append(hostname)
         return "".join(out)
 
     def attrs(self, expr: list[tuple[str, str]], where: str, text: str) -> frozenset[str]:
@@ -651,9 +699,26 @@ class _Config:
             if name == "database_attrs" and attrs - _HASHES - _UNSUPPORTED:
                 raise Refused(f"{s.where}: invalid attribute(s) for database_attrs (line: {s.text!r})")
             return
-        if name not in _BOOL_OPTIONS and name not in _CHOICES and name not in ("verbose", "root_prefix"):
-            return  # read by AIDE for its database and report, not for which rule applies
+        if name not in _BOOL_OPTIONS and name not in _CHOICES and name not in _CHECKED_OPTIONS:
+            return  # the others are read by AIDE for its database and report, and checked later
+        if name in _URL_OPTIONS:
+            if _URL_OPTIONS[name] in self.databases:
+                return  # a database is set once: AIDE ignores a later value without reading it
+            # the host's name can make a URL's path, not its type (unless it stands before the `:`)
+            url = self.string(value, s.where, hostname="\0")
+            if "\0" in url.partition(":")[0]:
+                raise CannotTell(f"{s.where}: the URL's type holds @@{{HOSTNAME}}, the name of the host AIDE runs on")
+            why = _url_refusal(_URL_OPTIONS[name], url)
+            if why is not None:
+                raise Refused(f"{s.where}: {why} (line: {s.text!r})")
+            if name != "report_url":
+                self.databases.add(_URL_OPTIONS[name])
+            return
         text = self.string(value, s.where)
+        if name == "num_workers":
+            if not _workers_ok(text):
+                raise Refused(f"{s.where}: invalid number of workers: {text!r} (line: {s.text!r})")
+            return
         if name == "verbose":
             raise Refused(f"{s.where}: 'verbose' option is no longer supported (line: {s.text!r})")
         if name == "root_prefix":

@@ -3418,6 +3418,11 @@ def _aide() -> Iterator[Variant]:
              write(cis, "@@ifdef CIS\n" + rules + "@@endif\n"), oracle="aide")
     yield _v("6.3.3/undefined-group", {"6.3.3": E, "pci-10.3.4-log-change-detection": E}, append(cis, "/usr/bin Ful\n"), oracle="aide",
              note="AIDE refuses the configuration and checks nothing")
+    yield _v("6.3.3/report-path-without-file-url", {"6.3.3": E, "pci-10.3.4-log-change-detection": E},
+             append(cis, "report_url=/var/log/aide/aide.log\n"), oracle="aide",
+             note="AIDE wants a URL (file:/var/log/...): it refuses the configuration and checks nothing")
+    yield _v("6.3.3/second-database-ignored", {}, append(cis, "database_out=/var/lib/aide/aide.db.new\n"),
+             oracle="aide", kind="compliant", note="AIDE keeps the first database_out and never reads this one")
     # a system where /sbin is a directory of its own (not merged into /usr)
     unmerged = (delete("sbin"), mkdir("sbin"), *(write(f"sbin/{t}", "", 0o755) for t in _AUDIT_TOOLS))
     sbin_rules = rules.replace("/usr/sbin/", "/sbin/")

@@ -78,7 +78,10 @@ _GROUPS = ("Full = p+i+n+u+g+s+b+acl+xattrs+sha512", "Full=R+sha512", "OwnerMode
            "X = E", "Full_2 = R", "InodeData = p+i+n+u+g+s+b+X", None, "full = R", "Full\t= R", "Full = Nope")
 _OPTIONS = ("database_in=file:/var/lib/aide/aide.db", "gzip_dbout=yes", "report_level=summary",
             "report_ignore_e2fsattrs=VNIE", "database_attrs = sha512", "report_summarize_changes=true # comment",
-            "num_workers=2", None, "gzip_dbout=maybe", "log_level=loud", "databse_out=file:/x", "verbose=5")
+            "num_workers=2", "num_workers=50%", "database_out=stdout", "report_url=syslog:LOG_AUTH",
+            "report_url=file:/var/log/aide/aide.log", "database=fd:3", None, "gzip_dbout=maybe", "log_level=loud",
+            "databse_out=file:/x", "verbose=5", "database_in=/var/lib/aide/aide.db", "report_url=stdin",
+            "num_workers=101%", "database_out=file://localhost/x")
 
 
 def _pick(rng: random.Random, choices: tuple[str | None, ...]) -> str:
@@ -152,6 +155,41 @@ def test_the_rule_for_a_path_is_the_one_aide_names(tmp_path, seed) -> None:
         except Refused:
             refused += 1
     assert compared >= 30 and refused >= 10, (compared, refused)  # both kinds of case were met
+
+
+# each: option lines, then whether AIDE takes them (asked of AIDE itself in the test)
+_OPTION_CASES = (
+    "database_in=file:/var/lib/aide/aide.db", "database_in=/var/lib/aide/aide.db", "database_in=foo:/x",
+    "database_in=FILE:/x", "database_in=stdin", "database_in=stdout", "database=stderr", "database_in=fd:3",
+    "database_out=stdout", "database_out=stdin", "database_out=syslog:x", "database_new=stderr",
+    "database_new=stdin", "database_in=file:///x", "database_in=file://localhost/x", "database_in=file://h",
+    "database_in=https://h/aide.db", "report_url=ftp:x", "report_url=stdout", "report_url=stderr",
+    "report_url=stdin", "report_url=syslog:LOG_AUTH", "report_url=fd:x", "report_url=file", "report_url=file:",
+    "report_url=stdout:junk", "database_in=file:@@{NONE}/x", "report_url=file:/var/log/aide-@@{HOSTNAME}.log",
+    "report_url=file://@@{HOSTNAME}/x",
+    "database_in=file:/a\ndatabase_in=stdout", "database_in=stdout\ndatabase_in=file:/a",
+    "database_out=file:/a\ndatabase_out=syslog:x", "report_url=stdout\nreport_url=stdin",
+    "num_workers=0", "num_workers=4", "num_workers=-0", "num_workers=+4", "num_workers=04", "num_workers=-1",
+    "num_workers=4x", "num_workers=x", "num_workers=0x10", "num_workers=4.5", "num_workers=9223372036854775807",
+    "num_workers=9223372036854775808", "num_workers=%", "num_workers=0%", "num_workers=100%", "num_workers=+50%",
+    "num_workers=101%", "num_workers=-1%", "num_workers=-0%", "num_workers=x%", "num_workers=+%", "num_workers=%%",
+    "num_workers=4%x", "num_workers=00000000000000000000100%", "num_workers=18446744073709551717%",
+)
+
+
+@ROOT_NEEDED
+def test_database_report_and_worker_options_are_refused_where_aide_refuses_them(tmp_path) -> None:
+    refused = 0
+    for i, lines in enumerate(_OPTION_CASES):
+        root = tmp_path / str(i)
+        (root / "etc/aide").mkdir(parents=True)
+        (root / "etc/aide/aide.conf").write_text(f"{lines}\n/usr/sbin/auditctl$ p+sha512\n")
+        assert _disagreement(root, ("/usr/sbin/auditctl",)) is None, lines
+        try:
+            FactContext(builtin_registry(), str(root)).fact("aide_rule", ("/usr/sbin/auditctl",))
+        except Refused:
+            refused += 1
+    assert 20 <= refused <= len(_OPTION_CASES) - 20  # both outcomes, many times
 
 
 _DEBIANISH = """\
