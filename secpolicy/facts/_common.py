@@ -305,11 +305,11 @@ SYSTEMD_CONF_PATHS = ("/etc", "/run", "/usr/local/lib", "/usr/lib")
 
 def systemd_conf_files(ctx: FactContext, name: str) -> list[str]:
     """The files of a systemd daemon's configuration `name` (`systemd/journald.conf`) in the
-    order `systemd-analyze cat-config` gives them: the main file (the first of the
-    SYSTEMD_CONF_PATHS holding it; /etc when none does), then the `name.d/*.conf` drop-ins of
-    all those directories, sorted by file name."""
-    main = next((f"{d}/{name}" for d in SYSTEMD_CONF_PATHS if ctx.exists(f"{d}/{name}")), f"/etc/{name}")
-    return [main] + dropin_files(ctx, (f"{d}/{name}.d" for d in SYSTEMD_CONF_PATHS), ".conf")
+    order systemd 252's daemons read them (config_parse_many_nulstr()): the main file in /etc
+    only, then the `name.d/*.conf` drop-ins of all the SYSTEMD_CONF_PATHS, sorted by file name.
+    `systemd-analyze cat-config` also shows a main file under /run or /usr/lib where /etc has
+    none, but journald, timesyncd and journal-upload 252 never open it."""
+    return [f"/etc/{name}"] + dropin_files(ctx, (f"{d}/{name}.d" for d in SYSTEMD_CONF_PATHS), ".conf")
 
 
 def real_path(ctx: FactContext, path: str) -> str:

@@ -3271,6 +3271,16 @@ def _logging() -> Iterator[Variant]:
         oracle="systemd-analyze",
     )
     yield _v(
+        "6.1.2.4/storage-in-a-usr-lib-main-file",
+        {**jok, **rsyslog_na, "6.1.2.4": F},
+        *journal_only,
+        replace(jd, "Storage=persistent\n", ""),
+        delete("etc/systemd/journald.conf"),
+        write("usr/lib/systemd/journald.conf", "[Journal]\nStorage=persistent\n"),
+        oracle="systemd-analyze",
+        note="systemd-analyze cat-config shows it, but journald 252 opens only /etc's journald.conf",
+    )
+    yield _v(
         "6.1.2.4/storage-in-run",
         {**jok, **rsyslog_na},
         *journal_only,
@@ -3317,6 +3327,15 @@ def _logging() -> Iterator[Variant]:
         write("usr/local/lib/systemd/journal-upload.conf.d/tls.conf", upload_tls),
         oracle="systemd-analyze",
         kind="compliant",
+    )
+    yield _v(
+        "6.1.2.1.2/upload-settings-in-a-usr-lib-main-file",
+        {**jok, **rsyslog_na, "6.1.2.1.2": F},
+        *journal_only,
+        delete("etc/systemd/journal-upload.conf"),
+        write("usr/lib/systemd/journal-upload.conf", upload_tls),
+        oracle="journal-upload",
+        note="systemd-journal-upload 252 opens only /etc's journal-upload.conf, never /usr/lib's",
     )
     yield _v(
         "6.1.2.1.2/upload-url-without-scheme",

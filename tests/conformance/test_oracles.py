@@ -28,7 +28,7 @@ from secpolicy.errors import EvaluationError
 from secpolicy.facts import FactContext, shell
 from secpolicy.facts import kv as kv_fact
 from secpolicy.facts import sshd as sshd_fact
-from secpolicy.facts._common import config_parse
+from secpolicy.facts._common import config_parse, config_parse_files, systemd_conf_files
 from secpolicy.facts.audit_rules import RuleSyntaxError, parse_rule
 from secpolicy.facts.auditctl import parse_words, words
 from secpolicy.facts.kv import JOURNALD_DEFAULTS, parse_boolean, parse_size
@@ -479,9 +479,13 @@ def test_sysctl_persisted_values_follow_systemds_file_order(base_tree, tmp_path,
 
 def _systemd_settings(parser: systemd_conf.SystemdParser, root: Path, what: str, section: str) -> dict[str, str]:
     """The settings of `section` in force: the files in the order `systemd-analyze cat-config`
-    gives, each read by systemd's own config_parse() (one it stops reading stops the rest)."""
+    gives, each read by systemd's own config_parse() (one it stops reading stops the rest).
+    cat-config also lists a main file under /run or /usr/lib where /etc has none; the daemons
+    never open it (test_the_daemons_read_the_files_the_facts_read), so it is left out."""
     out: dict[str, str] = {}
     for f, _text in _cat_config(root, what):
+        if f != f"/etc/{what}" and f"/{what}.d/" not in f:
+            continue
         r, got = parser.parse(root / f.lstrip("/"), [section])
         out.update((key, value) for _, key, value in got)
         if r < 0:
@@ -534,11 +538,14 @@ def _uploader() -> Path:
 
 
 def _upload_urls(roots: list[Path]) -> list[str | None]:
-    """The URL systemd-journal-upload says it uploads to, for each tree's /etc bound over the
-    host's: it runs in a network namespace of its own with nothing to send (no address can be
-    reached there), and its "Upload to URL failed" names the URL. None where it does not start."""
+    """The URL systemd-journal-upload says it uploads to, for each tree's /etc (and
+    usr/lib/systemd, where it has one) bound over the host's: it runs in a network namespace of
+    its own with nothing to send (no address can be reached there), and its "Upload to URL
+    failed" names the URL. None where it does not start."""
     script = ('up="$1"; shift; for d; do mount --bind "$d/etc" /etc || exit 1; '
-              'unshare --net "$up" - </dev/null 2>&1; echo @@; umount /etc; done')
+              '[ ! -d "$d/usr/lib/systemd" ] || mount --bind "$d/usr/lib/systemd" /usr/lib/systemd || exit 1; '
+              'unshare --net "$up" - </dev/null 2>&1; echo @@; '
+              'umount /usr/lib/systemd 2>/dev/null; umount /etc; done')
     done = _namespaced(script, args=[str(_uploader()), *map(str, roots)], timeout=120)
     runs = done.stdout.split("@@\n")[:-1]
     assert len(runs) == len(roots), done
@@ -584,6 +591,67 @@ def test_journal_upload_verdict_follows_the_uploaders_url(base_tree, tmp_path, b
     assert FactContext(builtin_registry(), str(root)).fact("journal_upload", ()).upload_url == theirs
     verdict = _statuses(bundle, root, "cis-6.1.2.1.2-")["cis-6.1.2.1.2-journal-upload-authentication"]
     assert verdict == ("pass" if theirs is not None and theirs.startswith("https://") else "fail")
+
+
+# Which files the daemons open: systemd-timesyncd (installed with systemd) and
+# systemd-journal-upload (unpacked) run under strace, in a private mount namespace where the
+# tree's etc/systemd, usr/lib/systemd and usr/local/lib/systemd stand over the host's and /run and
+# /var/lib/systemd are empty, and in a network namespace of their own.
+_DAEMON_LAYOUTS = {
+    "main-in-etc": {"etc/systemd/{n}": "x"},
+    "main-in-usr-lib-only": {"usr/lib/systemd/{n}": "x"},
+    "main-in-usr-local-lib-only": {"usr/local/lib/systemd/{n}": "x"},
+    "main-in-etc-and-usr-lib": {"etc/systemd/{n}": "x", "usr/lib/systemd/{n}": "x"},
+    "drop-ins-everywhere": {"usr/lib/systemd/{n}": "x", "usr/lib/systemd/{n}.d/20-a.conf": "x",
+                            "etc/systemd/{n}.d/20-a.conf": "x", "usr/local/lib/systemd/{n}.d/10-b.conf": "x",
+                            "usr/lib/systemd/{n}.d/30-c.conf": "x", "etc/systemd/{n}.d/x.txt": "x"},
+}
+_DAEMON_SCRIPT = """
+set -e
+tree="$1"; shift
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /var/lib/systemd
+mount -t tmpfs tmpfs /usr/local/lib
+mkdir -p "$tree/etc/systemd" "$tree/usr/lib/systemd" "$tree/usr/local/lib/systemd" /usr/local/lib/systemd
+mount --bind "$tree/etc/systemd" /etc/systemd
+mount --bind "$tree/usr/lib/systemd" /usr/lib/systemd
+mount --bind "$tree/usr/local/lib/systemd" /usr/local/lib/systemd
+timeout 5 unshare --net "$@" </dev/null >/dev/null 2>&1 || true
+"""
+
+
+def _opened(tmp_path: Path, tree: Path, name: str, daemon: Path, args: Sequence[str], stop: Sequence[str]) -> list[str]:
+    """The configuration files (`name` and its drop-ins) `daemon` opens for reading; `stop` are
+    strace options that end a daemon which would not end by itself."""
+    binary = tmp_path / daemon.name  # /usr/lib/systemd is covered where the daemon runs
+    shutil.copy(daemon, binary)
+    trace = tmp_path / f"{daemon.name}.trace"
+    strace = [_tool("strace"), "-f", "-qq", "-e", "trace=openat,timerfd_create", *stop, "-o", str(trace)]
+    done = _namespaced(_DAEMON_SCRIPT, args=[str(tree), *strace, str(binary), *args], timeout=60)
+    assert done.returncode == 0, done
+    opened = re.findall(r'openat\(AT_FDCWD, "([^"]+)", O_RDONLY[^)]*\) = \d+$', trace.read_text(), re.MULTILINE)
+    return [p for p in opened if p.endswith(".conf") and os.path.basename(name) in p]
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("layout", _DAEMON_LAYOUTS, ids=str)
+def test_the_daemons_read_the_files_the_facts_read(tmp_path, layout) -> None:
+    # timesyncd runs on: it is killed at its second timerfd_create(), which follows reading its
+    # configuration (a kill before that would show as files it did not open, failing the test)
+    daemons = {"systemd/timesyncd.conf": (Path("/lib/systemd/systemd-timesyncd"), (),
+                                          ("-e", "inject=timerfd_create:signal=KILL:when=2")),
+               "systemd/journal-upload.conf": (_uploader(), ("-",), ())}
+    for name, (daemon, args, stop) in daemons.items():
+        if not daemon.exists():
+            pytest.skip(f"{daemon} is not installed")
+        tree = tmp_path / name.replace("/", "_")
+        for path, text in _DAEMON_LAYOUTS[layout].items():
+            f = tree / path.format(n=os.path.basename(name))
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(text)
+        ctx = FactContext(builtin_registry(), str(tree))
+        ours = config_parse_files(ctx, systemd_conf_files(ctx, name), None)[1]
+        assert ours == _opened(tmp_path, tree, name, daemon, args, stop), name
 
 
 def test_journald_defaults_are_the_ones_systemd_ships() -> None:
