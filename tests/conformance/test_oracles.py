@@ -593,40 +593,45 @@ def test_journal_upload_verdict_follows_the_uploaders_url(base_tree, tmp_path, b
     assert verdict == ("pass" if theirs is not None and theirs.startswith("https://") else "fail")
 
 
-# Which files the daemons open: systemd-timesyncd (installed with systemd) and
-# systemd-journal-upload (unpacked) run under strace, in a private mount namespace where the
-# tree's etc/systemd, usr/lib/systemd and usr/local/lib/systemd stand over the host's and /run and
-# /var/lib/systemd are empty, and in a network namespace of their own.
-_DAEMON_LAYOUTS = {
-    "main-in-etc": {"etc/systemd/{n}": "x"},
-    "main-in-usr-lib-only": {"usr/lib/systemd/{n}": "x"},
-    "main-in-usr-local-lib-only": {"usr/local/lib/systemd/{n}": "x"},
-    "main-in-etc-and-usr-lib": {"etc/systemd/{n}": "x", "usr/lib/systemd/{n}": "x"},
-    "drop-ins-everywhere": {"usr/lib/systemd/{n}": "x", "usr/lib/systemd/{n}.d/20-a.conf": "x",
-                            "etc/systemd/{n}.d/20-a.conf": "x", "usr/local/lib/systemd/{n}.d/10-b.conf": "x",
-                            "usr/lib/systemd/{n}.d/30-c.conf": "x", "etc/systemd/{n}.d/x.txt": "x"},
+# Which files the daemons open: systemd-journald and systemd-timesyncd (installed with systemd)
+# and systemd-journal-upload (unpacked) run under strace, in a private mount namespace where the
+# tree's etc/systemd, usr/lib/systemd and usr/local/lib/systemd stand over the host's and /run,
+# /var/log and /var/lib/systemd are empty, and in a network namespace of their own.
+_DAEMON_LAYOUTS = {  # each file holds an empty section: the daemon has nothing to warn about
+    "main-in-etc": ("etc/systemd/{n}",),
+    "main-in-usr-lib-only": ("usr/lib/systemd/{n}",),
+    "main-in-usr-local-lib-only": ("usr/local/lib/systemd/{n}",),
+    "main-in-etc-and-usr-lib": ("etc/systemd/{n}", "usr/lib/systemd/{n}"),
+    "drop-ins-everywhere": ("usr/lib/systemd/{n}", "usr/lib/systemd/{n}.d/20-a.conf", "etc/systemd/{n}.d/20-a.conf",
+                            "usr/local/lib/systemd/{n}.d/10-b.conf", "usr/lib/systemd/{n}.d/30-c.conf",
+                            "etc/systemd/{n}.d/x.txt"),
 }
 _DAEMON_SCRIPT = """
 set -e
 tree="$1"; shift
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /var/lib/systemd
+mount -t tmpfs tmpfs /var/log
 mount -t tmpfs tmpfs /usr/local/lib
 mkdir -p "$tree/etc/systemd" "$tree/usr/lib/systemd" "$tree/usr/local/lib/systemd" /usr/local/lib/systemd
 mount --bind "$tree/etc/systemd" /etc/systemd
 mount --bind "$tree/usr/lib/systemd" /usr/lib/systemd
 mount --bind "$tree/usr/local/lib/systemd" /usr/local/lib/systemd
-timeout 5 unshare --net "$@" </dev/null >/dev/null 2>&1 || true
+SYSTEMD_LOG_TARGET=console timeout 5 unshare --net "$@" </dev/null >/dev/null 2>&1 || true
 """
 
 
-def _opened(tmp_path: Path, tree: Path, name: str, daemon: Path, args: Sequence[str], stop: Sequence[str]) -> list[str]:
-    """The configuration files (`name` and its drop-ins) `daemon` opens for reading; `stop` are
-    strace options that end a daemon which would not end by itself."""
+def _opened(tmp_path: Path, tree: Path, name: str, daemon: Path, args: Sequence[str], stop: str | None) -> list[str]:
+    """The configuration files (`name` and its drop-ins) `daemon` opens for reading. A daemon
+    that would not end by itself is killed at `stop` (`SYSCALL:when=N`), a call that follows
+    reading its configuration: a kill before that would show as files it did not open."""
     binary = tmp_path / daemon.name  # /usr/lib/systemd is covered where the daemon runs
     shutil.copy(daemon, binary)
     trace = tmp_path / f"{daemon.name}.trace"
-    strace = [_tool("strace"), "-f", "-qq", "-e", "trace=openat,timerfd_create", *stop, "-o", str(trace)]
+    strace = [_tool("strace"), "-f", "-qq", "-o", str(trace), "-e", "trace=openat"]
+    if stop is not None:
+        strace[-1] += "," + stop.split(":")[0]
+        strace += ["-e", f"inject={stop.replace(':', ':signal=KILL:', 1)}"]
     done = _namespaced(_DAEMON_SCRIPT, args=[str(tree), *strace, str(binary), *args], timeout=60)
     assert done.returncode == 0, done
     opened = re.findall(r'openat\(AT_FDCWD, "([^"]+)", O_RDONLY[^)]*\) = \d+$', trace.read_text(), re.MULTILINE)
@@ -636,19 +641,19 @@ def _opened(tmp_path: Path, tree: Path, name: str, daemon: Path, args: Sequence[
 @ROOT_NEEDED
 @pytest.mark.parametrize("layout", _DAEMON_LAYOUTS, ids=str)
 def test_the_daemons_read_the_files_the_facts_read(tmp_path, layout) -> None:
-    # timesyncd runs on: it is killed at its second timerfd_create(), which follows reading its
-    # configuration (a kill before that would show as files it did not open, failing the test)
-    daemons = {"systemd/timesyncd.conf": (Path("/lib/systemd/systemd-timesyncd"), (),
-                                          ("-e", "inject=timerfd_create:signal=KILL:when=2")),
-               "systemd/journal-upload.conf": (_uploader(), ("-",), ())}
-    for name, (daemon, args, stop) in daemons.items():
+    # journald (killed before it starts serving: it opens its sockets under the empty /run) and
+    # timesyncd run on; journal-upload ends with nothing to send
+    daemons = {"systemd/journald.conf": (Path("/lib/systemd/systemd-journald"), "Journal", (), "access:when=3"),
+               "systemd/timesyncd.conf": (Path("/lib/systemd/systemd-timesyncd"), "Time", (), "timerfd_create:when=2"),
+               "systemd/journal-upload.conf": (_uploader(), "Upload", ("-",), None)}
+    for name, (daemon, section, args, stop) in daemons.items():
         if not daemon.exists():
             pytest.skip(f"{daemon} is not installed")
         tree = tmp_path / name.replace("/", "_")
-        for path, text in _DAEMON_LAYOUTS[layout].items():
+        for path in _DAEMON_LAYOUTS[layout]:
             f = tree / path.format(n=os.path.basename(name))
             f.parent.mkdir(parents=True, exist_ok=True)
-            f.write_text(text)
+            f.write_text(f"[{section}]\n")
         ctx = FactContext(builtin_registry(), str(tree))
         ours = config_parse_files(ctx, systemd_conf_files(ctx, name), None)[1]
         assert ours == _opened(tmp_path, tree, name, daemon, args, stop), name
