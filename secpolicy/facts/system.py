@@ -8,7 +8,9 @@ import functools
 import os
 import re
 import shlex
+import shutil
 import stat
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -974,6 +976,31 @@ def _chrony_file(ctx: FactContext, path: str, out: list[tuple[str, str]], depth:
 
 
 
+_CHRONYD_FATAL = re.compile(r"Fatal error : (.*)")
+
+
+def chronyd_refusal(ctx: FactContext) -> str | None:
+    """On the live host with chronyd installed, why `chronyd -p` refuses chrony's configuration:
+    chronyd stops at the first line it cannot parse (an unknown directive, a misspelt option,
+    a missing argument) and does not start. None where it takes the configuration, and under
+    --root, where there is no chronyd to ask: the reader above knows the sources, not every
+    directive's arguments."""
+    if not ctx.live:
+        return None
+    chronyd = shutil.which("chronyd", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin")))
+    if chronyd is None:
+        return None
+    try:
+        done = subprocess.run([chronyd, "-p"], capture_output=True, text=True, errors="replace", timeout=60,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise EvaluationError(f"{chronyd} -p: {e}") from None
+    if done.returncode == 0:
+        return None
+    said = _CHRONYD_FATAL.search(done.stderr)
+    return said.group(1).strip() if said else (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+
+
 TIMESYNC = ObjectType(
     "timesync",
     {
@@ -992,7 +1019,8 @@ TIMESYNC = ObjectType(
         "active": '"chrony", "systemd-timesyncd", "ntp" or "none"',
         "servers": "server/pool names configured for the active daemon (all daemons when none is)",
         "chrony_servers": "server/pool/peer names in /etc/chrony/chrony.conf and the files it names with include, "
-        "confdir (*.conf) and sourcedir (*.sources), as chronyd reads them",
+        "confdir (*.conf) and sourcedir (*.sources), as chronyd reads them; on the live host an error where "
+        "`chronyd -p` refuses the configuration (chronyd then does not start)",
         "timesyncd_servers": "NTP= names in timesyncd.conf and its drop-ins (the last NTP= line wins)",
     },
 )
@@ -1023,7 +1051,10 @@ class Timesync:
             "systemd-timesyncd": self._timesyncd(ctx),
             "ntp": self._ntp(ctx),
         }
-        self.chrony_servers = tuple(dict.fromkeys(s for s, _ in per["chrony"]))
+        self._chrony_servers = tuple(dict.fromkeys(s for s, _ in per["chrony"]))
+        refused = chronyd_refusal(ctx)
+        self._chrony_refused = None if refused is None else (
+            f"chronyd -p refuses the configuration ({refused}): chronyd does not start, so it uses no server")
         self.timesyncd_servers = tuple(dict.fromkeys(s for s, _ in per["systemd-timesyncd"]))
         self._where = {
             "chrony_servers": ", ".join(dict.fromkeys(w for _, w in per["chrony"]))
@@ -1032,11 +1063,24 @@ class Timesync:
             or "/etc/systemd/timesyncd.conf and drop-ins (no NTP= line)",
         }
         chosen = [per[self.active]] if self.active != "none" else list(per.values())
-        self.servers = tuple(dict.fromkeys(s for group in chosen for s, _ in group))
+        self._servers_use_chrony = self.active in ("chrony", "none")
+        self._servers = tuple(dict.fromkeys(s for group in chosen for s, _ in group))
         self._servers_where = (
             ", ".join(dict.fromkeys(w for group in chosen for _, w in group))
             or "no server/pool lines"
         )
+
+    @property
+    def chrony_servers(self) -> tuple[str, ...]:
+        if self._chrony_refused is not None:
+            raise EvaluationError(self._chrony_refused)
+        return self._chrony_servers
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        if self._chrony_refused is not None and self._servers_use_chrony:
+            raise EvaluationError(self._chrony_refused)
+        return self._servers
 
     @staticmethod
     def _directives(

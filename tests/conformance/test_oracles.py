@@ -1199,6 +1199,47 @@ def test_chrony_sources_are_the_ones_chronyd_reads(tmp_path, case) -> None:
     assert sorted(name for name, where in read if not where.split(":")[0].endswith(".sources")) == theirs
 
 
+_CHRONY_LIVE = """
+import json
+from secpolicy.errors import EvaluationError
+from secpolicy.facts import FactContext
+from secpolicy.vocabulary import builtin_registry
+t = FactContext(builtin_registry(), "/").fact("timesync", ())
+try:
+    print(json.dumps([t.count_active, list(t.chrony_servers)]))
+except EvaluationError as e:
+    print(json.dumps([t.count_active, str(e)]))
+"""
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize(("conf", "expected"), [
+    ("pool 2.debian.pool.ntp.org iburst\nmakestep 1 3\n", ["2.debian.pool.ntp.org"]),
+    ("server a.example iburts\n", "Could not parse server directive at line 1 in file /etc/chrony/chrony.conf"),
+    ("server a.example # the site's server\n", "Could not parse server directive at line 1"),
+    ("server a.example iburst\nmakestep 1\n", "Missing arguments for makestep directive at line 2"),
+    ("server a.example iburst\nrtcsyncc\n", "Invalid directive at line 2"),
+])
+def test_on_the_live_host_chronyd_decides_whether_it_starts(tmp_path, conf, expected) -> None:
+    # the reader knows chrony's sources, not every directive's arguments: on the live host
+    # chronyd -p is asked, and a configuration it refuses gives no servers but an error
+    unpacked = _UNPACKED / "usr/sbin"
+    if not (unpacked / "chronyd").exists() and shutil.which("chronyd") is None:
+        pytest.skip("chronyd is neither installed nor unpacked by scripts/setup.sh")
+    (tmp_path / "etc/chrony").mkdir(parents=True)
+    (tmp_path / "etc/chrony/chrony.conf").write_text(conf)
+    env = {**os.environ, "PATH": f"{unpacked}:{os.environ.get('PATH', '')}"}
+    done = _namespaced('mount --bind "$1/etc" /etc && shift && exec "$@"',
+                       args=[str(tmp_path), sys.executable, "-c", _CHRONY_LIVE], env=env)
+    assert done.returncode == 0, done.stderr
+    active, servers = json.loads(done.stdout)
+    assert isinstance(active, int)  # the rest of the fact stays readable
+    if isinstance(expected, list):
+        assert servers == expected
+    else:
+        assert expected in servers and "chronyd does not start" in servers
+
+
 # --- ufw-init ------------------------------------------------------------------------------------
 # scripts/setup.sh --with-test-tools unpacks ufw into the virtual environment (not installed)
 def _ufw_package() -> Path:
