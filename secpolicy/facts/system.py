@@ -497,6 +497,71 @@ class Grub:
         return self.cfg_path
 
 
+# --- nftables ------------------------------------------------------------------------------------------
+NFT_RULESET = ObjectType(
+    "nft_ruleset",
+    {"live": BOOL, "source": STR},
+    methods={"has_line": Method((REGEX,), BOOL, "whether a line of the ruleset matches the regex")},
+    doc="the nftables ruleset: on the live host the one in force, as `nft list ruleset` prints it (what the CIS"
+    " audits read); under --root, or where nft is not installed, the saved configuration",
+    field_docs={
+        "live": "the ruleset is the one in force, printed by nft (its own spelling: `priority filter; policy drop;`"
+        " on the hook line, `counter packets 0 bytes 0`)",
+        "source": '"nft list ruleset", or the saved files read: /etc/nftables.conf and /etc/nftables.d/*.nft',
+    },
+)
+NFT_SAVED = ("/etc/nftables.conf", "/etc/nftables.d/*.nft")
+
+
+class NftRuleset:
+    """The ruleset nftables holds, asked of nft on the live host; the saved files elsewhere."""
+
+    def __init__(self, ctx: FactContext) -> None:
+        self._line_of: dict[str, str | None] = {}
+        nft = _sbin_tool("nft") if ctx.live else None
+        if nft is not None:
+            command = [nft, "list", "ruleset"]
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=60,
+                                      check=False)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise EvaluationError(f"nft list ruleset: {e}") from None
+            if done.returncode != 0:
+                said = done.stderr.strip().splitlines()
+                raise EvaluationError(f"nft list ruleset failed (exit {done.returncode}): "
+                                      f"{said[-1] if said else 'no output'}; the CIS audits need it (run as root)")
+            self.live, self.source = True, "nft list ruleset"
+            self._files = [(self.source, done.stdout)]
+            return
+        paths = [NFT_SAVED[0], *sorted(ctx.glob(NFT_SAVED[1]))]
+        self.live, self.source = False, ", ".join(NFT_SAVED)
+        self._files = [(p, ctx.read_text(p) or "") for p in paths]
+
+    def _match_line(self, regex: str) -> str | None:
+        if regex not in self._line_of:
+            rx = compile_regex(regex)
+            self._line_of[regex] = next(
+                (at(path, n) for path, text in self._files for n, line in enumerate(text_lines(text), 1)
+                 if rx.search(line)), None)
+        return self._line_of[regex]
+
+    def has_line(self, regex: str) -> bool:
+        return self._match_line(regex) is not None
+
+    def describe(self) -> str:
+        return "nft_ruleset"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "has_line" and args:
+            return self._match_line(str(args[0])) or f"{self.source} (no line matches)"
+        return self.source
+
+
+def _sbin_tool(name: str) -> str | None:
+    """A system tool found on PATH, or in /usr/sbin and /sbin (not on a user's PATH)."""
+    return shutil.which(name, path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin")))
+
+
 # --- firewall -----------------------------------------------------------------------------------------
 FIREWALL = ObjectType(
     "firewall",
@@ -987,7 +1052,7 @@ def chronyd_refusal(ctx: FactContext) -> str | None:
     directive's arguments."""
     if not ctx.live:
         return None
-    chronyd = shutil.which("chronyd", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin")))
+    chronyd = _sbin_tool("chronyd")
     if chronyd is None:
         return None
     try:
@@ -1239,6 +1304,10 @@ def register(reg: FactRegistry) -> None:
     )
     reg.register("_loaded_modules", _loaded_modules, returns=ANY, doc="internal: /proc/modules")
     reg.register("grub", Grub, returns=GRUB, doc="the GRUB bootloader configuration")
+    reg.register(
+        "nft_ruleset", NftRuleset, returns=NFT_RULESET,
+        doc="the nftables ruleset: `nft list ruleset` on the live host, the saved files under --root",
+    )
     reg.register(
         "firewall", Firewall, returns=FIREWALL, doc="host firewall presence and enablement"
     )

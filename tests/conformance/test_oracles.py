@@ -1240,6 +1240,90 @@ def test_on_the_live_host_chronyd_decides_whether_it_starts(tmp_path, conf, expe
         assert expected in servers and "chronyd does not start" in servers
 
 
+# --- nft list ruleset ----------------------------------------------------------------------------
+# On the live host the nftables rules read the ruleset in force, as the CIS audits do. The test
+# loads each ruleset with the unpacked nft into a network namespace of its own and evaluates the
+# rules there (their applicability left out: nftables is not installed on the host).
+_NFT_LIVE = """
+import dataclasses, json, pathlib, subprocess, sys
+from secpolicy.engine import evaluate_rule
+from secpolicy.facts import FactContext
+from secpolicy.vocabulary import builtin_registry, load_policies
+reg = builtin_registry()
+rules = [dataclasses.replace(r, applicable=()) for r in load_policies([pathlib.Path(sys.argv[1])], reg).rules
+         if r.id.split("-")[1] in ("4.3.4", "4.3.5", "4.3.6", "4.3.8")]
+out = []
+for ruleset in sys.argv[2:]:
+    subprocess.run(["nft", "-f", ruleset], check=True)
+    ctx = FactContext(reg, "/")
+    found = {r.id.split("-")[1]: evaluate_rule(r, ctx) for r in rules}
+    out.append({k: [f.status.value, [e.source for e in f.evidence if e.source]] for k, f in found.items()})
+print(json.dumps(out))
+"""
+_NFT_GOOD = """flush ruleset
+table inet filter {
+  chain input {
+    type filter hook input priority 0
+    policy drop
+    iif lo accept
+    ip saddr 127.0.0.0/8 counter drop
+    ip6 saddr ::1 counter drop
+  }
+  chain forward { type filter hook forward priority 0; policy drop; }
+  chain output {
+    type filter hook output priority 0;
+    policy drop;
+  }
+}
+"""
+_NFT_CASES = [
+    # policy drop on the line after the hook, `iif lo` unquoted: nft prints both the CIS way
+    (_NFT_GOOD, {"4.3.4": "pass", "4.3.5": "pass", "4.3.6": "pass", "4.3.8": "pass"}),
+    # a commented-out chain head is no chain: the one loaded accepts
+    (_NFT_GOOD.replace("policy drop\n", "# type filter hook input priority 0; policy drop;\n"),
+     {"4.3.4": "pass", "4.3.5": "pass", "4.3.6": "pass", "4.3.8": "fail"}),
+    # an arp table's chains filter no IP traffic
+    (("flush ruleset\ntable arp a {\n chain i { type filter hook input priority 0; policy drop; }\n"
+      " chain o { type filter hook output priority 0; policy drop; }\n}\n"),
+     {"4.3.4": "fail", "4.3.5": "fail", "4.3.6": "fail", "4.3.8": "fail"}),
+    ("flush ruleset\n", {"4.3.4": "fail", "4.3.5": "fail", "4.3.6": "fail", "4.3.8": "fail"}),
+]
+
+
+@ROOT_NEEDED
+def test_on_the_live_host_the_nftables_rules_read_the_ruleset_in_force(tmp_path) -> None:
+    nft = _UNPACKED / "usr/sbin/nft"
+    if not nft.exists():
+        pytest.skip("nftables is not unpacked by scripts/setup.sh --with-test-tools")
+    wrapper = tmp_path / "bin/nft"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nLD_LIBRARY_PATH={_UNPACKED}/usr/lib/x86_64-linux-gnu exec {nft} "$@"\n')
+    wrapper.chmod(0o755)
+    files = []
+    for i, (ruleset, _) in enumerate(_NFT_CASES):
+        files.append(tmp_path / f"{i}.nft")
+        files[-1].write_text(ruleset)
+    env = {**os.environ, "PATH": f"{wrapper.parent}:{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", _NFT_LIVE, str(REPO / "policies/cis"), *map(str, files)],
+                          capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    for (ruleset, expected), got in zip(_NFT_CASES, json.loads(done.stdout), strict=True):
+        assert {k: v[0] for k, v in got.items()} == expected, ruleset
+        if expected["4.3.8"] == "pass":  # the evidence names where it was read
+            assert got["4.3.8"][1] and all(loc.startswith("nft list ruleset") for loc in got["4.3.8"][1])
+
+
+def test_a_ruleset_nft_cannot_list_is_an_error_not_the_saved_files(tmp_path, monkeypatch) -> None:
+    # as the scan's user nft may not read the ruleset (it needs CAP_NET_ADMIN): the rules then
+    # cannot tell, and say why, rather than fall back to files that may not be what is loaded
+    fake = tmp_path / "nft"
+    fake.write_text("#!/bin/sh\necho 'Error: Could not process rule: Operation not permitted' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ.get('PATH', '')}")
+    with pytest.raises(EvaluationError, match=r"nft list ruleset failed \(exit 1\): .*Operation not permitted.*root"):
+        FactContext(builtin_registry(), "/").fact("nft_ruleset", ())
+
+
 # --- ufw-init ------------------------------------------------------------------------------------
 # scripts/setup.sh --with-test-tools unpacks ufw into the virtual environment (not installed)
 def _ufw_package() -> Path:
