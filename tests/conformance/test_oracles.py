@@ -10,6 +10,7 @@ the tools say."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from secpolicy.engine import scan
+from secpolicy.engine import evaluate_rule, scan
 from secpolicy.errors import EvaluationError
 from secpolicy.facts import FactContext, shell
 from secpolicy.facts import kv as kv_fact
@@ -657,6 +658,23 @@ def test_the_daemons_read_the_files_the_facts_read(tmp_path, layout) -> None:
         ctx = FactContext(builtin_registry(), str(tree))
         ours = config_parse_files(ctx, systemd_conf_files(ctx, name), None)[1]
         assert ours == _opened(tmp_path, tree, name, daemon, args, stop), name
+
+
+@pytest.mark.parametrize("value", ["yes", "no", "1K", "0", "1", "512", "1.5K", "on", "off", "1x", "0K", "-1",
+                                   "16E", "99999999E", "true", "", "2 K"])
+def test_journald_compresses_as_systemds_parsers_read_compress(tmp_path, bundle, systemd_parser, value) -> None:
+    # journald 252's config_parse_compress(): a boolean; else a size, a threshold that turns
+    # compression on; else the line is ignored and the default, yes, stays (so does an empty
+    # value): only a false boolean turns compression off. The parsers are systemd's own.
+    boolean = systemd_parser.parse_boolean(value)
+    theirs = boolean if boolean is not None else True
+    conf = tmp_path / "etc/systemd/journald.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(f"[Journal]\nCompress={value}\n")
+    ps, reg = bundle
+    [rule] = [r for r in ps.rules if r.id == "cis-6.1.2.3-journald-compress"]
+    finding = evaluate_rule(dataclasses.replace(rule, applicable=()), FactContext(reg, str(tmp_path)))
+    assert finding.status.value == ("pass" if theirs else "fail")
 
 
 def test_journald_defaults_are_the_ones_systemd_ships() -> None:
