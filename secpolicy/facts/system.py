@@ -1040,7 +1040,6 @@ def _chrony_file(ctx: FactContext, path: str, out: list[tuple[str, str]], depth:
                 _chrony_file(ctx, f, out, depth + 1, sources=name == "sourcedir")
 
 
-
 _CHRONYD_FATAL = re.compile(r"Fatal error : (.*)")
 
 
