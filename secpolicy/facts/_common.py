@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import stat
+import subprocess
 from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -32,6 +34,8 @@ __all__ = [
     "parse_int",
     "proc_available",
     "read_regular",
+    "run_tool",
+    "sbin_tool",
     "systemd_conf_files",
     "systemd_lines",
     "text_lines",
@@ -310,6 +314,22 @@ def systemd_conf_files(ctx: FactContext, name: str) -> list[str]:
     `systemd-analyze cat-config` also shows a main file under /run or /usr/lib where /etc has
     none, but journald, timesyncd and journal-upload 252 never open it."""
     return [f"/etc/{name}"] + dropin_files(ctx, (f"{d}/{name}.d" for d in SYSTEMD_CONF_PATHS), ".conf")
+
+
+def sbin_tool(name: str) -> str | None:
+    """A system tool a fact asks on the live host: on PATH, or in /usr/sbin and /sbin (which a
+    user's PATH may lack)."""
+    return shutil.which(name, path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin")))
+
+
+def run_tool(command: list[str], what: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
+    """Run a system tool a fact asks (`nft list ruleset`, `chronyd -p`): its output as text,
+    bytes that are not UTF-8 replaced. A tool that cannot be run or does not finish in time
+    is an EvaluationError naming `what`; its exit status is the caller's to judge."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise EvaluationError(f"{what}: {e}") from None
 
 
 def real_path(ctx: FactContext, path: str) -> str:

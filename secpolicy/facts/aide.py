@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from secpolicy.dsl.regex import RegexError, compile_regex
 from secpolicy.dsl.types import BOOL, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at
+from secpolicy.facts._common import at, real_path
 
 if TYPE_CHECKING:
     from secpolicy.dsl.regex import Regex
@@ -815,7 +815,9 @@ _CONFIGS: weakref.WeakKeyDictionary[FactContext, _Config | EvaluationError] = we
 
 class AideRule:
     def __init__(self, ctx: FactContext, path: str) -> None:
-        self.path = _real_path(ctx, path)
+        # AIDE walks the file system without following links: /sbin/auditctl is checked (if at
+        # all) as /usr/sbin/auditctl where /sbin links to usr/sbin
+        self.path = real_path(ctx, path)
         self.selected, self.kind, self.rule = False, "none", None
         self.attributes: list[str] = []
         if ctx.stat(AIDE_CONF) is None:
@@ -871,17 +873,6 @@ class AideRule:
 
     def where(self, name: str, *args: Any) -> str | None:
         return self._where
-
-
-def _real_path(ctx: FactContext, path: str) -> str:
-    """The path of the file inside the scanned system with every symlink resolved: AIDE walks
-    the file system without following links, so /sbin/auditctl is checked (if at all) as
-    /usr/sbin/auditctl where /sbin links to usr/sbin."""
-    if ctx.live:
-        return os.path.realpath(path)
-    host = ctx.host_path(path)
-    inside = os.path.relpath(host, ctx.root)
-    return "/" if inside == "." else "/" + inside
 
 
 def register(reg: FactRegistry) -> None:

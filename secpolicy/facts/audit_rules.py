@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import stat
 import struct
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at, version_key
+from secpolicy.facts._common import at, sbin_tool, version_key
 from secpolicy.facts.auditctl import ALL, AuditRule, RuleSyntaxError, parse_rule, parse_words, words
 
 if TYPE_CHECKING:
@@ -535,9 +534,7 @@ def _query(text: str) -> AuditRule:
 
 
 def _loaded_rules() -> list[AuditRule]:
-    auditctl = shutil.which("auditctl") or (
-        "/sbin/auditctl" if os.path.exists("/sbin/auditctl") else None
-    )
+    auditctl = sbin_tool("auditctl")
     if auditctl is None:
         raise EvaluationError("loaded audit rules: auditctl is not installed (package auditd)")
     try:

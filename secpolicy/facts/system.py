@@ -8,9 +8,7 @@ import functools
 import os
 import re
 import shlex
-import shutil
 import stat
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -26,6 +24,8 @@ from secpolicy.facts._common import (
     dropin_files,
     read_proc,
     require_proc,
+    run_tool,
+    sbin_tool,
     systemd_conf_files,
     text_lines,
 )
@@ -518,14 +518,9 @@ class NftRuleset:
 
     def __init__(self, ctx: FactContext) -> None:
         self._line_of: dict[str, str | None] = {}
-        nft = _sbin_tool("nft") if ctx.live else None
+        nft = sbin_tool("nft") if ctx.live else None
         if nft is not None:
-            command = [nft, "list", "ruleset"]
-            try:
-                done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=60,
-                                      check=False)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                raise EvaluationError(f"nft list ruleset: {e}") from None
+            done = run_tool([nft, "list", "ruleset"], "nft list ruleset")
             if done.returncode != 0:
                 said = done.stderr.strip().splitlines()
                 raise EvaluationError(f"nft list ruleset failed (exit {done.returncode}): "
@@ -555,11 +550,6 @@ class NftRuleset:
         if name == "has_line" and args:
             return self._match_line(str(args[0])) or f"{self.source} (no line matches)"
         return self.source
-
-
-def _sbin_tool(name: str) -> str | None:
-    """A system tool found on PATH, or in /usr/sbin and /sbin (not on a user's PATH)."""
-    return shutil.which(name, path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin")))
 
 
 # --- firewall -----------------------------------------------------------------------------------------
@@ -1051,14 +1041,10 @@ def chronyd_refusal(ctx: FactContext) -> str | None:
     directive's arguments."""
     if not ctx.live:
         return None
-    chronyd = _sbin_tool("chronyd")
+    chronyd = sbin_tool("chronyd")
     if chronyd is None:
         return None
-    try:
-        done = subprocess.run([chronyd, "-p"], capture_output=True, text=True, errors="replace", timeout=60,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise EvaluationError(f"{chronyd} -p: {e}") from None
+    done = run_tool([chronyd, "-p"], f"{chronyd} -p")
     if done.returncode == 0:
         return None
     said = _CHRONYD_FATAL.search(done.stderr)
@@ -1127,7 +1113,6 @@ class Timesync:
             or "/etc/systemd/timesyncd.conf and drop-ins (no NTP= line)",
         }
         chosen = [per[self.active]] if self.active != "none" else list(per.values())
-        self._servers_use_chrony = self.active in ("chrony", "none")
         self._servers = tuple(dict.fromkeys(s for group in chosen for s, _ in group))
         self._servers_where = (
             ", ".join(dict.fromkeys(w for group in chosen for _, w in group))
@@ -1142,7 +1127,7 @@ class Timesync:
 
     @property
     def servers(self) -> tuple[str, ...]:
-        if self._chrony_refused is not None and self._servers_use_chrony:
+        if self._chrony_refused is not None and self.active in ("chrony", "none"):  # chrony's servers are among them
             raise EvaluationError(self._chrony_refused)
         return self._servers
 

@@ -532,7 +532,7 @@ _UPLOAD_ODD = ("192.168.50.42", "https://", "https:///", "/", "//", "h//", "h:1/
 
 
 def _uploader() -> Path:
-    path = Path(sys.prefix) / "oracles/lib/systemd/systemd-journal-upload"
+    path = _UNPACKED / "lib/systemd/systemd-journal-upload"
     if not path.exists():
         pytest.skip("systemd-journal-remote is not unpacked by scripts/setup.sh --with-test-tools")
     return path
