@@ -26,6 +26,9 @@ REPO = TESTS.parent
 POLICY = str(TESTS / "fixtures" / "policies" / "core.yaml")
 EVENTS = TESTS / "fixtures" / "auditlog" / "events.jsonl"
 SECPOLICY = [sys.executable, "-m", "secpolicy"]
+# Ctrl-C reaches a foreground job with SIGINT at its default; a suite run as a background job of a
+# script inherits it ignored (POSIX), and so would secpolicy. Start the child as a terminal would.
+FOREGROUND = ["env", "--default-signal=INT"]
 sys.path.insert(0, str(TESTS / "fixtures" / "reports"))
 
 from gen_results import generate
@@ -191,7 +194,7 @@ def test_ctrl_c_prints_no_traceback_and_leaves_no_file(tmp_path):
     big = tmp_path / "big.json"
     big.write_text(json.dumps(generate(5000)))
     out = tmp_path / "report.pdf"
-    proc = subprocess.Popen([*SECPOLICY, "report", str(big), "-f", "pdf", "-o", str(out)],
+    proc = subprocess.Popen([*FOREGROUND, *SECPOLICY, "report", str(big), "-f", "pdf", "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(3)  # well inside the rendering of a 5,000-control PDF
     proc.send_signal(signal.SIGINT)

@@ -3,6 +3,7 @@ a rolled-back baseline refused; Ctrl-C ends a run with one line; progress on ter
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 SECPOLICY = [sys.executable, "-m", "secpolicy"]
+# Ctrl-C reaches a foreground job with SIGINT at its default; a suite run as a background job of a
+# script inherits it ignored (POSIX), and so would secpolicy. Start the child as a terminal would.
+FOREGROUND = ["env", "--default-signal=INT"]
 
 
 def run(*args: str, **kw) -> subprocess.CompletedProcess[str]:
@@ -114,24 +118,31 @@ def test_ctrl_c_during_init_prints_interrupted_and_no_traceback(tmp_path: Path) 
     (tmp_path / "fim.yaml").write_text("paths:\n  - path: /data\n    attrs: R\n")
     db = tmp_path / "db" / "fim.db"
     db.parent.mkdir()
-    proc = subprocess.Popen([*SECPOLICY, "fim", "init", "--config", str(tmp_path / "fim.yaml"), "--db", str(db),
+    proc = subprocess.Popen([*FOREGROUND, *SECPOLICY, "fim", "init", "--config", str(tmp_path / "fim.yaml"), "--db", str(db),
                              "--root", str(root), "--no-key", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     workers: set[int] = set()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(workers) < 2:
-        workers = {c for c in _children(proc.pid) if b"hasher.py" in Path(f"/proc/{c}/cmdline").read_bytes()}
-        time.sleep(0.02)
-    assert len(workers) == 2, "the hashing workers never started"
-    time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the whole foreground group
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert err.strip() == "secpolicy: interrupted"
-    assert "Traceback" not in err and out == ""
-    assert list(db.parent.iterdir()) == []  # no baseline, no temporary file left
-    for w in workers:
-        assert not Path(f"/proc/{w}").exists() or "Z" in Path(f"/proc/{w}/stat").read_text().split()[2]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = {c for c in _children(proc.pid) if b"hasher.py" in Path(f"/proc/{c}/cmdline").read_bytes()}
+            time.sleep(0.02)
+        assert len(workers) == 2, "the hashing workers never started"
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the whole foreground group
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert err.strip() == "secpolicy: interrupted"
+        assert "Traceback" not in err and out == ""
+        assert list(db.parent.iterdir()) == []  # no baseline, no temporary file left
+        for w in workers:
+            assert not Path(f"/proc/{w}").exists() or "Z" in Path(f"/proc/{w}/stat").read_text().split()[2]
+    finally:  # a failed run must not leave 64 GiB being hashed
+        for pid in (*workers, proc.pid):
+            with contextlib.suppress(OSError):  # gone already
+                if b"secpolicy" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _on_a_terminal(args: list[str]) -> tuple[int, str]:
