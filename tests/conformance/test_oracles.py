@@ -311,10 +311,10 @@ def _kernel_load(rules_file: Path) -> list[str]:
     subprocess.run([auditctl, "-R", str(rules_file)], capture_output=True, text=True, check=False)
     listed = subprocess.run([auditctl, "-l"], capture_output=True, text=True, check=True).stdout
     mine = [line for line in listed.splitlines() if _PREFIX in line]
-    for line in mine:  # leave nothing behind
-        w = line.split()
-        w[0] = {"-a": "-d", "-w": "-W"}[w[0]]
-        subprocess.run([auditctl, *w], capture_output=True, check=False)
+    if mine:  # leave nothing behind: one auditctl reads every deletion
+        undo = rules_file.with_name(rules_file.name + ".undo")
+        undo.write_text("".join({"-a": "-d", "-w": "-W"}[line[:2]] + line[2:] + "\n" for line in mine))
+        subprocess.run([auditctl, "-R", str(undo)], capture_output=True, check=False)
     after = subprocess.run([auditctl, "-l"], capture_output=True, text=True, check=True).stdout
     assert _PREFIX not in after, "test audit rules left in the kernel"
     return mine
