@@ -9,10 +9,11 @@ import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from secpolicy.errors import EvaluationError
+from secpolicy.facts.inroot import open_in_root
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext
@@ -34,6 +35,7 @@ __all__ = [
     "parse_int",
     "proc_available",
     "read_regular",
+    "read_regular_in_root",
     "run_tool",
     "sbin_tool",
     "systemd_conf_files",
@@ -414,14 +416,35 @@ def read_regular(host: str, shown: str, *, limit: int, follow: bool = False) -> 
         return None
     except OSError as e:
         raise _read_error(shown, e) from None
+    return _read_opened(pfd, shown, limit, lambda: os.open(host, _READ_FLAGS | nofollow))
+
+
+def read_regular_in_root(root: str, path: str, *, limit: int) -> bytes | None:
+    """`read_regular` of `path` inside the scanned `root`, resolved by the kernel as under a
+    chroot (inroot.py): no component swapped meanwhile can lead the read out of the root."""
+    try:
+        pfd = open_in_root(root, path, os.O_PATH)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise _read_error(path, e) from None
+    return _read_opened(pfd, path, limit, lambda: open_in_root(root, path, _READ_FLAGS))
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _read_opened(pfd: int, shown: str, limit: int, reopen: Callable[[], int]) -> bytes:
+    """Read the regular file an O_PATH descriptor (closed here) names; `reopen()` opens it
+    again for reading where there is no /proc (checked again, after)."""
     try:
         st = os.fstat(pfd)
         if not stat.S_ISREG(st.st_mode):
             raise _not_regular(shown, st)
         try:
-            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(f"/proc/self/fd/{pfd}", _READ_FLAGS)
         except FileNotFoundError:  # no /proc: open the path again, checked again below
-            fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow)
+            fd = reopen()
     except OSError as e:
         raise _read_error(shown, e) from None
     finally:

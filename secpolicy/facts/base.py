@@ -3,6 +3,7 @@ gathers facts lazily, caches them, and reads every path under the scanned root."
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from typing import Any
 
 from secpolicy.dsl.types import Signature, Type
 from secpolicy.errors import EvaluationError, NotApplicable
-from secpolicy.facts._common import read_regular
+from secpolicy.facts import inroot
+from secpolicy.facts._common import read_regular, read_regular_in_root
 
 __all__ = ["EvaluationError", "FactContext", "FactRegistry", "FactSpec", "NotApplicable"]
 
@@ -133,9 +135,11 @@ class FactContext:
     def host_path(self, path: str, *, follow: bool = True) -> str:
         """The path on this machine for `path` inside the scanned root. Symlinks are resolved
         inside the root (an absolute link target restarts at the root, as under chroot), so a
-        mounted image cannot point us at the scanning host's files."""
-        if not path.startswith("/"):
-            raise EvaluationError(f"{path!r}: paths in policies must be absolute")
+        mounted image cannot point us at the scanning host's files. The string is opened later,
+        though: a directory swapped for a symlink meanwhile would lead out of the root. So file
+        contents and stat() are opened by the kernel inside the root instead (inroot.py); this
+        serves listings, link targets and tree walks."""
+        _absolute(path)
         if self.root == "/":
             return os.path.normpath(path)
         parts = [p for p in PurePosixPath(path).parts[1:] if p not in ("", ".")]
@@ -172,7 +176,27 @@ class FactContext:
         """How a path inside the root is shown in evidence: as the scanned system sees it."""
         return path
 
+    def _in_root(self) -> bool:
+        """Are paths opened by the kernel inside the root (inroot.py), not through host_path?"""
+        return self.root != "/" and inroot.available()
+
+    def _stat_in_root(self, path: str, nofollow: int) -> os.stat_result | None:
+        try:
+            fd = inroot.open_in_root(self.root, _absolute(path), os.O_PATH | nofollow)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise EvaluationError(f"{path}: too many levels of symbolic links (a symlink loop)") from None
+            raise
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
     def lstat(self, path: str) -> os.stat_result | None:
+        if self._in_root():
+            return self._stat_in_root(path, os.O_NOFOLLOW)
         try:
             return os.lstat(self.host_path(path, follow=False))
         except FileNotFoundError:
@@ -181,6 +205,8 @@ class FactContext:
             return None
 
     def stat(self, path: str) -> os.stat_result | None:
+        if self._in_root():
+            return self._stat_in_root(path, 0)
         try:
             return os.stat(self.host_path(path))
         except (FileNotFoundError, NotADirectoryError):
@@ -192,6 +218,8 @@ class FactContext:
     def read_bytes(self, path: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
         """File content, or None if it does not exist. Unreadable files, and anything not a
         regular file (a FIFO, a device), are evaluation errors saying what was there."""
+        if self._in_root():
+            return read_regular_in_root(self.root, _absolute(path), limit=limit)
         return read_regular(self.host_path(path), path, limit=limit, follow=self.live)
 
     def read_text(self, path: str) -> str | None:
@@ -229,3 +257,9 @@ class FactContext:
                         nxt.append(cand)
             results = nxt
         return sorted(results)
+
+
+def _absolute(path: str) -> str:
+    if not path.startswith("/"):
+        raise EvaluationError(f"{path!r}: paths in policies must be absolute")
+    return path

@@ -164,3 +164,42 @@ def test_scanning_a_hostile_root_finishes_and_reports_each_entry(hostile_root, t
     assert f"more than {LIMITS.walk_depth} directory levels below it at /srv/deep/d" in results["deep"]["reason"]
     assert results["loop"]["status"] == "error" and "symbolic links" in results["loop"]["reason"]
     assert results["regex"]["status"] == "pass"
+
+
+# A directory of the image swapped for a symlink while it is scanned (a running container's
+# root, say) must not lead a read out of the root: paths are resolved by the kernel inside it.
+_SWAPPER = """
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+etc = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    # RENAME_EXCHANGE: "conf" is the directory, then the symlink, then ... (with pauses: a
+    # rename storm would slow every lookup in the directory to a crawl)
+    if libc.renameat2(etc, b"conf", etc, b"conf.swap", 2) != 0:
+        sys.exit(f"renameat2: {os.strerror(ctypes.get_errno())}")
+    time.sleep(0.00005)
+"""
+
+
+def test_a_directory_swapped_for_a_symlink_mid_scan_never_leads_out_of_the_root(tmp_path):
+    outside = tmp_path / "outside"
+    write(outside, "/file", "host secret\n")
+    write(tmp_path / "root", "/etc/conf/file", "inside\n")
+    os.symlink(outside, tmp_path / "root" / "etc" / "conf.swap")  # inside the root: <root><outside>
+    host = (outside / "file").stat()
+    ctx = context(tmp_path / "root")
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(tmp_path / "root" / "etc"), "30"])
+    try:
+        seen = {b"inside\n": 0, None: 0}
+        for _ in range(3000):
+            data = ctx.read_bytes("/etc/conf/file")
+            assert data in seen, data  # the host's file, read through the swapped-in link
+            seen[data] += 1
+            for st in (ctx.stat("/etc/conf/file"), ctx.lstat("/etc/conf/file")):
+                assert st is None or (st.st_dev, st.st_ino) != (host.st_dev, host.st_ino)
+        assert swapper.poll() is None, "the swapper stopped early"
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert seen[b"inside\n"] and seen[None]  # both states were read: the swap really raced the reads
