@@ -63,8 +63,11 @@ def available() -> bool:
 def open_in_root(root: str, path: str, flags: int) -> int:
     """A descriptor for `path` (absolute, as seen inside `root`) opened with `flags`
     (O_CLOEXEC is added). Raises OSError as open(2) would: FileNotFoundError, ELOOP, ..."""
+    rel = os.fsencode(path.lstrip("/") or ".")
+    if b"\0" in rel:  # C would stop reading the name there; os.open refuses it too
+        raise ValueError(f"embedded null byte: {path!r}")
     rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return _call(rootfd, os.fsencode(path.lstrip("/") or "."), flags | os.O_CLOEXEC)
+        return _call(rootfd, rel, flags | os.O_CLOEXEC)
     finally:
         os.close(rootfd)
