@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import struct
 from typing import Any
@@ -22,15 +23,11 @@ _RESOLVE_IN_ROOT = 0x10
 _HOW = struct.Struct("=QQQ")  # struct open_how: flags, mode, resolve
 _RETRIES = 16  # EAGAIN: a rename or mount raced a `..`; the kernel asks for another try
 
-_state: dict[str, Any] = {}
 
-
+@functools.cache
 def _syscall() -> Any:
-    fn = _state.get("fn")
-    if fn is None:
-        fn = ctypes.CDLL(None, use_errno=True).syscall
-        fn.restype = ctypes.c_long
-        _state["fn"] = fn
+    fn = ctypes.CDLL(None, use_errno=True).syscall
+    fn.restype = ctypes.c_long
     return fn
 
 
@@ -47,17 +44,14 @@ def _call(dirfd: int, rel: bytes, flags: int) -> int:
     raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN), os.fsdecode(rel))
 
 
+@functools.cache
 def available() -> bool:
     """Does this kernel have openat2 (tried once, on /)?"""
-    ok = _state.get("ok")
-    if ok is None:
-        try:
-            os.close(_call(-100, b"/", os.O_PATH | os.O_CLOEXEC))  # AT_FDCWD
-            ok = True
-        except OSError as e:
-            ok = e.errno not in (errno.ENOSYS, errno.EPERM)  # EPERM: a seccomp filter refusing it
-        _state["ok"] = ok
-    return bool(ok)
+    try:
+        os.close(_call(-100, b"/", os.O_PATH | os.O_CLOEXEC))  # AT_FDCWD
+    except OSError as e:
+        return e.errno not in (errno.ENOSYS, errno.EPERM)  # EPERM: a seccomp filter refusing it
+    return True
 
 
 def open_in_root(root: str, path: str, flags: int) -> int:
