@@ -348,7 +348,7 @@ def is_devnull(ctx: FactContext, path: str) -> bool:
     if st is None:
         return False
     try:
-        return os.readlink(ctx.host_path(path, follow=False)) == "/dev/null"
+        return ctx.readlink(path) == "/dev/null"
     except OSError:
         return False
 
@@ -381,7 +381,7 @@ def read_required(ctx: FactContext, path: str) -> str:
 
 def read_proc(ctx: FactContext, path: str, limit: int = 4 * 1024 * 1024) -> str | None:
     """Text of a /proc or /sys file (or its copy under the root), None if absent."""
-    data = read_regular(ctx.host_path(path), path, limit=limit, follow=ctx.live)
+    data = ctx.read_bytes(path, limit)
     return None if data is None else data.decode("utf-8", errors="surrogateescape")
 
 

@@ -184,7 +184,7 @@ _AWK = {
 def _awk_flavour(ctx: FactContext) -> str:
     """Which awk augenrules runs: the root's /etc/alternatives/awk, else Debian's default mawk."""
     try:
-        target = os.readlink(ctx.host_path("/etc/alternatives/awk", follow=False))
+        target = ctx.readlink("/etc/alternatives/awk")
     except OSError:
         return "mawk"
     return "gawk" if "gawk" in os.path.basename(target) else "mawk"

@@ -73,6 +73,7 @@ class _Failure:
 
 
 _MAX_SYMLINKS = 40
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 class FactContext:
@@ -137,8 +138,8 @@ class FactContext:
         inside the root (an absolute link target restarts at the root, as under chroot), so a
         mounted image cannot point us at the scanning host's files. The string is opened later,
         though: a directory swapped for a symlink meanwhile would lead out of the root. So file
-        contents and stat() are opened by the kernel inside the root instead (inroot.py); this
-        serves listings, link targets and tree walks."""
+        contents, stat(), listings and link targets are opened by the kernel inside the root
+        instead (inroot.py); this serves where that cannot be done, and names."""
         _absolute(path)
         if self.root == "/":
             return os.path.normpath(path)
@@ -158,7 +159,13 @@ class FactContext:
                 hops += 1
                 if hops > _MAX_SYMLINKS:
                     raise EvaluationError(f"{path}: too many levels of symbolic links (a symlink loop)")
-                target = os.readlink(candidate)
+                try:
+                    target = os.readlink(candidate)
+                except OSError as e:
+                    if e.errno not in (errno.EINVAL, errno.ENOENT):
+                        raise
+                    resolved.append(part)  # no longer a link (or gone) since islink(): as now
+                    continue
                 tparts = [p for p in PurePosixPath(target).parts if p not in ("", ".")]
                 if target.startswith("/"):
                     resolved = []
@@ -228,13 +235,49 @@ class FactContext:
             return None
         return data.decode("utf-8", errors="surrogateescape")
 
+    def open_path(self, path: str, flags: int) -> int:
+        """A descriptor (the caller closes it) of `path` inside the root opened with `flags`,
+        links followed inside it (the last one not, with O_NOFOLLOW). Raises OSError as
+        open(2): FileNotFoundError, NotADirectoryError, PermissionError, ELOOP."""
+        if self._in_root():
+            return inroot.open_in_root(self.root, _absolute(path), flags)
+        return os.open(self.host_path(path, follow=not flags & os.O_NOFOLLOW), flags | os.O_CLOEXEC)
+
+    def open_dir(self, path: str) -> int:
+        """`open_path` of a directory, to list or walk it by descriptor."""
+        return self.open_path(path, _DIR_FLAGS)
+
+    def readlink(self, path: str) -> str:
+        """The target of the symlink `path` inside the root (the last component not followed).
+        Raises OSError as readlink(2): FileNotFoundError, EINVAL when it is not a link."""
+        if not self._in_root():
+            return os.readlink(self.host_path(path, follow=False))
+        try:
+            fd = self.open_path(path, os.O_PATH | os.O_NOFOLLOW)
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # O_PATH opens the link itself: the loop is above it
+                raise EvaluationError(f"{path}: too many levels of symbolic links (a symlink loop)") from None
+            raise
+        try:
+            return os.readlink("", dir_fd=fd)  # readlinkat(2) of the link the descriptor holds
+        finally:
+            os.close(fd)
+
     def listdir(self, path: str) -> list[str]:
         try:
-            return sorted(os.fsdecode(n) for n in os.listdir(os.fsencode(self.host_path(path))))
+            fd = self.open_dir(path)
         except (FileNotFoundError, NotADirectoryError):
             return []
         except PermissionError:
             raise EvaluationError(f"{path}: permission denied") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise EvaluationError(f"{path}: too many levels of symbolic links (a symlink loop)") from None
+            raise
+        try:
+            return sorted(os.fsdecode(n) for n in os.listdir(fd))
+        finally:
+            os.close(fd)
 
     def glob(self, pattern: str) -> list[str]:
         """Paths inside the root matching a shell pattern (`*`, `?`, `[...]`, no `**`)."""

@@ -149,7 +149,7 @@ class FileInfo:
     def target(self) -> str | None:
         if not self.is_link:
             return None
-        return os.readlink(self._ctx.host_path(self.path, follow=False))
+        return self._ctx.readlink(self.path)
 
     @cached_property
     def content(self) -> str | None:
@@ -244,11 +244,11 @@ def collect_tree(ctx: FactContext, top: str) -> list[FileInfo]:
     """Every entry below `top`, depth first in name order. Links are listed, never followed;
     directories are opened one below the other by descriptor (no path grows past PATH_MAX),
     and a tree deeper than LIMITS.walk_depth is an error naming where, not a hang or a crash."""
-    base = ctx.host_path(top)
+    base = ctx.host_path(top)  # only to name entries: the walk starts from open_dir
     rel = os.path.relpath(base, ctx.root)
     inside = "/" + ("" if rel == "." else rel) if ctx.root != "/" else os.path.normpath(base)
     try:
-        fd = os.open(base, _DIR_FLAGS)
+        fd = ctx.open_dir(top)
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as e:

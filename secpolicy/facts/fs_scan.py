@@ -34,6 +34,7 @@ FS_SCAN = ObjectType(
 
 MAX_ENTRIES = 2_000_000
 MAX_DEPTH = 256
+_SUBDIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class FsScan:
@@ -45,21 +46,24 @@ class FsScan:
         users: dict[int, str] = ctx.fact("_idmap", ("/etc/passwd",))
         groups: dict[int, str] = ctx.fact("_idmap", ("/etc/group",))
         for top in self.paths:
-            host = ctx.host_path(top)
             try:
-                st = os.lstat(host)
-            except FileNotFoundError:
+                fd = ctx.open_dir(top)  # inside the root, links to the top resolved there
+            except (FileNotFoundError, NotADirectoryError):
                 continue
-            if not stat.S_ISDIR(st.st_mode):
-                continue
-            self._walk(ctx, host, top.rstrip("/") or "/", st.st_dev, 0, ww, unowned, users, groups)
+            except PermissionError:
+                raise EvaluationError(f"{top}: permission denied") from None
+            except OSError as e:
+                raise EvaluationError(f"{top}: {e.strerror}") from None
+            try:
+                self._walk(fd, top.rstrip("/") or "/", os.fstat(fd).st_dev, 0, ww, unowned, users, groups)
+            finally:
+                os.close(fd)
         self.world_writable = tuple(ww)
         self.unowned = tuple(unowned)
 
     def _walk(
         self,
-        ctx: FactContext,
-        host: str,
+        fd: int,
         shown: str,
         dev: int,
         depth: int,
@@ -68,15 +72,14 @@ class FsScan:
         users: dict[int, str],
         groups: dict[int, str],
     ) -> None:
+        """Walk the directory open as `fd` (the caller closes it); each subdirectory is opened
+        relative to it and never through a symlink, so a directory swapped for a link while
+        the walk runs cannot lead it elsewhere."""
         if depth > MAX_DEPTH:
             raise EvaluationError(f"{shown}: directories nested more than {MAX_DEPTH} deep")
         try:
-            it = os.scandir(host)
-        except PermissionError:
-            raise EvaluationError(f"{shown}: permission denied") from None
+            it = os.scandir(fd)
         except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                return
             raise EvaluationError(f"{shown}: {e.strerror}") from None
         with it:
             entries = sorted(it, key=lambda e: e.name)
@@ -101,7 +104,18 @@ class FsScan:
             if mode & stat.S_IWOTH and not (is_dir and mode & stat.S_ISVTX):
                 ww.append(path)
             if is_dir and st.st_dev == dev:  # another file system mounted here is not entered
-                self._walk(ctx, entry.path, path, dev, depth + 1, ww, unowned, users, groups)
+                try:
+                    sub = os.open(entry.name, _SUBDIR_FLAGS, dir_fd=fd)
+                except PermissionError:
+                    raise EvaluationError(f"{path}: permission denied") from None
+                except OSError as e:
+                    if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                        continue  # gone, or no longer a directory, since it was listed
+                    raise EvaluationError(f"{path}: {e.strerror}") from None
+                try:
+                    self._walk(sub, path, dev, depth + 1, ww, unowned, users, groups)
+                finally:
+                    os.close(sub)
 
     def describe(self) -> str:
         return f"fs_scan({', '.join(self.paths)})"

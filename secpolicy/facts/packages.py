@@ -348,12 +348,13 @@ def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:
     "unreadable". Only `lstat`: a hashed path that is now a symlink is modified whatever it
     points to (dpkg's `M` flag), so no final symlink is ever followed, in or out of the root."""
     try:
-        host = ctx.host_path(path, follow=False)
-        st = os.lstat(host)
+        st = ctx.lstat(path)
     except EvaluationError:  # a symlink loop among the parent directories
         return "missing"
     except OSError as e:
         return "unreadable" if e.errno in (errno.EACCES, errno.EPERM) else "missing"
+    if st is None:
+        return "missing"
     if digest is None:
         return None
     if not stat.S_ISREG(st.st_mode):
@@ -361,9 +362,9 @@ def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOATIME", 0)
     try:
         try:
-            fd = os.open(host, flags)
+            fd = ctx.open_path(path, flags)
         except PermissionError:  # O_NOATIME needs ownership; retry without it
-            fd = os.open(host, flags & ~getattr(os, "O_NOATIME", 0))
+            fd = ctx.open_path(path, flags & ~getattr(os, "O_NOATIME", 0))
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the lstat
                 return "modified"
@@ -373,6 +374,8 @@ def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:
         finally:
             os.close(fd)
     except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):  # gone since the lstat
+            return "missing"
         return "modified" if e.errno == errno.ELOOP else "unreadable"
     return None if h.hexdigest() == digest else "modified"
 

@@ -194,22 +194,26 @@ class _UnitFiles:
         if d not in self._dirs:
             out: list[tuple[str, bool, bool]] = []
             try:
-                with os.scandir(os.fsencode(self.ctx.host_path(d))) as it:
-                    for e in it:
-                        name = os.fsdecode(e.name)
-                        if not _hidden(name):
-                            out.append((name, e.is_dir(follow_symlinks=False), e.is_symlink()))
+                fd = self.ctx.open_dir(d)
             except (FileNotFoundError, NotADirectoryError):
-                pass
+                fd = -1
             except PermissionError:
                 raise EvaluationError(f"{d}: permission denied") from None
+            if fd >= 0:
+                try:
+                    with os.scandir(fd) as it:
+                        for e in it:
+                            if not _hidden(e.name):
+                                out.append((e.name, e.is_dir(follow_symlinks=False), e.is_symlink()))
+                finally:
+                    os.close(fd)
             self._dirs[d] = sorted(out)
         return self._dirs[d]
 
     def _target(self, path: str) -> str | None:
         """Where the symlink `path` points, absolute inside the root and without `.`/`..`."""
         try:
-            dest = os.readlink(self.ctx.host_path(path, follow=False))
+            dest = self.ctx.readlink(path)
         except OSError:
             return None
         return os.path.normpath(os.path.join(os.path.dirname(path), dest))
@@ -218,10 +222,10 @@ class _UnitFiles:
         if target == "/dev/null":
             return True
         try:
-            st = os.stat(self.ctx.host_path(target))
+            st = self.ctx.stat(target)
         except (OSError, EvaluationError):
             return False
-        return _null_or_empty(st)
+        return st is not None and _null_or_empty(st)
 
     def _load(self, path: str, dirs: tuple[str, ...]) -> tuple[str, str | None]:
         """What the file at `path` is to systemctl: ("missing" | "regular" | "masked", None), or
@@ -229,8 +233,10 @@ class _UnitFiles:
         search path `dirs`, a linked unit file lies outside it. Raises _Bad for what it
         refuses."""
         try:
-            st = os.lstat(self.ctx.host_path(path, follow=False))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            st = self.ctx.lstat(path)
+        except PermissionError:
+            return "missing", None
+        if st is None:
             return "missing", None
         if stat.S_ISLNK(st.st_mode):
             target = self._target(path)
@@ -582,7 +588,7 @@ class Service:
         if self.masked:
             assert unit.path is not None
             try:
-                return f"{unit.path} -> {os.readlink(self._ctx.host_path(unit.path, follow=False))}"
+                return f"{unit.path} -> {self._ctx.readlink(unit.path)}"
             except OSError:
                 return f"{unit.path} (empty, or a device node: a mask)"
         if name in ("state", "enabled") and unit.link is not None:

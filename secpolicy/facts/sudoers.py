@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -148,7 +149,7 @@ def _included_files(ctx: FactContext, directory: str) -> list[str]:
     for n in sorted(names):
         path = f"{directory.rstrip('/')}/{n}"
         st = ctx.stat(path)
-        if st is not None and not os.path.isdir(ctx.host_path(path)):
+        if st is not None and not stat.S_ISDIR(st.st_mode):
             out.append(path)
     return out
 

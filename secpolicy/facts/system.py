@@ -815,7 +815,7 @@ class AppArmor:
         self.profiles_defined = sum(
             1
             for p in ctx.glob("/etc/apparmor.d/*")
-            if ctx.stat(p) is not None and not os.path.isdir(ctx.host_path(p))
+            if (st := ctx.stat(p)) is not None and not stat.S_ISDIR(st.st_mode)
         )
         self._profiles = self._loaded()
 

@@ -84,6 +84,11 @@ class RemoteFacts(FactContext):
         raise NotApplicable(self._live_reason(what))
 
     # files -------------------------------------------------------------------------------
+    def _in_root(self) -> bool:
+        # Every path goes through host_path, which notes what the snapshot lacks. The snapshot
+        # is ours: nothing swaps its directories while facts read it.
+        return False
+
     def _visit(self, resolved: list[str], part: str) -> None:
         path = "/" + "/".join([*resolved, part])
         if not self.snapshot.knows_entry(path):

@@ -203,3 +203,53 @@ def test_a_directory_swapped_for_a_symlink_mid_scan_never_leads_out_of_the_root(
         swapper.kill()
         swapper.wait()
     assert seen[b"inside\n"] and seen[None]  # both states were read: the swap really raced the reads
+
+
+def test_listings_links_and_walks_never_lead_out_of_the_root_through_a_swapped_directory(tmp_path):
+    """The same swap, against what names entries rather than reads them: a listing, a link
+    target, tree(), fs_scan() and dpkg's verification of a file. Each sees the image or
+    nothing, never the host's directory (its names end in `-host`)."""
+    import hashlib
+
+    from secpolicy.facts.files import FileInfo, collect_tree
+    from secpolicy.facts.fs_scan import FsScan
+    from secpolicy.facts.packages import _verify
+
+    outside = tmp_path / "outside"
+    write(outside, "/file", "host secret\n")
+    write(outside, "/dir-host/f", "x\n")
+    os.chmod(outside / "file", 0o666)  # what fs_scan would report, were it walked
+    os.symlink("/target-host", outside / "lnk")
+    root = tmp_path / "root"
+    write(root, "/etc/conf/file", "inside\n")
+    write(root, "/etc/conf/dir/f", "x\n")
+    os.symlink("/target-image", root / "etc" / "conf" / "lnk")
+    os.symlink(outside, root / "etc" / "conf.swap")
+    host_md5 = hashlib.md5(b"host secret\n", usedforsecurity=False).hexdigest()
+    ctx = context(root)
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(root / "etc"), "60"])
+    try:
+        states = {"image": 0, "absent": 0}
+        for _ in range(1500):
+            names = ctx.listdir("/etc/conf")
+            assert names in (["dir", "file", "lnk"], []), names
+            states["image" if names else "absent"] += 1
+            try:
+                assert FileInfo(ctx, "/etc/conf/lnk", follow=False).target in ("/target-image", None)
+            except FileNotFoundError:
+                pass  # a link when lstat looked, gone when its target was read
+            for top in ("/etc", "/etc/conf"):
+                try:
+                    walked = [f.path for f in collect_tree(ctx, top)]
+                except EvaluationError:
+                    walked = []  # /etc/conf turned into a link between listing and opening it
+                assert not any("host" in p for p in walked), walked
+                scan = FsScan(ctx, (top,))
+                assert not any("host" in p for p in scan.world_writable + scan.unowned)
+                assert scan.world_writable == ()
+            assert _verify(ctx, "/etc/conf/file", host_md5) in ("modified", "missing")
+        assert swapper.poll() is None, "the swapper stopped early"
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert states["image"] and states["absent"], states  # the swap really raced the reads
