@@ -38,6 +38,7 @@ __all__ = [
     "read_regular_in_root",
     "run_tool",
     "sbin_tool",
+    "symlink_loop",
     "systemd_conf_files",
     "systemd_lines",
     "text_lines",
@@ -470,11 +471,16 @@ def _read_opened(pfd: int, shown: str, limit: int, reopen: Callable[[], int]) ->
     return b"".join(chunks)
 
 
+def symlink_loop(shown: str) -> EvaluationError:
+    """ELOOP, said the same way whoever resolved the path (the kernel, or host_path)."""
+    return EvaluationError(f"{shown}: too many levels of symbolic links (a symlink loop)")
+
+
 def _read_error(shown: str, e: OSError) -> EvaluationError:
     if e.errno in (errno.EACCES, errno.EPERM):
         return EvaluationError(f"{shown}: permission denied")
     if e.errno == errno.ELOOP:
-        return EvaluationError(f"{shown}: too many levels of symbolic links")
+        return symlink_loop(shown)
     if e.errno == errno.EISDIR:
         return EvaluationError(f"{shown}: is a directory")
     return EvaluationError(f"{shown}: {e.strerror or e}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -13,7 +14,7 @@ from typing import Any
 from secpolicy.dsl.types import Signature, Type
 from secpolicy.errors import EvaluationError, NotApplicable
 from secpolicy.facts import inroot
-from secpolicy.facts._common import read_regular, read_regular_in_root
+from secpolicy.facts._common import read_regular, read_regular_in_root, symlink_loop
 
 __all__ = ["EvaluationError", "FactContext", "FactRegistry", "FactSpec", "NotApplicable"]
 
@@ -158,7 +159,7 @@ class FactContext:
             if (follow or not last) and os.path.islink(candidate):
                 hops += 1
                 if hops > _MAX_SYMLINKS:
-                    raise EvaluationError(f"{path}: too many levels of symbolic links (a symlink loop)")
+                    raise symlink_loop(path)
                 try:
                     target = os.readlink(candidate)
                 except OSError as e:
@@ -194,7 +195,7 @@ class FactContext:
             return None
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise EvaluationError(f"{path}: too many levels of symbolic links (a symlink loop)") from None
+                raise symlink_loop(path) from None
             raise
         try:
             return os.fstat(fd)
@@ -256,9 +257,11 @@ class FactContext:
             fd = self.open_path(path, os.O_PATH | os.O_NOFOLLOW)
         except OSError as e:
             if e.errno == errno.ELOOP:  # O_PATH opens the link itself: the loop is above it
-                raise EvaluationError(f"{path}: too many levels of symbolic links (a symlink loop)") from None
+                raise symlink_loop(path) from None
             raise
         try:
+            if not stat.S_ISLNK(os.fstat(fd).st_mode):  # readlinkat(2) of "" would say ENOENT
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
             return os.readlink("", dir_fd=fd)  # readlinkat(2) of the link the descriptor holds
         finally:
             os.close(fd)
@@ -272,7 +275,7 @@ class FactContext:
             raise EvaluationError(f"{path}: permission denied") from None
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise EvaluationError(f"{path}: too many levels of symbolic links (a symlink loop)") from None
+                raise symlink_loop(path) from None
             raise
         try:
             return sorted(os.fsdecode(n) for n in os.listdir(fd))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import INT, STR, ListType, ObjectType
 from secpolicy.errors import EvaluationError
+from secpolicy.facts._common import symlink_loop
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -53,7 +54,7 @@ class FsScan:
             except PermissionError:
                 raise EvaluationError(f"{top}: permission denied") from None
             except OSError as e:
-                raise EvaluationError(f"{top}: {e.strerror}") from None
+                raise (symlink_loop(top) if e.errno == errno.ELOOP else EvaluationError(f"{top}: {e.strerror}")) from None
             try:
                 self._walk(fd, top.rstrip("/") or "/", os.fstat(fd).st_dev, 0, ww, unowned, users, groups)
             finally:
