@@ -70,7 +70,7 @@ def _replay(run: RunOutputs, req: ReplayRequest, reading: Reading | None) -> Rep
     ps = load_policy_set(req.policies, only="event", relative=False)
     run.policies_loaded(ps.policies)
     engine = EventEngine(ps.event_rules)
-    sources = open_sources([Path(f) for f in req.files], req.input_format, names=AccountNames(req.root),
+    sources = open_sources([Path(f) for f in req.files], req.input_format, names=AccountNames(req.root, warn=run.on_error),
                            aureport=req.summary)
     run.open()
     alone = run.alert_output_alone()

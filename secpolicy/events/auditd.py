@@ -14,11 +14,13 @@ events, arguments), and a line that cannot be read as written is one bad line wi
 
 from __future__ import annotations
 
+import errno
 import heapq
 import os
 import re
+import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,30 +127,78 @@ class AuditSummary:
 
 class AccountNames:
     """User names by uid from an account database (`ROOT/etc/passwd`), read once, for logs
-    written without names (RAW format): the way `aureport -i` names users."""
+    written without names (RAW format): the way `aureport -i` names users. The file is
+    resolved inside ROOT (an image's links stay in the image) and read only if it is a
+    regular file; what cannot be read is said once through `warn`, and users keep their uids."""
 
-    def __init__(self, root: Path | str = "/") -> None:
+    def __init__(self, root: Path | str = "/", warn: Callable[[str], None] | None = None) -> None:
         self.root = Path(root)
+        self.warn = warn
         self._names: dict[int, str] | None = None
 
     def _load(self) -> dict[int, str]:
+        from secpolicy.confined import Refused  # only RAW logs need names: not at start-up
+
         names: dict[int, str] = {}
+        shown = f"{self.root / 'etc' / 'passwd'}"
         try:
-            with open(self.root / "etc" / "passwd", encoding="utf-8", errors="replace") as fh:
-                for n, line in enumerate(fh):
-                    if n >= 1_000_000:
-                        break
-                    parts = line.split(":", 3)
-                    if len(parts) >= 3 and parts[2].isdigit() and len(parts[2]) <= 10 and parts[0]:
-                        names.setdefault(int(parts[2]), parts[0])
-        except OSError:
-            pass  # no account database: names stay unknown, ids are still reported
+            data = _read_in_root(str(self.root), ["etc", "passwd"], _ACCOUNTS_LIMIT)
+        except FileNotFoundError:
+            return names  # no account database: names stay unknown, ids are still reported
+        except (OSError, Refused) as e:
+            if self.warn is not None:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                self.warn(f"{shown}: {why}: users of RAW audit records are shown by uid only")
+            return names
+        for n, line in enumerate(data.decode("utf-8", errors="replace").split("\n")):
+            if n >= 1_000_000:
+                break
+            parts = line.split(":", 3)
+            if len(parts) >= 3 and parts[2].isdigit() and len(parts[2]) <= 10 and parts[0]:
+                names.setdefault(int(parts[2]), parts[0])
         return names
 
     def get(self, uid: int) -> str | None:
         if self._names is None:
             self._names = self._load()
         return self._names.get(uid)
+
+
+_ACCOUNTS_LIMIT = 64 << 20  # bytes of an account database read at most
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _read_in_root(root: str, parts: list[str], limit: int) -> bytes:
+    """The regular file at `parts` inside `root`, symlinks resolved inside it and never followed
+    by the kernel (confined.py), up to `limit` bytes. Absent: FileNotFoundError. Anything but a
+    regular file (a FIFO would block a read, a device could act on an open) is never opened for
+    reading; it, a link loop and a file on the way are confined.Refused."""
+    from secpolicy.confined import ConfinedRoot, Refused, fd_closing
+
+    croot = ConfinedRoot(root)
+    try:
+        where = croot.resolve(parts)
+        if not where:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        with fd_closing(croot.open_dir(where[:-1])) as d:
+            # Looked at before it is opened: opening a device can act on it.
+            with fd_closing(os.open(where[-1], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=d)) as pfd:
+                seen = os.fstat(pfd)
+            if not stat.S_ISREG(seen.st_mode):
+                raise Refused("not a regular file, not read")
+            fd = os.open(where[-1], _READ_FLAGS, dir_fd=d)
+    finally:
+        croot.close()
+    with fd_closing(fd):
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino):
+            raise Refused("replaced while being read")
+        chunks = []
+        size = 0
+        while size < limit and (chunk := os.read(fd, min(1 << 20, limit - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
 
 
 def _aureport_skips(group: list[Rec]) -> bool:

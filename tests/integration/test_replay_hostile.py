@@ -220,3 +220,27 @@ def test_an_empty_or_blank_file_holds_no_events_and_ends_no_run(tmp_path: Path) 
     other.write_text("\nhello\n", encoding="utf-8")
     code, _, stderr = run([str(other), str(attack), "--policy", str(PCI_EVENTS)])
     assert code == 2 and "cannot tell the input format" in stderr and str(other) in stderr
+
+
+def test_a_fifo_as_the_roots_account_database_is_said_and_not_waited_on(tmp_path: Path) -> None:
+    """`--root IMG` names the users of RAW records from IMG/etc/passwd. A FIFO there, opened
+    for reading, would block the replay until a writer came: it is never opened."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "img"
+    (root / "etc").mkdir(parents=True)
+    os.mkfifo(root / "etc" / "passwd")
+    log = tmp_path / "audit.log"
+    log.write_text(syscall("1700000000.000:1") + "\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "secpolicy", "replay", "--input-format", "auditd", "--root", str(root),
+         "--policy", str(PCI_EVENTS), str(log)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"{root}/etc/passwd: not a regular file, not read: users of RAW audit records are shown by uid only" \
+        in out.stderr
+    alerts = [json.loads(line) for line in out.stdout.splitlines()]
+    assert alerts and all(a["event"]["login"] == {"uid": 1000, "session": 7} for a in alerts), alerts

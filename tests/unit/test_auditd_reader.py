@@ -193,6 +193,48 @@ def test_names_of_a_raw_log_come_from_the_account_database(tmp_path: Path) -> No
     assert e["user"] == {"uid": 0}  # no account database given: ids only
 
 
+_RAW_EXEC = (
+    "type=SYSCALL msg=audit(1655465398.534:7): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 "
+    'items=1 ppid=1 pid=5 auid=1000 uid=1000 gid=1000 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts2 ses=4 '
+    'comm="x" exe="/usr/bin/x" key=(null)\n'
+)
+
+
+def test_the_account_database_of_a_root_is_read_inside_it(tmp_path: Path) -> None:
+    """An image's /etc/passwd that is an absolute link names a file of the image, never one of
+    this host (the host's names would be put on the image's users)."""
+    host = tmp_path / "host-passwd"
+    host.write_text("root:x:0:0::/root:/bin/sh\nmallory:x:1000:1000::/:/bin/sh\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").symlink_to(host)  # the same path inside the root does not exist
+    (e,), _ = events_of(write(tmp_path, _RAW_EXEC), names=AccountNames(root))
+    assert e["login"] == {"uid": 1000, "session": 4}
+    (root / "etc" / "passwd").unlink()
+    (root / "etc" / "passwd").symlink_to("/etc/accounts")  # inside the image: <root>/etc/accounts
+    (root / "etc" / "accounts").write_text("alice:x:1000:1000::/:/bin/sh\n")
+    (e,), _ = events_of(write(tmp_path, _RAW_EXEC), names=AccountNames(root))
+    assert e["login"] == {"uid": 1000, "name": "alice", "session": 4}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loop", "dir"])
+def test_an_account_database_that_cannot_be_read_is_said_once_and_uids_remain(tmp_path: Path, kind: str) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    passwd = root / "etc" / "passwd"
+    if kind == "fifo":
+        os.mkfifo(passwd)  # opened for reading, it would block the replay for ever
+    elif kind == "loop":
+        passwd.symlink_to("passwd")
+    else:
+        passwd.mkdir()
+    said: list[str] = []
+    log = write(tmp_path, _RAW_EXEC + _RAW_EXEC.replace(":7)", ":8)"))
+    evs, _ = events_of(log, names=AccountNames(root, warn=said.append))
+    assert [e["login"] for e in evs] == [{"uid": 1000, "session": 4}] * 2
+    assert len(said) == 1 and said[0].startswith(f"{passwd}: ") and "shown by uid only" in said[0], said
+
+
 def test_several_rule_keys(tmp_path: Path) -> None:
     keys = "6964656E74697479016D6F64756C6573"  # "identity\x01modules"
     log = write(

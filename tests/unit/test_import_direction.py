@@ -52,7 +52,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # reader use the language's regex engine and input limits (what `matches` means).
     "facts": frozenset({"dsl.types", "dsl.regex", "dsl.limits", "kernel_names"}),
     # Events run rules: their compiled conditions, and their ASTs to index them.
-    "events": frozenset({"rules", "dsl", "kernel_names", "resources"}),
+    "events": frozenset({"rules", "dsl", "kernel_names", "resources",
+                         "confined"}),  # replay --root reads ROOT/etc/passwd inside the root
     # content copies are redacted with the shared detectors; the baseline's SQLite companions
     # are checked as every database's are (outfile)
     "fim": frozenset({"outfile", "resources", "redaction"}),
