@@ -4,6 +4,7 @@ same bytes, entries, link targets, walks and errors, on a tree of awkward links.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -96,8 +97,6 @@ def test_without_openat2_facts_read_a_root_as_with_it(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("errno_name", ["ENOSYS", "EPERM"])
 def test_a_kernel_or_filter_refusing_openat2_makes_it_unavailable(monkeypatch, errno_name):
-    import errno
-
     def refuse(*_: Any) -> int:
         raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)))
 
