@@ -140,7 +140,7 @@ class AccountNames:
         from secpolicy.confined import Refused  # only RAW logs need names: not at start-up
 
         names: dict[int, str] = {}
-        shown = f"{self.root / 'etc' / 'passwd'}"
+        shown = str(self.root / "etc" / "passwd")
         try:
             data = _read_in_root(str(self.root), ["etc", "passwd"], _ACCOUNTS_LIMIT)
         except FileNotFoundError:
