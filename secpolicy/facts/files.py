@@ -241,7 +241,8 @@ _PSEUDO = ("/proc", "/sys")  # listed, never descended into: they are the kernel
 
 
 def collect_tree(ctx: FactContext, top: str) -> list[FileInfo]:
-    """Every entry below `top`, depth first in name order. Links are listed, never followed;
+    """Every entry below `top`: a directory's entries in name order, then its subdirectories'
+    the same way, depth first (a, b, a/x, a/y, b/z). Links are listed, never followed;
     directories are opened one below the other by descriptor (no path grows past PATH_MAX),
     and a tree deeper than LIMITS.walk_depth is an error naming where, not a hang or a crash."""
     base = ctx.host_path(top)  # only to name entries: the walk starts from open_dir
