@@ -1,5 +1,6 @@
 """`secpolicy doctor`: what the live monitor needs from this machine (kernel, BTF, tracefs,
-headers for bcc, bcc, privileges, lockdown, event types), each with the fix when missing."""
+headers for bcc, bcc, privileges, lockdown, event types), each with the fix when missing; and
+how `scan --root` opens an image's paths here."""
 
 from __future__ import annotations
 
@@ -137,6 +138,20 @@ def check_kprobes() -> Check:
     return Check("kprobes", None, "no kprobes in this kernel: not needed, secpolicy uses tracepoints and uprobes")
 
 
+def check_root_scans() -> Check:
+    """Not needed by the monitor: whether the kernel resolves an image's paths inside it."""
+    from secpolicy.facts import inroot
+
+    if inroot.available():
+        return Check("root scans", True, "openat2 (RESOLVE_IN_ROOT): `scan --root` has the kernel resolve an "
+                     "image's paths inside the image")
+    return Check("root scans", None, "no openat2 (Linux before 5.6, or a seccomp filter refusing it): `scan --root` "
+                 "resolves an image's paths itself, and a directory swapped for a symlink while the image is "
+                 "scanned could lead a read out of it",
+                 "scan roots nothing writes to meanwhile (a stopped container, a read-only mount), or use Linux "
+                 "5.6 or later and allow openat2 in the seccomp profile")
+
+
 @lru_cache(maxsize=1)
 def _bpf_load_result() -> tuple[bool, str]:
     try:
@@ -191,6 +206,7 @@ def run_checks(load_test: bool = True) -> list[Check]:
             checks.append(Check("bpf load", False, "not attempted: bcc, privileges or headers missing",
                                 "fix the checks above"))
     checks.extend(check_event_types())
+    checks.append(check_root_scans())
     return checks
 
 

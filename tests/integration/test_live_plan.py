@@ -110,7 +110,7 @@ def test_doctor_json_lists_every_check() -> None:
     out = json.loads(res.output)
     names = [c["name"] for c in out["checks"]]
     for n in ("kernel", "btf", "tracefs", "kernel headers", "bcc", "privileges", "lockdown",
-              "bpf load", "event exec", "event auth"):
+              "bpf load", "event exec", "event auth", "root scans"):
         assert n in names
     assert res.exit_code == (0 if out["ready"] else 3)
     assert all(c["fix"] for c in out["checks"] if c["ok"] is False)
@@ -146,3 +146,15 @@ def test_without_root_doctor_and_monitor_say_what_is_missing_and_exit_3(command:
         assert set(failed) == {"tracefs", "privileges", "bpf load"} and all(c["fix"] for c in failed.values())
     else:
         assert "the live monitor needs root" in proc.stderr and "secpolicy doctor" in proc.stderr
+
+
+def test_doctor_says_how_root_scans_open_paths_and_what_to_do_without_openat2(monkeypatch) -> None:
+    from secpolicy.doctor import check_root_scans
+    from secpolicy.facts import inroot
+
+    here = check_root_scans()
+    assert here.ok is True and "openat2" in here.detail  # this machine's kernel has it
+    monkeypatch.setattr(inroot, "available", lambda: False)
+    without = check_root_scans()
+    assert without.ok is None and "could lead a read out of it" in without.detail
+    assert "read-only mount" in without.fix and "seccomp" in without.fix

@@ -63,7 +63,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "reports": frozenset({"outfile", "resources", "resultsfile", "terminal"}),
     # Above the domain packages.
     "hostid": frozenset({"facts"}),  # the host identity is read through facts, under the scan's root
-    "doctor": frozenset({"events", "resources"}),  # doctor asks the live monitor's own probes what works here
+    "doctor": frozenset({"events", "resources",  # doctor asks the live monitor's own probes what works here
+                         "facts.inroot"}),  # and the probe that decides how --root scans open paths
     # the fleet report is drawn with the report's HTML; its SQLite store is opened as every database is
     "fleet": frozenset({"outfile", "reports", "resources", "resultsfile"}),
     "vocabulary": frozenset({"facts", "events", "fim", "policy", "rules", "dsl"}),  # the composition of what policies can name
