@@ -190,13 +190,9 @@ class FactContext:
 
     def _stat_in_root(self, path: str, nofollow: int) -> os.stat_result | None:
         try:
-            fd = inroot.open_in_root(self.root, _absolute(path), os.O_PATH | nofollow)
+            fd = self._open_resolved(path, os.O_PATH | nofollow)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise symlink_loop(path) from None
-            raise
         try:
             return os.fstat(fd)
         finally:
@@ -244,6 +240,16 @@ class FactContext:
             return inroot.open_in_root(self.root, _absolute(path), flags)
         return os.open(self.host_path(path, follow=not flags & os.O_NOFOLLOW), flags | os.O_CLOEXEC)
 
+    def _open_resolved(self, path: str, flags: int) -> int:
+        """`open_path` where ELOOP can only mean a symlink loop on the way (an O_PATH open, or
+        one that follows the last link): an evaluation error, worded as host_path words it."""
+        try:
+            return self.open_path(path, flags)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise symlink_loop(path) from None
+            raise
+
     def open_dir(self, path: str) -> int:
         """`open_path` of a directory, to list or walk it by descriptor."""
         return self.open_path(path, _DIR_FLAGS)
@@ -253,12 +259,7 @@ class FactContext:
         Raises OSError as readlink(2): FileNotFoundError, EINVAL when it is not a link."""
         if not self._in_root():
             return os.readlink(self.host_path(path, follow=False))
-        try:
-            fd = self.open_path(path, os.O_PATH | os.O_NOFOLLOW)
-        except OSError as e:
-            if e.errno == errno.ELOOP:  # O_PATH opens the link itself: the loop is above it
-                raise symlink_loop(path) from None
-            raise
+        fd = self._open_resolved(path, os.O_PATH | os.O_NOFOLLOW)  # the link itself: a loop is above it
         try:
             if not stat.S_ISLNK(os.fstat(fd).st_mode):  # readlinkat(2) of "" would say ENOENT
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
@@ -268,17 +269,13 @@ class FactContext:
 
     def listdir(self, path: str) -> list[str]:
         try:
-            fd = self.open_dir(path)
+            fd = self._open_resolved(path, _DIR_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
             return []
         except PermissionError:
             raise EvaluationError(f"{path}: permission denied") from None
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise symlink_loop(path) from None
-            raise
         try:
-            return sorted(os.fsdecode(n) for n in os.listdir(fd))
+            return sorted(os.listdir(fd))  # names as str, undecodable bytes kept as surrogates
         finally:
             os.close(fd)
 

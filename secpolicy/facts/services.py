@@ -192,23 +192,21 @@ class _UnitFiles:
     def entries(self, d: str) -> list[tuple[str, bool, bool]]:
         """(name, is a directory, is a symlink) of each entry of `d` readdir() hands systemd."""
         if d not in self._dirs:
-            out: list[tuple[str, bool, bool]] = []
-            try:
-                fd = self.ctx.open_dir(d)
-            except (FileNotFoundError, NotADirectoryError):
-                fd = -1
-            except PermissionError:
-                raise EvaluationError(f"{d}: permission denied") from None
-            if fd >= 0:
-                try:
-                    with os.scandir(fd) as it:
-                        for e in it:
-                            if not _hidden(e.name):
-                                out.append((e.name, e.is_dir(follow_symlinks=False), e.is_symlink()))
-                finally:
-                    os.close(fd)
-            self._dirs[d] = sorted(out)
+            self._dirs[d] = sorted(self._read_dir(d))
         return self._dirs[d]
+
+    def _read_dir(self, d: str) -> list[tuple[str, bool, bool]]:
+        try:
+            fd = self.ctx.open_dir(d)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except PermissionError:
+            raise EvaluationError(f"{d}: permission denied") from None
+        try:
+            with os.scandir(fd) as it:
+                return [(e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in it if not _hidden(e.name)]
+        finally:
+            os.close(fd)
 
     def _target(self, path: str) -> str | None:
         """Where the symlink `path` points, absolute inside the root and without `.`/`..`."""

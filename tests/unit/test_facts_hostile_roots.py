@@ -8,6 +8,8 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -182,15 +184,34 @@ while time.monotonic() < end:
 """
 
 
-def test_a_directory_swapped_for_a_symlink_mid_scan_never_leads_out_of_the_root(tmp_path):
+def swap_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """(a host directory, a root): the root's /etc/conf holds `file` ("inside"), and beside it
+    /etc/conf.swap links to the host directory, holding `file` too ("host secret")."""
     outside = tmp_path / "outside"
     write(outside, "/file", "host secret\n")
-    write(tmp_path / "root", "/etc/conf/file", "inside\n")
-    os.symlink(outside, tmp_path / "root" / "etc" / "conf.swap")  # inside the root: <root><outside>
-    host = (outside / "file").stat()
-    ctx = context(tmp_path / "root")
-    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(tmp_path / "root" / "etc"), "30"])
+    root = tmp_path / "root"
+    write(root, "/etc/conf/file", "inside\n")
+    os.symlink(outside, root / "etc" / "conf.swap")  # inside the root: <root><outside>
+    return outside, root
+
+
+@contextmanager
+def swapping(etc: Path, seconds: int) -> Iterator[None]:
+    """`etc/conf` and `etc/conf.swap` exchanged by another process while the block runs."""
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(etc), str(seconds)])
     try:
+        yield
+        assert swapper.poll() is None, "the swapper stopped early"
+    finally:
+        swapper.kill()
+        swapper.wait()
+
+
+def test_a_directory_swapped_for_a_symlink_mid_scan_never_leads_out_of_the_root(tmp_path):
+    outside, root = swap_pair(tmp_path)
+    host = (outside / "file").stat()
+    ctx = context(root)
+    with swapping(root / "etc", 30):
         seen = {b"inside\n": 0, None: 0}
         for _ in range(3000):
             data = ctx.read_bytes("/etc/conf/file")
@@ -198,10 +219,6 @@ def test_a_directory_swapped_for_a_symlink_mid_scan_never_leads_out_of_the_root(
             seen[data] += 1
             for st in (ctx.stat("/etc/conf/file"), ctx.lstat("/etc/conf/file")):
                 assert st is None or (st.st_dev, st.st_ino) != (host.st_dev, host.st_ino)
-        assert swapper.poll() is None, "the swapper stopped early"
-    finally:
-        swapper.kill()
-        swapper.wait()
     assert seen[b"inside\n"] and seen[None]  # both states were read: the swap really raced the reads
 
 
@@ -215,20 +232,15 @@ def test_listings_links_and_walks_never_lead_out_of_the_root_through_a_swapped_d
     from secpolicy.facts.fs_scan import FsScan
     from secpolicy.facts.packages import _verify
 
-    outside = tmp_path / "outside"
-    write(outside, "/file", "host secret\n")
+    outside, root = swap_pair(tmp_path)
     write(outside, "/dir-host/f", "x\n")
     os.chmod(outside / "file", 0o666)  # what fs_scan would report, were it walked
     os.symlink("/target-host", outside / "lnk")
-    root = tmp_path / "root"
-    write(root, "/etc/conf/file", "inside\n")
     write(root, "/etc/conf/dir/f", "x\n")
     os.symlink("/target-image", root / "etc" / "conf" / "lnk")
-    os.symlink(outside, root / "etc" / "conf.swap")
     host_md5 = hashlib.md5(b"host secret\n", usedforsecurity=False).hexdigest()
     ctx = context(root)
-    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(root / "etc"), "60"])
-    try:
+    with swapping(root / "etc", 60):
         states = {"image": 0, "absent": 0}
         for _ in range(1500):
             names = ctx.listdir("/etc/conf")
@@ -248,8 +260,4 @@ def test_listings_links_and_walks_never_lead_out_of_the_root_through_a_swapped_d
                 assert not any("host" in p for p in scan.world_writable + scan.unowned)
                 assert scan.world_writable == ()
             assert _verify(ctx, "/etc/conf/file", host_md5) in ("modified", "missing")
-        assert swapper.poll() is None, "the swapper stopped early"
-    finally:
-        swapper.kill()
-        swapper.wait()
     assert states["image"] and states["absent"], states  # the swap really raced the reads
