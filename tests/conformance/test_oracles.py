@@ -186,7 +186,9 @@ def _specs(root: Path) -> list[dict[str, str]]:
 
 def _sshd_T(root: Path, key: Path, specs: list[dict[str, str]]) -> list[dict[str, str]]:
     """`sshd -T -C ...` for each spec, with the tree's /etc/ssh, passwd and group bound over the
-    host's in a private mount namespace (Include paths and Match Group resolve as on the tree)."""
+    host's in a private mount namespace (Include paths and Match Group resolve as on the tree),
+    over a fresh /run holding the privilege separation directory sshd insists on (whether or
+    not the host has one)."""
     sshd = _tool("sshd")
     runs = " ; ".join(
         f"{sshd} -T -h {key} -f /etc/ssh/sshd_config -C "
@@ -195,6 +197,7 @@ def _sshd_T(root: Path, key: Path, specs: list[dict[str, str]]) -> list[dict[str
         for spec in specs
     )
     script = (
+        "mount -t tmpfs none /run && mkdir /run/sshd && "
         f"mount --bind {root}/etc/ssh /etc/ssh && mount --bind {root}/etc/passwd /etc/passwd "
         f"&& mount --bind {root}/etc/group /etc/group && {{ {runs} ; }}"
     )
