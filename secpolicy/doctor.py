@@ -139,17 +139,15 @@ def check_kprobes() -> Check:
 
 
 def check_root_scans() -> Check:
-    """Not needed by the monitor: whether the kernel resolves an image's paths inside it."""
+    """Not needed by the monitor: how `scan --root` resolves an image's paths inside it."""
     from secpolicy.facts import inroot
 
     if inroot.available():
         return Check("root scans", True, "openat2 (RESOLVE_IN_ROOT): `scan --root` has the kernel resolve an "
                      "image's paths inside the image")
-    return Check("root scans", None, "no openat2 (Linux before 5.6, or a seccomp filter refusing it): `scan --root` "
-                 "resolves an image's paths itself, and a directory swapped for a symlink while the image is "
-                 "scanned could lead a read out of it",
-                 "scan roots nothing writes to meanwhile (a stopped container, a read-only mount), or use Linux "
-                 "5.6 or later and allow openat2 in the seccomp profile")
+    return Check("root scans", True, "no openat2 (Linux before 5.6, or a seccomp filter refusing it): `scan --root` "
+                 "resolves an image's paths inside the image itself, one component at a time from directory "
+                 "descriptors (slower, as safe)")
 
 
 @lru_cache(maxsize=1)

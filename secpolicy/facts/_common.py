@@ -421,8 +421,8 @@ def read_regular(host: str, shown: str, *, limit: int, follow: bool = False) -> 
 
 
 def read_regular_in_root(root: str, path: str, *, limit: int) -> bytes | None:
-    """`read_regular` of `path` inside the scanned `root`, resolved by the kernel as under a
-    chroot (inroot.py): no component swapped meanwhile can lead the read out of the root."""
+    """`read_regular` of `path` inside the scanned `root`, resolved as under a chroot, from
+    descriptors (inroot.py): no component swapped meanwhile can lead the read out of the root."""
     try:
         pfd = open_in_root(root, path, os.O_PATH)
     except (FileNotFoundError, NotADirectoryError):

@@ -139,8 +139,9 @@ class FactContext:
         inside the root (an absolute link target restarts at the root, as under chroot), so a
         mounted image cannot point us at the scanning host's files. The string is opened later,
         though: a directory swapped for a symlink meanwhile would lead out of the root. So file
-        contents, stat(), listings and link targets are opened by the kernel inside the root
-        instead (inroot.py); this serves where that cannot be done, and names."""
+        contents, stat(), listings and link targets are opened inside the root from
+        descriptors instead (inroot.py); this gives names, and serves a remote scan's
+        snapshot."""
         _absolute(path)
         if self.root == "/":
             return os.path.normpath(path)
@@ -185,8 +186,9 @@ class FactContext:
         return path
 
     def _in_root(self) -> bool:
-        """Are paths opened by the kernel inside the root (inroot.py), not through host_path?"""
-        return self.root != "/" and inroot.available()
+        """Are paths opened inside the root from descriptors (inroot.py), not through
+        host_path? Under every local --root, with or without openat2."""
+        return self.root != "/"
 
     def _stat_in_root(self, path: str, nofollow: int) -> os.stat_result | None:
         try:

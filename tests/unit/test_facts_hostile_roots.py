@@ -17,6 +17,7 @@ from facts_helpers import context, write
 
 from secpolicy.dsl.limits import LIMITS
 from secpolicy.errors import EvaluationError
+from secpolicy.facts import inroot
 
 IS_ROOT = os.geteuid() == 0
 
@@ -169,7 +170,8 @@ def test_scanning_a_hostile_root_finishes_and_reports_each_entry(hostile_root, t
 
 
 # A directory of the image swapped for a symlink while it is scanned (a running container's
-# root, say) must not lead a read out of the root: paths are resolved by the kernel inside it.
+# root, say) must not lead a read out of the root: paths are resolved inside it from
+# descriptors, by the kernel (openat2) or, where it has no openat2, component by component.
 _SWAPPER = """
 import ctypes, os, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -195,6 +197,15 @@ def swap_pair(tmp_path: Path) -> tuple[Path, Path]:
     return outside, root
 
 
+@pytest.fixture(params=["openat2", "descriptors"])
+def resolution(request, monkeypatch):
+    """Each swap test runs as on this kernel (openat2) and as where there is none."""
+    assert inroot.available()  # this machine's kernel has openat2
+    if request.param == "descriptors":
+        monkeypatch.setattr(inroot, "available", lambda: False)
+    return request.param
+
+
 @contextmanager
 def swapping(etc: Path, seconds: int) -> Iterator[None]:
     """`etc/conf` and `etc/conf.swap` exchanged by another process while the block runs."""
@@ -207,7 +218,7 @@ def swapping(etc: Path, seconds: int) -> Iterator[None]:
         swapper.wait()
 
 
-def test_a_directory_swapped_for_a_symlink_mid_scan_never_leads_out_of_the_root(tmp_path):
+def test_a_directory_swapped_for_a_symlink_mid_scan_never_leads_out_of_the_root(tmp_path, resolution):
     outside, root = swap_pair(tmp_path)
     host = (outside / "file").stat()
     ctx = context(root)
@@ -222,7 +233,7 @@ def test_a_directory_swapped_for_a_symlink_mid_scan_never_leads_out_of_the_root(
     assert seen[b"inside\n"] and seen[None]  # both states were read: the swap really raced the reads
 
 
-def test_listings_links_and_walks_never_lead_out_of_the_root_through_a_swapped_directory(tmp_path):
+def test_listings_links_and_walks_never_lead_out_of_the_root_through_a_swapped_directory(tmp_path, resolution):
     """The same swap, against what names entries rather than reads them: a listing, a link
     target, tree(), fs_scan() and dpkg's verification of a file. Each sees the image or
     nothing, never the host's directory (its names end in `-host`)."""

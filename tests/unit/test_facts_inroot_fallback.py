@@ -1,6 +1,6 @@
 """Where the kernel has no openat2 (before Linux 5.6, or a seccomp filter refusing it), facts
-under --root resolve paths themselves (`host_path`). Both ways must read a root alike: the
-same bytes, entries, link targets, walks and errors, on a tree of awkward links."""
+under --root resolve paths themselves, from descriptors (inroot.py). Both ways must read a root
+alike: the same bytes, entries, link targets, walks and errors, on a tree of awkward links."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from secpolicy.facts.packages import _verify
 
 PATHS = ["/etc/a.conf", "/etc/link-abs", "/etc/link-rel", "/etc/link-up", "/etc/out", "/etc/out/secret",
          "/etc/loop1", "/etc/loop1/x", "/etc/fifo", "/etc/d", "/etc/dlink", "/etc/dlink/x", "/etc/a.conf/x",
-         "/lib/m", "/lib/../etc/a.conf", "/missing", "/etc", "/"]
+         "/lib/m", "/lib/../etc/a.conf", "/missing", "/etc", "/", "/etc/dlink/", "/etc/a.conf/", "/etc/d/sub/.."]
 
 
 def awkward_root(tmp_path: Path) -> Path:
