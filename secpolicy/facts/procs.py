@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import INT, STR, ListType, ObjectType
-from secpolicy.facts._common import read_proc, require_proc
+from secpolicy.facts._common import read_proc, require_proc, text_lines
 from secpolicy.kernel_names import CAPABILITIES
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ def parse_net(text: str, protocol: str, path: str) -> list[tuple[str, int, int, 
     """(address, port, inode, uid, path:line) of listening/bound sockets in one /proc/net table."""
     want = _TCP_LISTEN if protocol.startswith("tcp") else _UDP_UNCONN
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text_lines(text), 1):  # the kernel ends each entry with \n
         parts = line.split()
         if len(parts) < 10 or parts[0] == "sl" or not parts[0].endswith(":"):
             continue

@@ -287,7 +287,7 @@ def _module_files(ctx: FactContext) -> dict[str, str]:
     out: dict[str, str] = {}
     for kdir in ctx.glob("/lib/modules/*"):
         for table in ("modules.dep", "modules.builtin"):
-            for line in (ctx.read_text(f"{kdir}/{table}") or "").splitlines():
+            for line in text_lines(ctx.read_text(f"{kdir}/{table}") or ""):  # depmod ends lines at \n only
                 rel = line.split(":", 1)[0].strip()
                 if not rel:
                     continue
@@ -304,7 +304,7 @@ def _loaded_modules(ctx: FactContext) -> set[str] | None:
         return None
     return {
         _modname(line.split()[0])
-        for line in (read_proc(ctx, "/proc/modules") or "").splitlines()
+        for line in text_lines(read_proc(ctx, "/proc/modules") or "")
         if line.split()
     }
 
@@ -827,7 +827,7 @@ class AppArmor:
         if text is None:
             return {} if self.enabled is False else None
         out = {}
-        for line in text.splitlines():
+        for line in text_lines(text):
             m = re.match(r"(.+) \((\w+)\)$", line.strip())
             if m:
                 out[m.group(1)] = m.group(2)

@@ -72,6 +72,22 @@ def test_kmod(roots: dict[str, Path]) -> None:
     assert context(roots["weak"].parent / "empty").fact("kmod", ("cramfs",)).loaded is None
 
 
+@pytest.mark.parametrize("brk", HOSTILE_LINE_BREAKS, ids=lambda c: f"U+{ord(c):04X}")
+def test_kmod_tables_end_lines_at_newlines_only(tmp_path: Path, brk: str) -> None:
+    """depmod writes modules.dep and modules.builtin, and the kernel /proc/modules, one entry
+    per `\n`-ended line: a name after another break character is part of the line before it,
+    not a module of its own (str.splitlines() made one of it). A modules.builtin line names the
+    module of its basename, as depmod takes it: `udf` here, not `b`."""
+    write(tmp_path, "/lib/modules/6.1.0-test/modules.dep", f"kernel/fs/a/a.ko:{brk}kernel/fs/cramfs/cramfs.ko:\n")
+    write(tmp_path, "/lib/modules/6.1.0-test/modules.builtin", f"kernel/fs/b/b.ko{brk}kernel/fs/udf/udf.ko\n")
+    write(tmp_path, "/proc/modules", f"a 16384 0 - Live 0x0{brk}squashfs 16384 0 - Live 0x0\n")
+    ctx = context(tmp_path)
+    assert ctx.fact("kmod", ("a",)).available is True and ctx.fact("kmod", ("a",)).loaded is True
+    assert ctx.fact("kmod", ("cramfs",)).available is False
+    assert ctx.fact("kmod", ("b",)).builtin is False and ctx.fact("kmod", ("udf",)).builtin is True
+    assert ctx.fact("kmod", ("squashfs",)).loaded is False
+
+
 def test_grub(roots: dict[str, Path]) -> None:
     g = context(roots["hardened"]).fact("grub", ())
     assert (g.exists, g.password_set, g.superusers, g.cfg_mode, g.cfg_uid) == (
@@ -259,6 +275,18 @@ def test_proc_net_parsing_skips_established_and_maps_v4_in_v6() -> None:
     ]
     v6 = "  sl x\n   0: 0000000000000000FFFF00000100007F:0050 00000000000000000000000000000000:0000 0A 0:0 0:0 0 0 0 77 1\n"
     assert parse_net(v6, "tcp6", "/proc/net/tcp6")[0][:2] == ("127.0.0.1", 80)
+
+
+@pytest.mark.parametrize("brk", HOSTILE_LINE_BREAKS, ids=lambda c: f"U+{ord(c):04X}")
+def test_proc_net_entries_end_at_newlines_only(brk: str) -> None:
+    """A copy of /proc/net/tcp under --root: the kernel ends each entry with `\n`, so what
+    follows another break character is more fields of the same entry, not a second socket."""
+    text = (
+        "  sl  local_address rem_address st\n"
+        f"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000 0 42 1{brk}"
+        "   1: 00000000:0017 00000000:0000 0A 00000000:00000000 00:00000000 00000000  0 0 43 1\n"
+    )
+    assert [(a, port) for a, port, *_ in parse_net(text, "tcp", "/proc/net/tcp")] == [("127.0.0.1", 8080)]
 
 
 def test_capability_decoding() -> None:
