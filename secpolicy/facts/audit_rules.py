@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at, sbin_tool, version_key
+from secpolicy.facts._common import at, sbin_tool, text_lines, version_key
 from secpolicy.facts.auditctl import ALL, AuditRule, RuleSyntaxError, parse_rule, parse_words, words
 
 if TYPE_CHECKING:
@@ -330,63 +330,102 @@ def load(lines: Iterable[Line], resolve: Callable[[str, str], int | None] | None
     return Load(tuple(ld.rules), ld.controls, tuple(ld.errors), stopped)
 
 
-# --- the kernel's audit status over netlink ------------------------------------------------
+# --- the kernel's audit status and rule list over netlink ---------------------------------
 NETLINK_AUDIT = 9
 AUDIT_GET = 1000
+AUDIT_LIST_RULES = 1013
 NLMSG_ERROR = 2
+NLMSG_DONE = 3
+_NLMSG = struct.Struct("=IHHII")  # length type flags seq pid
 _STATUS = struct.Struct(
     "=IIIIIIII"
 )  # mask enabled failure pid rate_limit backlog_limit lost backlog
+# struct audit_rule_data: flags action field_count mask[64] fields[64] values[64]
+# fieldflags[64] buflen, then buf: the strings of the string fields, in field order.
+_RULE_DATA = struct.Struct("=III64I64I64I64II")
+_FIELDS_AT = 3 + 64  # index of fields[0] in the unpacked tuple
+# Fields whose value is a string in buf (its length in values[]): the SELinux subject and
+# object fields, watch, dir, exe and the key (several keys joined by \x01).
+_STRING_FIELDS = frozenset({13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 105, 107, 112, 210})
+AUDIT_WATCH, AUDIT_DIR, AUDIT_FILTERKEY = 105, 107, 210
+_KEY_SEPARATOR = "\x01"
 
 
-def audit_status() -> dict[str, int]:
-    """AUDIT_GET over a netlink socket: the kernel's enabled flag, failure mode, backlog."""
+def _audit_request(kind: int, what: str) -> list[tuple[int, bytes]]:
+    """(type, body) of every message the kernel answers an audit netlink request of `kind`
+    with, up to its single reply or, for a multipart answer, NLMSG_DONE."""
     try:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_AUDIT)
     except OSError as e:
-        raise EvaluationError(
-            f"audit status: cannot open an audit netlink socket: {e.strerror or e}"
-        ) from None
+        raise EvaluationError(f"{what}: cannot open an audit netlink socket: {e.strerror or e}") from None
+    got: list[tuple[int, bytes]] = []
     with sock:
         sock.settimeout(2.0)
         try:
             sock.bind((0, 0))
-            sock.send(
-                struct.pack("=IHHII", 16, AUDIT_GET, 0x1 | 0x4, 1, 0)
-            )  # NLM_F_REQUEST|NLM_F_ACK
-            for _ in range(4):
-                data = sock.recv(65536)
+            sock.send(_NLMSG.pack(_NLMSG.size, kind, 0x1 | 0x4, 1, 0))  # NLM_F_REQUEST|NLM_F_ACK
+            while True:
+                data = sock.recv(1 << 20)
                 off = 0
-                while off + 16 <= len(data):
-                    length, kind, _flags, _seq, _pid = struct.unpack_from("=IHHII", data, off)
-                    body = data[off + 16 : off + length]
-                    if kind == NLMSG_ERROR:
+                while off + _NLMSG.size <= len(data):
+                    length, mtype, flags, _seq, _pid = _NLMSG.unpack_from(data, off)
+                    if length < _NLMSG.size:
+                        break
+                    body = data[off + _NLMSG.size : off + length]
+                    off += (length + 3) & ~3
+                    if mtype == NLMSG_ERROR:
                         (err,) = struct.unpack_from("=i", body)
                         if err:
-                            raise EvaluationError(
-                                f"audit status: the kernel refused AUDIT_GET: {os.strerror(-err)}"
-                            )
-                    elif kind == AUDIT_GET and len(body) >= _STATUS.size:
-                        _m, enabled, failure, pid, rate, backlog_limit, lost, backlog = (
-                            _STATUS.unpack_from(body)
-                        )
-                        return {
-                            "enabled": enabled,
-                            "failure": failure,
-                            "pid": pid,
-                            "rate_limit": rate,
-                            "backlog_limit": backlog_limit,
-                            "lost": lost,
-                            "backlog": backlog,
-                        }
-                    if length < 16:
-                        break
-                    off += (length + 3) & ~3
+                            raise EvaluationError(f"{what}: the kernel refused the request: {os.strerror(-err)}")
+                        continue  # the acknowledgement
+                    if mtype == NLMSG_DONE:
+                        return got
+                    got.append((mtype, body))
+                    if mtype == kind and not flags & 0x2:  # a single reply, not NLM_F_MULTI
+                        return got
         except TimeoutError:
-            raise EvaluationError("audit status: no answer from the kernel over netlink") from None
+            raise EvaluationError(f"{what}: no answer from the kernel over netlink") from None
         except OSError as e:
-            raise EvaluationError(f"audit status: {e.strerror or e}") from None
+            raise EvaluationError(f"{what}: {e.strerror or e}") from None
+
+
+def audit_status() -> dict[str, int]:
+    """AUDIT_GET over a netlink socket: the kernel's enabled flag, failure mode, backlog."""
+    for kind, body in _audit_request(AUDIT_GET, "audit status"):
+        if kind == AUDIT_GET and len(body) >= _STATUS.size:
+            _m, enabled, failure, pid, rate, backlog_limit, lost, backlog = _STATUS.unpack_from(body)
+            return {
+                "enabled": enabled,
+                "failure": failure,
+                "pid": pid,
+                "rate_limit": rate,
+                "backlog_limit": backlog_limit,
+                "lost": lost,
+                "backlog": backlog,
+            }
     raise EvaluationError("audit status: no AUDIT_GET reply")
+
+
+def kernel_rule_strings() -> list[tuple[tuple[int, str], ...]]:
+    """AUDIT_LIST_RULES over netlink: each loaded rule, in the kernel's order, as the (field,
+    value) of its string fields (watch, dir, exe, key, SELinux labels), values decoded as
+    file names are (undecodable bytes kept as surrogates)."""
+    rules = []
+    for kind, body in _audit_request(AUDIT_LIST_RULES, "loaded audit rules"):
+        if kind != AUDIT_LIST_RULES or len(body) < _RULE_DATA.size:
+            continue
+        head = _RULE_DATA.unpack_from(body)
+        count = min(head[2], 64)
+        fields, values = head[_FIELDS_AT : _FIELDS_AT + count], head[_FIELDS_AT + 64 : _FIELDS_AT + 64 + count]
+        buf = body[_RULE_DATA.size : _RULE_DATA.size + head[-1]]
+        strings = []
+        pos = 0
+        for field, value in zip(fields, values, strict=True):
+            if field in _STRING_FIELDS:
+                strings.append((field, buf[pos : pos + value].decode("utf-8", "surrogateescape")))
+                pos += value
+        rules.append(tuple(strings))
+    return rules
 
 
 class AuditRules:
@@ -483,7 +522,7 @@ class AuditRules:
     def where(self, name: str, *args: Any) -> str | None:
         if name in ("has", "has_loaded") and args:
             if name == "has_loaded":
-                return "auditctl -l"
+                return LOADED_SOURCE
             try:
                 q = _query(str(args[0]))
             except EvaluationError:
@@ -499,7 +538,7 @@ class AuditRules:
             e = self._controls.get("-e")
             return e[1] if e else self._read_from() + self._stop_note()
         if name in ("loaded", "enabled"):
-            return "auditctl -l" if name == "loaded" else "netlink AUDIT_GET"
+            return LOADED_SOURCE if name == "loaded" else "netlink AUDIT_GET"
         if name in ("errors", "stopped_at"):
             return self._read_from()
         return self._read_from() + self._stop_note()
@@ -533,29 +572,63 @@ def _query(text: str) -> AuditRule:
     return q
 
 
+_READ_ATTEMPTS = 5
+_FIELD_NAMES = {AUDIT_WATCH: "watch", AUDIT_DIR: "dir", 112: "exe", AUDIT_FILTERKEY: "key"}
+LOADED_SOURCE = "auditctl -l, checked against the kernel's rule list (netlink AUDIT_LIST_RULES)"
+
+
 def _loaded_rules() -> list[AuditRule]:
+    """The rules the kernel holds, read from `auditctl -l` and checked against the kernel's own
+    list. auditctl prints keys and paths as they are, so one holding a line break or a space
+    could pass for a rule of its own (`-k "x<newline>-w /etc/passwd -p wa"` reads as a watch
+    that does not exist): such a rule, or any disagreement between the two, is an error."""
     auditctl = sbin_tool("auditctl")
     if auditctl is None:
         raise EvaluationError("loaded audit rules: auditctl is not installed (package auditd)")
+    for _ in range(_READ_ATTEMPTS):
+        kernel = kernel_rule_strings()
+        lines = _auditctl_list(auditctl)
+        if kernel_rule_strings() == kernel:  # no rule added or deleted meanwhile
+            return _checked(kernel, lines)
+    raise EvaluationError(f"loaded audit rules: the rules changed each of the {_READ_ATTEMPTS} times they were read")
+
+
+def _auditctl_list(auditctl: str) -> list[str]:
     try:
-        out = subprocess.run(
-            [auditctl, "-l"], capture_output=True, text=True, timeout=10, check=False
-        )
+        out = subprocess.run([auditctl, "-l"], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise EvaluationError(f"loaded audit rules: auditctl -l failed: {e}") from None
     if out.returncode != 0:
-        raise EvaluationError(
-            f"loaded audit rules: auditctl -l: {out.stderr.strip() or 'exit ' + str(out.returncode)}"
-        )
+        said = out.stderr.decode("utf-8", "replace").strip()
+        raise EvaluationError(f"loaded audit rules: auditctl -l: {said or 'exit ' + str(out.returncode)}")
+    text = out.stdout.decode("utf-8", "surrogateescape")  # keys are bytes: never a decoding error
+    return [line for line in text_lines(text) if line.strip(" ") and line != "No rules"]
+
+
+def _checked(kernel: list[tuple[tuple[int, str], ...]], lines: list[str]) -> list[AuditRule]:
+    for n, strings in enumerate(kernel, 1):
+        for field, value in strings:
+            if " " in value or "\n" in value:
+                raise EvaluationError(
+                    f"loaded audit rules: the {_FIELD_NAMES.get(field, 'label')} {value!r} of loaded rule {n} holds "
+                    "a space or line break, which auditctl -l prints as it is: where that rule ends cannot be told"
+                )
+    if len(lines) != len(kernel):
+        raise EvaluationError(f"loaded audit rules: the kernel holds {len(kernel)} rules, auditctl -l printed {len(lines)}")
     rules = []
-    for n, line in enumerate(out.stdout.splitlines(), 1):
-        line = line.strip()
-        if not line or line == "No rules":
-            continue
-        try:
-            rules.append(parse_rule(line, f"auditctl -l:{n}"))
+    for n, (line, strings) in enumerate(zip(lines, kernel, strict=True), 1):
+        try:  # auditctl -l escapes nothing: its words are what lies between spaces
+            rule = parse_words([w for w in line.split(" ") if w], line, f"auditctl -l:{n}")
         except RuleSyntaxError as e:
             raise EvaluationError(f"loaded audit rules: cannot read {line!r}: {e}") from None
+        keys = tuple(sorted({k for f, v in strings if f == AUDIT_FILTERKEY for k in v.split(_KEY_SEPARATOR)}))
+        path = next((v for f, v in strings if f in (AUDIT_WATCH, AUDIT_DIR)), None)
+        if rule.keys != keys or (rule.kind == "watch" and rule.path != path):
+            raise EvaluationError(
+                f"loaded audit rules: auditctl -l line {n} ({line!r}) is not the kernel's rule {n} "
+                f"(key {keys!r}, path {path!r})"
+            )
+        rules.append(rule)
     return rules
 
 

@@ -12,7 +12,7 @@ import pytest
 from facts_helpers import context, materialize, write
 
 from secpolicy.errors import EvaluationError
-from secpolicy.facts.audit_rules import Line, RuleSyntaxError, covers, load, parse_rule
+from secpolicy.facts.audit_rules import Line, RuleSyntaxError, _checked, covers, load, parse_rule
 
 SHARED = (
     Path(__file__).resolve().parents[2].parent / "shared" / "data" / "auditd" / "audit-userspace"
@@ -398,3 +398,25 @@ def test_real_stig_rules_answer_cis_style_queries() -> None:
     assert not covers(
         persisted, parse_rule("-a always,exit -F arch=b64 -S clock_adjtime -k time-change")
     )
+
+
+# The loaded rules: `auditctl -l` checked against the kernel's list (AUDIT_LIST_RULES), given
+# here as (field, value) strings of each rule: 105 watch, 107 dir, 210 key.
+def test_loaded_rules_agree_with_the_kernels_list_or_are_an_error() -> None:
+    kernel = [((105, "/etc/passwd"), (210, "identity")), ((107, "/etc/sudoers.d"),), ((210, "b\x01a"),)]
+    lines = ["-w /etc/passwd -p wa -k identity", "-w /etc/sudoers.d -p wa",
+             "-a always,exit -F arch=b64 -S sethostname -F key=a -F key=b"]
+    got = _checked(kernel, lines)
+    assert [(r.path, r.keys) for r in got] == [("/etc/passwd", ("identity",)), ("/etc/sudoers.d", ()), (None, ("a", "b"))]
+    assert _checked([((210, "k\\\\x"),)], ["-a always,exit -S all -F key=k\\\\x"])[0].keys == ("k\\\\x",)  # no escapes
+    wrong = {
+        "the kernel holds 2 rules, auditctl -l printed 3": (kernel[:2], lines),
+        "is not the kernel's rule 1": ([((105, "/etc/shadow"), (210, "identity"))], lines[:1]),
+        "is not the kernel's rule 2": (kernel[:2], [lines[0], "-w /etc/sudoers.d -p wa -k x"]),
+        "the key 'x\\n-w /etc/shadow' of loaded rule 1 holds a space or line break": (
+            [((105, "/tmp/p"), (210, "x\n-w /etc/shadow"))], ["-w /tmp/p -p wa -k x", "-w /etc/shadow"]),
+        "the watch '/tmp/a b' of loaded rule 1 holds a space": ([((105, "/tmp/a b"),)], ["-w /tmp/a b -p wa"]),
+    }
+    for message, (k, shown) in wrong.items():
+        with pytest.raises(EvaluationError, match=re.escape(message)):
+            _checked(k, shown)
