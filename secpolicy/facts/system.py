@@ -501,7 +501,8 @@ class Grub:
 NFT_RULESET = ObjectType(
     "nft_ruleset",
     {"live": BOOL, "source": STR},
-    methods={"has_line": Method((REGEX,), BOOL, "whether a line of the ruleset matches the regex")},
+    methods={"has_line": Method((REGEX,), BOOL, "whether a line of the ruleset matches the regex (the"
+                                " text of comments and quoted strings is data: it makes no line of its own)")},
     doc="the nftables ruleset: on the live host the one in force, as `nft list ruleset` prints it (what the CIS"
     " audits read); under --root, or where nft is not installed, the saved configuration",
     field_docs={
@@ -511,6 +512,43 @@ NFT_RULESET = ObjectType(
     },
 )
 NFT_SAVED = ("/etc/nftables.conf", "/etc/nftables.d/*.nft")
+# What nft's scanner takes whole: a quoted string (no escapes: it cannot hold a quote, but may
+# hold line breaks) and a `#` comment, to the end of its line.
+_NFT_DATA = re.compile(r'"[^"]*"|#[^\n]*')
+_BLANK = re.compile(r"[\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+
+
+def nft_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, text) of the lines of an nft ruleset as its syntax has them: a line
+    break inside a quoted string (a comment, a log prefix) ends no line, the blanks inside
+    one are shown as `_`, and `#` comments are dropped, so text given as data never reads as
+    a statement: `comment "x<newline>iif lo accept"` or `comment "hook input policy drop"`
+    match no rule's pattern. A line is numbered by where it starts."""
+    out: list[tuple[int, str]] = []
+    line: list[str] = []
+    start = n = 1  # where the current line starts; the physical line reached
+
+    def plain(chunk: str) -> None:
+        nonlocal line, start, n
+        *ended, rest = chunk.split("\n")
+        for piece in ended:
+            out.append((start, "".join(line) + piece))
+            line, n = [], n + 1
+            start = n
+        line.append(rest)
+
+    pos = 0
+    for m in _NFT_DATA.finditer(text):
+        plain(text[pos : m.start()])
+        token = m.group()
+        if token.startswith('"'):
+            line.append(_BLANK.sub("_", token))
+            n += token.count("\n")
+        pos = m.end()
+    plain(text[pos:])
+    if "".join(line):
+        out.append((start, "".join(line)))
+    return out
 
 
 class NftRuleset:
@@ -536,8 +574,7 @@ class NftRuleset:
         if regex not in self._line_of:
             rx = compile_regex(regex)
             self._line_of[regex] = next(
-                (at(path, n) for path, text in self._files for n, line in enumerate(text_lines(text), 1)
-                 if rx.search(line)), None)
+                (at(path, n) for path, text in self._files for n, line in nft_lines(text) if rx.search(line)), None)
         return self._line_of[regex]
 
     def has_line(self, regex: str) -> bool:

@@ -1297,6 +1297,18 @@ table inet filter {
   }
 }
 """
+_NFT_FORGED = """flush ruleset
+table inet filter {
+  comment "type filter hook forward priority 0; policy drop;"
+  chain input {
+    type filter hook input priority 0; policy accept;
+    tcp dport 22 accept comment "ssh
+type filter hook input priority 0; policy drop;"
+    counter comment "iif lo accept ip saddr 127.0.0.0/8 drop ip6 saddr ::1 drop"
+  }
+  chain output { type filter hook output priority 0; policy accept; counter comment "hook output policy drop"; }
+}
+"""
 _NFT_CASES = [
     # policy drop on the line after the hook, `iif lo` unquoted: nft prints both the CIS way
     (_NFT_GOOD, {"4.3.4": "pass", "4.3.5": "pass", "4.3.6": "pass", "4.3.8": "pass"}),
@@ -1308,6 +1320,9 @@ _NFT_CASES = [
       " chain o { type filter hook output priority 0; policy drop; }\n}\n"),
      {"4.3.4": "fail", "4.3.5": "fail", "4.3.6": "fail", "4.3.8": "fail"}),
     ("flush ruleset\n", {"4.3.4": "fail", "4.3.5": "fail", "4.3.6": "fail", "4.3.8": "fail"}),
+    # comments are data: nft prints them as given, line breaks and all, and they hold no chain
+    # head, policy or rule, however much they read like one
+    (_NFT_FORGED, {"4.3.4": "pass", "4.3.5": "fail", "4.3.6": "fail", "4.3.8": "fail"}),
 ]
 
 

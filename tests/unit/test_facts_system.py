@@ -88,6 +88,30 @@ def test_kmod_tables_end_lines_at_newlines_only(tmp_path: Path, brk: str) -> Non
     assert ctx.fact("kmod", ("squashfs",)).loaded is False
 
 
+def test_nft_ruleset_lines_hold_no_text_of_comments_or_quoted_strings(tmp_path: Path) -> None:
+    """Under --root the saved ruleset is read as nft's scanner reads it: a `#` comment is no
+    line, and a quoted string (a comment, a log prefix) neither ends a line nor reads as a
+    statement, so no text given as data passes for a chain head, policy or rule."""
+    write(tmp_path, "/etc/nftables.conf", (
+        "#!/usr/sbin/nft -f\n"
+        "# type filter hook forward priority 0; policy drop;\n"
+        "table inet filter {\n"
+        "  chain input {\n"
+        '    type filter hook input priority 0; policy accept; # policy drop\n'
+        '    tcp dport 22 log prefix "ssh\ntype filter hook output priority 0; policy drop;" accept\n'
+        '    counter comment "iif lo accept"\n'
+        '    iifname "lo" accept # "unbalanced\n'
+        "  }\n"
+        "}\n"
+    ))
+    nft = context(tmp_path).fact("nft_ruleset", ())
+    assert not nft.has_line(r"hook\s+(input|forward|output)\b.*policy\s+drop")
+    assert not nft.has_line(r"iif\s+lo\s+accept")
+    assert nft.has_line(r"hook\s+input\b.*policy\s+accept")
+    assert nft.where("has_line", r'iifname\s+"lo"\s+accept') == "/etc/nftables.conf:9"  # numbered as written
+    assert nft.where("has_line", r"^\s*}$") == "/etc/nftables.conf:10"
+
+
 def test_grub(roots: dict[str, Path]) -> None:
     g = context(roots["hardened"]).fact("grub", ())
     assert (g.exists, g.password_set, g.superusers, g.cfg_mode, g.cfg_uid) == (
