@@ -17,7 +17,6 @@ from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import ANY, BOOL, INT, MODE, REGEX, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError, NotApplicable
 from secpolicy.facts._common import (
-    C_SPACE,
     at,
     c_lines,
     config_parse_files,
@@ -29,6 +28,7 @@ from secpolicy.facts._common import (
     systemd_conf_files,
     text_lines,
 )
+from secpolicy.facts.rsyslog_lexer import config_lines
 from secpolicy.facts.shell import CannotTell, source
 
 if TYPE_CHECKING:
@@ -933,15 +933,21 @@ RSYSLOG = ObjectType(
 )
 
 
+# rsyslog.conf and its includes, in all (Debian's is 1.4 kB): lexing hostile text costs up to
+# about 4 CPU s per MiB.
+_RSYSLOG_BYTES = 1 << 20
+
+
 class Rsyslog:
     def __init__(self, ctx: FactContext) -> None:
         self._ctx = ctx
+        self._budget = _RSYSLOG_BYTES
         self._lines: list[tuple[str, str]] = []
         self.files: list[str] = []
         self.exists = ctx.stat("/etc/rsyslog.conf") is not None
         self._read("/etc/rsyslog.conf", 0)
         self.lines = tuple(t for t, _ in self._lines)
-        mode = [(t, w) for t, w in self._lines if re.match(r"\$FileCreateMode\s", t)]
+        mode = [(t, w) for t, w in self._lines if re.match(r"\$FileCreateMode\s", t, re.IGNORECASE)]  # as rsyslogd
         self.file_create_mode = mode[-1][0].split()[1] if mode else None
         self._mode_where = (
             mode[-1][1]
@@ -952,16 +958,17 @@ class Rsyslog:
     def _read(self, path: str, depth: int) -> None:
         if depth > 8:
             raise EvaluationError(f"{path}: rsyslog includes nested too deep")
-        text = self._ctx.read_text(path)
-        if text is None:
+        st = self._ctx.stat(path)
+        if st is not None and st.st_size > self._budget:
+            raise EvaluationError(f"{path}: rsyslog configuration beyond {_RSYSLOG_BYTES} bytes in all, not read")
+        data = self._ctx.read_bytes(path, limit=self._budget)
+        if data is None:
             return
+        self._budget -= len(data)
         self.files.append(path)
-        for n, raw in enumerate(text_lines(_strip_block_comments(text)), 1):  # rsyslog's lexer ends lines at \n
-            line = raw.strip(C_SPACE)
-            if not line or line.startswith("#"):
-                continue
+        for n, line in config_lines(data.decode("utf-8", errors="surrogateescape")):  # as rsyslogd's preprocessor and lexer read it
             self._lines.append((line, at(path, n)))
-            inc = re.match(r"\$IncludeConfig\s+(\S+)", line) or re.match(
+            inc = re.match(r"\$IncludeConfig\s+(\S+)", line, re.IGNORECASE) or re.match(
                 r'include\([^)]*?\bfile\s*=\s*"([^"]+)"', line
             )
             if inc:
@@ -993,48 +1000,6 @@ class Rsyslog:
         if name == "file_create_mode":
             return self._mode_where
         return "/etc/rsyslog.conf"
-
-
-def _strip_block_comments(text: str) -> str:
-    """rsyslog.conf without its `/* ... */` comments (the line breaks inside one stay, so line
-    numbers do); an unterminated one runs to the end. As rsyslog's lexer: a legacy `$`
-    directive line is taken whole (`$IncludeConfig /etc/rsyslog.d/*.conf` opens no comment),
-    and neither a "string" nor a `#` comment holds one."""
-    out: list[str] = []
-    in_comment = False
-    for line in text.split("\n"):
-        if not in_comment and line.lstrip(" \t").startswith("$"):
-            out.append(line)
-            continue
-        kept: list[str] = []
-        i, n = 0, len(line)
-        in_string = False
-        while i < n:
-            if in_comment:
-                end = line.find("*/", i)
-                if end < 0:
-                    break
-                in_comment, i = False, end + 2
-                continue
-            ch = line[i]
-            if in_string:
-                if ch == "\\" and i + 1 < n:
-                    kept.append(line[i : i + 2])
-                    i += 2
-                    continue
-                in_string = ch != '"'
-            elif ch == '"':
-                in_string = True
-            elif ch == "#":  # a comment to the end of the line: no `/*` opens there
-                kept.append(line[i:])
-                break
-            elif line.startswith("/*", i):
-                in_comment, i = True, i + 2
-                continue
-            kept.append(ch)
-            i += 1
-        out.append("".join(kept))
-    return "\n".join(out)
 
 
 # --- time synchronisation -------------------------------------------------------------------------------

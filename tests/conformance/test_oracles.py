@@ -1181,6 +1181,74 @@ def test_rsyslog_lines_are_the_ones_rsyslogd_reads(tmp_path, case) -> None:
     assert fact.file_create_mode == (modes[-1] if modes else None)
 
 
+# --- rsyslogd running: the mode of the files it creates ------------------------------------------------
+# rsyslogd -o prints the configuration as written, not what took effect. What $FileCreateMode
+# took effect is the mode of a file rsyslogd creates: each case runs rsyslogd between an input
+# socket of its own and a file action, one message is logged, and the file's mode is compared
+# with the fact's file_create_mode (rsyslog's default 0644 where it finds none).
+_RSYSLOG_RUNS = {
+    "a plain directive": "$FileCreateMode 0640\n",
+    "none": "",
+    "a directive inside a template string": 'template(name="t" type="string" string="%msg%\n$FileCreateMode 0600\n")\n',
+    "a directive inside a property filter's string": ':msg, contains, "zz\n$FileCreateMode 0600\n" ~\n',
+    "a directive after an object on its line": 'module(load="builtin:omfile") $FileCreateMode 0600\n',
+    "a comment continued by a backslash": "$FileCreateMode 0640\n# was: \\\n$FileCreateMode 0644\n",
+    "a directive after a 10,239-byte piece of a comment": "#" + " " * 10300 + "$FileCreateMode 0600\n",
+    "a directive spelled in lower case": "$filecreatemode 0600\n",
+    "a comment opener inside a string": 'template(name="u" type="string" string="/*")\n$FileCreateMode 0600\n',
+}
+
+
+def _rsyslogd_modes(tmp_path: Path) -> dict[str, int]:
+    """The mode of the file each case's rsyslogd created (all run at once, then stopped)."""
+    import socket
+    import time
+
+    rsyslogd = _tool("rsyslogd")
+    procs, dirs = {}, {}
+    try:
+        for i, (case, text) in enumerate(_RSYSLOG_RUNS.items()):
+            d = dirs[case] = tmp_path / f"run{i}"
+            d.mkdir()
+            (d / "rsyslog.conf").write_text(
+                f'module(load="imuxsock" SysSock.Use="off")\ninput(type="imuxsock" Socket="{d}/log.sock")\n'
+                f"{text}*.* {d}/out.log\n")
+            procs[case] = subprocess.Popen(
+                ["sh", "-c", 'umask 022 && exec "$@"', "sh", rsyslogd, "-n", "-f", str(d / "rsyslog.conf"),
+                 "-i", str(d / "pid")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        modes: dict[str, int] = {}
+        deadline = time.monotonic() + 60
+        while len(modes) < len(procs) and time.monotonic() < deadline:
+            for case, d in dirs.items():
+                if case in modes:
+                    continue
+                if (d / "out.log").exists():
+                    modes[case] = (d / "out.log").stat().st_mode & 0o7777
+                elif (d / "log.sock").exists():
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                        s.sendto(b"<13>secpolicy: probe", str(d / "log.sock"))
+            time.sleep(0.1)
+        assert len(modes) == len(procs), f"rsyslogd wrote no file for {sorted(set(procs) - set(modes))}"
+        return modes
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
+
+
+def test_file_create_mode_is_the_mode_rsyslogd_creates_files_with(tmp_path) -> None:
+    real = _rsyslogd_modes(tmp_path)
+    ours = {}
+    for i, (case, text) in enumerate(_RSYSLOG_RUNS.items()):
+        root = tmp_path / f"root{i}"
+        (root / "etc").mkdir(parents=True)
+        (root / "etc/rsyslog.conf").write_text(text)
+        mode = FactContext(builtin_registry(), str(root)).fact("rsyslog", ()).file_create_mode
+        ours[case] = int(mode or "0644", 8)
+    assert ours == real
+    assert real["a plain directive"] == 0o640 and real["none"] == 0o644  # not equal by being all default
+
+
 # --- chronyd -p -----------------------------------------------------------------------------------
 _CHRONY_CASES = {
     "Debian's layout": {"chrony/chrony.conf": "pool 2.debian.pool.ntp.org iburst\nconfdir /etc/chrony/conf.d\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from facts_helpers import HOSTILE_LINE_BREAKS, context, materialize, write
 
-from secpolicy.errors import NotApplicable
+from secpolicy.errors import EvaluationError, NotApplicable
 from secpolicy.facts.procs import decode_caps, parse_net
 from secpolicy.facts.system import AUDIT_STATUS_SOURCE, audit_enabled_source
 
@@ -110,6 +110,27 @@ def test_nft_ruleset_lines_hold_no_text_of_comments_or_quoted_strings(tmp_path: 
     assert nft.has_line(r"hook\s+input\b.*policy\s+accept")
     assert nft.where("has_line", r'iifname\s+"lo"\s+accept') == "/etc/nftables.conf:9"  # numbered as written
     assert nft.where("has_line", r"^\s*}$") == "/etc/nftables.conf:10"
+
+
+def test_rsyslog_lines_are_numbered_where_their_statement_starts(tmp_path: Path) -> None:
+    write(tmp_path, "/etc/rsyslog.conf", (
+        'template(name="t" type="string"\n  string="%msg%\n$FileCreateMode 0600\n")\n'  # lines 1-4: one string
+        "*.* @@loghost:514 \\\n  ;RSYSLOG_ForwardFormat\n"  # 5-6: joined by the backslash
+        'module(load="builtin:omfile") $FileCreateMode 0640\n'  # 7: two statements
+    ))
+    r = context(tmp_path).fact("rsyslog", ())
+    assert r.file_create_mode == "0640" and r.where("file_create_mode") == "/etc/rsyslog.conf:7"
+    assert r.where("has_line", "string=") == "/etc/rsyslog.conf:2"
+    assert r.where("has_line", "@@loghost:514 ;RSYSLOG_ForwardFormat") == "/etc/rsyslog.conf:5"
+    assert not r.has_line(r"^\$FileCreateMode 0600")
+
+
+def test_rsyslog_configuration_beyond_its_budget_is_an_error_not_read(tmp_path: Path) -> None:
+    write(tmp_path, "/etc/rsyslog.conf", "$IncludeConfig /etc/rsyslog.d/*.conf\n")
+    write(tmp_path, "/etc/rsyslog.d/a.conf", "#" * 700_000 + "\n")
+    write(tmp_path, "/etc/rsyslog.d/b.conf", "#" * 700_000 + "\n")  # 1.4 MB in all
+    with pytest.raises(EvaluationError, match=r"/etc/rsyslog.d/b.conf: rsyslog configuration beyond 1048576 bytes"):
+        context(tmp_path).fact("rsyslog", ())
 
 
 def test_grub(roots: dict[str, Path]) -> None:

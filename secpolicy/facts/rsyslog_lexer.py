@@ -1,0 +1,216 @@
+"""The lines of an rsyslog configuration file as rsyslogd 8 reads them: its preprocessor
+(readConfFile: lines read with fgets into 10,240-byte pieces, trailing blanks trimmed, a
+trailing backslash joining the next line) and then its flex lexer (grammar/lexer.l), state by
+state, longest match first.
+
+What that decides for a compliance check: a `"string"` inside an object (`action(...)`,
+`template(...)`) or an expression may run over line breaks, and nothing in it is a directive;
+a `$Directive` is one wherever the lexer meets it outside such a string, also after other
+statements on the same line; `#` comments and `/* */` comments hold nothing.
+
+`config_lines` gives each statement-bearing line with the line number it starts on: a line
+break inside a string or inside one token ends no line (it reads as a space), a `$` directive
+is a line of its own, and comments are gone."""
+
+from __future__ import annotations
+
+import re
+
+from secpolicy.facts._common import C_SPACE, fgets_pieces
+
+__all__ = ["config_lines"]
+
+_FGETS = 10240  # readConfFile's line buffer
+
+# What a matched token does: kept in the line, dropped (a comment), a `$` directive line, or
+# the `$IncludeConfig` that sends the lexer to read a file name.
+_KEEP, _DROP, _CFSYS = "keep", "drop", "cfsys"
+
+_OBJ_STR = r'"(?:[^"\\]|\\[\'"?\\abfnrtv]|\\[0-7]{1,3})*"'
+_OBJ_BQ = r"`(?:[^`\\]|\\['`?\\abfnrtv]|\\[0-7]{1,3})*`"
+_EXPR_DQ = r'"(?:[^"\\$]|\\["\'\\$bntr]|\\x[0-9a-f][0-9a-f]|\\[0-7][0-7][0-7])*"'
+_EXPR_SQ = r"'(?:[^'\\]|\\['\"\\$bntr]|\\x[0-9a-f][0-9a-f]|\\[0-7][0-7][0-7])*'"
+_EXPR_BQ = r"`(?:[^`\\]|\\['`\"\\bntr]|\\x[0-9a-f][0-9a-f]|\\[0-7][0-7][0-7])*`"
+_OBJECTS = "main_queue|timezone|parser|global|template|ruleset|property|constant|input|module|lookup_table|dyn_stats"
+_EOL = r"(?=\n|\Z)"  # flex's `$`
+
+# Each state's rules in lexer.l's order: (pattern, action, next state or None to stay, only at
+# the start of a line). Patterns are case-insensitive, as the lexer is.
+_Rule = tuple[str, str, "str | None"] | tuple[str, str, "str | None", bool]
+
+
+class _State:
+    """A state's rules, tried at a position in one regex call: each rule is an optional
+    lookahead capturing what it would match, so every rule's match length is known at once."""
+
+    def __init__(self, *rules: _Rule) -> None:
+        self.actions = [(r[1], r[2]) for r in rules]
+        bol = r"(?<![^\n])"  # flex's `^`: at the start of the buffer or after a line break
+        self.rx = re.compile("".join(f"(?=({bol if len(r) > 3 else ''}{r[0]}))?" for r in rules), re.IGNORECASE)
+
+
+_STATES: dict[str, _State] = {
+    "INITIAL": _State(
+        ("if", _KEEP, "EXPR"),
+        ("foreach", _KEEP, "EXPR"),
+        ("reload_lookup_table", _KEEP, "PROC"),
+        (r"[&{}]|stop|else", _KEEP, None),
+        ("call", _KEEP, "INCALL"),
+        ("call_indirect|set|reset|unset", _KEEP, "EXPR"),
+        ("continue", _KEEP, None),
+        (r"preprocfilelinenumber\(", _DROP, "LINENO"),
+        (rf"(?:{_OBJECTS}|include|action)[ \n\t]*\(", _KEEP, "INOBJ"),
+        (r'[ \t]*:\$?[a-z\-]+[ ]*,[ ]*!?[a-z]+[ ]*,[ ]*"(?:\\"|[^"])*"', _KEEP, None, True),  # property filter
+        (r"[ \t]*[*a-z][*a-z]*[0-7]*[.,][,!=;.*a-z0-7]+", _KEEP, None, True),  # priority filter
+        (r"~|\*|-/[^*][^\n]*|/[^*][^\n]*|:[a-z0-9]+:[^\n]*|[|.\-@^?~>][^\n]+|[a-z0-9_][a-z0-9_\-+,;]*",
+         _KEEP, None),  # legacy actions
+        (r"/\*", _DROP, "COMMENT"),
+        (r"\$[a-z]+[^\n]*", _CFSYS, None),
+        (rf"![^ \t\n]+[ \t]*{_EOL}", _KEEP, None),
+        (r"[+-]\*[ \t\n]*#[^\n]*", _KEEP, None),
+        (rf"[+-]\*[ \t\n]*{_EOL}", _KEEP, None),
+        (rf"[ \t]*[+-][a-z0-9.:-]+[ \t]*{_EOL}", _KEEP, None, True),
+        (r"#[^\n]*\n", _DROP, None),
+        (r"[\n\t ]", _KEEP, None),
+        (r".", _KEEP, None),
+    ),
+    "INOBJ": _State(
+        (r"\)", _KEEP, "INITIAL"),
+        (r"[a-z][a-z0-9_.]*", _KEEP, None),
+        (r"[,\[\]=]", _KEEP, None),
+        (_OBJ_STR, _KEEP, None),
+        (_OBJ_BQ, _KEEP, None),
+        (r"/\*", _DROP, "COMMENT"),
+        (rf"#[^\n]*{_EOL}", _DROP, None),
+        (r"[ \n\t]", _KEEP, None),
+        (r".", _KEEP, None),
+    ),
+    "EXPR": _State(
+        (r"\(", _KEEP, None),
+        ("then|do|;", _KEEP, "INITIAL"),
+        (r"or|and|not|[=,*/%+&\-\[\])]|==|<=|>=|!=|<>|<|>|contains|in|contains_i|startswith|startswith_i", _KEEP, None),
+        (r"0[0-7]+|0x[0-9a-f]+|[1-9][0-9]*|0", _KEEP, None),
+        (r"\$[$!./]?[@a-z_]*[!@a-z0-9\-_.\[\]]*", _KEEP, None),
+        (_EXPR_SQ, _KEEP, None),
+        (_EXPR_BQ, _KEEP, None),
+        (_EXPR_DQ, _KEEP, None),
+        (r"[ \t\n]", _KEEP, None),
+        (r"[a-z][a-z0-9_]*", _KEEP, None),
+        (r"/\*", _DROP, "COMMENT"),
+        (r".", _KEEP, None),
+    ),
+    "INCALL": _State(
+        (r"[ \t\n]", _KEEP, None),
+        (r"[a-z][a-z0-9\-_.]*", _KEEP, "INITIAL"),
+        (r".", _KEEP, None),
+    ),
+    "PROC": _State(
+        (r"\(", _KEEP, None),
+        (_EXPR_SQ, _KEEP, None),
+        (_EXPR_DQ, _KEEP, None),
+        (",", _KEEP, None),
+        (r"\)", _KEEP, "INITIAL"),
+        (r"[ \t\n]*", _KEEP, None),
+        (r".", _KEEP, None),
+    ),
+    "LINENO": _State(
+        (r"[0-9]+", _DROP, None),
+        (r"\)", _DROP, "INITIAL"),
+        (r".|\n", _DROP, None),
+    ),
+    "INCL": _State(
+        (r".|\n", _DROP, None),
+        (r"[^ \t\n]+", _KEEP, "INITIAL"),
+    ),
+    "COMMENT": _State(
+        (r"\*/", _DROP, "BACK"),
+        (r"(?:[^*]|\n)+|.", _DROP, None),
+    ),
+}
+
+
+def preprocessed(text: str) -> tuple[str, list[int]]:
+    """(the buffer readConfFile hands the lexer, the source line number each of its lines
+    starts on): every fgets piece trimmed of trailing blanks and ended with a newline, unless
+    it ends with a backslash, which joins the next piece (its leading blanks dropped)."""
+    out: list[str] = []
+    starts: list[int] = []
+    cont = False
+    for n, raw in fgets_pieces(text, _FGETS):
+        piece = raw.decode("utf-8", "surrogateescape")
+        if not cont:
+            starts.append(n)
+        start = len(piece) - len(piece.lstrip(C_SPACE)) if cont else 0
+        i = len(piece) - 1
+        while i >= start and piece[i] in C_SPACE:
+            i -= 1
+        if i >= 0:
+            if piece[i] == "\\":
+                i -= 1
+                cont = True
+            else:
+                cont = False
+            out.append(piece[start : i + 1])
+        if not cont:
+            out.append("\n")
+    return "".join(out), starts
+
+
+def config_lines(text: str) -> list[tuple[int, str]]:
+    """(source line number, text) of each line of statements, as described above; lines
+    left empty are left out."""
+    buf, starts = preprocessed(text)
+    out: list[tuple[int, str]] = []
+    line: list[str] = []
+    row = first = 0  # the buffer line the lexer is on; the one the current line started on
+
+    def flush(next_first: int) -> None:
+        nonlocal line, first
+        shown = "".join(line).strip(C_SPACE)
+        if shown:
+            out.append((starts[min(first, len(starts) - 1)], shown))
+        line, first = [], next_first
+
+    state = back = "INITIAL"
+    pos = 0
+    while pos < len(buf):
+        end, action, nxt = _longest(state, buf, pos)
+        token = buf[pos:end]
+        if action == _CFSYS and token[:14].lower() == "$includeconfig":
+            flush(row)
+            line.append(token[:14] + " ")  # the file name follows, read in state INCL
+            end, nxt = pos + 14, "INCL"
+        elif action == _CFSYS:
+            flush(row)
+            line.append(token)
+            flush(row)
+        elif state == "INCL":  # blanks and line breaks, then the file name: a line of its own
+            if action == _KEEP:
+                line.append(token)
+                flush(row)
+        elif "\n" in token and (action == _DROP or token.strip(C_SPACE) == ""):
+            flush(row + token.count("\n"))  # a line break outside any string or token
+        elif action == _KEEP:
+            line.append(token.replace("\n", " "))  # a string or token over a line break
+        row += buf.count("\n", pos, end)
+        if nxt == "COMMENT":
+            back = state
+        state = back if nxt == "BACK" else (nxt or state)
+        pos = end
+    flush(row)
+    return out
+
+
+def _longest(state: str, buf: str, pos: int) -> tuple[int, str, str | None]:
+    """(end, action, next state) of the rule flex applies at `pos`: the longest match, the
+    first rule of equal ones; one character as it is where nothing matches."""
+    st = _STATES[state]
+    m = st.rx.match(buf, pos)  # never None: every lookahead is optional
+    best: tuple[int, str, str | None] = (pos + 1, _KEEP, None)
+    longest = pos
+    if m is not None:
+        for i, (action, nxt) in enumerate(st.actions, 1):
+            end = m.end(i)
+            if end > longest:  # strictly longer: of equal matches the first rule's stands
+                best, longest = (end, action, nxt), end
+    return best
