@@ -14,6 +14,7 @@ is a line of its own, and comments are gone."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 from secpolicy.facts._common import C_SPACE, fgets_pieces
@@ -44,9 +45,14 @@ class _State:
     lookahead capturing what it would match, so every rule's match length is known at once."""
 
     def __init__(self, *rules: _Rule) -> None:
+        self.rules = rules
         self.actions = [(r[1], r[2]) for r in rules]
+
+    @functools.cached_property
+    def rx(self) -> re.Pattern[str]:
+        """Compiled on first use: not at start-up of commands that never read rsyslog.conf."""
         bol = r"(?<![^\n])"  # flex's `^`: at the start of the buffer or after a line break
-        self.rx = re.compile("".join(f"(?=({bol if len(r) > 3 else ''}{r[0]}))?" for r in rules), re.IGNORECASE)
+        return re.compile("".join(f"(?=({bol if len(r) > 3 else ''}{r[0]}))?" for r in self.rules), re.IGNORECASE)
 
 
 _STATES: dict[str, _State] = {
