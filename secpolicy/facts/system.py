@@ -508,10 +508,14 @@ NFT_RULESET = ObjectType(
     field_docs={
         "live": "the ruleset is the one in force, printed by nft (its own spelling: `priority filter; policy drop;`"
         " on the hook line, `counter packets 0 bytes 0`)",
-        "source": '"nft list ruleset", or the saved files read: /etc/nftables.conf and /etc/nftables.d/*.nft',
+        "source": '"nft list ruleset", or the saved files read: /etc/nftables.conf and the files its `include`'
+        " statements name, as nft resolves them",
     },
 )
-NFT_SAVED = ("/etc/nftables.conf", "/etc/nftables.d/*.nft")
+NFT_SAVED = "/etc/nftables.conf"  # what nftables.service loads: nft -f /etc/nftables.conf
+_NFT_INCLUDE_PATH = "/etc"  # where nft looks for a relative include (no -I given)
+_NFT_MAX_INCLUDE_DEPTH = 16  # nft's own limit
+_NFT_INCLUDE_BEFORE = re.compile(r"(?:^|[\s;{}])include[ \t]+\Z")
 # What nft's scanner takes whole: a quoted string (no escapes: it cannot hold a quote, but may
 # hold line breaks) and a `#` comment, to the end of its line.
 _NFT_DATA = re.compile(r'"[^"]*"|#[^\n]*')
@@ -551,6 +555,18 @@ def nft_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def nft_includes(text: str) -> list[tuple[int, str]]:
+    """(line number, file name) of each `include "file"` statement of an nft file, comments and
+    quoted strings other than the name left aside."""
+    out: list[tuple[int, str]] = []
+    pos = 0
+    for m in _NFT_DATA.finditer(text):
+        if m.group().startswith('"') and _NFT_INCLUDE_BEFORE.search(text, pos, m.start()):
+            out.append((text.count("\n", 0, m.start()) + 1, m.group()[1:-1]))
+        pos = m.end()
+    return out
+
+
 class NftRuleset:
     """The ruleset nftables holds, asked of nft on the live host; the saved files elsewhere."""
 
@@ -566,9 +582,36 @@ class NftRuleset:
             self.live, self.source = True, "nft list ruleset"
             self._files = [(self.source, done.stdout)]
             return
-        paths = [NFT_SAVED[0], *sorted(ctx.glob(NFT_SAVED[1]))]
-        self.live, self.source = False, ", ".join(NFT_SAVED)
-        self._files = [(p, ctx.read_text(p) or "") for p in paths]
+        self.live, self._ctx = False, ctx
+        self._files = []
+        self._read_saved(NFT_SAVED, 0)
+        self.source = ", ".join(p for p, _ in self._files) or f"{NFT_SAVED} (absent)"
+
+    def _read_saved(self, path: str, depth: int) -> None:
+        """A saved file, then the files its `include` statements name, in nft's order."""
+        text = self._ctx.read_text(path)
+        if text is None:
+            if depth == 0:
+                return
+            raise EvaluationError(f"{path}: included but absent")
+        self._files.append((path, text))
+        for n, name in nft_includes(text):
+            if depth + 1 >= _NFT_MAX_INCLUDE_DEPTH:
+                raise EvaluationError(f"{at(path, n)}: include nested too deeply (nft stops at {_NFT_MAX_INCLUDE_DEPTH} levels)")
+            for included in self._included(name, at(path, n)):
+                self._read_saved(included, depth + 1)
+
+    def _included(self, name: str, where: str) -> list[str]:
+        """The files `include "name"` reads, as nft 1.0 resolves it: a relative name in /etc;
+        a pattern (`*`, `?`, `[`) matching regular files, hidden ones only when named so, in
+        sorted order and possibly none; a plain name, one file that must exist, else nft
+        refuses the whole ruleset and nftables.service loads none."""
+        path = name if name.startswith("/") else f"{_NFT_INCLUDE_PATH}/{name}"
+        if not any(c in name for c in "*?["):
+            if self._ctx.lstat(path) is None:
+                raise EvaluationError(f'{where}: include "{name}": no such file, so nft refuses the whole ruleset')
+            return [path]
+        return [p for p in self._ctx.glob(path) if (st := self._ctx.stat(p)) is not None and not stat.S_ISDIR(st.st_mode)]
 
     def _match_line(self, regex: str) -> str | None:
         if regex not in self._line_of:

@@ -1394,8 +1394,8 @@ _NFT_CASES = [
 ]
 
 
-@ROOT_NEEDED
-def test_on_the_live_host_the_nftables_rules_read_the_ruleset_in_force(tmp_path) -> None:
+def _nft_wrapper(tmp_path: Path) -> Path:
+    """`nft` in a directory of its own: the one setup unpacked, with its libraries."""
     nft = _UNPACKED / "usr/sbin/nft"
     if not nft.exists():
         pytest.skip("nftables is not unpacked by scripts/setup.sh --with-test-tools")
@@ -1403,6 +1403,12 @@ def test_on_the_live_host_the_nftables_rules_read_the_ruleset_in_force(tmp_path)
     wrapper.parent.mkdir()
     wrapper.write_text(f'#!/bin/sh\nLD_LIBRARY_PATH={_UNPACKED}/usr/lib/x86_64-linux-gnu exec {nft} "$@"\n')
     wrapper.chmod(0o755)
+    return wrapper
+
+
+@ROOT_NEEDED
+def test_on_the_live_host_the_nftables_rules_read_the_ruleset_in_force(tmp_path) -> None:
+    wrapper = _nft_wrapper(tmp_path)
     files = []
     for i, (ruleset, _) in enumerate(_NFT_CASES):
         files.append(tmp_path / f"{i}.nft")
@@ -1415,6 +1421,60 @@ def test_on_the_live_host_the_nftables_rules_read_the_ruleset_in_force(tmp_path)
         assert {k: v[0] for k, v in got.items()} == expected, ruleset
         if expected["4.3.8"] == "pass":  # the evidence names where it was read
             assert got["4.3.8"][1] and all(loc.startswith("nft list ruleset") for loc in got["4.3.8"][1])
+
+
+# Under --root the saved configuration is read: /etc/nftables.conf, which nftables.service loads
+# with `nft -f`, and the files its include statements name. Which files that is, nft decides: the
+# test loads each tree's /etc/nftables.conf with nft in namespaces of its own (the tree's /etc laid
+# over the host's) and lists the tables it made. Each file of a tree defines one table, named
+# after it; the fact must see exactly those tables, or be an error where nft refuses the file.
+_NFT_TREES = {
+    "no include": {"nftables.conf": "table inet main { }\n", "nftables.d/extra.nft": "table inet extra { }\n"},
+    "a pattern": {"nftables.conf": 'table inet main { }\ninclude "/etc/nftables.d/*.nft"\n',
+                  "nftables.d/b.nft": "table inet b { }\n", "nftables.d/a.nft": "table inet a { }\n",
+                  "nftables.d/.hidden.nft": "table inet hidden { }\n", "nftables.d/dir.nft/x": "table inet x { }\n"},
+    "a relative name, from /etc": {"nftables.conf": 'include "fw/rules.nft"\n', "fw/rules.nft": "table inet rules { }\n"},
+    "a relative pattern": {"nftables.conf": 'include "fw/*.nft"\n', "fw/one.nft": "table inet one { }\n"},
+    "nested": {"nftables.conf": 'include "/etc/fw/outer.nft"\n',
+               "fw/outer.nft": 'table inet outer { }\ninclude "/etc/fw/inner.nft"\n', "fw/inner.nft": "table inet inner { }\n"},
+    "commented out": {"nftables.conf": 'table inet main { }\n# include "/etc/nftables.d/*.nft"\n',
+                      "nftables.d/a.nft": "table inet a { }\n"},
+    "a pattern matching nothing": {"nftables.conf": 'table inet main { }\ninclude "/etc/none/*.nft"\n'},
+    "a missing file": {"nftables.conf": 'table inet main { }\ninclude "/etc/none.nft"\n'},
+}
+_NFT_TABLES = """
+for tree in "$@"; do
+  unshare --mount --net sh -c 'mount -t overlay overlay -o lowerdir="$1"/etc:/etc /etc && nft -f /etc/nftables.conf \
+    && nft list tables' sh "$tree" 2>/dev/null || echo refused
+  echo __END__
+done
+"""
+
+
+@ROOT_NEEDED
+def test_under_root_the_saved_ruleset_is_the_files_nft_loads(tmp_path) -> None:
+    wrapper = _nft_wrapper(tmp_path)
+    trees = []
+    for i, files in enumerate(_NFT_TREES.values()):
+        trees.append(tmp_path / f"tree{i}")
+        for rel, text in files.items():
+            (trees[-1] / "etc" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (trees[-1] / "etc" / rel).write_text(text)
+    env = {**os.environ, "PATH": f"{wrapper.parent}:{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["sh", "-c", _NFT_TABLES, "sh", *map(str, trees)], capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    loaded = [set(re.findall(r"^table inet (\S+)", out, re.MULTILINE)) if "refused" not in out else "refused"
+              for out in done.stdout.split("__END__\n")[:-1]]
+    ours: list[set[str] | str] = []
+    for tree, files in zip(trees, _NFT_TREES.values(), strict=True):
+        names = {m for text in files.values() for m in re.findall(r"table inet (\S+)", text)}
+        try:
+            nft = FactContext(builtin_registry(), str(tree)).fact("nft_ruleset", ())
+            ours.append({n for n in names if nft.has_line(rf"^table\s+inet\s+{n}\b")})
+        except EvaluationError:
+            ours.append("refused")
+    assert dict(zip(_NFT_TREES, ours, strict=True)) == dict(zip(_NFT_TREES, loaded, strict=True))
+    assert loaded[0] == {"main"} and loaded[1] == {"main", "a", "b"} and loaded[-1] == "refused"
 
 
 def test_a_ruleset_nft_cannot_list_is_an_error_not_the_saved_files(tmp_path, monkeypatch) -> None:
