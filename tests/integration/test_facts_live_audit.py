@@ -26,6 +26,9 @@ pytestmark = [
     pytest.mark.skipif(
         AUDITCTL is None, reason="auditctl is not installed (Debian package auditd)"
     ),
+    # One after another, and with the live tests: the audit rules are the kernel's, and while
+    # a rule whose key hides another is loaded, every reading of the loaded rules is an error.
+    pytest.mark.xdist_group("live"),
 ]
 KEY = f"secpolicy_probe_{os.getpid()}"
 RULES = [
@@ -104,9 +107,6 @@ def test_keys_are_read_as_the_kernel_holds_them() -> None:
     assert seen == {path: (key,) for path, key in keys.items()}
 
 
-# Rules whose key hides another rule run alone among the live tests: while one is loaded,
-# every reading of the loaded rules on this host is an error.
-@pytest.mark.xdist_group("live")
 @pytest.mark.parametrize("brk", ["\n", "\u2028", " "], ids=["newline", "U+2028", "space"])
 def test_a_key_auditctl_prints_as_another_rule_is_an_error_not_that_rule(brk: str) -> None:
     fake = f"/etc/secpolicy-fake-{os.getpid()}"
