@@ -384,7 +384,7 @@ GRUB = ObjectType(
             "etc/default/grub's); null when a line lacks it or lines differ (`audit_backlog_limit`)"
         ),
     },
-    doc="GRUB: generated grub.cfg, etc/default/grub and etc/grub.d",
+    doc="GRUB: generated grub.cfg (what GRUB reads at boot: the password, kernel lines), etc/default/grub",
 )
 
 # $GRUB_CMDLINE_LINUX or ${GRUB_CMDLINE_LINUX_DEFAULT} in a value: the value assigned before
@@ -404,21 +404,27 @@ class Grub:
         self._linux: list[tuple[list[str], str]] = []
         superusers: tuple[str, str] | None = None
         password: str | None = None
+        # The password is what GRUB reads at boot, grub.cfg, as the CIS audit greps it. A line
+        # in /etc/grub.d takes effect only once update-grub has written it there: it is noted.
+        self._pending: str | None = None
         sources = [(self.cfg_path, cfg or "")] + [
             (p, ctx.read_text(p) or "") for p in ctx.glob("/etc/grub.d/*")
         ]
         for path, text in sources:
-            if path == self.cfg_path:
+            in_cfg = path == self.cfg_path
+            if in_cfg:
                 text = text.replace("\r", "")  # grub_file_getline() drops every \r
             # grub's lexer and sh (grub.d) end lines at \n only; their blanks are space and tab
             for n, raw in enumerate(text_lines(text), 1):
                 line = raw.strip(" \t")
                 m = re.match(r"set[ \t]+superusers=([^ \t]+)", line)
-                if m and superusers is None:
+                if m and not in_cfg:
+                    self._pending = self._pending or at(path, n)
+                elif m and superusers is None:
                     superusers = (m.group(1).strip("\"'"), at(path, n))
-                if re.match(r"password(_pbkdf2)?([ \t]+[^ \t]+){2}", line) and password is None:
+                if in_cfg and re.match(r"password(_pbkdf2)?([ \t]+[^ \t]+){2}", line) and password is None:
                     password = at(path, n)
-                if path == self.cfg_path and re.match(r"linux(efi|16)?[ \t]", line):
+                if in_cfg and re.match(r"linux(efi|16)?[ \t]", line):
                     self._linux.append((_BLANKS.split(line)[2:], at(path, n)))
         self.superusers = superusers[0] if superusers else None
         self.password_set = superusers is not None and password is not None
@@ -493,7 +499,11 @@ class Grub:
         if name == "cmdline":
             return self._default_where
         if name in ("password_set", "superusers"):
-            return self._password_where or f"{self.cfg_path}, /etc/grub.d (no superusers/password)"
+            if self.password_set:
+                return self._password_where
+            pending = f"; {self._pending} sets superusers, which takes effect once update-grub writes it there" \
+                if self._pending else ""
+            return f"{self._password_where or self.cfg_path} (no superusers and password both set){pending}"
         return self.cfg_path
 
 

@@ -431,6 +431,22 @@ def test_modprobe_d_is_read_as_libkmod_reads_it(tmp_path: Path, sep: str) -> Non
     assert kmods["hfsplus"].where("blacklisted") == "/etc/modprobe.d/cis.conf:7"
 
 
+def test_grub_password_is_what_grub_cfg_sets_not_what_grub_d_would(tmp_path: Path) -> None:
+    """GRUB reads grub.cfg at boot, and the CIS audit greps it: a superuser and password only
+    in /etc/grub.d take effect once update-grub writes them there. The evidence says so."""
+    users = 'cat <<EOF\nset superusers="root"\npassword_pbkdf2 root grub.pbkdf2.sha512.10000.AB.CD\nEOF\n'
+    write(tmp_path, "/etc/grub.d/01_users", "#!/bin/sh\n" + users)
+    write(tmp_path, "/boot/grub/grub.cfg", "set default=0\nmenuentry 'Debian' {\n\tlinux /vmlinuz ro\n}\n")
+    g = context(tmp_path).fact("grub", ())
+    assert (g.password_set, g.superusers) == (False, None)
+    assert g.where("password_set") == ("/boot/grub/grub.cfg (no superusers and password both set); /etc/grub.d/01_users:3"
+                                       " sets superusers, which takes effect once update-grub writes it there")
+    write(tmp_path, "/boot/grub/grub.cfg", "### BEGIN /etc/grub.d/01_users ###\n" + users.split("\n", 1)[1].rsplit("EOF", 1)[0])
+    g = context(tmp_path).fact("grub", ())
+    assert (g.password_set, g.superusers) == (True, "root")
+    assert g.where("password_set") == "/boot/grub/grub.cfg:2 and /boot/grub/grub.cfg:3"
+
+
 @pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_grub_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
     # grub_file_getline() ends a line at \n and drops \r; sh reads /etc/default/grub the same
