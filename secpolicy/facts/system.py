@@ -501,8 +501,8 @@ class Grub:
         if name in ("password_set", "superusers"):
             if self.password_set:
                 return self._password_where
-            pending = f"; {self._pending} sets superusers, which takes effect once update-grub writes it there" \
-                if self._pending else ""
+            pending = (f"; {self._pending} sets superusers, which takes effect once update-grub writes it there"
+                       if self._pending else "")
             return f"{self._password_where or self.cfg_path} (no superusers and password both set){pending}"
         return self.cfg_path
 
