@@ -347,7 +347,7 @@ _FIELDS_AT = 3 + 64  # index of fields[0] in the unpacked tuple
 # Fields whose value is a string in buf (its length in values[]): the SELinux subject and
 # object fields, watch, dir, exe and the key (several keys joined by \x01).
 _STRING_FIELDS = frozenset({13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 105, 107, 112, 210})
-AUDIT_WATCH, AUDIT_DIR, AUDIT_FILTERKEY = 105, 107, 210
+AUDIT_WATCH, AUDIT_DIR, AUDIT_EXE, AUDIT_FILTERKEY = 105, 107, 112, 210
 _KEY_SEPARATOR = "\x01"
 
 
@@ -573,7 +573,7 @@ def _query(text: str) -> AuditRule:
 
 
 _READ_ATTEMPTS = 5
-_FIELD_NAMES = {AUDIT_WATCH: "watch", AUDIT_DIR: "dir", 112: "exe", AUDIT_FILTERKEY: "key"}
+_FIELD_NAMES = {AUDIT_WATCH: "watch", AUDIT_DIR: "dir", AUDIT_EXE: "exe", AUDIT_FILTERKEY: "key"}
 LOADED_SOURCE = "auditctl -l, checked against the kernel's rule list (netlink AUDIT_LIST_RULES)"
 
 
