@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 from secpolicy.errors import IntegrityError, RuntimeFailure, SecpolicyError
 from secpolicy.fim.config import FimConfig
 from secpolicy.fim.record import display_path
-from secpolicy.fim.scan import BaselineInfo, CheckResult, Recorded
+from secpolicy.fim.scan import BaselineInfo, CheckResult, Generations, Recorded
 
 if TYPE_CHECKING:
     from secpolicy.auditlog.trail import AuditTrail
@@ -119,13 +119,13 @@ class FimRun:
             self.trail.record(dataclasses.replace(
                 rec, details={**rec.details, "config_digest": config.digest, "name": config.name}))
 
-    def recorded(self, db: str) -> Recorded | None:
-        """The generations of the baseline at `db` this audit log holds (None without one).
-        Read before the baseline is opened: an `update` promotes a generation before it
-        records it, so what is read here is never newer than what is opened next."""
+    def recorded(self) -> Generations | None:
+        """The baseline generations this audit log holds (None without one). Read before the
+        baseline is opened: an `update` promotes a generation before it records it, so what
+        is read here is never newer than what is opened next."""
         if self.directory is None:
             return None
-        return recorded_generations(self.directory, db)
+        return recorded_generations(self.directory)
 
     def generation(self, db: str, info: BaselineInfo, command: str) -> None:
         """Record a new baseline generation: what later checks compare the baseline with."""
@@ -184,12 +184,11 @@ def _db_identity(db: str) -> str:
     return os.path.realpath(db)
 
 
-def recorded_generations(directory: str, db: str) -> Recorded | None:
-    """The newest `fim_baseline` record for the database `db` in the audit log at
-    `directory`, with the baseline ids of every earlier one; None when there is none."""
+def recorded_generations(directory: str) -> Generations | None:
+    """Every `fim_baseline` record in the audit log at `directory`, in log order, each with
+    the database it names; None when there is none."""
     from secpolicy.auditlog.verify import log_files, read_lines
 
-    ident = _db_identity(db)
     found: list[tuple[int, str, dict[str, Any]]] = []
     needle = json.dumps(GENERATION_RECORD).encode()
     for path, n, line, complete, _ in read_lines(log_files([directory])):
@@ -200,20 +199,19 @@ def recorded_generations(directory: str, db: str) -> Recorded | None:
             body = entry["body"]
             if entry.get("kind") != "record" or body.get("event_type") != GENERATION_RECORD:
                 continue
-            details = body["details"]
-            if details.get("db") == ident:
-                found.append((int(entry["seq"]), str(entry.get("ts", "")), details))
+            found.append((int(entry["seq"]), str(entry.get("ts", "")), body["details"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise IntegrityError(f"{path}:{n}: unreadable audit log entry (run `secpolicy log verify`)") from None
     if not found:
         return None
-    seq, ts, newest = max(found, key=lambda f: f[0])
-    try:
-        return Recorded(
-            baseline_id=str(newest["baseline_id"]), lineage_id=str(newest["lineage_id"]),
-            generation=int(newest["generation"]), created_at=float(newest["created_at"]),
-            root_hash=str(newest["root_hash"]), where=f"audit log seq {seq}, {ts}",
-            earlier_ids=frozenset(str(d.get("baseline_id")) for s, _, d in found if s != seq),
-        )
-    except (KeyError, TypeError, ValueError):
-        raise IntegrityError(f"{directory}: audit log seq {seq}: malformed {GENERATION_RECORD} record") from None
+    records = []
+    for seq, ts, d in sorted(found, key=lambda f: f[0]):
+        try:
+            records.append((str(d["db"]), Recorded(
+                baseline_id=str(d["baseline_id"]), lineage_id=str(d["lineage_id"]),
+                generation=int(d["generation"]), created_at=float(d["created_at"]),
+                root_hash=str(d["root_hash"]), where=f"audit log seq {seq}, {ts}",
+            )))
+        except (KeyError, TypeError, ValueError):
+            raise IntegrityError(f"{directory}: audit log seq {seq}: malformed {GENERATION_RECORD} record") from None
+    return Generations(tuple(records))

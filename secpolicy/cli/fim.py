@@ -260,14 +260,6 @@ def init_cmd(config_path: str, db: str | None, root: str | None, key_file: str |
     _exit(trail, EXIT_RUNTIME if summary.errors else EXIT_OK)
 
 
-def _db_of(config: FimConfig, db: str | None) -> str:
-    if db is not None:
-        return db
-    if config.database:
-        return config.database
-    raise InputError("no baseline database given (--db, or `database:` in the configuration)")
-
-
 @fim.command("check")
 @_common
 @click.option("--full", is_flag=True, help="Re-hash every file, not only those whose inode changed.")
@@ -282,7 +274,7 @@ def check_cmd(config_path: str, db: str | None, root: str | None, key_file: str 
         config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
-        recorded = trail.recorded(_db_of(config, db))
+        recorded = trail.recorded()
         prog = _Progress(progress, quiet, "fim check")
         prog.totals(config, root, with_bytes=full)
         try:
@@ -312,7 +304,7 @@ def update_cmd(config_path: str, db: str | None, root: str | None, key_file: str
         config = load_config(config_path)
         trail.config(config_path, config)
         key = _key(key_file, key_env, no_key)
-        recorded = trail.recorded(_db_of(config, db))
+        recorded = trail.recorded()
         prog = _Progress(progress, quiet, "fim update")
         prog.totals(config, root, with_bytes=full)
         try:

@@ -150,7 +150,7 @@ class LiveFim:
         db = db if db is not None else config.database
         if db is None:
             raise InputError("no baseline database given (--fim-db, or `database:` in the configuration)")
-        self.db = os.path.abspath(os.fspath(db))
+        self.db = os.path.realpath(os.fspath(db))  # where writes go: links resolved, as `fim` does
         self.key = key
         self.root = root
         self.severity = severity

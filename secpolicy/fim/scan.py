@@ -3,6 +3,7 @@ directory walk against the baseline in key order, with files read in worker proc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -41,6 +42,7 @@ __all__ = [
     "BaselineInfo",
     "CheckResult",
     "EntryChange",
+    "Generations",
     "Progress",
     "Recorded",
     "ScanIssue",
@@ -279,6 +281,28 @@ class Recorded:
     root_hash: str
     where: str  # where the record is: "audit log seq 41 (2026-11-21T10:04:40+00:00)"
     earlier_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Generations:
+    """Every baseline generation an audit log records, in log order, each with the database
+    it was written to (symlinks resolved). A baseline is held to the newest record of its
+    database or of its lineage (the generations `update` made from one `init`), wherever
+    that one was written: a copy of an older generation is refused at any path."""
+
+    records: tuple[tuple[str, Recorded], ...] = ()
+
+    def of(self, db: str, lineage_id: str) -> Recorded | None:
+        """The newest record for the database at `db` or for `lineage_id`, with the ids of
+        the earlier ones; None when there is none."""
+        mine = [(d, r) for d, r in self.records if d == db or r.lineage_id == lineage_id]
+        if not mine:
+            return None
+        where, newest = mine[-1]
+        return dataclasses.replace(
+            newest, where=newest.where if where == db else f"{newest.where}, written to {where}",
+            earlier_ids=frozenset(r.baseline_id for _, r in mine[:-1]),
+        )
 
 
 def _check_recorded(db: str, h: dict[str, Any], rec: Recorded) -> str | None:
@@ -813,9 +837,9 @@ _OPEN_ATTEMPTS = 50
 
 
 def _open_verified(db: str, key: Key, root: str, config: FimConfig | None, for_update: bool = False,
-                   recorded: Recorded | None = None) -> tuple[Baseline, str | None]:
+                   recorded: Generations | None = None) -> tuple[Baseline, str | None]:
     """Open and verify the baseline at `db`; with `recorded`, refuse a generation older than
-    the newest one the audit log holds. Returns a note when the baseline is newer than that.
+    the newest one the audit log holds for this database or this baseline's lineage. Returns a note when the baseline is newer than that.
 
     A baseline found superseded while `db` already names its successor was replaced by an
     `update` running meanwhile, not put back: it is opened again, never refused."""
@@ -840,7 +864,8 @@ def _open_verified(db: str, key: Key, root: str, config: FimConfig | None, for_u
                     f"(name {h['config_name']!r}, digest {h['config_digest'][:16]}; this one is "
                     f"{config.name!r}, {config.digest[:16]}); review the change, then run `secpolicy fim update`"
                 )
-            note = _check_recorded(db, h, recorded) if recorded is not None else None
+            rec = recorded.of(db, h["lineage_id"]) if recorded is not None else None
+            note = _check_recorded(db, h, rec) if rec is not None else None
         except BaseException:
             b.close()
             raise
@@ -849,11 +874,17 @@ def _open_verified(db: str, key: Key, root: str, config: FimConfig | None, for_u
 
 
 def _db_path(config: FimConfig, db: str | os.PathLike[str] | None) -> str:
-    if db is not None:
-        return os.fspath(db)
-    if config.database:
-        return config.database
-    raise InputError("no baseline database given (--db, or `database:` in the configuration)")
+    """The baseline database, symlinks resolved: a new generation is written where a link
+    points, never over the link, and the audit log knows it by that path."""
+    path = os.fspath(db) if db is not None else config.database
+    if not path:
+        raise InputError("no baseline database given (--db, or `database:` in the configuration)")
+    try:
+        return os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return os.path.realpath(path)  # a new database, or a link to where one will be
+    except OSError as e:
+        raise InputError(f"cannot resolve the baseline database's path: {e.strerror}", path) from None
 
 
 def init_baseline(
@@ -930,7 +961,7 @@ def check(
     record: bool = True,
     progress: Progress | None = None,
     workers: int | None = None,
-    recorded: Recorded | None = None,
+    recorded: Generations | None = None,
 ) -> CheckResult:
     """Compare the filesystem with the baseline. The baseline is verified as it is read
     (header first, every entry against the sealed MAC by the end); an unverifiable
@@ -966,7 +997,7 @@ def update(
     full: bool = False,
     progress: Progress | None = None,
     workers: int | None = None,
-    recorded: Recorded | None = None,
+    recorded: Generations | None = None,
 ) -> UpdateResult:
     """Accept the current state: verify the baseline (and that it is not older than the
     newest generation `recorded`), compare, write the next generation and promote it

@@ -83,6 +83,38 @@ def test_a_genuine_baseline_put_back_after_an_update_is_refused(setup, tmp_path:
     assert run("log", "verify", str(log), "--key-file", str(tmp_path / "log.key")).returncode == 0
 
 
+def test_an_older_generation_is_refused_wherever_the_database_path_points(setup, tmp_path: Path) -> None:
+    """--db is a symlink: `update` writes the new generation where it points (the link stays),
+    and a copy of the older generation is refused at the link's old target and at any other
+    path, since the audit log knows its lineage has a newer generation."""
+    root, common, log = setup
+    audit = ["--audit-log", str(log)]
+    (tmp_path / "srv").mkdir()
+    target = tmp_path / "srv" / "fim.db"
+    link = tmp_path / "fim.db"  # the --db of `common`
+    link.symlink_to(Path("srv") / "fim.db")
+    assert run("fim", "init", *common, *audit).returncode == 0
+    assert link.is_symlink() and target.is_file()
+    shutil.copy2(target, tmp_path / "copy-gen1.db")
+    (root / "etc" / "app.conf").write_text("listen 8080\n")
+    assert run("fim", "update", *common, *audit).returncode == 0
+    assert link.is_symlink() and os.readlink(link) == os.path.join("srv", "fim.db")
+    assert [g["db"] for g in _generations(log)] == [os.path.realpath(target)] * 2
+
+    # The old generation put back where the link points, and under a path of its own
+    # that the link is then pointed at: refused both ways.
+    shutil.copy2(tmp_path / "copy-gen1.db", target)
+    p = run("fim", "check", *common, *audit)
+    assert p.returncode == 5 and "rollback" in p.stderr, p.stderr
+    elsewhere = tmp_path / "elsewhere.db"
+    os.replace(tmp_path / "copy-gen1.db", elsewhere)
+    link.unlink()
+    link.symlink_to(elsewhere)
+    p = run("fim", "check", *common, *audit)
+    assert p.returncode == 5, p.stderr
+    assert "older than generation 2" in p.stderr and f"written to {os.path.realpath(target)}" in p.stderr
+
+
 def test_a_generation_made_without_the_audit_log_is_noted_not_refused(setup, tmp_path: Path) -> None:
     root, common, log = setup
     audit = ["--audit-log", str(log)]

@@ -159,11 +159,13 @@ def test_recorded_generations_refuse_older_baselines(tmp_path: Path) -> None:
     (root / "etc" / "f").write_text("y")
     gen2 = fim.update(config, db, root, KEY).baseline
 
-    def recorded(info: fim.BaselineInfo, **kw) -> fim.Recorded:
+    def recorded(info: fim.BaselineInfo, earlier: tuple[str, ...] = (), **kw) -> fim.Generations:
+        """The audit log's records: `earlier` baseline ids of this database, then `info` with `kw`."""
         fields = {"baseline_id": info.baseline_id, "lineage_id": info.lineage_id, "generation": info.generation,
                   "created_at": info.created_at, "root_hash": info.root_hash, "where": "audit log seq 7"}
         fields.update(kw)
-        return fim.Recorded(**fields)
+        old = [fim.Recorded(i, "y", 0, 0.0, "", "seq 1") for i in earlier]
+        return fim.Generations(tuple((os.path.realpath(db), r) for r in (*old, fim.Recorded(**fields))))
 
     assert fim.check(config, db, root, KEY, recorded=recorded(gen2)).notes == ()
     with pytest.raises(IntegrityError, match="does not match the root hash recorded"):
@@ -176,8 +178,20 @@ def test_recorded_generations_refuse_older_baselines(tmp_path: Path) -> None:
     other_lineage = recorded(gen2, baseline_id="f" * 32, lineage_id="x", generation=1, created_at=gen2.created_at + 1)
     with pytest.raises(IntegrityError, match="older than generation 1"):
         fim.check(config, db, root, KEY, recorded=other_lineage)
+    by_id = recorded(gen2, earlier=(gen2.baseline_id,), baseline_id="f" * 32, lineage_id="x", generation=1,
+                     created_at=0.0)
+    with pytest.raises(IntegrityError, match="older than generation 1"):
+        fim.check(config, db, root, KEY, recorded=by_id)
+    # A newer generation of this lineage written to another database: refused, naming it;
+    # another database's records of another lineage are not this one's.
+    [(_, newest)] = newer.records
+    moved = fim.Generations((("/srv/other.db", newest),))
+    with pytest.raises(IntegrityError, match=r"older than generation 3 .*seq 7, written to /srv/other.db"):
+        fim.check(config, db, root, KEY, recorded=moved)
+    unrelated = fim.Generations((("/srv/other.db", other_lineage.records[0][1]),))
+    assert fim.check(config, db, root, KEY, recorded=unrelated).notes == ()
     # On disk newer than recorded: a note, not a refusal.
-    notes = fim.check(config, db, root, KEY, recorded=recorded(gen1, earlier_ids=frozenset())).notes
+    notes = fim.check(config, db, root, KEY, recorded=recorded(gen1)).notes
     assert len(notes) == 1 and "newer than generation 1" in notes[0].message
 
 
