@@ -461,13 +461,10 @@ class Grub:
     @staticmethod
     def _value(words: list[str], name: str) -> str | None:
         """The value the kernel takes for `name` on one command line: each occurrence calls its
-        handler again, so the last one given counts ("" for a bare `name`)."""
-        found = None
-        for w in words:
-            key, _, value = w.partition("=")
-            if key == name:
-                found = value
-        return found
+        handler again, so the last one given counts ("" for a bare `name`). Words after `--`
+        are init's, and `-` and `_` are the same in a parameter's name."""
+        values = _kernel_values(words, name)
+        return values[-1] if values else None
 
     @classmethod
     def _has(cls, words: list[str], arg: str) -> bool:
@@ -1240,7 +1237,7 @@ KERNEL = ObjectType(
     doc="the running kernel (live, or a root that carries proc/ and sys/ copies)",
     field_docs={
         "lockdown": '"none", "integrity" or "confidentiality" (the bracketed mode of sys/kernel/security/lockdown)',
-        "audit_enabled": "audit=1/audit=0 on the command line, else the kernel's audit flag (live)",
+        "audit_enabled": "audit= on the command line (0 or off anywhere: false), else the kernel's audit flag (live)",
     },
 )
 
@@ -1273,7 +1270,7 @@ class Kernel:
         return audit_status()["enabled"] != 0
 
     def has_arg(self, arg: str) -> bool:
-        return Grub._has(self.cmdline.split(), arg)
+        return Grub._has(kernel_words(self.cmdline), arg)
 
     def describe(self) -> str:
         return "kernel"
@@ -1289,15 +1286,62 @@ class Kernel:
 
 
 AUDIT_STATUS_SOURCE = "netlink AUDIT_GET"  # as audit_rules.enabled names it
+_KERNEL_BLANKS = " \t\n\v\f\r"  # the kernel's isspace()
+
+
+def kernel_words(cmdline: str) -> list[str]:
+    """A kernel command line split as the kernel's parse_args()/next_arg() split it: at blanks
+    outside double quotes, with the quotes around a word or a value taken off; up to `--`,
+    where the kernel stops (what follows is init's)."""
+    out = []
+    rest = cmdline.lstrip(_KERNEL_BLANKS)
+    while rest:
+        quoted = rest.startswith('"')
+        rest = rest[int(quoted):]
+        i, in_quote, equals = 0, quoted, 0  # equals 0: none yet (an `=` first is part of the name)
+        while i < len(rest) and (in_quote or rest[i] not in _KERNEL_BLANKS):
+            if equals == 0 and rest[i] == "=":
+                equals = i
+            if rest[i] == '"':
+                in_quote = not in_quote
+            i += 1
+        value_quoted = equals > 0 and rest[equals + 1:equals + 2] == '"'
+        end = i - 1 if i > 0 and rest[i - 1] == '"' and (quoted or value_quoted) else i
+        if equals:
+            start = equals + 1 + int(value_quoted)
+            word = f"{rest[:equals]}={rest[start:max(end, start)]}"
+        else:
+            word = rest[:end]
+        rest = rest[i + 1:].lstrip(_KERNEL_BLANKS)
+        if word == "--" and not equals:
+            break
+        out.append(word)
+    return out
+
+
+def _kernel_values(words: list[str], name: str) -> list[str]:
+    """Every value `name` is given, in order ("" for a bare `name`): parameter names compare
+    with `-` and `_` the same (parameq()); the words end at `--` (kernel_words() has already
+    stopped there; a grub.cfg line's words may still hold it)."""
+    want = name.replace("-", "_")
+    found = []
+    for w in words:
+        if w == "--":
+            break
+        key, _, value = w.partition("=")
+        if key.replace("-", "_") == want:
+            found.append(value)
+    return found
 
 
 def _cmdline_audit(cmdline: str) -> bool | None:
-    words = cmdline.split()
-    if "audit=1" in words:
-        return True
-    if "audit=0" in words:
-        return False
-    return None
+    """What `audit=` on the command line makes of auditing (kernel/audit.c audit_enable(), Linux
+    4.15 and later): "0" or "off" (any case) disables it until reboot, even when a later
+    `audit=` turns it back on; any other value enables it. None with no `audit=`."""
+    values = _kernel_values(kernel_words(cmdline), "audit")
+    if not values:
+        return None
+    return not any(v == "0" or v.lower() == "off" for v in values)
 
 
 def audit_enabled_source(cmdline: str, *, live: bool) -> str:

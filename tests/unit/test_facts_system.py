@@ -12,7 +12,7 @@ from facts_helpers import HOSTILE_LINE_BREAKS, context, materialize, write
 
 from secpolicy.errors import EvaluationError, NotApplicable
 from secpolicy.facts.procs import decode_caps, parse_net
-from secpolicy.facts.system import AUDIT_STATUS_SOURCE, audit_enabled_source
+from secpolicy.facts.system import AUDIT_STATUS_SOURCE, audit_enabled_source, kernel_words
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +276,59 @@ def test_kernel_audit_enabled_names_where_its_value_came_from(roots: dict[str, P
     )
     assert audit_enabled_source("ro quiet", live=False) == "/proc/cmdline"
     assert AUDIT_STATUS_SOURCE == "netlink AUDIT_GET"
+
+
+# What the kernel's parse_args()/next_arg() (kernel/params.c) make of a command line: blanks
+# outside double quotes split it, the quotes around a word or a value go, `--` ends it.
+KERNEL_WORDS = [
+    ("ro quiet -- audit=1", ["ro", "quiet"]),
+    ("  ro\tquiet\n", ["ro", "quiet"]),
+    ('a="b c" d', ["a=b c", "d"]),
+    ('"x y" z', ["x y", "z"]),
+    ('foo="bar"baz', ['foo=bar"baz']),
+    ('p="a b"c" d', ['p=a b"c" d']),
+    ('a="', ["a="]),
+    ("=a=b", ["=a=b"]),
+    ("x --=1 y", ["x", "--=1", "y"]),
+    ('"--" audit=1', []),  # the quotes go before the word is compared with --
+]
+
+
+@pytest.mark.parametrize(("cmdline", "words"), KERNEL_WORDS)
+def test_kernel_command_lines_split_as_the_kernel_splits_them(cmdline: str, words: list[str]) -> None:
+    assert kernel_words(cmdline) == words
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "enabled", "has_audit_1"),
+    [
+        ("ro quiet -- audit=1", None, False),  # after --: init's, not the kernel's
+        ("ro audit=1 audit=0", False, False),  # the last one given counts
+        ("ro audit=0 audit=1", False, True),  # audit=0 disables it until reboot, whatever follows
+        ("ro audit=OFF", False, False),
+        ("ro audit=on", True, False),
+        ("ro audit=2", True, False),  # not 0/off: the kernel enables it (and logs an error)
+        ('ro "audit=1"', True, True),
+    ],
+)
+def test_kernel_audit_flag_is_what_the_kernel_makes_of_the_command_line(
+    tmp_path: Path, cmdline: str, enabled: bool | None, has_audit_1: bool
+) -> None:
+    write(tmp_path, "proc/cmdline", cmdline + "\n")
+    k = context(tmp_path).fact("kernel", ())
+    assert (k.audit_enabled, k.has_arg("audit=1")) == (enabled, has_audit_1)
+
+
+def test_grub_arguments_after_dashes_are_inits(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "boot/grub/grub.cfg",
+        "menuentry 'Debian' {\n\tlinux /vmlinuz root=/dev/sda1 ro quiet -- audit=1 apparmor=1 security=apparmor\n}\n",
+    )
+    g = context(tmp_path).fact("grub", ())
+    assert not g.has_arg("audit=1") and not g.has_arg("apparmor=1") and g.arg("security") is None
+    write(tmp_path, "boot/grub/grub.cfg", "menuentry 'Debian' {\n\tlinux /vmlinuz ro audit-backlog-limit=8192\n}\n")
+    assert context(tmp_path).fact("grub", ()).arg("audit_backlog_limit") == "8192"  # - and _ are one
 
 
 def test_kernel_audit_enabled_source_on_this_host() -> None:
