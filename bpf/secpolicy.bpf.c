@@ -473,22 +473,23 @@ static __always_inline void *sp_exe_path(void)
 }
 #endif
 
-/* Append the path a syscall names: by descriptor (fd_only: the descriptor's own path), or by
+/* Append the path a syscall names: by descriptor (fd_only 1: the descriptor's own path), or by
  * (dfd, upath), made absolute in the kernel when upath is relative, or empty (AT_EMPTY_PATH:
- * the descriptor itself). 0 when the user string could not be read (not resident yet: read
- * again at sys_exit). Without BTF offsets, a descriptor goes up as SP_F_FD_PATH (a[0]) and a
- * relative path as it is, for user space to resolve from /proc. One walk per call site: the
- * walk is what costs the verifier most. */
+ * the descriptor itself); fd_only 2 (openat2 with RESOLVE_IN_ROOT): an absolute upath too is
+ * taken beneath dfd, as the kernel resolves it. 0 when the user string could not be read (not
+ * resident yet: read again at sys_exit). Without BTF offsets, a descriptor goes up as
+ * SP_F_FD_PATH (a[0]) and a relative path as it is, for user space to resolve from /proc. One
+ * walk per call site: the walk is what costs the verifier most. */
 static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char *upath, int fd_only)
 {
     u32 start = e->str_len;
     char c = 0;
-    if (!fd_only) {
+    if (fd_only != 1) {
         /* Read as it is: absolute (the common case) is done. */
         if (!sp_put_str(e, upath, 1))
             return 0;
         c = e->str[start & (SP_STR_BUF - 1)];
-        if (c == '/' || start >= SP_STR_MAX)
+        if ((c == '/' && fd_only != 2) || start >= SP_STR_MAX)
             return 1;
         /* Relative or empty: the base first, then the name again after it. */
         e->str_len = start;
@@ -498,7 +499,7 @@ static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char 
 #ifdef SP_KPATH
     based = sp_put_kpath(e, sp_path_of(dfd));
 #endif
-    if (fd_only) {
+    if (fd_only == 1) {
         if (based) {
             e->flags |= SP_F_KPATH;
         } else {
@@ -512,11 +513,13 @@ static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char 
     e->flags |= SP_F_KPATH;
     if (!c)
         return 1;
-    /* base "/" + "/" + name: join over the NUL (and over the root's own slash) */
+    /* base + "/" + name, joined over the base's NUL. The root "/" keeps its own slash (a name
+     * written over it would be relative); a name that brings its slash (beneath dfd) gets none. */
     u32 end = e->str_len - 1;
-    if (end == start + 1) {
-        end = start;
-    } else {
+    if (c == '/') {
+        if (end == start + 1)
+            end = start;
+    } else if (end != start + 1) {
         sp_barrier_var(end);
         e->str[end & (SP_STR_BUF - 1)] = '/';
         end += 1;
@@ -847,8 +850,25 @@ static __always_inline int sp_reread(struct sp_event *e)
         sp_put_two_paths(e, &first);
         return 1;
     }
-    sp_put_call_strings(e, e->type, 0, (long)e->a[0], (const char *)e->a[4], e->a[1]);
+    /* an open's a[3] keeps openat2's RESOLVE_IN_ROOT */
+    u32 mode = (e->type == SP_EV_OPEN || e->type == SP_EV_WRITE) && (e->a[3] & SP_RESOLVE_IN_ROOT) ? 2 : 0;
+    sp_put_call_strings(e, e->type, mode, (long)e->a[0], (const char *)e->a[4], e->a[1]);
     return 1;
+}
+
+/* A successful open names, after the path as given, the file the kernel opened (the new
+ * descriptor's f_path, walked as for any descriptor): the truth where the path as given cannot
+ * be read lexically (`..` after a symlink, a string cut at SP_PIECE_MAX, RESOLVE_IN_ROOT, a
+ * chroot). Not for O_TMPFILE, which names its directory as auditd does. Only records that
+ * passed the filters get here: the walk costs nothing to the opens dropped at sys_enter. */
+static __always_inline void sp_put_opened(struct sp_event *e, long fd)
+{
+#ifdef SP_KPATH
+    if ((e->type != SP_EV_OPEN && e->type != SP_EV_WRITE) || fd < 0 || (e->a[1] & 020000000))
+        return;
+    if (sp_put_kpath(e, sp_path_of(fd)))
+        e->a[3] |= SP_OPENED_PATH;
+#endif
 }
 
 /* A failed call kept as struct sp_lite: the record is built now, its header and path as they
@@ -904,6 +924,7 @@ static __always_inline int sp_finish_path(long ret)
         pending.delete(&tid);
         return 0;
     }
+    sp_put_opened(e, ret);
     e->ret = ret;
     e->flags |= SP_F_RET;
     e->ts = bpf_ktime_get_boot_ns();  /* when the result is known: records stay in time order */
@@ -1028,14 +1049,16 @@ int sp_enter_path(struct sp_enter_ctx *ctx)
     switch (ctx->nr) {
 #if defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE)
     case __NR_openat2: {
-        u64 how[2] = {};
+        u64 how[3] = {};
         bpf_probe_read_user(&how, sizeof(how), (void *)a[2]);
         c.type = sp_open_type(how[0]);
         c.probe = SP_P_OPENAT2;
+        c.fd_only = how[2] & SP_RESOLVE_IN_ROOT ? 2 : 0;
         c.dfd = (int)a[0];
         c.path = a[1];
         c.a1 = how[0];
         c.a2 = how[1];
+        c.a3 = how[2] & SP_RESOLVE_IN_ROOT;
         break;
     }
 #ifdef __NR_open
@@ -1363,6 +1386,35 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     sp_emit(e);
     return 0;
 }
+
+/* A new process (not a new thread): its pid and start time, sent from the parent as it forks
+ * (before the child can run), so user space gives the child its parent's program, arguments
+ * and directory as they are now, not as a later exec of the parent makes them. A raw
+ * tracepoint: the plain one names the child's pid but not its task, which tells threads apart
+ * and holds the start time. */
+#if defined(SP_OFF_TASK_TGID) && defined(SP_OFF_TASK_START_TIME)
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    if (sp_self())
+        return 0;
+    void *child = (void *)ctx->args[1];
+    u32 tgid = 0;
+    u64 start = 0;
+    bpf_probe_read_kernel(&tgid, sizeof(tgid), (char *)child + SP_OFF_TASK_TGID);
+    if (tgid == bpf_get_current_pid_tgid() >> 32)
+        return 0; /* a thread of this process */
+    bpf_probe_read_kernel(&start, sizeof(start), (char *)child + SP_OFF_TASK_START_TIME);
+    struct sp_event *e = sp_scratch();
+    if (!e)
+        return 0;
+    sp_fill(e, SP_EV_FORK, SP_P_SCHED_FORK);
+    e->a[0] = tgid;
+    e->a[1] = start;
+    e->flags |= SP_F_RET;
+    sp_emit(e);
+    return 0;
+}
+#endif
 
 /* A thread gone in the middle of a syscall leaves nothing waiting behind. (No record: user
  * space tells a reused pid apart by the start time every record carries.) */

@@ -28,7 +28,10 @@
 /* Audit messages sent to the kernel over NETLINK_AUDIT (libaudit): account tools, auditctl. */
 #define SP_EV_ACCOUNT_CHANGE 19
 #define SP_EV_CONFIG_CHANGE 20
-#define SP_EV_MAX 21
+/* Internal record: a new process (not a thread) forked; a[0] = its pid, a[1] = its start time.
+ * It inherits its parent's program, arguments and directory as they are at the fork. */
+#define SP_EV_FORK 21
+#define SP_EV_MAX 22
 
 /* Probe ids: which syscall or function produced the record (source.probe). */
 #define SP_P_SCHED_EXEC 1
@@ -80,6 +83,7 @@
 #define SP_P_SETXATTRAT 48
 #define SP_P_REMOVEXATTRAT 49
 #define SP_P_SENDTO 50
+#define SP_P_SCHED_FORK 51
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1
@@ -124,6 +128,10 @@
 /* Audit message types (1000..2999) the netlink probe keeps: kind 1 account, 2 configuration. */
 #define SP_AUDIT_FIRST 1000
 #define SP_AUDIT_TYPES 2000
+/* openat2's how.resolve: absolute paths are taken beneath the directory descriptor. */
+#define SP_RESOLVE_IN_ROOT 16
+/* a[3] of a successful open record whose second string is the opened file's own path. */
+#define SP_OPENED_PATH 4294967296
 
 #ifndef SP_USER_SPACE
 /* One record. a[] holds type-specific numbers (see docs/live.md); str holds nstr

@@ -15,7 +15,7 @@ from typing import Literal, cast
 from secpolicy.events.bpf_plan import Clause, KernelPlan
 from secpolicy.events.fields import EVENT_TYPES
 from secpolicy.events.live.audit_msgs import audit_event
-from secpolicy.events.live.procs import Clock, Names, Proc, ProcessView, readlink
+from secpolicy.events.live.procs import Clock, Names, Proc, ProcessView, readlink, text
 from secpolicy.events.live.record import HDR, PROBE_OF_ID, TYPE_OF_ID, C, Header
 from secpolicy.kernel_names import CAPABILITIES as _CAPS
 from secpolicy.kernel_names import MAP_TYPES as _MAP_TYPES
@@ -39,7 +39,12 @@ __all__ = ["Decoder", "Header"]
 
 _AT_FDCWD = -100
 _NO_ID = 0xFFFFFFFF
-_EXEC, _CHDIR = C["SP_EV_EXEC"], C["SP_EV_CHDIR"]
+_EXEC, _CHDIR, _FORK = C["SP_EV_EXEC"], C["SP_EV_CHDIR"], C["SP_EV_FORK"]
+_OPENED = C["SP_OPENED_PATH"]  # a[3] of an open whose second string is the opened file's path
+# A string the kernel cut at its buffer (SP_PIECE_MAX bytes with the NUL): shown as such, never
+# normalised into a real-looking path.
+_PIECE = C["SP_PIECE_MAX"] - 1
+CUT_MARK = "...(truncated)"
 _F_TRUNC, _F_RET, _F_PPID = C["SP_F_TRUNCATED"], C["SP_F_RET"], C["SP_F_PPID"]
 _F_AUDIT, _F_FD_PATH, _F_KPATH = C["SP_F_AUDIT"], C["SP_F_FD_PATH"], C["SP_F_KPATH"]
 _AUDIT_MSGS = frozenset({C["SP_EV_ACCOUNT_CHANGE"], C["SP_EV_CONFIG_CHANGE"]})
@@ -81,12 +86,23 @@ def _caps(mask: int) -> list[str]:
 
 
 def clean_path(path: str) -> str:
-    """`path` normalised lexically (`//`, `/.`, `..`, a trailing `/`)."""
+    """`path` normalised (`//`, `/.`, `..`, a trailing `/`). `..` after a name is resolved as
+    the kernel does, through what that name is (a symlink's target), not lexically: the part
+    up to the last `..` is resolved on this machine, when the event is decoded."""
     if "//" in path or "/." in path or path.endswith("/") and len(path) > 1:
+        if path.startswith("/") and "/../" in path + "/":
+            head, _sep, tail = (path + "/").rpartition("/../")
+            path = os.path.realpath(head + "/..") + "/" + tail
         path = os.path.normpath(path)
         if path.startswith("//"):
             path = "/" + path.lstrip("/")
     return path
+
+
+def _cut(h: Header, path: str) -> bool:
+    """Whether `path` is a string the kernel cut short (the record says something was, and
+    this string is long enough to be it)."""
+    return bool(h.flags & _F_TRUNC) and len(path.encode("utf-8", "surrogateescape")) >= _PIECE
 
 
 def _clauses_may_hold(ev: Event, clauses: tuple[Clause, ...]) -> bool:
@@ -108,6 +124,37 @@ def _clauses_may_hold(ev: Event, clauses: tuple[Clause, ...]) -> bool:
     return False
 
 
+def _strings(payload: bytes) -> list[str]:
+    """The record's NUL-separated strings (UTF-8 cannot hold a NUL inside a character)."""
+    try:
+        return payload.decode("utf-8").split("\0")
+    except UnicodeDecodeError:
+        return [text(x) for x in payload.split(b"\0")]
+
+
+def _opened_or_given(given: str, opened: str | None, raw: str, h: Header) -> str:
+    """An open's path: as given (made absolute), as auditd names it, a symlink in it not
+    followed; but the file the kernel opened where the path as given cannot be read without
+    the file system as it was: `..` (which follows a symlink before it), a string cut short,
+    openat2's RESOLVE_IN_ROOT (whose `..` stops at the directory), or a chroot (the path as
+    given is the chroot's, the one opened the host's, ending the same)."""
+    if opened is None or opened == given:
+        return given
+    parts = raw.split("/")
+    if ".." in parts or _cut(h, raw) or h.a3 & _RESOLVE_IN_ROOT or not given.startswith("/"):
+        return opened
+    if given != "/" and opened.endswith(given):
+        return opened
+    return given
+
+
+def _as_given(ev: Event, strs: list[str]) -> bool:
+    """Whether the event names the path the kernel's clause test saw."""
+    f = ev.get("file")
+    return f is None or not strs or f.get("path") in (strs[0], None)
+
+
+_RESOLVE_IN_ROOT = C["SP_RESOLVE_IN_ROOT"]
 _UNSETTLED = C["SP_F_DEFER"] | C["SP_F_FD_PATH"]
 _SCAN_MAX = 256  # SP_SCAN_MAX in secpolicy.bpf.c
 
@@ -151,14 +198,18 @@ class Decoder:
     def decode(self, chunk: bytes, off: int) -> Event | None:
         h = Header._make(HDR.unpack_from(chunk, off))
         etype = h.type
-        comm = h.comm.split(b"\0", 1)[0].decode("utf-8", "replace")
+        comm = text(h.comm.split(b"\0", 1)[0])
         s0 = off + HDR.size
         payload = chunk[s0 : s0 + h.str_len - 1] if h.str_len else b""
         if etype in _AUDIT_MSGS:
             return self._audit_message(h, comm, payload)
-        strs = [x.decode("utf-8", "replace") for x in payload.split(b"\0")] if h.str_len else []
+        strs = _strings(payload) if h.str_len else []
         if etype == _CHDIR:
             self._chdir(h, comm, strs)
+            return None
+        if etype == _FORK:
+            self._count("fork")
+            self.procs.fork(h.pid, comm, h.ppid if h.flags & _F_PPID else 0, h.start_time, h.a0, h.a1)
             return None
         name = _EVENT_TYPE.get(etype)
         if name is None:
@@ -175,7 +226,8 @@ class Decoder:
         if build is not None:
             build(self, ev, h, p, strs)
         clauses = self._clauses.get(name)
-        if clauses is not None and not _settled(h, name, strs) and not _clauses_may_hold(ev, clauses):
+        if clauses is not None and not (_settled(h, name, strs) and _as_given(ev, strs)) \
+                and not _clauses_may_hold(ev, clauses):
             # Relative or re-read paths reach user space unfiltered; now they are absolute.
             self._count("filtered")
             return None
@@ -302,6 +354,9 @@ class Decoder:
         relative paths at the time of the call; only where it could not (no BTF offsets, a
         pseudo file) is /proc read here, as late as that is, falling back to the path as
         given when the process or descriptor is gone."""
+        if _cut(h, path):
+            # The rest of the name is unknown: neither `..` nor `.` can be resolved in it.
+            return path + CUT_MARK
         if path.startswith("/"):
             return clean_path(path)
         pid = h.pid
@@ -333,7 +388,9 @@ def _first(strs: list[str]) -> str:
 
 def _b_file_open(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     fl = _flags_of(h.a1)
-    f: EventFile = {"path": d.resolve(h, p, h.a0, _first(strs)), "flags": list(fl)}
+    given = d.resolve(h, p, h.a0, _first(strs))
+    opened = strs[1] if h.a3 & _OPENED and len(strs) > 1 and strs[1].startswith("/") else None
+    f: EventFile = {"path": _opened_or_given(given, opened, _first(strs), h), "flags": list(fl)}
     if "O_CREAT" in fl:
         f["mode"] = h.a2 & 0o7777
     ev["file"] = f

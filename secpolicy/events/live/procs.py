@@ -8,7 +8,19 @@ import pwd
 import time
 from pathlib import Path
 
-__all__ = ["Clock", "Names", "Proc", "ProcessView", "readlink"]
+from secpolicy.events.auditd import decode_value
+
+__all__ = ["Clock", "Names", "Proc", "ProcessView", "readlink", "text"]
+
+
+def text(raw: bytes) -> str:
+    """Bytes from the kernel (names, arguments, comm) as the auditd reader renders a hex-encoded
+    value: UTF-8, and each byte that is not shown as \\xNN, so that two names differing in such
+    bytes stay two names, the same live and in replay."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return decode_value(raw.hex()) or ""
 
 
 def readlink(path: str) -> str | None:
@@ -39,8 +51,8 @@ class Proc:
 
 
 class ProcessView:
-    """Process context by pid, kept current by exec and chdir records; /proc is read only for
-    processes first seen without an exec (started before the monitor, or forked). No exit
+    """Process context by pid, kept current by fork, exec and chdir records; /proc is read only
+    for processes first seen without either (started before the monitor). No exit
     records: a record whose start time differs from the one known for its pid is of another
     process (the pid was reused), and processes gone are swept out when the view grows."""
 
@@ -87,13 +99,25 @@ class ProcessView:
         self.proc_reads += 1
         close = stat.rfind(b")")
         fields = stat[close + 2 :].split()
-        real_comm = stat[stat.find(b"(") + 1 : close].decode("utf-8", "replace")
+        real_comm = text(stat[stat.find(b"(") + 1 : close])
         if comm and real_comm != comm:
             return None  # the pid was reused since the event: /proc tells of another process
         if not ppid and len(fields) > 1:
             ppid = int(fields[1])
-        args = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw else None
+        args = [text(a) for a in raw.split(b"\0")[:-1]] if raw else None
         return Proc(readlink(f"{base}/exe"), args, readlink(f"{base}/cwd"), real_comm, ppid)
+
+    def fork(self, parent_pid: int, comm: str, ppid: int, start: int, child: int, child_start: int) -> Proc:
+        """`parent_pid` forked `child` (a new process, not a thread): the child runs its
+        parent's program, with its arguments and directory as they are at the fork, whatever
+        the parent execs later (records are decoded in the order they were made)."""
+        parent = self.get(parent_pid, comm, ppid, start)
+        p = Proc(parent.exe, parent.args, self.cwd(parent_pid, parent), comm, parent_pid, child_start)
+        if len(self.procs) >= self.max_size:
+            self._sweep()
+        self.procs[child] = p
+        self.generation += 1
+        return p
 
     def get(self, pid: int, comm: str = "", ppid: int = 0, start: int = 0) -> Proc:
         p = self.known(pid, start)
@@ -102,15 +126,15 @@ class ProcessView:
                 p.ppid = ppid  # reparented
                 self.generation += 1
             return p
-        parent = self.procs.get(ppid) if ppid else None
-        # A fork without exec runs its parent's program: same exe, args and cwd.
-        if parent is not None and parent.comm == comm:
-            p = Proc(parent.exe, parent.args, parent.cwd, comm, ppid)
-        else:
-            p = self._from_proc(pid, comm, ppid)
-            if p is None:
-                p = Proc(parent.exe if parent else None, parent.args if parent else None,
-                         parent.cwd if parent else None, comm, ppid)
+        # Not seen to fork or exec (it started before the monitor, or its fork record was
+        # lost): its own /proc entry while it lives; else, as a last resort, its parent's
+        # program as the view has it now (a fork without exec runs its parent's program,
+        # though the parent may have exec'd another since).
+        p = self._from_proc(pid, comm, ppid)
+        if p is None:
+            parent = self.procs.get(ppid) if ppid else None
+            p = Proc(parent.exe if parent else None, parent.args if parent else None,
+                     parent.cwd if parent else None, comm, ppid)
         p.start = start
         if len(self.procs) >= self.max_size:
             self._sweep()
