@@ -144,7 +144,7 @@ class FactContext:
         snapshot."""
         _absolute(path)
         if self.root == "/":
-            return os.path.normpath(path)
+            return path  # the kernel resolves it: a trailing slash, `..` after a link, as open(2) does
         parts = [p for p in PurePosixPath(path).parts[1:] if p not in ("", ".")]
         resolved: list[str] = []
         hops = 0

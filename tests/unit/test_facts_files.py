@@ -79,3 +79,31 @@ def test_owner_names_come_from_lines_glibc_reads(tmp_path: Path, sep: str) -> No
     ctx = context(tmp_path)
     assert ctx.fact("_idmap", ("/etc/passwd",)) == {0: "root"}
     assert ctx.fact("_idmap", ("/etc/group",)) == {0: "root"}
+
+
+def test_on_the_live_host_paths_are_resolved_by_the_kernel(tmp_path: Path) -> None:
+    """Live, a path is opened as given: the kernel decides what a trailing slash, `.` and a
+    `..` after a symlink mean (lexically, `l/../x` would be a sibling of `l`, not of its
+    target). stat(2) and lstat(2) are the oracle."""
+    import os
+
+    d = tmp_path
+    (d / "a" / "b").mkdir(parents=True)
+    (d / "a" / "x").write_text("x")
+    (d / "plain").write_text("p")
+    (d / "l").symlink_to(d / "a" / "b")
+    (d / "sub").mkdir()
+    (d / "sub" / "up").symlink_to("../other")  # dangling
+    live = context("/")
+    paths = [f"{d}/{p}" for p in ("plain", "plain/", "plain/.", "a/", "a/./x", "l/../x", "l/..", "l/../../plain",
+                                  "sub/up", "sub/up/..", "sub/up/../sub", "a/b/../x", "a//x", "x/..")]
+    for p in paths:
+        for mine, kernels in ((live.stat, os.stat), (live.lstat, os.lstat)):
+            try:
+                st = kernels(p)
+                expected: tuple[int, int] | None = (st.st_dev, st.st_ino)
+            except (FileNotFoundError, NotADirectoryError):
+                expected = None
+            got = mine(p)
+            assert (None if got is None else (got.st_dev, got.st_ino)) == expected, (p, mine.__name__)
+    assert live.fact("file", (f"{d}/l/../x",)).exists and not live.fact("file", (f"{d}/plain/",)).exists
