@@ -475,12 +475,12 @@ class BpfMap:
         return f"bpf(BPF_OBJ_GET_INFO_BY_FD) map id {self.id}"
 
 
-def _boot_offset() -> float:
-    """Seconds to add to a CLOCK_BOOTTIME reading to get wall-clock time."""
-    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+def _boot_offset() -> int:
+    """Nanoseconds to add to a CLOCK_BOOTTIME reading to get wall-clock time."""
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
-def _program(fd: int, offset: float) -> BpfProgram:
+def _program(fd: int, offset: int) -> BpfProgram:
     info = _ProgInfo()
     _info(fd, info)
     n_maps, xlated_len = info.nr_map_ids, info.xlated_prog_len
@@ -506,7 +506,7 @@ def _program(fd: int, offset: float) -> BpfProgram:
         type=_type_name(bpf_names.PROG_TYPES, info.type),
         name=name,
         tag=bytes(info.tag).hex(),
-        loaded_at=round(info.load_time / 1e9 + offset),
+        loaded_at=(info.load_time + offset) // 1_000_000_000,  # whole seconds, as bpftool prints them
         uid=info.created_by_uid,
         map_ids=map_ids,
         helpers=_helpers(insns) if insns else (),
