@@ -76,7 +76,8 @@ class FileInfo:
 
     def __init__(self, ctx: FactContext, path: str, follow: bool = True) -> None:
         self._ctx = ctx
-        self.path = os.path.normpath(path)
+        self.path = os.path.normpath(path)  # as evidence names it
+        self._given = path  # as it is opened: the kernel (or the root's resolver) reads `..` and a trailing /
         self._st = ctx.stat(path) if follow else ctx.lstat(path)
         self._lst = ctx.lstat(path) if follow else self._st
         self._line_of: dict[str, int] = {}
@@ -149,13 +150,15 @@ class FileInfo:
     def target(self) -> str | None:
         if not self.is_link:
             return None
-        return self._ctx.readlink(self.path)
+        return self._ctx.readlink(self._given)
 
     @cached_property
     def content(self) -> str | None:
-        if self._st is None or not stat.S_ISREG(self._st.st_mode):
+        """The file's text; None when nothing is there, or a directory. A FIFO, a device or a
+        socket is an evaluation error saying what is there, never read."""
+        if self._st is None or stat.S_ISDIR(self._st.st_mode):
             return None
-        return self._ctx.read_text(self.path)
+        return self._ctx.read_text(self._given)
 
     @cached_property
     def lines(self) -> list[str] | None:

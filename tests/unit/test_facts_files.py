@@ -107,3 +107,20 @@ def test_on_the_live_host_paths_are_resolved_by_the_kernel(tmp_path: Path) -> No
             got = mine(p)
             assert (None if got is None else (got.st_dev, got.st_ino)) == expected, (p, mine.__name__)
     assert live.fact("file", (f"{d}/l/../x",)).exists and not live.fact("file", (f"{d}/plain/",)).exists
+    assert live.fact("file", (f"{d}/l/../x",)).content == "x"  # read where stat looked
+
+
+def test_content_of_what_is_not_a_regular_file_is_an_error_not_absent(tmp_path: Path) -> None:
+    """A FIFO where a configuration file is expected is never read and never "absent" (a
+    rule comparing its lines would FAIL or PASS on nothing): the finding is ERROR. A
+    directory has no content."""
+    import os
+
+    from secpolicy.errors import EvaluationError
+
+    (tmp_path / "etc" / "d").mkdir(parents=True)
+    os.mkfifo(tmp_path / "etc" / "hostile.conf")
+    ctx = context(tmp_path)
+    with pytest.raises(EvaluationError, match="FIFO"):
+        _ = ctx.fact("file", ("/etc/hostile.conf",)).lines
+    assert ctx.fact("file", ("/etc/d",)).content is None
