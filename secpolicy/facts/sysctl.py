@@ -3,12 +3,13 @@ sysctl.d files, applied in systemd-sysctl order, with the file and line that set
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, STR, ObjectType
+from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import (
     as_value,
     at,
@@ -22,7 +23,7 @@ from secpolicy.facts._common import (
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["SYSCTL", "Sysctl", "normalize_name", "register"]
+__all__ = ["SYSCTL", "Sysctl", "normalize_name", "register", "sysctl_key"]
 
 SYSCTL = ObjectType(
     "sysctl",
@@ -38,65 +39,244 @@ SYSCTL = ObjectType(
     field_docs={
         "value": "the running value when /proc/sys is readable, else the persisted one",
         "running": "the value in /proc/sys (live host, or a root that carries proc/sys)",
-        "persisted": "the value the sysctl.d files set at boot (last assignment wins)",
+        "persisted": "the value systemd-sysctl writes from the sysctl.d files at boot (or ufw's"
+        " IPT_SYSCTL file after it); null when none writes it",
         "persisted_source": "file:line of the winning assignment",
     },
 )
 
-# systemd-sysctl's search path; a file name in an earlier directory masks the same name later.
 _WHITESPACE = " \t\n\r"  # systemd's WHITESPACE, what its strstrip() removes
 
+# systemd 252's CONF_PATHS_STRV("sysctl.d"), highest priority first: a file name in an earlier
+# directory masks the same name in a later one. Debian 12's systemd has no /lib/sysctl.d (on a
+# merged-/usr system it is /usr/lib/sysctl.d anyway).
 SYSCTL_DIRS = (
     "/etc/sysctl.d",
     "/run/sysctl.d",
     "/usr/local/lib/sysctl.d",
     "/usr/lib/sysctl.d",
-    "/lib/sysctl.d",
 )
+
+_GLOB_CHARS = "*?["  # systemd's string_is_glob()
+_SWAP = str.maketrans("./", "/.")
+
+
+def _first_separator(name: str) -> str | None:
+    m = re.search(r"[./]", name)
+    return m.group() if m else None
+
+
+def sysctl_key(key: str) -> str:
+    """systemd 252's sysctl_normalize() of a stripped sysctl.d key: the slash form relative to
+    /proc/sys. When the first separator is a dot, dots and slashes trade places; then
+    path_simplify() drops empty and `.` levels (so `net.ipv4..x` is `net/ipv4/x`) but keeps
+    `..`, and the leading slash goes."""
+    if _first_separator(key) == ".":
+        key = key.translate(_SWAP)
+    return "/".join(lv for lv in key.split("/") if lv not in ("", "."))
+
+
+def _parameter_path(name: str) -> str:
+    """The /proc/sys path of a policy's parameter name, as sysctl(8) reads it, in slash form.
+    sysctl(8) swaps dots and slashes when the first separator is a dot, and the kernel resolves
+    repeated separators and `.` levels; a name it cannot read as one parameter is refused."""
+    why = None
+    if not name or any(ch.isspace() for ch in name):
+        why = "empty or contains whitespace (sysctl(8) finds no such parameter)"
+    elif any(ch in name for ch in _GLOB_CHARS):
+        why = "a glob names no single parameter"
+    path = name.translate(_SWAP) if _first_separator(name) == "." else name
+    levels = [lv for lv in path.split("/") if lv not in ("", ".")]
+    if why is None and path.rsplit("/", 1)[-1] in ("", "."):
+        why = "ends with a separator (sysctl(8) cannot read it: not a directory)"
+    elif why is None and (".." in levels or not levels):
+        why = "a `..` level leaves the parameter tree" if levels else "names no parameter"
+    if why is not None:
+        raise EvaluationError(f"sysctl({name!r}): not a parameter name: {why}")
+    return "/".join(levels)
 
 
 def normalize_name(name: str) -> str:
-    """The dotted form of a sysctl name. As in sysctl(8) and systemd, a name whose first
-    separator is `/` uses `/` between levels and `.` inside them (`net/ipv4/conf/eth0.1/...`)."""
-    name = name.strip(_WHITESPACE)
-    slash, dot = name.find("/"), name.find(".")
-    if slash != -1 and (dot == -1 or slash < dot):
-        name = name.replace("/", "\0").replace(".", "/").replace("\0", ".")
-    return name.strip(".")
+    """The dotted form of a sysctl name, as sysctl(8) prints it: `.` between levels and `/`
+    for a dot inside one (`net/ipv4/conf/eth0.100/rp_filter` is
+    `net.ipv4.conf.eth0/100.rp_filter`). A name that is no parameter is an EvaluationError."""
+    return _parameter_path(name).translate(_SWAP)
 
 
-def _proc_path(name: str) -> str:
-    # dots separate levels; a literal dot inside a level was written as `/` in dotted form
-    return "/proc/sys/" + name.replace(".", "\0").replace("/", ".").replace("\0", "/")
+_CLASSES = {
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "blank": " \\t",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": " \\t\\n\\r\\x0b\\x0c",
+    "upper": "A-Z",
+    "xdigit": "0-9A-Fa-f",
+}
+
+
+def _bracket(pat: str, i: int) -> tuple[str, int] | None:
+    """The regex of the bracket expression opening at pat[i - 1] (glibc fnmatch, C locale,
+    backslash escapes), and the index after it; None when it never closes (`[` is literal)."""
+    negate = i < len(pat) and pat[i] in "!^"
+    i += negate
+    items: list[str] = []
+    chars: list[str] = []  # single characters, to pair up as ranges
+    first = True
+    while i < len(pat):
+        c = pat[i]
+        if c == "]" and not first:
+            break
+        first = False
+        if c == "[" and pat[i + 1 : i + 2] in (":", "=", "."):
+            end = pat.find(pat[i + 1] + "]", i + 2)
+            if end != -1:
+                inner = pat[i + 2 : end]
+                if pat[i + 1] == ":":
+                    if inner not in _CLASSES:
+                        items.append("(?!)")  # glibc: an unknown class matches nothing
+                    else:
+                        items.append(_CLASSES[inner])
+                elif len(inner) == 1:
+                    chars.append(inner)
+                i = end + 2
+                continue
+        if c == "\\" and i + 1 < len(pat):
+            i += 1
+            c = pat[i]
+        if c == "-" and chars and i + 1 < len(pat) and pat[i + 1] != "]":
+            lo = chars.pop()
+            i += 1
+            hi = pat[i]
+            if hi == "\\" and i + 1 < len(pat):
+                i += 1
+                hi = pat[i]
+            if lo <= hi:
+                items.append(f"{re.escape(lo)}-{re.escape(hi)}")
+            i += 1
+            continue
+        chars.append(c)
+        i += 1
+    else:
+        return None
+    items.extend(re.escape(c) for c in chars)
+    if "(?!)" in items:
+        return "(?!)", i + 1
+    body = "".join(items)
+    if not body:
+        return ("[^/]" if negate else "(?!)"), i + 1
+    return f"[{'^' if negate else ''}{body}]", i + 1
+
+
+def _level_pattern(pat: str) -> re.Pattern[str]:
+    """One level of a glob as glibc's glob(3) matches it against a directory entry: fnmatch()
+    with backslash escapes and FNM_PERIOD (a leading `.` only matches a literal `.`)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pat):
+        c = pat[i]
+        i += 1
+        if c == "*":
+            token = ".*"
+        elif c == "?":
+            token = "."
+        elif c == "[" and (b := _bracket(pat, i)) is not None:
+            token, i = b
+        else:
+            if c == "\\" and i < len(pat):
+                c = pat[i]
+                i += 1
+            out.append(re.escape(c))
+            continue
+        out.append(("(?!\\.)" if not out else "") + token)
+    return re.compile("".join(out), re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Glob:
+    """A sysctl.d key with `*`, `?` or `[`: systemd-sysctl expands it with glob(3) under
+    /proc/sys, so each wildcard stays within one level."""
+
+    key: str
+    levels: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def compile(cls, key: str) -> Glob:
+        return cls(key, tuple(_level_pattern(lv) for lv in key.split("/")))
+
+    def matches(self, path: str) -> bool:
+        parts = path.split("/")
+        return len(parts) == len(self.levels) and all(
+            p.fullmatch(part) is not None for p, part in zip(self.levels, parts, strict=True)
+        )
 
 
 @dataclass(frozen=True)
 class Assignment:
-    value: str
+    value: str | None  # None: a `-key` line, which only keeps the key out of the globs
     source: str  # file:line
 
 
 @dataclass(frozen=True)
-class Persisted:
-    """Every assignment from the sysctl files, in application order."""
+class Settings:
+    """The keys of a set of sysctl files as systemd-sysctl applies them, in slash form.
+    procps 4's `sysctl -p` (ufw) applies a file the same way: tried with both in a namespace."""
 
-    exact: Mapping[str, Assignment] = field(default_factory=dict)
-    globs: tuple[tuple[str, Assignment], ...] = ()
-    # applied after systemd-sysctl, over whatever it set: ufw's IPT_SYSCTL file
-    later: Mapping[str, Assignment] = field(default_factory=dict)
+    # every key, in systemd's ordered-hashmap order (a key set again to another value moves
+    # to the end); a key holding `*?[` is a glob
+    entries: Mapping[str, Assignment] = field(default_factory=dict)
+    globs: tuple[tuple[Glob, Assignment], ...] = ()
 
-    def lookup(self, name: str) -> Assignment | None:
-        hit = self.later.get(name)
+    @classmethod
+    def read(cls, ctx: FactContext, paths: list[str]) -> Settings:
+        entries: dict[str, Assignment] = {}
+        for path in paths:
+            for key, a in _assignments(ctx, path):
+                # parse_file(): the same value again keeps the first entry and its place;
+                # another value (or `-key`, whose value is none) replaces it at the end
+                existing = entries.get(key)
+                if existing is not None and existing.value == a.value:
+                    continue
+                entries.pop(key, None)
+                entries[key] = a
+        globs = tuple(
+            (Glob.compile(k), a) for k, a in entries.items() if _is_glob(k) and a.value is not None
+        )
+        return cls(entries, globs)
+
+    def lookup(self, path: str) -> Assignment | None:
+        """The assignment that sets the parameter at `path` (slash form), if any. A `-key`
+        line's entry sets nothing and so comes back with value None."""
+        # apply_all(): an explicit key is written by its own entry; any key of the map (a
+        # `-key` line too) is skipped by every glob; among the globs, the last in map order
+        # that matches writes last.
+        hit = self.entries.get(path)
         if hit is not None:
-            return hit
-        # systemd: an explicit key beats any glob, whatever the order; among globs, last wins.
-        hit = self.exact.get(name)
-        if hit is not None:
-            return hit
-        for pattern, assignment in reversed(self.globs):
-            if fnmatch.fnmatchcase(name, pattern):
+            return None if _is_glob(path) else hit
+        for glob, assignment in reversed(self.globs):
+            if glob.matches(path):
                 return assignment
         return None
+
+
+@dataclass(frozen=True)
+class Persisted:
+    boot: Settings = field(default_factory=Settings)  # the sysctl.d files, at boot
+    later: Settings = field(default_factory=Settings)  # ufw's IPT_SYSCTL file, over them
+
+    def lookup(self, path: str) -> Assignment | None:
+        hit = self.later.lookup(path)
+        if hit is not None and hit.value is not None:
+            return hit
+        return self.boot.lookup(path)
+
+
+def _is_glob(key: str) -> bool:
+    return any(ch in key for ch in _GLOB_CHARS)
 
 
 def _persisted(ctx: FactContext) -> Persisted:
@@ -110,24 +290,16 @@ def _persisted(ctx: FactContext) -> Persisted:
         if real not in seen:
             seen.add(real)
             ordered.append(real)
-    exact: dict[str, Assignment] = {}
-    globs: list[tuple[str, Assignment]] = []
-    for path in ordered:
-        for key, a in _assignments(ctx, path):
-            if any(ch in key for ch in "*?["):
-                globs.append((key, a))
-            else:
-                exact[key] = a
-    later: dict[str, Assignment] = {}
     ufw_file = _ufw_sysctl_file(ctx)
-    if ufw_file is not None:
-        later = dict(_assignments(ctx, ufw_file))
-    return Persisted(exact, tuple(globs), later)
+    later = Settings.read(ctx, [ufw_file]) if ufw_file is not None else Settings()
+    return Persisted(Settings.read(ctx, ordered), later)
 
 
 def _assignments(ctx: FactContext, path: str) -> list[tuple[str, Assignment]]:
-    """The `key = value` lines of a sysctl file: lines as read_line() ends them, strstrip()ped
-    of " \t\n\r" only, `#` and `;` comments, a `-` before the key ignored."""
+    """The lines of a sysctl file as systemd 252's parse_file() reads them: lines as
+    read_line() ends them, strstrip()ped of " \t\n\r" only, `#` and `;` comments. `key =
+    value` (a `-` before the key only ignores a failure to write) or `-key`, which sets nothing
+    and keeps the key out of every glob; any other line is ignored."""
     text = ctx.read_text(path)
     if text is None:
         return []
@@ -136,9 +308,10 @@ def _assignments(ctx: FactContext, path: str) -> list[tuple[str, Assignment]]:
         if line.startswith(";"):
             continue
         key, sep, value = line.partition("=")
-        if sep:
-            key = normalize_name(key.strip(_WHITESPACE).removeprefix("-"))
-            out.append((key, Assignment(value.strip(_WHITESPACE), at(path, n))))
+        if not sep and not key.startswith("-"):
+            continue
+        key = sysctl_key(key.removeprefix("-").strip(_WHITESPACE))
+        out.append((key, Assignment(value.strip(_WHITESPACE) if sep else None, at(path, n))))
     return out
 
 
@@ -155,12 +328,19 @@ class Sysctl:
     """One kernel parameter. The running value is read on first use."""
 
     def __init__(self, ctx: FactContext, name: str) -> None:
-        self.name = normalize_name(name)
+        path = _parameter_path(name)
+        self.name = path.translate(_SWAP)
         self._ctx = ctx
-        self._proc = _proc_path(self.name)
-        assignment = ctx.fact("_sysctl_persisted", ()).lookup(self.name)
-        self.persisted: Any = as_value(assignment.value) if assignment else None
-        self.persisted_source: str | None = assignment.source if assignment else None
+        self._proc = "/proc/sys/" + path
+        assignment = ctx.fact("_sysctl_persisted", ()).lookup(path)
+        self.persisted: Any = None
+        self.persisted_source: str | None = None
+        self._dropped: str | None = None  # the `-key` line that keeps the globs off it
+        if assignment is not None and assignment.value is None:
+            self._dropped = assignment.source
+        elif assignment is not None:
+            self.persisted = as_value(assignment.value)
+            self.persisted_source = assignment.source
         self._running_read = False
         self._running: Any = None
 
@@ -186,14 +366,19 @@ class Sysctl:
 
     def where(self, name: str, *args: Any) -> str | None:
         if name in ("persisted", "persisted_source"):
-            return self.persisted_source or "no sysctl.d assignment"
+            return self.persisted_source or self._unset()
         if name == "running":
             return self._proc
         if name in ("value", "exists"):
             if self.running is not None:
                 return self._proc
-            return self.persisted_source or f"{self._proc} (absent); no sysctl.d assignment"
+            return self.persisted_source or f"{self._proc} (absent); {self._unset()}"
         return self._proc
+
+    def _unset(self) -> str:
+        if self._dropped is not None:
+            return f"no sysctl.d assignment ({self._dropped}: a `-key` line)"
+        return "no sysctl.d assignment"
 
 
 def collect_sysctl(ctx: FactContext, name: str) -> Sysctl:

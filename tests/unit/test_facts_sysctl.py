@@ -203,3 +203,39 @@ def test_ufw_sysctl_file_is_applied_after_the_sysctl_d_files_when_ufw_is_enabled
     write(tmp_path, "etc/sysctl.d/60-net.conf", "net.ipv4.ip_forward = 0\n")
     s = context(tmp_path).fact("sysctl", ("net.ipv4.ip_forward",))
     assert (s.persisted, s.persisted_source) == (persisted, source)
+
+
+def test_a_dash_key_line_unsets_the_key_and_evidence_names_it(tmp_path: Path) -> None:
+    """systemd-sysctl: `-key` without `=` drops an earlier assignment and keeps every glob off
+    the key; `..` in a dotted name is an empty level, which systemd drops."""
+    write(tmp_path, "etc/sysctl.d/10-cis.conf",
+          "net.ipv4.conf.all.send_redirects = 0\nnet.ipv4.tcp_syncookies = 1\n")
+    write(tmp_path, "etc/sysctl.d/90-x.conf",
+          "-net.ipv4.conf.all.send_redirects\nnet.ipv4.conf.*.send_redirects = 1\n"
+          "net.ipv4..tcp_syncookies = 0\n")
+    ctx = context(tmp_path)
+    s = ctx.fact("sysctl", ("net.ipv4.conf.all.send_redirects",))
+    assert (s.persisted, s.persisted_source, s.exists) == (None, None, False)
+    assert s.where("persisted") == "no sysctl.d assignment (/etc/sysctl.d/90-x.conf:1: a `-key` line)"
+    lo = ctx.fact("sysctl", ("net.ipv4.conf.lo.send_redirects",))
+    assert (lo.persisted, lo.persisted_source) == (1, "/etc/sysctl.d/90-x.conf:2")
+    syn = ctx.fact("sysctl", ("net.ipv4.tcp_syncookies",))
+    assert (syn.persisted, syn.persisted_source) == (0, "/etc/sysctl.d/90-x.conf:3")
+
+
+def test_a_glob_in_ufws_sysctl_file_sets_what_sysctl_d_set(tmp_path: Path) -> None:
+    """procps 4's `sysctl -p` expands globs as systemd-sysctl does (tried in a namespace over a
+    tmpfs /proc/sys): ufw's glob overrides the sysctl.d files, except for its own explicit key."""
+    write(tmp_path, "var/lib/dpkg/status", _UFW_STATUS)
+    write(tmp_path, "etc/ufw/ufw.conf", "ENABLED=yes\n")
+    write(tmp_path, "etc/default/ufw", "IPT_SYSCTL=/etc/ufw/sysctl.conf\n")
+    write(tmp_path, "etc/ufw/sysctl.conf", "net/ipv4/conf/*/rp_filter=0\nnet.ipv4.conf.lo.rp_filter=2\n")
+    write(tmp_path, "etc/sysctl.d/60-net.conf", "net.ipv4.conf.all.rp_filter = 1\nnet.ipv4.conf.lo.rp_filter = 1\n")
+    ctx = context(tmp_path)
+    got = {i: (s.persisted, s.persisted_source) for i in ("all", "lo", "default")
+           if (s := ctx.fact("sysctl", (f"net.ipv4.conf.{i}.rp_filter",)))}
+    assert got == {
+        "all": (0, "/etc/ufw/sysctl.conf:1"),
+        "lo": (2, "/etc/ufw/sysctl.conf:2"),
+        "default": (0, "/etc/ufw/sysctl.conf:1"),
+    }
