@@ -3,6 +3,7 @@ Debian version ordering; `package_files(name)`: a package's files against dpkg's
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import os
@@ -13,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import C_SPACE, at, text_lines
+from secpolicy.facts._common import at, text_lines
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from secpolicy.facts.base import FactContext, FactRegistry
 
 __all__ = [
@@ -63,6 +66,7 @@ class Package:
     source: str | None
     line: int = 0
     file: str = STATUS  # where the record was read: the status file or a journal entry
+    multi_arch: str = field(default="no", compare=False)  # its info/ files are <name>:<arch>.* when "same"
 
     def describe(self) -> str:
         return f"package {self.name!r}"
@@ -83,71 +87,518 @@ class Package:
 
 _C_BLANKS = re.compile(r"[ \t\n\v\f\r]+")
 
+# dpkg's reader of its database (lib/dpkg/parse.c, fields.c, parsehelp.c and dbmodify.c of
+# dpkg 1.21), ported where it decides what a record says and whether the database is refused:
+# dpkg-query refuses the whole database for one bad record, so the fact is then an error.
+_SPACE = " \t\n\v\f\r"  # c_isspace
+_EOF_CHAR = "\x1a"  # MS-DOS end of file: ends a line or a stanza, as a newline does
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_SKIP_NEWLINES = re.compile(r"[\n\x1a]*")
+_FIELD_NAME = re.compile(r"[^ \t\n\v\f\r:\x1a]*")
+_INLINE_SPACE = re.compile(r"[ \t\v\f\r]*")
+_LINE_END = re.compile(r"[\n\x1a]")
+_NOT_SPACE = re.compile(r"[^ \t\n\v\f\r]")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
-def _stanzas(text: str) -> list[tuple[int, dict[str, str]]]:
-    """(first line, fields by lower-case name) of each stanza of a dpkg database file."""
-    out: list[tuple[int, dict[str, str]]] = []
-    fields: dict[str, str] = {}
-    start = 0
-    # dpkg's parser (lib/dpkg/parse.c): lines end at `\n` only, a stanza ends at an empty
-    # line (one of blanks starts with a blank: it continues a field), C blanks around values
-    for n, line in enumerate(text_lines(text), 1):
-        if not line:
-            if fields:
-                out.append((start, fields))
-            fields = {}
-            continue
-        if line[0] in " \t":  # continuation of a multi-line field (Description, Conffiles)
-            continue
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        if not fields:
-            start = n
-        fields[key.strip(C_SPACE).lower()] = value.strip(C_SPACE)
-    if fields:
-        out.append((start, fields))
-    return out
+_WANTS = ("unknown", "install", "hold", "deinstall", "purge")
+_EFLAGS = ("ok", "reinstreq")
+_STATUSES = ("not-installed", "config-files", "half-installed", "unpacked", "half-configured",
+             "triggers-awaited", "triggers-pending", "installed")
+_NOT_INSTALLED, _CONFIG_FILES, _HALF_INSTALLED = 0, 1, 2
+_TRIGGERS_AWAITED, _TRIGGERS_PENDING, _INSTALLED = 5, 6, 7
+_W_UNKNOWN, _W_INSTALL, _W_DEINSTALL, _W_PURGE = 0, 1, 3, 4
+_MULTIARCH = ("no", "same", "allowed", "foreign")
+_PRIORITIES = ("required", "important", "standard", "optional", "extra", "unknown")
+_BOOLEANS = ("no", "yes")
+# the fields dpkg knows (any other is kept as is); names compare case-insensitively
+_DEPENDS = ("replaces", "provides", "depends", "pre-depends", "recommends", "suggests", "breaks",
+            "conflicts", "enhances", "recommended", "optional")
+_NO_ALTERNATIVES = ("replaces", "provides", "breaks", "conflicts")
+_TEXT = ("section", "installed-size", "origin", "maintainer", "bugs", "source", "description")
+_KNOWN = frozenset(("package", "essential", "protected", "status", "priority", "architecture", "multi-arch",
+                    "version", "config-version", "conffiles", "filename", "size", "md5sum", "msdos-filename",
+                    "triggers-pending", "triggers-awaited", "class", "revision", "package-revision",
+                    "package_revision") + _DEPENDS + _TEXT)
 
 
-def _state(fields: dict[str, str]) -> list[str]:
-    return [w for w in _C_BLANKS.split(fields.get("status", "")) if w]
+class _Refused(Exception):
+    """What dpkg objects to, and the line of the field (or stanza) it objects in."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _lower(s: str) -> str:
+    return s.translate(_ASCII_LOWER)
+
+
+def _deb822(text: str) -> Iterator[tuple[int, list[tuple[str, str, int]]]]:
+    """(first line, [(field name, value, line)]) of each stanza, as dpkg's parse_stanza() reads
+    them: only `\\n` (or ^Z) ends a line, a line starting with a C blank continues the value
+    before it (its newline kept, as dpkg keeps it), an empty line ends the stanza; the value is
+    stripped of C blanks after the colon and at its end. What dpkg refuses raises _Refused."""
+    end = len(text)
+    newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def line_of(i: int) -> int:
+        return bisect.bisect_left(newlines, i) + 1
+
+    pos = 0
+    while True:
+        s = _SKIP_NEWLINES.match(text, pos).end()  # type: ignore[union-attr]
+        if s >= end - 1:  # dpkg ignores one last character after the last newline
+            return
+        start = line_of(s)
+        fields: list[tuple[str, str, int]] = []
+        while True:
+            line = line_of(s)
+            j = _FIELD_NAME.match(text, s).end()  # type: ignore[union-attr]
+            name = text[s:j]
+            if not name:
+                raise _Refused(line, "empty field name")
+            if name[0] == "-":
+                raise _Refused(line, f"field name {name!r} cannot start with hyphen")
+            k = _INLINE_SPACE.match(text, j).end()  # type: ignore[union-attr]
+            if k >= end - 1:
+                raise _Refused(line, f"end of file after field name {name!r}")
+            if text[k] == "\n":
+                raise _Refused(line, f"newline in field name {name!r} (a line without a colon)")
+            if text[k] != ":":
+                raise _Refused(line, f"field name {name!r} must be followed by colon")
+            v = _INLINE_SPACE.match(text, k + 1).end()  # type: ignore[union-attr]
+            if v >= end - 1:
+                raise _Refused(line, f"end of file before value of field {name!r} (missing final newline)")
+            if text[v] == _EOF_CHAR:
+                raise _Refused(line, f"MSDOS end of file (^Z) in value of field {name!r}")
+            idx, blank, nxt = v, False, -1
+            while True:
+                m = _LINE_END.search(text, idx)
+                if m is None:
+                    raise _Refused(line, f"end of file during value of field {name!r} (missing final newline)")
+                t = m.start()
+                if blank and _NOT_SPACE.search(text, idx, t):
+                    blank = False
+                # a line of blanks inside a value: dpkg only warns (its status parser is lax)
+                if t == end - 1:
+                    value_end = t
+                    break
+                c = text[t + 1]
+                if t + 1 == end - 1 or c == "\n" or c not in _SPACE:
+                    value_end, nxt = t + 1, t + 1
+                    break
+                idx, blank = t + 1, True
+            fields.append((name, text[v:value_end].rstrip(_SPACE), line))
+            if nxt < 0 or nxt == end - 1 or text[nxt] in "\n\x1a":
+                pos = end if nxt < 0 else nxt + 1
+                break
+            s = nxt
+        yield start, fields
+
+
+def _name_is_illegal(name: str) -> str | None:
+    """dpkg's pkg_name_is_illegal(): letters (either case), digits and `-+._`."""
+    if not name:
+        return "may not be empty string"
+    if name[0] not in _ALNUM:
+        return "must start with an alphanumeric character"
+    for c in name:
+        if c not in _ALNUM and c not in "-+._":
+            return f"character {c!r} not allowed (only letters, digits and characters '-+._')"
+    return None
+
+
+def _arch_is_illegal(arch: str) -> str | None:
+    if not arch:
+        return "may not be empty string"
+    if arch[0] not in _ALNUM:
+        return "must start with an alphanumeric"
+    for c in arch[1:]:
+        if c not in _ALNUM and c != "-":
+            return f"character {c!r} not allowed (only letters, digits and characters '-')"
+    return None
+
+
+def _name_value(value: str, names: tuple[str, ...], *, more: bool = False,
+                fallback: bool = False) -> tuple[int, str]:
+    """dpkg's parse_nv(): the index of the name `value` starts with (case-insensitively, in
+    table order, so "installok" is "install" then "ok"), and the rest after C blanks."""
+    if not value:
+        raise ValueError("is missing a value")
+    for i, name in enumerate(names):
+        if len(value) >= len(name) and _lower(value[: len(name)]) == name:
+            rest = value[len(name):].lstrip(_SPACE)
+            if not more and rest:
+                raise ValueError("has trailing junk")
+            return i, rest
+    if fallback:
+        return -1, ""
+    raise ValueError(f"has invalid value {value[:50]!r}")
+
+
+def _parse_version(value: str) -> str:
+    """A version as dpkg-query prints it (epoch shown when not 0), or ValueError where dpkg's
+    parseversion() fails (what it only warns about, such as a letter first, is accepted)."""
+    s = value.lstrip(" \t")
+    if not s:
+        raise ValueError("version string is empty")
+    m = re.match(r"[^ \t]*", s)
+    body = m.group() if m else ""
+    if s[len(body):].lstrip(" \t"):
+        raise ValueError("version string has embedded spaces")
+    epoch = 0
+    colon = body.find(":")
+    if colon >= 0:
+        e = re.match(r"[ \t\n\v\f\r]*([+-]?)([0-9]*)", body)
+        if e is None or not e.group(2):
+            raise ValueError("epoch in version is empty")
+        if e.end() != colon:
+            raise ValueError("epoch in version is not number")
+        epoch = int(e.group(1) + e.group(2))
+        if epoch < 0:
+            raise ValueError("epoch in version is negative")
+        if epoch > 2**31 - 1:
+            raise ValueError("epoch in version is too big")
+        body = body[colon + 1:]
+        if not body:
+            raise ValueError("nothing after colon in version number")
+    upstream, hyphen, revision = body.rpartition("-")
+    if not hyphen:
+        upstream, revision = body, ""
+    elif not revision:
+        raise ValueError("revision number is empty")
+    if not upstream:
+        raise ValueError("version number is empty")
+    return (f"{epoch}:" if epoch else "") + upstream + (f"-{revision}" if revision else "")
+
+
+def _check_depends(field: str, value: str) -> None:
+    """dpkg's f_dependency(), for what it refuses: `a (>= 1), b | c:any, ...`."""
+    n, p = len(value), 0
+
+    def skip(i: int) -> int:
+        while i < n and value[i] in _SPACE:
+            i += 1
+        return i
+
+    if not value:
+        return
+    while True:
+        while True:
+            start = p
+            while p < n and value[p] not in _SPACE and value[p] not in ":(,|":
+                p += 1
+            dep = value[start:p]
+            if not dep:
+                raise ValueError(f"{field!r} field, missing package name, or garbage where package name expected")
+            why = _name_is_illegal(dep)
+            if why:
+                raise ValueError(f"{field!r} field, invalid package name {dep!r}: {why}")
+            if p < n and value[p] == ":":
+                p += 1
+                arch_start = p
+                while p < n and value[p] not in _SPACE and value[p] not in "(,|":
+                    p += 1
+                why = _arch_is_illegal(value[arch_start:p])
+                if why:
+                    raise ValueError(f"{field!r} field, reference to {dep!r}: invalid architecture name: {why}")
+            p = skip(p)
+            if p < n and value[p] == "(":
+                p = skip(p + 1)
+                c1 = value[p] if p < n else ""
+                if c1 in ("<", ">"):
+                    p += 1
+                    c2 = value[p] if p < n else ""
+                    if c2 in ("=", c1):
+                        p += 1
+                    elif c2 in ("<", ">"):
+                        raise ValueError(f"{field!r} field, reference to {dep!r}: bad version relationship {c1}{c2}")
+                elif c1 == "=":
+                    p += 1
+                p = skip(p)
+                version_start = p
+                while p < n and value[p] not in "()" and value[p] not in _SPACE:
+                    p += 1
+                version = value[version_start:p]
+                p = skip(p)
+                if p >= n:
+                    raise ValueError(f"{field!r} field, reference to {dep!r}: version unterminated")
+                if value[p] != ")":
+                    raise ValueError(f"{field!r} field, reference to {dep!r}: version contains {value[p]!r} instead of ')'")
+                try:
+                    _parse_version(version)
+                except ValueError as e:
+                    raise ValueError(f"{field!r} field, reference to {dep!r}: version {version!r}: {e}") from None
+                p = skip(p + 1)
+            if p >= n or value[p] == ",":
+                break
+            if value[p] != "|":
+                raise ValueError(f"{field!r} field, syntax error after reference to package {dep!r}")
+            if field.lower() in _NO_ALTERNATIVES:
+                raise ValueError(f"alternatives ('|') not allowed in {field!r} field")
+            p = skip(p + 1)
+        if p >= n:
+            return
+        p = skip(p + 1)
+
+
+def _check_conffiles(value: str) -> None:
+    """dpkg's f_conffiles(): lines ` <path> <md5> [obsolete] [remove-on-upgrade]`."""
+    malformed = ValueError(f"value for 'Conffiles' field has malformed line {value[:250]!r}")
+    p, n = 0, len(value)
+    while p < n:
+        c = value[p]
+        p += 1
+        if c == "\n":
+            continue
+        if c != " ":
+            raise ValueError(f"value for 'Conffiles' field has line starting with non-space {c!r}")
+        endent = value.find("\n", p)
+        endent = n if endent < 0 else endent
+
+        def last_word(frm: int, base: int = p, endent: int = endent) -> tuple[str, int]:
+            if frm <= base + 1:
+                raise malformed
+            space = value.rindex(" ", 0, frm)  # value[base - 1] is a space
+            if space <= base + 1 or space >= endent - 1:
+                raise malformed
+            return value[space + 1:frm], space
+
+        word, end_name = last_word(endent)
+        if word == "remove-on-upgrade":
+            word, end_name = last_word(end_name)
+        if word == "obsolete":
+            word, end_name = last_word(end_name)
+        q = p
+        while q < n and (value[q] == "/" or value.startswith("./", q)):
+            q += 1 if value[q] == "/" else 2
+        if end_name - q <= 0:
+            raise ValueError("root or empty directory listed as a conffile in 'Conffiles' field")
+        p = endent
+
+
+def _status(value: str) -> tuple[int, int, int]:
+    """dpkg's f_status(): want, error flag and state."""
+    words = []
+    for i, (table, which) in enumerate(((_WANTS, "first (want)"), (_EFLAGS, "second (error)"),
+                                        (_STATUSES, "third (status)"))):
+        try:
+            index, value = _name_value(value, table, more=i < 2)
+        except ValueError as e:
+            raise ValueError(f"{which} word in 'Status' field: {e}") from None
+        words.append(index)
+    return words[0], words[1], words[2]
+
+
+def _pending(r: _Record, word: str) -> None:
+    if not word.isascii() or any(c <= " " or c >= "\x7f" for c in word):
+        raise ValueError(f"illegal pending trigger name {word!r}: trigger name contains invalid character")
+    if word in r.trig_pending:
+        raise ValueError(f"duplicate pending trigger {word!r}")
+    r.trig_pending.add(word)
+
+
+@dataclass
+class _Record:
+    """One package instance as dpkg's in-core database holds it."""
+
+    name: str | None = None
+    want: int = _W_UNKNOWN
+    eflag: int = 0
+    status: int = _NOT_INSTALLED
+    version: str | None = None
+    config_version: bool = False
+    arch: str | None = None  # None: no Architecture field; "": an empty one
+    multiarch: int = 0
+    source: str | None = None
+    trig_pending: set[str] = field(default_factory=set)
+    trig_awaited: set[str] = field(default_factory=set)
+    line: int = 0
+    file: str = STATUS
+    filled: bool = False  # a record was read into this slot (not only named by a trigger)
+
+
+class _Database:
+    """dpkg's package database as dpkg-query loads it: the status file, then each journal
+    entry, each record placed in its package's slot the way parse.c places it."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, list[_Record]] = {}
+
+    def installed(self, name: str) -> int:
+        return sum(r.status != _NOT_INSTALLED for r in self.sets.get(name, []))
+
+    def load(self, text: str, file: str, *, status_file: bool) -> None:
+        try:
+            for start, fields in _deb822(text):
+                self._add(self._record(fields, start, file, status_file), status_file)
+        except _Refused as e:
+            raise EvaluationError(f"{at(file, e.line)}: {e}: dpkg and dpkg-query refuse the database "
+                                  "while it is there") from None
+
+    def _record(self, fields: list[tuple[str, str, int]], start: int, file: str, status_file: bool) -> _Record:
+        r = _Record(line=start, file=file)
+        seen: set[str] = set()
+        for name, raw, line in fields:
+            key = _lower(name)
+            if key in seen:
+                raise _Refused(line, f"duplicate value for {name!r} field")
+            seen.add(key)
+            if key not in _KNOWN and len(name) < 2:
+                raise _Refused(line, f"user-defined field name {name!r} too short")
+            value = raw.split("\0", 1)[0]  # dpkg's field parsers read a C string
+            try:
+                self._field(r, key, name, value)
+            except ValueError as e:
+                raise _Refused(line, str(e)) from None
+        self._verify(r, start, status_file)
+        return r
+
+    def _field(self, r: _Record, key: str, name: str, value: str) -> None:
+        if key == "package":
+            why = _name_is_illegal(value)
+            if why:
+                raise ValueError(f"invalid package name in 'Package' field: {why}")
+            r.name = _lower(value)
+        elif key == "status":
+            r.want, r.eflag, r.status = _status(value)
+        elif key in ("version", "config-version"):
+            try:
+                version = _parse_version(value)
+            except ValueError as e:
+                raise ValueError(f"{name!r} field value {value[:250]!r}: {e}") from None
+            if key == "version":
+                r.version = version
+            else:
+                r.config_version = True
+        elif key == "architecture":
+            r.arch = value  # an invalid name is only a warning
+        elif key in ("essential", "protected", "multi-arch") and value:
+            table = _MULTIARCH if key == "multi-arch" else _BOOLEANS
+            try:
+                index, _ = _name_value(value, table)
+            except ValueError as e:
+                raise ValueError(f"{name!r} field: {e}") from None
+            if key == "multi-arch":
+                r.multiarch = index
+        elif key in ("priority", "class") and value:
+            try:
+                _name_value(value, _PRIORITIES, fallback=True)
+            except ValueError as e:
+                raise ValueError(f"word in {name!r} field: {e}") from None
+        elif key == "source":
+            r.source = value or None
+        elif key in _DEPENDS:
+            _check_depends(name, value)
+        elif key == "conffiles":
+            _check_conffiles(value)
+        elif key in ("filename", "size", "md5sum", "msdos-filename"):
+            raise ValueError(f"archive details {name!r} field not allowed in status file")
+        elif key == "triggers-pending":
+            for word in re.split(r"[ \t\n]+", value):  # c_iswhite; any other control is a bad name
+                if word:
+                    _pending(r, word)
+        elif key == "triggers-awaited":
+            for word in re.split(r"[ \t\n]+", value):
+                if word:
+                    self._awaited(r, word)
+        elif key in ("revision", "package-revision", "package_revision") and value:
+            r.version = (r.version or "") + f"-{value}"  # obsolete; never written since 1995
+
+    def _awaited(self, r: _Record, word: str) -> None:
+        pkg, colon, arch = word.partition(":")
+        why = _name_is_illegal(pkg)
+        if why:
+            raise ValueError(f"illegal package name in awaited trigger {word!r}: {why}")
+        if colon and _arch_is_illegal(arch):
+            raise ValueError(f"illegal architecture name in awaited trigger {word!r}: {_arch_is_illegal(arch)}")
+        if not colon and self.installed(_lower(pkg)) > 1:
+            raise ValueError(f"awaited trigger {word!r}: ambiguous package name with more than one installed instance")
+        key = _lower(pkg) + (f":{arch}" if colon else "")
+        if key in r.trig_awaited:
+            raise ValueError(f"duplicate awaited trigger package {word!r}")
+        r.trig_awaited.add(key)
+
+    @staticmethod
+    def _verify(r: _Record, start: int, status_file: bool) -> None:
+        """dpkg's pkg_parse_verify(): what a whole record must hold."""
+        if r.name is None:
+            raise _Refused(start, "missing 'Package' field")
+        state = _STATUSES[r.status]
+        if r.status not in (_NOT_INSTALLED, _HALF_INSTALLED) and r.version is None:
+            raise _Refused(start, f"missing 'Version' field (the package is {state})")
+        if r.arch is None:
+            r.arch = ""
+        if r.multiarch == 1 and r.arch in ("", "all"):
+            raise _Refused(start, "package has 'Multi-Arch: same' field but is "
+                           + ("missing architecture" if not r.arch else "architecture 'all'"))
+        if r.config_version and r.status in (_INSTALLED, _NOT_INSTALLED, _TRIGGERS_PENDING):
+            raise _Refused(start, "'Config-Version' field present for package with inappropriate 'Status' field")
+        if r.trig_awaited and (r.status <= _CONFIG_FILES or r.status >= _TRIGGERS_PENDING):
+            raise _Refused(start, f"package has status {state} but triggers are awaited")
+        if r.status == _TRIGGERS_AWAITED and not r.trig_awaited:
+            raise _Refused(start, f"package has status {state} but no triggers awaited")
+        if r.trig_pending and r.status not in (_TRIGGERS_PENDING, _TRIGGERS_AWAITED):
+            raise _Refused(start, f"package has status {state} but triggers are pending")
+        if r.status == _TRIGGERS_PENDING and not r.trig_pending:
+            raise _Refused(start, f"package has status {state} but no triggers pending")
+        if r.status == _NOT_INSTALLED and r.eflag == 0:
+            if r.want in (_W_PURGE, _W_DEINSTALL) or (status_file and r.want == _W_INSTALL and not r.arch):
+                r.want = _W_UNKNOWN
+            if r.want == _W_UNKNOWN:  # forgotten at dpkg's next write: no version, no source
+                r.version = r.source = None
+
+    def _add(self, r: _Record, status_file: bool) -> None:
+        """dpkg's parse_find_set_slot() and parse_find_pkg_slot(), then the copy."""
+        assert r.name is not None
+        slots = self.sets.setdefault(r.name, [_Record(name=r.name)])
+        live = [s for s in slots if s.status != _NOT_INSTALLED]
+        counted = live + ([r] if status_file and r.status != _NOT_INSTALLED else [])
+        single = sum(s.multiarch != 1 for s in counted)
+        if single > 1:
+            raise _Refused(r.line, f"multiple non-coinstallable package instances present ({r.name})")
+        if single and len(counted) > single:
+            raise _Refused(r.line, f"mixed non-coinstallable and coinstallable package instances present ({r.name})")
+        selection = status_file and r.status == _NOT_INSTALLED
+        if len(live) > 1 and not selection and r.multiarch != 1:
+            raise _Refused(r.line, f"package {r.name} is not co-installable with {r.name} which has multiple "
+                           "installed instances")
+        index = None
+        if not status_file and len(live) == 1 and not (live[0].multiarch == 1 and r.multiarch == 1):
+            index = slots.index(live[0])  # a journal record of another architecture cross-grades it
+        elif len(slots) == 1 and not slots[0].filled:
+            index = 0
+        else:
+            index = next((i for i, s in enumerate(slots) if s.arch == r.arch), None)
+        r.filled = True
+        if index is None:
+            slots.append(r)
+        else:
+            slots[index] = r
+
+    def packages(self) -> list[Package]:
+        out = []
+        for name, slots in self.sets.items():
+            for r in slots:
+                if r.filled:
+                    status = _STATUSES[r.status]
+                    source = (r.source or name).split(" ", 1)[0]
+                    out.append(Package(name, r.version, r.arch or None, status, status in _ON_DISK, source,
+                                       r.line, r.file, _MULTIARCH[r.multiarch]))
+        return out
 
 
 def parse_status(text: str, file: str = STATUS) -> list[Package]:
-    out: list[Package] = []
-    for start, fields in _stanzas(text):
-        if "package" not in fields:
-            continue
-        state = _state(fields)
-        status = state[2] if len(state) == 3 else "unknown"
-        src = fields.get("source")
-        out.append(Package(fields["package"], fields.get("version"), fields.get("architecture"), status,
-                           status in _ON_DISK, src.split()[0] if src else None, start, file))
-    return out
+    """The packages of one status file, as dpkg reads it (an EvaluationError where it refuses)."""
+    db = _Database()
+    db.load(text, file, status_file=True)
+    return db.packages()
 
 
 # the states in which the package's files are on the system: what `apt list --installed` lists
 # (an interrupted run leaves one unpacked, half-configured or half-installed)
 _ON_DISK = frozenset({"installed", "triggers-pending", "triggers-awaited", "half-configured", "unpacked",
                       "half-installed"})
-# the words of a Status field dpkg accepts (want, error flag, state)
-_WANT = {"unknown", "install", "hold", "deinstall", "purge"}
-_EFLAG = {"ok", "reinstreq"}
-_STATES = {"not-installed", "config-files", "half-installed", "unpacked", "half-configured", "triggers-awaited",
-           "triggers-pending", "installed"}
-
-
-def _journal_error(text: str) -> str | None:
-    """Why dpkg refuses a journal entry (and with it the whole database), if it does."""
-    for start, fields in _stanzas(text):
-        if "package" not in fields:
-            return f"line {start}: a record without a Package field"
-        state = _state(fields)
-        if "status" in fields and (len(state) != 3 or state[0] not in _WANT or state[1] not in _EFLAG
-                                   or state[2] not in _STATES):
-            return f"line {start}: Status {fields['status'][:60]!r} is not a dpkg state"
-    return None
 
 
 # Debian policy 5.6.12: epoch, upstream and revision compared with `~` before everything
@@ -232,8 +683,6 @@ PACKAGE_FILES = ObjectType(
 
 _MD5_LEN = 32
 _CHUNK = 1 << 20
-# Debian policy 5.6.1, with an optional :arch; the name becomes part of an info/ file name
-_PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?\Z")
 
 
 @dataclass(frozen=True)
@@ -288,36 +737,55 @@ def _diversions(ctx: FactContext) -> dict[str, tuple[str, str]]:
     }
 
 
-def _instances(ctx: FactContext, name: str) -> list[str]:
-    """The info/ basenames of a package: `name`, or `name:arch` for each Multi-Arch: same
-    instance dpkg records (libc6:amd64 and libc6:i386)."""
+def _installed_instances(ctx: FactContext, spec: str) -> list[Package]:
+    """The instances `dpkg --verify <spec>` verifies, as dpkg resolves the name (in lower case,
+    `name:arch` for one architecture); none when it is not installed. A name dpkg rejects is an
+    error. Where dpkg refuses a bare name with several installed instances (libc6:amd64 and
+    libc6:i386), every instance is verified: bundled rules name Multi-Arch packages bare."""
+    name, colon, arch = spec.partition(":")
+    why = _name_is_illegal(name) or (_arch_is_illegal(arch) if colon else None)
+    if why:
+        raise EvaluationError(f"package_files({spec!r}): not a Debian package name: {why}")
+    name = _lower(name)
+    return [p for p in ctx.fact("packages", ())
+            if p.name == name and p.status != "not-installed" and (not colon or p.arch == arch)]
 
-    def exists(base: str) -> bool:
-        return ctx.exists(f"{INFO}/{base}.md5sums") or ctx.exists(f"{INFO}/{base}.list")
 
-    if exists(name):
-        return [name]
-    base, _, arch = name.partition(":")
-    if arch:
-        return [base] if exists(base) else []
-    archs = sorted({p.arch for p in ctx.fact("packages", ()) if p.name == name and p.arch})
-    return [f"{name}:{a}" for a in archs if exists(f"{name}:{a}")]
+def _infodb_format(ctx: FactContext) -> int | None:
+    """dpkg's pkg_infodb_read_format(): info/format (None when absent, which dpkg reads as the
+    legacy layout, 0), one ahead while an upgrade of the layout (info/format-new) is under way."""
+    text = ctx.read_text(f"{INFO}/format")
+    if text is None and not ctx.exists(f"{INFO}/format-new"):
+        return None
+    m = re.match(r"[ \t\n\v\f\r]*\+?([0-9]+)", text or "0")
+    if m is None:
+        raise EvaluationError(f"{INFO}/format: corrupt info database format file: dpkg --verify stops there")
+    version = int(m.group(1)) + ctx.exists(f"{INFO}/format-new")
+    if version > 1:
+        raise EvaluationError(f"{INFO}/format: info database format ({version}) is bogus or too new for dpkg")
+    return version
 
 
 def _md5sums(ctx: FactContext, path: str) -> dict[str, tuple[str, int]] | None:
-    """path -> (md5, line) of an md5sums file, or None when it does not exist. A malformed line
-    makes the fact an evaluation error, as it makes dpkg --verify stop."""
+    """path -> (md5, line) of an md5sums file, or None when it does not exist. What dpkg's
+    parse_filehash() refuses makes the fact an evaluation error, as it makes dpkg --verify
+    stop; the digest is kept as written (an upper-case one matches no file, as in dpkg)."""
     text = ctx.read_text(path)
     if text is None:
         return None
     out: dict[str, tuple[str, int]] = {}
-    for n, line in enumerate(text.split("\n"), 1):
-        if not line:
-            continue
+    lines = text.split("\n")
+    if lines[-1]:
+        raise EvaluationError(f"{path}:{len(lines)}: not an md5sums line ('<md5>  <path>'): missing final newline; "
+                              "dpkg --verify stops there")
+    for n, line in enumerate(lines[:-1], 1):
         digest, sep, name = line[:_MD5_LEN], line[_MD5_LEN : _MD5_LEN + 2], line[_MD5_LEN + 2 :]
-        if sep != "  " or not name.strip("/") or not re.fullmatch(r"[0-9a-fA-F]{32}", digest):
-            raise EvaluationError(f"{path}:{n}: not an md5sums line ('<md5>  <path>')")
-        out[_norm(name)] = (digest.lower(), n)
+        why = "missing value" if not name else "missing value separator" if sep != "  " else None
+        if why:
+            raise EvaluationError(f"{path}:{n}: not an md5sums line ('<md5>  <path>'): {why}; "
+                                  "dpkg --verify stops there")
+        name = name.split("\0", 1)[0]
+        out[_norm(name.removesuffix("/"))] = (digest.split("\0", 1)[0], n)
     return out
 
 
@@ -381,17 +849,26 @@ def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:
 
 
 def collect_package_files(ctx: FactContext, name: str) -> PackageFiles:
-    if not _PACKAGE_NAME.match(name):
-        raise EvaluationError(f"package_files({name!r}): not a Debian package name")
+    instances = _installed_instances(ctx, name)
+    if not instances:  # dpkg --verify: "package is not installed", nothing verified
+        return PackageFiles(name, False, 0, (), (), (), f"{STATUS} ({name} is not installed)")
     diversions: dict[str, tuple[str, str]] = ctx.fact("_dpkg_diversions", ())
-    owner = name.partition(":")[0]
     results: dict[str, list[str]] = {"modified": [], "missing": [], "unreadable": []}
     recorded: dict[str, str] = {}
     seen: set[str] = set()
     exists = False
     checked = 0
     origin = ""
-    for base in _instances(ctx, name):
+    layout = _infodb_format(ctx)
+    for pkg in instances:
+        # dpkg names the info/ files of a Multi-Arch: same instance <name>:<arch> in the
+        # multiarch layout of the info database (format 1, what dpkg writes since 1.16.2), and
+        # <name> in the legacy one (0); without info/format (a tree dpkg did not write), the
+        # qualified files are used where they are present
+        base = f"{pkg.name}:{pkg.arch}" if pkg.multi_arch == "same" else pkg.name
+        if layout == 0 or (layout is None and not ctx.exists(f"{INFO}/{base}.list")
+                           and not ctx.exists(f"{INFO}/{base}.md5sums")):
+            base = pkg.name
         md5_path, list_path = f"{INFO}/{base}.md5sums", f"{INFO}/{base}.list"
         hashes = _md5sums(ctx, md5_path)
         listed = _listed(ctx, list_path)
@@ -411,7 +888,7 @@ def collect_package_files(ctx: FactContext, name: str) -> PackageFiles:
             # dpkg-divert: another package's (or a local) diversion moved this file aside
             target = path
             div = diversions.get(path)
-            if div is not None and div[1] != owner:
+            if div is not None and div[1] != pkg.name:
                 target = div[0]
             verdict = _verify(ctx, target, digest[0] if digest else None)
             if digest is not None:
@@ -419,8 +896,7 @@ def collect_package_files(ctx: FactContext, name: str) -> PackageFiles:
             if verdict is not None:
                 results[verdict].append(target)
                 recorded[target] = at(md5_path, digest[1]) if digest else at(where_listed, n)
-    if not origin:
-        origin = f"{INFO}/{name}.md5sums (absent)"
+        origin = origin or f"{md5_path} (absent)"
     return PackageFiles(
         name,
         exists,
@@ -445,32 +921,40 @@ def _index(ctx: FactContext) -> dict[str, Package]:
 
 
 _JOURNAL_NAME = re.compile(r"[0-9]+\Z")
+_JOURNAL_MAX = 10  # dpkg's IMPORTANTMAXLEN
 
 
 def collect_packages(ctx: FactContext) -> list[Package]:
     """The packages of the status file, with dpkg's journal applied as dpkg-query applies it:
     each entry of /var/lib/dpkg/updates (all-digit names, in order) replaces the records of
-    the packages it names; a damaged one makes dpkg refuse the database (an error here)."""
-    packages = parse_status(ctx.read_text(STATUS) or "")
+    the packages it names; what dpkg refuses in either makes it refuse the database (an error)."""
+    db = _Database()
+    db.load(ctx.read_text(STATUS) or "", STATUS, status_file=True)
+    st = ctx.stat(UPDATES)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise EvaluationError(f"{UPDATES}: not a directory: dpkg cannot scan its journal and refuses the database")
     journal = sorted(n for n in ctx.listdir(UPDATES) if _JOURNAL_NAME.match(n))
     for name in journal:
+        if len(name) > _JOURNAL_MAX:
+            raise EvaluationError(f"{UPDATES}/{name}: a journal entry whose name is too long (max={_JOURNAL_MAX}): "
+                                  "dpkg and dpkg-query refuse the database while it is there")
+        if len(name) != len(journal[0]):
+            raise EvaluationError(f"{UPDATES}: journal entries with names of different lengths ({journal[0]}, "
+                                  f"{name}): dpkg and dpkg-query refuse the database while they are there")
+    for name in journal:
         path = f"{UPDATES}/{name}"
-        text = ctx.read_text(path) or ""
-        why = _journal_error(text)
-        if why is not None:
-            raise EvaluationError(f"{path}: {why}: dpkg and dpkg-query refuse the database while it is there")
-        same = {f.get("package") for _, f in _stanzas(text) if f.get("multi-arch") == "same"}
-        for p in parse_status(text, path):
-            # a record replaces the package's (of its architecture, for a Multi-Arch: same one)
-            packages = [q for q in packages if q.name != p.name or (p.name in same and q.arch != p.arch)] + [p]
-    return packages
+        db.load(ctx.read_text(path) or "", path, status_file=False)
+    return db.packages()
 
 
 def collect_package(ctx: FactContext, name: str) -> Package:
-    hit = ctx.fact("_package_index", ()).get(name)
+    # dpkg looks names up in lower case (`dpkg -s Telnet` is telnet)
+    base, colon, arch = name.partition(":")
+    key = _lower(base) + colon + arch
+    hit = ctx.fact("_package_index", ()).get(key)
     if hit is not None:
         return hit
-    return Package(name, None, None, "not-installed", False, None, 0)
+    return Package(key, None, None, "not-installed", False, None, 0)
 
 
 def register(reg: FactRegistry) -> None:

@@ -123,9 +123,17 @@ def package(
     *,
     listed: list[str] | None = None,
     conffiles: tuple[str, ...] = (),
+    status: bool = True,
 ) -> None:
     """Install `name` into root as dpkg would record it: the files, their md5sums (as recorded,
-    before any tampering the test does next), the .list and the .conffiles."""
+    before any tampering the test does next), the .list and the .conffiles, and (with `status`)
+    its record in the status file: dpkg --verify checks only installed packages."""
+    if status:
+        db = root / "var/lib/dpkg/status"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with db.open("a") as f:
+            f.write(f"Package: {name}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0\n"
+                    "Maintainer: m\nDescription: d\n\n")
     sums = []
     for path, content in files.items():
         write(root, path, content)
@@ -270,6 +278,8 @@ def test_merged_usr_parent_symlinks_are_resolved_inside_the_root(tmp_path: Path)
     (tmp_path / "usr/bin").mkdir(parents=True)
     (tmp_path / "bin").symlink_to("usr/bin")
     write(tmp_path, "/usr/bin/sh-tool", "tool\n")
+    package(tmp_path, "tool", {})
+    (tmp_path / "var/lib/dpkg/info/tool.list").unlink()
     write(tmp_path, "/var/lib/dpkg/info/tool.md5sums", f"{md5('tool')}  bin/sh-tool\n")
     f = files_of(tmp_path, "tool")
     assert (f.checked, f.modified, f.missing) == (
@@ -288,17 +298,21 @@ def test_multiarch_instances_are_read_from_name_arch_files(tmp_path: Path) -> No
         "Package: libfoo1\nStatus: install ok installed\nArchitecture: amd64\nMulti-Arch: same\nVersion: 1\n\n"
         "Package: libfoo1\nStatus: install ok installed\nArchitecture: i386\nMulti-Arch: same\nVersion: 1\n",
     )
-    package(tmp_path, "libfoo1:amd64", {"/usr/lib/x86_64-linux-gnu/libfoo.so.1": "amd64 code\n"})
-    package(tmp_path, "libfoo1:i386", {"/usr/lib/i386-linux-gnu/libfoo.so.1": "i386 code\n"})
+    write(tmp_path, "/var/lib/dpkg/info/format", "1\n")  # the multiarch layout: <name>:<arch>.md5sums
+    package(tmp_path, "libfoo1:amd64", {"/usr/lib/x86_64-linux-gnu/libfoo.so.1": "amd64 code\n"}, status=False)
+    package(tmp_path, "libfoo1:i386", {"/usr/lib/i386-linux-gnu/libfoo.so.1": "i386 code\n"}, status=False)
     (tmp_path / "usr/lib/i386-linux-gnu/libfoo.so.1").write_text("patched\n")
-    f = files_of(tmp_path, "libfoo1")
-    assert (f.exists, f.checked, f.modified) == (True, 2, ("/usr/lib/i386-linux-gnu/libfoo.so.1",))
+    f = files_of(tmp_path, "libfoo1:i386")
+    assert (f.exists, f.checked, f.modified) == (True, 1, ("/usr/lib/i386-linux-gnu/libfoo.so.1",))
     assert (
         f.where("modified")
         == "/var/lib/dpkg/info/libfoo1:i386.md5sums:1 (/usr/lib/i386-linux-gnu/libfoo.so.1)"
     )
     one = files_of(tmp_path, "libfoo1:amd64")
     assert (one.checked, one.modified) == (1, ())
+    # `dpkg --verify libfoo1` refuses a name with two installed instances; the fact verifies both
+    both = files_of(tmp_path, "libfoo1")
+    assert (both.exists, both.checked, both.modified) == (True, 2, ("/usr/lib/i386-linux-gnu/libfoo.so.1",))
 
 
 def test_diverted_files_are_checked_where_the_diversion_put_them(tmp_path: Path) -> None:
@@ -341,14 +355,15 @@ def test_absent_package_and_absent_md5sums(tmp_path: Path) -> None:
     "line",
     [
         "d41d8cd98f00b204e9800998ecf8427e usr/bin/x",
-        "not-a-digest-at-all-but-32-chars  usr/bin/x",
         "d41d8cd98f00b204e9800998ecf8427e  ",
         "d41d8cd98f00b204e9800998ecf8427e",
+        "",
     ],
 )
 def test_a_malformed_md5sums_line_is_an_evaluation_error_naming_the_line(
     tmp_path: Path, line: str
 ) -> None:
+    package(tmp_path, "demo", {})
     write(tmp_path, "/var/lib/dpkg/info/demo.md5sums", f"{md5('a')}  usr/bin/a\n{line}\n")
     with pytest.raises(
         EvaluationError, match=r"^/var/lib/dpkg/info/demo\.md5sums:2: not an md5sums line"
@@ -356,7 +371,7 @@ def test_a_malformed_md5sums_line_is_an_evaluation_error_naming_the_line(
         files_of(tmp_path, "demo")
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", "Sudo", "", "x", "sudo:amd64:i386"])
+@pytest.mark.parametrize("name", ["../../etc/passwd", "", "-x", "a/b", "sudo:", "sudo:amd64:i386", "sudo:a_b"])
 def test_a_name_that_is_not_a_package_name_is_an_evaluation_error(
     tmp_path: Path, name: str
 ) -> None:
@@ -391,6 +406,7 @@ def test_unreadable_files_and_directories_are_reported_as_unreadable_not_missing
             os.chmod(root / d, 0o755)
         for f in (root / "var/lib/dpkg/info").iterdir():
             os.chmod(f, 0o644)
+        os.chmod(root / "var/lib/dpkg/status", 0o644)
         os.chmod(root / "usr/bin/ok", 0o644)
         os.chmod(root / "usr/bin/secret", 0o600)
         os.chmod(root / "usr/lib/private", 0o700)
@@ -494,8 +510,12 @@ def test_installed_is_what_apt_lists_as_installed(tmp_path: Path) -> None:
               "config-files", "not-installed"]
     status = tmp_path / "var/lib/dpkg/status"
     status.parent.mkdir(parents=True)
-    status.write_text("".join(_record(f"pkg-{st}", f"{'deinstall' if st == 'config-files' else 'install'} ok {st}")
-                              for st in states))
+    # dpkg refuses a triggers-pending package without Triggers-Pending, a triggers-awaited one
+    # without Triggers-Awaited
+    triggers = {"triggers-pending": "Triggers-Pending: t\n",
+                "triggers-awaited": "Triggers-Awaited: pkg-installed\nTriggers-Pending: t\n"}
+    status.write_text("".join(_record(f"pkg-{st}", f"{'deinstall' if st == 'config-files' else 'install'} ok {st}",
+                                      extra=triggers.get(st, "")) for st in states))
     out = subprocess.run(
         ["apt", "-o", f"Dir::State::status={status}", "-o", f"Dir::State::Lists={tmp_path / 'lists'}",
          "-o", f"Dir::Cache={tmp_path / 'cache'}", "-o", "Debug::NoLocking=1", "list", "--installed"],
