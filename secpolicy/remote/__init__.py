@@ -43,8 +43,7 @@ class RemoteLimits:
 _ALWAYS = (("E", "/"), ("T", "/etc"), ("C", "/usr/lib/os-release"))
 _UNIT_DIRS = tuple(d for d in UNIT_PATH if not d.startswith("/etc/"))  # /etc comes whole
 _BASE: dict[str, tuple[tuple[str, str], ...]] = {
-    "sysctl": (("T", "/proc/sys"), *(("T", d) for d in ("/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
-                                                        "/lib/sysctl.d"))),
+    "sysctl": (("T", "/proc/sys"), *(("T", d) for d in ("/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d"))),
     "kernel": (("T", "/proc/sys"), ("C", "/proc/cmdline"), ("C", "/sys/kernel/security/lockdown"),
                ("E", "/sys/kernel/btf/vmlinux")),
     "kmod": (("C", "/proc/modules"), ("L", "/lib/modules"),
@@ -55,7 +54,8 @@ _BASE: dict[str, tuple[tuple[str, str], ...]] = {
     "service": tuple(("T", d) for d in _UNIT_DIRS),
     "packages": (("C", "/var/lib/dpkg/status"), ("C", "/var/lib/dpkg/diversions"), ("T", "/var/lib/dpkg/updates")),
     "package": (("C", "/var/lib/dpkg/status"), ("C", "/var/lib/dpkg/diversions"), ("T", "/var/lib/dpkg/updates")),
-    "package_files": (("C", "/var/lib/dpkg/status"), ("C", "/var/lib/dpkg/diversions")),
+    "package_files": (("C", "/var/lib/dpkg/status"), ("C", "/var/lib/dpkg/diversions"), ("T", "/var/lib/dpkg/updates"),
+                      ("C", "/var/lib/dpkg/info/format")),
     "apparmor": (("C", "/sys/module/apparmor/parameters/enabled"), ("C", "/sys/kernel/security/apparmor/profiles")),
     "listening": tuple(("C", f"/proc/net/{p}") for p in ("tcp", "tcp6", "udp", "udp6")),
 }
