@@ -3,6 +3,7 @@ signed with Ed25519, in a one-line JSON form that can be copied off the host."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -29,6 +30,8 @@ __all__ = [
     "load_checkpoints",
     "load_private_key",
     "load_public_key",
+    "open_regular",
+    "read_regular",
     "read_small_file",
 ]
 
@@ -117,8 +120,8 @@ class Checkpoint:
 def load_checkpoints(path: str | Path) -> list[Checkpoint]:
     """Checkpoints from a JSON-lines file (one per line) or a single JSON object."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_regular(path, "checkpoint file").decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise InputError(f"cannot read checkpoint file: {exc}", str(path)) from exc
     out: list[Checkpoint] = []
     for lineno, line in _lines(text):
@@ -143,25 +146,54 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
 MAX_KEY_FILE_BYTES = 16 * 1024
 
 
+def open_regular(path: str | Path, what: str, flags: int = os.O_RDONLY, *, follow: bool = True,
+                 verb: str = "read") -> int:
+    """A descriptor of the regular file `path`, opened without blocking (and, unless `follow`,
+    without following a symbolic link): a FIFO, a device such as /dev/zero or a directory in
+    its place is refused (InputError naming it) rather than waited on or read without end."""
+    nofollow = 0 if follow else os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC | nofollow, 0o600)
+    except OSError as exc:
+        # A FIFO opened for writing without a reader is ENXIO, a symbolic link refused ELOOP:
+        # both are "not a regular file", which says more than the errno does.
+        if exc.errno in (errno.ENXIO, errno.ELOOP, errno.EISDIR) and _not_regular(path):
+            raise InputError(f"{what} is not a regular file", str(path)) from None
+        raise InputError(f"cannot {verb} {what}: {exc.strerror}", str(path)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{what} is not a regular file", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _not_regular(path: str | Path) -> bool:
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def read_regular(path: str | Path, what: str, limit: int | None = None, *, follow: bool = True) -> bytes:
+    """The bytes of the regular file `path` (see `open_regular`); with `limit`, a file longer
+    than that is refused (InputError) rather than read."""
+    with os.fdopen(open_regular(path, what, follow=follow), "rb") as f:
+        try:
+            data = f.read() if limit is None else f.read(limit + 1)
+        except OSError as exc:
+            raise InputError(f"cannot read {what}: {exc.strerror}", str(path)) from None
+    if limit is not None and len(data) > limit:
+        raise InputError(f"{what} holds more than {limit} bytes: not a key file", str(path))
+    return data
+
+
 def read_small_file(path: str | Path, what: str, limit: int = MAX_KEY_FILE_BYTES) -> bytes:
     """The bytes of a key (or witness) file, opened without blocking: a FIFO, a device such
     as /dev/zero or a directory in its place is refused (InputError), and so is a file longer
     than `limit`, rather than waited on or read without end."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise InputError(f"cannot read {what}: {exc.strerror}", str(path)) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InputError(f"{what} is not a regular file", str(path))
-        data = os.read(fd, limit + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read {what}: {exc.strerror}", str(path)) from None
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise InputError(f"{what} holds more than {limit} bytes: not a key file", str(path))
-    return data
+    return read_regular(path, what, limit)
 
 
 def generate_signing_key() -> tuple[bytes, bytes]:

@@ -4,6 +4,7 @@ MACed under a key that evolves at every checkpoint, with checkpoints, seals and 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from secpolicy.auditlog.canonical import canonical, now_iso, parse_canonical
-from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id
+from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id, open_regular, read_regular
 from secpolicy.auditlog.merkle import Frontier, leaf_hash
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GENESIS_PREV",
     "KINDS",
+    "LOCK_WAIT_S",
     "AuditLog",
     "CheckpointCopyError",
     "LogConfig",
@@ -39,6 +41,7 @@ __all__ = [
     "read_key",
     "read_pseudonym_key",
     "segment_name",
+    "write_all",
     "write_private_file",
 ]
 
@@ -52,6 +55,12 @@ LOCK_FILE = "lock"
 # kept with the log's other key material, so pseudonyms correlate across the runs it records.
 PSEUDONYM_KEY_FILE = "pseudonym.key"
 _STATE_VERSION = 1
+# How long a writer waits for another writer of the same log to finish (as `fim` does): short
+# runs (`log append`, `log checkpoint`, `scan`, `replay`, `fim`) take turns instead of failing.
+LOCK_WAIT_S = 60.0
+_LOCK_POLL_S = 0.05
+# The start entry of a log with many copy targets is still far below this.
+_MAX_START_LINE = 1024 * 1024
 
 
 def entry_mac(key: bytes, entry_without_mac: Mapping[str, Any]) -> str:
@@ -103,13 +112,24 @@ def _check_copy_target(path: Path) -> None:
         raise InputError(f"cannot append checkpoints here: {exc.strerror or exc}", str(path)) from None
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data`: write() may write fewer (a full disk, a file size limit);
+    the rest is written after them, or the OSError that stopped it raised."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, f"no byte written of the last {len(view)}")
+        view = view[written:]
+
+
 def write_private_file(path: Path, data: bytes) -> None:
     """Atomically replace `path` with `data`, mode 0600, durable once this returns."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_regular(tmp, "temporary file", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, follow=False, verb="write")
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -172,10 +192,14 @@ class LogOptions:
     signing_key_path: Path | None = None  # recorded at create, so later writers sign too
     copy_checkpoints_to: tuple[Path, ...] = ()
     on_checkpoint: Callable[[Checkpoint], None] | None = None
+    lock_wait: float = LOCK_WAIT_S  # seconds `open` waits for another writer; 0 = fail at once
+    on_lock_wait: Callable[[], None] | None = None  # called once when `open` starts to wait
 
     def __post_init__(self) -> None:
         if self.checkpoint_every < 1:
             raise InputError("checkpoint_every must be at least 1")
+        if self.lock_wait < 0:
+            raise InputError("lock_wait must not be negative")
         if self.sync not in ("always", "checkpoint"):
             raise InputError("sync must be 'always' or 'checkpoint'")
         if self.max_segment_bytes < 1024:
@@ -209,13 +233,14 @@ class LogConfig:
 
     @classmethod
     def load(cls, directory: Path) -> LogConfig | None:
-        """The log's configuration, or None for a log made before writers kept one."""
+        """The log's configuration, or None when it has none (a log made before writers kept
+        one, or one whose config.json was deleted: `check_config` tells them apart)."""
         path = directory / CONFIG_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             return None
-        except (OSError, ValueError) as exc:
+        try:
+            data = json.loads(read_regular(path, "audit log configuration", _MAX_START_LINE, follow=False))
+        except ValueError as exc:
             raise InputError(f"unreadable audit log configuration: {exc}", str(path)) from exc
         if not isinstance(data, dict) or data.get("version") != 1:
             raise InputError("unsupported audit log configuration", str(path))
@@ -225,6 +250,27 @@ class LogConfig:
                 and isinstance(key, str | None) and isinstance(pub, str | None)):
             raise InputError("audit log configuration has mistyped fields", str(path))
         return cls(key, pub, tuple(copies))
+
+    @classmethod
+    def of_start(cls, body: Mapping[str, Any]) -> LogConfig:
+        """What the start entry of a log (seq 0, under the MAC) records of its configuration."""
+        pub = body.get("signing_public_key")
+        copies = body.get("copy_checkpoints") or []
+        return cls(None, pub if isinstance(pub, str) and pub else None,
+                   tuple(str(c) for c in copies) if isinstance(copies, list) else ())
+
+    def records(self) -> str:
+        """What this configuration makes a writer do, in words."""
+        out = []
+        if self.signing_public_key:
+            out.append(f"signing every checkpoint (key {self.signing_public_key[:16]}...)")
+        if self.copy_checkpoints:
+            out.append("copying every checkpoint to " + ", ".join(self.copy_checkpoints))
+        return " and ".join(out) or "no signing and no checkpoint copies"
+
+    def agrees_with(self, start: LogConfig) -> bool:
+        return (self.signing_public_key == start.signing_public_key
+                and sorted(self.copy_checkpoints) == sorted(start.copy_checkpoints))
 
     def apply(self, options: LogOptions, directory: Path) -> LogOptions:
         """`options` with this configuration's signing key (unless one is given) and copy
@@ -248,6 +294,41 @@ class LogConfig:
         known = {str(Path(p).resolve()) for p in copies}
         copies += [Path(c) for c in self.copy_checkpoints if c not in known]
         return dataclasses.replace(options, signing_key=signing, copy_checkpoints_to=tuple(copies))
+
+
+def start_config(directory: Path) -> LogConfig | None:
+    """What the start entry of the log in `directory` records of its configuration (the
+    signing public key and the checkpoint copies), or None if the log has no first segment.
+    IntegrityError if its first line is no start entry."""
+    path = directory / segment_name(0)
+    if not os.path.lexists(path):
+        return None
+    with os.fdopen(open_regular(path, "log segment"), "rb") as f:
+        line = f.readline(_MAX_START_LINE)
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        entry = None
+    if not (isinstance(entry, dict) and entry.get("kind") == "start" and entry.get("seq") == 0
+            and isinstance(entry.get("body"), dict)):
+        raise IntegrityError(f"{path}: the first line is not the log's start entry: modified")
+    return LogConfig.of_start(entry["body"])
+
+
+def check_config(directory: Path, config: LogConfig | None) -> None:
+    """Refuse (InputError) to write a log whose config.json is missing or differs from what its
+    start entry records: a writer would silently stop signing or copying checkpoints."""
+    start = start_config(directory)
+    if start is None or (config is None and start == LogConfig()):
+        return
+    path = str(directory / CONFIG_FILE)
+    if config is None:
+        raise InputError(f"missing, but the log's start entry records {start.records()}: a writer without it "
+                         f"would silently stop doing so; put config.json back (docs/auditlog.md says what it "
+                         f"holds)", path)
+    if not config.agrees_with(start):
+        raise InputError(f"says {config.records()}, but the log's start entry records {start.records()}: it was "
+                         f"edited; put back what the start entry records (docs/auditlog.md)", path)
 
 
 class AuditLog:
@@ -325,7 +406,7 @@ class AuditLog:
         partial last line, and record whether the previous run ended sealed or crashed."""
         options = options or LogOptions()
         path = Path(directory)
-        if not (path / STATE_FILE).is_file():
+        if not os.path.lexists(path / STATE_FILE):
             raise InputError("not an audit log directory (no state.json)", str(path))
         if os.stat(path).st_mode & 0o077:
             os.chmod(path, 0o700)
@@ -335,11 +416,12 @@ class AuditLog:
         for target in options.copy_checkpoints_to:
             _check_copy_target(Path(target))
         config = LogConfig.load(path)
+        check_config(path, config)
         if config is not None:
             options = config.apply(options, path)
-        lock_fd = _lock(path)
+        lock_fd = _lock(path, options.lock_wait, options.on_lock_wait)
         try:
-            state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+            state = json.loads(read_regular(path / STATE_FILE, "the writer's state", follow=False))
             if state.get("version") != _STATE_VERSION:
                 raise InputError("unsupported state version", str(path / STATE_FILE))
             recovered = _recover(path, state)
@@ -349,7 +431,11 @@ class AuditLog:
         except BaseException:
             os.close(lock_fd)
             raise
-        log = cls(path, options, state, lock_fd)
+        try:
+            log = cls(path, options, state, lock_fd)
+        except BaseException:
+            os.close(lock_fd)
+            raise
         log._append("start", {
             "log_id": log.log_id, "version": _STATE_VERSION,
             "resumed_after": recovered["last_kind"] if recovered["last_kind"] == "seal" else "crash",
@@ -455,7 +541,8 @@ class AuditLog:
 
     def _open_segment(self) -> None:
         path = self.directory / segment_name(self._segment_index)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = open_regular(path, "log segment", os.O_WRONLY | os.O_APPEND | os.O_CREAT, follow=False,
+                                verb="write")
         os.fchmod(self._fd, 0o600)
         self._segment_bytes = os.fstat(self._fd).st_size
 
@@ -471,11 +558,14 @@ class AuditLog:
         entry["mac"] = entry_mac(bytes(self._key), entry)
         line = canonical(entry)
         data = line + b"\n"
-        # One write() of the whole line on an O_APPEND descriptor: a crash leaves at most one
-        # partial last line, which `open` cuts and reports.
-        written = os.write(self._fd, data)
-        if written != len(data):
-            raise RuntimeFailure(f"short write to audit log ({written} of {len(data)} bytes)")
+        # The whole line on an O_APPEND descriptor: a crash leaves at most one partial last
+        # line, which `open` cuts and reports. A write that fails is undone, so that the next
+        # line (the seal `close` writes) starts on a line of its own.
+        try:
+            write_all(self._fd, data)
+        except OSError:
+            self._undo_partial_write()
+            raise
         if self.options.sync == "always":
             os.fsync(self._fd)
         self._segment_bytes += len(data)
@@ -483,6 +573,12 @@ class AuditLog:
         self._frontier.append(leaf_hash(line))
         self._seq += 1
         return self._seq - 1
+
+    def _undo_partial_write(self) -> None:
+        try:
+            os.ftruncate(self._fd, self._segment_bytes)
+        except OSError:
+            pass  # left for `open` to cut, as after a crash
 
     def _checkpoint(self) -> Checkpoint:
         cp = Checkpoint(self.log_id, self._frontier.size, self._frontier.root().hex(), now_iso())
@@ -519,12 +615,7 @@ class AuditLog:
             # The checkpoint is in the log and the key has evolved: a failure here must not
             # stop the writer (which would leave the log unsealed), so it is kept for `close`.
             try:
-                fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-                try:
-                    os.write(fd, line)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _append_line(Path(target), line)
             except OSError as exc:
                 first, count, _ = self._copy_failures.get(str(target), (cp.tree_size, 0, ""))
                 self._copy_failures[str(target)] = (first, count + 1, exc.strerror or str(exc))
@@ -549,21 +640,63 @@ class AuditLog:
         write_private_file(self.directory / STATE_FILE, canonical(state))
 
 
-def _lock(directory: Path) -> int:
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+def _append_line(target: Path, line: bytes) -> None:
+    """Append `line` to a checkpoint copy, in full (OSError if not). A copy whose last line
+    was cut short (a full disk, an earlier failure) gets a newline first: the torn line stays
+    a line of its own, which `log verify` reports as incomplete, never glued to this one."""
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
+        if _ends_mid_line(target, fd):
+            line = b"\n" + line
+        write_all(fd, line)
+        os.fsync(fd)
+    finally:
         os.close(fd)
-        raise RuntimeFailure(f"{directory}: audit log is in use by another writer") from exc
-    return fd
+
+
+def _ends_mid_line(target: Path, fd: int) -> bool:
+    """Does the regular file `target` (open as `fd`) end with a line cut short? Not known
+    (False) for a FIFO, a device or a file the writer may append to but not read."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        return False
+    try:
+        rfd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return os.fstat(rfd).st_ino == st.st_ino and os.pread(rfd, 1, st.st_size - 1) != b"\n"
+    finally:
+        os.close(rfd)
+
+
+def _lock(directory: Path, wait: float = 0.0, on_wait: Callable[[], None] | None = None) -> int:
+    """Take the log's writer lock, waiting up to `wait` seconds for another writer to release
+    it (`on_wait` is told once when the wait starts); RuntimeFailure (exit 3) if it does not."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                 0o600)
+    deadline = time.monotonic() + wait
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                waited = f" (waited {wait:g} s; a `monitor` holds it for as long as it runs)" if wait else ""
+                raise RuntimeFailure(f"{directory}: audit log is in use by another writer{waited}") from None
+        if not waiting and on_wait is not None:
+            on_wait()
+        waiting = True
+        time.sleep(_LOCK_POLL_S)
 
 
 def _recover(directory: Path, state: dict[str, Any]) -> dict[str, Any]:
     """Bring `state` up to the end of the log (in place) and check that nothing before the
     saved state changed; a shorter file or a different last line is tampering."""
     seg_path = directory / segment_name(state["segment"])
-    data = seg_path.read_bytes() if seg_path.exists() else b""
+    data = _read_segment(seg_path)
     offset = state["offset"]
     if len(data) < offset:
         raise IntegrityError(
@@ -588,9 +721,12 @@ def _recover(directory: Path, state: dict[str, Any]) -> dict[str, Any]:
                 # A write cut short by a crash: keep its fingerprint, drop the bytes.
                 tail = data[pos:]
                 partial = {"bytes": len(tail), "sha256": hashlib.sha256(tail).hexdigest()}
-                with open(seg_path, "r+b") as f:
-                    f.truncate(pos)
-                    os.fsync(f.fileno())
+                fd = open_regular(seg_path, "log segment", os.O_WRONLY, follow=False, verb="write")
+                try:
+                    os.ftruncate(fd, pos)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             break
         line = data[pos:nl]
         entry, is_canonical = parse_canonical(line)
@@ -612,10 +748,17 @@ def _recover(directory: Path, state: dict[str, Any]) -> dict[str, Any]:
         elif last_kind == "rotate":
             state["segment"] += 1
             seg_path = directory / segment_name(state["segment"])
-            data = seg_path.read_bytes() if seg_path.exists() else b""
+            data = _read_segment(seg_path)
             pos = 0
     state["key"] = key.hex()
     state["frontier_size"] = frontier.size
     state["frontier"] = frontier.to_list()
     state["offset"] = pos
     return {"last_kind": last_kind, "partial": partial}
+
+
+def _read_segment(path: Path) -> bytes:
+    """A segment's bytes, b"" if it does not exist yet; InputError for a FIFO or a device."""
+    if not os.path.lexists(path):
+        return b""
+    return read_regular(path, "log segment", follow=False)

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.auditlog.canonical import canonical, now_iso, parse_canonical
-from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id, read_small_file
+from secpolicy.auditlog.checkpoint import (
+    Checkpoint,
+    evolve_key,
+    key_id,
+    open_regular,
+    read_regular,
+    read_small_file,
+)
 from secpolicy.auditlog.log import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -25,6 +32,7 @@ from secpolicy.auditlog.log import (
     LogConfig,
     entry_mac,
     line_hash,
+    start_config,
     write_private_file,
 )
 from secpolicy.auditlog.merkle import Frontier, leaf_hash
@@ -75,10 +83,13 @@ class Anchor:
     epoch: int | None = None  # writer state: the epoch after entry tree_size - 1
     key: str | None = None  # writer state: the key of that epoch (hex)
     checkpoint: bool = False  # a checkpoint entry stands at seq tree_size
+    # Kept in the log's own directory (state.json, checkpoints.jsonl): put back together with
+    # an older copy of the log, it cannot tell that copy from the log.
+    on_host: bool = False
 
     @classmethod
-    def of_checkpoint(cls, cp: Checkpoint, source: str) -> Anchor:
-        return cls(cp.tree_size, source, cp.root, cp.log_id, cp.ts, checkpoint=True)
+    def of_checkpoint(cls, cp: Checkpoint, source: str, on_host: bool = False) -> Anchor:
+        return cls(cp.tree_size, source, cp.root, cp.log_id, cp.ts, checkpoint=True, on_host=on_host)
 
     @property
     def what(self) -> str:
@@ -141,6 +152,8 @@ def log_files(paths: Sequence[str | Path]) -> list[Path]:
             out.extend(segs)
         elif p.is_file():
             out.append(p)
+        elif os.path.lexists(p):
+            raise InputError("neither a regular file nor a log directory", str(p))
         else:
             raise InputError("no such file or directory", str(p))
     if not out:
@@ -149,18 +162,16 @@ def log_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
+    """A log file's bytes; a FIFO or a device in its place is InputError, not a hang."""
+    return read_regular(path, "log file")
 
 
 def _first_line(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as f:
+    with os.fdopen(open_regular(path, "log file"), "rb") as f:
+        try:
             return f.readline()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
+        except OSError as exc:
+            raise InputError(f"cannot read log file: {exc.strerror}", str(path)) from exc
 
 
 def _first_seq(line: bytes) -> int | None:
@@ -235,8 +246,18 @@ def _read_regular(path: Path) -> bytes:
         return f.read()
 
 
-def _host_checkpoints(path: Path, what: str, warnings: list[str]) -> list[Anchor]:
-    """Checkpoints a writer appended to a file; a last line cut by a crash is left out."""
+# How every checkpoint line starts (canonical JSON, keys sorted): a line cut short starts so too.
+_CHECKPOINT_HEAD = b'{"log_id":"'
+
+
+def _torn(line: bytes) -> bool:
+    """Is `line` (which is no JSON) the start of a checkpoint line a failed write cut short?"""
+    return _CHECKPOINT_HEAD.startswith(line[:len(_CHECKPOINT_HEAD)]) and not line.endswith(b"}")
+
+
+def _host_checkpoints(path: Path, what: str, warnings: list[str], on_host: bool = False) -> list[Anchor]:
+    """Checkpoints a writer appended to a file; a line cut short (a crash, a full disk) is
+    left out with a warning: the copy is incomplete, not modified."""
     data = _read_regular(path)
     lines = data.split(b"\n")
     if lines and lines[-1]:
@@ -248,22 +269,37 @@ def _host_checkpoints(path: Path, what: str, warnings: list[str]) -> list[Anchor
         try:
             cp = Checkpoint.from_dict(json.loads(line))
         except (ValueError, InputError):
+            if _torn(line):
+                warnings.append(f"{path}:{n}: a checkpoint cut short (a write that failed, e.g. on a full disk); "
+                                f"the {what} is incomplete and this line was not used")
+                continue
             raise TamperError(str(path), n, None, f"not a checkpoint: the {what} was modified") from None
-        out.append(Anchor.of_checkpoint(cp, f"checkpoint {cp.tree_size} in {path}"))
+        out.append(Anchor.of_checkpoint(cp, f"checkpoint {cp.tree_size} in {path}", on_host))
     return out
 
 
 def _state_anchor(path: Path) -> Anchor:
+    data = read_regular(path, "the writer's state")
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(data)
         frontier = Frontier.from_list(int(state["frontier_size"]), list(state["frontier"]))
         seq = int(state["seq"])
         return Anchor(seq, f"the writer's state {path}", frontier.root().hex(), str(state["log_id"]),
                       state.get("saved"), prev=str(state["prev"]), epoch=int(state["epoch"]),
-                      key=str(state["key"]))
+                      key=str(state["key"]), on_host=True)
     except (ValueError, KeyError, TypeError) as exc:
         raise TamperError(str(path), None, None, f"the writer's state is not readable as such ({exc}): "
                                                  f"modified") from None
+
+
+def _refuse_special(path: Path, what: str) -> None:
+    """InputError if `path` is there but is no regular file (a FIFO would hang a reader)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{what} is not a regular file", str(path))
 
 
 def read_host_state(directory: Path) -> HostState:
@@ -273,23 +309,21 @@ def read_host_state(directory: Path) -> HostState:
     anchors: list[Anchor] = []
     held: list[str] = []
     state = directory / STATE_FILE
+    _refuse_special(state, "the writer's state")
+    _refuse_special(directory / CONFIG_FILE, "audit log configuration")
     if state.is_file():
         try:
             anchors.append(_state_anchor(state))
             held.append(STATE_FILE)
-        except PermissionError:
-            warnings.append(f"{state}: permission denied; the writer's state was not used")
+        except InputError as exc:
+            warnings.append(f"{exc.render()}; the writer's state was not used")
     elif any((directory / name).exists() for name in (CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE)):
         warnings.append(f"{state} is missing: the writer's state was not used (a copy made without it, or, in "
                         f"the writer's own directory, deleted: a writer never removes it)")
-    config = None
-    try:
-        config = LogConfig.load(directory)
-    except InputError as exc:
-        warnings.append(exc.render())
+    config = _configuration(directory, warnings)
     own = directory / CHECKPOINT_FILE
     try:
-        cps = _host_checkpoints(own, "writer's list of checkpoints", warnings)
+        cps = _host_checkpoints(own, "writer's list of checkpoints", warnings, on_host=True)
         anchors += cps
         held.append(f"{CHECKPOINT_FILE} ({len(cps)})")
     except FileNotFoundError:
@@ -315,6 +349,32 @@ def read_host_state(directory: Path) -> HostState:
         anchors += cps
         held.append(f"{path} ({len(cps)})")
     return HostState(tuple(anchors), tuple(held), tuple(warnings), config)
+
+
+def _configuration(directory: Path, warnings: list[str]) -> LogConfig | None:
+    """The checkpoint copies and signing key `log init` set up, as the log's start entry (under
+    the MAC) records them; config.json only repeats them, so one deleted or edited to name
+    fewer copies hides none of them (it is named in a warning)."""
+    path = directory / CONFIG_FILE
+    config, usable = None, True
+    try:
+        config = LogConfig.load(directory)
+    except InputError as exc:
+        warnings.append(exc.render())
+        usable = False
+    try:
+        start = start_config(directory)
+    except IntegrityError:
+        start = None  # verify_log names what is wrong with the first entry
+    if start is None:
+        return config
+    if usable and config is None and start != LogConfig():
+        warnings.append(f"{path} is missing, but the log's start entry records {start.records()}, which was "
+                        f"checked (writers refuse to write this log until config.json is put back)")
+    elif config is not None and not config.agrees_with(start):
+        warnings.append(f"{path} says {config.records()}, but the log's start entry records {start.records()}: "
+                        f"config.json was edited; the start entry's were checked")
+    return start
 
 
 @dataclass
@@ -536,10 +596,16 @@ class _Verifier:
 
     def check_restart(self, path: str, n: int, seq: int, body: dict[str, Any]) -> None:
         after, prev_kind = body.get("resumed_after"), self.w.prev_kind
+        partial = body.get("discarded_partial_line")
         if after == "seal":
             if prev_kind != "seal":
                 raise TamperError(path, n, seq, "restart claims a clean shutdown but the previous entry is not a "
                                                 "seal: entries removed")
+            if isinstance(partial, dict):
+                # A writer seals only after its last line is whole: these bytes were added later.
+                self.w.warnings.append(f"seq {seq}: the writer cut a partial line of {partial.get('bytes')} bytes "
+                                       f"(sha256 {partial.get('sha256')}) found after the seal of seq {seq - 1}: "
+                                       f"bytes were appended to the sealed log by something other than its writer")
             return
         if after != "crash":
             raise TamperError(path, n, seq, "start entry in the middle of the log without a reason")
@@ -547,7 +613,6 @@ class _Verifier:
             raise TamperError(path, n, seq, "restart claims a crash after a seal: inconsistent")
         self.w.crashes.append(seq)
         self.w.warnings.append(f"seq {seq}: restart after an unclean shutdown (crash) following seq {seq - 1}")
-        partial = body.get("discarded_partial_line")
         if isinstance(partial, dict):
             self.w.warnings.append(f"seq {seq}: the writer cut a partial line of {partial.get('bytes')} bytes left "
                                    f"by the crash")
@@ -684,6 +749,11 @@ class _Verifier:
             out.append("no key given: the writer's state is not authenticated; a cut back that also rewrites "
                        "state.json and the checkpoint files on this host is caught only by a --witness or "
                        "--checkpoint kept elsewhere")
+        if self.rollback_detectable() and all(a.on_host for a in self.anchors):
+            out.append("only the log's own directory (its state.json, checkpoints.jsonl) records how long this log "
+                       "was, and no checkpoint kept elsewhere (a copy set up with `log init --copy-checkpoints`, "
+                       "--checkpoint) or --witness was checked: the whole directory put back as an older complete "
+                       "copy of itself would verify as intact, key or no key")
         return out
 
 

@@ -144,10 +144,16 @@ def test_a_forged_state_needs_a_key_the_attacker_no_longer_has(runs: dict, tmp_p
     # Without the initial key, only the copy set up at init (whole here) shows the cut ...
     code, out = run("log", "verify", str(copy), "--checkpoint", str(copy / "checkpoints.jsonl"))
     assert code == 5 and "cut back" in out and f"in {runs['copy']}" in out
+    # ... also with config.json deleted: the MACed start entry names that copy.
     (copy / "config.json").unlink()
-    # Without the initial key the forged state cannot be told apart: verify says so.
+    code, out = run("log", "verify", str(copy), "--checkpoint", str(copy / "checkpoints.jsonl"))
+    assert code == 5 and "cut back" in out and f"in {runs['copy']}" in out
+    # Without that copy and without the initial key the forged state cannot be told apart: verify says so.
+    runs["copy"].rename(runs["copy"].with_name("elsewhere.jsonl"))
     code, out = run("log", "verify", str(copy), "--checkpoint", str(copy / "checkpoints.jsonl"))
     assert code == 0 and "the writer's state is not authenticated" in out
+    assert f"{runs['copy']}: the checkpoint copy set up at `log init` is missing" in out
+    assert f"{copy / 'config.json'} is missing, but the log's start entry records signing" in out
 
 
 def test_a_witness_kept_elsewhere_catches_a_cut_the_host_hides(runs: dict, tmp_path: Path) -> None:

@@ -400,7 +400,7 @@ def test_second_writer_is_locked_out(tmp_path: Path) -> None:
     directory = tmp_path / "log"
     log, _ = AuditLog.create(directory, OPTS)
     with pytest.raises(RuntimeFailure, match="in use"):
-        AuditLog.open(directory, OPTS)
+        AuditLog.open(directory, dataclasses.replace(OPTS, lock_wait=0))
     log.close()
 
 
