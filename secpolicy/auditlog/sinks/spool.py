@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from secpolicy.auditlog.log import write_all
 from secpolicy.errors import RuntimeFailure
 
 __all__ = ["MemorySpool", "QueuedSender", "Spool", "SpoolEntry"]
@@ -28,7 +29,7 @@ class SpoolEntry:
 def _append_durable(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, data)
+        write_all(fd, data)  # a short write (full disk) raises, never tears an entry silently
         os.fsync(fd)
     finally:
         os.close(fd)
