@@ -231,13 +231,28 @@ def evaluate_rule(
 
 
 def _host_name(ctx: FactContext) -> str:
+    """The running kernel's name; under --root, the image's /etc/hostname as systemd reads it
+    at boot: the first line that is neither empty nor a `#` comment, stripped of blanks. A name the
+    kernel would not take (over 64 bytes, HOST_NAME_MAX, or not letters, digits, `-` and `_`
+    in dot-separated labels) is shown cut to 64 bytes and marked, never whole: it is on the
+    cover and every page header of a report, and an image controls it."""
     if ctx.live:
         return socket.gethostname()
     try:
-        name = (ctx.read_text("/etc/hostname") or "").strip()
+        text = ctx.read_text("/etc/hostname") or ""
     except EvaluationError:
-        name = ""
-    return name or f"image:{os.path.basename(ctx.root.rstrip('/')) or ctx.root}"
+        text = ""
+    # systemd's lines end at \n, \r\n, \r or NUL, and it strips blanks (not VT or other controls).
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\n").split("\n")
+    name = next((s for s in (line.strip(" \t") for line in lines) if s and not s.startswith("#")), "")
+    if not name:
+        return f"image:{os.path.basename(ctx.root.rstrip('/')) or ctx.root}"
+    raw = name.encode("utf-8", "surrogateescape")
+    ldh = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+    labels = (name[:-1] if name.endswith(".") and "." in name[:-1] else name).split(".")
+    if len(raw) <= 64 and all(x and set(x) <= ldh and x[0] != "-" and x[-1] != "-" for x in labels):
+        return name
+    return raw[:64].decode("utf-8", "surrogateescape") + "... (not a valid host name: /etc/hostname)"
 
 
 @dataclass

@@ -10,11 +10,13 @@ PATH (no space left on device)`) and leaves the previous file as it was."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import stat
 import sys
 import tempfile
+from collections.abc import Iterable
 from typing import IO, Any, Self, cast
 
 from secpolicy.errors import InputError
@@ -25,15 +27,20 @@ __all__ = [
     "OutputError",
     "OutputFile",
     "check_directory",
+    "check_given",
+    "check_not_input",
     "check_readable",
     "check_sqlite_companions",
+    "check_stdout",
     "check_writable",
     "create_private",
     "describe",
     "follow_symlinks",
+    "is_terminal",
     "make_private_dir",
     "open_output",
     "reader_gone",
+    "same_file",
     "set_follow_symlinks",
     "stdout_closed",
     "stdout_reader_gone",
@@ -138,7 +145,11 @@ def _parent(path: str) -> str:
 def check_writable(path: str | None, *, follow: bool | None = None) -> None:
     """Refuse, before any work is done, an output that could not be written: a missing or
     unwritable directory, a directory or block device in its place, a symbolic link."""
-    if path is None or _std_fd(path) is not None:
+    if path is None:
+        return
+    fd = _std_fd(path)
+    if fd is not None:
+        _check_fd(path, fd)
         return
     kind, real, _ = _classify(path, follow_symlinks() if follow is None else follow)
     if kind == "special":
@@ -151,6 +162,44 @@ def check_writable(path: str | None, *, follow: bool | None = None) -> None:
     if not os.path.isdir(parent):
         raise OutputError(path, "no such directory" if not os.path.exists(parent) else "not a directory")
     _probe(parent, path)
+
+
+def check_stdout() -> None:
+    """Refuse, before any work, to write to a standard output that is closed (`>&-`)."""
+    _check_fd("standard output", 1)
+
+
+def _check_fd(path: str, fd: int) -> None:
+    # With standard output closed at start, Python has no sys.stdout and the next file
+    # opened may take descriptor 1: /dev/stdout would then name that file.
+    if fd == 1 and sys.stdout is None or fd == 2 and sys.stderr is None:
+        raise OutputError(path, "it is closed")
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        raise OutputError(path, "it is closed" if fd in (1, 2) else f"file descriptor {fd} is not open") from None
+    if flags & os.O_ACCMODE == os.O_RDONLY:
+        raise OutputError(path, f"file descriptor {fd} is open for reading only")
+
+
+def is_terminal(path: str | None) -> bool:
+    """Whether writing to `path` (None and `-` are standard output) would write to a terminal:
+    `/dev/stdout`, `/dev/fd/N` or a terminal device named by its path."""
+    if path is None or path == "-":
+        return sys.stdout is not None and sys.stdout.isatty()
+    fd = _std_fd(path)
+    if fd is not None:
+        return os.isatty(fd)
+    try:
+        if not stat.S_ISCHR(os.stat(path).st_mode):
+            return False
+        tfd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return os.isatty(tfd)
+    finally:
+        os.close(tfd)
 
 
 def _probe(directory: str, path: str) -> None:
@@ -169,6 +218,57 @@ def check_directory(path: str) -> None:
     (0700, with missing parents) now, before the work, and a file is tried in it."""
     make_private_dir(path)
     _probe(path, path)
+
+
+def check_given(options: Iterable[tuple[str, str | None]]) -> None:
+    """Refuse a path option given as an empty string (exit 2), as an empty `--rule` is: `''`
+    names nothing, and taken as given it would mean the current directory or no option."""
+    for option, value in options:
+        if value is not None and not value:
+            raise InputError(f"{option} is empty: give a path, or leave the option out")
+
+
+def _identity(path: str) -> tuple[os.stat_result | None, str]:
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except (OSError, ValueError):
+        st = None
+    return st, os.path.realpath(path)
+
+
+def _same(st: os.stat_result | None, real: str, other_st: os.stat_result | None, other_real: str) -> bool:
+    if st is not None and other_st is not None and (st.st_dev, st.st_ino) == (other_st.st_dev, other_st.st_ino):
+        return True
+    return real == other_real
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: the same device and inode, or the same resolved path."""
+    return _same(*_identity(a), *_identity(b))
+
+
+def check_not_input(outputs: Iterable[tuple[str, str | None]], inputs: Iterable[tuple[str, str | None]],
+                    *, directories: Iterable[tuple[str, str | None]] = ()) -> None:
+    """Refuse (exit 2), before any work, an output that is one of the command's inputs: the
+    same file by device and inode (a hard link, a link followed) or by resolved path. Every
+    existing file under one of `directories` (an audit log) counts as an input. Standard
+    output, devices and FIFOs are written through, never replaced, and are not compared."""
+    ins = [(label, path, *_identity(path)) for label, path in inputs if path]
+    dirs = [(label, path, os.path.realpath(path)) for label, path in directories if path]
+    for out_label, out in outputs:
+        if not out or _std_fd(out) is not None:
+            continue
+        st, real = _identity(out)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            continue
+        for label, path, in_st, in_real in ins:
+            if _same(st, real, in_st, in_real):
+                raise InputError(f"{out_label} {out} is the same file as the input {label} {path}: "
+                                 "refusing to overwrite an input")
+        for label, path, in_real in dirs:
+            if st is not None and real.startswith(in_real.rstrip(os.sep) + os.sep):
+                raise InputError(f"{out_label} {out} is a file of the input {label} {path}: "
+                                 "refusing to overwrite an input")
 
 
 def check_readable(path: str, what: str = "") -> None:
@@ -438,6 +538,8 @@ def reader_gone() -> None:
 
 
 def _stdout(binary: bool) -> OutputFile:
+    if sys.stdout is None:
+        raise OutputError("standard output", "it is closed")
     stream: IO[Any] = sys.stdout
     if binary:
         buffer = getattr(sys.stdout, "buffer", None)

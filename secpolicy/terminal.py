@@ -4,9 +4,10 @@ table outputs print must not move the cursor, set the window title, write the cl
 
 from __future__ import annotations
 
-__all__ = ["inert"]
+__all__ = ["inert", "inert_line"]
 
 _KEEP = frozenset("\n\t")
+_LINE = frozenset("\t")
 
 
 def inert(text: str, keep: frozenset[str] = _KEEP) -> str:
@@ -14,6 +15,11 @@ def inert(text: str, keep: frozenset[str] = _KEEP) -> str:
     characters such as bidi overrides, unpaired surrogates of undecodable bytes) shown as
     `\\xNN` escapes of its bytes; newlines and tabs are kept unless `keep` says otherwise."""
     if text.isprintable():
+        return text
+    rest = text
+    for ch in keep:
+        rest = rest.replace(ch, "")
+    if rest.isprintable():  # only kept characters (line breaks): nothing to escape
         return text
     out = []
     for ch in text:
@@ -26,3 +32,9 @@ def inert(text: str, keep: frozenset[str] = _KEEP) -> str:
         else:
             out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass")))
     return "".join(out)
+
+
+def inert_line(text: str) -> str:
+    """`inert(text)` that also escapes newlines (`\\x0a`): a value printed on one line of
+    output cannot start a line of its own (a forged finding in piped or `grep`ped output)."""
+    return inert(text, _LINE)

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -63,6 +62,12 @@ class ScanRequest:
     def check(self) -> None:
         """Every input and output path, before any work: a scan never runs only to fail at
         the end."""
+        outfile.check_given([*(("--policy", p) for p in self.policies), ("--root", self.root), ("--image", self.image),
+                             ("--waivers", self.waivers), ("--tailoring", self.tailoring), ("--output", self.output),
+                             ("--baseline", self.baseline), ("--report-dir", self.report_dir),
+                             ("--fim-key-file", self.fim_key_file),
+                             *(("--monitor-summary", m) for m in self.monitor_summaries),
+                             ("--audit-log", self.audit_log), ("--redaction", self.redaction)])
         given = [n for n, on in (("--image", self.image is not None), ("--root", self.root != "/"),
                                  ("--target", self.target is not None)) if on]
         if len(given) > 1:
@@ -78,8 +83,11 @@ class ScanRequest:
             raise InputError("--fail-on new needs --baseline OLD.json")
         if not os.path.isdir(self.root):
             raise InputError(f"--root {self.root}: not a directory")
+        self._check_outputs_are_not_inputs()
         outfile.check_writable(self.output)
-        if self.fmt == "pdf" and self.output in (None, "-") and sys.stdout.isatty():
+        if self.output in (None, "-"):
+            outfile.check_stdout()
+        if self.fmt == "pdf" and outfile.is_terminal(self.output):
             raise InputError("refusing to write a PDF to a terminal; give --output FILE or redirect")
         if self.report_dir:
             outfile.check_directory(self.report_dir)
@@ -90,6 +98,28 @@ class ScanRequest:
             raise InputError("not an audit log directory (make one with `secpolicy log init`)", self.audit_log)
         if self.redaction is not None:
             outfile.check_readable(self.redaction, "redaction policy")
+
+    def _check_outputs_are_not_inputs(self) -> None:
+        """`-o` (or a file of `--report-dir`) naming the policy, the baseline or another input
+        would replace it with the scan's output: refused before the scan."""
+        from secpolicy.app.policies import bundled_policies
+        from secpolicy.policy.loader import find_policy_files
+
+        paths = [Path(p) for p in self.policies] or [bundled_policies(False)]
+        try:
+            policy_files = [str(p) for p in find_policy_files(paths)]
+        except InputError:
+            policy_files = list(self.policies)  # the loader says what is wrong with them
+        inputs = [*(("policy", p) for p in policy_files), ("--waivers", self.waivers), ("--tailoring", self.tailoring),
+                  ("--baseline", self.baseline), *(("--monitor-summary", m) for m in self.monitor_summaries),
+                  ("--redaction", self.redaction), ("--fim-key-file", self.fim_key_file),
+                  *(("--fim", db.partition("=")[2]) for db in self.fim_dbs), ("--image", self.image)]
+        in_dir = [os.path.join(self.report_dir, name) for name in REPORT_DIR_FILES] if self.report_dir else []
+        outputs = [("--output", self.output), *(("--report-dir", path) for path in in_dir)]
+        outfile.check_not_input(outputs, inputs, directories=[("--audit-log", self.audit_log)])
+        for path in in_dir:
+            if self.output and outfile.same_file(self.output, path):
+                raise InputError(f"--output {self.output} is also written by --report-dir ({path}): give another file")
 
 
 @dataclass

@@ -25,7 +25,7 @@ from secpolicy.policy import PolicyErrors, PolicySet
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.waivers import load_waivers
 from secpolicy.resources import load_schema, schema_path
-from secpolicy.terminal import inert
+from secpolicy.terminal import inert_line
 from secpolicy.vocabulary import builtin_registry
 
 __all__ = ["COMMANDS", "FAIL_ON", "SCAN_FORMATS", "load", "registry"]
@@ -73,12 +73,15 @@ def _shown(results: dict[str, Any], verbose: bool) -> list[dict[str, Any]]:
     return shown
 
 
-def _evidence_text(r: dict[str, Any]) -> str:
+def _evidence_lines(r: dict[str, Any]) -> list[str]:
     """The comparisons the verdict turned on (not a guard it got past); for an error, the
-    reason. A rule that does not apply says why in its evidence's message."""
+    reason. A rule that does not apply says why in its evidence's message. One line each,
+    inert: a newline inside a value (a file name, a line read from the host) is escaped."""
     if r["status"] == "error":
-        return r.get("reason") or ""
-    return "\n".join(deciding_lines(r["evidence"])) or (r.get("reason") or "")
+        lines = [r.get("reason") or ""]
+    else:
+        lines = deciding_lines(r["evidence"]) or [r.get("reason") or ""]
+    return [inert_line(line) for line in lines if line]
 
 
 def _headline(results: dict[str, Any]) -> str:
@@ -148,14 +151,13 @@ def _tailoring_lines(t: dict[str, Any] | None) -> list[str]:
 def _print_plain(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
     """For pipes, files and NO_COLOR: no colour, no box drawing; one finding per line, its
     evidence indented on the next, so `grep` and `awk` read it."""
-    out.write(inert(_headline(results)) + "\n")
+    out.write(inert_line(_headline(results)) + "\n")
     for r in _shown(results, verbose):
-        out.write(inert(f"{r['status']:<6} {r['severity']:<8} {r['rule_id']}  {r['title']}") + "\n")
-        text = _evidence_text(r)
-        if text:
-            out.write(f"    {inert(text)}\n")
+        out.write(inert_line(f"{r['status']:<6} {r['severity']:<8} {r['rule_id']}  {r['title']}") + "\n")
+        for line in _evidence_lines(r):
+            out.write(f"    {line}\n")
     for line in _summary_lines(results, verbose):
-        out.write(inert(line) + "\n")
+        out.write(inert_line(line) + "\n")
 
 
 def _print_table(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
@@ -165,7 +167,7 @@ def _print_table(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
 
     console = Console(file=out, soft_wrap=False)
     scan = results["scan"]
-    console.print(f"[bold]secpolicy scan[/bold] of {escape(inert(scan['host']))} (root {escape(inert(scan['root']))}), "
+    console.print(f"[bold]secpolicy scan[/bold] of {escape(inert_line(scan['host']))} (root {escape(inert_line(scan['root']))}), "
                   f"{len(scan['policies'])} policies, {results['summary']['total']} rules")
     shown = _shown(results, verbose)
     if shown:
@@ -175,11 +177,11 @@ def _print_table(results: dict[str, Any], out: IO[str], verbose: bool) -> None:
         t.add_column("evidence", overflow="fold")
         for r in shown:
             t.add_row(f"[{_STATUS_STYLE[r['status']]}]{r['status']}[/]", r["severity"],
-                      f"{escape(inert(r['rule_id']))}\n[dim]{escape(inert(r['title']))}[/dim]",
-                      escape(inert(_evidence_text(r))))
+                      f"{escape(inert_line(r['rule_id']))}\n[dim]{escape(inert_line(r['title']))}[/dim]",
+                      escape("\n".join(_evidence_lines(r))))
         console.print(t)
     for i, line in enumerate(_summary_lines(results, verbose)):
-        line = inert(line)
+        line = inert_line(line)
         console.print(escape(line) if i else f"[bold]Summary:[/bold]{escape(line[len('Summary:'):])}",
                       highlight=False)
 
@@ -244,7 +246,7 @@ def scan(
     run = run_scan(req, progress=_scan_progress)
     if not quiet:
         for note in run.notes:
-            click.echo(f"secpolicy: note: {note}", err=True)
+            click.echo(f"secpolicy: note: {inert_line(note)}", err=True)
     if fmt == "table":
         with outfile.open_output(output) as out:
             if progress.plain_output(out):

@@ -14,6 +14,7 @@ import click
 from secpolicy import __version__
 from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, SecpolicyError
 from secpolicy.outfile import describe, reader_gone, stdout_reader_gone
+from secpolicy.terminal import inert, inert_line
 
 __all__ = ["EXIT_INTERRUPTED", "cli", "main"]
 
@@ -74,7 +75,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except SecpolicyError as e:
-            click.echo(f"secpolicy: {e.render()}" if not _located(e) else e.render(), err=True)
+            # Messages quote host names, file names and lines read from scanned hosts: inert,
+            # and one line unless the error is located (its excerpt and caret take lines).
+            click.echo(inert(e.render()) if _located(e) else f"secpolicy: {inert_line(e.render())}", err=True)
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -91,7 +94,7 @@ class _Group(click.Group):
         except OSError as e:
             if e.errno not in _DISK_ERRORS or os.environ.get("SECPOLICY_DEBUG"):
                 return _internal(ctx, e)
-            where = f" {e.filename}" if e.filename else ""
+            where = f" {inert_line(str(e.filename))}" if e.filename else ""
             click.echo(f"secpolicy: cannot write{where} ({describe(e)})", err=True)
             ctx.exit(EXIT_RUNTIME)
         except Exception as e:  # noqa: BLE001 - last line of defence: say what broke, without a traceback
@@ -105,7 +108,7 @@ def _internal(ctx: click.Context, e: Exception) -> None:
     if os.environ.get("SECPOLICY_DEBUG"):
         raise e
     click.echo(
-        f"secpolicy: internal error: {type(e).__name__}: {e} (set SECPOLICY_DEBUG=1 for a traceback)",
+        f"secpolicy: internal error: {type(e).__name__}: {inert_line(str(e))} (set SECPOLICY_DEBUG=1 for a traceback)",
         err=True,
     )
     ctx.exit(EXIT_RUNTIME)

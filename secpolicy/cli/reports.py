@@ -15,7 +15,7 @@ from secpolicy import outfile
 from secpolicy.cli import progress
 from secpolicy.cli.choices import StrictChoice
 from secpolicy.errors import EXIT_NONCOMPLIANT, InputError, IntegrityError
-from secpolicy.reports import FORMATS, render_results
+from secpolicy.reports import BINARY_FORMATS, FORMATS, render_results
 from secpolicy.reports.diff import (
     DIFF_FORMATS,
     diff_results,
@@ -93,7 +93,16 @@ def report(results_file: str, history: tuple[str, ...], fmt: str, output: str | 
     The HTML and PDF reports state the SHA-256 of RESULTS.json; the PDF (PDF/A-3b) carries
     the file itself as the attachment results.json."""
     progress.set_quiet(quiet)
+    outfile.check_given([("--output", output), *(("--history", h) for h in history), ("--sign", sign_key),
+                         ("--audit-log", audit_log)])
+    outputs = [("--output", output)] + ([("the signature", output + ".sig")] if sign_key and output else [])
+    outfile.check_not_input(outputs, [("RESULTS.json", results_file), *(("--history", h) for h in history),
+                                      ("--sign", sign_key)], directories=[("--audit-log", audit_log)])
     outfile.check_writable(output)
+    if output in (None, "-"):
+        outfile.check_stdout()
+    if fmt in BINARY_FORMATS and outfile.is_terminal(output):
+        raise InputError("refusing to write a PDF to a terminal; give --output FILE or redirect")
     if sign_key:
         if output in (None, "-") or os.path.exists(output) and not os.path.isfile(os.path.realpath(output)):
             raise InputError("--sign needs --output FILE (a regular file, the one the signature covers)")
@@ -158,7 +167,11 @@ def _read(path: str) -> bytes:
 def diff(old_file: str, new_file: str, fmt: str, output: str | None, fail_on_new: bool, allow_mixed_hosts: bool) -> None:
     """Compare two scans of one host: new failures, fixed rules, other status changes,
     added and removed rules."""
+    outfile.check_given([("--output", output)])
+    outfile.check_not_input([("--output", output)], [("OLD.json", old_file), ("NEW.json", new_file)])
     outfile.check_writable(output)
+    if output in (None, "-"):
+        outfile.check_stdout()
     old, new = load_results(old_file), load_results(new_file)
     check_same_host([(old_file, old), (new_file, new)], allow_mixed_hosts)
     d = diff_results(old, new)

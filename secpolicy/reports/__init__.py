@@ -4,12 +4,11 @@ per format, all `render(report, out)`; `render_results` picks the format and the
 from __future__ import annotations
 
 import io
-import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from secpolicy.errors import InputError
-from secpolicy.outfile import write_bytes
+from secpolicy.outfile import is_terminal, write_bytes
 from secpolicy.reports import csv_, json_, junit, ocsf, sarif
 from secpolicy.reports.html import render_html, render_pdf
 from secpolicy.reports.model import AuditRef, Report, build_report
@@ -53,9 +52,10 @@ def render_results(
     report = build_report(results, history, validate=validate, raw=raw, audit=audit)
     render = RENDERERS[fmt]
     to_stdout = output in (None, "-")
-    if fmt in BINARY_FORMATS and to_stdout:
-        target = stdout if stdout is not None else sys.stdout
-        if target.isatty():
+    if fmt in BINARY_FORMATS:
+        # `-o /dev/stdout`, `-o /dev/fd/1` or `-o /dev/pts/0` are a terminal as much as `-o -`.
+        tty = stdout.isatty() if to_stdout and stdout is not None else is_terminal(output)
+        if tty:
             raise InputError("refusing to write a PDF to a terminal; give --output FILE or redirect")
     if fmt in BINARY_FORMATS:
         buf = io.BytesIO()

@@ -3,6 +3,7 @@ SARIF, OCSF, HTML and PDF: evidence lines, reference lists, severity ranks."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,10 +16,19 @@ __all__ = [
     "finding_message",
     "references_text",
     "requirement_line",
+    "shown_bytes",
     "tailoring_lines",
 ]
 
 SEVERITY_TITLE = {s: s.value.capitalize() for s in Severity}
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def shown_bytes(text: str) -> str:
+    """Bytes that are not UTF-8, kept in the results as lone surrogates (surrogateescape),
+    as the `\\xNN` escapes the terminal, the FIM and the event outputs show them."""
+    return _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
 
 
 def evidence_line(e: Evidence) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from typing import IO
 
-from secpolicy.reports._text import evidence_text, references_text, requirement_line
+from secpolicy.reports._text import evidence_text, references_text, requirement_line, shown_bytes
 from secpolicy.reports.model import Report
 
 __all__ = ["COLUMNS", "FORMULA_START", "neutralise", "render"]
@@ -75,4 +75,4 @@ def render(report: Report, out: IO[str]) -> None:
             "; ".join(requirement_line(r) for r in report.requirements_for(f)),
             tailoring,
         )
-        w.writerow([neutralise(c) for c in cells])
+        w.writerow([neutralise(shown_bytes(c)) for c in cells])

@@ -12,7 +12,7 @@ from secpolicy.errors import InputError
 from secpolicy.models import Severity, deciding_lines, requirement_key
 from secpolicy.reports.model import validate_results
 from secpolicy.resultsfile import read_json_file
-from secpolicy.terminal import inert
+from secpolicy.terminal import inert, inert_line
 
 __all__ = ["DIFF_FORMATS", "Change", "Diff", "RequirementChange", "diff_results", "load_results", "read_results", "render_diff"]
 
@@ -269,8 +269,9 @@ class _Inert:
 
 def _render_table(d: Diff, sink: IO[str]) -> None:
     out = _Inert(sink)  # titles, evidence and hosts come from scanned hosts and policies
-    out.write(f"old: {d.old_scan.get('host')} {d.old_scan.get('started_at')} ({d.old_scan.get('id')})\n")
-    out.write(f"new: {d.new_scan.get('host')} {d.new_scan.get('started_at')} ({d.new_scan.get('id')})\n")
+    for label, scan in (("old", d.old_scan), ("new", d.new_scan)):
+        # one line each: a newline in a host name or a title must not start a line of its own
+        out.write(inert_line(f"{label}: {scan.get('host')} {scan.get('started_at')} ({scan.get('id')})") + "\n")
     out.write(_headline(d) + "\n")
     for attr, title in _SECTIONS:
         items: tuple[Change, ...] = getattr(d, attr)
@@ -279,27 +280,27 @@ def _render_table(d: Diff, sink: IO[str]) -> None:
         out.write(f"\n{title} ({len(items)}):\n")
         w_id = max(len(c.rule_id) for c in items)
         for c in items:
-            out.write(f"  {c.rule_id:<{w_id}}  {c.severity:<8}  {_status_pair(c):<26}  {c.title}\n")
+            out.write(inert_line(f"  {c.rule_id:<{w_id}}  {c.severity:<8}  {_status_pair(c):<26}  {c.title}") + "\n")
             if c.evidence:
-                out.write(f"  {'':<{w_id}}  {'':<8}  {c.evidence}\n")
+                out.write(f"  {'':<{w_id}}  {'':<8}  {inert_line(c.evidence)}\n")
     if d.requirement_changes:
         out.write(f"\nRequirement status changes ({len(d.requirement_changes)}):\n")
         for r in d.requirement_changes:
             pair = f"{r.old_status or '(absent)'} -> {r.new_status or '(absent)'}"
-            out.write(f"  {r.framework} {r.id:<12}  {pair:<30}  ({r.coverage})\n")
+            out.write(inert_line(f"  {r.framework} {r.id:<12}  {pair:<30}  ({r.coverage})") + "\n")
     if d.tailoring_changes:
         out.write(f"\nTailoring and values ({len(d.tailoring_changes)}):\n")
-        out.writelines(f"  {line}\n" for line in d.tailoring_changes)
+        out.writelines(f"  {inert_line(line)}\n" for line in d.tailoring_changes)
 
 
 def _md_cell(text: str) -> str:
     # Pipes end a table cell and newlines end the row; backticks and angle brackets would
-    # let a rule title inject markup into the comment.
+    # let a rule title inject markup into the comment. Control characters (escape sequences
+    # a terminal would act on) and bidi overrides are shown as their `\xNN` escapes.
+    text = inert(text.replace("\r", " ").replace("\n", " "))
     return (
         text.replace("\\", "\\\\")
         .replace("|", "\\|")
-        .replace("\r", " ")
-        .replace("\n", " ")
         .replace("`", "\\`")
         .replace("<", "&lt;")
         .replace(">", "&gt;")

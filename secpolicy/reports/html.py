@@ -19,6 +19,7 @@ from secpolicy.reports import charts
 from secpolicy.reports._text import SEVERITY_TITLE, evidence_line, references_text
 from secpolicy.reports.model import STATUS_LABEL, Report, parse_time
 from secpolicy.resources import templates_dir
+from secpolicy.terminal import inert
 
 __all__ = ["PDF_VARIANT", "environment", "render_html", "render_pdf", "template_context"]
 
@@ -92,11 +93,25 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+def _visible(value: Any) -> Any:
+    """Every value a template prints, as a terminal shows it (`secpolicy.terminal.inert`):
+    bidi overrides and isolates, other format and control characters, and undecodable bytes
+    are written as their `\\xNN` escapes. A host name or file name read from a scanned host
+    cannot reorder the text around it (U+202E) or hide, on the cover, in the running header
+    or in the evidence, what an auditor reads. Newlines and tabs are kept."""
+    if isinstance(value, str):
+        shown = inert(value)
+        if shown is not value:
+            return Markup(shown) if isinstance(value, Markup) else shown  # escapes add no markup
+    return value
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         autoescape=True,
+        finalize=_visible,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -160,8 +175,8 @@ def render_pdf(report: Report, out: IO[bytes]) -> None:
     except OSError as e:
         raise RuntimeFailure(f"PDF output needs WeasyPrint's system libraries (pango): {e}") from None
     html = environment().get_template("report_pdf.html.j2").render(**template_context(report))
-    # Lone surrogates (undecodable bytes read from the host) cannot reach Pango: show them
-    # as their `\udcXX` escapes, as the HTML and text reports write them.
+    # The templates print undecodable bytes read from the host as `\xNN` (`_visible`); a lone
+    # surrogate left anywhere else cannot reach Pango either: its `\udcXX` escape does.
     html = html.encode("utf-8", "backslashreplace").decode("utf-8")
 
     def no_fetch(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:

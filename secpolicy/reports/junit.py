@@ -15,6 +15,7 @@ from secpolicy.reports._text import (
     finding_message,
     references_text,
     requirement_line,
+    shown_bytes,
     tailoring_lines,
 )
 from secpolicy.reports.model import Report
@@ -26,7 +27,8 @@ _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def xml_safe(text: str) -> str:
-    return _INVALID_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Characters XML cannot hold as `\\xNN`, and undecodable bytes as theirs (`shown_bytes`)."""
+    return shown_bytes(_INVALID_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
 
 def _details(f: Finding) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from typing import IO, Any
 from urllib.parse import quote
@@ -15,6 +16,7 @@ from secpolicy.reports._text import (
     finding_message,
     references_text,
     requirement_line,
+    shown_bytes,
 )
 from secpolicy.reports.model import Report
 
@@ -42,24 +44,48 @@ _SECURITY_SEVERITY = {
 # reported as open alerts. Their counts stay in the run's properties.
 _REPORTED = (Status.FAIL, Status.ERROR)
 
-_SOURCE = re.compile(r"^(?P<path>.+?)(?::(?P<line>\d+))?(?::(?P<col>\d+))?$")
+# An evidence source is free text written by a fact (`path:line`, a /proc file, a command, a
+# list of paths `a, b and 3 more`, a glob): a file name may itself hold `:12`, `, ` or `*`, so
+# it is never parsed into a path and a line. It becomes a physical location only when the
+# whole text can only be one absolute path; the text itself stays in the evidence message.
+_NOT_ONE_PATH = re.compile(r":\d+$|, | \(|[*?\[]")
 
 
-def _location(source: str | None, fallback: str | None) -> dict[str, Any] | None:
-    text = source or fallback
-    if not text:
-        return None
-    m = _SOURCE.match(text)
-    assert m is not None
-    path = m.group("path")
-    # Policy paths are relative to the repository that holds them, which is where code
-    # scanning shows them; an absolute path becomes a file URI.
-    uri = quote(path, safe="/:@-._~")
-    uri = "file://" + uri if path.startswith("/") else uri
-    loc: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
-    if m.group("line"):
-        loc["physicalLocation"]["region"] = {"startLine": int(m.group("line"))}
+def _uri(path: str) -> str:
+    """`path` as a URI reference: the file's own bytes percent-encoded (an undecodable byte
+    kept by surrogateescape is the byte it stands for, `%FF`), absolute paths as file URIs.
+    Policy paths are relative to the repository that holds them, which is where code scanning
+    shows them."""
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:  # a surrogate that no file name can hold
+        raw = path.encode("utf-8", "surrogatepass")
+    uri = quote(raw, safe="/@-._~")  # a colon in a relative path would read as a scheme
+    return "file://" + uri if path.startswith("/") else uri
+
+
+def _physical(path: str, line: int | None = None) -> dict[str, Any]:
+    loc: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": _uri(path)}}}
+    if line is not None and line >= 1:
+        loc["physicalLocation"]["region"] = {"startLine": line}
     return loc
+
+
+def _rule_location(source: str) -> dict[str, Any]:
+    """The rule's definition: the policy loader writes it as `PATH:LINE`, always with the
+    line, so only the last `:N` is the line (a policy path may hold a colon)."""
+    path, sep, line = source.rpartition(":")
+    if sep and path and line.isascii() and line.isdigit():
+        return _physical(path, int(line))
+    return _physical(source)
+
+
+def _evidence_path(source: str | None) -> str | None:
+    """The host file an evidence item was read from, when its source can only be one
+    absolute path; else None (the location is then left out, never guessed)."""
+    if not source or not source.startswith("/") or _NOT_ONE_PATH.search(source):
+        return None
+    return source
 
 
 def _markdown_help(f: Finding) -> str:
@@ -102,7 +128,7 @@ def _result(f: Finding, index: int, report: Report) -> dict[str, Any]:
         "ruleIndex": index,
         "kind": "fail",  # an error is never a pass; its notification says why it ran not
         "level": _LEVEL[f.severity],
-        "message": {"text": finding_message(f)},
+        "message": {"text": shown_bytes(finding_message(f))},  # undecodable bytes as \\xNN
         "partialFingerprints": {
             "secpolicyRule/v1": hashlib.sha256(f"{report.scan.host}\0{f.rule_id}".encode()).hexdigest()
         },
@@ -117,19 +143,22 @@ def _result(f: Finding, index: int, report: Report) -> dict[str, Any]:
     if f.reason:
         res["properties"]["reason"] = f.reason
     # Code scanning refuses a result without a location: the rule's definition, else its
-    # policy file, else the file the evidence was read from, else the policy by name.
-    evidence_source = next((e.source for e in f.evidence if e.source and e.source.startswith("/")), None)
-    loc = _location(f.source or report.policy_paths.get(f.policy_id) or evidence_source, f.policy_id or "secpolicy")
-    assert loc is not None
+    # policy file, else the one file the evidence was read from, else the policy by name.
+    policy_path = report.policy_paths.get(f.policy_id)
+    evidence_path = next((p for p in (_evidence_path(e.source) for e in f.evidence) if p), None)
+    if f.source:
+        loc = _rule_location(f.source)
+    else:
+        loc = _physical(policy_path or evidence_path or f.policy_id or "secpolicy")
     res["locations"] = [loc]
     related = []
     for i, e in enumerate(f.evidence):
-        if e.source and (e.source.startswith("/") or ":" in e.source):
-            rel = _location(e.source, None)
-            if rel is not None:
-                rel["id"] = i
-                rel["message"] = {"text": evidence_line(e)}
-                related.append(rel)
+        path = _evidence_path(e.source)
+        if path is not None:
+            rel = _physical(path)
+            rel["id"] = i
+            rel["message"] = {"text": shown_bytes(evidence_line(e))}
+            related.append(rel)
     if related:
         res["relatedLocations"] = related
     return res

@@ -72,8 +72,11 @@ def test_sarif_results_say_what_code_scanning_needs(results):
     assert run["properties"]["waived"][0]["justification"].startswith("Break-glass access")
     loc = by_id["cis.ssh.max_auth_tries"]["locations"][0]["physicalLocation"]
     assert loc == {"artifactLocation": {"uri": "policies/cis/ssh.yaml"}, "region": {"startLine": 77}}
-    rel = by_id["cis.ssh.max_auth_tries"]["relatedLocations"][0]["physicalLocation"]
-    assert rel == {"artifactLocation": {"uri": "file:///etc/ssh/sshd_config"}, "region": {"startLine": 52}}
+    # `/etc/ssh/sshd_config:52` is free text: a file may be named `sshd_config:52`, so it is
+    # no location (the evidence message keeps it); a source that can only be one file is one.
+    assert "relatedLocations" not in by_id["cis.ssh.max_auth_tries"]
+    rel = by_id["cis.files.shadow_mode"]["relatedLocations"]
+    assert [r["physicalLocation"] for r in rel] == [{"artifactLocation": {"uri": "file:///etc/shadow"}}] * 2
     rules = run["tool"]["driver"]["rules"]
     assert [r["id"] for r in rules] == sorted(r["rule_id"] for r in results["results"])
     assert all(rules[r["ruleIndex"]]["id"] == r["ruleId"] for r in run["results"])
@@ -273,8 +276,61 @@ def test_every_sarif_result_has_a_location_even_without_a_rule_source(results, s
     sarif = json.loads(_render(doc, "sarif"))
     assert list(sarif_validator.iter_errors(sarif)) == []
     locs = {r["ruleId"]: r["locations"][0]["physicalLocation"] for r in sarif["runs"][0]["results"]}
-    assert locs["cis.ssh.max_auth_tries"] == {"artifactLocation": {"uri": "file:///etc/ssh/sshd_config"}, "region": {"startLine": 52}}
-    assert locs["hipaa.access.auto_logoff"]["artifactLocation"]["uri"] == "file:///etc/profile.d/%2A.sh"
+    assert locs["cis.files.shadow_mode"] == {"artifactLocation": {"uri": "file:///etc/shadow"}}
+    # `path:52` and a glob are not one file for sure: the policy by name, never a made-up file
+    assert locs["cis.ssh.max_auth_tries"] == {"artifactLocation": {"uri": "cis-debian12"}}
+    assert locs["hipaa.access.auto_logoff"] == {"artifactLocation": {"uri": "hipaa-linux"}}
+
+
+def _sarif_of(results: dict, sources: list[str], rule_source: str | None = "policies/cis/ssh.yaml:77") -> dict:
+    """The SARIF result of cis.ssh.max_auth_tries with one evidence item per source."""
+    doc = json.loads(json.dumps(results))
+    r = next(r for r in doc["results"] if r["rule_id"] == "cis.ssh.max_auth_tries")
+    r["evidence"] = [dict(r["evidence"][0], source=s) for s in sources]
+    r["source"] = rule_source
+    sarif = json.loads(_render(doc, "sarif"))
+    return next(x for x in sarif["runs"][0]["results"] if x["ruleId"] == "cis.ssh.max_auth_tries")
+
+
+def test_sarif_percent_encodes_the_bytes_of_an_undecodable_file_name(results, sarif_validator):
+    # A file named b"bad\xff\xfeutf8" reaches the results as lone surrogates (surrogateescape).
+    doc = json.loads(json.dumps(results))
+    r = next(r for r in doc["results"] if r["rule_id"] == "cis.ssh.max_auth_tries")
+    r["evidence"][0]["source"] = "/data/bad\udcff\udcfeutf8"
+    sarif = json.loads(_render(doc, "sarif"))
+    assert list(sarif_validator.iter_errors(sarif)) == []
+    res = next(x for x in sarif["runs"][0]["results"] if x["ruleId"] == "cis.ssh.max_auth_tries")
+    assert res["relatedLocations"][0]["physicalLocation"] == {"artifactLocation": {"uri": "file:///data/bad%FF%FEutf8"}}
+
+
+@pytest.mark.parametrize("source", [
+    "/data/a:0",  # a file named `a:0`, not line 0 of `a`
+    "/data/x:12",  # a file named `x:12`, not line 12 of `x`
+    "/data/+plus, /data/=cmd, /data/a, /data/b, /data/c and 4 more",  # several files
+    "/etc/profile.d/*.sh",  # a glob
+    "/etc/audit/rules.d (3 entries walked)",
+    "systemctl is-enabled rsyslog",
+])
+def test_sarif_takes_no_location_out_of_free_text_evidence(results, sarif_validator, source):
+    res = _sarif_of(results, [source])
+    assert "relatedLocations" not in res
+    assert res["locations"] == [{"physicalLocation": {"artifactLocation": {"uri": "policies/cis/ssh.yaml"},
+                                                      "region": {"startLine": 77}}}]
+    without_rule = _sarif_of(results, [source], rule_source=None)
+    assert without_rule["locations"] == [{"physicalLocation": {"artifactLocation": {"uri": "policies/cis/debian12.yaml"}}}]
+
+
+def test_sarif_rule_location_is_the_last_colon_line_and_only_a_real_line(results, sarif_validator):
+    loc = _sarif_of(results, [], rule_source="pol/a:0/p.yaml:3")["locations"][0]["physicalLocation"]
+    assert loc == {"artifactLocation": {"uri": "pol/a%3A0/p.yaml"}, "region": {"startLine": 3}}
+    loc = _sarif_of(results, [], rule_source="p.yaml:0")["locations"][0]["physicalLocation"]
+    assert loc == {"artifactLocation": {"uri": "p.yaml"}}  # no line 0: regions start at 1
+    doc = json.loads(json.dumps(results))
+    for r in doc["results"]:
+        r["source"] = "p.yaml:0"
+        for e in r["evidence"]:
+            e["source"] = "/data/a:0"
+    assert list(sarif_validator.iter_errors(json.loads(_render(doc, "sarif")))) == []
 
 
 def test_scan_offers_every_report_format():

@@ -18,7 +18,7 @@ from secpolicy.auditlog.store import EventStore
 from secpolicy.auditlog.timeline import TimelineQuery, build_timeline, read_replay, render_table
 from secpolicy.cli.core import _print_plain, _print_table
 from secpolicy.reports.diff import diff_results, render_diff
-from secpolicy.terminal import inert
+from secpolicy.terminal import inert, inert_line
 
 SECPOLICY = [sys.executable, "-m", "secpolicy"]
 # A window title change, an OSC 52 clipboard write, a screen clear, a C1 CSI and a bidi override.
@@ -51,6 +51,12 @@ def test_inert_escapes_what_a_terminal_would_act_on(text: str, shown: str) -> No
 
 def test_inert_can_escape_newlines_too() -> None:
     assert inert("a\nb", keep=frozenset()) == "a\\x0ab"
+
+
+def test_inert_line_keeps_a_value_on_its_line() -> None:
+    # A file name `!x\npass ...` printed on one line must not start a forged line of its own.
+    assert inert_line("/data/!x\npass   critical\tcis-9.9\x1b[2J") == "/data/!x\\x0apass   critical\tcis-9.9\\x1b[2J"
+    assert inert("two\nlines\tand a tab\u202e") == "two\nlines\tand a tab\\xe2\\x80\\xae"
 
 
 @pytest.fixture(scope="module")
