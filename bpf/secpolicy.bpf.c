@@ -1387,35 +1387,6 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     return 0;
 }
 
-/* A new process (not a new thread): its pid and start time, sent from the parent as it forks
- * (before the child can run), so user space gives the child its parent's program, arguments
- * and directory as they are now, not as a later exec of the parent makes them. A raw
- * tracepoint: the plain one names the child's pid but not its task, which tells threads apart
- * and holds the start time. */
-#if defined(SP_OFF_TASK_TGID) && defined(SP_OFF_TASK_START_TIME)
-RAW_TRACEPOINT_PROBE(sched_process_fork)
-{
-    if (sp_self())
-        return 0;
-    void *child = (void *)ctx->args[1];
-    u32 tgid = 0;
-    u64 start = 0;
-    bpf_probe_read_kernel(&tgid, sizeof(tgid), (char *)child + SP_OFF_TASK_TGID);
-    if (tgid == bpf_get_current_pid_tgid() >> 32)
-        return 0; /* a thread of this process */
-    bpf_probe_read_kernel(&start, sizeof(start), (char *)child + SP_OFF_TASK_START_TIME);
-    struct sp_event *e = sp_scratch();
-    if (!e)
-        return 0;
-    sp_fill(e, SP_EV_FORK, SP_P_SCHED_FORK);
-    e->a[0] = tgid;
-    e->a[1] = start;
-    e->flags |= SP_F_RET;
-    sp_emit(e);
-    return 0;
-}
-#endif
-
 /* A thread gone in the middle of a syscall leaves nothing waiting behind. (No record: user
  * space tells a reused pid apart by the start time every record carries.) */
 TRACEPOINT_PROBE(sched, sched_process_exit)

@@ -28,10 +28,7 @@
 /* Audit messages sent to the kernel over NETLINK_AUDIT (libaudit): account tools, auditctl. */
 #define SP_EV_ACCOUNT_CHANGE 19
 #define SP_EV_CONFIG_CHANGE 20
-/* Internal record: a new process (not a thread) forked; a[0] = its pid, a[1] = its start time.
- * It inherits its parent's program, arguments and directory as they are at the fork. */
-#define SP_EV_FORK 21
-#define SP_EV_MAX 22
+#define SP_EV_MAX 21
 
 /* Probe ids: which syscall or function produced the record (source.probe). */
 #define SP_P_SCHED_EXEC 1
@@ -83,7 +80,6 @@
 #define SP_P_SETXATTRAT 48
 #define SP_P_REMOVEXATTRAT 49
 #define SP_P_SENDTO 50
-#define SP_P_SCHED_FORK 51
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1

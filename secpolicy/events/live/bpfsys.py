@@ -15,7 +15,6 @@ from secpolicy.errors import RuntimeFailure
 __all__ = [
     "MAP_TYPE_TASK_STORAGE",
     "PROG_TYPE_KPROBE",
-    "PROG_TYPE_RAW_TRACEPOINT",
     "PROG_TYPE_TRACEPOINT",
     "load_program",
     "lookup",
@@ -27,7 +26,7 @@ __all__ = [
 
 _SYSCALL_NR = {"x86_64": 321, "aarch64": 280}
 _MAP_CREATE, _MAP_LOOKUP_ELEM, _MAP_UPDATE_ELEM, _PROG_LOAD, _BTF_LOAD = 0, 1, 2, 5, 18
-PROG_TYPE_KPROBE, PROG_TYPE_TRACEPOINT, PROG_TYPE_RAW_TRACEPOINT = 2, 5, 17
+PROG_TYPE_KPROBE, PROG_TYPE_TRACEPOINT = 2, 5
 MAP_TYPE_TASK_STORAGE = 29
 _F_NO_PREALLOC = 1
 

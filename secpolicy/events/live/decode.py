@@ -39,7 +39,7 @@ __all__ = ["Decoder", "Header"]
 
 _AT_FDCWD = -100
 _NO_ID = 0xFFFFFFFF
-_EXEC, _CHDIR, _FORK = C["SP_EV_EXEC"], C["SP_EV_CHDIR"], C["SP_EV_FORK"]
+_EXEC, _CHDIR = C["SP_EV_EXEC"], C["SP_EV_CHDIR"]
 _OPENED = C["SP_OPENED_PATH"]  # a[3] of an open whose second string is the opened file's path
 # A string the kernel cut at its buffer (SP_PIECE_MAX bytes with the NUL): shown as such, never
 # normalised into a real-looking path.
@@ -207,10 +207,6 @@ class Decoder:
         if etype == _CHDIR:
             self._chdir(h, comm, strs)
             return None
-        if etype == _FORK:
-            self._count("fork")
-            self.procs.fork(h.pid, comm, h.ppid if h.flags & _F_PPID else 0, h.start_time, h.a0, h.a1)
-            return None
         name = _EVENT_TYPE.get(etype)
         if name is None:
             return None
@@ -271,7 +267,7 @@ class Decoder:
         pid, ppid = h.pid, h.ppid
         if h.a4 == _EXE_AND_CWD and h.flags & _F_KPATH and len(strs) >= 2:
             new = Proc(strs[0], strs[2:] or [strs[0]], strs[1] or None, comm, ppid, h.start_time)
-            self.procs.set(pid, new)
+            self.procs.set(pid, new, h.ts)
             return new
         args = strs[1:] if len(strs) > 1 else None
         # A fork not seen before runs in its parent's directory (a chdir of its own would
@@ -287,7 +283,7 @@ class Decoder:
             if dirpath:
                 filename = os.path.join(dirpath, filename) if filename else dirpath
         new = Proc(self._realpath(clean_path(filename)), args or [filename], cwd, comm, ppid, h.start_time)
-        self.procs.set(pid, new)
+        self.procs.set(pid, new, h.ts)
         return new
 
     def _event(self, name: EventType, h: Header, comm: str, p: Proc) -> Event:

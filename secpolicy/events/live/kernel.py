@@ -193,7 +193,6 @@ class KernelProbes:
         self.obj: LoadedObject | None = None
         self.attached: list[str] = []
         self._perf_fds: list[int] = []
-        self._raw_fds: list[int] = []
         self._uprobes: list[tuple[bytes, int]] = []
         # Where a path syscall that only a failure can make interesting waits for sys_exit:
         # task storage when the kernel allows it (cheapest), else a hash by thread id.
@@ -281,17 +280,6 @@ class KernelProbes:
         self._perf_fds.append(fd)
         self.attached.append(f"tracepoint:{category}:{event}")
 
-    def _attach_raw_tracepoint(self, fn: str, event: str) -> None:
-        from bcc import lib
-
-        assert self.obj is not None
-        prog = self.obj.program(fn, bpfsys.PROG_TYPE_RAW_TRACEPOINT)
-        fd = lib.bpf_attach_raw_tracepoint(prog, event.encode())
-        if fd < 0:
-            raise RuntimeFailure(f"attaching {fn} to raw tracepoint {event} failed")
-        self._raw_fds.append(fd)
-        self.attached.append(f"raw_tracepoint:{event}")
-
     def _attach_all(self, tracefs: Path) -> None:
         """TRACEPOINT_PROBEs to their tracepoints, the programs several syscalls share to each
         tracepoint a wanted type needs, the PAM uprobes."""
@@ -300,8 +288,6 @@ class KernelProbes:
             if fn.startswith("tracepoint__"):
                 category, event = fn[len("tracepoint__"):].split("__", 1)
                 self._attach_tracepoint(fn, category, event)
-            elif fn.startswith("raw_tracepoint__"):
-                self._attach_raw_tracepoint(fn, fn[len("raw_tracepoint__"):])
         for name, (enter, exit_, types) in _SYSCALLS.items():
             if not types & self.types or not _has_syscall_tp(tracefs, name):
                 continue
@@ -437,9 +423,6 @@ class KernelProbes:
                 lib.bpf_detach_uprobe(ev)
             self._perf_fds.clear()
             self._uprobes.clear()
-        for fd in self._raw_fds:
-            os.close(fd)
-        self._raw_fds.clear()
         if self.obj is not None:
             self.obj.close()
             self.obj = None

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from secpolicy.events.auditd import decode_value
 
+_EXECS_KEPT = 4  # execs of one process remembered, for children forked before them
+
 __all__ = ["Clock", "Names", "Proc", "ProcessView", "readlink", "text"]
 
 
@@ -51,8 +53,8 @@ class Proc:
 
 
 class ProcessView:
-    """Process context by pid, kept current by fork, exec and chdir records; /proc is read only
-    for processes first seen without either (started before the monitor). No exit
+    """Process context by pid, kept current by exec and chdir records; /proc is read only for
+    processes first seen without an exec (started before the monitor, or forked). No exit
     records: a record whose start time differs from the one known for its pid is of another
     process (the pid was reused), and processes gone are swept out when the view grows."""
 
@@ -65,13 +67,27 @@ class ProcessView:
         # Bumped whenever a process starts, changes program, is reparented or goes: the
         # ancestors computed before may have changed (they are cached per process otherwise).
         self.generation = 0
+        # pid -> [(exec time, what it ran before)], the last few execs of each process
+        self._before: dict[int, list[tuple[int, Proc]]] = {}
 
-    def set(self, pid: int, p: Proc) -> None:
-        """`pid` now runs `p` (an exec)."""
+    def set(self, pid: int, p: Proc, when: int = 0) -> None:
+        """`pid` now runs `p` (an exec at `when`, boot-clock ns). What it ran before is kept
+        for a while: a child forked before this exec runs that program, not this one."""
         if len(self.procs) >= self.max_size:
             self._sweep()
+        old = self.procs.get(pid)
+        if old is not None and when and (not p.start or old.start in (0, p.start)):
+            self._before[pid] = [*self._before.get(pid, [])[-(_EXECS_KEPT - 1):], (when, old)]
         self.procs[pid] = p
         self.generation += 1
+
+    def _as_at(self, parent_pid: int, parent: Proc, start: int) -> Proc:
+        """What `parent_pid` ran at `start` (a child's start time: the fork): the program it
+        had before the first exec after that, else what it runs now."""
+        for when, before in self._before.get(parent_pid, ()):
+            if start and when > start:
+                return before
+        return parent
 
     def known(self, pid: int, start: int) -> Proc | None:
         """What is known of `pid` if it is the same process (same start time)."""
@@ -85,6 +101,7 @@ class ProcessView:
         self.sweeps += 1
         for pid in [pid for pid in self.procs if not os.path.exists(f"/proc/{pid}")]:
             del self.procs[pid]
+            self._before.pop(pid, None)
         self.generation += 1
 
     def _from_proc(self, pid: int, comm: str, ppid: int) -> Proc | None:
@@ -107,18 +124,6 @@ class ProcessView:
         args = [text(a) for a in raw.split(b"\0")[:-1]] if raw else None
         return Proc(readlink(f"{base}/exe"), args, readlink(f"{base}/cwd"), real_comm, ppid)
 
-    def fork(self, parent_pid: int, comm: str, ppid: int, start: int, child: int, child_start: int) -> Proc:
-        """`parent_pid` forked `child` (a new process, not a thread): the child runs its
-        parent's program, with its arguments and directory as they are at the fork, whatever
-        the parent execs later (records are decoded in the order they were made)."""
-        parent = self.get(parent_pid, comm, ppid, start)
-        p = Proc(parent.exe, parent.args, self.cwd(parent_pid, parent), comm, parent_pid, child_start)
-        if len(self.procs) >= self.max_size:
-            self._sweep()
-        self.procs[child] = p
-        self.generation += 1
-        return p
-
     def get(self, pid: int, comm: str = "", ppid: int = 0, start: int = 0) -> Proc:
         p = self.known(pid, start)
         if p is not None:
@@ -126,15 +131,16 @@ class ProcessView:
                 p.ppid = ppid  # reparented
                 self.generation += 1
             return p
-        # Not seen to fork or exec (it started before the monitor, or its fork record was
-        # lost): its own /proc entry while it lives; else, as a last resort, its parent's
-        # program as the view has it now (a fork without exec runs its parent's program,
-        # though the parent may have exec'd another since).
+        # Not seen to exec (it started before the monitor, or is a fork that has not exec'd):
+        # its own /proc entry while it lives; else its parent's program as it was when the
+        # child started (a fork without exec runs it, whatever the parent exec'd since).
         p = self._from_proc(pid, comm, ppid)
-        if p is None:
+        if p is None or p.exe is None:  # gone, or a zombie whose exe cannot be read
             parent = self.procs.get(ppid) if ppid else None
+            if parent is not None:
+                parent = self._as_at(ppid, parent, start)
             p = Proc(parent.exe if parent else None, parent.args if parent else None,
-                     parent.cwd if parent else None, comm, ppid)
+                     (p.cwd if p is not None else None) or (parent.cwd if parent else None), comm, ppid)
         p.start = start
         if len(self.procs) >= self.max_size:
             self._sweep()
