@@ -4,13 +4,15 @@ config-file line reading and the ordering rules of `*.d` drop-in directories."""
 from __future__ import annotations
 
 import errno
+import fnmatch
+import functools
 import os
 import re
 import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from secpolicy.errors import EvaluationError
 from secpolicy.facts.inroot import open_in_root
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "C_SPACE",
+    "FNM_PERIOD",
     "SYSTEMD_CONF_PATHS",
     "Assignment",
     "Located",
@@ -31,6 +34,7 @@ __all__ = [
     "dropin_files",
     "fgets_lines",
     "fgets_pieces",
+    "fnmatch_c",
     "logical_lines",
     "parse_int",
     "proc_available",
@@ -50,6 +54,34 @@ __all__ = [
 C_SPACE = " \t\n\v\f\r"
 
 _INT = re.compile(r"-?\d+\Z")
+
+
+FNM_PERIOD = 4  # <fnmatch.h>: a leading `.` only matches a `.` in the pattern
+
+
+@functools.cache
+def _libc_fnmatch() -> Callable[[bytes, bytes, int], int] | None:
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None).fnmatch
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return cast("Callable[[bytes, bytes, int], int]", fn)
+
+
+def fnmatch_c(pattern: str, name: str, flags: int = 0) -> bool:
+    """fnmatch(3) of the C library, as the C tools whose configuration we read call it (a
+    backslash quotes, `[!...]`, `[[:alpha:]]`, FNM_PERIOD). Where there is none to call,
+    Python's fnmatchcase, which has no quoting or classes."""
+    fn = _libc_fnmatch()
+    if fn is None:
+        if flags & FNM_PERIOD and name.startswith(".") and not pattern.startswith("."):
+            return False
+        return fnmatch.fnmatchcase(name, pattern)
+    return fn(pattern.encode("utf-8", "surrogateescape"), name.encode("utf-8", "surrogateescape"), flags) == 0
 
 
 def at(path: str, line: int | None = None) -> str:

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 from secpolicy.dsl.types import ANY, BOOL, STR, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import (
+    FNM_PERIOD,
     as_value,
     at,
     dropin_files,
+    fnmatch_c,
     logical_lines,
     read_proc,
     real_path,
@@ -103,115 +105,23 @@ def normalize_name(name: str) -> str:
     return _parameter_path(name).translate(_SWAP)
 
 
-_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "blank": " \\t",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@\\[-`{-~",
-    "space": " \\t\\n\\r\\x0b\\x0c",
-    "upper": "A-Z",
-    "xdigit": "0-9A-Fa-f",
-}
-
-
-def _bracket(pat: str, i: int) -> tuple[str, int] | None:
-    """The regex of the bracket expression opening at pat[i - 1] (glibc fnmatch, C locale,
-    backslash escapes), and the index after it; None when it never closes (`[` is literal)."""
-    negate = i < len(pat) and pat[i] in "!^"
-    i += negate
-    items: list[str] = []
-    chars: list[str] = []  # single characters, to pair up as ranges
-    first = True
-    while i < len(pat):
-        c = pat[i]
-        if c == "]" and not first:
-            break
-        first = False
-        if c == "[" and pat[i + 1 : i + 2] in (":", "=", "."):
-            end = pat.find(pat[i + 1] + "]", i + 2)
-            if end != -1:
-                inner = pat[i + 2 : end]
-                if pat[i + 1] == ":":
-                    if inner not in _CLASSES:
-                        items.append("(?!)")  # glibc: an unknown class matches nothing
-                    else:
-                        items.append(_CLASSES[inner])
-                elif len(inner) == 1:
-                    chars.append(inner)
-                i = end + 2
-                continue
-        if c == "\\" and i + 1 < len(pat):
-            i += 1
-            c = pat[i]
-        if c == "-" and chars and i + 1 < len(pat) and pat[i + 1] != "]":
-            lo = chars.pop()
-            i += 1
-            hi = pat[i]
-            if hi == "\\" and i + 1 < len(pat):
-                i += 1
-                hi = pat[i]
-            if lo <= hi:
-                items.append(f"{re.escape(lo)}-{re.escape(hi)}")
-            i += 1
-            continue
-        chars.append(c)
-        i += 1
-    else:
-        return None
-    items.extend(re.escape(c) for c in chars)
-    if "(?!)" in items:
-        return "(?!)", i + 1
-    body = "".join(items)
-    if not body:
-        return ("[^/]" if negate else "(?!)"), i + 1
-    return f"[{'^' if negate else ''}{body}]", i + 1
-
-
-def _level_pattern(pat: str) -> re.Pattern[str]:
-    """One level of a glob as glibc's glob(3) matches it against a directory entry: fnmatch()
-    with backslash escapes and FNM_PERIOD (a leading `.` only matches a literal `.`)."""
-    out: list[str] = []
-    i = 0
-    while i < len(pat):
-        c = pat[i]
-        i += 1
-        if c == "*":
-            token = ".*"
-        elif c == "?":
-            token = "."
-        elif c == "[" and (b := _bracket(pat, i)) is not None:
-            token, i = b
-        else:
-            if c == "\\" and i < len(pat):
-                c = pat[i]
-                i += 1
-            out.append(re.escape(c))
-            continue
-        out.append(("(?!\\.)" if not out else "") + token)
-    return re.compile("".join(out), re.DOTALL)
-
-
 @dataclass(frozen=True)
 class Glob:
     """A sysctl.d key with `*`, `?` or `[`: systemd-sysctl expands it with glob(3) under
-    /proc/sys, so each wildcard stays within one level."""
+    /proc/sys, which matches each level with the C library's fnmatch() and FNM_PERIOD, so a
+    wildcard stays within one level and a leading `.` only matches a `.`."""
 
     key: str
-    levels: tuple[re.Pattern[str], ...]
+    levels: tuple[str, ...]
 
     @classmethod
     def compile(cls, key: str) -> Glob:
-        return cls(key, tuple(_level_pattern(lv) for lv in key.split("/")))
+        return cls(key, tuple(key.split("/")))
 
     def matches(self, path: str) -> bool:
         parts = path.split("/")
         return len(parts) == len(self.levels) and all(
-            p.fullmatch(part) is not None for p, part in zip(self.levels, parts, strict=True)
+            fnmatch_c(level, part, FNM_PERIOD) for level, part in zip(self.levels, parts, strict=True)
         )
 
 

@@ -3,15 +3,12 @@ firewalls, AppArmor, rsyslog, time sync and the running kernel."""
 
 from __future__ import annotations
 
-import fnmatch
-import functools
 import os
 import re
 import shlex
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import ANY, BOOL, INT, MODE, REGEX, STR, ListType, Method, ObjectType
@@ -21,6 +18,7 @@ from secpolicy.facts._common import (
     c_lines,
     config_parse_files,
     dropin_files,
+    fnmatch_c,
     read_proc,
     require_proc,
     run_tool,
@@ -203,29 +201,7 @@ class _Modprobe:
     install: tuple[tuple[str, str, str], ...]
 
     def install_for(self, modname: str) -> tuple[str, str] | None:
-        return next(((cmd, where) for pattern, cmd, where in self.install if _fnmatch(pattern, modname)), None)
-
-
-@functools.cache
-def _libc_fnmatch() -> Callable[[bytes, bytes, int], int] | None:
-    import ctypes
-
-    try:
-        fn = ctypes.CDLL(None).fnmatch
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return cast("Callable[[bytes, bytes, int], int]", fn)
-
-
-def _fnmatch(pattern: str, name: str) -> bool:
-    """fnmatch(pattern, name, 0) as libkmod calls it: the C library's own (a backslash quotes,
-    `[!...]`, `[[:alpha:]]`...); Python's fnmatch where there is none to call."""
-    fn = _libc_fnmatch()
-    if fn is None:
-        return fnmatch.fnmatchcase(name, pattern)
-    return fn(pattern.encode("utf-8", "surrogateescape"), name.encode("utf-8", "surrogateescape"), 0) == 0
+        return next(((cmd, where) for pattern, cmd, where in self.install if fnmatch_c(pattern, modname)), None)
 
 
 def _modprobe(ctx: FactContext) -> _Modprobe:
