@@ -4,6 +4,7 @@ ones (`auditctl -l`), normalised so that one rule compares equal however it is s
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -109,10 +110,12 @@ def _filters(rule: AuditRule) -> frozenset[str]:
     return frozenset(extra)
 
 
-def atoms(rule: AuditRule) -> set[Atom]:
+@functools.lru_cache(maxsize=4096)
+def atoms(rule: AuditRule) -> frozenset[Atom]:
+    """The cells of a rule (a rule is hashable on what it means, so equal rules share them)."""
     filters = _filters(rule)
     if rule.list != "exit":
-        return {(rule.list, rule.action, None, None, filters)}
+        return frozenset({(rule.list, rule.action, None, None, filters)})
     every = rule.syscalls == ("all",)
     if rule.arch:
         arches: Iterable[str] = (rule.arch,)
@@ -123,7 +126,7 @@ def atoms(rule: AuditRule) -> set[Atom]:
         # syscall names without an arch are resolved for the native (64-bit) ABI
         arches = ("b64",)
     calls = (ALL,) if every else rule.syscalls
-    return {(rule.list, rule.action, a, s, filters) for a in arches for s in calls}
+    return frozenset((rule.list, rule.action, a, s, filters) for a in arches for s in calls)
 
 
 Index = dict[tuple, list[tuple[str | None, frozenset[str]]]]
@@ -448,6 +451,7 @@ class AuditRules:
         self._status: dict[str, int] | None = None
         self._twin = False
         self._idx: Index | None = None
+        self._by_rule: list[tuple[AuditRule, Index]] | None = None
 
     def _resolve(self, kind: str, name: str) -> int | None:
         """A user or group name in a rule, as auditctl resolves it on the host it loads on."""
@@ -502,6 +506,12 @@ class AuditRules:
             self._idx = index(self.persisted)
         return self._idx
 
+    def _rule_indexes(self) -> list[tuple[AuditRule, Index]]:
+        """Each persisted rule that has a source, with the index of its own cells."""
+        if self._by_rule is None:
+            self._by_rule = [(r, index([r])) for r in self.persisted if r.source]
+        return self._by_rule
+
     def has(self, rule: str) -> bool:
         return covers(self._index(), _query(rule))
 
@@ -528,9 +538,9 @@ class AuditRules:
             except EvaluationError:
                 return None
             if covers(self._index(), q):
-                hits = [r.source for r in self.persisted if r.source and covers([r], q)]
-                if hits:
-                    return hits[0]
+                hit = next((r.source for r, idx in self._rule_indexes() if covers(idx, q)), None)
+                if hit:
+                    return hit
             partial = [r.source for r in self.persisted if r.source and _overlaps(r, q)]
             seen = f"partly {', '.join(partial[:3])}" if partial else self._read_from()
             return seen + self._stop_note()
