@@ -61,11 +61,20 @@ class Outcome:
         return f"secpolicy {' '.join(self.args)} -> exit {self.code}\nstdout: {self.stdout[-800:]}\nstderr: {self.stderr[-1500:]}"
 
 
+# The compile cache of the session (set by conftest.py): outside every case's directory, so the
+# policies a case does not fuzz compile once, not once per case. Unset, the cache is off.
+CACHE_HOME: str | None = None
+
+
 def run(*args: str | Path, cwd: Path | None = None) -> Outcome:
-    """One CLI run, in-process, with the compile cache off (it is a write the case did not name)."""
+    """One CLI run, in-process, with the session's compile cache (never in a case's directory)."""
     argv = tuple(str(a) for a in args)
     runner = CliRunner()
-    env = {"SECPOLICY_NO_CACHE": "1", "SECPOLICY_DEBUG": None, "COLUMNS": "160"}
+    env: dict[str, str | None] = {"SECPOLICY_DEBUG": None, "COLUMNS": "160"}
+    if CACHE_HOME is None:
+        env["SECPOLICY_NO_CACHE"] = "1"
+    else:
+        env["XDG_CACHE_HOME"], env["SECPOLICY_NO_CACHE"] = CACHE_HOME, None
     old = os.getcwd()
     if cwd is not None:
         os.chdir(cwd)
