@@ -101,7 +101,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return whl
 
 
-def _playbook(server: SshServer, tmp_path: Path, wheel: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+def _playbook(server: SshServer, tmp_path: Path, wheel: Path, **extra: object) -> subprocess.CompletedProcess[str]:
     inventory = tmp_path / "inventory.ini"
     ssh_args = " ".join(server.ssh_options()[:-2])  # the key goes through ansible's own variable
     inventory.write_text(
@@ -148,15 +148,19 @@ def test_ansible_role_installs_schedules_scans_and_fetches_results(sshd: SshServ
                             capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
-    # Run again with the systemd scheduler: no second `log init`, one more scan kept, units and
-    # drop-in written where the role was told, and they verify.
-    second = _playbook(sshd, tmp_path, wheel, secpolicy_schedule="systemd")
+    # Run again with the systemd scheduler and scan options: no second `log init`, one more scan
+    # kept, made with those options (here and in the drop-in), units and drop-in written where
+    # the role was told, and they verify.
+    rule = "cis-5.4.3.3-default-umask"
+    second = _playbook(sshd, tmp_path, wheel, secpolicy_schedule="systemd", secpolicy_scan_args=["--rule", rule])
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
     assert re.search(r"secpolicy log init\] \**\nskipping: \[target1\]", second.stdout)
     scans = [p for p in (host / "state" / "scans").iterdir() if p.name != "latest"]
     assert len(scans) == 2
+    assert [r["rule_id"] for r in json.loads(results.read_text())["results"]] == [rule]
     units = host / "systemd"
-    assert (units / "secpolicy-scan.service.d" / "override.conf").exists()
+    override = (units / "secpolicy-scan.service.d" / "override.conf").read_text()
+    assert f"secpolicy-scheduled-scan --rule {rule}\n" in override
     if SYSTEMD_ANALYZE is not None:
         ok = _verify_units(units, "secpolicy-scan.service", "secpolicy-scan.timer")
         assert ok.returncode == 0, ok.stderr

@@ -95,6 +95,10 @@ def _texts(rule) -> str:
     return " ".join(e.text for e in (rule.check, *(c.expr for c in rule.applicable)) if e is not None)
 
 
+# The tests that read the three scans run on one worker, so they are made once.
+SCANS_GROUP = pytest.mark.xdist_group("remote-scans")
+
+
 @pytest.fixture(scope="module")
 def scans(server, tmp_path_factory):
     """A local scan of / before and after a remote scan of the same machine, all bundled packs."""
@@ -116,6 +120,7 @@ def scans(server, tmp_path_factory):
     return out
 
 
+@SCANS_GROUP
 def test_a_remote_scan_gives_the_local_verdicts_but_for_live_only_facts(scans):
     rules = {r.id: r for r in load_policies([policies_dir()], builtin_registry()).rules}
     status = {k: {r["rule_id"]: r for r in scans[k]["results"]} for k in ("before", "remote", "after")}
@@ -139,6 +144,7 @@ def test_a_remote_scan_gives_the_local_verdicts_but_for_live_only_facts(scans):
     assert len(unstable) <= 5, f"local verdicts changed between two scans: {sorted(unstable)}"
 
 
+@SCANS_GROUP
 def test_remote_results_name_the_target_its_verified_host_key_and_the_cost(server, scans):
     results = scans["remote"]
     jsonschema.validate(results, load_schema("results"))
