@@ -3,6 +3,7 @@ as rows (time, user, event type, resource, result) plus correlated chains shown 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,11 +261,38 @@ def _escalates(event: Mapping[str, Any]) -> bool:
     return False
 
 
+def _failed(event: Mapping[str, Any]) -> bool:
+    outcome = event.get("outcome")
+    return isinstance(outcome, Mapping) and outcome.get("result") == "failure"
+
+
 def _sensitive_read(event: Mapping[str, Any]) -> bool:
-    if event.get("type") != "open":
+    """A read of a sensitive file that was not refused (a denied open read nothing)."""
+    if event.get("type") != "open" or _failed(event):
         return False
-    path = str((event.get("file") or {}).get("path") or "")
-    return any(p in path for p in SENSITIVE_PATHS)
+    file = event.get("file")
+    path = file.get("path") if isinstance(file, Mapping) else None
+    if not isinstance(path, str):
+        return False
+    # Absolute entries are where the file is (not /tmp/x/etc/shadow); "/.ssh/id_" is in any home.
+    return any(path.startswith(p) if p[:2] != "/." else p in path for p in SENSITIVE_PATHS)
+
+
+def _outbound(event: Mapping[str, Any]) -> bool:
+    """A connection out of the host that was made: to an IP address that is not loopback, not
+    refused. A local (unix) socket, such as the nscd socket every libc lookup tries, is not."""
+    if event.get("type") != "connect" or _failed(event):
+        return False
+    net = event.get("net")
+    if not isinstance(net, Mapping) or net.get("family") == "unix":
+        return False
+    dst = net.get("dst_ip")
+    if not isinstance(dst, str) or not dst:
+        return False
+    try:
+        return not ipaddress.ip_address(dst).is_loopback
+    except ValueError:
+        return True  # an address of another form: still a connection out
 
 
 def session_chains(events: Iterable[Mapping[str, Any]]) -> list[Chain]:
@@ -291,7 +319,7 @@ def session_chains(events: Iterable[Mapping[str, Any]]) -> list[Chain]:
             elif _sensitive_read(e) and not seen_read:
                 steps.append(e)
                 seen_read = True
-            elif e.get("type") == "connect" and not seen_connect:
+            elif _outbound(e) and not seen_connect:
                 steps.append(e)
                 seen_connect = True
         if steps and (seen_read or seen_connect):

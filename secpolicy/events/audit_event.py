@@ -221,7 +221,7 @@ def timestamp(sec: int, milli: int) -> str:
 class _Ctx:
     """One audit event being turned into an Event: its records by type, id and time."""
 
-    __slots__ = ("_by", "_cwd", "_paths", "bad_at", "key", "milli", "names", "recs", "sec")
+    __slots__ = ("_by", "_cwd", "_paths", "at_cwd", "bad_at", "key", "milli", "names", "recs", "sec")
 
     def __init__(self, key: str, sec: int, milli: int, recs: list[Rec], names: Names | None,
                  bad_at: Callable[[int, str], None]) -> None:
@@ -234,6 +234,9 @@ class _Ctx:
         self._by: dict[str, list[Rec]] | None = None
         self._paths: list[tuple[str | None, str, str]] | None = None
         self._cwd: str | None | bool = False
+        # Whether relative names are relative to the working directory: (the path argument,
+        # rename's new path). Not when an *at syscall was given a directory descriptor.
+        self.at_cwd = (True, True)
 
     @property
     def by(self) -> dict[str, list[Rec]]:
@@ -291,7 +294,15 @@ class _Ctx:
                     f = _kv(r[1])
                     item, name = f.get("item", ""), f.get("name")
                     nametype = f.get("nametype") or f.get("objtype") or "NORMAL"
-                out.append((_join_path(cwd, decode_value(name)), nametype.upper(), item))
+                nametype = nametype.upper()
+                text = decode_value(name)
+                at_cwd = self.at_cwd[1] if nametype == "CREATE" else self.at_cwd[0]
+                if not at_cwd and text is not None and nametype == "PARENT" and (text[-1:] != "/" or text == "/"):
+                    # For a name without a directory part the kernel logs the working directory
+                    # as its parent (audit_log_name), which a directory descriptor makes wrong;
+                    # a parent taken from the name itself ends in "/".
+                    text = None
+                out.append((_join_path(cwd if at_cwd else None, text), nametype, item))
             self._paths = out
         return self._paths
 
@@ -638,8 +649,32 @@ _SYSCALL_EVENTS: dict[str, tuple[EventType, SyscallBuilder]] = {
     "ptrace": ("ptrace", _b_ptrace), "mount": ("mount", _b_mount),
 }
 for _name in ("setuid", "setreuid", "setresuid", "setfsuid", "setgid", "setregid", "setresgid",
-              "setfsgid", "setuid32", "setreuid32", "setresuid32"):
+              "setfsgid", "setuid32", "setreuid32", "setresuid32", "setfsuid32", "setgid32",
+              "setregid32", "setresgid32", "setfsgid32"):
     _SYSCALL_EVENTS[_name] = ("setuid", _b_cred)
+for _name in ("chown32", "lchown32", "fchown32"):  # i386: what glibc's chown, lchown, fchown call
+    _SYSCALL_EVENTS[_name] = ("chown", _chowning("a1", "a2"))
+# i386 socketcall(call, args): a0 says which socket call it is (linux/net.h SYS_CONNECT ...).
+_SOCKETCALLS = {3: "connect", 5: "accept", 18: "accept4"}
+
+
+# The *at syscalls: the argument holding the directory descriptor that relative names are
+# relative to (and rename's second one, for the new name). A name relative to a descriptor
+# other than AT_FDCWD is not relative to the CWD record's directory (`rm -rf DIR` deletes
+# DIR's files with unlinkat(fd of DIR, "name")), and the log does not say which directory the
+# descriptor was: such a name is left unresolved rather than joined to the wrong directory.
+_DIRFD_ARGS: dict[str, tuple[str, str | None]] = {
+    name: ("a0", None) for name in (
+        "openat", "openat2", "mkdirat", "mknodat", "unlinkat", "fchmodat", "fchmodat2", "fchownat",
+        "execveat", "setxattrat", "removexattrat")
+}
+_DIRFD_ARGS["renameat"] = _DIRFD_ARGS["renameat2"] = ("a0", "a2")
+_AT_FDCWD = 0xFFFFFF9C  # -100 as a 32-bit int (a0=ffffff9c; 64-bit registers may sign-extend it)
+
+
+def _is_at_fdcwd(value: str | None) -> bool:
+    n = _arg(value)
+    return n is not None and n & 0xFFFFFFFF == _AT_FDCWD and n >> 32 in (0, 0xFFFFFFFF)
 
 
 def _syscall_name(arch: str | None, number: str | None, interp: str) -> str | None:
@@ -822,10 +857,17 @@ _PROCTITLES: dict[str, list[str]] = {}
 def _from_syscall(ctx: _Ctx, rec: Rec) -> Event | None:
     m = _SYSCALL_RE.match(rec[1])
     name, proc, user, login, success, exit_, key, f = _syscall_fast(ctx, rec, m) if m else _syscall_slow(ctx, rec)
-    spec = _SYSCALL_EVENTS.get(name or "")
+    if name is not None and name[:10] == "socketcall":  # ENRICHED logs say socketcall(connect)
+        call = _arg(f.get("a0"))
+        spec = _SYSCALL_EVENTS.get(_SOCKETCALLS.get(call, "")) if call is not None else None
+    else:
+        spec = _SYSCALL_EVENTS.get(name or "")
     if spec is None:
         return None
     etype, build = spec
+    dirfds = _DIRFD_ARGS.get(name or "")
+    if dirfds is not None:
+        ctx.at_cwd = (_is_at_fdcwd(f.get(dirfds[0])), _is_at_fdcwd(f.get(dirfds[1] or dirfds[0])))
     ev = ctx.base(etype, f"SYSCALL:{name}")
     cwd = ctx.cwd()
     if cwd:

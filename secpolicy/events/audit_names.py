@@ -109,6 +109,12 @@ SYSCALLS: dict[str, dict[int, str]] = {
         353: "renameat2", 357: "bpf", 358: "execveat", 362: "connect", 364: "accept4",
         226: "setxattr", 227: "lsetxattr", 228: "fsetxattr", 235: "removexattr",
         236: "lremovexattr", 237: "fremovexattr", 463: "setxattrat", 466: "removexattrat",
+        # The 32-bit id calls glibc makes on i386 (chown is chown32, setgid is setgid32 ...),
+        # their 16-bit forebears, and socketcall (connect and accept before Linux 4.3).
+        16: "lchown", 46: "setgid", 70: "setreuid", 71: "setregid", 95: "fchown", 102: "socketcall",
+        138: "setfsuid", 139: "setfsgid", 164: "setresuid", 170: "setresgid", 198: "lchown32",
+        204: "setregid32", 207: "fchown32", 210: "setresgid32", 212: "chown32", 214: "setgid32",
+        215: "setfsuid32", 216: "setfsgid32", 297: "mknodat", 437: "openat2", 452: "fchmodat2",
     },
 }
 

@@ -511,6 +511,13 @@ class AuditdReader:
             yield lineno, self._decode(rest, base, lineno).split("\n")
 
     def _decode(self, block: bytes, base: int, first: int) -> str:
+        if b"\r" in block:
+            # CR LF line ends (a log that went through Windows or a syslog relay): the CR is
+            # part of the line end, as ausearch and aureport read it, not of the last field
+            # (the key, the cwd, the last argument ...).
+            block = block.replace(b"\r\n", b"\n")
+            if block[-1:] == b"\r":
+                block = block[:-1]
         if b"\0" in block:
             block = self._cut_at_nul(block, base, first)
         try:

@@ -272,17 +272,21 @@ def detect_format(path: Path | str) -> str:
     with no such line (it holds no events, in either format)."""
     try:
         with open(path, "rb") as fh:
-            for raw in fh:
-                line = raw.strip()
-                if not line:
-                    continue
-                if line.startswith(b"{"):
-                    return "jsonl"
-                if line.startswith((b"type=", b"node=")):
-                    return "auditd"
-                break
-            else:
-                return "empty"
+            # The first bytes that are not white space, read a block at a time: never a whole
+            # line, which in a hostile file can be as long as the file.
+            while True:
+                block = fh.read(65536)
+                if not block:
+                    return "empty"
+                head = block.lstrip()
+                if head:
+                    break
+            while len(head) < 5 and (more := fh.read(5 - len(head))):
+                head += more
+            if head.startswith(b"{"):
+                return "jsonl"
+            if head.startswith((b"type=", b"node=")):
+                return "auditd"
     except OSError as exc:
         raise InputError(f"cannot read events: {exc.strerror}", str(path)) from None
     raise InputError(
