@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import struct
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import INT, STR, ListType, ObjectType
+from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import read_proc, require_proc, text_lines
 from secpolicy.kernel_names import CAPABILITIES
 
@@ -96,8 +98,10 @@ def _process(pid: str) -> Process | None:
     try:
         with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
             status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-    except OSError:
-        return None  # exited while we walked /proc
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ESRCH):
+            return None  # exited while we walked /proc
+        raise EvaluationError(f"processes: cannot read /proc/{pid}/status: {e.strerror}") from None
     try:
         exe: str | None = os.readlink(f"/proc/{pid}/exe")
     except OSError:
@@ -130,8 +134,46 @@ def _process(pid: str) -> Process | None:
     )
 
 
+_CAP_SYS_PTRACE = 19
+
+
+def _proc_hides_processes() -> str | None:
+    """Why /proc may not list every process to this scan, or None. procfs mounted with
+    `hidepid=` other than 0 shows another user's processes only to a member of its `gid=`
+    group or to a process that may ptrace them (CAP_SYS_PTRACE): anyone else sees fewer
+    processes and no error (has_pid_permissions in fs/proc/base.c)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            mounts = [line.split() for line in f]
+    except OSError as e:
+        return f"cannot read /proc/self/mountinfo: {e.strerror}"
+    proc = [m for m in mounts if len(m) > 4 and m[4] == "/proc" and "-" in m]
+    if not proc:
+        return None
+    fields = proc[-1]  # the last mount on /proc is the one in force
+    options = dict(o.partition("=")[::2] for o in fields[-1].split(","))
+    hidepid = options.get("hidepid", "0")
+    if hidepid in ("0", "off"):
+        return None
+    gid = options.get("gid")
+    if gid is not None and gid.isdigit() and int(gid) in (os.getegid(), *os.getgroups()):
+        return None
+    try:
+        with open("/proc/self/status", encoding="utf-8", errors="replace") as f:
+            eff = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
+    except (OSError, ValueError):
+        eff = 0
+    if eff >> _CAP_SYS_PTRACE & 1:
+        return None
+    return (f"/proc is mounted with hidepid={hidepid}, which hides other users' processes from"
+            f" uid {os.geteuid()} without CAP_SYS_PTRACE; scan as root")
+
+
 def collect_processes(ctx: FactContext) -> list[Process]:
     ctx.require_live("processes")
+    hidden = _proc_hides_processes()
+    if hidden is not None:
+        raise EvaluationError(f"processes: {hidden}")
     out = []
     for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
         proc = _process(pid)

@@ -89,6 +89,23 @@ def test_capability_rules_pass_once_the_process_is_gone(sys_admin_process):
     assert f"/proc/{pid}/status" not in _sources(r["soc2-cc6.3-no-cap-sys-admin-for-bpf"])
 
 
+def test_a_proc_that_hides_other_users_processes_makes_the_rules_error_not_pass(sys_admin_process):
+    """procfs mounted hidepid=invisible (a private mount of its own) hides the nobody process
+    from a scan without CAP_SYS_PTRACE: the rules cannot see every process, so they are ERROR,
+    not a PASS over the processes that happen to be visible."""
+    args = [a for r in ("soc2-cc6.3-no-cap-sys-admin-for-bpf", "soc2-cc6.3-process-capabilities-allowlist")
+            for a in ("--rule", r)]
+    script = ('mount -t proc -o hidepid=invisible proc /proc && exec setpriv --bounding-set=-sys_ptrace '
+              '--inh-caps=-sys_ptrace -- "$@"')
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                        *SECPOLICY, "scan", *args, "--format", "json"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert p.returncode == 1, p.stderr  # results with errors: not compliant
+    for r in json.loads(p.stdout)["results"]:
+        assert r["status"] == "error", r
+        assert "hidepid=invisible" in json.dumps(r["evidence"]) + str(r.get("reason")), r
+
+
 @pytest.fixture
 def rogue_bpf():
     fds: list[int] = []
