@@ -47,6 +47,8 @@ def _hosts(base: dict[str, Any], n: int, out: Path) -> tuple[list[str], list[tup
         d = copy.deepcopy(base)
         sid = f"bench-{i:05d}"
         d["scan"].update(id=sid, host=f"host{i:04d}", started_at=(when + dt.timedelta(minutes=i)).isoformat())
+        if isinstance(d["scan"].get("host_identity"), dict):  # each host its own machine-id
+            d["scan"]["host_identity"].update(machine_id=f"{i:032x}", hostname=f"host{i:04d}")
         failing = set(rng.sample(checked, len(checked) // 10))
         by = dict.fromkeys(d["summary"]["by_status"], 0)
         for sev in d["summary"]["by_severity"].values():

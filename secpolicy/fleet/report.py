@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from secpolicy.fleet.store import FleetStore, ScanRow
@@ -43,6 +43,12 @@ class FleetReport:
         return sum(scores) / len(scores) if scores else None
 
 
+def host_label(scan: ScanRow) -> str:
+    """`web1 (machine-id 4f2a9c1e07b3)`, `web1 (no machine-id)`."""
+    kind, _, ident = scan.host_id.partition(":")
+    return f"{scan.hostname} (machine-id {ident[:12]})" if kind == "machine-id" else f"{scan.hostname} (no machine-id)"
+
+
 def requirement_group(requirement: str) -> str:
     """`8.3.4` -> `8.3`, `164.312(b)` -> `164.312`, `CC6.8` -> `CC6.8`: a column per section."""
     base = requirement.split("(", 1)[0]
@@ -74,7 +80,13 @@ def build_fleet_report(store: FleetStore, *, framework: str | None = None, stale
         groups_by_host[host_id] = g
     groups = tuple(sorted({k for g in groups_by_host.values() for k in g}, key=_group_key))
     lines = []
-    for scan in store.latest_scans():
+    latest = store.latest_scans()
+    # Two hosts of one name (a clone, a host claiming another's name) are told apart by
+    # their identity, never shown as two rows of the same name.
+    names = Counter(s.hostname for s in latest)
+    for scan in latest:
+        if names[scan.hostname] > 1:
+            scan = replace(scan, hostname=host_label(scan))
         trend = tuple(s.score for s in store.history(scan.host_id, trend_points))
         age = (now - parse_time(scan.started_at)).total_seconds() / 86400
         g = groups_by_host.get(scan.host_id, {})
