@@ -116,3 +116,21 @@ def test_a_malformed_history_entry_is_named(results, baseline):
 def test_a_non_object_is_refused():
     with pytest.raises(InputError, match="expected a JSON object, found list"):
         validate_results([])
+
+
+@pytest.mark.parametrize(
+    ("finding", "message"),
+    [
+        ("not a finding", "at results/0: 'not a finding' is not of type 'object'"),
+        ({"status": "pass"}, "at results/0: rule_id None is not valid"),
+        ({"rule_id": "r", "status": "passed"}, "at results/0: status 'passed' is not valid"),
+    ],
+)
+def test_the_summary_only_check_still_refuses_a_malformed_finding(results, finding, message):
+    """History entries and fleet files are checked without a schema walk of each finding
+    (its cost dominated a fleet ingest): the id and the status are still checked."""
+    doc = copy.deepcopy(results)
+    doc["results"][0] = finding
+    with pytest.raises(InputError) as exc:
+        validate_results(doc, summary_only=True)
+    assert message in exc.value.render()
