@@ -3070,7 +3070,8 @@ def _logging() -> Iterator[Variant]:
     yield _v("6.1.1.1/journald-masked", {"6.1.1.1": F}, mask("systemd-journald.service"))
     yield _v(
         "6.1.1.4/rsyslog-installed-disabled",
-        {"6.1.1.4": F, "6.1.3.2": F},
+        # a disabled rsyslog forwards nothing, and nothing else sends the logs off the host
+        {"6.1.1.4": F, "6.1.3.2": F, "pci-10.3.3-logs-sent-off-host": F},
         disable("rsyslog.service"),
     )
     yield _v(
@@ -3330,7 +3331,7 @@ def _logging() -> Iterator[Variant]:
     )
     yield _v(
         "6.1.2.1.2/upload-settings-in-a-usr-lib-main-file",
-        {**jok, **rsyslog_na, "6.1.2.1.2": F},
+        {**jok, **rsyslog_na, "6.1.2.1.2": F, "pci-10.3.3-logs-sent-off-host": F},  # the uploader has no URL: it sends nothing
         *journal_only,
         delete("etc/systemd/journal-upload.conf"),
         write("usr/lib/systemd/journal-upload.conf", upload_tls),
@@ -3357,7 +3358,7 @@ def _logging() -> Iterator[Variant]:
     )
     yield _v(
         "6.1.2.1.2/upload-drop-in-systemd-cannot-parse",
-        {**jok, **rsyslog_na, "6.1.2.1.2": F},
+        {**jok, **rsyslog_na, "6.1.2.1.2": F, "pci-10.3.3-logs-sent-off-host": F},  # the uploader does not start
         *journal_only,
         write("etc/systemd/journal-upload.conf.d/90-broken.conf", "[Upload]\nURL=loghost.example.internal\n[Upload\n"),
         oracle="journal-upload",
