@@ -1,14 +1,16 @@
 """CSV report: one row per control, RFC 4180 quoting (CRLF line ends, fields with commas,
 quotes or line breaks quoted, quotes doubled); cells a spreadsheet would run as a formula are
-neutralised with a leading `'` (OWASP CSV injection)."""
+neutralised with a leading `'` (OWASP CSV injection), and text from the host is inert (escape
+sequences, bidi controls and undecodable bytes as `\\xNN`: a CSV is often `cat` or `less`)."""
 
 from __future__ import annotations
 
 import csv
 from typing import IO
 
-from secpolicy.reports._text import evidence_text, references_text, requirement_line, shown_bytes
+from secpolicy.reports._text import evidence_text, references_text, requirement_line
 from secpolicy.reports.model import Report
+from secpolicy.terminal import inert
 
 __all__ = ["COLUMNS", "FORMULA_START", "neutralise", "render"]
 
@@ -46,8 +48,9 @@ COLUMNS = (
 
 
 def render(report: Report, out: IO[str]) -> None:
-    """Every cell passes through `neutralise`; a reader restores the exact value by dropping
-    one leading `'` where there is one."""
+    """Every cell is made inert (line breaks and tabs kept) and passes through `neutralise`;
+    a reader restores the value by dropping one leading `'` where there is one (the exact
+    bytes of what the host held are in the results JSON)."""
     w = csv.writer(out, dialect="excel", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     w.writerow(COLUMNS)
     scan = report.scan
@@ -75,4 +78,4 @@ def render(report: Report, out: IO[str]) -> None:
             "; ".join(requirement_line(r) for r in report.requirements_for(f)),
             tailoring,
         )
-        w.writerow([neutralise(shown_bytes(c)) for c in cells])
+        w.writerow([neutralise(inert(c)) for c in cells])

@@ -302,6 +302,13 @@ def test_pdf_report_shows_bidi_controls_as_escapes_on_the_cover_headers_and_evid
     assert SHOWN_FILE in text.replace("\n", "")
 
 
+def test_csv_report_shows_bidi_controls_as_escapes(bidi_results, tmp_path):
+    p = secpolicy("report", str(bidi_results), "-f", "csv")
+    assert p.returncode == 0, p.stderr
+    assert "\u202e" not in p.stdout and "\u2066" not in p.stdout
+    assert SHOWN_HOST in p.stdout and SHOWN_FILE in p.stdout
+
+
 def test_undecodable_bytes_are_shown_as_their_escapes_in_text_reports(w, tmp_path):
     # As the terminal, FIM and event outputs show them; the JSON formats keep the data itself.
     for fmt in ("csv", "junit", "html", "sarif"):
