@@ -559,6 +559,7 @@ def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, unt
     )
     query = TimelineQuery(since=since, until=until, user=user, type=type_, rule=rule, limit=limit)
     store = _open_store(db, replay)
+    _refuse_audit_logs(replay)
     reader = read_replay(replay) if replay else None
     try:
         timeline = build_timeline(query, store=store, replay=reader, redactor=redactor)
@@ -568,6 +569,20 @@ def timeline_cmd(db: str | None, replay: tuple[str, ...], since: str | None, unt
     _show_timeline(timeline, fmt, output, render_html, render_table)
     if reader is not None:
         _bad_lines(reader, strict)
+
+
+def _refuse_audit_logs(paths: Sequence[str]) -> None:
+    """An auditd log given to --replay would be every line skipped and an empty timeline."""
+    from secpolicy.events.sources import detect_format
+
+    for path in paths:
+        try:
+            kind = detect_format(path)
+        except InputError:
+            continue  # neither format: the JSON-lines reader names the bad lines
+        if kind == "auditd":
+            raise InputError("an auditd log, not event or alert JSON lines: `secpolicy replay FILE --input-format "
+                             "auditd --store DB` keeps its events, then `secpolicy timeline --db DB`", path)
 
 
 def _event_type(value: str | None) -> str | None:

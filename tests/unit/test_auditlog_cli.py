@@ -207,6 +207,14 @@ def test_timeline_option_errors(db: Path) -> None:
     assert run("timeline", "--db", str(db), "--type", "alert", "--format", "json")[0] == 0
 
 
+def test_timeline_refuses_an_auditd_log_given_as_replay_lines(tmp_path: Path) -> None:
+    # Every line of it would be skipped as a bad JSON line and the timeline shown empty, exit 0.
+    log = tmp_path / "audit.log"
+    log.write_text('type=SYSCALL msg=audit(1700000000.123:1): arch=c000003e syscall=59 success=yes exit=0 pid=1\n')
+    code, out = run("timeline", "--replay", str(log), "--format", "json")
+    assert code == 2 and "an auditd log, not event or alert JSON lines" in out and str(log) in out
+
+
 def test_dashboard_once_shows_the_numbers(db: Path, tmp_path: Path) -> None:
     # Five failures from one address make it a brute-force source.
     more = tmp_path / "more.jsonl"
