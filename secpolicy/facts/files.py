@@ -58,7 +58,11 @@ FILE = ObjectType(
         "has_line": Method((REGEX,), BOOL, "whether some line matches a regex"),
     },
     doc="a file, directory or link inside the scanned root (not followed if a link)",
+    field_docs={"age": "time since the last modification; an error when that lies more than five minutes"
+                       " in the future (the clock or the file's time is wrong)"},
 )
+
+_CLOCK_SKEW = 300.0  # seconds a modification time may lie ahead of this clock (another host's image)
 
 _TYPES = {
     stat.S_IFREG: "file",
@@ -130,9 +134,18 @@ class FileInfo:
 
     @property
     def age(self) -> float | None:
+        """Seconds since the last modification. A time in the future beyond clock skew says
+        the clock or the file's time is wrong (or was set): its age cannot be told, and a
+        rule on freshness must not count it as new."""
         import time
 
-        return None if self._st is None else max(0.0, time.time() - self._st.st_mtime)
+        if self._st is None:
+            return None
+        age = time.time() - self._st.st_mtime
+        if age < -_CLOCK_SKEW:
+            raise EvaluationError(f"{self.path}: modified {-age:.0f} s in the future (mtime {int(self._st.st_mtime)}):"
+                                  " the clock or the file's time is wrong, its age cannot be told")
+        return max(0.0, age)
 
     @property
     def is_file(self) -> bool:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 from facts_helpers import HOSTILE_LINE_BREAKS, context, write
+
+from secpolicy.errors import EvaluationError
 
 
 @pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
@@ -124,3 +128,18 @@ def test_content_of_what_is_not_a_regular_file_is_an_error_not_absent(tmp_path: 
     with pytest.raises(EvaluationError, match="FIFO"):
         _ = ctx.fact("file", ("/etc/hostile.conf",)).lines
     assert ctx.fact("file", ("/etc/d",)).content is None
+
+
+def test_a_file_modified_in_the_future_has_no_age(tmp_path: Path) -> None:
+    # A check log dated next week is no proof of a check this week (PCI 11.5.2): its age
+    # cannot be told, so a freshness rule is ERROR, not PASS.
+    write(tmp_path, "var/log/aide/aide.log", "AIDE found NO differences\n")
+    log = tmp_path / "var/log/aide/aide.log"
+    now = time.time()
+    os.utime(log, (now, now + 7 * 86400))
+    with pytest.raises(EvaluationError, match="in the future"):
+        _ = context(tmp_path).fact("file", ("/var/log/aide/aide.log",)).age
+    os.utime(log, (now, now + 60))  # within clock skew: new
+    assert context(tmp_path).fact("file", ("/var/log/aide/aide.log",)).age == 0.0
+    os.utime(log, (now, now - 3600))
+    assert 3500 < context(tmp_path).fact("file", ("/var/log/aide/aide.log",)).age < 3700
