@@ -9,6 +9,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,3 +62,18 @@ def stop_postgres(server: PgServer) -> None:
     subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(server.directory / "data"),
                     "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60, check=False)
     shutil.rmtree(server.directory, ignore_errors=True)
+
+
+def private_postgres() -> Iterator[PgServer]:
+    """The body of a pytest fixture: skip where no server can be started, else one for the
+    fixture's scope, stopped and removed after it."""
+    import pytest
+
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        stop_postgres(server)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pg_server import PgServer, start_postgres, stop_postgres, unavailable
+from pg_server import PgServer, private_postgres
 
 from secpolicy.errors import InputError
 from secpolicy.fleet import build_fleet_report, open_store, read_results, render_fleet_html
@@ -148,14 +148,7 @@ def test_cli_ingest_and_report_pdf(scan_results: dict[str, Any], tmp_path: Path)
 
 @pytest.fixture
 def postgres() -> Iterator[PgServer]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        stop_postgres(server)
+    yield from private_postgres()
 
 
 def test_postgresql_rollup_is_what_the_scans_say(postgres: PgServer, scan_results: dict[str, Any],

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pg_server import PgServer, start_postgres, stop_postgres, unavailable
+from pg_server import PgServer, private_postgres
 
 from secpolicy.fleet import build_fleet_report, open_store, read_results
 from secpolicy.resultsfile import results_bytes
@@ -293,14 +293,7 @@ def test_a_store_of_the_earlier_schema_reports_what_its_scans_say(tmp_path: Path
 
 @pytest.fixture
 def postgres() -> Iterator[PgServer]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    server = start_postgres(port=54337)
-    try:
-        yield server
-    finally:
-        stop_postgres(server)
+    yield from private_postgres()
 
 
 def test_postgresql_keeps_each_hosts_rules_and_odd_text(postgres: PgServer, base: dict[str, Any],
