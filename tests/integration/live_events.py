@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Collector"]
+__all__ = ["Collector", "collecting"]
 
 
 class Collector:
@@ -54,3 +54,20 @@ class Collector:
 
     def of(self, pid: int) -> list[dict[str, Any]]:
         return self.matching(lambda e: e["proc"]["pid"] == pid)
+
+
+def collecting(plan: Any, join_timeout: float = 20.0) -> Iterator[Collector]:
+    """The body of a live fixture: a LiveSource of `plan` started and drained into a
+    Collector for the fixture's scope, then stopped and closed."""
+    from secpolicy.events.live import LiveSource
+
+    source = LiveSource(plan)
+    source.start()
+    col = Collector(source)
+    col.thread.start()
+    try:
+        yield col
+    finally:
+        source.stop()
+        col.thread.join(timeout=join_timeout)
+        source.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_events import Collector
+from live_events import Collector, collecting
 
 from secpolicy.events.bpf_plan import plan_from_keys
 from secpolicy.events.matcher import IndexKeys
@@ -33,20 +33,11 @@ def watched() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def live(watched: Path) -> Iterator[Collector]:
-    from secpolicy.events.live import LiveSource
-
     keys = [
         IndexKeys(types=frozenset({"exec", "connect", "accept", "bpf", "auth", "setuid"})),
         IndexKeys(types=frozenset({"write", "chmod", "rename", "unlink"}), path_prefixes=(str(watched) + "/",)),
     ]
-    source = LiveSource(plan_from_keys(keys))
-    source.start()
-    col = Collector(source)
-    col.thread.start()
-    yield col
-    source.stop()
-    col.thread.join(timeout=10)
-    source.close()
+    yield from collecting(plan_from_keys(keys), join_timeout=10)
 
 
 def run(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_events import Collector
+from live_events import Collector, collecting
 
 from secpolicy.events.bpf_plan import Clause, KernelPlan, TypeFilter
 
@@ -29,8 +29,6 @@ def base() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def live(base: Path) -> Iterator[Collector]:
-    from secpolicy.events.live import LiveSource
-
     under = Clause((f"{base}/",), None, None)
     plan = KernelPlan(
         frozenset({"exec", "open", "write", "unlink", "rename", "chmod", "chown", "setxattr"}),
@@ -45,14 +43,7 @@ def live(base: Path) -> Iterator[Collector]:
             "rename": TypeFilter(path_prefixes=(f"{base}/",), clauses=(under,)),
         },
     )
-    source = LiveSource(plan)
-    source.start()
-    col = Collector(source)
-    col.thread.start()
-    yield col
-    source.stop()
-    col.thread.join(timeout=20)
-    source.close()
+    yield from collecting(plan)
 
 
 def child(code: str, *, cwd: Path | None = None) -> int:

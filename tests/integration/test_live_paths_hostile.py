@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_events import Collector
+from live_events import Collector, collecting
 
 from secpolicy.events.auditd import decode_value
 from secpolicy.events.bpf_plan import Clause, KernelPlan, TypeFilter
@@ -36,8 +36,6 @@ def base() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def live(base: Path) -> Iterator[Collector]:
-    from secpolicy.events.live import LiveSource
-
     prefixes = (f"{base}/", "/etc/")
     under = Clause(prefixes, None, None)
     plan = KernelPlan(
@@ -49,14 +47,7 @@ def live(base: Path) -> Iterator[Collector]:
             "chmod": TypeFilter(path_prefixes=prefixes, clauses=(under,)),
         },
     )
-    source = LiveSource(plan)
-    source.start()
-    col = Collector(source)
-    col.thread.start()
-    yield col
-    source.stop()
-    col.thread.join(timeout=20)
-    source.close()
+    yield from collecting(plan)
 
 
 def run(code: str, *, cwd: Path | None = None, private_etc: bool = False) -> list[int]:
