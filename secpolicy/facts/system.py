@@ -109,8 +109,10 @@ def _mount_table(ctx: FactContext, path: str) -> list[Mount]:
         parts = _BLANKS.split(line.rstrip(" \t"))
         if len(parts) < 3:
             continue
-        opts = tuple(o for o in parts[3].split(",") if o) if len(parts) > 3 else ()
-        out.append(Mount(_unescape(parts[1]), _unescape(parts[0]), parts[2], opts, at(path, n)))
+        # every field is unescaped (\040 ...), the options before they are split at commas, as
+        # libmount unmangles the field and then parses the option string
+        opts = tuple(o for o in _unescape(parts[3]).split(",") if o) if len(parts) > 3 else ()
+        out.append(Mount(_unescape(parts[1]), _unescape(parts[0]), _unescape(parts[2]), opts, at(path, n)))
     return out
 
 

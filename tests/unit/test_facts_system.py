@@ -3,6 +3,7 @@ fixture roots, with exact values and evidence."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -446,6 +447,21 @@ def test_fstab_reading_agrees_with_findmnt(tmp_path: Path, sep: str) -> None:
     assert [(s, t, f, tuple(o for o in opts.split(",") if o)) for s, t, f, opts in unescape] == [
         m[:3] + (m[3] if m[3] else (),) for m in _FSTAB_READ
     ]
+
+
+@pytest.mark.skipif(shutil.which("findmnt") is None, reason="needs findmnt (util-linux)")
+def test_octal_escapes_in_every_fstab_field_read_as_findmnt_reads_them(tmp_path: Path) -> None:
+    # The kernel and fstab write a space, a tab, a newline and a backslash in a field as \040,
+    # \011, \012 and \134; libmount reads them back in the options too.
+    text = "/dev/disk\\040a /mnt/a\\040b ext\\0634 defaults,x-note=a\\040b\\134c,noexec 0 2\n"
+    write(tmp_path, "etc/fstab", text)
+    (m,) = context(tmp_path).fact("fstab", ())
+    out = subprocess.run(["findmnt", "--fstab", "-F", str(tmp_path / "etc/fstab"), "-J", "-o",
+                          "SOURCE,TARGET,FSTYPE,OPTIONS"], capture_output=True, text=True, check=True).stdout
+    (want,) = json.loads(out)["filesystems"]
+    assert (m.source, m.target, m.fstype, ",".join(m.options)) == (
+        want["source"], want["target"], want["fstype"], want["options"])
+    assert m.option("x-note") == "a b\\c"
 
 
 @pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
