@@ -306,9 +306,15 @@ class _Checker:
         elif op in _ORDERED:
             if not comparable(lt, rt) or lt == BOOL or isinstance(lt, (ListType, ObjectType)):
                 raise self.error(n, bad)
+            if lt in (IP, CIDR) or rt in (IP, CIDR):
+                # Addresses are text at run time, and as text "10.0.0.9" > "10.0.0.10".
+                raise self.error(n, f"addresses are not ordered: test a range with 'in' and a CIDR (x in 10.0.0.0/24): {self.snippet(n)}")
         elif op in ("in", "not in"):
             if isinstance(rt, ListType):
-                if not comparable(lt, rt.elem):
+                if rt.elem == CIDR:  # membership in any of the networks, as `x in 10.0.0.0/8`
+                    if lt not in (IP, ANY, STR):
+                        raise self.error(n, f"cannot look for {lt} in {rt}: {self.snippet(n)}")
+                elif not comparable(lt, rt.elem):
                     raise self.error(n, f"cannot look for {lt} in {rt}: {self.snippet(n)}")
             elif rt == CIDR:
                 if lt not in (IP, ANY, STR):

@@ -173,11 +173,29 @@ class _Compiler:
 
         return fn
 
+    def cond(self, n: ast.Node, want: bool | None) -> Fn:
+        """`n` where a condition stands (an operand of and/or/not, a quantifier's condition).
+        In a check, a value there that is absent (a boolean field or method without a value)
+        counts as false only when true is what the rule wants; under `not`, `none()` or in
+        `count()` it is an evaluation error, never a pass."""
+        f = self.c(n, want)
+        if self.event or want is True or isinstance(n, _BOOLEAN) or (isinstance(n, ast.Quantifier) and n.kind != "count"):
+            return f
+        text = n.text or str(getattr(n, "name", "")) or type(n).__name__
+
+        def present(env: Any, fr: Any = ()) -> Any:
+            v = f(env, fr)
+            if v is None:
+                raise EvaluationError(f"{text}: no value (absent) to negate or count")
+            return v
+
+        return present
+
     # logic -------------------------------------------------------------------------------
     # `fr` defaults to no frame: an event predicate without quantifiers is called with the
     # event alone (compile_event), one call less per evaluation.
     def c_And(self, n: ast.And, want: bool | None) -> Fn:
-        fns = [self.c(i, want) for i in n.items]
+        fns = [self.cond(i, want) for i in n.items]
         # `True if x else False`: the truth bool() gives, without calling it.
         if len(fns) == 2:
             a, b = fns
@@ -203,7 +221,7 @@ class _Compiler:
         return fn
 
     def c_Or(self, n: ast.Or, want: bool | None) -> Fn:
-        fns = [self.c(i, want) for i in n.items]
+        fns = [self.cond(i, want) for i in n.items]
         if len(fns) == 2:
             a, b = fns
 
@@ -228,7 +246,7 @@ class _Compiler:
         return fn
 
     def c_Not(self, n: ast.Not, want: bool | None) -> Fn:
-        f = self.c(n.item, None if want is None else not want)
+        f = self.cond(n.item, None if want is None else not want)
 
         def negate(env: Any, fr: Any = ()) -> bool:
             return not f(env, fr)
@@ -237,12 +255,17 @@ class _Compiler:
 
     def c_BitAnd(self, n: ast.BitAnd, want: bool | None) -> Fn:
         fns = [self.c(i, None) for i in n.items]
+        # In a check, '&' on an absent value is an error (docs/language.md), not an absent
+        # result that `!=` would then call different; in an event a missing field stays missing.
+        texts = [] if self.event else [i.text or str(getattr(i, "name", "")) or type(i).__name__ for i in n.items]
 
         def fn(env: Any, fr: list) -> Any:
             acc = None
-            for f in fns:
+            for k, f in enumerate(fns):
                 v = f(env, fr)
                 if v is None:
+                    if texts:
+                        raise EvaluationError(f"{texts[k]}: no value for '&'")
                     return None
                 acc = v if acc is None else acc & v
             return acc
@@ -251,12 +274,17 @@ class _Compiler:
 
     def c_Add(self, n: ast.Add, want: bool | None) -> Fn:
         fns = [self.c(i, None) for i in n.items]
+        # In a check, '+' on an absent value is an error (docs/language.md), not an absent
+        # result that `!=` would then call different; in an event a missing field stays missing.
+        texts = [] if self.event else [i.text or str(getattr(i, "name", "")) or type(i).__name__ for i in n.items]
 
         def fn(env: Any, fr: list) -> Any:
             acc = None
-            for f in fns:
+            for k, f in enumerate(fns):
                 v = f(env, fr)
                 if v is None:
+                    if texts:
+                        raise EvaluationError(f"{texts[k]}: no value for '+'")
                     return None
                 acc = v if acc is None else acc + v
             return acc
@@ -271,21 +299,21 @@ class _Compiler:
             def field_exists(ev: Any, fr: Any = ()) -> bool:
                 d = ev.get(a)  # read as c_Field reads it
                 v = None if d is None else d.get(b)
-                return v is not None and v is not False and getattr(v, "exists", True) is not False
+                return v is not None and getattr(v, "exists", True) is not False
 
             return field_exists
         f = self.c(item, None)
 
         def fn(env: Any, fr: Any = ()) -> bool:
             v = f(env, fr)
-            return v is not None and v is not False and getattr(v, "exists", True) is not False
+            return v is not None and getattr(v, "exists", True) is not False
 
         return fn
 
     def c_Quantifier(self, n: ast.Quantifier, want: bool | None) -> Fn:
         coll = self.c(n.collection, None)
         inner_want = want if n.kind == "all" else (None if n.kind == "count" else (want if n.kind == "any" else (None if want is None else not want)))
-        cond = self.c(n.cond, inner_want)
+        cond = self.cond(n.cond, inner_want)
         slot = n.slot
         kind = n.kind
         event = self.event

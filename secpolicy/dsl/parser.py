@@ -242,7 +242,13 @@ def _to_ast() -> Any:
 
 
 def _int(text: str) -> int:
-    return int(text, 0) if text[:2].lower() in ("0x", "0o", "0b") else int(text)
+    if text[:2].lower() in ("0x", "0o", "0b"):
+        return int(text, 0)
+    if len(text) > 1 and text[0] == "0" and text.strip("0"):
+        # As Python does: `0644` is neither octal nor a number anyone means in decimal
+        # (decimal 644 is 0o1204, so `mode <= 0644` would let 0o777 pass).
+        raise ValueError(f"{text} is not octal: write 0o{text.lstrip('0')} for a mode")
+    return int(text)
 
 
 _TOKEN_NAMES = {

@@ -212,6 +212,10 @@ class _Compiler:
 
         def fn(env: EvalEnv, fr: list, tr: list[TraceRecord]) -> bool:
             o = v(env, fr, tr)
+            if o.value is None and want is not True:
+                # Absent counts as false only where false cannot make the rule pass: under
+                # `not`, `none()` or inside `count()` it would turn "unknown" into a pass.
+                raise EvaluationError(f"{text}: no value (absent) to negate or count")
             res = bool(o.value)
             if want is not None:
                 source = o.source if o.source is not None else item(fr)
@@ -320,7 +324,7 @@ class _Compiler:
             obs = [f(env, fr, tr) for f in fns]
             source = _first_source(obs)
             if any(o.value is None for o in obs):
-                return Observed(None, source)
+                raise EvaluationError(f"{_label(n.items[[o.value for o in obs].index(None)])}: no value for '&'")
             acc = obs[0].value
             for o in obs[1:]:
                 acc &= o.value
@@ -334,7 +338,7 @@ class _Compiler:
         def fn(env: EvalEnv, fr: list, tr: list[TraceRecord]) -> Observed:
             obs = [f(env, fr, tr) for f in fns]
             if any(o.value is None for o in obs):
-                return Observed(None, _first_source(obs))
+                raise EvaluationError(f"{_label(n.items[[o.value for o in obs].index(None)])}: no value for '+'")
             acc = obs[0].value
             for o in obs[1:]:
                 acc = acc + o.value
@@ -400,7 +404,7 @@ class _Compiler:
         def fn(env: EvalEnv, fr: list, tr: list[TraceRecord]) -> bool:
             o = v(env, fr, tr)
             x = o.value
-            res = x is not None and x is not False and getattr(x, "exists", True) is not False
+            res = x is not None and getattr(x, "exists", True) is not False
             source = o.source if o.source is not None else item(fr)
             tr.append(TraceRecord(
                 text, "exists", None, None, res, want, source, shown="present" if res else "absent", expected_text="present"

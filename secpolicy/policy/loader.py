@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import ipaddress
 import os
 import re
 import stat
@@ -25,7 +26,18 @@ from secpolicy.dsl import (
 from secpolicy.dsl.checker import check_expression
 from secpolicy.dsl.limits import LIMITS
 from secpolicy.dsl.lint import LintWarning, mixed_and_or, unused_macros
-from secpolicy.dsl.types import ANY, BOOL, FLOAT, INT, STR, ListType, ObjectType, Signature, Type
+from secpolicy.dsl.types import (
+    ANY,
+    BOOL,
+    CIDR,
+    FLOAT,
+    INT,
+    STR,
+    ListType,
+    ObjectType,
+    Signature,
+    Type,
+)
 from secpolicy.errors import InputError, LocatedError
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
@@ -315,7 +327,22 @@ _CHECK_STUB: dict[str, Any] = {"check": None}  # a check rule, left out of an ev
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
+def _networks(values: list[Any]) -> list[Any] | None:
+    """The networks of a list of addresses and networks with at least one network
+    (`[10.0.0.0/8, 192.0.2.7]`), or None: as strings, `x in list` would compare text and
+    never find 10.1.2.3 in 10.0.0.0/8."""
+    if not values or not all(isinstance(v, str) for v in values) or not any("/" in v for v in values):
+        return None
+    try:
+        return [ipaddress.ip_network(v.strip(), strict=False) for v in values]
+    except ValueError:
+        return None
+
+
 def _list_literal(doc: _Doc, at: tuple, values: list[Any]) -> ast.ListLit:
+    nets = _networks(values)
+    if nets is not None:
+        return ast.ListLit(tuple(ast.Literal(n, type=CIDR) for n in nets), type=ListType(CIDR))
     items = []
     elem: Type | None = None
     for i, v in enumerate(values):

@@ -3,6 +3,7 @@ can name `file:line:col`; duplicate keys are rejected instead of silently overwr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -26,8 +27,15 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
     waiver loader rejects with its position, instead of crashing the YAML constructor."""
 
 
+# YAML 1.1 reads `010` as 8 (octal), `1:30` as 90 (base 60) and `1_000` as 1000: a var
+# `default: 010` or a tailored `max_auth_tries: 010` would silently be 8. Plain decimal (and
+# 0x / 0b) integers only; anything else stays a string, which a number field then refuses
+# with its position (`mode: 0644` in a test's files is still the octal string it reads as).
+_INT = "tag:yaml.org,2002:int"
+_STRICT_INT = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|[-+]?0x[0-9a-fA-F]+|[-+]?0b[01]+)$")
+
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, _STRICT_INT if tag == _INT else rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
