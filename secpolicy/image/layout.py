@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import stat
 import tarfile
 from collections.abc import Iterator
@@ -23,13 +24,74 @@ _MAX_JSON = 4 << 20
 _GZIP = {"application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip"}
 _ZSTD = {"application/vnd.oci.image.layer.v1.tar+zstd"}
 _PLAIN = {"application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar"}
+_INDEX = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+# Python's tar reader holds an extended header (PAX, GNU long name, sparse map) whole in memory.
+_MAX_HEADER = 1 << 20
+_MAX_LINKS = 8  # symbolic links followed to a file of an image archive
+
+
+class _BoundedReads:
+    """The archive's file object while a sparse map is read: at most `budget` bytes."""
+
+    def __init__(self, f: Any, budget: int) -> None:
+        self._f = f
+        self._left = budget
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            raise tarfile.ReadError(f"a sparse map larger than {_MAX_HEADER} bytes")
+        data: bytes = self._f.read(n if 0 <= n <= self._left else self._left)
+        self._left -= len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+class SafeTarInfo(tarfile.TarInfo):
+    """Header checks Python's tar reader lacks (before 3.11.14 / 3.12.12 / 3.13.6): a negative
+    size sends it back to an earlier header forever (CVE-2025-8194); an extended header or
+    sparse map of gigabytes, announced by a few bytes of gzip, is read whole into memory.
+    Raised as ReadError, which the reader passes on (a HeaderError past the first member would
+    silently end the archive)."""
+
+    def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.size < 0:
+            raise tarfile.ReadError(f"member {self.name!r} has a negative size")
+        if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                         tarfile.GNUTYPE_LONGLINK) and self.size > _MAX_HEADER:
+            raise tarfile.ReadError(f"an extended header of {self.size} bytes (more than {_MAX_HEADER})")
+        return super()._proc_member(tf)  # type: ignore[misc]
+
+    def _apply_pax_info(self, pax_headers: dict[str, str], encoding: str, errors: str) -> None:
+        super()._apply_pax_info(pax_headers, encoding, errors)  # type: ignore[misc]
+        if self.size < 0:
+            raise tarfile.ReadError(f"member {self.name!r} has a negative size")
+
+    def _proc_sparse(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
+        return self._bounded(tf, lambda: super(SafeTarInfo, self)._proc_sparse(tf))  # type: ignore[misc]
+
+    def _proc_gnusparse_10(self, nxt: tarfile.TarInfo, pax_headers: dict[str, str], tf: tarfile.TarFile) -> None:
+        self._bounded(tf, lambda: super(SafeTarInfo, self)._proc_gnusparse_10(nxt, pax_headers, tf))  # type: ignore[misc]
+
+    @staticmethod
+    def _bounded(tf: tarfile.TarFile, proc: Any) -> Any:
+        f = tf.fileobj
+        tf.fileobj = _BoundedReads(f, _MAX_HEADER)
+        try:
+            return proc()
+        except ValueError as exc:
+            raise tarfile.ReadError(f"a malformed sparse map: {exc}") from None
+        finally:
+            tf.fileobj = f
 
 
 @dataclass(frozen=True)
 class Layer:
     name: str  # where it is in the archive or layout (for messages)
-    digest: str | None  # sha256:... when the format records it
+    digest: str | None  # sha256:... of the stored (maybe compressed) bytes, when the format records it
     media_type: str | None
+    diff_id: str | None = None  # sha256:... of the uncompressed tar, from the image's config
 
 
 @dataclass(frozen=True)
@@ -48,7 +110,8 @@ class ImageInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "format": self.format, "manifest_digest": self.manifest_digest,
                 "config_digest": self.config_digest, "tags": list(self.tags), "architecture": self.architecture,
-                "os": self.os, "layers": [{"name": layer.name, "digest": layer.digest} for layer in self.layers]}
+                "os": self.os,
+                "layers": [{"name": layer.name, "digest": layer.digest or layer.diff_id} for layer in self.layers]}
 
 
 class _Source:
@@ -67,10 +130,12 @@ class _Source:
             if not stat.S_ISREG(st.st_mode):
                 raise InputError("an image is a directory (OCI layout) or a tar archive, not a special file", path)
             try:
-                self._tar = tarfile.open(path, "r:")  # noqa: SIM115 - closed by close()
+                self._tar = tarfile.open(path, "r:", tarinfo=SafeTarInfo)  # noqa: SIM115 - closed by close()
+                members = self._tar.getmembers()
             except (tarfile.TarError, OSError) as exc:
+                self.close()
                 raise InputError(f"not an image archive (a tar is expected): {exc}", path) from None
-            for m in self._tar.getmembers():
+            for m in members:
                 self._members[_norm(m.name)] = m
 
     def close(self) -> None:
@@ -83,19 +148,33 @@ class _Source:
         m = self._members.get(_norm(name))
         return m is not None and m.isreg()
 
+    def _member(self, name: str) -> tarfile.TarInfo | None:
+        """The regular file `name` names in the archive, through symbolic link members (old
+        `docker save` stores a layer repeated in an image as a link to its first copy)."""
+        m = self._members.get(_norm(name))
+        for _ in range(_MAX_LINKS):
+            if m is None or not m.issym():
+                break
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(_norm(m.name)), m.linkname))
+            if m.linkname.startswith("/") or target == ".." or target.startswith("../"):
+                raise InputError(f"image refers to {name!r} through a link outside the archive", self.path)
+            m = self._members.get(_norm(target))
+        return m
+
     @contextmanager
     def open(self, name: str) -> Iterator[IO[bytes]]:
         if self.is_dir:
             full = os.path.join(self.path, name)
-            if _norm(name).startswith("../") or os.path.islink(full):
-                raise InputError(f"image refers to {name!r} outside its layout or through a link", self.path)
+            top = os.path.realpath(self.path)
+            if os.path.commonpath([top, os.path.realpath(full)]) != top:
+                raise InputError(f"image refers to {name!r} outside its layout", self.path)
             try:
                 f = open(full, "rb")  # noqa: SIM115 - closed below
             except OSError as exc:
                 raise InputError(f"cannot read {name} of the image: {exc.strerror}", self.path) from None
         else:
             assert self._tar is not None
-            m = self._members.get(_norm(name))
+            m = self._member(name)
             if m is None or not m.isreg():
                 raise InputError(f"the image archive has no file {name!r}", self.path)
             extracted = self._tar.extractfile(m)
@@ -106,11 +185,15 @@ class _Source:
         finally:
             f.close()
 
-    def json(self, name: str) -> Any:
+    def json(self, name: str, digest: str | None = None) -> Any:
+        """The JSON document `name`; with `digest`, its bytes must hash to it (a blob of an OCI
+        layout: "The content of blobs/<alg>/<encoded> MUST match the digest")."""
         with self.open(name) as f:
             data = f.read(_MAX_JSON + 1)
         if len(data) > _MAX_JSON:
             raise InputError(f"{name} of the image is larger than {_MAX_JSON} bytes", self.path)
+        if digest is not None and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise IntegrityError(f"{self.path}: {name} does not match its digest {digest}")
         try:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -182,6 +265,19 @@ class Image:
                 raise InputError(f"layer {layer.name} has an unsupported media type {media!r}", self.info.path)
 
 
+def _diff_ids(config: Any, layers: int, path: str) -> list[str]:
+    """The config's diff ids, one per layer: a runtime refuses an image where they disagree
+    (skopeo: "Inconsistent layer count"; containerd: "number of layers and diffIDs don't match")."""
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or len(diff_ids) != layers:
+        count = len(diff_ids) if isinstance(diff_ids, list) else 0
+        raise IntegrityError(f"{path}: the manifest lists {layers} layers but the config has {count} diff ids")
+    for d in diff_ids:
+        _blob(str(d))  # sha256:<64 hex>
+    return [str(d) for d in diff_ids]
+
+
 def _oci(source: _Source, fmt: str) -> ImageInfo:
     layout = source.json("oci-layout")
     if not isinstance(layout, dict) or layout.get("imageLayoutVersion") != "1.0.0":
@@ -193,21 +289,26 @@ def _oci(source: _Source, fmt: str) -> ImageInfo:
     desc = manifests[0]
     # An index may point at another index (multi-platform images): take the linux/amd64 one.
     for _ in range(4):
-        if desc.get("mediaType") != "application/vnd.oci.image.index.v1+json":
+        if desc.get("mediaType") not in _INDEX:
             break
-        nested = source.json(_blob(desc["digest"]))
+        digest = str(desc["digest"])
+        nested = source.json(_blob(digest), digest)
         candidates = nested.get("manifests") or []
         desc = next((m for m in candidates if (m.get("platform") or {}).get("architecture") in ("amd64", None)),
                     candidates[0] if candidates else None)
         if desc is None:
             raise InputError("image index lists no manifest", source.path)
     manifest_digest = str(desc["digest"])
-    manifest = source.json(_blob(manifest_digest))
+    manifest = source.json(_blob(manifest_digest), manifest_digest)
     tags = tuple(str(t) for t in [(desc.get("annotations") or {}).get("org.opencontainers.image.ref.name")] if t)
-    config_digest = str((manifest.get("config") or {}).get("digest")) if manifest.get("config") else None
-    config = source.json(_blob(config_digest)) if config_digest else {}
-    layers = tuple(Layer(_blob(str(entry["digest"])), str(entry["digest"]), entry.get("mediaType"))
-                   for entry in manifest.get("layers") or [])
+    config_digest = str((manifest.get("config") or {}).get("digest") or "")
+    if not config_digest:
+        raise InputError("the image manifest names no config", source.path)
+    config = source.json(_blob(config_digest), config_digest)
+    entries = manifest.get("layers") or []
+    diff_ids = _diff_ids(config, len(entries), source.path)
+    layers = tuple(Layer(_blob(str(entry["digest"])), str(entry["digest"]), entry.get("mediaType"), diff_id)
+                   for entry, diff_id in zip(entries, diff_ids, strict=True))
     return ImageInfo(source.path, fmt, manifest_digest, config_digest, tags, config.get("architecture"),
                      config.get("os"), layers)
 
@@ -218,21 +319,19 @@ def _docker(source: _Source) -> ImageInfo:
         raise InputError("manifest.json of a docker archive is a list of images", source.path)
     entry = manifest[0]
     config_name = str(entry.get("Config") or "")
-    config = source.json(config_name) if config_name else {}
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+    if not config_name:
+        raise InputError("manifest.json names no config for the image", source.path)
+    config = source.json(config_name)
     names = [str(n) for n in entry.get("Layers") or []]
-    layers = []
-    for i, name in enumerate(names):
-        # Layers in a docker archive are stored uncompressed: their digest is the diff id.
-        digest = str(diff_ids[i]) if i < len(diff_ids) and not name.endswith(".gz") else None
-        layers.append(Layer(name, digest, None))
-    config_digest = None
-    if config_name:
-        with source.open(config_name) as f:
-            config_digest = "sha256:" + hashlib.sha256(f.read(_MAX_JSON)).hexdigest()
+    # A docker archive records no digest of the stored bytes: each layer is checked, once
+    # uncompressed, against its diff id, as docker load does.
+    layers = tuple(Layer(name, None, None, diff_id)
+                   for name, diff_id in zip(names, _diff_ids(config, len(names), source.path), strict=True))
+    with source.open(config_name) as f:
+        config_digest = "sha256:" + hashlib.sha256(f.read(_MAX_JSON)).hexdigest()
     return ImageInfo(source.path, "docker-archive", None, config_digest,
                      tuple(str(t) for t in entry.get("RepoTags") or []), config.get("architecture"), config.get("os"),
-                     tuple(layers))
+                     layers)
 
 
 def open_image(path: str | Path) -> Image:
