@@ -118,7 +118,9 @@ def _playbook(server: SshServer, tmp_path: Path, wheel: Path, **extra: object) -
     }
     (tmp_path / "host" / "cron.d").mkdir(parents=True, exist_ok=True)
     (tmp_path / "host" / "systemd").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOST_KEY_CHECKING": "True",
+    # Pipelining (one ssh exec per task instead of mkdir, put and exec) changes the transport
+    # only; the role runs the same. It saves about a sixth of the test's time.
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_PIPELINING": "True",
            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"), "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote")}
     return subprocess.run([ANSIBLE or "ansible-playbook", "-i", str(inventory), str(DEPLOY / "ansible" / "site.yml"),
                            "-e", json.dumps(variables)], capture_output=True, text=True, env=env, timeout=600,
