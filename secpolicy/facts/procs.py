@@ -166,7 +166,7 @@ def _proc_hides_processes() -> str | None:
     if eff >> _CAP_SYS_PTRACE & 1:
         return None
     return (f"/proc is mounted with hidepid={hidepid}, which hides other users' processes from"
-            f" uid {os.geteuid()} without CAP_SYS_PTRACE; scan as root")
+            f" uid {os.geteuid()} without CAP_SYS_PTRACE; scan with that capability (root normally has it)")
 
 
 def collect_processes(ctx: FactContext) -> list[Process]:
