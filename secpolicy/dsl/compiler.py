@@ -22,7 +22,10 @@ from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import CIDR, ListType, Type
 from secpolicy.errors import EvaluationError
 
-__all__ = ["ALWAYS", "BUILTINS", "NEVER", "EvalEnv", "Fn", "compile_check", "compile_event", "is_const", "operator_for"]
+__all__ = [
+    "ALWAYS", "BUILTINS", "NEVER", "EvalEnv", "Fn", "absent_operand", "compile_check", "compile_event", "is_const",
+    "node_label", "operator_for",
+]
 
 Fn = Callable[[Any, list], Any]
 
@@ -53,6 +56,15 @@ def _as_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(value)
     except ValueError:
         return None
+
+
+def node_label(n: ast.Node) -> str:
+    """How an error names a sub-expression: its source text, else its name or node kind."""
+    return n.text or str(getattr(n, "name", "")) or type(n).__name__
+
+
+def absent_operand(n: ast.Node, symbol: str) -> EvaluationError:
+    return EvaluationError(f"{node_label(n)}: no value for '{symbol}'")
 
 
 class _Compiler:
@@ -181,7 +193,7 @@ class _Compiler:
         f = self.c(n, want)
         if self.event or want is True or isinstance(n, _BOOLEAN) or (isinstance(n, ast.Quantifier) and n.kind != "count"):
             return f
-        text = n.text or str(getattr(n, "name", "")) or type(n).__name__
+        text = node_label(n)
 
         def present(env: Any, fr: Any = ()) -> Any:
             v = f(env, fr)
@@ -253,43 +265,31 @@ class _Compiler:
 
         return negate
 
-    def c_BitAnd(self, n: ast.BitAnd, want: bool | None) -> Fn:
+    def _fold(self, n: ast.BitAnd | ast.Add, combine: Callable[[Any, Any], Any], symbol: str) -> Fn:
+        """`a & b & ...` or `a + b + ...`. In a check an absent operand is an error
+        (docs/language.md), not an absent result that `!=` would then call different; in an
+        event a missing field stays missing."""
         fns = [self.c(i, None) for i in n.items]
-        # In a check, '&' on an absent value is an error (docs/language.md), not an absent
-        # result that `!=` would then call different; in an event a missing field stays missing.
-        texts = [] if self.event else [i.text or str(getattr(i, "name", "")) or type(i).__name__ for i in n.items]
+        items = None if self.event else n.items
 
         def fn(env: Any, fr: list) -> Any:
             acc = None
             for k, f in enumerate(fns):
                 v = f(env, fr)
                 if v is None:
-                    if texts:
-                        raise EvaluationError(f"{texts[k]}: no value for '&'")
+                    if items is not None:
+                        raise absent_operand(items[k], symbol)
                     return None
-                acc = v if acc is None else acc & v
+                acc = v if acc is None else combine(acc, v)
             return acc
 
         return fn
+
+    def c_BitAnd(self, n: ast.BitAnd, want: bool | None) -> Fn:
+        return self._fold(n, operator.and_, "&")
 
     def c_Add(self, n: ast.Add, want: bool | None) -> Fn:
-        fns = [self.c(i, None) for i in n.items]
-        # In a check, '+' on an absent value is an error (docs/language.md), not an absent
-        # result that `!=` would then call different; in an event a missing field stays missing.
-        texts = [] if self.event else [i.text or str(getattr(i, "name", "")) or type(i).__name__ for i in n.items]
-
-        def fn(env: Any, fr: list) -> Any:
-            acc = None
-            for k, f in enumerate(fns):
-                v = f(env, fr)
-                if v is None:
-                    if texts:
-                        raise EvaluationError(f"{texts[k]}: no value for '+'")
-                    return None
-                acc = v if acc is None else acc + v
-            return acc
-
-        return fn
+        return self._fold(n, operator.add, "+")
 
     def c_Exists(self, n: ast.Exists, want: bool | None) -> Fn:
         item = n.item

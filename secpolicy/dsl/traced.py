@@ -13,7 +13,14 @@ from typing import Any, NamedTuple, Protocol
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Checked
-from secpolicy.dsl.compiler import BUILTINS, EvalEnv, is_const, operator_for
+from secpolicy.dsl.compiler import (
+    BUILTINS,
+    EvalEnv,
+    absent_operand,
+    is_const,
+    node_label,
+    operator_for,
+)
 from secpolicy.dsl.types import Type, format_value
 from secpolicy.errors import EvaluationError
 
@@ -156,10 +163,6 @@ def _is_guard(n: ast.Node) -> bool:
     return isinstance(n, ast.Compare) and n.op == "==" and isinstance(n.right, ast.Literal) and n.right.value is None
 
 
-def _label(n: ast.Node) -> str:
-    return n.text or str(getattr(n, "name", "")) or type(n).__name__
-
-
 def _first_source(obs: list[Observed]) -> str | None:
     return next((o.source for o in obs if o.source is not None), None)
 
@@ -207,7 +210,7 @@ class _Compiler:
     def truth(self, n: ast.Node, want: bool | None) -> _Cond:
         """A value used as a condition (`fim("web").verified`, a bool var) is evidence too."""
         v = self.value(n)
-        text = _label(n)
+        text = node_label(n)
         item = self.item_source()
 
         def fn(env: EvalEnv, fr: list, tr: list[TraceRecord]) -> bool:
@@ -323,8 +326,9 @@ class _Compiler:
         def fn(env: EvalEnv, fr: list, tr: list[TraceRecord]) -> Observed:
             obs = [f(env, fr, tr) for f in fns]
             source = _first_source(obs)
-            if any(o.value is None for o in obs):
-                raise EvaluationError(f"{_label(n.items[[o.value for o in obs].index(None)])}: no value for '&'")
+            missing = next((i for i, o in zip(n.items, obs, strict=True) if o.value is None), None)
+            if missing is not None:
+                raise absent_operand(missing, "&")
             acc = obs[0].value
             for o in obs[1:]:
                 acc &= o.value
@@ -337,8 +341,9 @@ class _Compiler:
 
         def fn(env: EvalEnv, fr: list, tr: list[TraceRecord]) -> Observed:
             obs = [f(env, fr, tr) for f in fns]
-            if any(o.value is None for o in obs):
-                raise EvaluationError(f"{_label(n.items[[o.value for o in obs].index(None)])}: no value for '+'")
+            missing = next((i for i, o in zip(n.items, obs, strict=True) if o.value is None), None)
+            if missing is not None:
+                raise absent_operand(missing, "+")
             acc = obs[0].value
             for o in obs[1:]:
                 acc = acc + o.value

@@ -134,9 +134,6 @@ def _process(pid: str) -> Process | None:
     )
 
 
-_CAP_SYS_PTRACE = 19
-
-
 def _proc_hides_processes() -> str | None:
     """Why /proc may not list every process to this scan, or None. procfs mounted with
     `hidepid=` other than 0 shows another user's processes only to a member of its `gid=`
@@ -158,12 +155,8 @@ def _proc_hides_processes() -> str | None:
     gid = options.get("gid")
     if gid is not None and gid.isdigit() and int(gid) in (os.getegid(), *os.getgroups()):
         return None
-    try:
-        with open("/proc/self/status", encoding="utf-8", errors="replace") as f:
-            eff = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
-    except (OSError, ValueError):
-        eff = 0
-    if eff >> _CAP_SYS_PTRACE & 1:
+    me = _process(str(os.getpid()))
+    if me is not None and "CAP_SYS_PTRACE" in me.caps_eff:
         return None
     return (f"/proc is mounted with hidepid={hidepid}, which hides other users' processes from"
             f" uid {os.geteuid()} without CAP_SYS_PTRACE; scan with that capability (root normally has it)")
