@@ -6,6 +6,7 @@ compiling to closures still run every time (they depend on the facts and the oth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -60,26 +61,43 @@ class ParseCache:
         return self.dir / f"{sha256}-{toolchain_key()}{tail}.pickle"
 
     def get(self, sha256: str, scope: str | None = None) -> dict[str, Any] | None:
-        path = self._file(sha256, scope)
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-                return None
-            with open(path, "rb") as f:
-                data = pickle.load(f)
-        except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, ValueError, TypeError):
-            return None
+        data = self._load(self._file(sha256, scope))
         if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("data", "lines", "parsed")):
             return None
         return data
 
     def put(self, sha256: str, entry: dict[str, Any], scope: str | None = None) -> None:
+        self._store(self._file(sha256, scope), entry)
+
+    def get_named(self, name: str) -> Any:
+        """An object kept under `name` (a key the caller derives from what the object depends
+        on) by `put_named`; None when there is none. The caller checks its shape."""
+        return self._load(self.dir / f"{name}.pickle")
+
+    def put_named(self, name: str, obj: Any) -> None:
+        self._store(self.dir / f"{name}.pickle", obj)
+
+    def _load(self, path: Path) -> Any:
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+                return None
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, ValueError, TypeError):
+            return None
+
+    def _store(self, path: Path, obj: Any) -> None:
         if not self._usable():
             return
         try:
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        except OSError:
+            return  # a cache that cannot be written only costs time
+        try:
             with os.fdopen(fd, "wb") as f:
-                pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self._file(sha256, scope))
+                pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
         except (OSError, pickle.PickleError, RecursionError):
-            pass  # a cache that cannot be written only costs time
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)

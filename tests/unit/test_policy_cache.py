@@ -5,7 +5,11 @@ same name) is still located; a change to the code that shapes cached objects cha
 
 from __future__ import annotations
 
+import os
+import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +184,43 @@ def test_a_cached_file_with_event_macros_loads_without_parsing(tmp_path, monkeyp
         monkeypatch.setattr(loader_mod, name, refuse)
     (rule,) = load_policies([p], builtin_registry(), cache_dir=cache).rules
     assert rule.when is not None and rule.when.fn({"type": "exec", "file": {"path": "/bin/sh"}})
+
+
+def test_a_load_of_event_rules_alone_takes_the_facts_signatures_from_the_cache(tmp_path, monkeypatch):
+    from secpolicy import vocabulary
+
+    cache = tmp_path / "cache"
+    reference = load_policies([REPO / "policies"], builtin_registry(), only="event")
+    cold = load_policies([REPO / "policies"], cache_dir=cache, only="event")
+    (kept,) = cache.glob("facts-*.pickle")
+    with monkeypatch.context() as m:
+        m.setattr(vocabulary, "builtin_registry", refuse)
+        warm = load_policies([REPO / "policies"], cache_dir=cache, only="event")
+    assert summary(warm) == summary(cold) == summary(reference)
+    # The signatures alone still keep a list from hiding a fact.
+    hides = tmp_path / "hides.yaml"
+    hides.write_text(
+        "metadata: {id: h, title: H, version: '1'}\nlists:\n  sysctl: [a]\n"
+        "rules:\n  - {id: h1, title: h, severity: low, when: 'type == \"exec\"'}\n"
+    )
+    with monkeypatch.context() as m, pytest.raises(PolicyErrors) as exc:
+        m.setattr(vocabulary, "builtin_registry", refuse)
+        load_policies([hides], cache_dir=cache, only="event")
+    assert "would hide the fact or event field" in exc.value.render()
+    # An entry that is not a table of signatures is rebuilt, never trusted.
+    kept.write_bytes(pickle.dumps({"file": "not a signature"}))
+    kept.chmod(0o600)
+    again = load_policies([REPO / "policies"], cache_dir=cache, only="event")
+    assert summary(again) == summary(reference)
+    assert set(pickle.loads(kept.read_bytes())) == set(builtin_registry().signatures())
+
+
+def test_replay_starts_without_importing_the_fact_collectors(tmp_path):
+    one = tmp_path / "one.jsonl"
+    one.write_text('{"type":"open","ts":"2024-01-01T00:00:00.000000000Z"}\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-X", "importtime", "-m", "secpolicy", "replay", str(one)]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=REPO)
+    warm = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=REPO)
+    assert "secpolicy.facts.builtin" in first.stderr  # an empty cache: the registry is built once
+    assert "secpolicy.facts" not in warm.stderr
