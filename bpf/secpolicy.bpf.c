@@ -366,8 +366,9 @@ static __always_inline void *sp_file_of(long fd)
 
 /* Append the absolute path of the struct path at `path` (a kernel address) as one string.
  * 0 when it cannot be resolved: no path, a pseudo file (pipe, socket), deeper or longer than
- * this walk goes. */
-static __always_inline int sp_put_kpath(struct sp_event *e, void *path)
+ * this walk goes. With `pseudo` (an executable), a file of no directory (a memfd, whose dentry
+ * is its own parent) is named as d_path() and auditd's exe= name it: "/memfd:NAME (deleted)". */
+static __always_inline int sp_put_kpath(struct sp_event *e, void *path, int pseudo)
 {
     u32 zero = 0;
     struct sp_pathbuf *pb = pathbuf.lookup(&zero);
@@ -404,8 +405,15 @@ static __always_inline int sp_put_kpath(struct sp_event *e, void *path)
             mnt_root = sp_read_ptr((char *)mnt + SP_OFF_MOUNT_MNT, SP_OFF_VFSMOUNT_MNT_ROOT);
             continue;
         }
-        if (dentry == parent || !parent)
-            break; /* a disconnected or pseudo dentry: not a path */
+        int alone = 0;
+        if (dentry == parent || !parent) {
+            /* a disconnected or pseudo dentry: not a path, but for a memfd executable */
+            if (!pseudo || i != 0 || !parent)
+                break;
+            alone = 1;
+            __builtin_memcpy(&pb->b[SP_PATH_HALF - 12], " (deleted)", 10);
+            pos = end - 10;
+        }
 #if SP_DENTRY_SPAN
         u32 len = span[1] >> 32;
         const char *name = (const char *)span[2];
@@ -423,6 +431,10 @@ static __always_inline int sp_put_kpath(struct sp_event *e, void *path)
         pb->b[pos] = '/';
         bpf_probe_read_kernel(&pb->b[(pos + 1) & (SP_PATH_HALF - 1)], len, name);
         dentry = parent;
+        if (alone) {
+            complete = len != 0;
+            break;
+        }
     }
     if (!complete)
         return 0;
@@ -497,7 +509,7 @@ static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char 
     }
     int based = 0;
 #ifdef SP_KPATH
-    based = sp_put_kpath(e, sp_path_of(dfd));
+    based = sp_put_kpath(e, sp_path_of(dfd), 0);
 #endif
     if (fd_only == 1) {
         if (based) {
@@ -864,9 +876,11 @@ static __always_inline int sp_reread(struct sp_event *e)
 static __always_inline void sp_put_opened(struct sp_event *e, long fd)
 {
 #ifdef SP_KPATH
-    if ((e->type != SP_EV_OPEN && e->type != SP_EV_WRITE) || fd < 0 || (e->a[1] & 020000000))
+    u32 probe = e->a[5] & 0xffffffff;
+    if ((e->type != SP_EV_OPEN && e->type != SP_EV_WRITE) || fd < 0 || (e->a[1] & 020000000) ||
+        (probe != SP_P_OPENAT && probe != SP_P_OPENAT2 && probe != SP_P_OPEN && probe != SP_P_CREAT))
         return;
-    if (sp_put_kpath(e, sp_path_of(fd)))
+    if (sp_put_kpath(e, sp_path_of(fd), 0))
         e->a[3] |= SP_OPENED_PATH;
 #endif
 }
@@ -1077,6 +1091,37 @@ int sp_enter_path(struct sp_enter_ctx *ctx)
         c.a2 = a[1];
         break;
 #endif
+#endif
+#ifdef SP_WANT_WRITE
+    /* What the auditd reader makes a `write` of too (and an audit watch's `-p w` records):
+     * truncate(2) as an open O_WRONLY|O_TRUNC, mkdir and mknod as O_CREAT|O_DIRECTORY. */
+#ifdef __NR_truncate
+    case __NR_truncate:
+        c.type = SP_EV_WRITE;
+        c.probe = SP_P_TRUNCATE;
+        c.a1 = 01 | 01000;
+        break;
+#endif
+#ifdef __NR_mkdir
+    case __NR_mkdir:
+#endif
+#ifdef __NR_mknod
+    case __NR_mknod:
+#endif
+    case __NR_mkdirat:
+    case __NR_mknodat: {
+        int at = ctx->nr == __NR_mkdirat || ctx->nr == __NR_mknodat;
+        c.type = SP_EV_WRITE;
+        c.probe = ctx->nr == __NR_mkdirat ? SP_P_MKDIRAT : ctx->nr == __NR_mknodat ? SP_P_MKNODAT : SP_P_MKNOD;
+#ifdef __NR_mkdir
+        if (ctx->nr == __NR_mkdir)
+            c.probe = SP_P_MKDIR;
+#endif
+        c.dfd = at ? (int)a[0] : SP_AT_FDCWD;
+        c.path = at ? a[1] : a[0];
+        c.a1 = 0100 | 0200000;
+        break;
+    }
 #endif
 #ifdef SP_WANT_UNLINK
     case __NR_unlinkat:
@@ -1361,15 +1406,23 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     /* The header as it is after the exec (a set-uid program has its new euid here), the
      * executable as the kernel has it (mm->exe_file: symlinks resolved, a script's
      * interpreter, as auditd names it) and the working directory, then argv. Without BTF
-     * offsets, the path as the kernel copied it (data_loc) instead of both. */
+     * offsets, or an executable deeper than the walk goes, the path as the kernel copied it
+     * (data_loc) instead of both. A working directory deeper than the walk goes is sent empty
+     * (user space reads it from /proc): it must not cost the executable its name. */
     sp_fill(e, SP_EV_EXEC, probe);
     e->a[0] = SP_AT_FDCWD;
     e->a[4] = 1;
 #ifdef SP_KPATH
-    int ok = 1;
+    int ok = 0;
 #pragma clang loop unroll(disable)
-    for (int j = 0; j < 2 && ok; j++)
-        ok = sp_put_kpath(e, j ? sp_path_of(SP_AT_FDCWD) : sp_exe_path());
+    for (int j = 0; j < 2; j++) {
+        if (sp_put_kpath(e, j ? sp_path_of(SP_AT_FDCWD) : sp_exe_path(), !j))
+            ok = 1;
+        else if (j)
+            sp_put_str(e, 0, 0);
+        else
+            break;
+    }
     if (ok) {
         e->flags |= SP_F_KPATH;
         e->a[4] = 2; /* strings before argv: the executable and the cwd as the kernel has them */
@@ -1415,7 +1468,7 @@ int sp_exit_chdir(struct sp_exit_ctx *ctx)
         return 0;
     sp_fill(e, SP_EV_CHDIR, ctx->nr == __NR_chdir ? SP_P_CHDIR : SP_P_FCHDIR);
 #ifdef SP_KPATH
-    if (sp_put_kpath(e, sp_path_of(SP_AT_FDCWD)))
+    if (sp_put_kpath(e, sp_path_of(SP_AT_FDCWD), 0))
         e->flags |= SP_F_KPATH;
 #endif
     e->flags |= SP_F_RET;
@@ -1505,7 +1558,26 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     } else if (family == 10) {
         bpf_probe_read_user(&e->a[1], 16, (char *)args->uservaddr + 8);
     } else {
-        sp_put_str(e, (char *)args->uservaddr + 2, 1);
+        /* sun_path: a file (relative to the working directory, as the kernel looks it up), or
+         * an abstract name after a NUL (a[2] = 1) */
+        char first = 0;
+        bpf_probe_read_user(&first, 1, (char *)args->uservaddr + 2);
+        if (first) {
+            sp_put_path(e, SP_AT_FDCWD, (char *)args->uservaddr + 2, 0);
+        } else {
+            /* not NUL-terminated: as many bytes as the address length says */
+            e->a[2] = 1;
+            u32 n = args->addrlen > 3 ? args->addrlen - 3 : 0;
+            if (n > 107)
+                n = 107;
+            sp_barrier_var(n);
+            n &= 127;
+            if (n && bpf_probe_read_user(&e->str[0], n, (char *)args->uservaddr + 3) != 0)
+                n = 0;
+            e->str[n & 127] = 0;
+            e->str_len = n + 1;
+            e->nstr = 1;
+        }
     }
     e->a[4] = args->fd;
     sp_stash(e);

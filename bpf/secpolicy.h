@@ -80,6 +80,11 @@
 #define SP_P_SETXATTRAT 48
 #define SP_P_REMOVEXATTRAT 49
 #define SP_P_SENDTO 50
+#define SP_P_TRUNCATE 51
+#define SP_P_MKDIR 52
+#define SP_P_MKDIRAT 53
+#define SP_P_MKNOD 54
+#define SP_P_MKNODAT 55
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1

@@ -85,13 +85,28 @@ def _caps(mask: int) -> list[str]:
     ]
 
 
-def clean_path(path: str) -> str:
+def own_proc(path: str, pid: int, tid: int) -> str | None:
+    """`path` with a link that names the calling process's own files (`/proc/self/...`,
+    `/proc/thread-self/...`, `/dev/fd/N`) rewritten to name that process by its pid, or None
+    when it has none: resolved in the monitor, such a link names the monitor's own files."""
+    if not path.startswith(("/proc/", "/dev/")):
+        return None
+    for link, own in (("/proc/self", f"/proc/{pid}"), ("/proc/thread-self", f"/proc/{pid}/task/{tid}"),
+                      ("/dev/fd", f"/proc/{pid}/fd")):
+        if path == link or path.startswith(link + "/"):
+            return own + path[len(link):]
+    return None
+
+
+def clean_path(path: str, pid: int = 0, tid: int = 0) -> str:
     """`path` normalised (`//`, `/.`, `..`, a trailing `/`). `..` after a name is resolved as
     the kernel does, through what that name is (a symlink's target), not lexically: the part
-    up to the last `..` is resolved on this machine, when the event is decoded."""
+    up to the last `..` is resolved on this machine, when the event is decoded (a link naming
+    the calling process's files, `/proc/self` ..., through that process, `pid`)."""
     if "//" in path or "/." in path or path.endswith("/") and len(path) > 1:
         if path.startswith("/") and "/../" in path + "/":
             head, _sep, tail = (path + "/").rpartition("/../")
+            head = (own_proc(head, pid, tid) if pid else None) or head
             path = os.path.realpath(head + "/..") + "/" + tail
         path = os.path.normpath(path)
         if path.startswith("//"):
@@ -282,7 +297,8 @@ class Decoder:
             dirpath = cwd if dfd == _AT_FDCWD else readlink(f"/proc/{pid}/fd/{dfd}")
             if dirpath:
                 filename = os.path.join(dirpath, filename) if filename else dirpath
-        new = Proc(self._realpath(clean_path(filename)), args or [filename], cwd, comm, ppid, h.start_time)
+        new = Proc(self._exe_of(h, clean_path(filename, pid, h.tid)), args or [filename], cwd, comm, ppid,
+                   h.start_time)
         self.procs.set(pid, new, h.ts)
         return new
 
@@ -335,6 +351,21 @@ class Decoder:
             ev["outcome"] = _outcome(name, h.ret)
         return ev
 
+    def _exe_of(self, h: Header, path: str) -> str:
+        """The executable of an exec record the kernel could not name, from the path as given
+        (made absolute). A path through the caller's own descriptors (`/dev/fd/N`, what
+        fexecve and execveat(fd, "", AT_EMPTY_PATH) give) is the caller's: after a successful
+        exec its /proc/PID/exe, before one its descriptor; never the monitor's own."""
+        own = own_proc(path, h.pid, h.tid)
+        if own is None:
+            return self._realpath(path)
+        if h.ret >= 0:  # the exec succeeded: the process runs it now
+            exe = readlink(f"/proc/{h.pid}/exe")
+            if exe:
+                return exe
+        real = os.path.realpath(own)
+        return real if real != own else path
+
     def _realpath(self, path: str) -> str:
         """The executable as auditd and /proc/PID/exe name it: symlinks resolved (cached)."""
         real = self._realpaths.get(path)
@@ -354,7 +385,7 @@ class Decoder:
             # The rest of the name is unknown: neither `..` nor `.` can be resolved in it.
             return path + CUT_MARK
         if path.startswith("/"):
-            return clean_path(path)
+            return clean_path(path, h.pid, h.tid)
         pid = h.pid
         if h.flags & _F_FD_PATH and not path:
             self._count("proc_fd_lookups")
@@ -363,7 +394,7 @@ class Decoder:
         base = self.procs.cwd(pid, p) if dfd == _AT_FDCWD else readlink(f"/proc/{pid}/fd/{dfd}")
         if not base:
             return path
-        return clean_path(os.path.join(base, path)) if path else base
+        return clean_path(os.path.join(base, path), h.pid, h.tid) if path else base
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,9 +418,13 @@ def _b_file_open(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> 
     given = d.resolve(h, p, h.a0, _first(strs))
     opened = strs[1] if h.a3 & _OPENED and len(strs) > 1 and strs[1].startswith("/") else None
     f: EventFile = {"path": _opened_or_given(given, opened, _first(strs), h), "flags": list(fl)}
-    if "O_CREAT" in fl:
+    if "O_CREAT" in fl and h.a5 & 0xFFFFFFFF not in _MADE:
         f["mode"] = h.a2 & 0o7777
     ev["file"] = f
+
+
+# mkdir and mknod: writes with O_CREAT|O_DIRECTORY and no mode, as the auditd reader makes them
+_MADE = frozenset(C[f"SP_P_{n}"] for n in ("MKDIR", "MKDIRAT", "MKNOD", "MKNODAT"))
 
 
 def _b_unlink(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
@@ -462,8 +497,12 @@ def _net(h: Header, strs: list[str], accept: bool) -> tuple[EventNet, str | None
 def _b_connect(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     net, unix_path = _net(h, strs, accept=False)
     ev["net"] = net
-    if unix_path:
-        ev["file"] = {"path": unix_path if unix_path.startswith("/") else "@" + unix_path.lstrip("\0")}
+    if unix_path is None:
+        return
+    if h.a2 & 1:  # an abstract name (sun_path starts with a NUL), as `ss` shows it
+        ev["file"] = {"path": "@" + unix_path}
+    elif unix_path:  # a socket file, relative to the working directory when not absolute
+        ev["file"] = {"path": d.resolve(h, p, _AT_FDCWD, unix_path)}
 
 
 def _b_accept(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
