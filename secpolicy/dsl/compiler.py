@@ -52,10 +52,15 @@ BUILTINS: dict[str, Callable[[Any], Any]] = {
 
 @lru_cache(maxsize=4096)
 def _as_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address of `value`; an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a dual-stack
+    socket connects to) as the IPv4 address it carries, so IPv4 networks hold it."""
     try:
-        return ipaddress.ip_address(value)
+        addr = ipaddress.ip_address(value)
     except ValueError:
         return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
 
 
 def node_label(n: ast.Node) -> str:

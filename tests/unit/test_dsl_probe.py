@@ -160,6 +160,7 @@ def test_ip_equality_and_cidr_membership_still_work():
     assert f({"net": {"dst_ip": "10.0.0.9"}}) is True
     assert f({"net": {"dst_ip": "10.1.2.3"}}) is True
     assert f({"net": {"dst_ip": "10.0.0.10"}}) is False
+    assert f({"net": {"dst_ip": "::ffff:10.1.2.3"}}) is True
 
 
 # '&' and '+' on an absent value -------------------------------------------------------------
@@ -213,7 +214,10 @@ def test_named_list_of_networks_matches_addresses_inside_them(tmp_path):
             when: type == "connect" and net.dst_ip not in blocked_nets
         """)
     blocked, allowed = ps.rules[0].when.fn, ps.rules[1].when.fn
-    for ip, inside in [("10.66.1.2", True), ("192.0.2.7", True), ("2001:db8::5", True), ("10.67.0.1", False), ("192.0.2.8", False)]:
+    # An IPv4-mapped IPv6 address (a dual-stack socket's connect to an IPv4 host) is that host.
+    for ip, inside in [("10.66.1.2", True), ("192.0.2.7", True), ("2001:db8::5", True), ("10.67.0.1", False),
+                       ("192.0.2.8", False), ("::ffff:10.66.1.2", True), ("::ffff:192.0.2.7", True),
+                       ("::ffff:10.67.0.1", False)]:
         ev = {"type": "connect", "net": {"dst_ip": ip}}
         assert (blocked(ev), allowed(ev)) == (inside, not inside), ip
 

@@ -41,3 +41,13 @@ def test_other_families_leave_family_out() -> None:
         assert "family" not in net and path is None
         assert net == {"protocol": "tcp", "dst_port": 7}
         assert event_errors(event(net)) == []
+
+
+def test_a_connect_under_way_is_the_failure_auditd_records() -> None:
+    # auditd: `syscall=42 success=no exit=-115` (a real one is in go-libaudit's audit-rhel7.log,
+    # which the auditd reader's test checks against go-libaudit's own parse); live says the same.
+    from secpolicy.events.live.decode import _outcome
+
+    assert _outcome("connect", -115) == {"result": "failure", "errno": 115}
+    assert _outcome("connect", 0) == {"result": "success"}
+    assert _outcome("connect", -111) == {"result": "failure", "errno": 111}

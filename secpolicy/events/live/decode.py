@@ -187,8 +187,10 @@ def _settled(h: Header, name: str, strs: list[str]) -> bool:
 def _outcome(name: str, ret: int) -> EventOutcome:
     if name == "auth":
         return {"result": "success" if ret == 0 else "failure"}
-    if ret >= 0 or (name == "connect" and ret == -115):  # EINPROGRESS: under way
+    if ret >= 0:
         return {"result": "success"}
+    # A non-blocking connect under way (EINPROGRESS) too is a failure with its errno, as the
+    # kernel returns it and auditd records it (success=no exit=-115): one meaning in both.
     return {"result": "failure", "errno": -ret}
 
 
