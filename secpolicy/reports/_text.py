@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from secpolicy.models import Evidence, Finding, Severity, Status, deciding_evidence
+from secpolicy.models import Evidence, Finding, Severity, Status, Waiver, deciding_evidence
 
 __all__ = [
     "SEVERITY_TITLE",
@@ -18,6 +18,7 @@ __all__ = [
     "requirement_line",
     "shown_bytes",
     "tailoring_lines",
+    "waiver_note",
 ]
 
 SEVERITY_TITLE = {s: s.value.capitalize() for s in Severity}
@@ -59,6 +60,19 @@ def finding_message(f: Finding) -> str:
         if len(deciding) > 3:
             text += f" (and {len(deciding) - 3} more)"
     return text
+
+
+def waiver_note(w: Waiver | None) -> str:
+    """`waived: JUSTIFICATION (approved by A, expires D; hosts H)`: every term the waiver has,
+    each shown whether or not the others are (an expiry without an approver is still shown)."""
+    if w is None:
+        return "waived"
+    terms = [f"approved by {w.approver}" if w.approver else "", f"expires {w.expires}" if w.expires else ""]
+    text = f"waived: {w.justification}"
+    details = ", ".join(t for t in terms if t)
+    if w.hosts:
+        details += ("; " if details else "") + f"hosts {', '.join(w.hosts)}"
+    return text + (f" ({details})" if details else "")
 
 
 def requirement_line(r: Any) -> str:

@@ -17,6 +17,7 @@ from secpolicy.reports._text import (
     requirement_line,
     shown_bytes,
     tailoring_lines,
+    waiver_note,
 )
 from secpolicy.reports.model import Report
 
@@ -62,12 +63,7 @@ def _testcase(parent: ET.Element, f: Finding) -> None:
         el = ET.SubElement(case, "error", message=xml_safe(f.reason or "could not be evaluated"), type="EvaluationError")
         el.text = _details(f)
     elif f.status == Status.WAIVED:
-        w = f.waiver
-        note = f"waived: {w.justification}" if w else "waived"
-        if w and w.approver:
-            note += f" (approved by {w.approver}"
-            note += f", expires {w.expires})" if w.expires else ")"
-        ET.SubElement(case, "skipped", message=xml_safe(note))
+        ET.SubElement(case, "skipped", message=xml_safe(waiver_note(f.waiver)))
     elif f.status in (Status.NOT_APPLICABLE, Status.SKIPPED):
         ET.SubElement(case, "skipped", message=xml_safe(f"{f.status.value}: {f.reason or ''}".rstrip(": ")))
 

@@ -4,6 +4,7 @@ writes) turned into findings, framework summaries, waivers, errors and trends.""
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -141,6 +142,31 @@ class WaiverEntry:
     expires: str | None = None
     hosts: tuple[str, ...] = ()
     source: str | None = None
+    # The status of the waived rule's finding in this scan (None: the rule was not evaluated),
+    # so the register never lets "active" read as "the rule passed" when it errored.
+    rule_status: str | None = None
+    host_matched: bool | None = None  # whether `hosts` match the scanned host (None: not known)
+
+    @property
+    def effect(self) -> str:
+        """What the waiver did in this scan, in words an auditor reads beside its status."""
+        st = self.rule_status
+        if st is None:
+            return "the rule was not evaluated in this scan"
+        shown = STATUS_LABEL[Status(st)].lower()
+        if self.status == "applied":
+            if st == Status.WAIVED.value:
+                return "the rule failed; the failure is waived"
+            return f"listed as applied, but the rule's result is {shown}"
+        if st == Status.ERROR.value:
+            return "the rule could not be evaluated (error): a waiver never covers an error"
+        if self.status == "active":
+            return f"nothing waived: the rule's result is {shown}"
+        if self.status == "expired":
+            return "past its date: the failure stands" if st == Status.FAIL.value else f"past its date; the rule's result is {shown}"
+        if self.host_matched is False:
+            return f"not applied: its hosts do not match this host; the rule's result is {shown}"
+        return f"not applied: another waiver for the rule came first; the rule's result is {shown}"
 
 
 @dataclass(frozen=True)
@@ -526,6 +552,7 @@ def build_report(
         for fw, reqs in sorted((results.get("requirements") or {}).items())
         for r in reqs
     )
+    rule_status = {f.rule_id: f.status.value for f in findings}
     waivers = tuple(
         WaiverEntry(
             rule_id=w["rule_id"],
@@ -535,6 +562,8 @@ def build_report(
             expires=w.get("expires"),
             hosts=tuple(w.get("hosts") or ()),
             source=w.get("source"),
+            rule_status=rule_status.get(w["rule_id"]),
+            host_matched=_host_matches(scan["host"], w.get("hosts") or ()),
         )
         for w in results.get("waivers") or ()
     )
@@ -566,6 +595,13 @@ def build_report(
         vars=tuple(results.get("vars") or ()),
         compliance_note=summary.get("compliance_note"),
     )
+
+
+def _host_matches(host: Any, patterns: Sequence[Any]) -> bool | None:
+    """As the scan matched a waiver's `hosts` (fnmatch patterns, case-sensitive; none: all)."""
+    if not isinstance(host, str) or not all(isinstance(p, str) for p in patterns):
+        return None
+    return not patterns or any(fnmatch.fnmatchcase(host, p) for p in patterns)
 
 
 def _integrity(results: dict[str, Any], raw: bytes | None, audit: AuditRef | None) -> Integrity:

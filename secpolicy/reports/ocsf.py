@@ -7,7 +7,7 @@ import json
 from typing import IO, Any
 
 from secpolicy.models import Finding, Severity, Status
-from secpolicy.reports._text import evidence_text, finding_message
+from secpolicy.reports._text import evidence_text, finding_message, waiver_note
 from secpolicy.reports.model import Report, parse_time
 
 __all__ = ["OCSF_VERSION", "render", "to_ocsf"]
@@ -114,9 +114,8 @@ def _event(f: Finding, report: Report, time_ms: int) -> dict[str, Any]:
     if f.remediation:
         event["remediation"] = {"desc": f.remediation}
     if f.status == Status.WAIVED and f.waiver:
-        event["comment"] = f"Waived: {f.waiver.justification}" + (
-            f" (approved by {f.waiver.approver})" if f.waiver.approver else ""
-        )
+        note = waiver_note(f.waiver)  # "waived: ..." with approver, expiry and hosts
+        event["comment"] = note[:1].upper() + note[1:]
     return event
 
 

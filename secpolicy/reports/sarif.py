@@ -122,12 +122,19 @@ def _rule(f: Finding) -> dict[str, Any]:
     return rule
 
 
+def _level(f: Finding) -> str:
+    """The severity's level; a check that could not be evaluated is at least a `warning`:
+    an unknown state of a control is never shown as a minor `note`."""
+    level = _LEVEL[f.severity]
+    return "warning" if f.status == Status.ERROR and level == "note" else level
+
+
 def _result(f: Finding, index: int, report: Report) -> dict[str, Any]:
     res: dict[str, Any] = {
         "ruleId": f.rule_id,
         "ruleIndex": index,
         "kind": "fail",  # an error is never a pass; its notification says why it ran not
-        "level": _LEVEL[f.severity],
+        "level": _level(f),
         "message": {"text": shown_bytes(finding_message(f))},  # undecodable bytes as \\xNN
         "partialFingerprints": {
             "secpolicyRule/v1": hashlib.sha256(f"{report.scan.host}\0{f.rule_id}".encode()).hexdigest()
@@ -202,7 +209,8 @@ def to_sarif(report: Report) -> dict[str, Any]:
             "by_status": dict(report.by_status),
             "waived": [
                 {"rule_id": f.rule_id, "justification": f.waiver.justification if f.waiver else None,
-                 "approver": f.waiver.approver if f.waiver else None, "expires": f.waiver.expires if f.waiver else None}
+                 "approver": f.waiver.approver if f.waiver else None, "expires": f.waiver.expires if f.waiver else None,
+                 "hosts": list(f.waiver.hosts) if f.waiver else []}
                 for f in findings
                 if f.status == Status.WAIVED
             ],
