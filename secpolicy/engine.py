@@ -420,7 +420,9 @@ def scan(
     started = _now()
     ctx = context or FactContext(registry, root, options=options)
     host = _host_name(ctx)
-    today = today or dt.date.today()
+    # Waivers expire by the scan's UTC date, as every report shows its time: the same scan
+    # judges a waiver the same way on a host in any time zone.
+    today = today or dt.date.fromisoformat(started[:10])
     waivers = waivers or WaiverSet()
     findings: list[Finding] = []
     used: dict[Waiver, str] = {}

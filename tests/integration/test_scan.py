@@ -140,6 +140,37 @@ def test_waivers_turn_failures_into_waived_and_expired_ones_do_not(tmp_path):
     assert states == {"core-motd-no-os": "applied", "core-pass-max-days": "expired"}
 
 
+
+@pytest.mark.parametrize("zone", ["Etc/GMT+12", "Etc/GMT-14"])
+def test_a_waiver_expires_by_the_scans_utc_date_in_every_time_zone(tmp_path, monkeypatch, zone):
+    # The results and reports give the scan's time in UTC; judged by the local date, a waiver
+    # expiring "yesterday" (UTC) would still apply west of Greenwich half the day, and one
+    # expiring "today" would be expired east of it.
+    import datetime as dt
+    import time
+
+    root = build(tmp_path, WEAK)
+    wfile = tmp_path / "waivers.yaml"
+    for _ in range(2):  # once more if the UTC date changed between writing the file and the scan
+        today = dt.datetime.now(dt.UTC).date()
+        wfile.write_text(
+            "waivers:\n"
+            f"  - rule_id: core-motd-no-os\n    justification: until yesterday\n    expires: {today - dt.timedelta(days=1)}\n"
+            f"  - rule_id: core-pass-max-days\n    justification: until today\n    expires: {today}\n"
+        )
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        try:
+            result = run_scan(root, waivers=load_waivers(wfile))
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+        if result.scan["started_at"][:10] == str(today):
+            break
+    states = {w["rule_id"]: w["status"] for w in result.waiver_report}
+    assert states == {"core-motd-no-os": "expired", "core-pass-max-days": "applied"}
+
+
 def test_only_waived_failures_exit_4(tmp_path):
     root = build(tmp_path, HARDENED | {"/etc/motd": "Debian\n"})
     wfile = tmp_path / "w.yaml"
