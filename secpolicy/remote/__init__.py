@@ -178,19 +178,20 @@ class RemoteScan:
         python = info.python if self.use_python else None
         left = self.limits.max_bytes - self._bytes
         t0 = time.monotonic()
-        snap.seen = set()
+        snap.begin_round()
         counts, n = self.conn.run(round_script(sorted(batch), python), lambda ch: read_round(ch, snap),
                                   budget=left, timeout=self.limits.round_timeout)
         self._bytes += n
-        for r in batch:
+        for r in sorted(batch):  # parents first: a path below one the remote user cannot search is denied
             try:
                 key = snap.key(r.path)
             except Refused:
                 continue
             e = snap.entries.get(key)
             if r.kind in ("E", "L", "C") and key not in snap.seen:
-                snap.put_absent(r.path)  # find reported nothing: there is nothing there
-            elif r.kind == "C" and e is not None and e.kind == "f" and key not in snap.content:
+                snap.put_absent(r.path)  # find reported nothing: nothing there, or not searchable
+            elif r.kind == "C" and e is not None and e.kind == "f" and key not in snap.content \
+                    and key not in snap.unread:
                 snap.put_unread(r.path, "could not be read on the remote host")
         log = RoundLog(len(batch), n, counts["entries"], counts["files"], time.monotonic() - t0)
         self.rounds.append(log)

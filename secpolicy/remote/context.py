@@ -98,6 +98,9 @@ class RemoteFacts(FactContext):
         if not self.snapshot.knows_entry("/"):
             self._want("E", "/")
         host = super().host_path(path, follow=follow)
+        if self.snapshot.is_denied(self.snapshot.logical(host)):
+            # A directory above it that the remote user cannot search: as lstat(2) says there.
+            raise EvaluationError(f"{path}: permission denied")
         kind, limit = self._need
         if kind != "entry":
             key = self.snapshot.logical(host)
@@ -121,6 +124,8 @@ class RemoteFacts(FactContext):
                 if not snap.knows_listing(key):
                     self._want("L", key)
             elif kind == "tree":
+                if key in snap.unreadable_dirs:  # its walk lists nothing below it: as on the host
+                    raise EvaluationError(f"tree({shown!r}): {key}: Permission denied")
                 if not snap.under_tree(key):
                     self._want("M", key)
                 elif bad := snap.unreadable_below(key):

@@ -4,10 +4,11 @@ and, where present, python3; it writes nothing there) and the reader of the stre
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from secpolicy.errors import RuntimeFailure
 from secpolicy.remote.snapshot import KINDS, Entry, Snapshot, is_pseudo
@@ -40,16 +41,19 @@ def _q(path: str) -> str:
     return "'" + path.replace("'", "'\\''") + "'"
 
 
-# find -printf: type, permission bits, uid, gid, size, mtime, readable by us, path, link target.
+# find -printf: type, permission bits, uid, gid, size, mtime, readable by us (r or u; with a -
+# for a directory we cannot search, whose entries we cannot even look up), path, link target.
 _HEAD = r"""LC_ALL=C; export LC_ALL
 exec 2>/dev/null
 R='M\0%y\0%m\0%U\0%G\0%s\0%T@\0r\0%p\0%l\0'
 U='M\0%y\0%m\0%U\0%G\0%s\0%T@\0u\0%p\0%l\0'
+RN='M\0%y\0%m\0%U\0%G\0%s\0%T@\0r-\0%p\0%l\0'
+UN='M\0%y\0%m\0%U\0%G\0%s\0%T@\0u-\0%p\0%l\0'
 DONE='
 '
 mode() { case $1 in /proc|/proc/*|/sys|/sys/*) F=-L;; *) F=-P;; esac; }
 there() { [ -e "$1" ] || [ -h "$1" ]; }
-out() { find $F "$@" \( -readable -printf "$R" -o -printf "$U" \); }
+out() { find $F "$@" \( -type d ! -executable \( -readable -printf "$RN" -o -printf "$UN" \) -o -readable -printf "$R" -o -printf "$U" \); }
 E() { F=$1; shift; out "$@" -maxdepth 0; }
 L() { F=$1; shift; out "$@" -maxdepth 1; for x in "$@"; do printf 'L\000%s\000' "$x"; done; }
 M() {
@@ -230,15 +234,26 @@ def _text(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
+_ID_MAX = (1 << 32) - 1
+
+
 def _entry(fields: list[bytes]) -> tuple[str, Entry] | None:
-    kind, mode, uid, gid, size, mtime, readable, path, target = (_text(f) for f in fields)
-    if kind not in KINDS:
+    """An `M` record, or None when any field is not what find prints (a host that lies)."""
+    kind, mode, uid, gid, size, mtime, access, path, target = (_text(f) for f in fields)
+    if kind not in KINDS or access not in ("r", "u", "r-", "u-"):
         return None
-    try:
-        return path, Entry(kind, int(mode, 8) & 0o7777, int(uid), int(gid), int(size), float(mtime),
-                           readable == "r", target if kind == "l" else None)
-    except ValueError:
+    if not (_MODE.fullmatch(mode) and _MTIME.fullmatch(mtime)
+            and all(v.isascii() and v.isdigit() for v in (uid, gid, size))):
         return None
+    e = Entry(kind, int(mode, 8) & 0o7777, int(uid), int(gid), int(size), float(mtime), access[0] == "r",
+              target if kind == "l" else None, searchable=not access.endswith("-"))
+    if e.uid > _ID_MAX or e.gid > _ID_MAX or e.size >= 1 << 63:
+        return None
+    return path, e
+
+
+_MODE = re.compile(r"[0-7]{1,4}")
+_MTIME = re.compile(r"-?[0-9]{1,12}(\.[0-9]{0,10})?")
 
 
 def read_round(source: Any, snap: Snapshot) -> dict[str, int]:
@@ -275,21 +290,57 @@ def read_round(source: Any, snap: Snapshot) -> dict[str, int]:
     return counts
 
 
+_LONG_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                 tarfile.SOLARIS_XHDTYPE)
+_MAX_LONG_HEADER = 1 << 16  # a long name or a pax header: a path is at most 4096 bytes
+
+
+class _BadTar(Exception):
+    """What GNU tar never sends: tarfile would read it into memory, or take it as the end."""
+
+
+class _Header(tarfile.TarInfo):
+    """Every tar header as GNU tar writes one, or the stream is refused: a header cut short or
+    garbled is not the end of the archive (tarfile takes it for one), a long-name or pax header
+    is no bigger than a path can be (tarfile reads it whole into memory), and no member is
+    sparse (a few bytes of map would become gigabytes here; `tar -c` without -S sends none)."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        if len(buf) != tarfile.BLOCKSIZE:
+            raise _BadTar("it ended without its end-of-archive blocks (cut short)")
+        if buf.count(0) == tarfile.BLOCKSIZE:
+            return super().frombuf(buf, encoding, errors)  # the end (EOFHeaderError)
+        try:
+            info = super().frombuf(buf, encoding, errors)
+        except tarfile.HeaderError as e:
+            raise _BadTar(f"a malformed header ({e})") from None
+        if info.type in _LONG_HEADERS and info.size > _MAX_LONG_HEADER:
+            raise _BadTar(f"a {info.size}-byte long-name or pax header (limit {_MAX_LONG_HEADER})")
+        if info.type == tarfile.GNUTYPE_SPARSE:
+            raise _BadTar("a sparse member")
+        return info
+
+
 def _read_tar(s: _Stream, snap: Snapshot) -> int:
     if not s.buf and not s._fill():
         return 0
-    n = 0
+    n = members = 0
     try:
-        with tarfile.open(fileobj=s, mode="r|") as tar:  # type: ignore[call-overload]
-            for m in tar:
+        with tarfile.open(fileobj=s, mode="r|", tarinfo=_Header) as tar:  # type: ignore[call-overload]
+            while (m := tar.next()) is not None:
+                tar.members.clear()  # read once, in order: nothing to keep
+                members += 1
+                if members > snap.limits.max_entries:
+                    raise _BadTar(f"more than {snap.limits.max_entries} members (limit)")
                 name = "/" + m.name.lstrip("/")
-                if not m.isreg():
+                if not m.isreg() or m.issparse():
                     snap.skip(name, "unexpected tar member (not a regular file): ignored")
                     continue
                 f = tar.extractfile(m)
                 if f is not None:
-                    snap.put_content(name, f, m.size)
+                    snap.put_content(name, f, m.size, listed_size=True)
                     n += 1
-    except (tarfile.TarError, EOFError) as e:
+    except (tarfile.TarError, EOFError, _BadTar) as e:
         raise RuntimeFailure(f"the remote file stream is not a valid tar: {e}") from None
     return n

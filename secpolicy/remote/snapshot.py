@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import stat
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, cast
 
 from secpolicy.confined import (
     ConfinedRoot,
@@ -38,6 +39,22 @@ def is_pseudo(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in PSEUDO)
 
 
+class _Hashing:
+    """A reader that keeps the SHA-256 of what went through it."""
+
+    def __init__(self, data: IO[bytes]) -> None:
+        self.data = data
+        self.h = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.data.read(n)
+        self.h.update(chunk)
+        return chunk
+
+    def digest(self) -> bytes:
+        return self.h.digest()
+
+
 @dataclass(frozen=True)
 class SnapshotLimits:
     """Bounds on what a remote host (perhaps hostile) can make us store."""
@@ -59,6 +76,7 @@ class Entry:
     mtime: float
     readable: bool  # by the remote user (access(2)): content or listing could be read
     target: str | None = None  # of a symlink
+    searchable: bool = True  # a directory the remote user may look names up in (X_OK)
 
     def stat_result(self) -> os.stat_result:
         t = int(self.mtime)
@@ -79,10 +97,15 @@ class Snapshot:
     content: set[str] = field(default_factory=set)  # regular files whose bytes are in the scratch tree
     unread: dict[str, str] = field(default_factory=dict)  # regular files the remote could not read: why
     absent: set[str] = field(default_factory=set)
+    # paths the remote user cannot look up (a directory above them is not searchable): neither
+    # there nor absent as far as the scan can tell
+    denied: set[str] = field(default_factory=set)
     unreadable_dirs: set[str] = field(default_factory=set)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     content_bytes: int = 0
     seen: set[str] = field(default_factory=set)  # entries the current round reported
+    digests: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # contents the current round sent
+    seen_conflicts: set[str] = field(default_factory=set)  # files this round sent inconsistently
 
     def __post_init__(self) -> None:
         self._croot = ConfinedRoot(self.root)
@@ -91,6 +114,11 @@ class Snapshot:
         self._resolved: dict[str, str] = {}
         self._fd_for: str | None = None
         self._fd = -1
+
+    def begin_round(self) -> None:
+        self.seen = set()
+        self.digests = {}
+        self.seen_conflicts = set()
 
     def close(self) -> None:
         self._invalidate()
@@ -163,19 +191,34 @@ class Snapshot:
         return False
 
     def knows_entry(self, path: str) -> bool:
-        """Whether the snapshot can say what is at `path` (including that nothing is)."""
-        if path in self.entries or path in self.absent:
+        """Whether the snapshot can say what is at `path` (including that nothing is, or that
+        the remote user cannot look it up)."""
+        if path in self.entries or path in self.absent or path in self.denied:
             return True
         if path == "/":
             return False
-        if posixpath.dirname(path) in self.listed or self.under_tree(path):
+        ancestors = self._ancestors(path)
+        # A walk or listing says nothing of what is below a directory it could not read.
+        blind = any(a in self.unreadable_dirs for a in ancestors)
+        if not blind and (posixpath.dirname(path) in self.listed or self.under_tree(path)):
             return True
-        for a in self._ancestors(path):
-            if a in self.absent:
+        for a in ancestors:
+            if a in self.absent or a in self.denied:
                 return True
             e = self.entries.get(a)
             if e is not None and e.kind not in ("d", "l"):
                 return True  # below a file: ENOTDIR
+        return False
+
+    def is_denied(self, path: str) -> bool:
+        """Whether the remote user could not look `path` up (EACCES on the host)."""
+        return path in self.denied or any(a in self.denied for a in self._ancestors(path))
+
+    def _denied_by(self, key: str) -> bool:
+        for a in self._ancestors(key):
+            e = self.entries.get(a)
+            if a in self.denied or e is not None and e.kind == "d" and not e.searchable:
+                return True
         return False
 
     def knows_listing(self, path: str) -> bool:
@@ -194,7 +237,7 @@ class Snapshot:
         for table in (self.entries, self.unread):
             for k in [k for k in table if k == key or k.startswith(prefix)]:
                 del table[k]
-        for s in (self.listed, self.trees, self.content, self.unreadable_dirs):
+        for s in (self.listed, self.trees, self.content, self.unreadable_dirs, self.denied):
             s.difference_update([k for k in s if k == key or k.startswith(prefix)])
 
     def put_entry(self, path: str, entry: Entry) -> None:
@@ -212,10 +255,11 @@ class Snapshot:
                 self._forget(key)
                 self._invalidate()
             self.absent.discard(key)
+            self.denied.discard(key)
             d = self._dirfd(parent)
             if entry.kind == "d":
                 make_dir_at(self._croot, d, last, None)
-                if not entry.readable:
+                if not entry.readable or not entry.searchable:
                     self.unreadable_dirs.add(key)
                 else:
                     self.unreadable_dirs.discard(key)
@@ -246,6 +290,8 @@ class Snapshot:
             return
         if key == "/":
             return
+        self._bounded()
+        denied = self._denied_by(key)  # not found, or not looked up: find says nothing either way
         if key in self.entries:
             self._forget(key)
             self._invalidate()
@@ -258,9 +304,12 @@ class Snapshot:
                     self._croot.remove(parent, posixpath.basename(key))
                 finally:
                     os.close(parent)
-        self.absent.add(key)
+        (self.denied if denied else self.absent).add(key)
 
-    def put_content(self, path: str, data: IO[bytes], size: int) -> None:
+    def put_content(self, path: str, data: IO[bytes], size: int, *, listed_size: bool = False) -> None:
+        """A file's bytes. With `listed_size`, `size` must be the size its entry gave; a file
+        whose bytes disagree with its entry, or that came twice with different bytes, is kept
+        as not read (what the host sent cannot be taken as the file)."""
         try:
             parent, last = self._parent(path)
             key = "/" + f"{parent}/{last}".strip("/")
@@ -273,13 +322,33 @@ class Snapshot:
             return
         if self.content_bytes + size > self.limits.max_content_bytes:
             raise RuntimeFailure(f"the remote files to copy exceed {self.limits.max_content_bytes} bytes (limit)")
+        hashed = _Hashing(data)
         try:
-            self.content_bytes += write_file_at(self._croot, self._dirfd(parent), last, data, None)
+            written = write_file_at(self._croot, self._dirfd(parent), last, cast(IO[bytes], hashed), None)
         except (OSError, Refused) as exc:
             self.skip(path, f"not copied: {exc}")
             return
-        self.content.add(key)
-        self.unread.pop(key, None)
+        self.content_bytes += written
+        got = (written, hashed.digest())
+        before = self.digests.setdefault(key, got)
+        if listed_size and written != entry.size:
+            why = f"listed as {entry.size} bytes, {written} sent: changed while copied, or the host lied"
+        elif before != got:
+            why = "sent twice with different contents: changed while copied, or the host lied"
+        elif key in self.seen_conflicts:
+            return  # an earlier copy in this round disagreed: it stays not read
+        else:
+            self.content.add(key)
+            self.unread.pop(key, None)
+            return
+        self.content.discard(key)
+        self.unread[key] = why
+        self.seen_conflicts.add(key)
+
+    def _bounded(self) -> None:
+        if len(self.unread) + len(self.absent) + len(self.denied) >= self.limits.max_entries:
+            raise RuntimeFailure(f"the remote host named more than {self.limits.max_entries} missing or "
+                                 "unreadable paths (limit)")
 
     def put_unread(self, path: str, why: str) -> None:
         try:
@@ -287,7 +356,8 @@ class Snapshot:
         except Refused:
             return
         if key not in self.content:
-            self.unread[key] = why
+            self._bounded()
+            self.unread[key] = why[:200]
 
     def mark_listed(self, path: str, *, tree: bool) -> None:
         try:
@@ -297,8 +367,8 @@ class Snapshot:
         e = self.entries.get(key)
         if e is None or e.kind != "d":
             return  # a link (or nothing): the listing was of the link alone
-        if not e.readable:
-            self.unreadable_dirs.add(key)
+        if not e.readable or not e.searchable:
+            self.unreadable_dirs.add(key)  # its entries could not all be listed with their metadata
             return
         self.listed.add(key)
         if tree:
@@ -306,5 +376,5 @@ class Snapshot:
             prefix = key.rstrip("/") + "/"
             pseudo_top = is_pseudo(key)
             for k, sub in self.entries.items():
-                if sub.kind == "d" and sub.readable and k.startswith(prefix) and (pseudo_top or not is_pseudo(k)):
+                if sub.kind == "d" and sub.readable and sub.searchable and k.startswith(prefix) and (pseudo_top or not is_pseudo(k)):
                     self.listed.add(k)

@@ -244,11 +244,16 @@ class Connection:
             raise RuntimeFailure(
                 f"{self.target.url}: the remote host needs GNU find and GNU tar for a remote scan "
                 f"(find -printf/-readable: {fields.get('find', '?')}; tar: {fields.get('tar') or 'not found'})")
+        uid, arch, python = fields.get("uid", ""), fields.get("arch", ""), fields.get("python") or None
+        if not (uid == "" or uid.isascii() and uid.isdigit() and int(uid) < 1 << 32) \
+                or not re.fullmatch(r"[A-Za-z0-9_.-]{0,64}", arch) or python is not None and not python.startswith("/"):
+            self.close()
+            raise RuntimeFailure(f"{self.target.url}: the remote host's answer to the connection check is malformed "
+                                 f"(uid {uid[:40]!r}, arch {arch[:40]!r}, python {(python or '')[:80]!r})")
         self.info = RemoteInfo(
             user=conf.get("user", self.target.user or ""), hostname=conf.get("hostname", self.target.host),
             port=int(conf.get("port", self.target.port or 22)), host_key_type=key_type,
-            host_key_fingerprint=fingerprint, uid=int(fields.get("uid", "-1") or -1),
-            arch=fields.get("arch", ""), python=fields.get("python") or None)
+            host_key_fingerprint=fingerprint, uid=int(uid or -1), arch=arch, python=python)
         return self.info
 
     def _hello(self, log: str) -> bytes:
@@ -351,17 +356,24 @@ printf 'SECPOLICY-END\\000'
 exec cat >/dev/null
 """
 
-_KEY = re.compile(r"Server host key: (\S+) (\S+)")
+# OpenSSH's own line, at the start of a line of its log. A hostile server can put text of its
+# own in that log (an SSH2_MSG_DEBUG message is logged as "Remote: ...", newlines and all).
+_KEY = re.compile(r"^debug1: Server host key: (\S+) (SHA256:[A-Za-z0-9+/]{43})\r?$", re.MULTILINE)
 
 
 def _host_key(log: str) -> tuple[str | None, str | None]:
     try:
         with open(log, encoding="utf-8", errors="replace") as f:
-            found = _KEY.findall(f.read(1 << 20))
+            found = set(_KEY.findall(f.read(1 << 20)))
     except OSError:
         return None, None
-    # The target's key is the last one: a ProxyJump host's, if any, was checked before it.
-    return found[-1] if found else (None, None)
+    # One connection verifies one key (a ProxyJump host's is checked by another ssh, which does
+    # not log here). Lines that disagree were forged by the server around OpenSSH's own line,
+    # which they cannot remove: the key is then not known, rather than the server's word.
+    if len(found) != 1:
+        return None, None
+    key_type, fingerprint = found.pop()
+    return key_type, fingerprint
 
 
 def _openssh_said(log: str) -> str:
