@@ -35,12 +35,16 @@ _FORCED = {
     "RemoteCommand": "none",
     "RequestTTY": "no",
     "ControlPersist": "no",
+    "VerifyHostKeyDNS": "no",  # a key is trusted from known_hosts alone, never from SSHFP records
 }
 # After the user's options: theirs win.
 _DEFAULTS = {"ConnectTimeout": "30", "ServerAliveInterval": "15", "ServerAliveCountMax": "4"}
 _REFUSED = {k.lower() for k in (*_FORCED, "ControlMaster", "ControlPath", "LocalCommand", "ForwardX11Trusted",
                                 "LocalForward", "RemoteForward", "DynamicForward", "Tunnel", "StdinNull",
-                                "ForkAfterAuthentication", "SessionType", "LogLevel")}
+                                "ForkAfterAuthentication", "SessionType", "LogLevel",
+                                # a file of options: it could set any of the above
+                                "Include")}
+_UNQUOTE = str.maketrans("", "", "\"'\\")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*\Z")
 _HELLO, _END = b"SECPOLICY-HELLO\0", b"SECPOLICY-END\0"
 _STDERR_KEEP = 64 * 1024
@@ -80,7 +84,8 @@ def check_ssh_options(options: Sequence[str]) -> tuple[str, ...]:
     """--ssh-option values (`Key=Value`), refusing those that would weaken host key checking,
     prompt, forward anything, or take over the connection secpolicy manages."""
     for opt in options:
-        key = re.split(r"[=\s]", opt.strip(), maxsplit=1)[0]
+        # OpenSSH splits an option line as a shell would: `"Control"Master=yes` is ControlMaster.
+        key = re.split(r"[=\s]", opt.strip(), maxsplit=1)[0].translate(_UNQUOTE)
         if not key or "=" not in opt and " " not in opt.strip():
             raise InputError(f"--ssh-option {opt!r}: expected Key=Value (an ssh_config option)")
         if key.lower() in _REFUSED:

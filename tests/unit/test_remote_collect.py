@@ -304,8 +304,21 @@ def test_bad_targets_are_input_errors(url):
 
 
 @pytest.mark.parametrize("opt", ["StrictHostKeyChecking=no", "stricthostkeychecking no", "BatchMode=no",
-                                 "ForwardAgent=yes", "ControlPath=/tmp/x", "LocalForward=1:a:2", "nokey"])
+                                 "ForwardAgent=yes", "ControlPath=/tmp/x", "LocalForward=1:a:2", "nokey",
+                                 "VerifyHostKeyDNS=yes", "Include=/tmp/more.conf"])
 def test_ssh_options_that_would_weaken_the_scan_are_refused(opt):
+    with pytest.raises(InputError):
+        check_ssh_options([opt])
+
+
+@pytest.mark.parametrize(("opt", "key", "value"), [('"ControlMaster" yes', "controlmaster", "true"),
+                                                   ('"SessionType" none', "sessiontype", "none")])
+def test_a_quoted_keyword_is_the_keyword_to_openssh_and_refused_as_it(opt, key, value):
+    # Asked of OpenSSH itself: `ssh -G` prints the configuration an option line gives.
+    ssh = shutil.which("ssh")
+    if ssh is not None:
+        shown = subprocess.run([ssh, "-G", "-o", opt, "127.0.0.1"], capture_output=True, text=True, check=True).stdout
+        assert f"{key} {value}" in shown.splitlines()
     with pytest.raises(InputError):
         check_ssh_options([opt])
 
