@@ -4,6 +4,7 @@ turn outcomes (including errors) into findings with evidence, apply waivers, bui
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import socket
 import time
@@ -416,6 +417,40 @@ def scan(
     """Evaluate the selected check rules. A `tailoring` sets var values, may pick the
     profile (when `profile` is not given) and enables or disables rules. Evidence passes
     through `redactor` (the built-in redaction policy when none is given) before it is kept."""
+    # A scan allocates many short-lived objects (values, trace records, evidence) while the
+    # policies and fact caches stay alive: the cyclic collector would rescan those again and
+    # again (about a sixth of a scan's time). What a scan leaves in cycles is collected after.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan(ps, registry, root=root, waivers=waivers, profile=profile, standard=standard,
+                     rule_ids=rule_ids, fail_on=fail_on, options=options, context=context, today=today,
+                     scan_id=scan_id, progress=progress, tailoring=tailoring, scan_kind=scan_kind,
+                     redactor=redactor)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _scan(
+    ps: PolicySet,
+    registry: FactRegistry,
+    *,
+    root: str,
+    waivers: WaiverSet | None,
+    profile: str | None,
+    standard: str | None,
+    rule_ids: Iterable[str] | None,
+    fail_on: Severity,
+    options: dict[str, Any] | None,
+    context: FactContext | None,
+    today: dt.date | None,
+    scan_id: str | None,
+    progress: Callable[[int, int], None] | None,
+    tailoring: Tailoring | None,
+    scan_kind: str | None,
+    redactor: Redactor | None,
+) -> ScanResult:
     redactor = redactor or Redactor()
     started = _now()
     ctx = context or FactContext(registry, root, options=options)
