@@ -4,6 +4,7 @@ turn outcomes (including errors) into findings with evidence, apply waivers, bui
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import os
 import socket
@@ -12,7 +13,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from secpolicy import __version__
 from secpolicy.dsl import CompiledExpr, TraceRecord, expectation
@@ -395,6 +396,30 @@ def _redacted(f: Finding, redactor: Redactor) -> Finding:
     return replace(f, evidence=evidence, reason=reason)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _cyclic_gc_paused(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn` with the cyclic collector paused while it runs. A scan allocates many short-lived
+    objects (values, trace records, evidence) while the policies and fact caches stay alive:
+    the collector would rescan those again and again (about a sixth of a scan's time). What a
+    scan leaves in cycles is collected after it."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if collecting:
+                gc.enable()
+
+    return run
+
+
+@_cyclic_gc_paused
 def scan(
     ps: PolicySet,
     registry: FactRegistry,
@@ -417,40 +442,6 @@ def scan(
     """Evaluate the selected check rules. A `tailoring` sets var values, may pick the
     profile (when `profile` is not given) and enables or disables rules. Evidence passes
     through `redactor` (the built-in redaction policy when none is given) before it is kept."""
-    # A scan allocates many short-lived objects (values, trace records, evidence) while the
-    # policies and fact caches stay alive: the cyclic collector would rescan those again and
-    # again (about a sixth of a scan's time). What a scan leaves in cycles is collected after.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _scan(ps, registry, root=root, waivers=waivers, profile=profile, standard=standard,
-                     rule_ids=rule_ids, fail_on=fail_on, options=options, context=context, today=today,
-                     scan_id=scan_id, progress=progress, tailoring=tailoring, scan_kind=scan_kind,
-                     redactor=redactor)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _scan(
-    ps: PolicySet,
-    registry: FactRegistry,
-    *,
-    root: str,
-    waivers: WaiverSet | None,
-    profile: str | None,
-    standard: str | None,
-    rule_ids: Iterable[str] | None,
-    fail_on: Severity,
-    options: dict[str, Any] | None,
-    context: FactContext | None,
-    today: dt.date | None,
-    scan_id: str | None,
-    progress: Callable[[int, int], None] | None,
-    tailoring: Tailoring | None,
-    scan_kind: str | None,
-    redactor: Redactor | None,
-) -> ScanResult:
     redactor = redactor or Redactor()
     started = _now()
     ctx = context or FactContext(registry, root, options=options)
