@@ -34,16 +34,25 @@ _STEP_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 @functools.cache
 def _syscall() -> Any:
+    # Declared as openat2 is called: syscall(nr, dirfd, path, how, size), so plain ints and
+    # bytes go in without a ctypes object built for each argument of each call.
     fn = ctypes.CDLL(None, use_errno=True).syscall
     fn.restype = ctypes.c_long
+    fn.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
     return fn
 
 
+@functools.lru_cache(maxsize=64)
+def _how(flags: int) -> bytes:
+    """struct open_how for `flags` (the kernel only reads it)."""
+    return _HOW.pack(flags, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+
+
 def _call(dirfd: int, rel: bytes, flags: int) -> int:
-    how = ctypes.create_string_buffer(_HOW.pack(flags, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS), _HOW.size)
+    how = _how(flags)
+    call = _syscall()
     for _ in range(_RETRIES):
-        fd: int = _syscall()(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(rel), how,
-                             ctypes.c_size_t(_HOW.size))
+        fd: int = call(_SYS_OPENAT2, dirfd, rel, how, _HOW.size)
         if fd >= 0:
             return fd
         err = ctypes.get_errno()
