@@ -106,6 +106,8 @@ def _check_rollup(target: str, base: dict[str, Any], tmp: Path) -> None:
     html = out.read_text()
     fails = sum(c == "fail" for h in report.hosts for c in h.cells)
     assert fails >= 2 and html.count('class="cell s-fail"') == fails
+    # Each host's row names the scan it stands for, so an auditor can trace it to its results.
+    assert "<td><code>s-web1-2</code></td>" in html
 
 
 def test_sqlite_rollup_is_what_the_scans_say(scan_results: dict[str, Any], tmp_path: Path) -> None:
