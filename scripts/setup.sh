@@ -13,6 +13,7 @@ with_test_tools=0
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 is_root() { [ "$(id -u)" = 0 ]; }
+created_policy_rc=
 
 # Debian packages: runtime (bcc, bpftool, headers, PDF rendering libs) and, for tests and
 # benchmarks, the real tools we compare against or talk to.
@@ -25,20 +26,32 @@ install_debs() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  if ! is_root || ! command -v apt-get >/dev/null; then
-    log "not root or no apt-get: skipping Debian packages: ${missing[*]}"
+  if ! command -v apt-get >/dev/null; then
+    log "no apt-get: skipping Debian packages: ${missing[*]}"
+    return 0
+  fi
+  if ! is_root; then
+    log "not root: skipping Debian packages: ${missing[*]} (root installs them: run scripts/setup.sh as root, or apt-get install them); \`secpolicy doctor\` says what live monitoring lacks without them"
     return 0
   fi
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Installing must not start services (auditd, rsyslog) behind the user's back.
-  local policy_rc=/usr/sbin/policy-rc.d created_policy=0
-  if [ ! -e "$policy_rc" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy_rc"; chmod +x "$policy_rc"; created_policy=1; fi
+  # Installing must not start services (auditd, rsyslog) behind the user's back. The blocker
+  # goes away however apt-get ends (a failed install too): left behind, it would keep every
+  # later package on this machine from starting its service.
+  local policy_rc=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy_rc" ]; then
+    created_policy_rc=$policy_rc
+    trap 'rm -f "$created_policy_rc"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    printf '#!/bin/sh\nexit 101\n' > "$policy_rc"; chmod +x "$policy_rc"
+  fi
   apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
     apt-get update >/dev/null 2>&1 || true
     apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
   }
-  [ $created_policy = 1 ] && rm -f "$policy_rc"
+  [ -n "$created_policy_rc" ] && rm -f "$created_policy_rc" && created_policy_rc=
   return 0
 }
 
@@ -47,9 +60,16 @@ install_debs $runtime_debs
 
 # Virtual environment with the project installed (editable, so the checkout is what runs).
 py=${PYTHON:-python3}
-if [ ! -x "$venv/bin/python" ]; then
-  log "creating virtual environment $venv"
-  "$py" -m venv "$venv"
+# A venv without pip is what an interrupted or failed creation leaves (Debian's python3 without
+# python3-venv has no ensurepip): build it again rather than fail on it at every run.
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pip' >/dev/null 2>&1; then
+  if [ -f "$venv/pyvenv.cfg" ]; then
+    log "recreating the incomplete virtual environment $venv"
+    "$py" -m venv --clear "$venv"
+  else
+    log "creating virtual environment $venv"
+    "$py" -m venv "$venv"
+  fi
 fi
 stamp="$venv/.secpolicy-installed"
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then

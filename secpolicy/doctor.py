@@ -101,12 +101,21 @@ def check_bcc() -> Check:
 
 def check_privileges() -> Check:
     caps = _cap_eff()
+    bpf_perfmon = bool(caps & (1 << _CAP_BPF) and caps & (1 << _CAP_PERFMON))
     if os.geteuid() == 0 and caps & (1 << _CAP_SYS_ADMIN):
         return Check("privileges", True, "root with CAP_SYS_ADMIN")
+    if os.geteuid() == 0 and bpf_perfmon:
+        # Linux 5.8 split loading tracing programs (CAP_BPF) and attaching them (CAP_PERFMON)
+        # out of CAP_SYS_ADMIN: the monitor needs nothing else.
+        return Check("privileges", True, "root with CAP_BPF and CAP_PERFMON (without CAP_SYS_ADMIN, "
+                     "which the monitor does not need)")
     if os.geteuid() == 0:
-        return Check("privileges", False, "root without CAP_SYS_ADMIN (a capability bounding set or container "
-                     "drops it): eBPF programs cannot be loaded", "run with CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON)")
-    have = "with CAP_BPF and CAP_PERFMON, " if caps & (1 << _CAP_BPF) and caps & (1 << _CAP_PERFMON) else ""
+        lacking = " and ".join(n for n, bit in (("CAP_BPF", _CAP_BPF), ("CAP_PERFMON", _CAP_PERFMON))
+                               if not caps & (1 << bit))
+        return Check("privileges", False, f"root without CAP_SYS_ADMIN and without {lacking} (a capability "
+                     "bounding set or container drops them): eBPF programs cannot be loaded and attached",
+                     "run with CAP_SYS_ADMIN, or with CAP_BPF and CAP_PERFMON")
+    have = "with CAP_BPF and CAP_PERFMON, " if bpf_perfmon else ""
     return Check("privileges", False, f"euid {os.geteuid()} is not root ({have}the monitor loads eBPF programs and "
                  "attaches them to tracepoints, which needs root)", "run as root (sudo secpolicy monitor ...)")
 
@@ -127,11 +136,11 @@ def check_lockdown() -> Check:
 
 
 def check_kprobes() -> Check:
-    from secpolicy.events.live import tracefs_dir
+    from secpolicy.events.live.kernel import tracefs_dir, tracefs_problem
 
     d = tracefs_dir()
     if d is None:
-        return Check("kprobes", None, "unknown (tracefs not readable): not needed, secpolicy uses tracepoints "
+        return Check("kprobes", None, f"unknown ({tracefs_problem()}): not needed, secpolicy uses tracepoints "
                      "and uprobes")
     if (d / "kprobe_events").exists():
         return Check("kprobes", True, "kprobes available (not needed: secpolicy uses tracepoints and uprobes)")
