@@ -677,7 +677,7 @@ PACKAGE_FILES = ObjectType(
         "checked": "files with a recorded md5 that were verified (conffiles excluded)",
         "modified": "files whose md5 differs, or that are no longer regular files (dpkg's 5 and M flags)",
         "missing": "listed files (info/<name>.list) that do not exist, conffiles excluded",
-        "unreadable": "files that could not be read to be hashed (permission denied, I/O error)",
+        "unreadable": "files that could not be read to be hashed (an I/O error; a file the scan may not read makes the fact an error)",
     },
 )
 
@@ -812,15 +812,16 @@ def _conffiles(ctx: FactContext, path: str) -> set[str]:
 
 
 def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:
-    """What `dpkg --verify` says of one listed path: None (fine), "missing", "modified" or
-    "unreadable". Only `lstat`: a hashed path that is now a symlink is modified whatever it
-    points to (dpkg's `M` flag), so no final symlink is ever followed, in or out of the root."""
+    """What `dpkg --verify` says of one listed path: None (fine), "missing", "modified",
+    "unreadable" (an I/O error) or "denied" (the scan may not read it: dpkg's `?`, which says
+    nothing of the file). Only `lstat`: a hashed path that is now a symlink is modified whatever
+    it points to (dpkg's `M` flag), so no final symlink is ever followed, in or out of the root."""
     try:
         st = ctx.lstat(path)
     except EvaluationError:  # a symlink loop among the parent directories
         return "missing"
     except OSError as e:
-        return "unreadable" if e.errno in (errno.EACCES, errno.EPERM) else "missing"
+        return "denied" if e.errno in (errno.EACCES, errno.EPERM) else "missing"
     if st is None:
         return "missing"
     if digest is None:
@@ -844,6 +845,8 @@ def _verify(ctx: FactContext, path: str, digest: str | None) -> str | None:
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):  # gone since the lstat
             return "missing"
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return "denied"
         return "modified" if e.errno == errno.ELOOP else "unreadable"
     return None if h.hexdigest() == digest else "modified"
 
@@ -853,7 +856,7 @@ def collect_package_files(ctx: FactContext, name: str) -> PackageFiles:
     if not instances:  # dpkg --verify: "package is not installed", nothing verified
         return PackageFiles(name, False, 0, (), (), (), f"{STATUS} ({name} is not installed)")
     diversions: dict[str, tuple[str, str]] = ctx.fact("_dpkg_diversions", ())
-    results: dict[str, list[str]] = {"modified": [], "missing": [], "unreadable": []}
+    results: dict[str, list[str]] = {"modified": [], "missing": [], "unreadable": [], "denied": []}
     recorded: dict[str, str] = {}
     seen: set[str] = set()
     exists = False
@@ -897,6 +900,12 @@ def collect_package_files(ctx: FactContext, name: str) -> PackageFiles:
                 results[verdict].append(target)
                 recorded[target] = at(md5_path, digest[1]) if digest else at(where_listed, n)
         origin = origin or f"{md5_path} (absent)"
+    if results["denied"]:
+        # Not a finding about the files: the scan could not look (a non-root scan, a security
+        # module's denial). Such a package cannot be verified, and says so.
+        denied = results["denied"]
+        raise EvaluationError(f"{denied[0]}: permission denied ({len(denied)} file(s) of package {name} could not "
+                              "be read to verify them)")
     return PackageFiles(
         name,
         exists,
