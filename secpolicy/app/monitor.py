@@ -142,20 +142,27 @@ def _monitor(run: RunOutputs, req: MonitorRequest,
         run.config_loaded(req.fim.config)
     engine = EventEngine(rules)
     mon = Monitor(rules, engine, fim=fim, storm=storm, ringbuf_pages=req.ringbuf_pages, queue_max=req.queue_max)
-    run.open(lambda: [w.to_dict() for w in mon.source.loss_windows()])
+    # Compiled, loaded and attached before any output is opened: a monitor that cannot start
+    # (not root, no tracefs, a program the kernel refuses) leaves the outputs as they were (a
+    # live alerts file is written in place, from the start). Events wait in the ring meanwhile.
     mon.start()
-    if on_started is not None:
-        status = fim.status if fim is not None else None
-        on_started(MonitorStarted(len(rules), len(mon.source.attached), len(fim.prefixes) if fim else None,
-                                  status.generation if status else None, status.entries if status else None,
-                                  mon.stop))
-    if req.ready_file:
-        from secpolicy import outfile
+    try:
+        run.open(lambda: [w.to_dict() for w in mon.source.loss_windows()])
+        if on_started is not None:
+            status = fim.status if fim is not None else None
+            on_started(MonitorStarted(len(rules), len(mon.source.attached), len(fim.prefixes) if fim else None,
+                                      status.generation if status else None, status.entries if status else None,
+                                      mon.stop))
+        if req.ready_file:
+            from secpolicy import outfile
 
-        try:
-            outfile.write_text(req.ready_file, "ready\n")
-        except OSError as exc:
-            raise InputError(f"cannot write the ready file: {exc.strerror}", req.ready_file) from None
+            try:
+                outfile.write_text(req.ready_file, "ready\n")
+            except OSError as exc:
+                raise InputError(f"cannot write the ready file: {exc.strerror}", req.ready_file) from None
+    except BaseException:
+        mon.stop()
+        raise
     summary = mon.run(None, None, duration=req.duration, on_alert=run.alert, on_event=run.on_event,
                       on_flush=run.flush).to_dict()
     return summary, fim.failure if fim is not None else None

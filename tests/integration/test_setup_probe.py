@@ -205,3 +205,24 @@ def test_a_failed_apt_get_does_not_leave_the_service_blocker_behind(tmp_path: Pa
     assert "Unable to locate package" in proc.stderr
     assert not (tmp_path / "left").exists(), "setup.sh left /usr/sbin/policy-rc.d behind after a failed apt-get"
     assert not (tmp_path / "venv").exists()
+
+
+# -- a monitor that cannot start ---------------------------------------------------------------
+
+@needs_root
+def test_a_monitor_that_cannot_start_leaves_its_alerts_file_as_it_was() -> None:
+    """A live alerts file is written in place, from the start: opened before the monitor knew
+    it could not run (here: not root), it was emptied. A run that never starts writes nothing."""
+    d = Path(tempfile.mkdtemp(prefix="sp-monitor-out-", dir="/tmp"))
+    try:
+        os.chmod(d, 0o777)  # the user may write there: only the monitor's order protects the file
+        alerts = d / "alerts.jsonl"
+        alerts.write_text('{"rule_id": "from-yesterday"}\n')
+        os.chown(alerts, NOBODY, NOBODY)
+        proc = _secpolicy("monitor", "--duration", "1", "-o", str(alerts), cwd=d,
+                          prefix=("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"))
+        assert proc.returncode == 3, proc.stderr
+        assert "needs root" in proc.stderr
+        assert alerts.read_text() == '{"rule_id": "from-yesterday"}\n'
+    finally:
+        shutil.rmtree(d)
