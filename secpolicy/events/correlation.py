@@ -10,17 +10,32 @@ Semantics (docs/events.md):
   `within` seconds of the step-1 event; each event advances a partial match at most one step,
   and a completed match is consumed. Events lacking a `by` field are ignored: without the
   actor's identity unrelated events would be chained.
+- Event time decides, not arrival order: an event later than the reorder window is fed with
+  its own (older) time, so a threshold window holds its events in time order and a late event
+  never shortens a quiet period; a sequence step never precedes the step before it, and a late
+  first step never replaces a newer one.
 - State is bounded: keys idle longer than `within` expire; beyond `max_keys` per rule or the
-  memory estimate the least recently updated key is evicted. Every expiry and eviction is
-  counted in `CorrelationStats`.
+  memory estimate the least recently updated key is evicted (memory: the rule's other keys
+  first, then the oldest events of the key itself). Every expiry and eviction is counted in
+  `CorrelationStats`.
+
+`now` and `within` are in one unit: seconds in the tests, integer nanoseconds in the engine
+(`ts_nanos`), so a window is exact to the nanosecond the timestamps carry.
 """
 
 from __future__ import annotations
 
+import calendar
+import time
+from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Literal
+
+import orjson
 
 from secpolicy.models import Event
 
@@ -32,7 +47,22 @@ __all__ = [
     "SequenceCorrelator",
     "ThresholdCorrelator",
     "key_getter",
+    "ts_nanos",
 ]
+
+_NS = 1_000_000_000
+
+
+@lru_cache(maxsize=4096)
+def _minute_nanos(prefix: str) -> int:
+    # prefix is "YYYY-MM-DDTHH:MM"; events cluster in few minutes, so this cache hits.
+    return calendar.timegm(time.strptime(prefix, "%Y-%m-%dT%H:%M")) * _NS
+
+
+def ts_nanos(ts: str) -> int:
+    """Nanoseconds since the epoch of a canonical timestamp, exactly (a float of seconds is
+    off by up to a quarter of a microsecond, which moves window boundaries)."""
+    return _minute_nanos(ts[:16]) + int(ts[17:19]) * _NS + int(ts[20:29])
 
 
 @dataclass(frozen=True)
@@ -110,8 +140,42 @@ def key_getter(paths: Sequence[str]) -> Callable[[Event], tuple[Any, ...]]:
     return get
 
 
+class _Opaque:
+    """A `by` value that does not hash (an object, a list holding one: JSON input may carry any
+    value in any field), keyed by its canonical JSON."""
+
+    __slots__ = ("_json", "value")
+
+    def __init__(self, value: Any) -> None:
+        self.value = list(value) if type(value) is tuple else value
+        self._json = orjson.dumps(self.value, option=orjson.OPT_SORT_KEYS)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Opaque and other._json == self._json
+
+    def __hash__(self) -> int:
+        return hash(self._json)
+
+
+def _hashable(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`key` with every value that does not hash made an `_Opaque`."""
+    out = []
+    for v in key:
+        try:
+            hash(v)
+        except TypeError:
+            v = _Opaque(v)
+        out.append(v)
+    return tuple(out)
+
+
 def _key_dict(paths: Sequence[str], key: tuple[Any, ...]) -> dict[str, Any]:
-    return {p: (list(v) if isinstance(v, tuple) else v) for p, v in zip(paths, key)}
+    return {
+        p: (list(v) if isinstance(v, tuple) else v.value if type(v) is _Opaque else v) for p, v in zip(paths, key)
+    }
+
+
+_first = itemgetter(0)
 
 
 class _Keyed:
@@ -154,6 +218,23 @@ class _Keyed:
             self.budget.used -= self._cost(st)
             self.stats.evicted_memory += 1
 
+    def _fit(self) -> None:
+        """Over the memory estimate after the key last updated grew: evict the least recently
+        updated other keys (the one updated is last in `state`)."""
+        state = self.state
+        while len(state) > 1 and self.budget.used > self.budget.limit:
+            _, st = state.popitem(last=False)
+            self.budget.used -= self._cost(st)
+            self.stats.evicted_memory += 1
+
+    def _lookup(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        """The key as state holds it and its state (None: new)."""
+        try:
+            return key, self.state.get(key)
+        except TypeError:  # a value that does not hash
+            key = _hashable(key)
+            return key, self.state.get(key)
+
 
 class _ThresholdKey:
     __slots__ = ("last", "quiet", "window")
@@ -189,9 +270,8 @@ class ThresholdCorrelator(_Keyed):
 
     def feed(self, event: Event, now: float) -> Correlation | None:
         self.sweep(now)
-        key = self._get(event)
+        key, st = self._lookup(self._get(event))
         state = self.state
-        st = state.get(key)
         cost = self.limits.event_cost
         if st is None:
             self._evict_for_new_key()
@@ -204,17 +284,23 @@ class ThresholdCorrelator(_Keyed):
             if now - st.last > self.within:
                 st.quiet = False
             else:
-                st.last = now
+                st.last = max(st.last, now)  # a late event does not shorten the quiet period
                 self.stats.suppressed += 1
                 self.stats.keys = len(state)
                 return None
-        st.last = now
         win = st.window
-        win.append((now, event))
+        if now >= st.last:
+            st.last = now
+            win.append((now, event))
+        else:  # a late event: in time order (after those of the same time)
+            win.insert(bisect_right(win, now, key=_first), (now, event))
         self.budget.used += cost
-        while win and now - win[0][0] > self.within:
+        newest = st.last
+        while win and newest - win[0][0] > self.within:
             win.popleft()
             self.budget.used -= cost
+        if self.budget.used > self.budget.limit:
+            self._fit()
         while self.budget.used > self.budget.limit and len(win) > 1:
             win.popleft()
             self.budget.used -= cost
@@ -241,8 +327,9 @@ class _SequenceKey:
     __slots__ = ("last", "runs")
 
     def __init__(self, n: int) -> None:
-        # runs[i]: the partial match that completed steps 0..i, as (start, events).
-        self.runs: list[tuple[float, list[Event]] | None] = [None] * n
+        # runs[i]: the partial match that completed steps 0..i, as (start, time of step i,
+        # events).
+        self.runs: list[tuple[float, float, list[Event]] | None] = [None] * n
         self.last = 0.0
 
 
@@ -264,7 +351,7 @@ class SequenceCorrelator(_Keyed):
         self._get = key_getter(self.by)
 
     def _retained(self, st: _SequenceKey) -> int:
-        return sum(len(r[1]) for r in st.runs if r is not None)
+        return sum(len(r[2]) for r in st.runs if r is not None)
 
     def _last(self, st: _SequenceKey) -> float:
         return st.last
@@ -273,11 +360,11 @@ class SequenceCorrelator(_Keyed):
         """`matched`: the step indexes (0-based) whose condition this event satisfies."""
         self.sweep(now)
         key = self._get(event)
-        if any(v is None for v in key):
+        if None in key:
             return None
+        key, st = self._lookup(key)
         n = self.steps
         state = self.state
-        st = state.get(key)
         if st is None:
             if 0 not in matched:
                 return None
@@ -287,7 +374,7 @@ class SequenceCorrelator(_Keyed):
             self.budget.used += self.limits.key_cost
         else:
             state.move_to_end(key)
-        st.last = now
+        st.last = max(st.last, now)  # a late event does not move it back
         cost = self.limits.event_cost
         within = self.within
         runs = st.runs
@@ -300,34 +387,40 @@ class SequenceCorrelator(_Keyed):
                     continue
                 old = runs[0]
                 if old is not None:
-                    self.budget.used -= cost * len(old[1])
-                runs[0] = (now, [event])
+                    if old[0] > now:
+                        continue  # a late first step: the newer one has more time left
+                    self.budget.used -= cost * len(old[2])
+                runs[0] = (now, now, [event])
                 self.budget.used += cost
                 continue
             prev = runs[j - 1]
             if prev is None:
                 continue
-            start, evs = prev
+            start, last, evs = prev
+            if now < last:
+                continue  # a late event: a step never precedes the step before it
             runs[j - 1] = None
             if now - start > within:
                 self.budget.used -= cost * len(evs)
                 self.stats.expired += 1
                 continue
-            advanced = (start, evs + [event])
+            advanced = (start, now, evs + [event])
             self.budget.used += cost
             if j == n - 1:
-                self.budget.used -= cost * len(advanced[1])
+                self.budget.used -= cost * len(advanced[2])
                 if done is None:
-                    done = self._complete(key, advanced[1])
+                    done = self._complete(key, advanced[2])
                 continue
             cur = runs[j]
             if cur is not None:
                 # Keep the run that started later: it has more time left to complete.
                 if cur[0] > start:
-                    self.budget.used -= cost * len(advanced[1])
+                    self.budget.used -= cost * len(advanced[2])
                     continue
-                self.budget.used -= cost * len(cur[1])
+                self.budget.used -= cost * len(cur[2])
             runs[j] = advanced
+        if self.budget.used > self.budget.limit:
+            self._fit()
         self.stats.keys = len(state)
         return done
 

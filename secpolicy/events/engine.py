@@ -20,9 +20,9 @@ from secpolicy.events.correlation import (
     MemoryBudget,
     SequenceCorrelator,
     ThresholdCorrelator,
+    ts_nanos,
 )
 from secpolicy.events.matcher import Matcher, step_keys
-from secpolicy.events.model import ts_seconds
 from secpolicy.models import Alert, AlertContext, Event, SeverityName
 from secpolicy.rules import Rule
 
@@ -158,12 +158,13 @@ class _RuleRuntime:
         self.sequence: SequenceCorrelator | None = None
         seq = rule.sequence
         thr = rule.threshold
+        # Times in integer nanoseconds (`ts_nanos`): windows exact to what timestamps carry.
         if seq is not None:
             self.kind = "sequence"
-            self.sequence = SequenceCorrelator(len(seq.steps), seq.within, seq.by, limits, budget)
+            self.sequence = SequenceCorrelator(len(seq.steps), round(seq.within * 1e9), seq.by, limits, budget)
         elif thr is not None:
             self.kind = "threshold"
-            self.threshold = ThresholdCorrelator(thr.count, thr.within, thr.by, limits, budget)
+            self.threshold = ThresholdCorrelator(thr.count, round(thr.within * 1e9), thr.by, limits, budget)
         else:
             self.kind = "match"
         self.alerts = 0
@@ -283,7 +284,7 @@ class EventEngine:
     def apply(self, event: Event, hits: Sequence[_Candidate]) -> list[Alert]:
         """The alerts of an event given what `evaluate` found: correlation state moves on."""
         alerts: list[Alert] = []
-        now: float | None = None
+        now: int | None = None
         pending_rt: _RuleRuntime | None = None
         pending_steps: list[int] = []
         for rt, step, _ in hits:
@@ -297,7 +298,7 @@ class EventEngine:
                 continue
             if rt.threshold is not None:
                 if now is None:
-                    now = ts_seconds(event["ts"])
+                    now = ts_nanos(event["ts"])
                 corr = rt.threshold.feed(event, now)
                 if corr is not None:
                     alerts.append(rt.alert(event, corr))
@@ -320,13 +321,13 @@ class EventEngine:
         rt: _RuleRuntime,
         steps: Sequence[int],
         event: Event,
-        now: float | None,
+        now: int | None,
         alerts: list[Alert],
-    ) -> float | None:
+    ) -> int | None:
         if not steps or rt.sequence is None:
             return now
         if now is None:
-            now = ts_seconds(event["ts"])
+            now = ts_nanos(event["ts"])
         corr = rt.sequence.feed(event, now, steps)
         if corr is not None:
             alerts.append(rt.alert(event, corr))
@@ -339,6 +340,7 @@ class EventEngine:
             entry: dict[str, Any] = {"kind": rt.kind, "alerts": rt.alerts, "errors": rt.errors}
             corr = rt.threshold or rt.sequence
             if corr is not None:
+                corr.stats.keys = len(corr.state)  # as of now, swept or not since the last feed
                 entry["correlation"] = corr.stats.to_dict()
             rules[rt.id] = entry
         evictions = sum(
