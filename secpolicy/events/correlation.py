@@ -25,13 +25,10 @@ Semantics (docs/events.md):
 
 from __future__ import annotations
 
-import calendar
-import time
 from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -47,23 +44,7 @@ __all__ = [
     "SequenceCorrelator",
     "ThresholdCorrelator",
     "key_getter",
-    "ts_nanos",
 ]
-
-_NS = 1_000_000_000
-
-
-@lru_cache(maxsize=4096)
-def _minute_nanos(prefix: str) -> int:
-    # prefix is "YYYY-MM-DDTHH:MM"; events cluster in few minutes, so this cache hits.
-    return calendar.timegm(time.strptime(prefix, "%Y-%m-%dT%H:%M")) * _NS
-
-
-def ts_nanos(ts: str) -> int:
-    """Nanoseconds since the epoch of a canonical timestamp, exactly (a float of seconds is
-    off by up to a quarter of a microsecond, which moves window boundaries)."""
-    return _minute_nanos(ts[:16]) + int(ts[17:19]) * _NS + int(ts[20:29])
-
 
 @dataclass(frozen=True)
 class CorrelationLimits:

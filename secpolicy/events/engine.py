@@ -20,9 +20,9 @@ from secpolicy.events.correlation import (
     MemoryBudget,
     SequenceCorrelator,
     ThresholdCorrelator,
-    ts_nanos,
 )
 from secpolicy.events.matcher import Matcher, step_keys
+from secpolicy.events.model import ts_nanos
 from secpolicy.models import Alert, AlertContext, Event, SeverityName
 from secpolicy.rules import Rule
 

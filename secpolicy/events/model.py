@@ -65,6 +65,12 @@ def ts_seconds(ts: str) -> float:
     return _minute_epoch(ts[:16]) + int(ts[17:19]) + int(ts[20:29]) * 1e-9
 
 
+def ts_nanos(ts: str) -> int:
+    """Nanoseconds since the epoch of a canonical timestamp, exactly (a float of seconds is
+    off by up to a quarter of a microsecond, which moves window boundaries)."""
+    return (_minute_epoch(ts[:16]) + int(ts[17:19])) * 1_000_000_000 + int(ts[20:29])
+
+
 def parse_ts(value: str) -> str:
     """Accept an ISO 8601 UTC timestamp with 0-9 fractional digits (`Z` or `+00:00`) and
     return the canonical form; raise InputError otherwise."""

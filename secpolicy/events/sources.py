@@ -17,7 +17,7 @@ import orjson
 
 from secpolicy.errors import InputError
 from secpolicy.events.auditd import AuditdSource, BadLines
-from secpolicy.events.model import EVENT_TYPES, TS_RE, format_ts, ts_exists, ts_seconds
+from secpolicy.events.model import EVENT_TYPES, TS_RE, format_ts, ts_exists, ts_nanos
 from secpolicy.models import Event
 
 __all__ = [
@@ -212,6 +212,7 @@ def ordered_batches(
     released = ""
     keep = pending.append
     keep_blank = blank.append
+    window_ns = round(window * 1e9)
     for ev in events:
         ts = ev["ts"]
         value = ev if prepare is None else prepare(ev)
@@ -230,9 +231,8 @@ def ordered_batches(
             if ts <= second_end:
                 continue  # same second, same limit: nothing new to let out
             second_end = ts[:19] + ".999999999Z"
-            cut = ts_seconds(ts) - window
-            whole = int(cut)
-            limit = format_ts(whole, round((cut - whole) * 1e9) % 1_000_000_000)
+            cut = ts_nanos(ts) - window_ns  # exact: a float of seconds is off by up to 0.25 us
+            limit = format_ts(cut // 1_000_000_000, cut % 1_000_000_000)
         elif ts >= limit:
             continue  # a straggler within the window
         if blank:

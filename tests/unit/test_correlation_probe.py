@@ -43,7 +43,7 @@ from events_helpers import ev, load_rules, ts
 from secpolicy.events.auditd import AuditdSource
 from secpolicy.events.correlation import CorrelationLimits, SequenceCorrelator, ThresholdCorrelator
 from secpolicy.events.engine import EventEngine
-from secpolicy.events.model import format_ts, ts_seconds
+from secpolicy.events.model import format_ts
 from secpolicy.events.replay import replay, write_jsonl_event
 from secpolicy.events.sources import JsonlSource, OrderStats, ordered
 
@@ -165,7 +165,7 @@ def ref_order(events: Iterable[dict[str, Any]], window: float) -> tuple[list[dic
             newest = t
             if t // NS > second:
                 second = t // NS
-                limit = _float_limit(e["ts"], window)
+                limit = _limit(e["ts"], window)
         held.sort(key=lambda x: x[:2])
         while held and held[0][0] < limit:
             released = held[0][0] if released is None else max(released, held[0][0])
@@ -174,13 +174,9 @@ def ref_order(events: Iterable[dict[str, Any]], window: float) -> tuple[list[dic
     return out, late
 
 
-def _float_limit(stamp: str, window: float) -> int:
-    """The release limit as `ordered` computes it: in float seconds, so it is off the exact
-    `t - window` by up to a few hundred nanoseconds either way (reported, sources.py). The
-    exact limit would be `ns_of(stamp) - round(window * NS)`."""
-    cut = ts_seconds(stamp) - window
-    whole = int(cut)
-    return whole * NS + round((cut - whole) * 1e9) % NS
+def _limit(stamp: str, window: float) -> int:
+    """The release limit `ordered` lets events out below: exactly `window` before `stamp`."""
+    return ns_of(stamp) - round(window * NS)
 
 
 def _key(e: dict[str, Any], by: list[str]) -> tuple[Any, ...]:

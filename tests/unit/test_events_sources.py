@@ -52,7 +52,7 @@ def _reference_ordered(events, window, stats):
     import heapq
     from collections import deque
 
-    from secpolicy.events.model import format_ts, ts_seconds
+    from secpolicy.events.model import format_ts, ts_nanos
 
     run: deque = deque()
     heap: list = []
@@ -71,9 +71,8 @@ def _reference_ordered(events, window, stats):
             if t <= second_end:
                 continue
             second_end = t[:19] + ".999999999Z"
-            cut = ts_seconds(t) - window
-            whole = int(cut)
-            limit = format_ts(whole, round((cut - whole) * 1e9) % 1_000_000_000)
+            cut = ts_nanos(t) - round(window * 1e9)
+            limit = format_ts(cut // 1_000_000_000, cut % 1_000_000_000)
         else:
             heapq.heappush(heap, (t, seq, ev))
             if t >= limit:
@@ -197,3 +196,15 @@ def test_the_jsonl_reader_takes_and_refuses_exactly_what_every_check_on_every_li
         assert src.garbled.where == bad[: src.garbled.limit], trial
         fast += len(want)
     assert fast > 1200  # mostly lines of the usual shape, with every kind of bad one among them
+
+
+def test_the_reorder_window_is_exact_to_the_nanosecond():
+    # Computed in float seconds, the limit 5 s before 14:26:30.873013139 came out 119 ns late
+    # (14:26:25.873013258), so an event inside the window was let out early and one just
+    # before it, arriving after, was counted late.
+    newest = {"type": "exec", "ts": "2026-09-21T14:26:30.873013139Z", "n": "newest"}
+    inside = {"type": "exec", "ts": "2026-09-21T14:26:25.873013200Z", "n": "inside"}
+    first_in_window = {"type": "exec", "ts": "2026-09-21T14:26:25.873013139Z", "n": "first"}
+    stats = OrderStats()
+    out = [e["n"] for e in ordered(iter([inside, newest, first_in_window]), 5.0, stats)]
+    assert (out, stats.late) == (["first", "inside", "newest"], 0)
