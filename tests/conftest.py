@@ -7,6 +7,15 @@ import os
 from functools import lru_cache
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw new examples on every run: under CI the examples are derived from each
+# test itself (derandomize) and no example database is read, so a run of one commit is the run
+# of that commit, never a chance find that fails one CI run and not the next. Locally they
+# keep exploring.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -86,7 +86,7 @@ def test_a_line_unescaped_is_its_text_exactly_or_undecided(value: str) -> None:
     (quote, backslash, newline, tab, ...) undone once, or None (`\\u` escapes: undecided)."""
     line = orjson.dumps({"v": value})
     got = json_unescaped(line)
-    if b"\\u" in line:
+    if b"\\u" in line or b"\\/" in line:  # `\/`: an escaped backslash before a slash, a walk too
         assert got is None
     else:
         assert got == ('{"v":"' + value + '"}').encode()
