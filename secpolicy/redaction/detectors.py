@@ -14,7 +14,7 @@ import re2
 _escape_decode = codecs.escape_decode  # type: ignore[attr-defined]
 
 __all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "ProgramArguments", "TextDetector",
-           "argv_secrets", "builtin_detectors", "is_program", "is_secret_value", "json_may_hold_secret", "json_secret_spans", "json_unescaped", "luhn_ok", "mask_pan", "may_hold_secret",
+           "argv_secrets", "attached_prefix", "builtin_detectors", "is_program", "is_secret_value", "json_may_hold_secret", "json_quotes_escapes", "json_secret_spans", "json_unescaped", "luhn_ok", "mask_pan", "may_hold_secret",
            "program_secrets"]
 
 MASK = "[REDACTED]"
@@ -72,7 +72,8 @@ _SECRET_WORDS = (
 # `--password=X`, `--password X`, `-password X` (long options whose value is a secret); in
 # `-password = X` the `=` is no value (the pair detectors take X).
 _LONG_OPTION = re.compile(
-    r"(?<![\w-])--?(?:[a-z0-9]+[_-])*(?:" + _SECRET_WORDS + r")(?:=|\s+)(\"[^\"]*\"|'[^']*'|[^\s\"'=][^\s\"']*)",
+    r"(?<![\w-])--?(?:[a-z0-9]+[_-])*(?:" + _SECRET_WORDS + r")(?:=|\s+|([\"']),\s*\1)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s\"'=][^\s\"']*)",
     re.IGNORECASE,
 )
 # `aws_secret_access_key X`, `db_password X`: compound names, so plain words ("any key to
@@ -85,7 +86,8 @@ _COMPOUND_WORD = re.compile(
 # connection strings and query strings.
 # Not after `/` or `.`: `/etc/passwd:4` is a place, not a pair.
 _PAIR = re.compile(
-    r"(?<![\w/.-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*[=:]\s*(\"[^\"]*\"|'[^']*'|[^\s\"'&;,]+)",
+    r"(?<![\w/.-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*(?:=>?|:)\s*"
+    r"(\"[^\"]*\"|\"[^\"\n]*|'[^']*'|'[^'\n]*|[^\s\"'&;,]+)",
     re.IGNORECASE,
 )
 # Configuration files: a key that ENDS with a secret word (`requirepass`, `db.password`,
@@ -96,41 +98,48 @@ _CONFIG_KEY = (
     r"[A-Za-z0-9_.-]*?(?:password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|apikey"
     r"|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth)"
 )
-_CONFIG_VALUE = r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'#;,]+)"
+_CONFIG_VALUE = r"(\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"'#;,]+)"
 # `key = value`, `key: value`, `"key": "value"`, `export KEY=value`; not after `/`, as in
 # `/etc/passwd: Permission denied` (a path and a message).
 _CONFIG_PAIR = re.compile(
-    r"(?<![A-Za-z0-9_./-])[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_])\s*[:=]\s*" + _CONFIG_VALUE,
+    r"(?<![A-Za-z0-9_./-])[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_])\s*(?:=>?|:)\s*" + _CONFIG_VALUE,
     re.IGNORECASE,
 )
 # `requirepass value`, `bindpw value`, `rootpw value` at the start of a line (space-separated
 # configuration files: nslcd, slapd, redis, ntp.keys, wpa_supplicant ...); a following option
 # (`passwd -l alice`) is no value.
+# A quoted string in a list, a tuple or an object (`["bindpw X"]`, `{'line': 'bindpw X'}`) starts a
+# line of its own: evidence renders a file's matching lines as a list.
 _CONFIG_SPACED = re.compile(
-    r"(?m)^[ \t]*[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_=:])[ \t]+(?![=:-])" + _CONFIG_VALUE,
+    r"(?m)(?:^[ \t]*[\"']?" + _CONFIG_KEY + r"[\"']?|(?:(?<=[\[(,{:=])|(?<=[\[(,{:=] ))[\"']" + _CONFIG_KEY + r")"
+    r"(?![A-Za-z0-9_=:])[ \t]+(?![=:-])" + _CONFIG_VALUE,
     re.IGNORECASE,
 )
 # `Authorization: Bearer X` and the other headers that carry credentials.
 _HEADER = re.compile(
-    r"(?:proxy-)?(?:authorization|x-api-key|x-auth-token|cookie)\s*[:=]\s*"
+    r"(?:proxy-)?(?:authorization|x-api-key|x-auth-token|cookie)[\"']?\s*[:=]\s*[\"']?"
     r"(?:(?:basic|bearer|token|digest|negotiate)\s+)?([^\s\"']+)",
     re.IGNORECASE,
 )
 # `scheme://user:password@host`: the password goes, the user stays.
-_URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{0,256}:([^\s/@]{1,256})@", re.IGNORECASE)
+# Both parts stop at a `/`, so every start (a scheme's `://`) scans only its own authority: linear
+# whatever the bounds; they are wide because an access token is often the password.
+_URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{0,4096}:([^\s/@]{1,8192})@", re.IGNORECASE)
 _PRIVATE_KEY = re.compile(
-    r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:[^-]|-(?!----END))*(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----)?"
+    r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^-]|-(?!----END))*"
+    r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"
 )
 # The first and last lines of a private key block (text read line by line, as FIM diffs are).
-PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----")
-PEM_END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----")
+PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+PEM_END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 # Token shapes issued by well-known services (they need no keyword to be recognised).
 _TOKENS = re.compile(
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
     r"|\bgh[pousr]_[A-Za-z0-9]{36,255}\b"  # GitHub tokens
+    r"|\bgithub_pat_[A-Za-z0-9_]{22,255}\b"  # GitHub fine-grained personal access tokens
     r"|\bglpat-[A-Za-z0-9_-]{20,64}\b"  # GitLab personal access tokens
     r"|\bxox[abprs]-[A-Za-z0-9-]{10,255}"  # Slack tokens
-    r"|\bsk_live_[A-Za-z0-9]{16,255}\b"  # Stripe secret keys
+    r"|\b[rs]k_live_[A-Za-z0-9]{16,255}\b"  # Stripe secret and restricted keys
     r"|\bAIza[0-9A-Za-z_-]{35}\b"  # Google API keys
     r"|\beyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{8,4096}"  # JWTs
     r"|\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$[^\s:\"']{8,4096}"  # crypt(3) password hashes
@@ -151,20 +160,20 @@ _PAN = re.compile(r"(?<![0-9A-Za-z.])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
 # more: a path such as /etc/passwd names a secret word, but not in a shape that holds one.
 _CONFIG_WORDS_RE = _CONFIG_KEY.removeprefix("[A-Za-z0-9_.-]*?")
 _PREFILTER = re2.compile(("(?im)" + "|".join((
-    r"-[a-z0-9_-]*(?:" + _SECRET_WORDS + r")(?:=|\s)",  # --password=X, --password X
+    r"-[a-z0-9_-]*(?:" + _SECRET_WORDS + r")(?:=|\s|[\"'],)",  # --password=X, --password X, "--password", "X"
     r"(?:" + _SECRET_WORDS + r")\s*[=:]",  # password=X, token: X
     r"[_-](?:" + _SECRET_WORDS + r")[ \t]",  # db_password X
     _CONFIG_WORDS_RE + r"[\"']?\s*[:=]",  # "api_key": X, requirepass=X
     # requirepass X at a line start (or a string's, in a JSON line)
     r"(?:^|[\"'])[ \t]*[\"']?[a-z0-9_.-]*" + _CONFIG_WORDS_RE + r"[\"']?[ \t]",
-    r"(?:authorization|x-api-key|x-auth-token|cookie)\s*[:=]",
+    r"(?:authorization|x-api-key|x-auth-token|cookie)[\"']?\s*[:=]",
     r"://[^\s/:@]*:[^\s/@]+@",
-    r"private key-----",
-    r"akia|asia|gh[pousr]_|glpat-|xox[abprs]-|sk_live_|eyj|aiza",
+    r"private key(?: block)?-----",
+    r"akia|asia|gh[pousr]_|github_pat_|glpat-|xox[abprs]-|[rs]k_live_|eyj|aiza",
     r"\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$",
     r"\d(?:[ -]?\d){12}",  # the shortest card number, grouped any way
     # a program whose options name secrets, then its options (or the end of its JSON string)
-    r"(?:mysql[a-z]*|mariadb[a-z-]*|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd)[\s\"]",
+    r"(?:mysql[a-z]*|mariadb[a-z-]*|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd|ldap[a-z]+)[\s\"]",
 ))).encode(), _prefilter_options())
 
 
@@ -206,7 +215,13 @@ def json_unescaped(line: bytes) -> bytes | None:
 def json_may_hold_secret(line: bytes) -> bool:
     """`may_hold_secret` of the strings of a record serialised as a JSON line."""
     data = json_unescaped(line)
-    return data is None or _search(data)
+    return data is None or _search(data) or json_quotes_escapes(data)
+
+
+def json_quotes_escapes(data: bytes) -> bool:
+    """Whether a string of an unescaped line holds a backslash (an escape of its own, `\\n` or
+    `\\u0070`): the detectors also read such text unescaped, so only they can tell."""
+    return b"\\" in data
 
 
 def json_secret_spans(data: bytes) -> list[tuple[int, int]]:
@@ -289,13 +304,13 @@ def builtin_detectors(*, credentials: bool = True, payment_cards: bool = True) -
             Detector("private_key", _PRIVATE_KEY, 0, trigger=_has("PRIVATE KEY")),
             Detector("url_userinfo", _URL_USERINFO, 1, trigger=_has("://")),
             Detector("auth_header", _HEADER, 1, trigger=_has("authorization", "x-api-key", "x-auth-token", "cookie")),
-            Detector("secret_option", _LONG_OPTION, 1, check=is_secret_value, trigger=_WORDS),
+            Detector("secret_option", _LONG_OPTION, 2, check=is_secret_value, trigger=_WORDS),
             Detector("secret_pair", _PAIR, 1, check=is_secret_value, trigger=_WORDS),
             Detector("secret_word", _COMPOUND_WORD, 1, check=is_secret_value, trigger=_WORDS),
             Detector("secret_setting", _CONFIG_PAIR, 1, check=is_secret_value, trigger=_CONFIG_WORDS),
             Detector("secret_line", _CONFIG_SPACED, 1, check=is_secret_value, trigger=_CONFIG_WORDS),
             Detector("service_token", _TOKENS, 0,
-                     trigger=_has("akia", "asia", "gh", "glpat-", "xox", "sk_live_", "eyj", "aiza", "$")),
+                     trigger=_has("akia", "asia", "gh", "glpat-", "xox", "k_live_", "eyj", "aiza", "$")),
         ]
     if payment_cards:
         out.append(Detector("payment_card", _PAN, 0, replace=mask_pan, check=_is_pan, trigger=_has_digit_run))
@@ -308,31 +323,70 @@ _ATTACHED = {
     "mysql": "-p", "mysqldump": "-p", "mysqladmin": "-p", "mysqlimport": "-p", "mysqlcheck": "-p",
     "mariadb": "-p", "mariadb-dump": "-p", "mariadb-admin": "-p", "mariadb-import": "-p",
     "mariadb-check": "-p", "sshpass": "-p", "redis-cli": "-a", "keydb-cli": "-a",
+    # curl -uUSER:PW (getopt-style); the OpenLDAP tools' bind password, -wPW
+    "curl": "-u", **{f"ldap{t}": "-w" for t in ("search", "add", "modify", "delete", "modrdn", "passwd", "whoami",
+                                              "compare", "exop", "url", "vc")},
 }
 _NEXT_ARG = {
     "sshpass": ("-p",), "redis-cli": ("-a",), "keydb-cli": ("-a",), "curl": ("-u", "--user", "-U", "--proxy-user"),
     "wget": ("--password", "--http-password", "--ftp-password", "--proxy-password"),
     "htpasswd": ("-b",),
+    **{f"ldap{t}": ("-w",) for t in ("search", "add", "modify", "delete", "modrdn", "passwd", "whoami",
+                                     "compare", "exop", "url", "vc")},
 }
+# `curl --user=USER:PW`: long options whose attached value is a secret (whatever its name says).
+_EQUALS = {"curl": ("--user=", "--proxy-user=")}
 
 
 def argv_secrets(program: str, args: Sequence[str]) -> list[int]:
     """Indexes of `args` (args[0] is the program) that are secrets by the program's own
     option syntax. `curl -u user:pass` keeps nothing of the pair, as curl cannot tell."""
     name = program.rsplit("/", 1)[-1]
+    if name == "htpasswd":
+        return _htpasswd_secret(args)
     found: list[int] = []
     attached = _ATTACHED.get(name)
     following = _NEXT_ARG.get(name, ())
+    equals = _EQUALS.get(name, ())
     for i in range(1, len(args)):
         a = args[i]
         if attached and a.startswith(attached) and len(a) > len(attached) and not a.startswith("--"):
             found.append(i)
         elif a in following:
-            # htpasswd -b FILE USER PASSWORD; the others take the secret as the next argument.
-            k = i + 3 if name == "htpasswd" else i + 1
-            if k < len(args):
-                found.append(k)
+            if i + 1 < len(args):
+                found.append(i + 1)
+        elif equals and a.startswith(equals):
+            found.append(i)
     return found
+
+
+_PREFIXES = tuple(sorted(set(_ATTACHED.values()) | {p for ps in _EQUALS.values() for p in ps}, key=len, reverse=True))
+
+
+def attached_prefix(arg: str) -> str:
+    """The option a secret argument starts with (`-p` of `-pS3cret`, `--user=` of
+    `--user=u:pw`), kept so the masked argument still reads as the option it was."""
+    for p in _PREFIXES:
+        if arg.startswith(p) and len(arg) > len(p) and (p.startswith("--") or not arg.startswith("--")):
+            return p
+    return ""
+
+
+def _htpasswd_secret(args: Sequence[str]) -> list[int]:
+    """htpasswd -b[cmBdpsDv] FILE USER PASSWORD, htpasswd -nb USER PASSWORD: in batch mode (a
+    `b` in any cluster of flags before the operands: `-bc`, `-cb`, `-b -c`) the third operand,
+    or the second with `-n` (no file)."""
+    batch = to_stdout = False
+    operands: list[int] = []
+    for i in range(1, len(args)):
+        a = args[i]
+        if a.startswith("-") and len(a) > 1 and not a.startswith("--") and not operands:
+            batch = batch or "b" in a[1:]
+            to_stdout = to_stdout or "n" in a[1:]
+        else:
+            operands.append(i)
+    k = 1 if to_stdout else 2
+    return [operands[k]] if batch and len(operands) > k else []
 
 
 def is_program(path: str) -> bool:
@@ -355,8 +409,8 @@ def program_secrets(program: str, args: Sequence[str]) -> set[int]:
 
 
 _SEPARATORS = frozenset({"|", "||", "&&", ";", "&"})
-_TRAILING = ",;)\"'"
-_LEADING = "\"'(`"
+_TRAILING = ",;)]}\"'"
+_LEADING = "\"'(`[{"
 _PROGRAMS = frozenset(_ATTACHED) | frozenset(_NEXT_ARG)
 
 
@@ -370,30 +424,43 @@ class ProgramArguments:
     def spans(self, text: str, lowered: str) -> list[tuple[int, int, str]]:
         if not any(p in lowered for p in _PROGRAMS):
             return []
+        # Words without the quotes, brackets and commas around them: `"mysql -pX"` quoted in
+        # evidence, `(mysql` in prose, `["mysql", "-pX"]` an argument list rendered as text.
         words: list[tuple[int, int]] = []
+        lines: list[int] = []  # the line of each word: a command ends with its line
+        line = 0
         start = None
         for i, ch in enumerate(text):
             if ch.isspace():
                 if start is not None:
-                    words.append((start, i))
+                    words.append(_trimmed(text, start, i))
+                    lines.append(line)
                     start = None
+                if ch == "\n":
+                    line += 1
             elif start is None:
                 start = i
         if start is not None:
-            words.append((start, len(text)))
+            words.append(_trimmed(text, start, len(text)))
+            lines.append(line)
         tokens = [text[a:b] for a, b in words]
         out: list[tuple[int, int, str]] = []
-        for i, word in enumerate(tokens):
-            tok = word.lstrip(_LEADING)  # `"mysql -pX"` quoted in evidence, `(mysql` in prose
+        for i, tok in enumerate(tokens):
             if tok.rsplit("/", 1)[-1] not in _PROGRAMS:
                 continue
-            end = next((j for j in range(i + 1, len(tokens)) if tokens[j] in _SEPARATORS), len(tokens))
+            end = next((j for j in range(i + 1, len(tokens)) if tokens[j] in _SEPARATORS or lines[j] != lines[i]),
+                       len(tokens))
             for k in argv_secrets(tok, tokens[i:end]):
                 a, b = words[i + k]
-                flag = _ATTACHED.get(tok.rsplit("/", 1)[-1], "")
-                if flag and tokens[i + k].startswith(flag) and len(tokens[i + k]) > len(flag):
-                    a += len(flag)
-                while b > a + 1 and text[b - 1] in _TRAILING:  # `-pX,` in prose: the comma stays
-                    b -= 1
-                out.append((a, b, MASK))
+                a += len(attached_prefix(tokens[i + k]))
+                if b > a and not text.startswith("[REDACTED", a):  # masked before (a record redacted twice)
+                    out.append((a, b, MASK))
         return out
+
+
+def _trimmed(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b - 1 and text[a] in _LEADING:
+        a += 1
+    while b > a + 1 and text[b - 1] in _TRAILING:  # `-pX,` in prose: the comma stays
+        b -= 1
+    return a, b

@@ -18,8 +18,11 @@ from secpolicy.models import Evidence
 from secpolicy.redaction.detectors import (
     MASK,
     TextDetector,
+    attached_prefix,
     builtin_detectors,
     is_program,
+    is_secret_value,
+    json_quotes_escapes,
     json_secret_spans,
     json_unescaped,
     may_hold_secret,
@@ -39,13 +42,41 @@ FIELD_CLASSES: dict[str, str] = {
 }
 
 
-# A string literal in a rule's expression naming a secret setting: the value read for it is
-# masked whole, whatever it looks like (`option("bindpw")`, `kv("/etc/x").get("db_password")`).
+# A string literal in a rule's expression naming a secret setting, or a field that holds one
+# (`u.password`, the passwd or group file's password field): the value read for it is masked
+# whole, whatever it looks like (`option("bindpw")`, `kv("/etc/x").get("db_password")`, a DES hash).
 SECRET_SETTING = re.compile(
     r"[\"'](?:[A-Za-z0-9_.-]*[_.-])?(?:password|passwd|passphrase|pwd|secret|token|bindpw|rootpw|credentials?"
-    r"|api_?key|private_?key|psk|community)[\"']",
+    r"|api_?key|private_?key|psk|community)[\"']"
+    r"|\.(?:password|passwd|passphrase|secret|token|psk)\b(?![.(])",
     re.IGNORECASE,
 )
+
+# The name of a value that is a secret, whatever the value looks like: `{"bindpw": "X"}`,
+# `{"db_password": "X"}` in a record's nested objects (a bare `key` is a name, as in `config.key`).
+_SECRET_NAME = re.compile(
+    r"(?:[A-Za-z0-9]+[_.-])*(?:password|passwd|passphrase|pwd|secret|token|api_?key|access_?key|secret_?key"
+    r"|private_?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth|requirepass)",
+    re.IGNORECASE,
+)
+_secret_names: dict[str, bool] = {}
+# What a password field holds when it holds no password (passwd's `x`, shadow's `*`, `!`, `!!`,
+# Solaris-style `*LK*`): shown, so that evidence says why `u.password == "x"` failed.
+_NO_PASSWORD = re.compile(r'"?(?:[x*!]{1,3}|\*LK\*|\*NP\*)"?')
+
+
+def _no_password(observed: str) -> bool:
+    return _NO_PASSWORD.fullmatch(observed) is not None
+
+
+def _secret_name(key: str) -> bool:
+    hit = _secret_names.get(key)
+    if hit is None:
+        hit = bool(_SECRET_NAME.fullmatch(key))
+        if len(_secret_names) < 4096:
+            _secret_names[key] = hit
+    return hit
+
 
 # Fields whose values are produced by secpolicy or the kernel, never by a user.
 _NEVER_SECRET = frozenset({"ts", "type", "source", "outcome", "redacted"})
@@ -154,22 +185,45 @@ class Redactor:
         return hit
 
     def _find_spans(self, value: str) -> list[tuple[int, int, str]]:
+        spans = self._detect(value)
+        if "\\" in value:
+            # Text that quotes text: a file's content as evidence renders it (`\n`, `\"`), a JSON
+            # document read as lines (`"\u0070assword": ...`). Its escapes undone (twice: a JSON
+            # document inside evidence's quotes), a secret shows its shape; what it covers there
+            # is masked here, escapes and all.
+            once = _unescape(value)
+            twice = _unescape(once)
+            for view in dict.fromkeys((once, twice)):
+                found = self._detect(view) if view != value else []
+                if found:
+                    _, where = _unescaped(value)
+                    if view is twice and twice != once:
+                        _, where2 = _unescaped(once)
+                        where = [where[w] for w in where2]
+                    for start, end, repl in found:
+                        a, b = where[start], where[end]
+                        spans.append((a, b, repl if value[a:b] == view[start:end] else MASK))
+        if not spans:
+            return spans
+        # Earlier finds first, the wider of two at one place first; a find overlapping the one
+        # before it extends the masked span (a part of a secret must not stay).
+        spans.sort(key=lambda s: (s[0], -s[1]))
+        out: list[tuple[int, int, str]] = []
+        for start, end, repl in spans:
+            if not out or start >= out[-1][1]:
+                out.append((start, end, repl))
+            elif end > out[-1][1]:
+                out[-1] = (out[-1][0], end, MASK)
+        return out
+
+    def _detect(self, value: str) -> list[tuple[int, int, str]]:
         if self._prefilter is not None and not self._prefilter(value):
             return []
         spans: list[tuple[int, int, str]] = []
         lowered = value.lower()
         for d in self.detectors:
             spans += d.spans(value, lowered)
-        if not spans:
-            return spans
-        spans.sort()
-        out = []
-        pos = 0
-        for start, end, repl in spans:
-            if start >= pos:
-                out.append((start, end, repl))
-                pos = end
-        return out
+        return spans
 
     def _pseudonym(self, path: str, value: str) -> str:
         cls = FIELD_CLASSES.get(path, path)
@@ -204,7 +258,13 @@ class Redactor:
         if not texts:
             return False
         joined = "\n".join(texts)
-        return bool(self._spans(joined)) if self._prefilter is None or self._prefilter(joined) else False
+        if self._prefilter is None or self._prefilter(joined):
+            return bool(self._spans(joined))
+        # Escaped text (`\u0070assword=`, `\"password\": ...`) shows its shape only unescaped.
+        view = _unescape(joined)
+        if view is joined or view == joined:
+            return False
+        return (self._prefilter(view) or self._prefilter(_unescape(view))) and bool(self._spans(joined))
 
     def event(self, event: Mapping[str, Any]) -> Mapping[str, Any]:
         """A redacted copy of an Event (the input is left as it is), with `redacted` listing
@@ -345,12 +405,20 @@ class Redactor:
         # The message was rendered from the raw event: what a field action replaced there
         # (a user pseudonymised, a path cut to its name) is replaced in it too.
         subs: dict[str, str] = {}
+        quoted: dict[str, str] = {}
         for raw_event, (red, _) in ((e, memo[id(e)]) for e in _alert_events(alert) if id(e) in memo):
             subs.update(self._replaced(raw_event, red))
+            if red is not raw_event:
+                quoted.update(self._secrets_of(raw_event))
         for k in ("message", "title"):
             v = alert.get(k)
             if isinstance(v, str):
                 nv = _substitute(self._field_text(v, True), subs)
+                if quoted:
+                    # The message was rendered from the raw event in a shape of its own (a list
+                    # joined by spaces, an object as Python prints it): a secret the event's
+                    # fields held goes from it wherever it stands.
+                    nv = _unquoted(nv, quoted)
                 if nv != v:
                     out[k] = nv
                     changed.append(k)
@@ -359,6 +427,32 @@ class Redactor:
         before = alert.get("redacted")
         out["redacted"] = sorted(set(changed) | (set(before) if isinstance(before, list) else set()))
         self._count(changed)
+        return out
+
+    def _secrets_of(self, event: Mapping[str, Any]) -> dict[str, str]:
+        """The secrets the detectors find in an event's strings (and its program's options
+        reveal), each with what replaces it."""
+        texts: list[str] = []
+        _strings(event, texts, _NEVER_SECRET)
+        out: dict[str, str] = {}
+        for t in texts:
+            for a, b, repl in self._spans(t):
+                secret = t[a:b]
+                if secret != repl:
+                    out[secret] = repl
+                    bare = secret.strip("\"'")
+                    if bare != secret and bare:
+                        out[bare] = MASK
+        proc = event.get("proc")
+        args = proc.get("args") if isinstance(proc, Mapping) else None
+        if isinstance(args, list) and args:
+            strs = [str(a) for a in args]
+            for i in program_secrets(str(proc.get("exe") or strs[0]), strs):  # type: ignore[union-attr]
+                out[strs[i][len(attached_prefix(strs[i])):]] = MASK
+        for t in texts:  # `{"bindpw": "X"}`: X, read with its name by `_strings`
+            name, sep, value = t.partition("=")
+            if sep and _secret_name(name) and is_secret_value(value):
+                out[value] = MASK
         return out
 
     def _replaced(self, raw: Mapping[str, Any], red: Mapping[str, Any]) -> dict[str, str]:
@@ -434,7 +528,7 @@ class Redactor:
                     changed[name] = new
         observed = changed.get("observed", ev.observed)
         if (observed not in (None, "", '""', "null", "[]") and SECRET_SETTING.search(ev.expression)
-                and observed != MASK):
+                and observed != MASK and not _no_password(observed)):
             changed["observed"] = MASK
         if not changed:
             return ev
@@ -481,6 +575,8 @@ class Redactor:
             nv = self._actions[action](path, v)
         elif path in self._keep:
             return v
+        elif scan and _secret_name(path.rsplit(".", 1)[-1]) and is_secret_value(v):
+            nv = MASK
         else:
             nv = self._field_text(v, scan)
         if nv != v:
@@ -506,6 +602,8 @@ class Redactor:
             elif isinstance(v, list):
                 if path == "proc.args" and scan:
                     out[k] = self._args(v, root, changed)
+                elif scan and _secret_name(k):
+                    out[k] = self._scan_any({k: v}, prefix.rstrip("."), changed, True)[k]
                 else:
                     out[k] = [self._scan_any(x, f"{path}[]", changed, scan) for x in v] if scan else v
             else:
@@ -542,8 +640,7 @@ class Redactor:
         out: list[Any] = []
         for i, a in enumerate(args):
             if i in hidden:
-                flag = _attached_flag(program, strs[i])
-                out.append(flag + MASK if flag else MASK)
+                out.append(attached_prefix(strs[i]) + MASK)
                 changed.append("proc.args")
             elif i in local or isinstance(a, str):
                 na = _replace_spans(strs[i], local[i]) if i in local else strs[i]
@@ -566,10 +663,23 @@ class Redactor:
                 changed.append(path or "value")
             return nv
         if isinstance(v, Mapping):
-            return {k: self._scan_any(x, f"{path}.{k}" if path else str(k), changed, True) for k, x in v.items()}
+            return {k: self._named(x, f"{path}.{k}" if path else str(k), changed)
+                    if isinstance(k, str) and _secret_name(k) else
+                    self._scan_any(x, f"{path}.{k}" if path else str(k), changed, True) for k, x in v.items()}
         if isinstance(v, list):
             return [self._scan_any(x, f"{path}[]", changed, True) for x in v]
         return v
+
+    def _named(self, v: Any, path: str, changed: list[str]) -> Any:
+        """A value under a secret's name (`"bindpw": "X"`): its strings masked whole."""
+        if isinstance(v, str):
+            if is_secret_value(v):
+                changed.append(path)
+                return MASK
+            return v
+        if isinstance(v, list):
+            return [self._named(x, f"{path}[]", changed) for x in v]
+        return self._scan_any(v, path, changed, True)
 
 
 def _json_view(record: Mapping[str, Any], line: bytes) -> bytes | None:
@@ -589,7 +699,7 @@ def _json_view(record: Mapping[str, Any], line: bytes) -> bytes | None:
             return None  # its own option syntax decides (`mysql -pX`)
         args = proc.get("args")
         if type(args) is list and len(args) > 1:
-            view = json_unescaped(line)
+            view = _line_view(line)
             if view is None:
                 return None
             # The arguments are also read as the command line they make (`--password X`).
@@ -600,7 +710,46 @@ def _json_view(record: Mapping[str, Any], line: bytes) -> bytes | None:
             return view + b"\n" + joined.encode("utf-8", "surrogateescape")
     elif proc is not None:
         return None
-    return json_unescaped(line)
+    return _line_view(line)
+
+
+def _line_view(line: bytes) -> bytes | None:
+    """`json_unescaped`, undecided also when a string holds escapes of its own (the detectors
+    read such text unescaped too: `\\u0070assword=`, a file's content quoted with `\\n`)."""
+    view = json_unescaped(line)
+    return None if view is None or json_quotes_escapes(view) else view
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\", "/": "/"}
+# The escapes undone: JSON's, Python's, a shell's `\\"`; any other backslash stays as it is.
+_ESCAPE = re.compile(r"\\(?:([nrt\"'\\/])|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2}))")
+
+
+def _one(m: re.Match[str]) -> str:
+    c = m.group(1)
+    return _ESCAPES[c] if c else chr(int(m.group(2) or m.group(3), 16))
+
+
+def _unescape(text: str) -> str:
+    """`text` with its backslash escapes undone (one search in C; most texts hold none)."""
+    return _ESCAPE.sub(_one, text) if "\\" in text else text
+
+
+def _unescaped(text: str) -> tuple[str, list[int]]:
+    """`_unescape(text)` and where in `text` each character of it (and its end) starts."""
+    out: list[str] = []
+    where: list[int] = []
+    pos = 0
+    for m in _ESCAPE.finditer(text):
+        a = m.start()
+        out.append(text[pos:a])
+        where.extend(range(pos, a))
+        out.append(_one(m))
+        where.append(a)
+        pos = m.end()
+    out.append(text[pos:])
+    where.extend(range(pos, len(text) + 1))
+    return "".join(out), where
 
 
 def _replace_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -643,6 +792,20 @@ def _substitute(text: str, subs: Mapping[str, str]) -> str:
     return text
 
 
+def _unquoted(text: str, secrets: Mapping[str, str]) -> str:
+    """`text` with each secret replaced wherever it stands (a short one only as a word of its
+    own, so that `ab` leaves `tab` alone); `[REDACTED]` left as it is."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) < 2 or secret not in text or secret in MASK:
+            continue
+        repl = secrets[secret]
+        if len(secret) >= 4:
+            text = text.replace(secret, repl)
+        else:
+            text = re.sub(r"(?<![A-Za-z0-9])" + re.escape(secret) + r"(?![A-Za-z0-9])", repl.replace("\\", "\\\\"), text)
+    return text
+
+
 _NOTHING: frozenset[str] = frozenset()
 _SCALARS = (int, float, bool, type(None))
 
@@ -656,6 +819,8 @@ def _strings(obj: Mapping[str, Any], out: list[str], skip: frozenset[str]) -> No
         t = type(v)
         if t is str:
             out.append(v)
+            if _secret_name(k):  # `{"bindpw": "X"}`: X is a secret by its name
+                out.append(f"{k}={v}")
         elif t is dict:
             _strings(v, out, _NOTHING)
         elif t is list:
@@ -668,6 +833,8 @@ def _strings(obj: Mapping[str, Any], out: list[str], skip: frozenset[str]) -> No
                     _strings(x, out, _NOTHING)
             if len(out) - n > 1:
                 out.append(" ".join(out[n:]))  # arguments are also read as one command line
+            if type(k) is str and _secret_name(k):
+                out += [f"{k}={x}" for x in v if type(x) is str]
         elif t not in _SCALARS and isinstance(v, Mapping):
             _strings(v, out, _NOTHING)
 
@@ -691,14 +858,6 @@ def _alert_strings(alert: Mapping[str, Any], out: list[str]) -> None:
             for sub in v.values():  # an aggregate's paths are the keys of its `paths`
                 if isinstance(sub, Mapping):
                     out += [p for p in sub if isinstance(p, str)]
-
-
-def _attached_flag(program: str, arg: str) -> str:
-    """`-p` of `-pS3cret`, so the masked argument still reads as the option it was."""
-    for flag in ("-p", "-a"):
-        if arg.startswith(flag) and len(arg) > 2 and not arg.startswith("--"):
-            return flag
-    return ""
 
 
 def _generic(path: str) -> str:
