@@ -76,3 +76,16 @@ def stop_sshd(server: SshServer) -> None:
         os.waitpid(server.pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
+
+
+def our_ssh_processes(s: SshServer) -> list[str]:
+    """ssh clients still running that talk to this test's server (its port is unique)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"ssh") and str(s.port).encode() in argv:
+            out.append(pid)
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from sshd_server import SSHD, SshServer, start_sshd, stop_sshd
+from sshd_server import SSHD, SshServer, our_ssh_processes, start_sshd, stop_sshd
 
 from secpolicy.errors import RuntimeFailure
 from secpolicy.remote import RemoteLimits, RemoteScan
@@ -62,19 +62,6 @@ def host_fingerprint(s: SshServer) -> str:
     out = subprocess.run(["ssh-keygen", "-l", "-f", str(s.known_hosts.parent / "host.pub")], capture_output=True,
                          text=True, check=True).stdout
     return out.split()[1]
-
-
-def our_ssh_processes(s: SshServer) -> list[str]:
-    """ssh clients still running that talk to this test's server (its port is unique)."""
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"ssh") and str(s.port).encode() in argv:
-            out.append(pid)
-    return out
 
 
 # What a scan of the live host reads that a remote scan does not (facts that are live-only, or

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sshd_server import SSHD, SshServer, start_sshd, stop_sshd
+from sshd_server import SSHD, SshServer, our_ssh_processes, start_sshd, stop_sshd
 
 from secpolicy.errors import RuntimeFailure
 from secpolicy.remote import RemoteLimits, RemoteScan
@@ -162,18 +162,6 @@ def cli_scan(s: SshServer, policy: Path, tmp: Path) -> tuple[subprocess.Complete
         statuses = {r["rule_id"]: f"{r['status']}: {r.get('reason')}" for r in json.loads(out.read_text())["results"]}
     assert list((tmp / "t").iterdir()) == []  # the scratch copy is gone
     return p, statuses
-
-
-def our_ssh_processes(s: SshServer) -> list[str]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"ssh") and str(s.port).encode() in argv:
-            out.append(pid)
-    return out
 
 
 def fetch(s: SshServer, requests: set[Request], limits: RemoteLimits | None = None) -> RemoteScan:
