@@ -9,7 +9,7 @@ from typing import Any
 
 from secpolicy.errors import InputError
 
-__all__ = ["canonical", "now_iso", "parse_canonical"]
+__all__ = ["canonical", "loads", "now_iso", "parse_canonical"]
 
 
 def now_iso() -> str:
@@ -22,12 +22,29 @@ def canonical(obj: Any) -> bytes:
         text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"value cannot be written to the audit log: {exc}") from exc
+    except RecursionError:
+        raise InputError("value cannot be written to the audit log: nested too deeply") from None
     return text.encode("utf-8")
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+def loads(data: str | bytes) -> Any:
+    """JSON as the audit log writes it: NaN and Infinity (which Python's json accepts) are
+    refused, and nesting too deep for the parser is a ValueError (json.JSONDecodeError), not a
+    RecursionError, so that a hostile file is named as such instead of crashing its reader."""
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        text = data if isinstance(data, str) else ""
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def parse_canonical(line: bytes) -> tuple[Any, bool]:
     """The parsed value and whether `line` is exactly its canonical form."""
-    obj = json.loads(line.decode("utf-8"))
+    obj = loads(line.decode("utf-8"))
     try:
         return obj, canonical(obj) == line
     except InputError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.auditlog.canonical import canonical
+from secpolicy.auditlog.canonical import canonical, loads
 from secpolicy.errors import InputError, IntegrityError, LocatedError
 
 if TYPE_CHECKING:  # cryptography is imported where keys are used: `log verify` starts faster without it
@@ -101,20 +101,24 @@ class Checkpoint:
     def from_dict(cls, data: Any) -> Checkpoint:
         if not isinstance(data, dict):
             raise InputError("checkpoint is not a JSON object")
-        try:
-            cp = cls(
-                log_id=str(data["log_id"]),
-                tree_size=int(data["tree_size"]),
-                root=str(data["root"]),
-                ts=str(data["ts"]),
-                signature=data.get("signature"),
-                public_key=data.get("public_key"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"checkpoint lacks or mistypes a field: {exc}") from exc
+        # Types as a writer writes them: a size of 5.7, "5" or Infinity, a signature that is a
+        # number, is no checkpoint (and must not crash whoever checks it).
+        for name, typ in _CHECKPOINT_FIELDS.items():
+            if name not in data:
+                raise InputError(f"checkpoint lacks the field {name!r}")
+            if not isinstance(data[name], typ) or isinstance(data[name], bool):
+                raise InputError(f"checkpoint field {name!r} is mistyped")
+        for name in ("signature", "public_key"):
+            if not isinstance(data.get(name), str | None):
+                raise InputError(f"checkpoint field {name!r} is mistyped")
+        cp = cls(log_id=data["log_id"], tree_size=data["tree_size"], root=data["root"], ts=data["ts"],
+                 signature=data.get("signature"), public_key=data.get("public_key"))
         if cp.tree_size < 0 or len(cp.root) != 64:
             raise InputError("checkpoint has a negative size or a root that is not 32 bytes of hex")
         return cp
+
+
+_CHECKPOINT_FIELDS: dict[str, type] = {"log_id": str, "tree_size": int, "root": str, "ts": str}
 
 
 def load_checkpoints(path: str | Path) -> list[Checkpoint]:
@@ -126,7 +130,7 @@ def load_checkpoints(path: str | Path) -> list[Checkpoint]:
     out: list[Checkpoint] = []
     for lineno, line in _lines(text):
         try:
-            out.append(Checkpoint.from_dict(json.loads(line)))
+            out.append(Checkpoint.from_dict(loads(line)))
         except json.JSONDecodeError as exc:
             raise LocatedError(f"not JSON: {exc.msg}", str(path), lineno, exc.colno, line) from exc
         except InputError as exc:
@@ -176,16 +180,17 @@ def _not_regular(path: str | Path) -> bool:
         return False
 
 
-def read_regular(path: str | Path, what: str, limit: int | None = None, *, follow: bool = True) -> bytes:
+def read_regular(path: str | Path, what: str, limit: int | None = None, *, follow: bool = True,
+                 too_long: str = "not a key file") -> bytes:
     """The bytes of the regular file `path` (see `open_regular`); with `limit`, a file longer
-    than that is refused (InputError) rather than read."""
+    than that is refused (InputError, saying `too_long`) rather than read."""
     with os.fdopen(open_regular(path, what, follow=follow), "rb") as f:
         try:
             data = f.read() if limit is None else f.read(limit + 1)
         except OSError as exc:
             raise InputError(f"cannot read {what}: {exc.strerror}", str(path)) from None
     if limit is not None and len(data) > limit:
-        raise InputError(f"{what} holds more than {limit} bytes: not a key file", str(path))
+        raise InputError(f"{what} holds more than {limit} bytes: {too_long}", str(path))
     return data
 
 

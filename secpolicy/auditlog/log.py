@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from secpolicy.auditlog.canonical import canonical, now_iso, parse_canonical
+from secpolicy.auditlog.canonical import canonical, loads, now_iso, parse_canonical
 from secpolicy.auditlog.checkpoint import Checkpoint, evolve_key, key_id, open_regular, read_regular
 from secpolicy.auditlog.merkle import Frontier, leaf_hash
 from secpolicy.errors import InputError, IntegrityError, RuntimeFailure
@@ -32,6 +32,8 @@ __all__ = [
     "GENESIS_PREV",
     "KINDS",
     "LOCK_WAIT_S",
+    "MAX_ENTRY_BYTES",
+    "MAX_STATE_BYTES",
     "AuditLog",
     "CheckpointCopyError",
     "LogConfig",
@@ -61,6 +63,11 @@ LOCK_WAIT_S = 60.0
 _LOCK_POLL_S = 0.05
 # The start entry of a log with many copy targets is still far below this.
 _MAX_START_LINE = 1024 * 1024
+# The longest entry a writer writes: a reader of the log (`verify`) reads at most this much as
+# one line, so a hostile segment (a sparse file of a terabyte of zeros) costs it bounded memory.
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
+# state.json holds a frontier of at most 64 hashes: a few KiB.
+MAX_STATE_BYTES = 1024 * 1024
 
 
 def entry_mac(key: bytes, entry_without_mac: Mapping[str, Any]) -> str:
@@ -306,7 +313,7 @@ def start_config(directory: Path) -> LogConfig | None:
     with os.fdopen(open_regular(path, "log segment"), "rb") as f:
         line = f.readline(_MAX_START_LINE)
     try:
-        entry = json.loads(line)
+        entry = loads(line)
     except ValueError:
         entry = None
     if not (isinstance(entry, dict) and entry.get("kind") == "start" and entry.get("seq") == 0
@@ -421,7 +428,8 @@ class AuditLog:
             options = config.apply(options, path)
         lock_fd = _lock(path, options.lock_wait, options.on_lock_wait)
         try:
-            state = json.loads(read_regular(path / STATE_FILE, "the writer's state", follow=False))
+            state = loads(read_regular(path / STATE_FILE, "the writer's state", MAX_STATE_BYTES, follow=False,
+                                      too_long="not a writer's state"))
             if state.get("version") != _STATE_VERSION:
                 raise InputError("unsupported state version", str(path / STATE_FILE))
             recovered = _recover(path, state)
@@ -557,6 +565,9 @@ class AuditLog:
         }
         entry["mac"] = entry_mac(bytes(self._key), entry)
         line = canonical(entry)
+        if len(line) > MAX_ENTRY_BYTES:
+            raise InputError(f"an audit log entry of {len(line)} bytes is longer than the {MAX_ENTRY_BYTES} bytes "
+                             f"a log entry may have")
         data = line + b"\n"
         # The whole line on an O_APPEND descriptor: a crash leaves at most one partial last
         # line, which `open` cuts and reports. A write that fails is undone, so that the next

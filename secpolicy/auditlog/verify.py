@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import hmac
-import json
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.auditlog.canonical import canonical, now_iso, parse_canonical
+from secpolicy.auditlog.canonical import canonical, loads, now_iso, parse_canonical
 from secpolicy.auditlog.checkpoint import (
     Checkpoint,
     evolve_key,
@@ -28,6 +27,8 @@ from secpolicy.auditlog.log import (
     GENESIS_PREV,
     KINDS,
     LOCK_FILE,
+    MAX_ENTRY_BYTES,
+    MAX_STATE_BYTES,
     STATE_FILE,
     LogConfig,
     entry_mac,
@@ -161,22 +162,27 @@ def log_files(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def _read(path: Path) -> bytes:
-    """A log file's bytes; a FIFO or a device in its place is InputError, not a hang."""
-    return read_regular(path, "log file")
+def _readline(f: Any, path: Path, n: int, limit: int = MAX_ENTRY_BYTES) -> bytes:
+    """Line `n` of the open file `f` (with its newline, if any); a line longer than any entry
+    a writer writes is tampering, found after reading `limit` bytes of it, never all of it."""
+    try:
+        line: bytes = f.readline(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read log file: {exc.strerror}", str(path)) from exc
+    if len(line) > limit:
+        raise TamperError(str(path), n, None, f"a line longer than the {limit} bytes of any entry a writer writes: "
+                                              f"not a log entry (the file was filled with other bytes)")
+    return line
 
 
 def _first_line(path: Path) -> bytes:
     with os.fdopen(open_regular(path, "log file"), "rb") as f:
-        try:
-            return f.readline()
-        except OSError as exc:
-            raise InputError(f"cannot read log file: {exc.strerror}", str(path)) from exc
+        return _readline(f, path, 1)
 
 
 def _first_seq(line: bytes) -> int | None:
     try:
-        seq = json.loads(line).get("seq")
+        seq = loads(line).get("seq")
     except (ValueError, AttributeError):
         return None
     return seq if isinstance(seq, int) else None
@@ -185,7 +191,8 @@ def _first_seq(line: bytes) -> int | None:
 def read_lines(paths: Sequence[Path]) -> Iterator[tuple[str, int, bytes, bool, bool]]:
     """(file, line number, line bytes, ends with newline, last line of its file), files in
     sequence order; a file whose first line is unreadable keeps its given place. Files are
-    read one at a time, so memory holds one segment, not the whole log."""
+    read one line at a time, so memory holds one entry, not a segment (which a hostile host can
+    make a sparse file of any size); a line longer than an entry can be is TamperError."""
     firsts = [_first_line(p) for p in paths]
     order = sorted(
         range(len(paths)),
@@ -194,16 +201,15 @@ def read_lines(paths: Sequence[Path]) -> Iterator[tuple[str, int, bytes, bool, b
     )
     for i in order:
         path = paths[i]
-        data = _read(path)
-        if not data:
-            continue
-        lines = data.split(b"\n")
-        complete = data.endswith(b"\n")
-        if complete:
-            lines.pop()
-        for n, line in enumerate(lines, 1):
-            last = n == len(lines)
-            yield str(path), n, line, (not last) or complete, last
+        with os.fdopen(open_regular(path, "log file"), "rb") as f:
+            n = 1
+            line = _readline(f, path, n)
+            while line:
+                following = _readline(f, path, n + 1)
+                complete = line.endswith(b"\n")
+                yield str(path), n, line[:-1] if complete else line, complete, not following
+                line = following
+                n += 1
 
 
 def read_leaves(paths: Sequence[Path]) -> tuple[list[bytes], list[bytes]]:
@@ -237,15 +243,6 @@ def _mode_warnings(directory: Path) -> list[str]:
     return out
 
 
-def _read_regular(path: Path) -> bytes:
-    """A file's bytes, opened without blocking: OSError for a FIFO, device or directory."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        return f.read()
-
-
 # How every checkpoint line starts (canonical JSON, keys sorted): a line cut short starts so too.
 _CHECKPOINT_HEAD = b'{"log_id":"'
 
@@ -255,19 +252,38 @@ def _torn(line: bytes) -> bool:
     return _CHECKPOINT_HEAD.startswith(line[:len(_CHECKPOINT_HEAD)]) and not line.endswith(b"}")
 
 
+# A checkpoint line is a few hundred bytes; a longer line in a checkpoint file is not read whole.
+_MAX_CHECKPOINT_LINE = 64 * 1024
+
+
+def _checkpoint_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, line, ends with newline) of a checkpoint file, opened without blocking
+    (OSError for a FIFO, a device or a directory) and read a line at a time: a line longer
+    than a checkpoint can be is TamperError, found without reading all of it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        for n, line in enumerate(iter(lambda: f.readline(_MAX_CHECKPOINT_LINE + 1), b""), 1):
+            if len(line) > _MAX_CHECKPOINT_LINE:
+                raise TamperError(str(path), n, None, f"a line of more than {_MAX_CHECKPOINT_LINE} bytes: not a "
+                                                      f"checkpoint; the file was modified")
+            yield n, line.rstrip(b"\n"), line.endswith(b"\n")
+
+
 def _host_checkpoints(path: Path, what: str, warnings: list[str], on_host: bool = False) -> list[Anchor]:
     """Checkpoints a writer appended to a file; a line cut short (a crash, a full disk) is
     left out with a warning: the copy is incomplete, not modified."""
-    data = _read_regular(path)
-    lines = data.split(b"\n")
-    if lines and lines[-1]:
-        warnings.append(f"{path}: last line is incomplete (a copy cut short); it was not used")
     out = []
-    for n, line in enumerate(lines[:-1], 1):
+    for n, line, complete in _checkpoint_lines(path):
+        if not complete:
+            if line:
+                warnings.append(f"{path}: last line is incomplete (a copy cut short); it was not used")
+            continue
         if not line.strip():
             continue
         try:
-            cp = Checkpoint.from_dict(json.loads(line))
+            cp = Checkpoint.from_dict(loads(line))
         except (ValueError, InputError):
             if _torn(line):
                 warnings.append(f"{path}:{n}: a checkpoint cut short (a write that failed, e.g. on a full disk); "
@@ -279,15 +295,15 @@ def _host_checkpoints(path: Path, what: str, warnings: list[str], on_host: bool 
 
 
 def _state_anchor(path: Path) -> Anchor:
-    data = read_regular(path, "the writer's state")
+    data = read_regular(path, "the writer's state", MAX_STATE_BYTES, too_long="not a writer's state")
     try:
-        state = json.loads(data)
+        state = loads(data)
         frontier = Frontier.from_list(int(state["frontier_size"]), list(state["frontier"]))
         seq = int(state["seq"])
         return Anchor(seq, f"the writer's state {path}", frontier.root().hex(), str(state["log_id"]),
                       state.get("saved"), prev=str(state["prev"]), epoch=int(state["epoch"]),
                       key=str(state["key"]), on_host=True)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise TamperError(str(path), None, None, f"the writer's state is not readable as such ({exc}): "
                                                  f"modified") from None
 
@@ -394,11 +410,11 @@ class Witness:
         if not p.exists():
             return cls(p)
         try:
-            data = json.loads(read_small_file(p, "witness file").decode("utf-8"))
+            data = loads(read_small_file(p, "witness file").decode("utf-8"))
             return cls(p, str(data["log_id"]), int(data["tree_size"]), str(data["root"]), data.get("seen"))
         except InputError:
             raise
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise InputError(f"not a witness file written by `log verify --witness`: {exc}", str(p)) from exc
 
     def anchor(self) -> Anchor | None:
@@ -423,6 +439,11 @@ class Witness:
 
 
 # -- verification --------------------------------------------------------------------------
+
+
+def _is_hex(value: object, size: int) -> bool:
+    """Is `value` the lower-case hex text of `size` bytes (as the writer writes keys and hashes)?"""
+    return isinstance(value, str) and len(value) == 2 * size and all(c in "0123456789abcdef" for c in value)
 
 
 _FIELDS = {"seq": int, "epoch": int, "ts": str, "kind": str, "prev": str, "body": dict, "mac": str}
@@ -570,6 +591,9 @@ class _Verifier:
         self.w.log_id = str(body.get("log_id", ""))
         signing = body.get("signing_public_key")
         self.w.signing_key = signing if isinstance(signing, str) and signing else None
+        if signing not in (None, "") and not _is_hex(signing, 32):
+            raise TamperError(path, n, 0, "the start entry names a signing key that is not an Ed25519 public key (32 "
+                                          "bytes of hex): entry forged")
         if key is not None and body.get("key_id") != key_id(key):
             raise TamperError(path, n, 0, f"the log was started under key id {body.get('key_id')}, the given key "
                                           f"is {key_id(key)}: wrong key, or the whole log was replaced")
@@ -735,7 +759,9 @@ class _Verifier:
         """What this verification could not have caught, said plainly."""
         w = self.w
         out = []
-        covered = max((a.tree_size for a in self.anchors if a.root is not None), default=0)
+        # Only a head kept elsewhere protects entries without the key: state.json and
+        # checkpoints.jsonl are rewritten on the host along with the entries they cover.
+        covered = max((a.tree_size for a in self.anchors if a.root is not None and not a.on_host), default=0)
         if self.initial_key is None and covered < w.size:
             out.append(f"no key given: MACs not checked; entries from seq {covered} on are checked for structure "
                        f"and hash links only")
