@@ -59,7 +59,7 @@ def find_audit_record(log_dir: str, scan_id: str, results_sha256: str) -> AuditR
             f"the results file is not what scan {scan_id} wrote: its SHA-256 is {results_sha256}, "
             f"the audit log {log_dir} (record seq {seq}) holds {recorded}"
         )
-    return AuditRef(scan_id=scan_id, seq=seq, log=log_dir)
+    return AuditRef(scan_id=scan_id, seq=seq, log=log_dir, looked_up=True)
 
 
 def _signing_key(path: str) -> Any:

@@ -213,6 +213,9 @@ class AuditRef:
     scan_id: str
     seq: int
     log: str | None = None  # the log directory, when the report was made with it at hand
+    # Found by `report --audit-log` in a log it did not verify (the scan itself wrote the record
+    # otherwise): the report says so.
+    looked_up: bool = False
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,7 @@ def test_the_html_states_the_hash_and_the_record(recorded):
     digest = sha256(recorded["rd"] / "results.json")
     assert f'<meta name="secpolicy-results-sha256" content="{digest}">' in html
     assert re.search(r"record seq <strong>\d+</strong>", html)
+    assert "looked up in the log" not in html  # the scan wrote that record itself
 
 
 def test_report_finds_the_record_and_refuses_an_altered_results_file(recorded, tmp_path):
@@ -173,6 +174,8 @@ def test_report_finds_the_record_and_refuses_an_altered_results_file(recorded, t
     p = secpolicy("report", str(results), "-f", "html", "-o", str(out), "--audit-log", str(recorded["log"]))
     assert p.returncode == 0, p.stderr
     assert sha256(results) in out.read_text() and "record seq <strong>" in out.read_text()
+    # Found, not verified (anyone who can append to the log can append such a record): said so.
+    assert "looked up in the log, which this report did not verify" in out.read_text()
     altered = tmp_path / "altered.json"
     doc = json.loads(results.read_text())
     doc["results"][0]["title"] += " (edited)"
