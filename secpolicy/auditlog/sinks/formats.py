@@ -25,6 +25,7 @@ __all__ = [
     "to_leef",
     "to_ocsf",
     "to_ocsf_process_activity",
+    "utf8_safe",
 ]
 
 VENDOR = "secpolicy"
@@ -390,9 +391,42 @@ FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
 }
 
 
+def _surrogate_text(ch: str) -> str:
+    # An undecodable byte kept by surrogateescape (U+DC80..U+DCFF) as the auditd reader shows
+    # such a byte, \xNN; any other lone surrogate as its code point.
+    o = ord(ch)
+    return f"\\x{o - 0xDC00:02x}" if 0xDC80 <= o <= 0xDCFF else f"\\u{o:04x}"
+
+
+def utf8_safe(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (keys too) written out as text: UTF-8
+    cannot encode one, so a file name read with surrogateescape (a working directory from
+    /proc/PID/cwd with bytes that are not UTF-8) would make the alert impossible to send."""
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return "".join(_surrogate_text(c) if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    if isinstance(value, Mapping):
+        return {utf8_safe(k): utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [utf8_safe(v) for v in value]
+    return value
+
+
 def format_alert(alert: Mapping[str, Any], fmt: str) -> str:
+    """The alert in `fmt`, always encodable as UTF-8 (lone surrogates written out as text)."""
     try:
         formatter = FORMATS[fmt]
     except KeyError:
         raise InputError(f"unknown alert format {fmt!r} (choose from {', '.join(FORMATS)})") from None
-    return formatter(alert)
+    text = formatter(alert)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = formatter(utf8_safe(alert))
+    return text

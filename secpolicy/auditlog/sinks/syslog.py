@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from secpolicy.auditlog.sinks.formats import format_alert
+from secpolicy.auditlog.sinks.formats import format_alert, utf8_safe
 from secpolicy.auditlog.sinks.spool import MemorySpool, QueuedSender, Spool, SpoolEntry
 from secpolicy.errors import InputError, RuntimeFailure
 
@@ -67,7 +67,7 @@ def rfc5424(alert: Mapping[str, Any], fmt: str = "json", facility: int = 13, app
               ("count", context.get("count"))]
     if alert.get("truncated"):
         params.append(("truncated", "true"))
-    sd = "[" + SD_ID + "".join(f' {k}="{sd_escape(v)}"' for k, v in params if v is not None) + "]"
+    sd = "[" + SD_ID + "".join(f' {k}="{sd_escape(utf8_safe(str(v)))}"' for k, v in params if v is not None) + "]"
     msgid = _header_field(str(alert.get("rule_id", "")), 32)
     body = format_alert(alert, fmt)
     text = (f"<{pri}>1 {ts} {host} {_header_field(app_name, 48)} {os.getpid()} {msgid} {sd} "
@@ -75,8 +75,14 @@ def rfc5424(alert: Mapping[str, Any], fmt: str = "json", facility: int = 13, app
     return text.encode("utf-8")
 
 
+# What identifies an alert is never cut while the rest is abridged: a rule id cut short is a
+# rule the SIEM does not know (and MSGID and the structured data carry it too), a cut time
+# is no time; an attacker who controls the length of arguments picks how far the rest is cut.
+_KEEP_WHOLE = frozenset({"rule_id", "severity", "ts", "id", "event.ts", "event.type", "context.kind"})
+
+
 def _cut_strings(value: Any, cap: int, cut: list[str], path: str) -> Any:
-    if isinstance(value, str) and len(value) > cap:
+    if isinstance(value, str) and len(value) > cap and path not in _KEEP_WHOLE:
         cut.append(path)
         return value[: max(cap - 1, 0)] + "\u2026"
     if isinstance(value, Mapping):

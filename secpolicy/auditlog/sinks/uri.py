@@ -264,7 +264,12 @@ class SinkChain:
         return out
 
     def take_failures(self) -> list[tuple[str, str]]:
-        """(sink URI, error) of the failures not taken yet."""
+        """(sink URI, error) of the failures not taken yet: an alert a sink did not take, or
+        one its receiver refused (a webhook's 4xx)."""
+        for i, sink in enumerate(self.fanout.sinks):
+            take = getattr(getattr(sink, "inner", sink), "take_rejected", None)
+            if take is not None:
+                self.fanout.failures.extend((i, msg) for msg in take())
         new = self.fanout.failures[self._seen_failures:]
         self._seen_failures = len(self.fanout.failures)
         return [(self.specs[i].uri if i < len(self.specs) else str(i), msg) for i, msg in new]

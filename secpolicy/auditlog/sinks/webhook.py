@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,10 +78,13 @@ class WebhookSink(QueuedSender):
         self.drain_timeout = drain_timeout
         self.context = ssl.create_default_context(cafile=ca_file) if parts.scheme == "https" else None
         self.spool = Spool(spool_dir)
+        self.spool_dir = Path(spool_dir)
         self.delivered = 0
         self.retries = 0
         self.dead = 0
         self.last_error = ""
+        self._rejected: list[str] = []
+        self._rejected_lock = threading.Lock()
         self.init_sender()
         if start:
             self.start()
@@ -106,9 +110,21 @@ class WebhookSink(QueuedSender):
         if not result.retry:
             self.spool.mark_dead(entry, result.detail)
             self.dead += 1
+            # A refused alert is not delivered: a failure of this sink (kept until taken), not
+            # only a `last_error` that the next alert's success would clear before anyone saw it.
+            with self._rejected_lock:
+                if len(self._rejected) < 10_000:  # bounded when nobody takes them (dead.jsonl has all)
+                    self._rejected.append(f"the receiver refused an alert ({result.detail}): not delivered, "
+                                          f"kept in {self.spool_dir / Spool.DEAD} (id {entry.id})")
             return True
         self.retries += 1
         return False
+
+    def take_rejected(self) -> list[str]:
+        """The alerts the receiver refused (4xx other than 408 and 429) since the last call."""
+        with self._rejected_lock:
+            out, self._rejected = self._rejected, []
+        return out
 
     def close(self, drain_timeout: float | None = None) -> None:
         """Give pending alerts `drain_timeout` seconds (default: the sink's); what remains stays
