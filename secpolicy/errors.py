@@ -3,6 +3,8 @@ prints them and turns them into exit codes (documented in README.md)."""
 
 from __future__ import annotations
 
+import unicodedata
+
 __all__ = [
     "EXIT_INTEGRITY",
     "EXIT_INVALID_INPUT",
@@ -57,6 +59,23 @@ class InputError(SecpolicyError):
 _EXCERPT = 160  # characters of a source line shown under an error
 
 
+def _shown_char(c: str) -> str:
+    # A control character (ESC, CR, a NUL the YAML reader refused) is never sent to the
+    # terminal: it would move the cursor or restyle the screen. One character stands for one.
+    return "\ufffd" if unicodedata.category(c) == "Cc" else c
+
+
+def _cells(text: str) -> int:
+    """Terminal cells `text` takes: 2 for a wide (CJK) character, 0 for a combining mark or
+    an invisible format character, 1 otherwise, so the caret stands under its character."""
+    n = 0
+    for c in text:
+        if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
+            continue
+        n += 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+    return n
+
+
 def format_location(
     path: str, line: int | None, column: int | None, message: str, source_line: str | None
 ) -> str:
@@ -68,7 +87,7 @@ def format_location(
             where += f":{column}"
     text = f"{where}: {message}"
     if source_line is not None:
-        shown = source_line.rstrip("\n").expandtabs(1)
+        shown = "".join(map(_shown_char, source_line.rstrip("\r\n").expandtabs(1)))
         if len(shown) > _EXCERPT:
             # A hostile one-line file must not turn one error into megabytes of output.
             start = max(0, min((column or 1) - 1 - _EXCERPT // 2, len(shown) - _EXCERPT))
@@ -76,7 +95,7 @@ def format_location(
             column = None if column is None else column - start + (3 if start else 0)
         text += f"\n    {shown}"
         if column is not None and column >= 1:
-            text += "\n    " + " " * (column - 1) + "^"
+            text += "\n    " + " " * _cells(shown[: column - 1]) + "^"
     return text
 
 

@@ -140,8 +140,13 @@ def read_text_file(path: Path) -> tuple[str, bytes]:
         return raw.decode("utf-8"), raw
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise LocatedError("not valid UTF-8", _display(path), line, col) from None
+        start = raw.rfind(b"\n", 0, e.start) + 1
+        end = raw.find(b"\n", e.start)
+        # The column in characters, as an editor counts them (a BOM is not one), not in bytes.
+        before = raw[start : e.start].decode("utf-8").removeprefix("\ufeff" if start == 0 else "")
+        src = raw[start : end if end >= 0 else len(raw)].decode("utf-8", "replace")
+        src = src.removeprefix("\ufeff" if start == 0 else "")
+        raise LocatedError("not valid UTF-8", _display(path), line, len(before) + 1, src) from None
 
 
 def _check_regular(path: Path, mode: int) -> None:
@@ -514,7 +519,8 @@ class _Loader:
                 except LocatedError as e:
                     errors.append(e)
             else:
-                names_event_field = re.match(r"\s*\(?\s*([A-Za-z_]+)", m.text)
+                # A name that is called (`file("/x")`) is a fact, not the event field `file`.
+                names_event_field = re.match(r"\s*\(?\s*([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_]|\s*\()", m.text)
                 event_like = bool(names_event_field and names_event_field.group(1) in self.events.fields)
                 self.errors.append(errors[int(event_like != first)])
 

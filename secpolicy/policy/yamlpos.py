@@ -3,6 +3,7 @@ can name `file:line:col`; duplicate keys are rejected instead of silently overwr
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -81,10 +82,27 @@ class Positioned:
         return LocatedError(message, self.path, sp.line, sp.column, self.line_text(sp.line))
 
 
-def _span(node: yaml.Node) -> Span:
+_PROPERTY = re.compile(r"(?:!<[^>\s]*>|[&!][^ \t\r\n,\[\]{}]*)[ \t]*(?:#[^\r\n]*)?(?:\r?\n[ \t]*(?:#[^\r\n]*)?)*")
+
+
+def _span(node: yaml.Node, text: str, line_starts: list[int]) -> Span:
+    """The node's span. Line and column come from the character offset, counting lines at
+    "\n" as editors do (YAML also breaks lines at U+0085, U+2028 and U+2029, which would
+    shift every line after one in a description). A node's start mark stands on its
+    properties (`&anchor`, `!!tag`): the span starts at the value itself, so a caret and an
+    expression's columns point at the character at fault, not at the anchor."""
     sm, em = node.start_mark, node.end_mark
     style = getattr(node, "style", None)
-    return Span(sm.line + 1, sm.column + 1, sm.index, em.index, style)
+    start = sm.index
+    while start < em.index and start < len(text) and text[start] in "&!":
+        m = _PROPERTY.match(text, start, em.index)
+        if m is None or m.end() == start:
+            break
+        start = m.end()
+    if start >= em.index:
+        start = sm.index
+    line = bisect.bisect_right(line_starts, start)
+    return Span(line, start - line_starts[line - 1] + 1, start, em.index, style)
 
 
 def load_yaml(text: str, path: str) -> Positioned:
@@ -92,6 +110,9 @@ def load_yaml(text: str, path: str) -> Positioned:
     input past the limits of `secpolicy.dsl.limits` (size, nesting, alias expansion)."""
     if len(text) > LIMITS.yaml_bytes:
         raise LocatedError(f"file of {len(text):,} characters: the limit is {LIMITS.yaml_bytes:,}", path, 1, 1)
+    # The YAML reader skips a byte order mark without counting it in its offsets, and an
+    # editor does not show it: positions are into the text after it.
+    text = text.removeprefix("\ufeff")
     try:
         loader = _Loader(text)
         try:
@@ -117,7 +138,11 @@ def load_yaml(text: str, path: str) -> Positioned:
         # A NUL or other control character: the reader knows only the offset.
         ch = chr(e.character) if isinstance(e.character, int) else e.character
         what = f"character {ch!r}" if isinstance(ch, str) else "byte"
-        raise _at(text, path, e.position, f"invalid YAML: {what} is not allowed ({e.reason})") from None
+        position = e.position
+        if _Base is not yaml.SafeLoader:
+            # libyaml reads the text as UTF-8 and reports a byte offset: back to characters.
+            position = len(text.encode("utf-8", "surrogatepass")[:position].decode("utf-8", "ignore"))
+        raise _at(text, path, position, f"invalid YAML: {what} is not allowed ({e.reason})") from None
     except yaml.YAMLError as e:
         raise LocatedError(f"invalid YAML: {e}", path) from None
     except (ValueError, TypeError, RecursionError) as e:  # a value the constructor cannot build
@@ -169,6 +194,7 @@ def _walk(root: yaml.Node, spans: dict, key_spans: dict, text: str, path: str) -
     """Record the span of every value by its path, without recursion. Aliases are walked
     again (each path needs its span) but only up to a bounded number of nodes, so a
     "billion laughs" document is an error instead of an exponential walk."""
+    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
     seen: set[int] = set()
     open_: set[int] = set()
     through_aliases = 0
@@ -193,7 +219,7 @@ def _walk(root: yaml.Node, spans: dict, key_spans: dict, text: str, path: str) -
         seen.add(id(node))
         if len(at) > LIMITS.yaml_depth:
             raise _node_error(node, text, path, f"YAML nested more than {LIMITS.yaml_depth} levels deep")
-        spans[at] = _span(node)
+        spans[at] = _span(node, text, line_starts)
         if isinstance(node, yaml.MappingNode):
             stack.append((_EXIT, id(node)))
             open_.add(id(node))
@@ -204,10 +230,10 @@ def _walk(root: yaml.Node, spans: dict, key_spans: dict, text: str, path: str) -
                 key = knode.value
                 if key in first:
                     raise _node_error(
-                        knode, text, path, f"duplicate key {key!r} (first at line {first[key].start_mark.line + 1})"
+                        knode, text, path, f"duplicate key {key!r} (first at line {bisect.bisect_right(line_starts, first[key].start_mark.index)})"
                     )
                 first[key] = knode
-                key_spans[at + (key,)] = _span(knode)
+                key_spans[at + (key,)] = _span(knode, text, line_starts)
                 children.append((vnode, at + (key,)))
             stack.extend(reversed(children))
         elif isinstance(node, yaml.SequenceNode):
@@ -315,25 +341,23 @@ def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.ds
     if sp is not None:
         if sp.style in ("|", ">"):
             first = sp.line + 1  # content starts on the line after the indicator
-            indent = None
+            # The scalar ends where its end mark stands (the start of the line after it). Its
+            # lines are not cut by indentation: with an indicator (`|2`) the first line may be
+            # indented more than the others, whose indentation is then part of the value.
+            last = doc.text.count("\n", 0, sp.end) + (0 if sp.end > 0 and doc.text[sp.end - 1] == "\n" else 1)
             offset = 0
-            for lineno in range(first, min(len(lines), first + 10_000) + 1):
+            for lineno in range(first, min(len(lines), last, first + 10_000) + 1):
                 raw = lines[lineno - 1]
-                if raw.strip() == "":
+                content = raw.strip()
+                if content == "":
                     if offset >= len(expr):
                         break
                     continue
-                ind = len(raw) - len(raw.lstrip(" "))
-                if indent is None:
-                    indent = ind
-                if ind < indent:
-                    break
-                content = raw[indent:]
-                pos = expr.find(content.strip(), offset)
+                pos = expr.find(content, offset)
                 if pos < 0:
                     break
-                segments.append((pos, lineno, indent + 1 + (len(content) - len(content.lstrip()))))
-                offset = pos + len(content.strip())
+                segments.append((pos, lineno, len(raw) - len(raw.lstrip()) + 1))
+                offset = pos + len(content)
         else:
             quote = 1 if sp.style in ("'", '"') else 0
             segments.append((0, sp.line, sp.column + quote))
