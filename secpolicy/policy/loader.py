@@ -88,8 +88,16 @@ class PolicyErrors(InputError):
     """One or more located errors across the loaded files (all are reported, not just the first)."""
 
     def __init__(self, errors: Sequence[InputError]) -> None:
-        super().__init__(f"{len(errors)} error(s) in policies")
-        self.errors = list(errors)
+        # One mistake reached twice (an expression reused through a YAML alias) is said once.
+        seen: set[str] = set()
+        unique = []
+        for e in errors:
+            shown = e.render()
+            if shown not in seen:
+                seen.add(shown)
+                unique.append(e)
+        super().__init__(f"{len(unique)} error(s) in policies")
+        self.errors = unique
 
     def render(self) -> str:
         return "\n".join(e.render() for e in self.errors)

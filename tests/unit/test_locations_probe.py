@@ -56,6 +56,10 @@ def test_error_in_an_aliased_expression_points_into_the_anchored_text(tmp_path):
     text = HEADER + RULE + "&c 'true and qqq'\n  - {id: r2, title: t, severity: low, check: *c}\n"
     err = first_error(write(tmp_path, text))
     assert (err.line, err.column) == where(text, "qqq")
+    # Reached twice through the alias, the one mistake is said once.
+    with pytest.raises(PolicyErrors) as exc:
+        load_policies([write(tmp_path, text)], builtin_registry())
+    assert len(exc.value.errors) == 1 and str(exc.value) == "1 error(s) in policies"
 
 
 def test_schema_error_on_an_anchored_value_points_at_the_value(tmp_path):
