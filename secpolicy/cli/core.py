@@ -276,11 +276,14 @@ _PRIVILEGE_WORDS = ("permission denied", "operation not permitted", "needs root"
 
 
 def _non_root_banner(results: dict[str, Any]) -> None:
-    """As Lynis' NON-PRIVILEGED SCAN MODE: say so, and how many checks that cost."""
+    """As Lynis' NON-PRIVILEGED SCAN MODE: say so, and how many checks that cost (nothing when
+    none did: a root tree the user may read whole is scanned completely)."""
     if os.geteuid() == 0:
         return
     blocked = [r["rule_id"] for r in results["results"]
                if r["status"] == Status.ERROR.value and any(w in (r.get("reason") or "").lower() for w in _PRIVILEGE_WORDS)]
+    if not blocked:
+        return
     click.echo(
         f"secpolicy: NON-PRIVILEGED SCAN MODE (uid {os.geteuid()}): {len(blocked)} rule(s) could not be "
         "evaluated for lack of privileges (they are errors, never passes); run as root for a complete scan.",
