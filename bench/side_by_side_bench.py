@@ -40,6 +40,7 @@ def audit_rules(auid: int) -> list[list[str]]:
         ["-a", "always,exit", "-F", "arch=b64", "-S", "open,openat", "-F", "exit=-EACCES", *a],
         ["-a", "always,exit", "-F", "arch=b64", "-S", "open,openat", "-F", "exit=-EPERM", *a],
         ["-a", "always,exit", "-F", "arch=b64", "-S", "unlink,unlinkat,rename,renameat", *a],
+        ["-a", "always,exit", "-F", "arch=b64", "-S", "link,linkat,symlink,symlinkat", "-F", "dir=/etc", *a],
         ["-a", "always,exit", "-F", "arch=b64", "-S", "chmod,fchmodat,chown,fchownat", *a],
         ["-a", "always,exit", "-F", "arch=b64", "-S", "connect", *a],
         ["-a", "always,exit", "-F", "arch=b64", "-S", "setuid,setresuid", *a],
@@ -56,6 +57,9 @@ ls /var/log/audit >/dev/null 2>&1
 setpriv --reuid=0 id >/dev/null
 echo "# secpolicy side by side" > /etc/secpolicy-sbs-$$.conf
 chmod 0644 /etc/secpolicy-sbs-$$.conf
+ln -s /tmp /etc/secpolicy-sbs-link-$$
+ln /etc/secpolicy-sbs-$$.conf /etc/secpolicy-sbs-hard-$$
+rm -f /etc/secpolicy-sbs-link-$$ /etc/secpolicy-sbs-hard-$$
 python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).connect(("192.0.2.10", 443))'
 rm -f /etc/secpolicy-sbs-$$.conf
 useradd -N -M -s /usr/sbin/nologin "$SBS_USER"

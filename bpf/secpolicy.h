@@ -85,6 +85,10 @@
 #define SP_P_MKDIRAT 53
 #define SP_P_MKNOD 54
 #define SP_P_MKNODAT 55
+#define SP_P_LINK 56
+#define SP_P_LINKAT 57
+#define SP_P_SYMLINK 58
+#define SP_P_SYMLINKAT 59
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1

@@ -633,6 +633,8 @@ _SYSCALL_EVENTS: dict[str, tuple[EventType, SyscallBuilder]] = {
     "truncate": ("write", _opening(0o1001, None)),
     "mkdir": ("write", _opening(0o200100, None, creates=False)), "mkdirat": ("write", _opening(0o200100, None, creates=False)),
     "mknod": ("write", _opening(0o200100, None, creates=False)), "mknodat": ("write", _opening(0o200100, None, creates=False)),
+    # a new name: a hard link or a symlink (into /usr/bin, /etc/cron.d ...), named by its CREATE item
+    **{n: ("write", _opening(0o101, None, creates=False)) for n in ("link", "linkat", "symlink", "symlinkat")},
     "unlink": ("unlink", _b_delete), "unlinkat": ("unlink", _b_delete), "rmdir": ("unlink", _b_delete),
     "rename": ("rename", _b_rename), "renameat": ("rename", _b_rename), "renameat2": ("rename", _b_rename),
     "chmod": ("chmod", _chmoding("a1")), "fchmod": ("chmod", _chmoding("a1")),
@@ -668,7 +670,8 @@ _DIRFD_ARGS: dict[str, tuple[str, str | None]] = {
         "openat", "openat2", "mkdirat", "mknodat", "unlinkat", "fchmodat", "fchmodat2", "fchownat",
         "execveat", "setxattrat", "removexattrat")
 }
-_DIRFD_ARGS["renameat"] = _DIRFD_ARGS["renameat2"] = ("a0", "a2")
+_DIRFD_ARGS["renameat"] = _DIRFD_ARGS["renameat2"] = _DIRFD_ARGS["linkat"] = ("a0", "a2")
+_DIRFD_ARGS["symlinkat"] = ("a1", None)
 _AT_FDCWD = 0xFFFFFF9C  # -100 as a 32-bit int (a0=ffffff9c; 64-bit registers may sign-extend it)
 
 

@@ -88,6 +88,7 @@ SYSCALLS: dict[str, dict[int, str]] = {
         316: "renameat2", 321: "bpf", 322: "execveat", 437: "openat2", 452: "fchmodat2",
         188: "setxattr", 189: "lsetxattr", 190: "fsetxattr", 197: "removexattr",
         198: "lremovexattr", 199: "fremovexattr", 463: "setxattrat", 466: "removexattrat",
+        86: "link", 88: "symlink", 265: "linkat", 266: "symlinkat",
     },
     ARCH_AARCH64: {
         33: "mknodat", 34: "mkdirat", 35: "unlinkat", 38: "renameat", 40: "mount",
@@ -99,6 +100,7 @@ SYSCALLS: dict[str, dict[int, str]] = {
         437: "openat2", 452: "fchmodat2",
         5: "setxattr", 6: "lsetxattr", 7: "fsetxattr", 14: "removexattr", 15: "lremovexattr",
         16: "fremovexattr", 463: "setxattrat", 466: "removexattrat",
+        36: "symlinkat", 37: "linkat",
     },
     ARCH_I386: {
         5: "open", 8: "creat", 10: "unlink", 11: "execve", 14: "mknod", 15: "chmod",
@@ -115,6 +117,7 @@ SYSCALLS: dict[str, dict[int, str]] = {
         138: "setfsuid", 139: "setfsgid", 164: "setresuid", 170: "setresgid", 198: "lchown32",
         204: "setregid32", 207: "fchown32", 210: "setresgid32", 212: "chown32", 214: "setgid32",
         215: "setfsuid32", 216: "setfsgid32", 297: "mknodat", 437: "openat2", 452: "fchmodat2",
+        9: "link", 83: "symlink", 303: "linkat", 304: "symlinkat",
     },
 }
 

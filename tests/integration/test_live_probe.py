@@ -182,6 +182,41 @@ print(os.getpid(), flush=True)
     ]
 
 
+def test_link_and_symlink_are_writes_naming_the_new_name_as_the_auditd_reader_makes_them(live: Collector,
+                                                                                        base: Path) -> None:
+    """A hard link into a program directory or a symlink into /etc/cron.d makes a new name
+    there: a `write` with O_WRONLY|O_CREAT and no mode naming it (what the system-object rule
+    looks for), from link, linkat, symlink and symlinkat alike."""
+    d = base / "links"
+    d.mkdir()
+    (d / "orig").write_text("x\n")
+    marker = d / "marker"
+    (pid,) = run(f"""
+import os
+d = {str(d)!r}
+os.link(d + "/orig", d + "/hard")
+fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+os.link(d + "/orig", "hard2", dst_dir_fd=fd)
+os.symlink("/tmp", d + "/soft")
+os.symlink("orig", "soft2", dir_fd=fd)
+try:
+    os.link(d + "/absent", d + "/hard3")
+except FileNotFoundError:
+    pass
+os.close(os.open({str(marker)!r}, os.O_WRONLY | os.O_CREAT, 0o600))
+print(os.getpid(), flush=True)
+""")
+    evs = [e for e in marked(live, pid, marker) if e["type"] == "write"]
+    made = ["O_WRONLY", "O_CREAT"]
+    assert [(e["file"], e["outcome"], e["source"]["probe"]) for e in evs] == [
+        ({"path": f"{d}/hard", "flags": made}, {"result": "success"}, "tracepoint:syscalls:link"),
+        ({"path": f"{d}/hard2", "flags": made}, {"result": "success"}, "tracepoint:syscalls:linkat"),
+        ({"path": f"{d}/soft", "flags": made}, {"result": "success"}, "tracepoint:syscalls:symlink"),
+        ({"path": f"{d}/soft2", "flags": made}, {"result": "success"}, "tracepoint:syscalls:symlinkat"),
+        ({"path": f"{d}/hard3", "flags": made}, {"result": "failure", "errno": 2}, "tracepoint:syscalls:link"),
+    ]
+
+
 def test_a_path_through_proc_self_is_resolved_in_the_caller_not_in_the_monitor(live: Collector, base: Path) -> None:
     """chmod("/proc/self/cwd/../f"): the `..` is resolved through the caller's working
     directory (its /proc/PID/cwd), not the monitor's, which /proc/self is where it decodes."""

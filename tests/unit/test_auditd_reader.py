@@ -491,3 +491,28 @@ def test_a_last_line_cut_short_is_reported_once(tmp_path: Path) -> None:
         events, r = events_of(log)
         assert len(events) == 1 + (cut == 120)
         assert r.summary.bad.where == [f"{log}:2: {want}"] and r.summary.bad.count == 1, cut
+
+
+def test_link_and_symlink_are_writes_naming_the_new_name(tmp_path: Path) -> None:
+    # `ln -s /tmp /etc/cron.d/x` (symlinkat) and `ln /tmp/evil /usr/bin/x` (linkat): a new name in
+    # a watched directory, as the live monitor reports it (the side-by-side test runs auditd).
+    head = ("type=SYSCALL msg=audit(1700000000.{ms}:{n}): arch=c000003e syscall={nr} success=yes exit=0 {args} "
+            'items={items} ppid=1 pid=9 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=2 '
+            'comm="ln" exe="/usr/bin/ln" key=(null)\n'
+            'type=CWD msg=audit(1700000000.{ms}:{n}): cwd="/root"\n')
+    path = 'type=PATH msg=audit(1700000000.{ms}:{n}): item={i} name="{name}" nametype={nt}\n'
+    log = write(
+        tmp_path,
+        head.format(ms="100", n=1, nr=266, args="a0=55d0 a1=ffffff9c a2=55d1 a3=0", items=2)
+        + path.format(ms="100", n=1, i=0, name="/etc/cron.d/", nt="PARENT")
+        + path.format(ms="100", n=1, i=1, name="/etc/cron.d/x", nt="CREATE")
+        + head.format(ms="200", n=2, nr=265, args="a0=ffffff9c a1=55d0 a2=ffffff9c a3=55d1", items=3)
+        + path.format(ms="200", n=2, i=0, name="/tmp/evil", nt="NORMAL")
+        + path.format(ms="200", n=2, i=1, name="/usr/bin/", nt="PARENT")
+        + path.format(ms="200", n=2, i=2, name="/usr/bin/x", nt="CREATE"),
+    )
+    evs, _ = events_of(log)
+    assert [(e["type"], e["file"]) for e in evs] == [
+        ("write", {"path": "/etc/cron.d/x", "flags": ["O_WRONLY", "O_CREAT"]}),
+        ("write", {"path": "/usr/bin/x", "flags": ["O_WRONLY", "O_CREAT"]}),
+    ]

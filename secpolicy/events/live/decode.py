@@ -425,8 +425,10 @@ def _b_file_open(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> 
     ev["file"] = f
 
 
-# mkdir and mknod: writes with O_CREAT|O_DIRECTORY and no mode, as the auditd reader makes them
-_MADE = frozenset(C[f"SP_P_{n}"] for n in ("MKDIR", "MKDIRAT", "MKNOD", "MKNODAT"))
+# mkdir and mknod (O_CREAT|O_DIRECTORY), link and symlink (O_WRONLY|O_CREAT): writes without a
+# mode, as the auditd reader makes them
+_MADE = frozenset(C[f"SP_P_{n}"] for n in ("MKDIR", "MKDIRAT", "MKNOD", "MKNODAT", "LINK", "LINKAT", "SYMLINK",
+                                         "SYMLINKAT"))
 
 
 def _b_unlink(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:

@@ -42,9 +42,10 @@ _OPEN, _PATH_EXIT = frozenset({"open", "write"}), "sp_exit_path"
 _SYSCALLS: dict[str, tuple[str | None, str | None, frozenset[str]]] = {
     "openat": (None, _PATH_EXIT, _OPEN),
     **{n: ("sp_enter_path", _PATH_EXIT, _OPEN) for n in ("openat2", "open", "creat")},
-    # what the auditd reader makes a write of too: truncate(2) (O_WRONLY|O_TRUNC), mkdir, mknod
+    # what the auditd reader makes a write of too: truncate(2) (O_WRONLY|O_TRUNC), mkdir, mknod, link, symlink
     **{n: ("sp_enter_path", _PATH_EXIT, frozenset({"write"})) for n in ("truncate", "mkdir", "mkdirat", "mknod",
-                                                                      "mknodat")},
+                                                                      "mknodat", "link", "linkat", "symlink",
+                                                                      "symlinkat")},
     **{n: ("sp_enter_path", _PATH_EXIT, frozenset({"unlink"})) for n in ("unlinkat", "unlink", "rmdir")},
     **{n: ("sp_enter_path", _PATH_EXIT, frozenset({"chmod"})) for n in ("fchmodat", "fchmodat2", "chmod", "fchmod")},
     **{n: ("sp_enter_path", _PATH_EXIT, frozenset({"chown"})) for n in ("fchownat", "chown", "lchown", "fchown")},
