@@ -1126,33 +1126,30 @@ int sp_enter_path(struct sp_enter_ctx *ctx)
      * a write with O_WRONLY|O_CREAT and no mode naming it, as the auditd reader makes them. */
 #ifdef __NR_link
     case __NR_link:
-        c.type = SP_EV_WRITE;
-        c.probe = SP_P_LINK;
-        c.path = a[1];
-        c.a1 = 01 | 0100;
-        break;
 #endif
 #ifdef __NR_symlink
     case __NR_symlink:
-        c.type = SP_EV_WRITE;
-        c.probe = SP_P_SYMLINK;
-        c.path = a[1];
-        c.a1 = 01 | 0100;
-        break;
 #endif
     case __NR_linkat:
-        c.type = SP_EV_WRITE;
-        c.probe = SP_P_LINKAT;
-        c.dfd = (int)a[2];
-        c.path = a[3];
-        c.a1 = 01 | 0100;
-        break;
     case __NR_symlinkat:
         c.type = SP_EV_WRITE;
-        c.probe = SP_P_SYMLINKAT;
-        c.dfd = (int)a[1];
-        c.path = a[2];
         c.a1 = 01 | 0100;
+        if (ctx->nr == __NR_linkat) { /* linkat(olddfd, old, newdfd, new, flags) */
+            c.probe = SP_P_LINKAT;
+            c.dfd = (int)a[2];
+            c.path = a[3];
+        } else if (ctx->nr == __NR_symlinkat) { /* symlinkat(target, newdfd, new) */
+            c.probe = SP_P_SYMLINKAT;
+            c.dfd = (int)a[1];
+            c.path = a[2];
+        } else { /* link(old, new), symlink(target, new) */
+            c.probe = SP_P_LINK;
+#ifdef __NR_symlink
+            if (ctx->nr == __NR_symlink)
+                c.probe = SP_P_SYMLINK;
+#endif
+            c.path = a[1];
+        }
         break;
 #endif
 #ifdef SP_WANT_UNLINK

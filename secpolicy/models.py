@@ -4,6 +4,7 @@ dataclasses with `to_dict()`), and the Event and Alert dicts events and alerts t
 from __future__ import annotations
 
 import enum
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Required, TypedDict
@@ -27,6 +28,7 @@ __all__ = [
     "deciding_evidence",
     "deciding_lines",
     "requirement_key",
+    "waiver_host_matches",
 ]
 
 
@@ -173,6 +175,12 @@ class Waiver:
             "expires": self.expires,
             "hosts": list(self.hosts),
         }
+
+
+def waiver_host_matches(host: str, patterns: Sequence[str]) -> bool:
+    """Whether a waiver's `hosts` patterns take in `host` (fnmatch, case-sensitive; none: every
+    host): what a scan applies and what its reports say it applied."""
+    return not patterns or any(fnmatch.fnmatchcase(host, p) for p in patterns)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ An expired waiver counts as absent and is reported as expired."""
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from secpolicy.errors import LocatedError
-from secpolicy.models import Waiver
+from secpolicy.models import Waiver, waiver_host_matches
 from secpolicy.policy.loader import read_text_file
 from secpolicy.policy.yamlpos import Positioned, load_yaml
 
@@ -40,7 +39,7 @@ class WaiverSet:
         for w in self.waivers:
             if w.rule_id != rule_id:
                 continue
-            if w.hosts and not any(fnmatch.fnmatchcase(host, h) for h in w.hosts):
+            if not waiver_host_matches(host, w.hosts):
                 continue
             if w.expires and dt.date.fromisoformat(w.expires) < today:
                 expired = expired or w

@@ -4,7 +4,6 @@ writes) turned into findings, framework summaries, waivers, errors and trends.""
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -13,7 +12,7 @@ from typing import Any
 import jsonschema
 
 from secpolicy.errors import InputError
-from secpolicy.models import Evidence, Finding, Severity, Status, Waiver
+from secpolicy.models import Evidence, Finding, Severity, Status, Waiver, waiver_host_matches
 from secpolicy.resources import load_schema
 from secpolicy.resultsfile import results_bytes, sha256_hex
 
@@ -601,10 +600,10 @@ def build_report(
 
 
 def _host_matches(host: Any, patterns: Sequence[Any]) -> bool | None:
-    """As the scan matched a waiver's `hosts` (fnmatch patterns, case-sensitive; none: all)."""
+    """As the scan matched a waiver's `hosts` (None: the results file holds no such names)."""
     if not isinstance(host, str) or not all(isinstance(p, str) for p in patterns):
         return None
-    return not patterns or any(fnmatch.fnmatchcase(host, p) for p in patterns)
+    return waiver_host_matches(host, patterns)
 
 
 def _integrity(results: dict[str, Any], raw: bytes | None, audit: AuditRef | None) -> Integrity:

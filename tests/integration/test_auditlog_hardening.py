@@ -15,38 +15,17 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner
+from auditlog_cli import run
 
 from secpolicy.auditlog.checkpoint import load_checkpoints
 from secpolicy.auditlog.log import AuditLog, CheckpointCopyError, LogOptions, write_private_file
 from secpolicy.auditlog.records import AuditRecord, from_alert
 from secpolicy.auditlog.verify import log_files, read_host_state, verify_log
-from secpolicy.cli.auditlog import COMMANDS
-from secpolicy.errors import RuntimeFailure, SecpolicyError
+from secpolicy.errors import RuntimeFailure
 
 REPO = Path(__file__).resolve().parent.parent.parent
 OPTS = LogOptions(checkpoint_every=2, checkpoint_interval=None, sync="checkpoint")
-
-
-@click.group()
-def cli() -> None:
-    pass
-
-
-for _command in COMMANDS:
-    cli.add_command(_command)
-
-
-def run(*args: str) -> tuple[int, str]:
-    """Exit code and output (stdout, then the error) as the top-level command gives them."""
-    result = CliRunner().invoke(cli, list(args), standalone_mode=False)
-    if isinstance(result.exception, SecpolicyError):
-        return result.exception.exit_code, result.output + result.exception.render()
-    if result.exception is not None:
-        raise result.exception
-    return 0, result.output
 
 
 def secpolicy(*args: str) -> subprocess.CompletedProcess[str]:

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
-from click.testing import CliRunner
+from auditlog_cli import run
 
 from secpolicy.auditlog import log as log_module
 from secpolicy.auditlog.canonical import canonical
@@ -26,31 +25,10 @@ from secpolicy.auditlog.checkpoint import Checkpoint
 from secpolicy.auditlog.log import AuditLog, LogOptions
 from secpolicy.auditlog.merkle import Frontier, leaf_hash
 from secpolicy.auditlog.records import failure
-from secpolicy.cli.auditlog import COMMANDS
-from secpolicy.errors import InputError, SecpolicyError
+from secpolicy.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent.parent
 OPTS = LogOptions(checkpoint_every=3, checkpoint_interval=None, sync="checkpoint")
-
-
-@click.group()
-def cli() -> None:
-    pass
-
-
-for _command in COMMANDS:
-    cli.add_command(_command)
-
-
-def run(*args: str) -> tuple[int, str]:
-    """Exit code and output as the top-level command gives them; any other exception (the
-    crash the old code had) fails the test."""
-    result = CliRunner().invoke(cli, list(args), standalone_mode=False)
-    if isinstance(result.exception, SecpolicyError):
-        return result.exception.exit_code, result.output + result.exception.render()
-    if result.exception is not None:
-        raise result.exception
-    return 0, result.output
 
 
 @pytest.fixture()
