@@ -34,6 +34,7 @@ from secpolicy.models import (
     Status,
     Waiver,
     requirement_key,
+    valid_host_name,
 )
 from secpolicy.policy.coverage import compute_coverage
 from secpolicy.policy.tailoring import Tailoring
@@ -249,11 +250,9 @@ def _host_name(ctx: FactContext) -> str:
     name = next((s for s in (line.strip(" \t") for line in lines) if s and not s.startswith("#")), "")
     if not name:
         return f"image:{os.path.basename(ctx.root.rstrip('/')) or ctx.root}"
-    raw = name.encode("utf-8", "surrogateescape")
-    ldh = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
-    labels = (name[:-1] if name.endswith(".") and "." in name[:-1] else name).split(".")
-    if len(raw) <= 64 and all(x and set(x) <= ldh and x[0] != "-" and x[-1] != "-" for x in labels):
+    if valid_host_name(name):
         return name
+    raw = name.encode("utf-8", "surrogateescape")
     return raw[:64].decode("utf-8", "surrogateescape") + "... (not a valid host name: /etc/hostname)"
 
 
@@ -266,6 +265,8 @@ class ScanResult:
     lost_events: list[dict[str, Any]] = field(default_factory=list)
     tailoring: dict[str, Any] | None = None
     vars: list[dict[str, Any]] = field(default_factory=list)
+    # Check rules the tailoring deselected (XCCDF `notselected`): deliberately not evaluated.
+    not_selected: list[dict[str, Any]] = field(default_factory=list)
     # framework -> requirement -> coverage class (automated | partial | manual), and notes
     classes: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -295,6 +296,7 @@ class ScanResult:
             "lost_events": self.lost_events,
             "tailoring": self.tailoring,
             "vars": self.vars,
+            "not_selected": self.not_selected,
         }
 
 
@@ -452,6 +454,7 @@ def scan(
     waivers = waivers or WaiverSet()
     findings: list[Finding] = []
     used: dict[Waiver, str] = {}
+    cli_profile = profile
     if tailoring is not None and profile is None:
         profile = tailoring.profile
     values = tailoring.values() if tailoring is not None else {}
@@ -468,14 +471,14 @@ def scan(
             used[active] = "applied"
         if active is not None:
             used.setdefault(active, "active")
-        if expired is not None:
-            used[expired] = "expired"
-            if f.status == Status.FAIL and active is None:
-                note = Evidence(
-                    expression="waiver",
-                    message=f"a waiver for this rule expired on {expired.expires} ({expired.source}): not applied",
-                )
-                f = replace(f, evidence=f.evidence + (note,))
+        for w in expired:
+            used[w] = "expired"
+        if expired and f.status == Status.FAIL and active is None:
+            lapsed = tuple(
+                Evidence(expression="waiver", message=f"a waiver for this rule expired on {w.expires} ({w.source}): not applied")
+                for w in expired
+            )
+            f = replace(f, evidence=f.evidence + lapsed)
         findings.append(_redacted(f, redactor))
     report = []
     for w in waivers.waivers:
@@ -514,9 +517,55 @@ def scan(
         findings, scan_meta, report, coverage,
         tailoring=tailoring.to_dict() if tailoring is not None else None,
         vars=_vars_in_force(selected, values),
+        not_selected=_not_selected(ps, tailoring, selected, cli_profile=cli_profile, standard=standard, rule_ids=rule_ids),
         classes=classes,
         notes=notes,
     )
+
+
+def _not_selected(
+    ps: PolicySet,
+    tailoring: Tailoring | None,
+    selected: Sequence[Rule],
+    *,
+    cli_profile: str | None,
+    standard: str | None,
+    rule_ids: Iterable[str] | None,
+) -> list[dict[str, Any]]:
+    """The check rules the tailoring deselected, as XCCDF reports `notselected`: each rule it
+    disables and each rule its profile leaves out, with why and where, so a rule deliberately
+    not evaluated is told apart from one nobody thought of. Rules the command line's own
+    --profile, --standard or --rule leave out are the operator's choice, not listed."""
+    if tailoring is None:
+        return []
+    changed = {t.rule_id: t for t in tailoring.rules}
+    # What would have been scanned without the tailoring's deselections.
+    undone = {rid: True for rid, t in changed.items() if not t.enabled}
+    # The command line's --profile wins over the tailoring's (as in scan); without one, the
+    # rules the tailoring's profile leaves out are its deselections too.
+    wanted = select_rules(ps, profile=cli_profile, standard=standard, rule_ids=rule_ids,
+                          enabled=tailoring.enabled() | undone)
+    scanned = {r.id for r in selected}
+    out = []
+    for r in wanted:
+        if r.id in scanned or r.is_event_rule:
+            continue
+        t = changed.get(r.id)
+        if t is not None and not t.enabled:
+            reason, source = f"disabled by tailoring {tailoring.id}: {t.reason}", t.source
+        else:
+            reason, source = f"not in profile {tailoring.profile} of tailoring {tailoring.id}", tailoring.path
+        out.append({
+            "rule_id": r.id,
+            "title": r.title,
+            "severity": r.severity.value,
+            "policy_id": r.policy_id,
+            "references": {k: list(v) for k, v in r.references.items()},
+            "result": "notselected",
+            "reason": reason,
+            "source": source,
+        })
+    return out
 
 
 def _vars_in_force(rules: Sequence[Rule], values: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ __all__ = [
     "deciding_evidence",
     "deciding_lines",
     "requirement_key",
+    "valid_host_name",
     "waiver_host_matches",
 ]
 
@@ -177,10 +178,27 @@ class Waiver:
         }
 
 
+_HOST_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def valid_host_name(name: str) -> bool:
+    """Whether the kernel would take `name` as a host name as systemd writes one: at most 64
+    bytes (HOST_NAME_MAX) of letters, digits, `-` and `_` in dot-separated labels, none
+    starting or ending with `-` (one trailing dot allowed)."""
+    raw = name.encode("utf-8", "surrogateescape")
+    labels = (name[:-1] if name.endswith(".") and "." in name[:-1] else name).split(".")
+    return len(raw) <= 64 and all(x and set(x) <= _HOST_LABEL_CHARS and x[0] != "-" and x[-1] != "-" for x in labels)
+
+
 def waiver_host_matches(host: str, patterns: Sequence[str]) -> bool:
     """Whether a waiver's `hosts` patterns take in `host` (fnmatch, case-sensitive; none: every
-    host): what a scan applies and what its reports say it applied."""
-    return not patterns or any(fnmatch.fnmatchcase(host, p) for p in patterns)
+    host): what a scan applies and what its reports say it applied. The host name is data read
+    from the scanned system: only a valid host name is matched against a pattern, so a name an
+    image or a host chose (`web-*`, `web-[x]`, 70 bytes cut and marked) never widens a waiver
+    scoped to some hosts into covering it."""
+    if not patterns:
+        return True
+    return valid_host_name(host) and any(fnmatch.fnmatchcase(host, p) for p in patterns)
 
 
 @dataclass(frozen=True)

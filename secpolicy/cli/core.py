@@ -107,7 +107,31 @@ def _summary_lines(results: dict[str, Any], verbose: bool) -> list[str]:
         for c in reg["new_failures"]:
             lines.append(f"  NEW {c['new_status']:<5} {c['severity']:<8} {c['rule_id']}  "
                          f"({c['old_status'] or 'absent'} -> {c['new_status']})  {c['title']}")
-    return lines + _requirement_lines(results, verbose) + _tailoring_lines(results.get("tailoring"))
+    return (lines + _requirement_lines(results, verbose) + _tailoring_lines(results.get("tailoring"))
+            + _not_selected_lines(results.get("not_selected")) + _expired_waiver_lines(results.get("waivers")))
+
+
+def _not_selected_lines(rules: list[dict[str, Any]] | None) -> list[str]:
+    """The rules the tailoring deselected: deliberately not evaluated (XCCDF notselected)."""
+    if not rules:
+        return []
+    lines = [f"Not selected by the tailoring: {len(rules)} rule(s), not evaluated"]
+    lines.extend(f"  notselected {r['rule_id']}: {r['reason']} ({r['source']})" for r in rules)
+    return lines
+
+
+def _expired_waiver_lines(waivers: list[dict[str, Any]] | None) -> list[str]:
+    """Each waiver past its date, as the reports list it: in CI the terminal is all one
+    reads, and a lapsed exception must not pass unseen there."""
+    expired = [w for w in waivers or () if w.get("status") == "expired"]
+    if not expired:
+        return []
+    lines = [f"Expired waivers: {len(expired)} (past their date: not applied)"]
+    for w in expired:
+        terms = [f"expired {w['expires']}"] + ([f"approved by {w['approver']}"] if w.get("approver") else [])
+        where = f"; {w['source']}" if w.get("source") else ""
+        lines.append(f"  {w['rule_id']}: {w['justification']} ({', '.join(terms)}{where})")
+    return lines
 
 
 _MARK = {"automated": "A", "partial": "P", "manual": "M", "undeclared": "?"}

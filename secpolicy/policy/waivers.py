@@ -33,19 +33,22 @@ class WaiverSet:
     # where each waiver's rule_id stands (same order as `waivers`), for located errors
     rule_id_at: tuple[tuple[int | None, int | None, str | None], ...] = field(default=(), compare=False, repr=False)
 
-    def for_rule(self, rule_id: str, host: str, today: dt.date) -> tuple[Waiver | None, Waiver | None]:
-        """(active waiver, expired waiver) for `rule_id` on `host`."""
-        active = expired = None
+    def for_rule(self, rule_id: str, host: str, today: dt.date) -> tuple[Waiver | None, tuple[Waiver, ...]]:
+        """(the first active waiver, every expired waiver) for `rule_id` on `host`: each
+        expired waiver that matched is reported, not only the first, so an auditor sees
+        every lapsed exception."""
+        active = None
+        expired: list[Waiver] = []
         for w in self.waivers:
             if w.rule_id != rule_id:
                 continue
             if not waiver_host_matches(host, w.hosts):
                 continue
             if w.expires and dt.date.fromisoformat(w.expires) < today:
-                expired = expired or w
+                expired.append(w)
             else:
                 active = active or w
-        return active, expired
+        return active, tuple(expired)
 
     def unknown_rules(self, known: Iterable[str]) -> list[Waiver]:
         ids = set(known)

@@ -7,7 +7,8 @@ import datetime as dt
 import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from typing import IO
+from collections.abc import Mapping
+from typing import IO, Any
 
 from secpolicy.models import Finding, Status
 from secpolicy.reports._text import (
@@ -68,10 +69,28 @@ def _testcase(parent: ET.Element, f: Finding) -> None:
         ET.SubElement(case, "skipped", message=xml_safe(f"{f.status.value}: {f.reason or ''}".rstrip(": ")))
 
 
+def _not_selected_case(parent: ET.Element, x: Mapping[str, Any]) -> None:
+    """A rule the tailoring deselected: a skipped case saying so (XCCDF notselected), so the
+    CI test tab lists it as deliberately not run rather than leaving it out."""
+    case = ET.SubElement(
+        parent,
+        "testcase",
+        name=xml_safe(f"{x.get('rule_id')}: {x.get('title') or ''}".rstrip(": ")),
+        classname=xml_safe(str(x.get("policy_id") or "secpolicy")),
+        time="0.000000",
+    )
+    where = f" ({x['source']})" if x.get("source") else ""
+    ET.SubElement(case, "skipped", message=xml_safe(f"notselected: {x.get('reason') or ''}{where}"))
+
+
 def render(report: Report, out: IO[str]) -> None:
     by_policy: dict[str, list[Finding]] = defaultdict(list)
     for f in report.findings:
         by_policy[f.policy_id or "secpolicy"].append(f)
+    deselected: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for x in report.not_selected:
+        deselected[str(x.get("policy_id") or "secpolicy")].append(x)
+        by_policy.setdefault(str(x.get("policy_id") or "secpolicy"), [])
     # JUnit timestamps carry no zone: the scan time in UTC.
     timestamp = report.scan.started.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     root = ET.Element("testsuites")
@@ -85,10 +104,12 @@ def render(report: Report, out: IO[str]) -> None:
             id=str(i),
             timestamp=timestamp,
             hostname=xml_safe(report.scan.host or "localhost"),
-            tests=str(len(findings)),
+            tests=str(len(findings) + len(deselected[policy])),
             failures=str(sum(f.status == Status.FAIL for f in findings)),
             errors=str(sum(f.status == Status.ERROR for f in findings)),
-            skipped=str(sum(f.status in (Status.WAIVED, Status.NOT_APPLICABLE, Status.SKIPPED) for f in findings)),
+            skipped=str(
+                sum(f.status in (Status.WAIVED, Status.NOT_APPLICABLE, Status.SKIPPED) for f in findings) + len(deselected[policy])
+            ),
             time=f"{sum(f.duration_ms for f in findings) / 1000:.6f}",
         )
         props = ET.SubElement(suite, "properties")
@@ -112,6 +133,8 @@ def render(report: Report, out: IO[str]) -> None:
             ET.SubElement(props, "property", name=xml_safe(f"requirement.{fw}.{req}"), value=xml_safe(requirement_line(r)))
         for f in findings:
             _testcase(suite, f)
+        for x in sorted(deselected[policy], key=lambda x: str(x.get("rule_id"))):
+            _not_selected_case(suite, x)
         ET.SubElement(suite, "system-out").text = ""
         ET.SubElement(suite, "system-err").text = ""
     ET.indent(root)

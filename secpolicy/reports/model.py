@@ -249,6 +249,8 @@ class Report:
     requirements: tuple[RequirementEntry, ...] = ()
     tailoring: Mapping[str, Any] | None = None  # as in the results: sha256, vars, rules
     vars: tuple[Mapping[str, Any], ...] = ()  # every var the scanned rules read, value used
+    # Check rules the tailoring deselected (XCCDF `notselected`), with why and where.
+    not_selected: tuple[Mapping[str, Any], ...] = ()
     compliance_note: str | None = None
 
     def requirements_of(self, framework: str) -> tuple[RequirementEntry, ...]:
@@ -595,6 +597,7 @@ def build_report(
         requirements=requirements,
         tailoring=results.get("tailoring") or None,
         vars=tuple(results.get("vars") or ()),
+        not_selected=tuple(x for x in results.get("not_selected") or () if isinstance(x, Mapping)),
         compliance_note=summary.get("compliance_note"),
     )
 

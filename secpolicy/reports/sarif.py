@@ -190,6 +190,16 @@ def to_sarif(report: Report) -> dict[str, Any]:
     }
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
+    if report.not_selected:
+        # SARIF's own word for a rule the run was configured not to evaluate (XCCDF notselected).
+        invocation["ruleConfigurationOverrides"] = [
+            {
+                "descriptor": {"id": str(x.get("rule_id"))},
+                "configuration": {"enabled": False},
+                "properties": {"result": "notselected", "reason": x.get("reason"), "source": x.get("source")},
+            }
+            for x in report.not_selected
+        ]
     run: dict[str, Any] = {
         "tool": {
             "driver": {
@@ -227,6 +237,7 @@ def to_sarif(report: Report) -> dict[str, Any]:
             },
             "compliance_note": report.compliance_note,
             "tailoring": report.tailoring,
+            "not_selected": [dict(x) for x in report.not_selected],
         },
     }
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
