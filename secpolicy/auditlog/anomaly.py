@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from secpolicy.auditlog.store import iso_utc, normalize_ts
 from secpolicy.errors import InputError
 from secpolicy.outfile import write_text
 
@@ -50,7 +51,7 @@ def _iso(seconds: float) -> str:
         return "0001-01-01T00:00:00.000000000Z"
     if seconds >= _END:
         return "9999-12-31T23:59:59.999999999Z"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    return iso_utc(datetime.fromtimestamp(seconds, UTC))  # not strftime: it writes the year 999 as "999"
 
 
 @dataclass(frozen=True)
@@ -97,21 +98,68 @@ class Baseline:
             raise InputError(f"cannot read baseline: {exc.strerror}", str(path)) from exc
         except json.JSONDecodeError as exc:
             raise InputError(f"baseline is not JSON: {exc.msg} at line {exc.lineno}", str(path)) from exc
+        except UnicodeDecodeError as exc:
+            raise InputError(f"baseline is not UTF-8 (byte {exc.start + 1})", str(path)) from exc
+        except RecursionError:
+            raise InputError("baseline is JSON nested too deeply", str(path)) from None
         try:
-            if data.get("version") != _VERSION:
-                raise InputError(f"baseline version {data.get('version')!r} is not {_VERSION}", str(path))
-            types = {
-                str(t): TypeStats(float(s["mean"]), float(s["std"]), int(s["max"]), int(s["total"]),
-                                  {int(h): float(m) for h, m in (s.get("by_hour") or {}).items()})
-                for t, s in data["types"].items()
-            }
-            return cls(int(data["interval"]), int(data["buckets"]), str(data["start"]), str(data["end"]), types)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InputError(f"baseline is malformed: {exc}", str(path)) from exc
+            return cls._from_dict(data)
+        except InputError as exc:
+            raise InputError(f"baseline is malformed: {exc.message}", str(path)) from exc
+
+    @classmethod
+    def _from_dict(cls, data: Any) -> Baseline:
+        """Every figure checked: a baseline edited to NaN, infinity or a negative rate would
+        otherwise make every comparison false and detect nothing, silently."""
+        if not isinstance(data, dict):
+            raise InputError("not a JSON object")
+        version = data.get("version")
+        if type(version) is not int or version != _VERSION:  # true == 1 in Python, not here
+            raise InputError(f"version {version!r} is not {_VERSION}")
+        interval = _whole(data.get("interval"), "interval", 1)
+        buckets = _whole(data.get("buckets"), "buckets", 1)
+        start, end = data.get("start"), data.get("end")
+        if not isinstance(start, str) or not isinstance(end, str):  # only named in messages
+            raise InputError("start and end are not text")
+        raw = data.get("types")
+        if not isinstance(raw, dict):
+            raise InputError("types is not an object")
+        types = {}
+        for kind, stats in raw.items():
+            if not isinstance(stats, dict):
+                raise InputError(f"types.{kind} is not an object")
+            by_hour = stats.get("by_hour") or {}
+            if not isinstance(by_hour, dict):
+                raise InputError(f"types.{kind}.by_hour is not an object")
+            hours = {}
+            for hour, rate in by_hour.items():
+                if not (isinstance(hour, str) and hour.isascii() and hour.isdigit() and 0 <= int(hour) <= 23):
+                    raise InputError(f"types.{kind}.by_hour: {hour!r} is not an hour 0 to 23")
+                hours[int(hour)] = _rate(rate, f"types.{kind}.by_hour.{hour}")
+            types[kind] = TypeStats(_rate(stats.get("mean"), f"types.{kind}.mean"),
+                                    _rate(stats.get("std"), f"types.{kind}.std"),
+                                    _whole(stats.get("max"), f"types.{kind}.max", 0),
+                                    _whole(stats.get("total"), f"types.{kind}.total", 0), hours)
+        return cls(interval, buckets, start, end, types)
 
 
-def learn_baseline(events: Iterable[Mapping[str, Any]], interval: int = 60) -> Baseline:
-    """Rates per type per `interval` seconds over the span of `events`, zeros counted."""
+def _whole(value: Any, what: str, least: int) -> int:
+    if type(value) is not int or value < least:
+        raise InputError(f"{what} {value!r} is not a whole number of at least {least}")
+    return value
+
+
+def _rate(value: Any, what: str) -> float:
+    if type(value) not in (int, float) or not 0 <= value < math.inf:  # False for NaN too
+        raise InputError(f"{what} {value!r} is not a finite number of at least 0")
+    return float(value)
+
+
+def learn_baseline(events: Iterable[Mapping[str, Any]], interval: int = 60, since: str | None = None,
+                   until: str | None = None) -> Baseline:
+    """Rates per type per `interval` seconds over the span of `events`, zeros counted; with
+    `since` and/or `until` (the period learned from), over the intervals of that period: a
+    quiet hour with one event in its first minute is a rate of 1/60 a minute, not of 1."""
     if interval < 1:
         raise InputError("interval must be at least 1 second")
     counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -123,6 +171,10 @@ def learn_baseline(events: Iterable[Mapping[str, Any]], interval: int = 60) -> B
         last = b if last is None or b > last else last
     if first is None or last is None:
         raise InputError("no events to learn a baseline from")
+    if since is not None:
+        first = min(first, int(epoch_seconds(normalize_ts(since)) // interval))
+    if until is not None:  # exclusive: the interval holding it counts only when it starts before it
+        last = max(last, math.ceil(epoch_seconds(normalize_ts(until)) / interval) - 1)
     n = last - first + 1
     hour_buckets = _intervals_per_hour(first, last, interval)
     types: dict[str, TypeStats] = {}

@@ -71,7 +71,10 @@ def load_results(path: str | Path) -> tuple[tuple[FrameworkStatus, ...], str | N
 def collect(store: EventStore, results: str | Path | None = None, now: datetime | None = None,
             brute_force_min: int = 5, recent: int = 8) -> Snapshot:
     moment = now or datetime.now(UTC)
-    since = iso_utc(moment - timedelta(hours=24))
+    try:
+        since = iso_utc(moment - timedelta(hours=24))
+    except OverflowError:  # within a day of the first time there is: the window starts there
+        since = iso_utc(datetime.min.replace(tzinfo=UTC))
     until = iso_utc(moment)
     q = store.conn.execute
 
@@ -93,10 +96,10 @@ def collect(store: EventStore, results: str | Path | None = None, now: datetime 
     )
     privileged = one(f"SELECT COUNT(*) FROM events INDEXED BY events_privileged WHERE type = 'exec' AND {window} "
                      f"AND {PRIVILEGED_EXEC}")
-    recent_rows = tuple(json.loads(t) for (t,) in q(
+    recent_rows = tuple(store.record(t) for (t,) in q(
         f"SELECT json FROM alerts WHERE {window} AND severity IN ('critical', 'high') ORDER BY ts DESC, id DESC "
         "LIMIT ?", (since, until, recent)))
-    chains = tuple(json.loads(t) for (t,) in q(
+    chains = tuple(store.record(t) for (t,) in q(
         f"SELECT json FROM alerts WHERE {window} AND kind = 'sequence' ORDER BY ts DESC, id DESC LIMIT ?",
         (since, until, recent)))
     brute = tuple((str(ip), int(n), int(u)) for ip, n, u in q(
@@ -104,6 +107,8 @@ def collect(store: EventStore, results: str | Path | None = None, now: datetime 
         f"WHERE type = 'auth' AND {window} "
         "AND result = 'failure' AND src_ip IS NOT NULL GROUP BY src_ip HAVING COUNT(*) >= ? "
         "ORDER BY COUNT(*) DESC, src_ip LIMIT 10", (since, until, brute_force_min)))
+    for alert in (*recent_rows, *chains):
+        store.check_alert(alert)
     frameworks: tuple[FrameworkStatus, ...] = ()
     finished = None
     if results is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import math
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -98,8 +100,21 @@ def iso_utc(moment: datetime) -> str:
     """A datetime as the event time format: UTC, nanosecond digits, `Z`."""
     if moment.tzinfo is None:
         raise InputError(f"time {moment.isoformat()} has no time zone")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond:06d}000Z"
+    utc = _to_utc(moment, moment.isoformat())
+    return _stored_form(utc, f"{utc.microsecond:06d}000")
+
+
+def _to_utc(moment: datetime, given: str) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first time there is
+        raise InputError(f"time {given!r} is outside the years 1 to 9999 in UTC") from None
+
+
+def _stored_form(utc: datetime, frac: str) -> str:
+    # Not strftime: its %Y writes the year 999 as "999", which sorts after "2026" as text.
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+            f"{utc.second:02d}.{frac}Z")
 
 
 _DAYS: dict[str, bool] = {}
@@ -134,23 +149,30 @@ def normalize_ts(ts: Any) -> str:
             and _stored_form_valid(ts)):
         return ts
     if not isinstance(ts, str) or len(ts) < 19 or len(ts) > 64:
-        raise InputError(f"time {str(ts)[:40]!r} is not an ISO 8601 timestamp")
+        hint = " (a date, a time of day and a time zone: 2026-03-29T00:00:00Z)" if isinstance(ts, str) else ""
+        raise InputError(f"time {str(ts)[:40]!r} is not an ISO 8601 timestamp{hint}")
     text = ts.strip()
     frac = ""
     if len(text) > 19 and text[19] in ".,":
         rest = text[20:]
         digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
         frac, text = digits, text[:19] + rest[len(digits):]
+        # A separator with no digits ("...:00.Z") or a second fraction ("...:00.5,3Z") is not
+        # a time; fromisoformat would read the rest as the fraction, which is then thrown away.
+        if not digits or text[19:20] in (".", ","):
+            raise InputError(f"time {ts!r} is not an ISO 8601 timestamp (malformed fraction of a second)")
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise InputError(f"time {ts!r} is not an ISO 8601 date and time that exists ({exc})") from exc
-    if moment.tzinfo is None:
+    offset = moment.utcoffset()
+    if offset is None:
         raise InputError(f"time {ts!r} has no time zone")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + (frac + "000000000")[:9] + "Z"
+    if offset.seconds % 60 or offset.microseconds:
+        raise InputError(f"time {ts!r} has a time zone offset with seconds (ISO 8601 offsets are hours and minutes)")
+    return _stored_form(_to_utc(moment, ts), (frac + "000000000")[:9])
 
 
 def event_user(event: Mapping[str, Any]) -> str | None:
@@ -162,9 +184,15 @@ def event_user(event: Mapping[str, Any]) -> str | None:
 
 def _user_name(user: Mapping[str, Any], auth: Mapping[str, Any], proc: Mapping[str, Any],
                login: Mapping[str, Any] | None = None) -> str | None:
-    name = login.get("name") if isinstance(login, Mapping) else None
+    login = login if isinstance(login, Mapping) else _EMPTY
+    name = login.get("name")
     if name and type(name) is str:
         return name
+    # A login uid without a name (an account since removed, a container's user) still names
+    # the person behind the event: after sudo the acting user is root, and root is not who.
+    login_uid = _int(login.get("uid"), "login.uid")
+    if login_uid is not None and login_uid not in _UNSET_IDS:
+        return f"uid:{login_uid}"
     name = user.get("name")
     if name and type(name) is str:
         return name
@@ -175,6 +203,9 @@ def _user_name(user: Mapping[str, Any], auth: Mapping[str, Any], proc: Mapping[s
     return None if uid is None else f"uid:{_int(uid, 'user.uid')}"
 
 
+_EMPTY: Mapping[str, Any] = {}  # what an absent section reads as (never written to)
+# The audit login uid of a process no one logged in to (-1 as u32, or as written by some tools).
+_UNSET_IDS = (4294967295, -1)
 _SECTIONS = (("auth", ("service", "rhost")), ("module", ("name",)), ("account", ("name", "op")),
              ("config", ("key", "op")), ("bpf", ("cmd", "name")), ("mount", ("source", "fstype")),
              ("ptrace", ("request", "target_pid")))
@@ -203,7 +234,12 @@ def event_resource(event: Mapping[str, Any]) -> str:
         return str(proc.get("cmdline") or proc.get("exe") or "")
     if kind in ("setuid", "capset"):
         cred = event.get("cred") or {}
-        return f"euid={cred.get('euid')}" if cred.get("euid") is not None else ",".join(cred.get("caps") or [])
+        if cred.get("euid") is not None:
+            return f"euid={cred.get('euid')}"
+        caps = cred.get("caps")
+        if isinstance(caps, list):
+            return ",".join(map(str, caps))
+        return "" if caps is None else str(caps)
     return str(proc.get("exe") or "")
 
 
@@ -297,7 +333,7 @@ def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
         ts = _normalized_remembered(ts)
     name: str | None = login.get("name")
     if not name or type(name) is not str:
-        name = user.get("name")
+        name = None if login else user.get("name")  # a login without a name: its uid names it
         if not name or type(name) is not str:
             name = _user_name(user, auth, proc, login)
     uid = user.get("uid", proc.get("uid"))
@@ -322,7 +358,6 @@ def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
     )
 
 
-_EMPTY: Mapping[str, Any] = {}  # what an absent section reads as (never written to)
 # Seconds ("YYYY-MM-DDTHH:MM:SS") of stored-form times found to exist: a time of one of them
 # needs only its fraction checked.
 _SECONDS: dict[str, bool] = {}
@@ -343,6 +378,18 @@ def alert_row(alert: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
     event = _checked_event(alert.get("event") or {}, "alert event")
     if not isinstance(alert.get("context") or {}, Mapping):
         raise InputError("alert field 'context' is not an object")
+    if event.get("ts"):
+        normalize_ts(event["ts"])  # the timeline shows the alert's event at its own time
+    steps = alert.get("events")
+    if steps is not None and not isinstance(steps, list):
+        raise InputError("alert field 'events' is not a list")
+    for i, step in enumerate(steps or ()):
+        # A sequence alert's steps are shown as a chain by the timeline and the dashboard.
+        step = _checked_event(step, f"alert events[{i}]")
+        if step.get("ts"):
+            normalize_ts(step["ts"])
+        event_user(step)
+        event_resource(step)
     proc = event.get("proc") or {}
     session = proc.get("session")
     return (
@@ -364,6 +411,22 @@ def _no_constant(name: str) -> Any:
 
 
 _DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+_MAX_DEPTH = 256  # nesting of a stored record; real events nest a few levels
+
+
+def _depth(obj: Any) -> int:
+    """How deeply `obj` nests lists and objects (walked without recursion)."""
+    deepest = 0
+    todo = [(obj, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            todo.extend((child, level + 1) for child in item if isinstance(child, dict | list))
+    return deepest
 _SCREEN_BATCH = 512  # records screened for redaction by one search
 
 
@@ -461,11 +524,13 @@ class JsonLines:
                     if not line:
                         continue
                     try:
-                        # orjson is strict and fast on bytes; long lines are read again by Python's
-                        # decoder, since orjson would turn a huge integer quietly into a float.
+                        # orjson is strict and fast on bytes; long lines, and lines with 20 digits
+                        # in a row (an integer beyond 64 bits, perhaps), are read again by Python's
+                        # decoder, since orjson would turn a huge integer quietly into a float,
+                        # which a redacted record (written from the object) would then keep.
                         obj = orjson.loads(line)  # rejects lone surrogates, NaN and bad UTF-8 too
                         text = line.decode("utf-8")
-                        if len(line) > 4000:
+                        if len(line) > 4000 or _LONG_DIGITS.search(line):
                             obj = _DECODE(text)
                     except RecursionError:
                         yield path, n, None, "JSON nested too deeply"
@@ -478,7 +543,11 @@ class JsonLines:
                             continue
                         yield path, n, None, f"not JSON: {str(exc)[:120]}"
                         continue
-                    if not isinstance(obj, dict):
+                    if line.count(b"[") + line.count(b"{") > _MAX_DEPTH and _depth(obj) > _MAX_DEPTH:
+                        # orjson reads 1024 levels; Python's decoder, which the readers of the
+                        # store use, fails on fewer.
+                        yield path, n, None, f"JSON nested more than {_MAX_DEPTH} deep"
+                    elif not isinstance(obj, dict):
                         yield path, n, None, "not a JSON object"
                     elif "rule_id" not in obj and not ("type" in obj and "ts" in obj):
                         yield path, n, None, "neither an event (type, ts) nor an alert (rule_id)"
@@ -529,8 +598,8 @@ class Retention:
     max_events: int | None = None
 
     def __post_init__(self) -> None:
-        if self.days is not None and self.days <= 0:
-            raise InputError("retention days must be positive")
+        if self.days is not None and not 0 < self.days < math.inf:  # False for NaN too
+            raise InputError(f"retention days {self.days} is not a finite number above 0")
         if self.max_events is not None and self.max_events < 1:
             raise InputError("retention max_events must be at least 1")
 
@@ -662,6 +731,26 @@ class EventStore:
 
     # -- queries ------------------------------------------------------------------------
 
+    def check_alert(self, alert: Mapping[str, Any]) -> None:
+        """InputError unless a stored alert passes the checks ingest makes: a store written
+        before them (or by another tool) may hold one whose events are not events, which
+        readers would otherwise crash on."""
+        try:
+            alert_row(alert, "")
+        except InputError as exc:
+            rule = str(alert.get("rule_id"))[:80] if isinstance(alert, Mapping) else "?"
+            when = str(alert.get("ts"))[:40] if isinstance(alert, Mapping) else "?"
+            raise InputError(f"the event store holds a malformed alert ({rule} at {when}): {exc.message}",
+                             str(self.path)) from exc
+
+    def record(self, text: str) -> dict[str, Any]:
+        """A stored event or alert (its JSON column) as a dict."""
+        try:
+            return json.loads(text)  # type: ignore[no-any-return]
+        except RecursionError:  # stored before ingest refused such nesting, or by another tool
+            raise InputError(f"the event store holds a record nested more than {_MAX_DEPTH} deep",
+                             str(self.path)) from None
+
     def events(self, since: str | None = None, until: str | None = None, user: str | None = None,
                type: str | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Events in time order; `since` inclusive, `until` exclusive, both UTC `Z` strings."""
@@ -679,7 +768,7 @@ class EventStore:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         for (text,) in self.conn.execute(sql, args):
-            yield json.loads(text)
+            yield self.record(text)
 
     def session_events(self, sessions: Iterable[tuple[str, str]], since: str | None = None,
                        until: str | None = None, limit: int = 100_000) -> Iterator[dict[str, Any]]:
@@ -694,7 +783,7 @@ class EventStore:
         sql = f"SELECT host, session, json FROM events WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?"
         for host, session, text in self.conn.execute(sql, [*args, limit]):
             if (host or "", session) in wanted:
-                yield json.loads(text)
+                yield self.record(text)
 
     def alerts(self, since: str | None = None, until: str | None = None, rule_id: str | None = None,
                user: str | None = None, severity: str | None = None,
@@ -711,7 +800,7 @@ class EventStore:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         for (text,) in self.conn.execute(sql, args):
-            yield json.loads(text)
+            yield self.record(text)
 
     def count_events(self, since: str | None = None, type: str | None = None,
                      result: str | None = None) -> int:
@@ -726,11 +815,28 @@ class EventStore:
     # -- retention ----------------------------------------------------------------------
 
     def prune(self, now: datetime | None = None) -> tuple[int, int]:
-        """Apply the retention settings; returns (events deleted, alerts deleted)."""
-        events = alerts = 0
+        """Apply the retention settings in one transaction; returns (events deleted, alerts
+        deleted). RuntimeFailure when the store cannot be changed (locked by another writer)."""
+        cutoff: str | None = None
         if self.retention.days is not None:
             moment = now or datetime.now(UTC)
-            cutoff = iso_utc(moment - timedelta(days=self.retention.days))
+            try:
+                cutoff = iso_utc(moment - timedelta(days=self.retention.days))
+            except OverflowError:  # before the year 1: nothing stored is that old
+                cutoff = None
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            events, alerts = self._prune(cutoff)
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise RuntimeFailure(f"{self.path}: cannot apply retention: {exc}") from exc
+        return events, alerts
+
+    def _prune(self, cutoff: str | None) -> tuple[int, int]:
+        events = alerts = 0
+        if cutoff is not None:
             events += self.conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
             alerts += self.conn.execute("DELETE FROM alerts WHERE ts < ?", (cutoff,)).rowcount
         if self.retention.max_events is not None:

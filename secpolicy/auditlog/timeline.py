@@ -191,6 +191,8 @@ def build_timeline(query: TimelineQuery, store: EventStore | None = None,
             events = list(store.events(query.since, query.until, query.user, query.type, fetch))
         if want_alerts:
             alerts = list(store.alerts(query.since, query.until, query.rule, query.user, limit=fetch))
+            for alert in alerts:
+                store.check_alert(alert)
     else:
         assert replay is not None
         for kind, obj in replay:
@@ -306,7 +308,8 @@ def session_chains(events: Iterable[Mapping[str, Any]]) -> list[Chain]:
         by_session.setdefault((str(e.get("host") or ""), str(session)), []).append(e)
     chains = []
     for (_, session), evs in sorted(by_session.items()):
-        evs.sort(key=lambda e: str(e.get("ts")))
+        # By the time each names, in UTC: as written, 03:30+02:00 would sort after 02:00Z.
+        evs.sort(key=lambda e: normalize_ts(e.get("ts")))
         steps: list[Mapping[str, Any]] = []
         seen_read = seen_connect = False
         for e in evs:

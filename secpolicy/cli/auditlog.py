@@ -712,7 +712,8 @@ def anomaly_learn_cmd(db: str | None, replay: tuple[str, ...], since: str | None
     from secpolicy.auditlog.anomaly import learn_baseline
 
     _span(since, until)
-    baseline = learn_baseline((e for _, e in _items(db, replay, since, until, alerts=False)), interval)
+    baseline = learn_baseline((e for _, e in _items(db, replay, since, until, alerts=False)), interval,
+                              since, until)
     baseline.save(out)
     click.echo(f"baseline of {len(baseline.types)} event types over {baseline.buckets} intervals of "
                f"{interval} s ({baseline.start} .. {baseline.end}) written to {out}")
@@ -794,29 +795,29 @@ def store_export_cmd(db: str, fmt: str, since: str | None, until: str | None, ou
     alerts as Detection Findings. Other event types have no OCSF mapping here yet: they are
     counted on stderr, not written."""
     from secpolicy.auditlog.sinks.formats import to_ocsf, to_ocsf_process_activity
-    from secpolicy.auditlog.store import EventStore
-    from secpolicy.auditlog.store import normalize_ts as normalize
+    from secpolicy.auditlog.store import EventStore, normalize_ts
 
+    # The window is checked before the output is opened: a bad --since leaves no empty file,
+    # and a window that holds nothing by construction is an error, not "0 written".
+    _span(since, until)
+    outfile.check_writable(output)
     store = EventStore(db, read_only=True)
     skipped: dict[str, int] = {}
     n = 0
     try:
-        out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115 - closed below
-        try:
+        with outfile.open_output(output) as out:
             for event in store.events(since, until, type="exec"):
                 out.write(json.dumps(to_ocsf_process_activity(event), sort_keys=True) + "\n")
                 n += 1
             for alert in store.alerts(since, until):
+                store.check_alert(alert)
                 out.write(json.dumps(to_ocsf(alert), sort_keys=True) + "\n")
                 n += 1
-            for kind, count in store.conn.execute(
-                    "SELECT type, COUNT(*) FROM events WHERE type != 'exec'" + (" AND ts >= ?" if since else "")
-                    + (" AND ts < ?" if until else "") + " GROUP BY type",
-                    [normalize(t) for t in (since, until) if t]):
-                skipped[kind] = count
-        finally:
-            if output:
-                out.close()
+        window = [normalize_ts(t) for t in (since, until) if t]
+        for kind, count in store.conn.execute(
+                "SELECT type, COUNT(*) FROM events WHERE type != 'exec'" + (" AND ts >= ?" if since else "")
+                + (" AND ts < ?" if until else "") + " GROUP BY type", window):
+            skipped[kind] = count
     finally:
         store.close()
     click.echo(f"secpolicy: {n} OCSF events written" + (
