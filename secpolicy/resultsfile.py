@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import stat
 from typing import Any
 
 from secpolicy.errors import InputError, LocatedError
 
-__all__ = ["MAX_DEPTH", "parse_json", "read_json_file", "results_bytes", "sha256_hex"]
+__all__ = ["MAX_DEPTH", "parse_json", "read_input", "read_json_file", "results_bytes", "sha256_hex"]
 
 # Deeper than any results, summary or baseline document; deep enough nesting otherwise
 # exhausts the recursion of the JSON reader, the schema validator or the templates.
@@ -121,12 +123,33 @@ def parse_json(raw: bytes, label: str) -> Any:
     return doc
 
 
+def read_input(path: str, what: str = "", limit: int | None = None) -> bytes:
+    """The bytes of an input file: a regular file or a pipe (`<(ssh host cat results.json)`).
+    A device (`/dev/zero` never ends), a socket or a directory is InputError (exit 2), and so
+    is more than `limit` bytes; a FIFO nobody writes to reads as empty instead of waiting."""
+    label = f"{what} " if what else ""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as e:
+        raise InputError(f"cannot read {label}{path} ({(e.strerror or str(e)).lower()})") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode):
+            os.set_blocking(fd, True)  # the open did not wait for a writer; reads wait for data
+        elif not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise InputError(f"cannot read {label}{path} ({kind})")
+        try:
+            raw = f.read() if limit is None else f.read(limit + 1)
+        except OSError as e:
+            raise InputError(f"cannot read {label}{path} ({(e.strerror or str(e)).lower()})") from None
+    if limit is not None and len(raw) > limit:
+        raise InputError(f"cannot read {label}{path} (larger than {limit} bytes)")
+    return raw
+
+
 def read_json_file(path: str, what: str = "") -> tuple[Any, bytes]:
     """The parsed document and the exact bytes read (what a stated SHA-256 covers)."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        label = f"{what} " if what else ""
-        raise InputError(f"cannot read {label}{path} ({(e.strerror or str(e)).lower()})") from None
+    raw = read_input(path, what)
     return parse_json(raw, path), raw

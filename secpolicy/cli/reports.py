@@ -23,8 +23,8 @@ from secpolicy.reports.diff import (
     read_results,
     render_diff,
 )
-from secpolicy.reports.model import AuditRef, check_same_host
-from secpolicy.resultsfile import sha256_hex
+from secpolicy.reports.model import AuditRef, check_same_host, parse_time
+from secpolicy.resultsfile import read_input, sha256_hex
 
 __all__ = ["COMMANDS", "diff", "find_audit_record", "report", "verify_report_cmd"]
 
@@ -138,7 +138,7 @@ def verify_report_cmd(report_file: str, public_key: str, signature: str | None, 
 
     sig_path = signature or report_file + ".sig"
     data = _read(report_file)
-    verified = verify_report(data, _read(sig_path), load_public_key(public_key), sig_path)
+    verified = verify_report(data, _read(sig_path, _MAX_SIGNATURE_BYTES), load_public_key(public_key), sig_path)
     if results_file is not None:
         actual = sha256_hex(_read(results_file))
         if verified.results_sha256 != actual:
@@ -149,12 +149,13 @@ def verify_report_cmd(report_file: str, public_key: str, signature: str | None, 
                f"sha256:{verified.public_key_sha256[:16]}...; it renders results SHA-256 {verified.results_sha256}")
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise InputError(f"cannot read {path} ({outfile.describe(e)})") from None
+# A signature document is a few hundred bytes; anything much larger is not one.
+_MAX_SIGNATURE_BYTES = 64 * 1024
+
+
+def _read(path: str, limit: int | None = None) -> bytes:
+    # A device such as /dev/zero would be read without end: refused (exit 2), as is a directory.
+    return read_input(path, limit=limit)
 
 
 @click.command()
@@ -174,11 +175,23 @@ def diff(old_file: str, new_file: str, fmt: str, output: str | None, fail_on_new
         outfile.check_stdout()
     old, new = load_results(old_file), load_results(new_file)
     check_same_host([(old_file, old), (new_file, new)], allow_mixed_hosts)
+    _check_order(old_file, old, new_file, new)
     d = diff_results(old, new)
     with outfile.open_output(output) as out:
         render_diff(d, fmt, out)
     if fail_on_new and d.new_failures:
         sys.exit(EXIT_NONCOMPLIANT)
+
+
+def _check_order(old_file: str, old: dict[str, Any], new_file: str, new: dict[str, Any]) -> None:
+    """Refuse OLD scanned after NEW: read the wrong way round, every regression would be listed
+    as fixed and `--fail-on-new` would pass the gate."""
+    started_old, started_new = parse_time(old["scan"]["started_at"]), parse_time(new["scan"]["started_at"])
+    if started_old > started_new:
+        raise InputError(
+            f"OLD.json {old_file} is the later scan (started {old['scan']['started_at']}), NEW.json {new_file} "
+            f"the earlier (started {new['scan']['started_at']}): give the baseline first"
+        )
 
 
 COMMANDS = [report, diff, verify_report_cmd]

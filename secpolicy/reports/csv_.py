@@ -20,9 +20,12 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def neutralise(cell: str) -> str:
     """OWASP's defence: a cell starting a formula gets a leading `'`, so `=HYPERLINK(...)`
-    planted in a file the scan read shows as text instead of running. A cell that already
-    starts with `'` gets one too, so dropping one leading `'` always restores the value."""
-    return "'" + cell if cell.startswith(FORMULA_START) or cell.startswith("'") else cell
+    planted in a file the scan read shows as text instead of running. Spaces and line breaks
+    before it count for nothing: an import that trims them (LibreOffice's "Trim spaces")
+    would start the cell with the formula. A cell that already starts with `'` gets one too,
+    so dropping one leading `'` always restores the value."""
+    risky = cell.startswith(FORMULA_START) or cell.lstrip(" \n").startswith(FORMULA_START)
+    return "'" + cell if risky or cell.startswith("'") else cell
 
 COLUMNS = (
     "rule_id",

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from secpolicy.errors import InputError
 from secpolicy.models import Severity, deciding_lines, requirement_key
-from secpolicy.reports.model import validate_results
+from secpolicy.reports.model import host_label, validate_results
 from secpolicy.resultsfile import read_json_file
 from secpolicy.terminal import inert, inert_line
 
@@ -68,7 +68,7 @@ class Diff:
     old_scan: Mapping[str, Any]
     new_scan: Mapping[str, Any]
     new_failures: tuple[Change, ...]  # not failing before (or absent), failing now
-    fixed: tuple[Change, ...]  # failing before, passing now
+    fixed: tuple[Change, ...]  # seen failing before, passing now (error -> pass is in `changed`)
     changed: tuple[Change, ...]  # every other status change of a rule in both scans
     added_rules: tuple[Change, ...]
     removed_rules: tuple[Change, ...]
@@ -149,7 +149,10 @@ def diff_results(old: dict[str, Any], new: dict[str, Any]) -> Diff:
 
     A rule counts as a new failure when it fails or errors now and did not before, including
     a rule that did not exist before (the baseline never accepted it) and a waived failure
-    whose waiver lapsed. Failing -> passing is fixed; any other status change is `changed`."""
+    whose waiver lapsed. Fail -> pass is fixed; any other status change is `changed`,
+    error -> pass among them: the control was never seen failing, so nothing is known to have
+    been fixed (only that it could now be checked). The compliance percentages are computed
+    from the results themselves, as the scan computes them, not taken from the summary."""
     validate_results(old)
     validate_results(new)
     before = {r["rule_id"]: r for r in old["results"]}
@@ -168,7 +171,7 @@ def diff_results(old: dict[str, Any], new: dict[str, Any]) -> Diff:
         c = _change(rid, o, n)
         if n["status"] in _FAILING and o["status"] not in _FAILING:
             new_failures.append(c)
-        elif o["status"] in _FAILING and n["status"] == "pass":
+        elif o["status"] == "fail" and n["status"] == "pass":
             fixed.append(c)
         else:
             changed.append(c)
@@ -183,11 +186,22 @@ def diff_results(old: dict[str, Any], new: dict[str, Any]) -> Diff:
         changed=tuple(sorted(changed, key=_order)),
         added_rules=tuple(sorted(added, key=_order)),
         removed_rules=tuple(sorted(removed, key=_order)),
-        old_pct=old["summary"].get("compliance_pct"),
-        new_pct=new["summary"].get("compliance_pct"),
+        old_pct=_compliance_pct(old),
+        new_pct=_compliance_pct(new),
         requirement_changes=_requirement_changes(old, new),
         tailoring_changes=_tailoring_changes(old, new),
     )
+
+
+def _compliance_pct(doc: Mapping[str, Any]) -> float | None:
+    # pass / (pass + fail + error), as the scan's summary states it: a summary edited to read
+    # 100% cannot make the diff say so while the results list failures.
+    counts = {s: 0 for s in ("pass", "fail", "error")}
+    for r in doc["results"]:
+        if r["status"] in counts:
+            counts[r["status"]] += 1
+    decided = sum(counts.values())
+    return round(100.0 * counts["pass"] / decided, 1) if decided else None
 
 
 def _requirement_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[RequirementChange, ...]:
@@ -219,10 +233,17 @@ def _tailoring_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[
     for var in sorted(set(vo) | set(vn)):
         if vo.get(var) != vn.get(var):
             out.append(f"var {var}: {vo.get(var, '(not read)')} -> {vn.get(var, '(not read)')}")
-    ro = {r["rule_id"]: r["enabled"] for r in (to or {}).get("rules") or ()}
+    ro = {r["rule_id"]: r for r in (to or {}).get("rules") or ()}
     rn = {r["rule_id"]: r for r in (tn or {}).get("rules") or ()}
-    for rid, r in sorted(rn.items()):
-        if ro.get(rid) != r["enabled"]:
+    for rid in sorted(set(ro) | set(rn)):
+        o, r = ro.get(rid), rn.get(rid)
+        if r is None:
+            # No longer tailored: back to its default, which undoes what OLD's tailoring did.
+            assert o is not None
+            if o["enabled"] != o["default_enabled"]:
+                was, now = ("disabled", "enabled") if o["default_enabled"] else ("enabled", "disabled")
+                out.append(f"rule {rid} {now} again, no longer tailored (the earlier tailoring {was} it: {o['reason']})")
+        elif (o["enabled"] if o else None) != r["enabled"]:
             out.append(f"rule {rid} {'enabled' if r['enabled'] else 'disabled'} by tailoring: {r['reason']}")
     return tuple(out)
 
@@ -315,8 +336,11 @@ MARKDOWN_ROWS = 100
 def _render_markdown(d: Diff, out: IO[str], limit: int = MARKDOWN_ROWS) -> None:
     mark = ":x:" if d.new_failures else ":white_check_mark:"
     out.write(f"### {mark} secpolicy: {len(d.new_failures)} new failure(s), {len(d.fixed)} fixed\n\n")
+    hosts = _md_cell(host_label(d.new_scan))
+    if host_label(d.old_scan) != host_label(d.new_scan):  # --allow-mixed-hosts: name both, in order
+        hosts = f"{_md_cell(host_label(d.old_scan))} → {hosts}"
     out.write(
-        f"Compliance **{_pct(d.old_pct)} → {_pct(d.new_pct)}** on {_md_cell(str(d.new_scan.get('host')))} "
+        f"Compliance **{_pct(d.old_pct)} → {_pct(d.new_pct)}** on {hosts} "
         f"(baseline scan {_md_cell(str(d.old_scan.get('started_at')))}, this scan {_md_cell(str(d.new_scan.get('started_at')))}).\n"
     )
     for attr, title in _SECTIONS:

@@ -16,7 +16,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from secpolicy.errors import InputError, IntegrityError
+from secpolicy.errors import InputError, IntegrityError, LocatedError
+from secpolicy.resultsfile import parse_json
 
 __all__ = ["SIGNATURE_FORMAT", "Verified", "public_key_id", "sign_report", "verify_report"]
 
@@ -60,9 +61,12 @@ class Verified:
 
 def _fields(sig: bytes, where: str) -> dict[str, Any]:
     try:
-        doc = json.loads(sig.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"not a secpolicy report signature: {e}", where) from None
+        # The hardened reader: deep nesting or a huge number is a located exit 2, not a crash.
+        doc = parse_json(sig, where)
+    except LocatedError as e:
+        raise LocatedError(f"not a secpolicy report signature: {e.message}", where, e.line, e.column) from None
+    except InputError as e:
+        raise InputError(f"not a secpolicy report signature: {e.message}", where) from None
     if not isinstance(doc, dict) or doc.get("format") != SIGNATURE_FORMAT:
         raise InputError(f"not a secpolicy report signature (format {SIGNATURE_FORMAT} expected)", where)
     missing = [k for k in (*_SIGNED_FIELDS, "signature") if k not in doc]
@@ -84,7 +88,7 @@ def verify_report(data: bytes, sig: bytes, key: Ed25519PublicKey, where: str) ->
         )
     try:
         key.verify(base64.b64decode(doc["signature"], validate=True), _message(doc))
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, TypeError):  # TypeError: a signature that is not a string
         raise IntegrityError(f"{where}: the signature does not verify: the signature file was altered") from None
     actual = hashlib.sha256(data).hexdigest()
     if actual != doc["sha256"] or len(data) != doc["size"]:
