@@ -1,5 +1,5 @@
 """Built-in detectors for secrets in free text and argument vectors: credentials in command
-lines, URLs, headers and key blocks, and Luhn-checked payment card numbers (PCI DSS 3.4.1)."""
+lines, URLs, headers, XML elements and key blocks, and Luhn-checked payment card numbers (PCI DSS 3.4.1)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _escape_decode = codecs.escape_decode  # type: ignore[attr-defined]
 
 __all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "ProgramArguments", "TextDetector",
            "argv_secrets", "attached_prefix", "builtin_detectors", "is_program", "is_secret_value", "json_may_hold_secret", "json_quotes_escapes", "json_secret_spans", "json_unescaped", "luhn_ok", "mask_pan", "may_hold_secret",
-           "program_secrets"]
+           "program_secrets", "utf8"]
 
 MASK = "[REDACTED]"
 
@@ -67,6 +67,7 @@ class Detector:
 _SECRET_WORDS = (
     r"pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key"
     r"|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?|key|requirepass|masterauth|bindpw|rootpw"
+    r"|secret[_-]?key[_-]?base"  # Rails: the key every session cookie and signed token rests on
 )
 
 # `--password=X`, `--password X`, `-password X` (long options whose value is a secret); in
@@ -96,7 +97,8 @@ _PAIR = re.compile(
 # lazy prefix keeps the scan linear in the text's length.
 _CONFIG_KEY = (
     r"[A-Za-z0-9_.-]*?(?:password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|apikey"
-    r"|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth)"
+    r"|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth"
+    r"|secret[_-]?key[_-]?base)"
 )
 _CONFIG_VALUE = r"(\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"'#;,]+)"
 # `key = value`, `key: value`, `"key": "value"`, `export KEY=value`; not after `/`, as in
@@ -141,8 +143,60 @@ _TOKENS = re.compile(
     r"|\bxox[abprs]-[A-Za-z0-9-]{10,255}"  # Slack tokens
     r"|\b[rs]k_live_[A-Za-z0-9]{16,255}\b"  # Stripe secret and restricted keys
     r"|\bAIza[0-9A-Za-z_-]{35}\b"  # Google API keys
-    r"|\beyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{8,4096}"  # JWTs
+    # JWTs: no part has a bound (claims such as group lists make a payload long); a token starts
+    # only where no run of its characters does, so each run is scanned from one place.
+    r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
     r"|\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$[^\s:\"']{8,4096}"  # crypt(3) password hashes
+)
+# `sk-` API keys: OpenAI's project, service account and admin shapes (a long base64url body),
+# its older keys, which hold `T3BlbkFJ` ("OpenAI" in base64), and Anthropic's.
+_SK_KEY = re.compile(
+    r"(?<![A-Za-z0-9_-])sk-(?:proj|svcacct|admin|ant-(?:api|admin)[0-9]{2})-[A-Za-z0-9_-]{40,1024}"
+    r"|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b"
+)
+
+
+def _random_body(key: str) -> bool:
+    """A key's body mixes cases and digits; a name (`sk-proj-frontend-deployment-...`) does not."""
+    body = key.split("-", 2)[-1]
+    return any(c.isdigit() for c in body) and any(c.isupper() for c in body) and any(c.islower() for c in body)
+
+
+# `<password>X</password>`, `<db:Password type="x">X</db:Password>`, `<clientSecret><![CDATA[X]]>`:
+# an XML element whose name ends with a secret word. The tags stay, the content goes.
+# (Not `pass`, `key` or `credentials`: `<bypass>`, a plist's `<key>`, an element of elements.)
+_XML_WORDS = (
+    r"(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key"
+    r"|secret[_-]?key|private[_-]?key|psk|bindpw|rootpw|masterpw|secret[_-]?key[_-]?base)"
+)
+_XML_ELEMENT = re.compile(
+    r"<([A-Za-z0-9_.:-]{0,64}?" + _XML_WORDS + r")(?:\s[^<>]{0,1024})?>"
+    r"(<!\[CDATA\[(?:[^\]]|\](?!\]>)){1,8192}\]\]>|[^<]{1,8192})</\1\s*>",
+    re.IGNORECASE,
+)
+
+
+def _after_program(program: str) -> str:
+    """`program`, then the rest of its command up to an option (a shell separator or a line's
+    end stops it): a bounded stretch that stops where `program` is named again, so every
+    character is scanned from one start at most."""
+    return program + r"(?:(?!" + program + r")[^\n|;&]){0,2048}?"
+
+
+# Samba's `-U [DOMAIN\]USER%PASSWORD` (`--user=`, smbclient, rpcclient, net ads join ...): the
+# password after the first `%` goes, the user stays.
+_SAMBA_USER = re.compile(
+    _after_program(r"(?<![\w.-])(?:smbclient|rpcclient|smbcacls|smbcquotas|smbget|smbtree|samba-tool|wbinfo|net)"
+                   r"[\"']?(?=[\s,])")
+    + r"(?<![\w-])(?:-U|--user(?:name)?(?![\w-])|--authenticate(?![\w-]))(?:=|[\s\"',]{0,4})"
+    r"[^\s%\"',]{0,256}%([^\s\"']+)"
+)
+# `docker login -u USER -p PASSWORD` (and podman, buildah, nerdctl, oras, helm registry): `-p` is a
+# password only after `login` (`docker run -p 80:80` publishes a port). `--password` is an option
+# like any other (`_LONG_OPTION`).
+_REGISTRY_LOGIN = re.compile(
+    _after_program(r"(?<![\w.-])(?:docker|podman|buildah|nerdctl|oras|registry)[\"']?[\s,]+[\"']?login[\"']?(?=[\s,])")
+    + r"(?<![\w-])-p(?:[\s\"',]{1,4}|=)?(?![\s\"',)\]}-])([^\s\"',]+)"
 )
 # Values of a secret-named setting that are settings, not secrets (`token: on`).
 NOT_SECRET = frozenset({"yes", "no", "true", "false", "on", "off", "none", "null", "prompt",
@@ -169,7 +223,11 @@ _PREFILTER = re2.compile(("(?im)" + "|".join((
     r"(?:authorization|x-api-key|x-auth-token|cookie)[\"']?\s*[:=]",
     r"://[^\s/:@]*:[^\s/@]+@",
     r"private key(?: block)?-----",
-    r"akia|asia|gh[pousr]_|github_pat_|glpat-|xox[abprs]-|[rs]k_live_|eyj|aiza",
+    r"akia|asia|gh[pousr]_|github_pat_|glpat-|xox[abprs]-|[rs]k_live_|eyj|aiza|sk-|t3blbkfj",
+    # </password> (an XML element's content); -U user%pw; login ... -p pw
+    r"</[a-z0-9_.:-]*" + _XML_WORDS + r"\s*>",
+    r"(?:-u|--user(?:name)?|--authenticate)(?:=|[\s\"',]*)[^\s%\"',]*%",
+    r"(?:docker|podman|buildah|nerdctl|oras|registry)[\"']?[\s,]+[\"']?login[\"']?[\s,][^\n|;&]*-p",
     r"\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$",
     r"\d(?:[ -]?\d){12}",  # the shortest card number, grouped any way
     # a program whose options name secrets, then its options (or the end of its JSON string)
@@ -189,7 +247,16 @@ def _search(data: bytes) -> bool:
 
 
 def may_hold_secret(text: str) -> bool:
-    return _search(text.encode("utf-8", "surrogateescape"))
+    return _search(utf8(text))
+
+
+def utf8(text: str) -> bytes:
+    """`text` as the bytes it was read from (undecodable bytes are `\\udcXX`); a surrogate of
+    another kind (`\\ud83d` unescaped from a JSON string) is written as it is, not an error."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def json_unescaped(line: bytes) -> bytes | None:
@@ -311,6 +378,10 @@ def builtin_detectors(*, credentials: bool = True, payment_cards: bool = True) -
             Detector("secret_line", _CONFIG_SPACED, 1, check=is_secret_value, trigger=_CONFIG_WORDS),
             Detector("service_token", _TOKENS, 0,
                      trigger=_has("akia", "asia", "gh", "glpat-", "xox", "k_live_", "eyj", "aiza", "$")),
+            Detector("sk_api_key", _SK_KEY, 0, check=_random_body, trigger=_has("sk-")),
+            Detector("xml_secret", _XML_ELEMENT, 2, check=is_secret_value, trigger=_has("</")),
+            Detector("samba_user", _SAMBA_USER, 1, trigger=_has("%")),
+            Detector("registry_login", _REGISTRY_LOGIN, 1, trigger=_has("login")),
         ]
     if payment_cards:
         out.append(Detector("payment_card", _PAN, 0, replace=mask_pan, check=_is_pan, trigger=_has_digit_run))

@@ -27,6 +27,7 @@ from secpolicy.redaction.detectors import (
     json_unescaped,
     may_hold_secret,
     program_secrets,
+    utf8,
 )
 
 __all__ = ["ACTIONS", "FIELD_CLASSES", "RedactionSettings", "Redactor"]
@@ -47,7 +48,7 @@ FIELD_CLASSES: dict[str, str] = {
 # whole, whatever it looks like (`option("bindpw")`, `kv("/etc/x").get("db_password")`, a DES hash).
 SECRET_SETTING = re.compile(
     r"[\"'](?:[A-Za-z0-9_.-]*[_.-])?(?:password|passwd|passphrase|pwd|secret|token|bindpw|rootpw|credentials?"
-    r"|api_?key|private_?key|psk|community)[\"']"
+    r"|api_?key|private_?key|psk|community|secret_?key_?base)[\"']"
     r"|\.(?:password|passwd|passphrase|secret|token|psk)\b(?![.(])",
     re.IGNORECASE,
 )
@@ -56,7 +57,7 @@ SECRET_SETTING = re.compile(
 # `{"db_password": "X"}` in a record's nested objects (a bare `key` is a name, as in `config.key`).
 _SECRET_NAME = re.compile(
     r"(?:[A-Za-z0-9]+[_.-])*(?:password|passwd|passphrase|pwd|secret|token|api_?key|access_?key|secret_?key"
-    r"|private_?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth|requirepass)",
+    r"|private_?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth|requirepass|secret[_.-]?key[_.-]?base)",
     re.IGNORECASE,
 )
 _secret_names: dict[str, bool] = {}
@@ -707,7 +708,7 @@ def _json_view(record: Mapping[str, Any], line: bytes) -> bytes | None:
                 joined = " ".join(args)
             except TypeError:
                 joined = " ".join(map(str, args))
-            return view + b"\n" + joined.encode("utf-8", "surrogateescape")
+            return view + b"\n" + utf8(joined)
     elif proc is not None:
         return None
     return _line_view(line)
