@@ -23,6 +23,7 @@ from secpolicy.models import (
     EventCred,
     EventFile,
     EventLogin,
+    EventMount,
     EventNet,
     EventOutcome,
     EventProc,
@@ -620,10 +621,22 @@ def _b_ptrace(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
 
 
 def _b_mount(ctx: _Ctx, ev: Event, f: dict[str, str]) -> None:
+    # The kernel looks up the mount point first (item 0), then a source it resolves as a path
+    # (item 1: a bind mount's directory, a block device); auditd on `mount --bind SRC DST`
+    # writes DST as item 0 and SRC as item 1. The live monitor names the mount point too. The
+    # file system type and a source that is no path (`none`, `tmpfs`) are not in the records.
+    m: EventMount = {}
+    flags = _arg(f.get("a3"))
+    if flags is not None:
+        m["flags"] = flags
     for path, nametype, item in ctx.paths():
-        if item == "1" and path is not None and nametype in ("NORMAL", "UNKNOWN"):
+        if path is None or nametype not in ("NORMAL", "UNKNOWN"):
+            continue
+        if item == "0":
             ev["file"] = {"path": path}
-            return
+        elif item == "1":
+            m["source"] = path
+    ev["mount"] = m
 
 
 _SYSCALL_EVENTS: dict[str, tuple[EventType, SyscallBuilder]] = {

@@ -305,6 +305,36 @@ def test_open_paths_are_resolved_against_cwd_and_flags_decoded(tmp_path: Path) -
     assert "login" not in e
 
 
+def test_a_mount_names_its_mount_point_and_a_bind_mounts_source_as_auditd_writes_them(tmp_path: Path) -> None:
+    # What auditd 3.x wrote for `mount --bind SRC DST` and then `mount -t tmpfs none DST` (a
+    # private auditd, `-a always,exit -F arch=b64 -S mount`): the kernel looks the mount point
+    # up first (item 0) and a source that is a path second (item 1). The live monitor names
+    # the mount point too; reading item 1 as the file named the bind source, and a tmpfs
+    # mount nothing.
+    log = write(
+        tmp_path,
+        "type=SYSCALL msg=audit(1796384718.610:48535): arch=c000003e syscall=165 success=yes exit=0 a0=55e3e85ed340 "
+        "a1=55e3e85ed370 a2=55e3e85ed300 a3=1000 items=2 ppid=26614 pid=26615 auid=4294967295 uid=0 gid=0 euid=0 "
+        'suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="mount" exe="/usr/bin/mount" key="sp"\n'
+        'type=PATH msg=audit(1796384718.610:48535): item=0 name="/tmp/mnt-probe/dst" inode=2146354 dev=fe:00 '
+        "mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0\n"
+        'type=PATH msg=audit(1796384718.610:48535): item=1 name="/tmp/mnt-probe/src" inode=2146340 dev=fe:00 '
+        "mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0\n"
+        "type=SYSCALL msg=audit(1796384718.614:48536): arch=c000003e syscall=165 success=yes exit=0 a0=56140675a300 "
+        "a1=56140675a320 a2=56140675a2e0 a3=0 items=1 ppid=26614 pid=26616 auid=4294967295 uid=0 gid=0 euid=0 "
+        'suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="mount" exe="/usr/bin/mount" key="sp"\n'
+        'type=PATH msg=audit(1796384718.614:48536): item=0 name="/tmp/mnt-probe/dst" inode=2146340 dev=fe:00 '
+        "mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0\n",
+    )
+    bind, tmpfs = events_of(log)[0]
+    assert bind["type"] == tmpfs["type"] == "mount"
+    assert bind["file"] == {"path": "/tmp/mnt-probe/dst"}
+    assert bind["mount"] == {"flags": 0x1000, "source": "/tmp/mnt-probe/src"}  # MS_BIND
+    assert tmpfs["file"] == {"path": "/tmp/mnt-probe/dst"}
+    assert tmpfs["mount"] == {"flags": 0}
+    assert event_errors(bind) == event_errors(tmpfs) == []
+
+
 def test_setxattr_names_the_file_but_audit_does_not_carry_the_attribute(tmp_path: Path) -> None:
     log = write(
         tmp_path,
