@@ -25,6 +25,7 @@ from secpolicy.reports.diff import (
 )
 from secpolicy.reports.model import AuditRef, check_same_host, parse_time
 from secpolicy.resultsfile import read_input, sha256_hex
+from secpolicy.terminal import inert_line
 
 __all__ = ["COMMANDS", "diff", "find_audit_record", "report", "verify_report_cmd"]
 
@@ -145,8 +146,9 @@ def verify_report_cmd(report_file: str, public_key: str, signature: str | None, 
             raise IntegrityError(
                 f"{results_file} is not the results the report renders: SHA-256 {actual}, signed {verified.results_sha256}"
             )
-    click.echo(f"ok: {report_file} (SHA-256 {verified.sha256}) signed {verified.signed_at} by key "
-               f"sha256:{verified.public_key_sha256[:16]}...; it renders results SHA-256 {verified.results_sha256}")
+    # A file name is shown inert (control characters escaped), as every path we print.
+    click.echo(inert_line(f"ok: {report_file} (SHA-256 {verified.sha256}) signed {verified.signed_at} by key "
+                          f"sha256:{verified.public_key_sha256[:16]}...; it renders results SHA-256 {verified.results_sha256}"))
 
 
 # A signature document is a few hundred bytes; anything much larger is not one.

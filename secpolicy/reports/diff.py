@@ -4,13 +4,14 @@ which were fixed, which changed status otherwise, and which rules appeared or di
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
 from secpolicy.errors import InputError
 from secpolicy.models import Severity, deciding_lines, requirement_key
-from secpolicy.reports.model import host_label, validate_results
+from secpolicy.reports.model import decided_pct, host_label, validate_results
 from secpolicy.resultsfile import read_json_file
 from secpolicy.terminal import inert, inert_line
 
@@ -194,14 +195,9 @@ def diff_results(old: dict[str, Any], new: dict[str, Any]) -> Diff:
 
 
 def _compliance_pct(doc: Mapping[str, Any]) -> float | None:
-    # pass / (pass + fail + error), as the scan's summary states it: a summary edited to read
-    # 100% cannot make the diff say so while the results list failures.
-    counts = {s: 0 for s in ("pass", "fail", "error")}
-    for r in doc["results"]:
-        if r["status"] in counts:
-            counts[r["status"]] += 1
-    decided = sum(counts.values())
-    return round(100.0 * counts["pass"] / decided, 1) if decided else None
+    # From the results themselves: a summary edited to read 100% cannot make the diff say so
+    # while the results list failures.
+    return decided_pct(Counter(r["status"] for r in doc["results"]))
 
 
 def _requirement_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[RequirementChange, ...]:

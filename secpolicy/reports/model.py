@@ -33,6 +33,7 @@ __all__ = [
     "WaiverEntry",
     "build_report",
     "check_same_host",
+    "decided_pct",
     "finding_from_dict",
     "host_label",
     "parse_time",
@@ -407,14 +408,26 @@ def _reading_key(f: Finding) -> tuple[int, int, str]:
     return (STATUS_ORDER[f.status], -f.severity.rank, f.rule_id)
 
 
+def decided_pct(counts: Mapping[str, Any]) -> float | None:
+    """Compliance as the scan computes it, pass / (pass + fail + error), from the counts
+    themselves: a report never repeats a stated percentage (an edited summary saying 100%
+    while its counts, checked against the results, hold failures)."""
+    try:
+        passed = int(counts.get("pass", 0))
+        decided = passed + int(counts.get("fail", 0)) + int(counts.get("error", 0))
+    except (TypeError, ValueError):
+        return None
+    return round(100.0 * passed / decided, 1) if decided > 0 else None
+
+
 def _trend_point(results: Mapping[str, Any]) -> TrendPoint:
     s = results["summary"]
     return TrendPoint(
         at=results["scan"]["started_at"],
         scan_id=results["scan"]["id"],
         host=host_label(results["scan"]),
-        overall_pct=s.get("compliance_pct"),
-        frameworks={fw: e.get("compliance_pct") for fw, e in s["frameworks"].items()},
+        overall_pct=decided_pct(s["by_status"]),
+        frameworks={fw: decided_pct(e) for fw, e in s["frameworks"].items()},
     )
 
 
@@ -532,7 +545,7 @@ def build_report(
         frameworks.append(
             FrameworkSummary(
                 name=name,
-                compliance_pct=entry.get("compliance_pct"),
+                compliance_pct=decided_pct(entry),
                 counts={s.value: int(entry.get(s.value, 0)) for s in Status},
                 rules=int(entry.get("rules", 0)),
                 requirements=entry.get("requirements"),
@@ -582,7 +595,7 @@ def build_report(
         findings=findings,
         by_status=dict(summary["by_status"]),
         by_severity={k: dict(v) for k, v in summary["by_severity"].items()},
-        compliance_pct=summary.get("compliance_pct"),
+        compliance_pct=decided_pct(summary["by_status"]),
         frameworks=tuple(frameworks),
         waivers=waivers,
         errors=errors,

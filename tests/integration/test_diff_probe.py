@@ -96,6 +96,27 @@ def test_diff_states_the_compliance_the_results_hold_not_an_edited_summary(tmp_p
     assert _pct(new) == 40.0
 
 
+def test_a_report_states_the_compliance_of_the_counts_not_an_edited_percentage(tmp_path):
+    """`report` of a results file whose summary says 100% (overall and per framework) while
+    its results fail: every format shows what the counts give, computed by hand here."""
+    doc = _doc()
+    doc["summary"]["compliance_pct"] = 100.0
+    for entry in doc["summary"]["frameworks"].values():
+        entry["compliance_pct"] = 100.0
+    src = _put(tmp_path / "edited.json", doc)
+    sarif = tmp_path / "r.sarif"
+    p = secpolicy("report", str(src), "--format", "sarif", "-o", str(sarif))
+    assert p.returncode == 0, p.stderr
+    props = json.loads(sarif.read_text())["runs"][0]["properties"]
+    assert props["compliance_pct"] == _pct(doc) == 40.0
+    for fw, entry in doc["summary"]["frameworks"].items():
+        decided = entry["pass"] + entry["fail"] + entry["error"]
+        assert props["frameworks"][fw] == (round(100 * entry["pass"] / decided, 1) if decided else None), fw
+    html = tmp_path / "r.html"
+    assert secpolicy("report", str(src), "--format", "html", "-o", str(html)).returncode == 0
+    assert "100.0%" not in html.read_text() and "40.0%" in html.read_text()
+
+
 def test_diff_refuses_the_scans_in_reverse_order(tmp_path):
     """OLD newer than NEW: read that way every regression would be `fixed` and the gate pass."""
     old, new = _doc(BASELINE), _doc()
