@@ -337,6 +337,9 @@ def lint(paths: tuple[str, ...], waivers: str | None, tailoring: str | None) -> 
     for fw, cov in compute_coverage(ps).items():
         for req in cov.unbacked:
             problems.append(InputError(f"coverage: {fw} {req} is declared automated/partial but no rule references it"))
+        for req in cov.conflicting:
+            problems.append(InputError(f"coverage: {fw} {req} is declared in more than one of automated, partial "
+                                       "and manual (the strongest is counted)"))
     for w in ps.warnings:
         click.echo(w.render(), err=True)
     if problems:

@@ -21,6 +21,8 @@ class FrameworkCoverage:
     unbacked: list[str] = field(default_factory=list)
     # Referenced by rules but absent from the declared lists.
     undeclared: list[str] = field(default_factory=list)
+    # Declared in more than one of automated, partial and manual (counted in the strongest).
+    conflicting: list[str] = field(default_factory=list)
     rules_by_requirement: dict[str, list[str]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -67,7 +69,9 @@ def compute_coverage(ps: PolicySet, standard: str | None = None) -> dict[str, Fr
         cov.manual.extend(cov.unbacked)
         listed = d["automated"] | d["partial"] | d["manual"]
         cov.undeclared = [req for req in refs if req not in listed]
-        for lst in (cov.automated, cov.partial, cov.manual, cov.unbacked, cov.undeclared):
+        cov.conflicting = [req for req in listed
+                           if (req in d["automated"]) + (req in d["partial"]) + (req in d["manual"]) > 1]
+        for lst in (cov.automated, cov.partial, cov.manual, cov.unbacked, cov.undeclared, cov.conflicting):
             lst.sort(key=requirement_key)
         out[fw] = cov
     return out

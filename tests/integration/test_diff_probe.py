@@ -319,3 +319,20 @@ def test_coverage_of_a_requirement_only_a_disabled_rule_maps_is_manual(tmp_path)
     assert got["claimed_but_unbacked"] == ["1.2", "2.1"]
     p = secpolicy("coverage", "-p", str(tmp_path), "--standard", "nope")
     assert p.returncode == 2 and "no coverage data for framework 'nope'" in p.stderr
+
+
+def test_a_requirement_declared_both_automated_and_manual_is_a_lint_error(tmp_path):
+    """Counted once, in the strongest class, as the docs say; but a pack saying both about one
+    requirement is a mistake `lint` names rather than a claim it settles silently."""
+    (tmp_path / "p.yaml").write_text(
+        "metadata: {id: probe, title: probe, version: '1', standard: probe-fw}\n"
+        "coverage:\n  probe-fw: {automated: ['1.1'], manual: ['1.1', '3.1']}\n"
+        "rules:\n"
+        "  - {id: probe.on, title: enabled rule, severity: low, references: {probe-fw: ['1.1']}, check: 'true'}\n"
+    )
+    p = secpolicy("lint", str(tmp_path))
+    assert p.returncode == 2
+    assert "coverage: probe-fw 1.1 is declared in more than one of automated, partial and manual" in p.stderr
+    assert "3.1" not in p.stderr
+    got = json.loads(secpolicy("coverage", "-p", str(tmp_path), "--format", "json").stdout)["probe-fw"]
+    assert (got["automated"], got["manual"]) == (["1.1"], ["3.1"])
