@@ -8,7 +8,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -741,7 +742,20 @@ def anomaly_detect_cmd(db: str | None, replay: tuple[str, ...], baseline_path: s
     outfile.check_writable(output)
     redactor = open_redactor(redaction)
     detector = Detector(Baseline.load(baseline_path), DetectorSettings(k=k, min_count=min_count))
-    alerts = [redactor.alert(a) for a in detector.run(_items(db, replay, since, until, alerts=True))]
+    seen = Counter[str]()
+
+    def counted(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        for kind, obj in items:
+            seen[kind] += 1
+            yield kind, obj
+
+    alerts = [redactor.alert(a) for a in detector.run(counted(_items(db, replay, since, until, alerts=True)))]
+    # "No anomalies" over no events would say nothing was compared: the count is always given.
+    if not seen["event"]:
+        click.echo("secpolicy: no events in the window: nothing was compared with the baseline", err=True)
+    else:
+        click.echo(f"secpolicy: {seen['event']} events compared with the baseline, {len(alerts)} "
+                   f"anomal{'y' if len(alerts) == 1 else 'ies'}", err=True)
     text = "".join(format_alert(a, fmt) + "\n" for a in alerts)
     if output:
         outfile.write_text(output, text)

@@ -278,11 +278,17 @@ def test_anomaly_learn_and_detect(tmp_path: Path) -> None:
     code, out = run("anomaly", "learn", "--replay", str(quiet), "--out", str(tmp_path / "b.json"))
     assert code == 0 and "30 intervals" in out
     code, out = run("anomaly", "detect", "--replay", str(quiet), "--baseline", str(tmp_path / "b.json"))
-    assert (code, out) == (0, "")
+    assert (code, out) == (0, "secpolicy: 60 events compared with the baseline, 0 anomalies\n")
     code, out = run("anomaly", "detect", "--replay", str(busy), "--baseline", str(tmp_path / "b.json"))
     assert code == 1
-    alerts = [json.loads(line) for line in out.splitlines()]
+    lines = out.splitlines()
+    assert "secpolicy: 40 events compared with the baseline, 1 anomaly" in lines
+    alerts = [json.loads(line) for line in lines if line.startswith("{")]
     assert [(a["rule_id"], a["context"]["count"]) for a in alerts] == [("anomaly.rate", 40)]
+    # A window holding no event is not "no anomalies": it says nothing was compared.
+    code, out = run("anomaly", "detect", "--replay", str(busy), "--baseline", str(tmp_path / "b.json"),
+                    "--since", "2026-11-22T00:00:00Z")
+    assert (code, out) == (0, "secpolicy: no events in the window: nothing was compared with the baseline\n")
 
 
 def test_anomaly_option_errors(tmp_path: Path) -> None:
