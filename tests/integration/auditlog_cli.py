@@ -24,6 +24,8 @@ def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, list(args), standalone_mode=False)
     if isinstance(result.exception, SecpolicyError):
         return result.exception.exit_code, result.output + result.exception.render()
+    if isinstance(result.exception, SystemExit):  # sys.exit(1): found something (anomaly detect)
+        return result.exit_code, result.output
     if result.exception is not None:
         raise result.exception
     return 0, result.output

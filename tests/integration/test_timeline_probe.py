@@ -9,34 +9,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
-from click.testing import CliRunner
+from auditlog_cli import run
 
 from secpolicy.auditlog.store import EventStore
-from secpolicy.cli.auditlog import COMMANDS
-from secpolicy.errors import SecpolicyError
-
-
-@click.group()
-def cli() -> None:
-    pass
-
-
-for _command in COMMANDS:
-    cli.add_command(_command)
-
-
-def run(*args: str) -> tuple[int, str]:
-    """Exit code and output as the top-level command gives them; a crash fails the test."""
-    result = CliRunner().invoke(cli, list(args), standalone_mode=False)
-    if isinstance(result.exception, SecpolicyError):
-        return result.exception.exit_code, result.output + result.exception.render()
-    if isinstance(result.exception, SystemExit):
-        return result.exit_code, result.output
-    if result.exception is not None:
-        raise result.exception
-    return 0, result.output
 
 
 def _jsonl(path: Path, records: list[Any]) -> Path:
