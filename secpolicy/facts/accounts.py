@@ -71,14 +71,17 @@ ACCOUNT_CONFLICTS = ObjectType(
         "duplicate_user_names": ListType(STR),
         "duplicate_group_names": ListType(STR),
         "users_without_group": ListType(STR),
+        "empty_shadow_passwords": ListType(STR),
     },
-    doc="what the account files share or lack, found in one pass (CIS 7.2.3, 7.2.5 to 7.2.8)",
+    doc="what the account files share or lack, found in one pass (CIS 7.2.2, 7.2.3, 7.2.5 to 7.2.8)",
     field_docs={
         "duplicate_uids": 'each uid two or more passwd lines carry, as "1001: bob, carol"',
         "duplicate_gids": 'each gid two or more group lines carry, as "0: root, wheel0"',
         "duplicate_user_names": "each user name passwd lists more than once",
         "duplicate_group_names": "each group name /etc/group lists more than once",
         "users_without_group": 'users whose primary gid no group has, as "bob (gid 1999)"',
+        "empty_shadow_passwords": "the name of each /etc/shadow entry whose password field is empty,"
+        " every entry counted (a second entry for a name, or one without a passwd line, too)",
     },
 )
 
@@ -478,6 +481,17 @@ class AccountConflicts:
             ", ".join(at(PASSWD, n) for *_x, n in missing) or f"{PASSWD}, {GROUPS}"
         )
         return tuple(f"{name} (gid {gid})" for name, gid, _n in missing)
+
+    @property
+    def empty_shadow_passwords(self) -> tuple[str, ...]:
+        # CIS 7.2.2 reads every line of /etc/shadow, not only the entry getspnam() returns first
+        hits = [
+            (parts[0], n)
+            for parts, n in _entries(_required(self._ctx, SHADOW), _shadow_entry)
+            if parts[1] == ""
+        ]
+        self._where["empty_shadow_passwords"] = ", ".join(at(SHADOW, n) for _name, n in hits) or SHADOW
+        return tuple(name for name, _n in hits)
 
     def _dups(self, field: str, path: str, items: list[tuple[Any, str, int]]) -> tuple[str, ...]:
         by: dict[Any, list[tuple[str, int]]] = {}

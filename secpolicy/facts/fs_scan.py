@@ -28,7 +28,8 @@ FS_SCAN = ObjectType(
     doc="a walk of directory trees (links not followed, other file systems not entered)",
     field_docs={
         "entries": "how many entries were looked at",
-        "world_writable": "world-writable files, and world-writable directories without the sticky bit",
+        "world_writable": "world-writable regular files, and world-writable directories without the sticky"
+        " bit",
         "unowned": 'entries whose uid or gid the passwd or group file does not know, as "path (uid 4242)"',
     },
 )
@@ -102,7 +103,14 @@ class FsScan:
             if stat.S_ISLNK(mode):
                 continue
             is_dir = stat.S_ISDIR(mode)
-            if mode & stat.S_IWOTH and not (is_dir and mode & stat.S_ISVTX):
+            # CIS 7.1.11 looks at regular files and directories (`find \( -type f -o -type d \)
+            # -perm -0002`): sockets and FIFOs (postfix's public/ ones) and device nodes are
+            # world-writable by design and not listed
+            if (
+                mode & stat.S_IWOTH
+                and (is_dir or stat.S_ISREG(mode))
+                and not (is_dir and mode & stat.S_ISVTX)
+            ):
                 ww.append(path)
             if is_dir and st.st_dev == dev:  # another file system mounted here is not entered
                 try:

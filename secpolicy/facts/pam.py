@@ -41,6 +41,21 @@ PAM_ENTRY = ObjectType(
             "that value read as strtol(value, NULL, 10) reads it, as pam_pwhistory and pam_unix"
             " read their numbers (`24abc` is 24, `abc` is 0); null when the argument is absent",
         ),
+        "arg_int_icase": Method(
+            (STR,),
+            INT,
+            "the value of the last `name=value`, the name compared ignoring ASCII case, read as"
+            " pam_pwhistory reads remember=: strtol(value, NULL, 10) kept in a C int (`REMEMBER=24`"
+            " is 24, `4294967296` wraps to 0); null when no argument sets it",
+        ),
+        "last_prefixed": Method(
+            (ListType(STR),),
+            STR,
+            "the word the last argument starting with one of these words starts with (the first"
+            " such word in list order), null when none does: pam_unix matches its options by"
+            " prefix and the last of a kind wins (`yescrypt md5` hashes with md5, `sha512x` is"
+            " sha512)",
+        ),
     },
     doc="one line of a PAM stack",
     field_docs={
@@ -110,11 +125,40 @@ class PamEntry:
         m = _STRTOL.match(value)
         return 0 if m is None else int(m.group(0))
 
+    def arg_int_icase(self, name: str) -> int | None:
+        # pam_pwhistory: pam_str_skip_icase_prefix(argv, "remember=") and an int
+        # `options->remember = strtol(str, NULL, 10)`
+        prefix = _ascii_lower(name) + "="
+        for a in reversed(self.args):
+            if _ascii_lower(a[: len(prefix)]) == prefix:
+                m = _STRTOL.match(a, len(prefix))
+                value = 0 if m is None else int(m.group(0))
+                value = max(-(2**63), min(2**63 - 1, value)) & 0xFFFFFFFF  # long, then int
+                return value - 2**32 if value >= 2**31 else value
+        return None
+
+    def last_prefixed(self, words: list[str]) -> str | None:
+        # pam_unix's _set_ctrl(): each argument is the first option (in its table) that the
+        # argument starts with, and a later hash option clears an earlier one
+        for a in reversed(self.args):
+            hit = next((w for w in words if w and a.startswith(w)), None)
+            if hit is not None:
+                return hit
+        return None
+
     def where(self, name: str, *args: Any) -> str | None:
         return at(self.file, self.lineno)
 
 
 _STRTOL = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    """strcasecmp()'s folding: ASCII letters only."""
+    return text.translate(_ASCII_LOWER)
+
+
 _PAM_BLANKS = " \t\n"  # _pam_StrTok(..., " \n\t"): \r, \v, \f are part of a word
 _TOKEN = re.compile(r"\[(?:[^\]\\]|\\.)*\]|[^ \t\n]+")
 
@@ -218,7 +262,9 @@ class _Reader:
             ) from None
         for n, line in lines:
             toks = _tokens(line)
-            if toks[0] == "@include":
+            # libpam compares `@include`, the type and the `include`/`substack` controls
+            # with strcasecmp(): `@INCLUDE x` and `auth Include x` include x
+            if _ascii_lower(toks[0]) == "@include":
                 if len(toks) > 1:
                     entries += self.read(toks[1], only_type, depth + 1, seen + (service,)) or []
                 continue
@@ -229,7 +275,7 @@ class _Reader:
             kind = raw_type.lstrip("-").lower()
             if only_type is not None and kind != only_type:
                 continue
-            if control in ("include", "substack"):
+            if _ascii_lower(control) in ("include", "substack"):
                 entries += self.read(toks[2], kind, depth + 1, seen + (service,)) or []
                 continue
             control = control if control.startswith("[") else control.lower()
