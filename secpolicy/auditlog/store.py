@@ -411,8 +411,16 @@ def _no_constant(name: str) -> Any:
 
 
 _DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+_LONG_DIGITS = re.compile(r"[0-9]{20}")
 _MAX_DEPTH = 256  # nesting of a stored record; real events nest a few levels
+
+
+def _exact(obj: Any, text: str) -> Any:
+    """`obj` as Python's decoder reads `text` when it holds 20 digits in a row (an integer
+    beyond 64 bits, perhaps, which orjson turns quietly into a float): a record redaction
+    rewrites is written from its object, and must keep the integer as written. Only such
+    records pay for the search."""
+    return _DECODE(text) if _LONG_DIGITS.search(text) else obj
 
 
 def _depth(obj: Any) -> int:
@@ -454,10 +462,10 @@ class JsonLines:
                     continue
                 try:
                     if "rule_id" in obj:
-                        red = obj if clean or redactor is None else redactor.alert(obj)
+                        red = obj if clean or redactor is None else redactor.alert(_exact(obj, text))
                         yield "alert", alert_row(red, text if red is obj else None)
                     else:
-                        red = obj if clean or redactor is None else redactor.event(obj)
+                        red = obj if clean or redactor is None else redactor.event(_exact(obj, text))
                         yield "event", event_row(red, text if red is obj else None)
                 except InputError as exc:
                     self._skip(path, n, exc.message)
@@ -473,7 +481,7 @@ class JsonLines:
                 kind = "alert" if "rule_id" in obj else "event"
                 try:
                     red = obj if clean or redactor is None else (
-                        redactor.alert(obj) if kind == "alert" else redactor.event(obj))
+                        redactor.alert(_exact(obj, text)) if kind == "alert" else redactor.event(_exact(obj, text)))
                     (alert_row if kind == "alert" else event_row)(red, text if red is obj else None)
                 except InputError as exc:
                     self._skip(path, n, exc.message)
@@ -524,13 +532,12 @@ class JsonLines:
                     if not line:
                         continue
                     try:
-                        # orjson is strict and fast on bytes; long lines, and lines with 20 digits
-                        # in a row (an integer beyond 64 bits, perhaps), are read again by Python's
-                        # decoder, since orjson would turn a huge integer quietly into a float,
-                        # which a redacted record (written from the object) would then keep.
+                        # orjson is strict and fast on bytes; long lines are read again by Python's
+                        # decoder, since orjson would turn a huge integer quietly into a float
+                        # (a record redaction rewrites is read again too: _exact).
                         obj = orjson.loads(line)  # rejects lone surrogates, NaN and bad UTF-8 too
                         text = line.decode("utf-8")
-                        if len(line) > 4000 or _LONG_DIGITS.search(line):
+                        if len(line) > 4000:
                             obj = _DECODE(text)
                     except RecursionError:
                         yield path, n, None, "JSON nested too deeply"
