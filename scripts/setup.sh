@@ -17,7 +17,21 @@ created_policy_rc=
 
 # Debian packages: runtime (bcc, bpftool, headers, PDF rendering libs) and, for tests and
 # benchmarks, the real tools we compare against or talk to.
-runtime_debs="python3 python3-venv python3-bpfcc bpftool linux-headers-cloud-amd64 libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libfontconfig1 fonts-dejavu-core"
+runtime_debs="python3 python3-venv python3-bpfcc bpftool libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libfontconfig1 fonts-dejavu-core"
+# Kernel headers for bcc: none when the running kernel has them; else its own Debian package
+# (a Debian kernel has one); else Debian's cloud headers of this architecture, linked below.
+headers_deb() {
+  local kver arch
+  kver=$(uname -r)
+  [ -e "/lib/modules/$kver/build" ] && return 0
+  if command -v apt-cache >/dev/null && apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then
+    echo "linux-headers-$kver"
+    return 0
+  fi
+  arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+  echo "linux-headers-cloud-$arch"
+}
+runtime_debs="$runtime_debs $(headers_deb)"
 test_debs="ansible-core postgresql skopeo sqlite3 poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules strace binutils iptables acl attr libcap2-bin openssh-server libxml2-utils make"
 
 install_debs() {
@@ -117,9 +131,10 @@ if is_root; then
   kver=$(uname -r)
   mod=/lib/modules/$kver
   if [ ! -e "$mod/build" ]; then
-    hdr=$(ls -d /usr/src/linux-headers-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1 || true)
+    arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+    hdr=$(ls -d /usr/src/linux-headers-*-cloud-"$arch" 2>/dev/null | sort -V | tail -n 1 || true)
     if [ -n "$hdr" ]; then
-      common=${hdr%-cloud-amd64}-common
+      common=${hdr%-cloud-"$arch"}-common
       mkdir -p "$mod"
       ln -sfn "$hdr" "$mod/build"
       [ -e "$mod/source" ] || ln -sfn "$common" "$mod/source"

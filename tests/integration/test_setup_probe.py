@@ -226,3 +226,31 @@ def test_a_monitor_that_cannot_start_leaves_its_alerts_file_as_it_was() -> None:
         assert alerts.read_text() == '{"rule_id": "from-yesterday"}\n'
     finally:
         shutil.rmtree(d)
+
+
+# -- kernel headers for bcc -----------------------------------------------------------------------
+
+def _headers_deb(kver: str, modules: Path) -> str:
+    """What setup.sh's headers_deb() picks for a kernel `kver` whose /lib/modules is `modules`."""
+    body = SETUP.read_text()
+    fn = body[body.index("headers_deb() {"):]
+    fn = fn[: fn.index("\n}\n") + 3].replace('"/lib/modules/$kver/build"', f'"{modules}/$kver/build"')
+    script = f"uname() {{ echo {kver}; }}\n{fn}headers_deb\n"
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("apt-cache") is None, reason="no apt-cache (not a Debian system)")
+def test_setup_picks_the_running_kernels_own_headers_where_debian_has_them(tmp_path: Path) -> None:
+    """A Debian kernel gets its own headers (what bcc needs for every probe type); a kernel
+    Debian has none for gets the cloud headers setup links; a kernel with headers gets none.
+    apt-cache is asked which Debian kernels have headers, not a list written here."""
+    found = subprocess.run(["apt-cache", "search", "--names-only", r"^linux-headers-[0-9.]+-[0-9]+-(cloud-)?amd64$"],
+                           capture_output=True, text=True, check=False).stdout.split()
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
+    debian = next((w for w in found if w.startswith("linux-headers-") and w.endswith("-amd64")), None)
+    if debian is not None:
+        kver = debian.removeprefix("linux-headers-")
+        assert _headers_deb(kver, tmp_path) == debian
+    assert _headers_deb("99.1.0-no-such-kernel", tmp_path) == f"linux-headers-cloud-{arch}"
+    (tmp_path / "99.1.0-no-such-kernel" / "build").mkdir(parents=True)
+    assert _headers_deb("99.1.0-no-such-kernel", tmp_path) == ""
