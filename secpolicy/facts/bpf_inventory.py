@@ -372,10 +372,14 @@ def _kallsyms() -> _Kallsyms:
     return _Kallsyms(base, by_addr)
 
 
-# Kernel functions the verifier calls in place of a helper (do_misc_fixups), by helper.
+# Kernel functions called in place of a helper whose names are not the helper's plus a suffix:
+# the verifier's substitutes (do_misc_fixups), and the kernel's bpf_probe_read(_str) protos
+# (kernel/trace/bpf_trace.c), whose functions are bpf_probe_read_compat(_str).
 _ALIASES = {
     "bpf_user_rnd_u32": "bpf_get_prandom_u32",
     "bpf_get_raw_cpu_id": "bpf_get_smp_processor_id",
+    "bpf_probe_read_compat": "bpf_probe_read",
+    "bpf_probe_read_compat_str": "bpf_probe_read_str",
 }
 _MAP_OP = re.compile(
     r"_map_(lookup_elem|update_elem|delete_elem|push_elem|pop_elem|peek_elem|lookup_percpu_elem|redirect)$"
@@ -405,6 +409,12 @@ def _helper_from_symbol(symbol: str, names: frozenset[str]) -> str:
             "_xdp",
             "_tracing",
             "_btf",
+            "_kprobe",
+            "_kprobe_multi",
+            "_uprobe_multi",
+            "_trace",
+            "_curr",
+            "_sleepable",
         ):
             if suffix and not stem.endswith(suffix):
                 continue
