@@ -431,6 +431,10 @@ class _Parser:
         self.matches: list[Block] = []
         self.files: list[str] = []
         self.errors: list[str] = []
+        # An AuthenticationMethods line sshd has applied (global, or in a `Match all` block,
+        # the blocks `sshd -t` applies): after one, servconf.c refuses an "any" on any later
+        # AuthenticationMethods line, in a Match block too ("any" must appear alone ...).
+        self._auth_methods_applied = False
 
     def parse_file(self, path: str, block: Block | None, depth: int) -> None:
         if depth > _MAX_INCLUDE_DEPTH:
@@ -475,6 +479,11 @@ class _Parser:
                         self.parse_file(target, current, depth + 1)
                 continue
             why = refusal(keyword, words)
+            if why is None and key == "authenticationmethods":
+                if self._auth_methods_applied and "any" in words:
+                    why = '"any" must appear alone in AuthenticationMethods'
+                if current is None or _always(current.criteria or ""):
+                    self._auth_methods_applied = True
             if why is not None:
                 self.errors.append(f"{where}: {why}")
                 continue

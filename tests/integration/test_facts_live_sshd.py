@@ -66,3 +66,36 @@ def test_effective_values_equal_sshd_t(name: str) -> None:
         assert mine == compared, name
         assert len(compared) > 80  # the whole keyword set, not a handful
         assert all(k in ACCUMULATE or " " not in k for k in compared)
+
+
+# AuthenticationMethods lines whose "any" servconf.c refuses after a line it has applied (a
+# global one, or one in a `Match all` block), in a Match block too; each variant is judged by
+# `sshd -t`, not by this list.
+AUTH_METHODS = [
+    "AuthenticationMethods publickey,password\nMatch User bob\n  AuthenticationMethods any\n",
+    "AuthenticationMethods any\nMatch User bob\n  AuthenticationMethods any\n",
+    "AuthenticationMethods publickey\nAuthenticationMethods any\n",
+    "AuthenticationMethods any\nAuthenticationMethods publickey\n",
+    "AuthenticationMethods publickey\nMatch User bob\n  AuthenticationMethods any publickey\n",
+    "Match all\n  AuthenticationMethods publickey\nMatch User bob\n  AuthenticationMethods any\n",
+    "Match User alice\n  AuthenticationMethods publickey\nMatch User bob\n  AuthenticationMethods any\n",
+    "Match User bob\n  AuthenticationMethods any\nMatch all\n  AuthenticationMethods any\n",
+    "AuthenticationMethods any\nMatch User bob\n  AuthenticationMethods publickey\n",
+    "Match User bob\n  AuthenticationMethods publickey any\n",
+]
+
+
+@pytest.mark.parametrize("text", AUTH_METHODS)
+def test_an_authentication_methods_any_is_refused_exactly_where_sshd_t_refuses_it(text: str, tmp_path: Path) -> None:
+    os.makedirs("/run/sshd", exist_ok=True)
+    key = tmp_path / "hostkey"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    cfg = tmp_path / "sshd_config"
+    cfg.write_text(f"HostKey {key}\n" + text)
+    real = subprocess.run([SSHD, "-t", "-f", str(cfg)], check=False, capture_output=True, text=True, timeout=20)
+    fact = parse_sshd(FactContext(builtin_registry(), "/"), str(cfg))
+    assert bool(fact.errors) == (real.returncode != 0), (fact.errors, real.stderr)
+    if real.returncode != 0:
+        line = real.stderr.split(" line ", 1)[1].split(":", 1)[0]
+        assert [e for e in fact.errors if e.startswith(f"{cfg}:{line}: ")] == [
+            f'{cfg}:{line}: "any" must appear alone in AuthenticationMethods'], real.stderr
