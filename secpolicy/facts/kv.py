@@ -313,8 +313,10 @@ class KvConfig:
         stopped: str | None = None,
         arg_reader: Callable[[str, str], str] | None = None,
         derived: Mapping[str, str] | None = None,
+        conf_reader: Callable[[str], KvConfig] | None = None,
     ) -> None:
         self._name = name
+        self._conf_reader = conf_reader
         self._derived = dict(derived or {})
         self._stopped = stopped
         self._arg_reader = arg_reader
@@ -383,9 +385,16 @@ class KvConfig:
     def with_args(self, entry: Any) -> KvConfig:
         """The settings a PAM module works with: these files, then the `name=value` arguments of
         its line in order, each overriding what came before. With an argument reader (pam_pwquality),
-        an argument it refuses is skipped, as the module logs it and goes on."""
-        entries = dict(self._entries)
+        an argument it refuses is skipped, as the module logs it and goes on. Where the module
+        takes `conf=FILE` (pam_faillock), the last one names the file read instead of these."""
+        base = self
+        confs = [a[5:] for a in entry.args if a.startswith("conf=")]
+        if confs and self._conf_reader is not None:
+            base = self._conf_reader(confs[-1])
+        entries = dict(base._entries)
         for a in entry.args:
+            if base is not self and a.startswith("conf="):
+                continue
             key, sep, value = a.partition("=")
             key = key.lower() if self._ignore_case else key
             if self._arg_reader is not None:
@@ -401,16 +410,16 @@ class KvConfig:
             entries[key] = _Entry(value, at(entry.file, entry.lineno))
         return KvConfig(
             self._name,
-            self.path,
-            self.files,
+            base.path,
+            base.files,
             entries,
-            self.exists,
+            base.exists,
             ignore_case=self._ignore_case,
             int_reader=self._int,
             defaults=self._defaults,
             version=self._version,
-            errors=self.errors,
-            stopped=self._stopped,
+            errors=base.errors,
+            stopped=base._stopped,
             arg_reader=self._arg_reader,
             derived=self._derived,
         )
@@ -721,14 +730,23 @@ def _faillock_value(name: str, value: str) -> str:
     raise ValueError(f"unknown option {name!r}")
 
 
-def collect_faillock(ctx: FactContext) -> KvConfig:
+FAILLOCK_CONF = "/etc/security/faillock.conf"
+
+
+def collect_faillock(ctx: FactContext, conf: str | None = None) -> KvConfig:
     """faillock.conf as pam_faillock reads it: `#` comments anywhere, `name [=] value`, a line
     it refuses (unknown option, bad number) logged and skipped, the last setting winning;
-    root_unlock_time follows unlock_time unless set."""
-    main = "/etc/security/faillock.conf"
+    root_unlock_time follows unlock_time unless set. `conf`: the file a module line names with
+    `conf=` (`with_args` reads it), which must exist where faillock.conf need not."""
+    main = conf or FAILLOCK_CONF
     entries: dict[str, _Entry] = {}
     errors: list[str] = []
     text = ctx.read_text(main)
+    if conf is not None and text is None:
+        raise EvaluationError(
+            f"pam_faillock conf={conf}: the file cannot be read, so pam_faillock fails every authentication it "
+            "takes part in (PAM_SERVICE_ERR): no lockout policy can be read"
+        )
     try:
         for n, name, raw_value in _c_conf_lines(text or ""):
             try:
@@ -753,6 +771,7 @@ def collect_faillock(ctx: FactContext) -> KvConfig:
         errors=errors,
         arg_reader=_faillock_value,
         derived={"root_unlock_time": "unlock_time"},
+        conf_reader=None if conf is not None else (lambda path: collect_faillock(ctx, path)),
     )
 
 

@@ -102,6 +102,29 @@ def test_faillock_with_pam_arguments(tmp_path: Path) -> None:
     )
 
 
+def test_faillock_conf_argument_names_the_file_pam_faillock_reads(tmp_path: Path) -> None:
+    # pam_faillock 1.5.2's args_parse(): the last `conf=` names the file read_config_file()
+    # reads instead of faillock.conf, then the other arguments override it; a conf= file it
+    # cannot open fails every authentication (PAM_SERVICE_ERR), so no lockout can be read.
+    write(tmp_path, "etc/security/faillock.conf", "deny = 5\nunlock_time = 1800\n")
+    write(tmp_path, "etc/security/faillock-pci.conf", "deny = 50\nunlock_time = 60\nfail_interval = 30\n")
+    write(
+        tmp_path,
+        "etc/pam.d/common-auth",
+        "auth requisite pam_faillock.so preauth conf=/etc/security/nope.conf conf=/etc/security/faillock-pci.conf"
+        " unlock_time=120\n"
+        "auth [default=die] pam_faillock.so authfail conf=/etc/security/missing.conf\n",
+    )
+    ctx = context(tmp_path)
+    pre, fail = ctx.fact("pam", ("common-auth",)).entries
+    f = ctx.fact("faillock", ()).with_args(pre)
+    assert (f.int("deny"), f.int("unlock_time"), f.int("fail_interval")) == (50, 120, 30)
+    assert f.where("int", "deny") == "/etc/security/faillock-pci.conf:1"
+    assert f.files == ["/etc/security/faillock-pci.conf"] and not f.has("conf")
+    with pytest.raises(EvaluationError, match=r"conf=/etc/security/missing.conf: the file cannot be read"):
+        ctx.fact("faillock", ()).with_args(fail)
+
+
 def test_auditd_conf(roots: dict[str, Path]) -> None:
     a = context(roots["hardened"]).fact("auditd_conf", ())
     assert (
