@@ -315,6 +315,16 @@ def build(dest: str | os.PathLike[str], variant: Variant | None, base: Path | No
     return root
 
 
+def edited_copy(parent: Path, base: Path, edits: Iterable[Edit]) -> Path:
+    """A hard-link copy of the tree `base` at parent/t with `edits` applied (an edit gives
+    the files it touches their own inode): one tree a probe compares a verdict on."""
+    root = parent / "t"
+    _link_copy(base, root)
+    for e in edits:
+        _apply(root, e)
+    return root
+
+
 def _link_copy(src: Path, dst: Path) -> None:
     """Directories recreated with their modes and owners, files hard-linked, links copied."""
     for dirpath, dirnames, filenames in os.walk(src):

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import corpus
 from corpus import chmod, chown, delete, install, mkdir, replace, symlink, write
-
-Edits = Sequence[tuple]
-
-
-def _tree(tmp_path: Path, base: Path, edits: Edits) -> Path:
-    root = tmp_path / "t"
-    corpus._link_copy(base, root)
-    for e in edits:
-        corpus._apply(root, e)
-    return root
 
 
 def _verdict(bundle, root: Path, rule_id: str) -> str:
@@ -104,7 +93,7 @@ def test_bootloader_password_is_set_where_the_benchmarks_grep_finds_it(bundle, b
     else:
         top, body = spec  # type: ignore[misc]
         edits = [write(_CFG, _grub_cfg(base_tree, body, top), 0o400)]
-    root = _tree(tmp_path, base_tree, edits)
+    root = corpus.edited_copy(tmp_path, base_tree, edits)
     assert _verdict(bundle, root, "cis-1.4.1-bootloader-password") == _audit(_GRUB_AUDIT, str(root))
 
 
@@ -125,7 +114,7 @@ _GRUB_MODES = {
 
 @pytest.mark.parametrize("case", list(_GRUB_MODES))
 def test_grub_cfg_access_is_what_stat_L_shows(bundle, base_tree, tmp_path, case) -> None:
-    root = _tree(tmp_path, base_tree, _GRUB_MODES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _GRUB_MODES[case])
     assert _verdict(bundle, root, "cis-1.4.2-bootloader-config-access") == _audit(_GRUB_STAT, str(root))
 
 
@@ -167,7 +156,7 @@ def _on(banner: str, edits: list[tuple]) -> list[tuple]:
 @pytest.mark.parametrize("banner", list(_BANNERS))
 @pytest.mark.parametrize("case", list(_BANNER_CASES))
 def test_banners_name_no_os_where_the_benchmarks_grep_finds_none(bundle, base_tree, tmp_path, banner, case) -> None:
-    root = _tree(tmp_path, base_tree, _on(banner, _BANNER_CASES[case]))
+    root = corpus.edited_copy(tmp_path, base_tree, _on(banner, _BANNER_CASES[case]))
     assert _verdict(bundle, root, _BANNERS[banner]) == _audit(_BANNER_AUDIT, str(root), banner)
 
 
@@ -194,7 +183,7 @@ _ACCESS_CASES: dict[str, list[tuple]] = {
 @pytest.mark.parametrize("banner", list(_ACCESS))
 @pytest.mark.parametrize("case", list(_ACCESS_CASES))
 def test_banner_access_is_what_stat_L_shows(bundle, base_tree, tmp_path, banner, case) -> None:
-    root = _tree(tmp_path, base_tree, _on(banner, _ACCESS_CASES[case]))
+    root = corpus.edited_copy(tmp_path, base_tree, _on(banner, _ACCESS_CASES[case]))
     assert _verdict(bundle, root, _ACCESS[banner]) == _audit(_BANNER_STAT, str(root), banner)
 
 
@@ -245,7 +234,7 @@ def test_allow_and_deny_files_are_what_stat_L_shows(bundle, base_tree, tmp_path,
     for e in _ALLOW_CASES[case]:
         fixed = [names.get(x, x) if isinstance(x, str) else x for x in e]
         edits.append(tuple(tuple(names.get(y, y) for y in x) if isinstance(x, tuple) else x for x in fixed))
-    root = _tree(tmp_path, base_tree, edits)
+    root = corpus.edited_copy(tmp_path, base_tree, edits)
     assert _verdict(bundle, root, rule) == _audit(_ALLOW_STAT, str(root), kind, group, namespace=True)
 
 
@@ -276,5 +265,5 @@ _APPORT_CASES: dict[str, list[tuple]] = {
 @pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs dpkg-query")
 @pytest.mark.parametrize("case", list(_APPORT_CASES))
 def test_apport_is_disabled_where_the_benchmarks_grep_finds_it_disabled(bundle, base_tree, tmp_path, case) -> None:
-    root = _tree(tmp_path, base_tree, _APPORT_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _APPORT_CASES[case])
     assert _verdict(bundle, root, "cis-1.5.5-apport-disabled") == _audit(_APPORT_AUDIT, str(root))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ from corpus import append, delete, mkdir, replace, symlink, write
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root (mount namespaces, files of other owners)"
 )
-
-Edits = Sequence[tuple]
-
-
-def _tree(tmp_path: Path, base: Path, edits: Edits) -> Path:
-    root = tmp_path / "t"
-    corpus._link_copy(base, root)
-    for e in edits:
-        corpus._apply(root, e)
-    return root
 
 
 def _verdict(bundle, root: Path, rule_id: str) -> str:
@@ -144,7 +133,7 @@ _LOGFILE_CASES = {
 
 @pytest.mark.parametrize("case", sorted(_LOGFILE_CASES))
 def test_logfile_access_is_what_the_benchmarks_audit_says(bundle, base_tree, tmp_path, case) -> None:
-    root = _tree(tmp_path, base_tree, _LOGFILE_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _LOGFILE_CASES[case])
     expect = _audit(_LOGFILE_AUDIT, root, namespace=True)
     assert _verdict(bundle, root, "cis-6.1.4.1-logfile-access") == expect
 
@@ -192,6 +181,6 @@ _LOG_CASES = {
 @pytest.mark.parametrize("rule_id", sorted(_LOG_AUDITS))
 @pytest.mark.parametrize("case", sorted(_LOG_CASES))
 def test_audit_log_files_are_what_the_benchmarks_audit_says(bundle, base_tree, tmp_path, case, rule_id) -> None:
-    root = _tree(tmp_path, base_tree, _LOG_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _LOG_CASES[case])
     expect = _audit(_LOG_AUDITS[rule_id], root, namespace=False)
     assert _verdict(bundle, root, rule_id) == expect

@@ -12,7 +12,6 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -32,8 +31,6 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root (mount namespaces, setpriv, device nodes)"
 )
 
-Edits = Sequence[tuple]
-
 
 def _tool(name: str) -> str:
     for d in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/sbin", "/sbin"]:
@@ -41,14 +38,6 @@ def _tool(name: str) -> str:
         if d and os.access(path, os.X_OK):
             return path
     pytest.skip(f"{name} is not installed")
-
-
-def _tree(tmp_path: Path, base: Path, edits: Edits) -> Path:
-    root = tmp_path / "t"
-    corpus._link_copy(base, root)
-    for e in edits:
-        corpus._apply(root, e)
-    return root
 
 
 def _verdict(bundle, root: Path, rule_id: str) -> str:
@@ -109,7 +98,7 @@ exit 0
 @pytest.mark.parametrize("case", sorted(_SU_CASES))
 def test_su_is_restricted_exactly_when_pam_wheel_stops_every_account(bundle, base_tree, tmp_path, case) -> None:
     _tool("setpriv")
-    root = _tree(tmp_path, base_tree, _SU_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _SU_CASES[case])
     done = _sh(_SU_ORACLE, str(root), _tool("pamtester"), str(tmp_path / "pam.d"))
     assert done.returncode == 0, done.stderr
     through = done.stdout.split()
@@ -135,7 +124,7 @@ exit 0
 
 @pytest.mark.parametrize("case", sorted(_SHADOW_CASES))
 def test_shadow_group_members_are_the_accounts_id_puts_in_it(bundle, base_tree, tmp_path, case) -> None:
-    root = _tree(tmp_path, base_tree, _SHADOW_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _SHADOW_CASES[case])
     done = _sh(_ID_ORACLE, str(root))
     assert done.returncode == 0, done.stderr
     members = done.stdout.split()
@@ -164,7 +153,7 @@ done
 @pytest.mark.parametrize("case", sorted(_LOCK_CASES))
 def test_accounts_without_a_login_shell_are_locked_as_passwd_S_reports(bundle, base_tree, tmp_path, case) -> None:
     _tool("passwd")
-    root = _tree(tmp_path, base_tree, _LOCK_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _LOCK_CASES[case])
     done = _sh(_LOCK_AUDIT, str(root), namespace=False)
     assert done.stderr == ""
     expect = "fail" if done.stdout.strip() else "pass"
@@ -216,7 +205,7 @@ done
 
 @pytest.mark.parametrize("case", sorted(_WW_CASES))
 def test_world_writable_entries_are_the_ones_the_benchmarks_find_lists(bundle, base_tree, tmp_path, case) -> None:
-    root = _tree(tmp_path, base_tree, _WW_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _WW_CASES[case])
     if case == "fifo-socket-device":
         _special_nodes(root)
     paths = _scan_paths()
@@ -254,7 +243,7 @@ mount --bind "$3" /etc/pam.d && mount --bind "$1/etc/passwd" /etc/passwd \
 
 @pytest.mark.parametrize("case", sorted(_NULLOK_CASES))
 def test_nullok_is_what_pam_unix_lets_an_empty_password_through_with(bundle, base_tree, tmp_path, case) -> None:
-    root = _tree(tmp_path, base_tree, [*_EMPTY, *_NULLOK_CASES[case]])
+    root = corpus.edited_copy(tmp_path, base_tree, [*_EMPTY, *_NULLOK_CASES[case]])
     done = _sh(_NULLOK, str(root), _tool("pamtester"), str(tmp_path / "pam.d"))
     assert done.returncode in (0, 1), done.stderr
     expect = "fail" if done.returncode == 0 else "pass"
@@ -294,7 +283,7 @@ _HASH_CASES = {
 
 @pytest.mark.parametrize("case", sorted(_HASH_CASES))
 def test_hashing_is_the_hash_pam_unix_writes(bundle, base_tree, tmp_path, case) -> None:
-    root = _tree(tmp_path, base_tree, _HASH_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _HASH_CASES[case])
     done = _sh(_HASH, str(root), "pam_unix", str(tmp_path / "etc-copy"), _tool("pamtester"), namespace=False)
     assert done.returncode == 0, done.stderr
     written = done.stdout.strip()  # the hash id pam_unix wrote: y, 6, 5, 1 ...
@@ -331,7 +320,7 @@ change 'Corpus-pass-0' && echo reused || echo refused
 
 @pytest.mark.parametrize("case", sorted(_HISTORY_CASES))
 def test_password_history_is_what_pam_pwhistory_enforces_on_root(bundle, base_tree, tmp_path, case) -> None:
-    root = _tree(tmp_path, base_tree, _HISTORY_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _HISTORY_CASES[case])
     done = _sh(_HISTORY, str(root), "pam_pwhistory", str(tmp_path / "etc-copy"), _tool("pamtester"),
                namespace=False)
     outcome = done.stdout.strip()
@@ -371,7 +360,7 @@ _ROOT_UMASK_GREP = (
                                   "umask u=rwx,g=rwx,o=", "umask u=rwx,g=rx,o=rx", "umask g=rx,o=",
                                   "umask o=rwx", "umask u=rwx,g=,o="])
 def test_root_umask_is_weak_where_the_benchmarks_grep_finds_it(bundle, base_tree, tmp_path, line) -> None:
-    root = _tree(tmp_path, base_tree, [write("root/.bashrc", f"# ~/.bashrc\n{line}\n", 0o600)])
+    root = corpus.edited_copy(tmp_path, base_tree, [write("root/.bashrc", f"# ~/.bashrc\n{line}\n", 0o600)])
     done = subprocess.run(["grep", "-Psi", "--", _ROOT_UMASK_GREP, str(root / "root/.bashrc")],
                           capture_output=True, text=True, check=False)
     assert done.returncode in (0, 1), done.stderr
@@ -391,7 +380,7 @@ _EMPTY_CASES = {
 
 @pytest.mark.parametrize("case", sorted(_EMPTY_CASES))
 def test_empty_password_fields_are_the_ones_the_benchmarks_awk_prints(bundle, base_tree, tmp_path, case) -> None:
-    root = _tree(tmp_path, base_tree, _EMPTY_CASES[case])
+    root = corpus.edited_copy(tmp_path, base_tree, _EMPTY_CASES[case])
     if case == "empty-for-an-account":
         shadow = root / "etc/shadow"
         corpus._detach(shadow)  # a hard link to the base tree's file until then
