@@ -219,6 +219,17 @@ def test_signed_reports_verify_and_any_change_is_exit_5(tmp_path):
     assert secpolicy("report", str(RESULTS), "-f", "html", "--sign", str(tmp_path / "k.pem")).returncode == 2
 
 
+def test_verify_report_prints_a_report_path_with_control_characters_inert(tmp_path):
+    """A report named with an ESC sequence (a name anyone who can write there chose) is shown
+    escaped in the `ok:` line, as every other path secpolicy prints, not sent to the terminal."""
+    assert secpolicy("log", "keygen", str(tmp_path / "k.pem"), str(tmp_path / "k.pub")).returncode == 0
+    out = tmp_path / "r\x1b[2Jx.json"
+    assert secpolicy("report", str(RESULTS), "-f", "json", "-o", str(out), "--sign", str(tmp_path / "k.pem")).returncode == 0
+    ok = secpolicy("verify-report", str(out), "--key", str(tmp_path / "k.pub"))
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: ")
+    assert "\x1b" not in ok.stdout and "[2Jx.json" in ok.stdout
+
+
 # one host unless asked -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_hosts(tmp_path_factory) -> dict[str, Path]:
