@@ -27,6 +27,7 @@ __all__ = [
     "Assignment",
     "Located",
     "as_value",
+    "ascii_lower",
     "at",
     "c_lines",
     "config_parse",
@@ -82,6 +83,14 @@ def fnmatch_c(pattern: str, name: str, flags: int = 0) -> bool:
             return False
         return fnmatch.fnmatchcase(name, pattern)
     return fn(pattern.encode("utf-8", "surrogateescape"), name.encode("utf-8", "surrogateescape"), flags) == 0
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """C's tolower()/strcasecmp() folding: ASCII letters only (`str.lower` folds others too)."""
+    return text.translate(_ASCII_LOWER)
 
 
 def at(path: str, line: int | None = None) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at, text_lines
+from secpolicy.facts._common import ascii_lower, at, text_lines
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -92,7 +92,6 @@ _C_BLANKS = re.compile(r"[ \t\n\v\f\r]+")
 # dpkg-query refuses the whole database for one bad record, so the fact is then an error.
 _SPACE = " \t\n\v\f\r"  # c_isspace
 _EOF_CHAR = "\x1a"  # MS-DOS end of file: ends a line or a stanza, as a newline does
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _SKIP_NEWLINES = re.compile(r"[\n\x1a]*")
 _FIELD_NAME = re.compile(r"[^ \t\n\v\f\r:\x1a]*")
 _INLINE_SPACE = re.compile(r"[ \t\v\f\r]*")
@@ -127,10 +126,6 @@ class _Refused(Exception):
     def __init__(self, line: int, message: str) -> None:
         super().__init__(message)
         self.line = line
-
-
-def _lower(s: str) -> str:
-    return s.translate(_ASCII_LOWER)
 
 
 def _deb822(text: str) -> Iterator[tuple[int, list[tuple[str, str, int]]]]:
@@ -226,7 +221,7 @@ def _name_value(value: str, names: tuple[str, ...], *, more: bool = False,
     if not value:
         raise ValueError("is missing a value")
     for i, name in enumerate(names):
-        if len(value) >= len(name) and _lower(value[: len(name)]) == name:
+        if len(value) >= len(name) and ascii_lower(value[: len(name)]) == name:
             rest = value[len(name):].lstrip(_SPACE)
             if not more and rest:
                 raise ValueError("has trailing junk")
@@ -440,7 +435,7 @@ class _Database:
         r = _Record(line=start, file=file)
         seen: set[str] = set()
         for name, raw, line in fields:
-            key = _lower(name)
+            key = ascii_lower(name)
             if key in seen:
                 raise _Refused(line, f"duplicate value for {name!r} field")
             seen.add(key)
@@ -459,7 +454,7 @@ class _Database:
             why = _name_is_illegal(value)
             if why:
                 raise ValueError(f"invalid package name in 'Package' field: {why}")
-            r.name = _lower(value)
+            r.name = ascii_lower(value)
         elif key == "status":
             r.want, r.eflag, r.status = _status(value)
         elif key in ("version", "config-version"):
@@ -512,9 +507,9 @@ class _Database:
             raise ValueError(f"illegal package name in awaited trigger {word!r}: {why}")
         if colon and _arch_is_illegal(arch):
             raise ValueError(f"illegal architecture name in awaited trigger {word!r}: {_arch_is_illegal(arch)}")
-        if not colon and self.installed(_lower(pkg)) > 1:
+        if not colon and self.installed(ascii_lower(pkg)) > 1:
             raise ValueError(f"awaited trigger {word!r}: ambiguous package name with more than one installed instance")
-        key = _lower(pkg) + (f":{arch}" if colon else "")
+        key = ascii_lower(pkg) + (f":{arch}" if colon else "")
         if key in r.trig_awaited:
             raise ValueError(f"duplicate awaited trigger package {word!r}")
         r.trig_awaited.add(key)
@@ -746,7 +741,7 @@ def _installed_instances(ctx: FactContext, spec: str) -> list[Package]:
     why = _name_is_illegal(name) or (_arch_is_illegal(arch) if colon else None)
     if why:
         raise EvaluationError(f"package_files({spec!r}): not a Debian package name: {why}")
-    name = _lower(name)
+    name = ascii_lower(name)
     return [p for p in ctx.fact("packages", ())
             if p.name == name and p.status != "not-installed" and (not colon or p.arch == arch)]
 
@@ -959,7 +954,7 @@ def collect_packages(ctx: FactContext) -> list[Package]:
 def collect_package(ctx: FactContext, name: str) -> Package:
     # dpkg looks names up in lower case (`dpkg -s Telnet` is telnet)
     base, colon, arch = name.partition(":")
-    key = _lower(base) + colon + arch
+    key = ascii_lower(base) + colon + arch
     hit = ctx.fact("_package_index", ()).get(key)
     if hit is not None:
         return hit

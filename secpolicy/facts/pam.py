@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at
+from secpolicy.facts._common import ascii_lower, at
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -128,9 +128,9 @@ class PamEntry:
     def arg_int_icase(self, name: str) -> int | None:
         # pam_pwhistory: pam_str_skip_icase_prefix(argv, "remember=") and an int
         # `options->remember = strtol(str, NULL, 10)`
-        prefix = _ascii_lower(name) + "="
+        prefix = ascii_lower(name) + "="
         for a in reversed(self.args):
-            if _ascii_lower(a[: len(prefix)]) == prefix:
+            if ascii_lower(a[: len(prefix)]) == prefix:
                 m = _STRTOL.match(a, len(prefix))
                 value = 0 if m is None else int(m.group(0))
                 value = max(-(2**63), min(2**63 - 1, value)) & 0xFFFFFFFF  # long, then int
@@ -151,14 +151,6 @@ class PamEntry:
 
 
 _STRTOL = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _ascii_lower(text: str) -> str:
-    """strcasecmp()'s folding: ASCII letters only."""
-    return text.translate(_ASCII_LOWER)
-
-
 _PAM_BLANKS = " \t\n"  # _pam_StrTok(..., " \n\t"): \r, \v, \f are part of a word
 _TOKEN = re.compile(r"\[(?:[^\]\\]|\\.)*\]|[^ \t\n]+")
 
@@ -264,7 +256,7 @@ class _Reader:
             toks = _tokens(line)
             # libpam compares `@include`, the type and the `include`/`substack` controls
             # with strcasecmp(): `@INCLUDE x` and `auth Include x` include x
-            if _ascii_lower(toks[0]) == "@include":
+            if ascii_lower(toks[0]) == "@include":
                 if len(toks) > 1:
                     entries += self.read(toks[1], only_type, depth + 1, seen + (service,)) or []
                 continue
@@ -275,7 +267,7 @@ class _Reader:
             kind = raw_type.lstrip("-").lower()
             if only_type is not None and kind != only_type:
                 continue
-            if _ascii_lower(control) in ("include", "substack"):
+            if ascii_lower(control) in ("include", "substack"):
                 entries += self.read(toks[2], kind, depth + 1, seen + (service,)) or []
                 continue
             control = control if control.startswith("[") else control.lower()

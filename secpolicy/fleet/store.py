@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import os
 import sqlite3
-import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import orjson
 
 from secpolicy.errors import InputError, RuntimeFailure
 from secpolicy.outfile import check_sqlite_companions
+from secpolicy.resultsfile import read_input
 
 __all__ = ["FleetStore", "IngestResult", "ScanRow", "host_key", "open_store"]
 
@@ -422,37 +422,12 @@ def open_store(target: str, *, create: bool = True) -> FleetStore:
 
 
 def _read(path: str) -> bytes:
-    """The bytes of a results file: a regular file or a pipe (`<(ssh host cat ...)`), at most
-    MAX_RESULTS_BYTES. A FIFO nobody writes to reads as empty instead of waiting for ever; a
-    device (`/dev/zero`) or a directory is refused."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path) from None
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISFIFO(mode):
-            os.set_blocking(fd, True)  # the open did not wait for a writer; reads wait for data
-        elif not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(
-                mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
-            raise InputError(f"cannot read: {kind}, not a results file", path)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            while size <= MAX_RESULTS_BYTES:
-                chunk = f.read(min(1 << 24, MAX_RESULTS_BYTES + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        except OSError as exc:
-            raise InputError(f"cannot read: {exc.strerror}", path) from None
-    if size > MAX_RESULTS_BYTES:
-        raise InputError(f"larger than {MAX_RESULTS_BYTES >> 20} MiB: not a results file", path)
-    if size == 0:
+    """The bytes of a results file (`resultsfile.read_input`: a regular file or a pipe, not a
+    device; a FIFO nobody writes to reads as empty), at most MAX_RESULTS_BYTES, not empty."""
+    raw = read_input(path, "results file", MAX_RESULTS_BYTES)
+    if not raw:
         raise InputError("empty: not a results file", path)
-    return b"".join(chunks)
+    return raw
 
 
 def read_results(paths: Iterable[str]) -> Iterator[tuple[str, bytes, dict[str, Any]]]:

@@ -24,8 +24,7 @@ def neutralise(cell: str) -> str:
     before it count for nothing: an import that trims them (LibreOffice's "Trim spaces")
     would start the cell with the formula. A cell that already starts with `'` gets one too,
     so dropping one leading `'` always restores the value."""
-    risky = cell.startswith(FORMULA_START) or cell.lstrip(" \n").startswith(FORMULA_START)
-    return "'" + cell if risky or cell.startswith("'") else cell
+    return "'" + cell if cell.lstrip(" \n").startswith(FORMULA_START) or cell.startswith("'") else cell
 
 COLUMNS = (
     "rule_id",
