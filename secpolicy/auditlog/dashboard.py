@@ -96,10 +96,10 @@ def collect(store: EventStore, results: str | Path | None = None, now: datetime 
     )
     privileged = one(f"SELECT COUNT(*) FROM events INDEXED BY events_privileged WHERE type = 'exec' AND {window} "
                      f"AND {PRIVILEGED_EXEC}")
-    recent_rows = tuple(store.record(t) for (t,) in q(
+    recent_rows = tuple(store.alert_record(t) for (t,) in q(
         f"SELECT json FROM alerts WHERE {window} AND severity IN ('critical', 'high') ORDER BY ts DESC, id DESC "
         "LIMIT ?", (since, until, recent)))
-    chains = tuple(store.record(t) for (t,) in q(
+    chains = tuple(store.alert_record(t) for (t,) in q(
         f"SELECT json FROM alerts WHERE {window} AND kind = 'sequence' ORDER BY ts DESC, id DESC LIMIT ?",
         (since, until, recent)))
     brute = tuple((str(ip), int(n), int(u)) for ip, n, u in q(
@@ -107,8 +107,6 @@ def collect(store: EventStore, results: str | Path | None = None, now: datetime 
         f"WHERE type = 'auth' AND {window} "
         "AND result = 'failure' AND src_ip IS NOT NULL GROUP BY src_ip HAVING COUNT(*) >= ? "
         "ORDER BY COUNT(*) DESC, src_ip LIMIT 10", (since, until, brute_force_min)))
-    for alert in (*recent_rows, *chains):
-        store.check_alert(alert)
     frameworks: tuple[FrameworkStatus, ...] = ()
     finished = None
     if results is not None:

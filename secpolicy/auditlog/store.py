@@ -738,10 +738,11 @@ class EventStore:
 
     # -- queries ------------------------------------------------------------------------
 
-    def check_alert(self, alert: Mapping[str, Any]) -> None:
-        """InputError unless a stored alert passes the checks ingest makes: a store written
-        before them (or by another tool) may hold one whose events are not events, which
-        readers would otherwise crash on."""
+    def alert_record(self, text: str) -> dict[str, Any]:
+        """A stored alert as a dict, InputError unless it passes the checks ingest makes: a
+        store written before them (or by another tool) may hold one whose events are not
+        events, which its readers (timeline, dashboard, export) would otherwise crash on."""
+        alert = self.record(text)
         try:
             alert_row(alert, "")
         except InputError as exc:
@@ -749,6 +750,7 @@ class EventStore:
             when = str(alert.get("ts"))[:40] if isinstance(alert, Mapping) else "?"
             raise InputError(f"the event store holds a malformed alert ({rule} at {when}): {exc.message}",
                              str(self.path)) from exc
+        return alert
 
     def record(self, text: str) -> dict[str, Any]:
         """A stored event or alert (its JSON column) as a dict."""
@@ -807,7 +809,7 @@ class EventStore:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         for (text,) in self.conn.execute(sql, args):
-            yield self.record(text)
+            yield self.alert_record(text)
 
     def count_events(self, since: str | None = None, type: str | None = None,
                      result: str | None = None) -> int:

@@ -191,8 +191,6 @@ def build_timeline(query: TimelineQuery, store: EventStore | None = None,
             events = list(store.events(query.since, query.until, query.user, query.type, fetch))
         if want_alerts:
             alerts = list(store.alerts(query.since, query.until, query.rule, query.user, limit=fetch))
-            for alert in alerts:
-                store.check_alert(alert)
     else:
         assert replay is not None
         for kind, obj in replay:
