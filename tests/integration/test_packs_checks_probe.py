@@ -153,7 +153,10 @@ def test_a_capability_held_only_as_permitted_is_held(permitted_only_process: int
 
 
 # --- audit flag --------------------------------------------------------------------------------
+# The flag is the kernel's, one for the machine: the live side-by-side test's private auditd turns
+# it on while it runs, so this test runs on the live tests' worker, never beside it.
 @needs_root
+@pytest.mark.xdist_group("live")
 @pytest.mark.skipif(shutil.which("auditctl") is None, reason="auditctl is not installed (Debian package auditd)")
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) is not installed")
 def test_audit_enabled_is_the_flag_auditctl_reports_even_after_booting_with_audit_1(tmp_path: Path) -> None:
