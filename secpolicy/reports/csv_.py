@@ -1,4 +1,4 @@
-"""CSV report: one row per control, RFC 4180 quoting (CRLF line ends, fields with commas,
+"""CSV report: one row per control (those the tailoring deselected too), RFC 4180 quoting (CRLF line ends, fields with commas,
 quotes or line breaks quoted, quotes doubled); cells a spreadsheet would run as a formula are
 neutralised with a leading `'` (OWASP CSV injection), and text from the host is inert (escape
 sequences, bidi controls and undecodable bytes as `\\xNN`: a CSV is often `cat` or `less`)."""
@@ -78,6 +78,26 @@ def render(report: Report, out: IO[str]) -> None:
             scan.id,
             scan.started_at,
             "; ".join(requirement_line(r) for r in report.requirements_for(f)),
+            tailoring,
+        )
+        w.writerow([neutralise(inert(c)) for c in cells])
+    # The rules the tailoring deselected: a row each, never silently absent (XCCDF notselected).
+    for r in report.not_selected:
+        cells = (
+            str(r.get("rule_id") or ""),
+            str(r.get("title") or ""),
+            str(r.get("policy_id") or ""),
+            str(r.get("severity") or ""),
+            "notselected",
+            references_text(r.get("references") or {}),
+            "",
+            str(r.get("reason") or ""),
+            "", "", "", "", "",
+            str(r.get("source") or ""),
+            scan.host,
+            scan.id,
+            scan.started_at,
+            "",
             tailoring,
         )
         w.writerow([neutralise(inert(c)) for c in cells])

@@ -128,15 +128,24 @@ def _first_evidence(r: Mapping[str, Any]) -> str:
     return "; ".join(deciding_lines(r.get("evidence") or ())) or str(r.get("reason") or "")
 
 
-def _change(rid: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> Change:
+def _not_selected(doc: Mapping[str, Any]) -> dict[str, str]:
+    """rule id -> "notselected" for each check rule the scan's tailoring deselected."""
+    rows = doc.get("not_selected")
+    if not isinstance(rows, list):
+        return {}
+    return {r["rule_id"]: "notselected" for r in rows if isinstance(r, Mapping) and isinstance(r.get("rule_id"), str)}
+
+
+def _change(rid: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None,
+            old_status: str | None = None, new_status: str | None = None) -> Change:
     base = new or old
     assert base is not None
     return Change(
         rule_id=rid,
         title=base["title"],
         severity=base["severity"],
-        old_status=old["status"] if old else None,
-        new_status=new["status"] if new else None,
+        old_status=old["status"] if old else old_status,
+        new_status=new["status"] if new else new_status,
         evidence=_first_evidence(new) if new and new["status"] in _FAILING else "",
     )
 
@@ -158,11 +167,14 @@ def diff_results(old: dict[str, Any], new: dict[str, Any]) -> Diff:
     validate_results(new)
     before = {r["rule_id"]: r for r in old["results"]}
     after = {r["rule_id"]: r for r in new["results"]}
+    # A rule absent from one scan's results because its tailoring deselected it says so
+    # (XCCDF `notselected`) rather than "(absent)": deselected is not gone, nor fixed.
+    deselected_before, deselected_after = _not_selected(old), _not_selected(new)
     new_failures, fixed, changed, added, removed = [], [], [], [], []
     for rid, n in after.items():
         o = before.get(rid)
         if o is None:
-            c = _change(rid, None, n)
+            c = _change(rid, None, n, old_status=deselected_before.get(rid))
             added.append(c)
             if n["status"] in _FAILING:
                 new_failures.append(c)
@@ -178,7 +190,7 @@ def diff_results(old: dict[str, Any], new: dict[str, Any]) -> Diff:
             changed.append(c)
     for rid, o in before.items():
         if rid not in after:
-            removed.append(_change(rid, o, None))
+            removed.append(_change(rid, o, None, new_status=deselected_after.get(rid)))
     return Diff(
         old_scan=old["scan"],
         new_scan=new["scan"],

@@ -5,6 +5,7 @@ patterns, and the terminal summary names each expired waiver."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import json
@@ -22,7 +23,7 @@ from secpolicy.engine import ScanResult, scan
 from secpolicy.models import waiver_host_matches
 from secpolicy.policy.tailoring import load_tailoring
 from secpolicy.policy.waivers import load_waivers
-from secpolicy.reports import html, junit, sarif
+from secpolicy.reports import csv_, html, junit, sarif
 from secpolicy.reports.model import build_report
 from secpolicy.resources import load_schema
 from secpolicy.vocabulary import builtin_registry
@@ -157,6 +158,15 @@ def test_rules_the_tailoring_deselects_are_reported_as_notselected(setup):
     assert section.count("<td>notselected</td>") == 2
     assert "disabled by tailoring t-wr: no banner on build hosts, CHG-9" in section
     assert "not in profile base of tailoring t-wr" in section
+    # CSV: a row each, with why and where.
+    table = io.StringIO()
+    csv_.render(report, table)
+    rows = {r["rule_id"]: r for r in csv.DictReader(io.StringIO(table.getvalue()))}
+    assert sorted(rows) == ["wr-banner", "wr-root", "wr-strict", "wr-tries"]
+    assert [(rows[i]["status"], rows[i]["reason"], rows[i]["source"]) for i in ("wr-banner", "wr-strict")] == [
+        ("notselected", "disabled by tailoring t-wr: no banner on build hosts, CHG-9", f"{t}:4"),
+        ("notselected", "not in profile base of tailoring t-wr", str(t)),
+    ]
 
 
 def test_without_a_tailoring_nothing_is_listed_as_notselected(setup):

@@ -136,3 +136,20 @@ def test_markdown_stays_within_a_pull_request_comment():
     assert len(md) < 65_536
     assert f"#### New failures ({len(d.new_failures)})" in md
     assert f"…and {len(d.new_failures) - 100} more (new failures); `secpolicy diff --format json` lists them all." in md
+
+
+def test_a_rule_the_later_scan_deselected_says_notselected_not_absent():
+    """A failing rule the new scan's tailoring deselected is not gone, nor fixed: it reads
+    `fail -> notselected` (XCCDF), and a rule selected again reads `notselected -> ...`."""
+    old, new = load_results(OLD), load_results(NEW)
+    new["not_selected"] = [{"rule_id": "cis.svc.avahi", "result": "notselected",
+                            "reason": "disabled by tailoring t1: no Avahi here", "source": "t.yaml:4"}]
+    d = diff_results(old, new)
+    assert _ids(d.removed_rules) == [("cis.svc.avahi", "fail", "notselected")]
+    assert _ids(d.fixed) == [("cis.kernel.ip_forward", "fail", "pass")]
+    out = io.StringIO()
+    render_diff(d, "table", out)
+    assert "fail -> notselected" in out.getvalue()
+    back = diff_results(new, old)
+    assert _ids(back.added_rules) == [("cis.svc.avahi", "notselected", "fail")]
+    assert ("cis.svc.avahi", "notselected", "fail") in _ids(back.new_failures)
