@@ -550,6 +550,11 @@ _NFT_INCLUDE_BEFORE = re.compile(r"(?:^|[\s;{}])include[ \t]+\Z")
 # hold line breaks) and a `#` comment, to the end of its line.
 _NFT_DATA = re.compile(r'"[^"]*"|#[^\n]*')
 _BLANK = re.compile(r"[\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+# Statements that undo what the ruleset has said so far, at the start of a statement of a line
+# of nft_lines() (comments gone, quoted strings made one word): `flush ruleset` drops every
+# table before it; what deleting or flushing one table or chain leaves, only nft can tell.
+_NFT_FLUSH_RULESET = re.compile(r"(?:^|[;{}])[ \t]*flush[ \t]+ruleset\b")
+_NFT_UNDO = re.compile(r"(?:^|[;{}])[ \t]*(?:delete|destroy|flush)[ \t]+(?:table|chain)\b")
 
 
 def nft_lines(text: str) -> list[tuple[int, str]]:
@@ -610,26 +615,47 @@ class NftRuleset:
                 raise EvaluationError(f"nft list ruleset failed (exit {done.returncode}): "
                                       f"{said[-1] if said else 'no output'}; the CIS audits need it (run as root)")
             self.live, self.source = True, "nft list ruleset"
-            self._files = [(self.source, done.stdout)]
+            self._lines = [(self.source, n, line) for n, line in nft_lines(done.stdout)]
             return
         self.live, self._ctx = False, ctx
-        self._files = []
-        self._read_saved(NFT_SAVED, 0)
-        self.source = ", ".join(p for p, _ in self._files) or f"{NFT_SAVED} (absent)"
+        self._lines = []
+        files: list[str] = []
+        self._read_saved(NFT_SAVED, 0, files)
+        self.source = ", ".join(files) or f"{NFT_SAVED} (absent)"
 
-    def _read_saved(self, path: str, depth: int) -> None:
-        """A saved file, then the files its `include` statements name, in nft's order."""
+    def _read_saved(self, path: str, depth: int, files: list[str]) -> None:
+        """A saved file's lines in the order nft reads them: an `include` statement's files
+        where it stands (nft reads an included file there, as if its text were inline)."""
         text = self._ctx.read_text(path)
         if text is None:
             if depth == 0:
                 return
             raise EvaluationError(f"{path}: included but absent")
-        self._files.append((path, text))
-        for n, name in nft_includes(text):
-            if depth + 1 >= _NFT_MAX_INCLUDE_DEPTH:
-                raise EvaluationError(f"{at(path, n)}: include nested too deeply (nft stops at {_NFT_MAX_INCLUDE_DEPTH} levels)")
-            for included in self._included(name, at(path, n)):
-                self._read_saved(included, depth + 1)
+        files.append(path)
+        includes = nft_includes(text)
+        for n, line in nft_lines(text):
+            self._statement(path, n, line)
+            while includes and includes[0][0] <= n:
+                where, name = at(path, includes[0][0]), includes.pop(0)[1]
+                if depth + 1 >= _NFT_MAX_INCLUDE_DEPTH:
+                    raise EvaluationError(f"{where}: include nested too deeply (nft stops at {_NFT_MAX_INCLUDE_DEPTH} levels)")
+                for included in self._included(name, where):
+                    self._read_saved(included, depth + 1, files)
+
+    def _statement(self, path: str, n: int, line: str) -> None:
+        """Keep a saved line, after what `flush ruleset` leaves of the lines before it."""
+        undo = _NFT_UNDO.search(line)
+        if undo is not None:
+            raise EvaluationError(
+                f"{at(path, n)}: {undo.group().strip(' ;{}')}...: which tables and chains it leaves only nft can"
+                " tell (the saved lines before it are not the ruleset loaded); `nft list ruleset` on the host tells")
+        flushed = None
+        for flushed in _NFT_FLUSH_RULESET.finditer(line):
+            pass
+        if flushed is not None:
+            self._lines.clear()  # nft drops every table defined before it, in any file
+            line = line[flushed.end():]
+        self._lines.append((path, n, line))
 
     def _included(self, name: str, where: str) -> list[str]:
         """The files `include "name"` reads, as nft 1.0 resolves it: a relative name in /etc;
@@ -646,8 +672,7 @@ class NftRuleset:
     def _match_line(self, regex: str) -> str | None:
         if regex not in self._line_of:
             rx = compile_regex(regex)
-            self._line_of[regex] = next(
-                (at(path, n) for path, text in self._files for n, line in nft_lines(text) if rx.search(line)), None)
+            self._line_of[regex] = next((at(path, n) for path, n, line in self._lines if rx.search(line)), None)
         return self._line_of[regex]
 
     def has_line(self, regex: str) -> bool:
@@ -732,6 +757,7 @@ UFW = ObjectType(
         "default_output": STR,
         "default_forward": STR,
         "sysctl_file": STR,
+        "ipv6": BOOL,
     },
     doc="ufw's boot configuration as ufw-init (ufw 0.36.2, run by ufw.service) reads it: it sources "
     "/etc/ufw/ufw.conf, then /etc/default/ufw and ufw.conf again, with /bin/sh",
@@ -745,6 +771,8 @@ UFW = ObjectType(
         "default_forward": "as default_input, for FORWARD (DEFAULT_FORWARD_POLICY)",
         "sysctl_file": "the file ufw-init applies with `sysctl -p` when it starts the firewall (IPT_SYSCTL, "
         "when it names a file that is not empty), or null",
+        "ipv6": "ufw-init loads the IPv6 rules (before6.rules, user6.rules, after6.rules) with ip6tables: IPV6 "
+        "is yes or YES once it has sourced the files; with anything else IPv6 traffic is not filtered by ufw",
     },
 )
 UFW_CONF = "/etc/ufw/ufw.conf"
@@ -771,6 +799,7 @@ class Ufw:
         self._unread = ""  # which file ufw-init cannot source, when one
         self._sysctl: str | EvaluationError | None = None
         self.enabled = False
+        self.ipv6 = False
         conf = ctx.read_text(UFW_CONF)
         if conf is None:
             self._enabled_where = self._unread = f"{UFW_CONF} (absent: ufw-init stops at sourcing it)"
@@ -798,6 +827,7 @@ class Ufw:
                 return
         self._read = True
         self._sysctl = self._sysctl_file(ctx)
+        self.ipv6 = self._env.get("IPV6") in ("yes", "YES")  # ufw-init-functions' own test
         if not stopped:
             self.enabled = self._env.get("ENABLED") in ("yes", "YES")
             self._enabled_where = self._origin.get("ENABLED", f"{UFW_CONF} (ENABLED not set)")
@@ -877,6 +907,8 @@ class Ufw:
             return self._unread
         if name == "sysctl_file":
             return self._origin.get("IPT_SYSCTL", f"{UFW_DEFAULTS} (IPT_SYSCTL not set)")
+        if name == "ipv6":
+            return self._origin.get("IPV6", f"{UFW_DEFAULTS} (IPV6 not set)")
         chain = dict(_UFW_CHAINS).get(name)
         if chain is None:
             return f"{UFW_DEFAULTS}, {UFW_CONF}"

@@ -1180,11 +1180,19 @@ def _sysctl() -> Iterator[Variant]:
             "audit_backlog_limit=8192 ipv6.disable=1\n",
         ),
     )
+    # ... and the kernel booted so: the ipv6 module's `disable` is 1, and proc/sys has no net/ipv6
+    # (the benchmark's audit reads the running kernel, not grub.cfg).
+    booted_off = (
+        write("sys/module/ipv6/parameters/disable", "1\n"),
+        *(delete(str(p.relative_to(roots.BASE))) for p in sorted((Path(roots.BASE) / "proc/sys/net/ipv6").rglob("*"))
+          if p.is_file()),
+    )
     v6 = [(r, k) for r, k, _g, _b in _SYSCTL if ".ipv6." in k]
     yield _v(
         "sysctl/ipv6-disabled-unset",
         {},
         *ipv6_off,
+        *booted_off,
         *(replace("etc/sysctl.d/60-cis-network.conf", f"{k} = 0\n", "") for _r, k in v6),
         kind="compliant",
     )
@@ -1278,6 +1286,7 @@ def _firewall() -> Iterator[Variant]:
             "*filter\n-A ufw-before-input -i lo -j ACCEPT\n-A ufw-before-output -o lo -j ACCEPT\nCOMMIT\n",
         ),
         write("etc/ufw/user.rules", "*filter\n-A ufw-user-input -s 127.0.0.0/8 -j DROP\nCOMMIT\n"),
+        write("etc/ufw/user6.rules", "*filter\n-A ufw6-user-input -s ::1 -j DROP\nCOMMIT\n"),
     )
     ufw_ok = {c: P for c in ("4.2.1", "4.2.2", "4.2.3", "4.2.4", "4.2.7")}
     yield _v("4.2/ufw", {**ufw_ok, **nft_na}, *ufw, kind="component")
@@ -1310,7 +1319,7 @@ def _firewall() -> Iterator[Variant]:
          {"4.2.3": F, "4.1.1": F, "4.3.1": F, "4.4.1.1": F}),
         ("4.2.3/ufw-enabled-quoted", replace("etc/ufw/ufw.conf", "ENABLED=yes", 'ENABLED="yes"'), {}),
         ("4.2.3/ufw-no-defaults-file", delete("etc/default/ufw"),
-         {"4.2.3": F, "4.1.1": F, "4.3.1": F, "4.4.1.1": F, "4.2.7": F}),
+         {"4.2.3": F, "4.1.1": F, "4.3.1": F, "4.4.1.1": F, "4.2.7": F, "4.2.4": F}),
         ("4.2.7/ufw-input-accept-last", append("etc/default/ufw", 'DEFAULT_INPUT_POLICY="ACCEPT"\n'), {"4.2.7": F}),
         ("4.2.7/ufw-output-accept-in-ufw-conf", append("etc/ufw/ufw.conf", "DEFAULT_OUTPUT_POLICY=ACCEPT\n"),
          {"4.2.7": F}),
