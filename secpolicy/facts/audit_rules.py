@@ -11,7 +11,7 @@ import socket
 import stat
 import struct
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +30,14 @@ __all__ = [
     "AuditRules",
     "Load",
     "RuleSyntaxError",
+    "Verdict",
     "audit_status",
     "augenrules",
     "covers",
     "load",
     "parse_rule",
     "register",
+    "verdict",
 ]
 
 AUDIT_RULE = ObjectType(
@@ -77,10 +79,13 @@ AUDIT_RULES = ObjectType(
     },
     methods={
         "has": Method(
-            (STR,), BOOL, "whether the persisted rules cover a rule written in auditctl syntax"
+            (STR,),
+            BOOL,
+            "whether the persisted rules record every event of a rule written in auditctl syntax: "
+            "a rule covers it and no earlier never rule, exclude, task or filesystem rule takes them away",
         ),
         "has_loaded": Method(
-            (STR,), BOOL, "whether the rules loaded in the kernel cover it (live only)"
+            (STR,), BOOL, "the same of the rules loaded in the kernel, in their order (live only)"
         ),
     },
     doc="audit rules loaded at boot from etc/audit/rules.d (or audit.rules), and loaded now in the kernel",
@@ -153,6 +158,183 @@ def covers(rules: Iterable[AuditRule] | Index, query: AuditRule) -> bool:
         if not any((c == call or c == ALL) and want <= keys for c, keys in cells):
             return False
     return True
+
+
+# --- the kernel's order: the first matching rule decides ------------------------------------------
+# The kernel walks the exit list (watches included: they rank by when they were added, `-A`
+# puts a rule first) and the first rule whose filters match an event decides: `never` records
+# nothing, `always` records it under that rule's key. `-a never,task` rules turn auditing off
+# for the tasks they match, `never,filesystem` rules keep the names on a file system out (so no
+# watch there fires), and any exclude-list rule, `always` or `never`, drops the record types it
+# matches (without its SYSCALL record a syscall event is not logged at all).
+@dataclass(frozen=True)
+class Verdict:
+    covered: bool
+    by: AuditRule | None = None  # the rule that takes the query's events away, if one does
+    why: str = ""  # what it does to them
+
+
+_UNSET = 4294967295
+_ID_FIELDS = frozenset({"auid", "uid", "euid", "suid", "fsuid", "obj_uid", "gid", "egid", "sgid", "fsgid", "obj_gid"})
+_NUMERIC_FIELDS = _ID_FIELDS | frozenset(
+    {"pid", "ppid", "pers", "devmajor", "devminor", "inode", "a0", "a1", "a2", "a3", "success", "saddr_fam",
+     "sessionid", "exit"}
+)
+# Fields whose equal values may still name one object: exe is an inode (a hard link of the
+# binary matches too), so two different names do not make two rules disjoint.
+_SAME_OBJECT_FIELDS = frozenset({"exe"})
+_FIELD_RE = re.compile(r"([a-z_0-9]+)(!=|>=|<=|&=|=|>|<|&)(.*)\Z", re.DOTALL)
+_MSGTYPES = {"SYSCALL": 1300, "PATH": 1302}
+_SYS_ONLY_FS = frozenset({"debugfs", "tracefs", "0x64626720", "0x74726163"})
+
+
+def _constraints(filters: Iterable[str]) -> dict[str, list[tuple[str, str]]] | None:
+    """name -> [(op, value)] of `-F` filters; -C comparisons under "-C". None if unreadable."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for f in filters:
+        if f.startswith("-C "):
+            out.setdefault("-C", []).append(("", f[3:]))
+            continue
+        m = _FIELD_RE.match(f)
+        if m is None:
+            return None
+        out.setdefault(m.group(1), []).append((m.group(2), m.group(3)))
+    return out
+
+
+def _number(value: str, name: str) -> int | None:
+    if value == "unset" and name in _ID_FIELDS:
+        return _UNSET
+    try:
+        return int(value, 0)
+    except ValueError:
+        return None
+
+
+def _satisfiable(name: str, cons: list[tuple[str, str]]) -> bool:
+    """Whether one value can meet all of a field's constraints; True when that cannot be told
+    (bit tests, user names, two exe paths that may be one inode)."""
+    if name == "-C":
+        values = {v for _op, v in cons}
+        return not any(v.replace("!=", "=", 1) in values for v in values if "!=" in v)
+    if any(op in ("&", "&=") for op, _v in cons):
+        return True
+    if name in _NUMERIC_FIELDS:
+        nums = [(op, _number(v, name)) for op, v in cons]
+        lo, hi = (0, _UNSET) if name in _ID_FIELDS else (-(1 << 64), 1 << 64)
+        excluded = set()
+        for op, n in nums:
+            if n is None:
+                return True
+            if op in ("=", ">=", ">"):
+                lo = max(lo, n + (op == ">"))
+            if op in ("=", "<=", "<"):
+                hi = min(hi, n - (op == "<"))
+            if op == "!=":
+                excluded.add(n)
+        return lo <= hi and hi - lo + 1 > len({n for n in excluded if lo <= n <= hi})
+    equal = {v for op, v in cons if op == "="}
+    if equal & {v for op, v in cons if op == "!="}:
+        return False
+    return len(equal) <= 1 or name in _SAME_OBJECT_FIELDS or any(op not in ("=", "!=") for op, _v in cons)
+
+
+def _may_meet(a: Iterable[str], b: Iterable[str]) -> bool:
+    """Whether an event can match both filter sets (True unless they provably exclude each other)."""
+    cons = _constraints([*a, *b])
+    return cons is None or all(_satisfiable(name, c) for name, c in cons.items())
+
+
+def _related(a: str | None, b: str | None) -> bool:
+    """Whether a path or directory filter can match an event of the other: the same path, or
+    one inside the other (a dir rule takes the tree, a watch on a directory its entries)."""
+    if a is None or b is None:
+        return True
+    return a == b or b.startswith(a.rstrip("/") + "/") or a.startswith(b.rstrip("/") + "/")
+
+
+def _matches_cell(rule: AuditRule, arch: str | None, call: str | None, query: AuditRule) -> bool:
+    """Whether `rule` (exit list) can match an event of the query's cell (arch, syscall)."""
+    if (rule.arch is not None and rule.arch != arch) or f"arch!={arch}" in rule.fields:
+        return False
+    # a rule without an arch matches every ABI, its syscall numbers read as native: on b32
+    # they are other syscalls, which the names here do not tell, so it may match any of them
+    blind = rule.arch is None and arch == "b32"
+    if rule.syscalls != ("all",) and call != ALL and call not in rule.syscalls and not blind:
+        return False
+    if not _related(rule.path, query.path):
+        return False
+    return _may_meet(
+        (f for f in rule.fields if not f.startswith("arch!=")),
+        (f for f in query.fields if not f.startswith("arch!=")),
+    )
+
+
+def _admits(rule: AuditRule, kind: str) -> bool:
+    """Whether an exclude rule's msgtype filters let it match records of `kind` (SYSCALL, PATH)."""
+    cons = _constraints(rule.fields) or {}
+    for op, value in cons.get("msgtype", ()):
+        n = _MSGTYPES.get(value, _number(value, "msgtype"))
+        if n is None:  # the name of another type, whose number is not in the table
+            if op == "=":
+                return False
+            continue  # != holds; an order against a name cannot be told: it may match
+        if op in _ORDER and not _ORDER[op](_MSGTYPES[kind], n):
+            return False
+    return True
+
+
+_ORDER: dict[str, Callable[[int, int], bool]] = {
+    "=": int.__eq__, "!=": int.__ne__, ">": int.__gt__, "<": int.__lt__, ">=": int.__ge__, "<=": int.__le__,
+}
+
+
+def _off_list(rules: Sequence[AuditRule], query: AuditRule) -> Verdict | None:
+    """A task, filesystem or exclude rule that takes the query's events away, wherever it is."""
+    wants_path = query.path is not None
+    for r in rules:
+        if r.list == "exclude":
+            task = [f for f in r.fields if not f.startswith("msgtype")]
+            for kind in ("SYSCALL", "PATH") if wants_path else ("SYSCALL",):
+                if _admits(r, kind) and _may_meet(task, query.fields):
+                    return Verdict(False, r, f"drops the {kind} records")
+        elif r.list == "task" and r.action == "never" and _may_meet(r.fields, query.fields):
+            return Verdict(False, r, "turns auditing off for the tasks it matches")
+        elif r.list == "filesystem" and r.action == "never" and wants_path:
+            fstypes = {v.lower() for op, v in (_constraints(r.fields) or {}).get("fstype", ()) if op == "="}
+            # debugfs and tracefs hold nothing a policy watches outside /sys
+            if not (fstypes and fstypes <= _SYS_ONLY_FS and not _related("/sys", query.path)):
+                return Verdict(False, r, "keeps the names on that file system out of every event")
+    return None
+
+
+def verdict(rules: Sequence[AuditRule], query: AuditRule) -> Verdict:
+    """Whether the kernel, holding `rules` in this order, records every event of `query`: each
+    cell covered by an `always` rule (as `covers` says) with no earlier `never` rule that could
+    match an event of that cell, and no exclude, task or filesystem rule that takes the events
+    away. Where filters cannot be told apart, a rule is taken to match: a false FAIL names the
+    rule, a false PASS hides a blind spot. (An earlier `always` rule records the event, under
+    its own key: keys are asked of the covering rule only.)"""
+    if query.list != "exit" or query.action != "always":
+        return Verdict(covers(rules, query))
+    off = _off_list(rules, query)
+    if off is not None:
+        return off
+    exit_rules = [r for r in rules if r.list == "exit" and r.kind in ("syscall", "watch")]
+    want = frozenset(query.keys)
+    for _lst, _action, arch, call, filters in atoms(query):
+        for r in exit_rules:
+            if r.action == "always" and want <= set(r.keys) and any(
+                a[2] == arch and a[4] == filters and a[3] in (call, ALL) for a in atoms(r)
+            ):
+                break  # this cell is recorded under the query's keys
+            if not _matches_cell(r, arch, call, query):
+                continue
+            if r.action == "never":
+                return Verdict(False, r, "comes first and records nothing")
+        else:
+            return Verdict(False)
+    return Verdict(True)
 
 
 # --- augenrules: rules.d/*.rules joined into one file -------------------------------------------
@@ -450,8 +632,8 @@ class AuditRules:
         self._loaded: tuple[AuditRule, ...] | None = None
         self._status: dict[str, int] | None = None
         self._twin = False
-        self._idx: Index | None = None
         self._by_rule: list[tuple[AuditRule, Index]] | None = None
+        self._verdicts: dict[tuple[bool, AuditRule], Verdict] = {}
 
     def _resolve(self, kind: str, name: str) -> int | None:
         """A user or group name in a rule, as auditctl resolves it on the host it loads on."""
@@ -501,24 +683,35 @@ class AuditRules:
             self._status = audit_status()
         return self._status["enabled"]
 
-    def _index(self) -> Index:
-        if self._idx is None:
-            self._idx = index(self.persisted)
-        return self._idx
-
     def _rule_indexes(self) -> list[tuple[AuditRule, Index]]:
         """Each persisted rule that has a source, with the index of its own cells."""
         if self._by_rule is None:
             self._by_rule = [(r, index([r])) for r in self.persisted if r.source]
         return self._by_rule
 
+    def _verdict(self, rules: Sequence[AuditRule], q: AuditRule) -> Verdict:
+        key = (rules is self.persisted, q)
+        if key not in self._verdicts:
+            self._verdicts[key] = verdict(rules, q)
+        return self._verdicts[key]
+
     def has(self, rule: str) -> bool:
-        return covers(self._index(), _query(rule))
+        return self._verdict(self.persisted, _query(rule)).covered
 
     def has_loaded(self, rule: str) -> bool:
         if not self._twin:
             self._ctx.require_live("audit_rules.has_loaded")
-        return covers(self.loaded or (), _query(rule))
+        return self._verdict(self.loaded or (), _query(rule)).covered
+
+    def _taken_note(self, q: AuditRule) -> str:
+        """For has_loaded: the loaded rule that takes the query's events away, if one does."""
+        if not self._ctx.live and not self._twin:
+            return ""
+        try:
+            v = self._verdict(self.loaded or (), q)
+        except EvaluationError:  # has_loaded itself says why
+            return ""
+        return f"; {_taken(v)}" if v.by is not None else ""
 
     def _read_from(self) -> str:
         return ", ".join(self.files) or f"{RULES_D} (no rules)"
@@ -531,13 +724,16 @@ class AuditRules:
 
     def where(self, name: str, *args: Any) -> str | None:
         if name in ("has", "has_loaded") and args:
-            if name == "has_loaded":
-                return LOADED_SOURCE
             try:
                 q = _query(str(args[0]))
             except EvaluationError:
-                return None
-            if covers(self._index(), q):
+                return LOADED_SOURCE if name == "has_loaded" else None
+            if name == "has_loaded":
+                return LOADED_SOURCE + self._taken_note(q)
+            v = self._verdict(self.persisted, q)
+            if v.by is not None:
+                return _taken(v) + self._stop_note()
+            if v.covered:
                 hit = next((r.source for r, idx in self._rule_indexes() if covers(idx, q)), None)
                 if hit:
                     return hit
@@ -552,6 +748,12 @@ class AuditRules:
         if name in ("errors", "stopped_at"):
             return self._read_from()
         return self._read_from() + self._stop_note()
+
+
+def _taken(v: Verdict) -> str:
+    """Evidence of a rule that takes the query's events away: where it is and what it does."""
+    assert v.by is not None
+    return f"{v.by.source or 'a rule'}: {v.by.text.strip()} {v.why}"
 
 
 def _overlaps(rule: AuditRule, query: AuditRule) -> bool:

@@ -420,3 +420,125 @@ def test_loaded_rules_agree_with_the_kernels_list_or_are_an_error() -> None:
     for message, (k, shown) in wrong.items():
         with pytest.raises(EvaluationError, match=re.escape(message)):
             _checked(k, shown)
+
+
+# --- the kernel's order: an earlier never rule, an exclude, task or filesystem rule -------------
+# (what the kernel does is checked against a private auditd in tests/integration/test_audit_never_probe.py)
+TRUNCATE = "-a always,exit -F arch=b64 -S truncate"
+IDS = "-F auid>=1000 -F auid!=unset"
+
+
+def fact_of(tmp_path: Path, *files: tuple[str, str]):  # type: ignore[no-untyped-def]
+    for name, text in files:
+        write(tmp_path, f"etc/audit/rules.d/{name}", text)
+    return context(tmp_path).fact("audit_rules", ())
+
+
+def test_an_earlier_never_rule_takes_the_events_and_the_evidence_names_it(tmp_path: Path) -> None:
+    a = fact_of(
+        tmp_path,
+        ("10-quiet.rules", "# batch jobs\n-a never,exit -F arch=b64 -S truncate -F auid=4242\n"),
+        ("50-cis.rules", f"-a always,exit -F arch=b64 -S truncate,ftruncate {IDS} -k access\n"),
+    )
+    assert not a.has(f"{TRUNCATE} {IDS}")
+    assert a.where("has", f"{TRUNCATE} {IDS} -k access") == (
+        "/etc/audit/rules.d/10-quiet.rules:2: -a never,exit -F arch=b64 -S truncate -F auid=4242 "
+        "comes first and records nothing"
+    )
+    ftruncate = f"-a always,exit -F arch=b64 -S ftruncate {IDS}"
+    assert a.has(ftruncate) and a.where("has", ftruncate) == "/etc/audit/rules.d/50-cis.rules:1"
+
+
+def test_a_never_rule_after_the_always_rule_changes_nothing_but_dash_A_puts_it_first(tmp_path: Path) -> None:
+    after = fact_of(tmp_path, ("50.rules", f"{TRUNCATE}\n-a never,exit -F arch=b64 -S truncate\n"))
+    assert after.has(TRUNCATE)
+    first = fact_of(tmp_path, ("60.rules", "-A never,exit -F arch=b64 -S truncate -k quiet\n"))
+    assert not first.has(TRUNCATE)
+    assert first.where("has", TRUNCATE).startswith("/etc/audit/rules.d/60.rules:1: -A never,exit")
+    again = fact_of(tmp_path, ("70.rules", "-A always,exit -F arch=b64 -S truncate -k loud\n"))
+    assert again.has(TRUNCATE) and again.has(f"{TRUNCATE} -k loud") and not again.has(f"{TRUNCATE} -k quiet")
+
+
+def test_never_rules_whose_filters_exclude_the_querys_events_leave_it_covered(tmp_path: Path) -> None:
+    a = fact_of(
+        tmp_path,
+        (
+            "10.rules",
+            ("-a never,exit -F arch=b64 -S truncate -F auid=500\n"
+            "-a never,exit -F arch=b64 -S truncate -F exit=-2\n"
+            "-a never,exit -F arch=b64 -S truncate -C euid=uid\n"
+            "-a never,exit -F arch=b32 -S all\n"),
+        ),
+        ("50.rules", f"{TRUNCATE} -F exit=-13 -C uid!=euid {IDS}\n-a always,exit -F arch=b64 -S truncate -F exe=/usr/bin/b\n"),
+    )
+    assert a.has(f"{TRUNCATE} -F exit=-EACCES -C euid!=uid -F auid!=-1 -F auid>=1000")
+    # the uid<1000 rule meets auid>=1000 (uid and auid differ) when exit and -C do not exclude it
+    b = fact_of(tmp_path, ("05.rules", "-a never,exit -F arch=b64 -S truncate -F uid<1000 -F auid>=1000\n"))
+    assert not b.has(f"{TRUNCATE} -F exit=-EACCES -C euid!=uid -F auid!=-1 -F auid>=1000")
+    # two exe paths may be one inode (a hard link): not told apart
+    c = fact_of(tmp_path, ("06.rules", "-a never,exit -F arch=b64 -S truncate -F exe=/usr/bin/a\n"))
+    assert not c.has(f"{TRUNCATE} -F exe=/usr/bin/b")
+
+
+def test_a_never_rule_without_an_arch_may_take_any_b32_syscall(tmp_path: Path) -> None:
+    a = fact_of(
+        tmp_path,
+        ("10.rules", "-a never,exit -S truncate\n"),
+        ("50.rules", "-a always,exit -F arch=b64 -S openat\n-a always,exit -F arch=b32 -S openat\n"),
+    )
+    assert a.has("-a always,exit -F arch=b64 -S openat")
+    assert not a.has("-a always,exit -F arch=b32 -S openat")  # b64 truncate's number is another b32 call
+
+
+def test_never_rules_and_watches_are_in_one_order(tmp_path: Path) -> None:
+    a = fact_of(tmp_path, ("10.rules", "-w /etc/passwd -p wa -k identity\n-a never,exit -F arch=b64 -S all\n"))
+    assert a.has("-w /etc/passwd -p wa")
+    b = fact_of(tmp_path, ("05.rules", "-a never,exit -F dir=/var/lib/docker\n-a never,exit -F dir=/etc\n"))
+    assert not b.has("-w /etc/passwd -p wa")
+    assert b.where("has", "-w /etc/passwd -p wa") == (
+        "/etc/audit/rules.d/05.rules:2: -a never,exit -F dir=/etc comes first and records nothing"
+    )
+    c = fact_of(tmp_path, ("05.rules", "-a never,exit -F dir=/var/lib/docker\n-a never,exit -F path=/etc/passwd.lock\n"))
+    assert c.has("-w /etc/passwd -p wa")
+    d = fact_of(tmp_path, ("07.rules", "-a never,exit -F arch=b64 -S openat\n"))
+    assert not d.has("-w /etc/passwd -p wa") and d.has("-a always,exit -F arch=b32 -F path=/etc/passwd -F perm=wa")
+
+
+def test_exclude_rules_drop_records_wherever_they_stand(tmp_path: Path) -> None:
+    rules = f"{TRUNCATE} {IDS}\n-w /etc/passwd -p wa\n"
+    watch, syscall = "-w /etc/passwd -p wa", f"{TRUNCATE} {IDS}"
+    cwd = fact_of(tmp_path, ("10.rules", rules + "-a never,exclude -F msgtype=CWD\n"))
+    assert cwd.has(watch) and cwd.has(syscall)
+    path = fact_of(tmp_path, ("20.rules", "-a never,exclude -F msgtype=PATH\n"))
+    assert not path.has(watch) and path.has(syscall)
+    assert path.where("has", watch) == (
+        "/etc/audit/rules.d/20.rules:1: -a never,exclude -F msgtype=PATH drops the PATH records"
+    )
+    other = fact_of(tmp_path, ("20.rules", "-a always,exclude -F msgtype=SYSCALL -F auid=500\n"))
+    assert other.has(syscall) and not other.has(watch)  # the watch takes every auid
+    everything = fact_of(tmp_path, ("30.rules", "-a always,exclude -F msgtype>=1300 -F msgtype<=1301\n"))
+    assert not everything.has(syscall)
+
+
+def test_never_task_and_never_filesystem_rules(tmp_path: Path) -> None:
+    rules = ("50.rules", f"{TRUNCATE}\n-w /etc/passwd -p wa\n")
+    task = fact_of(tmp_path, rules, ("99.rules", "-a never,task\n"))
+    assert not task.has(TRUNCATE) and not task.has("-w /etc/passwd -p wa")
+    (tmp_path / "etc/audit/rules.d/99.rules").unlink()
+    tracefs = fact_of(tmp_path, ("01.rules", "-a never,filesystem -F fstype=tracefs\n"))
+    assert tracefs.has("-w /etc/passwd -p wa") and not tracefs.has("-w /sys/kernel/tracing/trace -p wa")
+    tmpfs = fact_of(tmp_path, ("01.rules", "-a never,filesystem -F fstype=0x01021994\n"))
+    assert not tmpfs.has("-w /etc/passwd -p wa") and tmpfs.has(TRUNCATE)
+
+
+def test_has_loaded_reads_the_kernels_order(tmp_path: Path) -> None:
+    from secpolicy.facts.audit_rules import LOADED_SOURCE, AuditRules
+
+    loaded = ["-a never,exit -F arch=b64 -S truncate -F exe=/usr/bin/rsync", f"{TRUNCATE} -F key=access"]
+    a = AuditRules.twin(context(tmp_path), {"loaded": loaded, "enabled": 1})
+    assert not a.has_loaded(TRUNCATE)
+    assert a.where("has_loaded", TRUNCATE) == (
+        f"{LOADED_SOURCE}; test stand-in loaded:1: {loaded[0]} comes first and records nothing"
+    )
+    b = AuditRules.twin(context(tmp_path), {"loaded": loaded[::-1], "enabled": 1})
+    assert b.has_loaded(TRUNCATE) and b.where("has_loaded", TRUNCATE) == LOADED_SOURCE
