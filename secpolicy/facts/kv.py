@@ -1,5 +1,5 @@
 """Key/value configuration facts: `login_defs`, `useradd_defaults`, `pwquality`, `faillock`,
-`auditd_conf`, `journald` and `journal_upload`, each read with its program's own syntax, file order, override rules and built-in
+`auditd_conf`, `journald`, `journal_upload` and `postfix`, each read with its program's own syntax, file order, override rules and built-in
 defaults (for the versions Debian 12 ships), so an unset key reads as what the program uses."""
 
 from __future__ import annotations
@@ -1131,6 +1131,82 @@ def collect_journal_upload(ctx: FactContext) -> JournalUploadConfig:
     )
 
 
+# --- postfix main.cf ------------------------------------------------------------------------------
+POSTFIX_MAIN = "/etc/postfix/main.cf"
+# What postfix 3.7 (Debian 12) uses where main.cf is silent (`postconf -d`), for what the packs read.
+POSTFIX_DEFAULTS = {"inet_interfaces": "all", "inet_protocols": "all"}
+_POSTFIX_BLANK = " \t\n\v\f\r"  # isspace() in the C locale
+_POSTFIX_MACRO = re.compile(r"\$(?:([A-Za-z0-9_]+)|\{([A-Za-z0-9_]+)\}|\(([A-Za-z0-9_]+)\))")
+
+
+def _postfix_logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """main.cf's logical lines as postfix's readllines() makes them: blank lines and lines whose
+    first non-blank character is `#` are skipped (inside a continued line too); a line starting
+    with a blank continues the logical line before it (joined with one space); one with nothing
+    before it is ignored (postfix warns "logical line must not start with whitespace")."""
+    start = 0
+    parts: list[str] = []
+    for n, raw in enumerate(text.split("\n"), 1):
+        stripped = raw.strip(_POSTFIX_BLANK)
+        if not stripped or stripped.startswith("#"):
+            continue
+        if raw[0] in _POSTFIX_BLANK:
+            if parts:
+                parts.append(stripped)
+            continue
+        if parts:
+            yield start, " ".join(parts)
+        start, parts = n, [raw.rstrip(_POSTFIX_BLANK)]
+    if parts:
+        yield start, " ".join(parts)
+
+
+def _postfix_expand(value: str, raw: Mapping[str, str], depth: int = 0) -> str:
+    """`$name`, `${name}` and `$(name)` replaced as postconf -x does (an undefined name by
+    nothing); other forms (`${name?text}`) are left as written, so they match no value a check
+    asks for."""
+    if "$" not in value or depth > 20:
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2) or m.group(3)
+        got = raw.get(name, POSTFIX_DEFAULTS.get(name, ""))
+        return _postfix_expand(got, raw, depth + 1)
+
+    return _POSTFIX_MACRO.sub(one, value)
+
+
+def collect_postfix(ctx: FactContext) -> KvConfig:
+    """/etc/postfix/main.cf as postfix reads it: `name = value` (blanks around `=` and at the end
+    go; `#` starts a comment only at a line's start), the last setting wins, names are case
+    sensitive, values with `$name` expanded (what `postconf -x` prints)."""
+    text = ctx.read_text(POSTFIX_MAIN)
+    raw: dict[str, str] = {}
+    where: dict[str, str] = {}
+    errors = []
+    for n, line in _postfix_logical_lines(text or ""):
+        name, sep, value = line.partition("=")
+        name = name.strip(_POSTFIX_BLANK)
+        if not sep or not name:
+            errors.append(f"{at(POSTFIX_MAIN, n)}: missing '=' after attribute name (postfix stops)")
+            continue
+        raw[name] = value.strip(_POSTFIX_BLANK)
+        where[name] = at(POSTFIX_MAIN, n)
+    entries = {name: _Entry(_postfix_expand(value, raw), where[name]) for name, value in raw.items()}
+    return KvConfig(
+        "postfix",
+        POSTFIX_MAIN,
+        [] if text is None else [POSTFIX_MAIN],
+        entries,
+        text is not None,
+        ignore_case=False,
+        int_reader=c_integer,
+        defaults=POSTFIX_DEFAULTS,
+        version="postfix 3.7",
+        errors=errors,
+    )
+
+
 def register(reg: FactRegistry) -> None:
     reg.register(
         "login_defs",
@@ -1167,6 +1243,12 @@ def register(reg: FactRegistry) -> None:
         collect_journal_upload,
         returns=JOURNAL_UPLOAD,
         doc="journal-upload.conf [Upload] and its drop-ins, as systemd-journal-upload 252 reads them",
+    )
+    reg.register(
+        "postfix",
+        collect_postfix,
+        returns=KV,
+        doc="/etc/postfix/main.cf as postfix 3.7 reads it (last setting wins, $name expanded as postconf -x)",
     )
     reg.register(
         "journald",
