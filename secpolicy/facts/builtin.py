@@ -15,6 +15,7 @@ from secpolicy.facts import (
     packages,
     pam,
     procs,
+    rsyslog,
     services,
     sshd,
     sudoers,
@@ -41,5 +42,6 @@ def register_builtins(reg: FactRegistry) -> None:
     audit_rules.register(reg)
     aide.register(reg)
     system.register(reg)
+    rsyslog.register(reg)
     procs.register(reg)
     bpf_inventory.register(reg)

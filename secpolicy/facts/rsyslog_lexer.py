@@ -10,7 +10,9 @@ statements on the same line; `#` comments and `/* */` comments hold nothing.
 
 `config_lines` gives each statement-bearing line with the line number it starts on: a line
 break inside a string or inside one token ends no line (it reads as a space), a `$` directive
-is a line of its own, and comments are gone."""
+is a line of its own, and comments are gone. `config_statements` adds, for each line, the
+objects that end on it and the legacy actions on it, in order: an object whole, also where
+RainerScript lets it run over lines (`module(\n load="imtcp"\n)`)."""
 
 from __future__ import annotations
 
@@ -19,13 +21,14 @@ import re
 
 from secpolicy.facts._common import C_SPACE, fgets_pieces
 
-__all__ = ["config_lines"]
+__all__ = ["ACTION", "BRACE", "OBJECT", "config_lines", "config_statements"]
 
 _FGETS = 10240  # readConfFile's line buffer
 
-# What a matched token does: kept in the line, dropped (a comment), a `$` directive line, or
-# the `$IncludeConfig` that sends the lexer to read a file name.
-_KEEP, _DROP, _CFSYS = "keep", "drop", "cfsys"
+# What a matched token does: kept in the line, dropped (a comment), a `$` directive line, the
+# `$IncludeConfig` that sends the lexer to read a file name, or kept as a legacy action (the
+# lexer's LEGACY_ACTION: a file, `@host`, `~`, `:omusrmsg:` ... after a filter).
+_KEEP, _DROP, _CFSYS, _ACT = "keep", "drop", "cfsys", "act"
 
 _OBJ_STR = r'"(?:[^"\\]|\\[\'"?\\abfnrtv]|\\[0-7]{1,3})*"'
 _OBJ_BQ = r"`(?:[^`\\]|\\['`?\\abfnrtv]|\\[0-7]{1,3})*`"
@@ -69,7 +72,7 @@ _STATES: dict[str, _State] = {
         (r'[ \t]*:\$?[a-z\-]+[ ]*,[ ]*!?[a-z]+[ ]*,[ ]*"(?:\\"|[^"])*"', _KEEP, None, True),  # property filter
         (r"[ \t]*[*a-z][*a-z]*[0-7]*[.,][,!=;.*a-z0-7]+", _KEEP, None, True),  # priority filter
         (r"~|\*|-/[^*][^\n]*|/[^*][^\n]*|:[a-z0-9]+:[^\n]*|[|.\-@^?~>][^\n]+|[a-z0-9_][a-z0-9_\-+,;]*",
-         _KEEP, None),  # legacy actions
+         _ACT, None),  # legacy actions
         (r"/\*", _DROP, "COMMENT"),
         (r"\$[a-z]+[^\n]*", _CFSYS, None),
         (rf"![^ \t\n]+[ \t]*{_EOL}", _KEEP, None),
@@ -165,17 +168,32 @@ def preprocessed(text: str) -> tuple[str, list[int]]:
 def config_lines(text: str) -> list[tuple[int, str]]:
     """(source line number, text) of each line of statements, as described above; lines
     left empty are left out."""
+    return [(n, shown) for n, shown, _ in config_statements(text)]
+
+
+# An item of a line: an object's whole text, `name(...)`, a legacy action's, or a block's brace.
+OBJECT, ACTION, BRACE = "object", "action", "brace"
+
+
+def config_statements(text: str) -> list[tuple[int, str, tuple[tuple[str, str], ...]]]:
+    """(source line number, text, items) of each line of statements: the items are the
+    objects ending on the line (`module(...)`, `action(...)`, `input(...)` ...: (OBJECT, their
+    whole text, line breaks and comments read as blanks)), legacy actions
+    ((ACTION, text)) and the braces of blocks ((BRACE, "{" or "}")), in the order the lexer
+    meets them."""
     buf, starts = preprocessed(text)
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, str, tuple[tuple[str, str], ...]]] = []
     line: list[str] = []
+    items: list[tuple[str, str]] = []
+    obj: list[str] | None = None  # the text of the object the lexer is inside
     row = first = 0  # the buffer line the lexer is on; the one the current line started on
 
     def flush(next_first: int) -> None:
-        nonlocal line, first
+        nonlocal line, first, items
         shown = "".join(line).strip(C_SPACE)
         if shown:
-            out.append((starts[min(first, len(starts) - 1)], shown))
-        line, first = [], next_first
+            out.append((starts[min(first, len(starts) - 1)], shown, tuple(items)))
+        line, first, items = [], next_first, []
 
     state = back = "INITIAL"
     pos = 0
@@ -196,8 +214,25 @@ def config_lines(text: str) -> list[tuple[int, str]]:
                 flush(row)
         elif "\n" in token and (action == _DROP or token.strip(C_SPACE) == ""):
             flush(row + token.count("\n"))  # a line break outside any string or token
-        elif action == _KEEP:
-            line.append(token.replace("\n", " "))  # a string or token over a line break
+            if obj is not None:
+                obj.append(" ")  # an object goes on over line breaks
+        elif action == _DROP:
+            if obj is not None:
+                obj.append(" ")  # a comment inside an object
+        elif action in (_KEEP, _ACT):
+            shown = token.replace("\n", " ")  # a string, token or object over a line break
+            line.append(shown)
+            if action == _ACT and state == "INITIAL":
+                items.append((ACTION, shown.strip(C_SPACE)))
+            elif state == "INITIAL" and token in ("{", "}"):
+                items.append((BRACE, token))
+            if obj is not None:
+                obj.append(shown)
+        if nxt == "INOBJ" and state == "INITIAL":
+            obj = [token.replace("\n", " ")]
+        elif state == "INOBJ" and nxt == "INITIAL":  # its closing parenthesis
+            items.append((OBJECT, "".join(obj or ())))
+            obj = None
         row += buf.count("\n", pos, end)
         if nxt == "COMMENT":
             back = state

@@ -1,5 +1,6 @@
 """Host configuration facts read from files: mounts and fstab, kernel modules, the bootloader,
-firewalls, AppArmor, rsyslog, time sync and the running kernel."""
+os-release, firewall presence and ufw, AppArmor, time sync and the running kernel (nftables'
+ruleset and rsyslog have modules of their own)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from secpolicy.facts._common import (
     systemd_conf_files,
     text_lines,
 )
-from secpolicy.facts.rsyslog_lexer import config_lines
 from secpolicy.facts.shell import CannotTell, source
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ __all__ = [
     "KERNEL",
     "KMOD",
     "MOUNT",
-    "RSYSLOG",
     "TIMESYNC",
     "UFW",
     "audit_enabled_source",
@@ -1029,84 +1028,6 @@ class AppArmor:
         return "/sys/kernel/security/apparmor/profiles"
 
 
-# --- rsyslog ------------------------------------------------------------------------------------------
-RSYSLOG = ObjectType(
-    "rsyslog",
-    {"exists": BOOL, "lines": ListType(STR), "file_create_mode": STR, "files": ListType(STR)},
-    methods={"has_line": Method((REGEX,), BOOL, "whether some configuration line matches a regex")},
-    doc="rsyslog configuration: rsyslog.conf and the files it includes, comments stripped",
-)
-
-
-# rsyslog.conf and its includes, in all (Debian's is 1.4 kB): lexing hostile text costs up to
-# about 4 CPU s per MiB.
-_RSYSLOG_BYTES = 1 << 20
-
-
-class Rsyslog:
-    def __init__(self, ctx: FactContext) -> None:
-        self._ctx = ctx
-        self._budget = _RSYSLOG_BYTES
-        self._lines: list[tuple[str, str]] = []
-        self.files: list[str] = []
-        self.exists = ctx.stat("/etc/rsyslog.conf") is not None
-        self._read("/etc/rsyslog.conf", 0)
-        self.lines = tuple(t for t, _ in self._lines)
-        mode = [(t, w) for t, w in self._lines if re.match(r"\$FileCreateMode\s", t, re.IGNORECASE)]  # as rsyslogd
-        self.file_create_mode = mode[-1][0].split()[1] if mode else None
-        self._mode_where = (
-            mode[-1][1]
-            if mode
-            else "/etc/rsyslog.conf (no $FileCreateMode: rsyslog's default 0644)"
-        )
-
-    def _read(self, path: str, depth: int) -> None:
-        if depth > 8:
-            raise EvaluationError(f"{path}: rsyslog includes nested too deep")
-        st = self._ctx.stat(path)
-        if st is not None and st.st_size > self._budget:
-            raise EvaluationError(f"{path}: rsyslog configuration beyond {_RSYSLOG_BYTES} bytes in all, not read")
-        data = self._ctx.read_bytes(path, limit=self._budget)
-        if data is None:
-            return
-        self._budget -= len(data)
-        self.files.append(path)
-        for n, line in config_lines(data.decode("utf-8", errors="surrogateescape")):  # as rsyslogd's preprocessor and lexer read it
-            self._lines.append((line, at(path, n)))
-            inc = re.match(r"\$IncludeConfig\s+(\S+)", line, re.IGNORECASE) or re.match(
-                r'include\([^)]*?\bfile\s*=\s*"([^"]+)"', line
-            )
-            if inc:
-                for t in self._included(inc.group(1)):
-                    self._read(t, depth + 1)
-
-    def _included(self, pattern: str) -> list[str]:
-        """The files an include names, in the order rsyslog reads them: a glob(3) pattern (no
-        hidden files), every file of a directory, or one file."""
-        if any(c in pattern for c in "*?["):
-            return self._ctx.glob(pattern)
-        st = self._ctx.stat(pattern)
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            return [f"{pattern.rstrip('/')}/{n}" for n in self._ctx.listdir(pattern) if not n.startswith(".")]
-        return [pattern]
-
-    def has_line(self, regex: str) -> bool:
-        rx = compile_regex(regex)
-        return any(rx.search(t) for t, _ in self._lines)
-
-    def describe(self) -> str:
-        return "rsyslog"
-
-    def where(self, name: str, *args: Any) -> str | None:
-        if name == "has_line" and args:
-            rx = compile_regex(str(args[0]))
-            hit = next((w for t, w in self._lines if rx.search(t)), None)
-            return hit or ", ".join(self.files) or "/etc/rsyslog.conf (absent)"
-        if name == "file_create_mode":
-            return self._mode_where
-        return "/etc/rsyslog.conf"
-
-
 # --- time synchronisation -------------------------------------------------------------------------------
 CHRONY_CONF = "/etc/chrony/chrony.conf"  # what Debian's chronyd reads (not /etc/chrony.conf)
 _CHRONY_SOURCES = ("server", "pool", "peer")
@@ -1452,7 +1373,6 @@ def register(reg: FactRegistry) -> None:
     )
     reg.register("ufw", Ufw, returns=UFW, doc="ufw's boot configuration, as ufw-init reads it")
     reg.register("apparmor", AppArmor, returns=APPARMOR, doc="AppArmor state and profiles")
-    reg.register("rsyslog", Rsyslog, returns=RSYSLOG, doc="rsyslog configuration")
     reg.register(
         "timesync", Timesync, returns=TIMESYNC, doc="time synchronisation daemon and servers"
     )
