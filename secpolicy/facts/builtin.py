@@ -12,6 +12,7 @@ from secpolicy.facts import (
     fs_scan,
     kv,
     limits,
+    nftables,
     packages,
     pam,
     procs,
@@ -42,6 +43,7 @@ def register_builtins(reg: FactRegistry) -> None:
     audit_rules.register(reg)
     aide.register(reg)
     system.register(reg)
+    nftables.register(reg)
     rsyslog.register(reg)
     procs.register(reg)
     bpf_inventory.register(reg)

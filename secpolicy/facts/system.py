@@ -11,8 +11,7 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.dsl.regex import compile_regex
-from secpolicy.dsl.types import ANY, BOOL, INT, MODE, REGEX, STR, ListType, Method, ObjectType
+from secpolicy.dsl.types import ANY, BOOL, INT, MODE, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError, NotApplicable
 from secpolicy.facts._common import (
     at,
@@ -524,166 +523,6 @@ class OsRelease:
 
     def where(self, name: str, *args: Any) -> str:
         return self.path
-
-
-# --- nftables ------------------------------------------------------------------------------------------
-NFT_RULESET = ObjectType(
-    "nft_ruleset",
-    {"live": BOOL, "source": STR},
-    methods={"has_line": Method((REGEX,), BOOL, "whether a line of the ruleset matches the regex (the"
-                                " text of comments and quoted strings is data: it makes no line of its own)")},
-    doc="the nftables ruleset: on the live host the one in force, as `nft list ruleset` prints it (what the CIS"
-    " audits read); under --root, or where nft is not installed, the saved configuration",
-    field_docs={
-        "live": "the ruleset is the one in force, printed by nft (its own spelling: `priority filter; policy drop;`"
-        " on the hook line, `counter packets 0 bytes 0`)",
-        "source": '"nft list ruleset", or the saved files read: /etc/nftables.conf and the files its `include`'
-        " statements name, as nft resolves them",
-    },
-)
-NFT_SAVED = "/etc/nftables.conf"  # what nftables.service loads: nft -f /etc/nftables.conf
-_NFT_INCLUDE_PATH = "/etc"  # where nft looks for a relative include (no -I given)
-_NFT_MAX_INCLUDE_DEPTH = 16  # nft's own limit
-_NFT_INCLUDE_BEFORE = re.compile(r"(?:^|[\s;{}])include[ \t]+\Z")
-# What nft's scanner takes whole: a quoted string (no escapes: it cannot hold a quote, but may
-# hold line breaks) and a `#` comment, to the end of its line.
-_NFT_DATA = re.compile(r'"[^"]*"|#[^\n]*')
-_BLANK = re.compile(r"[\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
-# Statements that undo what the ruleset has said so far, at the start of a statement of a line
-# of nft_lines() (comments gone, quoted strings made one word): `flush ruleset` drops every
-# table before it; what deleting or flushing one table or chain leaves, only nft can tell.
-_NFT_FLUSH_RULESET = re.compile(r"(?:^|[;{}])[ \t]*flush[ \t]+ruleset\b")
-_NFT_UNDO = re.compile(r"(?:^|[;{}])[ \t]*(?:delete|destroy|flush)[ \t]+(?:table|chain)\b")
-
-
-def nft_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, text) of the lines of an nft ruleset as its syntax has them: a line
-    break inside a quoted string (a comment, a log prefix) ends no line, the blanks inside
-    one are shown as `_`, and `#` comments are dropped, so text given as data never reads as
-    a statement: `comment "x<newline>iif lo accept"` or `comment "hook input policy drop"`
-    match no rule's pattern. A line is numbered by where it starts."""
-    out: list[tuple[int, str]] = []
-    line: list[str] = []
-    start = n = 1  # where the current line starts; the physical line reached
-
-    def plain(chunk: str) -> None:
-        nonlocal line, start, n
-        *ended, rest = chunk.split("\n")
-        for piece in ended:
-            out.append((start, "".join(line) + piece))
-            line, n = [], n + 1
-            start = n
-        line.append(rest)
-
-    pos = 0
-    for m in _NFT_DATA.finditer(text):
-        plain(text[pos : m.start()])
-        token = m.group()
-        if token.startswith('"'):
-            line.append(_BLANK.sub("_", token))
-            n += token.count("\n")
-        pos = m.end()
-    plain(text[pos:])
-    if "".join(line):
-        out.append((start, "".join(line)))
-    return out
-
-
-def nft_includes(text: str) -> list[tuple[int, str]]:
-    """(line number, file name) of each `include "file"` statement of an nft file, comments and
-    quoted strings other than the name left aside."""
-    out: list[tuple[int, str]] = []
-    pos = 0
-    for m in _NFT_DATA.finditer(text):
-        if m.group().startswith('"') and _NFT_INCLUDE_BEFORE.search(text, pos, m.start()):
-            out.append((text.count("\n", 0, m.start()) + 1, m.group()[1:-1]))
-        pos = m.end()
-    return out
-
-
-class NftRuleset:
-    """The ruleset nftables holds, asked of nft on the live host; the saved files elsewhere."""
-
-    def __init__(self, ctx: FactContext) -> None:
-        self._line_of: dict[str, str | None] = {}
-        nft = sbin_tool("nft") if ctx.live else None
-        if nft is not None:
-            done = run_tool([nft, "list", "ruleset"], "nft list ruleset")
-            if done.returncode != 0:
-                said = done.stderr.strip().splitlines()
-                raise EvaluationError(f"nft list ruleset failed (exit {done.returncode}): "
-                                      f"{said[-1] if said else 'no output'}; the CIS audits need it (run as root)")
-            self.live, self.source = True, "nft list ruleset"
-            self._lines = [(self.source, n, line) for n, line in nft_lines(done.stdout)]
-            return
-        self.live, self._ctx = False, ctx
-        self._lines = []
-        files: list[str] = []
-        self._read_saved(NFT_SAVED, 0, files)
-        self.source = ", ".join(files) or f"{NFT_SAVED} (absent)"
-
-    def _read_saved(self, path: str, depth: int, files: list[str]) -> None:
-        """A saved file's lines in the order nft reads them: an `include` statement's files
-        where it stands (nft reads an included file there, as if its text were inline)."""
-        text = self._ctx.read_text(path)
-        if text is None:
-            if depth == 0:
-                return
-            raise EvaluationError(f"{path}: included but absent")
-        files.append(path)
-        includes = nft_includes(text)
-        for n, line in nft_lines(text):
-            self._statement(path, n, line)
-            while includes and includes[0][0] <= n:
-                where, name = at(path, includes[0][0]), includes.pop(0)[1]
-                if depth + 1 >= _NFT_MAX_INCLUDE_DEPTH:
-                    raise EvaluationError(f"{where}: include nested too deeply (nft stops at {_NFT_MAX_INCLUDE_DEPTH} levels)")
-                for included in self._included(name, where):
-                    self._read_saved(included, depth + 1, files)
-
-    def _statement(self, path: str, n: int, line: str) -> None:
-        """Keep a saved line, after what `flush ruleset` leaves of the lines before it."""
-        undo = _NFT_UNDO.search(line)
-        if undo is not None:
-            raise EvaluationError(
-                f"{at(path, n)}: {undo.group().strip(' ;{}')}...: which tables and chains it leaves only nft can"
-                " tell (the saved lines before it are not the ruleset loaded); `nft list ruleset` on the host tells")
-        flushed = None
-        for flushed in _NFT_FLUSH_RULESET.finditer(line):
-            pass
-        if flushed is not None:
-            self._lines.clear()  # nft drops every table defined before it, in any file
-            line = line[flushed.end():]
-        self._lines.append((path, n, line))
-
-    def _included(self, name: str, where: str) -> list[str]:
-        """The files `include "name"` reads, as nft 1.0 resolves it: a relative name in /etc;
-        a pattern (`*`, `?`, `[`) matching regular files, hidden ones only when named so, in
-        sorted order and possibly none; a plain name, one file that must exist, else nft
-        refuses the whole ruleset and nftables.service loads none."""
-        path = name if name.startswith("/") else f"{_NFT_INCLUDE_PATH}/{name}"
-        if not any(c in name for c in "*?["):
-            if self._ctx.lstat(path) is None:
-                raise EvaluationError(f'{where}: include "{name}": no such file, so nft refuses the whole ruleset')
-            return [path]
-        return [p for p in self._ctx.glob(path) if (st := self._ctx.stat(p)) is not None and not stat.S_ISDIR(st.st_mode)]
-
-    def _match_line(self, regex: str) -> str | None:
-        if regex not in self._line_of:
-            rx = compile_regex(regex)
-            self._line_of[regex] = next((at(path, n) for path, n, line in self._lines if rx.search(line)), None)
-        return self._line_of[regex]
-
-    def has_line(self, regex: str) -> bool:
-        return self._match_line(regex) is not None
-
-    def describe(self) -> str:
-        return "nft_ruleset"
-
-    def where(self, name: str, *args: Any) -> str | None:
-        if name == "has_line" and args:
-            return self._match_line(str(args[0])) or f"{self.source} (no line matches)"
-        return self.source
 
 
 # --- firewall -----------------------------------------------------------------------------------------
@@ -1364,10 +1203,6 @@ def register(reg: FactRegistry) -> None:
     reg.register("_loaded_modules", _loaded_modules, returns=ANY, doc="internal: /proc/modules")
     reg.register("grub", Grub, returns=GRUB, doc="the GRUB bootloader configuration")
     reg.register("os_release", OsRelease, returns=OS_RELEASE, doc="the operating system's os-release ID")
-    reg.register(
-        "nft_ruleset", NftRuleset, returns=NFT_RULESET,
-        doc="the nftables ruleset: `nft list ruleset` on the live host, the saved files under --root",
-    )
     reg.register(
         "firewall", Firewall, returns=FIREWALL, doc="host firewall presence and enablement"
     )

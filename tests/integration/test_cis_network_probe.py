@@ -288,3 +288,185 @@ def test_nftables_default_deny_is_the_ruleset_nft_loads(base_tree: Path, tmp_pat
         got[name] = (_verdict(root, "cis-4.3.8-nftables-default-deny"), _cis_default_deny(nft, loaded))
     assert got == {"flush-ruleset-then-accept": ("fail", "fail"), "flush-ruleset-in-an-include": ("fail", "fail"),
                    "delete-table": ("error", "fail"), "flush-ruleset-first": ("pass", "pass")}
+
+
+# --- 4.3.x: the tables and chains nft makes of the saved file -----------------------------------
+# The saved file is read as `nft -f` reads it (tables, chains, hooks, the last policy given to
+# each base chain), and a file nft refuses (it then loads nothing) is an error, never a pass. Each
+# case is loaded with the real nft in a network namespace of its own and its listing read.
+_NFT_RULES = ("cis-4.3.4-nftables-table", "cis-4.3.5-nftables-base-chains", "cis-4.3.6-nftables-loopback",
+              "cis-4.3.8-nftables-default-deny", "cis-4.3.10-nftables-rules-permanent")
+_NFT_FULL = ('table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n'
+             '\t\tiif "lo" accept\n\t\tip saddr 127.0.0.0/8 counter drop\n\t\tip6 saddr ::1 counter drop\n\t}\n'
+             "\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n"
+             "\tchain output {\n\t\ttype filter hook output priority filter; policy drop;\n\t}\n}\n")
+
+
+def _verdicts(root: Path, rule_ids: tuple[str, ...]) -> dict[str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "secpolicy", "scan", "--root", str(root), "-p", "policies/cis",
+         *(a for r in rule_ids for a in ("--rule", r)), "--format", "json", "-q"],
+        capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+    assert done.stdout, done.stderr
+    return {r["rule_id"].split("-")[1]: r["status"] for r in json.loads(done.stdout)["results"]}
+
+
+def _nft_listing(nft: Path, root: Path, text: str, tmp_path: Path, name: str) -> str | None:
+    """What nft lists after loading TEXT (the tree's includes given as the tree's files), or
+    None where it refuses the file (it then loads nothing)."""
+    loaded = tmp_path / f"{name}.nft"
+    loaded.write_text(text.replace('"/etc/nftables.d/', f'"{root}/etc/nftables.d/'))
+    script = f'"{nft}" -f "{loaded}" >/dev/null 2>&1 || {{ echo REFUSED; exit 0; }}; "{nft}" list ruleset'
+    out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    return None if out.startswith("REFUSED") else out
+
+
+def _listed_chains(listing: str) -> list[tuple[str, bool, str | None, str | None, list[str]]]:
+    """(family, dormant, hook, policy, rules) of each chain nft lists: its output has one table,
+    chain, hook line or rule a line, tables and chains closed by a `}` line of their own."""
+    chains: list[tuple[str, bool, str | None, str | None, list[str]]] = []
+    family, dormant, chain = "", False, None
+    for line in listing.split("\n"):
+        s = line.strip()
+        if m := re.match(r"table (\S+) ", s):
+            family, dormant = m.group(1), False
+        elif s == "flags dormant":
+            dormant = True
+        elif m := re.match(r"chain (\S+) \{", s):
+            chain = (family, dormant, None, None, [m.group(1)])
+        elif chain is not None and (m := re.match(r"type filter hook (\w+) .*policy (\w+);", s)):
+            chain = (family, dormant, m.group(1), m.group(2), chain[4])
+        elif chain is not None and s == "}":
+            chains.append(chain)
+            chain = None
+        elif chain is not None and s and not s.startswith("type "):
+            chain[4].append(s)
+    return chains
+
+
+def _loaded_default_deny(listing: str | None, ipv6: bool = True) -> str:
+    """Default deny as netfilter applies it: each hook has, for IPv4 (ip, inet tables) and IPv6
+    (ip6, inet), a filter base chain of a table that is not dormant whose policy is drop."""
+    if listing is None:
+        return "fail"  # nothing loaded
+    chains = _listed_chains(listing)
+    families = [("ip", "inet")] + ([("ip6", "inet")] if ipv6 else [])
+    ok = all(any(c[0] in fams and not c[1] and c[2] == hook and c[3] == "drop" for c in chains)
+             for hook in ("input", "forward", "output") for fams in families)
+    return "pass" if ok else "fail"
+
+
+def test_nftables_policy_is_the_last_one_nft_gives_each_base_chain(base_tree: Path, tmp_path: Path) -> None:
+    """cis-4.3.8-nftables-default-deny under --root: `policy drop;` on its own line is the chain's
+    policy; a later `chain`, `add chain` or table block giving `policy accept;` replaces it; a
+    `$variable` policy is its value; an ip table leaves IPv6 open, arp and bridge chains and a
+    dormant table filter no IP traffic at all."""
+    nft = _nft(tmp_path)
+    own_line = _NFT_FULL.replace("priority filter; policy drop;\n\t\tiif", "priority filter;\n\t\tpolicy drop\n\t\tiif")
+    cases = {
+        "policy-on-its-own-line": own_line,
+        "later-chain-statement": f"{_NFT_FULL}chain inet filter input {{ policy accept; }}\n",
+        "later-add-chain": f"{_NFT_FULL}add chain inet filter input {{ policy accept; }}\n",
+        "later-table-block": f"{_NFT_FULL}table inet filter {{\n\tchain input {{\n\t\tpolicy accept;\n\t}}\n}}\n",
+        "policy-variable": 'define DROP = "drop"\n' + _NFT_FULL.replace("policy drop;", "policy $DROP;"),
+        "ip-table-only": _NFT_FULL.replace("table inet", "table ip"),
+        "arp-and-bridge": ("table arp a {\n\tchain i { type filter hook input priority 0; policy drop; }\n"
+                           "\tchain o { type filter hook output priority 0; policy drop; }\n}\n"
+                           "table bridge b {\n\tchain f { type filter hook forward priority 0; policy drop; }\n}\n"),
+        "dormant-table": _NFT_FULL.replace("table inet filter {\n", "table inet filter {\n\tflags dormant\n"),
+    }
+    got = {}
+    for name, text in cases.items():
+        (tmp_path / name).mkdir()
+        root = corpus.edited_copy(tmp_path / name, base_tree, [write("etc/nftables.conf", f"flush ruleset\n{text}")])
+        listing = _nft_listing(nft, root, f"flush ruleset\n{text}", tmp_path, name)
+        got[name] = (_verdict(root, "cis-4.3.8-nftables-default-deny"), _loaded_default_deny(listing))
+    assert got == {"policy-on-its-own-line": ("pass", "pass"), "later-chain-statement": ("fail", "fail"),
+                   "later-add-chain": ("fail", "fail"), "later-table-block": ("fail", "fail"),
+                   "policy-variable": ("pass", "pass"), "ip-table-only": ("fail", "fail"),
+                   "arp-and-bridge": ("fail", "fail"), "dormant-table": ("fail", "fail")}
+
+
+def test_nftables_file_nft_refuses_is_an_error_not_a_pass(base_tree: Path, tmp_path: Path) -> None:
+    """4.3.4, 4.3.5, 4.3.6, 4.3.8 and 4.3.10 under --root on a saved file nft refuses as a whole
+    (nftables.service then loads nothing): each is an error naming the line, not a pass read
+    from the lines of a file that never loads. The valid file passes all five."""
+    nft = _nft(tmp_path)
+    cases = {
+        "valid": _NFT_FULL,
+        "brace-not-closed": _NFT_FULL.rstrip("}\n") + "\n",
+        "chain-closed-without-separator": _NFT_FULL.replace("\t}\n}\n", "\t} }\n"),
+        "misspelt-policy": _NFT_FULL.replace("forward priority filter; policy drop;", "forward priority filter; polcy drop;"),
+        "policy-on-a-regular-chain": _NFT_FULL.replace("}\n}\n", "}\n\tchain lo_in {\n\t\tpolicy drop;\n\t}\n}\n"),
+        "variable-not-a-string": "define DROP = drop\n" + _NFT_FULL.replace("policy drop;", "policy $DROP;"),
+        "hook-split-over-lines": _NFT_FULL.replace("type filter hook output", "type filter\n\t\thook output"),
+        "missing-include": f'{_NFT_FULL}include "/etc/nftables.d/none.nft"\n',
+    }
+    got = {}
+    for name, text in cases.items():
+        (tmp_path / name).mkdir()
+        root = corpus.edited_copy(tmp_path / name, base_tree, [write("etc/nftables.conf", f"flush ruleset\n{text}")])
+        listing = _nft_listing(nft, root, f"flush ruleset\n{text}", tmp_path, name)
+        verdicts = set(_verdicts(root, _NFT_RULES).values())
+        got[name] = (verdicts.pop() if len(verdicts) == 1 else verdicts, "refused" if listing is None else "loaded")
+    assert got == {"valid": ("pass", "loaded"), **{n: ("error", "refused") for n in cases if n != "valid"}}
+
+
+def test_nftables_loopback_rules_are_those_of_the_input_chains(base_tree: Path, tmp_path: Path) -> None:
+    """cis-4.3.6-nftables-loopback under --root: the loopback rules count in an input filter base
+    chain or a chain it jumps to, where nft lists them there (a `$variable` is its value); in the
+    output chain, or a chain nothing jumps to, they filter no input."""
+    nft = _nft(tmp_path)
+    lo = '\t\tiif "lo" accept\n\t\tip saddr 127.0.0.0/8 counter drop\n\t\tip6 saddr ::1 counter drop\n'
+    bare = _NFT_FULL.replace(lo, "")
+    cases = {
+        "in-input": _NFT_FULL,
+        "in-a-chain-input-jumps-to": bare.replace("policy drop;\n\t}\n\tchain forward",
+                                                  f"policy drop;\n\t\tjump lo_in\n\t}}\n\tchain lo_in {{\n{lo}\t}}\n\tchain forward"),
+        "in-a-chain-nothing-jumps-to": bare.replace("\tchain forward", f"\tchain lo_in {{\n{lo}\t}}\n\tchain forward"),
+        "in-output": bare.replace("output priority filter; policy drop;\n", f"output priority filter; policy drop;\n{lo}"),
+        "interface-variable": 'define LO = "lo"\n' + _NFT_FULL.replace('iif "lo"', "iif $LO"),
+    }
+    got = {}
+    for name, text in cases.items():
+        (tmp_path / name).mkdir()
+        root = corpus.edited_copy(tmp_path / name, base_tree, [write("etc/nftables.conf", f"flush ruleset\n{text}")])
+        listing = _nft_listing(nft, root, f"flush ruleset\n{text}", tmp_path, name)
+        assert listing is not None, name
+        chains = {c[4][0]: c for c in _listed_chains(listing)}
+        seen, todo = set(), [n for n, c in chains.items() if c[2] == "input"]
+        while todo:  # the input chains' rules and those of the chains they jump to
+            seen.add(todo[0])
+            todo += [m for r in chains[todo.pop(0)][4][1:] for m in re.findall(r"jump (\S+)", r) if m not in seen]
+        rules = [r for n in seen for r in chains[n][4][1:]]
+        real = all(any(re.search(rx, r) for r in rules) for rx in (
+            r'^iif "lo" accept$', r"^ip saddr 127\.0\.0\.0/8 counter packets \d+ bytes \d+ drop$",
+            r"^ip6 saddr ::1 counter packets \d+ bytes \d+ drop$"))
+        got[name] = (_verdict(root, "cis-4.3.6-nftables-loopback"), "pass" if real else "fail")
+    assert got == {"in-input": ("pass", "pass"), "in-a-chain-input-jumps-to": ("pass", "pass"),
+                   "in-a-chain-nothing-jumps-to": ("fail", "fail"), "in-output": ("fail", "fail"),
+                   "interface-variable": ("pass", "pass")}
+
+
+def test_nftables_rules_permanent_is_a_table_nft_loads_at_boot(base_tree: Path, tmp_path: Path) -> None:
+    """cis-4.3.10-nftables-rules-permanent under --root: an `include` line is not a table; what
+    counts is a table `nft -f /etc/nftables.conf` makes, from the file or what it includes."""
+    nft = _nft(tmp_path)
+    cases = {
+        "table-in-an-include": ('include "/etc/nftables.d/*.nft"\n', {"etc/nftables.d/filter.nft": _NFT_FULL}),
+        "include-of-an-empty-file": ('include "/etc/nftables.d/*.nft"\n', {"etc/nftables.d/empty.nft": "# none yet\n"}),
+        "include-matching-nothing": ('include "/etc/nftables.d/*.nft"\n', {}),
+        "only-an-arp-table": ("table arp a {\n\tchain i { type filter hook input priority 0; policy drop; }\n}\n", {}),
+    }
+    got = {}
+    for name, (text, extra) in cases.items():
+        (tmp_path / name).mkdir()
+        root = corpus.edited_copy(tmp_path / name, base_tree, [
+            write("etc/nftables.conf", f"flush ruleset\n{text}"), *(write(p, t) for p, t in extra.items())])
+        (root / "etc/nftables.d").mkdir(exist_ok=True)
+        listing = _nft_listing(nft, root, f"flush ruleset\n{text}", tmp_path, name)
+        real = listing is not None and re.search(r"^table (inet|ip|ip6) ", listing, re.MULTILINE) is not None
+        got[name] = (_verdict(root, "cis-4.3.10-nftables-rules-permanent"), "pass" if real else "fail")
+    assert got == {"table-in-an-include": ("pass", "pass"), "include-of-an-empty-file": ("fail", "fail"),
+                   "include-matching-nothing": ("fail", "fail"), "only-an-arp-table": ("fail", "fail")}
