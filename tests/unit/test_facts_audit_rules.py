@@ -542,3 +542,94 @@ def test_has_loaded_reads_the_kernels_order(tmp_path: Path) -> None:
     )
     b = AuditRules.twin(context(tmp_path), {"loaded": loaded[::-1], "enabled": 1})
     assert b.has_loaded(TRUNCATE) and b.where("has_loaded", TRUNCATE) == LOADED_SOURCE
+
+
+# --- auditctl 3.0.9's reading of a line, as the real tool was found to load it ---------------------
+# (tests/conformance/test_auditctl_lines.py asks the real auditctl about these lines)
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-a never,exit -F dir=/var/lib/docker -k docker",
+        "-a always,exit -F path=/usr/bin/sudo -k priv",
+        "-a never,filesystem -F fstype=tracefs -k tracefs",
+    ],
+)
+def test_a_key_may_follow_a_path_dir_or_fstype_field(line: str) -> None:
+    r = loaded(line)
+    assert r.errors == () and len(r.rules) == 1 and r.rules[0].keys == (line.split()[-1],)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("-a always,exit -F uid=0 -F key=k", "Key field needs a watch, syscall or exe path"),
+        ("-a always,exit -F arch=b64 -S openat -F Key=a -k b", "one key field"),
+        ("-a always,exit -F path=/etc/passwd/ -F perm=wa", "Invalid argument"),
+        ("-a always,exit -F path=/ -F perm=wa", "Invalid argument"),
+        ("-a always,exit -F path=/etc/passwd -F perm!=wa", "perm only takes = operator"),
+        ("-a always,exit -F path=/etc/passwd -F inode=5", "Invalid argument"),
+        ("-a always,exit -F exe=/usr/bin/ -k k", "Invalid argument"),
+        ("-a always,exit -F exe=/usr/bin/a -F exe=/usr/bin/b -k k", "Invalid argument"),
+        ("-a always,exit -F exe>/usr/bin/a -k k", "exe only takes = or != operators"),
+        ("-a always,exit -F arch=b64 -S openat -F pid&1", "Invalid argument"),
+        ("-a always,exit -F arch=b64 -S openat -F exit&13", "Invalid argument"),
+        ("-a always,exit -F arch=b64 -S openat -F uid=-1", "Invalid argument"),
+        ("-a always,exit -F arch=b64 -S openat -F filetype>file", "Invalid argument"),
+        ("-a always,exit -F arch=b64 -S openat -F inode>5", "inode only takes = or != operators"),
+        ("-a always,exit -F arch=b64 -S openat -F gid=unset", "Unknown group: unset"),
+        ("-a always,exit -F arch=b64 -S connect -F saddr_fam=46", "value is too large"),
+        ("-a always,exit -F arch=b64 -S openat -C uid=gid", "-C incompatible comparison"),
+        ("-a always,exit -F arch=b64 -S openat -F uid=1!=2", "-F unknown field: uid=1"),
+        ("-a always,exclude -F euid=0", "can be used with exclude filter"),
+        ("-a always,user -F exit=1", "exit can only be used with exit filter list"),
+        ("-a always,filesystem -F fstype=tracefs -F uid=0 -k t", "Invalid argument"),
+        ("-a always,filesystem -F fstype=ext9", "file system type is unknown"),
+        ("-w /etc/passwd -a always,exit", "Append rule - bad keyword always,exit"),
+        ("-a always,exit -F arch=b64 -S openat -k k -l", "Wrong number of options for list"),
+        ("-a always,exit -F path=/" + "x/" * 2100 + "f", "String value too long"),
+        ("-a always,exit -S openat " + " ".join(f"-F a0!={i}" for i in range(63)) + " -k k", "Too many fields"),
+    ],
+)
+def test_lines_auditctl_or_the_kernel_refuses(line: str, message: str) -> None:
+    r = load([Line(line, "f:1"), Line("-w /etc/after", "f:2")], lambda kind, name: {"root": 0}.get(name))
+    assert len(r.errors) == 1 and message in r.errors[0], r.errors
+    assert r.rules == () and r.stopped == "f:1"
+
+
+@pytest.mark.parametrize(
+    ("line", "fields"),
+    [
+        ("-a always,exit -F arch=b64 -S openat -F filetype=32768", ("filetype=file",)),  # as -l prints it
+        ("-a always,exit -F arch=b64 -S openat -F uid=99999999999", ("uid=1215752191",)),
+        ("-a always,exit -F arch=b64 -S openat -F pid=4294967295", ("pid=-1",)),
+        ("-a always,exit -F arch=b64 -S openat -F a0=-1", ("a0=4294967295",)),
+        ("-a always,exit -F arch=b64 -S openat -F sessionid=unset", ("sessionid=-1",)),
+        ("-a always,exit -F arch=b64 -S connect -F saddr_fam=abc", ("saddr_fam=0",)),
+    ],
+)
+def test_values_read_as_the_kernel_holds_them(line: str, fields: tuple[str, ...]) -> None:
+    assert parse_rule(line).fields == fields
+
+
+def test_spellings_auditctl_takes() -> None:
+    assert parse_rule("-a always,exit -F arch=b64 -S OPENAT").syscalls == ("openat",)
+    assert parse_rule("-a always,exit -F arch=b64 -S 0x101").syscalls == ("257",)
+    assert parse_rule("-a always,exit -F arch=0xc000003e -S openat").arch == "b64"
+    assert parse_rule("-a always,exit -F arch=b64 -S openat -F key= -k k").keys == ("k",)
+    assert parse_rule("-a always,user -F exe=/usr/bin/sudo -k k").fields == ("exe=/usr/bin/sudo",)
+    assert parse_rule("-a always,exit -F dir=/etc// -F perm=wa").path == "/etc"
+    assert parse_rule("-a always,exit -F dir=// -F perm=wa").path == "//"
+    assert parse_rule("-w /etc/passwd -p wa -S openat").syscalls == ("all",)  # a watch is on every syscall
+    assert parse_rule("-w /etc/passwd -a exit,always -p wa") == parse_rule("-w /etc/passwd -p wa")
+
+
+def test_dash_i_and_c_end_their_line_and_the_load_goes_on() -> None:
+    for first in ("-a always,exit -F arch=b64 -S openat -k k -i", "-c -w /etc/shadow -k k", "-i -k k"):
+        r = loaded(f"{first}\n-w /etc/after -p wa\n-w /etc/bad -p z\n-w /etc/last")
+        assert [x.path for x in r.rules] == ["/etc/after", "/etc/last"] and r.stopped is None, first
+
+
+def test_a_possible_rule_is_dropped_and_the_load_goes_on() -> None:
+    r = loaded("-a exit,possible -S openat\n-w /etc/after")
+    assert r.errors == () and [x.path for x in r.rules] == ["/etc/after"]
+    assert loaded("-a possible,exit -S openat").stopped  # the other order is a bad keyword
