@@ -458,21 +458,21 @@ class Grub:
         found = cls._value(words, name)
         return found is not None and (not sep or found == value)
 
-    def _lines(self) -> list[tuple[list[str], str]]:
-        """The kernel command lines booted: grub.cfg's, or with no grub.cfg, the one
-        /etc/default/grub makes."""
+    def kernel_lines(self) -> list[tuple[list[str], str]]:
+        """The kernel command lines booted, each with where it is: grub.cfg's, or with no
+        grub.cfg, the one /etc/default/grub makes."""
         return self._linux or [(self._default, self._default_where)]
 
     def has_arg(self, arg: str) -> bool:
-        return all(self._has(words, arg) for words, _ in self._lines())
+        return all(self._has(words, arg) for words, _ in self.kernel_lines())
 
     def arg(self, name: str) -> str | None:
-        values = {self._value(words, name) for words, _ in self._lines()}
+        values = {self._value(words, name) for words, _ in self.kernel_lines()}
         return values.pop() if len(values) == 1 else None
 
     def where(self, name: str, *args: Any) -> str | None:
         if name in ("has_arg", "arg") and args:
-            lines = self._lines()
+            lines = self.kernel_lines()
             if name == "has_arg":
                 odd = [w for words, w in lines if not self._has(words, str(args[0]))]
             else:
@@ -773,7 +773,9 @@ APPARMOR = ObjectType(
     doc="AppArmor: kernel state (sys/module, securityfs), boot parameters, profiles on disk",
     field_docs={
         "enabled": "sys/module/apparmor/parameters/enabled is Y (null under --root without sys/)",
-        "bootloader_enabled": "apparmor=1 and security=apparmor on every grub.cfg kernel line",
+        "bootloader_enabled": "every grub.cfg kernel line enables AppArmor by its parameters as the kernel reads "
+        "them: the last apparmor= a non-zero number (kstrtoul), and AppArmor in the last lsm= list, or without "
+        "lsm= (which supersedes it) the last security= is apparmor",
         "unconfined": "processes running unconfined although a profile exists for their executable (live only: NOT_APPLICABLE under --root)",
         "profiles_defined": "profile files in etc/apparmor.d (top level)",
         "profiles_loaded": "profiles in the kernel: live, or a root carrying sys/kernel/security/apparmor/profiles; else NOT_APPLICABLE",
@@ -791,7 +793,11 @@ class AppArmor:
         else:
             self.enabled = None
         grub: Grub = ctx.fact("grub", ())
-        self.bootloader_enabled = grub.has_arg("apparmor=1") and grub.has_arg("security=apparmor")
+        # every kernel line grub.cfg boots (or, without one, the line /etc/default/grub makes)
+        self._boot_refusal = next(
+            (f"{where}: {why}" for words, where in grub.kernel_lines() if (why := apparmor_boot_refusal(words))), None
+        )
+        self.bootloader_enabled = self._boot_refusal is None
         self.profiles_defined = sum(
             1
             for p in ctx.glob("/etc/apparmor.d/*")
@@ -861,7 +867,7 @@ class AppArmor:
         if name == "enabled":
             return "/sys/module/apparmor/parameters/enabled"
         if name == "bootloader_enabled":
-            return self._ctx.fact("grub", ()).where("has_arg", "apparmor=1")
+            return self._boot_refusal or self._ctx.fact("grub", ()).where("has_arg", "apparmor")
         if name == "profiles_defined":
             return "/etc/apparmor.d"
         return "/sys/kernel/security/apparmor/profiles"
@@ -1147,6 +1153,43 @@ def _kernel_values(words: list[str], name: str) -> list[str]:
         if key.replace("-", "_") == want:
             found.append(value)
     return found
+
+
+def _kstrtoul(text: str) -> int | None:
+    """`text` as the kernel's kstrtoul(text, 0) reads it: an optional `+`, then hexadecimal after
+    `0x` (a hex digit must follow), octal after another leading `0`, else decimal; the whole
+    text (one trailing newline allowed) and below 2**64; None where it refuses it."""
+    digits = text.removeprefix("+").removesuffix("\n").lower()
+    if digits[:2] == "0x" and digits[2:3] and digits[2:3] in _DIGITS[16]:
+        base, digits = 16, digits[2:]
+    else:
+        base = 8 if digits.startswith("0") else 10
+    if not digits or any(c not in _DIGITS[base] for c in digits):
+        return None
+    value = int(digits, base)
+    return value if value < 1 << 64 else None
+
+
+_DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdef"}
+
+
+def apparmor_boot_refusal(words: list[str]) -> str | None:
+    """Why one kernel command line does not enable AppArmor by its parameters, as the kernel
+    reads them, or None when it does: the last `apparmor=` a number kstrtoul reads, not 0
+    (`apparmor=10` enables it), and AppArmor the chosen major security module: in the last
+    `lsm=` list when there is one (it supersedes `security=`), else the last `security=`."""
+    flag = _kernel_values(words, "apparmor")
+    if not flag:
+        return "no apparmor= parameter"
+    if not _kstrtoul(flag[-1]):
+        return f"apparmor={flag[-1]} (the kernel reads 0 or refuses it)"
+    lsm = _kernel_values(words, "lsm")
+    if lsm:
+        return None if "apparmor" in lsm[-1].split(",") else f"lsm={lsm[-1]} leaves AppArmor out (security= is ignored)"
+    security = _kernel_values(words, "security")
+    if not security:
+        return "no security=apparmor (nor an lsm= list naming it)"
+    return None if security[-1] == "apparmor" else f"security={security[-1]}"
 
 
 def _cmdline_audit(cmdline: str) -> bool | None:

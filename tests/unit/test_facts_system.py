@@ -13,7 +13,13 @@ from facts_helpers import HOSTILE_LINE_BREAKS, context, materialize, write
 
 from secpolicy.errors import EvaluationError, NotApplicable
 from secpolicy.facts.procs import decode_caps, parse_net
-from secpolicy.facts.system import AUDIT_STATUS_SOURCE, audit_enabled_source, kernel_words
+from secpolicy.facts.system import (
+    AUDIT_STATUS_SOURCE,
+    _kstrtoul,
+    apparmor_boot_refusal,
+    audit_enabled_source,
+    kernel_words,
+)
 
 
 @pytest.fixture(scope="module")
@@ -601,3 +607,31 @@ def test_time_servers_hidden_in_comments_are_not_servers(tmp_path: Path, sep: st
     write(tmp_path, "etc/systemd/timesyncd.conf", f"[Time]\n# old{sep}NTP=b.example\n")
     servers = context(tmp_path).fact("timesync", ()).servers
     assert servers == (("b.example",) if sep == "\r" else ())
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1", 1), ("10", 10), ("+1", 1), ("0x1f", 31), ("0X1F", 31), ("017", 15), ("0", 0), ("1\n", 1),
+    ("0x", None), ("08", None), ("", None), ("yes", None), ("1 ", None), ("-1", None),
+    ("18446744073709551615", (1 << 64) - 1), ("18446744073709551616", None),
+])
+def test_kstrtoul_reads_a_number_as_the_kernel_does(text: str, value: int | None) -> None:
+    """lib/kstrtox.c: kstrtoul(s, 0): `+`, 0x hex (a hex digit must follow), 0 octal, decimal,
+    the whole string but one newline, within an unsigned long."""
+    assert _kstrtoul(text) == value
+
+
+@pytest.mark.parametrize(("cmdline", "enabled"), [
+    ("ro apparmor=1 security=apparmor", True),
+    ("ro apparmor=10 security=apparmor", True),  # the CIS grep for apparmor=1 passes it too
+    ("ro apparmor=0x1 security=apparmor", True),
+    ("ro apparmor=1 security=apparmor apparmor=0", False),  # each occurrence calls the handler again
+    ("ro apparmor=yes security=apparmor", False),
+    ("ro apparmor=1 security=apparmor lsm=landlock,yama", False),  # lsm= supersedes security=
+    ("ro apparmor=1 lsm=landlock,yama,apparmor", True),
+    ("ro apparmor=1 security=selinux", False),
+    ("ro apparmor=1 security=selinux security=apparmor", True),
+    ("ro security=apparmor", False),
+    ("ro -- apparmor=1 security=apparmor", False),  # after `--`, init's arguments
+])
+def test_apparmor_is_enabled_by_the_parameters_the_kernel_reads(cmdline: str, enabled: bool) -> None:
+    assert (apparmor_boot_refusal(kernel_words(cmdline)) is None) == enabled
