@@ -38,11 +38,13 @@ SERVICE = ObjectType(
     field_docs={
         "state": "what `systemctl is-enabled` prints: enabled, enabled-runtime, linked, linked-runtime, "
         "masked, masked-runtime, static, indirect, disabled, generated or transient; not-found, or bad "
-        "where systemctl fails on the name (a unit file it cannot read)",
+        "where systemctl fails on the name (a unit file it cannot read). A service with no unit file "
+        "outside the generator directories but a SysV script /etc/init.d/NAME is enabled or disabled as "
+        "systemd-sysv-install says: enabled with an S??NAME link in /etc/rcS.d or /etc/rc5.d",
         "enabled": "state is enabled or enabled-runtime: symlinks make systemd start it (at every boot, or "
         "in this boot only)",
         "active": "whether it runs: live host only, null under --root",
-        "path": "the unit file systemd loads",
+        "path": "the unit file systemd loads (for a SysV service, the /etc/init.d script)",
         "alias_of": "the unit this name is an alias of (its state is reported), or null",
     },
 )
@@ -72,6 +74,9 @@ _NATIVE_PATH = tuple(d for d in UNIT_PATH if d not in _GENERATORS)
 _GENERATOR_RANK = UNIT_PATH.index("/run/systemd/generator")  # where systemd-fstab-generator writes
 _ELOOP = "Too many levels of symbolic links"
 _ENOENT = "No such file or directory"
+# systemd-sysv-install is-enabled (Debian): a start link in rcS.d or rc5.d
+_SYSV_SCRIPTS = "/etc/init.d"
+_SYSV_START_DIRS = ("/etc/rcS.d", "/etc/rc5.d")
 _MAX_HOPS = 64  # symlinks followed from a name to its unit file (UNIT_FILE_FOLLOW_SYMLINK_MAX)
 _UNIT_TYPES = ("service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path", "slice", "scope")
 _UNIT_SUFFIXES = tuple(f".{t}" for t in _UNIT_TYPES)
@@ -177,6 +182,7 @@ class UnitState:
     path: str | None = None  # the unit file (for a masked unit, what masks it)
     link: str | None = None  # the symlink that made the state enabled, linked or indirect
     why: str | None = None  # for "bad": systemctl's error
+    sysv: bool = False  # no native unit file: the state of a SysV script, as systemd-sysv-install says it
 
 
 class _UnitFiles:
@@ -365,12 +371,18 @@ class _UnitFiles:
         # directories (unit_file_exists(), before its SysV fallback), without following the
         # symlinks of /etc/systemd/system and /run/systemd/system; what fails there fails
         # is-enabled.
-        try:
-            if asked.endswith(".service"):
-                self._discover(asked, _NATIVE_PATH, follow_config=False)
-        except _Bad as e:
-            if str(e) not in (_ELOOP, _ENOENT):
-                raise
+        # A service without such a file but with a SysV script in /etc/init.d is not looked up
+        # at all: systemctl asks systemd-sysv-install (enable_sysv_units()).
+        if asked.endswith(".service"):
+            try:
+                native = self._discover(asked, _NATIVE_PATH, follow_config=False) is not None
+            except _Bad as e:
+                if str(e) not in (_ELOOP, _ENOENT):
+                    raise
+                native = str(e) == _ELOOP  # unit_file_exists() says -ELOOP: not 0, so native
+            sysv = None if native else self._sysv(asked)
+            if sysv is not None:
+                return sysv
         found = self._discover(asked, UNIT_PATH, follow_config=True)
         if found is None:
             return UnitState(asked, asked, "not-found")
@@ -392,6 +404,29 @@ class _UnitFiles:
         if install.alias or install.wanted_by or install.required_by:
             return UnitState(asked, name, "disabled", path)
         return UnitState(asked, name, "indirect" if install.also else "static", path)
+
+    def _sysv(self, asked: str) -> UnitState | None:
+        """The state systemctl prints for a service that is only a SysV script: Debian's
+        systemd-sysv-install says enabled when `ls /etc/rc[S5].d/S??NAME` lists anything (a
+        dangling link or a plain file too), else disabled. None without /etc/init.d/NAME
+        (access(F_OK): followed to what it names). Unlike systemctl --root, links are resolved
+        inside the root, as the booted image resolves them."""
+        script = f"{_SYSV_SCRIPTS}/{asked.removesuffix('.service')}"
+        try:
+            if self.ctx.stat(script) is None:
+                return None
+        except (OSError, EvaluationError):
+            return None  # access() fails: a loop, a permission
+        base = os.path.basename(script)
+        for d in _SYSV_START_DIRS:
+            try:
+                entries = self.ctx.listdir(d)
+            except EvaluationError:
+                continue  # ls lists nothing there
+            for entry in entries:
+                if len(entry) == len(base) + 3 and entry.startswith("S") and entry.endswith(base):
+                    return UnitState(asked, asked, "enabled", script, f"{d}/{entry}", sysv=True)
+        return UnitState(asked, asked, "disabled", script, sysv=True)
 
     def _find_links(self, name: str, path: str, install: _Install, match_name: bool) -> tuple[str | None, str | None]:
         """find_symlinks_in_scope(): the state the symlinks of the search path give `name`."""
@@ -549,7 +584,8 @@ class Service:
         self.masked = found.state in ("masked", "masked-runtime")
         self.exists = found.state != "not-found"
         self.path = found.path if found.state not in ("masked", "masked-runtime", "bad") else None
-        service = _unit_sections(ctx, self.path).get("Service", []) if self.path is not None else []
+        # a SysV script is no unit file: its ExecStart= is made by systemd-sysv-generator at boot
+        service = _unit_sections(ctx, self.path).get("Service", []) if self.path and not found.sysv else []
         self.exec_start = next((v for k, v in service if k == "ExecStart" and v), None)
         # what `systemctl is-enabled NAME | grep enabled` counts: links that start it at boot,
         # in /etc, or for this boot, in /run (state "enabled-runtime")
@@ -589,8 +625,14 @@ class Service:
                 return f"{unit.path} -> {self._ctx.readlink(unit.path)}"
             except OSError:
                 return f"{unit.path} (empty, or a device node: a mask)"
+        if unit.sysv:
+            how = f"start link {unit.link}" if unit.link else "no S??NAME start link in /etc/rcS.d or /etc/rc5.d"
+            return f"{unit.path}: a SysV script, no unit file ({how}; systemd-sysv-install is-enabled)"
         if name in ("state", "enabled") and unit.link is not None:
             return unit.link
+        if unit.state == "generated":
+            return (f"{unit.path}: made by a systemd generator at boot, which also decides whether it starts "
+                    "(its own .wants links); not enablement, and generators are not run under --root")
         if unit.path is None:
             return f"no unit file for {unit.asked} in the unit search path ({UNIT_PATH[4]}, {UNIT_PATH[10]}, ...)"
         return unit.path
