@@ -37,12 +37,14 @@ __all__ = [
     "fgets_pieces",
     "fnmatch_c",
     "logical_lines",
+    "mount_flag",
     "parse_int",
     "proc_available",
     "read_regular",
     "read_regular_in_root",
     "run_tool",
     "sbin_tool",
+    "split_mount_options",
     "symlink_loop",
     "systemd_conf_files",
     "systemd_lines",
@@ -91,6 +93,37 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 def ascii_lower(text: str) -> str:
     """C's tolower()/strcasecmp() folding: ASCII letters only (`str.lower` folds others too)."""
     return text.translate(_ASCII_LOWER)
+
+
+# mount(8) (libmount 2.38) applies a mount's options in order: a later `dev` undoes an earlier
+# `nodev`, and `user`, `users`, `owner`, `group` set flags of their own; a comma inside double
+# quotes (`context="a,b"`) does not split options.
+_FLAG_UNDONE_BY = {"dev": "nodev", "suid": "nosuid", "exec": "noexec"}
+_FLAGS_IMPLIED = {
+    "user": ("nodev", "nosuid", "noexec"),
+    "users": ("nodev", "nosuid", "noexec"),
+    "owner": ("nodev", "nosuid"),
+    "group": ("nodev", "nosuid"),
+}
+_MOUNT_OPTION = re.compile(r'(?:[^,"]|"[^"]*"?)+')
+
+
+def split_mount_options(text: str) -> tuple[str, ...]:
+    return tuple(_MOUNT_OPTION.findall(text))
+
+
+def mount_flag(options: Iterable[str], opt: str) -> bool:
+    """Whether mount options give `opt`: for nodev, nosuid and noexec as mount(8) applies them
+    in order; any other option looked up as written."""
+    if opt not in _FLAG_UNDONE_BY.values():
+        return opt in options
+    state = False
+    for o in options:
+        if o == opt or opt in _FLAGS_IMPLIED.get(o, ()):
+            state = True
+        elif _FLAG_UNDONE_BY.get(o) == opt:
+            state = False
+    return state
 
 
 def at(path: str, line: int | None = None) -> str:

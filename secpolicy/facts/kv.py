@@ -1207,6 +1207,45 @@ def collect_postfix(ctx: FactContext) -> KvConfig:
     )
 
 
+# --- systemd-coredump: coredump.conf --------------------------------------------------------------
+# What systemd-coredump 252 uses where coredump.conf is silent (64-bit: ProcessSizeMax 32G).
+COREDUMP_DEFAULTS = {"Storage": "external", "ProcessSizeMax": "32G"}
+_COREDUMP_STORAGE = ("none", "external", "journal")
+
+
+def _coredump_value(key: str, value: str) -> str:
+    """The value systemd-coredump 252 keeps for an assignment; a ValueError with its warning where
+    it ignores one and keeps the value before (its storage table, config_parse_iec_uint64)."""
+    if key == "Storage" and value not in _COREDUMP_STORAGE:
+        raise ValueError(f"Failed to parse storage setting, ignoring: {value}")
+    if key == "ProcessSizeMax" and parse_size(value) is None:
+        raise ValueError(f"Failed to parse size value, ignoring: {value}")
+    return value
+
+
+def collect_coredump(ctx: FactContext) -> KvConfig:
+    """coredump.conf as systemd-coredump 252 reads it: /etc/systemd/coredump.conf, then the
+    coredump.conf.d drop-ins of /etc, /run, /usr/local/lib and /usr/lib sorted by name (what
+    `systemd-analyze cat-config systemd/coredump.conf` shows), [Coredump] only, the last
+    assignment it accepts winning."""
+    main, read, entries, errors, stopped = _systemd_daemon_conf(
+        ctx, "systemd/coredump.conf", "Coredump", _coredump_value
+    )
+    return KvConfig(
+        "coredump",
+        main,
+        read,
+        entries,
+        main in read,
+        ignore_case=False,
+        int_reader=lambda v: None if v is None else _dec(v),
+        defaults=COREDUMP_DEFAULTS,
+        version=JOURNALD_VERSION,
+        errors=errors,
+        stopped=stopped,
+    )
+
+
 def register(reg: FactRegistry) -> None:
     reg.register(
         "login_defs",
@@ -1255,4 +1294,10 @@ def register(reg: FactRegistry) -> None:
         collect_journald,
         returns=KV,
         doc="journald.conf [Journal] and its drop-ins (systemd 252 defaults)",
+    )
+    reg.register(
+        "coredump",
+        collect_coredump,
+        returns=KV,
+        doc="coredump.conf [Coredump] and its drop-ins, as systemd-coredump 252 reads them (its defaults)",
     )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import ANY, BOOL, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import config_parse, dropin_files
+from secpolicy.facts._common import config_parse, dropin_files, mount_flag, split_mount_options
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -728,10 +728,10 @@ class MountUnit:
                 options = _mount_options(ctx, f, options)
                 if options != before:
                     self._dropins.append(f)
-        self.options = tuple(o for o in (options or "").split(",") if o)
+        self.options = split_mount_options(options or "")
 
     def has_option(self, option: str) -> bool:
-        return option in self.options
+        return mount_flag(self.options, option)
 
     def describe(self) -> str:
         return f"mount unit {self.name!r}"

@@ -19,10 +19,12 @@ from secpolicy.facts._common import (
     config_parse_files,
     dropin_files,
     fnmatch_c,
+    mount_flag,
     read_proc,
     require_proc,
     run_tool,
     sbin_tool,
+    split_mount_options,
     systemd_conf_files,
     text_lines,
 )
@@ -72,10 +74,12 @@ class Mount:
     origin: str
 
     def describe(self) -> str:
-        return f"{self.target} ({self.fstype})"
+        return f"{self.target} ({self.fstype})" if self.fstype else self.target
 
     def has_option(self, opt: str) -> bool:
-        return opt in self.options
+        """For nodev, nosuid and noexec, whether the mount gets the flag, as mount(8) applies
+        the options (`nodev,dev` does not; `user` does); any other option as written."""
+        return mount_flag(self.options, opt)
 
     def option(self, name: str) -> str | None:
         for o in self.options:
@@ -109,7 +113,7 @@ def _mount_table(ctx: FactContext, path: str) -> list[Mount]:
             continue
         # every field is unescaped (\040 ...), the options before they are split at commas, as
         # libmount unmangles the field and then parses the option string
-        opts = tuple(o for o in _unescape(parts[3]).split(",") if o) if len(parts) > 3 else ()
+        opts = split_mount_options(_unescape(parts[3])) if len(parts) > 3 else ()
         out.append(Mount(_unescape(parts[1]), _unescape(parts[0]), _unescape(parts[2]), opts, at(path, n)))
     return out
 
@@ -133,7 +137,26 @@ def collect_fstab(ctx: FactContext) -> list[Mount]:
 def collect_fstab_entry(ctx: FactContext, target: str) -> Mount | None:
     want = target.rstrip("/") or "/"
     hits = [m for m in ctx.fact("fstab", ()) if (m.target.rstrip("/") or "/") == want]
-    return hits[-1] if hits else None
+    # the first: systemd-fstab-generator makes the unit of the first entry and refuses a
+    # second ("Duplicate entry in /etc/fstab?"); mount(8) looks fstab up from the top
+    return hits[0] if hits else None
+
+
+def collect_mount_at_boot(ctx: FactContext, target: str) -> Mount | None:
+    """What systemd mounts on `target` at the next boot (`mount_unit`) as a Mount, its options
+    the Options= in force (so has_option() reads them as mount(8) applies them); None where
+    no mount unit is made for the path."""
+    unit = ctx.fact("mount_unit", (target,))
+    if unit.source is None:
+        return None
+    entry = ctx.fact("fstab_entry", (target,)) if unit.source == "fstab" else None
+    return Mount(
+        target.rstrip("/") or "/",
+        entry.source if entry is not None else unit.name,
+        entry.fstype if entry is not None else "",
+        split_mount_options(",".join(unit.options)),  # mount_unit splits at every comma, quotes or not
+        unit.where("options") or "",
+    )
 
 
 # --- kernel modules ---------------------------------------------------------------------------------
@@ -1231,6 +1254,13 @@ def register(reg: FactRegistry) -> None:
         params=(STR,),
         returns=MOUNT,
         doc="the fstab entry for a mount point, or null",
+    )
+    reg.register(
+        "mount_at_boot",
+        collect_mount_at_boot,
+        params=(STR,),
+        returns=MOUNT,
+        doc="what systemd mounts on a path at the next boot (its mount unit's options, drop-ins applied), or null",
     )
     reg.register(
         "kmod",
