@@ -324,13 +324,12 @@ def verdict(rules: Sequence[AuditRule], query: AuditRule) -> Verdict:
     want = frozenset(query.keys)
     for _lst, _action, arch, call, filters in atoms(query):
         for r in exit_rules:
-            if r.action == "always" and want <= set(r.keys) and any(
-                a[2] == arch and a[4] == filters and a[3] in (call, ALL) for a in atoms(r)
-            ):
-                break  # this cell is recorded under the query's keys
-            if not _matches_cell(r, arch, call, query):
-                continue
-            if r.action == "never":
+            if r.action == "always":
+                if want <= set(r.keys) and any(
+                    a[2] == arch and a[4] == filters and a[3] in (call, ALL) for a in atoms(r)
+                ):
+                    break  # this cell is recorded under the query's keys
+            elif r.action == "never" and _matches_cell(r, arch, call, query):
                 return Verdict(False, r, "comes first and records nothing")
         else:
             return Verdict(False)
