@@ -6,15 +6,22 @@ ruleset in one. No host sysctl, module or ruleset is touched."""
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+
+from secpolicy.app.policies import load_policy_set
+from secpolicy.engine import scan
+from secpolicy.facts.base import FactRegistry
+from secpolicy.rules import PolicySet
+from secpolicy.vocabulary import builtin_registry
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "conformance"))
@@ -30,13 +37,23 @@ pytestmark = [
 ]
 
 
+@functools.cache
+def _cis() -> tuple[PolicySet, FactRegistry]:
+    """The CIS pack, loaded once per worker: each verdict is a scan of one rule, in process."""
+    reg = builtin_registry()
+    return load_policy_set([str(REPO / "policies" / "cis")], reg), reg
+
+
+def _verdicts(root: Path, rule_ids: Iterable[str]) -> dict[str, str]:
+    """rule id -> status of a scan of ROOT (the CIS number as the key: `4.3.8`)."""
+    ps, reg = _cis()
+    results = scan(ps, reg, root=str(root), rule_ids=list(rule_ids)).to_results()["results"]
+    return {r["rule_id"].split("-")[1]: r["status"] for r in results}
+
+
 def _verdict(root: Path, rule_id: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "secpolicy", "scan", "--root", str(root), "-p", "policies/cis", "--rule", rule_id,
-         "--format", "json", "-q"], capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
-    assert done.stdout, done.stderr
-    (result,) = json.loads(done.stdout)["results"]
-    return result["status"]
+    (status,) = _verdicts(root, (rule_id,)).values()
+    return status
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -300,15 +317,6 @@ _NFT_FULL = ('table inet filter {\n\tchain input {\n\t\ttype filter hook input p
              '\t\tiif "lo" accept\n\t\tip saddr 127.0.0.0/8 counter drop\n\t\tip6 saddr ::1 counter drop\n\t}\n'
              "\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n"
              "\tchain output {\n\t\ttype filter hook output priority filter; policy drop;\n\t}\n}\n")
-
-
-def _verdicts(root: Path, rule_ids: tuple[str, ...]) -> dict[str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "secpolicy", "scan", "--root", str(root), "-p", "policies/cis",
-         *(a for r in rule_ids for a in ("--rule", r)), "--format", "json", "-q"],
-        capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
-    assert done.stdout, done.stderr
-    return {r["rule_id"].split("-")[1]: r["status"] for r in json.loads(done.stdout)["results"]}
 
 
 def _nft_listing(nft: Path, root: Path, text: str, tmp_path: Path, name: str) -> str | None:
