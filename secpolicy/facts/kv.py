@@ -290,7 +290,7 @@ JOURNALD_DEFAULTS: dict[str, str] = {
     "RuntimeMaxFiles": "100",
     "MaxFileSec": "1month",
 }
-JOURNALD_VERSION = "Debian systemd 252"
+SYSTEMD_VERSION = "Debian systemd 252"
 
 
 class KvConfig:
@@ -1021,17 +1021,24 @@ def collect_journald(ctx: FactContext) -> KvConfig:
     # systemd: the main file, then the drop-ins of all journald.conf.d directories sorted by
     # name, a name in an earlier directory hiding the same name later (and a link to /dev/null
     # hiding it); [Journal] only, keys as written
-    main, read, entries, errors, stopped = _systemd_daemon_conf(ctx, "systemd/journald.conf", "Journal", _journald_value)
+    return _systemd_daemon_kv(ctx, "journald", "Journal", _journald_value, JOURNALD_DEFAULTS)
+
+
+def _systemd_daemon_kv(ctx: FactContext, name: str, section: str, value: Callable[[str, str], str],
+                       defaults: Mapping[str, str]) -> KvConfig:
+    """`systemd/NAME.conf` and its drop-ins as a systemd 252 daemon reads them (see
+    `_systemd_daemon_conf`), its defaults for what they leave unset."""
+    main, read, entries, errors, stopped = _systemd_daemon_conf(ctx, f"systemd/{name}.conf", section, value)
     return KvConfig(
-        "journald",
+        name,
         main,
         read,
         entries,
         main in read,
         ignore_case=False,
         int_reader=lambda v: None if v is None else _dec(v),
-        defaults=JOURNALD_DEFAULTS,
-        version=JOURNALD_VERSION,
+        defaults=defaults,
+        version=SYSTEMD_VERSION,
         errors=errors,
         stopped=stopped,
     )
@@ -1125,7 +1132,7 @@ def collect_journal_upload(ctx: FactContext) -> JournalUploadConfig:
         main in read,
         ignore_case=False,
         int_reader=lambda v: None,
-        version=JOURNALD_VERSION,
+        version=SYSTEMD_VERSION,
         errors=errors,
         stopped=stopped,
     )
@@ -1228,22 +1235,7 @@ def collect_coredump(ctx: FactContext) -> KvConfig:
     coredump.conf.d drop-ins of /etc, /run, /usr/local/lib and /usr/lib sorted by name (what
     `systemd-analyze cat-config systemd/coredump.conf` shows), [Coredump] only, the last
     assignment it accepts winning."""
-    main, read, entries, errors, stopped = _systemd_daemon_conf(
-        ctx, "systemd/coredump.conf", "Coredump", _coredump_value
-    )
-    return KvConfig(
-        "coredump",
-        main,
-        read,
-        entries,
-        main in read,
-        ignore_case=False,
-        int_reader=lambda v: None if v is None else _dec(v),
-        defaults=COREDUMP_DEFAULTS,
-        version=JOURNALD_VERSION,
-        errors=errors,
-        stopped=stopped,
-    )
+    return _systemd_daemon_kv(ctx, "coredump", "Coredump", _coredump_value, COREDUMP_DEFAULTS)
 
 
 def register(reg: FactRegistry) -> None:

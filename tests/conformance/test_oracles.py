@@ -44,6 +44,7 @@ import corpus
 import modprobe_trees
 import systemd_conf
 import unit_trees
+from rsyslogd_run import rsyslogd_modes
 
 ROOT_NEEDED = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root (mount namespaces, audit rules, chroot)"
@@ -1200,41 +1201,9 @@ _RSYSLOG_RUNS = {
 
 
 def _rsyslogd_modes(tmp_path: Path) -> dict[str, int]:
-    """The mode of the file each case's rsyslogd created (all run at once, then stopped)."""
-    import contextlib
-    import socket
-    import time
-
-    rsyslogd = _tool("rsyslogd")
-    procs, dirs = {}, {}
-    try:
-        for i, (case, text) in enumerate(_RSYSLOG_RUNS.items()):
-            d = dirs[case] = tmp_path / f"run{i}"
-            d.mkdir()
-            (d / "rsyslog.conf").write_text(
-                f'module(load="imuxsock" SysSock.Use="off")\ninput(type="imuxsock" Socket="{d}/log.sock")\n'
-                f"{text}*.* {d}/out.log\n")
-            procs[case] = subprocess.Popen(
-                ["sh", "-c", 'umask 022 && exec "$@"', "sh", rsyslogd, "-n", "-f", str(d / "rsyslog.conf"),
-                 "-i", str(d / "pid")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        modes: dict[str, int] = {}
-        deadline = time.monotonic() + 60
-        while len(modes) < len(procs) and time.monotonic() < deadline:
-            for case, d in dirs.items():
-                if case in modes:
-                    continue
-                if (d / "out.log").exists():
-                    modes[case] = (d / "out.log").stat().st_mode & 0o7777
-                elif (d / "log.sock").exists():
-                    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
-                        s.sendto(b"<13>secpolicy: probe", str(d / "log.sock"))  # not listening yet: next round
-            time.sleep(0.1)
-        assert len(modes) == len(procs), f"rsyslogd wrote no file for {sorted(set(procs) - set(modes))}"
-        return modes
-    finally:
-        for p in procs.values():
-            p.kill()
-            p.wait()
+    """The mode of the file each case's rsyslogd created (umask 022, as rsyslog.service runs)."""
+    confs = {case: f"{text}*.* OUT/out.log\n" for case, text in _RSYSLOG_RUNS.items()}
+    return {case: logs["out.log"] for case, logs in rsyslogd_modes(_tool("rsyslogd"), tmp_path, confs, "022").items()}
 
 
 def test_file_create_mode_is_the_mode_rsyslogd_creates_files_with(tmp_path) -> None:

@@ -29,6 +29,7 @@ from secpolicy.vocabulary import builtin_registry
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "conformance"))
 import corpus
+from rsyslogd_run import rsyslogd_modes
 
 RSYSLOGD = shutil.which("rsyslogd") or shutil.which("rsyslogd", path="/usr/sbin:/sbin")
 
@@ -128,38 +129,7 @@ def test_no_network_input_passes_6_1_3_7(base_tree, tmp_path) -> None:
 
 # --- 6.1.3.4: the mode of the files rsyslogd creates ----------------------------------------------
 def _rsyslogd_modes(tmp_path: Path, confs: dict[str, str]) -> dict[str, dict[str, int]]:
-    """For each configuration (OUT standing for its own directory), the mode of each *.log file
-    a running rsyslogd creates once a message comes in on its own input socket; run with umask
-    0, so the mode is the one rsyslogd asks open() for (a umask only takes bits off it)."""
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    dirs: dict[str, Path] = {}
-    try:
-        for i, (case, text) in enumerate(confs.items()):
-            d = dirs[case] = tmp_path / f"run{i}"
-            d.mkdir()
-            (d / "rsyslog.conf").write_text(
-                f'module(load="imuxsock" SysSock.Use="off")\ninput(type="imuxsock" Socket="{d}/log.sock")\n'
-                + text.replace("OUT", str(d)))
-            procs[case] = subprocess.Popen(
-                ["sh", "-c", 'umask 000 && exec "$@"', "sh", str(RSYSLOGD), "-n", "-f", str(d / "rsyslog.conf"),
-                 "-i", str(d / "pid")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        modes: dict[str, dict[str, int]] = {}
-        deadline = time.monotonic() + 60
-        while len(modes) < len(procs) and time.monotonic() < deadline:
-            for case, d in dirs.items():
-                logs = sorted(d.glob("*.log"))
-                if case not in modes and len(logs) == confs[case].count("OUT/"):
-                    modes[case] = {p.name: p.stat().st_mode & 0o7777 for p in logs}
-                elif (d / "log.sock").exists():
-                    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
-                        s.sendto(b"<13>secpolicy: probe", str(d / "log.sock"))
-            time.sleep(0.1)
-        assert len(modes) == len(procs), f"rsyslogd wrote no file for {sorted(set(procs) - set(modes))}"
-        return modes
-    finally:
-        for p in procs.values():
-            p.kill()
-            p.wait()
+    return rsyslogd_modes(str(RSYSLOGD), tmp_path, confs)
 
 
 # (rsyslog.conf with OUT for a directory, what the tree's rsyslog.d/50-local.conf gets with
