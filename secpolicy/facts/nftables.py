@@ -334,6 +334,10 @@ class _NftReader:
         elif verb == "flush" and what[1] == "ruleset":
             self._rest()
             self.tables.clear()  # nft drops every table made before it, in any file
+        elif verb == "flush" and what[1] in ("table", "chain"):
+            self._undo(verb, what[1])
+        elif verb == "delete" and self._peek()[1] in ("table", "chain"):
+            self._undo(verb, self._next()[1])
         elif verb in ("add", "create", "insert"):
             raise self._cannot_tell(what, f"{verb} {what[1]}")
         elif verb in ("flush", "delete", "destroy", "replace", "rename", "reset"):
@@ -343,6 +347,42 @@ class _NftReader:
             raise self._cannot_tell(tok, f"`{verb}`: no nft command this reader follows")
         else:
             raise self._refuse(tok, f"{tok[1]!r} where a command should start")
+
+    def _undo(self, verb: str, kind: str) -> None:
+        """`delete table|chain` and `flush table|chain` on what was made before, as nft does in
+        its transaction: a table or chain that does not exist, a chain that still holds rules
+        or that a rule jumps to, is refused (ENOENT, EBUSY), and nft then loads nothing.
+        Flushing keeps the chains, their hooks and policies, and drops their rules."""
+        if kind == "table":
+            first = self._word("a table family or name")
+            family, name = ("ip", first) if first[1] not in _NFT_FAMILIES else (first[1], self._word("a table name"))
+            if name[1] == "handle":
+                raise self._cannot_tell(name, f"{verb} table by handle")
+            table = self.tables.get((family, name[1]))
+            if table is None:
+                raise self._refuse(name, f"{verb} table {family} {name[1]}: no such table")
+            chains = list(table.chains.values())
+            if verb == "delete":
+                del self.tables[(family, name[1])]
+        else:
+            table, name = self._existing()
+            if name[1] == "handle":
+                raise self._cannot_tell(name, f"{verb} chain by handle")
+            chain = table.chains.get(name[1])
+            if chain is None:
+                raise self._refuse(name, f"{verb} chain {table} {name[1]}: no such chain")
+            chains = [chain]
+            if verb == "delete":
+                jumped = {m.group(1) for other in table.chains.values() for _, rule in other.rules
+                          for m in _NFT_JUMP.finditer(rule)}
+                if chain.rules or chain.name in jumped:
+                    raise self._refuse(name, f"delete chain {chain}: it still holds rules or a rule jumps to it"
+                                             " (the kernel refuses it: EBUSY)")
+                del table.chains[name[1]]
+        if verb == "flush":
+            for chain in chains:
+                chain.rules.clear()
+        self._rest()
 
     def _table(self, create: bool) -> _NftTable:
         first = self._word("a table family or name")
@@ -484,6 +524,7 @@ class NftRuleset:
 
     def __init__(self, ctx: FactContext) -> None:
         self._line_of: dict[str, str | None] = {}
+        self._lines_undone: str | None = None  # where a saved file deletes or flushes a table or chain
         self._rule_of: dict[tuple[str, str], str | None] = {}
         self._ctx = ctx
         self._saved: _NftTables | None = None  # what /etc/nftables.conf makes, read when asked
@@ -527,12 +568,12 @@ class NftRuleset:
                     self._read_saved(included, depth + 1, files)
 
     def _statement(self, path: str, n: int, line: str) -> None:
-        """Keep a saved line, after what `flush ruleset` leaves of the lines before it."""
+        """Keep a saved line, after what `flush ruleset` leaves of the lines before it. After a
+        `delete` or `flush` of a table or chain the lines are not the ruleset loaded: has_line
+        cannot tell (the tables and chains read as nft reads them can)."""
         undo = _NFT_UNDO.search(line)
-        if undo is not None:
-            raise EvaluationError(
-                f"{at(path, n)}: {undo.group().strip(' ;{}')}...: which tables and chains it leaves only nft can"
-                " tell (the saved lines before it are not the ruleset loaded); `nft list ruleset` on the host tells")
+        if undo is not None and self._lines_undone is None:
+            self._lines_undone = f"{at(path, n)}: {undo.group().strip(' ;{}')}"
         flushed = None
         for flushed in _NFT_FLUSH_RULESET.finditer(line):
             pass
@@ -571,6 +612,10 @@ class NftRuleset:
         return out
 
     def _match_line(self, regex: str) -> str | None:
+        if self._lines_undone is not None:
+            raise EvaluationError(
+                f"{self._lines_undone}...: which lines of the saved files make the ruleset only nft can tell (has_line"
+                " reads lines; base_chain, policy_drop and has_rule follow what it deletes and flushes)")
         if regex not in self._line_of:
             rx = compile_regex(regex)
             self._line_of[regex] = next((at(path, n) for path, n, line in self._lines if rx.search(line)), None)

@@ -267,10 +267,12 @@ def _nft(tmp_path: Path) -> Path:
 def _cis_default_deny(nft: Path, ruleset: Path) -> str:
     """4.3.8's audit over what nftables.service loads: the file loaded with `nft -f` in a network
     namespace of its own, then `nft list ruleset | grep 'hook <h>'` must show policy drop for
-    input, forward and output (nothing is loaded when nft refuses the file)."""
-    script = f'"{nft}" -f "{ruleset}" >/dev/null 2>&1; "{nft}" list ruleset'
+    input, forward and output; "refused" where nft refuses the file (it then loads nothing)."""
+    script = f'"{nft}" -f "{ruleset}" >/dev/null 2>&1 || {{ echo REFUSED; exit 0; }}; "{nft}" list ruleset'
     listed = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=60,
                             check=True).stdout
+    if listed.startswith("REFUSED"):
+        return "refused"  # nothing is loaded at boot: the audit fails, and the file cannot pass here
     hooks = [line for line in listed.split("\n") if "hook " in line]
     ok = all(any(f"hook {h} " in line and "policy drop;" in line for line in hooks) for h in ("input", "forward", "output"))
     return "pass" if ok else "fail"
@@ -286,13 +288,21 @@ _NFT_CASES = {
     "flush-ruleset-in-an-include": f'{_DROP}include "/etc/nftables.d/reset.nft"\n',
     "delete-table": f"flush ruleset\n{_DROP}delete table inet filter\n",
     "flush-ruleset-first": f"#!/usr/sbin/nft -f\nflush ruleset\n{_DROP}",
+    # the idempotent-reload idiom: make the table, delete it, define it again
+    "delete-then-define": f"table inet filter\ndelete table inet filter\n{_DROP}",
+    "delete-then-define-accept": f"{_DROP}delete table inet filter\n{_ACCEPT}",
+    "flush-table-keeps-the-policies": f"{_DROP}flush table inet filter\n",
+    "flush-chain-keeps-its-policy": f"{_DROP}flush chain inet filter input\n",
+    "delete-a-table-that-is-not-there": f"delete table inet filter\n{_DROP}",
+    "delete-an-empty-chain": f"{_DROP}delete chain inet filter forward\n",
 }
 
 
 def test_nftables_default_deny_is_the_ruleset_nft_loads(base_tree: Path, tmp_path: Path) -> None:
     """cis-4.3.8-nftables-default-deny under --root: a `flush ruleset` (in the file or one it
-    includes) drops the tables before it, as nft does; what `delete table` leaves only nft can
-    tell, so the rule is an error there, never a pass."""
+    includes) drops the tables before it, `delete` drops a table or an empty chain, `flush`
+    keeps chains and policies, as nft does; deleting what is not there makes nft refuse the
+    file (an error here, never a pass)."""
     nft = _nft(tmp_path)
     got = {}
     for name, text in _NFT_CASES.items():
@@ -303,8 +313,9 @@ def test_nftables_default_deny_is_the_ruleset_nft_loads(base_tree: Path, tmp_pat
         loaded = tmp_path / f"{name}.nft"
         loaded.write_text(text.replace("/etc/nftables.d/", f"{root}/etc/nftables.d/"))
         got[name] = (_verdict(root, "cis-4.3.8-nftables-default-deny"), _cis_default_deny(nft, loaded))
-    assert got == {"flush-ruleset-then-accept": ("fail", "fail"), "flush-ruleset-in-an-include": ("fail", "fail"),
-                   "delete-table": ("error", "fail"), "flush-ruleset-first": ("pass", "pass")}
+    verdict = {"pass": "pass", "fail": "fail", "refused": "error"}
+    assert {name: ours for name, (ours, _) in got.items()} == {name: verdict[nft] for name, (_, nft) in got.items()}
+    assert got["delete-then-define"] == ("pass", "pass") and got["delete-a-table-that-is-not-there"][1] == "refused"
 
 
 # --- 4.3.x: the tables and chains nft makes of the saved file -----------------------------------
