@@ -314,8 +314,11 @@ class KvConfig:
         arg_reader: Callable[[str, str], str] | None = None,
         derived: Mapping[str, str] | None = None,
         conf_reader: Callable[[str], KvConfig] | None = None,
+        refused: Mapping[str, str] | None = None,
     ) -> None:
         self._name = name
+        # key -> "file:line: why" of a line the program ignores for that key
+        self._refused = dict(refused or {})
         self._conf_reader = conf_reader
         self._derived = dict(derived or {})
         self._stopped = stopped
@@ -422,6 +425,7 @@ class KvConfig:
             stopped=base._stopped,
             arg_reader=self._arg_reader,
             derived=self._derived,
+            refused=base._refused,
         )
 
     def where(self, name: str, *args: Any) -> str | None:
@@ -436,6 +440,10 @@ class KvConfig:
                     return f"{e.source} (a value {self._version} refuses: its default {dflt})"
             if e is not None:
                 return e.source
+            refused = self._refused.get(str(args[0]))
+            if refused is not None and name != "has":
+                dflt = self.default(str(args[0]))
+                return f"{refused} ({self._version} ignores the line" + (f": its default {dflt})" if dflt else ")")
             if name != "has" and str(args[0]) in self._derived:
                 other = self._derived[str(args[0])]
                 return f"{self.where(name, other)} ({args[0]} not set: it follows {other})"
@@ -741,6 +749,7 @@ def collect_faillock(ctx: FactContext, conf: str | None = None) -> KvConfig:
     main = conf or FAILLOCK_CONF
     entries: dict[str, _Entry] = {}
     errors: list[str] = []
+    refused: dict[str, str] = {}
     text = ctx.read_text(main)
     if conf is not None and text is None:
         raise EvaluationError(
@@ -753,6 +762,7 @@ def collect_faillock(ctx: FactContext, conf: str | None = None) -> KvConfig:
                 entries[name] = _Entry(_faillock_value(name, raw_value), at(main, n))
             except ValueError as e:
                 errors.append(f"{at(main, n)}: {e}; pam_faillock ignores the line")
+                refused[name] = f"{at(main, n)}: {e}"
     except _LineTooLong as long_line:
         raise EvaluationError(
             f"{at(main, long_line.line)}: line longer than 1022 bytes: pam_faillock refuses the file and fails "
@@ -772,6 +782,7 @@ def collect_faillock(ctx: FactContext, conf: str | None = None) -> KvConfig:
         arg_reader=_faillock_value,
         derived={"root_unlock_time": "unlock_time"},
         conf_reader=None if conf is not None else (lambda path: collect_faillock(ctx, path)),
+        refused=refused,
     )
 
 

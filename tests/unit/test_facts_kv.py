@@ -84,6 +84,22 @@ def test_faillock_is_read_as_pam_faillock_reads_it(
     assert f.has("even_deny_root") == ("even_deny_root" in text)
 
 
+def test_a_value_pam_faillock_refuses_is_named_as_refused_not_as_unset(tmp_path: Path) -> None:
+    """The evidence for a default that stands because the file's value is refused names that
+    line and says so ("not set" would send an auditor looking for a line that is there)."""
+    write(tmp_path, "etc/security/faillock.conf", "deny = 5\n# a week and more\nunlock_time = 700000\n")
+    write(tmp_path, "etc/pam.d/common-auth", "auth requisite pam_faillock.so preauth\n")
+    ctx = context(tmp_path)
+    f = ctx.fact("faillock", ())
+    assert f.int("unlock_time") == 600
+    where = f.where("int", "unlock_time")
+    assert where.startswith("/etc/security/faillock.conf:3: ") and "ignores the line: its default 600" in where
+    assert f.where("int", "root_unlock_time").startswith("/etc/security/faillock.conf:3: ")
+    assert f.where("int", "deny") == "/etc/security/faillock.conf:1"
+    with_args = f.with_args(ctx.fact("pam", ("common-auth",)).module("pam_faillock.so"))
+    assert with_args.where("int", "unlock_time") == where
+
+
 def test_faillock_with_pam_arguments(tmp_path: Path) -> None:
     write(tmp_path, "etc/security/faillock.conf", "deny = 5\nunlock_time = 900\n")
     write(
