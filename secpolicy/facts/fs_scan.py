@@ -43,6 +43,7 @@ class FsScan:
     def __init__(self, ctx: FactContext, paths: tuple[str, ...]) -> None:
         self.paths = tuple(paths)
         self.entries = 0
+        walked: list[str] = []  # the roots that are directories in the tree
         ww: list[str] = []
         unowned: list[str] = []
         users: dict[int, str] = ctx.fact("_idmap", ("/etc/passwd",))
@@ -51,15 +52,17 @@ class FsScan:
             try:
                 fd = ctx.open_dir(top)  # inside the root, links to the top resolved there
             except (FileNotFoundError, NotADirectoryError):
-                continue
+                continue  # named in the evidence as not in the tree
             except PermissionError:
                 raise EvaluationError(f"{top}: permission denied") from None
             except OSError as e:
                 raise (symlink_loop(top) if e.errno == errno.ELOOP else EvaluationError(f"{top}: {e.strerror}")) from None
+            walked.append(top)
             try:
                 self._walk(fd, top.rstrip("/") or "/", os.fstat(fd).st_dev, 0, ww, unowned, users, groups)
             finally:
                 os.close(fd)
+        self.walked = tuple(walked)
         self.world_writable = tuple(ww)
         self.unowned = tuple(unowned)
 
@@ -134,7 +137,11 @@ class FsScan:
         if found:
             more = f" and {len(found) - 5} more" if len(found) > 5 else ""
             return ", ".join(found[:5]) + more
-        return f"{', '.join(self.paths)} ({self.entries} entries walked)"
+        # only the roots that were walked: /srv listed as a source where the tree has none
+        # would name a place nothing was read from
+        absent = [p for p in self.paths if p not in self.walked]
+        out = f"{', '.join(self.walked) or 'nothing'} ({self.entries} entries walked)"
+        return out + (f"; not in the tree: {', '.join(absent)}" if absent else "")
 
 
 def register(reg: FactRegistry) -> None:

@@ -125,21 +125,40 @@ def _sudo_lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
-def _split_params(text: str) -> list[str]:
-    """Defaults parameters separated by commas, a quoted value keeping its commas."""
-    out: list[str] = []
-    cur: list[str] = []
+def _split_params(text: str) -> list[tuple[str, int]]:
+    """Defaults parameters separated by commas, a quoted value keeping its commas, each with
+    the offset in `text` where it starts."""
+    out: list[tuple[str, int]] = []
+    start = 0
     quoted = False
-    for ch in text:
+    for i, ch in enumerate(text + ","):
         if ch == '"':
             quoted = not quoted
-        if ch == "," and not quoted:
-            out.append("".join(cur).strip(_BLANK))
-            cur = []
-            continue
-        cur.append(ch)
-    out.append("".join(cur).strip(_BLANK))
-    return [p for p in out if p]
+        if ch == "," and (not quoted or i == len(text)):
+            part = text[start:i]
+            if part.strip(_BLANK):
+                out.append((part.strip(_BLANK), start + len(part) - len(part.lstrip(_BLANK))))
+            start = i + 1
+    return out
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A line sudo reads (continuations joined) and the physical lines it was joined from:
+    `breaks` holds (offset in `text`, line number) where each physical line's text starts."""
+
+    text: str
+    path: str
+    breaks: tuple[tuple[int, int], ...]
+
+    def source(self, offset: int = 0) -> str:
+        # the physical line holding text[offset]: `Defaults mail_badpass, \` then `use_pty`
+        # names use_pty's own line, not the one the Defaults starts on
+        line = self.breaks[0][1]
+        for start, n in self.breaks:
+            if start <= offset:
+                line = n
+        return at(self.path, line)
 
 
 def _included_files(ctx: FactContext, directory: str) -> list[str]:
@@ -159,10 +178,10 @@ class Sudoers:
         self._ctx = ctx
         self.path = MAIN
         self.files: list[str] = []
-        self._lines: list[tuple[str, str]] = []
+        self._lines: list[_Line] = []
         self.exists = ctx.stat(MAIN) is not None
         self._read(MAIN, 0)
-        self.lines = tuple(t for t, _ in self._lines)
+        self.lines = tuple(line.text for line in self._lines)
         self.defaults = tuple(self._defaults())
 
     def _read(self, path: str, depth: int) -> None:
@@ -172,17 +191,15 @@ class Sudoers:
         if text is None:
             return
         self.files.append(path)
-        pending: list[str] = []
-        start = 0
+        pending: list[tuple[str, int]] = []
         for n, raw in enumerate(_sudo_lines(text), 1):
-            if not pending:
-                start = n
             stripped = raw.rstrip(_BLANK)
             if stripped.endswith("\\") and not stripped.lstrip(_BLANK).startswith("#"):
-                pending.append(stripped[:-1])
+                pending.append((stripped[:-1], n))
                 continue
-            pending.append(raw)
-            line = " ".join(p.strip(_BLANK) for p in pending)
+            pending.append((raw, n))
+            parts = [(p.strip(_BLANK), k) for p, k in pending]
+            line = " ".join(p for p, _ in parts)
             pending = []
             inc = _INCLUDE.match(line.strip(_BLANK))
             if inc:
@@ -190,7 +207,13 @@ class Sudoers:
                 continue
             body = _strip_comment(line)
             if body:
-                self._lines.append((body, at(path, start)))
+                # _strip_comment only cuts the end and the blanks before the text
+                lead = len(line) - len(line.lstrip(_BLANK))
+                breaks, offset = [], -lead
+                for p, k in parts:
+                    breaks.append((offset, k))
+                    offset += len(p) + 1
+                self._lines.append(_Line(body, path, tuple(breaks)))
 
     def _include(self, current: str, kind: str, target: str, depth: int) -> None:
         if not target.startswith("/"):
@@ -203,12 +226,13 @@ class Sudoers:
 
     def _defaults(self) -> list[SudoDefault]:
         out = []
-        for text, source in self._lines:
-            m = _DEFAULTS.match(text)
+        for line in self._lines:
+            m = _DEFAULTS.match(line.text)
             if not m:
                 continue
             scope = m.group(1) or ""
-            for param in _split_params(m.group(2)):
+            for param, offset in _split_params(m.group(2)):
+                source = line.source(m.start(2) + offset)
                 negated = param.startswith("!")
                 name, sep, value = param.lstrip("!").partition("=")
                 name = name.rstrip("+-").strip(_BLANK)
@@ -238,7 +262,7 @@ class Sudoers:
 
     def has_line(self, regex: str) -> bool:
         rx = re.compile(regex)
-        return any(rx.search(t) for t, _ in self._lines)
+        return any(rx.search(line.text) for line in self._lines)
 
     def where(self, name: str, *args: Any) -> str | None:
         if name == "option" and args:
@@ -249,8 +273,10 @@ class Sudoers:
             return ", ".join(d.source for d in hits) or ", ".join(self.files) or MAIN
         if name == "has_line" and args:
             rx = re.compile(str(args[0]))
-            hit = next((w for t, w in self._lines if rx.search(t)), None)
-            return hit or ", ".join(self.files) or f"{MAIN} (absent)"
+            for line in self._lines:
+                if found := rx.search(line.text):
+                    return line.source(found.start())
+            return ", ".join(self.files) or f"{MAIN} (absent)"
         return ", ".join(self.files) or f"{MAIN} (absent)"
 
 

@@ -26,3 +26,17 @@ def test_world_writable_and_unowned_entries(tmp_path: Path) -> None:
     assert s.unowned == ("/srv/a/orphan (uid 4242)",)
     assert s.entries == 7
     assert s.where("world_writable") == "/srv/a/open.txt, /srv/drop"
+
+
+def test_the_source_names_the_roots_walked_and_those_not_in_the_tree(tmp_path: Path) -> None:
+    # the evidence of CIS 7.1.11/7.1.12 named every configured root, /opt and /srv too where
+    # the tree has neither: a source must name only where something was read
+    write(tmp_path, "etc/passwd", "root:x:0:0::/root:/bin/bash\n")
+    write(tmp_path, "etc/group", "root:x:0:\n")
+    write(tmp_path, "usr/local/bin/tool", "x")
+    write(tmp_path, "opt", "a file, not a directory")
+    s = context(tmp_path).fact("fs_scan", (("/etc", "/usr/local", "/opt", "/srv"),))
+    assert s.where("entries") == "/etc, /usr/local (4 entries walked); not in the tree: /opt, /srv"
+    assert s.walked == ("/etc", "/usr/local")
+    none = context(tmp_path).fact("fs_scan", (("/srv",),))
+    assert none.where("unowned") == "nothing (0 entries walked); not in the tree: /srv"
