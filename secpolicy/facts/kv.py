@@ -22,6 +22,7 @@ from secpolicy.facts._common import (
     systemd_conf_files,
 )
 from secpolicy.facts.pam import PAM_ENTRY
+from secpolicy.facts.shell import CannotTell, source
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -1249,6 +1250,35 @@ def collect_coredump(ctx: FactContext) -> KvConfig:
     return _systemd_daemon_kv(ctx, "coredump", "Coredump", _coredump_value, COREDUMP_DEFAULTS)
 
 
+# --- exim4: update-exim4.conf.conf ---------------------------------------------------------------
+EXIM4_CONF = "/etc/exim4/update-exim4.conf.conf"
+
+
+def collect_exim4(ctx: FactContext) -> KvConfig:
+    """/etc/exim4/update-exim4.conf.conf as Debian's update-exim4.conf reads it: it sources the
+    file with /bin/sh, so the last assignment wins, quotes are sh's (`dc_local_interfaces='127.0.0.1
+    ; ::1'`), and what only running sh could tell (a command, `$(...)`) is an error naming the line."""
+    text = ctx.read_text(EXIM4_CONF)
+    env: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    if text is not None:
+        try:
+            source(text, EXIM4_CONF, env, origin)
+        except CannotTell as e:
+            raise EvaluationError(f"{e} (update-exim4.conf sources the file with sh)") from None
+    entries = {name: _Entry(value, origin.get(name, EXIM4_CONF)) for name, value in env.items()}
+    return KvConfig(
+        "exim4",
+        EXIM4_CONF,
+        [] if text is None else [EXIM4_CONF],
+        entries,
+        text is not None,
+        ignore_case=False,
+        int_reader=c_integer,
+        version="update-exim4.conf (exim4-config 4.96)",
+    )
+
+
 def register(reg: FactRegistry) -> None:
     reg.register(
         "login_defs",
@@ -1285,6 +1315,12 @@ def register(reg: FactRegistry) -> None:
         collect_journal_upload,
         returns=JOURNAL_UPLOAD,
         doc="journal-upload.conf [Upload] and its drop-ins, as systemd-journal-upload 252 reads them",
+    )
+    reg.register(
+        "exim4",
+        collect_exim4,
+        returns=KV,
+        doc="/etc/exim4/update-exim4.conf.conf as update-exim4.conf reads it (sourced by sh: the last assignment wins)",
     )
     reg.register(
         "postfix",
