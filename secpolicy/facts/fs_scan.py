@@ -52,7 +52,7 @@ class FsScan:
             try:
                 fd = ctx.open_dir(top)  # inside the root, links to the top resolved there
             except (FileNotFoundError, NotADirectoryError):
-                continue  # named in the evidence as not in the tree
+                continue  # named in the evidence as absent
             except PermissionError:
                 raise EvaluationError(f"{top}: permission denied") from None
             except OSError as e:
@@ -141,7 +141,7 @@ class FsScan:
         # would name a place nothing was read from
         absent = [p for p in self.paths if p not in self.walked]
         out = f"{', '.join(self.walked) or 'nothing'} ({self.entries} entries walked)"
-        return out + (f"; not in the tree: {', '.join(absent)}" if absent else "")
+        return out + (f"; absent: {', '.join(absent)}" if absent else "")
 
 
 def register(reg: FactRegistry) -> None:

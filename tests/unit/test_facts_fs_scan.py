@@ -36,7 +36,7 @@ def test_the_source_names_the_roots_walked_and_those_not_in_the_tree(tmp_path: P
     write(tmp_path, "usr/local/bin/tool", "x")
     write(tmp_path, "opt", "a file, not a directory")
     s = context(tmp_path).fact("fs_scan", (("/etc", "/usr/local", "/opt", "/srv"),))
-    assert s.where("entries") == "/etc, /usr/local (4 entries walked); not in the tree: /opt, /srv"
+    assert s.where("entries") == "/etc, /usr/local (4 entries walked); absent: /opt, /srv"
     assert s.walked == ("/etc", "/usr/local")
     none = context(tmp_path).fact("fs_scan", (("/srv",),))
-    assert none.where("unowned") == "nothing (0 entries walked); not in the tree: /srv"
+    assert none.where("unowned") == "nothing (0 entries walked); absent: /srv"
