@@ -528,7 +528,9 @@ class NftRuleset:
         self._rule_of: dict[tuple[str, str], str | None] = {}
         self._ctx = ctx
         self._saved: _NftTables | None = None  # what /etc/nftables.conf makes, read when asked
-        self._lines: list[tuple[str, int, str]]
+        # has_line's view: the lines, in nft's order (for the saved files, read when first asked)
+        self._lines: list[tuple[str, int, str]] | None = None
+        self._files: list[str] = []  # the saved files the structure was read from
         self._tables: _NftTables
         nft = sbin_tool("nft") if ctx.live else None
         if nft is not None:
@@ -542,13 +544,10 @@ class NftRuleset:
             self._tables = _NftReader(nft_tokens(done.stdout, self.source), strict=False).read()
             return
         self.live = False
-        self._lines = []
-        files: list[str] = []
-        self._read_saved(NFT_SAVED, 0, files)
-        self.source = ", ".join(files) or f"{NFT_SAVED} (absent)"
         self._tables = self._saved = self._read_structure()
+        self.source = ", ".join(self._files) or f"{NFT_SAVED} (absent)"
 
-    def _read_saved(self, path: str, depth: int, files: list[str]) -> None:
+    def _read_saved(self, path: str, depth: int) -> None:
         """A saved file's lines in the order nft reads them: an `include` statement's files
         where it stands (nft reads an included file there, as if its text were inline)."""
         text = self._ctx.read_text(path)
@@ -556,7 +555,6 @@ class NftRuleset:
             if depth == 0:
                 return
             raise EvaluationError(f"{path}: included but absent")
-        files.append(path)
         includes = nft_includes(text)
         for n, line in nft_lines(text):
             self._statement(path, n, line)
@@ -565,7 +563,7 @@ class NftRuleset:
                 if depth + 1 >= _NFT_MAX_INCLUDE_DEPTH:
                     raise EvaluationError(f"{where}: include nested too deeply (nft stops at {_NFT_MAX_INCLUDE_DEPTH} levels)")
                 for included in self._included(name, where):
-                    self._read_saved(included, depth + 1, files)
+                    self._read_saved(included, depth + 1)
 
     def _statement(self, path: str, n: int, line: str) -> None:
         """Keep a saved line, after what `flush ruleset` leaves of the lines before it. After a
@@ -577,6 +575,7 @@ class NftRuleset:
         flushed = None
         for flushed in _NFT_FLUSH_RULESET.finditer(line):
             pass
+        assert self._lines is not None
         if flushed is not None:
             self._lines.clear()  # nft drops every table defined before it, in any file
             line = line[flushed.end():]
@@ -597,6 +596,7 @@ class NftRuleset:
     def _read_structure(self) -> _NftTables:
         """The tables `nft -f /etc/nftables.conf` makes, with their chains (none without the file)."""
         text = self._ctx.read_text(NFT_SAVED)
+        self._files = [] if text is None else [NFT_SAVED]
         return {} if text is None else _NftReader(nft_tokens(text, NFT_SAVED), strict=True, saved=self).read()
 
     def included_tokens(self, name: str, where: str, depth: int) -> list[list[_NftToken]]:
@@ -608,10 +608,14 @@ class NftRuleset:
             text = self._ctx.read_text(path)
             if text is None:
                 raise EvaluationError(f"{path}: included but absent")
+            self._files.append(path)
             out.append(nft_tokens(text, path))
         return out
 
     def _match_line(self, regex: str) -> str | None:
+        if self._lines is None:
+            self._lines = []
+            self._read_saved(NFT_SAVED, 0)
         if self._lines_undone is not None:
             raise EvaluationError(
                 f"{self._lines_undone}...: which lines of the saved files make the ruleset only nft can tell (has_line"

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from secpolicy.app.policies import load_policy_set
 from secpolicy.engine import scan
 from secpolicy.errors import EvaluationError
 from secpolicy.facts import FactContext
-from secpolicy.rules import PolicySet
 from secpolicy.vocabulary import builtin_registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,13 +33,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cis() -> PolicySet:
-    return load_policy_set([str(REPO / "policies/cis")], builtin_registry())
-
-
 @pytest.mark.parametrize(("case", "conf"), CASES, ids=[c for c, _ in CASES])
-def test_dc_local_interfaces_is_what_sh_leaves_and_the_verdict_follows_it(tmp_path: Path, cis: PolicySet,
+def test_dc_local_interfaces_is_what_sh_leaves_and_the_verdict_follows_it(tmp_path: Path, bundle,
                                                                          case: str, conf: str) -> None:
     root = tmp_path / "root"
     (root / "etc/exim4").mkdir(parents=True)
@@ -56,7 +49,8 @@ def test_dc_local_interfaces_is_what_sh_leaves_and_the_verdict_follows_it(tmp_pa
     assert ours == theirs, case
     items = [w for w in re.split(r"\s*;\s*", (theirs or "").strip()) if w]
     local = bool(items) and set(items) <= {"127.0.0.1", "::1"}
-    (result,) = scan(cis, builtin_registry(), root=str(root), rule_ids=[RULE]).to_results()["results"]
+    ps, reg = bundle  # the packs, loaded once for the module (conftest.py)
+    (result,) = scan(ps, reg, root=str(root), rule_ids=[RULE]).to_results()["results"]
     assert result["status"] == ("pass" if local else "fail"), (case, theirs, result["evidence"])
 
 

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from secpolicy.app.policies import load_policy_set
 from secpolicy.engine import scan
 from secpolicy.facts import FactContext
-from secpolicy.rules import PolicySet
 from secpolicy.vocabulary import builtin_registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,13 +83,8 @@ def _asked(root: Path) -> str | None:
     return done.stdout.rstrip("\n")
 
 
-@pytest.fixture(scope="module")
-def cis() -> PolicySet:
-    return load_policy_set([str(REPO / "policies/cis")], builtin_registry())
-
-
 @pytest.mark.parametrize(("case", "main_cf"), CASES, ids=[c for c, _ in CASES])
-def test_inet_interfaces_is_what_postconf_reads_and_the_verdict_follows_it(tmp_path: Path, cis: PolicySet,
+def test_inet_interfaces_is_what_postconf_reads_and_the_verdict_follows_it(tmp_path: Path, bundle,
                                                                          case: str, main_cf: str) -> None:
     root = _tree(tmp_path, main_cf)
     theirs = _asked(root)
@@ -102,5 +95,6 @@ def test_inet_interfaces_is_what_postconf_reads_and_the_verdict_follows_it(tmp_p
         assert ours == theirs, case
         items = [w for w in re.split(r"[\s,]+", theirs) if w]
         local = bool(items) and set(items) <= LOOPBACK and ("loopback-only" not in items or items == ["loopback-only"])
-    (result,) = scan(cis, builtin_registry(), root=str(root), rule_ids=[RULE]).to_results()["results"]
+    ps, reg = bundle  # the packs, loaded once for the module (conftest.py)
+    (result,) = scan(ps, reg, root=str(root), rule_ids=[RULE]).to_results()["results"]
     assert result["status"] == ("pass" if local else "fail"), (case, theirs, result["evidence"])
