@@ -189,19 +189,19 @@ class Rsyslog:
                 elif obj == "input" and params.get("type"):
                     inputs.append(_rsyslog_module(params["type"][0]))
                 elif obj == "action" and params.get("type"):
-                    kind = _rsyslog_module(params["type"][0])
-                    if kind == "omfile":
+                    output = _rsyslog_module(params["type"][0])
+                    if output == "omfile":
                         given = params.get("filecreatemode")
                         modes.append(((_rsyslog_mode(given[0]) or given[0]) if given else module_mode, where))
-                    elif kind in ("omfwd", "omrelp") and not (discarded and main):
+                    elif output in ("omfwd", "omrelp") and not (discarded and main):
                         targets.extend((t, where) for t in params.get("target", ()) if t)
             elif kind == ACTION:
                 last_object = ""
                 act = text.removeprefix("-")
                 if act[:1] in ("/", "?", "."):  # omfile's
                     modes.append((legacy[0] if legacy else "0644", where))
-                elif act.startswith("@") and not (discarded and main) and _rsyslog_legacy_target(act):
-                    targets.append((_rsyslog_legacy_target(act), where))
+                elif act.startswith("@") and not (discarded and main) and (target := _rsyslog_legacy_target(act)):
+                    targets.append((target, where))
             elif kind == _DISCARD_ALL and main:
                 discarded = True
         self.file_create_mode = legacy[0] if legacy else None
