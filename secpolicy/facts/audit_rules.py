@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
-from secpolicy.facts._common import at, sbin_tool, text_lines, version_key
+from secpolicy.facts import augenrules as augenrules_check
+from secpolicy.facts._common import at, sbin_tool, text_lines
 from secpolicy.facts.auditctl import ALL, AuditRule, RuleSyntaxError, parse_rule, parse_words, words
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ __all__ = [
     "Verdict",
     "audit_status",
     "augenrules",
+    "boot_rules",
+    "compare_loaded",
     "covers",
     "load",
     "parse_rule",
@@ -76,6 +79,8 @@ AUDIT_RULES = ObjectType(
         "keys": ListType(STR),
         "backlog_limit": INT,
         "failure_mode": INT,
+        "augenrules_check": STR,
+        "loaded_as_on_disk": BOOL,
     },
     methods={
         "has": Method(
@@ -95,6 +100,10 @@ AUDIT_RULES = ObjectType(
         "errors": "lines auditctl refuses, as file:line: message",
         "stopped_at": "file:line of the refused line that ended the load (later lines are not loaded), or null",
         "persisted": "the rules the kernel holds once auditctl -R has loaded the boot rules",
+        "augenrules_check": 'what `augenrules --check` says: "No change" (audit.rules holds exactly the merge '
+        'of rules.d), "Rules have changed and should be updated" or "No rules directory - /etc/audit/rules.d"',
+        "loaded_as_on_disk": "the rules loaded in the kernel are those auditctl -R loads from /etc/audit/audit.rules, "
+        "in the kernel's order (live only, null under --root)",
     },
 )
 
@@ -343,100 +352,21 @@ class Line:
     source: str  # file:line it came from
 
 
-# augenrules' awk moves the last bare `-D` to the top, then the last `-b` and `-f`, and the last
-# `-e` to the end. Debian's awk is mawk, which reads `\s` in these patterns as a plain `s`: only
-# lines starting exactly with the option move (and with `#`, are dropped); gawk also allows
-# leading blanks.
-_AWK = {
-    "mawk": {
-        "comment": re.compile(r"s*#"),
-        "-e": re.compile(r"s*-e"),
-        "-D": re.compile(r"s*-Ds*\Z"),
-        "-f": re.compile(r"s*-f"),
-        "-b": re.compile(r"s*-b"),
-    },
-    "gawk": {
-        "comment": re.compile(r"\s*#"),
-        "-e": re.compile(r"\s*-e"),
-        "-D": re.compile(r"\s*-D\s*\Z"),
-        "-f": re.compile(r"\s*-f"),
-        "-b": re.compile(r"\s*-b"),
-    },
-}
-
-
-def _awk_flavour(ctx: FactContext) -> str:
-    """Which awk augenrules runs: the root's /etc/alternatives/awk, else Debian's default mawk."""
-    try:
-        target = ctx.readlink("/etc/alternatives/awk")
-    except OSError:
-        return "mawk"
-    return "gawk" if "gawk" in os.path.basename(target) else "mawk"
-
-
-def _rules_files(ctx: FactContext) -> list[str]:
-    r"""`ls -1v rules.d | grep '\.rules$'`: names ending in .rules, hidden ones left out."""
-    names = [n for n in ctx.listdir(RULES_D) if n.endswith(".rules") and not n.startswith(".")]
-    names.sort(key=version_key)
-    out = []
-    for n in names:
-        path = f"{RULES_D}/{n}"
-        st = ctx.stat(path)
-        if st is not None and stat.S_ISREG(st.st_mode):  # cat fails on a directory
-            out.append(path)
-    return out
-
-
 def augenrules(ctx: FactContext) -> tuple[list[Line], list[str]]:
     """The lines auditctl -R reads at boot, each with the file and line it came from, and the
     files read. With a rules.d directory, augenrules rebuilds audit.rules from it at every
-    start (an empty rules.d leaves no rules); without one, audit.rules is loaded as it is."""
-    st = ctx.stat(RULES_D)
-    if st is None or not stat.S_ISDIR(st.st_mode):
+    start (`augenrules.merge`: an empty rules.d leaves no rules); without one, audit.rules is
+    loaded as it is."""
+    merged = augenrules_check.merge(ctx)
+    if merged is None:
         text = ctx.read_text(AUDIT_RULES_FILE)
         if text is None:
             return [], []
         return [Line(t, at(AUDIT_RULES_FILE, n)) for n, t in enumerate(text.split("\n"), 1)], [
             AUDIT_RULES_FILE
         ]
-    files = _rules_files(ctx)
-    # `cat` joins the files: a file without a final newline runs into the next one's first line
-    joined: list[Line] = []
-    pending: Line | None = None
-    for f in files:
-        text = ctx.read_text(f) or ""
-        parts = text.split("\n")
-        for n, t in enumerate(parts, 1):
-            last = n == len(parts)
-            if pending is not None:
-                t, src = pending.text + t, pending.source
-                pending = None
-            else:
-                src = at(f, n)
-            if last:
-                if t:
-                    pending = Line(t, src)
-                continue
-            joined.append(Line(t, src))
-    if pending is not None:
-        joined.append(pending)
-    awk = _AWK[_awk_flavour(ctx)]
-    moved: dict[str, Line] = {}
-    rules: list[Line] = []
-    for line in joined:
-        if not line.text:
-            continue
-        if awk["comment"].match(line.text):
-            continue
-        for opt in ("-e", "-D", "-f", "-b"):
-            if awk[opt].match(line.text):
-                moved[opt] = line
-                break
-        else:
-            rules.append(line)
-    blank = Line("", RULES_D)
-    out = [moved.get("-D", blank), moved.get("-b", blank), moved.get("-f", blank)]
-    return out + rules + [moved.get("-e", blank)], files
+    lines = [Line(text.decode("utf-8", "surrogateescape"), src) for text, src in merged.lines]
+    return lines, list(merged.files)
 
 
 # --- auditctl -R: one rule per line, the first refused line ends the load -----------------------
@@ -629,6 +559,9 @@ class AuditRules:
         self.failure_mode = _int(self._controls.get("-f"))
         self.keys = tuple(sorted({k for r in self.persisted for k in r.keys}))
         self._loaded: tuple[AuditRule, ...] | None = None
+        self._kernel: list[tuple[tuple[int, str], ...]] | None = None  # netlink's strings per loaded rule
+        self._check: augenrules_check.Check | None = None
+        self._same: tuple[bool, str] | None = None
         self._status: dict[str, int] | None = None
         self._twin = False
         self._by_rule: list[tuple[AuditRule, Index]] | None = None
@@ -671,8 +604,34 @@ class AuditRules:
         if not self._ctx.live and not self._twin:
             return None
         if self._loaded is None:
-            self._loaded = tuple(_loaded_rules())
+            rules, self._kernel = _read_loaded()
+            self._loaded = tuple(rules)
         return self._loaded
+
+    # --- CIS 6.2.3.21: augenrules --check, and the loaded rules against audit.rules -------------
+    def _augenrules(self) -> augenrules_check.Check:
+        if self._check is None:
+            self._check = augenrules_check.check(self._ctx)
+        return self._check
+
+    @property
+    def augenrules_check(self) -> str:
+        return self._augenrules().message
+
+    @property
+    def loaded_as_on_disk(self) -> bool | None:
+        if not self._ctx.live and not self._twin:
+            return None
+        if self._same is None:
+            self._same = self._compare_loaded()
+        return self._same[0]
+
+    def _compare_loaded(self) -> tuple[bool, str]:
+        st = self._ctx.stat(AUDIT_RULES_FILE)
+        data = self._ctx.read_bytes(AUDIT_RULES_FILE) if st is not None and stat.S_ISREG(st.st_mode) else None
+        want, read = boot_rules(data, self._resolve)
+        have = self.loaded or ()
+        return compare_loaded(want, have, self._kernel, self._ctx, read)
 
     @property
     def enabled(self) -> int | None:
@@ -742,11 +701,131 @@ class AuditRules:
         if name == "immutable":
             e = self._controls.get("-e")
             return e[1] if e else self._read_from() + self._stop_note()
+        if name == "augenrules_check":
+            return self._augenrules().where
+        if name == "loaded_as_on_disk":
+            if not self._ctx.live and not self._twin:
+                return "the loaded rules are only known on the live host"
+            try:
+                self.loaded_as_on_disk  # noqa: B018 - computes the evidence
+            except EvaluationError:
+                return LOADED_SOURCE
+            assert self._same is not None
+            return self._same[1]
         if name in ("loaded", "enabled"):
             return LOADED_SOURCE if name == "loaded" else "netlink AUDIT_GET"
         if name in ("errors", "stopped_at"):
             return self._read_from()
         return self._read_from() + self._stop_note()
+
+
+def boot_rules(data: bytes | None, resolve: Callable[[str, str], int | None] | None = None,
+               name: str = AUDIT_RULES_FILE) -> tuple[list[AuditRule], str]:
+    """The rules `auditctl -R` leaves in an empty kernel from the file `name` holding `data`,
+    in the order the kernel lists them (list by list, each in the order added), and what was
+    read, for evidence."""
+    if data is None:
+        return [], f"{name} (absent: nothing to load)"
+    text = data.decode("utf-8", "surrogateescape")
+    lines = [Line(t, at(name, n)) for n, t in enumerate(text.split("\n"), 1)]
+    for line in lines:
+        argv = words(line.text) or []
+        if argv and argv[0].startswith("-D") and any(w.startswith("-k") for w in argv[1:]):
+            raise EvaluationError(
+                f"{line.source}: {line.text.strip()!r} deletes the loaded rules whose key holds the word "
+                "(auditctl 3.0.9), which this reader does not follow: the rules it leaves cannot be told"
+            )
+    result = load(lines, resolve)
+    rules = sorted(result.rules, key=lambda r: _KERNEL_LISTS.index(r.list or "exit"))
+    stop = f", up to {result.stopped} where auditctl stops" if result.stopped else ""
+    return rules, f"{name}{stop}"
+
+
+def compare_loaded(want: Sequence[AuditRule], have: Sequence[AuditRule],
+                   kernel: Sequence[tuple[tuple[int, str], ...]] | None, ctx: FactContext,
+                   read: str) -> tuple[bool, str]:
+    """Whether the loaded rules `have` (with the kernel's strings of each, when read live) are
+    `want`, rule by rule in the kernel's order, and the evidence: the first rule that differs.
+    A difference the normalised form cannot tell (a syscall or message type number, which
+    auditctl -l prints by name) is an error naming the rule, never a pass."""
+    unsure: str | None = None
+    for i in range(max(len(want), len(have))):
+        n = i + 1
+        if i >= len(have):
+            return False, (f"the kernel holds {len(have)} rules; {want[i].source}: {want[i].text.strip()!r} "
+                           f"(rule {n} of {read} as the kernel lists them) is not loaded")
+        if i >= len(want):
+            return False, (f"loaded rule {n} {have[i].text!r} ({LOADED_SOURCE}) is not loaded by {read}, "
+                           f"which loads {len(want)} rules")
+        why = _differs(want[i], have[i], kernel[i] if kernel is not None else None, ctx)
+        if why is None:
+            continue
+        where = (f"loaded rule {n} {have[i].text!r} is not {want[i].source}: {want[i].text.strip()!r} "
+                 f"(rule {n} of {read} as the kernel lists them): {why}")
+        if _untellable(want[i]) or _untellable(have[i]):
+            unsure = unsure or where
+            continue
+        return False, where
+    if unsure is not None:
+        raise EvaluationError(
+            f"{unsure}; auditctl -l prints syscall and message type names where the rule has numbers, "
+            "which this reader does not map: whether they are the same rule cannot be told"
+        )
+    return True, f"the {len(have)} loaded rules ({LOADED_SOURCE}) are those of {read}, in the kernel's order"
+
+
+_KERNEL_LISTS = ("user", "task", "exit", "exclude", "filesystem")  # AUDIT_FILTER_* order: how the kernel lists
+_FIELD_SPEC = re.compile(r"([^!<>=&]*)")
+
+
+def _path_form(rule: AuditRule, ctx: FactContext) -> int | None:
+    """Whether the kernel holds the rule's path as a watch (AUDIT_WATCH) or a tree (AUDIT_DIR):
+    `-F dir=` and `-F path=` say so, `-w` is a tree when the path is a directory (auditctl
+    stats it when it loads the rule)."""
+    if rule.path is None:
+        return None
+    argv = words(rule.text) or []
+    for i, w in enumerate(argv):
+        if w in ("-w", "-W") or w[:2] in ("-w", "-W"):
+            st = ctx.stat(rule.path)
+            return AUDIT_DIR if st is not None and stat.S_ISDIR(st.st_mode) else AUDIT_WATCH
+        spec = argv[i + 1] if w == "-F" and i + 1 < len(argv) else w[2:] if w.startswith("-F") else ""
+        name = _FIELD_SPEC.match(spec).group(1).lower()  # type: ignore[union-attr]
+        if name in ("dir", "path"):
+            return AUDIT_DIR if name == "dir" else AUDIT_WATCH
+    return None
+
+
+def _counted_fields(rule: AuditRule) -> list[str]:
+    """The rule's filters with their repeats (a filter given twice is two fields)."""
+    return sorted(o for o in rule.order if o in rule.fields)
+
+
+def _differs(want: AuditRule, have: AuditRule, strings: tuple[tuple[int, str], ...] | None,
+             ctx: FactContext) -> str | None:
+    """How a loaded rule differs from the one audit.rules puts at its place, or None. With the
+    kernel's strings (live), the keys as the kernel holds them and watch against tree too."""
+    if want != have:
+        return "a different rule"
+    if _counted_fields(want) != _counted_fields(have):
+        return "a filter is repeated on one side only"
+    if strings is None:
+        return None
+    keys = sorted(v for f, v in strings if f == AUDIT_FILTERKEY)
+    if keys != sorted(o[4:] for o in want.order if o.startswith("key=")):
+        return f"the kernel holds the keys {keys!r}"
+    held = next((f for f, _v in strings if f in (AUDIT_WATCH, AUDIT_DIR)), None)
+    form = _path_form(want, ctx)
+    if form is not None and held is not None and form != held:
+        return f"the kernel holds {have.path} as a {'tree (dir=)' if held == AUDIT_DIR else 'single watch (path=)'}"
+    return None
+
+
+def _untellable(rule: AuditRule) -> bool:
+    """A rule holding a syscall or message type as a number, which auditctl -l prints by name."""
+    return any(s.isdigit() for s in rule.syscalls) or any(
+        f.startswith("msgtype") and f.lstrip("msgtype!=<>").isdigit() for f in rule.fields
+    )
 
 
 def _taken(v: Verdict) -> str:
@@ -789,6 +868,10 @@ LOADED_SOURCE = "auditctl -l, checked against the kernel's rule list (netlink AU
 
 
 def _loaded_rules() -> list[AuditRule]:
+    return _read_loaded()[0]
+
+
+def _read_loaded() -> tuple[list[AuditRule], list[tuple[tuple[int, str], ...]]]:
     """The rules the kernel holds, read from `auditctl -l` and checked against the kernel's own
     list. auditctl prints keys and paths as they are, so one holding a line break or a space
     could pass for a rule of its own (`-k "x<newline>-w /etc/passwd -p wa"` reads as a watch
@@ -800,7 +883,7 @@ def _loaded_rules() -> list[AuditRule]:
         kernel = kernel_rule_strings()
         lines = _auditctl_list(auditctl)
         if kernel_rule_strings() == kernel:  # no rule added or deleted meanwhile
-            return _checked(kernel, lines)
+            return _checked(kernel, lines), kernel
     raise EvaluationError(f"loaded audit rules: the rules changed each of the {_READ_ATTEMPTS} times they were read")
 
 

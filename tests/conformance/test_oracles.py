@@ -325,6 +325,7 @@ def _kernel_load(rules_file: Path) -> list[str]:
 
 
 @ROOT_NEEDED
+@pytest.mark.xdist_group("live")  # loads rules into the kernel, which the live scans read
 @pytest.mark.parametrize("variant", _variants("auditctl"), ids=_id)
 def test_audit_rules_are_what_augenrules_and_auditctl_load(base_tree, tmp_path, variant) -> None:
     root = _tree(tmp_path, base_tree, variant)
@@ -362,6 +363,36 @@ def test_audit_rules_are_what_augenrules_and_auditctl_load(base_tree, tmp_path, 
         fact.immutable,
         last_e,
     )
+
+
+_AUDIT_VARIANTS = [None] + [
+    v for v in corpus.VARIANTS
+    if any(isinstance(e[1], str) and e[1].startswith("etc/audit") for e in v.edits)
+]
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("variant", _AUDIT_VARIANTS, ids=_id)
+def test_cis_6_2_3_21_is_what_augenrules_check_says(base_tree, tmp_path, variant) -> None:
+    """On every corpus tree that touches etc/audit: the fact says what `augenrules --check`
+    says, and the corpus's verdict for 6.2.3.21 follows it (PASS exactly on "No change")."""
+    root = _tree(tmp_path, base_tree, variant)
+    if not (root / "etc/audit").is_dir():
+        assert variant is not None and variant.expect.get("6.2.3.21") == "not_applicable"
+        return
+    said = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         'mount --bind "$1" /etc/audit && exec "$2" --check', "sh", str(root / "etc/audit"), _tool("augenrules")],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"},
+    )
+    message = said.stdout.strip().split(": ", 1)[-1]
+    fact = FactContext(builtin_registry(), str(root)).fact("audit_rules", ())
+    assert fact.augenrules_check == message, said
+    expect = (variant.expect if variant else {}).get("6.2.3.21") or corpus.BASE_EXPECT.get(
+        "cis-6.2.3.21-audit-loaded-matches-disk", "pass")
+    if expect != "not_applicable":
+        assert expect == ("pass" if message == "No change" else "fail"), message
 
 
 _LINES = [
