@@ -8,6 +8,7 @@ from secpolicy.facts import (
     aide,
     audit_rules,
     bpf_inventory,
+    dconf,
     files,
     fs_scan,
     kv,
@@ -47,3 +48,4 @@ def register_builtins(reg: FactRegistry) -> None:
     rsyslog.register(reg)
     procs.register(reg)
     bpf_inventory.register(reg)
+    dconf.register(reg)

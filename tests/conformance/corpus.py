@@ -757,8 +757,16 @@ _GDM_DCONF = {
 }
 
 
+# The profiles CIS's remediation writes: the greeter reads the gdm database, sessions the local one
+# (without them dconf reads neither: Debian's gdm3 ships a gdm profile of its own without it).
+_DCONF_PROFILES = (
+    write("etc/dconf/profile/gdm", "user-db:user\nsystem-db:gdm\nfile-db:/usr/share/gdm/greeter-dconf-defaults\n"),
+    write("etc/dconf/profile/user", "user-db:user\nsystem-db:local\n"),
+)
+
+
 def _gdm() -> Iterator[Variant]:
-    hardened = tuple(write(p, t) for p, t in _GDM_DCONF.values())
+    hardened = _DCONF_PROFILES + tuple(write(p, t) for p, t in _GDM_DCONF.values())
     settings = {c: P for c in _GDM_DCONF} | {"1.7.10": P}
     yield _v(
         "1.7/gdm-hardened",
@@ -787,14 +795,30 @@ def _gdm() -> Iterator[Variant]:
         {"1.7.1": F, **settings, "1.7.10": F},
         install("gdm3"),
         *hardened,
+        write("etc/gdm3/daemon.conf", "[daemon]\n[security]\n[xdmcp]\nEnable=true\n"),
+    )
+    yield _v(
+        "1.7.10/xdmcp-in-custom-conf",
+        {"1.7.1": F, **settings},
+        install("gdm3"),
+        *hardened,
         write("etc/gdm3/custom.conf", "[daemon]\n[security]\n[xdmcp]\nEnable=true\n"),
+        kind="compliant",
+        note="Debian's gdm3 reads /etc/gdm3/daemon.conf (and /run/gdm3/custom.conf), never /etc/gdm3/custom.conf",
+    )
+    yield _v(
+        "1.7/dconf-no-profiles",
+        {"1.7.1": F, **{c: F for c in _GDM_DCONF}, "1.7.10": P},
+        install("gdm3"),
+        *(e for e in hardened if e not in _DCONF_PROFILES),
+        note="the databases are written but no profile names them: dconf reads none of them",
     )
     yield _v(
         "1.7.10/xdmcp-commented",
         {"1.7.1": F, **settings},
         install("gdm3"),
         *hardened,
-        write("etc/gdm3/custom.conf", "[daemon]\n[xdmcp]\n#Enable=true\n"),
+        write("etc/gdm3/daemon.conf", "[daemon]\n[xdmcp]\n#Enable=true\n"),
         kind="compliant",
     )
 
