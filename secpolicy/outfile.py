@@ -28,11 +28,13 @@ __all__ = [
     "OutputFile",
     "check_directory",
     "check_given",
+    "check_input",
     "check_not_input",
     "check_readable",
     "check_sqlite_companions",
     "check_stdout",
     "check_writable",
+    "close_after_failure",
     "create_private",
     "describe",
     "follow_symlinks",
@@ -283,6 +285,25 @@ def check_readable(path: str, what: str = "") -> None:
         raise InputError(f"cannot read {path} (it is a directory)")
 
 
+def check_input(path: str, what: str = "") -> None:
+    """InputError (exit 2), before anything is read, for an input that is not a file to read
+    to its end: a device (`/dev/zero` and `/dev/full` never end: the reader would fill memory),
+    a socket or a directory. A FIFO is read as `cat` reads one, waiting for its writer; a
+    missing or unreadable file is left to the reader, which names it."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+        return
+    kind = ("a directory" if stat.S_ISDIR(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    label = f"{what} " if what else ""
+    raise InputError(f"cannot read {label}{path} (it is {kind})")
+
+
 def make_private_dir(path: str) -> None:
     """Create `path` and any missing parents as 0700 (whatever the umask); an existing
     directory keeps its mode."""
@@ -355,15 +376,31 @@ class OutputFile:
         self._closes = closes
         self._sync = sync or tmp is not None
         self._done = False
+        self._written = False
+        # A stream written in place keeps what an earlier run left in it until this run writes
+        # (or ends well): a run that fails first has lost nothing (see `_open_stream`).
+        self._truncate_pending = False
         self.binary = binary
 
     # file protocol ------------------------------------------------------------------------
     def write(self, data: Any) -> int:
         try:
+            if self._truncate_pending:
+                self._truncate()
+            self._written = True
             n: int = self._raw.write(data)
             return n
         except OSError as exc:
             raise self._failure(exc) from None
+
+    def _truncate(self) -> None:
+        self._truncate_pending = False
+        os.ftruncate(self._raw.fileno(), 0)
+
+    @property
+    def written(self) -> bool:
+        """Whether anything was written to it (an empty write counts)."""
+        return self._written
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -416,6 +453,8 @@ class OutputFile:
         if self._done:
             return
         try:
+            if self._truncate_pending:
+                self._truncate()  # a run that ended well and wrote nothing: its output is empty
             self._raw.flush()
             if self._tmp is not None:
                 fd = self._raw.fileno()
@@ -592,15 +631,20 @@ def open_output(path: str | None, *, binary: bool = False, follow: bool | None =
 
 
 def _open_stream(path: str, real: str, st: os.stat_result | None, binary: bool) -> OutputFile:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    # Not truncated here: an existing file is emptied by the first write, or by `close` when the
+    # run ends well having written nothing. A run that fails before writing (another output
+    # refused, the ready file) `discard`s it and leaves the last run's alerts as they were.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(real, flags, FILE_MODE)
         if st is None:
             os.fchmod(fd, FILE_MODE)  # new: 0600 whatever the umask; an existing file keeps its mode
     except OSError as exc:
         raise OutputError(path, describe(exc)) from None
-    return OutputFile(path, _open_fd(fd, binary), tmp=None, target=real, mode=FILE_MODE, owner=None,
-                      binary=binary, sync=True)
+    out = OutputFile(path, _open_fd(fd, binary), tmp=None, target=real, mode=FILE_MODE, owner=None,
+                     binary=binary, sync=True)
+    out._truncate_pending = st is not None
+    return out
 
 
 def _open_fd(fd: int, binary: bool) -> IO[Any]:
@@ -615,6 +659,15 @@ def _io(f: OutputFile) -> IO[Any]:
     # OutputFile speaks the part of the file protocol writers use (write, flush, close,
     # isatty, fileno, `with`); it is handed out typed as the file it stands for.
     return cast(IO[Any], f)
+
+
+def close_after_failure(f: IO[Any]) -> None:
+    """Close an output of a run that failed: what the run wrote to it is kept (committed); an
+    output it never wrote to is discarded, which leaves the file as it was before the run."""
+    if isinstance(f, OutputFile) and not f.written:
+        f.discard()
+    else:
+        f.close()
 
 
 def write_bytes(path: str | None, data: bytes) -> None:

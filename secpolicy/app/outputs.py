@@ -296,7 +296,7 @@ class RunOutputs:
         except SecpolicyError as close_exc:
             self.on_error(close_exc.render())
         try:
-            self._close_streams()
+            self._close_streams(failed=True)
         except SecpolicyError as close_exc:
             self.on_error(close_exc.render())
         if self.trail is not None:
@@ -317,14 +317,20 @@ class RunOutputs:
             self.stats = delivery.close(windows)
         return self.stats
 
-    def _close_streams(self) -> None:
+    def _close_streams(self, *, failed: bool = False) -> None:
         # A replay's alert file is renamed into place here; what a run wrote before it
-        # failed is kept too (as a recording is).
+        # failed is kept too (as a recording is). An output a failed run never wrote to is
+        # left as it was: the last run's alerts are not lost to a run that did not happen.
+        from secpolicy import outfile
+
         for name in ("_alerts", "_recording"):
             stream = getattr(self, name)
             if stream is not None:
                 setattr(self, name, None)
-                stream.close()
+                if failed:
+                    outfile.close_after_failure(stream)
+                else:
+                    stream.close()
 
 
 @dataclass(frozen=True)

@@ -660,7 +660,8 @@ def _append_line(target: Path, line: bytes) -> None:
         if _ends_mid_line(target, fd):
             line = b"\n" + line
         write_all(fd, line)
-        os.fsync(fd)
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # a device or FIFO has nothing to sync (EINVAL)
+            os.fsync(fd)
     finally:
         os.close(fd)
 

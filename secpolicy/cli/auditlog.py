@@ -12,12 +12,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from secpolicy import outfile
-from secpolicy.cli.choices import SINK_FORMATS
+from secpolicy.cli.choices import SINK_FORMATS, input_file, text_value
 from secpolicy.cli.outputs import format_redaction, redaction_option
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ from secpolicy.errors import (
 )
 
 FORMAT_NAMES = SINK_FORMATS
+# SQLite integers are 64-bit: a larger count is refused (exit 2) rather than failing in the query.
+_SQL_INT_MAX = 2**63 - 1
 
 __all__ = ["COMMANDS", "anomaly_group", "dashboard_cmd", "log_group", "store_group", "timeline_cmd"]
 
@@ -64,9 +66,28 @@ def _key(key_hex: str | None, key_file: str | None) -> bytes | None:
     return None
 
 
+def _check_new_log_dir(directory: str) -> None:
+    """Exit 2 for a log directory that cannot be made: a file, a FIFO, a device or a dangling
+    symbolic link in its place, or a file where one of its parents should be."""
+    here = os.path.abspath(directory)
+    while not os.path.lexists(here):
+        here = os.path.dirname(here)
+    if not os.path.isdir(here):
+        what = "it" if here == os.path.abspath(directory) else here
+        raise InputError(f"cannot make the log directory: {what} is not a directory", directory)
+
+
 def _options(sign_key: str | None, checkpoint_every: int, copy_to: Sequence[str], sync: str) -> LogOptions:
     from secpolicy.auditlog.checkpoint import load_private_key
     from secpolicy.auditlog.log import LogOptions
+
+    for target in copy_to:
+        try:
+            target.encode("utf-8")
+        except UnicodeEncodeError:
+            # The log's configuration (JSON text) names its copies: a name must be text.
+            raise InputError("--copy-checkpoints: the file name is not UTF-8 text",
+                             target.encode("utf-8", "surrogateescape").decode("utf-8", "replace")) from None
 
     return LogOptions(
         checkpoint_every=checkpoint_every,
@@ -99,9 +120,16 @@ def keygen_cmd(private_key: str, public_key: str) -> None:
     """Make an Ed25519 key pair for signing checkpoints (the private key file is 0600)."""
     from secpolicy.auditlog.checkpoint import generate_signing_key
 
+    if outfile.same_file(private_key, public_key):
+        raise InputError(f"the private and the public key would both be written to {private_key}")
+    outfile.check_writable(public_key)  # before the private key exists: a failure leaves neither
     private, public = generate_signing_key()
     _write_new_private(private_key, private)
-    outfile.write_bytes(public_key, public)
+    try:
+        outfile.write_bytes(public_key, public)
+    except BaseException:
+        os.unlink(private_key)  # a half pair: the next keygen would refuse the private key's name
+        raise
     click.echo(f"wrote {private_key} (keep on the host that writes the log) and {public_key}")
 
 
@@ -118,8 +146,10 @@ def init_cmd(directory: str, key_out: str, sign_key: str | None, copy_to: tuple[
     record into it: redaction's pseudonyms of users, paths and hosts correlate across them."""
     from secpolicy.auditlog.log import AuditLog
 
-    if os.path.exists(key_out):
+    if os.path.lexists(key_out):
         raise InputError("already exists; refusing to overwrite a key", key_out)
+    _check_new_log_dir(directory)
+    outfile.check_writable(key_out)  # before the log exists: a log whose initial key was lost cannot be verified
     log, key = AuditLog.create(directory, _options(sign_key, 1000, copy_to, "always"))
     try:
         _write_new_private(key_out, key.hex().encode() + b"\n")
@@ -139,7 +169,7 @@ def _audit_records(paths: Sequence[str]) -> Iterator[records.AuditRecord]:
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror}", path) from exc
         with f:
-            for n, line in enumerate(f, 1):
+            for n, line in _lines(f, path):
                 if not line.strip():
                     continue
                 try:
@@ -158,9 +188,25 @@ def _audit_records(paths: Sequence[str]) -> Iterator[records.AuditRecord]:
                     raise LocatedError(exc.message, path, n, None, line) from exc
 
 
+def _lines(f: IO[str], path: str) -> Iterator[tuple[int, str]]:
+    """The numbered lines of `f`; a failing read (EIO) is that input's error, exit 2."""
+    n = 0
+    while True:
+        try:
+            line = f.readline()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+        except UnicodeDecodeError as exc:
+            raise LocatedError(f"not UTF-8 text (byte {exc.start})", path, n + 1) from None
+        if not line:
+            return
+        n += 1
+        yield n, line
+
+
 @log_group.command(name="append")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1, required=True, callback=input_file("input"))
 @_sign_opt
 @_copy_opt
 @_every_opt
@@ -225,7 +271,7 @@ def verify_cmd(files: tuple[str, ...], key_hex: str | None, key_file: str | None
 
     key = _key(key_hex, key_file)
     cps = [cp for path in checkpoint_files for cp in load_checkpoints(path)]
-    seen = Witness.load(witness) if witness else None
+    seen = Witness.load(_witness_target(witness)) if witness else None
     if key is None and not cps and seen is None:
         raise InputError("nothing to verify against: give the initial key (--key/--key-file) and/or "
                          "off-host checkpoints (--checkpoint) or a --witness file")
@@ -257,6 +303,17 @@ def verify_cmd(files: tuple[str, ...], key_hex: str | None, key_file: str | None
         click.echo("length checked against: " + ", ".join(report.anchors))
     for warning in warnings:
         click.echo(f"warning: {warning}")
+
+
+def _witness_target(path: str) -> str:
+    """The file a witness is rewritten in: it is replaced (renamed over), so a symbolic link
+    is refused as every output's is, or with --follow-symlinks the file it points to."""
+    if not os.path.islink(path):
+        return path
+    if not outfile.follow_symlinks():
+        raise outfile.OutputError(path, "it is a symbolic link; give the file it points to, or "
+                                        "secpolicy --follow-symlinks")
+    return os.path.realpath(path)
 
 
 @log_group.group(name="prove")
@@ -420,7 +477,7 @@ class _Anchors:
 
 
 @prove_group.command(name="check")
-@click.argument("proof_file", type=click.Path(dir_okay=False))
+@click.argument("proof_file", type=click.Path(dir_okay=False), callback=input_file("proof"))
 @click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False),
               help="Trusted checkpoints: the proof's roots must match the ones of the same size.")
 @click.option("--pubkey", type=click.Path(dir_okay=False),
@@ -454,7 +511,7 @@ def prove_check_cmd(proof_file: str, checkpoint_files: tuple[str, ...], pubkey: 
     if pub is not None:
         for cp in cps:
             cp.verify_signature(pub)
-    seen = Witness.load(witness) if witness else None
+    seen = Witness.load(_witness_target(witness)) if witness else None
     anchors = _Anchors(proof_file, cps, pub, seen)
     try:
         if kind == "inclusion":
@@ -532,11 +589,11 @@ def _open_store(db: str | None, replay: Sequence[str]) -> EventStore | None:
 @_source_options
 @click.option("--since", help="Start (inclusive), ISO 8601 with a time zone.")
 @click.option("--until", help="End (exclusive), ISO 8601 with a time zone.")
-@click.option("--user", help="User name (as in the timeline's user column).")
+@click.option("--user", callback=text_value, help="User name (as in the timeline's user column).")
 @click.option("--type", "type_", metavar="TYPE", callback=lambda ctx, param, value: _event_type(value),
               help="Event type (exec, open, ... or 'alert').")
-@click.option("--rule", help="Only alerts of this rule id (and their chains).")
-@click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--rule", callback=text_value, help="Only alerts of this rule id (and their chains).")
+@click.option("--limit", default=10_000, show_default=True, type=click.IntRange(1, _SQL_INT_MAX))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @_strict_opt
@@ -621,11 +678,12 @@ def _show_timeline(timeline: Any, fmt: str, output: str | None, render_html: Any
 
 @click.command(name="dashboard")
 @click.option("--db", required=True, type=click.Path(dir_okay=False), help="Event store (SQLite).")
-@click.option("--results", type=click.Path(dir_okay=False), help="Results JSON of the last scan.")
+@click.option("--results", type=click.Path(dir_okay=False), callback=input_file("results file"),
+              help="Results JSON of the last scan.")
 @click.option("--once", is_flag=True, help="Render one frame and exit.")
 @click.option("--refresh", default=2.0, show_default=True, type=click.FloatRange(0.2), help="Seconds between frames.")
 @click.option("--now", "now_text", metavar="ISO", help="Pretend it is this time (forensics, tests).")
-@click.option("--width", type=click.IntRange(40), help="Terminal width for --once.")
+@click.option("--width", type=click.IntRange(40, 10_000), help="Terminal width for --once.")
 def dashboard_cmd(db: str, results: str | None, once: bool, refresh: float, now_text: str | None,
                   width: int | None) -> None:
     """Live security dashboard over the event store (Ctrl-C to leave)."""
@@ -722,7 +780,8 @@ def anomaly_learn_cmd(db: str | None, replay: tuple[str, ...], since: str | None
 
 @anomaly_group.command(name="detect")
 @_source_options
-@click.option("--baseline", "baseline_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--baseline", "baseline_path", required=True, type=click.Path(dir_okay=False),
+              callback=input_file("baseline"))
 @click.option("--since")
 @click.option("--until")
 @click.option("--k", default=3.0, show_default=True, type=float, help="Alert above k times the baseline rate.")
@@ -775,7 +834,7 @@ def store_group() -> None:
 
 @store_group.command(name="ingest")
 @click.argument("db", type=click.Path(dir_okay=False))
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), callback=input_file("input"))
 @click.option("--batch", default=50_000, show_default=True, type=click.IntRange(1), help="Rows per transaction.")
 @_strict_opt
 @redaction_option
@@ -841,7 +900,7 @@ def store_export_cmd(db: str, fmt: str, since: str | None, until: str | None, ou
 @store_group.command(name="prune")
 @click.argument("db", type=click.Path(dir_okay=False, exists=True))
 @click.option("--days", type=click.FloatRange(0, min_open=True), help="Delete what is older than this.")
-@click.option("--max-events", type=click.IntRange(1), help="Keep at most this many events.")
+@click.option("--max-events", type=click.IntRange(1, _SQL_INT_MAX), help="Keep at most this many events.")
 def store_prune_cmd(db: str, days: float | None, max_events: int | None) -> None:
     """Apply retention: delete old events and alerts."""
     from secpolicy.auditlog.store import EventStore, Retention

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from secpolicy.app.fim import FimRun
+from secpolicy.cli.choices import input_file
 from secpolicy.cli.outputs import redaction_option
 from secpolicy.errors import (
     EXIT_NONCOMPLIANT,
@@ -80,10 +81,15 @@ def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return value
 
 
+def _config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Not empty, and a file to read: a device (`/dev/zero`) would be read without end."""
+    return input_file("FIM configuration")(ctx, param, _not_empty(ctx, param, value))
+
+
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-                     callback=_not_empty, help="FIM configuration (YAML)."),
+                     callback=_config_file, help="FIM configuration (YAML)."),
         click.option("--db", "db", type=click.Path(dir_okay=False), callback=_not_empty,
                      help="Baseline database (default: `database:` in the configuration)."),
         click.option("--root", "root", type=click.Path(file_okay=False), default=None, callback=_not_empty,

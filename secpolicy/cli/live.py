@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from secpolicy.cli.choices import input_file
 from secpolicy.cli.outputs import format_output_stats, format_redaction, output_options
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_RUNTIME
 
@@ -96,6 +97,7 @@ def format_monitor_summary(s: dict[str, Any]) -> str:
 @click.option("--aggregate-burst", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
               help="Alerts per rule, program and user written one by one in each --aggregate-window.")
 @click.option("--fim", "fim_config", type=click.Path(dir_okay=False), metavar="CONFIG",
+              callback=input_file("FIM configuration"),
               help="Live file integrity: writes, renames, chmod/chown and unlinks under this FIM "
                    "configuration's watched paths re-check those entries against its baseline.")
 @click.option("--fim-db", type=click.Path(dir_okay=False), metavar="DB",

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from secpolicy import __version__
-from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, SecpolicyError
+from secpolicy.errors import EXIT_INVALID_INPUT, EXIT_RUNTIME, InputError, SecpolicyError
 from secpolicy.outfile import describe, reader_gone, stdout_reader_gone
 from secpolicy.terminal import inert, inert_line
 
@@ -59,6 +59,7 @@ class _Group(click.Group):
             return None
         module, attr = target.split(":")
         command: click.Command = getattr(importlib.import_module(module), attr)
+        _refuse_empty_values(command)
         return command
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
@@ -95,10 +96,53 @@ class _Group(click.Group):
             if e.errno not in _DISK_ERRORS or os.environ.get("SECPOLICY_DEBUG"):
                 return _internal(ctx, e)
             where = f" {inert_line(str(e.filename))}" if e.filename else ""
-            click.echo(f"secpolicy: cannot write{where} ({describe(e)})", err=True)
+            # EIO comes from reads too (a failing disk, /proc/self/mem): not said to be a write.
+            verb = "cannot read or write" if e.errno == errno.EIO else "cannot write"
+            click.echo(f"secpolicy: {verb}{where} ({describe(e)})", err=True)
             ctx.exit(EXIT_RUNTIME)
         except Exception as e:  # noqa: BLE001 - last line of defence: say what broke, without a traceback
             return _internal(ctx, e)
+
+
+def _refuse_empty_values(command: click.Command) -> None:
+    """Every option and argument of `command` (and of its subcommands) refuses an empty
+    string, exit 2: `--audit-log "$LOG"`, `--pubkey "$KEY"` or `--output "$OUT"` with the
+    variable unset must not run without the audit log, the signature check or the file."""
+    if getattr(command, "_secpolicy_empty_refused", False):
+        return
+    command._secpolicy_empty_refused = True  # type: ignore[attr-defined]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _refuse_empty_values(sub)
+    for param in command.params:
+        if isinstance(param, click.Option) and (param.is_flag or param.count):
+            continue
+        param.callback = _not_empty(param.callback)
+
+
+def _not_empty(then: Any) -> Any:
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value == "" or isinstance(value, tuple) and "" in value:
+            raise InputError(f"{_shown_name(param)} is empty: give {'a path' if _path_like(param) else 'a value'}"
+                             + (", or leave the option out" if isinstance(param, click.Option) else ""))
+        return then(ctx, param, value) if then is not None else value
+    return check
+
+
+def _shown_name(param: click.Parameter) -> str:
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return param.human_readable_name
+
+
+_PATH_METAVARS = ("PATH", "FILE", "DIR", "DB", "PEM", ".JSON", "CONFIG", "URI")
+
+
+def _path_like(param: click.Parameter) -> bool:
+    if isinstance(param.type, click.Path):
+        return True
+    shown = (param.metavar or (param.name if isinstance(param, click.Argument) else "") or "").upper()
+    return any(w in shown for w in _PATH_METAVARS)
 
 
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
