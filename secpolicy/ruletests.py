@@ -143,7 +143,7 @@ def _make(root: int, f: TestFile) -> None:
             if not stat.S_ISREG(now.st_mode) or now.st_nlink != 1:
                 raise _refuse(f.path, "is not a plain file of the test's own")
             os.ftruncate(fd, 0)
-            data = f.content.encode("utf-8", "surrogateescape")
+            data = f.data if f.data is not None else f.content.encode("utf-8", "surrogateescape")
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -151,7 +151,7 @@ def _make(root: int, f: TestFile) -> None:
 
 
 def materialize_files(dest: str, files: dict, *, where: str = "") -> None:
-    """Create `files` (path -> content, or {content, mode, uid, gid, symlink, dir}) beneath
+    """Create `files` (path -> content, or {content|base64, mode, uid, gid, symlink, dir}) beneath
     the directory `dest` (made if absent: it is the caller's, never the policy's). Raises
     InputError for an entry that is malformed or would escape."""
     os.makedirs(dest, exist_ok=True)

@@ -6,16 +6,20 @@ them; `gdm`: what GDM 43 (Debian's gdm3) reads from its daemon configuration (XD
   `user-db:user`; any other missing profile is dconf's null configuration (no database). Lines:
   blanks trimmed, `#` starts a comment, `user-db:`, `service-db:`, `system-db:` and `file-db:`
   followed by a name, anything else ignored.
-- `system-db:NAME` is the database `dconf update` compiles from the keyfiles of
-  `/etc/dconf/db/NAME.d` (the compiled `/etc/dconf/db/NAME` where there is no such directory);
-  `file-db:PATH` is the compiled database at PATH, except Debian gdm3's
+- `system-db:NAME` is the compiled `/etc/dconf/db/NAME`, the only file dconf reads for it. The
+  keyfiles of `/etc/dconf/db/NAME.d` count only as far as `dconf update` compiled them: they are
+  read as it would read them and compared; where they disagree the compiled file decides and the
+  evidence names the keyfile line not compiled; without a compiled file nothing of NAME.d is in
+  force. `file-db:PATH` is the compiled database at PATH, except Debian gdm3's
   `/var/lib/gdm3/greeter-dconf-defaults`, which gdm3 compiles from `/usr/share/gdm/dconf` each
   time it starts. A keyfile directory is read as `dconf compile` reads it: its regular files
   (links followed, names starting with `.` skipped) read by GLib's GKeyFile, the file whose name
   sorts last setting a key winning, the key `/GROUP/KEY`, its value GVariant text; a file GKeyFile
   refuses, a path dconf refuses or a value g_variant_parse refuses stops the whole database
-  (`dconf update` writes nothing for it): an error naming the file and line. Locks: each line
-  starting with `/` of the files in `locks/`, exactly as written.
+  (`dconf update` writes nothing for it, so the compiled file stays as it was, or absent; for
+  gdm3's greeter defaults an error naming the file and line). Locks: the compiled file's
+  `.locks` table, which `dconf update` fills with each line starting with `/` of the files in
+  `locks/`, exactly as written.
 - Precedence (dconf_engine_read): the last database of the profile, other than the first, that
   locks a key decides where reading starts; the first database from there that sets the key
   wins. The user's own database (user-db, service-db) is per user and not read: `value()` is
@@ -28,7 +32,7 @@ import math
 import re
 import stat
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, STR, Method, ObjectType, list_of
@@ -64,7 +68,7 @@ DCONF = ObjectType(
             "or the profile has no user database",
         ),
     },
-    doc="the settings a dconf profile puts in force (profile, keyfile databases, locks)",
+    doc="the settings a dconf profile puts in force (profile, compiled databases, locks)",
     field_docs={
         "path": "the profile file read, null when there is none",
         "databases": "the profile's databases as written (`system-db:local`)",
@@ -553,6 +557,15 @@ class _Database:
     values: dict[str, _Setting]
     locks: dict[str, str]
     origin: str  # the keyfile directory or compiled file read
+    # what the keyfiles of a system-db say that its compiled file does not (not in force)
+    pending: dict[str, str] = field(default_factory=dict)
+    pending_locks: dict[str, str] = field(default_factory=dict)
+
+
+class _Refused(EvaluationError):
+    def __init__(self, where: str, reason: str, directory: str) -> None:
+        super().__init__(f"{where}: dconf update refuses {reason}: {directory} is not compiled")
+        self.where, self.reason = where, reason
 
 
 def _regular_files(ctx: FactContext, directory: str) -> list[str]:
@@ -573,6 +586,8 @@ def _bytes_order(name: str) -> bytes:
 
 
 def _keyfile_db(ctx: FactContext, spec: str, directory: str) -> _Database:
+    """What `dconf compile`/`dconf update` writes from a keyfile directory; raises _Refused
+    for what they refuse (nothing is written then)."""
     values: dict[str, _Setting] = {}
     for name in sorted(_regular_files(ctx, directory), key=_bytes_order, reverse=True):
         path = f"{directory}/{name}"
@@ -580,25 +595,20 @@ def _keyfile_db(ctx: FactContext, spec: str, directory: str) -> _Database:
         try:
             groups = read_keyfile(text)
         except KeyFileError as e:
-            raise EvaluationError(
-                f"{at(path, e.line)}: dconf update refuses the keyfile ({e}): "
-                f"{directory} is not compiled"
-            ) from None
+            raise _Refused(at(path, e.line), f"the keyfile ({e})", directory) from None
         found: dict[str, _Setting] = {}
         for group, keys in groups.items():
             for key, entry in keys.items():
                 full = f"/{key}" if group == "/" else f"/{group}/{key}"
                 if not full.startswith("/") or "//" in full or full.endswith("/"):
-                    raise EvaluationError(
-                        f"{at(path, entry.line)}: dconf update refuses [{group}] {key}: invalid path "
-                        f"{full!r}: {directory} is not compiled"
+                    raise _Refused(
+                        at(path, entry.line), f"[{group}] {key}: invalid path {full!r}", directory
                     )
                 try:
                     value = parse_gvariant(entry.value)
                 except GVariantError as e:
-                    raise EvaluationError(
-                        f"{at(path, entry.line)}: dconf update refuses [{group}] {key}={entry.value}: "
-                        f"{e}: {directory} is not compiled"
+                    raise _Refused(
+                        at(path, entry.line), f"[{group}] {key}={entry.value}: {e}", directory
                     ) from None
                 found[full] = _Setting(value, at(path, entry.line))
         for full, setting in found.items():
@@ -627,15 +637,80 @@ def _compiled_db(ctx: FactContext, spec: str, path: str) -> _Database:
     )
 
 
+def _system_db(ctx: FactContext, spec: str, name: str) -> _Database:
+    """`system-db:NAME`: dconf reads the compiled /etc/dconf/db/NAME and nothing else. The
+    keyfiles of NAME.d are in force only as far as `dconf update` (which rewrites every NAME.d's
+    database each time it runs, whatever the files' times) has compiled them: where they say
+    something else, the compiled file decides and the evidence says what is not compiled."""
+    path = f"{DB_DIR}/{name}"
+    directory = f"{path}.d"
+    db = _compiled_db(ctx, spec, path)
+    st = ctx.stat(directory)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return db
+    absent = db.origin != path
+    try:
+        source = _keyfile_db(ctx, spec, directory)
+    except _Refused as e:
+        if absent:
+            db.origin = f"{path} (absent: dconf update refuses {e.where}: {e.reason})"
+        else:
+            db.origin = (
+                f"{path} (compiled, not from the keyfiles of {directory} now: dconf update "
+                f"refuses {e.where}: {e.reason})"
+            )
+            db.values = {k: _Setting(v.value, db.origin) for k, v in db.values.items()}
+            db.locks = dict.fromkeys(db.locks, db.origin)
+        return db
+    if absent:
+        db.origin = f"{path} (absent: dconf update has not been run for {directory})"
+        stale = f"not compiled: {path} is absent (dconf update has not been run)"
+    else:
+        stale = f"not compiled: dconf update not run since it changed, {path} is in force"
+    for key, setting in source.values.items():
+        if key not in db.values:
+            db.pending[key] = f"{setting.where} sets it to {_shown(setting)}, {stale}"
+        elif db.values[key].value == setting.value:
+            db.values[key] = setting  # the line that holds the value in force
+        elif db.values[key].value is None:  # not decoded: whether they agree is not known
+            db.values[key] = _Setting(
+                None, f"{path} (compiled; {setting.where} sets {_shown(setting)})"
+            )
+        else:
+            db.values[key] = _Setting(
+                db.values[key].value,
+                f"{path} (compiled: {setting.where} sets {_shown(setting)}, {stale})",
+            )
+    for key, setting in db.values.items():
+        if key not in source.values:
+            db.values[key] = _Setting(
+                setting.value,
+                f"{path} (compiled: no keyfile of {directory} sets {key} now, not compiled: "
+                "dconf update not run since they changed)",
+            )
+    for key, where in source.locks.items():
+        if key in db.locks:
+            db.locks[key] = where
+        else:
+            db.pending_locks[key] = f"{where} locks it, {stale}"
+    for key in db.locks:
+        if key not in source.locks:
+            db.locks[key] = (
+                f"{path} (compiled: locks {key}; no file of {directory}/locks does now, not "
+                "compiled: dconf update not run since they changed)"
+            )
+    return db
+
+
+def _shown(setting: _Setting) -> str:
+    return "a value" if setting.value is None else setting.value.text()
+
+
 def _database(ctx: FactContext, kind: str, name: str, spec: str) -> _Database:
     if kind in ("user-db", "service-db"):
         return _Database(spec, True, {}, {}, spec)
     if kind == "system-db":
-        directory = f"{DB_DIR}/{name}.d"
-        st = ctx.stat(directory)
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            return _keyfile_db(ctx, spec, directory)
-        return _compiled_db(ctx, spec, f"{DB_DIR}/{name}")
+        return _system_db(ctx, spec, name)
     source = COMPILED_AT_START.get(name)
     if source is not None:
         st = ctx.stat(source)
@@ -694,13 +769,17 @@ class Dconf:
 
     def _find(self, key: str) -> tuple[_Setting | None, str]:
         level = self._lock_level(key)
+        pending: list[str] = []  # keyfiles of a database read before the one in force, not compiled
         for db in self._dbs[level:]:
             if key in db.values:
-                return db.values[key], db.values[key].where
+                where = db.values[key].where
+                return db.values[key], f"{where} ({'; '.join(pending)})" if pending else where
+            if key in db.pending:
+                pending.append(db.pending[key])
         dbs = ", ".join(db.origin for db in self._dbs if not db.user)
         if not dbs:
             return None, f"{self._origin} (not set: the profile reads no system database)"
-        return None, f"{self._origin} (not set: {dbs} set no {key})"
+        return None, f"{self._origin} (not set: {'; '.join([f'{dbs} set no {key}', *pending])})"
 
     def _value(self, key: str) -> GValue | None:
         setting, _w = self._find(key)
@@ -749,7 +828,8 @@ class Dconf:
             )
             if not dbs:
                 return f"{self._origin} (no lock: the profile reads no system database after the user's)"
-            return f"{self._origin} (no lock: {dbs} lock no {key})"
+            pending = [db.pending_locks[key] for db in self._dbs[1:] if key in db.pending_locks]
+            return f"{self._origin} (no lock: {'; '.join([f'{dbs} lock no {key}', *pending])})"
         return self._origin
 
 

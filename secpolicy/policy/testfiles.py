@@ -3,6 +3,8 @@ ordinary names below the test's root (no `..`, `.` or empty parts), modes and id
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,7 @@ class TestFile:
     parts: tuple[str, ...]  # its components below the root
     kind: str  # file | dir | symlink
     content: str = ""
+    data: bytes | None = None  # from `base64`: written as is, in place of `content`
     target: str = ""  # of a symlink: stored as written, never followed when writing
     mode: int | None = None
     uid: int | None = None
@@ -83,19 +86,34 @@ def _id(value: Any, field: str) -> int:
     return value
 
 
+def _base64(name: str, value: Any) -> bytes:
+    """The bytes of a `base64` field; whitespace (a YAML block's line breaks) is ignored."""
+    if not isinstance(value, str):
+        raise TestFileError(f"base64 must be a string of base64 text, not {value!r}", ("base64",))
+    text = "".join(value.split())
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error) as e:
+        raise TestFileError(f"{name!r}: base64 is not valid base64 ({e})", ("base64",)) from None
+
+
 def parse_test_file(name: Any, spec: Any) -> TestFile:
-    """Validate one `files:` entry (path -> content, or {content|dir|symlink, mode, uid, gid})."""
+    """Validate one `files:` entry (path -> content, or {content|base64|dir|symlink, mode, uid,
+    gid})."""
     parts = _parts(name)
     if isinstance(spec, str):
         return TestFile(name, parts, "file", content=spec)
     if not isinstance(spec, dict):
         raise TestFileError(f"{name!r}: give the content as a string, or a mapping with content, dir or symlink")
-    unknown = sorted(str(k) for k in spec if k not in ("content", "dir", "symlink", "mode", "uid", "gid"))
+    allowed = ("base64", "content", "dir", "gid", "mode", "symlink", "uid")
+    unknown = sorted(str(k) for k in spec if k not in allowed)
     if unknown:
-        raise TestFileError(f"unknown field {unknown[0]!r} (allowed: content, dir, gid, mode, symlink, uid)", (unknown[0],))
-    kinds = [k for k in ("content", "symlink") if k in spec] + (["dir"] if spec.get("dir") else [])
+        raise TestFileError(f"unknown field {unknown[0]!r} (allowed: {', '.join(allowed)})", (unknown[0],))
+    kinds = [k for k in ("content", "base64", "symlink") if k in spec] + (["dir"] if spec.get("dir") else [])
     if len(kinds) > 1:
-        raise TestFileError(f"{name!r}: an entry is a file (content), a dir or a symlink, not {' and '.join(kinds)}")
+        raise TestFileError(
+            f"{name!r}: an entry is a file (content or base64), a dir or a symlink, not {' and '.join(kinds)}"
+        )
     if "dir" in spec and not isinstance(spec["dir"], bool):
         raise TestFileError(f"dir must be true or false, not {spec['dir']!r}", ("dir",))
     mode = _mode(spec["mode"]) if spec.get("mode") is not None else None
@@ -110,6 +128,8 @@ def parse_test_file(name: Any, spec: Any) -> TestFile:
         return TestFile(name, parts, "symlink", target=target, uid=uid, gid=gid)
     if spec.get("dir"):
         return TestFile(name, parts, "dir", mode=mode, uid=uid, gid=gid)
+    if "base64" in spec:
+        return TestFile(name, parts, "file", data=_base64(name, spec["base64"]), mode=mode, uid=uid, gid=gid)
     content = spec.get("content", "")
     if not isinstance(content, str):
         raise TestFileError(f"content must be a string, not {content!r}", ("content",))

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -109,6 +110,12 @@ def mask(name: str) -> Edit:
 
 def age(path: str, days: float) -> Edit:
     return ("age", path, days)
+
+
+def dconf_update() -> Edit:
+    """What `dconf update` does to the tree: each etc/dconf/db/NAME.d compiled into
+    etc/dconf/db/NAME by the real dconf (apply it after the keyfile edits)."""
+    return ("dconf_update", "etc/dconf/db")
 
 
 def _status_path(root: Path) -> Path:
@@ -214,8 +221,39 @@ def _detach(path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _apply(root: Path, e: Edit) -> None:
+# dconf-cli 0.40, unpacked into the virtual environment by scripts/setup.sh --with-test-tools
+DCONF = Path(sys.prefix) / "oracles/usr/bin/dconf"
+
+
+def _dconf_update(db: Path) -> None:
+    """`dconf update` on the tree: every NAME.d below `db` compiled to NAME by the real
+    `dconf compile`; a database it refuses keeps its old compiled file (or none), as there."""
+    if not DCONF.is_file():
+        raise RuntimeError(
+            f"corpus: dconf_update() needs dconf-cli at {DCONF.relative_to(sys.prefix)} in the "
+            "virtual environment (scripts/setup.sh --with-test-tools unpacks it)"
+        )
+    for source in sorted(db.glob("*.d")):
+        if not source.is_dir() or source.is_symlink():
+            continue
+        out = db / source.name.removesuffix(".d")
+        tmp = out.with_name(out.name + ".corpus-tmp")
+        done = subprocess.run(
+            [str(DCONF), "compile", str(tmp), str(source)], capture_output=True, timeout=60, check=False
+        )
+        if done.returncode == 0:
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, out)  # a new inode: a file hard-linked from the base stays as it was
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def _apply_tree_op(root: Path, e: Edit) -> bool:
+    """The edits on packages, units and dconf databases (not on one path); False for others."""
     op = e[0]
+    if op == "dconf_update":
+        _dconf_update(root / e[1])
+        return True
     if op in ("install", "remove", "enable", "unit", "disable", "mask"):
         if op == "install":
             _install(root, e[1], e[2])
@@ -233,6 +271,13 @@ def _apply(root: Path, e: Edit) -> None:
             if p.exists() or p.is_symlink():
                 p.unlink()
             p.symlink_to("/dev/null")
+        return True
+    return False
+
+
+def _apply(root: Path, e: Edit) -> None:
+    op = e[0]
+    if _apply_tree_op(root, e):
         return
     path = root / e[1].lstrip("/")
     if op in ("write", "append", "replace", "mode", "owner", "age"):
@@ -766,7 +811,9 @@ _DCONF_PROFILES = (
 
 
 def _gdm() -> Iterator[Variant]:
-    hardened = _DCONF_PROFILES + tuple(write(p, t) for p, t in _GDM_DCONF.values())
+    # dconf reads only the compiled databases: the keyfiles, then `dconf update`
+    keyfiles = _DCONF_PROFILES + tuple(write(p, t) for p, t in _GDM_DCONF.values())
+    hardened = (*keyfiles, dconf_update())
     settings = {c: P for c in _GDM_DCONF} | {"1.7.10": P}
     yield _v(
         "1.7/gdm-hardened",
@@ -790,6 +837,23 @@ def _gdm() -> Iterator[Variant]:
             install("gdm3"),
             *(e for e in hardened if e[1] != path),
         )
+    yield _v(
+        "1.7/keyfiles-never-compiled",
+        {"1.7.1": F, **{c: F for c in _GDM_DCONF}, "1.7.10": P},
+        install("gdm3"),
+        *keyfiles,
+        note="the keyfiles are written but `dconf update` never ran: dconf reads no database",
+    )
+    idle_path, idle_text = _GDM_DCONF["1.7.4"]
+    yield _v(
+        "1.7.4/keyfile-weakened-after-update",
+        {"1.7.1": F, **settings},
+        install("gdm3"),
+        *hardened,
+        write(idle_path, idle_text.replace("idle-delay=uint32 900", "idle-delay=uint32 0")),
+        kind="compliant",
+        note="idle-delay set to 0 in the keyfile after `dconf update`: the compiled 900 stays in force",
+    )
     yield _v(
         "1.7.10/xdmcp-enabled",
         {"1.7.1": F, **settings, "1.7.10": F},

@@ -1,9 +1,11 @@
-"""dconf(profile) and gdm: the profile, its keyfile databases and locks as dconf reads them, and
-GDM's daemon.conf as GKeyFile reads it; evidence names the line in force."""
+"""dconf(profile) and gdm: the profile, its compiled databases and locks as dconf reads them
+(the keyfiles only as far as `dconf update` compiled them), and GDM's daemon.conf as GKeyFile
+reads it; evidence names the line in force, or what is not compiled."""
 
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,64 @@ from secpolicy.facts.dconf import GVariantError, KeyFileError, parse_gvariant, r
 IDLE = "/org/gnome/desktop/session/idle-delay"
 BANNER = "/org/gnome/login-screen/banner-message-enable"
 USER = "user-db:user\nsystem-db:local\nsystem-db:site\n"
+LOCAL = "etc/dconf/db/local"
+
+
+def _hash(key: bytes) -> int:  # gvdb's djb hash over signed chars
+    h = 5381
+    for b in key:
+        h = (h * 33 + (b - 256 if b >= 128 else b)) & 0xFFFFFFFF
+    return h
+
+
+def gvdb(values: dict[str, str], locks: tuple[str, ...] = ()) -> bytes:
+    """A compiled dconf database (gvdb) holding `values` (GVariant text of basic types) and
+    `locks`: one hash bucket, no bloom filter, full keys; `dconf read` and `dconf list-locks`
+    read such a file as they read `dconf compile`'s."""
+    out = bytearray(24)
+    fmt = {"b": "<?", "y": "<B", "n": "<h", "q": "<H", "i": "<i", "u": "<I", "x": "<q", "d": "<d"}
+
+    def body(text: str) -> bytes:
+        v = parse_gvariant(text)
+        data = struct.pack(fmt[v.type], v.value) if v.type in fmt else v.value.encode() + b"\0"
+        return data + b"\0" + v.type.encode()
+
+    def table(items: list) -> tuple[int, int]:
+        start = len(out)
+        out.extend(struct.pack("<III", 0, 1, 0) + bytes(24 * len(items)))
+        for i, (key, typ, value) in enumerate(items):
+            k = key.encode()
+            kstart = len(out)
+            out.extend(k)
+            if callable(value):
+                vstart, vend = value()
+            else:
+                out.extend(bytes(-len(out) % 8))
+                vstart = len(out)
+                out.extend(value)
+                vend = len(out)
+            struct.pack_into(
+                "<IIIHccII", out, start + 12 + 24 * i, _hash(k), 0xFFFFFFFF, kstart, len(k), typ,
+                b"\0", vstart, vend,
+            )  # fmt: skip
+        return start, start + 12 + 24 * len(items)
+
+    def locks_table() -> tuple[int, int]:
+        out.extend(bytes(-len(out) % 4))
+        return table([(lock, b"v", b"\0s") for lock in locks])
+
+    items: list = [(k, b"v", body(v)) for k, v in values.items()]
+    if locks:
+        items.append((".locks", b"H", locks_table))
+    start, end = table(items)
+    out[:24] = b"GVariant" + struct.pack("<IIII", 0, 0, start, end)
+    return bytes(out)
+
+
+def compiled(root: Path, rel: str, values: dict[str, str], locks: tuple[str, ...] = ()) -> None:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(gvdb(values, locks))
 
 
 def _dconf(root: Path, profile: str, files: dict[str, str]):
@@ -24,6 +84,7 @@ def _dconf(root: Path, profile: str, files: dict[str, str]):
 
 
 def test_later_file_wins_and_names_its_line(tmp_path: Path) -> None:
+    compiled(tmp_path, LOCAL, {IDLE: "uint32 1800"})  # what dconf update made of local.d
     d = _dconf(
         tmp_path,
         "user",
@@ -40,6 +101,15 @@ def test_later_file_wins_and_names_its_line(tmp_path: Path) -> None:
 
 
 def test_wrong_group_and_types(tmp_path: Path) -> None:
+    compiled(
+        tmp_path,
+        "etc/dconf/db/gdm",
+        {
+            "/org/gnome/desktop/screensaver/banner-message-enable": "true",
+            "/org/gnome/login-screen/disable-user-list": "'true'",
+            "/org/gnome/login-screen/banner-message-text": '"it\'s"',
+        },
+    )
     d = _dconf(
         tmp_path,
         "gdm",
@@ -51,13 +121,15 @@ def test_wrong_group_and_types(tmp_path: Path) -> None:
     )
     assert d.value(BANNER) is None
     assert d.where("value", BANNER) == (
-        "/etc/dconf/profile/gdm (not set: /etc/dconf/db/gdm.d set no /org/gnome/login-screen/banner-message-enable)"
+        "/etc/dconf/profile/gdm (not set: /etc/dconf/db/gdm set no /org/gnome/login-screen/banner-message-enable)"
     )
     assert d.value("/org/gnome/login-screen/disable-user-list") == "'true'"
     assert d.string("/org/gnome/login-screen/banner-message-text") == "it's"
 
 
 def test_lock_in_a_later_database_decides(tmp_path: Path) -> None:
+    compiled(tmp_path, LOCAL, {IDLE: "uint32 300"})
+    compiled(tmp_path, "etc/dconf/db/site", {IDLE: "uint32 1800"}, (IDLE,))
     d = _dconf(
         tmp_path,
         "user",
@@ -74,6 +146,7 @@ def test_lock_in_a_later_database_decides(tmp_path: Path) -> None:
 
 
 def test_int32_is_not_uint32(tmp_path: Path) -> None:
+    compiled(tmp_path, LOCAL, {IDLE: "900"})
     d = _dconf(
         tmp_path,
         "user",
@@ -121,38 +194,159 @@ def test_debian_gdm_profile_reads_the_greeter_defaults(tmp_path: Path) -> None:
         (
             {"00": "[org/gnome/desktop/session]\nidle-delay=uint32 -1\n"},
             (
-                "/etc/dconf/db/local.d/00:2: dconf update refuses [org/gnome/desktop/session] idle-delay=uint32 -1: "
+                "dconf update refuses /etc/dconf/db/local.d/00:2: [org/gnome/desktop/session] idle-delay=uint32 -1: "
                 "number out of range for type 'u'"
             ),
         ),
         (
             {"00": "[org/gnome/desktop/session]\n\nidle-delay\n"},
-            "/etc/dconf/db/local.d/00:3: dconf update refuses the keyfile",
+            "dconf update refuses /etc/dconf/db/local.d/00:3: the keyfile",
         ),
         (
             {"00": "[/org/gnome]\nx=1\n"},
-            "/etc/dconf/db/local.d/00:2: dconf update refuses [/org/gnome] x: invalid path",
+            "dconf update refuses /etc/dconf/db/local.d/00:2: [/org/gnome] x: invalid path",
         ),
     ],
 )
-def test_what_dconf_refuses_is_an_error(
+def test_what_dconf_update_refuses_leaves_the_compiled_database(
     tmp_path: Path, files: dict[str, str], message: str
 ) -> None:
+    """`dconf update` writes nothing for a directory it refuses: never compiled, nothing of it
+    is in force; compiled before, the old database stays in force (checked with dconf 0.40)."""
     write(tmp_path, "etc/dconf/profile/user", USER)
     for name, text in files.items():
         write(tmp_path, f"etc/dconf/db/local.d/{name}", text)
-    with pytest.raises(EvaluationError) as e:
-        context(tmp_path).fact("dconf", ("user",))
-    assert str(e.value).startswith(message)
+    d = context(tmp_path).fact("dconf", ("user",))
+    assert d.value(IDLE) is None
+    assert d.where("value", IDLE).startswith(
+        f"/etc/dconf/profile/user (not set: /etc/dconf/db/local (absent: {message}"
+    )
+    compiled(tmp_path, LOCAL, {IDLE: "uint32 900"}, (IDLE,))
+    d = context(tmp_path).fact("dconf", ("user",))
+    assert (d.uint32(IDLE), d.locked(IDLE)) == (900, True)
+    for where in (d.where("value", IDLE), d.where("locked", IDLE)):
+        assert where.startswith(
+            "/etc/dconf/db/local (compiled, not from the keyfiles of /etc/dconf/db/local.d now: "
+            + message
+        )
 
 
 def test_refused_earlier_duplicate_is_not_read(tmp_path: Path) -> None:
+    compiled(tmp_path, LOCAL, {"/a/k": "1"})
     d = _dconf(
         tmp_path,
         "user",
         {"etc/dconf/profile/user": USER, "etc/dconf/db/local.d/00": "[a]\nk=not gvariant\nk=1\n"},
     )
     assert d.value("/a/k") == "1"
+
+
+# dconf reads the compiled /etc/dconf/db/NAME only; `dconf update` (dconf 0.40) rewrites it from
+# NAME.d each time it runs, whatever the files' times. Checked with dconf read/list-locks.
+LOCK_DELAY = "/org/gnome/desktop/screensaver/lock-delay"
+
+
+def test_keyfiles_never_compiled_are_not_in_force(tmp_path: Path) -> None:
+    d = _dconf(
+        tmp_path,
+        "user",
+        {
+            "etc/dconf/profile/user": "user-db:user\nsystem-db:local\n",
+            f"{LOCAL}.d/00-cis": "[org/gnome/desktop/session]\nidle-delay=uint32 900\n",
+            f"{LOCAL}.d/locks/00-cis": f"{IDLE}\n",
+        },
+    )
+    assert (d.value(IDLE), d.locked(IDLE)) == (None, False)
+    absent = "/etc/dconf/db/local (absent: dconf update has not been run for /etc/dconf/db/local.d)"
+    assert d.where("value", IDLE) == (
+        f"/etc/dconf/profile/user (not set: {absent} set no {IDLE}; /etc/dconf/db/local.d/00-cis:2 "
+        "sets it to uint32 900, not compiled: /etc/dconf/db/local is absent (dconf update has not been run))"
+    )
+    assert d.where("locked", IDLE) == (
+        f"/etc/dconf/profile/user (no lock: {absent} lock no {IDLE}; /etc/dconf/db/local.d/locks/00-cis:1 "
+        "locks it, not compiled: /etc/dconf/db/local is absent (dconf update has not been run))"
+    )
+
+
+@pytest.mark.parametrize(
+    ("in_force", "edited"), [("uint32 900", "uint32 0"), ("uint32 0", "uint32 900")]
+)
+def test_compiled_database_decides_over_an_edited_keyfile(
+    tmp_path: Path, in_force: str, edited: str
+) -> None:
+    compiled(tmp_path, LOCAL, {IDLE: in_force, LOCK_DELAY: "uint32 5"})
+    d = _dconf(
+        tmp_path,
+        "user",
+        {
+            "etc/dconf/profile/user": USER,
+            f"{LOCAL}.d/00-cis": f"[org/gnome/desktop/session]\nidle-delay={edited}\n"
+            "[org/gnome/desktop/screensaver]\nlock-delay=uint32 5\n",
+        },
+    )
+    assert d.value(IDLE) == in_force
+    assert d.where("value", IDLE) == (
+        f"/etc/dconf/db/local (compiled: /etc/dconf/db/local.d/00-cis:2 sets {edited}, not compiled: "
+        "dconf update not run since it changed, /etc/dconf/db/local is in force)"
+    )
+    # where the compiled database and the keyfiles agree, the keyfile line is named
+    assert d.where("value", LOCK_DELAY) == "/etc/dconf/db/local.d/00-cis:4"
+
+
+def test_compiled_database_without_its_keyfiles(tmp_path: Path) -> None:
+    compiled(tmp_path, LOCAL, {IDLE: "uint32 900"}, (IDLE,))
+    write(tmp_path, "etc/dconf/profile/user", USER)
+    d = context(tmp_path).fact("dconf", ("user",))  # local.d removed: the database stays
+    assert (d.uint32(IDLE), d.locked(IDLE)) == (900, True)
+    assert d.where("value", IDLE) == d.where("locked", IDLE) == "/etc/dconf/db/local"
+    write(tmp_path, f"{LOCAL}.d/00", "[org/gnome/desktop/session]\nlock-enabled=true\n")
+    d = context(tmp_path).fact("dconf", ("user",))  # local.d no longer sets the key
+    assert (d.uint32(IDLE), d.locked(IDLE)) == (900, True)
+    assert d.where("value", IDLE) == (
+        f"/etc/dconf/db/local (compiled: no keyfile of /etc/dconf/db/local.d sets {IDLE} now, "
+        "not compiled: dconf update not run since they changed)"
+    )
+    assert d.where("locked", IDLE).startswith(
+        f"/etc/dconf/db/local (compiled: locks {IDLE}; no file of /etc/dconf/db/local.d/locks"
+    )
+    assert d.value("/org/gnome/desktop/session/lock-enabled") is None
+
+
+def test_a_lock_written_but_not_compiled(tmp_path: Path) -> None:
+    compiled(tmp_path, LOCAL, {IDLE: "uint32 900"})
+    d = _dconf(
+        tmp_path,
+        "user",
+        {
+            "etc/dconf/profile/user": USER,
+            f"{LOCAL}.d/00": "[org/gnome/desktop/session]\nidle-delay=uint32 900\n",
+            f"{LOCAL}.d/locks/00": f"{IDLE}\n",
+        },
+    )
+    assert (d.uint32(IDLE), d.locked(IDLE)) == (900, False)
+    assert d.where("value", IDLE) == "/etc/dconf/db/local.d/00:2"
+    assert d.where("locked", IDLE) == (
+        f"/etc/dconf/profile/user (no lock: /etc/dconf/db/local, /etc/dconf/db/site (absent) lock no "
+        f"{IDLE}; /etc/dconf/db/local.d/locks/00:1 locks it, not compiled: dconf update not run since "
+        "it changed, /etc/dconf/db/local is in force)"
+    )
+
+
+def test_a_later_database_in_force_names_the_earlier_keyfile_not_compiled(tmp_path: Path) -> None:
+    compiled(tmp_path, "etc/dconf/db/site", {IDLE: "uint32 0"})
+    d = _dconf(
+        tmp_path,
+        "user",
+        {
+            "etc/dconf/profile/user": USER,
+            f"{LOCAL}.d/00-cis": "[org/gnome/desktop/session]\nidle-delay=uint32 900\n",
+        },
+    )
+    assert d.value(IDLE) == "uint32 0"
+    assert d.where("value", IDLE) == (
+        "/etc/dconf/db/site (/etc/dconf/db/local.d/00-cis:2 sets it to uint32 900, not compiled: "
+        "/etc/dconf/db/local is absent (dconf update has not been run))"
+    )
 
 
 def test_keyfile_reading() -> None:

@@ -186,6 +186,12 @@ def test_fifos_and_devices_never_block_or_get_written(sandbox):
         ({"content": 5}, "content must be a string"),
         ({"symlink": ""}, "non-empty target"),
         ({"colour": "x"}, "unknown field"),
+        ({"base64": "AAB=", "content": "x"}, "not content and base64"),
+        ({"base64": "AA=", "symlink": "/x"}, "not base64 and symlink"),
+        ({"base64": "not base64!"}, r"test file '/etc/f': '/etc/f': base64 is not valid base64"),
+        ({"base64": "QUJDé"}, r"test file '/etc/f': '/etc/f': base64 is not valid base64"),
+        ({"base64": "QUJDR"}, r"test file '/etc/f': '/etc/f': base64 is not valid base64"),
+        ({"base64": 5}, "base64 must be a string"),
     ],
 )
 def test_bad_modes_ids_and_specs_are_input_errors(sandbox, spec, match):
@@ -212,6 +218,20 @@ def test_modes_and_owners_land_on_the_files_made(sandbox):
         assert st.st_gid == 42
 
 
+def test_base64_files_are_written_byte_for_byte(sandbox):
+    root, _, _ = sandbox
+    materialize_files(
+        str(root),
+        {
+            "/etc/dconf/db/local": {"base64": "R1ZhcmlhbnQA\n  /wCA\n", "mode": "0o600"},
+            "/etc/empty": {"base64": ""},
+        },
+    )
+    assert (root / "etc/dconf/db/local").read_bytes() == b"GVariant\x00\xff\x00\x80"
+    assert stat.S_IMODE(os.stat(root / "etc/dconf/db/local").st_mode) == 0o600
+    assert (root / "etc/empty").read_bytes() == b""
+
+
 POLICY = """\
 metadata: {id: t, title: T, version: '1'}
 rules:
@@ -235,6 +255,7 @@ rules:
         ('"/etc/v": {symlink: /etc/passwd, mode: 0o777}', "no mode of its own", "0o777"),
         ('"/etc/v": {content: x, mode: "0o99"}', "octal permission bits", '"0o99"'),
         ('"/etc/v": {content: x, uid: 99999999999}', "uid must be a number", "999"),
+        ('"/etc/v": {base64: "R1Z*"}', "'/etc/v': base64 is not valid base64", '"R1Z'),
     ],
 )
 def test_cli_test_and_lint_refuse_escapes_with_a_location(tmp_path, entry, message, caret):
