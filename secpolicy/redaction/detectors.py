@@ -195,8 +195,45 @@ _SAMBA_USER = re.compile(
 # password only after `login` (`docker run -p 80:80` publishes a port). `--password` is an option
 # like any other (`_LONG_OPTION`).
 _REGISTRY_LOGIN = re.compile(
-    _after_program(r"(?<![\w.-])(?:docker|podman|buildah|nerdctl|oras|registry)[\"']?[\s,]+[\"']?login[\"']?(?=[\s,])")
+    _after_program(r"(?<![\w.-])(?:docker|podman|buildah|nerdctl|oras|registry|az|acr)[\"']?[\s,]+[\"']?login[\"']?"
+                   r"(?=[\s,])")
     + r"(?<![\w-])-p(?:[\s\"',]{1,4}|=)?(?![\s\"',)\]}-])([^\s\"',]+)"
+)
+# `openssl enc -k PASSWORD` (the legacy passphrase option; `-kfile`, `-pass file:` name a file).
+_OPENSSL_K = re.compile(
+    _after_program(r"(?<![\w.-])openssl[\"']?(?=[\s,])")
+    + r"(?<![\w-])-k[\s\"',]{1,4}(?![\s\"',)\]}-])([^\s\"',]+)"
+)
+# `sqlcmd -P PASSWORD`, `bcp ... -PPASSWORD` (SQL Server's tools; `-p`, lower case, is no password).
+_SQLCMD_P = re.compile(
+    _after_program(r"(?<![\w.-])(?:sqlcmd|bcp|osql)(?:\.exe)?[\"']?(?=[\s,])")
+    + r"(?<![\w-])-P(?:[\s\"',]{1,4}|=)?(?![\s\"',)\]}-])([^\s\"',]+)"
+)
+# `net use \\srv\share PASSWORD /user:u`, `net use \\srv\share /user:u PASSWORD`: the word after
+# the share that is no `/option` (nor `*`, which prompts).
+_NET_USE = re.compile(
+    _after_program(r"(?<![\w.-])(?i:net)(?:\.exe)?[\"']?[\s,]+[\"']?(?i:use)[\"']?(?=[\s,])")
+    + r"(?<!\\)\\\\[^\s\"',]+(?:[\s\"',]+/[^\s\"',]+)*[\s\"',]+(?![/*\\\s\"',])([^\s\"',]+)"
+)
+# `skopeo copy --creds USER:PASSWORD` (`--src-creds`, `--dest-creds`; podman and buildah too): the
+# password after the first `:` goes, the user stays.
+_CREDS = re.compile(r"(?<![\w-])--(?:src-|dest-)?creds(?:=|[\s\"',]{1,4})[^\s\"',:]{0,256}:([^\s\"',]+)")
+# `mount.cifs //srv/share /mnt -o user=USER%PASSWORD` (`username=`; `mount -t cifs`, smbmount).
+_CIFS_USER = re.compile(
+    _after_program(r"(?<![\w.-])(?:mount(?:\.cifs|\.smb3)?|smbmount)[\"']?(?=[\s,])")
+    + r"(?<![\w.-])user(?:name)?=[^\s,%\"']{0,256}%([^\s,\"']+)"
+)
+# .NET configuration: `<add key="DbPassword" value="X" />` (appSettings); the value goes, quotes and
+# all (`key="..."` is a pair of its own: the secret pair detector masks the name too).
+_NET_ADD_KEY = re.compile(
+    r"<add\s+key\s*=\s*[\"'][A-Za-z0-9_.:-]{0,64}?" + _XML_WORDS + r"[\"']\s+value\s*=\s*"
+    r"(\"[^\"<\n]{1,8192}\"|'[^'<\n]{1,8192}')",  # `<` stands escaped in an attribute
+    re.IGNORECASE,
+)
+# A property list: `<key>password</key> <string>X</string>`; the string goes.
+_PLIST_KEY = re.compile(
+    r"<key>[A-Za-z0-9_.:-]{0,64}?" + _XML_WORDS + r"</key>\s{0,64}<string>([^<]{1,8192})</string>",
+    re.IGNORECASE,
 )
 # Values of a secret-named setting that are settings, not secrets (`token: on`).
 NOT_SECRET = frozenset({"yes", "no", "true", "false", "on", "off", "none", "null", "prompt",
@@ -227,7 +264,16 @@ _PREFILTER = re2.compile(("(?im)" + "|".join((
     # </password> (an XML element's content); -U user%pw; login ... -p pw
     r"</[a-z0-9_.:-]*" + _XML_WORDS + r"\s*>",
     r"(?:-u|--user(?:name)?|--authenticate)(?:=|[\s\"',]*)[^\s%\"',]*%",
-    r"(?:docker|podman|buildah|nerdctl|oras|registry)[\"']?[\s,]+[\"']?login[\"']?[\s,][^\n|;&]*-p",
+    r"(?:docker|podman|buildah|nerdctl|oras|registry|az|acr)[\"']?[\s,]+[\"']?login[\"']?[\s,][^\n|;&]*-p",
+    # openssl ... -k pw; sqlcmd ... -P pw; net use \\\\srv\\share ...; --creds u:pw; mount ... user=u%pw
+    r"openssl[\"']?[\s,][^\n|;&]*-k[\s\"',]",
+    r"(?:sqlcmd|bcp|osql)(?:\.exe)?[\"']?[\s,][^\n|;&]*-p",
+    r"net(?:\.exe)?[\"']?[\s,]+[\"']?use[\"']?[\s,][^\n|;&]*\\\\",
+    r"--(?:src-|dest-)?creds(?:=|[\s\"',])[^\s\"',:]*:",
+    r"user(?:name)?=[^\s,%\"']*%",
+    # <add key="Password" value="X"/>, <key>password</key><string>X</string>
+    r"<add\s+key\s*=\s*[\"'][a-z0-9_.:-]*" + _XML_WORDS + r"[\"']\s+value",
+    r"<key>[a-z0-9_.:-]*" + _XML_WORDS + r"</key>",
     r"\$(?:1|2[abxy]?|5|6|7|y|gy|apr1|sha1|md5)\$",
     r"\d(?:[ -]?\d){12}",  # the shortest card number, grouped any way
     # a program whose options name secrets, then its options (or the end of its JSON string)
@@ -382,6 +428,13 @@ def builtin_detectors(*, credentials: bool = True, payment_cards: bool = True) -
             Detector("xml_secret", _XML_ELEMENT, 2, check=is_secret_value, trigger=_has("</")),
             Detector("samba_user", _SAMBA_USER, 1, trigger=_has("%")),
             Detector("registry_login", _REGISTRY_LOGIN, 1, trigger=_has("login")),
+            Detector("openssl_k", _OPENSSL_K, 1, check=is_secret_value, trigger=_has("openssl")),
+            Detector("sqlcmd_password", _SQLCMD_P, 1, check=is_secret_value, trigger=_has("sqlcmd", "bcp", "osql")),
+            Detector("net_use_password", _NET_USE, 1, trigger=_has("use")),
+            Detector("creds_option", _CREDS, 1, trigger=_has("creds")),
+            Detector("cifs_user", _CIFS_USER, 1, trigger=_has("%")),
+            Detector("net_config_secret", _NET_ADD_KEY, 1, check=is_secret_value, trigger=_has("<add")),
+            Detector("plist_secret", _PLIST_KEY, 1, check=is_secret_value, trigger=_has("</key>")),
         ]
     if payment_cards:
         out.append(Detector("payment_card", _PAN, 0, replace=mask_pan, check=_is_pan, trigger=_has_digit_run))

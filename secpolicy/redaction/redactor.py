@@ -450,6 +450,14 @@ class Redactor:
             strs = [str(a) for a in args]
             for i in program_secrets(str(proc.get("exe") or strs[0]), strs):  # type: ignore[union-attr]
                 out[strs[i][len(attached_prefix(strs[i])):]] = MASK
+            if any(len(arg.split(None, 1)) > 1 for arg in strs):  # a value holding a space (`--password "a b"`)
+                for i, found in self._arg_spans(strs).items():
+                    arg = strs[i]
+                    for start, stop, repl in found:
+                        space = next((k for k in range(start, stop) if arg[k].isspace()), -1)
+                        if repl == MASK and space >= 0:
+                            out[arg[start:stop]] = MASK  # all of it, wherever it stands
+                            out[MASK + arg[space:stop]] = MASK  # what the message's own find left of it
         for t in texts:  # `{"bindpw": "X"}`: X, read with its name by `_strings`
             name, sep, value = t.partition("=")
             if sep and _secret_name(name) and is_secret_value(value):
@@ -627,17 +635,7 @@ class Redactor:
         program = str(proc.get("exe") or (args[0] if args else ""))
         strs = [str(a) for a in args]
         hidden = program_secrets(program, strs)
-        local: dict[int, list[tuple[int, int, str]]] = {}
-        pos = 0
-        bounds = []
-        for a in strs:
-            bounds.append((pos, pos + len(a)))
-            pos += len(a) + 1
-        for start, end, repl in self._spans(" ".join(strs)):
-            for i, (a0, a1) in enumerate(bounds):
-                if a0 < end and start < a1:
-                    whole = a0 <= start and end <= a1
-                    local.setdefault(i, []).append((max(start, a0) - a0, min(end, a1) - a0, repl if whole else MASK))
+        local = self._arg_spans(strs)
         out: list[Any] = []
         for i, a in enumerate(args):
             if i in hidden:
@@ -654,6 +652,25 @@ class Redactor:
             else:
                 out.append(a)
         return out
+
+    def _arg_spans(self, strs: list[str]) -> dict[int, list[tuple[int, int, str]]]:
+        """What the detectors find in the arguments read as the command line they make, by
+        argument: (start, end, replacement) in each; a value that starts an argument runs to
+        its end (`_value_end`)."""
+        local: dict[int, list[tuple[int, int, str]]] = {}
+        pos = 0
+        bounds = []
+        for a in strs:
+            bounds.append((pos, pos + len(a)))
+            pos += len(a) + 1
+        for start, end, repl in self._spans(" ".join(strs)):
+            for i, (a0, a1) in enumerate(bounds):
+                if a0 < end and start < a1:
+                    whole = a0 <= start and end <= a1
+                    lo, hi = max(start, a0) - a0, min(end, a1) - a0
+                    local.setdefault(i, []).append((lo, _value_end(strs[i], lo, hi, repl) if whole else hi,
+                                                    repl if whole else MASK))
+        return local
 
     def _scan_any(self, v: Any, path: str, changed: list[str], scan: bool) -> Any:
         if not scan:
@@ -681,6 +698,19 @@ class Redactor:
         if isinstance(v, list):
             return [self._named(x, f"{path}[]", changed) for x in v]
         return self._scan_any(v, path, changed, True)
+
+
+def _value_end(arg: str, start: int, end: int, repl: str) -> int:
+    """Where a secret found in one argument ends: the argument's end when the secret stops at a
+    space but starts its argument's first word (`--password "a b c"`, `--password=a b c`, `-U
+    "u%pa ss"`: one argument is one value, spaces and all); `end` otherwise (`sh -c "X=1 run"`
+    holds a command line)."""
+    if repl != MASK or end >= len(arg) or not arg[end].isspace():
+        return end
+    prefix = arg[:start]
+    if any(c.isspace() for c in prefix) or ("=" in prefix and not prefix.startswith("-")):
+        return end
+    return len(arg)
 
 
 def _json_view(record: Mapping[str, Any], line: bytes) -> bytes | None:
