@@ -111,25 +111,34 @@ RULES_D = "/etc/audit/rules.d"
 AUDIT_RULES_FILE = "/etc/audit/audit.rules"
 
 
-# An atom is one (list, action, arch, syscall, filters) cell a rule covers; keys ride along.
-Atom = tuple[str | None, str | None, str | None, str | None, frozenset[str]]
+# An atom is one (list, action, arch, syscall, filters, perm) cell a rule covers; keys ride along.
+# The perm mask stands apart from the other filters: the kernel (audit_match_perm) matches an
+# event when any of the mask's access classes holds, so a rule with more letters (or with no
+# perm filter at all) matches every event a rule with fewer letters matches.
+Atom = tuple[str | None, str | None, str | None, str | None, frozenset[str], str | None]
 
 
 def _filters(rule: AuditRule) -> frozenset[str]:
     extra = set(rule.fields)
     if rule.path is not None:
         extra.add(f"path={rule.path}")
-    if rule.perm is not None:
-        extra.add(f"perm={rule.perm}")
     return frozenset(extra)
+
+
+def perm_covers(have: str | None, want: str | None) -> bool:
+    """Whether a rule with perm mask `have` matches every event a rule with mask `want` matches
+    (None: no perm filter, every event)."""
+    if have is None:
+        return True
+    return want is not None and set(want) <= set(have)
 
 
 @functools.lru_cache(maxsize=4096)
 def atoms(rule: AuditRule) -> frozenset[Atom]:
     """The cells of a rule (a rule is hashable on what it means, so equal rules share them)."""
-    filters = _filters(rule)
+    filters, perm = _filters(rule), rule.perm
     if rule.list != "exit":
-        return frozenset({(rule.list, rule.action, None, None, filters)})
+        return frozenset({(rule.list, rule.action, None, None, filters, perm)})
     every = rule.syscalls == ("all",)
     if rule.arch:
         arches: Iterable[str] = (rule.arch,)
@@ -140,31 +149,39 @@ def atoms(rule: AuditRule) -> frozenset[Atom]:
         # syscall names without an arch are resolved for the native (64-bit) ABI
         arches = ("b64",)
     calls = (ALL,) if every else rule.syscalls
-    return frozenset((rule.list, rule.action, a, s, filters) for a in arches for s in calls)
+    return frozenset((rule.list, rule.action, a, s, filters, perm) for a in arches for s in calls)
 
 
-Index = dict[tuple, list[tuple[str | None, frozenset[str]]]]
+Index = dict[tuple, list[tuple[str | None, frozenset[str], str | None]]]
 
 
 def index(rules: Iterable[AuditRule]) -> Index:
-    """(list, action, arch, filters) -> [(syscall, keys)] of the rules' cells."""
+    """(list, action, arch, filters) -> [(syscall, keys, perm)] of the rules' cells."""
     out: Index = {}
     for r in rules:
         if r.kind not in ("syscall", "watch"):
             continue
-        for lst, action, arch, call, filters in atoms(r):
-            out.setdefault((lst, action, arch, filters), []).append((call, frozenset(r.keys)))
+        for lst, action, arch, call, filters, perm in atoms(r):
+            out.setdefault((lst, action, arch, filters), []).append((call, frozenset(r.keys), perm))
     return out
+
+
+def _cell_covers(have: Atom, arch: str | None, call: str | None, filters: frozenset[str], perm: str | None) -> bool:
+    return (
+        have[2] == arch and have[4] == filters and have[3] in (call, ALL) and perm_covers(have[5], perm)
+    )
 
 
 def covers(rules: Iterable[AuditRule] | Index, query: AuditRule) -> bool:
     """Whether every cell of `query` is covered by some rule: same list, action, arch and
-    filters, the syscall listed (or all), and each key of the query carried by that rule."""
+    filters, the syscall listed (or all), the perm letters of the query among the rule's (or
+    the rule without a perm filter), and each key of the query carried by that rule. (For a
+    `never` query this reads the same way: it asks for a rule, not for what the kernel records.)"""
     idx = rules if isinstance(rules, dict) else index(rules)
     want = frozenset(query.keys)
-    for lst, action, arch, call, filters in atoms(query):
+    for lst, action, arch, call, filters, perm in atoms(query):
         cells = idx.get((lst, action, arch, filters), ())
-        if not any((c == call or c == ALL) and want <= keys for c, keys in cells):
+        if not any((c == call or c == ALL) and want <= keys and perm_covers(p, perm) for c, keys, p in cells):
             return False
     return True
 
@@ -331,12 +348,10 @@ def verdict(rules: Sequence[AuditRule], query: AuditRule) -> Verdict:
         return off
     exit_rules = [r for r in rules if r.list == "exit" and r.kind in ("syscall", "watch")]
     want = frozenset(query.keys)
-    for _lst, _action, arch, call, filters in atoms(query):
+    for _lst, _action, arch, call, filters, perm in atoms(query):
         for r in exit_rules:
             if r.action == "always":
-                if want <= set(r.keys) and any(
-                    a[2] == arch and a[4] == filters and a[3] in (call, ALL) for a in atoms(r)
-                ):
+                if want <= set(r.keys) and any(_cell_covers(a, arch, call, filters, perm) for a in atoms(r)):
                     break  # this cell is recorded under the query's keys
             elif r.action == "never" and _matches_cell(r, arch, call, query):
                 return Verdict(False, r, "comes first and records nothing")
@@ -838,7 +853,7 @@ def _overlaps(rule: AuditRule, query: AuditRule) -> bool:
     """Whether the rule covers at least one cell of the query (keys aside)."""
     mine = atoms(rule)
     return any(
-        any(m[:3] == q[:3] and m[4] == q[4] and m[3] in (q[3], ALL) for m in mine)
+        any(m[:2] == q[:2] and _cell_covers(m, q[2], q[3], q[4], q[5]) for m in mine)
         for q in atoms(query)
     )
 

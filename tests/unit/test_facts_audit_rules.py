@@ -212,6 +212,22 @@ def test_all_syscalls_cover_each_syscall_with_the_same_filters() -> None:
     )
 
 
+def test_a_wider_perm_mask_covers_a_narrower_one_and_not_the_reverse() -> None:
+    # the kernel's audit_match_perm matches when any letter's access class holds: every event
+    # of -p rwa is one of -p rwxa, and a rule without a perm filter matches them all
+    assert has(rules("-w /var/log/audit -p rwxa -k x"), "-w /var/log/audit -p rwa")
+    assert has(rules("-w /var/log/audit -k x"), "-w /var/log/audit -p rwa -k x")
+    assert has(rules("-w /var/log/audit -p arw"), "-w /var/log/audit -p wr")
+    assert not has(rules("-w /var/log/audit -p wa"), "-w /var/log/audit -p rwa")
+    assert not has(rules("-w /var/log/audit -p rwxa -k x"), "-w /var/log/audit -p rwa -k other")
+    assert not has(rules("-w /var/log/audit -p rwxa"), "-w /var/log -p rwa")
+    syscall = "-a always,exit -F arch=b64 -S all -F path=/etc/shadow"
+    assert has(rules(f"{syscall} -F perm=rwa"), f"{syscall} -F perm=wa")
+    assert has(rules(syscall), f"{syscall} -F perm=wa")
+    assert not has(rules(f"{syscall} -F perm=wa"), f"{syscall} -F perm=rwa")
+    assert not has(rules(f"{syscall} -F perm=rwxa"), syscall)  # -S all without a perm filter is wider
+
+
 def test_other_lists() -> None:
     persisted = rules("-a never,exclude -F msgtype=cwd", "-a always,user -F uid=0")
     assert has(persisted, "-a exclude,never -F msgtype=CWD")
@@ -502,6 +518,17 @@ def test_never_rules_and_watches_are_in_one_order(tmp_path: Path) -> None:
     assert c.has("-w /etc/passwd -p wa")
     d = fact_of(tmp_path, ("07.rules", "-a never,exit -F arch=b64 -S openat\n"))
     assert not d.has("-w /etc/passwd -p wa") and d.has("-a always,exit -F arch=b32 -F path=/etc/passwd -F perm=wa")
+
+
+def test_a_wider_watch_answers_a_narrower_query_unless_a_never_rule_comes_first(tmp_path: Path) -> None:
+    a = fact_of(tmp_path, ("60-pci.rules", "-w /var/log/audit -p rwxa -k audit_log_access\n"))
+    assert a.has("-w /var/log/audit -p rwa")
+    assert a.where("has", "-w /var/log/audit -p rwa") == "/etc/audit/rules.d/60-pci.rules:1"
+    assert not a.has("-w /var/log/audit -p rwa -k other")
+    # a never rule takes events away: whatever its mask, it is taken to match (a false FAIL at worst)
+    b = fact_of(tmp_path, ("10-quiet.rules", "-a never,exit -F dir=/var/log/audit -F perm=r\n"))
+    assert not b.has("-w /var/log/audit -p rwa")
+    assert b.where("has", "-w /var/log/audit -p rwa").startswith("/etc/audit/rules.d/10-quiet.rules:1: -a never")
 
 
 def test_exclude_rules_drop_records_wherever_they_stand(tmp_path: Path) -> None:
