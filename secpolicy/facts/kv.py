@@ -896,22 +896,41 @@ def _auditd_line(ctx: FactContext, raw: str, entries: dict[str, _Entry], where: 
     key = parts[0].lower()
     if key not in _AUDITD_KEYWORDS:
         return f'Unknown keyword "{parts[0]}"'
-    why = _auditd_value(key, parts[2], parts[3] if len(parts) > 3 else None)
+    value = parts[2]
+    why = _auditd_value(key, value, parts[3] if len(parts) > 3 else None)
     if why is None and key == "log_file":
-        why = _auditd_log_file(ctx, parts[2])
+        why = _auditd_log_file(ctx, value)
+        value = _from_root(value)
     if why is None:
-        entries[key] = _Entry(parts[2], where)
+        entries[key] = _Entry(value, where)
     return why
 
 
+def _dirname(path: str) -> str:
+    """POSIX dirname(3): trailing slashes dropped, "." for a name without a slash."""
+    path = path.rstrip("/") or "/"
+    if "/" not in path:
+        return "."
+    return path.rsplit("/", 1)[0].rstrip("/") or "/"
+
+
+def _from_root(path: str) -> str:
+    """A path as auditd opens it: a relative one from its working directory, which is / (auditd.service
+    sets no WorkingDirectory=, and systemd starts a system service in /)."""
+    return path if path.startswith("/") else "/" + path
+
+
 def _auditd_log_file(ctx: FactContext, path: str) -> str | None:
-    parent = path.rsplit("/", 1)[0] or "/"
+    """Why auditd 3.0.9's log_file_parser refuses the value: the dirname(3) of it shorter than
+    "/var" (so "audit.log", whose dirname is ".", is refused), a directory it cannot open, or a
+    file there that is not a regular file owned by root."""
+    parent = _dirname(path)
     if len(parent) < 4:
         return f"The directory name: {parent} is too short"
-    st = ctx.stat(parent)
+    st = ctx.stat(_from_root(parent))
     if st is None or not stat.S_ISDIR(st.st_mode):
         return f"Could not open dir {parent} (No such file or directory)"
-    st = ctx.stat(path)
+    st = ctx.stat(_from_root(path).rstrip("/") or "/")
     if st is not None and not stat.S_ISREG(st.st_mode):
         return f"{path} is not a regular file"
     if st is not None and st.st_uid != 0:

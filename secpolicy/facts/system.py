@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -388,9 +389,91 @@ GRUB = ObjectType(
 
 # $GRUB_CMDLINE_LINUX or ${GRUB_CMDLINE_LINUX_DEFAULT} in a value: the value assigned before
 _GRUB_VAR = re.compile(r"\$(\{)?(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)(?(1)\})(?![A-Za-z0-9_])")
-_GRUB_BLOCK = re.compile(r"(menuentry|submenu|function)[ \t].*\{$")
 _GRUB_PBKDF2 = re.compile(r"password_pbkdf2[ \t]+[^ \t]+[ \t]+grub\.pbkdf2\.")
 GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/boot/efi/EFI/debian/grub.cfg")
+
+
+_GRUB_OPEN = {"if": "if", "while": "loop", "until": "loop", "for": "loop"}
+_GRUB_CLOSE = {"fi": "if", "done": "loop"}
+
+
+def _grub_statements(text: str) -> Iterator[tuple[int, list[str]]]:
+    """grub.cfg's commands, each with its line, as grub's lexer splits them: at `;` and at the
+    end of a line, words quoted and escaped as in sh, `#` starting a comment."""
+    for n, raw in enumerate(text_lines(text), 1):
+        lex = shlex.shlex(raw, posix=True, punctuation_chars=";")
+        lex.whitespace_split = True
+        try:
+            tokens = list(lex)
+        except ValueError:  # a quote left open: a string that goes on over lines
+            tokens = raw.split()
+        words: list[str] = []
+        for t in [*tokens, ";"]:
+            if t.strip(";"):
+                words.append(t)
+            elif words:
+                yield n, words
+                words = []
+
+
+def _grub_superusers(text: str, path: str) -> tuple[str | None, str | None, str | None]:
+    """What `superusers` holds once grub.cfg has run top to bottom, where that was set, and a
+    note on an assignment that does not settle it. GRUB (normal/auth.c, is_authenticated) asks
+    for no password while the variable is unset; set, even to "", it asks, and only a user it
+    lists gets in. The last assignment at the top level wins. One in an if/while/until/for
+    body runs only when the condition holds: a set there does not protect, an unset there may
+    undo an earlier set. A menuentry or submenu body runs in its own scope when chosen, a
+    function body only when called: an assignment there is named, never counted."""
+    value: str | None = None
+    where: str | None = None
+    note: str | None = None
+    stack: list[str] = []
+    for n, words in _grub_statements(text):
+        while words and words[0] in ("then", "do", "else", "elif"):
+            words = words[1:]
+        if not words:
+            continue
+        head = words[0]
+        if head in _GRUB_CLOSE:
+            if stack and stack[-1] == _GRUB_CLOSE[head]:
+                stack.pop()
+            continue
+        if head == "}":
+            if stack and stack[-1] in ("entry", "function"):
+                stack.pop()
+            continue
+        if head in _GRUB_OPEN:
+            stack.append(_GRUB_OPEN[head])
+            continue
+        if head in ("menuentry", "submenu", "function") and words[-1] == "{":
+            stack.append("function" if head == "function" else "entry")
+            continue
+        if head == "set" and len(words) > 1 and words[1].startswith("superusers="):
+            new: str | None = words[1].partition("=")[2]
+        elif head.startswith("superusers=") and len(words) == 1:
+            new = head.partition("=")[2]
+        elif head == "unset" and "superusers" in words[1:]:
+            new = None
+        else:
+            continue
+        line = at(path, n)
+        verb = "unsets superusers" if new is None else "sets superusers"
+        if "entry" in stack or "function" in stack:
+            body = "a function body, which runs when it is called" if "function" in stack else \
+                "a menuentry or submenu body, which runs in its own scope when it is chosen"
+            note = f"{line} {verb} only inside {body}"
+        elif stack:
+            if new is None and value is not None:
+                value, where = None, None
+                note = f"{line} unsets superusers inside a conditional block: the menu is protected only when " \
+                       "its condition fails, which cannot be told before boot"
+            elif new is not None and value is None:
+                note = f"{line} sets superusers only inside a conditional block, which runs only when its " \
+                       "condition holds"
+        else:
+            value, where = new, (None if new is None else line)
+            note = f"{line} unsets superusers" if new is None else None
+    return value, where, note
 
 
 class Grub:
@@ -403,43 +486,28 @@ class Grub:
         self.cfg_gid = None if st is None else st.st_gid
         cfg = ctx.read_text(self.cfg_path) if st is not None else None
         self._linux: list[tuple[list[str], str]] = []
-        superusers: tuple[str, str] | None = None
         password: str | None = None
         # The password is what GRUB reads at boot, grub.cfg, as the CIS audit greps it. A line
         # in /etc/grub.d takes effect only once update-grub has written it there: it is noted.
         self._pending: str | None = None
-        sources = [(self.cfg_path, cfg or "")] + [
-            (p, ctx.read_text(p) or "") for p in ctx.glob("/etc/grub.d/*")
-        ]
-        for path, text in sources:
-            in_cfg = path == self.cfg_path
-            if in_cfg:
-                text = text.replace("\r", "")  # grub_file_getline() drops every \r
-            # The body of a menuentry, submenu or function runs only when it is chosen or
-            # called: a superuser set there leaves the menu and its editor open.
-            depth = 0
-            # grub's lexer and sh (grub.d) end lines at \n only; their blanks are space and tab
-            for n, raw in enumerate(text_lines(text), 1):
-                line = raw.strip(" \t")
-                if in_cfg and _GRUB_BLOCK.match(line):
-                    depth += 1
-                elif in_cfg and line == "}" and depth:
-                    depth -= 1
-                m = re.match(r"set[ \t]+superusers=([^ \t]+)", line)
-                if m and not in_cfg:
+        text = (cfg or "").replace("\r", "")  # grub_file_getline() drops every \r
+        # grub's lexer ends lines at \n only; its blanks are space and tab
+        for n, raw in enumerate(text_lines(text), 1):
+            line = raw.strip(" \t")
+            # what the CIS audit asks for: a PBKDF2 hash, not a password in clear text
+            if _GRUB_PBKDF2.match(line) and password is None:
+                password = at(self.cfg_path, n)
+            if re.match(r"linux(efi|16)?[ \t]", line):
+                self._linux.append((_BLANKS.split(line)[2:], at(self.cfg_path, n)))
+        for path in ctx.glob("/etc/grub.d/*"):
+            for n, raw in enumerate(text_lines(ctx.read_text(path) or ""), 1):
+                if re.match(r"set[ \t]+superusers=", raw.strip(" \t")):
                     self._pending = self._pending or at(path, n)
-                elif m and superusers is None and depth == 0:
-                    superusers = (m.group(1).strip("\"'"), at(path, n))
-                # what the CIS audit asks for: a PBKDF2 hash, not a password in clear text
-                if in_cfg and _GRUB_PBKDF2.match(line) and password is None:
-                    password = at(path, n)
-                if in_cfg and re.match(r"linux(efi|16)?[ \t]", line):
-                    self._linux.append((_BLANKS.split(line)[2:], at(path, n)))
-        self.superusers = superusers[0] if superusers else None
+                    break
+        superusers, self._superusers_where, self._superusers_note = _grub_superusers(text, self.cfg_path)
+        self.superusers = superusers
         self.password_set = superusers is not None and password is not None
-        self._password_where = " and ".join(
-            w for w in (superusers[1] if superusers else None, password) if w
-        )
+        self._password_where = " and ".join(w for w in (self._superusers_where, password) if w)
         self._default, self._default_where = self._read_default(ctx)
         self.cmdline = " ".join(self._default)
 
@@ -507,9 +575,10 @@ class Grub:
         if name in ("password_set", "superusers"):
             if self.password_set:
                 return self._password_where
+            note = f"; {self._superusers_note}" if self._superusers_note else ""
             pending = (f"; {self._pending} sets superusers, which takes effect once update-grub writes it there"
                        if self._pending else "")
-            return f"{self._password_where or self.cfg_path} (no superusers and password both set){pending}"
+            return f"{self._password_where or self.cfg_path} (no superusers and password both set){note}{pending}"
         return self.cfg_path
 
 

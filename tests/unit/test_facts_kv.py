@@ -188,6 +188,11 @@ def test_auditd_conf(roots: dict[str, Path]) -> None:
             "incremental flushing chosen, but 0 selected for freq",
         ),
         ("log_file = /var/log/x/audit.log\n", "1: Could not open dir /var/log/x"),
+        # log_file_parser takes dirname(3) of the value, which must be "/var" long or more
+        ("log_file = audit.log\n", "1: The directory name: . is too short"),
+        ("log_file = /x/audit.log\n", "1: The directory name: /x is too short"),
+        ("log_file = /var/log/audit/\n", "1: /var/log/audit/ is not a regular file"),
+        ("log_file = nosuch/audit.log\n", "1: Could not open dir nosuch"),
     ],
 )
 def test_auditd_refuses_what_its_parser_refuses(tmp_path: Path, text: str, error: str) -> None:
@@ -206,6 +211,16 @@ def test_auditd_accepts_what_its_parser_accepts(tmp_path: Path) -> None:
     )
     a = context(tmp_path).fact("auditd_conf", ())
     assert a.errors == () and (a.option("disk_full_action"), a.int("max_log_file")) == ("EXEC", 16)
+
+
+def test_auditd_opens_a_relative_log_file_from_its_working_directory(tmp_path: Path) -> None:
+    # auditd.service runs in /: a relative log_file is read from there (auditd -n accepts
+    # `logs/audit.log` when its working directory holds logs/)
+    write(tmp_path, "etc/audit/auditd.conf", "log_file = var/log/audit/audit.log\nspace_left = 75\nadmin_space_left = 50\n")
+    (tmp_path / "var/log/audit").mkdir(parents=True)
+    a = context(tmp_path).fact("auditd_conf", ())
+    assert a.errors == () and a.option("log_file") == "/var/log/audit/audit.log"
+    assert a.where("option", "log_file") == "/etc/audit/auditd.conf:1"
 
 
 def test_login_defs_defaults_are_shadows(tmp_path: Path) -> None:

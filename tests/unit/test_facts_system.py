@@ -522,6 +522,43 @@ def test_grub_password_is_what_grub_cfg_sets_not_what_grub_d_would(tmp_path: Pat
     assert g.where("password_set") == "/boot/grub/grub.cfg:2 and /boot/grub/grub.cfg:3"
 
 
+_PBKDF2 = "password_pbkdf2 root grub.pbkdf2.sha512.10000.AB.CD\n"
+
+
+@pytest.mark.parametrize(
+    ("cfg", "superusers", "note"),
+    [
+        # the last top-level assignment wins: GRUB runs grub.cfg top to bottom
+        ('set superusers="root"\n' + _PBKDF2 + "unset superusers\n", None, "grub.cfg:3 unsets superusers"),
+        ("unset superusers\nsuperusers=admin\nexport superusers\n" + _PBKDF2, "admin", None),
+        # set, even to "", GRUB asks for a password that only a listed user passes (auth.c)
+        ('set superusers="root"\n' + _PBKDF2 + "set superusers=\n", "", None),
+        # a conditional body runs only when its condition holds
+        ('if [ x$feature_x = xy ]; then\n  set superusers="root"\nfi\n' + _PBKDF2, None,
+         "grub.cfg:2 sets superusers only inside a conditional block, which runs only when its condition holds"),
+        ("if [ -e /x ]; then set superusers=root; fi\n" + _PBKDF2, None, "grub.cfg:1 sets superusers only inside"),
+        ("set superusers='root admin'\n" + _PBKDF2 + "while false; do\n unset superusers\ndone\n", None,
+         "grub.cfg:4 unsets superusers inside a conditional block: the menu is protected only when its condition"),
+        ("set superusers=root\n" + _PBKDF2 + "if [ -e /x ]; then\n set superusers=admin\nelse\n true\nfi\n", "root", None),
+        ("function users {\n set superusers=root\n}\n" + _PBKDF2, None,
+         "grub.cfg:2 sets superusers only inside a function body, which runs when it is called"),
+        ("menuentry 'Debian' {\n set superusers=root\n unset x\n}\n" + _PBKDF2, None,
+         "grub.cfg:2 sets superusers only inside a menuentry or submenu body"),
+        ("menuentry 'Debian' {\n unset superusers\n}\n# set superusers=x\nset superusers=root # admins\n" + _PBKDF2,
+         "root", None),
+    ],
+)
+def test_grub_superusers_is_what_grub_cfg_leaves_set(tmp_path: Path, cfg: str, superusers: str | None,
+                                                    note: str | None) -> None:
+    write(tmp_path, "/boot/grub/grub.cfg", cfg)
+    g = context(tmp_path).fact("grub", ())
+    assert (g.superusers, g.password_set) == (superusers, superusers is not None)
+    if note is None:
+        assert "no superusers" not in g.where("password_set")
+    else:
+        assert f"; /boot/grub/{note}" in g.where("password_set")
+
+
 @pytest.mark.parametrize("sep", HOSTILE_LINE_BREAKS)
 def test_grub_lines_end_at_newline_only(tmp_path: Path, sep: str) -> None:
     # grub_file_getline() ends a line at \n and drops \r; sh reads /etc/default/grub the same
