@@ -366,7 +366,8 @@ class OutputFile:
     on success and discards on an exception. Write errors raise OutputError."""
 
     def __init__(self, path: str, raw: IO[Any], *, tmp: str | None, target: str, mode: int,
-                 owner: tuple[int, int] | None, binary: bool, closes: bool = True, sync: bool = False) -> None:
+                 owner: tuple[int, int] | None, binary: bool, closes: bool = True, sync: bool = False,
+                 truncate_on_write: bool = False) -> None:
         self.name = path
         self._raw = raw
         self._tmp = tmp
@@ -379,7 +380,7 @@ class OutputFile:
         self._written = False
         # A stream written in place keeps what an earlier run left in it until this run writes
         # (or ends well): a run that fails first has lost nothing (see `_open_stream`).
-        self._truncate_pending = False
+        self._truncate_pending = truncate_on_write
         self.binary = binary
 
     # file protocol ------------------------------------------------------------------------
@@ -641,10 +642,8 @@ def _open_stream(path: str, real: str, st: os.stat_result | None, binary: bool) 
             os.fchmod(fd, FILE_MODE)  # new: 0600 whatever the umask; an existing file keeps its mode
     except OSError as exc:
         raise OutputError(path, describe(exc)) from None
-    out = OutputFile(path, _open_fd(fd, binary), tmp=None, target=real, mode=FILE_MODE, owner=None,
-                     binary=binary, sync=True)
-    out._truncate_pending = st is not None
-    return out
+    return OutputFile(path, _open_fd(fd, binary), tmp=None, target=real, mode=FILE_MODE, owner=None,
+                      binary=binary, sync=True, truncate_on_write=st is not None)
 
 
 def _open_fd(fd: int, binary: bool) -> IO[Any]:

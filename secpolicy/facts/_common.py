@@ -49,7 +49,6 @@ __all__ = [
     "systemd_conf_files",
     "systemd_lines",
     "text_lines",
-    "version_key",
 ]
 
 # isspace() in the C locale: what C parsers call blank (Python's str.strip() and str.split()
@@ -426,14 +425,6 @@ def is_devnull(ctx: FactContext, path: str) -> bool:
         return ctx.readlink(path) == "/dev/null"
     except OSError:
         return False
-
-
-_VERSION_PART = re.compile(r"(\d+)|(\D+)")
-
-
-def version_key(name: str) -> tuple:
-    """`ls -v` order: digit runs compare as numbers (10-x after 9-x)."""
-    return tuple((0, int(d), "") if d else (1, 0, s) for d, s in _VERSION_PART.findall(name))
 
 
 def proc_available(ctx: FactContext, path: str) -> bool:

@@ -882,10 +882,6 @@ _FIELD_NAMES = {AUDIT_WATCH: "watch", AUDIT_DIR: "dir", AUDIT_EXE: "exe", AUDIT_
 LOADED_SOURCE = "auditctl -l, checked against the kernel's rule list (netlink AUDIT_LIST_RULES)"
 
 
-def _loaded_rules() -> list[AuditRule]:
-    return _read_loaded()[0]
-
-
 def _read_loaded() -> tuple[list[AuditRule], list[tuple[tuple[int, str], ...]]]:
     """The rules the kernel holds, read from `auditctl -l` and checked against the kernel's own
     list. auditctl prints keys and paths as they are, so one holding a line break or a space

@@ -203,10 +203,7 @@ def _cat(ctx: FactContext, path: str) -> bytes | None:
         return None
     if not stat.S_ISREG(st.st_mode):
         raise EvaluationError(f"augenrules: {path} is not a regular file (cat would read a device or pipe)")
-    data = ctx.read_bytes(path)
-    if data is None:
-        return None
-    return data
+    return ctx.read_bytes(path)
 
 
 def merge(ctx: FactContext) -> Merged | None:

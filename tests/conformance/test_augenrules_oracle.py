@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from secpolicy.facts import FactContext
 from secpolicy.facts import augenrules as aug
 from secpolicy.facts.audit_rules import AUDIT_FILTERKEY, _read_loaded, boot_rules, compare_loaded
 from secpolicy.vocabulary import builtin_registry
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from augenrules_run import run_augenrules
 
 ROOT_NEEDED = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount namespaces, audit rules)")
 DEBIAN_DEFAULT = (
@@ -36,14 +40,7 @@ def _tool(name: str) -> str:
 
 
 def _augenrules(audit_dir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """augenrules with the tree's directory as /etc/audit, in a mount namespace of its own."""
-    script = 'mount --bind "$1" /etc/audit && shift && exec "$@"'
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
-    return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(audit_dir),
-         _tool("augenrules"), *args],
-        capture_output=True, timeout=60, check=False, env=env,
-    )
+    return run_augenrules(_tool("augenrules"), audit_dir, *args)
 
 
 # Each tree: the files under etc/audit (a str or bytes is a file, ("link", target) a symlink,

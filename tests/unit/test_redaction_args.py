@@ -8,11 +8,11 @@ near each shape stay as they are."""
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redaction_helpers import assert_exec_masked, exec_event
 
 from secpolicy.events.model import canonical_line
 from secpolicy.redaction import Redactor
@@ -88,12 +88,6 @@ def test_other_settings_keep_their_values(text: str) -> None:
     assert Redactor().text(text).endswith(value)
 
 
-def exec_event(args: list[str]) -> dict[str, Any]:
-    return {"type": "exec", "ts": "2026-11-21T05:00:00.000000000Z", "host": "h1",
-            "proc": {"pid": 100, "exe": "/usr/bin/" + args[0], "args": args, "cmdline": " ".join(args)},
-            "user": {"uid": 1000, "name": "alice"}}
-
-
 @pytest.mark.parametrize(("args", "masked"), [
     (shlex.split("openssl enc -aes-256-cbc -k OsslS3cret -in f"), ["openssl", "enc", "-aes-256-cbc", "-k",
                                                                    "[REDACTED]", "-in", "f"]),
@@ -114,19 +108,7 @@ def exec_event(args: list[str]) -> dict[str, Any]:
     (["openssl", "enc", "-pass", "pass:S3 cr3t", "-in", "f"], ["openssl", "enc", "-pass", "[REDACTED]", "-in", "f"]),
 ])
 def test_an_events_arguments_command_line_and_alert_are_masked(args: list[str], masked: list[str]) -> None:
-    r = Redactor()
-    ev = exec_event(args)
-    assert not r.certainly_clean(ev, canonical_line(ev))
-    out = r.event(ev)
-    assert out["proc"]["args"] == masked
-    assert out["proc"]["cmdline"] == " ".join(masked)
-    assert out["redacted"] == ["proc.args", "proc.cmdline"]
-    alert = {"rule_id": "r", "title": "t", "message": f"alice ran {ev['proc']['cmdline']} {args!r}", "event": ev,
-             "events": [ev], "context": {"kind": "match", "key": {}, "count": 1}}
-    assert not r.certainly_clean(alert, canonical_line(alert))
-    red = r.alert(alert)
-    assert red["message"] == f"alice ran {' '.join(masked)} {masked!r}"
-    assert not [s for s in SECRETS if s in repr(red)]
+    assert_exec_masked(args, masked, f" {args!r}", f" {masked!r}", SECRETS)
 
 
 def test_a_command_line_in_one_argument_keeps_what_follows_its_secret() -> None:

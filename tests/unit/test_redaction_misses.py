@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redaction_helpers import assert_exec_masked
+from redaction_helpers import exec_event as exec_args_event
 
 from secpolicy.events.model import canonical_line
 from secpolicy.models import Evidence
@@ -96,10 +98,7 @@ def test_ordinary_commands_near_the_shapes_stay(text: str) -> None:
 
 
 def exec_event(cmdline: str) -> dict[str, Any]:
-    args = shlex.split(cmdline)
-    return {"type": "exec", "ts": "2026-11-21T05:00:00.000000000Z", "host": "h1",
-            "proc": {"pid": 100, "exe": "/usr/bin/" + args[0], "args": args, "cmdline": " ".join(args)},
-            "user": {"uid": 1000, "name": "alice"}}
+    return exec_args_event(shlex.split(cmdline))
 
 
 @pytest.mark.parametrize(("cmdline", "args"), [
@@ -115,19 +114,7 @@ def exec_event(cmdline: str) -> dict[str, Any]:
 ])
 def test_an_events_arguments_and_command_line_are_masked_and_its_line_is_not_cleared(
         cmdline: str, args: list[str]) -> None:
-    r = Redactor()
-    ev = exec_event(cmdline)
-    assert not r.certainly_clean(ev, canonical_line(ev))
-    out = r.event(ev)
-    assert out["proc"]["args"] == args
-    assert out["proc"]["cmdline"] == " ".join(args)
-    assert out["redacted"] == ["proc.args", "proc.cmdline"]
-    alert = {"rule_id": "r", "title": "t", "message": f"alice ran {ev['proc']['cmdline']}", "event": ev,
-             "events": [ev], "context": {"kind": "match", "key": {}, "count": 1}}
-    assert not r.certainly_clean(alert, canonical_line(alert))
-    red = r.alert(alert)
-    assert red["message"] == "alice ran " + " ".join(args)
-    assert not [s for s in SECRETS if s in repr(red)]
+    assert_exec_masked(shlex.split(cmdline), args, "", "", SECRETS)
 
 
 def test_a_secret_key_base_in_a_record_or_read_by_a_rule_is_masked() -> None:
