@@ -66,6 +66,11 @@ _secret_names: dict[str, bool] = {}
 _NO_PASSWORD = re.compile(r'"?(?:[x*!]{1,3}|\*LK\*|\*NP\*)"?')
 
 
+# Observed values shown as they are even where the expression reads a secret setting: how
+# format_value renders nothing, an empty string or list, and a boolean (strings are quoted).
+_HOLDS_NO_SECRET = frozenset((None, "", '""', "null", "[]", "<absent>", "true", "false"))
+
+
 def _no_password(observed: str) -> bool:
     return _NO_PASSWORD.fullmatch(observed) is not None
 
@@ -536,7 +541,9 @@ class Redactor:
                 if new != value:
                     changed[name] = new
         observed = changed.get("observed", ev.observed)
-        if (observed not in (None, "", '""', "null", "[]") and SECRET_SETTING.search(ev.expression)
+        # A boolean (`pam("common-password").has_module(...)` is `true`) or an absent value
+        # holds no secret: masking them only hides why the rule passed or failed.
+        if (observed not in _HOLDS_NO_SECRET and SECRET_SETTING.search(ev.expression)
                 and observed != MASK and not _no_password(observed)):
             changed["observed"] = MASK
         if not changed:

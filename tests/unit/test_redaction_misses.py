@@ -171,3 +171,20 @@ def test_an_escaped_lone_surrogate_is_text_like_any_other(text: str) -> None:
     ev["proc"]["args"] = ["echo", text, "\ud800"]
     assert r.event(ev) is ev
     assert not r.certainly_clean(ev, canonical_line(ev))  # written the slow way: a walk decides
+
+
+@pytest.mark.parametrize(("expression", "observed", "shown"), [
+    # The file is named "common-password"; what the expression observes is a boolean.
+    ('pam("common-password").has_module("pam_unix.so")', "true", "true"),
+    ('pam("common-password").has_module("pam_pwquality.so")', "false", "false"),
+    ('option("bindpw")', "<absent>", "<absent>"),
+    # A string read from a secret setting stays masked, even one that spells a boolean.
+    ('option("bindpw")', '"true"', "[REDACTED]"),
+    ('kv("/etc/ldap.conf").get("rootpw")', '"hunter2"', "[REDACTED]"),
+])
+def test_a_boolean_or_absent_value_of_a_secret_setting_is_shown_and_a_string_is_masked(
+        expression: str, observed: str, shown: str) -> None:
+    ev = Evidence(expression, expected="true", observed=observed, source="/etc/pam.d/common-password:7")
+    out = Redactor().evidence(ev)
+    assert out.observed == shown
+    assert ("observed" in out.redacted) == (shown != observed)
