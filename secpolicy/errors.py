@@ -87,12 +87,14 @@ def format_location(
             where += f":{column}"
     text = f"{where}: {message}"
     if source_line is not None:
-        shown = "".join(map(_shown_char, source_line.rstrip("\r\n").expandtabs(1)))
+        shown = source_line.rstrip("\r\n").expandtabs(1)  # one character stays one, as below
         if len(shown) > _EXCERPT:
-            # A hostile one-line file must not turn one error into megabytes of output.
+            # A hostile one-line file must not turn one error into megabytes of output (nor
+            # be looked at character by character: only the excerpt is).
             start = max(0, min((column or 1) - 1 - _EXCERPT // 2, len(shown) - _EXCERPT))
             shown = ("..." if start else "") + shown[start : start + _EXCERPT] + "..."
             column = None if column is None else column - start + (3 if start else 0)
+        shown = "".join(map(_shown_char, shown))
         text += f"\n    {shown}"
         if column is not None and column >= 1:
             text += "\n    " + " " * _cells(shown[: column - 1]) + "^"

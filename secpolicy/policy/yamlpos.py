@@ -333,6 +333,7 @@ def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.ds
     Quoted scalars are mapped character by character through their escapes and folding;
     block (`|`, `>`) and multi-line plain scalars are aligned segment by segment: each source
     line of the scalar, without its indentation, is one segment of the expression text."""
+    from secpolicy.dsl.limits import LIMITS
     from secpolicy.dsl.parser import Origin
 
     sp = doc.spans.get(at)
@@ -384,8 +385,9 @@ def expression_origin(doc: Positioned, at: tuple, expr: str):  # -> secpolicy.ds
 
     def locate(line: int, col: int) -> tuple[int, int, str | None]:
         off = sum(len(x) + 1 for x in expr_lines[: line - 1]) + (col - 1)
-        if sp is not None and sp.style in ("'", '"'):
-            # Escapes (`\\"`) and folded lines move what follows: map character by character.
+        if sp is not None and sp.style in ("'", '"') and len(expr) <= LIMITS.expression_chars:
+            # Escapes (`\\"`) and folded lines move what follows: map character by character
+            # (not for an expression refused for its length, whose error is at its start).
             if not exact:
                 exact.append(_quoted_source(doc.text, sp, expr))
             if exact[0] is not None:

@@ -258,3 +258,24 @@ def test_alias_copies_of_an_expression_are_bounded_in_total(tmp_path):
     err = first_error(p)
     assert err.startswith(f"{p}:19:40: the expressions of this file add up to more than 1,048,576 characters"), err
     assert "      - {id: r16, title: t, severity: low, check: *c}\n" in err
+
+
+def test_a_refused_long_expression_is_not_mapped_or_shown_character_by_character(tmp_path, monkeypatch):
+    # Without a clock: the work a 10 MB line costs is counted. Its error is at its start,
+    # so the character-by-character map of the quoted scalar (a list as long as the line)
+    # is never built, and only the excerpt shown is looked at for control characters.
+    import secpolicy.errors as errors_module
+    from secpolicy.policy import yamlpos
+
+    mapped: list[int] = []
+    real_map = yamlpos._quoted_source
+    monkeypatch.setattr(yamlpos, "_quoted_source", lambda text, sp, expr: mapped.append(len(expr)) or real_map(text, sp, expr))
+    looked: list[str] = []
+    real_shown = errors_module._shown_char
+    monkeypatch.setattr(errors_module, "_shown_char", lambda c: looked.append(c) or real_shown(c))
+    p = policy(tmp_path, rule("'file(\"/x\").content == \"" + "x" * 1_000_000 + "\"'"))
+    err = first_error(p)
+    assert err.startswith(f"{p}:6:") and f"the limit is {LIMITS.expression_chars:,}" in err
+    assert mapped == []
+    # Rendered twice (once to say each error once, once here), an excerpt and "..." each.
+    assert 0 < len(looked) <= 2 * (errors_module._EXCERPT + 3)
