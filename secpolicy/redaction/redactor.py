@@ -68,7 +68,7 @@ _NO_PASSWORD = re.compile(r'"?(?:[x*!]{1,3}|\*LK\*|\*NP\*)"?')
 
 # Observed values shown as they are even where the expression reads a secret setting: how
 # format_value renders nothing, an empty string or list, and a boolean (strings are quoted).
-_HOLDS_NO_SECRET = frozenset((None, "", '""', "null", "[]", "<absent>", "true", "false"))
+_HOLDS_NO_SECRET = frozenset(("", '""', "null", "[]", "<absent>", "true", "false"))
 
 
 def _no_password(observed: str) -> bool:
@@ -543,7 +543,7 @@ class Redactor:
         observed = changed.get("observed", ev.observed)
         # A boolean (`pam("common-password").has_module(...)` is `true`) or an absent value
         # holds no secret: masking them only hides why the rule passed or failed.
-        if (observed not in _HOLDS_NO_SECRET and SECRET_SETTING.search(ev.expression)
+        if (observed is not None and observed not in _HOLDS_NO_SECRET and SECRET_SETTING.search(ev.expression)
                 and observed != MASK and not _no_password(observed)):
             changed["observed"] = MASK
         if not changed:
