@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ PAM_ENTRY = ObjectType(
         "line": STR,
         "file": STR,
         "optional_module": BOOL,
+        "must_fail": BOOL,
     },
     methods={
         "arg": Method(
@@ -62,6 +64,9 @@ PAM_ENTRY = ObjectType(
         "module": "the module file name as written, without directory (pam_unix.so)",
         "line": "the configuration line as written (continuations joined)",
         "optional_module": "the line started with `-` (skipped when the module is missing)",
+        "must_fail": "a `TYPE include` or `substack` line whose file libpam cannot open: libpam"
+        " runs it as a step that fails (as `[default=bad]`: the lines around it still run, the"
+        " stack's result is a failure); its module is empty",
     },
 )
 
@@ -105,6 +110,7 @@ class PamEntry:
     file: str
     lineno: int
     optional_module: bool = False
+    must_fail: bool = False
 
     def describe(self) -> str:
         return f"{self.type} {self.control} {self.module}"
@@ -229,6 +235,28 @@ class _Hang(Exception):
         self.line = line
 
 
+def _crash(path: str, n: int, line: str) -> EvaluationError:
+    return EvaluationError(
+        f"{path}:{n}: `{line}` names no file: libpam 1.5.2 crashes (segmentation fault) reading"
+        " it, so every program using this service crashes"
+    )
+
+
+def _unopened_include(path: str, n: int, target: str, only_type: str | None) -> EvaluationError:
+    shown = target if target.startswith("/") else os.path.join(PAM_DIR, target)
+    head = f"{path}:{n}: @include {target}: {shown} cannot be opened (absent or a dangling link)"
+    if only_type is None:
+        return EvaluationError(
+            f"{head}: libpam cannot start a service that reads this (pam_start fails with"
+            " a critical error), so no program can use the service and no setting of it is in force"
+        )
+    return EvaluationError(
+        f"{head}: this file is read for an `{only_type} include` or `substack` line, and there"
+        " libpam 1.5.2 runs a failing step in place of the @include with whatever control the"
+        " line read before it left behind (no file says which)"
+    )
+
+
 class _Reader:
     def __init__(self, ctx: FactContext) -> None:
         self.ctx = ctx
@@ -241,6 +269,9 @@ class _Reader:
                 f"{PAM_DIR}/{service}: include loop ({' -> '.join(seen + (service,))})"
             )
         path = service if service.startswith("/") else os.path.join(PAM_DIR, service)
+        st = self.ctx.stat(path)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return []  # libpam fopen()s a directory and its first fgets() fails: an empty file
         text = self.ctx.read_text(path)
         if text is None:
             return None
@@ -257,10 +288,14 @@ class _Reader:
             # libpam compares `@include`, the type and the `include`/`substack` controls
             # with strcasecmp(): `@INCLUDE x` and `auth Include x` include x
             if ascii_lower(toks[0]) == "@include":
-                if len(toks) > 1:
-                    entries += self.read(toks[1], only_type, depth + 1, seen + (service,)) or []
+                if len(toks) < 2:
+                    raise _crash(path, n, line)
+                got = self.read(toks[1], only_type, depth + 1, seen + (service,))
+                if got is None:
+                    raise _unopened_include(path, n, toks[1], only_type)
+                entries += got
                 continue
-            if len(toks) < 3:
+            if len(toks) < 2:
                 continue
             raw_type, control = toks[0], toks[1]
             optional = raw_type.startswith("-")
@@ -268,7 +303,16 @@ class _Reader:
             if only_type is not None and kind != only_type:
                 continue
             if ascii_lower(control) in ("include", "substack"):
-                entries += self.read(toks[2], kind, depth + 1, seen + (service,)) or []
+                if len(toks) < 3:
+                    raise _crash(path, n, line)
+                got = self.read(toks[2], kind, depth + 1, seen + (service,))
+                if got is None:
+                    # libpam 1.5.2 puts a PAM_HT_MUST_FAIL handler in its place, every return
+                    # value mapped to `bad`: the stack goes on and ends in failure
+                    got = [PamEntry(kind, "[default=bad]", "", (), line, path, n, must_fail=True)]
+                entries += got
+                continue
+            if len(toks) < 3:
                 continue
             control = control if control.startswith("[") else control.lower()
             entries.append(
@@ -292,7 +336,7 @@ class PamStack:
         self._path = path
         self.exists = entries is not None
         self.entries = tuple(entries or ())
-        self.modules = tuple(dict.fromkeys(e.module for e in self.entries))
+        self.modules = tuple(dict.fromkeys(e.module for e in self.entries if not e.must_fail))
 
     def describe(self) -> str:
         return f"pam({self.service!r})"
@@ -300,6 +344,8 @@ class PamStack:
     def _find(self, module: str, kind: str | None = None) -> PamEntry | None:
         key = _module_key(module)
         for e in self.entries:
+            if e.must_fail:
+                continue
             if _module_key(e.module) == key and (kind is None or e.type == kind):
                 return e
         return None

@@ -182,3 +182,58 @@ def test_a_file_libpam_never_finishes_reading_is_an_error(tmp_path: Path) -> Non
     write(tmp_path, "etc/pam.d/svc", _PERMIT + "a" * (1022 - len(_PERMIT)) + "\\\n" + _PERMIT + "\n")
     with pytest.raises(EvaluationError, match=r"/etc/pam.d/svc:1: libpam never finishes reading this file"):
         context(tmp_path).fact("pam", ("svc",))
+
+
+def test_a_typed_include_libpam_cannot_open_is_a_step_that_fails(tmp_path: Path) -> None:
+    """libpam puts a step that always fails where a `TYPE include`/`substack` names a file it
+    cannot open: the lines around it still run, the other types are untouched
+    (tests/conformance/test_pam_include_oracle.py asks pamtester)."""
+    write(tmp_path, "etc/pam.d/svc",
+          "auth required pam_env.so\nauth include nosuch\n-auth substack gone\naccount include nosuch\n"
+          "auth required pam_unix.so\nsession required pam_limits.so\n")
+    (tmp_path / "etc/pam.d/gone").symlink_to("nowhere")
+    p = context(tmp_path).fact("pam", ("svc",))
+    assert [(e.type, e.control, e.module, e.must_fail, e.where("x")) for e in p.entries] == [
+        ("auth", "required", "pam_env.so", False, "/etc/pam.d/svc:1"),
+        ("auth", "[default=bad]", "", True, "/etc/pam.d/svc:2"),
+        ("auth", "[default=bad]", "", True, "/etc/pam.d/svc:3"),
+        ("account", "[default=bad]", "", True, "/etc/pam.d/svc:4"),
+        ("auth", "required", "pam_unix.so", False, "/etc/pam.d/svc:5"),
+        ("session", "required", "pam_limits.so", False, "/etc/pam.d/svc:6"),
+    ]
+    assert p.modules == ("pam_env.so", "pam_unix.so", "pam_limits.so") and not p.has_module("")
+
+
+@pytest.mark.parametrize("target", ["nosuch", "gone", "/nonexistent/x"])
+def test_an_at_include_libpam_cannot_open_is_an_error(tmp_path: Path, target: str) -> None:
+    # pam_start fails ("Initialization failure"): the service cannot start, no setting of it is
+    # in force; through another @include the same
+    write(tmp_path, "etc/pam.d/svc", "auth required pam_unix.so\n@include mid\n")
+    write(tmp_path, "etc/pam.d/mid", f"password required pam_unix.so\n@INCLUDE {target}\n")
+    (tmp_path / "etc/pam.d/gone").symlink_to("nowhere")
+    with pytest.raises(EvaluationError, match=rf"^/etc/pam.d/mid:2: @include {target}: .*cannot start"):
+        context(tmp_path).fact("pam", ("svc",))
+    # read for `auth include`, libpam runs a step with a control left over from an earlier line
+    write(tmp_path, "etc/pam.d/svc", "auth include mid\n")
+    with pytest.raises(EvaluationError, match=r"^/etc/pam.d/mid:2: @include .*control the line read before it"):
+        context(tmp_path).fact("pam", ("svc",))
+
+
+def test_an_included_directory_reads_as_an_empty_file(tmp_path: Path) -> None:
+    # libpam fopen()s a directory and its first fgets() fails: the end of an empty file
+    write(tmp_path, "etc/pam.d/svc", "@include d\nauth include d\nauth substack d\nauth required pam_unix.so\n")
+    (tmp_path / "etc/pam.d/d").mkdir()
+    p = context(tmp_path).fact("pam", ("svc",))
+    assert [(e.module, e.must_fail) for e in p.entries] == [("pam_unix.so", False)]
+
+
+@pytest.mark.parametrize("line", ["@include", "@include  ", "auth include", "Account SUBSTACK"])
+def test_an_include_naming_no_file_is_an_error(tmp_path: Path, line: str) -> None:
+    # libpam 1.5.2 crashes (SIGSEGV) on these lines, whatever type is asked
+    write(tmp_path, "etc/pam.d/svc", f"auth required pam_unix.so\n{line}\n")
+    with pytest.raises(EvaluationError, match=r"^/etc/pam.d/svc:2: .* names no file: libpam 1.5.2 crashes"):
+        context(tmp_path).fact("pam", ("svc",))
+    # a line of another type, in a file read for `auth include`, is skipped before it is read
+    write(tmp_path, "etc/pam.d/outer", "auth include svc\n")
+    write(tmp_path, "etc/pam.d/svc", "account include\naccount include nosuch\nauth required pam_unix.so\n")
+    assert [e.module for e in context(tmp_path).fact("pam", ("outer",)).entries] == ["pam_unix.so"]
