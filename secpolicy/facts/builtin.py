@@ -8,6 +8,7 @@ from secpolicy.facts import (
     aide,
     audit_rules,
     bpf_inventory,
+    crypttab,
     dconf,
     files,
     fs_scan,
@@ -44,6 +45,7 @@ def register_builtins(reg: FactRegistry) -> None:
     audit_rules.register(reg)
     aide.register(reg)
     system.register(reg)
+    crypttab.register(reg)
     nftables.register(reg)
     rsyslog.register(reg)
     procs.register(reg)
