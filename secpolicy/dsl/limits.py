@@ -18,6 +18,9 @@ class Limits:
 
     yaml_bytes: int = _limit(16 * 1024 * 1024, "size of one policy or waiver file, in characters")
     yaml_depth: int = _limit(64, "nesting of mappings and lists in one YAML file")
+    yaml_nodes: int = _limit(
+        500_000, "values (scalars, lists, mappings, aliases) written in one YAML file: bounds the reader's memory"
+    )
     yaml_alias_nodes: int = _limit(
         100_000, "values reached through aliases (`*name`) in one YAML file: bounds alias expansion"
     )

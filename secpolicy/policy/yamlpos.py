@@ -114,6 +114,8 @@ def load_yaml(text: str, path: str) -> Positioned:
     # editor does not show it: positions are into the text after it.
     text = text.removeprefix("\ufeff")
     try:
+        if len(text) > LIMITS.yaml_nodes // 2:
+            _count_values(text, path)
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
@@ -148,6 +150,27 @@ def load_yaml(text: str, path: str) -> Positioned:
     except (ValueError, TypeError, RecursionError) as e:  # a value the constructor cannot build
         raise LocatedError(f"invalid YAML value: {e}", path) from None
     return Positioned(data, spans, key_spans, text, path)
+
+
+_VALUE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
+
+
+def _count_values(text: str, path: str) -> None:
+    """Refuse a file of more than `yaml_nodes` values before any node is built (libyaml
+    builds the whole tree first: a 16 MB list of `a,` is 8 million objects). Only files long
+    enough to hold that many are counted (a value takes at least half a character)."""
+    loader = _Loader(text)
+    try:
+        n = 0
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, _VALUE_EVENTS):
+                n += 1
+                if n > LIMITS.yaml_nodes:
+                    raise _at(text, path, event.start_mark.index,
+                              f"more than {LIMITS.yaml_nodes:,} values in one YAML file (the limit)")
+    finally:
+        loader.dispose()
 
 
 def _at(text: str, path: str, index: int, message: str) -> LocatedError:

@@ -279,3 +279,23 @@ def test_a_refused_long_expression_is_not_mapped_or_shown_character_by_character
     assert mapped == []
     # Rendered twice (once to say each error once, once here), an excerpt and "..." each.
     assert 0 < len(looked) <= 2 * (errors_module._EXCERPT + 3)
+
+
+def test_a_file_of_more_values_than_the_limit_is_refused_before_its_tree_is_built(tmp_path, monkeypatch):
+    # `[a,a,a,...]` of 16 MB is 8 million values: libyaml would build every node (gigabytes)
+    # before the walk could count them. The values are counted first, by events.
+    from secpolicy.policy import yamlpos
+
+    built: list[int] = []
+    monkeypatch.setattr(yamlpos._Loader, "get_single_node", lambda self: built.append(1))
+    n = LIMITS.yaml_nodes + 10
+    p = policy(tmp_path, rule("'true'", "    tags: [" + ",".join(["a"] * n) + "]\n"))
+    err = first_error(p)
+    # The value past the limit is named. 22 values come before the list's first element: the
+    # document (1), `metadata` and its mapping of three pairs (8), `rules` and its list (2),
+    # the rule's mapping and its four pairs (9), `tags` and its list (2).
+    column = len("    tags: [") + 2 * (LIMITS.yaml_nodes - 22) + 1
+    assert err.startswith(f"{p}:7:{column}: more than {LIMITS.yaml_nodes:,} values in one YAML file (the limit)"), err[:200]
+    assert built == []
+    # The bundled packs are far below it, and a file that short is not counted at all.
+    assert first_error(policy(tmp_path, rule("'true'", "    tags: [" + ",".join(["a"] * 1000) + "]\n    bad: 1\n"), "q.yaml"))
