@@ -1,9 +1,11 @@
 """The event store: SQLite in WAL mode holding events and alerts with the columns that queries
-filter on (time, user, type, rule) indexed, the whole dict as JSON, and retention."""
+filter on (time, user, type, rule) indexed, the whole dict as JSON, each record once (a digest of
+its content is unique), and retention that times from the future cannot fool."""
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 import json
 import math
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EventStore",
+    "Ingested",
     "JsonLines",
+    "Pruned",
     "Retention",
     "alert_row",
     "cycles_paused",
@@ -39,7 +43,10 @@ __all__ = [
     "row_batches",
 ]
 
-_SCHEMA_VERSION = "1"
+# 2: the digest column (unique: a record is stored once) and the ingests table. A store of
+# schema 1 is converted when opened for writing; readers take both.
+_SCHEMA_VERSION = "2"
+_READABLE_VERSIONS = ("1", _SCHEMA_VERSION)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -56,7 +63,8 @@ CREATE TABLE IF NOT EXISTS events (
     resource TEXT,
     result TEXT,
     src_ip TEXT,
-    json TEXT NOT NULL
+    json TEXT NOT NULL,
+    digest BLOB
 );
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
@@ -69,8 +77,20 @@ CREATE TABLE IF NOT EXISTS alerts (
     host TEXT,
     session TEXT,
     src_ip TEXT,
-    json TEXT NOT NULL
+    json TEXT NOT NULL,
+    digest BLOB
 );
+CREATE TABLE IF NOT EXISTS ingests (before TEXT PRIMARY KEY, events_last INTEGER, alerts_last INTEGER);
+"""
+# An ingests row: the events and alerts up to these ids were stored before this time (the end of
+# the hour they were stored in: one row an hour, however many transactions).
+_NOTE_INGEST = ("INSERT INTO ingests VALUES (?, (SELECT MAX(id) FROM events), (SELECT MAX(id) FROM alerts)) "
+                "ON CONFLICT(before) DO UPDATE SET events_last = excluded.events_last, "
+                "alerts_last = excluded.alerts_last")
+# What makes ingest idempotent: always built (also with indexes=False), since an insert relies on it.
+_IDENTITY = """
+CREATE UNIQUE INDEX IF NOT EXISTS events_digest ON events(digest);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_digest ON alerts(digest);
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
@@ -90,10 +110,14 @@ CREATE INDEX IF NOT EXISTS alerts_severity_ts ON alerts(severity, ts);
 PRIVILEGED_EXEC = "((euid = 0 AND uid IS NOT NULL AND uid != 0) OR comm IN ('sudo', 'su', 'pkexec', 'doas'))"
 _INDEXES = _INDEXES.format(privileged=PRIVILEGED_EXEC)
 _EVENT_COLUMNS = ("ts", "type", "user", "uid", "euid", "host", "pid", "session", "comm", "resource",
-                  "result", "src_ip", "json")
-_ALERT_COLUMNS = ("ts", "rule_id", "severity", "title", "kind", "user", "host", "session", "src_ip", "json")
-_INSERT_EVENT = f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
-_INSERT_ALERT = f"INSERT INTO alerts ({', '.join(_ALERT_COLUMNS)}) VALUES ({', '.join('?' * len(_ALERT_COLUMNS))})"
+                  "result", "src_ip", "json", "digest")
+_ALERT_COLUMNS = ("ts", "rule_id", "severity", "title", "kind", "user", "host", "session", "src_ip", "json",
+                  "digest")
+# A record whose digest is stored already is skipped (only that conflict: any other is an error).
+_INSERT_EVENT = (f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+                 " ON CONFLICT(digest) DO NOTHING")
+_INSERT_ALERT = (f"INSERT INTO alerts ({', '.join(_ALERT_COLUMNS)}) VALUES ({', '.join('?' * len(_ALERT_COLUMNS))})"
+                 " ON CONFLICT(digest) DO NOTHING")
 
 
 def iso_utc(moment: datetime) -> str:
@@ -355,7 +379,23 @@ def event_row(event: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
         str(result) if result else "",
         rhost if rhost and type(rhost) is str else _source_address(auth, get("net") or _EMPTY),
         text if text is not None else json.dumps(event, separators=(",", ":"), ensure_ascii=False),
+        digest(event),
     )
+
+
+def digest(record: Mapping[str, Any]) -> bytes:
+    """The identity of a stored event or alert: 16 bytes of BLAKE2b over its canonical JSON
+    (keys sorted, no spaces), so the same record is the same digest however its line was
+    written. Nothing else is left out: an auditd event carries its record id (`sec.ms:serial`,
+    node) in `source.records`, a live one its time in nanoseconds, pid and tid, and two events
+    that differ in any of these are two records. The digest is of the record as stored (after
+    redaction): a digest of what redaction removed would let a guessed secret be confirmed."""
+    try:
+        data = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate: Python's encoder writes them
+        data = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "backslashreplace")
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 # Seconds ("YYYY-MM-DDTHH:MM:SS") of stored-form times found to exist: a time of one of them
@@ -403,6 +443,7 @@ def alert_row(alert: Mapping[str, Any], text: str | None = None) -> tuple[Any, .
         _text(session, "event.proc.session"),
         _src_ip(event),
         text if text is not None else json.dumps(alert, separators=(",", ":"), ensure_ascii=False),
+        digest(alert),
     )
 
 
@@ -412,6 +453,10 @@ def _no_constant(name: str) -> Any:
 
 _DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
 _LONG_DIGITS = re.compile(r"[0-9]{20}")
+# Every digit as "0", everything else as ".": a run of 20 zeros in a line so translated is an
+# integer orjson may have read as a float (found ten times faster than by _LONG_DIGITS).
+_DIGITS_AS_ZERO = bytes(48 if 48 <= i <= 57 else 46 for i in range(256))
+_TWENTY_DIGITS = b"0" * 20
 _MAX_DEPTH = 256  # nesting of a stored record; real events nest a few levels
 
 
@@ -537,7 +582,9 @@ class JsonLines:
                         # (a record redaction rewrites is read again too: _exact).
                         obj = orjson.loads(line)  # rejects lone surrogates, NaN and bad UTF-8 too
                         text = line.decode("utf-8")
-                        if len(line) > 4000:
+                        if len(line) > 4000 or _TWENTY_DIGITS in line.translate(_DIGITS_AS_ZERO):
+                            # Exact integers: 10**20 and 10**20 + 1, both 1e20 as floats, would
+                            # be one record to the digest.
                             obj = _DECODE(text)
                     except RecursionError:
                         yield path, n, None, "JSON nested too deeply"
@@ -599,16 +646,49 @@ def cycles_paused() -> Iterator[None]:
 @dataclass(frozen=True)
 class Retention:
     """How much to keep: events and alerts older than `days`, and the oldest events beyond
-    `max_events`, are deleted by `EventStore.prune`."""
+    `max_events`, are deleted by `EventStore.prune`.
+
+    A record dated more than `future_tolerance` after now (a forged time, a clock years
+    ahead) has no age to go by: `days` counts from when it was stored instead, and
+    `max_events` deletes such events before any other (the furthest ahead first)."""
 
     days: float | None = 90.0
     max_events: int | None = None
+    future_tolerance: timedelta = timedelta(days=1)
 
     def __post_init__(self) -> None:
         if self.days is not None and not 0 < self.days < math.inf:  # False for NaN too
             raise InputError(f"retention days {self.days} is not a finite number above 0")
         if self.max_events is not None and self.max_events < 1:
             raise InputError("retention max_events must be at least 1")
+        if self.future_tolerance < timedelta(0):
+            raise InputError("retention future_tolerance must not be negative")
+
+
+class Ingested(tuple[int, int]):
+    """(events stored, alerts stored), and in `duplicate_events` and `duplicate_alerts` those
+    not stored because the store held them already (or an earlier line of the same load did)."""
+
+    duplicate_events: int
+    duplicate_alerts: int
+
+    def __new__(cls, events: int, alerts: int, duplicate_events: int = 0, duplicate_alerts: int = 0) -> Self:
+        new = super().__new__(cls, (events, alerts))
+        new.duplicate_events, new.duplicate_alerts = duplicate_events, duplicate_alerts
+        return new
+
+
+class Pruned(tuple[int, int]):
+    """(events deleted, alerts deleted), and in `future_events` and `future_alerts` how many of
+    them were dated beyond the retention's future tolerance."""
+
+    future_events: int
+    future_alerts: int
+
+    def __new__(cls, events: int, alerts: int, future_events: int = 0, future_alerts: int = 0) -> Self:
+        new = super().__new__(cls, (events, alerts))
+        new.future_events, new.future_alerts = future_events, future_alerts
+        return new
 
 
 class EventStore:
@@ -637,15 +717,45 @@ class EventStore:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA temp_store=MEMORY")
             self.conn.executescript(_SCHEMA)
-            if indexes:
-                self.conn.executescript(_INDEXES)
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
-                self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (_SCHEMA_VERSION,))
+                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (_SCHEMA_VERSION,))
+            elif row[0] == "1":
+                self._convert_from_1()
             elif row[0] != _SCHEMA_VERSION:
                 raise InputError(f"event store schema {row[0]} is not {_SCHEMA_VERSION}", str(self.path))
+            self.conn.executescript(_IDENTITY)
+            if indexes:
+                self.conn.executescript(_INDEXES)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"not a usable event store: {exc}", str(self.path)) from exc
+
+    def _convert_from_1(self) -> None:
+        """Schema 1 to 2 in one transaction: the digest column and its unique index, a digest
+        for every record, and an ingests entry saying everything was stored by now. Nothing is
+        deleted: of copies stored before (the defect schema 2 ends), the first takes the digest
+        and the others keep none, as does a record whose JSON cannot be read."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is not None and row[0] == "1":  # not converted meanwhile by another writer
+                for table in ("events", "alerts"):
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN digest BLOB")
+                    conn.execute(f"CREATE UNIQUE INDEX {table}_digest ON {table}(digest)")
+                    last = 0
+                    while page := conn.execute(f"SELECT id, json FROM {table} WHERE id > ? ORDER BY id LIMIT 10000",
+                                               (last,)).fetchall():
+                        last = page[-1][0]
+                        conn.executemany(f"UPDATE OR IGNORE {table} SET digest = ? WHERE id = ?",
+                                         [(d, i) for i, text in page if (d := _stored_digest(text)) is not None])
+                conn.execute(_NOTE_INGEST, (_hour_end(),))
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (_SCHEMA_VERSION,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _open_read_only(self) -> None:
         try:
@@ -663,7 +773,7 @@ class EventStore:
         if row is None or not {"events", "alerts"} <= tables:
             self.conn.close()
             raise InputError("not an event store (no events, alerts and schema version in it)", str(self.path))
-        if row[0] != _SCHEMA_VERSION:
+        if row[0] not in _READABLE_VERSIONS:
             self.conn.close()
             raise InputError(f"event store schema {row[0]} is not {_SCHEMA_VERSION}", str(self.path))
 
@@ -683,7 +793,8 @@ class EventStore:
     # -- ingest -------------------------------------------------------------------------
 
     def add_events(self, events: Iterable[Mapping[str, Any]], batch: int = 5000) -> int:
-        """Insert events in transactions of `batch`; returns how many were stored."""
+        """Insert events in transactions of `batch`; returns how many were stored (an event
+        stored already is not stored again)."""
         return self._add(_INSERT_EVENT, map(event_row, events), batch)
 
     def add_event_rows(self, rows: Iterable[tuple[Any, ...]], batch: int = 50000) -> int:
@@ -693,47 +804,52 @@ class EventStore:
     def add_alerts(self, alerts: Iterable[Mapping[str, Any]], batch: int = 5000) -> int:
         return self._add(_INSERT_ALERT, map(alert_row, alerts), batch)
 
-    def ingest(self, rows: Iterable[tuple[str, tuple[Any, ...]]], batch: int = 50_000) -> tuple[int, int]:
+    def ingest(self, rows: Iterable[tuple[str, tuple[Any, ...]]], batch: int = 50_000) -> Ingested:
         """Store ("event" | "alert", row) pairs (as `JsonLines.rows` gives them) in
-        transactions of `batch` rows; returns (events, alerts) stored."""
-        n_events = n_alerts = 0
+        transactions of `batch` rows; returns (events, alerts) stored, with the duplicates."""
+        n_events = n_alerts = d_events = d_alerts = 0
         self.prepare_bulk_load()
         with cycles_paused():
             for events, alerts in row_batches(rows, batch):
-                self.insert(events, alerts)
-                n_events, n_alerts = n_events + len(events), n_alerts + len(alerts)
-        return n_events, n_alerts
+                stored_events, stored_alerts = self.insert(events, alerts)
+                n_events, n_alerts = n_events + stored_events, n_alerts + stored_alerts
+                d_events, d_alerts = d_events + len(events) - stored_events, d_alerts + len(alerts) - stored_alerts
+        return Ingested(n_events, n_alerts, d_events, d_alerts)
 
     def prepare_bulk_load(self) -> None:
         """A page cache large enough that index pages stay in memory while bulk loading."""
         self.conn.execute(f"PRAGMA cache_size=-{_INGEST_CACHE_KIB}")
 
-    def insert(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> None:
+    def insert(self, events: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> tuple[int, int]:
         """Store event and alert rows (as `event_row` and `alert_row` make them) in one
-        transaction, or none of them (RuntimeFailure)."""
-        self._transaction([(_INSERT_EVENT, events), (_INSERT_ALERT, alerts)])
+        transaction, or none of them (RuntimeFailure); returns (events, alerts) stored: a
+        row whose digest is stored already is skipped."""
+        stored = self._transaction([(_INSERT_EVENT, events), (_INSERT_ALERT, alerts)])
+        return stored[0], stored[1]
 
-    def _transaction(self, work: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        """Insert every (statement, rows) pair in one transaction, or none of them."""
+    def _transaction(self, work: list[tuple[str, list[tuple[Any, ...]]]]) -> list[int]:
+        """Insert every (statement, rows) pair in one transaction, or none of them; returns
+        the rows each statement stored. The ingests table notes when they were stored."""
         n = sum(len(rows) for _, rows in work)
         if not n:
-            return
+            return [0] * len(work)
         try:
             self.conn.execute("BEGIN")
-            for sql, rows in work:
-                self.conn.executemany(sql, rows)
+            stored = [self.conn.executemany(sql, rows).rowcount if rows else 0 for sql, rows in work]
+            if any(stored):
+                self.conn.execute(_NOTE_INGEST, (_hour_end(),))
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise RuntimeFailure(f"{self.path}: cannot store {n} rows: {exc}") from exc
+        return stored
 
     def _add(self, sql: str, rows: Iterable[tuple[Any, ...]], batch: int) -> int:
         total = 0
         it = iter(rows)
         while chunk := list(itertools.islice(it, batch)):
-            self._transaction([(sql, chunk)])
-            total += len(chunk)
+            total += self._transaction([(sql, chunk)])[0]
         return total
 
     # -- queries ------------------------------------------------------------------------
@@ -823,41 +939,92 @@ class EventStore:
 
     # -- retention ----------------------------------------------------------------------
 
-    def prune(self, now: datetime | None = None) -> tuple[int, int]:
+    def prune(self, now: datetime | None = None) -> Pruned:
         """Apply the retention settings in one transaction; returns (events deleted, alerts
-        deleted). RuntimeFailure when the store cannot be changed (locked by another writer)."""
-        cutoff: str | None = None
+        deleted), with how many of them were dated in the future. RuntimeFailure when the store
+        cannot be changed (locked by another writer)."""
+        moment = now or datetime.now(UTC)
+        cutoff = None
         if self.retention.days is not None:
-            moment = now or datetime.now(UTC)
             try:
-                cutoff = iso_utc(moment - timedelta(days=self.retention.days))
-            except OverflowError:  # before the year 1: nothing stored is that old
+                cutoff = _shifted(moment, -timedelta(days=self.retention.days))  # None: before the year 1
+            except OverflowError:  # more days than a timedelta holds: nothing stored is that old
                 cutoff = None
+        future = _shifted(moment, self.retention.future_tolerance)  # None: nothing is dated after 9999
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            events, alerts = self._prune(cutoff)
+            pruned = self._prune(cutoff, future)
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise RuntimeFailure(f"{self.path}: cannot apply retention: {exc}") from exc
-        return events, alerts
+        return pruned
 
-    def _prune(self, cutoff: str | None) -> tuple[int, int]:
-        events = alerts = 0
+    def _prune(self, cutoff: str | None, future: str | None) -> Pruned:
+        conn = self.conn
+        events = alerts = future_events = future_alerts = 0
         if cutoff is not None:
-            events += self.conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
-            alerts += self.conn.execute("DELETE FROM alerts WHERE ts < ?", (cutoff,)).rowcount
+            events += conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
+            alerts += conn.execute("DELETE FROM alerts WHERE ts < ?", (cutoff,)).rowcount
+            if future is not None:
+                # A time in the future is no age: such a record is kept `days` from when it was stored.
+                events_last, alerts_last = conn.execute(
+                    "SELECT MAX(events_last), MAX(alerts_last) FROM ingests WHERE before <= ?", (cutoff,)).fetchone()
+                if events_last is not None:
+                    future_events += conn.execute("DELETE FROM events WHERE ts > ? AND id <= ?",
+                                                  (future, events_last)).rowcount
+                if alerts_last is not None:
+                    future_alerts += conn.execute("DELETE FROM alerts WHERE ts > ? AND id <= ?",
+                                                  (future, alerts_last)).rowcount
+                conn.execute("DELETE FROM ingests WHERE before <= ?", (cutoff,))
         if self.retention.max_events is not None:
-            row = self.conn.execute(
-                "SELECT ts, id FROM events ORDER BY ts DESC, id DESC LIMIT 1 OFFSET ?",
-                (self.retention.max_events,),
-            ).fetchone()
+            keep = self.retention.max_events
+            # Events dated in the future go first (the furthest ahead first), then the oldest.
+            present = "" if future is None else " WHERE ts <= ?"
+            args: tuple[str, ...] = () if future is None else (future,)
+            row = conn.execute(f"SELECT ts, id FROM events{present} ORDER BY ts DESC, id DESC LIMIT 1 OFFSET ?",
+                               (*args, keep)).fetchone()
             if row is not None:
-                events += self.conn.execute(
+                events += conn.execute(
                     "DELETE FROM events WHERE ts < ? OR (ts = ? AND id <= ?)", (row[0], row[0], row[1])
                 ).rowcount
-        return events, alerts
+                room = 0
+            else:
+                room = keep - int(conn.execute(f"SELECT COUNT(*) FROM events{present}", args).fetchone()[0])
+            if future is not None:
+                future_events += conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts > ? ORDER BY ts, id "
+                    "LIMIT -1 OFFSET ?)", (future, room)).rowcount
+        return Pruned(events + future_events, alerts + future_alerts, future_events, future_alerts)
+
+
+def _shifted(moment: datetime, by: timedelta) -> str | None:
+    """`moment + by` in stored form, None when that is outside the years 1 to 9999."""
+    try:
+        return iso_utc(moment + by)
+    except (OverflowError, InputError):
+        return None
+
+
+def _hour_end() -> str:
+    """The end of the current hour, as the ingests table notes when records were stored."""
+    now = datetime.now(UTC)
+    return iso_utc(now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
+
+
+def _stored_digest(text: str) -> bytes | None:
+    """The digest of a stored JSON column, read as `JsonLines` reads a line; None when it
+    cannot be read (stored by another tool)."""
+    try:
+        line = text.encode("utf-8")
+        if len(line) > 4000 or _TWENTY_DIGITS in line.translate(_DIGITS_AS_ZERO):
+            record = _DECODE(text)
+        else:
+            record = orjson.loads(line)
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        return None
+    return digest(record) if isinstance(record, dict) else None
 
 
 def _window(since: str | None, until: str | None) -> tuple[list[str], list[Any]]:

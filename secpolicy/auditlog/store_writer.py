@@ -4,7 +4,8 @@ lines while a writer process inserts the rows of the batch before into SQLite.
 Reading (decoding, checking, extracting columns, screening for redaction) and SQLite's inserts
 each cost about half of an ingest, and both hold the interpreter lock (binding a row's values
 does), so a writer thread gains nothing; a writer process does. Each batch crosses a pipe as
-one marshal frame and is stored in one transaction, exactly as `EventStore.ingest` stores it.
+one marshal frame and is stored in one transaction, exactly as `EventStore.ingest` stores it
+(a row the store holds already is skipped and counted as a duplicate).
 
 The writer is a fresh interpreter (not a fork: a fork would inherit whatever locks other
 threads of the caller hold), started with -P so the working directory is not on its path.
@@ -25,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from secpolicy.auditlog.store import EventStore, cycles_paused, row_batches
+from secpolicy.auditlog.store import EventStore, Ingested, cycles_paused, row_batches
 from secpolicy.errors import RuntimeFailure
 
 __all__ = ["ingest_in_writer", "serve"]
@@ -39,9 +40,9 @@ _START = "import sys; sys.path.append(sys.argv[1]); from secpolicy.auditlog.stor
 Row = tuple[Any, ...]
 
 
-def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: int = 50_000) -> tuple[int, int]:
+def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: int = 50_000) -> Ingested:
     """`EventStore(path).ingest(rows, batch)`, with the inserts in a writer process; returns
-    (events, alerts) stored. Batches are stored in order, each in one transaction. When one
+    (events, alerts) stored, with the duplicates skipped. Batches are stored in order, each in one transaction. When one
     cannot be stored, the batches before it stay stored, none after it is, reading stops at
     the next batch and RuntimeFailure is raised as `ingest` raises it; so it is when the
     writer dies. When `rows` raises (or the run is interrupted), the batches already handed
@@ -80,7 +81,7 @@ def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: i
         raise RuntimeFailure(f"the event store's writer process {how} before reporting; the batches it "
                              f"committed are stored, the rest is not")
     try:
-        n_events, n_alerts, message = marshal.loads(report)
+        n_events, n_alerts, d_events, d_alerts, message = marshal.loads(report)
     except (EOFError, ValueError, TypeError):
         raise RuntimeFailure(f"the event store's writer process {how} with an unreadable report") from None
     if message is not None:
@@ -88,7 +89,7 @@ def ingest_in_writer(path: str | Path, rows: Iterable[tuple[str, Row]], batch: i
     if failure or code != 0:
         raise RuntimeFailure(f"the event store's writer process {how} after storing {n_events} events "
                              f"and {n_alerts} alerts")
-    return n_events, n_alerts
+    return Ingested(n_events, n_alerts, d_events, d_alerts)
 
 
 def _feed(rows: Iterable[tuple[str, Row]], batch: int, out: int, status: int) -> bool:
@@ -121,12 +122,13 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def serve(path: str) -> None:
     """The writer process: store every whole frame read from standard input, then write
-    (events, alerts, failure or None) to standard output as one marshal record."""
+    (events, alerts, duplicate events, duplicate alerts, failure or None) to standard output
+    as one marshal record."""
     # Interrupts are the reader's to handle: it closes the pipe, and the batch in hand is
     # still stored whole (a frame cut short is not).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
-    n_events = n_alerts = 0
+    n_events = n_alerts = d_events = d_alerts = 0
     message: str | None = None
     try:
         with EventStore(path) as store, os.fdopen(0, "rb", buffering=_PIPE_SIZE) as frames:
@@ -137,15 +139,17 @@ def serve(path: str) -> None:
                 if len(body) != size:
                     break
                 events, alerts = marshal.loads(body)
-                store.insert(events, alerts)
-                n_events += len(events)
-                n_alerts += len(alerts)
+                stored_events, stored_alerts = store.insert(events, alerts)
+                n_events += stored_events
+                n_alerts += stored_alerts
+                d_events += len(events) - stored_events
+                d_alerts += len(alerts) - stored_alerts
     except RuntimeFailure as exc:
         message = exc.message
     except BaseException as exc:  # noqa: BLE001 - reported to the reader, which raises it
         message = f"the event store's writer process failed: {exc}"
     try:
-        _write_all(1, marshal.dumps((n_events, n_alerts, message)))
+        _write_all(1, marshal.dumps((n_events, n_alerts, d_events, d_alerts, message)))
     except OSError:
         pass  # the reader is gone (killed): no one to tell
     os._exit(0 if message is None else 1)  # nothing else to flush or run at exit

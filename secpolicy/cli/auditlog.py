@@ -842,15 +842,22 @@ def store_ingest_cmd(db: str, files: tuple[str, ...], batch: int, strict: bool, 
     """Store events and alerts from JSON-lines files (a line with rule_id is an alert).
 
     Each is redacted (--redaction) before it is stored. A malformed line is skipped and
-    reported with its file and line; the rest is stored."""
+    reported with its file and line; the rest is stored. An event or alert the store holds
+    already (the same content) is not stored again: ingesting a file twice, or overlapping
+    files, stores each record once, and the duplicates are counted."""
     from secpolicy.app.redaction import open_redactor
     from secpolicy.auditlog.store import JsonLines
     from secpolicy.auditlog.store_writer import ingest_in_writer
 
     redactor = open_redactor(redaction)
     reader = JsonLines(files, redactor=redactor)
-    n_events, n_alerts = ingest_in_writer(db, reader.rows(), batch)
-    click.echo(f"stored {n_events} events and {n_alerts} alerts in {db}")
+    stored = ingest_in_writer(db, reader.rows(), batch)
+    n_events, n_alerts = stored
+    duplicates = ""
+    if stored.duplicate_events or stored.duplicate_alerts:
+        duplicates = (f" (skipped {stored.duplicate_events} events and {stored.duplicate_alerts} alerts "
+                      f"already stored)")
+    click.echo(f"stored {n_events} events and {n_alerts} alerts in {db}{duplicates}")
     summary = redactor.summary()
     if summary["records"] or not summary["enabled"]:
         click.echo(f"secpolicy: {format_redaction(summary)}", err=True)
@@ -902,17 +909,25 @@ def store_export_cmd(db: str, fmt: str, since: str | None, until: str | None, ou
 @click.option("--days", type=click.FloatRange(0, min_open=True), help="Delete what is older than this.")
 @click.option("--max-events", type=click.IntRange(1, _SQL_INT_MAX), help="Keep at most this many events.")
 def store_prune_cmd(db: str, days: float | None, max_events: int | None) -> None:
-    """Apply retention: delete old events and alerts."""
+    """Apply retention: delete old events and alerts.
+
+    An event or alert dated more than a day after now has no age to go by: --days counts from
+    when it was stored, and --max-events deletes such events first."""
     from secpolicy.auditlog.store import EventStore, Retention
 
     if days is None and max_events is None:
         raise InputError("give --days and/or --max-events")
     store = EventStore(db, Retention(days=days, max_events=max_events), create=False)
     try:
-        n_events, n_alerts = store.prune()
+        pruned = store.prune()
     finally:
         store.close()
-    click.echo(f"deleted {n_events} events and {n_alerts} alerts")
+    n_events, n_alerts = pruned
+    future = ""
+    if pruned.future_events or pruned.future_alerts:
+        future = (f" ({pruned.future_events} events and {pruned.future_alerts} alerts of them dated more than "
+                  f"a day after now)")
+    click.echo(f"deleted {n_events} events and {n_alerts} alerts{future}")
 
 
 COMMANDS = [log_group, timeline_cmd, dashboard_cmd, anomaly_group, store_group]
