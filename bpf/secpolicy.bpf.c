@@ -95,7 +95,7 @@ struct sp_lite {
     u32 mask;
     u32 fd_only;
     u32 in_hash;
-    u32 pad;
+    u32 link; /* a write-open to test, if it succeeds, on the file it opened (sp_may_link) */
 };
 /* Where they wait: by thread id in a preallocated hash, or in the task's own storage, which is
  * cheaper per call but costs an allocation the first time a task uses it: so only a task that
@@ -891,6 +891,31 @@ static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
 {
     u32 type = l->type;
     u32 mask = l->mask;
+    u64 linked = 0;
+    u16 len = 0;
+    u8 n = 0;
+#ifdef SP_KPATH
+    if (l->link && ret >= 0) {
+        /* A write-open that succeeded, kept for the file it opened (sp_may_link): that file's
+         * own path is the record's first string, and the clauses are tested on it instead. */
+        struct sp_event *o = sp_scratch();
+        if (!o) {
+            sp_lite_done(l, tid);
+            return 0;
+        }
+        o->str_len = 0;
+        o->nstr = 0;
+        o->flags = 0;
+        if (!sp_put_kpath(o, sp_path_of(ret), 0) ||
+            !(mask = sp_clauses(o, sp_cfg(type), 1, o->str_len, 0, 0))) {
+            sp_lite_done(l, tid);
+            return 0;
+        }
+        linked = SP_LINKED_PATH;
+        len = o->str_len;
+        n = o->nstr;
+    }
+#endif
     if (!sp_outcome_mask_ok(type, mask, ret)) {
         sp_lite_done(l, tid);
         return 0;
@@ -905,10 +930,12 @@ static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
         sp_lite_done(l, tid);
         return 0;
     }
+    e->str_len = len;
+    e->nstr = n;
     e->a[0] = l->a[0];
     e->a[1] = l->a[1];
     e->a[2] = l->a[2];
-    e->a[3] = l->a[3];
+    e->a[3] = l->a[3] | linked;
     e->a[4] = l->path;
     e->a[5] = l->probe | ((u64)mask << 32);
     u32 fd_only = l->fd_only;
@@ -953,16 +980,41 @@ int sp_exit_path(struct sp_exit_ctx *ctx)
 }
 
 /* Keep a call that only a failure can make interesting as a few words until sys_exit. */
-static __always_inline void sp_keep_lite(struct sp_call *c, u32 mask)
+static __always_inline void sp_keep_lite(struct sp_call *c, u32 mask, u32 link)
 {
     struct sp_lite l = {.path = c->path, .type = c->type, .probe = c->probe, .mask = mask,
-                        .fd_only = c->fd_only};
+                        .fd_only = c->fd_only, .link = link};
     l.a[0] = c->dfd;
     l.a[1] = c->a1;
     l.a[2] = c->a2;
     l.a[3] = c->a3;
     if (!sp_lite_put(&l, (u32)bpf_get_current_pid_tgid()))
         sp_count_lost(c->type);
+}
+
+/* A write-open (not O_TMPFILE) whose path as given matched no prefix may still reach a watched
+ * file: through a symlink (`/tmp/l/shadow` with `/tmp/l -> /etc`) or a link of /proc
+ * (`/proc/self/fd/N` of a descriptor opened O_PATH). Nothing at sys_enter proves cheaply that
+ * a path holds no link, so such a call waits for sys_exit as a few words (struct sp_lite, with
+ * `link` set), where, if it succeeded, the file it opened is walked and the clauses tested on
+ * its path instead. Only where a clause with a prefix accepts a success; reads cost nothing
+ * more. */
+static __always_inline int sp_may_link(struct sp_type_cfg *cfg, struct sp_call *c)
+{
+#ifdef SP_KPATH
+    u32 probe = c->probe;
+    if (!cfg || c->type != SP_EV_WRITE || (c->a1 & 020000000) || c->fd_only == 1 ||
+        (probe != SP_P_OPENAT && probe != SP_P_OPENAT2 && probe != SP_P_OPEN && probe != SP_P_CREAT))
+        return 0;
+    for (u32 i = 0; i < SP_MAX_CLAUSES; i++) {
+        if (i >= cfg->nclauses)
+            break;
+        u32 f = cfg->c[i].flags;
+        if ((f & SP_C_PREFIX) && !(f & (SP_C_FAILURE | SP_C_ERRNO)))
+            return 1;
+    }
+#endif
+    return 0;
 }
 
 /* A record with one path (at str offset 0). The path test runs first, on a bare record: most
@@ -983,10 +1035,13 @@ static __always_inline int sp_path_event(struct sp_call *c)
     u8 defer = 0;
     if (!sp_put_path(e, c->dfd, (const char *)c->path, c->fd_only))
         defer = SP_F_DEFER;
-    if (!defer && !(mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0)))
-        return 0;
-    if (sp_needs_failure(cfg, mask)) {
-        sp_keep_lite(c, mask);
+    if (!defer)
+        mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0);
+    if (!mask || sp_needs_failure(cfg, mask)) {
+        /* a success matters here only if the file opened is a watched one */
+        u32 link = sp_may_link(cfg, c);
+        if (mask || link)
+            sp_keep_lite(c, mask, link);
         return 0;
     }
     u16 len = e->str_len;

@@ -137,6 +137,10 @@
 #define SP_RESOLVE_IN_ROOT 16
 /* a[3] of a successful open record whose second string is the opened file's own path. */
 #define SP_OPENED_PATH 4294967296
+/* a[3] of a successful write-open whose path as given matched no prefix, tested at sys_exit on
+ * the file it opened (a symlink or a /proc/self/fd link may lead into a watched tree): the first
+ * string is the opened file's own path, the second the path as given. */
+#define SP_LINKED_PATH 8589934592
 
 #ifndef SP_USER_SPACE
 /* One record. a[] holds type-specific numbers (see docs/live.md); str holds nstr

@@ -41,6 +41,9 @@ _AT_FDCWD = -100
 _NO_ID = 0xFFFFFFFF
 _EXEC, _CHDIR = C["SP_EV_EXEC"], C["SP_EV_CHDIR"]
 _OPENED = C["SP_OPENED_PATH"]  # a[3] of an open whose second string is the opened file's path
+# a[3] of a write-open tested on the file it opened (its path as given matched no prefix): the
+# first string is the opened file's path, the second the path as given
+_LINKED = C["SP_LINKED_PATH"]
 # A string the kernel cut at its buffer (SP_PIECE_MAX bytes with the NUL): shown as such, never
 # normalised into a real-looking path.
 _PIECE = C["SP_PIECE_MAX"] - 1
@@ -417,9 +420,15 @@ def _first(strs: list[str]) -> str:
 
 def _b_file_open(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     fl = _flags_of(h.a1)
-    given = d.resolve(h, p, h.a0, _first(strs))
-    opened = strs[1] if h.a3 & _OPENED and len(strs) > 1 and strs[1].startswith("/") else None
-    f: EventFile = {"path": _opened_or_given(given, opened, _first(strs), h), "flags": list(fl)}
+    if h.a3 & _LINKED:
+        # A write that reached a watched file through a symlink or a /proc/self/fd link: named
+        # by the file written, the path the kernel's test passed (the path as given is strs[1]).
+        path = _first(strs)
+    else:
+        given = d.resolve(h, p, h.a0, _first(strs))
+        opened = strs[1] if h.a3 & _OPENED and len(strs) > 1 and strs[1].startswith("/") else None
+        path = _opened_or_given(given, opened, _first(strs), h)
+    f: EventFile = {"path": path, "flags": list(fl)}
     if "O_CREAT" in fl and h.a5 & 0xFFFFFFFF not in _MADE:
         f["mode"] = h.a2 & 0o7777
     ev["file"] = f

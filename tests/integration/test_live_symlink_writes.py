@@ -1,0 +1,163 @@
+"""A write that reaches a watched file through a link is seen as a write of that file: through a
+symlinked directory, a symlink to the file, and /proc/self/fd/N (or /dev/fd/N) of a descriptor
+opened O_PATH, the rule on the watched tree fires and the alert names the real file; a plain
+write outside the watched tree still raises nothing. Real BPF, a watched tree of the test's
+own (never /etc)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
+
+POLICY = """\
+metadata: {{id: symlink-writes, title: symlink writes, version: "1.0.0"}}
+rules:
+  - id: watched-write
+    title: write under the watched tree
+    severity: high
+    when: type == "write" and file.path startswith "{watched}/" and outcome.result == "success"
+    message: "{{proc.exe}} wrote {{file.path}}"
+  # as in the bundled rules: refused opens anywhere, which keeps every write-open for its exit
+  - id: refused
+    title: refused open
+    severity: medium
+    when: type in ["open", "write"] and outcome.result == "failure" and outcome.errno in [1, 13]
+"""
+
+
+def child(code: str) -> int:
+    """Run `code` in a new Python process; its pid."""
+    proc = subprocess.run([sys.executable, "-I", "-c", "import os\nprint(os.getpid(), flush=True)\n" + code],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[0])
+
+
+class Run:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.watched = base / "watched"
+        self.outside = base / "outside"
+        self.pids: dict[str, int] = {}
+        self.alerts: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def of(self, case: str) -> list[dict[str, Any]]:
+        return [a for a in self.alerts if a["event"]["proc"]["pid"] == self.pids[case]]
+
+
+def _workload(r: Run) -> None:
+    w, o = r.watched, r.outside
+    (o / "dirlink").symlink_to(w)
+    (w / "target").write_text("x")
+    (o / "filelink").symlink_to(w / "target")
+    (w / "pathfd").write_text("x")
+    (w / "devfd").write_text("x")
+    r.pids["dir"] = child(f"open({str(o / 'dirlink' / 'viadir')!r}, 'w').write('y')")
+    r.pids["file"] = child(f"open({str(o / 'filelink')!r}, 'a').write('y')")
+    r.pids["procfd"] = child(f"""
+fd = os.open({str(w / 'pathfd')!r}, os.O_PATH)
+os.close(os.open(f"/proc/self/fd/{{fd}}", os.O_WRONLY | os.O_APPEND))
+""")
+    r.pids["devfd"] = child(f"""
+fd = os.open({str(w / 'devfd')!r}, os.O_RDONLY)
+os.close(os.open(f"/dev/fd/{{fd}}", os.O_RDWR))
+""")
+    r.pids["plain"] = child(f"open({str(o / 'plain')!r}, 'w').write('y')")
+
+
+@pytest.fixture(scope="module")
+def run() -> Iterator[Run]:
+    from secpolicy.cli.core import load
+    from secpolicy.events.bpf_monitor import Monitor
+    from secpolicy.events.engine import EventEngine
+
+    base = Path(tempfile.mkdtemp(prefix="secpolicy-symlink-"))
+    r = Run(base)
+    try:
+        r.watched.mkdir()
+        r.outside.mkdir()
+        policy = base / "policy.yaml"
+        policy.write_text(POLICY.format(watched=r.watched))
+        rules = list(load([str(policy)]).event_rules)
+        mon = Monitor(rules, EventEngine(rules))
+        mon.start()
+        out = io.StringIO()
+        error: list[BaseException] = []
+        marker = str(r.watched / "marker")
+        seen_marker = threading.Event()
+
+        def work() -> None:
+            try:
+                _workload(r)
+                # Written last: once its alert is out, every earlier write has been decoded.
+                child(f"open({marker!r}, 'w').write('z')")
+                seen_marker.wait(60)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                error.append(exc)
+            finally:
+                mon.stop()
+
+        def on_alert(a: dict[str, Any]) -> None:
+            if a["event"]["file"]["path"] == marker:
+                seen_marker.set()
+
+        t = threading.Thread(target=work)
+        t.start()
+        mon.run(out, on_alert=on_alert, on_event=r.events.append)
+        t.join()
+        if error:
+            raise error[0]
+        r.alerts = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert seen_marker.is_set(), r.alerts
+        yield r
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _one(r: Run, case: str) -> dict[str, Any]:
+    mine = r.of(case)
+    assert len(mine) == 1, (case, mine, [e for e in r.events if e["proc"]["pid"] == r.pids[case]])
+    return mine[0]
+
+
+def test_write_through_a_symlinked_directory_names_the_real_file(run: Run) -> None:
+    a = _one(run, "dir")
+    assert a["rule_id"] == "watched-write"
+    assert a["event"]["file"]["path"] == str(run.watched / "viadir")
+    assert a["message"].endswith(f" wrote {run.watched / 'viadir'}")
+    assert "O_CREAT" in a["event"]["file"]["flags"]
+
+
+def test_write_through_a_symlink_to_the_file_names_the_real_file(run: Run) -> None:
+    a = _one(run, "file")
+    assert a["event"]["file"]["path"] == str(run.watched / "target")
+    assert "O_APPEND" in a["event"]["file"]["flags"]
+    assert a["event"]["outcome"] == {"result": "success"}
+
+
+def test_write_through_proc_self_fd_of_an_o_path_descriptor_names_the_real_file(run: Run) -> None:
+    a = _one(run, "procfd")
+    assert a["event"]["file"]["path"] == str(run.watched / "pathfd")
+    b = _one(run, "devfd")  # /dev/fd/N of a descriptor opened read-only
+    assert b["event"]["file"]["path"] == str(run.watched / "devfd")
+    assert "O_RDWR" in b["event"]["file"]["flags"]
+
+
+def test_a_plain_write_outside_the_watched_tree_raises_nothing(run: Run) -> None:
+    assert run.of("plain") == []
+    assert not [e for e in run.events if e["proc"]["pid"] == run.pids["plain"] and e["type"] == "write"]
+    # nor is any write named by a path outside the watched tree
+    assert not [e for e in run.events if e["type"] == "write" and str(run.outside) in e["file"]["path"]]
