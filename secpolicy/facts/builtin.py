@@ -12,6 +12,7 @@ from secpolicy.facts import (
     dconf,
     files,
     fs_scan,
+    iptables,
     kv,
     limits,
     nftables,
@@ -46,6 +47,7 @@ def register_builtins(reg: FactRegistry) -> None:
     aide.register(reg)
     system.register(reg)
     crypttab.register(reg)
+    iptables.register(reg)
     nftables.register(reg)
     rsyslog.register(reg)
     procs.register(reg)
