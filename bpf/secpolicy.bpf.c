@@ -352,11 +352,19 @@ static __always_inline void *sp_file_of(long fd)
     void *fdt = sp_read_ptr(files, SP_OFF_FILES_FDT);
     if (!fdt)
         return 0;
+#if SP_OFF_FDT_MAX_FDS == 0 && SP_OFF_FDT_FD == 8
+    /* max_fds and fd side by side (every kernel since 2.6): one read */
+    u64 mf[2] = {};
+    bpf_probe_read_kernel(&mf, sizeof(mf), fdt);
+    u32 max = (u32)mf[0];
+    void **fdarr = (void **)mf[1];
+#else
     u32 max = 0;
     bpf_probe_read_kernel(&max, sizeof(max), (char *)fdt + SP_OFF_FDT_MAX_FDS);
+    void **fdarr = sp_read_ptr(fdt, SP_OFF_FDT_FD);
+#endif
     if (fd >= max)
         return 0;
-    void **fdarr = sp_read_ptr(fdt, SP_OFF_FDT_FD);
     if (!fdarr)
         return 0;
     void *file = 0;
@@ -482,6 +490,124 @@ static __always_inline void *sp_exe_path(void)
         return 0;
     void *file = sp_read_ptr(mm, SP_OFF_MM_EXE_FILE);
     return file ? (char *)file + SP_OFF_FILE_F_PATH : 0;
+}
+
+/* The first components (the name just below `/`) of the write type's prefixes that accept a
+ * success, zero-padded, and the stems of those that end inside their first component (`/etc`:
+ * a first component that starts with `etc`), as user space fills them (bpf_plan.link_heads),
+ * with link_cfg[0].on = 1 once they are all there. Left off (a prefix `/` or more stems than
+ * room), every write-open kept for its opened file gets the full test. */
+BPF_HASH(link_heads, struct sp_head, u8, SP_MAX_PREFIXES);
+BPF_ARRAY(link_cfg, struct sp_link_cfg, 1);
+
+/* struct path's mnt and dentry, and struct mount's mnt_parent, mnt_mountpoint and mnt.mnt_root,
+ * each side by side (as in every kernel since 3.3): read together. */
+#if SP_OFF_PATH_DENTRY == SP_OFF_PATH_MNT + 8 && SP_OFF_MOUNT_MNT_MOUNTPOINT == SP_OFF_MOUNT_MNT_PARENT + 8 && \
+    SP_OFF_MOUNT_MNT == SP_OFF_MOUNT_MNT_PARENT + 16 && SP_OFF_VFSMOUNT_MNT_ROOT == 0
+#define SP_MOUNT_SPAN 1
+#else
+#define SP_MOUNT_SPAN 0
+#endif
+
+/* A mount's parent, mountpoint and root dentry; mnt is a struct mount. */
+static __always_inline void sp_mount_span(void *mnt, u64 m[3])
+{
+#if SP_MOUNT_SPAN
+    bpf_probe_read_kernel(m, 24, (char *)mnt + SP_OFF_MOUNT_MNT_PARENT);
+#else
+    m[0] = (u64)sp_read_ptr(mnt, SP_OFF_MOUNT_MNT_PARENT);
+    m[1] = (u64)sp_read_ptr(mnt, SP_OFF_MOUNT_MNT_MOUNTPOINT);
+    m[2] = (u64)sp_read_ptr((char *)mnt + SP_OFF_MOUNT_MNT, SP_OFF_VFSMOUNT_MNT_ROOT);
+#endif
+}
+
+/* 0 when the file at `path` (a struct path) cannot be under any of those prefixes: its
+ * top-level component, found by the walk sp_put_kpath makes but reading only the dentries' and
+ * mounts' pointers, is none of their first components and starts with none of their stems.
+ * One name read instead of one per component, and no copy or prefix test: most write-opens
+ * outside the watched trees stop here. A walk sp_put_kpath could not finish is 0 too (it would
+ * give no path); 1 otherwise (test the path in full). */
+static __always_inline int sp_link_head_ok(void *path)
+{
+    u32 zero = 0;
+    struct sp_link_cfg *lc = link_cfg.lookup(&zero);
+    if (!lc || !lc->on)
+        return 1;
+    if (!path)
+        return 0;
+    /* Every kernel read is a helper call, which is most of what this costs: one read per
+     * dentry (its parent and name together), one per mount. */
+#if SP_MOUNT_SPAN
+    u64 pm[2] = {};
+    bpf_probe_read_kernel(&pm, sizeof(pm), (char *)path + SP_OFF_PATH_MNT);
+    void *vfsmnt = (void *)pm[0];
+    void *dentry = (void *)pm[1];
+#else
+    void *vfsmnt = sp_read_ptr(path, SP_OFF_PATH_MNT);
+    void *dentry = sp_read_ptr(path, SP_OFF_PATH_DENTRY);
+#endif
+    if (!vfsmnt || !dentry)
+        return 0;
+    void *mnt = (char *)vfsmnt - SP_OFF_MOUNT_MNT;
+    u64 m[3] = {};
+    sp_mount_span(mnt, m);
+    u32 len = 0;
+    const char *name = 0;
+    int complete = 0;
+    /* one iteration per component or mount crossed, as in sp_put_kpath: the same files finish */
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < SP_PATH_DEPTH; i++) {
+        if (dentry == (void *)m[2]) {
+            void *mparent = (void *)m[0];
+            if (!mparent || mparent == mnt) {
+                complete = 1;
+                break;
+            }
+            dentry = (void *)m[1];
+            mnt = mparent;
+            sp_mount_span(mnt, m);
+            continue;
+        }
+#if SP_DENTRY_SPAN
+        u64 span[3] = {};
+        bpf_probe_read_kernel(&span, sizeof(span), (char *)dentry + SP_OFF_DENTRY_D_PARENT);
+        void *parent = (void *)span[0];
+#else
+        void *parent = sp_read_ptr(dentry, SP_OFF_DENTRY_D_PARENT);
+#endif
+        if (dentry == parent || !parent)
+            break;
+#if SP_DENTRY_SPAN
+        len = span[1] >> 32;
+        name = (const char *)span[2];
+#else
+        bpf_probe_read_kernel(&len, sizeof(len), (char *)dentry + SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_LEN);
+        name = sp_read_ptr(dentry, SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_NAME);
+#endif
+        dentry = parent;
+    }
+    if (!complete)
+        return 0;
+    if (!name)
+        return 1; /* the root itself */
+    /* a name longer than the key is no first component in the map (user space keeps such
+     * a component as a stem), but its first bytes may start a stem */
+    u32 n = len < SP_HEAD_MAX ? len : SP_HEAD_MAX - 1;
+    struct sp_head k = {};
+    sp_barrier_var(n);
+    n &= SP_HEAD_MAX - 1;
+    bpf_probe_read_kernel(&k.name, n, name);
+    if (len < SP_HEAD_MAX && link_heads.lookup(&k))
+        return 1;
+    u64 w = *(u64 *)k.name;
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < SP_HEAD_STEMS; i++) {
+        if (i >= lc->nstems)
+            break;
+        if (!((w ^ lc->stem[i]) & lc->stem_mask[i]))
+            return 1;
+    }
+    return 0;
 }
 #endif
 
@@ -906,7 +1032,8 @@ static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
         o->str_len = 0;
         o->nstr = 0;
         o->flags = 0;
-        if (!sp_put_kpath(o, sp_path_of(ret), 0) ||
+        void *opened = sp_path_of(ret);
+        if (!sp_link_head_ok(opened) || !sp_put_kpath(o, opened, 0) ||
             !(mask = sp_clauses(o, sp_cfg(type), 1, o->str_len, 0, 0))) {
             sp_lite_done(l, tid);
             return 0;

@@ -141,6 +141,12 @@
  * the file it opened (a symlink or a /proc/self/fd link may lead into a watched tree): the first
  * string is the opened file's own path, the second the path as given. */
 #define SP_LINKED_PATH 8589934592
+/* Key size of link_heads (struct sp_head): a first path component of at most SP_HEAD_MAX - 1
+ * bytes, zero-padded. */
+#define SP_HEAD_MAX 32
+/* Prefixes that end inside their first component (`/etc` also matches `/etcetera`) are kept in
+ * struct sp_link_cfg as stems: at most this many, by their first 8 bytes. */
+#define SP_HEAD_STEMS 8
 
 #ifndef SP_USER_SPACE
 /* One record. a[] holds type-specific numbers (see docs/live.md); str holds nstr
@@ -208,6 +214,17 @@ struct sp_prefix {
 struct sp_armed {
     u32 on;
     u32 self_tgid;
+};
+
+struct sp_head {
+    char name[SP_HEAD_MAX];
+};
+
+struct sp_link_cfg {
+    u32 on;
+    u32 nstems;
+    u64 stem[SP_HEAD_STEMS];
+    u64 stem_mask[SP_HEAD_STEMS];
 };
 
 struct sp_pathbuf {

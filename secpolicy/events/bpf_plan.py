@@ -22,8 +22,10 @@ __all__ = [
     "PREFIX_MAX_LEN",
     "Clause",
     "KernelPlan",
+    "LinkHeads",
     "RuleCoverage",
     "TypeFilter",
+    "link_heads",
     "plan_for_rules",
     "plan_from_keys",
     "with_watched_paths",
@@ -40,6 +42,8 @@ MAX_PREFIXES = 32  # SP_MAX_PREFIXES in bpf/secpolicy.h
 MAX_CLAUSES = 8  # SP_MAX_CLAUSES
 PREFIX_MAX_LEN = 128  # SP_PREFIX_WORDS * 8
 COMM_MAX_LEN = 15  # the kernel keeps 15 bytes of a task's name
+HEAD_MAX_LEN = 31  # SP_HEAD_MAX - 1: the longest first path component link_heads holds
+HEAD_STEMS = 8  # SP_HEAD_STEMS
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,55 @@ def _finish(per_type: dict[str, _Acc], available: Iterable[str] | None) -> Kerne
             if total <= MAX_PREFIXES:
                 break
     return KernelPlan(frozenset(types), filters, tuple(notes))
+
+
+@dataclass(frozen=True)
+class LinkHeads:
+    """What a write-open's opened file must have as its first path component (the name just below
+    `/`) for one of its type's success-accepting prefixes to hold: one of `names`, or a name that
+    starts with one of `stems` (at most HEAD_STEMS, of at most 8 bytes each)."""
+
+    names: frozenset[bytes]
+    stems: frozenset[bytes]
+
+
+def link_heads(flt: TypeFilter) -> LinkHeads | None:
+    """The first components of the prefixes of `flt`'s clauses that accept a success, as the
+    kernel's pre-filter of write-opens kept for the file they opened looks them up
+    (bpf/secpolicy.bpf.c, sp_link_head_ok): only a file whose top-level directory is one of them
+    gets the full prefix test. A prefix that ends inside its first component (`/etc` also
+    matches `/etcetera/`), or whose first component is longer than HEAD_MAX_LEN bytes, gives a
+    stem: its first 8 bytes, which the name must start with. None when the pre-filter could
+    drop a file the full test keeps, so the kernel tests every such file in full: no clauses, a
+    success-accepting clause without prefixes, a prefix that is `/`, relative or starts with
+    `//`, or more than HEAD_STEMS stems. Prefixes are taken as the kernel holds them (their
+    first PREFIX_MAX_LEN bytes); failure-only clauses are left out (a failed open is never
+    tested on the file it opened)."""
+    if flt.clauses is None:
+        return None
+    names: set[bytes] = set()
+    stems: set[bytes] = set()
+    for clause in flt.clauses:
+        # as kernel.py flags them: SP_C_ERRNO (with SP_C_FAILURE) or SP_C_FAILURE
+        if clause.result == "failure" or (clause.errnos is not None and all(0 < e < 64 for e in clause.errnos)):
+            continue
+        if clause.path_prefixes is None:
+            return None
+        for p in clause.path_prefixes:
+            raw = p.encode()[:PREFIX_MAX_LEN]
+            if not raw.startswith(b"/"):
+                return None
+            head, slash, _rest = raw[1:].partition(b"/")
+            if not head:
+                return None
+            if slash and len(head) <= HEAD_MAX_LEN:
+                names.add(head)
+            else:
+                stems.add(head[:8])
+    stems = {s for s in stems if not any(s != t and s.startswith(t) for t in stems)}
+    if len(stems) > HEAD_STEMS:
+        return None
+    return LinkHeads(frozenset(names), frozenset(stems))
 
 
 # ---- planning from the rules' ASTs: one clause per rule (or sequence step) and event type ----

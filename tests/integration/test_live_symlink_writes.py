@@ -1,13 +1,15 @@
 """A write that reaches a watched file through a link is seen as a write of that file: through a
 symlinked directory, a symlink to the file, and /proc/self/fd/N (or /dev/fd/N) of a descriptor
-opened O_PATH, the rule on the watched tree fires and the alert names the real file; a plain
-write outside the watched tree still raises nothing. Real BPF, a watched tree of the test's
-own (never /etc)."""
+opened O_PATH, the rule on the watched tree fires and the alert names the real file, also
+where the link's top-level directory is another than the watched tree's (the kernel's
+pre-filter on the opened file's first path component); a plain write outside the watched tree
+still raises nothing. Real BPF, watched trees of the test's own (never /etc)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +31,10 @@ rules:
     severity: high
     when: type == "write" and file.path startswith "{watched}/" and outcome.result == "success"
     message: "{{proc.exe}} wrote {{file.path}}"
+  - id: far-write
+    title: write under the watched tree of another top-level directory
+    severity: high
+    when: type == "write" and file.path startswith "{far}/" and outcome.result == "success"
   # as in the bundled rules: refused opens anywhere, which keeps every write-open for its exit
   - id: refused
     title: refused open
@@ -45,11 +51,20 @@ def child(code: str) -> int:
     return int(proc.stdout.split()[0])
 
 
+# A watched tree whose top-level directory is not the temporary directory's, where the links are
+# made: /dev/shm (a mount on a mount, crossed by the kernel's walk) or else /var/tmp.
+FAR_BASE = "/dev/shm" if os.path.isdir("/dev/shm") else "/var/tmp"
+
+
 class Run:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, far: Path) -> None:
         self.base = base
         self.watched = base / "watched"
         self.outside = base / "outside"
+        self.far = far
+        # the write type's first components as the kernel's pre-filter holds them, and its switch
+        self.heads: dict[bytes, bool] = {}
+        self.heads_on = 0
         self.pids: dict[str, int] = {}
         self.alerts: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
@@ -75,6 +90,8 @@ os.close(os.open(f"/proc/self/fd/{{fd}}", os.O_WRONLY | os.O_APPEND))
 fd = os.open({str(w / 'devfd')!r}, os.O_RDONLY)
 os.close(os.open(f"/dev/fd/{{fd}}", os.O_RDWR))
 """)
+    (o / "farlink").symlink_to(r.far)
+    r.pids["far"] = child(f"open({str(o / 'farlink' / 'viafar')!r}, 'w').write('y')")
     r.pids["plain"] = child(f"open({str(o / 'plain')!r}, 'w').write('y')")
 
 
@@ -83,17 +100,25 @@ def run() -> Iterator[Run]:
     from secpolicy.cli.core import load
     from secpolicy.events.bpf_monitor import Monitor
     from secpolicy.events.engine import EventEngine
+    from secpolicy.events.live import bpfsys
+    from secpolicy.events.live.record import C
 
     base = Path(tempfile.mkdtemp(prefix="secpolicy-symlink-"))
-    r = Run(base)
+    r = Run(base, Path(tempfile.mkdtemp(prefix="secpolicy-symlink-", dir=FAR_BASE)))
     try:
         r.watched.mkdir()
         r.outside.mkdir()
         policy = base / "policy.yaml"
-        policy.write_text(POLICY.format(watched=r.watched))
+        policy.write_text(POLICY.format(watched=r.watched, far=r.far))
         rules = list(load([str(policy)]).event_rules)
         mon = Monitor(rules, EventEngine(rules))
         mon.start()
+        kernel = mon.source.kernel  # type: ignore[attr-defined]
+        for head in (r.base.parts[1], r.far.parts[1], "secpolicy-no-such-top"):
+            key = head.encode().ljust(C["SP_HEAD_MAX"], b"\0")
+            r.heads[head.encode()] = bpfsys.lookup(kernel.obj.map_fds["link_heads"], key, 1) is not None
+        cfg = bpfsys.lookup(kernel.obj.map_fds["link_cfg"], b"\0" * 4, kernel.obj.map_specs["link_cfg"].value_size)
+        r.heads_on = int.from_bytes((cfg or b"")[:4], "little")  # struct sp_link_cfg: on, nstems, ...
         out = io.StringIO()
         error: list[BaseException] = []
         marker = str(r.watched / "marker")
@@ -125,6 +150,7 @@ def run() -> Iterator[Run]:
         yield r
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(r.far, ignore_errors=True)
 
 
 def _one(r: Run, case: str) -> dict[str, Any]:
@@ -161,3 +187,16 @@ def test_a_plain_write_outside_the_watched_tree_raises_nothing(run: Run) -> None
     assert not [e for e in run.events if e["proc"]["pid"] == run.pids["plain"] and e["type"] == "write"]
     # nor is any write named by a path outside the watched tree
     assert not [e for e in run.events if e["type"] == "write" and str(run.outside) in e["file"]["path"]]
+
+
+def test_write_through_a_link_into_a_tree_of_another_top_level_directory_fires(run: Run) -> None:
+    # The link is under the temporary directory, the watched tree under another top-level
+    # directory: the kernel's pre-filter looks up the opened file's own first component.
+    assert run.base.parts[1] != run.far.parts[1]
+    assert run.heads_on == 1
+    assert run.heads == {run.base.parts[1].encode(): True, run.far.parts[1].encode(): True,
+                         b"secpolicy-no-such-top": False}
+    a = _one(run, "far")
+    assert a["rule_id"] == "far-write"
+    assert a["event"]["file"]["path"] == str(run.far / "viafar")
+    assert "O_CREAT" in a["event"]["file"]["flags"]

@@ -11,7 +11,7 @@ from typing import Any, Self
 
 from secpolicy.errors import RuntimeFailure
 from secpolicy.events.bpf_btf import KernelOffsets
-from secpolicy.events.bpf_plan import LIVE_TYPES, KernelPlan
+from secpolicy.events.bpf_plan import LIVE_TYPES, KernelPlan, link_heads
 from secpolicy.events.live import bpfsys
 from secpolicy.events.live.objcache import (
     LoadedObject,
@@ -377,6 +377,31 @@ class KernelProbes:
             bpfsys.update(cfg_fd, _U32.pack(tid), _type_cfg(flags, prefix_mask, clauses, used))
         if self.types & {"account_change", "config_change"}:
             self._load_audit_kinds()
+        self._load_link_heads()
+
+    def _load_link_heads(self) -> None:
+        """The first components (and stems) of the write type's success-accepting prefixes,
+        which let a write-open kept for the file it opened skip the full path test
+        (sp_link_head_ok); left off (every such file tested in full) where they would not tell
+        (bpf_plan.link_heads)."""
+        assert self.obj is not None
+        if "write" not in self.types or "link_heads" not in self.obj.map_fds:
+            return
+        heads = link_heads(self.plan.filter_for("write"))
+        if heads is None:
+            return
+        fd, _ = self._map("link_heads")
+        for h in heads.names:
+            bpfsys.update(fd, h.ljust(C["SP_HEAD_MAX"], b"\0"), b"\x01")
+        cfg_fd, cfg_size = self._map("link_cfg")
+        if cfg_size != LINK_CFG.size:
+            raise RuntimeFailure(f"bpf/secpolicy.h and the decoder disagree on struct sp_link_cfg "
+                                 f"({cfg_size}/{LINK_CFG.size} bytes)")
+        n = C["SP_HEAD_STEMS"]
+        stems = sorted(heads.stems)
+        words = [int.from_bytes(s, "little") for s in stems] + [0] * (n - len(stems))
+        masks = [(1 << 8 * len(s)) - 1 for s in stems] + [0] * (n - len(stems))
+        bpfsys.update(cfg_fd, _U32.pack(0), LINK_CFG.pack(1, len(stems), *words, *masks))
 
     def _load_audit_kinds(self) -> None:
         from secpolicy.events.auditd import RECORD_TYPES
@@ -438,6 +463,7 @@ _U32 = struct.Struct("<I")
 TYPE_CFG = struct.Struct(f"<4I{C['SP_MAX_CLAUSES'] * 'IIQ'}{C['SP_MAX_PREFIXES']}Q{C['SP_MAX_PREFIXES']}Q"
                          f"{C['SP_MAX_PREFIXES']}I")
 PREFIX = struct.Struct(f"<II{C['SP_PREFIX_WORDS']}Q")
+LINK_CFG = struct.Struct(f"<II{C['SP_HEAD_STEMS']}Q{C['SP_HEAD_STEMS']}Q")  # struct sp_link_cfg
 
 
 def _clause(clause: Any, slot_of: Any) -> tuple[int, int, int]:
