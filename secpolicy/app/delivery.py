@@ -37,6 +37,8 @@ class OutputStats:
     store_dropped: int = 0  # events the writer could not keep up with (live only), counted
     store_rejected: int = 0  # events the store refused (malformed), counted
     store_failures: int = 0
+    # events and alerts the store held already (the same record: an overlapping replay)
+    store_duplicates: int = 0
     sink_failures: Counter[str] = field(default_factory=Counter)
     # per sink URI: alerts still undelivered when the sinks closed, and the spool keeping them
     sink_pending: dict[str, tuple[int, str | None, str]] = field(default_factory=dict)
@@ -54,6 +56,7 @@ class OutputStats:
             "store_dropped": self.store_dropped,
             "store_rejected": self.store_rejected,
             "store_failures": self.store_failures,
+            "store_duplicates": self.store_duplicates,
             "sink_failures": dict(self.sink_failures),
             "sink_pending": {uri: {"alerts": n, "spool": where, "last_error": error}
                              for uri, (n, where, error) in self.sink_pending.items()},
@@ -283,7 +286,9 @@ class Delivery:
                 self.stats.store_rejected += 1
                 self._fail("store", f"event not stored: {exc.render()}", ts=str(ev.get("ts", "")))
         try:
-            self.stats.events_stored += self.store.add_event_rows(rows, len(rows) or 1)
+            stored = self.store.add_event_rows(rows, len(rows) or 1)
+            self.stats.events_stored += stored
+            self.stats.store_duplicates += len(rows) - stored
         except RuntimeFailure as exc:
             self.stats.store_failures += 1
             self._fail("store", exc.render(), events=len(rows))
@@ -291,7 +296,9 @@ class Delivery:
     def _deliver_alerts(self, alerts: list[Mapping[str, Any]]) -> None:
         if self.store is not None:
             try:
-                self.stats.alerts_stored += self.store.add_alerts(alerts, len(alerts))
+                stored = self.store.add_alerts(alerts, len(alerts))
+                self.stats.alerts_stored += stored
+                self.stats.store_duplicates += len(alerts) - stored
             except SecpolicyError as exc:
                 self.stats.store_failures += 1
                 self._fail("store", f"{len(alerts)} alerts not stored: {exc.render()}")

@@ -63,6 +63,8 @@ def format_output_stats(stats: RunStats, settings: OutputSettings) -> str | None
         parts.append(f"{out.events_recorded} events recorded")
     if settings.store:
         parts.append(f"{out.events_stored} events and {out.alerts_stored} alerts stored")
+        if out.store_duplicates:
+            parts.append(f"{out.store_duplicates} events and alerts already in the store (not stored again)")
         if out.store_dropped:
             parts.append(f"{out.store_dropped} events NOT kept (writer behind)")
         if out.store_rejected or out.store_failures:

@@ -93,3 +93,23 @@ def test_events_dated_in_2099_do_not_outlive_the_real_ones(tmp_path: Path) -> No
     code, out = run("store", "prune", str(db), "--days", "36500")
     assert code == 0 and out.strip() == "deleted 0 events and 0 alerts", out
     assert _counts(db) == (8, 0)
+
+
+def test_a_second_replay_into_the_same_store_says_its_records_were_there(tmp_path: Path) -> None:
+    """The run's summary counts what the store held already, so a second `replay --store` of
+    the same file does not read as a run that stored nothing for no reason."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(line + "\n" for line in EVENTS.read_text().splitlines() if '"rule_id"' not in line))
+    db = tmp_path / "events.db"
+    summaries = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "secpolicy", "replay", str(events), "--store", str(db),
+                               "-o", str(tmp_path / "alerts.jsonl")], check=False, capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+        summaries.append(done.stderr)
+    stored = _counts(db)
+    assert f"{stored[0]} events and {stored[1]} alerts stored" in summaries[0]
+    assert "already in the store" not in summaries[0]
+    assert "0 events and 0 alerts stored" in summaries[1]
+    assert f"{stored[0] + stored[1]} events and alerts already in the store (not stored again)" in summaries[1]
