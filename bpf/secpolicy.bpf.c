@@ -341,6 +341,23 @@ static __always_inline void *sp_read_ptr(void *base, u32 off)
     return p;
 }
 
+/* A dentry's parent, and its name's length and pointer: one read where d_parent and d_name
+ * stand together (SP_DENTRY_SPAN), else three. */
+static __always_inline void *sp_dentry_up(void *dentry, u32 *len, const char **name)
+{
+#if SP_DENTRY_SPAN
+    u64 span[3] = {};
+    bpf_probe_read_kernel(&span, sizeof(span), (char *)dentry + SP_OFF_DENTRY_D_PARENT);
+    *len = span[1] >> 32;
+    *name = (const char *)span[2];
+    return (void *)span[0];
+#else
+    bpf_probe_read_kernel(len, sizeof(*len), (char *)dentry + SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_LEN);
+    *name = sp_read_ptr(dentry, SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_NAME);
+    return sp_read_ptr(dentry, SP_OFF_DENTRY_D_PARENT);
+#endif
+}
+
 /* The struct file behind descriptor fd of the current task, or 0. */
 static __always_inline void *sp_file_of(long fd)
 {
@@ -394,14 +411,9 @@ static __always_inline int sp_put_kpath(struct sp_event *e, void *path, int pseu
     int complete = 0;
 #pragma clang loop unroll(disable)
     for (int i = 0; i < SP_PATH_DEPTH; i++) {
-#if SP_DENTRY_SPAN
-        /* d_parent, then d_name's length and name pointer: one read */
-        u64 span[3] = {};
-        bpf_probe_read_kernel(&span, sizeof(span), (char *)dentry + SP_OFF_DENTRY_D_PARENT);
-        void *parent = (void *)span[0];
-#else
-        void *parent = sp_read_ptr(dentry, SP_OFF_DENTRY_D_PARENT);
-#endif
+        u32 len = 0;
+        const char *name = 0;
+        void *parent = sp_dentry_up(dentry, &len, &name);
         if (dentry == mnt_root) {
             void *mparent = sp_read_ptr(mnt, SP_OFF_MOUNT_MNT_PARENT);
             if (!mparent || mparent == mnt) {
@@ -422,14 +434,6 @@ static __always_inline int sp_put_kpath(struct sp_event *e, void *path, int pseu
             __builtin_memcpy(&pb->b[SP_PATH_HALF - 12], " (deleted)", 10);
             pos = end - 10;
         }
-#if SP_DENTRY_SPAN
-        u32 len = span[1] >> 32;
-        const char *name = (const char *)span[2];
-#else
-        u32 len = 0;
-        bpf_probe_read_kernel(&len, sizeof(len), (char *)dentry + SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_LEN);
-        const char *name = sp_read_ptr(dentry, SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_NAME);
-#endif
         len &= 255;
         if (pos < len + 1)
             break; /* longer than the buffer */
@@ -568,22 +572,13 @@ static __always_inline int sp_link_head_ok(void *path)
             sp_mount_span(mnt, m);
             continue;
         }
-#if SP_DENTRY_SPAN
-        u64 span[3] = {};
-        bpf_probe_read_kernel(&span, sizeof(span), (char *)dentry + SP_OFF_DENTRY_D_PARENT);
-        void *parent = (void *)span[0];
-#else
-        void *parent = sp_read_ptr(dentry, SP_OFF_DENTRY_D_PARENT);
-#endif
+        u32 dlen = 0;
+        const char *dname = 0;
+        void *parent = sp_dentry_up(dentry, &dlen, &dname);
         if (dentry == parent || !parent)
             break;
-#if SP_DENTRY_SPAN
-        len = span[1] >> 32;
-        name = (const char *)span[2];
-#else
-        bpf_probe_read_kernel(&len, sizeof(len), (char *)dentry + SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_LEN);
-        name = sp_read_ptr(dentry, SP_OFF_DENTRY_D_NAME + SP_OFF_QSTR_NAME);
-#endif
+        len = dlen;
+        name = dname;
         dentry = parent;
     }
     if (!complete)

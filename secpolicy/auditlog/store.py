@@ -460,6 +460,18 @@ _TWENTY_DIGITS = b"0" * 20
 _MAX_DEPTH = 256  # nesting of a stored record; real events nest a few levels
 
 
+def _loads(line: bytes) -> tuple[Any, str]:
+    """A JSON line as the store reads it, and its text: orjson is strict and fast on bytes; a
+    long line, or one with 20 digits in a row, is read again by Python's decoder, since orjson
+    would turn a huge integer quietly into a float (10**20 and 10**20 + 1 would be one record
+    to the digest). ValueError (also for bad UTF-8) or RecursionError when it cannot be read."""
+    obj = orjson.loads(line)  # rejects lone surrogates, NaN and bad UTF-8 too
+    text = line.decode("utf-8")
+    if len(line) > 4000 or _TWENTY_DIGITS in line.translate(_DIGITS_AS_ZERO):
+        obj = _DECODE(text)
+    return obj, text
+
+
 def _exact(obj: Any, text: str) -> Any:
     """`obj` as Python's decoder reads `text` when it holds 20 digits in a row (an integer
     beyond 64 bits, perhaps, which orjson turns quietly into a float): a record redaction
@@ -577,15 +589,7 @@ class JsonLines:
                     if not line:
                         continue
                     try:
-                        # orjson is strict and fast on bytes; long lines are read again by Python's
-                        # decoder, since orjson would turn a huge integer quietly into a float
-                        # (a record redaction rewrites is read again too: _exact).
-                        obj = orjson.loads(line)  # rejects lone surrogates, NaN and bad UTF-8 too
-                        text = line.decode("utf-8")
-                        if len(line) > 4000 or _TWENTY_DIGITS in line.translate(_DIGITS_AS_ZERO):
-                            # Exact integers: 10**20 and 10**20 + 1, both 1e20 as floats, would
-                            # be one record to the digest.
-                            obj = _DECODE(text)
+                        obj, text = _loads(line)  # a record redaction rewrites is read again too: _exact
                     except RecursionError:
                         yield path, n, None, "JSON nested too deeply"
                         continue
@@ -1017,11 +1021,7 @@ def _stored_digest(text: str) -> bytes | None:
     """The digest of a stored JSON column, read as `JsonLines` reads a line; None when it
     cannot be read (stored by another tool)."""
     try:
-        line = text.encode("utf-8")
-        if len(line) > 4000 or _TWENTY_DIGITS in line.translate(_DIGITS_AS_ZERO):
-            record = _DECODE(text)
-        else:
-            record = orjson.loads(line)
+        record = _loads(text.encode("utf-8"))[0]
     except (ValueError, RecursionError, UnicodeEncodeError):
         return None
     return digest(record) if isinstance(record, dict) else None

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from secpolicy.dsl.types import BOOL, STR, ListType, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import C_SPACE, SYSTEMD_WS, at, systemd_lines
+from secpolicy.facts.services import unit_name_escape
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -51,7 +52,6 @@ __all__ = [
     "CrypttabEntry",
     "open_crypt_devices",
     "register",
-    "unit_name_escape",
 ]
 
 CRYPTTAB_PATH = "/etc/crypttab"
@@ -61,7 +61,6 @@ MODES = ("luks", "plain", "tcrypt", "bitlk")
 LONG_LINE_MAX = 1024 * 1024  # read_line(f, LONG_LINE_MAX, ...): a longer line is an error
 UNIT_NAME_MAX = 255
 _WORDS = re.compile(f"[^{re.escape(C_SPACE)}]+")
-_UNIT_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:_.")
 _NOT_CRYPT = ("CRYPT-VERITY-", "CRYPT-INTEGRITY-")
 _LIVE_ONLY = "only known on the live host (device-mapper devices in /sys/block), not under --root"
 
@@ -117,21 +116,6 @@ CRYPTTAB = ObjectType(
         "stopped_at": "file:line of the line that stopped the generator (later lines set nothing up), or null",
     },
 )
-
-
-def unit_name_escape(name: str) -> str:
-    """systemd's unit_name_escape(): `/` becomes `-`, a leading `.` and every byte outside
-    [0-9A-Za-z:_.] becomes `\\xHH`."""
-    out = []
-    for i, b in enumerate(name.encode("utf-8", "surrogateescape")):
-        c = chr(b)
-        if c == "/":
-            out.append("-")
-        elif (c == "." and i == 0) or c not in _UNIT_CHARS:
-            out.append(f"\\x{b:02x}")
-        else:
-            out.append(c)
-    return "".join(out)
 
 
 def _matches(option: str, name: str) -> bool:

@@ -19,7 +19,7 @@ from secpolicy.facts._common import config_parse, dropin_files, mount_flag, spli
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["MOUNT_UNIT", "SERVICE", "MountUnit", "Service", "register", "unit_name", "unit_path_name"]
+__all__ = ["MOUNT_UNIT", "SERVICE", "MountUnit", "Service", "register", "unit_name", "unit_name_escape", "unit_path_name"]
 
 SERVICE = ObjectType(
     "service",
@@ -658,21 +658,29 @@ MOUNT_UNIT = ObjectType(
 )
 
 
-def unit_path_name(path: str) -> str:
-    """`systemd-escape --path PATH`: slashes trimmed and folded, `/` as `-`, any byte but
-    ASCII letters, digits, `:`, `_` and `.` (and a leading `.`) as `\\xNN`; `-` for /."""
-    trimmed = "/".join(part for part in path.split("/") if part)
-    if not trimmed:
-        return "-"
+def unit_name_escape(name: str) -> str:
+    """systemd's unit_name_escape(): `/` becomes `-`, a leading `.` and every byte outside
+    [0-9A-Za-z:_.] becomes `\\xHH`."""
     out = []
-    for i, ch in enumerate(trimmed):
-        if ch == "/":
+    for i, b in enumerate(name.encode("utf-8", "surrogateescape")):
+        c = chr(b)
+        if c == "/":
             out.append("-")
-        elif ch.isascii() and (ch.isalnum() or ch in ":_.") and not (i == 0 and ch == "."):
-            out.append(ch)
+        elif (c == "." and i == 0) or c not in _UNIT_NAME_CHARS:
+            out.append(f"\\x{b:02x}")
         else:
-            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogateescape"))
+            out.append(c)
     return "".join(out)
+
+
+_UNIT_NAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:_.")
+
+
+def unit_path_name(path: str) -> str:
+    """`systemd-escape --path PATH`: slashes trimmed and folded, then unit_name_escape(); `-`
+    for /."""
+    trimmed = "/".join(part for part in path.split("/") if part)
+    return unit_name_escape(trimmed) if trimmed else "-"
 
 
 def _mount_options(ctx: FactContext, path: str, options: str | None) -> str | None:

@@ -14,7 +14,8 @@ from facts_helpers import context, write
 from secpolicy.engine import evaluate_rule
 from secpolicy.errors import EvaluationError
 from secpolicy.facts import FactContext
-from secpolicy.facts.crypttab import Crypttab, open_crypt_devices, unit_name_escape
+from secpolicy.facts.crypttab import Crypttab, open_crypt_devices
+from secpolicy.facts.services import unit_name_escape
 from secpolicy.vocabulary import builtin_registry, load_policies
 
 REPO = Path(__file__).resolve().parents[2]
