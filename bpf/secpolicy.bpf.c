@@ -358,11 +358,32 @@ static __always_inline void *sp_dentry_up(void *dentry, u32 *len, const char **n
 #endif
 }
 
+#ifdef SP_TASK_STORAGE
+/* The task as a typed pointer (the kernel's BTF): the verifier knows what each of its fields
+ * points to, so a pointer read through it, and through what it points to, is a plain load the
+ * JIT makes safe, not a helper call. The offsets come from the same BTF. Where the kernel does
+ * not allow it, loading fails and the build without SP_TASK_STORAGE reads them by helper. */
+#define SP_BTF_LD(base, off) (*(volatile u64 *)((u64)(base) + (off)))
+#define SP_BTF_LD32(base, off) (*(volatile u32 *)((u64)(base) + (off)))
+#endif
+
 /* The struct file behind descriptor fd of the current task, or 0. */
 static __always_inline void *sp_file_of(long fd)
 {
     if (fd < 0)
         return 0;
+#ifdef SP_TASK_STORAGE
+    /* task->files->fdt, its max_fds and its fd array: three loads; the array holds untyped
+     * pointers, so the one entry is read by helper */
+    u64 files = SP_BTF_LD(bpf_get_current_task_btf(), SP_OFF_TASK_FILES);
+    if (!files)
+        return 0;
+    u64 fdt = SP_BTF_LD(files, SP_OFF_FILES_FDT);
+    if (!fdt)
+        return 0;
+    u32 max = SP_BTF_LD32(fdt, SP_OFF_FDT_MAX_FDS);
+    void **fdarr = (void **)SP_BTF_LD(fdt, SP_OFF_FDT_FD);
+#else
     void *files = sp_read_ptr(sp_task(), SP_OFF_TASK_FILES);
     if (!files)
         return 0;
@@ -379,6 +400,7 @@ static __always_inline void *sp_file_of(long fd)
     u32 max = 0;
     bpf_probe_read_kernel(&max, sizeof(max), (char *)fdt + SP_OFF_FDT_MAX_FDS);
     void **fdarr = sp_read_ptr(fdt, SP_OFF_FDT_FD);
+#endif
 #endif
     if (fd >= max)
         return 0;
@@ -478,7 +500,11 @@ static __always_inline int sp_put_kpath(struct sp_event *e, void *path, int pseu
 static __always_inline void *sp_path_of(long fd)
 {
     if (fd == SP_AT_FDCWD) {
+#ifdef SP_TASK_STORAGE
+        void *fs = (void *)SP_BTF_LD(bpf_get_current_task_btf(), SP_OFF_TASK_FS);
+#else
         void *fs = sp_read_ptr(sp_task(), SP_OFF_TASK_FS);
+#endif
         return fs ? (char *)fs + SP_OFF_FS_PWD : 0;
     }
     void *file = sp_file_of(fd);
@@ -489,10 +515,17 @@ static __always_inline void *sp_path_of(long fd)
  * /proc/PID/exe name. */
 static __always_inline void *sp_exe_path(void)
 {
+#ifdef SP_TASK_STORAGE
+    u64 mm = SP_BTF_LD(bpf_get_current_task_btf(), SP_OFF_TASK_MM);
+    if (!mm)
+        return 0;
+    void *file = (void *)SP_BTF_LD(mm, SP_OFF_MM_EXE_FILE);
+#else
     void *mm = sp_read_ptr(sp_task(), SP_OFF_TASK_MM);
     if (!mm)
         return 0;
     void *file = sp_read_ptr(mm, SP_OFF_MM_EXE_FILE);
+#endif
     return file ? (char *)file + SP_OFF_FILE_F_PATH : 0;
 }
 

@@ -8,6 +8,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,48 @@ def test_a_cache_others_may_write_is_not_used(cache: Path) -> None:
     os.chmod(cache, 0o770)
     cached, _ = _load()
     assert cached is False
+
+
+def test_the_typed_build_loads_where_the_kernel_allows_it(cache: Path) -> None:
+    """Task storage and reads through the typed task pointer (files, fs, mm) are the cheaper
+    build; a verifier that refused it would fall back silently to helper reads."""
+    from secpolicy.events.live.kernel import KernelProbes
+
+    release = tuple(int(x) for x in os.uname().release.split(".")[:2] if x.isdigit())
+    k = KernelProbes(KernelPlan(TYPES), ringbuf_pages=16)
+    try:
+        k.load()
+        typed, why = k.task_storage, k.typed_failure
+    finally:
+        k.close()
+    if not Path("/sys/kernel/btf/vmlinux").exists() or release < (6, 1):
+        pytest.skip("the kernel has no BTF or is older than 6.1: the build with helper reads is the one to use")
+    assert typed, why
+
+
+def test_the_build_with_helper_reads_loads_when_the_typed_one_is_refused(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback for kernels that refuse the typed build: it must compile, load and attach
+    the same programs, and say why the typed one was not used."""
+    from secpolicy.events.live import kernel
+
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        pytest.skip("the kernel has no BTF: the build with helper reads is the only one tried")
+    real = kernel.LoadedObject
+    tried: list[bool] = []
+
+    def refuse_typed(compiled: Any, sizes: dict[str, int]) -> Any:
+        typed = not tried
+        tried.append(typed)
+        if typed:
+            raise kernel.RuntimeFailure("refused here to test the fallback")
+        return real(compiled, sizes)
+
+    monkeypatch.setattr(kernel, "LoadedObject", refuse_typed)
+    k = kernel.KernelProbes(KernelPlan(TYPES), ringbuf_pages=16)
+    try:
+        k.load()
+        assert k.task_storage is False and k.typed_failure == "refused here to test the fallback"
+        assert "tracepoint:syscalls:sys_enter_openat" in k.attached and "tracepoint:syscalls:sys_exit_fchmod" in k.attached
+    finally:
+        k.close()
+    assert tried == [True, False]

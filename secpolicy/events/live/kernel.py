@@ -201,6 +201,8 @@ class KernelProbes:
         # Where a path syscall that only a failure can make interesting waits for sys_exit:
         # task storage when the kernel allows it (cheapest), else a hash by thread id.
         self.task_storage = False
+        # Why the build with task storage and typed task reads did not load, when it did not.
+        self.typed_failure: str | None = None
         # Whether paths are resolved in the kernel (BTF offsets for the dentry walk).
         self.kernel_paths = False
         # Whether the compiled programs came from the cache (no compile in this run).
@@ -247,8 +249,10 @@ class KernelProbes:
         source = b"".join((bpf_dir() / n).read_bytes() for n in ("secpolicy.bpf.c", "secpolicy.h"))
         text = (bpf_dir() / "secpolicy.bpf.c").read_bytes()
         # Task storage needs the kernel's BTF (the task pointer is typed) and a kernel that lets
-        # tracepoint programs use it; where loading fails with it, a hash by thread id does the
-        # same (tried second, so that kernels that allow it compile once).
+        # tracepoint programs use it; the same build reads the task's files, fs and mm through
+        # the typed pointer (loads, not helper calls). Where loading fails with it, a hash by
+        # thread id and helper reads do the same (tried second, so that kernels that allow it
+        # compile once).
         failure: RuntimeFailure | None = None
         for task_storage in ((True, False) if offsets is not None else (False,)):
             cflags = self.cflags(offsets, task_storage)
@@ -262,6 +266,8 @@ class KernelProbes:
                 self._attach_all(tracefs)
             except RuntimeFailure as exc:
                 failure = exc
+                if task_storage:
+                    self.typed_failure = str(exc)
                 self.close()
                 continue
             if not self.cached:
