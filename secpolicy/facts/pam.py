@@ -1,5 +1,6 @@
-"""`pam(service)`: the PAM stack of a service from etc/pam.d, with `@include`, `include` and
-`substack` expanded in place, each entry knowing its file and line."""
+"""`pam(service)`: the PAM stack libpam 1.5.2 (Debian 12) builds for a service: its file in
+etc/pam.d (or usr/lib/pam.d), else `other`, with `@include`, `include` and `substack` expanded in
+place, each entry knowing its file and line."""
 
 from __future__ import annotations
 
@@ -64,9 +65,10 @@ PAM_ENTRY = ObjectType(
         "module": "the module file name as written, without directory (pam_unix.so)",
         "line": "the configuration line as written (continuations joined)",
         "optional_module": "the line started with `-` (skipped when the module is missing)",
-        "must_fail": "a `TYPE include` or `substack` line whose file libpam cannot open: libpam"
-        " runs it as a step that fails (as `[default=bad]`: the lines around it still run, the"
-        " stack's result is a failure); its module is empty",
+        "must_fail": "a step libpam runs as a failure, the lines around it still running: a"
+        " `TYPE include` or `substack` whose file libpam cannot open or read to its end (as"
+        " `[default=bad]`), or a line with an unknown type (then an auth line, or of the type an"
+        " include reads), no control (`[default=bad]`) or no module; its module is empty",
     },
 )
 
@@ -87,10 +89,12 @@ PAM = ObjectType(
             (STR,), ListType(PAM_ENTRY), "the entries of one type, in stack order"
         ),
     },
-    doc="the PAM configuration of one service (etc/pam.d/<service>), includes expanded",
+    doc="the PAM configuration of one service as libpam reads it: etc/pam.d/<service>, else"
+    " usr/lib/pam.d/<service>, else the `other` file (exists: false), includes expanded",
 )
 
 PAM_DIR = "/etc/pam.d"
+DIST_DIR = "/usr/lib/pam.d"  # where libpam looks for a service (not an include) /etc/pam.d lacks
 _TYPES = ("auth", "account", "password", "session")
 _MAX_DEPTH = 16
 
@@ -158,23 +162,41 @@ class PamEntry:
 
 _STRTOL = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
 _PAM_BLANKS = " \t\n"  # _pam_StrTok(..., " \n\t"): \r, \v, \f are part of a word
-_TOKEN = re.compile(r"\[(?:[^\]\\]|\\.)*\]|[^ \t\n]+")
 
 
-def _tokens(line: str) -> list[str]:
-    """Split like libpam: `[...]` groups (controls, arguments with spaces) stay whole."""
-    out: list[str] = []
-    for tok in _TOKEN.findall(line):
-        if tok.startswith("[") and tok.endswith("]") and out and len(out) >= 2:
-            tok = tok[1:-1].replace("\\]", "]")  # an argument in brackets: brackets dropped
-        out.append(tok)
-    return out
+def _tokens(line: str) -> list[tuple[str, bool]]:
+    """(word, bracketed) as libpam's _pam_StrTok() cuts them: a word starting with `[` runs to
+    the first `]` not after a backslash (`\\]` is `]`), blanks and all, or to the end of the line
+    when there is none; its brackets are dropped."""
+    out: list[tuple[str, bool]] = []
+    pos, n = 0, len(line)
+    while True:
+        while pos < n and line[pos] in _PAM_BLANKS:
+            pos += 1
+        if pos >= n:
+            return out
+        if line[pos] == "[":
+            word: list[str] = []
+            pos += 1
+            while pos < n and line[pos] != "]":
+                if line[pos] == "\\" and line[pos + 1 : pos + 2] == "]":
+                    pos += 1
+                word.append(line[pos])
+                pos += 1
+            out.append(("".join(word), True))
+            pos += 1  # the `]`: the next word may start right behind it
+        else:
+            end = pos
+            while end < n and line[end] not in _PAM_BLANKS:
+                end += 1
+            out.append((line[pos:end], False))
+            pos = end
 
 
 _BUF_SIZE = 1024  # libpam's BUF_SIZE: the buffer _pam_assemble_line() builds a line in
 
 
-def _lines(text: str) -> list[tuple[int, str]]:
+def _lines(text: str) -> tuple[list[tuple[int, str]], int | None]:
     """(first line number, logical line) as libpam 1.5's _pam_assemble_line() builds them.
 
     It reads with fgets() into one 1024-byte buffer: a physical line longer than the room
@@ -182,8 +204,9 @@ def _lines(text: str) -> list[tuple[int, str]]:
     own (so a directive past byte 1023 of a long line is read as a line). In a piece, what
     follows a `#` is dropped and ends the line; a backslash before trailing blanks, tabs and
     the newline becomes a blank and the next piece is added behind it (blank and comment
-    lines in between are skipped). A continuation cut by the end of the file is dropped. A
-    continued line that fills the buffer to its last byte makes libpam 1.5.2 loop forever
+    lines in between are skipped). A continued line the end of the file cuts (nothing but
+    blanks and comments behind its backslash) is an error for libpam ("incomplete read"): the
+    second value is the line it starts at (None when the file ends cleanly). A continued line that fills the buffer to its last byte makes libpam 1.5.2 loop forever
     (fgets() with room for nothing returns an empty string, again and again): that is an
     EvaluationError, since no program using the file gets past reading it."""
     data = text.encode("utf-8", "surrogateescape")
@@ -197,7 +220,7 @@ def _lines(text: str) -> list[tuple[int, str]]:
             if room <= 1:
                 raise _Hang(lineno)
             if pos >= size:
-                return out  # end of file; a started continuation is dropped with the rest
+                return out, start
             cut = data.find(b"\n", pos, pos + room - 1)
             end = cut + 1 if cut != -1 else min(pos + room - 1, size)
             piece, pos = data[pos:end], end
@@ -235,11 +258,27 @@ class _Hang(Exception):
         self.line = line
 
 
+class _Cut(Exception):
+    """libpam's read of a file ends in an error (a continued line cut by the end of the file):
+    the entries it made of the lines before stay, the file's reader fails."""
+
+    def __init__(self, path: str, line: int, entries: list[PamEntry]) -> None:
+        super().__init__(path, line)
+        self.path, self.line, self.entries = path, line, entries
+
+
 def _crash(path: str, n: int, line: str) -> EvaluationError:
     return EvaluationError(
         f"{path}:{n}: `{line}` names no file: libpam 1.5.2 crashes (segmentation fault) reading"
         " it, so every program using this service crashes"
     )
+
+
+_LEFTOVER = (
+    "this file is read for an `{}` include or `substack` line, and there libpam 1.5.2 runs a"
+    " failing step in place of the @include with whatever control the line read before it left"
+    " behind (no file says which)"
+)
 
 
 def _unopened_include(path: str, n: int, target: str, only_type: str | None) -> EvaluationError:
@@ -250,92 +289,156 @@ def _unopened_include(path: str, n: int, target: str, only_type: str | None) -> 
             f"{head}: libpam cannot start a service that reads this (pam_start fails with"
             " a critical error), so no program can use the service and no setting of it is in force"
         )
-    return EvaluationError(
-        f"{head}: this file is read for an `{only_type} include` or `substack` line, and there"
-        " libpam 1.5.2 runs a failing step in place of the @include with whatever control the"
-        " line read before it left behind (no file says which)"
+    return EvaluationError(f"{head}: {_LEFTOVER.format(only_type)}")
+
+
+def _cut_error(cut: _Cut, only_type: str | None = None) -> EvaluationError:
+    head = (
+        f"{cut.path}:{cut.line}: a line continued with a trailing backslash runs into the end of"
+        " the file: libpam 1.5.2 stops reading the file with an error"
     )
+    if only_type is None:
+        return EvaluationError(
+            f"{head}, and cannot start a service that reads it (pam_start fails with a critical"
+            " error), so no program can use the service and no setting of it is in force"
+        )
+    return EvaluationError(f"{head}; it is @included, and {_LEFTOVER.format(only_type)}")
+
+
+def _failing(kind: str, control: str, line: str, path: str, n: int) -> PamEntry:
+    return PamEntry(kind, control, "", (), line, path, n, must_fail=True)
 
 
 class _Reader:
     def __init__(self, ctx: FactContext) -> None:
         self.ctx = ctx
 
+    def open(self, path: str) -> str | None:
+        """What libpam's fopen() + fgets() read of a file: None when it cannot be opened."""
+        st = self.ctx.stat(path)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return ""  # libpam fopen()s a directory and its first fgets() fails: an empty file
+        return self.ctx.read_text(path)
+
     def read(
-        self, service: str, only_type: str | None, depth: int, seen: tuple[str, ...]
+        self,
+        service: str,
+        only_type: str | None,
+        depth: int,
+        seen: tuple[str, ...],
+        path: str | None = None,
+        text: str | None = None,
     ) -> list[PamEntry] | None:
         if depth > _MAX_DEPTH or service in seen:
             raise EvaluationError(
                 f"{PAM_DIR}/{service}: include loop ({' -> '.join(seen + (service,))})"
             )
-        path = service if service.startswith("/") else os.path.join(PAM_DIR, service)
-        st = self.ctx.stat(path)
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            return []  # libpam fopen()s a directory and its first fgets() fails: an empty file
-        text = self.ctx.read_text(path)
+        if path is None:
+            # an included name is looked for in /etc/pam.d only (pamtester: an include of a
+            # file that only /usr/lib/pam.d holds is one libpam cannot open)
+            path = service if service.startswith("/") else os.path.join(PAM_DIR, service)
+            text = self.open(path)
         if text is None:
             return None
         entries: list[PamEntry] = []
         try:
-            lines = _lines(text)
+            lines, cut = _lines(text)
         except _Hang as h:
             raise EvaluationError(
                 f"{path}:{h.line}: libpam never finishes reading this file (a continued line fills its "
                 f"{_BUF_SIZE}-byte line buffer): every program using it hangs"
             ) from None
         for n, line in lines:
-            toks = _tokens(line)
+            toks = [w for w, _ in _tokens(line)]
             # libpam compares `@include`, the type and the `include`/`substack` controls
             # with strcasecmp(): `@INCLUDE x` and `auth Include x` include x
             if ascii_lower(toks[0]) == "@include":
                 if len(toks) < 2:
                     raise _crash(path, n, line)
-                got = self.read(toks[1], only_type, depth + 1, seen + (service,))
+                try:
+                    got = self.read(toks[1], only_type, depth + 1, seen + (service,))
+                except _Cut as c:
+                    if only_type is None:
+                        raise
+                    raise _cut_error(c, only_type) from None
                 if got is None:
                     raise _unopened_include(path, n, toks[1], only_type)
                 entries += got
                 continue
-            if len(toks) < 2:
-                continue
-            raw_type, control = toks[0], toks[1]
-            optional = raw_type.startswith("-")
-            kind = raw_type.lstrip("-").lower()
-            if only_type is not None and kind != only_type:
-                continue
-            if ascii_lower(control) in ("include", "substack"):
-                if len(toks) < 3:
-                    raise _crash(path, n, line)
-                got = self.read(toks[2], kind, depth + 1, seen + (service,))
-                if got is None:
-                    # libpam 1.5.2 puts a PAM_HT_MUST_FAIL handler in its place, every return
-                    # value mapped to `bad`: the stack goes on and ends in failure
-                    got = [PamEntry(kind, "[default=bad]", "", (), line, path, n, must_fail=True)]
-                entries += got
-                continue
-            if len(toks) < 3:
-                continue
-            control = control if control.startswith("[") else control.lower()
-            entries.append(
-                PamEntry(
-                    kind,
-                    control,
-                    os.path.basename(toks[2]),
-                    tuple(toks[3:]),
-                    line,
-                    path,
-                    n,
-                    optional,
-                )
-            )
+            entries += self._line(line, n, path, only_type, depth, seen + (service,))
+        if cut is not None:
+            raise _Cut(path, cut, entries)
         return entries
+
+    def _line(
+        self, line: str, n: int, path: str, only_type: str | None, depth: int, seen: tuple[str, ...]
+    ) -> list[PamEntry]:
+        """The steps one line (not an @include) makes, as _pam_parse_conf_file() makes them."""
+        words = _tokens(line)
+        raw_type = words[0][0]
+        optional = raw_type.startswith("-")  # one dash: `--auth` is an unknown type
+        kind = ascii_lower(raw_type[1:] if optional else raw_type)
+        # an unknown type is a step that fails, of the type an include reads, else an auth step
+        unknown = kind not in _TYPES
+        if unknown:
+            kind = only_type or "auth"
+        if only_type is not None and kind != only_type:
+            return []
+        if len(words) < 2:
+            return [_failing(kind, "[default=bad]", line, path, n)]
+        control, bracketed = words[1]
+        if not bracketed and ascii_lower(control) in ("include", "substack"):
+            if len(words) < 3:
+                raise _crash(path, n, line)
+            try:
+                got = self.read(words[2][0], kind, depth + 1, seen)
+            except _Cut as c:
+                # libpam keeps what it read of the file and, as for one it cannot open, puts a
+                # failing step after it (pamtester: the lines before the cut line still run)
+                return c.entries + [_failing(kind, "[default=bad]", line, path, n)]
+            if got is None:
+                # libpam 1.5.2 puts a PAM_HT_MUST_FAIL handler in its place, every return
+                # value mapped to `bad`: the stack goes on and ends in failure
+                return [_failing(kind, "[default=bad]", line, path, n)]
+            return got
+        control = f"[{control}]" if bracketed else ascii_lower(control)
+        if unknown or len(words) < 3:
+            return [_failing(kind, control, line, path, n)]
+        return [
+            PamEntry(
+                kind,
+                control,
+                os.path.basename(words[2][0]),
+                tuple(w for w, _ in words[3:]),
+                line,
+                path,
+                n,
+                optional,
+            )
+        ]
+
+    def service(self, name: str) -> tuple[str, list[PamEntry]] | None:
+        """(file, entries) of a service's own file: /etc/pam.d/NAME, else /usr/lib/pam.d/NAME
+        (libpam 1.5.2 as Debian 12 builds it: pamtester runs the second when the first is
+        absent or a dangling link); None when neither opens."""
+        for d in (PAM_DIR, DIST_DIR):
+            path = os.path.join(d, name)
+            text = self.open(path)
+            if text is not None:
+                try:
+                    got = self.read(name, None, 0, (), path, text)
+                except _Cut as c:
+                    raise _cut_error(c) from None
+                return path, got or []
+        return None
 
 
 class PamStack:
-    def __init__(self, service: str, path: str, entries: list[PamEntry] | None) -> None:
+    def __init__(self, service: str, path: str, entries: list[PamEntry], exists: bool) -> None:
         self.service = service
-        self._path = path
-        self.exists = entries is not None
-        self.entries = tuple(entries or ())
+        self._path = path  # the file read: the service's own, or `other` in its place
+        self.exists = exists
+        self.entries = tuple(entries)
         self.modules = tuple(dict.fromkeys(e.module for e in self.entries if not e.must_fail))
 
     def describe(self) -> str:
@@ -370,18 +473,50 @@ class PamStack:
             hit = self._find(str(args[1]), str(args[0]).lower())
         if hit is not None:
             return at(hit.file, hit.lineno)
-        return self._path if self.exists else f"{self._path} (absent)"
+        if self.exists:
+            return self._path
+        return (
+            f"{self._path} (read for {self.service!r}: neither {PAM_DIR} nor {DIST_DIR} holds it)"
+        )
 
 
 def parse_pam(ctx: FactContext, service: str) -> PamStack:
     if "/" in service or service in ("", ".", ".."):
         raise EvaluationError(f"pam({service!r}): a service is a file name in {PAM_DIR}")
-    return PamStack(
-        service, os.path.join(PAM_DIR, service), _Reader(ctx).read(service, None, 0, ())
-    )
+    reader = _Reader(ctx)
+    own = reader.service(service)
+    # libpam reads `other` for every service, after the service's own file: a file it cannot
+    # read to its end there fails every service (pamtester: "Initialization failure")
+    try:
+        other = reader.service("other")
+    except EvaluationError as e:
+        if service == "other":
+            raise
+        raise EvaluationError(
+            f"{e} (libpam reads `other` for every service, {service!r} too)"
+        ) from None
+    if own is None:
+        if other is None:
+            raise EvaluationError(
+                f"pam({service!r}): neither {PAM_DIR} nor {DIST_DIR} holds {service!r} or `other`:"
+                " libpam cannot start the service (pam_start fails with a critical error), so no"
+                " program can use it"
+            )
+        return PamStack(service, other[0], other[1], exists=False)
+    if service == "other" and other is not None:
+        # libpam reads the file as the service's and again as the default, both into the
+        # default stack: every line runs twice (pamtester over pam_echo lines)
+        return PamStack(service, own[0], own[1] + other[1], exists=True)
+    # libpam runs `other`'s lines of a type the service's file has none of; that is left out
+    # here, since policies read include files such as common-auth through pam() as files
+    return PamStack(service, own[0], own[1], exists=True)
 
 
 def register(reg: FactRegistry) -> None:
     reg.register(
-        "pam", parse_pam, params=(STR,), returns=PAM, doc="the PAM stack of a service (etc/pam.d)"
+        "pam",
+        parse_pam,
+        params=(STR,),
+        returns=PAM,
+        doc="the PAM stack of a service (etc/pam.d, usr/lib/pam.d, else other)",
     )

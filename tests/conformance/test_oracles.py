@@ -2221,7 +2221,14 @@ def test_pam_lines_are_the_lines_libpam_reads(tmp_path, text) -> None:
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(pam_d),
                            _tool("pamtester")], capture_output=True, timeout=60, check=False)
     theirs = [line for line in done.stdout.split(b"\n") if line and not line.startswith(b"pamtester:")]
-    stack = FactContext(builtin_registry(), str(tmp_path)).fact("pam", ("svc",))
+    # a file libpam cannot read to its end (a continuation cut by it): pam_start fails
+    refused = b"Initialization failure" in done.stdout + done.stderr
+    try:
+        stack = FactContext(builtin_registry(), str(tmp_path)).fact("pam", ("svc",))
+    except EvaluationError:
+        assert refused and theirs == [], done
+        return
+    assert not refused, done
     ours = [" ".join(e.args).encode("utf-8", "surrogateescape")[:511]
             for e in stack.entries_of("auth") if e.module == "pam_echo.so"]
     assert ours == theirs

@@ -94,12 +94,49 @@ def test_bracketed_argument_and_absent_service(tmp_path: Path) -> None:
     write(tmp_path, "etc/pam.d/x", "auth required pam_exec.so [cmd=/bin/echo a b] quiet\n")
     e = context(tmp_path).fact("pam", ("x",)).entries[0]
     assert e.args == ("cmd=/bin/echo a b", "quiet") and e.arg("cmd") == "/bin/echo a b"
+    # no file for the service and no `other`: pam_start fails ("Initialization failure")
+    with pytest.raises(EvaluationError, match=r"^pam\('nosuch'\): neither /etc/pam.d nor /usr/lib/pam.d .*cannot start"):
+        context(tmp_path).fact("pam", ("nosuch",))
+
+
+def test_a_service_without_a_file_runs_other(tmp_path: Path) -> None:
+    """libpam runs /etc/pam.d/other (else /usr/lib/pam.d/other) for a service that neither
+    /etc/pam.d nor /usr/lib/pam.d holds (tests/conformance/test_pam_include_oracle.py)."""
+    write(tmp_path, "etc/pam.d/other", "auth required pam_deny.so\naccount required pam_warn.so\n")
     missing = context(tmp_path).fact("pam", ("nosuch",))
-    assert (missing.exists, missing.entries, missing.where("has_module", "pam_unix")) == (
+    assert (missing.exists, [(e.module, e.where("x")) for e in missing.entries]) == (
         False,
-        (),
-        "/etc/pam.d/nosuch (absent)",
+        [("pam_deny.so", "/etc/pam.d/other:1"), ("pam_warn.so", "/etc/pam.d/other:2")],
     )
+    assert missing.where("has_module", "pam_deny") == "/etc/pam.d/other:1"
+    assert missing.where("has_module", "pam_unix") == (
+        "/etc/pam.d/other (read for 'nosuch': neither /etc/pam.d nor /usr/lib/pam.d holds it)"
+    )
+    # a dangling link is no file; /usr/lib/pam.d holds services (and `other`) too
+    (tmp_path / "etc/pam.d/svc").symlink_to("nowhere")
+    write(tmp_path, "usr/lib/pam.d/svc", "auth required pam_unix.so\n")
+    svc = context(tmp_path).fact("pam", ("svc",))
+    assert (svc.exists, [e.where("x") for e in svc.entries]) == (True, ["/usr/lib/pam.d/svc:1"])
+    (tmp_path / "etc/pam.d/other").unlink()
+    write(tmp_path, "usr/lib/pam.d/other", "auth required pam_faildelay.so\n")
+    assert [e.where("x") for e in context(tmp_path).fact("pam", ("nosuch",)).entries] == ["/usr/lib/pam.d/other:1"]
+    # but an include is looked for in /etc/pam.d only
+    write(tmp_path, "usr/lib/pam.d/inc", "auth required pam_unix.so\n")
+    write(tmp_path, "etc/pam.d/x", "auth include inc\n")
+    assert [e.must_fail for e in context(tmp_path).fact("pam", ("x",)).entries] == [True]
+
+
+def test_other_runs_twice_as_its_own_service(tmp_path: Path) -> None:
+    # libpam reads it as the service's file and again as the default: each line runs twice
+    write(tmp_path, "etc/pam.d/other", "auth required pam_deny.so\n")
+    assert [e.where("x") for e in context(tmp_path).fact("pam", ("other",)).entries] == ["/etc/pam.d/other:1"] * 2
+
+
+def test_a_broken_other_fails_every_service(tmp_path: Path) -> None:
+    write(tmp_path, "etc/pam.d/svc", "auth required pam_unix.so\n")
+    write(tmp_path, "etc/pam.d/other", "auth required pam_deny.so\n@include nosuch\n")
+    with pytest.raises(EvaluationError, match=r"^/etc/pam.d/other:2: @include nosuch: .*cannot start.*every service"):
+        context(tmp_path).fact("pam", ("svc",))
 
 
 def test_include_loops_and_bad_names_are_errors(tmp_path: Path) -> None:
@@ -160,12 +197,16 @@ _PERMIT = "auth optional pam_permit.so "
         # line of its own (a directive hidden there runs)
         (_PERMIT + "x" * (1023 - len(_PERMIT)) + "auth sufficient pam_rootok.so\n",
          [("pam_permit.so", "optional"), ("pam_rootok.so", "sufficient")]),
-        (_PERMIT + "x" * (1024 - len(_PERMIT)) + "auth sufficient pam_rootok.so\n", [("pam_permit.so", "optional")]),
-        # a continuation cut by the end of the file is dropped
-        ("auth required pam_unix.so \\", []),
+        # ... one byte later an `x` glued to it makes an unknown type: a step that fails
+        (_PERMIT + "x" * (1024 - len(_PERMIT)) + "auth sufficient pam_rootok.so\n",
+         [("pam_permit.so", "optional"), ("", "sufficient")]),
         # a continued line is cut where the buffer ends; the rest is read as lines of its own
+        # (`yyy... z`: an unknown type, a failing step)
         ("auth required pam_unix.so \\\n" + ("y" * 600 + " \\\n") * 2 + "z\nauth sufficient pam_rootok.so\n",
-         [("pam_unix.so", "required"), ("pam_rootok.so", "sufficient")]),
+         [("pam_unix.so", "required"), ("", "z"), ("pam_rootok.so", "sufficient")]),
+        # a bracketed control runs to its `]`, blanks and a continuation in it; an argument
+        # with no `]` runs to the end of the line, a `#` ending it
+        ("auth [success=done \\\n  default=ignore] pam_permit.so [a b\n", [("pam_permit.so", "[success=done    default=ignore]")]),
     ],
 )
 def test_lines_are_read_as_libpam_reads_them(tmp_path: Path, text: str, entries: list[tuple[str, str]]) -> None:
@@ -173,6 +214,55 @@ def test_lines_are_read_as_libpam_reads_them(tmp_path: Path, text: str, entries:
     write(tmp_path, "etc/pam.d/svc", text)
     stack = context(tmp_path).fact("pam", ("svc",))
     assert [(e.module, e.control) for e in stack.entries_of("auth")] == entries
+
+
+@pytest.mark.parametrize("tail", ["\\", "\\\n", " \\ \t\n\n  # a comment\n"])
+def test_a_continued_line_cut_by_the_end_of_the_file_is_an_error(tmp_path: Path, tail: str) -> None:
+    """libpam's _pam_assemble_line() reads it as an incomplete read: the file's reader fails,
+    and pam_start with it (pamtester: "Initialization failure"), here or through @include."""
+    write(tmp_path, "etc/pam.d/svc", f"auth required pam_unix.so\nauth required pam_env.so{tail}")
+    with pytest.raises(EvaluationError, match=r"^/etc/pam.d/svc:2: a line continued .*cannot start"):
+        context(tmp_path).fact("pam", ("svc",))
+    write(tmp_path, "etc/pam.d/top", "account required pam_unix.so\n@include svc\n")
+    with pytest.raises(EvaluationError, match=r"^/etc/pam.d/svc:2: a line continued .*cannot start"):
+        context(tmp_path).fact("pam", ("top",))
+    # read for `auth include`, it is a failing step after what was read of the file
+    write(tmp_path, "etc/pam.d/top", "auth include svc\nauth required pam_permit.so\n")
+    assert [(e.module, e.must_fail, e.where("x")) for e in context(tmp_path).fact("pam", ("top",)).entries] == [
+        ("pam_unix.so", False, "/etc/pam.d/svc:1"),
+        ("", True, "/etc/pam.d/top:1"),
+        ("pam_permit.so", False, "/etc/pam.d/top:2"),
+    ]
+    # @included from a file read for `auth include`: a step with a left-over control
+    write(tmp_path, "etc/pam.d/mid", "@include svc\n")
+    write(tmp_path, "etc/pam.d/top", "auth include mid\n")
+    with pytest.raises(EvaluationError, match=r"^/etc/pam.d/svc:2: a line continued .*control the line read before it"):
+        context(tmp_path).fact("pam", ("top",))
+
+
+@pytest.mark.parametrize(
+    ("line", "step", "in_account"),
+    [
+        ("blah", ("auth", "[default=bad]"), True),  # one word: an unknown type
+        ("foo optional pam_permit.so", ("auth", "optional"), True),
+        ("--auth required pam_permit.so", ("auth", "required"), True),
+        ("auth", ("auth", "[default=bad]"), False),  # no control
+        ("account required", ("account", "required"), True),  # no module
+        ("auth [success=done pam_permit.so", ("auth", "[success=done pam_permit.so]"), False),  # no `]`
+    ],
+)
+def test_a_line_libpam_cannot_make_a_module_of_is_a_step_that_fails(
+    tmp_path: Path, line: str, step: tuple[str, str], in_account: bool
+) -> None:
+    # _pam_parse_conf_file() installs a PAM_HT_MUST_FAIL handler for it (pamtester: denied)
+    write(tmp_path, "etc/pam.d/svc", f"auth required pam_env.so\n{line}\n")
+    got = context(tmp_path).fact("pam", ("svc",)).entries
+    assert [(e.type, e.control, e.module, e.must_fail) for e in got] == [
+        ("auth", "required", "pam_env.so", False), (*step, "", True)]
+    # in a file read for `account include`, an unknown type is an account step
+    write(tmp_path, "etc/pam.d/top", "account include svc\n")
+    got = context(tmp_path).fact("pam", ("top",)).entries
+    assert [(e.type, e.must_fail) for e in got] == ([("account", True)] if in_account else [])
 
 
 def test_a_file_libpam_never_finishes_reading_is_an_error(tmp_path: Path) -> None:
