@@ -414,8 +414,11 @@ static __always_inline void *sp_file_of(long fd)
 /* Append the absolute path of the struct path at `path` (a kernel address) as one string.
  * 0 when it cannot be resolved: no path, a pseudo file (pipe, socket), deeper or longer than
  * this walk goes. With `pseudo` (an executable), a file of no directory (a memfd, whose dentry
- * is its own parent) is named as d_path() and auditd's exe= name it: "/memfd:NAME (deleted)". */
-static __always_inline int sp_put_kpath(struct sp_event *e, void *path, int pseudo)
+ * is its own parent) is named as d_path() and auditd's exe= name it: "/memfd:NAME (deleted)".
+ * With `fs_root` (a dentry), the path within the file system instead, mounts not crossed: the
+ * dentries' parents up to fs_root (0 when another root comes first), as an audit directory
+ * watch follows them. */
+static __always_inline int sp_put_kpath(struct sp_event *e, void *path, int pseudo, void *fs_root)
 {
     u32 zero = 0;
     struct sp_pathbuf *pb = pathbuf.lookup(&zero);
@@ -436,7 +439,12 @@ static __always_inline int sp_put_kpath(struct sp_event *e, void *path, int pseu
         u32 len = 0;
         const char *name = 0;
         void *parent = sp_dentry_up(dentry, &len, &name);
-        if (dentry == mnt_root) {
+        if (fs_root) {
+            if (dentry == fs_root) {
+                complete = 1;
+                break;
+            }
+        } else if (dentry == mnt_root) {
             void *mparent = sp_read_ptr(mnt, SP_OFF_MOUNT_MNT_PARENT);
             if (!mparent || mparent == mnt) {
                 complete = 1; /* the root of the mount tree */
@@ -558,18 +566,77 @@ static __always_inline void sp_mount_span(void *mnt, u64 m[3])
 #endif
 }
 
+/* 1 when a top-level component (name, len: a kernel string) is one of the link heads or starts
+ * with one of their stems. */
+static __always_inline int sp_head_ok(struct sp_link_cfg *lc, const char *name, u32 len)
+{
+    /* a name longer than the key is no first component in the map (user space keeps such
+     * a component as a stem), but its first bytes may start a stem */
+    u32 n = len < SP_HEAD_MAX ? len : SP_HEAD_MAX - 1;
+    struct sp_head k = {};
+    sp_barrier_var(n);
+    n &= SP_HEAD_MAX - 1;
+    bpf_probe_read_kernel(&k.name, n, name);
+    if (len < SP_HEAD_MAX && link_heads.lookup(&k))
+        return 1;
+    u64 w = *(u64 *)k.name;
+#pragma clang loop unroll(disable)
+    for (u32 i = 0; i < SP_HEAD_STEMS; i++) {
+        if (i >= lc->nstems)
+            break;
+        if (!((w ^ lc->stem[i]) & lc->stem_mask[i]))
+            return 1;
+    }
+    return 0;
+}
+
+/* What the pre-filter's walk found besides the top-level component: whether the file is to be
+ * named by its path in the file system of the task's root directory. Reached through a bind
+ * mount of one of that file system's directories, the file has a second path (`mount --bind
+ * /etc /tmp/m; echo >> /tmp/m/shadow` writes /etc/shadow, and an audit directory watch on /etc
+ * records it: it follows the dentries' parents, not the mounts). */
+struct sp_walk {
+    void *fs_root; /* the root dentry of that file system, where the path starts */
+    u32 fs_view;   /* 1: the file's path is its path in the root's file system, not the mounts' */
+};
+
+/* The root dentry of the task's root directory when that is the root of a mount (not a chroot
+ * into a directory), else 0. */
+static __always_inline void *sp_root_fs_root(void)
+{
+#ifdef SP_OFF_FS_ROOT
+#ifdef SP_TASK_STORAGE
+    u64 fs = SP_BTF_LD(bpf_get_current_task_btf(), SP_OFF_TASK_FS);
+    if (!fs)
+        return 0;
+    void *rmnt = (void *)SP_BTF_LD(fs, SP_OFF_FS_ROOT + SP_OFF_PATH_MNT);
+    void *rdentry = (void *)SP_BTF_LD(fs, SP_OFF_FS_ROOT + SP_OFF_PATH_DENTRY);
+#else
+    void *fs = sp_read_ptr(sp_task(), SP_OFF_TASK_FS);
+    if (!fs)
+        return 0;
+    void *rmnt = sp_read_ptr(fs, SP_OFF_FS_ROOT + SP_OFF_PATH_MNT);
+    void *rdentry = sp_read_ptr(fs, SP_OFF_FS_ROOT + SP_OFF_PATH_DENTRY);
+#endif
+    if (!rmnt || !rdentry || sp_read_ptr(rmnt, SP_OFF_VFSMOUNT_MNT_ROOT) != rdentry)
+        return 0;
+    return rdentry;
+#else
+    return 0;
+#endif
+}
+
 /* 0 when the file at `path` (a struct path) cannot be under any of those prefixes: its
  * top-level component, found by the walk sp_put_kpath makes but reading only the dentries' and
- * mounts' pointers, is none of their first components and starts with none of their stems.
- * One name read instead of one per component, and no copy or prefix test: most write-opens
- * outside the watched trees stop here. A walk sp_put_kpath could not finish is 0 too (it would
- * give no path); 1 otherwise (test the path in full). */
-static __always_inline int sp_link_head_ok(void *path)
+ * mounts' pointers (or, through a bind mount, in the root's file system: walk->fs_view), is
+ * none of their first components and starts with none of their stems. One name read instead of
+ * one per component, and no copy or prefix test: most write-opens outside the watched trees
+ * stop here. A walk sp_put_kpath could not finish is 0 too (it would give no path); 1
+ * otherwise (test that path in full). */
+static __always_inline int sp_link_head_ok(void *path, struct sp_walk *walk)
 {
     u32 zero = 0;
     struct sp_link_cfg *lc = link_cfg.lookup(&zero);
-    if (!lc || !lc->on)
-        return 1;
     if (!path)
         return 0;
     /* Every kernel read is a helper call, which is most of what this costs: one read per
@@ -591,6 +658,10 @@ static __always_inline int sp_link_head_ok(void *path)
     u32 len = 0;
     const char *name = 0;
     int complete = 0;
+    /* the parent of the first mount root crossed that is a directory bound there */
+    void *bound_up = 0;
+    u32 blen = 0;
+    const char *bname = 0;
     /* one iteration per component or mount crossed, as in sp_put_kpath: the same files finish */
 #pragma clang loop unroll(disable)
     for (int i = 0; i < SP_PATH_DEPTH; i++) {
@@ -599,6 +670,17 @@ static __always_inline int sp_link_head_ok(void *path)
             if (!mparent || mparent == mnt) {
                 complete = 1;
                 break;
+            }
+            /* a mount's root with a parent is a directory bound there (`mount --bind`) */
+            if (!bound_up) {
+                u32 rlen = 0;
+                const char *rname = 0;
+                void *rparent = sp_dentry_up(dentry, &rlen, &rname);
+                if (rparent && rparent != dentry) {
+                    bound_up = rparent;
+                    blen = rlen;
+                    bname = rname;
+                }
             }
             dentry = (void *)m[1];
             mnt = mparent;
@@ -616,27 +698,40 @@ static __always_inline int sp_link_head_ok(void *path)
     }
     if (!complete)
         return 0;
-    if (!name)
-        return 1; /* the root itself */
-    /* a name longer than the key is no first component in the map (user space keeps such
-     * a component as a stem), but its first bytes may start a stem */
-    u32 n = len < SP_HEAD_MAX ? len : SP_HEAD_MAX - 1;
-    struct sp_head k = {};
-    sp_barrier_var(n);
-    n &= SP_HEAD_MAX - 1;
-    bpf_probe_read_kernel(&k.name, n, name);
-    if (len < SP_HEAD_MAX && link_heads.lookup(&k))
-        return 1;
-    u64 w = *(u64 *)k.name;
+    /* Through a bind mount of a directory of the root directory's file system, the file is
+     * named by its path in that file system, as an audit directory watch sees it (the
+     * dentries' parents, not the mounts): the top-level component is then the one found from
+     * the bound directory's parents up to the root directory. Where they do not reach it (a
+     * directory of another file system bound there, a chroot), the mounts' path stays. */
+    if (bound_up)
+        walk->fs_root = sp_root_fs_root();
+    if (walk->fs_root) {
+        const char *fname = bname;
+        u32 flen = blen;
+        dentry = bound_up;
 #pragma clang loop unroll(disable)
-    for (u32 i = 0; i < SP_HEAD_STEMS; i++) {
-        if (i >= lc->nstems)
-            break;
-        if (!((w ^ lc->stem[i]) & lc->stem_mask[i]))
-            return 1;
+        for (int i = 0; i < SP_PATH_DEPTH; i++) {
+            if (dentry == walk->fs_root) {
+                walk->fs_view = 1;
+                name = fname;
+                len = flen;
+                break;
+            }
+            u32 dlen = 0;
+            const char *dname = 0;
+            void *parent = sp_dentry_up(dentry, &dlen, &dname);
+            if (dentry == parent || !parent)
+                break;
+            flen = dlen;
+            fname = dname;
+            dentry = parent;
+        }
     }
-    return 0;
+    if (!lc || !lc->on || !name)
+        return 1; /* no pre-filter, or the root itself */
+    return sp_head_ok(lc, name, len);
 }
+
 #endif
 
 /* Append the path a syscall names: by descriptor (fd_only 1: the descriptor's own path), or by
@@ -663,7 +758,7 @@ static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char 
     }
     int based = 0;
 #ifdef SP_KPATH
-    based = sp_put_kpath(e, sp_path_of(dfd), 0);
+    based = sp_put_kpath(e, sp_path_of(dfd), 0, 0);
 #endif
     if (fd_only == 1) {
         if (based) {
@@ -1034,7 +1129,7 @@ static __always_inline void sp_put_opened(struct sp_event *e, long fd)
     if ((e->type != SP_EV_OPEN && e->type != SP_EV_WRITE) || fd < 0 || (e->a[1] & 020000000) ||
         (probe != SP_P_OPENAT && probe != SP_P_OPENAT2 && probe != SP_P_OPEN && probe != SP_P_CREAT))
         return;
-    if (sp_put_kpath(e, sp_path_of(fd), 0))
+    if (sp_put_kpath(e, sp_path_of(fd), 0, 0))
         e->a[3] |= SP_OPENED_PATH;
 #endif
 }
@@ -1061,7 +1156,8 @@ static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
         o->nstr = 0;
         o->flags = 0;
         void *opened = sp_path_of(ret);
-        if (!sp_link_head_ok(opened) || !sp_put_kpath(o, opened, 0) ||
+        struct sp_walk w = {};
+        if (!sp_link_head_ok(opened, &w) || !sp_put_kpath(o, opened, 0, w.fs_view ? w.fs_root : 0) ||
             !(mask = sp_clauses(o, sp_cfg(type), 1, o->str_len, 0, 0))) {
             sp_lite_done(l, tid);
             return 0;
@@ -1655,7 +1751,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     int ok = 0;
 #pragma clang loop unroll(disable)
     for (int j = 0; j < 2; j++) {
-        if (sp_put_kpath(e, j ? sp_path_of(SP_AT_FDCWD) : sp_exe_path(), !j))
+        if (sp_put_kpath(e, j ? sp_path_of(SP_AT_FDCWD) : sp_exe_path(), !j, 0))
             ok = 1;
         else if (j)
             sp_put_str(e, 0, 0);
@@ -1707,7 +1803,7 @@ int sp_exit_chdir(struct sp_exit_ctx *ctx)
         return 0;
     sp_fill(e, SP_EV_CHDIR, ctx->nr == __NR_chdir ? SP_P_CHDIR : SP_P_FCHDIR);
 #ifdef SP_KPATH
-    if (sp_put_kpath(e, sp_path_of(SP_AT_FDCWD), 0))
+    if (sp_put_kpath(e, sp_path_of(SP_AT_FDCWD), 0, 0))
         e->flags |= SP_F_KPATH;
 #endif
     e->flags |= SP_F_RET;

@@ -180,6 +180,7 @@ _WANTED = (
     # up the dentry chain and the mount tree
     ("TASK_FS", "task_struct", "fs"),
     ("FS_PWD", "fs_struct", "pwd"),
+    ("FS_ROOT", "fs_struct", "root"),
     ("TASK_MM", "task_struct", "mm"),
     ("MM_EXE_FILE", "mm_struct", "exe_file"),
     ("MM_ARG_START", "mm_struct", "arg_start"),

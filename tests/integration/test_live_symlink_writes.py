@@ -2,7 +2,9 @@
 symlinked directory, a symlink to the file, and /proc/self/fd/N (or /dev/fd/N) of a descriptor
 opened O_PATH, the rule on the watched tree fires and the alert names the real file, also
 where the link's top-level directory is another than the watched tree's (the kernel's
-pre-filter on the opened file's first path component); a plain write outside the watched tree
+pre-filter on the opened file's first path component); so is a write through a bind mount of
+the watched tree, made in a mount namespace of the writer's own (named by its path in the
+file system, as an audit directory watch follows it); a plain write outside the watched tree
 still raises nothing. Real BPF, watched trees of the test's own (never /etc)."""
 
 from __future__ import annotations
@@ -43,10 +45,16 @@ rules:
 """
 
 
-def child(code: str) -> int:
-    """Run `code` in a new Python process; its pid."""
-    proc = subprocess.run([sys.executable, "-I", "-c", "import os\nprint(os.getpid(), flush=True)\n" + code],
-                          capture_output=True, text=True, timeout=60, check=False)
+def child(code: str, binds: tuple[tuple[Path, Path], ...] = ()) -> int:
+    """Run `code` in a new Python process; its pid. With `binds` (source, mount point), in a
+    private mount namespace where each source is bound on its mount point (the host's mounts
+    are left alone)."""
+    argv = [sys.executable, "-I", "-c", "import os\nprint(os.getpid(), flush=True)\n" + code]
+    if binds:
+        script = "mount --make-rprivate / && " + "".join(
+            f'mount --bind "${2 * i + 1}" "${2 * i + 2}" && ' for i in range(len(binds))) + f"shift {2 * len(binds)} && exec \"$@\""
+        argv = ["unshare", "--mount", "sh", "-c", script, "sh", *(str(x) for b in binds for x in b), *argv]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return int(proc.stdout.split()[0])
 
@@ -93,6 +101,14 @@ os.close(os.open(f"/dev/fd/{{fd}}", os.O_RDWR))
     (o / "farlink").symlink_to(r.far)
     r.pids["far"] = child(f"open({str(o / 'farlink' / 'viafar')!r}, 'w').write('y')")
     r.pids["plain"] = child(f"open({str(o / 'plain')!r}, 'w').write('y')")
+    # through a bind mount of the watched tree (in a mount namespace of the child's own)
+    (o / "bindpt").mkdir()
+    r.pids["bind"] = child(f"open({str(o / 'bindpt' / 'viabind')!r}, 'w').write('y')", binds=((w, o / "bindpt"),))
+    # and through a bind mount of a directory outside it: nothing
+    (o / "elsewhere").mkdir()
+    (o / "bindpt2").mkdir()
+    r.pids["bind-outside"] = child(f"open({str(o / 'bindpt2' / 'x')!r}, 'w').write('y')",
+                                   binds=((o / "elsewhere", o / "bindpt2"),))
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +196,16 @@ def test_write_through_proc_self_fd_of_an_o_path_descriptor_names_the_real_file(
     b = _one(run, "devfd")  # /dev/fd/N of a descriptor opened read-only
     assert b["event"]["file"]["path"] == str(run.watched / "devfd")
     assert "O_RDWR" in b["event"]["file"]["flags"]
+
+
+def test_write_through_a_bind_mount_of_the_watched_tree_names_the_real_file(run: Run) -> None:
+    # `mount --bind WATCHED /elsewhere; echo >> /elsewhere/f` writes WATCHED/f: an audit
+    # directory watch on WATCHED records it (it follows the dentries, not the mounts)
+    a = _one(run, "bind")
+    assert a["rule_id"] == "watched-write"
+    assert a["event"]["file"]["path"] == str(run.watched / "viabind")
+    assert run.of("bind-outside") == []
+    assert not [e for e in run.events if e["proc"]["pid"] == run.pids["bind-outside"] and e["type"] == "write"]
 
 
 def test_a_plain_write_outside_the_watched_tree_raises_nothing(run: Run) -> None:
