@@ -475,6 +475,11 @@ class PamStack:
             return at(hit.file, hit.lineno)
         if self.exists:
             return self._path
+        if not self.entries and os.path.basename(self._path) == self.service:
+            return (
+                f"{self._path} (absent, nor in {DIST_DIR}, and no `other` either: libpam cannot"
+                " start the service)"
+            )
         return (
             f"{self._path} (read for {self.service!r}: neither {PAM_DIR} nor {DIST_DIR} holds it)"
         )
@@ -497,11 +502,10 @@ def parse_pam(ctx: FactContext, service: str) -> PamStack:
         ) from None
     if own is None:
         if other is None:
-            raise EvaluationError(
-                f"pam({service!r}): neither {PAM_DIR} nor {DIST_DIR} holds {service!r} or `other`:"
-                " libpam cannot start the service (pam_start fails with a critical error), so no"
-                " program can use it"
-            )
+            # libpam cannot start the service (pam_start fails): no line of it is in force.
+            # That is read, not unreadable: an empty stack (exists false), as for an image
+            # without PAM configuration, whose controls are simply not there.
+            return PamStack(service, os.path.join(PAM_DIR, service), [], exists=False)
         return PamStack(service, other[0], other[1], exists=False)
     if service == "other" and other is not None:
         # libpam reads the file as the service's and again as the default, both into the

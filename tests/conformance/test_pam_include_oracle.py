@@ -100,6 +100,8 @@ def _ours(root: Path, kind: str, service: str = "svc") -> tuple[str, list[str]]:
     except EvaluationError as e:
         msg = str(e)
         return ("crash" if "crashes" in msg else "cannot start" if "cannot start" in msg else msg), []
+    if not stack.exists and not stack.entries:
+        return "cannot start", []  # no file for the service and no `other`: an empty stack
     entries = stack.entries_of(kind)
     echoed = [" ".join(e.args) for e in entries if e.module == "pam_echo.so"]
     failing = any(e.must_fail and e.control != "optional" for e in entries)

@@ -94,9 +94,12 @@ def test_bracketed_argument_and_absent_service(tmp_path: Path) -> None:
     write(tmp_path, "etc/pam.d/x", "auth required pam_exec.so [cmd=/bin/echo a b] quiet\n")
     e = context(tmp_path).fact("pam", ("x",)).entries[0]
     assert e.args == ("cmd=/bin/echo a b", "quiet") and e.arg("cmd") == "/bin/echo a b"
-    # no file for the service and no `other`: pam_start fails ("Initialization failure")
-    with pytest.raises(EvaluationError, match=r"^pam\('nosuch'\): neither /etc/pam.d nor /usr/lib/pam.d .*cannot start"):
-        context(tmp_path).fact("pam", ("nosuch",))
+    # no file for the service and no `other`: pam_start fails ("Initialization failure"), no
+    # line is in force; the stack is empty, and says why
+    none = context(tmp_path).fact("pam", ("nosuch",))
+    assert (none.exists, none.entries, none.where("has_module", "pam_unix")) == (
+        False, (), "/etc/pam.d/nosuch (absent, nor in /usr/lib/pam.d, and no `other` either: libpam cannot start"
+        " the service)")
 
 
 def test_a_service_without_a_file_runs_other(tmp_path: Path) -> None:
