@@ -13,6 +13,8 @@ from typing import Any
 
 __all__ = [
     "FS_IOC_GETFLAGS",
+    "DirJob",
+    "DirOutcome",
     "Outcome",
     "ReadJob",
     "new_hasher",
@@ -29,7 +31,9 @@ _NOATIME = getattr(os, "O_NOATIME", 0)
 _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-_BUF_SIZE = 1 << 20
+# Small enough to stay in a core's L2 cache between the copy from the page cache and the
+# hash reading it: 1 MiB cost ~25% more CPU per byte (20,000 files of /usr, 512 KiB L2).
+_BUF_SIZE = 128 << 10
 _SMALL = 1 << 16  # read in one call and hash from a fresh bytes object
 _ATTEMPTS = 3
 # _IOR('f', 1, long): the kernel writes an int.
@@ -50,6 +54,10 @@ Outcome = tuple[bytes, "bytes | None", "tuple[int, ...] | None", "str | None",
 #  the walk saw, algorithm or None, prefix length or None, want xattrs, want flags,
 #  content wanted up to this many bytes or -1)
 ReadJob = tuple[int, str, int, int, "str | None", "int | None", bool, bool, int]
+# A directory the walk holds open, read through that descriptor (it is in the batch):
+# (its index in the batch, None, want xattrs, want flags); the outcome is read_dir_fd's.
+DirJob = tuple[int, None, bool, bool]
+DirOutcome = tuple["Xattrs | None", "str | None", "int | None", "str | None"]
 
 
 def new_hasher(algo: str) -> Any:
@@ -286,9 +294,11 @@ def read_path_entry(dirfd: int, name: str, dev: int, ino: int, want_xattrs: bool
         os.close(fd)
 
 
-def read_batch(jobs: list[ReadJob], dirfds: list[int]) -> list[Outcome]:
-    """Read a batch of regular files; runs in a worker process (no shared GIL with the walk)."""
-    return [read_regular(dirfds[j[0]], *j[1:]) for j in jobs]
+def read_batch(jobs: list[ReadJob | DirJob], dirfds: list[int]) -> list[Outcome | DirOutcome]:
+    """Read a batch of regular files and open directories; runs in a worker process (no
+    shared GIL with the walk)."""
+    return [read_regular(dirfds[j[0]], *j[1:]) if j[1] is not None  # type: ignore[arg-type]
+            else read_dir_fd(dirfds[j[0]], j[2], j[3]) for j in jobs]
 
 
 def _recv_exact(sock: Any, n: int) -> bytes:

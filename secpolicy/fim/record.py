@@ -167,8 +167,10 @@ def pack(
         flags |= F_RDEV
         tail = _RDEV.pack(rdev)
     hbytes = _HASH_PREFIX[hash_algo] + digest if hash_algo and digest else b""
-    return (_FIXED.pack(*st_fields, flags, len(link), len(hbytes), len(xblob), fsflags or 0)
-            + link + hbytes + xblob + content_digest + tail)
+    head = _FIXED.pack(*st_fields, flags, len(link), len(hbytes), len(xblob), fsflags or 0)
+    if link or xblob or content_digest or tail:
+        return b"".join((head, link, hbytes, xblob, content_digest, tail))
+    return head + hbytes  # most records: one concatenation, not five
 
 
 def fixed_fields(rec: bytes) -> tuple[int, ...]:

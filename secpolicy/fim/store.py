@@ -222,16 +222,21 @@ class BaselineWriter:
             return
         # Tags and MAC input for a whole batch in one loop: per-row calls cost more than
         # the hashing itself at a few hundred thousand rows.
+        # The values are bound as bytearrays: the same BLOBs, but Python's sqlite3 looks for
+        # an adapter for every `bytes` value (a failed attribute lookup, an exception made
+        # and dropped, per value), which cost a third of the insert.
         tag_base = self._tag_base
         pack2 = _LENS.pack
         pack1 = _LEN.pack
+        blob = bytearray
         tagged = []
-        parts = []
+        parts: list[bytes] = []
         for k, r in rows:
+            lk = len(k)
             t = tag_base.copy()
-            t.update(pack1(len(k)) + k + r)
-            tagged.append((k, r, t.digest()))
-            parts.append(pack2(len(k), len(r)) + k + r)
+            t.update(pack1(lk) + k + r)
+            tagged.append((blob(k), blob(r), blob(t.digest())))
+            parts += (pack2(lk, len(r)), k, r)
         self.db.executemany("INSERT INTO entries (k, r, t) VALUES (?, ?, ?)", tagged)
         self._mac.update(b"".join(parts))
         rows.clear()

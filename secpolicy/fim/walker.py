@@ -115,6 +115,7 @@ class _State:
     error: Callable[[str, str], None]
     note: Callable[[str, str], None]
     ignore: frozenset[str]
+    release: Callable[[int], None] = os.close
     visited: set[tuple[int, int]] = field(default_factory=set)
     serial: int = 0
 
@@ -126,14 +127,14 @@ class _State:
 class _Frame:
     """One open directory on the walk's stack."""
 
-    __slots__ = ("cover", "dev", "dkey", "fd", "it", "prefix", "serial")
+    __slots__ = ("cover", "dev", "fd", "it", "kprefix", "prefix", "serial")
 
     def __init__(self, fd: int, names: list[str], dpath: str, dkey: bytes,
                  cover: CompiledRule | None, dev: int, serial: int) -> None:
         self.fd = fd
         self.it = iter(sorted([(n.encode(_FS_ENCODING, _FS_ERRORS), n) for n in names]))
         self.prefix = dpath if dpath != "/" else ""
-        self.dkey = dkey
+        self.kprefix = dkey + b"\0"  # a child's key is this and its name
         self.cover = cover
         self.dev = dev
         self.serial = serial
@@ -158,13 +159,15 @@ def walk(
     note: Callable[[str, str], None],
     rules: dict[str, CompiledRule] | None = None,
     ignore: frozenset[str] = frozenset(),
+    release: Callable[[int], None] = os.close,
 ) -> Iterator[WalkItem]:
     """Yield every watched entry in key order, reached from `rootfd`. `error(path, message)`
     receives entries that could not be read; `note(path, message)` entries deliberately not
     entered. Paths in `ignore` (the baseline's own files) are skipped when they look like
-    them (`is_own_file`)."""
+    them (`is_own_file`). Every descriptor a yielded item carried is given to `release` when
+    the walk is done with it (the caller may keep it open until it has used it, then close it)."""
     rules = rules if rules is not None else config.compiled()
-    s = _State(rules, _rule_below(config), error, note, ignore)
+    s = _State(rules, _rule_below(config), error, note, ignore, release)
     paths = sorted(rules)
     roots = [p for p in paths if not any(q != p and (p.startswith(q.rstrip("/") + "/")) for q in paths)]
     for root in sorted(roots, key=path_key):
@@ -220,12 +223,12 @@ def _walk_root(s: _State, rootfd: int, path: str) -> Iterator[WalkItem]:
                 yield (key, path, st, crule, 0, parent, name, fd, serial)
             s.visited.add((st.st_dev, st.st_ino))
         except BaseException:
-            os.close(fd)
+            s.release(fd)
             raise
         yield from _descend(s, frame, own=True)
     finally:
         if parent != rootfd:
-            os.close(parent)
+            s.release(parent)
 
 
 def _open_dir(s: _State, name: str, dfd: int, path: str, st: os.stat_result) -> tuple[int, list[str]] | None:
@@ -285,11 +288,12 @@ def _descend(s: _State, top: _Frame, own: bool) -> Iterator[WalkItem]:
     rules = s.rules
     below = s.below
     ignore = s.ignore
+    release = s.release
     stack = [top]
     try:
         while stack:
             f = stack[-1]
-            dfd, prefix, dkey, cover, dev, serial = f.fd, f.prefix, f.dkey, f.cover, f.dev, f.serial
+            dfd, prefix, kprefix, cover, dev, serial = f.fd, f.prefix, f.kprefix, f.cover, f.dev, f.serial
             for bname, name in f.it:
                 path = prefix + "/" + name
                 crule = rules.get(path, cover)
@@ -305,7 +309,7 @@ def _descend(s: _State, top: _Frame, own: bool) -> Iterator[WalkItem]:
                     continue
                 if path in ignore and is_own_file(st):
                     continue
-                key = dkey + b"\0" + bname
+                key = kprefix + bname
                 mode = st.st_mode
                 record = crule is not None and (crule.selects_all or crule.selects(path))
                 if not S_ISDIR(mode):
@@ -332,8 +336,8 @@ def _descend(s: _State, top: _Frame, own: bool) -> Iterator[WalkItem]:
             else:
                 stack.pop()
                 if own or stack:
-                    os.close(f.fd)
+                    release(f.fd)
     finally:
         for f in stack:
             if own or f is not top:
-                os.close(f.fd)
+                release(f.fd)
