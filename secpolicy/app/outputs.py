@@ -240,8 +240,7 @@ class RunOutputs:
         """Alert `lines` (each raised by its event) as they may be written: a line that
         certainly holds nothing to redact as it is, any other as the redacted alert's line."""
         self.alerts_written += len(lines)
-        records = [{"event": ev, "events": [ev]} for ev in events]
-        clean = self.redactor.certainly_clean_many(records, lines)
+        clean = self.redactor.certainly_clean_alone(events, lines)
         return [line if ok else canonical_line(self.redactor.alert(orjson.loads(line)))
                 for line, ok in zip(lines, clean, strict=True)]
 

@@ -3,7 +3,6 @@ scan rules done of total, PDF pages laid out, replay bytes of input read."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
@@ -11,7 +10,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, Self
+from typing import IO, TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = ["Progress", "file_read_progress", "pdf_progress", "plain_output", "set_quiet", "wanted"]
 
@@ -96,24 +98,30 @@ class Progress:
 _PAGE = re.compile(r"Page (\d+)")
 
 
-class _WeasyHandler(logging.Handler):
-    """WeasyPrint logs each layout step on `weasyprint.progress`; pages are counted there."""
+def _weasy_handler(progress: Progress) -> logging.Handler:
+    # logging (5 ms to import) only for a PDF: every other command starts without it.
+    import logging
 
-    def __init__(self, progress: Progress) -> None:
-        super().__init__(logging.INFO)
-        self.progress = progress
-        self.passes = 0
+    class _WeasyHandler(logging.Handler):
+        """WeasyPrint logs each layout step on `weasyprint.progress`; pages are counted there."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        if "Repagination" in msg:
-            self.passes += 1
-        m = _PAGE.search(msg)
-        if m:
-            again = f", pass {self.passes + 1} (page numbers)" if self.passes else ""
-            self.progress.show(f"laying out page {m.group(1)}{again}")
-        elif "Creating PDF" in msg:
-            self.progress.show("writing PDF", force=True)
+        def __init__(self, progress: Progress) -> None:
+            super().__init__(logging.INFO)
+            self.progress = progress
+            self.passes = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            msg = record.getMessage()
+            if "Repagination" in msg:
+                self.passes += 1
+            m = _PAGE.search(msg)
+            if m:
+                again = f", pass {self.passes + 1} (page numbers)" if self.passes else ""
+                self.progress.show(f"laying out page {m.group(1)}{again}")
+            elif "Creating PDF" in msg:
+                self.progress.show("writing PDF", force=True)
+
+    return _WeasyHandler(progress)
 
 
 @contextmanager
@@ -122,8 +130,10 @@ def pdf_progress(label: str = "PDF") -> Iterator[None]:
     if not progress.enabled:
         yield
         return
+    import logging
+
     logger = logging.getLogger("weasyprint.progress")
-    handler = _WeasyHandler(progress)
+    handler = _weasy_handler(progress)
     old_level, old_propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

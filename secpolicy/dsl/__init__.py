@@ -10,15 +10,17 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl import ast
 from secpolicy.dsl.checker import Catalogue, Checked, Macro, check_expression
 from secpolicy.dsl.compiler import ALWAYS, NEVER, EvalEnv, compile_check, compile_event
 from secpolicy.dsl.parser import PLAIN_ORIGIN, Origin, parse_duration, parse_expression, parse_size
 from secpolicy.dsl.regex import Regex, RegexError, compile_regex
-from secpolicy.dsl.traced import Observed, Sourced, Traced, TraceRecord, compile_traced, expectation
 from secpolicy.dsl.types import Signature
+
+if TYPE_CHECKING:
+    from secpolicy.dsl.traced import Observed, Sourced, Traced, TraceRecord, expectation
 
 __all__ = [
     "ALWAYS",
@@ -59,6 +61,19 @@ class CompiledExpr:
     vars_used: frozenset[str] = frozenset()
     macros_used: frozenset[str] = frozenset()  # directly or through other macros
     nslots: int = 0  # quantifier variables: the size of an evaluation's frame
+
+
+# The traced compiler (evidence of checks) is imported when a check is compiled or one of its
+# names is asked for: runs of event rules alone (replay, monitor) never need it.
+_TRACED = frozenset({"Observed", "Sourced", "Traced", "TraceRecord", "compile_traced", "expectation"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRACED:
+        from secpolicy.dsl import traced
+
+        return getattr(traced, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # The predicates compile_expression built from their node: only those may be recompiled
@@ -105,6 +120,8 @@ def compile_expression(
             text, checked.node, kind, fn, None, checked.facts_used, checked.fields_used,
             checked.vars_used, checked.macros_used, checked.nslots,
         )
+    from secpolicy.dsl.traced import compile_traced
+
     return CompiledExpr(
         text,
         checked.node,

@@ -41,7 +41,6 @@ from secpolicy.dsl.types import (
 from secpolicy.errors import InputError, LocatedError
 from secpolicy.models import Severity
 from secpolicy.policy.cache import ParseCache
-from secpolicy.policy.testfiles import TestFileError, parse_test_file
 from secpolicy.policy.vars import (
     SCAN,
     SCAN_VAR,
@@ -740,6 +739,8 @@ class _Loader:
         for fname, value in (t.get("facts") or {}).items():
             self.check_fact_twin(d, tat + ("facts", fname), fname, value, check)
         for fname, spec in (t.get("files") or {}).items():
+            from secpolicy.policy.testfiles import TestFileError, parse_test_file
+
             try:
                 parse_test_file(fname, spec)
             except TestFileError as e:

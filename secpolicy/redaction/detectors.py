@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,7 +13,7 @@ import re2
 
 _escape_decode = codecs.escape_decode  # type: ignore[attr-defined]
 
-__all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "ProgramArguments", "TextDetector",
+__all__ = ["MASK", "NOT_SECRET", "PEM_BEGIN", "PEM_END", "Detector", "LazyPattern", "ProgramArguments", "TextDetector",
            "argv_secrets", "attached_prefix", "builtin_detectors", "is_program", "is_secret_value", "json_may_hold_secret", "json_quotes_escapes", "json_secret_spans", "json_unescaped", "luhn_ok", "mask_pan", "may_hold_secret",
            "program_secrets", "utf8"]
 
@@ -25,6 +25,51 @@ def _prefilter_options() -> Any:
     opts.log_errors = False
     opts.never_capture = True
     return opts
+
+
+class LazyPattern:
+    """A regular expression compiled when it first runs: the detectors' patterns take about
+    20 ms to compile, which every command paid at start-up, while most runs never reach a
+    detector (the prefilter clears their records first) and the rest reach a few."""
+
+    __slots__ = ("_compiled", "flags", "pattern")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern = pattern
+        self.flags = flags
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        rx = self._compiled
+        if rx is None:
+            # Two threads may both compile it; they get equal patterns.
+            rx = self._compiled = re.compile(self.pattern, self.flags)
+        return rx
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        return self.compiled.finditer(text)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.compiled.search(text)
+
+    def fullmatch(self, text: str) -> re.Match[str] | None:
+        return self.compiled.fullmatch(text)
+
+    def sub(self, repl: str | Callable[[re.Match[str]], str], text: str) -> str:
+        return self.compiled.sub(repl, text)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyPattern):
+            return (self.pattern, self.flags) == (other.pattern, other.flags)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.pattern, self.flags))
+
+    def __repr__(self) -> str:
+        return f"LazyPattern({self.pattern!r}, {self.flags!r})"
+
 
 # Every pattern below is written so that Python's backtracking engine stays linear on it:
 # no nested quantifiers, and each repeated class is bounded or disjoint from what follows.
@@ -45,7 +90,7 @@ class Detector:
     `replace` the text that stands in for one span."""
 
     name: str
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | LazyPattern
     group: int  # the group holding the secret (0: the whole match)
     replace: Callable[[str], str] = lambda _secret: MASK
     check: Callable[[str], bool] = lambda _secret: True
@@ -72,21 +117,21 @@ _SECRET_WORDS = (
 
 # `--password=X`, `--password X`, `-password X` (long options whose value is a secret); in
 # `-password = X` the `=` is no value (the pair detectors take X).
-_LONG_OPTION = re.compile(
+_LONG_OPTION = LazyPattern(
     r"(?<![\w-])--?(?:[a-z0-9]+[_-])*(?:" + _SECRET_WORDS + r")(?:=|\s+|([\"']),\s*\1)"
     r"(\"[^\"]*\"|'[^']*'|[^\s\"'=][^\s\"']*)",
     re.IGNORECASE,
 )
 # `aws_secret_access_key X`, `db_password X`: compound names, so plain words ("any key to
 # continue") are left alone.
-_COMPOUND_WORD = re.compile(
+_COMPOUND_WORD = LazyPattern(
     r"(?<![\w-])(?:[a-z0-9]+[_-])+(?:" + _SECRET_WORDS + r")[ \t]+(\"[^\"]*\"|'[^']*'|[^\s\"'=:]+)",
     re.IGNORECASE,
 )
 # `password=X`, `db_password: X`, `token=X` pairs in free text, environment assignments,
 # connection strings and query strings.
 # Not after `/` or `.`: `/etc/passwd:4` is a place, not a pair.
-_PAIR = re.compile(
+_PAIR = LazyPattern(
     r"(?<![\w/.-])(?:[a-z0-9]+[_.-])*(?:" + _SECRET_WORDS + r")\s*(?:=>?|:)\s*"
     r"(\"[^\"]*\"|\"[^\"\n]*|'[^']*'|'[^'\n]*|[^\s\"'&;,]+)",
     re.IGNORECASE,
@@ -103,7 +148,7 @@ _CONFIG_KEY = (
 _CONFIG_VALUE = r"(\"[^\"\n]*\"?|'[^'\n]*'?|[^\s\"'#;,]+)"
 # `key = value`, `key: value`, `"key": "value"`, `export KEY=value`; not after `/`, as in
 # `/etc/passwd: Permission denied` (a path and a message).
-_CONFIG_PAIR = re.compile(
+_CONFIG_PAIR = LazyPattern(
     r"(?<![A-Za-z0-9_./-])[\"']?" + _CONFIG_KEY + r"[\"']?(?![A-Za-z0-9_])\s*(?:=>?|:)\s*" + _CONFIG_VALUE,
     re.IGNORECASE,
 )
@@ -112,13 +157,13 @@ _CONFIG_PAIR = re.compile(
 # (`passwd -l alice`) is no value.
 # A quoted string in a list, a tuple or an object (`["bindpw X"]`, `{'line': 'bindpw X'}`) starts a
 # line of its own: evidence renders a file's matching lines as a list.
-_CONFIG_SPACED = re.compile(
+_CONFIG_SPACED = LazyPattern(
     r"(?m)(?:^[ \t]*[\"']?" + _CONFIG_KEY + r"[\"']?|(?:(?<=[\[(,{:=])|(?<=[\[(,{:=] ))[\"']" + _CONFIG_KEY + r")"
     r"(?![A-Za-z0-9_=:])[ \t]+(?![=:-])" + _CONFIG_VALUE,
     re.IGNORECASE,
 )
 # `Authorization: Bearer X` and the other headers that carry credentials.
-_HEADER = re.compile(
+_HEADER = LazyPattern(
     r"(?:proxy-)?(?:authorization|x-api-key|x-auth-token|cookie)[\"']?\s*[:=]\s*[\"']?"
     r"(?:(?:basic|bearer|token|digest|negotiate)\s+)?([^\s\"']+)",
     re.IGNORECASE,
@@ -126,16 +171,16 @@ _HEADER = re.compile(
 # `scheme://user:password@host`: the password goes, the user stays.
 # Both parts stop at a `/`, so every start (a scheme's `://`) scans only its own authority: linear
 # whatever the bounds; they are wide because an access token is often the password.
-_URL_USERINFO = re.compile(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{0,4096}:([^\s/@]{1,8192})@", re.IGNORECASE)
-_PRIVATE_KEY = re.compile(
+_URL_USERINFO = LazyPattern(r"[a-z][a-z0-9+.-]{0,30}://[^\s/:@]{0,4096}:([^\s/@]{1,8192})@", re.IGNORECASE)
+_PRIVATE_KEY = LazyPattern(
     r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^-]|-(?!----END))*"
     r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?"
 )
 # The first and last lines of a private key block (text read line by line, as FIM diffs are).
-PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
-PEM_END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+PEM_BEGIN = LazyPattern(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+PEM_END = LazyPattern(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 # Token shapes issued by well-known services (they need no keyword to be recognised).
-_TOKENS = re.compile(
+_TOKENS = LazyPattern(
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
     r"|\bgh[pousr]_[A-Za-z0-9]{36,255}\b"  # GitHub tokens
     r"|\bgithub_pat_[A-Za-z0-9_]{22,255}\b"  # GitHub fine-grained personal access tokens
@@ -150,7 +195,7 @@ _TOKENS = re.compile(
 )
 # `sk-` API keys: OpenAI's project, service account and admin shapes (a long base64url body),
 # its older keys, which hold `T3BlbkFJ` ("OpenAI" in base64), and Anthropic's.
-_SK_KEY = re.compile(
+_SK_KEY = LazyPattern(
     r"(?<![A-Za-z0-9_-])sk-(?:proj|svcacct|admin|ant-(?:api|admin)[0-9]{2})-[A-Za-z0-9_-]{40,1024}"
     r"|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b"
 )
@@ -169,7 +214,7 @@ _XML_WORDS = (
     r"(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key"
     r"|secret[_-]?key|private[_-]?key|psk|bindpw|rootpw|masterpw|secret[_-]?key[_-]?base)"
 )
-_XML_ELEMENT = re.compile(
+_XML_ELEMENT = LazyPattern(
     r"<([A-Za-z0-9_.:-]{0,64}?" + _XML_WORDS + r")(?:\s[^<>]{0,1024})?>"
     r"(<!\[CDATA\[(?:[^\]]|\](?!\]>)){1,8192}\]\]>|[^<]{1,8192})</\1\s*>",
     re.IGNORECASE,
@@ -185,7 +230,7 @@ def _after_program(program: str) -> str:
 
 # Samba's `-U [DOMAIN\]USER%PASSWORD` (`--user=`, smbclient, rpcclient, net ads join ...): the
 # password after the first `%` goes, the user stays.
-_SAMBA_USER = re.compile(
+_SAMBA_USER = LazyPattern(
     _after_program(r"(?<![\w.-])(?:smbclient|rpcclient|smbcacls|smbcquotas|smbget|smbtree|samba-tool|wbinfo|net)"
                    r"[\"']?(?=[\s,])")
     + r"(?<![\w-])(?:-U|--user(?:name)?(?![\w-])|--authenticate(?![\w-]))(?:=|[\s\"',]{0,4})"
@@ -194,44 +239,44 @@ _SAMBA_USER = re.compile(
 # `docker login -u USER -p PASSWORD` (and podman, buildah, nerdctl, oras, helm registry): `-p` is a
 # password only after `login` (`docker run -p 80:80` publishes a port). `--password` is an option
 # like any other (`_LONG_OPTION`).
-_REGISTRY_LOGIN = re.compile(
+_REGISTRY_LOGIN = LazyPattern(
     _after_program(r"(?<![\w.-])(?:docker|podman|buildah|nerdctl|oras|registry|az|acr)[\"']?[\s,]+[\"']?login[\"']?"
                    r"(?=[\s,])")
     + r"(?<![\w-])-p(?:[\s\"',]{1,4}|=)?(?![\s\"',)\]}-])([^\s\"',]+)"
 )
 # `openssl enc -k PASSWORD` (the legacy passphrase option; `-kfile`, `-pass file:` name a file).
-_OPENSSL_K = re.compile(
+_OPENSSL_K = LazyPattern(
     _after_program(r"(?<![\w.-])openssl[\"']?(?=[\s,])")
     + r"(?<![\w-])-k[\s\"',]{1,4}(?![\s\"',)\]}-])([^\s\"',]+)"
 )
 # `sqlcmd -P PASSWORD`, `bcp ... -PPASSWORD` (SQL Server's tools; `-p`, lower case, is no password).
-_SQLCMD_P = re.compile(
+_SQLCMD_P = LazyPattern(
     _after_program(r"(?<![\w.-])(?:sqlcmd|bcp|osql)(?:\.exe)?[\"']?(?=[\s,])")
     + r"(?<![\w-])-P(?:[\s\"',]{1,4}|=)?(?![\s\"',)\]}-])([^\s\"',]+)"
 )
 # `net use \\srv\share PASSWORD /user:u`, `net use \\srv\share /user:u PASSWORD`: the word after
 # the share that is no `/option` (nor `*`, which prompts).
-_NET_USE = re.compile(
+_NET_USE = LazyPattern(
     _after_program(r"(?<![\w.-])(?i:net)(?:\.exe)?[\"']?[\s,]+[\"']?(?i:use)[\"']?(?=[\s,])")
     + r"(?<!\\)\\\\[^\s\"',]+(?:[\s\"',]+/[^\s\"',]+)*[\s\"',]+(?![/*\\\s\"',])([^\s\"',]+)"
 )
 # `skopeo copy --creds USER:PASSWORD` (`--src-creds`, `--dest-creds`; podman and buildah too): the
 # password after the first `:` goes, the user stays.
-_CREDS = re.compile(r"(?<![\w-])--(?:src-|dest-)?creds(?:=|[\s\"',]{1,4})[^\s\"',:]{0,256}:([^\s\"',]+)")
+_CREDS = LazyPattern(r"(?<![\w-])--(?:src-|dest-)?creds(?:=|[\s\"',]{1,4})[^\s\"',:]{0,256}:([^\s\"',]+)")
 # `mount.cifs //srv/share /mnt -o user=USER%PASSWORD` (`username=`; `mount -t cifs`, smbmount).
-_CIFS_USER = re.compile(
+_CIFS_USER = LazyPattern(
     _after_program(r"(?<![\w.-])(?:mount(?:\.cifs|\.smb3)?|smbmount)[\"']?(?=[\s,])")
     + r"(?<![\w.-])user(?:name)?=[^\s,%\"']{0,256}%([^\s,\"']+)"
 )
 # .NET configuration: `<add key="DbPassword" value="X" />` (appSettings); the value goes, quotes and
 # all (`key="..."` is a pair of its own: the secret pair detector masks the name too).
-_NET_ADD_KEY = re.compile(
+_NET_ADD_KEY = LazyPattern(
     r"<add\s+key\s*=\s*[\"'][A-Za-z0-9_.:-]{0,64}?" + _XML_WORDS + r"[\"']\s+value\s*=\s*"
     r"(\"[^\"<\n]{1,8192}\"|'[^'<\n]{1,8192}')",  # `<` stands escaped in an attribute
     re.IGNORECASE,
 )
 # A property list: `<key>password</key> <string>X</string>`; the string goes.
-_PLIST_KEY = re.compile(
+_PLIST_KEY = LazyPattern(
     r"<key>[A-Za-z0-9_.:-]{0,64}?" + _XML_WORDS + r"</key>\s{0,64}<string>([^<]{1,8192})</string>",
     re.IGNORECASE,
 )
@@ -241,7 +286,7 @@ NOT_SECRET = frozenset({"yes", "no", "true", "false", "on", "off", "none", "null
 # 13 to 19 digits, optionally grouped by single spaces or dashes (4-4-4-4, 4-6-5, ...).
 # A card number stands on its own: digits inside a longer token of letters and digits (a
 # SHA-256 digest, a baseline id, a UUID) are no card, whatever Luhn says of them.
-_PAN = re.compile(r"(?<![0-9A-Za-z.])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
+_PAN = LazyPattern(r"(?<![0-9A-Za-z.])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
 
 
 # What every text a built-in detector can match contains, in one RE2 pattern: the shape each
@@ -250,7 +295,7 @@ _PAN = re.compile(r"(?<![0-9A-Za-z.])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
 # over all of a record's strings, a microsecond or two, tells that most records need nothing
 # more: a path such as /etc/passwd names a secret word, but not in a shape that holds one.
 _CONFIG_WORDS_RE = _CONFIG_KEY.removeprefix("[A-Za-z0-9_.-]*?")
-_PREFILTER = re2.compile(("(?im)" + "|".join((
+_PREFILTER = ("(?im)" + "|".join((
     r"-[a-z0-9_-]*(?:" + _SECRET_WORDS + r")(?:=|\s|[\"'],)",  # --password=X, --password X, "--password", "X"
     r"(?:" + _SECRET_WORDS + r")\s*[=:]",  # password=X, token: X
     r"[_-](?:" + _SECRET_WORDS + r")[ \t]",  # db_password X
@@ -278,12 +323,20 @@ _PREFILTER = re2.compile(("(?im)" + "|".join((
     r"\d(?:[ -]?\d){12}",  # the shortest card number, grouped any way
     # a program whose options name secrets, then its options (or the end of its JSON string)
     r"(?:mysql[a-z]*|mariadb[a-z-]*|sshpass|redis-cli|keydb-cli|curl|wget|htpasswd|ldap[a-z]+)[\s\"]",
-))).encode(), _prefilter_options())
+))).encode()
+
+
+def _first_match(anchor: Any, data: bytes, pos: int, end: int) -> Any:
+    """The first search compiles the prefilter (4 ms, which a run that never redacts need
+    not pay) and leaves the compiled pattern's matcher in `_MATCH` for every later one."""
+    global _MATCH
+    _MATCH = re2.compile(_PREFILTER, _prefilter_options())._regexp.Match
+    return _MATCH(anchor, data, pos, end)
 
 
 # The compiled pattern itself: its `search` wrapper costs as much as the search on a short
 # record, and this runs for every record written.
-_MATCH = _PREFILTER._regexp.Match
+_MATCH: Callable[[Any, bytes, int, int], Any] = _first_match
 _UNANCHORED = re2._Anchor.UNANCHORED
 _NO_MATCH = (-1, -1)
 

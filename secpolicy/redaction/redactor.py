@@ -6,8 +6,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import hmac
+import os
 import re
-import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +17,7 @@ from typing import Any
 from secpolicy.models import Evidence
 from secpolicy.redaction.detectors import (
     MASK,
+    LazyPattern,
     TextDetector,
     attached_prefix,
     builtin_detectors,
@@ -46,7 +47,7 @@ FIELD_CLASSES: dict[str, str] = {
 # A string literal in a rule's expression naming a secret setting, or a field that holds one
 # (`u.password`, the passwd or group file's password field): the value read for it is masked
 # whole, whatever it looks like (`option("bindpw")`, `kv("/etc/x").get("db_password")`, a DES hash).
-SECRET_SETTING = re.compile(
+SECRET_SETTING = LazyPattern(
     r"[\"'](?:[A-Za-z0-9_.-]*[_.-])?(?:password|passwd|passphrase|pwd|secret|token|bindpw|rootpw|credentials?"
     r"|api_?key|private_?key|psk|community|secret_?key_?base)[\"']"
     r"|\.(?:password|passwd|passphrase|secret|token|psk)\b(?![.(])",
@@ -55,7 +56,7 @@ SECRET_SETTING = re.compile(
 
 # The name of a value that is a secret, whatever the value looks like: `{"bindpw": "X"}`,
 # `{"db_password": "X"}` in a record's nested objects (a bare `key` is a name, as in `config.key`).
-_SECRET_NAME = re.compile(
+_SECRET_NAME = LazyPattern(
     r"(?:[A-Za-z0-9]+[_.-])*(?:password|passwd|passphrase|pwd|secret|token|api_?key|access_?key|secret_?key"
     r"|private_?key|credentials?|psk|bindpw|rootpw|masterpw|masterauth|requirepass|secret[_.-]?key[_.-]?base)",
     re.IGNORECASE,
@@ -63,7 +64,7 @@ _SECRET_NAME = re.compile(
 _secret_names: dict[str, bool] = {}
 # What a password field holds when it holds no password (passwd's `x`, shadow's `*`, `!`, `!!`,
 # Solaris-style `*LK*`): shown, so that evidence says why `u.password == "x"` failed.
-_NO_PASSWORD = re.compile(r'"?(?:[x*!]{1,3}|\*LK\*|\*NP\*)"?')
+_NO_PASSWORD = LazyPattern(r'"?(?:[x*!]{1,3}|\*LK\*|\*NP\*)"?')
 
 
 # Observed values shown as they are even where the expression reads a secret setting: how
@@ -107,7 +108,7 @@ class RedactionSettings:
 
 # Alert fields that hold nothing a user wrote (or are handled one by one below).
 _ALERT_PLAIN = frozenset({"rule_id", "severity", "ts", "tags", "references", "coverage", "redacted"})
-_PSEUDONYM_SHAPE = re.compile(r"[a-z_.]+-[0-9a-f]{12}")
+_PSEUDONYM_SHAPE = LazyPattern(r"[a-z_.]+-[0-9a-f]{12}")
 
 
 class Redactor:
@@ -122,7 +123,7 @@ class Redactor:
             builtin_detectors(credentials=s.credentials, payment_cards=s.payment_cards) + s.custom
         )
         self.ephemeral_key = s.key is None
-        self._key = s.key if s.key is not None else secrets.token_bytes(32)
+        self._key = s.key if s.key is not None else os.urandom(32)  # what secrets.token_bytes does
         # Most strings (paths, program names) hold nothing a built-in detector looks for: one
         # search over all of a record's strings decides; custom patterns have no such shortcut.
         self._prefilter = may_hold_secret if not s.custom else None
@@ -344,27 +345,21 @@ class Redactor:
             return [True] * n
         if self._field_actions or self._prefilter is None:
             return [False] * n
-        flags = [True] * n
-        pieces: list[bytes] = []
-        starts: list[int] = []
-        owners: list[int] = []
-        pos = 0
+        return _clean_flags([_json_view(records[i], lines[i]) for i in range(n)])
+
+    def certainly_clean_alone(self, events: Sequence[Mapping[str, Any]], lines: Sequence[bytes]) -> list[bool]:
+        """`certainly_clean_many` of alerts each raised by one event alone (`{"event": e,
+        "events": [e], ...}`), serialised as `lines`, without making the records."""
+        n = len(events)
+        if not self._structured:
+            return [True] * n
+        if self._field_actions or self._prefilter is None:
+            return [False] * n
+        views = []
         for i in range(n):
-            data = _json_view(records[i], lines[i])
-            if data is None:
-                flags[i] = False
-                continue
-            pieces.append(data)
-            starts.append(pos)
-            owners.append(i)
-            pos += len(data) + 1
-        if pieces:
-            for start, end in json_secret_spans(b"\n".join(pieces)):
-                first = bisect.bisect_right(starts, start) - 1
-                last = bisect.bisect_right(starts, max(start, end - 1)) - 1
-                for k in range(max(first, 0), last + 1):
-                    flags[owners[k]] = False
-        return flags
+            event = events[i]
+            views.append(_event_view(event, lines[i]) if type(event) is dict or isinstance(event, Mapping) else None)
+        return _clean_flags(views)
 
     def alert(self, alert: Mapping[str, Any]) -> Mapping[str, Any]:
         """A redacted copy of an Alert: its message, its events, its correlation and
@@ -720,20 +715,50 @@ def _value_end(arg: str, start: int, end: int, repl: str) -> int:
     return len(arg)
 
 
+def _clean_flags(views: list[bytes | None]) -> list[bool]:
+    """Whether each record is certainly clean, given what the prefilter searches for it (None:
+    undecided, not clean): one search over all the views, joined by newlines."""
+    flags = [True] * len(views)
+    pieces: list[bytes] = []
+    starts: list[int] = []
+    owners: list[int] = []
+    pos = 0
+    for i, data in enumerate(views):
+        if data is None:
+            flags[i] = False
+            continue
+        pieces.append(data)
+        starts.append(pos)
+        owners.append(i)
+        pos += len(data) + 1
+    if pieces:
+        for start, end in json_secret_spans(b"\n".join(pieces)):
+            first = bisect.bisect_right(starts, start) - 1
+            last = bisect.bisect_right(starts, max(start, end - 1)) - 1
+            for k in range(max(first, 0), last + 1):
+                flags[owners[k]] = False
+    return flags
+
+
 def _json_view(record: Mapping[str, Any], line: bytes) -> bytes | None:
     """What the prefilter searches for `record`: its JSON line, its arguments read as one
     command line, escapes undone; None when only a walk over the record can tell."""
     event = record.get("event")
     evs = record.get("events")
     if evs is not None:  # an alert
-        if type(evs) is not list or len(evs) > 1 or not isinstance(event, Mapping) or (evs and evs[0] is not event):
+        if (type(evs) is not list or len(evs) > 1 or (type(event) is not dict and not isinstance(event, Mapping))
+                or (evs and evs[0] is not event)):
             return None  # correlated events: `alert` reads each one's program
-    else:
-        event = record
+        return _event_view(event, line)
+    return _event_view(record, line)
+
+
+def _event_view(event: Mapping[str, Any], line: bytes) -> bytes | None:
+    """`_json_view` of `event`, or of an alert it raised alone, serialised as `line`."""
     proc = event.get("proc")
     if type(proc) is dict:
         exe = proc.get("exe")
-        if type(exe) is str and is_program(exe):
+        if type(exe) is str and _is_program(exe):
             return None  # its own option syntax decides (`mysql -pX`)
         args = proc.get("args")
         if type(args) is list and len(args) > 1:
@@ -751,16 +776,31 @@ def _json_view(record: Mapping[str, Any], line: bytes) -> bytes | None:
     return _line_view(line)
 
 
+_program_exes: dict[str, bool] = {}
+
+
+def _is_program(exe: str) -> bool:
+    """`is_program`, remembered: most alerts name one of a few programs."""
+    hit = _program_exes.get(exe)
+    if hit is None:
+        hit = is_program(exe)
+        if len(_program_exes) < 4096 and len(exe) <= 512:
+            _program_exes[exe] = hit
+    return hit
+
+
 def _line_view(line: bytes) -> bytes | None:
     """`json_unescaped`, undecided also when a string holds escapes of its own (the detectors
     read such text unescaped too: `\\u0070assword=`, a file's content quoted with `\\n`)."""
+    if b"\\" not in line:
+        return line  # nothing escaped, nothing to undo (most lines): one look, not two
     view = json_unescaped(line)
     return None if view is None or json_quotes_escapes(view) else view
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\", "/": "/"}
 # The escapes undone: JSON's, Python's, a shell's `\\"`; any other backslash stays as it is.
-_ESCAPE = re.compile(r"\\(?:([nrt\"'\\/])|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2}))")
+_ESCAPE = LazyPattern(r"\\(?:([nrt\"'\\/])|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2}))")
 
 
 def _one(m: re.Match[str]) -> str:

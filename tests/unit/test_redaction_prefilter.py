@@ -95,3 +95,22 @@ def test_a_line_unescaped_is_its_text_exactly_or_undecided(value: str) -> None:
 def test_escapes_orjson_never_writes_leave_the_line_undecided() -> None:
     assert json_unescaped(b'{"v":"https:\\/\\/u:p@h"}') is None
     assert json_unescaped(b'{"v":"x\\\\/y"}') is None  # an escaped backslash before a slash: still a walk
+
+
+def test_every_pattern_compiled_on_first_use_compiles() -> None:
+    """The detectors' patterns (and the prefilter) are compiled when first used, not at start-up:
+    a pattern Python's engine refuses would otherwise surface only in the run that needs it."""
+    import re
+
+    import re2
+
+    from secpolicy.redaction import detectors, redactor
+    from secpolicy.redaction.detectors import LazyPattern
+
+    lazy = [v for m in (detectors, redactor) for v in vars(m).values() if isinstance(v, LazyPattern)]
+    lazy += [p for d in detectors.builtin_detectors(credentials=True, payment_cards=True)
+             if isinstance(p := getattr(d, "pattern", None), LazyPattern)]
+    assert len(lazy) > 20
+    for p in lazy:
+        assert isinstance(p.compiled, re.Pattern), p
+    assert re2.compile(detectors._PREFILTER, detectors._prefilter_options()) is not None
