@@ -26,14 +26,17 @@ IPTABLES = ObjectType(
                          ' "OUTPUT"): "ACCEPT" or "DROP" ("ACCEPT", the kernel\'s own, when nothing sets it)'),
         "accepts_loopback": Method((STR,), BOOL, 'whether INPUT has `-i lo -j ACCEPT` ("INPUT"), or OUTPUT'
                                    ' `-o lo -j ACCEPT` ("OUTPUT"): a rule matching that interface alone (a'
-                                   " comment aside), in the chain or in a chain it jumps to unconditionally"),
+                                   " comment aside), in the chain or in a chain it jumps to unconditionally; `lo+`"
+                                   " (every interface named lo...) is not lo alone"),
     },
     doc="the iptables (IPv4) or ip6tables (IPv6) filter rules: on the live host the ones in force, as"
     " `iptables-save` prints them (what the CIS audits' `iptables -L` shows); under --root the file"
-    " netfilter-persistent restores at boot, read as iptables-restore reads it (a file it would refuse is an error)",
+    " netfilter-persistent restores at boot, read as iptables-restore reads it (a file it would refuse is an error,"
+    " unless the refused line comes after the *filter table's COMMIT: that table is loaded, and read)",
     field_docs={
         "live": "the rules are the kernel's, printed by iptables-save (the backend `iptables` is an alternative for)",
-        "source": '"iptables-save" ("ip6tables-save"), or the saved file: /etc/iptables/rules.v4 (rules.v6)',
+        "source": '"iptables-save" ("ip6tables-save"), or the saved file: /etc/iptables/rules.v4 (rules.v6),'
+        " with the line iptables-restore stopped at when it refused one after committing the filter table",
         "drops_loopback_source": "whether INPUT (or a chain it jumps to unconditionally) drops packets whose"
         " source is the loopback network (127.0.0.0/8, ::1): `-s 127.0.0.0/8 -j DROP`, or with `! -i lo`",
     },
@@ -63,6 +66,69 @@ _COMMANDS = {"-A": "append", "--append": "append", "-I": "insert", "--insert": "
 _PORT_OPTIONS = {"--dport", "--sport", "--dports", "--sports", "--destination-port", "--source-port",
                  "--destination-ports", "--source-ports"}
 _STANDARD_TARGETS = {"ACCEPT", "DROP", "RETURN", "QUEUE"}
+_PROTO_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "33": "dccp", "58": "ipv6-icmp", "132": "sctp", "136": "udplite"}
+_STATES = {"INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED"}
+_CTSTATUS = {"NONE", "EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED"}
+_RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_LOG_LEVELS = {"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug", "panic"}
+# libipt_REJECT's names and aliases in its table's order: a prefix picks the first it starts.
+_REJECT_WITH = ("icmp-net-unreachable", "net-unreach", "icmp-host-unreachable", "host-unreach",
+                "icmp-proto-unreachable", "proto-unreach", "icmp-port-unreachable", "port-unreach",
+                "icmp-net-prohibited", "net-prohib", "icmp-host-prohibited", "host-prohib", "tcp-reset",
+                "tcp-rst", "icmp-admin-prohibited", "admin-prohib")
+_ICMP_TYPES = (
+    "any", "echo-reply", "pong", "destination-unreachable", "network-unreachable", "host-unreachable",
+    "protocol-unreachable", "port-unreachable", "fragmentation-needed", "source-route-failed", "network-unknown",
+    "host-unknown", "network-prohibited", "host-prohibited", "TOS-network-unreachable", "TOS-host-unreachable",
+    "communication-prohibited", "host-precedence-violation", "precedence-cutoff", "source-quench", "redirect",
+    "network-redirect", "host-redirect", "TOS-network-redirect", "TOS-host-redirect", "echo-request", "ping",
+    "router-advertisement", "router-solicitation", "time-exceeded", "ttl-exceeded", "ttl-zero-during-transit",
+    "ttl-zero-during-reassembly", "parameter-problem", "ip-header-bad", "required-option-missing",
+    "timestamp-request", "timestamp-reply", "address-mask-request", "address-mask-reply")
+_PORTED = ("tcp", "udp", "udplite", "sctp", "dccp")  # the protocols multiport accepts
+# The options of the extensions whose values this reader checks as iptables 1.8.9 parses them
+# (the same option's other spellings share a key: an option may be given once per match).
+# Options it does not know (other extensions', abbreviations getopt accepts) are kept unchecked.
+_PORT_KEYS = {"--sport": "sport", "--source-port": "sport", "--dport": "dport", "--destination-port": "dport"}
+_MULTI_KEYS = {"--sports": "sports", "--source-ports": "sports", "--dports": "dports",
+               "--destination-ports": "dports", "--ports": "ports"}
+# All the options of the extensions whose options this reader knows entirely (iptables 1.8.9), and
+# iptables' own long ones: getopt_long takes an exact name or an unambiguous prefix of one of them.
+_KNOWN = {
+    "tcp": ("source-port", "sport", "destination-port", "dport", "tcp-flags", "syn", "tcp-option"),
+    "udp": ("source-port", "sport", "destination-port", "dport"), "icmp": ("icmp-type",), "state": ("state",),
+    "limit": ("limit", "limit-burst"), "comment": ("comment",),
+    "multiport": ("source-ports", "sports", "destination-ports", "dports", "ports"), "REJECT": ("reject-with",),
+    "LOG": ("log-level", "log-prefix", "log-tcp-sequence", "log-tcp-options", "log-ip-options", "log-uid",
+            "log-macdecode"),
+}
+_OWN_LONG = ("append", "check", "delete", "insert", "replace", "list", "list-rules", "flush", "zero", "new-chain",
+             "delete-chain", "rename-chain", "policy", "source", "src", "destination", "dst", "protocol",
+             "in-interface", "jump", "table", "match", "numeric", "out-interface", "verbose", "wait",
+             "wait-interval", "exact", "fragment", "version", "help", "line-numbers", "modprobe", "set-counters",
+             "goto", "ipv4", "ipv6")
+_CHECKED: dict[str, dict[str, str]] = {
+    "tcp": _PORT_KEYS, "udp": _PORT_KEYS, "icmp": {"--icmp-type": "icmp-type"}, "multiport": _MULTI_KEYS,
+    "state": {"--state": "state"}, "conntrack": {"--ctstate": "ctstate", "--ctstatus": "ctstatus"},
+    "limit": {"--limit": "limit", "--limit-burst": "limit-burst"}, "comment": {"--comment": "comment"},
+    "REJECT": {"--reject-with": "reject-with"}, "LOG": {"--log-level": "log-level", "--log-prefix": "log-prefix"},
+}
+
+
+def _c_uint(text: str) -> int | None:
+    """TEXT as strtoul(3) with base 0 reads all of it (blanks and a sign first; 0x hex, 0 octal), else None."""
+    t = text.lstrip(" \t\n\r\f\v")
+    if t[:1] in ("+", "-"):
+        if t[0] == "-":
+            return None  # wraps to a huge number: out of every range here
+        t = t[1:]
+    if t[:2].lower() == "0x" and len(t) > 2 and all(c in "0123456789abcdefABCDEF" for c in t[2:]):
+        return int(t, 0)
+    if t.startswith("0"):
+        return int(t, 8) if all(c in "01234567" for c in t) else None
+    if t and all(c in "0123456789" for c in t):
+        return int(t)
+    return None
 _EXTENSION_TARGET = re.compile(r"[A-Z][A-Z0-9_]*\Z")  # REJECT, LOG, MASQUERADE ...
 
 
@@ -114,18 +180,38 @@ def _tokens(line: str, where: str) -> list[str]:
     return words
 
 
+class _Refused(EvaluationError):
+    """A line iptables-restore refuses: it stops there, the tables committed before it stay loaded."""
+
+
 class _Reader:
     """The tables a rules file (or iptables-save's output) makes, as iptables-restore loads them."""
 
-    def __init__(self, family: int, path: str, legacy: bool) -> None:
+    def __init__(self, family: int, path: str, legacy: bool, services: str | None = None) -> None:
         self.family, self.path, self.legacy = family, path, legacy
         self.tables: dict[str, _Table] = {}
+        self.refused: _Refused | None = None  # the refusal that stopped a file after a COMMIT
+        self._services = services or ""
 
-    def refuse(self, n: int, why: str) -> EvaluationError:
-        return EvaluationError(f"{at(self.path, n)}: {why}: iptables-restore refuses the file, netfilter-persistent"
-                               " loads nothing from it")
+    def refuse(self, n: int, why: str) -> _Refused:
+        if not self.tables:
+            return _Refused(f"{at(self.path, n)}: {why}: iptables-restore refuses the file, netfilter-persistent"
+                            " loads nothing from it")
+        return _Refused(f"{at(self.path, n)}: {why}: iptables-restore stops there; only the tables committed"
+                        f" before it stay loaded ({', '.join(sorted(self.tables))})")
 
     def read(self, text: str) -> dict[str, _Table]:
+        """The tables committed: all of them, or (a refused line after a COMMIT) those before it,
+        which iptables-restore has already handed to the kernel, the refusal in `refused`."""
+        try:
+            return self._read(text)
+        except _Refused as e:
+            if not self.tables:
+                raise
+            self.refused = e
+            return self.tables
+
+    def _read(self, text: str) -> dict[str, _Table]:
         table: _Table | None = None
         name = ""
         lines = text.split("\n")
@@ -206,7 +292,10 @@ class _Reader:
 
     def _rule(self, table: _Table, chain: str, words: list[str], n: int) -> _Rule:
         rule = _Rule(chain, at(self.path, n))
-        neg, i, in_target = False, 0, False
+        neg, i, in_target, target_ext = False, 0, False, ""
+        loaded: list[str] = []  # the matches loaded, in order (-m NAME, or the protocol's, implicitly)
+        given: set[tuple[int, str]] = set()  # (which extension, option) checked so far
+        flags: set[str] = set()  # iptables' own options given (each at most once)
         while i < len(words):
             w = words[i]
             i += 1
@@ -218,6 +307,15 @@ class _Reader:
                 if not w.startswith("-") or rule.matches == [] and not rule.target:
                     raise self.refuse(n, f"bad argument {w!r}")
                 # an extension's option and its values: the match or target it follows takes them
+                owner = self._owner(w, rule, loaded, target_ext, n)
+                if owner is not None:
+                    i = self._checked(rule, owner, w, words, i, given, n)
+                    if owner[0] < 0:
+                        rule.target_args = True
+                    elif owner[1] != "comment":  # a comment matches every packet
+                        rule.matches.append((neg, "option", w))
+                    neg = False
+                    continue
                 if in_target:
                     rule.target_args = True
                 elif not (w == "--comment" and rule.matches and rule.matches[-1][1:] == ("match", "comment")):
@@ -231,6 +329,10 @@ class _Reader:
                 continue
             if kind in ("ipv4", "ipv6"):
                 continue
+            flag = "jump" if kind == "goto" else kind
+            if flag in flags and flag != "match":
+                raise self.refuse(n, f"multiple {w} flags not allowed")
+            flags.add(flag)
             if kind == "fragment":
                 rule.matches.append((neg, kind, ""))
                 neg = False
@@ -246,18 +348,183 @@ class _Reader:
                 if value not in _STANDARD_TARGETS and value not in table.chains and not _EXTENSION_TARGET.match(value):
                     raise self.refuse(n, f"chain or target {value!r} does not exist")
                 rule.target, in_target = (value if kind == "jump" else f"goto:{value}"), True
+                if kind == "jump" and value not in _STANDARD_TARGETS and value not in table.chains:
+                    target_ext = value
                 continue
             in_target = False
             if kind in ("src", "dst"):
                 self._addresses(value, n)
+            if kind == "match":
+                loaded.append(value)
             rule.matches.append((neg, kind, value))
             neg = False
+        self._requirements(rule, loaded, given, n)
         return rule
 
     def _ports(self, value: str, n: int) -> None:
+        """An unchecked extension's ports (sctp, dccp ...): a number above 65535 is refused."""
         for part in re.split(r"[,:]", value):
             if part.isdigit() and int(part) > 65535:
                 raise self.refuse(n, f"invalid port/service {part!r}")
+
+    def _proto(self, rule: _Rule, negated: bool = False) -> str:
+        """The rule's protocol by name ("" when none is given, or it is negated and NEGATED is false)."""
+        for neg, kind, value in rule.matches:
+            if kind == "proto" and (negated or not neg):
+                return _PROTO_NUMBERS.get(value, value.lower())
+        return ""
+
+    def _known(self, name: str) -> bool:
+        """Whether NAME's options are all in _KNOWN (ip6tables' icmp6 and REJECT are other modules)."""
+        return name in _KNOWN and not (self.family == 6 and name in ("icmp", "REJECT"))
+
+    def _owner(self, option: str, rule: _Rule, loaded: list[str], target_ext: str,
+               n: int) -> tuple[int, str, str] | None:
+        """Which checked extension takes OPTION, as getopt_long finds it in iptables' options and those
+        of the extensions loaded: (its place, -1 for the target; its name; the option's full name), or
+        None when it is not one this reader checks (or it cannot tell whose it is)."""
+        exts = [*enumerate(loaded), *([(-1, target_ext)] if target_ext else [])]
+        for k, name in reversed(exts):
+            if option in _CHECKED.get(name, {}) and (self._known(name) or name == "conntrack"):
+                return (k, name, option)
+        proto = self._proto(rule, negated=True)  # `! -p tcp --dport 22` loads tcp all the same
+        implicit = proto in ("tcp", "udp") or (proto == "icmp" and self.family == 4)
+        if not option.startswith("--") or not all(self._known(name) for _, name in exts):
+            # an extension this reader does not know entirely may take it (or an abbreviation)
+            if implicit and proto not in loaded and option in _CHECKED[proto]:
+                loaded.append(proto)  # iptables loads the protocol's match for an option it does not know
+                return (len(loaded) - 1, proto, option)
+            return None
+        found = self._getopt(option[2:], exts)
+        if found is None and implicit and proto not in loaded:
+            loaded.append(proto)  # iptables loads the protocol's match for an option it does not know
+            exts.insert(len(loaded) - 1, (len(loaded) - 1, proto))
+            found = self._getopt(option[2:], exts)
+        if found is None:
+            if proto in ("", "all") or proto in loaded:
+                raise self.refuse(n, f"unknown option {option!r}")
+            return None  # the protocol's own match (sctp, esp ...) may take it
+        k, name, full = found
+        return (k, name, "--" + full) if name and "--" + full in _CHECKED.get(name, {}) else None
+
+    @staticmethod
+    def _getopt(text: str, exts: list[tuple[int, str]]) -> tuple[int, str, str] | None:
+        """The option TEXT names (exact, else the one it is a prefix of): (place, extension or "" for
+        iptables' own, full name), or None (unknown, or a prefix of several)."""
+        table = [(-2, "", o) for o in _OWN_LONG] + [(k, name, o) for k, name in exts for o in _KNOWN[name]]
+        exact = [t for t in table if t[2] == text]
+        if exact:
+            return exact[-1]
+        prefixed = [t for t in table if t[2].startswith(text)]
+        return prefixed[0] if len(prefixed) == 1 else None
+
+    def _checked(self, rule: _Rule, owner: tuple[int, str, str], option: str, words: list[str], i: int,
+                 given: set[tuple[int, str]], n: int) -> int:
+        """Check OPTION's value (words[i]) as its extension parses it; the index after it."""
+        key = _CHECKED[owner[1]][owner[2]]
+        if (owner[0], key) in given:
+            raise self.refuse(n, f"{owner[1]}: option {option} can only be used once")
+        given.add((owner[0], key))
+        if i >= len(words):
+            raise self.refuse(n, f"option {option} requires a value")
+        value, proto = words[i], self._proto(rule)
+        bad: str | None = None
+        if key in ("sport", "dport"):
+            bad = self._port_range(value, proto, single=True)
+        elif key in ("sports", "dports", "ports"):
+            parts = value.split(",")
+            bad = next((b for b in (self._port_range(p, proto, single=False) for p in parts) if b), None)
+            if bad is None and len(parts) + sum(":" in p for p in parts) > 15:
+                bad = "too many ports specified"
+        elif key == "icmp-type":
+            bad = self._icmp_type(value)
+        elif key in ("state", "ctstate", "ctstatus"):
+            names = _CTSTATUS if key == "ctstatus" else _STATES | ({"SNAT", "DNAT"} if key == "ctstate" else set())
+            wrong = next((p for p in value.split(",") if p.upper() not in names), None)
+            bad = None if wrong is None else f"bad {key} {wrong or ','!r}"
+        elif key == "limit":
+            bad = self._rate(value)
+        elif key == "limit-burst":
+            burst = _c_uint(value)
+            bad = None if burst is not None and burst <= 10000 else f"bad --limit-burst {value!r} (0-10000)"
+        elif key == "reject-with":
+            if not any(r.startswith(value.lower()) for r in _REJECT_WITH):
+                bad = f"unknown reject type {value!r}"
+            elif next(r for r in _REJECT_WITH if r.startswith(value.lower())).startswith("tcp-") and proto != "tcp":
+                bad = "--reject-with tcp-reset without -p tcp (the kernel refuses the rule)"
+        elif key == "log-level":
+            level = _c_uint(value)
+            bad = None if value in _LOG_LEVELS or (level is not None and level <= 7) else f"log level {value!r} unknown"
+        if bad is not None:
+            raise self.refuse(n, bad)
+        if i + 1 < len(words) and not words[i + 1].startswith("-") and words[i + 1] != "!":
+            raise self.refuse(n, f"bad argument {words[i + 1]!r}")
+        return i + 1
+
+    def _requirements(self, rule: _Rule, loaded: list[str], given: set[tuple[int, str]], n: int) -> None:
+        """What a checked match needs besides its options (its protocol, its one required option)."""
+        proto = self._proto(rule)
+        for k, name in enumerate(loaded):
+            if name in ("tcp", "udp") or (name == "icmp" and self.family == 4):
+                if self._proto(rule, negated=True) != name:  # `! -p tcp -m tcp` is taken
+                    raise self.refuse(n, f"{name} match requires '-p {name}'")
+                if name == "icmp" and (k, "icmp-type") not in given:
+                    raise self.refuse(n, 'icmp: option "--icmp-type" must be specified')
+            elif name == "state" and (k, "state") not in given:
+                raise self.refuse(n, 'state: option "--state" must be specified')
+            elif name == "multiport" and proto not in _PORTED:
+                raise self.refuse(n, "multiport needs -p tcp, udp, udplite, sctp or dccp")
+            elif name == "multiport" and not any(place == k for place, _ in given):
+                raise self.refuse(n, "multiport expects an option")
+            elif name == "comment" and (k, "comment") not in given:
+                raise self.refuse(n, 'comment: option "--comment" must be specified')
+
+    def _port(self, text: str, proto: str) -> int | None:
+        number = _c_uint(text)
+        if number is not None:
+            return number if number <= 65535 else None
+        for line in self._services.splitlines():
+            words = line.split("#", 1)[0].split()
+            if len(words) >= 2 and text in (words[0], *words[2:]) and words[1].endswith("/" + proto):
+                port = _c_uint(words[1].split("/", 1)[0])
+                return port if port is not None and port <= 65535 else None
+        return None
+
+    def _port_range(self, value: str, proto: str, single: bool) -> str | None:
+        """Why iptables refuses a port or `lo:hi` range (an empty end is 0 or 65535 in tcp/udp), or None."""
+        lo, sep, hi = value.partition(":")
+        ends = [(lo, 0), (hi, 65535)] if sep else [(lo, 0)]
+        got = []
+        for text, default in ends:
+            port = default if text == "" and sep and single else self._port(text, proto)
+            if port is None:
+                return f"invalid port/service {text!r} (not a number up to 65535 nor a {proto} service" \
+                       " of /etc/services)"
+            got.append(port)
+        return "invalid portrange (min > max)" if len(got) == 2 and got[0] > got[1] else None
+
+    def _icmp_type(self, value: str) -> str | None:
+        if value[:1].isdigit():
+            parts = value.split("/", 1)
+            if any(_c_uint(p) is None or (_c_uint(p) or 0) > 255 for p in parts):
+                return f"unknown ICMP type or code {value!r}"
+            return None
+        names = [t for t in _ICMP_TYPES if t.lower().startswith(value.lower())]
+        if len(names) != 1:
+            return f"unknown ICMP type {value!r}" if not names else f"ambiguous ICMP type {value!r}"
+        return None
+
+    def _rate(self, value: str) -> str | None:
+        """Why the limit match refuses a rate `N[/second|minute|hour|day]` (a unit's prefix will do), or None."""
+        digits = re.match(r"[ \t\n\r\f\v]*[+-]?[0-9]+", value)  # atoi(3)
+        rate = int(digits.group(0)) if digits else 0
+        mult: int | None = 1
+        if "/" in value:
+            unit = value.split("/", 1)[1].lower()
+            mult = next((m for name, m in _RATE_UNITS.items() if unit and name.startswith(unit)), None)
+        if mult is None or rate <= 0:
+            return f"bad rate {value!r}"
+        return f"rate too fast {value!r}" if 10000 * mult // rate == 0 else None
 
     def _addresses(self, value: str, n: int) -> None:
         for part in value.split(","):
@@ -307,7 +574,14 @@ class IptablesRuleset:
                 self.source += " (absent: netfilter-persistent loads nothing, the chains keep ACCEPT)"
                 tables = {}
             else:
-                tables = _Reader(self.family, self.source, legacy=_legacy(ctx)).read(text)
+                reader = _Reader(self.family, self.source, legacy=_legacy(ctx), services=ctx.read_text("/etc/services"))
+                tables = reader.read(text)
+                if reader.refused is not None:
+                    # A *filter section committed before the refused line replaced the whole table
+                    # in the kernel, whatever it held; without one, what it holds is unknown here.
+                    if "filter" not in tables:
+                        raise reader.refused
+                    self.source += f" ({reader.refused})"
         self._filter = tables.get("filter") or _Table({c: ("ACCEPT", f"{self.source} (no *filter table)")
                                                       for c in _TABLES["filter"]}, set(_TABLES["filter"]))
         spoof = self._find("INPUT", self._is_spoof_drop)
