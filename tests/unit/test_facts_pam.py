@@ -98,8 +98,8 @@ def test_bracketed_argument_and_absent_service(tmp_path: Path) -> None:
     # line is in force; the stack is empty, and says why
     none = context(tmp_path).fact("pam", ("nosuch",))
     assert (none.exists, none.entries, none.where("has_module", "pam_unix")) == (
-        False, (), "/etc/pam.d/nosuch (absent, nor in /usr/lib/pam.d, and no `other` either: libpam cannot start"
-        " the service)")
+        False, (), ("/etc/pam.d/nosuch (absent, nor in /usr/lib/pam.d, and no `other` either: libpam cannot start"
+                    " the service)"))
 
 
 def test_a_service_without_a_file_runs_other(tmp_path: Path) -> None:
