@@ -3,7 +3,6 @@ error lists the known ones and says which was probably meant."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 
 from secpolicy.errors import InputError
@@ -24,6 +23,8 @@ def suggest(value: str, known: Iterable[str]) -> str | None:
     starts = [n for n in names if n.lower().startswith(norm)]
     if len(starts) == 1:
         return starts[0]
+    import difflib  # only when a name is wrong: a run whose names are all right never loads it
+
     close = difflib.get_close_matches(norm, names, n=1, cutoff=0.6)
     if close:
         return close[0]
@@ -48,6 +49,8 @@ def unknown_name(what: str, value: str, known: Iterable[str]) -> InputError:
     names = sorted(set(known))
     hint = suggest(value, names)
     if len(names) > 40:
+        import difflib
+
         near = [n for n in names if n.startswith(value)][:10] or difflib.get_close_matches(value, names, n=8, cutoff=0.4)
         known_text = f"{len(names)} known" + (f"; nearest: {', '.join(near)}" if near else "")
         text = f"unknown {what} {value!r} ({known_text})"

@@ -3,35 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-if TYPE_CHECKING:
-    from secpolicy.errors import InputError
+from secpolicy.app.names import suggest, unknown_name
 
 __all__ = ["SINK_FORMATS", "StrictChoice", "input_file", "suggest", "text_value", "unknown_name"]
 
 # The alert formats of auditlog/sinks/formats.py (a test keeps them equal), named here so that
 # the commands' options do not import the formatters.
 SINK_FORMATS = ("cef", "json", "leef", "ocsf")
-
-
-# secpolicy.app.names (and difflib) only when a name is wrong: a run that parses its options
-# without fault never imports them.
-def suggest(value: str, known: Iterable[str]) -> str | None:
-    """See secpolicy.app.names.suggest."""
-    from secpolicy.app import names
-
-    return names.suggest(value, known)
-
-
-def unknown_name(what: str, value: str, known: Iterable[str]) -> InputError:
-    """See secpolicy.app.names.unknown_name."""
-    from secpolicy.app import names
-
-    return names.unknown_name(what, value, known)
 
 
 class StrictChoice(click.Choice):
