@@ -8,7 +8,6 @@ import errno
 import fcntl
 import hashlib
 import hmac
-import json
 import os
 import stat
 import threading
@@ -246,7 +245,8 @@ class LogConfig:
         if not os.path.lexists(path):
             return None
         try:
-            data = json.loads(read_regular(path, "audit log configuration", _MAX_START_LINE, follow=False))
+            # canonical.loads: a file nested too deeply is unreadable, not a RecursionError.
+            data = loads(read_regular(path, "audit log configuration", _MAX_START_LINE, follow=False))
         except ValueError as exc:
             raise InputError(f"unreadable audit log configuration: {exc}", str(path)) from exc
         if not isinstance(data, dict) or data.get("version") != 1:
@@ -433,7 +433,7 @@ class AuditLog:
             if state.get("version") != _STATE_VERSION:
                 raise InputError("unsupported state version", str(path / STATE_FILE))
             recovered = _recover(path, state)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a state.json not as written
             os.close(lock_fd)
             raise RuntimeFailure(f"{path}: cannot resume audit log: {exc}") from exc
         except BaseException:
@@ -724,7 +724,7 @@ def _recover(directory: Path, state: dict[str, Any]) -> dict[str, Any]:
     partial: dict[str, Any] | None = None
     if offset:
         start = data.rfind(b"\n", 0, offset - 1) + 1
-        last_kind = json.loads(data[start:offset - 1])["kind"]
+        last_kind = loads(data[start:offset - 1])["kind"]
     pos = offset
     while True:
         nl = data.find(b"\n", pos)

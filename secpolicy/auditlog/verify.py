@@ -4,6 +4,7 @@ and every tree head remembered on or off the host (writer state, witness), so a 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import hmac
 import os
 import stat
@@ -33,6 +34,7 @@ from secpolicy.auditlog.log import (
     LogConfig,
     entry_mac,
     line_hash,
+    segment_name,
     start_config,
     write_private_file,
 )
@@ -349,10 +351,11 @@ def read_host_state(directory: Path) -> HostState:
                         f"was not used")
     # The copies are extra anchors (as a witness is): one that cannot be read is a warning,
     # as a missing one is, and the log is verified against what is left.
+    log_id = _start_log_id(directory)
     for target in config.copy_checkpoints if config else ():
         path = Path(target)
         try:
-            cps = _host_checkpoints(path, "checkpoint copy", warnings)
+            cps = _shared_copy(path, log_id, warnings)
         except FileNotFoundError:
             warnings.append(f"{path}: the checkpoint copy set up at `log init` is missing")
             continue
@@ -365,6 +368,30 @@ def read_host_state(directory: Path) -> HostState:
         anchors += cps
         held.append(f"{path} ({len(cps)})")
     return HostState(tuple(anchors), tuple(held), tuple(warnings), config)
+
+
+def _start_log_id(directory: Path) -> str | None:
+    """The log id the start entry of the log in `directory` records (None if unreadable:
+    `verify_log` names what is wrong with it)."""
+    try:
+        body = loads(_first_line(directory / segment_name(0))).get("body")
+    except (InputError, IntegrityError, ValueError, AttributeError):
+        return None
+    log_id = body.get("log_id") if isinstance(body, dict) else None
+    return log_id if isinstance(log_id, str) else None
+
+
+def _shared_copy(path: Path, log_id: str | None, warnings: list[str]) -> list[Anchor]:
+    """The checkpoints of log `log_id` in a copy `log init` set up. Several logs may copy to one
+    file (one off-host file for a host's logs): the others' checkpoints are left out, as the
+    start entry that names the copy (under the MAC) names this log's id."""
+    cps = _host_checkpoints(path, "checkpoint copy", warnings)
+    own = [a for a in cps if log_id is None or a.log_id == log_id]
+    if len(own) < len(cps):
+        others = sorted({str(a.log_id) for a in cps if a.log_id != log_id})
+        warnings.append(f"{path}: {len(cps) - len(own)} checkpoints of other logs ({', '.join(others[:3])}"
+                        f"{', ...' if len(others) > 3 else ''}) were left out: the copy is shared with them")
+    return own
 
 
 def _configuration(directory: Path, warnings: list[str]) -> LogConfig | None:
@@ -498,6 +525,8 @@ class _Verifier:
         entry = self.parse(path, n, line, complete)
         seq = entry["seq"]
         self.check_sequence(path, n, seq)
+        if n == 1:
+            self.check_segment_name(path, seq)
         self.check_kind_and_epoch(path, n, entry)
         if seq == 0:
             self.check_genesis(path, n, entry["body"])
@@ -578,6 +607,21 @@ class _Verifier:
                        f"duplicated or inserted")
         raise TamperError(path, n, seq, problem)
 
+    def check_segment_name(self, path: str, seq: int) -> None:
+        """A file named as a writer names segments must bear the name the log gives it: the first
+        segment-000000.jsonl, each next one the name its predecessor's rotate entry gives. Files
+        renamed (or put in another order) would still be read in order of their entries, but not
+        by the writer, by `config.json`'s check of the start entry, or by whoever reads them in
+        name order. A file of another name (an archived copy) is read for its entries alone."""
+        name = Path(path).name
+        if not fnmatch.fnmatchcase(name, "segment-*.jsonl"):
+            return
+        expected = self.w.next_segment if seq else segment_name(0)
+        if name != expected:
+            where = f"the rotate entry before it ({self.w.prev_where}) names" if seq else "the log starts in"
+            raise TamperError(path, 1, seq, f"this file holds the entries from seq {seq}, but {where} {expected}: "
+                                            f"segment files were renamed or moved")
+
     def check_kind_and_epoch(self, path: str, n: int, entry: dict[str, Any]) -> None:
         seq, kind = entry["seq"], entry["kind"]
         if kind not in KINDS:
@@ -600,6 +644,9 @@ class _Verifier:
 
     def check_mac(self, path: str, n: int, entry: dict[str, Any]) -> None:
         mac = entry.pop("mac")
+        if not _is_hex(mac, 32):
+            raise TamperError(path, n, entry["seq"], "the MAC is not 64 lower-case hex digits as a writer writes it: "
+                                                     "entry modified")
         if self.w.key is not None and not hmac.compare_digest(mac, entry_mac(self.w.key, entry)):
             raise TamperError(path, n, entry["seq"], "MAC does not verify: entry modified, or forged without the "
                                                      "key of its epoch")
