@@ -12,7 +12,7 @@ from secpolicy.dsl.regex import compile_regex
 from secpolicy.dsl.types import BOOL, REGEX, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import C_SPACE, at
-from secpolicy.facts.rsyslog_lexer import ACTION, BRACE, OBJECT, config_statements
+from secpolicy.facts.rsyslog_lexer import ACTION, BRACE, OBJECT, config_scan, syntax_error
 
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
@@ -97,6 +97,23 @@ def _rsyslog_mode(value: str, legacy: bool = False) -> str | None:
     return m.group(0) if m else None
 
 
+def _unknown_type(obj: str, params: dict[str, list[str]], modules: list[str]) -> bool:
+    """Whether the module an input() or action() names is neither built in (outputs) nor
+    loaded before it: rsyslogd then skips the statement."""
+    name = _rsyslog_module(params["type"][0]) if params.get("type") else ""
+    return bool(name) and name not in modules and not (obj == "action" and name in _BUILTIN_OUTPUTS)
+
+
+def _rsyslog_object_mode(value: str) -> str | None:
+    """An object's file mode parameter as rsyslogd takes it (doGetFileCreateMode): `0` and
+    three octal digits, and a fourth where it is five characters long; None where refused."""
+    if not re.match(r"0[0-7]{3}", value):
+        return None
+    if len(value) == 5:
+        return value if value[4] in "01234567" else None
+    return value[:4]
+
+
 def _rsyslog_legacy_target(action: str) -> str:
     """The host of a legacy forwarding action: `@host`, `@@(o,z9)host:port;template`,
     `@[::1]:514`."""
@@ -106,15 +123,38 @@ def _rsyslog_legacy_target(action: str) -> str:
     return re.split(r"[:;\s]", rest, maxsplit=1)[0]
 
 
+class _Stop(Exception):
+    """rsyslogd reads nothing after this point (an include it cannot read)."""
+
+
+# The output modules rsyslogd has built in (loadBuildInModules): an action of any other type
+# needs its module loaded before it.
+_BUILTIN_OUTPUTS = {"omfile", "ompipe", "omdiscard", "omfwd", "omusrmsg"}
+
+
 class Rsyslog:
     def __init__(self, ctx: FactContext) -> None:
         self._ctx = ctx
         self._budget = _RSYSLOG_BYTES
         self._lines: list[tuple[str, str]] = []
         self._items: list[tuple[str, str, str]] = []  # (kind, text, where): objects, actions, $ lines, in order
+        self._tokens: list[tuple[str, str]] = []  # (kind, where): the parser's tokens over all files, in order
+        self._main_end = "/etc/rsyslog.conf:1"  # where rsyslogd places the end of its input
         self.files: list[str] = []
         self.exists = ctx.stat("/etc/rsyslog.conf") is not None
-        self._read("/etc/rsyslog.conf", 0)
+        stop = None
+        try:
+            self._read("/etc/rsyslog.conf", 0)
+        except _Stop as e:
+            stop = str(e)
+        bad = syntax_error([(k, "", 0) for k, _ in self._tokens])
+        if bad is not None:  # rsyslogd: "could not interpret master config file"
+            where = self._tokens[bad][1] if bad < len(self._tokens) else self._main_end
+            raise EvaluationError(
+                f"{where}: rsyslogd cannot interpret the configuration (a syntax error on or before this line): "
+                "it runs only the statements before the error, none of those after it")
+        if stop is not None:
+            raise EvaluationError(stop)
         self.lines = tuple(t for t, _ in self._lines)
         self._statements()
 
@@ -129,17 +169,44 @@ class Rsyslog:
             return
         self._budget -= len(data)
         self.files.append(path)
-        for n, line, items in config_statements(data.decode("utf-8", errors="surrogateescape")):  # as rsyslogd's preprocessor and lexer read it
+        text = data.decode("utf-8", errors="surrogateescape")
+        statements, tokens = config_scan(text)  # as rsyslogd's preprocessor and lexer read it
+        if depth == 0:
+            self._main_end = at(path, text.count("\n") + 1)
+        pending = iter(tokens)
+
+        def upto_include(n: int) -> None:
+            """The parser's tokens of this file up to the end of its include on line n: the
+            included files' tokens come next, as the lexer reads them."""
+            inside = False  # in an include(...) object
+            for kind, _, line in pending:
+                self._tokens.append((kind, at(path, line)))
+                end = kind == "INCLUDECONFIG" or (kind == "ENDOBJ" and inside)
+                inside = kind == "BEGIN_INCLUDE" or (inside and kind != "ENDOBJ")
+                if end and line >= n:
+                    return
+
+        for n, line, items in statements:
             self._lines.append((line, at(path, n)))
             self._items.extend((k, t, at(path, n)) for k, t in (items if not line.startswith("$") else (("$", line),)))
             if re.fullmatch(r"\*\.\*[ \t]+(?:stop|~)", line, re.IGNORECASE):  # every message discarded here
                 self._items.append((_DISCARD_ALL, line, at(path, n)))
-            inc = re.match(r"\$IncludeConfig\s+(\S+)", line, re.IGNORECASE) or re.match(
-                r'include\([^)]*?\bfile\s*=\s*"([^"]+)"', line
-            )
+            legacy = re.match(r"\$IncludeConfig\s+(\S+)", line, re.IGNORECASE)
+            inc = legacy or re.match(r'include\([^)]*?\bfile\s*=\s*"([^"]+)"', line)
             if inc:
-                for t in self._included(inc.group(1)):
+                upto_include(n)
+                pattern = inc.group(1)
+                if not any(c in pattern for c in "*?[") and self._ctx.stat(pattern) is None:
+                    if legacy:  # cnfDoInclude fails and the lexer ends its input there (yyterminate)
+                        raise _Stop(
+                            f"{at(path, n)}: rsyslogd cannot read the $IncludeConfig file {pattern}: it reads nothing "
+                            "after this line (and does not start at all where no action comes before it)")
+                    if re.search(r'\bmode\s*=\s*"abort-if-missing"', line):
+                        raise _Stop(f"{at(path, n)}: {pattern} is missing and its include() says "
+                                    'mode="abort-if-missing": rsyslogd exits instead of starting')
+                for t in self._included(pattern):
                     self._read(t, depth + 1)
+        self._tokens.extend((kind, at(path, line)) for kind, _, line in pending)
 
     def _statements(self) -> None:
         """What rsyslogd makes of the statements, in the order it reads them: a legacy action
@@ -167,8 +234,8 @@ class Rsyslog:
                 elif name == "$modload" and arg:
                     modules.append(_rsyslog_module(arg.split()[0]))
                     loads.append(where)
-                elif name in _RSYSLOG_LEGACY_INPUTS:
-                    inputs.append(_RSYSLOG_LEGACY_INPUTS[name])
+                elif name in _RSYSLOG_LEGACY_INPUTS and _RSYSLOG_LEGACY_INPUTS[name] in modules:
+                    inputs.append(_RSYSLOG_LEGACY_INPUTS[name])  # without its module: an unknown directive, skipped
                     loads.append(where)
                 elif name == "$ruleset":
                     ruleset = "" if arg.split()[:1] == ["RSYSLOG_DefaultRuleset"] else arg
@@ -186,13 +253,17 @@ class Rsyslog:
                     modules.append(_rsyslog_module(params["load"][0]))
                     if modules[-1] == "omfile" and params.get("filecreatemode"):
                         module_mode = _rsyslog_mode(params["filecreatemode"][0]) or params["filecreatemode"][0]
+                elif obj in ("input", "action") and _unknown_type(obj, params, modules):
+                    continue  # "module name is unknown": rsyslogd skips the statement
                 elif obj == "input" and params.get("type"):
                     inputs.append(_rsyslog_module(params["type"][0]))
                 elif obj == "action" and params.get("type"):
                     output = _rsyslog_module(params["type"][0])
                     if output == "omfile":
                         given = params.get("filecreatemode")
-                        modes.append(((_rsyslog_mode(given[0]) or given[0]) if given else module_mode, where))
+                        mode = _rsyslog_object_mode(given[0]) if given else module_mode
+                        if mode is not None:  # a mode refused: rsyslogd skips the action
+                            modes.append((mode, where))
                     elif output in ("omfwd", "omrelp") and not (discarded and main):
                         targets.extend((t, where) for t in params.get("target", ()) if t)
             elif kind == ACTION:

@@ -5,8 +5,10 @@ modes of the files they create: what the rsyslog fact's file modes are compared 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -44,3 +46,64 @@ def rsyslogd_modes(rsyslogd: str, tmp_path: Path, confs: dict[str, str], umask: 
         for p in procs.values():
             p.kill()
             p.wait()
+
+
+# A running rsyslogd in a private mount and network namespace (loopback only): what it writes and
+# what it forwards. The script below runs inside the namespaces: it brings loopback up, listens
+# on UDP 127.0.0.1:5514 (OUT's forwarding port), starts rsyslogd, logs one message through the
+# case's own input socket once the sentinel file (the first action) shows rsyslogd runs, then
+# stops rsyslogd with SIGTERM (it finishes its actions before it exits) and reads what arrived.
+_IN_NETNS = r"""
+import json, os, signal, socket, subprocess, sys, time
+rsyslogd, d = sys.argv[1], sys.argv[2]
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 5514))
+p = subprocess.Popen([rsyslogd, "-n", "-f", d + "/rsyslog.conf", "-i", d + "/pid"],
+                     stdout=subprocess.DEVNULL, stderr=open(d + "/stderr", "wb"))
+deadline, sent = time.monotonic() + 60, False
+while p.poll() is None and time.monotonic() < deadline:
+    if os.path.exists(d + "/log.sock"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            try:
+                s.sendto(b"<13>secpolicy: probe", d + "/log.sock")
+                sent = True
+            except OSError:
+                pass
+    if sent and os.path.exists(d + "/sentinel.log") and b"probe" in open(d + "/sentinel.log", "rb").read():
+        break
+    time.sleep(0.1)
+ran = p.poll() is None
+if ran:
+    p.send_signal(signal.SIGTERM)
+status = p.wait(timeout=60)
+udp.setblocking(False)
+got = []
+while True:
+    try:
+        got.append(udp.recv(65536).decode("utf-8", "replace"))
+    except BlockingIOError:
+        break
+files = {n: os.stat(d + "/" + n).st_mode & 0o7777 for n in sorted(os.listdir(d)) if n.endswith(".log")}
+print(json.dumps({"ran": ran, "status": None if ran else status, "files": files, "forwarded": got}))
+"""
+
+
+def rsyslogd_run(rsyslogd: str, d: Path, text: str, sentinel: bool = True) -> dict[str, object]:
+    """What a running rsyslogd does with TEXT (OUT standing for the directory D, @OUT for
+    127.0.0.1:5514 over UDP), after an input socket of its own and, with SENTINEL, a first action
+    `*.* OUT/sentinel.log`: {"ran": whether it kept running, "status": its exit status if it did
+    not, "files": the mode of each *.log file it created in D, "forwarded": the messages that
+    arrived}. Umask 000: the modes are the ones rsyslogd asks open() for."""
+    head = f'module(load="imuxsock" SysSock.Use="off")\ninput(type="imuxsock" Socket="{d}/log.sock")\n'
+    if sentinel:
+        head += f"*.* {d}/sentinel.log\n"
+    (d / "rsyslog.conf").write_text(head + text.replace("@OUT", "@127.0.0.1:5514").replace("OUT", str(d)))
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--net", "sh", "-c",
+         'mount -t tmpfs tmpfs /var/log && umask 000 && exec "$@"', "sh", sys.executable, "-c", _IN_NETNS,
+         rsyslogd, str(d)], capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    result["stderr"] = (d / "stderr").read_text(errors="replace")
+    return result

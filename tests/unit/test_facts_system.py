@@ -132,6 +132,34 @@ def test_rsyslog_lines_are_numbered_where_their_statement_starts(tmp_path: Path)
     assert not r.has_line(r"^\$FileCreateMode 0600")
 
 
+@pytest.mark.parametrize(("files", "where"), [
+    ({"/etc/rsyslog.conf": '*.* /var/log/a.log\nif $msg contains "x" then {\n*.* @@h:514\n'}, "/etc/rsyslog.conf:4"),
+    ({"/etc/rsyslog.conf": "*.* /var/log/a.log\n}\n*.* @@h:514\n"}, "/etc/rsyslog.conf:2"),
+    ({"/etc/rsyslog.conf": "$IncludeConfig /etc/rsyslog.d/*.conf\n*.* @@h:514\n",
+      "/etc/rsyslog.d/a.conf": "*.* /var/log/a.log\nelse\n"}, "/etc/rsyslog.d/a.conf:2"),
+    ({"/etc/rsyslog.conf": "*.* /var/log/a.log\n$IncludeConfig /etc/nosuch.conf\n*.* @@h:514\n"}, "/etc/rsyslog.conf:2"),
+    ({"/etc/rsyslog.conf": 'include(file="/etc/x.conf" mode="abort-if-missing")\n'}, "/etc/rsyslog.conf:1"),
+])
+def test_rsyslog_configuration_rsyslogd_stops_reading_is_an_error_naming_where(tmp_path: Path, files, where) -> None:
+    # rsyslogd runs only what comes before a syntax error or an unreadable $IncludeConfig
+    for path, text in files.items():
+        write(tmp_path, path, text)
+    with pytest.raises(EvaluationError, match=f"^{where}: "):
+        context(tmp_path).fact("rsyslog", ())
+
+
+def test_rsyslog_statements_rsyslogd_skips_are_not_in_force(tmp_path: Path) -> None:
+    write(tmp_path, "/etc/rsyslog.conf", (
+        'action(type="omrelp" target="relp.example")\n'  # omrelp never loaded: skipped
+        'input(type="imtcp" port="514")\n$InputTCPServerRun 514\n'  # imtcp never loaded: skipped
+        'action(type="omfile" file="/var/log/x" fileCreateMode="0999")\n'  # a mode refused: skipped
+        'action(type="omfile" file="/var/log/y" fileCreateMode="0640xy")\n'  # six characters: the first four taken
+        'frobnicate\n$FooBar on\ninclude(file="/etc/nosuch.conf")\n*.* @@loghost:514\n'  # warnings only
+    ))
+    r = context(tmp_path).fact("rsyslog", ())
+    assert (r.forward_targets, r.inputs, r.file_modes) == (("loghost",), (), ("0640",))
+
+
 def test_rsyslog_configuration_beyond_its_budget_is_an_error_not_read(tmp_path: Path) -> None:
     write(tmp_path, "/etc/rsyslog.conf", "$IncludeConfig /etc/rsyslog.d/*.conf\n")
     write(tmp_path, "/etc/rsyslog.d/a.conf", "#" * 700_000 + "\n")
