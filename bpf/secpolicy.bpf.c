@@ -737,17 +737,19 @@ static __always_inline int sp_link_head_ok(void *path, struct sp_walk *walk)
 /* Append the path a syscall names: by descriptor (fd_only 1: the descriptor's own path), or by
  * (dfd, upath), made absolute in the kernel when upath is relative, or empty (AT_EMPTY_PATH:
  * the descriptor itself); fd_only 2 (openat2 with RESOLVE_IN_ROOT): an absolute upath too is
- * taken beneath dfd, as the kernel resolves it. 0 when the user string could not be read (not
- * resident yet: read again at sys_exit). Without BTF offsets, a descriptor goes up as
+ * taken beneath dfd, as the kernel resolves it. `user` 0: upath is kernel memory (the copy
+ * io_uring made of a request's path). 0 when the user string could not be read (not resident
+ * yet: read again at sys_exit). Without BTF offsets, a descriptor goes up as
  * SP_F_FD_PATH (a[0]) and a relative path as it is, for user space to resolve from /proc. One
  * walk per call site: the walk is what costs the verifier most. */
-static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char *upath, int fd_only)
+static __always_inline int sp_put_path_from(struct sp_event *e, long dfd, const char *upath, int fd_only,
+                                            int user)
 {
     u32 start = e->str_len;
     char c = 0;
     if (fd_only != 1) {
         /* Read as it is: absolute (the common case) is done. */
-        if (!sp_put_str(e, upath, 1))
+        if (!sp_put_str(e, upath, user))
             return 0;
         c = e->str[start & (SP_STR_BUF - 1)];
         if ((c == '/' && fd_only != 2) || start >= SP_STR_MAX)
@@ -770,7 +772,7 @@ static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char 
         return 1;
     }
     if (!based)
-        return sp_put_str(e, upath, 1); /* user space will resolve what it can */
+        return sp_put_str(e, upath, user); /* user space will resolve what it can */
     e->flags |= SP_F_KPATH;
     if (!c)
         return 1;
@@ -787,7 +789,13 @@ static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char 
     }
     e->str_len = end;
     e->nstr -= 1;
-    return sp_put_str(e, upath, 1);
+    return sp_put_str(e, upath, user);
+}
+
+/* A path given to a syscall (user memory). */
+static __always_inline int sp_put_path(struct sp_event *e, long dfd, const char *upath, int fd_only)
+{
+    return sp_put_path_from(e, dfd, upath, fd_only, 1);
 }
 
 /* ---- cheap filters compiled from the rules ---- */
@@ -1353,6 +1361,87 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat)
     c->a2 = args->mode;
     c->a3 = 0;
     return sp_path_event(c);
+}
+#endif
+
+#if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE)) && defined(SP_HAVE_IO_URING) && \
+    defined(SP_OFF_IO_KIOCB_CMD) && defined(SP_OFF_IO_OPEN_DFD) && defined(SP_OFF_IO_OPEN_FILENAME) && \
+    defined(SP_OFF_IO_OPEN_HOW) && defined(SP_OFF_FILENAME_NAME)
+#define SP_IORING_OP_OPENAT 18
+#define SP_IORING_OP_OPENAT2 28
+/* Opens submitted through io_uring (IORING_OP_OPENAT, IORING_OP_OPENAT2) enter no syscall
+ * tracepoint: a write-open of a watched file made that way would raise nothing. The ring's own
+ * tracepoints show them: at submission the request is prepared (struct io_open in the request's
+ * command area: dfd, the path copied into the kernel as a struct filename, open_how), so the
+ * record is built there, on the submitting task, and waits by request for the completion that
+ * gives its result (the descriptor or -errno). Rare: every such open whose path a clause can
+ * match is kept, whatever its outcome; user_data (a[4]) tells a recycled request apart. */
+BPF_HASH(uring_pending, u64, struct sp_event, SP_PENDING_MAX);
+
+TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
+{
+    u8 op = args->opcode;
+    if ((op != SP_IORING_OP_OPENAT && op != SP_IORING_OP_OPENAT2) || sp_self())
+        return 0;
+    char *open = (char *)args->req + SP_OFF_IO_KIOCB_CMD;
+    int dfd = 0;
+    void *fname = 0;
+    const char *name = 0;
+    u64 how[3] = {};
+    bpf_probe_read_kernel(&dfd, sizeof(dfd), open + SP_OFF_IO_OPEN_DFD);
+    bpf_probe_read_kernel(&fname, sizeof(fname), open + SP_OFF_IO_OPEN_FILENAME);
+    bpf_probe_read_kernel(&how, sizeof(how), open + SP_OFF_IO_OPEN_HOW);
+    if (fname)
+        bpf_probe_read_kernel(&name, sizeof(name), (char *)fname + SP_OFF_FILENAME_NAME);
+    u32 type = sp_open_type(how[0]);
+    struct sp_event *e = sp_scratch();
+    if (!type || !name || !e)
+        return 0;
+    struct sp_type_cfg *cfg = sp_cfg(type);
+    u64 in_root = how[2] & SP_RESOLVE_IN_ROOT;
+    e->str_len = 0;
+    e->nstr = 0;
+    e->flags = 0;
+    sp_put_path_from(e, dfd, name, in_root ? 2 : 0, 0);
+    u32 mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0);
+    if (!mask)
+        return 0;
+    u16 len = e->str_len;
+    u8 n = e->nstr;
+    u8 fl = e->flags;
+    sp_fill(e, type, op == SP_IORING_OP_OPENAT ? SP_P_IO_URING_OPENAT : SP_P_IO_URING_OPENAT2);
+    e->str_len = len;
+    e->nstr = n;
+    e->flags |= fl;
+    if (!sp_pre_filter(e, cfg))
+        return 0;
+    e->a[0] = dfd;
+    e->a[1] = how[0];
+    e->a[2] = how[1];
+    e->a[3] = in_root;
+    e->a[4] = args->user_data;
+    e->a[5] = (e->a[5] & 0xffffffffULL) | ((u64)mask << 32);
+    u64 req = (u64)args->req;
+    if (uring_pending.update(&req, e) != 0)
+        sp_count_lost(type);
+    return 0;
+}
+
+TRACEPOINT_PROBE(io_uring, io_uring_complete)
+{
+    u64 req = (u64)args->req;
+    struct sp_event *e = uring_pending.lookup(&req);
+    if (!e)
+        return 0;
+    long ret = args->res;
+    if (e->a[4] == args->user_data && sp_outcome_ok(e, ret)) {
+        e->ret = ret;
+        e->flags |= SP_F_RET;
+        e->ts = bpf_ktime_get_boot_ns();
+        sp_emit(e);
+    }
+    uring_pending.delete(&req);
+    return 0;
 }
 #endif
 

@@ -89,6 +89,9 @@
 #define SP_P_LINKAT 57
 #define SP_P_SYMLINK 58
 #define SP_P_SYMLINKAT 59
+/* Opens submitted through io_uring (IORING_OP_OPENAT, IORING_OP_OPENAT2). */
+#define SP_P_IO_URING_OPENAT 60
+#define SP_P_IO_URING_OPENAT2 61
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1

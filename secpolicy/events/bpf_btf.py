@@ -196,6 +196,13 @@ _WANTED = (
     ("MOUNT_MNT", "mount", "mnt"),
     ("MOUNT_MNT_PARENT", "mount", "mnt_parent"),
     ("MOUNT_MNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
+    # opens submitted through io_uring: the request's command area (struct io_open) and the
+    # kernel's copy of the path (struct filename)
+    ("IO_KIOCB_CMD", "io_kiocb", "cmd"),
+    ("IO_OPEN_DFD", "io_open", "dfd"),
+    ("IO_OPEN_FILENAME", "io_open", "filename"),
+    ("IO_OPEN_HOW", "io_open", "how"),
+    ("FILENAME_NAME", "filename", "name"),
 )
 
 # Every offset the in-kernel path resolution needs (descriptors, relative paths, exe, cwd).

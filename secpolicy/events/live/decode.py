@@ -61,6 +61,8 @@ _PROBE_NAMES = {
     "sched_exec": "tracepoint:sched:sched_process_exec",
     "pam_authenticate": "uprobe:libpam:pam_authenticate",
     "pam_acct_mgmt": "uprobe:libpam:pam_acct_mgmt",
+    "io_uring_openat": "tracepoint:io_uring:openat",  # an IORING_OP_OPENAT request (io_uring_submit_req)
+    "io_uring_openat2": "tracepoint:io_uring:openat2",
 }
 _CONTAINER_RE = re.compile(
     r"(?:docker[-/]|cri-containerd-|crio-|libpod-|containerd[-/]|/kubepods[^/]*/(?:[^/]+/)*pod[^/]+/)"

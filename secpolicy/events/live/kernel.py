@@ -68,6 +68,9 @@ _SYSCALLS: dict[str, tuple[str | None, str | None, frozenset[str]]] = {
 }
 # TRACEPOINT_PROBEs of syscalls some kernels lack: compiled in only when the tracepoint exists.
 _OPTIONAL = ("finit_module", "init_module")
+# io_uring's tracepoints for the opens submitted through a ring (open and write types): compiled
+# in only when the kernel has both (and the BTF offsets of the request).
+_IO_URING = ("io_uring_submit_req", "io_uring_complete")
 # Types that need the kernel's BTF offsets (the socket behind a descriptor).
 _NEED_BTF = {"account_change": "kernel BTF (to tell NETLINK_AUDIT sockets apart)",
              "config_change": "kernel BTF (to tell NETLINK_AUDIT sockets apart)"}
@@ -221,6 +224,8 @@ class KernelProbes:
             flags.append("-DSP_TASK_STORAGE")
         if tracefs is not None:
             flags += [f"-DSP_HAVE_{n.upper()}" for n in _OPTIONAL if _has_syscall_tp(tracefs, n)]
+            if all(_is_dir(tracefs / "events" / "io_uring" / tp) for tp in _IO_URING):
+                flags.append("-DSP_HAVE_IO_URING")
         flags += [f"-DSP_WANT_{t.upper()}" for t in sorted(self.types) if t != "exec"]
         if offsets is not None:
             flags += offsets.cflags()
