@@ -1364,61 +1364,111 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 }
 #endif
 
-#if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE)) && defined(SP_HAVE_IO_URING) && \
-    defined(SP_OFF_IO_KIOCB_CMD) && defined(SP_OFF_IO_OPEN_DFD) && defined(SP_OFF_IO_OPEN_FILENAME) && \
-    defined(SP_OFF_IO_OPEN_HOW) && defined(SP_OFF_FILENAME_NAME)
+#if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE) || defined(SP_WANT_UNLINK)) && defined(SP_HAVE_IO_URING) && \
+    defined(SP_OFF_IO_KIOCB_CMD) && defined(SP_OFF_FILENAME_NAME)
 #define SP_IORING_OP_OPENAT 18
 #define SP_IORING_OP_OPENAT2 28
-/* Opens submitted through io_uring (IORING_OP_OPENAT, IORING_OP_OPENAT2) enter no syscall
- * tracepoint: a write-open of a watched file made that way would raise nothing. The ring's own
- * tracepoints show them: at submission the request is prepared (struct io_open in the request's
- * command area: dfd, the path copied into the kernel as a struct filename, open_how), so the
- * record is built there, on the submitting task, and waits by request for the completion that
- * gives its result (the descriptor or -errno). Rare: every such open whose path a clause can
- * match is kept, whatever its outcome; user_data (a[4]) tells a recycled request apart. */
+#define SP_IORING_OP_UNLINKAT 36
+#define SP_IORING_OP_MKDIRAT 37
+#define SP_IORING_OP_SYMLINKAT 38
+#define SP_IORING_OP_LINKAT 39
+/* Path operations submitted through io_uring enter no syscall tracepoint: a write-open of a
+ * watched file, or an unlink, made that way would raise nothing. The ring's own tracepoints show
+ * them: at submission the request is prepared (its command area holds the operation's struct:
+ * io_open, io_unlink, io_mkdir, io_link, with the path copied into the kernel as a struct
+ * filename), so the record is built there, on the submitting task, as the syscall's would be,
+ * and waits by request for the completion that gives its result (-errno on failure). Rare:
+ * every such call whose path a clause can match is kept, whatever its outcome; user_data (a[4])
+ * tells a recycled request apart. */
 BPF_HASH(uring_pending, u64, struct sp_event, SP_PENDING_MAX);
 
 TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
 {
-    u8 op = args->opcode;
-    if ((op != SP_IORING_OP_OPENAT && op != SP_IORING_OP_OPENAT2) || sp_self())
-        return 0;
-    char *open = (char *)args->req + SP_OFF_IO_KIOCB_CMD;
+    char *cmd = (char *)args->req + SP_OFF_IO_KIOCB_CMD;
+    u32 type = 0;
+    u32 probe = 0;
     int dfd = 0;
     void *fname = 0;
+    u64 a1 = 0, a2 = 0, a3 = 0;
+    switch (args->opcode) {
+#if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE)) && defined(SP_OFF_IO_OPEN_DFD) && \
+    defined(SP_OFF_IO_OPEN_FILENAME) && defined(SP_OFF_IO_OPEN_HOW)
+    case SP_IORING_OP_OPENAT:
+    case SP_IORING_OP_OPENAT2: {
+        u64 how[3] = {};
+        bpf_probe_read_kernel(&dfd, sizeof(dfd), cmd + SP_OFF_IO_OPEN_DFD);
+        bpf_probe_read_kernel(&fname, sizeof(fname), cmd + SP_OFF_IO_OPEN_FILENAME);
+        bpf_probe_read_kernel(&how, sizeof(how), cmd + SP_OFF_IO_OPEN_HOW);
+        type = sp_open_type(how[0]);
+        probe = args->opcode == SP_IORING_OP_OPENAT ? SP_P_IO_URING_OPENAT : SP_P_IO_URING_OPENAT2;
+        a1 = how[0];
+        a2 = how[1];
+        a3 = how[2] & SP_RESOLVE_IN_ROOT;
+        break;
+    }
+#endif
+#if defined(SP_WANT_UNLINK) && defined(SP_OFF_IO_UNLINK_DFD) && defined(SP_OFF_IO_UNLINK_FLAGS) && \
+    defined(SP_OFF_IO_UNLINK_FILENAME)
+    case SP_IORING_OP_UNLINKAT: {
+        int flags = 0;
+        bpf_probe_read_kernel(&dfd, sizeof(dfd), cmd + SP_OFF_IO_UNLINK_DFD);
+        bpf_probe_read_kernel(&flags, sizeof(flags), cmd + SP_OFF_IO_UNLINK_FLAGS);
+        bpf_probe_read_kernel(&fname, sizeof(fname), cmd + SP_OFF_IO_UNLINK_FILENAME);
+        type = SP_EV_UNLINK;
+        probe = SP_P_IO_URING_UNLINKAT;
+        a1 = (u32)flags;
+        break;
+    }
+#endif
+#if defined(SP_WANT_WRITE) && defined(SP_OFF_IO_MKDIR_DFD) && defined(SP_OFF_IO_MKDIR_FILENAME)
+    case SP_IORING_OP_MKDIRAT: /* a write with O_CREAT, O_DIRECTORY and no mode, as mkdirat's */
+        bpf_probe_read_kernel(&dfd, sizeof(dfd), cmd + SP_OFF_IO_MKDIR_DFD);
+        bpf_probe_read_kernel(&fname, sizeof(fname), cmd + SP_OFF_IO_MKDIR_FILENAME);
+        type = SP_EV_WRITE;
+        probe = SP_P_IO_URING_MKDIRAT;
+        a1 = 0100 | 0200000;
+        break;
+#endif
+#if defined(SP_WANT_WRITE) && defined(SP_OFF_IO_LINK_NEW_DFD) && defined(SP_OFF_IO_LINK_NEWPATH)
+    case SP_IORING_OP_SYMLINKAT: /* the new name: a write with O_WRONLY, O_CREAT and no mode */
+    case SP_IORING_OP_LINKAT:
+        bpf_probe_read_kernel(&dfd, sizeof(dfd), cmd + SP_OFF_IO_LINK_NEW_DFD);
+        bpf_probe_read_kernel(&fname, sizeof(fname), cmd + SP_OFF_IO_LINK_NEWPATH);
+        type = SP_EV_WRITE;
+        probe = args->opcode == SP_IORING_OP_LINKAT ? SP_P_IO_URING_LINKAT : SP_P_IO_URING_SYMLINKAT;
+        a1 = 01 | 0100;
+        break;
+#endif
+    default:
+        return 0;
+    }
     const char *name = 0;
-    u64 how[3] = {};
-    bpf_probe_read_kernel(&dfd, sizeof(dfd), open + SP_OFF_IO_OPEN_DFD);
-    bpf_probe_read_kernel(&fname, sizeof(fname), open + SP_OFF_IO_OPEN_FILENAME);
-    bpf_probe_read_kernel(&how, sizeof(how), open + SP_OFF_IO_OPEN_HOW);
     if (fname)
         bpf_probe_read_kernel(&name, sizeof(name), (char *)fname + SP_OFF_FILENAME_NAME);
-    u32 type = sp_open_type(how[0]);
     struct sp_event *e = sp_scratch();
-    if (!type || !name || !e)
+    if (!type || !name || !e || sp_self())
         return 0;
     struct sp_type_cfg *cfg = sp_cfg(type);
-    u64 in_root = how[2] & SP_RESOLVE_IN_ROOT;
     e->str_len = 0;
     e->nstr = 0;
     e->flags = 0;
-    sp_put_path_from(e, dfd, name, in_root ? 2 : 0, 0);
+    sp_put_path_from(e, dfd, name, a3 ? 2 : 0, 0);
     u32 mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0);
     if (!mask)
         return 0;
     u16 len = e->str_len;
     u8 n = e->nstr;
     u8 fl = e->flags;
-    sp_fill(e, type, op == SP_IORING_OP_OPENAT ? SP_P_IO_URING_OPENAT : SP_P_IO_URING_OPENAT2);
+    sp_fill(e, type, probe);
     e->str_len = len;
     e->nstr = n;
     e->flags |= fl;
     if (!sp_pre_filter(e, cfg))
         return 0;
     e->a[0] = dfd;
-    e->a[1] = how[0];
-    e->a[2] = how[1];
-    e->a[3] = in_root;
+    e->a[1] = a1;
+    e->a[2] = a2;
+    e->a[3] = a3;
     e->a[4] = args->user_data;
     e->a[5] = (e->a[5] & 0xffffffffULL) | ((u64)mask << 32);
     u64 req = (u64)args->req;

@@ -89,9 +89,13 @@
 #define SP_P_LINKAT 57
 #define SP_P_SYMLINK 58
 #define SP_P_SYMLINKAT 59
-/* Opens submitted through io_uring (IORING_OP_OPENAT, IORING_OP_OPENAT2). */
+/* Path operations submitted through io_uring (IORING_OP_OPENAT, ...). */
 #define SP_P_IO_URING_OPENAT 60
 #define SP_P_IO_URING_OPENAT2 61
+#define SP_P_IO_URING_UNLINKAT 62
+#define SP_P_IO_URING_MKDIRAT 63
+#define SP_P_IO_URING_SYMLINKAT 64
+#define SP_P_IO_URING_LINKAT 65
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1

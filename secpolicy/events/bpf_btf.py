@@ -196,12 +196,19 @@ _WANTED = (
     ("MOUNT_MNT", "mount", "mnt"),
     ("MOUNT_MNT_PARENT", "mount", "mnt_parent"),
     ("MOUNT_MNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
-    # opens submitted through io_uring: the request's command area (struct io_open) and the
-    # kernel's copy of the path (struct filename)
+    # path operations submitted through io_uring: the request's command area (struct io_open,
+    # io_unlink, io_mkdir, io_link) and the kernel's copy of the path (struct filename)
     ("IO_KIOCB_CMD", "io_kiocb", "cmd"),
     ("IO_OPEN_DFD", "io_open", "dfd"),
     ("IO_OPEN_FILENAME", "io_open", "filename"),
     ("IO_OPEN_HOW", "io_open", "how"),
+    ("IO_UNLINK_DFD", "io_unlink", "dfd"),
+    ("IO_UNLINK_FLAGS", "io_unlink", "flags"),
+    ("IO_UNLINK_FILENAME", "io_unlink", "filename"),
+    ("IO_MKDIR_DFD", "io_mkdir", "dfd"),
+    ("IO_MKDIR_FILENAME", "io_mkdir", "filename"),
+    ("IO_LINK_NEW_DFD", "io_link", "new_dfd"),
+    ("IO_LINK_NEWPATH", "io_link", "newpath"),
     ("FILENAME_NAME", "filename", "name"),
 )
 

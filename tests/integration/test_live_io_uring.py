@@ -1,8 +1,9 @@
-"""Opens submitted through io_uring (IORING_OP_OPENAT, IORING_OP_OPENAT2) enter no syscall
-tracepoint: before the ring's own tracepoints were traced, a write-open of a watched file made
-that way raised nothing. Each case here is a child process that opens through a ring of its own
-(io_uring_setup and io_uring_enter through libc's syscall(), no liburing), and the alert names
-its file, flags, mode and result, with source.probe naming the ring's operation. Real BPF,
+"""Path operations submitted through io_uring (IORING_OP_OPENAT, OPENAT2, UNLINKAT, MKDIRAT,
+SYMLINKAT, LINKAT) enter no syscall tracepoint: before the ring's own tracepoints were traced, a
+write-open or an unlink of a watched file made that way raised nothing. Each case here is a child
+process that submits through a ring of its own (io_uring_setup and io_uring_enter through libc's
+syscall(), no liburing), and the alert names its file, flags, mode and result, as the syscall's
+would, with source.probe naming the ring's operation. Real BPF,
 watched trees of the test's own."""
 
 from __future__ import annotations
@@ -39,50 +40,60 @@ rules:
     title: write under the watched tree refused
     severity: medium
     when: type == "write" and file.path startswith "{watched}/" and outcome.result == "failure"
+  - id: watched-unlink
+    title: unlink under the watched tree
+    severity: high
+    when: type == "unlink" and file.path startswith "{watched}/"
 """
 
 # A ring of one entry, driven through libc's syscall(): io_uring_setup (425) and io_uring_enter
-# (426) have these numbers on every architecture. open_in_ring(op, dfd, path, flags, mode) submits
-# one IORING_OP_OPENAT (18) or IORING_OP_OPENAT2 (28) and returns its result (a descriptor or
-# -errno), as the completion queue gives it.
+# (426) have these numbers on every architecture. ring_op submits one request (the SQE's opcode,
+# fd, addr, len, op flags and addr2; a str is passed as a pointer to its bytes) and returns its
+# result as the completion queue gives it (a descriptor, 0, or -errno).
 RING = r'''
 import ctypes, mmap, struct
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+OPENAT, OPENAT2, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT = 18, 28, 36, 37, 38, 39
 
-def open_in_ring(op, dfd, path, flags, mode):
+def ring_op(op, fd, addr, length=0, op_flags=0, addr2=0):
+    keep = []
+    def ptr(v):
+        if isinstance(v, str):
+            keep.append(ctypes.create_string_buffer(v.encode()))
+            return ctypes.addressof(keep[-1])
+        return v
     params = ctypes.create_string_buffer(120)  # struct io_uring_params
-    fd = _libc.syscall(425, ctypes.c_uint(1), params)
-    if fd < 0:
+    ring = _libc.syscall(425, ctypes.c_uint(1), params)
+    if ring < 0:
         raise OSError(ctypes.get_errno(), "io_uring_setup")
     sq_entries, cq_entries = struct.unpack_from("<II", params, 0)
     sq_head, sq_tail, sq_mask, _, _, _, sq_array = struct.unpack_from("<7I", params, 40)
     cq_head, cq_tail, cq_mask, _, _, cqes = struct.unpack_from("<6I", params, 80)
     shared = mmap.MAP_SHARED | mmap.MAP_POPULATE
     rw = mmap.PROT_READ | mmap.PROT_WRITE
-    sq = mmap.mmap(fd, sq_array + 4 * sq_entries, shared, rw, offset=0)
-    cq = mmap.mmap(fd, cqes + 16 * cq_entries, shared, rw, offset=0x8000000)
-    sqes = mmap.mmap(fd, 64 * sq_entries, shared, rw, offset=0x10000000)
-    name = ctypes.create_string_buffer(path.encode())
-    how = ctypes.create_string_buffer(struct.pack("<QQQ", flags, mode, 0))  # struct open_how
+    sq = mmap.mmap(ring, sq_array + 4 * sq_entries, shared, rw, offset=0)
+    cq = mmap.mmap(ring, cqes + 16 * cq_entries, shared, rw, offset=0x8000000)
+    sqes = mmap.mmap(ring, 64 * sq_entries, shared, rw, offset=0x10000000)
     tail = struct.unpack_from("<I", sq, sq_tail)[0]
-    mask = struct.unpack_from("<I", sq, sq_mask)[0]
-    i = tail & mask
-    if op == 18:
-        sqe = struct.pack("<BBHiQQII", 18, 0, 0, dfd, 0, ctypes.addressof(name), mode, flags)
-    else:
-        sqe = struct.pack("<BBHiQQII", 28, 0, 0, dfd, ctypes.addressof(how), ctypes.addressof(name), 24, 0)
-    sqes[64 * i:64 * i + 64] = (sqe + struct.pack("<Q", 0x5EC) ).ljust(64, b"\0")
+    i = tail & struct.unpack_from("<I", sq, sq_mask)[0]
+    sqe = struct.pack("<BBHiQQIIQ", op, 0, 0, fd, ptr(addr2), ptr(addr), length, op_flags, 0x5EC)
+    sqes[64 * i:64 * i + 64] = sqe.ljust(64, bytes(1))
     struct.pack_into("<I", sq, sq_array + 4 * i, i)
     struct.pack_into("<I", sq, sq_tail, tail + 1)
-    if _libc.syscall(426, fd, 1, 1, 1, None, 0) < 0:  # io_uring_enter(fd, 1, 1, IORING_ENTER_GETEVENTS)
+    if _libc.syscall(426, ring, 1, 1, 1, None, 0) < 0:  # io_uring_enter(ring, 1, 1, IORING_ENTER_GETEVENTS)
         raise OSError(ctypes.get_errno(), "io_uring_enter")
     head = struct.unpack_from("<I", cq, cq_head)[0]
-    cmask = struct.unpack_from("<I", cq, cq_mask)[0]
-    user_data, res = struct.unpack_from("<Qi", cq, cqes + 16 * (head & cmask))
+    user_data, res = struct.unpack_from("<Qi", cq, cqes + 16 * (head & struct.unpack_from("<I", cq, cq_mask)[0]))
     assert user_data == 0x5EC, user_data
     struct.pack_into("<I", cq, cq_head, head + 1)
     return res
+
+def open_in_ring(op, dfd, path, flags, mode):
+    if op == OPENAT:
+        return ring_op(OPENAT, dfd, path, mode, flags)
+    how = ctypes.create_string_buffer(struct.pack("<QQQ", flags, mode, 0))  # struct open_how
+    return ring_op(OPENAT2, dfd, path, 24, 0, ctypes.addressof(how))
 '''
 
 
@@ -121,6 +132,15 @@ assert open_in_ring(18, d, "rel", {W | C | A}, 0o644) >= 0
     r.pids["read"] = child(f"assert open_in_ring(18, -100, {str(w / 'existing')!r}, {os.O_RDONLY}, 0) >= 0")
     r.pids["refused"] = child(f"assert open_in_ring(18, -100, {str(w / 'no-such-dir' / 'f')!r}, {W | C}, 0o600) == -2")
     r.pids["outside"] = child(f"assert open_in_ring(18, -100, {str(r.outside / 'f')!r}, {W | C}, 0o600) >= 0")
+    (w / "doomed").write_text("x")
+    (w / "gone").mkdir()
+    r.pids["unlink"] = child(f"assert ring_op(UNLINKAT, -100, {str(w / 'doomed')!r}) == 0")
+    r.pids["rmdir"] = child(f"assert ring_op(UNLINKAT, -100, {str(w / 'gone')!r}, 0, 0x200) == 0")  # AT_REMOVEDIR
+    r.pids["mkdir"] = child(f"assert ring_op(MKDIRAT, -100, {str(w / 'newdir')!r}, 0o755) == 0")
+    # symlinkat(target, newdfd, new): fd = newdfd, addr = target, addr2 = new
+    r.pids["symlink"] = child(f"assert ring_op(SYMLINKAT, -100, '/etc/hostname', 0, 0, {str(w / 'sl')!r}) == 0")
+    # linkat(olddfd, old, newdfd, new, flags): fd = olddfd, addr = old, len = newdfd (AT_FDCWD), addr2 = new
+    r.pids["link"] = child(f"assert ring_op(LINKAT, -100, {str(w / 'existing')!r}, 0xFFFFFF9C, 0, {str(w / 'hl')!r}) == 0")
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +234,22 @@ def test_a_read_is_an_open_and_a_refused_write_carries_its_errno(run: Run) -> No
 
 def test_a_write_open_outside_the_watched_tree_raises_nothing(run: Run) -> None:
     assert run.of("outside") == []
+
+
+def test_unlinks_and_directory_removals_through_a_ring_are_seen(run: Run) -> None:
+    ev = _one(run, "unlink")["event"]
+    assert ev["type"] == "unlink" and ev["file"] == {"path": str(run.watched / "doomed")}
+    assert ev["source"]["probe"] == "tracepoint:io_uring:unlinkat"
+    gone = _one(run, "rmdir")["event"]
+    assert gone["file"] == {"path": str(run.watched / "gone"), "flags": ["AT_REMOVEDIR"]}
+
+
+def test_mkdir_symlink_and_link_through_a_ring_are_writes_of_the_new_name(run: Run) -> None:
+    made = _one(run, "mkdir")["event"]  # as a syscall mkdir is (test_live_probe)
+    assert made["file"] == {"path": str(run.watched / "newdir"), "flags": ["O_RDONLY", "O_CREAT", "O_DIRECTORY"]}
+    assert made["source"]["probe"] == "tracepoint:io_uring:mkdirat"
+    for case, name in (("symlink", "sl"), ("link", "hl")):
+        ev = _one(run, case)["event"]
+        assert ev["file"] == {"path": str(run.watched / name), "flags": ["O_WRONLY", "O_CREAT"]}, case
+        assert ev["source"]["probe"] == f"tracepoint:io_uring:{case}at"
+

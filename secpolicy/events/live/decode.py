@@ -61,8 +61,6 @@ _PROBE_NAMES = {
     "sched_exec": "tracepoint:sched:sched_process_exec",
     "pam_authenticate": "uprobe:libpam:pam_authenticate",
     "pam_acct_mgmt": "uprobe:libpam:pam_acct_mgmt",
-    "io_uring_openat": "tracepoint:io_uring:openat",  # an IORING_OP_OPENAT request (io_uring_submit_req)
-    "io_uring_openat2": "tracepoint:io_uring:openat2",
 }
 _CONTAINER_RE = re.compile(
     r"(?:docker[-/]|cri-containerd-|crio-|libpod-|containerd[-/]|/kubepods[^/]*/(?:[^/]+/)*pod[^/]+/)"
@@ -72,6 +70,8 @@ _CONTAINER_RE = re.compile(
 
 def _probe_name(pid: int) -> str:
     name = PROBE_OF_ID.get(pid, str(pid))
+    if name.startswith("io_uring_"):  # a request submitted through a ring (io_uring:io_uring_submit_req)
+        return f"tracepoint:io_uring:{name[9:]}"
     return _PROBE_NAMES.get(name, f"tracepoint:syscalls:{name}")
 
 
@@ -439,7 +439,8 @@ def _b_file_open(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> 
 # mkdir and mknod (O_CREAT|O_DIRECTORY), link and symlink (O_WRONLY|O_CREAT): writes without a
 # mode, as the auditd reader makes them
 _MADE = frozenset(C[f"SP_P_{n}"] for n in ("MKDIR", "MKDIRAT", "MKNOD", "MKNODAT", "LINK", "LINKAT", "SYMLINK",
-                                         "SYMLINKAT"))
+                                         "SYMLINKAT", "IO_URING_MKDIRAT", "IO_URING_SYMLINKAT",
+                                         "IO_URING_LINKAT"))
 
 
 def _b_unlink(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
