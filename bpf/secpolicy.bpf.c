@@ -1364,10 +1364,11 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 }
 #endif
 
-#if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE) || defined(SP_WANT_UNLINK)) && defined(SP_HAVE_IO_URING) && \
-    defined(SP_OFF_IO_KIOCB_CMD) && defined(SP_OFF_FILENAME_NAME)
+#if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE) || defined(SP_WANT_UNLINK) || defined(SP_WANT_RENAME)) && \
+    defined(SP_HAVE_IO_URING) && defined(SP_OFF_IO_KIOCB_CMD) && defined(SP_OFF_FILENAME_NAME)
 #define SP_IORING_OP_OPENAT 18
 #define SP_IORING_OP_OPENAT2 28
+#define SP_IORING_OP_RENAMEAT 35
 #define SP_IORING_OP_UNLINKAT 36
 #define SP_IORING_OP_MKDIRAT 37
 #define SP_IORING_OP_SYMLINKAT 38
@@ -1375,8 +1376,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 /* Path operations submitted through io_uring enter no syscall tracepoint: a write-open of a
  * watched file, or an unlink, made that way would raise nothing. The ring's own tracepoints show
  * them: at submission the request is prepared (its command area holds the operation's struct:
- * io_open, io_unlink, io_mkdir, io_link, with the path copied into the kernel as a struct
- * filename), so the record is built there, on the submitting task, as the syscall's would be,
+ * io_open, io_unlink, io_mkdir, io_link, io_rename, with the paths copied into the kernel as
+ * struct filename), so the record is built there, on the submitting task, as the syscall's would be,
  * and waits by request for the completion that gives its result (-errno on failure). Rare:
  * every such call whose path a clause can match is kept, whatever its outcome; user_data (a[4])
  * tells a recycled request apart. */
@@ -1493,6 +1494,68 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
     uring_pending.delete(&req);
     return 0;
 }
+
+#if defined(SP_WANT_RENAME) && defined(SP_OFF_IO_RENAME_OLD_DFD) && defined(SP_OFF_IO_RENAME_NEW_DFD) && \
+    defined(SP_OFF_IO_RENAME_OLDPATH) && defined(SP_OFF_IO_RENAME_NEWPATH) && defined(SP_OFF_IO_RENAME_FLAGS) && \
+    defined(SP_URING_SUBMIT_LAYOUT)
+/* io_uring_submit_req's record up to the fields read here, as its format file gives them on the
+ * kernels SP_URING_SUBMIT_LAYOUT is defined for (user space compares the offsets). bcc generates
+ * the tracepoint's own struct for TRACEPOINT_PROBE above only, once. */
+struct sp_uring_submit {
+    u64 common;
+    void *ctx;
+    void *req;
+    u64 user_data;
+    u8 opcode;
+};
+
+/* IORING_OP_RENAMEAT (struct io_rename): a rename record with its two paths, as renameat2's. A
+ * program of its own on io_uring_submit_req (attached beside the one above): two path walks in
+ * one program pass the verifier's budget. */
+int sp_uring_rename(struct sp_uring_submit *args)
+{
+    if (args->opcode != SP_IORING_OP_RENAMEAT)
+        return 0;
+    char *cmd = (char *)args->req + SP_OFF_IO_KIOCB_CMD;
+    int olddfd = 0, newdfd = 0, flags = 0;
+    void *oldf = 0, *newf = 0;
+    const char *oldp = 0, *newp = 0;
+    bpf_probe_read_kernel(&olddfd, sizeof(olddfd), cmd + SP_OFF_IO_RENAME_OLD_DFD);
+    bpf_probe_read_kernel(&newdfd, sizeof(newdfd), cmd + SP_OFF_IO_RENAME_NEW_DFD);
+    bpf_probe_read_kernel(&oldf, sizeof(oldf), cmd + SP_OFF_IO_RENAME_OLDPATH);
+    bpf_probe_read_kernel(&newf, sizeof(newf), cmd + SP_OFF_IO_RENAME_NEWPATH);
+    bpf_probe_read_kernel(&flags, sizeof(flags), cmd + SP_OFF_IO_RENAME_FLAGS);
+    if (oldf)
+        bpf_probe_read_kernel(&oldp, sizeof(oldp), (char *)oldf + SP_OFF_FILENAME_NAME);
+    if (newf)
+        bpf_probe_read_kernel(&newp, sizeof(newp), (char *)newf + SP_OFF_FILENAME_NAME);
+    if (!oldp || !newp)
+        return 0;
+    struct sp_event *e = sp_begin(SP_EV_RENAME, SP_P_IO_URING_RENAMEAT);
+    if (!e)
+        return 0;
+    u32 first = 0;
+    /* one loop, so that the path walk is inlined once (as sp_put_two_paths) */
+#pragma clang loop unroll(disable)
+    for (int j = 0; j < 2; j++) {
+        if (j == 1)
+            first = e->str_len;
+        sp_put_path_from(e, j ? newdfd : olddfd, j ? newp : oldp, 0, 0);
+    }
+    u32 mask = sp_clauses(e, sp_cfg(SP_EV_RENAME), 2, first, first, e->str_len - first);
+    if (!mask)
+        return 0;
+    e->a[0] = olddfd;
+    e->a[1] = newdfd;
+    e->a[2] = (u32)flags;
+    e->a[4] = args->user_data;
+    e->a[5] = (e->a[5] & 0xffffffffULL) | ((u64)mask << 32);
+    u64 req = (u64)args->req;
+    if (uring_pending.update(&req, e) != 0)
+        sp_count_lost(SP_EV_RENAME);
+    return 0;
+}
+#endif
 #endif
 
 /* Every other path syscall, told apart by its number. */

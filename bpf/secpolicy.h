@@ -96,6 +96,7 @@
 #define SP_P_IO_URING_MKDIRAT 63
 #define SP_P_IO_URING_SYMLINKAT 64
 #define SP_P_IO_URING_LINKAT 65
+#define SP_P_IO_URING_RENAMEAT 66
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1

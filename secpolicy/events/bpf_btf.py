@@ -197,7 +197,7 @@ _WANTED = (
     ("MOUNT_MNT_PARENT", "mount", "mnt_parent"),
     ("MOUNT_MNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
     # path operations submitted through io_uring: the request's command area (struct io_open,
-    # io_unlink, io_mkdir, io_link) and the kernel's copy of the path (struct filename)
+    # io_unlink, io_mkdir, io_link, io_rename) and the kernel's copy of the path (struct filename)
     ("IO_KIOCB_CMD", "io_kiocb", "cmd"),
     ("IO_OPEN_DFD", "io_open", "dfd"),
     ("IO_OPEN_FILENAME", "io_open", "filename"),
@@ -209,6 +209,11 @@ _WANTED = (
     ("IO_MKDIR_FILENAME", "io_mkdir", "filename"),
     ("IO_LINK_NEW_DFD", "io_link", "new_dfd"),
     ("IO_LINK_NEWPATH", "io_link", "newpath"),
+    ("IO_RENAME_OLD_DFD", "io_rename", "old_dfd"),
+    ("IO_RENAME_NEW_DFD", "io_rename", "new_dfd"),
+    ("IO_RENAME_OLDPATH", "io_rename", "oldpath"),
+    ("IO_RENAME_NEWPATH", "io_rename", "newpath"),
+    ("IO_RENAME_FLAGS", "io_rename", "flags"),
     ("FILENAME_NAME", "filename", "name"),
 )
 

@@ -1,5 +1,5 @@
-"""Path operations submitted through io_uring (IORING_OP_OPENAT, OPENAT2, UNLINKAT, MKDIRAT,
-SYMLINKAT, LINKAT) enter no syscall tracepoint: before the ring's own tracepoints were traced, a
+"""Path operations submitted through io_uring (IORING_OP_OPENAT, OPENAT2, RENAMEAT, UNLINKAT,
+MKDIRAT, SYMLINKAT, LINKAT) enter no syscall tracepoint: before the ring's own tracepoints were traced, a
 write-open or an unlink of a watched file made that way raised nothing. Each case here is a child
 process that submits through a ring of its own (io_uring_setup and io_uring_enter through libc's
 syscall(), no liburing), and the alert names its file, flags, mode and result, as the syscall's
@@ -44,6 +44,10 @@ rules:
     title: unlink under the watched tree
     severity: high
     when: type == "unlink" and file.path startswith "{watched}/"
+  - id: watched-rename
+    title: rename into the watched tree
+    severity: high
+    when: type == "rename" and file.target startswith "{watched}/"
 """
 
 # A ring of one entry, driven through libc's syscall(): io_uring_setup (425) and io_uring_enter
@@ -54,7 +58,7 @@ RING = r'''
 import ctypes, mmap, struct
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-OPENAT, OPENAT2, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT = 18, 28, 36, 37, 38, 39
+OPENAT, OPENAT2, RENAMEAT, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT = 18, 28, 35, 36, 37, 38, 39
 
 def ring_op(op, fd, addr, length=0, op_flags=0, addr2=0):
     keep = []
@@ -141,6 +145,10 @@ assert open_in_ring(18, d, "rel", {W | C | A}, 0o644) >= 0
     r.pids["symlink"] = child(f"assert ring_op(SYMLINKAT, -100, '/etc/hostname', 0, 0, {str(w / 'sl')!r}) == 0")
     # linkat(olddfd, old, newdfd, new, flags): fd = olddfd, addr = old, len = newdfd (AT_FDCWD), addr2 = new
     r.pids["link"] = child(f"assert ring_op(LINKAT, -100, {str(w / 'existing')!r}, 0xFFFFFF9C, 0, {str(w / 'hl')!r}) == 0")
+    (r.outside / "incoming").write_text("x")
+    # renameat(olddfd, old, newdfd, new): fd = olddfd, addr = old, len = newdfd (AT_FDCWD), addr2 = new
+    r.pids["rename"] = child(f"assert ring_op(RENAMEAT, -100, {str(r.outside / 'incoming')!r}, 0xFFFFFF9C, 0, "
+                             f"{str(w / 'renamed')!r}) == 0")
 
 
 @pytest.fixture(scope="module")
@@ -252,4 +260,11 @@ def test_mkdir_symlink_and_link_through_a_ring_are_writes_of_the_new_name(run: R
         ev = _one(run, case)["event"]
         assert ev["file"] == {"path": str(run.watched / name), "flags": ["O_WRONLY", "O_CREAT"]}, case
         assert ev["source"]["probe"] == f"tracepoint:io_uring:{case}at"
+
+
+def test_a_rename_into_the_watched_tree_through_a_ring_names_both_paths(run: Run) -> None:
+    ev = _one(run, "rename")["event"]
+    assert ev["type"] == "rename"
+    assert ev["file"] == {"path": str(run.outside / "incoming"), "target": str(run.watched / "renamed")}
+    assert ev["source"]["probe"] == "tracepoint:io_uring:renameat"
 

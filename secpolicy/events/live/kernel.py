@@ -5,6 +5,7 @@ per-type counters read, and everything detached again."""
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any, Self
@@ -68,8 +69,8 @@ _SYSCALLS: dict[str, tuple[str | None, str | None, frozenset[str]]] = {
 }
 # TRACEPOINT_PROBEs of syscalls some kernels lack: compiled in only when the tracepoint exists.
 _OPTIONAL = ("finit_module", "init_module")
-# io_uring's tracepoints for the path operations submitted through a ring (open, write and unlink
-# types): compiled in only when the kernel has both (and the BTF offsets of the request).
+# io_uring's tracepoints for the path operations submitted through a ring (open, write, unlink and
+# rename types): compiled in only when the kernel has both (and the BTF offsets of the request).
 _IO_URING = ("io_uring_submit_req", "io_uring_complete")
 # Types that need the kernel's BTF offsets (the socket behind a descriptor).
 _NEED_BTF = {"account_change": "kernel BTF (to tell NETLINK_AUDIT sockets apart)",
@@ -115,6 +116,22 @@ def tracefs_problem() -> str:
 
 def _has_syscall_tp(tracefs: Path, name: str) -> bool:
     return _is_dir(tracefs / "events" / "syscalls" / f"sys_enter_{name}")
+
+
+# The fields of io_uring_submit_req that the rename program reads through a struct of its own
+# (struct sp_uring_submit in bpf/secpolicy.bpf.c): name, offset, size.
+_SUBMIT_FIELDS = {("req", 16, 8), ("user_data", 24, 8), ("opcode", 32, 1)}
+
+
+def _submit_layout(tracefs: Path) -> bool:
+    """Whether io_uring_submit_req's record has the layout struct sp_uring_submit assumes."""
+    try:
+        text = (tracefs / "events" / "io_uring" / "io_uring_submit_req" / "format").read_text()
+    except OSError:
+        return False
+    fields = {(m[1], int(m[2]), int(m[3]))
+              for m in re.finditer(r"field:[^;]*?(\w+)(?:\[\d*\])?;\s*offset:(\d+);\s*size:(\d+);", text)}
+    return _SUBMIT_FIELDS <= fields
 
 
 def find_libpam() -> str | None:
@@ -226,6 +243,8 @@ class KernelProbes:
             flags += [f"-DSP_HAVE_{n.upper()}" for n in _OPTIONAL if _has_syscall_tp(tracefs, n)]
             if all(_is_dir(tracefs / "events" / "io_uring" / tp) for tp in _IO_URING):
                 flags.append("-DSP_HAVE_IO_URING")
+                if _submit_layout(tracefs):
+                    flags.append("-DSP_URING_SUBMIT_LAYOUT")
         flags += [f"-DSP_WANT_{t.upper()}" for t in sorted(self.types) if t != "exec"]
         if offsets is not None:
             flags += offsets.cflags()
@@ -303,6 +322,8 @@ class KernelProbes:
             if fn.startswith("tracepoint__"):
                 category, event = fn[len("tracepoint__"):].split("__", 1)
                 self._attach_tracepoint(fn, category, event)
+        if "sp_uring_rename" in self.obj.functions:  # a second program on the ring's submissions
+            self._attach_tracepoint("sp_uring_rename", "io_uring", "io_uring_submit_req")
         for name, (enter, exit_, types) in _SYSCALLS.items():
             if not types & self.types or not _has_syscall_tp(tracefs, name):
                 continue
