@@ -32,7 +32,7 @@ headers_deb() {
   echo "linux-headers-cloud-$arch"
 }
 runtime_debs="$runtime_debs $(headers_deb)"
-test_debs="ansible-core python3-gi gir1.2-glib-2.0 libdconf1 postgresql skopeo sqlite3 poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules strace binutils iptables acl attr libcap2-bin openssh-server libxml2-utils make"
+test_debs="ansible-core python3-gi gir1.2-glib-2.0 libdconf1 postgresql skopeo sqlite3 poppler-utils rsyslog rsyslog-gnutls gnutls-bin auditd aide lynis openscap-scanner ssg-debian pamtester libpam-modules strace binutils iptables acl attr libcap2-bin openssh-server libxml2-utils make iproute2"
 
 install_debs() {
   local missing=()

@@ -1,5 +1,6 @@
 """`sysctl(name)`: a kernel parameter's running value (proc/sys) and its persisted value from the
-sysctl.d files, applied in systemd-sysctl order, with the file and line that set it."""
+sysctl.d files, applied in systemd-sysctl order, with the file and line that set it; for a
+`net.ipv{4,6}.conf.all.` key, what the kernel uses on each interface (`interfaces`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from secpolicy.dsl.types import ANY, BOOL, STR, ObjectType
+from secpolicy.dsl.types import ANY, BOOL, STR, ListType, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import (
     FNM_PERIOD,
@@ -25,7 +26,21 @@ from secpolicy.facts._common import (
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["SYSCTL", "Sysctl", "normalize_name", "register", "sysctl_key"]
+__all__ = ["SYSCTL", "SYSCTL_INTERFACE", "Sysctl", "normalize_name", "register", "sysctl_key"]
+
+SYSCTL_INTERFACE = ObjectType(
+    "sysctl_interface",
+    {"name": STR, "value": ANY, "all": ANY, "forwarding": ANY, "effective": ANY},
+    doc="one network interface's running value of a conf.all. key and what the kernel uses on it",
+    field_docs={
+        "name": "the interface (its directory under /proc/sys/net/ipv4/conf or ipv6/conf)",
+        "value": "the interface's own running value of the key",
+        "all": "the running value of the key under conf/all",
+        "forwarding": "the interface's own running `forwarding` value (read only for keys it gates)",
+        "effective": "what the kernel acts on for this interface: `value` combined with `all` by the"
+        " key's rule (see docs/facts.md)",
+    },
+)
 
 SYSCTL = ObjectType(
     "sysctl",
@@ -36,6 +51,7 @@ SYSCTL = ObjectType(
         "persisted": ANY,
         "persisted_source": STR,
         "exists": BOOL,
+        "interfaces": ListType(SYSCTL_INTERFACE),
     },
     doc="a kernel parameter: running value from /proc/sys, persisted value from sysctl.d",
     field_docs={
@@ -44,6 +60,9 @@ SYSCTL = ObjectType(
         "persisted": "the value systemd-sysctl writes from the sysctl.d files at boot (or ufw's"
         " IPT_SYSCTL file after it); null when none writes it",
         "persisted_source": "file:line of the winning assignment",
+        "interfaces": "for a net.ipv4.conf.all. or net.ipv6.conf.all. key the kernel combines with each"
+        " interface's own value: every interface's running values and what the kernel uses on it (empty"
+        " without a running kernel to read: under a root without proc/sys); any other key is an error",
     },
 )
 
@@ -234,6 +253,144 @@ def _ufw_sysctl_file(ctx: FactContext) -> str | None:
     return ufw.sysctl_file if ufw.enabled else None
 
 
+
+# How the kernel combines a `conf/all` value with an interface's own, per key, as Linux 6.x
+# does it (include/linux/inetdevice.h for IPv4: IN_DEV_ORCONF, IN_DEV_ANDCONF, IN_DEV_MAXCONF;
+# IPv6 reads the interface's own value, except accept_source_route: min(all, interface) in
+# ipv6_rthdr_rcv). The redirect and RA rules were watched in network namespaces
+# (tests/conformance/test_sysctl_interfaces_oracle.py). `forwarding`: the rule reads the
+# interface's own forwarding value too.
+_OR, _AND, _MAX, _MIN = "or", "and", "max", "min"
+_RX_REDIRECTS, _V6_ONLY, _V6_REDIRECTS, _V6_RA = "rx_redirects", "own", "v6_redirects", "v6_ra"
+_COMBINE = {
+    ("ipv4", "send_redirects"): _OR,
+    ("ipv4", "secure_redirects"): _OR,
+    ("ipv4", "log_martians"): _OR,
+    ("ipv4", "accept_redirects"): _RX_REDIRECTS,
+    ("ipv4", "accept_source_route"): _AND,
+    ("ipv4", "rp_filter"): _MAX,
+    ("ipv6", "accept_redirects"): _V6_REDIRECTS,
+    ("ipv6", "accept_ra"): _V6_RA,
+    ("ipv6", "accept_source_route"): _MIN,
+}
+_RULE_TEXT = {
+    _OR: "the kernel uses all OR the interface's value",
+    _AND: "the kernel uses all AND the interface's value",
+    _MAX: "the kernel uses the larger of all and the interface's value",
+    _MIN: "the kernel uses the smaller of all and the interface's value",
+    _RX_REDIRECTS: "the kernel uses all OR the interface's value where the interface does not"
+    " forward, all AND it where it forwards",
+    _V6_REDIRECTS: "IPv6 uses the interface's own value (all is not read), none where the"
+    " interface forwards",
+    _V6_RA: "IPv6 uses the interface's own value (all is not read); where the interface forwards,"
+    " only 2 accepts",
+}
+
+
+def _int(value: Any, path: str) -> int:
+    if isinstance(value, int):
+        return value
+    raise EvaluationError(f"{path}: {value!r} is not an integer")
+
+
+def _effective(rule: str, all_value: int, value: int, forwarding: int | None) -> int:
+    if rule == _OR:
+        return int(bool(all_value) or bool(value))
+    if rule == _AND:
+        return int(bool(all_value) and bool(value))
+    if rule == _MAX:
+        return max(all_value, value)
+    if rule == _MIN:
+        return min(all_value, value)
+    if rule == _RX_REDIRECTS:
+        return _effective(_AND if forwarding else _OR, all_value, value, None)
+    if rule == _V6_REDIRECTS:
+        return 0 if forwarding else value
+    # _V6_RA
+    return value if not forwarding or value == 2 else 0
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One interface's running value of a conf.all. key and what the kernel makes of it."""
+
+    name: str
+    value: int
+    all: int
+    forwarding: int | None
+    effective: int
+    _dir: str  # /proc/sys/net/<family>/conf
+    _key: str
+    _rule: str
+
+    def describe(self) -> str:
+        return f"interface {self.name}"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        own = f"{self._dir}/{self.name}/{self._key}"
+        every = f"{self._dir}/all/{self._key}"
+        if name == "value":
+            return own
+        if name == "all":
+            return every
+        if name == "forwarding":
+            return f"{self._dir}/{self.name}/forwarding"
+        if name == "effective":
+            fwd = ""
+            if self.forwarding is not None:
+                fwd = f", {self._dir}/{self.name}/forwarding = {self.forwarding}"
+            return f"{own} = {self.value}, {every} = {self.all}{fwd} ({_RULE_TEXT[self._rule]})"
+        return f"{self._dir}/{self.name}"
+
+
+def _interfaces(ctx: FactContext, path: str) -> tuple[Interface, ...]:
+    levels = path.split("/")
+    rule = None
+    if len(levels) == 5 and levels[0] == "net" and levels[2:4] == ["conf", "all"]:
+        rule = _COMBINE.get((levels[1], levels[4]))
+    if rule is None:
+        known = ", ".join(f"net.{f}.conf.all.{k}" for f, k in _COMBINE)
+        raise EvaluationError(
+            f"sysctl({path.translate(_SWAP)!r}).interfaces: only for a key the kernel combines with each"
+            f" interface's own value: {known}"
+        )
+    family, key = levels[1], levels[4]
+    if not (ctx.live or ctx.exists("/proc/sys")):
+        return ()  # no running kernel to read: the persisted values are all there is
+    conf = f"/proc/sys/net/{family}/conf"
+    if not ctx.exists(conf):
+        if family == "ipv6" and not ctx.exists("/proc/sys/net/ipv6"):
+            return ()  # IPv6 is off (ipv6.disable=1): no interface has IPv6
+        if not ctx.live:
+            return ()  # a captured root without it: nothing running to read
+        raise EvaluationError(f"{conf}: does not exist: the interfaces' values cannot be read")
+    out = []
+    all_value: int | None = None
+    for name in ctx.listdir(conf):
+        if name in ("all", "default"):
+            continue
+        raw = read_proc(ctx, f"{conf}/{name}/{key}")
+        if raw is None:
+            continue  # the interface went away while we read
+        if all_value is None:
+            all_raw = read_proc(ctx, f"{conf}/all/{key}")
+            if all_raw is None:
+                raise EvaluationError(
+                    f"{conf}/all/{key}: does not exist: the interfaces' values cannot be combined"
+                )
+            all_value = _int(as_value(all_raw), f"{conf}/all/{key}")
+        value = _int(as_value(raw), f"{conf}/{name}/{key}")
+        forwarding = None
+        if rule in (_RX_REDIRECTS, _V6_REDIRECTS, _V6_RA):
+            fwd_raw = read_proc(ctx, f"{conf}/{name}/forwarding")
+            if fwd_raw is None:
+                continue
+            forwarding = _int(as_value(fwd_raw), f"{conf}/{name}/forwarding")
+        effective = _effective(rule, all_value, value, forwarding)
+        out.append(Interface(name, value, all_value, forwarding, effective, conf, key, rule))
+    return tuple(out)
+
+
 class Sysctl:
     """One kernel parameter. The running value is read on first use."""
 
@@ -251,8 +408,10 @@ class Sysctl:
         elif assignment is not None:
             self.persisted = as_value(assignment.value)
             self.persisted_source = assignment.source
+        self._path = path
         self._running_read = False
         self._running: Any = None
+        self._interfaces: tuple[Interface, ...] | None = None
 
     def describe(self) -> str:
         return f"sysctl({self.name!r})"
@@ -264,6 +423,12 @@ class Sysctl:
             if self._ctx.live or self._ctx.exists("/proc/sys"):
                 self._running = as_value(read_proc(self._ctx, self._proc))
         return self._running
+
+    @property
+    def interfaces(self) -> tuple[Interface, ...]:
+        if self._interfaces is None:
+            self._interfaces = _interfaces(self._ctx, self._path)
+        return self._interfaces
 
     @property
     def value(self) -> Any:
@@ -279,6 +444,9 @@ class Sysctl:
             return self.persisted_source or self._unset()
         if name == "running":
             return self._proc
+        if name == "interfaces":
+            levels = self._path.split("/")
+            return f"/proc/sys/{'/'.join(levels[:3])}/*/{levels[-1]}"
         if name in ("value", "exists"):
             if self.running is not None:
                 return self._proc

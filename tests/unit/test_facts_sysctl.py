@@ -239,3 +239,58 @@ def test_a_glob_in_ufws_sysctl_file_sets_what_sysctl_d_set(tmp_path: Path) -> No
         "lo": (2, "/etc/ufw/sysctl.conf:2"),
         "default": (0, "/etc/ufw/sysctl.conf:1"),
     }
+
+
+def _conf(root: Path, family: str, values: dict[str, str]) -> None:
+    for rel, v in values.items():  # "eth0/send_redirects": "1"
+        write(root, f"proc/sys/net/{family}/conf/{rel}", v + "\n")
+
+
+def test_interfaces_combine_all_with_each_interface_as_the_kernel_does(tmp_path: Path) -> None:
+    """IN_DEV_ORCONF, ANDCONF, MAXCONF; accept_redirects OR where the interface does not
+    forward, AND where it does; IPv6 the interface's own value (tests/conformance watches it)."""
+    _conf(tmp_path, "ipv4", {
+        "all/send_redirects": "0", "eth0/send_redirects": "1", "eth1/send_redirects": "0",
+        "all/accept_source_route": "0", "eth0/accept_source_route": "1",
+        "all/rp_filter": "1", "eth0/rp_filter": "2", "eth1/rp_filter": "0",
+        "all/accept_redirects": "0", "eth0/accept_redirects": "1", "eth0/forwarding": "0",
+        "eth1/accept_redirects": "1", "eth1/forwarding": "1",
+    })
+    _conf(tmp_path, "ipv6", {
+        "all/accept_ra": "0", "eth0/accept_ra": "1", "eth0/forwarding": "0",
+        "eth1/accept_ra": "1", "eth1/forwarding": "1",
+        "all/accept_redirects": "1", "eth0/accept_redirects": "0",
+    })
+    ctx = context(tmp_path)
+
+    def eff(key: str) -> dict[str, int]:
+        return {i.name: i.effective for i in ctx.fact("sysctl", (key,)).interfaces}
+
+    assert eff("net.ipv4.conf.all.send_redirects") == {"eth0": 1, "eth1": 0}
+    assert eff("net.ipv4.conf.all.accept_source_route") == {"eth0": 0}
+    assert eff("net.ipv4.conf.all.rp_filter") == {"eth0": 2, "eth1": 1}
+    assert eff("net.ipv4.conf.all.accept_redirects") == {"eth0": 1, "eth1": 0}
+    assert eff("net.ipv6.conf.all.accept_ra") == {"eth0": 1, "eth1": 0}
+    # IPv6 does not read all (1 here); eth1 has no accept_redirects file: not listed
+    assert eff("net.ipv6.conf.all.accept_redirects") == {"eth0": 0}
+    eth0 = ctx.fact("sysctl", ("net.ipv4.conf.all.send_redirects",)).interfaces[0]
+    assert (eth0.name, eth0.value, eth0.all, eth0.forwarding) == ("eth0", 1, 0, None)
+    assert eth0.where("effective") == (
+        "/proc/sys/net/ipv4/conf/eth0/send_redirects = 1, /proc/sys/net/ipv4/conf/all/send_redirects = 0"
+        " (the kernel uses all OR the interface's value)"
+    )
+
+
+def test_interfaces_without_a_running_kernel_and_for_other_keys(tmp_path: Path) -> None:
+    write(tmp_path, "etc/sysctl.d/60.conf", "net.ipv4.conf.all.send_redirects = 0\n")
+    ctx = context(tmp_path)
+    assert ctx.fact("sysctl", ("net.ipv4.conf.all.send_redirects",)).interfaces == ()
+    for key in ("net.ipv4.ip_forward", "net.ipv4.conf.default.send_redirects", "net.ipv4.conf.all.arp_ignore"):
+        with pytest.raises(EvaluationError, match="only for a key the kernel combines"):
+            _ = ctx.fact("sysctl", (key,)).interfaces
+
+
+def test_interfaces_without_the_all_value_are_an_error(tmp_path: Path) -> None:
+    _conf(tmp_path, "ipv4", {"eth0/send_redirects": "1"})
+    with pytest.raises(EvaluationError, match="all/send_redirects: does not exist"):
+        _ = context(tmp_path).fact("sysctl", ("net.ipv4.conf.all.send_redirects",)).interfaces
