@@ -45,9 +45,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     pytest.skip(f"live eBPF unavailable here: {reason}")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Live tests share the kernel (tracepoints, ring buffers, loss counters): with xdist's
-    # --dist loadgroup they all run on one worker, one after another.
+    # --dist loadgroup they all run on one worker, one after another, and each module's monitor
+    # is started once. First: xdist's own hook reads the group marks to name the groups.
     for item in items:
         if item.get_closest_marker("live") is not None:
             item.add_marker(pytest.mark.xdist_group("live"))
