@@ -55,15 +55,21 @@ class _Btf:
         self.strings_start = hdr_len + str_off
         self.strings = data[self.strings_start : self.strings_start + str_len]
         self.offsets: list[int] = [0]  # type id -> byte offset of its header (id 0 = void)
+        # name offset -> the first struct with members of that name (what find_struct looks
+        # up), noted in the one pass over the types rather than searched for per lookup
+        self.structs: dict[int, int] = {}
         pos = self.types_start
         unpack = struct.unpack_from
         extra = _KIND_EXTRA
         append = self.offsets.append
+        first_struct = self.structs.setdefault
         end = self.types_end
         while pos < end:
-            append(pos)
-            info = unpack("<I", data, pos + 4)[0]
+            name_off, info = unpack("<II", data, pos)
             kind = (info >> 24) & 0x1F
+            if kind == _STRUCT and info & 0xFFFF:
+                first_struct(name_off, len(self.offsets))
+            append(pos)
             fixed, per = extra.get(kind, (0, 0))
             pos += 12 + fixed + per * (info & 0xFFFF)
 
@@ -82,11 +88,8 @@ class _Btf:
         while at != -1:
             candidates.add(at + 1)
             at = self.strings.find(wanted, at + 1)
-        for tid in range(1, len(self.offsets)):
-            name_off, kind, info, _ = self.header(tid)
-            if kind == _STRUCT and name_off in candidates and (info & 0xFFFF) > 0:
-                return tid
-        return None
+        found = [self.structs[c] for c in candidates if c in self.structs]
+        return min(found) if found else None
 
     def resolve(self, tid: int) -> int:
         while True:
