@@ -204,6 +204,7 @@ class Connection:
         self.master: subprocess.Popen[bytes] | None = None
         self.info: RemoteInfo | None = None
         self.channels = 0
+        self.cut_short = False  # a round was aborted: its session may stay open on the host
 
     # ---------------------------------------------------------------------------------------
     def _base(self) -> list[str]:
@@ -317,6 +318,7 @@ class Connection:
         try:
             result = consume(ch)
         except BaseException:
+            self.cut_short = True
             ch.abort()
             raise
         rc, err = ch.finish()
@@ -330,7 +332,9 @@ class Connection:
             try:
                 if master.stdin is not None:
                     master.stdin.close()  # its remote `cat` ends, and with it the session
-                master.wait(timeout=5)
+                # After a round cut short the master waits for that round's session, which a
+                # host that stalls never ends: no use waiting for it.
+                master.wait(timeout=0 if self.cut_short else 5)
             except (OSError, subprocess.TimeoutExpired):
                 # A session still open (a round cut short): ask the master to exit, then end it.
                 subprocess.run([self.ssh, "-S", os.path.join(self.dir, "ctl"), "-O", "exit", "--", self.target.host],
