@@ -5,6 +5,7 @@ could write is ignored."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,8 +37,21 @@ def _load() -> tuple[bool, list[str]]:
         k.close()
 
 
-def test_the_second_run_reuses_the_compiled_programs(cache: Path) -> None:
-    first, attached = _load()
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, bool, list[str]]]:
+    """One run on an empty cache (the module's only compilation that just fills a cache):
+    its cache directory, whether it came from a cache, and what it attached."""
+    home = tmp_path_factory.mktemp("bpf-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(home))
+        cached, attached = _load()
+    yield home / "secpolicy" / "bpf", cached, attached
+
+
+def test_the_second_run_reuses_the_compiled_programs(first_run: tuple[Path, bool, list[str]],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, first, attached = first_run
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache.parents[1]))
     assert first is False
     (entry,) = cache.iterdir()
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700 and stat.S_IMODE(entry.stat().st_mode) == 0o600
@@ -46,9 +60,16 @@ def test_the_second_run_reuses_the_compiled_programs(cache: Path) -> None:
     assert "tracepoint:syscalls:sys_enter_sendto" in attached and "tracepoint:syscalls:sys_exit_fchmod" in attached
 
 
-def test_a_cache_others_may_write_is_not_used(cache: Path) -> None:
-    _load()
+def test_a_cache_others_may_write_is_not_used(cache: Path, first_run: tuple[Path, bool, list[str]]) -> None:
+    # this test's cache holds what a first run writes (a copy of that run's entry, mode kept)
+    cache.mkdir(parents=True, mode=0o700)
+    (compiled,) = first_run[0].iterdir()
+    shutil.copy2(compiled, cache / compiled.name)
     (entry,) = cache.iterdir()
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700 and stat.S_IMODE(entry.stat().st_mode) == 0o600
+    from secpolicy.events.live.objcache import read_cached
+
+    assert read_cached(entry.name.removesuffix(".json")) is not None  # as it is, a load would use it
     os.chmod(entry, 0o660)
     cached, _ = _load()
     assert cached is False
