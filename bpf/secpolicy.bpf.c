@@ -1364,7 +1364,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 }
 #endif
 
-#if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE) || defined(SP_WANT_UNLINK) || defined(SP_WANT_RENAME)) && \
+#if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE) || defined(SP_WANT_UNLINK) || defined(SP_WANT_RENAME) || \
+     defined(SP_WANT_SETXATTR)) && \
     defined(SP_HAVE_IO_URING) && defined(SP_OFF_IO_KIOCB_CMD) && defined(SP_OFF_FILENAME_NAME)
 #define SP_IORING_OP_OPENAT 18
 #define SP_IORING_OP_OPENAT2 28
@@ -1373,11 +1374,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 #define SP_IORING_OP_MKDIRAT 37
 #define SP_IORING_OP_SYMLINKAT 38
 #define SP_IORING_OP_LINKAT 39
+#define SP_IORING_OP_SETXATTR 42
 /* Path operations submitted through io_uring enter no syscall tracepoint: a write-open of a
  * watched file, or an unlink, made that way would raise nothing. The ring's own tracepoints show
  * them: at submission the request is prepared (its command area holds the operation's struct:
- * io_open, io_unlink, io_mkdir, io_link, io_rename, with the paths copied into the kernel as
- * struct filename), so the record is built there, on the submitting task, as the syscall's would be,
+ * io_open, io_unlink, io_mkdir, io_link, io_rename, io_xattr, with the paths copied into the
+ * kernel as struct filename), so the record is built there, on the submitting task, as the syscall's would be,
  * and waits by request for the completion that gives its result (-errno on failure). Rare:
  * every such call whose path a clause can match is kept, whatever its outcome; user_data (a[4])
  * tells a recycled request apart. */
@@ -1390,6 +1392,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     u32 probe = 0;
     int dfd = 0;
     void *fname = 0;
+    const char *xname = 0; /* the attribute's name (struct xattr_name: its chars first) */
     u64 a1 = 0, a2 = 0, a3 = 0;
     switch (args->opcode) {
 #if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE)) && defined(SP_OFF_IO_OPEN_DFD) && \
@@ -1440,6 +1443,16 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
         a1 = 01 | 0100;
         break;
 #endif
+#if defined(SP_WANT_SETXATTR) && defined(SP_OFF_IO_XATTR_CTX) && defined(SP_OFF_IO_XATTR_FILENAME) && \
+    defined(SP_OFF_KXATTR_KNAME)
+    case SP_IORING_OP_SETXATTR: /* by path (FSETXATTR's descriptor is only looked up at issue) */
+        dfd = SP_AT_FDCWD;
+        bpf_probe_read_kernel(&fname, sizeof(fname), cmd + SP_OFF_IO_XATTR_FILENAME);
+        bpf_probe_read_kernel(&xname, sizeof(xname), cmd + SP_OFF_IO_XATTR_CTX + SP_OFF_KXATTR_KNAME);
+        type = SP_EV_SETXATTR;
+        probe = SP_P_IO_URING_SETXATTR;
+        break;
+#endif
     default:
         return 0;
     }
@@ -1466,6 +1479,8 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     e->flags |= fl;
     if (!sp_pre_filter(e, cfg))
         return 0;
+    if (xname)
+        sp_put_str(e, xname, 0);
     e->a[0] = dfd;
     e->a[1] = a1;
     e->a[2] = a2;

@@ -200,7 +200,7 @@ _WANTED = (
     ("MOUNT_MNT_PARENT", "mount", "mnt_parent"),
     ("MOUNT_MNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
     # path operations submitted through io_uring: the request's command area (struct io_open,
-    # io_unlink, io_mkdir, io_link, io_rename) and the kernel's copy of the path (struct filename)
+    # io_unlink, io_mkdir, io_link, io_rename, io_xattr) and the kernel's copy of the path (struct filename)
     ("IO_KIOCB_CMD", "io_kiocb", "cmd"),
     ("IO_OPEN_DFD", "io_open", "dfd"),
     ("IO_OPEN_FILENAME", "io_open", "filename"),
@@ -217,6 +217,9 @@ _WANTED = (
     ("IO_RENAME_OLDPATH", "io_rename", "oldpath"),
     ("IO_RENAME_NEWPATH", "io_rename", "newpath"),
     ("IO_RENAME_FLAGS", "io_rename", "flags"),
+    ("IO_XATTR_CTX", "io_xattr", "ctx"),
+    ("IO_XATTR_FILENAME", "io_xattr", "filename"),
+    ("KXATTR_KNAME", "kernel_xattr_ctx", "kname"),
     ("FILENAME_NAME", "filename", "name"),
 )
 

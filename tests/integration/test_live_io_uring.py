@@ -1,5 +1,5 @@
 """Path operations submitted through io_uring (IORING_OP_OPENAT, OPENAT2, RENAMEAT, UNLINKAT,
-MKDIRAT, SYMLINKAT, LINKAT) enter no syscall tracepoint: before the ring's own tracepoints were traced, a
+MKDIRAT, SYMLINKAT, LINKAT, SETXATTR) enter no syscall tracepoint: before the ring's own tracepoints were traced, a
 write-open or an unlink of a watched file made that way raised nothing. Each case here is a child
 process that submits through a ring of its own (io_uring_setup and io_uring_enter through libc's
 syscall(), no liburing), and the alert names its file, flags, mode and result, as the syscall's
@@ -48,19 +48,23 @@ rules:
     title: rename into the watched tree
     severity: high
     when: type == "rename" and file.target startswith "{watched}/"
+  - id: watched-xattr
+    title: extended attribute set under the watched tree
+    severity: high
+    when: type == "setxattr" and file.path startswith "{watched}/"
 """
 
 # A ring of one entry, driven through libc's syscall(): io_uring_setup (425) and io_uring_enter
 # (426) have these numbers on every architecture. ring_op submits one request (the SQE's opcode,
-# fd, addr, len, op flags and addr2; a str is passed as a pointer to its bytes) and returns its
+# fd, addr, len, op flags, addr2 and addr3; a str is passed as a pointer to its bytes) and returns its
 # result as the completion queue gives it (a descriptor, 0, or -errno).
 RING = r'''
 import ctypes, mmap, struct
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-OPENAT, OPENAT2, RENAMEAT, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT = 18, 28, 35, 36, 37, 38, 39
+OPENAT, OPENAT2, RENAMEAT, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT, SETXATTR = 18, 28, 35, 36, 37, 38, 39, 42
 
-def ring_op(op, fd, addr, length=0, op_flags=0, addr2=0):
+def ring_op(op, fd, addr, length=0, op_flags=0, addr2=0, addr3=0):
     keep = []
     def ptr(v):
         if isinstance(v, str):
@@ -81,7 +85,8 @@ def ring_op(op, fd, addr, length=0, op_flags=0, addr2=0):
     sqes = mmap.mmap(ring, 64 * sq_entries, shared, rw, offset=0x10000000)
     tail = struct.unpack_from("<I", sq, sq_tail)[0]
     i = tail & struct.unpack_from("<I", sq, sq_mask)[0]
-    sqe = struct.pack("<BBHiQQIIQ", op, 0, 0, fd, ptr(addr2), ptr(addr), length, op_flags, 0x5EC)
+    sqe = struct.pack("<BBHiQQIIQHHiQ", op, 0, 0, fd, ptr(addr2), ptr(addr), length, op_flags, 0x5EC, 0, 0, 0,
+                      ptr(addr3))
     sqes[64 * i:64 * i + 64] = sqe.ljust(64, bytes(1))
     struct.pack_into("<I", sq, sq_array + 4 * i, i)
     struct.pack_into("<I", sq, sq_tail, tail + 1)
@@ -145,6 +150,9 @@ assert open_in_ring(18, d, "rel", {W | C | A}, 0o644) >= 0
     r.pids["symlink"] = child(f"assert ring_op(SYMLINKAT, -100, '/etc/hostname', 0, 0, {str(w / 'sl')!r}) == 0")
     # linkat(olddfd, old, newdfd, new, flags): fd = olddfd, addr = old, len = newdfd (AT_FDCWD), addr2 = new
     r.pids["link"] = child(f"assert ring_op(LINKAT, -100, {str(w / 'existing')!r}, 0xFFFFFF9C, 0, {str(w / 'hl')!r}) == 0")
+    (w / "tagged").write_text("x")
+    # setxattr(path, name, value, size, flags): addr = name, addr2 = value, len = size, addr3 = path
+    r.pids["setxattr"] = child(f"assert ring_op(SETXATTR, 0, 'user.secpolicy', 1, 0, 'v', {str(w / 'tagged')!r}) == 0")
     (r.outside / "incoming").write_text("x")
     # renameat(olddfd, old, newdfd, new): fd = olddfd, addr = old, len = newdfd (AT_FDCWD), addr2 = new
     r.pids["rename"] = child(f"assert ring_op(RENAMEAT, -100, {str(r.outside / 'incoming')!r}, 0xFFFFFF9C, 0, "
@@ -267,4 +275,11 @@ def test_a_rename_into_the_watched_tree_through_a_ring_names_both_paths(run: Run
     assert ev["type"] == "rename"
     assert ev["file"] == {"path": str(run.outside / "incoming"), "target": str(run.watched / "renamed")}
     assert ev["source"]["probe"] == "tracepoint:io_uring:renameat"
+
+
+def test_an_extended_attribute_set_through_a_ring_names_the_file_and_the_attribute(run: Run) -> None:
+    ev = _one(run, "setxattr")["event"]
+    assert ev["type"] == "setxattr"
+    assert ev["file"] == {"path": str(run.watched / "tagged"), "xattr": "user.secpolicy"}
+    assert ev["source"]["probe"] == "tracepoint:io_uring:setxattr"
 

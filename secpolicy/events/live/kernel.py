@@ -69,8 +69,8 @@ _SYSCALLS: dict[str, tuple[str | None, str | None, frozenset[str]]] = {
 }
 # TRACEPOINT_PROBEs of syscalls some kernels lack: compiled in only when the tracepoint exists.
 _OPTIONAL = ("finit_module", "init_module")
-# io_uring's tracepoints for the path operations submitted through a ring (open, write, unlink and
-# rename types): compiled in only when the kernel has both (and the BTF offsets of the request).
+# io_uring's tracepoints for the path operations submitted through a ring (open, write, unlink,
+# rename and setxattr types): compiled in only when the kernel has both (and the BTF offsets of the request).
 _IO_URING = ("io_uring_submit_req", "io_uring_complete")
 # Types that need the kernel's BTF offsets (the socket behind a descriptor).
 _NEED_BTF = {"account_change": "kernel BTF (to tell NETLINK_AUDIT sockets apart)",
