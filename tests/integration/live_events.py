@@ -1,14 +1,62 @@
 """A LiveSource drained by a thread into a list that live tests wait on: the events of their
-own processes, files and markers."""
+own processes, files and markers; and a whole monitor run on a policy, until a marker's alert."""
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Collector", "collecting"]
+__all__ = ["Collector", "collecting", "monitor_until_marker"]
+
+
+def monitor_until_marker(policy: Path, work: Callable[[], None], marker: str, write_marker: Callable[[], None],
+                         started: Callable[[Any], None] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run a Monitor on the event rules of `policy` (started(monitor) once its probes are
+    attached), call `work` and then `write_marker` in a thread, and stop once the alert naming the
+    file `marker` is out: every earlier event has been decoded by then. The alerts and the
+    events delivered."""
+    from secpolicy.cli.core import load
+    from secpolicy.events.bpf_monitor import Monitor
+    from secpolicy.events.engine import EventEngine
+
+    rules = list(load([str(policy)]).event_rules)
+    mon = Monitor(rules, EventEngine(rules))
+    mon.start()
+    if started is not None:
+        started(mon)
+    out = io.StringIO()
+    events: list[dict[str, Any]] = []
+    error: list[BaseException] = []
+    seen_marker = threading.Event()
+
+    def body() -> None:
+        try:
+            work()
+            write_marker()
+            seen_marker.wait(60)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            error.append(exc)
+        finally:
+            mon.stop()
+
+    def on_alert(a: dict[str, Any]) -> None:
+        if a["event"].get("file", {}).get("path") == marker:
+            seen_marker.set()
+
+    t = threading.Thread(target=body)
+    t.start()
+    mon.run(out, on_alert=on_alert, on_event=events.append)
+    t.join()
+    if error:
+        raise error[0]
+    alerts = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert seen_marker.is_set(), alerts
+    return alerts, events
 
 
 class Collector:

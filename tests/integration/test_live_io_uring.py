@@ -8,19 +8,17 @@ watched trees of the test's own."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from live_events import monitor_until_marker
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
@@ -161,10 +159,6 @@ assert open_in_ring(18, d, "rel", {W | C | A}, 0o644) >= 0
 
 @pytest.fixture(scope="module")
 def run() -> Iterator[Run]:
-    from secpolicy.cli.core import load
-    from secpolicy.events.bpf_monitor import Monitor
-    from secpolicy.events.engine import EventEngine
-
     base = Path(tempfile.mkdtemp(prefix="secpolicy-io-uring-"))
     r = Run(base)
     try:
@@ -172,40 +166,16 @@ def run() -> Iterator[Run]:
         r.outside.mkdir()
         policy = base / "policy.yaml"
         policy.write_text(POLICY.format(watched=r.watched))
-        rules = list(load([str(policy)]).event_rules)
-        mon = Monitor(rules, EventEngine(rules))
-        mon.start()
-        attached = mon.source.kernel.attached  # type: ignore[attr-defined]
-        assert "tracepoint:io_uring:io_uring_submit_req" in attached, attached
-        out = io.StringIO()
-        error: list[BaseException] = []
         marker = str(r.watched / "marker")
-        seen_marker = threading.Event()
 
-        def work() -> None:
-            try:
-                _workload(r)
-                # Written last, through the ring too: once its alert is out, every earlier
-                # open has been decoded.
-                child(f"assert open_in_ring(18, -100, {marker!r}, {W | C}, 0o600) >= 0")
-                seen_marker.wait(60)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                error.append(exc)
-            finally:
-                mon.stop()
+        def started(mon: Any) -> None:
+            attached = mon.source.kernel.attached
+            assert "tracepoint:io_uring:io_uring_submit_req" in attached, attached
 
-        def on_alert(a: dict[str, Any]) -> None:
-            if a["event"]["file"]["path"] == marker:
-                seen_marker.set()
-
-        t = threading.Thread(target=work)
-        t.start()
-        mon.run(out, on_alert=on_alert, on_event=r.events.append)
-        t.join()
-        if error:
-            raise error[0]
-        r.alerts = [json.loads(line) for line in out.getvalue().splitlines()]
-        assert seen_marker.is_set(), r.alerts
+        # the marker is written last, through the ring too
+        r.alerts, r.events = monitor_until_marker(
+            policy, lambda: _workload(r), marker,
+            lambda: child(f"assert open_in_ring(18, -100, {marker!r}, {W | C}, 0o600) >= 0"), started)
         yield r
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -9,19 +9,17 @@ still raises nothing. Real BPF, watched trees of the test's own (never /etc)."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from live_events import monitor_until_marker
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
@@ -113,9 +111,6 @@ os.close(os.open(f"/dev/fd/{{fd}}", os.O_RDWR))
 
 @pytest.fixture(scope="module")
 def run() -> Iterator[Run]:
-    from secpolicy.cli.core import load
-    from secpolicy.events.bpf_monitor import Monitor
-    from secpolicy.events.engine import EventEngine
     from secpolicy.events.live import bpfsys
     from secpolicy.events.live.record import C
 
@@ -126,43 +121,19 @@ def run() -> Iterator[Run]:
         r.outside.mkdir()
         policy = base / "policy.yaml"
         policy.write_text(POLICY.format(watched=r.watched, far=r.far))
-        rules = list(load([str(policy)]).event_rules)
-        mon = Monitor(rules, EventEngine(rules))
-        mon.start()
-        kernel = mon.source.kernel  # type: ignore[attr-defined]
-        for head in (r.base.parts[1], r.far.parts[1], "secpolicy-no-such-top"):
-            key = head.encode().ljust(C["SP_HEAD_MAX"], b"\0")
-            r.heads[head.encode()] = bpfsys.lookup(kernel.obj.map_fds["link_heads"], key, 1) is not None
-        cfg = bpfsys.lookup(kernel.obj.map_fds["link_cfg"], b"\0" * 4, kernel.obj.map_specs["link_cfg"].value_size)
-        r.heads_on = int.from_bytes((cfg or b"")[:4], "little")  # struct sp_link_cfg: on, nstems, ...
-        out = io.StringIO()
-        error: list[BaseException] = []
+
+        def started(mon: Any) -> None:
+            kernel = mon.source.kernel
+            for head in (r.base.parts[1], r.far.parts[1], "secpolicy-no-such-top"):
+                key = head.encode().ljust(C["SP_HEAD_MAX"], b"\0")
+                r.heads[head.encode()] = bpfsys.lookup(kernel.obj.map_fds["link_heads"], key, 1) is not None
+            cfg = bpfsys.lookup(kernel.obj.map_fds["link_cfg"], b"\0" * 4, kernel.obj.map_specs["link_cfg"].value_size)
+            r.heads_on = int.from_bytes((cfg or b"")[:4], "little")  # struct sp_link_cfg: on, nstems, ...
+
         marker = str(r.watched / "marker")
-        seen_marker = threading.Event()
-
-        def work() -> None:
-            try:
-                _workload(r)
-                # Written last: once its alert is out, every earlier write has been decoded.
-                child(f"open({marker!r}, 'w').write('z')")
-                seen_marker.wait(60)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                error.append(exc)
-            finally:
-                mon.stop()
-
-        def on_alert(a: dict[str, Any]) -> None:
-            if a["event"]["file"]["path"] == marker:
-                seen_marker.set()
-
-        t = threading.Thread(target=work)
-        t.start()
-        mon.run(out, on_alert=on_alert, on_event=r.events.append)
-        t.join()
-        if error:
-            raise error[0]
-        r.alerts = [json.loads(line) for line in out.getvalue().splitlines()]
-        assert seen_marker.is_set(), r.alerts
+        # written last: once its alert is out, every earlier write has been decoded
+        r.alerts, r.events = monitor_until_marker(policy, lambda: _workload(r), marker,
+                                                  lambda: child(f"open({marker!r}, 'w').write('z')"), started)
         yield r
     finally:
         shutil.rmtree(base, ignore_errors=True)
