@@ -1379,10 +1379,10 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat)
  * watched file, or an unlink, made that way would raise nothing. The ring's own tracepoints show
  * them: at submission the request is prepared (its command area holds the operation's struct:
  * io_open, io_unlink, io_mkdir, io_link, io_rename, io_xattr, with the paths copied into the
- * kernel as struct filename), so the record is built there, on the submitting task, as the syscall's would be,
- * and waits by request for the completion that gives its result (-errno on failure). Rare:
- * every such call whose path a clause can match is kept, whatever its outcome; user_data (a[4])
- * tells a recycled request apart. */
+ * kernel as struct filename), so the record is built there, on the submitting task, as the
+ * syscall's would be, and waits by request for the completion that gives its result (-errno on
+ * failure). Rare: every such call whose path a clause can match is kept, whatever its outcome;
+ * user_data (a[4]) tells a recycled request apart. */
 BPF_HASH(uring_pending, u64, struct sp_event, SP_PENDING_MAX);
 
 TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
