@@ -1374,7 +1374,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 #define SP_IORING_OP_MKDIRAT 37
 #define SP_IORING_OP_SYMLINKAT 38
 #define SP_IORING_OP_LINKAT 39
+#define SP_IORING_OP_FSETXATTR 41
 #define SP_IORING_OP_SETXATTR 42
+#define SP_REQ_F_FIXED_FILE 1
 /* Path operations submitted through io_uring enter no syscall tracepoint: a write-open of a
  * watched file, or an unlink, made that way would raise nothing. The ring's own tracepoints show
  * them: at submission the request is prepared (its command area holds the operation's struct:
@@ -1394,6 +1396,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     void *fname = 0;
     const char *xname = 0; /* the attribute's name (struct xattr_name: its chars first) */
     u64 a1 = 0, a2 = 0, a3 = 0;
+    int fd_only = 0; /* as sp_put_path_from takes it: 1 a descriptor alone, 2 RESOLVE_IN_ROOT */
     switch (args->opcode) {
 #if (defined(SP_WANT_OPEN) || defined(SP_WANT_WRITE)) && defined(SP_OFF_IO_OPEN_DFD) && \
     defined(SP_OFF_IO_OPEN_FILENAME) && defined(SP_OFF_IO_OPEN_HOW)
@@ -1408,6 +1411,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
         a1 = how[0];
         a2 = how[1];
         a3 = how[2] & SP_RESOLVE_IN_ROOT;
+        fd_only = a3 ? 2 : 0;
         break;
     }
 #endif
@@ -1445,12 +1449,27 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
 #endif
 #if defined(SP_WANT_SETXATTR) && defined(SP_OFF_IO_XATTR_CTX) && defined(SP_OFF_IO_XATTR_FILENAME) && \
     defined(SP_OFF_KXATTR_KNAME)
-    case SP_IORING_OP_SETXATTR: /* by path (FSETXATTR's descriptor is only looked up at issue) */
+    case SP_IORING_OP_SETXATTR: /* by path */
         dfd = SP_AT_FDCWD;
         bpf_probe_read_kernel(&fname, sizeof(fname), cmd + SP_OFF_IO_XATTR_FILENAME);
         bpf_probe_read_kernel(&xname, sizeof(xname), cmd + SP_OFF_IO_XATTR_CTX + SP_OFF_KXATTR_KNAME);
         type = SP_EV_SETXATTR;
         probe = SP_P_IO_URING_SETXATTR;
+        break;
+#endif
+#if defined(SP_WANT_SETXATTR) && defined(SP_OFF_IO_XATTR_CTX) && defined(SP_OFF_KXATTR_KNAME) && \
+    defined(SP_OFF_IO_KIOCB_CQE) && defined(SP_OFF_IO_CQE_FD)
+    case SP_IORING_OP_FSETXATTR:
+        /* by descriptor, which the ring looks up only when it issues the request: at submission
+         * the request holds the number (cqe.fd), a descriptor of the submitting task, unless it
+         * is one of the ring's fixed files, which is not named here */
+        if (args->flags & SP_REQ_F_FIXED_FILE)
+            return 0;
+        bpf_probe_read_kernel(&dfd, sizeof(dfd), (char *)args->req + SP_OFF_IO_KIOCB_CQE + SP_OFF_IO_CQE_FD);
+        bpf_probe_read_kernel(&xname, sizeof(xname), cmd + SP_OFF_IO_XATTR_CTX + SP_OFF_KXATTR_KNAME);
+        fd_only = 1;
+        type = SP_EV_SETXATTR;
+        probe = SP_P_IO_URING_FSETXATTR;
         break;
 #endif
     default:
@@ -1460,13 +1479,13 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     if (fname)
         bpf_probe_read_kernel(&name, sizeof(name), (char *)fname + SP_OFF_FILENAME_NAME);
     struct sp_event *e = sp_scratch();
-    if (!type || !name || !e || sp_self())
+    if (!type || (!name && fd_only != 1) || !e || sp_self())
         return 0;
     struct sp_type_cfg *cfg = sp_cfg(type);
     e->str_len = 0;
     e->nstr = 0;
     e->flags = 0;
-    sp_put_path_from(e, dfd, name, a3 ? 2 : 0, 0);
+    sp_put_path_from(e, dfd, name, fd_only, 0);
     u32 mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0);
     if (!mask)
         return 0;

@@ -98,6 +98,7 @@
 #define SP_P_IO_URING_LINKAT 65
 #define SP_P_IO_URING_RENAMEAT 66
 #define SP_P_IO_URING_SETXATTR 67
+#define SP_P_IO_URING_FSETXATTR 68
 
 /* Record flags. */
 #define SP_F_TRUNCATED 1

@@ -220,6 +220,8 @@ _WANTED = (
     ("IO_XATTR_CTX", "io_xattr", "ctx"),
     ("IO_XATTR_FILENAME", "io_xattr", "filename"),
     ("KXATTR_KNAME", "kernel_xattr_ctx", "kname"),
+    ("IO_KIOCB_CQE", "io_kiocb", "cqe"),
+    ("IO_CQE_FD", "io_cqe", "fd"),
     ("FILENAME_NAME", "filename", "name"),
 )
 

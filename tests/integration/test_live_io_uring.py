@@ -1,5 +1,5 @@
 """Path operations submitted through io_uring (IORING_OP_OPENAT, OPENAT2, RENAMEAT, UNLINKAT,
-MKDIRAT, SYMLINKAT, LINKAT, SETXATTR) enter no syscall tracepoint: before the ring's own tracepoints were traced, a
+MKDIRAT, SYMLINKAT, LINKAT, SETXATTR, FSETXATTR) enter no syscall tracepoint: before the ring's own tracepoints were traced, a
 write-open or an unlink of a watched file made that way raised nothing. Each case here is a child
 process that submits through a ring of its own (io_uring_setup and io_uring_enter through libc's
 syscall(), no liburing), and the alert names its file, flags, mode and result, as the syscall's
@@ -60,7 +60,7 @@ RING = r'''
 import ctypes, mmap, struct
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-OPENAT, OPENAT2, RENAMEAT, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT, SETXATTR = 18, 28, 35, 36, 37, 38, 39, 42
+OPENAT, OPENAT2, RENAMEAT, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT, FSETXATTR, SETXATTR = 18, 28, 35, 36, 37, 38, 39, 41, 42
 
 def ring_op(op, fd, addr, length=0, op_flags=0, addr2=0, addr3=0):
     keep = []
@@ -151,6 +151,12 @@ assert open_in_ring(18, d, "rel", {W | C | A}, 0o644) >= 0
     (w / "tagged").write_text("x")
     # setxattr(path, name, value, size, flags): addr = name, addr2 = value, len = size, addr3 = path
     r.pids["setxattr"] = child(f"assert ring_op(SETXATTR, 0, 'user.secpolicy', 1, 0, 'v', {str(w / 'tagged')!r}) == 0")
+    (w / "tagged2").write_text("x")
+    # fsetxattr(fd, name, value, size, flags): fd, addr = name, addr2 = value, len = size
+    r.pids["fsetxattr"] = child(f"""
+fd = os.open({str(w / 'tagged2')!r}, os.O_RDONLY)
+assert ring_op(FSETXATTR, fd, 'user.secpolicy2', 1, 0, 'v') == 0
+""")
     (r.outside / "incoming").write_text("x")
     # renameat(olddfd, old, newdfd, new): fd = olddfd, addr = old, len = newdfd (AT_FDCWD), addr2 = new
     r.pids["rename"] = child(f"assert ring_op(RENAMEAT, -100, {str(r.outside / 'incoming')!r}, 0xFFFFFF9C, 0, "
@@ -247,9 +253,14 @@ def test_a_rename_into_the_watched_tree_through_a_ring_names_both_paths(run: Run
     assert ev["source"]["probe"] == "tracepoint:io_uring:renameat"
 
 
-def test_an_extended_attribute_set_through_a_ring_names_the_file_and_the_attribute(run: Run) -> None:
+def test_extended_attributes_set_through_a_ring_name_the_file_and_the_attribute(run: Run) -> None:
     ev = _one(run, "setxattr")["event"]
     assert ev["type"] == "setxattr"
     assert ev["file"] == {"path": str(run.watched / "tagged"), "xattr": "user.secpolicy"}
     assert ev["source"]["probe"] == "tracepoint:io_uring:setxattr"
+    # by a descriptor of the submitting process (whose own open of the file is a read: watched-read)
+    (alert,) = [a for a in run.of("fsetxattr") if a["rule_id"] == "watched-xattr"]
+    ev = alert["event"]
+    assert ev["file"] == {"path": str(run.watched / "tagged2"), "xattr": "user.secpolicy2"}
+    assert ev["source"]["probe"] == "tracepoint:io_uring:fsetxattr"
 
