@@ -52,6 +52,7 @@ SYSCTL = ObjectType(
         "persisted_source": STR,
         "exists": BOOL,
         "interfaces": ListType(SYSCTL_INTERFACE),
+        "persisted_interfaces": ListType(SYSCTL_INTERFACE),
     },
     doc="a kernel parameter: running value from /proc/sys, persisted value from sysctl.d",
     field_docs={
@@ -63,6 +64,9 @@ SYSCTL = ObjectType(
         "interfaces": "for a net.ipv4.conf.all. or net.ipv6.conf.all. key the kernel combines with each"
         " interface's own value: every interface's running values and what the kernel uses on it (empty"
         " without a running kernel to read: under a root without proc/sys); any other key is an error",
+        "persisted_interfaces": "for the same keys, the interfaces a sysctl.d key names explicitly"
+        " (`net.ipv4.conf.eth0.send_redirects`), with the value systemd-sysctl writes there, the persisted"
+        " `all` and `forwarding`, and what the kernel uses on that interface once it exists",
     },
 )
 
@@ -391,6 +395,68 @@ def _interfaces(ctx: FactContext, path: str) -> tuple[Interface, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class PersistedInterface:
+    """An interface a sysctl.d key names, with the value systemd-sysctl writes there (when the
+    interface is there at boot, or later through its udev hook) and what the kernel makes of it
+    with the persisted `all` (None where `all` is not persisted)."""
+
+    name: str
+    value: int
+    all: int | None
+    forwarding: int | None
+    effective: int | None
+    _source: str
+    _all_source: str | None
+
+    def describe(self) -> str:
+        return f"interface {self.name} (sysctl.d)"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "all":
+            return self._all_source or "no sysctl.d assignment"
+        return self._source
+
+
+def _persisted_interfaces(ctx: FactContext, path: str) -> tuple[PersistedInterface, ...]:
+    """The explicit sysctl.d keys `net.<family>.conf.<interface>.<key>` of a conf.all. key
+    (globs name no interface: which ones a host will have is not in its files)."""
+    levels = path.split("/")
+    rule = _COMBINE.get((levels[1], levels[4])) if len(levels) == 5 and levels[2:4] == ["conf", "all"] else None
+    if rule is None:
+        _interfaces(ctx, path)  # the same error as `interfaces` for any other key
+        return ()
+    family, key = levels[1], levels[4]
+    persisted = ctx.fact("_sysctl_persisted", ())
+    names: list[str] = []
+    for settings in (persisted.boot, persisted.later):
+        for k in settings.entries:
+            parts = k.split("/")
+            if (len(parts) == 5 and parts[:3] == ["net", family, "conf"] and parts[4] == key
+                    and parts[3] not in ("all", "default") and not _is_glob(k) and parts[3] not in names):
+                names.append(parts[3])
+    every = persisted.lookup(f"net/{family}/conf/all/{key}")
+    all_value = as_value(every.value) if every is not None and every.value is not None else None
+    out = []
+    for name in names:
+        own = persisted.lookup(f"net/{family}/conf/{name}/{key}")
+        value = as_value(own.value) if own is not None and own.value is not None else None
+        if own is None or not isinstance(value, int):
+            continue  # a `-key` line sets nothing; a value systemd-sysctl cannot write is not an integer
+        forwarding = None
+        if rule in (_RX_REDIRECTS, _V6_REDIRECTS, _V6_RA):
+            fwd = persisted.lookup(f"net/{family}/conf/{name}/forwarding") or persisted.lookup(
+                f"net/{family}/conf/all/forwarding")
+            fwd_value = as_value(fwd.value) if fwd is not None and fwd.value is not None else 0
+            forwarding = fwd_value if isinstance(fwd_value, int) else 0
+        effective = None
+        if isinstance(all_value, int) or rule in (_V6_REDIRECTS, _V6_RA):
+            effective = _effective(rule, all_value if isinstance(all_value, int) else 0, value, forwarding)
+        out.append(PersistedInterface(name, value, all_value if isinstance(all_value, int) else None, forwarding,
+                                      effective, own.source, every.source if every is not None else None))
+    return tuple(out)
+
+
 class Sysctl:
     """One kernel parameter. The running value is read on first use."""
 
@@ -429,6 +495,10 @@ class Sysctl:
         if self._interfaces is None:
             self._interfaces = _interfaces(self._ctx, self._path)
         return self._interfaces
+
+    @property
+    def persisted_interfaces(self) -> tuple[PersistedInterface, ...]:
+        return _persisted_interfaces(self._ctx, self._path)
 
     @property
     def value(self) -> Any:

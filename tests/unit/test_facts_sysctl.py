@@ -294,3 +294,22 @@ def test_interfaces_without_the_all_value_are_an_error(tmp_path: Path) -> None:
     _conf(tmp_path, "ipv4", {"eth0/send_redirects": "1"})
     with pytest.raises(EvaluationError, match="all/send_redirects: does not exist"):
         _ = context(tmp_path).fact("sysctl", ("net.ipv4.conf.all.send_redirects",)).interfaces
+
+
+def test_persisted_interfaces_are_the_interfaces_a_sysctl_d_key_names(tmp_path: Path) -> None:
+    """A sysctl.d key naming an interface is written there when it appears (systemd-sysctl's
+    udev hook): the kernel then combines it with all. Globs name no interface; `-key` sets none."""
+    write(tmp_path, "etc/sysctl.d/60-net.conf", "net.ipv4.conf.all.send_redirects = 0\n"
+          "net.ipv4.conf.eth0.send_redirects = 1\nnet.ipv4.conf.eth1.send_redirects = 0\n"
+          "net.ipv4.conf.eth*.send_redirects = 1\n-net.ipv4.conf.eth2.send_redirects\n"
+          "net.ipv4.conf.all.rp_filter = 1\nnet.ipv4.conf.wlan0.rp_filter = 2\n")
+    write(tmp_path, "etc/sysctl.d/70-later.conf", "net.ipv4.conf.eth1.send_redirects = 1\n")
+    ctx = context(tmp_path)
+    sent = ctx.fact("sysctl", ("net.ipv4.conf.all.send_redirects",)).persisted_interfaces
+    assert [(i.name, i.value, i.all, i.effective) for i in sent] == [("eth0", 1, 0, 1), ("eth1", 1, 0, 1)]
+    assert sent[1].where("value") == "/etc/sysctl.d/70-later.conf:1"
+    (wlan0,) = ctx.fact("sysctl", ("net.ipv4.conf.all.rp_filter",)).persisted_interfaces
+    assert (wlan0.name, wlan0.effective) == ("wlan0", 2)
+    assert ctx.fact("sysctl", ("net.ipv4.conf.all.log_martians",)).persisted_interfaces == ()
+    with pytest.raises(EvaluationError):
+        _ = ctx.fact("sysctl", ("net.ipv4.ip_forward",)).persisted_interfaces
