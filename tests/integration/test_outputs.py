@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from secpolicy import outfile
 from secpolicy.cli.main import cli
 from secpolicy.ruletests import materialize_files
 
@@ -36,7 +37,12 @@ WEAK = {
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    try:
+        r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    finally:
+        # In process, `--follow-symlinks` sets outfile's setting for the rest of the process:
+        # back to the default, or another test in this worker writes through links.
+        outfile.set_follow_symlinks(False)
     return r.exit_code, r.stdout, r.stderr
 
 

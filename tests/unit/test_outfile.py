@@ -12,6 +12,12 @@ from secpolicy import outfile
 from secpolicy.outfile import OutputError
 
 
+@pytest.fixture(autouse=True)
+def _links_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from the default (a link refused), whatever ran in this process before."""
+    monkeypatch.setitem(outfile._settings, "follow_symlinks", False)
+
+
 def test_a_replacement_appears_only_when_complete_and_keeps_mode(tmp_path):
     target = tmp_path / "r.json"
     target.write_text("old")
