@@ -347,7 +347,9 @@ class Interface:
         return f"{self._dir}/{self.name}"
 
 
-def _interfaces(ctx: FactContext, path: str) -> tuple[Interface, ...]:
+def _combined(path: str, member: str) -> tuple[str, str, str]:
+    """(family, key, the kernel's rule) of a conf.all. key the kernel combines with each
+    interface's own value; an error for any other key."""
     levels = path.split("/")
     rule = None
     if len(levels) == 5 and levels[0] == "net" and levels[2:4] == ["conf", "all"]:
@@ -355,10 +357,14 @@ def _interfaces(ctx: FactContext, path: str) -> tuple[Interface, ...]:
     if rule is None:
         known = ", ".join(f"net.{f}.conf.all.{k}" for f, k in _COMBINE)
         raise EvaluationError(
-            f"sysctl({path.translate(_SWAP)!r}).interfaces: only for a key the kernel combines with each"
+            f"sysctl({path.translate(_SWAP)!r}).{member}: only for a key the kernel combines with each"
             f" interface's own value: {known}"
         )
-    family, key = levels[1], levels[4]
+    return levels[1], levels[4], rule
+
+
+def _interfaces(ctx: FactContext, path: str) -> tuple[Interface, ...]:
+    family, key, rule = _combined(path, "interfaces")
     if not (ctx.live or ctx.exists("/proc/sys")):
         return ()  # no running kernel to read: the persisted values are all there is
     conf = f"/proc/sys/net/{family}/conf"
@@ -421,12 +427,7 @@ class PersistedInterface:
 def _persisted_interfaces(ctx: FactContext, path: str) -> tuple[PersistedInterface, ...]:
     """The explicit sysctl.d keys `net.<family>.conf.<interface>.<key>` of a conf.all. key
     (globs name no interface: which ones a host will have is not in its files)."""
-    levels = path.split("/")
-    rule = _COMBINE.get((levels[1], levels[4])) if len(levels) == 5 and levels[2:4] == ["conf", "all"] else None
-    if rule is None:
-        _interfaces(ctx, path)  # the same error as `interfaces` for any other key
-        return ()
-    family, key = levels[1], levels[4]
+    family, key, rule = _combined(path, "persisted_interfaces")
     persisted = ctx.fact("_sysctl_persisted", ())
     names: list[str] = []
     for settings in (persisted.boot, persisted.later):
@@ -478,6 +479,7 @@ class Sysctl:
         self._running_read = False
         self._running: Any = None
         self._interfaces: tuple[Interface, ...] | None = None
+        self._persisted_interfaces: tuple[PersistedInterface, ...] | None = None
 
     def describe(self) -> str:
         return f"sysctl({self.name!r})"
@@ -498,7 +500,9 @@ class Sysctl:
 
     @property
     def persisted_interfaces(self) -> tuple[PersistedInterface, ...]:
-        return _persisted_interfaces(self._ctx, self._path)
+        if self._persisted_interfaces is None:
+            self._persisted_interfaces = _persisted_interfaces(self._ctx, self._path)
+        return self._persisted_interfaces
 
     @property
     def value(self) -> Any:

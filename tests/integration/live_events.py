@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Collector", "collecting", "monitor_until_marker"]
+__all__ = ["Collector", "collecting", "monitor_until_marker", "only_alert"]
 
 
 def monitor_until_marker(policy: Path, work: Callable[[], None], marker: str, write_marker: Callable[[], None],
@@ -119,3 +119,11 @@ def collecting(plan: Any, join_timeout: float = 20.0) -> Iterator[Collector]:
         source.stop()
         col.thread.join(timeout=join_timeout)
         source.close()
+
+
+def only_alert(alerts: list[dict[str, Any]], events: list[dict[str, Any]], pid: int, case: str) -> dict[str, Any]:
+    """The one alert of process `pid` (a test case's child); the assertion shows that process's
+    alerts and events otherwise."""
+    mine = [a for a in alerts if a["event"]["proc"]["pid"] == pid]
+    assert len(mine) == 1, (case, mine, [e for e in events if e["proc"]["pid"] == pid])
+    return mine[0]

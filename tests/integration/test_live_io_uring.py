@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_events import monitor_until_marker
+from live_events import monitor_until_marker, only_alert
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
@@ -188,9 +188,7 @@ def run() -> Iterator[Run]:
 
 
 def _one(r: Run, case: str) -> dict[str, Any]:
-    mine = r.of(case)
-    assert len(mine) == 1, (case, mine, [e for e in r.events if e["proc"]["pid"] == r.pids[case]])
-    return mine[0]
+    return only_alert(r.alerts, r.events, r.pids[case], case)
 
 
 def test_a_write_open_through_a_ring_names_the_file_flags_mode_and_operation(run: Run) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_events import monitor_until_marker
+from live_events import monitor_until_marker, only_alert
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
@@ -141,9 +141,7 @@ def run() -> Iterator[Run]:
 
 
 def _one(r: Run, case: str) -> dict[str, Any]:
-    mine = r.of(case)
-    assert len(mine) == 1, (case, mine, [e for e in r.events if e["proc"]["pid"] == r.pids[case]])
-    return mine[0]
+    return only_alert(r.alerts, r.events, r.pids[case], case)
 
 
 def test_write_through_a_symlinked_directory_names_the_real_file(run: Run) -> None:

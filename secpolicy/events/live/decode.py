@@ -68,11 +68,19 @@ _CONTAINER_RE = re.compile(
 )
 
 
-def _probe_name(pid: int) -> str:
-    name = PROBE_OF_ID.get(pid, str(pid))
+def _probe_title(name: str) -> str:
     if name.startswith("io_uring_"):  # a request submitted through a ring (io_uring:io_uring_submit_req)
         return f"tracepoint:io_uring:{name[9:]}"
     return _PROBE_NAMES.get(name, f"tracepoint:syscalls:{name}")
+
+
+# source.probe of every probe id, named once rather than for each record
+_PROBE_TITLES = {pid: _probe_title(name) for pid, name in PROBE_OF_ID.items()}
+
+
+def _probe_name(pid: int) -> str:
+    title = _PROBE_TITLES.get(pid)
+    return title if title is not None else _probe_title(str(pid))
 
 
 def _signed(v: int) -> int:
