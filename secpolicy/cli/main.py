@@ -200,7 +200,7 @@ def cli(follow_symlinks: bool, quiet: bool) -> None:
     from secpolicy.cli import progress
 
     outfile.set_follow_symlinks(follow_symlinks)
-    progress.set_quiet(quiet)
+    progress.set_quiet(quiet, invocation=True)
 
 
 def main() -> None:

@@ -20,9 +20,12 @@ __all__ = ["Progress", "file_read_progress", "pdf_progress", "plain_output", "se
 _settings = {"quiet": False}
 
 
-def set_quiet(value: bool) -> None:
-    if value:
-        _settings["quiet"] = True
+def set_quiet(value: bool, *, invocation: bool = False) -> None:
+    """`--quiet`. The group's option sets it for the whole invocation (`invocation=True`: an
+    earlier invocation in the same process, as a test's, leaves nothing behind); a command's
+    own `--quiet` can only turn progress off, never back on."""
+    if invocation or value:
+        _settings["quiet"] = bool(value)
 
 
 def wanted(stream: IO[str] | None = None) -> bool:
