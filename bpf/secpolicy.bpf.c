@@ -544,6 +544,9 @@ static __always_inline void *sp_exe_path(void)
  * room), every write-open kept for its opened file gets the full test. */
 BPF_HASH(link_heads, struct sp_head, u8, SP_MAX_PREFIXES);
 BPF_ARRAY(link_cfg, struct sp_link_cfg, 1);
+/* The write type's watched files by inode, as user space finds them (and keeps them current
+ * when a file is replaced): see SP_WATCHED_INODES. */
+BPF_HASH(watched_inodes, struct sp_inode_key, struct sp_inode_path, SP_WATCHED_INODES);
 
 /* struct path's mnt and dentry, and struct mount's mnt_parent, mnt_mountpoint and mnt.mnt_root,
  * each side by side (as in every kernel since 3.3): read together. */
@@ -1125,6 +1128,54 @@ static __always_inline int sp_reread(struct sp_event *e)
     return 1;
 }
 
+#ifdef SP_KPATH
+#if defined(SP_OFF_FILE_F_INODE) && defined(SP_OFF_INODE_I_INO) && defined(SP_OFF_INODE_I_SB) && \
+    defined(SP_OFF_SB_S_DEV) && defined(SP_OFF_INODE_I_NLINK)
+/* The watched file that `file` (a struct file) is, by its inode, when it has another name (a
+ * hard link) than the one it was opened by; 0 for any other file. A file of one name is named
+ * by its path (a bind mount of the file itself is followed by the walk), so most files cost two
+ * reads here and no lookup. */
+static __always_inline struct sp_inode_path *sp_watched_inode(void *file)
+{
+    void *inode = sp_read_ptr(file, SP_OFF_FILE_F_INODE);
+    if (!inode)
+        return 0;
+    u32 nlink = 0;
+    bpf_probe_read_kernel(&nlink, sizeof(nlink), (char *)inode + SP_OFF_INODE_I_NLINK);
+    if (nlink < 2)
+        return 0;
+    void *sb = sp_read_ptr(inode, SP_OFF_INODE_I_SB);
+    if (!sb)
+        return 0;
+    struct sp_inode_key k = {};
+    bpf_probe_read_kernel(&k.ino, sizeof(k.ino), (char *)inode + SP_OFF_INODE_I_INO);
+    bpf_probe_read_kernel(&k.dev, sizeof(k.dev), (char *)sb + SP_OFF_SB_S_DEV);
+    return watched_inodes.lookup(&k);
+}
+
+/* Append the watched path as a string of the record. */
+static __always_inline int sp_put_watched(struct sp_event *e, struct sp_inode_path *ip)
+{
+    u32 n = ip->len;
+    u32 off = e->str_len;
+    if (n < 2 || n > SP_PREFIX_WORDS * 8 + 1 || off >= SP_STR_MAX - SP_PREFIX_WORDS * 8 - 1)
+        return 0;
+    sp_barrier_var(n);
+    n &= 255;
+    sp_barrier_var(off);
+    off &= SP_STR_MAX - 1;
+    if (bpf_probe_read_kernel(&e->str[off], n, ip->path) != 0)
+        return 0;
+    e->str_len = off + n;
+    e->nstr += 1;
+    return 1;
+}
+#else
+static __always_inline struct sp_inode_path *sp_watched_inode(void *file) { return 0; }
+static __always_inline int sp_put_watched(struct sp_event *e, struct sp_inode_path *ip) { return 0; }
+#endif
+#endif
+
 /* A successful open names, after the path as given, the file the kernel opened (the new
  * descriptor's f_path, walked as for any descriptor): the truth where the path as given cannot
  * be read lexically (`..` after a symlink, a string cut at SP_PIECE_MAX, RESOLVE_IN_ROOT, a
@@ -1137,8 +1188,17 @@ static __always_inline void sp_put_opened(struct sp_event *e, long fd)
     if ((e->type != SP_EV_OPEN && e->type != SP_EV_WRITE) || fd < 0 || (e->a[1] & 020000000) ||
         (probe != SP_P_OPENAT && probe != SP_P_OPENAT2 && probe != SP_P_OPEN && probe != SP_P_CREAT))
         return;
-    if (sp_put_kpath(e, sp_path_of(fd), 0, 0))
+    void *file = sp_file_of(fd);
+    if (!file)
+        return;
+    /* a watched file written under another name (a hard link) is named by its watched path */
+    struct sp_inode_path *ip = e->type == SP_EV_WRITE ? sp_watched_inode(file) : 0;
+    if (ip) {
+        if (sp_put_watched(e, ip))
+            e->a[3] |= SP_OPENED_PATH | SP_WATCHED_PATH;
+    } else if (sp_put_kpath(e, (char *)file + SP_OFF_FILE_F_PATH, 0, 0)) {
         e->a[3] |= SP_OPENED_PATH;
+    }
 #endif
 }
 
@@ -1154,7 +1214,8 @@ static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
 #ifdef SP_KPATH
     if (l->link && ret >= 0) {
         /* A write-open that succeeded, kept for the file it opened (sp_may_link): that file's
-         * own path is the record's first string, and the clauses are tested on it instead. */
+         * own path is the record's first string, and the clauses are tested on it instead. A
+         * watched file reached under another name (a hard link) is named by its watched path. */
         struct sp_event *o = sp_scratch();
         if (!o) {
             sp_lite_done(l, tid);
@@ -1163,10 +1224,13 @@ static __always_inline int sp_finish_lite(struct sp_lite *l, u32 tid, long ret)
         o->str_len = 0;
         o->nstr = 0;
         o->flags = 0;
-        void *opened = sp_path_of(ret);
+        void *file = sp_file_of(ret);
+        void *opened = file ? (char *)file + SP_OFF_FILE_F_PATH : 0;
+        struct sp_inode_path *ip = file ? sp_watched_inode(file) : 0;
         struct sp_walk w = {};
-        if (!sp_link_head_ok(opened, &w) || !sp_put_kpath(o, opened, 0, w.fs_view ? w.fs_root : 0) ||
-            !(mask = sp_clauses(o, sp_cfg(type), 1, o->str_len, 0, 0))) {
+        int named = ip ? sp_put_watched(o, ip)
+                       : sp_link_head_ok(opened, &w) && sp_put_kpath(o, opened, 0, w.fs_view ? w.fs_root : 0);
+        if (!named || !(mask = sp_clauses(o, sp_cfg(type), 1, o->str_len, 0, 0))) {
             sp_lite_done(l, tid);
             return 0;
         }

@@ -151,12 +151,19 @@
  * the file it opened (a symlink or a /proc/self/fd link may lead into a watched tree): the first
  * string is the opened file's own path, the second the path as given. */
 #define SP_LINKED_PATH 8589934592
+/* a[3] of a successful write-open that opened a watched file (watched_inodes) under another name:
+ * its second string is the watched path (with SP_OPENED_PATH). */
+#define SP_WATCHED_PATH 17179869184
 /* Key size of link_heads (struct sp_head): a first path component of at most SP_HEAD_MAX - 1
  * bytes, zero-padded. */
 #define SP_HEAD_MAX 32
 /* Prefixes that end inside their first component (`/etc` also matches `/etcetera`) are kept in
  * struct sp_link_cfg as stems: at most this many, by their first 8 bytes. */
 #define SP_HEAD_STEMS 8
+/* Watched files by inode (struct sp_inode_key -> struct sp_inode_path): at most this many. A
+ * write-open that reaches one of them under another name (a hard link, a bind mount of the file)
+ * is named by the watched path, as an audit file watch (which matches the inode) records it. */
+#define SP_WATCHED_INODES 64
 
 #ifndef SP_USER_SPACE
 /* One record. a[] holds type-specific numbers (see docs/live.md); str holds nstr
@@ -235,6 +242,19 @@ struct sp_link_cfg {
     u32 nstems;
     u64 stem[SP_HEAD_STEMS];
     u64 stem_mask[SP_HEAD_STEMS];
+};
+
+/* super_block.s_dev as the kernel encodes it (major << 20 | minor) and inode.i_ino */
+struct sp_inode_key {
+    u64 ino;
+    u32 dev;
+    u32 pad;
+};
+
+/* The watched path (NUL-terminated), its length with the NUL */
+struct sp_inode_path {
+    u32 len;
+    char path[SP_PREFIX_WORDS * 8 + 4];
 };
 
 struct sp_pathbuf {

@@ -189,6 +189,13 @@ _WANTED = (
     ("MM_ARG_START", "mm_struct", "arg_start"),
     ("MM_ARG_END", "mm_struct", "arg_end"),
     ("FILE_F_PATH", "file", "f_path"),
+    # a watched file by inode, whatever name it is opened by (file->f_inode, its i_ino, link
+    # count and its super_block's s_dev)
+    ("FILE_F_INODE", "file", "f_inode"),
+    ("INODE_I_INO", "inode", "i_ino"),
+    ("INODE_I_SB", "inode", "i_sb"),
+    ("INODE_I_NLINK", "inode", "__i_nlink"),
+    ("SB_S_DEV", "super_block", "s_dev"),
     ("PATH_MNT", "path", "mnt"),
     ("PATH_DENTRY", "path", "dentry"),
     ("DENTRY_D_PARENT", "dentry", "d_parent"),

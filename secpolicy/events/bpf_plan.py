@@ -28,6 +28,7 @@ __all__ = [
     "link_heads",
     "plan_for_rules",
     "plan_from_keys",
+    "watched_files",
     "with_watched_paths",
 ]
 
@@ -292,6 +293,24 @@ def link_heads(flt: TypeFilter) -> LinkHeads | None:
     if len(stems) > HEAD_STEMS:
         return None
     return LinkHeads(frozenset(names), frozenset(stems))
+
+
+def watched_files(flt: TypeFilter) -> tuple[str, ...]:
+    """The prefixes of `flt`'s success-accepting clauses that may name one file (absolute, not
+    ending in `/`, at most PREFIX_MAX_LEN bytes): the kernel also knows these by inode, so a
+    write-open that reaches one under another name (a hard link made elsewhere, a bind mount
+    of the file) is named by it, as an audit file watch, which matches the inode, records it.
+    Which of them are regular files, and their inodes, is the live monitor's to find out."""
+    if flt.clauses is None:
+        return ()
+    out: dict[str, None] = {}
+    for clause in flt.clauses:
+        if clause.result == "failure" or (clause.errnos is not None and all(0 < e < 64 for e in clause.errnos)):
+            continue
+        for p in clause.path_prefixes or ():
+            if p.startswith("/") and not p.endswith("/") and len(p.encode()) <= PREFIX_MAX_LEN:
+                out[p] = None
+    return tuple(out)
 
 
 # ---- planning from the rules' ASTs: one clause per rule (or sequence step) and event type ----

@@ -17,6 +17,7 @@ from secpolicy.events.bpf_plan import (
     LinkHeads,
     TypeFilter,
     link_heads,
+    watched_files,
     with_watched_paths,
 )
 from secpolicy.events.live.record import C
@@ -89,3 +90,16 @@ def test_watched_trees_of_file_integrity_are_counted() -> None:
     got = link_heads(with_watched_paths(plan, ["/srv/www", "/opt"]).filter_for("write"))
     assert got == LinkHeads(frozenset({b"etc", b"srv"}), frozenset({b"opt"}))
     assert link_heads(with_watched_paths(plan, ["/"]).filter_for("write")) is None
+
+
+def test_the_files_watched_by_inode_are_the_prefixes_that_may_name_one_file() -> None:
+    # the bundled credential clause, a directory prefix, a failure-only clause, a prefix
+    # longer than the kernel holds and a relative one: only the first kind may name one file
+    long = "/" + "d" * PREFIX_MAX_LEN
+    flt = TypeFilter(clauses=(Clause(("/var/log/audit", "/etc/audit/")),
+                              Clause(("/etc/passwd", "/etc/shadow")),
+                              Clause(("/etc/failing",), "failure"),
+                              Clause(("/etc/refused",), errnos=frozenset({1, 13})),
+                              Clause((long, "relative", "/etc/shadow"), "success")))
+    assert watched_files(flt) == ("/var/log/audit", "/etc/passwd", "/etc/shadow")
+    assert watched_files(TypeFilter()) == ()

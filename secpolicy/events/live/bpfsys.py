@@ -1,6 +1,6 @@
 """The few bpf(2) commands the live monitor issues itself (include/uapi/linux/bpf.h): create a
-map (with a minimal BTF where the map type demands one), load a program, update and look up
-map elements. bcc compiles; loading compiled programs again needs only this."""
+map (with a minimal BTF where the map type demands one), load a program, update, look up and
+delete map elements. bcc compiles; loading compiled programs again needs only this."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ __all__ = [
     "MAP_TYPE_TASK_STORAGE",
     "PROG_TYPE_KPROBE",
     "PROG_TYPE_TRACEPOINT",
+    "delete",
     "load_program",
     "lookup",
     "lookup_percpu",
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 _SYSCALL_NR = {"x86_64": 321, "aarch64": 280}
-_MAP_CREATE, _MAP_LOOKUP_ELEM, _MAP_UPDATE_ELEM, _PROG_LOAD, _BTF_LOAD = 0, 1, 2, 5, 18
+_MAP_CREATE, _MAP_LOOKUP_ELEM, _MAP_UPDATE_ELEM, _MAP_DELETE_ELEM, _PROG_LOAD, _BTF_LOAD = 0, 1, 2, 3, 5, 18
 PROG_TYPE_KPROBE, PROG_TYPE_TRACEPOINT = 2, 5
 MAP_TYPE_TASK_STORAGE = 29
 _F_NO_PREALLOC = 1
@@ -106,6 +107,17 @@ def update(map_fd: int, key: bytes, value: bytes) -> None:
     attr = _attr()
     struct.pack_into("<IIQQQ", attr, 0, map_fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0)
     _bpf(_MAP_UPDATE_ELEM, attr)
+
+
+def delete(map_fd: int, key: bytes) -> None:
+    """Remove a key; one that is not there is no error."""
+    k = ctypes.create_string_buffer(key, len(key))
+    attr = _attr()
+    struct.pack_into("<IIQ", attr, 0, map_fd, 0, ctypes.addressof(k))
+    try:
+        _bpf(_MAP_DELETE_ELEM, attr)
+    except FileNotFoundError:
+        pass
 
 
 def lookup(map_fd: int, key: bytes, value_size: int) -> bytes | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal, cast
 
-from secpolicy.events.bpf_plan import Clause, KernelPlan
+from secpolicy.events.bpf_plan import Clause, KernelPlan, watched_files
 from secpolicy.events.fields import EVENT_TYPES
 from secpolicy.events.live.audit_msgs import audit_event
 from secpolicy.events.live.procs import Clock, Names, Proc, ProcessView, readlink, text
@@ -44,6 +44,9 @@ _OPENED = C["SP_OPENED_PATH"]  # a[3] of an open whose second string is the open
 # a[3] of a write-open tested on the file it opened (its path as given matched no prefix): the
 # first string is the opened file's path, the second the path as given
 _LINKED = C["SP_LINKED_PATH"]
+# a[3] of a write-open of a watched file under another name (a hard link): its second string is
+# the watched path
+_WATCHED = C["SP_WATCHED_PATH"]
 # A string the kernel cut at its buffer (SP_PIECE_MAX bytes with the NUL): shown as such, never
 # normalised into a real-looking path.
 _PIECE = C["SP_PIECE_MAX"] - 1
@@ -221,6 +224,8 @@ class Decoder:
         self._exe_filter = {t: f.exe for t, f in plan.filters.items() if f.exe is not None}
         self._clauses = {t: f.clauses for t, f in plan.filters.items() if f.clauses is not None}
         self._realpaths: dict[str, str] = {}
+        # The files the kernel knows by inode (an inode of two of them is named by the first)
+        self.watched = frozenset(watched_files(plan.filter_for("write")))
 
     def _count(self, what: str) -> None:
         self.internal[what] = self.internal.get(what, 0) + 1
@@ -431,13 +436,19 @@ def _first(strs: list[str]) -> str:
 def _b_file_open(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> None:
     fl = _flags_of(h.a1)
     if h.a3 & _LINKED:
-        # A write that reached a watched file through a symlink or a /proc/self/fd link: named
-        # by the file written, the path the kernel's test passed (the path as given is strs[1]).
+        # A write that reached a watched file through a symlink, a /proc/self/fd link or a hard
+        # link: named by the file written, the path the kernel's test passed (the path as given
+        # is strs[1]).
         path = _first(strs)
     else:
         given = d.resolve(h, p, h.a0, _first(strs))
         opened = strs[1] if h.a3 & _OPENED and len(strs) > 1 and strs[1].startswith("/") else None
-        path = _opened_or_given(given, opened, _first(strs), h)
+        if h.a3 & _WATCHED and opened is not None and given not in d.watched:
+            # A watched file opened for writing by another name, which a prefix also matched:
+            # the watched file's path (an audit file watch matches the inode, whatever the name).
+            path = opened
+        else:
+            path = _opened_or_given(given, opened, _first(strs), h)
     f: EventFile = {"path": path, "flags": list(fl)}
     if "O_CREAT" in fl and h.a5 & 0xFFFFFFFF not in _MADE:
         f["mode"] = h.a2 & 0o7777

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 from pathlib import Path
 from typing import Any, Self
 
 from secpolicy.errors import RuntimeFailure
 from secpolicy.events.bpf_btf import KernelOffsets
-from secpolicy.events.bpf_plan import LIVE_TYPES, KernelPlan, link_heads
+from secpolicy.events.bpf_plan import LIVE_TYPES, KernelPlan, link_heads, watched_files
 from secpolicy.events.live import bpfsys
 from secpolicy.events.live.objcache import (
     LoadedObject,
@@ -218,6 +219,10 @@ class KernelProbes:
         self.attached: list[str] = []
         self._perf_fds: list[int] = []
         self._uprobes: list[tuple[bytes, int]] = []
+        # The write rules' watched files and, of those that are regular files, the inode keys
+        # the kernel holds (refresh_watched_inodes).
+        self._watched: tuple[str, ...] = ()
+        self._inodes: dict[bytes, str] = {}
         # Where a path syscall that only a failure can make interesting waits for sys_exit:
         # task storage when the kernel allows it (cheapest), else a hash by thread id.
         self.task_storage = False
@@ -410,6 +415,41 @@ class KernelProbes:
         if self.types & {"account_change", "config_change"}:
             self._load_audit_kinds()
         self._load_link_heads()
+        assert self.obj is not None
+        if "write" in self.types and "watched_inodes" in self.obj.map_fds:
+            self._watched = watched_files(self.plan.filter_for("write"))
+            self.refresh_watched_inodes()
+
+    def refresh_watched_inodes(self) -> None:
+        """Give the kernel the inode of each watched file the write rules name, as it is now
+        (a file replaced by a rename, or created since the last call, gets its new one): a
+        write-open of that inode under another name is then named by the watched path. Cheap
+        (a stat per file); the monitor calls it about twice a second."""
+        if not self._watched or self.obj is None:
+            return
+        want: dict[bytes, str] = {}
+        for path in self._watched:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # not there (yet): nothing to watch by inode
+            if stat.S_ISREG(st.st_mode):
+                # super_block.s_dev as the kernel encodes it (MKDEV: major << 20 | minor)
+                want.setdefault(INODE_KEY.pack(st.st_ino, os.major(st.st_dev) << 20 | os.minor(st.st_dev), 0), path)
+        if want == self._inodes:
+            return
+        fd, size = self._map("watched_inodes")
+        if size != INODE_PATH.size:
+            raise RuntimeFailure(f"bpf/secpolicy.h and the decoder disagree on struct sp_inode_path "
+                                 f"({size}/{INODE_PATH.size} bytes)")
+        for key, path in self._inodes.items():
+            if want.get(key) != path:
+                bpfsys.delete(fd, key)
+        for key, path in want.items():
+            if self._inodes.get(key) != path:
+                raw = path.encode()
+                bpfsys.update(fd, key, INODE_PATH.pack(len(raw) + 1, raw))
+        self._inodes = want
 
     def _load_link_heads(self) -> None:
         """The first components (and stems) of the write type's success-accepting prefixes,
@@ -496,6 +536,8 @@ TYPE_CFG = struct.Struct(f"<4I{C['SP_MAX_CLAUSES'] * 'IIQ'}{C['SP_MAX_PREFIXES']
                          f"{C['SP_MAX_PREFIXES']}I")
 PREFIX = struct.Struct(f"<II{C['SP_PREFIX_WORDS']}Q")
 LINK_CFG = struct.Struct(f"<II{C['SP_HEAD_STEMS']}Q{C['SP_HEAD_STEMS']}Q")  # struct sp_link_cfg
+INODE_KEY = struct.Struct("<QII")  # struct sp_inode_key
+INODE_PATH = struct.Struct(f"<I{C['SP_PREFIX_WORDS'] * 8 + 4}s")  # struct sp_inode_path
 
 
 def _clause(clause: Any, slot_of: Any) -> tuple[int, int, int]:

@@ -30,6 +30,8 @@ _SEQ = struct.Struct("<I")
 _TS = struct.Struct("<Q")
 _TYPE = struct.Struct("<I")
 _OFF_SEQ, _OFF_TS, _OFF_TYPE = OFF["lost_seq"], OFF["ts"], OFF["type"]
+# Seconds between two looks at the watched files' inodes (KernelProbes.refresh_watched_inodes).
+_INODE_REFRESH = 0.5
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,13 @@ class LiveSource:
     def _read_loop(self) -> None:
         ring = self._ring
         assert ring is not None
+        refresh = self.kernel.refresh_watched_inodes
+        next_refresh = time.monotonic() + _INODE_REFRESH
         try:
             while True:
+                if time.monotonic() >= next_refresh:
+                    refresh()  # a watched file replaced since: its new inode
+                    next_refresh = time.monotonic() + _INODE_REFRESH
                 stopping = self._stop.is_set()
                 if stopping:
                     # Disarmed: a program that was sending as it happened finishes within
