@@ -1195,7 +1195,7 @@ static __always_inline void sp_put_opened(struct sp_event *e, long fd)
     struct sp_inode_path *ip = e->type == SP_EV_WRITE ? sp_watched_inode(file) : 0;
     if (ip) {
         if (sp_put_watched(e, ip))
-            e->a[3] |= SP_OPENED_PATH | SP_WATCHED_PATH;
+            e->a[3] |= SP_OPENED_PATH | SP_NAMED_OPENED;
     } else if (sp_put_kpath(e, (char *)file + SP_OFF_FILE_F_PATH, 0, 0)) {
         e->a[3] |= SP_OPENED_PATH;
     }
@@ -1322,13 +1322,8 @@ static __always_inline void sp_keep_lite(struct sp_call *c, u32 mask, u32 link)
  * `link` set), where, if it succeeded, the file it opened is walked and the clauses tested on
  * its path instead. Only where a clause with a prefix accepts a success; reads cost nothing
  * more. */
-static __always_inline int sp_may_link(struct sp_type_cfg *cfg, struct sp_call *c)
+static __always_inline int sp_prefix_accepts_success(struct sp_type_cfg *cfg)
 {
-#ifdef SP_KPATH
-    u32 probe = c->probe;
-    if (!cfg || c->type != SP_EV_WRITE || (c->a1 & 020000000) || c->fd_only == 1 ||
-        (probe != SP_P_OPENAT && probe != SP_P_OPENAT2 && probe != SP_P_OPEN && probe != SP_P_CREAT))
-        return 0;
     for (u32 i = 0; i < SP_MAX_CLAUSES; i++) {
         if (i >= cfg->nclauses)
             break;
@@ -1336,8 +1331,20 @@ static __always_inline int sp_may_link(struct sp_type_cfg *cfg, struct sp_call *
         if ((f & SP_C_PREFIX) && !(f & (SP_C_FAILURE | SP_C_ERRNO)))
             return 1;
     }
-#endif
     return 0;
+}
+
+static __always_inline int sp_may_link(struct sp_type_cfg *cfg, struct sp_call *c)
+{
+#ifdef SP_KPATH
+    u32 probe = c->probe;
+    if (!cfg || c->type != SP_EV_WRITE || (c->a1 & 020000000) || c->fd_only == 1 ||
+        (probe != SP_P_OPENAT && probe != SP_P_OPENAT2 && probe != SP_P_OPEN && probe != SP_P_CREAT))
+        return 0;
+    return sp_prefix_accepts_success(cfg);
+#else
+    return 0;
+#endif
 }
 
 /* A record with one path (at str offset 0). The path test runs first, on a bare record: most
@@ -1476,6 +1483,16 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
         a2 = how[1];
         a3 = how[2] & SP_RESOLVE_IN_ROOT;
         fd_only = a3 ? 2 : 0;
+#if defined(SP_KPATH) && defined(SP_OFF_IO_OPEN_FILE_SLOT)
+        {
+            /* the result is a descriptor of the submitting task unless it goes to one of the
+             * ring's own slots (file_slot); O_TMPFILE names its directory, as for the syscall */
+            u32 slot = 1;
+            bpf_probe_read_kernel(&slot, sizeof(slot), cmd + SP_OFF_IO_OPEN_FILE_SLOT);
+            if (!slot && !(how[0] & 020000000))
+                a3 |= SP_URING_FD;
+        }
+#endif
         break;
     }
 #endif
@@ -1551,7 +1568,10 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     e->flags = 0;
     sp_put_path_from(e, dfd, name, fd_only, 0);
     u32 mask = sp_clauses(e, cfg, 1, e->str_len, 0, 0);
-    if (!mask)
+    /* a write-open whose path matched no prefix may still reach a watched file through a link:
+     * kept until its completion names the file it opened (sp_uring_opened), as sp_may_link
+     * keeps a syscall's */
+    if (!mask && !(type == SP_EV_WRITE && (a3 & SP_URING_FD) && cfg && sp_prefix_accepts_success(cfg)))
         return 0;
     u16 len = e->str_len;
     u8 n = e->nstr;
@@ -1576,6 +1596,62 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     return 0;
 }
 
+/* A ring's open that returned a descriptor (SP_URING_FD) is named by the file it opened, as the
+ * syscall's is (sp_put_opened, sp_finish_lite): the completion runs in a task that shares the
+ * submitter's descriptor table. One a clause passed on its path as given gets the opened file's
+ * path (or a watched inode's watched path) as its second string; one kept only for the file it
+ * opened gets it if a clause holds on it, and is then named by it. 1 when the record goes up. */
+static __always_inline int sp_uring_opened(struct sp_event *e, long ret, int passed)
+{
+#ifdef SP_KPATH
+    if (!(e->a[3] & SP_URING_FD) || ret < 0)
+        return passed;
+    struct sp_event *o = sp_scratch();
+    void *file = sp_file_of(ret);
+    if (!o || !file)
+        return passed;
+    o->str_len = 0;
+    o->nstr = 0;
+    o->flags = 0;
+    void *opened = (char *)file + SP_OFF_FILE_F_PATH;
+    struct sp_inode_path *ip = e->type == SP_EV_WRITE ? sp_watched_inode(file) : 0;
+    struct sp_walk w = {};
+    int named;
+    if (ip)
+        named = sp_put_watched(o, ip);
+    else if (passed)
+        named = sp_put_kpath(o, opened, 0, 0);
+    else
+        named = sp_link_head_ok(opened, &w) && sp_put_kpath(o, opened, 0, w.fs_view ? w.fs_root : 0);
+    if (!named)
+        return passed;
+    u32 mask = 0;
+    if (!passed && (!(mask = sp_clauses(o, sp_cfg(e->type), 1, o->str_len, 0, 0)) ||
+                    !sp_outcome_mask_ok(e->type, mask, ret)))
+        return 0;
+    u32 off = e->str_len;
+    u32 n = o->str_len;
+    if (off >= SP_STR_MAX || !n || n >= SP_PATH_HALF)
+        return passed;
+    sp_barrier_var(off);
+    off &= SP_STR_MAX - 1;
+    sp_barrier_var(n);
+    n &= SP_PATH_HALF - 1;
+    if (bpf_probe_read_kernel(&e->str[off], n, o->str) != 0)
+        return passed;
+    e->str_len = off + n;
+    e->nstr += 1;
+    e->a[3] |= SP_OPENED_PATH;
+    if (ip || !passed)
+        e->a[3] |= SP_NAMED_OPENED;
+    if (!passed)
+        e->a[5] = (e->a[5] & 0xffffffffULL) | ((u64)mask << 32);
+    return 1;
+#else
+    return passed;
+#endif
+}
+
 TRACEPOINT_PROBE(io_uring, io_uring_complete)
 {
     u64 req = (u64)args->req;
@@ -1583,7 +1659,8 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
     if (!e)
         return 0;
     long ret = args->res;
-    if (e->a[4] == args->user_data && sp_outcome_ok(e, ret)) {
+    if (e->a[4] == args->user_data && sp_uring_opened(e, ret, sp_outcome_ok(e, ret))) {
+        e->a[3] &= ~(u64)SP_URING_FD;
         e->ret = ret;
         e->flags |= SP_F_RET;
         e->ts = bpf_ktime_get_boot_ns();

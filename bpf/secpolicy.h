@@ -151,9 +151,14 @@
  * the file it opened (a symlink or a /proc/self/fd link may lead into a watched tree): the first
  * string is the opened file's own path, the second the path as given. */
 #define SP_LINKED_PATH 8589934592
-/* a[3] of a successful write-open that opened a watched file (watched_inodes) under another name:
- * its second string is the watched path (with SP_OPENED_PATH). */
-#define SP_WATCHED_PATH 17179869184
+/* a[3] of a successful open named by the file it opened, its second string (with SP_OPENED_PATH):
+ * a write-open of a watched file (watched_inodes) by another name, whose second string is the
+ * watched path, or a ring's write-open kept for the file it opened (SP_URING_FD), as for
+ * SP_LINKED_PATH. */
+#define SP_NAMED_OPENED 17179869184
+/* a[3], until the completion, of a ring's open whose result is a descriptor of the submitting
+ * task (not O_TMPFILE, not a direct descriptor): the completion names the file it opened. */
+#define SP_URING_FD 34359738368
 /* Key size of link_heads (struct sp_head): a first path component of at most SP_HEAD_MAX - 1
  * bytes, zero-padded. */
 #define SP_HEAD_MAX 32

@@ -212,6 +212,7 @@ _WANTED = (
     ("IO_OPEN_DFD", "io_open", "dfd"),
     ("IO_OPEN_FILENAME", "io_open", "filename"),
     ("IO_OPEN_HOW", "io_open", "how"),
+    ("IO_OPEN_FILE_SLOT", "io_open", "file_slot"),
     ("IO_UNLINK_DFD", "io_unlink", "dfd"),
     ("IO_UNLINK_FLAGS", "io_unlink", "flags"),
     ("IO_UNLINK_FILENAME", "io_unlink", "filename"),

@@ -3,8 +3,9 @@ MKDIRAT, SYMLINKAT, LINKAT, SETXATTR, FSETXATTR) enter no syscall tracepoint: be
 write-open or an unlink of a watched file made that way raised nothing. Each case here is a child
 process that submits through a ring of its own (io_uring_setup and io_uring_enter through libc's
 syscall(), no liburing), and the alert names its file, flags, mode and result, as the syscall's
-would, with source.probe naming the ring's operation. Real BPF,
-watched trees of the test's own."""
+would, with source.probe naming the ring's operation. A ring's write-open is named by the file it
+opened, as the syscall's is: through a symlinked directory, and through a hard link of a watched
+file (also under a name another rule watches). Real BPF, watched trees of the test's own."""
 
 from __future__ import annotations
 
@@ -50,6 +51,10 @@ rules:
     title: extended attribute set under the watched tree
     severity: high
     when: type == "setxattr" and file.path startswith "{watched}/"
+  - id: secret-write
+    title: the watched file written
+    severity: high
+    when: type == "write" and file.path == "{secret}" and outcome.result == "success"
 """
 
 # A ring of one entry, driven through libc's syscall(): io_uring_setup (425) and io_uring_enter
@@ -116,6 +121,7 @@ class Run:
     def __init__(self, base: Path) -> None:
         self.watched = base / "watched"
         self.outside = base / "outside"
+        self.secret = base / "secret"
         self.pids: dict[str, int] = {}
         self.alerts: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
@@ -157,6 +163,14 @@ assert open_in_ring(18, d, "rel", {W | C | A}, 0o644) >= 0
 fd = os.open({str(w / 'tagged2')!r}, os.O_RDONLY)
 assert ring_op(FSETXATTR, fd, 'user.secpolicy2', 1, 0, 'v') == 0
 """)
+    # named by the file opened: through a symlinked directory, through a hard link of the watched
+    # file made outside, and through one made under the watched tree (another rule's prefix)
+    (r.outside / "dirlink").symlink_to(w)
+    r.pids["via-symlink"] = child(f"assert open_in_ring(18, -100, {str(r.outside / 'dirlink' / 'vialink')!r}, {W | C}, 0o600) >= 0")
+    os.link(r.secret, r.outside / "alias")
+    r.pids["via-hardlink"] = child(f"assert open_in_ring(18, -100, {str(r.outside / 'alias')!r}, {W | A}, 0) >= 0")
+    os.link(r.secret, w / "alias")
+    r.pids["via-watched-hardlink"] = child(f"assert open_in_ring(18, -100, {str(w / 'alias')!r}, {W | A}, 0) >= 0")
     (r.outside / "incoming").write_text("x")
     # renameat(olddfd, old, newdfd, new): fd = olddfd, addr = old, len = newdfd (AT_FDCWD), addr2 = new
     r.pids["rename"] = child(f"assert ring_op(RENAMEAT, -100, {str(r.outside / 'incoming')!r}, 0xFFFFFF9C, 0, "
@@ -170,8 +184,9 @@ def run() -> Iterator[Run]:
     try:
         r.watched.mkdir()
         r.outside.mkdir()
+        r.secret.write_text("s")
         policy = base / "policy.yaml"
-        policy.write_text(POLICY.format(watched=r.watched))
+        policy.write_text(POLICY.format(watched=r.watched, secret=r.secret))
         marker = str(r.watched / "marker")
 
         def started(mon: Any) -> None:
@@ -262,3 +277,17 @@ def test_extended_attributes_set_through_a_ring_name_the_file_and_the_attribute(
     assert ev["file"] == {"path": str(run.watched / "tagged2"), "xattr": "user.secpolicy2"}
     assert ev["source"]["probe"] == "tracepoint:io_uring:fsetxattr"
 
+
+
+def test_a_write_open_through_a_ring_names_the_file_it_opened(run: Run) -> None:
+    # through a symlinked directory into the watched tree
+    a = _one(run, "via-symlink")
+    assert a["rule_id"] == "watched-write"
+    assert a["event"]["file"]["path"] == str(run.watched / "vialink")
+    assert a["event"]["source"]["probe"] == "tracepoint:io_uring:openat"
+    # through hard links of the watched file: made outside, and under the watched tree
+    for case in ("via-hardlink", "via-watched-hardlink"):
+        b = _one(run, case)
+        assert b["rule_id"] == "secret-write", case
+        assert b["event"]["file"]["path"] == str(run.secret), case
+        assert "O_APPEND" in b["event"]["file"]["flags"], case

@@ -44,9 +44,10 @@ _OPENED = C["SP_OPENED_PATH"]  # a[3] of an open whose second string is the open
 # a[3] of a write-open tested on the file it opened (its path as given matched no prefix): the
 # first string is the opened file's path, the second the path as given
 _LINKED = C["SP_LINKED_PATH"]
-# a[3] of a write-open of a watched file under another name (a hard link): its second string is
-# the watched path
-_WATCHED = C["SP_WATCHED_PATH"]
+# a[3] of an open named by the file it opened, its second string: a write-open of a watched file
+# under another name (a hard link; the second string is the watched path), or a ring's write-open
+# that reached a watched file through a link
+_NAMED = C["SP_NAMED_OPENED"]
 # A string the kernel cut at its buffer (SP_PIECE_MAX bytes with the NUL): shown as such, never
 # normalised into a real-looking path.
 _PIECE = C["SP_PIECE_MAX"] - 1
@@ -443,9 +444,10 @@ def _b_file_open(d: Decoder, ev: Event, h: Header, p: Proc, strs: list[str]) -> 
     else:
         given = d.resolve(h, p, h.a0, _first(strs))
         opened = strs[1] if h.a3 & _OPENED and len(strs) > 1 and strs[1].startswith("/") else None
-        if h.a3 & _WATCHED and opened is not None and given not in d.watched:
-            # A watched file opened for writing by another name, which a prefix also matched:
-            # the watched file's path (an audit file watch matches the inode, whatever the name).
+        if h.a3 & _NAMED and opened is not None and given not in d.watched:
+            # A watched file opened for writing by another name: the watched file's path (an
+            # audit file watch matches the inode, whatever the name), or a ring's write-open
+            # through a link: the file it opened.
             path = opened
         else:
             path = _opened_or_given(given, opened, _first(strs), h)
