@@ -1,17 +1,34 @@
 """A LiveSource drained by a thread into a list that live tests wait on: the events of their
-own processes, files and markers; and a whole monitor run on a policy, until a marker's alert."""
+own processes, files and markers; a whole monitor run on a policy, until a marker's alert; and
+the Python child processes whose calls the tests look for."""
 
 from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Collector", "collecting", "monitor_until_marker", "only_alert"]
+__all__ = ["Collector", "collecting", "monitor_until_marker", "only_alert", "python_child"]
+
+
+def python_child(code: str, binds: tuple[tuple[Path, Path], ...] = ()) -> int:
+    """Run `code` in a new Python process; its pid. With `binds` (source, mount point), in a
+    private mount namespace where each source is bound on its mount point (the host's mounts
+    are left alone)."""
+    argv = [sys.executable, "-I", "-c", "import os\nprint(os.getpid(), flush=True)\n" + code]
+    if binds:
+        script = "mount --make-rprivate / && " + "".join(
+            f'mount --bind "${2 * i + 1}" "${2 * i + 2}" && ' for i in range(len(binds))) + f"shift {2 * len(binds)} && exec \"$@\""
+        argv = ["unshare", "--mount", "sh", "-c", script, "sh", *(str(x) for b in binds for x in b), *argv]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[0])
 
 
 def monitor_until_marker(policy: Path, work: Callable[[], None], marker: str, write_marker: Callable[[], None],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from live_events import monitor_until_marker, only_alert
+from live_events import python_child as child
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,19 +42,6 @@ rules:
     severity: low
     when: type == "write" and file.path startswith "{spool}/" and outcome.result == "success"
 """
-
-
-def child(code: str, binds: tuple[tuple[Path, Path], ...] = ()) -> int:
-    """Run `code` in a new Python process; its pid. With `binds` (source, mount point), in a
-    private mount namespace where each source is bound on its mount point."""
-    argv = [sys.executable, "-I", "-c", "import os\nprint(os.getpid(), flush=True)\n" + code]
-    if binds:
-        script = "mount --make-rprivate / && " + "".join(
-            f'mount --bind "${2 * i + 1}" "${2 * i + 2}" && ' for i in range(len(binds))) + f"shift {2 * len(binds)} && exec \"$@\""
-        argv = ["unshare", "--mount", "sh", "-c", script, "sh", *(str(x) for b in binds for x in b), *argv]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return int(proc.stdout.split()[0])
 
 
 def append(path: Path) -> str:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from live_events import monitor_until_marker, only_alert
+from live_events import monitor_until_marker, only_alert, python_child
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
@@ -111,10 +109,7 @@ def open_in_ring(op, dfd, path, flags, mode):
 
 def child(code: str) -> int:
     """Run RING and then `code` in a new Python process; its pid."""
-    argv = [sys.executable, "-I", "-c", "import os\nprint(os.getpid(), flush=True)\n" + RING + code]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return int(proc.stdout.split()[0])
+    return python_child(RING + code)
 
 
 class Run:

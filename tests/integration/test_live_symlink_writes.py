@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 from live_events import monitor_until_marker, only_alert
+from live_events import python_child as child
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
@@ -41,20 +40,6 @@ rules:
     severity: medium
     when: type in ["open", "write"] and outcome.result == "failure" and outcome.errno in [1, 13]
 """
-
-
-def child(code: str, binds: tuple[tuple[Path, Path], ...] = ()) -> int:
-    """Run `code` in a new Python process; its pid. With `binds` (source, mount point), in a
-    private mount namespace where each source is bound on its mount point (the host's mounts
-    are left alone)."""
-    argv = [sys.executable, "-I", "-c", "import os\nprint(os.getpid(), flush=True)\n" + code]
-    if binds:
-        script = "mount --make-rprivate / && " + "".join(
-            f'mount --bind "${2 * i + 1}" "${2 * i + 2}" && ' for i in range(len(binds))) + f"shift {2 * len(binds)} && exec \"$@\""
-        argv = ["unshare", "--mount", "sh", "-c", script, "sh", *(str(x) for b in binds for x in b), *argv]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return int(proc.stdout.split()[0])
 
 
 # A watched tree whose top-level directory is not the temporary directory's, where the links are
