@@ -436,7 +436,7 @@ class KernelProbes:
             if stat.S_ISREG(st.st_mode):
                 # super_block.s_dev as the kernel encodes it (MKDEV: major << 20 | minor)
                 want.setdefault(INODE_KEY.pack(st.st_ino, os.major(st.st_dev) << 20 | os.minor(st.st_dev), 0), path)
-        if want == self._inodes:
+        if want == self._inodes or self.obj is None:  # unchanged, or closed meanwhile
             return
         fd, size = self._map("watched_inodes")
         if size != INODE_PATH.size:

@@ -110,6 +110,7 @@ class LiveSource:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
+        self._inodes: threading.Thread | None = None
         self._reader_error: BaseException | None = None
         self._reader_done = False
         self._queue_dropped: dict[str, int] = {}
@@ -144,19 +145,26 @@ class LiveSource:
         self.kernel.arm()
         self._reader = threading.Thread(target=self._read_loop, name="secpolicy-ring", daemon=True)
         self._reader.start()
+        self._inodes = threading.Thread(target=self._inode_loop, name="secpolicy-inodes", daemon=True)
+        self._inodes.start()
+
+    def _inode_loop(self) -> None:
+        """Keep the kernel's watched inodes current (a watched file replaced by a rename gets
+        its new one), in a thread of its own: a stat that hangs (a dead network mount) never
+        holds up the ring buffer's reader. A failed update is counted and tried again."""
+        while not self._stop.wait(_INODE_REFRESH):
+            try:
+                self.kernel.refresh_watched_inodes()
+            except OSError:
+                self.decoder.internal["inode_refresh_errors"] = self.decoder.internal.get("inode_refresh_errors", 0) + 1
 
     # -- reading ----------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
         ring = self._ring
         assert ring is not None
-        refresh = self.kernel.refresh_watched_inodes
-        next_refresh = time.monotonic() + _INODE_REFRESH
         try:
             while True:
-                if time.monotonic() >= next_refresh:
-                    refresh()  # a watched file replaced since: its new inode
-                    next_refresh = time.monotonic() + _INODE_REFRESH
                 stopping = self._stop.is_set()
                 if stopping:
                     # Disarmed: a program that was sending as it happened finishes within
@@ -273,6 +281,8 @@ class LiveSource:
         self._stop.set()
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
+        if self._inodes is not None:
+            self._inodes.join(timeout=5)  # before the maps it updates are closed
         if self._ring is not None:
             self._ring.close()
             self._ring = None
