@@ -2426,8 +2426,8 @@ def _pam() -> Iterator[Variant]:
         {"5.3.3.4.1": F},
         replace(
             _CA,
-            "[success=1 default=ignore]\tpam_unix.so",
-            "[success=1 default=ignore]\tpam_unix.so nullok",
+            "[success=2 default=ignore]\tpam_unix.so",
+            "[success=2 default=ignore]\tpam_unix.so nullok",
         ),
     )
     yield _v("5.3.3.4.2/remember", {"5.3.3.4.2": F}, replace(_CP, unix_pw, unix_pw + " remember=5"))
@@ -2450,8 +2450,8 @@ def _pam() -> Iterator[Variant]:
         {},
         replace(
             _CA,
-            "auth\t[success=1 default=ignore]\tpam_unix.so",
-            "auth\t[success=2 default=ignore]\tpam_unix.so\nauth\t[success=1 default=ignore]\tpam_sss.so",
+            "auth\t[success=2 default=ignore]\tpam_unix.so",
+            "auth\t[success=3 default=ignore]\tpam_unix.so\nauth\t[success=2 default=ignore]\tpam_sss.so",
         ),
         kind="compliant",
     )

@@ -219,7 +219,7 @@ def test_world_writable_entries_are_the_ones_the_benchmarks_find_lists(bundle, b
 
 # --- 5.3.3.4.1: the tree's common-auth, run by libpam for an account with no password ------------
 _CA = "etc/pam.d/common-auth"
-_UNIX_AUTH = "auth\t[success=1 default=ignore]\tpam_unix.so"
+_UNIX_AUTH = "auth\t[success=2 default=ignore]\tpam_unix.so"
 _EMPTY = [append("etc/passwd", "empty:x:1500:1500::/nonexistent:/bin/bash\n"),
           append("etc/group", "empty:x:1500:\n"), append("etc/shadow", "empty::19000:0:99999:7:::\n")]
 _NULLOK_CASES = {

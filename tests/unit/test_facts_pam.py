@@ -24,7 +24,6 @@ def test_includes_expand_in_place(roots: dict[str, Path]) -> None:
         ("auth", "pam_unix.so"),
         ("auth", "pam_faillock.so"),
         ("auth", "pam_deny.so"),
-        ("auth", "pam_faillock.so"),
         ("auth", "pam_permit.so"),
     ]
     first = p.entries[0]
