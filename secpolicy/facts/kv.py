@@ -7,7 +7,7 @@ from __future__ import annotations
 import builtins
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from secpolicy.facts._common import (
     fgets_pieces,
     systemd_conf_files,
 )
-from secpolicy.facts.pam import PAM_ENTRY
+from secpolicy.facts.pam import PAM, PAM_ENTRY, PAM_RETURNS, PamEntry, dispatch
 from secpolicy.facts.shell import CannotTell, source
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUDITD_DEFAULTS",
+    "FAILLOCK",
     "FAILLOCK_DEFAULTS",
     "JOURNALD_DEFAULTS",
     "JOURNAL_UPLOAD",
@@ -769,7 +770,7 @@ def collect_faillock(ctx: FactContext, conf: str | None = None) -> KvConfig:
             f"{at(main, long_line.line)}: line longer than 1022 bytes: pam_faillock refuses the file and fails "
             "every authentication it takes part in (PAM_SERVICE_ERR)"
         ) from None
-    return KvConfig(
+    return FaillockConfig(
         "faillock",
         main,
         [] if text is None else [main],
@@ -786,6 +787,169 @@ def collect_faillock(ctx: FactContext, conf: str | None = None) -> KvConfig:
         refused=refused,
     )
 
+
+
+# --- pam_faillock at work: libpam running an auth stack for an ordinary account ------------------
+_SUCCESS, _AUTH_ERR, _IGNORE = (PAM_RETURNS.index(n) for n in ("success", "auth_err", "ignore"))
+# what a module this model does not know may return: for a wrong password it refuses or stays
+# out of it; for the right one it may also accept it
+_UNKNOWN_WRONG = (_AUTH_ERR, _IGNORE)
+_UNKNOWN_RIGHT = (_SUCCESS, _AUTH_ERR, _IGNORE)
+_MAX_UNKNOWN = 4
+
+
+@dataclass
+class _FaillockLine:
+    action: str
+    deny: int
+    fail_interval: int
+    unlock_time: int
+    dir: str
+
+
+class _Lockout:
+    """libpam's dispatch over an auth stack (pam.dispatch), for a local account that is neither
+    root nor in an admin_group: pam_unix accepts the right password and refuses a wrong one,
+    pam_deny refuses, pam_permit accepts, pam_faillock counts, checks and resets as pam_faillock
+    1.5.2 does, and any other module returns what `unknown` says for it."""
+
+    def __init__(self, lines: Sequence[PamEntry], faillock: dict[int, _FaillockLine]) -> None:
+        self.lines = lines
+        self.faillock = faillock
+        self.tally: dict[str, list[int]] = {}  # tally dir -> times of the valid failures
+
+    def _check(self, fl: _FaillockLine, now: int) -> tuple[bool, bool]:
+        """check_tally: (locked, lock expired)."""
+        times = self.tally.get(fl.dir, [])
+        latest = max(times, default=0)
+        failures = sum(1 for t in times if latest - t < fl.fail_interval)
+        if fl.deny and failures >= fl.deny:
+            if fl.unlock_time and latest + fl.unlock_time < now:
+                return False, True
+            return True, False
+        return False, False
+
+    def _faillock(self, fl: _FaillockLine, now: int) -> int:
+        locked, expired = self._check(fl, now)
+        if locked:
+            return _AUTH_ERR
+        if fl.action == "authsucc":
+            self.tally[fl.dir] = []
+            return _SUCCESS
+        if fl.action == "authfail":
+            kept = [] if expired else [t for t in self.tally.get(fl.dir, []) if now - t < fl.fail_interval]
+            self.tally[fl.dir] = kept + [now]
+            return _IGNORE
+        return _SUCCESS
+
+    def attempt(self, right: bool, now: int, unknown: Mapping[str, int]) -> bool:
+        """One pam_authenticate(): whether it succeeds."""
+
+        def result(i: int, e: PamEntry) -> int:
+            fl = self.faillock.get(i)
+            if fl is not None:
+                return self._faillock(fl, now)
+            if e.module == "pam_unix.so":
+                return _SUCCESS if right else _AUTH_ERR
+            if e.module == "pam_deny.so":
+                return _AUTH_ERR
+            if e.module == "pam_permit.so":
+                return _SUCCESS
+            return unknown[e.module]
+
+        return dispatch(self.lines, result)
+
+
+_LOCK_START = 1_000_000  # the time of the failures; any time will do
+
+
+def faillock_lockout(cfg: KvConfig, stack: Any, attempts: int, seconds: int) -> tuple[bool, str]:
+    """Whether libpam running this auth stack refuses an ordinary account's right password
+    `seconds` after `attempts` wrong ones (0: a year after), for every return of the modules it
+    does not model; and why not."""
+    entries = stack.lines_of("auth")
+    lines: dict[int, _FaillockLine] = {}
+    for i, e in enumerate(entries):
+        if e.module != "pam_faillock.so" or e.must_fail or e.substack:
+            continue
+        opts = cfg.with_args(e)
+        action = next((a for a in reversed(e.args) if a in ("preauth", "authfail", "authsucc")), "preauth")
+        lines[i] = _FaillockLine(
+            action,
+            opts.int("deny") or 0,
+            opts.int("fail_interval") or 0,
+            opts.int("unlock_time") or 0,
+            opts.option("dir") or FAILLOCK_DEFAULTS["dir"],
+        )
+    unknown = sorted({e.module for i, e in enumerate(entries) if i not in lines and not e.must_fail
+                      and not e.substack and e.module not in ("pam_unix.so", "pam_deny.so", "pam_permit.so")})
+    if len(unknown) > _MAX_UNKNOWN:
+        raise EvaluationError(
+            f"{stack.describe()}: {len(unknown)} auth modules whose answers decide the lockout ({', '.join(unknown)}); "
+            "cannot tell whether pam_faillock locks"
+        )
+    later = _LOCK_START + (seconds if seconds > 0 else 366 * 86400)
+    for wrong in _choices(unknown, _UNKNOWN_WRONG):
+        for right in _choices(unknown, _UNKNOWN_RIGHT):
+            run = _Lockout(entries, lines)
+            for _ in range(attempts):
+                if run.attempt(False, _LOCK_START, wrong):
+                    return False, f"{stack.describe()}: a wrong password gets in{_given(wrong)}"
+            if run.attempt(True, later, right):
+                after = f"{seconds} s" if seconds > 0 else "a year"
+                return False, (
+                    f"{stack.describe()}: after {attempts} wrong passwords the right one gets in {after} later "
+                    f"(pam_faillock lines: {', '.join(f'{entries[i].file}:{entries[i].lineno}' for i in lines)})"
+                    f"{_given({**wrong, **right})}"
+                )
+    return True, f"{stack.describe()}: locked after {attempts} wrong passwords"
+
+
+def _choices(names: list[str], values: tuple[int, ...]) -> Iterator[dict[str, int]]:
+    if not names:
+        yield {}
+        return
+    for rest in _choices(names[1:], values):
+        for v in values:
+            yield {names[0]: v, **rest}
+
+
+def _given(unknown: Mapping[str, int]) -> str:
+    if not unknown:
+        return ""
+    return " when " + ", ".join(f"{m} returns {PAM_RETURNS[r]}" for m, r in unknown.items())
+
+
+class FaillockConfig(KvConfig):
+    """faillock.conf, and what pam_faillock does with it in an auth stack (`locks`)."""
+
+    def locks(self, stack: Any, attempts: int, seconds: int) -> builtins.bool:
+        return faillock_lockout(self, stack, attempts, seconds)[0]
+
+    def where(self, name: str, *args: Any) -> str | None:
+        if name == "locks" and len(args) == 3:
+            return faillock_lockout(self, *args)[1]
+        return super().where(name, *args)
+
+
+FAILLOCK = ObjectType(
+    "faillock",
+    dict(KV.fields),
+    {
+        **KV.methods,
+        "locks": Method(
+            (PAM, INT, INT),
+            BOOL,
+            "whether libpam, running the stack's auth lines for a local account that is not root,"
+            " refuses the right password `seconds` after `attempts` wrong ones (0: a year later):"
+            " pam_unix checks the password, pam_deny refuses, pam_permit accepts, each pam_faillock"
+            " line counts, checks or resets with its own settings (`with_args`), and every other"
+            " module may refuse or ignore a wrong password and accept, refuse or ignore the right one",
+        ),
+    },
+    doc="/etc/security/faillock.conf as pam_faillock reads it, and what its lines do in a stack",
+    field_docs=KV.field_docs,
+)
 
 # --- auditd.conf: auditd's own parser --------------------------------------------------------------
 _AUDITD_YES_NO = {
@@ -1320,7 +1484,7 @@ def register(reg: FactRegistry) -> None:
     reg.register(
         "faillock",
         collect_faillock,
-        returns=KV,
+        returns=FAILLOCK,
         doc="/etc/security/faillock.conf (bare flags read true; pam_faillock 1.5.2 defaults)",
     )
     reg.register(

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from secpolicy.dsl.types import BOOL, INT, STR, ListType, Method, ObjectType
@@ -17,7 +18,7 @@ from secpolicy.facts._common import ascii_lower, at
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["PAM", "PAM_ENTRY", "PamEntry", "PamStack", "parse_pam", "register"]
+__all__ = ["PAM", "PAM_ENTRY", "PAM_RETURNS", "PamEntry", "PamStack", "dispatch", "parse_pam", "register"]
 
 PAM_ENTRY = ObjectType(
     "pam_entry",
@@ -88,6 +89,15 @@ PAM = ObjectType(
         "entries_of": Method(
             (STR,), ListType(PAM_ENTRY), "the entries of one type, in stack order"
         ),
+        "cannot_succeed_without": Method(
+            (STR, ListType(STR)),
+            BOOL,
+            "whether every run of the stack of a type (auth, account, session) that succeeds"
+            " passes through a line of one of these modules and takes its failure into account:"
+            " libpam's dispatch (controls, jumps, include, substack, reset), each such line"
+            " failing, other modules returning whatever they may (pam_permit succeeds, pam_deny"
+            " fails), never ends in success; a control libpam cannot parse is an error",
+        ),
     },
     doc="the PAM configuration of one service as libpam reads it: etc/pam.d/<service>, else"
     " usr/lib/pam.d/<service>, else the `other` file (exists: false), includes expanded",
@@ -115,6 +125,12 @@ class PamEntry:
     lineno: int
     optional_module: bool = False
     must_fail: bool = False
+    # what libpam's control word is (brackets dropped, case kept), how many substacks deep the
+    # line runs, and whether this is the step a `substack` line makes (not a module: it is
+    # left out of `entries`, but a jump counts it, with its substack, as one step)
+    raw_control: str = "default=bad"
+    level: int = 0
+    substack: bool = False
 
     def describe(self) -> str:
         return f"{self.type} {self.control} {self.module}"
@@ -305,8 +321,14 @@ def _cut_error(cut: _Cut, only_type: str | None = None) -> EvaluationError:
     return EvaluationError(f"{head}; it is @included, and {_LEFTOVER.format(only_type)}")
 
 
-def _failing(kind: str, control: str, line: str, path: str, n: int) -> PamEntry:
-    return PamEntry(kind, control, "", (), line, path, n, must_fail=True)
+def _failing(
+    kind: str, control: str, line: str, path: str, n: int, raw: str = "default=bad"
+) -> PamEntry:
+    return PamEntry(kind, control, "", (), line, path, n, must_fail=True, raw_control=raw)
+
+
+def _deeper(entries: list[PamEntry]) -> list[PamEntry]:
+    return [replace(e, level=e.level + 1) for e in entries]
 
 
 class _Reader:
@@ -387,23 +409,32 @@ class _Reader:
         if len(words) < 2:
             return [_failing(kind, "[default=bad]", line, path, n)]
         control, bracketed = words[1]
-        if not bracketed and ascii_lower(control) in ("include", "substack"):
+        # libpam drops the brackets before comparing the word: `[include]` is `include`
+        if ascii_lower(control) in ("include", "substack"):
             if len(words) < 3:
                 raise _crash(path, n, line)
+            # a substack is a step of its own (libpam's PAM_HT_SUBSTACK handler), its lines one
+            # level deeper; an include's lines take the line's place
+            head, deeper = (
+                ([PamEntry(kind, "substack", "", (), line, path, n, substack=True)], _deeper)
+                if ascii_lower(control) == "substack"
+                else ([], list)
+            )
             try:
                 got = self.read(words[2][0], kind, depth + 1, seen)
             except _Cut as c:
                 # libpam keeps what it read of the file and, as for one it cannot open, puts a
                 # failing step after it (pamtester: the lines before the cut line still run)
-                return c.entries + [_failing(kind, "[default=bad]", line, path, n)]
+                return head + deeper(c.entries) + [_failing(kind, "[default=bad]", line, path, n)]
             if got is None:
                 # libpam 1.5.2 puts a PAM_HT_MUST_FAIL handler in its place, every return
                 # value mapped to `bad`: the stack goes on and ends in failure
-                return [_failing(kind, "[default=bad]", line, path, n)]
-            return got
+                return head + [_failing(kind, "[default=bad]", line, path, n)]
+            return head + deeper(got)
+        raw = control
         control = f"[{control}]" if bracketed else ascii_lower(control)
         if unknown or len(words) < 3:
-            return [_failing(kind, control, line, path, n)]
+            return [_failing(kind, control, line, path, n, raw)]
         return [
             PamEntry(
                 kind,
@@ -414,6 +445,7 @@ class _Reader:
                 path,
                 n,
                 optional,
+                raw_control=raw,
             )
         ]
 
@@ -433,12 +465,214 @@ class _Reader:
         return None
 
 
+# libpam 1.5.2's return codes, in the order of its pam_tokens.h (their values), then `default`
+_RETURNS = (
+    "success", "open_err", "symbol_err", "service_err", "system_err", "buf_err", "perm_denied",
+    "auth_err", "cred_insufficient", "authinfo_unavail", "user_unknown", "maxtries",
+    "new_authtok_reqd", "acct_expired", "session_err", "cred_unavail", "cred_expired", "cred_err",
+    "no_module_data", "conv_err", "authtok_err", "authtok_recover_err", "authtok_lock_busy",
+    "authtok_disable_aging", "try_again", "ignore", "abort", "authtok_expired", "module_unknown",
+    "bad_item", "conv_again", "incomplete", "default",
+)  # fmt: skip
+_SUCCESS, _PERM_DENIED, _AUTH_ERR, _NEW_AUTHTOK_REQD, _IGNORE, _INCOMPLETE = 0, 6, 7, 12, 25, 31
+PAM_RETURNS = _RETURNS[:-1]  # a return code's name is its index here
+# actions, as libpam numbers them; a positive number is a jump over that many steps
+_ACTIONS = ("ignore", "ok", "done", "bad", "die", "reset")
+_A_IGNORE, _A_OK, _A_DONE, _A_BAD, _A_DIE, _A_RESET = 0, -1, -2, -3, -4, -5
+_C_SPACE = " \t\n\v\f\r"  # C isspace()
+_DIGITS = re.compile(r"[0-9]+")
+_KEYWORDS = {  # (success and new_authtok_reqd, ignore, the rest)
+    "required": (_A_OK, _A_IGNORE, _A_BAD),
+    "requisite": (_A_OK, _A_IGNORE, _A_DIE),
+    "optional": (_A_OK, _A_IGNORE, _A_IGNORE),
+    "sufficient": (_A_DONE, _A_IGNORE, _A_IGNORE),
+}
+_SUBSTACK_MAX_LEVEL = 16
+# what a module's function returns in libpam's dispatch (PAM_INCOMPLETE, which suspends the
+# stack, is left out): pam_permit succeeds (sshd has set the user), pam_deny fails with its
+# one code, a line libpam makes no module of fails with PAM_PERM_DENIED, any other module may
+# return anything
+_ANY = tuple(range(_INCOMPLETE))
+_FAILS = tuple(r for r in _ANY if r not in (_SUCCESS, _IGNORE))
+_DENY = {"auth": _AUTH_ERR, "account": _AUTH_ERR, "session": 14}  # pam_deny.c
+_UNDEF, _POSITIVE, _NEGATIVE = 0, 1, -1
+
+
+def _parse_control(tok: str) -> list[int] | None:
+    """The action of each return code for a `[...]` control, as libpam 1.5.2's
+    _pam_parse_control() reads it (names compared as prefixes, case kept, `default=` filling
+    the codes not set yet, the rest `bad`); None where it refuses the text (it then makes
+    every code `bad` and logs "pam_parse")."""
+    acts: list[int | None] = [None] * (_INCOMPLETE + 1)
+    i, n = 0, len(tok)
+    while i < n:
+        while i < n and tok[i] in _C_SPACE:
+            i += 1
+        if i >= n:
+            break
+        ret = next((r for r, name in enumerate(_RETURNS) if tok.startswith(name, i)), None)
+        if ret is None:
+            return None
+        i += len(_RETURNS[ret])
+        while i < n and tok[i] in _C_SPACE:
+            i += 1
+        if i >= n or tok[i] != "=":
+            return None
+        i += 1
+        while i < n and tok[i] in _C_SPACE:
+            i += 1
+        word = next((w for w in _ACTIONS if tok.startswith(w, i)), None)
+        if word is not None:
+            act = -_ACTIONS.index(word)
+            i += len(word)
+        else:
+            m = _DIGITS.match(tok, i)
+            if m is None or int(m.group(0)) == 0 or int(m.group(0)) > 2**31 - 1:
+                return None  # no number, a jump of 0 (or one a C int does not hold)
+            act, i = int(m.group(0)), m.end()
+        if ret == len(_RETURNS) - 1:
+            acts = [act if a is None else a for a in acts]
+        else:
+            acts[ret] = act
+    return [_A_BAD if a is None else a for a in acts]
+
+
+def _actions(e: PamEntry) -> list[int]:
+    """What libpam does on each return code of the line `e`."""
+    keyword = _KEYWORDS.get(ascii_lower(e.raw_control))
+    if keyword is not None:
+        ok, ignore, rest = keyword
+        acts = [rest] * (_INCOMPLETE + 1)
+        acts[_SUCCESS] = acts[_NEW_AUTHTOK_REQD] = ok
+        acts[_IGNORE] = ignore
+        return acts
+    acts_or_none = _parse_control(e.raw_control)
+    if acts_or_none is None:
+        raise EvaluationError(
+            f"{e.file}:{e.lineno}: `{e.line}`: libpam 1.5.2 cannot parse the control"
+            f' {e.raw_control!r} (it logs "pam_parse" and makes every result of the line `bad`)'
+        )
+    return acts_or_none
+
+
+@dataclass(frozen=True)
+class _Step:
+    level: int
+    substack: bool  # the step a `substack` line makes: skipped when run, counted by jumps
+    # (action, returned PAM_SUCCESS) for each code the module may return
+    outcomes: tuple[tuple[int, bool], ...]
+
+
+def _past(levels: Sequence[int], i: int, level: int, count: int | None) -> tuple[int, int]:
+    """The step after skipping `count` steps from step i (a jump; a deeper substack is one
+    step) or, with None, the rest of this level (a decision); and how many steps were missing."""
+    left = count if count is not None else -1
+    while i + 1 < len(levels) and levels[i + 1] >= level and left != 0:
+        i += 1
+        while i + 1 < len(levels) and levels[i + 1] > level:
+            i += 1
+        left -= 1
+    return i + 1, max(left, 0)
+
+
+# A run's state: its impression, whether its status is PAM_SUCCESS, and the (impression, status)
+# saved on entering each substack level, which `reset` goes back to.
+_Saved = tuple[tuple[int, bool], ...]
+
+
+def _next(levels: Sequence[int], i: int, level: int, imp: int, ok: bool, saved: _Saved,
+          action: int, success: bool) -> tuple[int, int, bool]:
+    """libpam 1.5.2's _pam_dispatch_aux() on step i's action: the next step, impression and
+    status."""
+    to = i + 1
+    if action == _A_RESET:
+        imp, ok = saved[level]
+    elif action in (_A_OK, _A_DONE):
+        if imp == _UNDEF or (imp == _POSITIVE and ok):
+            imp, ok = _POSITIVE, success
+        if imp == _POSITIVE and action == _A_DONE:
+            to = _past(levels, i, level, None)[0]
+    elif action in (_A_BAD, _A_DIE):
+        if imp != _NEGATIVE:
+            imp, ok = _NEGATIVE, success  # PAM_IGNORE is made PAM_PERM_DENIED
+        if action == _A_DIE:
+            to = _past(levels, i, level, None)[0]
+    elif action > 0:
+        to, missing = _past(levels, i, level, action)
+        if missing:  # "bad jump in stack"
+            imp, ok = _NEGATIVE, False
+    return to, imp, ok
+
+
+def _entered(levels: Sequence[int], i: int, imp: int, ok: bool, saved: _Saved) -> _Saved:
+    """The saved states on reaching step i: entering a substack (from its own step) saves the
+    run's state for its level."""
+    if i and levels[i] > levels[i - 1]:
+        return saved[: levels[i]] + ((imp, ok),)
+    return saved
+
+
+def _cannot_succeed(steps: list[_Step]) -> bool:
+    """Whether no run of libpam 1.5.2's _pam_dispatch_aux() (no frozen chain: pam_authenticate,
+    pam_acct_mgmt, pam_open_session) over these steps ends in PAM_SUCCESS."""
+    levels = [s.level for s in steps]
+    State = tuple[int, int, bool, _Saved]
+    start: State = (0, _UNDEF, False, ((_UNDEF, False),))
+    todo, seen = [start], {start}
+    while todo:
+        i, imp, ok, saved = todo.pop()
+        if i == len(steps):
+            if imp == _POSITIVE and ok:
+                return False
+            continue
+        step = steps[i]
+        saved = _entered(levels, i, imp, ok, saved)
+        nexts: list[State] = []
+        if step.substack:
+            nexts.append((i + 1, imp, ok, saved))
+        for action, success in step.outcomes:
+            nexts.append((*_next(levels, i, step.level, imp, ok, saved, action, success), saved))
+        for state in nexts:
+            if state not in seen:
+                seen.add(state)
+                todo.append(state)
+    return True
+
+
+def dispatch(lines: Sequence[PamEntry], result: Callable[[int, PamEntry], int]) -> bool:
+    """One run of libpam 1.5.2's _pam_dispatch_aux() over `lines` (PamStack.lines_of), each
+    module line returning `result(index, line)`, a PAM return code (PAM_RETURNS), called as the
+    run reaches the line; whether it ends in PAM_SUCCESS. A line libpam makes no module of
+    returns PAM_PERM_DENIED; a control libpam cannot parse is an EvaluationError."""
+    levels = [e.level for e in lines]
+    saved: _Saved = ((_UNDEF, False),)
+    i, imp, ok = 0, _UNDEF, False
+    while i < len(lines):
+        e = lines[i]
+        saved = _entered(levels, i, imp, ok, saved)
+        if e.substack:
+            i += 1
+            continue
+        ret = _PERM_DENIED if e.must_fail else result(i, e)
+        i, imp, ok = _next(levels, i, e.level, imp, ok, saved, _actions(e)[ret], ret == _SUCCESS)
+    return imp == _POSITIVE and ok
+
+
 class PamStack:
-    def __init__(self, service: str, path: str, entries: list[PamEntry], exists: bool) -> None:
+    def __init__(
+        self,
+        service: str,
+        path: str,
+        entries: list[PamEntry],
+        exists: bool,
+        other: list[PamEntry] | None = None,
+    ) -> None:
         self.service = service
         self._path = path  # the file read: the service's own, or `other` in its place
         self.exists = exists
-        self.entries = tuple(entries)
+        self._steps = tuple(entries)  # with the steps `substack` lines make
+        self._other = tuple(other or ())  # `other`'s, run for a type the service has none of
+        self.entries = tuple(e for e in entries if not e.substack)
         self.modules = tuple(dict.fromkeys(e.module for e in self.entries if not e.must_fail))
 
     def describe(self) -> str:
@@ -465,12 +699,62 @@ class PamStack:
     def entries_of(self, kind: str) -> tuple[PamEntry, ...]:
         return tuple(e for e in self.entries if e.type == kind.lower())
 
+    def lines_of(self, kind: str) -> tuple[PamEntry, ...]:
+        """The lines libpam runs for a type: the service's (with the steps its `substack` lines
+        make, and each line's substack level), else `other`'s."""
+        kind = kind.lower()
+        return tuple(e for e in self._steps if e.type == kind) or tuple(
+            e for e in self._other if e.type == kind
+        )
+
+    def cannot_succeed_without(self, kind: str, modules: list[str]) -> bool:
+        """Whether every run of the stack of type `kind` that succeeds passes through a line of
+        one of `modules` and takes its result into account: libpam's dispatch, run with each
+        such line failing (any code but success and PAM_IGNORE), every other module returning
+        what it may, never ends in success."""
+        kind = kind.lower()
+        if kind not in _DENY:
+            raise EvaluationError(
+                f"{self.describe()}.cannot_succeed_without({kind!r}): libpam runs a stack of"
+                " auth, account or session lines once; a password stack runs twice, not modelled"
+            )
+        keys = {_module_key(m) for m in modules}
+        steps = []
+        for e in self.lines_of(kind):
+            if e.level >= _SUBSTACK_MAX_LEVEL:
+                raise EvaluationError(
+                    f"{e.file}:{e.lineno}: substacks {e.level} deep: libpam 1.5.2 refuses more"
+                    f" than {_SUBSTACK_MAX_LEVEL - 1}"
+                )
+            if e.substack:
+                steps.append(_Step(e.level, True, ()))
+                continue
+            acts = _actions(e)
+            key = _module_key(e.module)
+            codes: tuple[int, ...]
+            if e.must_fail:
+                codes = (_PERM_DENIED,)
+            elif key in keys:
+                codes = _FAILS
+            elif key == "pam_permit":
+                codes = (_SUCCESS,)
+            elif key == "pam_deny":
+                codes = (_DENY[kind],)
+            else:
+                codes = _ANY
+            outcomes = {(acts[r], r == _SUCCESS) for r in codes}
+            steps.append(_Step(e.level, False, tuple(sorted(outcomes))))
+        return _cannot_succeed(steps)
+
     def where(self, name: str, *args: Any) -> str | None:
         hit = None
         if name in ("has_module", "module") and args:
             hit = self._find(str(args[0]))
         elif name == "entry" and len(args) == 2:
             hit = self._find(str(args[1]), str(args[0]).lower())
+        elif name == "cannot_succeed_without" and len(args) == 2:
+            mods = args[1] if isinstance(args[1], (list, tuple)) else ()
+            hit = next((e for m in mods if (e := self._find(str(m), str(args[0]).lower()))), None)
         if hit is not None:
             return at(hit.file, hit.lineno)
         if self.exists:
@@ -506,14 +790,15 @@ def parse_pam(ctx: FactContext, service: str) -> PamStack:
             # That is read, not unreadable: an empty stack (exists false), as for an image
             # without PAM configuration, whose controls are simply not there.
             return PamStack(service, os.path.join(PAM_DIR, service), [], exists=False)
-        return PamStack(service, other[0], other[1], exists=False)
+        return PamStack(service, other[0], other[1], exists=False, other=other[1])
     if service == "other" and other is not None:
         # libpam reads the file as the service's and again as the default, both into the
         # default stack: every line runs twice (pamtester over pam_echo lines)
         return PamStack(service, own[0], own[1] + other[1], exists=True)
     # libpam runs `other`'s lines of a type the service's file has none of; that is left out
-    # here, since policies read include files such as common-auth through pam() as files
-    return PamStack(service, own[0], own[1], exists=True)
+    # of `entries`, since policies read include files such as common-auth through pam() as
+    # files, but cannot_succeed_without() runs them
+    return PamStack(service, own[0], own[1], exists=True, other=other[1] if other else None)
 
 
 def register(reg: FactRegistry) -> None:
