@@ -166,8 +166,8 @@
  * struct sp_link_cfg as stems: at most this many, by their first 8 bytes. */
 #define SP_HEAD_STEMS 8
 /* Watched files by inode (struct sp_inode_key -> struct sp_inode_path): at most this many. A
- * write-open that reaches one of them under another name (a hard link, a bind mount of the file)
- * is named by the watched path, as an audit file watch (which matches the inode) records it. */
+ * write-open that reaches one of them under another name (a hard link) is named by the watched
+ * path, as an audit file watch (which matches the inode) records it. */
 #define SP_WATCHED_INODES 64
 
 #ifndef SP_USER_SPACE
