@@ -93,8 +93,8 @@ if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# Parsers the conformance tests ask (sudo's cvtsudoers, libpwquality, kmod's modprobe and
-# depmod, chronyd -p, ufw-init, systemd-journal-upload, nft, postfix's postconf,
+# Parsers the conformance tests ask (sudo's cvtsudoers, libpwquality and pam_pwquality, kmod's
+# modprobe and depmod, chronyd -p, ufw-init, systemd-journal-upload, nft, postfix's postconf,
 # systemd-coredump, dconf's compile and read) and the AIDE configuration Debian ships
 # (aide-common), unpacked from their Debian packages into the virtual environment rather than
 # installed: sudo, kmod, chrony, aide-common, systemd-journal-remote, nftables, an MTA,
@@ -118,7 +118,7 @@ unpack_debs() {
   fi
   rm -rf "$tmp"
 }
-[ $with_test_tools = 1 ] && unpack_debs sudo libpwquality1 libcrack2 kmod chrony ufw aide-common systemd-journal-remote nftables libnftables1 libnftnl11 libjansson4 postfix systemd-coredump dconf-cli
+[ $with_test_tools = 1 ] && unpack_debs sudo libpwquality1 libpam-pwquality libcrack2 kmod chrony ufw aide-common systemd-journal-remote nftables libnftables1 libnftnl11 libjansson4 postfix systemd-coredump dconf-cli
 
 # bcc comes from Debian (the PyPI package named bcc is unrelated): expose only its module.
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -98,6 +98,17 @@ PAM = ObjectType(
             " failing, other modules returning whatever they may (pam_permit succeeds, pam_deny"
             " fails), never ends in success; a control libpam cannot parse is an error",
         ),
+        "cannot_store_password_without": Method(
+            (ListType(STR),),
+            BOOL,
+            "whether no password change through the stack's password lines can store a new"
+            " password that a line of one of these modules rejects: libpam runs the stack twice"
+            " (PAM_PRELIM_CHECK, then PAM_UPDATE_AUTHTOK, each a dispatch of its own), and in the"
+            " second run, each such line failing and dropping the password, no module that may"
+            " store one is reached with a password to store (pam_unix with use_authtok after the"
+            " rejection has none; any module but pam_unix, pam_permit, pam_deny and these may"
+            " store one); a control libpam cannot parse is an error",
+        ),
     },
     doc="the PAM configuration of one service as libpam reads it: etc/pam.d/<service>, else"
     " usr/lib/pam.d/<service>, else the `other` file (exists: false), includes expanded",
@@ -475,6 +486,9 @@ _RETURNS = (
     "bad_item", "conv_again", "incomplete", "default",
 )  # fmt: skip
 _SUCCESS, _PERM_DENIED, _AUTH_ERR, _NEW_AUTHTOK_REQD, _IGNORE, _INCOMPLETE = 0, 6, 7, 12, 25, 31
+_AUTHTOK_ERR = 20  # pam_deny's and pam_get_authtok()'s answer to a password change
+# pam_pwquality rejecting a password: PAM_AUTHTOK_ERR, PAM_MAXTRIES after retry= (above 1) tries
+_REJECTS = (_AUTHTOK_ERR, 11)
 PAM_RETURNS = _RETURNS[:-1]  # a return code's name is its index here
 # actions, as libpam numbers them; a positive number is a jump over that many steps
 _ACTIONS = ("ignore", "ok", "done", "bad", "die", "reset")
@@ -639,6 +653,80 @@ def _cannot_succeed(steps: list[_Step]) -> bool:
     return True
 
 
+def _steps(lines: Sequence[PamEntry], keys: set[str], theirs: tuple[int, ...], deny: int) -> list[_Step]:
+    """The steps of `lines` for _cannot_succeed: a line of one of the `keys` modules returns one
+    of `theirs`, pam_permit succeeds, pam_deny returns `deny`, a `must_fail` step
+    PAM_PERM_DENIED, and any other module any code (PAM_INCOMPLETE aside)."""
+    steps = []
+    for e in lines:
+        if e.level >= _SUBSTACK_MAX_LEVEL:
+            raise EvaluationError(
+                f"{e.file}:{e.lineno}: substacks {e.level} deep: libpam 1.5.2 refuses more"
+                f" than {_SUBSTACK_MAX_LEVEL - 1}"
+            )
+        if e.substack:
+            steps.append(_Step(e.level, True, ()))
+            continue
+        key = _module_key(e.module)
+        codes: tuple[int, ...]
+        if e.must_fail:
+            codes = (_PERM_DENIED,)
+        elif key in keys:
+            codes = theirs
+        elif key == "pam_permit":
+            codes = (_SUCCESS,)
+        elif key == "pam_deny":
+            codes = (deny,)
+        else:
+            codes = _ANY
+        acts = _actions(e)
+        steps.append(_Step(e.level, False, tuple(sorted({(acts[r], r == _SUCCESS) for r in codes}))))
+    return steps
+
+
+def _may_store(lines: Sequence[PamEntry], checkers: set[str]) -> bool:
+    """Whether a PAM_UPDATE_AUTHTOK run of libpam 1.5.2's dispatch over password `lines` may
+    reach a module that stores a password while holding (or asking for) one, each line of a
+    `checkers` module failing and dropping the password (see cannot_store_password_without)."""
+    levels = [e.level for e in lines]
+    State = tuple[int, int, bool, _Saved, bool]  # ..., whether a password is held
+    start: State = (0, _UNDEF, False, ((_UNDEF, False),), False)
+    todo, seen = [start], {start}
+    while todo:
+        i, imp, ok, saved, held = todo.pop()
+        if i == len(lines):
+            continue
+        e = lines[i]
+        saved = _entered(levels, i, imp, ok, saved)
+        nexts: list[State] = []
+        if e.substack:
+            nexts.append((i + 1, imp, ok, saved, held))
+        else:
+            key = _module_key(e.module)
+            codes: tuple[int, ...]
+            after = held
+            if e.must_fail:
+                codes = (_PERM_DENIED,)
+            elif key in checkers:
+                codes, after = _REJECTS, False
+            elif key == "pam_permit":
+                codes = (_SUCCESS,)
+            elif key == "pam_deny":
+                codes = (_AUTHTOK_ERR,)
+            elif key == "pam_unix" and not held and e.arg("use_authtok") is not None:
+                codes = (_AUTHTOK_ERR,)  # pam_get_authtok(): use_authtok and no password
+            else:
+                return True  # pam_unix stores what it holds or asks for; others may
+            acts = _actions(e)
+            for action, success in sorted({(acts[r], r == _SUCCESS) for r in codes}):
+                nexts.append((*_next(levels, i, e.level, imp, ok, saved, action, success), saved, after))
+        for state in nexts:
+            if state not in seen:
+                seen.add(state)
+                todo.append(state)
+    return False
+
+
 def dispatch(lines: Sequence[PamEntry], result: Callable[[int, PamEntry], int]) -> bool:
     """One run of libpam 1.5.2's _pam_dispatch_aux() over `lines` (PamStack.lines_of), each
     module line returning `result(index, line)`, a PAM return code (PAM_RETURNS), called as the
@@ -716,35 +804,34 @@ class PamStack:
         if kind not in _DENY:
             raise EvaluationError(
                 f"{self.describe()}.cannot_succeed_without({kind!r}): libpam runs a stack of"
-                " auth, account or session lines once; a password stack runs twice, not modelled"
+                " auth, account or session lines once; a password stack runs twice (see"
+                " cannot_store_password_without)"
             )
         keys = {_module_key(m) for m in modules}
-        steps = []
-        for e in self.lines_of(kind):
-            if e.level >= _SUBSTACK_MAX_LEVEL:
-                raise EvaluationError(
-                    f"{e.file}:{e.lineno}: substacks {e.level} deep: libpam 1.5.2 refuses more"
-                    f" than {_SUBSTACK_MAX_LEVEL - 1}"
-                )
-            if e.substack:
-                steps.append(_Step(e.level, True, ()))
-                continue
-            acts = _actions(e)
-            key = _module_key(e.module)
-            codes: tuple[int, ...]
-            if e.must_fail:
-                codes = (_PERM_DENIED,)
-            elif key in keys:
-                codes = _FAILS
-            elif key == "pam_permit":
-                codes = (_SUCCESS,)
-            elif key == "pam_deny":
-                codes = (_DENY[kind],)
-            else:
-                codes = _ANY
-            outcomes = {(acts[r], r == _SUCCESS) for r in codes}
-            steps.append(_Step(e.level, False, tuple(sorted(outcomes))))
-        return _cannot_succeed(steps)
+        return _cannot_succeed(_steps(self.lines_of(kind), keys, _FAILS, _DENY[kind]))
+
+    def cannot_store_password_without(self, modules: list[str]) -> bool:
+        """Whether no password change (pam_chauthtok) through this stack can store a new
+        password that a line of one of `modules` rejects.
+
+        libpam 1.5.2 dispatches the password lines twice, each run a dispatch of its own
+        (_pam_dispatch() asks _pam_dispatch_aux() to freeze the chain in both; pamtester: a
+        `[success=1 default=ignore]` checker over pam_deny stops a rejected password in the
+        second run although the checker succeeded in the first): first with PAM_PRELIM_CHECK,
+        where nothing is stored and the checkers succeed (pam_pwquality does), and, only when
+        that run succeeds, with PAM_UPDATE_AUTHTOK. Modules store the password while the second
+        run goes on, whatever it ends in, so the question is which lines that run reaches: with
+        each checker line failing and dropping the password (pam_pwquality unsets PAM_AUTHTOK),
+        no line of a module that may store one is reached holding one. pam_unix stores the
+        password it holds or asks for, except that with `use_authtok` and none held it fails
+        with PAM_AUTHTOK_ERR; pam_permit and pam_deny store nothing; any other module may store
+        one (and may ask for one)."""
+        keys = {_module_key(m) for m in modules}
+        lines = self.lines_of("password")
+        # the first run: the checkers succeed there
+        if _cannot_succeed(_steps(lines, keys, (_SUCCESS,), _AUTHTOK_ERR)):
+            return True  # the second run, the one that stores, never starts
+        return not _may_store(lines, keys)
 
     def where(self, name: str, *args: Any) -> str | None:
         hit = None
@@ -752,6 +839,9 @@ class PamStack:
             hit = self._find(str(args[0]))
         elif name == "entry" and len(args) == 2:
             hit = self._find(str(args[1]), str(args[0]).lower())
+        elif name == "cannot_store_password_without" and len(args) == 1:
+            mods = args[0] if isinstance(args[0], (list, tuple)) else ()
+            hit = next((e for m in mods if (e := self._find(str(m), "password"))), None)
         elif name == "cannot_succeed_without" and len(args) == 2:
             mods = args[1] if isinstance(args[1], (list, tuple)) else ()
             hit = next((e for m in mods if (e := self._find(str(m), str(args[0]).lower()))), None)
