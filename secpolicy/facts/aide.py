@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from secpolicy.dsl.regex import Regex
     from secpolicy.facts.base import FactContext, FactRegistry
 
-__all__ = ["AIDE_CONF", "AIDE_RULE", "AideRule", "CannotTell", "Refused", "register"]
+__all__ = ["AIDE_CONF", "AIDE_CONFIG", "AIDE_RULE", "AideConfig", "AideRule", "CannotTell", "Refused", "register"]
 
 AIDE_CONF = "/etc/aide/aide.conf"
 
@@ -637,6 +637,7 @@ class _Config:
         self.groups = dict(_GROUPS)
         self.defines: dict[str, str] = {}
         self.databases: set[str] = set()  # the database options set so far
+        self.database_in: tuple[str, str] | None = None  # its URL (@@{HOSTNAME} as NUL) and where
         self.include_file(AIDE_CONF, execute=False, depth=0, prefix="")
 
     def string(self, frags: list[Frag], where: str, hostname: str | None = None) -> str:
@@ -713,6 +714,8 @@ class _Config:
                 raise Refused(f"{s.where}: {why} (line: {s.text!r})")
             if name != "report_url":
                 self.databases.add(_URL_OPTIONS[name])
+            if _URL_OPTIONS[name] == "database_in":
+                self.database_in = (url, s.where)
             return
         text = self.string(value, s.where)
         if name == "num_workers":
@@ -813,6 +816,20 @@ class _Config:
 _CONFIGS: weakref.WeakKeyDictionary[FactContext, _Config | EvaluationError] = weakref.WeakKeyDictionary()
 
 
+def _config(ctx: FactContext) -> _Config:
+    """The scanned root's AIDE configuration, evaluated once per scan."""
+    config = _CONFIGS.get(ctx)
+    if config is None:
+        try:
+            config = _Config(ctx)
+        except EvaluationError as e:
+            config = e
+        _CONFIGS[ctx] = config  # read once per scan, for every path asked about
+    if isinstance(config, EvaluationError):
+        raise config
+    return config
+
+
 class AideRule:
     def __init__(self, ctx: FactContext, path: str) -> None:
         # AIDE walks the file system without following links: /sbin/auditctl is checked (if at
@@ -828,15 +845,7 @@ class AideRule:
         if aide is not None:
             self._ask(aide)
             return
-        config = _CONFIGS.get(ctx)
-        if config is None:
-            try:
-                config = _Config(ctx)
-            except EvaluationError as e:
-                config = e
-            _CONFIGS[ctx] = config  # read once per scan, for every path asked about
-        if isinstance(config, EvaluationError):
-            raise config
+        config = _config(ctx)
         found, rule = config.tree.check(self.path, _FT_FILE)
         if rule is not None:
             self.rule, self._where = rule.shown(), f"{rule.where} (the rule for {self.path})"
@@ -875,7 +884,57 @@ class AideRule:
         return self._where
 
 
+class AideConfig:
+    """Where AIDE reads its baseline database from (`database_in`), as its configuration says."""
+
+    def __init__(self, ctx: FactContext) -> None:
+        self.exists = ctx.stat(AIDE_CONF) is not None
+        self.database_in: str | None = None
+        if not self.exists:
+            self._where = f"{AIDE_CONF} (absent: AIDE has no configuration)"
+            return
+        config = _config(ctx)
+        if config.database_in is None:
+            self._where = f"{AIDE_CONF} (no database_in: AIDE refuses to check without one)"
+            return
+        url, where = config.database_in
+        self._where = where
+        kind, _, rest = url.partition(":")
+        if kind != "file":
+            self._where = f"{where} (database_in is read from {kind}, not a file)"
+            return
+        path = rest[2:] if rest.startswith("///") else rest
+        if "\0" in path:
+            raise CannotTell(f"{where}: the database's path holds @@{{HOSTNAME}}, the name of the host AIDE runs on")
+        self.database_in = config.path(path, where)
+
+    def describe(self) -> str:
+        return "AIDE's configuration"
+
+    def where(self, name: str, *args: Any) -> str | None:
+        return self._where
+
+
+AIDE_CONFIG = ObjectType(
+    "aide_config",
+    {"exists": BOOL, "database_in": STR},
+    doc="AIDE's configuration (/etc/aide/aide.conf and what it includes), evaluated as AIDE 0.18.3 does",
+    field_docs={
+        "exists": "whether /etc/aide/aide.conf exists",
+        "database_in": "the file AIDE reads its baseline database from (`database_in` or `database`, the first"
+        " one set, macros expanded, a `file:` URL): null when no configuration, no database_in (AIDE refuses"
+        " to check) or a database read from stdin or a descriptor",
+    },
+)
+
+
 def register(reg: FactRegistry) -> None:
+    reg.register(
+        "aide_config",
+        AideConfig,
+        returns=AIDE_CONFIG,
+        doc="where AIDE reads its baseline database from, as its configuration says (`aide --check` opens it)",
+    )
     reg.register(
         "aide_rule",
         AideRule,

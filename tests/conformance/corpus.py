@@ -3561,9 +3561,12 @@ def _aide() -> Iterator[Variant]:
     yield _v("6.3.3/negative-rule", {"6.3.3": F}, append(cis, "!/usr/sbin/autrace$\n"), oracle="aide")
     yield _v("6.3.3/rules-in-a-false-branch", {"6.3.3": F},
              write(cis, "@@ifdef CIS\n" + rules + "@@endif\n"), oracle="aide")
-    yield _v("6.3.3/undefined-group", {"6.3.3": E, "pci-10.3.4-log-change-detection": E}, append(cis, "/usr/bin Ful\n"), oracle="aide",
+    # AIDE refuses the configuration: where it reads its database from cannot be told either
+    refused = {"6.3.3": E, "pci-10.3.4-log-change-detection": E, "hipaa-164.312-c-1-integrity-baseline": E,
+               "pci-11.5.2-fim-baseline-checked-weekly": E}
+    yield _v("6.3.3/undefined-group", refused, append(cis, "/usr/bin Ful\n"), oracle="aide",
              note="AIDE refuses the configuration and checks nothing")
-    yield _v("6.3.3/report-path-without-file-url", {"6.3.3": E, "pci-10.3.4-log-change-detection": E},
+    yield _v("6.3.3/report-path-without-file-url", refused,
              append(cis, "report_url=/var/log/aide/aide.log\n"), oracle="aide",
              note="AIDE wants a URL (file:/var/log/...): it refuses the configuration and checks nothing")
     yield _v("6.3.3/second-database-ignored", {}, append(cis, "database_out=/var/lib/aide/aide.db.new\n"),

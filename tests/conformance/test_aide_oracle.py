@@ -383,3 +383,34 @@ def test_hostile_layouts_are_read_as_aide_reads_them(tmp_path, case) -> None:
     and what it skips is skipped."""
     _hostile(tmp_path, case)
     assert _disagreement(tmp_path, ("/usr/sbin/auditctl", "/usr/sbin/x")) is None
+
+
+# --- where AIDE reads its baseline database from: `aide --check` names the file it cannot open ----
+_DATABASES = {
+    "plain": "database_in=file:/nonexistent-aide/a.db\n",
+    "macro": "@@define DBDIR /nonexistent-aide/dir\ndatabase_in=file:@@{DBDIR}/aide.db\n",
+    "first-wins": "database_in=file:/nonexistent-aide/first.db\ndatabase_in=file:/nonexistent-aide/second.db\n",
+    "database-alias": "database=file:/nonexistent-aide/alias.db\n",
+    "three-slashes": "database_in=file:///nonexistent-aide/slashes.db\n",
+    "in-an-include": "@@include /etc/aide/extra.conf\n",
+    "unset": "",
+}
+
+
+@ROOT_NEEDED
+@pytest.mark.parametrize("case", sorted(_DATABASES))
+def test_database_in_is_the_file_aide_check_opens(tmp_path, case) -> None:
+    # the pci-11.5.2 and HIPAA baseline rules look for the database where this fact says AIDE reads it
+    etc = tmp_path / "etc/aide"
+    etc.mkdir(parents=True)
+    (etc / "aide.conf").write_text(_DATABASES[case] + "database_out=file:/nonexistent-aide/out.db\n/nonexistent-aide R\n")
+    (etc / "extra.conf").write_text("database_in=file:/nonexistent-aide/included.db\n")
+    script = 'mount --bind "$1/etc" /etc && "$2" --config /etc/aide/aide.conf --check'
+    done = _namespaced(script, args=[str(tmp_path), _tool("aide")], timeout=60)
+    opened = [ln.split("failed for file '", 1)[1].split("'", 1)[0] for ln in done.stderr.splitlines()
+              if "open (read-only) failed for file '" in ln]
+    ours = FactContext(builtin_registry(), str(tmp_path)).fact("aide_config", ())
+    if "missing 'database_in'" in done.stderr:
+        assert ours.database_in is None and not opened, done.stderr
+    else:
+        assert opened == [ours.database_in], done.stderr
