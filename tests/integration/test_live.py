@@ -172,9 +172,12 @@ def test_failed_pam_authentication(live: Collector, pam_service: str) -> None:
 
 
 def test_setuid_reports_new_credentials(live: Collector) -> None:
-    run(sys.executable, "-c", "import os; os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)")
-    ev = live.wait_for(lambda e: e["type"] == "setuid" and e["source"]["probe"].endswith("setresuid")
-                       and e.get("cred", {}).get("euid") == 65534)
+    done = run(sys.executable, "-c", "import os; print(os.getpid(), flush=True); "
+               "os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)")
+    pid = int(done.stdout.split()[0])
+    # this test's own process: another test may switch to uid 65534 at the same time
+    ev = live.wait_for(lambda e: e["type"] == "setuid" and e["proc"]["pid"] == pid
+                       and e["source"]["probe"].endswith("setresuid"))
     assert ev["cred"] == {"uid": 65534, "euid": 65534, "gid": 65534, "egid": 65534}
     assert ev["proc"]["uid"] == 0  # before the call
 
