@@ -4,6 +4,7 @@ place, each entry knowing its file and line."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -551,16 +552,24 @@ def _parse_control(tok: str) -> list[int] | None:
     return [_A_BAD if a is None else a for a in acts]
 
 
-def _actions(e: PamEntry) -> list[int]:
-    """What libpam does on each return code of the line `e`."""
-    keyword = _KEYWORDS.get(ascii_lower(e.raw_control))
+@functools.lru_cache(maxsize=256)
+def _control_table(control: str) -> tuple[int, ...] | None:
+    """The action of each return code for a control as written, or None where libpam refuses
+    it; kept per control, since a dispatch model asks for it at every step of every run."""
+    keyword = _KEYWORDS.get(ascii_lower(control))
     if keyword is not None:
         ok, ignore, rest = keyword
         acts = [rest] * (_INCOMPLETE + 1)
         acts[_SUCCESS] = acts[_NEW_AUTHTOK_REQD] = ok
         acts[_IGNORE] = ignore
-        return acts
-    acts_or_none = _parse_control(e.raw_control)
+        return tuple(acts)
+    parsed = _parse_control(control)
+    return None if parsed is None else tuple(parsed)
+
+
+def _actions(e: PamEntry) -> tuple[int, ...]:
+    """What libpam does on each return code of the line `e`."""
+    acts_or_none = _control_table(e.raw_control)
     if acts_or_none is None:
         raise EvaluationError(
             f"{e.file}:{e.lineno}: `{e.line}`: libpam 1.5.2 cannot parse the control"
