@@ -178,10 +178,13 @@ def covers(rules: Iterable[AuditRule] | Index, query: AuditRule) -> bool:
     the rule without a perm filter), and each key of the query carried by that rule. (For a
     `never` query this reads the same way: it asks for a rule, not for what the kernel records.)"""
     idx = rules if isinstance(rules, dict) else index(rules)
-    want = frozenset(query.keys)
-    for lst, action, arch, call, filters, perm in atoms(query):
-        cells = idx.get((lst, action, arch, filters), ())
-        if not any((c == call or c == ALL) and want <= keys and perm_covers(p, perm) for c, keys, p in cells):
+    return _index_covers(idx, atoms(query), frozenset(query.keys))
+
+
+def _index_covers(idx: Index, cells: Iterable[Atom], want: frozenset[str]) -> bool:
+    for lst, action, arch, call, filters, perm in cells:
+        held = idx.get((lst, action, arch, filters), ())
+        if not any((c == call or c == ALL) and want <= keys and perm_covers(p, perm) for c, keys, p in held):
             return False
     return True
 
@@ -334,24 +337,34 @@ def _off_list(rules: Sequence[AuditRule], query: AuditRule) -> Verdict | None:
     return None
 
 
-def verdict(rules: Sequence[AuditRule], query: AuditRule) -> Verdict:
+# The exit list's syscall and watch rules, in order, each with its cells and keys.
+ExitCells = list[tuple[AuditRule, frozenset[Atom], frozenset[str]]]
+
+
+def exit_cells(rules: Sequence[AuditRule]) -> ExitCells:
+    return [(r, atoms(r), frozenset(r.keys)) for r in rules if r.list == "exit" and r.kind in ("syscall", "watch")]
+
+
+def verdict(rules: Sequence[AuditRule], query: AuditRule, cells: ExitCells | None = None) -> Verdict:
     """Whether the kernel, holding `rules` in this order, records every event of `query`: each
     cell covered by an `always` rule (as `covers` says) with no earlier `never` rule that could
     match an event of that cell, and no exclude, task or filesystem rule that takes the events
     away. Where filters cannot be told apart, a rule is taken to match: a false FAIL names the
     rule, a false PASS hides a blind spot. (An earlier `always` rule records the event, under
-    its own key: keys are asked of the covering rule only.)"""
+    its own key: keys are asked of the covering rule only.) `cells` is exit_cells(rules), for
+    a caller asking many queries of one rule list."""
     if query.list != "exit" or query.action != "always":
         return Verdict(covers(rules, query))
     off = _off_list(rules, query)
     if off is not None:
         return off
-    exit_rules = [r for r in rules if r.list == "exit" and r.kind in ("syscall", "watch")]
+    if cells is None:
+        cells = exit_cells(rules)
     want = frozenset(query.keys)
     for _lst, _action, arch, call, filters, perm in atoms(query):
-        for r in exit_rules:
+        for r, have, keys in cells:
             if r.action == "always":
-                if want <= set(r.keys) and any(_cell_covers(a, arch, call, filters, perm) for a in atoms(r)):
+                if want <= keys and any(_cell_covers(a, arch, call, filters, perm) for a in have):
                     break  # this cell is recorded under the query's keys
             elif r.action == "never" and _matches_cell(r, arch, call, query):
                 return Verdict(False, r, "comes first and records nothing")
@@ -581,6 +594,7 @@ class AuditRules:
         self._twin = False
         self._by_rule: list[tuple[AuditRule, Index]] | None = None
         self._verdicts: dict[tuple[bool, AuditRule], Verdict] = {}
+        self._cells: dict[bool, ExitCells] = {}  # exit_cells of the persisted (True) and loaded rules
 
     def _resolve(self, kind: str, name: str) -> int | None:
         """A user or group name in a rule, as auditctl resolves it on the host it loads on."""
@@ -663,9 +677,12 @@ class AuditRules:
         return self._by_rule
 
     def _verdict(self, rules: Sequence[AuditRule], q: AuditRule) -> Verdict:
-        key = (rules is self.persisted, q)
+        persisted = rules is self.persisted
+        key = (persisted, q)
         if key not in self._verdicts:
-            self._verdicts[key] = verdict(rules, q)
+            if persisted not in self._cells:
+                self._cells[persisted] = exit_cells(rules)
+            self._verdicts[key] = verdict(rules, q, self._cells[persisted])
         return self._verdicts[key]
 
     def has(self, rule: str) -> bool:
@@ -707,7 +724,8 @@ class AuditRules:
             if v.by is not None:
                 return _taken(v) + self._stop_note()
             if v.covered:
-                hit = next((r.source for r, idx in self._rule_indexes() if covers(idx, q)), None)
+                cells, want = atoms(q), frozenset(q.keys)
+                hit = next((r.source for r, idx in self._rule_indexes() if _index_covers(idx, cells, want)), None)
                 if hit:
                     return hit
             partial = [r.source for r in self.persisted if r.source and _overlaps(r, q)]
@@ -867,7 +885,9 @@ def _int(entry: tuple[str, str | None] | None) -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _query(text: str) -> AuditRule:
+    """A policy's rule text, parsed once (a rule is immutable; a refused one raises each time)."""
     try:
         q = parse_rule(text)
     except RuleSyntaxError as e:
