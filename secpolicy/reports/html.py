@@ -8,6 +8,7 @@ import gc
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from html import unescape
 from typing import IO, Any
 
 import jinja2
@@ -55,6 +56,34 @@ def _lines(text: str | None) -> Markup:
     """Escaped text with its line breaks kept (observed file contents span lines) without
     `white-space: pre-wrap`, which slows WeasyPrint's line breaking for every paragraph."""
     return Markup("<br>".join(str(escape(part)) for part in (text or "").split("\n")))
+
+
+# WeasyPrint lays out a paragraph with `overflow-wrap` set markedly slower (a seventh of a full
+# report's time), and most paragraphs have no word that could overflow a line. So only those
+# that have one get the class `wrap` (report_pdf.css breaks their words anywhere). A word's
+# width is counted in units of an ASCII character at most 1.05 em wide; any other character
+# counts 4 (wide CJK forms and ligatures), and a line of the narrowest such paragraph (9 pt, 501
+# pt wide) holds 53 units: a word of more than 44 may not fit.
+_PARAGRAPH = re.compile(r'<p(?: class="([^"]*)")?>(.*?)</p>', re.DOTALL)
+_TAG = re.compile(r"<br>|<[^>]*>")
+_WORD_UNITS = 44
+
+
+def _fits(word: str) -> bool:
+    return len(word) * 4 <= _WORD_UNITS or sum(1 if c < "\x80" else 4 for c in word) <= _WORD_UNITS
+
+
+def _mark_long_words(html: str) -> str:
+    """`html` with `wrap` added to the class of each paragraph holding a word that may not fit
+    on a line (tags count as nothing but <br>, entities as the character they stand for)."""
+
+    def mark(m: re.Match[str]) -> str:
+        text = unescape(_TAG.sub(lambda t: " " if t.group(0) == "<br>" else "", m.group(2)))
+        if all(_fits(w) for w in text.split()):
+            return m.group(0)
+        return f'<p class="{m.group(1) + " " if m.group(1) else ""}wrap">{m.group(2)}</p>'
+
+    return _PARAGRAPH.sub(mark, html)
 
 
 def _pct(value: float | None) -> str:
@@ -177,7 +206,7 @@ def render_pdf(report: Report, out: IO[bytes]) -> None:
     html = environment().get_template("report_pdf.html.j2").render(**template_context(report))
     # The templates print undecodable bytes read from the host as `\xNN` (`_visible`); a lone
     # surrogate left anywhere else cannot reach Pango either: its `\udcXX` escape does.
-    html = html.encode("utf-8", "backslashreplace").decode("utf-8")
+    html = _mark_long_words(html.encode("utf-8", "backslashreplace").decode("utf-8"))
 
     def no_fetch(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         # The report is self-contained; refuse anything that would leave the machine.
