@@ -17,7 +17,7 @@ created_policy_rc=
 
 # Debian packages: runtime (bcc, bpftool, headers, PDF rendering libs) and, for tests and
 # benchmarks, the real tools we compare against or talk to.
-runtime_debs="python3 python3-venv python3-bpfcc bpftool libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libfontconfig1 fonts-dejavu-core"
+runtime_debs="python3 python3-venv python3-bpfcc bpftool libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 libfontconfig1 fonts-dejavu-core"
 # Kernel headers for bcc: none when the running kernel has them; else its own Debian package
 # (a Debian kernel has one); else Debian's cloud headers of this architecture, linked below.
 headers_deb() {
