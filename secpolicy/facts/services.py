@@ -193,6 +193,7 @@ class _UnitFiles:
     def __init__(self, ctx: FactContext) -> None:
         self.ctx = ctx
         self._dirs: dict[str, list[tuple[str, bool, bool]]] = {}
+        self._names: dict[str, frozenset[str] | None] = {}
         self._states: dict[str, UnitState] = {}
 
     def entries(self, d: str) -> list[tuple[str, bool, bool]]:
@@ -262,6 +263,16 @@ class _UnitFiles:
             raise _Bad("Inappropriate ioctl for device")
         return "regular", None
 
+    def _listed(self, d: str) -> frozenset[str] | None:
+        """Every name in `d` (none where it does not exist), read once; None where it cannot
+        be listed, and each path in it is looked up on its own."""
+        if d not in self._names:
+            try:
+                self._names[d] = frozenset(self.ctx.listdir(d))
+            except EvaluationError:
+                self._names[d] = None
+        return self._names[d]
+
     def _search(self, name: str, dirs: tuple[str, ...]) -> tuple[str, str, str | None] | None:
         """unit_file_search(): the first file named `name` in `dirs` (an instance falls back
         to its template), as (path, kind, symlink target)."""
@@ -269,6 +280,9 @@ class _UnitFiles:
             if candidate is None:
                 continue
             for d in dirs:
+                listed = self._listed(d)
+                if listed is not None and candidate not in listed:
+                    continue  # missing there: a lookup of the path would say so
                 path = f"{d}/{candidate}"
                 kind, target = self._load(path, dirs)
                 if kind != "missing":
