@@ -788,7 +788,6 @@ def collect_faillock(ctx: FactContext, conf: str | None = None) -> KvConfig:
     )
 
 
-
 # --- pam_faillock at work: libpam running an auth stack for an ordinary account ------------------
 _SUCCESS, _AUTH_ERR, _IGNORE = (PAM_RETURNS.index(n) for n in ("success", "auth_err", "ignore"))
 # what a module this model does not know may return: for a wrong password it refuses or stays
@@ -923,12 +922,24 @@ def _given(unknown: Mapping[str, int]) -> str:
 class FaillockConfig(KvConfig):
     """faillock.conf, and what pam_faillock does with it in an auth stack (`locks`)."""
 
+    _lockouts: dict[tuple[Any, int, int], tuple[bool, str]] | None = None
+
+    def _lockout(self, stack: Any, attempts: int, seconds: int) -> tuple[bool, str]:
+        """faillock_lockout, worked out once per question (a stack is keyed by identity): the
+        verdict and its evidence ask it in turn, and it may run the stack thousands of times."""
+        if self._lockouts is None:
+            self._lockouts = {}
+        key = (stack, attempts, seconds)
+        if key not in self._lockouts:
+            self._lockouts[key] = faillock_lockout(self, stack, attempts, seconds)
+        return self._lockouts[key]
+
     def locks(self, stack: Any, attempts: int, seconds: int) -> builtins.bool:
-        return faillock_lockout(self, stack, attempts, seconds)[0]
+        return self._lockout(stack, attempts, seconds)[0]
 
     def where(self, name: str, *args: Any) -> str | None:
         if name == "locks" and len(args) == 3:
-            return faillock_lockout(self, *args)[1]
+            return self._lockout(*args)[1]
         return super().where(name, *args)
 
 
