@@ -662,10 +662,31 @@ def _cannot_succeed(steps: list[_Step]) -> bool:
     return True
 
 
+def _codes(e: PamEntry, keys: set[str], theirs: tuple[int, ...], deny: int) -> tuple[int, ...] | None:
+    """What the module line `e` may return: a line of one of the `keys` modules one of `theirs`,
+    pam_permit success, pam_deny `deny`, a `must_fail` step PAM_PERM_DENIED; None for any
+    other module (the caller says what that may do)."""
+    if e.must_fail:
+        return (_PERM_DENIED,)
+    key = _module_key(e.module)
+    if key in keys:
+        return theirs
+    if key == "pam_permit":
+        return (_SUCCESS,)
+    if key == "pam_deny":
+        return (deny,)
+    return None
+
+
+def _outcomes(e: PamEntry, codes: tuple[int, ...]) -> tuple[tuple[int, bool], ...]:
+    """(action, returned PAM_SUCCESS) of the line `e` for each of `codes`, each pair once."""
+    acts = _actions(e)
+    return tuple(sorted({(acts[r], r == _SUCCESS) for r in codes}))
+
+
 def _steps(lines: Sequence[PamEntry], keys: set[str], theirs: tuple[int, ...], deny: int) -> list[_Step]:
-    """The steps of `lines` for _cannot_succeed: a line of one of the `keys` modules returns one
-    of `theirs`, pam_permit succeeds, pam_deny returns `deny`, a `must_fail` step
-    PAM_PERM_DENIED, and any other module any code (PAM_INCOMPLETE aside)."""
+    """The steps of `lines` for _cannot_succeed (`_codes`, any other module any code but
+    PAM_INCOMPLETE)."""
     steps = []
     for e in lines:
         if e.level >= _SUBSTACK_MAX_LEVEL:
@@ -676,20 +697,7 @@ def _steps(lines: Sequence[PamEntry], keys: set[str], theirs: tuple[int, ...], d
         if e.substack:
             steps.append(_Step(e.level, True, ()))
             continue
-        key = _module_key(e.module)
-        codes: tuple[int, ...]
-        if e.must_fail:
-            codes = (_PERM_DENIED,)
-        elif key in keys:
-            codes = theirs
-        elif key == "pam_permit":
-            codes = (_SUCCESS,)
-        elif key == "pam_deny":
-            codes = (deny,)
-        else:
-            codes = _ANY
-        acts = _actions(e)
-        steps.append(_Step(e.level, False, tuple(sorted({(acts[r], r == _SUCCESS) for r in codes}))))
+        steps.append(_Step(e.level, False, _outcomes(e, _codes(e, keys, theirs, deny) or _ANY)))
     return steps
 
 
@@ -711,23 +719,15 @@ def _may_store(lines: Sequence[PamEntry], checkers: set[str]) -> bool:
         if e.substack:
             nexts.append((i + 1, imp, ok, saved, held))
         else:
-            key = _module_key(e.module)
-            codes: tuple[int, ...]
-            after = held
-            if e.must_fail:
-                codes = (_PERM_DENIED,)
-            elif key in checkers:
-                codes, after = _REJECTS, False
-            elif key == "pam_permit":
-                codes = (_SUCCESS,)
-            elif key == "pam_deny":
-                codes = (_AUTHTOK_ERR,)
-            elif key == "pam_unix" and not held and e.arg("use_authtok") is not None:
-                codes = (_AUTHTOK_ERR,)  # pam_get_authtok(): use_authtok and no password
-            else:
-                return True  # pam_unix stores what it holds or asks for; others may
-            acts = _actions(e)
-            for action, success in sorted({(acts[r], r == _SUCCESS) for r in codes}):
+            codes = _codes(e, checkers, _REJECTS, _AUTHTOK_ERR)
+            # a checker's rejection drops the password
+            after = held and (e.must_fail or _module_key(e.module) not in checkers)
+            if codes is None:
+                if _module_key(e.module) == "pam_unix" and not held and e.arg("use_authtok") is not None:
+                    codes = (_AUTHTOK_ERR,)  # pam_get_authtok(): use_authtok and no password
+                else:
+                    return True  # pam_unix stores what it holds or asks for; others may
+            for action, success in _outcomes(e, codes):
                 nexts.append((*_next(levels, i, e.level, imp, ok, saved, action, success), saved, after))
         for state in nexts:
             if state not in seen:
@@ -848,12 +848,11 @@ class PamStack:
             hit = self._find(str(args[0]))
         elif name == "entry" and len(args) == 2:
             hit = self._find(str(args[1]), str(args[0]).lower())
-        elif name == "cannot_store_password_without" and len(args) == 1:
-            mods = args[0] if isinstance(args[0], (list, tuple)) else ()
-            hit = next((e for m in mods if (e := self._find(str(m), "password"))), None)
-        elif name == "cannot_succeed_without" and len(args) == 2:
-            mods = args[1] if isinstance(args[1], (list, tuple)) else ()
-            hit = next((e for m in mods if (e := self._find(str(m), str(args[0]).lower()))), None)
+        elif (name, len(args)) in (("cannot_store_password_without", 1), ("cannot_succeed_without", 2)):
+            # the first line of one of the modules, in the stack the member runs
+            kind = "password" if len(args) == 1 else str(args[0]).lower()
+            mods = args[-1] if isinstance(args[-1], (list, tuple)) else ()
+            hit = next((e for m in mods if (e := self._find(str(m), kind))), None)
         if hit is not None:
             return at(hit.file, hit.lineno)
         if self.exists:
