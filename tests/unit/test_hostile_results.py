@@ -131,3 +131,22 @@ def test_undecodable_bytes_in_a_scanned_file_reach_every_output(tmp_path):
     for fmt in ("pdf", "html", "csv"):
         code, err = run("report", str(out), "-f", fmt, "-o", str(tmp_path / f"r.{fmt}"))
         assert code == 0, (fmt, err)
+
+
+@pytest.mark.parametrize("odd", ["Debian\udcff", 2**64, 10**40])
+def test_results_bytes_are_json_dumps_indented_and_take_what_orjson_refuses(odd):
+    """The results JSON is json.dumps(indent=2)'s text, whatever writes it: a real results
+    file, and documents orjson refuses (a lone surrogate, an integer beyond 64 bits), which
+    keep their `\\udcXX` escape and their digits."""
+    from secpolicy.resultsfile import results_bytes
+
+    def reference(doc):
+        return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+
+    real = json.loads((FIX / "web1_results.json").read_text())
+    real["results"][0]["evidence"][0]["observed"] = '"tab\there\u2028, \x01, \u00e9, \U0001f600"'
+    real["empty"] = [{}, [], ""]
+    assert results_bytes(real) == reference(real)
+    odd_doc = {"results": [{"observed": odd, "nested": [odd, {"k": odd}]}]}
+    assert results_bytes(odd_doc) == reference(odd_doc)
+    assert json.loads(results_bytes(odd_doc))["results"][0]["observed"] == odd
