@@ -8,19 +8,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from secpolicy.policy.cache import ParseCache
+
 if TYPE_CHECKING:
     from secpolicy.facts.base import FactRegistry
     from secpolicy.policy import PolicySet
 
-__all__ = ["bundled_policies", "cache_dir", "load_policy_set"]
+__all__ = ["bundled_policies", "cache_dir", "fact_memo", "load_policy_set"]
 
 
-def cache_dir() -> Path | None:
-    """Compile cache: $XDG_CACHE_HOME/secpolicy (or ~/.cache/secpolicy); SECPOLICY_NO_CACHE=1 disables."""
+def cache_dir(part: str = "policies") -> Path | None:
+    """Compile cache: $XDG_CACHE_HOME/secpolicy (or ~/.cache/secpolicy); SECPOLICY_NO_CACHE=1 disables.
+    `policies` holds the policy files' compile cache, `facts` what facts keep between scans."""
     if os.environ.get("SECPOLICY_NO_CACHE"):
         return None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "secpolicy" / "policies"
+    return Path(base) / "secpolicy" / part
+
+
+def fact_memo() -> ParseCache | None:
+    """Where facts keep what they read between scans (the `memo` option of a scan): a
+    private directory of the cache, as the policy files' compile cache is."""
+    d = cache_dir("facts")
+    return ParseCache(d) if d is not None else None
 
 
 def bundled_policies(relative: bool = True) -> Path:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from secpolicy import engine, outfile
 from secpolicy.app.names import unknown_name
-from secpolicy.app.policies import load_policy_set
+from secpolicy.app.policies import fact_memo, load_policy_set
 from secpolicy.errors import EXIT_NONCOMPLIANT, EXIT_OK, InputError
 from secpolicy.models import Severity
 from secpolicy.policy import PolicySet
@@ -139,7 +139,10 @@ def run_scan(req: ScanRequest, *, progress: Progress | None = None) -> ScanRun:
     req.check()
     base = _Baseline(req.baseline) if req.baseline else None
     summaries = [(path, _read_json(path)) for path in req.monitor_summaries]
-    options = {"fim": _fim_options(req.fim_dbs, req.fim_key_file, req.fim_key_env)}
+    options: dict[str, Any] = {"fim": _fim_options(req.fim_dbs, req.fim_key_file, req.fim_key_env)}
+    memo = fact_memo()
+    if memo is not None:
+        options["memo"] = memo
     redactor = open_redactor(req.redaction, req.audit_log)
     reg = builtin_registry()
     ps = load_policy_set(req.policies, reg)

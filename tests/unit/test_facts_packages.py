@@ -14,7 +14,9 @@ import pytest
 from facts_helpers import HOSTILE_LINE_BREAKS, as_nobody, context, materialize, public_tmpdir, write
 
 from secpolicy.errors import EvaluationError
+from secpolicy.facts.base import FactContext
 from secpolicy.facts.packages import compare_versions
+from secpolicy.vocabulary import builtin_registry
 
 
 @pytest.fixture(scope="module")
@@ -537,3 +539,60 @@ def test_a_line_of_blanks_continues_a_field_and_does_not_end_the_stanza(tmp_path
         "Package: a\nStatus: install ok installed\nDescription: x\n \nVersion: 1.2\n",
     )
     assert [(p.name, p.version) for p in context(tmp_path).fact("packages", ())] == [("a", "1.2")]
+
+
+def _memo_context(root: Path, memo: object) -> FactContext:
+    return FactContext(builtin_registry(), str(root), options={"memo": memo})
+
+
+def test_a_memo_gives_the_packages_of_the_same_bytes_and_never_of_other_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the scan's memo (the private cache), a database read before is not parsed again
+    while its files keep their bytes; any other byte, journal entry or code reads it again,
+    and a refused database is never kept: it stays an error, in dpkg's order."""
+    from secpolicy.facts import packages
+    from secpolicy.policy.cache import ParseCache
+
+    admin = tmp_path / "root/var/lib/dpkg"
+    (admin / "updates").mkdir(parents=True)
+    (admin / "status").write_text(_record("telnetd", "install ok installed") + _record("nis", "install ok installed"))
+    memo = ParseCache(tmp_path / "memo")
+
+    def packages_of(root: Path) -> list[tuple[str, str, str, int]]:
+        return [(p.name, p.status, p.file, p.line) for p in _memo_context(root, memo).fact("packages", ())]
+
+    first = packages_of(tmp_path / "root")
+    assert first == [(p.name, p.status, p.file, p.line) for p in context(tmp_path / "root").fact("packages", ())]
+    loads = []
+    real_load = packages._Database.load
+    monkeypatch.setattr(packages._Database, "load", lambda self, *a, **k: loads.append(a[1]) or real_load(self, *a, **k))
+    assert packages_of(tmp_path / "root") == first and loads == []  # taken from the memo
+    (admin / "updates" / "0000").write_text(_record("nis", "deinstall ok config-files"))
+    assert ("nis", "config-files", "/var/lib/dpkg/updates/0000", 1) in packages_of(tmp_path / "root")
+    assert loads == ["/var/lib/dpkg/status", "/var/lib/dpkg/updates/0000"]
+    (admin / "updates" / "0000").unlink()
+    (admin / "status").write_text(_record("telnetd", "install ok installed") + _record("nis", "deinstall ok config-files"))
+    assert ("nis", "config-files", "/var/lib/dpkg/status", 8) in packages_of(tmp_path / "root")
+    loads.clear()
+    monkeypatch.setattr(packages, "_code_key", lambda: b"other code")
+    assert packages_of(tmp_path / "root") != [] and loads == ["/var/lib/dpkg/status"]
+    # Refused: a bad status file and a journal that is not a directory. dpkg names the status
+    # file first; nothing refused is kept, so the next read refuses it again.
+    (admin / "status").write_text("Package: nis\nStatus: install ok\n\n")
+    shutil.rmtree(admin / "updates")
+    (admin / "updates").write_text("")
+    for _ in range(2):
+        with pytest.raises(EvaluationError, match="/var/lib/dpkg/status:2"):
+            _memo_context(tmp_path / "root", memo).fact("packages", ())
+    # A journal dpkg refuses is refused, although the status file's bytes are in the memo.
+    (admin / "status").write_text(_record("nis", "install ok installed"))
+    (admin / "updates").unlink()
+    assert [p.name for p in _memo_context(tmp_path / "root", memo).fact("packages", ())] == ["nis"]
+    (admin / "updates").write_text("")
+    with pytest.raises(EvaluationError, match="updates: not a directory"):
+        _memo_context(tmp_path / "root", memo).fact("packages", ())
+    # A memo entry of another shape (an older version, a damaged file) is read past.
+    (admin / "updates").unlink()
+    memo.put_named(packages._MEMO_NAME, ("key", ["not a package"]))
+    assert [p.name for p in _memo_context(tmp_path / "root", memo).fact("packages", ())] == ["nis"]
