@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.errors import InputError, IntegrityError
-from secpolicy.fim.config import FimConfig
 from secpolicy.fim.record import display_path
-from secpolicy.fim.scan import CheckResult, normalize_root
 from secpolicy.fim.store import Baseline, Key
 from secpolicy.models import Evidence, Finding, Severity, Status
+
+if TYPE_CHECKING:  # a scan reading fim(name) needs neither the configuration reader nor the walker
+    from secpolicy.fim.config import FimConfig
+    from secpolicy.fim.scan import CheckResult
 
 __all__ = ["FimStatus", "fim_status", "findings_from_check", "policy_status"]
 
@@ -81,7 +83,7 @@ def fim_status(
                 raise IntegrityError(f"{path}: baseline refused: it was superseded by a newer generation")
             if config is not None and h["config_digest"] != config.digest:
                 raise IntegrityError(f"{path}: baseline refused: it was made for a different configuration")
-            if root is not None and h["root"] != normalize_root(root)[0]:
+            if root is not None and h["root"] != _normalized(root):
                 raise IntegrityError(f"{path}: baseline refused: it was made for root {h['root']}")
             history = b.checks()
             if deep:
@@ -179,3 +181,9 @@ def findings_from_check(
             )
         )
     return tuple(out)
+
+
+def _normalized(root: str | os.PathLike[str]) -> str:
+    from secpolicy.fim.scan import normalize_root
+
+    return normalize_root(root)[0]

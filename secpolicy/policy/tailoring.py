@@ -8,13 +8,15 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.errors import LocatedError
 from secpolicy.policy.loader import read_text_file, schema_violation
 from secpolicy.policy.vars import checked_value, did_you_mean
-from secpolicy.policy.yamlpos import Positioned, load_yaml
 from secpolicy.rules import PolicySet
+
+if TYPE_CHECKING:
+    from secpolicy.policy.yamlpos import Positioned
 
 __all__ = ["TailoredRule", "TailoredVar", "Tailoring", "load_tailoring"]
 
@@ -103,6 +105,8 @@ def load_tailoring(path: Path, ps: PolicySet) -> Tailoring:
     wrong type or out of bounds, a profile no rule lists."""
     shown = str(path)
     text, raw = read_text_file(path)
+    from secpolicy.policy.yamlpos import load_yaml  # PyYAML, only where a file is read
+
     doc = load_yaml(text, shown)
     if not isinstance(doc.data, dict):
         raise LocatedError("a tailoring file is a mapping with metadata: (and profile:, vars:, rules:)", shown, 1, 1)

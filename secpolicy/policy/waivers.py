@@ -8,12 +8,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secpolicy.errors import LocatedError
 from secpolicy.models import Waiver, waiver_host_matches
 from secpolicy.policy.loader import read_text_file
-from secpolicy.policy.yamlpos import Positioned, load_yaml
+
+if TYPE_CHECKING:
+    from secpolicy.policy.yamlpos import Positioned
 
 __all__ = ["WaiverSet", "load_waivers"]
 
@@ -125,6 +127,8 @@ def load_waivers(path: Path) -> WaiverSet:
     nothing malformed passes `lint` and then breaks `scan`."""
     shown = str(path)
     text, _ = read_text_file(path)
+    from secpolicy.policy.yamlpos import load_yaml  # PyYAML, only where a file is read
+
     doc = load_yaml(text, shown)
     data = doc.data
     base: tuple = ()
