@@ -280,6 +280,7 @@ class _Doc:
         self.parsed: dict[tuple, ast.Node] = {}
         self.by_text: dict[str, ast.Node] = {}  # one parse per distinct text (`*alias` copies)
         self.lines: dict[tuple, int] = {}  # (path, key?) -> line, kept in the cache
+        self.lint: list[tuple[str, int, int, str | None]] | None = None  # its warnings, kept in the cache
 
     @property
     def pos(self) -> Positioned:
@@ -330,7 +331,10 @@ class _Doc:
         data = self.data
         if scope == "event" and data.get("rules"):
             data = {**data, "rules": [_CHECK_STUB if "check" in r else r for r in data["rules"]]}
-        return {"data": data, "lines": self.lines, "parsed": self.parsed}
+        entry: dict[str, Any] = {"data": data, "lines": self.lines, "parsed": self.parsed}
+        if scope is None and self.lint is not None:
+            entry["lint"] = self.lint
+        return entry
 
 
 _CHECK_STUB: dict[str, Any] = {"check": None}  # a check rule, left out of an event-scope entry
@@ -867,7 +871,7 @@ def load_policies(
     policies = [loader.build(d) for d in docs]
     if loader.errors:
         raise PolicyErrors(loader.errors)
-    warnings = [w for d in docs for w in _lint_doc(d)]
+    warnings = [w for d in docs for w in _lint_doc(d, complete=only is None)]
     if only is None:
         # A filtered load compiled only part of the rules: their macros are not all it saw used.
         warnings += unused_macros(loader.macros, loader.macros_used)
@@ -881,11 +885,19 @@ def load_policies(
     return PolicySet(tuple(policies), warnings=tuple(warnings))
 
 
-def _lint_doc(d: _Doc) -> list[LintWarning]:
+def _lint_doc(d: _Doc, *, complete: bool) -> list[LintWarning]:
+    """The warnings about the file's expressions. A load of the whole file (`complete`) takes
+    them from its compile cache entry, and keeps them there (they depend on its text alone)."""
+    if complete and d.cached is not None and d.cached_scope is None:
+        kept = d.cached.get("lint")
+        if type(kept) is list and all(type(w) is tuple and len(w) == 4 for w in kept):
+            return [LintWarning(message, d.shown, line, column, source) for message, line, column, source in kept]
     out: list[LintWarning] = []
     for at, node in d.parsed.items():
         text: Any = d.data
         for key in at:
             text = text[key]
         out.extend(mixed_and_or(node, d.origin(at, text), text))
+    if complete:
+        d.lint = [(w.message, w.line, w.column, w.source_line) for w in out]
     return out

@@ -224,3 +224,25 @@ def test_replay_starts_without_importing_the_fact_collectors(tmp_path):
     warm = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=REPO)
     assert "secpolicy.facts.builtin" in first.stderr  # an empty cache: the registry is built once
     assert "secpolicy.facts" not in warm.stderr
+
+
+def test_lint_warnings_of_a_cached_file_are_kept_with_it_and_say_where_the_file_is_now(tmp_path, monkeypatch):
+    """The warnings about a file's expressions depend on its text alone: a full load of a
+    cached file takes them from the cache, located as before (no YAML read to find the line),
+    under the name the file has in this load."""
+    text = ("metadata: {id: w, title: W, version: '1'}\nrules:\n  - id: w-1\n    title: t\n"
+            "    severity: low\n    check: 'file(\"/etc/a\").exists or file(\"/etc/b\").exists and file(\"/etc/c\").exists'\n")
+    (tmp_path / "one").mkdir()
+    policy = tmp_path / "one" / "w.yaml"
+    policy.write_text(text)
+    cache = tmp_path / "cache"
+    cold = load_policies([policy], builtin_registry(), cache_dir=cache).warnings
+    assert [(w.path, w.line, w.column) for w in cold] == [(str(policy), 6, 38)]
+    (tmp_path / "two").mkdir()
+    moved = tmp_path / "two" / "w.yaml"
+    shutil.copy(policy, moved)
+    for name in ("load_yaml", "parse_expression"):
+        monkeypatch.setattr(loader_mod, name, refuse)
+    monkeypatch.setattr(loader_mod, "mixed_and_or", refuse)
+    warm = load_policies([moved], builtin_registry(), cache_dir=cache).warnings
+    assert [w.render() for w in warm] == [w.render().replace(str(policy), str(moved)) for w in cold]
