@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from secpolicy.policy import PolicyErrors
+from secpolicy.policy import PolicyErrors, testfiles
 from secpolicy.policy import loader as loader_mod
 from secpolicy.policy.cache import toolchain_key
 from secpolicy.vocabulary import builtin_registry, load_policies
@@ -47,6 +47,7 @@ def test_a_cached_file_loads_without_yaml_schema_or_expression_parsing(tmp_path,
     cold = load_policies([policy], builtin_registry(), cache_dir=cache)
     for name in ("load_yaml", "parse_expression", "_validator"):
         monkeypatch.setattr(loader_mod, name, refuse)
+    monkeypatch.setattr(testfiles, "parse_test_file", refuse)  # its tests' files were checked when it was cached
     warm = load_policies([policy], builtin_registry(), cache_dir=cache)
     assert summary(warm) == summary(cold)
     assert warm.rule("v-ssh-max-auth-tries").tests[1].vars == {"ssh_max_auth_tries": 6}
