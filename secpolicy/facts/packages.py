@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from secpolicy import __version__
 from secpolicy.dsl.types import ANY, BOOL, INT, STR, ListType, Method, ObjectType
 from secpolicy.errors import EvaluationError
 from secpolicy.facts._common import ascii_lower, at, text_lines
@@ -937,7 +938,7 @@ def collect_packages(ctx: FactContext) -> list[Package]:
 
     Reading dpkg's database takes about a tenth of a scan of a host. With a memo in the scan's
     options (`memo`: the compile cache), the packages of a database read before are taken from
-    it when its files hold exactly the same bytes (and this module is the same code)."""
+    it when its files hold exactly the same bytes (and the code that reads them is the same)."""
     status = ctx.read_text(STATUS) or ""
     # The journal is read before the status file is parsed (the memo's key needs both), but
     # what is wrong with it is said after what is wrong with the status file, as dpkg says it.
@@ -989,8 +990,12 @@ _MEMO_NAME = "dpkg-database"
 
 @functools.cache
 def _code_key() -> bytes:
-    """What the packages kept in a memo depend on besides the files: this module's code."""
-    return hashlib.sha256(Path(__file__).read_bytes()).digest()
+    """What the packages kept in a memo depend on besides the files: the version and the code
+    that reads dpkg's database (this module and the helpers it reads text with)."""
+    h = hashlib.sha256(__version__.encode())
+    for module in (Path(__file__), Path(__file__).with_name("_common.py")):
+        h.update(module.read_bytes() + b"\0")
+    return h.digest()
 
 
 def _database_key(texts: list[tuple[str, str]]) -> str:
