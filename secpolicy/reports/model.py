@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 import jsonschema
 
@@ -15,6 +15,7 @@ from secpolicy.errors import InputError
 from secpolicy.models import Evidence, Finding, Severity, Status, Waiver, waiver_host_matches
 from secpolicy.resources import load_schema
 from secpolicy.resultsfile import results_bytes, sha256_hex
+from secpolicy.summary import requirement_results, summarize
 
 __all__ = [
     "STATUS_LABEL",
@@ -369,6 +370,53 @@ def validate_results(results: Any, *, path: str | None = None, summary_only: boo
         )
     for key in ("started_at", "finished_at"):
         parse_time(results["scan"][key])
+    if not summary_only:
+        _check_breakdown(results, path)
+
+
+def _check_breakdown(results: Mapping[str, Any], path: str | None) -> None:
+    """Refuse a document whose counts by severity and framework, or whose requirement rows,
+    are not what its findings give (the scan's own arithmetic, done again): a report states
+    them beside the findings and must never contradict them."""
+    # What the arithmetic reads of each finding (evidence and texts are not read).
+    findings = [Finding(rule_id=r["rule_id"], title="", severity=Severity(r["severity"]), status=Status(r["status"]),
+                        references={k: tuple(v) for k, v in r["references"].items()})
+                for r in results["results"]]
+    rows = results.get("requirements")
+    if rows is not None:
+        declared = {fw: {r["id"]: r["coverage"] for r in reqs} for fw, reqs in rows.items()}
+        notes = {fw: {r["id"]: r["note"] for r in reqs if r.get("note") is not None} for fw, reqs in rows.items()}
+        want = requirement_results(findings, declared, notes, results["scan"].get("standard"))
+        for fw in sorted(set(want) | set(rows)):
+            stated = {r["id"]: {**r, "note": r.get("note")} for r in rows.get(fw, ())}
+            for row in want.get(fw, ()):
+                if stated.pop(row["id"], None) != row:
+                    _disagree(f"{fw} requirement {row['id']} (its rules: {_rule_counts(row['rules'])})", path)
+            if stated:
+                _disagree(f"{fw} requirement {next(iter(stated))} (no result of this file serves it)", path)
+    summary = results["summary"]
+    got = summarize(findings, rows)
+    for sev, counts in got["by_severity"].items():
+        if summary["by_severity"].get(sev, counts if not any(counts.values()) else None) != counts:
+            _disagree(f"severity {sev} ({_rule_counts(counts)})", path)
+    for fw in sorted(set(got["frameworks"]) | set(summary["frameworks"])):
+        want_fw, stated_fw = got["frameworks"].get(fw), summary["frameworks"].get(fw)
+        # Percentages are not compared: a report computes them from the counts it checked here.
+        if want_fw is None or stated_fw is None or any(
+            stated_fw[k] != want_fw.get(k) for k in stated_fw if not k.endswith("compliance_pct")
+        ):
+            _disagree(f"framework {fw} ({_rule_counts(want_fw) if want_fw else 'no result of this file serves it'})",
+                      path)
+
+
+def _rule_counts(counts: Mapping[str, Any]) -> str:
+    shown = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts.get(s.value))
+    return f"the results give {shown or 'none'}"
+
+
+def _disagree(what: str, path: str | None) -> NoReturn:
+    # Counts that disagree with their own findings were edited or truncated.
+    raise InputError(f"results file: the summary or requirement rows disagree with the results list at {what}", path)
 
 
 def finding_from_dict(d: Mapping[str, Any]) -> Finding:
@@ -553,7 +601,8 @@ def build_report(
                 partial=tuple(cov.get("partial") or ()),
                 manual=tuple(cov.get("manual") or ()),
                 requirement_counts=entry.get("requirements_by_status"),
-                requirements_pct=entry.get("requirements_compliance_pct"),
+                requirements_pct=(decided_pct(entry["requirements_by_status"])
+                                  if "requirements_by_status" in entry else None),
             )
         )
     requirements = tuple(

@@ -21,6 +21,9 @@ import pytest
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "reports"
 RESULTS = FIX / "web1_results.json"
 BASELINE = FIX / "web1_baseline.json"
+sys.path.insert(0, str(FIX))
+from gen_results import agree
+
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -40,11 +43,14 @@ def _doc(path: Path = RESULTS) -> dict[str, Any]:
 
 
 def _put(path: Path, doc: dict[str, Any]) -> Path:
-    """Write `doc` with its summary counts made to agree with its results list."""
-    counts = dict.fromkeys(doc["summary"]["by_status"], 0)
-    for r in doc["results"]:
-        counts[r["status"]] += 1
-    doc["summary"]["by_status"], doc["summary"]["total"] = counts, len(doc["results"])
+    """Write `doc` with its summary counts made to agree with its results list (its stated
+    percentages, which no reader trusts, left as they are)."""
+    pcts = {fw: e["compliance_pct"] for fw, e in doc["summary"]["frameworks"].items()}
+    pcts[""] = doc["summary"]["compliance_pct"]
+    agree(doc)
+    doc["summary"]["compliance_pct"] = pcts[""]
+    for fw, e in doc["summary"]["frameworks"].items():
+        e["compliance_pct"] = pcts.get(fw, e["compliance_pct"])
     path.write_text(json.dumps(doc))
     return path
 
@@ -115,6 +121,61 @@ def test_a_report_states_the_compliance_of_the_counts_not_an_edited_percentage(t
     html = tmp_path / "r.html"
     assert secpolicy("report", str(src), "--format", "html", "-o", str(html)).returncode == 0
     assert "100.0%" not in html.read_text() and "40.0%" in html.read_text()
+
+
+def test_a_report_refuses_counts_and_requirement_rows_its_results_do_not_give(tmp_path):
+    """A results file whose counts by framework or severity, or whose requirement rows, say
+    other than its own findings (edited or broken) is refused, exit 2, naming the first place
+    that disagrees, and no report is written; what a scan wrote, and what this test's own
+    arithmetic re-derives after an edit, are accepted."""
+    root = tmp_path / "root"
+    (root / "etc" / "ssh").mkdir(parents=True)
+    (root / "etc" / "ssh" / "sshd_config").write_text("PermitRootLogin yes\n")
+    written = tmp_path / "scan.json"
+    p = secpolicy("scan", "--root", str(root), "--format", "json", "-o", str(written))
+    assert p.returncode == 1, p.stderr
+    doc = json.loads(written.read_text())
+    assert len(doc["requirements"]) >= 4 and {"fail", "error"} <= {r["status"] for r in doc["results"]}
+    assert agree(copy.deepcopy(doc)) == doc  # this test's arithmetic gives what the scan wrote
+    out = tmp_path / "r.html"
+    assert secpolicy("report", str(written), "--format", "html", "-o", str(out)).returncode == 0
+
+    def edited(change) -> subprocess.CompletedProcess:
+        bad = copy.deepcopy(doc)
+        change(bad)
+        path = tmp_path / "edited.json"
+        path.write_text(json.dumps(bad))
+        out.unlink(missing_ok=True)
+        return secpolicy("report", str(path), "--format", "html", "-o", str(out))
+
+    fw = next(f for f, e in doc["summary"]["frameworks"].items() if e["fail"])
+    row = next(r for r in doc["requirements"][fw] if r["status"] == "fail")
+    sev = next(s for s, c in doc["summary"]["by_severity"].items() if c["fail"])
+
+    def more_passes(counts):
+        counts["fail"] -= 1
+        counts["pass"] += 1
+
+    cases = {
+        f"framework {fw} (the results give": lambda d: more_passes(d["summary"]["frameworks"][fw]),
+        f"severity {sev} (the results give": lambda d: more_passes(d["summary"]["by_severity"][sev]),
+        f"{fw} requirement {row['id']} (its rules:": lambda d: next(
+            r for r in d["requirements"][fw] if r["id"] == row["id"]).update(status="pass"),
+        f"{fw} requirement {row['id']} ": lambda d: d["requirements"][fw].remove(
+            next(r for r in d["requirements"][fw] if r["id"] == row["id"])),
+        f"framework {fw} ": lambda d: d["summary"]["frameworks"].pop(fw),
+    }
+    for where, change in cases.items():
+        p = edited(change)
+        assert p.returncode == 2, (where, p.stderr)
+        assert "disagree with the results list at " + where in p.stderr, (where, p.stderr)
+        assert "Traceback" not in p.stderr and not out.exists(), where
+    # The same edit of a finding, with the counts and rows made to agree again, is accepted.
+    fixed = copy.deepcopy(doc)
+    next(r for r in fixed["results"] if r["rule_id"] in row["rule_ids"])["status"] = "pass"
+    path = tmp_path / "agreeing.json"
+    path.write_text(json.dumps(agree(fixed)))
+    assert secpolicy("report", str(path), "--format", "html", "-o", str(out)).returncode == 0
 
 
 def test_diff_refuses_the_scans_in_reverse_order(tmp_path):

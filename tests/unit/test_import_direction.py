@@ -38,6 +38,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "confined": frozenset(),
     "outfile": frozenset(),
     "resultsfile": frozenset(),
+    "summary": frozenset(),  # a results document's summary: the scan writes it, reports check it
     "redaction": frozenset(),
     "terminal": frozenset(),
     # The expression language; dsl/types.py is the vocabulary facts and events declare
@@ -60,7 +61,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "auditlog": frozenset({"outfile", "resources", "redaction", "terminal"}),  # what is stored is redacted first
     "image": frozenset({"confined"}),
     # Reports read the results (models, the results file) and write files: nothing else.
-    "reports": frozenset({"outfile", "resources", "resultsfile", "terminal"}),
+    "reports": frozenset({"outfile", "resources", "resultsfile", "summary", "terminal"}),
     # Above the domain packages.
     "hostid": frozenset({"facts"}),  # the host identity is read through facts, under the scan's root
     "doctor": frozenset({"events", "resources",  # doctor asks the live monitor's own probes what works here
@@ -68,7 +69,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     # the fleet report is drawn with the report's HTML; its SQLite store is opened as every database is
     "fleet": frozenset({"outfile", "reports", "resources", "resultsfile"}),
     "vocabulary": frozenset({"facts", "events", "fim", "policy", "rules", "dsl"}),  # the composition of what policies can name
-    "engine": frozenset({"dsl", "rules", "policy", "facts", "hostid", "redaction"}),
+    "engine": frozenset({"dsl", "rules", "policy", "facts", "hostid", "redaction", "summary"}),
     "ruletests": frozenset({"engine", "dsl", "rules", "policy", "facts"}),
     "remote": frozenset({"engine", "dsl", "rules", "policy", "facts", "confined"}),
     # The application layer runs a command below the CLI; the CLI parses, calls, prints, exits.
