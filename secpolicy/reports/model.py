@@ -370,43 +370,59 @@ def validate_results(results: Any, *, path: str | None = None, summary_only: boo
         )
     for key in ("started_at", "finished_at"):
         parse_time(results["scan"][key])
-    if not summary_only:
-        _check_breakdown(results, path)
+    _check_breakdown(results, path, rows=not summary_only)
 
 
-def _check_breakdown(results: Mapping[str, Any], path: str | None) -> None:
-    """Refuse a document whose counts by severity and framework, or whose requirement rows,
-    are not what its findings give (the scan's own arithmetic, done again): a report states
-    them beside the findings and must never contradict them."""
-    # What the arithmetic reads of each finding (evidence and texts are not read).
-    findings = [Finding(rule_id=r["rule_id"], title="", severity=Severity(r["severity"]), status=Status(r["status"]),
-                        references={k: tuple(v) for k, v in r["references"].items()})
-                for r in results["results"]]
-    rows = results.get("requirements")
-    if rows is not None:
-        declared = {fw: {r["id"]: r["coverage"] for r in reqs} for fw, reqs in rows.items()}
-        notes = {fw: {r["id"]: r["note"] for r in reqs if r.get("note") is not None} for fw, reqs in rows.items()}
+def _check_breakdown(results: Mapping[str, Any], path: str | None, *, rows: bool) -> None:
+    """Refuse a document whose counts by severity and framework, or (`rows`) whose requirement
+    rows, are not what its findings give (the scan's own arithmetic, done again): a report
+    states them beside the findings, and an earlier scan's in its trend, and must never
+    contradict them. Without `rows` (earlier scans, whose rows are neither validated nor
+    read), each framework's rule counts are checked, not its requirement counts."""
+    findings = []
+    for i, r in enumerate(results["results"]):
+        refs = r.get("references")
+        if r.get("severity") not in _SEVERITY_VALUES or type(refs) is not dict or not all(
+            type(ids) is list and all(type(x) is str for x in ids) for ids in refs.values()
+        ):
+            raise InputError(f"not a secpolicy results file: at results/{i}: severity or references not valid", path)
+        # What the arithmetic reads of each finding (evidence and texts are not read).
+        findings.append(Finding(rule_id=r["rule_id"], title="", severity=Severity(r["severity"]),
+                                status=Status(r["status"]), references={k: tuple(v) for k, v in refs.items()}))
+    stated_rows = results.get("requirements") if rows else None
+    if stated_rows is not None:
+        declared = {fw: {r["id"]: r["coverage"] for r in reqs} for fw, reqs in stated_rows.items()}
+        notes = {fw: {r["id"]: r["note"] for r in reqs if r.get("note") is not None} for fw, reqs in stated_rows.items()}
         want = requirement_results(findings, declared, notes, results["scan"].get("standard"))
-        for fw in sorted(set(want) | set(rows)):
-            stated = {r["id"]: {**r, "note": r.get("note")} for r in rows.get(fw, ())}
+        for fw in sorted(set(want) | set(stated_rows)):
+            stated = {r["id"]: {**r, "note": r.get("note")} for r in stated_rows.get(fw, ())}
             for row in want.get(fw, ()):
                 if stated.pop(row["id"], None) != row:
                     _disagree(f"{fw} requirement {row['id']} (its rules: {_rule_counts(row['rules'])})", path)
             if stated:
                 _disagree(f"{fw} requirement {next(iter(stated))} (no result of this file serves it)", path)
     summary = results["summary"]
-    got = summarize(findings, rows)
+    got = summarize(findings, stated_rows)
     for sev, counts in got["by_severity"].items():
         if summary["by_severity"].get(sev, counts if not any(counts.values()) else None) != counts:
             _disagree(f"severity {sev} ({_rule_counts(counts)})", path)
+    # Percentages are not compared: a report computes them from the counts checked here.
+    rows_unread = not rows and results.get("requirements") is not None
+    compared = _RULE_COUNT_KEYS if rows_unread else None
     for fw in sorted(set(got["frameworks"]) | set(summary["frameworks"])):
         want_fw, stated_fw = got["frameworks"].get(fw), summary["frameworks"].get(fw)
-        # Percentages are not compared: a report computes them from the counts it checked here.
+        if want_fw is None and rows_unread:
+            want_fw = dict.fromkeys(_RULE_COUNT_KEYS, 0)  # a framework of requirement rows alone
         if want_fw is None or stated_fw is None or any(
-            stated_fw[k] != want_fw.get(k) for k in stated_fw if not k.endswith("compliance_pct")
+            stated_fw[k] != want_fw.get(k)
+            for k in stated_fw if not k.endswith("compliance_pct") and (compared is None or k in compared)
         ):
             _disagree(f"framework {fw} ({_rule_counts(want_fw) if want_fw else 'no result of this file serves it'})",
                       path)
+
+
+_SEVERITY_VALUES = frozenset(s.value for s in Severity)
+_RULE_COUNT_KEYS = frozenset({*(s.value for s in Status), "rules"})
 
 
 def _rule_counts(counts: Mapping[str, Any]) -> str:

@@ -176,6 +176,20 @@ def test_a_report_refuses_counts_and_requirement_rows_its_results_do_not_give(tm
     path = tmp_path / "agreeing.json"
     path.write_text(json.dumps(agree(fixed)))
     assert secpolicy("report", str(path), "--format", "html", "-o", str(out)).returncode == 0
+    # An earlier scan feeds the trend its framework counts: those are checked too (its rows,
+    # which the trend does not read, are not).
+    earlier = copy.deepcopy(doc)
+    earlier["scan"]["started_at"] = earlier["scan"]["finished_at"] = "2026-01-01T00:00:00+00:00"
+    earlier["requirements"][fw][0]["status"] = "pass"
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    assert secpolicy("report", str(written), "--history", str(path), "-f", "html", "-o", str(out)).returncode == 0
+    more_passes(earlier["summary"]["frameworks"][fw])
+    path.write_text(json.dumps(earlier))
+    out.unlink()
+    p = secpolicy("report", str(written), "--history", str(path), "-f", "html", "-o", str(out))
+    assert p.returncode == 2 and f"disagree with the results list at framework {fw} (" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and not out.exists()
 
 
 def test_diff_refuses_the_scans_in_reverse_order(tmp_path):

@@ -21,6 +21,9 @@ from secpolicy.fleet import build_fleet_report, open_store, read_results, render
 from secpolicy.fleet.report import requirement_group
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "fixtures" / "reports"))
+from gen_results import agree
+
 SECPOLICY = [sys.executable, "-m", "secpolicy"]
 NOW = dt.datetime(2026, 6, 10, 12, 0, tzinfo=dt.UTC)
 
@@ -43,16 +46,7 @@ def variant(base: dict[str, Any], host: str, when: dt.datetime, fail: set[str], 
     for f in d["results"]:
         if f["status"] in ("pass", "fail", "error"):
             f["status"] = "fail" if f["rule_id"] in fail else "pass"
-    by = dict.fromkeys(d["summary"]["by_status"], 0)
-    for f in d["results"]:
-        by[f["status"]] += 1
-    d["summary"]["by_status"] = by
-    for sev in d["summary"]["by_severity"].values():
-        for k in sev:
-            sev[k] = 0
-    for f in d["results"]:
-        d["summary"]["by_severity"][f["severity"]][f["status"]] += 1
-    return d
+    return agree(d)
 
 
 def write(tmp: Path, name: str, data: dict[str, Any]) -> str:

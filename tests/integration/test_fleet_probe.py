@@ -23,6 +23,9 @@ from secpolicy.fleet import build_fleet_report, open_store, read_results
 from secpolicy.resultsfile import results_bytes
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "fixtures" / "reports"))
+from gen_results import agree
+
 SECPOLICY = [sys.executable, "-m", "secpolicy"]
 NOW = dt.datetime(2025, 6, 10, 12, 0, tzinfo=dt.UTC)
 RULE = "cis-1.1.1.1-cramfs-module-disabled"  # low, cis 1.1.1.1, pci-dss 2.2.4, ...
@@ -51,11 +54,7 @@ def scan_of(base: dict[str, Any], host: str, when: str, scan_id: str, *, fail: s
             f["status"] = "fail" if f["rule_id"] in fail else "pass"
     if edit is not None:
         edit(d)
-    by = dict.fromkeys(d["summary"]["by_status"], 0)
-    for f in d["results"]:
-        by[f["status"]] += 1
-    d["summary"]["by_status"] = by
-    return d
+    return agree(d)
 
 
 def put(tmp: Path, name: str, doc: dict[str, Any]) -> str:
