@@ -22,6 +22,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 GOAL_SECONDS = 30.0
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "tests" / "fixtures" / "reports"))
+from gen_results import agree
 
 
 def _secpolicy() -> list[str]:
@@ -50,19 +52,12 @@ def _hosts(base: dict[str, Any], n: int, out: Path) -> tuple[list[str], list[tup
         if isinstance(d["scan"].get("host_identity"), dict):  # each host its own machine-id
             d["scan"]["host_identity"].update(machine_id=f"{i:032x}", hostname=f"host{i:04d}")
         failing = set(rng.sample(checked, len(checked) // 10))
-        by = dict.fromkeys(d["summary"]["by_status"], 0)
-        for sev in d["summary"]["by_severity"].values():
-            for k in sev:
-                sev[k] = 0
         for f in d["results"]:
             if f["status"] in ("pass", "fail", "error"):
                 f["status"] = "fail" if f["rule_id"] in failing else "pass"
-            by[f["status"]] += 1
-            d["summary"]["by_severity"][f["severity"]][f["status"]] += 1
             rows.append((sid, f["rule_id"], f["status"], f["severity"]))
-        d["summary"]["by_status"] = by
         p = out / f"host{i:04d}.json"
-        p.write_text(json.dumps(d))
+        p.write_text(json.dumps(agree(d)))  # its counts and requirement rows as a scan writes them
         files.append(str(p))
     return files, rows
 

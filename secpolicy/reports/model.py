@@ -336,9 +336,12 @@ def _validator(summary_only: bool = False) -> jsonschema.protocols.Validator:
 _STATUS_VALUES = frozenset(s.value for s in Status)
 
 
-def validate_results(results: Any, *, path: str | None = None, summary_only: bool = False) -> None:
+def validate_results(results: Any, *, path: str | None = None, summary_only: bool = False,
+                     breakdown: bool = True) -> None:
     """Raise InputError naming the first offending place in a results document.
-    `summary_only` checks the findings just for their id and status (enough for a trend)."""
+    `summary_only` checks the findings just for their id and status (enough for a trend);
+    `breakdown=False` leaves the counts by severity and framework unchecked, for a reader
+    that does not read them (the fleet rolls up the findings themselves)."""
     if not isinstance(results, dict):
         raise InputError(f"results file: expected a JSON object, found {type(results).__name__}", path)
     error = jsonschema.exceptions.best_match(_validator(summary_only).iter_errors(results))
@@ -370,7 +373,8 @@ def validate_results(results: Any, *, path: str | None = None, summary_only: boo
         )
     for key in ("started_at", "finished_at"):
         parse_time(results["scan"][key])
-    _check_breakdown(results, path, rows=not summary_only)
+    if breakdown:
+        _check_breakdown(results, path, rows=not summary_only)
 
 
 def _check_breakdown(results: Mapping[str, Any], path: str | None, *, rows: bool) -> None:
