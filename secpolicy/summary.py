@@ -5,11 +5,25 @@ from the findings a results file holds and refuse a file whose summary says othe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from secpolicy.models import Finding, Severity, Status, requirement_key
+from secpolicy.models import Severity, Status, requirement_key
 
-__all__ = ["COMPLIANCE_NOTE", "REQUIREMENT_STATUSES", "requirement_results", "summarize"]
+__all__ = ["COMPLIANCE_NOTE", "REQUIREMENT_STATUSES", "Counted", "requirement_results", "summarize"]
+
+
+class Counted(Protocol):
+    """What the summary reads of a finding (a `Finding`, or a lighter record of a results
+    file's finding)."""
+
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def severity(self) -> Severity: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def references(self) -> Mapping[str, Sequence[str]]: ...
 
 COMPLIANCE_NOTE = (
     "compliance = passing among pass, fail and error; not_applicable, waived and skipped are excluded "
@@ -22,7 +36,7 @@ def _pct(passed: int, decided: int) -> float | None:
     return round(100.0 * passed / decided, 1) if decided else None
 
 
-def summarize(findings: Sequence[Finding], requirements: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+def summarize(findings: Sequence[Counted], requirements: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     by_status = {s.value: 0 for s in Status}
     by_severity: dict[str, dict[str, int]] = {s.value: {st.value: 0 for st in Status} for s in Severity}
     frameworks: dict[str, dict[str, Any]] = {}
@@ -64,7 +78,7 @@ def _rolled_up(counts: Mapping[str, int]) -> str:
 
 
 def requirement_results(
-    findings: Sequence[Finding],
+    findings: Sequence[Counted],
     classes: Mapping[str, Mapping[str, str]],
     notes: Mapping[str, Mapping[str, str]],
     standard: str | None = None,
@@ -72,7 +86,7 @@ def requirement_results(
     """Per framework (only `standard` when given), every requirement the packs declare
     (`classes`) or a finding references, with its status rolled up from its rules and its
     coverage class beside it."""
-    linked: dict[str, dict[str, list[Finding]]] = {}
+    linked: dict[str, dict[str, list[Counted]]] = {}
     for f in findings:
         for fw, ids in f.references.items():
             for req in ids:
