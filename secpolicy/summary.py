@@ -25,6 +25,7 @@ class Counted(Protocol):
     @property
     def references(self) -> Mapping[str, Sequence[str]]: ...
 
+
 COMPLIANCE_NOTE = (
     "compliance = passing among pass, fail and error; not_applicable, waived and skipped are excluded "
     "(for requirements also not_assessed)"
