@@ -14,7 +14,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from secpolicy.auditlog.store import EventStore
+from secpolicy.auditlog.store import EventStore, event_row
 from secpolicy.auditlog.timeline import TimelineQuery, build_timeline
 
 GOAL_S = 1.0
@@ -23,7 +23,8 @@ TYPES = ("exec", "open", "connect", "write", "auth", "setuid", "unlink", "chmod"
 
 
 def rows(n: int, users: int) -> Iterator[tuple[Any, ...]]:
-    """Generated rows in store column order: one day of events, evenly spread."""
+    """Generated events as the store's own rows (`event_row`: its columns, in its order, with
+    the digest it deduplicates on): one day of events, evenly spread."""
     step_ns = DAY_S * 1_000_000_000 // n
     for i in range(n):
         t = i * step_ns
@@ -37,8 +38,7 @@ def rows(n: int, users: int) -> Iterator[tuple[Any, ...]]:
                  "proc": {"pid": 2000 + i % 30000, "uid": 1000 + u, "euid": 1000 + u, "comm": "bash",
                           "exe": "/usr/bin/bash", "session": u},
                  "user": {"uid": 1000 + u, "name": name}, "file": {"path": path}}
-        yield (ts, kind, name, 1000 + u, 1000 + u, "web1", 2000 + i % 30000, str(u), "bash", path, "",
-               None, json.dumps(event, separators=(",", ":")))
+        yield event_row(event, json.dumps(event, separators=(",", ":")))
 
 
 def main() -> None:

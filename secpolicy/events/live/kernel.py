@@ -323,18 +323,23 @@ class KernelProbes:
         """TRACEPOINT_PROBEs to their tracepoints, the programs several syscalls share to each
         tracepoint a wanted type needs, the PAM uprobes."""
         assert self.obj is not None
+        probes: list[tuple[str, str, str]] = []  # (function, category, event)
         for fn in self.obj.functions:
             if fn.startswith("tracepoint__"):
                 category, event = fn[len("tracepoint__"):].split("__", 1)
-                self._attach_tracepoint(fn, category, event)
+                probes.append((fn, category, event))
         if "sp_uring_rename" in self.obj.functions:  # a second program on the ring's submissions
-            self._attach_tracepoint("sp_uring_rename", "io_uring", "io_uring_submit_req")
+            probes.append(("sp_uring_rename", "io_uring", "io_uring_submit_req"))
         for name, (enter, exit_, types) in _SYSCALLS.items():
             if not types & self.types or not _has_syscall_tp(tracefs, name):
                 continue
             for prog, tp in ((enter, f"sys_enter_{name}"), (exit_, f"sys_exit_{name}")):
                 if prog is not None:
-                    self._attach_tracepoint(prog, "syscalls", tp)
+                    probes.append((prog, "syscalls", tp))
+        # Verified side by side (most of a start's time), then attached one by one in this order.
+        self.obj.preload([fn for fn, _, _ in probes], bpfsys.PROG_TYPE_TRACEPOINT)
+        for fn, category, event in probes:
+            self._attach_tracepoint(fn, category, event)
         self.attached.sort()
         if "auth" in self.types:
             self._attach_pam()

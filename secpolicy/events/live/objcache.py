@@ -230,6 +230,23 @@ class LoadedObject:
         self.prog_fds[name] = fd
         return fd
 
+    def preload(self, names: list[str], prog_type: int) -> None:
+        """Load the functions `names` as `prog_type`, several at once: the kernel verifies
+        each program in the loading thread (privileged loads take no global lock), and the
+        io_uring and path programs take it a second or less each. Returns once every load
+        has ended; the first refusal, in the order of `names`, is raised."""
+        todo = [n for n in dict.fromkeys(names) if n not in self.prog_fds]
+        if len(todo) < 2:
+            for name in todo:
+                self.program(name, prog_type)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) as pool:
+            done = [pool.submit(self.program, name, prog_type) for name in todo]
+        for future in done:
+            future.result()
+
     def close(self) -> None:
         for fd in [*self.prog_fds.values(), *self.map_fds.values()]:
             os.close(fd)
