@@ -197,8 +197,8 @@ _FAST_VALIDATORS: dict[str, jsonschema_rs.Validator] = {}
 
 def _accepted(data: Any, name: str) -> bool:
     """Whether jsonschema-rs's compiled validator accepts `data` (a hundredth of jsonschema's
-    time). It is only ever stricter than jsonschema, so what it refuses, or a value it cannot
-    take, goes to jsonschema, which judges and words the error."""
+    time). Where the two differ it is the stricter (tests/fuzz hold it to that), so what it
+    refuses, or a value it cannot take, goes to jsonschema, which judges and words the error."""
     if name not in _FAST_VALIDATORS:
         import jsonschema_rs
 
