@@ -19,6 +19,8 @@ from secpolicy.reports.model import _fast_validator, _schema, _schema_error
 
 RESULTS = Path(__file__).resolve().parents[1] / "fixtures" / "reports" / "web1_results.json"
 BASE = json.loads(RESULTS.read_text())
+sys.path.insert(0, str(RESULTS.parent))
+from gen_results import agree, generate
 
 
 @st.composite
@@ -57,9 +59,6 @@ def test_diff_any_results(tmp_path_factory, old, new):
     check(run("diff", a, b, "-f", "json"), located=[a, b], position=False)
     assert snapshot(work) == before
 
-
-sys.path.insert(0, str(RESULTS.parent))
-from gen_results import agree, generate
 
 # A generated document with requirement rows (every referenced requirement, as a scan writes).
 WITH_ROWS = agree(generate(30) | {"requirements": {}})
