@@ -352,14 +352,17 @@ def _schema_error(results: dict[str, Any], summary_only: bool) -> jsonschema.Val
         accepted = False
     if accepted:
         return None
+    from jsonschema.exceptions import best_match
+
+    return best_match(_validator(summary_only).iter_errors(results))
+
+
+@lru_cache(maxsize=2)
+def _validator(summary_only: bool) -> jsonschema.protocols.Validator:
     import jsonschema  # only for a document the fast validator refused
 
-    validator_class = jsonschema.validators.validator_for(_schema(summary_only))
-    validator = validator_class(_schema(summary_only), format_checker=validator_class.FORMAT_CHECKER)
-    return jsonschema.exceptions.best_match(validator.iter_errors(results))
-
-
-_STATUS_VALUES = frozenset(s.value for s in Status)
+    cls = jsonschema.validators.validator_for(_schema(summary_only))
+    return cls(_schema(summary_only), format_checker=cls.FORMAT_CHECKER)
 
 
 def validate_results(results: Any, *, path: str | None = None, summary_only: bool = False,
@@ -378,7 +381,7 @@ def validate_results(results: Any, *, path: str | None = None, summary_only: boo
     for i, r in enumerate(results["results"]):
         if not isinstance(r, dict):
             raise InputError(f"not a secpolicy results file: at results/{i}: {r!r} is not of type 'object'", path)
-        if not isinstance(r.get("rule_id"), str) or r.get("status") not in _STATUS_VALUES:
+        if not isinstance(r.get("rule_id"), str) or r.get("status") not in _STATUS:
             what = "rule_id" if not isinstance(r.get("rule_id"), str) else "status"
             raise InputError(f"not a secpolicy results file: at results/{i}: {what} {r.get(what)!r} is not valid", path)
         if r["rule_id"] in seen:
@@ -400,16 +403,16 @@ def validate_results(results: Any, *, path: str | None = None, summary_only: boo
     for key in ("started_at", "finished_at"):
         parse_time(results["scan"][key])
     if breakdown:
-        _check_breakdown(results, path, rows=not summary_only)
+        _check_breakdown(results, path, summary_only=summary_only)
 
 
-def _check_breakdown(results: Mapping[str, Any], path: str | None, *, rows: bool) -> None:
-    """Refuse a document whose counts by severity and framework, or (`rows`) whose requirement
-    rows, are not what its findings give (the scan's own arithmetic, done again): a report
-    states them beside the findings, and an earlier scan's in its trend, and must never
-    contradict them. Without `rows` (earlier scans, whose rows are neither validated nor
-    read), each framework's rule counts are checked, not its requirement counts."""
-    if not rows:  # the schema did not check the findings' severity and references: check them here
+def _check_breakdown(results: Mapping[str, Any], path: str | None, *, summary_only: bool) -> None:
+    """Refuse a document whose counts by severity and framework, or (unless `summary_only`)
+    whose requirement rows, are not what its findings give (the scan's own arithmetic, done
+    again): a report states them beside the findings, and an earlier scan's in its trend, and
+    must never contradict them. With `summary_only` (earlier scans, whose rows are neither
+    validated nor read), each framework's rule counts are checked, not its requirement counts."""
+    if summary_only:  # the schema did not check the findings' severity and references: check them here
         for i, r in enumerate(results["results"]):
             refs = r.get("references")
             if r.get("severity") not in _SEVERITY or type(refs) is not dict or not all(
@@ -420,7 +423,7 @@ def _check_breakdown(results: Mapping[str, Any], path: str | None, *, rows: bool
     # What the arithmetic reads of each finding (evidence and texts are not read).
     findings = [_Counted(r["rule_id"], _SEVERITY[r["severity"]], _STATUS[r["status"]], r["references"])
                 for r in results["results"]]
-    stated_rows = results.get("requirements") if rows else None
+    stated_rows = None if summary_only else results.get("requirements")
     if stated_rows is not None:
         declared = {fw: {r["id"]: r["coverage"] for r in reqs} for fw, reqs in stated_rows.items()}
         notes = {fw: {r["id"]: r["note"] for r in reqs if r.get("note") is not None} for fw, reqs in stated_rows.items()}
@@ -438,7 +441,7 @@ def _check_breakdown(results: Mapping[str, Any], path: str | None, *, rows: bool
         if summary["by_severity"].get(sev, counts if not any(counts.values()) else None) != counts:
             _disagree(f"severity {sev} ({_rule_counts(counts)})", path)
     # Percentages are not compared: a report computes them from the counts checked here.
-    rows_unread = not rows and results.get("requirements") is not None
+    rows_unread = summary_only and results.get("requirements") is not None
     compared = _RULE_COUNT_KEYS if rows_unread else None
     for fw in sorted(set(got["frameworks"]) | set(summary["frameworks"])):
         want_fw, stated_fw = got["frameworks"].get(fw), summary["frameworks"].get(fw)

@@ -235,14 +235,10 @@ class LoadedObject:
         each program in the loading thread (privileged loads take no global lock), and the
         io_uring and path programs take it a second or less each. Returns once every load
         has ended; the first refusal, in the order of `names`, is raised."""
-        todo = [n for n in dict.fromkeys(names) if n not in self.prog_fds]
-        if len(todo) < 2:
-            for name in todo:
-                self.program(name, prog_type)
-            return
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) as pool:
+        todo = [n for n in dict.fromkeys(names) if n not in self.prog_fds]
+        with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
             done = [pool.submit(self.program, name, prog_type) for name in todo]
         for future in done:
             future.result()
